@@ -1,0 +1,159 @@
+"""The `sf-pipeline` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+
+@click.group()
+@click.version_option(package_name="sf-pipeline")
+def main() -> None:
+    """sf-pipeline: back up Salesforce to PostgreSQL, detect damage, rehearse and restore."""
+
+
+# ====================================================================== devorg
+@main.group()
+def devorg() -> None:
+    """devorg, the local Salesforce org emulator (HTTPS, real Salesforce APIs)."""
+
+
+@devorg.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=0, help="Port to listen on (default: a free port).")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
+              help="Directory for the org's SQLite data, certificates and keys; persists across restarts "
+                   "(default: a temporary directory).")
+@click.option("--generate", "size", type=int, default=None,
+              help="Generate an org with this many Opportunities (plus accounts, contacts, cases...) if empty.")
+@click.option("--seed", type=int, default=42, show_default=True, help="Seed of the data generator.")
+@click.option("--custom-objects", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="YAML file declaring extra custom objects.")
+@click.option("--alias", default="production", show_default=True, help="Org alias used in the printed variables.")
+@click.option("--name", default="devorg", show_default=True, help="Org name (appears in usernames).")
+@click.option("--daily-limit", type=int, default=None, help="Daily API request limit.")
+def serve(host, port, data_dir, size, seed, custom_objects, alias, name, daily_limit) -> None:
+    """Start an org over HTTPS and print, as export lines, what a client needs to connect."""
+    from .devorg.runner import DevOrgServer
+
+    server = DevOrgServer(data_dir, host=host, port=port, generate=size, seed=seed, custom_objects=custom_objects,
+                          name=name, daily_limit=daily_limit, log_level="warning")
+    click.echo(server.export_lines(alias))
+    click.echo("# serving until stopped (Ctrl-C); control hooks: sf-pipeline devorg --help", err=True)
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    finally:
+        server.org.close()
+
+
+def _control(path: str, body: dict | None = None, method: str = "POST", url: str | None = None,
+             alias: str = "production") -> dict:
+    import requests
+
+    prefix = f"SALESFORCE_{alias.upper()}_"
+    base = url or os.environ.get(prefix + "INSTANCE_URL")
+    if not base:
+        raise click.UsageError(f"no devorg URL: pass --url or set {prefix}INSTANCE_URL (printed by `devorg serve`)")
+    verify = os.environ.get(prefix + "CA_BUNDLE") or True
+    resp = requests.request(method, f"{base.rstrip('/')}/_devorg/{path}", json=body, verify=verify, timeout=600)
+    if resp.status_code >= 400:
+        raise click.ClickException(f"devorg answered {resp.status_code}: {resp.text}")
+    return resp.json()
+
+
+_url = click.option("--url", default=None, help="devorg instance URL (default: $SALESFORCE_<ALIAS>_INSTANCE_URL).")
+_alias = click.option("--alias", default="production", show_default=True)
+
+
+@devorg.command()
+@click.option("--set", "set_", default=None, help="Set the clock to this instant (ISO 8601, UTC if no offset).")
+@click.option("--advance", default=None, help="Move the clock forward: 90s, 15m, 2h, 1d.")
+@click.option("--freeze/--unfreeze", default=None, help="Stop the clock (it only moves when told) or let it run.")
+@_url
+@_alias
+def clock(set_, advance, freeze, url, alias) -> None:
+    """Show, set or advance the org clock (it stamps CreatedDate, SystemModstamp...)."""
+    body: dict = {}
+    if set_:
+        body["set"] = set_
+        body["freeze"] = bool(freeze)
+    elif freeze:
+        body["freeze"] = True
+    if freeze is False:
+        body["unfreeze"] = True
+    if advance:
+        body["advance"] = advance
+    click.echo(json.dumps(_control("clock", body, url=url, alias=alias)))
+
+
+@devorg.command()
+@click.argument("kind", type=click.Choice(["5xx", "lock", "drop", "slow"]), required=False)
+@click.option("--rate", type=float, default=0.0, help="Probability per request.")
+@click.option("--next", "next_", type=int, default=0, help="Fail the next N matching requests.")
+@click.option("--status", type=int, default=503, show_default=True, help="HTTP status for 5xx faults.")
+@click.option("--delay", type=float, default=2.0, show_default=True, help="Seconds, for slow responses.")
+@click.option("--path", default="", help="Only requests whose path contains this text.")
+@click.option("--clear", is_flag=True, help="Remove all fault rules.")
+@_url
+@_alias
+def fault(kind, rate, next_, status, delay, path, clear, url, alias) -> None:
+    """Inject faults: HTTP 5xx, UNABLE_TO_LOCK_ROW, dropped connections, slow responses."""
+    if clear:
+        click.echo(json.dumps(_control("faults", method="DELETE", url=url, alias=alias)))
+        return
+    if not kind:
+        raise click.UsageError("name a fault kind (5xx, lock, drop, slow) or pass --clear")
+    body = {"kind": kind, "rate": rate, "next": next_, "status": status, "delay": delay, "path": path}
+    click.echo(json.dumps(_control("faults", body, url=url, alias=alias)))
+
+
+@devorg.command()
+@click.argument("name")
+@click.option("--user", default=None, help="Acting user key (admin, integration, sales1...).")
+@click.option("--at", default=None, help="Set the org clock to this instant first (ISO 8601).")
+@click.option("--fraction", type=float, default=None, help="Share of records affected, where it applies.")
+@_url
+@_alias
+def scenario(name, user, at, fraction, url, alias) -> None:
+    """Run a named scenario (orphan-opportunities, mass-delete, owner-takeover, picklist-wipe, business-day)."""
+    body = {"name": name, "user": user, "at": at, "fraction": fraction}
+    result = _control("scenario", body, url=url, alias=alias)
+    click.echo(json.dumps({k: (v if k != "changed" else {o: len(i) for o, i in v.items()})
+                           for k, v in result.items()}, indent=2))
+
+
+@devorg.command()
+@_url
+@_alias
+def state(url, alias) -> None:
+    """Show the org's clock, API usage, faults, record counts and users."""
+    click.echo(json.dumps(_control("state", method="GET", url=url, alias=alias), indent=2))
+
+
+@devorg.command()
+@click.option("--daily-limit", type=int, default=None, help="Set the daily API request limit.")
+@click.option("--reset-usage", is_flag=True, help="Reset today's API usage to zero.")
+@_url
+@_alias
+def limits(daily_limit, reset_usage, url, alias) -> None:
+    """Show or change the org's daily API limit."""
+    body: dict = {"reset_usage": reset_usage}
+    if daily_limit is not None:
+        body["daily_limit"] = daily_limit
+    click.echo(json.dumps(_control("limits", body, url=url, alias=alias)))
+
+
+@devorg.command("expire-sessions")
+@_url
+@_alias
+def expire_sessions(url, alias) -> None:
+    """Invalidate every session (clients must log in again)."""
+    click.echo(json.dumps(_control("sessions/expire", {}, url=url, alias=alias)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Test hooks over HTTP (`/_devorg/...`): clock, faults, scenarios, generation, limits, sessions.
+
+The CLI (`sf-pipeline devorg clock|fault|scenario|...`) and out-of-process tests use these; in-process
+tests can call the same operations on the `Org` directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .clock import format_datetime, parse_datetime
+
+if TYPE_CHECKING:
+    from .server import DevOrgApp
+
+
+def parse_duration(text: str) -> timedelta:
+    """`90s`, `15m`, `2h`, `1d`, or plain seconds."""
+    text = str(text).strip()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text and text[-1] in units:
+        return timedelta(seconds=float(text[:-1]) * units[text[-1]])
+    return timedelta(seconds=float(text))
+
+
+def _json(body, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def org_state(app: DevOrgApp) -> dict:
+    org = app.org
+    return {
+        "name": org.name,
+        "clock": format_datetime(org.clock.now()),
+        "clock_frozen": org.clock.frozen_at is not None,
+        "api_usage": org.api_usage(),
+        "daily_limit": org.daily_limit,
+        "faults": [r.to_json() for r in app.faults.rules],
+        "counts": {o.name: org.store.count(o) for o in org.schema.objects.values()},
+        "users": {c.key: {"id": c.user_id, "username": c.username} for c in org.credentials.values()},
+    }
+
+
+async def handle_control(app: DevOrgApp, request: Request, action: str) -> Response:
+    org = app.org
+    body = {}
+    if request.method == "POST":
+        raw = await request.body()
+        body = orjson.loads(raw) if raw else {}
+    action = action.strip("/")
+    if action == "state":
+        return _json(await asyncio.to_thread(org_state, app))
+    if action == "clock":
+        if request.method == "POST":
+            if body.get("set"):
+                org.set_clock(parse_datetime(body["set"]), freeze=bool(body.get("freeze")))
+            elif body.get("freeze"):
+                org.set_clock(org.clock.now(), freeze=True)
+            if body.get("advance"):
+                org.advance_clock(parse_duration(body["advance"]))
+            if body.get("unfreeze"):
+                org.set_clock(org.clock.now(), freeze=False)
+        return _json({"now": format_datetime(org.clock.now()), "frozen": org.clock.frozen_at is not None})
+    if action == "faults":
+        if request.method == "DELETE":
+            app.faults.clear()
+        elif request.method == "POST":
+            app.faults.add(body["kind"], rate=float(body.get("rate", 0)), next=int(body.get("next", 0)),
+                           status=int(body.get("status", 503)), delay=float(body.get("delay", 2.0)),
+                           path=body.get("path", ""))
+        return _json([r.to_json() for r in app.faults.rules])
+    if action == "scenario":
+        from .scenarios import run_scenario
+
+        at = parse_datetime(body["at"]) if body.get("at") else None
+        result = await asyncio.to_thread(run_scenario, org, body["name"], user=body.get("user"), at=at,
+                                         fraction=body.get("fraction"), seed=int(body.get("seed", 7)))
+        return _json(result.to_json())
+    if action == "generate":
+        from .generator import generate_org
+
+        counts = await asyncio.to_thread(generate_org, org, int(body["size"]), int(body.get("seed", 42)))
+        return _json(counts)
+    if action == "limits":
+        if "daily_limit" in body:
+            org.set_daily_limit(int(body["daily_limit"]))
+        if body.get("reset_usage"):
+            org.store.set_meta("api_usage", {})
+        return _json({"api_usage": org.api_usage(), "daily_limit": org.daily_limit})
+    if action == "sessions/expire":
+        org.expire_sessions()
+        return _json({"expired": True})
+    return _json({"error": f"unknown control action {action!r}"}, 404)

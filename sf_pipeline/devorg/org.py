@@ -1,0 +1,219 @@
+"""One emulated org: metadata, data, clock, users and their credentials, sessions, API limits.
+
+Everything the HTTP layer needs is here, so tests, the CLI and scenarios can drive an org
+in-process or through the server with the same semantics.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from .clock import Clock
+from .errors import SalesforceError
+from .schema import Schema
+from .standard_objects import STANDARD_OBJECTS
+from .store import OrgStore
+
+DEFAULT_CUSTOM_OBJECTS = Path(__file__).with_name("custom_objects.yaml")
+ORG_ID = "00D5J0000000001AAA"
+DEFAULT_DAILY_LIMIT = 5_000_000
+SESSION_LIFETIME = timedelta(hours=2)
+
+
+@dataclass(frozen=True)
+class UserSpec:
+    key: str  # short handle used by the CLI and scenarios: admin, integration, ...
+    first: str
+    last: str
+    title: str
+
+
+DEFAULT_USERS = [
+    UserSpec("admin", "Ada", "Admin", "System Administrator"),
+    UserSpec("integration", "Marketing", "Integration", "Marketing Integration"),
+    UserSpec("sales1", "Sam", "Seller", "Account Executive"),
+    UserSpec("sales2", "Riya", "Rao", "Account Executive"),
+    UserSpec("sales3", "Jon", "Berg", "Sales Manager"),
+    UserSpec("support", "Cam", "Helper", "Support Agent"),
+]
+
+
+@dataclass
+class Credentials:
+    user_id: str
+    key: str
+    username: str
+    password: str
+    security_token: str
+
+
+@dataclass
+class Session:
+    token: str
+    user_id: str
+    expires: datetime
+
+
+class Org:
+    """A devorg org. `data_dir=None` keeps everything in memory."""
+
+    def __init__(self, data_dir: str | Path | None = None, *, custom_objects: str | Path | None = None,
+                 name: str = "devorg", daily_limit: int | None = None):
+        self.name = name
+        self.data_dir = Path(data_dir) if data_dir else None
+        self.schema = Schema(STANDARD_OBJECTS)
+        self.schema.load_custom_objects(DEFAULT_CUSTOM_OBJECTS)
+        if custom_objects:
+            self.schema.load_custom_objects(custom_objects)
+        self.clock = Clock()
+        db_path = None
+        if self.data_dir:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            db_path = str(self.data_dir / "org.sqlite3")
+        self.store = OrgStore(self.schema, db_path, self.clock)
+        self.sessions: dict[str, Session] = {}
+        self._lock = threading.Lock()
+        app = self.store.get_meta("connected_app")
+        if not app:
+            app = {"client_id": "3MVG9devorg" + secrets.token_hex(20), "client_secret": secrets.token_hex(32)}
+            self.store.set_meta("connected_app", app)
+        self.client_id, self.client_secret = app["client_id"], app["client_secret"]
+        if daily_limit is not None:
+            self.store.set_meta("daily_limit", daily_limit)
+        self.credentials: dict[str, Credentials] = {
+            c["username"].lower(): Credentials(**c) for c in (self.store.get_meta("credentials") or [])
+        }
+        if not self.credentials:
+            self._create_default_users()
+        for token, s in (self.store.get_meta("sessions") or {}).items():
+            self.sessions[token] = Session(token, s["user_id"], datetime.fromisoformat(s["expires"]))
+        from .query import QueryEngine  # local import: query builds on store
+
+        self.queries = QueryEngine(self.store, self.schema)
+
+    # ----------------------------------------------------------------- users and auth
+    def _create_default_users(self) -> None:
+        user = self.schema.get("User")
+        creds = []
+        admin_id = None
+        for spec in DEFAULT_USERS:
+            username = f"{spec.key}@{self.name}.example.com"
+            values = {
+                "Username": username, "FirstName": spec.first, "LastName": spec.last,
+                "Alias": spec.key[:8], "Email": username, "Title": spec.title,
+                "TimeZoneSidKey": "GMT", "LocaleSidKey": "en_US", "EmailEncodingKey": "UTF-8",
+                "LanguageLocaleKey": "en_US", "CompanyName": "Devorg Inc.",
+            }
+            if admin_id is None:
+                # The first user creates itself: nobody else exists yet.
+                admin_id = self.store.new_id(user)
+                self._bootstrap_user(admin_id, values)
+                uid = admin_id
+            else:
+                uid = self.store.insert(user, values, admin_id)
+            creds.append(Credentials(uid, spec.key, username, f"{spec.key}-Passw0rd!", secrets.token_hex(12)))
+        self.credentials = {c.username.lower(): c for c in creds}
+        self.store.set_meta("credentials", [c.__dict__ for c in creds])
+
+    def _bootstrap_user(self, uid: str, values: dict[str, Any]) -> None:
+        now = self.store.now()
+        row = dict(values, Id=uid, Name=f"{values['FirstName']} {values['LastName']}", IsActive=1,
+                   UserType="Standard", CreatedDate=now, CreatedById=uid, LastModifiedDate=now,
+                   LastModifiedById=uid, SystemModstamp=now)
+        cols = list(row)
+        self.store.conn.execute(
+            f'INSERT INTO "User" ({", ".join(cols)}) VALUES ({", ".join("?" * len(cols))})', [row[c] for c in cols]
+        )
+
+    def user(self, key_or_username: str) -> Credentials:
+        wanted = key_or_username.lower()
+        for c in self.credentials.values():
+            if c.key == wanted or c.username.lower() == wanted or c.user_id.lower() == wanted:
+                return c
+        raise KeyError(f"no devorg user {key_or_username!r}; users: {', '.join(c.key for c in self.credentials.values())}")
+
+    def check_password(self, username: str, password: str) -> Credentials | None:
+        c = self.credentials.get(username.lower())
+        if c and password in (c.password + c.security_token, c.password):
+            return c
+        return None
+
+    def new_session(self, user_id: str) -> Session:
+        token = ORG_ID[:15] + "!" + secrets.token_urlsafe(72)
+        s = Session(token, user_id, self.clock.now() + SESSION_LIFETIME)
+        with self._lock:
+            self.sessions[token] = s
+            self._save_sessions()
+        return s
+
+    def session(self, token: str | None) -> Session:
+        s = self.sessions.get(token or "")
+        if s is None or s.expires <= self.clock.now():
+            raise SalesforceError("INVALID_SESSION_ID", "Session expired or invalid", status=401)
+        return s
+
+    def expire_sessions(self) -> None:
+        with self._lock:
+            self.sessions.clear()
+            self._save_sessions()
+
+    def _save_sessions(self) -> None:
+        self.store.set_meta("sessions", {t: {"user_id": s.user_id, "expires": s.expires.isoformat()}
+                                         for t, s in self.sessions.items()})
+
+    # ----------------------------------------------------------------- API limits
+    @property
+    def daily_limit(self) -> int:
+        return int(self.store.get_meta("daily_limit") or DEFAULT_DAILY_LIMIT)
+
+    def set_daily_limit(self, limit: int) -> None:
+        self.store.set_meta("daily_limit", limit)
+
+    def api_usage(self) -> int:
+        usage = self.store.get_meta("api_usage") or {}
+        return int(usage.get("count", 0)) if usage.get("day") == self._today() else 0
+
+    def _today(self) -> str:
+        return self.clock.now().astimezone(UTC).date().isoformat()
+
+    def count_request(self) -> int:
+        """Count one API request against the daily limit; raises REQUEST_LIMIT_EXCEEDED when spent."""
+        with self._lock:
+            used = self.api_usage()
+            if used >= self.daily_limit:
+                raise SalesforceError("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.", status=403)
+            used += 1
+            self.store.set_meta("api_usage", {"day": self._today(), "count": used})
+            return used
+
+    def limits(self) -> dict[str, Any]:
+        limit = self.daily_limit
+        used = self.api_usage()
+        return {
+            "DailyApiRequests": {"Max": limit, "Remaining": max(0, limit - used)},
+            "DailyBulkApiBatches": {"Max": 15000, "Remaining": 15000},
+            "DailyBulkV2QueryFileStorageMB": {"Max": 976562, "Remaining": 976562},
+            "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": 10000},
+            "DataStorageMB": {"Max": 5, "Remaining": 5},
+            "FileStorageMB": {"Max": 20, "Remaining": 20},
+            "ConcurrentAsyncGetReportInstances": {"Max": 200, "Remaining": 200},
+            "HourlyODataCallout": {"Max": 10000, "Remaining": 10000},
+        }
+
+    # ----------------------------------------------------------------- clock
+    def set_clock(self, instant: datetime, freeze: bool = False) -> None:
+        self.clock.set(instant, freeze=freeze)
+        self.store.save_clock()
+
+    def advance_clock(self, delta: timedelta) -> None:
+        self.clock.advance(delta)
+        self.store.save_clock()
+
+    def close(self) -> None:
+        self.store.save_clock()
+        self.store.conn.close()

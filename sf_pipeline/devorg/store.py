@@ -1,0 +1,552 @@
+"""devorg's data: one SQLite table per object, with Salesforce's write semantics on top.
+
+Every write goes through `insert`/`update`/`delete`/`undelete`, which validate against the
+describe metadata, maintain system fields from the org clock, cascade deletes the way Salesforce
+does and keep deleted records in the recycle bin (`IsDeleted = 1`), visible only to queryAll.
+Values are stored in their API form: datetimes as `YYYY-MM-DDTHH:MM:SS.mmm+0000` text (so they
+compare as text), dates as `YYYY-MM-DD`, booleans as 0/1.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from typing import Any
+
+import orjson
+
+from . import ids
+from .clock import Clock, format_datetime, parse_datetime
+from .errors import SalesforceError, entity_is_deleted, malformed_id, not_found
+from .schema import NUMBER_TYPES, TEXT_TYPES, FieldDef, ObjectDef, Schema
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+STAGES = {
+    # StageName: (Probability, ForecastCategory, IsClosed, IsWon)
+    "Prospecting": (10, "Pipeline", False, False),
+    "Qualification": (10, "Pipeline", False, False),
+    "Needs Analysis": (20, "Pipeline", False, False),
+    "Value Proposition": (50, "Pipeline", False, False),
+    "Id. Decision Makers": (60, "Pipeline", False, False),
+    "Perception Analysis": (70, "Pipeline", False, False),
+    "Proposal/Price Quote": (75, "Pipeline", False, False),
+    "Negotiation/Review": (90, "Pipeline", False, False),
+    "Closed Won": (100, "Closed", True, True),
+    "Closed Lost": (0, "Omitted", True, False),
+}
+
+
+# Cascades the platform performs beyond the relationships describe marks cascadeDelete.
+PLATFORM_CASCADES = {("Case", "AccountId")}
+
+
+def q(name: str) -> str:
+    """Quote an SQLite identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+class OrgStore:
+    """All records of one org, in SQLite (a file, so data persists across restarts, or memory)."""
+
+    def __init__(self, schema: Schema, path: str | None = None, clock: Clock | None = None):
+        self.schema = schema
+        self.clock = clock or Clock()
+        self.lock = threading.RLock()
+        self.conn = sqlite3.connect(path or ":memory:", check_same_thread=False, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=WAL" if path else "PRAGMA journal_mode=MEMORY")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA cache_size=-200000")
+        self.conn.execute("PRAGMA temp_store=MEMORY")
+        self._depth = 0
+        self._counters: dict[str, int] = {}
+        self._create_tables()
+        saved_clock = self.get_meta("clock")
+        if saved_clock:
+            self.clock.restore(saved_clock)
+
+    # ----------------------------------------------------------------- tables and meta
+    def _create_tables(self) -> None:
+        c = self.conn
+        c.execute("CREATE TABLE IF NOT EXISTS _meta (key TEXT PRIMARY KEY, value TEXT)")
+        c.execute("CREATE TABLE IF NOT EXISTS _counters (prefix TEXT PRIMARY KEY, value INTEGER)")
+        c.execute(
+            "CREATE TABLE IF NOT EXISTS _cleared_lookups (root TEXT, object TEXT, record_id TEXT, "
+            "field TEXT, value TEXT)"
+        )
+        c.execute("CREATE INDEX IF NOT EXISTS _cleared_root ON _cleared_lookups(root)")
+        for obj in self.schema.objects.values():
+            self.ensure_table(obj)
+        for prefix, value in c.execute("SELECT prefix, value FROM _counters"):
+            self._counters[prefix] = value
+
+    def ensure_table(self, obj: ObjectDef) -> None:
+        c = self.conn
+        existing = {row[1].lower() for row in c.execute(f"PRAGMA table_info({q(obj.name)})")}
+        if not existing:
+            cols = ", ".join(f"{q(f.name)} {f.sqlite_type}" for f in obj.stored_fields)
+            c.execute(f"CREATE TABLE {q(obj.name)} ({cols}, _deleted_root TEXT)")
+            c.execute(f"CREATE UNIQUE INDEX {q(obj.lower + '_id')} ON {q(obj.name)}(Id)")
+            c.execute(f"CREATE INDEX {q(obj.lower + '_modstamp')} ON {q(obj.name)}(SystemModstamp)")
+        else:
+            for f in obj.stored_fields:
+                if f.lower not in existing:
+                    c.execute(f"ALTER TABLE {q(obj.name)} ADD COLUMN {q(f.name)} {f.sqlite_type}")
+
+    def get_meta(self, key: str) -> Any:
+        row = self.conn.execute("SELECT value FROM _meta WHERE key = ?", (key,)).fetchone()
+        return orjson.loads(row[0]) if row else None
+
+    def set_meta(self, key: str, value: Any) -> None:
+        with self.lock:
+            self.conn.execute(
+                "INSERT INTO _meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, orjson.dumps(value).decode()),
+            )
+
+    def save_clock(self) -> None:
+        self.set_meta("clock", self.clock.state())
+
+    def new_id(self, obj: ObjectDef) -> str:
+        n = self._counters.get(obj.key_prefix, 0) + 1
+        self._counters[obj.key_prefix] = n
+        self.conn.execute(
+            "INSERT INTO _counters(prefix, value) VALUES (?, ?) ON CONFLICT(prefix) DO UPDATE SET value = excluded.value",
+            (obj.key_prefix, n),
+        )
+        return ids.make_id(obj.key_prefix, n)
+
+    def reserve_ids(self, obj: ObjectDef, count: int) -> int:
+        """Reserve `count` consecutive id counters (for the bulk generator); returns the first."""
+        first = self._counters.get(obj.key_prefix, 0) + 1
+        self._counters[obj.key_prefix] = first + count - 1
+        self.conn.execute(
+            "INSERT INTO _counters(prefix, value) VALUES (?, ?) ON CONFLICT(prefix) DO UPDATE SET value = excluded.value",
+            (obj.key_prefix, first + count - 1),
+        )
+        return first
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All-or-nothing block; nests with savepoints (used by allOrNone and Bulk jobs)."""
+        with self.lock:
+            self._depth += 1
+            name = f"sp{self._depth}"
+            self.conn.execute("BEGIN" if self._depth == 1 else f"SAVEPOINT {name}")
+            try:
+                yield
+            except BaseException:
+                if self._depth == 1:
+                    self.conn.execute("ROLLBACK")
+                else:
+                    self.conn.execute(f"ROLLBACK TO {name}")
+                    self.conn.execute(f"RELEASE {name}")
+                raise
+            else:
+                self.conn.execute("COMMIT" if self._depth == 1 else f"RELEASE {name}")
+            finally:
+                self._depth -= 1
+
+    # ----------------------------------------------------------------- reads
+    def now(self) -> str:
+        return format_datetime(self.clock.now())
+
+    def _row(self, obj: ObjectDef, record_id: str) -> dict[str, Any] | None:
+        cur = self.conn.execute(f"SELECT * FROM {q(obj.name)} WHERE Id = ?", (record_id,))
+        row = cur.fetchone()
+        if row is None:
+            return None
+        return {d[0]: v for d, v in zip(cur.description, row, strict=True)}
+
+    def resolve_id(self, obj: ObjectDef, value: str) -> str:
+        rid = ids.normalize(value)
+        if rid is None or rid[:3] != obj.key_prefix:
+            raise malformed_id(obj.label or obj.name, value)
+        return rid
+
+    def get(self, obj: ObjectDef, value: str, *, include_deleted: bool = False) -> dict[str, Any]:
+        """A record in API form (stored fields plus compound address/location built from parts)."""
+        rid = self.resolve_id(obj, value)
+        with self.lock:
+            row = self._row(obj, rid)
+        if row is None:
+            raise not_found()
+        if row.get("IsDeleted") and not include_deleted:
+            raise entity_is_deleted()
+        return self.to_api(obj, row)
+
+    def to_api(self, obj: ObjectDef, row: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in obj.fields:
+            if f.stored:
+                out[f.name] = api_value(f, row.get(f.name))
+            else:
+                out[f.name] = compound_value(obj, f, row)
+        return out
+
+    def find_by_external_id(self, obj: ObjectDef, f: FieldDef, value: Any) -> list[str]:
+        with self.lock:
+            rows = self.conn.execute(
+                f"SELECT Id FROM {q(obj.name)} WHERE {q(f.name)} = ? AND IsDeleted = 0", (value,)
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def count(self, obj: ObjectDef, include_deleted: bool = False) -> int:
+        where = "" if include_deleted or not obj.has_field("IsDeleted") else " WHERE IsDeleted = 0"
+        with self.lock:
+            return self.conn.execute(f"SELECT count(*) FROM {q(obj.name)}{where}").fetchone()[0]
+
+    # ----------------------------------------------------------------- writes
+    def insert(self, obj: ObjectDef, values: dict[str, Any], user_id: str) -> str:
+        with self.lock, self.transaction():
+            fields = self._writable(obj, values, "createable")
+            row: dict[str, Any] = {}
+            for f, v in fields:
+                row[f.name] = coerce(obj, f, v)
+            rid = self.new_id(obj)
+            self._apply_defaults(obj, row, user_id, rid)
+            self._derive(obj, row, None)
+            self._check_required(obj, row)
+            self._check_references(obj, row, [f for f, _ in fields] + [obj.field("OwnerId")]
+                                   if obj.has_field("OwnerId") else [f for f, _ in fields])
+            now = self.now()
+            row.update({"Id": rid, "CreatedDate": now, "CreatedById": user_id, "LastModifiedDate": now,
+                        "LastModifiedById": user_id, "SystemModstamp": now})
+            if obj.has_field("IsDeleted"):
+                row["IsDeleted"] = 0
+            cols = list(row)
+            self.conn.execute(
+                f"INSERT INTO {q(obj.name)} ({', '.join(map(q, cols))}) VALUES ({', '.join('?' * len(cols))})",
+                [row[c] for c in cols],
+            )
+            return rid
+
+    def update(self, obj: ObjectDef, value: str, values: dict[str, Any], user_id: str) -> str:
+        rid = self.resolve_id(obj, value)
+        with self.lock, self.transaction():
+            current = self._row(obj, rid)
+            if current is None:
+                raise not_found()
+            if current.get("IsDeleted"):
+                raise entity_is_deleted()
+            fields = self._writable(obj, values, "updateable")
+            changes = {f.name: coerce(obj, f, v) for f, v in fields}
+            merged = {**current, **changes}
+            self._derive(obj, merged, current)
+            self._check_required(obj, merged)
+            self._check_references(obj, changes, [f for f, _ in fields])
+            now = self.now()
+            merged.update({"LastModifiedDate": now, "LastModifiedById": user_id, "SystemModstamp": now})
+            cols = [c for c in merged if c not in ("Id", "_deleted_root") and merged[c] != current.get(c)]
+            cols += [c for c in ("LastModifiedDate", "LastModifiedById", "SystemModstamp") if c not in cols]
+            self.conn.execute(
+                f"UPDATE {q(obj.name)} SET {', '.join(q(c) + ' = ?' for c in cols)} WHERE Id = ?",
+                [merged[c] for c in cols] + [rid],
+            )
+            return rid
+
+    def delete(self, obj: ObjectDef, value: str, user_id: str) -> str:
+        if not obj.deletable:
+            raise SalesforceError("INVALID_TYPE_FOR_OPERATION", f"entity type {obj.name} does not support delete")
+        rid = self.resolve_id(obj, value)
+        with self.lock, self.transaction():
+            current = self._row(obj, rid)
+            if current is None:
+                raise not_found()
+            if current.get("IsDeleted"):
+                raise entity_is_deleted()
+            self._delete_tree(obj, rid, rid, user_id, self.now())
+            return rid
+
+    def _delete_tree(self, obj: ObjectDef, rid: str, root: str, user_id: str, now: str) -> None:
+        self.conn.execute(
+            f"UPDATE {q(obj.name)} SET IsDeleted = 1, _deleted_root = ?, LastModifiedDate = ?, "
+            "LastModifiedById = ?, SystemModstamp = ? WHERE Id = ?",
+            (root, now, user_id, now, rid),
+        )
+        for child, f in self.schema.references_to(obj):
+            live = "IsDeleted = 0 AND " if child.has_field("IsDeleted") else ""
+            children = [r[0] for r in self.conn.execute(
+                f"SELECT Id FROM {q(child.name)} WHERE {live}{q(f.name)} = ?", (rid,))]
+            if not children:
+                continue
+            if f.cascade_delete or (child.name, f.name) in PLATFORM_CASCADES:
+                for cid in children:
+                    self._delete_tree(child, cid, root, user_id, now)
+            elif f.updateable or f.createable:
+                # A plain lookup is cleared when its parent is deleted, and restored on undelete.
+                self.conn.executemany(
+                    "INSERT INTO _cleared_lookups(root, object, record_id, field, value) VALUES (?, ?, ?, ?, ?)",
+                    [(root, child.name, cid, f.name, rid) for cid in children],
+                )
+                self.conn.executemany(
+                    f"UPDATE {q(child.name)} SET {q(f.name)} = NULL, LastModifiedDate = ?, "
+                    "LastModifiedById = ?, SystemModstamp = ? WHERE Id = ?",
+                    [(now, user_id, now, cid) for cid in children],
+                )
+
+    def undelete(self, value: str, user_id: str) -> str:
+        rid = ids.normalize(value)
+        obj = self.schema.object_for_id(rid) if rid else None
+        if obj is None or not obj.deletable:
+            raise SalesforceError("INVALID_ID_FIELD", f"invalid record id: {value}")
+        with self.lock, self.transaction():
+            current = self._row(obj, rid)
+            if current is None or not current.get("IsDeleted"):
+                raise SalesforceError("UNDELETE_FAILED", "Entity is not in the recycle bin")
+            if current.get("_deleted_root") != rid:
+                raise SalesforceError(
+                    "UNDELETE_FAILED", "Entity was deleted with its parent: undelete the parent instead"
+                )
+            now = self.now()
+            for o in self.schema.objects.values():
+                if o.has_field("IsDeleted"):
+                    self.conn.execute(
+                        f"UPDATE {q(o.name)} SET IsDeleted = 0, _deleted_root = NULL, LastModifiedDate = ?, "
+                        "LastModifiedById = ?, SystemModstamp = ? WHERE _deleted_root = ?",
+                        (now, user_id, now, rid),
+                    )
+            for obj_name, cid, fname, parent in self.conn.execute(
+                "SELECT object, record_id, field, value FROM _cleared_lookups WHERE root = ?", (rid,)
+            ).fetchall():
+                self.conn.execute(
+                    f"UPDATE {q(obj_name)} SET {q(fname)} = ?, LastModifiedDate = ?, LastModifiedById = ?, "
+                    f"SystemModstamp = ? WHERE Id = ? AND {q(fname)} IS NULL",
+                    (parent, now, user_id, now, cid),
+                )
+            self.conn.execute("DELETE FROM _cleared_lookups WHERE root = ?", (rid,))
+            return rid
+
+    # ----------------------------------------------------------------- validation helpers
+    def _writable(self, obj: ObjectDef, values: dict[str, Any], mode: str) -> list[tuple[FieldDef, Any]]:
+        out = []
+        denied = []
+        for key, v in values.items():
+            if key == "attributes":
+                continue
+            if key.lower() == "id":
+                if mode == "createable":
+                    raise SalesforceError(
+                        "INVALID_FIELD", "The Id field should not be specified in the sobject data.", fields=[]
+                    )
+                continue
+            f = obj.field(key)
+            if not getattr(f, mode) or not f.stored:
+                denied.append(f.name)
+            else:
+                out.append((f, v))
+        if denied:
+            raise SalesforceError(
+                "INVALID_FIELD_FOR_INSERT_UPDATE",
+                f"Unable to create/update fields: {', '.join(denied)}. Please check the security settings of "
+                "this field and verify that it is read/write for your profile or permission set.",
+                fields=denied,
+            )
+        return out
+
+    def _apply_defaults(self, obj: ObjectDef, row: dict[str, Any], user_id: str, rid: str) -> None:
+        for f in obj.fields:
+            if f.name in row or not f.stored:
+                continue
+            if f.type == "boolean" and f.defaulted_on_create and f.name != "IsDeleted":
+                row[f.name] = 0
+        if obj.has_field("OwnerId") and row.get("OwnerId") is None:
+            row["OwnerId"] = user_id
+        if obj.custom and not row.get("Name"):
+            row["Name"] = rid
+        defaults = {
+            ("Case", "Status"): "New", ("Case", "Priority"): "Medium", ("Case", "Origin"): None,
+            ("Lead", "Status"): "Open - Not Contacted", ("User", "IsActive"): 1,
+        }
+        for (oname, fname), v in defaults.items():
+            if obj.name == oname and row.get(fname) is None and v is not None:
+                row[fname] = v
+        if obj.name == "Case":
+            n = (self.get_meta("case_number") or 0) + 1
+            self.set_meta("case_number", n)
+            row["CaseNumber"] = f"{n:08d}"
+
+    def _derive(self, obj: ObjectDef, row: dict[str, Any], before: dict[str, Any] | None) -> None:
+        """Fields the platform computes: names, stage-driven flags, fiscal period, closed dates."""
+        if obj.name in ("Contact", "Lead", "User"):
+            row["Name"] = " ".join(p for p in (row.get("FirstName"), row.get("LastName")) if p)
+        elif obj.name == "Opportunity":
+            stage = row.get("StageName")
+            prob, forecast, closed, won = STAGES.get(stage, (None, "Pipeline", False, False))
+            if before is None or before.get("StageName") != stage:
+                if prob is not None and (before is not None or row.get("Probability") is None):
+                    row["Probability"] = prob
+                if row.get("ForecastCategoryName") is None or before is not None:
+                    row["ForecastCategoryName"] = forecast
+            row["ForecastCategory"] = forecast
+            row["IsClosed"], row["IsWon"] = int(closed), int(won)
+            amount, p = row.get("Amount"), row.get("Probability")
+            row["ExpectedRevenue"] = None if amount is None or p is None else round(amount * p / 100, 2)
+            close = row.get("CloseDate")
+            if close:
+                y, m = int(close[:4]), int(close[5:7])
+                row["FiscalYear"], row["FiscalQuarter"] = y, (m - 1) // 3 + 1
+                row["Fiscal"] = f"{y} {(m - 1) // 3 + 1}"
+        elif obj.name == "Case":
+            closed = row.get("Status") == "Closed"
+            row["IsClosed"] = int(closed)
+            if closed and not (before or {}).get("IsClosed"):
+                row["ClosedDate"] = self.now()
+            elif not closed:
+                row["ClosedDate"] = None
+
+    def _check_required(self, obj: ObjectDef, row: dict[str, Any]) -> None:
+        missing = [
+            f.name for f in obj.fields
+            if not f.nillable and f.stored and (f.createable or f.updateable) and row.get(f.name) in (None, "")
+        ]
+        if missing:
+            raise SalesforceError(
+                "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]", fields=missing
+            )
+
+    def _check_references(self, obj: ObjectDef, row: dict[str, Any], fields: list[FieldDef]) -> None:
+        for f in fields:
+            if f.type != "reference":
+                continue
+            value = row.get(f.name)
+            if value is None:
+                continue
+            target = self.schema.object_for_id(value)
+            if target is None or target.name not in f.reference_to:
+                raise SalesforceError(
+                    "FIELD_INTEGRITY_EXCEPTION",
+                    f"{f.label or _field_label(f)}: id value of incorrect type: {value}",
+                    fields=[f.name],
+                )
+            parent = self.conn.execute(
+                f"SELECT {'IsDeleted' if target.has_field('IsDeleted') else '0'} FROM {q(target.name)} WHERE Id = ?",
+                (value,),
+            ).fetchone()
+            if parent is None:
+                raise SalesforceError(
+                    "INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", fields=[f.name]
+                )
+            if parent[0]:
+                raise SalesforceError("ENTITY_IS_DELETED", "entity is deleted", fields=[f.name])
+
+
+def _field_label(f: FieldDef) -> str:
+    return f.describe()["label"]
+
+
+def coerce(obj: ObjectDef, f: FieldDef, value: Any) -> Any:
+    """Validate one JSON input value for field f and return its stored form."""
+    if value is None:
+        return None
+    t = f.type
+
+    def bad(kind: str) -> SalesforceError:
+        return SalesforceError(
+            "JSON_PARSER_ERROR",
+            f"Cannot deserialize instance of {kind} from {type(value).__name__.upper()} value {value} or "
+            f"request may be missing a required field",
+        )
+
+    if t in ("id", "reference"):
+        if not isinstance(value, str):
+            raise bad("reference")
+        if value == "":
+            return None
+        rid = ids.normalize(value)
+        if rid is None:
+            raise SalesforceError("MALFORMED_ID", f"{_field_label(f)}: id value of incorrect type: {value}",
+                                  fields=[f.name])
+        return rid
+    if t == "boolean":
+        if isinstance(value, bool):
+            return int(value)
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return int(value.lower() == "true")
+        raise bad("boolean")
+    if t == "int":
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise bad("int")
+        try:
+            return int(value)
+        except ValueError:
+            raise bad("int") from None
+    if t in NUMBER_TYPES:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise bad("double")
+        try:
+            number = float(value)
+        except ValueError:
+            raise bad("double") from None
+        digits = f.precision - f.scale if f.precision else 0
+        if digits and abs(number) >= 10**digits:
+            raise SalesforceError("NUMBER_OUTSIDE_VALID_RANGE",
+                                  f"{_field_label(f)}: value outside of valid range on numeric field: {value}",
+                                  fields=[f.name])
+        return round(number, f.scale) if f.scale or f.precision else number
+    if t == "date":
+        if isinstance(value, str) and _DATE.match(value[:10]):
+            try:
+                return date.fromisoformat(value[:10]).isoformat()
+            except ValueError:
+                pass
+        raise bad("date")
+    if t == "datetime":
+        if isinstance(value, str):
+            try:
+                return format_datetime(parse_datetime(value))
+            except ValueError:
+                pass
+        raise bad("datetime")
+    if t in TEXT_TYPES:
+        if isinstance(value, bool) or isinstance(value, (dict, list)):
+            raise bad("string")
+        text = str(value)
+        if text == "":
+            return None
+        if f.length and len(text) > f.length:
+            raise SalesforceError(
+                "STRING_TOO_LONG", f"{_field_label(f)}: data value too large: {text[:40]} (max length={f.length})",
+                fields=[f.name],
+            )
+        if t == "email" and not _EMAIL.match(text):
+            raise SalesforceError("INVALID_EMAIL_ADDRESS", f"{_field_label(f)}: invalid email address: {text}",
+                                  fields=[f.name])
+        if t == "picklist" and f.restricted_picklist and text not in f.picklist:
+            raise SalesforceError(
+                "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                f"{_field_label(f)}: bad value for restricted picklist field: {text}", fields=[f.name],
+            )
+        return text
+    return value
+
+
+def api_value(f: FieldDef, value: Any) -> Any:
+    if value is None:
+        return None
+    if f.type == "boolean":
+        return bool(value)
+    return value
+
+
+def compound_value(obj: ObjectDef, f: FieldDef, row: dict[str, Any]) -> Any:
+    """Address fields are read-only views over their Street/City/... components."""
+    if f.type != "address":
+        return None
+    prefix = f.name[: -len("Address")]
+    parts = {k: row.get(prefix + k) for k in ("Street", "City", "State", "PostalCode", "Country",
+                                               "Latitude", "Longitude")}
+    if all(v is None for v in parts.values()):
+        return None
+    return {"city": parts["City"], "country": parts["Country"], "geocodeAccuracy": None,
+            "latitude": parts["Latitude"], "longitude": parts["Longitude"], "postalCode": parts["PostalCode"],
+            "state": parts["State"], "street": parts["Street"]}
+
+
+def now_iso(dt: datetime) -> str:
+    return format_datetime(dt)

@@ -1,0 +1,186 @@
+"""A budget-aware, retrying wrapper over simple-salesforce for what the pipeline needs.
+
+Every call is counted; the org's usage is read from `Sforce-Limit-Info` after each response, and a
+call that would take usage past the configured share of the daily limit is refused up front with
+`ApiBudgetExceeded`. Transient failures (5xx, dropped connections, UNABLE_TO_LOCK_ROW) are retried
+with exponential backoff; anything else surfaces at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import requests
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import SalesforceError, SalesforceGeneralError, SalesforceMalformedRequest
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_LIMIT = re.compile(r"api-usage=(\d+)/(\d+)")
+
+
+class ApiBudgetExceeded(RuntimeError):
+    """Stopping before the org's daily API budget share is spent."""
+
+
+class SalesforceExtractError(RuntimeError):
+    """Extraction could not complete; nothing partial is reported as success."""
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)):
+        return True
+    if isinstance(exc, SalesforceGeneralError) and getattr(exc, "status", 0) >= 500:
+        return True
+    if isinstance(exc, SalesforceMalformedRequest):
+        content = exc.content if isinstance(exc.content, list) else []
+        return any(isinstance(e, dict) and e.get("errorCode") == "UNABLE_TO_LOCK_ROW" for e in content)
+    return False
+
+
+class SalesforceClient:
+    """One org alias: describe cache, API accounting and budget, retries, query and Bulk API 2.0 reads."""
+
+    def __init__(self, sf: Salesforce, *, alias: str = "production", budget_share: float = 1.0,
+                 max_attempts: int = 6, backoff: float = 0.5):
+        self.sf = sf
+        self.alias = alias
+        self.budget_share = budget_share
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.api_calls = 0
+        self.retries = 0
+        self.bytes_received = 0
+        self.usage: tuple[int, int] | None = None
+        self._describes: dict[str, dict[str, Any]] = {}
+
+    # ----------------------------------------------------------------- accounting
+    def _note_usage(self, header: str | None) -> None:
+        m = _LIMIT.search(header or "")
+        if m:
+            self.usage = (int(m.group(1)), int(m.group(2)))
+
+    def check_budget(self) -> None:
+        if self.usage is None:
+            return
+        used, limit = self.usage
+        allowed = int(limit * self.budget_share)
+        if used + 1 > allowed:
+            raise ApiBudgetExceeded(
+                f"org '{self.alias}' has used {used:,} of its {limit:,} daily API requests; sf-pipeline may use "
+                f"at most {self.budget_share:.0%} ({allowed:,}). Stopping before the next call. Raise "
+                "api_budget.max_share_of_daily_limit in the settings or wait for the 24-hour window to roll."
+            )
+
+    def call(self, fn: Callable[[], T], what: str) -> T:
+        """Run one API call with budget check, accounting and retries on transient failures."""
+        for attempt in range(1, self.max_attempts + 1):
+            self.check_budget()
+            self.api_calls += 1
+            try:
+                result = fn()
+                usage = self.sf.api_usage.get("api-usage") if self.sf.api_usage else None
+                if usage is not None:
+                    self.usage = (usage.used, usage.total)
+                return result
+            except Exception as exc:  # noqa: BLE001 - classified below
+                if not _transient(exc) or attempt == self.max_attempts:
+                    raise
+                self.retries += 1
+                delay = self.backoff * (2 ** (attempt - 1)) * (0.5 + random.random())
+                log.warning("transient Salesforce failure on %s (attempt %d/%d), retrying in %.1fs: %s",
+                            what, attempt, self.max_attempts, delay, str(exc)[:200])
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    # ----------------------------------------------------------------- REST
+    def describe(self, sobject: str) -> dict[str, Any]:
+        if sobject not in self._describes:
+            self._describes[sobject] = self.call(lambda: getattr(self.sf, sobject).describe(), f"describe {sobject}")
+        return self._describes[sobject]
+
+    def forget_describe(self, sobject: str) -> None:
+        self._describes.pop(sobject, None)
+
+    def count(self, soql_where: str, sobject: str, include_deleted: bool = True) -> int:
+        soql = f"SELECT COUNT() FROM {sobject}" + (f" WHERE {soql_where}" if soql_where else "")
+        return int(self.call(lambda: self.sf.query(soql, include_deleted=include_deleted), "count")["totalSize"])
+
+    def query_pages(self, soql: str, include_deleted: bool = True) -> Iterator[list[dict[str, Any]]]:
+        """REST query/queryAll, one list of records per page (attributes dropped)."""
+        page = self.call(lambda: self.sf.query(soql, include_deleted=include_deleted), "query")
+        while True:
+            records = page.get("records", [])
+            for rec in records:
+                rec.pop("attributes", None)
+            yield records
+            if page.get("done", True):
+                return
+            next_url = page["nextRecordsUrl"]
+            page = self.call(lambda u=next_url: self.sf.query_more(u, identifier_is_url=True), "queryMore")
+
+    def restful(self, path: str, method: str = "GET", **kwargs: Any) -> Any:
+        return self.call(lambda: self.sf.restful(path, method=method, **kwargs), f"{method} {path}")
+
+    # ----------------------------------------------------------------- Bulk API 2.0
+    def _bulk_request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        url = f"https://{self.sf.sf_instance}/services/data/v{self.sf.sf_version}/jobs/{path}"
+
+        def do() -> requests.Response:
+            headers = {"Authorization": f"Bearer {self.sf.session_id}", "Content-Type": "application/json",
+                       **kwargs.pop("headers", {})}
+            resp = self.sf.session.request(method, url, headers=headers, **kwargs)
+            self._note_usage(resp.headers.get("Sforce-Limit-Info"))
+            if resp.status_code == 401 and hasattr(self.sf, "_refresh_session"):
+                self.sf._refresh_session()  # noqa: SLF001 - simple-salesforce's own re-login
+            if resp.status_code >= 500:
+                raise SalesforceGeneralError(url, resp.status_code, "bulk", resp.text[:500])
+            if resp.status_code >= 400:
+                raise SalesforceExtractError(f"Bulk API 2.0 {method} {path} failed ({resp.status_code}): "
+                                             f"{resp.text[:500]}")
+            return resp
+
+        return self.call(do, f"bulk {method} {path}")
+
+    def bulk_query_pages(self, soql: str, include_deleted: bool = True, max_records: int = 50_000,
+                         poll: float = 0.2, timeout: float = 3600) -> Iterator[tuple[bytes, int]]:
+        """Run a Bulk API 2.0 query job; yield each result page as (CSV bytes with header, record count)."""
+        job = self._bulk_request("POST", "query", json={
+            "operation": "queryAll" if include_deleted else "query", "query": soql, "contentType": "CSV",
+            "columnDelimiter": "COMMA", "lineEnding": "LF"}).json()
+        job_id = job["id"]
+        deadline = time.monotonic() + timeout
+        delay = poll
+        while True:
+            state = self._bulk_request("GET", f"query/{job_id}").json()
+            if state["state"] == "JobComplete":
+                break
+            if state["state"] in ("Failed", "Aborted"):
+                raise SalesforceExtractError(f"Bulk query job {job_id} ended {state['state']}: "
+                                             f"{state.get('errorMessage') or state}")
+            if time.monotonic() > deadline:
+                raise SalesforceExtractError(f"Bulk query job {job_id} still {state['state']} after {timeout}s")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 2.0)
+        locator = ""
+        while True:
+            params = {"maxRecords": max_records}
+            if locator:
+                params["locator"] = locator
+            resp = self._bulk_request("GET", f"query/{job_id}/results", params=params,
+                                      headers={"Accept": "text/csv"})
+            body = resp.content
+            self.bytes_received += len(body)
+            yield body, int(resp.headers["Sforce-NumberOfRecords"])
+            locator = resp.headers.get("Sforce-Locator", "null")
+            if not locator or locator == "null":
+                break
+        try:
+            self._bulk_request("DELETE", f"query/{job_id}")
+        except (SalesforceError, SalesforceExtractError) as exc:
+            log.info("could not delete bulk job %s: %s", job_id, exc)

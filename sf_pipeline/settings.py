@@ -1,0 +1,99 @@
+"""The settings file (`sf_pipeline.yaml`, or the path in SF_PIPELINE_SETTINGS): orgs, objects, windows.
+
+Secrets are never here: org credentials come from `SALESFORCE_<ALIAS>_*` and the backup database
+from `SF_PIPELINE_DATABASE_URL`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SETTINGS = REPO_ROOT / "sf_pipeline.yaml"
+
+
+class SettingsError(ValueError):
+    """The settings file is missing, malformed or inconsistent."""
+
+
+@dataclass(frozen=True)
+class ObjectSettings:
+    name: str
+    exclude: tuple[str, ...] = ()
+    anomalies: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Settings:
+    path: Path
+    orgs: tuple[str, ...]
+    backup_org: str
+    objects: tuple[ObjectSettings, ...]
+    window_cron: str = "0 * * * *"
+    start: datetime = datetime(2026, 1, 1)
+    timezone: str = "UTC"
+    schedule_lag_minutes: int = 10
+    budget_share: float = 0.5
+    bulk_threshold: int = 20_000
+    anomalies: dict[str, Any] = field(default_factory=dict)
+
+    def object(self, name: str) -> ObjectSettings:
+        for obj in self.objects:
+            if obj.name.lower() == name.lower():
+                return obj
+        raise SettingsError(f"object {name!r} is not configured for backup in {self.path}; configured: "
+                            f"{', '.join(o.name for o in self.objects)}")
+
+
+def settings_path() -> Path:
+    return Path(os.environ.get("SF_PIPELINE_SETTINGS") or DEFAULT_SETTINGS)
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    path = Path(path) if path else settings_path()
+    if not path.exists():
+        raise SettingsError(f"settings file {path} does not exist (set SF_PIPELINE_SETTINGS to its path)")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"settings file {path} is not valid YAML: {exc}") from None
+    orgs = data.get("orgs") or {"production": {}}
+    if not isinstance(orgs, dict):
+        raise SettingsError(f"{path}: 'orgs' must be a mapping of alias -> options")
+    backup = data.get("backup") or {}
+    backup_org = backup.get("org", "production")
+    if backup_org not in orgs:
+        raise SettingsError(f"{path}: backup.org {backup_org!r} is not one of the orgs {sorted(orgs)}")
+    objects = []
+    for item in backup.get("objects") or []:
+        if isinstance(item, str):
+            objects.append(ObjectSettings(item))
+        elif isinstance(item, dict) and "name" in item:
+            objects.append(ObjectSettings(item["name"], tuple(item.get("exclude") or ()),
+                                          dict(item.get("anomalies") or {})))
+        else:
+            raise SettingsError(f"{path}: each backup object is a name or {{name, exclude}}; got {item!r}")
+    if not objects:
+        raise SettingsError(f"{path}: backup.objects lists no object to back up")
+    part = backup.get("partitions") or {}
+    start = part.get("start", "2026-01-01T00:00:00")
+    try:
+        start_dt = start if isinstance(start, datetime) else datetime.fromisoformat(str(start).replace("Z", "+00:00"))
+    except ValueError:
+        raise SettingsError(f"{path}: backup.partitions.start {start!r} is not an ISO datetime") from None
+    budget = (backup.get("api_budget") or {}).get("max_share_of_daily_limit", 0.5)
+    if not 0 < float(budget) <= 1:
+        raise SettingsError(f"{path}: api_budget.max_share_of_daily_limit must be in (0, 1], got {budget}")
+    return Settings(
+        path=path, orgs=tuple(orgs), backup_org=backup_org, objects=tuple(objects),
+        window_cron=part.get("cron", "0 * * * *"), start=start_dt.replace(tzinfo=None),
+        timezone=part.get("timezone", "UTC"), schedule_lag_minutes=int(backup.get("schedule_lag_minutes", 10)),
+        budget_share=float(budget), bulk_threshold=int(backup.get("bulk_threshold", 20_000)),
+        anomalies=dict(data.get("anomalies") or {}),
+    )

@@ -1,0 +1,199 @@
+"""History by dbt snapshot, window by window, and what the backup says a record was at any instant."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+import pytest
+import yaml
+
+from sf_pipeline.warehouse import (
+    DBT_PROJECT_DIR,
+    HistoryNotFoundError,
+    SnapshotError,
+    as_of,
+    as_of_sql,
+    dbt_env_from_url,
+    ensure_mirror_table,
+    history_versions,
+    load_window,
+    run_snapshot,
+    snapshot_args,
+    write_snapshot_definitions,
+)
+from sf_pipeline_tests.warehouse.builders import OPPORTUNITY_FIELDS, csv_batch, opportunity
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+JAN_1, JAN_2, JAN_3, JAN_5, JAN_6 = (at(f"2026-01-0{d}") for d in (1, 2, 3, 5, 6))
+A, B, C, D, E = (f"00600000000000{n}AAA" for n in "1234" + "5")
+
+
+@pytest.fixture
+def project_dir(tmp_path: Path) -> Path:
+    """A copy of the repository's dbt project, so generating definitions never touches the checkout."""
+    copy = tmp_path / "dbt_snapshots"
+    shutil.copytree(DBT_PROJECT_DIR, copy, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"))
+    return copy
+
+
+def test_one_database_url_becomes_every_dbt_connection_setting() -> None:
+    assert dbt_env_from_url("postgresql://backup:s%40cret@db.internal:6543/crm?sslmode=require") == {
+        "SF_PIPELINE_PG_HOST": "db.internal",
+        "SF_PIPELINE_PG_PORT": "6543",
+        "SF_PIPELINE_PG_USER": "backup",
+        "SF_PIPELINE_PG_PASSWORD": "s@cret",
+        "SF_PIPELINE_PG_DBNAME": "crm",
+        "SF_PIPELINE_PG_SSLMODE": "require",
+    }
+    assert dbt_env_from_url("postgresql+psycopg2://postgres@127.0.0.1/test")["SF_PIPELINE_PG_PORT"] == "5432"
+
+
+def test_snapshot_definitions_follow_the_configured_object_list(project_dir: Path) -> None:
+    write_snapshot_definitions(project_dir, ["Opportunity", "Invoice__c"])
+
+    snapshots = yaml.safe_load((project_dir / "snapshots" / "salesforce_snapshots.yml").read_text())[
+        "snapshots"
+    ]
+    assert [s["name"] for s in snapshots] == ["invoice__c", "opportunity"]
+    opportunity_snapshot = snapshots[1]
+    assert opportunity_snapshot["relation"] == "ref('opportunity_window')"
+    assert opportunity_snapshot["config"] == {
+        "schema": "salesforce_history",
+        "strategy": "timestamp",
+        "unique_key": "id",
+        "updated_at": "systemmodstamp",
+        "hard_deletes": "ignore",
+    }
+    sources = yaml.safe_load((project_dir / "models" / "sources.yml").read_text())["sources"]
+    assert [(s["name"], s["schema"], [t["name"] for t in s["tables"]]) for s in sources] == [
+        ("salesforce", "salesforce", ["invoice__c", "opportunity"])
+    ]
+    window_model = (project_dir / "models" / "windows" / "opportunity_window.sql").read_text()
+    assert (
+        "source('salesforce', 'opportunity')" in window_model and "salesforce_window_filter()" in window_model
+    )
+
+    write_snapshot_definitions(project_dir, ["Opportunity"])
+    assert not (project_dir / "models" / "windows" / "invoice__c_window.sql").exists()
+
+
+def test_snapshot_command_selects_the_objects_and_passes_the_window() -> None:
+    assert snapshot_args(["Opportunity", "Account"], JAN_1, JAN_2) == [
+        "snapshot",
+        "--select",
+        "opportunity",
+        "account",
+        "--vars",
+        '{"window_start": "2026-01-01T00:00:00+00:00", "window_end": "2026-01-02T00:00:00+00:00"}',
+    ]
+
+
+def test_history_of_an_object_never_snapshotted_says_so(pg_conn: psycopg.Connection) -> None:
+    with pytest.raises(HistoryNotFoundError, match="run the dbt snapshot"):
+        history_versions(pg_conn, "Opportunity", A)
+
+
+@pytest.mark.e2e
+def test_snapshot_of_a_missing_mirror_table_fails_with_dbts_reason(project_dir: Path, pg_url: str) -> None:
+    write_snapshot_definitions(project_dir, ["Opportunity"])
+
+    with pytest.raises(SnapshotError, match=r"(?s)dbt snapshot of opportunity.*failed.*opportunity"):
+        run_snapshot(project_dir, pg_url, ["Opportunity"], JAN_1, JAN_2)
+
+
+@pytest.mark.e2e
+def test_history_keeps_every_version_and_as_of_shows_each_past_state(
+    project_dir: Path, pg_url: str, pg_conn: psycopg.Connection
+) -> None:
+    write_snapshot_definitions(project_dir, ["Opportunity"])
+    mirror = ensure_mirror_table(pg_conn, "Opportunity", OPPORTUNITY_FIELDS)
+
+    # Window 1: three new opportunities.
+    load_window(
+        pg_conn,
+        mirror,
+        [
+            csv_batch(
+                [
+                    opportunity(A, "2026-01-01T10:00:00.000Z", amount="100"),
+                    opportunity(B, "2026-01-01T11:00:00.000Z", amount="200"),
+                    opportunity(C, "2026-01-01T12:00:00.000Z", amount="300"),
+                ]
+            )
+        ],
+        JAN_1,
+        JAN_2,
+    )
+    first = run_snapshot(project_dir, pg_url, ["Opportunity"], JAN_1, JAN_2)
+    assert first["snapshots"]["opportunity"]["status"] == "success"
+
+    # Window 2: A's amount changes, B is deleted, D is created. C does not change.
+    load_window(
+        pg_conn,
+        mirror,
+        [
+            csv_batch(
+                [
+                    opportunity(A, "2026-01-02T09:00:00.000Z", amount="150"),
+                    opportunity(B, "2026-01-02T10:00:00.000Z", amount="200", deleted=True),
+                    opportunity(D, "2026-01-02T11:00:00.000Z", amount="400"),
+                ]
+            )
+        ],
+        JAN_2,
+        JAN_3,
+    )
+    # A later window is already extracted when window 2 is snapshotted: its rows must wait for theirs.
+    load_window(pg_conn, mirror, [csv_batch([opportunity(E, "2026-01-05T08:00:00.000Z")])], JAN_5, JAN_6)
+    run_snapshot(project_dir, pg_url, ["Opportunity"], JAN_2, JAN_3)
+
+    def versions(record_id: str) -> list[tuple[datetime, datetime | None, Decimal | None, bool]]:
+        return [
+            (v["dbt_valid_from"], v["dbt_valid_to"], v["amount"], v["isdeleted"])
+            for v in history_versions(pg_conn, "Opportunity", record_id)
+        ]
+
+    assert versions(A) == [
+        (at("2026-01-01T10:00"), at("2026-01-02T09:00"), Decimal("100"), False),
+        (at("2026-01-02T09:00"), None, Decimal("150"), False),
+    ]
+    assert versions(B) == [
+        (at("2026-01-01T11:00"), at("2026-01-02T10:00"), Decimal("200"), False),
+        (at("2026-01-02T10:00"), None, Decimal("200"), True),
+    ]
+    assert versions(C) == [(at("2026-01-01T12:00"), None, Decimal("300"), False)]
+    assert versions(D) == [(at("2026-01-02T11:00"), None, Decimal("400"), False)]
+    assert versions(E) == []  # stamped outside window 2: not snapshotted by it
+
+    def state(instant: str) -> dict[str, Decimal | None]:
+        return {r["id"]: r["amount"] for r in as_of(pg_conn, "Opportunity", at(instant))}
+
+    assert state("2026-01-01T09:59:59") == {}
+    assert state("2026-01-01T10:00") == {A: Decimal("100")}
+    assert state("2026-01-01T23:00") == {A: Decimal("100"), B: Decimal("200"), C: Decimal("300")}
+    assert state("2026-01-02T09:00") == {A: Decimal("150"), B: Decimal("200"), C: Decimal("300")}
+    assert state("2026-01-02T10:00") == {A: Decimal("150"), C: Decimal("300")}
+    assert state("2026-01-02T12:00") == {A: Decimal("150"), C: Decimal("300"), D: Decimal("400")}
+    assert state("2026-01-09T00:00") == state("2026-01-02T12:00")
+
+    # The same question as composable SQL, e.g. for a seeding query.
+    rows = pg_conn.execute(
+        as_of_sql("Opportunity", ["Id", "Name"]), {"as_of": at("2026-01-01T10:30")}
+    ).fetchall()
+    assert rows == [(A, "Big deal")]
+    # Every column of the record, without dbt's bookkeeping.
+    full = next(as_of(pg_conn, "Opportunity", at("2026-01-01T10:30")))
+    assert list(full) == [f["name"].lower() for f in OPPORTUNITY_FIELDS]
+
+    index = pg_conn.execute(
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = 'salesforce_history' AND tablename = 'opportunity'"
+    ).fetchall()
+    assert [d for (d,) in index if d.endswith("(id, dbt_valid_from)")]
