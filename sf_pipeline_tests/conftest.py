@@ -1,1 +1,5 @@
-pytest_plugins = ["sf_pipeline_tests.pg_fixtures", "sf_pipeline_tests.devorg_fixtures"]
+pytest_plugins = [
+    "sf_pipeline_tests.pg_fixtures",
+    "sf_pipeline_tests.devorg_fixtures",
+    "sf_pipeline_tests.pipeline_fixtures",
+]

@@ -93,6 +93,9 @@ async def handle_control(app: DevOrgApp, request: Request, action: str) -> Respo
         if body.get("reset_usage"):
             org.store.set_meta("api_usage", {})
         return _json({"api_usage": org.api_usage(), "daily_limit": org.daily_limit})
+    if action == "fields":
+        org.add_custom_field(body["object"], body["field"])
+        return _json({"added": f"{body['object']}.{body['field']['name']}"})
     if action == "sessions/expire":
         org.expire_sessions()
         return _json({"expired": True})

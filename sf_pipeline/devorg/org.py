@@ -6,6 +6,7 @@ in-process or through the server with the same semantics.
 
 from __future__ import annotations
 
+import copy
 import secrets
 import threading
 from dataclasses import dataclass
@@ -66,7 +67,8 @@ class Org:
                  name: str = "devorg", daily_limit: int | None = None):
         self.name = name
         self.data_dir = Path(data_dir) if data_dir else None
-        self.schema = Schema(STANDARD_OBJECTS)
+        # each org owns its metadata: fields added at run time must not leak into other orgs
+        self.schema = Schema(copy.deepcopy(STANDARD_OBJECTS))
         self.schema.load_custom_objects(DEFAULT_CUSTOM_OBJECTS)
         if custom_objects:
             self.schema.load_custom_objects(custom_objects)
@@ -76,8 +78,10 @@ class Org:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             db_path = str(self.data_dir / "org.sqlite3")
         self.store = OrgStore(self.schema, db_path, self.clock)
+        self._restore_added_fields()
         self.sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
+        self.faults = None  # set by the server that serves this org (FaultInjector)
         app = self.store.get_meta("connected_app")
         if not app:
             app = {"client_id": "3MVG9devorg" + secrets.token_hex(20), "client_secret": secrets.token_hex(32)}
@@ -204,6 +208,28 @@ class Org:
             "ConcurrentAsyncGetReportInstances": {"Max": 200, "Remaining": 200},
             "HourlyODataCallout": {"Max": 10000, "Remaining": 10000},
         }
+
+    # ----------------------------------------------------------------- metadata changes
+    def add_custom_field(self, object_name: str, spec: dict[str, Any]) -> None:
+        """Create a custom field on a live object (persisted in the org's metadata)."""
+        from .schema import custom_field
+
+        obj = self.schema.get(object_name)
+        with self.store.lock:
+            obj.add_field(custom_field(obj.name, spec))
+            self.store.ensure_table(obj)
+            added = self.store.get_meta("added_fields") or []
+            self.store.set_meta("added_fields", [*added, {"object": obj.name, **spec}])
+
+    def _restore_added_fields(self) -> None:
+        from .schema import custom_field
+
+        for spec in self.store.get_meta("added_fields") or []:
+            spec = dict(spec)
+            obj = self.schema.get(spec.pop("object"))
+            if not obj.has_field(spec["name"]):
+                obj.add_field(custom_field(obj.name, spec))
+                self.store.ensure_table(obj)
 
     # ----------------------------------------------------------------- clock
     def set_clock(self, instant: datetime, freeze: bool = False) -> None:

@@ -212,6 +212,15 @@ class ObjectDef:
     def lower(self) -> str:
         return self.name.lower()
 
+    def add_field(self, f: FieldDef) -> None:
+        """A field created in Setup while the org runs (admins do this; backups must notice)."""
+        if f.lower in self.by_lower:
+            raise ValueError(f"{self.name}.{f.name} already exists")
+        self.fields.append(f)
+        self.by_lower[f.lower] = f
+        if f.relationship_name:
+            self.by_relationship[f.relationship_name.lower()] = f
+
     @property
     def stored_fields(self) -> list[FieldDef]:
         return [f for f in self.fields if f.stored]
@@ -406,32 +415,38 @@ def custom_object(name: str, spec: dict[str, Any], schema: Schema) -> ObjectDef:
         F("LastReferencedDate", "datetime", createable=False, updateable=False),
     ]
     for fspec in spec.get("fields") or []:
-        fname = fspec["name"]
-        if not fname.endswith("__c"):
-            raise ValueError(f"custom field {name}.{fname}: API names of custom fields end in __c")
-        ftype = fspec.get("type", "string")
-        kw: dict[str, Any] = dict(_CUSTOM_TYPE_DEFAULTS.get(ftype, {}))
-        for key, attr in (("length", "length"), ("precision", "precision"), ("scale", "scale"),
-                          ("label", "label")):
-            if key in fspec:
-                kw[attr] = fspec[key]
-        if fspec.get("required"):
-            kw["nillable"] = False
-        if fspec.get("externalId"):
-            kw["external_id"] = True
-            kw["unique"] = bool(fspec.get("unique", True))
-        if ftype == "reference":
-            target = fspec["referenceTo"]
-            kw["reference_to"] = (target,)
-            kw["relationship_name"] = fspec.get("relationshipName", fname[:-3] + "__r")
-            kw["cascade_delete"] = bool(fspec.get("cascadeDelete", False))
-        if ftype in ("picklist", "multipicklist"):
-            kw["picklist"] = tuple(fspec.get("values", ()))
-            kw["restricted_picklist"] = bool(fspec.get("restricted", False))
-        if ftype == "boolean":
-            kw["nillable"] = False
-            kw["defaulted_on_create"] = True
-        fields.append(F(fname, ftype, custom=True, **kw))
+        fields.append(custom_field(name, fspec))
     label = spec.get("label", name[:-3].replace("_", " "))
     return ObjectDef(name=name, key_prefix=prefix, fields=fields, label=label,
                      label_plural=spec.get("labelPlural", label + "s"), custom=True)
+
+
+def custom_field(object_name: str, fspec: dict[str, Any]) -> FieldDef:
+    """A custom field from its YAML/JSON spec: {name, type, length?, precision?, scale?, required?, ...}."""
+    name = object_name
+    fname = fspec["name"]
+    if not fname.endswith("__c"):
+        raise ValueError(f"custom field {name}.{fname}: API names of custom fields end in __c")
+    ftype = fspec.get("type", "string")
+    kw: dict[str, Any] = dict(_CUSTOM_TYPE_DEFAULTS.get(ftype, {}))
+    for key, attr in (("length", "length"), ("precision", "precision"), ("scale", "scale"),
+                      ("label", "label")):
+        if key in fspec:
+            kw[attr] = fspec[key]
+    if fspec.get("required"):
+        kw["nillable"] = False
+    if fspec.get("externalId"):
+        kw["external_id"] = True
+        kw["unique"] = bool(fspec.get("unique", True))
+    if ftype == "reference":
+        target = fspec["referenceTo"]
+        kw["reference_to"] = (target,)
+        kw["relationship_name"] = fspec.get("relationshipName", fname[:-3] + "__r")
+        kw["cascade_delete"] = bool(fspec.get("cascadeDelete", False))
+    if ftype in ("picklist", "multipicklist"):
+        kw["picklist"] = tuple(fspec.get("values", ()))
+        kw["restricted_picklist"] = bool(fspec.get("restricted", False))
+    if ftype == "boolean":
+        kw["nillable"] = False
+        kw["defaulted_on_create"] = True
+    return F(fname, ftype, custom=True, **kw)

@@ -29,7 +29,7 @@ from starlette.types import Receive, Scope, Send
 from . import ids
 from .clock import format_datetime, parse_datetime
 from .errors import SalesforceError, not_found
-from .faults import FaultInjector
+from .faults import KINDS, FaultInjector
 from .org import ORG_ID, Org
 from .store import q
 
@@ -76,6 +76,7 @@ class DevOrgApp:
     def __init__(self, org: Org):
         self.org = org
         self.faults = FaultInjector()
+        org.faults = self.faults  # Bulk ingest rows consult the same rules (UNABLE_TO_LOCK_ROW per record)
         routes = [
             Route("/services/data", self.versions, methods=["GET"]),
             Route("/services/data/", self.versions, methods=["GET"]),
@@ -105,7 +106,10 @@ class DevOrgApp:
         return f"https://{host}"
 
     async def _inject(self, request: Request, path: str) -> Response | None:
-        rule = self.faults.take(path)
+        # Lock contention hits record writes; Bulk job control calls and reads never take a row lock
+        # (Bulk ingest rows fail one by one instead, see bulk.py).
+        kinds = ("5xx", "drop", "slow") if request.method == "GET" or "/jobs/" in path else KINDS
+        rule = self.faults.take(path, kinds)
         if rule is None:
             return None
         if rule.kind == "slow":

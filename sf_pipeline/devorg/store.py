@@ -97,6 +97,10 @@ class OrgStore:
             for f in obj.stored_fields:
                 if f.lower not in existing:
                     c.execute(f"ALTER TABLE {q(obj.name)} ADD COLUMN {q(f.name)} {f.sqlite_type}")
+        # Lookups are indexed: deletes look up children by them (cascade, clearing), and SOQL filters on them.
+        for f in obj.stored_fields:
+            if f.type == "reference" and f.name not in ("CreatedById", "LastModifiedById"):
+                c.execute(f"CREATE INDEX IF NOT EXISTS {q(obj.lower + '_' + f.lower)} ON {q(obj.name)}({q(f.name)})")
 
     def get_meta(self, key: str) -> Any:
         row = self.conn.execute("SELECT value FROM _meta WHERE key = ?", (key,)).fetchone()

@@ -81,3 +81,14 @@ def test_child_relationships_and_cascade_match_real_describe(org: Org):
         if theirs is None:
             continue
         assert rel["relationshipName"] == theirs["relationshipName"], rel
+
+
+def test_a_field_added_to_one_org_does_not_appear_in_another():
+    first, second = Org(None), Org(None)
+    try:
+        first.add_custom_field("Account", {"name": "Region__c", "type": "string"})
+        assert first.schema.get("Account").has_field("Region__c")
+        assert not second.schema.get("Account").has_field("Region__c")
+    finally:
+        first.close()
+        second.close()

@@ -1,0 +1,48 @@
+"""The dbt project behind `history/<Object>`: generated from the settings, parsed once into a manifest."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from sf_pipeline.warehouse import write_snapshot_definitions
+from sf_pipeline.warehouse.dbt_project import DBT_PROJECT_DIR
+
+
+class DbtProjectError(RuntimeError):
+    """The dbt project could not be prepared (parse failed)."""
+
+
+def dbt_project_dir() -> Path:
+    """The dbt project in use: SF_PIPELINE_DBT_PROJECT_DIR, else `dbt_snapshots/` in this checkout."""
+    return Path(os.environ.get("SF_PIPELINE_DBT_PROJECT_DIR") or DBT_PROJECT_DIR)
+
+
+def dbt_executable() -> str:
+    """dbt from this environment (beside the Python running us), else from PATH."""
+    beside = Path(sys.executable).with_name("dbt")
+    return str(beside) if beside.exists() else "dbt"
+
+
+def _inputs(project: Path) -> list[Path]:
+    files = [project / "dbt_project.yml", project / "profiles.yml"]
+    for folder in ("models", "snapshots", "macros"):
+        files += [p for p in (project / folder).rglob("*") if p.is_file()]
+    return files
+
+
+def prepare_manifest(project: Path, object_names: list[str]) -> Path:
+    """Write the snapshot definitions for these objects and `dbt parse` when anything changed."""
+    write_snapshot_definitions(project, object_names)
+    manifest = project / "target" / "manifest.json"
+    if manifest.exists() and manifest.stat().st_mtime >= max(p.stat().st_mtime for p in _inputs(project)):
+        return manifest
+    proc = subprocess.run(
+        [dbt_executable(), "parse", "--project-dir", str(project), "--profiles-dir", str(project),
+         "--quiet"], capture_output=True, text=True, env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
+    )
+    if proc.returncode != 0 or not manifest.exists():
+        raise DbtProjectError(f"dbt parse failed for {project}:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    return manifest

@@ -1,0 +1,38 @@
+"""The backup stage's Definitions: assets per object, the `backup` job and its schedule."""
+
+from __future__ import annotations
+
+import dagster as dg
+from dagster_dbt import DbtCliResource, DbtProject
+
+from sf_pipeline.settings import Settings
+
+from .assets import history_assets, mirror_asset
+from .dbt import dbt_executable, dbt_project_dir, prepare_manifest
+from .partitions import backup_partitions
+from .resources import SalesforceOrgResource, WarehouseResource
+from .schedules import backup_schedule
+
+
+def backup_definitions(settings: Settings) -> dg.Definitions:
+    partitions = backup_partitions(settings)
+    project_dir = dbt_project_dir()
+    manifest = prepare_manifest(project_dir, [o.name for o in settings.objects])
+    project = DbtProject(project_dir=project_dir, profiles_dir=project_dir)
+    mirrors = [mirror_asset(obj, settings, partitions) for obj in settings.objects]
+    history = history_assets(settings, partitions, project, manifest)
+    job = dg.define_asset_job(
+        "backup", selection=dg.AssetSelection.assets(*mirrors, history),
+        description=f"Back up the configured objects of '{settings.backup_org}': extract each window into the "
+                    "mirror tables, then snapshot it into history.",
+    )
+    return dg.Definitions(
+        assets=[*mirrors, history],
+        jobs=[job],
+        schedules=[backup_schedule(job, partitions, settings.schedule_lag_minutes)],
+        resources={
+            "salesforce": SalesforceOrgResource(alias=settings.backup_org, budget_share=settings.budget_share),
+            "warehouse": WarehouseResource(),
+            "dbt": DbtCliResource(project_dir=project, profiles_dir=str(project_dir), dbt_executable=dbt_executable()),
+        },
+    )
