@@ -155,5 +155,32 @@ def expire_sessions(url, alias) -> None:
     click.echo(json.dumps(_control("sessions/expire", {}, url=url, alias=alias)))
 
 
+# ====================================================================== demo
+@main.command()
+@click.option("--size", type=int, default=10_000, show_default=True, help="Opportunities in the generated org.")
+@click.option("--data-dir", default=".demo", show_default=True, help="Where the demo keeps its org, dbt copy and Dagster home.")
+@click.option("--ui", is_flag=True, help="Afterwards, keep devorg running and start `dagster dev` on the same state.")
+def demo(size, data_dir, ui) -> None:
+    """Back up a generated production org through Dagster into PostgreSQL, and show its history."""
+    from .demo import run_demo
+
+    result, devorg = run_demo(size=size, data_dir=data_dir, keep_devorg=ui)
+    if ui and devorg is not None:
+        import subprocess
+
+        click.echo("Starting dagster dev on http://127.0.0.1:3000 (Ctrl-C to stop)...")
+        try:
+            subprocess.run([sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-p", "3000"], check=False)
+        finally:
+            devorg.stop()
+
+
+# ====================================================================== backup database
+from .history_cli import as_of_command, history  # noqa: E402
+
+main.add_command(history)
+main.add_command(as_of_command)
+
+
 if __name__ == "__main__":
     main()

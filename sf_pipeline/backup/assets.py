@@ -20,6 +20,7 @@ from sf_pipeline.salesforce.extract import ExtractStats, extract_window
 from sf_pipeline.settings import ObjectSettings, Settings
 from sf_pipeline.warehouse import backup_fields, dbt_env_from_url, ensure_mirror_table, load_window
 
+from .partitions import extraction_bounds
 from .resources import SalesforceOrgResource, WarehouseResource
 
 
@@ -47,25 +48,26 @@ def mirror_asset(obj: ObjectSettings, settings: Settings, partitions: dg.Partiti
     def _mirror(context: dg.AssetExecutionContext, salesforce: SalesforceOrgResource,
                 warehouse: WarehouseResource) -> dg.MaterializeResult:
         window = context.partition_time_window
+        start, end = extraction_bounds(partitions, window)
         client = salesforce.client()
         describe = client.describe(obj.name)
         fields = backup_fields(describe["fields"], obj.exclude)
         names = [f["name"] for f in fields]
-        stats = ExtractStats(obj.name, window.start, window.end)
+        stats = ExtractStats(obj.name, start, end)
         with warehouse.connect() as conn:
             table = ensure_mirror_table(conn, obj.name, describe["fields"], exclude=obj.exclude)
             if table.added_columns:
                 context.log.info(f"{obj.name}: new fields {list(table.added_columns)} added as columns")
-            batches = extract_window(client, obj.name, names, window.start, window.end,
+            batches = extract_window(client, obj.name, names, start, end,
                                      bulk_threshold=settings.bulk_threshold, stats=stats)
-            result = load_window(conn, table, batches, window.start, window.end)
+            result = load_window(conn, table, batches, start, end)
         if result.extracted != stats.extracted:
             raise dg.Failure(f"{obj.name}: extracted {stats.extracted} records but loaded {result.extracted}")
-        context.log.info(f"{obj.name} {window.start:%Y-%m-%d %H:%M} → {window.end:%Y-%m-%d %H:%M}: "
+        context.log.info(f"{obj.name} {start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M}: "
                          f"{stats.extracted} records via {stats.mode}, {client.api_calls} API calls")
         return dg.MaterializeResult(metadata={
-            "window_start": dg.MetadataValue.text(window.start.isoformat()),
-            "window_end": dg.MetadataValue.text(window.end.isoformat()),
+            "window_start": dg.MetadataValue.text(start.isoformat()),
+            "window_end": dg.MetadataValue.text(end.isoformat()),
             "records_extracted": dg.MetadataValue.int(result.extracted),
             "records_inserted": dg.MetadataValue.int(result.inserted),
             "records_updated": dg.MetadataValue.int(result.updated),
@@ -129,10 +131,10 @@ def history_assets(settings: Settings, partitions: dg.PartitionsDefinition, proj
         project=project,
     )
     def _history(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
-        window = context.partition_time_window
+        start, end = extraction_bounds(partitions, context.partition_time_window)
         # profiles.yml reads the connection from SF_PIPELINE_PG_*; derive them from the one database URL.
         os.environ.update(dbt_env_from_url(warehouse.database_url))
-        variables = {"window_start": window.start.isoformat(), "window_end": window.end.isoformat()}
+        variables = {"window_start": start.isoformat(), "window_end": end.isoformat()}
         yield from dbt.cli(["snapshot", "--vars", json.dumps(variables)], context=context).stream()
 
     return _history

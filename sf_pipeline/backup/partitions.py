@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import dagster as dg
 
 from sf_pipeline.settings import Settings
@@ -13,3 +15,16 @@ def backup_partitions(settings: Settings) -> dg.TimeWindowPartitionsDefinition:
     return dg.TimeWindowPartitionsDefinition(
         cron_schedule=settings.window_cron, start=settings.start, timezone=settings.timezone, fmt=PARTITION_FORMAT,
     )
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def extraction_bounds(partitions: dg.TimeWindowPartitionsDefinition, window: dg.TimeWindow) -> tuple[datetime, datetime]:
+    """The SystemModstamp range a window backs up.
+
+    The first window also takes every record stamped before the partitions start, so the start can
+    be the day a backup begins (not the day the org was born) and the first window is the full load.
+    """
+    start = EPOCH if window.start <= partitions.start else window.start
+    return start, window.end

@@ -261,3 +261,15 @@ def test_definitions_show_both_assets_per_object_with_the_same_partitions(pipeli
         assert history.partitions_def == graph.get(dg.AssetKey(["salesforce", sobject])).partitions_def
         assert history.group_name == "production"
     assert defs.resolve_job_def("backup") is not None
+
+
+def test_first_window_also_backs_up_everything_stamped_before_the_partitions_start(pipeline: Pipeline):
+    p = pipeline
+    p.set_clock(datetime(2026, 11, 1, 9, 0, tzinfo=UTC))  # weeks before the partitions start (2026-11-20)
+    old = p.sf().Account.create({"Name": "Ancient"})["id"]
+    p.set_clock(datetime(2026, 11, 20, 0, 30, tzinfo=UTC))
+    young = p.sf().Account.create({"Name": "Young"})["id"]
+    result = p.backup("2026-11-20-00:00")
+    meta = materializations(result, "salesforce/Account")[0]
+    assert meta["window_start"].startswith("1970-01-01") and meta["records_extracted"] == 2
+    assert set(mirror_state(p, "Account")) == {old, young}

@@ -1,0 +1,89 @@
+"""`sf-pipeline history` and `sf-pipeline as-of`: point-in-time answers from the backup database."""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+import psycopg
+
+from sf_pipeline.warehouse import as_of, history_versions
+from sf_pipeline.warehouse.errors import HistoryNotFoundError
+
+BOOKKEEPING = {"dbt_scd_id", "dbt_updated_at", "dbt_valid_from", "dbt_valid_to"}
+
+
+def database_url() -> str:
+    url = os.environ.get("SF_PIPELINE_DATABASE_URL")
+    if not url:
+        raise click.UsageError("SF_PIPELINE_DATABASE_URL is not set: it must hold the backup database URL")
+    return url
+
+
+def parse_instant(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not an ISO 8601 timestamp (e.g. 2026-11-24T01:59:59Z)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "∅"
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return str(value)
+
+
+@click.command("history")
+@click.argument("sobject")
+@click.argument("record_id")
+def history(sobject: str, record_id: str) -> None:
+    """Print every version of one record: when it changed, who changed it, and what changed."""
+    try:
+        with psycopg.connect(database_url()) as conn:
+            versions = history_versions(conn, sobject, record_id)
+    except HistoryNotFoundError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not versions:
+        raise click.ClickException(f"no history for {sobject} {record_id} in the backup")
+    previous: dict[str, Any] = {}
+    for n, version in enumerate(versions, 1):
+        valid_to = version.get("dbt_valid_to")
+        click.echo(f"version {n}: from {_fmt(version['dbt_valid_from'])} to "
+                   f"{_fmt(valid_to) if valid_to else 'now'}  by {version.get('lastmodifiedbyid') or '?'}"
+                   f"{'  [DELETED]' if version.get('isdeleted') else ''}")
+        changed = {k: v for k, v in version.items()
+                   if k not in BOOKKEEPING | {"systemmodstamp", "lastmodifieddate"} and previous.get(k, v) != v}
+        fields = changed if previous else {k: v for k, v in version.items() if k not in BOOKKEEPING and v is not None}
+        for key, value in fields.items():
+            before = f"{_fmt(previous[key])} → " if previous else ""
+            click.echo(f"    {key}: {before}{_fmt(value)}")
+        previous = version
+
+
+@click.command("as-of")
+@click.argument("sobject")
+@click.argument("timestamp")
+@click.option("--fields", default=None, help="Comma-separated fields (default: all).")
+def as_of_command(sobject: str, timestamp: str, fields: str | None) -> None:
+    """Print, as CSV, every record of an object as it was at TIMESTAMP (deleted ones excluded)."""
+    moment = parse_instant(timestamp)
+    columns = [f.strip().lower() for f in fields.split(",")] if fields else None
+    writer = None
+    try:
+        with psycopg.connect(database_url()) as conn:
+            for row in as_of(conn, sobject, moment, columns):
+                if writer is None:
+                    writer = csv.DictWriter(sys.stdout, fieldnames=list(row))
+                    writer.writeheader()
+                writer.writerow({k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()})
+    except HistoryNotFoundError as exc:
+        raise click.ClickException(str(exc)) from None
+    if writer is None:
+        click.echo(f"# no {sobject} record existed at {moment.isoformat()}", err=True)
