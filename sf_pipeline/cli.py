@@ -176,10 +176,11 @@ def demo(size, data_dir, ui) -> None:
 
 
 # ====================================================================== backup database
-from .history_cli import as_of_command, history  # noqa: E402
+from .history_cli import as_of_command, history, incidents  # noqa: E402
 
 main.add_command(history)
 main.add_command(as_of_command)
+main.add_command(incidents)
 
 
 if __name__ == "__main__":

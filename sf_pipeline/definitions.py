@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from sf_pipeline.anomalies.definitions import anomaly_definitions
 from sf_pipeline.backup.definitions import backup_definitions
 from sf_pipeline.settings import load_settings
 
@@ -15,6 +16,7 @@ def build_definitions(settings_path: str | None = None) -> dg.Definitions:
     settings = load_settings(settings_path)
     return dg.Definitions.merge(
         backup_definitions(settings),
+        anomaly_definitions(settings),
     )
 
 

@@ -87,3 +87,25 @@ def as_of_command(sobject: str, timestamp: str, fields: str | None) -> None:
         raise click.ClickException(str(exc)) from None
     if writer is None:
         click.echo(f"# no {sobject} record existed at {moment.isoformat()}", err=True)
+
+
+@click.command("incidents")
+@click.option("--limit", type=int, default=20, show_default=True)
+@click.option("--object", "sobject", default=None, help="Only incidents of this object.")
+def incidents(limit: int, sobject: str | None) -> None:
+    """List anomaly incidents, latest first, each with its ready-to-paste restore config."""
+    from sf_pipeline.anomalies import list_incidents
+
+    with psycopg.connect(database_url()) as conn:
+        stored = list_incidents(conn, limit=limit, object=sobject)
+    if not stored:
+        click.echo("no incidents recorded")
+        return
+    for item in stored:
+        report = item.report
+        click.echo(f"#{item.id} [{report.severity.upper()}] {report.title}")
+        click.echo(report.to_markdown(embed_chart=False))
+        if report.restore_config:
+            click.echo("restore config (paste into the restore job's launchpad):")
+            click.echo(report.restore_config_yaml())
+        click.echo("")

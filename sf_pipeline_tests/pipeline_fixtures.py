@@ -25,13 +25,14 @@ from sf_pipeline_tests.devorg_fixtures import connect
 DEFAULT_OBJECTS = ["Account", "Contact", "Opportunity", "Case"]
 
 
-def write_settings(path: Path, objects: list[Any], **backup: Any) -> Path:
+def write_settings(path: Path, objects: list[Any], anomalies: dict | None = None, **backup: Any) -> Path:
     data = {
         "orgs": {"production": {}, "sandbox": {}},
         "backup": {"org": "production", "objects": objects,
                    "partitions": {"cron": "0 * * * *", "start": "2026-11-20T00:00:00Z"},
                    "schedule_lag_minutes": 10, "bulk_threshold": 20_000,
                    "api_budget": {"max_share_of_daily_limit": 0.5}, **backup},
+        "anomalies": anomalies or {},
     }
     path.write_text(yaml.safe_dump(data))
     return path

@@ -60,7 +60,8 @@ def mirror_asset(obj: ObjectSettings, settings: Settings, partitions: dg.Partiti
                 context.log.info(f"{obj.name}: new fields {list(table.added_columns)} added as columns")
             batches = extract_window(client, obj.name, names, start, end,
                                      bulk_threshold=settings.bulk_threshold, stats=stats)
-            result = load_window(conn, table, batches, start, end)
+            # one extraction never repeats a record: a first load may COPY straight into the mirror
+            result = load_window(conn, table, batches, start, end, unique_ids=True)
         if result.extracted != stats.extracted:
             raise dg.Failure(f"{obj.name}: extracted {stats.extracted} records but loaded {result.extracted}")
         context.log.info(f"{obj.name} {start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M}: "

@@ -377,16 +377,78 @@ def _find_bad_value(
     )
 
 
+def _copy_into_empty_mirror(
+    conn: psycopg.Connection[Any], table: MirrorTable, batches: Iterable[pa.RecordBatch],
+    window_start: datetime, window_end: datetime, started: float,
+) -> LoadResult:
+    """First load: COPY straight into the (locked, empty) typed mirror while the batches still arrive.
+
+    Skips the staging table and the INSERT ... SELECT after the last batch, so loading overlaps with
+    extraction. Only for windows whose ids are unique (one extraction never repeats a record).
+    """
+    stream = _non_empty(batches)
+    first = next(stream, None)
+    if first is None:
+        return LoadResult(table.object_name, window_start, window_end, seconds=time.perf_counter() - started,
+                          into_empty_table=True)
+    mapping = _batch_columns(table.object_name, table, first)
+    columns = list(mapping)
+    copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, FORCE_NULL ({}))").format(
+        table.identifier, idents(columns), idents(columns))
+    rows = size = 0
+    try:
+        with conn.transaction(), conn.cursor() as cursor, \
+                cursor.copy(copy_sql, writer=_BackgroundCopyWriter(cursor)) as copy:
+            batch: pa.RecordBatch | None = first
+            while batch is not None:
+                names = _batch_columns(table.object_name, table, batch)
+                if names.keys() != mapping.keys():
+                    raise WarehouseLoadError(
+                        f"{table.object_name}: batches of one window must carry the same columns; after {rows} "
+                        f"rows a batch came with {sorted(names)} instead of {sorted(mapping)}",
+                        object_name=table.object_name)
+                sink = pa.BufferOutputStream()
+                pa_csv.write_csv(batch.select([names[c] for c in columns]), sink, _CSV_WRITE_OPTIONS)
+                data = sink.getvalue()
+                copy.write(memoryview(data))
+                rows += batch.num_rows
+                size += data.size
+                del data, sink
+                batch = next(stream, None)
+    except psycopg.errors.UniqueViolation as exc:
+        raise WarehouseLoadError(
+            f"{table.object_name}: a record appears twice in one window ({exc.diag.message_detail}); nothing "
+            "was loaded", object_name=table.object_name) from exc
+    except psycopg.DataError as exc:
+        # COPY's context names the column and the value, e.g. `COPY opportunity, line 3, column amount: "x"`.
+        raise WarehouseLoadError(
+            f"{table.object_name}: a value does not fit its column and nothing was loaded: "
+            f"{exc.diag.message_primary} ({exc.diag.context or ''})", object_name=table.object_name) from exc
+    deleted_sql = sql.SQL("count(*) FILTER (WHERE isdeleted)") if "isdeleted" in columns else sql.SQL("0")
+    deleted, outside = conn.execute(
+        sql.SQL("SELECT {}, count(*) FILTER (WHERE systemmodstamp < %(start)s OR systemmodstamp >= %(end)s) "
+                "FROM {}").format(deleted_sql, table.identifier),
+        {"start": window_start, "end": window_end}).fetchone()
+    return LoadResult(
+        object_name=table.object_name, window_start=window_start, window_end=window_end, extracted=rows,
+        inserted=rows, updated=0, unchanged=0, deleted=deleted, outside_window=outside, bytes=size,
+        seconds=time.perf_counter() - started, into_empty_table=True)
+
+
 def load_window(
     conn: psycopg.Connection[Any],
     table: MirrorTable,
     batches: Iterable[pa.RecordBatch],
     window_start: datetime,
     window_end: datetime,
+    *,
+    unique_ids: bool = False,
 ) -> LoadResult:
     """Apply one extracted window to the mirror table, all or nothing, keeping the newest versions.
 
     `batches` is consumed once, one batch at a time. `table` comes from `ensure_mirror_table`.
+    `unique_ids=True` (the extraction never repeats a record within a window) lets a first load into an
+    empty mirror COPY straight into it, overlapping the load with extraction.
     Concurrent loads of the same object wait for each other at the final upsert (their COPY runs in
     parallel); loads of different objects never wait.
     """
@@ -401,6 +463,10 @@ def load_window(
         conn.execute(
             "SELECT set_config('timezone', 'UTC', true), set_config('work_mem', %s, true)", (_LOAD_WORK_MEM,)
         )
+        if unique_ids:
+            conn.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(table.identifier))
+            if conn.execute(sql.SQL("SELECT NOT EXISTS (SELECT FROM {})").format(table.identifier)).fetchone()[0]:
+                return _copy_into_empty_mirror(conn, table, batches, window_start, window_end, started)
         try:
             staging, extracted, size = _copy_into_staging(conn, table, batches)
         except psycopg.DataError as exc:

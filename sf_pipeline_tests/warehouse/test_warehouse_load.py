@@ -336,3 +336,41 @@ def test_two_windows_loaded_at_the_same_time_into_an_empty_table_both_land(
     assert failures == []
     with psycopg.connect(pg_url) as conn:
         assert mirror_rows(conn) == [stored(r) for r in (WINDOW_2[0], WINDOW_2[1], WINDOW_1[2], WINDOW_2[2])]
+
+
+def test_first_load_fast_path_gives_the_same_mirror_and_names_bad_values(pg_conn):
+    """unique_ids=True on an empty mirror COPYs straight into it: same rows, same counts, clear errors."""
+    import pyarrow as pa
+
+    from sf_pipeline.warehouse import WarehouseLoadError, ensure_mirror_table, load_window
+
+    fields = [
+        {"name": "Id", "type": "id", "length": 18, "precision": 0, "scale": 0},
+        {"name": "Name", "type": "string", "length": 80, "precision": 0, "scale": 0},
+        {"name": "Amount", "type": "currency", "length": 0, "precision": 18, "scale": 2},
+        {"name": "IsDeleted", "type": "boolean", "length": 0, "precision": 0, "scale": 0},
+        {"name": "SystemModstamp", "type": "datetime", "length": 0, "precision": 0, "scale": 0},
+    ]
+    start, end = datetime(2026, 11, 24, 0, tzinfo=UTC), datetime(2026, 11, 24, 1, tzinfo=UTC)
+    batch = pa.RecordBatch.from_pydict({
+        "Id": ["0065J0000000001AAA", "0065J0000000002AAA", "0065J0000000003AAA"],
+        "Name": ["A", "B", None], "Amount": ["10.50", "", "3"], "IsDeleted": ["false", "true", "false"],
+        "SystemModstamp": ["2026-11-24T00:10:00.000Z"] * 3,
+    })
+    fast = ensure_mirror_table(pg_conn, "FastOpp", fields)
+    result = load_window(pg_conn, fast, [batch], start, end, unique_ids=True)
+    assert result.into_empty_table and (result.extracted, result.inserted, result.deleted) == (3, 3, 1)
+    slow = ensure_mirror_table(pg_conn, "SlowOpp", fields)
+    load_window(pg_conn, slow, [batch], start, end)
+    rows = 'SELECT id, name, amount, isdeleted, systemmodstamp FROM salesforce."{}" ORDER BY id'
+    assert pg_conn.execute(rows.format("fastopp")).fetchall() == pg_conn.execute(rows.format("slowopp")).fetchall()
+    # a second window on the now non-empty mirror takes the upsert path
+    again = load_window(pg_conn, fast, [batch], start, end, unique_ids=True)
+    assert not again.into_empty_table and again.unchanged == 3
+    bad = pa.RecordBatch.from_pydict({"Id": ["0065J0000000009AAA"], "Name": ["X"], "Amount": ["lots"],
+                                      "IsDeleted": ["false"], "SystemModstamp": ["2026-11-24T00:10:00.000Z"]})
+    empty = ensure_mirror_table(pg_conn, "EmptyOpp", fields)
+    with pytest.raises(WarehouseLoadError) as exc:
+        load_window(pg_conn, empty, [bad], start, end, unique_ids=True)
+    assert "EmptyOpp" in str(exc.value) and "amount" in str(exc.value) and "lots" in str(exc.value)
+    assert pg_conn.execute('SELECT count(*) FROM salesforce."emptyopp"').fetchone()[0] == 0

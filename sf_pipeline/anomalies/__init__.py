@@ -1,0 +1,100 @@
+"""Anomaly checks over the backup's history: find damage in a window and say how to undo it.
+
+No Dagster here: asset checks and sensors call `run_detectors` for a window of an object, turn each
+finding into an `IncidentReport` (`report_incident`), store it (`save_incident`) and show its markdown
+and restore config.
+
+    overrides = overrides_from_settings(settings.anomalies, {o.name: o.anomalies for o in settings.objects})
+    backup_start = settings.start.replace(tzinfo=ZoneInfo(settings.timezone))  # the partitions' start
+    findings = run_detectors(conn, "Opportunity", start, end, overrides, user_names, history_start=backup_start)
+    for finding in findings:
+        report = report_incident(conn, finding, org="production", field_names={"accountid": "AccountId"})
+        save_incident(conn, report)
+        print(report.to_markdown(), report.restore_config_yaml())
+"""
+
+from sf_pipeline.anomalies.chart import bar_chart_png, sparkline
+from sf_pipeline.anomalies.detectors import (
+    DETECTORS,
+    Baseline,
+    Finding,
+    SampleChange,
+    WindowChanges,
+    baseline,
+    change_volume,
+    detect_mass_delete,
+    detect_mass_nulling,
+    detect_mass_overwrite,
+    detect_orphans,
+    detect_user_share,
+    detect_volume,
+    reference_columns,
+    run_detectors,
+    user_names_from_backup,
+    window_changes,
+)
+from sf_pipeline.anomalies.errors import AnomalyError, AnomalySettingsError
+from sf_pipeline.anomalies.incidents import (
+    MAX_RESTORE_IDS,
+    IncidentReport,
+    StoredIncident,
+    ensure_incident_table,
+    format_instant,
+    list_incidents,
+    report_incident,
+    restore_config_for,
+    save_incident,
+)
+from sf_pipeline.anomalies.settings import (
+    DEFAULT_THRESHOLDS,
+    SKIPPED_COLUMNS,
+    AnomalyThresholds,
+    MassChangeThresholds,
+    OrphanThresholds,
+    UserShareThresholds,
+    VolumeThresholds,
+    overrides_from_settings,
+    thresholds_for,
+)
+
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "DETECTORS",
+    "MAX_RESTORE_IDS",
+    "SKIPPED_COLUMNS",
+    "AnomalyError",
+    "AnomalySettingsError",
+    "AnomalyThresholds",
+    "Baseline",
+    "Finding",
+    "IncidentReport",
+    "MassChangeThresholds",
+    "OrphanThresholds",
+    "SampleChange",
+    "StoredIncident",
+    "UserShareThresholds",
+    "VolumeThresholds",
+    "WindowChanges",
+    "bar_chart_png",
+    "baseline",
+    "change_volume",
+    "detect_mass_delete",
+    "detect_mass_nulling",
+    "detect_mass_overwrite",
+    "detect_orphans",
+    "detect_user_share",
+    "detect_volume",
+    "ensure_incident_table",
+    "format_instant",
+    "list_incidents",
+    "overrides_from_settings",
+    "reference_columns",
+    "report_incident",
+    "restore_config_for",
+    "run_detectors",
+    "save_incident",
+    "sparkline",
+    "thresholds_for",
+    "user_names_from_backup",
+    "window_changes",
+]

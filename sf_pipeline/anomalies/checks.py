@@ -1,0 +1,150 @@
+"""Dagster asset checks: after each backup window, look for damage in `history/<Object>` and explain it.
+
+Thin glue over the detectors: the check runs every detector on the window, stores an incident report
+per finding, alerts on every error-level finding, and shows the reports (what, when, who, how much,
+a change-volume chart and a ready-to-paste restore config) as check metadata.
+"""
+
+import json
+import logging
+import os
+
+import dagster as dg
+import requests
+
+from sf_pipeline.backup.assets import history_key
+from sf_pipeline.backup.resources import SalesforceOrgResource, WarehouseResource
+from sf_pipeline.settings import ObjectSettings, Settings
+
+from .detectors import run_detectors, user_names_from_backup
+from .incidents import IncidentReport, report_incident, save_incident
+from .settings import overrides_from_settings
+
+CHECK_NAME = "no_mass_damage"
+WEBHOOK_ENV = "SF_PIPELINE_ALERT_WEBHOOK"
+log = logging.getLogger(__name__)
+
+
+def check_key(sobject: str) -> dg.AssetCheckKey:
+    return dg.AssetCheckKey(history_key(sobject), CHECK_NAME)
+
+
+def send_alert(report: IncidentReport) -> bool:
+    """Post a Slack-compatible message for an incident when SF_PIPELINE_ALERT_WEBHOOK is set."""
+    url = os.environ.get(WEBHOOK_ENV)
+    if not url:
+        return False
+    text = (
+        f":rotating_light: *{report.title}*\n{report.to_markdown(embed_chart=False)}\n"
+        f"Suggested restore (dry run):\n```{report.restore_config_yaml()}```"
+    )
+    try:
+        resp = requests.post(url, json={"text": text}, timeout=10)
+        resp.raise_for_status()
+        return True
+    except requests.RequestException as exc:  # an unreachable webhook must not hide the incident
+        log.warning("could not post the alert to the webhook: %s", exc)
+        return False
+
+
+def _user_names(conn, salesforce: SalesforceOrgResource, user_ids: list[str]) -> dict[str, str]:
+    names = user_names_from_backup(conn, user_ids)
+    missing = [u for u in user_ids if u and u not in names]
+    if missing:
+        quoted = ", ".join(f"'{u}'" for u in missing if u.isalnum())
+        try:
+            rows = salesforce.client().restful(
+                "query", params={"q": f"SELECT Id, Name FROM User WHERE Id IN ({quoted})"}
+            )
+            names.update({r["Id"]: r["Name"] for r in rows.get("records", [])})
+        except Exception as exc:  # noqa: BLE001 - names are a courtesy; the report stands without them
+            log.warning("could not read user names from the org: %s", exc)
+    return names
+
+
+def anomaly_check(
+    obj: ObjectSettings, settings: Settings, partitions: dg.TimeWindowPartitionsDefinition
+) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=history_key(obj.name),
+        name=CHECK_NAME,
+        partitions_def=partitions,
+        blocking=False,
+        description=f"Mass nulling, mass overwrite, mass deletion, one user changing an unusual share, change "
+        f"volume far from its baseline and orphaned references in the window's {obj.name} changes.",
+    )
+    def _check(
+        context: dg.AssetCheckExecutionContext,
+        warehouse: WarehouseResource,
+        salesforce: SalesforceOrgResource,
+    ) -> dg.AssetCheckResult:
+        window = context.partition_time_window
+        if window.start <= partitions.start:
+            # The first window is the full load: every record is "new", there is nothing to compare with.
+            return dg.AssetCheckResult(
+                passed=True,
+                metadata={"note": dg.MetadataValue.text("first window (full load): nothing to compare with")},
+            )
+        thresholds = overrides_from_settings(
+            settings.anomalies, {o.name: o.anomalies for o in settings.objects}
+        )
+        with warehouse.connect() as conn:
+            findings = run_detectors(
+                conn, obj.name, window.start, window.end, thresholds, history_start=partitions.start
+            )
+            reports: list[IncidentReport] = []
+            if findings:
+                names = _user_names(conn, salesforce, sorted({f.user_id for f in findings if f.user_id}))
+                try:
+                    describe = salesforce.client().describe(obj.name)
+                    field_names = {f["name"].lower(): f["name"] for f in describe["fields"]}
+                except Exception as exc:  # noqa: BLE001 - fall back to column names
+                    context.log.warning(f"describe of {obj.name} failed, using column names: {exc}")
+                    field_names = {}
+                for finding in findings:
+                    if finding.user_id and not finding.user_name:
+                        finding.user_name = names.get(finding.user_id)
+                    report = report_incident(conn, finding, org=settings.backup_org, field_names=field_names)
+                    save_incident(conn, report)
+                    reports.append(report)
+            conn.commit()
+        errors = [r for r in reports if r.severity == "error"]
+        for report in errors:
+            context.log.error(
+                f"INCIDENT {report.title}\n{report.to_markdown(embed_chart=False)}\n"
+                f"restore config (paste into the restore launchpad):\n{report.restore_config_yaml()}"
+            )
+            send_alert(report)
+        for report in reports:
+            if report.severity != "error":
+                context.log.warning(f"{report.title}")
+        metadata: dict = {
+            "window_start": dg.MetadataValue.text(window.start.isoformat()),
+            "window_end": dg.MetadataValue.text(window.end.isoformat()),
+            "findings": dg.MetadataValue.int(len(reports)),
+            "errors": dg.MetadataValue.int(len(errors)),
+        }
+        if reports:
+            worst = reports[0]
+            metadata["incident"] = dg.MetadataValue.md("\n\n---\n\n".join(r.to_markdown() for r in reports))
+            metadata["affected_records"] = dg.MetadataValue.int(worst.affected_count)
+            metadata["acting_user"] = dg.MetadataValue.text(worst.user_label)
+            metadata["first_change"] = dg.MetadataValue.text(
+                worst.first_change.isoformat() if worst.first_change else ""
+            )
+            metadata["last_change"] = dg.MetadataValue.text(
+                worst.last_change.isoformat() if worst.last_change else ""
+            )
+            if worst.restore_config:
+                metadata["restore_config"] = dg.MetadataValue.md(f"```yaml\n{worst.restore_config_yaml()}```")
+                metadata["restore_config_json"] = dg.MetadataValue.json(
+                    json.loads(json.dumps(worst.restore_config))
+                )
+            metadata["change_volume_24h"] = dg.MetadataValue.text(worst.chart_sparkline())
+        if errors:
+            return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata)
+        if reports:
+            return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN, metadata=metadata)
+        return dg.AssetCheckResult(passed=True, metadata=metadata)
+
+    return _check

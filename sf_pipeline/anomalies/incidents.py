@@ -1,0 +1,568 @@
+"""Incident reports: everything an admin needs to understand a finding and undo it, stored in PostgreSQL.
+
+An `IncidentReport` is built from a `Finding` (plain data, no database): what changed, how many records
+and which share, when (first and last SystemModstamp, to the second), by whom, sample before/after
+values, the change volume of the last 24 hours (chart), and a ready-to-paste launchpad config for the
+restore job, as a dry run, selecting exactly the damaged records and fields with `as_of` one second
+before the first damaging change. Reports are kept in `sf_pipeline.incidents`, one row per
+(org, object, detector, window, fields): checking a window again updates its row.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from sf_pipeline.anomalies.chart import bar_chart_png, sparkline
+from sf_pipeline.anomalies.detectors import Finding, change_volume
+from sf_pipeline.warehouse.names import ident, qualified
+
+INCIDENT_SCHEMA = "sf_pipeline"
+INCIDENT_TABLE = "incidents"
+# Above this many records, a restore config selects by time span and user instead of listing ids (a
+# launchpad config of 10,000 ids is ~250 KB; more makes the UI and the run's config unwieldy).
+MAX_RESTORE_IDS = 10_000
+DEFAULT_TARGET_ORG = "production"
+
+_DDL_LOCK_KEY = 0x5F_414E_4F4D_414C  # "_ANOMAL": serializes concurrent creations of the incident table
+_BARE_YAML = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_YAML_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"})
+
+DETECTOR_TITLES = {
+    "mass_nulling": "Mass nulling",
+    "mass_overwrite": "Mass overwrite",
+    "mass_delete": "Mass deletion",
+    "user_share": "One user changed an unusual share",
+    "volume_spike": "Change volume spike",
+    "volume_drop": "Change volume dropped to nothing",
+    "orphans": "Orphaned records (parents deleted)",
+    "dangling_references": "Lookups to missing or deleted parents",
+}
+
+
+def format_instant(ts: datetime) -> str:
+    """`YYYY-MM-DDTHH:MM:SSZ` in UTC, to the second (the restore contract's format)."""
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _floor_second(ts: datetime) -> datetime:
+    return ts.replace(microsecond=0)
+
+
+def _api(column: str, field_names: Mapping[str, str]) -> str:
+    return field_names.get(column, field_names.get(column.lower(), column))
+
+
+def restore_config_for(
+    finding: Finding,
+    field_names: Mapping[str, str] | None = None,
+    *,
+    target_org: str = DEFAULT_TARGET_ORG,
+    max_record_ids: int = MAX_RESTORE_IDS,
+) -> dict[str, Any] | None:
+    """The restore job's launchpad config (the restore contract) that undoes a finding, as a dry run.
+
+    Selects exactly the damaged records: their ids when there are at most `max_record_ids`, and always the
+    time span of the damaging changes (`changed_between` = [first, last + 1 s), to the second) and, when
+    one user made them all, `changed_by`. None when there is nothing to restore (a volume drop).
+    """
+    if not finding.restorable or finding.first_change is None or finding.last_change is None:
+        return None
+    names = {k.lower(): v for k, v in (field_names or {}).items()}
+    ids = finding.restore_record_ids if finding.restore_record_ids is not None else finding.record_ids
+    first = _floor_second(finding.first_change)
+    last = _floor_second(finding.last_change)
+    return {
+        "object": finding.restore_object or finding.object,
+        "fields": [_api(c, names) for c in finding.restore_fields],
+        "as_of": format_instant(first - timedelta(seconds=1)),
+        "record_ids": list(ids) if len(ids) <= max_record_ids else [],
+        "changed_between": [format_instant(first), format_instant(last + timedelta(seconds=1))],
+        "changed_by": finding.user_id if finding.acted_alone else None,
+        "target_org": target_org,
+        "dry_run": True,
+        "on_conflict": "skip",
+        "restore_deleted": finding.restore_deleted,
+    }
+
+
+def _yaml_scalar(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    text = str(value)
+    if _BARE_YAML.match(text) and text.lower() not in _YAML_WORDS:
+        return text
+    return json.dumps(text)  # a JSON string is a valid YAML double-quoted scalar
+
+
+@dataclass(frozen=True)
+class IncidentReport:
+    """One failed check, for people (`to_markdown`), machines (`to_json`) and the restore job
+    (`restore_config`, `restore_config_yaml`). Field names are API names where the caller gave them.
+
+    `record_ids` lists the damaged records when there are at most `MAX_RESTORE_IDS` (`record_count` is
+    always the full number); `volume` is the change volume of the 24 hours up to the window end.
+    """
+
+    org: str
+    object: str
+    detector: str
+    severity: str
+    window_start: datetime
+    window_end: datetime
+    columns: tuple[str, ...]
+    fields: tuple[str, ...]
+    affected_count: int
+    share: float | None
+    live_records: int | None
+    first_change: datetime | None
+    last_change: datetime | None
+    user_id: str | None
+    user_name: str | None
+    acted_alone: bool
+    sample: tuple[dict[str, Any], ...]
+    record_ids: tuple[str, ...]
+    record_count: int
+    restore_config: dict[str, Any] | None
+    restore_note: str
+    volume: tuple[tuple[datetime, int], ...] = ()
+    details: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------------------ construction
+    @classmethod
+    def from_finding(
+        cls,
+        finding: Finding,
+        *,
+        org: str = DEFAULT_TARGET_ORG,
+        field_names: Mapping[str, str] | None = None,
+        volume: Sequence[tuple[datetime, int]] = (),
+        max_record_ids: int = MAX_RESTORE_IDS,
+    ) -> IncidentReport:
+        """The report of a finding. `field_names` maps lower-cased columns to API names (from describe;
+        for orphans include the parent's); columns it lacks are shown as they are."""
+        if finding.window_start is None or finding.window_end is None:
+            raise ValueError("a finding without its window cannot be reported; use run_detectors' findings")
+        names = {k.lower(): v for k, v in (field_names or {}).items()}
+        config = restore_config_for(finding, names, target_org=org, max_record_ids=max_record_ids)
+        sample_names = finding.details.get("sample_names", {})
+        sample = tuple(
+            {
+                "id": change.record_id,
+                "name": sample_names.get(change.record_id),
+                "before": {_api(c, names): v for c, v in change.before.items()},
+                "after": {_api(c, names): v for c, v in change.after.items()},
+            }
+            for change in finding.sample
+        )
+        details = {k: v for k, v in finding.details.items() if k != "sample_names"}
+        return cls(
+            org=org,
+            object=finding.object,
+            detector=finding.detector,
+            severity=finding.severity,
+            window_start=finding.window_start,
+            window_end=finding.window_end,
+            columns=tuple(sorted(finding.fields)),
+            fields=tuple(_api(c, names) for c in sorted(finding.fields)),
+            affected_count=finding.affected_count,
+            share=finding.share,
+            live_records=finding.live_records,
+            first_change=finding.first_change,
+            last_change=finding.last_change,
+            user_id=finding.user_id,
+            user_name=finding.user_name,
+            acted_alone=finding.acted_alone,
+            sample=sample,
+            record_ids=finding.record_ids if len(finding.record_ids) <= max_record_ids else (),
+            record_count=len(finding.record_ids),
+            restore_config=config,
+            restore_note=_restore_note(finding, config, max_record_ids),
+            volume=tuple(volume),
+            details=details,
+        )
+
+    # --------------------------------------------------------------------------------- summaries
+    @property
+    def title(self) -> str:
+        what = DETECTOR_TITLES.get(self.detector, self.detector)
+        where = f"{self.object}.{', '.join(self.fields)}" if self.fields else self.object
+        who = f" by {self.user_label}" if self.user_id else ""
+        if not self.affected_count:
+            return f"{what} on {where}"
+        return f"{what} on {where}: {self.affected_count:,} records{who}"
+
+    @property
+    def user_label(self) -> str:
+        if not self.user_id:
+            return "unknown user"
+        return f"{self.user_name} ({self.user_id})" if self.user_name else self.user_id
+
+    def restore_config_yaml(self) -> str:
+        """The restore config as YAML to paste into the launchpad of the restore job (empty if none)."""
+        config = self.restore_config
+        if config is None:
+            return ""
+        lines = [
+            f"# Undo: {self.title}",
+            "# Dry run first: check the plan it prints, then set dry_run: false and run again.",
+        ]
+        for key, value in config.items():
+            if key == "record_ids" and not value and self.record_count:
+                lines.append(
+                    f"record_ids: []  # {self.record_count:,} records: too many to list, "
+                    "selected by changed_between and changed_by"
+                )
+            elif key == "record_ids" and value:
+                lines.append("record_ids:")
+                lines.extend(f"  - {_yaml_scalar(v)}" for v in value)
+            elif isinstance(value, list):
+                lines.append(f"{key}: [{', '.join(_yaml_scalar(v) for v in value)}]")
+            else:
+                lines.append(f"{key}: {_yaml_scalar(value)}")
+        return "\n".join(lines) + "\n"
+
+    def _highlighted(self) -> list[bool]:
+        if not self.volume:
+            return []
+        step = self.volume[1][0] - self.volume[0][0] if len(self.volume) > 1 else timedelta(minutes=5)
+        low = self.first_change or self.window_start
+        high = self.last_change or (self.window_end - timedelta(microseconds=1))
+        return [start <= high and start + step > low for start, _ in self.volume]
+
+    def chart_png(self) -> bytes:
+        """A PNG bar chart of the change volume (5-minute buckets), the damaging span's bars in red."""
+        return bar_chart_png([count for _, count in self.volume], self._highlighted())
+
+    def chart_data_uri(self) -> str:
+        return "data:image/png;base64," + base64.b64encode(self.chart_png()).decode("ascii")
+
+    def chart_sparkline(self, width: int = 72) -> str:
+        return sparkline([count for _, count in self.volume], width)
+
+    def to_markdown(self, embed_chart: bool = True) -> str:
+        """A human summary: what changed, when, by whom, a sample, the change volume and how to undo it."""
+        lines = [f"### {self.severity.upper()}: {self.title}", ""]
+        share = (
+            f" ({self.share:.1%} of {self.live_records:,} live {self.object} records)"
+            if (self.share is not None and self.live_records is not None)
+            else ""
+        )
+        lines.append(f"- **What**: {self._what()}")
+        lines.append(f"- **Records affected**: {self.affected_count:,}{share}")
+        if self.first_change and self.last_change:
+            lines.append(
+                f"- **When**: first change {format_instant(self.first_change)}, "
+                f"last change {format_instant(self.last_change)} (SystemModstamp, UTC)"
+            )
+        lines.append(
+            f"- **Window**: {format_instant(self.window_start)} to {format_instant(self.window_end)} (org `{self.org}`)"
+        )
+        if self.user_id:
+            alone = (
+                ""
+                if self.acted_alone
+                else (
+                    f" (made most of the changes; {self.details.get('users', 'several')} users were involved)"
+                )
+            )
+            lines.append(f"- **By**: {self.user_label}{alone}")
+        if self.sample:
+            lines += [
+                "",
+                "Sample (before -> after):",
+                "",
+                "| Record | Name | Before | After |",
+                "|---|---|---|---|",
+            ]
+            for item in self.sample:
+                lines.append(
+                    f"| `{item['id']}` | {_cell(item.get('name'))} | {_cell(_values(item['before']))} "
+                    f"| {_cell(_values(item['after']))} |"
+                )
+        if self.volume:
+            peak_at, peak = max(self.volume, key=lambda bucket: bucket[1])
+            lines += [
+                "",
+                f"Change volume of {self.object}, 24 hours to {format_instant(self.window_end)} "
+                f"(5-minute buckets, peak {peak:,} at {format_instant(peak_at)}; red: the damaging changes):",
+                "",
+                "```",
+                self.chart_sparkline(),
+                "```",
+            ]
+            if embed_chart:
+                lines += ["", f"![change volume]({self.chart_data_uri()})"]
+        lines += ["", "#### How to undo", "", self.restore_note]
+        if self.restore_config is not None:
+            lines += ["", "```yaml", self.restore_config_yaml().rstrip("\n"), "```"]
+        return "\n".join(lines) + "\n"
+
+    def _what(self) -> str:
+        fields = ", ".join(f"`{f}`" for f in self.fields)
+        details = self.details
+        if self.detector == "mass_nulling":
+            return f"{fields} went from a value to empty"
+        if self.detector == "mass_overwrite":
+            values = sorted({str(p.get("value")) for p in details.get("per_field", [])})
+            return f"{fields} set to the same value ({', '.join(repr(v) for v in values)})"
+        if self.detector == "mass_delete":
+            return f"{self.object} records deleted"
+        if self.detector == "user_share":
+            return f"one user changed {fields or 'records'} on an unusual share of {self.object}"
+        if self.detector == "volume_spike":
+            return (
+                f"{details.get('window_versions', 0):,} changes in the window, "
+                f"{details.get('factor') or 0:.0f}x the usual {details.get('baseline_median', 0):g} "
+                f"({details.get('baseline', 'same hours of previous days')}); the restore below selects what "
+                "the most active user changed"
+            )
+        if self.detector == "volume_drop":
+            return (
+                f"no change at all in the window, where there usually are {details.get('baseline_median', 0):g} "
+                f"({details.get('baseline', 'same hours of previous days')}): check that the backup user can "
+                "still see the object (permissions, sharing) and that the sync really ran"
+            )
+        if self.detector in ("orphans", "dangling_references"):
+            return (
+                f"{fields} points at {details.get('parent_object')} records that are deleted "
+                f"({details.get('parents_deleted', 0):,}) or missing in the backup "
+                f"({details.get('parents_missing', 0):,})"
+            )
+        return self.detector
+
+    # ------------------------------------------------------------------------------ serialization
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-compatible data (instants as ISO strings)."""
+        return _jsonable(asdict(self))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> IncidentReport:
+        """The report `to_dict` gave (as stored in `sf_pipeline.incidents.report`)."""
+
+        def instant(value: Any) -> datetime | None:
+            return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+        values = dict(data)
+        for key in ("window_start", "window_end", "first_change", "last_change"):
+            values[key] = instant(values.get(key))
+        values["volume"] = tuple((instant(start), count) for start, count in values.get("volume") or ())
+        for key in ("columns", "fields", "record_ids"):
+            values[key] = tuple(values.get(key) or ())
+        values["sample"] = tuple(values.get("sample") or ())
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def _values(values: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}: {'(empty)' if v is None else v}" for k, v in values.items())
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    return str(value).replace("|", "\\|").replace("\n", " ")[:120]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _restore_note(finding: Finding, config: dict[str, Any] | None, max_record_ids: int) -> str:
+    if config is None:
+        if finding.detector == "volume_drop":
+            return (
+                "Nothing to restore: no record changed. Look at the backup run of this window and at the "
+                "backup user's access to the object; re-run the window once it is fixed."
+            )
+        return "Nothing a restore could bring back was identified."
+    ids = finding.restore_record_ids if finding.restore_record_ids is not None else finding.record_ids
+    target = config["object"]
+    parts = [
+        f"Run the restore job with the config below (a dry run: it only reports what it would change). It "
+        f"puts back {', '.join(config['fields'][:8])}{'...' if len(config['fields']) > 8 else ''} "
+        f"of {len(ids):,} {target} records as they were at {config['as_of']}, one second before the first "
+        "damaging change, and skips records changed again since (on_conflict: skip)."
+    ]
+    if finding.restore_deleted:
+        parts.append("Deleted records are brought back (restore_deleted: true).")
+    if len(ids) > max_record_ids:
+        if finding.acted_alone:
+            parts.append(
+                f"The {len(ids):,} records are too many to list: they are selected by changed_between and "
+                "changed_by, which single out exactly the records this user changed in that span."
+            )
+        else:
+            parts.append(
+                f"The {len(ids):,} records are too many to list and were changed by several users: "
+                "changed_between alone also selects the other changes made in that span; check the dry "
+                "run's plan."
+            )
+    if finding.detector == "volume_spike":
+        parts.append("A spike is not necessarily damage: read the dry run's plan before applying anything.")
+    return " ".join(parts)
+
+
+# ------------------------------------------------------------------------------------------- storage
+def report_incident(
+    conn: psycopg.Connection[Any],
+    finding: Finding,
+    *,
+    org: str = DEFAULT_TARGET_ORG,
+    field_names: Mapping[str, str] | None = None,
+    hours: int = 24,
+    bucket_minutes: int = 5,
+) -> IncidentReport:
+    """The report of a finding with its change-volume chart data read from the history."""
+    if finding.window_end is None:
+        raise ValueError("a finding without its window cannot be reported; use run_detectors' findings")
+    volume = change_volume(conn, finding.object, finding.window_end, hours, bucket_minutes)
+    return IncidentReport.from_finding(finding, org=org, field_names=field_names, volume=volume)
+
+
+_TABLE = qualified(INCIDENT_SCHEMA, INCIDENT_TABLE)
+
+_CREATE = sql.SQL(
+    """
+    CREATE TABLE IF NOT EXISTS {table} (
+        id bigserial PRIMARY KEY,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        org text NOT NULL,
+        object text NOT NULL,
+        detector text NOT NULL,
+        severity text NOT NULL,
+        window_start timestamptz NOT NULL,
+        window_end timestamptz NOT NULL,
+        fields text[] NOT NULL DEFAULT '{{}}',
+        affected_count bigint NOT NULL,
+        share double precision,
+        first_change timestamptz,
+        last_change timestamptz,
+        user_id text,
+        user_name text,
+        report jsonb NOT NULL,
+        restore_config jsonb,
+        UNIQUE (org, object, detector, window_start, fields)
+    )
+    """
+)
+
+_UPSERT = sql.SQL(
+    """
+    INSERT INTO {table} (org, object, detector, severity, window_start, window_end, fields, affected_count,
+                         share, first_change, last_change, user_id, user_name, report, restore_config)
+    VALUES (%(org)s, %(object)s, %(detector)s, %(severity)s, %(window_start)s, %(window_end)s, %(fields)s,
+            %(affected_count)s, %(share)s, %(first_change)s, %(last_change)s, %(user_id)s, %(user_name)s,
+            %(report)s, %(restore_config)s)
+    ON CONFLICT (org, object, detector, window_start, fields) DO UPDATE SET
+        updated_at = now(), severity = EXCLUDED.severity, window_end = EXCLUDED.window_end,
+        affected_count = EXCLUDED.affected_count, share = EXCLUDED.share,
+        first_change = EXCLUDED.first_change, last_change = EXCLUDED.last_change,
+        user_id = EXCLUDED.user_id, user_name = EXCLUDED.user_name,
+        report = EXCLUDED.report, restore_config = EXCLUDED.restore_config
+    RETURNING id
+    """
+)
+
+
+def ensure_incident_table(conn: psycopg.Connection[Any]) -> None:
+    """Create schema `sf_pipeline` and table `sf_pipeline.incidents` unless they exist."""
+    with conn.transaction():
+        # CREATE ... IF NOT EXISTS is not safe against a concurrent twin (a unique violation in the
+        # catalog): two checks storing their first incident at once serialize on this lock.
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK_KEY,))
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident(INCIDENT_SCHEMA)))
+        conn.execute(_CREATE.format(table=_TABLE))
+        conn.execute(
+            sql.SQL("CREATE INDEX IF NOT EXISTS incidents_latest ON {} (window_start DESC, id DESC)").format(
+                _TABLE
+            )
+        )
+
+
+def save_incident(conn: psycopg.Connection[Any], report: IncidentReport) -> int:
+    """Store a report (creating the table if needed); the same org, object, detector, window and fields
+    again updates the existing row. Returns the incident's id."""
+    ensure_incident_table(conn)
+    params = {
+        "org": report.org,
+        "object": report.object,
+        "detector": report.detector,
+        "severity": report.severity,
+        "window_start": report.window_start,
+        "window_end": report.window_end,
+        "fields": sorted(report.columns),
+        "affected_count": report.affected_count,
+        "share": report.share,
+        "first_change": report.first_change,
+        "last_change": report.last_change,
+        "user_id": report.user_id,
+        "user_name": report.user_name,
+        "report": Jsonb(report.to_dict()),
+        "restore_config": Jsonb(report.restore_config) if report.restore_config is not None else None,
+    }
+    with conn.transaction():
+        (incident_id,) = conn.execute(_UPSERT.format(table=_TABLE), params).fetchone()
+    return incident_id
+
+
+@dataclass(frozen=True)
+class StoredIncident:
+    """An incident as listed from `sf_pipeline.incidents`."""
+
+    id: int
+    created_at: datetime
+    updated_at: datetime
+    report: IncidentReport
+
+    @property
+    def restore_config(self) -> dict[str, Any] | None:
+        return self.report.restore_config
+
+    def restore_config_yaml(self) -> str:
+        return self.report.restore_config_yaml()
+
+
+def list_incidents(
+    conn: psycopg.Connection[Any], limit: int = 20, object: str | None = None
+) -> list[StoredIncident]:
+    """Stored incidents, latest window first (then latest stored), optionally of one object only."""
+    exists = conn.execute("SELECT to_regclass(%s)", (f"{INCIDENT_SCHEMA}.{INCIDENT_TABLE}",)).fetchone()[0]
+    if exists is None:
+        return []
+    where = sql.SQL("WHERE lower(object) = lower(%(object)s)") if object else sql.SQL("")
+    query = sql.SQL(
+        "SELECT id, created_at, updated_at, report FROM {} {} ORDER BY window_start DESC, id DESC LIMIT %(limit)s"
+    ).format(_TABLE, where)
+    with conn.cursor(row_factory=dict_row) as cursor:
+        rows = cursor.execute(query, {"object": object, "limit": limit}).fetchall()
+    return [
+        StoredIncident(
+            row["id"], row["created_at"], row["updated_at"], IncidentReport.from_dict(row["report"])
+        )
+        for row in rows
+    ]

@@ -1,0 +1,125 @@
+"""The 2 am story, caught by the pipeline itself: backup → sensor → anomaly checks → incident + restore config."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from sf_pipeline.anomalies import list_incidents
+from sf_pipeline.cli import main
+from sf_pipeline.devorg.generator import generate_org
+from sf_pipeline.devorg.scenarios import run_scenario
+from sf_pipeline_tests.pipeline_fixtures import Pipeline
+
+T0 = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)
+KEY = "%Y-%m-%d-%H:%M"
+
+
+def _org(pipeline_factory, size: int = 300) -> Pipeline:
+    p = pipeline_factory(
+        ["Account", "Opportunity", "Case", "Invoice__c"],
+        partitions={"cron": "0 * * * *", "start": T0.strftime("%Y-%m-%dT%H:%M:%SZ")},
+    )
+    p.set_clock(T0 - timedelta(minutes=1))
+    generate_org(p.devorg.org, size)
+    p.set_clock(T0 + timedelta(hours=1, minutes=10))
+    assert p.backup(T0.strftime(KEY)).success  # the first window: the full load
+    return p
+
+
+_CURSORS: dict[int, str | None] = {}
+
+
+def _sensor_requests(p: Pipeline) -> list[dg.RunRequest]:
+    """One sensor tick, carrying the cursor from the previous tick as the daemon does."""
+    defs = p.defs()
+    sensor = defs.resolve_sensor_def("history_materialized_checks")
+    ctx = dg.build_sensor_context(
+        instance=p.instance, repository_def=defs.get_repository_def(), cursor=_CURSORS.get(id(p))
+    )
+    result = sensor.evaluate_tick(ctx)
+    _CURSORS[id(p)] = result.cursor
+    return list(result.run_requests)
+
+
+def _check(p: Pipeline, request: dg.RunRequest) -> list[dg.AssetCheckEvaluation]:
+    job = p.defs().resolve_job_def("anomaly_checks")
+    # exactly what the request selects: no asset, the checks of the objects materialized in the window
+    assert request.asset_selection == []
+    subset = job.get_subset(asset_selection=set(), asset_check_selection=set(request.asset_check_keys))
+    result = subset.execute_in_process(
+        partition_key=request.partition_key, instance=p.instance, tags=request.tags
+    )
+    assert not result.get_asset_materialization_events()
+    assert result.success
+    return result.get_asset_check_evaluations()
+
+
+@pytest.mark.e2e
+def test_orphaned_opportunities_are_caught_explained_and_given_a_restore_config(
+    pipeline_factory, monkeypatch
+):
+    p = _org(pipeline_factory)
+    sf = p.sf()
+    before = {
+        r["Id"]: r["AccountId"] for r in sf.query_all("SELECT Id, AccountId FROM Opportunity")["records"]
+    }
+    damaged = sorted(i for i, a in before.items() if a)
+    # 02:00: the marketing integration nulls AccountId on every Opportunity.
+    result = run_scenario(p.devorg.org, "orphan-opportunities", at=T0 + timedelta(hours=2))
+    assert sorted(result.changed["Opportunity"]) == damaged
+    p.set_clock(T0 + timedelta(hours=3, minutes=10))
+    assert p.backup((T0 + timedelta(hours=2)).strftime(KEY)).success
+
+    requests = {r.partition_key: r for r in _sensor_requests(p)}
+    window = (T0 + timedelta(hours=2)).strftime(KEY)
+    assert window in requests
+    assert (
+        dg.AssetCheckKey(dg.AssetKey(["history", "Opportunity"]), "no_mass_damage")
+        in requests[window].asset_check_keys
+    )
+    evaluations = {e.asset_key.path[1]: e for e in _check(p, requests[window])}
+    opp = evaluations["Opportunity"]
+    assert not opp.passed and opp.severity == dg.AssetCheckSeverity.ERROR
+    meta = {k: v.value for k, v in opp.metadata.items()}
+    assert meta["affected_records"] == len(damaged)
+    assert "Marketing Integration" in meta["acting_user"]
+    assert meta["first_change"].startswith("2026-11-24T02:00:00")
+    assert "AccountId" in meta["incident"]
+    config = meta["restore_config_json"]
+    assert config["object"] == "Opportunity" and config["fields"] == ["AccountId"]
+    assert config["as_of"] == "2026-11-24T01:59:59Z" and config["dry_run"] is True
+    assert sorted(config["record_ids"]) == damaged
+    # the other objects' checks pass: nothing happened to them
+    assert evaluations["Account"].passed and evaluations["Case"].passed
+
+    # a second sensor tick asks for nothing new
+    assert _sensor_requests(p) == []
+    with psycopg.connect(p.db_url) as conn:
+        stored = list_incidents(conn)
+    assert ("Opportunity", "error", "mass_nulling") in [
+        (s.report.object, s.report.severity, s.report.detector) for s in stored
+    ]
+    out = CliRunner().invoke(main, ["incidents"], env={"SF_PIPELINE_DATABASE_URL": p.db_url})
+    assert out.exit_code == 0 and "as_of:" in out.output and "Opportunity" in out.output
+
+
+@pytest.mark.e2e
+def test_a_normal_business_day_raises_no_error_level_alarm(pipeline_factory):
+    p = _org(pipeline_factory, size=1000)
+    run_scenario(p.devorg.org, "business-day", at=T0 + timedelta(hours=1))
+    p.set_clock(T0 + timedelta(hours=10, minutes=10))
+    assert p.backup((T0 + timedelta(hours=1)).strftime(KEY), (T0 + timedelta(hours=9)).strftime(KEY)).success
+    requests = _sensor_requests(p)
+    assert len(requests) >= 9  # the first window and each hour of the day
+    for request in requests:
+        for evaluation in _check(p, request):
+            assert evaluation.passed or evaluation.severity != dg.AssetCheckSeverity.ERROR, (
+                request.partition_key,
+                evaluation.asset_key,
+                evaluation.metadata,
+            )
