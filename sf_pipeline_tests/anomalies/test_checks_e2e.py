@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import http.server
+import json
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -19,10 +23,10 @@ T0 = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)
 KEY = "%Y-%m-%d-%H:%M"
 
 
-def _org(pipeline_factory, size: int = 300) -> Pipeline:
+def _org(pipeline_factory, size: int = 300, cron: str = "0 * * * *") -> Pipeline:
     p = pipeline_factory(
         ["Account", "Opportunity", "Case", "Invoice__c"],
-        partitions={"cron": "0 * * * *", "start": T0.strftime("%Y-%m-%dT%H:%M:%SZ")},
+        partitions={"cron": cron, "start": T0.strftime("%Y-%m-%dT%H:%M:%SZ")},
     )
     p.set_clock(T0 - timedelta(minutes=1))
     generate_org(p.devorg.org, size)
@@ -59,51 +63,79 @@ def _check(p: Pipeline, request: dg.RunRequest) -> list[dg.AssetCheckEvaluation]
     return result.get_asset_check_evaluations()
 
 
+class _Webhook(http.server.BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Webhook.received.append(json.loads(body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
 @pytest.mark.e2e
-def test_orphaned_opportunities_are_caught_explained_and_given_a_restore_config(
-    pipeline_factory, monkeypatch
-):
-    p = _org(pipeline_factory)
+def test_orphaned_opportunities_are_caught_explained_and_given_a_restore_config(pipeline_factory, monkeypatch):
+    """The story with 15-minute windows and a 10-minute lag: detected in the first window after the damage."""
+    p = _org(pipeline_factory, cron="*/15 * * * *")
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Webhook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("SF_PIPELINE_ALERT_WEBHOOK", f"http://127.0.0.1:{server.server_port}/hook")
+    _Webhook.received.clear()
     sf = p.sf()
-    before = {
-        r["Id"]: r["AccountId"] for r in sf.query_all("SELECT Id, AccountId FROM Opportunity")["records"]
-    }
+    before = {r["Id"]: r["AccountId"] for r in sf.query_all("SELECT Id, AccountId FROM Opportunity")["records"]}
     damaged = sorted(i for i, a in before.items() if a)
-    # 02:00: the marketing integration nulls AccountId on every Opportunity.
-    result = run_scenario(p.devorg.org, "orphan-opportunities", at=T0 + timedelta(hours=2))
+    # 02:01: the marketing integration nulls AccountId on every Opportunity.
+    damage_at = T0 + timedelta(hours=2, minutes=1)
+    result = run_scenario(p.devorg.org, "orphan-opportunities", at=damage_at)
     assert sorted(result.changed["Opportunity"]) == damaged
-    p.set_clock(T0 + timedelta(hours=3, minutes=10))
-    assert p.backup((T0 + timedelta(hours=2)).strftime(KEY)).success
+
+    # 02:25: the schedule's tick asks for the 02:00-02:15 window (closed, plus the 10-minute lag).
+    tick = T0 + timedelta(hours=2, minutes=25)
+    p.set_clock(tick)
+    defs = p.defs()
+    schedule_ctx = dg.build_schedule_context(instance=p.instance, scheduled_execution_time=tick,
+                                             repository_def=defs.get_repository_def())
+    [scheduled] = defs.resolve_schedule_def("backup_schedule").evaluate_tick(schedule_ctx).run_requests
+    window = (T0 + timedelta(hours=2)).strftime(KEY)
+    assert scheduled.partition_key == window
+    began = time.monotonic()
+    assert p.backup(scheduled.partition_key).success
 
     requests = {r.partition_key: r for r in _sensor_requests(p)}
-    window = (T0 + timedelta(hours=2)).strftime(KEY)
     assert window in requests
-    assert (
-        dg.AssetCheckKey(dg.AssetKey(["history", "Opportunity"]), "no_mass_damage")
-        in requests[window].asset_check_keys
-    )
+    assert dg.AssetCheckKey(dg.AssetKey(["history", "Opportunity"]), "no_mass_damage") in requests[window].asset_check_keys
     evaluations = {e.asset_key.path[1]: e for e in _check(p, requests[window])}
+    processing = time.monotonic() - began
+    delay = tick - damage_at + timedelta(seconds=processing)
+    print(f"\ndamage at {damage_at:%H:%M:%S} -> schedule tick {tick:%H:%M:%S} -> alert after "
+          f"{processing:.1f} s of backup + checks: {delay.total_seconds() / 60:.1f} min from damage to alert")
+    assert delay < timedelta(minutes=15 + 10 + 2)  # one window plus the schedule lag (plus processing)
     opp = evaluations["Opportunity"]
     assert not opp.passed and opp.severity == dg.AssetCheckSeverity.ERROR
     meta = {k: v.value for k, v in opp.metadata.items()}
     assert meta["affected_records"] == len(damaged)
     assert "Marketing Integration" in meta["acting_user"]
-    assert meta["first_change"].startswith("2026-11-24T02:00:00")
+    assert meta["first_change"].startswith("2026-11-24T02:01:00")
     assert "AccountId" in meta["incident"]
     config = meta["restore_config_json"]
     assert config["object"] == "Opportunity" and config["fields"] == ["AccountId"]
-    assert config["as_of"] == "2026-11-24T01:59:59Z" and config["dry_run"] is True
+    assert config["as_of"] == "2026-11-24T02:00:59Z" and config["dry_run"] is True
     assert sorted(config["record_ids"]) == damaged
     # the other objects' checks pass: nothing happened to them
     assert evaluations["Account"].passed and evaluations["Case"].passed
+    # the alert reached the webhook as Slack-compatible JSON
+    assert any("Opportunity" in m["text"] and "AccountId" in m["text"] for m in _Webhook.received)
+    server.shutdown()
 
     # a second sensor tick asks for nothing new
     assert _sensor_requests(p) == []
     with psycopg.connect(p.db_url) as conn:
         stored = list_incidents(conn)
-    assert ("Opportunity", "error", "mass_nulling") in [
-        (s.report.object, s.report.severity, s.report.detector) for s in stored
-    ]
+    assert ("Opportunity", "error", "mass_nulling") in [(s.report.object, s.report.severity, s.report.detector)
+                                                         for s in stored]
     out = CliRunner().invoke(main, ["incidents"], env={"SF_PIPELINE_DATABASE_URL": p.db_url})
     assert out.exit_code == 0 and "as_of:" in out.output and "Opportunity" in out.output
 
@@ -123,3 +155,26 @@ def test_a_normal_business_day_raises_no_error_level_alarm(pipeline_factory):
                 evaluation.asset_key,
                 evaluation.metadata,
             )
+
+
+@pytest.mark.e2e
+def test_a_simulated_week_of_business_days_raises_no_error_level_finding(pipeline_factory):
+    """Seven working days, each backed up as it happened; every hourly window of the week is checked."""
+    from sf_pipeline.anomalies import run_detectors
+
+    p = _org(pipeline_factory, size=1000)
+    for day in range(7):
+        run_scenario(p.devorg.org, "business-day", at=T0 + timedelta(days=day, hours=8))
+        p.set_clock(T0 + timedelta(days=day + 1, minutes=10))
+        first = T0 + timedelta(days=day, hours=1 if day == 0 else 0)
+        last = T0 + timedelta(days=day, hours=23)
+        assert p.backup(first.strftime(KEY), last.strftime(KEY)).success
+    errors = []
+    with psycopg.connect(p.db_url) as conn:
+        for hour in range(1, 7 * 24):
+            start = T0 + timedelta(hours=hour)
+            for sobject in ("Account", "Opportunity", "Case", "Invoice__c"):
+                for finding in run_detectors(conn, sobject, start, start + timedelta(hours=1), history_start=T0):
+                    if finding.severity == "error":
+                        errors.append((start, sobject, finding.detector, finding.affected_count))
+    assert errors == []
