@@ -100,11 +100,12 @@ def test_serve_prints_export_lines_and_persists(tmp_path):
         for name in ("INSTANCE_URL", "LOGIN_URL", "USERNAME", "PASSWORD", "SECURITY_TOKEN", "CLIENT_ID",
                      "CLIENT_SECRET", "CA_BUNDLE"):
             assert env[f"SALESFORCE_PRODUCTION_{name}"], name
+        import time
+
         from simple_salesforce import Salesforce
 
-        from sf_pipeline.salesforce.connection import OrgCredentials, connect as connect_env
-
-        import time
+        from sf_pipeline.salesforce.connection import OrgCredentials
+        from sf_pipeline.salesforce.connection import connect as connect_env
 
         count = None
         for _ in range(100):  # the server starts listening right after printing
