@@ -1,0 +1,342 @@
+"""Carry out a plan: undelete, re-create, re-point children, update. Nothing happens for a dry run.
+
+Order matters: records come back first (undelete, or re-create with their as_of values), so updates can
+point at them. Right before updating, the records are fetched again and compared with the plan: a value
+that moved since the plan was made is a fresh conflict (skipped unless on_conflict is overwrite), a value
+already right is not written again. Every value written is logged in `sf_pipeline.restore_audit` as
+soon as the org accepted it, so an interrupted run leaves an exact account; re-running the same config
+finishes the job. Any record not restored as planned fails the run (RestoreApplyError), never silently.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import requests
+from simple_salesforce.exceptions import SalesforceError
+
+from sf_pipeline.restore import tables
+from sf_pipeline.restore.current import DEFAULT_BULK_THRESHOLD, describe, fetch_current, field_types
+from sf_pipeline.restore.decisions import (
+    CONFLICT,
+    CREATE,
+    CREATED,
+    FAILED,
+    LIVE,
+    NOT_ATTEMPTED,
+    NOTHING_TO_DO,
+    SKIPPED_CONFLICT,
+    UNDELETE,
+    UNDELETED,
+    UPDATE,
+    WRITTEN,
+    RecordItem,
+    changes_to_write,
+)
+from sf_pipeline.restore.errors import RestoreApplyError, RestoreConfigError
+from sf_pipeline.restore.plan import RestorePlan
+from sf_pipeline.restore.values import csv_text
+from sf_pipeline.salesforce.client import ApiBudgetExceeded, SalesforceClient, SalesforceExtractError
+from sf_pipeline.salesforce.writes import (
+    SalesforceWriteError,
+    WriteResult,
+    bulk_update,
+    create_records,
+    current_user_id,
+    undelete,
+    update_records,
+)
+from sf_pipeline.warehouse.errors import HistoryNotFoundError
+from sf_pipeline.warehouse.history import history_columns
+from sf_pipeline.warehouse.names import column_name
+
+# Failures that stop a run part-way; what was written so far stays audited.
+INTERRUPTIONS = (SalesforceError, requests.RequestException, ApiBudgetExceeded, SalesforceWriteError,
+                 SalesforceExtractError)
+
+
+@dataclass
+class ApplyResult:
+    """What apply did: outcomes per record, failures record by record, API calls spent."""
+
+    run_id: str
+    dry_run: bool = False
+    mode: str = "none"  # collections | bulk: how updates were sent
+    outcomes: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # record id -> the org's error
+    interrupted: str | None = None
+    values_written: int = 0
+    repointed: int = 0
+    id_map: dict[str, str] = field(default_factory=dict)
+    api_calls: int = 0
+    seconds: float = 0.0
+
+    @property
+    def success(self) -> bool:
+        return not self.failed and self.interrupted is None and not self.outcomes.get(NOT_ATTEMPTED)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id, "dry_run": self.dry_run, "success": self.success, "mode": self.mode,
+            "outcomes": self.outcomes, "values_written": self.values_written, "children_repointed": self.repointed,
+            "failed": len(self.failed), "failures": dict(list(self.failed.items())[:50]),
+            "interrupted": self.interrupted, "recreated": len(self.id_map), "api_calls": self.api_calls,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def apply_plan(conn: psycopg.Connection[Any], client: SalesforceClient, plan: RestorePlan, *,
+               bulk_threshold: int = DEFAULT_BULK_THRESHOLD) -> ApplyResult:
+    """Write the plan to the target org (unless it is a dry run); raise RestoreApplyError on any shortfall."""
+    started = time.perf_counter()
+    calls_before = client.api_calls
+    result = ApplyResult(plan.run_id, dry_run=plan.config.dry_run)
+    if plan.config.dry_run:
+        return result
+    if client.alias != plan.config.target_org:
+        raise RestoreConfigError(f"the client is connected to org {client.alias!r} but the plan targets "
+                                 f"{plan.config.target_org!r}")
+    tables.ensure_restore_tables(conn)
+    run = _Run(conn, client, plan, result, bulk_threshold)
+    for record in plan.records:
+        record.outcome, record.error, record.new_id = None, None, None
+    try:
+        run.undelete()
+        run.create()
+        run.repoint_children()
+        run.update()
+    except INTERRUPTIONS as exc:
+        result.interrupted = f"{type(exc).__name__}: {str(exc)[:500]}"
+    finally:
+        on_conflict = plan.config.on_conflict
+        for record in plan.records:
+            if record.outcome is None:
+                if record.writes(on_conflict):
+                    record.outcome = NOT_ATTEMPTED
+                else:
+                    record.outcome = SKIPPED_CONFLICT if record.status == CONFLICT else NOTHING_TO_DO
+            result.outcomes[record.outcome] = result.outcomes.get(record.outcome, 0) + 1
+        result.api_calls = client.api_calls - calls_before
+        result.seconds = time.perf_counter() - started
+        tables.set_outcomes(conn, plan.run_id, ((r.record_id, r.outcome, r.error) for r in plan.records))
+        tables.set_plan_status(conn, plan.run_id, "applied" if result.success else "apply_failed",
+                               {"apply": result.summary()})
+    if not result.success:
+        raise RestoreApplyError(_failure_message(plan, result), result)
+    return result
+
+
+def _failure_message(plan: RestorePlan, result: ApplyResult) -> str:
+    parts = [f"restore {plan.run_id} of {plan.object} in org {plan.config.target_org!r} did not complete:"]
+    if result.failed:
+        shown = "; ".join(f"{rid}: {msg}" for rid, msg in list(result.failed.items())[:20])
+        more = f" (+{len(result.failed) - 20} more)" if len(result.failed) > 20 else ""
+        parts.append(f"{len(result.failed)} record(s) failed: {shown}{more}.")
+    if result.outcomes.get(NOT_ATTEMPTED):
+        parts.append(f"{result.outcomes[NOT_ATTEMPTED]} record(s) were not attempted.")
+    if result.interrupted:
+        parts.append(f"The run stopped on {result.interrupted}.")
+    parts.append("Every value written is in sf_pipeline.restore_audit; re-run the same config to finish "
+                 "(records already restored plan as noop).")
+    return " ".join(parts)
+
+
+class _Run:
+    """One apply: the plan, the org, the audit, and the outcome of each record as it happens."""
+
+    def __init__(self, conn: psycopg.Connection[Any], client: SalesforceClient, plan: RestorePlan,
+                 result: ApplyResult, bulk_threshold: int):
+        self.conn = conn
+        self.client = client
+        self.plan = plan
+        self.result = result
+        self.bulk_threshold = bulk_threshold
+        self._user: str | None = None
+        self.on_conflict = plan.config.on_conflict
+        self.deferred: dict[str, dict[str, str]] = {}  # re-created record -> lookups to other re-created ones
+
+    @property
+    def user(self) -> str | None:
+        """The Salesforce user the writes are made as (asked once, only when something is written)."""
+        if self._user is None:
+            self._user = current_user_id(self.client) or ""
+        return self._user or None
+
+    def audit(self, object_name: str, rows: Sequence[tuple[str, str, Any, Any, str]]) -> None:
+        """Log (record id, field, before, after, operation) rows as written by this run."""
+        if not rows:
+            return
+        alias, user = self.plan.config.target_org, self.user
+        tables.write_audit(self.conn, [(self.plan.run_id, alias, object_name, rid, f, before, after, op, user)
+                                       for rid, f, before, after, op in rows])
+
+    def fail(self, record: RecordItem, result: WriteResult) -> None:
+        record.outcome, record.error = FAILED, result.message
+        self.result.failed[record.record_id] = result.message
+
+    # ----------------------------------------------------------------- undelete
+    def undelete(self) -> None:
+        records = [r for r in self.plan.records if r.action == UNDELETE]
+        if not records:
+            return
+        results = undelete(self.client, [r.record_id for r in records])
+        done = []
+        for record, res in zip(records, results, strict=True):
+            if res.success:
+                record.outcome = UNDELETED
+                done.append((record.record_id, "IsDeleted", True, False, "undelete"))
+            else:
+                self.fail(record, res)
+        self.audit(self.plan.object, done)
+
+    # ----------------------------------------------------------------- re-create
+    def create(self) -> None:
+        records = [r for r in self.plan.records if r.action == CREATE]
+        if not records:
+            return
+        gone = {r.record_id for r in records}
+        payloads = []
+        for record in records:
+            values = record.writes(self.on_conflict)
+            # Lookups to other records being re-created are set once those have their new ids.
+            later = {f: v for f, v in values.items() if isinstance(v, str) and v in gone}
+            self.deferred[record.record_id] = later
+            payloads.append({f: v for f, v in values.items() if f not in later})
+        by_payload = {id(p): r for p, r in zip(payloads, records, strict=True)}
+
+        def written(pairs: list[tuple[Mapping[str, Any], WriteResult]]) -> None:
+            rows = []
+            for payload, res in pairs:
+                record = by_payload[id(payload)]
+                record.outcome, record.new_id = CREATED, res.id
+                self.plan.id_map[record.record_id] = res.id
+                rows.append((res.id, "Id", record.record_id, res.id, "create"))
+                rows.extend((res.id, f, None, v, "create") for f, v in payload.items())
+            self.audit(self.plan.object, rows)
+            alias = self.plan.config.target_org
+            tables.save_id_map(self.conn, alias, alias, self.plan.object,
+                               {by_payload[id(p)].record_id: res.id for p, res in pairs})
+
+        results = create_records(self.client, self.plan.object, payloads, on_written=written)
+        for record, res in zip(records, results, strict=True):
+            if not res.success:
+                self.fail(record, res)
+        self.result.id_map = dict(self.plan.id_map)
+
+    # ----------------------------------------------------------------- children of re-created records
+    def repoint_children(self) -> None:
+        """Point lookups that referenced a re-created record (at as_of) to its new id, where the org still
+        holds the old id or nothing there (a deleted parent clears its children's lookups)."""
+        id_map = self.plan.id_map
+        if not id_map or self.plan.config.as_of is None:
+            return
+        in_plan = {r.record_id for r in self.plan.records}
+        for rel in describe(self.client, self.plan.object).get("childRelationships") or []:
+            child, fname = rel.get("childSObject"), rel.get("field")
+            if not child or not fname:
+                continue
+            try:
+                if column_name(fname) not in history_columns(self.conn, child):
+                    continue
+                child_fields = describe(self.client, child)["fields"]
+            except (HistoryNotFoundError, RestoreConfigError):
+                continue
+            spec = next((f for f in child_fields if f["name"] == fname), None)
+            if spec is None or not spec.get("updateable"):
+                continue
+            pointers = [(cid, old) for cid, old in tables.children_at(self.conn, child, fname, list(id_map),
+                                                                        self.plan.config.as_of)
+                        if not (child == self.plan.object and cid in in_plan)]
+            if pointers:
+                self._repoint(child, fname, field_types(child_fields), pointers)
+
+    def _repoint(self, child: str, fname: str, types: Mapping[str, str], pointers: list[tuple[str, str]]) -> None:
+        id_map = self.plan.id_map
+        targets = {id_map.get(cid, cid): id_map[old] for cid, old in pointers}
+        olds = {id_map.get(cid, cid): old for cid, old in pointers}
+        fresh, _ = fetch_current(self.client, child, list(targets), [fname], types)
+        payloads = []
+        for cid, new in targets.items():
+            org = fresh.get(cid)
+            if org is None or org.state != LIVE:
+                continue
+            if org.values.get(fname) in (None, olds[cid]):
+                payloads.append({"Id": cid, fname: new})
+            else:
+                self.plan.notes.append(f"{child} {cid}: {fname} not re-pointed to {new}, it now holds "
+                                       f"{org.values.get(fname)}")
+
+        def written(pairs: list[tuple[Mapping[str, Any], WriteResult]]) -> None:
+            self.result.repointed += len(pairs)
+            self.audit(child, [(p["Id"], fname, fresh[p["Id"]].values.get(fname), p[fname], "repoint")
+                               for p, _ in pairs])
+
+        for payload, res in zip(payloads, update_records(self.client, child, payloads, on_written=written),
+                                strict=True):
+            if not res.success:
+                self.result.failed[payload["Id"]] = f"re-pointing {child}.{fname}: {res.message}"
+
+    # ----------------------------------------------------------------- update
+    def update(self) -> None:
+        plan, id_map = self.plan, self.plan.id_map
+        records = [r for r in plan.records if r.outcome != FAILED and (
+            (r.action == UPDATE and r.writes(self.on_conflict)) or (r.action == UNDELETE and r.outcome == UNDELETED)
+            or (r.action == CREATE and r.outcome == CREATED and self.deferred.get(r.record_id)))]
+        if not records:
+            return
+        live = [r.new_id or r.record_id for r in records]
+        fresh, _ = fetch_current(self.client, plan.object, live, plan.fields, plan.field_types, since=plan.since,
+                                 bulk_threshold=self.bulk_threshold)
+        payloads: list[dict[str, Any]] = []
+        owners: dict[int, RecordItem] = {}
+        befores: dict[str, Mapping[str, Any]] = {}
+        for record, target in zip(records, live, strict=True):
+            org = fresh.get(target)
+            values = org.values if org is not None and org.state == LIVE else None
+            if record.action == CREATE:
+                changes = {f: id_map.get(v, v) for f, v in self.deferred[record.record_id].items()}
+                outcome = WRITTEN
+            else:
+                changes, outcome = changes_to_write(record, values, self.on_conflict, remap=id_map)
+            if not changes:
+                if record.outcome is None:
+                    record.outcome = outcome
+                continue
+            payload = {"Id": target, **changes}
+            payloads.append(payload)
+            owners[id(payload)] = record
+            befores[target] = values or {}
+        if not payloads:
+            return
+        if len(payloads) > self.bulk_threshold:
+            self.result.mode = "bulk"
+            results = bulk_update(self.client, plan.object, payloads, csv_text, on_written=self._written(owners, befores))
+        else:
+            self.result.mode = "collections"
+            results = update_records(self.client, plan.object, payloads, on_written=self._written(owners, befores))
+        for payload, res in zip(payloads, results, strict=True):
+            if not res.success:
+                self.fail(owners[id(payload)], res)
+
+    def _written(self, owners: Mapping[int, RecordItem], befores: Mapping[str, Mapping[str, Any]]):
+        def written(pairs: list[tuple[Mapping[str, Any], WriteResult]]) -> None:
+            rows = []
+            for payload, _res in pairs:
+                record = owners[id(payload)]
+                if record.outcome not in (UNDELETED, CREATED):
+                    record.outcome = WRITTEN
+                target = payload["Id"]
+                for f, v in payload.items():
+                    if f != "Id":
+                        rows.append((target, f, befores[target].get(f), v, "update"))
+            self.result.values_written += len(rows)
+            self.audit(self.plan.object, rows)
+
+        return written
+
+
+__all__ = ["INTERRUPTIONS", "ApplyResult", "apply_plan"]

@@ -1,0 +1,181 @@
+"""The restore job's config (the launchpad YAML, contract) as a validated dataclass.
+
+Everything that can be checked without an org or a database is checked here, so a typo fails before
+any API call; `plan_restore` then checks what needs describe and the backup history.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sf_pipeline.restore.errors import RestoreConfigError
+from sf_pipeline.restore.values import format_datetime, id18
+
+ON_CONFLICT = ("skip", "overwrite")
+_API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+USER_KEY_PREFIX = "005"
+
+
+@dataclass(frozen=True)
+class RestoreConfig:
+    """What to restore, to which state, where, and how carefully. See README "Restore" for each field."""
+
+    object: str
+    fields: tuple[str, ...] = ()
+    as_of: datetime | None = None
+    record_ids: tuple[str, ...] = ()
+    changed_between: tuple[datetime, datetime] | None = None
+    changed_by: str | None = None
+    target_org: str = "production"
+    dry_run: bool = True
+    on_conflict: str = "skip"
+    restore_deleted: bool = False
+    undo_of: str | None = None
+    notes: tuple[str, ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        if not _API_NAME.match(self.object or ""):
+            raise RestoreConfigError(f"object {self.object!r} is not a Salesforce object API name (e.g. Opportunity)")
+        for name in self.fields:
+            if not _API_NAME.match(name):
+                raise RestoreConfigError(f"field {name!r} is not a Salesforce field API name (e.g. AccountId)")
+        if self.on_conflict not in ON_CONFLICT:
+            raise RestoreConfigError(f"on_conflict must be one of {', '.join(ON_CONFLICT)}, not {self.on_conflict!r}")
+        if self.undo_of is None and self.as_of is None:
+            raise RestoreConfigError("as_of is required: the instant whose values to restore, e.g. "
+                                     "'2026-11-24T01:59:59Z' (or give undo_of: <run id> to undo a restore)")
+        for name, moment in (("as_of", self.as_of), *(
+                (f"changed_between[{i}]", m) for i, m in enumerate(self.changed_between or ()))):
+            if moment is not None and moment.tzinfo is None:
+                raise RestoreConfigError(f"{name} needs a time zone, e.g. '2026-11-24T01:59:59Z'")
+        if self.changed_between is not None:
+            start, end = self.changed_between
+            if start >= end:
+                raise RestoreConfigError(f"changed_between must go forward in time: {format_datetime(start)} is "
+                                         f"not before {format_datetime(end)}")
+        if self.changed_by is not None and not self.changed_by.startswith(USER_KEY_PREFIX):
+            raise RestoreConfigError(f"changed_by {self.changed_by!r} is not a User id (User ids start with 005)")
+
+    # ----------------------------------------------------------------- building
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, orgs: Sequence[str] | None = None) -> RestoreConfig:
+        """Parse the launchpad config; `orgs` are the configured aliases (an unknown `target_org` is an error)."""
+        if not isinstance(data, Mapping):
+            raise RestoreConfigError(f"the restore config must be a mapping, not {type(data).__name__}")
+        allowed = {f for f in cls.__dataclass_fields__ if f != "notes"}
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise RestoreConfigError(f"unknown restore config key(s) {', '.join(unknown)}; the keys are: "
+                                     f"{', '.join(sorted(allowed))}")
+        if "object" not in data or not isinstance(data["object"], str):
+            raise RestoreConfigError("object is required: the API name of the object to restore, e.g. Opportunity")
+        target = data.get("target_org", "production")
+        if not isinstance(target, str) or not target:
+            raise RestoreConfigError("target_org must be an org alias, e.g. production")
+        if orgs is not None and target not in orgs:
+            raise RestoreConfigError(f"unknown org alias {target!r}: the configured orgs are {', '.join(orgs)}")
+        changed_between = data.get("changed_between")
+        if changed_between is not None:
+            if not isinstance(changed_between, Sequence) or isinstance(changed_between, str) or \
+                    len(changed_between) != 2:
+                raise RestoreConfigError("changed_between must be two instants [start, end], e.g. "
+                                         "['2026-11-24T02:00:00Z', '2026-11-24T02:10:00Z']")
+            changed_between = (_instant("changed_between[0]", changed_between[0]),
+                               _instant("changed_between[1]", changed_between[1]))
+        undo_of = data.get("undo_of")
+        if undo_of is not None and (not isinstance(undo_of, str) or not undo_of.strip()):
+            raise RestoreConfigError("undo_of must be the run id of a previous restore")
+        notes = []
+        if undo_of and any(data.get(k) for k in ("as_of", "changed_between", "changed_by")):
+            notes.append("undo_of is given: as_of, changed_between and changed_by are ignored (the values to put "
+                         f"back are the before-values that run {undo_of} logged)")
+        return cls(
+            object=data["object"],
+            fields=_names(data.get("fields")),
+            as_of=_instant("as_of", data["as_of"]) if data.get("as_of") is not None else None,
+            record_ids=_ids("record_ids", data.get("record_ids")),
+            changed_between=changed_between,
+            changed_by=_id("changed_by", data["changed_by"]) if data.get("changed_by") else None,
+            target_org=target,
+            dry_run=_flag("dry_run", data.get("dry_run", True)),
+            on_conflict=data.get("on_conflict", "skip"),
+            restore_deleted=_flag("restore_deleted", data.get("restore_deleted", False)),
+            undo_of=undo_of.strip() if undo_of else None,
+            notes=tuple(notes),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as plain JSON (stored with the plan)."""
+        return {
+            "object": self.object,
+            "fields": list(self.fields),
+            "as_of": format_datetime(self.as_of) if self.as_of else None,
+            "record_ids": list(self.record_ids),
+            "changed_between": [format_datetime(m) for m in self.changed_between] if self.changed_between else None,
+            "changed_by": self.changed_by,
+            "target_org": self.target_org,
+            "dry_run": self.dry_run,
+            "on_conflict": self.on_conflict,
+            "restore_deleted": self.restore_deleted,
+            "undo_of": self.undo_of,
+        }
+
+    def check_instants(self, now: datetime | None = None) -> None:
+        """`as_of` must not be in the future: there is no backup of it yet."""
+        now = now or datetime.now(UTC)
+        if self.undo_of is None and self.as_of is not None and self.as_of > now:
+            raise RestoreConfigError(f"as_of {format_datetime(self.as_of)} is in the future (now is "
+                                     f"{format_datetime(now)}): choose an instant before the damage")
+
+
+def _instant(name: str, value: Any) -> datetime:
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise RestoreConfigError(f"{name} {value!r} is not an ISO instant, e.g. '2026-11-24T01:59:59Z'") from None
+    else:
+        raise RestoreConfigError(f"{name} must be an ISO instant such as '2026-11-24T01:59:59Z', not {value!r}")
+    if moment.tzinfo is None:
+        raise RestoreConfigError(f"{name} {value!r} needs a time zone, e.g. '2026-11-24T01:59:59Z'")
+    return moment.astimezone(UTC)
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise RestoreConfigError(f"fields must be a list of field API names, e.g. [AccountId], not {value!r}")
+    seen: dict[str, str] = {}
+    for name in value:
+        if not isinstance(name, str):
+            raise RestoreConfigError(f"fields must hold field API names, not {name!r}")
+        seen.setdefault(name.lower(), name)
+    return tuple(seen.values())
+
+
+def _id(name: str, value: Any) -> str:
+    try:
+        return id18(value)
+    except ValueError as exc:
+        raise RestoreConfigError(f"{name}: {exc}") from None
+
+
+def _ids(name: str, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise RestoreConfigError(f"{name} must be a list of record ids, not {value!r}")
+    return tuple(dict.fromkeys(_id(f"{name}[{i}]", v) for i, v in enumerate(value)))
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise RestoreConfigError(f"{name} must be true or false, not {value!r}")
+    return value

@@ -1,0 +1,208 @@
+"""What the target org holds now, fetched fresh (never taken from the backup), in canonical form.
+
+Few records: sObject Collections GET, 2000 ids a call, then one queryAll `WHERE Id IN (...)` for those
+it did not return, to tell the recycle bin from a record that is gone. Many records: one Bulk API 2.0
+queryAll job over `SystemModstamp >= since`, where `since` is the oldest latest-backed-up SystemModstamp
+of the selection. A record's SystemModstamp only grows, so that window holds every selected record the
+org still has, and it reads only what changed since the damage instead of a million ids.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from simple_salesforce.exceptions import SalesforceMalformedRequest, SalesforceResourceNotFound
+
+from sf_pipeline.restore.decisions import LIVE, MISSING, RECYCLE_BIN
+from sf_pipeline.restore.errors import RestoreConfigError
+from sf_pipeline.restore.values import TEXT_TYPES, canonical, converter, parse_datetime
+from sf_pipeline.salesforce.client import SalesforceClient
+from sf_pipeline.salesforce.extract import csv_to_batches, soql_datetime
+from sf_pipeline.salesforce.writes import fetch_records, query_by_ids
+
+DEFAULT_BULK_THRESHOLD = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class OrgRecord:
+    """One record as the org holds it: where it is, its SystemModstamp, and canonical field values."""
+
+    state: str  # live | recycle_bin | missing
+    modstamp: datetime | None
+    values: Mapping[str, Any]
+
+
+GONE = OrgRecord(MISSING, None, {})
+
+
+def describe(client: SalesforceClient, sobject: str) -> dict[str, Any]:
+    """The object's describe, or a RestoreConfigError naming the org when it has no such object."""
+    try:
+        return client.describe(sobject)
+    except (SalesforceResourceNotFound, SalesforceMalformedRequest) as exc:
+        # An unknown object is a 404 NOT_FOUND or a 400 INVALID_TYPE, depending on the endpoint and version.
+        codes = {e.get("errorCode") for e in exc.content if isinstance(e, dict)} \
+            if isinstance(exc.content, list) else set()
+        if isinstance(exc, SalesforceMalformedRequest) and "INVALID_TYPE" not in codes:
+            raise
+        raise RestoreConfigError(f"object {sobject!r} does not exist in org {client.alias!r} (describe found no "
+                                 "such object; check the API name, e.g. Opportunity or Invoice__c)") from None
+
+
+def field_types(describe_fields: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    return {f["name"]: str(f["type"]) for f in describe_fields}
+
+
+def _records(rows: Iterable[Mapping[str, Any]], types: Mapping[str, str], fields: Sequence[str]) -> Iterator[
+        tuple[str, OrgRecord]]:
+    convert = [(f, converter(types.get(f, "string"))) for f in fields]
+    flag = converter("boolean")
+    for raw in rows:
+        stamp = raw.get("SystemModstamp")
+        yield raw["Id"], OrgRecord(RECYCLE_BIN if flag(raw.get("IsDeleted")) else LIVE,
+                                   parse_datetime(stamp) if stamp else None,
+                                   {f: conv(raw.get(f)) for f, conv in convert})
+
+
+def _bulk_rows(client: SalesforceClient, soql: str, columns: Sequence[str]) -> Iterator[dict[str, Any]]:
+    """The rows of a Bulk API 2.0 queryAll as dicts of text (empty = null), page by page."""
+    for body, n in client.bulk_query_pages(soql, include_deleted=True, max_records=200_000, poll=0.05):
+        for batch in csv_to_batches(body, list(columns), n):
+            values = [batch.column(i).to_pylist() for i in range(len(columns))]
+            for row in zip(*values, strict=True):
+                yield dict(zip(columns, row, strict=True))
+
+
+def changed_since(client: SalesforceClient, sobject: str, fields: Sequence[str], types: Mapping[str, str],
+                  since: datetime) -> dict[str, OrgRecord]:
+    """Every record (recycle bin included) whose SystemModstamp is at or after `since`, by one Bulk API 2.0 job.
+
+    Read column by column (Arrow parses flags and stamps), since it may be a million rows.
+    """
+    wanted = list(dict.fromkeys(["Id", "IsDeleted", "SystemModstamp", *fields]))
+    soql = f"SELECT {', '.join(wanted)} FROM {sobject} WHERE SystemModstamp >= {soql_datetime(since)}"
+    # Bulk CSV text of ids and text fields is already canonical (empty cells are read as null).
+    convert = [None if types.get(f, "string") in ("id", "reference", *TEXT_TYPES) else converter(types[f])
+               for f in fields]
+    out: dict[str, OrgRecord] = {}
+    for body, n in client.bulk_query_pages(soql, include_deleted=True, max_records=200_000, poll=0.05):
+        for batch in csv_to_batches(body, wanted, n):
+            ids = batch.column(0).to_pylist()
+            deleted = pc.equal(pc.utf8_lower(batch.column(1)), "true").to_pylist()
+            # "+00:00" gives datetime.timezone.utc, which compares ten times faster than ZoneInfo("UTC").
+            stamps = pc.cast(batch.column(2), pa.timestamp("ms", tz="+00:00")).to_pylist()
+            columns = []
+            for i, conv in enumerate(convert):
+                values = batch.column(3 + i).to_pylist()
+                columns.append(values if conv is None else [conv(v) for v in values])
+            for rid, gone, stamp, values in zip(ids, deleted, stamps, zip(*columns, strict=True), strict=True):
+                out[rid] = OrgRecord(RECYCLE_BIN if gone else LIVE, stamp, dict(zip(fields, values, strict=True)))
+    return out
+
+
+class Prefetch:
+    """`changed_since` in a background thread, so the org reads while PostgreSQL reads the history.
+
+    The caller must not use the client until `result()` returns (SalesforceClient is not thread-safe).
+    """
+
+    def __init__(self, client: SalesforceClient, sobject: str, fields: Sequence[str], types: Mapping[str, str],
+                 since: datetime):
+        self.since = since
+        self._result: dict[str, OrgRecord] | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(client, sobject, fields, types, since),
+                                        name="sf-restore-prefetch", daemon=True)
+        self._thread.start()
+
+    def _run(self, *args: Any) -> None:
+        try:
+            self._result = changed_since(*args)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in result()
+            self._error = exc
+
+    def result(self) -> dict[str, OrgRecord]:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+
+def fetch_current(client: SalesforceClient, sobject: str, ids: Sequence[str], fields: Sequence[str],
+                  types: Mapping[str, str], *, since: datetime | None = None,
+                  bulk_threshold: int = DEFAULT_BULK_THRESHOLD,
+                  prefetched: Mapping[str, OrgRecord] | None = None) -> tuple[dict[str, OrgRecord], str]:
+    """Current state of `ids` in the org, and how it was read (`prefetched`, `collections`, `bulk`, `none`).
+
+    `prefetched` holds records already read (a `Prefetch` over a window known to contain the selection).
+    """
+    if not ids:
+        return {}, "none"
+    wanted = list(dict.fromkeys(["Id", "IsDeleted", "SystemModstamp", *fields]))
+    found: dict[str, OrgRecord] = {}
+    mode = "collections"
+    if prefetched is not None:
+        mode = "bulk"
+        found = {rid: prefetched[rid] for rid in ids if rid in prefetched}
+    elif len(ids) > bulk_threshold and since is not None:
+        mode = "bulk"
+        every = changed_since(client, sobject, fields, types, since)
+        found = {rid: every[rid] for rid in ids if rid in every}
+    rest = [rid for rid in ids if rid not in found]
+    if rest:
+        fetched = fetch_records(client, sobject, rest, wanted[1:])
+        gone = [rid for rid, raw in fetched.items() if raw is None]
+        found.update(_records((raw for raw in fetched.values() if raw is not None), types, fields))
+        if gone:
+            in_bin = query_by_ids(client, sobject, gone, wanted[1:], include_deleted=True)
+            found.update(_records(in_bin.values(), types, fields))
+            found.update((rid, GONE) for rid in gone if rid not in in_bin)
+    return found, mode
+
+
+def key_prefixes(client: SalesforceClient, object_names: Iterable[str]) -> dict[str, str]:
+    """key prefix -> object name, from each object's describe (cached by the client)."""
+    out = {}
+    for name in object_names:
+        prefix = describe(client, name).get("keyPrefix")
+        if prefix:
+            out[prefix] = name
+    return out
+
+
+def parent_states(client: SalesforceClient, parent_ids: Iterable[str], prefixes: Mapping[str, str], *,
+                  bulk_threshold: int = DEFAULT_BULK_THRESHOLD) -> tuple[set[str], set[str]]:
+    """(live ids, ids in the recycle bin) among `parent_ids`; the others do not exist (or are not visible).
+
+    Many parents of one object are read with one Bulk API 2.0 queryAll of that object's ids instead of
+    a GET per 2000 ids.
+    """
+    by_object: dict[str, list[str]] = {}
+    for pid in parent_ids:
+        obj = prefixes.get(pid[:3])
+        if obj is not None:
+            by_object.setdefault(obj, []).append(pid)
+    live: set[str] = set()
+    deleted: set[str] = set()
+    for obj, ids in by_object.items():
+        has_bin = any(f["name"] == "IsDeleted" for f in describe(client, obj)["fields"])
+        if len(ids) > bulk_threshold and has_bin:
+            wanted = set(ids)
+            for row in _bulk_rows(client, f"SELECT Id, IsDeleted FROM {obj}", ["Id", "IsDeleted"]):
+                if row["Id"] in wanted:
+                    (deleted if canonical("boolean", row["IsDeleted"]) else live).add(row["Id"])
+            continue
+        fetched = fetch_records(client, obj, ids, [])
+        live.update(rid for rid, rec in fetched.items() if rec is not None)
+        gone = [rid for rid, rec in fetched.items() if rec is None]
+        if gone and has_bin:
+            found = query_by_ids(client, obj, gone, ["IsDeleted"], include_deleted=True)
+            deleted.update(rid for rid, rec in found.items() if canonical("boolean", rec.get("IsDeleted")))
+    return live, deleted

@@ -1,0 +1,37 @@
+"""Errors raised by the restore job, each with a message a user can act on."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sf_pipeline.restore.apply import ApplyResult
+    from sf_pipeline.restore.verify import VerifyResult
+
+
+class RestoreError(Exception):
+    """Base class for every error of the restore job."""
+
+
+class RestoreConfigError(RestoreError, ValueError):
+    """The restore config cannot be carried out as given; nothing was written to any org."""
+
+
+class RestoreApplyError(RestoreError):
+    """Some records could not be written (or the run was interrupted); `result` says which, record by record.
+
+    Everything that was written is in `sf_pipeline.restore_audit`; re-running the same config finishes
+    the job (records already restored plan as `noop`).
+    """
+
+    def __init__(self, message: str, result: ApplyResult):
+        super().__init__(message)
+        self.result = result
+
+
+class RestoreVerifyError(RestoreError):
+    """After applying, the org does not hold the values the plan wrote (e.g. automation changed them again)."""
+
+    def __init__(self, message: str, result: VerifyResult):
+        super().__init__(message)
+        self.result = result

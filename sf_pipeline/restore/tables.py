@@ -1,0 +1,348 @@
+"""All SQL of the restore job: its own tables in schema `sf_pipeline`, and its reads of the backup history.
+
+Tables (created by `ensure_restore_tables`, idempotent):
+- `restore_plans`: one row per run (config, counts, status planned/applied/failed/verified/...);
+- `restore_items`: one row per (record, field) of a plan, with current/desired/damaged values (JSON, in
+  the API's form), classification, reason, and after apply the outcome; record-level rows have no field;
+- `restore_audit`: every value a restore wrote (before, after, when, as which Salesforce user);
+- `id_map`: ids of re-created records (source alias/object/id -> target alias/id), shared with seeding.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from sf_pipeline.warehouse.names import HISTORY_SCHEMA, column_name, ident, qualified, table_name
+
+SCHEMA = "sf_pipeline"
+_DDL_LOCK_KEY = 0x5F_5245_5354_4F52  # "sf restor": serializes concurrent ensure_restore_tables
+
+_DDL = [
+    "CREATE SCHEMA IF NOT EXISTS sf_pipeline",
+    """CREATE TABLE IF NOT EXISTS sf_pipeline.restore_plans (
+        run_id text PRIMARY KEY,
+        object text NOT NULL,
+        target_org text NOT NULL,
+        source_org text NOT NULL,
+        config jsonb NOT NULL,
+        status text NOT NULL,
+        counts jsonb NOT NULL,
+        details jsonb,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now())""",
+    """CREATE TABLE IF NOT EXISTS sf_pipeline.restore_items (
+        run_id text NOT NULL,
+        object text NOT NULL,
+        record_id varchar(18) NOT NULL,
+        field text,
+        action text NOT NULL,
+        current_value jsonb,
+        desired_value jsonb,
+        damaged_value jsonb,
+        classification text NOT NULL,
+        reason text,
+        outcome text,
+        error text)""",
+    "CREATE INDEX IF NOT EXISTS restore_items_run ON sf_pipeline.restore_items (run_id, record_id)",
+    """CREATE TABLE IF NOT EXISTS sf_pipeline.restore_audit (
+        id bigserial PRIMARY KEY,
+        run_id text NOT NULL,
+        org_alias text NOT NULL,
+        object text NOT NULL,
+        record_id varchar(18) NOT NULL,
+        field text NOT NULL,
+        before jsonb,
+        after jsonb,
+        operation text NOT NULL DEFAULT 'update',
+        written_at timestamptz NOT NULL DEFAULT now(),
+        written_by text)""",
+    "CREATE INDEX IF NOT EXISTS restore_audit_run ON sf_pipeline.restore_audit (run_id)",
+    """CREATE TABLE IF NOT EXISTS sf_pipeline.id_map (
+        source_alias text NOT NULL,
+        target_alias text NOT NULL,
+        object text NOT NULL,
+        source_id varchar(18) NOT NULL,
+        target_id varchar(18) NOT NULL,
+        PRIMARY KEY (source_alias, target_alias, object, source_id))""",
+]
+
+
+def ensure_restore_tables(conn: psycopg.Connection[Any]) -> None:
+    """Create the restore tables if they do not exist (safe to call before every run)."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK_KEY,))
+        for statement in _DDL:
+            conn.execute(statement)
+    _commit(conn)
+
+
+def _commit(conn: psycopg.Connection[Any]) -> None:
+    # Plans, outcomes and audit rows must survive a failure later in the run: commit them as written.
+    if not conn.autocommit:
+        conn.commit()
+
+
+def _json(value: Any) -> Jsonb | None:
+    """A value as jsonb; a null value is SQL NULL (so `desired_value IS NULL` finds it)."""
+    return None if value is None else Jsonb(value, dumps=_dumps)
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+# ===================================================================== plans and items
+def save_plan(conn: psycopg.Connection[Any], *, run_id: str, object_name: str, target_org: str, source_org: str,
+              config: Mapping[str, Any], counts: Mapping[str, Any], details: Mapping[str, Any],
+              items: Iterable[tuple]) -> None:
+    """Store a plan (replacing an earlier plan of the same run id); `items` are restore_items rows
+    (record_id, field, action, current, desired, damaged, classification, reason)."""
+    with conn.transaction():
+        conn.execute("DELETE FROM sf_pipeline.restore_items WHERE run_id = %s", (run_id,))
+        conn.execute("DELETE FROM sf_pipeline.restore_plans WHERE run_id = %s", (run_id,))
+        conn.execute(
+            "INSERT INTO sf_pipeline.restore_plans (run_id, object, target_org, source_org, config, status, counts, "
+            "details) VALUES (%s, %s, %s, %s, %s, 'planned', %s, %s)",
+            (run_id, object_name, target_org, source_org, _json(config), _json(counts), _json(details)))
+        with conn.cursor().copy(
+            "COPY sf_pipeline.restore_items (run_id, object, record_id, field, action, current_value, desired_value, "
+            "damaged_value, classification, reason) FROM STDIN"
+        ) as copy:
+            # COPY text lines built here: a million items in a fraction of write_row's time.
+            head = f"{_copy_text(run_id)}\t{_copy_text(object_name)}\t"
+            lines: list[str] = []
+            for record_id, field, action, current, desired, damaged, status, reason in items:
+                lines.append(f"{head}{record_id}\t{_copy_text(field)}\t{action}\t{_copy_json(current)}\t"
+                             f"{_copy_json(desired)}\t{_copy_json(damaged)}\t{status}\t{_copy_text(reason)}\n")
+                if len(lines) >= 10_000:
+                    copy.write("".join(lines))
+                    lines.clear()
+            if lines:
+                copy.write("".join(lines))
+    _commit(conn)
+
+
+_NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(value: str | None) -> str:
+    """A value in COPY's text format: `\\N` for null, backslash and control characters escaped."""
+    if value is None:
+        return "\\N"
+    return value.translate(_COPY_ESCAPES) if _NEEDS_ESCAPE.search(value) else value
+
+
+def _copy_json(value: Any) -> str:
+    if value is None:
+        return "\\N"
+    text = _dumps(value)  # JSON has no raw control characters, only backslash escapes
+    return text.replace("\\", "\\\\") if "\\" in text else text
+
+
+def set_plan_status(conn: psycopg.Connection[Any], run_id: str, status: str,
+                    details: Mapping[str, Any] | None = None) -> None:
+    with conn.transaction():
+        conn.execute(
+            "UPDATE sf_pipeline.restore_plans SET status = %s, updated_at = now(), "
+            "details = COALESCE(details, '{}'::jsonb) || %s WHERE run_id = %s",
+            (status, _json(dict(details or {})), run_id))
+    _commit(conn)
+
+
+def set_outcomes(conn: psycopg.Connection[Any], run_id: str, outcomes: Iterable[tuple[str, str, str | None]]) -> None:
+    """Record what apply did per record: (record_id, outcome, error)."""
+    with conn.transaction():
+        conn.execute("CREATE TEMPORARY TABLE IF NOT EXISTS restore_outcomes "
+                     "(record_id text, outcome text, error text) ON COMMIT DROP")
+        with conn.cursor().copy("COPY restore_outcomes (record_id, outcome, error) FROM STDIN") as copy:
+            for row in outcomes:
+                copy.write_row(row)
+        conn.execute(
+            "UPDATE sf_pipeline.restore_items i SET outcome = o.outcome, error = o.error FROM restore_outcomes o "
+            "WHERE i.run_id = %s AND i.record_id = o.record_id", (run_id,))
+    _commit(conn)
+
+
+def plan_row(conn: psycopg.Connection[Any], run_id: str) -> dict[str, Any] | None:
+    cur = conn.execute("SELECT run_id, object, target_org, source_org, config, status, counts, details "
+                       "FROM sf_pipeline.restore_plans WHERE run_id = %s", (run_id,))
+    row = cur.fetchone()
+    return None if row is None else dict(zip([d.name for d in cur.description], row, strict=True))
+
+
+# ===================================================================== audit and id map
+def write_audit(conn: psycopg.Connection[Any], rows: Sequence[tuple]) -> None:
+    """Audit rows (run_id, org_alias, object, record_id, field, before, after, operation, written_by)."""
+    if not rows:
+        return
+    with conn.transaction():
+        with conn.cursor().copy(
+            "COPY sf_pipeline.restore_audit (run_id, org_alias, object, record_id, field, before, after, operation, "
+            "written_by) FROM STDIN"
+        ) as copy:
+            for run_id, alias, obj, rid, field, before, after, operation, user in rows:
+                copy.write_row((run_id, alias, obj, rid, field, _json(before), _json(after), operation, user))
+    _commit(conn)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    record_id: str
+    field: str
+    before: Any
+    after: Any
+    operation: str
+
+
+def audit_of_run(conn: psycopg.Connection[Any], run_id: str, object_name: str) -> tuple[str | None, list[AuditEntry]]:
+    """(org alias, entries) a run logged for an object; per (record, field) the first before and the last after."""
+    rows = conn.execute(
+        "SELECT org_alias, record_id, field, before, after, operation FROM sf_pipeline.restore_audit "
+        "WHERE run_id = %s AND lower(object) = lower(%s) ORDER BY id", (run_id, object_name)).fetchall()
+    if not rows:
+        return None, []
+    merged: dict[tuple[str, str], AuditEntry] = {}
+    for _alias, rid, field, before, after, operation in rows:
+        earlier = merged.get((rid, field))
+        merged[(rid, field)] = AuditEntry(rid, field, earlier.before if earlier else before, after,
+                                          earlier.operation if earlier else operation)
+    return rows[0][0], list(merged.values())
+
+
+def save_id_map(conn: psycopg.Connection[Any], source_alias: str, target_alias: str, object_name: str,
+                pairs: Mapping[str, str]) -> None:
+    if not pairs:
+        return
+    with conn.transaction():
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO sf_pipeline.id_map (source_alias, target_alias, object, source_id, target_id) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (source_alias, target_alias, object, source_id) "
+                "DO UPDATE SET target_id = EXCLUDED.target_id",
+                [(source_alias, target_alias, object_name, old, new) for old, new in pairs.items()])
+    _commit(conn)
+
+
+def load_id_map(conn: psycopg.Connection[Any], source_alias: str, target_alias: str) -> dict[str, str]:
+    """Every source id -> target id known between two orgs (any object; ids are unique across objects)."""
+    rows = conn.execute("SELECT source_id, target_id FROM sf_pipeline.id_map WHERE source_alias = %s AND "
+                        "target_alias = %s", (source_alias, target_alias)).fetchall()
+    return dict(rows)
+
+
+# ===================================================================== history reads
+def history_table(object_name: str) -> sql.Identifier:
+    return qualified(HISTORY_SCHEMA, table_name(object_name))
+
+
+def history_bounds(conn: psycopg.Connection[Any], object_name: str) -> tuple[datetime | None, datetime | None]:
+    """The first and last instant the backup history of an object knows (min/max dbt_valid_from)."""
+    row = conn.execute(sql.SQL("SELECT min(dbt_valid_from), max(dbt_valid_from) FROM {}").format(
+        history_table(object_name))).fetchone()
+    return (row[0], row[1]) if row else (None, None)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which versions select a record: a window on dbt_valid_from (half-open; None = unbounded), a user
+    (LastModifiedById of the version), explicit ids. With no window and no user, ids alone select."""
+
+    after: datetime | None = None  # versions valid from strictly after this instant ...
+    start: datetime | None = None  # ... or from this instant (inclusive) ...
+    end: datetime | None = None  # ... until this one (exclusive)
+    changed_by: str | None = None
+    record_ids: tuple[str, ...] = ()
+
+    @property
+    def by_version(self) -> bool:
+        return any(v is not None for v in (self.after, self.start, self.end, self.changed_by))
+
+
+def selected_versions_sql(object_name: str, column_types: Mapping[str, str], selection: Selection) -> sql.Composed:
+    """One row per selected record: values at as_of (`d_*`; `existed` false when it did not exist then), the
+    damaged version (`m_*`: the last version inside the window, else the latest), and the latest backed-up
+    version (`l_*`, with its SystemModstamp and IsDeleted). `column_types` maps columns to their PostgreSQL types.
+
+    One scan of the history: each of the three versions is exactly one row of a record (validity intervals
+    do not overlap, and the last version inside the window is the one whose successor starts after it), so
+    `min(column) FILTER (...)` picks its value without a join. Parameters: `as_of`, and
+    `after`/`start`/`end`/`changed_by`/`ids` as the selection uses them.
+    """
+    h = history_table(object_name)
+    selecting = []
+    if selection.after is not None:
+        selecting.append(sql.SQL("dbt_valid_from > %(after)s"))
+    if selection.start is not None:
+        selecting.append(sql.SQL("dbt_valid_from >= %(start)s"))
+    if selection.end is not None:
+        selecting.append(sql.SQL("dbt_valid_from < %(end)s"))
+    if selection.changed_by is not None:
+        selecting.append(sql.SQL("lastmodifiedbyid = %(changed_by)s"))
+    ids = sql.SQL("id = ANY(%(ids)s)")
+    if selection.by_version:
+        where = sql.SQL("id IN (SELECT id FROM {h} WHERE {cond})").format(
+            h=h, cond=sql.SQL(" AND ").join([*selecting, *([ids] if selection.record_ids else [])]))
+    else:
+        where = ids
+    if selection.start is not None and selection.end is not None:
+        damaged = sql.SQL("dbt_valid_from >= %(start)s AND dbt_valid_from < %(end)s "
+                          "AND (dbt_valid_to IS NULL OR dbt_valid_to >= %(end)s)")
+    else:
+        damaged = sql.SQL("dbt_valid_to IS NULL")
+    valid_at = sql.SQL("dbt_valid_from <= %(as_of)s AND (dbt_valid_to > %(as_of)s OR dbt_valid_to IS NULL)")
+    latest = sql.SQL("dbt_valid_to IS NULL")
+
+    def picked(prefix: str, condition: sql.Composable) -> sql.Composable:
+        # min() has no boolean version; bool_or of one value is that value.
+        return sql.SQL(", ").join(
+            sql.SQL("{}({}) FILTER (WHERE {}) AS {}").format(
+                sql.SQL("bool_or" if pg_type == "boolean" else "min"), ident(c), condition, ident(f"{prefix}_{c}"))
+            for c, pg_type in column_types.items())
+
+    return sql.SQL(
+        "SELECT id, coalesce(bool_or({valid_at} AND isdeleted IS NOT TRUE), false) AS existed, {d}, {m}, "
+        "min(systemmodstamp) FILTER (WHERE {latest}) AS l_systemmodstamp, "
+        "coalesce(bool_or(isdeleted IS TRUE) FILTER (WHERE {latest}), false) AS l_isdeleted, {l} "
+        "FROM {h} WHERE {where} GROUP BY id"
+    ).format(valid_at=valid_at, d=picked("d", valid_at), m=picked("m", damaged), latest=latest,
+             l=picked("l", latest), h=h, where=where)
+
+
+def selection_params(selection: Selection, as_of: datetime | None) -> dict[str, Any]:
+    return {"as_of": as_of, "after": selection.after, "start": selection.start, "end": selection.end,
+            "changed_by": selection.changed_by, "ids": list(selection.record_ids)}
+
+
+def versions_at(conn: psycopg.Connection[Any], object_name: str, record_ids: Sequence[str], fields: Sequence[str],
+                as_of: datetime) -> dict[str, dict[str, Any]]:
+    """Values of some records at `as_of` (records that existed then), keyed by id, columns by field name."""
+    columns = [column_name(f) for f in fields]
+    query = sql.SQL(
+        "SELECT h.id, {cols} FROM {h} h WHERE h.id = ANY(%(ids)s) AND h.dbt_valid_from <= %(as_of)s "
+        "AND (h.dbt_valid_to > %(as_of)s OR h.dbt_valid_to IS NULL) AND h.isdeleted IS NOT TRUE"
+    ).format(cols=sql.SQL(", ").join(sql.SQL("h.{}").format(ident(c)) for c in columns),
+             h=history_table(object_name))
+    out = {}
+    for row in conn.execute(query, {"ids": list(record_ids), "as_of": as_of}):
+        out[row[0]] = dict(zip(fields, row[1:], strict=True))
+    return out
+
+
+def children_at(conn: psycopg.Connection[Any], child_object: str, field: str, parent_ids: Sequence[str],
+                as_of: datetime) -> list[tuple[str, str]]:
+    """(child id, parent id) of the child records whose `field` pointed to one of `parent_ids` at as_of."""
+    query = sql.SQL(
+        "SELECT h.id, h.{f} FROM {h} h WHERE h.{f} = ANY(%(ids)s) AND h.dbt_valid_from <= %(as_of)s "
+        "AND (h.dbt_valid_to > %(as_of)s OR h.dbt_valid_to IS NULL) AND h.isdeleted IS NOT TRUE ORDER BY h.id"
+    ).format(f=ident(column_name(field)), h=history_table(child_object))
+    return [(r[0], r[1]) for r in conn.execute(query, {"ids": list(parent_ids), "as_of": as_of})]

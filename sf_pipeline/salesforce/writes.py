@@ -1,0 +1,383 @@
+"""Reading records by id and writing them back: sObject Collections, Bulk API 2.0 ingest, SOAP undelete.
+
+Every write function returns one `WriteResult` per input record, in input order, and never raises for
+a record that failed alone (only for a call that failed as a whole after `SalesforceClient.call`'s
+retries). Records refused with UNABLE_TO_LOCK_ROW are retried in a later call, after the others, since
+the lock is usually held by automation working on the same parent for a moment. Callers that must log
+what was written as it happens pass `on_written`, called after each call with its successes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from xml.etree import ElementTree
+
+import requests
+from simple_salesforce.util import exception_handler
+
+from .client import SalesforceClient
+
+log = logging.getLogger(__name__)
+
+COLLECTION_SIZE = 200  # sObject Collections: at most 200 records a call
+RETRIEVE_SIZE = 2000  # sObject Collections GET: at most 2000 ids a call
+SOQL_ID_CHUNK = 300  # ids per `WHERE Id IN (...)`: keeps the query URL well under 16 KB
+UNDELETE_SIZE = 200  # SOAP undelete: at most 200 ids a call
+RETRYABLE_CODES = frozenset({"UNABLE_TO_LOCK_ROW"})
+TERMINAL_JOB_STATES = ("JobComplete", "Failed", "Aborted")
+
+OnWritten = Callable[[list[tuple[Mapping[str, Any], "WriteResult"]]], None]
+
+
+class SalesforceWriteError(RuntimeError):
+    """A write call failed as a whole (not record by record), e.g. a Bulk job that ended Failed."""
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """The org's answer for one record: its id, success, and errors as `{statusCode, message, fields}`."""
+
+    id: str | None
+    success: bool
+    errors: tuple[Mapping[str, Any], ...] = ()
+    created: bool = False
+
+    @property
+    def codes(self) -> list[str]:
+        return [str(e.get("statusCode") or e.get("errorCode") or "") for e in self.errors]
+
+    @property
+    def retryable(self) -> bool:
+        return not self.success and any(code in RETRYABLE_CODES for code in self.codes)
+
+    @property
+    def message(self) -> str:
+        parts = []
+        for e in self.errors:
+            fields = e.get("fields") or []
+            code = e.get("statusCode") or e.get("errorCode") or "ERROR"
+            parts.append(f"{code}: {e.get('message', '')}" + (f" ({', '.join(fields)})" if fields else ""))
+        return "; ".join(parts) or ("ok" if self.success else "failed without an error message")
+
+
+def failure(record_id: str | None, code: str, message: str) -> WriteResult:
+    return WriteResult(record_id, False, ({"statusCode": code, "message": message, "fields": []},))
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+# ===================================================================== reads
+def fetch_records(client: SalesforceClient, sobject: str, ids: Sequence[str],
+                  fields: Sequence[str]) -> dict[str, dict[str, Any] | None]:
+    """Current values of records by id via sObject Collections GET (2000 ids a call).
+
+    Deleted, missing and inaccessible records come back as None (use `query_by_ids` with queryAll to
+    tell the recycle bin from a record that is gone).
+    """
+    wanted = list(dict.fromkeys(["Id", *fields]))
+    out: dict[str, dict[str, Any] | None] = {}
+    for chunk in _chunks(list(ids), RETRIEVE_SIZE):
+        params = {"ids": ",".join(chunk), "fields": ",".join(wanted)}
+        answer = client.restful(f"composite/sobjects/{sobject}", params=params) or []
+        for rid, rec in zip(chunk, answer, strict=False):
+            if rec is not None:
+                rec.pop("attributes", None)
+            out[rid] = rec
+        for rid in chunk[len(answer):]:
+            out[rid] = None
+    return out
+
+
+def query_by_ids(client: SalesforceClient, sobject: str, ids: Sequence[str], fields: Sequence[str],
+                 include_deleted: bool = True) -> dict[str, dict[str, Any]]:
+    """Records by id through SOQL (queryAll by default, so records in the recycle bin come with IsDeleted)."""
+    wanted = list(dict.fromkeys(["Id", *fields]))
+    out: dict[str, dict[str, Any]] = {}
+    for chunk in _chunks(list(ids), SOQL_ID_CHUNK):
+        id_list = ", ".join(f"'{rid}'" for rid in chunk)
+        soql = f"SELECT {', '.join(wanted)} FROM {sobject} WHERE Id IN ({id_list})"
+        for page in client.query_pages(soql, include_deleted=include_deleted):
+            for rec in page:
+                out[rec["Id"]] = rec
+    return out
+
+
+def current_user_id(client: SalesforceClient) -> str | None:
+    """The id of the user the client acts as (OAuth userinfo, which also accepts a SOAP session id)."""
+    try:
+        resp = _send(client, "GET", f"https://{client.sf.sf_instance}/services/oauth2/userinfo", "userinfo")
+        return resp.json().get("user_id")
+    except Exception as exc:  # noqa: BLE001 - the audit then records the alias only
+        log.warning("could not read the acting user of org %s: %s", client.alias, exc)
+        return None
+
+
+# ===================================================================== sObject Collections
+def update_records(client: SalesforceClient, sobject: str, records: Sequence[Mapping[str, Any]], *,
+                   on_written: OnWritten | None = None, lock_rounds: int = 4,
+                   lock_wait: float | None = None) -> list[WriteResult]:
+    """Update records (each a dict with `Id`) via sObject Collections PATCH, 200 a call, allOrNone false."""
+    return _collections(client, "PATCH", sobject, records, on_written, lock_rounds, lock_wait)
+
+
+def create_records(client: SalesforceClient, sobject: str, records: Sequence[Mapping[str, Any]], *,
+                   on_written: OnWritten | None = None) -> list[WriteResult]:
+    """Create records via sObject Collections POST, 200 a call; results carry the new ids.
+
+    A create is not repeated after a dropped connection (the org may have created the records): those
+    records fail with CONNECTION_LOST, so the caller can check the org before trying again.
+    """
+    return _collections(client, "POST", sobject, records, on_written, lock_rounds=4, lock_wait=None)
+
+
+def _collections(client: SalesforceClient, method: str, sobject: str, records: Sequence[Mapping[str, Any]],
+                 on_written: OnWritten | None, lock_rounds: int, lock_wait: float | None) -> list[WriteResult]:
+    results: list[WriteResult | None] = [None] * len(records)
+    pending = list(range(len(records)))
+    wait = client.backoff if lock_wait is None else lock_wait
+    for round_no in range(lock_rounds + 1):
+        retry: list[int] = []
+        for chunk in _chunks(pending, COLLECTION_SIZE):
+            body = {"allOrNone": False, "records": [
+                {"attributes": {"type": sobject}, **records[i]} for i in chunk]}
+            try:
+                answer = _collection_call(client, method, body)
+            except _ConnectionLost as exc:
+                for i in chunk:
+                    results[i] = failure(None, "CONNECTION_LOST", f"{exc}; check the org before creating again")
+                continue
+            written = []
+            for i, raw in zip(chunk, answer, strict=True):
+                result = WriteResult(raw.get("id"), bool(raw.get("success")), tuple(raw.get("errors") or ()),
+                                     bool(raw.get("created", method == "POST")))
+                if result.retryable and round_no < lock_rounds:
+                    retry.append(i)
+                    continue
+                results[i] = result
+                if result.success:
+                    written.append((records[i], result))
+            if on_written and written:
+                on_written(written)
+        if not retry:
+            break
+        log.info("%d %s records locked, retrying them (round %d)", len(retry), sobject, round_no + 1)
+        time.sleep(wait * (2 ** round_no))
+        pending = retry
+    return [r if r is not None else failure(None, "NOT_ATTEMPTED", "not attempted") for r in results]
+
+
+class _ConnectionLost(RuntimeError):
+    """A create call whose answer was lost: not retried, since the org may have created the records."""
+
+
+def _collection_call(client: SalesforceClient, method: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    if method == "PATCH":
+        return client.restful("composite/sobjects", method="PATCH", json=body)
+
+    def create() -> list[dict[str, Any]]:
+        try:
+            return client.sf.restful("composite/sobjects", method="POST", json=body)
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            raise _ConnectionLost(f"connection lost while creating {len(body['records'])} records: {exc}") from exc
+
+    return client.call(create, "POST composite/sobjects")
+
+
+# ===================================================================== SOAP undelete
+def undelete(client: SalesforceClient, ids: Sequence[str]) -> list[WriteResult]:
+    """Undelete records from the recycle bin with the SOAP partner `undelete` call, 200 ids a call."""
+    url = f"https://{client.sf.sf_instance}/services/Soap/u/{client.sf.sf_version}"
+    results: list[WriteResult] = []
+    for chunk in _chunks(list(ids), UNDELETE_SIZE):
+        envelope = (
+            '<?xml version="1.0" encoding="utf-8"?>'
+            '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+            'xmlns:urn="urn:partner.soap.sforce.com"><soapenv:Header><urn:SessionHeader>'
+            f"<urn:sessionId>{_xml_text(client.sf.session_id)}</urn:sessionId></urn:SessionHeader>"
+            "</soapenv:Header><soapenv:Body><urn:undelete>"
+            + "".join(f"<urn:ids>{_xml_text(rid)}</urn:ids>" for rid in chunk)
+            + "</urn:undelete></soapenv:Body></soapenv:Envelope>"
+        )
+        resp = _send(client, "POST", url, "SOAP undelete", data=envelope.encode("utf-8"), soap=True,
+                     headers={"Content-Type": "text/xml; charset=UTF-8", "SOAPAction": "undelete"})
+        answers = _soap_results(resp.content)
+        if len(answers) != len(chunk):
+            raise SalesforceWriteError(f"SOAP undelete answered {len(answers)} results for {len(chunk)} ids")
+        results.extend(WriteResult(a.id or rid, a.success, a.errors) for rid, a in zip(chunk, answers, strict=True))
+    return results
+
+
+def _xml_text(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _soap_results(body: bytes) -> list[WriteResult]:
+    root = ElementTree.fromstring(body)
+    out = []
+    for el in root.iter():
+        if _local(el.tag) != "result":
+            continue
+        values = {_local(c.tag): c for c in el}
+        success = (values["success"].text or "").strip() == "true" if "success" in values else False
+        errors = []
+        for err in (c for c in el if _local(c.tag) == "errors"):
+            parts = {_local(c.tag): (c.text or "") for c in err}
+            errors.append({"statusCode": parts.get("statusCode", ""), "message": parts.get("message", ""),
+                           "fields": [c.text for c in err if _local(c.tag) == "fields" and c.text]})
+        rid = values["id"].text if "id" in values and values["id"].text else None
+        out.append(WriteResult(rid, success, tuple(errors)))
+    return out
+
+
+def _soap_fault(resp: requests.Response) -> str | None:
+    try:
+        root = ElementTree.fromstring(resp.content)
+    except ElementTree.ParseError:
+        return None
+    texts = {_local(el.tag): el.text for el in root.iter()}
+    if "faultcode" not in texts:
+        return None
+    return f"{texts.get('faultcode')}: {texts.get('faultstring')}"
+
+
+def _send(client: SalesforceClient, method: str, url: str, what: str, *, soap: bool = False,
+          headers: Mapping[str, str] | None = None, **kwargs: Any) -> requests.Response:
+    """One HTTP call outside simple-salesforce's REST helpers, through the client's budget and retries."""
+
+    def do() -> requests.Response:
+        sent = {"Authorization": f"Bearer {client.sf.session_id}", "Content-Type": "application/json",
+                **(headers or {})}
+        resp = client.sf.session.request(method, url, headers=sent, **kwargs)
+        client._note_usage(resp.headers.get("Sforce-Limit-Info"))  # noqa: SLF001 - same package
+        if soap and resp.status_code == 500:
+            fault = _soap_fault(resp)
+            if fault is not None:  # a SOAP fault is the org's answer, not a transient failure
+                raise SalesforceWriteError(f"{what} failed: {fault}")
+        if resp.status_code >= 300:
+            exception_handler(resp, what)
+        return resp
+
+    return client.call(do, what)
+
+
+# ===================================================================== Bulk API 2.0 ingest
+def bulk_update(client: SalesforceClient, sobject: str, records: Sequence[Mapping[str, Any]],
+                to_csv: Callable[[Any], str], *, on_written: OnWritten | None = None, lock_rounds: int = 4,
+                poll: float = 0.2, timeout: float = 3600, job_size: int = 150_000) -> list[WriteResult]:
+    """Update records through Bulk API 2.0 ingest jobs (update), with per-record results.
+
+    `to_csv` turns a value into its CSV cell (`#N/A` for null; an empty cell leaves a field unchanged,
+    so records with fewer fields share a job with the others). Rows that failed with UNABLE_TO_LOCK_ROW
+    go into a follow-up job.
+    """
+    results: list[WriteResult | None] = [None] * len(records)
+    pending = list(range(len(records)))
+    for round_no in range(lock_rounds + 1):
+        retry: list[int] = []
+        for chunk in _chunks(pending, job_size):
+            answers = _ingest_job(client, sobject, [records[i] for i in chunk], to_csv, poll, timeout)
+            written = []
+            for i, result in zip(chunk, answers, strict=True):
+                if result.retryable and round_no < lock_rounds:
+                    retry.append(i)
+                    continue
+                results[i] = result
+                if result.success:
+                    written.append((records[i], result))
+            if on_written and written:
+                on_written(written)
+        if not retry:
+            break
+        log.info("%d %s rows locked, retrying them in a new job (round %d)", len(retry), sobject, round_no + 1)
+        time.sleep(client.backoff * (2 ** round_no))
+        pending = retry
+    return [r if r is not None else failure(None, "NOT_ATTEMPTED", "not attempted") for r in results]
+
+
+def _jobs_url(client: SalesforceClient, path: str) -> str:
+    return f"https://{client.sf.sf_instance}/services/data/v{client.sf.sf_version}/jobs/ingest{path}"
+
+
+def _ingest_job(client: SalesforceClient, sobject: str, records: Sequence[Mapping[str, Any]],
+                to_csv: Callable[[Any], str], poll: float, timeout: float) -> list[WriteResult]:
+    columns = list(dict.fromkeys(k for rec in records for k in rec if k != "Id"))
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["Id", *columns])
+    for rec in records:
+        writer.writerow([rec["Id"], *(to_csv(rec[c]) if c in rec else "" for c in columns)])
+    job = _send(client, "POST", _jobs_url(client, ""), "bulk ingest create", json={
+        "object": sobject, "operation": "update", "contentType": "CSV", "columnDelimiter": "COMMA",
+        "lineEnding": "LF"}).json()
+    job_id = job["id"]
+    _send(client, "PUT", _jobs_url(client, f"/{job_id}/batches"), "bulk ingest upload",
+          data=buf.getvalue().encode("utf-8"), headers={"Content-Type": "text/csv"})
+    _send(client, "PATCH", _jobs_url(client, f"/{job_id}"), "bulk ingest close", json={"state": "UploadComplete"})
+    try:
+        return _ingest_results(client, sobject, job_id, records, poll, timeout)
+    except SalesforceWriteError:
+        raise
+    except Exception as exc:
+        # The job runs on without us: rows it applies are written but reach no caller (nor an audit).
+        raise SalesforceWriteError(
+            f"Bulk ingest job {job_id} for {sobject} was submitted but its outcome could not be read ({exc}); "
+            "it may have updated records: see the job's successfulResults in the org") from exc
+
+
+def _ingest_results(client: SalesforceClient, sobject: str, job_id: str, records: Sequence[Mapping[str, Any]],
+                    poll: float, timeout: float) -> list[WriteResult]:
+    deadline = time.monotonic() + timeout
+    delay = poll
+    while True:
+        state = _send(client, "GET", _jobs_url(client, f"/{job_id}"), "bulk ingest poll").json()
+        if state["state"] in TERMINAL_JOB_STATES:
+            break
+        if time.monotonic() > deadline:
+            raise SalesforceWriteError(f"Bulk ingest job {job_id} still {state['state']} after {timeout}s")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 2.0)
+    if state["state"] != "JobComplete":
+        raise SalesforceWriteError(f"Bulk ingest job {job_id} for {sobject} ended {state['state']}: "
+                                   f"{state.get('errorMessage') or 'no error message'}")
+    by_id: dict[str, WriteResult] = {}
+    for kind in ("successfulResults", "failedResults"):
+        body = _send(client, "GET", _jobs_url(client, f"/{job_id}/{kind}"), f"bulk ingest {kind}",
+                     headers={"Accept": "text/csv"}).text
+        for row in csv.DictReader(io.StringIO(body)):
+            rid = row.get("Id") or row.get("sf__Id") or ""
+            if kind == "successfulResults":
+                by_id[rid] = WriteResult(row.get("sf__Id") or rid, True, (), row.get("sf__Created") == "true")
+            else:
+                by_id[rid] = WriteResult(rid, False, (_bulk_error(row.get("sf__Error", "")),))
+    try:
+        _send(client, "DELETE", _jobs_url(client, f"/{job_id}"), "bulk ingest delete")
+    except Exception as exc:  # noqa: BLE001 - a leftover job costs nothing but a listing entry
+        log.info("could not delete bulk ingest job %s: %s", job_id, exc)
+    return [by_id.get(rec["Id"]) or failure(rec["Id"], "NOT_PROCESSED", f"Bulk job {job_id} returned no result")
+            for rec in records]
+
+
+def _bulk_error(text: str) -> dict[str, Any]:
+    """`CODE:message:FIELD1 FIELD2 --` (Bulk API 2.0 failedResults) as a collections-style error."""
+    code, _, rest = text.partition(":")
+    message, _, fields = rest.rpartition(":") if rest.rstrip().endswith("--") else (rest, "", "")
+    return {"statusCode": code, "message": message or rest,
+            "fields": [f for f in fields.replace("--", "").split() if f]}
+
+
+__all__ = ["COLLECTION_SIZE", "RETRIEVE_SIZE", "SalesforceWriteError", "WriteResult",
+           "bulk_update", "create_records", "current_user_id", "failure", "fetch_records", "query_by_ids",
+           "undelete", "update_records"]

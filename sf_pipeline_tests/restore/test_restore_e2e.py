@@ -1,0 +1,332 @@
+"""Restore end to end: devorg damaged by a scenario, backed up through Dagster, restored from the history."""
+
+from __future__ import annotations
+
+import re
+
+import psycopg
+import pytest
+
+from sf_pipeline.devorg.scenarios import run_scenario
+from sf_pipeline.restore import (
+    CONFLICT,
+    NOT_RESTORABLE,
+    RestoreApplyError,
+    RestoreConfigError,
+    apply_plan,
+    plan_restore,
+    verify_plan,
+)
+from sf_pipeline_tests.pipeline_fixtures import Pipeline
+from sf_pipeline_tests.restore.story import (
+    account_ids_in_org,
+    at,
+    client,
+    config,
+    create,
+    org_snapshot,
+    orphaned_opportunities,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+def audit(conn: psycopg.Connection, run_id: str) -> list[tuple]:
+    return conn.execute("SELECT record_id, field, before, after, operation, written_by, org_alias, object "
+                        "FROM sf_pipeline.restore_audit WHERE run_id = %s ORDER BY id", (run_id,)).fetchall()
+
+
+def stored_items(conn: psycopg.Connection, run_id: str) -> dict[str, int]:
+    return dict(conn.execute("SELECT classification, count(*) FROM sf_pipeline.restore_items WHERE run_id = %s "
+                             "GROUP BY 1", (run_id,)).fetchall())
+
+
+def plan_status(conn: psycopg.Connection, run_id: str) -> str:
+    return conn.execute("SELECT status FROM sf_pipeline.restore_plans WHERE run_id = %s", (run_id,)).fetchone()[0]
+
+
+def test_restore_puts_orphaned_opportunities_back_and_skips_the_one_fixed_by_hand(pipeline: Pipeline):
+    p = pipeline
+    org = orphaned_opportunities(p, count=30)
+    fixed = org.opportunities[3]
+    assert org.original_account[fixed] != org.accounts[0]
+    at(p, 7, 0)
+    p.sf("sales1").Opportunity.update(fixed, {"AccountId": org.accounts[0]})  # fixed by hand, differently
+    at(p, 9, 0)
+    c = client(p)
+    admin = p.devorg.org.user("admin").user_id
+    untouched = org_snapshot(p, "Opportunity")
+
+    with p.conn() as conn:
+        # Dry run: the plan shows every Opportunity and nothing is written.
+        dry = plan_restore(conn, c, config(), "dry-1")
+        assert dry.counts == {"restore": 29, "conflict": 1, "not_restorable": 0, "noop": 0}
+        conflict = next(r for r in dry.records if r.status == CONFLICT)
+        assert conflict.record_id == fixed and "changed in the org after the damage" in conflict.reason
+        summary = dry.summary()
+        assert summary["records_to_write"] == 29 and summary["dry_run"] is True
+        assert len(summary["preview"].splitlines()) == 2 + 30 and f"| {fixed} | AccountId |" in summary["preview"]
+        assert stored_items(conn, "dry-1") == {"restore": 29, "conflict": 1}
+        nothing = apply_plan(conn, c, dry)
+        assert nothing.dry_run and nothing.values_written == 0 and verify_plan(c, dry).checked == 0
+        assert org_snapshot(p, "Opportunity") == untouched
+        assert audit(conn, "dry-1") == []
+
+        # Apply and verify.
+        plan = plan_restore(conn, c, config(dry_run=False), "restore-1")
+        result = apply_plan(conn, c, plan)
+        assert result.success and result.outcomes == {"written": 29, "skipped_conflict": 1}
+        assert result.values_written == 29 and result.mode == "collections"
+        assert verify_plan(c, plan, conn=conn).checked == 29
+        assert plan_status(conn, "restore-1") == "verified"
+        rows = audit(conn, "restore-1")
+        assert sorted(r[0] for r in rows) == sorted(o for o in org.opportunities if o != fixed)
+        assert all(r[1:4] == ("AccountId", None, org.original_account[r[0]]) for r in rows)
+        assert {(r[4], r[5], r[6], r[7]) for r in rows} == {("update", admin, "production", "Opportunity")}
+        outcomes = dict(conn.execute("SELECT outcome, count(*) FROM sf_pipeline.restore_items WHERE run_id = "
+                                     "'restore-1' GROUP BY 1").fetchall())
+        assert outcomes == {"written": 29, "skipped_conflict": 1}
+    expected = {o: org.accounts[0] if o == fixed else org.original_account[o] for o in org.opportunities}
+    assert account_ids_in_org(p, org.opportunities) == expected
+
+    # The same config again: nothing left to write, not a single write call.
+    restored = org_snapshot(p, "Opportunity")
+    with p.conn() as conn:
+        again = plan_restore(conn, c, config(dry_run=False), "restore-2")
+        assert again.counts == {"restore": 0, "conflict": 1, "not_restorable": 0, "noop": 29}
+        calls = c.api_calls
+        second = apply_plan(conn, c, again)
+        assert second.outcomes == {"nothing_to_do": 29, "skipped_conflict": 1} and second.values_written == 0
+        assert c.api_calls == calls
+        assert audit(conn, "restore-2") == []
+    assert org_snapshot(p, "Opportunity") == restored
+
+    # Only on_conflict: overwrite replaces the hand fix.
+    with p.conn() as conn:
+        overwrite = plan_restore(conn, c, config(dry_run=False, on_conflict="overwrite"), "restore-3")
+        assert apply_plan(conn, c, overwrite).outcomes == {"written": 1, "nothing_to_do": 29}
+        verify_plan(c, overwrite, conn=conn)
+    assert account_ids_in_org(p, [fixed]) == {fixed: org.original_account[fixed]}
+
+
+def test_undo_through_bulk_api_puts_back_what_a_restore_replaced_except_later_hand_edits(pipeline: Pipeline):
+    p = pipeline
+    org = orphaned_opportunities(p, count=30)
+    at(p, 9, 0)
+    c = client(p)
+    with p.conn() as conn:
+        plan = plan_restore(conn, c, config(dry_run=False), "restore-1")
+        apply_plan(conn, c, plan)
+    edited = org.opportunities[5]
+    at(p, 10, 0)
+    p.sf("sales2").Opportunity.update(edited, {"AccountId": org.accounts[1]})  # after the restore, by hand
+    assert org.original_account[edited] != org.accounts[1]
+
+    at(p, 11, 0)
+    rows_locked = p.devorg.app.faults.add("lock", rate=0.3, path="sobjects/Opportunity")  # Bulk rows fail at random
+    with p.conn() as conn:
+        undo = plan_restore(conn, c, config(undo_of="restore-1", dry_run=False), "undo-1")
+        assert undo.counts == {"restore": 29, "conflict": 1, "not_restorable": 0, "noop": 0}
+        assert next(r for r in undo.records if r.status == CONFLICT).record_id == edited
+        result = apply_plan(conn, c, undo, bulk_threshold=10)  # 29 records: a Bulk API 2.0 ingest job
+        assert result.mode == "bulk" and result.outcomes == {"written": 29, "skipped_conflict": 1}
+        verify_plan(c, undo, conn=conn)
+        rows = audit(conn, "undo-1")
+        assert {r[0] for r in rows} == set(org.opportunities) - {edited}
+        assert all(r[2] == org.original_account[r[0]] and r[3] is None for r in rows)
+    assert rows_locked.fired > 0
+    expected = {o: org.accounts[1] if o == edited else None for o in org.opportunities}
+    assert account_ids_in_org(p, org.opportunities) == expected
+
+
+def test_interrupted_restore_reruns_to_completion_with_exact_accounting(pipeline: Pipeline):
+    p = pipeline
+    org = orphaned_opportunities(p, count=300, accounts=10)
+    at(p, 9, 0)
+    faults = p.devorg.app.faults
+    with p.conn() as conn:
+        c = client(p, max_attempts=3)
+        plan = plan_restore(conn, c, config(dry_run=False), "restore-1")
+        assert plan.counts["restore"] == 300
+        # The fresh read and the first PATCH (200 records) pass; the second PATCH fails on every attempt.
+        faults.add("slow", next=2, delay=0.01, path="composite/sobjects")
+        faults.add("5xx", next=3, path="composite/sobjects")
+        with pytest.raises(RestoreApplyError) as failed:
+            apply_plan(conn, c, plan)
+        result = failed.value.result
+        assert not result.success and result.outcomes == {"written": 200, "not_attempted": 100}
+        assert "503" in result.interrupted and "re-run the same config" in str(failed.value)
+        assert plan_status(conn, "restore-1") == "apply_failed"
+        first = {r[0] for r in audit(conn, "restore-1")}
+        assert len(first) == 200
+        not_attempted = {r.record_id for r in plan.records if r.outcome == "not_attempted"}
+        assert not_attempted == set(org.opportunities) - first
+    now = account_ids_in_org(p, org.opportunities)
+    assert {o for o, acc in now.items() if acc is not None} == first
+    assert all(now[o] == org.original_account[o] for o in first)
+
+    # Rerun through a flaky org (a third of the writes hit a locked row): exactly the rest is written.
+    faults.clear()
+    lock = faults.add("lock", rate=0.3, path="composite/sobjects")
+    with p.conn() as conn:
+        c = client(p)
+        rerun = plan_restore(conn, c, config(dry_run=False), "restore-2")
+        assert rerun.counts == {"restore": 100, "conflict": 0, "not_restorable": 0, "noop": 200}
+        assert {r.record_id for r in rerun.records if r.status == "restore"} == not_attempted
+        result = apply_plan(conn, c, rerun)
+        assert result.outcomes == {"written": 100, "nothing_to_do": 200}
+        verify_plan(c, rerun, conn=conn)
+        second = [r[0] for r in audit(conn, "restore-2")]
+        assert sorted(second) == sorted(not_attempted)
+    assert lock.fired > 0 and c.retries > 0
+    assert account_ids_in_org(p, org.opportunities) == org.original_account
+
+
+def test_restore_deleted_cases_brings_them_back_with_their_relationships(pipeline: Pipeline):
+    p = pipeline
+    at(p, 0, 10)
+    accounts = create(p, "Account", [{"Name": f"Account {i}"} for i in range(3)])
+    contacts = create(p, "Contact", [{"LastName": f"Contact {i}", "AccountId": accounts[i % 3]} for i in range(6)])
+    parents = create(p, "Case", [{"Subject": f"Outage {i}", "AccountId": accounts[i % 3], "Priority": "High",
+                                  "ContactId": contacts[i % 6], "Status": "Working", "Origin": "Phone"}
+                                 for i in range(10)])
+    create(p, "Case", [{"Subject": f"Follow-up {i}", "ParentId": parents[i % 10], "AccountId": accounts[i % 3]}
+                       for i in range(20)])
+    fields = "Id, Subject, Status, Priority, Origin, AccountId, ContactId, ParentId"
+    before = {r["Id"]: r for r in p.devorg.org.queries.run(f"SELECT {fields} FROM Case", include_deleted=False,
+                                                             batch_size=2000)["records"]}
+    at(p, 1, 10)
+    assert p.backup("2026-11-24-00:00").success
+    damage = run_scenario(p.devorg.org, "mass-delete", at=at(p, 2, 0), fraction=0.5)
+    deleted = damage.changed["Case"][:damage.details["deleted"]["Case"]]
+    cleared = damage.details["lookups_cleared"]["Case.ParentId"]
+    assert len(deleted) == 15 and cleared
+    at(p, 3, 10)
+    assert p.backup("2026-11-24-02:00").success
+    # One deleted parent has left the recycle bin for good (emptied after 15 days, or purged).
+    purged = next(before[child]["ParentId"] for child in cleared if before[child]["ParentId"] in deleted)
+    with p.devorg.org.store.lock:
+        p.devorg.org.store.conn.execute('DELETE FROM "Case" WHERE Id = ?', (purged,))
+
+    at(p, 9, 0)
+    c = client(p)
+    case = {"object": "Case", "fields": []}
+    with p.conn() as conn:
+        kept = plan_restore(conn, c, config(**case), "dry-1")
+        assert kept.counts == {"restore": 0, "conflict": 0, "not_restorable": 15 + len(cleared), "noop": 0}
+        reasons = {r.record_id: r.reason for r in kept.records}
+        assert all("recycle bin; set restore_deleted: true to undelete it" in reasons[d] for d in deleted if d != purged)
+        assert "no longer in its recycle bin; set restore_deleted: true to re-create it" in reasons[purged]
+        assert all(re.match(r"ParentId would point to \w+, which (is deleted|does not exist) in the org",
+                            reasons[child]) for child in cleared)
+
+        plan = plan_restore(conn, c, config(**case, restore_deleted=True, dry_run=False), "restore-1")
+        assert plan.counts["restore"] == 15 + len(cleared)
+        assert plan.actions == {"undelete": 14, "create": 1, "update": len(cleared)}
+        result = apply_plan(conn, c, plan)
+        assert result.outcomes["undeleted"] == 14 and result.outcomes["created"] == 1
+        assert verify_plan(c, plan, conn=conn).checked == 15 + len(cleared)
+        new_id = result.id_map[purged]
+        assert conn.execute("SELECT source_alias, target_alias, object, target_id FROM sf_pipeline.id_map "
+                            "WHERE source_id = %s", (purged,)).fetchall() == [("production", "production", "Case",
+                                                                                new_id)]
+        operations = dict(conn.execute("SELECT operation, count(DISTINCT record_id) FROM sf_pipeline.restore_audit "
+                                       "WHERE run_id = 'restore-1' GROUP BY 1").fetchall())
+        assert operations["undelete"] == 14 and operations["create"] == 1
+
+        # Every case of before the damage is live again with its values and relationships.
+        after = {r["Id"]: r for r in p.devorg.org.queries.run(f"SELECT {fields} FROM Case", include_deleted=False,
+                                                                batch_size=2000)["records"]}
+        moved = {purged: new_id}
+        assert set(after) == {moved.get(rid, rid) for rid in before}
+        for rid, old in before.items():
+            now = after[moved.get(rid, rid)]
+            assert {k: v for k, v in now.items() if k not in ("Id", "attributes")} == {
+                k: moved.get(v, v) for k, v in old.items() if k not in ("Id", "attributes")}, rid
+
+        # Running it again finds everything restored, the re-created case under its new id.
+        again = plan_restore(conn, c, config(**case, restore_deleted=True, dry_run=False), "restore-2")
+        assert again.counts == {"restore": 0, "conflict": 0, "not_restorable": 0, "noop": 15 + len(cleared)}
+        assert new_id in {r.record_id for r in again.records}
+
+
+def test_recreated_account_gets_its_invoices_pointed_back_to_it(pipeline_factory):
+    p = pipeline_factory(["Account", "Invoice__c"])
+    at(p, 0, 10)
+    accounts = create(p, "Account", [{"Name": "Acme", "Industry": "Banking"}, {"Name": "Globex"}])
+    invoices = create(p, "Invoice__c", [{"Account__c": accounts[i % 2], "Amount__c": 100 * i, "Status__c": "Sent"}
+                                        for i in range(6)])
+    at(p, 1, 10)
+    assert p.backup("2026-11-24-00:00").success
+    at(p, 2, 0)
+    p.sf("sales3").Account.delete(accounts[0])  # a plain lookup: its invoices lose their Account__c
+    at(p, 3, 10)
+    assert p.backup("2026-11-24-02:00").success
+    with p.devorg.org.store.lock:
+        p.devorg.org.store.conn.execute('DELETE FROM "Account" WHERE Id = ?', (accounts[0],))
+
+    at(p, 9, 0)
+    c = client(p)
+    with p.conn() as conn:
+        plan = plan_restore(conn, c, config(object="Account", fields=[], restore_deleted=True, dry_run=False), "r-1")
+        assert plan.actions == {"create": 1}
+        result = apply_plan(conn, c, plan)
+        verify_plan(c, plan, conn=conn)
+        new_id = result.id_map[accounts[0]]
+        assert result.repointed == 3
+        repointed = conn.execute("SELECT record_id, before, after FROM sf_pipeline.restore_audit WHERE run_id = 'r-1' "
+                                 "AND object = 'Invoice__c' AND operation = 'repoint' ORDER BY record_id").fetchall()
+        assert repointed == [(i, None, new_id) for i in sorted(invoices[0::2])]
+    rows = p.devorg.org.queries.run("SELECT Id, Name, Industry FROM Account", include_deleted=True,
+                                    batch_size=2000)["records"]
+    assert {(r["Name"], r["Industry"]) for r in rows if r["Id"] == new_id} == {("Acme", "Banking")}
+    held = {r["Id"]: r["Account__c"] for r in p.devorg.org.queries.run(
+        "SELECT Id, Account__c FROM Invoice__c", include_deleted=False, batch_size=2000)["records"]}
+    assert held == {inv: new_id if i % 2 == 0 else accounts[1] for i, inv in enumerate(invoices)}
+
+
+def test_every_config_mistake_is_refused_before_anything_is_written(pipeline: Pipeline):
+    p = pipeline
+    org = orphaned_opportunities(p, count=10)
+    at(p, 9, 0)
+    c = client(p)
+    untouched = org_snapshot(p, "Opportunity")
+    sales2 = p.devorg.org.user("sales2").user_id
+    integration = p.devorg.org.user("integration").user_id
+    without_api = [  # refused from the config, the settings and the backup history alone
+        ({"target_org": "staging"}, "unknown org alias 'staging': the configured orgs are production, sandbox"),
+        ({"object": "Widget__c"}, "no backup history for Widget__c"),
+        ({"as_of": "2099-01-01T00:00:00Z"}, "as_of 2099-01-01T00:00:00.000+0000 is in the future"),
+        ({"as_of": "2026-11-23T00:00:00Z"}, "as_of 2026-11-23T00:00:00.000+0000 is before the first backup of "
+                                            "Opportunity"),
+        ({"undo_of": "no-such-run"}, "there is no restore run 'no-such-run'"),
+        ({"on_conflict": "merge"}, "on_conflict must be one of skip, overwrite"),
+    ]
+    with_describe = [  # refused once describe (a read) has answered
+        ({"fields": ["Colour"]}, "field `Colour` does not exist on Opportunity in org 'production'"),
+        ({"fields": ["ExpectedRevenue"]}, "field `ExpectedRevenue` on Opportunity is not updateable and cannot be "
+                                          "restored"),
+        ({"fields": ["ContactId"]}, "field `ContactId` on Opportunity is not updateable"),
+        ({"changed_between": ["2026-11-24T05:00:00Z", "2026-11-24T06:00:00Z"]},
+         "empty selection: no Opportunity record changed between 2026-11-24T05:00:00.000+0000 and"),
+        ({"changed_by": sales2}, f"empty selection: no Opportunity record changed between "
+                                 f"2026-11-24T02:00:00.000+0000 and 2026-11-24T02:10:00.000+0000 by user {sales2}"),
+    ]
+    with p.conn() as conn:
+        for i, (values, message) in enumerate(without_api + with_describe):
+            with pytest.raises(RestoreConfigError) as err:
+                plan_restore(conn, c, config(**{"dry_run": False, **values}), f"bad-{i}")
+            assert message in str(err.value)
+            if i < len(without_api):
+                assert c.api_calls == 0, values
+        assert c.api_calls <= 2  # describe of Opportunity, once (cached)
+        assert conn.execute("SELECT count(*) FROM sf_pipeline.restore_plans").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM sf_pipeline.restore_audit").fetchone()[0] == 0
+        # The same window narrowed to the user who did the damage selects every record.
+        by_integration = plan_restore(conn, c, config(changed_by=integration), "ok-1")
+        assert by_integration.counts["restore"] == len(org.opportunities)
+        picked = plan_restore(conn, c, config(record_ids=org.opportunities[:2] + ["0065J00000000ZZ"]), "ok-2")
+        assert picked.counts["restore"] == 2 and len(picked.records) == 2
+        alone = plan_restore(conn, c, config(changed_between=None, record_ids=["0065J00000000ZZ"]), "ok-3")
+        assert [r.status for r in alone.records] == [NOT_RESTORABLE] and "no backup history" in alone.records[0].reason
+    assert org_snapshot(p, "Opportunity") == untouched

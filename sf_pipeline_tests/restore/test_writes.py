@@ -1,0 +1,100 @@
+"""Org writes (sf_pipeline.salesforce.writes) against devorg: chunking, per-record results, retries, undelete."""
+
+from __future__ import annotations
+
+import pytest
+
+from sf_pipeline.devorg.runner import DevOrgServer
+from sf_pipeline.restore.values import csv_text
+from sf_pipeline.salesforce import OrgCredentials, SalesforceClient, connect
+from sf_pipeline.salesforce.writes import (
+    bulk_update,
+    create_records,
+    current_user_id,
+    fetch_records,
+    query_by_ids,
+    undelete,
+    update_records,
+)
+
+
+@pytest.fixture
+def client(devorg: DevOrgServer) -> SalesforceClient:
+    creds = OrgCredentials.from_env("production", devorg.env("production"))
+    return SalesforceClient(connect(creds), alias="production", backoff=0.01)
+
+
+def accounts(client: SalesforceClient, n: int) -> list[str]:
+    results = create_records(client, "Account", [{"Name": f"Account {i}"} for i in range(n)])
+    assert all(r.success and r.created for r in results)
+    return [r.id for r in results]
+
+
+def names(devorg: DevOrgServer) -> dict[str, str]:
+    rows = devorg.org.queries.run("SELECT Id, Name FROM Account", include_deleted=False, batch_size=2000)["records"]
+    return {r["Id"]: r["Name"] for r in rows}
+
+
+def test_updates_go_200_records_a_call_with_a_result_per_record(devorg, client):
+    ids = accounts(client, 450)
+    records = [{"Id": rid, "Name": f"Renamed {i}"} for i, rid in enumerate(ids)]
+    records[7]["Name"] = None  # Name is required: this record fails alone
+    seen = []
+    before = client.api_calls
+    results = update_records(client, "Account", records, on_written=seen.extend)
+    assert client.api_calls - before == 3
+    assert [r.success for r in results] == [i != 7 for i in range(450)]
+    assert results[7].codes == ["REQUIRED_FIELD_MISSING"] and "Name" in results[7].message
+    assert len(seen) == 449 and all(res.success for _, res in seen)
+    held = names(devorg)
+    assert held[ids[8]] == "Renamed 8" and held[ids[7]] == "Account 7"
+
+
+def test_locked_calls_are_retried_until_they_pass(devorg, client):
+    ids = accounts(client, 40)
+    devorg.app.faults.add("lock", rate=0.5, path="composite/sobjects")
+    results = update_records(client, "Account", [{"Id": rid, "Name": "Locked once"} for rid in ids])
+    assert all(r.success for r in results)
+    assert client.retries > 0 and devorg.app.faults.rules[0].fired == client.retries
+    assert set(names(devorg).values()) == {"Locked once"}
+
+
+def test_bulk_update_retries_locked_rows_in_a_new_job_and_reports_bad_rows(devorg, client):
+    ids = accounts(client, 300)
+    devorg.app.faults.add("lock", rate=0.3, path="sobjects/Account")
+    records = [{"Id": rid, "Name": f"Bulk {i}", "Description": None} for i, rid in enumerate(ids)]
+    records[5]["Name"] = None  # `#N/A` on a required field: this row fails alone
+    seen = []
+    results = bulk_update(client, "Account", records, csv_text, on_written=seen.extend, poll=0.05)
+    assert devorg.app.faults.rules[0].fired > 0  # some rows were locked, and went into later jobs
+    assert [r.success for r in results] == [i != 5 for i in range(300)]
+    assert results[5].codes == ["REQUIRED_FIELD_MISSING"]
+    assert len(seen) == 299
+    held = names(devorg)
+    assert all(held[rid] == f"Bulk {i}" for i, rid in enumerate(ids) if i != 5)
+
+
+def test_fetch_records_reads_2000_ids_a_call_and_leaves_deleted_ones_empty(devorg, client, sf):
+    ids = accounts(client, 2100)
+    sf.Account.delete(ids[3])
+    before = client.api_calls
+    found = fetch_records(client, "Account", ids, ["Name", "IsDeleted"])
+    assert client.api_calls - before == 2
+    assert found[ids[3]] is None and found[ids[4]]["Name"] == "Account 4"
+    assert len(found) == 2100
+    in_bin = query_by_ids(client, "Account", ids[:5], ["IsDeleted"])
+    assert in_bin[ids[3]]["IsDeleted"] is True and in_bin[ids[4]]["IsDeleted"] is False
+
+
+def test_undelete_brings_records_back_from_the_recycle_bin_record_by_record(devorg, client, sf):
+    ids = accounts(client, 4)
+    for rid in ids[:3]:
+        sf.Account.delete(rid)
+    results = undelete(client, ids)
+    assert [r.success for r in results] == [True, True, True, False]
+    assert results[3].codes == ["UNDELETE_FAILED"]
+    assert set(names(devorg)) >= set(ids)
+
+
+def test_current_user_is_the_user_the_client_logged_in_as(devorg, client):
+    assert current_user_id(client) == devorg.org.user("admin").user_id
