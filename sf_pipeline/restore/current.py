@@ -87,9 +87,11 @@ def changed_since(client: SalesforceClient, sobject: str, fields: Sequence[str],
     """
     wanted = list(dict.fromkeys(["Id", "IsDeleted", "SystemModstamp", *fields]))
     soql = f"SELECT {', '.join(wanted)} FROM {sobject} WHERE SystemModstamp >= {soql_datetime(since)}"
-    # Bulk CSV text of ids and text fields is already canonical (empty cells are read as null).
+    # Bulk CSV text of ids and text fields is canonical but for null, which Bulk API 2.0 writes as a quoted
+    # empty string: that becomes null in Arrow, the rest goes through `canonical`.
     convert = [None if types.get(f, "string") in ("id", "reference", *TEXT_TYPES) else converter(types[f])
                for f in fields]
+    null = pa.scalar(None, pa.string())
     out: dict[str, OrgRecord] = {}
     for body, n in client.bulk_query_pages(soql, include_deleted=True, max_records=200_000, poll=0.05):
         for batch in csv_to_batches(body, wanted, n):
@@ -99,8 +101,11 @@ def changed_since(client: SalesforceClient, sobject: str, fields: Sequence[str],
             stamps = pc.cast(batch.column(2), pa.timestamp("ms", tz="+00:00")).to_pylist()
             columns = []
             for i, conv in enumerate(convert):
-                values = batch.column(3 + i).to_pylist()
-                columns.append(values if conv is None else [conv(v) for v in values])
+                column = batch.column(3 + i)
+                if conv is None:
+                    columns.append(pc.if_else(pc.equal(column, ""), null, column).to_pylist())
+                else:
+                    columns.append([conv(v) for v in column.to_pylist()])
             for rid, gone, stamp, values in zip(ids, deleted, stamps, zip(*columns, strict=True), strict=True):
                 out[rid] = OrgRecord(RECYCLE_BIN if gone else LIVE, stamp, dict(zip(fields, values, strict=True)))
     return out
@@ -165,16 +170,6 @@ def fetch_current(client: SalesforceClient, sobject: str, ids: Sequence[str], fi
             found.update(_records(in_bin.values(), types, fields))
             found.update((rid, GONE) for rid in gone if rid not in in_bin)
     return found, mode
-
-
-def key_prefixes(client: SalesforceClient, object_names: Iterable[str]) -> dict[str, str]:
-    """key prefix -> object name, from each object's describe (cached by the client)."""
-    out = {}
-    for name in object_names:
-        prefix = describe(client, name).get("keyPrefix")
-        if prefix:
-            out[prefix] = name
-    return out
 
 
 def parent_states(client: SalesforceClient, parent_ids: Iterable[str], prefixes: Mapping[str, str], *,

@@ -12,7 +12,15 @@ from pydantic import Field
 from sf_pipeline.backup.resources import SalesforceOrgResource, WarehouseResource
 from sf_pipeline.settings import Settings
 
-from . import RestoreConfig, RestoreError, apply_plan, plan_restore, verify_plan
+from . import (
+    RestoreApplyError,
+    RestoreConfig,
+    RestoreError,
+    RestoreVerifyError,
+    apply_plan,
+    plan_restore,
+    verify_plan,
+)
 
 
 class RestoreRunConfig(dg.Config):
@@ -51,7 +59,8 @@ def restore_job(settings: Settings) -> dg.JobDefinition:
         client = org.client()
         with warehouse.connect() as conn:
             try:
-                plan = plan_restore(conn, client, cfg, context.run_id)
+                # history is the backed-up org's, whichever org the values are written to
+                plan = plan_restore(conn, client, cfg, context.run_id, source_org=settings.backup_org)
                 conn.commit()
                 summary = plan.summary()
                 context.log.info(f"restore plan: {summary['counts']} ({summary['records_to_write']} records to write)")
@@ -68,7 +77,14 @@ def restore_job(settings: Settings) -> dg.JobDefinition:
                 if cfg.dry_run:
                     metadata["api_calls"] = dg.MetadataValue.int(client.api_calls)
                     return dg.Output(summary, metadata=metadata)
-                applied = apply_plan(conn, client, plan)
+                try:
+                    applied = apply_plan(conn, client, plan)
+                except RestoreApplyError as exc:
+                    conn.commit()  # the audit of what was written stays
+                    result = getattr(exc, "result", None)
+                    if result is not None and hasattr(result, "summary"):
+                        metadata["apply"] = dg.MetadataValue.json(result.summary())
+                    raise dg.Failure(description=f"restore applied only partly: {exc}", metadata=metadata) from None
                 conn.commit()
                 metadata["outcomes"] = dg.MetadataValue.json(applied.outcomes)
                 metadata["values_written"] = dg.MetadataValue.int(applied.values_written)
@@ -76,7 +92,10 @@ def restore_job(settings: Settings) -> dg.JobDefinition:
                     failed = "\n".join(f"- {rid}: {err}" for rid, err in list(applied.failed.items())[:50])
                     raise dg.Failure(description=f"restore applied only partly ({applied.outcomes}); failed "
                                      f"records:\n{failed}\n{applied.interrupted or ''}", metadata=metadata)
-                verified = verify_plan(client, plan, conn=conn)
+                try:
+                    verified = verify_plan(client, plan, conn=conn)
+                except RestoreVerifyError as exc:
+                    raise dg.Failure(description=f"verification found differences: {exc}", metadata=metadata) from None
                 conn.commit()
                 metadata["verified_records"] = dg.MetadataValue.int(verified.checked)
                 metadata["api_calls"] = dg.MetadataValue.int(client.api_calls)

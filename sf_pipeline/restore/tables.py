@@ -323,21 +323,6 @@ def selection_params(selection: Selection, as_of: datetime | None) -> dict[str, 
             "changed_by": selection.changed_by, "ids": list(selection.record_ids)}
 
 
-def versions_at(conn: psycopg.Connection[Any], object_name: str, record_ids: Sequence[str], fields: Sequence[str],
-                as_of: datetime) -> dict[str, dict[str, Any]]:
-    """Values of some records at `as_of` (records that existed then), keyed by id, columns by field name."""
-    columns = [column_name(f) for f in fields]
-    query = sql.SQL(
-        "SELECT h.id, {cols} FROM {h} h WHERE h.id = ANY(%(ids)s) AND h.dbt_valid_from <= %(as_of)s "
-        "AND (h.dbt_valid_to > %(as_of)s OR h.dbt_valid_to IS NULL) AND h.isdeleted IS NOT TRUE"
-    ).format(cols=sql.SQL(", ").join(sql.SQL("h.{}").format(ident(c)) for c in columns),
-             h=history_table(object_name))
-    out = {}
-    for row in conn.execute(query, {"ids": list(record_ids), "as_of": as_of}):
-        out[row[0]] = dict(zip(fields, row[1:], strict=True))
-    return out
-
-
 def children_at(conn: psycopg.Connection[Any], child_object: str, field: str, parent_ids: Sequence[str],
                 as_of: datetime) -> list[tuple[str, str]]:
     """(child id, parent id) of the child records whose `field` pointed to one of `parent_ids` at as_of."""

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from sf_pipeline.restore import ensure_restore_tables
-from sf_pipeline.restore import tables
+from sf_pipeline.restore import ensure_restore_tables, tables
 
 AWKWARD = 'tab\there, line\nbreak, back\\slash, "quotes", \\N, naïve ☃'
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from sf_pipeline.devorg.runner import DevOrgServer
+from sf_pipeline.restore.current import changed_since, fetch_current
+from sf_pipeline.restore.decisions import LIVE, MISSING, RECYCLE_BIN
 from sf_pipeline.restore.values import csv_text
 from sf_pipeline.salesforce import OrgCredentials, SalesforceClient, connect
 from sf_pipeline.salesforce.writes import (
@@ -98,3 +100,25 @@ def test_undelete_brings_records_back_from_the_recycle_bin_record_by_record(devo
 
 def test_current_user_is_the_user_the_client_logged_in_as(devorg, client):
     assert current_user_id(client) == devorg.org.user("admin").user_id
+
+
+def test_current_values_read_the_same_through_collections_and_bulk(devorg, client, sf):
+    types = {f["name"]: f["type"] for f in client.describe("Account")["fields"]}
+    fields = ["Name", "ParentId", "AnnualRevenue", "NumberOfEmployees", "Description"]
+    ids = accounts(client, 5)
+    update_records(client, "Account", [{"Id": ids[1], "ParentId": ids[0], "AnnualRevenue": 98000,
+                                        "NumberOfEmployees": 12, "Description": "tab\tand \"quotes\""}])
+    sf.Account.delete(ids[4])
+    with devorg.org.store.lock:  # ids[3] gone for good (purged from the recycle bin)
+        devorg.org.store.conn.execute('DELETE FROM "Account" WHERE Id = ?', (ids[3],))
+    by_id, mode = fetch_current(client, "Account", ids, fields, types)
+    assert mode == "collections"
+    assert [by_id[rid].state for rid in ids] == [LIVE, LIVE, LIVE, MISSING, RECYCLE_BIN]
+    assert by_id[ids[1]].values == {"Name": "Account 1", "ParentId": ids[0], "AnnualRevenue": 98000,
+                                    "NumberOfEmployees": 12, "Description": 'tab\tand "quotes"'}
+    assert by_id[ids[0]].values["ParentId"] is None and by_id[ids[0]].values["Description"] is None
+    since = min(r.modstamp for r in by_id.values() if r.modstamp is not None)
+    bulk = changed_since(client, "Account", fields, types, since)
+    assert {rid: bulk[rid] for rid in ids if rid in bulk} == {rid: by_id[rid] for rid in ids if rid != ids[3]}
+    also, mode = fetch_current(client, "Account", ids, fields, types, since=since, bulk_threshold=2)
+    assert mode == "bulk" and also == by_id
