@@ -106,6 +106,8 @@ def incidents(limit: int, sobject: str | None) -> None:
         click.echo(f"#{item.id} [{report.severity.upper()}] {report.title}")
         click.echo(report.to_markdown(embed_chart=False))
         if report.restore_config:
+            from sf_pipeline.anomalies.checks import launchpad_yaml
+
             click.echo("restore config (paste into the restore job's launchpad):")
-            click.echo(report.restore_config_yaml())
+            click.echo(launchpad_yaml(report))
         click.echo("")

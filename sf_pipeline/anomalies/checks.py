@@ -47,6 +47,13 @@ def send_alert(report: IncidentReport) -> bool:
         return False
 
 
+def launchpad_yaml(report: IncidentReport) -> str:
+    """The restore config as the launchpad takes it: the contract keys under `ops: restore: config:`."""
+    inner = report.restore_config_yaml()
+    return "ops:\n  restore:\n    config:\n" + "".join(f"      {line}\n" if line else "\n"
+                                                    for line in inner.splitlines())
+
+
 def _user_names(conn, salesforce: SalesforceOrgResource, user_ids: list[str]) -> dict[str, str]:
     names = user_names_from_backup(conn, user_ids)
     missing = [u for u in user_ids if u and u not in names]
@@ -136,7 +143,8 @@ def anomaly_check(
                 worst.last_change.isoformat() if worst.last_change else ""
             )
             if worst.restore_config:
-                metadata["restore_config"] = dg.MetadataValue.md(f"```yaml\n{worst.restore_config_yaml()}```")
+                metadata["restore_config"] = dg.MetadataValue.md(
+                    f"Paste into the `restore` job's launchpad (dry run):\n```yaml\n{launchpad_yaml(worst)}```")
                 metadata["restore_config_json"] = dg.MetadataValue.json(
                     json.loads(json.dumps(worst.restore_config))
                 )

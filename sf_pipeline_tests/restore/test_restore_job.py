@@ -33,6 +33,11 @@ def test_incident_config_restores_every_opportunity_except_the_one_fixed_by_hand
     request = {r.partition_key: r for r in _sensor_requests(p)}[(T0 + timedelta(hours=2)).strftime(KEY)]
     opp = {e.asset_key.path[1]: e for e in _check(p, request)}["Opportunity"]
     config = opp.metadata["restore_config_json"].value
+    # the markdown shown in the UI is exactly the launchpad run config for the restore job
+    import yaml
+
+    pasted = yaml.safe_load(opp.metadata["restore_config"].value.split("```yaml\n", 1)[1].split("```", 1)[0])
+    assert pasted["ops"]["restore"]["config"]["record_ids"] == config["record_ids"]
 
     # 07:00: someone fixes one opportunity by hand, to a different account.
     p.set_clock(T0 + timedelta(hours=7))
