@@ -6,9 +6,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import dagster as dg
+import pytest
 
 from sf_pipeline.warehouse import as_of, history_versions
 from sf_pipeline_tests.pipeline_fixtures import Pipeline
+
+pytestmark = pytest.mark.e2e
 
 T0 = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)
 COMPARED = {
