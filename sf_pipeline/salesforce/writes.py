@@ -121,6 +121,36 @@ def current_user_id(client: SalesforceClient) -> str | None:
         return None
 
 
+def _write_in_rounds(records: Sequence[Mapping[str, Any]], chunk_size: int,
+                     send: Callable[[Sequence[int]], list[WriteResult]], on_written: OnWritten | None,
+                     lock_rounds: int, wait: float, what: str) -> list[WriteResult]:
+    """Send records in chunks; rows refused with UNABLE_TO_LOCK_ROW go again in later rounds, with backoff.
+
+    `send` answers one WriteResult per index of its chunk, in order; `on_written` sees each chunk's successes.
+    """
+    results: list[WriteResult | None] = [None] * len(records)
+    pending: Sequence[int] = list(range(len(records)))
+    for round_no in range(lock_rounds + 1):
+        retry: list[int] = []
+        for chunk in _chunks(pending, chunk_size):
+            written = []
+            for i, result in zip(chunk, send(chunk), strict=True):
+                if result.retryable and round_no < lock_rounds:
+                    retry.append(i)
+                    continue
+                results[i] = result
+                if result.success:
+                    written.append((records[i], result))
+            if on_written and written:
+                on_written(written)
+        if not retry:
+            break
+        log.info("%d %s locked, retrying them (round %d)", len(retry), what, round_no + 1)
+        time.sleep(wait * (2 ** round_no))
+        pending = retry
+    return [r if r is not None else failure(None, "NOT_ATTEMPTED", "not attempted") for r in results]
+
+
 # ===================================================================== sObject Collections
 def update_records(client: SalesforceClient, sobject: str, records: Sequence[Mapping[str, Any]], *,
                    on_written: OnWritten | None = None, lock_rounds: int = 4,
@@ -141,38 +171,17 @@ def create_records(client: SalesforceClient, sobject: str, records: Sequence[Map
 
 def _collections(client: SalesforceClient, method: str, sobject: str, records: Sequence[Mapping[str, Any]],
                  on_written: OnWritten | None, lock_rounds: int, lock_wait: float | None) -> list[WriteResult]:
-    results: list[WriteResult | None] = [None] * len(records)
-    pending = list(range(len(records)))
+    def send(chunk: Sequence[int]) -> list[WriteResult]:
+        body = {"allOrNone": False, "records": [{"attributes": {"type": sobject}, **records[i]} for i in chunk]}
+        try:
+            answer = _collection_call(client, method, body)
+        except _ConnectionLost as exc:
+            return [failure(None, "CONNECTION_LOST", f"{exc}; check the org before creating again") for _ in chunk]
+        return [WriteResult(raw.get("id"), bool(raw.get("success")), tuple(raw.get("errors") or ()),
+                            bool(raw.get("created", method == "POST"))) for raw in answer]
+
     wait = client.backoff if lock_wait is None else lock_wait
-    for round_no in range(lock_rounds + 1):
-        retry: list[int] = []
-        for chunk in _chunks(pending, COLLECTION_SIZE):
-            body = {"allOrNone": False, "records": [
-                {"attributes": {"type": sobject}, **records[i]} for i in chunk]}
-            try:
-                answer = _collection_call(client, method, body)
-            except _ConnectionLost as exc:
-                for i in chunk:
-                    results[i] = failure(None, "CONNECTION_LOST", f"{exc}; check the org before creating again")
-                continue
-            written = []
-            for i, raw in zip(chunk, answer, strict=True):
-                result = WriteResult(raw.get("id"), bool(raw.get("success")), tuple(raw.get("errors") or ()),
-                                     bool(raw.get("created", method == "POST")))
-                if result.retryable and round_no < lock_rounds:
-                    retry.append(i)
-                    continue
-                results[i] = result
-                if result.success:
-                    written.append((records[i], result))
-            if on_written and written:
-                on_written(written)
-        if not retry:
-            break
-        log.info("%d %s records locked, retrying them (round %d)", len(retry), sobject, round_no + 1)
-        time.sleep(wait * (2 ** round_no))
-        pending = retry
-    return [r if r is not None else failure(None, "NOT_ATTEMPTED", "not attempted") for r in results]
+    return _write_in_rounds(records, COLLECTION_SIZE, send, on_written, lock_rounds, wait, f"{sobject} records")
 
 
 class _ConnectionLost(RuntimeError):
@@ -283,28 +292,11 @@ def bulk_update(client: SalesforceClient, sobject: str, records: Sequence[Mappin
     so records with fewer fields share a job with the others). Rows that failed with UNABLE_TO_LOCK_ROW
     go into a follow-up job.
     """
-    results: list[WriteResult | None] = [None] * len(records)
-    pending = list(range(len(records)))
-    for round_no in range(lock_rounds + 1):
-        retry: list[int] = []
-        for chunk in _chunks(pending, job_size):
-            answers = _ingest_job(client, sobject, [records[i] for i in chunk], to_csv, poll, timeout)
-            written = []
-            for i, result in zip(chunk, answers, strict=True):
-                if result.retryable and round_no < lock_rounds:
-                    retry.append(i)
-                    continue
-                results[i] = result
-                if result.success:
-                    written.append((records[i], result))
-            if on_written and written:
-                on_written(written)
-        if not retry:
-            break
-        log.info("%d %s rows locked, retrying them in a new job (round %d)", len(retry), sobject, round_no + 1)
-        time.sleep(client.backoff * (2 ** round_no))
-        pending = retry
-    return [r if r is not None else failure(None, "NOT_ATTEMPTED", "not attempted") for r in results]
+    def send(chunk: Sequence[int]) -> list[WriteResult]:
+        return _ingest_job(client, sobject, [records[i] for i in chunk], to_csv, poll, timeout)
+
+    return _write_in_rounds(records, job_size, send, on_written, lock_rounds, client.backoff,
+                            f"{sobject} rows (in a new job)")
 
 
 def _jobs_url(client: SalesforceClient, path: str) -> str:
