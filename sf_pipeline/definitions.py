@@ -10,6 +10,7 @@ import dagster as dg
 from sf_pipeline.anomalies.definitions import anomaly_definitions
 from sf_pipeline.backup.definitions import backup_definitions
 from sf_pipeline.restore.definitions import restore_definitions
+from sf_pipeline.seeding.definitions import seeding_definitions
 from sf_pipeline.settings import load_settings
 
 
@@ -19,6 +20,7 @@ def build_definitions(settings_path: str | None = None) -> dg.Definitions:
         backup_definitions(settings),
         anomaly_definitions(settings),
         restore_definitions(settings),
+        seeding_definitions(settings),
     )
 
 

@@ -547,6 +547,19 @@ class StoredIncident:
         return self.report.restore_config_yaml()
 
 
+def get_incident(conn: psycopg.Connection[Any], incident_id: int) -> StoredIncident | None:
+    """One stored incident by its id (as `sf-pipeline incidents` lists it), or None."""
+    exists = conn.execute("SELECT to_regclass(%s)", (f"{INCIDENT_SCHEMA}.{INCIDENT_TABLE}",)).fetchone()[0]
+    if exists is None:
+        return None
+    query = sql.SQL("SELECT id, created_at, updated_at, report FROM {} WHERE id = %s").format(_TABLE)
+    with conn.cursor(row_factory=dict_row) as cursor:
+        row = cursor.execute(query, (incident_id,)).fetchone()
+    if row is None:
+        return None
+    return StoredIncident(row["id"], row["created_at"], row["updated_at"], IncidentReport.from_dict(row["report"]))
+
+
 def list_incidents(
     conn: psycopg.Connection[Any], limit: int = 20, object: str | None = None
 ) -> list[StoredIncident]:

@@ -111,7 +111,7 @@ class Org:
                 "Username": username, "FirstName": spec.first, "LastName": spec.last,
                 "Alias": spec.key[:8], "Email": username, "Title": spec.title,
                 "TimeZoneSidKey": "GMT", "LocaleSidKey": "en_US", "EmailEncodingKey": "UTF-8",
-                "LanguageLocaleKey": "en_US", "CompanyName": "Devorg Inc.",
+                "LanguageLocaleKey": "en_US", "CompanyName": "Devorg Inc.", "IsActive": True,
             }
             if admin_id is None:
                 # The first user creates itself: nobody else exists yet.

@@ -37,15 +37,16 @@ def history_columns(conn: psycopg.Connection[Any], object_name: str) -> list[str
     return [name for name, _ in columns if not name.startswith("dbt_")]
 
 
-def as_of_sql(object_name: str, columns: Sequence[str] | None = None) -> sql.Composed:
+def as_of_sql(object_name: str, columns: Sequence[str] | None = None, *, by_ids: bool = False) -> sql.Composed:
     """SELECT of the records of an object as they were at the instant `%(as_of)s`, ordered by id.
 
     `columns` are field or column names (any case); None selects every column of the history table.
-    Compose it into larger queries (e.g. joins for seeding) and pass `{"as_of": ts}`.
+    With `by_ids`, only the records whose id is in `%(ids)s` (a list). Pass `{"as_of": ts}`.
     """
     selected = sql.SQL("h.*") if columns is None else idents([column_name(c) for c in columns], prefix="h")
-    return sql.SQL("SELECT {} FROM {} AS h WHERE {} ORDER BY h.id").format(
-        selected, qualified(HISTORY_SCHEMA, table_name(object_name)), _VALID_AT
+    only = sql.SQL(" AND h.id = ANY(%(ids)s)") if by_ids else sql.SQL("")
+    return sql.SQL("SELECT {} FROM {} AS h WHERE {}{} ORDER BY h.id").format(
+        selected, qualified(HISTORY_SCHEMA, table_name(object_name)), _VALID_AT, only
     )
 
 
