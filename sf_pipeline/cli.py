@@ -8,6 +8,8 @@ import sys
 
 import click
 
+from sf_pipeline.settings import REPO_ROOT
+
 
 @click.group()
 @click.version_option(package_name="sf-pipeline")
@@ -161,18 +163,22 @@ def expire_sessions(url, alias) -> None:
 @click.option("--data-dir", default=".demo", show_default=True, help="Where the demo keeps its org, dbt copy and Dagster home.")
 @click.option("--ui", is_flag=True, help="Afterwards, keep devorg running and start `dagster dev` on the same state.")
 def demo(size, data_dir, ui) -> None:
-    """Back up a generated production org through Dagster into PostgreSQL, and show its history."""
+    """The 2 am story end to end: back up, damage, detect, rehearse in a sandbox, restore production, report."""
     from .demo import run_demo
 
-    result, devorg = run_demo(size=size, data_dir=data_dir, keep_devorg=ui)
-    if ui and devorg is not None:
+    result, orgs = run_demo(size=size, data_dir=data_dir, keep_devorg=ui)
+    if ui and orgs is not None:
         import subprocess
 
-        click.echo("Starting dagster dev on http://127.0.0.1:3000 (Ctrl-C to stop)...")
+        click.echo("Starting dagster dev on http://127.0.0.1:3000 with the demo's state: open Assets for the graph "
+                   "and history/Opportunity's checks for the incident, Runs for the seeding and restores (Ctrl-C "
+                   "to stop)...")
         try:
-            subprocess.run([sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-p", "3000"], check=False)
+            subprocess.run([sys.executable, "-m", "dagster", "dev", "-w", str(REPO_ROOT / "workspace.yaml"),
+                            "-p", "3000"], check=False)
         finally:
-            devorg.stop()
+            for org in orgs:
+                org.stop()
 
 
 # ====================================================================== backup database

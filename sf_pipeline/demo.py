@@ -1,8 +1,17 @@
-"""`sf-pipeline demo`: a local production org, backed up through Dagster into PostgreSQL, for real.
+"""`sf-pipeline demo`: the 2 am story, end to end, for real, in about a minute.
 
-The demo starts devorg (the local org emulator) with a generated org, finds a PostgreSQL server (the
-configured one, the local one, else an embedded one), backs the org up through the real Dagster job,
-lets the org's users work for a simulated day, backs that up too, and shows the history it captured.
+Two local orgs (devorg): production, generated, and an empty developer sandbox. PostgreSQL: the
+configured server, else the local one, else an embedded one. Then the product does what it does for
+real users, through the real Dagster jobs, schedule and sensor:
+
+1. back up production: the schedule's 01:50 tick takes the first window with everything older (full load);
+2. at 02:00 on the org's clock the marketing integration nulls AccountId on every Opportunity;
+3. the schedule backs up the next window; the sensor launches the anomaly checks; the incident prints;
+4. the sandbox is seeded with the damaged records as they are after the damage (the damage reproduced);
+5. the incident's restore config is dry-run, applied and verified on the sandbox (the rehearsal);
+6. the very same config, target_org production, is applied and verified on production;
+7. a timeline, and an HTML report of the incident and the restores.
+
 It is the only place besides the tests where devorg and the pipeline meet.
 """
 
@@ -14,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import yaml
@@ -25,6 +35,11 @@ from sf_pipeline.settings import REPO_ROOT
 
 DEMO_DB = "sf_pipeline_demo"
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+KEY = "%Y-%m-%d-%H:%M"
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the demo prints its own progress
+WINDOW = timedelta(minutes=15)
+LAG = timedelta(minutes=5)
+OBJECTS = ["Account", "Contact", "Opportunity", "Case", "Lead", "OpportunityContactRole", "Invoice__c"]
 
 
 @dataclass
@@ -32,9 +47,14 @@ class DemoResult:
     database_url: str
     data_dir: Path
     counts: dict[str, int] = field(default_factory=dict)
-    timeline: list[tuple[str, datetime, float]] = field(default_factory=list)
+    timeline: list[tuple[str, datetime, float]] = field(default_factory=list)  # (event, org clock, wall seconds)
     history_rows: int = 0
-    sample_record: str | None = None
+    incident_id: int | None = None
+    damaged: int = 0
+    orphaned_after: dict[str, int] = field(default_factory=dict)  # org alias -> Opportunities left without account
+    restore_runs: dict[str, str] = field(default_factory=dict)  # step -> restore run id
+    report_path: Path | None = None
+    seconds: float = 0.0
 
 
 def resolve_database(data_dir: Path, console: Console) -> str:
@@ -63,9 +83,9 @@ def _write_settings(path: Path, start: datetime) -> Path:
         "orgs": {"production": {}, "sandbox": {}},
         "backup": {
             "org": "production",
-            "objects": ["Account", "Contact", "Opportunity", "Case", "Lead", "OpportunityContactRole", "Invoice__c"],
-            "partitions": {"cron": "0 * * * *", "start": start.strftime("%Y-%m-%dT%H:%M:%SZ")},
-            "schedule_lag_minutes": 10, "bulk_threshold": 20_000,
+            "objects": OBJECTS,
+            "partitions": {"cron": "*/15 * * * *", "start": start.strftime("%Y-%m-%dT%H:%M:%SZ")},
+            "schedule_lag_minutes": int(LAG.total_seconds() // 60), "bulk_threshold": 20_000,
             "api_budget": {"max_share_of_daily_limit": 0.5},
         },
     }))
@@ -81,12 +101,144 @@ def _dagster_home(path: Path, db_url: str) -> Path:
     return path
 
 
+def _fmt(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%H:%M:%S")
+
+
+class _Story:
+    """The demo's state: both orgs, the database, the Dagster definitions and instance, the timeline."""
+
+    def __init__(self, console: Console, result: DemoResult, production: Any, sandbox: Any):
+        import dagster as dg
+
+        from sf_pipeline.definitions import build_definitions
+
+        self.console, self.result = console, result
+        self.production, self.sandbox = production, sandbox
+        self.defs = build_definitions(os.environ["SF_PIPELINE_SETTINGS"])
+        self.instance = dg.DagsterInstance.get()
+        self.sensor_cursor: str | None = None
+
+    def now(self) -> datetime:
+        return self.production.org.clock.now()
+
+    def mark(self, label: str, began: float) -> None:
+        self.result.timeline.append((label, self.now(), time.monotonic() - began))
+
+    # --------------------------------------------------------------------------- backup
+    def backup(self, label: str, start: datetime, end: datetime | None = None):
+        job = self.defs.resolve_job_def("backup")
+        began = time.monotonic()
+        with self.console.status(f"backing up {label} through Dagster..."):
+            tags = {"dagster/asset_partition_range_start": start.strftime(KEY),
+                    "dagster/asset_partition_range_end": end.strftime(KEY)} if end else {}
+            run = job.execute_in_process(instance=self.instance, tags=tags, run_config=QUIET,
+                                         partition_key=None if end else start.strftime(KEY))
+        seconds = time.monotonic() - began
+        table = Table(title=f"backup run {run.run_id[:8]}: {label} ({seconds:.1f} s)", title_justify="left")
+        for col in ("object", "extracted", "inserted", "updated", "deleted", "API calls", "via"):
+            table.add_column(col, justify="left" if col == "object" else "right")
+        totals: dict[str, dict[str, Any]] = {}
+        for event in run.get_asset_materialization_events():
+            mat = event.event_specific_data.materialization
+            if mat.asset_key.path[0] != "salesforce":
+                continue
+            m = {k: v.value for k, v in mat.metadata.items()}
+            t = totals.setdefault(mat.asset_key.path[1], {"mode": m["extract_mode"], "seen": set()})
+            if m.get("window") in t["seen"]:
+                continue  # a range run reports its totals on each partition's materialization
+            t["seen"].add(m.get("window"))
+            for k in ("records_extracted", "records_inserted", "records_updated", "records_deleted", "api_calls"):
+                t[k] = m[k] if k not in t else max(t[k], m[k])
+        for name, t in totals.items():
+            table.add_row(name, f"{t['records_extracted']:,}", f"{t['records_inserted']:,}", f"{t['records_updated']:,}",
+                          f"{t['records_deleted']:,}", str(t["api_calls"]), t["mode"])
+        self.console.print(table)
+        return run
+
+    # --------------------------------------------------------------------------- detection
+    def sensor_tick(self) -> list[Any]:
+        import dagster as dg
+
+        sensor = self.defs.resolve_sensor_def("history_materialized_checks")
+        ctx = dg.build_sensor_context(instance=self.instance, repository_def=self.defs.get_repository_def(),
+                                      cursor=self.sensor_cursor)
+        tick = sensor.evaluate_tick(ctx)
+        self.sensor_cursor = tick.cursor
+        return list(tick.run_requests)
+
+    def run_checks(self, request: Any):
+        job = self.defs.resolve_job_def("anomaly_checks")
+        subset = job.get_subset(asset_selection=set(), asset_check_selection=set(request.asset_check_keys))
+        return subset.execute_in_process(partition_key=request.partition_key, instance=self.instance,
+                                         tags=request.tags, run_config=QUIET)
+
+    # --------------------------------------------------------------------------- seed and restore
+    def seed(self, config: dict[str, Any]):
+        job = self.defs.resolve_job_def("seed_sandbox")
+        return job.execute_in_process(instance=self.instance, raise_on_error=False,
+                                      run_config={"ops": {"seed_sandbox": {"config": config}}, **QUIET})
+
+    def restore(self, launchpad: dict[str, Any], **overrides: Any):
+        config = launchpad["ops"]["restore"]["config"] | overrides
+        job = self.defs.resolve_job_def("restore")
+        return job.execute_in_process(instance=self.instance, raise_on_error=False,
+                                      run_config={"ops": {"restore": {"config": config}}, **QUIET})
+
+
+def _step_metadata(run: Any) -> dict[str, Any]:
+    return {k: v.value for e in run.all_events if e.event_type_value in ("STEP_OUTPUT", "STEP_FAILURE")
+            for k, v in ((e.event_specific_data.metadata or {}).items() if e.event_type_value == "STEP_OUTPUT"
+                         else (e.event_specific_data.user_failure_data.metadata.items()
+                               if e.event_specific_data.user_failure_data else ()))}
+
+
+def _failure(run: Any) -> str:
+    for e in run.all_events:
+        if e.event_type_value == "STEP_FAILURE":
+            return e.event_specific_data.error.message if e.event_specific_data.error else "step failed"
+    return "run failed"
+
+
+def _print_incident(console: Console, incident: Any) -> None:
+    """The incident as an admin reads it first: what, when, who, a sample, and the restore to paste."""
+    report = incident.report
+    console.rule(f"[bold red]incident {incident.id}: {report.title}")
+    console.print(f"[bold]What[/]: {report.what}; {report.affected_count:,} records"
+                  + (f" ({report.share:.0%} of the live {report.object} records)" if report.share is not None else ""))
+    if report.first_change and report.last_change:
+        console.print(f"[bold]When[/]: {report.first_change:%Y-%m-%d %H:%M:%S} to {report.last_change:%H:%M:%S} UTC "
+                      f"(SystemModstamp)   [bold]By[/]: {report.user_label}")
+    for item in report.sample[:3]:
+        console.print(f"  {item['id']} {item.get('name') or ''}: {item['before']} -> {item['after']}")
+    console.print(f"[dim]change volume, 24 h: {report.chart_sparkline(60)}[/]")
+    lines = [line for line in report.restore_config_yaml().splitlines() if not line.startswith("  - ")]
+    ids = len(report.restore_config.get("record_ids") or ()) if report.restore_config else 0
+    console.print("[bold]Suggested restore[/] (the launchpad config of the restore job):")
+    console.print("\n".join(f"  {line}" + (f"  # {ids:,} ids" if line == "record_ids:" else "") for line in lines),
+                  markup=False, highlight=False)
+
+
+def connect_org(alias: str) -> Any:
+    """A simple-salesforce connection to an org alias, from its SALESFORCE_<ALIAS>_* variables."""
+    from sf_pipeline.salesforce import OrgCredentials, connect
+
+    return connect(OrgCredentials.from_env(alias))
+
+
+def _orphaned(sf: Any) -> int:
+    return sf.query("SELECT COUNT() FROM Opportunity WHERE AccountId = null")["totalSize"]
+
+
 def run_demo(size: int = 10_000, data_dir: str | Path = ".demo", console: Console | None = None,
              keep_devorg: bool = False):
-    """Run the demo; returns (DemoResult, the running DevOrgServer if keep_devorg else None)."""
+    """Run the demo; returns (DemoResult, the running orgs (production, sandbox) if keep_devorg else None)."""
+    from sf_pipeline.anomalies.checks import launchpad_yaml
+    from sf_pipeline.anomalies.incidents import list_incidents
     from sf_pipeline.devorg.generator import generate_org
     from sf_pipeline.devorg.runner import DevOrgServer
     from sf_pipeline.devorg.scenarios import run_scenario
+    from sf_pipeline.report import TimelineEntry, write_incident_report
 
     console = console or Console()
     data = Path(data_dir).resolve()
@@ -97,98 +249,152 @@ def run_demo(size: int = 10_000, data_dir: str | Path = ".demo", console: Consol
     db_url = resolve_database(data, console)
     result = DemoResult(db_url, data)
 
-    # The org's clock: the demo's "today" starts at midnight UTC yesterday, so the story is last night's.
-    t0 = (datetime.now(UTC) - timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    with console.status("starting the production org (devorg) and generating its data..."):
-        devorg = DevOrgServer(data / "devorg-production", name="production")
-        devorg.start()
-        devorg.org.set_clock(t0 - timedelta(minutes=1), freeze=True)
-        counts = generate_org(devorg.org, size)
-        devorg.org.set_clock(t0, freeze=True)
-    console.print(f"[green]✓[/] production org at {devorg.instance_url}: "
+    # The org's clock: last night. Dagster's partitions end at the real present, so the story is in the past.
+    night = (datetime.now(UTC) - timedelta(days=1)).replace(hour=2, minute=0, second=0, microsecond=0)
+    start = night - 2 * WINDOW  # the first window, 01:30-01:45, takes everything older: the full load
+    with console.status("starting two orgs (devorg): production, generated, and an empty developer sandbox..."):
+        production = DevOrgServer(data / "devorg-production", name="production").start()
+        sandbox = DevOrgServer(data / "devorg-sandbox", name="sandbox").start()
+        production.org.set_clock(start - timedelta(minutes=1), freeze=True)
+        counts = generate_org(production.org, size)
+    console.print(f"[green]✓[/] production org at {production.instance_url}: "
                   + ", ".join(f"{n:,} {k}" for k, n in counts.items()))
+    console.print(f"[green]✓[/] sandbox org at {sandbox.instance_url}: empty but for its users")
 
-    os.environ.update(devorg.env("production"))
+    os.environ.update(production.env("production"))
+    os.environ.update(sandbox.env("sandbox"))
     os.environ["SF_PIPELINE_DATABASE_URL"] = db_url
     project = data / "dbt_snapshots"
     shutil.copytree(REPO_ROOT / "dbt_snapshots", project, ignore=shutil.ignore_patterns("target", "logs", ".user.yml"))
     os.environ["SF_PIPELINE_DBT_PROJECT_DIR"] = str(project)
-    os.environ["SF_PIPELINE_SETTINGS"] = str(_write_settings(data / "sf_pipeline.yaml", t0))
+    os.environ["SF_PIPELINE_SETTINGS"] = str(_write_settings(data / "sf_pipeline.yaml", start))
     os.environ["DAGSTER_HOME"] = str(_dagster_home(data / "dagster_home", db_url))
 
+    with console.status("loading the Dagster definitions (dbt parse)..."):
+        story = _Story(console, result, production, sandbox)
+    org = production.org
+
+    # 1. The schedule's 01:50 tick: the first window, with everything older (the full load).
+    org.set_clock(start + WINDOW + LAG, freeze=True)
+    story.backup(f"the first window {start:%H:%M}-{start + WINDOW:%H:%M} with everything older (the full load)", start)
+    story.sensor_tick()  # a full load has no earlier versions to compare with: its checks are skipped here
+
+    # 2. 02:00: the marketing integration's sync nulls AccountId on every Opportunity.
+    sf_production = connect_org("production")
+    before = {r["Id"]: r["AccountId"] for r in sf_production.query_all("SELECT Id, AccountId FROM Opportunity")["records"]}
+    began = time.monotonic()
+    with console.status("02:00: the marketing integration syncs..."):
+        damage = run_scenario(org, "orphan-opportunities", at=night)
+    result.damaged = len(damage.changed.get("Opportunity", []))
+    result.timeline.append(("damage: AccountId nulled on every Opportunity", damage.started_at,
+                            time.monotonic() - began))
+    console.print(f"[red]✗[/] {_fmt(damage.started_at)}-{_fmt(damage.finished_at)} (org clock): the integration user "
+                  f"nulled AccountId on {result.damaged:,} Opportunities; {_orphaned(sf_production):,} now have no account")
+
+    # 3. The schedule's next tick backs up the 02:00 window; the sensor launches the checks.
     import dagster as dg
 
-    from sf_pipeline.definitions import build_definitions
-
-    with console.status("loading the Dagster definitions (dbt parse)..."):
-        defs = build_definitions(os.environ["SF_PIPELINE_SETTINGS"])
-        job = defs.resolve_job_def("backup")
-        instance = dg.DagsterInstance.get()
-
-    def backup(start_key: str, end_key: str | None, label: str) -> dg.ExecuteInProcessResult:
-        with console.status(f"backing up {label} through Dagster..."):
-            began = time.monotonic()
-            tags = {"dagster/asset_partition_range_start": start_key,
-                    "dagster/asset_partition_range_end": end_key} if end_key else {}
-            run = job.execute_in_process(instance=instance, tags=tags,
-                                         partition_key=None if end_key else start_key)
-            seconds = time.monotonic() - began
-        table = Table(title=f"backup run {run.run_id[:8]}: {label} ({seconds:.1f} s)")
-        for col in ("object", "extracted", "inserted", "updated", "deleted", "API calls", "via"):
-            table.add_column(col, justify="right" if col != "object" else "left")
-        seen = set()
-        for event in run.get_asset_materialization_events():
-            mat = event.event_specific_data.materialization
-            key = mat.asset_key.path
-            if key[0] != "salesforce" or key[1] in seen:
-                continue
-            seen.add(key[1])
-            m = {k: v.value for k, v in mat.metadata.items()}
-            table.add_row(key[1], f"{m['records_extracted']:,}", f"{m['records_inserted']:,}",
-                          f"{m['records_updated']:,}", f"{m['records_deleted']:,}", str(m["api_calls"]),
-                          m["extract_mode"])
-        console.print(table)
-        result.timeline.append((label, devorg.org.clock.now(), seconds))
-        return run
-
-    # 1. The first window holds everything older: the full load.
-    devorg.org.set_clock(t0 + timedelta(hours=1, minutes=10), freeze=True)
-    backup(t0.strftime("%Y-%m-%d-%H:%M"), None, "first window (full load)")
-
-    # 2. A working day in the org, then its windows backed up as one backfill run.
-    with console.status("the org's users work through a simulated day..."):
-        day = run_scenario(devorg.org, "business-day", at=t0 + timedelta(hours=1))
-    changed = sum(len(v) for v in day.changed.values())
-    console.print(f"[green]✓[/] business day: {changed} changes by {len(day.details.get('per_user', {})) or 'several'} users "
-                  f"from {day.started_at:%H:%M} to {day.finished_at:%H:%M} (org clock)")
-    devorg.org.set_clock(t0 + timedelta(hours=10, minutes=10), freeze=True)
-    last_key = (t0 + timedelta(hours=9)).strftime("%Y-%m-%d-%H:%M")
-    backup((t0 + timedelta(hours=1)).strftime("%Y-%m-%d-%H:%M"), last_key, "the working day (backfill of 9 windows)")
-
+    tick = night + WINDOW + LAG
+    org.set_clock(tick, freeze=True)
+    schedule_ctx = dg.build_schedule_context(instance=story.instance, scheduled_execution_time=tick,
+                                             repository_def=story.defs.get_repository_def())
+    [request] = story.defs.resolve_schedule_def("backup_schedule").evaluate_tick(schedule_ctx).run_requests
+    began = time.monotonic()
+    story.backup(f"window {request.partition_key} (the schedule's {_fmt(tick)} tick)",
+                 datetime.strptime(request.partition_key, KEY).replace(tzinfo=UTC))
+    org.set_clock(tick + timedelta(seconds=time.monotonic() - began))  # from here the org's clock runs
+    with console.status("the sensor launches the anomaly checks of the window..."):
+        checks = [story.run_checks(r) for r in story.sensor_tick()]
+    failed = [e for run in checks for e in run.get_asset_check_evaluations() if not e.passed]
+    window_start = datetime.strptime(request.partition_key, KEY).replace(tzinfo=UTC)
     with psycopg.connect(db_url) as conn:
-        for sobject in ("Account", "Opportunity", "Case"):
-            result.counts[sobject] = conn.execute(
-                sql.SQL("SELECT count(*) FROM salesforce.{}").format(sql.Identifier(sobject.lower()))).fetchone()[0]
+        incident = next((i for i in list_incidents(conn, object="Opportunity") if i.report.detector == "mass_nulling"
+                         and i.report.window_start == window_start), None) if failed else None
+    if incident is None:
+        raise RuntimeError("the anomaly checks did not report the mass nulling: the demo cannot go on "
+                           f"(failed checks: {[e.asset_key.to_user_string() for e in failed]})")
+    result.incident_id = incident.id
+    story.mark("detected: anomaly check failed, incident stored", began)
+    _print_incident(console, incident)
+    launchpad = yaml.safe_load(launchpad_yaml(incident.report))
+
+    # 4. Reproduce the damage in the sandbox: the incident's records as they are now, with their parents.
+    began = time.monotonic()
+    seed_config = {"as_of": tick.strftime("%Y-%m-%dT%H:%M:%SZ"), "incident": incident.id, "target_org": "sandbox"}
+    with console.status("seeding the sandbox with the damaged records and their parents (seed_sandbox)..."):
+        seeded = story.seed(seed_config)
+    if not seeded.success:
+        raise RuntimeError(f"seeding the sandbox failed: {_failure(seeded)}")
+    summary = seeded.output_for_node("seed_sandbox")
+    copied = ", ".join(f"{o} {v['inserted'] + v['updated']:,}" for o, v in summary["objects"].items())
+    console.print(f"[green]✓[/] sandbox seeded in {time.monotonic() - began:.1f} s: {summary['copied']:,} records "
+                  f"({copied}), "
+                  f"insert order {' → '.join(summary['order'])}; "
+                  f"{_orphaned(connect_org('sandbox')):,} sandbox Opportunities without account: the damage, reproduced")
+
+    # 5. Rehearse: dry run, apply and verify on the sandbox.
+    dry = story.restore(launchpad, target_org="sandbox", dry_run=True)
+    if not dry.success:
+        raise RuntimeError(f"the restore dry run on the sandbox failed: {_failure(dry)}")
+    meta = _step_metadata(dry)
+    result.restore_runs["sandbox dry run"] = dry.run_id
+    console.print(f"[green]✓[/] dry run on the sandbox: {meta['records_to_write']:,} records to write "
+                  f"({meta['counts']}); {meta['notes']}")
+    with console.status("rehearsing: the restore applied and verified on the sandbox..."):
+        rehearsal = story.restore(launchpad, target_org="sandbox", dry_run=False)
+    if not rehearsal.success:
+        raise RuntimeError(f"the rehearsal on the sandbox failed: {_failure(rehearsal)}")
+    result.restore_runs["sandbox"] = rehearsal.run_id
+    meta = _step_metadata(rehearsal)
+    result.orphaned_after["sandbox"] = _orphaned(connect_org("sandbox"))
+    story.mark("rehearsed: restore verified on the sandbox", began)
+    console.print(f"[green]✓[/] rehearsal: {meta['values_written']:,} values written, {meta['verified_records']:,} "
+                  f"records verified on the sandbox; {result.orphaned_after['sandbox']:,} left without account")
+
+    # 6. The very same config against production.
+    began = time.monotonic()
+    with console.status("restoring production with the same config, then verifying..."):
+        restored = story.restore(launchpad, target_org="production", dry_run=False)
+    if not restored.success:
+        raise RuntimeError(f"the restore of production failed: {_failure(restored)}")
+    result.restore_runs["production"] = restored.run_id
+    meta = _step_metadata(restored)
+    after = {r["Id"]: r["AccountId"] for r in sf_production.query_all("SELECT Id, AccountId FROM Opportunity")["records"]}
+    result.orphaned_after["production"] = _orphaned(sf_production)
+    story.mark("restored: production verified", began)
+    back = sum(1 for i, a in before.items() if a and after.get(i) == a)
+    console.print(f"[green]✓[/] production: {meta['values_written']:,} values written, {meta['verified_records']:,} "
+                  f"records verified; {back:,} of {sum(1 for a in before.values() if a):,} Opportunities have their "
+                  "account back")
+
+    # 7. Timeline and report.
+    damage_at = damage.started_at
+    table = Table(title="timeline (org clock, UTC)", title_justify="left")
+    for col in ("event", "at", "since the damage", "took (wall)"):
+        table.add_column(col, justify="left" if col == "event" else "right")
+    for label, at, seconds in result.timeline:
+        table.add_row(label, _fmt(at), str(at - damage_at).split(".")[0], f"{seconds:.1f} s")
+    console.print(table)
+    with psycopg.connect(db_url) as conn:
         result.history_rows = conn.execute("SELECT count(*) FROM salesforce_history.opportunity").fetchone()[0]
-        row = conn.execute("SELECT id FROM salesforce_history.opportunity GROUP BY id HAVING count(*) > 1 "
-                           "ORDER BY id LIMIT 1").fetchone()
-        result.sample_record = row[0] if row else None
-
-    console.print(f"[green]✓[/] mirror: {result.counts} records; history: {result.history_rows:,} Opportunity versions")
-    if result.sample_record:
-        console.print(f"\n[bold]Every version of one Opportunity[/] (sf-pipeline history Opportunity {result.sample_record}):")
-        from click.testing import CliRunner
-
-        from sf_pipeline.history_cli import history
-
-        console.print(CliRunner().invoke(history, ["Opportunity", result.sample_record]).output)
-    console.print(f"[bold]Done in {time.monotonic() - started:.0f} s.[/] Query the backup yourself:\n"
-                  f"  export SF_PIPELINE_DATABASE_URL={db_url}\n"
-                  "  psql \"$SF_PIPELINE_DATABASE_URL\" -c \"SELECT stagename, count(*) FROM salesforce.opportunity "
-                  "GROUP BY 1\"\n"
-                  f"  .venv/bin/sf-pipeline as-of Opportunity {(t0 + timedelta(hours=2)).isoformat()} --fields id,stagename,amount | head")
+        for sobject in ("Account", "Opportunity"):
+            result.counts[sobject] = conn.execute(sql.SQL("SELECT count(*) FROM salesforce.{}").format(
+                sql.Identifier(sobject.lower()))).fetchone()[0]
+        result.report_path = write_incident_report(
+            data / "incident-report.html", conn, incident,
+            timeline=[TimelineEntry(label, at) for label, at, _ in result.timeline], seed=summary,
+            restores=[("Rehearsal: dry run on the sandbox", result.restore_runs["sandbox dry run"]),
+                      ("Rehearsal: restore applied to the sandbox", result.restore_runs["sandbox"]),
+                      ("Restore applied to production", result.restore_runs["production"])],
+            database_hint=f"psql {db_url}")
+    result.seconds = time.monotonic() - started
+    console.print(f"[bold]Done in {result.seconds:.0f} s.[/] Report: {result.report_path}\n"
+                  f"Query the backup yourself:  psql {db_url}\n"
+                  "  SELECT * FROM sf_pipeline.restore_audit LIMIT 10;\n"
+                  f"  .venv/bin/sf-pipeline history Opportunity {next(iter(damage.changed['Opportunity']), '')}")
     if keep_devorg:
-        return result, devorg
-    devorg.stop()
-    instance.dispose()
+        return result, (production, sandbox)
+    production.stop()
+    sandbox.stop()
+    story.instance.dispose()
     return result, None

@@ -312,6 +312,11 @@ class IncidentReport:
             lines += ["", "```yaml", self.restore_config_yaml().rstrip("\n"), "```"]
         return "\n".join(lines) + "\n"
 
+    @property
+    def what(self) -> str:
+        """One sentence: what changed."""
+        return self._what()
+
     def _what(self) -> str:
         fields = ", ".join(f"`{f}`" for f in self.fields)
         details = self.details
