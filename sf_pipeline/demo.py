@@ -36,7 +36,7 @@ from sf_pipeline.settings import REPO_ROOT
 DEMO_DB = "sf_pipeline_demo"
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 KEY = "%Y-%m-%d-%H:%M"
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the demo prints its own progress
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}  # the demo prints its own progress
 WINDOW = timedelta(minutes=15)
 LAG = timedelta(minutes=5)
 OBJECTS = ["Account", "Contact", "Opportunity", "Case", "Lead", "OpportunityContactRole", "Invoice__c"]
