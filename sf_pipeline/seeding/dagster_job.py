@@ -82,10 +82,12 @@ def seed_job(settings: Settings) -> dg.JobDefinition:
                              metadata=metadata)
         return dg.Output(summary, metadata=metadata)
 
-    @dg.job(name="seed_sandbox", description="Seed a sandbox from the backup (records as of an instant, with "
-            "their parents and an id map), to rehearse a restore before running it on production.",
-            tags={"sf_pipeline/kind": "seed"})
-    def _job():
+    # The op keeps the name `seed_sandbox` (the launchpad config is `ops: seed_sandbox: config:`), so the job's
+    # graph needs another one: a code server refuses a repository where an op and a graph share a name.
+    @dg.graph(name="seed_sandbox_graph")
+    def _graph():
         _seed()
 
-    return _job
+    return _graph.to_job(name="seed_sandbox", description="Seed a sandbox from the backup (records as of an "
+                         "instant, with their parents and an id map), to rehearse a restore before running it on "
+                         "production.", tags={"sf_pipeline/kind": "seed"})
