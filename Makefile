@@ -9,6 +9,7 @@ demo: setup
 
 test: setup
 	@scripts/ensure-postgres.sh
+	@scripts/ensure-chromium.sh
 	.venv/bin/pytest
 
 lint: setup
