@@ -258,7 +258,7 @@ def run_demo(size: int = 10_000, data_dir: str | Path = ".demo", console: Consol
         production.org.set_clock(start - timedelta(minutes=1), freeze=True)
         counts = generate_org(production.org, size)
     console.print(f"[green]✓[/] production org at {production.instance_url}: "
-                  + ", ".join(f"{n:,} {k}" for k, n in counts.items()))
+                  + ", ".join(f"{n:,} {k}" for k, n in counts.items()) + f" ({time.monotonic() - started:.1f} s)")
     console.print(f"[green]✓[/] sandbox org at {sandbox.instance_url}: empty but for its users")
 
     os.environ.update(production.env("production"))
@@ -270,8 +270,11 @@ def run_demo(size: int = 10_000, data_dir: str | Path = ".demo", console: Consol
     os.environ["SF_PIPELINE_SETTINGS"] = str(_write_settings(data / "sf_pipeline.yaml", start))
     os.environ["DAGSTER_HOME"] = str(_dagster_home(data / "dagster_home", db_url))
 
+    loading = time.monotonic()
     with console.status("loading the Dagster definitions (dbt parse)..."):
         story = _Story(console, result, production, sandbox)
+    console.print(f"[green]✓[/] Dagster definitions loaded: jobs backup, anomaly_checks, seed_sandbox, restore "
+                  f"({time.monotonic() - loading:.1f} s)")
     org = production.org
 
     # 1. The schedule's 01:50 tick: the first window, with everything older (the full load).

@@ -23,6 +23,18 @@ from sf_pipeline.warehouse import backup_fields, dbt_env_from_url, ensure_mirror
 from .partitions import extraction_bounds
 from .resources import SalesforceOrgResource, WarehouseResource
 
+ORG_TAG = "sf_pipeline/org"
+"""Run tag naming the org a run works on; dagster.yaml limits the runs per org with it."""
+
+
+def salesforce_pool(alias: str) -> str:
+    """The concurrency pool of an org: every step that calls its API holds one slot of it, across all runs.
+
+    The instance sets the pool's limit (`concurrency: pools:` in dagster.yaml, or
+    `dagster instance concurrency set salesforce_<alias> N`), bounded by the org's API limits.
+    """
+    return f"salesforce_{alias}"
+
 
 def mirror_key(sobject: str) -> dg.AssetKey:
     return dg.AssetKey(["salesforce", sobject])
@@ -43,7 +55,7 @@ def mirror_asset(obj: ObjectSettings, settings: Settings, partitions: dg.Partiti
         kinds={"salesforce", "postgres"},
         description=f"Mirror of {obj.name} in salesforce.{obj.name.lower()}: current state of every record "
                     "(deleted ones kept, flagged isdeleted), loaded window by window on SystemModstamp.",
-        pool=f"salesforce_{settings.backup_org}",
+        pool=salesforce_pool(settings.backup_org),
     )
     def _mirror(context: dg.AssetExecutionContext, salesforce: SalesforceOrgResource,
                 warehouse: WarehouseResource) -> dg.MaterializeResult:

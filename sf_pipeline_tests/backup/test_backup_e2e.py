@@ -251,6 +251,15 @@ def test_schedule_requests_each_window_after_the_lag(pipeline: Pipeline):
         requests = list(schedule.evaluate_tick(ctx).run_requests)
         assert [r.partition_key for r in requests] == [expected]
         assert requests[0].run_key == expected
+    # once the window has a run (running, or queued, or done), later ticks do not launch it again
+    from dagster._core.test_utils import create_run_for_test
+
+    create_run_for_test(pipeline.instance, job_name="backup", status=dg.DagsterRunStatus.STARTED,
+                        tags={"dagster/schedule_name": "backup_schedule", "dagster/run_key": "2026-11-24-02:00"})
+    later = dg.build_schedule_context(instance=pipeline.instance, repository_def=defs.get_repository_def(),
+                                      scheduled_execution_time=datetime(2026, 11, 24, 3, 11, tzinfo=UTC))
+    tick = schedule.evaluate_tick(later)
+    assert not tick.run_requests and "already backed up" in tick.skip_message
 
 
 def test_definitions_show_both_assets_per_object_with_the_same_partitions(pipeline: Pipeline):

@@ -1,0 +1,233 @@
+"""Fixtures of the deployment tests: an instance from deploy/dagster.yaml, and Dagster's processes for real.
+
+`deployed_instance` copies deploy/dagster.yaml unchanged into a DAGSTER_HOME and points its DAGSTER_PG_*
+variables at the test's own database. `DagsterProcesses` starts what production runs (a code server, the
+webserver, the daemon) as subprocesses of .venv, each in its own process group, with deploy/workspace.yaml;
+their logs are printed when a test fails and the groups are killed at teardown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import dagster as dg
+import psutil
+import pytest
+import requests
+
+from sf_pipeline.devorg.runner import free_port
+from sf_pipeline_tests.pipeline_fixtures import Pipeline
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+VENV_BIN = Path(sys.executable).parent
+
+
+def dagster_pg_env(db_url: str) -> dict[str, str]:
+    """The DAGSTER_PG_* variables deploy/dagster.yaml reads, for a postgresql:// URL."""
+    parts = urlsplit(db_url)
+    return {
+        "DAGSTER_PG_HOST": parts.hostname or "127.0.0.1",
+        "DAGSTER_PG_PORT": str(parts.port or 5432),
+        "DAGSTER_PG_USER": parts.username or "postgres",
+        "DAGSTER_PG_PASSWORD": parts.password or "",
+        "DAGSTER_PG_DB": parts.path.lstrip("/"),
+    }
+
+
+def deploy_home(path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A DAGSTER_HOME holding deploy/dagster.yaml as shipped, its variables set for this process."""
+    path.mkdir(parents=True, exist_ok=True)
+    shutil.copy(DEPLOY / "dagster.yaml", path / "dagster.yaml")
+    for key, value in dagster_pg_env(db_url).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("DAGSTER_HOME", str(path))
+    return path
+
+
+@pytest.fixture
+def deployed_instance(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dg.DagsterInstance]:
+    """A DagsterInstance started from deploy/dagster.yaml on the test's database."""
+    home = deploy_home(tmp_path / "dagster_home", pg_url, monkeypatch)
+    instance = dg.DagsterInstance.from_config(str(home))
+    yield instance
+    _forget_defs_state_storage()
+    instance.dispose()
+
+
+@pytest.fixture
+def deployed_pipeline_factory(pipeline_factory, tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch):
+    """`pipeline_factory` (devorg, settings, dbt project, credentials in the environment), but with the
+    Dagster instance of deploy/dagster.yaml."""
+    instances: list[dg.DagsterInstance] = []
+
+    def make(objects: list[Any] | None = None, **backup: Any) -> Pipeline:
+        pipeline = pipeline_factory(objects, **backup)
+        home = deploy_home(tmp_path / "deploy_home", pg_url, monkeypatch)
+        pipeline.instance = dg.DagsterInstance.from_config(str(home))
+        instances.append(pipeline.instance)
+        return pipeline
+
+    yield make
+    for instance in instances:
+        instance.dispose()
+
+
+def _forget_defs_state_storage() -> None:
+    # Dagster leaves the instance's defs-state storage in a context variable after a run; a later test's
+    # definitions would otherwise reach this test's (dropped) database through it.
+    from dagster._core.storage.defs_state.base import _current_storage
+
+    _current_storage.set(None)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    """Keep each phase's report on the test item, so fixtures can tell at teardown whether it failed."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+class DagsterProcesses:
+    """dagster code-server, dagster-webserver and dagster-daemon, started like deploy/docker-compose.yaml."""
+
+    def __init__(self, workdir: Path, env: dict[str, str]):
+        self.workdir = workdir
+        self.env = env
+        self.code_port = free_port()
+        self.web_port = free_port()
+        self.env.update({"SF_PIPELINE_CODE_HOST": "127.0.0.1", "SF_PIPELINE_CODE_PORT": str(self.code_port)})
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.logs: dict[str, Path] = {}
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def _start(self, name: str, args: list[str]) -> subprocess.Popen:
+        log = self.workdir / f"{name}.log"
+        self.logs[name] = log
+        with log.open("wb") as out:
+            proc = subprocess.Popen(args, cwd=self.workdir, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        self.procs[name] = proc
+        return proc
+
+    def start_code_server(self) -> None:
+        self._start("code-server", [str(VENV_BIN / "dagster"), "code-server", "start", "-m", "sf_pipeline.definitions",
+                                    "--host", "127.0.0.1", "--port", str(self.code_port),
+                                    "--location-name", "sf_pipeline"])
+        self._wait("code server", lambda: subprocess.run(
+            [str(VENV_BIN / "dagster"), "api", "grpc-health-check", "--port", str(self.code_port)],
+            env=self.env, capture_output=True).returncode == 0, "code-server")
+
+    def start_webserver(self) -> None:
+        self._start("webserver", [str(VENV_BIN / "dagster-webserver"), "--host", "127.0.0.1",
+                                  "--port", str(self.web_port), "--workspace", str(DEPLOY / "workspace.yaml")])
+        self._wait("webserver", self._location_loaded, "webserver")
+
+    def start_daemon(self) -> None:
+        self._start("daemon", [str(VENV_BIN / "dagster-daemon"), "run", "--workspace", str(DEPLOY / "workspace.yaml")])
+
+    def _location_loaded(self) -> bool:
+        try:
+            data = self.graphql("{ workspaceOrError { ... on Workspace { locationEntries { name "
+                                "locationOrLoadError { __typename ... on PythonError { message } } } } } }")
+        except (requests.RequestException, AssertionError):
+            return False
+        for entry in data["workspaceOrError"]["locationEntries"]:
+            loaded = entry["locationOrLoadError"] or {}
+            if entry["name"] == "sf_pipeline" and loaded.get("__typename") == "PythonError":
+                raise AssertionError(f"the code location failed to load: {loaded['message']}")
+            if entry["name"] == "sf_pipeline" and loaded.get("__typename") == "RepositoryLocation":
+                return True
+        return False
+
+    def _wait(self, what: str, ready: Callable[[], bool], name: str, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.procs[name].poll() is not None:
+                raise AssertionError(f"{what} exited with {self.procs[name].returncode}:\n{self.tail(name)}")
+            if ready():
+                return
+            time.sleep(1)
+        raise AssertionError(f"{what} not ready after {timeout:.0f} s:\n{self.tail(name)}")
+
+    def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        resp = requests.post(f"{self.url}/graphql", json={"query": query, "variables": variables or {}}, timeout=60)
+        resp.raise_for_status()
+        body = resp.json()
+        assert not body.get("errors"), body["errors"]
+        return body["data"]
+
+    def tail(self, name: str, chars: int = 6000) -> str:
+        log = self.logs.get(name)
+        return log.read_text(errors="replace")[-chars:] if log and log.exists() else "(no log)"
+
+    def assert_running(self) -> None:
+        for name, proc in self.procs.items():
+            assert proc.poll() is None, f"{name} exited with {proc.returncode}:\n{self.tail(name)}"
+
+    def stop(self) -> None:
+        """SIGTERM each process group and every descendant (code servers, run workers, step processes, even
+        in sessions of their own), then SIGKILL what remains."""
+        descendants: list[psutil.Process] = []
+        for proc in self.procs.values():
+            try:
+                descendants += psutil.Process(proc.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                pass
+        for proc in self.procs.values():
+            _signal_group(proc, signal.SIGTERM)
+        for child in descendants:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.terminate()
+        deadline = time.monotonic() + 15
+        for proc in self.procs.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        for proc in self.procs.values():
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait(timeout=10)
+        _, alive = psutil.wait_procs(descendants, timeout=5)
+        for child in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+
+
+def _signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)  # start_new_session: the group id is the process id
+
+
+@pytest.fixture
+def dagster_processes(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], DagsterProcesses]]:
+    """A factory for `DagsterProcesses` with the test's environment as it is when called."""
+    started: list[DagsterProcesses] = []
+
+    def make() -> DagsterProcesses:
+        workdir = tmp_path / "processes"
+        workdir.mkdir(exist_ok=True)
+        processes = DagsterProcesses(workdir, dict(os.environ))
+        started.append(processes)
+        return processes
+
+    yield make
+    failed = any(getattr(getattr(request.node, f"report_{when}", None), "failed", False)
+                 for when in ("setup", "call"))
+    for processes in started:
+        processes.stop()
+        if failed:
+            for name in processes.logs:
+                print(f"\n===== {name} log (last part) =====\n{processes.tail(name, 20000)}")

@@ -1,0 +1,207 @@
+"""The files under deploy/ hold together: dagster.yaml starts a real instance on PostgreSQL, and the
+Dockerfile, compose file, workspace and Helm values agree with it and with the code location.
+
+Images cannot be built or pulled here (no registry access), and neither docker compose nor helm is
+installed, so those files are parsed and checked for what the other files rely on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+from dagster._core.instance.config import dagster_instance_config
+from dagster._core.workspace.load import location_origins_from_yaml_paths
+
+from sf_pipeline_tests.deploy.conftest import DEPLOY, REPO, dagster_pg_env
+
+POOL = "salesforce_production"
+
+
+def _yaml(name: str) -> dict:
+    return yaml.safe_load((DEPLOY / name).read_text())
+
+
+def test_deploy_dagster_yaml_starts_an_instance_on_postgres(deployed_instance: dg.DagsterInstance, pg_url: str):
+    instance = deployed_instance
+    from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
+
+    assert isinstance(instance.run_storage, PostgresRunStorage)
+    assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
+    assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
+    # psycopg2, named explicitly: SQLAlchemy 2.1 would pick psycopg 3 for postgresql://
+    assert instance.event_log_storage.postgres_url.startswith("postgresql+psycopg2://")
+    assert instance.event_log_storage.postgres_url.endswith("/" + pg_url.rsplit("/", 1)[1])
+
+    assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+    concurrency = instance.get_concurrency_config()
+    assert concurrency.run_queue_config.max_concurrent_runs == 10
+    assert concurrency.run_queue_config.tag_concurrency_limits == [
+        {"key": "sf_pipeline/org", "value": {"applyLimitPerUniqueValue": True}, "limit": 3}]
+    assert concurrency.pool_config.default_pool_limit == 4
+    assert concurrency.pool_config.pool_granularity.value == "op"
+    assert instance.run_monitoring_enabled and instance.run_monitoring_settings["free_slots_after_run_end_seconds"]
+    assert not instance.telemetry_enabled
+
+    # The org's pool takes the default limit the first time a step claims it, in the instance's database.
+    storage = instance.event_log_storage
+    storage.initialize_concurrency_limit_to_default(POOL)
+    assert storage.get_concurrency_info(POOL).slot_count == 4
+
+    # A run really goes through this instance: events are written and read back (LISTEN/NOTIFY included).
+    @dg.op
+    def hello() -> int:
+        return 1
+
+    @dg.job
+    def probe():
+        hello()
+
+    result = probe.execute_in_process(instance=instance)
+    assert result.success
+    stored = instance.get_run_by_id(result.run_id)
+    assert stored is not None and stored.is_success
+    steps = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
+    assert [e.step_key for e in steps] == ["hello"]
+
+
+def test_workspace_yaml_points_at_the_code_server_from_the_environment(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("SF_PIPELINE_CODE_HOST", "code")
+    monkeypatch.setenv("SF_PIPELINE_CODE_PORT", "4000")
+    [origin] = location_origins_from_yaml_paths([str(DEPLOY / "workspace.yaml")])
+    assert (origin.host, origin.port, origin.location_name) == ("code", 4000, "sf_pipeline")
+
+
+def _dockerfile() -> tuple[str, list[list[str]]]:
+    text = (DEPLOY / "Dockerfile").read_text()
+    logical = re.sub(r"\\\n\s*", " ", text)  # join continued lines
+    instructions = [line.split(None, 1) for line in logical.splitlines() if line.strip() and not line.startswith("#")]
+    return text, instructions
+
+
+def test_dockerfile_installs_the_pinned_package_and_serves_the_definitions():
+    _, instructions = _dockerfile()
+    keyword = [i[0] for i in instructions]
+    assert instructions[0] == ["FROM", "python:3.11-slim"]
+    runs = [i[1] for i in instructions if i[0] == "RUN"]
+    assert any("pip install -c constraints.txt ." in r for r in runs)
+    # the dbt project is in the image and its manifest is written at build time
+    assert any("import sf_pipeline.definitions" in r and "manifest.json" in r for r in runs)
+    env = " ".join(i[1] for i in instructions if i[0] == "ENV")
+    for variable in ("DAGSTER_HOME=", "SF_PIPELINE_SETTINGS=", "SF_PIPELINE_DBT_PROJECT_DIR="):
+        assert variable in env
+    # every COPY source exists and is let through by the Dockerfile's own .dockerignore
+    ignore = (DEPLOY / "Dockerfile.dockerignore").read_text()
+    for copy in (i[1] for i in instructions if i[0] == "COPY"):
+        *sources, _target = copy.split()
+        for source in sources:
+            assert (REPO / source).exists(), source
+            assert f"!{source.rstrip('/')}" in ignore, f"{source} is excluded from the build context"
+    cmd = json.loads(instructions[keyword.index("CMD")][1])
+    assert cmd[:3] == ["dagster", "code-server", "start"]
+    assert cmd[cmd.index("-m") + 1] == "sf_pipeline.definitions"
+    assert cmd[cmd.index("--port") + 1] == "4000" and cmd[cmd.index("--host") + 1] == "0.0.0.0"
+
+
+def test_compose_runs_postgres_code_webserver_and_daemon_on_the_shared_instance():
+    compose = _yaml("docker-compose.yaml")
+    services = compose["services"]
+    assert set(services) == {"postgres", "code", "webserver", "daemon"}
+    assert services["code"]["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}
+    image = services["code"]["image"]
+    assert services["webserver"]["image"] == image and services["daemon"]["image"] == image
+
+    instance_vars = set(dagster_pg_env("postgresql://u@h:5432/d"))
+    for name in ("code", "webserver", "daemon"):
+        env = services[name]["environment"]
+        assert instance_vars <= set(env), f"{name} misses variables deploy/dagster.yaml reads"
+        assert env["DAGSTER_PG_HOST"] == "postgres"
+        # deploy/workspace.yaml reaches the code service on the port its command serves
+        assert (env["SF_PIPELINE_CODE_HOST"], env["SF_PIPELINE_CODE_PORT"]) == ("code", "4000")
+        assert "dagster-storage:/opt/dagster/dagster_home/storage" in services[name]["volumes"]
+    assert services["webserver"]["command"][0] == "dagster-webserver"
+    assert services["daemon"]["command"][:2] == ["dagster-daemon", "run"]
+    for name in ("webserver", "daemon"):
+        command = services[name]["command"]
+        assert command[command.index("--workspace") + 1] == "/opt/dagster/dagster_home/workspace.yaml"
+        assert services[name]["depends_on"]["code"]["condition"] == "service_healthy"
+    # org credentials reach only the code location, from an env file that is not in the repository
+    assert services["code"]["env_file"] == ["sf-pipeline.env"]
+    assert "SF_PIPELINE_DATABASE_URL" in services["code"]["environment"]
+    assert not any(k.startswith("SALESFORCE_") for s in services.values() for k in (s.get("environment") or {}))
+    example = (DEPLOY / "sf-pipeline.env.example").read_text()
+    assert "SALESFORCE_PRODUCTION_USERNAME=" in example
+    assert "CREATE DATABASE sf_backup" in (DEPLOY / "postgres-init.sql").read_text()
+    assert services["postgres"]["environment"]["POSTGRES_DB"] == "dagster"
+
+
+def _chart_instance_yaml(values: dict) -> dict:
+    """The parts of dagster.yaml the Dagster chart writes from these values (templates/helpers/instance/*.tpl).
+
+    Only what our values set: postgres storage, the run coordinator, `concurrency`, run monitoring,
+    retention and telemetry. The run coordinator gets a `config:` block (with max_concurrent_runs: -1 when
+    unset) as soon as any queuedRunCoordinator value is non-empty, as the chart does.
+    """
+    pg = values["postgresql"]
+    postgres_db = {"username": pg["postgresqlUsername"], "password": {"env": "DAGSTER_PG_PASSWORD"},
+                   "hostname": pg["postgresqlHost"], "db_name": pg["postgresqlDatabase"],
+                   "port": pg["service"]["port"], "params": {}, "scheme": pg["postgresqlScheme"]}
+    instance: dict = {
+        name: {"module": f"dagster_postgres.{module}", "class": cls, "config": {"postgres_db": postgres_db}}
+        for name, module, cls in [("run_storage", "run_storage", "PostgresRunStorage"),
+                                  ("event_log_storage", "event_log", "PostgresEventLogStorage"),
+                                  ("schedule_storage", "schedule_storage", "PostgresScheduleStorage")]
+    }
+    queued = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
+    instance["run_coordinator"] = {"module": "dagster.core.run_coordinator", "class": "QueuedRunCoordinator"}
+    if any(v not in (None, [], {}, "") for v in queued.values()):
+        instance["run_coordinator"]["config"] = {"max_concurrent_runs": queued.get("maxConcurrentRuns") or -1}
+    concurrency = values["concurrency"]
+    assert concurrency["enabled"]
+    pools, runs = concurrency["pools"], concurrency["runs"]
+    instance["concurrency"] = {
+        "pools": {"default_limit": pools["defaultLimit"], "granularity": pools["granularity"]},
+        "runs": {"max_concurrent_runs": runs["maxConcurrentRuns"],
+                 "tag_concurrency_limits": runs["tagConcurrencyLimits"]},
+    }
+    monitoring = values["dagsterDaemon"]["runMonitoring"]
+    instance["run_monitoring"] = {"enabled": monitoring["enabled"],
+                                  "start_timeout_seconds": monitoring["startTimeoutSeconds"],
+                                  "poll_interval_seconds": monitoring["pollIntervalSeconds"],
+                                  "free_slots_after_run_end_seconds": monitoring["freeSlotsAfterRunEndSeconds"]}
+    retention = values["retention"]
+    instance["retention"] = {kind: {"purge_after_days": retention[kind]["purgeAfterDays"]}
+                             for kind in ("schedule", "sensor")}
+    instance["telemetry"] = {"enabled": values["telemetry"]["enabled"]}
+    return instance
+
+
+def test_helm_values_run_each_run_in_its_own_pod_with_the_same_limits(tmp_path: Path):
+    values = _yaml("helm/values.yaml")
+    assert values["runLauncher"]["type"] == "K8sRunLauncher"
+    [deployment] = values["dagster-user-deployments"]["deployments"]
+    args = deployment["codeServerArgs"]
+    assert args[args.index("--module-name") + 1] == "sf_pipeline.definitions"
+    assert deployment["includeConfigInLaunchedRuns"]["enabled"]  # run pods get the secrets too
+    assert [s["name"] for s in deployment["envSecrets"]] == ["sf-pipeline-salesforce", "sf-pipeline-database"]
+    assert "DAGSTER_MULTIPROCESS_EXECUTOR_MAX_CONCURRENT" in deployment["env"]
+    assert not values["postgresql"]["enabled"] and not values["generatePostgresqlPasswordSecret"]
+    assert values["global"]["postgresqlSecretName"]
+
+    # What the chart writes from these values is a valid instance config for this Dagster version
+    # (including its refusal of run limits in both the run coordinator and `concurrency`) ...
+    rendered = _chart_instance_yaml(values)
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(rendered))
+    config, _ = dagster_instance_config(str(tmp_path))
+    assert "config" not in config["run_coordinator"]
+    # ... with the limits and the storage driver of deploy/dagster.yaml.
+    compose_instance = _yaml("dagster.yaml")
+    assert config["concurrency"] == compose_instance["concurrency"]
+    assert config["run_storage"]["config"]["postgres_db"]["scheme"] == \
+        compose_instance["storage"]["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
+    assert config["retention"] == compose_instance["retention"]
+    assert config["telemetry"] == {"enabled": False}
