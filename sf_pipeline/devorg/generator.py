@@ -15,6 +15,9 @@ Timestamps are spread over the 365 days before the org clock's now, concentrated
 (UTC, weekdays); LastModifiedDate = SystemModstamp lies in [CreatedDate, now). Same seed, size and
 clock instant on a fresh org give an identical org, ids included. Afterwards the lookup columns
 are indexed (`ensure_lookup_indexes`) so that deletes, which look up children, stay fast on big orgs.
+
+`generate_custom_records(org, {name: count}, seed)` fills further custom objects (e.g. declared in an
+extra custom-objects YAML) the same way, with values made from each field's describe.
 """
 
 from __future__ import annotations
@@ -25,12 +28,13 @@ import random
 import threading
 from array import array
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
 from itertools import islice
 from typing import Any
 
 from . import ids
+from .schema import NUMBER_TYPES, TEXT_TYPES
 from .standard_objects import INDUSTRIES
 from .store import STAGES, q
 
@@ -417,6 +421,7 @@ class _Generator:
         self.owner_pool = self.sales[:1] * 4 + self.sales[1:2] * 4 + self.sales[2:3] * 2 or self.sales
         self.editor_pool = self.owner_pool + [self.admin, self.integration]
         self.first: dict[str, int] = {}  # first id counter of each generated object
+        self.parents_cache: dict[str, _Parents] = {}  # custom objects' lookup targets, see _custom
 
     def rng(self, name: str) -> random.Random:
         return random.Random(f"{self.seed}/{name}")
@@ -949,3 +954,273 @@ class _Generator:
                        creator, lms, editor, lms)
 
         self._bulk("Invoice__c", cols, rows, n)
+
+    def _custom(self, obj: Any, n: int) -> None:
+        """Generate `n` records of custom object `obj` (see `generate_custom_records`)."""
+        r = self.rng(obj.name).random
+        tl, fmt = self.tl, self.fmt
+        owner_pool, editor_pool, integration = self.owner_pool, self.editor_pool, self.integration
+        n_owner, n_editor = len(owner_pool), len(editor_pool)
+        fields = [f for f in obj.stored_fields if f.custom and f.createable]
+        refs = [f for f in fields if f.type == "reference"]
+        parent_field = next((f for f in refs if f.reference_to[0] not in ("User", "Group")), None)
+        number0 = self.store.count(obj, include_deleted=True)
+        cache = self.parents_cache
+
+        def parents_of(target: str) -> _Parents:
+            if target not in cache:
+                cache[target] = _Parents(self.store, self.schema.get(target))
+            return cache[target]
+
+        parent = parents_of(parent_field.reference_to[0]) if parent_field else None
+        if parent_field and n and not len(parent):
+            raise ValueError(f"{obj.name}.{parent_field.name}: no {parent.name} records to point at; "
+                             "generate the parents first")
+        # Lookups other than the parent: from the parent's own lookup to the same object, else an older record.
+        others = []
+        for f in refs:
+            if f is parent_field:
+                continue
+            target = f.reference_to[0]
+            if target in ("User", "Group"):
+                others.append((f, "user", None, None))
+                continue
+            via = next((name for name, to in parent.targets.items() if target in to), None) if parent else None
+            others.append((f, "via" if via else "older", via, parents_of(target)))
+        makers = [(f, _custom_value_maker(self, obj, f, number0)) for f in fields if f.type != "reference"]
+        external = next((f for f in fields if f.type in TEXT_TYPES and (f.external_id or f.unique)), None)
+        initials = _initials(obj.label or obj.name[:-3])
+        cols = ["Id", "IsDeleted", "OwnerId", "Name", *(f.name for f in refs), *(f.name for f, _ in makers),
+                "CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById", "SystemModstamp"]
+        maker_fns = [m for _, m in makers]
+        ext_index = next((k for k, (f, _) in enumerate(makers) if f is external), None)
+
+        u0, first_ms = 0.0, 0
+        if parent is not None and len(parent):
+            first_ms = int(datetime.fromisoformat(parent.created[0].replace("+0000", "+00:00")).timestamp() * 1000)
+            u0 = min(tl.u_of(first_ms + 1000), 0.999)  # children come after their first possible parent
+        span = 1.0 - u0
+
+        def pick(pool: _Parents, cds: str, recent: bool) -> int | None:
+            k = bisect_right(pool.created, cds)
+            if k == 0:
+                return None
+            if recent and r() < 0.6:
+                return k - 1 - int(r() * min(k, max(1, k // 50)))
+            return int(r() * k)
+
+        def rows(first: int) -> Iterator[tuple]:
+            for i, rid in enumerate(id_range(obj.key_prefix, first, n)):
+                u = u0 + (i + r()) / n * span
+                cd = tl.at(u)
+                cds = fmt.ts(cd)
+                lookups = []
+                owner = None
+                j = None
+                if parent is not None:
+                    j = pick(parent, cds, recent=True)
+                    if j is None:  # only before the parent's first record, which u0 rules out
+                        j, cd = 0, max(cd, first_ms)
+                        cds = fmt.ts(cd)
+                    lookups.append(parent.ids[j])
+                    if parent.owner is not None and r() < 0.7:
+                        owner = parent.owner[j]
+                for f, how, via, pool in others:
+                    if how == "user":
+                        value = owner_pool[int(r() * n_owner)] if not f.nillable or r() < 0.8 else None
+                    elif how == "via":
+                        value = parent.lookup_values[via][j]
+                        if value is None and not f.nillable:
+                            k = pick(pool, cds, recent=False)
+                            value = pool.ids[k] if k is not None else None
+                    else:
+                        value = None
+                        if not f.nillable or r() < 0.7:
+                            k = pick(pool, cds, recent=False)
+                            value = pool.ids[k] if k is not None else None
+                    lookups.append(value)
+                if owner is None:
+                    owner = owner_pool[int(r() * n_owner)]
+                creator = owner if r() < 0.7 else (integration if r() < 0.6 else editor_pool[int(r() * n_editor)])
+                lm = self._lm(u, cd, r, 0.4)
+                editor = creator if lm == cd else (owner if r() < 0.6 else editor_pool[int(r() * n_editor)])
+                values = [m(r, i, cd, lm) for m in maker_fns]
+                name = values[ext_index][:80] if ext_index is not None else f"{initials}-{number0 + i + 1:07d}"
+                lms = fmt.ts(lm)
+                yield (rid, 0, owner, name, *lookups, *values, cds, creator, lms, editor, lms)
+
+        self._bulk(obj.name, cols, rows, n)
+        cache.pop(obj.name, None)  # its records changed: reload when a later object points at it
+
+
+# ----------------------------------------------------------------- custom objects of any shape
+TEXT_SNIPPETS = OPP_DESCRIPTIONS + ACCOUNT_DESCRIPTIONS + CASE_DESCRIPTIONS + CASE_COMMENTS
+_CODE_WORDS = ("number", "code", "reference", "sku", "tracking", "serial", "key", "batch", "version")
+_FUTURE_DATE_WORDS = ("due", "end", "expir", "renewal", "until", "deadline", "delivery", "close")
+_UNSUPPORTED = ("address", "location", "base64", "time", "encryptedstring", "combobox", "anytype")
+
+
+def generate_custom_records(org: Any, counts: Mapping[str, int], seed: int = 42) -> dict[str, int]:
+    """Fill custom objects of any shape: `counts[name]` records each, in the order given.
+
+    For objects `generate_org` does not know, e.g. those declared in an extra custom-objects YAML.
+    Values follow each custom field's describe (type, length, precision/scale, picklist values),
+    with a few hints taken from field names (`...Number__c` holds codes, `Due...`/`End...` dates lie
+    ahead). The first lookup to an object other than User is the record's parent: an existing record
+    created before it, most often a recent one. A further lookup takes the parent's own value when
+    the parent has a lookup to the same object (a Payment's Account is its Invoice's Account), else an
+    older record of the target. So list parents before their children. Everything else follows
+    `generate_org`: timestamps in the year before the org clock's now, users, ascending ids, stored
+    forms, lookup indexes; same seed, counts and clock instant give the same records.
+    """
+    gen = _Generator(org, 0, seed)
+    done: dict[str, int] = {}
+    with gen.store.lock:
+        for name, n in counts.items():
+            obj = gen.schema.get(name)
+            if not obj.custom:
+                raise ValueError(f"{obj.name} is not a custom object: generate_org fills the standard ones")
+            if n < 0:
+                raise ValueError(f"{obj.name}: the number of records must be >= 0, got {n}")
+            gen._custom(obj, n)
+            done[obj.name] = n
+        ensure_lookup_indexes(gen.store)
+        meta = gen.store.get_meta("generator_custom") or {}
+        meta_counts = dict(meta.get("counts") or {})
+        for name, n in done.items():
+            meta_counts[name] = meta_counts.get(name, 0) + n
+        gen.store.set_meta("generator_custom", {"seed": seed, "now": gen.fmt.ts(gen.now_ms), "counts": meta_counts})
+    return done
+
+
+class _Parents:
+    """The live records of one object, oldest first: ids, CreatedDate texts, owners and lookups."""
+
+    def __init__(self, store: Any, obj: Any):
+        self.name = obj.name
+        self.lookups = [f.name for f in obj.stored_fields if f.type == "reference"
+                        and f.name not in ("CreatedById", "LastModifiedById", "OwnerId")]
+        owner = ["OwnerId"] if obj.has_field("OwnerId") else []
+        cols = ["Id", "CreatedDate", *owner, *self.lookups]
+        where = " WHERE IsDeleted = 0" if obj.has_field("IsDeleted") else ""
+        rows = store.conn.execute(
+            f"SELECT {', '.join(map(q, cols))} FROM {q(obj.name)}{where} ORDER BY CreatedDate, Id").fetchall()
+        columns = list(zip(*rows, strict=True)) if rows else [() for _ in cols]
+        self.ids: list[str] = list(columns[0])
+        self.created: list[str] = list(columns[1])
+        self.owner: list[str] | None = list(columns[2]) if owner else None
+        base = 2 + len(owner)
+        self.lookup_values = {name: list(columns[base + k]) for k, name in enumerate(self.lookups)}
+        self.targets = {f.name: f.reference_to for f in obj.fields if f.name in self.lookup_values}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def _initials(label: str) -> str:
+    words = [w for w in label.replace("_", " ").split() if w]
+    return "".join(w[0] for w in words).upper() or "REC"
+
+
+def _custom_value_maker(gen: _Generator, obj: Any, f: Any, number0: int) -> Callable[..., Any]:
+    """A function (r, i, cd_ms, lm_ms) -> stored value for one custom field (not a lookup)."""
+    t, lname = f.type, f.name.lower()
+    fmt = gen.fmt
+    p_null = 0.0 if not f.nillable else {"textarea": 0.55, "date": 0.2, "datetime": 0.3, "url": 0.4,
+                                          "phone": 0.25, "email": 0.2}.get(t, 0.12)
+
+    def nullable(make: Callable[..., Any]) -> Callable[..., Any]:
+        if not p_null:
+            return make
+        return lambda r, i, cd, lm: None if r() < p_null else make(r, i, cd, lm)
+
+    if t in _UNSUPPORTED:
+        if not f.nillable:
+            raise ValueError(f"{obj.name}.{f.name}: cannot generate values of type {t}")
+        return lambda r, i, cd, lm: None
+    if t == "boolean":
+        share = 0.7 if any(w in lname for w in ("active", "enabled", "valid")) else 0.3
+        return lambda r, i, cd, lm: 1 if r() < share else 0
+    if t in ("picklist", "multipicklist"):
+        values = f.picklist or tuple(f"Option {k}" for k in range(1, 6))
+        nv = len(values)
+        if t == "picklist":
+            return nullable(lambda r, i, cd, lm: values[int(nv * r() ** 1.6)])
+
+        def multi(r: Callable[[], float], i: int, cd: int, lm: int) -> str:
+            chosen = {int(nv * r() ** 1.6) for _ in range(1 + int(r() * min(3, nv)))}
+            return ";".join(values[k] for k in sorted(chosen))
+
+        return nullable(multi)
+    if t in NUMBER_TYPES or t == "int":
+        scale = f.scale if t != "int" else 0
+        digits = (f.precision - f.scale) if f.precision else 9
+        top = min(10.0 ** digits - 1, 1e9)
+        if t == "percent":
+            lo, hi = -1.0, 2.0  # 0.1 .. 100
+        elif t == "currency" or any(w in lname for w in ("amount", "price", "cost", "fee", "revenue")):
+            lo, hi = 1.0, 5.5
+        elif t == "int" or any(w in lname for w in ("quantity", "count", "units", "seats", "number")):
+            lo, hi = 0.0, 3.2
+        else:
+            lo, hi = -0.5, 3.0
+        span = hi - lo
+        if t == "int":
+            return nullable(lambda r, i, cd, lm: int(min(top, 10 ** (lo + span * r()))))
+        if t == "percent":
+            return nullable(lambda r, i, cd, lm: round(min(top, 100.0, 10 ** (lo + span * r())), scale))
+        return nullable(lambda r, i, cd, lm: round(min(top, 10 ** (lo + span * r())), scale))
+    if t == "date":
+        if any(w in lname for w in _FUTURE_DATE_WORDS):
+            first, width = 7, 400
+        elif "birth" in lname:
+            first, width = -365 * 60, 365 * 40
+        else:
+            first, width = -30, 60
+        return nullable(lambda r, i, cd, lm: fmt.day(cd // DAY_MS + first + int(r() * width)))
+    if t == "datetime":
+        return nullable(lambda r, i, cd, lm: fmt.ts(cd + int((lm - cd) * r())))
+    if t == "email":
+        def email(r: Callable[[], float], i: int, cd: int, lm: int) -> str:
+            first_name = FIRST_NAMES[int(r() * len(FIRST_NAMES))].lower()
+            last_name = LAST_NAMES[int(r() * len(LAST_NAMES))].lower()
+            return f"{first_name}.{last_name}@{gen._company(r)[1]}"[: f.length or 80]
+
+        return nullable(email)
+    if t == "phone":
+        return nullable(lambda r, i, cd, lm: gen._phone(int(r() * len(CITIES)), r))
+    if t == "url":
+        return nullable(lambda r, i, cd, lm: ("https://www." + gen._company(r)[1])[: f.length or 255])
+    if t == "textarea":
+        n_snippets = len(TEXT_SNIPPETS)
+        length = f.length or 255
+
+        def text(r: Callable[[], float], i: int, cd: int, lm: int) -> str:
+            parts = [TEXT_SNIPPETS[int(r() * n_snippets)] for _ in range(1 + int(r() * 3))]
+            return " ".join(parts)[:length]
+
+        return nullable(text)
+    # string and other text types
+    length = f.length or 255
+    if f.external_id or f.unique:
+        code = _initials(obj.label or obj.name[:-3])
+        return lambda r, i, cd, lm: f"{code}-{number0 + i + 1:08d}"[:length]
+    if any(w in lname for w in _CODE_WORDS):
+        letters = "ABCDEFGHJKLMNPQRSTUVWXYZ"
+        return nullable(lambda r, i, cd, lm: (letters[int(r() * 24)] + letters[int(r() * 24)] + "-"
+                                              + str(100000 + int(r() * 900000)))[:length])
+    if "city" in lname:
+        return nullable(lambda r, i, cd, lm: CITIES[int(r() * len(CITIES))][0][:length])
+    if "country" in lname:
+        return nullable(lambda r, i, cd, lm: CITIES[int(r() * len(CITIES))][2][:length])
+    if any(w in lname for w in ("product", "plan", "item", "service")):
+        return nullable(lambda r, i, cd, lm: PRODUCTS[int(r() * len(PRODUCTS))][:length])
+    if any(w in lname for w in ("subject", "title", "summary", "topic", "reason")):
+        return nullable(lambda r, i, cd, lm: CASE_SUBJECTS[int(r() * len(CASE_SUBJECTS))][:length])
+    if any(w in lname for w in ("contact", "person", "rep", "manager", "agent")):
+        return nullable(lambda r, i, cd, lm: (FIRST_NAMES[int(r() * len(FIRST_NAMES))] + " "
+                                              + LAST_NAMES[int(r() * len(LAST_NAMES))])[:length])
+    if "name" in lname or "company" in lname or "vendor" in lname or "carrier" in lname:
+        return nullable(lambda r, i, cd, lm: gen._company(r)[0][:length])
+    return nullable(lambda r, i, cd, lm: (COMPANY_WORDS_A[int(r() * len(COMPANY_WORDS_A))] + " "
+                                          + COMPANY_WORDS_B[int(r() * len(COMPANY_WORDS_B))])[:length])
