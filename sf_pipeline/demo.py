@@ -179,11 +179,16 @@ class _Story:
         return job.execute_in_process(instance=self.instance, raise_on_error=False,
                                       run_config={"ops": {"seed_sandbox": {"config": config}}, **QUIET})
 
-    def restore(self, launchpad: dict[str, Any], **overrides: Any):
+    def restore(self, launchpad: dict[str, Any], step: str, what: str, **overrides: Any) -> dict[str, Any]:
+        """Run the restore job with the launchpad config (plus overrides); returns its metadata, raises if it failed."""
         config = launchpad["ops"]["restore"]["config"] | overrides
         job = self.defs.resolve_job_def("restore")
-        return job.execute_in_process(instance=self.instance, raise_on_error=False,
-                                      run_config={"ops": {"restore": {"config": config}}, **QUIET})
+        run = job.execute_in_process(instance=self.instance, raise_on_error=False,
+                                     run_config={"ops": {"restore": {"config": config}}, **QUIET})
+        if not run.success:
+            raise RuntimeError(f"{what} failed: {_failure(run)}")
+        self.result.restore_runs[step] = run.run_id
+        return _step_metadata(run)
 
 
 def _step_metadata(run: Any) -> dict[str, Any]:
@@ -329,27 +334,22 @@ def run_demo(size: int = 10_000, data_dir: str | Path = ".demo", console: Consol
     if not seeded.success:
         raise RuntimeError(f"seeding the sandbox failed: {_failure(seeded)}")
     summary = seeded.output_for_node("seed_sandbox")
+    sf_sandbox = connect_org("sandbox")
     copied = ", ".join(f"{o} {v['inserted'] + v['updated']:,}" for o, v in summary["objects"].items())
     console.print(f"[green]✓[/] sandbox seeded in {time.monotonic() - began:.1f} s: {summary['copied']:,} records "
                   f"({copied}), "
                   f"insert order {' → '.join(summary['order'])}; "
-                  f"{_orphaned(connect_org('sandbox')):,} sandbox Opportunities without account: the damage, reproduced")
+                  f"{_orphaned(sf_sandbox):,} sandbox Opportunities without account: the damage, reproduced")
 
     # 5. Rehearse: dry run, apply and verify on the sandbox.
-    dry = story.restore(launchpad, target_org="sandbox", dry_run=True)
-    if not dry.success:
-        raise RuntimeError(f"the restore dry run on the sandbox failed: {_failure(dry)}")
-    meta = _step_metadata(dry)
-    result.restore_runs["sandbox dry run"] = dry.run_id
+    meta = story.restore(launchpad, "sandbox dry run", "the restore dry run on the sandbox", target_org="sandbox",
+                         dry_run=True)
     console.print(f"[green]✓[/] dry run on the sandbox: {meta['records_to_write']:,} records to write "
                   f"({meta['counts']}); {meta['notes']}")
     with console.status("rehearsing: the restore applied and verified on the sandbox..."):
-        rehearsal = story.restore(launchpad, target_org="sandbox", dry_run=False)
-    if not rehearsal.success:
-        raise RuntimeError(f"the rehearsal on the sandbox failed: {_failure(rehearsal)}")
-    result.restore_runs["sandbox"] = rehearsal.run_id
-    meta = _step_metadata(rehearsal)
-    result.orphaned_after["sandbox"] = _orphaned(connect_org("sandbox"))
+        meta = story.restore(launchpad, "sandbox", "the rehearsal on the sandbox", target_org="sandbox",
+                             dry_run=False)
+    result.orphaned_after["sandbox"] = _orphaned(sf_sandbox)
     story.mark("rehearsed: restore verified on the sandbox", began)
     console.print(f"[green]✓[/] rehearsal: {meta['values_written']:,} values written, {meta['verified_records']:,} "
                   f"records verified on the sandbox; {result.orphaned_after['sandbox']:,} left without account")
@@ -357,11 +357,8 @@ def run_demo(size: int = 10_000, data_dir: str | Path = ".demo", console: Consol
     # 6. The very same config against production.
     began = time.monotonic()
     with console.status("restoring production with the same config, then verifying..."):
-        restored = story.restore(launchpad, target_org="production", dry_run=False)
-    if not restored.success:
-        raise RuntimeError(f"the restore of production failed: {_failure(restored)}")
-    result.restore_runs["production"] = restored.run_id
-    meta = _step_metadata(restored)
+        meta = story.restore(launchpad, "production", "the restore of production", target_org="production",
+                             dry_run=False)
     after = {r["Id"]: r["AccountId"] for r in sf_production.query_all("SELECT Id, AccountId FROM Opportunity")["records"]}
     result.orphaned_after["production"] = _orphaned(sf_production)
     story.mark("restored: production verified", began)

@@ -13,6 +13,7 @@ from sf_pipeline.backup.resources import SalesforceOrgResource, WarehouseResourc
 from sf_pipeline.settings import Settings
 
 from . import SeedConfig, SeedingError, seed_sandbox
+from .users import org_users
 
 
 class SeedRunConfig(dg.Config):
@@ -33,9 +34,7 @@ class SeedRunConfig(dg.Config):
 def source_users(alias: str, budget_share: float, log: Any = None) -> list[dict[str, Any]] | None:
     """The source org's users (to match owners by username/email/name), or None if it cannot be reached."""
     try:
-        client = SalesforceOrgResource(alias=alias, budget_share=budget_share).client()
-        return [r for page in client.query_pages("SELECT Id, Username, Email, Name, IsActive FROM User",
-                                                 include_deleted=False) for r in page]
+        return org_users(SalesforceOrgResource(alias=alias, budget_share=budget_share).client())
     except Exception as exc:  # noqa: BLE001 - owners are then left to the target's defaults, and the run says so
         if log is not None:
             log.warning(f"could not read the users of org {alias!r} ({exc}); owners will not be matched")

@@ -27,7 +27,7 @@ from sf_pipeline.seeding import tables
 from sf_pipeline.seeding.config import SeedConfig
 from sf_pipeline.seeding.errors import SeedConfigError
 from sf_pipeline.seeding.order import InsertOrder, Reference, insert_order
-from sf_pipeline.seeding.users import match_users
+from sf_pipeline.seeding.users import match_users, org_users
 from sf_pipeline.warehouse.errors import HistoryNotFoundError
 from sf_pipeline.warehouse.history import history_columns
 from sf_pipeline.warehouse.names import column_name
@@ -326,9 +326,7 @@ def _user_map(target: SalesforceClient, source_users: Sequence[Mapping[str, Any]
                             "source org's users are unknown; the target org sets its defaults (the seeding user)")
         result.users_unmapped = sorted(used)
         return {}
-    rows = [r for page in target.query_pages("SELECT Id, Username, Email, Name, IsActive FROM User",
-                                             include_deleted=False) for r in page]
-    mapping = match_users(source_users, rows)
+    mapping = match_users(source_users, org_users(target))
     result.users_mapped = len(used & set(mapping))
     result.users_unmapped = sorted(used - set(mapping))
     if result.users_unmapped:

@@ -11,6 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+USERS_SOQL = "SELECT Id, Username, Email, Name, IsActive FROM User"
+
+
+def org_users(client: Any) -> list[dict[str, Any]]:
+    """Every user of an org (a SalesforceClient), with what `match_users` matches on."""
+    return [r for page in client.query_pages(USERS_SOQL, include_deleted=False) for r in page]
+
 
 def _email(value: Any) -> str | None:
     if not value:
