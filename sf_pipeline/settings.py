@@ -41,6 +41,7 @@ class Settings:
     schedule_lag_minutes: int = 10
     budget_share: float = 0.5
     bulk_threshold: int = 20_000
+    bulk_slice_records: int = 250_000
     anomalies: dict[str, Any] = field(default_factory=dict)
 
     def object(self, name: str) -> ObjectSettings:
@@ -95,5 +96,13 @@ def load_settings(path: str | Path | None = None) -> Settings:
         window_cron=part.get("cron", "0 * * * *"), start=start_dt.replace(tzinfo=None),
         timezone=part.get("timezone", "UTC"), schedule_lag_minutes=int(backup.get("schedule_lag_minutes", 10)),
         budget_share=float(budget), bulk_threshold=int(backup.get("bulk_threshold", 20_000)),
+        bulk_slice_records=_positive(path, backup, "bulk_slice_records", 250_000),
         anomalies=dict(data.get("anomalies") or {}),
     )
+
+
+def _positive(path: Path, section: dict[str, Any], key: str, default: int) -> int:
+    value = section.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise SettingsError(f"{path}: backup.{key} must be a positive whole number, got {value!r}")
+    return value

@@ -71,7 +71,8 @@ def mirror_asset(obj: ObjectSettings, settings: Settings, partitions: dg.Partiti
             if table.added_columns:
                 context.log.info(f"{obj.name}: new fields {list(table.added_columns)} added as columns")
             batches = extract_window(client, obj.name, names, start, end,
-                                     bulk_threshold=settings.bulk_threshold, stats=stats)
+                                     bulk_threshold=settings.bulk_threshold,
+                                     bulk_slice_records=settings.bulk_slice_records, stats=stats)
             # one extraction never repeats a record: a first load may COPY straight into the mirror
             result = load_window(conn, table, batches, start, end, unique_ids=True)
         if result.extracted != stats.extracted:

@@ -229,6 +229,11 @@ class QueryEngine:
                 if not chunk:
                     break
                 out.extend([r[0] for r in chunk])
+        if not cq.order_sql and len(out) > 1:
+            # Without ORDER BY Salesforce promises no order (real orgs return roughly insertion order);
+            # a range filter read through an index gives index order, and then the rows would be read
+            # back scattered across the table. Insertion (rowid) order reads them sequentially.
+            out = array("q", sorted(out))
         return out
 
     # ---------------------------------------------------------------- REST

@@ -147,29 +147,37 @@ class SalesforceClient:
 
         return self.call(do, f"bulk {method} {path}")
 
-    def bulk_query_pages(self, soql: str, include_deleted: bool = True, max_records: int = 50_000,
-                         poll: float = 0.2, timeout: float = 3600) -> Iterator[tuple[bytes, int]]:
-        """Run a Bulk API 2.0 query job; yield each result page as (CSV bytes with header, record count)."""
+    def bulk_query_start(self, soql: str, include_deleted: bool = True) -> str:
+        """Create a Bulk API 2.0 query job (CSV, comma, LF); returns its id. Salesforce runs it asynchronously."""
         job = self._bulk_request("POST", "query", json={
             "operation": "queryAll" if include_deleted else "query", "query": soql, "contentType": "CSV",
             "columnDelimiter": "COMMA", "lineEnding": "LF"}).json()
-        job_id = job["id"]
-        deadline = time.monotonic() + timeout
+        return job["id"]
+
+    def bulk_query_wait(self, job_id: str, poll: float = 0.2, timeout: float = 3600) -> None:
+        """Poll the job until JobComplete. Polling starts fast and slows down: at most one call a second
+        in the first 30 s (a small job's result is waited for briefly), then up to one every 10 s
+        (a long job does not eat the API budget)."""
+        started = time.monotonic()
         delay = poll
         while True:
             state = self._bulk_request("GET", f"query/{job_id}").json()
             if state["state"] == "JobComplete":
-                break
+                return
             if state["state"] in ("Failed", "Aborted"):
                 raise SalesforceExtractError(f"Bulk query job {job_id} ended {state['state']}: "
                                              f"{state.get('errorMessage') or state}")
-            if time.monotonic() > deadline:
+            elapsed = time.monotonic() - started
+            if elapsed > timeout:
                 raise SalesforceExtractError(f"Bulk query job {job_id} still {state['state']} after {timeout}s")
             time.sleep(delay)
-            delay = min(delay * 1.5, 2.0)
+            delay = min(delay * 1.5, 1.0 if elapsed < 30 else 10.0)
+
+    def bulk_query_results(self, job_id: str, max_records: int = 50_000) -> Iterator[tuple[bytes, int]]:
+        """A complete job's result pages as (CSV bytes with header, record count); deletes the job after."""
         locator = ""
         while True:
-            params = {"maxRecords": max_records}
+            params: dict[str, Any] = {"maxRecords": max_records}
             if locator:
                 params["locator"] = locator
             resp = self._bulk_request("GET", f"query/{job_id}/results", params=params,
@@ -180,7 +188,18 @@ class SalesforceClient:
             locator = resp.headers.get("Sforce-Locator", "null")
             if not locator or locator == "null":
                 break
+        self.bulk_query_delete(job_id)
+
+    def bulk_query_delete(self, job_id: str) -> None:
+        """Delete a query job and its results (best effort: Salesforce also removes old jobs itself)."""
         try:
             self._bulk_request("DELETE", f"query/{job_id}")
         except (SalesforceError, SalesforceExtractError) as exc:
             log.info("could not delete bulk job %s: %s", job_id, exc)
+
+    def bulk_query_pages(self, soql: str, include_deleted: bool = True, max_records: int = 50_000,
+                         poll: float = 0.1, timeout: float = 3600) -> Iterator[tuple[bytes, int]]:
+        """Run one Bulk API 2.0 query job; yield each result page as (CSV bytes with header, record count)."""
+        job_id = self.bulk_query_start(soql, include_deleted)
+        self.bulk_query_wait(job_id, poll, timeout)
+        yield from self.bulk_query_results(job_id, max_records)

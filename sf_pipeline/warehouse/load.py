@@ -9,8 +9,11 @@ Why it is shaped like this:
   record came more than once). A row is only ever replaced by a strictly newer version, so windows
   can be loaded in any order, any number of times (DESIGN.md: overlaps are harmless), and a re-read
   of old data never overwrites newer data.
-- Into an empty table (the first full load) the same INSERT runs without ON CONFLICT, under a lock
-  that keeps the table empty until then: ~1.7x faster (see sf_pipeline_tests/benchmarks).
+- Into an empty table (the first full load) with `unique_ids=True`, the pages are COPYed straight into
+  the mirror while they still arrive, with its primary key and indexes dropped and rebuilt at the end,
+  inside the same transaction (building an index once is cheaper than maintaining it row by row).
+- Pages come as Arrow batches (REST extraction) or as `CsvPage`s (Bulk API 2.0 CSV, sent to COPY as
+  received); both kinds are checked for their columns, and CSV pages for their record count.
 - Everything happens in one transaction: a failure anywhere (the extractor raising mid-stream, a bad
   value, a lost connection) leaves the mirror exactly as before, so a window is either fully loaded
   or not at all.
@@ -40,6 +43,7 @@ from psycopg import sql
 from psycopg.abc import Buffer
 from psycopg.copy import LibpqWriter
 
+from sf_pipeline.warehouse.csvpage import CsvPage
 from sf_pipeline.warehouse.errors import WarehouseLoadError
 from sf_pipeline.warehouse.names import ident, idents
 from sf_pipeline.warehouse.schema import REQUIRED_FIELDS, MirrorTable
@@ -224,11 +228,18 @@ def _tally_sql(staging: _Staging) -> sql.Composed:
     ).format(deleted=deleted, staging=staging.identifier)
 
 
-def _batch_columns(object_name: str, table: MirrorTable, batch: pa.RecordBatch) -> dict[str, str]:
-    """Map each mirror column a batch carries to the batch's own column name."""
+Page = pa.RecordBatch | CsvPage
+
+
+def _page_names(page: Page) -> Sequence[str]:
+    return page.columns if isinstance(page, CsvPage) else page.schema.names
+
+
+def _batch_columns(object_name: str, table: MirrorTable, page: Page) -> dict[str, str]:
+    """Map each mirror column a page carries to the page's own column name."""
     types = table.column_types
     mapping: dict[str, str] = {}
-    for name in batch.schema.names:
+    for name in _page_names(page):
         column = name.lower()
         if column in mapping:
             raise WarehouseLoadError(
@@ -273,48 +284,78 @@ def _create_staging(conn: psycopg.Connection[Any], table: MirrorTable, columns: 
     return _Staging(identifier, tuple(columns), tuple(types[c] for c in columns))
 
 
-def _non_empty(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    for batch in batches:
-        if batch.num_rows:
-            yield batch
+def _non_empty(pages: Iterable[Page]) -> Iterator[Page]:
+    for page in pages:
+        if page.num_rows:
+            yield page
+
+
+def _copy_pages(conn: psycopg.Connection[Any], target: sql.Composable, table: MirrorTable, first: Page,
+                rest: Iterator[Page], mapping: dict[str, str]) -> tuple[int, int]:
+    """COPY `first` and then every page of `rest` into `target` (columns of `mapping`, in its order);
+    returns (rows, bytes). CSV pages whose columns are in that order go as they are; others (Arrow
+    batches, or a CSV page in another column order) are written as CSV by pyarrow. The rows COPY
+    counted must equal what the pages announced."""
+    columns = list(mapping)
+    copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, FORCE_NULL ({}))").format(
+        target, idents(columns), idents(columns))
+    rows = size = 0
+    with conn.cursor() as cursor:
+        with cursor.copy(copy_sql, writer=_BackgroundCopyWriter(cursor)) as copy:
+            page: Page | None = first
+            while page is not None:
+                names = _batch_columns(table.object_name, table, page)
+                if names.keys() != mapping.keys():
+                    missing = sorted(set(mapping) - set(names))
+                    extra = sorted(set(names) - set(mapping))
+                    raise WarehouseLoadError(
+                        f"{table.object_name}: batches of one window must carry the same columns; after "
+                        f"{rows} rows a batch came without {missing} and with {extra}",
+                        object_name=table.object_name,
+                    )
+                wanted = [names[c] for c in columns]
+                if isinstance(page, CsvPage) and list(page.columns) == wanted:
+                    copy.write(page.rows)  # as received: no parsing, no copy
+                    size += page.nbytes
+                else:
+                    if isinstance(page, CsvPage):
+                        page = _csv_page_as_batch(page)
+                    sink = pa.BufferOutputStream()
+                    pa_csv.write_csv(page.select(wanted), sink, _CSV_WRITE_OPTIONS)
+                    data = sink.getvalue()
+                    copy.write(memoryview(data))  # the buffer is handed over, not copied
+                    size += data.size
+                    del data, sink
+                rows += page.num_rows
+                page = next(rest, None)
+        copied = cursor.rowcount
+    if copied != rows:
+        raise WarehouseLoadError(
+            f"{table.object_name}: the extracted pages announced {rows} records but held {copied}; "
+            "nothing was loaded", object_name=table.object_name)
+    return rows, size
+
+
+def _csv_page_as_batch(page: CsvPage) -> pa.Table:
+    return pa_csv.read_csv(
+        pa.py_buffer(page.data),
+        parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+        convert_options=pa_csv.ConvertOptions(column_types={c: pa.string() for c in page.columns},
+                                              strings_can_be_null=True, quoted_strings_can_be_null=False),
+    )
 
 
 def _copy_into_staging(
-    conn: psycopg.Connection[Any], table: MirrorTable, batches: Iterable[pa.RecordBatch]
+    conn: psycopg.Connection[Any], table: MirrorTable, pages: Iterable[Page]
 ) -> tuple[_Staging | None, int, int]:
-    """COPY every batch into a new staging table; returns (staging, rows, csv bytes)."""
-    stream = _non_empty(batches)
+    """COPY every page into a new staging table; returns (staging, rows, csv bytes)."""
+    stream = _non_empty(pages)
     first = next(stream, None)
     if first is None:
         return None, 0, 0
     mapping = _batch_columns(table.object_name, table, first)
     staging = _create_staging(conn, table, list(mapping))
-    copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, FORCE_NULL ({}))").format(
-        staging.identifier, idents(staging.columns), idents(staging.columns)
-    )
-    rows = 0
-    size = 0
-    with conn.cursor() as cursor, cursor.copy(copy_sql, writer=_BackgroundCopyWriter(cursor)) as copy:
-        batch: pa.RecordBatch | None = first
-        while batch is not None:
-            names = _batch_columns(table.object_name, table, batch)
-            if names.keys() != mapping.keys():
-                missing = sorted(set(mapping) - set(names))
-                extra = sorted(set(names) - set(mapping))
-                raise WarehouseLoadError(
-                    f"{table.object_name}: batches of one window must carry the same columns; after "
-                    f"{rows} rows a batch came without {missing} and with {extra}",
-                    object_name=table.object_name,
-                )
-            ordered = batch.select([names[c] for c in staging.columns])
-            sink = pa.BufferOutputStream()
-            pa_csv.write_csv(ordered, sink, _CSV_WRITE_OPTIONS)
-            data = sink.getvalue()
-            copy.write(memoryview(data))  # the buffer is handed over, not copied
-            rows += batch.num_rows
-            size += data.size
-            del data, sink, ordered
-            batch = next(stream, None)
+    rows, size = _copy_pages(conn, staging.identifier, table, first, stream, mapping)
     return staging, rows, size
 
 
@@ -377,44 +418,50 @@ def _find_bad_value(
     )
 
 
+_KEYS_AND_INDEXES = """
+    SELECT c.conname, pg_get_constraintdef(c.oid), NULL
+    FROM pg_constraint c WHERE c.conrelid = (quote_ident(%(schema)s) || '.' || quote_ident(%(name)s))::regclass AND c.contype IN ('p', 'u')
+    UNION ALL
+    SELECT i.relname, NULL, pg_get_indexdef(i.oid)
+    FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+    WHERE x.indrelid = (quote_ident(%(schema)s) || '.' || quote_ident(%(name)s))::regclass
+      AND NOT EXISTS (SELECT FROM pg_constraint c WHERE c.conindid = x.indexrelid)
+"""
+
+
 def _copy_into_empty_mirror(
-    conn: psycopg.Connection[Any], table: MirrorTable, batches: Iterable[pa.RecordBatch],
+    conn: psycopg.Connection[Any], table: MirrorTable, pages: Iterable[Page],
     window_start: datetime, window_end: datetime, started: float,
 ) -> LoadResult:
-    """First load: COPY straight into the (locked, empty) typed mirror while the batches still arrive.
+    """First load: COPY straight into the (locked, empty) typed mirror while the pages still arrive.
 
-    Skips the staging table and the INSERT ... SELECT after the last batch, so loading overlaps with
-    extraction. Only for windows whose ids are unique (one extraction never repeats a record).
+    Skips the staging table and the INSERT ... SELECT after the last page, so loading overlaps with
+    extraction; the primary key and indexes are dropped first and built once at the end, in this same
+    transaction (a failure puts them back with everything else). Only for windows whose ids are unique
+    (one extraction never repeats a record; a repeat fails the key and nothing is loaded).
     """
-    stream = _non_empty(batches)
+    stream = _non_empty(pages)
     first = next(stream, None)
     if first is None:
         return LoadResult(table.object_name, window_start, window_end, seconds=time.perf_counter() - started,
                           into_empty_table=True)
     mapping = _batch_columns(table.object_name, table, first)
     columns = list(mapping)
-    copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, FORCE_NULL ({}))").format(
-        table.identifier, idents(columns), idents(columns))
-    rows = size = 0
     try:
-        with conn.transaction(), conn.cursor() as cursor, \
-                cursor.copy(copy_sql, writer=_BackgroundCopyWriter(cursor)) as copy:
-            batch: pa.RecordBatch | None = first
-            while batch is not None:
-                names = _batch_columns(table.object_name, table, batch)
-                if names.keys() != mapping.keys():
-                    raise WarehouseLoadError(
-                        f"{table.object_name}: batches of one window must carry the same columns; after {rows} "
-                        f"rows a batch came with {sorted(names)} instead of {sorted(mapping)}",
-                        object_name=table.object_name)
-                sink = pa.BufferOutputStream()
-                pa_csv.write_csv(batch.select([names[c] for c in columns]), sink, _CSV_WRITE_OPTIONS)
-                data = sink.getvalue()
-                copy.write(memoryview(data))
-                rows += batch.num_rows
-                size += data.size
-                del data, sink
-                batch = next(stream, None)
+        with conn.transaction():
+            kept = conn.execute(_KEYS_AND_INDEXES, {"schema": table.schema, "name": table.name}).fetchall()
+            for name, constraint, _ in kept:
+                if constraint is not None:
+                    conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(table.identifier, ident(name)))
+                else:
+                    conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(table.schema, name)))
+            rows, size = _copy_pages(conn, table.identifier, table, first, stream, mapping)
+            for name, constraint, index in kept:
+                if constraint is not None:
+                    conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+                        table.identifier, ident(name), sql.SQL(constraint)))
+                else:
+                    conn.execute(sql.SQL(index))
     except psycopg.errors.UniqueViolation as exc:
         raise WarehouseLoadError(
             f"{table.object_name}: a record appears twice in one window ({exc.diag.message_detail}); nothing "
@@ -424,6 +471,11 @@ def _copy_into_empty_mirror(
         raise WarehouseLoadError(
             f"{table.object_name}: a value does not fit its column and nothing was loaded: "
             f"{exc.diag.message_primary} ({exc.diag.context or ''})", object_name=table.object_name) from exc
+    except psycopg.errors.NotNullViolation as exc:
+        raise WarehouseLoadError(
+            f"{table.object_name}: a record has no {exc.diag.column_name}, which every record needs; nothing was "
+            f"loaded ({exc.diag.context or ''})", object_name=table.object_name,
+            column=exc.diag.column_name) from exc
     deleted_sql = sql.SQL("count(*) FILTER (WHERE isdeleted)") if "isdeleted" in columns else sql.SQL("0")
     deleted, outside = conn.execute(
         sql.SQL("SELECT {}, count(*) FILTER (WHERE systemmodstamp < %(start)s OR systemmodstamp >= %(end)s) "
@@ -438,7 +490,7 @@ def _copy_into_empty_mirror(
 def load_window(
     conn: psycopg.Connection[Any],
     table: MirrorTable,
-    batches: Iterable[pa.RecordBatch],
+    batches: Iterable[pa.RecordBatch | CsvPage],
     window_start: datetime,
     window_end: datetime,
     *,

@@ -7,7 +7,7 @@ The path measured is the one `salesforce/<Object>` runs (sf_pipeline/backup/asse
 Parts (each can be skipped with --skip):
   full       all Opportunities (1,000,000 by default) as one window: records/s, wall seconds, peak RSS of
              this process (ru_maxrss, must stay < 500 MB) and devorg's (VmHWM), CPU seconds per process;
-  breakdown  the same window again, extraction alone (batches drained into an Arrow IPC file) and load
+  breakdown  the same window again, extraction alone (pages drained into files) and load
              alone (from that file into another fresh database), to see where the time goes;
   compare    the code users write by hand (simple-salesforce query_all -> pandas.DataFrame -> to_sql)
              on a SystemModstamp window of ~--subset records, and our path on exactly that window;
@@ -76,6 +76,7 @@ from sf_pipeline.warehouse import (  # noqa: E402
     write_snapshot_definitions,
 )
 from sf_pipeline.warehouse import load as load_module  # noqa: E402
+from sf_pipeline.warehouse.csvpage import CsvPage  # noqa: E402
 from sf_pipeline_tests.pg_fixtures import create_database, drop_database  # noqa: E402
 
 PARTS = ("full", "breakdown", "compare", "unchanged", "history", "org20")
@@ -360,7 +361,7 @@ def our_backup(
         batches = extract_window(
             client, sobject, names, start, end, bulk_threshold=DEFAULT_BULK_THRESHOLD, stats=stats
         )
-        result = load_window(conn, table, batches, start, end)
+        result = load_window(conn, table, batches, start, end, unique_ids=True)  # as the asset does
         if cpu:
             cpu.stop()
     seconds = time.perf_counter() - started
@@ -382,30 +383,41 @@ def our_backup(
 def extract_only(
     creds: OrgCredentials, sobject: str, start: datetime, end: datetime, ipc_path: Path, cpu: CpuMeter
 ) -> dict[str, Any]:
-    """Drain `extract_window` without loading; batches go to an Arrow IPC file (time reported apart)."""
+    """Drain `extract_window` without loading; pages go to files in `ipc_path` (time reported apart):
+    Bulk CSV pages as received, REST batches as Arrow IPC."""
     client = SalesforceClient(connect(creds), alias=creds.alias)
     names = [f["name"] for f in backup_fields(client.describe(sobject)["fields"])]
     stats = ExtractStats(sobject, start, end)
     write_seconds = 0.0
     rows = 0
+    ipc_path.mkdir(parents=True, exist_ok=True)
     cpu.start()
     started = time.perf_counter()
-    with pa.OSFile(str(ipc_path), "wb") as sink:
-        writer = None
-        for batch in extract_window(
-            client, sobject, names, start, end, bulk_threshold=DEFAULT_BULK_THRESHOLD, stats=stats
-        ):
-            t = time.perf_counter()
-            if writer is None:
-                writer = pa.ipc.new_stream(sink, batch.schema)
-            writer.write_batch(batch)
-            write_seconds += time.perf_counter() - t
-            rows += batch.num_rows
-        if writer is not None:
-            writer.close()
+    for i, page in enumerate(extract_window(
+        client, sobject, names, start, end, bulk_threshold=DEFAULT_BULK_THRESHOLD, stats=stats
+    )):
+        t = time.perf_counter()
+        if isinstance(page, CsvPage):
+            (ipc_path / f"{i:06d}.{page.num_rows}.csv").write_bytes(page.data)
+        else:
+            with pa.OSFile(str(ipc_path / f"{i:06d}.{page.num_rows}.arrow"), "wb") as sink, \
+                    pa.ipc.new_stream(sink, page.schema) as writer:
+                writer.write_batch(page)
+        write_seconds += time.perf_counter() - t
+        rows += page.num_rows
     seconds = time.perf_counter() - started
     cpu.stop()
     return {"seconds": seconds, "write_seconds": write_seconds, "records": rows}
+
+
+def saved_pages(ipc_path: Path) -> Iterator[Any]:
+    for path in sorted(ipc_path.iterdir()):
+        n = int(path.suffixes[0][1:])
+        if path.suffix == ".csv":
+            yield CsvPage.parse(path.read_bytes(), n)
+        else:
+            with pa.OSFile(str(path), "rb") as source:
+                yield from pa.ipc.open_stream(source)
 
 
 def load_only(
@@ -417,32 +429,31 @@ def load_only(
     ipc_path: Path,
     cpu: CpuMeter,
 ) -> dict[str, Any]:
-    """`ensure_mirror_table` + `load_window` of batches read back from the IPC file (fresh database)."""
+    """`ensure_mirror_table` + `load_window` of the pages read back from `ipc_path` (fresh database)."""
     client = SalesforceClient(connect(creds), alias=creds.alias)
     describe = client.describe(sobject)
     copy_seconds = []
 
-    def timed_copy(*a: Any, **kw: Any) -> Any:  # times the COPY into staging; behaviour unchanged
+    def timed_copy(*a: Any, **kw: Any) -> Any:  # times the COPY; behaviour unchanged
         t = time.perf_counter()
         try:
             return original(*a, **kw)
         finally:
             copy_seconds.append(time.perf_counter() - t)
 
-    original = load_module._copy_into_staging
-    load_module._copy_into_staging = timed_copy
+    original = load_module._copy_pages
+    load_module._copy_pages = timed_copy
     try:
         cpu.start()
         started = time.perf_counter()
-        with pa.OSFile(str(ipc_path), "rb") as source, psycopg.connect(db_url) as conn:
+        with psycopg.connect(db_url) as conn:
             cpu.add("postgres backend", conn.info.backend_pid)
-            reader = pa.ipc.open_stream(source)
             table = ensure_mirror_table(conn, sobject, describe["fields"])
-            result = load_window(conn, table, iter(reader), start, end)
+            result = load_window(conn, table, saved_pages(ipc_path), start, end, unique_ids=True)
             cpu.stop()
         seconds = time.perf_counter() - started
     finally:
-        load_module._copy_into_staging = original
+        load_module._copy_pages = original
     return {
         "seconds": seconds,
         "records": result.extracted,
@@ -527,14 +538,15 @@ def part_full(ctx: dict, out: dict) -> None:
     rate = r["records"] / r["seconds"]
     print(
         f"ours: {r['records']:,} records ({r['fields']} fields, {r['mode']}, {r['api_calls']} API calls, "
-        f"{r['mb']:,.0f} MB CSV in+out) in {r['seconds']:,.1f} s -> {rate:,.0f} records/s "
+        f"{r['mb']:,.0f} MB CSV received + copied) in {r['seconds']:,.1f} s -> {rate:,.0f} records/s "
         f"[target >= 50,000: {'met' if rate >= 50_000 else 'MISSED'}]"
     )
     after = r["load"].seconds - r["stats"].seconds
     print(
-        f"  extract_window ran {r['stats'].seconds:,.1f} s (overlapping the COPY into staging), load_window "
-        f"{r['load'].seconds:,.1f} s, of which ~{after:,.1f} s after the last batch (tally + INSERT ... SELECT "
-        f"from staging + commit, nothing else running); into_empty_table={r['load'].into_empty_table}"
+        f"  extract_window ran {r['stats'].seconds:,.1f} s ({r['stats'].bulk_jobs} Bulk jobs, overlapping the "
+        f"COPY), load_window {r['load'].seconds:,.1f} s, of which ~{after:,.1f} s after the last page (first "
+        f"load: key + index build; else: INSERT ... SELECT from staging; then commit); "
+        f"into_empty_table={r['load'].into_empty_table}"
     )
     print(f"  {cpu.describe(r['seconds'])}")
     print(
@@ -562,13 +574,13 @@ def part_breakdown(ctx: dict, out: dict) -> None:
     creds, devorg = ctx["creds"], ctx["devorg"]
     start, end = ctx["full_window"]
     print("\n== 1b. where the time goes: extraction alone, load alone (same window)")
-    ipc = ctx["tmp"] / "opportunity.arrows"
+    ipc = ctx["tmp"] / "opportunity-pages"
     cpu = CpuMeter(benchmark=os.getpid(), devorg=devorg.pid)
     e = extract_only(creds, "Opportunity", start, end, ipc, cpu)
     print(
         f"extraction alone: {e['records']:,} records in {e['seconds']:,.1f} s -> "
-        f"{e['records'] / e['seconds']:,.0f} records/s (of which {e['write_seconds']:,.1f} s writing the IPC "
-        f"file, {ipc.stat().st_size / 1e6:,.0f} MB); {cpu.describe(e['seconds'])}"
+        f"{e['records'] / e['seconds']:,.0f} records/s (of which {e['write_seconds']:,.1f} s writing the page "
+        f"files, {sum(f.stat().st_size for f in ipc.iterdir()) / 1e6:,.0f} MB); {cpu.describe(e['seconds'])}"
     )
     db = ctx["new_db"]()
     cpu = CpuMeter(benchmark=os.getpid())
@@ -576,16 +588,16 @@ def part_breakdown(ctx: dict, out: dict) -> None:
         ld = load_only(creds, db, "Opportunity", start, end, ipc, cpu)
     finally:
         ctx["drop_db"](db)
-        ipc.unlink(missing_ok=True)
+        shutil.rmtree(ipc, ignore_errors=True)
     rest = ld["load_window_seconds"] - ld["copy_seconds"]
     print(
-        f"load alone (from the IPC file): {ld['records']:,} records in {ld['seconds']:,.1f} s -> "
+        f"load alone (from the saved pages): {ld['records']:,} records in {ld['seconds']:,.1f} s -> "
         f"{ld['records'] / ld['seconds']:,.0f} records/s; {cpu.describe(ld['seconds'])}"
     )
     print(
-        f"  of which COPY into the text staging table {ld['copy_seconds']:,.1f} s "
-        f"({ld['records'] / ld['copy_seconds']:,.0f} records/s), then tally + INSERT ... SELECT into the typed "
-        f"mirror + commit {rest:,.1f} s ({ld['records'] / rest:,.0f} records/s)"
+        f"  of which COPY into the (empty, unindexed) mirror {ld['copy_seconds']:,.1f} s "
+        f"({ld['records'] / ld['copy_seconds']:,.0f} records/s), then primary key + index + tally + commit "
+        f"{rest:,.1f} s"
     )
     out["breakdown"] = {
         "extract_seconds": e["seconds"],

@@ -1,0 +1,30 @@
+"""The backup executor's forkserver preloads the code location, and never fails over it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from sf_pipeline_tests.pipeline_fixtures import write_settings
+
+PROBE = "import sys, sf_pipeline.backup.preload; print('sf_pipeline.definitions' in sys.modules)"
+
+
+def _preload(settings: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SF_PIPELINE_SETTINGS": str(settings)}
+    return subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_preload_loads_the_code_location(tmp_path: Path):
+    done = _preload(write_settings(tmp_path / "sf_pipeline.yaml", ["Opportunity"]))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"
+
+
+def test_a_broken_settings_file_only_logs_a_warning(tmp_path: Path):
+    done = _preload(tmp_path / "missing.yaml")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+    assert "forkserver preload of sf_pipeline.definitions failed" in done.stderr
