@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from sf_pipeline.warehouse.dbt_project import DBT_PROJECT_DIR
 from sf_pipeline_tests.pipeline_fixtures import write_settings
 
 PROBE = "import sys, sf_pipeline.backup.preload; print('sf_pipeline.definitions' in sys.modules)"
 
 
 def _preload(settings: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SF_PIPELINE_SETTINGS": str(settings)}
+    project = settings.parent / "dbt_snapshots"  # the code location writes its dbt models: into a copy
+    shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs", ".user.yml"))
+    env = {**os.environ, "SF_PIPELINE_SETTINGS": str(settings), "SF_PIPELINE_DBT_PROJECT_DIR": str(project)}
     return subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=300)
 
 
