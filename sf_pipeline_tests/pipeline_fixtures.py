@@ -8,6 +8,8 @@ dbt project is a private copy so generated snapshot definitions never touch the 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,9 +20,11 @@ import psycopg
 import pytest
 import yaml
 
+from sf_pipeline.backup.dbt import prepare_manifest
 from sf_pipeline.devorg.runner import DevOrgServer
-from sf_pipeline.warehouse.dbt_project import DBT_PROJECT_DIR
+from sf_pipeline.warehouse.dbt_project import DBT_PROJECT_DIR, WINDOW_MODELS_DIR
 from sf_pipeline_tests.devorg_fixtures import connect
+from sf_pipeline_tests.pg_fixtures import create_database, drop_database
 
 DEFAULT_OBJECTS = ["Account", "Contact", "Opportunity", "Case"]
 
@@ -85,38 +89,144 @@ class Pipeline:
         self.devorg.org.set_clock(moment, freeze=True)
 
 
-@pytest.fixture
-def pipeline_factory(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch):
+@dataclass
+class SavedState:
+    """What a pipeline looked like after some expensive steps (an org generated, windows backed up through Dagster
+    and dbt): its org's data directory and its database (backup and Dagster instance), kept unused as templates.
+    `pipeline_factory(state=...)` starts a test on private copies of both, so tests can share the steps' cost and
+    still change the org and the backup as they please."""
+
+    devorg_dir: Path
+    db_url: str
+    objects: list[Any] | None
+    backup: dict[str, Any]
+    story: Any  # what the steps returned (ids, expectations)
+
+
+@pytest.fixture(scope="module")
+def save_pipeline_state(tmp_path_factory: pytest.TempPathFactory, parsed_dbt_project):
+    """`save_pipeline_state(steps, objects, **backup)`: run `steps(pipeline)` once on a new pipeline, then stop it
+    (the org's SQLite closed with its clock, the instance disposed of) and keep it as a `SavedState`."""
+    templates: list[str] = []
+
+    def save(steps: Callable[[Pipeline], Any], objects: list[Any] | None = None, **backup: Any) -> SavedState:
+        root = tmp_path_factory.mktemp("saved_pipeline")
+        db_url = create_database("sfp_template")
+        templates.append(db_url)
+        with pytest.MonkeyPatch.context() as monkeypatch, \
+                pipelines(root, db_url, monkeypatch, parsed_dbt_project) as make:
+            story = steps(make(objects, **backup))
+        return SavedState(root / "devorg", db_url, objects, backup, story)
+
+    yield save
+    for url in templates:
+        drop_database(url)
+
+
+def object_names(objects: list[Any]) -> list[str]:
+    """API names of a settings object list (`"Case"` or `{"name": "Case", "exclude": [...]}`)."""
+    return [o["name"] if isinstance(o, dict) else o for o in objects]
+
+
+def _not_generated_or_built(folder: str, names: list[str]) -> set[str]:
+    """copytree's ignore: dbt's output, and the generated window models (prepare_manifest writes those of the
+    configured objects), which a test loading the checkout's own project may be rewriting meanwhile."""
+    ignored = {n for n in names if n in ("target", "logs", ".user.yml")}
+    if Path(folder) == DBT_PROJECT_DIR / WINDOW_MODELS_DIR:
+        ignored |= {n for n in names if n.endswith("_window.sql")}
+    return ignored
+
+
+@pytest.fixture(scope="session")
+def parsed_dbt_project(tmp_path_factory: pytest.TempPathFactory):
+    """A copy of the dbt project already `dbt parse`d for an object list, made once per list and session.
+
+    `dbt parse` costs a few seconds; the pipeline's own `prepare_manifest` skips it when the manifest is newer
+    than every input. Each test still gets a private copy (mtimes kept, so the manifest stays fresh), and a test
+    that configures other objects regenerates the definitions and is parsed again, as a user's would be.
+    """
+    parsed: dict[tuple[str, ...], Path] = {}
+
+    def project_for(objects: list[Any]) -> Path:
+        key = tuple(sorted(set(object_names(objects))))
+        if key not in parsed:
+            path = tmp_path_factory.mktemp("dbt_parsed") / "dbt_snapshots"
+            shutil.copytree(DBT_PROJECT_DIR, path, ignore=_not_generated_or_built)
+            prepare_manifest(path, list(key))
+            parsed[key] = path
+        return parsed[key]
+
+    return project_for
+
+
+@contextmanager
+def pipelines(root: Path, base_url: str, monkeypatch: pytest.MonkeyPatch,
+              parsed_project: Callable[[list[Any]], Path]) -> Iterator[Callable[..., Pipeline]]:
+    """Make pipelines under `root` on the database `base_url`, their settings and credentials exported through
+    `monkeypatch`; stop their orgs and dispose of their Dagster instances on the way out."""
     servers: list[DevOrgServer] = []
     instances: list[dg.DagsterInstance] = []
+    copies: list[str] = []
 
-    def make(objects: list[Any] | None = None, **backup: Any) -> Pipeline:
-        devorg = DevOrgServer(tmp_path / "devorg").start()
+    def make(objects: list[Any] | None = None, *, state: SavedState | None = None, **backup: Any) -> Pipeline:
+        """A pipeline on a new org and the empty database; or, from a `state`, on copies of its org and database."""
+        db_url = base_url
+        if state is not None:
+            objects, backup = state.objects, state.backup
+            shutil.copytree(state.devorg_dir, root / "devorg")
+            db_url = create_database(template=state.db_url)
+            copies.append(db_url)
+        devorg = DevOrgServer(root / "devorg").start()
         servers.append(devorg)
         for key, value in devorg.env("production").items():
             monkeypatch.setenv(key, value)
-        monkeypatch.setenv("SF_PIPELINE_DATABASE_URL", pg_url)
-        project = tmp_path / "dbt_snapshots"
-        shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs", ".user.yml"))
+        monkeypatch.setenv("SF_PIPELINE_DATABASE_URL", db_url)
+        objects = objects or DEFAULT_OBJECTS
+        project = root / "dbt_snapshots"
+        # copy2 keeps the mtimes: the parsed manifest stays newer than its inputs
+        shutil.copytree(parsed_project(objects), project, ignore=shutil.ignore_patterns("logs"))
         monkeypatch.setenv("SF_PIPELINE_DBT_PROJECT_DIR", str(project))
-        settings = write_settings(tmp_path / "sf_pipeline.yaml", objects or DEFAULT_OBJECTS, **backup)
+        settings = write_settings(root / "sf_pipeline.yaml", objects, **backup)
         monkeypatch.setenv("SF_PIPELINE_SETTINGS", str(settings))
-        home = dagster_home(tmp_path / "dagster_home", pg_url)
+        home = dagster_home(root / "dagster_home", db_url)
         monkeypatch.setenv("DAGSTER_HOME", str(home))
         instance = dg.DagsterInstance.from_config(str(home))
         instances.append(instance)
-        return Pipeline(devorg, pg_url, settings, instance)
+        return Pipeline(devorg, db_url, settings, instance)
 
-    yield make
-    # Dagster leaves the instance's defs-state storage in a context variable after a run; a later test's
-    # definitions would otherwise reach this test's (dropped) database through it.
-    from dagster._core.storage.defs_state.base import _current_storage
+    try:
+        yield make
+    finally:
+        # Dagster leaves the instance's defs-state storage in a context variable after a run; a later test's
+        # definitions would otherwise reach this test's (dropped) database through it.
+        from dagster._core.storage.defs_state.base import _current_storage
 
-    _current_storage.set(None)
-    for instance in instances:
-        instance.dispose()
-    for server in servers:
-        server.stop()
+        _current_storage.set(None)
+        for instance in instances:
+            instance.dispose()
+        for server in servers:
+            server.stop()
+        for url in copies:
+            drop_database(url)
+
+
+@pytest.fixture
+def pipeline_factory(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch, parsed_dbt_project):
+    with pipelines(tmp_path, pg_url, monkeypatch, parsed_dbt_project) as make:
+        yield make
+
+
+@pytest.fixture(scope="module")
+def module_pipeline_factory(tmp_path_factory: pytest.TempPathFactory, parsed_dbt_project):
+    """`pipeline_factory` shared by the tests of a module (its own database, orgs, DAGSTER_HOME and environment),
+    for modules whose tests read one expensive backed-up state and do not depend on each other's writes."""
+    db_url = create_database()
+    try:
+        with pytest.MonkeyPatch.context() as monkeypatch, \
+                pipelines(tmp_path_factory.mktemp("pipeline"), db_url, monkeypatch, parsed_dbt_project) as make:
+            yield make
+    finally:
+        drop_database(db_url)
 
 
 @pytest.fixture

@@ -1,9 +1,16 @@
-"""The README's first command: `sf-pipeline demo` tells the 2 am story end to end (small size), for real."""
+"""The README's first command: `sf-pipeline demo` tells the 2 am story end to end (small size), for real.
+
+It is also the suite's one run of the whole rehearsal (incident → seed the sandbox from the incident → the
+incident's restore config dry-run and applied on the sandbox → the very same config applied to production),
+so the rehearsal's own checks are made here, on the demo's orgs, database and Dagster instance.
+"""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
+import dagster as dg
 import psycopg
 import pytest
 from rich.console import Console
@@ -14,6 +21,12 @@ ENV = ["SF_PIPELINE_DATABASE_URL", "SF_PIPELINE_DBT_PROJECT_DIR", "SF_PIPELINE_S
     f"SALESFORCE_{alias}_{name}" for alias in ("PRODUCTION", "SANDBOX")
     for name in ("INSTANCE_URL", "LOGIN_URL", "USERNAME", "PASSWORD", "SECURITY_TOKEN", "CLIENT_ID", "CLIENT_SECRET",
                  "CA_BUNDLE", "PRIVATE_KEY_FILE")]
+
+
+def _step_output_metadata(instance: dg.DagsterInstance, run_id: str) -> dict[str, Any]:
+    """The metadata of a run's step outputs, as the launchpad's run page shows it."""
+    return {k: v.value for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_OUTPUT)
+            for k, v in entry.dagster_event.event_specific_data.metadata.items()}
 
 
 @pytest.mark.e2e
@@ -46,10 +59,31 @@ def test_demo_detects_the_damage_rehearses_in_the_sandbox_and_restores_productio
             before_damage = dict(conn.execute(
                 "SELECT id, accountid FROM salesforce_history.opportunity WHERE dbt_valid_to IS NOT NULL "
                 "AND accountid IS NOT NULL").fetchall())
+            id_map = dict(conn.execute("SELECT source_id, target_id FROM sf_pipeline.id_map WHERE source_alias = "
+                                       "'production' AND target_alias = 'sandbox'").fetchall())
+            rehearsal = conn.execute("SELECT record_id, before, after FROM sf_pipeline.restore_audit WHERE run_id = %s "
+                                     "AND field = 'AccountId'", (result.restore_runs["sandbox"],)).fetchall()
         assert plans[result.restore_runs["sandbox"]] == "verified"
         assert plans[result.restore_runs["production"]] == "verified"
         now = {r["Id"]: r["AccountId"] for r in production.query_all("SELECT Id, AccountId FROM Opportunity")["records"]}
         assert {i: now[i] for i in before_damage} == before_damage
+        # every Opportunity of production is exactly as before the damage (all of them had been orphaned)
+        assert len(before_damage) == result.damaged and now == before_damage
+
+        # The rehearsal on the seeded sandbox. Its dry run reads the incident's production ids through the id map
+        # and would write exactly the damaged records ...
+        instance = dg.DagsterInstance.from_config(str(tmp_path / "demo" / "dagster_home"))
+        try:
+            dry_run = _step_output_metadata(instance, result.restore_runs["sandbox dry run"])
+        finally:
+            instance.dispose()
+        assert "through sf_pipeline.id_map" in dry_run["notes"] and dry_run["records_to_write"] == result.damaged
+        # ... the seeding had reproduced the damage (every copy without its account), and the rehearsal gave each
+        # copy the sandbox's copy of its production account
+        assert {rid: (before, after) for rid, before, after in rehearsal} == {
+            id_map[o]: (None, id_map[account]) for o, account in before_damage.items()}
+        in_sandbox = {r["Id"]: r["AccountId"] for r in sandbox.query_all("SELECT Id, AccountId FROM Opportunity")["records"]}
+        assert in_sandbox == {id_map[o]: id_map[account] for o, account in before_damage.items()}
 
         html = result.report_path.read_text()
         assert "Mass nulling on Opportunity.AccountId" in html and "Restore applied to production" in html

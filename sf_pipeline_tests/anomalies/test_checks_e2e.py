@@ -17,22 +17,36 @@ from sf_pipeline.anomalies import list_incidents
 from sf_pipeline.cli import main
 from sf_pipeline.devorg.generator import generate_org
 from sf_pipeline.devorg.scenarios import run_scenario
-from sf_pipeline_tests.pipeline_fixtures import Pipeline
+from sf_pipeline_tests.pipeline_fixtures import Pipeline, SavedState
 
 T0 = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)
 KEY = "%Y-%m-%d-%H:%M"
 
 
-def _org(pipeline_factory, size: int = 300, cron: str = "0 * * * *") -> Pipeline:
-    p = pipeline_factory(
-        ["Account", "Opportunity", "Case", "Invoice__c"],
-        partitions={"cron": cron, "start": T0.strftime("%Y-%m-%dT%H:%M:%SZ")},
-    )
+OBJECTS = ["Account", "Opportunity", "Case", "Invoice__c"]
+
+
+def _partitions(cron: str = "0 * * * *") -> dict[str, str]:
+    return {"cron": cron, "start": T0.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def _full_load(p: Pipeline, size: int = 300) -> Pipeline:
+    """A generated org of `size`, backed up in the first window (the full load)."""
     p.set_clock(T0 - timedelta(minutes=1))
     generate_org(p.devorg.org, size)
     p.set_clock(T0 + timedelta(hours=1, minutes=10))
     assert p.backup(T0.strftime(KEY)).success  # the first window: the full load
     return p
+
+
+def _org(pipeline_factory, size: int = 300, cron: str = "0 * * * *") -> Pipeline:
+    return _full_load(pipeline_factory(OBJECTS, partitions=_partitions(cron)), size)
+
+
+@pytest.fixture(scope="module")
+def thousand_backed_up(save_pipeline_state) -> SavedState:
+    """`_org(size=1000)`, built once for the module; each test starts on its own copy of the org and database."""
+    return save_pipeline_state(lambda p: _full_load(p, 1000), OBJECTS, partitions=_partitions())
 
 
 _CURSORS: dict[int, str | None] = {}
@@ -141,8 +155,8 @@ def test_orphaned_opportunities_are_caught_explained_and_given_a_restore_config(
 
 
 @pytest.mark.e2e
-def test_a_normal_business_day_raises_no_error_level_alarm(pipeline_factory):
-    p = _org(pipeline_factory, size=1000)
+def test_a_normal_business_day_raises_no_error_level_alarm(pipeline_factory, thousand_backed_up):
+    p = pipeline_factory(state=thousand_backed_up)  # _org(pipeline_factory, size=1000)
     run_scenario(p.devorg.org, "business-day", at=T0 + timedelta(hours=1))
     p.set_clock(T0 + timedelta(hours=10, minutes=10))
     assert p.backup((T0 + timedelta(hours=1)).strftime(KEY), (T0 + timedelta(hours=9)).strftime(KEY)).success
@@ -158,11 +172,11 @@ def test_a_normal_business_day_raises_no_error_level_alarm(pipeline_factory):
 
 
 @pytest.mark.e2e
-def test_a_simulated_week_of_business_days_raises_no_error_level_finding(pipeline_factory):
+def test_a_simulated_week_of_business_days_raises_no_error_level_finding(pipeline_factory, thousand_backed_up):
     """Seven working days, backed up by one backfill run; every hourly window of the week is checked."""
     from sf_pipeline.anomalies import run_detectors
 
-    p = _org(pipeline_factory, size=1000)
+    p = pipeline_factory(state=thousand_backed_up)  # _org(pipeline_factory, size=1000)
     for day in range(7):
         run_scenario(p.devorg.org, "business-day", at=T0 + timedelta(days=day, hours=8))
     p.set_clock(T0 + timedelta(days=7, minutes=10))

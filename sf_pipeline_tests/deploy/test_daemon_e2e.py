@@ -42,7 +42,7 @@ def wait_for(what: str, probe: Callable[[], T | None], processes: DagsterProcess
         value = probe()
         if value:
             return value
-        time.sleep(2)
+        time.sleep(0.5)  # a probe is a query or two on the instance's database: cheap, so notice runs finish soon
     logs = "\n".join(f"--- {name}\n{processes.tail(name, 3000)}" for name in processes.logs)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{logs}")
 

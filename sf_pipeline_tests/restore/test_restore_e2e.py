@@ -17,8 +17,9 @@ from sf_pipeline.restore import (
     plan_restore,
     verify_plan,
 )
-from sf_pipeline_tests.pipeline_fixtures import Pipeline
+from sf_pipeline_tests.pipeline_fixtures import Pipeline, SavedState
 from sf_pipeline_tests.restore.story import (
+    OpportunityOrg,
     account_ids_in_org,
     at,
     client,
@@ -29,6 +30,18 @@ from sf_pipeline_tests.restore.story import (
 )
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def thirty_orphaned(save_pipeline_state) -> SavedState:
+    """30 Opportunities orphaned at 02:00, backed up before and after: built once for the module."""
+    return save_pipeline_state(lambda p: orphaned_opportunities(p, count=30))
+
+
+@pytest.fixture
+def orphaned(pipeline_factory, thirty_orphaned: SavedState) -> tuple[Pipeline, OpportunityOrg]:
+    """The test's own copy of `thirty_orphaned` (org and database), to damage and restore as it likes."""
+    return pipeline_factory(state=thirty_orphaned), thirty_orphaned.story
 
 
 def audit(conn: psycopg.Connection, run_id: str) -> list[tuple]:
@@ -45,9 +58,8 @@ def plan_status(conn: psycopg.Connection, run_id: str) -> str:
     return conn.execute("SELECT status FROM sf_pipeline.restore_plans WHERE run_id = %s", (run_id,)).fetchone()[0]
 
 
-def test_restore_puts_orphaned_opportunities_back_and_skips_the_one_fixed_by_hand(pipeline: Pipeline):
-    p = pipeline
-    org = orphaned_opportunities(p, count=30)
+def test_restore_puts_orphaned_opportunities_back_and_skips_the_one_fixed_by_hand(orphaned):
+    p, org = orphaned
     fixed = org.opportunities[3]
     assert org.original_account[fixed] != org.accounts[0]
     at(p, 7, 0)
@@ -115,9 +127,8 @@ def test_restore_puts_orphaned_opportunities_back_and_skips_the_one_fixed_by_han
     assert account_ids_in_org(p, [fixed]) == {fixed: org.original_account[fixed]}
 
 
-def test_undo_through_bulk_api_puts_back_what_a_restore_replaced_except_later_hand_edits(pipeline: Pipeline):
-    p = pipeline
-    org = orphaned_opportunities(p, count=30)
+def test_undo_through_bulk_api_puts_back_what_a_restore_replaced_except_later_hand_edits(orphaned):
+    p, org = orphaned
     at(p, 9, 0)
     c = client(p)
     with p.conn() as conn:
@@ -291,9 +302,8 @@ def test_recreated_account_gets_its_invoices_pointed_back_to_it(pipeline_factory
     assert held == {inv: new_id if i % 2 == 0 else accounts[1] for i, inv in enumerate(invoices)}
 
 
-def test_every_config_mistake_is_refused_before_anything_is_written(pipeline: Pipeline):
-    p = pipeline
-    org = orphaned_opportunities(p, count=10)
+def test_every_config_mistake_is_refused_before_anything_is_written(orphaned):
+    p, org = orphaned
     at(p, 9, 0)
     c = client(p)
     untouched = org_snapshot(p, "Opportunity")

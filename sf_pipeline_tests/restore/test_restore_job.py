@@ -8,7 +8,23 @@ import dagster as dg
 import pytest
 
 from sf_pipeline.devorg.scenarios import run_scenario
-from sf_pipeline_tests.anomalies.test_checks_e2e import KEY, T0, _check, _org, _sensor_requests
+from sf_pipeline_tests.anomalies.test_checks_e2e import (
+    KEY,
+    OBJECTS,
+    T0,
+    _check,
+    _full_load,
+    _partitions,
+    _sensor_requests,
+)
+from sf_pipeline_tests.pipeline_fixtures import SavedState
+
+
+@pytest.fixture(scope="module")
+def backed_up(save_pipeline_state) -> SavedState:
+    """`_org()` of the anomaly checks' tests (300 records, the full load backed up), built once for the module;
+    each test starts on its own copy of the org and database."""
+    return save_pipeline_state(_full_load, OBJECTS, partitions=_partitions())
 
 
 def _launch(p, config: dict, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
@@ -23,8 +39,8 @@ def _output_metadata(result: dg.ExecuteInProcessResult) -> dict:
 
 
 @pytest.mark.e2e
-def test_incident_config_restores_every_opportunity_except_the_one_fixed_by_hand(pipeline_factory):
-    p = _org(pipeline_factory)
+def test_incident_config_restores_every_opportunity_except_the_one_fixed_by_hand(pipeline_factory, backed_up):
+    p = pipeline_factory(state=backed_up)
     sf = p.sf()
     original = {r["Id"]: r["AccountId"] for r in sf.query_all("SELECT Id, AccountId FROM Opportunity")["records"]}
     run_scenario(p.devorg.org, "orphan-opportunities", at=T0 + timedelta(hours=2))
@@ -65,8 +81,8 @@ def test_incident_config_restores_every_opportunity_except_the_one_fixed_by_hand
 
 
 @pytest.mark.e2e
-def test_invalid_launchpad_config_fails_clearly_and_writes_nothing(pipeline_factory):
-    p = _org(pipeline_factory)
+def test_invalid_launchpad_config_fails_clearly_and_writes_nothing(pipeline_factory, backed_up):
+    p = pipeline_factory(state=backed_up)
     for bad, words in [({"object": "Opportunity", "fields": ["ExpectedRevenue"], "as_of": "2026-11-24T00:30:00Z"},
                         "ExpectedRevenue"),
                        ({"object": "Nope__c", "as_of": "2026-11-24T00:30:00Z"}, "Nope__c"),

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from sf_pipeline.devorg.runner import DevOrgServer
 
 
-@pytest.fixture
-def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DevOrgServer]:
-    server = DevOrgServer(tmp_path / "devorg-sandbox", name="sandbox").start()
-    for key, value in server.env("sandbox").items():
-        monkeypatch.setenv(key, value)
-    yield server
-    server.stop()
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevOrgServer]:
+    """One sandbox org per module, beside `module_pipeline_factory`'s production org."""
+    server = DevOrgServer(tmp_path_factory.mktemp("seeding") / "devorg-sandbox", name="sandbox").start()
+    try:
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            for key, value in server.env("sandbox").items():
+                monkeypatch.setenv(key, value)
+            yield server
+    finally:
+        server.stop()
