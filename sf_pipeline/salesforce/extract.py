@@ -16,7 +16,6 @@ come.
 
 from __future__ import annotations
 
-import io
 import queue
 import threading
 import time
@@ -26,9 +25,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
 
-from sf_pipeline.warehouse.csvpage import CsvPage, CsvPageError
+from sf_pipeline.warehouse.csvpage import CsvPage, CsvPageError, read_text_csv
 
 from .client import SalesforceClient, SalesforceExtractError
 
@@ -109,13 +107,7 @@ def records_to_batch(records: list[dict], fields: list[str]) -> pa.RecordBatch:
 
 def csv_to_batches(body: bytes, fields: list[str], expected: int) -> list[pa.RecordBatch]:
     """One Bulk API 2.0 result page: every column read as text, empty = null; checks the record count."""
-    table = pacsv.read_csv(
-        io.BytesIO(body),
-        read_options=pacsv.ReadOptions(block_size=8 << 20),
-        parse_options=pacsv.ParseOptions(newlines_in_values=True),
-        convert_options=pacsv.ConvertOptions(column_types={f: pa.string() for f in fields},
-                                             strings_can_be_null=True, quoted_strings_can_be_null=False),
-    )
+    table = read_text_csv(body, fields)
     if table.num_rows != expected:
         raise SalesforceExtractError(f"Bulk result page announced {expected} records but holds {table.num_rows}")
     missing = [f for f in fields if f not in table.column_names]

@@ -11,7 +11,23 @@ of the announced counts before it commits.
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+
+def read_text_csv(data: bytes, columns: list[str] | tuple[str, ...]) -> pa.Table:
+    """A Bulk CSV page (header line first) as an Arrow table of text columns; an unquoted empty field is
+    null, as Salesforce means it."""
+    return pacsv.read_csv(
+        io.BytesIO(data),
+        read_options=pacsv.ReadOptions(block_size=8 << 20),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in columns},
+                                             strings_can_be_null=True, quoted_strings_can_be_null=False),
+    )
 
 
 class CsvPageError(ValueError):
@@ -48,9 +64,7 @@ class CsvPage:
             missing = [f for f in expected if f.lower() not in got]
             if missing or len(header) != len(expected):
                 raise CsvPageError(f"CSV page has columns {header}, expected {expected}")
-        lines = data.count(b"\n", end + 1)
-        if data and not data.endswith(b"\n") and len(data) > end + 1:
-            lines += 1  # last row without a line feed
+        lines = data.count(b"\n", end + 1) + (not data.endswith(b"\n"))  # + a last row without a line feed
         if lines < num_rows:
             raise CsvPageError(f"CSV page announced {num_rows} records but holds at most {lines}")
         return cls(data, tuple(header), num_rows, end + 1)

@@ -43,7 +43,7 @@ from psycopg import sql
 from psycopg.abc import Buffer
 from psycopg.copy import LibpqWriter
 
-from sf_pipeline.warehouse.csvpage import CsvPage
+from sf_pipeline.warehouse.csvpage import CsvPage, read_text_csv
 from sf_pipeline.warehouse.errors import WarehouseLoadError
 from sf_pipeline.warehouse.names import ident, idents
 from sf_pipeline.warehouse.schema import REQUIRED_FIELDS, MirrorTable
@@ -319,7 +319,7 @@ def _copy_pages(conn: psycopg.Connection[Any], target: sql.Composable, table: Mi
                     size += page.nbytes
                 else:
                     if isinstance(page, CsvPage):
-                        page = _csv_page_as_batch(page)
+                        page = read_text_csv(page.data, page.columns)
                     sink = pa.BufferOutputStream()
                     pa_csv.write_csv(page.select(wanted), sink, _CSV_WRITE_OPTIONS)
                     data = sink.getvalue()
@@ -334,15 +334,6 @@ def _copy_pages(conn: psycopg.Connection[Any], target: sql.Composable, table: Mi
             f"{table.object_name}: the extracted pages announced {rows} records but held {copied}; "
             "nothing was loaded", object_name=table.object_name)
     return rows, size
-
-
-def _csv_page_as_batch(page: CsvPage) -> pa.Table:
-    return pa_csv.read_csv(
-        pa.py_buffer(page.data),
-        parse_options=pa_csv.ParseOptions(newlines_in_values=True),
-        convert_options=pa_csv.ConvertOptions(column_types={c: pa.string() for c in page.columns},
-                                              strings_can_be_null=True, quoted_strings_can_be_null=False),
-    )
 
 
 def _copy_into_staging(
