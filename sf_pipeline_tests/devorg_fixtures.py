@@ -12,19 +12,33 @@ from simple_salesforce import Salesforce
 from sf_pipeline.devorg.runner import DevOrgServer
 from sf_pipeline.salesforce.connection import TrustingSession
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+def _shared_dirs() -> list[Path]:
+    """Where ../shared may be: SF_PIPELINE_SHARED_DIR, beside this checkout, or beside the local repository
+    this checkout was cloned from (a CI clone in a temporary folder)."""
+    import os
+    import subprocess
+
+    if os.environ.get("SF_PIPELINE_SHARED_DIR"):
+        return [Path(os.environ["SF_PIPELINE_SHARED_DIR"])]
+    dirs = [CHECKOUT.parent / "shared"]
+    origin = subprocess.run(["git", "-C", str(CHECKOUT), "config", "--get", "remote.origin.url"],
+                            capture_output=True, text=True).stdout.strip()
+    if origin and Path(origin).is_dir():
+        dirs.append(Path(origin).resolve().parent / "shared")
+    return dirs
 
 
 def shared_reference(*parts: str) -> Path:
     """A file from ../shared/reference (the recorded real-org material); fails loudly if missing."""
-    import os
-
-    base = Path(os.environ.get("SF_PIPELINE_SHARED_DIR", SHARED))
-    path = base.joinpath("reference", *parts)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: the describe fidelity checks need ../shared/reference "
-                                "(set SF_PIPELINE_SHARED_DIR to the shared folder)")
-    return path
+    tried = [base.joinpath("reference", *parts) for base in _shared_dirs()]
+    for path in tried:
+        if path.exists():
+            return path
+    raise FileNotFoundError(f"{' and '.join(map(str, tried))} missing: the describe fidelity checks need "
+                            "../shared/reference (set SF_PIPELINE_SHARED_DIR to the shared folder)")
 
 
 def tls_session(server: DevOrgServer) -> requests.Session:
