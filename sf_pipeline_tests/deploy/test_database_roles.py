@@ -22,6 +22,8 @@ from sf_pipeline.devorg.runner import free_port
 from sf_pipeline.warehouse.dbt_project import dbt_env_from_url
 from sf_pipeline_tests.deploy.conftest import DEPLOY
 
+pytestmark = pytest.mark.e2e  # a PostgreSQL cluster of its own: handed out early with the other slow modules
+
 PASSWORDS = {"DAGSTER_PG_PASSWORD": "dagster-Secret-1", "SF_PIPELINE_DB_PASSWORD": "pipeline-Secret-2"}
 
 
