@@ -10,6 +10,7 @@ demo: setup
 test: setup
 	@scripts/ensure-postgres.sh
 	@scripts/ensure-chromium.sh
+	@scripts/ensure-nginx.sh
 	.venv/bin/pytest
 
 lint: setup

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -43,6 +44,7 @@ class Settings:
     bulk_threshold: int = 20_000
     bulk_slice_records: int = 250_000
     anomalies: dict[str, Any] = field(default_factory=dict)
+    dagster_base_url: str | None = None  # alerts: dagster_base_url: where alerts link to the Dagster UI
 
     def object(self, name: str) -> ObjectSettings:
         for obj in self.objects:
@@ -98,6 +100,7 @@ def load_settings(path: str | Path | None = None) -> Settings:
         budget_share=float(budget), bulk_threshold=int(backup.get("bulk_threshold", 20_000)),
         bulk_slice_records=_positive(path, backup, "bulk_slice_records", 250_000),
         anomalies=dict(data.get("anomalies") or {}),
+        dagster_base_url=_dagster_base_url(path, data.get("alerts") or {}),
     )
 
 
@@ -106,3 +109,20 @@ def _positive(path: Path, section: dict[str, Any], key: str, default: int) -> in
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise SettingsError(f"{path}: backup.{key} must be a positive whole number, got {value!r}")
     return value
+
+
+def _dagster_base_url(path: Path, alerts: Any) -> str | None:
+    """`alerts: dagster_base_url:`, the Dagster UI's address as people open it, for the links in alerts."""
+    if not isinstance(alerts, dict):
+        raise SettingsError(f"{path}: 'alerts' must be a mapping (dagster_base_url: ...), got {alerts!r}")
+    url = alerts.get("dagster_base_url")
+    if url is None:
+        return None
+    parts = urlsplit(str(url))
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise SettingsError(f"{path}: alerts.dagster_base_url must be the Dagster UI's http(s) address, such as "
+                            f"https://dagster.example.com, got {url!r}")
+    if parts.username or parts.password:
+        raise SettingsError(f"{path}: alerts.dagster_base_url must not carry credentials (it is sent in every "
+                            "alert)")
+    return str(url).rstrip("/")

@@ -7,44 +7,24 @@ a change-volume chart and a ready-to-paste restore config) as check metadata.
 
 import json
 import logging
-import os
 
 import dagster as dg
-import requests
 
 from sf_pipeline.backup.assets import history_key
 from sf_pipeline.backup.resources import SalesforceOrgResource, WarehouseResource
 from sf_pipeline.settings import ObjectSettings, Settings
 
+from .alerts import check_url, incident_summary, send_alert
 from .detectors import run_detectors, user_names_from_backup
 from .incidents import IncidentReport, report_incident, save_incident
 from .settings import overrides_from_settings
 
 CHECK_NAME = "no_mass_damage"
-WEBHOOK_ENV = "SF_PIPELINE_ALERT_WEBHOOK"
 log = logging.getLogger(__name__)
 
 
 def check_key(sobject: str) -> dg.AssetCheckKey:
     return dg.AssetCheckKey(history_key(sobject), CHECK_NAME)
-
-
-def send_alert(report: IncidentReport) -> bool:
-    """Post a Slack-compatible message for an incident when SF_PIPELINE_ALERT_WEBHOOK is set."""
-    url = os.environ.get(WEBHOOK_ENV)
-    if not url:
-        return False
-    text = (
-        f":rotating_light: *{report.title}*\n{report.to_markdown(embed_chart=False)}\n"
-        f"Suggested restore (dry run):\n```{report.restore_config_yaml()}```"
-    )
-    try:
-        resp = requests.post(url, json={"text": text}, timeout=10)
-        resp.raise_for_status()
-        return True
-    except requests.RequestException as exc:  # an unreachable webhook must not hide the incident
-        log.warning("could not post the alert to the webhook: %s", exc)
-        return False
 
 
 def launchpad_yaml(report: IncidentReport) -> str:
@@ -117,14 +97,15 @@ def anomaly_check(
             conn.commit()
         errors = [r for r in reports if r.severity == "error"]
         for report in errors:
-            context.log.error(
-                f"INCIDENT {report.title}\n{report.to_markdown(embed_chart=False)}\n"
-                f"restore config (paste into the restore launchpad):\n{report.restore_config_yaml()}"
-            )
-            send_alert(report)
+            # Counts, object, fields, user and window only: record values and ids stay in the check's
+            # metadata and in sf_pipeline.incidents, out of logs that are shipped and kept elsewhere.
+            link = check_url(settings.dagster_base_url, report.object, CHECK_NAME)
+            context.log.error(f"INCIDENT {incident_summary(report)}. The full incident and its restore config "
+                              f"are in this check's metadata{f' ({link})' if link else ''}.")
+            send_alert(report, link, logger=context.log)
         for report in reports:
             if report.severity != "error":
-                context.log.warning(f"{report.title}")
+                context.log.warning(incident_summary(report))
         metadata: dict = {
             "window_start": dg.MetadataValue.text(window.start.isoformat()),
             "window_end": dg.MetadataValue.text(window.end.isoformat()),

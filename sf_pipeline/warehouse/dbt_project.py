@@ -69,13 +69,17 @@ def dbt_env_from_url(db_url: str) -> dict[str, str]:
     """The SF_PIPELINE_PG_* variables profiles.yml reads, from one PostgreSQL URL.
 
     Accepts `postgresql://user:pass@host:port/db?sslmode=...` (also `postgresql+psycopg2://...`
-    as SQLAlchemy writes it) or a libpq key=value string. Parts not given get the profile defaults.
+    as SQLAlchemy writes it) or a libpq key=value string. Parts not given get the profile defaults, except the
+    password: a URL without one takes libpq's PGPASSWORD, as psycopg does, so a deployment keeps the password
+    out of the URL (deploy/docker-compose.yaml).
     """
     url = re.sub(r"^postgres(ql)?\+\w+://", "postgresql://", db_url.strip())
     try:
         parts = conninfo_to_dict(url)
     except Exception as exc:  # psycopg raises ProgrammingError with libpq's reason
         raise ValueError(f"not a PostgreSQL URL: {db_url!r} ({exc})") from exc
+    if not parts.get("password") and os.environ.get("PGPASSWORD"):
+        parts["password"] = os.environ["PGPASSWORD"]
     return {env: str(parts.get(key) or _ENV_DEFAULTS[key]) for key, env in _ENV_FOR.items()}
 
 

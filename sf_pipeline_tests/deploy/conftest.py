@@ -107,6 +107,7 @@ class DagsterProcesses:
         self.env = env
         self.code_port = free_port()
         self.web_port = free_port()
+        self.readonly_port = free_port()
         self.env.update({"SF_PIPELINE_CODE_HOST": "127.0.0.1", "SF_PIPELINE_CODE_PORT": str(self.code_port)})
         self.procs: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, Path] = {}
@@ -132,18 +133,24 @@ class DagsterProcesses:
             [str(VENV_BIN / "dagster"), "api", "grpc-health-check", "--port", str(self.code_port)],
             env=self.env, capture_output=True).returncode == 0, "code-server")
 
-    def start_webserver(self) -> None:
-        self._start("webserver", [str(VENV_BIN / "dagster-webserver"), "--host", "127.0.0.1",
-                                  "--port", str(self.web_port), "--workspace", str(DEPLOY / "workspace.yaml")])
-        self._wait("webserver", self._location_loaded, "webserver")
+    @property
+    def readonly_url(self) -> str:
+        return f"http://127.0.0.1:{self.readonly_port}"
+
+    def start_webserver(self, read_only: bool = False) -> None:
+        """The webserver, or with `read_only` the viewers' one (`--read-only`, service webserver-readonly)."""
+        name, port = ("webserver-readonly", self.readonly_port) if read_only else ("webserver", self.web_port)
+        self._start(name, [str(VENV_BIN / "dagster-webserver"), *(["--read-only"] if read_only else []),
+                           "--host", "127.0.0.1", "--port", str(port), "--workspace", str(DEPLOY / "workspace.yaml")])
+        self._wait(name, lambda: self._location_loaded(f"http://127.0.0.1:{port}"), name)
 
     def start_daemon(self) -> None:
         self._start("daemon", [str(VENV_BIN / "dagster-daemon"), "run", "--workspace", str(DEPLOY / "workspace.yaml")])
 
-    def _location_loaded(self) -> bool:
+    def _location_loaded(self, url: str | None = None) -> bool:
         try:
             data = self.graphql("{ workspaceOrError { ... on Workspace { locationEntries { name "
-                                "locationOrLoadError { __typename ... on PythonError { message } } } } } }")
+                                "locationOrLoadError { __typename ... on PythonError { message } } } } } }", url=url)
         except (requests.RequestException, AssertionError):
             return False
         for entry in data["workspaceOrError"]["locationEntries"]:
@@ -164,8 +171,9 @@ class DagsterProcesses:
             time.sleep(1)
         raise AssertionError(f"{what} not ready after {timeout:.0f} s:\n{self.tail(name)}")
 
-    def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        resp = requests.post(f"{self.url}/graphql", json={"query": query, "variables": variables or {}}, timeout=60)
+    def graphql(self, query: str, variables: dict[str, Any] | None = None, url: str | None = None) -> dict[str, Any]:
+        resp = requests.post(f"{url or self.url}/graphql", json={"query": query, "variables": variables or {}},
+                             timeout=60)
         resp.raise_for_status()
         body = resp.json()
         assert not body.get("errors"), body["errors"]

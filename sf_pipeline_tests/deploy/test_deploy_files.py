@@ -110,13 +110,14 @@ def test_dockerfile_installs_the_pinned_package_and_serves_the_definitions():
 def test_compose_runs_postgres_code_webserver_and_daemon_on_the_shared_instance():
     compose = _yaml("docker-compose.yaml")
     services = compose["services"]
-    assert set(services) == {"postgres", "code", "webserver", "daemon"}
+    assert set(services) == {"postgres", "code", "webserver", "webserver-readonly", "daemon", "proxy"}
     assert services["code"]["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}
     image = services["code"]["image"]
-    assert services["webserver"]["image"] == image and services["daemon"]["image"] == image
+    for name in ("webserver", "webserver-readonly", "daemon"):
+        assert services[name]["image"] == image
 
     instance_vars = set(dagster_pg_env("postgresql://u@h:5432/d"))
-    for name in ("code", "webserver", "daemon"):
+    for name in ("code", "webserver", "webserver-readonly", "daemon"):
         env = services[name]["environment"]
         assert instance_vars <= set(env), f"{name} misses variables deploy/dagster.yaml reads"
         assert env["DAGSTER_PG_HOST"] == "postgres"
@@ -124,8 +125,10 @@ def test_compose_runs_postgres_code_webserver_and_daemon_on_the_shared_instance(
         assert (env["SF_PIPELINE_CODE_HOST"], env["SF_PIPELINE_CODE_PORT"]) == ("code", "4000")
         assert "dagster-storage:/opt/dagster/dagster_home/storage" in services[name]["volumes"]
     assert services["webserver"]["command"][0] == "dagster-webserver"
+    assert "--read-only" not in services["webserver"]["command"]
+    assert services["webserver-readonly"]["command"][:2] == ["dagster-webserver", "--read-only"]
     assert services["daemon"]["command"][:2] == ["dagster-daemon", "run"]
-    for name in ("webserver", "daemon"):
+    for name in ("webserver", "webserver-readonly", "daemon"):
         command = services[name]["command"]
         assert command[command.index("--workspace") + 1] == "/opt/dagster/dagster_home/workspace.yaml"
         assert services[name]["depends_on"]["code"]["condition"] == "service_healthy"
@@ -135,8 +138,91 @@ def test_compose_runs_postgres_code_webserver_and_daemon_on_the_shared_instance(
     assert not any(k.startswith("SALESFORCE_") for s in services.values() for k in (s.get("environment") or {}))
     example = (DEPLOY / "sf-pipeline.env.example").read_text()
     assert "SALESFORCE_PRODUCTION_USERNAME=" in example
-    assert "CREATE DATABASE sf_backup" in (DEPLOY / "postgres-init.sql").read_text()
+    assert "CREATE DATABASE sf_backup OWNER sf_pipeline" in (DEPLOY / "postgres-init.sql").read_text()
     assert services["postgres"]["environment"]["POSTGRES_DB"] == "dagster"
+
+
+PUBLISHED = re.compile(r"^(?P<ip>\d+\.\d+\.\d+\.\d+):(?P<host>\d+):(?P<container>\d+)$")
+
+
+def test_compose_publishes_only_the_proxy_and_only_on_127_0_0_1():
+    services = _yaml("docker-compose.yaml")["services"]
+    published = {name: service["ports"] for name, service in services.items() if service.get("ports")}
+    assert set(published) == {"proxy"}, "only the authenticating proxy may be reachable from outside compose"
+    for port in published["proxy"]:
+        match = PUBLISHED.match(str(port))
+        assert match and match["ip"] == "127.0.0.1", f"{port!r} is not bound to 127.0.0.1"
+    assert sorted(str(p) for p in published["proxy"]) == ["127.0.0.1:3000:3000", "127.0.0.1:3001:3001"]
+    # the webservers listen inside compose's network only
+    for name in ("webserver", "webserver-readonly"):
+        assert "ports" not in services[name] and services[name]["expose"] == ["3000"]
+
+
+def test_compose_puts_the_proxy_with_password_files_in_front_of_both_webservers():
+    compose = _yaml("docker-compose.yaml")
+    proxy = compose["services"]["proxy"]
+    assert proxy["image"].startswith("nginx:")
+    assert "./nginx/default.conf.template:/etc/nginx/templates/default.conf.template:ro" in proxy["volumes"]
+    env = proxy["environment"]
+    assert env["SF_PIPELINE_ADMIN_WEBSERVER"] == "webserver:3000"
+    assert env["SF_PIPELINE_READONLY_WEBSERVER"] == "webserver-readonly:3000"
+    # the password files are Docker secrets from files outside the repository's tracked files
+    assert set(proxy["secrets"]) == {"admins_htpasswd", "viewers_htpasswd"}
+    assert env["SF_PIPELINE_ADMINS_HTPASSWD"] == "/run/secrets/admins_htpasswd"
+    assert env["SF_PIPELINE_VIEWERS_HTPASSWD"] == "/run/secrets/viewers_htpasswd"
+    assert {s["file"] for s in compose["secrets"].values()} == {"./secrets/admins.htpasswd", "./secrets/viewers.htpasswd"}
+    ignored = (REPO / ".gitignore").read_text()
+    for pattern in ("deploy/secrets/", "deploy/*.env"):
+        assert pattern in ignored
+    # every variable the template reads is set by compose, and the template authenticates both servers
+    template = (DEPLOY / "nginx" / "default.conf.template").read_text()
+    assert set(re.findall(r"\$\{(SF_PIPELINE_[A-Z_]+)\}", template)) == {k for k in env if k.startswith("SF_PIPELINE_")}
+    assert re.search(env["NGINX_ENVSUBST_FILTER"], "SF_PIPELINE_ADMINS_HTPASSWD")
+    assert template.count("auth_basic_user_file") == 2 and "auth_basic off" not in template
+
+
+def _literal_secrets(text: str) -> list[str]:
+    """Lines of a compose file that set a secret-looking variable to something other than `${VAR...}`."""
+    secretish = re.compile(r"(PASSWORD|SECRET|TOKEN|KEY|WEBHOOK)[A-Z_]*\s*[:=]\s*(?P<value>\S.*)$")
+    found = []
+    for line in text.splitlines():
+        if line.lstrip().startswith("#"):
+            continue
+        match = secretish.search(line)
+        if match and not match["value"].strip("\"'").startswith("${") and "/run/secrets/" not in match["value"]:
+            found.append(line.strip())
+    return found
+
+
+def test_compose_holds_no_secret_and_no_password_in_a_url():
+    text = (DEPLOY / "docker-compose.yaml").read_text()
+    assert _literal_secrets(text) == []
+    assert not re.search(r"://[^/\s:@]+:[^/\s@]+@", text), "a URL with a password in the compose file"
+    services = yaml.safe_load(text)["services"]
+    code = services["code"]["environment"]
+    assert code["SF_PIPELINE_DATABASE_URL"] == "postgresql://sf_pipeline@postgres:5432/sf_backup"
+    assert code["PGPASSWORD"].startswith("${SF_PIPELINE_DB_PASSWORD:?")
+    # Dagster and the pipeline log in as their own roles, not as the superuser
+    assert services["webserver"]["environment"]["DAGSTER_PG_USER"] == "dagster"
+    assert "POSTGRES_USER" not in services["postgres"]["environment"]
+    # each database password goes only to the services that need it
+    holders = {name: {k for k, v in (s.get("environment") or {}).items() if "PASSWORD" in str(v)}
+               for name, s in services.items()}
+    assert holders["proxy"] == set()
+    assert not any("POSTGRES_PASSWORD" in str(v) for n, s in services.items() if n != "postgres"
+                   for v in (s.get("environment") or {}).values())
+    assert not any("SF_PIPELINE_DB_PASSWORD" in str(v) for n, s in services.items() if n not in ("postgres", "code")
+                   for v in (s.get("environment") or {}).values())
+    # the example env files name every password compose asks for, with no value filled in
+    example = (DEPLOY / "database.env.example").read_text()
+    for variable in ("POSTGRES_PASSWORD", "DAGSTER_PG_PASSWORD", "SF_PIPELINE_DB_PASSWORD"):
+        assert re.search(rf"^{variable}=$", example, re.M), variable
+        assert "${" + variable + ":?" in text
+
+
+def test_the_secret_check_finds_a_literal_password():
+    assert _literal_secrets("    DAGSTER_PG_PASSWORD: hunter2\n") == ["DAGSTER_PG_PASSWORD: hunter2"]
+    assert _literal_secrets("    PGPASSWORD: ${SF_PIPELINE_DB_PASSWORD:?set it}\n") == []
 
 
 def _chart_instance_yaml(values: dict) -> dict:
@@ -178,6 +264,25 @@ def _chart_instance_yaml(values: dict) -> dict:
                              for kind in ("schedule", "sensor")}
     instance["telemetry"] = {"enabled": values["telemetry"]["enabled"]}
     return instance
+
+
+def test_helm_values_put_both_webservers_behind_a_login_and_give_viewers_a_read_only_one():
+    values = _yaml("helm/values.yaml")
+    webserver = values["dagsterWebserver"]
+    assert webserver["enableReadOnly"] is True
+    assert webserver["service"]["type"] == "ClusterIP"  # reachable only through the ingress
+    ingress = values["ingress"]
+    assert ingress["enabled"]
+    annotations = ingress["annotations"]
+    # ingress-nginx asks oauth2-proxy on each host before any request reaches a webserver
+    assert annotations["nginx.ingress.kubernetes.io/auth-url"] == "https://$host/oauth2/auth"
+    assert annotations["nginx.ingress.kubernetes.io/auth-signin"].startswith("https://$host/oauth2/start")
+    admin, viewer = ingress["dagsterWebserver"], ingress["readOnlyDagsterWebserver"]
+    assert admin["host"] != viewer["host"]  # oauth2-proxy's allowed group differs per host
+    for host in (admin, viewer):
+        assert host["tls"]["enabled"] and host["tls"]["secretName"]
+        assert set(host) <= {"host", "path", "pathType", "tls", "precedingPaths", "succeedingPaths"}
+    assert not any(re.search(r"password|secret", str(v), re.I) for v in annotations.values())
 
 
 def test_helm_values_run_each_run_in_its_own_pod_with_the_same_limits(tmp_path: Path):
