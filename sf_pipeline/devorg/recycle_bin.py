@@ -211,10 +211,9 @@ class RecycleBin:
 
 
 def _window(start: datetime, end: datetime, now: datetime) -> tuple[datetime, datetime]:
-    """Seconds are ignored; end is capped at now; start must precede end by at least a whole minute."""
-    start = start.replace(second=0, microsecond=0)
-    end = min(end, now).replace(second=0, microsecond=0)
-    if end <= start:
+    """End is capped at now; start must precede end by more than one minute; then seconds are ignored."""
+    end = min(end, now)
+    if end - start <= timedelta(minutes=1):
         raise SalesforceError("INVALID_REPLICATION_DATE",
                               "startDate must chronologically precede endDate by more than one minute")
-    return start, end
+    return start.replace(second=0, microsecond=0), end.replace(second=0, microsecond=0)
