@@ -1214,7 +1214,7 @@ def run_ingest_job(org: Org, object_name: str, operation: str, csv_text: str, us
     if operation not in INGEST_OPERATIONS:
         raise ValueError(f"operation must be one of {', '.join(INGEST_OPERATIONS)}, not {operation!r}")
     job = Job(reg, reg.new_id(), "ingest", operation, org.schema.get(object_name).name, user_id, api_version,
-              ",", "LF")
+              "COMMA", "LF")
     reg.add(job)
     job.upload_path.write_text(csv_text, encoding="utf-8")
     job.uploads = 1

@@ -65,8 +65,8 @@ def mass_hard_delete(org: Any, user_id: str, share: float, rng: random.Random) -
     from .bulk import result_rows, run_ingest_job
 
     changed: dict[str, list[str]] = {}
-    details: dict[str, Any] = {"jobs": {}, "failed": {}, "eligible": {}, "fraction": share, "cascade_deleted": {},
-                               "lookups_cleared": {}}
+    details: dict[str, Any] = {"jobs": {}, "hard_deleted": {}, "failed": {}, "eligible": {}, "fraction": share,
+                               "cascade_deleted": {}, "lookups_cleared": {}}
     for obj_name in HARD_DELETE_OBJECTS:
         eligible = _ids(org, f"SELECT Id FROM {q(obj_name)} WHERE IsDeleted = 0 ORDER BY Id")
         chosen = _sample(eligible, share, rng)
@@ -75,9 +75,13 @@ def mass_hard_delete(org: Any, user_id: str, share: float, rng: random.Random) -
             continue
         children = _children(org, obj_name, chosen)
         job = run_ingest_job(org, obj_name, "hardDelete", "Id\n" + "\n".join(chosen) + "\n", user_id)
+        if job.state != "JobComplete":
+            raise RuntimeError(f"Bulk API 2.0 hardDelete job {job.id} on {obj_name} ended {job.state}: "
+                               f"{job.error_message}")
         done = [r["sf__Id"] for r in result_rows(job, "success")]
         failed = {r["Id"]: r["sf__Error"] for r in result_rows(job, "failed")}
         details["jobs"][obj_name] = job.id
+        details["hard_deleted"][obj_name] = len(done)
         details["failed"][obj_name] = failed
         changed.setdefault(obj_name, []).extend(done)
         for (child_name, field), child_ids in children.items():

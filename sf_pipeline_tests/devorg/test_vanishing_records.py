@@ -119,9 +119,10 @@ def test_every_api_purges_what_is_due_even_when_the_clock_just_ran(frozen, sf):
     acc = sf.Account.create({"Name": "Gone later"})["id"]
     contact = sf.Contact.create({"LastName": "Child", "AccountId": acc})["id"]
     sf.Account.delete(acc)  # cascades to the contact
+    assert sf.query("SELECT COUNT() FROM Contact", include_deleted=True)["totalSize"] == 1
     frozen.org.clock.advance(timedelta(days=16))  # time passes, nobody moved the clock through devorg's hooks
-    assert sf.query_all("SELECT COUNT() FROM Contact", include_deleted=True)["totalSize"] == 0
-    assert sf.query_all("SELECT COUNT() FROM Account", include_deleted=True)["totalSize"] == 0
+    assert sf.query("SELECT COUNT() FROM Contact", include_deleted=True)["totalSize"] == 0
+    assert sf.query("SELECT COUNT() FROM Account", include_deleted=True)["totalSize"] == 0
     assert _undelete(frozen, [contact])[0]["statusCode"] == "UNDELETE_FAILED"
 
 
@@ -323,3 +324,124 @@ def test_undelete_restores_only_the_lookups_salesforce_documents(frozen, sf):
     assert sf.Invoice__c.get(invoice)["Account__c"] == acc  # custom lookup: restored
     assert sf.Invoice__c.get(replaced)["Account__c"] == other
     assert sf.Opportunity.get(opp)["ContactId"] is None  # not in Salesforce's list: stays empty
+
+
+# ---------------------------------------------------------------------------------------------- scenarios
+@pytest.fixture(scope="module")
+def generated_org_dir(tmp_path_factory) -> str:
+    """A generated org of 5,000 Opportunities (500 Accounts, 1,000 Contacts and Cases) on disk, copied per test."""
+    from sf_pipeline.devorg.generator import generate_org
+    from sf_pipeline.devorg.org import Org
+
+    path = tmp_path_factory.mktemp("vanishing-org")
+    org = Org(path)
+    org.set_clock(T0, freeze=True)
+    generate_org(org, 5000, 42)
+    org.close()
+    return str(path)
+
+
+@pytest.fixture
+def big(generated_org_dir: str, tmp_path) -> DevOrgServer:
+    import shutil
+
+    target = tmp_path / "org"
+    shutil.copytree(generated_org_dir, target)
+    with DevOrgServer(target) as server:
+        yield server
+
+
+def _cli(server: DevOrgServer, *args: str) -> dict:
+    from click.testing import CliRunner
+
+    from sf_pipeline.cli import main
+
+    result = CliRunner().invoke(main, ["devorg", *args], env=server.env("production"), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_mass_hard_delete_scenario_runs_bulk_hard_delete_jobs_as_the_integration_user(big):
+    from sf_pipeline.devorg.scenarios import run_scenario
+
+    sf = connect(big, "admin")
+    before = {o: sf.query(f"SELECT COUNT() FROM {o}", include_deleted=True)["totalSize"]
+              for o in ("Opportunity", "Contact")}
+    result = run_scenario(big.org, "mass-hard-delete", fraction=0.1)
+    assert result.user_id == big.org.user("integration").user_id
+    jobs = result.details["jobs"]
+    assert set(jobs) == {"Opportunity", "Contact"} and all(j.startswith("750") for j in jobs.values())
+    # the jobs are real Bulk API 2.0 ingest jobs: a client can read them back
+    info = requests.get(f"{big.instance_url}/services/data/v59.0/jobs/ingest/{jobs['Opportunity']}",
+                        headers={"Authorization": f"Bearer {big.login()}"}, verify=big.ca_bundle).json()
+    assert (info["operation"], info["state"], info["numberRecordsProcessed"]) == ("hardDelete", "JobComplete", 500)
+    assert info["createdById"] == result.user_id
+    opps = result.changed["Opportunity"]
+    hard = result.details["hard_deleted"]
+    assert len(opps) == hard["Opportunity"] == 500 and 0 < hard["Contact"] < 100
+    # contacts with Cases are refused (restrictedDelete), the rest are gone without a trace
+    assert all(e.startswith("DELETE_FAILED:") for e in result.details["failed"]["Contact"].values())
+    assert hard["Contact"] + len(result.details["failed"]["Contact"]) == 100
+    after = {o: sf.query(f"SELECT COUNT() FROM {o}", include_deleted=True)["totalSize"]
+             for o in ("Opportunity", "Contact")}
+    assert after == {"Opportunity": before["Opportunity"] - 500, "Contact": before["Contact"] - hard["Contact"]}
+    # the children: contact roles went with their opportunities or contacts, reports-to lookups were cleared
+    assert result.details["cascade_deleted"]["OpportunityContactRole"] > 0
+    assert result.details["lookups_cleared"].get("Contact.ReportsToId", 0) > 0
+    assert _in_query_all(sf, "Opportunity", opps[:100]) == {}
+    assert {r["statusCode"] for r in _undelete(big, opps[:5])} == {"UNDELETE_FAILED"}
+
+
+def test_recycle_bin_purge_scenario_by_retention_and_by_emptying(big):
+    from sf_pipeline.devorg.scenarios import run_scenario
+
+    sf = connect(big, "admin")
+    mass = run_scenario(big.org, "mass-delete", fraction=0.2)
+    deleted = mass.changed["Case"][:mass.details["deleted"]["Case"]]  # (then the cases whose ParentId was cleared)
+    emptied = run_scenario(big.org, "recycle-bin-purge", empty_bin=True, fraction=0.5)
+    half = len(deleted) // 2
+    assert emptied.details["mode"] == "emptyRecycleBin" and emptied.details["emptied_roots"] == half
+    gone = set(emptied.changed["Case"])
+    assert len(gone) == half and gone <= set(deleted)
+    in_bin = _in_query_all(sf, "Case", deleted)
+    assert not gone & set(in_bin) and len(in_bin) == len(deleted) - half
+    # the rest go when the clock passes their 15 days
+    purged = run_scenario(big.org, "recycle-bin-purge")
+    assert purged.details["mode"] == "retention" and len(purged.changed["Case"]) == len(deleted) - half
+    assert big.org.clock.now() >= T0 + timedelta(days=15)
+    assert sf.query("SELECT COUNT() FROM Case WHERE IsDeleted = true", include_deleted=True)["totalSize"] == 0
+    with pytest.raises(ValueError, match="fraction"):
+        run_scenario(big.org, "recycle-bin-purge", fraction=0.5)
+    with pytest.raises(ValueError, match="empty_bin"):
+        run_scenario(big.org, "mass-merge", empty_bin=True)
+
+
+def test_mass_merge_scenario_merges_hundreds_of_accounts(big):
+    from sf_pipeline.devorg.scenarios import run_scenario
+
+    sf = connect(big, "admin")
+    result = run_scenario(big.org, "mass-merge", fraction=0.6)
+    assert result.user_id == big.org.user("integration").user_id
+    merged = result.details["merged"]
+    assert merged >= 250 and len(result.changed["Account"]) >= 375  # hundreds of Accounts touched
+    losers = sf.query_all("SELECT Id, MasterRecordId FROM Account WHERE IsDeleted = true AND MasterRecordId != null",
+                          include_deleted=True)["records"]
+    assert len(losers) == merged
+    loser_ids = {r["Id"] for r in losers}
+    quoted = ",".join(f"'{i}'" for i in sorted(loser_ids)[:300])
+    # no live child still points at a loser: every Contact and Opportunity moved to its master
+    for obj in ("Contact", "Opportunity", "Case"):
+        assert sf.query(f"SELECT COUNT() FROM {obj} WHERE AccountId IN ({quoted})")["totalSize"] == 0
+    assert sum(result.details["reparented"].values()) > 0
+
+
+def test_vanishing_scenarios_from_the_command_line(big):
+    out = _cli(big, "scenario", "mass-hard-delete", "--fraction", "0.02")
+    assert out["name"] == "mass-hard-delete" and out["changed"]["Opportunity"] == 100
+    out = _cli(big, "scenario", "mass-merge", "--fraction", "0.1")
+    merged = out["details"]["merged"]
+    assert merged >= 45 and out["changed"]["Account"] >= 70
+    out = _cli(big, "scenario", "recycle-bin-purge", "--empty-bin")
+    assert out["details"]["mode"] == "emptyRecycleBin" and out["changed"]["Account"] == merged
+    out = _cli(big, "scenario", "recycle-bin-purge")
+    assert out["details"]["mode"] == "retention" and out["changed"] == {}
