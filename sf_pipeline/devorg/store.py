@@ -293,6 +293,14 @@ class OrgStore:
             (root, now, user_id, now, rid),
         )
         for child, f in self.schema.references_to(obj):
+            if f.cascade_delete and f.custom and child.has_field("IsDeleted"):
+                # A master-detail child deleted before its master becomes hard deleted when the master is
+                # deleted (Salesforce KB 000386040, scenario 1): it leaves the bin for good.
+                orphans = [r[0] for r in self.conn.execute(
+                    f"SELECT Id FROM {q(child.name)} WHERE IsDeleted = 1 AND _deleted_root = Id AND {q(f.name)} = ?",
+                    (rid,))]
+                if orphans:
+                    self.bin.remove_roots(orphans)
             live = "IsDeleted = 0 AND " if child.has_field("IsDeleted") else ""
             children = [r[0] for r in self.conn.execute(
                 f"SELECT Id FROM {q(child.name)} WHERE {live}{q(f.name)} = ?", (rid,))]

@@ -445,3 +445,20 @@ def test_vanishing_scenarios_from_the_command_line(big):
     assert out["details"]["mode"] == "emptyRecycleBin" and out["changed"]["Account"] == merged
     out = _cli(big, "scenario", "recycle-bin-purge")
     assert out["details"]["mode"] == "retention" and out["changed"] == {}
+
+
+def test_a_detail_deleted_before_its_master_is_hard_deleted_with_the_master(tmp_path):
+    spec = tmp_path / "objects.yaml"
+    spec.write_text("objects:\n  Invoice_Line__c:\n    label: Invoice Line\n    fields:\n"
+                    "      - {name: Invoice__c, type: reference, referenceTo: Invoice__c, deleteConstraint: Cascade}\n"
+                    "      - {name: Quantity__c, type: double}\n")
+    with DevOrgServer(tmp_path / "org", custom_objects=spec) as server:
+        sf = connect(server, "admin")
+        invoice = sf.Invoice__c.create({"Amount__c": 10})["id"]
+        early, late = (sf.Invoice_Line__c.create({"Invoice__c": invoice, "Quantity__c": q})["id"] for q in (1, 2))
+        sf.Invoice_Line__c.delete(early)  # in the bin on its own
+        sf.Invoice__c.delete(invoice)  # takes `late` with it, and makes `early` a hard delete
+        assert _in_query_all(sf, "Invoice_Line__c", [early, late]).keys() == {late}
+        assert _undelete(server, [early])[0]["statusCode"] == "UNDELETE_FAILED"
+        assert _undelete(server, [invoice])[0]["success"]
+        assert sf.Invoice_Line__c.get(late)["IsDeleted"] is False
