@@ -118,11 +118,14 @@ def fault(kind, rate, next_, status, delay, path, clear, url, alias) -> None:
 @click.option("--user", default=None, help="Acting user key (admin, integration, sales1...).")
 @click.option("--at", default=None, help="Set the org clock to this instant first (ISO 8601).")
 @click.option("--fraction", type=float, default=None, help="Share of records affected, where it applies.")
+@click.option("--empty-bin", is_flag=True, help="recycle-bin-purge: empty the bin (emptyRecycleBin) instead of "
+                                                 "letting the clock pass its 15 days.")
 @_url
 @_alias
-def scenario(name, user, at, fraction, url, alias) -> None:
-    """Run a named scenario (orphan-opportunities, mass-delete, owner-takeover, picklist-wipe, business-day)."""
-    body = {"name": name, "user": user, "at": at, "fraction": fraction}
+def scenario(name, user, at, fraction, empty_bin, url, alias) -> None:
+    """Run a named scenario (orphan-opportunities, mass-delete, owner-takeover, picklist-wipe, business-day,
+    mass-hard-delete, recycle-bin-purge, mass-merge)."""
+    body = {"name": name, "user": user, "at": at, "fraction": fraction, "empty_bin": empty_bin}
     result = _control("scenario", body, url=url, alias=alias)
     click.echo(json.dumps({k: (v if k != "changed" else {o: len(i) for o, i in v.items()})
                            for k, v in result.items()}, indent=2))

@@ -25,8 +25,8 @@ Ingest jobs
   (INVALIDJOB "Found multipe contents for job"). CSV values: empty = leave unchanged (update) / unset
   (insert), `#N/A` = null, booleans/numbers/dates in Salesforce input formats, `Rel.ExtId` columns
   resolve parents by external id. Result CSVs quote every value and use the job's delimiter and line
-  ending. `hardDelete` behaves like `delete` (records go to the recycle bin): devorg has no permanent
-  delete.
+  ending. `hardDelete` deletes permanently: the records skip the recycle bin, queryAll no longer returns
+  them and undelete fails (see recycle_bin.py).
 
 Error codes marked UNVERIFIED in the code (job-state conflicts, invalid locator, results requested
 before JobComplete) follow the real org's style but have no recorded capture.
@@ -1027,6 +1027,8 @@ class _IngestRun:
         if op in ("delete", "hardDelete"):
             if not given_id:
                 raise SalesforceError("MISSING_ARGUMENT", "Id not specified in a delete call")
+            if op == "hardDelete":  # skips the recycle bin: gone from queryAll, not undeletable (recycle_bin.py)
+                return _RowResult(store.hard_delete(obj, given_id, user))
             return _RowResult(store.delete(obj, given_id, user))
         values = _row_values(self.org, self.plan, row)
         if op == "insert":
@@ -1202,3 +1204,30 @@ def _unprocessed_csv(job: Job) -> bytes:
     except (csv.Error, UnicodeDecodeError):
         pass
     return buf.getvalue().encode("utf-8")
+
+
+def run_ingest_job(org: Org, object_name: str, operation: str, csv_text: str, user_id: str,
+                   api_version: str = "59.0") -> Job:
+    """Create, upload, close and run one ingest job in this thread: the path an HTTP client's job takes
+    (scenarios use it to act like an integration user's Bulk API 2.0 job). Read the results from the Job."""
+    reg = registry(org)
+    if operation not in INGEST_OPERATIONS:
+        raise ValueError(f"operation must be one of {', '.join(INGEST_OPERATIONS)}, not {operation!r}")
+    job = Job(reg, reg.new_id(), "ingest", operation, org.schema.get(object_name).name, user_id, api_version,
+              "COMMA", "LF")
+    reg.add(job)
+    job.upload_path.write_text(csv_text, encoding="utf-8")
+    job.uploads = 1
+    job.state = "UploadComplete"
+    job.thread_done = False
+    _run_ingest(reg, job)
+    return job
+
+
+def result_rows(job: Job, kind: str) -> list[dict[str, str]]:
+    """A finished ingest job's successfulResults ("success") or failedResults ("failed") as dicts."""
+    with job.lock:
+        size = job.committed[kind]
+    with open(job.result_path(kind), "rb") as fh:
+        text = fh.read(size).decode("utf-8")
+    return list(csv.DictReader(io.StringIO(text), delimiter=job.delimiter))

@@ -54,6 +54,8 @@ async def handle_control(app: DevOrgApp, request: Request, action: str) -> Respo
         raw = await request.body()
         body = orjson.loads(raw) if raw else {}
     action = action.strip("/")
+    if org.store.bin.is_due(org.clock.now()):  # the recycle bin's retention, as every API sees it
+        await asyncio.to_thread(org.purge_recycle_bin)
     if action == "state":
         return _json(await asyncio.to_thread(org_state, app))
     if action == "clock":
@@ -80,7 +82,8 @@ async def handle_control(app: DevOrgApp, request: Request, action: str) -> Respo
 
         at = parse_datetime(body["at"]) if body.get("at") else None
         result = await asyncio.to_thread(run_scenario, org, body["name"], user=body.get("user"), at=at,
-                                         fraction=body.get("fraction"), seed=int(body.get("seed", 7)))
+                                         fraction=body.get("fraction"), seed=int(body.get("seed", 7)),
+                                         empty_bin=bool(body.get("empty_bin")))
         return _json(result.to_json())
     if action == "generate":
         from .generator import generate_org

@@ -235,10 +235,21 @@ class Org:
     def set_clock(self, instant: datetime, freeze: bool = False) -> None:
         self.clock.set(instant, freeze=freeze)
         self.store.save_clock()
+        self.purge_recycle_bin()
 
     def advance_clock(self, delta: timedelta) -> None:
         self.clock.advance(delta)
         self.store.save_clock()
+        self.purge_recycle_bin()
+
+    def purge_recycle_bin(self) -> int:
+        """Permanently delete what has spent 15 days in the recycle bin (recycle_bin.py); every API call checks."""
+        store = self.store
+        now = self.clock.now()
+        if not store.bin.is_due(now):
+            return 0
+        with store.lock, store.transaction():
+            return store.bin.purge_due(now)
 
     def close(self) -> None:
         self.store.save_clock()

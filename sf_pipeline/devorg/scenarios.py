@@ -50,18 +50,29 @@ SCENARIOS: dict[str, str] = {
     "owner-takeover": "sales1 makes itself owner of a fraction (default 0.8) of the live Accounts it does not own",
     "picklist-wipe": "integration user blanks Invoice__c.Status__c on a fraction (default 0.85) of the invoices that have one",
     "business-day": "normal activity of sales1..3, support and admin over ~8 hours: the no-anomaly baseline",
+    "mass-hard-delete": "integration user hard-deletes a fraction (default 0.25) of the live Opportunities and "
+                        "Contacts with Bulk API 2.0 hardDelete jobs (no recycle bin)",
+    "recycle-bin-purge": "the clock passes the recycle bin's 15 days (everything in it is purged), or with "
+                         "empty_bin the admin empties a fraction (default all) of it with emptyRecycleBin",
+    "mass-merge": "a deduplication tool (integration user) merges a fraction (default 0.3) of the live Accounts "
+                  "into others, three records per merge",
 }
 DEFAULT_USERS = {
     "orphan-opportunities": "integration",
     "mass-delete": "sales3",
     "owner-takeover": "sales1",
     "picklist-wipe": "integration",
+    "mass-hard-delete": "integration",
+    "recycle-bin-purge": "admin",
+    "mass-merge": "integration",
 }
 DEFAULT_FRACTIONS = {
     "orphan-opportunities": 1.0,
     "mass-delete": 0.9,
     "owner-takeover": 0.8,
     "picklist-wipe": 0.85,
+    "mass-hard-delete": 0.25,
+    "mass-merge": 0.3,
 }
 
 
@@ -89,8 +100,9 @@ class ScenarioResult:
 
 
 def run_scenario(org: Any, name: str, *, user: str | None = None, at: datetime | None = None,
-                 fraction: float | None = None, seed: int = 7) -> ScenarioResult:
-    """Run scenario `name` on `org` (see SCENARIOS). `at` moves the clock there first, keeping its mode."""
+                 fraction: float | None = None, seed: int = 7, empty_bin: bool = False) -> ScenarioResult:
+    """Run scenario `name` on `org` (see SCENARIOS). `at` moves the clock there first, keeping its mode.
+    `empty_bin` only applies to recycle-bin-purge (emptyRecycleBin instead of the 15 days passing)."""
     if name not in SCENARIOS:
         raise ValueError(f"unknown scenario {name!r}; choose one of: {', '.join(SCENARIOS)}")
     if fraction is not None and not 0.0 <= fraction <= 1.0:
@@ -99,6 +111,8 @@ def run_scenario(org: Any, name: str, *, user: str | None = None, at: datetime |
         raise ValueError("business-day acts as sales1, sales2, sales3, support and admin: do not pass a user")
     if name == "business-day" and fraction is not None:
         raise ValueError("business-day has no fraction: its volume follows the org's size")
+    if empty_bin and name != "recycle-bin-purge":
+        raise ValueError("empty_bin only applies to recycle-bin-purge")
     if at is not None:
         if at.tzinfo is None:
             at = at.replace(tzinfo=UTC)
@@ -106,8 +120,28 @@ def run_scenario(org: Any, name: str, *, user: str | None = None, at: datetime |
     if name == "business-day":
         return _business_day(org, seed, at)
     acting = org.user(user or DEFAULT_USERS[name])
+    if name in _VANISHING:
+        return _vanishing(org, name, acting.user_id, fraction, random.Random(seed), empty_bin)
     share = DEFAULT_FRACTIONS[name] if fraction is None else fraction
     return _DAMAGE[name](org, acting.user_id, share, random.Random(seed))
+
+
+_VANISHING = ("mass-hard-delete", "recycle-bin-purge", "mass-merge")
+
+
+def _vanishing(org: Any, name: str, user_id: str, fraction: float | None, rng: random.Random,
+               empty_bin: bool) -> ScenarioResult:
+    """The scenarios of vanishing.py: hard delete, recycle-bin purge, mass merge."""
+    from . import vanishing
+
+    started = org.clock.now()
+    if name == "recycle-bin-purge":
+        changed, details = vanishing.recycle_bin_purge(org, user_id, fraction, rng, empty_bin=empty_bin)
+    else:
+        share = DEFAULT_FRACTIONS[name] if fraction is None else fraction
+        run = vanishing.mass_hard_delete if name == "mass-hard-delete" else vanishing.mass_merge
+        changed, details = run(org, user_id, share, rng)
+    return ScenarioResult(name, user_id, started, org.clock.now(), changed, details)
 
 
 # ----------------------------------------------------------------- damage scenarios

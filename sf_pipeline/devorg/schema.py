@@ -55,6 +55,7 @@ class FieldDef:
     picklist: tuple[str, ...] = ()
     restricted_picklist: bool = False
     cascade_delete: bool = False  # deleting the referenced parent deletes this record too
+    restricted_delete: bool = False  # the parent cannot be deleted while this record points at it
     label: str | None = None
     custom: bool = False
 
@@ -355,7 +356,7 @@ class Schema:
                 "junctionIdListNames": [],
                 "junctionReferenceTo": [],
                 "relationshipName": rel,
-                "restrictedDelete": False,
+                "restrictedDelete": f.restricted_delete,
             })
         return out
 
@@ -442,7 +443,14 @@ def custom_field(object_name: str, fspec: dict[str, Any]) -> FieldDef:
         target = fspec["referenceTo"]
         kw["reference_to"] = (target,)
         kw["relationship_name"] = fspec.get("relationshipName", fname[:-3] + "__r")
-        kw["cascade_delete"] = bool(fspec.get("cascadeDelete", False))
+        # deleteConstraint as in the field's metadata (SetNull, Restrict, Cascade); cascadeDelete: true is the
+        # older shorthand for Cascade.
+        constraint = str(fspec.get("deleteConstraint", "Cascade" if fspec.get("cascadeDelete") else "SetNull"))
+        if constraint not in ("SetNull", "Restrict", "Cascade"):
+            raise ValueError(f"custom field {name}.{fname}: deleteConstraint is SetNull, Restrict or Cascade, "
+                             f"not {constraint!r}")
+        kw["cascade_delete"] = constraint == "Cascade"
+        kw["restricted_delete"] = constraint == "Restrict"
     if ftype in ("picklist", "multipicklist"):
         kw["picklist"] = tuple(fspec.get("values", ()))
         kw["restricted_picklist"] = bool(fspec.get("restricted", False))

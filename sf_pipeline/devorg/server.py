@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import re
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 from xml.etree import ElementTree
@@ -27,11 +27,10 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from . import ids
-from .clock import format_datetime, parse_datetime
+from .clock import parse_datetime
 from .errors import SalesforceError, not_found
 from .faults import KINDS, FaultInjector
 from .org import ORG_ID, Org
-from .store import q
 
 API_VERSIONS = [f"{v}.0" for v in range(31, 64)]
 JSON_TYPE = "application/json;charset=UTF-8"
@@ -132,6 +131,11 @@ class DevOrgApp:
             return StreamingResponse(partial(), media_type=JSON_TYPE, headers={"Content-Length": "4096"})
         return None
 
+    async def _purge_due(self) -> None:
+        """Recycle-bin retention runs on the org clock: every API call first purges what is due (recycle_bin.py)."""
+        if self.org.store.bin.is_due(self.org.clock.now()):
+            await _run(self.org.purge_recycle_bin)
+
     # ----------------------------------------------------------------- /services/data
     async def versions(self, request: Request) -> Response:
         return json_response([
@@ -154,6 +158,7 @@ class DevOrgApp:
             token = token[7:] if token.lower().startswith("bearer ") else request.headers.get("x-sfdc-session", "")
             session = self.org.session(token.strip())
             self.org.count_request()
+            await self._purge_due()
             ctx = ApiContext(self.org, request, version, session.user_id)
             if parts and parts[0] == "jobs":
                 from .bulk import handle_jobs
@@ -402,6 +407,11 @@ class DevOrgApp:
             session = self.org.session(session_id)
         except SalesforceError:
             return _soap_fault("INVALID_SESSION_ID", "Invalid Session ID found in SessionHeader: Illegal Session")
+        await self._purge_due()
+        if op in ("emptyRecycleBin", "merge"):
+            from .soap_dml import handle_soap_dml
+
+            return await handle_soap_dml(self, op, call, session.user_id)
         if op == "undelete":
             try:
                 self.org.count_request()
@@ -480,33 +490,17 @@ def _parse_window_value(raw: str | None, name: str) -> datetime:
 def _window_params(request: Request) -> tuple[datetime, datetime]:
     start = _parse_window_value(request.query_params.get("start"), "start")
     end = _parse_window_value(request.query_params.get("end"), "end")
-    if end < start:
-        raise SalesforceError("INVALID_REPLICATION_DATE", "end date must be after start date")
     return start, end
 
 
 def _updated_or_deleted(ctx: ApiContext, obj, kind: str, start: datetime, end: datetime) -> dict[str, Any]:
+    """getUpdated / getDeleted over the delete log and the recycle bin's purge marks (recycle_bin.py)."""
     store = ctx.org.store
-    now = ctx.org.clock.now()
-    # Salesforce ignores seconds and serves at most 30 days back (updated) or 15 days (deleted).
-    start = start.replace(second=0, microsecond=0)
-    end = min(end.replace(second=0, microsecond=0), now.replace(second=0, microsecond=0))
-    s, e = format_datetime(start), format_datetime(end)
     with store.lock:
+        now = ctx.org.clock.now()
         if kind == "updated":
-            rows = store.conn.execute(
-                f"SELECT Id FROM {q(obj.name)} WHERE SystemModstamp >= ? AND SystemModstamp < ? AND "
-                f"{'IsDeleted = 0' if obj.has_field('IsDeleted') else '1'} ORDER BY SystemModstamp", (s, e)).fetchall()
-            if len(rows) > 600_000:
-                raise SalesforceError("EXCEEDED_ID_LIMIT", "too many ids: narrow the date range")
-            return {"ids": [r[0] for r in rows], "latestDateCovered": e}
-        if not obj.has_field("IsDeleted"):
-            raise SalesforceError("INVALID_TYPE_FOR_OPERATION", f"entity type {obj.name} does not support delete")
-        rows = store.conn.execute(
-            f"SELECT Id, SystemModstamp FROM {q(obj.name)} WHERE IsDeleted = 1 AND SystemModstamp >= ? AND "
-            "SystemModstamp < ? ORDER BY SystemModstamp", (s, e)).fetchall()
-    return {"deletedRecords": [{"id": r[0], "deletedDate": r[1]} for r in rows],
-            "earliestDateAvailable": format_datetime(now - timedelta(days=15)), "latestDateCovered": e}
+            return store.bin.get_updated(obj, start, end, now)
+        return store.bin.get_deleted(obj, start, end, now)
 
 
 def _external_matches(org: Org, obj, field, value: str) -> list[str]:

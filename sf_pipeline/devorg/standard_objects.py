@@ -507,10 +507,12 @@ CASE = ObjectDef(
                 nillable=False,
                 defaulted_on_create=True,
             ),
-            F("ContactId", "reference", length=18, reference_to=("Contact",), relationship_name="Contact"),
-            # Deleting an Account deletes its Cases (store.PLATFORM_CASCADES), though describe says
-            # cascadeDelete false for this relationship.
-            F("AccountId", "reference", length=18, reference_to=("Account",), relationship_name="Account"),
+            # An Account or Contact with Cases cannot be deleted: the real describes mark both child relationships
+            # restrictedDelete (../shared/reference/salesforce-describe/Account.json, Contact.json).
+            F("ContactId", "reference", length=18, reference_to=("Contact",), relationship_name="Contact",
+              restricted_delete=True),
+            F("AccountId", "reference", length=18, reference_to=("Account",), relationship_name="Account",
+              restricted_delete=True),
             F("ParentId", "reference", length=18, reference_to=("Case",), relationship_name="Parent"),
             F("SuppliedName", "string", length=80),
             F("SuppliedEmail", "email", length=80),

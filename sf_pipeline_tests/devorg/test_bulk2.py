@@ -395,14 +395,15 @@ def test_insert_update_upsert_delete_with_per_record_results(sf: Salesforce, srv
                    "ORDER BY Invoice_Number__c")["records"]
     assert [(r["Invoice_Number__c"], r["Amount__c"]) for r in got] == [("BLK-1", 99.0), ("BLK-2", 5.0)]
 
-    # delete and hardDelete (devorg: both to the recycle bin)
+    # delete sends two to the recycle bin; hardDelete removes one for good (two is already deleted)
     gone = bulk2.delete(records=[{"Id": two}], wait=WAIT)
     assert gone[0]["numberRecordsFailed"] == 0
     hard = bulk2.hard_delete(records=[{"Id": one}, {"Id": two}], wait=WAIT)
     assert hard[0]["numberRecordsFailed"] == 1  # two is already deleted
     assert rows(bulk2.get_failed_records(hard[0]["job_id"]))[0]["sf__Error"].startswith("ENTITY_IS_DELETED:")
     assert sf.query(f"SELECT Id FROM Account WHERE Id IN ('{one}', '{two}')")["totalSize"] == 0
-    assert sf.query_all(f"SELECT Id FROM Account WHERE Id IN ('{one}', '{two}')", include_deleted=True)["totalSize"] == 2
+    bin_rows = sf.query_all(f"SELECT Id FROM Account WHERE Id IN ('{one}', '{two}')", include_deleted=True)
+    assert [r["Id"] for r in bin_rows["records"]] == [two]
 
 
 def test_csv_values_are_converted_per_field_type(sf: Salesforce):

@@ -439,7 +439,7 @@ def test_at_keeps_the_running_mode_and_bad_arguments_fail():
     with pytest.raises(KeyError):
         run_scenario(org, "mass-delete", user="nobody")
     assert set(SCENARIOS) == {"orphan-opportunities", "mass-delete", "owner-takeover", "picklist-wipe",
-                              "business-day"}
+                              "business-day", "mass-hard-delete", "recycle-bin-purge", "mass-merge"}
     assert all(isinstance(d, str) and "\n" not in d for d in SCENARIOS.values())
 
 

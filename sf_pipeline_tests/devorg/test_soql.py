@@ -502,7 +502,8 @@ def test_limit_and_offset(org: Org):
 # ====================================================================== query vs queryAll
 def test_query_hides_deleted_query_all_shows_them(org: Org):
     org.store.delete(org.schema.get("Opportunity"), org.opps["Echo deal"], org.user)
-    org.store.delete(org.schema.get("Account"), org.acme, org.user)  # cascades to Alpha, Bravo, Contact, Case
+    org.store.delete(org.schema.get("Case"), org.case, org.user)  # an Account with Cases cannot be deleted
+    org.store.delete(org.schema.get("Account"), org.acme, org.user)  # cascades to Alpha, Bravo, Contact
     assert org.names("SELECT Name FROM Opportunity ORDER BY Name") == ["charlie deal", "Delta deal", "Foxtrot_100%"]
     recs = org.records("SELECT Name, IsDeleted, Account.Name FROM Opportunity ORDER BY Name", all_rows=True)
     assert [(r["Name"], r["IsDeleted"]) for r in recs] == [
@@ -519,6 +520,7 @@ def test_query_hides_deleted_query_all_shows_them(org: Org):
 
 
 def test_cleared_lookup_reads_null_parent(org: Org):
+    org.store.delete(org.schema.get("Case"), org.case, org.user)  # an Account with Cases cannot be deleted
     org.store.delete(org.schema.get("Account"), org.acme, org.user)
     rec = org.records("SELECT Name, Account__r.Name, Account__c FROM Invoice__c WHERE Name = 'INV-1'")[0]
     assert rec["Account__r"] is None and rec["Account__c"] is None
