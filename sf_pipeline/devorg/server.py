@@ -26,7 +26,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from . import ids
+from . import identity, ids
 from .clock import format_datetime, parse_datetime
 from .errors import SalesforceError, not_found
 from .faults import KINDS, FaultInjector
@@ -84,6 +84,12 @@ class DevOrgApp:
             Route("/services/data/{version}/{rest:path}", self.api,
                   methods=["GET", "POST", "PATCH", "DELETE", "PUT"]),
             Route("/services/oauth2/userinfo", self.userinfo, methods=["GET"]),
+            Route("/id/{org_id}/{user_id}", self.identity, methods=["GET"]),
+            Route("/services/oauth2/authorize", self.authorize, methods=["GET", "POST"]),
+            Route("/{prefix:path}/services/oauth2/authorize", self.authorize, methods=["GET", "POST"]),
+            Route("/services/oauth2/revoke", self.revoke, methods=["GET", "POST"]),
+            Route("/{prefix:path}/services/oauth2/revoke", self.revoke, methods=["GET", "POST"]),
+            Route("/services/async/{version}/{rest:path}", self.bulk1, methods=["GET", "POST"]),
             Route("/_devorg/{action:path}", self.control, methods=["GET", "POST", "DELETE"]),
             Route("/{prefix:path}/services/oauth2/token", self.oauth_token, methods=["POST"]),
             Route("/services/oauth2/token", self.oauth_token, methods=["POST"]),
@@ -311,6 +317,7 @@ class DevOrgApp:
         grant = form.get("grant_type", "")
         org = self.org
         cred = None
+        with_refresh = False
         if grant == "password":
             if form.get("client_id") != org.client_id or form.get("client_secret") != org.client_secret:
                 return json_response({"error": "invalid_client_id", "error_description": "client identifier invalid"}, 400)
@@ -328,6 +335,17 @@ class DevOrgApp:
             cred = org.user("integration")  # the connected app's run-as user
         elif grant == "urn:ietf:params:oauth:grant-type:jwt-bearer":
             cred = self._jwt_user(str(form.get("assertion", "")))
+        elif grant in ("authorization_code", "refresh_token"):
+            client_id, client_secret = form.get("client_id"), form.get("client_secret")
+            auth = request.headers.get("authorization", "")
+            if auth.lower().startswith("basic "):
+                try:
+                    client_id, _, client_secret = base64.b64decode(auth[6:]).decode().partition(":")
+                except ValueError:
+                    client_id = None
+            cred, with_refresh, failure = identity.grant_user(org, grant, form, client_id, client_secret)
+            if failure is not None:
+                return failure
         else:
             return json_response({"error": "unsupported_grant_type", "error_description": "grant type not supported"}, 400)
         if cred is None:
@@ -335,12 +353,17 @@ class DevOrgApp:
         session = org.new_session(cred.user_id)
         base = self._host_url(request)
         issued = str(int(time.time() * 1000))
-        sig = base64.b64encode(hmac.new(org.client_secret.encode(), (base + issued).encode(),
+        id_url = identity.identity_url(base, ORG_ID, cred.user_id)
+        # signature: Base64 HMAC-SHA256 of id + issued_at keyed with the consumer secret (OAuth web server
+        # flow doc, "signature" response parameter).
+        sig = base64.b64encode(hmac.new(org.client_secret.encode(), (id_url + issued).encode(),
                                         hashlib.sha256).digest()).decode()
-        return json_response({
-            "access_token": session.token, "instance_url": base, "id": f"{base}/id/{ORG_ID}/{cred.user_id}",
-            "token_type": "Bearer", "issued_at": issued, "signature": sig, "scope": "api",
-        })
+        body = {"access_token": session.token, "instance_url": base, "id": id_url,
+                "token_type": "Bearer", "issued_at": issued, "signature": sig, "scope": "api"}
+        if grant == "authorization_code" and with_refresh:
+            body["refresh_token"] = identity.issue_refresh_token(org, cred.user_id)
+            body["scope"] = "refresh_token api"
+        return json_response(body)
 
     def _jwt_user(self, assertion: str):
         from .tls import jwt_public_key
@@ -356,6 +379,20 @@ class DevOrgApp:
             return self.org.user(str(claims["sub"]))
         except KeyError:
             return None
+
+    async def identity(self, request: Request) -> Response:
+        return await _run(identity.identity_response, self.org, ORG_ID, request, self._host_url(request))
+
+    async def authorize(self, request: Request) -> Response:
+        return await identity.authorize(self.org, request)
+
+    async def revoke(self, request: Request) -> Response:
+        return await identity.revoke_endpoint(self.org, request)
+
+    async def bulk1(self, request: Request) -> Response:
+        from .bulk1 import handle_bulk1
+
+        return await handle_bulk1(self, request)
 
     async def userinfo(self, request: Request) -> Response:
         token = request.headers.get("authorization", "")[7:]
