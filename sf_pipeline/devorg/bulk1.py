@@ -682,8 +682,9 @@ def _result(job: Bulk1Job, batch: Batch, result_id: str | None) -> Response:
             if ct == "JSON":
                 return Response(orjson.dumps(batch.result_ids), media_type="application/json")
             inner = "".join(f"<result>{r}</result>" for r in batch.result_ids)
+            # XML for XML and CSV jobs alike (guide: "Get Results for a Batch", query example)
             return Response(f'<?xml version="1.0" encoding="UTF-8"?><result-list xmlns="{NS}">{inner}</result-list>',
-                            media_type=_media_type(ct))
+                            media_type="application/xml")
         path = batch.result_files.get(ids.normalize(result_id) or "")
         if path is None:
             raise Bulk1Error("InvalidBatch", f"Unable to find result for id: {result_id}")
