@@ -221,6 +221,18 @@ def _is_json(request: Request) -> bool:
     return "json" in request.headers.get("content-type", "").lower()
 
 
+def _answer_json(request: Request, job: Bulk1Job) -> bool:
+    """Job and batch info come back in the request's format (XML or JSON; heroku salesforce-bulk creates
+    JSON-content jobs in XML and parses XML answers), else in the job's: JSON for JSON jobs, XML for
+    XML and CSV jobs (guide: "Work with Batches", CSV examples answer XML batchInfo)."""
+    ct = request.headers.get("content-type", "").lower()
+    if "json" in ct:
+        return True
+    if "xml" in ct:
+        return False
+    return job.content_type == "JSON"
+
+
 def _xml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -279,7 +291,7 @@ async def handle_bulk1(app: DevOrgApp, request: Request) -> Response:
         if len(parts) < 2 or parts[0] != "job":
             raise Bulk1Error("InvalidUrl", f"unknown resource: {request.url.path}", status=404)
         job = reg.get(parts[1])
-        as_json = as_json or job.content_type == "JSON"
+        as_json = _answer_json(request, job)
         rest = parts[2:]
         if not rest:
             if method == "GET":
@@ -381,7 +393,7 @@ async def _create_job(reg: Bulk1Jobs, request: Request, user_id: str, version: s
                    str(external_id) if external_id else None, user_id, version)
     with reg.lock:
         reg.jobs[job.id] = job
-    return _render("jobInfo", job.info(), as_json or content_type == "JSON", status=201)
+    return _render("jobInfo", job.info(), as_json, status=201)
 
 
 async def _update_job(job: Bulk1Job, request: Request, as_json: bool) -> Response:
