@@ -177,8 +177,12 @@ class DevOrgApp:
         org = ctx.org
         if not parts:
             base = f"/services/data/v{ctx.version}"
-            return json_response({k: f"{base}/{k}" for k in (
-                "sobjects", "query", "queryAll", "limits", "composite", "jobs", "search", "tooling")})
+            resources = {k: f"{base}/{k}" for k in (
+                "sobjects", "query", "queryAll", "limits", "composite", "jobs", "search", "tooling")}
+            # the version's resource list carries the caller's identity URL (REST API "Resources by
+            # Version"); jsforce's identity() reads it from there
+            resources["identity"] = identity.identity_url(self._host_url(ctx.request), ORG_ID, ctx.user_id)
+            return json_response(resources)
         head = parts[0].lower()
         if head == "sobjects":
             return await self.sobjects(ctx, parts[1:])
