@@ -18,7 +18,9 @@ SFDMU_VERSION=3.7.19
 
 mkdir -p "$ROOT"
 
-installed() {  # $1 = client dir, $2 = wanted stamp
+installed() {  # $1 = client dir, $2 = wanted stamp; waits for an install of it running elsewhere
+  exec 9>"$1.lock"
+  flock 9
   [ -f "$1/.installed" ] && [ "$(cat "$1/.installed")" = "$2" ]
 }
 
