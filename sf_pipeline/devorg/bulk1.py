@@ -312,7 +312,7 @@ async def handle_bulk1(app: DevOrgApp, request: Request) -> Response:
             with job.lock:
                 return _render("batchInfo", batch.info(), as_json)
         if rest[2] == "request" and len(rest) == 3:
-            return Response(batch.data, media_type=_media_type(job.content_type))
+            return _bare(batch.data, _media_type(job.content_type))
         if rest[2] == "result":
             return await asyncio.to_thread(_result, job, batch, rest[3] if len(rest) > 3 else None)
         raise Bulk1Error("InvalidUrl", f"unknown resource: {request.url.path}", status=404)
@@ -322,6 +322,12 @@ async def handle_bulk1(app: DevOrgApp, request: Request) -> Response:
 
 def _media_type(content_type: str) -> str:
     return {"CSV": "text/csv", "JSON": "application/json"}.get(content_type, "application/xml")
+
+
+def _bare(body: bytes | str, media_type: str) -> Response:
+    """A response whose Content-Type is exactly `media_type` (Starlette would add `; charset=utf-8` to text
+    types, and heroku salesforce-bulk compares `text/csv` exactly)."""
+    return Response(body, headers={"content-type": media_type})
 
 
 def _batch_list(infos: list[dict[str, Any]], as_json: bool) -> Response:
@@ -700,7 +706,9 @@ def _result(job: Bulk1Job, batch: Batch, result_id: str | None) -> Response:
         path = batch.result_files.get(ids.normalize(result_id) or "")
         if path is None:
             raise Bulk1Error("InvalidBatch", f"Unable to find result for id: {result_id}")
-        return FileResponse(path, media_type=_media_type(ct))
+        response = FileResponse(path)
+        response.headers["content-type"] = _media_type(ct)
+        return response
     if result_id is not None:
         raise Bulk1Error("InvalidUrl", "DML batches have one result", status=404)
     if ct == "CSV":
@@ -709,7 +717,7 @@ def _result(job: Bulk1Job, batch: Batch, result_id: str | None) -> Response:
         w.writerow(["Id", "Success", "Created", "Error"])
         for rid, ok, created, error in batch.results:
             w.writerow([rid, "true" if ok else "false", "true" if created else "false", error or ""])
-        return Response(buf.getvalue(), media_type="text/csv")
+        return _bare(buf.getvalue(), "text/csv")
     if ct == "JSON":
         return Response(orjson.dumps([
             {"success": ok, "created": created, "id": rid or None,
