@@ -59,7 +59,8 @@ node_client() {  # $1 = name, $2... = npm packages
   shift
   local dir=$ROOT/$name stamp="$*"
   installed "$dir" "$stamp" && return 0
-  command -v npm >/dev/null || { echo "npm is not installed: apt-get install nodejs npm" >&2; return 1; }
+  command -v node >/dev/null && command -v npm >/dev/null \
+    || { echo "Node.js and npm are not installed: apt-get install nodejs npm" >&2; return 1; }
   echo "installing $name ($*) into $dir ..." >&2
   rm -rf "$dir"
   mkdir -p "$dir"

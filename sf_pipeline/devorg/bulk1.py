@@ -281,6 +281,7 @@ async def handle_bulk1(app: DevOrgApp, request: Request) -> Response:
         except SalesforceError as err:
             if err.error_code == "INVALID_SESSION_ID":
                 raise Bulk1Error("InvalidSessionId", "Invalid session id") from None
+            # the daily API request limit; exceptionCode and status UNVERIFIED against a capture
             raise Bulk1Error("ExceededQuota", err.message, status=403) from None
         if not bulk_api_enabled(org):
             raise Bulk1Error("FeatureNotEnabled", "Bulk API is not enabled for this Organization or Partner")

@@ -238,6 +238,11 @@ def test_errors_are_async_api_exception_bodies(srv: DevOrgServer, bulk: Async) -
     assert Async.xml(r) == {"exceptionCode": "InvalidJob", "exceptionMessage": "Unable to find object: Nope__c"}
     r = bulk("POST", "job", "<jobInfo")
     assert Async.xml(r)["exceptionCode"] == "InvalidXML"
+    job = bulk.job("insert", "Account")
+    aborted = bulk.xml(bulk("POST", f"job/{job}", f'<jobInfo xmlns="{NS[1:-1]}"><state>Aborted</state></jobInfo>'))
+    assert aborted["state"] == "Aborted"
+    r = bulk("POST", f"job/{job}/batch", "Name\nToo late\n", "text/csv")
+    assert Async.xml(r)["exceptionCode"] == "InvalidJobState"
 
 
 def test_an_org_without_the_bulk_api_answers_feature_not_enabled(srv: DevOrgServer, bulk: Async) -> None:

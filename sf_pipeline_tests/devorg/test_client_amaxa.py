@@ -18,7 +18,7 @@ import pytest
 from sf_pipeline.devorg.runner import DevOrgServer
 from sf_pipeline_tests.devorg.public_clients import client_env, ensure_client, ensure_organization, run
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]  # the first run installs the client
 OPERATION = """\
 version: 2
 operation:
@@ -65,8 +65,8 @@ def contacts_by_account(server: DevOrgServer) -> set[tuple]:
         page = server.org.queries.more(page["nextRecordsUrl"])
 
 
-@pytest.mark.skipif(not _port_443_free(), reason="Amaxa's Bulk API client needs devorg on port 443 (root, port free)")
 def test_amaxa_extracts_accounts_with_contacts_and_loads_them_into_another_org(tmp_path: Path) -> None:
+    assert _port_443_free(), "Amaxa's Bulk API client only reaches port 443: run as root with 127.0.0.1:443 free"
     ensure_client("amaxa")
     work = tmp_path / "amaxa"
     work.mkdir()

@@ -20,7 +20,7 @@ import requests
 from sf_pipeline.devorg.runner import DevOrgServer
 from sf_pipeline_tests.devorg.public_clients import client_env, ensure_client, ensure_organization, run
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]  # the first run installs the client
 CALLBACK = "http://localhost:8080/callback"
 MAPPING = """\
 Insert Accounts:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -20,8 +19,7 @@ from sf_pipeline.devorg.bulk1 import jobs_of
 from sf_pipeline.devorg.runner import DevOrgServer
 from sf_pipeline_tests.devorg.public_clients import client_env, ensure_client, ensure_organization, run
 
-pytestmark = [pytest.mark.e2e,
-              pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed (apt-get install nodejs)")]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]  # the first run installs the client
 RUN_PLUGIN = ("require('@oclif/command').run(process.argv.slice(2), process.argv[1])"
               ".then(require('@oclif/command/flush')).catch(require('@oclif/errors/handle'))")
 
