@@ -11,10 +11,12 @@ PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 
 # Pins. jsforce 3.10.19+ and @salesforce/cli 2.150+ need Node 22; this machine has Node 20.
+# sfdmu runs as a plugin of the sf CLI (`sf sfdmu run`), installed with `sf plugins install`.
 CUMULUSCI_VERSION=4.10.1
 AMAXA_VERSION=0.9.8
 JSFORCE_VERSION=3.10.14
-SFDMU_VERSION=3.7.19
+SFDMU_VERSION=3.7.19  # the only sfdmu version on the registry here
+SF_CLI_VERSION=2.108.6
 
 mkdir -p "$ROOT"
 
@@ -69,12 +71,30 @@ node_client() {  # $1 = name, $2... = npm packages
   echo "$stamp" >"$dir/.installed"
 }
 
+sfdmu_client() {  # the sf CLI plus the sfdmu plugin, with the CLI's home inside the client folder
+  local dir=$ROOT/sfdmu stamp="@salesforce/cli@$SF_CLI_VERSION sfdmu@$SFDMU_VERSION"
+  installed "$dir" "$stamp" && return 0
+  command -v node >/dev/null && command -v npm >/dev/null \
+    || { echo "Node.js and npm are not installed: apt-get install nodejs npm" >&2; return 1; }
+  echo "installing sfdmu ($stamp) into $dir ..." >&2
+  rm -rf "$dir"
+  mkdir -p "$dir/home/.config/sf"
+  # undici 8 (pulled in by today's ranges) needs Node 22's zstd; 7.x runs on Node 20.
+  echo '{"name": "sf-pipeline-client-sfdmu", "private": true, "overrides": {"undici": "7.16.0"}}' >"$dir/package.json"
+  run_logged npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "@salesforce/cli@$SF_CLI_VERSION"
+  # sfdmu is not signed by Salesforce: allow-list it instead of answering the install prompt
+  echo '["sfdmu"]' >"$dir/home/.config/sf/unsignedPluginAllowList.json"
+  (cd "$dir" && HOME="$dir/home" SF_DISABLE_TELEMETRY=true SF_AUTOUPDATE_DISABLE=true \
+    run_logged node_modules/.bin/sf plugins install "sfdmu@$SFDMU_VERSION")
+  echo "$stamp" >"$dir/.installed"
+}
+
 ensure() {
   case "$1" in
     cumulusci) python_client cumulusci "cumulusci==$CUMULUSCI_VERSION" ;;
     amaxa) PREBUILD="PyYAML==5.4.1" python_client amaxa "amaxa==$AMAXA_VERSION" ;;
     jsforce) node_client jsforce "jsforce@$JSFORCE_VERSION" ;;
-    sfdmu) node_client sfdmu "sfdmu@$SFDMU_VERSION" ;;
+    sfdmu) sfdmu_client ;;
     *) echo "unknown client: $1 (known: cumulusci amaxa jsforce sfdmu)" >&2; return 2 ;;
   esac
 }

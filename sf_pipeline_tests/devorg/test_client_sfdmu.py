@@ -1,11 +1,11 @@
-"""SFDMU (npm `sfdmu`, unmodified) against devorg: export Accounts and Contacts from an org to CSV files,
-then import those files into another org, over the REST API and over Bulk API 1.0.
+"""SFDMU (npm `sfdmu`, unmodified) against devorg, run as users run it, `sf sfdmu run` on the Salesforce CLI:
+export Accounts and Contacts from an org to CSV files, then import those files into another org, over the
+REST API and over Bulk API 1.0.
 
-SFDMU is an sfdx plugin (oclif v1, `@salesforce/command` 3). The registry here holds only sfdmu 3.7.19,
-whose oclif v1 stack the current `sf` CLI (which also needs Node 22) does not run, so the test runs the
-plugin's own `sfdmu:run` command through its bundled `@oclif/command`, exactly as `sfdx sfdmu:run` would.
-The orgs are given in export.json's `orgs` section (instanceUrl + accessToken), SFDMU's documented way to
-connect without the CLI's auth store; Node trusts devorg's CA through NODE_EXTRA_CA_CERTS."""
+scripts/ensure-clients.sh installs the sf CLI (2.108.6, the newest release that runs on Node 20) and the
+plugin with `sf plugins install sfdmu@3.7.19` (the only sfdmu version on the registry here). The orgs are
+given in export.json's `orgs` section (instanceUrl + accessToken), SFDMU's documented way to connect
+without the CLI's auth store; Node trusts devorg's CA through NODE_EXTRA_CA_CERTS."""
 
 from __future__ import annotations
 
@@ -20,18 +20,18 @@ from sf_pipeline.devorg.runner import DevOrgServer
 from sf_pipeline_tests.devorg.public_clients import client_env, ensure_client, ensure_organization, run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]  # the first run installs the client
-RUN_PLUGIN = ("require('@oclif/command').run(process.argv.slice(2), process.argv[1])"
-              ".then(require('@oclif/command/flush')).catch(require('@oclif/errors/handle'))")
 
 
 def sfdmu(server: DevOrgServer, work: Path, objects: list[dict], source: str, target: str, **options) -> str:
-    root = ensure_client("sfdmu") / "node_modules"
+    home = ensure_client("sfdmu")
     export = {"orgs": [{"name": "devorg", "instanceUrl": server.instance_url, "accessToken": server.login("admin")}],
               "objects": objects, **options}
     (work / "export.json").write_text(json.dumps(export, indent=2))
-    out = run(["node", "-e", RUN_PLUGIN, str(root / "sfdmu"), "sfdmu:run", "--sourceusername", source,
-               "--targetusername", target, "--path", str(work), "--noprompt", "--verbose"],
-              client_env(server, NODE_PATH=str(root)), work, timeout=300).stdout
+    env = client_env(server, HOME=str(home / "home"), SF_DISABLE_TELEMETRY="true", SF_AUTOUPDATE_DISABLE="true",
+                     SF_SKIP_NEW_VERSION_CHECK="true")
+    out = run([str(home / "node_modules" / ".bin" / "sf"), "sfdmu", "run", "--sourceusername", source,
+               "--targetusername", target, "--path", str(work), "--noprompt", "--verbose"], env, work,
+              timeout=300).stdout
     assert "Exit code 0 (SUCCESS)" in out, out[-3000:]
     return out
 
