@@ -53,7 +53,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
 from . import ids
-from .bulk import INGEST_CHUNK, _column_plan, _IngestRun, _JobFailure, registry
+from .bulk import INGEST_CHUNK, _column_plan, _CsvSource, _IngestRun, _JobFailure, registry
 from .bulk import Job as Bulk2Job
 from .clock import format_datetime, parse_datetime
 from .errors import SalesforceError
@@ -600,26 +600,34 @@ def _run_query(reg: Bulk1Jobs, job: Bulk1Job, batch: Batch) -> None:
         raise Bulk1Error("InvalidBatch", "the query is not UTF-8 text") from None
     include_deleted = job.operation == "queryAll"
     try:
-        result = org.queries.csv_rows(text, include_deleted=include_deleted)  # Bulk query rules
+        cq = org.queries.compile(text, include_deleted=include_deleted)
     except SalesforceError as err:
         raise Bulk1Error("InvalidBatch", f"Failed to process query: {err.error_code}: {err.message}") from None
-    cq = org.queries.compile(text, include_deleted=include_deleted)
     if cq.obj.name != job.object:
         raise Bulk1Error("InvalidBatch", f"Failed to process query: the query's object {cq.obj.name} is not the "
                          f"job's object {job.object}")
     result_id = reg.new_id("752")
-    folder = reg.bulk2.root / batch.id
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{result_id}.{job.content_type.lower()}"
+    # The Bulk 2.0 query machinery writes the CSV (same validation, same value formats, every value quoted);
+    # its carrier job is never registered as a 2.0 job, and its folder holds this batch's result files.
+    carrier = Bulk2Job(reg.bulk2, batch.id, "query", job.operation, job.object, job.created_by, job.api_version,
+                       "COMMA", "LF", query=text)
+    path = carrier.dir / f"{result_id}.{job.content_type.lower()}"
     count = 0
-    with open(path, "w", encoding="utf-8", newline="") as out:
+    try:
+        source = _CsvSource.open(org, carrier)  # Bulk query rules (no aggregates, OFFSET, compound fields)
+    except SalesforceError as err:
+        raise Bulk1Error("InvalidBatch", f"Failed to process query: {err.error_code}: {err.message}") from None
+    try:
         if job.content_type == "CSV":
-            writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n")
-            writer.writerow(result.header)
-            for row in result:
-                writer.writerow(row)
-                count += 1
-        else:
+            with open(path, "wb") as out:
+                out.write(source.header_bytes)
+                for data, lens in source.chunks():
+                    out.write(data)
+                    count += len(lens)
+    finally:
+        source.close()
+    if job.content_type != "CSV":
+        with open(path, "w", encoding="utf-8") as out:
             count = _write_records(org, job, text, include_deleted, out)
     if count == 0 and job.content_type == "CSV":
         path.write_text("Records not found for this query", encoding="utf-8")
