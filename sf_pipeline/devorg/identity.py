@@ -158,6 +158,23 @@ def identity_body(org: Org, org_id: str, cred: Credentials, base: str) -> dict[s
     }
 
 
+def userinfo_body(org: Org, org_id: str, cred: Credentials, base: str) -> dict[str, Any]:
+    """GET /services/oauth2/userinfo: the OpenID Connect claims of the identity service ("UserInfo
+    Endpoint" in Salesforce Help: sub is the identity URL, then user_id, organization_id,
+    preferred_username, name, given_name, family_name, email, zoneinfo, urls, ...)."""
+    ident = identity_body(org, org_id, cred, base)
+    return {
+        "sub": ident["id"], "user_id": ident["user_id"], "organization_id": ident["organization_id"],
+        "preferred_username": ident["username"], "nickname": ident["nick_name"], "name": ident["display_name"],
+        "email": ident["email"], "email_verified": True, "given_name": ident["first_name"],
+        "family_name": ident["last_name"], "zoneinfo": ident["timezone"], "photos": ident["photos"],
+        "profile": ident["urls"]["profile"], "picture": ident["photos"]["picture"], "address": {},
+        "is_salesforce_integration_user": False, "urls": ident["urls"], "active": ident["active"],
+        "user_type": ident["user_type"], "language": ident["language"], "locale": ident["locale"],
+        "utcOffset": 0, "updated_at": ident["last_modified_date"], "is_app_installed": True,
+    }
+
+
 # ====================================================================== web server flow
 class AuthorizationCodes:
     """Single-use authorization codes of the web server flow (memory only, like a browser round trip)."""

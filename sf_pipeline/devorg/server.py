@@ -101,6 +101,10 @@ class DevOrgApp:
         self.app = Starlette(routes=routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and "//" in scope["path"]:
+            # The sf CLI stores instance URLs with a trailing slash and jsforce appends "/services/...":
+            # real orgs answer `//services/data/...` like `/services/data/...`.
+            scope = dict(scope, path=re.sub("/{2,}", "/", scope["path"]))
         await self.app(scope, receive, send)
 
     # ----------------------------------------------------------------- helpers
@@ -405,7 +409,7 @@ class DevOrgApp:
         except SalesforceError as err:
             return error_response(err)
         cred = self.org.user(s.user_id)
-        return json_response({"user_id": s.user_id, "organization_id": ORG_ID, "preferred_username": cred.username})
+        return json_response(await _run(identity.userinfo_body, self.org, ORG_ID, cred, self._host_url(request)))
 
     async def soap(self, request: Request) -> Response:
         raw = await request.body()

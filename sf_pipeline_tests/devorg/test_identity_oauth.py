@@ -181,3 +181,22 @@ def test_refresh_tokens_survive_a_devorg_restart(tmp_path: Path) -> None:
         token = exchange(first, http, authorization_code(first, http)).json()["refresh_token"]
     with DevOrgServer(tmp_path / "org") as second:
         assert refresh(second, tls_session(second), token).status_code == 200
+
+
+def test_userinfo_answers_the_openid_claims_of_the_token_user(srv, http) -> None:
+    tok = password_token(srv, http, "support")
+    r = http.get(f"{srv.instance_url}/services/oauth2/userinfo", headers={"Authorization": f"Bearer {tok['access_token']}"})
+    body = r.json()
+    support = srv.org.user("support")
+    assert (body["sub"], body["user_id"], body["organization_id"], body["preferred_username"]) == \
+        (tok["id"], support.user_id, ORG_ID, support.username)
+    assert (body["given_name"], body["family_name"], body["name"]) == ("Cam", "Helper", "Cam Helper")
+    assert body["urls"]["rest"].endswith("/services/data/v{version}/")
+
+
+def test_a_stored_instance_url_with_trailing_slash_still_reaches_the_api(srv, http) -> None:
+    """The sf CLI saves `instanceUrl` as `https://host/` and jsforce appends `/services/...`."""
+    tok = password_token(srv, http)
+    r = http.get(f"{tok['instance_url']}//services/data/v59.0/query", params={"q": "SELECT Id FROM User LIMIT 1"},
+                 headers={"Authorization": f"Bearer {tok['access_token']}"})
+    assert r.status_code == 200 and r.json()["totalSize"] == 1
