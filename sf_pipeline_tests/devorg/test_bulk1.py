@@ -186,7 +186,9 @@ def test_query_results_in_csv_json_and_xml(srv: DevOrgServer, bulk: Async) -> No
     batch = bulk.batch(job, text)
     bulk.wait(job, batch)
     rid = ElementTree.fromstring(bulk("GET", f"job/{job}/batch/{batch}/result").content).findtext(f"{NS}result")
-    csv_text = bulk("GET", f"job/{job}/batch/{batch}/result/{rid}").text
+    result = bulk("GET", f"job/{job}/batch/{batch}/result/{rid}")
+    assert result.headers["content-type"] == "text/csv"  # exactly: heroku salesforce-bulk compares it
+    csv_text = result.text
     assert csv_text.splitlines()[0] == '"Id","Name","CreatedDate","Owner.Username"'
     assert csv_text.splitlines()[1].startswith(f'"{rec["Id"]}","{rec["Name"]}","')
 
