@@ -12,6 +12,10 @@ References (Salesforce Help / developer docs):
   `/services/oauth2/authorize?response_type=code&client_id&redirect_uri[&state]`, the user logs in, the
   browser is redirected to `redirect_uri?code=...&state=...`; POST `grant_type=authorization_code` with
   `code`, `client_id`, `client_secret`, `redirect_uri` answers an access token AND a refresh token.
+- "OAuth 2.0 User-Agent Flow for Desktop or Mobile App Integration": `response_type=token` redirects with
+  access_token, refresh_token, instance_url, id, issued_at, signature, scope and token_type in the URL
+  fragment (whether real orgs add the refresh token only for some redirect URIs is UNVERIFIED; devorg's
+  connected app always has the refresh_token scope).
 - "How Does the OAuth Refresh Token Fit Into the Authentication Flow?" (api_rest
   intro_understanding_refresh_token_oauth.htm): only the web server and user-agent flows issue refresh
   tokens (the username-password, JWT bearer and client credentials flows do not); POST
@@ -28,8 +32,12 @@ the org's metadata, so they survive a restart like the sessions do. `POST /servi
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import html
 import secrets
+import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
@@ -227,8 +235,31 @@ _AUTHORIZE_PARAMS = ("response_type", "client_id", "redirect_uri", "state", "sco
                      "code_challenge", "code_challenge_method")
 
 
-async def authorize(org: Org, request: Request) -> Response:
-    """GET shows the login form; POST (the form) logs the user in and redirects with a code."""
+def base_url(request: Request) -> str:
+    host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
+    return f"https://{host}"
+
+
+def token_body(org: Org, org_id: str, base: str, user_id: str, *, refresh: bool) -> dict[str, Any]:
+    """A token response: a new session, the identity URL, issued_at (epoch ms) and signature, the
+    Base64 HMAC-SHA256 of id + issued_at keyed with the consumer secret (web server flow doc, "signature"
+    response parameter); with a refresh token for the flows that issue one."""
+    session = org.new_session(user_id)
+    issued = str(int(time.time() * 1000))
+    id_url = identity_url(base, org_id, user_id)
+    sig = base64.b64encode(hmac.new(org.client_secret.encode(), (id_url + issued).encode(),
+                                    hashlib.sha256).digest()).decode()
+    body = {"access_token": session.token, "instance_url": base, "id": id_url, "token_type": "Bearer",
+            "issued_at": issued, "signature": sig, "scope": "api"}
+    if refresh:
+        body["refresh_token"] = issue_refresh_token(org, user_id)
+        body["scope"] = "refresh_token api"
+    return body
+
+
+async def authorize(org: Org, org_id: str, request: Request) -> Response:
+    """GET shows the login form; POST (the form) logs the user in and redirects with a code (web server
+    flow) or with the tokens in the fragment (user-agent flow, `response_type=token`)."""
     params = dict(request.query_params)
     form: dict[str, Any] = {}
     if request.method == "POST":
@@ -240,7 +271,7 @@ async def authorize(org: Org, request: Request) -> Response:
         return _oauth_error("invalid_client_id", "client identifier invalid")
     if not redirect_uri or urlsplit(redirect_uri).scheme not in ("http", "https"):
         return _oauth_error("redirect_uri_mismatch", "redirect_uri must match configuration")
-    if params.get("response_type") != "code":
+    if params.get("response_type") not in ("code", "token"):
         return _redirect(redirect_uri, {"error": "unsupported_response_type",
                                         "error_description": "response type not supported",
                                         "state": params.get("state")})
@@ -248,6 +279,13 @@ async def authorize(org: Org, request: Request) -> Response:
     if request.method == "POST":
         cred = org.check_password(str(form.get("username", "")), str(form.get("pw", "")))
         if cred is not None:
+            if params.get("response_type") == "token":
+                # user-agent flow: the tokens travel in the redirect's fragment ("OAuth 2.0 User-Agent Flow
+                # for Desktop or Mobile App Integration"), a refresh token among them
+                body = token_body(org, org_id, base_url(request), cred.user_id, refresh=True)
+                body.pop("scope")
+                fragment = urlencode({**body, "scope": "refresh_token api", "state": params.get("state") or ""})
+                return RedirectResponse(f"{redirect_uri}#{fragment}", status_code=302)
             code = codes_of(org).issue(cred.user_id, client_id, redirect_uri)
             return _redirect(redirect_uri, {"code": code, "state": params.get("state")})
         error = "<p id=\"error\">Please check your username and password.</p>"

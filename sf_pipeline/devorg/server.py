@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
-import hmac
 import re
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
@@ -358,20 +355,8 @@ class DevOrgApp:
             return json_response({"error": "unsupported_grant_type", "error_description": "grant type not supported"}, 400)
         if cred is None:
             return json_response({"error": "invalid_grant", "error_description": "authentication failure"}, 400)
-        session = org.new_session(cred.user_id)
-        base = self._host_url(request)
-        issued = str(int(time.time() * 1000))
-        id_url = identity.identity_url(base, ORG_ID, cred.user_id)
-        # signature: Base64 HMAC-SHA256 of id + issued_at keyed with the consumer secret (OAuth web server
-        # flow doc, "signature" response parameter).
-        sig = base64.b64encode(hmac.new(org.client_secret.encode(), (id_url + issued).encode(),
-                                        hashlib.sha256).digest()).decode()
-        body = {"access_token": session.token, "instance_url": base, "id": id_url,
-                "token_type": "Bearer", "issued_at": issued, "signature": sig, "scope": "api"}
-        if grant == "authorization_code" and with_refresh:
-            body["refresh_token"] = identity.issue_refresh_token(org, cred.user_id)
-            body["scope"] = "refresh_token api"
-        return json_response(body)
+        return json_response(await _run(identity.token_body, org, ORG_ID, self._host_url(request), cred.user_id,
+                                        refresh=grant == "authorization_code" and with_refresh))
 
     def _jwt_user(self, assertion: str):
         from .tls import jwt_public_key
@@ -392,7 +377,7 @@ class DevOrgApp:
         return await _run(identity.identity_response, self.org, ORG_ID, request, self._host_url(request))
 
     async def authorize(self, request: Request) -> Response:
-        return await identity.authorize(self.org, request)
+        return await identity.authorize(self.org, ORG_ID, request)
 
     async def revoke(self, request: Request) -> Response:
         return await identity.revoke_endpoint(self.org, request)

@@ -200,3 +200,20 @@ def test_a_stored_instance_url_with_trailing_slash_still_reaches_the_api(srv, ht
     r = http.get(f"{tok['instance_url']}//services/data/v59.0/query", params={"q": "SELECT Id FROM User LIMIT 1"},
                  headers={"Authorization": f"Bearer {tok['access_token']}"})
     assert r.status_code == 200 and r.json()["totalSize"] == 1
+
+
+def test_user_agent_flow_returns_tokens_and_a_refresh_token_in_the_fragment(srv, http) -> None:
+    cred = srv.org.user("sales3")
+    r = http.post(f"{srv.instance_url}/services/oauth2/authorize", allow_redirects=False, data={
+        "response_type": "token", "client_id": srv.org.client_id, "redirect_uri": CALLBACK, "state": "ua",
+        "username": cred.username, "pw": cred.password})
+    assert r.status_code == 302
+    location = urlsplit(r.headers["location"])
+    assert not location.query
+    values = {k: v[0] for k, v in parse_qs(location.fragment).items()}
+    assert values["state"] == "ua" and values["token_type"] == "Bearer"
+    assert values["id"] == f"{srv.instance_url}/id/{ORG_ID}/{cred.user_id}"
+    assert refresh(srv, http, values["refresh_token"]).status_code == 200
+    q = http.get(f"{srv.instance_url}/services/data/v59.0/query", params={"q": "SELECT Id FROM User LIMIT 1"},
+                 headers={"Authorization": f"Bearer {values['access_token']}"})
+    assert q.status_code == 200
