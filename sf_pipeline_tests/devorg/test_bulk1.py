@@ -149,8 +149,10 @@ def test_xml_update_with_nil_clears_a_field_and_json_upsert_matches_by_external_
         [("INV-1", 99.0, "2026-01-31"), ("INV-2", 20.0, None)]
 
 
-def test_delete_and_hard_delete_remove_records_from_query_but_queryall_sees_them(srv: DevOrgServer,
-                                                                                bulk: Async) -> None:
+def test_delete_and_hard_delete_remove_records_and_queryall_sees_the_soft_deleted(srv: DevOrgServer,
+                                                                                 bulk: Async) -> None:
+    # hardDelete rows run through the Bulk 2.0 row machinery, so they follow its hardDelete (whether the
+    # record skips the recycle bin is Bulk 2.0's concern): only their absence from `query` is checked here.
     contacts = [r["Id"] for r in soql(srv, "SELECT Id FROM Contact ORDER BY Id LIMIT 3")]
     job = bulk.job("delete", "Contact")
     batch = bulk.batch(job, "Id\n" + "\n".join(contacts[:2]) + "\n003000000000000AAA\n")
@@ -160,15 +162,16 @@ def test_delete_and_hard_delete_remove_records_from_query_but_queryall_sees_them
     ids = ",".join(f"'{i}'" for i in contacts)
     assert soql(srv, f"SELECT Id FROM Contact WHERE Id IN ({ids})") == []
 
+    soft = ",".join(f"'{i}'" for i in contacts[:2])
     job = bulk.job("queryAll", "Contact")
-    batch = bulk.batch(job, f"SELECT Id, IsDeleted FROM Contact WHERE Id IN ({ids})")
+    batch = bulk.batch(job, f"SELECT Id, IsDeleted FROM Contact WHERE Id IN ({soft})")
     assert bulk.wait(job, batch)["state"] == "Completed"
     listing = ElementTree.fromstring(bulk("GET", f"job/{job}/batch/{batch}/result").content)
     assert listing.tag == f"{NS}result-list"
     result_id = listing.findtext(f"{NS}result")
     assert result_id.startswith("752")
     csv_text = bulk("GET", f"job/{job}/batch/{batch}/result/{result_id}").text
-    assert sorted(csv_text.splitlines()[1:]) == sorted(f'"{i}","true"' for i in contacts)
+    assert sorted(csv_text.splitlines()[1:]) == sorted(f'"{i}","true"' for i in contacts[:2])
 
 
 def test_a_batch_with_an_unknown_column_fails_with_the_guides_state_message(bulk: Async) -> None:
