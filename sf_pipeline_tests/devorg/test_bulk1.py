@@ -14,6 +14,7 @@ import pytest
 import requests
 from simple_salesforce import Salesforce
 
+from sf_pipeline.devorg.bulk1 import set_bulk_api_enabled
 from sf_pipeline.devorg.runner import DevOrgServer
 from sf_pipeline_tests.devorg_fixtures import tls_session
 
@@ -251,14 +252,14 @@ def test_errors_are_async_api_exception_bodies(srv: DevOrgServer, bulk: Async) -
 
 
 def test_an_org_without_the_bulk_api_answers_feature_not_enabled(srv: DevOrgServer, bulk: Async) -> None:
-    http = tls_session(srv)
-    assert http.post(f"{srv.instance_url}/_devorg/features", json={"bulk_api": False}).json() == {"bulk_api": False}
+    # the org option (also `POST /_devorg/features {"bulk_api": false}`), set in-process
+    set_bulk_api_enabled(srv.org, False)
     r = bulk("POST", "job", f'<jobInfo xmlns="{NS[1:-1]}"><operation>insert</operation><object>Account</object>'
                             "</jobInfo>")
     assert r.status_code == 400
     assert Async.xml(r) == {"exceptionCode": "FeatureNotEnabled",
                             "exceptionMessage": "Bulk API is not enabled for this Organization or Partner"}
-    http.post(f"{srv.instance_url}/_devorg/features", json={"bulk_api": True})
+    set_bulk_api_enabled(srv.org, True)
     assert bulk("POST", "job", f'<jobInfo xmlns="{NS[1:-1]}"><operation>insert</operation><object>Account</object>'
                                "</jobInfo>").status_code == 201
 
