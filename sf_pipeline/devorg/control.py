@@ -99,6 +99,12 @@ async def handle_control(app: DevOrgApp, request: Request, action: str) -> Respo
     if action == "fields":
         org.add_custom_field(body["object"], body["field"])
         return _json({"added": f"{body['object']}.{body['field']['name']}"})
+    if action == "features":
+        from .bulk1 import bulk_api_enabled, set_bulk_api_enabled
+
+        if "bulk_api" in body:  # an org without the Bulk API feature answers FeatureNotEnabled (bulk1.py)
+            set_bulk_api_enabled(org, bool(body["bulk_api"]))
+        return _json({"bulk_api": bulk_api_enabled(org)})
     if action == "sessions/expire":
         org.expire_sessions()
         return _json({"expired": True})

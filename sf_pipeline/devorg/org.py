@@ -21,7 +21,7 @@ from .standard_objects import STANDARD_OBJECTS
 from .store import OrgStore
 
 DEFAULT_CUSTOM_OBJECTS = Path(__file__).with_name("custom_objects.yaml")
-ORG_ID = "00D5J0000000001AAA"
+ORG_ID = "00D5J0000000001UAA"  # a real 18-character id: the suffix is the checksum of the 15
 DEFAULT_DAILY_LIMIT = 5_000_000
 SESSION_LIFETIME = timedelta(hours=2)
 

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
-import hmac
 import re
-import time
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
@@ -26,7 +23,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from . import ids
+from . import identity, ids
 from .clock import parse_datetime
 from .errors import SalesforceError, not_found
 from .faults import KINDS, FaultInjector
@@ -83,6 +80,12 @@ class DevOrgApp:
             Route("/services/data/{version}/{rest:path}", self.api,
                   methods=["GET", "POST", "PATCH", "DELETE", "PUT"]),
             Route("/services/oauth2/userinfo", self.userinfo, methods=["GET"]),
+            Route("/id/{org_id}/{user_id}", self.identity, methods=["GET"]),
+            Route("/services/oauth2/authorize", self.authorize, methods=["GET", "POST"]),
+            Route("/{prefix:path}/services/oauth2/authorize", self.authorize, methods=["GET", "POST"]),
+            Route("/services/oauth2/revoke", self.revoke, methods=["GET", "POST"]),
+            Route("/{prefix:path}/services/oauth2/revoke", self.revoke, methods=["GET", "POST"]),
+            Route("/services/async/{version}/{rest:path}", self.bulk1, methods=["GET", "POST"]),
             Route("/_devorg/{action:path}", self.control, methods=["GET", "POST", "DELETE"]),
             Route("/{prefix:path}/services/oauth2/token", self.oauth_token, methods=["POST"]),
             Route("/services/oauth2/token", self.oauth_token, methods=["POST"]),
@@ -94,6 +97,10 @@ class DevOrgApp:
         self.app = Starlette(routes=routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and "//" in scope["path"]:
+            # The sf CLI stores instance URLs with a trailing slash and jsforce appends "/services/...":
+            # real orgs answer `//services/data/...` like `/services/data/...`.
+            scope = dict(scope, path=re.sub("/{2,}", "/", scope["path"]))
         await self.app(scope, receive, send)
 
     # ----------------------------------------------------------------- helpers
@@ -176,8 +183,12 @@ class DevOrgApp:
         org = ctx.org
         if not parts:
             base = f"/services/data/v{ctx.version}"
-            return json_response({k: f"{base}/{k}" for k in (
-                "sobjects", "query", "queryAll", "limits", "composite", "jobs", "search", "tooling")})
+            resources = {k: f"{base}/{k}" for k in (
+                "sobjects", "query", "queryAll", "limits", "composite", "jobs", "search", "tooling")}
+            # the version's resource list carries the caller's identity URL (REST API "Resources by
+            # Version"); jsforce's identity() reads it from there
+            resources["identity"] = identity.identity_url(self._host_url(ctx.request), ORG_ID, ctx.user_id)
+            return json_response(resources)
         head = parts[0].lower()
         if head == "sobjects":
             return await self.sobjects(ctx, parts[1:])
@@ -316,6 +327,7 @@ class DevOrgApp:
         grant = form.get("grant_type", "")
         org = self.org
         cred = None
+        with_refresh = False
         if grant == "password":
             if form.get("client_id") != org.client_id or form.get("client_secret") != org.client_secret:
                 return json_response({"error": "invalid_client_id", "error_description": "client identifier invalid"}, 400)
@@ -333,19 +345,23 @@ class DevOrgApp:
             cred = org.user("integration")  # the connected app's run-as user
         elif grant == "urn:ietf:params:oauth:grant-type:jwt-bearer":
             cred = self._jwt_user(str(form.get("assertion", "")))
+        elif grant in ("authorization_code", "refresh_token"):
+            client_id, client_secret = form.get("client_id"), form.get("client_secret")
+            auth = request.headers.get("authorization", "")
+            if auth.lower().startswith("basic "):
+                try:
+                    client_id, _, client_secret = base64.b64decode(auth[6:]).decode().partition(":")
+                except ValueError:
+                    client_id = None
+            cred, with_refresh, failure = identity.grant_user(org, grant, form, client_id, client_secret)
+            if failure is not None:
+                return failure
         else:
             return json_response({"error": "unsupported_grant_type", "error_description": "grant type not supported"}, 400)
         if cred is None:
             return json_response({"error": "invalid_grant", "error_description": "authentication failure"}, 400)
-        session = org.new_session(cred.user_id)
-        base = self._host_url(request)
-        issued = str(int(time.time() * 1000))
-        sig = base64.b64encode(hmac.new(org.client_secret.encode(), (base + issued).encode(),
-                                        hashlib.sha256).digest()).decode()
-        return json_response({
-            "access_token": session.token, "instance_url": base, "id": f"{base}/id/{ORG_ID}/{cred.user_id}",
-            "token_type": "Bearer", "issued_at": issued, "signature": sig, "scope": "api",
-        })
+        return json_response(await _run(identity.token_body, org, ORG_ID, self._host_url(request), cred.user_id,
+                                        refresh=grant == "authorization_code" and with_refresh))
 
     def _jwt_user(self, assertion: str):
         from .tls import jwt_public_key
@@ -362,6 +378,20 @@ class DevOrgApp:
         except KeyError:
             return None
 
+    async def identity(self, request: Request) -> Response:
+        return await _run(identity.identity_response, self.org, ORG_ID, request, self._host_url(request))
+
+    async def authorize(self, request: Request) -> Response:
+        return await identity.authorize(self.org, ORG_ID, request)
+
+    async def revoke(self, request: Request) -> Response:
+        return await identity.revoke_endpoint(self.org, request)
+
+    async def bulk1(self, request: Request) -> Response:
+        from .bulk1 import handle_bulk1
+
+        return await handle_bulk1(self, request)
+
     async def userinfo(self, request: Request) -> Response:
         token = request.headers.get("authorization", "")[7:]
         try:
@@ -369,7 +399,7 @@ class DevOrgApp:
         except SalesforceError as err:
             return error_response(err)
         cred = self.org.user(s.user_id)
-        return json_response({"user_id": s.user_id, "organization_id": ORG_ID, "preferred_username": cred.username})
+        return json_response(await _run(identity.userinfo_body, self.org, ORG_ID, cred, self._host_url(request)))
 
     async def soap(self, request: Request) -> Response:
         raw = await request.body()
