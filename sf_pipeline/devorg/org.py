@@ -64,7 +64,7 @@ class Org:
     """A devorg org. `data_dir=None` keeps everything in memory."""
 
     def __init__(self, data_dir: str | Path | None = None, *, custom_objects: str | Path | None = None,
-                 name: str = "devorg", daily_limit: int | None = None):
+                 name: str = "devorg", daily_limit: int | None = None, extra_objects: int | None = None):
         self.name = name
         self.data_dir = Path(data_dir) if data_dir else None
         # each org owns its metadata: fields added at run time must not leak into other orgs
@@ -77,7 +77,18 @@ class Org:
         if self.data_dir:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             db_path = str(self.data_dir / "org.sqlite3")
+        from .wide import FieldHistory, add_extra_objects, resolve_polymorphic, widen
+
+        widen(self.schema)  # every standard object of a real org, with its describe-global flags
         self.store = OrgStore(self.schema, db_path, self.clock)
+        extra = extra_objects if extra_objects is not None else int(self.store.get_meta("extra_objects") or 0)
+        if extra:
+            with self.store.transaction():
+                for obj in add_extra_objects(self.schema, extra):
+                    self.store.ensure_table(obj)
+            self.store.set_meta("extra_objects", extra)
+        resolve_polymorphic(self.schema)
+        self.store.on_change = FieldHistory(self.schema)
         self._restore_added_fields()
         self.sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
