@@ -37,12 +37,18 @@ def devorg() -> None:
 @click.option("--alias", default="production", show_default=True, help="Org alias used in the printed variables.")
 @click.option("--name", default="devorg", show_default=True, help="Org name (appears in usernames).")
 @click.option("--daily-limit", type=int, default=None, help="Daily API request limit.")
-def serve(host, port, data_dir, size, seed, custom_objects, alias, name, daily_limit) -> None:
+@click.option("--extra-objects", type=click.IntRange(min=0), default=None,
+              help="Add this many generated custom objects of varied shapes (lookups, master-detail, picklists, "
+                   "long text, currency, dates), with their history/share/feed objects; kept across restarts.")
+@click.option("--files", type=click.IntRange(min=0), default=0, show_default=True,
+              help="With --generate: attach this many files (ContentVersion, bytes on disk in the data directory).")
+def serve(host, port, data_dir, size, seed, custom_objects, alias, name, daily_limit, extra_objects, files) -> None:
     """Start an org over HTTPS and print, as export lines, what a client needs to connect."""
     from .devorg.runner import DevOrgServer
 
     server = DevOrgServer(data_dir, host=host, port=port, generate=size, seed=seed, custom_objects=custom_objects,
-                          name=name, daily_limit=daily_limit, log_level="warning")
+                          name=name, daily_limit=daily_limit, log_level="warning", extra_objects=extra_objects,
+                          files=files)
     click.echo(server.export_lines(alias))
     click.echo("# serving until stopped (Ctrl-C); control hooks: sf-pipeline devorg --help", err=True)
     sys.stdout.flush()

@@ -127,6 +127,9 @@ class _RecordShaper:
                 parts.append(f"{f.name!r}: {self._compound(col)}")
             elif f.type == "boolean":  # never null in Salesforce: a NULL (column added later) reads false
                 parts.append(f"{f.name!r}: r[{self._expr(col.sql)}] == 1")
+            elif f.type == "base64":  # a REST query returns the blob's URL, not its bytes (files.py)
+                parts.append(f"{f.name!r}: (None if r[{self._expr(col.sql)}] is None else "
+                             f"U[{slot}] + r[{node.id_index}] + {'/' + f.name!r})")
             else:
                 parts.append(f"{f.name!r}: r[{self._expr(col.sql)}]")
         return "{" + ", ".join(parts) + "}"

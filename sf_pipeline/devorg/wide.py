@@ -506,6 +506,7 @@ def add_extra_objects(schema: Schema, n: int, seed: int = 7) -> list[ObjectDef]:
                 obj.by_lower[f.lower] = obj.fields[i]
                 obj.by_relationship["master__r"] = obj.fields[i]
         obj.flags = {"feedEnabled": bool(spec.get("trackFeed"))}
+        obj.generated_extra = True  # type: ignore[attr-defined]
         schema.add(obj)
         added.append(obj)
         for assoc in associated_custom_objects(obj, spec, schema):
