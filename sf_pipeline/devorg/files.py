@@ -58,13 +58,13 @@ def prepare_schema(schema: Schema) -> None:
     att = schema.find("Attachment")
     if att is not None:
         _set(att, "Body", createable=True, updateable=True)
-        _set(att, "BodyLength", **ro)
+        _set(att, "BodyLength", type="int", precision=0, **ro)
         _set(att, "ParentId", updateable=False)
         _set(att, "OwnerId", defaulted_on_create=True)
     doc = schema.find("Document")
     if doc is not None:
         _set(doc, "Body", createable=True, updateable=True)
-        _set(doc, "BodyLength", nillable=True, **ro)
+        _set(doc, "BodyLength", type="int", precision=0, nillable=True, **ro)
         _set(doc, "AuthorId", defaulted_on_create=True)
         _set(doc, "DeveloperName", defaulted_on_create=True)
     cv = schema.find("ContentVersion")
@@ -74,6 +74,7 @@ def prepare_schema(schema: Schema) -> None:
                      "RatingCount", "PositiveRatingCount", "NegativeRatingCount", "IsAssetEnabled",
                      "FeaturedContentBoost", "FeaturedContentDate"):
             _set(cv, name, nillable=True, **ro)
+        _set(cv, "ContentSize", type="int", precision=0)
         for name in ("ContentLocation", "Origin", "SharingOption", "SharingPrivacy", "IsMajorVersion", "OwnerId"):
             _set(cv, name, defaulted_on_create=True, nillable=True)
         _set(cv, "ContentDocumentId", nillable=True, updateable=False, cascade_delete=True)
@@ -84,6 +85,7 @@ def prepare_schema(schema: Schema) -> None:
     if cd is not None:
         for name in ("PublishStatus", "OwnerId", "IsArchived"):
             _set(cd, name, nillable=True)
+        _set(cd, "ContentSize", type="int", precision=0)
     cdl = schema.find("ContentDocumentLink")
     if cdl is not None:
         _set(cdl, "ContentDocumentId", updateable=False, cascade_delete=True)
@@ -217,6 +219,8 @@ def insert_with_blob(org: Any, obj: ObjectDef, values: dict[str, Any], data: byt
             if obj.name == "Document":
                 extra["DeveloperName"] = values.get("DeveloperName") or _developer_name(values.get("Name"))
                 extra["AuthorId"] = values.get("AuthorId") or user_id
+            if data is not None:
+                extra[blob_field] = blob_field  # the column marks that the blob exists
             rid = store.insert(obj, {**values, **extra}, user_id)
             store.conn.execute(f"UPDATE {q(obj.name)} SET BodyLength = ? WHERE Id = ?",
                                (len(data or b""), rid))

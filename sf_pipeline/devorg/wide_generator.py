@@ -144,7 +144,8 @@ def _files(org: Any, n: int, rnd: random.Random, size_mix: Mapping[int, float], 
     for i in range(n):
         size = rnd.choices(sizes, weights)[0]
         ext, file_type = _FILE_TYPES[i % len(_FILE_TYPES)]
-        data = f"devorg file {i}\n".encode() + noise[: max(0, size - 20)]
+        head = f"devorg file {i}\n".encode()
+        data = (head + noise[: max(0, size - len(head))])[:size]
         total_bytes += len(data)
         bs.write(cv_ids[i], "VersionData", data)
         stamp, user = stamps[rnd.randrange(len(stamps))], users[rnd.randrange(len(users))]
