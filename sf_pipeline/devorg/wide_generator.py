@@ -41,7 +41,8 @@ def generate_wide(org: Any, records: int, files: int = 0, seed: int = 42,
     extras = generated_extras(org)
     counts: dict[str, int] = {}
     if extras and records:
-        per_object = max(1, int(records * 0.55) // len(extras))
+        # their history, share and feed rows add about twice as many again (see below)
+        per_object = max(1, int(records * 0.33) // len(extras))
         counts.update(generate_custom_records(org, {o.name: per_object for o in extras}, seed))
     now = org.clock.now()
     stamps = [format_datetime(now - timedelta(seconds=s)) for s in sorted(
