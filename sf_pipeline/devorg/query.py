@@ -220,7 +220,11 @@ class QueryEngine:
 
     # ---------------------------------------------------------------- compile / snapshot
     def compile(self, text: str, *, include_deleted: bool) -> CompiledQuery:
-        return compile_soql(text, self.schema, now=self.store.clock.now(), include_deleted=include_deleted)
+        from .wide import check_query_restrictions
+
+        cq = compile_soql(text, self.schema, now=self.store.clock.now(), include_deleted=include_deleted)
+        check_query_restrictions(cq.obj, text)  # objects that cannot be queried, or not without a filter
+        return cq
 
     def _snapshot(self, cq: CompiledQuery) -> array:
         sql, params = cq.rowid_sql()

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -552,6 +553,23 @@ class FieldHistory:
             names = ", ".join(f'"{k}"' for k in cols)
             store.conn.execute(f'INSERT INTO "{hist.name}" ({names}) VALUES ({", ".join("?" * len(cols))})',
                                list(cols.values()))
+
+
+# ====================================================================== query restrictions
+_CDL_FILTER = re.compile(r"\bWHERE\b.*\b(ContentDocumentId|LinkedEntityId)\s*(=|\bIN\b)", re.I | re.S)
+
+
+def check_query_restrictions(obj: ObjectDef, text: str) -> None:
+    """SOQL that Salesforce refuses for the object itself (REST and Bulk alike)."""
+    if not obj.flags.get("queryable", True):
+        # e.g. AccountChangeEvent: describe says queryable false; SOQL answers INVALID_TYPE.
+        raise SalesforceError("INVALID_TYPE", f"sObject type '{obj.name}' is not supported.")
+    if obj.name == "ContentDocumentLink" and not _CDL_FILTER.search(text):
+        # Object Reference, ContentDocumentLink: "you must filter on ContentDocumentId or LinkedEntityId".
+        raise SalesforceError(
+            "MALFORMED_QUERY", "Implementation restriction: ContentDocumentLink requires a filter by a single Id "
+            "on ContentDocumentId or LinkedEntityId using the equals operator or multiple Id's using the IN "
+            "operator.")
 
 
 # ====================================================================== Bulk API refusals

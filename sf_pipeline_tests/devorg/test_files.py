@@ -106,7 +106,8 @@ def test_links_attach_a_document_to_records_and_deleting_it_cascades(sf, server)
     assert again.status_code == 400 and again.json()[0]["errorCode"] == "DUPLICATE_VALUE"
     sf.ContentDocument.delete(doc)
     assert sf.query(f"SELECT Id FROM ContentVersion WHERE ContentDocumentId = '{doc}'")["totalSize"] == 0
-    assert sf.query(f"SELECT Id FROM ContentDocumentLink WHERE Id = '{link}'")["totalSize"] == 0
+    remaining = sf.query(f"SELECT Id FROM ContentDocumentLink WHERE ContentDocumentId = '{doc}'")["records"]
+    assert remaining == [] and link
     deleted = sf.query_all(f"SELECT Id, IsDeleted FROM ContentVersion WHERE Id = '{cv}'",
                             include_deleted=True)["records"]
     assert deleted and deleted[0]["IsDeleted"] is True
@@ -151,5 +152,8 @@ def test_the_generator_attaches_files_with_a_size_mix(tmp_path):
             data = sf.session.get(f"{srv.instance_url}/services/data/{V}/sobjects/ContentVersion/{v['Id']}/"
                                   "VersionData", headers=sf.headers).content
             assert len(data) == v["ContentSize"] and hashlib.md5(data).hexdigest() == v["Checksum"]
-        linked = sf.query_all("SELECT LinkedEntityId FROM ContentDocumentLink")["records"]
-        assert sum(r["LinkedEntityId"].startswith("001") for r in linked) == 30  # one account per file
+        docs = ", ".join(f"'{v['ContentDocumentId']}'" for v in versions)
+        linked = sf.query_all(f"SELECT LinkedEntityId FROM ContentDocumentLink WHERE ContentDocumentId IN ({docs})")
+        assert sum(r["LinkedEntityId"].startswith("001") for r in linked["records"]) == 30  # one account per file
+        with pytest.raises(Exception, match="requires a filter by a single Id"):
+            sf.query("SELECT Id FROM ContentDocumentLink")  # as in a real org: no unfiltered link query

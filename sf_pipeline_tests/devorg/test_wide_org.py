@@ -85,6 +85,12 @@ def test_an_org_lists_hundreds_of_objects_with_generated_custom_ones(global_desc
     assert global_describe["AccountChangeEvent"]["queryable"] is False
 
 
+def test_objects_that_are_not_queryable_refuse_soql(sf):
+    with pytest.raises(ClientError) as refused:
+        sf.query("SELECT Id FROM AccountChangeEvent")
+    assert refused.value.content[0]["errorCode"] == "INVALID_TYPE"
+
+
 def test_generated_custom_objects_have_varied_shapes(sf):
     master = sf.Warranty_003__c.describe()
     fields = {f["name"]: f for f in master["fields"]}
