@@ -32,7 +32,7 @@ class DevOrgServer:
     def __init__(self, data_dir: str | Path | None = None, *, host: str = "127.0.0.1", port: int = 0,
                  generate: int | None = None, seed: int = 42, custom_objects: str | Path | None = None,
                  name: str = "devorg", daily_limit: int | None = None, log_level: str = "warning",
-                 extra_objects: int | None = None, files: int = 0):
+                 extra_objects: int | None = None, files: int = 0, file_sizes: dict[int, float] | None = None):
         self._tmp = None
         if data_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="devorg-")
@@ -49,7 +49,7 @@ class DevOrgServer:
             if extra_objects or files:
                 from .wide_generator import generate_wide
 
-                generate_wide(self.org, generate if extra_objects else 0, files, seed)
+                generate_wide(self.org, generate if extra_objects else 0, files, seed, file_sizes)
         self.app = DevOrgApp(self.org)
         self.certs = ensure_certificates(self.data_dir / "tls")
         self.log_level = log_level

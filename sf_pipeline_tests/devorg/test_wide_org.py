@@ -183,3 +183,15 @@ def test_extra_objects_stay_after_a_restart(tmp_path: Path):
         sf = connect(again)
         listed = {o["name"] for o in sf.describe()["sobjects"]}
         assert names <= listed
+
+
+def test_serve_refuses_a_bad_file_size_mix_with_a_clear_error(tmp_path: Path):
+    from click.testing import CliRunner
+
+    from sf_pipeline.cli import main
+
+    result = CliRunner().invoke(main, ["devorg", "serve", "--data", str(tmp_path / "org"), "--generate", "10",
+                                       "--files", "5", "--file-sizes", "big:lots"])
+    assert result.exit_code == 2
+    assert "--file-sizes" in result.output and "BYTES:SHARE" in result.output
+    assert not (tmp_path / "org").exists()  # refused before any org was created
