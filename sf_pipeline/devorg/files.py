@@ -7,7 +7,7 @@
   (REST API Developer Guide, "Get Blob Data":
   https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/dome_sobject_blob_retrieve.htm).
   Bulk API refuses base64 fields (wide.check_bulk_query).
-- Inserts take the base64 value in JSON or a multipart/form-data upload whose first part is the
+- Inserts and updates (Attachment, Document) take the base64 value in JSON or a multipart/form-data upload whose first part is the
   record's JSON (`entity_content`, `entity_document`, ...) and whose second part, named after the blob
   field, holds the bytes (REST API Developer Guide, "Insert or Update Blob Data":
   https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/dome_sobject_insert_update_blob.htm).
@@ -227,6 +227,26 @@ def insert_with_blob(org: Any, obj: ObjectDef, values: dict[str, Any], data: byt
         if data is not None:
             blobs(org).write(rid, blob_field, data)
             store.conn.execute(f"UPDATE {q(obj.name)} SET {q(blob_field)} = ? WHERE Id = ?", (blob_field, rid))
+        return rid
+
+
+def update_with_blob(org: Any, obj: ObjectDef, record_id: str, values: dict[str, Any], data: bytes | None,
+                     user_id: str) -> str:
+    """PATCH of an Attachment or Document, optionally with new bytes; a ContentVersion's bytes never change
+    (upload a new version with its ContentDocumentId instead)."""
+    store: OrgStore = org.store
+    blob_field = BLOB_FIELDS[obj.name]
+    if data is not None and obj.name == "ContentVersion":
+        raise SalesforceError("INVALID_FIELD_FOR_INSERT_UPDATE", "Unable to create/update fields: VersionData. "
+                              "Please check the security settings of this field and verify that it is read/write "
+                              "for your profile or permission set.", fields=["VersionData"])
+    with store.lock, store.transaction():
+        if data is not None:
+            values = {**values, blob_field: blob_field}
+        rid = store.update(obj, record_id, values, user_id)
+        if data is not None:
+            blobs(org).write(rid, blob_field, data)
+            store.conn.execute(f"UPDATE {q(obj.name)} SET BodyLength = ? WHERE Id = ?", (len(data), rid))
         return rid
 
 

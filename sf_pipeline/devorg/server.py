@@ -241,6 +241,10 @@ class DevOrgApp:
                 rec = await _run(org.store.get, obj, rid)
                 fields = ctx.request.query_params.get("fields")
                 return json_response(_record(ctx, obj, rec, fields.split(",") if fields else None))
+            if method == "PATCH" and obj.name in files.BLOB_FIELDS:
+                values, data = await files.read_insert_body(ctx.request, obj)
+                await _run(files.update_with_blob, org, obj, rid, values, data, ctx.user_id)
+                return Response(status_code=204)
             if method == "PATCH":
                 body = await read_json(ctx.request)
                 if not isinstance(body, dict):

@@ -91,6 +91,10 @@ def test_a_new_version_becomes_the_latest_and_numbers_up(sf, server):
     assert sf.ContentDocument.get(doc)["LatestPublishedVersionId"] == second
     old = sf.session.get(_url(server, f"sobjects/ContentVersion/{first}/VersionData"), headers=sf.headers)
     assert old.content == b"v1"
+    # a version's bytes never change: new bytes are a new version
+    refused = sf.session.patch(_url(server, f"sobjects/ContentVersion/{first}"), headers=sf.headers,
+                               data=json.dumps({"VersionData": base64.b64encode(b"v1 edited").decode()}))
+    assert refused.status_code == 400 and refused.json()[0]["errorCode"] == "INVALID_FIELD_FOR_INSERT_UPDATE"
 
 
 def test_links_attach_a_document_to_records_and_deleting_it_cascades(sf, server):
@@ -136,6 +140,13 @@ def test_attachment_body_is_a_blob_and_bulk_refuses_base64_fields(sf, server):
     ok = sf.session.post(_url(server, "jobs/query"), headers=sf.headers,
                          json={"operation": "query", "query": "SELECT Id, Name, BodyLength FROM Attachment"})
     assert ok.status_code == 200
+    # new bytes through PATCH, in JSON or multipart ("Insert or Update Blob Data")
+    gif = b"GIF89a" + b"\x01" * 50
+    sf.Attachment.update(att, {"Name": "logo.gif", "ContentType": "image/gif",
+                               "Body": base64.b64encode(gif).decode()})
+    updated = sf.session.get(server.instance_url + rec["Body"], headers=sf.headers)
+    assert updated.content == gif and updated.headers["content-type"] == "image/gif"
+    assert sf.Attachment.get(att)["BodyLength"] == len(gif)
     # deleting the parent deletes its attachments (Attachment.ParentId is required)
     sf.Account.delete(account)
     assert sf.query(f"SELECT Id FROM Attachment WHERE Id = '{att}'")["totalSize"] == 0
