@@ -234,6 +234,10 @@ class DevOrgApp:
             return unchanged or json_response(obj.describe(v, org.schema), headers=headers)
         if sub in ("updated", "deleted") and len(rest) == 1:
             start, end = _window_params(ctx.request)
+            if not obj.has_field("SystemModstamp"):  # history, share... objects (wide.py)
+                from .wide import append_only_changes
+
+                return json_response(await _run(append_only_changes, org, obj, sub, start, end))
             return json_response(await _run(_updated_or_deleted, ctx, obj, sub, start, end))
         if len(rest) == 1:
             rid = rest[0]

@@ -572,6 +572,35 @@ def check_query_restrictions(obj: ObjectDef, text: str) -> None:
             "operator.")
 
 
+# ====================================================================== replication
+def append_only_changes(org: Any, obj: ObjectDef, kind: str, start: Any, end: Any) -> dict[str, Any]:
+    """`/updated/` and `/deleted/` for objects without SystemModstamp.
+
+    Objects the describe marks not replicateable (e.g. *Share) refuse replication calls
+    (INVALID_TYPE_FOR_OPERATION; exact message UNVERIFIED). Append-only objects (history) are replicated by
+    CreatedDate: a row is "updated" once, when it is written; their rows leave only with their parent
+    record, and without a modification stamp no deletion date is kept, so `/deleted/` lists none.
+    """
+    from .clock import format_datetime as fmt
+    from .store import q as quote
+
+    if not obj.flags.get("replicateable", True) or not obj.has_field("CreatedDate"):
+        raise SalesforceError("INVALID_TYPE_FOR_OPERATION", f"entity type {obj.name} does not support replication")
+    now = org.clock.now()
+    start = start.replace(second=0, microsecond=0)
+    end = min(end.replace(second=0, microsecond=0), now.replace(second=0, microsecond=0))
+    s, e = fmt(start), fmt(end)
+    if kind == "deleted":
+        from datetime import timedelta
+
+        return {"deletedRecords": [], "earliestDateAvailable": fmt(now - timedelta(days=15)), "latestDateCovered": e}
+    with org.store.lock:
+        rows = org.store.conn.execute(
+            f"SELECT Id FROM {quote(obj.name)} WHERE CreatedDate >= ? AND CreatedDate < ? AND IsDeleted = 0 "
+            "ORDER BY CreatedDate", (s, e)).fetchall()
+    return {"ids": [r[0] for r in rows], "latestDateCovered": e}
+
+
 # ====================================================================== Bulk API refusals
 def check_bulk_query(schema: Schema, obj: ObjectDef, selected: list[FieldDef]) -> None:
     """Refuse a Bulk API query the way Salesforce does: unsupported objects, then base64 fields."""

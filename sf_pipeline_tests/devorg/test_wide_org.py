@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -132,6 +133,19 @@ def test_history_rows_are_written_when_tracked_fields_change(sf, server):
     custom = sf.query(f"SELECT Field, OldValue, NewValue FROM Project_000__History WHERE ParentId = '{rec}' "
                       "AND Field = 'Status__c'")["records"]
     assert [(r["OldValue"], r["NewValue"]) for r in custom] == [("New", "Active")]
+
+
+def test_history_objects_replicate_by_created_date_and_shares_not_at_all(sf, server):
+    acc = sf.Account.create({"Name": "Replicated history"})["id"]
+    row = sf.query(f"SELECT Id FROM AccountHistory WHERE AccountId = '{acc}'")["records"][0]["Id"]
+    server.org.advance_clock(timedelta(minutes=2))  # the current minute is never covered
+    base = f"{server.instance_url}/services/data/v59.0/sobjects"
+    window = "?start=2000-01-01T00:00:00Z&end=2100-01-01T00:00:00Z"
+    updated = sf.session.get(f"{base}/AccountHistory/updated/{window}", headers=sf.headers)
+    assert updated.status_code == 200 and row in updated.json()["ids"]
+    assert sf.session.get(f"{base}/AccountHistory/deleted/{window}", headers=sf.headers).json()["deletedRecords"] == []
+    share = sf.session.get(f"{base}/AccountShare/updated/{window}", headers=sf.headers)
+    assert share.status_code == 400 and share.json()[0]["errorCode"] == "INVALID_TYPE_FOR_OPERATION"
 
 
 def test_an_object_without_timestamps_is_queried_without_them(sf):
