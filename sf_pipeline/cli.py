@@ -37,12 +37,21 @@ def devorg() -> None:
 @click.option("--alias", default="production", show_default=True, help="Org alias used in the printed variables.")
 @click.option("--name", default="devorg", show_default=True, help="Org name (appears in usernames).")
 @click.option("--daily-limit", type=int, default=None, help="Daily API request limit.")
-def serve(host, port, data_dir, size, seed, custom_objects, alias, name, daily_limit) -> None:
+@click.option("--extra-objects", type=click.IntRange(min=0), default=None,
+              help="Add this many generated custom objects of varied shapes (lookups, master-detail, picklists, "
+                   "long text, currency, dates), with their history/share/feed objects; kept across restarts.")
+@click.option("--files", type=click.IntRange(min=0), default=0, show_default=True,
+              help="With --generate: attach this many files (ContentVersion, bytes on disk in the data directory).")
+@click.option("--file-sizes", default=None, metavar="BYTES:SHARE,...",
+              help="Size mix of the generated files, e.g. 4096:0.7,65536:0.25,1048576:0.05 (the default).")
+def serve(host, port, data_dir, size, seed, custom_objects, alias, name, daily_limit, extra_objects, files,
+          file_sizes) -> None:
     """Start an org over HTTPS and print, as export lines, what a client needs to connect."""
     from .devorg.runner import DevOrgServer
 
     server = DevOrgServer(data_dir, host=host, port=port, generate=size, seed=seed, custom_objects=custom_objects,
-                          name=name, daily_limit=daily_limit, log_level="warning")
+                          name=name, daily_limit=daily_limit, log_level="warning", extra_objects=extra_objects,
+                          files=files, file_sizes=_size_mix(file_sizes))
     click.echo(server.export_lines(alias))
     click.echo("# serving until stopped (Ctrl-C); control hooks: sf-pipeline devorg --help", err=True)
     sys.stdout.flush()
@@ -50,6 +59,21 @@ def serve(host, port, data_dir, size, seed, custom_objects, alias, name, daily_l
         server.serve_forever()
     finally:
         server.org.close()
+
+
+def _size_mix(text: str | None) -> dict[int, float] | None:
+    """`4096:0.7,65536:0.3` -> {4096: 0.7, 65536: 0.3}."""
+    if not text:
+        return None
+    try:
+        mix = {int(size): float(share) for size, share in (part.split(":") for part in text.split(","))}
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: expected BYTES:SHARE pairs separated by commas, "
+                                 "e.g. 4096:0.7,65536:0.3", param_hint="--file-sizes") from None
+    if any(size <= 0 or share < 0 for size, share in mix.items()) or not sum(mix.values()):
+        raise click.BadParameter(f"{text!r}: sizes must be positive and shares non-negative, not all zero",
+                                 param_hint="--file-sizes")
+    return mix
 
 
 def _control(path: str, body: dict | None = None, method: str = "POST", url: str | None = None,

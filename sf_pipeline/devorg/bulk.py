@@ -475,6 +475,7 @@ async def _create_query(ctx: ApiContext, reg: BulkJobs, body: dict[str, Any]) ->
     if not isinstance(text, str) or not text.strip():
         raise SalesforceError("INVALIDJOB", "InvalidJob : query is required for a query job")
     delimiter, line_ending = _common_options(body)
+    _check_bulk_support(ctx, text, operation)
     job = Job(reg, reg.new_id(), "query", operation, "", ctx.user_id, ctx.version, delimiter,
               line_ending, query=text)
     job.thread_done = False
@@ -486,6 +487,17 @@ async def _create_query(ctx: ApiContext, reg: BulkJobs, body: dict[str, Any]) ->
         job.remove_files()
         raise
     return _json(info)
+
+
+def _check_bulk_support(ctx: ApiContext, text: str, operation: str) -> None:
+    """Objects and fields Bulk API refuses to query (see wide.check_bulk_query)."""
+    from .wide import check_bulk_query
+
+    try:
+        cq = ctx.org.queries.compile(text, include_deleted=operation == "queryAll")
+    except SalesforceError:
+        return  # the job reports the query's own error as before
+    check_bulk_query(ctx.org.schema, cq.obj, [c.field for c in cq.columns])
 
 
 def _run_query(reg: BulkJobs, job: Job, ready: concurrent.futures.Future) -> None:

@@ -64,7 +64,7 @@ class Org:
     """A devorg org. `data_dir=None` keeps everything in memory."""
 
     def __init__(self, data_dir: str | Path | None = None, *, custom_objects: str | Path | None = None,
-                 name: str = "devorg", daily_limit: int | None = None):
+                 name: str = "devorg", daily_limit: int | None = None, extra_objects: int | None = None):
         self.name = name
         self.data_dir = Path(data_dir) if data_dir else None
         # each org owns its metadata: fields added at run time must not leak into other orgs
@@ -77,7 +77,22 @@ class Org:
         if self.data_dir:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             db_path = str(self.data_dir / "org.sqlite3")
+        from .files import prepare_schema
+        from .wide import FieldHistory, add_extra_objects, resolve_polymorphic, widen
+
+        widen(self.schema)  # every standard object of a real org, with its describe-global flags
+        prepare_schema(self.schema)  # Attachment, Document, ContentVersion... as files.py writes them
         self.store = OrgStore(self.schema, db_path, self.clock)
+        extra = extra_objects if extra_objects is not None else int(self.store.get_meta("extra_objects") or 0)
+        if extra:
+            with self.store.transaction():
+                for obj in add_extra_objects(self.schema, extra):
+                    self.store.ensure_table(obj)
+            self.store.set_meta("extra_objects", extra)
+        resolve_polymorphic(self.schema)
+        if self.store.get_meta("metadata_created") is None:  # describes' Last-Modified (composite.py)
+            self.store.set_meta("metadata_created", self.store.now())
+        self.store.on_change = FieldHistory(self.schema)
         self._restore_added_fields()
         self.sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
@@ -220,6 +235,9 @@ class Org:
             self.store.ensure_table(obj)
             added = self.store.get_meta("added_fields") or []
             self.store.set_meta("added_fields", [*added, {"object": obj.name, **spec}])
+        from .composite import mark_modified
+
+        mark_modified(self, obj.name)  # describes answer If-Modified-Since with 200 again
 
     def _restore_added_fields(self) -> None:
         from .schema import custom_field
@@ -254,3 +272,5 @@ class Org:
     def close(self) -> None:
         self.store.save_clock()
         self.store.conn.close()
+        if getattr(self, "_blobs", None) is not None:
+            self._blobs.close()

@@ -127,6 +127,9 @@ class _RecordShaper:
                 parts.append(f"{f.name!r}: {self._compound(col)}")
             elif f.type == "boolean":  # never null in Salesforce: a NULL (column added later) reads false
                 parts.append(f"{f.name!r}: r[{self._expr(col.sql)}] == 1")
+            elif f.type == "base64":  # a REST query returns the blob's URL, not its bytes (files.py)
+                parts.append(f"{f.name!r}: (None if r[{self._expr(col.sql)}] is None else "
+                             f"U[{slot}] + r[{node.id_index}] + {'/' + f.name!r})")
             else:
                 parts.append(f"{f.name!r}: r[{self._expr(col.sql)}]")
         return "{" + ", ".join(parts) + "}"
@@ -217,7 +220,11 @@ class QueryEngine:
 
     # ---------------------------------------------------------------- compile / snapshot
     def compile(self, text: str, *, include_deleted: bool) -> CompiledQuery:
-        return compile_soql(text, self.schema, now=self.store.clock.now(), include_deleted=include_deleted)
+        from .wide import check_query_restrictions
+
+        cq = compile_soql(text, self.schema, now=self.store.clock.now(), include_deleted=include_deleted)
+        check_query_restrictions(cq.obj, text)  # objects that cannot be queried, or not without a filter
+        return cq
 
     def _snapshot(self, cq: CompiledQuery) -> array:
         sql, params = cq.rowid_sql()

@@ -31,7 +31,8 @@ class DevOrgServer:
 
     def __init__(self, data_dir: str | Path | None = None, *, host: str = "127.0.0.1", port: int = 0,
                  generate: int | None = None, seed: int = 42, custom_objects: str | Path | None = None,
-                 name: str = "devorg", daily_limit: int | None = None, log_level: str = "warning"):
+                 name: str = "devorg", daily_limit: int | None = None, log_level: str = "warning",
+                 extra_objects: int | None = None, files: int = 0, file_sizes: dict[int, float] | None = None):
         self._tmp = None
         if data_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="devorg-")
@@ -39,11 +40,16 @@ class DevOrgServer:
         self.data_dir = Path(data_dir)
         self.host = host
         self.port = port or free_port(host)
-        self.org = Org(self.data_dir, custom_objects=custom_objects, name=name, daily_limit=daily_limit)
+        self.org = Org(self.data_dir, custom_objects=custom_objects, name=name, daily_limit=daily_limit,
+                       extra_objects=extra_objects)
         if generate and self.org.store.count(self.org.schema.get("Opportunity"), include_deleted=True) == 0:
             from .generator import generate_org
 
             generate_org(self.org, generate, seed)
+            if extra_objects or files:
+                from .wide_generator import generate_wide
+
+                generate_wide(self.org, generate if extra_objects else 0, files, seed, file_sizes)
         self.app = DevOrgApp(self.org)
         self.certs = ensure_certificates(self.data_dir / "tls")
         self.log_level = log_level

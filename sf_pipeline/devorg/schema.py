@@ -28,6 +28,7 @@ SOAP_TYPES = {
     "address": "urn:address",
     "location": "urn:location",
     "base64": "xsd:base64Binary",
+    "anyType": "xsd:anyType",
 }
 TEXT_TYPES = {
     "string", "textarea", "picklist", "multipicklist", "email", "phone", "url", "combobox", "encryptedstring",
@@ -200,6 +201,7 @@ class ObjectDef:
     deletable: bool = True
     createable: bool = True
     updateable: bool = True
+    flags: dict[str, Any] = field(default_factory=dict)  # describe-global flags that differ (see wide.py)
     by_lower: dict[str, FieldDef] = field(init=False, repr=False)
     by_relationship: dict[str, FieldDef] = field(init=False, repr=False)
 
@@ -276,7 +278,7 @@ class ObjectDef:
             "undeletable": self.deletable,
             "updateable": self.updateable,
             "urls": self.urls(version),
-        }
+        } | self.flags
 
     def describe(self, version: str, schema: Schema) -> dict[str, Any]:
         out = self.global_entry(version)
@@ -332,7 +334,17 @@ class Schema:
         return self.by_prefix.get(record_id[:3])
 
     def references_to(self, target: ObjectDef) -> list[tuple[ObjectDef, FieldDef]]:
-        """(child object, lookup field) pairs pointing at target."""
+        """(child object, lookup field) pairs pointing at target (cached: deletes ask on every record)."""
+        version = (len(self.objects), sum(len(o.fields) for o in self.objects.values()))
+        cache = self.__dict__.setdefault("_references_cache", {})
+        key = (target.name, version)
+        if key not in cache:
+            if len(cache) > 4096:
+                cache.clear()
+            cache[key] = self._references_to(target)
+        return cache[key]
+
+    def _references_to(self, target: ObjectDef) -> list[tuple[ObjectDef, FieldDef]]:
         out = []
         for obj in self.objects.values():
             for f in obj.fields:
@@ -345,7 +357,8 @@ class Schema:
     def child_relationships(self, target: ObjectDef) -> list[dict[str, Any]]:
         out = []
         for obj, f in self.references_to(target):
-            rel = CHILD_RELATIONSHIP_NAMES.get((obj.name, f.name))
+            rel = CHILD_RELATIONSHIP_NAMES.get((obj.name, f.name)) or CHILD_RELATIONSHIP_NAMES.get(
+                (target.name, obj.name, f.name))  # per parent for polymorphic lookups (see wide.py)
             if rel is None and obj.custom:
                 rel = obj.label_plural.replace(" ", "_") + "__r" if obj.label_plural else obj.name + "s"
             out.append({

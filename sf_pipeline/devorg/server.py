@@ -23,7 +23,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from . import identity, ids
+from . import composite, files, identity, ids
 from .clock import parse_datetime
 from .errors import SalesforceError, not_found
 from .faults import KINDS, FaultInjector
@@ -212,6 +212,8 @@ class DevOrgApp:
                 return json_response({"sObjects": [
                     {"count": org.store.count(o), "name": o.name} for o in objs]})
             return json_response(org.limits())
+        if head == "composite" and len(parts) == 2 and parts[1].lower() == "batch":
+            return await composite.batch(self, ctx)
         if head == "composite" and len(parts) > 1 and parts[1].lower() == "sobjects":
             return await self.collections(ctx, parts[2:])
         raise not_found()
@@ -220,25 +222,38 @@ class DevOrgApp:
     async def sobjects(self, ctx: ApiContext, parts: list[str]) -> Response:
         org, method, v = ctx.org, ctx.request.method, ctx.version
         if not parts:
-            return json_response({"encoding": "UTF-8", "maxBatchSize": 200,
-                                  "sobjects": [o.global_entry(v) for o in org.schema.objects.values()]})
+            unchanged, headers = composite.conditional(org, ctx.request, None)
+            return unchanged or json_response(
+                {"encoding": "UTF-8", "maxBatchSize": 200,
+                 "sobjects": [o.global_entry(v) for o in org.schema.objects.values()]}, headers=headers)
         obj = org.schema.get(parts[0])
         rest = parts[1:]
         if not rest:
             if method == "GET":
                 return json_response({"objectDescribe": obj.global_entry(v), "recentItems": []})
+            if method == "POST" and obj.name in files.BLOB_FIELDS:
+                values, data = await files.read_insert_body(ctx.request, obj)
+                rid = await _run(files.insert_with_blob, org, obj, values, data, ctx.user_id)
+                return json_response({"id": rid, "success": True, "errors": []}, 201)
             if method == "POST":
                 body = await read_json(ctx.request)
                 if not isinstance(body, dict):
                     raise SalesforceError("JSON_PARSER_ERROR", "The request body must be a JSON object")
-                rid = await _run(org.store.insert, obj, body, ctx.user_id)
+                insert = files.insert_link if obj.name == "ContentDocumentLink" else None
+                rid = await (_run(insert, org, body, ctx.user_id) if insert
+                             else _run(org.store.insert, obj, body, ctx.user_id))
                 return json_response({"id": rid, "success": True, "errors": []}, 201)
             raise _method_not_allowed(method, "GET, HEAD, POST")
         sub = rest[0].lower()
         if sub == "describe" and len(rest) == 1:
-            return json_response(obj.describe(v, org.schema))
+            unchanged, headers = composite.conditional(org, ctx.request, obj.name)
+            return unchanged or json_response(obj.describe(v, org.schema), headers=headers)
         if sub in ("updated", "deleted") and len(rest) == 1:
             start, end = _window_params(ctx.request)
+            if not obj.has_field("SystemModstamp"):  # history, share... objects (wide.py)
+                from .wide import append_only_changes
+
+                return json_response(await _run(append_only_changes, org, obj, sub, start, end))
             return json_response(await _run(_updated_or_deleted, ctx, obj, sub, start, end))
         if len(rest) == 1:
             rid = rest[0]
@@ -246,6 +261,10 @@ class DevOrgApp:
                 rec = await _run(org.store.get, obj, rid)
                 fields = ctx.request.query_params.get("fields")
                 return json_response(_record(ctx, obj, rec, fields.split(",") if fields else None))
+            if method == "PATCH" and obj.name in files.BLOB_FIELDS:
+                values, data = await files.read_insert_body(ctx.request, obj)
+                await _run(files.update_with_blob, org, obj, rid, values, data, ctx.user_id)
+                return Response(status_code=204)
             if method == "PATCH":
                 body = await read_json(ctx.request)
                 if not isinstance(body, dict):
@@ -256,6 +275,8 @@ class DevOrgApp:
                 await _run(org.store.delete, obj, rid, ctx.user_id)
                 return Response(status_code=204)
             raise _method_not_allowed(method, "GET, HEAD, PATCH, DELETE")
+        if len(rest) == 2 and method == "GET" and obj.has_field(rest[1]) and obj.field(rest[1]).type == "base64":
+            return await _run(files.blob_response, org, obj, rest[0], obj.field(rest[1]))
         if len(rest) == 2:
             # /sobjects/X/{ExternalIdField}/{value}: get or upsert by external id (or Id)
             field = obj.field(rest[0])
@@ -504,6 +525,9 @@ def _record(ctx: ApiContext, obj, rec: dict[str, Any], fields: list[str] | None)
             out[f.name] = rec.get(f.name)
     else:
         out.update(rec)
+    for f in obj.fields:
+        if f.type == "base64" and out.get(f.name) is not None:  # the blob's URL (files.py serves it)
+            out[f.name] = ctx.record_url(obj.name, rec["Id"]) + "/" + f.name
     return out
 
 

@@ -64,6 +64,7 @@ class OrgStore:
         self.schema = schema
         self.clock = clock or Clock()
         self.lock = threading.RLock()
+        self.path = path
         self.conn = sqlite3.connect(path or ":memory:", check_same_thread=False, isolation_level=None)
         self.conn.execute("PRAGMA journal_mode=WAL" if path else "PRAGMA journal_mode=MEMORY")
         self.conn.execute("PRAGMA synchronous=NORMAL")
@@ -71,6 +72,7 @@ class OrgStore:
         self.conn.execute("PRAGMA temp_store=MEMORY")
         self._depth = 0
         self._counters: dict[str, int] = {}
+        self.on_change = None  # called after each insert/update (field history, see wide.FieldHistory)
         self._create_tables()
         from .recycle_bin import RecycleBin
 
@@ -82,6 +84,11 @@ class OrgStore:
     # ----------------------------------------------------------------- tables and meta
     def _create_tables(self) -> None:
         c = self.conn
+        if c.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+            # A new org: copy the tables of hundreds of objects from a template built once per process.
+            _empty_template(self.schema).backup(c)
+            if self.path:
+                c.execute("PRAGMA journal_mode=WAL")
         c.execute("CREATE TABLE IF NOT EXISTS _meta (key TEXT PRIMARY KEY, value TEXT)")
         c.execute("CREATE TABLE IF NOT EXISTS _counters (prefix TEXT PRIMARY KEY, value INTEGER)")
         c.execute(
@@ -89,8 +96,9 @@ class OrgStore:
             "field TEXT, value TEXT)"
         )
         c.execute("CREATE INDEX IF NOT EXISTS _cleared_root ON _cleared_lookups(root)")
-        for obj in self.schema.objects.values():
-            self.ensure_table(obj)
+        with self.transaction():  # one commit for hundreds of tables
+            for obj in self.schema.objects.values():
+                self.ensure_table(obj)
         for prefix, value in c.execute("SELECT prefix, value FROM _counters"):
             self._counters[prefix] = value
 
@@ -101,7 +109,8 @@ class OrgStore:
             cols = ", ".join(f"{q(f.name)} {f.sqlite_type}" for f in obj.stored_fields)
             c.execute(f"CREATE TABLE {q(obj.name)} ({cols}, _deleted_root TEXT)")
             c.execute(f"CREATE UNIQUE INDEX {q(obj.lower + '_id')} ON {q(obj.name)}(Id)")
-            c.execute(f"CREATE INDEX {q(obj.lower + '_modstamp')} ON {q(obj.name)}(SystemModstamp)")
+            if obj.has_field("SystemModstamp"):  # history objects and some others have none
+                c.execute(f"CREATE INDEX {q(obj.lower + '_modstamp')} ON {q(obj.name)}(SystemModstamp)")
         else:
             for f in obj.stored_fields:
                 if f.lower not in existing:
@@ -216,6 +225,8 @@ class OrgStore:
 
     # ----------------------------------------------------------------- writes
     def insert(self, obj: ObjectDef, values: dict[str, Any], user_id: str) -> str:
+        if not obj.createable:
+            raise _unsupported(obj, "insert")
         with self.lock, self.transaction():
             fields = self._writable(obj, values, "createable")
             row: dict[str, Any] = {}
@@ -228,8 +239,8 @@ class OrgStore:
             self._check_references(obj, row, [f for f, _ in fields] + [obj.field("OwnerId")]
                                    if obj.has_field("OwnerId") else [f for f, _ in fields])
             now = self.now()
-            row.update({"Id": rid, "CreatedDate": now, "CreatedById": user_id, "LastModifiedDate": now,
-                        "LastModifiedById": user_id, "SystemModstamp": now})
+            row.update(_present(obj, {"Id": rid, "CreatedDate": now, "CreatedById": user_id, "LastModifiedDate": now,
+                                      "LastModifiedById": user_id, "SystemModstamp": now}))
             if obj.has_field("IsDeleted"):
                 row["IsDeleted"] = 0
             cols = list(row)
@@ -237,9 +248,13 @@ class OrgStore:
                 f"INSERT INTO {q(obj.name)} ({', '.join(map(q, cols))}) VALUES ({', '.join('?' * len(cols))})",
                 [row[c] for c in cols],
             )
+            if self.on_change is not None:
+                self.on_change(self, obj, rid, None, row, user_id, now)
             return rid
 
     def update(self, obj: ObjectDef, value: str, values: dict[str, Any], user_id: str) -> str:
+        if not obj.updateable:
+            raise _unsupported(obj, "update")
         rid = self.resolve_id(obj, value)
         with self.lock, self.transaction():
             current = self._row(obj, rid)
@@ -254,13 +269,16 @@ class OrgStore:
             self._check_required(obj, merged)
             self._check_references(obj, changes, [f for f, _ in fields])
             now = self.now()
-            merged.update({"LastModifiedDate": now, "LastModifiedById": user_id, "SystemModstamp": now})
+            stamps = _present(obj, {"LastModifiedDate": now, "LastModifiedById": user_id, "SystemModstamp": now})
+            merged.update(stamps)
             cols = [c for c in merged if c not in ("Id", "_deleted_root") and merged[c] != current.get(c)]
-            cols += [c for c in ("LastModifiedDate", "LastModifiedById", "SystemModstamp") if c not in cols]
+            cols += [c for c in stamps if c not in cols]
             self.conn.execute(
                 f"UPDATE {q(obj.name)} SET {', '.join(q(c) + ' = ?' for c in cols)} WHERE Id = ?",
                 [merged[c] for c in cols] + [rid],
             )
+            if self.on_change is not None:
+                self.on_change(self, obj, rid, current, merged, user_id, now)
             return rid
 
     def delete(self, obj: ObjectDef, value: str, user_id: str) -> str:
@@ -287,10 +305,11 @@ class OrgStore:
 
     def _delete_tree(self, obj: ObjectDef, rid: str, root: str, user_id: str, now: str) -> None:
         self.bin.log(obj.name, rid, now, root)
+        stamps = _present(obj, {"LastModifiedDate": now, "LastModifiedById": user_id, "SystemModstamp": now})
         self.conn.execute(
-            f"UPDATE {q(obj.name)} SET IsDeleted = 1, _deleted_root = ?, LastModifiedDate = ?, "
-            "LastModifiedById = ?, SystemModstamp = ? WHERE Id = ?",
-            (root, now, user_id, now, rid),
+            f"UPDATE {q(obj.name)} SET IsDeleted = 1, _deleted_root = ?"
+            + "".join(f", {k} = ?" for k in stamps) + " WHERE Id = ?",
+            (root, *stamps.values(), rid),
         )
         for child, f in self.schema.references_to(obj):
             if f.cascade_delete and f.custom and child.has_field("IsDeleted"):
@@ -318,10 +337,12 @@ class OrgStore:
                         "INSERT INTO _cleared_lookups(root, object, record_id, field, value) VALUES (?, ?, ?, ?, ?)",
                         [(root, child.name, cid, f.name, rid) for cid in children],
                     )
+                stamps = _present(child, {"LastModifiedDate": now, "LastModifiedById": user_id,
+                                          "SystemModstamp": now})
                 self.conn.executemany(
-                    f"UPDATE {q(child.name)} SET {q(f.name)} = NULL, LastModifiedDate = ?, "
-                    "LastModifiedById = ?, SystemModstamp = ? WHERE Id = ?",
-                    [(now, user_id, now, cid) for cid in children],
+                    f"UPDATE {q(child.name)} SET {q(f.name)} = NULL" + "".join(f", {k} = ?" for k in stamps)
+                    + " WHERE Id = ?",
+                    [(*stamps.values(), cid) for cid in children],
                 )
 
     def undelete(self, value: str, user_id: str) -> str:
@@ -340,10 +361,12 @@ class OrgStore:
             now = self.now()
             for o in self.schema.objects.values():
                 if o.has_field("IsDeleted"):
+                    stamps = _present(o, {"LastModifiedDate": now, "LastModifiedById": user_id,
+                                          "SystemModstamp": now})
                     self.conn.execute(
-                        f"UPDATE {q(o.name)} SET IsDeleted = 0, _deleted_root = NULL, LastModifiedDate = ?, "
-                        "LastModifiedById = ?, SystemModstamp = ? WHERE _deleted_root = ?",
-                        (now, user_id, now, rid),
+                        f"UPDATE {q(o.name)} SET IsDeleted = 0, _deleted_root = NULL"
+                        + "".join(f", {k} = ?" for k in stamps) + " WHERE _deleted_root = ?",
+                        (*stamps.values(), rid),
                     )
             for obj_name, cid, fname, parent in self.conn.execute(
                 "SELECT object, record_id, field, value FROM _cleared_lookups WHERE root = ?", (rid,)
@@ -489,6 +512,40 @@ def restricted_delete_error(store: OrgStore, obj: ObjectDef, rid: str, child: Ob
     plural = (child.label_plural or child.name).lower()
     return SalesforceError("DELETE_FAILED", f"Your attempt to delete {name} could not be completed because it is "
                            f"associated with the following {plural}.: {', '.join(labels)}", fields=[])
+
+
+_TEMPLATES: dict[tuple, sqlite3.Connection] = {}
+_TEMPLATES_LOCK = threading.Lock()
+
+
+def _empty_template(schema: Schema) -> sqlite3.Connection:
+    """An in-memory database holding the empty tables of this schema (cached by the tables' shape)."""
+    key = tuple((o.name, tuple((f.name, f.sqlite_type, f.type == "reference") for f in o.stored_fields))
+                for o in schema.objects.values())
+    with _TEMPLATES_LOCK:
+        tmpl = _TEMPLATES.get(key)
+        if tmpl is None:
+            builder = OrgStore.__new__(OrgStore)
+            builder.conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+            builder.conn.execute("BEGIN")
+            for obj in schema.objects.values():
+                builder.ensure_table(obj)
+            builder.conn.execute("COMMIT")
+            tmpl = _TEMPLATES[key] = builder.conn
+            while len(_TEMPLATES) > 8:
+                _TEMPLATES.pop(next(iter(_TEMPLATES))).close()
+        return tmpl
+
+
+def _present(obj: ObjectDef, values: dict[str, Any]) -> dict[str, Any]:
+    """The system fields this object has (history and share objects lack some of them)."""
+    return {k: v for k, v in values.items() if obj.has_field(k)}
+
+
+def _unsupported(obj: ObjectDef, call: str) -> SalesforceError:
+    # Objects whose describe says createable/updateable false refuse the call (SOAP API Developer Guide,
+    # "Core Data Types Used in API Calls": INVALID_TYPE_FOR_OPERATION).
+    return SalesforceError("INVALID_TYPE_FOR_OPERATION", f"entity type {obj.name} does not support {call}")
 
 
 def _field_label(f: FieldDef) -> str:

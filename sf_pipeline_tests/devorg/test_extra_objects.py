@@ -108,6 +108,8 @@ def test_extra_objects_get_their_records_with_ids_in_creation_order(org):
 def test_lookups_point_at_older_records_and_follow_the_parent(org):
     created = {}
     for obj in org.schema.objects.values():
+        if not obj.has_field("CreatedDate"):
+            continue  # objects without timestamps (e.g. DashboardComponent) hold no generated records
         for rid, cd in org.store.conn.execute(f"SELECT Id, CreatedDate FROM {q(obj.name)}"):
             created[rid] = (obj.name, cd)
     filled = Counter()
