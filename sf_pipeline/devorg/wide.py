@@ -210,6 +210,33 @@ class _Prefixes:
         raise RuntimeError("out of key prefixes")
 
 
+# What deleting an Account or a Contact does to the catalog objects that point at it. jsforce's catalog has no
+# delete semantics, so these come from Salesforce's documentation: "Delete Accounts" and "Delete Contacts"
+# (Salesforce Help: deleting an account or contact also deletes its activities, assets, partner relationships,
+# campaign memberships, notes and attachments; an account with orders or contracts, or a contact who signed
+# a contract, authorized an order or is a service contract's contact, cannot be deleted), which the
+# childRelationships of a real org's describe (cascadeDelete / restrictedDelete) state per relationship.
+# (child object, field) -> (cascadeDelete, restrictedDelete).
+DELETE_RULES: dict[tuple[str, str], tuple[bool, bool]] = {
+    **{(child, field): (True, False) for child, field in (
+        ("AccountBrand", "AccountId"), ("AccountPartner", "AccountFromId"), ("AccountPartner", "AccountToId"),
+        ("ActivityHistory", "AccountId"), ("ActivityHistory", "WhoId"), ("Asset", "AccountId"),
+        ("Asset", "ContactId"), ("AttachedContentDocument", "LinkedEntityId"),
+        ("CollaborationGroupRecord", "RecordId"), ("CombinedAttachment", "ParentId"),
+        ("ContentDistribution", "RelatedRecordId"), ("EntitySubscription", "ParentId"), ("Event", "WhatId"),
+        ("Event", "WhoId"), ("NoteAndAttachment", "ParentId"), ("OpenActivity", "AccountId"),
+        ("OpenActivity", "WhoId"), ("OpportunityPartner", "AccountToId"), ("Partner", "AccountFromId"),
+        ("Partner", "AccountToId"), ("ProcessInstance", "TargetObjectId"), ("RecordAction", "RecordId"),
+        ("Task", "WhatId"), ("Task", "WhoId"), ("CampaignMember", "ContactId"), ("CaseTeamMember", "MemberId"),
+        ("EmailMessageRelation", "RelationId"), ("EmailStatus", "WhoId"), ("EntitlementContact", "ContactId"))},
+    ("Contract", "AccountId"): (True, True),
+    ("Order", "AccountId"): (True, True),
+    ("Contract", "CustomerSignedId"): (False, True),
+    ("Order", "CustomerAuthorizedById"): (False, True),
+    ("ServiceContract", "ContactId"): (False, True),
+}
+
+
 def _catalog_field(obj_name: str, fname: str, ftype: str, nullable: bool, parents_by_field: dict[str, str],
                    writable: tuple[bool, bool], cascade: bool) -> FieldDef:
     createable, updateable = writable
@@ -220,8 +247,10 @@ def _catalog_field(obj_name: str, fname: str, ftype: str, nullable: bool, parent
         return F("Id", "id", createable=False, updateable=False, nillable=False, defaulted_on_create=True)
     if fname in parents_by_field:
         rel, target = parents_by_field[fname]
+        cascade_delete, restricted_delete = DELETE_RULES.get(
+            (obj_name, fname), (cascade and not nullable and target != "User", False))
         return F(fname, "reference", reference_to=(target,), relationship_name=rel,
-                 cascade_delete=cascade and not nullable and target != "User", **kw)
+                 cascade_delete=cascade_delete, restricted_delete=restricted_delete, **kw)
     if ftype == "boolean":
         return F(fname, "boolean", defaulted_on_create=True, **kw)
     if ftype == "number":

@@ -124,7 +124,8 @@ def test_links_attach_a_document_to_records_and_deleting_it_cascades(sf, server)
 
 
 def test_attachment_body_is_a_blob_and_bulk_refuses_base64_fields(sf, server):
-    account = sf.query("SELECT Id FROM Account LIMIT 1")["records"][0]["Id"]
+    # an Account of its own: one with Cases cannot be deleted (Case.AccountId is restrictedDelete)
+    account = sf.Account.create({"Name": "Attachment parent"})["id"]
     png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 100
     att = sf.Attachment.create({"ParentId": account, "Name": "logo.png", "ContentType": "image/png",
                                 "Body": base64.b64encode(png).decode()})["id"]
