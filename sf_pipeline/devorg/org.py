@@ -94,6 +94,9 @@ class Org:
             db_path = str(self.data_dir / "org.sqlite3")
         self.store = OrgStore(self.schema, db_path, self.clock)
         self._restore_added_fields()
+        from .field_types import restore_field_type_changes
+
+        restore_field_type_changes(self)
         self.sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
         self.faults = None  # set by the server that serves this org (FaultInjector)
@@ -269,6 +272,13 @@ class Org:
             self.store.ensure_table(obj)
             added = self.store.get_meta("added_fields") or []
             self.store.set_meta("added_fields", [*added, {"object": obj.name, **spec}])
+
+    def change_field_type(self, object_name: str, field_name: str, new_type: str, **size: Any) -> dict[str, Any]:
+        """Change a custom field's type as an admin does in Setup; describe and stored values follow
+        (see field_types.py for the conversions and the Salesforce Help article they come from)."""
+        from .field_types import change_field_type
+
+        return change_field_type(self, object_name, field_name, new_type, **size)
 
     def _restore_added_fields(self) -> None:
         from .schema import custom_field

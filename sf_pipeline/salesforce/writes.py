@@ -26,7 +26,7 @@ from .client import SalesforceClient
 log = logging.getLogger(__name__)
 
 COLLECTION_SIZE = 200  # sObject Collections: at most 200 records a call
-RETRIEVE_SIZE = 2000  # sObject Collections GET: at most 2000 ids a call
+RETRIEVE_SIZE = 2000  # sObject Collections retrieve (POST): at most 2000 ids a call
 SOQL_ID_CHUNK = 300  # ids per `WHERE Id IN (...)`: keeps the query URL well under 16 KB
 UNDELETE_SIZE = 200  # SOAP undelete: at most 200 ids a call
 RETRYABLE_CODES = frozenset({"UNABLE_TO_LOCK_ROW"})
@@ -78,7 +78,9 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 # ===================================================================== reads
 def fetch_records(client: SalesforceClient, sobject: str, ids: Sequence[str],
                   fields: Sequence[str]) -> dict[str, dict[str, Any] | None]:
-    """Current values of records by id via sObject Collections GET (2000 ids a call).
+    """Current values of records by id via sObject Collections retrieve, ids and fields in the request body
+    (POST, 2000 ids a call): the GET form puts them in the URL, which Salesforce refuses past 16,384 bytes
+    (414 URI Too Long, about 800 ids; REST API guide, "Get Records Using sObject Collections").
 
     Deleted, missing and inaccessible records come back as None (use `query_by_ids` with queryAll to
     tell the recycle bin from a record that is gone).
@@ -86,8 +88,8 @@ def fetch_records(client: SalesforceClient, sobject: str, ids: Sequence[str],
     wanted = list(dict.fromkeys(["Id", *fields]))
     out: dict[str, dict[str, Any] | None] = {}
     for chunk in _chunks(list(ids), RETRIEVE_SIZE):
-        params = {"ids": ",".join(chunk), "fields": ",".join(wanted)}
-        answer = client.restful(f"composite/sobjects/{sobject}", params=params) or []
+        body = {"ids": list(chunk), "fields": wanted}
+        answer = client.restful(f"composite/sobjects/{sobject}", method="POST", json=body) or []
         for rid, rec in zip(chunk, answer, strict=False):
             if rec is not None:
                 rec.pop("attributes", None)
@@ -266,11 +268,20 @@ def _send(client: SalesforceClient, method: str, url: str, what: str, *, soap: b
           headers: Mapping[str, str] | None = None, **kwargs: Any) -> requests.Response:
     """One HTTP call outside simple-salesforce's REST helpers, through the client's budget and retries."""
 
-    def do() -> requests.Response:
+    def send() -> requests.Response:
         sent = {"Authorization": f"Bearer {client.sf.session_id}", "Content-Type": "application/json",
                 **(headers or {})}
         resp = client.sf.session.request(method, url, headers=sent, **kwargs)
         client._note_usage(resp.headers.get("Sforce-Limit-Info"))  # noqa: SLF001 - same package
+        return resp
+
+    def do() -> requests.Response:
+        resp = send()
+        if resp.status_code == 401 and not soap and hasattr(client.sf, "_refresh_session"):
+            # INVALID_SESSION_ID after the org's session timeout: log in again and resend once (a SOAP body
+            # carries the old session id in its header, so SOAP calls are not resent here)
+            client.sf._refresh_session()  # noqa: SLF001 - simple-salesforce's own re-login
+            resp = send()
         if soap and resp.status_code == 500:
             fault = _soap_fault(resp)
             if fault is not None:  # a SOAP fault is the org's answer, not a transient failure

@@ -322,6 +322,18 @@ def test_and_or_not_parentheses(org: Org):
     assert e.error_code == "MALFORMED_QUERY" and e.message.endswith("unexpected token: OR")
 
 
+def test_bare_and_not_is_malformed_as_in_real_soql(org: Org):
+    """`A AND NOT B` is refused by Salesforce ("unexpected token: 'NOT'", soql-parser-js#201 checked against
+    a real org); `A AND (NOT B)` is how it is written."""
+    for op in ("AND", "OR"):
+        e = org.error(f"SELECT Name FROM Opportunity WHERE Name != null {op} NOT (Amount > 1000)")
+        assert e.error_code == "MALFORMED_QUERY" and e.message.endswith("unexpected token: NOT")
+    assert org.names("SELECT Name FROM Opportunity WHERE Name != null AND (NOT Amount > 1000) ORDER BY Name") == \
+        org.names("SELECT Name FROM Opportunity WHERE NOT Amount > 1000 ORDER BY Name")
+    assert org.names("SELECT Name FROM Opportunity WHERE (NOT (Amount > 1000 OR Amount = null)) AND Name != null "
+                     "ORDER BY Name") == ["Alpha deal", "Delta deal", "Foxtrot_100%"]
+
+
 def test_boolean_filters(org: Org):
     assert org.names("SELECT Name FROM Opportunity WHERE IsWon = true") == ["Bravo deal"]
     assert org.names("SELECT Name FROM Opportunity WHERE IsClosed = TRUE AND IsWon = False") == ["Delta deal"]
