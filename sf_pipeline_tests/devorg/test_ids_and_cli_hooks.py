@@ -102,6 +102,7 @@ def test_serve_prints_export_lines_and_persists(tmp_path):
         for name in ("INSTANCE_URL", "LOGIN_URL", "USERNAME", "PASSWORD", "SECURITY_TOKEN", "CLIENT_ID",
                      "CLIENT_SECRET", "CA_BUNDLE"):
             assert env[f"SALESFORCE_PRODUCTION_{name}"], name
+        assert env["DEVORG_PRODUCTION_CONTROL_TOKEN"] and env["DEVORG_PRODUCTION_CONTROL_URL"].endswith("/_devorg")
         import time
 
         from simple_salesforce import Salesforce

@@ -919,3 +919,14 @@ def test_concurrent_queries_and_writes(big_org: Org):
         t.join()
     assert errors == []
     assert big_org.run("SELECT COUNT() FROM Opportunity")["totalSize"] == 2550
+
+
+def test_bare_and_not_over_rest_is_malformed_query(sf):
+    """The same refusal through the REST query resource, as a client sees it."""
+    from simple_salesforce.exceptions import SalesforceMalformedRequest
+
+    with pytest.raises(SalesforceMalformedRequest) as refused:
+        sf.query("SELECT Id FROM Account WHERE Name != null AND NOT (Name = 'x')")
+    assert refused.value.content[0]["errorCode"] == "MALFORMED_QUERY"
+    assert refused.value.content[0]["message"].endswith("unexpected token: NOT")
+    assert sf.query("SELECT Id FROM Account WHERE Name != null AND (NOT Name = 'x')")["totalSize"] == 0

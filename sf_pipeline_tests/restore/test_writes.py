@@ -122,3 +122,18 @@ def test_current_values_read_the_same_through_collections_and_bulk(devorg, clien
     assert {rid: bulk[rid] for rid in ids if rid in bulk} == {rid: by_id[rid] for rid in ids if rid != ids[3]}
     also, mode = fetch_current(client, "Account", ids, fields, types, since=since, bulk_threshold=2)
     assert mode == "bulk" and also == by_id
+
+
+def test_a_restore_read_of_5000_ids_stays_within_salesforces_url_limit(devorg, client):
+    """2,000 ids in a GET URL are ~38 KB, past the 16,384 bytes Salesforce answers with 414 URI Too Long:
+    the restore's current-state read sends them in the body of sObject Collections retrieve (POST)."""
+    ids = accounts(client, 5000)
+    ids_param = ",".join(ids[:2000])
+    too_long = client.sf.session.get(f"{devorg.instance_url}/services/data/v59.0/composite/sobjects/Account",
+                                     params={"ids": ids_param, "fields": "Id,Name"},
+                                     headers={"Authorization": f"Bearer {client.sf.session_id}"})
+    assert too_long.status_code == 414  # the form the pipeline must not use
+    before = client.api_calls
+    found, mode = fetch_current(client, "Account", ids, ["Name"], {"Id": "id", "Name": "string"})
+    assert mode == "collections" and client.api_calls - before == 3  # 2000 + 2000 + 1000 ids
+    assert len(found) == 5000 and found[ids[4999]].values["Name"] == "Account 4999"
