@@ -120,7 +120,7 @@ async def handle_control(app: DevOrgApp, request: Request, action: str) -> Respo
 
         result = await asyncio.to_thread(change_field_type, org, body["object"], body["field"], body["type"],
                                          length=body.get("length"), precision=body.get("precision"),
-                                         scale=body.get("scale"))
+                                         scale=body.get("scale"), values=body.get("values"))
         return _json(result)
     if action == "sessions/expire":
         org.expire_sessions()
