@@ -142,7 +142,7 @@ class SalesforceClient:
 
         def do() -> requests.Response:
             resp = send()
-            if resp.status_code == 401 and hasattr(self.sf, "_refresh_session"):
+            if resp.status_code == 401 and getattr(self.sf, "_salesforce_login_partial", None) is not None:
                 # The session timed out (INVALID_SESSION_ID): log in again, as simple-salesforce does for
                 # REST calls, and send the request once more with the new session.
                 self.sf._refresh_session()  # noqa: SLF001 - simple-salesforce's own re-login

@@ -277,7 +277,7 @@ def _send(client: SalesforceClient, method: str, url: str, what: str, *, soap: b
 
     def do() -> requests.Response:
         resp = send()
-        if resp.status_code == 401 and not soap and hasattr(client.sf, "_refresh_session"):
+        if resp.status_code == 401 and not soap and getattr(client.sf, "_salesforce_login_partial", None) is not None:
             # INVALID_SESSION_ID after the org's session timeout: log in again and resend once (a SOAP body
             # carries the old session id in its header, so SOAP calls are not resent here)
             client.sf._refresh_session()  # noqa: SLF001 - simple-salesforce's own re-login

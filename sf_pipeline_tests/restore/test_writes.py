@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from sf_pipeline.devorg.runner import DevOrgServer
@@ -137,3 +139,23 @@ def test_a_restore_read_of_5000_ids_stays_within_salesforces_url_limit(devorg, c
     found, mode = fetch_current(client, "Account", ids, ["Name"], {"Id": "id", "Name": "string"})
     assert mode == "collections" and client.api_calls - before == 3  # 2000 + 2000 + 1000 ids
     assert len(found) == 5000 and found[ids[4999]].values["Name"] == "Account 4999"
+
+
+def test_calls_after_the_orgs_session_timeout_log_in_again(devorg, client):
+    """Salesforce ends a session after the org's session timeout (2 hours by default) with INVALID_SESSION_ID on
+    every API; a restore that outlives it logs in again instead of failing."""
+    ids = accounts(client, 3)
+    first = client.sf.session_id
+    devorg.org.advance_clock(timedelta(hours=3))
+    results = bulk_update(client, "Account", [{"Id": rid, "Name": f"After timeout {i}"} for i, rid in enumerate(ids)],
+                          to_csv=csv_text, poll=0.05)
+    assert all(r.success for r in results) and client.sf.session_id != first
+    second = client.sf.session_id
+    devorg.org.advance_clock(timedelta(hours=3))
+    assert fetch_records(client, "Account", ids, ["Name"])[ids[2]]["Name"] == "After timeout 2"
+    assert client.sf.session_id != second
+    third = client.sf.session_id
+    devorg.org.advance_clock(timedelta(hours=3))
+    job = client.bulk_query_start("SELECT Id FROM Account")  # Bulk API 2.0 through the client's own requests
+    client.bulk_query_wait(job, poll=0.05)
+    assert client.sf.session_id != third
