@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote_plus
 from xml.etree import ElementTree
 
 import requests
@@ -27,7 +28,8 @@ log = logging.getLogger(__name__)
 
 COLLECTION_SIZE = 200  # sObject Collections: at most 200 records a call
 RETRIEVE_SIZE = 2000  # sObject Collections retrieve (POST): at most 2000 ids a call
-SOQL_ID_CHUNK = 300  # ids per `WHERE Id IN (...)`: keeps the query URL well under 16 KB
+SOQL_ID_CHUNK = 300  # ids per `WHERE Id IN (...)` at most; fewer when the field list is long (ids_per_query)
+URL_BUDGET = 15_000  # bytes of URL-encoded SOQL per GET: Salesforce refuses URIs over 16,384 bytes (414)
 UNDELETE_SIZE = 200  # SOAP undelete: at most 200 ids a call
 RETRYABLE_CODES = frozenset({"UNABLE_TO_LOCK_ROW"})
 TERMINAL_JOB_STATES = ("JobComplete", "Failed", "Aborted")
@@ -99,14 +101,27 @@ def fetch_records(client: SalesforceClient, sobject: str, ids: Sequence[str],
     return out
 
 
+def ids_per_query(head: str) -> int:
+    """How many ids a `WHERE Id IN (...)` query starting with `head` may carry so that its GET URL stays
+    within Salesforce's 16,384-byte URI limit (414 URI Too Long past it; API Request Limits and Allocations),
+    at most SOQL_ID_CHUNK. A field list too long for even one id is an error that names the problem."""
+    room = URL_BUDGET - len(quote_plus(head))
+    per_id = len(quote_plus("'001000000000000AAA', "))
+    if room < per_id:
+        raise SalesforceWriteError(f"the field list of `{head[:80]}...` alone makes a query URL longer than "
+                                   f"Salesforce accepts ({URL_BUDGET:,} bytes here); read fewer fields at a time")
+    return max(1, min(SOQL_ID_CHUNK, room // per_id))
+
+
 def query_by_ids(client: SalesforceClient, sobject: str, ids: Sequence[str], fields: Sequence[str],
                  include_deleted: bool = True) -> dict[str, dict[str, Any]]:
     """Records by id through SOQL (queryAll by default, so records in the recycle bin come with IsDeleted)."""
     wanted = list(dict.fromkeys(["Id", *fields]))
+    head = f"SELECT {', '.join(wanted)} FROM {sobject} WHERE Id IN ("
     out: dict[str, dict[str, Any]] = {}
-    for chunk in _chunks(list(ids), SOQL_ID_CHUNK):
+    for chunk in _chunks(list(ids), ids_per_query(head)):
         id_list = ", ".join(f"'{rid}'" for rid in chunk)
-        soql = f"SELECT {', '.join(wanted)} FROM {sobject} WHERE Id IN ({id_list})"
+        soql = f"{head}{id_list})"
         for page in client.query_pages(soql, include_deleted=include_deleted):
             for rec in page:
                 out[rec["Id"]] = rec

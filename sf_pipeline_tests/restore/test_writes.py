@@ -159,3 +159,20 @@ def test_calls_after_the_orgs_session_timeout_log_in_again(devorg, client):
     job = client.bulk_query_start("SELECT Id FROM Account")  # Bulk API 2.0 through the client's own requests
     client.bulk_query_wait(job, poll=0.05)
     assert client.sf.session_id != third
+
+
+def test_reads_by_id_put_fewer_ids_in_a_query_when_the_field_list_is_long():
+    """A `WHERE Id IN (...)` query goes in the GET URL: with many fields, fewer ids fit under 16,384 bytes."""
+    from urllib.parse import quote_plus
+
+    from sf_pipeline.salesforce.writes import SalesforceWriteError, ids_per_query
+
+    short = "SELECT Id, Name FROM Account WHERE Id IN ("
+    assert ids_per_query(short) == 300
+    wide = "SELECT " + ", ".join(f"Custom_Field_Number_{i}__c" for i in range(400)) + " FROM Account WHERE Id IN ("
+    n = ids_per_query(wide)
+    assert 0 < n < 300
+    soql = wide + ", ".join(["'001000000000000AAA'"] * n) + ")"
+    assert len(quote_plus(soql)) < 16_384 - 200  # room left for the path and the rest of the URL
+    with pytest.raises(SalesforceWriteError, match="field list"):
+        ids_per_query("SELECT " + ", ".join(f"F{i}__c" for i in range(2000)) + " FROM Account WHERE Id IN (")
