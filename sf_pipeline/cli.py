@@ -85,7 +85,12 @@ def _control(path: str, body: dict | None = None, method: str = "POST", url: str
     if not base:
         raise click.UsageError(f"no devorg URL: pass --url or set {prefix}INSTANCE_URL (printed by `devorg serve`)")
     verify = os.environ.get(prefix + "CA_BUNDLE") or True
-    resp = requests.request(method, f"{base.rstrip('/')}/_devorg/{path}", json=body, verify=verify, timeout=600)
+    token_var = f"DEVORG_{alias.upper()}_CONTROL_TOKEN"
+    token = os.environ.get(token_var)
+    if not token:
+        raise click.UsageError(f"no devorg control token: set {token_var} (printed by `devorg serve`)")
+    resp = requests.request(method, f"{base.rstrip('/')}/_devorg/{path}", json=body, verify=verify, timeout=600,
+                            headers={"Authorization": f"Bearer {token}"})
     if resp.status_code >= 400:
         raise click.ClickException(f"devorg answered {resp.status_code}: {resp.text}")
     return resp.json()
@@ -164,16 +169,53 @@ def state(url, alias) -> None:
 
 
 @devorg.command()
-@click.option("--daily-limit", type=int, default=None, help="Set the daily API request limit.")
-@click.option("--reset-usage", is_flag=True, help="Reset today's API usage to zero.")
+@click.option("--daily-limit", type=int, default=None, help="Set the API request limit of a rolling 24 hours.")
+@click.option("--reset-usage", is_flag=True, help="Forget the API usage of the last 24 hours.")
+@click.option("--concurrent-long-running", type=int, default=None,
+              help="Concurrent long-running requests allowed (Salesforce: 25 in production, 5 in Developer Edition).")
+@click.option("--long-running-seconds", type=float, default=None,
+              help="How long a request runs before it counts as long-running (Salesforce: 20).")
 @_url
 @_alias
-def limits(daily_limit, reset_usage, url, alias) -> None:
-    """Show or change the org's daily API limit."""
+def limits(daily_limit, reset_usage, concurrent_long_running, long_running_seconds, url, alias) -> None:
+    """Show or change the org's API limits (rolling 24-hour allocation, concurrent long-running requests)."""
     body: dict = {"reset_usage": reset_usage}
     if daily_limit is not None:
         body["daily_limit"] = daily_limit
+    if concurrent_long_running is not None:
+        body["concurrent_long_running"] = concurrent_long_running
+    if long_running_seconds is not None:
+        body["long_running_seconds"] = long_running_seconds
     click.echo(json.dumps(_control("limits", body, url=url, alias=alias)))
+
+
+@devorg.command("session-timeout")
+@click.argument("timeout", type=click.Choice(["15m", "30m", "1h", "2h", "4h", "8h", "12h", "24h"]), required=False)
+@_url
+@_alias
+def session_timeout(timeout, url, alias) -> None:
+    """Show or set the org's session timeout (Setup > Session Settings; access tokens expire with it)."""
+    if timeout:
+        out = _control("sessions/timeout", {"timeout": timeout}, url=url, alias=alias)
+    else:
+        out = _control("sessions/timeout", method="GET", url=url, alias=alias)
+    click.echo(json.dumps(out))
+
+
+@devorg.command("change-field-type")
+@click.argument("object_name")
+@click.argument("field")
+@click.argument("new_type")
+@click.option("--length", type=int, default=None, help="Length of a text type.")
+@click.option("--precision", type=int, default=None, help="Digits of a number type.")
+@click.option("--scale", type=int, default=None, help="Decimal places of a number type.")
+@_url
+@_alias
+def change_field_type(object_name, field, new_type, length, precision, scale, url, alias) -> None:
+    """Change a custom field's type as an admin does in Setup (e.g. Account Score__c string); values convert."""
+    body = {"object": object_name, "field": field, "type": new_type, "length": length, "precision": precision,
+            "scale": scale}
+    click.echo(json.dumps(_control("fields/type", body, url=url, alias=alias), indent=2))
 
 
 @devorg.command("expire-sessions")

@@ -28,8 +28,8 @@ Ingest jobs
   ending. `hardDelete` deletes permanently: the records skip the recycle bin, queryAll no longer returns
   them and undelete fails (see recycle_bin.py).
 
-Error codes marked UNVERIFIED in the code (job-state conflicts, invalid locator, results requested
-before JobComplete) follow the real org's style but have no recorded capture.
+Error codes marked UNVERIFIED in the code (job-state conflicts, invalid locator, the body of the 412
+for results requested before JobComplete) follow the real org's style but have no recorded capture.
 
 Fault injection: a `lock` rule of the server's FaultInjector fails ingest rows with
 `UNABLE_TO_LOCK_ROW`. Rows are matched against the rule's `path` as
@@ -37,7 +37,8 @@ Fault injection: a `lock` rule of the server's FaultInjector fails ingest rows w
 `sobjects/Opportunity` hits REST writes and Bulk rows on Opportunities alike.
 
 Jobs live only in memory (per Org): a restarted devorg has no jobs, and its `bulk/` folder is wiped.
-Result bodies are not gzip-compressed (real orgs always compress; HTTP clients do not depend on it).
+Result bodies are gzip-compressed when the client sends `Accept-Encoding: gzip` (limits.py), as the
+guide's "Use Compression for Bulk API 2.0 Query Responses" describes.
 """
 
 from __future__ import annotations
@@ -746,9 +747,13 @@ def _results_page(ctx: ApiContext, job: Job) -> Response:
     with job.lock:
         state = job.state
     if state != "JobComplete":
-        # Real orgs refuse results of an unfinished job; exact errorCode/message UNVERIFIED.
-        raise _invalid_state(f"Job {job.id} is not complete: state is {state}. Results are available when "
+        # "The job must have the state JobComplete" (Get Results for a Query Job): otherwise 412 Precondition
+        # Failed (REST API "Status Codes and Error Responses": 412, the request has an unmet precondition).
+        # The errorCode and message of the body are UNVERIFIED (no recorded capture).
+        err = _invalid_state(f"Job {job.id} is not complete: state is {state}. Results are available when "
                              "the job state is JobComplete")
+        err.status = 412
+        raise err
     if ctx.version != job.api_version:
         raise SalesforceError("API_ERROR", f"The job was created with API version {job.api_version}: use the "
                               "same version to get its results", status=409)

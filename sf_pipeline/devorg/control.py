@@ -7,6 +7,7 @@ tests can call the same operations on the `Org` directly.
 from __future__ import annotations
 
 import asyncio
+import hmac
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,17 @@ def parse_duration(text: str) -> timedelta:
     if text and text[-1] in units:
         return timedelta(seconds=float(text[:-1]) * units[text[-1]])
     return timedelta(seconds=float(text))
+
+
+def authorized(org, request: Request) -> bool:
+    """Whether the request carries the org's control token (`Authorization: Bearer <token>`).
+
+    The control endpoints move the clock, inject faults and rewrite data: on a shared machine only the
+    one who started devorg (and was shown the token) may use them.
+    """
+    header = request.headers.get("authorization", "")
+    given = header[7:].strip() if header.lower().startswith("bearer ") else ""
+    return bool(given) and hmac.compare_digest(given.encode(), org.control_token.encode())
 
 
 def _json(body, status: int = 200) -> Response:
@@ -91,11 +103,18 @@ async def handle_control(app: DevOrgApp, request: Request, action: str) -> Respo
         counts = await asyncio.to_thread(generate_org, org, int(body["size"]), int(body.get("seed", 42)))
         return _json(counts)
     if action == "limits":
+        from .limits import settings_json
+
         if "daily_limit" in body:
             org.set_daily_limit(int(body["daily_limit"]))
         if body.get("reset_usage"):
-            org.store.set_meta("api_usage", {})
-        return _json({"api_usage": org.api_usage(), "daily_limit": org.daily_limit})
+            org.reset_api_usage()
+        if "concurrent_long_running" in body:
+            org.limits_settings.concurrent_long_running = int(body["concurrent_long_running"])
+        if "long_running_seconds" in body:
+            org.limits_settings.long_running_seconds = float(body["long_running_seconds"])
+        return _json({"api_usage": org.api_usage(), "daily_limit": org.daily_limit,
+                      **settings_json(org.limits_settings)})
     if action == "fields":
         org.add_custom_field(body["object"], body["field"])
         return _json({"added": f"{body['object']}.{body['field']['name']}"})
@@ -105,7 +124,18 @@ async def handle_control(app: DevOrgApp, request: Request, action: str) -> Respo
         if "bulk_api" in body:  # an org without the Bulk API feature answers FeatureNotEnabled (bulk1.py)
             set_bulk_api_enabled(org, bool(body["bulk_api"]))
         return _json({"bulk_api": bulk_api_enabled(org)})
+    if action == "fields/type":
+        from .field_types import change_field_type
+
+        result = await asyncio.to_thread(change_field_type, org, body["object"], body["field"], body["type"],
+                                         length=body.get("length"), precision=body.get("precision"),
+                                         scale=body.get("scale"), values=body.get("values"))
+        return _json(result)
     if action == "sessions/expire":
         org.expire_sessions()
         return _json({"expired": True})
+    if action == "sessions/timeout":
+        if request.method == "POST":
+            org.set_session_timeout(str(body["timeout"]))
+        return _json({"timeout_seconds": int(org.session_timeout.total_seconds())})
     return _json({"error": f"unknown control action {action!r}"}, 404)

@@ -10,7 +10,7 @@ import copy
 import secrets
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,12 @@ from .store import OrgStore
 DEFAULT_CUSTOM_OBJECTS = Path(__file__).with_name("custom_objects.yaml")
 ORG_ID = "00D5J0000000001UAA"  # a real 18-character id: the suffix is the checksum of the 15
 DEFAULT_DAILY_LIMIT = 5_000_000
-SESSION_LIFETIME = timedelta(hours=2)
+# Session Settings > Timeout value: 2 hours by default; Setup offers these values (Salesforce Help,
+# "Modify Session Security Settings"). Access tokens live as long as the session (REST API Developer
+# Guide, "Understanding the OAuth Refresh Token Process").
+SESSION_TIMEOUTS = {"15m": 900, "30m": 1800, "1h": 3600, "2h": 7200, "4h": 14400, "8h": 28800, "12h": 43200,
+                    "24h": 86400}
+DEFAULT_SESSION_TIMEOUT = timedelta(hours=2)
 
 
 @dataclass(frozen=True)
@@ -55,9 +60,17 @@ class Credentials:
 
 @dataclass
 class Session:
+    """A session (SOAP session id or OAuth access token). It ends `timeout` after its last recorded activity;
+    activity is recorded only once half the timeout has passed since the previous record, as Salesforce
+    documents for the Timeout value ("The last active session time value isn't updated until halfway
+    through the timeout period", Session Security Settings)."""
+
     token: str
     user_id: str
-    expires: datetime
+    last_active: datetime
+
+    def expires(self, timeout: timedelta) -> datetime:
+        return self.last_active + timeout
 
 
 class Org:
@@ -75,7 +88,9 @@ class Org:
         self.clock = Clock()
         db_path = None
         if self.data_dir:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            # owner-only: the org's data, its sessions, connected-app secret and control token live here
+            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.data_dir.chmod(0o700)
             db_path = str(self.data_dir / "org.sqlite3")
         from .files import prepare_schema
         from .wide import FieldHistory, add_extra_objects, resolve_polymorphic, widen
@@ -94,6 +109,9 @@ class Org:
             self.store.set_meta("metadata_created", self.store.now())
         self.store.on_change = FieldHistory(self.schema)
         self._restore_added_fields()
+        from .field_types import restore_field_type_changes
+
+        restore_field_type_changes(self)
         self.sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
         self.faults = None  # set by the server that serves this org (FaultInjector)
@@ -102,6 +120,9 @@ class Org:
             app = {"client_id": "3MVG9devorg" + secrets.token_hex(20), "client_secret": secrets.token_hex(32)}
             self.store.set_meta("connected_app", app)
         self.client_id, self.client_secret = app["client_id"], app["client_secret"]
+        if not self.store.get_meta("control_token"):
+            self.store.set_meta("control_token", secrets.token_urlsafe(32))
+        self.control_token: str = self.store.get_meta("control_token")
         if daily_limit is not None:
             self.store.set_meta("daily_limit", daily_limit)
         self.credentials: dict[str, Credentials] = {
@@ -110,7 +131,12 @@ class Org:
         if not self.credentials:
             self._create_default_users()
         for token, s in (self.store.get_meta("sessions") or {}).items():
-            self.sessions[token] = Session(token, s["user_id"], datetime.fromisoformat(s["expires"]))
+            active = s.get("last_active") or (datetime.fromisoformat(s["expires"]) - DEFAULT_SESSION_TIMEOUT).isoformat()
+            self.sessions[token] = Session(token, s["user_id"], datetime.fromisoformat(active))
+        from .limits import OrgLimits, RollingUsage
+
+        self.limits_settings = OrgLimits()
+        self._usage = RollingUsage((self.store.get_meta("api_usage") or {}).get("minutes"))
         from .query import QueryEngine  # local import: query builds on store
 
         self.queries = QueryEngine(self.store, self.schema)
@@ -164,16 +190,36 @@ class Org:
 
     def new_session(self, user_id: str) -> Session:
         token = ORG_ID[:15] + "!" + secrets.token_urlsafe(72)
-        s = Session(token, user_id, self.clock.now() + SESSION_LIFETIME)
+        s = Session(token, user_id, self.clock.now())
         with self._lock:
             self.sessions[token] = s
             self._save_sessions()
         return s
 
+    @property
+    def session_timeout(self) -> timedelta:
+        seconds = self.store.get_meta("session_timeout_seconds")
+        return timedelta(seconds=int(seconds)) if seconds else DEFAULT_SESSION_TIMEOUT
+
+    def set_session_timeout(self, value: str) -> None:
+        """Setup > Session Settings > Timeout value: one of 15m, 30m, 1h, 2h, 4h, 8h, 12h, 24h."""
+        if value not in SESSION_TIMEOUTS:
+            raise ValueError(f"session timeout {value!r} is not one Salesforce offers; choose one of "
+                             f"{', '.join(SESSION_TIMEOUTS)}")
+        self.store.set_meta("session_timeout_seconds", SESSION_TIMEOUTS[value])
+
     def session(self, token: str | None) -> Session:
+        """The live session for a token, or INVALID_SESSION_ID (401) once it timed out: the one check every
+        API of devorg makes (REST, Bulk API 2.0, SOAP, userinfo; Bulk API 1.0 uses it too)."""
         s = self.sessions.get(token or "")
-        if s is None or s.expires <= self.clock.now():
+        now = self.clock.now()
+        timeout = self.session_timeout
+        if s is None or s.expires(timeout) <= now:
             raise SalesforceError("INVALID_SESSION_ID", "Session expired or invalid", status=401)
+        if now - s.last_active >= timeout / 2:
+            with self._lock:
+                s.last_active = now
+                self._save_sessions()
         return s
 
     def expire_sessions(self) -> None:
@@ -182,7 +228,7 @@ class Org:
             self._save_sessions()
 
     def _save_sessions(self) -> None:
-        self.store.set_meta("sessions", {t: {"user_id": s.user_id, "expires": s.expires.isoformat()}
+        self.store.set_meta("sessions", {t: {"user_id": s.user_id, "last_active": s.last_active.isoformat()}
                                          for t, s in self.sessions.items()})
 
     # ----------------------------------------------------------------- API limits
@@ -194,21 +240,27 @@ class Org:
         self.store.set_meta("daily_limit", limit)
 
     def api_usage(self) -> int:
-        usage = self.store.get_meta("api_usage") or {}
-        return int(usage.get("count", 0)) if usage.get("day") == self._today() else 0
+        """API requests in the last 24 hours of the org clock (Salesforce's allocation is a rolling 24 hours)."""
+        with self._lock:
+            return self._usage.used(self.clock.now())
 
-    def _today(self) -> str:
-        return self.clock.now().astimezone(UTC).date().isoformat()
+    def reset_api_usage(self) -> None:
+        from .limits import RollingUsage
+
+        with self._lock:
+            self._usage = RollingUsage()
+            self.store.set_meta("api_usage", {"minutes": {}})
 
     def count_request(self) -> int:
-        """Count one API request against the daily limit; raises REQUEST_LIMIT_EXCEEDED when spent."""
+        """Count one API request against the rolling 24-hour allocation; REQUEST_LIMIT_EXCEEDED when spent."""
         with self._lock:
-            used = self.api_usage()
+            now = self.clock.now()
+            used = self._usage.used(now)
             if used >= self.daily_limit:
                 raise SalesforceError("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.", status=403)
-            used += 1
-            self.store.set_meta("api_usage", {"day": self._today(), "count": used})
-            return used
+            self._usage.add(now)
+            self.store.set_meta("api_usage", {"minutes": self._usage.to_json()})
+            return used + 1
 
     def limits(self) -> dict[str, Any]:
         limit = self.daily_limit
@@ -238,6 +290,13 @@ class Org:
         from .composite import mark_modified
 
         mark_modified(self, obj.name)  # describes answer If-Modified-Since with 200 again
+
+    def change_field_type(self, object_name: str, field_name: str, new_type: str, **size: Any) -> dict[str, Any]:
+        """Change a custom field's type as an admin does in Setup; describe and stored values follow
+        (see field_types.py for the conversions and the Salesforce Help article they come from)."""
+        from .field_types import change_field_type
+
+        return change_field_type(self, object_name, field_name, new_type, **size)
 
     def _restore_added_fields(self) -> None:
         from .schema import custom_field

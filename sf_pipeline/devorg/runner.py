@@ -60,7 +60,10 @@ class DevOrgServer:
     def _config(self) -> uvicorn.Config:
         return uvicorn.Config(self.app, host=self.host, port=self.port, ssl_certfile=str(self.certs["cert"]),
                               ssl_keyfile=str(self.certs["key"]), log_level=self.log_level, access_log=False,
-                              timeout_keep_alive=30, timeout_graceful_shutdown=1, lifespan="off")
+                              timeout_keep_alive=30, timeout_graceful_shutdown=1, lifespan="off",
+                              # let over-long requests reach devorg, which refuses them as Salesforce does
+                              # (414/431, limits.py) instead of h11's own 16 KB cut-off
+                              h11_max_incomplete_event_size=1024 * 1024)
 
     def start(self) -> DevOrgServer:
         self._server = uvicorn.Server(self._config())
@@ -123,10 +126,32 @@ class DevOrgServer:
             p + "PRIVATE_KEY_FILE": str(jwt_private_key_path(self.org)),
         }
 
+    @property
+    def control_token(self) -> str:
+        """The token the control endpoints (`/_devorg/...`) require as `Authorization: Bearer <token>`."""
+        return self.org.control_token
+
+    def control_env(self, alias: str = "production") -> dict[str, str]:
+        """The `DEVORG_<ALIAS>_CONTROL_*` variables the `sf-pipeline devorg` commands read."""
+        p = f"DEVORG_{alias.upper()}_"
+        return {p + "CONTROL_URL": f"{self.instance_url}/_devorg", p + "CONTROL_TOKEN": self.control_token}
+
+    def control(self, action: str, body: dict | None = None, method: str = "POST") -> Any:
+        """Call a control endpoint over HTTPS with the control token (what the CLI does)."""
+        import requests
+
+        with requests.Session() as session:
+            session.trust_env = False  # REQUESTS_CA_BUNDLE must not override devorg's CA
+            resp = session.request(method, f"{self.instance_url}/_devorg/{action}", json=body,
+                                   verify=self.ca_bundle, timeout=600,
+                                   headers={"Authorization": f"Bearer {self.control_token}"})
+        resp.raise_for_status()
+        return resp.json()
+
     def export_lines(self, alias: str = "production") -> str:
         lines = [f"# devorg '{self.org.name}' at {self.instance_url} (data: {self.data_dir})"]
         lines += [f"export {k}={v}" for k, v in self.env(alias).items()]
-        lines.append(f"export DEVORG_{alias.upper()}_CONTROL_URL={self.instance_url}/_devorg")
+        lines += [f"export {k}={v}" for k, v in self.control_env(alias).items()]
         lines.append("# other users (username / password / security token):")
         for c in self.org.credentials.values():
             lines.append(f"export DEVORG_{alias.upper()}_{c.key.upper()}_USERNAME={c.username}")

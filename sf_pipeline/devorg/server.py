@@ -94,7 +94,9 @@ class DevOrgApp:
             Route("/services/Soap/u/{version}/{org_id}", self.soap, methods=["POST"]),
             Route("/{prefix:path}/services/Soap/u/{version}/{org_id}", self.soap, methods=["POST"]),
         ]
-        self.app = Starlette(routes=routes)
+        from .limits import RequestLimits
+
+        self.app = RequestLimits(Starlette(routes=routes), lambda: org.limits_settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and "//" in scope["path"]:
@@ -301,6 +303,13 @@ class DevOrgApp:
     async def collections(self, ctx: ApiContext, parts: list[str]) -> Response:
         org, method = ctx.org, ctx.request.method
         params = ctx.request.query_params
+        if method == "POST" and len(parts) == 1:
+            # Get Records With a Request Body Using sObject Collections: {"ids": [...], "fields": [...]}
+            from .collections import retrieve_body
+
+            obj = org.schema.get(parts[0])
+            id_list, fields = retrieve_body(await read_json(ctx.request))
+            return json_response(await _run(_collection_get, ctx, obj, id_list, fields))
         if method == "GET" and len(parts) == 1:
             obj = org.schema.get(parts[0])
             id_list = [i for i in params.get("ids", "").split(",") if i]
@@ -486,8 +495,12 @@ class DevOrgApp:
 
     # ----------------------------------------------------------------- control (test hooks)
     async def control(self, request: Request) -> Response:
-        from .control import handle_control
+        from .control import authorized, handle_control
 
+        if not authorized(self.org, request):
+            return json_response({"error": "devorg control endpoints need the control token: send "
+                                  "'Authorization: Bearer <DEVORG_<ALIAS>_CONTROL_TOKEN>' as printed by "
+                                  "`sf-pipeline devorg serve`"}, 401)
         try:
             return await handle_control(self, request, request.path_params["action"])
         except (ValueError, KeyError) as exc:

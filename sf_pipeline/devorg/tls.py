@@ -6,6 +6,7 @@ The files live in the org's data directory so they survive restarts.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import trustme
@@ -15,18 +16,41 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from .org import Org
 
 
+def private_dir(directory: Path) -> Path:
+    """Create (or tighten) a directory only its owner can enter: devorg's data, certificates and keys."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    return directory
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a secret file readable only by its owner (created 0600, never world-readable in between)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    os.chmod(path, 0o600)
+
+
 def ensure_certificates(directory: Path) -> dict[str, Path]:
-    """CA bundle, server certificate chain and key for 127.0.0.1/localhost (created once)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """CA bundle, server certificate chain and key for 127.0.0.1/localhost (created once).
+
+    The CA's private key is kept too (`ca-key.pem`, 0600) so the same CA can issue again; whoever can read
+    it could make certificates every client of this devorg trusts, hence owner-only like the server key.
+    """
+    private_dir(directory)
     paths = {"ca": directory / "ca.pem", "cert": directory / "server.pem", "key": directory / "server-key.pem"}
     if not all(p.exists() for p in paths.values()):
         ca = trustme.CA(organization_name="devorg local CA")
         cert = ca.issue_cert("127.0.0.1", "localhost", "::1")
         ca.cert_pem.write_to_path(str(paths["ca"]))
-        cert.private_key_pem.write_to_path(str(paths["key"]))
+        write_private(directory / "ca-key.pem", ca.private_key_pem.bytes())
+        write_private(paths["key"], cert.private_key_pem.bytes())
         with open(paths["cert"], "wb") as out:
             for blob in cert.cert_chain_pems:
                 out.write(blob.bytes())
+    for secret in (paths["key"], directory / "ca-key.pem"):
+        if secret.exists():
+            os.chmod(secret, 0o600)
     return paths
 
 
@@ -47,8 +71,9 @@ def jwt_private_key_path(org: Org) -> Path:
     path = _key_dir(org) / "jwt-private-key.pem"
     if not path.exists():
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+        write_private(path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                              serialization.NoEncryption()))
+    os.chmod(path, 0o600)
     return path
 
 

@@ -131,13 +131,22 @@ class SalesforceClient:
     def _bulk_request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         url = f"https://{self.sf.sf_instance}/services/data/v{self.sf.sf_version}/jobs/{path}"
 
-        def do() -> requests.Response:
+        extra_headers = kwargs.pop("headers", {})
+
+        def send() -> requests.Response:
             headers = {"Authorization": f"Bearer {self.sf.session_id}", "Content-Type": "application/json",
-                       **kwargs.pop("headers", {})}
+                       **extra_headers}
             resp = self.sf.session.request(method, url, headers=headers, **kwargs)
             self._note_usage(resp.headers.get("Sforce-Limit-Info"))
-            if resp.status_code == 401 and hasattr(self.sf, "_refresh_session"):
+            return resp
+
+        def do() -> requests.Response:
+            resp = send()
+            if resp.status_code == 401 and getattr(self.sf, "_salesforce_login_partial", None) is not None:
+                # The session timed out (INVALID_SESSION_ID): log in again, as simple-salesforce does for
+                # REST calls, and send the request once more with the new session.
                 self.sf._refresh_session()  # noqa: SLF001 - simple-salesforce's own re-login
+                resp = send()
             if resp.status_code >= 500:
                 raise SalesforceGeneralError(url, resp.status_code, "bulk", resp.text[:500])
             if resp.status_code >= 400:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote_plus
 from xml.etree import ElementTree
 
 import requests
@@ -26,8 +27,9 @@ from .client import SalesforceClient
 log = logging.getLogger(__name__)
 
 COLLECTION_SIZE = 200  # sObject Collections: at most 200 records a call
-RETRIEVE_SIZE = 2000  # sObject Collections GET: at most 2000 ids a call
-SOQL_ID_CHUNK = 300  # ids per `WHERE Id IN (...)`: keeps the query URL well under 16 KB
+RETRIEVE_SIZE = 2000  # sObject Collections retrieve (POST): at most 2000 ids a call
+SOQL_ID_CHUNK = 300  # ids per `WHERE Id IN (...)` at most; fewer when the field list is long (ids_per_query)
+URL_BUDGET = 15_000  # bytes of URL-encoded SOQL per GET: Salesforce refuses URIs over 16,384 bytes (414)
 UNDELETE_SIZE = 200  # SOAP undelete: at most 200 ids a call
 RETRYABLE_CODES = frozenset({"UNABLE_TO_LOCK_ROW"})
 TERMINAL_JOB_STATES = ("JobComplete", "Failed", "Aborted")
@@ -78,7 +80,9 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 # ===================================================================== reads
 def fetch_records(client: SalesforceClient, sobject: str, ids: Sequence[str],
                   fields: Sequence[str]) -> dict[str, dict[str, Any] | None]:
-    """Current values of records by id via sObject Collections GET (2000 ids a call).
+    """Current values of records by id via sObject Collections retrieve, ids and fields in the request body
+    (POST, 2000 ids a call): the GET form puts them in the URL, which Salesforce refuses past 16,384 bytes
+    (414 URI Too Long, about 800 ids; REST API guide, "Get Records Using sObject Collections").
 
     Deleted, missing and inaccessible records come back as None (use `query_by_ids` with queryAll to
     tell the recycle bin from a record that is gone).
@@ -86,8 +90,8 @@ def fetch_records(client: SalesforceClient, sobject: str, ids: Sequence[str],
     wanted = list(dict.fromkeys(["Id", *fields]))
     out: dict[str, dict[str, Any] | None] = {}
     for chunk in _chunks(list(ids), RETRIEVE_SIZE):
-        params = {"ids": ",".join(chunk), "fields": ",".join(wanted)}
-        answer = client.restful(f"composite/sobjects/{sobject}", params=params) or []
+        body = {"ids": list(chunk), "fields": wanted}
+        answer = client.restful(f"composite/sobjects/{sobject}", method="POST", json=body) or []
         for rid, rec in zip(chunk, answer, strict=False):
             if rec is not None:
                 rec.pop("attributes", None)
@@ -97,14 +101,27 @@ def fetch_records(client: SalesforceClient, sobject: str, ids: Sequence[str],
     return out
 
 
+def ids_per_query(head: str) -> int:
+    """How many ids a `WHERE Id IN (...)` query starting with `head` may carry so that its GET URL stays
+    within Salesforce's 16,384-byte URI limit (414 URI Too Long past it; API Request Limits and Allocations),
+    at most SOQL_ID_CHUNK. A field list too long for even one id is an error that names the problem."""
+    room = URL_BUDGET - len(quote_plus(head))
+    per_id = len(quote_plus("'001000000000000AAA', "))
+    if room < per_id:
+        raise SalesforceWriteError(f"the field list of `{head[:80]}...` alone makes a query URL longer than "
+                                   f"Salesforce accepts ({URL_BUDGET:,} bytes here); read fewer fields at a time")
+    return max(1, min(SOQL_ID_CHUNK, room // per_id))
+
+
 def query_by_ids(client: SalesforceClient, sobject: str, ids: Sequence[str], fields: Sequence[str],
                  include_deleted: bool = True) -> dict[str, dict[str, Any]]:
     """Records by id through SOQL (queryAll by default, so records in the recycle bin come with IsDeleted)."""
     wanted = list(dict.fromkeys(["Id", *fields]))
+    head = f"SELECT {', '.join(wanted)} FROM {sobject} WHERE Id IN ("
     out: dict[str, dict[str, Any]] = {}
-    for chunk in _chunks(list(ids), SOQL_ID_CHUNK):
+    for chunk in _chunks(list(ids), ids_per_query(head)):
         id_list = ", ".join(f"'{rid}'" for rid in chunk)
-        soql = f"SELECT {', '.join(wanted)} FROM {sobject} WHERE Id IN ({id_list})"
+        soql = f"{head}{id_list})"
         for page in client.query_pages(soql, include_deleted=include_deleted):
             for rec in page:
                 out[rec["Id"]] = rec
@@ -266,11 +283,20 @@ def _send(client: SalesforceClient, method: str, url: str, what: str, *, soap: b
           headers: Mapping[str, str] | None = None, **kwargs: Any) -> requests.Response:
     """One HTTP call outside simple-salesforce's REST helpers, through the client's budget and retries."""
 
-    def do() -> requests.Response:
+    def send() -> requests.Response:
         sent = {"Authorization": f"Bearer {client.sf.session_id}", "Content-Type": "application/json",
                 **(headers or {})}
         resp = client.sf.session.request(method, url, headers=sent, **kwargs)
         client._note_usage(resp.headers.get("Sforce-Limit-Info"))  # noqa: SLF001 - same package
+        return resp
+
+    def do() -> requests.Response:
+        resp = send()
+        if resp.status_code == 401 and not soap and getattr(client.sf, "_salesforce_login_partial", None) is not None:
+            # INVALID_SESSION_ID after the org's session timeout: log in again and resend once (a SOAP body
+            # carries the old session id in its header, so SOAP calls are not resent here)
+            client.sf._refresh_session()  # noqa: SLF001 - simple-salesforce's own re-login
+            resp = send()
         if soap and resp.status_code == 500:
             fault = _soap_fault(resp)
             if fault is not None:  # a SOAP fault is the org's answer, not a transient failure

@@ -187,6 +187,7 @@ class DevOrgProcess:
         self.proc: subprocess.Popen | None = None
         self.env: dict[str, str] = {}
         self.control_url = ""
+        self.control_token = ""
         self.generation_peak_mb: float | None = None
 
     @property
@@ -213,7 +214,7 @@ class DevOrgProcess:
         self.proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True)
         log.close()
         assert self.proc.stdout is not None
-        while not self.control_url:
+        while not (self.control_url and self.control_token):
             line = self.proc.stdout.readline()
             if not line:
                 self.proc.wait(timeout=10)
@@ -229,6 +230,8 @@ class DevOrgProcess:
                 self.env[key] = value
             elif key.endswith("_CONTROL_URL"):
                 self.control_url = value
+            elif key.endswith("_CONTROL_TOKEN"):
+                self.control_token = value
         self.generation_peak_mb = proc_status_mb(self.proc.pid, "VmHWM")
         deadline = time.monotonic() + timeout
         while True:  # the export lines come before uvicorn listens
@@ -247,7 +250,8 @@ class DevOrgProcess:
     def control(self, action: str, body: dict | None = None, method: str = "POST") -> Any:
         session = TrustingSession(self.ca_bundle)
         try:
-            resp = session.request(method, f"{self.control_url}/{action}", json=body, timeout=600)
+            resp = session.request(method, f"{self.control_url}/{action}", json=body, timeout=600,
+                                   headers={"Authorization": f"Bearer {self.control_token}"})
         finally:
             session.close()
         resp.raise_for_status()

@@ -39,7 +39,8 @@ data_dir, size = sys.argv[1], int(sys.argv[2])
 srv = DevOrgServer(data_dir=data_dir, generate=size)
 srv.start()
 print(json.dumps({"instance_url": srv.instance_url, "session_id": srv.login("admin"),
-                  "ca_bundle": srv.ca_bundle, "env": srv.env("production")}), flush=True)
+                  "ca_bundle": srv.ca_bundle, "env": srv.env("production"),
+                  "control_token": srv.control_token}), flush=True)
 threading.Event().wait()
 """
 

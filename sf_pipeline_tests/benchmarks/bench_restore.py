@@ -66,13 +66,15 @@ class Org:
         self.proc, info = start_devorg(data_dir, size)
         self.env = info["env"]
         self.control_url = info["instance_url"] + "/_devorg"
+        self.control_token = info["control_token"]
         self.ca_bundle = info["ca_bundle"]
         print(f"  devorg with {size:,} Opportunities ready in {time.perf_counter() - started:.1f} s")
 
     def control(self, action: str, body: dict[str, Any] | None = None, method: str = "POST") -> Any:
         session = TrustingSession(self.ca_bundle)
         try:
-            resp = session.request(method, f"{self.control_url}/{action}", json=body, timeout=3600)
+            resp = session.request(method, f"{self.control_url}/{action}", json=body, timeout=3600,
+                                   headers={"Authorization": f"Bearer {self.control_token}"})
         finally:
             session.close()
         resp.raise_for_status()

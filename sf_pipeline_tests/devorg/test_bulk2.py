@@ -242,7 +242,7 @@ def test_job_runs_asynchronously_results_wait_for_completion_and_abort(raw: Raw,
     jid = raw("POST", "query", json={"operation": "query", "query": "SELECT Id FROM Opportunity"}).json()["id"]
     assert raw("GET", f"query/{jid}").json()["state"] in ("UploadComplete", "InProgress")
     early = raw("GET", f"query/{jid}/results")
-    assert early.status_code == 400 and early.json()[0]["errorCode"] == "INVALIDJOBSTATE"
+    assert early.status_code == 412 and early.json()[0]["errorCode"] == "INVALIDJOBSTATE"
     busy = raw("DELETE", f"query/{jid}")
     assert busy.status_code == 400  # cannot delete a job in progress
     other = raw("POST", "query", json={"operation": "query", "query": "SELECT Id FROM Account"}).json()["id"]
@@ -251,7 +251,7 @@ def test_job_runs_asynchronously_results_wait_for_completion_and_abort(raw: Raw,
     gate.set()
     assert raw.wait("query", jid)["state"] == "JobComplete"
     assert raw.wait("query", other)["state"] == "Aborted"
-    assert raw("GET", f"query/{other}/results").status_code == 400
+    assert raw("GET", f"query/{other}/results").status_code == 412
     again = raw("PATCH", f"query/{jid}", json={"state": "Aborted"})
     assert again.status_code == 400 and again.json()[0]["errorCode"] == "INVALIDJOBSTATE"
     assert raw("DELETE", f"query/{other}").status_code == 204

@@ -30,7 +30,7 @@ def test_malformed_ids_are_rejected():
 
 
 def _cli(server: DevOrgServer, *args: str) -> dict | list:
-    env = server.env("production")
+    env = {**server.env("production"), **server.control_env("production")}
     result = CliRunner().invoke(main, ["devorg", *args], env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return json.loads(result.output)
@@ -65,7 +65,8 @@ def test_cli_runs_a_scenario_as_the_integration_user(devorg: DevOrgServer):
     opp_ids = [sf.Opportunity.create({"Name": f"D{i}", "StageName": "Prospecting", "CloseDate": "2026-12-01",
                                       "AccountId": acc})["id"] for i in range(3)]
     result = CliRunner().invoke(main, ["devorg", "scenario", "orphan-opportunities", "--at", "2026-11-24T02:00:00Z"],
-                                env=devorg.env("production"), catch_exceptions=False)
+                                env={**devorg.env("production"), **devorg.control_env("production")},
+                                catch_exceptions=False)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert summary["changed"] == {"Opportunity": 3}
@@ -78,7 +79,8 @@ def test_cli_runs_a_scenario_as_the_integration_user(devorg: DevOrgServer):
 
 def test_cli_limits_and_state(devorg: DevOrgServer):
     out = _cli(devorg, "limits", "--daily-limit", "1234", "--reset-usage")
-    assert out == {"api_usage": 0, "daily_limit": 1234}
+    assert out == {"api_usage": 0, "daily_limit": 1234, "concurrent_long_running": 25, "long_running_seconds": 20.0,
+                   "long_running_now": 0}
     state = _cli(devorg, "state")
     assert state["daily_limit"] == 1234 and state["users"]["integration"]["username"].startswith("integration@")
 
@@ -100,6 +102,7 @@ def test_serve_prints_export_lines_and_persists(tmp_path):
         for name in ("INSTANCE_URL", "LOGIN_URL", "USERNAME", "PASSWORD", "SECURITY_TOKEN", "CLIENT_ID",
                      "CLIENT_SECRET", "CA_BUNDLE"):
             assert env[f"SALESFORCE_PRODUCTION_{name}"], name
+        assert env["DEVORG_PRODUCTION_CONTROL_TOKEN"] and env["DEVORG_PRODUCTION_CONTROL_URL"].endswith("/_devorg")
         import time
 
         from simple_salesforce import Salesforce

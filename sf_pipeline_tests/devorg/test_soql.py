@@ -322,6 +322,18 @@ def test_and_or_not_parentheses(org: Org):
     assert e.error_code == "MALFORMED_QUERY" and e.message.endswith("unexpected token: OR")
 
 
+def test_bare_and_not_is_malformed_as_in_real_soql(org: Org):
+    """`A AND NOT B` is refused by Salesforce ("unexpected token: 'NOT'", soql-parser-js#201 checked against
+    a real org); `A AND (NOT B)` is how it is written."""
+    for op in ("AND", "OR"):
+        e = org.error(f"SELECT Name FROM Opportunity WHERE Name != null {op} NOT (Amount > 1000)")
+        assert e.error_code == "MALFORMED_QUERY" and e.message.endswith("unexpected token: NOT")
+    assert org.names("SELECT Name FROM Opportunity WHERE Name != null AND (NOT Amount > 1000) ORDER BY Name") == \
+        org.names("SELECT Name FROM Opportunity WHERE NOT Amount > 1000 ORDER BY Name")
+    assert org.names("SELECT Name FROM Opportunity WHERE (NOT (Amount > 1000 OR Amount = null)) AND Name != null "
+                     "ORDER BY Name") == ["Alpha deal", "Delta deal", "Foxtrot_100%"]
+
+
 def test_boolean_filters(org: Org):
     assert org.names("SELECT Name FROM Opportunity WHERE IsWon = true") == ["Bravo deal"]
     assert org.names("SELECT Name FROM Opportunity WHERE IsClosed = TRUE AND IsWon = False") == ["Delta deal"]
@@ -909,3 +921,14 @@ def test_concurrent_queries_and_writes(big_org: Org):
         t.join()
     assert errors == []
     assert big_org.run("SELECT COUNT() FROM Opportunity")["totalSize"] == 2550
+
+
+def test_bare_and_not_over_rest_is_malformed_query(sf):
+    """The same refusal through the REST query resource, as a client sees it."""
+    from simple_salesforce.exceptions import SalesforceMalformedRequest
+
+    with pytest.raises(SalesforceMalformedRequest) as refused:
+        sf.query("SELECT Id FROM Account WHERE Name != null AND NOT (Name = 'x')")
+    assert refused.value.content[0]["errorCode"] == "MALFORMED_QUERY"
+    assert refused.value.content[0]["message"].endswith("unexpected token: NOT")
+    assert sf.query("SELECT Id FROM Account WHERE Name != null AND (NOT Name = 'x')")["totalSize"] == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from sf_pipeline.devorg.runner import DevOrgServer
@@ -122,3 +124,55 @@ def test_current_values_read_the_same_through_collections_and_bulk(devorg, clien
     assert {rid: bulk[rid] for rid in ids if rid in bulk} == {rid: by_id[rid] for rid in ids if rid != ids[3]}
     also, mode = fetch_current(client, "Account", ids, fields, types, since=since, bulk_threshold=2)
     assert mode == "bulk" and also == by_id
+
+
+def test_a_restore_read_of_5000_ids_stays_within_salesforces_url_limit(devorg, client):
+    """2,000 ids in a GET URL are ~38 KB, past the 16,384 bytes Salesforce answers with 414 URI Too Long:
+    the restore's current-state read sends them in the body of sObject Collections retrieve (POST)."""
+    ids = accounts(client, 5000)
+    ids_param = ",".join(ids[:2000])
+    too_long = client.sf.session.get(f"{devorg.instance_url}/services/data/v59.0/composite/sobjects/Account",
+                                     params={"ids": ids_param, "fields": "Id,Name"},
+                                     headers={"Authorization": f"Bearer {client.sf.session_id}"})
+    assert too_long.status_code == 414  # the form the pipeline must not use
+    before = client.api_calls
+    found, mode = fetch_current(client, "Account", ids, ["Name"], {"Id": "id", "Name": "string"})
+    assert mode == "collections" and client.api_calls - before == 3  # 2000 + 2000 + 1000 ids
+    assert len(found) == 5000 and found[ids[4999]].values["Name"] == "Account 4999"
+
+
+def test_calls_after_the_orgs_session_timeout_log_in_again(devorg, client):
+    """Salesforce ends a session after the org's session timeout (2 hours by default) with INVALID_SESSION_ID on
+    every API; a restore that outlives it logs in again instead of failing."""
+    ids = accounts(client, 3)
+    first = client.sf.session_id
+    devorg.org.advance_clock(timedelta(hours=3))
+    results = bulk_update(client, "Account", [{"Id": rid, "Name": f"After timeout {i}"} for i, rid in enumerate(ids)],
+                          to_csv=csv_text, poll=0.05)
+    assert all(r.success for r in results) and client.sf.session_id != first
+    second = client.sf.session_id
+    devorg.org.advance_clock(timedelta(hours=3))
+    assert fetch_records(client, "Account", ids, ["Name"])[ids[2]]["Name"] == "After timeout 2"
+    assert client.sf.session_id != second
+    third = client.sf.session_id
+    devorg.org.advance_clock(timedelta(hours=3))
+    job = client.bulk_query_start("SELECT Id FROM Account")  # Bulk API 2.0 through the client's own requests
+    client.bulk_query_wait(job, poll=0.05)
+    assert client.sf.session_id != third
+
+
+def test_reads_by_id_put_fewer_ids_in_a_query_when_the_field_list_is_long():
+    """A `WHERE Id IN (...)` query goes in the GET URL: with many fields, fewer ids fit under 16,384 bytes."""
+    from urllib.parse import quote_plus
+
+    from sf_pipeline.salesforce.writes import SalesforceWriteError, ids_per_query
+
+    short = "SELECT Id, Name FROM Account WHERE Id IN ("
+    assert ids_per_query(short) == 300
+    wide = "SELECT " + ", ".join(f"Custom_Field_Number_{i}__c" for i in range(400)) + " FROM Account WHERE Id IN ("
+    n = ids_per_query(wide)
+    assert 0 < n < 300
+    soql = wide + ", ".join(["'001000000000000AAA'"] * n) + ")"
+    assert len(quote_plus(soql)) < 16_384 - 200  # room left for the path and the rest of the URL
+    with pytest.raises(SalesforceWriteError, match="field list"):
+        ids_per_query("SELECT " + ", ".join(f"F{i}__c" for i in range(2000)) + " FROM Account WHERE Id IN (")
