@@ -14,6 +14,7 @@ import requests
 
 from sf_pipeline.backup.assets import history_key
 from sf_pipeline.backup.resources import SalesforceOrgResource, WarehouseResource
+from sf_pipeline.salesforce import soql
 from sf_pipeline.settings import ObjectSettings, Settings
 
 from .detectors import run_detectors, user_names_from_backup
@@ -58,7 +59,7 @@ def _user_names(conn, salesforce: SalesforceOrgResource, user_ids: list[str]) ->
     names = user_names_from_backup(conn, user_ids)
     missing = [u for u in user_ids if u and u not in names]
     if missing:
-        quoted = ", ".join(f"'{u}'" for u in missing if u.isalnum())
+        quoted = soql.id_list(u for u in missing if soql.is_record_id(u))
         try:
             rows = salesforce.client().restful(
                 "query", params={"q": f"SELECT Id, Name FROM User WHERE Id IN ({quoted})"}
@@ -82,8 +83,8 @@ def anomaly_check(
     )
     def _check(
         context: dg.AssetCheckExecutionContext,
-        warehouse: WarehouseResource,
-        salesforce: SalesforceOrgResource,
+        warehouse: dg.ResourceParam[WarehouseResource],
+        salesforce: dg.ResourceParam[SalesforceOrgResource],
     ) -> dg.AssetCheckResult:
         window = context.partition_time_window
         if window.start <= partitions.start:
