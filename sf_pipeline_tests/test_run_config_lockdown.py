@@ -21,7 +21,8 @@ ALLOWED = {
 
 ATTACKS = {
     "run dbt as python with code": {"resources": {"dbt": {"config": {
-        "dbt_executable": "python3", "global_config_flags": ["-c", "open('/tmp/pwned', 'w')"]}}}},
+        "project_dir": "dbt_snapshots", "dbt_executable": "python3",
+        "global_config_flags": ["-c", "open('/tmp/pwned', 'w')"]}}}},
     "read a secret through the database URL's variable name": {"resources": {"warehouse": {"config": {
         "database_url_env": "SALESFORCE_PRODUCTION_PASSWORD"}}}},
     "back up another org into production's history": {"resources": {"salesforce": {"config": {"alias": "sandbox"}}}},
