@@ -231,11 +231,17 @@ def expire_sessions(url, alias) -> None:
 @click.option("--size", type=int, default=10_000, show_default=True, help="Opportunities in the generated org.")
 @click.option("--data-dir", default=".demo", show_default=True, help="Where the demo keeps its org, dbt copy and Dagster home.")
 @click.option("--ui", is_flag=True, help="Afterwards, keep devorg running and start `dagster dev` on the same state.")
-def demo(size, data_dir, ui) -> None:
+@click.option("--database", default="sf_pipeline_demo", show_default=True,
+              help="The demo's own database, (re-)created on the PostgreSQL server; one holding anything but a "
+                   "previous demo's data is refused.")
+def demo(size, data_dir, ui, database) -> None:
     """The 2 am story end to end: back up, damage, detect, rehearse in a sandbox, restore production, report."""
-    from .demo import run_demo
+    from .demo import DemoDatabaseError, run_demo
 
-    result, orgs = run_demo(size=size, data_dir=data_dir, keep_devorg=ui)
+    try:
+        result, orgs = run_demo(size=size, data_dir=data_dir, keep_devorg=ui, database=database)
+    except DemoDatabaseError as exc:
+        raise click.ClickException(str(exc)) from None
     if ui and orgs is not None:
         import subprocess
 

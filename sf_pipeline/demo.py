@@ -1,7 +1,8 @@
 """`sf-pipeline demo`: the 2 am story, end to end, for real, in about a minute.
 
 Two local orgs (devorg): production, generated, and an empty developer sandbox. PostgreSQL: the
-configured server, else the local one, else an embedded one. Then the product does what it does for
+configured server, else the local one, else an embedded one; on it, the demo's own database
+(`sf_pipeline_demo`), never the one SF_PIPELINE_DATABASE_URL names. Then the product does what it does for
 real users, through the real Dagster jobs, schedule and sensor:
 
 1. back up production: the schedule's 01:50 tick takes the first window with everything older (full load);
@@ -32,8 +33,10 @@ from rich.console import Console
 from rich.table import Table
 
 from sf_pipeline.settings import REPO_ROOT
+from sf_pipeline.warehouse.database_url import database_name, redact_url, with_database
 
 DEMO_DB = "sf_pipeline_demo"
+DEMO_MARK = "sf-pipeline demo: generated data, dropped and re-created by each `sf-pipeline demo`"
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 KEY = "%Y-%m-%d-%H:%M"
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}  # the demo prints its own progress
@@ -57,25 +60,71 @@ class DemoResult:
     seconds: float = 0.0
 
 
-def resolve_database(data_dir: Path, console: Console) -> str:
-    """SF_PIPELINE_DATABASE_URL if set; else a fresh database on the local server; else embedded PostgreSQL."""
+class DemoDatabaseError(RuntimeError):
+    """The demo's database name is taken by a database that is not a previous demo's."""
+
+
+def resolve_database(data_dir: Path, console: Console, name: str = DEMO_DB) -> str:
+    """The demo's own database `name`, (re-)created on the server of SF_PIPELINE_DATABASE_URL if set, else on the
+    local server, else on an embedded PostgreSQL; the database SF_PIPELINE_DATABASE_URL names is never written."""
     configured = os.environ.get("SF_PIPELINE_DATABASE_URL")
     if configured:
-        console.print(f"[dim]database: {configured.split('@')[-1]} (SF_PIPELINE_DATABASE_URL)[/]")
-        return configured
+        url = prepare_demo_database(configured, name)
+        console.print(f"[dim]database: {redact_url(url)} (the demo's own, on the server of "
+                      "SF_PIPELINE_DATABASE_URL)[/]")
+        return url
     try:
-        with psycopg.connect(LOCAL_SERVER, autocommit=True, connect_timeout=3) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DEMO_DB)))
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DEMO_DB)))
-        console.print(f"[dim]database: {DEMO_DB} on the local PostgreSQL server (127.0.0.1:5432)[/]")
-        return LOCAL_SERVER.rsplit("/", 1)[0] + "/" + DEMO_DB
+        url = prepare_demo_database(LOCAL_SERVER, name)
+        console.print(f"[dim]database: {name} on the local PostgreSQL server (127.0.0.1:5432)[/]")
+        return url
     except psycopg.OperationalError:
         import pgserver
 
         server = pgserver.get_server(data_dir / "pgdata", cleanup_mode=None)
-        url = server.get_uri("postgres")
+        url = prepare_demo_database(server.get_uri("postgres"), name)
         console.print(f"[dim]database: embedded PostgreSQL in {data_dir / 'pgdata'}[/]")
         return url
+
+
+def _admin_connection(server_url: str, name: str) -> psycopg.Connection:
+    """A connection to the server for CREATE/DROP DATABASE: its `postgres` database, else the URL's own (never
+    the demo's, which could not be dropped while connected to)."""
+    candidates = [with_database(server_url, "postgres")]
+    if database_name(server_url) not in ("postgres", name):
+        candidates.append(server_url)
+    for i, url in enumerate(candidates):
+        try:
+            return psycopg.connect(url, autocommit=True, connect_timeout=3)
+        except psycopg.OperationalError:
+            if i == len(candidates) - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def prepare_demo_database(server_url: str, name: str = DEMO_DB) -> str:
+    """Create the demo's database `name` on the server of `server_url`, marked as the demo's (a comment on the
+    database), and return its URL. A previous demo's database is dropped first; a database of that name holding
+    anything else is refused with `DemoDatabaseError`, untouched."""
+    url = with_database(server_url, name)
+    with _admin_connection(server_url, name) as admin:
+        found = admin.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+                              (name,)).fetchone()
+        if found is not None and found[0] != DEMO_MARK:
+            with psycopg.connect(url, connect_timeout=3) as existing:
+                tables = existing.execute(
+                    "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind "
+                    "IN ('r', 'p', 'v', 'm', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+                    "AND n.nspname NOT LIKE 'pg_toast%%'").fetchone()[0]
+            if tables:
+                raise DemoDatabaseError(
+                    f"database {name!r} on {redact_url(server_url)} already exists and holds {tables} tables that a "
+                    "previous demo did not make: the demo will not touch it. Drop it yourself, or give the demo "
+                    "another database name (sf-pipeline demo --database NAME)")
+        if found is not None:
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name), sql.Literal(DEMO_MARK)))
+    return url
 
 
 def _write_settings(path: Path, start: datetime) -> Path:
@@ -236,7 +285,7 @@ def _orphaned(sf: Any) -> int:
 
 
 def run_demo(size: int = 10_000, data_dir: str | Path = ".demo", console: Console | None = None,
-             keep_devorg: bool = False):
+             keep_devorg: bool = False, database: str = DEMO_DB):
     """Run the demo; returns (DemoResult, the running orgs (production, sandbox) if keep_devorg else None)."""
     from sf_pipeline.anomalies.checks import launchpad_yaml
     from sf_pipeline.anomalies.incidents import list_incidents
@@ -251,7 +300,7 @@ def run_demo(size: int = 10_000, data_dir: str | Path = ".demo", console: Consol
         shutil.rmtree(data)
     data.mkdir(parents=True)
     started = time.monotonic()
-    db_url = resolve_database(data, console)
+    db_url = resolve_database(data, console, database)
     result = DemoResult(db_url, data)
 
     # The org's clock: last night. Dagster's partitions end at the real present, so the story is in the past.
@@ -386,10 +435,10 @@ def run_demo(size: int = 10_000, data_dir: str | Path = ".demo", console: Consol
             restores=[("Rehearsal: dry run on the sandbox", result.restore_runs["sandbox dry run"]),
                       ("Rehearsal: restore applied to the sandbox", result.restore_runs["sandbox"]),
                       ("Restore applied to production", result.restore_runs["production"])],
-            database_hint=f"psql {db_url}")
+            database_hint=f"psql {redact_url(db_url)}")
     result.seconds = time.monotonic() - started
     console.print(f"[bold]Done in {result.seconds:.0f} s.[/] Report: {result.report_path}\n"
-                  f"Query the backup yourself:  psql {db_url}\n"
+                  f"Query the backup yourself:  psql {redact_url(db_url)}\n"
                   "  SELECT * FROM sf_pipeline.restore_audit LIMIT 10;\n"
                   f"  .venv/bin/sf-pipeline history Opportunity {next(iter(damage.changed['Opportunity']), '')}")
     if keep_devorg:

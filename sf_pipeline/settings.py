@@ -7,6 +7,7 @@ from `SF_PIPELINE_DATABASE_URL`.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +32,19 @@ class ObjectSettings:
 
 
 @dataclass(frozen=True)
+class SalesforceSettings:
+    """How the pipeline talks to every org: API version, HTTP timeouts, retry backoff (the `salesforce:` section).
+
+    Like everything here it comes from the settings file only: run config cannot change it.
+    """
+
+    api_version: str = "59.0"
+    connect_timeout_seconds: float = 10.0  # to open a connection to the org
+    read_timeout_seconds: float = 120.0  # between bytes of an answer: a call that hangs longer is retried
+    retry_backoff_seconds: float = 0.5  # before the first retry of a transient failure; doubles each time
+
+
+@dataclass(frozen=True)
 class Settings:
     path: Path
     orgs: tuple[str, ...]
@@ -45,6 +59,7 @@ class Settings:
     bulk_slice_records: int = 250_000
     anomalies: dict[str, Any] = field(default_factory=dict)
     dagster_base_url: str | None = None  # alerts: dagster_base_url: where alerts link to the Dagster UI
+    salesforce: SalesforceSettings = SalesforceSettings()
 
     def object(self, name: str) -> ObjectSettings:
         for obj in self.objects:
@@ -101,7 +116,28 @@ def load_settings(path: str | Path | None = None) -> Settings:
         bulk_slice_records=_positive(path, backup, "bulk_slice_records", 250_000),
         anomalies=dict(data.get("anomalies") or {}),
         dagster_base_url=_dagster_base_url(path, data.get("alerts") or {}),
+        salesforce=_salesforce_settings(path, data.get("salesforce") or {}),
     )
+
+
+def _salesforce_settings(path: Path, section: Any) -> SalesforceSettings:
+    if not isinstance(section, dict):
+        raise SettingsError(f"{path}: 'salesforce' must be a mapping, e.g. {{read_timeout_seconds: 120}}")
+    known = {f for f in SalesforceSettings.__dataclass_fields__}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise SettingsError(f"{path}: unknown salesforce settings {unknown}; known: {sorted(known)}")
+    values: dict[str, Any] = {}
+    for key, value in section.items():
+        if key == "api_version":
+            if not re.fullmatch(r"\d{2,3}\.0", str(value)):
+                raise SettingsError(f"{path}: salesforce.api_version must look like \"59.0\", got {value!r}")
+            values[key] = str(value)
+        elif isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 3600:
+            raise SettingsError(f"{path}: salesforce.{key} must be a number of seconds in (0, 3600], got {value!r}")
+        else:
+            values[key] = float(value)
+    return SalesforceSettings(**values)
 
 
 def _positive(path: Path, section: dict[str, Any], key: str, default: int) -> int:

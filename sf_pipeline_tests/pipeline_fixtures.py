@@ -29,7 +29,10 @@ from sf_pipeline_tests.pg_fixtures import create_database, drop_database
 DEFAULT_OBJECTS = ["Account", "Contact", "Opportunity", "Case"]
 
 
-def write_settings(path: Path, objects: list[Any], anomalies: dict | None = None, **backup: Any) -> Path:
+def write_settings(path: Path, objects: list[Any], anomalies: dict | None = None,
+                   salesforce: dict | None = None, **backup: Any) -> Path:
+    """A settings file; tests retry transient failures after 10 ms (not the default 0.5 s) unless `salesforce`
+    says otherwise."""
     data = {
         "orgs": {"production": {}, "sandbox": {}},
         "backup": {"org": "production", "objects": objects,
@@ -37,6 +40,7 @@ def write_settings(path: Path, objects: list[Any], anomalies: dict | None = None
                    "schedule_lag_minutes": 10, "bulk_threshold": 20_000,
                    "api_budget": {"max_share_of_daily_limit": 0.5}, **backup},
         "anomalies": anomalies or {},
+        "salesforce": {"retry_backoff_seconds": 0.01, **(salesforce or {})},
     }
     path.write_text(yaml.safe_dump(data))
     return path
@@ -71,7 +75,7 @@ class Pipeline:
                run_config: dict | None = None) -> dg.ExecuteInProcessResult:
         """Materialize the backup job for one window, or a range of windows as one run (a backfill)."""
         job = self.defs().resolve_job_def("backup")
-        config = run_config or {"resources": {"salesforce": {"config": {"retry_backoff": 0.01}}}}
+        config = run_config or {}
         if end is None or end == start:
             return job.execute_in_process(partition_key=start, instance=self.instance,
                                           raise_on_error=raise_on_error, run_config=config)

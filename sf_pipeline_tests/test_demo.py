@@ -16,6 +16,8 @@ import pytest
 from rich.console import Console
 
 from sf_pipeline.demo import connect_org, run_demo
+from sf_pipeline.warehouse.database_url import database_name
+from sf_pipeline_tests.pg_fixtures import drop_database, url_for_database
 
 ENV = ["SF_PIPELINE_DATABASE_URL", "SF_PIPELINE_DBT_PROJECT_DIR", "SF_PIPELINE_SETTINGS", "DAGSTER_HOME"] + [
     f"SALESFORCE_{alias}_{name}" for alias in ("PRODUCTION", "SANDBOX")
@@ -33,9 +35,16 @@ def _step_output_metadata(instance: dg.DagsterInstance, run_id: str) -> dict[str
 def test_demo_detects_the_damage_rehearses_in_the_sandbox_and_restores_production(tmp_path, pg_url, monkeypatch):
     for name in ENV:  # the demo sets these for its Dagster runs; restore them afterwards
         monkeypatch.setenv(name, "")
-    monkeypatch.setenv("SF_PIPELINE_DATABASE_URL", pg_url)
+    # a password the local server (trust) ignores: the demo must never show it
+    monkeypatch.setenv("SF_PIPELINE_DATABASE_URL", pg_url.replace("postgres@", "postgres:s3cret-pw@", 1))
+    demo_db = f"{database_name(pg_url)}_demo"  # the demo's own database, beside the configured one
     console = Console(record=True, width=140)
-    result, orgs = run_demo(size=300, data_dir=tmp_path / "demo", console=console, keep_devorg=True)
+    try:
+        result, orgs = run_demo(size=300, data_dir=tmp_path / "demo", console=console, keep_devorg=True,
+                                database=demo_db)
+    except BaseException:
+        drop_database(url_for_database(pg_url, demo_db))
+        raise
     from dagster._core.storage.defs_state.base import _current_storage
 
     _current_storage.set(None)
@@ -54,7 +63,11 @@ def test_demo_detects_the_damage_rehearses_in_the_sandbox_and_restores_productio
         assert result.orphaned_after == {"sandbox": 0, "production": 0}
         assert production.query("SELECT COUNT() FROM Opportunity WHERE AccountId = null")["totalSize"] == 0
         assert sandbox.query("SELECT COUNT() FROM Opportunity")["totalSize"] == result.damaged
-        with psycopg.connect(pg_url) as conn:
+        assert database_name(result.database_url) == demo_db
+        with psycopg.connect(pg_url) as conn:  # the database SF_PIPELINE_DATABASE_URL names is left alone
+            assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', "
+                                "'information_schema')").fetchone()[0] == 0
+        with psycopg.connect(result.database_url) as conn:
             plans = dict(conn.execute("SELECT run_id, status FROM sf_pipeline.restore_plans").fetchall())
             before_damage = dict(conn.execute(
                 "SELECT id, accountid FROM salesforce_history.opportunity WHERE dbt_valid_to IS NOT NULL "
@@ -88,6 +101,8 @@ def test_demo_detects_the_damage_rehearses_in_the_sandbox_and_restores_productio
         html = result.report_path.read_text()
         assert "Mass nulling on Opportunity.AccountId" in html and "Restore applied to production" in html
         assert html.count("verified") >= 2
+        assert "s3cret-pw" not in html and "s3cret-pw" not in output
     finally:
         for org in orgs:
             org.stop()
+        drop_database(result.database_url)

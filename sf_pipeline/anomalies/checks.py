@@ -12,6 +12,7 @@ import dagster as dg
 
 from sf_pipeline.backup.assets import history_key
 from sf_pipeline.backup.resources import SalesforceOrgResource, WarehouseResource
+from sf_pipeline.salesforce import soql
 from sf_pipeline.settings import ObjectSettings, Settings
 
 from .alerts import check_url, incident_summary, send_alert
@@ -38,7 +39,7 @@ def _user_names(conn, salesforce: SalesforceOrgResource, user_ids: list[str]) ->
     names = user_names_from_backup(conn, user_ids)
     missing = [u for u in user_ids if u and u not in names]
     if missing:
-        quoted = ", ".join(f"'{u}'" for u in missing if u.isalnum())
+        quoted = soql.id_list(u for u in missing if soql.is_record_id(u))
         try:
             rows = salesforce.client().restful(
                 "query", params={"q": f"SELECT Id, Name FROM User WHERE Id IN ({quoted})"}
@@ -62,8 +63,8 @@ def anomaly_check(
     )
     def _check(
         context: dg.AssetCheckExecutionContext,
-        warehouse: WarehouseResource,
-        salesforce: SalesforceOrgResource,
+        warehouse: dg.ResourceParam[WarehouseResource],
+        salesforce: dg.ResourceParam[SalesforceOrgResource],
     ) -> dg.AssetCheckResult:
         window = context.partition_time_window
         if window.start <= partitions.start:

@@ -57,8 +57,8 @@ def mirror_asset(obj: ObjectSettings, settings: Settings, partitions: dg.Partiti
                     "(deleted ones kept, flagged isdeleted), loaded window by window on SystemModstamp.",
         pool=salesforce_pool(settings.backup_org),
     )
-    def _mirror(context: dg.AssetExecutionContext, salesforce: SalesforceOrgResource,
-                warehouse: WarehouseResource) -> dg.MaterializeResult:
+    def _mirror(context: dg.AssetExecutionContext, salesforce: dg.ResourceParam[SalesforceOrgResource],
+                warehouse: dg.ResourceParam[WarehouseResource]) -> dg.MaterializeResult:
         window = context.partition_time_window
         start, end = extraction_bounds(partitions, window)
         client = salesforce.client()
@@ -144,7 +144,8 @@ def history_assets(settings: Settings, partitions: dg.PartitionsDefinition, proj
         name=f"history_{settings.backup_org}",
         project=project,
     )
-    def _history(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
+    def _history(context: dg.AssetExecutionContext, dbt: dg.ResourceParam[DbtCliResource],
+                 warehouse: dg.ResourceParam[WarehouseResource]):
         start, end = extraction_bounds(partitions, context.partition_time_window)
         # profiles.yml reads the connection from SF_PIPELINE_PG_*; derive them from the one database URL.
         os.environ.update(dbt_env_from_url(warehouse.database_url))

@@ -10,7 +10,7 @@ from sf_pipeline.settings import Settings
 from .assets import ORG_TAG, history_assets, mirror_asset
 from .dbt import dbt_executable, dbt_project_dir, prepare_manifest
 from .partitions import backup_partitions
-from .resources import SalesforceOrgResource, WarehouseResource
+from .resources import SalesforceOrgResource, WarehouseResource, locked_io_manager, locked_resource
 from .schedules import backup_schedule
 
 
@@ -35,6 +35,21 @@ def backup_executor() -> dg.ExecutorDefinition:
     return multiprocess_forkserver
 
 
+def default_executor() -> dg.ExecutorDefinition:
+    """The other jobs' executor: Dagster's multiprocess executor with `max_concurrent` as its only launch setting
+    (its default config would also let a run config name modules for a forkserver to import)."""
+
+    @dg.configured(dg.multiprocess_executor, config_schema={
+        "max_concurrent": dg.Field(int, default_value=0, description=(
+            "Steps of this run that may run at once. 0: the DAGSTER_MULTIPROCESS_EXECUTOR_MAX_CONCURRENT "
+            "variable, else the CPU count.")),
+    })
+    def multiprocess(config: dict) -> dict:
+        return {"max_concurrent": config["max_concurrent"]}
+
+    return multiprocess
+
+
 def backup_definitions(settings: Settings) -> dg.Definitions:
     partitions = backup_partitions(settings)
     project_dir = dbt_project_dir()
@@ -54,9 +69,15 @@ def backup_definitions(settings: Settings) -> dg.Definitions:
         assets=[*mirrors, history],
         jobs=[job],
         schedules=[backup_schedule(job, partitions, settings.schedule_lag_minutes)],
+        # Settings file and environment only: run config cannot reach any of these (see resources.py).
         resources={
-            "salesforce": SalesforceOrgResource(alias=settings.backup_org, budget_share=settings.budget_share),
-            "warehouse": WarehouseResource(),
-            "dbt": DbtCliResource(project_dir=project, profiles_dir=str(project_dir), dbt_executable=dbt_executable()),
+            "salesforce": locked_resource(SalesforceOrgResource.from_settings(settings),
+                                          f"The backed-up org '{settings.backup_org}' (settings file)."),
+            "warehouse": locked_resource(WarehouseResource(), "The backup database (SF_PIPELINE_DATABASE_URL)."),
+            "dbt": locked_resource(
+                DbtCliResource(project_dir=project, profiles_dir=str(project_dir), dbt_executable=dbt_executable()),
+                "dbt from this environment, on the project the settings generate."),
+            "io_manager": locked_io_manager(),
         },
+        executor=default_executor(),
     )

@@ -1,43 +1,65 @@
-"""Dagster resources: a Salesforce org (by alias) and the backup warehouse. No secrets in config."""
+"""Dagster resources: a Salesforce org (by alias), the backup warehouse, dbt. Settings file and environment only.
+
+Anyone who can launch a run can set whatever a job's run config schema offers. Resources therefore are not
+`ConfigurableResource`s (whose every field is a launchpad field): they are plain objects built from the settings
+file, handed to Dagster by `locked_resource` with an empty, strict config schema, so `resources: <key>: config:`
+in a run config is refused by Dagster's own validation. No executable, environment variable name, org alias,
+API budget or timeout can be changed at launch; credentials are read from SALESFORCE_<ALIAS>_* and the database
+URL from SF_PIPELINE_DATABASE_URL when a run needs them, never stored in config.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import dagster as dg
 import psycopg
 
-from sf_pipeline.salesforce import OrgCredentials, SalesforceClient, connect
+from sf_pipeline.salesforce import HttpTimeouts, OrgCredentials, SalesforceClient, connect
+from sf_pipeline.settings import SalesforceSettings, Settings
+
+DATABASE_URL_ENV = "SF_PIPELINE_DATABASE_URL"
 
 
-class SalesforceOrgResource(dg.ConfigurableResource):
-    """An org alias. Credentials are read from SALESFORCE_<ALIAS>_* at run time, never stored in config."""
+class SalesforceOrgResource:
+    """An org alias with the settings file's API version, budget share, timeouts and retry backoff."""
 
-    alias: str = "production"
-    api_version: str = "59.0"
-    budget_share: float = 0.5
-    retry_backoff: float = 0.5  # seconds before the first retry of a transient failure; doubles each time
+    def __init__(self, alias: str = "production", *, budget_share: float = 0.5,
+                 connection: SalesforceSettings | None = None):
+        self.alias = alias
+        self.budget_share = budget_share
+        self.connection = connection or SalesforceSettings()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, alias: str | None = None) -> SalesforceOrgResource:
+        """The org `alias` (default: the backed-up org) as the settings file configures it."""
+        return cls(alias or settings.backup_org, budget_share=settings.budget_share, connection=settings.salesforce)
 
     def credentials(self) -> OrgCredentials:
         return OrgCredentials.from_env(self.alias)
 
     def client(self) -> SalesforceClient:
-        return SalesforceClient(connect(self.credentials(), self.api_version), alias=self.alias,
-                                budget_share=self.budget_share, backoff=self.retry_backoff)
+        c = self.connection
+        timeouts = HttpTimeouts(connect=c.connect_timeout_seconds, read=c.read_timeout_seconds)
+        sf = connect(self.credentials(), c.api_version, timeouts, backoff=c.retry_backoff_seconds)
+        return SalesforceClient(sf, alias=self.alias,
+                                budget_share=self.budget_share, backoff=c.retry_backoff_seconds)
+
+    def __repr__(self) -> str:
+        return f"SalesforceOrgResource(alias={self.alias!r}, budget_share={self.budget_share})"
 
 
-class WarehouseResource(dg.ConfigurableResource):
-    """The backup database (PostgreSQL). Its URL comes from SF_PIPELINE_DATABASE_URL."""
-
-    database_url_env: str = "SF_PIPELINE_DATABASE_URL"
+class WarehouseResource:
+    """The backup database (PostgreSQL). Its URL comes from SF_PIPELINE_DATABASE_URL, read when a run needs it."""
 
     @property
     def database_url(self) -> str:
-        url = os.environ.get(self.database_url_env)
+        url = os.environ.get(DATABASE_URL_ENV)
         if not url:
-            raise dg.Failure(f"{self.database_url_env} is not set: it must hold the backup database URL, "
+            raise dg.Failure(f"{DATABASE_URL_ENV} is not set: it must hold the backup database URL, "
                              "e.g. postgresql://postgres@127.0.0.1:5432/sf_backup")
         return url
 
@@ -45,3 +67,19 @@ class WarehouseResource(dg.ConfigurableResource):
     def connect(self) -> Iterator[psycopg.Connection]:
         with psycopg.connect(self.database_url) as conn:
             yield conn
+
+
+def locked_resource(value: Any, description: str) -> dg.ResourceDefinition:
+    """`value` as a Dagster resource that run config cannot reach: its config schema is empty and strict.
+
+    (`ResourceDefinition.hardcoded_resource` would accept any config and ignore it; this refuses it.)
+    """
+    return dg.ResourceDefinition(resource_fn=lambda _: value, config_schema={}, description=description)
+
+
+def locked_io_manager() -> dg.IOManagerDefinition:
+    """Dagster's default IO manager (pickles under the instance's storage directory) without its `base_dir`
+    launch setting, which would let a run config write files anywhere the run process may."""
+    return dg.IOManagerDefinition(
+        resource_fn=lambda context: dg.FilesystemIOManager().create_io_manager(context), config_schema={},
+        description="Op outputs pickled under the Dagster instance's storage directory (not settable at launch).")

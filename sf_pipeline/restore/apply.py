@@ -40,7 +40,13 @@ from sf_pipeline.restore.decisions import (
 from sf_pipeline.restore.errors import RestoreApplyError, RestoreConfigError
 from sf_pipeline.restore.plan import RestorePlan
 from sf_pipeline.restore.values import csv_text
-from sf_pipeline.salesforce.client import ApiBudgetExceeded, SalesforceClient, SalesforceExtractError
+from sf_pipeline.salesforce.client import (
+    ApiBudgetExceeded,
+    SalesforceClient,
+    SalesforceExtractError,
+    SalesforceSessionError,
+    SalesforceTimeoutError,
+)
 from sf_pipeline.salesforce.writes import (
     SalesforceWriteError,
     WriteResult,
@@ -56,7 +62,7 @@ from sf_pipeline.warehouse.names import column_name
 
 # Failures that stop a run part-way; what was written so far stays audited.
 INTERRUPTIONS = (SalesforceError, requests.RequestException, ApiBudgetExceeded, SalesforceWriteError,
-                 SalesforceExtractError)
+                 SalesforceExtractError, SalesforceSessionError, SalesforceTimeoutError)
 
 
 @dataclass

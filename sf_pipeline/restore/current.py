@@ -24,6 +24,7 @@ from sf_pipeline.restore.errors import RestoreConfigError
 from sf_pipeline.restore.values import TEXT_TYPES, canonical, converter, parse_datetime
 from sf_pipeline.salesforce.client import SalesforceClient
 from sf_pipeline.salesforce.extract import csv_to_batches, soql_datetime
+from sf_pipeline.salesforce.soql import api_name, field_names
 from sf_pipeline.salesforce.writes import fetch_records, query_by_ids
 
 DEFAULT_BULK_THRESHOLD = 10_000
@@ -85,8 +86,8 @@ def changed_since(client: SalesforceClient, sobject: str, fields: Sequence[str],
 
     Read column by column (Arrow parses flags and stamps), since it may be a million rows.
     """
-    wanted = list(dict.fromkeys(["Id", "IsDeleted", "SystemModstamp", *fields]))
-    soql = f"SELECT {', '.join(wanted)} FROM {sobject} WHERE SystemModstamp >= {soql_datetime(since)}"
+    wanted = field_names(["Id", "IsDeleted", "SystemModstamp", *fields])
+    soql = f"SELECT {', '.join(wanted)} FROM {api_name(sobject, 'object')} WHERE SystemModstamp >= {soql_datetime(since)}"
     # Bulk CSV text of ids and text fields is canonical but for null, which Bulk API 2.0 writes as a quoted
     # empty string: that becomes null in Arrow, the rest goes through `canonical`.
     convert = [None if types.get(f, "string") in ("id", "reference", *TEXT_TYPES) else converter(types[f])
@@ -190,7 +191,7 @@ def parent_states(client: SalesforceClient, parent_ids: Iterable[str], prefixes:
         has_bin = any(f["name"] == "IsDeleted" for f in describe(client, obj)["fields"])
         if len(ids) > bulk_threshold and has_bin:
             wanted = set(ids)
-            for row in _bulk_rows(client, f"SELECT Id, IsDeleted FROM {obj}", ["Id", "IsDeleted"]):
+            for row in _bulk_rows(client, f"SELECT Id, IsDeleted FROM {api_name(obj, 'object')}", ["Id", "IsDeleted"]):
                 if row["Id"] in wanted:
                     (deleted if canonical("boolean", row["IsDeleted"]) else live).add(row["Id"])
             continue

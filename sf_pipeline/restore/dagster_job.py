@@ -52,13 +52,14 @@ def restore_job(settings: Settings) -> dg.JobDefinition:
     @dg.op(name="restore", tags={"kind": "salesforce"}, pool=salesforce_pool(settings.backup_org),
            description="Plan the restore from the backup history and the org's current values; if not a dry "
                        "run, write with per-record results, then verify against the org.")
-    def _restore(context: dg.OpExecutionContext, config: RestoreRunConfig, warehouse: WarehouseResource) -> dg.Output:
+    def _restore(context: dg.OpExecutionContext, config: RestoreRunConfig,
+                 warehouse: dg.ResourceParam[WarehouseResource]) -> dg.Output:
         raw: dict[str, Any] = {k: v for k, v in config.model_dump().items() if v not in (None, [])}
         try:
             cfg = RestoreConfig.from_dict(raw, orgs=list(settings.orgs))
         except RestoreError as exc:
             raise dg.Failure(description=f"invalid restore config: {exc}") from None
-        org = SalesforceOrgResource(alias=cfg.target_org, budget_share=settings.budget_share)
+        org = SalesforceOrgResource.from_settings(settings, cfg.target_org)
         client = org.client()
         with warehouse.connect() as conn:
             try:

@@ -3,8 +3,16 @@
 No Dagster here, so the package can be reused and tested alone.
 """
 
-from .client import ApiBudgetExceeded, SalesforceClient, SalesforceExtractError
-from .connection import MissingCredentials, OrgCredentials, connect
+from .client import (
+    ApiBudgetExceeded,
+    SalesforceClient,
+    SalesforceExtractError,
+    SalesforceSessionError,
+    SalesforceTimeoutError,
+)
+from .connection import HttpTimeouts, MissingCredentials, OrgCredentials, connect
+from .soql import UnsafeSoqlValue
 
-__all__ = ["ApiBudgetExceeded", "MissingCredentials", "OrgCredentials", "SalesforceClient",
-           "SalesforceExtractError", "connect"]
+__all__ = ["ApiBudgetExceeded", "HttpTimeouts", "MissingCredentials", "OrgCredentials", "SalesforceClient",
+           "SalesforceExtractError", "SalesforceSessionError", "SalesforceTimeoutError", "UnsafeSoqlValue",
+           "connect"]

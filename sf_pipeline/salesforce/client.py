@@ -2,8 +2,11 @@
 
 Every call is counted; the org's usage is read from `Sforce-Limit-Info` after each response, and a
 call that would take usage past the configured share of the daily limit is refused up front with
-`ApiBudgetExceeded`. Transient failures (5xx, dropped connections, UNABLE_TO_LOCK_ROW) are retried
-with exponential backoff; anything else surfaces at once.
+`ApiBudgetExceeded`. Transient failures (5xx, dropped connections, timeouts, UNABLE_TO_LOCK_ROW) are
+retried with exponential backoff; anything else surfaces at once. A call the org refuses with
+`INVALID_SESSION_ID` (the session expired or was revoked) logs in again once and is repeated, on every
+path (REST, Bulk API 2.0, SOAP); a bare access token cannot log in again, so it stops with
+`SalesforceSessionError`.
 """
 
 from __future__ import annotations
@@ -17,7 +20,14 @@ from typing import Any, TypeVar
 
 import requests
 from simple_salesforce import Salesforce
-from simple_salesforce.exceptions import SalesforceError, SalesforceGeneralError, SalesforceMalformedRequest
+from simple_salesforce.exceptions import (
+    SalesforceError,
+    SalesforceExpiredSession,
+    SalesforceGeneralError,
+    SalesforceMalformedRequest,
+)
+
+from . import soql
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -30,6 +40,22 @@ class ApiBudgetExceeded(RuntimeError):
 
 class SalesforceExtractError(RuntimeError):
     """Extraction could not complete; nothing partial is reported as success."""
+
+
+class SalesforceSessionError(RuntimeError):
+    """The org refused the session (INVALID_SESSION_ID) and the pipeline cannot log in again."""
+
+
+class SalesforceTimeoutError(RuntimeError):
+    """A call got no answer within the configured timeouts, on every attempt."""
+
+
+class InvalidSession(RuntimeError):
+    """Raised by the pipeline's own HTTP calls when the org answers 401 INVALID_SESSION_ID."""
+
+
+def _session_refused(exc: BaseException) -> bool:
+    return isinstance(exc, (InvalidSession, SalesforceExpiredSession))
 
 
 def _transient(exc: BaseException) -> bool:
@@ -57,6 +83,7 @@ class SalesforceClient:
         self.retries = 0
         self.bytes_received = 0
         self.usage: tuple[int, int] | None = None
+        self.session_renewals = 0
         self._describes: dict[str, dict[str, Any]] = {}
 
     # ----------------------------------------------------------------- accounting
@@ -78,8 +105,15 @@ class SalesforceClient:
             )
 
     def call(self, fn: Callable[[], T], what: str) -> T:
-        """Run one API call with budget check, accounting and retries on transient failures."""
-        for attempt in range(1, self.max_attempts + 1):
+        """Run one API call with budget check, accounting and retries on transient failures.
+
+        A call refused with INVALID_SESSION_ID logs in again once and is repeated (not counted as a failed
+        attempt); a timeout on the last attempt becomes a `SalesforceTimeoutError` that says what to change.
+        """
+        attempt = 0
+        renewed = False
+        while True:
+            attempt += 1
             self.check_budget()
             self.api_calls += 1
             try:
@@ -89,14 +123,58 @@ class SalesforceClient:
                     self.usage = (usage.used, usage.total)
                 return result
             except Exception as exc:  # noqa: BLE001 - classified below
-                if not _transient(exc) or attempt == self.max_attempts:
+                if _session_refused(exc):
+                    if renewed:
+                        raise SalesforceSessionError(
+                            f"org '{self.alias}' refused a fresh session on {what} (INVALID_SESSION_ID): check "
+                            f"that the user behind SALESFORCE_{self.alias.upper()}_* may use the API") from exc
+                    self.renew_session(what)
+                    renewed = True
+                    attempt -= 1
+                    continue
+                if not _transient(exc):
+                    raise
+                if attempt >= self.max_attempts:
+                    if isinstance(exc, requests.Timeout):
+                        raise SalesforceTimeoutError(
+                            f"org '{self.alias}' did not answer {what} in time on {attempt} attempts ({exc}); "
+                            "if the org is only slow, raise salesforce.read_timeout_seconds (or "
+                            "connect_timeout_seconds) in the settings file") from exc
                     raise
                 self.retries += 1
                 delay = self.backoff * (2 ** (attempt - 1)) * (0.5 + random.random())
                 log.warning("transient Salesforce failure on %s (attempt %d/%d), retrying in %.1fs: %s",
                             what, attempt, self.max_attempts, delay, str(exc)[:200])
                 time.sleep(delay)
-        raise AssertionError("unreachable")
+
+    # ----------------------------------------------------------------- session
+    @property
+    def can_renew_session(self) -> bool:
+        """True when the client can log in again (a username, client credentials or JWT key, not a bare token)."""
+        return getattr(self.sf, "_salesforce_login_partial", None) is not None
+
+    def renew_session(self, what: str = "a call") -> None:
+        """Log in again after the org refused the session; a bare access token cannot, and says what to set."""
+        if not self.can_renew_session:
+            prefix = f"SALESFORCE_{self.alias.upper()}_"
+            raise SalesforceSessionError(
+                f"org '{self.alias}' refused the session on {what} (INVALID_SESSION_ID: the access token expired "
+                f"or was revoked), and an access token alone cannot log in again. Set {prefix}USERNAME and "
+                f"{prefix}PASSWORD (+ {prefix}SECURITY_TOKEN), {prefix}CLIENT_ID and {prefix}CLIENT_SECRET, or "
+                f"{prefix}CLIENT_ID with {prefix}PRIVATE_KEY_FILE so sf-pipeline can log in again, or a fresh "
+                f"{prefix}ACCESS_TOKEN")
+        log.info("org %s refused the session on %s (INVALID_SESSION_ID); logging in again", self.alias, what)
+        self.sf._refresh_session()  # noqa: SLF001 - simple-salesforce's own re-login with the same credentials
+        self.session_renewals += 1
+
+    def ensure_session(self) -> None:
+        """Before writing: make sure the org accepts the session when it cannot be renewed mid-write.
+
+        A session that can log in again is renewed on any refused call; a bare access token cannot, and a write
+        refused half-way (a Bulk job written but its results unreadable) could not be audited: stop before it.
+        """
+        if not self.can_renew_session:
+            self.call(lambda: self.sf.restful("limits"), "session check before writing")
 
     # ----------------------------------------------------------------- REST
     def describe(self, sobject: str) -> dict[str, Any]:
@@ -108,8 +186,8 @@ class SalesforceClient:
         self._describes.pop(sobject, None)
 
     def count(self, soql_where: str, sobject: str, include_deleted: bool = True) -> int:
-        soql = f"SELECT COUNT() FROM {sobject}" + (f" WHERE {soql_where}" if soql_where else "")
-        return int(self.call(lambda: self.sf.query(soql, include_deleted=include_deleted), "count")["totalSize"])
+        query = f"SELECT COUNT() FROM {soql.api_name(sobject, 'object')}" + (f" WHERE {soql_where}" if soql_where else "")
+        return int(self.call(lambda: self.sf.query(query, include_deleted=include_deleted), "count")["totalSize"])
 
     def query_pages(self, soql: str, include_deleted: bool = True) -> Iterator[list[dict[str, Any]]]:
         """REST query/queryAll, one list of records per page (attributes dropped)."""
@@ -129,24 +207,17 @@ class SalesforceClient:
 
     # ----------------------------------------------------------------- Bulk API 2.0
     def _bulk_request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        url = f"https://{self.sf.sf_instance}/services/data/v{self.sf.sf_version}/jobs/{path}"
+        extra_headers = kwargs.pop("headers", {})  # popped once: every attempt sends them
 
-        extra_headers = kwargs.pop("headers", {})
-
-        def send() -> requests.Response:
+        def do() -> requests.Response:
+            # built per attempt: a re-login changes the instance and the session id
+            url = f"https://{self.sf.sf_instance}/services/data/v{self.sf.sf_version}/jobs/{path}"
             headers = {"Authorization": f"Bearer {self.sf.session_id}", "Content-Type": "application/json",
                        **extra_headers}
             resp = self.sf.session.request(method, url, headers=headers, **kwargs)
             self._note_usage(resp.headers.get("Sforce-Limit-Info"))
-            return resp
-
-        def do() -> requests.Response:
-            resp = send()
-            if resp.status_code == 401 and getattr(self.sf, "_salesforce_login_partial", None) is not None:
-                # The session timed out (INVALID_SESSION_ID): log in again, as simple-salesforce does for
-                # REST calls, and send the request once more with the new session.
-                self.sf._refresh_session()  # noqa: SLF001 - simple-salesforce's own re-login
-                resp = send()
+            if resp.status_code == 401:
+                raise InvalidSession(f"Bulk API 2.0 {method} {path}: {resp.text[:300]}")
             if resp.status_code >= 500:
                 raise SalesforceGeneralError(url, resp.status_code, "bulk", resp.text[:500])
             if resp.status_code >= 400:

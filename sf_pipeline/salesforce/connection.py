@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, fields
 from urllib.parse import urlparse
 
@@ -17,6 +18,10 @@ SECRET = {"password", "security_token", "client_secret", "access_token"}
 
 class MissingCredentials(RuntimeError):
     """The environment does not say how to log in to an org alias."""
+
+
+class OrgUnreachable(RuntimeError):
+    """Logging in to an org timed out or lost its connection on every attempt."""
 
 
 @dataclass(frozen=True, repr=False)
@@ -76,17 +81,36 @@ class OrgCredentials:
         return f"{host}{parsed.path.rstrip('/')}/login"
 
 
-class TrustingSession(requests.Session):
-    """A requests session whose CA bundle is not replaced by REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE.
+@dataclass(frozen=True)
+class HttpTimeouts:
+    """Seconds to open a connection to the org, and to wait between bytes of its answer.
 
-    requests lets those variables override `Session.verify` for every request (psf/requests#3829), so an
-    org's own CA bundle would be ignored on machines that set them; proxies from the environment still apply.
+    requests waits forever without a timeout: a server that never answers would hold the run and its API slot.
     """
 
-    def __init__(self, ca_bundle: str | None = None):
+    connect: float = 10.0
+    read: float = 120.0
+
+
+class TrustingSession(requests.Session):
+    """A requests session for one org: its CA bundle, and timeouts on every request.
+
+    requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE override `Session.verify` for every request
+    (psf/requests#3829), so an org's own CA bundle would be ignored on machines that set them; proxies from the
+    environment still apply. Every request through the session (simple-salesforce's login and REST calls, the
+    pipeline's Bulk and SOAP calls) gets the connect and read timeouts unless it sets its own.
+    """
+
+    def __init__(self, ca_bundle: str | None = None, timeouts: HttpTimeouts | None = None):
         super().__init__()
         if ca_bundle:
             self.verify = ca_bundle
+        self.timeouts = timeouts or HttpTimeouts()
+
+    def request(self, method, url, *args, **kwargs):  # type: ignore[override]
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = (self.timeouts.connect, self.timeouts.read)
+        return super().request(method, url, *args, **kwargs)
 
     def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[override]
         settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
@@ -95,9 +119,23 @@ class TrustingSession(requests.Session):
         return settings
 
 
-def connect(creds: OrgCredentials, version: str = DEFAULT_API_VERSION) -> Salesforce:
-    """An authenticated simple-salesforce client for the alias, trusting its CA bundle if given."""
-    session = TrustingSession(creds.ca_bundle)
+def connect(creds: OrgCredentials, version: str = DEFAULT_API_VERSION,
+            timeouts: HttpTimeouts | None = None, *, attempts: int = 4, backoff: float = 0.5) -> Salesforce:
+    """An authenticated simple-salesforce client for the alias, trusting its CA bundle if given, every call
+    bounded by `timeouts` (HttpTimeouts() defaults when not given). A login that times out or loses its
+    connection is tried again (`attempts` in all, `backoff` seconds doubling between them)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return _login(creds, version, TrustingSession(creds.ca_bundle, timeouts))
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            if attempt == attempts:
+                raise OrgUnreachable(
+                    f"could not log in to org '{creds.alias}' after {attempts} attempts: {exc}") from exc
+            time.sleep(backoff * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
+
+
+def _login(creds: OrgCredentials, version: str, session: TrustingSession) -> Salesforce:
     flow = creds.flow
     common = {"session": session, "version": version}
     if flow == "access token":

@@ -28,6 +28,7 @@ import pyarrow as pa
 
 from sf_pipeline.warehouse.csvpage import CsvPage, CsvPageError, read_text_csv
 
+from . import soql
 from .client import SalesforceClient, SalesforceExtractError
 
 DEFAULT_BULK_THRESHOLD = 20_000
@@ -46,7 +47,8 @@ def window_filter(start: datetime, end: datetime) -> str:
 
 
 def window_soql(sobject: str, fields: list[str], start: datetime, end: datetime) -> str:
-    return f"SELECT {', '.join(fields)} FROM {sobject} WHERE {window_filter(start, end)}"
+    return (f"SELECT {', '.join(soql.field_names(fields))} FROM {soql.api_name(sobject, 'object')} "
+            f"WHERE {window_filter(start, end)}")
 
 
 @dataclass
@@ -172,6 +174,7 @@ def extract_window(client: SalesforceClient, sobject: str, fields: list[str], st
     """Yield the window's records (every version currently stamped in it, deleted ones included):
     Arrow batches from the REST path, `CsvPage`s from the Bulk path. No record comes twice."""
     stats = stats or ExtractStats(sobject, start, end)
+    window_soql(sobject, fields, start, end)  # names from describe are checked before any call
     started = time.monotonic()
     stats.expected = client.count(window_filter(start, end), sobject, include_deleted=True)
     if stats.expected == 0:

@@ -22,7 +22,8 @@ from xml.etree import ElementTree
 import requests
 from simple_salesforce.util import exception_handler
 
-from .client import SalesforceClient
+from . import soql
+from .client import InvalidSession, SalesforceClient
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +88,11 @@ def fetch_records(client: SalesforceClient, sobject: str, ids: Sequence[str],
     Deleted, missing and inaccessible records come back as None (use `query_by_ids` with queryAll to
     tell the recycle bin from a record that is gone).
     """
-    wanted = list(dict.fromkeys(["Id", *fields]))
+    sobject = soql.api_name(sobject, "object")
+    wanted = soql.field_names(["Id", *fields])
+    ids = soql.record_ids(ids)
     out: dict[str, dict[str, Any] | None] = {}
-    for chunk in _chunks(list(ids), RETRIEVE_SIZE):
+    for chunk in _chunks(ids, RETRIEVE_SIZE):
         body = {"ids": list(chunk), "fields": wanted}
         answer = client.restful(f"composite/sobjects/{sobject}", method="POST", json=body) or []
         for rid, rec in zip(chunk, answer, strict=False):
@@ -116,13 +119,13 @@ def ids_per_query(head: str) -> int:
 def query_by_ids(client: SalesforceClient, sobject: str, ids: Sequence[str], fields: Sequence[str],
                  include_deleted: bool = True) -> dict[str, dict[str, Any]]:
     """Records by id through SOQL (queryAll by default, so records in the recycle bin come with IsDeleted)."""
-    wanted = list(dict.fromkeys(["Id", *fields]))
+    sobject = soql.api_name(sobject, "object")
+    wanted = soql.field_names(["Id", *fields])
     head = f"SELECT {', '.join(wanted)} FROM {sobject} WHERE Id IN ("
     out: dict[str, dict[str, Any]] = {}
-    for chunk in _chunks(list(ids), ids_per_query(head)):
-        id_list = ", ".join(f"'{rid}'" for rid in chunk)
-        soql = f"{head}{id_list})"
-        for page in client.query_pages(soql, include_deleted=include_deleted):
+    for chunk in _chunks(soql.record_ids(ids), ids_per_query(head)):
+        query = f"{head}{soql.id_list(chunk)})"
+        for page in client.query_pages(query, include_deleted=include_deleted):
             for rec in page:
                 out[rec["Id"]] = rec
     return out
@@ -131,7 +134,7 @@ def query_by_ids(client: SalesforceClient, sobject: str, ids: Sequence[str], fie
 def current_user_id(client: SalesforceClient) -> str | None:
     """The id of the user the client acts as (OAuth userinfo, which also accepts a SOAP session id)."""
     try:
-        resp = _send(client, "GET", f"https://{client.sf.sf_instance}/services/oauth2/userinfo", "userinfo")
+        resp = _send(client, "GET", lambda: f"https://{client.sf.sf_instance}/services/oauth2/userinfo", "userinfo")
         return resp.json().get("user_id")
     except Exception as exc:  # noqa: BLE001 - the audit then records the alias only
         log.warning("could not read the acting user of org %s: %s", client.alias, exc)
@@ -173,6 +176,7 @@ def update_records(client: SalesforceClient, sobject: str, records: Sequence[Map
                    on_written: OnWritten | None = None, lock_rounds: int = 4,
                    lock_wait: float | None = None) -> list[WriteResult]:
     """Update records (each a dict with `Id`) via sObject Collections PATCH, 200 a call, allOrNone false."""
+    client.ensure_session()
     return _collections(client, "PATCH", sobject, records, on_written, lock_rounds, lock_wait)
 
 
@@ -183,6 +187,7 @@ def create_records(client: SalesforceClient, sobject: str, records: Sequence[Map
     A create is not repeated after a dropped connection (the org may have created the records): those
     records fail with CONNECTION_LOST, so the caller can check the org before trying again.
     """
+    client.ensure_session()
     return _collections(client, "POST", sobject, records, on_written, lock_rounds=4, lock_wait=None)
 
 
@@ -212,7 +217,8 @@ def _collection_call(client: SalesforceClient, method: str, body: dict[str, Any]
     def create() -> list[dict[str, Any]]:
         try:
             return client.sf.restful("composite/sobjects", method="POST", json=body)
-        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.ReadTimeout) as exc:
+            # a read timeout too: the org got the records and may have created them
             raise _ConnectionLost(f"connection lost while creating {len(body['records'])} records: {exc}") from exc
 
     return client.call(create, "POST composite/sobjects")
@@ -221,19 +227,22 @@ def _collection_call(client: SalesforceClient, method: str, body: dict[str, Any]
 # ===================================================================== SOAP undelete
 def undelete(client: SalesforceClient, ids: Sequence[str]) -> list[WriteResult]:
     """Undelete records from the recycle bin with the SOAP partner `undelete` call, 200 ids a call."""
-    url = f"https://{client.sf.sf_instance}/services/Soap/u/{client.sf.sf_version}"
+    client.ensure_session()
     results: list[WriteResult] = []
-    for chunk in _chunks(list(ids), UNDELETE_SIZE):
-        envelope = (
-            '<?xml version="1.0" encoding="utf-8"?>'
-            '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
-            'xmlns:urn="urn:partner.soap.sforce.com"><soapenv:Header><urn:SessionHeader>'
-            f"<urn:sessionId>{_xml_text(client.sf.session_id)}</urn:sessionId></urn:SessionHeader>"
-            "</soapenv:Header><soapenv:Body><urn:undelete>"
-            + "".join(f"<urn:ids>{_xml_text(rid)}</urn:ids>" for rid in chunk)
-            + "</urn:undelete></soapenv:Body></soapenv:Envelope>"
-        )
-        resp = _send(client, "POST", url, "SOAP undelete", data=envelope.encode("utf-8"), soap=True,
+    for chunk in _chunks(soql.record_ids(ids), UNDELETE_SIZE):
+        def envelope(chunk: Sequence[str] = chunk) -> bytes:  # per attempt: a re-login brings a new session id
+            return (
+                '<?xml version="1.0" encoding="utf-8"?>'
+                '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+                'xmlns:urn="urn:partner.soap.sforce.com"><soapenv:Header><urn:SessionHeader>'
+                f"<urn:sessionId>{_xml_text(client.sf.session_id)}</urn:sessionId></urn:SessionHeader>"
+                "</soapenv:Header><soapenv:Body><urn:undelete>"
+                + "".join(f"<urn:ids>{_xml_text(rid)}</urn:ids>" for rid in chunk)
+                + "</urn:undelete></soapenv:Body></soapenv:Envelope>"
+            ).encode("utf-8")
+
+        resp = _send(client, "POST", lambda: f"https://{client.sf.sf_instance}/services/Soap/u/{client.sf.sf_version}",
+                     "SOAP undelete", body=envelope, soap=True,
                      headers={"Content-Type": "text/xml; charset=UTF-8", "SOAPAction": "undelete"})
         answers = _soap_results(resp.content)
         if len(answers) != len(chunk):
@@ -268,7 +277,7 @@ def _soap_results(body: bytes) -> list[WriteResult]:
     return out
 
 
-def _soap_fault(resp: requests.Response) -> str | None:
+def _soap_fault(resp: requests.Response) -> tuple[str, str] | None:
     try:
         root = ElementTree.fromstring(resp.content)
     except ElementTree.ParseError:
@@ -276,31 +285,31 @@ def _soap_fault(resp: requests.Response) -> str | None:
     texts = {_local(el.tag): el.text for el in root.iter()}
     if "faultcode" not in texts:
         return None
-    return f"{texts.get('faultcode')}: {texts.get('faultstring')}"
+    return texts.get("faultcode") or "", texts.get("faultstring") or ""
 
 
-def _send(client: SalesforceClient, method: str, url: str, what: str, *, soap: bool = False,
-          headers: Mapping[str, str] | None = None, **kwargs: Any) -> requests.Response:
-    """One HTTP call outside simple-salesforce's REST helpers, through the client's budget and retries."""
+def _send(client: SalesforceClient, method: str, url: str | Callable[[], str], what: str, *, soap: bool = False,
+          headers: Mapping[str, str] | None = None, body: Callable[[], bytes] | None = None,
+          **kwargs: Any) -> requests.Response:
+    """One HTTP call outside simple-salesforce's REST helpers, through the client's budget and retries.
 
-    def send() -> requests.Response:
-        sent = {"Authorization": f"Bearer {client.sf.session_id}", "Content-Type": "application/json",
-                **(headers or {})}
-        resp = client.sf.session.request(method, url, headers=sent, **kwargs)
-        client._note_usage(resp.headers.get("Sforce-Limit-Info"))  # noqa: SLF001 - same package
-        return resp
+    `url` and `body` may be functions: they are called per attempt, so a repeat after a re-login carries
+    the new instance and session id.
+    """
 
     def do() -> requests.Response:
-        resp = send()
-        if resp.status_code == 401 and not soap and getattr(client.sf, "_salesforce_login_partial", None) is not None:
-            # INVALID_SESSION_ID after the org's session timeout: log in again and resend once (a SOAP body
-            # carries the old session id in its header, so SOAP calls are not resent here)
-            client.sf._refresh_session()  # noqa: SLF001 - simple-salesforce's own re-login
-            resp = send()
+        sent = {"Authorization": f"Bearer {client.sf.session_id}", "Content-Type": "application/json",
+                **(headers or {})}
+        extra = {"data": body()} if body is not None else {}
+        resp = client.sf.session.request(method, url() if callable(url) else url, headers=sent, **kwargs, **extra)
+        client._note_usage(resp.headers.get("Sforce-Limit-Info"))  # noqa: SLF001 - same package
         if soap and resp.status_code == 500:
             fault = _soap_fault(resp)
+            # SOAP reports an expired session as a fault (sf:INVALID_SESSION_ID), REST as 401
+            if fault is not None and fault[0].rsplit(":", 1)[-1] == "INVALID_SESSION_ID":
+                raise InvalidSession(f"{what}: {fault[1]}")
             if fault is not None:  # a SOAP fault is the org's answer, not a transient failure
-                raise SalesforceWriteError(f"{what} failed: {fault}")
+                raise SalesforceWriteError(f"{what} failed: {fault[0]}: {fault[1]}")
         if resp.status_code >= 300:
             exception_handler(resp, what)
         return resp
@@ -318,6 +327,8 @@ def bulk_update(client: SalesforceClient, sobject: str, records: Sequence[Mappin
     so records with fewer fields share a job with the others). Rows that failed with UNABLE_TO_LOCK_ROW
     go into a follow-up job.
     """
+    client.ensure_session()
+
     def send(chunk: Sequence[int]) -> list[WriteResult]:
         return _ingest_job(client, sobject, [records[i] for i in chunk], to_csv, poll, timeout)
 
@@ -325,13 +336,15 @@ def bulk_update(client: SalesforceClient, sobject: str, records: Sequence[Mappin
                             f"{sobject} rows (in a new job)")
 
 
-def _jobs_url(client: SalesforceClient, path: str) -> str:
-    return f"https://{client.sf.sf_instance}/services/data/v{client.sf.sf_version}/jobs/ingest{path}"
+def _jobs_url(client: SalesforceClient, path: str) -> Callable[[], str]:
+    """The URL of an ingest resource, resolved per attempt (a re-login may move the instance)."""
+    return lambda: f"https://{client.sf.sf_instance}/services/data/v{client.sf.sf_version}/jobs/ingest{path}"
 
 
 def _ingest_job(client: SalesforceClient, sobject: str, records: Sequence[Mapping[str, Any]],
                 to_csv: Callable[[Any], str], poll: float, timeout: float) -> list[WriteResult]:
-    columns = list(dict.fromkeys(k for rec in records for k in rec if k != "Id"))
+    sobject = soql.api_name(sobject, "object")
+    columns = soql.field_names(k for rec in records for k in rec if k != "Id")
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["Id", *columns])

@@ -31,10 +31,10 @@ class SeedRunConfig(dg.Config):
     target_org: str = Field(default="sandbox", description="Alias of the org to write to (never the source).")
 
 
-def source_users(alias: str, budget_share: float, log: Any = None) -> list[dict[str, Any]] | None:
+def source_users(settings: Settings, alias: str, log: Any = None) -> list[dict[str, Any]] | None:
     """The source org's users (to match owners by username/email/name), or None if it cannot be reached."""
     try:
-        return org_users(SalesforceOrgResource(alias=alias, budget_share=budget_share).client())
+        return org_users(SalesforceOrgResource.from_settings(settings, alias).client())
     except Exception as exc:  # noqa: BLE001 - owners are then left to the target's defaults, and the run says so
         if log is not None:
             log.warning(f"could not read the users of org {alias!r} ({exc}); owners will not be matched")
@@ -45,14 +45,15 @@ def seed_job(settings: Settings) -> dg.JobDefinition:
     @dg.op(name="seed_sandbox", tags={"kind": "salesforce"},
            description="Copy records as of an instant from the backup into another org, parents first, every "
                        "reference remapped through sf_pipeline.id_map; re-running updates instead of duplicating.")
-    def _seed(context: dg.OpExecutionContext, config: SeedRunConfig, warehouse: WarehouseResource) -> dg.Output:
+    def _seed(context: dg.OpExecutionContext, config: SeedRunConfig,
+              warehouse: dg.ResourceParam[WarehouseResource]) -> dg.Output:
         raw: dict[str, Any] = {k: v for k, v in config.model_dump().items() if v not in (None, [])}
         try:
             cfg = SeedConfig.from_dict(raw, orgs=list(settings.orgs))
         except SeedingError as exc:
             raise dg.Failure(description=f"invalid seed config: {exc}") from None
-        target = SalesforceOrgResource(alias=cfg.target_org, budget_share=settings.budget_share).client()
-        users = source_users(cfg.source_org, settings.budget_share, context.log)
+        target = SalesforceOrgResource.from_settings(settings, cfg.target_org).client()
+        users = source_users(settings, cfg.source_org, context.log)
         with warehouse.connect() as conn:
             try:
                 result = seed_sandbox(conn, target, cfg, backed_up=[o.name for o in settings.objects],

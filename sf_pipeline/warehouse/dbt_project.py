@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 from psycopg.conninfo import conninfo_to_dict
 
+from sf_pipeline.warehouse.database_url import redact_url
 from sf_pipeline.warehouse.errors import SnapshotError
 from sf_pipeline.warehouse.names import HISTORY_SCHEMA, MIRROR_SCHEMA, table_name
 
@@ -76,8 +77,9 @@ def dbt_env_from_url(db_url: str) -> dict[str, str]:
     url = re.sub(r"^postgres(ql)?\+\w+://", "postgresql://", db_url.strip())
     try:
         parts = conninfo_to_dict(url)
-    except Exception as exc:  # psycopg raises ProgrammingError with libpq's reason
-        raise ValueError(f"not a PostgreSQL URL: {db_url!r} ({exc})") from exc
+    except Exception:  # psycopg raises ProgrammingError with libpq's reason
+        # libpq's reason can quote the string, password included: neither is shown
+        raise ValueError(f"not a PostgreSQL URL: {redact_url(db_url)!r}") from None
     if not parts.get("password") and os.environ.get("PGPASSWORD"):
         parts["password"] = os.environ["PGPASSWORD"]
     return {env: str(parts.get(key) or _ENV_DEFAULTS[key]) for key, env in _ENV_FOR.items()}

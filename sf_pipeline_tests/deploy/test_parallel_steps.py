@@ -59,8 +59,7 @@ def _run_mirrors(p: Pipeline) -> dg.JobExecutionResult:
     with dg.execute_job(
         dg.reconstructable(backup_job), instance=p.instance, tags={"dagster/partition": WINDOW},
         asset_selection=[dg.AssetKey(["salesforce", "Account"]), dg.AssetKey(["salesforce", "Opportunity"])],
-        run_config={"execution": {"config": {"max_concurrent": 2}},
-                    "resources": {"salesforce": {"config": {"retry_backoff": 0.01}}}},
+        run_config={"execution": {"config": {"max_concurrent": 2}}},
     ) as result:
         assert result.success, [e.message for e in result.all_events if e.is_failure]
         return result
