@@ -38,9 +38,7 @@ def sf(frozen: DevOrgServer) -> Salesforce:
 
 
 def _control(devorg: DevOrgServer, action: str, body: dict | None = None) -> dict:
-    resp = requests.post(f"{devorg.instance_url}/_devorg/{action}", json=body or {}, verify=devorg.ca_bundle)
-    assert resp.status_code == 200, resp.text
-    return resp.json()
+    return devorg.control(action, body or {})  # over HTTPS, with the control token
 
 
 def _advance(devorg: DevOrgServer, duration: str) -> None:
@@ -356,7 +354,8 @@ def _cli(server: DevOrgServer, *args: str) -> dict:
 
     from sf_pipeline.cli import main
 
-    result = CliRunner().invoke(main, ["devorg", *args], env=server.env("production"), catch_exceptions=False)
+    result = CliRunner().invoke(main, ["devorg", *args], env={**server.env("production"), **server.control_env("production")},
+                                catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return json.loads(result.output)
 
