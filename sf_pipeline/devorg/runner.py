@@ -31,7 +31,8 @@ class DevOrgServer:
 
     def __init__(self, data_dir: str | Path | None = None, *, host: str = "127.0.0.1", port: int = 0,
                  generate: int | None = None, seed: int = 42, custom_objects: str | Path | None = None,
-                 name: str = "devorg", daily_limit: int | None = None, log_level: str = "warning"):
+                 name: str = "devorg", daily_limit: int | None = None, log_level: str = "warning",
+                 sandbox: bool | None = None):
         self._tmp = None
         if data_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="devorg-")
@@ -39,7 +40,8 @@ class DevOrgServer:
         self.data_dir = Path(data_dir)
         self.host = host
         self.port = port or free_port(host)
-        self.org = Org(self.data_dir, custom_objects=custom_objects, name=name, daily_limit=daily_limit)
+        self.org = Org(self.data_dir, custom_objects=custom_objects, name=name, daily_limit=daily_limit,
+                       sandbox=sandbox)
         if generate and self.org.store.count(self.org.schema.get("Opportunity"), include_deleted=True) == 0:
             from .generator import generate_org
 
@@ -118,7 +120,9 @@ class DevOrgServer:
         }
 
     def export_lines(self, alias: str = "production") -> str:
-        lines = [f"# devorg '{self.org.name}' at {self.instance_url} (data: {self.data_dir})"]
+        kind = "sandbox" if self.org.is_sandbox else "production org"
+        lines = [f"# devorg '{self.org.name}' at {self.instance_url} (data: {self.data_dir}), a {kind}, "
+                 f"Organization Id {self.org.org_id}"]
         lines += [f"export {k}={v}" for k, v in self.env(alias).items()]
         lines.append(f"export DEVORG_{alias.upper()}_CONTROL_URL={self.instance_url}/_devorg")
         lines.append("# other users (username / password / security token):")

@@ -30,7 +30,7 @@ from . import ids
 from .clock import format_datetime, parse_datetime
 from .errors import SalesforceError, not_found
 from .faults import KINDS, FaultInjector
-from .org import ORG_ID, Org
+from .org import Org
 from .store import q
 
 API_VERSIONS = [f"{v}.0" for v in range(31, 64)]
@@ -338,7 +338,7 @@ class DevOrgApp:
         sig = base64.b64encode(hmac.new(org.client_secret.encode(), (base + issued).encode(),
                                         hashlib.sha256).digest()).decode()
         return json_response({
-            "access_token": session.token, "instance_url": base, "id": f"{base}/id/{ORG_ID}/{cred.user_id}",
+            "access_token": session.token, "instance_url": base, "id": f"{base}/id/{self.org.org_id}/{cred.user_id}",
             "token_type": "Bearer", "issued_at": issued, "signature": sig, "scope": "api",
         })
 
@@ -364,7 +364,7 @@ class DevOrgApp:
         except SalesforceError as err:
             return error_response(err)
         cred = self.org.user(s.user_id)
-        return json_response({"user_id": s.user_id, "organization_id": ORG_ID, "preferred_username": cred.username})
+        return json_response({"user_id": s.user_id, "organization_id": self.org.org_id, "preferred_username": cred.username})
 
     async def soap(self, request: Request) -> Response:
         raw = await request.body()
@@ -388,11 +388,11 @@ class DevOrgApp:
             base = self._host_url(request)
             return _soap_ok(
                 "<loginResponse><result>"
-                f"<metadataServerUrl>{base}/services/Soap/m/{version}/{ORG_ID}</metadataServerUrl>"
+                f"<metadataServerUrl>{base}/services/Soap/m/{version}/{self.org.org_id}</metadataServerUrl>"
                 "<passwordExpired>false</passwordExpired><sandbox>false</sandbox>"
-                f"<serverUrl>{base}/services/Soap/u/{version}/{ORG_ID}</serverUrl>"
+                f"<serverUrl>{base}/services/Soap/u/{version}/{self.org.org_id}</serverUrl>"
                 f"<sessionId>{session.token}</sessionId><userId>{cred.user_id}</userId>"
-                f"<userInfo><organizationId>{ORG_ID}</organizationId><userEmail>{cred.username}</userEmail>"
+                f"<userInfo><organizationId>{self.org.org_id}</organizationId><userEmail>{cred.username}</userEmail>"
                 f"<userFullName>{cred.key}</userFullName><userId>{cred.user_id}</userId>"
                 f"<userName>{cred.username}</userName></userInfo>"
                 "</result></loginResponse>"

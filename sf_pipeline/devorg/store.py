@@ -207,6 +207,8 @@ class OrgStore:
 
     # ----------------------------------------------------------------- writes
     def insert(self, obj: ObjectDef, values: dict[str, Any], user_id: str) -> str:
+        if not obj.createable:  # e.g. Organization: the org makes its one record itself
+            raise SalesforceError("INVALID_TYPE_FOR_OPERATION", f"entity type {obj.name} does not support insert")
         with self.lock, self.transaction():
             fields = self._writable(obj, values, "createable")
             row: dict[str, Any] = {}
