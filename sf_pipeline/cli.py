@@ -37,12 +37,14 @@ def devorg() -> None:
 @click.option("--alias", default="production", show_default=True, help="Org alias used in the printed variables.")
 @click.option("--name", default="devorg", show_default=True, help="Org name (appears in usernames).")
 @click.option("--daily-limit", type=int, default=None, help="Daily API request limit.")
-def serve(host, port, data_dir, size, seed, custom_objects, alias, name, daily_limit) -> None:
+@click.option("--sandbox", is_flag=True, default=False,
+              help="Make a new org a sandbox (Organization.IsSandbox is true); an existing org keeps its kind.")
+def serve(host, port, data_dir, size, seed, custom_objects, alias, name, daily_limit, sandbox) -> None:
     """Start an org over HTTPS and print, as export lines, what a client needs to connect."""
     from .devorg.runner import DevOrgServer
 
     server = DevOrgServer(data_dir, host=host, port=port, generate=size, seed=seed, custom_objects=custom_objects,
-                          name=name, daily_limit=daily_limit, log_level="warning")
+                          name=name, daily_limit=daily_limit, log_level="warning", sandbox=sandbox or None)
     click.echo(server.export_lines(alias))
     click.echo("# serving until stopped (Ctrl-C); control hooks: sf-pipeline devorg --help", err=True)
     sys.stdout.flush()
@@ -187,6 +189,10 @@ from .history_cli import as_of_command, history, incidents  # noqa: E402
 main.add_command(history)
 main.add_command(as_of_command)
 main.add_command(incidents)
+
+from .orgs_cli import orgs  # noqa: E402
+
+main.add_command(orgs)
 
 
 if __name__ == "__main__":
