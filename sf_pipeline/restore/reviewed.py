@@ -63,11 +63,11 @@ def load_plan(conn: psycopg.Connection[Any], config: RestoreConfig, run_id: str)
     create_fields: list[str] = list(details.get("create_fields") or [])
     since = parse_datetime(details["since"]) if details.get("since") else None
     records = _records(tables.plan_items(conn, dry), types, [*fields, *create_fields])
-    tables.copy_plan(conn, plan_of=dry, run_id=run_id, config=config.to_dict(),
-                     details={"plan_of": dry, "fields": fields, "field_types": types, "create_fields": create_fields,
-                              "since": details.get("since")})
     notes = [*config.notes, *(details.get("notes") or []),
              f"applies the plan of dry run {dry}, as stored then (made {_when(row)})"]
+    tables.copy_plan(conn, plan_of=dry, run_id=run_id, config=config.to_dict(),
+                     details={"plan_of": dry, "fields": fields, "field_types": types, "create_fields": create_fields,
+                              "since": details.get("since"), "notes": notes})
     return RestorePlan(run_id=run_id, config=config, source_org=row["source_org"], fields=fields,
                        create_fields=create_fields, field_types=types, records=records, since=since,
                        fetch_mode="stored", notes=notes, plan_of=dry)
