@@ -27,6 +27,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from sf_pipeline.restore.errors import RestoreBusyError
+from sf_pipeline.warehouse.ddl import commit, ensure_ddl
 from sf_pipeline.warehouse.names import HISTORY_SCHEMA, column_name, ident, qualified, table_name
 
 SCHEMA = "sf_pipeline"
@@ -85,17 +86,11 @@ _DDL = [
 
 def ensure_restore_tables(conn: psycopg.Connection[Any]) -> None:
     """Create the restore tables if they do not exist (safe to call before every run)."""
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK_KEY,))
-        for statement in _DDL:
-            conn.execute(statement)
-    _commit(conn)
+    ensure_ddl(conn, _DDL_LOCK_KEY, _DDL)
 
 
-def _commit(conn: psycopg.Connection[Any]) -> None:
-    # Plans, outcomes and audit rows must survive a failure later in the run: commit them as written.
-    if not conn.autocommit:
-        conn.commit()
+# Plans, outcomes and audit rows must survive a failure later in the run: commit them as written.
+_commit = commit
 
 
 def _json(value: Any) -> Jsonb | None:

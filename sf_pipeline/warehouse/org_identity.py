@@ -19,6 +19,7 @@ import psycopg
 
 from sf_pipeline.salesforce.client import SalesforceClient
 from sf_pipeline.salesforce.organization import Organization, read_organization
+from sf_pipeline.warehouse.ddl import commit, ensure_ddl
 
 _DDL_LOCK_KEY = 0x5F_4F52_4749_4400  # serializes concurrent first contacts creating the table
 _DDL = [
@@ -50,16 +51,7 @@ class KnownOrg:
 
 
 def ensure_org_identity_table(conn: psycopg.Connection[Any]) -> None:
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK_KEY,))
-        for statement in _DDL:
-            conn.execute(statement)
-    _commit(conn)
-
-
-def _commit(conn: psycopg.Connection[Any]) -> None:
-    if not conn.autocommit:
-        conn.commit()
+    ensure_ddl(conn, _DDL_LOCK_KEY, _DDL)
 
 
 def check_org_identity(conn: psycopg.Connection[Any], alias: str, org: Organization) -> KnownOrg:
@@ -80,7 +72,7 @@ def check_org_identity(conn: psycopg.Connection[Any], alias: str, org: Organizat
                 f"{org.id} (e.g. a refreshed sandbox), accept the change with `sf-pipeline orgs forget {alias}`")
         conn.execute("UPDATE sf_pipeline.org_identity SET last_seen = now(), is_sandbox = %s, organization_name = %s "
                      "WHERE alias = %s", (org.is_sandbox, org.name, alias))
-    _commit(conn)
+    commit(conn)
     return known
 
 
@@ -106,7 +98,7 @@ def forget_org(conn: psycopg.Connection[Any], alias: str) -> KnownOrg | None:
     with conn.transaction():
         known = _row(conn, alias, lock=True)
         conn.execute("DELETE FROM sf_pipeline.org_identity WHERE alias = %s", (alias,))
-    _commit(conn)
+    commit(conn)
     return known
 
 
