@@ -44,14 +44,17 @@ def devorg() -> None:
               help="With --generate: attach this many files (ContentVersion, bytes on disk in the data directory).")
 @click.option("--file-sizes", default=None, metavar="BYTES:SHARE,...",
               help="Size mix of the generated files, e.g. 4096:0.7,65536:0.25,1048576:0.05 (the default).")
+@click.option("--sandbox", is_flag=True, default=False,
+              help="Make a new org a sandbox (Organization.IsSandbox is true); an existing org keeps its kind.")
 def serve(host, port, data_dir, size, seed, custom_objects, alias, name, daily_limit, extra_objects, files,
-          file_sizes) -> None:
+          file_sizes, sandbox) -> None:
     """Start an org over HTTPS and print, as export lines, what a client needs to connect."""
     from .devorg.runner import DevOrgServer
 
     server = DevOrgServer(data_dir, host=host, port=port, generate=size, seed=seed, custom_objects=custom_objects,
                           name=name, daily_limit=daily_limit, log_level="warning", extra_objects=extra_objects,
-                          files=files, file_sizes=_size_mix(file_sizes))
+                          files=files, file_sizes=_size_mix(file_sizes),
+                          sandbox=sandbox or None)
     click.echo(server.export_lines(alias))
     click.echo("# serving until stopped (Ctrl-C); control hooks: sf-pipeline devorg --help", err=True)
     sys.stdout.flush()
@@ -262,6 +265,10 @@ from .history_cli import as_of_command, history, incidents  # noqa: E402
 main.add_command(history)
 main.add_command(as_of_command)
 main.add_command(incidents)
+
+from .orgs_cli import orgs  # noqa: E402
+
+main.add_command(orgs)
 
 
 if __name__ == "__main__":

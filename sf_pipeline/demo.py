@@ -1,16 +1,18 @@
 """`sf-pipeline demo`: the 2 am story, end to end, for real, in about a minute.
 
-Two local orgs (devorg): production, generated, and an empty developer sandbox. PostgreSQL: the
-configured server, else the local one, else an embedded one; on it, the demo's own database
-(`sf_pipeline_demo`), never the one SF_PIPELINE_DATABASE_URL names. Then the product does what it does for
+Two local orgs (devorg): production, generated, and an empty developer sandbox (Organization.IsSandbox
+true, which seeding checks). PostgreSQL: the configured server, else the local one, else an embedded one; on
+it, the demo's own database (`sf_pipeline_demo`), never the one SF_PIPELINE_DATABASE_URL names. Then the
+product does what it does for
 real users, through the real Dagster jobs, schedule and sensor:
 
 1. back up production: the schedule's 01:50 tick takes the first window with everything older (full load);
 2. at 02:00 on the org's clock the marketing integration nulls AccountId on every Opportunity;
 3. the schedule backs up the next window; the sensor launches the anomaly checks; the incident prints;
 4. the sandbox is seeded with the damaged records as they are after the damage (the damage reproduced);
-5. the incident's restore config is dry-run, applied and verified on the sandbox (the rehearsal);
-6. the very same config, target_org production, is applied and verified on production;
+5. the incident's restore config is dry-run on the sandbox, and that reviewed plan applied and verified
+   there (the rehearsal);
+6. the very same config, target_org production: a dry run, then its plan applied and verified on production;
 7. a timeline, and an HTML report of the incident and the restores.
 
 It is the only place besides the tests where devorg and the pipeline meet.
@@ -229,7 +231,12 @@ class _Story:
                                       run_config={"ops": {"seed_sandbox": {"config": config}}, **QUIET})
 
     def restore(self, launchpad: dict[str, Any], step: str, what: str, **overrides: Any) -> dict[str, Any]:
-        """Run the restore job with the launchpad config (plus overrides); returns its metadata, raises if it failed."""
+        """Run the restore job with the launchpad config (plus overrides); returns its metadata, raises if it failed.
+
+        With `plan=<step>`, the run applies the plan that step's dry run stored (dry_run: false, plan: <its id>).
+        """
+        if "plan" in overrides:
+            overrides = {**overrides, "dry_run": False, "plan": self.result.restore_runs[overrides["plan"]]}
         config = launchpad["ops"]["restore"]["config"] | overrides
         job = self.defs.resolve_job_def("restore")
         run = job.execute_in_process(instance=self.instance, raise_on_error=False,
@@ -308,7 +315,7 @@ def run_demo(size: int = 10_000, data_dir: str | Path = ".demo", console: Consol
     start = night - 2 * WINDOW  # the first window, 01:30-01:45, takes everything older: the full load
     with console.status("starting two orgs (devorg): production, generated, and an empty developer sandbox..."):
         production = DevOrgServer(data / "devorg-production", name="production").start()
-        sandbox = DevOrgServer(data / "devorg-sandbox", name="sandbox").start()
+        sandbox = DevOrgServer(data / "devorg-sandbox", name="sandbox", sandbox=True).start()
         production.org.set_clock(start - timedelta(minutes=1), freeze=True)
         counts = generate_org(production.org, size)
     console.print(f"[green]✓[/] production org at {production.instance_url}: "
@@ -390,24 +397,28 @@ def run_demo(size: int = 10_000, data_dir: str | Path = ".demo", console: Consol
                   f"insert order {' → '.join(summary['order'])}; "
                   f"{_orphaned(sf_sandbox):,} sandbox Opportunities without account: the damage, reproduced")
 
-    # 5. Rehearse: dry run, apply and verify on the sandbox.
+    # 5. Rehearse: dry run on the sandbox, then apply that reviewed plan and verify.
     meta = story.restore(launchpad, "sandbox dry run", "the restore dry run on the sandbox", target_org="sandbox",
                          dry_run=True)
     console.print(f"[green]✓[/] dry run on the sandbox: {meta['records_to_write']:,} records to write "
                   f"({meta['counts']}); {meta['notes']}")
     with console.status("rehearsing: the restore applied and verified on the sandbox..."):
         meta = story.restore(launchpad, "sandbox", "the rehearsal on the sandbox", target_org="sandbox",
-                             dry_run=False)
+                             plan="sandbox dry run")
     result.orphaned_after["sandbox"] = _orphaned(sf_sandbox)
     story.mark("rehearsed: restore verified on the sandbox", began)
     console.print(f"[green]✓[/] rehearsal: {meta['values_written']:,} values written, {meta['verified_records']:,} "
                   f"records verified on the sandbox; {result.orphaned_after['sandbox']:,} left without account")
 
-    # 6. The very same config against production.
+    # 6. The very same config against production: its dry run, then that plan applied.
     began = time.monotonic()
-    with console.status("restoring production with the same config, then verifying..."):
+    meta = story.restore(launchpad, "production dry run", "the restore dry run on production",
+                         target_org="production", dry_run=True)
+    console.print(f"[green]✓[/] dry run on production: {meta['records_to_write']:,} records to write "
+                  f"({meta['counts']})")
+    with console.status("restoring production: the reviewed plan applied, then verified..."):
         meta = story.restore(launchpad, "production", "the restore of production", target_org="production",
-                             dry_run=False)
+                             plan="production dry run")
     after = {r["Id"]: r["AccountId"] for r in sf_production.query_all("SELECT Id, AccountId FROM Opportunity")["records"]}
     result.orphaned_after["production"] = _orphaned(sf_production)
     story.mark("restored: production verified", began)
@@ -434,6 +445,7 @@ def run_demo(size: int = 10_000, data_dir: str | Path = ".demo", console: Consol
             timeline=[TimelineEntry(label, at) for label, at, _ in result.timeline], seed=summary,
             restores=[("Rehearsal: dry run on the sandbox", result.restore_runs["sandbox dry run"]),
                       ("Rehearsal: restore applied to the sandbox", result.restore_runs["sandbox"]),
+                      ("Dry run on production", result.restore_runs["production dry run"]),
                       ("Restore applied to production", result.restore_runs["production"])],
             database_hint=f"psql {redact_url(db_url)}")
     result.seconds = time.monotonic() - started

@@ -78,6 +78,10 @@ def test_demo_detects_the_damage_rehearses_in_the_sandbox_and_restores_productio
                                      "AND field = 'AccountId'", (result.restore_runs["sandbox"],)).fetchall()
         assert plans[result.restore_runs["sandbox"]] == "verified"
         assert plans[result.restore_runs["production"]] == "verified"
+        # each write applied the plan its own dry run stored, on an org that says what it is
+        assert plans[result.restore_runs["sandbox dry run"]] == plans[result.restore_runs["production dry run"]] \
+            == "planned"
+        assert sandbox.is_sandbox() is True and production.is_sandbox() is False
         now = {r["Id"]: r["AccountId"] for r in production.query_all("SELECT Id, AccountId FROM Opportunity")["records"]}
         assert {i: now[i] for i in before_damage} == before_damage
         # every Opportunity of production is exactly as before the damage (all of them had been orphaned)
@@ -88,9 +92,12 @@ def test_demo_detects_the_damage_rehearses_in_the_sandbox_and_restores_productio
         instance = dg.DagsterInstance.from_config(str(tmp_path / "demo" / "dagster_home"))
         try:
             dry_run = _step_output_metadata(instance, result.restore_runs["sandbox dry run"])
+            applied_plans = {step: _step_output_metadata(instance, result.restore_runs[step])["plan_of"]
+                             for step in ("sandbox", "production")}
         finally:
             instance.dispose()
         assert "through sf_pipeline.id_map" in dry_run["notes"] and dry_run["records_to_write"] == result.damaged
+        assert applied_plans == {step: result.restore_runs[f"{step} dry run"] for step in ("sandbox", "production")}
         # ... the seeding had reproduced the damage (every copy without its account), and the rehearsal gave each
         # copy the sandbox's copy of its production account
         assert {rid: (before, after) for rid, before, after in rehearsal} == {

@@ -219,7 +219,9 @@ class IncidentReport:
             return ""
         lines = [
             f"# Undo: {self.title}",
-            "# Dry run first: check the plan it prints, then set dry_run: false and run again.",
+            "# Dry run first: launch as is and review the plan it stores. Then write exactly that plan: launch this",
+            "# config again with dry_run: false and plan: <the dry run's run id> (its apply_config metadata, ready",
+            "# to paste); records changed in the org since the dry run are refused, not overwritten.",
         ]
         for key, value in config.items():
             if key == "record_ids" and not value and self.record_count:
@@ -407,7 +409,9 @@ def _restore_note(finding: Finding, config: dict[str, Any] | None, max_record_id
     ids = finding.restore_record_ids if finding.restore_record_ids is not None else finding.record_ids
     target = config["object"]
     parts = [
-        f"Run the restore job with the config below (a dry run: it only reports what it would change). It "
+        "Run the restore job with the config below: a dry run, it stores its plan and writes nothing; then apply "
+        "that reviewed plan with the same config, dry_run: false and plan: <the dry run's run id> (the dry run's "
+        "apply_config shows it). It "
         f"puts back {', '.join(config['fields'][:8])}{'...' if len(config['fields']) > 8 else ''} "
         f"of {len(ids):,} {target} records as they were at {config['as_of']}, one second before the first "
         "damaging change, and skips records changed again since (on_conflict: skip)."

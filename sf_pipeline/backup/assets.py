@@ -19,6 +19,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_as
 from sf_pipeline.salesforce.extract import ExtractStats, extract_window
 from sf_pipeline.settings import ObjectSettings, Settings
 from sf_pipeline.warehouse import backup_fields, dbt_env_from_url, ensure_mirror_table, load_window
+from sf_pipeline.warehouse.org_identity import verify_org
 
 from .partitions import extraction_bounds
 from .resources import SalesforceOrgResource, WarehouseResource
@@ -67,6 +68,7 @@ def mirror_asset(obj: ObjectSettings, settings: Settings, partitions: dg.Partiti
         names = [f["name"] for f in fields]
         stats = ExtractStats(obj.name, start, end)
         with warehouse.connect() as conn:
+            verify_org(conn, client)  # never another org's records into this org's history
             table = ensure_mirror_table(conn, obj.name, describe["fields"], exclude=obj.exclude)
             if table.added_columns:
                 context.log.info(f"{obj.name}: new fields {list(table.added_columns)} added as columns")

@@ -16,12 +16,13 @@ from typing import Any
 
 from .clock import Clock
 from .errors import SalesforceError
+from .organization import LEGACY_ORG_ID, new_org_id, organization_object, organization_row
 from .schema import Schema
 from .standard_objects import STANDARD_OBJECTS
-from .store import OrgStore
+from .store import OrgStore, q
 
 DEFAULT_CUSTOM_OBJECTS = Path(__file__).with_name("custom_objects.yaml")
-ORG_ID = "00D5J0000000001UAA"  # a real 18-character id: the suffix is the checksum of the 15
+ORG_ID = LEGACY_ORG_ID  # the id of orgs made before each org had its own (see Org.org_id)
 DEFAULT_DAILY_LIMIT = 5_000_000
 # Session Settings > Timeout value: 2 hours by default; Setup offers these values (Salesforce Help,
 # "Modify Session Security Settings"). Access tokens live as long as the session (REST API Developer
@@ -74,14 +75,18 @@ class Session:
 
 
 class Org:
-    """A devorg org. `data_dir=None` keeps everything in memory."""
+    """A devorg org. `data_dir=None` keeps everything in memory.
+
+    `sandbox=True` makes a new org a sandbox (`Organization.IsSandbox`); None keeps what an existing org is.
+    """
 
     def __init__(self, data_dir: str | Path | None = None, *, custom_objects: str | Path | None = None,
-                 name: str = "devorg", daily_limit: int | None = None, extra_objects: int | None = None):
+                 name: str = "devorg", daily_limit: int | None = None, extra_objects: int | None = None,
+                 sandbox: bool | None = None):
         self.name = name
         self.data_dir = Path(data_dir) if data_dir else None
         # each org owns its metadata: fields added at run time must not leak into other orgs
-        self.schema = Schema(copy.deepcopy(STANDARD_OBJECTS))
+        self.schema = Schema(copy.deepcopy(STANDARD_OBJECTS) + [organization_object()])
         self.schema.load_custom_objects(DEFAULT_CUSTOM_OBJECTS)
         if custom_objects:
             self.schema.load_custom_objects(custom_objects)
@@ -128,8 +133,10 @@ class Org:
         self.credentials: dict[str, Credentials] = {
             c["username"].lower(): Credentials(**c) for c in (self.store.get_meta("credentials") or [])
         }
-        if not self.credentials:
+        existed = bool(self.credentials)
+        if not existed:
             self._create_default_users()
+        self._ensure_organization(sandbox, existed)
         for token, s in (self.store.get_meta("sessions") or {}).items():
             active = s.get("last_active") or (datetime.fromisoformat(s["expires"]) - DEFAULT_SESSION_TIMEOUT).isoformat()
             self.sessions[token] = Session(token, s["user_id"], datetime.fromisoformat(active))
@@ -175,6 +182,30 @@ class Org:
             f'INSERT INTO "User" ({", ".join(cols)}) VALUES ({", ".join("?" * len(cols))})', [row[c] for c in cols]
         )
 
+    def _ensure_organization(self, sandbox: bool | None, existed: bool) -> None:
+        """This org's id and kind, drawn once and kept with its data, and its one Organization record."""
+        saved = self.store.get_meta("organization")
+        if saved is None:
+            # Data made before orgs had ids of their own keeps the id all orgs had then.
+            saved = {"id": LEGACY_ORG_ID if existed else new_org_id(), "sandbox": bool(sandbox)}
+            self.store.set_meta("organization", saved)
+        elif sandbox is not None and bool(sandbox) != saved["sandbox"]:
+            kind = "a sandbox" if saved["sandbox"] else "a production org"
+            raise ValueError(f"the org in {self.data_dir} is {kind} ({saved['id']}); Salesforce never turns one "
+                             "into the other (a sandbox is a new org): start it without the sandbox option, or "
+                             "use another data directory")
+        self.org_id: str = saved["id"]
+        self.is_sandbox: bool = saved["sandbox"]
+        table = q(self.schema.get("Organization").name)
+        if self.store.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0:
+            first = sorted(self.credentials.values(), key=lambda c: c.user_id)
+            admin = next((c.user_id for c in first if c.key == "admin"), first[0].user_id if first else "")
+            row = organization_row(self.org_id, name=f"Devorg Inc. ({self.name})", sandbox=self.is_sandbox,
+                                   admin_id=admin, now=self.store.now())
+            cols = list(row)
+            self.store.conn.execute(f"INSERT INTO {table} ({', '.join(map(q, cols))}) "
+                                    f"VALUES ({', '.join('?' * len(cols))})", [row[c] for c in cols])
+
     def user(self, key_or_username: str) -> Credentials:
         wanted = key_or_username.lower()
         for c in self.credentials.values():
@@ -189,7 +220,7 @@ class Org:
         return None
 
     def new_session(self, user_id: str) -> Session:
-        token = ORG_ID[:15] + "!" + secrets.token_urlsafe(72)
+        token = self.org_id[:15] + "!" + secrets.token_urlsafe(72)
         s = Session(token, user_id, self.clock.now())
         with self._lock:
             self.sessions[token] = s

@@ -32,7 +32,8 @@ class DevOrgServer:
     def __init__(self, data_dir: str | Path | None = None, *, host: str = "127.0.0.1", port: int = 0,
                  generate: int | None = None, seed: int = 42, custom_objects: str | Path | None = None,
                  name: str = "devorg", daily_limit: int | None = None, log_level: str = "warning",
-                 extra_objects: int | None = None, files: int = 0, file_sizes: dict[int, float] | None = None):
+                 extra_objects: int | None = None, files: int = 0, file_sizes: dict[int, float] | None = None,
+                 sandbox: bool | None = None):
         self._tmp = None
         if data_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="devorg-")
@@ -41,7 +42,7 @@ class DevOrgServer:
         self.host = host
         self.port = port or free_port(host)
         self.org = Org(self.data_dir, custom_objects=custom_objects, name=name, daily_limit=daily_limit,
-                       extra_objects=extra_objects)
+                       extra_objects=extra_objects, sandbox=sandbox)
         if generate and self.org.store.count(self.org.schema.get("Opportunity"), include_deleted=True) == 0:
             from .generator import generate_org
 
@@ -149,7 +150,9 @@ class DevOrgServer:
         return resp.json()
 
     def export_lines(self, alias: str = "production") -> str:
-        lines = [f"# devorg '{self.org.name}' at {self.instance_url} (data: {self.data_dir})"]
+        kind = "sandbox" if self.org.is_sandbox else "production org"
+        lines = [f"# devorg '{self.org.name}' at {self.instance_url} (data: {self.data_dir}), a {kind}, "
+                 f"Organization Id {self.org.org_id}"]
         lines += [f"export {k}={v}" for k, v in self.env(alias).items()]
         lines += [f"export {k}={v}" for k, v in self.control_env(alias).items()]
         lines.append("# other users (username / password / security token):")

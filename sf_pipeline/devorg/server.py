@@ -27,7 +27,7 @@ from . import composite, files, identity, ids
 from .clock import parse_datetime
 from .errors import SalesforceError, not_found
 from .faults import KINDS, FaultInjector
-from .org import ORG_ID, Org
+from .org import Org
 
 API_VERSIONS = [f"{v}.0" for v in range(31, 64)]
 JSON_TYPE = "application/json;charset=UTF-8"
@@ -189,7 +189,7 @@ class DevOrgApp:
                 "sobjects", "query", "queryAll", "limits", "composite", "jobs", "search", "tooling")}
             # the version's resource list carries the caller's identity URL (REST API "Resources by
             # Version"); jsforce's identity() reads it from there
-            resources["identity"] = identity.identity_url(self._host_url(ctx.request), ORG_ID, ctx.user_id)
+            resources["identity"] = identity.identity_url(self._host_url(ctx.request), self.org.org_id, ctx.user_id)
             return json_response(resources)
         head = parts[0].lower()
         if head == "sobjects":
@@ -390,7 +390,7 @@ class DevOrgApp:
             return json_response({"error": "unsupported_grant_type", "error_description": "grant type not supported"}, 400)
         if cred is None:
             return json_response({"error": "invalid_grant", "error_description": "authentication failure"}, 400)
-        return json_response(await _run(identity.token_body, org, ORG_ID, self._host_url(request), cred.user_id,
+        return json_response(await _run(identity.token_body, org, org.org_id, self._host_url(request), cred.user_id,
                                         refresh=grant == "authorization_code" and with_refresh))
 
     def _jwt_user(self, assertion: str):
@@ -409,10 +409,10 @@ class DevOrgApp:
             return None
 
     async def identity(self, request: Request) -> Response:
-        return await _run(identity.identity_response, self.org, ORG_ID, request, self._host_url(request))
+        return await _run(identity.identity_response, self.org, self.org.org_id, request, self._host_url(request))
 
     async def authorize(self, request: Request) -> Response:
-        return await identity.authorize(self.org, ORG_ID, request)
+        return await identity.authorize(self.org, self.org.org_id, request)
 
     async def revoke(self, request: Request) -> Response:
         return await identity.revoke_endpoint(self.org, request)
@@ -429,7 +429,7 @@ class DevOrgApp:
         except SalesforceError as err:
             return error_response(err)
         cred = self.org.user(s.user_id)
-        return json_response(await _run(identity.userinfo_body, self.org, ORG_ID, cred, self._host_url(request)))
+        return json_response(await _run(identity.userinfo_body, self.org, self.org.org_id, cred, self._host_url(request)))
 
     async def soap(self, request: Request) -> Response:
         raw = await request.body()
@@ -453,11 +453,11 @@ class DevOrgApp:
             base = self._host_url(request)
             return _soap_ok(
                 "<loginResponse><result>"
-                f"<metadataServerUrl>{base}/services/Soap/m/{version}/{ORG_ID}</metadataServerUrl>"
+                f"<metadataServerUrl>{base}/services/Soap/m/{version}/{self.org.org_id}</metadataServerUrl>"
                 "<passwordExpired>false</passwordExpired><sandbox>false</sandbox>"
-                f"<serverUrl>{base}/services/Soap/u/{version}/{ORG_ID}</serverUrl>"
+                f"<serverUrl>{base}/services/Soap/u/{version}/{self.org.org_id}</serverUrl>"
                 f"<sessionId>{session.token}</sessionId><userId>{cred.user_id}</userId>"
-                f"<userInfo><organizationId>{ORG_ID}</organizationId><userEmail>{cred.username}</userEmail>"
+                f"<userInfo><organizationId>{self.org.org_id}</organizationId><userEmail>{cred.username}</userEmail>"
                 f"<userFullName>{cred.key}</userFullName><userId>{cred.user_id}</userId>"
                 f"<userName>{cred.username}</userName></userInfo>"
                 "</result></loginResponse>"

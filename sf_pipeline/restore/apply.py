@@ -1,11 +1,15 @@
 """Carry out a plan: undelete, re-create, re-point children, update. Nothing happens for a dry run.
 
+The plan is the one a dry run stored (reviewed.load_plan). Before the first write, apply takes the lock of
+(target org, object), so two restores of one object and org never write at once (a second one fails fast,
+RestoreBusyError), and checks that the target alias still reaches the org it always reached (org_identity).
 Order matters: records come back first (undelete, or re-create with their as_of values), so updates can
 point at them. Right before updating, the records are fetched again and compared with the plan: a value
-that moved since the plan was made is a fresh conflict (skipped unless on_conflict is overwrite), a value
-already right is not written again. Every value written is logged in `sf_pipeline.restore_audit` as
-soon as the org accepted it, so an interrupted run leaves an exact account; re-running the same config
-finishes the job. Any record not restored as planned fails the run (RestoreApplyError), never silently.
+that moved since the dry run is a conflict, refused and reported per record (`changed_since_plan`), even
+with on_conflict: overwrite; a value already right is not written again. Every value written is logged in
+`sf_pipeline.restore_audit` as soon as the org accepted it, so an interrupted run leaves an exact account;
+applying the same plan again finishes the job. Any record not restored as planned fails the run
+(RestoreApplyError), never silently.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from simple_salesforce.exceptions import SalesforceError
 from sf_pipeline.restore import tables
 from sf_pipeline.restore.current import DEFAULT_BULK_THRESHOLD, describe, fetch_current, field_types
 from sf_pipeline.restore.decisions import (
+    CHANGED_SINCE_PLAN,
     CONFLICT,
     CREATE,
     CREATED,
@@ -35,6 +40,7 @@ from sf_pipeline.restore.decisions import (
     UPDATE,
     WRITTEN,
     RecordItem,
+    changed_since_plan,
     changes_to_write,
 )
 from sf_pipeline.restore.errors import RestoreApplyError, RestoreConfigError
@@ -59,6 +65,7 @@ from sf_pipeline.salesforce.writes import (
 from sf_pipeline.warehouse.errors import HistoryNotFoundError
 from sf_pipeline.warehouse.history import history_columns
 from sf_pipeline.warehouse.names import column_name
+from sf_pipeline.warehouse.org_identity import verify_org
 
 # Failures that stop a run part-way; what was written so far stays audited.
 INTERRUPTIONS = (SalesforceError, requests.RequestException, ApiBudgetExceeded, SalesforceWriteError,
@@ -74,6 +81,7 @@ class ApplyResult:
     mode: str = "none"  # collections | bulk: how updates were sent
     outcomes: dict[str, int] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)  # record id -> the org's error
+    changed: dict[str, str] = field(default_factory=dict)  # record id -> what moved since the dry run (refused)
     interrupted: str | None = None
     values_written: int = 0
     repointed: int = 0
@@ -90,6 +98,7 @@ class ApplyResult:
             "run_id": self.run_id, "dry_run": self.dry_run, "success": self.success, "mode": self.mode,
             "outcomes": self.outcomes, "values_written": self.values_written, "children_repointed": self.repointed,
             "failed": len(self.failed), "failures": dict(list(self.failed.items())[:50]),
+            "changed_since_plan": len(self.changed), "changes": dict(list(self.changed.items())[:50]),
             "interrupted": self.interrupted, "recreated": len(self.id_map), "api_calls": self.api_calls,
             "seconds": round(self.seconds, 3),
         }
@@ -97,7 +106,9 @@ class ApplyResult:
 
 def apply_plan(conn: psycopg.Connection[Any], client: SalesforceClient, plan: RestorePlan, *,
                bulk_threshold: int = DEFAULT_BULK_THRESHOLD) -> ApplyResult:
-    """Write the plan to the target org (unless it is a dry run); raise RestoreApplyError on any shortfall."""
+    """Write the plan to the target org (unless it is a dry run); raise RestoreApplyError on any shortfall,
+    RestoreBusyError when another restore of the object into that org is being applied, OrgIdentityError when
+    the target alias reaches another org than before (both before any write)."""
     started = time.perf_counter()
     calls_before = client.api_calls
     result = ApplyResult(plan.run_id, dry_run=plan.config.dry_run)
@@ -107,6 +118,15 @@ def apply_plan(conn: psycopg.Connection[Any], client: SalesforceClient, plan: Re
         raise RestoreConfigError(f"the client is connected to org {client.alias!r} but the plan targets "
                                  f"{plan.config.target_org!r}")
     tables.ensure_restore_tables(conn)
+    with tables.apply_lock(conn, plan.config.target_org, plan.object, plan.run_id):
+        if any(r.write_count(plan.config.on_conflict) for r in plan.records):
+            verify_org(conn, client)  # the org this alias always reached, or nothing is written
+            tables.set_plan_status(conn, plan.run_id, "applying")
+        return _apply(conn, client, plan, result, bulk_threshold, started, calls_before)
+
+
+def _apply(conn: psycopg.Connection[Any], client: SalesforceClient, plan: RestorePlan, result: ApplyResult,
+           bulk_threshold: int, started: float, calls_before: int) -> ApplyResult:
     run = _Run(conn, client, plan, result, bulk_threshold)
     for record in plan.records:
         record.outcome, record.error, record.new_id = None, None, None
@@ -146,8 +166,8 @@ def _failure_message(plan: RestorePlan, result: ApplyResult) -> str:
         parts.append(f"{result.outcomes[NOT_ATTEMPTED]} record(s) were not attempted.")
     if result.interrupted:
         parts.append(f"The run stopped on {result.interrupted}.")
-    parts.append("Every value written is in sf_pipeline.restore_audit; re-run the same config to finish "
-                 "(records already restored plan as noop).")
+    parts.append("Every value written is in sf_pipeline.restore_audit; apply the same plan again (the same config, "
+                 f"plan: {plan.plan_of or plan.run_id}) to finish: records already restored are left as they are.")
     return " ".join(parts)
 
 
@@ -311,6 +331,9 @@ class _Run:
             if not changes:
                 if record.outcome is None:
                     record.outcome = outcome
+                if outcome == CHANGED_SINCE_PLAN and values is not None:
+                    record.error = changed_since_plan(record, values, record.writes(self.on_conflict))
+                    self.result.changed[record.record_id] = record.error or outcome
                 continue
             payload = {"Id": target, **changes}
             payloads.append(payload)

@@ -2,6 +2,10 @@
 
 Everything that can be checked without an org or a database is checked here, so a typo fails before
 any API call; `plan_restore` then checks what needs describe and the backup history.
+
+A restore runs twice: first as a dry run (`dry_run: true`, the default), which stores its plan under its
+run id; then with the same config, `dry_run: false` and `plan: <the dry run's run id>`, which writes exactly
+that plan (`load_plan`). There is no way to write without a reviewed plan.
 """
 
 from __future__ import annotations
@@ -30,14 +34,19 @@ class RestoreConfig:
     record_ids: tuple[str, ...] = ()
     changed_between: tuple[datetime, datetime] | None = None
     changed_by: str | None = None
-    target_org: str = "production"
+    target_org: str = ""
     dry_run: bool = True
     on_conflict: str = "skip"
     restore_deleted: bool = False
     undo_of: str | None = None
+    plan: str | None = None
+    all_fields: bool = False
     notes: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
+        if not self.target_org:
+            raise RestoreConfigError("target_org is required: the alias of the org to write to (it has no default, "
+                                     "so that nobody writes to production by leaving it out)")
         if not _API_NAME.match(self.object or ""):
             raise RestoreConfigError(f"object {self.object!r} is not a Salesforce object API name (e.g. Opportunity)")
         for name in self.fields:
@@ -59,6 +68,25 @@ class RestoreConfig:
                                          f"not before {format_datetime(end)}")
         if self.changed_by is not None and not self.changed_by.startswith(USER_KEY_PREFIX):
             raise RestoreConfigError(f"changed_by {self.changed_by!r} is not a User id (User ids start with 005)")
+        if not self.dry_run and not self.plan:
+            raise RestoreConfigError(
+                "dry_run: false needs plan: <run id of its dry run>. A restore writes only a plan that was reviewed: "
+                "launch this config with dry_run: true first, check the plan it stores (the run's metadata, "
+                "sf_pipeline.restore_items), then launch the same config with dry_run: false and plan: <that run's "
+                "id>")
+        if self.dry_run and self.plan:
+            raise RestoreConfigError(f"plan: {self.plan} applies a reviewed plan, which only a run with dry_run: false "
+                                     "does; a dry run makes a new plan (remove plan, or set dry_run: false)")
+        if self.all_fields and self.fields:
+            raise RestoreConfigError(f"all_fields: true restores every updateable field, but fields lists "
+                                     f"{', '.join(self.fields)}: give one or the other")
+        if self.undo_of is None and not self.fields and not self.all_fields and not self.record_ids \
+                and self.changed_between is None and self.changed_by is None:
+            raise RestoreConfigError(
+                f"this restore names no fields and selects no records: it would put every updateable field of every "
+                f"{self.object} changed after as_of back to its as_of value. Name the fields (fields: [AccountId]) or "
+                "select the records (record_ids, changed_between, changed_by); or, if that is what you mean, say so "
+                "with all_fields: true")
 
     # ----------------------------------------------------------------- building
     @classmethod
@@ -73,7 +101,11 @@ class RestoreConfig:
                                      f"{', '.join(sorted(allowed))}")
         if "object" not in data or not isinstance(data["object"], str):
             raise RestoreConfigError("object is required: the API name of the object to restore, e.g. Opportunity")
-        target = data.get("target_org", "production")
+        target = data.get("target_org")
+        if target is None:
+            raise RestoreConfigError("target_org is required: the alias of the org to write to"
+                                     + (f" (one of {', '.join(orgs)})" if orgs else "")
+                                     + "; it has no default, so that nobody writes to production by leaving it out")
         if not isinstance(target, str) or not target:
             raise RestoreConfigError("target_org must be an org alias, e.g. production")
         if orgs is not None and target not in orgs:
@@ -89,6 +121,9 @@ class RestoreConfig:
         undo_of = data.get("undo_of")
         if undo_of is not None and (not isinstance(undo_of, str) or not undo_of.strip()):
             raise RestoreConfigError("undo_of must be the run id of a previous restore")
+        plan = data.get("plan")
+        if plan is not None and (not isinstance(plan, str) or not plan.strip()):
+            raise RestoreConfigError("plan must be the run id of the dry run whose plan to apply")
         notes = []
         if undo_of and any(data.get(k) for k in ("as_of", "changed_between", "changed_by")):
             notes.append("undo_of is given: as_of, changed_between and changed_by are ignored (the values to put "
@@ -105,6 +140,8 @@ class RestoreConfig:
             on_conflict=data.get("on_conflict", "skip"),
             restore_deleted=_flag("restore_deleted", data.get("restore_deleted", False)),
             undo_of=undo_of.strip() if undo_of else None,
+            plan=plan.strip() if plan else None,
+            all_fields=_flag("all_fields", data.get("all_fields", False)),
             notes=tuple(notes),
         )
 
@@ -122,7 +159,13 @@ class RestoreConfig:
             "on_conflict": self.on_conflict,
             "restore_deleted": self.restore_deleted,
             "undo_of": self.undo_of,
+            "plan": self.plan,
+            "all_fields": self.all_fields,
         }
+
+    def planned_as(self) -> dict[str, Any]:
+        """The config as its dry run planned it: what an apply's config must match, key for key."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("dry_run", "plan")}
 
     def check_instants(self, now: datetime | None = None) -> None:
         """`as_of` must not be in the future: there is no backup of it yet."""

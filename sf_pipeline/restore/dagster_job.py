@@ -1,17 +1,21 @@
-"""The `restore` job, launched from the Dagster launchpad: plan (dry run) → apply → verify, with audit.
+"""The `restore` job, launched from the Dagster launchpad: plan (dry run) → apply that plan → verify, with audit.
 
 Thin glue over `sf_pipeline.restore`: the launchpad config is the restore contract (what incident
-reports suggest), every field documented; nothing is written unless `dry_run: false`.
+reports suggest), every field documented. A dry run stores its plan; nothing is written unless a run
+with the same config says `dry_run: false` and `plan: <the dry run's run id>`, and then exactly that
+plan is written.
 """
 
 from typing import Any
 
 import dagster as dg
+import yaml
 from pydantic import Field
 
 from sf_pipeline.backup.assets import ORG_TAG, salesforce_pool
 from sf_pipeline.backup.resources import SalesforceOrgResource, WarehouseResource
 from sf_pipeline.settings import Settings
+from sf_pipeline.warehouse.org_identity import OrgIdentityError, verify_org
 
 from . import (
     RestoreApplyError,
@@ -19,6 +23,7 @@ from . import (
     RestoreError,
     RestoreVerifyError,
     apply_plan,
+    load_plan,
     plan_restore,
     verify_plan,
 )
@@ -29,7 +34,7 @@ class RestoreRunConfig(dg.Config):
 
     object: str = Field(description="API name of the object to restore, e.g. Opportunity.")
     fields: list[str] = Field(default=[], description="API names of the fields to restore; empty: every "
-                              "updateable field whose value differs.")
+                              "updateable field whose value differs (then select records, or set all_fields).")
     as_of: str | None = Field(default=None, description="Restore values as they were at this instant "
                               "(ISO 8601, e.g. 2026-11-24T01:59:59Z). Required unless undo_of is given.")
     record_ids: list[str] = Field(default=[], description="Optional explicit selection of record ids.")
@@ -37,13 +42,27 @@ class RestoreRunConfig(dg.Config):
                                               "changed in this interval (as recorded in the backup).")
     changed_by: str | None = Field(default=None, description="Optional user id: only records that user "
                                    "changed in changed_between.")
-    target_org: str = Field(default="production", description="Org alias to write to (any configured alias).")
-    dry_run: bool = Field(default=True, description="Plan only, write nothing (the default). Set false to apply.")
+    target_org: str = Field(description="Org alias to write to (any configured alias); required, no default.")
+    dry_run: bool = Field(default=True, description="Plan only, write nothing (the default); the plan is stored "
+                          "under this run's id. To write it, launch the same config with dry_run: false and plan.")
+    plan: str | None = Field(default=None, description="With dry_run: false: the run id of the dry run whose "
+                             "stored plan to write, exactly as reviewed (records changed since are refused).")
+    all_fields: bool = Field(default=False, description="Say that a restore with no fields and no record "
+                             "selection (record_ids, changed_between, changed_by) really means every field of "
+                             "every record changed after as_of.")
     on_conflict: str = Field(default="skip", description="skip (default): leave records changed in the org "
                              "after the damage as they are; overwrite: restore them anyway.")
     restore_deleted: bool = Field(default=False, description="Undelete (or re-create) deleted records.")
     undo_of: str | None = Field(default=None, description="Run id of a previous restore whose written values "
                                 "should be put back as they were before it.")
+
+
+def apply_config_markdown(dry_run_config: dict[str, Any], run_id: str) -> str:
+    """The launchpad config that writes a dry run's plan: the same config, dry_run: false, plan: <its run id>."""
+    config = {**{k: v for k, v in dry_run_config.items() if k != "dry_run"}, "dry_run": False, "plan": run_id}
+    text = yaml.safe_dump({"ops": {"restore": {"config": config}}}, sort_keys=False)
+    return ("Review the plan above; to write exactly it, launch the restore job with this config (records "
+            f"changed in the org since this dry run are refused as conflicts):\n\n```yaml\n{text}```")
 
 
 def restore_job(settings: Settings) -> dg.JobDefinition:
@@ -63,8 +82,12 @@ def restore_job(settings: Settings) -> dg.JobDefinition:
         client = org.client()
         with warehouse.connect() as conn:
             try:
-                # history is the backed-up org's, whichever org the values are written to
-                plan = plan_restore(conn, client, cfg, context.run_id, source_org=settings.backup_org)
+                verify_org(conn, client)  # the org this alias always reached, or nothing is planned nor written
+                if cfg.dry_run:
+                    # history is the backed-up org's, whichever org the values are written to
+                    plan = plan_restore(conn, client, cfg, context.run_id, source_org=settings.backup_org)
+                else:
+                    plan = load_plan(conn, cfg, context.run_id)
                 conn.commit()
                 summary = plan.summary()
                 context.log.info(f"restore plan: {summary['counts']} ({summary['records_to_write']} records to write)")
@@ -80,7 +103,11 @@ def restore_job(settings: Settings) -> dg.JobDefinition:
                 }
                 if cfg.dry_run:
                     metadata["api_calls"] = dg.MetadataValue.int(client.api_calls)
+                    metadata["apply_config"] = dg.MetadataValue.md(apply_config_markdown(raw, context.run_id))
+                    context.log.info(f"to write this plan: launch the same config with dry_run: false and plan: "
+                                     f"{context.run_id}")
                     return dg.Output(summary, metadata=metadata)
+                metadata["plan_of"] = dg.MetadataValue.text(cfg.plan or "")
                 try:
                     applied = apply_plan(conn, client, plan)
                 except RestoreApplyError as exc:
@@ -92,6 +119,9 @@ def restore_job(settings: Settings) -> dg.JobDefinition:
                 conn.commit()
                 metadata["outcomes"] = dg.MetadataValue.json(applied.outcomes)
                 metadata["values_written"] = dg.MetadataValue.int(applied.values_written)
+                metadata["changed_since_plan"] = dg.MetadataValue.json(dict(list(applied.changed.items())[:50]))
+                for rid, why in list(applied.changed.items())[:20]:
+                    context.log.warning(f"not written, changed since the dry run: {rid}: {why}")
                 if applied.failed or applied.interrupted:
                     failed = "\n".join(f"- {rid}: {err}" for rid, err in list(applied.failed.items())[:50])
                     raise dg.Failure(description=f"restore applied only partly ({applied.outcomes}); failed "
@@ -108,7 +138,7 @@ def restore_job(settings: Settings) -> dg.JobDefinition:
                                      metadata=metadata)
                 return dg.Output({**summary, "applied": applied.outcomes, "verified": verified.checked},
                                  metadata=metadata)
-            except RestoreError as exc:
+            except (RestoreError, OrgIdentityError) as exc:
                 raise dg.Failure(description=str(exc)) from None
 
     # The op keeps the name `restore` (the launchpad config is `ops: restore: config:`), so the job's graph

@@ -227,8 +227,9 @@ def changes_to_write(record: RecordItem, fresh: Mapping[str, Any] | None, on_con
                      remap: Mapping[str, str] | None = None) -> tuple[dict[str, Any], str]:
     """What to write to one record given its values fetched right before writing, and the outcome otherwise.
 
-    A value that moved since the plan (someone edited the record meanwhile) makes the record a conflict
-    again: skipped unless on_conflict is overwrite. `remap` translates ids of re-created records.
+    A value that moved since the plan (someone edited the record after the dry run) makes the record a
+    conflict, refused whatever on_conflict says: `overwrite` applies to the conflicts the reviewed plan
+    showed, never to a value nobody reviewed. `remap` translates ids of re-created records.
     """
     wanted = record.writes(on_conflict)
     if remap:
@@ -237,16 +238,24 @@ def changes_to_write(record: RecordItem, fresh: Mapping[str, Any] | None, on_con
         return {}, SKIPPED_CONFLICT if record.status == CONFLICT else NOTHING_TO_DO
     if fresh is None:
         return {}, DELETED_SINCE_PLAN
-    changes = {}
+    if changed_since_plan(record, fresh, wanted) is not None:
+        return {}, CHANGED_SINCE_PLAN
+    changes = {name: value for name, value in wanted.items() if fresh.get(name) != value}
+    return changes, (WRITTEN if changes else ALREADY_CORRECT)
+
+
+def changed_since_plan(record: RecordItem, fresh: Mapping[str, Any], wanted: Mapping[str, Any]) -> str | None:
+    """Why a record is refused at apply: the first field to write whose org value is neither the one the plan
+    saw nor the one to write; None when every such value is as planned."""
+    if record.action != UPDATE:
+        return None
     for name, value in wanted.items():
         now = fresh.get(name)
-        if now == value:
-            continue
         planned = record.field_item(name)
-        if record.action == UPDATE and on_conflict != "overwrite" and planned is not None and now != planned.current:
-            return {}, CHANGED_SINCE_PLAN
-        changes[name] = value
-    return changes, (WRITTEN if changes else ALREADY_CORRECT)
+        if now != value and planned is not None and now != planned.current:
+            return (f"{name} changed in the org since the dry run: the plan saw {display(planned.current)}, the org "
+                    f"now holds {display(now)}; not written (make a new dry run to restore it)")
+    return None
 
 
 def mismatches(expected: Mapping[str, Any], actual: Mapping[str, Any] | None) -> list[tuple[str, Any, Any]]:

@@ -17,6 +17,10 @@ class RestoreConfigError(RestoreError, ValueError):
     """The restore config cannot be carried out as given; nothing was written to any org."""
 
 
+class RestoreBusyError(RestoreError):
+    """Another restore of the same object into the same org is being applied; nothing was written."""
+
+
 class RestoreApplyError(RestoreError):
     """Some records could not be written (or the run was interrupted); `result` says which, record by record.
 

@@ -3,7 +3,8 @@
 Desired values come from the backup history (the version valid at `as_of`), or for `undo_of` from the
 audit of an earlier restore (its before-values). Current values are fetched fresh from the target org.
 Every selected record is classified (decisions.py) and the plan is stored in `sf_pipeline.restore_plans`
-and `sf_pipeline.restore_items`, so a dry run leaves a reviewable record of what a real run would write.
+and `sf_pipeline.restore_items`, so a dry run leaves a reviewable record of what a real run would write;
+a run with `dry_run: false, plan: <that dry run's id>` writes exactly that stored plan (reviewed.py).
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ class RestorePlan:
     notes: list[str] = field(default_factory=list)
     id_map: dict[str, str] = field(default_factory=dict)  # re-created records, old id -> new id (set by apply)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase: desired, current, parents, ...
+    plan_of: str | None = None  # the dry run whose stored plan this is (None: this run's own dry run)
 
     @property
     def object(self) -> str:
@@ -130,6 +132,7 @@ class RestorePlan:
             "dry_run": self.config.dry_run,
             "as_of": format_datetime(self.config.as_of) if self.config.as_of else None,
             "undo_of": self.config.undo_of,
+            "plan_of": self.plan_of,
             "fields": self.fields,
             "records": len(self.records),
             "counts": self.counts,
@@ -175,6 +178,9 @@ def _plan(conn: psycopg.Connection[Any], client: SalesforceClient, config: Resto
     started = time.perf_counter()
     calls_before = client.api_calls
     source_org = source_org or config.target_org
+    if not config.dry_run:
+        raise RestoreConfigError(f"plan_restore makes dry runs; the plan of dry run {config.plan!r} is applied as it "
+                                 "was stored (load_plan), never planned again")
     if client.alias != config.target_org:
         raise RestoreConfigError(f"the client is connected to org {client.alias!r} but target_org is "
                                  f"{config.target_org!r}")
@@ -203,7 +209,12 @@ def _plan(conn: psycopg.Connection[Any], client: SalesforceClient, config: Resto
     stored = time.perf_counter()
     tables.save_plan(conn, run_id=run_id, object_name=config.object, target_org=config.target_org,
                      source_org=source_org, config=config.to_dict(), counts=plan.counts,
-                     details={k: v for k, v in summary.items() if k not in ("counts", "preview")},
+                     details={**{k: v for k, v in summary.items() if k not in ("counts", "preview")},
+                              # what applying this stored plan needs besides its items
+                              "field_types": {f: types[f] for f in dict.fromkeys([*fields, *create_fields])
+                                              if f in types},
+                              "create_fields": create_fields,
+                              "since": format_datetime(since) if since else None},
                      items=_item_rows(records))
     timings["store"] = time.perf_counter() - stored
     plan.seconds = time.perf_counter() - started

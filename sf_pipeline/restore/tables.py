@@ -6,12 +6,17 @@ Tables (created by `ensure_restore_tables`, idempotent):
   the API's form), classification, reason, and after apply the outcome; record-level rows have no field;
 - `restore_audit`: every value a restore wrote (before, after, when, as which Salesforce user);
 - `id_map`: ids of re-created records (source alias/object/id -> target alias/id), shared with seeding.
+
+An apply copies the items of the dry run it applies under its own run id (`copy_plan`), so outcomes and
+audit belong to the run that wrote, and holds a PostgreSQL advisory lock on (target org, object) while it
+writes (`apply_lock`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,10 +26,13 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from sf_pipeline.restore.errors import RestoreBusyError
+from sf_pipeline.warehouse.ddl import commit, ensure_ddl
 from sf_pipeline.warehouse.names import HISTORY_SCHEMA, column_name, ident, qualified, table_name
 
 SCHEMA = "sf_pipeline"
 _DDL_LOCK_KEY = 0x5F_5245_5354_4F52  # "sf restor": serializes concurrent ensure_restore_tables
+_APPLY_LOCK_CLASS = 0x5F52_4150  # first key of the (class, hashtext(org/object)) advisory lock of an apply
 
 _DDL = [
     "CREATE SCHEMA IF NOT EXISTS sf_pipeline",
@@ -78,17 +86,11 @@ _DDL = [
 
 def ensure_restore_tables(conn: psycopg.Connection[Any]) -> None:
     """Create the restore tables if they do not exist (safe to call before every run)."""
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK_KEY,))
-        for statement in _DDL:
-            conn.execute(statement)
-    _commit(conn)
+    ensure_ddl(conn, _DDL_LOCK_KEY, _DDL)
 
 
-def _commit(conn: psycopg.Connection[Any]) -> None:
-    # Plans, outcomes and audit rows must survive a failure later in the run: commit them as written.
-    if not conn.autocommit:
-        conn.commit()
+# Plans, outcomes and audit rows must survive a failure later in the run: commit them as written.
+_commit = commit
 
 
 def _json(value: Any) -> Jsonb | None:
@@ -173,8 +175,67 @@ def set_outcomes(conn: psycopg.Connection[Any], run_id: str, outcomes: Iterable[
     _commit(conn)
 
 
+def plan_items(conn: psycopg.Connection[Any], run_id: str) -> Iterator[tuple]:
+    """A stored plan's items, record by record: (record_id, field, action, current, desired, damaged,
+    classification, reason)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT record_id, field, action, current_value, desired_value, damaged_value, classification, "
+                    "reason FROM sf_pipeline.restore_items WHERE run_id = %s ORDER BY record_id", (run_id,))
+        yield from cur
+
+
+def copy_plan(conn: psycopg.Connection[Any], *, plan_of: str, run_id: str, config: Mapping[str, Any],
+              details: Mapping[str, Any]) -> None:
+    """Store dry run `plan_of`'s plan again as run `run_id`'s (the apply), replacing an earlier copy."""
+    with conn.transaction():
+        conn.execute("DELETE FROM sf_pipeline.restore_items WHERE run_id = %s", (run_id,))
+        conn.execute("DELETE FROM sf_pipeline.restore_plans WHERE run_id = %s", (run_id,))
+        conn.execute(
+            "INSERT INTO sf_pipeline.restore_plans (run_id, object, target_org, source_org, config, status, counts, "
+            "details) SELECT %s, object, target_org, source_org, %s, 'planned', counts, %s "
+            "FROM sf_pipeline.restore_plans WHERE run_id = %s", (run_id, _json(config), _json(details), plan_of))
+        conn.execute(
+            "INSERT INTO sf_pipeline.restore_items (run_id, object, record_id, field, action, current_value, "
+            "desired_value, damaged_value, classification, reason) SELECT %s, object, record_id, field, action, "
+            "current_value, desired_value, damaged_value, classification, reason FROM sf_pipeline.restore_items "
+            "WHERE run_id = %s", (run_id, plan_of))
+    _commit(conn)
+
+
+@contextmanager
+def apply_lock(conn: psycopg.Connection[Any], target_org: str, object_name: str, run_id: str) -> Iterator[None]:
+    """Hold the lock of (target org, object) while a restore writes; another holder fails fast, named.
+
+    A session-level advisory lock: commits along the way keep it, and a run that dies releases it with its
+    connection, so a crashed restore never blocks the next one.
+    """
+    key = f"{target_org}/{object_name.lower()}"
+    got = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_APPLY_LOCK_CLASS, key)).fetchone()[0]
+    _commit(conn)
+    if not got:
+        holders = [r[0] for r in conn.execute(
+            "SELECT run_id FROM sf_pipeline.restore_plans WHERE status = 'applying' AND target_org = %s AND "
+            "lower(object) = lower(%s) AND run_id <> %s ORDER BY updated_at DESC", (target_org, object_name, run_id))]
+        _commit(conn)
+        who = f"run {', '.join(holders)}" if holders else "another run"
+        raise RestoreBusyError(
+            f"another restore of {object_name} into org {target_org!r} is being applied ({who}); two restores of one "
+            "object and org never write at once. Nothing was written: wait until it finishes, then make a new dry "
+            "run (the records it writes change what this plan saw) and apply that")
+    try:
+        yield
+    finally:
+        try:
+            if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+                conn.rollback()
+            conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (_APPLY_LOCK_CLASS, key))
+            _commit(conn)
+        except psycopg.Error:
+            pass  # the connection is gone: so is the lock
+
+
 def plan_row(conn: psycopg.Connection[Any], run_id: str) -> dict[str, Any] | None:
-    cur = conn.execute("SELECT run_id, object, target_org, source_org, config, status, counts, details "
+    cur = conn.execute("SELECT run_id, object, target_org, source_org, config, status, counts, details, created_at "
                        "FROM sf_pipeline.restore_plans WHERE run_id = %s", (run_id,))
     row = cur.fetchone()
     return None if row is None else dict(zip([d.name for d in cur.description], row, strict=True))

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from sf_pipeline.backup.resources import SalesforceOrgResource, WarehouseResource
 from sf_pipeline.settings import Settings
+from sf_pipeline.warehouse.org_identity import OrgIdentityError
 
 from . import SeedConfig, SeedingError, seed_sandbox
 from .users import org_users
@@ -28,7 +29,8 @@ class SeedRunConfig(dg.Config):
     include_parents: bool = Field(default=True, description="Also copy, recursively, the backed-up records the "
                                   "copied ones reference (accounts of opportunities, ...), so lookups resolve.")
     source_org: str = Field(default="production", description="Alias of the backed-up org whose history to copy.")
-    target_org: str = Field(default="sandbox", description="Alias of the org to write to (never the source).")
+    target_org: str = Field(default="sandbox", description="Alias of the org to write to: a sandbox (its "
+                            "Organization.IsSandbox is checked), never the source nor the backed-up org.")
 
 
 def source_users(settings: Settings, alias: str, log: Any = None) -> list[dict[str, Any]] | None:
@@ -57,8 +59,8 @@ def seed_job(settings: Settings) -> dg.JobDefinition:
         with warehouse.connect() as conn:
             try:
                 result = seed_sandbox(conn, target, cfg, backed_up=[o.name for o in settings.objects],
-                                      source_users=users, progress=context.log.info)
-            except SeedingError as exc:
+                                      source_users=users, progress=context.log.info, backup_org=settings.backup_org)
+            except (SeedingError, OrgIdentityError) as exc:
                 raise dg.Failure(description=str(exc)) from None
             conn.commit()
         summary = result.summary()

@@ -5,6 +5,10 @@ state of any backed-up instant, the damage included. Every copied record gets a 
 `sf_pipeline.id_map` (source alias, target alias, object, source id, target id), saved as soon as the
 org answers each batch: a re-run, even after an interrupted one, updates the records it created instead
 of creating them again, and a restore whose `target_org` is the sandbox translates its ids through it.
+
+Seeding writes only to a verified sandbox: before any write, the target must not be the backed-up org, its
+`Organization.IsSandbox` must be true, and it must be the org its alias reached on its first contact
+(sf_pipeline.org_identity).
 """
 
 from __future__ import annotations
@@ -22,15 +26,17 @@ from sf_pipeline.anomalies.incidents import get_incident
 from sf_pipeline.restore import tables as restore_tables
 from sf_pipeline.restore.values import canonical, format_datetime
 from sf_pipeline.salesforce.client import SalesforceClient
+from sf_pipeline.salesforce.organization import Organization
 from sf_pipeline.salesforce.writes import WriteResult, create_records, query_by_ids, update_records
 from sf_pipeline.seeding import tables
 from sf_pipeline.seeding.config import SeedConfig
-from sf_pipeline.seeding.errors import SeedConfigError
+from sf_pipeline.seeding.errors import SeedConfigError, SeedTargetError
 from sf_pipeline.seeding.order import InsertOrder, Reference, insert_order
 from sf_pipeline.seeding.users import match_users, org_users
 from sf_pipeline.warehouse.errors import HistoryNotFoundError
 from sf_pipeline.warehouse.history import history_columns
 from sf_pipeline.warehouse.names import column_name
+from sf_pipeline.warehouse.org_identity import verify_org
 from sf_pipeline.warehouse.schema import SKIPPED_TYPES
 
 log = logging.getLogger(__name__)
@@ -121,11 +127,13 @@ class _Object:
 
 def seed_sandbox(conn: psycopg.Connection[Any], target: SalesforceClient, config: SeedConfig, *,
                  backed_up: Sequence[str], source_users: Sequence[Mapping[str, Any]] | None = None,
-                 progress: Callable[[str], None] | None = None) -> SeedResult:
+                 progress: Callable[[str], None] | None = None, backup_org: str | None = None) -> SeedResult:
     """Copy the selected records (and their parents) from the backup into the target org; see the module doc.
 
     `backed_up` are the objects the backup holds (API names); `source_users` the source org's users (Id,
-    Username, Email, Name) to match owners by, or None to leave user lookups to the target's defaults.
+    Username, Email, Name) to match owners by, or None to leave user lookups to the target's defaults;
+    `backup_org` the alias of the backed-up org, never a target. Raises SeedTargetError (or OrgIdentityError)
+    before any write when the target is not a verified sandbox.
     """
     started = time.perf_counter()
     calls = target.api_calls
@@ -133,6 +141,7 @@ def seed_sandbox(conn: psycopg.Connection[Any], target: SalesforceClient, config
     if target.alias != config.target_org:
         raise SeedConfigError(f"the client is connected to org {target.alias!r} but target_org is "
                               f"{config.target_org!r}")
+    check_seed_target(conn, target, backup_org)
     restore_tables.ensure_restore_tables(conn)
     result = SeedResult(config)
     known = {o.lower(): o for o in backed_up}
@@ -219,6 +228,21 @@ def seed_sandbox(conn: psycopg.Connection[Any], target: SalesforceClient, config
     result.api_calls = target.api_calls - calls
     result.seconds = time.perf_counter() - started
     return result
+
+
+def check_seed_target(conn: psycopg.Connection[Any], target: SalesforceClient, backup_org: str | None) -> Organization:
+    """The target org, if seeding may write to it: not the backed-up org, a sandbox, the org its alias always
+    reached. Reads one record (Organization); writes nothing to any org."""
+    alias = target.alias
+    if backup_org is not None and alias == backup_org:
+        raise SeedTargetError(f"target_org {alias!r} is the backed-up org: seeding writes only to sandboxes, never to "
+                              "the org the backup is of. Nothing was written")
+    org = verify_org(conn, target)
+    if not org.is_sandbox:
+        raise SeedTargetError(f"target_org {alias!r} reaches org {org.label()}, which is not a sandbox (its "
+                              "Organization.IsSandbox is false): seeding writes only to sandboxes. Nothing was "
+                              f"written; point SALESFORCE_{alias.upper()}_* at a sandbox, or seed another alias")
+    return org
 
 
 # ===================================================================== preparation

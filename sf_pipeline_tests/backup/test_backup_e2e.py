@@ -8,7 +8,9 @@ from decimal import Decimal
 import dagster as dg
 import pytest
 
+from sf_pipeline.devorg.runner import DevOrgServer
 from sf_pipeline.warehouse import as_of, history_versions
+from sf_pipeline_tests.devorg_fixtures import connect
 from sf_pipeline_tests.pipeline_fixtures import Pipeline
 
 pytestmark = pytest.mark.e2e
@@ -153,10 +155,11 @@ def test_backfill_then_windows_keep_mirror_and_history_equal_to_the_org(pipeline
     for instant, truth in truths.items():
         assert history_state(p, "Opportunity", instant) == truth["Opportunity"]
 
-    # An unchanged window costs at most two API calls (describe + COUNT()).
+    # An unchanged window costs at most three API calls (describe, the Organization record that proves it is
+    # still the same org, COUNT()).
     quiet = p.backup("2026-11-23-20:00")
     for sobject in ("Account", "Opportunity"):
-        assert materializations(quiet, f"salesforce/{sobject}")[0]["api_calls"] <= 2
+        assert materializations(quiet, f"salesforce/{sobject}")[0]["api_calls"] <= 3
 
 
 def test_new_custom_field_becomes_a_new_column(pipeline: Pipeline):
@@ -221,6 +224,36 @@ def test_transient_failures_are_retried(pipeline: Pipeline):
     result = p.backup("2026-11-24-00:00")
     meta = materializations(result, "salesforce/Account")[0]
     assert meta["records_extracted"] == 1 and meta["api_retries"] >= 1
+
+
+def test_a_backup_never_takes_another_orgs_records_into_this_orgs_history(pipeline: Pipeline, tmp_path,
+                                                                         monkeypatch: pytest.MonkeyPatch):
+    p = pipeline
+    at(p, 0, 5)
+    p.sf().Account.create({"Name": "Acme"})
+    at(p, 1, 30)
+    assert p.backup("2026-11-24-00:00").success
+    with DevOrgServer(tmp_path / "other") as other:
+        other.org.set_clock(datetime(2026, 11, 24, 1, 5, tzinfo=UTC), freeze=True)
+        connect(other).Account.create({"Name": "Intruder"})
+        other.org.set_clock(datetime(2026, 11, 24, 2, 30, tzinfo=UTC), freeze=True)
+        for name, value in other.env("production").items():  # the production credentials now reach another org
+            monkeypatch.setenv(name, value)
+        result = p.backup("2026-11-24-01:00", raise_on_error=False)
+    assert not result.success
+    errors = [e.event_specific_data.error for e in result.all_events if e.is_step_failure]
+    messages = []
+    for error in errors:
+        while error is not None:
+            messages.append(error.message)
+            error = error.cause
+    assert any(f"org alias 'production' now reaches org {other.org.org_id}" in m and p.devorg.org.org_id in m
+               and "sf-pipeline orgs forget production" in m for m in messages), messages
+    with p.conn() as conn:
+        names = [r[0] for r in conn.execute('SELECT name FROM salesforce."account"')]
+        assert names == ["Acme"]
+        assert conn.execute("SELECT alias, organization_id FROM sf_pipeline.org_identity").fetchall() == [
+            ("production", p.devorg.org.org_id)]
 
 
 def test_api_budget_stops_the_backup_with_a_clear_error(pipeline: Pipeline):

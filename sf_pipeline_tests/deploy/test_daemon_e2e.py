@@ -8,6 +8,7 @@ through the webserver's GraphQL API. Assertions read the Dagster instance and th
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -176,10 +177,19 @@ def test_daemon_schedules_checks_restores_and_backfills_against_the_deployed_ins
         incident = next(s for s in list_incidents(conn, object="Opportunity") if s.report.detector == "mass_nulling")
     assert incident.report.severity == "error" and incident.report.affected_count == len(orphaned)
 
-    # c) the incident's launchpad YAML, pasted into the restore launchpad with dry_run set to false
+    # c) the incident's launchpad YAML, pasted into the restore launchpad: a dry run first, which writes nothing,
+    # then the same config with dry_run: false and plan: <the dry run's id>, which writes exactly that plan
     pasted = launchpad_yaml(incident.report)
     assert "dry_run: true" in pasted
-    pasted = pasted.replace("dry_run: true", "dry_run: false")
+    dry_id = mutate(procs, LAUNCH_RUN, {"params": {
+        "selector": {**LOCATION, "jobName": "restore"}, "runConfigData": pasted,
+    }}, "launchRun", "LaunchRunSuccess")["run"]["runId"]
+    dry = wait_for("the restore's dry run", lambda: finished_run(instance, dry_id), procs)
+    assert dry.is_success
+    assert all(r["AccountId"] is None for r in sf.query_all(
+        "SELECT AccountId FROM Opportunity WHERE Id IN ('" + "','".join(orphaned) + "')")["records"])
+    pasted = re.sub(r"^(\s*)dry_run: true", lambda m: f"{m[1]}dry_run: false\n{m[1]}plan: {dry_id}", pasted,
+                    flags=re.MULTILINE)
     launched = mutate(procs, LAUNCH_RUN, {"params": {
         "selector": {**LOCATION, "jobName": "restore"}, "runConfigData": pasted,
     }}, "launchRun", "LaunchRunSuccess")["run"]["runId"]

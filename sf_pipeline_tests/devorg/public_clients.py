@@ -42,34 +42,3 @@ def run(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float = 300) ->
         raise AssertionError(f"{' '.join(map(str, cmd))} exited {result.returncode}\n--- stdout\n{result.stdout[-6000:]}"
                              f"\n--- stderr\n{result.stderr[-6000:]}")
     return result
-
-
-def ensure_organization(server: DevOrgServer) -> None:
-    """Clients read `SELECT ... FROM Organization` / GET `sobjects/Organization/<orgId>` to learn about
-    the org (CumulusCI: OrganizationType, IsSandbox, InstanceName, NamespacePrefix, TrialExpirationDate).
-    devorg does not model that object yet (issue 13 gives it to another change); until it does, this
-    test-only stand-in adds it to the served org, with the org's one record, when it is missing."""
-    from sf_pipeline.devorg import ids
-    from sf_pipeline.devorg.org import ORG_ID
-    from sf_pipeline.devorg.schema import F, ObjectDef
-
-    org = server.org
-    if org.schema.find("Organization") is not None:
-        return
-    ro = dict(createable=False, updateable=False)
-    obj = ObjectDef(name="Organization", key_prefix="00D", label="Organization", label_plural="Organizations",
-                    deletable=False, createable=False, fields=[
-                        F("Id", "id", createable=False, updateable=False, nillable=False),
-                        F("Name", "string", 80, **ro), F("OrganizationType", "picklist", 255, **ro),
-                        F("IsSandbox", "boolean", **ro), F("InstanceName", "string", 5, **ro),
-                        F("NamespacePrefix", "string", 15, **ro), F("TrialExpirationDate", "datetime", **ro),
-                        F("CreatedDate", "datetime", **ro), F("LastModifiedDate", "datetime", **ro),
-                        F("SystemModstamp", "datetime", **ro)])
-    org.schema.add(obj)
-    now = org.store.now()
-    with org.store.lock:
-        org.store.ensure_table(obj)
-        org.store.conn.execute(
-            'INSERT INTO "Organization" (Id, Name, OrganizationType, IsSandbox, InstanceName, CreatedDate, '
-            "LastModifiedDate, SystemModstamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (ids.normalize(ORG_ID), "Devorg Inc.", "Developer Edition", 0, "DEV1", now, now, now))

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from sf_pipeline.devorg.runner import DevOrgServer
-from sf_pipeline_tests.devorg.public_clients import client_env, ensure_client, ensure_organization, run
+from sf_pipeline_tests.devorg.public_clients import client_env, ensure_client, run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]  # the first run installs the client
 OPERATION = """\
@@ -73,7 +73,6 @@ def test_amaxa_extracts_accounts_with_contacts_and_loads_them_into_another_org(t
     (work / "operation.yml").write_text(OPERATION)
 
     with DevOrgServer(tmp_path / "source", host="localhost", port=443, generate=60) as source:
-        ensure_organization(source)
         amaxa(source, work)
         want = contacts_by_account(source)
         accounts = source.org.queries.run("SELECT Id, Name FROM Account", include_deleted=False)["records"]
@@ -84,7 +83,6 @@ def test_amaxa_extracts_accounts_with_contacts_and_loads_them_into_another_org(t
         assert len(list(csv.DictReader(fh))) == len(want)
 
     with DevOrgServer(tmp_path / "target", host="localhost", port=443, name="target") as target:
-        ensure_organization(target)
         amaxa(target, work, "--load")
         got = contacts_by_account(target)
         owner = target.org.user("admin").user_id

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from sf_pipeline.devorg.runner import DevOrgServer
-from sf_pipeline_tests.devorg.public_clients import client_env, ensure_client, ensure_organization, run
+from sf_pipeline_tests.devorg.public_clients import client_env, ensure_client, run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]  # the first run installs the client
 CALLBACK = "http://localhost:8080/callback"
@@ -40,14 +40,12 @@ Insert Contacts:
 @pytest.fixture
 def source(tmp_path: Path) -> Iterator[DevOrgServer]:
     with DevOrgServer(tmp_path / "source", generate=60) as server:
-        ensure_organization(server)
         yield server
 
 
 @pytest.fixture
 def target(tmp_path: Path) -> Iterator[DevOrgServer]:
     with DevOrgServer(tmp_path / "target", name="target") as server:
-        ensure_organization(server)
         yield server
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from sf_pipeline.devorg.bulk1 import jobs_of
 from sf_pipeline.devorg.runner import DevOrgServer
-from sf_pipeline_tests.devorg.public_clients import client_env, ensure_client, ensure_organization, run
+from sf_pipeline_tests.devorg.public_clients import client_env, ensure_client, run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]  # the first run installs the client
 
@@ -53,7 +53,6 @@ def test_sfdmu_exports_an_org_to_csv_and_imports_it_into_another_org(tmp_path: P
     work = tmp_path / "sfdmu"
     work.mkdir()
     with DevOrgServer(tmp_path / "source", generate=60) as source:
-        ensure_organization(source)
         sfdmu(source, work, [
             {"query": "SELECT Id, Name, NumberOfEmployees, Industry FROM Account", "operation": "Readonly",
              "externalId": "Name"},
@@ -71,7 +70,6 @@ def test_sfdmu_exports_an_org_to_csv_and_imports_it_into_another_org(tmp_path: P
     # SFDMU's Bulk API 1.0 engine above bulkThreshold records; REST (sObject Collections) below it
     options = {"bulkApiVersion": "1.0", "bulkThreshold": 1} if api == "bulk1" else {"bulkThreshold": 100000}
     with DevOrgServer(tmp_path / "target", name="target") as target:
-        ensure_organization(target)
         log = sfdmu(target, work, [
             {"query": "SELECT Id, Name, NumberOfEmployees, Industry FROM Account", "operation": "Insert",
              "externalId": "Name"},

@@ -17,7 +17,6 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from sf_pipeline.devorg.org import ORG_ID
 from sf_pipeline.devorg.runner import DevOrgServer
 from sf_pipeline_tests.devorg_fixtures import tls_session
 
@@ -75,7 +74,7 @@ def refresh(srv: DevOrgServer, http: requests.Session, token: str, secret: str |
 def test_token_response_carries_identity_url_issued_at_and_a_verifiable_signature(srv, http) -> None:
     tok = password_token(srv, http)
     admin = srv.org.user("admin")
-    assert tok["id"] == f"{srv.instance_url}/id/{ORG_ID}/{admin.user_id}"
+    assert tok["id"] == f"{srv.instance_url}/id/{srv.org.org_id}/{admin.user_id}"
     assert re.fullmatch(r"\d{13}", tok["issued_at"])  # epoch milliseconds
     expected = base64.b64encode(hmac.new(srv.org.client_secret.encode(), (tok["id"] + tok["issued_at"]).encode(),
                                          hashlib.sha256).digest()).decode()
@@ -89,10 +88,10 @@ def test_identity_url_describes_the_user_and_org_with_version_placeholders(srv, 
     assert r.status_code == 200
     body = r.json()
     admin = srv.org.user("admin")
-    assert (body["user_id"], body["organization_id"], body["username"]) == (admin.user_id, ORG_ID, admin.username)
+    assert (body["user_id"], body["organization_id"], body["username"]) == (admin.user_id, srv.org.org_id, admin.username)
     assert body["display_name"] == "Ada Admin" and body["email"] == admin.username and body["active"] is True
     assert body["urls"]["rest"] == f"{srv.instance_url}/services/data/v{{version}}/"
-    assert body["urls"]["partner"] == f"{srv.instance_url}/services/Soap/u/{{version}}/{ORG_ID[:15]}"
+    assert body["urls"]["partner"] == f"{srv.instance_url}/services/Soap/u/{{version}}/{srv.org.org_id[:15]}"
     # version= fills the placeholder; the token may also come as the oauth_token parameter
     r = http.get(tok["id"], params={"oauth_token": tok["access_token"], "version": "59.0"})
     assert r.json()["urls"]["sobjects"] == f"{srv.instance_url}/services/data/v59.0/sobjects/"
@@ -113,7 +112,7 @@ def test_identity_url_refuses_missing_bad_and_foreign_tokens(srv, http) -> None:
 
     assert get(own, None) == (403, "Missing_OAuth_Token")
     assert get(own, "00Dbogus!token") == (403, "Bad_OAuth_Token")
-    assert get(own.replace(ORG_ID, "00D000000000001AAA"), tok["access_token"]) == (403, "Wrong_Org")
+    assert get(own.replace(srv.org.org_id, "00D000000000001AAA"), tok["access_token"]) == (403, "Wrong_Org")
     assert get(own.rsplit("/", 1)[0] + "/005000000000009AAA", tok["access_token"]) == (404, "Bad_Id")
     # a user without "View All Data" cannot read another user's identity; the admin can
     assert get(own.rsplit("/", 1)[0] + f"/{admin_id}", tok["access_token"]) == (404, "No_Access")
@@ -189,7 +188,7 @@ def test_userinfo_answers_the_openid_claims_of_the_token_user(srv, http) -> None
     body = r.json()
     support = srv.org.user("support")
     assert (body["sub"], body["user_id"], body["organization_id"], body["preferred_username"]) == \
-        (tok["id"], support.user_id, ORG_ID, support.username)
+        (tok["id"], support.user_id, srv.org.org_id, support.username)
     assert (body["given_name"], body["family_name"], body["name"]) == ("Cam", "Helper", "Cam Helper")
     assert body["urls"]["rest"].endswith("/services/data/v{version}/")
 
@@ -212,7 +211,7 @@ def test_user_agent_flow_returns_tokens_and_a_refresh_token_in_the_fragment(srv,
     assert not location.query
     values = {k: v[0] for k, v in parse_qs(location.fragment).items()}
     assert values["state"] == "ua" and values["token_type"] == "Bearer"
-    assert values["id"] == f"{srv.instance_url}/id/{ORG_ID}/{cred.user_id}"
+    assert values["id"] == f"{srv.instance_url}/id/{srv.org.org_id}/{cred.user_id}"
     assert refresh(srv, http, values["refresh_token"]).status_code == 200
     q = http.get(f"{srv.instance_url}/services/data/v59.0/query", params={"q": "SELECT Id FROM User LIMIT 1"},
                  headers={"Authorization": f"Bearer {values['access_token']}"})

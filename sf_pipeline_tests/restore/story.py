@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sf_pipeline.devorg.scenarios import run_scenario
-from sf_pipeline.restore import RestoreConfig
+from sf_pipeline.restore import RestoreConfig, RestorePlan, load_plan, plan_restore
 from sf_pipeline.salesforce import OrgCredentials, SalesforceClient, connect
 from sf_pipeline_tests.pipeline_fixtures import Pipeline
 
@@ -34,6 +34,12 @@ def config(**values: Any) -> RestoreConfig:
                             "changed_between": DAMAGE_WINDOW, "target_org": "production"}
     base.update(values)
     return RestoreConfig.from_dict(base, orgs=("production", "sandbox"))
+
+
+def reviewed(conn: Any, c: SalesforceClient, run_id: str, **values: Any) -> RestorePlan:
+    """What a user does: a dry run of the config (run `<run_id>-dry`), then run `run_id` applying that plan."""
+    plan_restore(conn, c, config(**values), f"{run_id}-dry")
+    return load_plan(conn, config(**values, dry_run=False, plan=f"{run_id}-dry"), run_id)
 
 
 def create(p: Pipeline, sobject: str, records: list[dict[str, Any]], user: str = "admin") -> list[str]:

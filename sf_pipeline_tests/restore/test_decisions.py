@@ -25,6 +25,7 @@ from sf_pipeline.restore.decisions import (
     UNDELETE,
     UPDATE,
     WRITTEN,
+    changed_since_plan,
     changes_to_write,
     classify_field,
     classify_record,
@@ -120,12 +121,15 @@ def test_parents_brought_back_by_the_plan_are_available():
 
 
 # ----------------------------------------------------------------- apply-time decisions
-def test_value_moved_since_the_plan_is_skipped_unless_overwrite():
+def test_value_moved_since_the_plan_is_refused_even_with_overwrite():
     rec = live({"AccountId": None})
     assert changes_to_write(rec, {"AccountId": None}, "skip") == ({"AccountId": ACME}, WRITTEN)
     assert changes_to_write(rec, {"AccountId": ACME}, "skip") == ({}, ALREADY_CORRECT)
     assert changes_to_write(rec, {"AccountId": GLOBEX}, "skip") == ({}, CHANGED_SINCE_PLAN)
-    assert changes_to_write(rec, {"AccountId": GLOBEX}, "overwrite") == ({"AccountId": ACME}, WRITTEN)
+    # overwrite is for the conflicts the reviewed plan showed; a value that moved after the dry run was never seen
+    assert changes_to_write(rec, {"AccountId": GLOBEX}, "overwrite") == ({}, CHANGED_SINCE_PLAN)
+    assert "the plan saw null, the org now holds " + GLOBEX in changed_since_plan(rec, {"AccountId": GLOBEX},
+                                                                                 {"AccountId": ACME})
     assert changes_to_write(rec, None, "skip") == ({}, DELETED_SINCE_PLAN)
     assert changes_to_write(rec, {"AccountId": None}, "skip", remap={ACME: INITECH}) == ({"AccountId": INITECH},
                                                                                           WRITTEN)
@@ -171,7 +175,7 @@ def test_bulk_cells_set_null_explicitly():
 
 
 # ----------------------------------------------------------------- config
-BASE = {"object": "Opportunity", "fields": ["AccountId"], "as_of": "2026-11-24T01:59:59Z"}
+BASE = {"object": "Opportunity", "fields": ["AccountId"], "as_of": "2026-11-24T01:59:59Z", "target_org": "production"}
 
 
 def test_launchpad_config_is_parsed_with_safe_defaults():
@@ -198,11 +202,29 @@ def test_launchpad_config_is_parsed_with_safe_defaults():
     ({"dry_run": "false"}, "dry_run must be true or false"),
     ({"fields": "AccountId"}, "fields must be a list"),
     ({"object": "Opportunity; DROP"}, "is not a Salesforce object API name"),
+    # production is never written by leaving target_org out
+    ({"target_org": None}, "target_org is required: the alias of the org to write to (one of production, sandbox)"),
+    # the reviewed plan is what is written: no apply without the dry run's run id
+    ({"dry_run": False}, "dry_run: false needs plan: <run id of its dry run>"),
+    ({"plan": "run-1"}, "plan: run-1 applies a reviewed plan, which only a run with dry_run: false does"),
+    ({"plan": ""}, "plan must be the run id of the dry run"),
+    # every field of every record changed since as_of only when said so
+    ({"fields": []}, "this restore names no fields and selects no records"),
+    ({"all_fields": True}, "all_fields: true restores every updateable field, but fields lists AccountId"),
+    ({"all_fields": "yes"}, "all_fields must be true or false"),
 ])
 def test_config_mistakes_are_reported_before_anything_runs(change, message):
     with pytest.raises(RestoreConfigError) as err:
         RestoreConfig.from_dict({**BASE, **change}, orgs=["production", "sandbox"])
     assert message in str(err.value)
+
+
+def test_a_restore_of_every_field_needs_a_selection_or_all_fields():
+    for selection in ({"record_ids": ["0065J0000000001"]}, {"changed_by": "0055J0000000001"},
+                      {"changed_between": ["2026-11-24T02:00:00Z", "2026-11-24T02:10:00Z"]}, {"all_fields": True}):
+        assert RestoreConfig.from_dict({**BASE, "fields": [], **selection}).fields == ()
+    applying = RestoreConfig.from_dict({**BASE, "dry_run": False, "plan": " run-1 "})
+    assert applying.plan == "run-1" and applying.planned_as() == RestoreConfig.from_dict(BASE).planned_as()
 
 
 def test_as_of_in_the_future_is_refused():
@@ -213,6 +235,6 @@ def test_as_of_in_the_future_is_refused():
 
 
 def test_undo_needs_no_as_of_and_says_what_it_ignores():
-    config = RestoreConfig.from_dict({"object": "Opportunity", "undo_of": "run-1",
+    config = RestoreConfig.from_dict({"object": "Opportunity", "undo_of": "run-1", "target_org": "production",
                                       "changed_between": ["2026-11-24T02:00:00Z", "2026-11-24T02:10:00Z"]})
     assert config.undo_of == "run-1" and "ignored" in config.notes[0]

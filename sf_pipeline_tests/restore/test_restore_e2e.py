@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import threading
+import time
 
 import psycopg
 import pytest
@@ -12,8 +14,10 @@ from sf_pipeline.restore import (
     CONFLICT,
     NOT_RESTORABLE,
     RestoreApplyError,
+    RestoreBusyError,
     RestoreConfigError,
     apply_plan,
+    load_plan,
     plan_restore,
     verify_plan,
 )
@@ -27,6 +31,7 @@ from sf_pipeline_tests.restore.story import (
     create,
     org_snapshot,
     orphaned_opportunities,
+    reviewed,
 )
 
 pytestmark = pytest.mark.e2e
@@ -90,8 +95,9 @@ def test_restore_puts_orphaned_opportunities_back_and_skips_the_one_fixed_by_han
         assert org_snapshot(p, "Opportunity") == untouched
         assert audit(conn, "dry-1") == []
 
-        # Apply and verify.
-        plan = plan_restore(conn, c, config(dry_run=False), "restore-1")
+        # Apply the reviewed plan and verify.
+        plan = load_plan(conn, config(dry_run=False, plan="dry-1"), "restore-1")
+        assert plan.plan_of == "dry-1" and plan.counts == dry.counts
         result = apply_plan(conn, c, plan)
         assert result.success and result.outcomes == {"written": 29, "skipped_conflict": 1}
         assert result.values_written == 29 and result.mode == "collections"
@@ -107,10 +113,10 @@ def test_restore_puts_orphaned_opportunities_back_and_skips_the_one_fixed_by_han
     expected = {o: org.accounts[0] if o == fixed else org.original_account[o] for o in org.opportunities}
     assert account_ids_in_org(p, org.opportunities) == expected
 
-    # The same config again: nothing left to write, not a single write call.
+    # The same config again (dry run, then its plan): nothing left to write, not a single call to write.
     restored = org_snapshot(p, "Opportunity")
     with p.conn() as conn:
-        again = plan_restore(conn, c, config(dry_run=False), "restore-2")
+        again = reviewed(conn, c, "restore-2")
         assert again.counts == {"restore": 0, "conflict": 1, "not_restorable": 0, "noop": 29}
         calls = c.api_calls
         second = apply_plan(conn, c, again)
@@ -121,7 +127,7 @@ def test_restore_puts_orphaned_opportunities_back_and_skips_the_one_fixed_by_han
 
     # Only on_conflict: overwrite replaces the hand fix.
     with p.conn() as conn:
-        overwrite = plan_restore(conn, c, config(dry_run=False, on_conflict="overwrite"), "restore-3")
+        overwrite = reviewed(conn, c, "restore-3", on_conflict="overwrite")
         assert apply_plan(conn, c, overwrite).outcomes == {"written": 1, "nothing_to_do": 29}
         verify_plan(c, overwrite, conn=conn)
     assert account_ids_in_org(p, [fixed]) == {fixed: org.original_account[fixed]}
@@ -132,8 +138,7 @@ def test_undo_through_bulk_api_puts_back_what_a_restore_replaced_except_later_ha
     at(p, 9, 0)
     c = client(p)
     with p.conn() as conn:
-        plan = plan_restore(conn, c, config(dry_run=False), "restore-1")
-        apply_plan(conn, c, plan)
+        apply_plan(conn, c, reviewed(conn, c, "restore-1"))
     edited = org.opportunities[5]
     at(p, 10, 0)
     p.sf("sales2").Opportunity.update(edited, {"AccountId": org.accounts[1]})  # after the restore, by hand
@@ -142,7 +147,7 @@ def test_undo_through_bulk_api_puts_back_what_a_restore_replaced_except_later_ha
     at(p, 11, 0)
     rows_locked = p.devorg.app.faults.add("lock", rate=0.3, path="sobjects/Opportunity")  # Bulk rows fail at random
     with p.conn() as conn:
-        undo = plan_restore(conn, c, config(undo_of="restore-1", dry_run=False), "undo-1")
+        undo = reviewed(conn, c, "undo-1", undo_of="restore-1")
         assert undo.counts == {"restore": 29, "conflict": 1, "not_restorable": 0, "noop": 0}
         assert next(r for r in undo.records if r.status == CONFLICT).record_id == edited
         result = apply_plan(conn, c, undo, bulk_threshold=10)  # 29 records: a Bulk API 2.0 ingest job
@@ -163,7 +168,7 @@ def test_interrupted_restore_reruns_to_completion_with_exact_accounting(pipeline
     faults = p.devorg.app.faults
     with p.conn() as conn:
         c = client(p, max_attempts=3)
-        plan = plan_restore(conn, c, config(dry_run=False), "restore-1")
+        plan = reviewed(conn, c, "restore-1")
         assert plan.counts["restore"] == 300
         # The fresh read and the first PATCH (200 records) pass; the second PATCH fails on every attempt.
         faults.add("slow", next=2, delay=0.01, path="composite/sobjects")
@@ -172,7 +177,8 @@ def test_interrupted_restore_reruns_to_completion_with_exact_accounting(pipeline
             apply_plan(conn, c, plan)
         result = failed.value.result
         assert not result.success and result.outcomes == {"written": 200, "not_attempted": 100}
-        assert "503" in result.interrupted and "re-run the same config" in str(failed.value)
+        assert "503" in result.interrupted and "apply the same plan again" in str(failed.value)
+        assert "plan: restore-1-dry" in str(failed.value)
         assert plan_status(conn, "restore-1") == "apply_failed"
         first = {r[0] for r in audit(conn, "restore-1")}
         assert len(first) == 200
@@ -182,16 +188,16 @@ def test_interrupted_restore_reruns_to_completion_with_exact_accounting(pipeline
     assert {o for o, acc in now.items() if acc is not None} == first
     assert all(now[o] == org.original_account[o] for o in first)
 
-    # Rerun through a flaky org (a third of the writes hit a locked row): exactly the rest is written.
+    # The same plan applied again through a flaky org (a third of the writes hit a locked row): exactly the
+    # rest is written; what the first run wrote is already right.
     faults.clear()
     lock = faults.add("lock", rate=0.3, path="composite/sobjects")
     with p.conn() as conn:
         c = client(p)
-        rerun = plan_restore(conn, c, config(dry_run=False), "restore-2")
-        assert rerun.counts == {"restore": 100, "conflict": 0, "not_restorable": 0, "noop": 200}
-        assert {r.record_id for r in rerun.records if r.status == "restore"} == not_attempted
+        rerun = load_plan(conn, config(dry_run=False, plan="restore-1-dry"), "restore-2")
+        assert rerun.counts == {"restore": 300, "conflict": 0, "not_restorable": 0, "noop": 0}
         result = apply_plan(conn, c, rerun)
-        assert result.outcomes == {"written": 100, "nothing_to_do": 200}
+        assert result.outcomes == {"written": 100, "already_correct": 200}
         verify_plan(c, rerun, conn=conn)
         second = [r[0] for r in audit(conn, "restore-2")]
         assert sorted(second) == sorted(not_attempted)
@@ -237,7 +243,7 @@ def test_restore_deleted_cases_brings_them_back_with_their_relationships(pipelin
         assert all(re.match(r"ParentId would point to \w+, which (is deleted|does not exist) in the org",
                             reasons[child]) for child in cleared)
 
-        plan = plan_restore(conn, c, config(**case, restore_deleted=True, dry_run=False), "restore-1")
+        plan = reviewed(conn, c, "restore-1", **case, restore_deleted=True)
         assert plan.counts["restore"] == 15 + len(cleared)
         assert plan.actions == {"undelete": 14, "create": 1, "update": len(cleared)}
         result = apply_plan(conn, c, plan)
@@ -262,7 +268,7 @@ def test_restore_deleted_cases_brings_them_back_with_their_relationships(pipelin
                 k: moved.get(v, v) for k, v in old.items() if k not in ("Id", "attributes")}, rid
 
         # Running it again finds everything restored, the re-created case under its new id.
-        again = plan_restore(conn, c, config(**case, restore_deleted=True, dry_run=False), "restore-2")
+        again = reviewed(conn, c, "restore-2", **case, restore_deleted=True)
         assert again.counts == {"restore": 0, "conflict": 0, "not_restorable": 0, "noop": 15 + len(cleared)}
         assert new_id in {r.record_id for r in again.records}
 
@@ -285,7 +291,7 @@ def test_recreated_account_gets_its_invoices_pointed_back_to_it(pipeline_factory
     at(p, 9, 0)
     c = client(p)
     with p.conn() as conn:
-        plan = plan_restore(conn, c, config(object="Account", fields=[], restore_deleted=True, dry_run=False), "r-1")
+        plan = reviewed(conn, c, "r-1", object="Account", fields=[], restore_deleted=True)
         assert plan.actions == {"create": 1}
         result = apply_plan(conn, c, plan)
         verify_plan(c, plan, conn=conn)
@@ -317,6 +323,9 @@ def test_every_config_mistake_is_refused_before_anything_is_written(orphaned):
                                             "Opportunity"),
         ({"undo_of": "no-such-run"}, "there is no restore run 'no-such-run'"),
         ({"on_conflict": "merge"}, "on_conflict must be one of skip, overwrite"),
+        ({"dry_run": False}, "dry_run: false needs plan: <run id of its dry run>"),
+        ({"target_org": None}, "target_org is required"),
+        ({"changed_between": None, "fields": []}, "this restore names no fields and selects no records"),
     ]
     with_describe = [  # refused once describe (a read) has answered
         ({"fields": ["Colour"]}, "field `Colour` does not exist on Opportunity in org 'production'"),
@@ -331,7 +340,7 @@ def test_every_config_mistake_is_refused_before_anything_is_written(orphaned):
     with p.conn() as conn:
         for i, (values, message) in enumerate(without_api + with_describe):
             with pytest.raises(RestoreConfigError) as err:
-                plan_restore(conn, c, config(**{"dry_run": False, **values}), f"bad-{i}")
+                plan_restore(conn, c, config(**values), f"bad-{i}")
             assert message in str(err.value)
             if i < len(without_api):
                 assert c.api_calls == 0, values
@@ -346,3 +355,84 @@ def test_every_config_mistake_is_refused_before_anything_is_written(orphaned):
         alone = plan_restore(conn, c, config(changed_between=None, record_ids=["0065J00000000ZZ"]), "ok-3")
         assert [r.status for r in alone.records] == [NOT_RESTORABLE] and "no backup history" in alone.records[0].reason
     assert org_snapshot(p, "Opportunity") == untouched
+
+
+def test_apply_writes_the_reviewed_plan_and_refuses_a_record_changed_since_the_dry_run(orphaned):
+    p, org = orphaned
+    at(p, 9, 0)
+    c = client(p)
+    moved = org.opportunities[3]
+    with p.conn() as conn:
+        dry = plan_restore(conn, c, config(), "dry-1")
+        assert dry.counts["restore"] == 30
+        # Plans are applied as reviewed: not without a dry run, not with another config, not another apply's plan.
+        for values, message in [({"plan": "no-such-run"}, "there is no restore run 'no-such-run'"),
+                                ({"plan": "dry-1", "fields": ["AccountId", "Amount"]},
+                                 "this config is not the one dry run 'dry-1' planned (fields: the dry run had "
+                                 "['AccountId'], this config has ['AccountId', 'Amount'])"),
+                                ({"plan": "dry-1", "on_conflict": "overwrite"}, "on_conflict: the dry run had 'skip'")]:
+            with pytest.raises(RestoreConfigError) as err:
+                load_plan(conn, config(dry_run=False, **values), "bad")
+            assert message in str(err.value)
+    untouched = org_snapshot(p, "Opportunity")
+
+    # 09:30, after the review: someone points one of the planned records at another account.
+    at(p, 9, 30)
+    p.sf("sales1").Opportunity.update(moved, {"AccountId": org.accounts[0]})
+    assert org.original_account[moved] != org.accounts[0]
+    at(p, 10, 0)
+    with p.conn() as conn:
+        plan = load_plan(conn, config(dry_run=False, plan="dry-1"), "restore-1")
+        assert [(r.record_id, r.fields) for r in plan.records] == [(r.record_id, r.fields) for r in
+                                                                    sorted(dry.records, key=lambda r: r.record_id)]
+        result = apply_plan(conn, c, plan)
+        assert result.success and result.outcomes == {"written": 29, "changed_since_plan": 1}
+        assert list(result.changed) == [moved]
+        assert (f"AccountId changed in the org since the dry run: the plan saw null, the org now holds "
+                f"{org.accounts[0]}") in result.changed[moved]
+        stored = conn.execute("SELECT outcome, error FROM sf_pipeline.restore_items WHERE run_id = 'restore-1' AND "
+                              "record_id = %s", (moved,)).fetchone()
+        assert stored[0] == "changed_since_plan" and "the plan saw null" in stored[1]
+        assert verify_plan(c, plan, conn=conn).checked == 29
+        assert {r[0] for r in audit(conn, "restore-1")} == set(org.opportunities) - {moved}
+        with pytest.raises(RestoreConfigError, match="run 'restore-1' is not a dry run"):
+            load_plan(conn, config(dry_run=False, plan="restore-1"), "bad")
+    expected = {o: org.accounts[0] if o == moved else org.original_account[o] for o in org.opportunities}
+    assert account_ids_in_org(p, org.opportunities) == expected
+    assert untouched != org_snapshot(p, "Opportunity")
+
+
+def test_two_restores_of_the_same_object_and_org_never_write_at_once(orphaned):
+    p, org = orphaned
+    at(p, 9, 0)
+    with p.conn() as conn:
+        plan_restore(conn, client(p), config(), "dry-1")
+    # The first restore's reads of the org are slow, so it holds the lock of (production, Opportunity) a while.
+    p.devorg.app.faults.add("slow", next=1, delay=3.0, path="composite/sobjects")
+    first: dict = {}
+
+    def apply_first() -> None:
+        with p.conn() as conn:
+            first["result"] = apply_plan(conn, client(p), load_plan(conn, config(dry_run=False, plan="dry-1"), "r-1"))
+
+    thread = threading.Thread(target=apply_first)
+    thread.start()
+    with p.conn() as conn:
+        deadline = time.monotonic() + 30
+        while conn.execute("SELECT status FROM sf_pipeline.restore_plans WHERE run_id = 'r-1'").fetchone() != \
+                ("applying",):
+            assert time.monotonic() < deadline, "the first restore never started writing"
+            time.sleep(0.05)
+        second_client = client(p)
+        second = load_plan(conn, config(dry_run=False, plan="dry-1"), "r-2")
+        started = time.monotonic()
+        with pytest.raises(RestoreBusyError) as busy:
+            apply_plan(conn, second_client, second)
+        assert time.monotonic() - started < 2  # fails fast, does not wait for the first
+        assert "another restore of Opportunity into org 'production' is being applied (run r-1)" in str(busy.value)
+        assert second_client.api_calls == 0 and audit(conn, "r-2") == []
+    thread.join(timeout=60)
+    assert first["result"].outcomes == {"written": 30}
+    with p.conn() as conn:  # the lock went with the first restore: the second may run now, and finds it done
+        assert apply_plan(conn, client(p), second).outcomes == {"already_correct": 30}
+    assert account_ids_in_org(p, org.opportunities) == org.original_account

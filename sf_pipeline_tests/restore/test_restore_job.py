@@ -1,4 +1,4 @@
-"""The restore job from the launchpad: an incident's suggested config, dry run, apply, verify, re-run."""
+"""The restore job from the launchpad: an incident's suggested config, dry run, apply that plan, verify, re-run."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ from datetime import timedelta
 
 import dagster as dg
 import pytest
+import yaml
 
 from sf_pipeline.devorg.scenarios import run_scenario
+from sf_pipeline.restore import RestoreConfig
 from sf_pipeline_tests.anomalies.test_checks_e2e import (
     KEY,
     OBJECTS,
@@ -50,8 +52,6 @@ def test_incident_config_restores_every_opportunity_except_the_one_fixed_by_hand
     opp = {e.asset_key.path[1]: e for e in _check(p, request)}["Opportunity"]
     config = opp.metadata["restore_config_json"].value
     # the markdown shown in the UI is exactly the launchpad run config for the restore job
-    import yaml
-
     pasted = yaml.safe_load(opp.metadata["restore_config"].value.split("```yaml\n", 1)[1].split("```", 1)[0])
     assert pasted["ops"]["restore"]["config"]["record_ids"] == config["record_ids"]
 
@@ -69,23 +69,40 @@ def test_incident_config_restores_every_opportunity_except_the_one_fixed_by_hand
     assert all(r["AccountId"] is None for r in sf.query_all("SELECT AccountId FROM Opportunity WHERE Id != "
                                                               f"'{fixed}'")["records"])  # nothing written
 
-    applied = _launch(p, {**config, "dry_run": False})
+    # Writing needs the reviewed plan: dry_run: false alone is refused, before any write.
+    refused = _launch(p, {**config, "dry_run": False}, raise_on_error=False)
+    failure = next(e for e in refused.all_events if e.is_step_failure)
+    assert "dry_run: false needs plan: <run id of its dry run>" in failure.event_specific_data.error.message
+
+    # The dry run's metadata holds the config that writes its plan: the same config, dry_run: false, plan: <its id>.
+    apply_config = yaml.safe_load(meta["apply_config"].split("```yaml\n", 1)[1].split("```", 1)[0])
+    written = apply_config["ops"]["restore"]["config"]
+    assert (written["dry_run"], written["plan"]) == (False, dry.run_id)
+    assert RestoreConfig.from_dict(written).planned_as() == RestoreConfig.from_dict(config).planned_as()
+    applied = _launch(p, written)
     meta = _output_metadata(applied)
-    assert meta["verified_records"] >= meta["records_to_write"]
+    assert meta["plan_of"] == dry.run_id and meta["verified_records"] >= meta["records_to_write"]
     now = {r["Id"]: r["AccountId"] for r in sf.query_all("SELECT Id, AccountId FROM Opportunity")["records"]}
     assert now[fixed] == other_account  # the hand fix is kept (a conflict, skipped)
     assert {i: a for i, a in now.items() if i != fixed} == {i: a for i, a in original.items() if i != fixed}
 
-    again = _output_metadata(_launch(p, {**config, "dry_run": False}))
-    assert again["records_to_write"] == 0  # re-running the same config is a no-op
+    again = _output_metadata(_launch(p, config))
+    assert again["records_to_write"] == 0  # a new dry run of the same config finds nothing left to write
 
 
 @pytest.mark.e2e
 def test_invalid_launchpad_config_fails_clearly_and_writes_nothing(pipeline_factory, backed_up):
     p = pipeline_factory(state=backed_up)
-    for bad, words in [({"object": "Opportunity", "fields": ["ExpectedRevenue"], "as_of": "2026-11-24T00:30:00Z"},
-                        "ExpectedRevenue"),
-                       ({"object": "Nope__c", "as_of": "2026-11-24T00:30:00Z"}, "Nope__c"),
+    with pytest.raises(dg.DagsterInvalidConfigError, match="target_org"):  # no default: production is never implied
+        _launch(p, {"object": "Opportunity", "fields": ["AccountId"], "as_of": "2026-11-24T00:30:00Z"})
+    for bad, words in [({"object": "Opportunity", "fields": ["ExpectedRevenue"], "as_of": "2026-11-24T00:30:00Z",
+                         "target_org": "production"}, "ExpectedRevenue"),
+                       ({"object": "Nope__c", "as_of": "2026-11-24T00:30:00Z", "target_org": "production",
+                         "all_fields": True}, "Nope__c"),
+                       ({"object": "Opportunity", "as_of": "2026-11-24T00:30:00Z", "target_org": "production"},
+                        "names no fields and selects no records"),
+                       ({"object": "Opportunity", "fields": ["AccountId"], "as_of": "2026-11-24T00:30:00Z",
+                         "target_org": "production", "dry_run": False, "plan": "no-such-run"}, "no-such-run"),
                        ({"object": "Opportunity", "as_of": "2026-11-24T00:30:00Z", "target_org": "staging"},
                         "staging")]:
         result = _launch(p, bad, raise_on_error=False)

@@ -12,7 +12,7 @@ from sf_pipeline.devorg.runner import DevOrgServer
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevOrgServer]:
     """One sandbox org per module, beside `module_pipeline_factory`'s production org."""
-    server = DevOrgServer(tmp_path_factory.mktemp("seeding") / "devorg-sandbox", name="sandbox").start()
+    server = DevOrgServer(tmp_path_factory.mktemp("seeding") / "devorg-sandbox", name="sandbox", sandbox=True).start()
     try:
         with pytest.MonkeyPatch.context() as monkeypatch:
             for key, value in server.env("sandbox").items():

@@ -169,3 +169,21 @@ def test_a_bad_seed_config_fails_before_any_write(backed_up):
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "Lead is not a backed-up object" in failure.event_specific_data.error.message
     assert _sandbox_state(p, sandbox) == before  # not a record written, not an id mapped
+
+
+@pytest.mark.e2e
+def test_seeding_from_the_sandbox_into_production_is_refused_with_nothing_written(backed_up):
+    p, sandbox = backed_up
+    prod = p.sf()
+    before = {o: prod.query(f"SELECT COUNT() FROM {o}")["totalSize"] for o in OBJECTS}
+    result = _seed(p, as_of="2026-11-24T02:00:00Z", objects=["Account"], source_org="sandbox",
+                   target_org="production")
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = failure.event_specific_data.error.message
+    assert "target_org 'production' is the backed-up org: seeding writes only to sandboxes" in message
+    assert {o: prod.query(f"SELECT COUNT() FROM {o}")["totalSize"] for o in OBJECTS} == before  # 0 records written
+    with psycopg.connect(p.db_url) as conn:
+        if conn.execute("SELECT to_regclass('sf_pipeline.id_map')").fetchone()[0] is not None:
+            assert conn.execute("SELECT count(*) FROM sf_pipeline.id_map WHERE target_alias = 'production'"
+                                ).fetchone()[0] == 0

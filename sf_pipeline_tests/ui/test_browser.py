@@ -89,8 +89,9 @@ def test_dagster_ui_shows_the_backup_the_incident_and_the_restore_launchpad(
     page.goto(f"{url}/locations/{LOCATION}/jobs/restore/playground")
     editor = page.locator(".CodeMirror")
     expect(editor).to_be_visible(timeout=UI_TIMEOUT)
-    # the editor knows the restore job's schema: `object` has no default
-    expect(page.get_by_text('Missing required config entry "object"')).to_be_visible(timeout=UI_TIMEOUT)
+    # the editor knows the restore job's schema: `object` and `target_org` have no default
+    expect(page.get_by_text("Missing required config entries ['object', 'target_org']")).to_be_visible(
+        timeout=UI_TIMEOUT)
     editor.click()
     page.keyboard.press("Control+A")
     page.keyboard.insert_text(restore_config)
