@@ -33,7 +33,8 @@ Severity = Literal["error", "warning"]
 SEVERITIES: tuple[str, ...] = ("error", "warning")
 
 # Columns that change with every edit or are bookkeeping: never reported as damaged fields.
-# `isdeleted` is the mass-delete detector's own signal; `dbt_*` are the snapshot's validity columns.
+# `isdeleted` is the mass-delete detector's own signal; `dbt_*` are the snapshot's validity columns, `_sfp_*`
+# the backup's vanished-record flags (warehouse/vanished.py).
 SKIPPED_COLUMNS: frozenset[str] = frozenset(
     {
         "id",
@@ -52,7 +53,7 @@ AUDIT_COLUMNS: frozenset[str] = frozenset({"createddate", "createdbyid"})
 def is_skipped_column(column: str, extra: frozenset[str] | tuple[str, ...] = ()) -> bool:
     """True for bookkeeping columns the detectors never report (see `SKIPPED_COLUMNS`)."""
     name = column.lower()
-    return name in SKIPPED_COLUMNS or name.startswith("dbt_") or name in extra
+    return name in SKIPPED_COLUMNS or name.startswith(("dbt_", "_sfp_")) or name in extra
 
 
 @dataclass(frozen=True)
