@@ -253,6 +253,10 @@ def learn_vanished(client: SalesforceClient, conn: psycopg.Connection[Any], tabl
                 vanished.append(VanishedRecord(rid, "hard-deleted", job.finished_at, by=job.created_by or None))
             elif rows.get(rid, {}).get("isdeleted"):
                 vanished.append(VanishedRecord(rid, "purged"))  # it was in the recycle bin; when it left is unknown
+            elif not log.covered:
+                # A record of this object deleted since the window began was physically deleted (the log's start
+                # moved past it): deleted and purged before a backup saw it, at the latest at that start.
+                vanished.append(VanishedRecord(rid, "purged", log.earliest_available, exact=False))
             else:
                 vanished.append(VanishedRecord(rid, "unknown"))
         mark_vanished(conn, table, vanished, found_at, end)

@@ -96,13 +96,15 @@ def flag_window_deletions(conn: psycopg.Connection[Any], table: MirrorTable, sta
 
 @dataclass(frozen=True)
 class VanishedRecord:
-    """One record found gone, with the evidence: cause, closing time (None: unknown), who, master."""
+    """One record found gone, with the evidence: cause, closing time (None: unknown, the time it was found),
+    whether that time is exact or only the latest it can have happened, who, and the master of a merge."""
 
     record_id: str
     cause: str
     vanished_at: datetime | None = None
     by: str | None = None
     merged_into: str | None = None
+    exact: bool = True
 
     def __post_init__(self) -> None:
         if self.cause not in CAUSES:
@@ -123,11 +125,12 @@ def mark_vanished(conn: psycopg.Connection[Any], table: MirrorTable, records: It
     changed = 0
     with conn.transaction():
         conn.execute("CREATE TEMPORARY TABLE IF NOT EXISTS sfp_vanished_input (id text, cause text, at timestamptz,"
-                     " by_user text, merged_into text) ON COMMIT DROP")
+                     " by_user text, merged_into text, exact boolean) ON COMMIT DROP")
         conn.execute("TRUNCATE sfp_vanished_input")
         with conn.cursor().copy("COPY sfp_vanished_input FROM STDIN") as copy:
             for r in items:
-                copy.write_row((r.record_id, r.cause, r.vanished_at, r.by, r.merged_into))
+                copy.write_row((r.record_id, r.cause, r.vanished_at, r.by, r.merged_into,
+                                r.exact and r.vanished_at is not None))
         isdeleted = "isdeleted" in table.column_types
         live = sql.SQL("m.isdeleted IS NOT TRUE") if isdeleted else sql.SQL("true")
         set_deleted = sql.SQL("isdeleted = true, ") if isdeleted else sql.SQL("")
@@ -138,7 +141,7 @@ def mark_vanished(conn: psycopg.Connection[Any], table: MirrorTable, records: It
             "systemmodstamp = greatest(coalesce(i.at, %(found)s), m.systemmodstamp + %(tick)s), "
             "_sfp_vanished = i.cause, _sfp_merged_into = i.merged_into, _sfp_vanished_by = i.by_user, "
             "_sfp_vanished_at = greatest(coalesce(i.at, %(found)s), m.systemmodstamp + %(tick)s), "
-            "_sfp_vanished_after = CASE WHEN i.at IS NULL THEN m.systemmodstamp END, "
+            "_sfp_vanished_after = CASE WHEN i.exact THEN NULL ELSE m.systemmodstamp END, "
             "_sfp_found_at = %(found)s, _sfp_found_in_window = %(end)s, _sfp_gone = true "
             "FROM sfp_vanished_input AS i WHERE m.id = i.id AND {live} AND m._sfp_gone IS NOT TRUE"
         ).format(t=table.identifier, set_deleted=set_deleted, live=live), params).rowcount
@@ -156,13 +159,13 @@ def mark_vanished(conn: psycopg.Connection[Any], table: MirrorTable, records: It
 def reconcilable_ids(conn: psycopg.Connection[Any], table: MirrorTable, created_before: datetime | None) -> list[str]:
     """The ids the org should still hold in some form (live or in the recycle bin), in byte order (the order
     Salesforce compares ids in: base-62 digits 0-9A-Za-z)."""
-    created = sql.SQL(" AND m.createddate < %(before)s") if (
+    created = sql.SQL(" AND m.createddate < {}").format(sql.Literal(created_before)) if (
         created_before is not None and "createddate" in table.column_types) else sql.SQL("")
     query = sql.SQL("COPY (SELECT m.id FROM {} AS m WHERE m._sfp_gone IS NOT TRUE{}) TO STDOUT").format(
         table.identifier, created)
     ids: list[str] = []
     with conn.cursor() as cursor:
-        with cursor.copy(cursor.mogrify(query, {"before": created_before})) as copy:
+        with cursor.copy(query) as copy:
             for (rid,) in copy.rows():
                 ids.append(rid)
     ids.sort()
