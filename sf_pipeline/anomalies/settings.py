@@ -144,6 +144,7 @@ _DETECTOR_TYPES: dict[str, type] = {
     "mass_nulling": MassChangeThresholds,
     "mass_overwrite": MassChangeThresholds,
     "mass_delete": MassChangeThresholds,
+    "mass_vanishing": MassChangeThresholds,
     "user_share": UserShareThresholds,
     "volume": VolumeThresholds,
     "orphans": OrphanThresholds,
@@ -162,6 +163,8 @@ class AnomalyThresholds:
     mass_nulling: MassChangeThresholds = MassChangeThresholds()
     mass_overwrite: MassChangeThresholds = MassChangeThresholds()
     mass_delete: MassChangeThresholds = MassChangeThresholds(min_share=0.1)
+    # records gone for good (hard delete, purge, merge, unknown: anomalies/vanishing.py): a lower bar than deletes
+    mass_vanishing: MassChangeThresholds = MassChangeThresholds(min_records=20, min_share=0.05, warn_min_records=200)
     user_share: UserShareThresholds = UserShareThresholds()
     volume: VolumeThresholds = VolumeThresholds()
     orphans: OrphanThresholds = OrphanThresholds()
