@@ -13,7 +13,6 @@ own calls).
 
 from __future__ import annotations
 
-import bisect
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -24,7 +23,7 @@ from typing import Any
 import psycopg
 
 from sf_pipeline.salesforce import SalesforceClient
-from sf_pipeline.salesforce.deletions import count_ids, delete_log, hard_delete_jobs, ids_in_ranges
+from sf_pipeline.salesforce.deletions import DeleteLog, count_ids, delete_log, hard_delete_jobs, ids_in_ranges
 from sf_pipeline.warehouse.schema import MirrorTable
 from sf_pipeline.warehouse.vanished import (
     VanishedRecord,
@@ -206,7 +205,10 @@ def learn_vanished(client: SalesforceClient, conn: psycopg.Connection[Any], tabl
         record_reconciliation(conn, sobject, _summary(end, report.reconcile_reason, found_at, 0, 0, 0, 0, 0, 0.0))
         return report
 
-    log = delete_log(client, sobject, start, end)
+    if "isdeleted" in table.column_types:
+        log = delete_log(client, sobject, start, end)
+    else:  # an object that cannot be deleted has no delete log (getDeleted: INVALID_TYPE_FOR_OPERATION)
+        log = DeleteLog({}, None, covered=True)
     report.delete_log_covered = log.covered
     report.earliest_available = log.earliest_available
     report.delete_log_ids = len(log.deleted)
@@ -218,9 +220,9 @@ def learn_vanished(client: SalesforceClient, conn: psycopg.Connection[Any], tabl
 
     reason = ""
     if not log.covered:
-        reason = (f"the org's delete log starts at {log.earliest_available.isoformat() if log.earliest_available else 'an unknown time'}"
-                  f", after this object's last backup ({start.isoformat()}): deletions since may be unknown, so "
-                  "every id is reconciled")
+        since = log.earliest_available.isoformat() if log.earliest_available else "a time after the last minutes"
+        reason = (f"the org's delete log starts at {since}, after this object's last backup ({start.isoformat()}): "
+                  "deletions since may be unknown, so every id is reconciled")
     else:
         size = conn.execute(f'SELECT count(*) FROM "{table.schema}"."{table.name}"').fetchone()[0]
         if size < settings.every_window_below:
@@ -282,10 +284,3 @@ def _summary(end: datetime, reason: str, finished: datetime, mirror_ids: int, or
     return {"finished_at": finished, "window_end": end, "reason": reason, "mirror_ids": mirror_ids,
             "org_ids": org_ids, "vanished": vanished, "missing_from_backup": missing, "api_calls": calls,
             "seconds": seconds}
-
-
-def bisect_range(mirror_ids: Sequence[str], low: Bound, high: Bound) -> tuple[int, int]:
-    """Indexes [first, stop) of the mirror ids in [low, high)."""
-    first = 0 if low is None else bisect.bisect_left(mirror_ids, low)
-    stop = len(mirror_ids) if high is None else bisect.bisect_left(mirror_ids, high)
-    return first, stop
