@@ -60,6 +60,9 @@ class Settings:
     anomalies: dict[str, Any] = field(default_factory=dict)
     dagster_base_url: str | None = None  # alerts: dagster_base_url: where alerts link to the Dagster UI
     salesforce: SalesforceSettings = SalesforceSettings()
+    # backup: reconcile: {every_window_below: N, large_every_hours: H} (README, "Vanished records")
+    reconcile_every_window_below: int = 200_000
+    reconcile_large_every_hours: float = 24.0
 
     def object(self, name: str) -> ObjectSettings:
         for obj in self.objects:
@@ -117,6 +120,7 @@ def load_settings(path: str | Path | None = None) -> Settings:
         anomalies=dict(data.get("anomalies") or {}),
         dagster_base_url=_dagster_base_url(path, data.get("alerts") or {}),
         salesforce=_salesforce_settings(path, data.get("salesforce") or {}),
+        **_reconcile(path, backup.get("reconcile")),
     )
 
 
@@ -138,6 +142,25 @@ def _salesforce_settings(path: Path, section: Any) -> SalesforceSettings:
         else:
             values[key] = float(value)
     return SalesforceSettings(**values)
+
+
+def _reconcile(path: Path, section: Any) -> dict[str, Any]:
+    """`backup: reconcile:`: how often the id reconciliation runs (small objects every window, large on a timer)."""
+    if section is None:
+        return {}
+    if not isinstance(section, dict) or set(section) - {"every_window_below", "large_every_hours"}:
+        raise SettingsError(f"{path}: backup.reconcile takes every_window_below (records) and large_every_hours, "
+                            f"got {section!r}")
+    out: dict[str, Any] = {}
+    if "every_window_below" in section:
+        out["reconcile_every_window_below"] = _positive(path, section, "every_window_below", 200_000)
+    if "large_every_hours" in section:
+        hours = section["large_every_hours"]
+        if isinstance(hours, bool) or not isinstance(hours, (int, float)) or hours <= 0:
+            raise SettingsError(f"{path}: backup.reconcile.large_every_hours must be a positive number of hours, "
+                                f"got {hours!r}")
+        out["reconcile_large_every_hours"] = float(hours)
+    return out
 
 
 def _positive(path: Path, section: dict[str, Any], key: str, default: int) -> int:

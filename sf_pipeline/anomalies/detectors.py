@@ -42,6 +42,7 @@ from sf_pipeline.anomalies.settings import (
     is_skipped_column,
     thresholds_for,
 )
+from sf_pipeline.anomalies.vanishing import detect_mass_vanishing, without_vanished_deletions
 from sf_pipeline.warehouse.history import history_columns
 from sf_pipeline.warehouse.names import HISTORY_SCHEMA, ident, qualified, table_name
 from sf_pipeline.warehouse.schema import table_columns
@@ -50,6 +51,7 @@ DETECTORS: tuple[str, ...] = (
     "mass_nulling",
     "mass_overwrite",
     "mass_delete",
+    "mass_vanishing",
     "user_share",
     "volume_spike",
     "volume_drop",
@@ -1092,6 +1094,8 @@ def run_detectors(
                 conn, object_name, start, end, resolved, history_start=history_start, changes=changes
             )
         findings += detect_orphans(conn, object_name, start, end, resolved, references=references)
+        findings += detect_mass_vanishing(conn, object_name, start, end, resolved)
+        findings = without_vanished_deletions(conn, object_name, findings)
 
     names = dict(user_names or {})
     missing = sorted({f.user_id for f in findings if f.user_id and f.user_id not in names})

@@ -42,6 +42,7 @@ DETECTOR_TITLES = {
     "mass_nulling": "Mass nulling",
     "mass_overwrite": "Mass overwrite",
     "mass_delete": "Mass deletion",
+    "mass_vanishing": "Records gone for good (hard delete, purge, merge)",
     "user_share": "One user changed an unusual share",
     "volume_spike": "Change volume spike",
     "volume_drop": "Change volume dropped to nothing",
@@ -84,7 +85,9 @@ def restore_config_for(
     last = _floor_second(finding.last_change)
     return {
         "object": finding.restore_object or finding.object,
-        "fields": [_api(c, names) for c in finding.restore_fields],
+        # Records gone for good come back whole: no field list, so the restore takes every field the org's
+        # describe lets it create or update (history cannot tell formula fields from others).
+        "fields": [] if finding.detector == "mass_vanishing" else [_api(c, names) for c in finding.restore_fields],
         "as_of": format_instant(first - timedelta(seconds=1)),
         "record_ids": list(ids) if len(ids) <= max_record_ids else [],
         "changed_between": [format_instant(first), format_instant(last + timedelta(seconds=1))],
@@ -329,6 +332,9 @@ class IncidentReport:
             return f"{fields} set to the same value ({', '.join(repr(v) for v in values)})"
         if self.detector == "mass_delete":
             return f"{self.object} records deleted"
+        if self.detector == "mass_vanishing":
+            return (f"{self.object} records {details.get('cause', 'gone')}: the org no longer holds them, not even "
+                    "in the recycle bin; the restore below re-creates them from history (new ids)")
         if self.detector == "user_share":
             return f"one user changed {fields or 'records'} on an unusual share of {self.object}"
         if self.detector == "volume_spike":
@@ -412,12 +418,16 @@ def _restore_note(finding: Finding, config: dict[str, Any] | None, max_record_id
         "Run the restore job with the config below: a dry run, it stores its plan and writes nothing; then apply "
         "that reviewed plan with the same config, dry_run: false and plan: <the dry run's run id> (the dry run's "
         "apply_config shows it). It "
-        f"puts back {', '.join(config['fields'][:8])}{'...' if len(config['fields']) > 8 else ''} "
+        f"puts back {', '.join(config['fields'][:8]) or 'every field it can write'}"
+        f"{'...' if len(config['fields']) > 8 else ''} "
         f"of {len(ids):,} {target} records as they were at {config['as_of']}, one second before the first "
         "damaging change, and skips records changed again since (on_conflict: skip)."
     ]
     if finding.restore_deleted:
         parts.append("Deleted records are brought back (restore_deleted: true).")
+    if finding.detector == "mass_vanishing":
+        parts.append("They are no longer in the recycle bin, so they are re-created from history with new ids; "
+                     "records that pointed at them are not re-pointed (whole hierarchies: issue 16).")
     if len(ids) > max_record_ids:
         if finding.acted_alone:
             parts.append(

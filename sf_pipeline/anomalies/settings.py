@@ -33,7 +33,8 @@ Severity = Literal["error", "warning"]
 SEVERITIES: tuple[str, ...] = ("error", "warning")
 
 # Columns that change with every edit or are bookkeeping: never reported as damaged fields.
-# `isdeleted` is the mass-delete detector's own signal; `dbt_*` are the snapshot's validity columns.
+# `isdeleted` is the mass-delete detector's own signal; `dbt_*` are the snapshot's validity columns, `_sfp_*`
+# the backup's vanished-record flags (warehouse/vanished.py).
 SKIPPED_COLUMNS: frozenset[str] = frozenset(
     {
         "id",
@@ -52,7 +53,7 @@ AUDIT_COLUMNS: frozenset[str] = frozenset({"createddate", "createdbyid"})
 def is_skipped_column(column: str, extra: frozenset[str] | tuple[str, ...] = ()) -> bool:
     """True for bookkeeping columns the detectors never report (see `SKIPPED_COLUMNS`)."""
     name = column.lower()
-    return name in SKIPPED_COLUMNS or name.startswith("dbt_") or name in extra
+    return name in SKIPPED_COLUMNS or name.startswith(("dbt_", "_sfp_")) or name in extra
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,7 @@ _DETECTOR_TYPES: dict[str, type] = {
     "mass_nulling": MassChangeThresholds,
     "mass_overwrite": MassChangeThresholds,
     "mass_delete": MassChangeThresholds,
+    "mass_vanishing": MassChangeThresholds,
     "user_share": UserShareThresholds,
     "volume": VolumeThresholds,
     "orphans": OrphanThresholds,
@@ -161,6 +163,8 @@ class AnomalyThresholds:
     mass_nulling: MassChangeThresholds = MassChangeThresholds()
     mass_overwrite: MassChangeThresholds = MassChangeThresholds()
     mass_delete: MassChangeThresholds = MassChangeThresholds(min_share=0.1)
+    # records gone for good (hard delete, purge, merge, unknown: anomalies/vanishing.py): a lower bar than deletes
+    mass_vanishing: MassChangeThresholds = MassChangeThresholds(min_records=20, min_share=0.05, warn_min_records=200)
     user_share: UserShareThresholds = UserShareThresholds()
     volume: VolumeThresholds = VolumeThresholds()
     orphans: OrphanThresholds = OrphanThresholds()

@@ -22,6 +22,7 @@ from sf_pipeline.warehouse import backup_fields, dbt_env_from_url, ensure_mirror
 from sf_pipeline.warehouse.org_identity import verify_org
 
 from .partitions import extraction_bounds
+from .reconciliation import ReconcileSettings, learn_vanished
 from .resources import SalesforceOrgResource, WarehouseResource
 
 ORG_TAG = "sf_pipeline/org"
@@ -77,6 +78,13 @@ def mirror_asset(obj: ObjectSettings, settings: Settings, partitions: dg.Partiti
                                      bulk_slice_records=settings.bulk_slice_records, stats=stats)
             # one extraction never repeats a record: a first load may COPY straight into the mirror
             result = load_window(conn, table, batches, start, end, unique_ids=True)
+            # deletions, merges, purges and hard deletes: flagged, and closed in history by this window's snapshot
+            vanished = learn_vanished(client, conn, table, obj.name, start, end, ReconcileSettings(
+                settings.reconcile_every_window_below, settings.reconcile_large_every_hours),
+                first_load=result.into_empty_table)
+        if vanished.reconciled:
+            context.log.info(f"{obj.name}: reconciled ids ({vanished.reconcile_reason}): "
+                             f"{vanished.reconcile_calls} API calls, {vanished.reconcile_seconds:.1f} s")
         if result.extracted != stats.extracted:
             raise dg.Failure(f"{obj.name}: extracted {stats.extracted} records but loaded {result.extracted}")
         context.log.info(f"{obj.name} {start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M}: "
@@ -98,6 +106,7 @@ def mirror_asset(obj: ObjectSettings, settings: Settings, partitions: dg.Partiti
             "load_seconds": dg.MetadataValue.float(round(result.seconds, 3)),
             "fields": dg.MetadataValue.int(len(names)),
             "new_columns": dg.MetadataValue.text(", ".join(table.added_columns) or "none"),
+            **vanished.as_metadata(),
         })
 
     return _mirror

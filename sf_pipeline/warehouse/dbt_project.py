@@ -104,7 +104,8 @@ def _window_model(object_name: str) -> str:
         f"-- {_GENERATED}\n"
         f"-- The rows of {MIRROR_SCHEMA}.{name} ({object_name}) stamped within the window being snapshotted.\n"
         f"select * from {{{{ source('salesforce', '{name}') }}}}\n"
-        "where {{ salesforce_window_filter() }}\n"
+        "where ({{ salesforce_window_filter() }})\n"
+        f"    {{{{ salesforce_found_in_window(source('salesforce', '{name}')) }}}}\n"
     )
 
 

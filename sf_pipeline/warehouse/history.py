@@ -34,7 +34,8 @@ def history_columns(conn: psycopg.Connection[Any], object_name: str) -> list[str
             f"no history for {object_name}: {HISTORY_SCHEMA}.{table_name(object_name)} does not exist "
             "yet; run the dbt snapshot of a window of this object first"
         )
-    return [name for name, _ in columns if not name.startswith("dbt_")]
+    # dbt_*: the snapshot's validity; _sfp_*: the backup's vanished-record flags (warehouse/vanished.py)
+    return [name for name, _ in columns if not name.startswith(("dbt_", "_sfp_"))]
 
 
 def as_of_sql(object_name: str, columns: Sequence[str] | None = None, *, by_ids: bool = False) -> sql.Composed:

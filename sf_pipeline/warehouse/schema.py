@@ -211,7 +211,7 @@ def ensure_mirror_table(
         columns=tuple(MirrorColumn(name, pg_type) for name, pg_type in final),
         created=created,
         added_columns=tuple(added),
-        retired_columns=tuple(name for name, _ in final if name not in described),
+        retired_columns=tuple(name for name, _ in final if name not in described and not name.startswith("_sfp_")),
     )
 
 

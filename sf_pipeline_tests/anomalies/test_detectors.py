@@ -614,3 +614,43 @@ def test_normalized_instants_come_back_in_utc(pg_conn: psycopg.Connection, histo
     assert finding.first_change == at(2, 1, 5)
     assert report_incident(pg_conn, finding).restore_config["as_of"] == "2026-11-24T02:01:04Z"
     assert finding.first_change.astimezone(UTC).hour == 2
+
+
+VANISHED = {"name": "text", "_sfp_vanished": "text", "_sfp_vanished_by": "varchar(18)",
+            "_sfp_merged_into": "varchar(18)", "_sfp_vanished_after": "timestamptz",
+            "_sfp_found_in_window": "timestamptz"}
+
+
+def test_records_hard_deleted_by_an_integration_are_one_mass_vanishing_incident_not_a_mass_deletion(
+    pg_conn: psycopg.Connection, history: History
+) -> None:
+    history.create("Opportunity", VANISHED)
+    ids = history.insert("Opportunity", [{"id": record_id("Opportunity", n), "name": f"Deal {n}"} for n in range(400)],
+                         user=SALES1)
+    gone = sorted(random.Random(5).sample(ids, 150))
+    # The closing versions the backup writes: deleted, flagged, stamped at the Bulk job's time, and still carrying
+    # the records' last editor (a hard delete leaves no trace of who did it on the record).
+    history.update("Opportunity", gone, {"isdeleted": True, "_sfp_vanished": "hard-deleted",
+                                         "_sfp_vanished_by": INTEGRATION, "_sfp_found_in_window": WINDOW_END},
+                   at(2, 20), SALES1)
+
+    findings = run_detectors(pg_conn, "Opportunity", WINDOW_START, WINDOW_END, user_names=USER_NAMES)
+
+    assert [f.detector for f in findings if f.severity == "error"] == ["mass_vanishing"]
+    finding = findings[0]
+    assert (finding.user_id, finding.user_name, finding.affected_count) == (INTEGRATION, "Integration User", 150)
+    assert sorted(finding.record_ids) == gone and finding.share == pytest.approx(150 / 400)
+    assert (finding.first_change, finding.last_change) == (at(2, 20), at(2, 20))
+    assert finding.details["how_learnt"] == "hard-deleted" and not finding.acted_alone
+    config = report_incident(pg_conn, finding).restore_config
+    assert config["restore_deleted"] is True and config["fields"] == [] and config["changed_by"] is None
+    assert config["record_ids"] == gone
+
+
+def test_a_few_vanished_records_raise_nothing(pg_conn: psycopg.Connection, history: History) -> None:
+    history.create("Opportunity", VANISHED)
+    ids = history.insert("Opportunity", [{"id": record_id("Opportunity", n)} for n in range(400)])
+    history.update("Opportunity", ids[:3], {"isdeleted": True, "_sfp_vanished": "unknown",
+                                            "_sfp_found_in_window": WINDOW_END}, at(2, 20), ADMIN)
+    findings = run_detectors(pg_conn, "Opportunity", WINDOW_START, WINDOW_END)
+    assert not [f for f in findings if f.detector in ("mass_vanishing", "mass_delete")]
