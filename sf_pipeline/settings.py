@@ -45,6 +45,7 @@ class Settings:
     bulk_slice_records: int = 250_000
     anomalies: dict[str, Any] = field(default_factory=dict)
     dagster_base_url: str | None = None  # alerts: dagster_base_url: where alerts link to the Dagster UI
+    privacy: dict[str, Any] = field(default_factory=dict)  # masking: and retention: (parsed by sf_pipeline.privacy)
 
     def object(self, name: str) -> ObjectSettings:
         for obj in self.objects:
@@ -101,6 +102,7 @@ def load_settings(path: str | Path | None = None) -> Settings:
         bulk_slice_records=_positive(path, backup, "bulk_slice_records", 250_000),
         anomalies=dict(data.get("anomalies") or {}),
         dagster_base_url=_dagster_base_url(path, data.get("alerts") or {}),
+        privacy={k: data[k] for k in ("masking", "retention", "forget") if data.get(k) is not None},
     )
 
 

@@ -10,6 +10,8 @@ import dagster as dg
 from pydantic import Field
 
 from sf_pipeline.backup.resources import SalesforceOrgResource, WarehouseResource
+from sf_pipeline.privacy.errors import PrivacyError
+from sf_pipeline.privacy.masking import masking_for_seeding
 from sf_pipeline.settings import Settings
 
 from . import SeedConfig, SeedingError, seed_sandbox
@@ -51,13 +53,18 @@ def seed_job(settings: Settings) -> dg.JobDefinition:
             cfg = SeedConfig.from_dict(raw, orgs=list(settings.orgs))
         except SeedingError as exc:
             raise dg.Failure(description=f"invalid seed config: {exc}") from None
+        try:
+            masking, pseudonyms = masking_for_seeding(settings.privacy)
+        except PrivacyError as exc:
+            raise dg.Failure(description=str(exc)) from None
         target = SalesforceOrgResource(alias=cfg.target_org, budget_share=settings.budget_share).client()
         users = source_users(cfg.source_org, settings.budget_share, context.log)
         with warehouse.connect() as conn:
             try:
                 result = seed_sandbox(conn, target, cfg, backed_up=[o.name for o in settings.objects],
-                                      source_users=users, progress=context.log.info)
-            except SeedingError as exc:
+                                      source_users=users, progress=context.log.info, masking=masking,
+                                      pseudonyms=pseudonyms)
+            except (SeedingError, PrivacyError) as exc:
                 raise dg.Failure(description=str(exc)) from None
             conn.commit()
         summary = result.summary()
@@ -71,6 +78,7 @@ def seed_job(settings: Settings) -> dg.JobDefinition:
             "set_after_insert": dg.MetadataValue.json(result.deferred),
             "users_mapped": dg.MetadataValue.int(result.users_mapped),
             "notes": dg.MetadataValue.text("; ".join(result.notes) or "none"),
+            "masked_fields": dg.MetadataValue.json(result.masked if masking.enabled else {"masking": "off"}),
             "api_calls": dg.MetadataValue.int(result.api_calls),
             "seconds": dg.MetadataValue.float(round(result.seconds, 2)),
         }
