@@ -19,6 +19,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_as
 from sf_pipeline.salesforce.extract import ExtractStats, extract_window
 from sf_pipeline.settings import ObjectSettings, Settings
 from sf_pipeline.warehouse import backup_fields, dbt_env_from_url, ensure_mirror_table, load_window
+from sf_pipeline.warehouse.erased import drop_erased_rows
 
 from .partitions import extraction_bounds
 from .resources import SalesforceOrgResource, WarehouseResource
@@ -75,6 +76,11 @@ def mirror_asset(obj: ObjectSettings, settings: Settings, partitions: dg.Partiti
                                      bulk_slice_records=settings.bulk_slice_records, stats=stats)
             # one extraction never repeats a record: a first load may COPY straight into the mirror
             result = load_window(conn, table, batches, start, end, unique_ids=True)
+            # records erased on request (sf_pipeline.privacy.forget) never come back through a later window
+            erased = drop_erased_rows(conn, obj.name)
+        if erased:
+            context.log.warning(f"{obj.name}: {len(erased)} records erased on request are still in the org and "
+                                "changed again; they were not backed up (sf_pipeline.erased_records)")
         if result.extracted != stats.extracted:
             raise dg.Failure(f"{obj.name}: extracted {stats.extracted} records but loaded {result.extracted}")
         context.log.info(f"{obj.name} {start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M}: "
@@ -96,6 +102,7 @@ def mirror_asset(obj: ObjectSettings, settings: Settings, partitions: dg.Partiti
             "load_seconds": dg.MetadataValue.float(round(result.seconds, 3)),
             "fields": dg.MetadataValue.int(len(names)),
             "new_columns": dg.MetadataValue.text(", ".join(table.added_columns) or "none"),
+            "erased_records_skipped": dg.MetadataValue.json({"count": len(erased), "ids": erased[:50]}),
         })
 
     return _mirror
