@@ -167,6 +167,22 @@ def find_subject(conn: psycopg.Connection[Any], request: ForgetRequest,
     return {o: sorted(ids) for o, ids in found.items() if ids}
 
 
+# Lookups by record id in tables whose keys start elsewhere: built once, so a forget never scans them.
+_INDEXES = {
+    "restore_items": "CREATE INDEX IF NOT EXISTS restore_items_record ON sf_pipeline.restore_items (record_id)",
+    "restore_audit": "CREATE INDEX IF NOT EXISTS restore_audit_record ON sf_pipeline.restore_audit (record_id)",
+    "id_map": "CREATE INDEX IF NOT EXISTS id_map_source_id ON sf_pipeline.id_map (source_id); "
+              "CREATE INDEX IF NOT EXISTS id_map_target_id ON sf_pipeline.id_map (target_id)",
+}
+
+
+def _ensure_indexes(conn: psycopg.Connection[Any]) -> None:
+    for table, statements in _INDEXES.items():
+        if _exists(conn, "sf_pipeline", table):
+            for statement in statements.split("; "):
+                conn.execute(statement)
+
+
 def _count_or_delete(conn: psycopg.Connection[Any], table: sql.Composable, where: sql.Composable,
                      params: Sequence[Any], delete: bool) -> int:
     verb = sql.SQL("DELETE FROM {} WHERE {}") if delete else sql.SQL("SELECT count(*) FROM {} WHERE {}")
@@ -179,6 +195,7 @@ def forget(conn: psycopg.Connection[Any], request: ForgetRequest, *, backed_up: 
     """Erase (or with dry_run, count) a data subject's records everywhere the backup keeps them; see the
     module doc. Commits its own transaction; the erasure log row is written in the same one."""
     result = ForgetResult(dry_run=request.dry_run)
+    _ensure_indexes(conn)
     result.records = find_subject(conn, request, fields)
     ids = sorted({rid for v in result.records.values() for rid in v})
     delete = not request.dry_run

@@ -196,3 +196,19 @@ def retention_summary(results: Sequence[ObjectRetention]) -> dict[str, Any]:
     return {r.object: {"versions_before": r.versions_before, "removed": r.removed, "stretched": r.stretched,
                        "bytes_removed": r.bytes_removed, "table_bytes_before": r.table_bytes_before,
                        "table_bytes_after": r.table_bytes_after, "seconds": round(r.seconds, 2)} for r in results}
+
+
+def resolution_note(sobject: str, instant: datetime, now: datetime | None = None,
+                    settings_path: str | None = None) -> str:
+    """The resolution of the history at `instant` for `sobject`, as the settings file's retention makes it
+    (for point-in-time answers: "one version per day" means the state at the end of the day before)."""
+    from sf_pipeline.settings import SettingsError, load_settings
+
+    try:
+        retention = RetentionSettings.from_dict(load_settings(settings_path).privacy.get("retention"))
+    except (SettingsError, PrivacySettingsError) as exc:
+        return f"history resolution unknown (settings: {exc})"
+    if retention is None:
+        return "history resolution: every version (no retention configured)"
+    moment = now or datetime.now(instant.tzinfo)
+    return f"history resolution at {instant.isoformat()}: {retention.policy(sobject).resolution(instant, moment)}"

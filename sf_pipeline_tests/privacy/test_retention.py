@@ -98,3 +98,21 @@ def test_retention_settings_give_per_object_policies_and_name_bad_keys():
         RetentionSettings.from_dict({"keep": 3})
     with pytest.raises(PrivacySettingsError, match="whole number of days"):
         RetentionSettings.from_dict({"objects": {"Case": {"keep_all_days": "7"}}})
+
+
+def test_as_of_states_the_resolution_of_the_period_it_falls_in(pg_url, pg_conn, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from sf_pipeline.history_cli import as_of_command
+
+    make_history(pg_conn, {"003A": [datetime(2026, 1, 5, tzinfo=UTC), datetime(2026, 1, 6, tzinfo=UTC)]})
+    settings = tmp_path / "sf_pipeline.yaml"
+    settings.write_text("backup: {objects: [Contact]}\nretention: {keep_all_days: 7, daily_until_days: 60}\n")
+    monkeypatch.setenv("SF_PIPELINE_SETTINGS", str(settings))
+    monkeypatch.setenv("SF_PIPELINE_DATABASE_URL", pg_url)
+    old = CliRunner().invoke(as_of_command, ["Contact", "2026-01-05T12:00:00Z"])
+    assert old.exit_code == 0 and "003A-v0" in old.stdout
+    assert "history resolution at 2026-01-05T12:00:00+00:00: one version per month" in old.stderr
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    recent = CliRunner().invoke(as_of_command, ["Contact", now])
+    assert "every version (no thinning yet)" in recent.stderr
