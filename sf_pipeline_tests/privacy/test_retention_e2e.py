@@ -31,16 +31,17 @@ def test_snapshots_after_retention_keep_the_history_consistent(pipeline_factory)
     sf = p.sf()
     rid = sf.Account.create({"Name": "Retained Ltd", "Description": "v0"})["id"]
     other = sf.Account.create({"Name": "Quiet Ltd"})["id"]
-    # v0 at 23:30 the day before (window T0-1h), v1..v3 on day one, v4 on day two
+    # v0 at 23:30 the day before, v1..v3 on day one, v4 on day two; each backed up in its window
     windows = [T0 - timedelta(hours=1)]
+    p.set_clock(T0 + timedelta(minutes=5))
+    assert p.backup(windows[0].strftime(KEY)).success
     for n, at in enumerate([T0 + timedelta(hours=1, minutes=10), T0 + timedelta(hours=2, minutes=10),
                             T0 + timedelta(hours=3, minutes=10), T0 + timedelta(hours=26, minutes=10)], 1):
         p.set_clock(at)
         sf.Account.update(rid, {"Description": f"v{n}"})
         windows.append(at.replace(minute=0))
-    p.set_clock(T0 + timedelta(hours=28))
-    for window in windows:
-        assert p.backup(window.strftime(KEY)).success
+        p.set_clock(windows[-1] + timedelta(hours=1, minutes=5))
+        assert p.backup(windows[-1].strftime(KEY)).success
     assert [v[2] for v in _chain(p, rid)] == ["v0", "v1", "v2", "v3", "v4"]
 
     now = T0 + timedelta(days=10)
