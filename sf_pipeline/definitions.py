@@ -9,6 +9,7 @@ import dagster as dg
 
 from sf_pipeline.anomalies.definitions import anomaly_definitions
 from sf_pipeline.backup.definitions import backup_definitions
+from sf_pipeline.privacy.definitions import privacy_definitions
 from sf_pipeline.restore.definitions import restore_definitions
 from sf_pipeline.seeding.definitions import seeding_definitions
 from sf_pipeline.settings import load_settings
@@ -21,6 +22,7 @@ def build_definitions(settings_path: str | None = None) -> dg.Definitions:
         anomaly_definitions(settings),
         restore_definitions(settings),
         seeding_definitions(settings),
+        privacy_definitions(settings),
     )
 
 

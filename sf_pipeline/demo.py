@@ -34,6 +34,8 @@ from psycopg import sql
 from rich.console import Console
 from rich.table import Table
 
+from sf_pipeline.privacy.masking import DEMO_KEY as DEMO_MASKING_KEY
+from sf_pipeline.privacy.masking import KEY_ENV as MASKING_KEY_ENV
 from sf_pipeline.settings import REPO_ROOT
 from sf_pipeline.warehouse.database_url import database_name, redact_url, with_database
 
@@ -325,6 +327,8 @@ def run_demo(size: int = 10_000, data_dir: str | Path = ".demo", console: Consol
     os.environ.update(production.env("production"))
     os.environ.update(sandbox.env("sandbox"))
     os.environ["SF_PIPELINE_DATABASE_URL"] = db_url
+    # The demo's orgs are devorg's generated ones: a known masking key is fine here, and only here.
+    os.environ.setdefault(MASKING_KEY_ENV, DEMO_MASKING_KEY)
     project = data / "dbt_snapshots"
     shutil.copytree(REPO_ROOT / "dbt_snapshots", project, ignore=shutil.ignore_patterns("target", "logs", ".user.yml"))
     os.environ["SF_PIPELINE_DBT_PROJECT_DIR"] = str(project)

@@ -11,6 +11,7 @@ from typing import Any
 import click
 import psycopg
 
+from sf_pipeline.privacy.retention import resolution_note
 from sf_pipeline.warehouse import as_of, history_versions
 from sf_pipeline.warehouse.errors import HistoryNotFoundError
 
@@ -93,6 +94,7 @@ def history(sobject: str, record_id: str) -> None:
 def as_of_command(sobject: str, timestamp: str, fields: str | None) -> None:
     """Print, as CSV, every record of an object as it was at TIMESTAMP (deleted ones excluded)."""
     moment = parse_instant(timestamp)
+    click.echo(f"# {resolution_note(sobject, moment)}", err=True)  # retention thins old history
     columns = [f.strip().lower() for f in fields.split(",")] if fields else None
     writer = None
     try:

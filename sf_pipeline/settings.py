@@ -63,6 +63,7 @@ class Settings:
     # backup: reconcile: {every_window_below: N, large_every_hours: H} (README, "Vanished records")
     reconcile_every_window_below: int = 200_000
     reconcile_large_every_hours: float = 24.0
+    privacy: dict[str, Any] = field(default_factory=dict)  # masking: and retention: (parsed by sf_pipeline.privacy)
 
     def object(self, name: str) -> ObjectSettings:
         for obj in self.objects:
@@ -121,6 +122,7 @@ def load_settings(path: str | Path | None = None) -> Settings:
         dagster_base_url=_dagster_base_url(path, data.get("alerts") or {}),
         salesforce=_salesforce_settings(path, data.get("salesforce") or {}),
         **_reconcile(path, backup.get("reconcile")),
+        privacy={k: data[k] for k in ("masking", "retention", "forget") if data.get(k) is not None},
     )
 
 

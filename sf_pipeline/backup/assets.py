@@ -19,6 +19,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_as
 from sf_pipeline.salesforce.extract import ExtractStats, extract_window
 from sf_pipeline.settings import ObjectSettings, Settings
 from sf_pipeline.warehouse import backup_fields, dbt_env_from_url, ensure_mirror_table, load_window
+from sf_pipeline.warehouse.erased import drop_erased_rows
 from sf_pipeline.warehouse.org_identity import verify_org
 
 from .partitions import extraction_bounds
@@ -82,9 +83,14 @@ def mirror_asset(obj: ObjectSettings, settings: Settings, partitions: dg.Partiti
             vanished = learn_vanished(client, conn, table, obj.name, start, end, ReconcileSettings(
                 settings.reconcile_every_window_below, settings.reconcile_large_every_hours),
                 first_load=result.into_empty_table)
+            # records erased on request (sf_pipeline.privacy.forget) never come back through a later window
+            erased = drop_erased_rows(conn, obj.name)
         if vanished.reconciled:
             context.log.info(f"{obj.name}: reconciled ids ({vanished.reconcile_reason}): "
                              f"{vanished.reconcile_calls} API calls, {vanished.reconcile_seconds:.1f} s")
+        if erased:
+            context.log.warning(f"{obj.name}: {len(erased)} records erased on request are still in the org and "
+                                "changed again; they were not backed up (sf_pipeline.erased_records)")
         if result.extracted != stats.extracted:
             raise dg.Failure(f"{obj.name}: extracted {stats.extracted} records but loaded {result.extracted}")
         context.log.info(f"{obj.name} {start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M}: "
@@ -107,6 +113,7 @@ def mirror_asset(obj: ObjectSettings, settings: Settings, partitions: dg.Partiti
             "fields": dg.MetadataValue.int(len(names)),
             "new_columns": dg.MetadataValue.text(", ".join(table.added_columns) or "none"),
             **vanished.as_metadata(),
+            "erased_records_skipped": dg.MetadataValue.json({"count": len(erased), "ids": erased[:50]}),
         })
 
     return _mirror

@@ -10,6 +10,8 @@ import dagster as dg
 from pydantic import Field
 
 from sf_pipeline.backup.resources import SalesforceOrgResource, WarehouseResource
+from sf_pipeline.privacy.errors import PrivacyError
+from sf_pipeline.privacy.masking import masking_for_seeding
 from sf_pipeline.settings import Settings
 from sf_pipeline.warehouse.org_identity import OrgIdentityError
 
@@ -54,13 +56,18 @@ def seed_job(settings: Settings) -> dg.JobDefinition:
             cfg = SeedConfig.from_dict(raw, orgs=list(settings.orgs))
         except SeedingError as exc:
             raise dg.Failure(description=f"invalid seed config: {exc}") from None
+        try:
+            masking, pseudonyms = masking_for_seeding(settings.privacy)
+        except PrivacyError as exc:
+            raise dg.Failure(description=str(exc)) from None
         target = SalesforceOrgResource.from_settings(settings, cfg.target_org).client()
         users = source_users(settings, cfg.source_org, context.log)
         with warehouse.connect() as conn:
             try:
                 result = seed_sandbox(conn, target, cfg, backed_up=[o.name for o in settings.objects],
-                                      source_users=users, progress=context.log.info, backup_org=settings.backup_org)
-            except (SeedingError, OrgIdentityError) as exc:
+                                      source_users=users, progress=context.log.info, backup_org=settings.backup_org,
+                                      masking=masking, pseudonyms=pseudonyms)
+            except (SeedingError, OrgIdentityError, PrivacyError) as exc:
                 raise dg.Failure(description=str(exc)) from None
             conn.commit()
         summary = result.summary()
@@ -74,6 +81,7 @@ def seed_job(settings: Settings) -> dg.JobDefinition:
             "set_after_insert": dg.MetadataValue.json(result.deferred),
             "users_mapped": dg.MetadataValue.int(result.users_mapped),
             "notes": dg.MetadataValue.text("; ".join(result.notes) or "none"),
+            "masked_fields": dg.MetadataValue.json(result.masked if masking.enabled else {"masking": "off"}),
             "api_calls": dg.MetadataValue.int(result.api_calls),
             "seconds": dg.MetadataValue.float(round(result.seconds, 2)),
         }

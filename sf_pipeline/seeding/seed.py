@@ -23,6 +23,7 @@ from typing import Any
 import psycopg
 
 from sf_pipeline.anomalies.incidents import get_incident
+from sf_pipeline.privacy.masking import MaskingSettings, Pseudonyms, RecordMasker, masks_for
 from sf_pipeline.restore import tables as restore_tables
 from sf_pipeline.restore.values import canonical, format_datetime
 from sf_pipeline.salesforce.client import SalesforceClient
@@ -84,6 +85,7 @@ class SeedResult:
     notes: list[str] = field(default_factory=list)
     api_calls: int = 0
     seconds: float = 0.0
+    masked: dict[str, dict[str, str]] = field(default_factory=dict)  # object -> field -> rule (privacy/masking.py)
 
     @property
     def failed(self) -> int:
@@ -99,7 +101,8 @@ class SeedResult:
                 "copied": self.copied, "failed": self.failed, "users_mapped": self.users_mapped,
                 "users_unmapped": self.users_unmapped,
                 "missing": {k: v[:MAX_LISTED_FAILURES] for k, v in self.missing.items()},
-                "notes": self.notes, "api_calls": self.api_calls, "seconds": round(self.seconds, 3)}
+                "notes": self.notes, "api_calls": self.api_calls, "seconds": round(self.seconds, 3),
+                "masked": self.masked}
 
     def markdown(self) -> str:
         lines = ["| object | selected | parents | inserted | updated | failed | set later | not settable on insert |",
@@ -123,17 +126,20 @@ class _Object:
     references: dict[str, tuple[str, ...]]  # field -> objects it may point to (reference fields to write)
     nillable: set[str]
     records: dict[str, dict[str, Any]] = field(default_factory=dict)  # source id -> values by column
+    masker: RecordMasker | None = None  # personal fields' values replaced on the way into the target
 
 
 def seed_sandbox(conn: psycopg.Connection[Any], target: SalesforceClient, config: SeedConfig, *,
                  backed_up: Sequence[str], source_users: Sequence[Mapping[str, Any]] | None = None,
-                 progress: Callable[[str], None] | None = None, backup_org: str | None = None) -> SeedResult:
+                 progress: Callable[[str], None] | None = None, backup_org: str | None = None,
+                 masking: MaskingSettings | None = None, pseudonyms: Pseudonyms | None = None) -> SeedResult:
     """Copy the selected records (and their parents) from the backup into the target org; see the module doc.
 
     `backed_up` are the objects the backup holds (API names); `source_users` the source org's users (Id,
     Username, Email, Name) to match owners by, or None to leave user lookups to the target's defaults;
     `backup_org` the alias of the backed-up org, never a target. Raises SeedTargetError (or OrgIdentityError)
-    before any write when the target is not a verified sandbox.
+    before any write when the target is not a verified sandbox. `masking` (with the `pseudonyms` its pseudonym
+    rules need) replaces personal values as they are written.
     """
     started = time.perf_counter()
     calls = target.api_calls
@@ -150,6 +156,9 @@ def seed_sandbox(conn: psycopg.Connection[Any], target: SalesforceClient, config
             raise SeedConfigError(f"{name} is not a backed-up object (the backup holds {', '.join(backed_up)})")
 
     objects = _prepare_objects(conn, target, backed_up)
+    if masking is not None and masking.enabled:
+        for obj in objects.values():
+            obj.masker = RecordMasker(masks_for(masking, obj.name, obj.describe["fields"]), pseudonyms)
     prefixes = {str(o.describe.get("keyPrefix")): o.name for o in objects.values() if o.describe.get("keyPrefix")}
 
     # ---------------------------------------------------------------- selection
@@ -200,6 +209,8 @@ def seed_sandbox(conn: psycopg.Connection[Any], target: SalesforceClient, config
                                       if c in by_column and c not in AUDIT_FIELDS and not by_column[c].get("createable")
                                       and str(by_column[c].get("type")) not in SKIPPED_TYPES)
         outcome.not_in_target = sorted(c for c in in_backup if c not in by_column)
+        if obj.masker is not None and obj.masker.masks:
+            result.masked[name] = obj.masker.summary()
 
     # ---------------------------------------------------------------- users and ids
     user_map = _user_map(target, source_users, seeded, result)
@@ -404,6 +415,8 @@ def _write_object(conn: psycopg.Connection[Any], target: SalesforceClient, confi
                 payload[fname] = mapped
                 continue
             value = _value(obj, fname, raw)
+            if obj.masker is not None:
+                value = obj.masker.value(fname, value)
             if value is None and not is_update:
                 continue  # an insert leaves it empty anyway
             payload[fname] = value

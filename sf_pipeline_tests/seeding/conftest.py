@@ -17,6 +17,8 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevOrgServer]:
         with pytest.MonkeyPatch.context() as monkeypatch:
             for key, value in server.env("sandbox").items():
                 monkeypatch.setenv(key, value)
+            # seeding masks personal data by default, with pseudonyms keyed by this secret
+            monkeypatch.setenv("SF_PIPELINE_MASKING_KEY", "seeding-tests-masking-key-0123456789")
             yield server
     finally:
         server.stop()

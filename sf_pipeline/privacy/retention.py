@@ -1,0 +1,214 @@
+"""History retention: keep every version for a while, then thin the history to one version per day, then one
+per month, and drop what is older than a maximum age.
+
+The history tables are dbt snapshots (SCD-2): a version is valid from `dbt_valid_from` (its SystemModstamp) to
+`dbt_valid_to` (the next version's). Thinning keeps, per record and per day (or month), the LAST version of
+the period (its state at the end of the day) and stretches the previous kept version's `dbt_valid_to` to the
+next kept version's `dbt_valid_from`, so validity stays gap-free and non-overlapping: an as-of query inside
+a thinned period answers with the state last kept before it. Kept versions keep their own `dbt_valid_from`
+and the current version (valid_to null) is never touched, so dbt's next snapshot compares as before.
+
+Always kept: the latest version of every record, and every version of a record an incident or a restore
+plan refers to (so an investigation or a rehearsal still finds what it looked at).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from sf_pipeline.privacy.errors import PrivacySettingsError
+from sf_pipeline.warehouse.names import HISTORY_SCHEMA, qualified, table_name
+
+DEFAULT_SCHEDULE = "30 3 * * *"
+_KEYS = ("keep_all_days", "daily_until_days", "monthly_until_days")
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """Ages in days: every version younger than keep_all_days; then one per day until daily_until_days; then
+    one per month until monthly_until_days (the maximum age; None keeps monthly versions forever)."""
+
+    keep_all_days: int = 30
+    daily_until_days: int = 365
+    monthly_until_days: int | None = None
+
+    def resolution(self, instant: datetime, now: datetime) -> str:
+        """What the history holds for `instant`, in words: the resolution of its period."""
+        age = now - instant
+        if age < timedelta(days=self.keep_all_days):
+            return "every version (no thinning yet)"
+        if age < timedelta(days=self.daily_until_days):
+            return f"one version per day (older than {self.keep_all_days} days)"
+        if self.monthly_until_days is None or age < timedelta(days=self.monthly_until_days):
+            return f"one version per month (older than {self.daily_until_days} days)"
+        return f"beyond the maximum age ({self.monthly_until_days} days): only each record's latest version"
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    """The settings file's `retention:` block (contract, README "Privacy")."""
+
+    default: RetentionPolicy
+    objects: Mapping[str, RetentionPolicy] = field(default_factory=dict)  # lower-cased object -> override
+    schedule: str = DEFAULT_SCHEDULE
+
+    def policy(self, sobject: str) -> RetentionPolicy:
+        return self.objects.get(sobject.lower(), self.default)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RetentionSettings | None:
+        if data is None:
+            return None
+        if not isinstance(data, Mapping):
+            raise PrivacySettingsError(f"retention must be a mapping ({', '.join(_KEYS)}, objects, schedule)")
+        unknown = set(data) - {*_KEYS, "objects", "schedule"}
+        if unknown:
+            raise PrivacySettingsError(f"retention: unknown keys {', '.join(sorted(map(str, unknown)))}; the keys "
+                                       f"are {', '.join(_KEYS)}, objects, schedule")
+        default = _policy(data, RetentionPolicy(), "retention")
+        objects = {}
+        raw = data.get("objects") or {}
+        if not isinstance(raw, Mapping):
+            raise PrivacySettingsError("retention.objects must map an object to its own ages, e.g. "
+                                       "{Case: {keep_all_days: 7}}")
+        for name, override in raw.items():
+            if not isinstance(override, Mapping) or set(override) - set(_KEYS):
+                raise PrivacySettingsError(f"retention.objects.{name} takes {', '.join(_KEYS)}, got {override!r}")
+            objects[str(name).lower()] = _policy(override, default, f"retention.objects.{name}")
+        schedule = data.get("schedule", DEFAULT_SCHEDULE)
+        if not isinstance(schedule, str) or len(schedule.split()) != 5:
+            raise PrivacySettingsError(f"retention.schedule must be a cron expression, got {schedule!r}")
+        return cls(default=default, objects=objects, schedule=schedule)
+
+
+def _policy(data: Mapping[str, Any], base: RetentionPolicy, where: str) -> RetentionPolicy:
+    values: dict[str, Any] = {k: getattr(base, k) for k in _KEYS}
+    for key in _KEYS:
+        if key in data:
+            value = data[key]
+            if value is None and key == "monthly_until_days":
+                values[key] = None
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise PrivacySettingsError(f"{where}.{key} must be a whole number of days, got {value!r}")
+            values[key] = value
+    policy = RetentionPolicy(**values)
+    if policy.daily_until_days < policy.keep_all_days or (
+            policy.monthly_until_days is not None and policy.monthly_until_days < policy.daily_until_days):
+        raise PrivacySettingsError(f"{where}: the ages must grow: keep_all_days <= daily_until_days <= "
+                                   f"monthly_until_days, got {values}")
+    return policy
+
+
+@dataclass
+class ObjectRetention:
+    object: str
+    versions_before: int = 0
+    removed: int = 0
+    stretched: int = 0  # kept versions whose dbt_valid_to now reaches the next kept version
+    protected_records: int = 0
+    bytes_removed: int = 0  # the removed rows' size (reusable after VACUUM)
+    table_bytes_before: int = 0
+    table_bytes_after: int = 0
+    seconds: float = 0.0
+
+
+def protected_ids(conn: psycopg.Connection[Any]) -> list[str]:
+    """Records an incident (its ids and sample) or a restore plan (its items) refers to."""
+    ids: set[str] = set()
+    if conn.execute("SELECT to_regclass('sf_pipeline.incidents')").fetchone()[0] is not None:
+        ids.update(r[0] for r in conn.execute(
+            "SELECT jsonb_array_elements_text(coalesce(report->'record_ids', '[]'::jsonb)) FROM sf_pipeline.incidents "
+            "UNION SELECT s->>'id' FROM sf_pipeline.incidents, "
+            "jsonb_array_elements(coalesce(report->'sample', '[]'::jsonb)) s"))
+    if conn.execute("SELECT to_regclass('sf_pipeline.restore_items')").fetchone()[0] is not None:
+        ids.update(r[0] for r in conn.execute("SELECT DISTINCT record_id FROM sf_pipeline.restore_items"))
+    ids.discard(None)  # type: ignore[arg-type]
+    return sorted(ids)
+
+
+def apply_retention(conn: psycopg.Connection[Any], sobject: str, policy: RetentionPolicy, now: datetime, *,
+                    protected: Sequence[str] = (), dry_run: bool = False) -> ObjectRetention:
+    """Thin one object's history by `policy` at instant `now`; see the module doc. One transaction."""
+    started = time.perf_counter()
+    out = ObjectRetention(sobject, protected_records=len(protected))
+    h = qualified(HISTORY_SCHEMA, table_name(sobject))
+    if conn.execute("SELECT to_regclass(%s)", (f"{HISTORY_SCHEMA}.{table_name(sobject)}",)).fetchone()[0] is None:
+        return out
+    all_from = now - timedelta(days=policy.keep_all_days)
+    daily_from = now - timedelta(days=policy.daily_until_days)
+    monthly_from = now - timedelta(days=policy.monthly_until_days) if policy.monthly_until_days is not None else None
+    params = {"all_from": all_from, "daily_from": daily_from, "monthly_from": monthly_from,
+              "protected": list(protected)}
+    with conn.transaction():
+        out.table_bytes_before = conn.execute("SELECT pg_total_relation_size(%s::regclass)",
+                                              (f"{HISTORY_SCHEMA}.{table_name(sobject)}",)).fetchone()[0]
+        # Only records with a version older than the keep-everything period can lose one: the index on
+        # (id, dbt_valid_from) narrows the work to them when most history is recent.
+        conn.execute(sql.SQL("""
+            CREATE TEMPORARY TABLE retention_versions ON COMMIT DROP AS
+            SELECT dbt_scd_id, id, dbt_valid_from, dbt_valid_to,
+                   (row_number() OVER (PARTITION BY id ORDER BY dbt_valid_from DESC) = 1
+                    OR dbt_valid_from >= %(all_from)s
+                    OR id = ANY(%(protected)s)
+                    OR (dbt_valid_from >= %(daily_from)s
+                        AND row_number() OVER (PARTITION BY id, date_trunc('day', dbt_valid_from, 'UTC')
+                                               ORDER BY dbt_valid_from DESC) = 1)
+                    OR ((%(monthly_from)s::timestamptz IS NULL OR dbt_valid_from >= %(monthly_from)s)
+                        AND dbt_valid_from < %(daily_from)s
+                        AND row_number() OVER (PARTITION BY id, date_trunc('month', dbt_valid_from, 'UTC'),
+                                                            dbt_valid_from < %(daily_from)s
+                                               ORDER BY dbt_valid_from DESC) = 1)) AS keep
+            FROM {h}
+            WHERE id IN (SELECT id FROM {h} WHERE dbt_valid_from < %(all_from)s)""").format(h=h), params)
+        out.versions_before = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(h)).fetchone()[0]
+        if dry_run:
+            out.removed = conn.execute("SELECT count(*) FROM retention_versions WHERE NOT keep").fetchone()[0]
+        else:
+            conn.execute("CREATE INDEX ON retention_versions (dbt_scd_id) WHERE NOT keep")
+            row = conn.execute(sql.SQL(
+                "WITH gone AS (DELETE FROM {h} h USING retention_versions r WHERE NOT r.keep "
+                "AND h.dbt_scd_id = r.dbt_scd_id RETURNING pg_column_size(h.*) AS size) "
+                "SELECT count(*), coalesce(sum(size), 0) FROM gone").format(h=h)).fetchone()
+            out.removed, out.bytes_removed = row[0], int(row[1])
+            out.stretched = conn.execute(sql.SQL(
+                "UPDATE {h} h SET dbt_valid_to = n.next_from FROM ("
+                "  SELECT dbt_scd_id, dbt_valid_to, lead(dbt_valid_from) OVER (PARTITION BY id ORDER BY dbt_valid_from)"
+                "  AS next_from FROM retention_versions WHERE keep) n "
+                "WHERE h.dbt_scd_id = n.dbt_scd_id AND n.next_from IS NOT NULL "
+                "AND h.dbt_valid_to IS DISTINCT FROM n.next_from").format(h=h)).rowcount
+    if not conn.autocommit:
+        conn.commit()
+    out.table_bytes_after = conn.execute("SELECT pg_total_relation_size(%s::regclass)",
+                                         (f"{HISTORY_SCHEMA}.{table_name(sobject)}",)).fetchone()[0]
+    out.seconds = time.perf_counter() - started
+    return out
+
+
+def retention_summary(results: Sequence[ObjectRetention]) -> dict[str, Any]:
+    return {r.object: {"versions_before": r.versions_before, "removed": r.removed, "stretched": r.stretched,
+                       "bytes_removed": r.bytes_removed, "table_bytes_before": r.table_bytes_before,
+                       "table_bytes_after": r.table_bytes_after, "seconds": round(r.seconds, 2)} for r in results}
+
+
+def resolution_note(sobject: str, instant: datetime, now: datetime | None = None,
+                    settings_path: str | None = None) -> str:
+    """The resolution of the history at `instant` for `sobject`, as the settings file's retention makes it
+    (for point-in-time answers: "one version per day" means the state at the end of the day before)."""
+    from sf_pipeline.settings import SettingsError, load_settings
+
+    try:
+        retention = RetentionSettings.from_dict(load_settings(settings_path).privacy.get("retention"))
+    except (SettingsError, PrivacySettingsError) as exc:
+        return f"history resolution unknown (settings: {exc})"
+    if retention is None:
+        return "history resolution: every version (no retention configured)"
+    moment = now or datetime.now(instant.tzinfo)
+    return f"history resolution at {instant.isoformat()}: {retention.policy(sobject).resolution(instant, moment)}"
