@@ -34,6 +34,13 @@ def _run(p, job: str, op: str, config: dict[str, Any], tags: dict[str, str] | No
         instance=p.instance, raise_on_error=False, tags=tags, run_config={"ops": {op: {"config": config}}})
 
 
+def _restore(p, config: dict[str, Any]):
+    """A restore as the launchpad runs it: a dry run, then the plan it stored applied as reviewed."""
+    dry = _run(p, "restore", "restore", {**config, "dry_run": True})
+    assert dry.success, [e.message for e in dry.all_events if e.event_type_value == "STEP_FAILURE"]
+    return _run(p, "restore", "restore", {**config, "dry_run": False, "plan": dry.run_id})
+
+
 def _meta(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
     [event] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
     return {k: v.value for k, v in event.event_specific_data.metadata.items()}
@@ -87,8 +94,8 @@ def story(module_pipeline_factory, sandbox):
     p.set_clock(T0 + timedelta(hours=2, minutes=10))
     assert p.backup((T0 + timedelta(hours=1)).strftime(KEY)).success
     # the subject's phone is restored (the audit keeps before and after), and its copy seeded into the sandbox
-    restored = _run(p, "restore", "restore", {"object": "Contact", "fields": ["Phone"], "as_of": "2026-11-24T01:05:00Z",
-                                              "record_ids": [subject["Id"]], "dry_run": False})
+    restored = _restore(p, {"object": "Contact", "fields": ["Phone"], "as_of": "2026-11-24T01:05:00Z",
+                             "record_ids": [subject["Id"]], "target_org": "production"})
     assert restored.success
     seeded = _run(p, "seed_sandbox", "seed_sandbox", {"as_of": "2026-11-24T02:00:00Z",
                                                       "record_ids": [subject["Id"], other["Id"]]})
@@ -164,9 +171,8 @@ def test_forgetting_a_contact_leaves_no_trace_of_it_in_the_backup(story):
     assert versions == 3  # the other contact's backup goes on
 
     # and restores of other records still work
-    result = _run(p, "restore", "restore", {"object": "Contact", "fields": ["Phone", "Title"],
-                                            "as_of": "2026-11-24T01:05:00Z", "record_ids": [other["Id"]],
-                                            "dry_run": False})
+    result = _restore(p, {"object": "Contact", "fields": ["Phone", "Title"], "as_of": "2026-11-24T01:05:00Z",
+                          "record_ids": [other["Id"]], "target_org": "production"})
     assert result.success
     back = prod.Contact.get(other["Id"])
     assert back["Phone"] == other["Phone"] and back["Title"] != "Changed after the erasure"

@@ -31,6 +31,13 @@ def _run(p, job: str, op: str, config: dict[str, Any]) -> dg.ExecuteInProcessRes
         instance=p.instance, raise_on_error=False, run_config={"ops": {op: {"config": config}}})
 
 
+def _restore(p, config: dict[str, Any]):
+    """A restore as the launchpad runs it: a dry run, then the plan it stored applied as reviewed."""
+    dry = _run(p, "restore", "restore", {**config, "dry_run": True})
+    assert dry.success, [e.message for e in dry.all_events if e.event_type_value == "STEP_FAILURE"]
+    return _run(p, "restore", "restore", {**config, "dry_run": False, "plan": dry.run_id})
+
+
 def _meta(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
     [event] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
     return {k: v.value for k, v in event.event_specific_data.metadata.items()}
@@ -180,9 +187,9 @@ def test_a_restore_rehearsed_on_the_masked_sandbox_puts_the_values_back(seeded):
     masked_before = {r["Id"]: r for r in sand.query_all(soql)["records"]}
     assert {r["Title"] for r in masked_before.values()} == {"Overwritten by an import"}  # the seeded damage
 
-    result = _run(p, "restore", "restore", {
+    result = _restore(p, {
         "object": "Contact", "fields": ["Title"], "as_of": "2026-11-24T01:05:00Z", "record_ids": damaged,
-        "target_org": "sandbox", "dry_run": False})
+        "target_org": "sandbox"})
     assert result.success, [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     after = {r["Id"]: r for r in sand.query_all(soql)["records"]}
     for cid in damaged:
