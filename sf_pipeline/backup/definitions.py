@@ -53,7 +53,9 @@ def backup_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=[*mirrors, history],
         jobs=[job],
-        schedules=[backup_schedule(job, partitions, settings.schedule_lag_minutes)],
+        schedules=[backup_schedule(job, partitions, settings.schedule_lag_minutes, backed_up_keys=list(history.keys),
+                                   max_windows_per_tick=settings.max_windows_per_tick,
+                                   retry_max_minutes=settings.retry_max_minutes)],
         resources={
             "salesforce": SalesforceOrgResource(alias=settings.backup_org, budget_share=settings.budget_share),
             "warehouse": WarehouseResource(),

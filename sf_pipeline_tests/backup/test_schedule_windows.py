@@ -1,0 +1,176 @@
+"""The backup schedule asks for every closed window not backed up yet, oldest first, and retries with backoff.
+
+The decisions are plain functions (first tests); the schedule itself is evaluated against a real Dagster
+instance on PostgreSQL with real materializations and failed runs of a job shaped like `backup`
+(`salesforce/<Object>` then `history/<Object>`, the same 15-minute windows).
+"""
+
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pytest
+
+from sf_pipeline.backup.schedules import ATTEMPT_TAG, RANGE_END_TAG, RANGE_START_TAG, WINDOW_TAG, backup_schedule
+from sf_pipeline.backup.windows import WindowAttempts, retry_delay, windows_to_request
+from sf_pipeline_tests.pipeline_fixtures import dagster_home
+
+# Five hours ago on the hour: the backoff is measured from when failed runs really ended.
+START = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=5)
+FMT = "%Y-%m-%d-%H:%M"
+
+
+def key(moment: datetime) -> str:
+    return moment.strftime(FMT)
+
+
+# ---- decisions ---------------------------------------------------------------------------------------
+
+def test_missed_windows_are_requested_oldest_first_and_the_newest_rereads_the_one_before():
+    closed = [key(START + timedelta(minutes=15 * i)) for i in range(6)]
+    done = {closed[0], closed[4]}
+    requests, waiting = windows_to_request(closed, done, {}, START + timedelta(hours=2), 48, 60)
+    assert [r.window for r in requests] == [closed[1], closed[2], closed[3], closed[5]]
+    assert [r.reread for r in requests] == [None, None, None, closed[4]]
+    assert [r.reason for r in requests] == ["missed", "missed", "missed", "new"]
+    assert waiting == []
+
+
+def test_requests_per_tick_are_bounded_and_the_rest_wait_for_the_next_tick():
+    closed = [key(START + timedelta(minutes=15 * i)) for i in range(10)]
+    requests, waiting = windows_to_request(closed, set(), {}, START + timedelta(hours=3), 4, 60)
+    assert [r.window for r in requests] == closed[:4]
+    assert len(waiting) == 6 and "next tick" in waiting[0]
+
+
+def test_a_failed_window_waits_out_its_backoff_and_a_window_in_flight_is_not_asked_twice():
+    closed = [key(START), key(START + timedelta(minutes=15))]
+    failed_at = START + timedelta(minutes=40)
+    attempts = {closed[0]: WindowAttempts(failures=2, last_finished=failed_at),
+                closed[1]: WindowAttempts(in_flight=True)}
+    early, waiting = windows_to_request(closed, set(), attempts, failed_at + timedelta(minutes=3), 48, 60)
+    assert early == [] and "retried after" in waiting[0] and "being backed up" in waiting[1]
+    due, _ = windows_to_request(closed, set(), attempts, failed_at + timedelta(minutes=4), 48, 60)
+    assert [(r.window, r.attempt, r.reason) for r in due] == [(closed[0], 3, "retry 2")]
+
+
+def test_backoff_doubles_and_stops_at_the_cap():
+    assert [retry_delay(n, 60).total_seconds() / 60 for n in (1, 2, 3, 6, 7, 40)] == [2, 4, 8, 60, 60, 60]
+    with pytest.raises(ValueError, match="max_windows_per_tick"):
+        windows_to_request(["x"], set(), {}, START, 0, 60)
+
+
+# ---- the schedule against a real instance --------------------------------------------------------------
+
+FAIL_WINDOWS: set[str] = set()
+"""Windows whose extraction fails (the org's API refuses, say) until a test takes them out."""
+
+PARTITIONS = dg.TimeWindowPartitionsDefinition(cron_schedule="*/15 * * * *", start=START.replace(tzinfo=None),
+                                               timezone="UTC", fmt=FMT)
+
+
+@dg.asset(key=["salesforce", "Account"], partitions_def=PARTITIONS, backfill_policy=dg.BackfillPolicy.single_run())
+def account_mirror(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    keys = context.partition_keys
+    if FAIL_WINDOWS & set(keys):
+        raise dg.Failure(f"window {sorted(FAIL_WINDOWS & set(keys))} failed")
+    return dg.MaterializeResult(metadata={"windows": ",".join(keys)})
+
+
+@dg.asset(key=["history", "Account"], deps=[account_mirror], partitions_def=PARTITIONS,
+          backfill_policy=dg.BackfillPolicy.single_run())
+def account_history(context: dg.AssetExecutionContext) -> None:
+    pass
+
+
+JOB = dg.define_asset_job("backup", selection=[account_mirror, account_history])
+SCHEDULE = backup_schedule(JOB, PARTITIONS, lag_minutes=5, backed_up_keys=[account_history.key],
+                           max_windows_per_tick=48, retry_max_minutes=60)
+DEFS = dg.Definitions(assets=[account_mirror, account_history], jobs=[JOB], schedules=[SCHEDULE])
+
+
+@pytest.fixture
+def instance(tmp_path, pg_url):
+    home = dagster_home(tmp_path / "dagster_home", pg_url)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        yield instance
+    FAIL_WINDOWS.clear()
+
+
+def tick(instance: dg.DagsterInstance, at: datetime) -> list[dg.RunRequest]:
+    result = SCHEDULE(dg.build_schedule_context(instance=instance, scheduled_execution_time=at))
+    return [] if isinstance(result, dg.SkipReason) else list(result)
+
+
+def run(instance: dg.DagsterInstance, request: dg.RunRequest) -> bool:
+    """Launch a requested run in-process, as the daemon would launch it."""
+    job = DEFS.resolve_job_def("backup")
+    tags = dict(request.tags)
+    partition = request.partition_key
+    return job.execute_in_process(partition_key=partition, tags=tags, instance=instance, raise_on_error=False).success
+
+
+def window_at(moment: datetime) -> str:
+    return key(moment)
+
+
+def test_after_an_outage_every_missed_window_is_requested_oldest_first(instance):
+    # Backed up every quarter hour until 02:00, then the daemon was down until 04:37.
+    for i in range(8):
+        assert run(instance, tick(instance, START + timedelta(minutes=15 * (i + 1) + 5))[0])
+    back = START + timedelta(hours=4, minutes=37)
+    requests = tick(instance, back)
+    missed = [key(START + timedelta(hours=2, minutes=15 * i)) for i in range(10)]  # 02:00 .. 04:15, all closed
+    assert [r.tags[WINDOW_TAG] for r in requests] == missed
+    assert [r.partition_key for r in requests[:-1]] == missed[:-1]
+    # the newest (04:15) re-reads 04:00 only once 04:00 is backed up; mid-outage it is read in full on its own
+    assert requests[-1].partition_key == missed[-1]
+    for request in requests:
+        assert run(instance, request)
+    assert tick(instance, back + timedelta(minutes=1)) == []  # healed: nothing left to ask for
+    done = instance.get_materialized_partitions(account_history.key)
+    assert {key(START + timedelta(minutes=15 * i)) for i in range(18)} <= done
+
+
+def test_the_newest_closed_window_is_backed_up_with_the_previous_one_reread(instance):
+    assert run(instance, tick(instance, START + timedelta(minutes=20))[0])  # 00:00 backed up
+    [request] = tick(instance, START + timedelta(minutes=35))
+    assert request.partition_key is None
+    assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == (key(START), key(START + timedelta(minutes=15)))
+    assert run(instance, request)
+    latest = instance.get_latest_materialization_event(account_mirror.key)
+    assert latest.asset_materialization.metadata["windows"].value == f"{key(START)},{key(START + timedelta(minutes=15))}"
+    assert tick(instance, START + timedelta(minutes=36)) == []
+
+
+def test_a_failed_window_is_requested_again_after_its_backoff_not_before(instance):
+    FAIL_WINDOWS.add(key(START))
+    [request] = tick(instance, START + timedelta(minutes=20))
+    assert request.tags[ATTEMPT_TAG] == "1"
+    assert not run(instance, request)
+    failed_at = datetime.now(UTC)
+
+    def asked_for_first_window(at: datetime) -> list[dg.RunRequest]:
+        return [r for r in tick(instance, at) if r.tags[WINDOW_TAG] == key(START)]
+
+    # The ticks right after the failure leave it alone (next attempt 2^1 minutes after the failed run ended) ...
+    assert asked_for_first_window(failed_at + timedelta(seconds=90)) == []
+    # ... and ask again once the backoff ran out; the second failure doubles it.
+    [again] = asked_for_first_window(failed_at + timedelta(minutes=2, seconds=5))
+    assert again.tags[ATTEMPT_TAG] == "2" and again.tags["sf_pipeline/reason"] == "retry 1"
+    assert not run(instance, again)
+    failed_again = datetime.now(UTC)
+    assert asked_for_first_window(failed_again + timedelta(minutes=3, seconds=50)) == []
+    FAIL_WINDOWS.clear()  # the org is healthy again
+    [third] = asked_for_first_window(failed_again + timedelta(minutes=4, seconds=5))
+    assert third.tags[ATTEMPT_TAG] == "3"
+    assert run(instance, third)
+    assert key(START) in instance.get_materialized_partitions(account_history.key)
+
+
+def test_a_window_being_backed_up_is_not_requested_again(instance):
+    [request] = tick(instance, START + timedelta(minutes=20))
+    # A run launched by that tick and not finished yet (created, not started: as the queue holds it).
+    instance.create_run_for_job(DEFS.resolve_job_def("backup"), tags=dict(request.tags, **{"dagster/partition": key(START)}),
+                                status=dg.DagsterRunStatus.NOT_STARTED)
+    assert tick(instance, START + timedelta(minutes=21)) == []
