@@ -11,7 +11,13 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 
-from sf_pipeline.backup.schedules import ATTEMPT_TAG, RANGE_END_TAG, RANGE_START_TAG, WINDOW_TAG, backup_schedule
+from sf_pipeline.backup.schedules import (
+    ATTEMPT_TAG,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    WINDOW_TAG,
+    backup_schedule,
+)
 from sf_pipeline.backup.windows import WindowAttempts, retry_delay, windows_to_request
 from sf_pipeline_tests.pipeline_fixtures import dagster_home
 
