@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 
+from sf_pipeline.backup.checks import backup_complete_check, window_holes
 from sf_pipeline.backup.schedules import (
     ATTEMPT_TAG,
     RANGE_END_TAG,
@@ -92,7 +93,11 @@ def account_history(context: dg.AssetExecutionContext) -> None:
 JOB = dg.define_asset_job("backup", selection=[account_mirror, account_history])
 SCHEDULE = backup_schedule(JOB, PARTITIONS, lag_minutes=5, backed_up_keys=[account_history.key],
                            max_windows_per_tick=48, retry_max_minutes=60)
-DEFS = dg.Definitions(assets=[account_mirror, account_history], jobs=[JOB], schedules=[SCHEDULE])
+COMPLETE = backup_complete_check([account_mirror.key], [account_history.key], PARTITIONS, lag_minutes=5,
+                                 max_windows_per_tick=48)
+COMPLETE_JOB = dg.define_asset_job("complete", selection=dg.AssetSelection.checks(COMPLETE))
+DEFS = dg.Definitions(assets=[account_mirror, account_history], asset_checks=[COMPLETE], jobs=[JOB, COMPLETE_JOB],
+                      schedules=[SCHEDULE])
 
 
 @pytest.fixture
@@ -180,3 +185,33 @@ def test_a_window_being_backed_up_is_not_requested_again(instance):
     instance.create_run_for_job(DEFS.resolve_job_def("backup"), tags=dict(request.tags, **{"dagster/partition": key(START)}),
                                 status=dg.DagsterRunStatus.NOT_STARTED)
     assert tick(instance, START + timedelta(minutes=21)) == []
+
+
+def backup_complete(instance: dg.DagsterInstance) -> dg.AssetCheckEvaluation:
+    result = DEFS.resolve_job_def("complete").execute_in_process(instance=instance)
+    [evaluation] = result.get_asset_check_evaluations()
+    return evaluation
+
+
+def test_holes_are_runs_of_missing_windows():
+    assert window_holes(list("abcdefg"), set("adg")) == [("b", "c", 2), ("e", "f", 2)]
+    assert window_holes(list("abc"), set("abc")) == []
+
+
+def test_backup_complete_names_the_holes_and_passes_once_the_schedule_backed_them_up(instance):
+    now = datetime.now(UTC)
+    for request in tick(instance, START + timedelta(minutes=20)):  # only the first window backed up
+        assert run(instance, request)
+    evaluation = backup_complete(instance)
+    assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
+    closed = PARTITIONS.get_partition_keys(current_time=now - timedelta(minutes=5))
+    holes = evaluation.metadata["windows"].value
+    assert f"{len(closed) - 1} of {len(closed)} closed windows not backed up: {closed[1]} .. {closed[-1]}" in holes
+    assert "backup_schedule asks for them oldest first" in evaluation.metadata["windows_repair"].value
+    requests = tick(instance, now)
+    assert [r.tags[WINDOW_TAG] for r in requests] == closed[1:]
+    for request in requests:
+        assert run(instance, request)
+    evaluation = backup_complete(instance)
+    assert evaluation.passed, evaluation.metadata
+    assert evaluation.metadata["windows"].value.startswith(f"all {len(closed)} windows")
