@@ -56,7 +56,8 @@ def windows_to_request(
     not backed up is requested unless a run for it is in flight, or it failed and its backoff has not
     run out. The newest closed window also re-reads the one before it when that one is already backed
     up (late commits: a transaction stamped before a window closed may commit after the lag, DESIGN.md
-    "Lessons"); one not backed up yet is read in full by its own run anyway. At most `max_windows` requests per call: the rest follow on the next ticks.
+    "Lessons"); one not backed up yet is read in full by its own run anyway, and the first window (the
+    full load) is not read twice. At most `max_windows` requests per call: the rest follow on the next ticks.
     """
     if max_windows < 1:
         raise ValueError(f"max_windows_per_tick must be at least 1, got {max_windows}")
@@ -78,7 +79,8 @@ def windows_to_request(
         if len(requests) >= max_windows:
             waiting.append(f"{window}: more than {max_windows} windows to back up, next tick")
             continue
-        reread = closed[index - 1] if window == newest and index > 0 and closed[index - 1] in backed_up else None
+        # not the first window: it is the full load (everything stamped before the start)
+        reread = closed[index - 1] if window == newest and index > 1 and closed[index - 1] in backed_up else None
         reason = f"retry {tried.failures}" if tried.failures else ("new" if window == newest else "missed")
         requests.append(WindowRequest(window, tried.failures + 1, reread, reason))
     return requests, waiting

@@ -35,7 +35,7 @@ def key(moment: datetime) -> str:
 
 def test_missed_windows_are_requested_oldest_first_and_the_newest_rereads_the_one_before():
     closed = [key(START + timedelta(minutes=15 * i)) for i in range(6)]
-    done = {closed[0], closed[4]}
+    done = {closed[0], closed[4]}  # closed[0]: the first window, the full load
     requests, waiting = windows_to_request(closed, done, {}, START + timedelta(hours=2), 48, 60)
     assert [r.window for r in requests] == [closed[1], closed[2], closed[3], closed[5]]
     assert [r.reread for r in requests] == [None, None, None, closed[4]]
@@ -144,14 +144,19 @@ def test_after_an_outage_every_missed_window_is_requested_oldest_first(instance)
 
 
 def test_the_newest_closed_window_is_backed_up_with_the_previous_one_reread(instance):
-    assert run(instance, tick(instance, START + timedelta(minutes=20))[0])  # 00:00 backed up
-    [request] = tick(instance, START + timedelta(minutes=35))
+    quarter = timedelta(minutes=15)
+    assert run(instance, tick(instance, START + quarter + timedelta(minutes=5))[0])  # 00:00, the full load
+    [second] = tick(instance, START + 2 * quarter + timedelta(minutes=5))
+    assert second.partition_key == key(START + quarter)  # the full load is not read twice
+    assert run(instance, second)
+    [request] = tick(instance, START + 3 * quarter + timedelta(minutes=5))
     assert request.partition_key is None
-    assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == (key(START), key(START + timedelta(minutes=15)))
+    assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == (key(START + quarter),
+                                                                            key(START + 2 * quarter))
     assert run(instance, request)
     latest = instance.get_latest_materialization_event(account_mirror.key)
-    assert latest.asset_materialization.metadata["windows"].value == f"{key(START)},{key(START + timedelta(minutes=15))}"
-    assert tick(instance, START + timedelta(minutes=36)) == []
+    assert latest.asset_materialization.metadata["windows"].value == f"{key(START + quarter)},{key(START + 2 * quarter)}"
+    assert tick(instance, START + 3 * quarter + timedelta(minutes=6)) == []
 
 
 def test_a_failed_window_is_requested_again_after_its_backoff_not_before(instance):
