@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+from dagster._core.definitions.partitions.subset import PartitionsSubset
 
 from .windows import WindowAttempts, WindowRequest, windows_to_request
 
@@ -36,30 +37,58 @@ _FINISHED = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.Dagste
 _LOOKUP_LIMIT = 1000
 
 
-def backed_up_windows(instance: dg.DagsterInstance, keys: Sequence[dg.AssetKey],
-                      partitions: dg.TimeWindowPartitionsDefinition) -> set[str]:
-    """Windows materialized for every asset in `keys`.
+def backed_up_subset(instance: dg.DagsterInstance, keys: Sequence[dg.AssetKey],
+                     partitions: dg.TimeWindowPartitionsDefinition) -> PartitionsSubset:
+    """Windows materialized for every asset in `keys`, as a subset of time windows (never a list of keys).
 
-    Reads Dagster's per-asset partition status cache, which the instance updates incrementally from
-    the event log (the UI's partition bars use it), so a year of 15-minute windows costs no scan of
-    the run history. Falls back to the event log's materialized partitions where there is no cache.
+    Reads Dagster's per-asset partition status cache, which the instance updates incrementally from the
+    event log (the UI's partition bars use it): a year of 15-minute windows costs no scan of the run
+    history, and the subsets intersect as time ranges. Falls back to the event log's materialized
+    partitions where there is no cache.
     """
     from dagster._core.storage.partition_status_cache import (
         AssetStatusCacheValue,
         get_and_update_asset_status_cache_value,
     )
 
-    done: set[str] | None = None
+    done: PartitionsSubset | None = None
     for key in keys:
         cached = get_and_update_asset_status_cache_value(instance, key, partitions)
         if isinstance(cached, AssetStatusCacheValue):
-            materialized = set(cached.deserialize_materialized_partition_subsets(partitions).get_partition_keys())
+            materialized = cached.deserialize_materialized_partition_subsets(partitions)
         else:
-            materialized = instance.get_materialized_partitions(key)
+            materialized = partitions.empty_subset().with_partition_keys(instance.get_materialized_partitions(key))
         done = materialized if done is None else done & materialized
-        if not done:
+    return done if done is not None else partitions.empty_subset()
+
+
+def backed_up_windows(instance: dg.DagsterInstance, keys: Sequence[dg.AssetKey],
+                      partitions: dg.TimeWindowPartitionsDefinition) -> set[str]:
+    """`backed_up_subset` as partition keys (for tests and small ranges)."""
+    return set(backed_up_subset(instance, keys, partitions).get_partition_keys())
+
+
+def newest_closed_window(partitions: dg.TimeWindowPartitionsDefinition, cutoff: datetime) -> dg.TimeWindow | None:
+    """The newest window that ended at or before `cutoff` (None before the first one ends)."""
+    # The window containing the cutoff is still open (or just closed): the closed one ends where it starts.
+    current = partitions.time_window_for_partition_key(partitions.get_partition_key_for_timestamp(cutoff.timestamp()))
+    newest = partitions.time_window_for_partition_key(partitions.get_partition_key_for_timestamp(current.start.timestamp() - 1))
+    return None if newest.start < partitions.start else newest
+
+
+def oldest_keys(partitions: dg.TimeWindowPartitionsDefinition, subset: PartitionsSubset, limit: int) -> list[str]:
+    """The first `limit` partition keys of a time-window subset, oldest first, without listing the rest."""
+    keys: list[str] = []
+    for window in sorted(subset.included_time_windows, key=lambda w: w.start):
+        key = partitions.get_partition_key_for_timestamp(window.start.timestamp())
+        while key is not None and len(keys) < limit:
+            if partitions.time_window_for_partition_key(key).start >= window.end:
+                break
+            keys.append(key)
+            key = partitions.get_next_partition_key(key)
+        if len(keys) >= limit:
             break
-    return done or set()
+    return keys
 
 
 def window_attempts(instance: dg.DagsterInstance, job_name: str, windows: Sequence[str]) -> dict[str, WindowAttempts]:
@@ -104,18 +133,25 @@ def backup_schedule(job: dg.UnresolvedAssetJobDefinition, partitions: dg.TimeWin
                              f"after it closes (late commits); retries failed windows with backoff.")
     def _schedule(context: dg.ScheduleEvaluationContext):
         now = context.scheduled_execution_time
-        closed = partitions.get_partition_keys(current_time=now - lag)
-        if not closed:
+        newest = newest_closed_window(partitions, now - lag)
+        if newest is None:
             return dg.SkipReason("no window has closed long enough ago yet")
-        done = backed_up_windows(context.instance, keys, partitions)
-        missing = [w for w in closed if w not in done]
-        looked_up = set(missing[:_LOOKUP_LIMIT])
-        attempts = window_attempts(context.instance, job.name, missing[:_LOOKUP_LIMIT])
-        considered = [w for w in closed if w in done or w in looked_up]
-        requests, waiting = windows_to_request(considered, done, attempts, now, max_windows_per_tick,
-                                               retry_max_minutes)
+        first, last = partitions.start, newest.end
+        closed = partitions.get_partition_subset_in_time_window(dg.TimeWindow(first, last))
+        done = backed_up_subset(context.instance, keys, partitions)
+        missing = oldest_keys(partitions, closed - done, _LOOKUP_LIMIT)
+        if not missing:
+            return dg.SkipReason(f"every window up to {partitions.get_partition_key_for_timestamp(newest.start.timestamp())}"
+                                 " is backed up")
+        newest_key = partitions.get_partition_key_for_timestamp(newest.start.timestamp())
+        previous = partitions.get_partition_key_for_timestamp(newest.start.timestamp() - 1) if newest.start > first else None
+        reread = previous if previous is not None and previous in done and \
+            partitions.time_window_for_partition_key(previous).start > first else None
+        attempts = window_attempts(context.instance, job.name, missing)
+        requests, waiting = windows_to_request(missing, attempts, now, max_windows_per_tick, retry_max_minutes,
+                                               newest=newest_key, reread=reread)
         if not requests:
-            return dg.SkipReason("; ".join(waiting[:10]) or f"every window up to {closed[-1]} is backed up")
+            return dg.SkipReason("; ".join(waiting[:10]))
         if waiting:
             context.log.info(f"{len(waiting)} window(s) wait: " + "; ".join(waiting[:10]))
         return [run_request(r) for r in requests]

@@ -43,30 +43,29 @@ def retry_delay(failures: int, max_minutes: int) -> timedelta:
 
 
 def windows_to_request(
-    closed: Sequence[str],
-    backed_up: set[str] | frozenset[str],
+    missing: Sequence[str],
     attempts: Mapping[str, WindowAttempts],
     now: datetime,
     max_windows: int,
     retry_max_minutes: int,
+    newest: str | None = None,
+    reread: str | None = None,
 ) -> tuple[list[WindowRequest], list[str]]:
     """The runs to request now, oldest window first, and the windows left waiting (with why).
 
-    `closed` lists every window that closed at least the schedule's lag ago, oldest first. A window
-    not backed up is requested unless a run for it is in flight, or it failed and its backoff has not
-    run out. The newest closed window also re-reads the one before it when that one is already backed
-    up (late commits: a transaction stamped before a window closed may commit after the lag, DESIGN.md
-    "Lessons"); one not backed up yet is read in full by its own run anyway, and the first window (the
-    full load) is not read twice. At most `max_windows` requests per call: the rest follow on the next ticks.
+    `missing` lists the closed windows (closed at least the schedule's lag ago) not backed up, oldest
+    first. Each is requested unless a run for it is in flight, or it failed and its backoff has not run
+    out. `newest` is the newest closed window; when it is requested, its run also re-reads `reread`, the
+    window before it, given only when that one is backed up and is not the first window (the full load):
+    late commits, a transaction stamped before a window closed may commit after the lag (DESIGN.md
+    "Lessons"); a window not backed up yet is read in full by its own run anyway. At most `max_windows`
+    requests per call: the rest follow on the next ticks.
     """
     if max_windows < 1:
         raise ValueError(f"max_windows_per_tick must be at least 1, got {max_windows}")
     requests: list[WindowRequest] = []
     waiting: list[str] = []
-    newest = closed[-1] if closed else None
-    for index, window in enumerate(closed):
-        if window in backed_up:
-            continue
+    for window in missing:
         tried = attempts.get(window, WindowAttempts())
         if tried.in_flight:
             waiting.append(f"{window}: being backed up")
@@ -79,8 +78,7 @@ def windows_to_request(
         if len(requests) >= max_windows:
             waiting.append(f"{window}: more than {max_windows} windows to back up, next tick")
             continue
-        # not the first window: it is the full load (everything stamped before the start)
-        reread = closed[index - 1] if window == newest and index > 1 and closed[index - 1] in backed_up else None
-        reason = f"retry {tried.failures}" if tried.failures else ("new" if window == newest else "missed")
-        requests.append(WindowRequest(window, tried.failures + 1, reread, reason))
+        is_newest = window == newest
+        reason = f"retry {tried.failures}" if tried.failures else ("new" if is_newest else "missed")
+        requests.append(WindowRequest(window, tried.failures + 1, reread if is_newest else None, reason))
     return requests, waiting
