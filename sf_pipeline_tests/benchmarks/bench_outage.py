@@ -69,7 +69,7 @@ def main() -> None:
     args = parser.parse_args()
     objects = args.objects.split(",")
     root = Path(tempfile.mkdtemp(prefix="bench_outage_"))
-    db_url = create_database("sfp_bench")
+    db_url = create_database("sfp_bench_outage")
     parsed = root / "parsed" / "dbt_snapshots"
     shutil.copytree(DBT_PROJECT_DIR, parsed, ignore=_not_generated_or_built)
     prepare_manifest(parsed, objects)
