@@ -54,6 +54,8 @@ class Settings:
     start: datetime = datetime(2026, 1, 1)
     timezone: str = "UTC"
     schedule_lag_minutes: int = 10
+    max_windows_per_tick: int = 48  # missed windows the schedule requests per minute (backup.max_windows_per_tick)
+    retry_max_minutes: int = 60  # longest backoff before a failed window is retried (backup.retry_max_minutes)
     budget_share: float = 0.5
     bulk_threshold: int = 20_000
     bulk_slice_records: int = 250_000
@@ -118,6 +120,8 @@ def load_settings(path: str | Path | None = None) -> Settings:
         timezone=part.get("timezone", "UTC"), schedule_lag_minutes=int(backup.get("schedule_lag_minutes", 10)),
         budget_share=float(budget), bulk_threshold=int(backup.get("bulk_threshold", 20_000)),
         bulk_slice_records=_positive(path, backup, "bulk_slice_records", 250_000),
+        max_windows_per_tick=_positive(path, backup, "max_windows_per_tick", 48),
+        retry_max_minutes=_positive(path, backup, "retry_max_minutes", 60),
         anomalies=dict(data.get("anomalies") or {}),
         dagster_base_url=_dagster_base_url(path, data.get("alerts") or {}),
         salesforce=_salesforce_settings(path, data.get("salesforce") or {}),

@@ -74,6 +74,8 @@ def mirror_asset(obj: ObjectSettings, settings: Settings, partitions: dg.Partiti
             table = ensure_mirror_table(conn, obj.name, describe["fields"], exclude=obj.exclude)
             if table.added_columns:
                 context.log.info(f"{obj.name}: new fields {list(table.added_columns)} added as columns")
+            for change in table.type_changes:
+                context.log.warning(f"{obj.name}: field type changed, mirror and history follow: {change.describe()}")
             batches = extract_window(client, obj.name, names, start, end,
                                      bulk_threshold=settings.bulk_threshold,
                                      bulk_slice_records=settings.bulk_slice_records, stats=stats)
@@ -114,6 +116,7 @@ def mirror_asset(obj: ObjectSettings, settings: Settings, partitions: dg.Partiti
             "new_columns": dg.MetadataValue.text(", ".join(table.added_columns) or "none"),
             **vanished.as_metadata(),
             "erased_records_skipped": dg.MetadataValue.json({"count": len(erased), "ids": erased[:50]}),
+            "type_changes": dg.MetadataValue.text("; ".join(c.describe() for c in table.type_changes) or "none"),
         })
 
     return _mirror

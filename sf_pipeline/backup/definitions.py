@@ -7,7 +7,8 @@ from dagster_dbt import DbtCliResource, DbtProject
 
 from sf_pipeline.settings import Settings
 
-from .assets import ORG_TAG, history_assets, mirror_asset
+from .assets import ORG_TAG, history_assets, history_key, mirror_asset, mirror_key
+from .checks import backup_complete_check
 from .dbt import dbt_executable, dbt_project_dir, prepare_manifest
 from .partitions import backup_partitions
 from .resources import SalesforceOrgResource, WarehouseResource, locked_io_manager, locked_resource
@@ -65,10 +66,16 @@ def backup_definitions(settings: Settings) -> dg.Definitions:
         executor_def=backup_executor(),
         tags={ORG_TAG: settings.backup_org},
     )
+    complete = backup_complete_check([mirror_key(o.name) for o in settings.objects],
+                                     [history_key(o.name) for o in settings.objects], partitions,
+                                     settings.schedule_lag_minutes, settings.max_windows_per_tick)
     return dg.Definitions(
         assets=[*mirrors, history],
+        asset_checks=[complete],
         jobs=[job],
-        schedules=[backup_schedule(job, partitions, settings.schedule_lag_minutes)],
+        schedules=[backup_schedule(job, partitions, settings.schedule_lag_minutes, backed_up_keys=list(history.keys),
+                                   max_windows_per_tick=settings.max_windows_per_tick,
+                                   retry_max_minutes=settings.retry_max_minutes)],
         # Settings file and environment only: run config cannot reach any of these (see resources.py).
         resources={
             "salesforce": locked_resource(SalesforceOrgResource.from_settings(settings),

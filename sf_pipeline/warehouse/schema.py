@@ -23,6 +23,7 @@ from sf_pipeline.warehouse.names import (
     qualified,
     table_name,
 )
+from sf_pipeline.warehouse.type_changes import ColumnTypeChange, apply_type_changes, plan_type_changes
 
 # Salesforce describe `type` -> PostgreSQL type. Anything not listed is kept as text, which never
 # loses information (Salesforce sends every value as text in Bulk CSV anyway).
@@ -120,6 +121,7 @@ class MirrorTable:
     created: bool = False
     added_columns: tuple[str, ...] = ()
     retired_columns: tuple[str, ...] = ()
+    type_changes: tuple[ColumnTypeChange, ...] = ()
 
     @property
     def identifier(self) -> sql.Identifier:
@@ -160,6 +162,7 @@ def ensure_mirror_table(
 
     Safe to call before every load: it only takes a short lock and does nothing when the table is
     already up to date. Commits its own transaction (or savepoint, inside a caller's transaction).
+    A field whose type changed gets its column changed in the mirror and in history (type_changes.py).
     """
     fields = backup_fields(describe_fields, exclude)
     wanted = [(column_name(f["name"]), pg_type_for(f)) for f in fields]
@@ -185,6 +188,7 @@ def ensure_mirror_table(
             conn.execute(_create_table_sql(target, wanted))
             conn.execute(sql.SQL("CREATE INDEX ON {} ({})").format(target, ident("systemmodstamp")))
             added: list[str] = []
+            changed: list[ColumnTypeChange] = []
         else:
             have = {name for name, _ in existing}
             absent_required = [c for c in REQUIRED_FIELDS if c not in have]
@@ -201,6 +205,10 @@ def ensure_mirror_table(
                             target, ident(name), sql.SQL(pg_type)
                         )
                     )
+            changed = apply_type_changes(conn, schema, table, plan_type_changes(existing, wanted))
+            if changed and schema == MIRROR_SCHEMA:
+                # history (the dbt snapshot) has the same columns: change them alike, or its insert fails
+                apply_type_changes(conn, HISTORY_SCHEMA, table, changed)
         final = table_columns(conn, schema, table)
 
     described = {name for name, _ in wanted}
@@ -211,6 +219,7 @@ def ensure_mirror_table(
         columns=tuple(MirrorColumn(name, pg_type) for name, pg_type in final),
         created=created,
         added_columns=tuple(added),
+        type_changes=tuple(changed),
         retired_columns=tuple(name for name, _ in final if name not in described and not name.startswith("_sfp_")),
     )
 

@@ -275,25 +275,32 @@ def test_api_budget_stops_the_backup_with_a_clear_error(pipeline: Pipeline):
     assert any("ApiBudgetExceeded" in m and "daily API requests" in m and "50%" in m for m in errors), errors
 
 
-def test_schedule_requests_each_window_after_the_lag(pipeline: Pipeline):
+def test_schedule_requests_every_closed_window_not_backed_up_oldest_first(pipeline_factory):
+    # hourly windows from 2026-11-20 (the fixtures' settings), none backed up yet, lag 10 minutes
+    pipeline = pipeline_factory(max_windows_per_tick=500)
     defs = pipeline.defs()
     schedule = defs.resolve_schedule_def("backup_schedule")
-    for now, expected in [(datetime(2026, 11, 24, 3, 10, tzinfo=UTC), "2026-11-24-02:00"),
-                          (datetime(2026, 11, 24, 3, 9, tzinfo=UTC), "2026-11-24-01:00")]:
+    first = "2026-11-20-00:00"
+    for now, newest in [(datetime(2026, 11, 24, 3, 10, tzinfo=UTC), "2026-11-24-02:00"),
+                        (datetime(2026, 11, 24, 3, 9, tzinfo=UTC), "2026-11-24-01:00")]:
         ctx = dg.build_schedule_context(instance=pipeline.instance, scheduled_execution_time=now,
                                         repository_def=defs.get_repository_def())
         requests = list(schedule.evaluate_tick(ctx).run_requests)
-        assert [r.partition_key for r in requests] == [expected]
-        assert requests[0].run_key == expected
-    # once the window has a run (running, or queued, or done), later ticks do not launch it again
+        windows = [r.partition_key for r in requests]
+        assert windows[0] == first and windows[-1] == newest and windows == sorted(windows)
+        # every hour from the first window's start to the newest window's end
+        hours = (datetime.strptime(newest, "%Y-%m-%d-%H:%M") - datetime(2026, 11, 20)) // timedelta(hours=1) + 1
+        assert len(windows) == len(set(windows)) == hours
+        assert requests[-1].run_key == f"{newest}#1" and requests[-1].tags["sf_pipeline/window"] == newest
+    # once a window has a run (running, or queued), later ticks do not launch it again
     from dagster._core.test_utils import create_run_for_test
 
     create_run_for_test(pipeline.instance, job_name="backup", status=dg.DagsterRunStatus.STARTED,
-                        tags={"dagster/schedule_name": "backup_schedule", "dagster/run_key": "2026-11-24-02:00"})
+                        tags={"dagster/schedule_name": "backup_schedule", "sf_pipeline/window": "2026-11-24-02:00"})
     later = dg.build_schedule_context(instance=pipeline.instance, repository_def=defs.get_repository_def(),
                                       scheduled_execution_time=datetime(2026, 11, 24, 3, 11, tzinfo=UTC))
-    tick = schedule.evaluate_tick(later)
-    assert not tick.run_requests and "already backed up" in tick.skip_message
+    windows = [r.partition_key for r in schedule.evaluate_tick(later).run_requests]
+    assert "2026-11-24-02:00" not in windows and windows[-1] == "2026-11-24-01:00"
 
 
 def test_definitions_show_both_assets_per_object_with_the_same_partitions(pipeline: Pipeline):

@@ -91,9 +91,10 @@ LAUNCH_BACKFILL = """mutation($params: LaunchBackfillParams!) { launchPartitionB
 @pytest.mark.timeout(2400)
 def test_daemon_schedules_checks_restores_and_backfills_against_the_deployed_instance(
         deployed_pipeline_factory, dagster_processes, monkeypatch):
-    # Windows are hours on SystemModstamp; the schedule asks for the newest window closed `lag` ago. A lag
-    # of (minutes past the hour + 30) keeps its cutoff in the previous hour for the next 30 minutes, so
-    # every tick of this test asks for the same window, two hours back: `damaged`.
+    # Windows are hours on SystemModstamp; the schedule asks for every window closed `lag` ago and not backed
+    # up yet. A lag of (minutes past the hour + 30) keeps its cutoff in the previous hour for the next 30
+    # minutes, so the newest closed window stays `damaged`, two hours back; the two windows before it (never
+    # backed up: the daemon was not running) are requested on the same first tick.
     now = datetime.now(UTC)
     hour = now.replace(minute=0, second=0, microsecond=0)
     start, damaged = hour - timedelta(hours=5), hour - timedelta(hours=2)
@@ -136,16 +137,6 @@ def test_daemon_schedules_checks_restores_and_backfills_against_the_deployed_ins
                     "startSensor", "Sensor")
     assert sensor["sensorState"]["status"] == "RUNNING"
 
-    # d) meanwhile, a user backfills the two windows before it (one run: BackfillPolicy.single_run)
-    backfill_id = mutate(procs, LAUNCH_BACKFILL, {"params": {
-        "allPartitions": False,
-        "partitionsByAssets": [
-            {"assetKey": {"path": [stage, sobject]},
-             "partitions": {"range": {"start": key(backfill_range[0]), "end": key(backfill_range[1])}}}
-            for stage in ("salesforce", "history") for sobject in OBJECTS],
-        "title": "backfill two windows",
-    }}, "launchPartitionBackfill", "LaunchBackfillSuccess")["backfillId"]
-
     scheduled = wait_for("the scheduled backup of the damaged window", lambda: first_finished_run(
         instance, **{"dagster/schedule_name": "backup_schedule", "dagster/partition": key(damaged)}), procs)
     timings["scheduled backup done"] = time.monotonic() - began
@@ -155,6 +146,21 @@ def test_daemon_schedules_checks_restores_and_backfills_against_the_deployed_ins
     assert set(intervals) == MIRROR_STEPS
     (a_start, a_end), (b_start, b_end) = intervals.values()
     assert min(a_end, b_end) > max(a_start, b_start), intervals
+    # the two windows the daemon missed were asked for on the same tick, oldest first, and backed up too
+    missed = [wait_for(f"the scheduled backup of missed window {key(w)}", lambda w=w: first_finished_run(
+        instance, **{"dagster/schedule_name": "backup_schedule", "sf_pipeline/window": key(w)}), procs)
+        for w in backfill_range]
+    assert [r.tags["sf_pipeline/reason"] for r in missed] == ["missed", "missed"]
+
+    # d) a user backfills those two windows again (one run: BackfillPolicy.single_run)
+    backfill_id = mutate(procs, LAUNCH_BACKFILL, {"params": {
+        "allPartitions": False,
+        "partitionsByAssets": [
+            {"assetKey": {"path": [stage, sobject]},
+             "partitions": {"range": {"start": key(backfill_range[0]), "end": key(backfill_range[1])}}}
+            for stage in ("salesforce", "history") for sobject in OBJECTS],
+        "title": "backfill two windows",
+    }}, "launchPartitionBackfill", "LaunchBackfillSuccess")["backfillId"]
     with p.conn() as conn:
         nulls = conn.execute("SELECT count(*) FROM salesforce.opportunity WHERE accountid IS NULL AND id = ANY(%s)",
                              (orphaned,)).fetchone()[0]
@@ -214,12 +220,11 @@ def test_daemon_schedules_checks_restores_and_backfills_against_the_deployed_ins
         historic = conn.execute("SELECT count(*) FROM salesforce_history.account WHERE id = ANY(%s)",
                                 (created,)).fetchone()[0]
         assert historic == len(created)
-    # The schedule kept ticking every minute meanwhile, always asking for the same window: it ran once.
+    # The schedule kept ticking every minute meanwhile: each window it asked for ran once, oldest first.
     # (A schedule's run_key only dedupes the runs of one tick; a sensor's dedupes across all ticks.)
     by_schedule = instance.get_runs(dg.RunsFilter(tags={"dagster/schedule_name": "backup_schedule"}), ascending=True)
-    assert [r.run_id for r in by_schedule] == [scheduled.run_id], (
-        f"the schedule backed up window {key(damaged)} {len(by_schedule)} times, once per tick: "
-        f"{[(r.tags.get('dagster/partition'), r.status.value) for r in by_schedule]}")
+    assert [r.tags.get("sf_pipeline/window") for r in by_schedule] == [key(w) for w in (*backfill_range, damaged)], (
+        f"the schedule's runs: {[(r.tags.get('sf_pipeline/window'), r.status.value) for r in by_schedule]}")
     print("\n" + ", ".join(f"{what} after {seconds:.0f} s" for what, seconds in timings.items()))
 
 
