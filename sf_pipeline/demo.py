@@ -131,6 +131,14 @@ def prepare_demo_database(server_url: str, name: str = DEMO_DB) -> str:
     return url
 
 
+def _requested_windows(request) -> tuple[str, str]:
+    """The first and last window (partition keys) a schedule run request backs up: one, or a range."""
+    tags = request.tags or {}
+    if "dagster/asset_partition_range_start" in tags:
+        return tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]
+    return request.partition_key, request.partition_key
+
+
 def _write_settings(path: Path, start: datetime) -> Path:
     path.write_text(yaml.safe_dump({
         "orgs": {"production": {}, "sandbox": {}},
@@ -366,15 +374,18 @@ def run_demo(size: int = 10_000, data_dir: str | Path = ".demo", console: Consol
     org.set_clock(tick, freeze=True)
     schedule_ctx = dg.build_schedule_context(instance=story.instance, scheduled_execution_time=tick,
                                              repository_def=story.defs.get_repository_def())
-    [request] = story.defs.resolve_schedule_def("backup_schedule").evaluate_tick(schedule_ctx).run_requests
+    requests = story.defs.resolve_schedule_def("backup_schedule").evaluate_tick(schedule_ctx).run_requests
     began = time.monotonic()
-    story.backup(f"window {request.partition_key} (the schedule's {_fmt(tick)} tick)",
-                 datetime.strptime(request.partition_key, KEY).replace(tzinfo=UTC))
+    for request in requests:  # every closed window not backed up yet, oldest first; the 02:00 window last
+        first, last = _requested_windows(request)
+        story.backup(f"window {first}{'' if first == last else ' to ' + last} (the schedule's {_fmt(tick)} tick)",
+                     datetime.strptime(first, KEY).replace(tzinfo=UTC),
+                     None if first == last else datetime.strptime(last, KEY).replace(tzinfo=UTC))
     org.set_clock(tick + timedelta(seconds=time.monotonic() - began))  # from here the org's clock runs
     with console.status("the sensor launches the anomaly checks of the window..."):
         checks = [story.run_checks(r) for r in story.sensor_tick()]
     failed = [e for run in checks for e in run.get_asset_check_evaluations() if not e.passed]
-    window_start = datetime.strptime(request.partition_key, KEY).replace(tzinfo=UTC)
+    window_start = datetime.strptime(_requested_windows(requests[-1])[1], KEY).replace(tzinfo=UTC)
     with psycopg.connect(db_url) as conn:
         incident = next((i for i in list_incidents(conn, object="Opportunity") if i.report.detector == "mass_nulling"
                          and i.report.window_start == window_start), None) if failed else None

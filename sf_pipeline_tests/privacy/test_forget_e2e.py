@@ -10,9 +10,7 @@ again skips it, while other records' backups and restores still work.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-import dagster as dg
 import psycopg
 import pytest
 from psycopg import sql
@@ -20,6 +18,7 @@ from psycopg import sql
 from sf_pipeline.anomalies.detectors import Finding, SampleChange
 from sf_pipeline.anomalies.incidents import IncidentReport, save_incident
 from sf_pipeline.devorg.generator import generate_org
+from sf_pipeline_tests.privacy.runs import restore_reviewed, run_job, step_metadata
 
 T0 = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)
 KEY = "%Y-%m-%d-%H:%M"
@@ -27,23 +26,6 @@ OBJECTS = ["Account", "Contact", "Lead", "Case"]
 # The Dagster instance of these tests keeps its runs in the same database, in schema public; a deployment
 # gives Dagster its own database (deploy/). Everything else is the backup's.
 NOT_THE_BACKUP = ("public", "pg_catalog", "information_schema", "pg_toast")
-
-
-def _run(p, job: str, op: str, config: dict[str, Any], tags: dict[str, str] | None = None):
-    return p.defs().resolve_job_def(job).execute_in_process(
-        instance=p.instance, raise_on_error=False, tags=tags, run_config={"ops": {op: {"config": config}}})
-
-
-def _restore(p, config: dict[str, Any]):
-    """A restore as the launchpad runs it: a dry run, then the plan it stored applied as reviewed."""
-    dry = _run(p, "restore", "restore", {**config, "dry_run": True})
-    assert dry.success, [e.message for e in dry.all_events if e.event_type_value == "STEP_FAILURE"]
-    return _run(p, "restore", "restore", {**config, "dry_run": False, "plan": dry.run_id})
-
-
-def _meta(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
-    [event] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
-    return {k: v.value for k, v in event.event_specific_data.metadata.items()}
 
 
 def search_backup(db_url: str, needles: list[str]) -> list[str]:
@@ -94,10 +76,10 @@ def story(module_pipeline_factory, sandbox):
     p.set_clock(T0 + timedelta(hours=2, minutes=10))
     assert p.backup((T0 + timedelta(hours=1)).strftime(KEY)).success
     # the subject's phone is restored (the audit keeps before and after), and its copy seeded into the sandbox
-    restored = _restore(p, {"object": "Contact", "fields": ["Phone"], "as_of": "2026-11-24T01:05:00Z",
+    restored = restore_reviewed(p, {"object": "Contact", "fields": ["Phone"], "as_of": "2026-11-24T01:05:00Z",
                              "record_ids": [subject["Id"]], "target_org": "production"})
     assert restored.success
-    seeded = _run(p, "seed_sandbox", "seed_sandbox", {"as_of": "2026-11-24T02:00:00Z",
+    seeded = run_job(p, "seed_sandbox", "seed_sandbox", {"as_of": "2026-11-24T02:00:00Z",
                                                       "record_ids": [subject["Id"], other["Id"]]})
     assert seeded.success
     # an incident whose sample shows the subject's change (detectors store exactly this)
@@ -123,17 +105,17 @@ def test_forgetting_a_contact_leaves_no_trace_of_it_in_the_backup(story):
             "sf_pipeline.incidents"} <= tables, before
 
     # a dry run (the default) counts and erases nothing
-    dry = _run(p, "forget", "forget", {"email": subject["Email"].upper()})
+    dry = run_job(p, "forget", "forget", {"email": subject["Email"].upper()})
     assert dry.success
-    meta = _meta(dry)
+    meta = step_metadata(dry)
     assert meta["records"] == {"Contact": [subject["Id"]]} and meta["dry_run"] is True
     assert meta["rows_to_remove"]["salesforce_history.contact"] == 2
     assert search_backup(p.db_url, needles) == before
 
-    done = _run(p, "forget", "forget", {"email": subject["Email"], "dry_run": False},
+    done = run_job(p, "forget", "forget", {"email": subject["Email"], "dry_run": False},
                 tags={"sf_pipeline/requested_by": "dpo@example.com"})
     assert done.success
-    meta = _meta(done)
+    meta = step_metadata(done)
     assert meta["rows_removed"]["salesforce_history.contact"] == 2 and meta["rows_removed"]["salesforce.contact"] == 1
     assert meta["rows_removed"]["sf_pipeline.restore_audit"] >= 1
     assert meta["rows_removed"]["sf_pipeline.incidents (samples)"] == 1
@@ -171,7 +153,7 @@ def test_forgetting_a_contact_leaves_no_trace_of_it_in_the_backup(story):
     assert versions == 3  # the other contact's backup goes on
 
     # and restores of other records still work
-    result = _restore(p, {"object": "Contact", "fields": ["Phone", "Title"], "as_of": "2026-11-24T01:05:00Z",
+    result = restore_reviewed(p, {"object": "Contact", "fields": ["Phone", "Title"], "as_of": "2026-11-24T01:05:00Z",
                           "record_ids": [other["Id"]], "target_org": "production"})
     assert result.success
     back = prod.Contact.get(other["Id"])

@@ -11,36 +11,19 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import dagster as dg
 import psycopg
 import pytest
 from psycopg import sql
 
 from sf_pipeline.devorg.generator import generate_org
 from sf_pipeline_tests.devorg_fixtures import connect
+from sf_pipeline_tests.privacy.runs import restore_reviewed, run_job, step_metadata
 
 T0 = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)
 KEY = "%Y-%m-%d-%H:%M"
 OBJECTS = ["Account", "Contact", "Lead", "Case", "Opportunity"]
 SEEDED = ["Contact", "Lead", "Case"]
 TEXT_TYPES = {"string", "textarea", "email", "phone", "url", "combobox", "picklist"}
-
-
-def _run(p, job: str, op: str, config: dict[str, Any]) -> dg.ExecuteInProcessResult:
-    return p.defs().resolve_job_def(job).execute_in_process(
-        instance=p.instance, raise_on_error=False, run_config={"ops": {op: {"config": config}}})
-
-
-def _restore(p, config: dict[str, Any]):
-    """A restore as the launchpad runs it: a dry run, then the plan it stored applied as reviewed."""
-    dry = _run(p, "restore", "restore", {**config, "dry_run": True})
-    assert dry.success, [e.message for e in dry.all_events if e.event_type_value == "STEP_FAILURE"]
-    return _run(p, "restore", "restore", {**config, "dry_run": False, "plan": dry.run_id})
-
-
-def _meta(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
-    [event] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
-    return {k: v.value for k, v in event.event_specific_data.metadata.items()}
 
 
 def _all_records(sf, sobject: str) -> list[dict[str, Any]]:
@@ -64,7 +47,7 @@ def seeded(module_pipeline_factory, sandbox):
     p.set_clock(T0 + timedelta(hours=2, minutes=10))
     assert p.backup((T0 + timedelta(hours=1)).strftime(KEY)).success
     config = {"as_of": "2026-11-24T02:00:00Z", "objects": SEEDED}
-    first = _run(p, "seed_sandbox", "seed_sandbox", config)
+    first = run_job(p, "seed_sandbox", "seed_sandbox", config)
     assert first.success, [e.message for e in first.all_events if e.event_type_value == "STEP_FAILURE"]
     return p, sandbox, config, first, damaged
 
@@ -88,7 +71,7 @@ def _originals(p, masked: dict[str, dict[str, str]]) -> dict[str, dict[str, dict
 @pytest.mark.e2e
 def test_no_original_value_of_a_masked_field_reaches_the_sandbox(seeded):
     p, sandbox, _config, first, _damaged = seeded
-    meta = _meta(first)
+    meta = step_metadata(first)
     masked = meta["masked_fields"]
     assert masked["Contact"]["Email"] == "pseudonym (email)" and masked["Lead"]["LastName"] == "pseudonym (name)"
     assert masked["Account"]["Phone"] == "pseudonym (phone)" and masked["Contact"]["Birthdate"] == "empty"
@@ -142,7 +125,7 @@ def test_pseudonyms_are_the_same_across_records_objects_and_a_reseed(seeded):
     prod = p.sf()
     fields = "Id, FirstName, LastName, Email, Phone"
     before = {o: {r["Id"]: r for r in sand.query_all(f"SELECT {fields} FROM {o}")["records"]} for o in ("Contact", "Lead")}
-    again = _run(p, "seed_sandbox", "seed_sandbox", config)
+    again = run_job(p, "seed_sandbox", "seed_sandbox", config)
     assert again.success
     objects = again.output_for_node("seed_sandbox")["objects"]
     assert objects["Contact"]["inserted"] == 0 and objects["Contact"]["updated"] == len(before["Contact"])
@@ -187,7 +170,7 @@ def test_a_restore_rehearsed_on_the_masked_sandbox_puts_the_values_back(seeded):
     masked_before = {r["Id"]: r for r in sand.query_all(soql)["records"]}
     assert {r["Title"] for r in masked_before.values()} == {"Overwritten by an import"}  # the seeded damage
 
-    result = _restore(p, {
+    result = restore_reviewed(p, {
         "object": "Contact", "fields": ["Title"], "as_of": "2026-11-24T01:05:00Z", "record_ids": damaged,
         "target_org": "sandbox"})
     assert result.success, [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
