@@ -112,11 +112,15 @@ def test_orphaned_opportunities_are_caught_explained_and_given_a_restore_config(
     defs = p.defs()
     schedule_ctx = dg.build_schedule_context(instance=p.instance, scheduled_execution_time=tick,
                                              repository_def=defs.get_repository_def())
-    [scheduled] = defs.resolve_schedule_def("backup_schedule").evaluate_tick(schedule_ctx).run_requests
+    # The schedule asks for every closed window not backed up yet, oldest first: the 02:00 window comes last.
+    scheduled = list(defs.resolve_schedule_def("backup_schedule").evaluate_tick(schedule_ctx).run_requests)
+    ranges = [((r.tags or {}).get("dagster/asset_partition_range_start", r.partition_key),
+               (r.tags or {}).get("dagster/asset_partition_range_end", r.partition_key)) for r in scheduled]
     window = (T0 + timedelta(hours=2)).strftime(KEY)
-    assert scheduled.partition_key == window
+    assert ranges and ranges[-1][1] == window
     began = time.monotonic()
-    assert p.backup(scheduled.partition_key).success
+    for first, last in ranges:
+        assert p.backup(first, last).success
 
     requests = {r.partition_key: r for r in _sensor_requests(p)}
     assert window in requests
