@@ -283,10 +283,9 @@ def _print_incident(console: Console, incident: Any) -> None:
     for item in report.sample[:3]:
         console.print(f"  {item['id']} {item.get('name') or ''}: {item['before']} -> {item['after']}")
     console.print(f"[dim]change volume, 24 h: {report.chart_sparkline(60)}[/]")
-    lines = [line for line in report.restore_config_yaml().splitlines() if not line.startswith("  - ")]
-    ids = len(report.restore_config.get("record_ids") or ()) if report.restore_config else 0
     console.print("[bold]Suggested restore[/] (the launchpad config of the restore job):")
-    console.print("\n".join(f"  {line}" + (f"  # {ids:,} ids" if line == "record_ids:" else "") for line in lines),
+    # `incident: <id>`: the restore reads the records from the stored incident, so no id is printed
+    console.print("\n".join(f"  {line}" for line in incident.restore_config_yaml().splitlines()),
                   markup=False, highlight=False)
 
 
@@ -395,7 +394,7 @@ def run_demo(size: int = 10_000, data_dir: str | Path = ".demo", console: Consol
     result.incident_id = incident.id
     story.mark("detected: anomaly check failed, incident stored", began)
     _print_incident(console, incident)
-    launchpad = yaml.safe_load(launchpad_yaml(incident.report))
+    launchpad = yaml.safe_load(launchpad_yaml(incident.report, incident.id))
 
     # 4. Reproduce the damage in the sandbox: the incident's records as they are now, with their parents.
     began = time.monotonic()

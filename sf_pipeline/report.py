@@ -62,7 +62,7 @@ _TEMPLATE = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined
 (5-minute buckets; red: the damaging changes):</p><img alt="change volume" src="{{ incident.report.chart_data_uri() }}">{% endif %}
 <p>{{ incident.report.restore_note }}</p>
 <details><summary>the restore config (launchpad YAML of the restore job)</summary>
-<pre>{{ incident.report.restore_config_yaml() }}</pre></details>
+<pre>{{ incident.restore_config_yaml() }}</pre></details>
 
 {% if seed %}<h2>Rehearsal sandbox: seeded from the backup</h2>
 <p>Org <code>{{ seed.config.target_org }}</code> seeded with the state of {{ seed.config.as_of }}

@@ -17,7 +17,7 @@ from sf_pipeline.settings import ObjectSettings, Settings
 
 from .alerts import check_url, incident_summary, send_alert
 from .detectors import run_detectors, user_names_from_backup
-from .incidents import IncidentReport, report_incident, save_incident
+from .incidents import IncidentReport, report_incident, save_incident, writable_columns
 from .settings import overrides_from_settings
 
 CHECK_NAME = "no_mass_damage"
@@ -28,9 +28,10 @@ def check_key(sobject: str) -> dg.AssetCheckKey:
     return dg.AssetCheckKey(history_key(sobject), CHECK_NAME)
 
 
-def launchpad_yaml(report: IncidentReport) -> str:
-    """The restore config as the launchpad takes it: the contract keys under `ops: restore: config:`."""
-    inner = report.restore_config_yaml()
+def launchpad_yaml(report: IncidentReport, incident_id: int | None = None) -> str:
+    """The restore config as the launchpad takes it: the contract keys under `ops: restore: config:`; with the
+    stored incident's id, `incident: <id>` (a few lines, whatever the number of records)."""
+    inner = report.restore_config_yaml(incident_id)
     return "ops:\n  restore:\n    config:\n" + "".join(f"      {line}\n" if line else "\n"
                                                     for line in inner.splitlines())
 
@@ -81,19 +82,23 @@ def anomaly_check(
                 conn, obj.name, window.start, window.end, thresholds, history_start=partitions.start
             )
             reports: list[IncidentReport] = []
+            ids: list[int] = []
             if findings:
                 names = _user_names(conn, salesforce, sorted({f.user_id for f in findings if f.user_id}))
                 try:
                     describe = salesforce.client().describe(obj.name)
                     field_names = {f["name"].lower(): f["name"] for f in describe["fields"]}
+                    # a suggested restore names only fields the org lets it write back
+                    writable = writable_columns(describe["fields"])
                 except Exception as exc:  # noqa: BLE001 - fall back to column names
                     context.log.warning(f"describe of {obj.name} failed, using column names: {exc}")
-                    field_names = {}
+                    field_names, writable = {}, None
                 for finding in findings:
                     if finding.user_id and not finding.user_name:
                         finding.user_name = names.get(finding.user_id)
-                    report = report_incident(conn, finding, org=settings.backup_org, field_names=field_names)
-                    save_incident(conn, report)
+                    report = report_incident(conn, finding, org=settings.backup_org, field_names=field_names,
+                                             writable=writable)
+                    ids.append(save_incident(conn, report))
                     reports.append(report)
             conn.commit()
         errors = [r for r in reports if r.severity == "error"]
@@ -114,8 +119,10 @@ def anomaly_check(
             "errors": dg.MetadataValue.int(len(errors)),
         }
         if reports:
-            worst = reports[0]
-            metadata["incident"] = dg.MetadataValue.md("\n\n---\n\n".join(r.to_markdown() for r in reports))
+            worst, worst_id = reports[0], ids[0]
+            metadata["incident_ids"] = dg.MetadataValue.json(ids)
+            metadata["incident"] = dg.MetadataValue.md("\n\n---\n\n".join(
+                r.to_markdown(incident_id=i) for r, i in zip(reports, ids, strict=True)))
             metadata["affected_records"] = dg.MetadataValue.int(worst.affected_count)
             metadata["acting_user"] = dg.MetadataValue.text(worst.user_label)
             metadata["first_change"] = dg.MetadataValue.text(
@@ -126,9 +133,10 @@ def anomaly_check(
             )
             if worst.restore_config:
                 metadata["restore_config"] = dg.MetadataValue.md(
-                    f"Paste into the `restore` job's launchpad (dry run):\n```yaml\n{launchpad_yaml(worst)}```")
+                    "Paste into the `restore` job's launchpad (dry run):\n"
+                    f"```yaml\n{launchpad_yaml(worst, worst_id)}```")
                 metadata["restore_config_json"] = dg.MetadataValue.json(
-                    json.loads(json.dumps(worst.restore_config))
+                    json.loads(json.dumps(worst.launchpad_config(worst_id)))
                 )
             metadata["change_volume_24h"] = dg.MetadataValue.text(worst.chart_sparkline())
         if errors:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -64,20 +64,46 @@ def _api(column: str, field_names: Mapping[str, str]) -> str:
     return field_names.get(column, field_names.get(column.lower(), column))
 
 
+def restores_whole_records(finding: Finding) -> bool:
+    """Deleted or vanished records come back whole: their restore names no field, so it takes every field the
+    org's describe lets it create or update (history cannot tell formula or derived fields from others)."""
+    return finding.restore_deleted or finding.detector == "mass_vanishing"
+
+
+def restorable_fields(finding: Finding, writable: Collection[str] | None) -> tuple[str, ...]:
+    """The finding's damaged columns a restore can write back: those describe says are updateable and not
+    calculated (`writable`, lower-cased). The detectors list every column that changed, and the org derives
+    some from others (`IsClosed`, `ForecastCategory`, `ExpectedRevenue` from `StageName`) or sets them itself
+    (`MasterRecordId`): putting the damaged field back brings those back too. `writable` None: all of them."""
+    if writable is None:
+        return tuple(finding.restore_fields)
+    allowed = {c.lower() for c in writable}
+    return tuple(c for c in finding.restore_fields if c.lower() in allowed)
+
+
 def restore_config_for(
     finding: Finding,
     field_names: Mapping[str, str] | None = None,
     *,
     target_org: str = DEFAULT_TARGET_ORG,
     max_record_ids: int = MAX_RESTORE_IDS,
+    writable: Collection[str] | None = None,
 ) -> dict[str, Any] | None:
-    """The restore job's launchpad config (the restore contract) that undoes a finding, as a dry run.
+    """The restore selection that undoes a finding, as a dry run (stored with the incident; the launchpad
+    gets `incident: <id>`, see `IncidentReport.launchpad_config`).
 
-    Selects exactly the damaged records: their ids when there are at most `max_record_ids`, and always the
-    time span of the damaging changes (`changed_between` = [first, last + 1 s), to the second) and, when
-    one user made them all, `changed_by`. None when there is nothing to restore (a volume drop).
+    Selects exactly the damaged records: their ids when there are at most `max_record_ids` (all of them are
+    stored with the incident in `sf_pipeline.incident_records`), and always the time span of the damaging
+    changes (`changed_between` = [first, last + 1 s), to the second) and, when one user made them all,
+    `changed_by`. Fields: only those a restore can write (`writable`: lower-cased updateable, not calculated
+    columns from describe), or none for records that come back whole. None when there is nothing to restore
+    (a volume drop, or only fields the org computes changed).
     """
     if not finding.restorable or finding.first_change is None or finding.last_change is None:
+        return None
+    whole = restores_whole_records(finding)
+    fields = () if whole else restorable_fields(finding, writable)
+    if not whole and not fields:
         return None
     names = {k.lower(): v for k, v in (field_names or {}).items()}
     ids = finding.restore_record_ids if finding.restore_record_ids is not None else finding.record_ids
@@ -85,9 +111,7 @@ def restore_config_for(
     last = _floor_second(finding.last_change)
     return {
         "object": finding.restore_object or finding.object,
-        # Records gone for good come back whole: no field list, so the restore takes every field the org's
-        # describe lets it create or update (history cannot tell formula fields from others).
-        "fields": [] if finding.detector == "mass_vanishing" else [_api(c, names) for c in finding.restore_fields],
+        "fields": [_api(c, names) for c in fields],
         "as_of": format_instant(first - timedelta(seconds=1)),
         "record_ids": list(ids) if len(ids) <= max_record_ids else [],
         "changed_between": [format_instant(first), format_instant(last + timedelta(seconds=1))],
@@ -144,6 +168,9 @@ class IncidentReport:
     restore_note: str
     volume: tuple[tuple[datetime, int], ...] = ()
     details: dict[str, Any] = field(default_factory=dict)
+    # Every record the restore selects (record_ids holds at most MAX_RESTORE_IDS): saved with the incident in
+    # sf_pipeline.incident_records by save_incident, never in the report's JSON.
+    restore_ids: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     # ------------------------------------------------------------------------------ construction
     @classmethod
@@ -155,13 +182,18 @@ class IncidentReport:
         field_names: Mapping[str, str] | None = None,
         volume: Sequence[tuple[datetime, int]] = (),
         max_record_ids: int = MAX_RESTORE_IDS,
+        writable: Collection[str] | None = None,
     ) -> IncidentReport:
         """The report of a finding. `field_names` maps lower-cased columns to API names (from describe;
-        for orphans include the parent's); columns it lacks are shown as they are."""
+        for orphans include the parent's); columns it lacks are shown as they are. `writable`: the lower-cased
+        columns describe says a restore can write (updateable, not calculated); None: every damaged column."""
         if finding.window_start is None or finding.window_end is None:
             raise ValueError("a finding without its window cannot be reported; use run_detectors' findings")
         names = {k.lower(): v for k, v in (field_names or {}).items()}
-        config = restore_config_for(finding, names, target_org=org, max_record_ids=max_record_ids)
+        config = restore_config_for(finding, names, target_org=org, max_record_ids=max_record_ids,
+                                    writable=writable)
+        derived = () if restores_whole_records(finding) else tuple(
+            c for c in finding.restore_fields if c not in restorable_fields(finding, writable))
         sample_names = finding.details.get("sample_names", {})
         sample = tuple(
             {
@@ -173,6 +205,9 @@ class IncidentReport:
             for change in finding.sample
         )
         details = {k: v for k, v in finding.details.items() if k != "sample_names"}
+        if derived:
+            details["not_restored_fields"] = [_api(c, names) for c in derived]
+        restore_ids = finding.restore_record_ids if finding.restore_record_ids is not None else finding.record_ids
         return cls(
             org=org,
             object=finding.object,
@@ -194,9 +229,10 @@ class IncidentReport:
             record_ids=finding.record_ids if len(finding.record_ids) <= max_record_ids else (),
             record_count=len(finding.record_ids),
             restore_config=config,
-            restore_note=_restore_note(finding, config, max_record_ids),
+            restore_note=_restore_note(finding, config, max_record_ids, details.get("not_restored_fields", ())),
             volume=tuple(volume),
             details=details,
+            restore_ids=tuple(restore_ids) if config is not None else (),
         )
 
     # --------------------------------------------------------------------------------- summaries
@@ -215,11 +251,27 @@ class IncidentReport:
             return "unknown user"
         return f"{self.user_name} ({self.user_id})" if self.user_name else self.user_id
 
-    def restore_config_yaml(self) -> str:
-        """The restore config as YAML to paste into the launchpad of the restore job (empty if none)."""
+    def launchpad_config(self, incident_id: int | None) -> dict[str, Any] | None:
+        """The restore job's launchpad config: `incident: <id>` (the restore takes the records, fields, window,
+        object and user from the stored incident), the org and a dry run. Without an id (a report not stored
+        yet): the whole selection. None when there is nothing to restore."""
+        if self.restore_config is None:
+            return None
+        if incident_id is None:
+            return dict(self.restore_config)
+        return {"incident": incident_id, "target_org": self.restore_config.get("target_org", self.org),
+                "dry_run": True}
+
+    def restore_config_yaml(self, incident_id: int | None = None) -> str:
+        """The restore config as YAML to paste into the launchpad of the restore job (empty if none).
+
+        With the stored incident's id it is `incident: <id>` with what it selects in comments: a few lines
+        whatever the incident's size, never thousands of pasted ids."""
         config = self.restore_config
         if config is None:
             return ""
+        if incident_id is not None:
+            return self._incident_yaml(incident_id)
         lines = [
             f"# Undo: {self.title}",
             "# Dry run first: launch as is and review the plan it stores. Then write exactly that plan: launch this",
@@ -241,6 +293,25 @@ class IncidentReport:
                 lines.append(f"{key}: {_yaml_scalar(value)}")
         return "\n".join(lines) + "\n"
 
+    def _incident_yaml(self, incident_id: int) -> str:
+        config = self.restore_config or {}
+        count = len(self.restore_ids) or len(config.get("record_ids") or ()) or self.record_count
+        fields = ", ".join(config.get("fields") or ()) or "every field it can write"
+        lines = [
+            f"# Undo: {self.title}",
+            f"# incident {incident_id} selects {count:,} {config.get('object')} records ({fields}) as they were at "
+            f"{config.get('as_of')}",
+        ]
+        if config.get("restore_deleted"):
+            lines.append("# deleted records are brought back (undeleted, or re-created with new ids)")
+        lines += [
+            "# Keys beside incident narrow or override it (record_ids, fields, as_of, on_conflict, ...).",
+            "# Dry run first: launch as is and review the plan it stores. Then write exactly that plan: launch this",
+            "# config again with dry_run: false and plan: <the dry run's run id> (its apply_config metadata).",
+        ]
+        lines += [f"{key}: {_yaml_scalar(value)}" for key, value in (self.launchpad_config(incident_id) or {}).items()]
+        return "\n".join(lines) + "\n"
+
     def _highlighted(self) -> list[bool]:
         if not self.volume:
             return []
@@ -259,7 +330,7 @@ class IncidentReport:
     def chart_sparkline(self, width: int = 72) -> str:
         return sparkline([count for _, count in self.volume], width)
 
-    def to_markdown(self, embed_chart: bool = True) -> str:
+    def to_markdown(self, embed_chart: bool = True, incident_id: int | None = None) -> str:
         """A human summary: what changed, when, by whom, a sample, the change volume and how to undo it."""
         lines = [f"### {self.severity.upper()}: {self.title}", ""]
         share = (
@@ -314,7 +385,7 @@ class IncidentReport:
                 lines += ["", f"![change volume]({self.chart_data_uri()})"]
         lines += ["", "#### How to undo", "", self.restore_note]
         if self.restore_config is not None:
-            lines += ["", "```yaml", self.restore_config_yaml().rstrip("\n"), "```"]
+            lines += ["", "```yaml", self.restore_config_yaml(incident_id).rstrip("\n"), "```"]
         return "\n".join(lines) + "\n"
 
     @property
@@ -360,8 +431,10 @@ class IncidentReport:
 
     # ------------------------------------------------------------------------------ serialization
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-compatible data (instants as ISO strings)."""
-        return _jsonable(asdict(self))
+        """Plain JSON-compatible data (instants as ISO strings); the full id list is stored apart."""
+        data = asdict(self)
+        data.pop("restore_ids", None)
+        return _jsonable(data)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=False)
@@ -404,13 +477,17 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _restore_note(finding: Finding, config: dict[str, Any] | None, max_record_ids: int) -> str:
+def _restore_note(finding: Finding, config: dict[str, Any] | None, max_record_ids: int,
+                  derived: Sequence[str] = ()) -> str:
     if config is None:
         if finding.detector == "volume_drop":
             return (
                 "Nothing to restore: no record changed. Look at the backup run of this window and at the "
                 "backup user's access to the object; re-run the window once it is fixed."
             )
+        if derived:
+            return (f"Nothing to restore: only fields the org computes or sets itself changed "
+                    f"({', '.join(derived)}); look for the change that drove them.")
         return "Nothing a restore could bring back was identified."
     ids = finding.restore_record_ids if finding.restore_record_ids is not None else finding.record_ids
     target = config["object"]
@@ -423,23 +500,17 @@ def _restore_note(finding: Finding, config: dict[str, Any] | None, max_record_id
         f"of {len(ids):,} {target} records as they were at {config['as_of']}, one second before the first "
         "damaging change, and skips records changed again since (on_conflict: skip)."
     ]
+    if derived:
+        parts.append(f"Not restored, the org computes or sets them itself and they follow the restored fields: "
+                     f"{', '.join(derived)}.")
     if finding.restore_deleted:
         parts.append("Deleted records are brought back (restore_deleted: true).")
     if finding.detector == "mass_vanishing":
         parts.append("They are no longer in the recycle bin, so they are re-created from history with new ids; "
                      "records that pointed at them are not re-pointed (whole hierarchies: issue 16).")
     if len(ids) > max_record_ids:
-        if finding.acted_alone:
-            parts.append(
-                f"The {len(ids):,} records are too many to list: they are selected by changed_between and "
-                "changed_by, which single out exactly the records this user changed in that span."
-            )
-        else:
-            parts.append(
-                f"The {len(ids):,} records are too many to list and were changed by several users: "
-                "changed_between alone also selects the other changes made in that span; check the dry "
-                "run's plan."
-            )
+        parts.append(f"The incident keeps all {len(ids):,} record ids (sf_pipeline.incident_records): "
+                     "`incident: <id>` selects exactly them, nothing is pasted.")
     if finding.detector == "volume_spike":
         parts.append("A spike is not necessarily damage: read the dry run's plan before applying anything.")
     return " ".join(parts)
@@ -454,12 +525,24 @@ def report_incident(
     field_names: Mapping[str, str] | None = None,
     hours: int = 24,
     bucket_minutes: int = 5,
+    writable: Collection[str] | None = None,
 ) -> IncidentReport:
-    """The report of a finding with its change-volume chart data read from the history."""
+    """The report of a finding with its change-volume chart data read from the history. `writable`: the
+    lower-cased columns a restore can write (see `writable_columns`)."""
     if finding.window_end is None:
         raise ValueError("a finding without its window cannot be reported; use run_detectors' findings")
     volume = change_volume(conn, finding.object, finding.window_end, hours, bucket_minutes)
-    return IncidentReport.from_finding(finding, org=org, field_names=field_names, volume=volume)
+    return IncidentReport.from_finding(finding, org=org, field_names=field_names, volume=volume, writable=writable)
+
+
+def writable_columns(describe_fields: Sequence[Mapping[str, Any]]) -> frozenset[str]:
+    """Lower-cased names of the fields a restore can write back on a live record: updateable per describe and
+    not calculated (formulas, roll-ups)."""
+    return frozenset(str(f["name"]).lower() for f in describe_fields
+                     if f.get("updateable") and not f.get("calculated"))
+
+
+_RECORDS_TABLE = qualified(INCIDENT_SCHEMA, "incident_records")
 
 
 _TABLE = qualified(INCIDENT_SCHEMA, INCIDENT_TABLE)
@@ -521,6 +604,11 @@ def ensure_incident_table(conn: psycopg.Connection[Any]) -> None:
                 _TABLE
             )
         )
+        # Every record an incident's restore selects, however many: `incident: <id>` in a restore config
+        # reads them here instead of a launchpad config of pasted ids.
+        conn.execute(sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (incident_id bigint NOT NULL REFERENCES {} (id) ON DELETE CASCADE, "
+            "record_id text NOT NULL, PRIMARY KEY (incident_id, record_id))").format(_RECORDS_TABLE, _TABLE))
 
 
 def save_incident(conn: psycopg.Connection[Any], report: IncidentReport) -> int:
@@ -546,7 +634,39 @@ def save_incident(conn: psycopg.Connection[Any], report: IncidentReport) -> int:
     }
     with conn.transaction():
         (incident_id,) = conn.execute(_UPSERT.format(table=_TABLE), params).fetchone()
+        conn.execute(sql.SQL("DELETE FROM {} WHERE incident_id = %s").format(_RECORDS_TABLE), (incident_id,))
+        if report.restore_ids:
+            with conn.cursor().copy(sql.SQL("COPY {} (incident_id, record_id) FROM STDIN").format(
+                    _RECORDS_TABLE)) as copy:
+                for record_id in dict.fromkeys(report.restore_ids):
+                    copy.write_row((incident_id, record_id))
     return incident_id
+
+
+def incident_record_ids(conn: psycopg.Connection[Any], incident_id: int) -> list[str]:
+    """Every record id an incident's restore selects, sorted (empty for incidents stored before the ids were)."""
+    exists = conn.execute("SELECT to_regclass(%s)", (f"{INCIDENT_SCHEMA}.incident_records",)).fetchone()[0]
+    if exists is None:
+        return []
+    query = sql.SQL("SELECT record_id FROM {} WHERE incident_id = %s ORDER BY record_id").format(_RECORDS_TABLE)
+    return [row[0] for row in conn.execute(query, (incident_id,))]
+
+
+def incident_restore_selection(conn: psycopg.Connection[Any], incident_id: int) -> dict[str, Any] | None:
+    """What a restore config's `incident: <id>` stands for: the stored incident's restore selection (object,
+    fields, as_of, changed_between, changed_by, restore_deleted) with every record id it selects. None when there is no such incident; `{}` when it has nothing to restore."""
+    stored = get_incident(conn, incident_id)
+    if stored is None:
+        return None
+    config = stored.report.restore_config
+    if not config:
+        return {}
+    keys = ("object", "fields", "as_of", "record_ids", "changed_between", "changed_by", "restore_deleted")
+    selection = {k: config[k] for k in keys if k in config}
+    ids = incident_record_ids(conn, incident_id)
+    if ids:
+        selection["record_ids"] = ids
+    return selection
 
 
 @dataclass(frozen=True)
@@ -563,7 +683,11 @@ class StoredIncident:
         return self.report.restore_config
 
     def restore_config_yaml(self) -> str:
-        return self.report.restore_config_yaml()
+        """`incident: <id>` and what it selects, as the restore job's launchpad takes it."""
+        return self.report.restore_config_yaml(self.id)
+
+    def launchpad_config(self) -> dict[str, Any] | None:
+        return self.report.launchpad_config(self.id)
 
 
 def get_incident(conn: psycopg.Connection[Any], incident_id: int) -> StoredIncident | None:

@@ -11,7 +11,7 @@ that plan (`load_plan`). There is no way to write without a reviewed plan.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -41,7 +41,10 @@ class RestoreConfig:
     undo_of: str | None = None
     plan: str | None = None
     all_fields: bool = False
+    incident: int | None = None
     notes: tuple[str, ...] = field(default=(), compare=False)
+    # keys whose values came from the stored incident (not written in the launchpad config)
+    from_incident: frozenset[str] = field(default=frozenset(), compare=False)
 
     def __post_init__(self) -> None:
         if not self.target_org:
@@ -90,15 +93,25 @@ class RestoreConfig:
 
     # ----------------------------------------------------------------- building
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, orgs: Sequence[str] | None = None) -> RestoreConfig:
-        """Parse the launchpad config; `orgs` are the configured aliases (an unknown `target_org` is an error)."""
+    def from_dict(cls, data: Mapping[str, Any], *, orgs: Sequence[str] | None = None,
+                  incidents: IncidentLookup | None = None) -> RestoreConfig:
+        """Parse the launchpad config; `orgs` are the configured aliases (an unknown `target_org` is an error).
+
+        `incident: <id>` takes the object, fields, as_of, records, window and user from the stored incident, which
+        `incidents(id)` returns (its restore selection; None: no such incident). Any key given beside it
+        overrides the incident's; `record_ids` and `fields` narrow it (they must be among the incident's).
+        """
         if not isinstance(data, Mapping):
             raise RestoreConfigError(f"the restore config must be a mapping, not {type(data).__name__}")
-        allowed = {f for f in cls.__dataclass_fields__ if f != "notes"}
+        allowed = {f for f in cls.__dataclass_fields__ if f not in ("notes", "from_incident")}
         unknown = sorted(set(data) - allowed)
         if unknown:
             raise RestoreConfigError(f"unknown restore config key(s) {', '.join(unknown)}; the keys are: "
                                      f"{', '.join(sorted(allowed))}")
+        incident_notes: list[str] = []
+        from_incident: frozenset[str] = frozenset()
+        if data.get("incident") is not None:
+            data, from_incident, incident_notes = _with_incident(data, incidents)
         if "object" not in data or not isinstance(data["object"], str):
             raise RestoreConfigError("object is required: the API name of the object to restore, e.g. Opportunity")
         target = data.get("target_org")
@@ -124,7 +137,7 @@ class RestoreConfig:
         plan = data.get("plan")
         if plan is not None and (not isinstance(plan, str) or not plan.strip()):
             raise RestoreConfigError("plan must be the run id of the dry run whose plan to apply")
-        notes = []
+        notes = list(incident_notes)
         if undo_of and any(data.get(k) for k in ("as_of", "changed_between", "changed_by")):
             notes.append("undo_of is given: as_of, changed_between and changed_by are ignored (the values to put "
                          f"back are the before-values that run {undo_of} logged)")
@@ -142,16 +155,19 @@ class RestoreConfig:
             undo_of=undo_of.strip() if undo_of else None,
             plan=plan.strip() if plan else None,
             all_fields=_flag("all_fields", data.get("all_fields", False)),
+            incident=data.get("incident"),
             notes=tuple(notes),
+            from_incident=from_incident,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as plain JSON (stored with the plan)."""
+        """The config as plain JSON (stored with the plan). Record ids taken from an incident are not repeated
+        (`incident` names them; the plan's items hold each record)."""
         return {
             "object": self.object,
             "fields": list(self.fields),
             "as_of": format_datetime(self.as_of) if self.as_of else None,
-            "record_ids": list(self.record_ids),
+            "record_ids": [] if "record_ids" in self.from_incident else list(self.record_ids),
             "changed_between": [format_datetime(m) for m in self.changed_between] if self.changed_between else None,
             "changed_by": self.changed_by,
             "target_org": self.target_org,
@@ -161,6 +177,7 @@ class RestoreConfig:
             "undo_of": self.undo_of,
             "plan": self.plan,
             "all_fields": self.all_fields,
+            **({"incident": self.incident} if self.incident is not None else {}),
         }
 
     def planned_as(self) -> dict[str, Any]:
@@ -173,6 +190,61 @@ class RestoreConfig:
         if self.undo_of is None and self.as_of is not None and self.as_of > now:
             raise RestoreConfigError(f"as_of {format_datetime(self.as_of)} is in the future (now is "
                                      f"{format_datetime(now)}): choose an instant before the damage")
+
+
+IncidentLookup = Callable[[int], "Mapping[str, Any] | None"]
+# What `incident: <id>` may bring into a restore config; the rest (target_org, dry_run, plan, on_conflict, ...)
+# is the user's to say.
+INCIDENT_KEYS = ("object", "fields", "as_of", "record_ids", "changed_between", "changed_by", "restore_deleted")
+
+
+def _with_incident(data: Mapping[str, Any], incidents: IncidentLookup | None) -> tuple[
+        dict[str, Any], frozenset[str], list[str]]:
+    """The launchpad config with the stored incident's selection under the keys it does not give."""
+    number = data["incident"]
+    if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+        raise RestoreConfigError(f"incident must be the id of an incident (as `sf-pipeline incidents` lists it), "
+                                 f"not {number!r}")
+    if data.get("undo_of") is not None:
+        raise RestoreConfigError("incident and undo_of cannot go together: undo_of puts back what a restore run "
+                                 "wrote, incident restores what an incident damaged; give one of them")
+    if incidents is None:
+        raise RestoreConfigError(f"incident: {number} needs the backup database to read the incident from")
+    selection = incidents(number)
+    if selection is None:
+        raise RestoreConfigError(f"there is no incident {number} in sf_pipeline.incidents (`sf-pipeline incidents` "
+                                 "lists them, each with its id)")
+    if not selection:
+        raise RestoreConfigError(f"incident {number} has nothing a restore could bring back (e.g. a volume drop)")
+    merged: dict[str, Any] = {k: selection[k] for k in INCIDENT_KEYS if k in selection}
+    given = {k: v for k, v in data.items() if v is not None and v != []}
+    notes = []
+    if "object" in given and str(given["object"]).lower() != str(merged.get("object", "")).lower():
+        raise RestoreConfigError(f"incident {number} is about {merged.get('object')}, not {given['object']}: "
+                                 "leave object out (the incident gives it) or restore by hand without incident")
+    theirs = set(merged.get("record_ids") or ())
+    if given.get("record_ids") and theirs:
+        outside = [r for r in _ids("record_ids", given["record_ids"]) if r not in theirs
+                   and not any(t.startswith(r[:15]) for t in theirs)]
+        if outside:
+            raise RestoreConfigError(f"record_ids narrow incident {number} to some of its records, but "
+                                     f"{len(outside)} of them are not among its {len(theirs):,} records (e.g. "
+                                     f"{', '.join(outside[:3])}); remove incident to restore a hand-made selection")
+    if given.get("fields") and merged.get("fields"):
+        theirs_fields = {f.lower() for f in merged["fields"]}
+        outside = [f for f in given["fields"] if isinstance(f, str) and f.lower() not in theirs_fields]
+        if outside:
+            raise RestoreConfigError(f"fields narrow incident {number} to some of its fields ({', '.join(merged['fields'])}), "
+                                     f"but it did not damage {', '.join(outside)}")
+    taken = frozenset(k for k in merged if k not in given)
+    merged.update(given)
+    count = len(merged.get("record_ids") or ())
+    notes.append(f"incident {number}: {count:,} {merged.get('object')} records"
+                 + (f", fields {', '.join(merged['fields'])}" if merged.get("fields") else ", every restorable field")
+                 + f", as of {merged.get('as_of')}"
+                 + (f"; overridden here: {', '.join(sorted(k for k in given if k in INCIDENT_KEYS))}"
+                    if any(k in INCIDENT_KEYS for k in given) else ""))
+    return merged, taken, notes
 
 
 def _instant(name: str, value: Any) -> datetime:

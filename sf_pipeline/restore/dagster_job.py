@@ -12,6 +12,7 @@ import dagster as dg
 import yaml
 from pydantic import Field
 
+from sf_pipeline.anomalies.incidents import incident_restore_selection
 from sf_pipeline.backup.assets import ORG_TAG, salesforce_pool
 from sf_pipeline.backup.resources import SalesforceOrgResource, WarehouseResource
 from sf_pipeline.settings import Settings
@@ -32,7 +33,11 @@ from . import (
 class RestoreRunConfig(dg.Config):
     """What to restore, from when, into which org (paste an incident's suggested config here)."""
 
-    object: str = Field(description="API name of the object to restore, e.g. Opportunity.")
+    incident: int | None = Field(default=None, description="Restore what this incident damaged (its id in "
+                                 "`sf-pipeline incidents`): the object, records, fields, as_of, window and user come "
+                                 "from the stored incident; any other key given here narrows or overrides it.")
+    object: str | None = Field(default=None, description="API name of the object to restore, e.g. Opportunity "
+                               "(required unless incident gives it).")
     fields: list[str] = Field(default=[], description="API names of the fields to restore; empty: every "
                               "updateable field whose value differs (then select records, or set all_fields).")
     as_of: str | None = Field(default=None, description="Restore values as they were at this instant "
@@ -74,13 +79,15 @@ def restore_job(settings: Settings) -> dg.JobDefinition:
     def _restore(context: dg.OpExecutionContext, config: RestoreRunConfig,
                  warehouse: dg.ResourceParam[WarehouseResource]) -> dg.Output:
         raw: dict[str, Any] = {k: v for k, v in config.model_dump().items() if v not in (None, [])}
-        try:
-            cfg = RestoreConfig.from_dict(raw, orgs=list(settings.orgs))
-        except RestoreError as exc:
-            raise dg.Failure(description=f"invalid restore config: {exc}") from None
-        org = SalesforceOrgResource.from_settings(settings, cfg.target_org)
-        client = org.client()
         with warehouse.connect() as conn:
+            try:
+                cfg = RestoreConfig.from_dict(raw, orgs=list(settings.orgs),
+                                              incidents=lambda number: incident_restore_selection(conn, number))
+            except RestoreError as exc:
+                raise dg.Failure(description=f"invalid restore config: {exc}") from None
+            conn.commit()
+            org = SalesforceOrgResource.from_settings(settings, cfg.target_org)
+            client = org.client()
             try:
                 verify_org(conn, client)  # the org this alias always reached, or nothing is planned nor written
                 if cfg.dry_run:

@@ -17,6 +17,7 @@ from sf_pipeline.anomalies import (
     Finding,
     IncidentReport,
     SampleChange,
+    get_incident,
     list_incidents,
     report_incident,
     run_detectors,
@@ -109,26 +110,60 @@ def test_restore_config_selects_the_damaged_records_with_as_of_one_second_before
     assert "object: Opportunity" in text and "dry_run: true" in text
 
 
-def test_more_than_ten_thousand_records_are_selected_by_span_and_user_instead_of_ids() -> None:
+def test_more_than_ten_thousand_records_keep_every_id_for_incident_instead_of_pasting_them() -> None:
     report = IncidentReport.from_finding(nulling_finding(MAX_RESTORE_IDS + 1), field_names=FIELD_NAMES)
 
     config = report.restore_config
     assert config["record_ids"] == [] and config["changed_by"] == INTEGRATION
     assert config["changed_between"] == ["2026-11-24T02:00:00Z", "2026-11-24T02:03:01Z"]
     assert report.record_ids == () and report.record_count == MAX_RESTORE_IDS + 1
-    assert "10,001 records: too many to list" in report.restore_config_yaml()
-    assert "changed_between and changed_by" in report.restore_note
-    assert yaml.safe_load(report.restore_config_yaml()) == config
+    assert len(report.restore_ids) == MAX_RESTORE_IDS + 1 and "restore_ids" not in report.to_dict()
+    assert "keeps all 10,001 record ids" in report.restore_note
+    # the launchpad config of the stored incident: three keys, whatever its size
+    text = report.restore_config_yaml(7)
+    assert yaml.safe_load(text) == {"incident": 7, "target_org": "production", "dry_run": True}
+    assert "10,001 Opportunity records (AccountId)" in text and len(text.encode()) < 1024
 
     at_limit = IncidentReport.from_finding(nulling_finding(MAX_RESTORE_IDS))
     assert len(at_limit.restore_config["record_ids"]) == MAX_RESTORE_IDS
 
 
-def test_damage_by_several_users_has_no_changed_by_and_says_so() -> None:
+def test_damage_by_several_users_has_no_changed_by() -> None:
     report = IncidentReport.from_finding(nulling_finding(MAX_RESTORE_IDS + 5, acted_alone=False))
 
     assert report.restore_config["changed_by"] is None
-    assert "several users" in report.restore_note
+    assert len(report.restore_ids) == MAX_RESTORE_IDS + 5
+
+
+def _overwrite_of_stage(count: int = 60) -> Finding:
+    """StageName set to Closed Lost: the org derives IsClosed, ForecastCategory, Probability, ExpectedRevenue."""
+    finding = nulling_finding(count)
+    derived = ("expectedrevenue", "forecastcategory", "forecastcategoryname", "isclosed", "probability",
+               "stagename")
+    return Finding(**{**finding.__dict__, "detector": "mass_overwrite", "fields": derived,
+                      "restore_fields": derived})
+
+
+def test_suggested_restore_names_only_fields_the_org_lets_it_write() -> None:
+    writable = {"stagename", "probability", "forecastcategoryname", "accountid", "amount"}
+    report = IncidentReport.from_finding(_overwrite_of_stage(), field_names={"stagename": "StageName",
+                                         "probability": "Probability", "isclosed": "IsClosed",
+                                         "forecastcategoryname": "ForecastCategoryName"}, writable=writable)
+    assert report.restore_config["fields"] == ["ForecastCategoryName", "Probability", "StageName"]
+    assert report.details["not_restored_fields"] == ["expectedrevenue", "forecastcategory", "IsClosed"]
+    assert "IsClosed" in report.restore_note and "computes or sets them itself" in report.restore_note
+    # only derived fields changed: nothing a restore could write
+    only_derived = IncidentReport.from_finding(_overwrite_of_stage(), writable={"amount"})
+    assert only_derived.restore_config is None and "computes or sets itself" in only_derived.restore_note
+
+
+def test_deleted_records_come_back_whole_with_no_field_list() -> None:
+    finding = nulling_finding(60)
+    deleted = Finding(**{**finding.__dict__, "detector": "mass_delete", "fields": (),
+                         "restore_fields": ("masterrecordid", "name", "accountid"), "restore_deleted": True})
+    config = IncidentReport.from_finding(deleted, writable={"name"}).restore_config
+    assert config["fields"] == [] and config["restore_deleted"] is True
+    assert len(config["record_ids"]) == 60
 
 
 def test_a_finding_with_nothing_to_restore_has_no_config() -> None:
@@ -276,7 +311,9 @@ def test_incidents_are_listed_latest_first_with_their_restore_config(
     ]
     assert listed[-1].report == older  # stored and read back unchanged
     assert listed[-1].restore_config["record_ids"] == sorted(finding.record_ids)
-    assert yaml.safe_load(listed[-1].restore_config_yaml())["as_of"] == "2026-11-24T01:59:59Z"
+    assert yaml.safe_load(listed[-1].restore_config_yaml()) == {"incident": listed[-1].id,
+                                                                 "target_org": "production", "dry_run": True}
+    assert "as they were at 2026-11-24T01:59:59Z" in listed[-1].restore_config_yaml()
     assert [i.report.object for i in list_incidents(pg_conn, object="case")] == ["Case"]
     assert len(list_incidents(pg_conn, limit=1)) == 1
 
@@ -307,3 +344,23 @@ def test_a_finding_without_its_window_cannot_be_reported() -> None:
     )
     with pytest.raises(ValueError, match="window"):
         IncidentReport.from_finding(finding)
+
+
+def test_an_incident_keeps_every_record_id_for_the_restore(pg_conn: psycopg.Connection) -> None:
+    from sf_pipeline.anomalies.incidents import incident_record_ids, incident_restore_selection
+
+    report = IncidentReport.from_finding(nulling_finding(MAX_RESTORE_IDS + 3), field_names=FIELD_NAMES)
+    number = save_incident(pg_conn, report)
+    assert incident_record_ids(pg_conn, number) == sorted(report.restore_ids)
+    selection = incident_restore_selection(pg_conn, number)
+    assert len(selection["record_ids"]) == MAX_RESTORE_IDS + 3
+    assert selection["fields"] == ["AccountId"] and selection["as_of"] == "2026-11-24T01:59:59Z"
+    assert incident_restore_selection(pg_conn, number + 1) is None
+    stored = get_incident(pg_conn, number)
+    assert stored.launchpad_config() == {"incident": number, "target_org": "production", "dry_run": True}
+    assert "AccountId" in stored.restore_config_yaml() and record_id("Opportunity", 1) not in \
+        stored.restore_config_yaml()
+    # checked again: the same row, its ids replaced
+    again = IncidentReport.from_finding(nulling_finding(4), field_names=FIELD_NAMES)
+    assert save_incident(pg_conn, again) == number
+    assert incident_record_ids(pg_conn, number) == sorted(again.restore_ids)
