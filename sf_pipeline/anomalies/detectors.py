@@ -34,6 +34,7 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
+from sf_pipeline.anomalies import cascades
 from sf_pipeline.anomalies.settings import (
     AUDIT_COLUMNS,
     AnomalyThresholds,
@@ -108,6 +109,7 @@ class Finding:
     restore_record_ids: tuple[str, ...] | None = None
     restore_deleted: bool = False
     live_records: int | None = None
+    restore_as_of: datetime | None = None  # restore values as of just before this (None: first_change)
 
     @property
     def restorable(self) -> bool:
@@ -530,11 +532,67 @@ def detect_mass_delete(
     """Records deleted in the window (live before, flagged deleted after), per acting user.
 
     The restore brings whole records back (`restore_deleted`), so `restore_fields` lists every column a
-    restore can write.
+    restore can write. A cascade is one incident, its root's (cascades.py): records deleted with their parent
+    are left to the parent's finding, which counts them (`details["cascade"]`) and is raised when the whole
+    tree is large enough, even if its roots alone are few (15 Accounts with 400 Contacts and Opportunities).
     """
     limits = _resolve(thresholds, object_name)
     with _changes_for(conn, object_name, start, end, changes) as window:
-        return _mass_change(conn, window, limits, "mass_delete")
+        findings = _mass_change(conn, window, limits, "mass_delete")
+        if not limits.enabled("mass_delete"):
+            return findings
+        return _group_cascades(conn, window, limits, findings)
+
+
+_DELETED_ROOTS = sql.SQL(
+    "SELECT id, user_id, valid_from FROM {table} WHERE field = 'isdeleted' AND deleted AND NOT prev_deleted"
+)
+
+
+def _group_cascades(conn: psycopg.Connection[Any], window: WindowChanges, limits: AnomalyThresholds,
+                    findings: list[Finding]) -> list[Finding]:
+    """Mass-delete findings with cascades grouped under their root: see `detect_mass_delete`."""
+    tables = cascades.backed_up_tables(conn)
+    with_parent = cascades.deleted_with_parent(conn, window.object_name, window.start, window.end, tables)
+    out: list[Finding] = []
+    for f in findings:
+        own = tuple(i for i in f.record_ids if i not in with_parent)
+        if len(own) == len(f.record_ids):
+            out.append(f)
+        elif own:
+            out.append(replace(f, record_ids=own, affected_count=len(own),
+                               sample=tuple(s for s in f.sample if s.record_id not in with_parent),
+                               details={**f.details, "deleted_with_parent": len(f.record_ids) - len(own)}))
+    roots: dict[str | None, list[tuple[str, datetime]]] = {}
+    for record_id, user_id, valid_from in conn.execute(_DELETED_ROOTS.format(table=window.table)):
+        if record_id not in with_parent:
+            roots.setdefault(user_id, []).append((record_id, valid_from))
+    mass = limits.mass_delete
+    for user_id, deleted in roots.items():
+        ids = sorted(r for r, _ in deleted)
+        tree = cascades.cascade_beneath(conn, window.object_name, ids, window.start, window.end, tables)
+        if not tree.count:
+            continue
+        shares = [window.share(len(ids))]
+        for table, child_ids in tree.beneath.items():
+            live = _live_records(conn, table, window.start, set(history_columns(conn, table)))
+            shares.append(len(child_ids) / max(live, len(child_ids), 1))
+        severity = mass.classify(len(ids) + tree.count, max(shares))
+        cascade = {"cascade": tree.counts(), "cascade_records": tree.count}
+        existing = next((i for i, f in enumerate(out) if f.user_id == user_id and f.acted_alone), None)
+        if existing is not None:
+            f = out[existing]
+            worse = "error" if "error" in (f.severity, severity) else f.severity
+            out[existing] = replace(f, severity=worse, details={**f.details, **cascade})
+        elif severity is not None:
+            out.append(Finding(
+                detector="mass_delete", severity=severity, object=window.object_name, fields=(),
+                affected_count=len(ids), share=window.share(len(ids)),
+                first_change=min(v for _, v in deleted), last_change=max(v for _, v in deleted),
+                user_id=user_id, sample=(), record_ids=tuple(ids), restore_fields=window.restorable_columns,
+                details=_window_details(window, len(ids)) | cascade, window_start=window.start,
+                window_end=window.end, live_records=window.live_records, restore_deleted=True))
+    return out
 
 
 # ------------------------------------------------------------------------------------- user share

@@ -109,10 +109,11 @@ def restore_config_for(
     ids = finding.restore_record_ids if finding.restore_record_ids is not None else finding.record_ids
     first = _floor_second(finding.first_change)
     last = _floor_second(finding.last_change)
+    before = _floor_second(finding.restore_as_of or finding.first_change)
     return {
         "object": finding.restore_object or finding.object,
         "fields": [_api(c, names) for c in fields],
-        "as_of": format_instant(first - timedelta(seconds=1)),
+        "as_of": format_instant(before - timedelta(seconds=1)),
         "record_ids": list(ids) if len(ids) <= max_record_ids else [],
         "changed_between": [format_instant(first), format_instant(last + timedelta(seconds=1))],
         "changed_by": finding.user_id if finding.acted_alone else None,
@@ -402,6 +403,11 @@ class IncidentReport:
             values = sorted({str(p.get("value")) for p in details.get("per_field", [])})
             return f"{fields} set to the same value ({', '.join(repr(v) for v in values)})"
         if self.detector == "mass_delete":
+            cascade = details.get("cascade") or {}
+            if cascade:
+                beneath = ", ".join(f"{n:,} {table}" for table, n in cascade.items())
+                return (f"{self.object} records deleted, and with them (cascade, same transaction) {beneath}: one "
+                        "incident for the whole tree")
             return f"{self.object} records deleted"
         if self.detector == "mass_vanishing":
             return (f"{self.object} records {details.get('cause', 'gone')}: the org no longer holds them, not even "
@@ -505,6 +511,10 @@ def _restore_note(finding: Finding, config: dict[str, Any] | None, max_record_id
                      f"{', '.join(derived)}.")
     if finding.restore_deleted:
         parts.append("Deleted records are brought back (restore_deleted: true).")
+    if finding.details.get("cascade"):
+        parts.append(f"The {finding.details.get('cascade_records', 0):,} records deleted with them come back in the "
+                     "same run: undeleting a record undeletes its cascade (re-created records bring theirs with "
+                     "with_children).")
     if finding.detector == "mass_vanishing":
         parts.append("They are no longer in the recycle bin, so they are re-created from history with new ids; "
                      "records that pointed at them are not re-pointed (whole hierarchies: issue 16).")
@@ -654,7 +664,8 @@ def incident_record_ids(conn: psycopg.Connection[Any], incident_id: int) -> list
 
 def incident_restore_selection(conn: psycopg.Connection[Any], incident_id: int) -> dict[str, Any] | None:
     """What a restore config's `incident: <id>` stands for: the stored incident's restore selection (object,
-    fields, as_of, changed_between, changed_by, restore_deleted) with every record id it selects. None when there is no such incident; `{}` when it has nothing to restore."""
+    fields, as_of, changed_between, changed_by, restore_deleted) with every record id it selects. None when there
+    is no such incident; `{}` when it has nothing to restore."""
     stored = get_incident(conn, incident_id)
     if stored is None:
         return None
@@ -711,8 +722,10 @@ def list_incidents(
     if exists is None:
         return []
     where = sql.SQL("WHERE lower(object) = lower(%(object)s)") if object else sql.SQL("")
+    # A cascade's root (the incident holding `details.cascade`) comes first in its window: undo it first.
     query = sql.SQL(
-        "SELECT id, created_at, updated_at, report FROM {} {} ORDER BY window_start DESC, id DESC LIMIT %(limit)s"
+        "SELECT id, created_at, updated_at, report FROM {} {} ORDER BY window_start DESC, "
+        "(report -> 'details' ? 'cascade') DESC, id DESC LIMIT %(limit)s"
     ).format(_TABLE, where)
     with conn.cursor(row_factory=dict_row) as cursor:
         rows = cursor.execute(query, {"object": object, "limit": limit}).fetchall()

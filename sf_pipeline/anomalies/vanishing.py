@@ -32,8 +32,13 @@ _FOUND = sql.SQL(
     SELECT h._sfp_vanished AS cause, h._sfp_vanished_by AS by_user, count(*) AS n,
            min(h.dbt_valid_from) AS first_change, max(h.dbt_valid_from) AS last_change,
            min(h._sfp_vanished_after) AS earliest_possible, array_agg(h.id ORDER BY h.id) AS ids,
-           array_agg(h._sfp_merged_into ORDER BY h.id) AS masters
+           array_agg(h._sfp_merged_into ORDER BY h.id) AS masters, min(live.until) AS last_live
     FROM {history} AS h
+    -- when each record stopped being live: its deletion (a purge empties a bin of records deleted earlier),
+    -- else the closing version itself
+    CROSS JOIN LATERAL (
+        SELECT max(v.dbt_valid_to) AS until FROM {history} AS v WHERE v.id = h.id AND v.isdeleted IS NOT TRUE
+    ) AS live
     WHERE h._sfp_found_in_window = %(end)s AND h._sfp_vanished = ANY(%(causes)s) AND h.dbt_valid_to IS NULL
     GROUP BY 1, 2
     """
@@ -109,6 +114,8 @@ def detect_mass_vanishing(conn: psycopg.Connection[Any], object_name: str, start
             acted_alone=False,
             restore_deleted=True,
             live_records=live,
+            # records purged from the recycle bin were deleted before: restore them as they were then
+            restore_as_of=min(g["last_live"], g["first_change"]) if g["last_live"] is not None else None,
         ))
     return findings
 
