@@ -9,7 +9,15 @@ import psycopg
 
 from sf_pipeline.anomalies import run_detectors
 from sf_pipeline.anomalies.cascades import cascade_beneath, deleted_with_parent
-from sf_pipeline_tests.anomalies.builders import CREATED, SALES1, SALES3, WINDOW_END, WINDOW_START, History, record_id
+from sf_pipeline_tests.anomalies.builders import (
+    CREATED,
+    SALES1,
+    SALES3,
+    WINDOW_END,
+    WINDOW_START,
+    History,
+    record_id,
+)
 
 AT = WINDOW_START + timedelta(minutes=5)
 
