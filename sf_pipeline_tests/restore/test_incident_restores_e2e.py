@@ -131,10 +131,12 @@ def test_field_damage_scenario_is_undone_by_its_incident_as_suggested(pipeline_f
 
 
 def _stage_overwrite(p: Pipeline, at: datetime) -> list[str]:
-    """The integration user sets StageName to Closed Lost on 60 open Opportunities: the org derives IsClosed,
-    IsWon, ForecastCategory, Probability and ExpectedRevenue from it (issue 16's 9-run restore)."""
+    """The integration user sets StageName to Closed Lost on 120 open Opportunities (over 20% of them): the org
+    derives IsClosed, IsWon, ForecastCategory, Probability and ExpectedRevenue from it (issue 16's 9-run
+    restore)."""
     p.set_clock(at)
-    open_ids = sorted(i for i, r in _rows(p, "Opportunity", "IsClosed").items() if not r["IsClosed"])[:60]
+    open_ids = sorted(i for i, r in _rows(p, "Opportunity", "IsClosed").items() if not r["IsClosed"])[:120]
+    assert len(open_ids) == 120
     sf = p.sf("integration")
     answer = sf.restful("composite/sobjects", method="PATCH", json={"allOrNone": True, "records": [
         {"attributes": {"type": "Opportunity"}, "id": i, "StageName": "Closed Lost"} for i in open_ids]})
