@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from sf_pipeline.anomalies import list_incidents
+from sf_pipeline.anomalies.incidents import incident_restore_selection
 from sf_pipeline.cli import main
 from sf_pipeline.devorg.generator import generate_org
 from sf_pipeline.devorg.scenarios import run_scenario
@@ -138,9 +139,13 @@ def test_orphaned_opportunities_are_caught_explained_and_given_a_restore_config(
     assert "Marketing Integration" in meta["acting_user"]
     assert meta["first_change"].startswith("2026-11-24T02:01:00")
     assert "AccountId" in meta["incident"]
-    config = meta["restore_config_json"]
+    # the launchpad config: the stored incident, which holds the selection (issue 16: no pasted ids)
+    [number] = meta["incident_ids"]
+    assert meta["restore_config_json"] == {"incident": number, "target_org": "production", "dry_run": True}
+    with psycopg.connect(p.db_url) as conn:
+        config = incident_restore_selection(conn, number)
     assert config["object"] == "Opportunity" and config["fields"] == ["AccountId"]
-    assert config["as_of"] == "2026-11-24T02:00:59Z" and config["dry_run"] is True
+    assert config["as_of"] == "2026-11-24T02:00:59Z"
     assert sorted(config["record_ids"]) == damaged
     # the other objects' checks pass: nothing happened to them
     assert evaluations["Account"].passed and evaluations["Case"].passed
@@ -155,7 +160,7 @@ def test_orphaned_opportunities_are_caught_explained_and_given_a_restore_config(
     assert ("Opportunity", "error", "mass_nulling") in [(s.report.object, s.report.severity, s.report.detector)
                                                          for s in stored]
     out = CliRunner().invoke(main, ["incidents"], env={"SF_PIPELINE_DATABASE_URL": p.db_url})
-    assert out.exit_code == 0 and "as_of:" in out.output and "Opportunity" in out.output
+    assert out.exit_code == 0 and f"incident: {number}" in out.output and "Opportunity" in out.output
 
 
 @pytest.mark.e2e

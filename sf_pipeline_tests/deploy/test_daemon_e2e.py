@@ -185,8 +185,8 @@ def test_daemon_schedules_checks_restores_and_backfills_against_the_deployed_ins
 
     # c) the incident's launchpad YAML, pasted into the restore launchpad: a dry run first, which writes nothing,
     # then the same config with dry_run: false and plan: <the dry run's id>, which writes exactly that plan
-    pasted = launchpad_yaml(incident.report)
-    assert "dry_run: true" in pasted
+    pasted = launchpad_yaml(incident.report, incident.id)
+    assert "dry_run: true" in pasted and f"incident: {incident.id}" in pasted
     dry_id = mutate(procs, LAUNCH_RUN, {"params": {
         "selector": {**LOCATION, "jobName": "restore"}, "runConfigData": pasted,
     }}, "launchRun", "LaunchRunSuccess")["run"]["runId"]
