@@ -128,6 +128,9 @@ def protected_ids(conn: psycopg.Connection[Any]) -> list[str]:
             "SELECT jsonb_array_elements_text(coalesce(report->'record_ids', '[]'::jsonb)) FROM sf_pipeline.incidents "
             "UNION SELECT s->>'id' FROM sf_pipeline.incidents, "
             "jsonb_array_elements(coalesce(report->'sample', '[]'::jsonb)) s"))
+    # every record an incident's restore selects (report->'record_ids' holds at most 10,000 of them)
+    if conn.execute("SELECT to_regclass('sf_pipeline.incident_records')").fetchone()[0] is not None:
+        ids.update(r[0] for r in conn.execute("SELECT DISTINCT record_id FROM sf_pipeline.incident_records"))
     if conn.execute("SELECT to_regclass('sf_pipeline.restore_items')").fetchone()[0] is not None:
         ids.update(r[0] for r in conn.execute("SELECT DISTINCT record_id FROM sf_pipeline.restore_items"))
     ids.discard(None)  # type: ignore[arg-type]

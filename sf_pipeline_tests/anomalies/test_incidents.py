@@ -352,6 +352,10 @@ def test_an_incident_keeps_every_record_id_for_the_restore(pg_conn: psycopg.Conn
     report = IncidentReport.from_finding(nulling_finding(MAX_RESTORE_IDS + 3), field_names=FIELD_NAMES)
     number = save_incident(pg_conn, report)
     assert incident_record_ids(pg_conn, number) == sorted(report.restore_ids)
+    # retention keeps every version of every one of them, not only the 10,000 in the report
+    from sf_pipeline.privacy.retention import protected_ids
+
+    assert set(report.restore_ids) <= set(protected_ids(pg_conn))
     selection = incident_restore_selection(pg_conn, number)
     assert len(selection["record_ids"]) == MAX_RESTORE_IDS + 3
     assert selection["fields"] == ["AccountId"] and selection["as_of"] == "2026-11-24T01:59:59Z"
