@@ -22,7 +22,7 @@ from typing import Any
 
 import psycopg
 
-from sf_pipeline.anomalies.incidents import get_incident
+from sf_pipeline.anomalies.incidents import get_incident, incident_record_ids
 from sf_pipeline.privacy.masking import MaskingSettings, Pseudonyms, RecordMasker, masks_for
 from sf_pipeline.restore import tables as restore_tables
 from sf_pipeline.restore.values import canonical, format_datetime
@@ -298,7 +298,7 @@ def _incident_selection(conn: psycopg.Connection[Any], incident_id: int,
     if not config:
         raise SeedConfigError(f"incident {incident_id} ({report.detector}) selects no records to restore")
     sobject = config["object"]
-    ids = list(config.get("record_ids") or ())
+    ids = incident_record_ids(conn, incident_id) or list(config.get("record_ids") or ())
     if not ids and config.get("changed_between"):
         start, end = (datetime.fromisoformat(t.replace("Z", "+00:00")) for t in config["changed_between"])
         ids = tables.ids_changed(conn, sobject, start, end, config.get("changed_by"))
