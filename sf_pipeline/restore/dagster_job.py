@@ -70,6 +70,16 @@ def apply_config_markdown(dry_run_config: dict[str, Any], run_id: str) -> str:
             f"changed in the org since this dry run are refused as conflicts):\n\n```yaml\n{text}```")
 
 
+def _launched_keys(context: dg.OpExecutionContext) -> set[str]:
+    """The keys of the op's config as launched (the run's own config, before Dagster fills in defaults)."""
+    launched = (context.run.run_config or {}).get("ops", {}).get("restore", {}).get("config") or {}
+    if launched:
+        return set(launched)
+    # no run config recorded (should not happen): every value that is not its field's default counts as given
+    defaults = {name: f.default for name, f in RestoreRunConfig.model_fields.items()}
+    return {k for k, v in context.op_config.items() if k not in defaults or v != defaults[k]}
+
+
 def restore_job(settings: Settings) -> dg.JobDefinition:
     # The pool and tag are those of the backed-up org, which a restore usually writes to; a rehearsal into
     # another org holds a slot of it too (a pool is fixed when the job is defined, the target at launch).
@@ -79,6 +89,11 @@ def restore_job(settings: Settings) -> dg.JobDefinition:
     def _restore(context: dg.OpExecutionContext, config: RestoreRunConfig,
                  warehouse: dg.ResourceParam[WarehouseResource]) -> dg.Output:
         raw: dict[str, Any] = {k: v for k, v in config.model_dump().items() if v not in (None, [])}
+        if config.incident is not None:
+            # Beside an incident, only the keys the launchpad config gives override it: the defaults Dagster
+            # fills in (restore_deleted: false, ...) must not.
+            given = _launched_keys(context)
+            raw = {k: v for k, v in raw.items() if k in given or k == "incident"}
         with warehouse.connect() as conn:
             try:
                 cfg = RestoreConfig.from_dict(raw, orgs=list(settings.orgs),
