@@ -189,7 +189,10 @@ def test_mass_hard_delete_is_recreated_by_its_incidents_as_suggested(pipeline_fa
     assert {("mass_vanishing", "Opportunity"), ("mass_vanishing", "Contact")} <= _detectors(incidents)
     restore_every_incident(p, incidents)
     for sobject, rows in before.items():
-        _vanished_back(p, sobject, rows, result.changed[sobject])
+        gone = [r for i in incidents if (i.report.detector, i.report.object) == ("mass_vanishing", sobject)
+                for r in i.report.record_ids]
+        assert gone
+        _vanished_back(p, sobject, rows, gone)
 
 
 @pytest.mark.e2e
