@@ -293,8 +293,9 @@ def _created_records(client: SalesforceClient, object_name: str, fields: Sequenc
         where.append(f"CreatedDate >= {soql_datetime(parse_datetime(after))}")
     wanted = soql.field_names(["Id", *fields])
     query = (f"SELECT {', '.join(wanted)} FROM {soql.api_name(object_name, 'object')}"
-             + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY CreatedDate, Id")
-    return [rec for page in client.query_pages(query, include_deleted=True) for rec in page]
+             + (f" WHERE {' AND '.join(where)}" if where else ""))
+    found = list(client.records_by_soql(query, include_deleted=True))
+    return sorted(found, key=lambda rec: rec["Id"])  # ids sort by creation
 
 
 def unchecked_creates(conn: psycopg.Connection[Any], org_alias: str, object_name: str,

@@ -31,14 +31,13 @@ from simple_salesforce.exceptions import SalesforceGeneralError, SalesforceResou
 from simple_salesforce.util import exception_handler
 
 from . import soql
-from .client import InvalidSession, SalesforceClient
+from .client import URL_BUDGET, InvalidSession, SalesforceClient
 
 log = logging.getLogger(__name__)
 
 COLLECTION_SIZE = 200  # sObject Collections: at most 200 records a call
 RETRIEVE_SIZE = 2000  # sObject Collections retrieve (POST): at most 2000 ids a call
 SOQL_ID_CHUNK = 300  # ids per `WHERE Id IN (...)` at most; fewer when the field list is long (ids_per_query)
-URL_BUDGET = 15_000  # bytes of URL-encoded SOQL per GET: Salesforce refuses URIs over 16,384 bytes (414)
 UNDELETE_SIZE = 200  # SOAP undelete: at most 200 ids a call
 RETRYABLE_CODES = frozenset({"UNABLE_TO_LOCK_ROW"})
 TERMINAL_JOB_STATES = ("JobComplete", "Failed", "Aborted")
@@ -146,11 +145,19 @@ def ids_per_query(head: str) -> int:
 
 def query_by_ids(client: SalesforceClient, sobject: str, ids: Sequence[str], fields: Sequence[str],
                  include_deleted: bool = True) -> dict[str, dict[str, Any]]:
-    """Records by id through SOQL (queryAll by default, so records in the recycle bin come with IsDeleted)."""
+    """Records by id through SOQL (queryAll by default, so records in the recycle bin come with IsDeleted).
+
+    When the field list alone is too long for a query URL (objects of 700+ fields), through Bulk API 2.0 jobs
+    of 2000 ids each (the query is POSTed in the body), whose values are CSV text (None for empty)."""
     sobject = soql.api_name(sobject, "object")
     wanted = soql.field_names(["Id", *fields])
     head = f"SELECT {', '.join(wanted)} FROM {sobject} WHERE Id IN ("
     out: dict[str, dict[str, Any]] = {}
+    if len(quote_plus(head)) + 2 * len(quote_plus("'001000000000000AAA', ")) > URL_BUDGET:
+        for chunk in _chunks(soql.record_ids(ids), RETRIEVE_SIZE):
+            for rec in client.records_by_soql(f"{head}{soql.id_list(chunk)})", include_deleted=include_deleted):
+                out[rec["Id"]] = rec
+        return out
     for chunk in _chunks(soql.record_ids(ids), ids_per_query(head)):
         query = f"{head}{soql.id_list(chunk)})"
         for page in client.query_pages(query, include_deleted=include_deleted):
