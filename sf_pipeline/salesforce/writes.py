@@ -488,8 +488,9 @@ def ingest_job_outcome(client: SalesforceClient, job_id: str, *, poll: float = 0
     url = _jobs_url(client, f"/{job_id}")
     try:
         state = _send(client, "GET", url, "bulk ingest poll").json()
-        if state["state"] == "Open":
-            state = _send(client, "PATCH", url, "bulk ingest abort", json={"state": "Aborted"}).json()
+        if state["state"] == "Open":  # never closed: Salesforce processes no row of it; abort it
+            _send(client, "PATCH", url, "bulk ingest abort", json={"state": "Aborted"})
+            return {}
         deadline = time.monotonic() + timeout
         while state["state"] not in TERMINAL_JOB_STATES:
             if time.monotonic() > deadline:

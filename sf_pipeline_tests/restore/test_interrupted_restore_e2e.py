@@ -226,3 +226,27 @@ def test_a_create_answered_5xx_after_the_org_made_it_is_found_not_made_twice(pip
         assert result.reconciled == {"done": 200}
         assert "pending" not in journal_states(conn, "create")
     assert live_accounts(p) == {f"Lost {i}": 1 for i in range(LOST)}
+
+
+def test_a_record_the_restore_user_cannot_see_is_reported_never_recreated(pipeline_factory, damaged):
+    """devorg has no sharing model: a record hidden from the API user is one the API does not return, which is
+    what taking it out of devorg's store shows the restore (Salesforce answers queries and retrieves with the
+    records the user may see only). The backup last saw these live: they may still exist, so never re-created."""
+    p = pipeline_factory(state=damaged)
+    hidden = damaged.story["opportunities"][:2]
+    with p.devorg.org.store.lock:
+        p.devorg.org.store.conn.executemany('DELETE FROM "Opportunity" WHERE Id = ?', [(i,) for i in hidden])
+    at(p, 9, 0)
+    values = {**UPDATE, "restore_deleted": True}
+    with p.conn() as conn:
+        c = client(p)
+        plan = plan_restore(conn, c, config(**values), "h1-dry")
+        assert plan.actions == {"update": OPPORTUNITIES - 2}  # no create
+        reasons = {r.record_id: r.reason for r in plan.records if r.status == "not_restorable"}
+        assert sorted(reasons) == sorted(hidden)
+        assert all(reasons[h].startswith("could not be checked") for h in hidden)
+        assert any("2 record(s) could not be checked" in note and hidden[0] in note for note in plan.notes)
+        result = apply_plan(conn, c, load_plan(conn, config(**values, dry_run=False, plan="h1-dry"), "h1"))
+        assert result.outcomes.get("created", 0) == 0 and result.outcomes["written"] == OPPORTUNITIES - 2
+    count = p.devorg.org.queries.run("SELECT Id FROM Opportunity", include_deleted=True, batch_size=2000)
+    assert len(count["records"]) == OPPORTUNITIES - 2  # nothing was created in their place
