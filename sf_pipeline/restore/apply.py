@@ -252,8 +252,9 @@ class _Run:
             return
         log = self.journal.calls(self.plan.object, "undelete")
         results = undelete(self.client, [r.record_id for r in records], journal=log)
+        back = self.reconcile(self.plan.object).undeleted if log.unknown_ids else set()
         for record, res in zip(records, results, strict=True):
-            if res.success:
+            if res.success or record.record_id in back:  # refused as a repeat of an attempt the org carried out
                 record.outcome = UNDELETED
             else:
                 self.fail(record, res)

@@ -119,8 +119,10 @@ class CallLog:
             rid = self.record_id(rec)
             if res.success:
                 done[rid] = res.id if self.operation == "create" and res.id else rid
-            elif res.outcome_unknown:
-                unknown = True  # stays pending until reconciled
+            elif res.outcome_unknown or self.operation == "undelete":
+                # Stays pending until reconciled. An undelete refused as such may be the repeat of an attempt
+                # the org carried out (SOAP calls are retried after a 5xx): only a read-back can tell.
+                unknown = True
                 self.unknown_ids.append(rid)
             else:
                 other.append((rid, FAILED, res.message[:2000]))
@@ -139,15 +141,18 @@ class Reconciled:
 
     counts: dict[str, int] = field(default_factory=dict)
     created: dict[str, str] = field(default_factory=dict)  # id re-created -> its new id
+    undeleted: set[str] = field(default_factory=set)  # pending undeletes found done
     unchecked: dict[str, str] = field(default_factory=dict)  # record id -> why the org could not tell
 
     def add(self, state: str, n: int = 1) -> None:
-        self.counts[state] = self.counts.get(state, 0) + n
+        if n:
+            self.counts[state] = self.counts.get(state, 0) + n
 
     def merge(self, other: Reconciled) -> None:
         for k, v in other.counts.items():
             self.add(k, v)
         self.created.update(other.created)
+        self.undeleted.update(other.undeleted)
         self.unchecked.update(other.unchecked)
 
 
@@ -241,6 +246,7 @@ def _reconcile_undeletes(conn: psycopg.Connection[Any], client: SalesforceClient
             other.append((rid, UNCHECKED, why))
             out.unchecked[rid] = why
     tables.journal_finish(conn, call.call_id, done={rid: rid for rid in live}, other=other)
+    out.undeleted.update(live)
     out.add(DONE, len(live))
     for _rid, state, _ in other:
         out.add(state)
