@@ -3,7 +3,7 @@
 For each size, devorg generates the Opportunities (in its own process), the backup code path takes them before
 and after an `orphan-opportunities` incident (as bench_restore.py does), then a fresh Python process runs only
 the restore of AccountId (dry run, stored plan loaded, apply through Bulk API 2.0 above 10,000 records, verify)
-and reports its peak resident memory (ru_maxrss) and its baseline after imports. The ratio of the growth
+and reports its peak resident memory (VmHWM, reset after the imports) and its resident memory then. The ratio of the growth
 between sizes is the figure to watch: the org is read page by page (50,000 rows a page) and only the selected
 records are kept, so what grows is the plan itself (one item per selected record).
 
@@ -30,19 +30,37 @@ except ModuleNotFoundError:  # run as a plain script from a checkout that is not
     sys.path.insert(0, str(ROOT))
 
 
+def _status(key: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
+    """The peak resident memory since the last `reset_peak` (VmHWM)."""
+    return _status("VmHWM")
+
+
+def reset_peak() -> float:
+    """Reset the peak (Linux: 5 > /proc/self/clear_refs) so importing does not hide the restore's; returns the
+    resident memory now."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return _status("VmRSS")
 
 
 def child(spec: dict) -> None:
     """The restore alone, in this process: prints a JSON line with its memory and timings."""
+    import gc
+
     import psycopg
 
     from sf_pipeline.restore import apply_plan, load_plan, plan_restore, verify_plan
     from sf_pipeline.salesforce import OrgCredentials, SalesforceClient, connect
     from sf_pipeline_tests.benchmarks.bench_restore import restore_config
 
-    baseline = rss_mb()
+    gc.collect()
+    baseline = reset_peak()
     as_of, start, end = (datetime.fromisoformat(spec[k]) for k in ("as_of", "start", "end"))
     client = SalesforceClient(connect(OrgCredentials.from_env("production", spec["env"])), alias="production")
     t0 = time.perf_counter()
