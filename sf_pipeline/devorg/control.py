@@ -87,7 +87,8 @@ async def handle_control(app: DevOrgApp, request: Request, action: str) -> Respo
         elif request.method == "POST":
             app.faults.add(body["kind"], rate=float(body.get("rate", 0)), next=int(body.get("next", 0)),
                            status=int(body.get("status", 503)), delay=float(body.get("delay", 2.0)),
-                           path=body.get("path", ""))
+                           path=body.get("path", ""), after=bool(body.get("after", False)),
+                           method=str(body.get("method", "")))
         return _json([r.to_json() for r in app.faults.rules])
     if action == "scenario":
         from .scenarios import run_scenario

@@ -117,17 +117,17 @@ class DevOrgApp:
         # Lock contention hits record writes; Bulk job control calls and reads never take a row lock
         # (Bulk ingest rows fail one by one instead, see bulk.py).
         kinds = ("5xx", "drop", "slow") if request.method == "GET" or "/jobs/" in path else KINDS
-        rule = self.faults.take(path, kinds)
+        rule = self.faults.take(path, kinds, request.method)
         if rule is None:
+            return None
+        if rule.after:  # answered by _fault_after once the request was carried out
+            request.state.fault_after = rule
             return None
         if rule.kind == "slow":
             await asyncio.sleep(rule.delay)
             return None
         if rule.kind == "5xx":
-            body = [{"message": "An unexpected error occurred. Please include this ErrorId if you contact "
-                     "support: 1234567890-12345 (-1234567890)", "errorCode": "UNKNOWN_EXCEPTION"}] \
-                if rule.status == 500 else [{"message": "Server unavailable", "errorCode": "SERVER_UNAVAILABLE"}]
-            return json_response(body, rule.status, self._limit_header())
+            return self._error_5xx(rule)
         if rule.kind == "lock":
             if request.method == "GET":
                 return None
@@ -139,6 +139,17 @@ class DevOrgApp:
                 raise ConnectionResetError("devorg fault injection: connection dropped mid-response")
             return StreamingResponse(partial(), media_type=JSON_TYPE, headers={"Content-Length": "4096"})
         return None
+
+    def _error_5xx(self, rule) -> Response:
+        body = [{"message": "An unexpected error occurred. Please include this ErrorId if you contact "
+                 "support: 1234567890-12345 (-1234567890)", "errorCode": "UNKNOWN_EXCEPTION"}] \
+            if rule.status == 500 else [{"message": "Server unavailable", "errorCode": "SERVER_UNAVAILABLE"}]
+        return json_response(body, rule.status, self._limit_header())
+
+    def _fault_after(self, request: Request, response: Response) -> Response:
+        """The 5xx of an `after` fault in place of the answer of a request that was carried out (faults.py)."""
+        rule = getattr(request.state, "fault_after", None)
+        return response if rule is None else self._error_5xx(rule)
 
     async def _purge_due(self) -> None:
         """Recycle-bin retention runs on the org clock: every API call first purges what is due (recycle_bin.py)."""
@@ -176,9 +187,9 @@ class DevOrgApp:
             else:
                 response = await self.dispatch(ctx, parts)
         except SalesforceError as err:
-            return error_response(err, self._limit_header())
+            return self._fault_after(request, error_response(err, self._limit_header()))
         response.headers.update(self._limit_header())
-        return response
+        return self._fault_after(request, response)
 
     async def dispatch(self, ctx: ApiContext, parts: list[str]) -> Response:
         method = ctx.request.method

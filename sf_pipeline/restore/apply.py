@@ -6,16 +6,21 @@ RestoreBusyError), and checks that the target alias still reaches the org it alw
 Order matters: records come back first (undelete, or re-create with their as_of values), so updates can
 point at them. Right before updating, the records are fetched again and compared with the plan: a value
 that moved since the dry run is a conflict, refused and reported per record (`changed_since_plan`), even
-with on_conflict: overwrite; a value already right is not written again. Every value written is logged in
-`sf_pipeline.restore_audit` as soon as the org accepted it, so an interrupted run leaves an exact account;
-applying the same plan again finishes the job. Any record not restored as planned fails the run
-(RestoreApplyError), never silently.
+with on_conflict: overwrite; a value already right is not written again. Every value is logged in
+`sf_pipeline.restore_audit` before the call that writes it and completed after (journal.py), so a run killed
+at any point leaves an exact account: the next apply of that object and org first reconciles what was left
+pending against the org (an update read back, a Bulk job's results read, a re-created record found), then
+finishes the job without writing anything twice. Records already re-created (sf_pipeline.id_map) are not
+created again, nor records whose re-creation could not be settled (`unchecked`: reported, for a person to
+check); records already undeleted are not undeleted again. A create whose answer was lost (5xx, timeout) is
+never sent again before reconciliation found what it created. Any record not restored as planned fails the
+run (RestoreApplyError), never silently.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +49,7 @@ from sf_pipeline.restore.decisions import (
     changes_to_write,
 )
 from sf_pipeline.restore.errors import RestoreApplyError, RestoreConfigError
+from sf_pipeline.restore.journal import Journal, Reconciled, reconcile, unchecked_creates
 from sf_pipeline.restore.plan import RestorePlan
 from sf_pipeline.restore.values import csv_text
 from sf_pipeline.salesforce.client import (
@@ -59,6 +65,7 @@ from sf_pipeline.salesforce.writes import (
     bulk_update,
     create_records,
     current_user_id,
+    fetch_records,
     undelete,
     update_records,
 )
@@ -86,6 +93,8 @@ class ApplyResult:
     values_written: int = 0
     repointed: int = 0
     id_map: dict[str, str] = field(default_factory=dict)
+    reconciled: dict[str, int] = field(default_factory=dict)  # journal rows an earlier run left pending, settled
+    unchecked: dict[str, str] = field(default_factory=dict)  # record id -> why the org could not tell
     api_calls: int = 0
     seconds: float = 0.0
 
@@ -99,7 +108,9 @@ class ApplyResult:
             "outcomes": self.outcomes, "values_written": self.values_written, "children_repointed": self.repointed,
             "failed": len(self.failed), "failures": dict(list(self.failed.items())[:50]),
             "changed_since_plan": len(self.changed), "changes": dict(list(self.changed.items())[:50]),
-            "interrupted": self.interrupted, "recreated": len(self.id_map), "api_calls": self.api_calls,
+            "interrupted": self.interrupted, "recreated": len(self.id_map), "reconciled": self.reconciled,
+            "unchecked": len(self.unchecked), "unchecked_records": dict(list(self.unchecked.items())[:50]),
+            "api_calls": self.api_calls,
             "seconds": round(self.seconds, 3),
         }
 
@@ -131,12 +142,17 @@ def _apply(conn: psycopg.Connection[Any], client: SalesforceClient, plan: Restor
     for record in plan.records:
         record.outcome, record.error, record.new_id = None, None, None
     try:
+        run.reconcile(plan.object)
         run.undelete()
         run.create()
         run.repoint_children()
         run.update()
     except INTERRUPTIONS as exc:
         result.interrupted = f"{type(exc).__name__}: {str(exc)[:500]}"
+        try:  # settle what the failed call left pending while the org answers; else the next run does
+            run.reconcile(plan.object)
+        except INTERRUPTIONS:
+            pass
     finally:
         on_conflict = plan.config.on_conflict
         for record in plan.records:
@@ -166,6 +182,9 @@ def _failure_message(plan: RestorePlan, result: ApplyResult) -> str:
         parts.append(f"{result.outcomes[NOT_ATTEMPTED]} record(s) were not attempted.")
     if result.interrupted:
         parts.append(f"The run stopped on {result.interrupted}.")
+    if result.unchecked:
+        shown = "; ".join(f"{rid}: {why}" for rid, why in list(result.unchecked.items())[:10])
+        parts.append(f"{len(result.unchecked)} record(s) could not be checked in the org: {shown}.")
     parts.append("Every value written is in sf_pipeline.restore_audit; apply the same plan again (the same config, "
                  f"plan: {plan.plan_of or plan.run_id}) to finish: records already restored are left as they are.")
     return " ".join(parts)
@@ -184,6 +203,8 @@ class _Run:
         self._user: str | None = None
         self.on_conflict = plan.config.on_conflict
         self.deferred: dict[str, dict[str, str]] = {}  # re-created record -> lookups to other re-created ones
+        self._journal: Journal | None = None
+        self._reconciled: set[str] = set()
 
     @property
     def user(self) -> str | None:
@@ -192,13 +213,24 @@ class _Run:
             self._user = current_user_id(self.client) or ""
         return self._user or None
 
-    def audit(self, object_name: str, rows: Sequence[tuple[str, str, Any, Any, str]]) -> None:
-        """Log (record id, field, before, after, operation) rows as written by this run."""
-        if not rows:
-            return
-        alias, user = self.plan.config.target_org, self.user
-        tables.write_audit(self.conn, [(self.plan.run_id, alias, object_name, rid, f, before, after, op, user)
-                                       for rid, f, before, after, op in rows])
+    @property
+    def journal(self) -> Journal:
+        if self._journal is None:
+            self._journal = Journal(self.conn, self.plan.run_id, self.plan.config.target_org, self.user)
+        return self._journal
+
+    def reconcile(self, object_name: str) -> Reconciled:
+        """Settle the journal rows of `object_name` left pending (by an earlier run, or a call of this one whose
+        answer was lost) before writing to it."""
+        found = reconcile(self.conn, self.client, self.plan.config.target_org, object_name)
+        for state, n in found.counts.items():
+            self.result.reconciled[state] = self.result.reconciled.get(state, 0) + n
+        self.result.unchecked.update(found.unchecked)
+        self._reconciled.add(object_name.lower())
+        if found.counts:
+            self.plan.notes.append(f"settled {sum(found.counts.values())} write(s) to {object_name} an earlier call "
+                                   f"left pending: {found.counts}")
+        return found
 
     def fail(self, record: RecordItem, result: WriteResult) -> None:
         record.outcome, record.error = FAILED, result.message
@@ -209,15 +241,23 @@ class _Run:
         records = [r for r in self.plan.records if r.action == UNDELETE]
         if not records:
             return
-        results = undelete(self.client, [r.record_id for r in records])
-        done = []
-        for record, res in zip(records, results, strict=True):
-            if res.success:
+        # Live already (an earlier run of this plan undeleted them): not undeleted twice.
+        live = {rid for rid, rec in fetch_records(self.client, self.plan.object, [r.record_id for r in records],
+                                                   []).items() if rec is not None}
+        for record in records:
+            if record.record_id in live:
                 record.outcome = UNDELETED
-                done.append((record.record_id, "IsDeleted", True, False, "undelete"))
+        records = [r for r in records if r.record_id not in live]
+        if not records:
+            return
+        log = self.journal.calls(self.plan.object, "undelete")
+        results = undelete(self.client, [r.record_id for r in records], journal=log)
+        back = self.reconcile(self.plan.object).undeleted if log.unknown_ids else set()
+        for record, res in zip(records, results, strict=True):
+            if res.success or record.record_id in back:  # refused as a repeat of an attempt the org carried out
+                record.outcome = UNDELETED
             else:
                 self.fail(record, res)
-        self.audit(self.plan.object, done)
 
     # ----------------------------------------------------------------- re-create
     def create(self) -> None:
@@ -225,32 +265,63 @@ class _Run:
         if not records:
             return
         gone = {r.record_id for r in records}
+        alias = self.plan.config.target_org
+        known = tables.load_id_map(self.conn, alias, alias)
+        unsettled = unchecked_creates(self.conn, alias, self.plan.object, gone)
         payloads = []
         for record in records:
             values = record.writes(self.on_conflict)
             # Lookups to other records being re-created are set once those have their new ids.
             later = {f: v for f, v in values.items() if isinstance(v, str) and v in gone}
             self.deferred[record.record_id] = later
-            payloads.append({f: v for f, v in values.items() if f not in later})
-        by_payload = {id(p): r for p, r in zip(payloads, records, strict=True)}
+            if record.record_id in known:  # re-created by an earlier run of this plan: never twice
+                record.outcome, record.new_id = CREATED, known[record.record_id]
+                self.plan.id_map[record.record_id] = record.new_id
+            elif record.record_id in unsettled:
+                record.outcome, record.error = FAILED, unsettled[record.record_id]
+                self.result.failed[record.record_id] = record.error
+                self.result.unchecked[record.record_id] = record.error
+            else:
+                payloads.append({f: v for f, v in values.items() if f not in later})
+        by_payload = {id(p): r for p, r in zip(payloads, [r for r in records if r.outcome is None], strict=True)}
 
         def written(pairs: list[tuple[Mapping[str, Any], WriteResult]]) -> None:
-            rows = []
             for payload, res in pairs:
                 record = by_payload[id(payload)]
                 record.outcome, record.new_id = CREATED, res.id
                 self.plan.id_map[record.record_id] = res.id
-                rows.append((res.id, "Id", record.record_id, res.id, "create"))
-                rows.extend((res.id, f, None, v, "create") for f, v in payload.items())
-            self.audit(self.plan.object, rows)
-            alias = self.plan.config.target_org
-            tables.save_id_map(self.conn, alias, alias, self.plan.object,
-                               {by_payload[id(p)].record_id: res.id for p, res in pairs})
 
-        results = create_records(self.client, self.plan.object, payloads, on_written=written)
-        for record, res in zip(records, results, strict=True):
-            if not res.success:
-                self.fail(record, res)
+        for _attempt in range(3):  # a lost answer: reconcile, then send only what the org did not create
+            if not payloads:
+                break
+            log = self.journal.calls(self.plan.object, "create", record_id=lambda p: by_payload[id(p)].record_id,
+                                     created_after=self.plan.since)
+            results = create_records(self.client, self.plan.object, payloads, on_written=written, journal=log)
+            lost = []
+            for payload, res in zip(payloads, results, strict=True):
+                if res.outcome_unknown:
+                    lost.append(payload)
+                elif not res.success:
+                    self.fail(by_payload[id(payload)], res)
+            if not lost:
+                break
+            # The org may have created them: find what it did before sending anything again.
+            found = self.reconcile(self.plan.object)
+            payloads = []
+            for payload in lost:
+                record = by_payload[id(payload)]
+                if record.record_id in found.created:
+                    record.outcome, record.new_id = CREATED, found.created[record.record_id]
+                    self.plan.id_map[record.record_id] = record.new_id
+                elif record.record_id in found.unchecked:
+                    record.outcome, record.error = FAILED, found.unchecked[record.record_id]
+                    self.result.failed[record.record_id] = record.error
+                else:
+                    payloads.append(payload)
+        for record in by_payload.values():
+            if record.outcome is None:  # lost again on every attempt, and not found in the org
+                record.outcome, record.error = FAILED, "the org's answer to its creation was lost three times"
+                self.result.failed[record.record_id] = record.error
         self.result.id_map = dict(self.plan.id_map)
 
     # ----------------------------------------------------------------- children of re-created records
@@ -282,6 +353,8 @@ class _Run:
 
     def _repoint(self, child: str, fname: str, types: Mapping[str, str], pointers: list[tuple[str, str]]) -> None:
         id_map = self.plan.id_map
+        if child.lower() not in self._reconciled:
+            self.reconcile(child)
         targets = {id_map.get(cid, cid): id_map[old] for cid, old in pointers}
         olds = {id_map.get(cid, cid): old for cid, old in pointers}
         fresh, _ = fetch_current(self.client, child, list(targets), [fname], types)
@@ -298,11 +371,11 @@ class _Run:
 
         def written(pairs: list[tuple[Mapping[str, Any], WriteResult]]) -> None:
             self.result.repointed += len(pairs)
-            self.audit(child, [(p["Id"], fname, fresh[p["Id"]].values.get(fname), p[fname], "repoint")
-                               for p, _ in pairs])
 
-        for payload, res in zip(payloads, update_records(self.client, child, payloads, on_written=written),
-                                strict=True):
+        log = self.journal.calls(child, "repoint", befores={p["Id"]: {fname: fresh[p["Id"]].values.get(fname)}
+                                                            for p in payloads})
+        for payload, res in zip(payloads, update_records(self.client, child, payloads, on_written=written,
+                                                         journal=log), strict=True):
             if not res.success:
                 self.result.failed[payload["Id"]] = f"re-pointing {child}.{fname}: {res.message}"
 
@@ -341,29 +414,26 @@ class _Run:
             befores[target] = values or {}
         if not payloads:
             return
+        log = self.journal.calls(plan.object, "update", befores=befores)
         if len(payloads) > self.bulk_threshold:
             self.result.mode = "bulk"
-            results = bulk_update(self.client, plan.object, payloads, csv_text, on_written=self._written(owners, befores))
+            results = bulk_update(self.client, plan.object, payloads, csv_text, on_written=self._written(owners),
+                                  journal=log)
         else:
             self.result.mode = "collections"
-            results = update_records(self.client, plan.object, payloads, on_written=self._written(owners, befores))
+            results = update_records(self.client, plan.object, payloads, on_written=self._written(owners),
+                                     journal=log)
         for payload, res in zip(payloads, results, strict=True):
             if not res.success:
                 self.fail(owners[id(payload)], res)
 
-    def _written(self, owners: Mapping[int, RecordItem], befores: Mapping[str, Mapping[str, Any]]):
+    def _written(self, owners: Mapping[int, RecordItem]):
         def written(pairs: list[tuple[Mapping[str, Any], WriteResult]]) -> None:
-            rows = []
             for payload, _res in pairs:
                 record = owners[id(payload)]
                 if record.outcome not in (UNDELETED, CREATED):
                     record.outcome = WRITTEN
-                target = payload["Id"]
-                for f, v in payload.items():
-                    if f != "Id":
-                        rows.append((target, f, befores[target].get(f), v, "update"))
-            self.result.values_written += len(rows)
-            self.audit(self.plan.object, rows)
+                self.result.values_written += len(payload) - 1
 
         return written
 

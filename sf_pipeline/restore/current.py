@@ -10,7 +10,7 @@ org still has, and it reads only what changed since the damage instead of a mill
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,6 +28,7 @@ from sf_pipeline.salesforce.soql import api_name, field_names
 from sf_pipeline.salesforce.writes import fetch_records, query_by_ids
 
 DEFAULT_BULK_THRESHOLD = 10_000
+BULK_PAGE_RECORDS = 50_000  # rows per Bulk API 2.0 result page: what one page costs in memory, whatever the size
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +74,7 @@ def _records(rows: Iterable[Mapping[str, Any]], types: Mapping[str, str], fields
 
 def _bulk_rows(client: SalesforceClient, soql: str, columns: Sequence[str]) -> Iterator[dict[str, Any]]:
     """The rows of a Bulk API 2.0 queryAll as dicts of text (empty = null), page by page."""
-    for body, n in client.bulk_query_pages(soql, include_deleted=True, max_records=200_000, poll=0.05):
+    for body, n in client.bulk_query_pages(soql, include_deleted=True, max_records=BULK_PAGE_RECORDS, poll=0.05):
         for batch in csv_to_batches(body, list(columns), n):
             values = [batch.column(i).to_pylist() for i in range(len(columns))]
             for row in zip(*values, strict=True):
@@ -81,21 +82,30 @@ def _bulk_rows(client: SalesforceClient, soql: str, columns: Sequence[str]) -> I
 
 
 def changed_since(client: SalesforceClient, sobject: str, fields: Sequence[str], types: Mapping[str, str],
-                  since: datetime) -> dict[str, OrgRecord]:
-    """Every record (recycle bin included) whose SystemModstamp is at or after `since`, by one Bulk API 2.0 job.
+                  since: datetime, wanted: Collection[str] | None = None) -> dict[str, OrgRecord]:
+    """Every record (recycle bin included) whose SystemModstamp is at or after `since`, by one Bulk API 2.0 job;
+    only those among `wanted` when given, so what is kept grows with the selection, not with everything the
+    org changed since.
 
-    Read column by column (Arrow parses flags and stamps), since it may be a million rows.
+    Read page by page (BULK_PAGE_RECORDS rows), column by column (Arrow parses flags and stamps); rows not
+    wanted are dropped before any of their values is converted.
     """
-    wanted = field_names(["Id", "IsDeleted", "SystemModstamp", *fields])
-    soql = f"SELECT {', '.join(wanted)} FROM {api_name(sobject, 'object')} WHERE SystemModstamp >= {soql_datetime(since)}"
+    soql = (f"SELECT {', '.join(field_names(['Id', 'IsDeleted', 'SystemModstamp', *fields]))} "
+            f"FROM {api_name(sobject, 'object')} WHERE SystemModstamp >= {soql_datetime(since)}")
     # Bulk CSV text of ids and text fields is canonical but for null, which Bulk API 2.0 writes as a quoted
     # empty string: that becomes null in Arrow, the rest goes through `canonical`.
     convert = [None if types.get(f, "string") in ("id", "reference", *TEXT_TYPES) else converter(types[f])
                for f in fields]
     null = pa.scalar(None, pa.string())
+    keep = pa.array(list(wanted), pa.string()) if wanted is not None else None
+    columns_read = field_names(["Id", "IsDeleted", "SystemModstamp", *fields])
     out: dict[str, OrgRecord] = {}
-    for body, n in client.bulk_query_pages(soql, include_deleted=True, max_records=200_000, poll=0.05):
-        for batch in csv_to_batches(body, wanted, n):
+    for body, n in client.bulk_query_pages(soql, include_deleted=True, max_records=BULK_PAGE_RECORDS, poll=0.05):
+        for batch in csv_to_batches(body, columns_read, n):
+            if keep is not None:
+                batch = batch.filter(pc.is_in(batch.column(0), value_set=keep))
+                if batch.num_rows == 0:
+                    continue
             ids = batch.column(0).to_pylist()
             deleted = pc.equal(pc.utf8_lower(batch.column(1)), "true").to_pylist()
             # "+00:00" gives datetime.timezone.utc, which compares ten times faster than ZoneInfo("UTC").
@@ -159,8 +169,7 @@ def fetch_current(client: SalesforceClient, sobject: str, ids: Sequence[str], fi
         found = {rid: prefetched[rid] for rid in ids if rid in prefetched}
     elif len(ids) > bulk_threshold and since is not None:
         mode = "bulk"
-        every = changed_since(client, sobject, fields, types, since)
-        found = {rid: every[rid] for rid in ids if rid in every}
+        found = changed_since(client, sobject, fields, types, since, wanted=set(ids))
     rest = [rid for rid in ids if rid not in found]
     if rest:
         fetched = fetch_records(client, sobject, rest, wanted[1:])

@@ -130,6 +130,23 @@ def record_status(fields: Sequence[FieldItem]) -> tuple[str, str | None]:
     return worst.status, worst.reason
 
 
+def unseen_reason(org_state: str, backup_saw_deleted: bool | None) -> str | None:
+    """Why a record the org did not return must not be re-created, or None when the backup saw it deleted.
+
+    Salesforce answers a query or a retrieve only with the records the acting user may see: a record hidden
+    from it by sharing is not returned at all, exactly like a deleted one ("Record-Level Access", Salesforce
+    Help; SOQL results honour the running user's sharing in the REST API). So "not returned" is "gone" only
+    when the backup itself saw the record deleted (its latest version IsDeleted, or the closing version of a
+    vanished record); otherwise it may still exist and re-creating it would duplicate it.
+    """
+    if org_state != MISSING or backup_saw_deleted is not False:
+        return None
+    return ("could not be checked: the org did not return it to the restore user, but the backup last saw it "
+            "live; it may still exist, hidden from that user by sharing or field-level security (or deleted "
+            "after the last backup): not re-created. Run the restore as a user who can see every record (View "
+            "All Data), or back up the window of its deletion first")
+
+
 def classify_record(
     record_id: str,
     fields: Sequence[str],

@@ -41,6 +41,7 @@ from sf_pipeline.restore.decisions import (
     markdown_table,
     preview_rows,
     unavailable_parents,
+    unseen_reason,
 )
 from sf_pipeline.restore.errors import RestoreConfigError
 from sf_pipeline.restore.values import canonical, converter, format_datetime
@@ -63,6 +64,7 @@ class Evidence:
     latest: Mapping[str, Any]
     latest_modstamp: datetime | None = None
     not_restorable: str | None = None
+    latest_deleted: bool | None = None  # the latest backed-up version is deleted (None: unknown, e.g. an undo)
 
 
 @dataclass
@@ -194,7 +196,7 @@ def _plan(conn: psycopg.Connection[Any], client: SalesforceClient, config: Resto
         desired = _history_evidence(conn, client, config, bulk_threshold)
         desired.evidence = _translate(conn, source_org, config.target_org, desired.evidence, desired.types, notes)
     timings["desired"] = time.perf_counter() - started
-    records, mode = _classify(client, config, desired, bulk_threshold, timings)
+    records, mode = _classify(client, config, desired, bulk_threshold, timings, notes)
     if describe(client, config.object).get("triggerable"):
         # DESIGN.md: restoring into an org with live automation re-triggers it; say so up front.
         notes.append(f"{config.object} is triggerable: its triggers, flows and validation rules run on every "
@@ -307,7 +309,8 @@ def _history_evidence(conn: psycopg.Connection[Any], client: SalesforceClient, c
             stamp = row[2 + 2 * k]
             evidence[row[0]] = Evidence({n: c(row[i]) for n, c, i in at_as_of} if row[1] else None,
                                         {n: c(row[i]) for n, c, i in damaged},
-                                        {n: c(row[i]) for n, c, i in latest}, stamp)
+                                        {n: c(row[i]) for n, c, i in latest}, stamp,
+                                        latest_deleted=bool(row[3 + 2 * k]))
             if stamp is not None and (since is None or stamp < since):
                 since = stamp
     for rid in config.record_ids:
@@ -366,7 +369,8 @@ def _translate(conn: psycopg.Connection[Any], source_org: str, target_org: str, 
                                                     f"(sf_pipeline.id_map has no {source_org} -> {target_org} pair)")
             continue
         out[target] = Evidence(mapped(ev.desired), mapped(ev.damaged) or {}, mapped(ev.latest) or {},
-                               ev.latest_modstamp if not across else None, ev.not_restorable)
+                               ev.latest_modstamp if not across else None, ev.not_restorable,
+                               ev.latest_deleted if not across else None)
     if across:
         notes.append(f"history of org {source_org!r} applied to org {target_org!r} through sf_pipeline.id_map "
                      f"({len(evidence) - unmapped} records mapped, {unmapped} without a mapping)")
@@ -443,7 +447,7 @@ def _prefixes(client: SalesforceClient, objects: set[str]) -> dict[str, str]:
 
 
 def _classify(client: SalesforceClient, config: RestoreConfig, desired: Desired, bulk_threshold: int,
-              timings: dict[str, float]) -> tuple[list[RecordItem], str]:
+              timings: dict[str, float], notes: list[str]) -> tuple[list[RecordItem], str]:
     obj, evidence, fields = config.object, desired.evidence, desired.fields
     ids = [rid for rid, ev in evidence.items() if ev.not_restorable is None]
     started = time.perf_counter()
@@ -478,15 +482,25 @@ def _classify(client: SalesforceClient, config: RestoreConfig, desired: Desired,
 
     records = []
     restore_deleted = config.restore_deleted
+    unseen: list[str] = []
     for rid, ev in evidence.items():
         org = current.get(rid, GONE)
         org_newer = org.modstamp is not None and ev.latest_modstamp is not None and org.modstamp > ev.latest_modstamp
         names = all_fields if org.state == MISSING and restore_deleted else fields
+        why = ev.not_restorable
+        if why is None and ev.desired is not None:
+            why = unseen_reason(org.state, ev.latest_deleted)
+            if why is not None:
+                unseen.append(rid)
         records.append(classify_record(
             rid, names, desired=ev.desired, damaged=ev.damaged, latest=ev.latest,
             current=org.values if org.state != MISSING else None, org_state=org.state, org_newer=org_newer,
             restore_deleted=restore_deleted, references=references, createable=createable,
-            unavailable_parents=unavailable, not_restorable_reason=ev.not_restorable))
+            unavailable_parents=unavailable, not_restorable_reason=why))
+    if unseen:
+        shown = ", ".join(unseen[:20]) + (f" (+{len(unseen) - 20} more)" if len(unseen) > 20 else "")
+        notes.append(f"{len(unseen)} record(s) could not be checked (the org did not return them to the restore "
+                     f"user, the backup last saw them live; never re-created): {shown}")
     timings["classify"] = time.perf_counter() - started - timings["current"] - timings["parents"]
     return records, mode
 

@@ -4,7 +4,9 @@ Tables (created by `ensure_restore_tables`, idempotent):
 - `restore_plans`: one row per run (config, counts, status planned/applied/failed/verified/...);
 - `restore_items`: one row per (record, field) of a plan, with current/desired/damaged values (JSON, in
   the API's form), classification, reason, and after apply the outcome; record-level rows have no field;
-- `restore_audit`: every value a restore wrote (before, after, when, as which Salesforce user);
+- `restore_audit`: every value a restore wrote (before, after, when, as which Salesforce user), written
+  ahead of the call that writes it (`state` pending, with the call's id and later its Bulk job id) and
+  completed after it (done, failed, not_applied, unchecked: journal.py);
 - `id_map`: ids of re-created records (source alias/object/id -> target alias/id), shared with seeding.
 
 An apply copies the items of the dry run it applies under its own run id (`copy_plan`), so outcomes and
@@ -74,6 +76,14 @@ _DDL = [
         written_at timestamptz NOT NULL DEFAULT now(),
         written_by text)""",
     "CREATE INDEX IF NOT EXISTS restore_audit_run ON sf_pipeline.restore_audit (run_id)",
+    # the write-ahead journal (journal.py); rows of older versions were written after the call: done
+    "ALTER TABLE sf_pipeline.restore_audit ADD COLUMN IF NOT EXISTS state text NOT NULL DEFAULT 'done'",
+    "ALTER TABLE sf_pipeline.restore_audit ADD COLUMN IF NOT EXISTS call_id text",
+    "ALTER TABLE sf_pipeline.restore_audit ADD COLUMN IF NOT EXISTS job_id text",
+    "ALTER TABLE sf_pipeline.restore_audit ADD COLUMN IF NOT EXISTS completed_at timestamptz",
+    "ALTER TABLE sf_pipeline.restore_audit ADD COLUMN IF NOT EXISTS detail text",
+    "CREATE INDEX IF NOT EXISTS restore_audit_pending ON sf_pipeline.restore_audit (org_alias, lower(object)) "
+    "WHERE state = 'pending'",
     """CREATE TABLE IF NOT EXISTS sf_pipeline.id_map (
         source_alias text NOT NULL,
         target_alias text NOT NULL,
@@ -269,7 +279,8 @@ def audit_of_run(conn: psycopg.Connection[Any], run_id: str, object_name: str) -
     """(org alias, entries) a run logged for an object; per (record, field) the first before and the last after."""
     rows = conn.execute(
         "SELECT org_alias, record_id, field, before, after, operation FROM sf_pipeline.restore_audit "
-        "WHERE run_id = %s AND lower(object) = lower(%s) ORDER BY id", (run_id, object_name)).fetchall()
+        "WHERE run_id = %s AND lower(object) = lower(%s) AND state = 'done' ORDER BY id",
+        (run_id, object_name)).fetchall()
     if not rows:
         return None, []
     merged: dict[tuple[str, str], AuditEntry] = {}
@@ -278,6 +289,107 @@ def audit_of_run(conn: psycopg.Connection[Any], run_id: str, object_name: str) -
         merged[(rid, field)] = AuditEntry(rid, field, earlier.before if earlier else before, after,
                                           earlier.operation if earlier else operation)
     return rows[0][0], list(merged.values())
+
+
+# ===================================================================== the write-ahead journal
+def journal_begin(conn: psycopg.Connection[Any], call_id: str, rows: Sequence[tuple],
+                  detail: str | None = None) -> None:
+    """Pending audit rows (run_id, org_alias, object, record_id, field, before, after, operation, written_by)
+    of one call, committed before the call is made; `detail` says how to find what it created (journal.py)."""
+    with conn.transaction():
+        with conn.cursor().copy(
+            "COPY sf_pipeline.restore_audit (run_id, org_alias, object, record_id, field, before, after, operation, "
+            "written_by, state, call_id, detail) FROM STDIN"
+        ) as copy:
+            for run_id, alias, obj, rid, field, before, after, operation, user in rows:
+                copy.write_row((run_id, alias, obj, rid, field, _json(before), _json(after), operation, user,
+                                "pending", call_id, detail))
+    _commit(conn)
+
+
+def journal_job(conn: psycopg.Connection[Any], call_id: str, job_id: str) -> None:
+    with conn.transaction():
+        conn.execute("UPDATE sf_pipeline.restore_audit SET job_id = %s WHERE call_id = %s", (job_id, call_id))
+    _commit(conn)
+
+
+def journal_finish(conn: psycopg.Connection[Any], call_id: str, *, done: Mapping[str, str] = {},  # noqa: B006
+                   other: Iterable[tuple[str, str, str | None]] = ()) -> None:
+    """Complete the pending rows of call `call_id`: `done` maps each written record (its id in the journal)
+    to its id in the org (a re-created record's new id); `other` holds (record id, state, detail) of the
+    records not written (failed, not_applied, unchecked)."""
+    with conn.transaction():
+        if done:
+            old, new = list(done), [done[k] for k in done]
+            conn.execute(
+                "UPDATE sf_pipeline.restore_audit a SET state = 'done', completed_at = now(), record_id = d.new, "
+                "after = CASE WHEN a.operation = 'create' AND a.field = 'Id' THEN to_jsonb(d.new) ELSE a.after END "
+                "FROM unnest(%s::text[], %s::text[]) AS d(old, new) "
+                "WHERE a.call_id = %s AND a.record_id = d.old AND a.state = 'pending'", (old, new, call_id))
+        rest = list(other)
+        if rest:
+            conn.execute(
+                "UPDATE sf_pipeline.restore_audit a SET state = d.state, completed_at = now(), detail = d.detail "
+                "FROM unnest(%s::text[], %s::text[], %s::text[]) AS d(rid, state, detail) "
+                "WHERE a.call_id = %s AND a.record_id = d.rid AND a.state = 'pending'",
+                ([r[0] for r in rest], [r[1] for r in rest], [r[2] for r in rest], call_id))
+    _commit(conn)
+
+
+@dataclass(frozen=True)
+class PendingCall:
+    """A call a run logged but never completed: what it was sending, to whom, as whom."""
+
+    call_id: str
+    run_id: str
+    object: str
+    operation: str
+    job_id: str | None
+    written_by: str | None
+    values: dict[str, dict[str, tuple[Any, Any]]]  # record id -> field -> (before, after)
+    logged_at: datetime
+    created_after: str | None = None  # creates: the earliest CreatedDate the records can have (org clock)
+
+
+def journal_pending(conn: psycopg.Connection[Any], org_alias: str, object_name: str) -> list[PendingCall]:
+    """The calls to `object_name` in org `org_alias` left pending by any run, oldest first."""
+    rows = conn.execute(
+        "SELECT call_id, run_id, object, operation, job_id, written_by, record_id, field, before, after, written_at, "
+        "detail "
+        "FROM sf_pipeline.restore_audit WHERE state = 'pending' AND org_alias = %s AND lower(object) = lower(%s) "
+        "ORDER BY id", (org_alias, object_name)).fetchall()
+    _commit(conn)
+    calls: dict[str, PendingCall] = {}
+    for call_id, run_id, obj, op, job_id, user, rid, field, before, after, at, detail in rows:
+        call = calls.get(call_id)
+        if call is None:
+            call = calls[call_id] = PendingCall(call_id, run_id, obj, op, job_id, user, {}, at, detail)
+        call.values.setdefault(rid, {})[field] = (before, after)
+    return list(calls.values())
+
+
+def journal_unchecked_creates(conn: psycopg.Connection[Any], org_alias: str, object_name: str,
+                              record_ids: Sequence[str]) -> dict[str, str]:
+    """Record id -> why, for the records among `record_ids` whose re-creation an earlier run could not settle."""
+    if not record_ids:
+        return {}
+    rows = conn.execute(
+        "SELECT DISTINCT ON (record_id) record_id, run_id, detail FROM sf_pipeline.restore_audit "
+        "WHERE state = 'unchecked' AND operation = 'create' AND field = 'Id' AND org_alias = %s "
+        "AND lower(object) = lower(%s) AND record_id = ANY(%s) ORDER BY record_id, id DESC",
+        (org_alias, object_name, list(record_ids))).fetchall()
+    _commit(conn)
+    return {rid: f"run {run} may have re-created it and the org could not tell ({detail}); once checked by hand, "
+                 f"set its rows of sf_pipeline.restore_audit (run_id {run!r}, record_id {rid!r}) to state "
+                 "'not_applied' to let a restore create it" for rid, run, detail in rows}
+
+
+def journal_counts(conn: psycopg.Connection[Any], run_id: str) -> dict[str, int]:
+    """Audit rows of a run per state (pending, done, failed, not_applied, unchecked)."""
+    rows = conn.execute("SELECT state, count(*) FROM sf_pipeline.restore_audit WHERE run_id = %s GROUP BY 1",
+                        (run_id,)).fetchall()
+    _commit(conn)
+    return dict(rows)
 
 
 def save_id_map(conn: psycopg.Connection[Any], source_alias: str, target_alias: str, object_name: str,

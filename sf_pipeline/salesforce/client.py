@@ -7,6 +7,11 @@ retried with exponential backoff; anything else surfaces at once. A call the org
 `INVALID_SESSION_ID` (the session expired or was revoked) logs in again once and is repeated, on every
 path (REST, Bulk API 2.0, SOAP); a bare access token cannot log in again, so it stops with
 `SalesforceSessionError`.
+
+No SOQL goes into a URL longer than Salesforce accepts (16,384 bytes for URI and headers; 414 URI Too Long
+past it, "API Request Limits and Allocations"): `query_pages` refuses such a query with `SoqlTooLongError`
+before any call, and its callers take the Bulk API 2.0 path instead, whose query is POSTed in a body
+(`records_by_soql` does it for them).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
+from urllib.parse import quote_plus
 
 import requests
 from simple_salesforce import Salesforce
@@ -40,6 +46,18 @@ class ApiBudgetExceeded(RuntimeError):
 
 class SalesforceExtractError(RuntimeError):
     """Extraction could not complete; nothing partial is reported as success."""
+
+
+URL_BUDGET = 15_000  # bytes of URL-encoded SOQL per GET: Salesforce refuses URIs over 16,384 bytes (414)
+
+
+def soql_fits_url(soql_text: str) -> bool:
+    """True when a REST query of this SOQL stays within Salesforce's URI limit (with room for the path)."""
+    return len(quote_plus(soql_text)) <= URL_BUDGET
+
+
+class SoqlTooLongError(RuntimeError):
+    """A SOQL query too long for a REST query URL (use the Bulk API 2.0, whose query travels in the body)."""
 
 
 class SalesforceSessionError(RuntimeError):
@@ -190,7 +208,13 @@ class SalesforceClient:
         return int(self.call(lambda: self.sf.query(query, include_deleted=include_deleted), "count")["totalSize"])
 
     def query_pages(self, soql: str, include_deleted: bool = True) -> Iterator[list[dict[str, Any]]]:
-        """REST query/queryAll, one list of records per page (attributes dropped)."""
+        """REST query/queryAll, one list of records per page (attributes dropped).
+
+        The SOQL travels in the URL: a query longer than Salesforce accepts there is refused before any call."""
+        if not soql_fits_url(soql):
+            raise SoqlTooLongError(
+                f"a SOQL query of {len(soql):,} characters ({soql[:60]}...) would make a REST query URL longer than "
+                f"Salesforce accepts (16,384 bytes, 414 URI Too Long); read it through the Bulk API 2.0 instead")
         page = self.call(lambda: self.sf.query(soql, include_deleted=include_deleted), "query")
         while True:
             records = page.get("records", [])
@@ -276,6 +300,20 @@ class SalesforceClient:
             self._bulk_request("DELETE", f"query/{job_id}")
         except (SalesforceError, SalesforceExtractError) as exc:
             log.info("could not delete bulk job %s: %s", job_id, exc)
+
+    def records_by_soql(self, soql: str, include_deleted: bool = True) -> Iterator[dict[str, Any]]:
+        """The records of a query, one by one: by REST when its URL fits, else by one Bulk API 2.0 job (its query
+        POSTed in the body), whose values are CSV text ("" for null): callers compare them canonically."""
+        if soql_fits_url(soql):
+            for page in self.query_pages(soql, include_deleted=include_deleted):
+                yield from page
+            return
+        import csv
+        import io
+
+        for body, _n in self.bulk_query_pages(soql, include_deleted=include_deleted):
+            for row in csv.DictReader(io.StringIO(body.decode("utf-8"))):
+                yield {k: (v if v != "" else None) for k, v in row.items()}
 
     def bulk_query_pages(self, soql: str, include_deleted: bool = True, max_records: int = 50_000,
                          poll: float = 0.1, timeout: float = 3600) -> Iterator[tuple[bytes, int]]:

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 
-from .client import SalesforceClient
+from .client import SalesforceClient, soql_fits_url
 
 # getDeleted()/getUpdated(): start must precede end by more than one minute.
 _MIN_LOG_SPAN = timedelta(minutes=2)
@@ -144,7 +144,7 @@ def ids_in_ranges(client: SalesforceClient, sobject: str, ranges: Sequence[tuple
     created = _range_filter(None, None, created_before)
     soql = f"SELECT Id FROM {sobject} WHERE ({where})" + (f" AND {created}" if created else "")
     found: set[str] = set()
-    if expected > bulk_above:
+    if expected > bulk_above or not soql_fits_url(soql):  # many ranges: the query goes in a Bulk job's body
         for body, _count in client.bulk_query_pages(soql, include_deleted=True):
             reader = csv.reader(io.StringIO(body.decode("utf-8")))
             next(reader, None)

@@ -29,7 +29,7 @@ import pyarrow as pa
 from sf_pipeline.warehouse.csvpage import CsvPage, CsvPageError, read_text_csv
 
 from . import soql
-from .client import SalesforceClient, SalesforceExtractError
+from .client import SalesforceClient, SalesforceExtractError, soql_fits_url
 
 DEFAULT_BULK_THRESHOLD = 20_000
 DEFAULT_BULK_SLICE_RECORDS = 250_000
@@ -181,7 +181,7 @@ def extract_window(client: SalesforceClient, sobject: str, fields: list[str], st
         stats.mode = "empty"
         stats.seconds = time.monotonic() - started
         return
-    if stats.expected <= bulk_threshold:
+    if stats.expected <= bulk_threshold and soql_fits_url(window_soql(sobject, fields, start, end)):
         stats.mode = "rest"
         soql = window_soql(sobject, fields, start, end)
         for records in _prefetch(client.query_pages(soql, include_deleted=True)):
@@ -191,6 +191,8 @@ def extract_window(client: SalesforceClient, sobject: str, fields: list[str], st
                 yield records_to_batch(records, fields)
     else:
         stats.mode = "bulk"
+        if stats.expected <= bulk_threshold:  # 700+ fields: the REST query would not fit in a URL
+            stats.notes.append("Bulk API 2.0: the field list is too long for a REST query URL")
         slices = bulk_slices(client, sobject, start, end, stats.expected, slice_records=bulk_slice_records)
         if len(slices) > 1:
             stats.notes.append(f"{len(slices)} Bulk jobs over SystemModstamp slices, newest first")

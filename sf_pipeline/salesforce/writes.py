@@ -5,6 +5,13 @@ a record that failed alone (only for a call that failed as a whole after `Salesf
 retries). Records refused with UNABLE_TO_LOCK_ROW are retried in a later call, after the others, since
 the lock is usually held by automation working on the same parent for a moment. Callers that must log
 what was written as it happens pass `on_written`, called after each call with its successes.
+
+A caller that keeps a write-ahead journal passes a `WriteJournal`: `before` runs (and must commit) before
+each call with the records that call sends, `job` as soon as a Bulk job has an id, `after` once the call
+answered, with every record's result. A create is never sent twice blindly: when its answer is lost
+(dropped connection, timeout, 5xx: the org may have created the records anyway; REST API writes take no
+idempotency key, only UI API does), its records come back `outcome_unknown` and the caller must find what
+the call created before sending them again (restore/journal.py does).
 """
 
 from __future__ import annotations
@@ -15,27 +22,42 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote_plus
 from xml.etree import ElementTree
 
 import requests
+from simple_salesforce.exceptions import SalesforceGeneralError, SalesforceResourceNotFound
 from simple_salesforce.util import exception_handler
 
 from . import soql
-from .client import InvalidSession, SalesforceClient
+from .client import URL_BUDGET, InvalidSession, SalesforceClient
 
 log = logging.getLogger(__name__)
 
 COLLECTION_SIZE = 200  # sObject Collections: at most 200 records a call
 RETRIEVE_SIZE = 2000  # sObject Collections retrieve (POST): at most 2000 ids a call
 SOQL_ID_CHUNK = 300  # ids per `WHERE Id IN (...)` at most; fewer when the field list is long (ids_per_query)
-URL_BUDGET = 15_000  # bytes of URL-encoded SOQL per GET: Salesforce refuses URIs over 16,384 bytes (414)
 UNDELETE_SIZE = 200  # SOAP undelete: at most 200 ids a call
 RETRYABLE_CODES = frozenset({"UNABLE_TO_LOCK_ROW"})
 TERMINAL_JOB_STATES = ("JobComplete", "Failed", "Aborted")
 
+OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"  # the call's answer was lost: the org may or may not have written
+
 OnWritten = Callable[[list[tuple[Mapping[str, Any], "WriteResult"]]], None]
+
+
+class WriteJournal(Protocol):
+    """A write-ahead log of the calls a write function makes (see the module docstring)."""
+
+    def before(self, records: Sequence[Mapping[str, Any]]) -> Any:
+        """Log the records one call is about to send (committed on return); returns the call's token."""
+
+    def job(self, token: Any, job_id: str) -> None:
+        """The Bulk job that carries the call's records (committed on return)."""
+
+    def after(self, token: Any, pairs: Sequence[tuple[Mapping[str, Any], WriteResult]]) -> None:
+        """Every record of the call with the org's answer (an `outcome_unknown` one stays pending)."""
 
 
 class SalesforceWriteError(RuntimeError):
@@ -54,6 +76,11 @@ class WriteResult:
     @property
     def codes(self) -> list[str]:
         return [str(e.get("statusCode") or e.get("errorCode") or "") for e in self.errors]
+
+    @property
+    def outcome_unknown(self) -> bool:
+        """The call's answer was lost: the org may have written this record (check before writing again)."""
+        return OUTCOME_UNKNOWN in self.codes
 
     @property
     def retryable(self) -> bool:
@@ -118,11 +145,19 @@ def ids_per_query(head: str) -> int:
 
 def query_by_ids(client: SalesforceClient, sobject: str, ids: Sequence[str], fields: Sequence[str],
                  include_deleted: bool = True) -> dict[str, dict[str, Any]]:
-    """Records by id through SOQL (queryAll by default, so records in the recycle bin come with IsDeleted)."""
+    """Records by id through SOQL (queryAll by default, so records in the recycle bin come with IsDeleted).
+
+    When the field list alone is too long for a query URL (objects of 700+ fields), through Bulk API 2.0 jobs
+    of 2000 ids each (the query is POSTed in the body), whose values are CSV text (None for empty)."""
     sobject = soql.api_name(sobject, "object")
     wanted = soql.field_names(["Id", *fields])
     head = f"SELECT {', '.join(wanted)} FROM {sobject} WHERE Id IN ("
     out: dict[str, dict[str, Any]] = {}
+    if len(quote_plus(head)) + 2 * len(quote_plus("'001000000000000AAA', ")) > URL_BUDGET:
+        for chunk in _chunks(soql.record_ids(ids), RETRIEVE_SIZE):
+            for rec in client.records_by_soql(f"{head}{soql.id_list(chunk)})", include_deleted=include_deleted):
+                out[rec["Id"]] = rec
+        return out
     for chunk in _chunks(soql.record_ids(ids), ids_per_query(head)):
         query = f"{head}{soql.id_list(chunk)})"
         for page in client.query_pages(query, include_deleted=include_deleted):
@@ -142,11 +177,13 @@ def current_user_id(client: SalesforceClient) -> str | None:
 
 
 def _write_in_rounds(records: Sequence[Mapping[str, Any]], chunk_size: int,
-                     send: Callable[[Sequence[int]], list[WriteResult]], on_written: OnWritten | None,
-                     lock_rounds: int, wait: float, what: str) -> list[WriteResult]:
+                     send: Callable[[Sequence[int], Any], list[WriteResult]], on_written: OnWritten | None,
+                     lock_rounds: int, wait: float, what: str,
+                     journal: WriteJournal | None = None) -> list[WriteResult]:
     """Send records in chunks; rows refused with UNABLE_TO_LOCK_ROW go again in later rounds, with backoff.
 
-    `send` answers one WriteResult per index of its chunk, in order; `on_written` sees each chunk's successes.
+    `send(chunk, token)` answers one WriteResult per index of its chunk, in order (`token`: the journal's, for
+    `journal.job`); `on_written` sees each chunk's successes, `journal.after` every answer.
     """
     results: list[WriteResult | None] = [None] * len(records)
     pending: Sequence[int] = list(range(len(records)))
@@ -154,7 +191,11 @@ def _write_in_rounds(records: Sequence[Mapping[str, Any]], chunk_size: int,
         retry: list[int] = []
         for chunk in _chunks(pending, chunk_size):
             written = []
-            for i, result in zip(chunk, send(chunk), strict=True):
+            token = journal.before([records[i] for i in chunk]) if journal is not None else None
+            answers = send(chunk, token)
+            if journal is not None:
+                journal.after(token, [(records[i], r) for i, r in zip(chunk, answers, strict=True)])
+            for i, result in zip(chunk, answers, strict=True):
                 if result.retryable and round_no < lock_rounds:
                     retry.append(i)
                     continue
@@ -174,39 +215,45 @@ def _write_in_rounds(records: Sequence[Mapping[str, Any]], chunk_size: int,
 # ===================================================================== sObject Collections
 def update_records(client: SalesforceClient, sobject: str, records: Sequence[Mapping[str, Any]], *,
                    on_written: OnWritten | None = None, lock_rounds: int = 4,
-                   lock_wait: float | None = None) -> list[WriteResult]:
-    """Update records (each a dict with `Id`) via sObject Collections PATCH, 200 a call, allOrNone false."""
+                   lock_wait: float | None = None, journal: WriteJournal | None = None) -> list[WriteResult]:
+    """Update records (each a dict with `Id`) via sObject Collections PATCH, 200 a call, allOrNone false.
+
+    An update sets values, so repeating it after a lost answer writes the same values again: it is retried."""
     client.ensure_session()
-    return _collections(client, "PATCH", sobject, records, on_written, lock_rounds, lock_wait)
+    return _collections(client, "PATCH", sobject, records, on_written, lock_rounds, lock_wait, journal)
 
 
 def create_records(client: SalesforceClient, sobject: str, records: Sequence[Mapping[str, Any]], *,
-                   on_written: OnWritten | None = None) -> list[WriteResult]:
+                   on_written: OnWritten | None = None, journal: WriteJournal | None = None) -> list[WriteResult]:
     """Create records via sObject Collections POST, 200 a call; results carry the new ids.
 
-    A create is not repeated after a dropped connection (the org may have created the records): those
-    records fail with CONNECTION_LOST, so the caller can check the org before trying again.
+    A create is never repeated after a lost answer (dropped connection, timeout, 5xx): the org may have
+    created the records. Those records come back with OUTCOME_UNKNOWN, so the caller finds what the call
+    created before sending the rest again.
     """
     client.ensure_session()
-    return _collections(client, "POST", sobject, records, on_written, lock_rounds=4, lock_wait=None)
+    return _collections(client, "POST", sobject, records, on_written, 4, None, journal)
 
 
 def _collections(client: SalesforceClient, method: str, sobject: str, records: Sequence[Mapping[str, Any]],
-                 on_written: OnWritten | None, lock_rounds: int, lock_wait: float | None) -> list[WriteResult]:
-    def send(chunk: Sequence[int]) -> list[WriteResult]:
+                 on_written: OnWritten | None, lock_rounds: int, lock_wait: float | None,
+                 journal: WriteJournal | None) -> list[WriteResult]:
+    def send(chunk: Sequence[int], _token: Any) -> list[WriteResult]:
         body = {"allOrNone": False, "records": [{"attributes": {"type": sobject}, **records[i]} for i in chunk]}
         try:
             answer = _collection_call(client, method, body)
-        except _ConnectionLost as exc:
-            return [failure(None, "CONNECTION_LOST", f"{exc}; check the org before creating again") for _ in chunk]
+        except _OutcomeUnknown as exc:
+            return [failure(None, OUTCOME_UNKNOWN, f"{exc}; find what it created before creating again")
+                    for _ in chunk]
         return [WriteResult(raw.get("id"), bool(raw.get("success")), tuple(raw.get("errors") or ()),
                             bool(raw.get("created", method == "POST"))) for raw in answer]
 
     wait = client.backoff if lock_wait is None else lock_wait
-    return _write_in_rounds(records, COLLECTION_SIZE, send, on_written, lock_rounds, wait, f"{sobject} records")
+    return _write_in_rounds(records, COLLECTION_SIZE, send, on_written, lock_rounds, wait, f"{sobject} records",
+                            journal)
 
 
-class _ConnectionLost(RuntimeError):
+class _OutcomeUnknown(RuntimeError):
     """A create call whose answer was lost: not retried, since the org may have created the records."""
 
 
@@ -217,19 +264,27 @@ def _collection_call(client: SalesforceClient, method: str, body: dict[str, Any]
     def create() -> list[dict[str, Any]]:
         try:
             return client.sf.restful("composite/sobjects", method="POST", json=body)
-        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.ReadTimeout) as exc:
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.Timeout) as exc:
             # a read timeout too: the org got the records and may have created them
-            raise _ConnectionLost(f"connection lost while creating {len(body['records'])} records: {exc}") from exc
+            raise _OutcomeUnknown(f"connection lost while creating {len(body['records'])} records: {exc}") from exc
+        except SalesforceGeneralError as exc:
+            if getattr(exc, "status", 0) >= 500:  # the org (or a proxy) may have committed before failing
+                raise _OutcomeUnknown(f"the org answered {exc.status} to a create of {len(body['records'])} "
+                                      "records") from exc
+            raise
 
     return client.call(create, "POST composite/sobjects")
 
 
 # ===================================================================== SOAP undelete
-def undelete(client: SalesforceClient, ids: Sequence[str]) -> list[WriteResult]:
-    """Undelete records from the recycle bin with the SOAP partner `undelete` call, 200 ids a call."""
+def undelete(client: SalesforceClient, ids: Sequence[str], *, journal: WriteJournal | None = None) -> list[WriteResult]:
+    """Undelete records from the recycle bin with the SOAP partner `undelete` call, 200 ids a call.
+
+    With a `journal`, each call's records (`{"Id": id}`) are logged before it and completed after it."""
     client.ensure_session()
     results: list[WriteResult] = []
     for chunk in _chunks(soql.record_ids(ids), UNDELETE_SIZE):
+        token = journal.before([{"Id": rid} for rid in chunk]) if journal is not None else None
         def envelope(chunk: Sequence[str] = chunk) -> bytes:  # per attempt: a re-login brings a new session id
             return (
                 '<?xml version="1.0" encoding="utf-8"?>'
@@ -247,7 +302,10 @@ def undelete(client: SalesforceClient, ids: Sequence[str]) -> list[WriteResult]:
         answers = _soap_results(resp.content)
         if len(answers) != len(chunk):
             raise SalesforceWriteError(f"SOAP undelete answered {len(answers)} results for {len(chunk)} ids")
-        results.extend(WriteResult(a.id or rid, a.success, a.errors) for rid, a in zip(chunk, answers, strict=True))
+        answered = [WriteResult(a.id or rid, a.success, a.errors) for rid, a in zip(chunk, answers, strict=True)]
+        if journal is not None:
+            journal.after(token, [({"Id": rid}, a) for rid, a in zip(chunk, answered, strict=True)])
+        results.extend(answered)
     return results
 
 
@@ -320,20 +378,24 @@ def _send(client: SalesforceClient, method: str, url: str | Callable[[], str], w
 # ===================================================================== Bulk API 2.0 ingest
 def bulk_update(client: SalesforceClient, sobject: str, records: Sequence[Mapping[str, Any]],
                 to_csv: Callable[[Any], str], *, on_written: OnWritten | None = None, lock_rounds: int = 4,
-                poll: float = 0.2, timeout: float = 3600, job_size: int = 150_000) -> list[WriteResult]:
+                poll: float = 0.2, timeout: float = 3600, job_size: int = 150_000,
+                journal: WriteJournal | None = None) -> list[WriteResult]:
     """Update records through Bulk API 2.0 ingest jobs (update), with per-record results.
 
     `to_csv` turns a value into its CSV cell (`#N/A` for null; an empty cell leaves a field unchanged,
     so records with fewer fields share a job with the others). Rows that failed with UNABLE_TO_LOCK_ROW
-    go into a follow-up job.
+    go into a follow-up job. With a `journal`, each job's id is logged as soon as the org gave it, and the job
+    is deleted only after `journal.after`: a run that dies meanwhile leaves a job whose results a rerun reads
+    (`ingest_job_outcome`).
     """
     client.ensure_session()
 
-    def send(chunk: Sequence[int]) -> list[WriteResult]:
-        return _ingest_job(client, sobject, [records[i] for i in chunk], to_csv, poll, timeout)
+    def send(chunk: Sequence[int], token: Any) -> list[WriteResult]:
+        on_job = (lambda job_id: journal.job(token, job_id)) if journal is not None else None
+        return _ingest_job(client, sobject, [records[i] for i in chunk], to_csv, poll, timeout, on_job)
 
     return _write_in_rounds(records, job_size, send, on_written, lock_rounds, client.backoff,
-                            f"{sobject} rows (in a new job)")
+                            f"{sobject} rows (in a new job)", journal)
 
 
 def _jobs_url(client: SalesforceClient, path: str) -> Callable[[], str]:
@@ -342,7 +404,8 @@ def _jobs_url(client: SalesforceClient, path: str) -> Callable[[], str]:
 
 
 def _ingest_job(client: SalesforceClient, sobject: str, records: Sequence[Mapping[str, Any]],
-                to_csv: Callable[[Any], str], poll: float, timeout: float) -> list[WriteResult]:
+                to_csv: Callable[[Any], str], poll: float, timeout: float,
+                on_job: Callable[[str], None] | None = None) -> list[WriteResult]:
     sobject = soql.api_name(sobject, "object")
     columns = soql.field_names(k for rec in records for k in rec if k != "Id")
     buf = io.StringIO()
@@ -354,11 +417,16 @@ def _ingest_job(client: SalesforceClient, sobject: str, records: Sequence[Mappin
         "object": sobject, "operation": "update", "contentType": "CSV", "columnDelimiter": "COMMA",
         "lineEnding": "LF"}).json()
     job_id = job["id"]
+    if on_job is not None:
+        on_job(job_id)
     _send(client, "PUT", _jobs_url(client, f"/{job_id}/batches"), "bulk ingest upload",
           data=buf.getvalue().encode("utf-8"), headers={"Content-Type": "text/csv"})
     _send(client, "PATCH", _jobs_url(client, f"/{job_id}"), "bulk ingest close", json={"state": "UploadComplete"})
     try:
-        return _ingest_results(client, sobject, job_id, records, poll, timeout)
+        results = _ingest_results(client, sobject, job_id, records, poll, timeout)
+        if on_job is None:
+            delete_ingest_job(client, job_id)
+        return results
     except SalesforceWriteError:
         raise
     except Exception as exc:
@@ -383,6 +451,12 @@ def _ingest_results(client: SalesforceClient, sobject: str, job_id: str, records
     if state["state"] != "JobComplete":
         raise SalesforceWriteError(f"Bulk ingest job {job_id} for {sobject} ended {state['state']}: "
                                    f"{state.get('errorMessage') or 'no error message'}")
+    by_id = _ingest_outcomes(client, job_id)
+    return [by_id.get(rec["Id"]) or failure(rec["Id"], "NOT_PROCESSED", f"Bulk job {job_id} returned no result")
+            for rec in records]
+
+
+def _ingest_outcomes(client: SalesforceClient, job_id: str) -> dict[str, WriteResult]:
     by_id: dict[str, WriteResult] = {}
     for kind in ("successfulResults", "failedResults"):
         body = _send(client, "GET", _jobs_url(client, f"/{job_id}/{kind}"), f"bulk ingest {kind}",
@@ -393,12 +467,40 @@ def _ingest_results(client: SalesforceClient, sobject: str, job_id: str, records
                 by_id[rid] = WriteResult(row.get("sf__Id") or rid, True, (), row.get("sf__Created") == "true")
             else:
                 by_id[rid] = WriteResult(rid, False, (_bulk_error(row.get("sf__Error", "")),))
+    return by_id
+
+
+def delete_ingest_job(client: SalesforceClient, job_id: str) -> None:
+    """Delete an ingest job and its results (best effort: Salesforce removes old jobs itself)."""
     try:
         _send(client, "DELETE", _jobs_url(client, f"/{job_id}"), "bulk ingest delete")
     except Exception as exc:  # noqa: BLE001 - a leftover job costs nothing but a listing entry
         log.info("could not delete bulk ingest job %s: %s", job_id, exc)
-    return [by_id.get(rec["Id"]) or failure(rec["Id"], "NOT_PROCESSED", f"Bulk job {job_id} returned no result")
-            for rec in records]
+
+
+def ingest_job_outcome(client: SalesforceClient, job_id: str, *, poll: float = 0.2,
+                       timeout: float = 3600) -> dict[str, WriteResult] | None:
+    """The per-record results of an ingest job submitted earlier (by a run that died before reading them),
+    keyed by record id, once the job has finished; None when the org no longer has the job (deleted, or past
+    Salesforce's 7-day retention of job results: then read the records themselves). A job that was never
+    closed (still Open) is aborted first: its rows were never processed.
+    """
+    url = _jobs_url(client, f"/{job_id}")
+    try:
+        state = _send(client, "GET", url, "bulk ingest poll").json()
+        if state["state"] == "Open":  # never closed: Salesforce processes no row of it; abort it
+            _send(client, "PATCH", url, "bulk ingest abort", json={"state": "Aborted"})
+            return {}
+        deadline = time.monotonic() + timeout
+        while state["state"] not in TERMINAL_JOB_STATES:
+            if time.monotonic() > deadline:
+                raise SalesforceWriteError(f"Bulk ingest job {job_id} still {state['state']} after {timeout}s")
+            time.sleep(poll)
+            state = _send(client, "GET", url, "bulk ingest poll").json()
+        outcomes = _ingest_outcomes(client, job_id)
+    except SalesforceResourceNotFound:
+        return None
+    return outcomes
 
 
 def _bulk_error(text: str) -> dict[str, Any]:
@@ -409,6 +511,6 @@ def _bulk_error(text: str) -> dict[str, Any]:
             "fields": [f for f in fields.replace("--", "").split() if f]}
 
 
-__all__ = ["COLLECTION_SIZE", "RETRIEVE_SIZE", "SalesforceWriteError", "WriteResult",
-           "bulk_update", "create_records", "current_user_id", "failure", "fetch_records", "query_by_ids",
-           "undelete", "update_records"]
+__all__ = ["COLLECTION_SIZE", "OUTCOME_UNKNOWN", "RETRIEVE_SIZE", "SalesforceWriteError", "WriteJournal",
+           "WriteResult", "bulk_update", "create_records", "current_user_id", "delete_ingest_job", "failure",
+           "fetch_records", "ingest_job_outcome", "query_by_ids", "undelete", "update_records"]

@@ -238,3 +238,13 @@ def test_undo_needs_no_as_of_and_says_what_it_ignores():
     config = RestoreConfig.from_dict({"object": "Opportunity", "undo_of": "run-1", "target_org": "production",
                                       "changed_between": ["2026-11-24T02:00:00Z", "2026-11-24T02:10:00Z"]})
     assert config.undo_of == "run-1" and "ignored" in config.notes[0]
+
+
+def test_a_record_the_org_does_not_return_is_gone_only_when_the_backup_saw_it_deleted():
+    from sf_pipeline.restore.decisions import LIVE, MISSING, unseen_reason
+
+    assert unseen_reason(MISSING, backup_saw_deleted=True) is None  # deleted, then purged: re-creatable
+    assert unseen_reason(MISSING, backup_saw_deleted=None) is None  # no backup evidence (an undo): as before
+    assert unseen_reason(LIVE, backup_saw_deleted=False) is None
+    why = unseen_reason(MISSING, backup_saw_deleted=False)  # hidden by sharing, or deleted after the last backup
+    assert why.startswith("could not be checked") and "not re-created" in why

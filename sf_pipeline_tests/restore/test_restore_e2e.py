@@ -51,7 +51,7 @@ def orphaned(pipeline_factory, thirty_orphaned: SavedState) -> tuple[Pipeline, O
 
 def audit(conn: psycopg.Connection, run_id: str) -> list[tuple]:
     return conn.execute("SELECT record_id, field, before, after, operation, written_by, org_alias, object "
-                        "FROM sf_pipeline.restore_audit WHERE run_id = %s ORDER BY id", (run_id,)).fetchall()
+                        "FROM sf_pipeline.restore_audit WHERE run_id = %s AND state = 'done' ORDER BY id", (run_id,)).fetchall()
 
 
 def stored_items(conn: psycopg.Connection, run_id: str) -> dict[str, int]:

@@ -110,8 +110,19 @@ def test_a_create_the_org_holds_is_not_repeated_so_nothing_is_created_twice(org_
     before = client.api_calls
     results = create_records(client, "Account", [{"Name": "Held create"}])
     # the org may have created it (a real one finishes the request): the caller is told to check, not retried
-    assert results[0].codes == ["CONNECTION_LOST"] and "check the org" in results[0].message
+    assert results[0].outcome_unknown and "find what it created" in results[0].message
     assert client.api_calls - before == 1 and client.retries == 0
+
+
+def test_a_create_answered_5xx_after_the_org_created_it_is_not_repeated(org_env, tmp_path):
+    client = client_from_settings(tmp_path, retry_backoff_seconds=0.01)
+    # the org creates the record, then the answer is a 503 (a proxy, a failover): a retry would make a second
+    rule = org_env.app.faults.add("5xx", next=1, after=True, method="POST", path="composite/sobjects")
+    before = client.api_calls
+    results = create_records(client, "Account", [{"Name": "Created behind a 503"}])
+    assert rule.fired == 1 and results[0].outcome_unknown and "503" in results[0].message
+    assert client.api_calls - before == 1 and client.retries == 0
+    assert list(names(org_env).values()).count("Created behind a 503") == 1
 
 
 # ============================================================================ sessions
