@@ -41,6 +41,7 @@ class RestoreConfig:
     undo_of: str | None = None
     plan: str | None = None
     all_fields: bool = False
+    with_children: bool = False  # restore_deleted: also the records deleted with them (hierarchy.py); on by default
     notes: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
@@ -77,6 +78,12 @@ class RestoreConfig:
         if self.dry_run and self.plan:
             raise RestoreConfigError(f"plan: {self.plan} applies a reviewed plan, which only a run with dry_run: false "
                                      "does; a dry run makes a new plan (remove plan, or set dry_run: false)")
+        if self.with_children and not self.restore_deleted:
+            raise RestoreConfigError("with_children: true brings back the records deleted with the selected ones: it "
+                                     "needs restore_deleted: true")
+        if self.with_children and self.fields:
+            raise RestoreConfigError(f"with_children: true brings whole records back, but fields lists "
+                                     f"{', '.join(self.fields)}: remove fields, or set with_children: false")
         if self.all_fields and self.fields:
             raise RestoreConfigError(f"all_fields: true restores every updateable field, but fields lists "
                                      f"{', '.join(self.fields)}: give one or the other")
@@ -142,6 +149,10 @@ class RestoreConfig:
             undo_of=undo_of.strip() if undo_of else None,
             plan=plan.strip() if plan else None,
             all_fields=_flag("all_fields", data.get("all_fields", False)),
+            # default on for deletions (restore_deleted: true), off otherwise
+            with_children=_flag("with_children", data.get("with_children",
+                                                           bool(data.get("restore_deleted")) and not data.get("fields")
+                                                           and not undo_of)),
             notes=tuple(notes),
         )
 
@@ -161,6 +172,7 @@ class RestoreConfig:
             "undo_of": self.undo_of,
             "plan": self.plan,
             "all_fields": self.all_fields,
+            "with_children": self.with_children,
         }
 
     def planned_as(self) -> dict[str, Any]:

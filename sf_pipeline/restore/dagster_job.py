@@ -53,6 +53,9 @@ class RestoreRunConfig(dg.Config):
     on_conflict: str = Field(default="skip", description="skip (default): leave records changed in the org "
                              "after the damage as they are; overwrite: restore them anyway.")
     restore_deleted: bool = Field(default=False, description="Undelete (or re-create) deleted records.")
+    with_children: bool | None = Field(default=None, description="With restore_deleted: also bring back the "
+                                       "records deleted with the selected ones (cascade), parents first, and re-point "
+                                       "every lookup to them; on by default for deletions (false: this object only).")
     undo_of: str | None = Field(default=None, description="Run id of a previous restore whose written values "
                                 "should be put back as they were before it.")
 
