@@ -81,9 +81,6 @@ class RestoreConfig:
         if self.with_children and not self.restore_deleted:
             raise RestoreConfigError("with_children: true brings back the records deleted with the selected ones: it "
                                      "needs restore_deleted: true")
-        if self.with_children and self.fields:
-            raise RestoreConfigError(f"with_children: true brings whole records back, but fields lists "
-                                     f"{', '.join(self.fields)}: remove fields, or set with_children: false")
         if self.all_fields and self.fields:
             raise RestoreConfigError(f"all_fields: true restores every updateable field, but fields lists "
                                      f"{', '.join(self.fields)}: give one or the other")
@@ -151,8 +148,7 @@ class RestoreConfig:
             all_fields=_flag("all_fields", data.get("all_fields", False)),
             # default on for deletions (restore_deleted: true), off otherwise
             with_children=_flag("with_children", data.get("with_children",
-                                                           bool(data.get("restore_deleted")) and not data.get("fields")
-                                                           and not undo_of)),
+                                                           data.get("restore_deleted") is True and not undo_of)),
             notes=tuple(notes),
         )
 

@@ -104,6 +104,9 @@ def restore_job(settings: Settings) -> dg.JobDefinition:
                     "plan": dg.MetadataValue.md(summary["preview"]),
                     "notes": dg.MetadataValue.text("; ".join(summary["notes"]) or "none"),
                 }
+                if "tree" in summary:  # a whole-hierarchy restore: per object undelete/re-create/re-point/cannot
+                    metadata["tree"] = dg.MetadataValue.json({"objects": summary["tree"], "order": summary["order"],
+                                                              "cannot": summary["cannot"]})
                 if cfg.dry_run:
                     metadata["api_calls"] = dg.MetadataValue.int(client.api_calls)
                     metadata["apply_config"] = dg.MetadataValue.md(apply_config_markdown(raw, context.run_id))

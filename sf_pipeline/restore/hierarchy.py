@@ -282,6 +282,9 @@ def _plan_restore(conn: psycopg.Connection[Any], client: SalesforceClient, confi
                   notes: list[str]) -> TreePlan:
     as_of = config.as_of
     assert as_of is not None
+    if config.fields:
+        notes.append(f"fields ({', '.join(config.fields)}) do not apply: a with_children restore brings whole records "
+                     "back as they were at as_of, and re-points every lookup to them")
     backup = _Backup(conn, client)
     root = backup.describe(config.object)["name"]
     if backup.columns(root) is None:

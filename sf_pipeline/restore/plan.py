@@ -105,11 +105,15 @@ class RestorePlan:
     @property
     def counts(self) -> dict[str, int]:
         """Records per classification (restore, conflict, not_restorable, noop)."""
+        if self.tree is not None:  # --- hook: whole-hierarchy restore (hierarchy.py)
+            return self.summary()["counts"]
         return count_records(self.records)
 
     @property
     def actions(self) -> dict[str, int]:
         """Records per action apply will take (update, undelete, create), counting only records it will write."""
+        if self.tree is not None:  # --- hook: whole-hierarchy restore (hierarchy.py)
+            return self.summary()["actions"]
         return self._writes()[0]
 
     def _writes(self) -> tuple[dict[str, int], int, int]:

@@ -144,10 +144,12 @@ def load_again(conn, c, tree: dict[str, Any]):
     return apply_plan(conn, c, plan)
 
 
-def test_with_children_is_refused_with_fields_or_without_restore_deleted():
+def test_with_children_is_on_for_deletions_and_refused_without_restore_deleted():
     with pytest.raises(RestoreConfigError, match="needs restore_deleted: true"):
         config(object="Account", fields=[], with_children=True)
-    with pytest.raises(RestoreConfigError, match="remove fields, or set with_children: false"):
-        config(object="Account", fields=["Name"], restore_deleted=True, with_children=True)
+    with pytest.raises(RestoreConfigError, match="with_children must be true or false"):
+        config(object="Account", fields=[], restore_deleted=True, with_children="yes")
     assert config(object="Account", fields=[], restore_deleted=True).with_children is True
-    assert config(object="Account", fields=["Name"], restore_deleted=True).with_children is False
+    assert config(object="Account", fields=["Name"], restore_deleted=True).with_children is True
+    assert config(object="Account", fields=[], restore_deleted=True, with_children=False).with_children is False
+    assert config(object="Account", fields=[]).with_children is False
