@@ -125,6 +125,9 @@ def apply_plan(conn: psycopg.Connection[Any], client: SalesforceClient, plan: Re
     result = ApplyResult(plan.run_id, dry_run=plan.config.dry_run)
     if plan.config.dry_run:
         return result
+    if plan.tree is not None:  # --- hook: whole-hierarchy restore (hierarchy.py)
+        from sf_pipeline.restore.hierarchy import apply_tree
+        return apply_tree(conn, client, plan)
     if client.alias != plan.config.target_org:
         raise RestoreConfigError(f"the client is connected to org {client.alias!r} but the plan targets "
                                  f"{plan.config.target_org!r}")

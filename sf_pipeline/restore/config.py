@@ -42,6 +42,7 @@ class RestoreConfig:
     plan: str | None = None
     all_fields: bool = False
     incident: int | None = None
+    with_children: bool = False  # restore_deleted: also the records deleted with them (hierarchy.py); on by default
     notes: tuple[str, ...] = field(default=(), compare=False)
     # keys whose values came from the stored incident (not written in the launchpad config)
     from_incident: frozenset[str] = field(default=frozenset(), compare=False)
@@ -80,6 +81,9 @@ class RestoreConfig:
         if self.dry_run and self.plan:
             raise RestoreConfigError(f"plan: {self.plan} applies a reviewed plan, which only a run with dry_run: false "
                                      "does; a dry run makes a new plan (remove plan, or set dry_run: false)")
+        if self.with_children and not self.restore_deleted:
+            raise RestoreConfigError("with_children: true brings back the records deleted with the selected ones: it "
+                                     "needs restore_deleted: true")
         if self.all_fields and self.fields:
             raise RestoreConfigError(f"all_fields: true restores every updateable field, but fields lists "
                                      f"{', '.join(self.fields)}: give one or the other")
@@ -156,6 +160,9 @@ class RestoreConfig:
             plan=plan.strip() if plan else None,
             all_fields=_flag("all_fields", data.get("all_fields", False)),
             incident=data.get("incident"),
+            # default on for deletions (restore_deleted: true), off otherwise
+            with_children=_flag("with_children", data.get("with_children",
+                                                           data.get("restore_deleted") is True and not undo_of)),
             notes=tuple(notes),
             from_incident=from_incident,
         )
@@ -178,6 +185,7 @@ class RestoreConfig:
             "plan": self.plan,
             "all_fields": self.all_fields,
             **({"incident": self.incident} if self.incident is not None else {}),
+            "with_children": self.with_children,
         }
 
     def planned_as(self) -> dict[str, Any]:

@@ -58,6 +58,9 @@ class RestoreRunConfig(dg.Config):
     on_conflict: str = Field(default="skip", description="skip (default): leave records changed in the org "
                              "after the damage as they are; overwrite: restore them anyway.")
     restore_deleted: bool = Field(default=False, description="Undelete (or re-create) deleted records.")
+    with_children: bool | None = Field(default=None, description="With restore_deleted: also bring back the "
+                                       "records deleted with the selected ones (cascade), parents first, and re-point "
+                                       "every lookup to them; on by default for deletions (false: this object only).")
     undo_of: str | None = Field(default=None, description="Run id of a previous restore whose written values "
                                 "should be put back as they were before it.")
 
@@ -123,6 +126,9 @@ def restore_job(settings: Settings) -> dg.JobDefinition:
                     "plan": dg.MetadataValue.md(summary["preview"]),
                     "notes": dg.MetadataValue.text("; ".join(summary["notes"]) or "none"),
                 }
+                if "tree" in summary:  # a whole-hierarchy restore: per object undelete/re-create/re-point/cannot
+                    metadata["tree"] = dg.MetadataValue.json({"objects": summary["tree"], "order": summary["order"],
+                                                              "cannot": summary["cannot"]})
                 if cfg.dry_run:
                     metadata["api_calls"] = dg.MetadataValue.int(client.api_calls)
                     metadata["apply_config"] = dg.MetadataValue.md(apply_config_markdown(raw, context.run_id))

@@ -98,6 +98,7 @@ class RestorePlan:
     id_map: dict[str, str] = field(default_factory=dict)  # re-created records, old id -> new id (set by apply)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase: desired, current, parents, ...
     plan_of: str | None = None  # the dry run whose stored plan this is (None: this run's own dry run)
+    tree: Any = None  # hierarchy.TreePlan of a whole-hierarchy restore (with_children), else None
 
     @property
     def object(self) -> str:
@@ -106,11 +107,15 @@ class RestorePlan:
     @property
     def counts(self) -> dict[str, int]:
         """Records per classification (restore, conflict, not_restorable, noop)."""
+        if self.tree is not None:  # --- hook: whole-hierarchy restore (hierarchy.py)
+            return self.summary()["counts"]
         return count_records(self.records)
 
     @property
     def actions(self) -> dict[str, int]:
         """Records per action apply will take (update, undelete, create), counting only records it will write."""
+        if self.tree is not None:  # --- hook: whole-hierarchy restore (hierarchy.py)
+            return self.summary()["actions"]
         return self._writes()[0]
 
     def _writes(self) -> tuple[dict[str, int], int, int]:
@@ -126,6 +131,9 @@ class RestorePlan:
 
     def summary(self, preview: int = PREVIEW_ROWS) -> dict[str, Any]:
         """Counts and a small table (first `preview` items, conflicts first) for the run's metadata."""
+        if self.tree is not None:  # --- hook: whole-hierarchy restore (hierarchy.py)
+            from sf_pipeline.restore.hierarchy import tree_summary
+            return tree_summary(self)
         actions, to_write, values = self._writes()
         return {
             "run_id": self.run_id,
@@ -190,6 +198,12 @@ def _plan(conn: psycopg.Connection[Any], client: SalesforceClient, config: Resto
     tables.ensure_restore_tables(conn)
     notes = list(config.notes)
     timings: dict[str, float] = {}
+    # --- hook: whole-hierarchy restore (with_children, or the undo of one): hierarchy.py plans and stores it
+    from sf_pipeline.restore import hierarchy
+    if hierarchy.applies(config) or hierarchy.undoes_tree(conn, config):
+        return hierarchy.plan_tree(conn, client, config, run_id, source_org=source_org, notes=notes, started=started,
+                                   calls_before=calls_before)
+    # --- end hook
     if config.undo_of:
         desired = _undo_evidence(conn, client, config, notes)
     else:

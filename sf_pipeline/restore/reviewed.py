@@ -46,11 +46,12 @@ def load_plan(conn: psycopg.Connection[Any], config: RestoreConfig, run_id: str)
         raise RestoreConfigError(f"plan: run {dry!r} is not a dry run (it applied plan {stored.get('plan')!r}); give "
                                  "the run id of a dry run")
     details = dict(row["details"] or {})
-    if "field_types" not in details:
+    if "field_types" not in details and "tree" not in details:
         raise RestoreConfigError(f"plan: dry run {dry!r} was stored by an older version without what applying it "
                                  "needs; launch the config as a dry run again and apply that run's plan")
     planned = {k: v for k, v in stored.items() if k not in ("dry_run", "plan")}
     planned.setdefault("all_fields", False)
+    planned.setdefault("with_children", False)
     asked = config.planned_as()
     differ = sorted(k for k in set(planned) | set(asked) if planned.get(k) != asked.get(k))
     if differ:
@@ -58,6 +59,11 @@ def load_plan(conn: psycopg.Connection[Any], config: RestoreConfig, run_id: str)
         raise RestoreConfigError(f"plan: this config is not the one dry run {dry!r} planned ({shown}). Apply a plan "
                                  "with the config of its dry run plus dry_run: false and plan: <its run id>, or make "
                                  "a new dry run of this config")
+    if "tree" in details:  # --- hook: a whole-hierarchy plan (hierarchy.py)
+        from sf_pipeline.restore.hierarchy import load_tree_plan
+        notes = [*config.notes, *(details.get("notes") or []),
+                 f"applies the plan of dry run {dry}, as stored then (made {_when(row)})"]
+        return load_tree_plan(conn, config, run_id, row, notes)
     types: dict[str, str] = dict(details["field_types"])
     fields: list[str] = list(details.get("fields") or [])
     create_fields: list[str] = list(details.get("create_fields") or [])

@@ -52,6 +52,9 @@ def verify_plan(client: SalesforceClient, plan: RestorePlan, *, conn: psycopg.Co
     result = VerifyResult(plan.run_id, dry_run=plan.config.dry_run)
     if plan.config.dry_run:
         return result
+    if plan.tree is not None:  # --- hook: whole-hierarchy restore (hierarchy.py)
+        from sf_pipeline.restore.hierarchy import verify_tree
+        return verify_tree(client, plan, conn=conn)
     id_map = plan.id_map
     expected: dict[str, dict[str, Any]] = {}
     for record in plan.records:

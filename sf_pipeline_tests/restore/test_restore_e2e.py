@@ -243,7 +243,7 @@ def test_restore_deleted_cases_brings_them_back_with_their_relationships(pipelin
         assert all(re.match(r"ParentId would point to \w+, which (is deleted|does not exist) in the org",
                             reasons[child]) for child in cleared)
 
-        plan = reviewed(conn, c, "restore-1", **case, restore_deleted=True)
+        plan = reviewed(conn, c, "restore-1", **case, restore_deleted=True, with_children=False)
         assert plan.counts["restore"] == 15 + len(cleared)
         assert plan.actions == {"undelete": 14, "create": 1, "update": len(cleared)}
         result = apply_plan(conn, c, plan)
@@ -268,7 +268,7 @@ def test_restore_deleted_cases_brings_them_back_with_their_relationships(pipelin
                 k: moved.get(v, v) for k, v in old.items() if k not in ("Id", "attributes")}, rid
 
         # Running it again finds everything restored, the re-created case under its new id.
-        again = reviewed(conn, c, "restore-2", **case, restore_deleted=True)
+        again = reviewed(conn, c, "restore-2", **case, restore_deleted=True, with_children=False)
         assert again.counts == {"restore": 0, "conflict": 0, "not_restorable": 0, "noop": 15 + len(cleared)}
         assert new_id in {r.record_id for r in again.records}
 
@@ -291,7 +291,7 @@ def test_recreated_account_gets_its_invoices_pointed_back_to_it(pipeline_factory
     at(p, 9, 0)
     c = client(p)
     with p.conn() as conn:
-        plan = reviewed(conn, c, "r-1", object="Account", fields=[], restore_deleted=True)
+        plan = reviewed(conn, c, "r-1", object="Account", fields=[], restore_deleted=True, with_children=False)
         assert plan.actions == {"create": 1}
         result = apply_plan(conn, c, plan)
         verify_plan(c, plan, conn=conn)

@@ -1,0 +1,923 @@
+"""Whole hierarchies in one run: the selected deleted records, the records deleted with them, every lookup back.
+
+A mass delete of Accounts takes their Contacts, Opportunities and contact roles with it (cascade delete), and
+clears the lookups of records that only pointed at them (Cases, Invoices...). With `restore_deleted: true`
+(and `with_children`, on by default), one restore brings the whole tree back:
+
+- the tree: the selected records that existed at `as_of` and are deleted in the latest backup, then,
+  recursively, every backed-up record that pointed at a record of the tree at `as_of` through a cascade-delete
+  relationship (describe's `childRelationships[].cascadeDelete`) and is deleted too;
+- per record, from the org's current state: undelete when the recycle bin still holds it (only the records
+  deleted on their own: undeleting a parent brings back what was deleted with it), else re-create it with
+  its `as_of` values under a new id, kept in `sf_pipeline.id_map` like seeding's. Objects are created parents
+  first, in the order describe's references give, cycles broken as seeding does (seeding/order.py): a
+  reference that closes a cycle is set by an update once every record exists. Junction objects
+  (OpportunityContactRole) come after both their ends;
+- re-point: every lookup, on any backed-up object, that pointed at a record of the tree at as_of and that the
+  org now holds empty (the delete cleared it) or still pointing at the old id, is set to the record's id now
+  (its new id when re-created), records that were never deleted included;
+- what cannot be brought back is listed per object with its reason (object not createable or undeletable,
+  a parent that cannot come back, ...).
+
+Plan (dry run), apply, verify and undo follow the restore contract: the dry run stores the tree plan (items
+per object, see tree_tables.py), `dry_run: false` with `plan:` applies exactly it, verify reads back every
+object the run touched, and `undo_of` a tree run puts re-pointed lookups back and deletes (to the recycle
+bin) the records the run brought back.
+
+API calls grow with the tree, not the org: states and verification read 2,000 records a call (sObject
+Collections retrieve, ids in the body), objects with many records to create or re-point go through one
+Bulk API 2.0 job each.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from sf_pipeline.restore import tables, tree_tables
+from sf_pipeline.restore.apply import INTERRUPTIONS, ApplyResult
+from sf_pipeline.restore.config import RestoreConfig
+from sf_pipeline.restore.current import describe, field_types
+from sf_pipeline.restore.decisions import (
+    CREATE,
+    FAILED,
+    LIVE,
+    MISSING,
+    NONE,
+    NOOP,
+    NOT_ATTEMPTED,
+    NOT_RESTORABLE,
+    RECYCLE_BIN,
+    RESTORE,
+    UNDELETE,
+    markdown_table,
+)
+from sf_pipeline.restore.errors import RestoreApplyError, RestoreConfigError, RestoreVerifyError
+from sf_pipeline.restore.plan import RestorePlan
+from sf_pipeline.restore.values import converter, csv_text, display, format_datetime
+from sf_pipeline.restore.verify import VerifyResult
+from sf_pipeline.salesforce.client import SalesforceClient
+from sf_pipeline.salesforce.writes import (
+    WriteResult,
+    bulk_create,
+    bulk_update,
+    create_records,
+    current_user_id,
+    delete_records,
+    fetch_records,
+    undelete,
+    update_records,
+)
+from sf_pipeline.warehouse.errors import HistoryNotFoundError
+from sf_pipeline.warehouse.history import history_columns
+from sf_pipeline.warehouse.names import column_name
+from sf_pipeline.warehouse.org_identity import verify_org
+from sf_pipeline.warehouse.schema import SKIPPED_TYPES
+
+REPOINT = "repoint"
+DELETE = "delete"
+# Outcomes of the tree's own actions (besides decisions.UNDELETED/CREATED/FAILED/NOT_ATTEMPTED).
+REPOINTED = "repointed"
+ALREADY_CORRECT = "already_correct"
+CHANGED_SINCE_PLAN = "changed_since_plan"
+DELETED = "deleted"
+BULK_AT = 2_000  # records of one object and action: one Bulk API 2.0 job instead of a call per 200
+USER_PREFIX = "005"
+
+
+def applies(config: RestoreConfig) -> bool:
+    """Whether a restore config is a whole-hierarchy restore (deleted records with their children)."""
+    return config.restore_deleted and config.with_children and config.undo_of is None
+
+
+def undoes_tree(conn: psycopg.Connection[Any], config: RestoreConfig) -> bool:
+    """Whether `config` undoes a whole-hierarchy restore."""
+    if not config.undo_of:
+        return False
+    row = tables.plan_row(conn, config.undo_of)
+    return row is not None and "tree" in (row["details"] or {})
+
+
+# ===================================================================== the plan
+@dataclass(slots=True)
+class TreeRecord:
+    """One record of the tree: what apply does to it, and (after apply) what it did."""
+
+    object: str
+    record_id: str
+    action: str  # undelete | create | noop | none (not restorable) | delete (undo)
+    state: str | None = None  # live | recycle_bin | missing, at the dry run
+    parent: str | None = None  # the tree record it was deleted with (its cascade parent)
+    reason: str | None = None
+    outcome: str | None = None
+    error: str | None = None
+    new_id: str | None = None
+
+
+@dataclass(slots=True)
+class Repoint:
+    """One lookup to set again: on `record_id`, `field` gets the id now of `parent` (restore), or `desired`
+    back when it still holds `written` (undo)."""
+
+    object: str
+    record_id: str
+    field: str
+    parent: str | None
+    written: str | None = None  # undo: the value the undone run wrote
+    outcome: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class TreePlan:
+    """A whole-hierarchy restore (or its undo): records per object, lookups to re-point, insert order."""
+
+    as_of: datetime | None
+    order: list[str]
+    deferred: dict[str, list[str]]
+    records: list[TreeRecord]
+    repoints: list[Repoint]
+    undo_of: str | None = None
+    cannot: dict[str, dict[str, int]] = field(default_factory=dict)  # object -> reason -> records
+    written: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # apply: object -> id -> values
+
+    def objects(self) -> list[str]:
+        return list(dict.fromkeys([*self.order, *(r.object for r in self.records), *(p.object for p in self.repoints)]))
+
+    def per_object(self) -> dict[str, dict[str, int]]:
+        """Per object: how many records undeleted, re-created, already live, not restorable, re-pointed, deleted."""
+        out: dict[str, dict[str, int]] = {}
+        names = {UNDELETE: "undelete", CREATE: "re-create", NOOP: "already_live", NONE: "cannot",
+                 DELETE: "delete"}
+        for obj in self.objects():
+            out[obj] = dict.fromkeys(["undelete", "re-create", "re-point", "already_live", "cannot", "delete"], 0)
+        for r in self.records:
+            out[r.object][names[r.action]] += 1
+        for p in self.repoints:
+            out[p.object]["re-point"] += 1
+        return {o: {k: v for k, v in c.items() if v or k in ("undelete", "re-create", "re-point")}
+                for o, c in out.items()}
+
+    def markdown(self) -> str:
+        rows = [{"object": o, **{k: str(v) for k, v in c.items()}} for o, c in self.per_object().items()]
+        head = ["object", "undelete", "re-create", "re-point", "already_live", "cannot", "delete"]
+        table = markdown_table([{h: r.get(h, "0") for h in head} for r in rows])
+        reasons = [f"- {o}: {n} record(s) cannot be brought back: {why}"
+                   for o, by in self.cannot.items() for why, n in by.items()]
+        return table + ("\n\n" + "\n".join(reasons) if reasons else "")
+
+
+def plan_tree(conn: psycopg.Connection[Any], client: SalesforceClient, config: RestoreConfig, run_id: str, *,
+              source_org: str, notes: list[str], started: float, calls_before: int) -> RestorePlan:
+    """The dry run of a whole-hierarchy restore (or of its undo): classify, store, return the plan."""
+    if config.undo_of:
+        tree = _plan_undo(conn, client, config, notes)
+    else:
+        if source_org != config.target_org:
+            raise RestoreConfigError(f"with_children restores a hierarchy into the org it was backed up from; the "
+                                     f"backup is of {source_org!r}, target_org is {config.target_org!r}: seed the "
+                                     "sandbox instead, or set with_children: false")
+        tree = _plan_restore(conn, client, config, notes)
+    plan = RestorePlan(run_id=run_id, config=config, source_org=source_org, fields=[], create_fields=[],
+                       field_types={}, records=[], notes=notes, tree=tree)
+    plan.api_calls = client.api_calls - calls_before
+    plan.seconds = time.perf_counter() - started
+    summary = plan.summary()
+    tables.save_plan(conn, run_id=run_id, object_name=config.object, target_org=config.target_org,
+                     source_org=source_org, config=config.to_dict(), counts=summary["counts"],
+                     details={**{k: v for k, v in summary.items() if k not in ("counts", "preview")},
+                              "tree": {"order": tree.order, "deferred": tree.deferred, "cannot": tree.cannot,
+                                       "undo_of": tree.undo_of}},
+                     items=())
+    tree_tables.save_items(conn, run_id, _item_rows(tree))
+    plan.seconds = time.perf_counter() - started
+    return plan
+
+
+def tree_summary(plan: RestorePlan) -> dict[str, Any]:
+    """RestorePlan.summary() of a tree plan: the same keys (the job's metadata reads them), per object counts."""
+    tree = plan.tree
+    assert tree is not None
+    counts = dict.fromkeys((RESTORE, "conflict", NOT_RESTORABLE, NOOP), 0)
+    for r in tree.records:
+        counts[NOT_RESTORABLE if r.action == NONE else NOOP if r.action == NOOP else RESTORE] += 1
+    counts[RESTORE] += len(tree.repoints)
+    actions: dict[str, int] = {}
+    for r in tree.records:
+        if r.action in (UNDELETE, CREATE, DELETE):
+            actions[r.action] = actions.get(r.action, 0) + 1
+    if tree.repoints:
+        actions[REPOINT] = len(tree.repoints)
+    return {
+        "run_id": plan.run_id, "object": plan.object, "target_org": plan.config.target_org,
+        "dry_run": plan.config.dry_run, "as_of": format_datetime(tree.as_of) if tree.as_of else None,
+        "undo_of": plan.config.undo_of, "plan_of": plan.plan_of, "fields": [], "records": len(tree.records),
+        "counts": counts, "actions": actions, "records_to_write": sum(actions.values()),
+        "values_to_write": sum(actions.values()), "fetch_mode": "collections", "api_calls": plan.api_calls,
+        "seconds": round(plan.seconds, 3), "timings": {}, "notes": plan.notes,
+        "tree": tree.per_object(), "order": tree.order, "deferred": tree.deferred, "cannot": tree.cannot,
+        "preview": tree.markdown(),
+    }
+
+
+def _item_rows(tree: TreePlan) -> Iterator[tuple]:
+    status = {UNDELETE: RESTORE, CREATE: RESTORE, DELETE: RESTORE, NOOP: NOOP, NONE: NOT_RESTORABLE}
+    for r in tree.records:
+        yield (r.object, r.record_id, None, r.action, r.state, None, r.parent, status[r.action], r.reason)
+    for p in tree.repoints:
+        yield (p.object, p.record_id, p.field, REPOINT, p.written, p.parent, None, RESTORE, None)
+
+
+class _Backup:
+    """What the backup and the org's describe say about objects, asked once per object."""
+
+    def __init__(self, conn: psycopg.Connection[Any], client: SalesforceClient):
+        self.conn, self.client = conn, client
+        self._columns: dict[str, list[str] | None] = {}
+
+    def columns(self, obj: str) -> list[str] | None:
+        if obj not in self._columns:
+            try:
+                self._columns[obj] = history_columns(self.conn, obj)
+            except HistoryNotFoundError:
+                self._columns[obj] = None
+        return self._columns[obj]
+
+    def describe(self, obj: str) -> dict[str, Any]:
+        return describe(self.client, obj)
+
+    def lookups_to(self, obj: str) -> list[tuple[str, str, bool]]:
+        """(child object, field, cascade delete) of every backed-up lookup that points at `obj`."""
+        out = []
+        for rel in self.describe(obj).get("childRelationships") or []:
+            child, fname = rel.get("childSObject"), rel.get("field")
+            if not child or not fname:
+                continue
+            cols = self.columns(child)
+            if cols is None or column_name(fname) not in cols:
+                continue
+            out.append((child, fname, bool(rel.get("cascadeDelete"))))
+        return out
+
+    def field(self, obj: str, name: str) -> Mapping[str, Any] | None:
+        return next((f for f in self.describe(obj)["fields"] if f["name"] == name), None)
+
+
+def _selection(config: RestoreConfig) -> tables.Selection:
+    if config.changed_between:
+        return tables.Selection(start=config.changed_between[0], end=config.changed_between[1],
+                                changed_by=config.changed_by, record_ids=config.record_ids)
+    if config.changed_by or not config.record_ids:
+        return tables.Selection(after=config.as_of, changed_by=config.changed_by, record_ids=config.record_ids)
+    return tables.Selection(record_ids=config.record_ids)
+
+
+def _plan_restore(conn: psycopg.Connection[Any], client: SalesforceClient, config: RestoreConfig,
+                  notes: list[str]) -> TreePlan:
+    as_of = config.as_of
+    assert as_of is not None
+    if config.fields:
+        notes.append(f"fields ({', '.join(config.fields)}) do not apply: a with_children restore brings whole records "
+                     "back as they were at as_of, and re-points every lookup to them")
+    backup = _Backup(conn, client)
+    root = backup.describe(config.object)["name"]
+    if backup.columns(root) is None:
+        raise RestoreConfigError(f"no backup history for {root}: is it configured for backup, and has at least one "
+                                 "window been backed up (history/<Object> materialized)?")
+    roots, live_selected = tree_tables.selected_deleted(conn, root, _selection(config), as_of)
+    if live_selected:
+        notes.append(f"{live_selected} selected {root} records are not deleted: a with_children restore brings back "
+                     "deleted records only; restore their fields with with_children: false")
+    if not roots:
+        raise RestoreConfigError(f"empty selection: no {root} record selected by this config existed at as_of "
+                                 f"{format_datetime(as_of)} and is deleted in the backup")
+
+    # ---------------------------------------------------------------- the tree, from the backup
+    members: dict[str, dict[str, str | None]] = {root: dict.fromkeys(roots)}  # object -> id -> cascade parent
+    pointers: list[tuple[str, str, str, str, str | None]] = []  # (object, id, field, parent at as_of, latest)
+    frontier: dict[str, list[str]] = {root: roots}
+    while frontier:
+        found: dict[str, list[str]] = {}
+        for obj, ids in frontier.items():
+            for child, fname, cascade in backup.lookups_to(obj):
+                for cid, pid, deleted, latest in tree_tables.pointers_at(conn, child, fname, ids, as_of):
+                    if cascade and deleted:
+                        if cid not in members.setdefault(child, {}):
+                            members[child][cid] = pid
+                            found.setdefault(child, []).append(cid)
+                    else:
+                        pointers.append((child, cid, fname, pid, latest))
+        frontier = found
+
+    # ---------------------------------------------------------------- where each record is in the org
+    records: list[TreeRecord] = []
+    by_id: dict[str, TreeRecord] = {}
+    cannot: dict[str, dict[str, int]] = {}
+    for obj, ids in members.items():
+        desc = backup.describe(obj)
+        states = org_states(client, obj, list(ids), has_bin=any(f["name"] == "IsDeleted" for f in desc["fields"]))
+        for rid, parent in ids.items():
+            rec = TreeRecord(obj, rid, NOOP, states.get(rid, MISSING), parent)
+            if rec.state == LIVE:
+                rec.reason = "live in the org already"
+            elif rec.state == RECYCLE_BIN and desc.get("undeletable"):
+                rec.action, rec.reason = UNDELETE, "in the recycle bin: undelete"
+            elif desc.get("createable"):
+                rec.action, rec.reason = CREATE, ("deleted and no longer in the recycle bin: re-create with its "
+                                                   "as_of values under a new id")
+            else:
+                rec.action, rec.reason = NONE, f"{obj} is not createable: a record gone from the recycle bin cannot " \
+                                               "be re-created"
+            records.append(rec)
+            by_id[rid] = rec
+    # Parents first: a record whose cascade parent cannot come back cannot either; one whose parent is
+    # re-created comes back re-created too (it cannot be undeleted under a parent that is gone).
+    for obj in members:
+        for rec in (r for r in records if r.object == obj):
+            parent = by_id.get(rec.parent) if rec.parent else None
+            if parent is None:
+                continue
+            if parent.action == NONE and rec.action in (UNDELETE, CREATE):
+                rec.action, rec.reason = NONE, f"deleted with {parent.object} {parent.record_id}, which cannot be " \
+                                               "brought back"
+            elif parent.action == CREATE and rec.action == UNDELETE:
+                rec.action, rec.reason = CREATE, (f"deleted with {parent.object} {parent.record_id}, which is "
+                                                  "re-created: re-create it under its new parent")
+    for rec in records:
+        if rec.action == NONE:
+            by = cannot.setdefault(rec.object, {})
+            by[rec.reason or ""] = by.get(rec.reason or "", 0) + 1
+
+    # ---------------------------------------------------------------- lookups to point again
+    repoints: list[Repoint] = []
+    seen: set[tuple[str, str]] = set()
+    skipped: dict[str, int] = {}
+    for obj, cid, fname, pid, latest in pointers:
+        target = by_id.get(pid)
+        if target is None or target.action == NONE or (cid, fname) in seen:
+            continue
+        own = by_id.get(cid)
+        if own is not None and own.action in (CREATE, NONE):
+            continue  # a re-created record gets its lookups when it is created
+        spec = backup.field(obj, fname)
+        if spec is None or not spec.get("updateable"):
+            skipped[f"{obj}.{fname} is not updateable"] = skipped.get(f"{obj}.{fname} is not updateable", 0) + 1
+            continue
+        if latest not in (None, pid):
+            # Pointed elsewhere after as_of by someone, not cleared by the delete: left as it is.
+            key = f"{obj}.{fname} was changed to another record after as_of"
+            skipped[key] = skipped.get(key, 0) + 1
+            continue
+        seen.add((cid, fname))
+        repoints.append(Repoint(obj, cid, fname, pid))
+    if skipped:
+        notes.extend(f"{n} lookup(s) not re-pointed: {why}" for why, n in skipped.items())
+
+    # ---------------------------------------------------------------- insert order (seeding's)
+    order, deferred = _insert_order(backup, [o for o in members if any(r.object == o and r.action == CREATE
+                                                                       for r in records)])
+    return TreePlan(as_of, order, deferred, records, repoints, cannot=cannot)
+
+
+def _insert_order(backup: _Backup, objects: Sequence[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """Objects to create parents first and the references set afterwards, as seeding orders them."""
+    from sf_pipeline.seeding.errors import SeedingError
+    from sf_pipeline.seeding.order import Reference, insert_order
+
+    wanted = set(objects)
+    refs = {}
+    for obj in objects:
+        cols = set(backup.columns(obj) or ())
+        refs[obj] = [Reference(f["name"], tuple(t for t in f.get("referenceTo") or () if t in wanted),
+                               bool(f.get("nillable")))
+                     for f in backup.describe(obj)["fields"]
+                     if f.get("type") == "reference" and f.get("createable") and column_name(f["name"]) in cols
+                     and any(t in wanted for t in f.get("referenceTo") or ())]
+    try:
+        order = insert_order(refs)
+    except SeedingError as exc:
+        raise RestoreConfigError(f"the deleted records cannot be re-created in one run: {exc}") from None
+    return order.objects, {o: sorted(f) for o, f in order.deferred.items()}
+
+
+def org_states(client: SalesforceClient, obj: str, ids: Sequence[str], *, has_bin: bool = True) -> dict[str, str]:
+    """live / recycle_bin / missing of each id: a retrieve of 2,000 ids a call, then the recycle bin's ids
+    (queryAll `IsDeleted = true`: the bin is small next to the records) for those not live."""
+    fetched = fetch_records(client, obj, ids, [])
+    states = {rid: LIVE for rid, rec in fetched.items() if rec is not None}
+    gone = [rid for rid in ids if rid not in states]
+    if gone and has_bin:
+        wanted = set(gone)
+        for page in client.query_pages(f"SELECT Id FROM {obj} WHERE IsDeleted = true", include_deleted=True):
+            for rec in page:
+                if rec["Id"] in wanted:
+                    states[rec["Id"]] = RECYCLE_BIN
+    for rid in gone:
+        states.setdefault(rid, MISSING)
+    return states
+
+
+# ===================================================================== loading a stored tree plan
+def load_tree_plan(conn: psycopg.Connection[Any], config: RestoreConfig, run_id: str, row: Mapping[str, Any],
+                   notes: list[str]) -> RestorePlan:
+    """The tree plan dry run `config.plan` stored, as run `run_id`'s plan (load_plan checked the config)."""
+    details = dict(row["details"] or {})
+    stored = details["tree"]
+    records, repoints = [], []
+    for obj, rid, fname, action, current, desired, damaged, _status, reason in tree_tables.items(conn, config.plan):
+        if action == REPOINT:
+            repoints.append(Repoint(obj, rid, fname, desired, current))
+        else:
+            records.append(TreeRecord(obj, rid, action, current, damaged, reason))
+    as_of = config.as_of
+    tables.copy_plan(conn, plan_of=config.plan, run_id=run_id, config=config.to_dict(),
+                     details={"plan_of": config.plan, "tree": stored, "notes": notes})
+    tree = TreePlan(as_of, list(stored.get("order") or []), dict(stored.get("deferred") or {}), records, repoints,
+                    undo_of=stored.get("undo_of"), cannot=dict(stored.get("cannot") or {}))
+    return RestorePlan(run_id=run_id, config=config, source_org=row["source_org"], fields=[], create_fields=[],
+                       field_types={}, records=[], fetch_mode="stored", notes=notes, plan_of=config.plan, tree=tree)
+
+
+# ===================================================================== apply
+def apply_tree(conn: psycopg.Connection[Any], client: SalesforceClient, plan: RestorePlan) -> ApplyResult:
+    """Write a tree plan: undelete, re-create parents first, set deferred references, re-point (or, for an
+    undo, re-point back and delete); raise RestoreApplyError on any shortfall."""
+    tree = plan.tree
+    assert tree is not None
+    started = time.perf_counter()
+    calls_before = client.api_calls
+    result = ApplyResult(plan.run_id, dry_run=False)
+    alias = plan.config.target_org
+    if client.alias != alias:
+        raise RestoreConfigError(f"the client is connected to org {client.alias!r} but the plan targets {alias!r}")
+    tables.ensure_restore_tables(conn)
+    with ExitStack() as locks:
+        for obj in sorted(tree.objects()):  # sorted: two trees lock shared objects in one order
+            locks.enter_context(tables.apply_lock(conn, alias, obj, plan.run_id))
+        verify_org(conn, client)
+        tables.set_plan_status(conn, plan.run_id, "applying")
+        run = _TreeRun(conn, client, plan, result)
+        try:
+            if tree.undo_of:
+                run.repoint_back()
+                run.delete()
+            else:
+                run.undelete()
+                run.create()
+                run.repoint()
+        except INTERRUPTIONS as exc:
+            result.interrupted = f"{type(exc).__name__}: {str(exc)[:500]}"
+        finally:
+            for item in [*tree.records, *tree.repoints]:
+                if item.outcome is None:
+                    writes = item.action in (UNDELETE, CREATE, DELETE) if isinstance(item, TreeRecord) else True
+                    item.outcome = NOT_ATTEMPTED if writes else (NOOP if item.action == NOOP else NOT_RESTORABLE)
+                result.outcomes[item.outcome] = result.outcomes.get(item.outcome, 0) + 1
+            result.api_calls = client.api_calls - calls_before
+            result.seconds = time.perf_counter() - started
+            result.id_map = dict(plan.id_map)
+            tree_tables.set_outcomes(conn, plan.run_id, [
+                *((r.record_id, None, r.outcome, r.error) for r in tree.records),
+                *((p.record_id, p.field, p.outcome, p.error) for p in tree.repoints)])
+            tables.set_plan_status(conn, plan.run_id, "applied" if result.success else "apply_failed",
+                                   {"apply": {**result.summary(), "tree": _outcomes_per_object(tree)}})
+    if not result.success:
+        failed = "; ".join(f"{rid}: {msg}" for rid, msg in list(result.failed.items())[:20])
+        raise RestoreApplyError(
+            f"restore {plan.run_id} of the {plan.object} hierarchy in org {alias!r} did not complete "
+            f"({result.outcomes}): {failed or ''} {result.interrupted or ''}. Every write is in "
+            f"sf_pipeline.restore_audit and re-created ids in sf_pipeline.id_map; make a new dry run of the same "
+            "config to finish (records already back are found live)", result)
+    return result
+
+
+def _outcomes_per_object(tree: TreePlan) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for item in [*tree.records, *tree.repoints]:
+        per = out.setdefault(item.object, {})
+        key = f"{item.outcome}" if isinstance(item, TreeRecord) else f"re-point {item.outcome}"
+        per[key] = per.get(key, 0) + 1
+    return out
+
+
+class _TreeRun:
+    def __init__(self, conn: psycopg.Connection[Any], client: SalesforceClient, plan: RestorePlan,
+                 result: ApplyResult):
+        self.conn, self.client, self.plan, self.result = conn, client, plan, result
+        self.tree: TreePlan = plan.tree
+        self.alias = plan.config.target_org
+        self._user: str | None = None
+        self.backup = _Backup(conn, client)
+
+    @property
+    def user(self) -> str | None:
+        if self._user is None:
+            self._user = current_user_id(self.client) or ""
+        return self._user or None
+
+    def audit(self, obj: str, rows: Sequence[tuple[str, str, Any, Any, str]]) -> None:
+        if rows:
+            user = self.user
+            tables.write_audit(self.conn, [(self.plan.run_id, self.alias, obj, rid, f, before, after, op, user)
+                                           for rid, f, before, after, op in rows])
+
+    def fail(self, item: TreeRecord | Repoint, message: str) -> None:
+        item.outcome, item.error = FAILED, message
+        self.result.failed[item.record_id] = message
+
+    def by_object(self, action: str) -> dict[str, list[TreeRecord]]:
+        out: dict[str, list[TreeRecord]] = {}
+        for r in self.tree.records:
+            if r.action == action:
+                out.setdefault(r.object, []).append(r)
+        return out
+
+    # ----------------------------------------------------------------- undelete
+    def undelete(self) -> None:
+        """Undelete the records deleted on their own; those deleted with them come back with them."""
+        pending = self.by_object(UNDELETE)
+        if not pending:
+            return
+        undeleting = {r.record_id for rs in pending.values() for r in rs}
+        tops = [r for rs in pending.values() for r in rs if r.parent not in undeleting]
+        self._undelete(tops)
+        rest = [r for rs in pending.values() for r in rs if r.parent in undeleting]
+        by_obj: dict[str, list[TreeRecord]] = {}
+        for r in rest:
+            by_obj.setdefault(r.object, []).append(r)
+        for obj, recs in by_obj.items():
+            states = org_states(self.client, obj, [r.record_id for r in recs])
+            back = [r for r in recs if states.get(r.record_id) == LIVE]
+            for r in back:
+                r.outcome = "undeleted"
+            self.audit(obj, [(r.record_id, "IsDeleted", True, False, "undelete") for r in back])
+            still = [r for r in recs if states.get(r.record_id) == RECYCLE_BIN]
+            self._undelete(still)
+            for r in recs:
+                if r.outcome is None and states.get(r.record_id) == MISSING:
+                    self.fail(r, "left the recycle bin since the dry run: make a new dry run to re-create it")
+
+    def _undelete(self, records: Sequence[TreeRecord]) -> None:
+        if not records:
+            return
+        done: dict[str, list[tuple]] = {}
+        for rec, res in zip(records, undelete(self.client, [r.record_id for r in records]), strict=True):
+            if res.success:
+                rec.outcome = "undeleted"
+                done.setdefault(rec.object, []).append((rec.record_id, "IsDeleted", True, False, "undelete"))
+            else:
+                self.fail(rec, res.message)
+        for obj, rows in done.items():
+            self.audit(obj, rows)
+
+    # ----------------------------------------------------------------- re-create
+    def create(self) -> None:
+        pending = self.by_object(CREATE)
+        if not pending:
+            return
+        id_map = self.plan.id_map
+        id_map.update(tables.load_id_map(self.conn, self.alias, self.alias))
+        creating = {r.record_id for rs in pending.values() for r in rs}
+        later: dict[str, list[tuple[TreeRecord, dict[str, str]]]] = {}
+        for obj in self.tree.order:
+            recs = pending.get(obj, [])
+            if recs:
+                later[obj] = self._create_object(obj, recs, creating)
+        for obj, waiting in later.items():
+            self._set_deferred(obj, waiting)
+
+    def _create_object(self, obj: str, recs: list[TreeRecord], creating: set[str]
+                       ) -> list[tuple[TreeRecord, dict[str, str]]]:
+        id_map = self.plan.id_map
+        # A record an earlier run of a plan re-created (its pair is in the id map) and still live is not
+        # created twice.
+        earlier = {r.record_id: id_map[r.record_id] for r in recs if r.record_id in id_map}
+        if earlier:
+            live = org_states(self.client, obj, list(earlier.values()))
+            for r in recs:
+                if r.record_id in earlier and live.get(earlier[r.record_id]) == LIVE:
+                    r.outcome, r.new_id = ALREADY_CORRECT, earlier[r.record_id]
+        todo = [r for r in recs if r.outcome is None]
+        if not todo:
+            return []
+        desc = self.backup.describe(obj)
+        types = field_types(desc["fields"])
+        cols = set(self.backup.columns(obj) or ())
+        writable = [f for f in desc["fields"] if f.get("createable") and str(f["type"]) not in SKIPPED_TYPES
+                    and column_name(f["name"]) in cols]
+        refs = {f["name"] for f in writable if f.get("type") == "reference"}
+        deferred = set(self.tree.deferred.get(obj, ()))
+        names = [f["name"] for f in writable]
+        convert = {n: converter(types.get(n, "string")) for n in names}
+        values = tree_tables.values_as_of(self.conn, obj, [column_name(n) for n in names],
+                                          [r.record_id for r in todo], self.tree.as_of)
+        payloads, owners, waiting = [], [], []
+        for r in todo:
+            found = values.get(r.record_id)
+            if found is None:
+                self.fail(r, f"no version of this record at as_of {format_datetime(self.tree.as_of)} in the backup")
+                continue
+            payload: dict[str, Any] = {}
+            later: dict[str, str] = {}
+            for n in names:
+                v = convert[n](found[column_name(n)])
+                if v is None:
+                    continue
+                if n in refs and not v.startswith(USER_PREFIX):
+                    if v in creating and (n in deferred or v not in id_map):
+                        later[n] = v  # set once the record it points to exists
+                        continue
+                    v = id_map.get(v, v)
+                payload[n] = v
+            payloads.append(payload)
+            owners.append(r)
+            waiting.append((r, later))
+        self.tree.written.setdefault(obj, {})
+        by_payload = {id(p): (r, later) for p, (r, later) in zip(payloads, waiting, strict=True)}
+
+        def written(pairs: list[tuple[Mapping[str, Any], WriteResult]]) -> None:
+            new: dict[str, str] = {}
+            rows = []
+            for payload, res in pairs:
+                rec, later = by_payload[id(payload)]
+                rec.outcome, rec.new_id = "created", res.id
+                new[rec.record_id] = res.id
+                self.tree.written[obj][res.id] = dict(payload)
+                rows.append((res.id, "Id", rec.record_id, res.id, "create"))
+                rows.append((res.id, "(record)", None, dict(payload), "create"))
+            id_map.update(new)
+            tables.save_id_map(self.conn, self.alias, self.alias, obj, new)
+            self.audit(obj, rows)
+
+        if len(payloads) >= BULK_AT:
+            results = bulk_create(self.client, obj, payloads, csv_text)
+            written([(p, r) for p, r in zip(payloads, results, strict=True) if r.success])
+        else:
+            results = create_records(self.client, obj, payloads, on_written=written)
+        for rec, res in zip(owners, results, strict=True):
+            if not res.success:
+                self.fail(rec, res.message)
+        return [(r, later) for r, later in waiting if later and r.outcome == "created"]
+
+    def _set_deferred(self, obj: str, waiting: list[tuple[TreeRecord, dict[str, str]]]) -> None:
+        """References that closed a cycle (or pointed to a record created later): set once every record exists."""
+        id_map = self.plan.id_map
+        payloads, owners = [], []
+        for rec, later in waiting:
+            changes = {f: id_map[v] for f, v in later.items() if v in id_map}
+            if changes:
+                payloads.append({"Id": rec.new_id, **changes})
+                owners.append(rec)
+                self.tree.written[obj][rec.new_id].update(changes)
+        self._update(obj, payloads, owners, "create")
+
+    def _update(self, obj: str, payloads: list[dict[str, Any]], owners: list[TreeRecord | Repoint], operation: str,
+                befores: Mapping[str, Mapping[str, Any]] | None = None) -> list[WriteResult]:
+        if not payloads:
+            return []
+        before = befores or {}
+
+        def written(pairs: list[tuple[Mapping[str, Any], WriteResult]]) -> None:
+            rows = [(p["Id"], f, before.get(p["Id"], {}).get(f), v, operation)
+                    for p, _ in pairs for f, v in p.items() if f != "Id"]
+            if operation == REPOINT:
+                self.result.repointed += len(rows)
+            self.audit(obj, rows)
+
+        if len(payloads) >= BULK_AT:
+            results = bulk_update(self.client, obj, payloads, csv_text, on_written=written)
+        else:
+            results = update_records(self.client, obj, payloads, on_written=written)
+        for owner, res in zip(owners, results, strict=True):
+            if not res.success:
+                self.fail(owner, f"{operation}: {res.message}")
+        return results
+
+    # ----------------------------------------------------------------- re-point
+    def repoint(self) -> None:
+        """Set every planned lookup to the id now of the tree record it pointed to at as_of, where the org holds
+        it empty or still on the old id; a lookup someone set to another record since is left, and reported."""
+        id_map = self.plan.id_map
+        brought = {r.record_id: r for r in self.tree.records}
+        by_obj: dict[str, list[Repoint]] = {}
+        for p in self.tree.repoints:
+            parent = brought.get(p.parent or "")
+            if parent is not None and parent.outcome not in ("undeleted", "created", ALREADY_CORRECT) \
+                    and parent.action != NOOP:
+                p.outcome, p.error = NOT_ATTEMPTED, f"{p.parent} did not come back"
+                continue
+            by_obj.setdefault(p.object, []).append(p)
+        for obj, items in by_obj.items():
+            fields = sorted({p.field for p in items})
+            fresh = fetch_records(self.client, obj, list(dict.fromkeys(p.record_id for p in items)), fields)
+            merged: dict[str, dict[str, Any]] = {}
+            owners: dict[str, list[Repoint]] = {}
+            for p in items:
+                now = (fresh.get(p.record_id) or {}) if fresh.get(p.record_id) is not None else None
+                target = id_map.get(p.parent or "", p.parent)
+                if now is None:
+                    p.outcome, p.error = FAILED, "the record is deleted or not visible in the org"
+                    self.result.failed[p.record_id] = f"re-pointing {obj}.{p.field}: {p.error}"
+                    continue
+                held = now.get(p.field)
+                if held == target:
+                    p.outcome = ALREADY_CORRECT
+                elif held in (None, p.parent):
+                    merged.setdefault(p.record_id, {"Id": p.record_id})[p.field] = target
+                    owners.setdefault(p.record_id, []).append(p)
+                else:
+                    p.outcome, p.error = CHANGED_SINCE_PLAN, (f"{p.field} now holds {held}, set by someone since; "
+                                                              f"not re-pointed to {target}")
+                    self.result.changed[p.record_id] = p.error
+            payloads = list(merged.values())
+            results = self._update(obj, payloads, [owners[p["Id"]][0] for p in payloads], REPOINT,
+                                   {rid: (fresh.get(rid) or {}) for rid in merged})
+            for payload, res in zip(payloads, results, strict=True):
+                for p in owners[payload["Id"]]:
+                    if res.success:
+                        p.outcome = REPOINTED
+                    elif p.outcome is None:
+                        self.fail(p, f"re-pointing {obj}.{p.field}: {res.message}")
+
+    # ----------------------------------------------------------------- undo
+    def repoint_back(self) -> None:
+        by_obj: dict[str, list[Repoint]] = {}
+        for p in self.tree.repoints:
+            by_obj.setdefault(p.object, []).append(p)
+        for obj, items in by_obj.items():
+            fresh = fetch_records(self.client, obj, list(dict.fromkeys(p.record_id for p in items)),
+                                  sorted({p.field for p in items}))
+            merged: dict[str, dict[str, Any]] = {}
+            owners: dict[str, list[Repoint]] = {}
+            for p in items:
+                now = fresh.get(p.record_id)
+                if now is None:
+                    p.outcome = ALREADY_CORRECT if p.parent is None else FAILED
+                    continue
+                held = now.get(p.field)
+                if held == p.parent:
+                    p.outcome = ALREADY_CORRECT
+                elif held == p.written:
+                    merged.setdefault(p.record_id, {"Id": p.record_id})[p.field] = p.parent
+                    owners.setdefault(p.record_id, []).append(p)
+                else:
+                    p.outcome, p.error = CHANGED_SINCE_PLAN, f"{p.field} now holds {held}, not what the undone run " \
+                                                             f"wrote ({p.written}): left as it is"
+                    self.result.changed[p.record_id] = p.error
+            payloads = list(merged.values())
+            results = self._update(obj, payloads, [owners[p["Id"]][0] for p in payloads], "update",
+                                   {rid: (fresh.get(rid) or {}) for rid in merged})
+            for payload, res in zip(payloads, results, strict=True):
+                for p in owners[payload["Id"]]:
+                    if res.success:
+                        p.outcome = REPOINTED
+
+    def delete(self) -> None:
+        """Delete (to the recycle bin) what the undone run brought back; parents first, so that the records
+        deleted with them go with them, then whatever is still live."""
+        pending = [r for r in self.tree.records if r.action == DELETE]
+        if not pending:
+            return
+        ids = {r.record_id for r in pending}
+        tops = [r for r in pending if r.parent not in ids]
+        self._delete(tops)
+        rest = [r for r in pending if r.outcome is None]
+        by_obj: dict[str, list[TreeRecord]] = {}
+        for r in rest:
+            by_obj.setdefault(r.object, []).append(r)
+        still: list[TreeRecord] = []
+        for obj, recs in by_obj.items():
+            live = {rid for rid, rec in fetch_records(self.client, obj, [r.record_id for r in recs], []).items()
+                    if rec is not None}
+            for r in recs:
+                if r.record_id in live:
+                    still.append(r)
+                else:
+                    r.outcome = DELETED
+            self.audit(obj, [(r.record_id, "IsDeleted", False, True, "delete") for r in recs
+                             if r.outcome == DELETED])
+        self._delete(still)
+
+    def _delete(self, records: Sequence[TreeRecord]) -> None:
+        if not records:
+            return
+        rows: dict[str, list[tuple]] = {}
+        for rec, res in zip(records, delete_records(self.client, [r.record_id for r in records]), strict=True):
+            if res.success or "ENTITY_IS_DELETED" in res.codes:
+                rec.outcome = DELETED
+                rows.setdefault(rec.object, []).append((rec.record_id, "IsDeleted", False, True, "delete"))
+            else:
+                self.fail(rec, res.message)
+        for obj, audit in rows.items():
+            self.audit(obj, audit)
+
+
+# ===================================================================== undo plan
+def _plan_undo(conn: psycopg.Connection[Any], client: SalesforceClient, config: RestoreConfig,
+               notes: list[str]) -> TreePlan:
+    run = config.undo_of
+    undone = tables.plan_row(conn, run)
+    assert undone is not None
+    if undone["target_org"] != config.target_org:
+        raise RestoreConfigError(f"undo_of: run {run!r} wrote to org {undone['target_org']!r}; set target_org: "
+                                 f"{undone['target_org']}")
+    rows = tree_tables.audit_rows(conn, run)
+    if not rows:
+        raise RestoreConfigError(f"undo_of: run {run!r} wrote nothing (a dry run, or nothing needed restoring), so "
+                                 "there is nothing to undo")
+    brought: dict[str, TreeRecord] = {}
+    repoints: dict[tuple[str, str], Repoint] = {}
+    for obj, rid, fname, before, after, op in rows:
+        if op == "undelete" or (op == "create" and fname == "Id"):
+            brought.setdefault(rid, TreeRecord(obj, rid, DELETE, LIVE, None,
+                                               f"brought back by run {run} ({op}): delete it again"))
+        elif op == REPOINT:
+            key = (rid, fname)
+            if key in repoints:
+                repoints[key].written = after  # the last value written; the first before stays
+            else:
+                repoints[key] = Repoint(obj, rid, fname, before, after)
+    # Each record brought back is deleted with the brought-back record it was deleted with (if any): the undo
+    # deletes the others, and the cascade takes these.
+    parents = {rid: damaged for _o, rid, f, _a, _c, _d, damaged, _s, _r in tree_tables.items(conn, run) if f is None}
+    new_ids = tables.load_id_map(conn, config.target_org, config.target_org)
+    old_of = {new: old for old, new in new_ids.items()}
+    for rec in brought.values():
+        parent = parents.get(old_of.get(rec.record_id, rec.record_id))
+        if parent is not None:
+            rec.parent = next((c for c in (new_ids.get(parent), parent) if c in brought), None)
+    if config.record_ids:
+        wanted = set(config.record_ids)
+        brought = {k: v for k, v in brought.items() if k in wanted}
+        repoints = {k: v for k, v in repoints.items() if k[0] in wanted}
+    notes.append(f"undoes run {run}: {len(repoints)} lookup(s) it re-pointed are put back where they still hold what "
+                 f"it wrote, and the {len(brought)} record(s) it brought back are deleted again (to the recycle bin, "
+                 "from which a later restore can undelete them)")
+    objects = list(dict.fromkeys(r.object for r in brought.values()))
+    return TreePlan(None, objects, {}, list(brought.values()), list(repoints.values()), undo_of=run)
+
+
+# ===================================================================== verify
+def verify_tree(client: SalesforceClient, plan: RestorePlan, *, conn: psycopg.Connection[Any] | None = None
+                ) -> VerifyResult:
+    """Read back every object the run touched: records brought back live (re-created ones with the values
+    written), lookups holding the id written, records an undo deleted gone from the live records."""
+    tree = plan.tree
+    assert tree is not None
+    calls_before = client.api_calls
+    result = VerifyResult(plan.run_id, dry_run=False)
+    backup = _Backup(conn, client) if conn is not None else None
+    expected: dict[str, dict[str, dict[str, Any] | None]] = {}  # object -> id -> values (None: must be gone)
+    for r in tree.records:
+        if r.outcome in ("undeleted", ALREADY_CORRECT) and r.action != DELETE:
+            expected.setdefault(r.object, {}).setdefault(r.new_id or r.record_id, {})
+        elif r.outcome == "created":
+            expected.setdefault(r.object, {})[r.new_id] = dict(tree.written.get(r.object, {}).get(r.new_id) or {})
+        elif r.outcome == DELETED:
+            expected.setdefault(r.object, {})[r.record_id] = None
+    id_map = plan.id_map
+    for p in tree.repoints:
+        if p.outcome in (REPOINTED, ALREADY_CORRECT):
+            want = p.parent if tree.undo_of else id_map.get(p.parent or "", p.parent)
+            values = expected.setdefault(p.object, {}).setdefault(p.record_id, {})
+            if values is not None:
+                values[p.field] = want
+    for obj, records in expected.items():
+        fields = sorted({f for v in records.values() if v for f in v})
+        types = field_types(describe(client, obj)["fields"]) if backup is None else \
+            field_types(backup.describe(obj)["fields"])
+        convert = {f: converter(types.get(f, "string")) for f in fields}
+        fresh = fetch_records(client, obj, list(records), fields)
+        for rid, values in records.items():
+            now = fresh.get(rid)
+            if values is None:
+                if now is not None:
+                    result.mismatched[rid] = [("(record)", "deleted", "live")]
+                continue
+            if now is None:
+                result.mismatched[rid] = [("(record)", "live", "deleted or missing")]
+                continue
+            diffs = [(f, v, convert[f](now.get(f))) for f, v in values.items() if convert[f](now.get(f)) != v]
+            if diffs:
+                result.mismatched[rid] = diffs
+        result.checked += len(records)
+    result.api_calls = client.api_calls - calls_before
+    if conn is not None:
+        tables.set_plan_status(conn, plan.run_id, "verified" if result.success else "verify_failed",
+                               {"verify": result.summary()})
+    if not result.success:
+        shown = "; ".join(f"{rid}: " + ", ".join(f"{f} expected {display(e)} found {display(a)}" for f, e, a in d)
+                          for rid, d in list(result.mismatched.items())[:20])
+        raise RestoreVerifyError(f"{len(result.mismatched)} of {result.checked} records of the restored "
+                                 f"{plan.object} hierarchy do not hold what was written: {shown}", result)
+    return result
+
+
+__all__ = ["TreePlan", "applies", "apply_tree", "load_tree_plan", "org_states", "plan_tree", "tree_summary",
+           "undoes_tree", "verify_tree"]

@@ -1,0 +1,130 @@
+"""The SQL of whole-hierarchy restores (hierarchy.py): reads of the backup history, and the tree's plan items.
+
+Kept apart from tables.py so the tree's queries sit in one place; identifiers are quoted by the warehouse
+helpers and values always passed as parameters. A tree plan's items live in `sf_pipeline.restore_items`
+like any plan's, one object per row (`object`), with these actions:
+
+- `undelete` / `create` / `noop` / `none` (not restorable): one row per record of the tree, field NULL;
+  `current_value` is the record's state in the org at the dry run (`live`, `recycle_bin`, `missing`),
+  `damaged_value` the parent it was deleted with (its cascade parent in the tree), if any;
+- `repoint`: one row per (record, lookup field) to point again at a record of the tree; `desired_value` is
+  the id the lookup held at as_of (for an undo: the value to put back, `current_value` the one written);
+- `delete` (undo only): a record the undone run brought back, deleted again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from sf_pipeline.restore.tables import Selection, _commit, _copy_json, _copy_text, history_table
+from sf_pipeline.warehouse.names import column_name, ident
+
+_VALID_AT = "{a}.dbt_valid_from <= %(as_of)s AND ({a}.dbt_valid_to > %(as_of)s OR {a}.dbt_valid_to IS NULL) " \
+            "AND {a}.isdeleted IS NOT TRUE"
+
+
+def selected_deleted(conn: psycopg.Connection[Any], object_name: str, selection: Selection,
+                     as_of: datetime) -> tuple[list[str], int]:
+    """(ids of the selected records that existed at as_of and whose latest backed-up version is deleted,
+    how many selected records are not deleted)."""
+    h = history_table(object_name)
+    conditions = []
+    if selection.after is not None:
+        conditions.append(sql.SQL("dbt_valid_from > %(after)s"))
+    if selection.start is not None:
+        conditions.append(sql.SQL("dbt_valid_from >= %(start)s"))
+    if selection.end is not None:
+        conditions.append(sql.SQL("dbt_valid_from < %(end)s"))
+    if selection.changed_by is not None:
+        conditions.append(sql.SQL("lastmodifiedbyid = %(changed_by)s"))
+    if selection.record_ids:
+        conditions.append(sql.SQL("id = ANY(%(ids)s)"))
+    where = sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("true")
+    query = sql.SQL(
+        "SELECT id, bool_or({valid}) AS existed, coalesce(bool_or(isdeleted IS TRUE) FILTER "
+        "(WHERE dbt_valid_to IS NULL), false) AS deleted FROM {h} h WHERE id IN (SELECT id FROM {h} WHERE {where}) "
+        "GROUP BY id ORDER BY id").format(valid=sql.SQL(_VALID_AT.format(a="h")), h=h, where=where)
+    params = {"as_of": as_of, "after": selection.after, "start": selection.start, "end": selection.end,
+              "changed_by": selection.changed_by, "ids": list(selection.record_ids)}
+    deleted, live = [], 0
+    for rid, existed, is_deleted in conn.execute(query, params):
+        if existed and is_deleted:
+            deleted.append(rid)
+        elif existed:
+            live += 1
+    return deleted, live
+
+
+def pointers_at(conn: psycopg.Connection[Any], child_object: str, field: str, parent_ids: Sequence[str],
+                as_of: datetime) -> list[tuple[str, str, bool, str | None]]:
+    """(child id, parent id at as_of, child deleted in its latest backed-up version, the field's latest
+    backed-up value) of the `child_object` records whose `field` pointed to one of `parent_ids` at as_of."""
+    f = ident(column_name(field))
+    query = sql.SQL(
+        "SELECT a.id, a.{f}, coalesce(l.isdeleted, false), l.{f} FROM {h} a LEFT JOIN {h} l ON l.id = a.id "
+        "AND l.dbt_valid_to IS NULL WHERE a.{f} = ANY(%(ids)s) AND {valid} ORDER BY a.id"
+    ).format(f=f, h=history_table(child_object), valid=sql.SQL(_VALID_AT.format(a="a")))
+    return [(r[0], r[1], bool(r[2]), r[3]) for r in conn.execute(query, {"ids": list(parent_ids), "as_of": as_of})]
+
+
+def values_as_of(conn: psycopg.Connection[Any], object_name: str, columns: Sequence[str], ids: Sequence[str],
+                 as_of: datetime) -> dict[str, dict[str, Any]]:
+    """{id: {column: value}} of records as they were at as_of."""
+    query = sql.SQL("SELECT h.id, {cols} FROM {h} h WHERE h.id = ANY(%(ids)s) AND {valid}").format(
+        cols=sql.SQL(", ").join(sql.SQL("h.{}").format(ident(c)) for c in columns), h=history_table(object_name),
+        valid=sql.SQL(_VALID_AT.format(a="h")))
+    return {row[0]: dict(zip(columns, row[1:], strict=True))
+            for row in conn.execute(query, {"ids": list(ids), "as_of": as_of})}
+
+
+def save_items(conn: psycopg.Connection[Any], run_id: str, items: Iterable[tuple]) -> None:
+    """Add a tree plan's items: (object, record_id, field, action, current, desired, damaged, classification,
+    reason) rows (the plan row itself is stored by tables.save_plan)."""
+    with conn.transaction(), conn.cursor().copy(
+            "COPY sf_pipeline.restore_items (run_id, object, record_id, field, action, current_value, desired_value, "
+            "damaged_value, classification, reason) FROM STDIN") as copy:
+        lines: list[str] = []
+        for obj, rid, field, action, current, desired, damaged, status, reason in items:
+            lines.append(f"{_copy_text(run_id)}\t{_copy_text(obj)}\t{rid}\t{_copy_text(field)}\t{action}\t"
+                         f"{_copy_json(current)}\t{_copy_json(desired)}\t{_copy_json(damaged)}\t{status}\t"
+                         f"{_copy_text(reason)}\n")
+            if len(lines) >= 10_000:
+                copy.write("".join(lines))
+                lines.clear()
+        if lines:
+            copy.write("".join(lines))
+    _commit(conn)
+
+
+def items(conn: psycopg.Connection[Any], run_id: str) -> list[tuple]:
+    """A tree plan's items: (object, record_id, field, action, current, desired, damaged, classification, reason)."""
+    return conn.execute(
+        "SELECT object, record_id, field, action, current_value, desired_value, damaged_value, classification, "
+        "reason FROM sf_pipeline.restore_items WHERE run_id = %s ORDER BY object, record_id, field NULLS FIRST",
+        (run_id,)).fetchall()
+
+
+def set_outcomes(conn: psycopg.Connection[Any], run_id: str,
+                 outcomes: Iterable[tuple[str, str | None, str, str | None]]) -> None:
+    """What apply did per item: (record_id, field or None, outcome, error)."""
+    with conn.transaction():
+        conn.execute("CREATE TEMPORARY TABLE IF NOT EXISTS tree_outcomes (record_id text, field text, outcome text, "
+                     "error text) ON COMMIT DROP")
+        with conn.cursor().copy("COPY tree_outcomes (record_id, field, outcome, error) FROM STDIN") as copy:
+            for row in outcomes:
+                copy.write_row(row)
+        conn.execute(
+            "UPDATE sf_pipeline.restore_items i SET outcome = o.outcome, error = o.error FROM tree_outcomes o "
+            "WHERE i.run_id = %s AND i.record_id = o.record_id AND i.field IS NOT DISTINCT FROM o.field", (run_id,))
+    _commit(conn)
+
+
+def audit_rows(conn: psycopg.Connection[Any], run_id: str) -> list[tuple[str, str, str, Any, Any, str]]:
+    """Everything a run wrote, oldest first: (object, record_id, field, before, after, operation)."""
+    return conn.execute("SELECT object, record_id, field, before, after, operation FROM sf_pipeline.restore_audit "
+                        "WHERE run_id = %s ORDER BY id", (run_id,)).fetchall()

@@ -1,0 +1,155 @@
+"""Whole hierarchies in one run: a mass delete of Accounts (their Contacts, Opportunities and contact roles
+deleted with them, the lookups of other records cleared), the recycle bin purged, restored in one run, undone.
+
+devorg deletes as Salesforce does: master-detail and cascade-delete children go with their parent, plain lookups
+are cleared ("Delete Records", https://help.salesforce.com/s/articleView?id=sf.data_delete.htm; describe's
+`childRelationships[].cascadeDelete`, https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_calls_describesobjects_describesobjectresult.htm),
+and records leave the recycle bin for good after 15 days
+(https://help.salesforce.com/s/articleView?id=sf.home_delete.htm).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sf_pipeline.devorg.scenarios import run_scenario
+from sf_pipeline.restore import RestoreConfigError, apply_plan, plan_restore, verify_plan
+from sf_pipeline_tests.restore.story import at, client, config, create, reviewed
+
+pytestmark = pytest.mark.e2e
+
+OBJECTS = ["Account", "Contact", "Opportunity", "OpportunityContactRole", "Invoice__c"]
+FIELDS = {
+    "Account": ["Name", "Industry", "ParentId"],
+    "Contact": ["LastName", "AccountId", "ReportsToId", "Email"],
+    "Opportunity": ["Name", "StageName", "CloseDate", "Amount", "AccountId"],
+    "OpportunityContactRole": ["OpportunityId", "ContactId", "Role"],
+    "Invoice__c": ["Account__c", "Amount__c", "Status__c"],
+}
+
+
+def live(p, sobject: str) -> dict[str, dict[str, Any]]:
+    """Every live record of an object as devorg holds it: id -> the compared fields."""
+    rows = p.devorg.org.queries.run(f"SELECT Id, {', '.join(FIELDS[sobject])} FROM {sobject}", include_deleted=False,
+                                    batch_size=2000)["records"]
+    return {r["Id"]: {f: r[f] for f in FIELDS[sobject]} for r in rows}
+
+
+def org_state(p) -> dict[str, dict[str, dict[str, Any]]]:
+    return {o: live(p, o) for o in OBJECTS}
+
+
+def mapped(state: dict[str, dict[str, dict[str, Any]]], ids: dict[str, str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """`state` with every id (record ids and lookup values) translated through `ids`."""
+    return {o: {ids.get(rid, rid): {f: ids.get(v, v) if isinstance(v, str) else v for f, v in values.items()}
+                for rid, values in records.items()} for o, records in state.items()}
+
+
+def build_accounts_with_children(p):
+    """Six Accounts with Contacts, Opportunities, contact roles and Invoices; four Accounts are then deleted."""
+    at(p, 0, 10)
+    accounts = create(p, "Account", [{"Name": f"Account {i}", "Industry": "Banking"} for i in range(6)])
+    sf = p.sf("admin")
+    # Account 1 belongs to account 0 (a self-reference inside the deleted tree: set after both exist) and
+    # account 4, which survives, to account 2 (the delete clears it: it must be re-pointed).
+    sf.Account.update(accounts[1], {"ParentId": accounts[0]})
+    sf.Account.update(accounts[4], {"ParentId": accounts[2]})
+    contacts = create(p, "Contact", [{"LastName": f"Contact {i}", "AccountId": accounts[i // 2],
+                                      "Email": f"c{i}@example.com"} for i in range(12)])
+    sf.Contact.update(contacts[0], {"ReportsToId": contacts[2]})  # both deleted
+    sf.Contact.update(contacts[8], {"ReportsToId": contacts[0]})  # a survivor reporting to a deleted contact
+    opps = create(p, "Opportunity", [{"Name": f"Deal {i}", "StageName": "Prospecting", "CloseDate": "2026-12-31",
+                                      "Amount": 1000 + i, "AccountId": accounts[i // 2]} for i in range(12)])
+    create(p, "OpportunityContactRole", [{"OpportunityId": opps[i], "ContactId": contacts[i], "Role": "Decision Maker"}
+                                         for i in range(12)]
+           # a survivor's deal with a deleted account's contact: the role goes with the contact
+           + [{"OpportunityId": opps[9], "ContactId": contacts[1], "Role": "Influencer"}])
+    # Invoices only look their account up: the delete clears it (Cases would refuse the delete, as in Salesforce).
+    create(p, "Invoice__c", [{"Account__c": accounts[i % 6], "Amount__c": 100 * i, "Status__c": "Sent"}
+                             for i in range(12)])
+    return accounts
+
+
+def test_mass_delete_of_accounts_comes_back_whole_in_one_run_after_the_purge_and_is_undone(pipeline_factory):
+    p = pipeline_factory(OBJECTS)
+    accounts = build_accounts_with_children(p)
+    before = org_state(p)
+    at(p, 1, 10)
+    assert p.backup("2026-11-24-00:00").success
+    at(p, 2, 0)
+    deleted = accounts[:4]
+    answer = p.sf("sales3").restful(f"composite/sobjects?ids={','.join(deleted)}&allOrNone=true", method="DELETE")
+    assert all(r["success"] for r in answer), answer
+    damaged = org_state(p)
+    assert len(damaged["Contact"]) == 4 and len(damaged["Opportunity"]) == 4
+    assert damaged["Account"][accounts[4]]["ParentId"] is None  # the delete cleared a survivor's lookup
+    at(p, 3, 10)
+    assert p.backup("2026-11-24-02:00").success
+    purge = run_scenario(p.devorg.org, "recycle-bin-purge")
+    assert purge.details["purged"]["Account"] == 4 and purge.details["purged"]["Contact"] == 8
+
+    c = client(p)
+    tree = {"object": "Account", "fields": [], "restore_deleted": True}
+    with p.conn() as conn:
+        dry = plan_restore(conn, c, config(**tree), "tree-dry")
+        summary = dry.summary()
+        assert summary["tree"]["Account"] == {"undelete": 0, "re-create": 4, "re-point": 1}
+        assert summary["tree"]["Contact"] == {"undelete": 0, "re-create": 8, "re-point": 1}
+        assert summary["tree"]["Opportunity"] == {"undelete": 0, "re-create": 8, "re-point": 0}
+        assert summary["tree"]["OpportunityContactRole"] == {"undelete": 0, "re-create": 9, "re-point": 0}
+        assert summary["tree"]["Invoice__c"]["re-point"] == 8  # the invoices of the deleted accounts
+        # parents first, the junction after both of its ends; the self-references set after the inserts
+        order = summary["order"]
+        assert order.index("Account") < order.index("Contact") < order.index("OpportunityContactRole")
+        assert order.index("Opportunity") < order.index("OpportunityContactRole")
+        assert summary["deferred"] == {"Account": ["ParentId"], "Contact": ["ReportsToId"]}
+        assert "| Account | 0 | 4 | 1 |" in summary["preview"]
+        assert org_state(p) == damaged  # a dry run writes nothing
+
+        plan = reviewed(conn, c, "tree-1", **tree)
+        calls = c.api_calls
+        result = apply_plan(conn, c, plan)
+        verified = verify_plan(c, plan, conn=conn)
+        assert result.success and verified.success
+        assert result.outcomes == {"created": 29, "repointed": 10}
+        ids = result.id_map
+        assert len(ids) == 29 and not set(ids) & set(ids.values())
+        # Every record is back under its new id, every lookup to it re-pointed, survivors' included.
+        assert org_state(p) == mapped(before, ids)
+        assert conn.execute("SELECT count(*) FROM sf_pipeline.id_map WHERE source_alias = 'production' AND "
+                            "target_alias = 'production'").fetchone()[0] == 29
+        by_op = dict(conn.execute("SELECT object || ':' || operation, count(DISTINCT record_id) FROM "
+                                  "sf_pipeline.restore_audit WHERE run_id = 'tree-1' GROUP BY 1").fetchall())
+        assert by_op["Invoice__c:repoint"] == 8 and by_op["Account:repoint"] == 1 and by_op["Contact:repoint"] == 1
+        assert by_op["OpportunityContactRole:create"] == 9
+        print(f"restore of 29 records and 10 lookups: {c.api_calls - calls} API calls (apply and verify)")
+
+        # Applying the same plan again finds the records (id map) and writes nothing twice.
+        again = load_again(conn, c, tree)
+        assert again.outcomes.get("created", 0) == 0 and len(org_state(p)["Account"]) == 6
+
+        # Undo: the re-pointed lookups go back to empty and the re-created records to the recycle bin.
+        undo = reviewed(conn, c, "undo-1", object="Account", undo_of="tree-1")
+        assert undo.summary()["actions"] == {"delete": 29, "repoint": 10}
+        undone = apply_plan(conn, c, undo)
+        assert undone.success and verify_plan(c, undo, conn=conn).success
+        assert org_state(p) == damaged
+
+
+def load_again(conn, c, tree: dict[str, Any]):
+    from sf_pipeline.restore import load_plan
+    plan = load_plan(conn, config(**tree, dry_run=False, plan="tree-1-dry"), "tree-1-again")
+    return apply_plan(conn, c, plan)
+
+
+def test_with_children_is_on_for_deletions_and_refused_without_restore_deleted():
+    with pytest.raises(RestoreConfigError, match="needs restore_deleted: true"):
+        config(object="Account", fields=[], with_children=True)
+    with pytest.raises(RestoreConfigError, match="with_children must be true or false"):
+        config(object="Account", fields=[], restore_deleted=True, with_children="yes")
+    assert config(object="Account", fields=[], restore_deleted=True).with_children is True
+    assert config(object="Account", fields=["Name"], restore_deleted=True).with_children is True
+    assert config(object="Account", fields=[], restore_deleted=True, with_children=False).with_children is False
+    assert config(object="Account", fields=[]).with_children is False
