@@ -13,8 +13,9 @@ or field appears after a refresh, with no code or YAML change. This is the model
 With no state yet, the component builds nothing (and says so in the log); refresh it first.
 """
 
-from __future__ import annotations
 
+# No `from __future__ import annotations` here: Dagster reads this class's field annotations as types to build
+# the defs.yaml schema.
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
