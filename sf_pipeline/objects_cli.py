@@ -78,6 +78,6 @@ def objects(refresh: bool, only_org: str | None, skipped: bool, as_json: bool) -
             click.echo(f"  {r['object']:<{width}}  {r['strategy']:<12} {r['read_api']:<12} {fields:>6}  "
                        f"{r['last_backed_up_window'] or 'never'}")
         if org["skipped"]:
-            click.echo(f"  skipped:")
+            click.echo("  skipped:")
             for r in org["skipped"]:
                 click.echo(f"  {r['object']:<{width}}  {r['reason']}")

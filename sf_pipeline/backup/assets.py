@@ -27,7 +27,7 @@ from sf_pipeline.warehouse.org_identity import verify_org
 
 from .partitions import extraction_bounds
 from .reconciliation import ReconcileSettings, VanishedReport, learn_vanished
-from .resources import SalesforceOrgResource, WarehouseResource
+from .resources import WarehouseResource
 
 ORG_TAG = "sf_pipeline/org"
 """Run tag naming the org a run works on; dagster.yaml limits the runs per org with it."""

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dagster as dg
-from dagster_dbt import DbtCliResource, DbtProject
-
 from collections.abc import Mapping
 from pathlib import Path
+
+import dagster as dg
+from dagster_dbt import DbtCliResource, DbtProject
 
 from sf_pipeline.salesforce.catalog import Catalog
 from sf_pipeline.settings import BackupOrgSettings, Settings
