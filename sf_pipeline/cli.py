@@ -270,6 +270,10 @@ from .orgs_cli import orgs  # noqa: E402
 
 main.add_command(orgs)
 
+from .objects_cli import objects  # noqa: E402
+
+main.add_command(objects)
+
 
 if __name__ == "__main__":
     main()

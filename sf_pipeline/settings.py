@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from dataclasses import replace as dataclass_replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,42 @@ class ObjectSettings:
     name: str
     exclude: tuple[str, ...] = ()
     anomalies: dict[str, Any] = field(default_factory=dict)
+    plan: Any = None  # the object's sf_pipeline.salesforce.catalog.ObjectPlan, once a catalog is known
+
+
+ALL_OBJECTS = "all"
+
+
+@dataclass(frozen=True)
+class BackupOrgSettings:
+    """One backed-up org: its objects (a list, or every object the describe allows: `objects: all`).
+
+    With `all`, `include`/`exclude` are glob patterns on API names and `per_object` keeps the settings of
+    named objects (field excludes, anomaly settings); `objects` is filled from the org's catalog
+    (`resolve_objects`).
+    """
+
+    alias: str
+    objects: tuple[ObjectSettings, ...] = ()
+    all_objects: bool = False
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    per_object: tuple[ObjectSettings, ...] = ()
+    primary: bool = True  # the first org keeps today's asset keys (salesforce/<Object>, history/<Object>)
+
+    @property
+    def key_prefix(self) -> tuple[str, ...]:
+        return () if self.primary else (self.alias,)
+
+    @property
+    def resolved(self) -> bool:
+        return not self.all_objects or bool(self.objects)
+
+    def settings_for(self, name: str) -> ObjectSettings:
+        for obj in self.per_object:
+            if obj.name.lower() == name.lower():
+                return obj
+        return ObjectSettings(name)
 
 
 @dataclass(frozen=True)
@@ -48,8 +85,8 @@ class SalesforceSettings:
 class Settings:
     path: Path
     orgs: tuple[str, ...]
-    backup_org: str
-    objects: tuple[ObjectSettings, ...]
+    backup_org: str  # the primary backed-up org (the first of backup.orgs), the one the other stages work on
+    objects: tuple[ObjectSettings, ...]  # the primary org's objects (empty until resolved with `objects: all`)
     window_cron: str = "0 * * * *"
     start: datetime = datetime(2026, 1, 1)
     timezone: str = "UTC"
@@ -66,6 +103,7 @@ class Settings:
     reconcile_every_window_below: int = 200_000
     reconcile_large_every_hours: float = 24.0
     privacy: dict[str, Any] = field(default_factory=dict)  # masking: and retention: (parsed by sf_pipeline.privacy)
+    backups: tuple[BackupOrgSettings, ...] = ()  # every backed-up org, the primary first
 
     def object(self, name: str) -> ObjectSettings:
         for obj in self.objects:
@@ -91,20 +129,8 @@ def load_settings(path: str | Path | None = None) -> Settings:
     if not isinstance(orgs, dict):
         raise SettingsError(f"{path}: 'orgs' must be a mapping of alias -> options")
     backup = data.get("backup") or {}
-    backup_org = backup.get("org", "production")
-    if backup_org not in orgs:
-        raise SettingsError(f"{path}: backup.org {backup_org!r} is not one of the orgs {sorted(orgs)}")
-    objects = []
-    for item in backup.get("objects") or []:
-        if isinstance(item, str):
-            objects.append(ObjectSettings(item))
-        elif isinstance(item, dict) and "name" in item:
-            objects.append(ObjectSettings(item["name"], tuple(item.get("exclude") or ()),
-                                          dict(item.get("anomalies") or {})))
-        else:
-            raise SettingsError(f"{path}: each backup object is a name or {{name, exclude}}; got {item!r}")
-    if not objects:
-        raise SettingsError(f"{path}: backup.objects lists no object to back up")
+    backups = _backup_orgs(path, backup, orgs)
+    backup_org, objects = backups[0].alias, backups[0].objects
     part = backup.get("partitions") or {}
     start = part.get("start", "2026-01-01T00:00:00")
     try:
@@ -127,7 +153,98 @@ def load_settings(path: str | Path | None = None) -> Settings:
         salesforce=_salesforce_settings(path, data.get("salesforce") or {}),
         **_reconcile(path, backup.get("reconcile")),
         privacy={k: data[k] for k in ("masking", "retention", "forget") if data.get(k) is not None},
+        backups=backups,
     )
+
+
+_ORG_KEYS = {"objects", "include", "exclude", "per_object"}
+
+
+def _object_list(path: Path, where: str, items: Any) -> tuple[ObjectSettings, ...]:
+    if not isinstance(items, list):
+        raise SettingsError(f"{path}: {where} must be a list of objects or `all`, got {items!r}")
+    objects = []
+    for item in items:
+        if isinstance(item, str):
+            objects.append(ObjectSettings(item))
+        elif isinstance(item, dict) and "name" in item:
+            objects.append(ObjectSettings(item["name"], tuple(item.get("exclude") or ()),
+                                          dict(item.get("anomalies") or {})))
+        else:
+            raise SettingsError(f"{path}: each backup object is a name or {{name, exclude}}; got {item!r}")
+    return tuple(objects)
+
+
+def _patterns(path: Path, where: str, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise SettingsError(f"{path}: {where} must be a list of glob patterns such as [\"*Share\", \"*Feed\"], "
+                            f"got {value!r}")
+    return tuple(value)
+
+
+def _backup_org(path: Path, where: str, alias: str, section: dict[str, Any], primary: bool) -> BackupOrgSettings:
+    objects = section.get("objects")
+    include = _patterns(path, f"{where}.include", section.get("include"))
+    exclude = _patterns(path, f"{where}.exclude", section.get("exclude"))
+    per_object = _object_list(path, f"{where}.per_object", section.get("per_object") or [])
+    if objects == ALL_OBJECTS:
+        return BackupOrgSettings(alias, (), True, include, exclude, per_object, primary)
+    if include or exclude or per_object:
+        raise SettingsError(f"{path}: {where}.include, exclude and per_object go with `objects: all`; with an "
+                            "object list, give each object's settings in the list itself")
+    listed = _object_list(path, f"{where}.objects", objects or [])
+    if not listed:
+        raise SettingsError(f"{path}: {where}.objects lists no object to back up (a list of objects, or `all`)")
+    return BackupOrgSettings(alias, listed, False, primary=primary)
+
+
+def _backup_orgs(path: Path, backup: dict[str, Any], orgs: dict[str, Any]) -> tuple[BackupOrgSettings, ...]:
+    """`backup: org: A` with `objects:` (one org), or `backup: orgs: {A: {objects: ...}, B: {...}}` (several)."""
+    if "orgs" in backup:
+        if "org" in backup or _ORG_KEYS & set(backup):
+            raise SettingsError(f"{path}: backup.orgs names each org with its own objects; do not also give "
+                                f"backup.org or backup.{'/'.join(sorted(_ORG_KEYS & set(backup)) or ['org'])}")
+        named = backup["orgs"]
+        if not isinstance(named, dict) or not named:
+            raise SettingsError(f"{path}: backup.orgs must map each backed-up org alias to its objects, "
+                                "e.g. {production: {objects: all}, emea: {objects: [Account]}}")
+        out = []
+        for i, (alias, section) in enumerate(named.items()):
+            if alias not in orgs:
+                raise SettingsError(f"{path}: backup.orgs names {alias!r}, which is not one of the orgs {sorted(orgs)}")
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", str(alias)):
+                raise SettingsError(f"{path}: org alias {alias!r} must be letters, digits and _ (it names assets)")
+            if not isinstance(section, dict) or set(section) - _ORG_KEYS:
+                raise SettingsError(f"{path}: backup.orgs.{alias} takes {sorted(_ORG_KEYS)}, got {section!r}")
+            out.append(_backup_org(path, f"backup.orgs.{alias}", alias, section, primary=i == 0))
+        return tuple(out)
+    backup_org = backup.get("org", "production")
+    if backup_org not in orgs:
+        raise SettingsError(f"{path}: backup.org {backup_org!r} is not one of the orgs {sorted(orgs)}")
+    return (_backup_org(path, "backup", backup_org, backup, primary=True),)
+
+
+def resolve_objects(settings: Settings, plans: dict[str, list[Any]]) -> Settings:
+    """Settings whose backed-up orgs list their objects, each with its plan: `plans` maps an org alias to the
+    ObjectPlans of its catalog. An org with `objects: all` takes every planned object (with its per_object
+    settings); an object list keeps its order and settings and gains the plans the catalog has."""
+    resolved = []
+    for org in settings.backups:
+        by_name = {p.name.lower(): p for p in plans.get(org.alias, [])}
+        if org.all_objects:
+            if org.alias not in plans:
+                raise SettingsError(f"{settings.path}: org {org.alias!r} backs up `objects: all` but its catalog "
+                                    "is not known yet (sf-pipeline objects --refresh)")
+            objects = tuple(dataclass_replace(org.settings_for(p.name), name=p.name, plan=p)
+                            for p in plans[org.alias])
+        else:
+            objects = tuple(dataclass_replace(o, plan=by_name.get(o.name.lower())) for o in org.objects)
+        resolved.append(dataclass_replace(org, objects=objects))
+    return dataclass_replace(settings, backups=tuple(resolved), objects=resolved[0].objects)
 
 
 def _salesforce_settings(path: Path, section: Any) -> SalesforceSettings:

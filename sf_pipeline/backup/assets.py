@@ -9,22 +9,25 @@ of a large org is simply a backfill.
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
-from sf_pipeline.salesforce.extract import ExtractStats, extract_window
-from sf_pipeline.settings import ObjectSettings, Settings
+from sf_pipeline.salesforce.catalog import ObjectPlan, ReadApi, SkippedObject, Strategy, plan_object
+from sf_pipeline.salesforce.extract import ExtractStats, extract_all, extract_window
+from sf_pipeline.settings import BackupOrgSettings, ObjectSettings, Settings
 from sf_pipeline.warehouse import backup_fields, dbt_env_from_url, ensure_mirror_table, load_window
 from sf_pipeline.warehouse.erased import drop_erased_rows
+from sf_pipeline.warehouse.full_read import load_full_read
 from sf_pipeline.warehouse.org_identity import verify_org
 
 from .partitions import extraction_bounds
-from .reconciliation import ReconcileSettings, learn_vanished
-from .resources import SalesforceOrgResource, WarehouseResource
+from .reconciliation import ReconcileSettings, VanishedReport, learn_vanished
+from .resources import WarehouseResource
 
 ORG_TAG = "sf_pipeline/org"
 """Run tag naming the org a run works on; dagster.yaml limits the runs per org with it."""
@@ -39,54 +42,111 @@ def salesforce_pool(alias: str) -> str:
     return f"salesforce_{alias}"
 
 
-def mirror_key(sobject: str) -> dg.AssetKey:
-    return dg.AssetKey(["salesforce", sobject])
+def mirror_key(sobject: str, prefix: Sequence[str] = ()) -> dg.AssetKey:
+    """`salesforce/<Object>`; an org other than the primary one adds its alias in front (`emea/salesforce/...`)."""
+    return dg.AssetKey([*prefix, "salesforce", sobject])
 
 
-def history_key(sobject: str) -> dg.AssetKey:
-    return dg.AssetKey(["history", sobject])
+def history_key(sobject: str, prefix: Sequence[str] = ()) -> dg.AssetKey:
+    return dg.AssetKey([*prefix, "history", sobject])
 
 
-def mirror_asset(obj: ObjectSettings, settings: Settings, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def org_resource_keys(org: BackupOrgSettings) -> tuple[str, str]:
+    """The resource keys of an org's Salesforce connection and backup database (the primary org: today's)."""
+    return ("salesforce", "warehouse") if org.primary else (f"salesforce_{org.alias}", f"warehouse_{org.alias}")
+
+
+def window_plan(name: str, describe: dict[str, Any]) -> ObjectPlan:
+    """How this window reads the object, from its describe now; an object the catalog would skip but that has
+    SystemModstamp (named in an object list) is read incrementally, as it always was."""
+    plan = plan_object(describe, describe)
+    if isinstance(plan, SkippedObject):
+        if any(f["name"] == "SystemModstamp" for f in describe.get("fields", [])):
+            return ObjectPlan(name, Strategy.INCREMENTAL, ReadApi.BULK_OR_REST, (), "SystemModstamp (listed by name)")
+        raise dg.Failure(f"{name} cannot be backed up: {plan.reason}")
+    return plan
+
+
+SYNTHETIC_STAMP = {"name": "SystemModstamp", "type": "datetime", "label": "Version time (set by sf-pipeline)"}
+
+
+def table_fields_for(plan: ObjectPlan, describe_fields: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The describe fields a mirror table holds: an object without SystemModstamp gets a `systemmodstamp` column
+    all the same (CreatedDate of an append-only row, the window a full read saw a change in), since the mirror
+    and history order versions by it."""
+    if plan.strategy == Strategy.INCREMENTAL:
+        return describe_fields
+    return [*describe_fields, SYNTHETIC_STAMP]
+
+
+def catalog_metadata(obj: ObjectSettings) -> dict[str, Any]:
+    plan = obj.plan
+    if plan is None:
+        return {}
+    return {"strategy": plan.strategy.value, "read_api": plan.read_api.value, "field_count": plan.field_count,
+            "strategy_reason": plan.reason}
+
+
+def mirror_asset(obj: ObjectSettings, settings: Settings, partitions: dg.PartitionsDefinition,
+                 org: BackupOrgSettings | None = None) -> dg.AssetsDefinition:
     """The asset that extracts one window of `obj` and upserts it into `salesforce.<object>`."""
+    org = org or settings.backups[0]
+    resource_keys = org_resource_keys(org)
 
     @dg.asset(
-        key=mirror_key(obj.name),
+        key=mirror_key(obj.name, org.key_prefix),
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        group_name=settings.backup_org,
+        group_name=org.alias,
         kinds={"salesforce", "postgres"},
         description=f"Mirror of {obj.name} in salesforce.{obj.name.lower()}: current state of every record "
-                    "(deleted ones kept, flagged isdeleted), loaded window by window on SystemModstamp.",
-        pool=salesforce_pool(settings.backup_org),
+                    "(deleted ones kept, flagged isdeleted), loaded window by window on "
+                    f"{(obj.plan.stamp_field or 'a whole read') if obj.plan else 'SystemModstamp'}.",
+        pool=salesforce_pool(org.alias),
+        metadata=catalog_metadata(obj),
+        required_resource_keys=set(resource_keys),
     )
-    def _mirror(context: dg.AssetExecutionContext, salesforce: dg.ResourceParam[SalesforceOrgResource],
-                warehouse: dg.ResourceParam[WarehouseResource]) -> dg.MaterializeResult:
+    def _mirror(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         window = context.partition_time_window
         start, end = extraction_bounds(partitions, window)
+        salesforce = getattr(context.resources, resource_keys[0])
+        warehouse = getattr(context.resources, resource_keys[1])
         client = salesforce.client()
         describe = client.describe(obj.name)
-        fields = backup_fields(describe["fields"], obj.exclude)
+        plan = window_plan(obj.name, describe)  # from today's describe: capabilities can change
+        table_fields = table_fields_for(plan, describe["fields"])
+        fields = backup_fields(table_fields, obj.exclude)
         names = [f["name"] for f in fields]
         stats = ExtractStats(obj.name, start, end)
+        use_bulk = plan.read_api == ReadApi.BULK_OR_REST
         with warehouse.connect() as conn:
             verify_org(conn, client)  # never another org's records into this org's history
-            table = ensure_mirror_table(conn, obj.name, describe["fields"], exclude=obj.exclude)
+            table = ensure_mirror_table(conn, obj.name, table_fields, exclude=obj.exclude)
             if table.added_columns:
                 context.log.info(f"{obj.name}: new fields {list(table.added_columns)} added as columns")
             for change in table.type_changes:
                 context.log.warning(f"{obj.name}: field type changed, mirror and history follow: {change.describe()}")
-            batches = extract_window(client, obj.name, names, start, end,
-                                     bulk_threshold=settings.bulk_threshold,
-                                     bulk_slice_records=settings.bulk_slice_records, stats=stats)
-            # one extraction never repeats a record: a first load may COPY straight into the mirror
-            result = load_window(conn, table, batches, start, end, unique_ids=True)
-            # deletions, merges, purges and hard deletes: flagged, and closed in history by this window's snapshot
-            vanished = learn_vanished(client, conn, table, obj.name, start, end, ReconcileSettings(
-                settings.reconcile_every_window_below, settings.reconcile_large_every_hours),
-                first_load=result.into_empty_table)
+            vanished = VanishedReport()
+            if plan.strategy == Strategy.FULL_READ:
+                # no timestamp: read it whole, compare with the mirror (changed rows, vanished rows)
+                batches = extract_all(client, obj.name, [n for n in names if n != "SystemModstamp"],
+                                      bulk_threshold=settings.bulk_threshold, stats=stats, use_bulk=use_bulk)
+                result = load_full_read(conn, table, batches, start, end, found_at=datetime.now(UTC))
+            else:
+                batches = extract_window(client, obj.name, names, start, end,
+                                         bulk_threshold=settings.bulk_threshold,
+                                         bulk_slice_records=settings.bulk_slice_records, stats=stats,
+                                         stamp=plan.stamp_field or "SystemModstamp", use_bulk=use_bulk)
+                # one extraction never repeats a record: a first load may COPY straight into the mirror
+                result = load_window(conn, table, batches, start, end, unique_ids=True)
+                # deletions, merges, purges and hard deletes: flagged, and closed in history by this window's snapshot
+                vanished = learn_vanished(client, conn, table, obj.name, start, end, ReconcileSettings(
+                    settings.reconcile_every_window_below, settings.reconcile_large_every_hours),
+                    first_load=result.into_empty_table)
             # records erased on request (sf_pipeline.privacy.forget) never come back through a later window
             erased = drop_erased_rows(conn, obj.name)
+        for note in stats.notes:
+            context.log.info(f"{obj.name}: {note}")
         if vanished.reconciled:
             context.log.info(f"{obj.name}: reconciled ids ({vanished.reconcile_reason}): "
                              f"{vanished.reconcile_calls} API calls, {vanished.reconcile_seconds:.1f} s")
@@ -109,6 +169,8 @@ def mirror_asset(obj: ObjectSettings, settings: Settings, partitions: dg.Partiti
             "api_retries": dg.MetadataValue.int(client.retries),
             "org_api_usage": dg.MetadataValue.text(f"{client.usage[0]}/{client.usage[1]}" if client.usage else "unknown"),
             "extract_mode": dg.MetadataValue.text(stats.mode),
+            "strategy": dg.MetadataValue.text(plan.strategy.value),
+            "strategy_reason": dg.MetadataValue.text(plan.reason),
             "bytes": dg.MetadataValue.int(client.bytes_received + result.bytes),
             "seconds": dg.MetadataValue.float(round(stats.seconds + 0.0, 3)),
             "load_seconds": dg.MetadataValue.float(round(result.seconds, 3)),
@@ -125,10 +187,13 @@ def mirror_asset(obj: ObjectSettings, settings: Settings, partitions: dg.Partiti
 class HistoryTranslator(DagsterDbtTranslator):
     """dbt snapshot `<object>` is `history/<Object>`; its window model stands for `salesforce/<Object>`."""
 
-    def __init__(self, objects: Mapping[str, str], group: str):
+    def __init__(self, objects: Mapping[str, str], group: str, prefix: Sequence[str] = (),
+                 metadata: Mapping[str, Mapping[str, Any]] | None = None):
         super().__init__()
         self.objects = objects  # lower-case table name -> Salesforce API name
         self.group = group
+        self.prefix = tuple(prefix)
+        self.catalog = metadata or {}  # Salesforce API name -> catalog metadata (strategy, fields)
 
     def _object(self, props: Mapping[str, Any]) -> str | None:
         name = props.get("name", "")
@@ -145,28 +210,44 @@ class HistoryTranslator(DagsterDbtTranslator):
         if sobject is None:
             return super().get_asset_key(dbt_resource_props)
         if dbt_resource_props.get("resource_type") == "snapshot":
-            return history_key(sobject)
-        return mirror_key(sobject)
+            return history_key(sobject, self.prefix)
+        return mirror_key(sobject, self.prefix)
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return self.group
 
+    def get_metadata(self, dbt_resource_props: Mapping[str, Any]) -> Mapping[str, Any]:
+        sobject = self._object(dbt_resource_props)
+        extra = self.catalog.get(sobject, {}) if dbt_resource_props.get("resource_type") == "snapshot" else {}
+        return {**super().get_metadata(dbt_resource_props), **extra}
+
 
 def history_assets(settings: Settings, partitions: dg.PartitionsDefinition, project: DbtProject,
-                   manifest: Path) -> dg.AssetsDefinition:
-    objects = {o.name.lower(): o.name for o in settings.objects}
+                   manifest: Path, org: BackupOrgSettings | None = None,
+                   only_its_objects: bool = False) -> dg.AssetsDefinition:
+    """`history/<Object>` of one org's objects: the dbt snapshots. `only_its_objects` when the project also
+    holds other orgs' objects (several orgs share one dbt project)."""
+    org = org or settings.backups[0]
+    objects = {o.name.lower(): o.name for o in org.objects}
+    select = "resource_type:snapshot"
+    if only_its_objects:
+        select = " ".join(f"resource_type:snapshot,{name}" for name in sorted(objects))
+    warehouse_key = org_resource_keys(org)[1]
 
     @dbt_assets(
         manifest=manifest,
-        select="resource_type:snapshot",
+        select=select,
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        dagster_dbt_translator=HistoryTranslator(objects, settings.backup_org),
-        name=f"history_{settings.backup_org}",
+        dagster_dbt_translator=HistoryTranslator(objects, org.alias, org.key_prefix,
+                                                 {o.name: catalog_metadata(o) for o in org.objects}),
+        name=f"history_{org.alias}",
         project=project,
+        required_resource_keys={"dbt", warehouse_key},
     )
-    def _history(context: dg.AssetExecutionContext, dbt: dg.ResourceParam[DbtCliResource],
-                 warehouse: dg.ResourceParam[WarehouseResource]):
+    def _history(context: dg.AssetExecutionContext):
+        dbt: DbtCliResource = context.resources.dbt
+        warehouse: WarehouseResource = getattr(context.resources, warehouse_key)
         start, end = extraction_bounds(partitions, context.partition_time_window)
         # profiles.yml reads the connection from SF_PIPELINE_PG_*; derive them from the one database URL.
         os.environ.update(dbt_env_from_url(warehouse.database_url))

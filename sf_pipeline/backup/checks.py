@@ -72,8 +72,9 @@ def check_result(key: dg.AssetKey, findings: Sequence[Finding]) -> dg.AssetCheck
 
 def backup_complete_check(mirror_keys: Sequence[dg.AssetKey], history_keys: Sequence[dg.AssetKey],
                           partitions: dg.TimeWindowPartitionsDefinition, lag_minutes: int,
-                          max_windows_per_tick: int) -> dg.AssetChecksDefinition:
-    """The check on each `mirror_keys[i]`, judged by the materialized windows of `history_keys[i]`."""
+                          max_windows_per_tick: int, name: str = CHECK_NAME) -> dg.AssetChecksDefinition:
+    """The check on each `mirror_keys[i]`, judged by the materialized windows of `history_keys[i]`; `name` is
+    the step's (one per backed-up org)."""
     lag = timedelta(minutes=lag_minutes)
     pairs = list(zip(mirror_keys, history_keys, strict=True))
 
@@ -81,7 +82,7 @@ def backup_complete_check(mirror_keys: Sequence[dg.AssetKey], history_keys: Sequ
         specs=[dg.AssetCheckSpec(CHECK_NAME, asset=mirror, description=(
             "Every window from the start to the newest one closed `schedule_lag_minutes` ago is backed up "
             "(mirror and history); names the holes and what repairs them.")) for mirror, _ in pairs],
-        name=CHECK_NAME,
+        name=name,
     )
     def _backup_complete(context: dg.AssetCheckExecutionContext):
         closed = partitions.get_partition_keys(current_time=datetime.now(UTC) - lag)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -39,10 +40,29 @@ def prepare_manifest(project: Path, object_names: list[str]) -> Path:
     manifest = project / "target" / "manifest.json"
     if manifest.exists() and manifest.stat().st_mtime >= max(p.stat().st_mtime for p in _inputs(project)):
         return manifest
+    _parse(project, manifest)
+    if not _has_snapshots(manifest, object_names):
+        # dbt 1.11's partial parsing can miss snapshots added to a YAML file that already held some (seen here when
+        # `objects: all` adds objects): parse again in full.
+        _parse(project, manifest, "--no-partial-parse")
+        if not _has_snapshots(manifest, object_names):
+            raise DbtProjectError(f"dbt parse of {project} did not define a snapshot for every object of {object_names}")
+    return manifest
+
+
+def _parse(project: Path, manifest: Path, *extra: str) -> None:
     proc = subprocess.run(
         [dbt_executable(), "parse", "--project-dir", str(project), "--profiles-dir", str(project),
-         "--quiet"], capture_output=True, text=True, env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
+         "--quiet", *extra], capture_output=True, text=True,
+        env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
     )
     if proc.returncode != 0 or not manifest.exists():
         raise DbtProjectError(f"dbt parse failed for {project}:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    return manifest
+
+
+def _has_snapshots(manifest: Path, object_names: list[str]) -> bool:
+    from sf_pipeline.warehouse.names import table_name
+
+    nodes = json.loads(manifest.read_bytes())["nodes"]
+    have = {n["name"] for n in nodes.values() if n.get("resource_type") == "snapshot"}
+    return {table_name(o) for o in object_names} <= have

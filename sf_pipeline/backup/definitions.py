@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+
 import dagster as dg
 from dagster_dbt import DbtCliResource, DbtProject
 
-from sf_pipeline.settings import Settings
+from sf_pipeline.salesforce.catalog import Catalog
+from sf_pipeline.settings import BackupOrgSettings, Settings
 
-from .assets import ORG_TAG, history_assets, history_key, mirror_asset, mirror_key
+from .assets import ORG_TAG, history_assets, history_key, mirror_asset, mirror_key, org_resource_keys
+from .catalog_asset import catalog_spec
 from .checks import backup_complete_check
 from .dbt import dbt_executable, dbt_project_dir, prepare_manifest
 from .partitions import backup_partitions
-from .resources import SalesforceOrgResource, WarehouseResource, locked_io_manager, locked_resource
+from .resources import (
+    SalesforceOrgResource,
+    WarehouseResource,
+    database_url_env,
+    locked_io_manager,
+    locked_resource,
+)
 from .schedules import backup_schedule
 
 
@@ -51,26 +62,52 @@ def default_executor() -> dg.ExecutorDefinition:
     return multiprocess
 
 
-def backup_definitions(settings: Settings) -> dg.Definitions:
+def backup_definitions(settings: Settings, catalogs: Mapping[str, Catalog] | None = None) -> dg.Definitions:
+    """Every backed-up org's assets, job, schedule and check. The primary org (the first) keeps today's names:
+    `salesforce/<Object>`, `history/<Object>`, job `backup`; each other org has its alias in front of its asset
+    keys, its own group, pool (`salesforce_<alias>`), job `backup_<alias>`, schedule, database and resources."""
+    catalogs = catalogs or {}
     partitions = backup_partitions(settings)
     project_dir = dbt_project_dir()
-    manifest = prepare_manifest(project_dir, [o.name for o in settings.objects])
+    everything = list(dict.fromkeys(o.name for org in settings.backups for o in org.objects))
+    manifest = prepare_manifest(project_dir, everything)
     project = DbtProject(project_dir=project_dir, profiles_dir=project_dir)
-    mirrors = [mirror_asset(obj, settings, partitions) for obj in settings.objects]
-    history = history_assets(settings, partitions, project, manifest)
+    several = len(settings.backups) > 1
+    defs = [_org_definitions(settings, org, partitions, project, manifest, several, catalogs.get(org.alias))
+            for org in settings.backups]
+    shared = dg.Definitions(
+        resources={
+            "dbt": locked_resource(
+                DbtCliResource(project_dir=project, profiles_dir=str(project_dir), dbt_executable=dbt_executable()),
+                "dbt from this environment, on the project the settings generate."),
+            "io_manager": locked_io_manager(),
+        },
+        executor=default_executor(),
+    )
+    return dg.Definitions.merge(shared, *defs)
+
+
+def _org_definitions(settings: Settings, org: BackupOrgSettings, partitions: dg.TimeWindowPartitionsDefinition,
+                     project: DbtProject, manifest: Path, several: bool, catalog: Catalog | None) -> dg.Definitions:
+    mirrors = [mirror_asset(obj, settings, partitions, org) for obj in org.objects]
+    history = history_assets(settings, partitions, project, manifest, org, only_its_objects=several)
     job = dg.define_asset_job(
         # the anomaly checks run in their own run, launched by the sensor once history is materialized
-        "backup", selection=dg.AssetSelection.assets(*mirrors, history).without_checks(),
-        description=f"Back up the configured objects of '{settings.backup_org}': extract each window into the "
+        "backup" if org.primary else f"backup_{org.alias}",
+        selection=dg.AssetSelection.assets(*mirrors, history).without_checks(),
+        description=f"Back up the configured objects of '{org.alias}': extract each window into the "
                     "mirror tables, then snapshot it into history.",
         executor_def=backup_executor(),
-        tags={ORG_TAG: settings.backup_org},
+        tags={ORG_TAG: org.alias},
     )
-    complete = backup_complete_check([mirror_key(o.name) for o in settings.objects],
-                                     [history_key(o.name) for o in settings.objects], partitions,
-                                     settings.schedule_lag_minutes, settings.max_windows_per_tick)
+    complete = backup_complete_check([mirror_key(o.name, org.key_prefix) for o in org.objects],
+                                     [history_key(o.name, org.key_prefix) for o in org.objects], partitions,
+                                     settings.schedule_lag_minutes, settings.max_windows_per_tick,
+                                     name="backup_complete" if org.primary else f"backup_complete_{org.alias}")
+    salesforce_key, warehouse_key = org_resource_keys(org)
+    database = database_url_env(None if org.primary else org.alias)
     return dg.Definitions(
-        assets=[*mirrors, history],
+        assets=[*mirrors, history, *([catalog_spec(org, catalog)] if catalog is not None else [])],
         asset_checks=[complete],
         jobs=[job],
         schedules=[backup_schedule(job, partitions, settings.schedule_lag_minutes, backed_up_keys=list(history.keys),
@@ -78,13 +115,9 @@ def backup_definitions(settings: Settings) -> dg.Definitions:
                                    retry_max_minutes=settings.retry_max_minutes)],
         # Settings file and environment only: run config cannot reach any of these (see resources.py).
         resources={
-            "salesforce": locked_resource(SalesforceOrgResource.from_settings(settings),
-                                          f"The backed-up org '{settings.backup_org}' (settings file)."),
-            "warehouse": locked_resource(WarehouseResource(), "The backup database (SF_PIPELINE_DATABASE_URL)."),
-            "dbt": locked_resource(
-                DbtCliResource(project_dir=project, profiles_dir=str(project_dir), dbt_executable=dbt_executable()),
-                "dbt from this environment, on the project the settings generate."),
-            "io_manager": locked_io_manager(),
+            salesforce_key: locked_resource(SalesforceOrgResource.from_settings(settings, org.alias),
+                                            f"The backed-up org '{org.alias}' (settings file)."),
+            warehouse_key: locked_resource(WarehouseResource(None if org.primary else org.alias),
+                                           f"The backup database of '{org.alias}' ({database})."),
         },
-        executor=default_executor(),
     )

@@ -52,14 +52,25 @@ class SalesforceOrgResource:
         return f"SalesforceOrgResource(alias={self.alias!r}, budget_share={self.budget_share})"
 
 
+def database_url_env(alias: str | None = None) -> str:
+    """The variable holding a backup database URL: SF_PIPELINE_DATABASE_URL for the primary org, and
+    SF_PIPELINE_<ALIAS>_DATABASE_URL for each other backed-up org (one database per org: each database
+    remembers the one org it backs up, sf_pipeline.warehouse.org_identity)."""
+    return DATABASE_URL_ENV if alias is None else f"SF_PIPELINE_{alias.upper()}_DATABASE_URL"
+
+
 class WarehouseResource:
-    """The backup database (PostgreSQL). Its URL comes from SF_PIPELINE_DATABASE_URL, read when a run needs it."""
+    """The backup database (PostgreSQL). Its URL comes from SF_PIPELINE_DATABASE_URL (another backed-up org's:
+    SF_PIPELINE_<ALIAS>_DATABASE_URL), read when a run needs it."""
+
+    def __init__(self, alias: str | None = None):
+        self.env_var = database_url_env(alias)
 
     @property
     def database_url(self) -> str:
-        url = os.environ.get(DATABASE_URL_ENV)
+        url = os.environ.get(self.env_var)
         if not url:
-            raise dg.Failure(f"{DATABASE_URL_ENV} is not set: it must hold the backup database URL, "
+            raise dg.Failure(f"{self.env_var} is not set: it must hold the backup database URL, "
                              "e.g. postgresql://postgres@127.0.0.1:5432/sf_backup")
         return url
 

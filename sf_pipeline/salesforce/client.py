@@ -200,6 +200,10 @@ class SalesforceClient:
             self._describes[sobject] = self.call(lambda: getattr(self.sf, sobject).describe(), f"describe {sobject}")
         return self._describes[sobject]
 
+    def describe_global(self) -> dict[str, Any]:
+        """Every object of the org with its capabilities (queryable, replicateable, ...): one call."""
+        return self.call(lambda: self.sf.describe(), "describe global")
+
     def forget_describe(self, sobject: str) -> None:
         self._describes.pop(sobject, None)
 

@@ -41,14 +41,21 @@ def soql_datetime(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def window_filter(start: datetime, end: datetime) -> str:
-    """Half-open window on SystemModstamp: a record stamped exactly at `end` belongs to the next window."""
-    return f"SystemModstamp >= {soql_datetime(start)} AND SystemModstamp < {soql_datetime(end)}"
+def window_filter(start: datetime, end: datetime, stamp: str = "SystemModstamp") -> str:
+    """Half-open window on SystemModstamp (or `stamp`, e.g. CreatedDate of an append-only object): a record
+    stamped exactly at `end` belongs to the next window."""
+    return f"{stamp} >= {soql_datetime(start)} AND {stamp} < {soql_datetime(end)}"
 
 
-def window_soql(sobject: str, fields: list[str], start: datetime, end: datetime) -> str:
+def window_soql(sobject: str, fields: list[str], start: datetime, end: datetime, stamp: str = "SystemModstamp") -> str:
     return (f"SELECT {', '.join(soql.field_names(fields))} FROM {soql.api_name(sobject, 'object')} "
-            f"WHERE {window_filter(start, end)}")
+            f"WHERE {window_filter(start, end, stamp)}")
+
+
+def bulk_refused(exc: BaseException) -> bool:
+    """Bulk API refused the object itself ("Entity '<name>' is not supported by the Bulk API.", INVALIDENTITY:
+    Bulk API 2.0 Developer Guide, "General Limits"), not a transient failure: read it through REST instead."""
+    return isinstance(exc, SalesforceExtractError) and "INVALIDENTITY" in str(exc)
 
 
 @dataclass
@@ -120,7 +127,7 @@ def csv_to_batches(body: bytes, fields: list[str], expected: int) -> list[pa.Rec
 
 def bulk_slices(client: SalesforceClient, sobject: str, start: datetime, end: datetime, expected: int, *,
                 slice_records: int = DEFAULT_BULK_SLICE_RECORDS,
-                max_slices: int = MAX_BULK_SLICES) -> list[tuple[datetime, datetime, int]]:
+                max_slices: int = MAX_BULK_SLICES, stamp: str = "SystemModstamp") -> list[tuple[datetime, datetime, int]]:
     """Split [start, end) into SystemModstamp slices of at most about `slice_records` records each, by
     halving in time (one COUNT() per split); empty slices are dropped. Returns (start, end, count),
     oldest first; a window of `expected` <= `slice_records` stays whole."""
@@ -134,7 +141,7 @@ def bulk_slices(client: SalesforceClient, sobject: str, start: datetime, end: da
             if n:
                 done.append((a, b, n))
             continue
-        left = client.count(window_filter(a, mid), sobject, include_deleted=True)
+        left = client.count(window_filter(a, mid, stamp), sobject, include_deleted=True)
         todo.extend([(mid, b, max(n - left, 0)), (a, mid, left)])  # the older half is split first
     return sorted(done)
 
@@ -170,33 +177,66 @@ def _pipelined_bulk_pages(client: SalesforceClient, soqls: Sequence[str], page_s
 def extract_window(client: SalesforceClient, sobject: str, fields: list[str], start: datetime, end: datetime,
                    *, bulk_threshold: int = DEFAULT_BULK_THRESHOLD, bulk_page_size: int = 50_000,
                    bulk_slice_records: int = DEFAULT_BULK_SLICE_RECORDS,
-                   stats: ExtractStats | None = None) -> Iterator[pa.RecordBatch | CsvPage]:
+                   stats: ExtractStats | None = None, stamp: str = "SystemModstamp",
+                   use_bulk: bool = True) -> Iterator[pa.RecordBatch | CsvPage]:
     """Yield the window's records (every version currently stamped in it, deleted ones included):
-    Arrow batches from the REST path, `CsvPage`s from the Bulk path. No record comes twice."""
+    Arrow batches from the REST path, `CsvPage`s from the Bulk path. No record comes twice.
+
+    `stamp` is the field windows are read on: SystemModstamp, or CreatedDate for append-only objects (whose
+    batches then carry it as `SystemModstamp` too, the column the mirror orders versions by). `use_bulk`
+    false (the describe shows Bulk cannot read the object) keeps every window on REST; an object Bulk refuses
+    at run time (INVALIDENTITY) is read through REST as well, noted in `stats.notes`."""
     stats = stats or ExtractStats(sobject, start, end)
-    window_soql(sobject, fields, start, end)  # names from describe are checked before any call
+    synthetic = stamp != "SystemModstamp"
+    selected = [f for f in fields if not (synthetic and f == "SystemModstamp")]
+    window_soql(sobject, selected, start, end, stamp)  # names from describe are checked before any call
     started = time.monotonic()
-    stats.expected = client.count(window_filter(start, end), sobject, include_deleted=True)
+    stats.expected = client.count(window_filter(start, end, stamp), sobject, include_deleted=True)
     if stats.expected == 0:
         stats.mode = "empty"
         stats.seconds = time.monotonic() - started
         return
-    if stats.expected <= bulk_threshold and soql_fits_url(window_soql(sobject, fields, start, end)):
-        stats.mode = "rest"
-        soql = window_soql(sobject, fields, start, end)
-        for records in _prefetch(client.query_pages(soql, include_deleted=True)):
-            stats.pages += 1
-            if records:
-                stats.extracted += len(records)
-                yield records_to_batch(records, fields)
+    pages: Iterator[pa.RecordBatch | CsvPage]
+    fits = soql_fits_url(window_soql(sobject, selected, start, end, stamp))
+    if (stats.expected <= bulk_threshold and fits) or not use_bulk:
+        pages = _rest_pages(client, sobject, selected, start, end, stamp, stats)
     else:
-        stats.mode = "bulk"
         if stats.expected <= bulk_threshold:  # 700+ fields: the REST query would not fit in a URL
             stats.notes.append("Bulk API 2.0: the field list is too long for a REST query URL")
-        slices = bulk_slices(client, sobject, start, end, stats.expected, slice_records=bulk_slice_records)
-        if len(slices) > 1:
-            stats.notes.append(f"{len(slices)} Bulk jobs over SystemModstamp slices, newest first")
-        soqls = [window_soql(sobject, fields, a, b) for a, b, _ in reversed(slices)]
+        pages = _bulk_or_rest_pages(client, sobject, selected, start, end, stamp, stats, bulk_page_size,
+                                    bulk_slice_records)
+    for page in pages:
+        yield _with_stamp_column(page, stamp) if synthetic else page
+    stats.seconds = time.monotonic() - started
+
+
+def _with_stamp_column(page: pa.RecordBatch | CsvPage, stamp: str) -> pa.RecordBatch:
+    """An append-only object's page with `SystemModstamp` = its `stamp` field (a row never changes after it)."""
+    if isinstance(page, CsvPage):
+        batch = read_text_csv(page.data, list(page.columns)).combine_chunks().to_batches()
+        page = batch[0] if batch else pa.RecordBatch.from_pydict({c: pa.array([], pa.string()) for c in page.columns})
+    return page.append_column("SystemModstamp", page.column(page.schema.get_field_index(stamp)))
+
+
+def _rest_pages(client: SalesforceClient, sobject: str, fields: list[str], start: datetime, end: datetime,
+                stamp: str, stats: ExtractStats) -> Iterator[pa.RecordBatch]:
+    stats.mode = "rest"
+    for records in _prefetch(client.query_pages(window_soql(sobject, fields, start, end, stamp), include_deleted=True)):
+        stats.pages += 1
+        if records:
+            stats.extracted += len(records)
+            yield records_to_batch(records, fields)
+
+
+def _bulk_or_rest_pages(client: SalesforceClient, sobject: str, fields: list[str], start: datetime, end: datetime,
+                        stamp: str, stats: ExtractStats, bulk_page_size: int,
+                        bulk_slice_records: int) -> Iterator[pa.RecordBatch | CsvPage]:
+    stats.mode = "bulk"
+    slices = bulk_slices(client, sobject, start, end, stats.expected, slice_records=bulk_slice_records, stamp=stamp)
+    if len(slices) > 1:
+        stats.notes.append(f"{len(slices)} Bulk jobs over {stamp} slices, newest first")
+    soqls = [window_soql(sobject, fields, a, b, stamp) for a, b, _ in reversed(slices)]
+    try:
         for body, n in _prefetch(_pipelined_bulk_pages(client, soqls, bulk_page_size, stats), depth=3):
             stats.pages += 1
             try:
@@ -206,4 +246,44 @@ def extract_window(client: SalesforceClient, sobject: str, fields: list[str], st
             stats.extracted += n
             if n:
                 yield page
+    except SalesforceExtractError as exc:
+        if not bulk_refused(exc) or stats.pages:
+            raise
+        stats.notes.append(f"Bulk API refused {sobject} ({str(exc)[:160]}): read through REST")
+        yield from _rest_pages(client, sobject, fields, start, end, stamp, stats)
+
+
+def extract_all(client: SalesforceClient, sobject: str, fields: list[str], *,
+                bulk_threshold: int = DEFAULT_BULK_THRESHOLD, bulk_page_size: int = 50_000,
+                stats: ExtractStats | None = None, use_bulk: bool = True) -> Iterator[pa.RecordBatch | CsvPage]:
+    """Every record of an object with no timestamp to read windows on (the full-read strategy): REST, or one
+    Bulk API 2.0 job above `bulk_threshold` records (REST again if Bulk refuses the object)."""
+    stats = stats or ExtractStats(sobject, datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
+    query = f"SELECT {', '.join(soql.field_names(fields))} FROM {soql.api_name(sobject, 'object')}"
+    started = time.monotonic()
+    stats.expected = client.count("", sobject, include_deleted=True)
+
+    def rest() -> Iterator[pa.RecordBatch]:
+        stats.mode = "rest (whole object)"
+        for records in _prefetch(client.query_pages(query, include_deleted=True)):
+            stats.pages += 1
+            if records:
+                stats.extracted += len(records)
+                yield records_to_batch(records, fields)
+
+    if (stats.expected <= bulk_threshold and soql_fits_url(query)) or not use_bulk:
+        yield from rest()
+    else:
+        stats.mode = "bulk (whole object)"
+        try:
+            for body, n in _prefetch(_pipelined_bulk_pages(client, [query], bulk_page_size, stats), depth=3):
+                stats.pages += 1
+                stats.extracted += n
+                if n:
+                    yield CsvPage.parse(body, n, fields)
+        except SalesforceExtractError as exc:
+            if not bulk_refused(exc) or stats.pages:
+                raise
+            stats.notes.append(f"Bulk API refused {sobject}: read through REST")
+            yield from rest()
     stats.seconds = time.monotonic() - started
