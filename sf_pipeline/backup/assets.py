@@ -20,9 +20,10 @@ from sf_pipeline.salesforce.extract import ExtractStats, extract_window
 from sf_pipeline.settings import ObjectSettings, Settings
 from sf_pipeline.warehouse import backup_fields, dbt_env_from_url, ensure_mirror_table, load_window
 from sf_pipeline.warehouse.erased import drop_erased_rows
-from sf_pipeline.warehouse.org_identity import verify_org
+from sf_pipeline.warehouse.run_state import keep_calculated_columns
 
 from .partitions import extraction_bounds
+from .preflight import window_preflight
 from .reconciliation import ReconcileSettings, learn_vanished
 from .resources import SalesforceOrgResource, WarehouseResource
 
@@ -47,6 +48,16 @@ def history_key(sobject: str) -> dg.AssetKey:
     return dg.AssetKey(["history", sobject])
 
 
+def run_objects(context: dg.AssetExecutionContext, settings: Settings) -> list[str]:
+    """The objects whose mirror this run materializes (all configured ones when the run selects everything)."""
+    selection = context.run.asset_selection
+    configured = [o.name for o in settings.objects]
+    if not selection:
+        return configured
+    chosen = {k.path[-1] for k in selection if len(k.path) == 2 and k.path[0] == "salesforce"}
+    return [name for name in configured if name in chosen] or configured
+
+
 def mirror_asset(obj: ObjectSettings, settings: Settings, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     """The asset that extracts one window of `obj` and upserts it into `salesforce.<object>`."""
 
@@ -65,12 +76,15 @@ def mirror_asset(obj: ObjectSettings, settings: Settings, partitions: dg.Partiti
         window = context.partition_time_window
         start, end = extraction_bounds(partitions, window)
         client = salesforce.client()
-        describe = client.describe(obj.name)
-        fields = backup_fields(describe["fields"], obj.exclude)
-        names = [f["name"] for f in fields]
         stats = ExtractStats(obj.name, start, end)
         with warehouse.connect() as conn:
-            verify_org(conn, client)  # never another org's records into this org's history
+            # Organization (which org this is), describes and counts: asked once per run for all its objects
+            pre = window_preflight(conn, client, context.run_id, obj.name, run_objects(context, settings),
+                                   [o.name for o in settings.objects], start, end)
+            describe = pre.describe
+            fields = backup_fields(describe["fields"], obj.exclude)
+            names = [f["name"] for f in fields]
+            keep_calculated_columns(conn, obj.name, [f["name"] for f in fields if f.get("calculated")])
             table = ensure_mirror_table(conn, obj.name, describe["fields"], exclude=obj.exclude)
             if table.added_columns:
                 context.log.info(f"{obj.name}: new fields {list(table.added_columns)} added as columns")
@@ -78,13 +92,14 @@ def mirror_asset(obj: ObjectSettings, settings: Settings, partitions: dg.Partiti
                 context.log.warning(f"{obj.name}: field type changed, mirror and history follow: {change.describe()}")
             batches = extract_window(client, obj.name, names, start, end,
                                      bulk_threshold=settings.bulk_threshold,
-                                     bulk_slice_records=settings.bulk_slice_records, stats=stats)
+                                     bulk_slice_records=settings.bulk_slice_records, stats=stats,
+                                     expected=pre.counts.window_count)
             # one extraction never repeats a record: a first load may COPY straight into the mirror
             result = load_window(conn, table, batches, start, end, unique_ids=True)
             # deletions, merges, purges and hard deletes: flagged, and closed in history by this window's snapshot
             vanished = learn_vanished(client, conn, table, obj.name, start, end, ReconcileSettings(
                 settings.reconcile_every_window_below, settings.reconcile_large_every_hours),
-                first_load=result.into_empty_table)
+                first_load=result.into_empty_table, counts=pre.counts)
             # records erased on request (sf_pipeline.privacy.forget) never come back through a later window
             erased = drop_erased_rows(conn, obj.name)
         if vanished.reconciled:
@@ -113,6 +128,12 @@ def mirror_asset(obj: ObjectSettings, settings: Settings, partitions: dg.Partiti
             "seconds": dg.MetadataValue.float(round(stats.seconds + 0.0, 3)),
             "load_seconds": dg.MetadataValue.float(round(result.seconds, 3)),
             "fields": dg.MetadataValue.int(len(names)),
+            "calculated_fields": dg.MetadataValue.text(
+                ", ".join(f["name"] for f in fields if f.get("calculated")) or "none"),
+            "preflight": dg.MetadataValue.text(
+                f"this step asked the org for the run ({pre.api_calls} API calls; describes re-read: "
+                f"{', '.join(pre.describes_refreshed) or 'none'})" if pre.first_step else
+                "read from the run's preflight (no API call)"),
             "new_columns": dg.MetadataValue.text(", ".join(table.added_columns) or "none"),
             **vanished.as_metadata(),
             "erased_records_skipped": dg.MetadataValue.json({"count": len(erased), "ids": erased[:50]}),

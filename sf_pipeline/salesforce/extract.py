@@ -170,13 +170,16 @@ def _pipelined_bulk_pages(client: SalesforceClient, soqls: Sequence[str], page_s
 def extract_window(client: SalesforceClient, sobject: str, fields: list[str], start: datetime, end: datetime,
                    *, bulk_threshold: int = DEFAULT_BULK_THRESHOLD, bulk_page_size: int = 50_000,
                    bulk_slice_records: int = DEFAULT_BULK_SLICE_RECORDS,
-                   stats: ExtractStats | None = None) -> Iterator[pa.RecordBatch | CsvPage]:
+                   stats: ExtractStats | None = None,
+                   expected: int | None = None) -> Iterator[pa.RecordBatch | CsvPage]:
     """Yield the window's records (every version currently stamped in it, deleted ones included):
-    Arrow batches from the REST path, `CsvPage`s from the Bulk path. No record comes twice."""
+    Arrow batches from the REST path, `CsvPage`s from the Bulk path. No record comes twice. `expected`: the
+    window's COUNT() when already asked (the run's preflight), saving the call."""
     stats = stats or ExtractStats(sobject, start, end)
     window_soql(sobject, fields, start, end)  # names from describe are checked before any call
     started = time.monotonic()
-    stats.expected = client.count(window_filter(start, end), sobject, include_deleted=True)
+    stats.expected = expected if expected is not None else client.count(window_filter(start, end), sobject,
+                                                                         include_deleted=True)
     if stats.expected == 0:
         stats.mode = "empty"
         stats.seconds = time.monotonic() - started
