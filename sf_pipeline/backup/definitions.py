@@ -68,7 +68,9 @@ def backup_definitions(settings: Settings) -> dg.Definitions:
     )
     complete = backup_complete_check([mirror_key(o.name) for o in settings.objects],
                                      [history_key(o.name) for o in settings.objects], partitions,
-                                     settings.schedule_lag_minutes, settings.max_windows_per_tick)
+                                     settings.schedule_lag_minutes, settings.max_windows_per_tick,
+                                     object_names=[o.name for o in settings.objects],
+                                     reconcile_every_hours=settings.reconcile_large_every_hours)
     return dg.Definitions(
         assets=[*mirrors, history],
         asset_checks=[complete],
