@@ -46,6 +46,7 @@ from sf_pipeline.anomalies.settings import (
 from sf_pipeline.anomalies.vanishing import detect_mass_vanishing, without_vanished_deletions
 from sf_pipeline.warehouse.history import history_columns
 from sf_pipeline.warehouse.names import HISTORY_SCHEMA, ident, qualified, table_name
+from sf_pipeline.warehouse.run_state import calculated_columns
 from sf_pipeline.warehouse.schema import table_columns
 
 DETECTORS: tuple[str, ...] = (
@@ -244,9 +245,11 @@ def window_changes(
     columns = history_columns(conn, object_name)
     present = set(columns)
     history = _history(object_name)
-    # Every column but the bookkeeping ones that change with every edit; the deleted flag stays in, it is
-    # the mass-delete detector's signal.
-    diffed = [c for c in columns if c == "isdeleted" or not is_skipped_column(c)]
+    # Every column but the bookkeeping ones that change with every edit, and the calculated ones (formulas,
+    # roll-ups: their values drift without anyone editing the record, README "Calculated fields"); the
+    # deleted flag stays in, it is the mass-delete detector's signal.
+    calculated = calculated_columns(conn, object_name)
+    diffed = [c for c in columns if c == "isdeleted" or not (is_skipped_column(c) or c in calculated)]
     table = sql.Identifier(f"sfp_window_changes_{uuid.uuid4().hex[:12]}")
     params = {"start": start, "end": end, "fields": diffed}
     with _analytics(conn):
@@ -758,6 +761,16 @@ def baseline(
     return Baseline(current=counts.get(0, 0), previous=tuple(previous))
 
 
+_PHANTOM_VERSIONS = sql.SQL(
+    """
+    SELECT count(*) FROM {history} AS c
+    JOIN {history} AS p ON p.id = c.id AND p.dbt_valid_to = c.dbt_valid_from
+    WHERE c.dbt_valid_from >= %(start)s AND c.dbt_valid_from < %(end)s
+      AND NOT EXISTS (SELECT 1 FROM {table} AS t WHERE t.id = c.id AND t.valid_from = c.dbt_valid_from)
+    """
+)
+
+
 _TOP_USER = sql.SQL(
     """
     SELECT user_id, count(DISTINCT id) AS n, min(valid_from) AS first_change, max(valid_from) AS last_change,
@@ -808,6 +821,14 @@ def detect_volume(
     }
     if usual.current > limits.spike_factor * median and usual.current > limits.spike_min_changes:
         with _changes_for(conn, object_name, start, end, changes) as window:
+            # Versions that changed nothing but calculated or bookkeeping columns (a roll-up recalculated, the
+            # platform touching SystemModstamp) are no one's change: they do not count towards a spike.
+            (phantom,) = conn.execute(_PHANTOM_VERSIONS.format(history=_history(object_name), table=window.table),
+                                      {"start": start, "end": end}).fetchone()
+            details["versions_without_change"] = phantom
+            if usual.current - phantom <= limits.spike_factor * median or \
+                    usual.current - phantom <= limits.spike_min_changes:
+                return []
             query = _TOP_USER.format(table=window.table)
             with conn.cursor(row_factory=dict_row) as cursor:
                 top = cursor.execute(query, {"skip": list(resolved.skip_fields)}).fetchone()

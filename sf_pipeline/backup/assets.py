@@ -23,9 +23,10 @@ from sf_pipeline.settings import BackupOrgSettings, ObjectSettings, Settings
 from sf_pipeline.warehouse import backup_fields, dbt_env_from_url, ensure_mirror_table, load_window
 from sf_pipeline.warehouse.erased import drop_erased_rows
 from sf_pipeline.warehouse.full_read import load_full_read
-from sf_pipeline.warehouse.org_identity import verify_org
+from sf_pipeline.warehouse.run_state import keep_calculated_columns
 
 from .partitions import extraction_bounds
+from .preflight import window_preflight
 from .reconciliation import ReconcileSettings, VanishedReport, learn_vanished
 from .resources import WarehouseResource
 
@@ -87,6 +88,18 @@ def catalog_metadata(obj: ObjectSettings) -> dict[str, Any]:
             "strategy_reason": plan.reason}
 
 
+def run_objects(context: dg.AssetExecutionContext, org: BackupOrgSettings) -> list[str]:
+    """The objects of `org` whose mirror this run materializes (all of them when the run selects everything)."""
+    selection = context.run.asset_selection
+    configured = [o.name for o in org.objects]
+    if not selection:
+        return configured
+    prefix = list(org.key_prefix)
+    chosen = {k.path[-1] for k in selection
+              if len(k.path) == len(prefix) + 2 and list(k.path[:-2]) == prefix and k.path[-2] == "salesforce"}
+    return [name for name in configured if name in chosen] or configured
+
+
 def mirror_asset(obj: ObjectSettings, settings: Settings, partitions: dg.PartitionsDefinition,
                  org: BackupOrgSettings | None = None) -> dg.AssetsDefinition:
     """The asset that extracts one window of `obj` and upserts it into `salesforce.<object>`."""
@@ -112,16 +125,19 @@ def mirror_asset(obj: ObjectSettings, settings: Settings, partitions: dg.Partiti
         salesforce = getattr(context.resources, resource_keys[0])
         warehouse = getattr(context.resources, resource_keys[1])
         client = salesforce.client()
-        describe = client.describe(obj.name)
-        plan = window_plan(obj.name, describe)  # from today's describe: capabilities can change
-        table_fields = table_fields_for(plan, describe["fields"])
-        fields = backup_fields(table_fields, obj.exclude)
-        names = [f["name"] for f in fields]
         stats = ExtractStats(obj.name, start, end)
-        use_bulk = plan.read_api == ReadApi.BULK_OR_REST
         with warehouse.connect() as conn:
-            verify_org(conn, client)  # never another org's records into this org's history
+            # Organization (which org this is), describes and counts: asked once per run for all its objects
+            pre = window_preflight(conn, client, context.run_id, obj.name, run_objects(context, org),
+                                   [o.name for o in org.objects], start, end)
+            describe = pre.describe
+            plan = window_plan(obj.name, describe)  # from today's describe: capabilities can change
+            table_fields = table_fields_for(plan, describe["fields"])
+            fields = backup_fields(table_fields, obj.exclude)
+            names = [f["name"] for f in fields]
+            keep_calculated_columns(conn, obj.name, [f["name"] for f in fields if f.get("calculated")])
             table = ensure_mirror_table(conn, obj.name, table_fields, exclude=obj.exclude)
+            use_bulk = plan.read_api == ReadApi.BULK_OR_REST
             if table.added_columns:
                 context.log.info(f"{obj.name}: new fields {list(table.added_columns)} added as columns")
             for change in table.type_changes:
@@ -136,13 +152,14 @@ def mirror_asset(obj: ObjectSettings, settings: Settings, partitions: dg.Partiti
                 batches = extract_window(client, obj.name, names, start, end,
                                          bulk_threshold=settings.bulk_threshold,
                                          bulk_slice_records=settings.bulk_slice_records, stats=stats,
-                                         stamp=plan.stamp_field or "SystemModstamp", use_bulk=use_bulk)
+                                         stamp=plan.stamp_field or "SystemModstamp", use_bulk=use_bulk,
+                                         expected=pre.counts.window_count)
                 # one extraction never repeats a record: a first load may COPY straight into the mirror
                 result = load_window(conn, table, batches, start, end, unique_ids=True)
                 # deletions, merges, purges and hard deletes: flagged, and closed in history by this window's snapshot
                 vanished = learn_vanished(client, conn, table, obj.name, start, end, ReconcileSettings(
                     settings.reconcile_every_window_below, settings.reconcile_large_every_hours),
-                    first_load=result.into_empty_table)
+                    first_load=result.into_empty_table, counts=pre.counts)
             # records erased on request (sf_pipeline.privacy.forget) never come back through a later window
             erased = drop_erased_rows(conn, obj.name)
         for note in stats.notes:
@@ -175,6 +192,12 @@ def mirror_asset(obj: ObjectSettings, settings: Settings, partitions: dg.Partiti
             "seconds": dg.MetadataValue.float(round(stats.seconds + 0.0, 3)),
             "load_seconds": dg.MetadataValue.float(round(result.seconds, 3)),
             "fields": dg.MetadataValue.int(len(names)),
+            "calculated_fields": dg.MetadataValue.text(
+                ", ".join(f["name"] for f in fields if f.get("calculated")) or "none"),
+            "preflight": dg.MetadataValue.text(
+                f"this step asked the org for the run ({pre.api_calls} API calls; describes re-read: "
+                f"{', '.join(pre.describes_refreshed) or 'none'})" if pre.first_step else
+                "read from the run's preflight (no API call)"),
             "new_columns": dg.MetadataValue.text(", ".join(table.added_columns) or "none"),
             **vanished.as_metadata(),
             "erased_records_skipped": dg.MetadataValue.json({"count": len(erased), "ids": erased[:50]}),
@@ -222,6 +245,30 @@ class HistoryTranslator(DagsterDbtTranslator):
         return {**super().get_metadata(dbt_resource_props), **extra}
 
 
+def changed_objects(context: dg.AssetExecutionContext,
+                    history_keys: list[dg.AssetKey]) -> tuple[list[dg.AssetKey], dict[dg.AssetKey, str]]:
+    """Split the history keys of a run into those whose window changed the mirror and those it left unchanged.
+
+    Unchanged: this run materialized `salesforce/<Object>` with no record extracted, nothing vanished and no type
+    change; the snapshot would read no row. Anything else (a mirror not materialized by this run) counts as
+    changed, so history is never skipped on a guess.
+    """
+    changed: list[dg.AssetKey] = []
+    unchanged: dict[dg.AssetKey, str] = {}
+    for key in history_keys:
+        event = context.instance.get_latest_materialization_event(mirror_key(key.path[-1], key.path[:-2]))
+        if event is None or event.run_id != context.run_id or event.asset_materialization is None:
+            changed.append(key)
+            continue
+        meta = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+        if meta.get("records_extracted", 1) == 0 and meta.get("vanished_total", 1) == 0 and \
+                meta.get("type_changes", "none") == "none":
+            unchanged[key] = "the window changed nothing in the mirror (no record extracted, nothing vanished)"
+        else:
+            changed.append(key)
+    return changed, unchanged
+
+
 def history_assets(settings: Settings, partitions: dg.PartitionsDefinition, project: DbtProject,
                    manifest: Path, org: BackupOrgSettings | None = None,
                    only_its_objects: bool = False) -> dg.AssetsDefinition:
@@ -249,9 +296,20 @@ def history_assets(settings: Settings, partitions: dg.PartitionsDefinition, proj
         dbt: DbtCliResource = context.resources.dbt
         warehouse: WarehouseResource = getattr(context.resources, warehouse_key)
         start, end = extraction_bounds(partitions, context.partition_time_window)
+        changed, unchanged = changed_objects(context, sorted(context.selected_asset_keys))
+        for key, why in unchanged.items():
+            # nothing to snapshot: the window is backed up as it is (history already holds every version)
+            yield dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_key(key),
+                            metadata={"snapshot": dg.MetadataValue.text(f"skipped: {why}")})
+        if not changed:
+            context.log.info(f"no object changed in this window: dbt not run ({len(unchanged)} unchanged)")
+            return
         # profiles.yml reads the connection from SF_PIPELINE_PG_*; derive them from the one database URL.
         os.environ.update(dbt_env_from_url(warehouse.database_url))
         variables = {"window_start": start.isoformat(), "window_end": end.isoformat()}
-        yield from dbt.cli(["snapshot", "--vars", json.dumps(variables)], context=context).stream()
+        args = ["snapshot", "--vars", json.dumps(variables)]
+        if unchanged:
+            args += ["--exclude", " ".join(k.path[-1].lower() for k in unchanged)]
+        yield from dbt.cli(args, context=context).stream()
 
     return _history

@@ -3,18 +3,32 @@
 The check names the holes (runs of windows whose `history/<Object>` was never materialized) and what will
 repair them. It sits on `salesforce/<Object>` (so the anomaly job, which takes the checks of the history
 assets, does not run it) as one multi-asset check, one step for all objects; run it from the UI or in a job
-of its own. Built to grow: counts, reconciliation and delete-log coverage become more `Finding`s of the same
-check, each with its detail and its repair in the metadata.
+of its own. As of the end of each object's newest backed-up window it also compares the mirror's live count with
+the org's `COUNT()`, reads the last id reconciliation's result and the org's delete-log coverage
+(`completeness.py`). Each condition is a `Finding` with its detail and its repair in the metadata; `failed`
+lists the ones that do not hold.
 """
 
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from .schedules import backed_up_windows
+from sf_pipeline.warehouse.names import MIRROR_SCHEMA, table_name
+from sf_pipeline.warehouse.schema import table_columns
+
+from .completeness import (
+    counts_finding,
+    delete_log_finding,
+    last_reconciliation,
+    mirror_live_before,
+    org_evidence,
+    reconciliation_finding,
+)
+from .findings import Finding
+from .resources import SalesforceOrgResource, WarehouseResource
+from .schedules import backed_up_subset
 
 CHECK_NAME = "backup_complete"
 
@@ -30,16 +44,6 @@ def window_holes(closed: Sequence[str], backed_up: set[str]) -> list[tuple[str, 
             holes.append((run[0], run[-1], len(run)))
             run = []
     return holes
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One condition of `backup_complete`: whether it holds, what was found, and what will repair it."""
-
-    name: str
-    passed: bool
-    detail: str
-    repair: str = ""
 
 
 def holes_finding(closed: Sequence[str], backed_up: set[str], max_windows_per_tick: int) -> Finding:
@@ -60,7 +64,8 @@ def holes_finding(closed: Sequence[str], backed_up: set[str], max_windows_per_ti
 
 def check_result(key: dg.AssetKey, findings: Sequence[Finding]) -> dg.AssetCheckResult:
     failed = [f for f in findings if not f.passed]
-    metadata: dict[str, dg.MetadataValue] = {}
+    metadata: dict[str, dg.MetadataValue] = {
+        "failed": dg.MetadataValue.text(", ".join(f.name for f in failed) or "none")}
     for finding in findings:
         metadata[finding.name] = dg.MetadataValue.text(finding.detail)
         if finding.repair:
@@ -72,22 +77,82 @@ def check_result(key: dg.AssetKey, findings: Sequence[Finding]) -> dg.AssetCheck
 
 def backup_complete_check(mirror_keys: Sequence[dg.AssetKey], history_keys: Sequence[dg.AssetKey],
                           partitions: dg.TimeWindowPartitionsDefinition, lag_minutes: int,
-                          max_windows_per_tick: int, name: str = CHECK_NAME) -> dg.AssetChecksDefinition:
+                          max_windows_per_tick: int, name: str = CHECK_NAME, *,
+                          object_names: Sequence[str] | None = None, reconcile_every_hours: float = 24.0,
+                          stamps: Sequence[str | None] | None = None,
+                          resource_keys: tuple[str, str] = ("salesforce", "warehouse")
+                          ) -> dg.AssetChecksDefinition:
     """The check on each `mirror_keys[i]`, judged by the materialized windows of `history_keys[i]`; `name` is
-    the step's (one per backed-up org)."""
+    the step's (one per backed-up org).
+
+    With `object_names` (the Salesforce objects behind the keys), it also asks the org and the backup
+    database, as of the end of each object's newest backed-up window: counts, reconciliation, delete log
+    (`completeness.py`); it then needs the org's Salesforce and warehouse resources (`resource_keys`). `stamps`:
+    the field each object's windows are read on (SystemModstamp, CreatedDate for append-only objects, None for
+    objects read whole, which have no count as of an instant to compare).
+    """
     lag = timedelta(minutes=lag_minutes)
     pairs = list(zip(mirror_keys, history_keys, strict=True))
+    names = list(object_names) if object_names is not None else None
+    if names is not None and len(names) != len(pairs):
+        raise ValueError("backup_complete_check: one object name per mirror key")
+    description = ("Every window from the start to the newest one closed `schedule_lag_minutes` ago is backed up "
+                   "(mirror and history); names the holes and what repairs them.")
+    if names is not None:
+        description += (" As of the newest backed-up window's end: the mirror's live count equals the org's "
+                        "COUNT() (within the records changed since), the ids were reconciled recently, and the "
+                        "org's delete log still reaches back to it.")
 
     @dg.multi_asset_check(
-        specs=[dg.AssetCheckSpec(CHECK_NAME, asset=mirror, description=(
-            "Every window from the start to the newest one closed `schedule_lag_minutes` ago is backed up "
-            "(mirror and history); names the holes and what repairs them.")) for mirror, _ in pairs],
+        specs=[dg.AssetCheckSpec(CHECK_NAME, asset=mirror, description=description) for mirror, _ in pairs],
         name=name,
+        required_resource_keys=set(resource_keys) if names is not None else set(),
     )
     def _backup_complete(context: dg.AssetCheckExecutionContext):
         closed = partitions.get_partition_keys(current_time=datetime.now(UTC) - lag)
+        per_object: list[tuple[dg.AssetKey, list[Finding], datetime | None]] = []
         for mirror, history in pairs:
-            done = backed_up_windows(context.instance, [history], partitions)
-            yield check_result(mirror, [holes_finding(closed, done, max_windows_per_tick)])
+            subset = backed_up_subset(context.instance, [history], partitions)
+            done = set(subset.get_partition_keys())
+            windows = list(subset.included_time_windows)
+            newest_end = max((w.end for w in windows), default=None)
+            per_object.append((mirror, [holes_finding(closed, done, max_windows_per_tick)], newest_end))
+        if names is not None:
+            _org_findings(context, per_object, names, list(stamps) if stamps is not None else ["SystemModstamp"] * len(names),
+                          reconcile_every_hours, resource_keys)
+        for mirror, findings, _ in per_object:
+            yield check_result(mirror, findings)
 
     return _backup_complete
+
+
+def _org_findings(context: dg.AssetCheckExecutionContext,
+                  per_object: list[tuple[dg.AssetKey, list[Finding], datetime | None]], names: Sequence[str],
+                  stamps: Sequence[str | None],
+                  reconcile_every_hours: float, resource_keys: tuple[str, str]) -> None:
+    """Counts, reconciliation and delete-log findings of every backed-up object, the org asked in batches."""
+    salesforce: SalesforceOrgResource = getattr(context.resources, resource_keys[0])
+    warehouse: WarehouseResource = getattr(context.resources, resource_keys[1])
+    client = salesforce.client()
+    with warehouse.connect() as conn:
+        asked: list[tuple[str, datetime, bool]] = []
+        for (_, findings, as_of), sobject, stamp in zip(per_object, names, stamps, strict=True):
+            if as_of is None:
+                findings.append(Finding("counts", True, "no window backed up yet: nothing to compare"))
+                continue
+            if stamp is None:
+                findings.append(Finding("counts", True, "no timestamp field: every window reads the object whole "
+                                                        "and compares it with the mirror"))
+                continue
+            deletable = any(name == "isdeleted" for name, _ in table_columns(conn, MIRROR_SCHEMA, table_name(sobject)))
+            asked.append((sobject, as_of, deletable, stamp))
+        evidence = org_evidence(client, asked)
+        for (_, findings, as_of), sobject, stamp in zip(per_object, names, stamps, strict=True):
+            if as_of is None or stamp is None:
+                continue
+            org = evidence[sobject]
+            findings.append(counts_finding(as_of, mirror_live_before(conn, sobject, as_of), org))
+            findings.append(reconciliation_finding(last_reconciliation(conn, sobject), as_of, reconcile_every_hours))
+            findings.append(delete_log_finding(as_of, org))
+    context.log.info(f"backup_complete asked the org {client.api_calls} HTTP requests for {len(names)} objects")
+

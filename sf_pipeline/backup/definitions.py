@@ -9,7 +9,7 @@ import dagster as dg
 from dagster_dbt import DbtCliResource, DbtProject
 
 from sf_pipeline.salesforce.catalog import Catalog
-from sf_pipeline.settings import BackupOrgSettings, Settings
+from sf_pipeline.settings import BackupOrgSettings, ObjectSettings, Settings
 
 from .assets import ORG_TAG, history_assets, history_key, mirror_asset, mirror_key, org_resource_keys
 from .catalog_asset import catalog_spec
@@ -87,6 +87,11 @@ def backup_definitions(settings: Settings, catalogs: Mapping[str, Catalog] | Non
     return dg.Definitions.merge(shared, *defs)
 
 
+def _stamp(obj: ObjectSettings) -> str | None:
+    """The field an object's windows are read on: SystemModstamp unless the catalog planned otherwise."""
+    return obj.plan.stamp_field if obj.plan is not None else "SystemModstamp"
+
+
 def _org_definitions(settings: Settings, org: BackupOrgSettings, partitions: dg.TimeWindowPartitionsDefinition,
                      project: DbtProject, manifest: Path, several: bool, catalog: Catalog | None) -> dg.Definitions:
     mirrors = [mirror_asset(obj, settings, partitions, org) for obj in org.objects]
@@ -103,7 +108,11 @@ def _org_definitions(settings: Settings, org: BackupOrgSettings, partitions: dg.
     complete = backup_complete_check([mirror_key(o.name, org.key_prefix) for o in org.objects],
                                      [history_key(o.name, org.key_prefix) for o in org.objects], partitions,
                                      settings.schedule_lag_minutes, settings.max_windows_per_tick,
-                                     name="backup_complete" if org.primary else f"backup_complete_{org.alias}")
+                                     name="backup_complete" if org.primary else f"backup_complete_{org.alias}",
+                                     object_names=[o.name for o in org.objects],
+                                     stamps=[_stamp(o) for o in org.objects],
+                                     reconcile_every_hours=settings.reconcile_large_every_hours,
+                                     resource_keys=org_resource_keys(org))
     salesforce_key, warehouse_key = org_resource_keys(org)
     database = database_url_env(None if org.primary else org.alias)
     return dg.Definitions(

@@ -24,6 +24,7 @@ import psycopg
 
 from sf_pipeline.salesforce import SalesforceClient
 from sf_pipeline.salesforce.deletions import DeleteLog, count_ids, delete_log, hard_delete_jobs, ids_in_ranges
+from sf_pipeline.warehouse.run_state import WindowCounts
 from sf_pipeline.warehouse.schema import MirrorTable
 from sf_pipeline.warehouse.vanished import (
     VanishedRecord,
@@ -32,6 +33,7 @@ from sf_pipeline.warehouse.vanished import (
     last_reconciliation,
     mark_vanished,
     mirror_rows,
+    reconcilable_count,
     reconcilable_ids,
     record_reconciliation,
 )
@@ -82,15 +84,18 @@ class _Range:
 
 
 def find_differences(mirror_ids: Sequence[str], count_org: Callable[[Bound, Bound], int],
-                     fetch_org_ids: Callable[[list[tuple[Bound, Bound]], int], set[str]]) -> Differences:
+                     fetch_org_ids: Callable[[list[tuple[Bound, Bound]], int], set[str]],
+                     total: int | None = None) -> Differences:
     """Compare the org's ids with `mirror_ids` (sorted in byte order) by counts, descending where they differ.
 
     `count_org(low, high)` counts the org's ids in [low, high); `fetch_org_ids(ranges, expected)` returns the
     org's ids in those ranges. Ranges are cut at mirror ids, so the mirror side is an index difference.
+    `total`: the org's count over every id when already known (the run's preflight asked it).
     """
     result = Differences()
-    total = count_org(None, None)
-    result.count_calls += 1
+    if total is None:
+        total = count_org(None, None)
+        result.count_calls += 1
     result.org_ids = total
     pending = [_Range(None, None, 0, len(mirror_ids), total)]
     if total == len(mirror_ids):
@@ -166,13 +171,15 @@ class VanishedReport:
     reconcile_seconds: float = 0.0
     missing_from_backup: int = 0
     vanished_ids: list[str] = field(default_factory=list)
+    delete_log_skipped: bool = False
 
     def as_metadata(self) -> dict[str, Any]:
         return {
             "vanished_flagged": ", ".join(f"{k}: {v}" for k, v in sorted(self.flagged.items())) or "none",
             "vanished_total": sum(self.flagged.values()),
             "delete_log_ids": self.delete_log_ids,
-            "delete_log_coverage": ("not read" if self.delete_log_covered is None else
+            "delete_log_coverage": ("not read: nothing changed (empty window, equal counts)" if self.delete_log_skipped
+                                    else "not read" if self.delete_log_covered is None else
                                     "covers the window" if self.delete_log_covered else
                                     f"starts at {self.earliest_available.isoformat() if self.earliest_available else '?'}"
                                     ", after the window's start"),
@@ -191,10 +198,16 @@ def _count(flagged: dict[str, int], records: Sequence[VanishedRecord]) -> None:
 
 def learn_vanished(client: SalesforceClient, conn: psycopg.Connection[Any], table: MirrorTable, sobject: str,
                    start: datetime, end: datetime, settings: ReconcileSettings, *, first_load: bool,
-                   now: datetime | None = None) -> VanishedReport:
+                   now: datetime | None = None, counts: WindowCounts | None = None) -> VanishedReport:
     """After a window is loaded: flag what queryAll reported deleted or merged, read the delete log for
     records purged before we saw them, and reconcile ids when due (or when the log no longer covers the
-    window: then in full, whatever the schedule)."""
+    window: then in full, whatever the schedule).
+
+    `counts` (the run's preflight: the window's COUNT() and the org's COUNT() of records created before the
+    window's end) makes an unchanged window free: when nothing is stamped in the window and the org counts as
+    many records as the mirror holds, the reconciliation's first comparison is already answered (nothing
+    vanished) and the delete log has nothing to add. When the counts differ, the ids are reconciled now,
+    whatever the object's size."""
     found_at = now or datetime.now(UTC)
     report = VanishedReport()
     ensure_vanished_columns(conn, table)
@@ -204,6 +217,19 @@ def learn_vanished(client: SalesforceClient, conn: psycopg.Connection[Any], tabl
         report.reconcile_reason = "first load: every record was just read"
         record_reconciliation(conn, sobject, _summary(end, report.reconcile_reason, found_at, 0, 0, 0, 0, 0, 0.0))
         return report
+
+    mirror_total = reconcilable_count(conn, table, end) if counts is not None and counts.org_total is not None \
+        else None
+    if counts is not None and counts.window_count == 0 and mirror_total is not None and \
+            counts.org_total == mirror_total:
+        report.reconciled = True
+        report.reconcile_reason = (f"counts equal: the org and the mirror hold {mirror_total:,} records created "
+                                   "before the window's end, and none is stamped in the window")
+        report.delete_log_skipped = True
+        record_reconciliation(conn, sobject, _summary(end, report.reconcile_reason, found_at, mirror_total,
+                                                      mirror_total, 0, 0, 0, 0.0))
+        return report
+    counts_differ = counts is not None and mirror_total is not None and counts.org_total != mirror_total
 
     if "isdeleted" in table.column_types:
         log = delete_log(client, sobject, start, end)
@@ -227,6 +253,9 @@ def learn_vanished(client: SalesforceClient, conn: psycopg.Connection[Any], tabl
         size = conn.execute(f'SELECT count(*) FROM "{table.schema}"."{table.name}"').fetchone()[0]
         if size < settings.every_window_below:
             reason = f"every window ({size:,} records < reconcile.every_window_below {settings.every_window_below:,})"
+        elif counts_differ:
+            reason = (f"counts differ: the org holds {counts.org_total:,} records created before the window's end, "
+                      f"the mirror {mirror_total:,}")
         else:
             last = last_reconciliation(conn, sobject)
             if last is None or found_at - last >= timedelta(hours=settings.large_every_hours):

@@ -16,7 +16,7 @@ added at run time; the describe answers carry Last-Modified.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime as http_date
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
@@ -144,8 +144,13 @@ def metadata_modified(org: Any, object_name: str | None) -> datetime:
 
 
 def mark_modified(org: Any, object_name: str) -> None:
+    # Last-Modified has one-second resolution; a test clock frozen at the instant of the last describe would
+    # stamp this change in that same second and answer 304 to a client holding that describe. A change always
+    # follows the metadata it changes, so it is stamped at least a second after the last one.
+    latest = metadata_modified(org, None).replace(microsecond=0)
+    stamp = max(org.clock.now(), latest + timedelta(seconds=1))
     changes = org.store.get_meta("describe_modified") or {}
-    changes[object_name] = format_datetime(org.clock.now())
+    changes[object_name] = format_datetime(stamp)
     org.store.set_meta("describe_modified", changes)
 
 

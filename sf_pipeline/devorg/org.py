@@ -325,9 +325,15 @@ class Org:
     def change_field_type(self, object_name: str, field_name: str, new_type: str, **size: Any) -> dict[str, Any]:
         """Change a custom field's type as an admin does in Setup; describe and stored values follow
         (see field_types.py for the conversions and the Salesforce Help article they come from)."""
+        from .composite import mark_modified
         from .field_types import change_field_type
 
-        return change_field_type(self, object_name, field_name, new_type, **size)
+        changed = change_field_type(self, object_name, field_name, new_type, **size)
+        # A type change is a metadata change: the object's describe answers If-Modified-Since with 200 again
+        # (REST API Developer Guide, "sObject Describe", If-Modified-Since: "If the object metadata has not
+        # changed since the included date, a 304 Not Modified status code is returned").
+        mark_modified(self, self.schema.get(object_name).name)
+        return changed
 
     def _restore_added_fields(self) -> None:
         from .schema import custom_field

@@ -20,9 +20,9 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
-from urllib.parse import quote_plus
+from urllib.parse import quote_plus, urlencode
 
 import requests
 from simple_salesforce import Salesforce
@@ -38,6 +38,7 @@ from . import soql
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _LIMIT = re.compile(r"api-usage=(\d+)/(\d+)")
+BATCH_SUBREQUESTS = 25  # Composite Batch's documented maximum
 
 
 class ApiBudgetExceeded(RuntimeError):
@@ -206,6 +207,68 @@ class SalesforceClient:
 
     def forget_describe(self, sobject: str) -> None:
         self._describes.pop(sobject, None)
+
+    def get_if_modified(self, path: str, since: str | None) -> tuple[dict[str, Any] | None, str | None]:
+        """GET a describe (`sobjects/`, `sobjects/<X>/describe/`) sending `If-Modified-Since: since`: (None, since)
+        when the org answers 304 Not Modified, else (the body, its `Last-Modified`). REST API Developer Guide,
+        "sObject Describe" / "Describe Global", header If-Modified-Since:
+        https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_sobject_describe.htm"""
+
+        def do() -> requests.Response:
+            url = f"https://{self.sf.sf_instance}/services/data/v{self.sf.sf_version}/{path}"
+            headers = {"Authorization": f"Bearer {self.sf.session_id}", "Accept": "application/json"}
+            if since:
+                headers["If-Modified-Since"] = since
+            resp = self.sf.session.request("GET", url, headers=headers)
+            self._note_usage(resp.headers.get("Sforce-Limit-Info"))
+            if resp.status_code == 401:
+                raise InvalidSession(f"GET {path}: {resp.text[:300]}")
+            if resp.status_code >= 500:
+                raise SalesforceGeneralError(url, resp.status_code, path, resp.text[:500])
+            if resp.status_code >= 400:
+                raise SalesforceExtractError(f"GET {path} failed ({resp.status_code}): {resp.text[:500]}")
+            return resp
+
+        resp = self.call(do, f"GET {path} (If-Modified-Since)")
+        if resp.status_code == 304:
+            return None, since
+        self.bytes_received += len(resp.content)
+        return resp.json(), resp.headers.get("Last-Modified")
+
+    def composite_batch(self, subrequests: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Run GET subrequests (`{"method": "GET", "url": "v59.0/query?q=..."}`) through Composite Batch, 25 per
+        call, and return each one's `{"statusCode", "result"}` in order. One HTTP request per 25; Salesforce counts
+        each subrequest against the API limit (REST API Developer Guide, "Composite Batch":
+        https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_batch.htm)."""
+        results: list[dict[str, Any]] = []
+        for i in range(0, len(subrequests), BATCH_SUBREQUESTS):
+            chunk = [dict(s) for s in subrequests[i:i + BATCH_SUBREQUESTS]]
+            answer = self.call(lambda c=chunk: self.sf.restful("composite/batch", method="POST",
+                                                               json={"batchRequests": c, "haltOnError": False}),
+                               f"composite batch of {len(chunk)}")
+            got = answer.get("results") or []
+            if len(got) != len(chunk):
+                raise SalesforceExtractError(f"composite batch answered {len(got)} results for {len(chunk)} "
+                                             "subrequests")
+            results += got
+        return results
+
+    def batch_url(self, path: str, params: Mapping[str, str] | None = None) -> str:
+        """A subrequest URL relative to /services/data (`v59.0/query?q=...`)."""
+        query = f"?{urlencode(params)}" if params else ""
+        return f"v{self.sf.sf_version}/{path}{query}"
+
+    def counts(self, queries: Sequence[tuple[str, bool]]) -> list[int]:
+        """`SELECT COUNT() ...` queries, (SOQL, include_deleted) each, answered 25 per HTTP request."""
+        subrequests = [{"method": "GET", "url": self.batch_url("queryAll" if deleted else "query", {"q": q})}
+                       for q, deleted in queries]
+        out: list[int] = []
+        for (q, _), result in zip(queries, self.composite_batch(subrequests), strict=True):
+            if result["statusCode"] >= 400:
+                raise SalesforceExtractError(f"`{q}` failed in a composite batch ({result['statusCode']}): "
+                                             f"{str(result.get('result'))[:300]}")
+            out.append(int(result["result"]["totalSize"]))
+        return out
 
     def count(self, soql_where: str, sobject: str, include_deleted: bool = True) -> int:
         query = f"SELECT COUNT() FROM {soql.api_name(sobject, 'object')}" + (f" WHERE {soql_where}" if soql_where else "")

@@ -178,20 +178,22 @@ def extract_window(client: SalesforceClient, sobject: str, fields: list[str], st
                    *, bulk_threshold: int = DEFAULT_BULK_THRESHOLD, bulk_page_size: int = 50_000,
                    bulk_slice_records: int = DEFAULT_BULK_SLICE_RECORDS,
                    stats: ExtractStats | None = None, stamp: str = "SystemModstamp",
-                   use_bulk: bool = True) -> Iterator[pa.RecordBatch | CsvPage]:
+                   use_bulk: bool = True, expected: int | None = None) -> Iterator[pa.RecordBatch | CsvPage]:
     """Yield the window's records (every version currently stamped in it, deleted ones included):
     Arrow batches from the REST path, `CsvPage`s from the Bulk path. No record comes twice.
 
     `stamp` is the field windows are read on: SystemModstamp, or CreatedDate for append-only objects (whose
     batches then carry it as `SystemModstamp` too, the column the mirror orders versions by). `use_bulk`
     false (the describe shows Bulk cannot read the object) keeps every window on REST; an object Bulk refuses
-    at run time (INVALIDENTITY) is read through REST as well, noted in `stats.notes`."""
+    at run time (INVALIDENTITY) is read through REST as well, noted in `stats.notes`. `expected`: the
+    window's COUNT() when already asked (the run's preflight), saving the call."""
     stats = stats or ExtractStats(sobject, start, end)
     synthetic = stamp != "SystemModstamp"
     selected = [f for f in fields if not (synthetic and f == "SystemModstamp")]
     window_soql(sobject, selected, start, end, stamp)  # names from describe are checked before any call
     started = time.monotonic()
-    stats.expected = client.count(window_filter(start, end, stamp), sobject, include_deleted=True)
+    stats.expected = expected if expected is not None else client.count(window_filter(start, end, stamp), sobject,
+                                                                         include_deleted=True)
     if stats.expected == 0:
         stats.mode = "empty"
         stats.seconds = time.monotonic() - started

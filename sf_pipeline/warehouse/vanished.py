@@ -172,6 +172,14 @@ def reconcilable_ids(conn: psycopg.Connection[Any], table: MirrorTable, created_
     return ids
 
 
+def reconcilable_count(conn: psycopg.Connection[Any], table: MirrorTable, created_before: datetime | None) -> int:
+    """How many ids `reconcilable_ids` would return, counted in PostgreSQL (nothing read into Python)."""
+    created = sql.SQL(" AND m.createddate < {}").format(sql.Literal(created_before)) if (
+        created_before is not None and "createddate" in table.column_types) else sql.SQL("")
+    return conn.execute(sql.SQL("SELECT count(*) FROM {} AS m WHERE m._sfp_gone IS NOT TRUE{}").format(
+        table.identifier, created)).fetchone()[0]
+
+
 def mirror_rows(conn: psycopg.Connection[Any], table: MirrorTable, record_ids: Iterable[str]) -> dict[str, dict]:
     """id -> {isdeleted, systemmodstamp} of mirror rows, for classifying what was found."""
     wanted = list(record_ids)

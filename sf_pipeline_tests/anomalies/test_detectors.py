@@ -20,6 +20,7 @@ from sf_pipeline.anomalies import (
     window_changes,
 )
 from sf_pipeline.warehouse import HistoryNotFoundError
+from sf_pipeline.warehouse.run_state import ensure_run_state, keep_calculated_columns
 from sf_pipeline_tests.anomalies.builders import (
     ADMIN,
     CREATED,
@@ -657,3 +658,29 @@ def test_a_few_vanished_records_raise_nothing(pg_conn: psycopg.Connection, histo
                                             "_sfp_found_in_window": WINDOW_END}, at(2, 20), ADMIN)
     findings = run_detectors(pg_conn, "Opportunity", WINDOW_START, WINDOW_END)
     assert not [f for f in findings if f.detector in ("mass_vanishing", "mass_delete")]
+
+
+# ----------------------------------------------------------------------------------- calculated fields
+def test_a_roll_up_recalculated_on_most_leads_raises_nothing_once_the_backup_knows_it_is_calculated(
+    pg_conn: psycopg.Connection, history: History
+) -> None:
+    # Score__c is a roll-up (describe: calculated true). Its definition changes; the platform recalculates it
+    # on 450 Leads, touching their SystemModstamp with no user edit: 450 versions that differ only in it.
+    lead_ids = leads_with_daily_changes(history, per_day=40, window_changes=40)
+    pg_conn.execute("ALTER TABLE salesforce_history.lead ADD COLUMN score__c numeric DEFAULT 50")
+    history.update("Lead", lead_ids[:450], {"score__c": None}, spread(at(2, 30), at(2, 35), 450), INTEGRATION)
+
+    # Unknown as calculated (no backup recorded its describe), it looks like damage: the test can fail.
+    before = {f.detector for f in errors(run_detectors(pg_conn, "Lead", WINDOW_START, WINDOW_END))}
+    assert {"mass_nulling", "volume_spike"} <= before
+
+    # The mirror asset records the calculated fields of each describe it backs up.
+    ensure_run_state(pg_conn)
+    keep_calculated_columns(pg_conn, "Lead", ["Score__c"])
+    assert run_detectors(pg_conn, "Lead", WINDOW_START, WINDOW_END) == []
+    # A real edit in the same window is still seen, with the drift left out of it.
+    history.update("Lead", lead_ids[:300], {"status": "Closed", "score__c": 7}, spread(at(2, 40), at(2, 45), 300),
+                   INTEGRATION)
+    findings = errors(run_detectors(pg_conn, "Lead", WINDOW_START, WINDOW_END))
+    assert findings and all("score__c" not in f.fields for f in findings)
+    assert "status" in {field for f in findings for field in f.fields}

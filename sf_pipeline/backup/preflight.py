@@ -1,0 +1,139 @@
+"""What a backup run asks the org once for all its objects, instead of once per object.
+
+The first `salesforce/<Object>` step of a run (the others wait on a PostgreSQL advisory lock) checks which org
+the alias reaches (Organization: once per run), refreshes the describes only if the org says they changed
+(`If-Modified-Since` on the global describe, then on the changed objects' describes), and asks for every
+object of the run, through Composite Batch (25 subrequests per call), the records stamped in the window and
+the records created before its end. The results go to `sf_pipeline.run_preflight`; every step of the run reads
+its object's there. An unchanged window of N objects thus costs 2 + ceil(2N / 25) HTTP requests to the org,
+plus one login per step. No Dagster here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from sf_pipeline.salesforce import SalesforceClient
+from sf_pipeline.salesforce import soql as soql_names
+from sf_pipeline.salesforce.catalog import ObjectPlan, plan_object
+from sf_pipeline.salesforce.extract import soql_datetime, window_filter
+from sf_pipeline.warehouse.ddl import commit
+from sf_pipeline.warehouse.org_identity import verify_org
+from sf_pipeline.warehouse.run_state import (
+    GLOBAL,
+    WindowCounts,
+    cached_describes,
+    ensure_run_state,
+    forget_old_preflights,
+    keep_describe,
+    store_counts,
+    stored_counts,
+)
+
+
+@dataclass
+class Preflight:
+    """One object's share of the run's preflight: its describe, the org's counts, and what the step paid."""
+
+    describe: dict[str, Any]
+    counts: WindowCounts
+    first_step: bool = False  # this step asked the org for the whole run
+    describes_refreshed: list[str] = field(default_factory=list)
+    api_calls: int = 0
+
+
+def refresh_describes(conn: psycopg.Connection[Any], client: SalesforceClient,
+                      objects: Sequence[str]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The describes of `objects`, re-read only where the org says they changed; (describes, re-read ones)."""
+    cached = cached_describes(conn, client.alias, objects)
+    kept_global = cached.get(GLOBAL)
+    global_body, global_stamp = client.get_if_modified("sobjects/", kept_global.last_modified if kept_global else None)
+    anything_changed = global_body is not None
+    describes: dict[str, dict[str, Any]] = {}
+    refreshed: list[str] = []
+    for sobject in objects:
+        mine = cached.get(sobject)
+        if not anything_changed and mine is not None and mine.describe is not None:
+            describes[sobject] = mine.describe
+            continue
+        since = mine.last_modified if mine is not None and mine.describe is not None else None
+        body, stamp = client.get_if_modified(f"sobjects/{soql_names.api_name(sobject, 'object')}/describe/", since)
+        if body is None:
+            assert mine is not None and mine.describe is not None
+            describes[sobject] = mine.describe
+            continue
+        describes[sobject] = body
+        refreshed.append(sobject)
+        keep_describe(conn, client.alias, sobject, stamp, body)
+    # recorded last: a failure above leaves the old stamp, so the next run asks again
+    keep_describe(conn, client.alias, GLOBAL, global_stamp, None)
+    commit(conn)
+    for sobject, body in describes.items():
+        client._describes[sobject] = body  # noqa: SLF001 - the client's in-memory cache, for later calls
+    return describes, refreshed
+
+
+def window_stamp(describe: dict[str, Any]) -> str | None:
+    """The field the object's windows are read on, as the catalog plans it (None: read whole, no window)."""
+    plan = plan_object(describe, describe)
+    if isinstance(plan, ObjectPlan):
+        return plan.stamp_field
+    return "SystemModstamp" if any(f["name"] == "SystemModstamp" for f in describe["fields"]) else None
+
+
+def count_queries(describe: dict[str, Any], sobject: str, start: datetime, end: datetime) -> list[tuple[str, bool]]:
+    """The window's COUNT() (queryAll), and the COUNT() of records created before its end (queryAll). An object
+    read whole (no timestamp) has no window: its whole COUNT() stands for it."""
+    name = soql_names.api_name(sobject, "object")
+    stamp = window_stamp(describe)
+    where = f" WHERE {window_filter(start, end, stamp)}" if stamp is not None else ""
+    queries = [(f"SELECT COUNT() FROM {name}{where}", True)]
+    if any(f["name"] == "CreatedDate" for f in describe["fields"]):
+        queries.append((f"SELECT COUNT() FROM {name} WHERE CreatedDate < {soql_datetime(end)}", True))
+    return queries
+
+
+def window_preflight(conn: psycopg.Connection[Any], client: SalesforceClient, run_id: str, sobject: str,
+                     run_objects: Sequence[str], all_objects: Sequence[str], start: datetime,
+                     end: datetime) -> Preflight:
+    """`sobject`'s describe and counts for the window [start, end), asked once per run for `run_objects`."""
+    ensure_run_state(conn)
+    calls_before = client.api_calls
+    key = f"{run_id}/{start.isoformat()}/{end.isoformat()}"
+    # a session lock (not a transaction's): verify_org and the describe cache commit on their own
+    conn.execute("SELECT pg_advisory_lock(hashtext(%s)::bigint)", (key,))
+    commit(conn)
+    try:
+        stored = stored_counts(conn, run_id, start, end)
+        if sobject in stored:
+            describe = cached_describes(conn, client.alias, [sobject])[sobject].describe
+            assert describe is not None
+            client._describes[sobject] = describe  # noqa: SLF001
+            return Preflight(describe, stored[sobject])
+        verify_org(conn, client)  # never another org's records into this org's history (once per run)
+        describes, refreshed = refresh_describes(conn, client, list(dict.fromkeys([*all_objects, sobject])))
+        wanted = [o for o in dict.fromkeys([*run_objects, sobject]) if o not in stored]
+        queries: list[tuple[str, bool]] = []
+        shape: list[tuple[str, int]] = []
+        for name in wanted:
+            mine = count_queries(describes[name], name, start, end)
+            queries += mine
+            shape.append((name, len(mine)))
+        answers = iter(client.counts(queries))
+        counts: dict[str, WindowCounts] = {}
+        for name, n in shape:
+            window_count = next(answers)
+            counts[name] = WindowCounts(window_count, next(answers) if n == 2 else None)
+        store_counts(conn, run_id, start, end, counts)
+        forget_old_preflights(conn)
+        commit(conn)
+        return Preflight(describes[sobject], counts[sobject], first_step=True, describes_refreshed=refreshed,
+                         api_calls=client.api_calls - calls_before)
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(hashtext(%s)::bigint)", (key,))
+        commit(conn)

@@ -1,0 +1,131 @@
+"""Benchmark: what an unchanged window costs the org, for N objects (API calls, HTTP requests, wall).
+
+    .venv/bin/python sf_pipeline_tests/benchmarks/bench_api_cost.py --objects 20,50
+
+A devorg over HTTPS with N generated custom objects (`extra_objects`, a few records each), a fresh PostgreSQL
+database, a Dagster instance on it and the real `backup` job (extract + dbt snapshot), run in-process
+(`execute_in_process`: the steps one after another in this process, no step process started). Per N:
+1. the first window (the full load of every object);
+2. an unchanged window: nothing stamped in it, nothing vanished;
+3. a window with changes in 5 objects: how many snapshots dbt ran.
+Prints per window: the org's API usage (what Salesforce counts: each Composite Batch subrequest is one call),
+the HTTP requests the pipeline sent (the client's count, without the logins), the logins (one per step), the
+history snapshots run and skipped, and the wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+try:
+    import sf_pipeline  # noqa: F401
+except ModuleNotFoundError:  # run as a plain script from a checkout that is not pip-installed
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from sf_pipeline.backup.dbt import prepare_manifest  # noqa: E402
+from sf_pipeline.devorg.generator import generate_org  # noqa: E402
+from sf_pipeline.devorg.runner import DevOrgServer  # noqa: E402
+from sf_pipeline.devorg.wide_generator import generate_wide, generated_extras  # noqa: E402
+from sf_pipeline.warehouse.dbt_project import DBT_PROJECT_DIR  # noqa: E402
+from sf_pipeline_tests.devorg_fixtures import connect  # noqa: E402
+from sf_pipeline_tests.pg_fixtures import create_database, drop_database  # noqa: E402
+from sf_pipeline_tests.pipeline_fixtures import _not_generated_or_built, dagster_home, write_settings  # noqa: E402
+
+T0 = datetime(2026, 11, 30, 0, 0, tzinfo=UTC)
+FMT = "%Y-%m-%d-%H:%M"
+
+
+def window(defs: dg.Definitions, instance: dg.DagsterInstance, org, start: datetime) -> dict[str, float]:
+    """Back up the window starting at `start`; what it cost."""
+    usage = org.api_usage()
+    began = time.perf_counter()
+    result = defs.resolve_job_def("backup").execute_in_process(partition_key=start.strftime(FMT), instance=instance)
+    wall = time.perf_counter() - began
+    assert result.success
+    http = steps = snapshots = skipped = 0
+    for event in result.get_asset_materialization_events():
+        mat = event.event_specific_data.materialization
+        meta = {k: v.value for k, v in mat.metadata.items()}
+        if mat.asset_key.path[0] == "salesforce":
+            http += int(meta["api_calls"])
+            steps += 1
+        elif str(meta.get("snapshot", "")).startswith("skipped"):
+            skipped += 1
+        else:
+            snapshots += 1
+    return {"api_usage": org.api_usage() - usage, "http": http, "logins": steps, "snapshots": snapshots,
+            "skipped": skipped, "wall": wall}
+
+
+def bench(n: int, root: Path) -> None:
+    db_url = create_database("sfp_bench_api_cost")
+    try:
+        with DevOrgServer(root / "devorg", extra_objects=max(n, 1)) as server, \
+                pytest.MonkeyPatch.context() as monkeypatch:
+            org = server.org
+            org.set_clock(T0 - timedelta(minutes=5), freeze=True)
+            names = sorted(o.name for o in generated_extras(org) if o.has_field("SystemModstamp"))[:n]
+            assert len(names) == n, f"devorg generated {len(names)} objects with SystemModstamp, wanted {n}"
+            generate_org(org, 50)  # the standard parents the custom objects point at
+            generate_wide(org, 60 * n)
+            for key, value in server.env("production").items():
+                monkeypatch.setenv(key, value)
+            monkeypatch.setenv("SF_PIPELINE_DATABASE_URL", db_url)
+            project = root / "dbt_snapshots"
+            shutil.copytree(DBT_PROJECT_DIR, project, ignore=_not_generated_or_built)
+            prepare_manifest(project, names)
+            monkeypatch.setenv("SF_PIPELINE_DBT_PROJECT_DIR", str(project))
+            settings = write_settings(root / "sf_pipeline.yaml", names,
+                                      partitions={"cron": "0 * * * *", "start": T0.isoformat()})
+            monkeypatch.setenv("SF_PIPELINE_SETTINGS", str(settings))
+            home = dagster_home(root / "dagster_home", db_url)
+            monkeypatch.setenv("DAGSTER_HOME", str(home))
+            from sf_pipeline.definitions import build_definitions
+
+            defs = build_definitions(str(settings))
+            with dg.DagsterInstance.from_config(str(home)) as instance:
+                org.set_clock(T0 + timedelta(hours=1, minutes=10), freeze=True)
+                full = window(defs, instance, org, T0)
+                org.set_clock(T0 + timedelta(hours=2, minutes=10), freeze=True)
+                quiet = window(defs, instance, org, T0 + timedelta(hours=1))
+                sf = connect(server)
+                org.set_clock(T0 + timedelta(hours=2, minutes=20), freeze=True)
+                for name in names[:5]:
+                    record = sf.query(f"SELECT Id FROM {name} LIMIT 1")["records"][0]["Id"]
+                    getattr(sf, name).update(record, {"Name": "changed"})
+                org.set_clock(T0 + timedelta(hours=3, minutes=10), freeze=True)
+                five = window(defs, instance, org, T0 + timedelta(hours=2))
+        for label, figures in (("first window (full load)", full), ("unchanged window", quiet),
+                               ("window with changes in 5 objects", five)):
+            print(f"N={n:>3} {label:<34} org API usage {figures['api_usage']:>5.0f}  HTTP requests "
+                  f"{figures['http']:>4.0f} (+ {figures['logins']:.0f} logins)  snapshots run {figures['snapshots']:.0f}, "
+                  f"skipped {figures['skipped']:.0f}  wall {figures['wall']:6.1f} s")
+        print(f"N={n:>3} unchanged window per object: {quiet['api_usage'] / n:.2f} API calls, "
+              f"{quiet['http'] / n:.2f} HTTP requests (+1 login), {quiet['wall'] / n:.2f} s")
+    finally:
+        drop_database(db_url)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--objects", default="20,50", help="comma-separated object counts (default 20,50)")
+    args = parser.parse_args()
+    for n in (int(x) for x in args.objects.split(",")):
+        root = Path(tempfile.mkdtemp(prefix=f"bench_api_cost_{n}_"))
+        try:
+            bench(n, root)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
