@@ -131,17 +131,20 @@ def clock(set_, advance, freeze, url, alias) -> None:
 @click.option("--status", type=int, default=503, show_default=True, help="HTTP status for 5xx faults.")
 @click.option("--delay", type=float, default=2.0, show_default=True, help="Seconds, for slow responses.")
 @click.option("--path", default="", help="Only requests whose path contains this text.")
+@click.option("--method", default="", help="Only requests of this HTTP method (e.g. POST).")
+@click.option("--after", is_flag=True, help="5xx only: carry the request out (records written), then answer 5xx.")
 @click.option("--clear", is_flag=True, help="Remove all fault rules.")
 @_url
 @_alias
-def fault(kind, rate, next_, status, delay, path, clear, url, alias) -> None:
+def fault(kind, rate, next_, status, delay, path, method, after, clear, url, alias) -> None:
     """Inject faults: HTTP 5xx, UNABLE_TO_LOCK_ROW, dropped connections, slow responses."""
     if clear:
         click.echo(json.dumps(_control("faults", method="DELETE", url=url, alias=alias)))
         return
     if not kind:
         raise click.UsageError("name a fault kind (5xx, lock, drop, slow) or pass --clear")
-    body = {"kind": kind, "rate": rate, "next": next_, "status": status, "delay": delay, "path": path}
+    body = {"kind": kind, "rate": rate, "next": next_, "status": status, "delay": delay, "path": path,
+            "method": method, "after": after}
     click.echo(json.dumps(_control("faults", body, url=url, alias=alias)))
 
 

@@ -146,6 +146,8 @@ def restore_job(settings: Settings) -> dg.JobDefinition:
                     raise dg.Failure(description=f"restore applied only partly: {exc}", metadata=metadata) from None
                 conn.commit()
                 metadata["outcomes"] = dg.MetadataValue.json(applied.outcomes)
+                # writes an interrupted earlier run left pending, settled against the org first (journal.py)
+                metadata["reconciled"] = dg.MetadataValue.json(applied.reconciled)
                 metadata["values_written"] = dg.MetadataValue.int(applied.values_written)
                 metadata["changed_since_plan"] = dg.MetadataValue.json(dict(list(applied.changed.items())[:50]))
                 for rid, why in list(applied.changed.items())[:20]:

@@ -497,8 +497,9 @@ def _classify(client: SalesforceClient, config: RestoreConfig, desired: Desired,
     records = []
     restore_deleted = config.restore_deleted
     unseen: list[str] = []
-    for rid, ev in evidence.items():
-        org = current.get(rid, GONE)
+    for rid in list(evidence):
+        # each record's evidence and org values are dropped once classified: the peak holds one copy, not two
+        ev, org = evidence.pop(rid), current.pop(rid, GONE)
         org_newer = org.modstamp is not None and ev.latest_modstamp is not None and org.modstamp > ev.latest_modstamp
         names = all_fields if org.state == MISSING and restore_deleted else fields
         why = ev.not_restorable

@@ -253,16 +253,23 @@ def plan_row(conn: psycopg.Connection[Any], run_id: str) -> dict[str, Any] | Non
 
 # ===================================================================== audit and id map
 def write_audit(conn: psycopg.Connection[Any], rows: Sequence[tuple]) -> None:
-    """Audit rows (run_id, org_alias, object, record_id, field, before, after, operation, written_by)."""
+    """Audit rows (run_id, org_alias, object, record_id, field, before, after, operation, written_by) of writes
+    already made (state done)."""
+    _copy_audit(conn, rows, "done", None, None)
+
+
+def _copy_audit(conn: psycopg.Connection[Any], rows: Sequence[tuple], state: str, call_id: str | None,
+                detail: str | None) -> None:
     if not rows:
         return
     with conn.transaction():
         with conn.cursor().copy(
             "COPY sf_pipeline.restore_audit (run_id, org_alias, object, record_id, field, before, after, operation, "
-            "written_by) FROM STDIN"
+            "written_by, state, call_id, detail) FROM STDIN"
         ) as copy:
             for run_id, alias, obj, rid, field, before, after, operation, user in rows:
-                copy.write_row((run_id, alias, obj, rid, field, _json(before), _json(after), operation, user))
+                copy.write_row((run_id, alias, obj, rid, field, _json(before), _json(after), operation, user,
+                                state, call_id, detail))
     _commit(conn)
 
 
@@ -296,15 +303,7 @@ def journal_begin(conn: psycopg.Connection[Any], call_id: str, rows: Sequence[tu
                   detail: str | None = None) -> None:
     """Pending audit rows (run_id, org_alias, object, record_id, field, before, after, operation, written_by)
     of one call, committed before the call is made; `detail` says how to find what it created (journal.py)."""
-    with conn.transaction():
-        with conn.cursor().copy(
-            "COPY sf_pipeline.restore_audit (run_id, org_alias, object, record_id, field, before, after, operation, "
-            "written_by, state, call_id, detail) FROM STDIN"
-        ) as copy:
-            for run_id, alias, obj, rid, field, before, after, operation, user in rows:
-                copy.write_row((run_id, alias, obj, rid, field, _json(before), _json(after), operation, user,
-                                "pending", call_id, detail))
-    _commit(conn)
+    _copy_audit(conn, rows, "pending", call_id, detail)
 
 
 def journal_job(conn: psycopg.Connection[Any], call_id: str, job_id: str) -> None:

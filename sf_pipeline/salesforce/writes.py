@@ -389,6 +389,8 @@ def bulk_update(client: SalesforceClient, sobject: str, records: Sequence[Mappin
     (`ingest_job_outcome`).
     """
     client.ensure_session()
+    if journal is not None:
+        journal = _DeleteJobAfter(journal, client)
 
     def send(chunk: Sequence[int], token: Any) -> list[WriteResult]:
         on_job = (lambda job_id: journal.job(token, job_id)) if journal is not None else None
@@ -396,6 +398,26 @@ def bulk_update(client: SalesforceClient, sobject: str, records: Sequence[Mappin
 
     return _write_in_rounds(records, job_size, send, on_written, lock_rounds, client.backoff,
                             f"{sobject} rows (in a new job)", journal)
+
+
+class _DeleteJobAfter:
+    """A journal's calls, and each ingest job deleted once the journal completed its records (not before: a run
+    that dies between the two leaves the job, whose results the next run reads)."""
+
+    def __init__(self, journal: WriteJournal, client: SalesforceClient):
+        self.journal, self.client, self.jobs = journal, client, {}
+
+    def before(self, records: Sequence[Mapping[str, Any]]) -> Any:
+        return self.journal.before(records)
+
+    def job(self, token: Any, job_id: str) -> None:
+        self.jobs[token] = job_id
+        self.journal.job(token, job_id)
+
+    def after(self, token: Any, pairs: Sequence[tuple[Mapping[str, Any], WriteResult]]) -> None:
+        self.journal.after(token, pairs)
+        if token in self.jobs:
+            delete_ingest_job(self.client, self.jobs.pop(token))
 
 
 def _jobs_url(client: SalesforceClient, path: str) -> Callable[[], str]:

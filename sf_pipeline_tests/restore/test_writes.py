@@ -176,3 +176,35 @@ def test_reads_by_id_put_fewer_ids_in_a_query_when_the_field_list_is_long():
     assert len(quote_plus(soql)) < 16_384 - 200  # room left for the path and the rest of the URL
     with pytest.raises(SalesforceWriteError, match="field list"):
         ids_per_query("SELECT " + ", ".join(f"F{i}__c" for i in range(2000)) + " FROM Account WHERE Id IN (")
+
+
+def test_a_finished_ingest_job_is_read_back_by_its_id_and_a_job_the_org_no_longer_has_is_none(devorg, client):
+    """What a rerun does with the job id an interrupted restore journaled (restore/journal.py)."""
+    from sf_pipeline.salesforce.writes import _ingest_job, delete_ingest_job, ingest_job_outcome
+
+    ids = accounts(client, 3)
+    jobs: list[str] = []
+
+    class Journal:  # the WriteJournal protocol, keeping the job id as the restore's journal does
+        def before(self, records):
+            return "call-1"
+
+        def job(self, token, job_id):
+            jobs.append(job_id)
+
+        def after(self, token, pairs):
+            pass
+
+    results = bulk_update(client, "Account", [{"Id": rid, "Name": "By job"} for rid in ids], csv_text,
+                          journal=Journal())
+    assert all(r.success for r in results) and len(jobs) == 1
+    assert ingest_job_outcome(client, jobs[0]) is None  # deleted once the journal completed its rows
+
+    # a job whose results nobody read (the run died): read back by its id, then gone once deleted
+    kept = _ingest_job(client, "Account", [{"Id": rid, "Name": "Kept"} for rid in ids], csv_text, 0.05, 60,
+                       on_job=jobs.append)
+    assert all(r.success for r in kept) and len(jobs) == 2
+    outcome = ingest_job_outcome(client, jobs[1])
+    assert outcome is not None and sorted(outcome) == sorted(ids) and all(r.success for r in outcome.values())
+    delete_ingest_job(client, jobs[1])
+    assert ingest_job_outcome(client, jobs[1]) is None  # gone: the caller reads the records back instead
