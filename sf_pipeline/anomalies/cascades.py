@@ -27,7 +27,6 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from sf_pipeline.warehouse.history import history_columns
 from sf_pipeline.warehouse.names import HISTORY_SCHEMA, ident, qualified, table_name
 
 # Lookups to users, always present and never cascading (users cannot be deleted).
@@ -47,11 +46,15 @@ _DELETED_WITH_PARENT = sql.SQL(
 )
 
 
-def backed_up_tables(conn: psycopg.Connection[Any]) -> set[str]:
-    """Table names (lower-cased objects) of the backup's history."""
-    rows = conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
-                        (HISTORY_SCHEMA,)).fetchall()
-    return {r[0] for r in rows}
+def backed_up_tables(conn: psycopg.Connection[Any]) -> dict[str, list[str]]:
+    """The backup's history tables (lower-cased objects) and their columns, read in one catalog query (a wide
+    org backs up hundreds of objects)."""
+    rows = conn.execute("SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = %s "
+                        "ORDER BY table_name, ordinal_position", (HISTORY_SCHEMA,)).fetchall()
+    out: dict[str, list[str]] = {}
+    for table, column in rows:
+        out.setdefault(table, []).append(column)
+    return out
 
 
 def parent_lookups(columns: Iterable[str], table: str, tables: set[str]) -> dict[str, str]:
@@ -73,22 +76,25 @@ def parent_lookups(columns: Iterable[str], table: str, tables: set[str]) -> dict
     return out
 
 
-def _has_columns(conn: psycopg.Connection[Any], table: str, needed: Iterable[str]) -> bool:
-    present = set(history_columns(conn, table))
-    return all(c in present for c in needed)
+_NEEDED = ("id", "isdeleted", "lastmodifiedbyid", "dbt_valid_from", "dbt_valid_to")
+
+
+def _has_columns(tables: Mapping[str, list[str]], table: str) -> bool:
+    present = set(tables.get(table, ()))
+    return all(c in present for c in _NEEDED)
 
 
 def deleted_with_parent(conn: psycopg.Connection[Any], object_name: str, start: datetime, end: datetime,
-                        tables: set[str] | None = None) -> dict[str, tuple[str, str]]:
+                        tables: Mapping[str, list[str]] | None = None) -> dict[str, tuple[str, str]]:
     """Records of `object_name` deleted in [start, end) in the same transaction as the parent their lookup
-    pointed at: id -> (parent table, parent id)."""
+    pointed at: id -> (parent table, parent id). `tables`: `backed_up_tables(conn)`, if already read."""
     tables = backed_up_tables(conn) if tables is None else tables
     child = table_name(object_name)
-    if child not in tables or not _has_columns(conn, child, ("isdeleted", "lastmodifiedbyid")):
+    if not _has_columns(tables, child):
         return {}
     out: dict[str, tuple[str, str]] = {}
-    for column, parent in parent_lookups(history_columns(conn, child), child, tables).items():
-        if not _has_columns(conn, parent, ("isdeleted", "lastmodifiedbyid")):
+    for column, parent in parent_lookups(tables[child], child, set(tables)).items():
+        if not _has_columns(tables, parent):
             continue
         query = _DELETED_WITH_PARENT.format(ref=ident(column), child=qualified(HISTORY_SCHEMA, child),
                                             parent=qualified(HISTORY_SCHEMA, parent))
@@ -113,13 +119,13 @@ class Cascade:
 
 
 def cascade_beneath(conn: psycopg.Connection[Any], object_name: str, root_ids: Iterable[str], start: datetime,
-                    end: datetime, tables: set[str] | None = None) -> Cascade:
+                    end: datetime, tables: Mapping[str, list[str]] | None = None) -> Cascade:
     """Every backed-up record deleted in [start, end) with one of `root_ids` (records of `object_name`), their
     children's children included (up to MAX_DEPTH levels)."""
     tables = backed_up_tables(conn) if tables is None else tables
     children_of: dict[str, list[str]] = {}  # parent table -> child tables pointing at it
     for table in sorted(tables):
-        for parent in set(parent_lookups(history_columns(conn, table), table, tables).values()):
+        for parent in set(parent_lookups(tables[table], table, set(tables)).values()):
             children_of.setdefault(parent, []).append(table)
     cascade = Cascade()
     frontier = {table_name(object_name): set(root_ids)}

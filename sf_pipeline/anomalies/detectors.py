@@ -555,6 +555,9 @@ _DELETED_ROOTS = sql.SQL(
 def _group_cascades(conn: psycopg.Connection[Any], window: WindowChanges, limits: AnomalyThresholds,
                     findings: list[Finding]) -> list[Finding]:
     """Mass-delete findings with cascades grouped under their root: see `detect_mass_delete`."""
+    deletions = conn.execute(_DELETED_ROOTS.format(table=window.table)).fetchall()
+    if not deletions:
+        return findings  # nothing deleted in the window: no cascade to look for
     tables = cascades.backed_up_tables(conn)
     with_parent = cascades.deleted_with_parent(conn, window.object_name, window.start, window.end, tables)
     out: list[Finding] = []
@@ -567,7 +570,7 @@ def _group_cascades(conn: psycopg.Connection[Any], window: WindowChanges, limits
                                sample=tuple(s for s in f.sample if s.record_id not in with_parent),
                                details={**f.details, "deleted_with_parent": len(f.record_ids) - len(own)}))
     roots: dict[str | None, list[tuple[str, datetime]]] = {}
-    for record_id, user_id, valid_from in conn.execute(_DELETED_ROOTS.format(table=window.table)):
+    for record_id, user_id, valid_from in deletions:
         if record_id not in with_parent:
             roots.setdefault(user_id, []).append((record_id, valid_from))
     mass = limits.mass_delete
@@ -578,7 +581,7 @@ def _group_cascades(conn: psycopg.Connection[Any], window: WindowChanges, limits
             continue
         shares = [window.share(len(ids))]
         for table, child_ids in tree.beneath.items():
-            live = _live_records(conn, table, window.start, set(history_columns(conn, table)))
+            live = _live_records(conn, table, window.start, set(tables[table]))
             shares.append(len(child_ids) / max(live, len(child_ids), 1))
         severity = mass.classify(len(ids) + tree.count, max(shares))
         cascade = {"cascade": tree.counts(), "cascade_records": tree.count}

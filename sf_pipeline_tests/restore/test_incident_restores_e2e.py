@@ -201,13 +201,11 @@ def test_recycle_bin_purge_is_recreated_by_its_incident_as_suggested(pipeline_fa
     before = _rows(p, "Case", "Subject")
 
     def delete_then_purge(p: Pipeline, at: datetime) -> ScenarioResult:
-        # Cases deleted in the full load's hour, backed up; in the 02:00 window the admin empties the bin.
-        deleted = run_scenario(p.devorg.org, "mass-delete", at=T0 + timedelta(hours=1, minutes=5), fraction=0.5)
-        p.set_clock(T0 + timedelta(hours=2, minutes=1))
-        assert p.backup((T0 + timedelta(hours=1)).strftime(KEY)).success
-        purge = run_scenario(p.devorg.org, "recycle-bin-purge", at=at, empty_bin=True)
-        purge.details["deleted"] = deleted.changed["Case"]
-        return purge
+        # Half the Cases deleted, and the bin emptied a minute later, before the window is backed up: the backup
+        # never sees them in the bin. (A purge of records whose deletion was backed up is no new damage: the
+        # deletion's incident is, and the backup only notes the cause, warehouse/vanished.py.)
+        run_scenario(p.devorg.org, "mass-delete", at=at, fraction=0.5)
+        return run_scenario(p.devorg.org, "recycle-bin-purge", at=at + timedelta(minutes=1), empty_bin=True)
 
     result, incidents = damage_and_detect(p, delete_then_purge)
     assert ("mass_vanishing", "Case") in _detectors(incidents)
