@@ -16,6 +16,9 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from sf_pipeline.blobs.errors import BlobSettingsError
+from sf_pipeline.blobs.settings import BlobSettings, blob_settings
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SETTINGS = REPO_ROOT / "sf_pipeline.yaml"
 
@@ -66,6 +69,13 @@ class Settings:
     reconcile_every_window_below: int = 200_000
     reconcile_large_every_hours: float = 24.0
     privacy: dict[str, Any] = field(default_factory=dict)  # masking: and retention: (parsed by sf_pipeline.privacy)
+    blobs: BlobSettings = BlobSettings()  # blobs: where file bodies are stored (sf_pipeline.blobs, README "Files")
+
+    def blob_store(self):  # noqa: ANN201 - LocalBlobStore | S3BlobStore
+        """The store of file bodies the `blobs:` block describes (a local path is relative to this file)."""
+        from sf_pipeline.blobs.store import blob_store_from_settings
+
+        return blob_store_from_settings(self.blobs, self.path.parent)
 
     def object(self, name: str) -> ObjectSettings:
         for obj in self.objects:
@@ -127,7 +137,15 @@ def load_settings(path: str | Path | None = None) -> Settings:
         salesforce=_salesforce_settings(path, data.get("salesforce") or {}),
         **_reconcile(path, backup.get("reconcile")),
         privacy={k: data[k] for k in ("masking", "retention", "forget") if data.get(k) is not None},
+        blobs=_blobs(path, data.get("blobs")),
     )
+
+
+def _blobs(path: Path, section: Any) -> BlobSettings:
+    try:
+        return blob_settings(section, where=str(path))
+    except BlobSettingsError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def _salesforce_settings(path: Path, section: Any) -> SalesforceSettings:
