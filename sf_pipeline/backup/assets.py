@@ -22,6 +22,7 @@ from sf_pipeline.warehouse import backup_fields, dbt_env_from_url, ensure_mirror
 from sf_pipeline.warehouse.erased import drop_erased_rows
 from sf_pipeline.warehouse.org_identity import verify_org
 
+from .files import backup_window_files
 from .partitions import extraction_bounds
 from .reconciliation import ReconcileSettings, learn_vanished
 from .resources import SalesforceOrgResource, WarehouseResource
@@ -87,6 +88,8 @@ def mirror_asset(obj: ObjectSettings, settings: Settings, partitions: dg.Partiti
                 first_load=result.into_empty_table)
             # records erased on request (sf_pipeline.privacy.forget) never come back through a later window
             erased = drop_erased_rows(conn, obj.name)
+            # file bodies (base64 fields) of the window's new and changed versions, into the blob store
+            files = backup_window_files(context, client, conn, settings, obj, describe["fields"], start, end)
         if vanished.reconciled:
             context.log.info(f"{obj.name}: reconciled ids ({vanished.reconcile_reason}): "
                              f"{vanished.reconcile_calls} API calls, {vanished.reconcile_seconds:.1f} s")
@@ -117,6 +120,7 @@ def mirror_asset(obj: ObjectSettings, settings: Settings, partitions: dg.Partiti
             **vanished.as_metadata(),
             "erased_records_skipped": dg.MetadataValue.json({"count": len(erased), "ids": erased[:50]}),
             "type_changes": dg.MetadataValue.text("; ".join(c.describe() for c in table.type_changes) or "none"),
+            **({"file_bodies": dg.MetadataValue.json(files.as_metadata())} if files else {}),
         })
 
     return _mirror
