@@ -8,7 +8,7 @@ check, each with its detail and its repair in the metadata.
 """
 
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -72,8 +72,11 @@ def check_result(key: dg.AssetKey, findings: Sequence[Finding]) -> dg.AssetCheck
 
 def backup_complete_check(mirror_keys: Sequence[dg.AssetKey], history_keys: Sequence[dg.AssetKey],
                           partitions: dg.TimeWindowPartitionsDefinition, lag_minutes: int,
-                          max_windows_per_tick: int) -> dg.AssetChecksDefinition:
-    """The check on each `mirror_keys[i]`, judged by the materialized windows of `history_keys[i]`."""
+                          max_windows_per_tick: int,
+                          more_findings: Callable[[Sequence[dg.AssetKey]], Mapping[dg.AssetKey, Sequence[Finding]]]
+                          | None = None) -> dg.AssetChecksDefinition:
+    """The check on each `mirror_keys[i]`, judged by the materialized windows of `history_keys[i]`; `more_findings`
+    adds conditions per mirror key (file bodies: backup/files.py)."""
     lag = timedelta(minutes=lag_minutes)
     pairs = list(zip(mirror_keys, history_keys, strict=True))
 
@@ -85,8 +88,9 @@ def backup_complete_check(mirror_keys: Sequence[dg.AssetKey], history_keys: Sequ
     )
     def _backup_complete(context: dg.AssetCheckExecutionContext):
         closed = partitions.get_partition_keys(current_time=datetime.now(UTC) - lag)
+        extra = more_findings([m for m, _ in pairs]) if more_findings else {}
         for mirror, history in pairs:
             done = backed_up_windows(context.instance, [history], partitions)
-            yield check_result(mirror, [holes_finding(closed, done, max_windows_per_tick)])
+            yield check_result(mirror, [holes_finding(closed, done, max_windows_per_tick), *extra.get(mirror, ())])
 
     return _backup_complete

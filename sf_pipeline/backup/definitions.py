@@ -9,6 +9,7 @@ from sf_pipeline.settings import Settings
 
 from .assets import ORG_TAG, history_assets, history_key, mirror_asset, mirror_key
 from .checks import backup_complete_check
+from .files import file_bodies_findings
 from .dbt import dbt_executable, dbt_project_dir, prepare_manifest
 from .partitions import backup_partitions
 from .resources import SalesforceOrgResource, WarehouseResource, locked_io_manager, locked_resource
@@ -68,7 +69,8 @@ def backup_definitions(settings: Settings) -> dg.Definitions:
     )
     complete = backup_complete_check([mirror_key(o.name) for o in settings.objects],
                                      [history_key(o.name) for o in settings.objects], partitions,
-                                     settings.schedule_lag_minutes, settings.max_windows_per_tick)
+                                     settings.schedule_lag_minutes, settings.max_windows_per_tick,
+                                     more_findings=file_bodies_findings(settings))
     return dg.Definitions(
         assets=[*mirrors, history],
         asset_checks=[complete],

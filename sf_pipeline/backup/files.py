@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -143,7 +143,7 @@ def _run_downloads(client: SalesforceClient, conn: psycopg.Connection[Any], stor
         for _ in range(concurrency * 2):  # a bounded queue: futures for a million files are never built at once
             submit_next()
         while running:
-            finished, _ = wait(list(running), return_when=FIRST_EXCEPTION)
+            finished, _ = wait(list(running), timeout=1.0, return_when=FIRST_COMPLETED)
             for future in finished:
                 body = running.pop(future)
                 try:
@@ -160,7 +160,8 @@ def _run_downloads(client: SalesforceClient, conn: psycopg.Connection[Any], stor
                     result.unavailable += 1
                 if failure is None:
                     submit_next()
-            if len(done) >= LEDGER_BATCH or time.monotonic() - last_commit > 2:
+            # every 50 bodies or 2 seconds, even while one long download goes on
+            if done and (len(done) >= LEDGER_BATCH or time.monotonic() - last_commit > 2):
                 record_bodies(conn, sobject, fname, done)  # committed: a killed run keeps what is complete
                 done, last_commit = [], time.monotonic()
     record_bodies(conn, sobject, fname, done)
@@ -203,3 +204,77 @@ def backup_window_files(context: Any, client: SalesforceClient, conn: psycopg.Co
                      f"{result.new_blobs} new blobs), {result.carried} deleted versions carried, "
                      f"{result.unavailable} unavailable, {result.api_calls} API calls")
     return result
+
+
+# ====================================================================== backup_complete: every referenced blob
+REHASH_BUDGET_BYTES = 256 * 1024 * 1024
+
+
+def file_bodies_finding(conn: psycopg.Connection[Any], store: BlobStore, object_name: str, *,
+                        rehash_budget: int = REHASH_BUDGET_BYTES) -> Any:
+    """`backup_complete`'s condition on file bodies: every blob the object's mirror and history refer to is in the
+    store with its size; a random sample of them (up to `rehash_budget` bytes per check) is read back and hashed.
+    None when the object has no file-body columns."""
+    import random
+
+    from sf_pipeline.warehouse.files import body_column_tables
+
+    from .checks import Finding
+
+    tables = body_column_tables(conn, object_name)
+    if not tables:
+        return None
+    refs: dict[str, int | None] = {}
+    for schema, table, sha_col, size_col in tables:
+        for sha, size in conn.execute(f'SELECT DISTINCT "{sha_col}"::text, "{size_col}" FROM "{schema}"."{table}" '
+                                      f'WHERE "{sha_col}" IS NOT NULL').fetchall():
+            refs[str(sha).strip()] = size
+    missing, wrong_size, wrong_hash = [], [], []
+    for sha, size in refs.items():
+        have = store.size(sha)
+        if have is None:
+            missing.append(sha)
+        elif size is not None and have != size:
+            wrong_size.append(sha)
+    sample = [s for s in refs if s not in missing and s not in wrong_size]
+    random.shuffle(sample)
+    rehashed, budget = 0, rehash_budget
+    for sha in sample:
+        size = refs[sha] or 0
+        if size > budget:
+            continue
+        budget -= size
+        rehashed += 1
+        if not store.verify(sha):
+            wrong_hash.append(sha)
+    bad = missing + wrong_size + wrong_hash
+    if not bad:
+        return Finding("file_bodies", True, f"all {len(refs)} file bodies referenced by mirror and history are in the "
+                       f"{store.description} ({rehashed} re-read and hashed this time)")
+    shown = "; ".join(
+        [f"missing {s}" for s in missing[:10]] + [f"wrong size {s}" for s in wrong_size[:10]]
+        + [f"bytes no longer hash to {s}" for s in wrong_hash[:10]])
+    return Finding(
+        "file_bodies", False, f"{len(bad)} of {len(refs)} file bodies referenced by {object_name}'s backup are not "
+        f"intact in the {store.description}: {shown}",
+        "put the blobs back from the store's own copy (bucket versioning, snapshots); or delete their rows from "
+        "sf_pipeline.file_bodies and back up the windows holding those versions again: bodies the org still has "
+        "are fetched again")
+
+
+def file_bodies_findings(settings: Any) -> Callable[[Sequence[Any]], dict[Any, list[Any]]]:
+    """For `backup_complete_check`: the file-body finding of each mirror key whose object has file bodies."""
+
+    def findings(mirror_keys: Sequence[Any]) -> dict[Any, list[Any]]:
+        from .resources import WarehouseResource
+
+        out: dict[Any, list[Any]] = {}
+        store = settings.blob_store()
+        with WarehouseResource().connect() as conn:
+            for key in mirror_keys:
+                finding = file_bodies_finding(conn, store, key.path[-1])
+                if finding is not None:
+                    out[key] = [finding]
+        return out
+
+    return findings

@@ -5,10 +5,15 @@ undeletes; identical content stored once; every version reachable from history; 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 
+import dagster as dg
 import pytest
 from click.testing import CliRunner
 
+from sf_pipeline.backup.files import file_bodies_finding
 from sf_pipeline.files_cli import file_command
 from sf_pipeline_tests.devorg.test_vanishing_records import _undelete
 from sf_pipeline_tests.files.helpers import (
@@ -100,3 +105,72 @@ def test_versions_changes_deletes_and_undeletes_of_files_keep_every_body_reachab
     again = p.backup("2026-11-24-01:00")
     assert metadata(again, "salesforce/ContentVersion")["file_bodies"]["bodies_fetched"] == 0
     assert metadata(again, "salesforce/Attachment")["file_bodies"]["bodies_fetched"] == 0
+
+    # backup_complete: every referenced body is in the store; then one goes missing and the check says which
+    passed = backup_complete(p)
+    assert "all 2 file bodies" in passed["ContentVersion"].metadata["file_bodies"].value
+    assert "all 2 file bodies" in passed["Attachment"].metadata["file_bodies"].value
+    assert store.delete(sha(logo))
+    failed = backup_complete(p)
+    assert not failed["Attachment"].passed  # (windows before and after the test's three are holes too)
+    assert failed["ContentVersion"].metadata["file_bodies"].value.startswith("all 2 file bodies")
+    assert f"missing {sha(logo)}" in failed["Attachment"].metadata["file_bodies"].value
+
+
+def backup_complete(p: Pipeline) -> dict[str, dg.AssetCheckEvaluation]:
+    keys = [dg.AssetCheckKey(dg.AssetKey(["salesforce", o]), "backup_complete") for o in FILE_OBJECTS]
+    job = dg.define_asset_job("complete", selection=dg.AssetSelection.checks(*keys))
+    defs = dg.Definitions.merge(p.defs(), dg.Definitions(jobs=[job]))
+    result = defs.resolve_job_def("complete").execute_in_process(instance=p.instance, raise_on_error=False)
+    return {e.asset_key.path[-1]: e for e in result.get_asset_check_evaluations()}
+
+
+def test_a_killed_backup_leaves_no_half_written_body_referenced_and_its_rerun_fetches_only_the_rest(
+        pipeline_factory):
+    p: Pipeline = pipeline_factory(["Account", "Attachment"])
+    sf = p.sf()
+    store = blob_store(p)
+    at(p, 0, 5)
+    account = sf.Account.create({"Name": "Acme"})["id"]
+    small = {attach(sf, account, f"note{i}.txt", os.urandom(2000 + i)) for i in range(12)}
+    big_data = os.urandom(6_000_000)
+    big = attach(sf, account, "scan.tiff", big_data)
+    at(p, 1, 10)
+    # the big body's download hangs (a slow answer), while the small ones complete
+    p.devorg.control("faults", {"kind": "slow", "next": 5, "delay": 120, "path": f"Attachment/{big}/Body"})
+    script = ("import dagster as dg\n"
+              "from sf_pipeline.definitions import build_definitions\n"
+              "build_definitions().resolve_job_def('backup').execute_in_process(\n"
+              "    partition_key='2026-11-24-00:00', instance=dg.DagsterInstance.get())\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while ledger_count(p) < len(small):
+            assert proc.poll() is None, "the backup ended before it was killed"
+            assert time.monotonic() < deadline, "the small bodies were never recorded"
+            time.sleep(0.5)
+    finally:
+        proc.kill()  # SIGKILL: no cleanup code runs
+        proc.wait()
+    p.devorg.control("faults", method="DELETE")
+    assert not store.exists(sha(big_data))
+    with p.conn() as conn:  # everything the backup refers to is complete in the store
+        finding = file_bodies_finding(conn, store, "Attachment")
+        assert finding is None or finding.passed, finding
+        recorded = {r[0] for r in conn.execute("SELECT record_id FROM sf_pipeline.file_bodies").fetchall()}
+    assert recorded == small
+
+    rerun = p.backup("2026-11-24-00:00")
+    files = metadata(rerun, "salesforce/Attachment")["file_bodies"]
+    assert files["bodies_fetched"] == 1  # the big one only
+    [row] = rows(p, "salesforce", "Attachment", big)
+    assert (row["_sfp_body_sha256"], row["_sfp_body_size"]) == (sha(big_data), len(big_data))
+    assert store.verify(sha(big_data))
+    assert all(r["_sfp_body_sha256"] for i in small for r in rows(p, "salesforce_history", "Attachment", i))
+
+
+def ledger_count(p: Pipeline) -> int:
+    with p.conn() as conn:
+        if not conn.execute("SELECT to_regclass('sf_pipeline.file_bodies') IS NOT NULL").fetchone()[0]:
+            return 0
+        return conn.execute("SELECT count(*) FROM sf_pipeline.file_bodies").fetchone()[0]
