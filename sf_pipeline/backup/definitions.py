@@ -9,8 +9,8 @@ from sf_pipeline.settings import Settings
 
 from .assets import ORG_TAG, history_assets, history_key, mirror_asset, mirror_key
 from .checks import backup_complete_check
-from .files import file_bodies_findings
 from .dbt import dbt_executable, dbt_project_dir, prepare_manifest
+from .files import file_bodies_findings
 from .partitions import backup_partitions
 from .resources import SalesforceOrgResource, WarehouseResource, locked_io_manager, locked_resource
 from .schedules import backup_schedule

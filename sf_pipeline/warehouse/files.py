@@ -52,6 +52,7 @@ _DDL = [
         recorded_at timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (object, record_id, field, systemmodstamp))""",
     f"CREATE INDEX IF NOT EXISTS file_bodies_sha256_idx ON {SCHEMA}.{LEDGER} (sha256)",
+    f"CREATE INDEX IF NOT EXISTS file_bodies_record_idx ON {SCHEMA}.{LEDGER} (record_id)",
     f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.{LINKS} (
         content_document_id varchar(18) NOT NULL,
         link_id varchar(18) NOT NULL,
