@@ -133,7 +133,16 @@ class LocalBlobStore(_ReadingMixin):
             if final.exists() and final.stat().st_size == size:
                 return StoredBlob(sha256, size, written=False)
             final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp_name, final)  # atomic: the hash name appears only with all its bytes
+            # atomic: the hash name appears only with all its bytes; a link fails when a concurrent put of the same
+            # content got there first (then this one wrote nothing)
+            try:
+                os.link(tmp_name, final)
+            except FileExistsError:
+                if final.stat().st_size == size:
+                    return StoredBlob(sha256, size, written=False)
+                os.replace(tmp_name, final)  # a damaged blob under this name: the verified bytes replace it
+            except OSError:  # a file system without hard links
+                os.replace(tmp_name, final)
             return StoredBlob(sha256, size, written=True)
         finally:
             with contextlib.suppress(FileNotFoundError):
