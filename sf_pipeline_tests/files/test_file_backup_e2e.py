@@ -11,6 +11,7 @@ import time
 
 import dagster as dg
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from sf_pipeline.backup.files import file_bodies_finding
@@ -174,3 +175,27 @@ def ledger_count(p: Pipeline) -> int:
         if not conn.execute("SELECT to_regclass('sf_pipeline.file_bodies') IS NOT NULL").fetchone()[0]:
             return 0
         return conn.execute("SELECT count(*) FROM sf_pipeline.file_bodies").fetchone()[0]
+
+
+def test_file_bodies_back_up_into_s3_compatible_storage_and_read_back_from_it(pipeline_factory, s3_server, s3_env,
+                                                                              tmp_path):
+    p: Pipeline = pipeline_factory(["Account", "ContentVersion"])
+    bucket = s3_server.new_bucket()
+    settings = yaml.safe_load(p.settings_path.read_text())
+    settings["blobs"] = {"store": "s3", "bucket": bucket, "prefix": "prod", "endpoint_url": s3_server.endpoint,
+                         "region": "us-east-1", "spool_dir": str(tmp_path)}
+    p.settings_path.write_text(yaml.safe_dump(settings))
+    sf = p.sf()
+    at(p, 0, 5)
+    account = sf.Account.create({"Name": "Acme"})["id"]
+    body = os.urandom(12 * 1024 * 1024)  # past the 8 MB multipart threshold
+    version = upload(sf, "drawing", body, parent=account)
+    at(p, 1, 10)
+    result = p.backup("2026-11-24-00:00")
+    assert metadata(result, "salesforce/ContentVersion")["file_bodies"]["new_blobs"] == 1
+    head = s3_server.client().head_object(Bucket=bucket, Key=f"prod/sha256/{sha(body)[:2]}/{sha(body)}")
+    assert head["ContentLength"] == len(body)
+    out = CliRunner().invoke(file_command, [version, "-o", str(tmp_path / "drawing.pdf")])
+    assert out.exit_code == 0, out.output
+    assert (tmp_path / "drawing.pdf").read_bytes() == body
+    assert list(tmp_path.glob("sf-pipeline-spool-*")) == []  # the spool file went with its upload
