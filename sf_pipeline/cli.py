@@ -269,6 +269,10 @@ main.add_command(history)
 main.add_command(as_of_command)
 main.add_command(incidents)
 
+from .files_cli import file_command  # noqa: E402
+
+main.add_command(file_command)
+
 from .orgs_cli import orgs  # noqa: E402
 
 main.add_command(orgs)

@@ -17,6 +17,9 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from sf_pipeline.blobs.errors import BlobSettingsError
+from sf_pipeline.blobs.settings import BlobSettings, blob_settings
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SETTINGS = REPO_ROOT / "sf_pipeline.yaml"
 
@@ -104,6 +107,13 @@ class Settings:
     reconcile_large_every_hours: float = 24.0
     privacy: dict[str, Any] = field(default_factory=dict)  # masking: and retention: (parsed by sf_pipeline.privacy)
     backups: tuple[BackupOrgSettings, ...] = ()  # every backed-up org, the primary first
+    blobs: BlobSettings = BlobSettings()  # blobs: where file bodies are stored (sf_pipeline.blobs, README "Files")
+
+    def blob_store(self):  # noqa: ANN201 - LocalBlobStore | S3BlobStore
+        """The store of file bodies the `blobs:` block describes (a local path is relative to this file)."""
+        from sf_pipeline.blobs.store import blob_store_from_settings
+
+        return blob_store_from_settings(self.blobs, self.path.parent)
 
     def object(self, name: str) -> ObjectSettings:
         for obj in self.objects:
@@ -154,6 +164,7 @@ def load_settings(path: str | Path | None = None) -> Settings:
         **_reconcile(path, backup.get("reconcile")),
         privacy={k: data[k] for k in ("masking", "retention", "forget") if data.get(k) is not None},
         backups=backups,
+        blobs=_blobs(path, data.get("blobs")),
     )
 
 
@@ -245,6 +256,13 @@ def resolve_objects(settings: Settings, plans: dict[str, list[Any]]) -> Settings
             objects = tuple(dataclass_replace(o, plan=by_name.get(o.name.lower())) for o in org.objects)
         resolved.append(dataclass_replace(org, objects=objects))
     return dataclass_replace(settings, backups=tuple(resolved), objects=resolved[0].objects)
+
+
+def _blobs(path: Path, section: Any) -> BlobSettings:
+    try:
+        return blob_settings(section, where=str(path))
+    except BlobSettingsError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def _salesforce_settings(path: Path, section: Any) -> SalesforceSettings:

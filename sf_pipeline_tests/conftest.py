@@ -8,6 +8,7 @@ pytest_plugins = [
     "sf_pipeline_tests.pg_fixtures",
     "sf_pipeline_tests.devorg_fixtures",
     "sf_pipeline_tests.pipeline_fixtures",
+    "sf_pipeline_tests.blob_fixtures",
 ]
 
 # The longest modules, longest first (their durations on 2 busy cores: 2.5 min down to 25 s).

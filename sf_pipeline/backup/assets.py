@@ -25,6 +25,7 @@ from sf_pipeline.warehouse.erased import drop_erased_rows
 from sf_pipeline.warehouse.full_read import load_full_read
 from sf_pipeline.warehouse.run_state import keep_calculated_columns
 
+from .files import backup_window_files
 from .partitions import extraction_bounds
 from .preflight import window_preflight
 from .reconciliation import ReconcileSettings, VanishedReport, learn_vanished
@@ -162,6 +163,8 @@ def mirror_asset(obj: ObjectSettings, settings: Settings, partitions: dg.Partiti
                     first_load=result.into_empty_table, counts=pre.counts)
             # records erased on request (sf_pipeline.privacy.forget) never come back through a later window
             erased = drop_erased_rows(conn, obj.name)
+            # file bodies (base64 fields) of the window's new and changed versions, into the blob store
+            files = backup_window_files(context, client, conn, settings, obj, describe["fields"], start, end)
         for note in stats.notes:
             context.log.info(f"{obj.name}: {note}")
         if vanished.reconciled:
@@ -202,6 +205,7 @@ def mirror_asset(obj: ObjectSettings, settings: Settings, partitions: dg.Partiti
             **vanished.as_metadata(),
             "erased_records_skipped": dg.MetadataValue.json({"count": len(erased), "ids": erased[:50]}),
             "type_changes": dg.MetadataValue.text("; ".join(c.describe() for c in table.type_changes) or "none"),
+            **({"file_bodies": dg.MetadataValue.json(files.as_metadata())} if files else {}),
         })
 
     return _mirror

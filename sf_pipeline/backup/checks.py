@@ -10,7 +10,7 @@ lists the ones that do not hold.
 """
 
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -80,7 +80,9 @@ def backup_complete_check(mirror_keys: Sequence[dg.AssetKey], history_keys: Sequ
                           max_windows_per_tick: int, name: str = CHECK_NAME, *,
                           object_names: Sequence[str] | None = None, reconcile_every_hours: float = 24.0,
                           stamps: Sequence[str | None] | None = None,
-                          resource_keys: tuple[str, str] = ("salesforce", "warehouse")
+                          resource_keys: tuple[str, str] = ("salesforce", "warehouse"),
+                          more_findings: Callable[[Sequence[dg.AssetKey]], Mapping[dg.AssetKey, Sequence[Finding]]]
+                          | None = None,
                           ) -> dg.AssetChecksDefinition:
     """The check on each `mirror_keys[i]`, judged by the materialized windows of `history_keys[i]`; `name` is
     the step's (one per backed-up org).
@@ -89,7 +91,8 @@ def backup_complete_check(mirror_keys: Sequence[dg.AssetKey], history_keys: Sequ
     database, as of the end of each object's newest backed-up window: counts, reconciliation, delete log
     (`completeness.py`); it then needs the org's Salesforce and warehouse resources (`resource_keys`). `stamps`:
     the field each object's windows are read on (SystemModstamp, CreatedDate for append-only objects, None for
-    objects read whole, which have no count as of an instant to compare).
+    objects read whole, which have no count as of an instant to compare). `more_findings` adds conditions per
+    mirror key (file bodies: backup/files.py).
     """
     lag = timedelta(minutes=lag_minutes)
     pairs = list(zip(mirror_keys, history_keys, strict=True))
@@ -120,8 +123,9 @@ def backup_complete_check(mirror_keys: Sequence[dg.AssetKey], history_keys: Sequ
         if names is not None:
             _org_findings(context, per_object, names, list(stamps) if stamps is not None else ["SystemModstamp"] * len(names),
                           reconcile_every_hours, resource_keys)
+        extra = more_findings([m for m, _ in pairs]) if more_findings else {}
         for mirror, findings, _ in per_object:
-            yield check_result(mirror, findings)
+            yield check_result(mirror, [*findings, *extra.get(mirror, ())])
 
     return _backup_complete
 

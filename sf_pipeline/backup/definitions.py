@@ -15,6 +15,7 @@ from .assets import ORG_TAG, history_assets, history_key, mirror_asset, mirror_k
 from .catalog_asset import catalog_spec
 from .checks import backup_complete_check
 from .dbt import dbt_executable, dbt_project_dir, prepare_manifest
+from .files import file_bodies_findings
 from .partitions import backup_partitions
 from .resources import (
     SalesforceOrgResource,
@@ -112,7 +113,9 @@ def _org_definitions(settings: Settings, org: BackupOrgSettings, partitions: dg.
                                      object_names=[o.name for o in org.objects],
                                      stamps=[_stamp(o) for o in org.objects],
                                      reconcile_every_hours=settings.reconcile_large_every_hours,
-                                     resource_keys=org_resource_keys(org))
+                                     resource_keys=org_resource_keys(org),
+                                     # file bodies live in the primary org's database and blob store
+                                     more_findings=file_bodies_findings(settings) if org.primary else None)
     salesforce_key, warehouse_key = org_resource_keys(org)
     database = database_url_env(None if org.primary else org.alias)
     return dg.Definitions(

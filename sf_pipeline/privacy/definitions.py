@@ -57,7 +57,8 @@ def forget_job(settings: Settings) -> dg.JobDefinition:
             raise dg.Failure(description=f"invalid forget config: {exc}") from None
         with warehouse.connect() as conn:
             result = forget(conn, request, backed_up=backed_up, fields=fields,
-                            requested_by=requested_by(dict(context.run.tags)), run_id=context.run_id)
+                            requested_by=requested_by(dict(context.run.tags)), run_id=context.run_id,
+                            blob_store=settings.blob_store())
             still = _still_in_org(settings, result.records, context.log)
             note_still_in_org(conn, result, still)
         if result.still_in_org:

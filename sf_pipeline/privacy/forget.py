@@ -23,6 +23,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from sf_pipeline.privacy.errors import ForgetConfigError, PrivacySettingsError
+from sf_pipeline.privacy.files import FileErasure, remove_queued
 from sf_pipeline.restore.values import id18
 from sf_pipeline.warehouse.erased import add_erased, ensure_erased_table
 from sf_pipeline.warehouse.names import (
@@ -191,16 +192,21 @@ def _count_or_delete(conn: psycopg.Connection[Any], table: sql.Composable, where
 
 
 def forget(conn: psycopg.Connection[Any], request: ForgetRequest, *, backed_up: Sequence[str],
-           fields: Iterable[tuple[str, str]], requested_by: str, run_id: str | None = None) -> ForgetResult:
+           fields: Iterable[tuple[str, str]], requested_by: str, run_id: str | None = None,
+           blob_store: Any = None) -> ForgetResult:
     """Erase (or with dry_run, count) a data subject's records everywhere the backup keeps them; see the
-    module doc. Commits its own transaction; the erasure log row is written in the same one."""
+    module doc. Commits its own transaction; the erasure log row is written in the same one. With `blob_store`,
+    the file bodies only the erased rows referred to are removed from it too (privacy/files.py)."""
     result = ForgetResult(dry_run=request.dry_run)
     _ensure_indexes(conn)
     result.records = find_subject(conn, request, fields)
     ids = sorted({rid for v in result.records.values() for rid in v})
     delete = not request.dry_run
     removed = result.rows_removed
+    files = FileErasure(result.records) if blob_store is not None else None
     with conn.transaction():
+        if files is not None:
+            files.collect(conn)
         for sobject, object_ids in result.records.items():
             table = table_name(sobject)
             for schema in (MIRROR_SCHEMA, HISTORY_SCHEMA):
@@ -233,6 +239,8 @@ def forget(conn: psycopg.Connection[Any], request: ForgetRequest, *, backed_up: 
                     "UPDATE sf_pipeline.incidents SET report = jsonb_set(report, '{{sample}}', (SELECT "
                     "coalesce(jsonb_agg(s), '[]'::jsonb) FROM {} s WHERE NOT (s->>'id' = ANY(%s)))), "
                     "updated_at = now() WHERE {}").format(samples, hit), (ids, ids))
+        if files is not None:
+            removed.update(files.finish(conn, delete))
         conn.execute("CREATE SCHEMA IF NOT EXISTS sf_pipeline")
         conn.execute(_LOG_DDL)
         (result.erasure_id,) = conn.execute(
@@ -244,8 +252,12 @@ def forget(conn: psycopg.Connection[Any], request: ForgetRequest, *, backed_up: 
             ensure_erased_table(conn)
             for sobject, object_ids in result.records.items():
                 add_erased(conn, sobject, object_ids, result.erasure_id)
+            if files is not None:
+                files.queue(conn, result.erasure_id)
     if not conn.autocommit:
         conn.commit()
+    if files is not None and delete:
+        remove_queued(conn, blob_store)  # after the commit: a store delete cannot be rolled back
     return result
 
 

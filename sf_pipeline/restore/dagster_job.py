@@ -28,6 +28,8 @@ from . import (
     plan_restore,
     verify_plan,
 )
+from .files import is_file_restore
+from .files_job import run_file_restore
 
 
 class RestoreRunConfig(dg.Config):
@@ -108,6 +110,8 @@ def restore_job(settings: Settings) -> dg.JobDefinition:
             client = org.client()
             try:
                 verify_org(conn, client)  # the org this alias always reached, or nothing is planned nor written
+                if is_file_restore(cfg):  # ContentDocument / ContentVersion / Attachment: restore/files.py
+                    return run_file_restore(context, conn, client, cfg, raw, settings, apply_config_markdown)
                 if cfg.dry_run:
                     # history is the backed-up org's, whichever org the values are written to
                     plan = plan_restore(conn, client, cfg, context.run_id, source_org=settings.backup_org)

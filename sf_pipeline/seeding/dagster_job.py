@@ -16,6 +16,7 @@ from sf_pipeline.settings import Settings
 from sf_pipeline.warehouse.org_identity import OrgIdentityError
 
 from . import SeedConfig, SeedingError, seed_sandbox
+from .files import seed_files
 from .users import org_users
 
 
@@ -70,6 +71,12 @@ def seed_job(settings: Settings) -> dg.JobDefinition:
             except (SeedingError, OrgIdentityError, PrivacyError) as exc:
                 raise dg.Failure(description=str(exc)) from None
             conn.commit()
+            files = None
+            if settings.blobs.seed_files:  # the seeded records' attachments and documents (seeding/files.py)
+                files = seed_files(conn, target, settings.blob_store(), source_org=cfg.source_org,
+                                   target_org=cfg.target_org, as_of=cfg.as_of,
+                                   max_bytes=int(settings.blobs.seed_max_file_mb * 1024 * 1024))
+                conn.commit()
         summary = result.summary()
         metadata = {
             "target_org": dg.MetadataValue.text(cfg.target_org),
@@ -84,6 +91,7 @@ def seed_job(settings: Settings) -> dg.JobDefinition:
             "masked_fields": dg.MetadataValue.json(result.masked if masking.enabled else {"masking": "off"}),
             "api_calls": dg.MetadataValue.int(result.api_calls),
             "seconds": dg.MetadataValue.float(round(result.seconds, 2)),
+            "files": dg.MetadataValue.json(files.as_metadata() if files else {"seed_files": "off"}),
         }
         if result.failed:
             failures = "\n".join(f"- {o.object} {sid}: {err}" for o in result.objects.values()

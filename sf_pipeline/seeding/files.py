@@ -1,0 +1,125 @@
+"""The files of seeded records: attachments and documents copied into the sandbox after the records.
+
+After `seed_sandbox` has copied records, every record it holds a copy of (`sf_pipeline.id_map`, source ->
+target) gets its files as they were at `as_of`: Attachments whose parent it is, re-created on the copy; and
+ContentDocuments linked to it (the links the backup saw), uploaded once (the version valid at `as_of`) with a
+link to each seeded record they were linked to. Bytes come from the blob store, streamed; files larger than
+`blobs.seed_max_file_mb` are listed, not copied. A document or attachment already copied (in the id map) is not
+copied again. Masking does not reach file contents: a file is copied as it is (`blobs.seed_files: false` keeps
+files out of sandboxes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from sf_pipeline.blobs import BlobStore
+from sf_pipeline.restore.tables import load_id_map, save_id_map
+from sf_pipeline.salesforce.blobs import insert_with_blob
+from sf_pipeline.salesforce.client import SalesforceClient
+from sf_pipeline.salesforce.writes import create_records
+from sf_pipeline.warehouse.files import ensure_file_tables
+
+
+@dataclass
+class SeedFilesResult:
+    attachments: int = 0
+    documents: int = 0
+    links: int = 0
+    bytes: int = 0
+    too_large: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    def as_metadata(self) -> dict[str, Any]:
+        return {"attachments_copied": self.attachments, "documents_copied": self.documents, "links": self.links,
+                "bytes": self.bytes, "too_large_not_copied": self.too_large[:50], "failures": self.failures[:50]}
+
+
+def _exists(conn: psycopg.Connection[Any], table: str) -> bool:
+    return bool(conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f'salesforce_history."{table}"',)).fetchone()[0])
+
+
+def _valid_at(table: str) -> str:
+    return (f'SELECT * FROM salesforce_history."{table}" h WHERE h.dbt_valid_from <= %(as_of)s AND '
+            "(h.dbt_valid_to IS NULL OR h.dbt_valid_to > %(as_of)s) AND NOT h.isdeleted")
+
+
+def _rows(conn: psycopg.Connection[Any], query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    cur = conn.execute(query, params)
+    names = [d.name for d in cur.description or ()]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def seed_files(conn: psycopg.Connection[Any], target: SalesforceClient, store: BlobStore, *, source_org: str,
+               target_org: str, as_of: datetime, max_bytes: int) -> SeedFilesResult:
+    """Copy the files of every record seeded from `source_org` into `target_org`; see the module docstring."""
+    result = SeedFilesResult()
+    ensure_file_tables(conn)
+    id_map = load_id_map(conn, source_org, target_org)
+    seeded = list(id_map)
+    if not seeded:
+        return result
+    params = {"as_of": as_of, "ids": seeded}
+    if _exists(conn, "attachment"):
+        copies: dict[str, str] = {}
+        for att in _rows(conn, _valid_at("attachment") + " AND h.parentid = ANY(%(ids)s)", params):
+            if att["id"] in id_map or not att.get("_sfp_body_sha256"):
+                continue
+            size, sha = int(att["_sfp_body_size"] or 0), att["_sfp_body_sha256"].strip()
+            if size > max_bytes:
+                result.too_large.append(f"Attachment {att['id']} ({size:,} bytes)")
+                continue
+            values = {"ParentId": id_map[att["parentid"]], "Name": att["name"],
+                      **({"ContentType": att["contenttype"]} if att.get("contenttype") else {}),
+                      **({"Description": att["description"]} if att.get("description") else {})}
+            try:
+                copies[att["id"]] = insert_with_blob(target, "Attachment", values, "Body", size=size,
+                                                     source=lambda sha=sha: store.chunks(sha), filename=att["name"])
+                result.attachments += 1
+                result.bytes += size
+            except Exception as exc:  # noqa: BLE001 - listed in the run's metadata; the other files go on
+                result.failures.append(f"Attachment {att['id']}: {str(exc)[:200]}")
+        save_id_map(conn, source_org, target_org, "Attachment", copies)
+    if _exists(conn, "contentversion"):
+        links = conn.execute(
+            "SELECT content_document_id, array_agg(DISTINCT linked_entity_id) FROM sf_pipeline.content_document_links "
+            "WHERE linked_entity_id = ANY(%(ids)s) "
+            "GROUP BY content_document_id", params).fetchall()
+        documents = {doc: sorted(entities) for doc, entities in links if doc not in id_map}
+        latest: dict[str, dict[str, Any]] = {}
+        for version in _rows(conn, _valid_at("contentversion") + " AND h.contentdocumentid = ANY(%(docs)s)",
+                             {**params, "docs": list(documents)}):
+            doc = version["contentdocumentid"]
+            if doc not in latest or int(version.get("versionnumber") or 0) > int(latest[doc].get("versionnumber") or 0):
+                latest[doc] = version
+        copies = {}
+        for doc, version in latest.items():
+            sha = (version.get("_sfp_versiondata_sha256") or "").strip()
+            size = int(version.get("_sfp_versiondata_size") or 0)
+            if not sha:
+                continue
+            if size > max_bytes:
+                result.too_large.append(f"ContentDocument {doc} ({size:,} bytes)")
+                continue
+            entities = [id_map[e] for e in documents[doc]]
+            values = {"Title": version.get("title") or "file", "PathOnClient": version.get("pathonclient") or "file",
+                      "FirstPublishLocationId": entities[0]}
+            try:
+                new_version = insert_with_blob(target, "ContentVersion", values, "VersionData", size=size,
+                                               source=lambda sha=sha: store.chunks(sha),
+                                               filename=values["PathOnClient"])
+                new_doc = target.restful(f"sobjects/ContentVersion/{new_version}")["ContentDocumentId"]
+                made = create_records(target, "ContentDocumentLink", [
+                    {"ContentDocumentId": new_doc, "LinkedEntityId": e, "ShareType": "V"} for e in entities[1:]])
+                copies[doc] = new_doc
+                result.documents += 1
+                result.links += 1 + sum(r.success for r in made)
+                result.bytes += size
+            except Exception as exc:  # noqa: BLE001 - listed in the run's metadata; the other files go on
+                result.failures.append(f"ContentDocument {doc}: {str(exc)[:200]}")
+        save_id_map(conn, source_org, target_org, "ContentDocument", copies)
+    return result
