@@ -32,6 +32,11 @@ from sf_pipeline.warehouse.vanished import STATE_SCHEMA
 from .findings import Finding
 
 
+class OrgEvidenceError(RuntimeError):
+    """The org refused a question of `backup_complete` (a COUNT() or its delete log) for another reason than the
+    delete log's coverage."""
+
+
 @dataclass(frozen=True)
 class OrgEvidence:
     """The org's side for one object as of `as_of` (W)."""
@@ -103,7 +108,7 @@ def org_evidence(client: SalesforceClient, objects: Sequence[tuple[str, datetime
         live, changed = next(results), next(results)
         for answer in (live, changed):
             if answer["statusCode"] >= 400:
-                raise RuntimeError(f"{sobject}: the org refused a COUNT() of backup_complete "
+                raise OrgEvidenceError(f"{sobject}: the org refused a COUNT() of backup_complete "
                                    f"({answer['statusCode']}): {str(answer.get('result'))[:300]}")
         covered: bool | None = None
         earliest: datetime | None = None
@@ -116,7 +121,7 @@ def org_evidence(client: SalesforceClient, objects: Sequence[tuple[str, datetime
             else:
                 codes = {e.get("errorCode") for e in (log.get("result") or []) if isinstance(e, dict)}
                 if "INVALID_REPLICATION_DATE" not in codes:
-                    raise RuntimeError(f"{sobject}: the org refused its delete log ({log['statusCode']}): "
+                    raise OrgEvidenceError(f"{sobject}: the org refused its delete log ({log['statusCode']}): "
                                        f"{str(log.get('result'))[:300]}")
                 probe = delete_log(client, sobject, now - timedelta(minutes=2), now)  # where the log starts now
                 covered, earliest = False, probe.earliest_available

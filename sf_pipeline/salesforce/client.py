@@ -111,12 +111,14 @@ class SalesforceClient:
         if m:
             self.usage = (int(m.group(1)), int(m.group(2)))
 
-    def check_budget(self) -> None:
+    def check_budget(self, cost: int = 1) -> None:
+        """Refuse a call costing `cost` API requests (a Composite Batch costs one per subrequest) that would take
+        usage past the budget."""
         if self.usage is None:
             return
         used, limit = self.usage
         allowed = int(limit * self.budget_share)
-        if used + 1 > allowed:
+        if used + cost > allowed:
             raise ApiBudgetExceeded(
                 f"org '{self.alias}' has used {used:,} of its {limit:,} daily API requests; sf-pipeline may use "
                 f"at most {self.budget_share:.0%} ({allowed:,}). Stopping before the next call. Raise "
@@ -138,7 +140,9 @@ class SalesforceClient:
             try:
                 result = fn()
                 usage = self.sf.api_usage.get("api-usage") if self.sf.api_usage else None
-                if usage is not None:
+                # simple-salesforce's figure is from its own last call; the pipeline's raw requests (Bulk,
+                # describes) note theirs directly: keep the newer (usage only grows within the 24 hours)
+                if usage is not None and (self.usage is None or usage.used >= self.usage[0]):
                     self.usage = (usage.used, usage.total)
                 return result
             except Exception as exc:  # noqa: BLE001 - classified below
@@ -243,6 +247,7 @@ class SalesforceClient:
         results: list[dict[str, Any]] = []
         for i in range(0, len(subrequests), BATCH_SUBREQUESTS):
             chunk = [dict(s) for s in subrequests[i:i + BATCH_SUBREQUESTS]]
+            self.check_budget(len(chunk))
             answer = self.call(lambda c=chunk: self.sf.restful("composite/batch", method="POST",
                                                                json={"batchRequests": c, "haltOnError": False}),
                                f"composite batch of {len(chunk)}")

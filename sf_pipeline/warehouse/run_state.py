@@ -72,11 +72,6 @@ class WindowCounts:
     org_total: int | None
 
 
-def preflight_lock(conn: psycopg.Connection[Any], run_id: str) -> None:
-    """Within a transaction: one step of a run at a time asks the org for the run's counts."""
-    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s)::bigint + %s)", (run_id, _DDL_LOCK_KEY))
-
-
 def stored_counts(conn: psycopg.Connection[Any], run_id: str, start: datetime, end: datetime) -> dict[str, WindowCounts]:
     rows = conn.execute("SELECT object, window_count, org_total FROM sf_pipeline.run_preflight WHERE run_id = %s "
                         "AND window_start = %s AND window_end = %s", (run_id, start, end)).fetchall()

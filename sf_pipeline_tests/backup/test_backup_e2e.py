@@ -92,7 +92,8 @@ def test_backfill_then_windows_keep_mirror_and_history_equal_to_the_org(pipeline
     assert len(meta) == 3 and all(m == meta[0] for m in meta)
     assert meta[0]["records_extracted"] == 4 and meta[0]["records_inserted"] == 4
     assert meta[0]["window_start"].startswith("2026-11-23T22:00") and meta[0]["window_end"].startswith("2026-11-24T01:00")
-    assert meta[0]["api_calls"] >= 2 and meta[0]["bytes"] > 0
+    # at least the read of its records (the run's first step also asked the org for every object's counts)
+    assert meta[0]["api_calls"] >= 1 and meta[0]["bytes"] > 0
     assert materializations(result, "history/Opportunity")
     for sobject in COMPARED:
         assert mirror_state(p, sobject) == devorg_state(p, sobject, include_deleted=True)
