@@ -110,7 +110,9 @@ def _window_model(object_name: str) -> str:
 
 
 def _yaml(document: dict[str, Any]) -> str:
-    return f"# {_GENERATED}\n" + yaml.safe_dump(document, sort_keys=False, default_flow_style=False)
+    # libyaml's dumper when present: the definitions of hundreds of objects (`objects: all`) in a fraction of the time
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return f"# {_GENERATED}\n" + yaml.dump(document, Dumper=dumper, sort_keys=False, default_flow_style=False)
 
 
 def _sources(objects: Sequence[str]) -> str:

@@ -704,6 +704,20 @@ def test_unsupported_soql_is_rejected(org: Org, soql: str, token: str):
     assert soql[col - 1 : col - 1 + len(token)].upper() == token.upper()
 
 
+def test_group_and_order_are_objects_after_from_and_keywords_elsewhere(org: Org):
+    # Valid SOQL in a real org (Object Reference, "Group" and "Order":
+    # https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_group.htm);
+    # a backup of every object reads both.
+    from sf_pipeline.devorg.org import Org as FullOrg
+    from sf_pipeline.devorg.soql import compile_soql
+
+    full = FullOrg()  # every standard object of a real org, Group and Order among them
+    for soql in ("SELECT COUNT() FROM Group WHERE SystemModstamp >= 1970-01-01T00:00:00Z",
+                 "SELECT Id FROM Order o WHERE o.Id != null ORDER BY Id"):
+        assert compile_soql(soql, full.schema, now=full.clock.now(), include_deleted=True) is not None
+    assert org.error("SELECT Name FROM Account GROUP BY Name").message.endswith("\nunexpected token: GROUP")
+
+
 def test_invalid_type(org: Org):
     soql = "SELECT Id FROM Accountx"
     e = org.error(soql)
