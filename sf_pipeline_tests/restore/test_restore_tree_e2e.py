@@ -183,6 +183,8 @@ def test_records_still_in_the_bin_are_undeleted_with_their_children_and_purged_o
         assert objects["Account"]["undelete"] == 2 and objects["Account"]["re-create"] == 2
         assert objects["Contact"]["undelete"] + objects["Contact"]["re-create"] == 8
         assert objects["Contact"]["undelete"] == 4  # they come back with their Account's undelete
+        # contact roles cannot be undeleted on their own (describe: undeletable false), but come back with theirs
+        assert objects["OpportunityContactRole"]["undelete"] == 4
         result = apply_plan(conn, c, plan)
         assert verify_plan(c, plan, conn=conn).success
         assert result.outcomes["undeleted"] == 2 + 4 + 4 + objects["OpportunityContactRole"]["undelete"]
