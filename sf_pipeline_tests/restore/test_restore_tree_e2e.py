@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from sf_pipeline.devorg.scenarios import run_scenario
-from sf_pipeline.restore import RestoreConfigError, apply_plan, plan_restore, verify_plan
+from sf_pipeline.restore import RestoreConfigError, apply_plan, plan_restore, tables, verify_plan
 from sf_pipeline_tests.pipeline_fixtures import SavedState
 from sf_pipeline_tests.restore.story import at, client, config, create, reviewed
 
@@ -194,6 +194,37 @@ def test_records_still_in_the_bin_are_undeleted_with_their_children_and_purged_o
     # Undeleted records keep their ids, re-created ones have new ids; every lookup points at them again.
     assert org_state(p) == mapped(story.before, result.id_map)
     assert len(result.id_map) == sum(n["re-create"] for n in objects.values())
+
+
+def test_the_restore_job_brings_the_tree_back_from_the_launchpad_and_undoes_it(pipeline_factory,
+                                                                                 four_accounts_deleted):
+    p = pipeline_factory(state=four_accounts_deleted)
+    story: DeletedAccounts = four_accounts_deleted.story
+    run_scenario(p.devorg.org, "recycle-bin-purge")
+    job = p.defs().resolve_job_def("restore")
+
+    def launch(config: dict[str, Any]) -> dict[str, Any]:
+        result = job.execute_in_process(run_config={"ops": {"restore": {"config": config}}}, instance=p.instance)
+        [event] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
+        return {"run_id": result.run_id, **{k: v.value for k, v in event.event_specific_data.metadata.items()}}
+
+    tree = {"object": "Account", "restore_deleted": True, "as_of": "2026-11-24T01:59:59Z",
+            "changed_between": ["2026-11-24T02:00:00Z", "2026-11-24T02:10:00Z"], "target_org": "production"}
+    dry = launch(tree)
+    assert dry["tree"]["objects"]["Opportunity"]["re-create"] == 8
+    assert dry["tree"]["order"].index("Account") < dry["tree"]["order"].index("OpportunityContactRole")
+    assert "| Contact | 0 | 8 | 1 |" in dry["plan"]
+    assert org_state(p) == story.damaged
+    applied = launch({**tree, "dry_run": False, "plan": dry["run_id"]})
+    assert applied["outcomes"] == {"created": 29, "repointed": 10} and applied["verified_records"] == 29 + 10
+    with p.conn() as conn:
+        ids = tables.load_id_map(conn, "production", "production")
+    assert org_state(p) == mapped(story.before, ids)
+    undo = {"object": "Account", "undo_of": applied["run_id"], "target_org": "production"}
+    undo_dry = launch(undo)
+    assert undo_dry["counts"]["restore"] == 29 + 10
+    launch({**undo, "dry_run": False, "plan": undo_dry["run_id"]})
+    assert org_state(p) == story.damaged
 
 
 def test_with_children_is_on_for_deletions_and_refused_without_restore_deleted():
