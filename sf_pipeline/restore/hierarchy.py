@@ -346,6 +346,11 @@ def _plan_restore(conn: psycopg.Connection[Any], client: SalesforceClient, confi
             if parent.action == NONE and rec.action in (UNDELETE, CREATE):
                 rec.action, rec.reason = NONE, f"deleted with {parent.object} {parent.record_id}, which cannot be " \
                                                "brought back"
+            elif parent.action == UNDELETE and rec.state == RECYCLE_BIN:
+                # Deleted with a parent that is undeleted: it comes back with it, even when its object cannot be
+                # undeleted on its own (describe's `undeletable` is false for OpportunityContactRole).
+                rec.action, rec.reason = UNDELETE, f"in the recycle bin, deleted with {parent.object} " \
+                                                   f"{parent.record_id}: comes back with its undelete"
             elif parent.action == CREATE and rec.action == UNDELETE:
                 rec.action, rec.reason = CREATE, (f"deleted with {parent.object} {parent.record_id}, which is "
                                                   "re-created: re-create it under its new parent")

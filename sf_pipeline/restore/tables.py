@@ -440,6 +440,20 @@ class Selection:
         return any(v is not None for v in (self.after, self.start, self.end, self.changed_by))
 
 
+def selection_conditions(selection: Selection) -> list[sql.Composable]:
+    """The conditions on one history version that select its record (without the ids)."""
+    selecting: list[sql.Composable] = []
+    if selection.after is not None:
+        selecting.append(sql.SQL("dbt_valid_from > %(after)s"))
+    if selection.start is not None:
+        selecting.append(sql.SQL("dbt_valid_from >= %(start)s"))
+    if selection.end is not None:
+        selecting.append(sql.SQL("dbt_valid_from < %(end)s"))
+    if selection.changed_by is not None:
+        selecting.append(sql.SQL("lastmodifiedbyid = %(changed_by)s"))
+    return selecting
+
+
 def selected_versions_sql(object_name: str, column_types: Mapping[str, str], selection: Selection) -> sql.Composed:
     """One row per selected record: values at as_of (`d_*`; `existed` false when it did not exist then), the
     damaged version (`m_*`: the last version inside the window, else the latest), and the latest backed-up
@@ -451,15 +465,7 @@ def selected_versions_sql(object_name: str, column_types: Mapping[str, str], sel
     `after`/`start`/`end`/`changed_by`/`ids` as the selection uses them.
     """
     h = history_table(object_name)
-    selecting = []
-    if selection.after is not None:
-        selecting.append(sql.SQL("dbt_valid_from > %(after)s"))
-    if selection.start is not None:
-        selecting.append(sql.SQL("dbt_valid_from >= %(start)s"))
-    if selection.end is not None:
-        selecting.append(sql.SQL("dbt_valid_from < %(end)s"))
-    if selection.changed_by is not None:
-        selecting.append(sql.SQL("lastmodifiedbyid = %(changed_by)s"))
+    selecting = selection_conditions(selection)
     ids = sql.SQL("id = ANY(%(ids)s)")
     if selection.by_version:
         where = sql.SQL("id IN (SELECT id FROM {h} WHERE {cond})").format(

@@ -21,7 +21,15 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from sf_pipeline.restore.tables import Selection, _commit, _copy_json, _copy_text, history_table
+from sf_pipeline.restore.tables import (
+    Selection,
+    _commit,
+    _copy_json,
+    _copy_text,
+    history_table,
+    selection_conditions,
+    selection_params,
+)
 from sf_pipeline.warehouse.names import column_name, ident
 
 _VALID_AT = "{a}.dbt_valid_from <= %(as_of)s AND ({a}.dbt_valid_to > %(as_of)s OR {a}.dbt_valid_to IS NULL) " \
@@ -33,15 +41,7 @@ def selected_deleted(conn: psycopg.Connection[Any], object_name: str, selection:
     """(ids of the selected records that existed at as_of and whose latest backed-up version is deleted,
     how many selected records are not deleted)."""
     h = history_table(object_name)
-    conditions = []
-    if selection.after is not None:
-        conditions.append(sql.SQL("dbt_valid_from > %(after)s"))
-    if selection.start is not None:
-        conditions.append(sql.SQL("dbt_valid_from >= %(start)s"))
-    if selection.end is not None:
-        conditions.append(sql.SQL("dbt_valid_from < %(end)s"))
-    if selection.changed_by is not None:
-        conditions.append(sql.SQL("lastmodifiedbyid = %(changed_by)s"))
+    conditions = selection_conditions(selection)
     if selection.record_ids:
         conditions.append(sql.SQL("id = ANY(%(ids)s)"))
     where = sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("true")
@@ -49,8 +49,7 @@ def selected_deleted(conn: psycopg.Connection[Any], object_name: str, selection:
         "SELECT id, bool_or({valid}) AS existed, coalesce(bool_or(isdeleted IS TRUE) FILTER "
         "(WHERE dbt_valid_to IS NULL), false) AS deleted FROM {h} h WHERE id IN (SELECT id FROM {h} WHERE {where}) "
         "GROUP BY id ORDER BY id").format(valid=sql.SQL(_VALID_AT.format(a="h")), h=h, where=where)
-    params = {"as_of": as_of, "after": selection.after, "start": selection.start, "end": selection.end,
-              "changed_by": selection.changed_by, "ids": list(selection.record_ids)}
+    params = selection_params(selection, as_of)
     deleted, live = [], 0
     for rid, existed, is_deleted in conn.execute(query, params):
         if existed and is_deleted:

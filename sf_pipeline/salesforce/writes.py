@@ -458,8 +458,9 @@ def _ingest_job(client: SalesforceClient, sobject: str, records: Sequence[Mappin
             "it may have updated records: see the job's successfulResults in the org") from exc
 
 
-def _ingest_results(client: SalesforceClient, sobject: str, job_id: str, records: Sequence[Mapping[str, Any]],
-                    poll: float, timeout: float) -> list[WriteResult]:
+def _wait_for_job(client: SalesforceClient, sobject: str, job_id: str, poll: float, timeout: float,
+                  longest: float = 2.0) -> None:
+    """Poll an ingest job until it ends; SalesforceWriteError unless it ended JobComplete."""
     deadline = time.monotonic() + timeout
     delay = poll
     while True:
@@ -469,10 +470,15 @@ def _ingest_results(client: SalesforceClient, sobject: str, job_id: str, records
         if time.monotonic() > deadline:
             raise SalesforceWriteError(f"Bulk ingest job {job_id} still {state['state']} after {timeout}s")
         time.sleep(delay)
-        delay = min(delay * 1.5, 2.0)
+        delay = min(delay * 1.5, longest)
     if state["state"] != "JobComplete":
         raise SalesforceWriteError(f"Bulk ingest job {job_id} for {sobject} ended {state['state']}: "
                                    f"{state.get('errorMessage') or 'no error message'}")
+
+
+def _ingest_results(client: SalesforceClient, sobject: str, job_id: str, records: Sequence[Mapping[str, Any]],
+                    poll: float, timeout: float) -> list[WriteResult]:
+    _wait_for_job(client, sobject, job_id, poll, timeout)
     by_id = _ingest_outcomes(client, job_id)
     return [by_id.get(rec["Id"]) or failure(rec["Id"], "NOT_PROCESSED", f"Bulk job {job_id} returned no result")
             for rec in records]
@@ -567,19 +573,7 @@ def bulk_create(client: SalesforceClient, sobject: str, records: Sequence[Mappin
     del buf
     _send(client, "PATCH", _jobs_url(client, f"/{job_id}"), "bulk insert close", json={"state": "UploadComplete"})
     try:
-        deadline = time.monotonic() + timeout
-        delay = poll
-        while True:
-            state = _send(client, "GET", _jobs_url(client, f"/{job_id}"), "bulk insert poll").json()
-            if state["state"] in TERMINAL_JOB_STATES:
-                break
-            if time.monotonic() > deadline:
-                raise SalesforceWriteError(f"Bulk insert job {job_id} still {state['state']} after {timeout}s")
-            time.sleep(delay)
-            delay = min(delay * 1.5, 3.0)
-        if state["state"] != "JobComplete":
-            raise SalesforceWriteError(f"Bulk insert job {job_id} for {sobject} ended {state['state']}: "
-                                       f"{state.get('errorMessage') or 'no error message'}")
+        _wait_for_job(client, sobject, job_id, poll, timeout, longest=3.0)
         waiting: dict[tuple[str, ...], list[int]] = {}
         for i, row in enumerate(rows):
             waiting.setdefault(tuple(row), []).append(i)

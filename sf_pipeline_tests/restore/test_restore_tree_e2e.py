@@ -10,12 +10,14 @@ and records leave the recycle bin for good after 15 days
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from sf_pipeline.devorg.scenarios import run_scenario
-from sf_pipeline.restore import RestoreConfigError, apply_plan, plan_restore, verify_plan
+from sf_pipeline.restore import RestoreConfigError, apply_plan, plan_restore, tables, verify_plan
+from sf_pipeline_tests.pipeline_fixtures import SavedState
 from sf_pipeline_tests.restore.story import at, client, config, create, reviewed
 
 pytestmark = pytest.mark.e2e
@@ -72,8 +74,16 @@ def build_accounts_with_children(p):
     return accounts
 
 
-def test_mass_delete_of_accounts_comes_back_whole_in_one_run_after_the_purge_and_is_undone(pipeline_factory):
-    p = pipeline_factory(OBJECTS)
+@dataclass
+class DeletedAccounts:
+    accounts: list[str]
+    before: dict[str, dict[str, dict[str, Any]]]  # every live record before the delete
+    damaged: dict[str, dict[str, dict[str, Any]]]  # and after it
+
+
+def delete_four_accounts(p) -> DeletedAccounts:
+    """The org of `build_accounts_with_children`, backed up; at 02:00 sales3 deletes four Accounts (their
+    Contacts, Opportunities and contact roles go with them), and the 02:00 window is backed up."""
     accounts = build_accounts_with_children(p)
     before = org_state(p)
     at(p, 1, 10)
@@ -87,6 +97,19 @@ def test_mass_delete_of_accounts_comes_back_whole_in_one_run_after_the_purge_and
     assert damaged["Account"][accounts[4]]["ParentId"] is None  # the delete cleared a survivor's lookup
     at(p, 3, 10)
     assert p.backup("2026-11-24-02:00").success
+    return DeletedAccounts(accounts, before, damaged)
+
+
+@pytest.fixture(scope="module")
+def four_accounts_deleted(save_pipeline_state) -> SavedState:
+    return save_pipeline_state(delete_four_accounts, OBJECTS)
+
+
+def test_mass_delete_of_accounts_comes_back_whole_in_one_run_after_the_purge_and_is_undone(pipeline_factory,
+                                                                                          four_accounts_deleted):
+    p = pipeline_factory(state=four_accounts_deleted)
+    story: DeletedAccounts = four_accounts_deleted.story
+    before, damaged = story.before, story.damaged
     purge = run_scenario(p.devorg.org, "recycle-bin-purge")
     assert purge.details["purged"]["Account"] == 4 and purge.details["purged"]["Contact"] == 8
 
@@ -142,6 +165,66 @@ def load_again(conn, c, tree: dict[str, Any]):
     from sf_pipeline.restore import load_plan
     plan = load_plan(conn, config(**tree, dry_run=False, plan="tree-1-dry"), "tree-1-again")
     return apply_plan(conn, c, plan)
+
+
+def test_records_still_in_the_bin_are_undeleted_with_their_children_and_purged_ones_re_created(
+        pipeline_factory, four_accounts_deleted):
+    p = pipeline_factory(state=four_accounts_deleted)
+    story: DeletedAccounts = four_accounts_deleted.story
+    # An admin empties half of the recycle bin (emptyRecycleBin): two deleted Accounts leave it with
+    # everything deleted with them; the two others can still be undeleted.
+    purge = run_scenario(p.devorg.org, "recycle-bin-purge", empty_bin=True, fraction=0.5)
+    assert purge.details["purged"]["Account"] == 2
+    c = client(p)
+    tree = {"object": "Account", "fields": [], "restore_deleted": True}
+    with p.conn() as conn:
+        plan = reviewed(conn, c, "mixed", **tree)
+        objects = plan.summary()["tree"]
+        assert objects["Account"]["undelete"] == 2 and objects["Account"]["re-create"] == 2
+        assert objects["Contact"]["undelete"] + objects["Contact"]["re-create"] == 8
+        assert objects["Contact"]["undelete"] == 4  # they come back with their Account's undelete
+        # contact roles cannot be undeleted on their own (describe: undeletable false), but come back with theirs
+        assert objects["OpportunityContactRole"]["undelete"] == 4
+        result = apply_plan(conn, c, plan)
+        assert verify_plan(c, plan, conn=conn).success
+        assert result.outcomes["undeleted"] == 2 + 4 + 4 + objects["OpportunityContactRole"]["undelete"]
+        undeletes = conn.execute("SELECT count(*) FROM sf_pipeline.restore_audit WHERE run_id = 'mixed' AND "
+                                 "operation = 'undelete'").fetchone()[0]
+        assert undeletes == result.outcomes["undeleted"]
+    # Undeleted records keep their ids, re-created ones have new ids; every lookup points at them again.
+    assert org_state(p) == mapped(story.before, result.id_map)
+    assert len(result.id_map) == sum(n["re-create"] for n in objects.values())
+
+
+def test_the_restore_job_brings_the_tree_back_from_the_launchpad_and_undoes_it(pipeline_factory,
+                                                                                 four_accounts_deleted):
+    p = pipeline_factory(state=four_accounts_deleted)
+    story: DeletedAccounts = four_accounts_deleted.story
+    run_scenario(p.devorg.org, "recycle-bin-purge")
+    job = p.defs().resolve_job_def("restore")
+
+    def launch(config: dict[str, Any]) -> dict[str, Any]:
+        result = job.execute_in_process(run_config={"ops": {"restore": {"config": config}}}, instance=p.instance)
+        [event] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
+        return {"run_id": result.run_id, **{k: v.value for k, v in event.event_specific_data.metadata.items()}}
+
+    tree = {"object": "Account", "restore_deleted": True, "as_of": "2026-11-24T01:59:59Z",
+            "changed_between": ["2026-11-24T02:00:00Z", "2026-11-24T02:10:00Z"], "target_org": "production"}
+    dry = launch(tree)
+    assert dry["tree"]["objects"]["Opportunity"]["re-create"] == 8
+    assert dry["tree"]["order"].index("Account") < dry["tree"]["order"].index("OpportunityContactRole")
+    assert "| Contact | 0 | 8 | 1 |" in dry["plan"]
+    assert org_state(p) == story.damaged
+    applied = launch({**tree, "dry_run": False, "plan": dry["run_id"]})
+    assert applied["outcomes"] == {"created": 29, "repointed": 10} and applied["verified_records"] == 29 + 10
+    with p.conn() as conn:
+        ids = tables.load_id_map(conn, "production", "production")
+    assert org_state(p) == mapped(story.before, ids)
+    undo = {"object": "Account", "undo_of": applied["run_id"], "target_org": "production"}
+    undo_dry = launch(undo)
+    assert undo_dry["counts"]["restore"] == 29 + 10
+    launch({**undo, "dry_run": False, "plan": undo_dry["run_id"]})
+    assert org_state(p) == story.damaged
 
 
 def test_with_children_is_on_for_deletions_and_refused_without_restore_deleted():

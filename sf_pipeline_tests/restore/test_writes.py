@@ -12,9 +12,11 @@ from sf_pipeline.restore.decisions import LIVE, MISSING, RECYCLE_BIN
 from sf_pipeline.restore.values import csv_text
 from sf_pipeline.salesforce import OrgCredentials, SalesforceClient, connect
 from sf_pipeline.salesforce.writes import (
+    bulk_create,
     bulk_update,
     create_records,
     current_user_id,
+    delete_records,
     fetch_records,
     query_by_ids,
     undelete,
@@ -208,3 +210,26 @@ def test_a_finished_ingest_job_is_read_back_by_its_id_and_a_job_the_org_no_longe
     assert outcome is not None and sorted(outcome) == sorted(ids) and all(r.success for r in outcome.values())
     delete_ingest_job(client, jobs[1])
     assert ingest_job_outcome(client, jobs[1]) is None  # gone: the caller reads the records back instead
+
+
+def test_bulk_insert_matches_each_result_to_its_record_and_deletes_go_to_the_recycle_bin(devorg, client):
+    # Bulk API 2.0 results carry the uploaded row, not its position ("Get Job Successful Record Results",
+    # https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/get_job_successful_results.htm):
+    # each result is matched to its record by the row's cells.
+    records = [{"Name": f"Bulk {i}", "NumberOfEmployees": i} for i in range(300)]
+    records[5] = {"NumberOfEmployees": 5}  # no Name: this row fails alone
+    records[9] = dict(records[8])  # two identical rows: either pairing is right
+    results = bulk_create(client, "Account", records, csv_text)
+    assert [r.success for r in results] == [i != 5 for i in range(300)]
+    assert results[5].codes == ["REQUIRED_FIELD_MISSING"]
+    assert len({r.id for r in results if r.success}) == 299
+    rows = {r["Id"]: (r["Name"], r["NumberOfEmployees"]) for r in devorg.org.queries.run(
+        "SELECT Id, Name, NumberOfEmployees FROM Account", include_deleted=False, batch_size=2000)["records"]}
+    assert all(rows[r.id] == (rec["Name"], rec["NumberOfEmployees"])
+               for rec, r in zip(records, results, strict=True) if r.success)
+
+    gone = [results[0].id, results[1].id, "001000000000000AAA"]
+    deleted = delete_records(client, gone)
+    assert [r.success for r in deleted] == [True, True, False]
+    states = fetch_current(client, "Account", gone[:2], ["Name"], {"Name": "string"})[0]
+    assert {states[rid].state for rid in gone[:2]} == {RECYCLE_BIN}
