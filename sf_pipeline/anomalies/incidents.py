@@ -521,6 +521,11 @@ def ensure_incident_table(conn: psycopg.Connection[Any]) -> None:
                 _TABLE
             )
         )
+        # an erasure request (privacy/forget.py) finds the incidents whose sample shows a record by its id
+        conn.execute(
+            sql.SQL("CREATE INDEX IF NOT EXISTS incidents_sample ON {} USING gin ((report->'sample') jsonb_path_ops)")
+            .format(_TABLE)
+        )
 
 
 def save_incident(conn: psycopg.Connection[Any], report: IncidentReport) -> int:

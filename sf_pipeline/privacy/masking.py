@@ -274,6 +274,30 @@ _LAST = tuple(PersonProvider.last_names)
 _STREET_SUFFIXES = tuple(AddressProvider.street_suffixes)
 _WORDS = tuple(LoremProvider.word_list)
 _DOMAINS = ("example.com", "example.net", "example.org")  # RFC 2606: reserved, mail to them goes nowhere
+# The names as an e-mail's local part takes them (lower-cased, letters and digits only), made once.
+_FIRST_LOCAL = tuple("".join(ch for ch in n.lower() if ch.isalnum() or ch == ".") for n in _FIRST)
+_LAST_LOCAL = tuple("".join(ch for ch in n.lower() if ch.isalnum() or ch == ".") for n in _LAST)
+
+
+def _words(number: int, size: int) -> str:
+    """Lorem words for free text of about `size` characters, drawn from random.Random(number).
+
+    The same draws as `rng.choice(_WORDS)` (which takes `getrandbits(k)` until below the list's length), made
+    without the per-call overhead, and the text's length kept as a running sum: about 3x cheaper, same words.
+    """
+    getrandbits = random.Random(number).getrandbits
+    n = len(_WORDS)
+    k = n.bit_length()
+    words: list[str] = []
+    used = 0  # characters of the words so far plus one separator each
+    while used < size:
+        r = getrandbits(k)
+        while r >= n:
+            r = getrandbits(k)
+        word = _WORDS[r]
+        words.append(word)
+        used += len(word) + 1
+    return " ".join(words)
 
 
 class Pseudonyms:
@@ -283,7 +307,7 @@ class Pseudonyms:
         if len(key) < MIN_KEY_LENGTH:
             raise MaskingKeyMissingError(f"{KEY_ENV} is too short ({len(key)} characters): use a random secret of "
                                          f"at least {MIN_KEY_LENGTH}, e.g. `openssl rand -hex 32`")
-        self._mac = hmac.new(key.encode(), digestmod=hashlib.sha256)
+        self._key = key.encode()
         self._cache: dict[tuple[str, str, int | None, bool, int], str] = {}
 
     @classmethod
@@ -298,17 +322,19 @@ class Pseudonyms:
         return cls(key)
 
     def digest(self, kind: str, value: str) -> bytes:
-        mac = self._mac.copy()
-        mac.update(f"{kind}\x00{value}".encode())
-        return mac.digest()
+        # hmac.digest: OpenSSL's one-shot HMAC, the same bytes as hmac.new(...).digest() at a third of the cost
+        return hmac.digest(self._key, f"{kind}\x00{value}".encode(), hashlib.sha256)
 
     def pseudonym(self, kind: Kind, value: Any, *, length: int | None = None, unique: bool = False,
                   variant: str = "") -> str:
         """A fake value of `kind` for `value`; the same arguments always give the same result."""
-        text = str(value)
-        normal = text.strip().lower() if kind in (Kind.EMAIL, Kind.NAME) else text.strip()
+        text = value if isinstance(value, str) else str(value)
         if kind is Kind.PHONE:
-            normal = "".join(ch for ch in text if ch.isdigit()) or normal
+            normal = "".join(filter(str.isdigit, text)) or text.strip()
+        elif kind is Kind.EMAIL or kind is Kind.NAME:
+            normal = text.strip().lower()
+        else:
+            normal = text.strip()
         # free text keeps about its length (bounded), so a masked payload weighs what the original did
         size = min(max(len(text), 20), 200) if kind is Kind.TEXT else 0
         key = (kind.value + variant, normal, length, unique, size)
@@ -323,8 +349,7 @@ class Pseudonyms:
 
         tag = digest[-4:].hex()  # 8 hex digits: what keeps distinct inputs distinct
         if kind is Kind.EMAIL:
-            local = "".join(ch for ch in f"{pick(_FIRST, 0)}.{pick(_LAST, 1)}.{tag}".lower()
-                            if ch.isalnum() or ch == ".")
+            local = f"{pick(_FIRST_LOCAL, 0)}.{pick(_LAST_LOCAL, 1)}.{tag}"
             domain = pick(_DOMAINS, 2)
             room = (length or 80) - len(domain) - 1
             out = f"{local[-room:] if len(local) > room else local}@{domain}"
@@ -333,15 +358,12 @@ class Pseudonyms:
             out = (f"+1 {2 + int(digits[0]) % 8}{digits[1:3]}-555-{digits[3:7]}" if (length or 40) >= 15
                    else digits[: min(length or 10, 10)])
         elif kind is Kind.NAME:
-            out = {"first": pick(_FIRST, 0), "last": pick(_LAST, 1)}.get(variant) or f"{pick(_FIRST, 0)} {pick(_LAST, 1)}"
+            out = (pick(_FIRST, 0) if variant == "first" else pick(_LAST, 1) if variant == "last"
+                   else f"{pick(_FIRST, 0)} {pick(_LAST, 1)}")
         elif kind is Kind.STREET:
             out = f"{number % 9899 + 100} {pick(_LAST, 1)} {pick(_STREET_SUFFIXES, 2)}"
         else:
-            rng = random.Random(number)
-            words: list[str] = []
-            while sum(map(len, words)) + len(words) < size:
-                words.append(rng.choice(_WORDS))
-            out = " ".join(words)[: size - 1].rstrip().capitalize() + "."
+            out = _words(number, size)[: size - 1].rstrip().capitalize() + "."
         if unique and kind is not Kind.EMAIL:
             out = f"{out[: max(0, (length or 255) - 9)]}-{tag}" if length is None or length > 9 else tag[:length]
         if length is not None and len(out) > length:
