@@ -619,6 +619,11 @@ def ensure_incident_table(conn: psycopg.Connection[Any]) -> None:
         conn.execute(sql.SQL(
             "CREATE TABLE IF NOT EXISTS {} (incident_id bigint NOT NULL REFERENCES {} (id) ON DELETE CASCADE, "
             "record_id text NOT NULL, PRIMARY KEY (incident_id, record_id))").format(_RECORDS_TABLE, _TABLE))
+        # an erasure request (privacy/forget.py) finds the incidents whose sample shows a record by its id
+        conn.execute(
+            sql.SQL("CREATE INDEX IF NOT EXISTS incidents_sample ON {} USING gin ((report->'sample') jsonb_path_ops)")
+            .format(_TABLE)
+        )
 
 
 def save_incident(conn: psycopg.Connection[Any], report: IncidentReport) -> int:

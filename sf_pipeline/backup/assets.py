@@ -23,6 +23,8 @@ from sf_pipeline.settings import BackupOrgSettings, ObjectSettings, Settings
 from sf_pipeline.warehouse import backup_fields, dbt_env_from_url, ensure_mirror_table, load_window
 from sf_pipeline.warehouse.erased import drop_erased_rows
 from sf_pipeline.warehouse.full_read import load_full_read
+from sf_pipeline.warehouse.lookups import email_columns, ensure_lookup_indexes
+from sf_pipeline.warehouse.names import HISTORY_SCHEMA, MIRROR_SCHEMA
 from sf_pipeline.warehouse.run_state import keep_calculated_columns
 
 from .files import backup_window_files
@@ -143,6 +145,10 @@ def mirror_asset(obj: ObjectSettings, settings: Settings, partitions: dg.Partiti
                 context.log.info(f"{obj.name}: new fields {list(table.added_columns)} added as columns")
             for change in table.type_changes:
                 context.log.warning(f"{obj.name}: field type changed, mirror and history follow: {change.describe()}")
+            # the e-mail lookups of an erasure request (forget) read an index, never the whole table
+            built = ensure_lookup_indexes(conn, MIRROR_SCHEMA, obj.name, email_columns(settings.privacy, obj.name))
+            if built:
+                context.log.info(f"{obj.name}: built the erasure lookup indexes {built} on the mirror")
             vanished = VanishedReport()
             if plan.strategy == Strategy.FULL_READ:
                 # no timestamp: read it whole, compare with the mirror (changed rows, vanished rows)
@@ -315,5 +321,14 @@ def history_assets(settings: Settings, partitions: dg.PartitionsDefinition, proj
         if unchanged:
             args += ["--exclude", " ".join(k.path[-1].lower() for k in unchanged)]
         yield from dbt.cli(args, context=context).stream()
+        # dbt made the history tables (its post-hook indexes them by record and time); the e-mail lookups of an
+        # erasure request (forget) need theirs too, made now rather than at the request (warehouse/lookups.py)
+        with warehouse.connect() as conn:
+            for key in changed:
+                sobject = objects.get(key.path[-1].lower())
+                if sobject is not None:
+                    built = ensure_lookup_indexes(conn, HISTORY_SCHEMA, sobject, email_columns(settings.privacy, sobject))
+                    if built:
+                        context.log.info(f"{sobject}: built the erasure lookup indexes {built} on the history")
 
     return _history

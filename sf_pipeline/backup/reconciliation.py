@@ -24,6 +24,7 @@ import psycopg
 
 from sf_pipeline.salesforce import SalesforceClient
 from sf_pipeline.salesforce.deletions import DeleteLog, count_ids, delete_log, hard_delete_jobs, ids_in_ranges
+from sf_pipeline.warehouse.erased import erased_in_org, mark_gone_from_org
 from sf_pipeline.warehouse.run_state import WindowCounts
 from sf_pipeline.warehouse.schema import MirrorTable
 from sf_pipeline.warehouse.vanished import (
@@ -172,6 +173,8 @@ class VanishedReport:
     missing_from_backup: int = 0
     vanished_ids: list[str] = field(default_factory=list)
     delete_log_skipped: bool = False
+    erased_in_org: int = 0  # records erased on request that the org still holds: counted as known
+    erased_gone_from_org: list[str] = field(default_factory=list)  # ... that the org no longer holds
 
     def as_metadata(self) -> dict[str, Any]:
         return {
@@ -188,6 +191,8 @@ class VanishedReport:
             "reconcile_api_calls": self.reconcile_calls,
             "reconcile_seconds": round(self.reconcile_seconds, 3),
             "missing_from_backup": self.missing_from_backup,
+            "erased_still_in_org": self.erased_in_org,
+            "erased_gone_from_org": len(self.erased_gone_from_org),
         }
 
 
@@ -267,10 +272,24 @@ def learn_vanished(client: SalesforceClient, conn: psycopg.Connection[Any], tabl
     report.reconcile_reason = reason
     started, calls_before = time.perf_counter(), client.api_calls
     mirror_ids = reconcilable_ids(conn, table, end)
+    # Records erased on request (sf_pipeline.erased_records) are not in the mirror, yet the org may still hold
+    # them: counted on the mirror's side, they are neither a difference to descend into every window nor
+    # "missing from the backup"; found gone from the org, they are noted so and counted on neither side.
+    erased = erased_in_org(conn, sobject, end)
+    report.erased_in_org = len(erased)
+    if erased:
+        mirror_ids = sorted({*mirror_ids, *erased})
     diff = find_differences(
         mirror_ids,
         lambda lo, hi: count_ids(client, sobject, lo, hi, end),
         lambda ranges, expected: ids_in_ranges(client, sobject, ranges, end, expected=expected))
+    erased_set = set(erased)
+    report.erased_gone_from_org = [rid for rid in diff.vanished if rid in erased_set]
+    if report.erased_gone_from_org:
+        mark_gone_from_org(conn, sobject, report.erased_gone_from_org, found_at)
+        report.erased_in_org -= len(report.erased_gone_from_org)
+        diff.vanished = [rid for rid in diff.vanished if rid not in erased_set]
+    diff.missing_from_backup = [rid for rid in diff.missing_from_backup if rid not in erased_set]
     vanished: list[VanishedRecord] = []
     if diff.vanished:
         by_job = {}

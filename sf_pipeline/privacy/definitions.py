@@ -74,6 +74,8 @@ def forget_job(settings: Settings) -> dg.JobDefinition:
             "total_rows": dg.MetadataValue.int(result.total_rows),
             "seeded_copies": dg.MetadataValue.json(result.seeded_copies),
             "still_in_org": dg.MetadataValue.json(result.still_in_org),
+            # the backup makes the e-mail lookup indexes with the tables; one built here means a slow request
+            "indexes_built": dg.MetadataValue.json(result.indexes_built),
         }
         return dg.Output(result.summary(), metadata=metadata)
 

@@ -22,10 +22,13 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from sf_pipeline.anomalies.incidents import ensure_incident_table
 from sf_pipeline.privacy.errors import ForgetConfigError, PrivacySettingsError
 from sf_pipeline.privacy.files import FileErasure, remove_queued
+from sf_pipeline.restore.tables import ensure_restore_tables
 from sf_pipeline.restore.values import id18
 from sf_pipeline.warehouse.erased import add_erased, ensure_erased_table
+from sf_pipeline.warehouse.lookups import DEFAULT_MATCH_FIELDS, ensure_lookup_indexes, match_field_names
 from sf_pipeline.warehouse.names import (
     HISTORY_SCHEMA,
     MIRROR_SCHEMA,
@@ -35,9 +38,8 @@ from sf_pipeline.warehouse.names import (
     table_name,
 )
 
-# Where an e-mail address is looked for when no `forget: match_fields` is configured (those of the
-# backed-up objects that exist).
-DEFAULT_MATCH_FIELDS = ("Contact.Email", "Lead.Email", "Case.SuppliedEmail", "Account.PersonEmail")
+__all__ = ["DEFAULT_MATCH_FIELDS", "ForgetRequest", "ForgetResult", "find_subject", "forget", "match_fields",
+           "note_still_in_org"]
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _LOG_DDL = """CREATE TABLE IF NOT EXISTS sf_pipeline.erasure_log (
     id bigserial PRIMARY KEY,
@@ -102,6 +104,7 @@ class ForgetResult:
     rows_removed: dict[str, int] = field(default_factory=dict)  # table -> rows deleted (or updated, incidents)
     seeded_copies: dict[str, list[str]] = field(default_factory=dict)  # target alias -> ids of seeded copies
     still_in_org: dict[str, list[str]] = field(default_factory=dict)  # object -> ids the org still has
+    indexes_built: list[str] = field(default_factory=list)  # lookup indexes no backup window had made yet
     dry_run: bool = True
     erasure_id: int | None = None
 
@@ -112,7 +115,7 @@ class ForgetResult:
     def summary(self) -> dict[str, Any]:
         return {"dry_run": self.dry_run, "erasure_id": self.erasure_id, "records": self.records,
                 "rows_removed": self.rows_removed, "seeded_copies": self.seeded_copies,
-                "still_in_org": self.still_in_org}
+                "still_in_org": self.still_in_org, "indexes_built": self.indexes_built}
 
 
 def match_fields(privacy_settings: Mapping[str, Any], backed_up: Sequence[str]) -> list[tuple[str, str]]:
@@ -121,7 +124,7 @@ def match_fields(privacy_settings: Mapping[str, Any], backed_up: Sequence[str]) 
     if not isinstance(block, Mapping) or set(block) - {"match_fields"}:
         raise PrivacySettingsError(f"forget must be a mapping with match_fields, got {block!r}")
     configured = block.get("match_fields")
-    names = configured if configured is not None else DEFAULT_MATCH_FIELDS
+    names = match_field_names(privacy_settings)
     known = {o.lower(): o for o in backed_up}
     out = []
     for name in names:
@@ -144,9 +147,12 @@ def _exists(conn: psycopg.Connection[Any], schema: str, table: str, column: str 
 
 
 def find_subject(conn: psycopg.Connection[Any], request: ForgetRequest,
-                 fields: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+                 fields: Iterable[tuple[str, str]], indexes_built: list[str] | None = None) -> dict[str, list[str]]:
     """Object -> ids of the records a request names: its ids, or every record one of whose versions (in the
-    mirror or the history) has the e-mail address in a match field (case-insensitive, through an index)."""
+    mirror or the history) has the e-mail address in a match field (case-insensitive, through an index).
+
+    The backup makes the `lower(field)` indexes with the tables (warehouse/lookups.py); one still missing (a
+    match field configured since the last window) is built here, and its name appended to `indexes_built`."""
     if request.email is None:
         assert request.object is not None
         return {request.object: list(request.record_ids)}
@@ -157,31 +163,13 @@ def find_subject(conn: psycopg.Connection[Any], request: ForgetRequest,
             table = table_name(sobject)
             if not _exists(conn, schema, table, column):
                 continue
-            # An expression index, built on first use: the lookup then reads a handful of index pages
-            # instead of every version of the object.
-            index = f"{table}_{column}_lower_idx"[:63]
-            conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (lower({}))").format(
-                ident(index), qualified(schema, table), ident(column)))
+            built = ensure_lookup_indexes(conn, schema, sobject, [column])
+            if indexes_built is not None:
+                indexes_built += [f"{schema}.{name}" for name in built]
             rows = conn.execute(sql.SQL("SELECT DISTINCT id FROM {} WHERE lower({}) = lower(%s)").format(
                 qualified(schema, table), ident(column)), (request.email,))
             found.setdefault(sobject, set()).update(r[0] for r in rows)
     return {o: sorted(ids) for o, ids in found.items() if ids}
-
-
-# Lookups by record id in tables whose keys start elsewhere: built once, so a forget never scans them.
-_INDEXES = {
-    "restore_items": "CREATE INDEX IF NOT EXISTS restore_items_record ON sf_pipeline.restore_items (record_id)",
-    "restore_audit": "CREATE INDEX IF NOT EXISTS restore_audit_record ON sf_pipeline.restore_audit (record_id)",
-    "id_map": "CREATE INDEX IF NOT EXISTS id_map_source_id ON sf_pipeline.id_map (source_id); "
-              "CREATE INDEX IF NOT EXISTS id_map_target_id ON sf_pipeline.id_map (target_id)",
-}
-
-
-def _ensure_indexes(conn: psycopg.Connection[Any]) -> None:
-    for table, statements in _INDEXES.items():
-        if _exists(conn, "sf_pipeline", table):
-            for statement in statements.split("; "):
-                conn.execute(statement)
 
 
 def _count_or_delete(conn: psycopg.Connection[Any], table: sql.Composable, where: sql.Composable,
@@ -198,12 +186,16 @@ def forget(conn: psycopg.Connection[Any], request: ForgetRequest, *, backed_up: 
     module doc. Commits its own transaction; the erasure log row is written in the same one. With `blob_store`,
     the file bodies only the erased rows referred to are removed from it too (privacy/files.py)."""
     result = ForgetResult(dry_run=request.dry_run)
-    _ensure_indexes(conn)
-    result.records = find_subject(conn, request, fields)
+    # The tables a forget searches by record id, with their record-id indexes (made with the tables; on a
+    # database from before those indexes, this adds them once). Idempotent, and cheap when they exist.
+    ensure_restore_tables(conn)
+    ensure_incident_table(conn)
+    result.records = find_subject(conn, request, fields, result.indexes_built)
     ids = sorted({rid for v in result.records.values() for rid in v})
     delete = not request.dry_run
     removed = result.rows_removed
     files = FileErasure(result.records) if blob_store is not None else None
+    created = _created_dates(conn, result.records)
     with conn.transaction():
         if files is not None:
             files.collect(conn)
@@ -228,17 +220,19 @@ def forget(conn: psycopg.Connection[Any], request: ForgetRequest, *, backed_up: 
                 removed[f"sf_pipeline.{name}"] = _count_or_delete(
                     conn, qualified("sf_pipeline", name), sql.SQL("record_id = ANY(%s)"), (ids + copies,), delete)
         if _exists(conn, "sf_pipeline", "incidents"):
-            # Incident samples show a record's before/after values and name: drop the subject's entries.
-            samples = sql.SQL("jsonb_array_elements(coalesce(report->'sample', '[]'::jsonb))")
-            hit = sql.SQL("EXISTS (SELECT FROM {} s WHERE s->>'id' = ANY(%s))").format(samples)
+            # Incident samples show a record's before/after values and name: drop the subject's entries. The
+            # incidents showing one are found by containment (`sample @> [{"id": ...}]`) through their GIN index.
+            shows = sql.SQL("(report->'sample') @> ANY(%s::jsonb[])")
+            probes = [Jsonb([{"id": rid}]) for rid in ids]
+            samples = sql.SQL("jsonb_array_elements(report->'sample')")
             removed["sf_pipeline.incidents (samples)"] = conn.execute(sql.SQL(
-                "SELECT count(*) FROM sf_pipeline.incidents, {} s WHERE s->>'id' = ANY(%s)").format(samples),
-                (ids,)).fetchone()[0]
+                "SELECT count(*) FROM sf_pipeline.incidents, {} s WHERE {} AND s->>'id' = ANY(%s)").format(
+                samples, shows), (probes, ids)).fetchone()[0]
             if delete:
                 conn.execute(sql.SQL(
                     "UPDATE sf_pipeline.incidents SET report = jsonb_set(report, '{{sample}}', (SELECT "
                     "coalesce(jsonb_agg(s), '[]'::jsonb) FROM {} s WHERE NOT (s->>'id' = ANY(%s)))), "
-                    "updated_at = now() WHERE {}").format(samples, hit), (ids, ids))
+                    "updated_at = now() WHERE {}").format(samples, shows), (ids, probes))
         if files is not None:
             removed.update(files.finish(conn, delete))
         conn.execute("CREATE SCHEMA IF NOT EXISTS sf_pipeline")
@@ -251,7 +245,7 @@ def forget(conn: psycopg.Connection[Any], request: ForgetRequest, *, backed_up: 
         if delete:
             ensure_erased_table(conn)
             for sobject, object_ids in result.records.items():
-                add_erased(conn, sobject, object_ids, result.erasure_id)
+                add_erased(conn, sobject, object_ids, result.erasure_id, created.get(sobject))
             if files is not None:
                 files.queue(conn, result.erasure_id)
     if not conn.autocommit:
@@ -259,6 +253,19 @@ def forget(conn: psycopg.Connection[Any], request: ForgetRequest, *, backed_up: 
     if files is not None and delete:
         remove_queued(conn, blob_store)  # after the commit: a store delete cannot be rolled back
     return result
+
+
+def _created_dates(conn: psycopg.Connection[Any], records: Mapping[str, list[str]]) -> dict[str, dict[str, Any]]:
+    """Object -> id -> CreatedDate as the backup holds it (the erased-records list keeps it: an id
+    reconciliation bounded by creation time counts an erased record only from then on)."""
+    out: dict[str, dict[str, Any]] = {}
+    for sobject, ids in records.items():
+        for schema in (HISTORY_SCHEMA, MIRROR_SCHEMA):
+            if _exists(conn, schema, table_name(sobject), "createddate"):
+                out.setdefault(sobject, {}).update(conn.execute(sql.SQL(
+                    "SELECT id, min(createddate) FROM {} WHERE id = ANY(%s) GROUP BY id").format(
+                    qualified(schema, table_name(sobject))), (ids,)).fetchall())
+    return out
 
 
 def note_still_in_org(conn: psycopg.Connection[Any], result: ForgetResult, still: Mapping[str, list[str]]) -> None:

@@ -25,9 +25,12 @@ from psycopg import sql
 
 from sf_pipeline.privacy.errors import PrivacySettingsError
 from sf_pipeline.warehouse.names import HISTORY_SCHEMA, qualified, table_name
+from sf_pipeline.warehouse.schema import table_columns
 
 DEFAULT_SCHEDULE = "30 3 * * *"
 _KEYS = ("keep_all_days", "daily_until_days", "monthly_until_days")
+# Thinning removing at least this share of a history's versions rewrites the table rather than deleting in place.
+REWRITE_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,8 @@ class ObjectRetention:
     removed: int = 0
     stretched: int = 0  # kept versions whose dbt_valid_to now reaches the next kept version
     protected_records: int = 0
-    bytes_removed: int = 0  # the removed rows' size (reusable after VACUUM)
+    bytes_removed: int = 0  # the removed rows' size (in place: reusable after VACUUM; rewrite: given back)
+    method: str = ""  # "in place" or "rewrite" (apply_retention's doc), empty when nothing was removed
     table_bytes_before: int = 0
     table_bytes_after: int = 0
     seconds: float = 0.0
@@ -138,8 +142,15 @@ def protected_ids(conn: psycopg.Connection[Any]) -> list[str]:
 
 
 def apply_retention(conn: psycopg.Connection[Any], sobject: str, policy: RetentionPolicy, now: datetime, *,
-                    protected: Sequence[str] = (), dry_run: bool = False) -> ObjectRetention:
-    """Thin one object's history by `policy` at instant `now`; see the module doc. One transaction."""
+                    protected: Sequence[str] = (), dry_run: bool = False, method: str = "auto") -> ObjectRetention:
+    """Thin one object's history by `policy` at instant `now`; see the module doc. One transaction.
+
+    `method`: "in place" deletes the thinned versions and updates the kept ones whose validity stretches;
+    "rewrite" copies the kept versions aside, truncates the table and writes them back, then rebuilds its
+    indexes (the table file shrinks at once); "auto" rewrites when at least REWRITE_SHARE of the versions go.
+    """
+    if method not in ("auto", "in place", "rewrite"):
+        raise ValueError(f"method must be auto, in place or rewrite, not {method!r}")
     started = time.perf_counter()
     out = ObjectRetention(sobject, protected_records=len(protected))
     h = qualified(HISTORY_SCHEMA, table_name(sobject))
@@ -151,6 +162,10 @@ def apply_retention(conn: psycopg.Connection[Any], sobject: str, policy: Retenti
     params = {"all_from": all_from, "daily_from": daily_from, "monthly_from": monthly_from,
               "protected": list(protected)}
     with conn.transaction():
+        if not dry_run:
+            # a snapshot writing meanwhile waits (readers do not): its new versions would otherwise miss the
+            # decision, or, in a rewrite, be lost between the copy and the truncation
+            conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(h))
         out.table_bytes_before = conn.execute("SELECT pg_total_relation_size(%s::regclass)",
                                               (f"{HISTORY_SCHEMA}.{table_name(sobject)}",)).fetchone()[0]
         # Only records with a version older than the keep-everything period can lose one: the index on
@@ -172,33 +187,91 @@ def apply_retention(conn: psycopg.Connection[Any], sobject: str, policy: Retenti
             FROM {h}
             WHERE id IN (SELECT id FROM {h} WHERE dbt_valid_from < %(all_from)s)""").format(h=h), params)
         out.versions_before = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(h)).fetchone()[0]
-        if dry_run:
-            out.removed = conn.execute("SELECT count(*) FROM retention_versions WHERE NOT keep").fetchone()[0]
-        else:
-            conn.execute("CREATE INDEX ON retention_versions (dbt_scd_id) WHERE NOT keep")
-            row = conn.execute(sql.SQL(
-                "WITH gone AS (DELETE FROM {h} h USING retention_versions r WHERE NOT r.keep "
-                "AND h.dbt_scd_id = r.dbt_scd_id RETURNING pg_column_size(h.*) AS size) "
-                "SELECT count(*), coalesce(sum(size), 0) FROM gone").format(h=h)).fetchone()
-            out.removed, out.bytes_removed = row[0], int(row[1])
-            out.stretched = conn.execute(sql.SQL(
-                "UPDATE {h} h SET dbt_valid_to = n.next_from FROM ("
-                "  SELECT dbt_scd_id, dbt_valid_to, lead(dbt_valid_from) OVER (PARTITION BY id ORDER BY dbt_valid_from)"
-                "  AS next_from FROM retention_versions WHERE keep) n "
-                "WHERE h.dbt_scd_id = n.dbt_scd_id AND n.next_from IS NOT NULL "
-                "AND h.dbt_valid_to IS DISTINCT FROM n.next_from").format(h=h)).rowcount
+        out.removed = conn.execute("SELECT count(*) FROM retention_versions WHERE NOT keep").fetchone()[0]
+        if not dry_run and out.removed:
+            rewrite = method == "rewrite" or (method == "auto" and out.removed >= REWRITE_SHARE * out.versions_before)
+            indexes = _plain_indexes(conn, sobject) if rewrite else None
+            if indexes is None:
+                _thin_in_place(conn, h, out)
+            else:
+                _thin_by_rewrite(conn, h, sobject, indexes, out)
     if not conn.autocommit:
         conn.commit()
     out.table_bytes_after = conn.execute("SELECT pg_total_relation_size(%s::regclass)",
                                          (f"{HISTORY_SCHEMA}.{table_name(sobject)}",)).fetchone()[0]
+    if out.method == "rewrite":  # what the file gave back (the rows' own size is not measured on this path)
+        out.bytes_removed = max(0, out.table_bytes_before - out.table_bytes_after)
     out.seconds = time.perf_counter() - started
     return out
+
+
+def _thin_in_place(conn: psycopg.Connection[Any], h: sql.Composable, out: ObjectRetention) -> None:
+    out.method = "in place"
+    conn.execute("CREATE INDEX ON retention_versions (dbt_scd_id) WHERE NOT keep")
+    row = conn.execute(sql.SQL(
+        "WITH gone AS (DELETE FROM {h} h USING retention_versions r WHERE NOT r.keep "
+        "AND h.dbt_scd_id = r.dbt_scd_id RETURNING pg_column_size(h.*) AS size) "
+        "SELECT count(*), coalesce(sum(size), 0) FROM gone").format(h=h)).fetchone()
+    out.removed, out.bytes_removed = row[0], int(row[1])
+    out.stretched = conn.execute(sql.SQL(
+        "UPDATE {h} h SET dbt_valid_to = n.next_from FROM ("
+        "  SELECT dbt_scd_id, dbt_valid_to, lead(dbt_valid_from) OVER (PARTITION BY id ORDER BY dbt_valid_from)"
+        "  AS next_from FROM retention_versions WHERE keep) n "
+        "WHERE h.dbt_scd_id = n.dbt_scd_id AND n.next_from IS NOT NULL "
+        "AND h.dbt_valid_to IS DISTINCT FROM n.next_from").format(h=h)).rowcount
+
+
+def _plain_indexes(conn: psycopg.Connection[Any], sobject: str) -> list[str] | None:
+    """CREATE INDEX statements of the history table's indexes; None when one backs a constraint (a key), which
+    a rewrite would have to re-add as a constraint: such a table is thinned in place."""
+    rows = conn.execute(
+        "SELECT pg_get_indexdef(i.indexrelid), EXISTS (SELECT FROM pg_constraint c WHERE c.conindid = i.indexrelid) "
+        "FROM pg_index i WHERE i.indrelid = %s::regclass",
+        (f"{HISTORY_SCHEMA}.{table_name(sobject)}",)).fetchall()
+    if any(constraint for _, constraint in rows):
+        return None
+    return [definition for definition, _ in rows]
+
+
+def _thin_by_rewrite(conn: psycopg.Connection[Any], h: sql.Composable, sobject: str, indexes: list[str],
+                     out: ObjectRetention) -> None:
+    """Copy the kept versions (their validity stretched) aside, TRUNCATE, write them back, rebuild the indexes.
+
+    Deleting millions of versions writes each one's deletion and leaves the file as large as before; when most
+    of a history goes, writing back what stays is cheaper, and TRUNCATE gives the space back to the operating
+    system at once. The table itself (owner, grants, views over it, dbt's relation) is the same table. TRUNCATE
+    holds an ACCESS EXCLUSIVE lock to the end of the transaction: reads of this history wait for the rewrite.
+    """
+    out.method = "rewrite"
+    columns = [name for name, _ in table_columns(conn, HISTORY_SCHEMA, table_name(sobject))]
+    picked = [sql.SQL("coalesce(n.next_from, h.dbt_valid_to) AS dbt_valid_to") if c == "dbt_valid_to" else sql.Identifier("h", c)
+              for c in columns]
+    conn.execute(sql.SQL(
+        "CREATE TEMPORARY TABLE retention_kept ON COMMIT DROP AS SELECT {picked}, "
+        "(n.next_from IS NOT NULL AND n.next_from IS DISTINCT FROM h.dbt_valid_to) AS retention_stretched "
+        "FROM {h} h LEFT JOIN ("
+        "  SELECT dbt_scd_id, keep, CASE WHEN keep THEN lead(dbt_valid_from) OVER ("
+        "    PARTITION BY id, keep ORDER BY dbt_valid_from) END AS next_from FROM retention_versions) n "
+        "USING (dbt_scd_id) WHERE n.keep IS NOT FALSE").format(picked=sql.SQL(", ").join(picked), h=h))
+    out.stretched = conn.execute("SELECT count(*) FROM retention_kept WHERE retention_stretched").fetchone()[0]
+    names = [r[0] for r in conn.execute(
+        "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = %s::regclass",
+        (f"{HISTORY_SCHEMA}.{table_name(sobject)}",))]
+    for name in names:
+        conn.execute(sql.SQL("DROP INDEX {}").format(qualified(HISTORY_SCHEMA, name)))
+    conn.execute(sql.SQL("TRUNCATE {}").format(h))
+    target = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    conn.execute(sql.SQL("INSERT INTO {h} ({target}) SELECT {target} FROM retention_kept").format(h=h, target=target))
+    for definition in indexes:
+        conn.execute(definition)
+    conn.execute(sql.SQL("ANALYZE {}").format(h))
 
 
 def retention_summary(results: Sequence[ObjectRetention]) -> dict[str, Any]:
     return {r.object: {"versions_before": r.versions_before, "removed": r.removed, "stretched": r.stretched,
                        "bytes_removed": r.bytes_removed, "table_bytes_before": r.table_bytes_before,
-                       "table_bytes_after": r.table_bytes_after, "seconds": round(r.seconds, 2)} for r in results}
+                       "table_bytes_after": r.table_bytes_after, "method": r.method or "nothing to remove",
+                       "seconds": round(r.seconds, 2)} for r in results}
 
 
 def resolution_note(sobject: str, instant: datetime, now: datetime | None = None,

@@ -84,6 +84,9 @@ _DDL = [
     "ALTER TABLE sf_pipeline.restore_audit ADD COLUMN IF NOT EXISTS detail text",
     "CREATE INDEX IF NOT EXISTS restore_audit_pending ON sf_pipeline.restore_audit (org_alias, lower(object)) "
     "WHERE state = 'pending'",
+    # an erasure request (privacy/forget.py) finds a record's plan items, audit rows and id map entries by id
+    "CREATE INDEX IF NOT EXISTS restore_items_record ON sf_pipeline.restore_items (record_id)",
+    "CREATE INDEX IF NOT EXISTS restore_audit_record ON sf_pipeline.restore_audit (record_id)",
     """CREATE TABLE IF NOT EXISTS sf_pipeline.id_map (
         source_alias text NOT NULL,
         target_alias text NOT NULL,
@@ -91,6 +94,8 @@ _DDL = [
         source_id varchar(18) NOT NULL,
         target_id varchar(18) NOT NULL,
         PRIMARY KEY (source_alias, target_alias, object, source_id))""",
+    "CREATE INDEX IF NOT EXISTS id_map_source_id ON sf_pipeline.id_map (source_id)",
+    "CREATE INDEX IF NOT EXISTS id_map_target_id ON sf_pipeline.id_map (target_id)",
 ]
 
 

@@ -49,6 +49,14 @@ def search_backup(db_url: str, needles: list[str]) -> list[str]:
     return hits
 
 
+def contact_window(result) -> dict:
+    """The metadata of a backup run's `salesforce/Contact` materialization."""
+    [meta] = [{k: v.value for k, v in e.event_specific_data.materialization.metadata.items()}
+              for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"
+              and e.event_specific_data.materialization.asset_key.path == ["salesforce", "Contact"]]
+    return meta
+
+
 @pytest.fixture(scope="module")
 def story(module_pipeline_factory, sandbox):
     p = module_pipeline_factory(OBJECTS, partitions={"cron": "0 * * * *", "start": T0.strftime("%Y-%m-%dT%H:%M:%SZ")})
@@ -98,6 +106,13 @@ def story(module_pipeline_factory, sandbox):
 @pytest.mark.e2e
 def test_forgetting_a_contact_leaves_no_trace_of_it_in_the_backup(story):
     p, subject, other = story
+    # the backup made the e-mail lookup indexes with the tables: the request will not build them
+    with psycopg.connect(p.db_url) as conn:
+        indexes = conn.execute("SELECT schemaname, indexname FROM pg_indexes WHERE indexdef LIKE '%%lower(%%'"
+                               ).fetchall()
+    assert {("salesforce", "contact_email_lower_idx"), ("salesforce_history", "contact_email_lower_idx"),
+            ("salesforce", "lead_email_lower_idx"), ("salesforce_history", "case_suppliedemail_lower_idx")
+            } <= set(indexes), indexes
     needles = [subject["Name"], subject["Email"], subject["Phone"], "+1 202 555 0199"]
     before = search_backup(p.db_url, needles)
     tables = {h.rsplit(".", 1)[0] for h in before}
@@ -121,6 +136,7 @@ def test_forgetting_a_contact_leaves_no_trace_of_it_in_the_backup(story):
     assert meta["rows_removed"]["sf_pipeline.incidents (samples)"] == 1
     assert list(meta["seeded_copies"]) == ["sandbox"]  # the copy's id, to delete it in the sandbox too
     assert meta["still_in_org"] == {"Contact": [subject["Id"]]}  # erasing it in Salesforce is the org's job
+    assert meta["indexes_built"] == []
     assert search_backup(p.db_url, needles) == []
 
     with psycopg.connect(p.db_url) as conn:
@@ -141,16 +157,40 @@ def test_forgetting_a_contact_leaves_no_trace_of_it_in_the_backup(story):
     p.set_clock(T0 + timedelta(hours=3, minutes=10))
     window = p.backup((T0 + timedelta(hours=2)).strftime(KEY))
     assert window.success
-    skipped = [
-        e.event_specific_data.materialization.metadata["erased_records_skipped"].value for e in window.all_events
-        if e.event_type_value == "ASSET_MATERIALIZATION"
-        and e.event_specific_data.materialization.asset_key.path == ["salesforce", "Contact"]]
-    assert skipped == [{"count": 1, "ids": [subject["Id"]]}]
+    meta = contact_window(window)
+    assert meta["erased_records_skipped"] == {"count": 1, "ids": [subject["Id"]]}
+    # the id reconciliation counts the erased contact the org still holds as known: no difference to descend
+    # into (one COUNT() call), nothing missing from the backup, nothing re-ingested
+    assert meta["reconciled"] is True and meta["reconcile_api_calls"] == 1
+    assert (meta["missing_from_backup"], meta["vanished_total"], meta["erased_still_in_org"]) == (0, 0, 1)
     assert search_backup(p.db_url, needles) == []
     with psycopg.connect(p.db_url) as conn:
         versions = conn.execute("SELECT count(*) FROM salesforce_history.contact WHERE id = %s",
                                 (other["Id"],)).fetchone()[0]
     assert versions == 3  # the other contact's backup goes on
+
+    # the org erases the contact too (a hard delete): the next reconciliation notes it gone from the org, not
+    # as a vanished record of the backup; the one after counts equal again
+    p.set_clock(T0 + timedelta(hours=3, minutes=20))
+    # (its cases first: Salesforce refuses to delete a contact a case refers to, DELETE_FAILED)
+    cases = [{"Id": c["Id"]} for c in prod.query_all(f"SELECT Id FROM Case WHERE ContactId = '{subject['Id']}'")[
+        "records"]]
+    for sobject, records in (("Case", cases), ("Contact", [{"Id": subject["Id"]}])):
+        if records:
+            [job] = getattr(prod.bulk2, sobject).hard_delete(records=records, wait=0.2)
+            assert (job["numberRecordsProcessed"], job["numberRecordsFailed"]) == (len(records), 0), job
+    p.set_clock(T0 + timedelta(hours=4, minutes=10))
+    meta = contact_window(p.backup((T0 + timedelta(hours=3)).strftime(KEY)))
+    assert (meta["erased_gone_from_org"], meta["erased_still_in_org"], meta["vanished_total"],
+            meta["missing_from_backup"]) == (1, 0, 0, 0)
+    with psycopg.connect(p.db_url) as conn:
+        gone = conn.execute("SELECT gone_from_org_at IS NOT NULL, created_date IS NOT NULL FROM "
+                            "sf_pipeline.erased_records WHERE record_id = %s", (subject["Id"],)).fetchone()
+    assert gone == (True, True)
+    p.set_clock(T0 + timedelta(hours=5, minutes=10))
+    meta = contact_window(p.backup((T0 + timedelta(hours=4)).strftime(KEY)))
+    assert meta["reconcile_api_calls"] == 1 and (meta["erased_gone_from_org"], meta["erased_still_in_org"]) == (0, 0)
+    assert search_backup(p.db_url, needles) == []
 
     # and restores of other records still work
     result = restore_reviewed(p, {"object": "Contact", "fields": ["Phone", "Title"], "as_of": "2026-11-24T01:05:00Z",
