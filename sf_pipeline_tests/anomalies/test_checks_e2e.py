@@ -95,6 +95,11 @@ class _Webhook(http.server.BaseHTTPRequestHandler):
 def test_orphaned_opportunities_are_caught_explained_and_given_a_restore_config(pipeline_factory, monkeypatch):
     """The story with 15-minute windows and a 10-minute lag: detected in the first window after the damage."""
     p = _org(pipeline_factory, cron="*/15 * * * *")
+    # The pipeline ran all night: every window up to 01:45 backed up (here as one run, the windows after the full
+    # load's), so the 02:25 tick finds only the damaged window outstanding.
+    p.set_clock(T0 + timedelta(hours=2))
+    caught_up = (T0 + timedelta(minutes=15), T0 + timedelta(hours=1, minutes=45))
+    assert p.backup(*(w.strftime(KEY) for w in caught_up)).success
     server = http.server.HTTPServer(("127.0.0.1", 0), _Webhook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setenv("SF_PIPELINE_ALERT_WEBHOOK", f"http://127.0.0.1:{server.server_port}/hook")
@@ -113,12 +118,13 @@ def test_orphaned_opportunities_are_caught_explained_and_given_a_restore_config(
     defs = p.defs()
     schedule_ctx = dg.build_schedule_context(instance=p.instance, scheduled_execution_time=tick,
                                              repository_def=defs.get_repository_def())
-    # The schedule asks for every closed window not backed up yet, oldest first: the 02:00 window comes last.
+    # The schedule asks for every closed window not backed up yet: only the 02:00 window, in one run that also
+    # re-reads the 01:45 window before it (late commits).
     scheduled = list(defs.resolve_schedule_def("backup_schedule").evaluate_tick(schedule_ctx).run_requests)
     ranges = [((r.tags or {}).get("dagster/asset_partition_range_start", r.partition_key),
                (r.tags or {}).get("dagster/asset_partition_range_end", r.partition_key)) for r in scheduled]
     window = (T0 + timedelta(hours=2)).strftime(KEY)
-    assert ranges and ranges[-1][1] == window
+    assert ranges == [((T0 + timedelta(hours=1, minutes=45)).strftime(KEY), window)]
     began = time.monotonic()
     for first, last in ranges:
         assert p.backup(first, last).success
