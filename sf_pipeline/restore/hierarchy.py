@@ -218,7 +218,10 @@ def tree_summary(plan: RestorePlan) -> dict[str, Any]:
         "run_id": plan.run_id, "object": plan.object, "target_org": plan.config.target_org,
         "dry_run": plan.config.dry_run, "as_of": format_datetime(tree.as_of) if tree.as_of else None,
         "undo_of": plan.config.undo_of, "plan_of": plan.plan_of, "fields": [], "records": len(tree.records),
-        "counts": counts, "actions": actions, "records_to_write": sum(actions.values()),
+        # records: each record written once however many of its lookups are re-pointed (what verify reads back)
+        "counts": counts, "actions": actions, "records_to_write": len(
+            {(r.object, r.record_id) for r in tree.records if r.action in (UNDELETE, CREATE, DELETE)}
+            | {(p.object, p.record_id) for p in tree.repoints}),
         "values_to_write": sum(actions.values()), "fetch_mode": "collections", "api_calls": plan.api_calls,
         "seconds": round(plan.seconds, 3), "timings": {}, "notes": plan.notes,
         "tree": tree.per_object(), "order": tree.order, "deferred": tree.deferred, "cannot": tree.cannot,
