@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dagster as dg
-from dagster_dbt import DbtCliResource, DbtProject
+from dagster_dbt import DbtProject
 
 from sf_pipeline.settings import Settings
 
 from .assets import ORG_TAG, history_assets, history_key, mirror_asset, mirror_key
 from .checks import backup_complete_check
-from .dbt import dbt_executable, dbt_project_dir, prepare_manifest
+from .dbt import DbtCli, dbt_executable, dbt_project_dir, prepare_manifest
 from .partitions import backup_partitions
 from .resources import SalesforceOrgResource, WarehouseResource, locked_io_manager, locked_resource
 from .schedules import backup_schedule
@@ -82,7 +82,7 @@ def backup_definitions(settings: Settings) -> dg.Definitions:
                                           f"The backed-up org '{settings.backup_org}' (settings file)."),
             "warehouse": locked_resource(WarehouseResource(), "The backup database (SF_PIPELINE_DATABASE_URL)."),
             "dbt": locked_resource(
-                DbtCliResource(project_dir=project, profiles_dir=str(project_dir), dbt_executable=dbt_executable()),
+                DbtCli(project_dir=project, profiles_dir=str(project_dir), dbt_executable=dbt_executable()),
                 "dbt from this environment, on the project the settings generate."),
             "io_manager": locked_io_manager(),
         },
