@@ -55,9 +55,13 @@ def drop_database(url: str) -> None:
 
 
 @pytest.fixture
-def pg_url() -> Iterator[str]:
-    """URL of a fresh, empty database (`sfp_test_<random>`), dropped after the test."""
-    url = create_database()
+def pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """URL of a fresh database (`sfp_test_<random>`), dropped after the test: empty; or, for a test that makes
+    pipelines (`pipeline_factory`), the Dagster instance's tables already created, copied from the session's
+    `dagster_storage_template` (creating them costs seconds per test on a busy machine, a copy a fraction)."""
+    template = request.getfixturevalue("dagster_storage_template") if "pipeline_factory" in request.fixturenames \
+        else None
+    url = create_database(template=template)
     try:
         yield url
     finally:

@@ -107,15 +107,29 @@ class SavedState:
     story: Any  # what the steps returned (ids, expectations)
 
 
+@pytest.fixture(scope="session")
+def dagster_storage_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database holding only the tables a Dagster instance creates on first use (runs, event logs, schedules),
+    for the session: pipelines' databases are copies of it (`pg_url`, `module_pipeline_factory`,
+    `save_pipeline_state`), the same as an instance would leave a new database, without the seconds of DDL."""
+    url = create_database("sfp_dagster_template")
+    try:
+        instance = dg.DagsterInstance.from_config(str(dagster_home(tmp_path_factory.mktemp("dagster_template"), url)))
+        instance.dispose()
+        yield url
+    finally:
+        drop_database(url)
+
+
 @pytest.fixture(scope="module")
-def save_pipeline_state(tmp_path_factory: pytest.TempPathFactory, parsed_dbt_project):
+def save_pipeline_state(tmp_path_factory: pytest.TempPathFactory, parsed_dbt_project, dagster_storage_template):
     """`save_pipeline_state(steps, objects, **backup)`: run `steps(pipeline)` once on a new pipeline, then stop it
     (the org's SQLite closed with its clock, the instance disposed of) and keep it as a `SavedState`."""
     templates: list[str] = []
 
     def save(steps: Callable[[Pipeline], Any], objects: list[Any] | None = None, **backup: Any) -> SavedState:
         root = tmp_path_factory.mktemp("saved_pipeline")
-        db_url = create_database("sfp_template")
+        db_url = create_database("sfp_template", template=dagster_storage_template)
         templates.append(db_url)
         with pytest.MonkeyPatch.context() as monkeypatch, \
                 pipelines(root, db_url, monkeypatch, parsed_dbt_project) as make:
@@ -221,10 +235,10 @@ def pipeline_factory(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatc
 
 
 @pytest.fixture(scope="module")
-def module_pipeline_factory(tmp_path_factory: pytest.TempPathFactory, parsed_dbt_project):
+def module_pipeline_factory(tmp_path_factory: pytest.TempPathFactory, parsed_dbt_project, dagster_storage_template):
     """`pipeline_factory` shared by the tests of a module (its own database, orgs, DAGSTER_HOME and environment),
     for modules whose tests read one expensive backed-up state and do not depend on each other's writes."""
-    db_url = create_database()
+    db_url = create_database(template=dagster_storage_template)
     try:
         with pytest.MonkeyPatch.context() as monkeypatch, \
                 pipelines(tmp_path_factory.mktemp("pipeline"), db_url, monkeypatch, parsed_dbt_project) as make:

@@ -6,7 +6,12 @@ import json
 import os
 import subprocess
 import sys
+from functools import cached_property
 from pathlib import Path
+
+from dagster_dbt import DbtCliResource
+from dagster_dbt.compat import DBT_PYTHON_VERSION
+from packaging import version
 
 from sf_pipeline.warehouse import write_snapshot_definitions
 from sf_pipeline.warehouse.dbt_project import DBT_PROJECT_DIR
@@ -25,6 +30,22 @@ def dbt_executable() -> str:
     """dbt from this environment (beside the Python running us), else from PATH."""
     beside = Path(sys.executable).with_name("dbt")
     return str(beside) if beside.exists() else "dbt"
+
+
+class DbtCli(DbtCliResource):
+    """dagster-dbt's `DbtCliResource`, without its `dbt --version` subprocess when dbt is this environment's.
+
+    dagster-dbt learns the dbt version by running `dbt --version` once per resource object, that is once per run
+    (and per step process): seconds of CPU to import dbt in a new interpreter, for a version this interpreter
+    already has (the dbt-core package installed beside it, whose `dbt` executable `dbt_executable()` picks).
+    Any other executable (dbt from PATH, the fusion engine) is still asked.
+    """
+
+    @cached_property
+    def _cli_version(self) -> version.Version:
+        if DBT_PYTHON_VERSION is not None and Path(self.dbt_executable) == Path(sys.executable).with_name("dbt"):
+            return DBT_PYTHON_VERSION
+        return DbtCliResource._cli_version.func(self)  # type: ignore[attr-defined]
 
 
 def _inputs(project: Path) -> list[Path]:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import dagster as dg
-from dagster_dbt import DbtCliResource, DbtProject
+from dagster_dbt import DbtProject
 
 from sf_pipeline.salesforce.catalog import Catalog
 from sf_pipeline.settings import BackupOrgSettings, ObjectSettings, Settings
@@ -14,7 +14,7 @@ from sf_pipeline.settings import BackupOrgSettings, ObjectSettings, Settings
 from .assets import ORG_TAG, history_assets, history_key, mirror_asset, mirror_key, org_resource_keys
 from .catalog_asset import catalog_spec
 from .checks import backup_complete_check
-from .dbt import dbt_executable, dbt_project_dir, prepare_manifest
+from .dbt import DbtCli, dbt_executable, dbt_project_dir, prepare_manifest
 from .files import file_bodies_findings
 from .partitions import backup_partitions
 from .resources import (
@@ -79,7 +79,7 @@ def backup_definitions(settings: Settings, catalogs: Mapping[str, Catalog] | Non
     shared = dg.Definitions(
         resources={
             "dbt": locked_resource(
-                DbtCliResource(project_dir=project, profiles_dir=str(project_dir), dbt_executable=dbt_executable()),
+                DbtCli(project_dir=project, profiles_dir=str(project_dir), dbt_executable=dbt_executable()),
                 "dbt from this environment, on the project the settings generate."),
             "io_manager": locked_io_manager(),
         },
