@@ -225,6 +225,11 @@ def learn_vanished(client: SalesforceClient, conn: psycopg.Connection[Any], tabl
 
     mirror_total = reconcilable_count(conn, table, end) if counts is not None and counts.org_total is not None \
         else None
+    if mirror_total is not None:
+        # records erased on request that the org still held at the last reconciliation are counted on the
+        # mirror's side, as the reconciliation counts them: one the org has since removed makes the counts
+        # differ, so the ids are reconciled and it is noted gone from the org
+        mirror_total += len(erased_in_org(conn, sobject, end))
     if counts is not None and counts.window_count == 0 and mirror_total is not None and \
             counts.org_total == mirror_total:
         report.reconciled = True
