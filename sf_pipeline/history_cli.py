@@ -11,7 +11,7 @@ from typing import Any
 import click
 import psycopg
 
-from sf_pipeline.privacy.retention import resolution_note
+from sf_pipeline.privacy.retention import history_resolution_note, resolution_note
 from sf_pipeline.warehouse import as_of, history_versions
 from sf_pipeline.warehouse.errors import HistoryNotFoundError
 
@@ -68,6 +68,8 @@ def history(sobject: str, record_id: str) -> None:
         raise click.ClickException(str(exc)) from None
     if not versions:
         raise click.ClickException(f"no history for {sobject} {record_id} in the backup")
+    # retention thins old history: say what each period keeps, so a gap between versions reads right
+    click.echo(f"# {history_resolution_note(sobject, datetime.now(UTC))}", err=True)
     previous: dict[str, Any] = {}
     for n, version in enumerate(versions, 1):
         valid_to = version.get("dbt_valid_to")

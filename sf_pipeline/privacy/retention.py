@@ -54,6 +54,21 @@ class RetentionPolicy:
         return f"beyond the maximum age ({self.monthly_until_days} days): only each record's latest version"
 
 
+    def periods(self, now: datetime) -> str:
+        """The history's resolution over time, in words with dates (for a record's whole history)."""
+        day = "%Y-%m-%d"
+        all_from, daily_from = now - timedelta(days=self.keep_all_days), now - timedelta(days=self.daily_until_days)
+        parts = [f"every version since {all_from:{day}}",
+                 f"one version per day from {daily_from:{day}} to {all_from:{day}}"]
+        if self.monthly_until_days is None:
+            parts.append(f"one version per month before {daily_from:{day}}")
+        else:
+            oldest = now - timedelta(days=self.monthly_until_days)
+            parts.append(f"one version per month from {oldest:{day}} to {daily_from:{day}}, none older but each "
+                         "record's latest")
+        return "; ".join(parts)
+
+
 @dataclass(frozen=True)
 class RetentionSettings:
     """The settings file's `retention:` block (contract, README "Privacy")."""
@@ -274,16 +289,32 @@ def retention_summary(results: Sequence[ObjectRetention]) -> dict[str, Any]:
                        "seconds": round(r.seconds, 2)} for r in results}
 
 
+def _retention_settings(settings_path: str | None) -> RetentionSettings | None | str:
+    from sf_pipeline.settings import SettingsError, load_settings
+
+    try:
+        return RetentionSettings.from_dict(load_settings(settings_path).privacy.get("retention"))
+    except (SettingsError, PrivacySettingsError) as exc:
+        return f"history resolution unknown (settings: {exc})"
+
+
+def history_resolution_note(sobject: str, now: datetime, settings_path: str | None = None) -> str:
+    """The resolution of every period of `sobject`'s history (for `sf-pipeline history`)."""
+    retention = _retention_settings(settings_path)
+    if isinstance(retention, str):
+        return retention
+    if retention is None:
+        return "history resolution: every version (no retention configured)"
+    return f"history resolution of {sobject} (retention): {retention.policy(sobject).periods(now)}"
+
+
 def resolution_note(sobject: str, instant: datetime, now: datetime | None = None,
                     settings_path: str | None = None) -> str:
     """The resolution of the history at `instant` for `sobject`, as the settings file's retention makes it
     (for point-in-time answers: "one version per day" means the state at the end of the day before)."""
-    from sf_pipeline.settings import SettingsError, load_settings
-
-    try:
-        retention = RetentionSettings.from_dict(load_settings(settings_path).privacy.get("retention"))
-    except (SettingsError, PrivacySettingsError) as exc:
-        return f"history resolution unknown (settings: {exc})"
+    retention = _retention_settings(settings_path)
+    if isinstance(retention, str):
+        return retention
     if retention is None:
         return "history resolution: every version (no retention configured)"
     moment = now or datetime.now(instant.tzinfo)

@@ -109,7 +109,7 @@ def test_retention_settings_give_per_object_policies_and_name_bad_keys():
         RetentionSettings.from_dict({"objects": {"Case": {"keep_all_days": "7"}}})
 
 
-def test_as_of_states_the_resolution_of_the_period_it_falls_in(pg_url, pg_conn, tmp_path, monkeypatch):
+def test_as_of_and_history_state_the_resolution_of_the_periods_they_show(pg_url, pg_conn, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     from sf_pipeline.history_cli import as_of_command
@@ -125,3 +125,14 @@ def test_as_of_states_the_resolution_of_the_period_it_falls_in(pg_url, pg_conn, 
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     recent = CliRunner().invoke(as_of_command, ["Contact", now])
     assert "every version (no thinning yet)" in recent.stderr
+
+    # `history` of a record says what each period of its history keeps
+    from sf_pipeline.history_cli import history
+
+    versions = CliRunner().invoke(history, ["Contact", "003A"])
+    assert versions.exit_code == 0 and "version 2: from 2026-01-06" in versions.stdout
+    today = datetime.now(UTC)
+    assert (f"history resolution of Contact (retention): every version since "
+            f"{today - timedelta(days=7):%Y-%m-%d}; one version per day from {today - timedelta(days=60):%Y-%m-%d} "
+            f"to {today - timedelta(days=7):%Y-%m-%d}; one version per month before "
+            f"{today - timedelta(days=60):%Y-%m-%d}") in versions.stderr

@@ -10,9 +10,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import yaml
 
-from sf_pipeline.privacy.retention import RetentionPolicy, apply_retention
 from sf_pipeline.warehouse.history import as_of
+from sf_pipeline_tests.privacy.runs import run_job, step_metadata
 
 T0 = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)
 KEY = "%Y-%m-%d-%H:%M"
@@ -44,10 +45,20 @@ def test_snapshots_after_retention_keep_the_history_consistent(pipeline_factory)
         assert p.backup(windows[-1].strftime(KEY)).success
     assert [v[2] for v in _chain(p, rid)] == ["v0", "v1", "v2", "v3", "v4"]
 
-    now = T0 + timedelta(days=10)
-    with p.conn() as conn:
-        result = apply_retention(conn, "Account", RetentionPolicy(keep_all_days=1, daily_until_days=30), now)
-    assert result.removed == 2 and result.stretched == 1  # v1, v2 go; v0 now reaches v3
+    # the scheduled job applies the settings' retention (as its schedule would ten days later)
+    settings = yaml.safe_load(p.settings_path.read_text())
+    settings["retention"] = {"keep_all_days": 1, "daily_until_days": 30}
+    p.settings_path.write_text(yaml.safe_dump(settings))
+    defs = p.defs(reload=True)
+    assert defs.resolve_schedule_def("apply_retention_schedule").cron_schedule == "30 3 * * *"
+    run = run_job(p, "apply_retention", "apply_retention", {},
+                  tags={"dagster/scheduled_execution_time": (T0 + timedelta(days=10)).isoformat()})
+    assert run.success
+    meta = step_metadata(run)
+    account = meta["objects"]["Account"]
+    assert meta["versions_removed"] == 2 and account["stretched"] == 1  # v1, v2 go; v0 now reaches v3
+    assert account["versions_before"] == 6 and account["method"] == "rewrite"  # a third of the versions went
+    assert meta["bytes_removed"] == account["table_bytes_before"] - account["table_bytes_after"] >= 0
     chain = _chain(p, rid)
     assert [v[2] for v in chain] == ["v0", "v3", "v4"]
     assert chain[0][1] == chain[1][0] and chain[1][1] == chain[2][0] and chain[2][1] is None
