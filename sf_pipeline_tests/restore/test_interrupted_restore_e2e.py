@@ -31,7 +31,9 @@ LOST = 450  # Accounts deleted and purged: 3 create calls of 200, 200, 50
 OPPORTUNITIES = 450  # orphaned: 3 update calls
 
 UPDATE = {"object": "Opportunity", "fields": ["AccountId"]}
-CREATE = {"object": "Account", "fields": [], "restore_deleted": True}
+# the one-object path (`with_children: false`): its writes go through the journal. A tree restore's writes
+# (restore/hierarchy.py) do not yet: README, "Safe to interrupt".
+CREATE = {"object": "Account", "fields": [], "restore_deleted": True, "with_children": False}
 
 # What the killed process runs: the reviewed plan applied, with a SIGKILL at one phase of one call.
 RUNNER = textwrap.dedent('''
@@ -237,7 +239,7 @@ def test_a_record_the_restore_user_cannot_see_is_reported_never_recreated(pipeli
     with p.devorg.org.store.lock:
         p.devorg.org.store.conn.executemany('DELETE FROM "Opportunity" WHERE Id = ?', [(i,) for i in hidden])
     at(p, 9, 0)
-    values = {**UPDATE, "restore_deleted": True}
+    values = {**UPDATE, "restore_deleted": True, "with_children": False}
     with p.conn() as conn:
         c = client(p)
         plan = plan_restore(conn, c, config(**values), "h1-dry")
