@@ -54,14 +54,19 @@ def first_finished_run(instance: dg.DagsterInstance, **tags: str) -> dg.DagsterR
     return finished_run(instance, runs[0].run_id) if runs else None
 
 
-def checks_run_of(instance: dg.DagsterInstance, partition: str, sobject: str) -> dg.DagsterRun | None:
-    """The first sensor-launched check run of `partition` that checks `sobject`, once it has finished."""
+def checks_runs_of(instance: dg.DagsterInstance, partition: str, objects: tuple[str, ...]) -> list[dg.DagsterRun] | None:
+    """The sensor-launched check runs of `partition` that check `objects` (the first run checking each), once
+    every one of them has finished."""
     runs = instance.get_runs(dg.RunsFilter(tags={"sf_pipeline/trigger": "history_materialized",
                                                  "dagster/partition": partition}), ascending=True)
+    chosen: dict[str, str] = {}
     for run in runs:
-        if any(k.asset_key.path[-1] == sobject for k in run.asset_check_selection or ()):
-            return finished_run(instance, run.run_id)
-    return None
+        for k in run.asset_check_selection or ():
+            chosen.setdefault(k.asset_key.path[-1], run.run_id)
+    if any(o not in chosen for o in objects):
+        return None
+    finished = [finished_run(instance, run_id) for run_id in dict.fromkeys(chosen[o] for o in objects)]
+    return None if any(r is None for r in finished) else finished  # type: ignore[return-value]
 
 
 def finished_run(instance: dg.DagsterInstance, run_id: str) -> dg.DagsterRun | None:
@@ -182,13 +187,14 @@ def test_daemon_schedules_checks_restores_and_backfills_against_the_deployed_ins
 
     # b) the sensor sees the history materialization and launches the window's checks, which find the damage
     # (a sensor tick in the middle of the history step sees one object's materialization before the other's and
-    # launches a check run for it alone; the other object's check follows in the next run: wait for Opportunity's)
-    checks = wait_for("the anomaly checks of the damaged window", lambda: checks_run_of(
-        instance, key(damaged), "Opportunity"), procs)
+    # launches a check run for it alone; the other object's check follows in the next run: wait for both)
+    check_runs = wait_for("the anomaly checks of the damaged window", lambda: checks_runs_of(
+        instance, key(damaged), ("Opportunity", "Account")), procs)
     timings["checks done"] = time.monotonic() - began
     evaluations = {e.dagster_event.asset_check_evaluation_data.asset_key.path[1]:
                    e.dagster_event.asset_check_evaluation_data
-                   for e in instance.all_logs(checks.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)}
+                   for run in check_runs
+                   for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)}
     assert not evaluations["Opportunity"].passed
     assert evaluations["Opportunity"].severity == dg.AssetCheckSeverity.ERROR
     assert evaluations["Account"].passed
