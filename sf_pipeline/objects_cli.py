@@ -34,9 +34,9 @@ def last_windows(keys: dict[str, object]) -> dict[str, str]:
 def objects(refresh: bool, only_org: str | None, skipped: bool, as_json: bool) -> None:
     """Every object each backed-up org's backup takes (strategy, fields, last backed-up window) and every
     object it skips, with why. Reads the stored catalog (no Salesforce call) unless --refresh."""
-    from sf_pipeline.backup.assets import history_key
     from sf_pipeline.backup.catalog_state import load_state, refresh_state_file, state_path
-    from sf_pipeline.salesforce.catalog import CatalogError
+    from sf_pipeline.resources import history_key
+    from sf_pipeline.salesforce.errors import CatalogError
     from sf_pipeline.settings import SettingsError, load_settings, resolve_objects
 
     try:

@@ -20,9 +20,8 @@ import psycopg
 import pytest
 import yaml
 
-from sf_pipeline.backup.dbt import prepare_manifest
 from sf_pipeline.devorg.runner import DevOrgServer
-from sf_pipeline.warehouse.dbt_project import DBT_PROJECT_DIR, WINDOW_MODELS_DIR
+from sf_pipeline.warehouse.dbt_project import DBT_PROJECT_DIR, WINDOW_MODELS_DIR, prepare_manifest
 from sf_pipeline_tests.devorg_fixtures import connect
 from sf_pipeline_tests.pg_fixtures import create_database, drop_database
 

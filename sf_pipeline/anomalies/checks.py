@@ -10,8 +10,7 @@ import logging
 
 import dagster as dg
 
-from sf_pipeline.backup.assets import history_key
-from sf_pipeline.backup.resources import SalesforceOrgResource, WarehouseResource
+from sf_pipeline.resources import SalesforceOrgResource, WarehouseResource, history_key
 from sf_pipeline.salesforce import soql
 from sf_pipeline.settings import ObjectSettings, Settings
 

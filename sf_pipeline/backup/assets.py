@@ -17,6 +17,13 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
+from sf_pipeline.resources import (
+    WarehouseResource,
+    history_key,
+    mirror_key,
+    org_resource_keys,
+    salesforce_pool,
+)
 from sf_pipeline.salesforce.catalog import ObjectPlan, ReadApi, SkippedObject, Strategy, plan_object
 from sf_pipeline.salesforce.extract import ExtractStats, extract_all, extract_window
 from sf_pipeline.settings import BackupOrgSettings, ObjectSettings, Settings
@@ -31,33 +38,6 @@ from .files import backup_window_files
 from .partitions import extraction_bounds
 from .preflight import window_preflight
 from .reconciliation import ReconcileSettings, VanishedReport, learn_vanished
-from .resources import WarehouseResource
-
-ORG_TAG = "sf_pipeline/org"
-"""Run tag naming the org a run works on; dagster.yaml limits the runs per org with it."""
-
-
-def salesforce_pool(alias: str) -> str:
-    """The concurrency pool of an org: every step that calls its API holds one slot of it, across all runs.
-
-    The instance sets the pool's limit (`concurrency: pools:` in dagster.yaml, or
-    `dagster instance concurrency set salesforce_<alias> N`), bounded by the org's API limits.
-    """
-    return f"salesforce_{alias}"
-
-
-def mirror_key(sobject: str, prefix: Sequence[str] = ()) -> dg.AssetKey:
-    """`salesforce/<Object>`; an org other than the primary one adds its alias in front (`emea/salesforce/...`)."""
-    return dg.AssetKey([*prefix, "salesforce", sobject])
-
-
-def history_key(sobject: str, prefix: Sequence[str] = ()) -> dg.AssetKey:
-    return dg.AssetKey([*prefix, "history", sobject])
-
-
-def org_resource_keys(org: BackupOrgSettings) -> tuple[str, str]:
-    """The resource keys of an org's Salesforce connection and backup database (the primary org: today's)."""
-    return ("salesforce", "warehouse") if org.primary else (f"salesforce_{org.alias}", f"warehouse_{org.alias}")
 
 
 def window_plan(name: str, describe: dict[str, Any]) -> ObjectPlan:

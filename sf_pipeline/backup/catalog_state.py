@@ -11,7 +11,8 @@ import json
 import os
 from pathlib import Path
 
-from sf_pipeline.salesforce.catalog import Catalog, CatalogError, discover
+from sf_pipeline.salesforce.catalog import Catalog, discover
+from sf_pipeline.salesforce.errors import CatalogError
 from sf_pipeline.settings import Settings
 
 STATE_DIR_ENV = "SF_PIPELINE_STATE_DIR"
@@ -32,7 +33,7 @@ def needs_catalog(settings: Settings) -> bool:
 
 def fetch_state(settings: Settings) -> str:
     """Ask every backed-up org for its describe global and its objects' describes; the state as JSON."""
-    from .resources import SalesforceOrgResource
+    from sf_pipeline.resources import SalesforceOrgResource
 
     catalogs = {}
     for org in settings.backups:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from sf_pipeline.resources import SalesforceOrgResource, WarehouseResource
 from sf_pipeline.warehouse.names import MIRROR_SCHEMA, table_name
 from sf_pipeline.warehouse.schema import table_columns
 
@@ -27,7 +28,6 @@ from .completeness import (
     reconciliation_finding,
 )
 from .findings import Finding
-from .resources import SalesforceOrgResource, WarehouseResource
 from .schedules import backed_up_subset
 
 CHECK_NAME = "backup_complete"

@@ -8,22 +8,27 @@ from pathlib import Path
 import dagster as dg
 from dagster_dbt import DbtProject
 
-from sf_pipeline.salesforce.catalog import Catalog
-from sf_pipeline.settings import BackupOrgSettings, ObjectSettings, Settings
-
-from .assets import ORG_TAG, history_assets, history_key, mirror_asset, mirror_key, org_resource_keys
-from .catalog_asset import catalog_spec
-from .checks import backup_complete_check
-from .dbt import DbtCli, dbt_executable, dbt_project_dir, prepare_manifest
-from .files import file_bodies_findings
-from .partitions import backup_partitions
-from .resources import (
+from sf_pipeline.resources import (
+    ORG_TAG,
+    DbtCli,
     SalesforceOrgResource,
     WarehouseResource,
     database_url_env,
+    history_key,
     locked_io_manager,
     locked_resource,
+    mirror_key,
+    org_resource_keys,
 )
+from sf_pipeline.salesforce.catalog import Catalog
+from sf_pipeline.settings import BackupOrgSettings, ObjectSettings, Settings
+from sf_pipeline.warehouse.dbt_project import dbt_executable, dbt_project_dir, prepare_manifest
+
+from .assets import history_assets, mirror_asset
+from .catalog_asset import catalog_spec
+from .checks import backup_complete_check
+from .files import file_bodies_findings
+from .partitions import backup_partitions
 from .schedules import backup_schedule
 
 

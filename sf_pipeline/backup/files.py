@@ -24,8 +24,9 @@ import psycopg
 import requests
 
 from sf_pipeline.blobs import BlobError, BlobStore
-from sf_pipeline.salesforce.blobs import BlobUnavailable, open_blob
+from sf_pipeline.salesforce.blobs import open_blob
 from sf_pipeline.salesforce.client import SalesforceClient
+from sf_pipeline.salesforce.errors import BlobUnavailable
 from sf_pipeline.salesforce.soql import id_list
 from sf_pipeline.warehouse.files import (
     PendingBody,
@@ -266,7 +267,7 @@ def file_bodies_findings(settings: Any) -> Callable[[Sequence[Any]], dict[Any, l
     """For `backup_complete_check`: the file-body finding of each mirror key whose object has file bodies."""
 
     def findings(mirror_keys: Sequence[Any]) -> dict[Any, list[Any]]:
-        from .resources import WarehouseResource
+        from sf_pipeline.resources import WarehouseResource
 
         out: dict[Any, list[Any]] = {}
         store = settings.blob_store()

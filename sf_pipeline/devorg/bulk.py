@@ -69,15 +69,14 @@ from starlette.responses import Response, StreamingResponse
 
 from . import ids
 from .clock import format_datetime, parse_datetime
+from .context import JSON_TYPE, ApiContext
 from .errors import SalesforceError, not_found
 from .schema import NUMBER_TYPES
 
 if TYPE_CHECKING:
     from .org import Org
     from .schema import FieldDef, ObjectDef
-    from .server import ApiContext
 
-JSON_TYPE = "application/json;charset=UTF-8"
 DELIMITERS = {"COMMA": ",", "BACKQUOTE": "`", "CARET": "^", "PIPE": "|", "SEMICOLON": ";", "TAB": "\t"}
 LINE_ENDINGS = {"LF": "\n", "CRLF": "\r\n"}
 QUERY_OPERATIONS = ("query", "queryAll")

@@ -27,19 +27,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .clock import format_datetime, parse_datetime
+from .context import ApiContext, error_response, json_response, read_json
 from .errors import SalesforceError
 
 if TYPE_CHECKING:
-    from .server import ApiContext, DevOrgApp
+    from collections.abc import Awaitable, Callable
 
 MAX_SUBREQUESTS = 25
 _METHODS = {"GET", "POST", "PATCH", "DELETE", "PUT", "HEAD"}
 
 
-async def batch(app: DevOrgApp, ctx: ApiContext) -> Response:
-    """POST /composite/batch."""
-    from .server import error_response, json_response, read_json
-
+async def batch(dispatch: Callable[[ApiContext, list[str]], Awaitable[Response]], ctx: ApiContext) -> Response:
+    """POST /composite/batch; each subrequest goes through `dispatch` (the server's router) as its own request."""
     if ctx.request.method != "POST":
         raise SalesforceError("METHOD_NOT_ALLOWED", f"HTTP Method '{ctx.request.method}' not allowed. Allowed "
                               "are POST", status=405)
@@ -67,7 +66,7 @@ async def batch(app: DevOrgApp, ctx: ApiContext) -> Response:
                 ctx.org.count_request()
             sub_ctx = type(ctx)(ctx.org, _sub_request(ctx.request, method, version, parts, query, rich),
                                 version, ctx.user_id)
-            response = await app.dispatch(sub_ctx, parts)
+            response = await dispatch(sub_ctx, parts)
         except SalesforceError as err:
             response = error_response(err)
         status = response.status_code

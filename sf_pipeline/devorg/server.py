@@ -16,7 +16,6 @@ from urllib.parse import unquote
 from xml.etree import ElementTree
 
 import jwt
-import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -25,45 +24,23 @@ from starlette.types import Receive, Scope, Send
 
 from . import composite, files, identity, ids
 from .clock import parse_datetime
+from .context import (
+    JSON_TYPE,
+    ApiContext,
+    error_response,
+    json_response,
+    read_json,
+    run_in_thread,
+    soap_fault,
+    soap_ok,
+    xml_text,
+)
 from .errors import SalesforceError, not_found
 from .faults import KINDS, FaultInjector
 from .org import Org
 
 API_VERSIONS = [f"{v}.0" for v in range(31, 64)]
-JSON_TYPE = "application/json;charset=UTF-8"
 _VERSION = re.compile(r"^v(\d{2,3}\.\d)$")
-
-
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type=JSON_TYPE, headers=headers)
-
-
-def error_response(err: SalesforceError, headers: dict[str, str] | None = None) -> Response:
-    h = dict(headers or {})
-    if err.status == 401:
-        h["WWW-Authenticate"] = "Token"
-    return json_response(err.to_json(), err.status, h)
-
-
-async def read_json(request: Request) -> Any:
-    raw = await request.body()
-    try:
-        return orjson.loads(raw) if raw else None
-    except orjson.JSONDecodeError as exc:
-        raise SalesforceError("JSON_PARSER_ERROR", f"Unexpected character in request body: {exc}") from None
-
-
-class ApiContext:
-    """What a request handler knows: the org, the caller's session, the API version and base URL."""
-
-    def __init__(self, org: Org, request: Request, version: str, user_id: str):
-        self.org = org
-        self.request = request
-        self.version = version
-        self.user_id = user_id
-
-    def record_url(self, obj_name: str, rid: str) -> str:
-        return f"/services/data/v{self.version}/sobjects/{obj_name}/{rid}"
 
 
 class DevOrgApp:
@@ -154,7 +131,7 @@ class DevOrgApp:
     async def _purge_due(self) -> None:
         """Recycle-bin retention runs on the org clock: every API call first purges what is due (recycle_bin.py)."""
         if self.org.store.bin.is_due(self.org.clock.now()):
-            await _run(self.org.purge_recycle_bin)
+            await run_in_thread(self.org.purge_recycle_bin)
 
     # ----------------------------------------------------------------- /services/data
     async def versions(self, request: Request) -> Response:
@@ -211,12 +188,12 @@ class DevOrgApp:
                 raise SalesforceError("METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed. Allowed are GET",
                                       status=405)
             if len(parts) > 1:
-                return json_response(await _run(org.queries.more, parts[1], ctx.version))
+                return json_response(await run_in_thread(org.queries.more, parts[1], ctx.version))
             text = ctx.request.query_params.get("q")
             if not text:
                 raise SalesforceError("MALFORMED_QUERY", "A query string has to be specified")
             batch = _batch_size(ctx.request.headers.get("sforce-query-options", ""))
-            return json_response(await _run(org.queries.run, text, include_deleted=include_deleted,
+            return json_response(await run_in_thread(org.queries.run, text, include_deleted=include_deleted,
                                             batch_size=batch, api_version=ctx.version))
         if head == "limits":
             if len(parts) > 1 and parts[1].lower() == "recordcount":
@@ -226,7 +203,7 @@ class DevOrgApp:
                     {"count": org.store.count(o), "name": o.name} for o in objs]})
             return json_response(org.limits())
         if head == "composite" and len(parts) == 2 and parts[1].lower() == "batch":
-            return await composite.batch(self, ctx)
+            return await composite.batch(self.dispatch, ctx)
         if head == "composite" and len(parts) > 1 and parts[1].lower() == "sobjects":
             return await self.collections(ctx, parts[2:])
         raise not_found()
@@ -246,15 +223,15 @@ class DevOrgApp:
                 return json_response({"objectDescribe": obj.global_entry(v), "recentItems": []})
             if method == "POST" and obj.name in files.BLOB_FIELDS:
                 values, data = await files.read_insert_body(ctx.request, obj)
-                rid = await _run(files.insert_with_blob, org, obj, values, data, ctx.user_id)
+                rid = await run_in_thread(files.insert_with_blob, org, obj, values, data, ctx.user_id)
                 return json_response({"id": rid, "success": True, "errors": []}, 201)
             if method == "POST":
                 body = await read_json(ctx.request)
                 if not isinstance(body, dict):
                     raise SalesforceError("JSON_PARSER_ERROR", "The request body must be a JSON object")
                 insert = files.insert_link if obj.name == "ContentDocumentLink" else None
-                rid = await (_run(insert, org, body, ctx.user_id) if insert
-                             else _run(org.store.insert, obj, body, ctx.user_id))
+                rid = await (run_in_thread(insert, org, body, ctx.user_id) if insert
+                             else run_in_thread(org.store.insert, obj, body, ctx.user_id))
                 return json_response({"id": rid, "success": True, "errors": []}, 201)
             raise _method_not_allowed(method, "GET, HEAD, POST")
         sub = rest[0].lower()
@@ -266,45 +243,45 @@ class DevOrgApp:
             if not obj.has_field("SystemModstamp"):  # history, share... objects (wide.py)
                 from .wide import append_only_changes
 
-                return json_response(await _run(append_only_changes, org, obj, sub, start, end))
-            return json_response(await _run(_updated_or_deleted, ctx, obj, sub, start, end))
+                return json_response(await run_in_thread(append_only_changes, org, obj, sub, start, end))
+            return json_response(await run_in_thread(_updated_or_deleted, ctx, obj, sub, start, end))
         if len(rest) == 1:
             rid = rest[0]
             if method == "GET":
-                rec = await _run(org.store.get, obj, rid)
+                rec = await run_in_thread(org.store.get, obj, rid)
                 fields = ctx.request.query_params.get("fields")
                 return json_response(_record(ctx, obj, rec, fields.split(",") if fields else None))
             if method == "PATCH" and obj.name in files.BLOB_FIELDS:
                 values, data = await files.read_insert_body(ctx.request, obj)
-                await _run(files.update_with_blob, org, obj, rid, values, data, ctx.user_id)
+                await run_in_thread(files.update_with_blob, org, obj, rid, values, data, ctx.user_id)
                 return Response(status_code=204)
             if method == "PATCH":
                 body = await read_json(ctx.request)
                 if not isinstance(body, dict):
                     raise SalesforceError("JSON_PARSER_ERROR", "The request body must be a JSON object")
-                await _run(org.store.update, obj, rid, body, ctx.user_id)
+                await run_in_thread(org.store.update, obj, rid, body, ctx.user_id)
                 return Response(status_code=204)
             if method == "DELETE":
-                await _run(org.store.delete, obj, rid, ctx.user_id)
+                await run_in_thread(org.store.delete, obj, rid, ctx.user_id)
                 return Response(status_code=204)
             raise _method_not_allowed(method, "GET, HEAD, PATCH, DELETE")
         if len(rest) == 2 and method == "GET" and obj.has_field(rest[1]) and obj.field(rest[1]).type == "base64":
-            return await _run(files.blob_response, org, obj, rest[0], obj.field(rest[1]))
+            return await run_in_thread(files.blob_response, org, obj, rest[0], obj.field(rest[1]))
         if len(rest) == 2:
             # /sobjects/X/{ExternalIdField}/{value}: get or upsert by external id (or Id)
             field = obj.field(rest[0])
             value = unquote(rest[1])
             if method == "GET":
-                matches = await _run(_external_matches, org, obj, field, value)
+                matches = await run_in_thread(_external_matches, org, obj, field, value)
                 if not matches:
                     raise not_found()
                 if len(matches) > 1:
                     return json_response([ctx.record_url(obj.name, m) for m in matches], 300)
-                rec = await _run(org.store.get, obj, matches[0])
+                rec = await run_in_thread(org.store.get, obj, matches[0])
                 return json_response(_record(ctx, obj, rec, None))
             if method in ("PATCH", "POST"):
                 body = await read_json(ctx.request) or {}
-                result = await _run(_upsert, org, obj, field, value, body, ctx.user_id)
+                result = await run_in_thread(_upsert, org, obj, field, value, body, ctx.user_id)
                 status = 201 if result["created"] else 200
                 return json_response(result, status)
             raise _method_not_allowed(method, "GET, PATCH")
@@ -320,7 +297,7 @@ class DevOrgApp:
 
             obj = org.schema.get(parts[0])
             id_list, fields = retrieve_body(await read_json(ctx.request))
-            return json_response(await _run(_collection_get, ctx, obj, id_list, fields))
+            return json_response(await run_in_thread(_collection_get, ctx, obj, id_list, fields))
         if method == "GET" and len(parts) == 1:
             obj = org.schema.get(parts[0])
             id_list = [i for i in params.get("ids", "").split(",") if i]
@@ -329,12 +306,12 @@ class DevOrgApp:
                 raise SalesforceError("MALFORMED_QUERY", "ids and fields are required")
             if len(id_list) > 2000:
                 raise SalesforceError("EXCEEDED_ID_LIMIT", "You can retrieve up to 2000 records at a time")
-            return json_response(await _run(_collection_get, ctx, obj, id_list, fields))
+            return json_response(await run_in_thread(_collection_get, ctx, obj, id_list, fields))
         if method == "DELETE":
             id_list = [i for i in params.get("ids", "").split(",") if i]
             all_or_none = params.get("allOrNone", "false").lower() == "true"
             _check_collection_size(len(id_list))
-            return json_response(await _run(_collection_apply, ctx, [("delete", None, i, None) for i in id_list],
+            return json_response(await run_in_thread(_collection_apply, ctx, [("delete", None, i, None) for i in id_list],
                                             all_or_none))
         body = await read_json(ctx.request)
         if not isinstance(body, dict) or not isinstance(body.get("records"), list):
@@ -360,7 +337,7 @@ class DevOrgApp:
                 ops.append(("upsert", parts[0], parts[1], values))
             else:
                 raise _method_not_allowed(method, "GET, POST, PATCH, DELETE")
-        return json_response(await _run(_collection_apply, ctx, ops, all_or_none))
+        return json_response(await run_in_thread(_collection_apply, ctx, ops, all_or_none))
 
     # ----------------------------------------------------------------- auth
     async def oauth_token(self, request: Request) -> Response:
@@ -401,7 +378,7 @@ class DevOrgApp:
             return json_response({"error": "unsupported_grant_type", "error_description": "grant type not supported"}, 400)
         if cred is None:
             return json_response({"error": "invalid_grant", "error_description": "authentication failure"}, 400)
-        return json_response(await _run(identity.token_body, org, org.org_id, self._host_url(request), cred.user_id,
+        return json_response(await run_in_thread(identity.token_body, org, org.org_id, self._host_url(request), cred.user_id,
                                         refresh=grant == "authorization_code" and with_refresh))
 
     def _jwt_user(self, assertion: str):
@@ -420,7 +397,7 @@ class DevOrgApp:
             return None
 
     async def identity(self, request: Request) -> Response:
-        return await _run(identity.identity_response, self.org, self.org.org_id, request, self._host_url(request))
+        return await run_in_thread(identity.identity_response, self.org, self.org.org_id, request, self._host_url(request))
 
     async def authorize(self, request: Request) -> Response:
         return await identity.authorize(self.org, self.org.org_id, request)
@@ -440,29 +417,29 @@ class DevOrgApp:
         except SalesforceError as err:
             return error_response(err)
         cred = self.org.user(s.user_id)
-        return json_response(await _run(identity.userinfo_body, self.org, self.org.org_id, cred, self._host_url(request)))
+        return json_response(await run_in_thread(identity.userinfo_body, self.org, self.org.org_id, cred, self._host_url(request)))
 
     async def soap(self, request: Request) -> Response:
         raw = await request.body()
         try:
             root = ElementTree.fromstring(raw)
         except ElementTree.ParseError:
-            return _soap_fault("INVALID_XML", "The request body is not valid XML")
+            return soap_fault("INVALID_XML", "The request body is not valid XML")
         body = next((el for el in root.iter() if el.tag.endswith("}Body") or el.tag == "Body"), None)
         call = next(iter(body), None) if body is not None else None
         if call is None:
-            return _soap_fault("INVALID_XML", "No SOAP body")
+            return soap_fault("INVALID_XML", "No SOAP body")
         op = call.tag.rsplit("}", 1)[-1]
         texts = {el.tag.rsplit("}", 1)[-1]: (el.text or "") for el in call.iter()}
         version = request.path_params["version"]
         if op == "login":
             cred = self.org.check_password(texts.get("username", ""), texts.get("password", ""))
             if cred is None:
-                return _soap_fault("INVALID_LOGIN", "Invalid username, password, security token; or user locked out.",
+                return soap_fault("INVALID_LOGIN", "Invalid username, password, security token; or user locked out.",
                                    login=True)
             session = self.org.new_session(cred.user_id)
             base = self._host_url(request)
-            return _soap_ok(
+            return soap_ok(
                 "<loginResponse><result>"
                 f"<metadataServerUrl>{base}/services/Soap/m/{version}/{self.org.org_id}</metadataServerUrl>"
                 "<passwordExpired>false</passwordExpired><sandbox>false</sandbox>"
@@ -477,7 +454,7 @@ class DevOrgApp:
         try:
             session = self.org.session(session_id)
         except SalesforceError:
-            return _soap_fault("INVALID_SESSION_ID", "Invalid Session ID found in SessionHeader: Illegal Session")
+            return soap_fault("INVALID_SESSION_ID", "Invalid Session ID found in SessionHeader: Illegal Session")
         await self._purge_due()
         if op in ("emptyRecycleBin", "merge"):
             from .soap_dml import handle_soap_dml
@@ -487,22 +464,22 @@ class DevOrgApp:
             try:
                 self.org.count_request()
             except SalesforceError as err:
-                return _soap_fault(err.error_code, err.message)
+                return soap_fault(err.error_code, err.message)
             results = []
             for el in call:
                 if el.tag.rsplit("}", 1)[-1] != "ids":
                     continue
                 rid = (el.text or "").strip()
                 try:
-                    done = await _run(self.org.store.undelete, rid, session.user_id)
+                    done = await run_in_thread(self.org.store.undelete, rid, session.user_id)
                     results.append(f"<result><id>{done}</id><success>true</success></result>")
                 except SalesforceError as err:
                     results.append(
-                        f"<result><errors><message>{_xml(err.message)}</message><statusCode>{err.error_code}"
+                        f"<result><errors><message>{xml_text(err.message)}</message><statusCode>{err.error_code}"
                         "</statusCode></errors><id xsi:nil=\"true\"/><success>false</success></result>")
-            return _soap_ok("<undeleteResponse>" + "".join(results) + "</undeleteResponse>",
+            return soap_ok("<undeleteResponse>" + "".join(results) + "</undeleteResponse>",
                             self._limit_header())
-        return _soap_fault("INVALID_OPERATION", f"devorg does not implement the SOAP call {op}")
+        return soap_fault("INVALID_OPERATION", f"devorg does not implement the SOAP call {op}")
 
     # ----------------------------------------------------------------- control (test hooks)
     async def control(self, request: Request) -> Response:
@@ -521,10 +498,6 @@ class DevOrgApp:
 
 
 # ===================================================================== plain helpers (run in threads)
-async def _run(fn, *args, **kwargs):
-    return await asyncio.to_thread(fn, *args, **kwargs)
-
-
 def _method_not_allowed(method: str, allowed: str) -> SalesforceError:
     return SalesforceError("METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed. Allowed are {allowed}",
                            status=405)
@@ -670,32 +643,6 @@ def _collection_apply(ctx: ApiContext, ops: list[tuple[str, str | None, str | No
 
 class _RollBack(Exception):
     pass
-
-
-def _xml(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-_SOAP_HEAD = ('<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope '
-              'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns="urn:partner.soap.sforce.com" '
-              'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>')
-_SOAP_TAIL = "</soapenv:Body></soapenv:Envelope>"
-
-
-def _soap_ok(inner: str, headers: dict[str, str] | None = None) -> Response:
-    return Response(_SOAP_HEAD + inner + _SOAP_TAIL, media_type="text/xml;charset=UTF-8", headers=headers)
-
-
-def _soap_fault(code: str, message: str, login: bool = False) -> Response:
-    kind = "LoginFault" if login else "UnexpectedErrorFault"
-    body = ('<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope '
-            'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
-            'xmlns:sf="urn:fault.partner.soap.sforce.com" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
-            f'<soapenv:Body><soapenv:Fault><faultcode>{code}</faultcode><faultstring>{code}: {_xml(message)}'
-            f'</faultstring><detail><sf:{kind} xsi:type="sf:{kind}"><sf:exceptionCode>{code}</sf:exceptionCode>'
-            f'<sf:exceptionMessage>{_xml(message)}</sf:exceptionMessage></sf:{kind}></detail></soapenv:Fault>'
-            '</soapenv:Body></soapenv:Envelope>')
-    return Response(body, status_code=500, media_type="text/xml;charset=UTF-8")
 
 
 def utcnow() -> datetime:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from xml.etree.ElementTree import Element
 
+from .context import run_in_thread, soap_fault, soap_ok, xml_text
 from .errors import SalesforceError
 from .merge import MAX_REQUESTS, merge
 
@@ -25,27 +26,23 @@ def _local(el: Element) -> str:
 
 
 def _errors_xml(errors: list[dict[str, Any]]) -> str:
-    from .server import _xml
-
-    return "".join(f"<errors><message>{_xml(e['message'])}</message><statusCode>{e['statusCode']}</statusCode>"
+    return "".join(f"<errors><message>{xml_text(e['message'])}</message><statusCode>{e['statusCode']}</statusCode>"
                    "</errors>" for e in errors)
 
 
 async def handle_soap_dml(app: DevOrgApp, op: str, call: Element, user_id: str) -> Response:
-    from .server import _run, _soap_fault, _soap_ok
-
     try:
         app.org.count_request()
     except SalesforceError as err:
-        return _soap_fault(err.error_code, err.message)
+        return soap_fault(err.error_code, err.message)
     try:
         if op == "emptyRecycleBin":
-            inner = await _run(_empty_recycle_bin, app, call)
+            inner = await run_in_thread(_empty_recycle_bin, app, call)
         else:
-            inner = await _run(_merge_call, app, call, user_id)
+            inner = await run_in_thread(_merge_call, app, call, user_id)
     except SalesforceError as err:
-        return _soap_fault(err.error_code, err.message)
-    return _soap_ok(inner, app._limit_header())
+        return soap_fault(err.error_code, err.message)
+    return soap_ok(inner, app._limit_header())
 
 
 def _empty_recycle_bin(app: DevOrgApp, call: Element) -> str:

@@ -10,11 +10,11 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from sf_pipeline.backup.resources import SalesforceOrgResource, WarehouseResource
 from sf_pipeline.privacy.errors import PrivacyError
 from sf_pipeline.privacy.forget import ForgetRequest, forget, match_fields, note_still_in_org
 from sf_pipeline.privacy.masking import MaskingSettings
 from sf_pipeline.privacy.retention import RetentionSettings, apply_retention, protected_ids, retention_summary
+from sf_pipeline.resources import SalesforceOrgResource, WarehouseResource
 from sf_pipeline.salesforce.writes import query_by_ids
 from sf_pipeline.settings import Settings, SettingsError
 

@@ -26,7 +26,7 @@ from sf_pipeline.anomalies.incidents import ensure_incident_table
 from sf_pipeline.privacy.errors import ForgetConfigError, PrivacySettingsError
 from sf_pipeline.privacy.files import FileErasure, remove_queued
 from sf_pipeline.restore.tables import ensure_restore_tables
-from sf_pipeline.restore.values import id18
+from sf_pipeline.salesforce.values import id18
 from sf_pipeline.warehouse.erased import add_erased, ensure_erased_table
 from sf_pipeline.warehouse.lookups import DEFAULT_MATCH_FIELDS, ensure_lookup_indexes, match_field_names
 from sf_pipeline.warehouse.names import (

@@ -51,16 +51,16 @@ from sf_pipeline.restore.decisions import (
 from sf_pipeline.restore.errors import RestoreApplyError, RestoreConfigError
 from sf_pipeline.restore.journal import Journal, Reconciled, reconcile, unchecked_creates
 from sf_pipeline.restore.plan import RestorePlan
-from sf_pipeline.restore.values import csv_text
-from sf_pipeline.salesforce.client import (
+from sf_pipeline.salesforce.client import SalesforceClient
+from sf_pipeline.salesforce.errors import (
     ApiBudgetExceeded,
-    SalesforceClient,
     SalesforceExtractError,
     SalesforceSessionError,
     SalesforceTimeoutError,
-)
-from sf_pipeline.salesforce.writes import (
     SalesforceWriteError,
+)
+from sf_pipeline.salesforce.values import csv_text
+from sf_pipeline.salesforce.writes import (
     WriteResult,
     bulk_update,
     create_records,
@@ -71,6 +71,7 @@ from sf_pipeline.salesforce.writes import (
 )
 from sf_pipeline.warehouse.errors import HistoryNotFoundError
 from sf_pipeline.warehouse.history import history_columns
+from sf_pipeline.warehouse.id_map import load_id_map
 from sf_pipeline.warehouse.names import column_name
 from sf_pipeline.warehouse.org_identity import verify_org
 
@@ -269,7 +270,7 @@ class _Run:
             return
         gone = {r.record_id for r in records}
         alias = self.plan.config.target_org
-        known = tables.load_id_map(self.conn, alias, alias)
+        known = load_id_map(self.conn, alias, alias)
         unsettled = unchecked_creates(self.conn, alias, self.plan.object, gone)
         payloads = []
         for record in records:

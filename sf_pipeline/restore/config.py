@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sf_pipeline.restore.errors import RestoreConfigError
-from sf_pipeline.restore.values import format_datetime, id18
+from sf_pipeline.salesforce.values import format_datetime, id18
 
 ON_CONFLICT = ("skip", "overwrite")
 _API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")

@@ -21,10 +21,10 @@ from simple_salesforce.exceptions import SalesforceMalformedRequest, SalesforceR
 
 from sf_pipeline.restore.decisions import LIVE, MISSING, RECYCLE_BIN
 from sf_pipeline.restore.errors import RestoreConfigError
-from sf_pipeline.restore.values import TEXT_TYPES, canonical, converter, parse_datetime
 from sf_pipeline.salesforce.client import SalesforceClient
 from sf_pipeline.salesforce.extract import csv_to_batches, soql_datetime
 from sf_pipeline.salesforce.soql import api_name, field_names
+from sf_pipeline.salesforce.values import TEXT_TYPES, canonical, converter, parse_datetime
 from sf_pipeline.salesforce.writes import fetch_records, query_by_ids
 
 DEFAULT_BULK_THRESHOLD = 10_000

@@ -13,8 +13,7 @@ import yaml
 from pydantic import Field
 
 from sf_pipeline.anomalies.incidents import incident_restore_selection
-from sf_pipeline.backup.assets import ORG_TAG, salesforce_pool
-from sf_pipeline.backup.resources import SalesforceOrgResource, WarehouseResource
+from sf_pipeline.resources import ORG_TAG, SalesforceOrgResource, WarehouseResource, salesforce_pool
 from sf_pipeline.settings import Settings
 from sf_pipeline.warehouse.org_identity import OrgIdentityError, verify_org
 

@@ -20,7 +20,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sf_pipeline.restore.values import display
+from sf_pipeline.salesforce.values import display
 
 NOOP = "noop"
 RESTORE = "restore"

@@ -35,12 +35,14 @@ from psycopg.types.json import Jsonb
 from sf_pipeline.blobs import BlobStore
 from sf_pipeline.restore.config import RestoreConfig
 from sf_pipeline.restore.errors import RestoreApplyError, RestoreConfigError
-from sf_pipeline.restore.tables import apply_lock, ensure_restore_tables, load_id_map, save_id_map
+from sf_pipeline.restore.tables import apply_lock, ensure_restore_tables
 from sf_pipeline.salesforce import soql
-from sf_pipeline.salesforce.blobs import BlobUnavailable, insert_with_blob, open_blob
+from sf_pipeline.salesforce.blobs import insert_with_blob, open_blob
 from sf_pipeline.salesforce.client import SalesforceClient
+from sf_pipeline.salesforce.errors import BlobUnavailable
 from sf_pipeline.salesforce.writes import create_records, undelete
 from sf_pipeline.warehouse.files import links_of
+from sf_pipeline.warehouse.id_map import load_id_map, save_id_map
 from sf_pipeline.warehouse.names import HISTORY_SCHEMA, qualified
 
 FILE_OBJECTS = ("ContentDocument", "ContentVersion", "Attachment")

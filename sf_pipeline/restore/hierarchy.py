@@ -60,9 +60,9 @@ from sf_pipeline.restore.decisions import (
 )
 from sf_pipeline.restore.errors import RestoreApplyError, RestoreConfigError, RestoreVerifyError
 from sf_pipeline.restore.plan import RestorePlan
-from sf_pipeline.restore.values import converter, csv_text, display, format_datetime
 from sf_pipeline.restore.verify import VerifyResult
 from sf_pipeline.salesforce.client import SalesforceClient
+from sf_pipeline.salesforce.values import converter, csv_text, display, format_datetime
 from sf_pipeline.salesforce.writes import (
     WriteResult,
     bulk_create,
@@ -76,6 +76,7 @@ from sf_pipeline.salesforce.writes import (
 )
 from sf_pipeline.warehouse.errors import HistoryNotFoundError
 from sf_pipeline.warehouse.history import history_columns
+from sf_pipeline.warehouse.id_map import load_id_map, save_id_map
 from sf_pipeline.warehouse.names import column_name
 from sf_pipeline.warehouse.org_identity import verify_org
 from sf_pipeline.warehouse.schema import SKIPPED_TYPES
@@ -590,7 +591,7 @@ class _TreeRun:
         if not pending:
             return
         id_map = self.plan.id_map
-        id_map.update(tables.load_id_map(self.conn, self.alias, self.alias))
+        id_map.update(load_id_map(self.conn, self.alias, self.alias))
         creating = {r.record_id for rs in pending.values() for r in rs}
         later: dict[str, list[tuple[TreeRecord, dict[str, str]]]] = {}
         for obj in self.tree.order:
@@ -660,7 +661,7 @@ class _TreeRun:
                 rows.append((res.id, "Id", rec.record_id, res.id, "create"))
                 rows.append((res.id, "(record)", None, dict(payload), "create"))
             id_map.update(new)
-            tables.save_id_map(self.conn, self.alias, self.alias, obj, new)
+            save_id_map(self.conn, self.alias, self.alias, obj, new)
             self.audit(obj, rows)
 
         if len(payloads) >= BULK_AT:
@@ -854,7 +855,7 @@ def _plan_undo(conn: psycopg.Connection[Any], client: SalesforceClient, config: 
     # Each record brought back is deleted with the brought-back record it was deleted with (if any): the undo
     # deletes the others, and the cascade takes these.
     parents = {rid: damaged for _o, rid, f, _a, _c, _d, damaged, _s, _r in tree_tables.items(conn, run) if f is None}
-    new_ids = tables.load_id_map(conn, config.target_org, config.target_org)
+    new_ids = load_id_map(conn, config.target_org, config.target_org)
     old_of = {new: old for old, new in new_ids.items()}
     for rec in brought.values():
         parent = parents.get(old_of.get(rec.record_id, rec.record_id))

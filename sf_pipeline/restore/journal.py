@@ -38,11 +38,12 @@ import psycopg
 
 from sf_pipeline.restore import tables
 from sf_pipeline.restore.current import describe, field_types
-from sf_pipeline.restore.values import canonical, format_datetime, parse_datetime
 from sf_pipeline.salesforce import soql
 from sf_pipeline.salesforce.client import SalesforceClient
 from sf_pipeline.salesforce.extract import soql_datetime
+from sf_pipeline.salesforce.values import canonical, format_datetime, parse_datetime
 from sf_pipeline.salesforce.writes import WriteResult, fetch_records, ingest_job_outcome, query_by_ids
+from sf_pipeline.warehouse.id_map import load_id_map, save_id_map
 
 PENDING = "pending"
 DONE = "done"
@@ -129,7 +130,7 @@ class CallLog:
         tables.journal_finish(self.journal.conn, token, done=done, other=other)
         if done and self.operation == "create":
             alias = self.journal.org_alias
-            tables.save_id_map(self.journal.conn, alias, alias, self.object, done)
+            save_id_map(self.journal.conn, alias, alias, self.object, done)
         if unknown and self not in self.journal.unknown:
             self.journal.unknown.append(self)
 
@@ -256,7 +257,7 @@ def _reconcile_creates(conn: psycopg.Connection[Any], client: SalesforceClient, 
                        calls: Sequence[tables.PendingCall], types: Mapping[str, str], out: Reconciled) -> None:
     """Find the records pending creates made (module docstring) and complete their rows."""
     fields = sorted({f for c in calls for v in c.values.values() for f in v if f != "Id"})
-    claimed = set(tables.load_id_map(conn, org_alias, org_alias).values())
+    claimed = set(load_id_map(conn, org_alias, org_alias).values())
     for user, after in sorted({(c.written_by, c.created_after) for c in calls}, key=lambda k: (k[0] or "", k[1] or "")):
         group = [c for c in calls if c.written_by == user and c.created_after == after]
         candidates = _created_records(client, object_name, fields, user, after)
@@ -282,7 +283,7 @@ def _reconcile_creates(conn: psycopg.Connection[Any], client: SalesforceClient, 
                     out.unchecked[rid] = why
             tables.journal_finish(conn, call.call_id, done=done, other=other)
             if done:
-                tables.save_id_map(conn, org_alias, org_alias, object_name, done)
+                save_id_map(conn, org_alias, org_alias, object_name, done)
                 out.created.update(done)
             out.add(DONE, len(done))
             for _rid, state, _ in other:

@@ -44,11 +44,12 @@ from sf_pipeline.restore.decisions import (
     unseen_reason,
 )
 from sf_pipeline.restore.errors import RestoreConfigError
-from sf_pipeline.restore.values import canonical, converter, format_datetime
 from sf_pipeline.salesforce.client import SalesforceClient
 from sf_pipeline.salesforce.extract import soql_datetime
+from sf_pipeline.salesforce.values import canonical, converter, format_datetime
 from sf_pipeline.warehouse.errors import HistoryNotFoundError
 from sf_pipeline.warehouse.history import history_columns
+from sf_pipeline.warehouse.id_map import load_id_map
 from sf_pipeline.warehouse.names import HISTORY_SCHEMA, column_name, table_name
 from sf_pipeline.warehouse.schema import SKIPPED_TYPES, table_columns
 
@@ -362,7 +363,7 @@ def _translate(conn: psycopg.Connection[Any], source_org: str, target_org: str, 
     restore re-created have one, and they must be found under their new id (else a re-run would create them
     again).
     """
-    id_map = tables.load_id_map(conn, source_org, target_org)
+    id_map = load_id_map(conn, source_org, target_org)
     across = source_org != target_org
     if not id_map and not across:
         return evidence

@@ -26,7 +26,7 @@ from sf_pipeline.restore.decisions import (
 )
 from sf_pipeline.restore.errors import RestoreConfigError
 from sf_pipeline.restore.plan import RestorePlan
-from sf_pipeline.restore.values import converter, format_datetime, parse_datetime
+from sf_pipeline.salesforce.values import converter, format_datetime, parse_datetime
 
 
 def load_plan(conn: psycopg.Connection[Any], config: RestoreConfig, run_id: str) -> RestorePlan:

@@ -7,7 +7,7 @@ Tables (created by `ensure_restore_tables`, idempotent):
 - `restore_audit`: every value a restore wrote (before, after, when, as which Salesforce user), written
   ahead of the call that writes it (`state` pending, with the call's id and later its Bulk job id) and
   completed after it (done, failed, not_applied, unchecked: journal.py);
-- `id_map`: ids of re-created records (source alias/object/id -> target alias/id), shared with seeding.
+- `id_map` (sf_pipeline.warehouse.id_map): ids of re-created records, shared with seeding.
 
 An apply copies the items of the dry run it applies under its own run id (`copy_plan`), so outcomes and
 audit belong to the run that wrote, and holds a PostgreSQL advisory lock on (target org, object) while it
@@ -30,6 +30,7 @@ from psycopg.types.json import Jsonb
 
 from sf_pipeline.restore.errors import RestoreBusyError
 from sf_pipeline.warehouse.ddl import commit, ensure_ddl
+from sf_pipeline.warehouse.id_map import ID_MAP_DDL
 from sf_pipeline.warehouse.names import HISTORY_SCHEMA, column_name, ident, qualified, table_name
 
 SCHEMA = "sf_pipeline"
@@ -87,15 +88,7 @@ _DDL = [
     # an erasure request (privacy/forget.py) finds a record's plan items, audit rows and id map entries by id
     "CREATE INDEX IF NOT EXISTS restore_items_record ON sf_pipeline.restore_items (record_id)",
     "CREATE INDEX IF NOT EXISTS restore_audit_record ON sf_pipeline.restore_audit (record_id)",
-    """CREATE TABLE IF NOT EXISTS sf_pipeline.id_map (
-        source_alias text NOT NULL,
-        target_alias text NOT NULL,
-        object text NOT NULL,
-        source_id varchar(18) NOT NULL,
-        target_id varchar(18) NOT NULL,
-        PRIMARY KEY (source_alias, target_alias, object, source_id))""",
-    "CREATE INDEX IF NOT EXISTS id_map_source_id ON sf_pipeline.id_map (source_id)",
-    "CREATE INDEX IF NOT EXISTS id_map_target_id ON sf_pipeline.id_map (target_id)",
+    *ID_MAP_DDL,
 ]
 
 
@@ -393,27 +386,6 @@ def journal_counts(conn: psycopg.Connection[Any], run_id: str) -> dict[str, int]
     rows = conn.execute("SELECT state, count(*) FROM sf_pipeline.restore_audit WHERE run_id = %s GROUP BY 1",
                         (run_id,)).fetchall()
     _commit(conn)
-    return dict(rows)
-
-
-def save_id_map(conn: psycopg.Connection[Any], source_alias: str, target_alias: str, object_name: str,
-                pairs: Mapping[str, str]) -> None:
-    if not pairs:
-        return
-    with conn.transaction():
-        with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO sf_pipeline.id_map (source_alias, target_alias, object, source_id, target_id) "
-                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (source_alias, target_alias, object, source_id) "
-                "DO UPDATE SET target_id = EXCLUDED.target_id",
-                [(source_alias, target_alias, object_name, old, new) for old, new in pairs.items()])
-    _commit(conn)
-
-
-def load_id_map(conn: psycopg.Connection[Any], source_alias: str, target_alias: str) -> dict[str, str]:
-    """Every source id -> target id known between two orgs (any object; ids are unique across objects)."""
-    rows = conn.execute("SELECT source_id, target_id FROM sf_pipeline.id_map WHERE source_alias = %s AND "
-                        "target_alias = %s", (source_alias, target_alias)).fetchall()
     return dict(rows)
 
 

@@ -17,8 +17,8 @@ from sf_pipeline.restore.current import DEFAULT_BULK_THRESHOLD, fetch_current
 from sf_pipeline.restore.decisions import LIVE, VERIFIABLE_OUTCOMES, mismatches
 from sf_pipeline.restore.errors import RestoreVerifyError
 from sf_pipeline.restore.plan import RestorePlan
-from sf_pipeline.restore.values import display
 from sf_pipeline.salesforce.client import SalesforceClient
+from sf_pipeline.salesforce.values import display
 
 
 @dataclass

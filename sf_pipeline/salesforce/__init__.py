@@ -3,16 +3,18 @@
 No Dagster here, so the package can be reused and tested alone.
 """
 
-from .client import (
-    ApiBudgetExceeded,
-    SalesforceClient,
-    SalesforceExtractError,
-    SalesforceSessionError,
-    SalesforceTimeoutError,
+from .client import SalesforceClient
+from .connection import HttpTimeouts, OrgCredentials, connect
+from .errors import (
+           ApiBudgetExceeded,
+           MissingCredentials,
+           SalesforceError,
+           SalesforceExtractError,
+           SalesforceSessionError,
+           SalesforceTimeoutError,
+           UnsafeSoqlValue,
 )
-from .connection import HttpTimeouts, MissingCredentials, OrgCredentials, connect
-from .soql import UnsafeSoqlValue
 
-__all__ = ["ApiBudgetExceeded", "HttpTimeouts", "MissingCredentials", "OrgCredentials", "SalesforceClient",
+__all__ = ["ApiBudgetExceeded", "SalesforceError", "HttpTimeouts", "MissingCredentials", "OrgCredentials", "SalesforceClient",
            "SalesforceExtractError", "SalesforceSessionError", "SalesforceTimeoutError", "UnsafeSoqlValue",
            "connect"]

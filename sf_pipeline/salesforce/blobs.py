@@ -23,13 +23,11 @@ import requests
 from simple_salesforce.exceptions import SalesforceGeneralError
 
 from . import soql
-from .client import InvalidSession, SalesforceClient, SalesforceExtractError
+from .client import SalesforceClient
+from .errors import BlobUnavailable, InvalidSession, SalesforceExtractError
 
 CHUNK_SIZE = 1024 * 1024
 
-
-class BlobUnavailable(SalesforceExtractError):
-    """The org has no bytes for this field of this record (deleted since the query, or an empty body)."""
 
 
 def _blob_url(client: SalesforceClient, sobject: str, record_id: str, field: str) -> str:

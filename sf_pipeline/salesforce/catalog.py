@@ -26,6 +26,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from .errors import CatalogError
+
 CATALOG_VERSION = 1
 
 
@@ -48,9 +50,6 @@ FIELD_KEYS = ("name", "type", "length", "precision", "scale", "digits", "calcula
               "referenceTo", "relationshipName", "createable", "updateable", "externalId", "unique",
               "autoNumber", "defaultedOnCreate", "idLookup", "compoundFieldName", "label")
 
-
-class CatalogError(ValueError):
-    """A catalog (the stored describe of an org) cannot be read or does not fit the settings."""
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,14 @@ from simple_salesforce.exceptions import (
 )
 
 from . import soql
+from .errors import (
+    ApiBudgetExceeded,
+    InvalidSession,
+    SalesforceExtractError,
+    SalesforceSessionError,
+    SalesforceTimeoutError,
+    SoqlTooLongError,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -41,12 +49,6 @@ _LIMIT = re.compile(r"api-usage=(\d+)/(\d+)")
 BATCH_SUBREQUESTS = 25  # Composite Batch's documented maximum
 
 
-class ApiBudgetExceeded(RuntimeError):
-    """Stopping before the org's daily API budget share is spent."""
-
-
-class SalesforceExtractError(RuntimeError):
-    """Extraction could not complete; nothing partial is reported as success."""
 
 
 URL_BUDGET = 15_000  # bytes of URL-encoded SOQL per GET: Salesforce refuses URIs over 16,384 bytes (414)
@@ -57,20 +59,8 @@ def soql_fits_url(soql_text: str) -> bool:
     return len(quote_plus(soql_text)) <= URL_BUDGET
 
 
-class SoqlTooLongError(RuntimeError):
-    """A SOQL query too long for a REST query URL (use the Bulk API 2.0, whose query travels in the body)."""
 
 
-class SalesforceSessionError(RuntimeError):
-    """The org refused the session (INVALID_SESSION_ID) and the pipeline cannot log in again."""
-
-
-class SalesforceTimeoutError(RuntimeError):
-    """A call got no answer within the configured timeouts, on every attempt."""
-
-
-class InvalidSession(RuntimeError):
-    """Raised by the pipeline's own HTTP calls when the org answers 401 INVALID_SESSION_ID."""
 
 
 def _session_refused(exc: BaseException) -> bool:

@@ -10,18 +10,14 @@ from urllib.parse import urlparse
 import requests
 from simple_salesforce import Salesforce
 
+from .errors import MissingCredentials, OrgUnreachable
+
 DEFAULT_API_VERSION = "59.0"
 VARIABLES = ("INSTANCE_URL", "LOGIN_URL", "USERNAME", "PASSWORD", "SECURITY_TOKEN", "CLIENT_ID", "CLIENT_SECRET",
              "ACCESS_TOKEN", "CA_BUNDLE", "PRIVATE_KEY_FILE")
 SECRET = {"password", "security_token", "client_secret", "access_token"}
 
 
-class MissingCredentials(RuntimeError):
-    """The environment does not say how to log in to an org alias."""
-
-
-class OrgUnreachable(RuntimeError):
-    """Logging in to an org timed out or lost its connection on every attempt."""
 
 
 @dataclass(frozen=True, repr=False)

@@ -29,7 +29,8 @@ import pyarrow as pa
 from sf_pipeline.warehouse.csvpage import CsvPage, CsvPageError, read_text_csv
 
 from . import soql
-from .client import SalesforceClient, SalesforceExtractError, soql_fits_url
+from .client import SalesforceClient, soql_fits_url
+from .errors import SalesforceExtractError
 
 DEFAULT_BULK_THRESHOLD = 20_000
 DEFAULT_BULK_SLICE_RECORDS = 250_000

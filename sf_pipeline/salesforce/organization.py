@@ -11,11 +11,10 @@ from dataclasses import dataclass
 
 from sf_pipeline.salesforce.client import SalesforceClient
 
+from .errors import OrganizationUnreadable
+
 ORGANIZATION_SOQL = "SELECT Id, Name, IsSandbox, OrganizationType, InstanceName FROM Organization"
 
-
-class OrganizationUnreadable(RuntimeError):
-    """The org did not answer its Organization record (so which org this is cannot be told)."""
 
 
 @dataclass(frozen=True)

@@ -23,14 +23,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from .errors import UnsafeSoqlValue
+
 _PART = r"[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*"
 _API_NAME = re.compile(rf"{_PART}(?:__{_PART}){{0,3}}")
 _RECORD_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
 MAX_NAME_LENGTH = 255
 
-
-class UnsafeSoqlValue(ValueError):
-    """A name or id that is not a Salesforce API name or record id, refused before it reaches a query."""
 
 
 def api_name(name: object, what: str = "field") -> str:

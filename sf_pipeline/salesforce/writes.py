@@ -31,7 +31,8 @@ from simple_salesforce.exceptions import SalesforceGeneralError, SalesforceResou
 from simple_salesforce.util import exception_handler
 
 from . import soql
-from .client import URL_BUDGET, InvalidSession, SalesforceClient
+from .client import URL_BUDGET, SalesforceClient
+from .errors import InvalidSession, SalesforceWriteError
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +60,6 @@ class WriteJournal(Protocol):
     def after(self, token: Any, pairs: Sequence[tuple[Mapping[str, Any], WriteResult]]) -> None:
         """Every record of the call with the org's answer (an `outcome_unknown` one stays pending)."""
 
-
-class SalesforceWriteError(RuntimeError):
-    """A write call failed as a whole (not record by record), e.g. a Bulk job that ended Failed."""
 
 
 @dataclass(frozen=True)

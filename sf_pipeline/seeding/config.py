@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sf_pipeline.restore.values import format_datetime, id18
+from sf_pipeline.salesforce.values import format_datetime, id18
 from sf_pipeline.seeding.errors import SeedConfigError
 
 

@@ -9,9 +9,9 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from sf_pipeline.backup.resources import SalesforceOrgResource, WarehouseResource
 from sf_pipeline.privacy.errors import PrivacyError
 from sf_pipeline.privacy.masking import masking_for_seeding
+from sf_pipeline.resources import SalesforceOrgResource, WarehouseResource
 from sf_pipeline.settings import Settings
 from sf_pipeline.warehouse.org_identity import OrgIdentityError
 

@@ -18,11 +18,11 @@ from typing import Any
 import psycopg
 
 from sf_pipeline.blobs import BlobStore
-from sf_pipeline.restore.tables import load_id_map, save_id_map
 from sf_pipeline.salesforce.blobs import insert_with_blob
 from sf_pipeline.salesforce.client import SalesforceClient
 from sf_pipeline.salesforce.writes import create_records
 from sf_pipeline.warehouse.files import ensure_file_tables
+from sf_pipeline.warehouse.id_map import load_id_map, save_id_map
 
 
 @dataclass

@@ -25,9 +25,9 @@ import psycopg
 from sf_pipeline.anomalies.incidents import get_incident, incident_record_ids
 from sf_pipeline.privacy.masking import MaskingSettings, Pseudonyms, RecordMasker, masks_for
 from sf_pipeline.restore import tables as restore_tables
-from sf_pipeline.restore.values import canonical, format_datetime
 from sf_pipeline.salesforce.client import SalesforceClient
 from sf_pipeline.salesforce.organization import Organization
+from sf_pipeline.salesforce.values import canonical, format_datetime
 from sf_pipeline.salesforce.writes import WriteResult, create_records, query_by_ids, update_records
 from sf_pipeline.seeding import tables
 from sf_pipeline.seeding.config import SeedConfig
@@ -36,6 +36,7 @@ from sf_pipeline.seeding.order import InsertOrder, Reference, insert_order
 from sf_pipeline.seeding.users import match_users, org_users
 from sf_pipeline.warehouse.errors import HistoryNotFoundError
 from sf_pipeline.warehouse.history import history_columns
+from sf_pipeline.warehouse.id_map import load_id_map, save_id_map
 from sf_pipeline.warehouse.names import column_name
 from sf_pipeline.warehouse.org_identity import verify_org
 from sf_pipeline.warehouse.schema import SKIPPED_TYPES
@@ -214,7 +215,7 @@ def seed_sandbox(conn: psycopg.Connection[Any], target: SalesforceClient, config
 
     # ---------------------------------------------------------------- users and ids
     user_map = _user_map(target, source_users, seeded, result)
-    id_map = restore_tables.load_id_map(conn, config.source_org, config.target_org)
+    id_map = load_id_map(conn, config.source_org, config.target_org)
     existing = _existing(target, seeded, id_map)
 
     order = insert_order({
@@ -432,7 +433,7 @@ def _write_object(conn: psycopg.Connection[Any], target: SalesforceClient, confi
     def remember(written: list[tuple[Mapping[str, Any], WriteResult]]) -> None:
         pairs = {index[id(rec)]: str(res.id) for rec, res in written if res.id}
         id_map.update(pairs)
-        restore_tables.save_id_map(conn, config.source_org, config.target_org, obj.name, pairs)
+        save_id_map(conn, config.source_org, config.target_org, obj.name, pairs)
 
     if creates:
         for sid, res in zip(create_ids, create_records(target, obj.name, creates, on_written=remember), strict=True):

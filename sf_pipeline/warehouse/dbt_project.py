@@ -34,11 +34,16 @@ import yaml
 from psycopg.conninfo import conninfo_to_dict
 
 from sf_pipeline.warehouse.database_url import redact_url
-from sf_pipeline.warehouse.errors import SnapshotError
+from sf_pipeline.warehouse.errors import DbtProjectError, SnapshotError
 from sf_pipeline.warehouse.names import HISTORY_SCHEMA, MIRROR_SCHEMA, table_name
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_snapshots"
 """The project in this checkout; callers may pass a copy elsewhere (generation writes into it)."""
+
+
+def dbt_project_dir() -> Path:
+    """The dbt project in use: SF_PIPELINE_DBT_PROJECT_DIR, else `dbt_snapshots/` in this checkout."""
+    return Path(os.environ.get("SF_PIPELINE_DBT_PROJECT_DIR") or DBT_PROJECT_DIR)
 
 SNAPSHOTS_FILE = Path("snapshots") / "salesforce_snapshots.yml"
 SOURCES_FILE = Path("models") / "sources.yml"
@@ -204,7 +209,8 @@ def snapshot_args(object_names: Iterable[str], window_start: datetime, window_en
     return ["snapshot", "--select", *snapshot_names(object_names), "--vars", json.dumps(window)]
 
 
-def _dbt_executable() -> str:
+def dbt_executable() -> str:
+    """dbt from this environment (beside the Python running us), else from PATH."""
     beside_python = Path(sys.executable).with_name("dbt")
     if beside_python.exists():
         return str(beside_python)
@@ -239,7 +245,7 @@ def run_snapshot(
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="sf_pipeline_dbt_") as scratch:
         command = [
-            _dbt_executable(),
+            dbt_executable(),
             *snapshot_args(names, window_start, window_end),
             "--project-dir",
             str(project),
@@ -280,3 +286,43 @@ def run_snapshot(
         "seconds": round(time.perf_counter() - started, 3),
         "snapshots": snapshots,
     }
+
+
+# ===================================================================== the manifest dagster-dbt reads
+def _inputs(project: Path) -> list[Path]:
+    files = [project / "dbt_project.yml", project / "profiles.yml"]
+    for folder in ("models", "snapshots", "macros"):
+        files += [p for p in (project / folder).rglob("*") if p.is_file()]
+    return files
+
+
+def prepare_manifest(project: Path, object_names: list[str]) -> Path:
+    """Write the snapshot definitions for these objects and `dbt parse` when anything changed."""
+    write_snapshot_definitions(project, object_names)
+    manifest = project / "target" / "manifest.json"
+    if manifest.exists() and manifest.stat().st_mtime >= max(p.stat().st_mtime for p in _inputs(project)):
+        return manifest
+    _parse(project, manifest)
+    if not _has_snapshots(manifest, object_names):
+        # dbt 1.11's partial parsing can miss snapshots added to a YAML file that already held some (seen here when
+        # `objects: all` adds objects): parse again in full.
+        _parse(project, manifest, "--no-partial-parse")
+        if not _has_snapshots(manifest, object_names):
+            raise DbtProjectError(f"dbt parse of {project} did not define a snapshot for every object of {object_names}")
+    return manifest
+
+
+def _parse(project: Path, manifest: Path, *extra: str) -> None:
+    proc = subprocess.run(
+        [dbt_executable(), "parse", "--project-dir", str(project), "--profiles-dir", str(project),
+         "--quiet", *extra], capture_output=True, text=True,
+        env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
+    )
+    if proc.returncode != 0 or not manifest.exists():
+        raise DbtProjectError(f"dbt parse failed for {project}:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+
+
+def _has_snapshots(manifest: Path, object_names: list[str]) -> bool:
+    nodes = json.loads(manifest.read_bytes())["nodes"]
+    have = {n["name"] for n in nodes.values() if n.get("resource_type") == "snapshot"}
+    return {table_name(o) for o in object_names} <= have

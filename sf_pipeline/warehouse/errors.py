@@ -40,3 +40,7 @@ class HistoryNotFoundError(WarehouseError):
 
 class SnapshotError(WarehouseError):
     """`dbt snapshot` failed; the message carries dbt's own error lines."""
+
+
+class DbtProjectError(WarehouseError):
+    """The dbt project could not be prepared (`dbt parse` failed or left out a snapshot)."""

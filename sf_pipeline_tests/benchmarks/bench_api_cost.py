@@ -31,11 +31,13 @@ try:
 except ModuleNotFoundError:  # run as a plain script from a checkout that is not pip-installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from sf_pipeline.backup.dbt import prepare_manifest  # noqa: E402
 from sf_pipeline.devorg.generator import generate_org  # noqa: E402
 from sf_pipeline.devorg.runner import DevOrgServer  # noqa: E402
 from sf_pipeline.devorg.wide_generator import generate_wide, generated_extras  # noqa: E402
-from sf_pipeline.warehouse.dbt_project import DBT_PROJECT_DIR  # noqa: E402
+from sf_pipeline.warehouse.dbt_project import (
+    DBT_PROJECT_DIR,  # noqa: E402
+    prepare_manifest,
+)
 from sf_pipeline_tests.devorg_fixtures import connect  # noqa: E402
 from sf_pipeline_tests.pg_fixtures import create_database, drop_database  # noqa: E402
 from sf_pipeline_tests.pipeline_fixtures import _not_generated_or_built, dagster_home, write_settings  # noqa: E402

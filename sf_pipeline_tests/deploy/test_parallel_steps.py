@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 
-from sf_pipeline.backup.assets import salesforce_pool
 from sf_pipeline.devorg.generator import generate_org
+from sf_pipeline.resources import salesforce_pool
 from sf_pipeline_tests.pipeline_fixtures import Pipeline
 
 T0 = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from sf_pipeline.blobs import LocalBlobStore
 from sf_pipeline.privacy.forget import ForgetRequest, forget
-from sf_pipeline.restore.values import id18
+from sf_pipeline.salesforce.values import id18
 from sf_pipeline.warehouse.files import ensure_file_tables
 
 ERASED, KEPT = id18("00P000000000001"), id18("00P000000000002")

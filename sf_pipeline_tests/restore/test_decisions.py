@@ -34,7 +34,7 @@ from sf_pipeline.restore.decisions import (
     preview_rows,
     unavailable_parents,
 )
-from sf_pipeline.restore.values import canonical, csv_text, id18
+from sf_pipeline.salesforce.values import canonical, csv_text, id18
 
 ACME, GLOBEX, INITECH = "0015J0000000001QAA", "0015J0000000002QAA", "0015J0000000003QAA"
 OPP = "0065J0000000001QAA"

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from sf_pipeline.devorg.scenarios import run_scenario
-from sf_pipeline.restore import RestoreConfigError, apply_plan, plan_restore, tables, verify_plan
+from sf_pipeline.restore import RestoreConfigError, apply_plan, plan_restore, verify_plan
+from sf_pipeline.warehouse.id_map import load_id_map
 from sf_pipeline_tests.pipeline_fixtures import SavedState
 from sf_pipeline_tests.restore.story import at, client, config, create, reviewed
 
@@ -218,7 +219,7 @@ def test_the_restore_job_brings_the_tree_back_from_the_launchpad_and_undoes_it(p
     applied = launch({**tree, "dry_run": False, "plan": dry["run_id"]})
     assert applied["outcomes"] == {"created": 29, "repointed": 10} and applied["verified_records"] == 29 + 10
     with p.conn() as conn:
-        ids = tables.load_id_map(conn, "production", "production")
+        ids = load_id_map(conn, "production", "production")
     assert org_state(p) == mapped(story.before, ids)
     undo = {"object": "Account", "undo_of": applied["run_id"], "target_org": "production"}
     undo_dry = launch(undo)

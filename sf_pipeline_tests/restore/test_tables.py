@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sf_pipeline.restore import ensure_restore_tables, tables
+from sf_pipeline.warehouse.id_map import load_id_map, save_id_map
 
 AWKWARD = 'tab\there, line\nbreak, back\\slash, "quotes", \\N, naïve ☃'
 
@@ -38,7 +39,7 @@ def test_audit_keeps_first_before_and_last_after_per_field(pg_conn):
 
 def test_id_map_pairs_are_replaced_not_duplicated(pg_conn):
     ensure_restore_tables(pg_conn)
-    tables.save_id_map(pg_conn, "production", "production", "Case", {"5005J0000000001QAA": "5005J0000000009QAA"})
-    tables.save_id_map(pg_conn, "production", "production", "Case", {"5005J0000000001QAA": "5005J000000000AQAQ"})
-    assert tables.load_id_map(pg_conn, "production", "production") == {"5005J0000000001QAA": "5005J000000000AQAQ"}
-    assert tables.load_id_map(pg_conn, "production", "sandbox") == {}
+    save_id_map(pg_conn, "production", "production", "Case", {"5005J0000000001QAA": "5005J0000000009QAA"})
+    save_id_map(pg_conn, "production", "production", "Case", {"5005J0000000001QAA": "5005J000000000AQAQ"})
+    assert load_id_map(pg_conn, "production", "production") == {"5005J0000000001QAA": "5005J000000000AQAQ"}
+    assert load_id_map(pg_conn, "production", "sandbox") == {}

@@ -9,8 +9,8 @@ import pytest
 from sf_pipeline.devorg.runner import DevOrgServer
 from sf_pipeline.restore.current import changed_since, fetch_current
 from sf_pipeline.restore.decisions import LIVE, MISSING, RECYCLE_BIN
-from sf_pipeline.restore.values import csv_text
 from sf_pipeline.salesforce import OrgCredentials, SalesforceClient, connect
+from sf_pipeline.salesforce.values import csv_text
 from sf_pipeline.salesforce.writes import (
     bulk_create,
     bulk_update,
@@ -167,7 +167,8 @@ def test_reads_by_id_put_fewer_ids_in_a_query_when_the_field_list_is_long():
     """A `WHERE Id IN (...)` query goes in the GET URL: with many fields, fewer ids fit under 16,384 bytes."""
     from urllib.parse import quote_plus
 
-    from sf_pipeline.salesforce.writes import SalesforceWriteError, ids_per_query
+    from sf_pipeline.salesforce.errors import SalesforceWriteError
+    from sf_pipeline.salesforce.writes import ids_per_query
 
     short = "SELECT Id, Name FROM Account WHERE Id IN ("
     assert ids_per_query(short) == 300

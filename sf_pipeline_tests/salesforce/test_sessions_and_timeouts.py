@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sf_pipeline.backup.resources import SalesforceOrgResource
 from sf_pipeline.devorg.runner import DevOrgServer
-from sf_pipeline.restore.values import csv_text
+from sf_pipeline.resources import SalesforceOrgResource
 from sf_pipeline.salesforce import (
     OrgCredentials,
     SalesforceClient,
@@ -25,6 +24,7 @@ from sf_pipeline.salesforce import (
     SalesforceTimeoutError,
     connect,
 )
+from sf_pipeline.salesforce.values import csv_text
 from sf_pipeline.salesforce.writes import bulk_update, create_records, undelete, update_records
 from sf_pipeline.settings import SettingsError, load_settings
 

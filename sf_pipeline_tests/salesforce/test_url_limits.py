@@ -17,7 +17,8 @@ from simple_salesforce.exceptions import SalesforceError
 
 from sf_pipeline.devorg.runner import DevOrgServer
 from sf_pipeline.salesforce import OrgCredentials, SalesforceClient, connect
-from sf_pipeline.salesforce.client import SoqlTooLongError, soql_fits_url
+from sf_pipeline.salesforce.client import soql_fits_url
+from sf_pipeline.salesforce.errors import SoqlTooLongError
 from sf_pipeline.salesforce.extract import extract_window, window_soql
 from sf_pipeline.salesforce.writes import create_records, query_by_ids
 

@@ -1,4 +1,5 @@
-"""Dagster resources: a Salesforce org (by alias), the backup warehouse, dbt. Settings file and environment only.
+"""What every stage shares with Dagster: the resources (a Salesforce org by alias, the backup warehouse, dbt), the asset
+keys, the org run tag and the org's concurrency pool. Settings file and environment only.
 
 Anyone who can launch a run can set whatever a job's run config schema offers. Resources therefore are not
 `ConfigurableResource`s (whose every field is a launchpad field): they are plain objects built from the settings
@@ -11,15 +12,21 @@ URL from SF_PIPELINE_DATABASE_URL when a run needs them, never stored in config.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import psycopg
+from dagster_dbt import DbtCliResource
+from dagster_dbt.compat import DBT_PYTHON_VERSION
+from packaging import version
 
 from sf_pipeline.salesforce import HttpTimeouts, OrgCredentials, SalesforceClient, connect
-from sf_pipeline.settings import SalesforceSettings, Settings
+from sf_pipeline.settings import BackupOrgSettings, SalesforceSettings, Settings
 
 DATABASE_URL_ENV = "SF_PIPELINE_DATABASE_URL"
 
@@ -80,6 +87,22 @@ class WarehouseResource:
             yield conn
 
 
+class DbtCli(DbtCliResource):
+    """dagster-dbt's `DbtCliResource`, without its `dbt --version` subprocess when dbt is this environment's.
+
+    dagster-dbt learns the dbt version by running `dbt --version` once per resource object, that is once per run
+    (and per step process): seconds of CPU to import dbt in a new interpreter, for a version this interpreter
+    already has (the dbt-core package installed beside it, whose `dbt` executable `dbt_executable()` picks).
+    Any other executable (dbt from PATH, the fusion engine) is still asked.
+    """
+
+    @cached_property
+    def _cli_version(self) -> version.Version:
+        if DBT_PYTHON_VERSION is not None and Path(self.dbt_executable) == Path(sys.executable).with_name("dbt"):
+            return DBT_PYTHON_VERSION
+        return DbtCliResource._cli_version.func(self)  # type: ignore[attr-defined]
+
+
 def locked_resource(value: Any, description: str) -> dg.ResourceDefinition:
     """`value` as a Dagster resource that run config cannot reach: its config schema is empty and strict.
 
@@ -94,3 +117,30 @@ def locked_io_manager() -> dg.IOManagerDefinition:
     return dg.IOManagerDefinition(
         resource_fn=lambda context: dg.FilesystemIOManager().create_io_manager(context), config_schema={},
         description="Op outputs pickled under the Dagster instance's storage directory (not settable at launch).")
+
+
+ORG_TAG = "sf_pipeline/org"
+"""Run tag naming the org a run works on; dagster.yaml limits the runs per org with it."""
+
+
+def salesforce_pool(alias: str) -> str:
+    """The concurrency pool of an org: every step that calls its API holds one slot of it, across all runs.
+
+    The instance sets the pool's limit (`concurrency: pools:` in dagster.yaml, or
+    `dagster instance concurrency set salesforce_<alias> N`), bounded by the org's API limits.
+    """
+    return f"salesforce_{alias}"
+
+
+def mirror_key(sobject: str, prefix: Sequence[str] = ()) -> dg.AssetKey:
+    """`salesforce/<Object>`; an org other than the primary one adds its alias in front (`emea/salesforce/...`)."""
+    return dg.AssetKey([*prefix, "salesforce", sobject])
+
+
+def history_key(sobject: str, prefix: Sequence[str] = ()) -> dg.AssetKey:
+    return dg.AssetKey([*prefix, "history", sobject])
+
+
+def org_resource_keys(org: BackupOrgSettings) -> tuple[str, str]:
+    """The resource keys of an org's Salesforce connection and backup database (the primary org: today's)."""
+    return ("salesforce", "warehouse") if org.primary else (f"salesforce_{org.alias}", f"warehouse_{org.alias}")

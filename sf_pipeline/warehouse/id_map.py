@@ -1,0 +1,52 @@
+"""The id map: which record in one org a record of another org (or of the same org, re-created) became.
+
+One row per (source org alias, target org alias, object, source id) -> target id, in `sf_pipeline.id_map`.
+Written by seeding (a sandbox copy of a production record), by restores that re-create records (a record
+deleted past the recycle bin comes back with a new id) and by file restores; read by restores rehearsed in a
+sandbox (the incident's production ids are translated), by a rerun of a restore (what it already re-created)
+and by erasure requests (privacy/forget.py removes a data subject's entries).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import psycopg
+
+from sf_pipeline.warehouse.ddl import commit
+
+ID_MAP_DDL = [
+    """CREATE TABLE IF NOT EXISTS sf_pipeline.id_map (
+        source_alias text NOT NULL,
+        target_alias text NOT NULL,
+        object text NOT NULL,
+        source_id varchar(18) NOT NULL,
+        target_id varchar(18) NOT NULL,
+        PRIMARY KEY (source_alias, target_alias, object, source_id))""",
+    "CREATE INDEX IF NOT EXISTS id_map_source_id ON sf_pipeline.id_map (source_id)",
+    "CREATE INDEX IF NOT EXISTS id_map_target_id ON sf_pipeline.id_map (target_id)",
+]
+
+
+def save_id_map(conn: psycopg.Connection[Any], source_alias: str, target_alias: str, object_name: str,
+                pairs: Mapping[str, str]) -> None:
+    """Record `source id -> target id` pairs of one object (a later pair for the same source id replaces
+    the earlier one), committed at once: a re-created record must stay findable after a later failure."""
+    if not pairs:
+        return
+    with conn.transaction():
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO sf_pipeline.id_map (source_alias, target_alias, object, source_id, target_id) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (source_alias, target_alias, object, source_id) "
+                "DO UPDATE SET target_id = EXCLUDED.target_id",
+                [(source_alias, target_alias, object_name, old, new) for old, new in pairs.items()])
+    commit(conn)
+
+
+def load_id_map(conn: psycopg.Connection[Any], source_alias: str, target_alias: str) -> dict[str, str]:
+    """Every source id -> target id known between two orgs (any object; ids are unique across objects)."""
+    rows = conn.execute("SELECT source_id, target_id FROM sf_pipeline.id_map WHERE source_alias = %s AND "
+                        "target_alias = %s", (source_alias, target_alias)).fetchall()
+    return dict(rows)
