@@ -3,8 +3,8 @@ pipeline stores (incident selections): ISO 8601, `Z` or an offset, always return
 
 One rule for time zones: an instant without one is refused (a restore of the wrong hour is worse than an error),
 unless the caller names the zone such an instant is in (`naive_in`: the command line's UTC, the partitions'
-time zone of the settings file). Salesforce's own wire format (`+0000`, milliseconds) is read by
-`restore.values.parse_datetime`, which Python's ISO reader also covers.
+time zone of the settings file). Salesforce's own timestamps (`2026-11-20T10:00:00.000+0000`) are ISO instants
+too: `restore.values.parse_datetime` and `salesforce.deletions.parse_sf_time` read them with this function.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def parse_instant(value: Any, name: str = "instant", *, naive_in: tzinfo | None 
         moment = value
     elif isinstance(value, str):
         try:
-            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            moment = datetime.fromisoformat(value.strip())  # Python 3.11 reads `Z`, `+0000` and `+00:00`
         except ValueError:
             raise InstantError(f"{name} {value!r} is not an ISO instant, e.g. {EXAMPLE}") from None
     else:

@@ -354,7 +354,7 @@ def _backup_orgs(backup: dict[str, Any], orgs: dict[str, Any]) -> tuple[BackupOr
                                 f"backup.org or backup.{'/'.join(sorted(_ORG_KEYS & set(backup)) or ['org'])}")
         named = backup["orgs"]
         if not isinstance(named, dict) or not named:
-            raise SettingsError(f"backup.orgs must map each backed-up org alias to its objects, "
+            raise SettingsError("backup.orgs must map each backed-up org alias to its objects, "
                                 "e.g. {production: {objects: all}, emea: {objects: [Account]}}")
         out = []
         for i, (alias, section) in enumerate(named.items()):

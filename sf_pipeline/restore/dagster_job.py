@@ -31,7 +31,6 @@ from . import (
 from .files import is_file_restore
 from .files_job import run_file_restore
 
-
 # The launchpad's config is the restore contract itself (restore/config.py), in Dagster's config types; `object`
 # may be left out because `incident: <id>` gives it.
 RestoreRunConfig = launchpad_config(RestoreConfig, "RestoreRunConfig", optional={"object"})

@@ -25,7 +25,6 @@ from sf_pipeline.restore.config import OnConflict
 from sf_pipeline.restore.values import display
 
 
-
 class Status(StrEnum):
     """How a field (and a record, as its worst field) compares: the `status` stored in sf_pipeline.restore_items."""
 

@@ -19,7 +19,6 @@ from . import SeedConfig, SeedingError, seed_sandbox
 from .files import seed_files
 from .users import org_users
 
-
 # The launchpad's config is the seeding contract itself (seeding/config.py), in Dagster's config types.
 SeedRunConfig = launchpad_config(SeedConfig, "SeedRunConfig")
 
