@@ -99,7 +99,7 @@ def _user(value: Any) -> str | None:
         return None
     user = _id("changed_by", value)
     if not user.startswith(USER_KEY_PREFIX):
-        raise RestoreConfigError(f"changed_by {value!r} is not a User id (User ids start with 005)")
+        raise RestoreConfigError(f"changed_by {user!r} is not a User id (User ids start with 005)")
     return user
 
 
