@@ -11,6 +11,7 @@ from typing import Any
 import click
 import psycopg
 
+from sf_pipeline import instants
 from sf_pipeline.privacy.retention import history_resolution_note, resolution_note
 from sf_pipeline.warehouse import as_of, history_versions
 from sf_pipeline.warehouse.errors import HistoryNotFoundError
@@ -26,11 +27,11 @@ def database_url() -> str:
 
 
 def parse_instant(text: str) -> datetime:
+    """An instant given on the command line; without a time zone it is UTC (as this command prints instants)."""
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not an ISO 8601 timestamp (e.g. 2026-11-24T01:59:59Z)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return instants.parse_instant(text, "the instant", naive_in=UTC)
+    except instants.InstantError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _fmt(value: Any) -> str:

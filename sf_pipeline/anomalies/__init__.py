@@ -5,7 +5,7 @@ finding into an `IncidentReport` (`report_incident`), store it (`save_incident`)
 and restore config.
 
     overrides = overrides_from_settings(settings.anomalies, {o.name: o.anomalies for o in settings.objects})
-    backup_start = settings.start.replace(tzinfo=ZoneInfo(settings.timezone))  # the partitions' start
+    backup_start = settings.start  # the partitions' start (an aware instant)
     findings = run_detectors(conn, "Opportunity", start, end, overrides, user_names, history_start=backup_start)
     for finding in findings:
         report = report_incident(conn, finding, org="production", field_names={"accountid": "AccountId"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 
@@ -12,8 +13,10 @@ PARTITION_FORMAT = "%Y-%m-%d-%H:%M"
 
 
 def backup_partitions(settings: Settings) -> dg.TimeWindowPartitionsDefinition:
+    # Dagster reads a start's wall clock in `timezone` (it replaces the offset), so it gets the instant's there
+    start = settings.start.astimezone(ZoneInfo(settings.timezone))
     return dg.TimeWindowPartitionsDefinition(
-        cron_schedule=settings.window_cron, start=settings.start, timezone=settings.timezone, fmt=PARTITION_FORMAT,
+        cron_schedule=settings.window_cron, start=start, timezone=settings.timezone, fmt=PARTITION_FORMAT,
     )
 
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import dagster as dg
 import yaml
-from pydantic import Field
 
 from sf_pipeline.anomalies.incidents import incident_restore_selection
+from sf_pipeline.launchpad import launchpad_config
 from sf_pipeline.resources import ORG_TAG, SalesforceOrgResource, WarehouseResource, salesforce_pool
 from sf_pipeline.settings import Settings
 from sf_pipeline.warehouse.org_identity import OrgIdentityError, verify_org
@@ -30,40 +30,9 @@ from . import (
 from .files import is_file_restore
 from .files_job import run_file_restore
 
-
-class RestoreRunConfig(dg.Config):
-    """What to restore, from when, into which org (paste an incident's suggested config here)."""
-
-    incident: int | None = Field(default=None, description="Restore what this incident damaged (its id in "
-                                 "`sf-pipeline incidents`): the object, records, fields, as_of, window and user come "
-                                 "from the stored incident; any other key given here narrows or overrides it.")
-    object: str | None = Field(default=None, description="API name of the object to restore, e.g. Opportunity "
-                               "(required unless incident gives it).")
-    fields: list[str] = Field(default=[], description="API names of the fields to restore; empty: every "
-                              "updateable field whose value differs (then select records, or set all_fields).")
-    as_of: str | None = Field(default=None, description="Restore values as they were at this instant "
-                              "(ISO 8601, e.g. 2026-11-24T01:59:59Z). Required unless undo_of is given.")
-    record_ids: list[str] = Field(default=[], description="Optional explicit selection of record ids.")
-    changed_between: list[str] | None = Field(default=None, description="Optional [start, end]: only records "
-                                              "changed in this interval (as recorded in the backup).")
-    changed_by: str | None = Field(default=None, description="Optional user id: only records that user "
-                                   "changed in changed_between.")
-    target_org: str = Field(description="Org alias to write to (any configured alias); required, no default.")
-    dry_run: bool = Field(default=True, description="Plan only, write nothing (the default); the plan is stored "
-                          "under this run's id. To write it, launch the same config with dry_run: false and plan.")
-    plan: str | None = Field(default=None, description="With dry_run: false: the run id of the dry run whose "
-                             "stored plan to write, exactly as reviewed (records changed since are refused).")
-    all_fields: bool = Field(default=False, description="Say that a restore with no fields and no record "
-                             "selection (record_ids, changed_between, changed_by) really means every field of "
-                             "every record changed after as_of.")
-    on_conflict: str = Field(default="skip", description="skip (default): leave records changed in the org "
-                             "after the damage as they are; overwrite: restore them anyway.")
-    restore_deleted: bool = Field(default=False, description="Undelete (or re-create) deleted records.")
-    with_children: bool | None = Field(default=None, description="With restore_deleted: also bring back the "
-                                       "records deleted with the selected ones (cascade), parents first, and re-point "
-                                       "every lookup to them; on by default for deletions (false: this object only).")
-    undo_of: str | None = Field(default=None, description="Run id of a previous restore whose written values "
-                                "should be put back as they were before it.")
+# The launchpad's config is the restore contract itself (restore/config.py), in Dagster's config types; `object`
+# may be left out because `incident: <id>` gives it.
+RestoreRunConfig = launchpad_config(RestoreConfig, "RestoreRunConfig", optional={"object"})
 
 
 def apply_config_markdown(dry_run_config: dict[str, Any], run_id: str) -> str:
@@ -92,7 +61,7 @@ def restore_job(settings: Settings) -> dg.JobDefinition:
                        "run, write with per-record results, then verify against the org.")
     def _restore(context: dg.OpExecutionContext, config: RestoreRunConfig,
                  warehouse: dg.ResourceParam[WarehouseResource]) -> dg.Output:
-        raw: dict[str, Any] = {k: v for k, v in config.model_dump().items() if v not in (None, [])}
+        raw: dict[str, Any] = {k: v for k, v in config.model_dump(mode="json").items() if v not in (None, [])}
         if config.incident is not None:
             # Beside an incident, only the keys the launchpad config gives override it: the defaults Dagster
             # fills in (restore_deleted: false, ...) must not.

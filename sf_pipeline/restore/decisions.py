@@ -18,39 +18,65 @@ from __future__ import annotations
 import heapq
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
+from sf_pipeline.restore.config import OnConflict
 from sf_pipeline.salesforce.values import display
 
-NOOP = "noop"
-RESTORE = "restore"
-CONFLICT = "conflict"
-NOT_RESTORABLE = "not_restorable"
+
+class Status(StrEnum):
+    """How a field (and a record, as its worst field) compares: the `status` stored in sf_pipeline.restore_items."""
+
+    NOOP = "noop"
+    RESTORE = "restore"
+    CONFLICT = "conflict"
+    NOT_RESTORABLE = "not_restorable"
+
+
+class Action(StrEnum):
+    """What apply does to a record (RecordItem.action)."""
+
+    UPDATE = "update"
+    UNDELETE = "undelete"
+    CREATE = "create"
+    NONE = "none"
+
+
+class Place(StrEnum):
+    """Where the record is in the target org."""
+
+    LIVE = "live"
+    RECYCLE_BIN = "recycle_bin"
+    MISSING = "missing"
+
+
+class Outcome(StrEnum):
+    """What apply did to a record (RecordItem.outcome)."""
+
+    WRITTEN = "written"
+    ALREADY_CORRECT = "already_correct"
+    SKIPPED_CONFLICT = "skipped_conflict"
+    CHANGED_SINCE_PLAN = "changed_since_plan"
+    DELETED_SINCE_PLAN = "deleted_since_plan"
+    FAILED = "failed"
+    NOT_ATTEMPTED = "not_attempted"
+    UNDELETED = "undeleted"
+    CREATED = "created"
+    NOTHING_TO_DO = "nothing_to_do"
+
+
+# The members under their short names, as the rest of the restore package uses them (a StrEnum member equals,
+# hashes and stores as its value: plans stored before read the same).
+NOOP, RESTORE, CONFLICT, NOT_RESTORABLE = Status.NOOP, Status.RESTORE, Status.CONFLICT, Status.NOT_RESTORABLE
 STATUSES = (RESTORE, CONFLICT, NOT_RESTORABLE, NOOP)
 _RANK = {NOOP: 0, NOT_RESTORABLE: 1, RESTORE: 2, CONFLICT: 3}
-
-# What apply does to a record.
-UPDATE = "update"
-UNDELETE = "undelete"
-CREATE = "create"
-NONE = "none"
-
-# Where the record is in the target org.
-LIVE = "live"
-RECYCLE_BIN = "recycle_bin"
-MISSING = "missing"
-
-# What apply did to a record (RecordItem.outcome).
-WRITTEN = "written"
-ALREADY_CORRECT = "already_correct"
-SKIPPED_CONFLICT = "skipped_conflict"
-CHANGED_SINCE_PLAN = "changed_since_plan"
-DELETED_SINCE_PLAN = "deleted_since_plan"
-FAILED = "failed"
-NOT_ATTEMPTED = "not_attempted"
-UNDELETED = "undeleted"
-CREATED = "created"
-NOTHING_TO_DO = "nothing_to_do"
+UPDATE, UNDELETE, CREATE, NONE = Action.UPDATE, Action.UNDELETE, Action.CREATE, Action.NONE
+LIVE, RECYCLE_BIN, MISSING = Place.LIVE, Place.RECYCLE_BIN, Place.MISSING
+WRITTEN, ALREADY_CORRECT, SKIPPED_CONFLICT = Outcome.WRITTEN, Outcome.ALREADY_CORRECT, Outcome.SKIPPED_CONFLICT
+CHANGED_SINCE_PLAN, DELETED_SINCE_PLAN = Outcome.CHANGED_SINCE_PLAN, Outcome.DELETED_SINCE_PLAN
+FAILED, NOT_ATTEMPTED, UNDELETED = Outcome.FAILED, Outcome.NOT_ATTEMPTED, Outcome.UNDELETED
+CREATED, NOTHING_TO_DO = Outcome.CREATED, Outcome.NOTHING_TO_DO
 VERIFIABLE_OUTCOMES = frozenset({WRITTEN, ALREADY_CORRECT, UNDELETED, CREATED})
 
 
@@ -85,7 +111,7 @@ class RecordItem:
     def write_count(self, on_conflict: str) -> int:
         """len(writes(on_conflict)), without building it."""
         if self.action == UPDATE and (self.status in (NOOP, NOT_RESTORABLE)
-                                      or (self.status == CONFLICT and on_conflict != "overwrite")):
+                                      or (self.status == CONFLICT and on_conflict != OnConflict.overwrite)):
             return 0
         return len(self.writes(on_conflict))
 
@@ -99,9 +125,9 @@ class RecordItem:
             return {f.field: f.desired for f in self.fields if f.status != NOT_RESTORABLE}
         if self.action != UPDATE or self.status in (NOOP, NOT_RESTORABLE):
             return {}
-        if self.status == CONFLICT and on_conflict != "overwrite":
+        if self.status == CONFLICT and on_conflict != OnConflict.overwrite:
             return {}
-        overwrite = on_conflict == "overwrite"
+        overwrite = on_conflict == OnConflict.overwrite
         return {f.field: f.desired for f in self.fields
                 if f.status == RESTORE or (overwrite and f.status == CONFLICT)}
 

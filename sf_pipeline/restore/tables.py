@@ -107,7 +107,8 @@ def _json(value: Any) -> Jsonb | None:
 
 
 def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    # OPT_NON_STR_KEYS: a count keyed by a decisions.py StrEnum member is stored under the member's value
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 # ===================================================================== plans and items

@@ -23,6 +23,8 @@ from datetime import UTC, datetime, timedelta
 
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 
+from sf_pipeline.instants import parse_instant
+
 from .client import SalesforceClient, soql_fits_url
 
 # getDeleted()/getUpdated(): start must precede end by more than one minute.
@@ -35,10 +37,7 @@ def _sf_time(moment: datetime) -> str:
 
 def parse_sf_time(text: str) -> datetime:
     """A Salesforce timestamp (`2026-11-20T10:00:00.000+0000`) as an aware datetime."""
-    value = text.replace("Z", "+00:00")
-    if len(value) > 5 and value[-5] in "+-" and value[-3] != ":":
-        value = value[:-2] + ":" + value[-2:]
-    return datetime.fromisoformat(value).astimezone(UTC)
+    return parse_instant(text, "Salesforce timestamp")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from decimal import Decimal
 from functools import partial
 from typing import Any
 
+from sf_pipeline.instants import parse_instant
+
 _CHECKSUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 _ID_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _NUMBERS = frozenset({"double", "currency", "percent"})
@@ -52,21 +54,7 @@ def format_datetime(moment: datetime) -> str:
 
 def parse_datetime(text: str) -> datetime:
     """A Salesforce datetime (`Z`, `+0000` or `+00:00`, with or without milliseconds) as an aware datetime."""
-    try:
-        moment = datetime.fromisoformat(text)  # Python 3.11 reads `Z` and `+0000` itself
-    except ValueError:
-        moment = None
-    if moment is not None and moment.tzinfo is not None:
-        return moment.astimezone(UTC)
-    value = text.strip()
-    if value.endswith("Z"):
-        value = value[:-1] + "+00:00"
-    elif len(value) >= 5 and value[-5] in "+-" and value[-4:].isdigit():
-        value = value[:-2] + ":" + value[-2:]
-    moment = datetime.fromisoformat(value)
-    if moment.tzinfo is None:
-        raise ValueError(f"{text!r} has no time zone")
-    return moment.astimezone(UTC)
+    return parse_instant(text, "datetime")
 
 
 def canonical(sf_type: str, value: Any) -> Any:

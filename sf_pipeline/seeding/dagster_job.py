@@ -7,8 +7,8 @@ come from SALESFORCE_<ALIAS>_* variables.
 from typing import Any
 
 import dagster as dg
-from pydantic import Field
 
+from sf_pipeline.launchpad import launchpad_config
 from sf_pipeline.privacy.errors import PrivacyError
 from sf_pipeline.privacy.masking import masking_for_seeding
 from sf_pipeline.resources import SalesforceOrgResource, WarehouseResource
@@ -19,21 +19,8 @@ from . import SeedConfig, SeedingError, seed_sandbox
 from .files import seed_files
 from .users import org_users
 
-
-class SeedRunConfig(dg.Config):
-    """Which backed-up records, as of when, into which org."""
-
-    as_of: str = Field(description="Copy the records as they were at this instant (ISO 8601, e.g. "
-                       "2026-11-24T02:30:00Z); after the damage to reproduce it, before it to copy healthy data.")
-    objects: list[str] = Field(default=[], description="Copy every record of these objects (API names).")
-    record_ids: list[str] = Field(default=[], description="Copy these records (any backed-up objects).")
-    incident: int | None = Field(default=None, description="Copy the records an incident found damaged (its id "
-                                 "in `sf-pipeline incidents`), with the parents they referenced before the damage.")
-    include_parents: bool = Field(default=True, description="Also copy, recursively, the backed-up records the "
-                                  "copied ones reference (accounts of opportunities, ...), so lookups resolve.")
-    source_org: str = Field(default="production", description="Alias of the backed-up org whose history to copy.")
-    target_org: str = Field(default="sandbox", description="Alias of the org to write to: a sandbox (its "
-                            "Organization.IsSandbox is checked), never the source nor the backed-up org.")
+# The launchpad's config is the seeding contract itself (seeding/config.py), in Dagster's config types.
+SeedRunConfig = launchpad_config(SeedConfig, "SeedRunConfig")
 
 
 def source_users(settings: Settings, alias: str, log: Any = None) -> list[dict[str, Any]] | None:
@@ -52,7 +39,7 @@ def seed_job(settings: Settings) -> dg.JobDefinition:
                        "reference remapped through sf_pipeline.id_map; re-running updates instead of duplicating.")
     def _seed(context: dg.OpExecutionContext, config: SeedRunConfig,
               warehouse: dg.ResourceParam[WarehouseResource]) -> dg.Output:
-        raw: dict[str, Any] = {k: v for k, v in config.model_dump().items() if v not in (None, [])}
+        raw: dict[str, Any] = {k: v for k, v in config.model_dump(mode="json").items() if v not in (None, [])}
         try:
             cfg = SeedConfig.from_dict(raw, orgs=list(settings.orgs))
         except SeedingError as exc:

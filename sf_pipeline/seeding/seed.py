@@ -25,6 +25,8 @@ import psycopg
 from sf_pipeline.anomalies.incidents import get_incident, incident_record_ids
 from sf_pipeline.privacy.masking import MaskingSettings, Pseudonyms, RecordMasker, masks_for
 from sf_pipeline.restore import tables as restore_tables
+from sf_pipeline.restore.config import IncidentSelection
+from sf_pipeline.restore.errors import RestoreConfigError
 from sf_pipeline.salesforce.client import SalesforceClient
 from sf_pipeline.salesforce.organization import Organization
 from sf_pipeline.salesforce.values import canonical, format_datetime
@@ -295,15 +297,19 @@ def _incident_selection(conn: psycopg.Connection[Any], incident_id: int,
     if report.org != source_org:
         raise SeedConfigError(f"incident {incident_id} is about org {report.org!r}, not the source org "
                               f"{source_org!r}")
-    config = report.restore_config
-    if not config:
+    if not report.restore_config:
         raise SeedConfigError(f"incident {incident_id} ({report.detector}) selects no records to restore")
-    sobject = config["object"]
-    ids = incident_record_ids(conn, incident_id) or list(config.get("record_ids") or ())
-    if not ids and config.get("changed_between"):
-        start, end = (datetime.fromisoformat(t.replace("Z", "+00:00")) for t in config["changed_between"])
-        ids = tables.ids_changed(conn, sobject, start, end, config.get("changed_by"))
-    return sobject, ids, datetime.fromisoformat(config["as_of"].replace("Z", "+00:00"))
+    try:  # the restore's own reader of an incident's selection
+        selection = IncidentSelection.read(report.restore_config, f"incident {incident_id}")
+    except RestoreConfigError as exc:
+        raise SeedConfigError(str(exc)) from None
+    if selection.as_of is None:
+        raise SeedConfigError(f"incident {incident_id} ({report.detector}) has no as_of to take parents from")
+    ids = incident_record_ids(conn, incident_id) or list(selection.record_ids)
+    if not ids and selection.changed_between:
+        start, end = selection.changed_between
+        ids = tables.ids_changed(conn, selection.object, start, end, selection.changed_by)
+    return selection.object, ids, selection.as_of
 
 
 def _references_of(obj: _Object, values: Mapping[str, Any], prefixes: Mapping[str, str]) -> list[tuple[str, str]]:
