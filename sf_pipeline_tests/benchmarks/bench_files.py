@@ -14,7 +14,10 @@ Parts:
   restore      --restore (default 100) documents deleted and purged (the recycle bin emptied by 15 days passing),
                then re-uploaded from the blob store by the file restore (plan + apply), verified by hash.
 
-    .venv/bin/python sf_pipeline_tests/benchmarks/bench_files.py --files 400
+    .venv/bin/python sf_pipeline_tests/benchmarks/bench_files.py --files 400               # smoke
+    .venv/bin/python sf_pipeline_tests/benchmarks/bench_files.py --files 10000 --big-mb 1024 --restore 1000 \
+        --restore-mb 500                      # the issue's size: about 2.2 GB of files, needs about 9 GB in /tmp
+    .venv/bin/python sf_pipeline_tests/benchmarks/bench_files.py --files 20 --big-mb 1024 --memory-only
 """
 
 from __future__ import annotations
