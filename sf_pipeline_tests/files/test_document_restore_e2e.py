@@ -79,7 +79,9 @@ def test_deleted_documents_come_back_in_their_folder_verified_by_hash_conflicts_
     # nothing was written by the dry run
     assert sf.query_all(f"SELECT Id FROM Document WHERE Id = '{binned}'", include_deleted=False)["totalSize"] == 0
 
-    plan, applied = reviewed(p, config)
+    apply = run_job(p, "restore", "restore", {**config, "dry_run": False, "plan": dry.run_id})
+    assert apply.success, failure(apply)
+    applied = {**step_metadata(apply), "run_id": apply.run_id}
     assert applied["outcomes"] == {"recreated": 2, "undeleted": 1, "conflict": 2}
     assert applied["verified_by_hash"] == 3
     new_ids = applied["new_ids"]
