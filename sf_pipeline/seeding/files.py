@@ -95,13 +95,12 @@ def seed_files(conn: psycopg.Connection[Any], target: SalesforceClient, store: B
     result = SeedFilesResult(mode=mode)
 
     def body(sobject: str, source_id: str, sha: str, size: int, name: str
-             ) -> tuple[dict[str, Any], int, Callable[[], Iterable[bytes]], str]:
-        """(values to add, size, bytes, file name) of what the sandbox gets for this file."""
+             ) -> tuple[int, Callable[[], Iterable[bytes]], str]:
+        """(size, bytes, file name) of what the sandbox gets for this file: the original, or a placeholder."""
         if mode == "placeholder":
             assert digest is not None
-            fake = placeholder_name(digest, sobject, source_id)
-            return {}, len(PLACEHOLDER), lambda: iter((PLACEHOLDER,)), fake
-        return {}, size, lambda: store.chunks(sha), name
+            return len(PLACEHOLDER), lambda: iter((PLACEHOLDER,)), placeholder_name(digest, sobject, source_id)
+        return size, lambda: store.chunks(sha), name
     ensure_file_tables(conn)
     id_map = load_id_map(conn, source_org, target_org)
     seeded = list(id_map)
@@ -120,7 +119,7 @@ def seed_files(conn: psycopg.Connection[Any], target: SalesforceClient, store: B
             if size > max_bytes and mode == "copy":
                 result.too_large.append(f"Attachment {att['id']} ({size:,} bytes)")
                 continue
-            _, size, source, name = body("Attachment", att["id"], sha, size, att["name"])
+            size, source, name = body("Attachment", att["id"], sha, size, att["name"])
             if mode == "placeholder":
                 values = {"ParentId": id_map[att["parentid"]], "Name": name, "ContentType": "text/plain"}
             else:
@@ -161,7 +160,7 @@ def seed_files(conn: psycopg.Connection[Any], target: SalesforceClient, store: B
                 result.too_large.append(f"ContentDocument {doc} ({size:,} bytes)")
                 continue
             entities = [id_map[e] for e in documents[doc]]
-            _, size, source, name = body("ContentDocument", doc, sha, size, version.get("pathonclient") or "file")
+            size, source, name = body("ContentDocument", doc, sha, size, version.get("pathonclient") or "file")
             if mode == "placeholder":
                 values = {"Title": name, "PathOnClient": name, "FirstPublishLocationId": entities[0]}
             else:
