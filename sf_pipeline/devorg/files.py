@@ -67,6 +67,10 @@ def prepare_schema(schema: Schema) -> None:
         _set(doc, "BodyLength", type="int", precision=0, nillable=True, **ro)
         _set(doc, "AuthorId", defaulted_on_create=True)
         _set(doc, "DeveloperName", defaulted_on_create=True)
+        # Object Reference, "Document": FolderId is "the ID of the Folder that contains the document" (a user's
+        # ID for the user's personal folder), not the catalog's any-object lookup; a Folder that still holds
+        # documents cannot be deleted (Salesforce Help, "Delete Folders": only an empty folder can be deleted)
+        _set(doc, "FolderId", reference_to=("Folder", "User"), cascade_delete=False, restricted_delete=True)
     cv = schema.find("ContentVersion")
     if cv is not None:
         for name in ("Checksum", "ContentBodyId", "ContentModifiedById", "ContentModifiedDate", "ContentSize",
@@ -219,6 +223,7 @@ def insert_with_blob(org: Any, obj: ObjectDef, values: dict[str, Any], data: byt
             if obj.name == "Document":
                 extra["DeveloperName"] = values.get("DeveloperName") or _developer_name(values.get("Name"))
                 extra["AuthorId"] = values.get("AuthorId") or user_id
+                _unique_developer_name(store, obj, extra["DeveloperName"])
             if data is not None:
                 extra[blob_field] = blob_field  # the column marks that the blob exists
             rid = store.insert(obj, {**values, **extra}, user_id)
@@ -248,6 +253,15 @@ def update_with_blob(org: Any, obj: ObjectDef, record_id: str, values: dict[str,
             blobs(org).write(rid, blob_field, data)
             store.conn.execute(f"UPDATE {q(obj.name)} SET BodyLength = ? WHERE Id = ?", (len(data), rid))
         return rid
+
+
+def _unique_developer_name(store: OrgStore, obj: ObjectDef, name: Any) -> None:
+    """Object Reference, "Document": DeveloperName "must be unique in your org" (checked against the live
+    documents; a purged or binned one does not hold its name here)."""
+    if name and store.conn.execute(f"SELECT 1 FROM {q(obj.name)} WHERE DeveloperName = ? AND IsDeleted = 0",
+                                   (name,)).fetchone():
+        raise SalesforceError("DUPLICATE_DEVELOPER_NAME", f"The Document Unique Name {name!r} is already in use",
+                              fields=["DeveloperName"])
 
 
 def _developer_name(name: Any) -> str | None:

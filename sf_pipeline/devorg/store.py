@@ -291,6 +291,17 @@ class OrgStore:
                 raise not_found()
             if current.get("IsDeleted"):
                 raise entity_is_deleted()
+            if not obj.has_field("IsDeleted"):
+                # no recycle bin for it (e.g. Folder, whose supported calls have no undelete): gone at once, once
+                # nothing restricts it (a Folder still holding documents cannot be deleted)
+                for child, f in self.schema.references_to(obj):
+                    live = "IsDeleted = 0 AND " if child.has_field("IsDeleted") else ""
+                    children = [r[0] for r in self.conn.execute(
+                        f"SELECT Id FROM {q(child.name)} WHERE {live}{q(f.name)} = ?", (rid,))]
+                    if children and f.restricted_delete:
+                        raise restricted_delete_error(self, obj, rid, child, children)
+                self.conn.execute(f"DELETE FROM {q(obj.name)} WHERE Id = ?", (rid,))
+                return rid
             self._delete_tree(obj, rid, rid, user_id, self.now())
             return rid
 

@@ -30,6 +30,9 @@ KEY_ENV = "SF_PIPELINE_MASKING_KEY"
 # Only `sf-pipeline demo`, whose orgs are devorg's generated ones, sets this key when none is given.
 DEMO_KEY = "sf-pipeline-devorg-demo-masking-key"
 MIN_KEY_LENGTH = 16
+# `masking.files`: a file's content and title cannot be masked field by field, so a masked seed copies no file
+# (skip), a placeholder with a pseudonymous name and no original byte (placeholder), or the files as they are (keep)
+FILE_RULES = ("skip", "placeholder", "keep")
 
 
 class Rule(StrEnum):
@@ -99,6 +102,8 @@ class MaskingSettings:
     types: Mapping[Kind, Rule] = field(default_factory=lambda: dict(DEFAULT_RULES))
     fields: Mapping[tuple[str, str], FieldSetting] = field(default_factory=dict)  # (object, field), lower-cased
     fixed: Mapping[Kind, str] = field(default_factory=dict)  # the value of `types: {kind: {fixed: ...}}`
+    # the files of seeded records (seeding/files.py): skip (default) | placeholder | keep
+    files: str = "skip"
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "masking") -> MaskingSettings:
@@ -106,10 +111,13 @@ class MaskingSettings:
             return cls()
         if not isinstance(data, Mapping):
             raise PrivacySettingsError(f"{where} must be a mapping (enabled, defaults, types, fields), got {data!r}")
-        unknown = set(data) - {"enabled", "defaults", "types", "fields"}
+        unknown = set(data) - {"enabled", "defaults", "types", "fields", "files"}
         if unknown:
             raise PrivacySettingsError(f"{where}: unknown keys {', '.join(sorted(map(str, unknown)))}; the keys are "
-                                       "enabled, defaults, types, fields")
+                                       "enabled, defaults, types, fields, files")
+        if data.get("files", "skip") not in FILE_RULES:
+            raise PrivacySettingsError(f"{where}.files must be one of {', '.join(FILE_RULES)} (what a masked seed "
+                                       f"does with the seeded records' files), got {data['files']!r}")
         for flag in ("enabled", "defaults"):
             if not isinstance(data.get(flag, True), bool):
                 raise PrivacySettingsError(f"{where}.{flag} must be true or false, got {data[flag]!r}")
@@ -138,7 +146,7 @@ class MaskingSettings:
                 raise PrivacySettingsError(f"{where}.fields: {name!r} is not Object.Field (e.g. Contact.Email)")
             fields[(parts[0].lower(), parts[1].lower())] = _field_setting(raw, f"{where}.fields.{name}")
         return cls(enabled=data.get("enabled", True), defaults=data.get("defaults", True), types=types,
-                   fields=fields, fixed=fixed)
+                   fields=fields, fixed=fixed, files=data.get("files", "skip"))
 
 
 def _kinds() -> str:

@@ -1,7 +1,7 @@
-"""Restoring deleted files: ContentDocuments (with their versions and links) and Attachments.
+"""Restoring deleted files: ContentDocuments (with their versions and links), Attachments and Documents.
 
-A file restore is a restore config on `ContentDocument`, `ContentVersion` (its document is restored) or
-`Attachment`, with the same two runs as any restore: a dry run that stores its plan, then the same config with
+A file restore is a restore config on `ContentDocument`, `ContentVersion` (its document is restored),
+`Attachment` or `Document`, with the same two runs as any restore: a dry run that stores its plan, then the same config with
 `dry_run: false` and `plan: <the dry run's run id>` that writes exactly that plan.
 
 Per file the plan says what brings it back as it was at `as_of`:
@@ -11,8 +11,19 @@ Per file the plan says what brings it back as it was at `as_of`:
 - `recreate`: it is gone from the org (purged, hard-deleted, or another org): the version(s) valid at `as_of`
   are uploaded again from the blob store, oldest first (the first makes a new ContentDocument, the next ones
   are new versions of it), and the links the backup saw are recreated, linked record ids translated through
-  `sf_pipeline.id_map` when the target is another org; an attachment is recreated on its (translated) parent;
+  `sf_pipeline.id_map` when the target is another org; an attachment is recreated on its (translated) parent, a
+  Document in its (translated) Folder with its name, DeveloperName, type and flags (a Document that is a link,
+  `Url` and no `Body`, is recreated from its record alone);
+- `conflict` (Document only): it cannot be re-created as it was because the org changed: another Document now
+  holds its `DeveloperName` (unique in an org), or its Folder is gone (Folders have no undelete); nothing is
+  written, the reason says what to fix before planning again;
 - `not_restorable`: the backup holds no body for it at `as_of` (with the reason).
+Document semantics from the Object Reference ("Document": FolderId required, the ID of the Folder that contains
+the document, or a user's ID for the user's personal folder; Body required unless Url is given; DeveloperName
+unique in the org; supported calls include undelete(), so a deleted Document waits in the recycle bin;
+"Folder": supported calls without undelete()):
+https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_document.htm
+https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_folder.htm
 Every written file is verified by hash: its bytes are read back from the org and must hash to the backed-up
 SHA-256. Items, new ids, outcomes and verification are kept in `sf_pipeline.file_restore_items` (the audit);
 `undo_of: <apply run id>` deletes what that run re-created and deletes again what it undeleted.
@@ -45,12 +56,18 @@ from sf_pipeline.warehouse.files import links_of
 from sf_pipeline.warehouse.id_map import load_id_map, save_id_map
 from sf_pipeline.warehouse.names import HISTORY_SCHEMA, qualified
 
-FILE_OBJECTS = ("ContentDocument", "ContentVersion", "Attachment")
+FILE_OBJECTS = ("ContentDocument", "ContentVersion", "Attachment", "Document")
+RECORD_FILES = ("Attachment", "Document")  # one record, one body (no versions, no links)
 NOOP, UNDELETE, RECREATE, NOT_RESTORABLE = "noop", "undelete", "recreate", "not_restorable"
+CONFLICT = "conflict"
 DELETE_AGAIN, DELETE_COPY = "delete_again", "delete_copy"  # undo
 USER_PREFIX = "005"
 _CV_COPIED = ("title", "pathonclient", "description", "reasonforchange")
 _ATT_COPIED = ("name", "contenttype", "description", "isprivate")
+_DOC_COPIED = {"name": "Name", "developername": "DeveloperName", "contenttype": "ContentType", "type": "Type",
+               "description": "Description", "keywords": "Keywords", "ispublic": "IsPublic",
+               "isinternaluseonly": "IsInternalUseOnly", "isbodysearchable": "IsBodySearchable", "url": "Url"}
+FOLDER_PREFIX = "00l"
 
 _DDL = [
     "CREATE SCHEMA IF NOT EXISTS sf_pipeline",
@@ -93,7 +110,7 @@ def ensure_file_restore_tables(conn: psycopg.Connection[Any]) -> None:
 class FileItem:
     """One file of a plan: what to do, and what the backup holds for it."""
 
-    object: str  # ContentDocument | Attachment
+    object: str  # ContentDocument | Attachment | Document
     source_id: str
     action: str
     reason: str = ""
@@ -150,9 +167,10 @@ def _valid_at(rows: Sequence[dict[str, Any]], moment: datetime) -> list[dict[str
 
 
 def _selected(conn: psycopg.Connection[Any], config: RestoreConfig) -> list[str]:
-    """Source ids of the files the config selects: documents (ContentDocument/ContentVersion) or attachments."""
-    document = config.object != "Attachment"
-    history_object = "ContentVersion" if document else "Attachment"
+    """Source ids of the files the config selects: documents (ContentDocument/ContentVersion), attachments or
+    Documents."""
+    document = config.object not in RECORD_FILES
+    history_object = "ContentVersion" if document else config.object
     ids: list[str] = []
     for rid in config.record_ids:
         if document and rid.startswith("068"):
@@ -209,6 +227,59 @@ def _attachment_detail(conn: psycopg.Connection[Any], store: BlobStore, attachme
             "values": {k: row.get(k) for k in _ATT_COPIED if row.get(k) is not None}}, ""
 
 
+def _document_record_detail(conn: psycopg.Connection[Any], store: BlobStore, document_id: str, as_of: datetime
+                            ) -> tuple[dict[str, Any], str]:
+    """A Document (Document.Body, not Files): its body, Folder and the fields it is re-created with."""
+    rows = _valid_at(_history(conn, "Document", "id = %s", (document_id,)), as_of)
+    if not rows:
+        return {}, f"the backup has no live version of this Document at {as_of.isoformat()}"
+    row = rows[-1]
+    values = {k: row.get(k) for k in _DOC_COPIED if row.get(k) is not None}
+    sha, size = (row.get("_sfp_body_sha256") or "").strip(), row.get("_sfp_body_size")
+    detail: dict[str, Any] = {"body": None, "folder_id": row.get("folderid"), "author_id": row.get("authorid"),
+                              "values": values}
+    if sha:
+        if store.size(sha) != size:
+            return {}, f"its body ({sha}) is missing from the {store.description}"
+        detail["body"] = {"sha256": sha, "size": size}
+        values.pop("url", None)  # Body or Url, never both (Object Reference: Document)
+    elif not row.get("url"):
+        return {}, "this version has no body in the backup (the org had none to give when backed up)"
+    return detail, ""
+
+
+def _document_conflicts(client: SalesforceClient, items: Sequence[FileItem], id_map: Mapping[str, str]) -> None:
+    """Documents to re-create whose Folder is gone from the org, or whose DeveloperName another Document took."""
+    todo = [i for i in items if i.action == RECREATE]
+    folders = {id_map.get(i.detail["folder_id"], i.detail["folder_id"]) for i in todo
+               if str(i.detail.get("folder_id") or "").startswith(FOLDER_PREFIX)}
+    alive: set[str] = set()
+    folder_list = sorted(folders)
+    for n in range(0, len(folder_list), 200):
+        for page in client.query_pages(f"SELECT Id FROM Folder WHERE Id IN ({soql.id_list(folder_list[n:n + 200])})",
+                                       include_deleted=False):
+            alive.update(r["Id"] for r in page)
+    names = sorted({i.detail["values"]["developername"] for i in todo if i.detail["values"].get("developername")})
+    taken: dict[str, str] = {}
+    for n in range(0, len(names), 100):
+        # a DeveloperName is letters, digits and single underscores (Object Reference: Document), an API name's shape
+        quoted = ", ".join(f"'{soql.api_name(name, 'DeveloperName')}'" for name in names[n:n + 100])
+        for page in client.query_pages(f"SELECT Id, DeveloperName FROM Document WHERE DeveloperName IN ({quoted})",
+                                       include_deleted=False):
+            taken.update({r["DeveloperName"]: r["Id"] for r in page})
+    for item in todo:
+        folder = id_map.get(item.detail["folder_id"], item.detail["folder_id"])
+        name = item.detail["values"].get("developername")
+        if folder in folders and folder not in alive:
+            item.action, item.reason = CONFLICT, (f"its Folder {folder} is gone from the org (a Folder cannot be "
+                                                  "undeleted): re-create the folder, map it in sf_pipeline.id_map, "
+                                                  "and plan again")
+        elif name in taken:
+            item.action, item.reason = CONFLICT, (f"Document {taken[name]} in the org now holds its DeveloperName "
+                                                  f"{name!r} (unique in an org): rename or delete that one, then "
+                                                  "plan again")
+
+
 def _org_state(client: SalesforceClient, sobject: str, ids: Sequence[str]) -> dict[str, bool]:
     """id -> IsDeleted for the ids the org still holds (recycle bin included); purged ones are absent."""
     state: dict[str, bool] = {}
@@ -228,7 +299,7 @@ def plan_file_restore(conn: psycopg.Connection[Any], client: SalesforceClient, c
     """The dry run: what brings each selected file back as of `config.as_of`; stored under `run_id`."""
     ensure_restore_tables(conn)
     ensure_file_restore_tables(conn)
-    sobject = "Attachment" if config.object == "Attachment" else "ContentDocument"
+    sobject = config.object if config.object in RECORD_FILES else "ContentDocument"
     plan = FilePlan(run_id, sobject, config.target_org, source_org, [])
     if config.undo_of:
         plan.items = _undo_items(conn, client, config.undo_of, sobject)
@@ -248,8 +319,8 @@ def plan_file_restore(conn: psycopg.Connection[Any], client: SalesforceClient, c
         targets.update(copies)
         state = _org_state(client, sobject, [t for t in targets.values() if t])
         for source_id in ids:
-            detail, why = (_document_detail if sobject == "ContentDocument" else _attachment_detail)(
-                conn, store, source_id, config.as_of)
+            detail, why = {"ContentDocument": _document_detail, "Attachment": _attachment_detail,
+                           "Document": _document_record_detail}[sobject](conn, store, source_id, config.as_of)
             target = targets[source_id]
             item = FileItem(sobject, source_id, NOT_RESTORABLE, why, target_id=target, detail=detail)
             if not why:
@@ -261,6 +332,8 @@ def plan_file_restore(conn: psycopg.Connection[Any], client: SalesforceClient, c
                 else:
                     item.action, item.reason = RECREATE, "gone from the org: uploaded again from the backup"
             plan.items.append(item)
+        if sobject == "Document":
+            _document_conflicts(client, plan.items, id_map)
     _save(conn, plan, config)
     return plan
 
@@ -395,6 +468,8 @@ def _apply_item(client: SalesforceClient, store: BlobStore, item: FileItem, stat
     elif item.action == RECREATE:
         if item.object == "ContentDocument":
             _recreate_document(client, store, item, id_map, result)
+        elif item.object == "Document":
+            _recreate_document_record(client, store, item, id_map, result, same_org=target == item.source_id)
         else:
             _recreate_attachment(client, store, item, id_map, result)
         item.outcome = "recreated" if item.verified else "verify_failed"
@@ -409,8 +484,11 @@ def _apply_item(client: SalesforceClient, store: BlobStore, item: FileItem, stat
 
 def _verify(client: SalesforceClient, item: FileItem, record_id: str) -> bool:
     """The org's bytes hash to the backed-up SHA-256: the latest version of a document, or the attachment's body."""
-    if item.object == "Attachment":
-        return _hash_in_org(client, "Attachment", record_id, "Body") == item.detail["body"]["sha256"]
+    if item.object in RECORD_FILES:
+        if item.detail.get("body") is None:  # a Document that is a link: its Url is what there is to check
+            return client.restful(f"sobjects/Document/{soql.record_id(record_id)}").get("Url") == \
+                item.detail["values"].get("url")
+        return _hash_in_org(client, item.object, record_id, "Body") == item.detail["body"]["sha256"]
     latest = next(iter(client.query_pages(
         f"SELECT Id FROM ContentVersion WHERE ContentDocumentId = '{soql.record_id(record_id)}' AND IsLatest = true",
         include_deleted=False)), [])
@@ -468,6 +546,29 @@ def _recreate_attachment(client: SalesforceClient, store: BlobStore, item: FileI
     result.bytes_uploaded += int(body["size"])
     item.new_id = new_id
     item.verified = _hash_in_org(client, "Attachment", new_id, "Body") == body["sha256"]
+
+
+def _recreate_document_record(client: SalesforceClient, store: BlobStore, item: FileItem, id_map: Mapping[str, str],
+                              result: FileApplyResult, *, same_org: bool) -> None:
+    """A Document re-created in its (translated) Folder with the backed-up body, or as the link it was."""
+    values = {_DOC_COPIED[k]: v for k, v in item.detail["values"].items()}
+    folder = item.detail.get("folder_id")
+    values["FolderId"] = id_map.get(folder, folder)
+    author = item.detail.get("author_id")
+    if author and (author in id_map or same_org):  # AuthorId defaults to the restoring user otherwise
+        values["AuthorId"] = id_map.get(author, author)
+    body = item.detail.get("body")
+    if body is None:
+        [made] = create_records(client, "Document", [values])
+        if not made.success:
+            raise RestoreApplyError(f"Document insert refused: {made.errors}")
+        new_id = str(made.id)
+    else:
+        new_id = insert_with_blob(client, "Document", values, "Body", size=int(body["size"]),
+                                  source=lambda: store.chunks(body["sha256"]), filename=values.get("Name") or "file")
+        result.bytes_uploaded += int(body["size"])
+    item.new_id = new_id
+    item.verified = _verify(client, item, new_id)
 
 
 # ====================================================================== undo

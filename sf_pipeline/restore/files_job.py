@@ -1,4 +1,5 @@
-"""The restore op's branch for files (ContentDocument, ContentVersion, Attachment): thin glue over restore/files.py."""
+"""The restore op's branch for files (ContentDocument, ContentVersion, Attachment, Document): thin glue over
+restore/files.py."""
 
 from __future__ import annotations
 

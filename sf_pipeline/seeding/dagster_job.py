@@ -60,9 +60,12 @@ def seed_job(settings: Settings) -> dg.JobDefinition:
             conn.commit()
             files = None
             if settings.blobs.seed_files:  # the seeded records' attachments and documents (seeding/files.py)
+                # masked: files withheld (skip, the default), placeholders, or kept as they are (masking.files)
+                mode = "copy" if not masking.enabled or masking.files == "keep" else masking.files
                 files = seed_files(conn, target, settings.blob_store(), source_org=cfg.source_org,
                                    target_org=cfg.target_org, as_of=cfg.as_of,
-                                   max_bytes=int(settings.blobs.seed_max_file_mb * 1024 * 1024))
+                                   max_bytes=int(settings.blobs.seed_max_file_mb * 1024 * 1024), mode=mode,
+                                   digest=pseudonyms.digest if pseudonyms else None)
                 conn.commit()
         summary = result.summary()
         metadata = {

@@ -14,7 +14,10 @@ Parts:
   restore      --restore (default 100) documents deleted and purged (the recycle bin emptied by 15 days passing),
                then re-uploaded from the blob store by the file restore (plan + apply), verified by hash.
 
-    .venv/bin/python sf_pipeline_tests/benchmarks/bench_files.py --files 400
+    .venv/bin/python sf_pipeline_tests/benchmarks/bench_files.py --files 400               # smoke
+    .venv/bin/python sf_pipeline_tests/benchmarks/bench_files.py --files 10000 --big-mb 1024 --restore 1000 \
+        --restore-mb 500                      # the issue's size: about 2.2 GB of files, needs about 9 GB in /tmp
+    .venv/bin/python sf_pipeline_tests/benchmarks/bench_files.py --files 20 --big-mb 1024 --memory-only
 """
 
 from __future__ import annotations
@@ -65,7 +68,10 @@ from sf_pipeline.warehouse.schema import get_mirror_table  # noqa: E402
 from sf_pipeline_tests.pg_fixtures import create_database, drop_database  # noqa: E402
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MIX = {4096: 0.6, 262144: 0.3, 4194304: 0.09, 33554432: 0.01}
+# the issue's mix, 1 KB to 200 MB: about 214 KB a file on average, so 10,000 files make about 2 GB (four 200 MB
+# files expected among 10,000; the draw is seeded, the totals are printed)
+MIX = {1024: 0.5, 16384: 0.3, 262144: 0.16, 2097152: 0.0396, 209715200: 0.0004}
+SMALL_MIX = {4096: 0.6, 262144: 0.3, 4194304: 0.09, 33554432: 0.01}  # the first, scaled-down runs' mix
 SERVER = r"""
 import json, sys, threading
 from sf_pipeline.devorg.runner import DevOrgServer
@@ -87,7 +93,11 @@ client = SalesforceClient(connect(OrgCredentials.from_env("production", env)))
 store = LocalBlobStore(root)
 with open_blob(client, "ContentVersion", record_id, "VersionData") as (chunks, length):
     stored = store.put(chunks, expected_size=length)
-print(json.dumps({"size": stored.size, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+# VmHWM, the peak RSS of this process image: ru_maxrss is kept across execve (getrusage(2)), so it would report the
+# benchmark parent's size at the fork instead of this child's
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({"size": stored.size, "peak_rss_mb": hwm / 1024,
+                  "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
@@ -179,19 +189,66 @@ def store_bytes(store: LocalBlobStore) -> int:
     return sum(p.stat().st_size for p in (store.root / "sha256").rglob("*") if p.is_file())
 
 
+def peak_memory(org: Org, root: Path, big_mb: int) -> None:
+    """One `big_mb` file downloaded into a blob store by a child process (the backup's path): its peak RSS against
+    the same child downloading a 4 KB file."""
+    sf = org.simple()
+    client = org.client()
+    chunk = os.urandom(1024 * 1024)
+    big = insert_with_blob(client, "ContentVersion", {"Title": "big", "PathOnClient": "big.bin"},
+                           "VersionData", size=big_mb * 1024 * 1024,
+                           source=lambda: (chunk for _ in range(big_mb)), filename="big.bin")
+    small = sf.query("SELECT Id FROM ContentVersion WHERE ContentSize < 5000 LIMIT 1")["records"][0]["Id"]
+    peaks = {}
+    for label, rid in (("4 KB", small), (f"{big_mb} MB", big)):
+        out = subprocess.run([sys.executable, "-c", MEMORY_CHILD, json.dumps(org.env), rid,
+                              str(root / "memblobs")], capture_output=True, text=True, check=True)
+        peaks[label] = json.loads(out.stdout)["peak_rss_mb"]
+    print(f"peak memory   download into the store: {peaks['4 KB']:.0f} MB RSS for a 4 KB file, "
+          f"{peaks[f'{big_mb} MB']:.0f} MB RSS for a {big_mb} MB file")
+    shutil.rmtree(root / "memblobs", ignore_errors=True)
+
+
+def pick_restore(rows: list[tuple[str, int]], count: int, target_bytes: int, seed: int = 7) -> list[str]:
+    """`count` documents whose bodies add up to about `target_bytes` (the issue: 1,000 files, 500 MB): a seeded
+    random sample, then its smallest swapped for the largest left out (never over 100 MB) until the target is met."""
+    rnd = random.Random(seed)
+    pool = [r for r in rows if r[1] <= 100 * 1024 * 1024]
+    rnd.shuffle(pool)
+    chosen, rest = pool[:count], pool[count:]
+    if target_bytes:
+        chosen.sort(key=lambda r: r[1])
+        rest.sort(key=lambda r: r[1], reverse=True)
+        total = sum(r[1] for r in chosen)
+        while total < target_bytes and rest and chosen and rest[0][1] > chosen[0][1]:
+            small, big = chosen.pop(0), rest.pop(0)
+            chosen.append(big)
+            total += big[1] - small[1]
+    return [r[0] for r in chosen]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=400)
     parser.add_argument("--big-mb", type=int, default=200)
     parser.add_argument("--restore", type=int, default=100)
+    parser.add_argument("--restore-mb", type=int, default=0,
+                        help="pick the restored documents so their bodies add up to about this many MB (issue: 500)")
+    parser.add_argument("--small-mix", action="store_true", help="the first runs' mix (4 KB to 32 MB)")
+    parser.add_argument("--skip-peer", action="store_true", help="leave out the peer path (not side by side!)")
+    parser.add_argument("--memory-only", action="store_true", help="only the peak memory part")
     parser.add_argument("--concurrency", type=int, default=4)
     args = parser.parse_args()
-    print(f"bench_files: {args.files} files, size mix {MIX}; machine load {os.getloadavg()[0]:.1f}")
+    global MIX
+    if args.small_mix:
+        MIX = SMALL_MIX
+    print(f"bench_files: {args.files} files, size mix {MIX}; machine load {os.getloadavg()} at "
+          f"{datetime.now(UTC):%H:%M:%S} UTC", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-files-") as scratch:
         root = Path(scratch)
         started = time.perf_counter()
         org = Org(root / "devorg", args.files)
-        print(f"  devorg with {args.files} generated files ready in {time.perf_counter() - started:.1f} s")
+        print(f"  devorg with {args.files} generated files ready in {time.perf_counter() - started:.1f} s", flush=True)
         db_url = create_database("sfp_bench_files")
         dbt_dir = root / "dbt_snapshots"
         shutil.copytree(DBT_PROJECT_DIR, dbt_dir, ignore=shutil.ignore_patterns("target", "logs", ".user.yml"))
@@ -200,19 +257,27 @@ def main() -> None:
         try:
             t0 = org.now().replace(microsecond=0) + timedelta(seconds=1)
             org.set_clock(t0)
+            if args.memory_only:
+                peak_memory(org, root, args.big_mb)
+                return
             # ---- first backup, ours and the peer path
             ours = backup(org, db_url, dbt_dir, store, EPOCH, t0, args.concurrency)
             mb = ours["bytes_fetched"] / 1e6
+            print(f"first backup  ours: {ours['bodies_fetched']} files, {mb:.1f} MB in {ours['seconds']:.1f} s; load "
+                  f"{os.getloadavg()}", flush=True)
             peer_dir = root / "peer"
             peer_dir.mkdir()
-            peer = peer_backup(org, peer_dir)
+            if args.skip_peer:
+                peer = {"seconds": float("nan"), "api_calls": 1, "files": 0, "bytes": 0}
+            else:
+                peer = peer_backup(org, peer_dir)
             print(f"first backup  ours: {ours['bodies_fetched']} files, {mb:.1f} MB in {ours['seconds']:.1f} s = "
                   f"{mb / ours['seconds']:.1f} MB/s, {ours['api_calls']} API calls "
                   f"(concurrency {args.concurrency}; includes the record extraction)")
             print(f"              peer: {peer['files']} files, {peer['bytes'] / 1e6:.1f} MB in {peer['seconds']:.1f} s"
                   f" = {peer['bytes'] / 1e6 / peer['seconds']:.1f} MB/s, {peer['api_calls']} API calls; "
                   f"ours is {peer['seconds'] / ours['seconds']:.2f}x as fast with "
-                  f"{ours['api_calls'] / peer['api_calls']:.2f}x the calls")
+                  f"{ours['api_calls'] / peer['api_calls']:.2f}x the calls; load {os.getloadavg()}", flush=True)
             shutil.rmtree(peer_dir)
             # ---- incremental: 50 new versions
             sf = org.simple()
@@ -246,25 +311,16 @@ def main() -> None:
                   f"{grown / 1e6:.2f} MB: ratio {dd['bytes_fetched'] / max(grown, 1):.0f}:1 "
                   f"({dd['new_blobs']} new blob)")
             # ---- peak memory with a large file
-            client = org.client()
-            chunk = os.urandom(1024 * 1024)
-            big = insert_with_blob(client, "ContentVersion", {"Title": "big", "PathOnClient": "big.bin"},
-                                   "VersionData", size=args.big_mb * 1024 * 1024,
-                                   source=lambda: (chunk for _ in range(args.big_mb)), filename="big.bin")
-            small = sf.query("SELECT Id FROM ContentVersion WHERE ContentSize < 5000 LIMIT 1")["records"][0]["Id"]
-            peaks = {}
-            for label, rid in (("4 KB", small), (f"{args.big_mb} MB", big)):
-                out = subprocess.run([sys.executable, "-c", MEMORY_CHILD, json.dumps(org.env), rid,
-                                      str(root / "memblobs")], capture_output=True, text=True, check=True)
-                peaks[label] = json.loads(out.stdout)["peak_rss_mb"]
-            print(f"peak memory   download into the store: {peaks['4 KB']:.0f} MB RSS for a 4 KB file, "
-                  f"{peaks[f'{args.big_mb} MB']:.0f} MB RSS for a {args.big_mb} MB file")
-            shutil.rmtree(root / "memblobs", ignore_errors=True)
+            peak_memory(org, root, args.big_mb)
             # ---- restore of deleted, purged documents
             with psycopg.connect(db_url) as conn:
-                rows = conn.execute("SELECT DISTINCT contentdocumentid FROM salesforce.contentversion WHERE "
-                                    "systemmodstamp < %s", (t0,)).fetchall()
-            chosen = random.Random(7).sample([r[0] for r in rows], min(args.restore, len(rows)))
+                rows = conn.execute("SELECT contentdocumentid, sum(contentsize)::bigint FROM salesforce.contentversion "
+                                    "WHERE systemmodstamp < %s GROUP BY 1 ORDER BY 1", (t0,)).fetchall()
+            chosen = pick_restore([(r[0], int(r[1] or 0)) for r in rows], min(args.restore, len(rows)),
+                                  args.restore_mb * 1024 * 1024)
+            chosen_bytes = sum(int(r[1] or 0) for r in rows if r[0] in set(chosen))
+            print(f"restore       {len(chosen)} documents chosen, {chosen_bytes / 1e6:.1f} MB; load {os.getloadavg()}",
+                  flush=True)
             t5 = t4 + timedelta(hours=1)
             org.set_clock(t5)
             for doc in chosen:
