@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -56,12 +57,12 @@ def write_settings(path: Path, start: datetime, include: list[str] | None) -> Pa
 def store_year_of_materializations(instance, asset_key, keys: list[str], metadata: dict, batch: int = 2000) -> float:
     """Store one materialization per partition key, as the backup job's (runless events, written in batches)."""
     import dagster as dg
+    from dagster._core.definitions.asset_key import AssetKey  # noqa: F401
     from dagster._core.definitions.events import AssetMaterialization
     from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
     from dagster._core.events.log import EventLogEntry
-    from dagster._core.storage.event_log.base import EventLogStorage  # noqa: F401
-    from dagster._core.definitions.asset_key import AssetKey  # noqa: F401
     from dagster._core.instance import RUNLESS_JOB_NAME, RUNLESS_RUN_ID
+    from dagster._core.storage.event_log.base import EventLogStorage  # noqa: F401
 
     t = time.perf_counter()
     storage = instance.event_log_storage
@@ -80,6 +81,48 @@ def store_year_of_materializations(instance, asset_key, keys: list[str], metadat
         storage.store_event_batch(entries)
     del dg
     return time.perf_counter() - t
+
+
+def http_ok(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def wait_for(condition, webserver, t0: float, timeout: float = 600) -> float:
+    while time.perf_counter() - t0 < timeout:
+        if condition():
+            return time.perf_counter() - t0
+        if webserver.process.poll() is not None:
+            raise SystemExit(f"dagster-webserver exited:\n{webserver.log()[-5000:]}")
+        time.sleep(0.1)
+    raise SystemExit(f"dagster-webserver not up in {timeout} s")
+
+
+def reload_location(url: str) -> float:
+    """Seconds of a code location reload, as the UI's "Reload" button asks for it; fails unless it loads."""
+    import json
+    import urllib.request
+
+    from sf_pipeline_tests.ui.conftest import LOCATION
+
+    query = """mutation($n: String!) { reloadRepositoryLocation(repositoryLocationName: $n) {
+      __typename ... on WorkspaceLocationEntry { loadStatus locationOrLoadError { __typename
+      ... on PythonError { message } } } ... on PythonError { message } } }"""
+    body = json.dumps({"query": query, "variables": {"n": LOCATION}}).encode()
+    request = urllib.request.Request(f"{url}/graphql", data=body, headers={"Content-Type": "application/json"})
+    t = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=600) as resp:
+        answer = json.load(resp)["data"]["reloadRepositoryLocation"]
+    seconds = time.perf_counter() - t
+    entry = answer.get("locationOrLoadError") or {}
+    if answer["__typename"] != "WorkspaceLocationEntry" or entry.get("__typename") != "RepositoryLocation":
+        raise SystemExit(f"the code location did not reload: {answer}")
+    return seconds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                 real = ["Account", "Contact", args.object]
                 selection = {k for k in keys if len(k.path) == 2 and k.path[1] in real and k.path[0] in
                              ("salesforce", "history")}
-                job = defs.resolve_job_def("backup").get_subset(asset_selection=selection)
+                job = defs.resolve_job_def("backup").get_subset(asset_selection=selection, asset_check_selection=set())
                 t = time.perf_counter()
                 first = windows[-1]
                 result = job.execute_in_process(partition_key=first, instance=instance, raise_on_error=False)
@@ -168,12 +211,17 @@ def main(argv: list[str] | None = None) -> int:
                 webserver = DagsterWebserver(root / "dagster-webserver.log")
                 t = time.perf_counter()
                 webserver.start()
+                up_s = wait_for(lambda: http_ok(f"{webserver.url}/server_info"), webserver, t)
                 webserver.wait_until_ready(timeout=600)
-                location_s = time.perf_counter() - t
-                print(f"code location load (webserver start to LOADED, polled every 1 s): {location_s:.1f} s",
-                      flush=True)
-                figures = browse(webserver.url, args, history_key, keys, len(windows) - len(year))
-                print(f"\nsummary ({load_average()}): code location {location_s:.1f} s; " + "; ".join(
+                start_s = time.perf_counter() - t
+                reloads = [reload_location(webserver.url) for _ in range(2)]
+                location_s = min(reloads)
+                print(f"webserver start to the code location LOADED: {start_s:.1f} s (its HTTP server answered after "
+                      f"{up_s:.1f} s); code location reload (GraphQL reloadRepositoryLocation, the load alone): "
+                      + ", ".join(f"{r:.1f} s" for r in reloads), flush=True)
+                figures = browse(webserver.url, args, history_key, keys, len(year) + (mat is not None))
+                print(f"\nsummary ({load_average()}): code location reload {location_s:.1f} s (webserver start "
+                      f"to LOADED {start_s:.1f} s); " + "; ".join(
                     f"{name} {min(v):.1f} s best / {max(v):.1f} s worst of {len(v)}"
                     + ("" if min(v) < TARGET_S else " (over 5 s)") for name, v in figures.items()))
         finally:
@@ -183,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def browse(url: str, args, history_key, keys, unmaterialized: int) -> dict[str, list[float]]:
+def browse(url: str, args, history_key, keys, materialized: int) -> dict[str, list[float]]:
     from playwright.sync_api import sync_playwright
 
     from sf_pipeline_tests.ui.conftest import CHROMIUM
@@ -199,32 +247,42 @@ def browse(url: str, args, history_key, keys, unmaterialized: int) -> dict[str, 
             context.add_init_script("window.localStorage.setItem('communityNux', '\"1\"')")
             page = context.new_page()
             page.add_locator_handler(page.get_by_text("Join the Dagster community"),
-                                     lambda: page.get_by_role("button", name="Skip").click())
+                                     lambda p=page: p.get_by_role("button", name="Skip").click())
             page.set_default_timeout(120_000)
-
-            # 1. the global asset graph: rendered when the history asset's node is drawn
-            t = time.perf_counter()
-            page.goto(f"{url}/asset-groups")
-            page.locator(f'[data-testid="asset-node-{history}"], a[href="/assets/{history}?view=partitions"]'
-                         ).first.wait_for(state="visible")
-            figures["asset graph"].append(time.perf_counter() - t)
-            if args.screenshots:
-                args.screenshots.mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=args.screenshots / f"ui-asset-graph-{attempt}.png")
-
-            # 2. the history asset's partitions page: rendered when the health bar's counts are shown
-            t = time.perf_counter()
-            page.goto(f"{url}/assets/{history}?view=partitions")
-            page.get_by_text(f"Missing ({unmaterialized:,})").or_(
-                page.get_by_text(f"Missing ({unmaterialized})")).first.wait_for(state="visible")
-            figures["history partitions page"].append(time.perf_counter() - t)
-            if args.screenshots:
-                page.screenshot(path=args.screenshots / f"ui-history-partitions-{attempt}.png")
+            try:
+                timed_pages(page, url, args, history, materialized, figures, attempt)
+            except Exception:
+                if args.screenshots:
+                    page.screenshot(path=args.screenshots / "ui-failure.png")
+                raise
             print(f"load {attempt + 1}: asset graph {figures['asset graph'][-1]:.1f} s, {history} partitions page "
                   f"{figures['history partitions page'][-1]:.1f} s ({load_average()})", flush=True)
             context.close()
         browser.close()
     return figures
+
+
+def timed_pages(page, url: str, args, history: str, materialized: int, figures: dict, attempt: int) -> None:
+    # 1. the global asset graph: rendered when the history asset's node is drawn
+    t = time.perf_counter()
+    page.goto(f"{url}/asset-groups")
+    page.locator(f'[data-testid="asset-node-{history}"], a[href="/assets/{history}?view=partitions"]'
+                 ).first.wait_for(state="visible")
+    figures["asset graph"].append(time.perf_counter() - t)
+    if args.screenshots:
+        args.screenshots.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=args.screenshots / f"ui-asset-graph-{attempt}.png")
+
+    # 2. the history asset's partitions page: rendered when the health bar's counts are shown
+    t = time.perf_counter()
+    page.goto(f"{url}/assets/{history}?view=partitions")
+    counts = page.get_by_text(re.compile(r"^Materialized \([\d,]+\)$")).first
+    counts.wait_for(state="visible")
+    figures["history partitions page"].append(time.perf_counter() - t)
+    shown = counts.inner_text()
+    assert shown == f"Materialized ({materialized:,})" or shown == f"Materialized ({materialized})", shown
+    if args.screenshots:
+        page.screenshot(path=args.screenshots / f"ui-history-partitions-{attempt}.png")
 
 
 if __name__ == "__main__":
