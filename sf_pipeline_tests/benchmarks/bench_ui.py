@@ -56,13 +56,10 @@ def write_settings(path: Path, start: datetime, include: list[str] | None) -> Pa
 
 def store_year_of_materializations(instance, asset_key, keys: list[str], metadata: dict, batch: int = 2000) -> float:
     """Store one materialization per partition key, as the backup job's (runless events, written in batches)."""
-    import dagster as dg
-    from dagster._core.definitions.asset_key import AssetKey  # noqa: F401
     from dagster._core.definitions.events import AssetMaterialization
     from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
     from dagster._core.events.log import EventLogEntry
     from dagster._core.instance import RUNLESS_JOB_NAME, RUNLESS_RUN_ID
-    from dagster._core.storage.event_log.base import EventLogStorage  # noqa: F401
 
     t = time.perf_counter()
     storage = instance.event_log_storage
@@ -79,7 +76,6 @@ def store_year_of_materializations(instance, asset_key, keys: list[str], metadat
             entries = []
     if entries:
         storage.store_event_batch(entries)
-    del dg
     return time.perf_counter() - t
 
 
