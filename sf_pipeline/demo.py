@@ -82,7 +82,12 @@ def resolve_database(data_dir: Path, console: Console, name: str = DEMO_DB) -> s
         console.print(f"[dim]database: {name} on the local PostgreSQL server (127.0.0.1:5432)[/]")
         return url
     except psycopg.OperationalError:
-        import pgserver
+        try:
+            import pgserver
+        except ImportError:
+            raise DemoDatabaseError(
+                "no PostgreSQL server at 127.0.0.1:5432 and no embedded one (pgserver): start a server, set "
+                "SF_PIPELINE_DATABASE_URL, or pip install 'sf-pipeline[devorg]'") from None
 
         server = pgserver.get_server(data_dir / "pgdata", cleanup_mode=None)
         url = prepare_demo_database(server.get_uri("postgres"), name)

@@ -2,11 +2,11 @@
 
 The backup closes each vanished record with a version flagged `_sfp_vanished` and stamped with the window whose
 run found it (`_sfp_found_in_window`, warehouse/vanished.py). A hard delete leaves the record's last editor in
-`lastmodifiedbyid`, so the mass-delete detector, which clusters by acting user, misses it (issue 14: "purging
-150 of 400 Opportunities raised no incident"). This detector groups the closing versions a window found by
+`lastmodifiedbyid`, so the mass-delete detector, which clusters by acting user, misses it (purging 150 of 400
+Opportunities would raise no incident). This detector groups the closing versions a window found by
 cause and by who did it where Salesforce tells (the Bulk job's owner, `_sfp_vanished_by`), and raises an
 incident whose restore config re-creates the records from history (the restore re-creates a record the org no
-longer has, with a new id; children of a hierarchy are issue 16).
+longer has, with a new id).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from sf_pipeline.anomalies.settings import AUDIT_COLUMNS, AnomalyThresholds, is_skipped_column
+from sf_pipeline.anomalies.thresholds import AUDIT_COLUMNS, AnomalyThresholds, is_skipped_column
 from sf_pipeline.warehouse.history import history_columns
 from sf_pipeline.warehouse.names import HISTORY_SCHEMA, qualified, table_name
 from sf_pipeline.warehouse.schema import table_columns
