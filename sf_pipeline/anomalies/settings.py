@@ -210,10 +210,25 @@ def resolve_settings(
     object_names: Iterable[str],
 ) -> dict[str, AnomalyThresholds]:
     """The resolved thresholds of every backed-up object, checking the whole `anomalies` block on the way (objects
-    it names that are not backed up too): the code location calls it when it loads, so a misspelt detector or a
+    it names that are not backed up too). The code location calls it when it loads, so a misspelt detector or a
     threshold that is not a number fails `dagster definitions validate` and the deploy, naming the key, instead
-    of the first check after a backup. Raises `AnomalySettingsError`."""
+    of the first check after a backup. Raises `AnomalySettingsError` listing every bad key, one a line."""
     overrides = overrides_from_settings(anomalies, per_object)
+    if isinstance(anomalies, Mapping) and set(anomalies) - {"defaults", "objects"}:
+        thresholds_for("", overrides=anomalies)  # raises: names the unknown keys
+    problems: list[str] = []
+
+    def check(object_name: str, level: Mapping[str, Any]) -> None:
+        try:
+            thresholds_for(object_name, overrides=level)
+        except AnomalySettingsError as exc:
+            if str(exc) not in problems:
+                problems.append(str(exc))
+
+    # the defaults alone, then each object alone: a bad default does not hide a bad object setting
+    check("", {"defaults": overrides["defaults"]})
     for name in overrides["objects"]:
-        thresholds_for(str(name), overrides=overrides)
+        check(str(name), {"objects": overrides["objects"]})
+    if problems:
+        raise AnomalySettingsError("\n".join(problems))
     return {name: thresholds_for(name, overrides=overrides) for name in object_names}
