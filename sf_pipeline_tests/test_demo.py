@@ -58,7 +58,7 @@ def test_demo_detects_the_damage_rehearses_in_the_sandbox_and_restores_productio
         assert timedelta(minutes=15) < detected - damage < timedelta(minutes=22)
         assert detected <= rehearsed <= restored
         assert result.damaged >= 300 and f"incident {result.incident_id}" in output
-        # the suggested restore is `incident: <id>`: no pasted ids (issue 16: it printed 20,000 lines of them)
+        # the suggested restore is `incident: <id>`: no pasted ids (it once printed 20,000 lines of them)
         assert f"incident: {result.incident_id}" in output
         assert len(re.findall(r"\b006[A-Za-z0-9]{15}\b", output)) < 10
 
