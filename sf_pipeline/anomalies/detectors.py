@@ -17,6 +17,9 @@ Damage is attributed to the acting user (`lastmodifiedbyid` of the new version) 
 a finding normally holds the records one user hit, so "changed_by" in a restore selects them exactly. When
 no single user reaches a threshold but all users together do (a trigger or flow running as whoever edits),
 the finding covers every user, names the one behind most records, and says it did not act alone.
+
+`registry.py` lists these detectors (and `vanishing.py`'s) with their thresholds and wording, and runs them all
+over a window (`run_detectors`).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ longer has, with a new id).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +19,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from sf_pipeline.anomalies.detectors import Finding, SampleChange
 from sf_pipeline.anomalies.thresholds import AUDIT_COLUMNS, AnomalyThresholds, is_skipped_column
 from sf_pipeline.warehouse.history import history_columns
 from sf_pipeline.warehouse.names import HISTORY_SCHEMA, qualified, table_name
@@ -55,10 +56,8 @@ _WORDS = {"hard-deleted": "hard-deleted (Bulk API hardDelete: never in the recyc
 
 
 def detect_mass_vanishing(conn: psycopg.Connection[Any], object_name: str, start: datetime, end: datetime,
-                          thresholds: AnomalyThresholds) -> list[Any]:
+                          thresholds: AnomalyThresholds) -> list[Finding]:
     """Findings for the records the run of window [start, end) found gone, one per cause and actor."""
-    from sf_pipeline.anomalies.detectors import Finding, SampleChange
-
     limits = thresholds.mass_vanishing
     if not limits.enabled:
         return []
@@ -120,17 +119,11 @@ def detect_mass_vanishing(conn: psycopg.Connection[Any], object_name: str, start
     return findings
 
 
-def vanishing_thresholds_default() -> Mapping[str, Any]:
-    """The defaults, for the README: hard deletes are rarer and worse than deletes, so the bar is lower."""
-    return {"min_records": 20, "min_share": 0.05, "warn_min_records": 200}
-
-
-def without_vanished_deletions(conn: psycopg.Connection[Any], object_name: str, findings: list[Any]) -> list[Any]:
+def without_vanished_deletions(conn: psycopg.Connection[Any], object_name: str,
+                               findings: list[Finding]) -> list[Finding]:
     """Mass-delete findings less the records whose deletion version is a vanished record's closing version:
     those keep their last editor as `lastmodifiedbyid`, so mass_delete would blame the wrong user; the
     mass-vanishing detector reports them instead."""
-    from dataclasses import replace
-
     deletes = [f for f in findings if f.detector == "mass_delete"]
     if not deletes:
         return findings
