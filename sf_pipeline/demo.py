@@ -20,9 +20,13 @@ It is the only place besides the tests where devorg and the pipeline meet.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -167,6 +171,14 @@ def _dagster_home(path: Path, db_url: str) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def _runs_output_hidden() -> Iterator[None]:
+    """Hide what a Dagster run writes to stdout: dbt's log lines, which dagster-dbt copies there for the run's
+    compute log. The run keeps them (the Dagster UI shows them); the demo prints its own summary of each run."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
 def _fmt(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%H:%M:%S")
 
@@ -198,8 +210,9 @@ class _Story:
         with self.console.status(f"backing up {label} through Dagster..."):
             tags = {"dagster/asset_partition_range_start": start.strftime(KEY),
                     "dagster/asset_partition_range_end": end.strftime(KEY)} if end else {}
-            run = job.execute_in_process(instance=self.instance, tags=tags, run_config=QUIET,
-                                         partition_key=None if end else start.strftime(KEY))
+            with _runs_output_hidden():
+                run = job.execute_in_process(instance=self.instance, tags=tags, run_config=QUIET,
+                                             partition_key=None if end else start.strftime(KEY))
         seconds = time.monotonic() - began
         table = Table(title=f"backup run {run.run_id[:8]}: {label} ({seconds:.1f} s)", title_justify="left")
         for col in ("object", "extracted", "inserted", "updated", "deleted", "API calls", "via"):
@@ -236,14 +249,16 @@ class _Story:
     def run_checks(self, request: Any):
         job = self.defs.resolve_job_def("anomaly_checks")
         subset = job.get_subset(asset_selection=set(), asset_check_selection=set(request.asset_check_keys))
-        return subset.execute_in_process(partition_key=request.partition_key, instance=self.instance,
-                                         tags=request.tags, run_config=QUIET)
+        with _runs_output_hidden():
+            return subset.execute_in_process(partition_key=request.partition_key, instance=self.instance,
+                                             tags=request.tags, run_config=QUIET)
 
     # --------------------------------------------------------------------------- seed and restore
     def seed(self, config: dict[str, Any]):
         job = self.defs.resolve_job_def("seed_sandbox")
-        return job.execute_in_process(instance=self.instance, raise_on_error=False,
-                                      run_config={"ops": {"seed_sandbox": {"config": config}}, **QUIET})
+        with _runs_output_hidden():
+            return job.execute_in_process(instance=self.instance, raise_on_error=False,
+                                          run_config={"ops": {"seed_sandbox": {"config": config}}, **QUIET})
 
     def restore(self, launchpad: dict[str, Any], step: str, what: str, **overrides: Any) -> dict[str, Any]:
         """Run the restore job with the launchpad config (plus overrides); returns its metadata, raises if it failed.
@@ -254,8 +269,9 @@ class _Story:
             overrides = {**overrides, "dry_run": False, "plan": self.result.restore_runs[overrides["plan"]]}
         config = launchpad["ops"]["restore"]["config"] | overrides
         job = self.defs.resolve_job_def("restore")
-        run = job.execute_in_process(instance=self.instance, raise_on_error=False,
-                                     run_config={"ops": {"restore": {"config": config}}, **QUIET})
+        with _runs_output_hidden():
+            run = job.execute_in_process(instance=self.instance, raise_on_error=False,
+                                         run_config={"ops": {"restore": {"config": config}}, **QUIET})
         if not run.success:
             raise RuntimeError(f"{what} failed: {_failure(run)}")
         self.result.restore_runs[step] = run.run_id
@@ -315,7 +331,7 @@ def run_demo(size: int = 10_000, data_dir: str | Path = ".demo", console: Consol
     from sf_pipeline.devorg.scenarios import run_scenario
     from sf_pipeline.report import TimelineEntry, write_incident_report
 
-    console = console or Console()
+    console = console or Console(file=sys.stdout)  # bound now: the runs' own stdout is hidden (_runs_output_hidden)
     data = Path(data_dir).resolve()
     if data.exists():
         shutil.rmtree(data)
