@@ -47,7 +47,9 @@ DEMO_DB = "sf_pipeline_demo"
 DEMO_MARK = "sf-pipeline demo: generated data, dropped and re-created by each `sf-pipeline demo`"
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 KEY = "%Y-%m-%d-%H:%M"
-QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}  # the demo prints its own progress
+# The demo prints its own progress and the incident: the runs' console log shows only what stops a run (a failed
+# step raises, and the demo says which). The Dagster UI (--ui) has every log line.
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 WINDOW = timedelta(minutes=15)
 LAG = timedelta(minutes=5)
 OBJECTS = ["Account", "Contact", "Opportunity", "Case", "Lead", "OpportunityContactRole", "Invoice__c"]
@@ -177,6 +179,11 @@ def _runs_output_hidden() -> Iterator[None]:
     compute log. The run keeps them (the Dagster UI shows them); the demo prints its own summary of each run."""
     with contextlib.redirect_stdout(io.StringIO()):
         yield
+
+
+def _counts(counts: dict[str, int]) -> str:
+    """A dry run's counts for people: `300 restore, 0 conflict, ...`."""
+    return ", ".join(f"{n:,} {what.replace('_', ' ')}" for what, n in counts.items())
 
 
 def _fmt(moment: datetime) -> str:
@@ -436,7 +443,7 @@ def run_demo(size: int = 10_000, data_dir: str | Path = ".demo", console: Consol
     meta = story.restore(launchpad, "sandbox dry run", "the restore dry run on the sandbox", target_org="sandbox",
                          dry_run=True)
     console.print(f"[green]✓[/] dry run on the sandbox: {meta['records_to_write']:,} records to write "
-                  f"({meta['counts']}); {meta['notes']}")
+                  f"({_counts(meta['counts'])}); {meta['notes']}")
     with console.status("rehearsing: the restore applied and verified on the sandbox..."):
         meta = story.restore(launchpad, "sandbox", "the rehearsal on the sandbox", target_org="sandbox",
                              plan="sandbox dry run")
@@ -450,7 +457,7 @@ def run_demo(size: int = 10_000, data_dir: str | Path = ".demo", console: Consol
     meta = story.restore(launchpad, "production dry run", "the restore dry run on production",
                          target_org="production", dry_run=True)
     console.print(f"[green]✓[/] dry run on production: {meta['records_to_write']:,} records to write "
-                  f"({meta['counts']})")
+                  f"({_counts(meta['counts'])})")
     with console.status("restoring production: the reviewed plan applied, then verified..."):
         meta = story.restore(launchpad, "production", "the restore of production", target_org="production",
                              plan="production dry run")
