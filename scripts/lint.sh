@@ -11,10 +11,13 @@ if [ "${1:-}" = "--fix" ]; then
   "$RUFF" check --fix "${PATHS[@]}" || true
 fi
 status=0
-"$RUFF" check "${PATHS[@]}" || { status=1; echo "lint: ruff check found the problems above (counts: $RUFF check --statistics)"; }
+"$RUFF" check "${PATHS[@]}" || {
+  status=1
+  echo "lint: ruff check found the problems above (counts by rule: $RUFF check --statistics)"
+}
 "$RUFF" format --check "${PATHS[@]}" >/dev/null || {
   status=1
-  "$RUFF" format --check "${PATHS[@]}" | tail -n 5
+  "$RUFF" format --check "${PATHS[@]}" 2>&1 | tail -n 1 || true
   echo "lint: files not formatted as ruff format would: run scripts/lint.sh --fix"
 }
 [ "$status" -eq 0 ] && echo "lint: ruff check and ruff format --check passed"
