@@ -7,11 +7,12 @@ setup:
 demo: setup
 	.venv/bin/sf-pipeline demo
 
-test: setup
+test: setup lint
 	@scripts/ensure-postgres.sh
 	@scripts/ensure-chromium.sh
 	@scripts/ensure-nginx.sh
 	.venv/bin/pytest
 
+# ruff check and ruff format --check (scripts/lint.sh --fix formats and applies the safe fixes)
 lint: setup
-	.venv/bin/ruff check sf_pipeline sf_pipeline_tests
+	@scripts/lint.sh

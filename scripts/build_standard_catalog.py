@@ -1,6 +1,6 @@
 """Derive devorg's compact standard-object catalog from jsforce's standard schema (MIT).
 
-Usage: python scripts/build_standard_catalog.py ../shared/reference/salesforce-standard-objects/standard-objects.json
+Usage: python scripts/build_standard_catalog.py path/to/standard-objects.json   (jsforce's standard schema file)
 
 Writes sf_pipeline/devorg/standard_catalog.json: per object, its fields as [name, type, nullable]
 (types: string, number, boolean, datetime, base64, address, location, any) and its parent lookups

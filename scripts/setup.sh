@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv from the project's own files (idempotent): Python 3.11, pinned dependencies.
+# Create .venv from the project's own files (idempotent): Python 3.11, pinned dependencies, with the extras the
+# tests and the demo need: dev (pytest, ruff, ...) and devorg (the local Salesforce org's server dependencies).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
@@ -10,7 +11,7 @@ fi
 stamp=.venv/.sf-pipeline-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip setuptools wheel 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -c "import sf_pipeline, dagster, dbt, simple_salesforce" 
+  .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev,devorg]" 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -c "import sf_pipeline, dagster, dbt, simple_salesforce, sf_pipeline.devorg.runner"
   touch "$stamp"
 fi

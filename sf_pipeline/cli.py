@@ -1,20 +1,65 @@
-"""The `sf-pipeline` command line."""
+"""The `sf-pipeline` command line.
+
+It speaks to its user only: Dagster's lifecycle warnings (an API in beta or preview, a superseded one) are
+for the developers of this package, who see them in the tests, not for someone restoring an org.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
+import warnings
 
 import click
 
 from sf_pipeline.settings import REPO_ROOT
+
+# Dagster's warnings that an API is in beta, in preview or superseded (dagster_shared.utils.warnings; older
+# releases also had ExperimentalWarning)
+LIFECYCLE_WARNINGS = frozenset({"BetaWarning", "PreviewWarning", "ExperimentalWarning", "SupersessionWarning"})
+# What `pip install 'sf-pipeline[devorg]'` adds (pyproject.toml): devorg and the demo need them, the pipeline not
+DEVORG_EXTRA = frozenset({"starlette", "uvicorn", "trustme", "lark", "multipart", "python_multipart", "pgserver"})
+
+
+def is_lifecycle_warning(category: type[Warning]) -> bool:
+    """Whether a warning class is one of Dagster's lifecycle warnings (matched by name and package, `dagster` or
+    `dagster_shared`, so that the command line need not import dagster to filter them)."""
+    return any(c.__name__ in LIFECYCLE_WARNINGS and c.__module__.startswith("dagster")
+               for c in category.__mro__)
+
+
+def quiet_lifecycle_warnings() -> None:
+    """Stop showing Dagster's lifecycle warnings in this process; every other warning is shown as before."""
+    shown = warnings.showwarning
+    if getattr(shown, "_sf_pipeline_quiet", False):
+        return
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if not is_lifecycle_warning(category):
+            shown(message, category, filename, lineno, file, line)
+
+    showwarning._sf_pipeline_quiet = True  # type: ignore[attr-defined]
+    warnings.showwarning = showwarning
+
+
+def require_devorg(command: str) -> None:
+    """Import devorg, or stop with what to install: its dependencies are the optional extra `devorg`."""
+    try:
+        import sf_pipeline.devorg.runner  # noqa: F401
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] not in DEVORG_EXTRA:
+            raise
+        raise click.ClickException(
+            f"`sf-pipeline {command}` needs devorg's dependencies, which are not installed ({exc.name} is "
+            "missing): pip install 'sf-pipeline[devorg]' (in a checkout, scripts/setup.sh installs them)") from None
 
 
 @click.group()
 @click.version_option(package_name="sf-pipeline")
 def main() -> None:
     """sf-pipeline: back up Salesforce to PostgreSQL, detect damage, rehearse and restore."""
+    quiet_lifecycle_warnings()
 
 
 # ====================================================================== devorg
@@ -49,6 +94,7 @@ def devorg() -> None:
 def serve(host, port, data_dir, size, seed, custom_objects, alias, name, daily_limit, extra_objects, files,
           file_sizes, sandbox) -> None:
     """Start an org over HTTPS and print, as export lines, what a client needs to connect."""
+    require_devorg("devorg serve")
     from .devorg.runner import DevOrgServer
 
     server = DevOrgServer(data_dir, host=host, port=port, generate=size, seed=seed, custom_objects=custom_objects,
@@ -242,6 +288,7 @@ def expire_sessions(url, alias) -> None:
                    "previous demo's data is refused.")
 def demo(size, data_dir, ui, database) -> None:
     """The 2 am story end to end: back up, damage, detect, rehearse in a sandbox, restore production, report."""
+    require_devorg("demo")
     from .demo import DemoDatabaseError, run_demo
 
     try:

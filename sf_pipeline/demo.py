@@ -20,9 +20,13 @@ It is the only place besides the tests where devorg and the pipeline meet.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,7 +47,9 @@ DEMO_DB = "sf_pipeline_demo"
 DEMO_MARK = "sf-pipeline demo: generated data, dropped and re-created by each `sf-pipeline demo`"
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 KEY = "%Y-%m-%d-%H:%M"
-QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}  # the demo prints its own progress
+# The demo prints its own progress and the incident: the runs' console log shows only what stops a run (a failed
+# step raises, and the demo says which). The Dagster UI (--ui) has every log line.
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 WINDOW = timedelta(minutes=15)
 LAG = timedelta(minutes=5)
 OBJECTS = ["Account", "Contact", "Opportunity", "Case", "Lead", "OpportunityContactRole", "Invoice__c"]
@@ -82,7 +88,12 @@ def resolve_database(data_dir: Path, console: Console, name: str = DEMO_DB) -> s
         console.print(f"[dim]database: {name} on the local PostgreSQL server (127.0.0.1:5432)[/]")
         return url
     except psycopg.OperationalError:
-        import pgserver
+        try:
+            import pgserver
+        except ImportError:
+            raise DemoDatabaseError(
+                "no PostgreSQL server at 127.0.0.1:5432 and no embedded one (pgserver): start a server, set "
+                "SF_PIPELINE_DATABASE_URL, or pip install 'sf-pipeline[devorg]'") from None
 
         server = pgserver.get_server(data_dir / "pgdata", cleanup_mode=None)
         url = prepare_demo_database(server.get_uri("postgres"), name)
@@ -162,6 +173,19 @@ def _dagster_home(path: Path, db_url: str) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def _runs_output_hidden() -> Iterator[None]:
+    """Hide what a Dagster run writes to stdout: dbt's log lines, which dagster-dbt copies there for the run's
+    compute log. The run keeps them (the Dagster UI shows them); the demo prints its own summary of each run."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
+def _counts(counts: dict[str, int]) -> str:
+    """A dry run's counts for people: `300 restore, 0 conflict, ...`."""
+    return ", ".join(f"{n:,} {what.replace('_', ' ')}" for what, n in counts.items())
+
+
 def _fmt(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%H:%M:%S")
 
@@ -193,8 +217,9 @@ class _Story:
         with self.console.status(f"backing up {label} through Dagster..."):
             tags = {"dagster/asset_partition_range_start": start.strftime(KEY),
                     "dagster/asset_partition_range_end": end.strftime(KEY)} if end else {}
-            run = job.execute_in_process(instance=self.instance, tags=tags, run_config=QUIET,
-                                         partition_key=None if end else start.strftime(KEY))
+            with _runs_output_hidden():
+                run = job.execute_in_process(instance=self.instance, tags=tags, run_config=QUIET,
+                                             partition_key=None if end else start.strftime(KEY))
         seconds = time.monotonic() - began
         table = Table(title=f"backup run {run.run_id[:8]}: {label} ({seconds:.1f} s)", title_justify="left")
         for col in ("object", "extracted", "inserted", "updated", "deleted", "API calls", "via"):
@@ -231,14 +256,16 @@ class _Story:
     def run_checks(self, request: Any):
         job = self.defs.resolve_job_def("anomaly_checks")
         subset = job.get_subset(asset_selection=set(), asset_check_selection=set(request.asset_check_keys))
-        return subset.execute_in_process(partition_key=request.partition_key, instance=self.instance,
-                                         tags=request.tags, run_config=QUIET)
+        with _runs_output_hidden():
+            return subset.execute_in_process(partition_key=request.partition_key, instance=self.instance,
+                                             tags=request.tags, run_config=QUIET)
 
     # --------------------------------------------------------------------------- seed and restore
     def seed(self, config: dict[str, Any]):
         job = self.defs.resolve_job_def("seed_sandbox")
-        return job.execute_in_process(instance=self.instance, raise_on_error=False,
-                                      run_config={"ops": {"seed_sandbox": {"config": config}}, **QUIET})
+        with _runs_output_hidden():
+            return job.execute_in_process(instance=self.instance, raise_on_error=False,
+                                          run_config={"ops": {"seed_sandbox": {"config": config}}, **QUIET})
 
     def restore(self, launchpad: dict[str, Any], step: str, what: str, **overrides: Any) -> dict[str, Any]:
         """Run the restore job with the launchpad config (plus overrides); returns its metadata, raises if it failed.
@@ -249,8 +276,9 @@ class _Story:
             overrides = {**overrides, "dry_run": False, "plan": self.result.restore_runs[overrides["plan"]]}
         config = launchpad["ops"]["restore"]["config"] | overrides
         job = self.defs.resolve_job_def("restore")
-        run = job.execute_in_process(instance=self.instance, raise_on_error=False,
-                                     run_config={"ops": {"restore": {"config": config}}, **QUIET})
+        with _runs_output_hidden():
+            run = job.execute_in_process(instance=self.instance, raise_on_error=False,
+                                         run_config={"ops": {"restore": {"config": config}}, **QUIET})
         if not run.success:
             raise RuntimeError(f"{what} failed: {_failure(run)}")
         self.result.restore_runs[step] = run.run_id
@@ -310,7 +338,7 @@ def run_demo(size: int = 10_000, data_dir: str | Path = ".demo", console: Consol
     from sf_pipeline.devorg.scenarios import run_scenario
     from sf_pipeline.report import TimelineEntry, write_incident_report
 
-    console = console or Console()
+    console = console or Console(file=sys.stdout)  # bound now: the runs' own stdout is hidden (_runs_output_hidden)
     data = Path(data_dir).resolve()
     if data.exists():
         shutil.rmtree(data)
@@ -415,7 +443,7 @@ def run_demo(size: int = 10_000, data_dir: str | Path = ".demo", console: Consol
     meta = story.restore(launchpad, "sandbox dry run", "the restore dry run on the sandbox", target_org="sandbox",
                          dry_run=True)
     console.print(f"[green]✓[/] dry run on the sandbox: {meta['records_to_write']:,} records to write "
-                  f"({meta['counts']}); {meta['notes']}")
+                  f"({_counts(meta['counts'])}); {meta['notes']}")
     with console.status("rehearsing: the restore applied and verified on the sandbox..."):
         meta = story.restore(launchpad, "sandbox", "the rehearsal on the sandbox", target_org="sandbox",
                              plan="sandbox dry run")
@@ -429,7 +457,7 @@ def run_demo(size: int = 10_000, data_dir: str | Path = ".demo", console: Consol
     meta = story.restore(launchpad, "production dry run", "the restore dry run on production",
                          target_org="production", dry_run=True)
     console.print(f"[green]✓[/] dry run on production: {meta['records_to_write']:,} records to write "
-                  f"({meta['counts']})")
+                  f"({_counts(meta['counts'])})")
     with console.status("restoring production: the reviewed plan applied, then verified..."):
         meta = story.restore(launchpad, "production", "the restore of production", target_org="production",
                              plan="production dry run")

@@ -1,4 +1,4 @@
-"""The demo writes its generated org into a database of its own, and never shows the database password (issue 15)."""
+"""The demo writes its generated org into a database of its own, and never shows the database password."""
 
 from __future__ import annotations
 

@@ -1,12 +1,14 @@
 """Anomaly checks over the backup's history: find damage in a window and say how to undo it.
 
-No Dagster here: asset checks and sensors call `run_detectors` for a window of an object, turn each
-finding into an `IncidentReport` (`report_incident`), store it (`save_incident`) and show its markdown
-and restore config.
+No Dagster here. Every detector is listed once, in `registry.py`. Asset checks and sensors call
+`run_detectors` for a window of an object, turn each finding into an `IncidentReport` (`report_incident`),
+store it (`save_incident`) and show its markdown and restore config.
 
-    overrides = overrides_from_settings(settings.anomalies, {o.name: o.anomalies for o in settings.objects})
+    thresholds = resolve_settings(settings.anomalies, {o.name: o.anomalies for o in settings.objects},
+                                  [o.name for o in settings.objects])  # raises on a bad threshold
     backup_start = settings.start  # the partitions' start (an aware instant)
-    findings = run_detectors(conn, "Opportunity", start, end, overrides, user_names, history_start=backup_start)
+    findings = run_detectors(conn, "Opportunity", start, end, thresholds["Opportunity"], user_names,
+                             history_start=backup_start)
     for finding in findings:
         report = report_incident(conn, finding, org="production", field_names={"accountid": "AccountId"})
         save_incident(conn, report)
@@ -15,7 +17,6 @@ and restore config.
 
 from sf_pipeline.anomalies.chart import bar_chart_png, sparkline
 from sf_pipeline.anomalies.detectors import (
-    DETECTORS,
     Baseline,
     Finding,
     SampleChange,
@@ -29,7 +30,6 @@ from sf_pipeline.anomalies.detectors import (
     detect_user_share,
     detect_volume,
     reference_columns,
-    run_detectors,
     user_names_from_backup,
     window_changes,
 )
@@ -46,16 +46,15 @@ from sf_pipeline.anomalies.incidents import (
     restore_config_for,
     save_incident,
 )
-from sf_pipeline.anomalies.settings import (
-    DEFAULT_THRESHOLDS,
+from sf_pipeline.anomalies.registry import DEFAULT_THRESHOLDS, DETECTORS, Detector, FindingKind, run_detectors
+from sf_pipeline.anomalies.settings import overrides_from_settings, resolve_settings, thresholds_for
+from sf_pipeline.anomalies.thresholds import (
     SKIPPED_COLUMNS,
     AnomalyThresholds,
     MassChangeThresholds,
     OrphanThresholds,
     UserShareThresholds,
     VolumeThresholds,
-    overrides_from_settings,
-    thresholds_for,
 )
 
 __all__ = [
@@ -67,7 +66,9 @@ __all__ = [
     "AnomalySettingsError",
     "AnomalyThresholds",
     "Baseline",
+    "Detector",
     "Finding",
+    "FindingKind",
     "IncidentReport",
     "MassChangeThresholds",
     "OrphanThresholds",
@@ -92,6 +93,7 @@ __all__ = [
     "overrides_from_settings",
     "reference_columns",
     "report_incident",
+    "resolve_settings",
     "restore_config_for",
     "run_detectors",
     "save_incident",

@@ -16,7 +16,8 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from .incidents import DETECTOR_TITLES, IncidentReport, format_instant
+from .incidents import IncidentReport, format_instant
+from .registry import title_of
 
 WEBHOOK_ENV = "SF_PIPELINE_ALERT_WEBHOOK"
 MAX_FIELDS_SHOWN = 8
@@ -48,7 +49,7 @@ def _fields(report: IncidentReport) -> str:
 def incident_summary(report: IncidentReport) -> str:
     """One line without record values or ids: what, where, how many, by whom, when. Used in the alert and in
     the check's error log line (not escaped: the caller escapes for its medium)."""
-    what = DETECTOR_TITLES.get(report.detector, report.detector)
+    what = title_of(report.detector)
     where = f"{report.object}.{_fields(report)}" if report.fields else report.object
     share = (f" ({report.share:.1%} of {report.live_records:,} live)"
              if report.share is not None and report.live_records is not None else "")

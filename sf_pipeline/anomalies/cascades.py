@@ -3,8 +3,8 @@
 Deleting an Account deletes its Contacts and Opportunities, and an Opportunity its contact roles, in the same
 transaction: Salesforce stamps every record of the cascade with the same SystemModstamp and the deleting user
 (devorg does the same, `store._delete_tree`). Seen object by object, one deletion of 15 Accounts was 5 incidents
-(issue 16: "listed newest first, so the parent's incident comes last, and the children's restores fail with
-`UNDELETE_FAILED: Entity was deleted with its parent`"), when undeleting the 15 Accounts brings the whole tree
+(listed newest first, so the parent's incident came last, and the children's restores failed with
+`UNDELETE_FAILED: Entity was deleted with its parent`), when undeleting the 15 Accounts brings the whole tree
 back: Salesforce undeletes a record's cascade-deleted children with it ("Restoring Deleted Records", Apex
 Developer Guide: https://developer.salesforce.com/docs/atlas.en-us.apexcode.meta/apexcode/
 langCon_apex_dml_examples_undelete.htm, "undelete ... also restores ... related records that were deleted with

@@ -15,9 +15,10 @@ from sf_pipeline.salesforce import soql
 from sf_pipeline.settings import ObjectSettings, Settings
 
 from .alerts import check_url, incident_summary, send_alert
-from .detectors import run_detectors, user_names_from_backup
+from .detectors import user_names_from_backup
 from .incidents import IncidentReport, report_incident, save_incident, writable_columns
-from .settings import overrides_from_settings
+from .registry import check_description, run_detectors
+from .thresholds import AnomalyThresholds
 
 CHECK_NAME = "no_mass_damage"
 log = logging.getLogger(__name__)
@@ -51,15 +52,19 @@ def _user_names(conn, salesforce: SalesforceOrgResource, user_ids: list[str]) ->
 
 
 def anomaly_check(
-    obj: ObjectSettings, settings: Settings, partitions: dg.TimeWindowPartitionsDefinition
+    obj: ObjectSettings,
+    settings: Settings,
+    partitions: dg.TimeWindowPartitionsDefinition,
+    thresholds: AnomalyThresholds,
 ) -> dg.AssetChecksDefinition:
+    """The check of one object, with its thresholds resolved when the code location loaded."""
+
     @dg.asset_check(
         asset=history_key(obj.name),
         name=CHECK_NAME,
         partitions_def=partitions,
         blocking=False,
-        description=f"Mass nulling, mass overwrite, mass deletion, one user changing an unusual share, change "
-        f"volume far from its baseline and orphaned references in the window's {obj.name} changes.",
+        description=check_description(obj.name),
     )
     def _check(
         context: dg.AssetCheckExecutionContext,
@@ -73,9 +78,6 @@ def anomaly_check(
                 passed=True,
                 metadata={"note": dg.MetadataValue.text("first window (full load): nothing to compare with")},
             )
-        thresholds = overrides_from_settings(
-            settings.anomalies, {o.name: o.anomalies for o in settings.objects}
-        )
         with warehouse.connect() as conn:
             findings = run_detectors(
                 conn, obj.name, window.start, window.end, thresholds, history_start=partitions.start

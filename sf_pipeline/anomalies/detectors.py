@@ -17,6 +17,9 @@ Damage is attributed to the acting user (`lastmodifiedbyid` of the new version) 
 a finding normally holds the records one user hit, so "changed_by" in a restore selects them exactly. When
 no single user reaches a threshold but all users together do (a trigger or flow running as whoever edits),
 the finding covers every user, names the one behind most records, and says it did not act alone.
+
+`registry.py` lists these detectors (and `vanishing.py`'s) with their thresholds and wording, and runs them all
+over a window (`run_detectors`).
 """
 
 from __future__ import annotations
@@ -35,31 +38,18 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
 from sf_pipeline.anomalies import cascades
-from sf_pipeline.anomalies.settings import (
+from sf_pipeline.anomalies.thresholds import (
     AUDIT_COLUMNS,
     AnomalyThresholds,
     MassChangeThresholds,
     Severity,
     is_skipped_column,
-    thresholds_for,
 )
-from sf_pipeline.anomalies.vanishing import detect_mass_vanishing, without_vanished_deletions
 from sf_pipeline.warehouse.history import history_columns
 from sf_pipeline.warehouse.names import HISTORY_SCHEMA, ident, qualified, table_name
 from sf_pipeline.warehouse.run_state import calculated_columns
 from sf_pipeline.warehouse.schema import table_columns
 
-DETECTORS: tuple[str, ...] = (
-    "mass_nulling",
-    "mass_overwrite",
-    "mass_delete",
-    "mass_vanishing",
-    "user_share",
-    "volume_spike",
-    "volume_drop",
-    "orphans",
-    "dangling_references",
-)
 SAMPLE_SIZE = 5
 
 # The hash join of a window's versions with their previous versions, and the sorts of the GROUP BYs, in
@@ -174,10 +164,13 @@ def _history(object_name: str) -> sql.Identifier:
     return qualified(HISTORY_SCHEMA, table_name(object_name))
 
 
-def _resolve(thresholds: AnomalyThresholds | Mapping[str, Any] | None, object_name: str) -> AnomalyThresholds:
+def resolve_thresholds(thresholds: AnomalyThresholds | Mapping[str, Any] | None, object_name: str) -> AnomalyThresholds:
     """Thresholds as given, or resolved for the object from a settings dict, or the defaults."""
     if isinstance(thresholds, AnomalyThresholds):
         return thresholds
+    # settings.py resolves against the registry, which lists this module's detectors: imported on use
+    from sf_pipeline.anomalies.settings import thresholds_for
+
     return thresholds_for(object_name, overrides=thresholds)
 
 
@@ -223,7 +216,7 @@ def _column_or_null(alias: str, column: str, present: set[str], cast: str = "tex
 
 
 @contextmanager
-def _analytics(conn: psycopg.Connection[Any]) -> Iterator[None]:
+def analytics(conn: psycopg.Connection[Any]) -> Iterator[None]:
     """One transaction (a savepoint inside the caller's) for a detector's queries, so they read one
     snapshot, with settings for a few large aggregations. JIT off: the lateral joins make the planner's
     cost estimates high enough to JIT-compile queries that run in 0.1 s for 0.2-0.3 s each
@@ -252,7 +245,7 @@ def window_changes(
     diffed = [c for c in columns if c == "isdeleted" or not (is_skipped_column(c) or c in calculated)]
     table = sql.Identifier(f"sfp_window_changes_{uuid.uuid4().hex[:12]}")
     params = {"start": start, "end": end, "fields": diffed}
-    with _analytics(conn):
+    with analytics(conn):
         live, versions = conn.execute(
             _STATS.format(history=history, deleted=_column_or_null("h", "isdeleted", present, "boolean")),
             params,
@@ -311,7 +304,7 @@ def _changes_for(
                 f"the window changes given are of {changes.object_name} {changes.start}..{changes.end}, "
                 f"not of {object_name} {start}..{end}"
             )
-        with _analytics(conn):
+        with analytics(conn):
             yield changes
         return
     with window_changes(conn, object_name, start, end) as made:
@@ -502,7 +495,7 @@ def detect_mass_nulling(
     Lookups above all: a nulled AccountId leaves the Opportunity orphaned. `changes` lets several
     detectors share one `window_changes`.
     """
-    limits = _resolve(thresholds, object_name)
+    limits = resolve_thresholds(thresholds, object_name)
     with _changes_for(conn, object_name, start, end, changes) as window:
         return _mass_change(conn, window, limits, "mass_nulling")
 
@@ -517,7 +510,7 @@ def detect_mass_overwrite(
     changes: WindowChanges | None = None,
 ) -> list[Finding]:
     """Fields set to one and the same new value on many records (one owner, one stage), per acting user."""
-    limits = _resolve(thresholds, object_name)
+    limits = resolve_thresholds(thresholds, object_name)
     with _changes_for(conn, object_name, start, end, changes) as window:
         return _mass_change(conn, window, limits, "mass_overwrite")
 
@@ -539,7 +532,7 @@ def detect_mass_delete(
     are left to the parent's finding, which counts them (`details["cascade"]`) and is raised when the whole
     tree is large enough, even if its roots alone are few (15 Accounts with 400 Contacts and Opportunities).
     """
-    limits = _resolve(thresholds, object_name)
+    limits = resolve_thresholds(thresholds, object_name)
     with _changes_for(conn, object_name, start, end, changes) as window:
         findings = _mass_change(conn, window, limits, "mass_delete")
         if not limits.enabled("mass_delete"):
@@ -650,7 +643,7 @@ def detect_user_share(
     changes: WindowChanges | None = None,
 ) -> list[Finding]:
     """Users who changed an unusual share of the object's live records in the window (any fields)."""
-    resolved = _resolve(thresholds, object_name)
+    resolved = resolve_thresholds(thresholds, object_name)
     limits = resolved.user_share
     if not limits.enabled:
         return []
@@ -745,7 +738,7 @@ def baseline(
     }
     counts: dict[int, int] = {}
     earliest: datetime | None = None
-    with _analytics(conn):
+    with analytics(conn):
         rows = conn.execute(_BASELINE.format(history=_history(object_name)), params).fetchall()
     for back, n, first in rows:
         if back is not None:
@@ -803,7 +796,7 @@ def detect_volume(
     No alarm while the history covers fewer than `min_baseline_windows` previous windows. A spike names
     the user behind most changed records and selects what they changed, for a restore to look at.
     """
-    resolved = _resolve(thresholds, object_name)
+    resolved = resolve_thresholds(thresholds, object_name)
     limits = resolved.volume
     if not limits.enabled:
         return []
@@ -916,7 +909,7 @@ def change_volume(
     history_columns(conn, object_name)
     since = end - timedelta(hours=hours)
     bucket = timedelta(minutes=bucket_minutes)
-    with _analytics(conn):
+    with analytics(conn):
         counts = dict(
             conn.execute(
                 _CHANGE_VOLUME.format(history=_history(object_name)),
@@ -1019,13 +1012,13 @@ def detect_orphans(
     parents that are deleted or were never backed up (the restore puts the lookup back). Run it after the
     parent objects' history of the window is snapshotted too, or fresh parents look missing.
     """
-    resolved = _resolve(thresholds, object_name)
+    resolved = resolve_thresholds(thresholds, object_name)
     if not resolved.enabled("orphans"):
         return []
     child_columns = set(history_columns(conn, object_name))
     findings: list[Finding] = []
     live: int | None = None
-    with _analytics(conn):
+    with analytics(conn):
         for column, parent_object in reference_columns(conn, object_name, references).items():
             limits = resolved.for_field(column).orphans
             parent_columns = [
@@ -1141,47 +1134,3 @@ def user_names_from_backup(conn: psycopg.Connection[Any], user_ids: Sequence[str
         return {}
     query = sql.SQL("SELECT id, name FROM {} WHERE id = ANY(%s)").format(qualified("salesforce", "user"))
     return {record_id: name for record_id, name in conn.execute(query, (wanted,)).fetchall() if name}
-
-
-_SEVERITY_ORDER = {"error": 0, "warning": 1}
-
-
-def run_detectors(
-    conn: psycopg.Connection[Any],
-    object_name: str,
-    start: datetime,
-    end: datetime,
-    thresholds: AnomalyThresholds | Mapping[str, Any] | None = None,
-    user_names: Mapping[str, str] | None = None,
-    *,
-    references: Mapping[str, str] | None = None,
-    history_start: datetime | None = None,
-) -> list[Finding]:
-    """Every detector over one window of one object; errors first, then the largest.
-
-    `thresholds`: resolved thresholds, or the settings dict (`{"defaults": ..., "objects": ...}`), or None
-    for the defaults. `user_names` (id -> name, e.g. from the org) names the acting users; ids it lacks are
-    looked up in the backup's User mirror when there is one. `references` and `history_start`: see
-    `detect_orphans`/`reference_columns` and `baseline`.
-    """
-    resolved = _resolve(thresholds, object_name)
-    findings: list[Finding] = []
-    with _analytics(conn):
-        with window_changes(conn, object_name, start, end) as changes:
-            findings += detect_mass_nulling(conn, object_name, start, end, resolved, changes=changes)
-            findings += detect_mass_overwrite(conn, object_name, start, end, resolved, changes=changes)
-            findings += detect_mass_delete(conn, object_name, start, end, resolved, changes=changes)
-            findings += detect_user_share(conn, object_name, start, end, resolved, changes=changes)
-            findings += detect_volume(
-                conn, object_name, start, end, resolved, history_start=history_start, changes=changes
-            )
-        findings += detect_orphans(conn, object_name, start, end, resolved, references=references)
-        findings += detect_mass_vanishing(conn, object_name, start, end, resolved)
-        findings = without_vanished_deletions(conn, object_name, findings)
-
-    names = dict(user_names or {})
-    missing = sorted({f.user_id for f in findings if f.user_id and f.user_id not in names})
-    if missing:
-        names |= user_names_from_backup(conn, missing)
-    findings = [replace(f, user_name=names.get(f.user_id)) if f.user_id in names else f for f in findings]
-    return sorted(findings, key=lambda f: (_SEVERITY_ORDER.get(f.severity, 9), -f.affected_count, f.detector))

@@ -23,6 +23,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from sf_pipeline.anomalies import registry
 from sf_pipeline.anomalies.chart import bar_chart_png, sparkline
 from sf_pipeline.anomalies.detectors import Finding, change_volume
 from sf_pipeline.warehouse.names import ident, qualified
@@ -37,19 +38,6 @@ DEFAULT_TARGET_ORG = "production"
 _DDL_LOCK_KEY = 0x5F_414E_4F4D_414C  # "_ANOMAL": serializes concurrent creations of the incident table
 _BARE_YAML = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _YAML_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"})
-
-DETECTOR_TITLES = {
-    "mass_nulling": "Mass nulling",
-    "mass_overwrite": "Mass overwrite",
-    "mass_delete": "Mass deletion",
-    "mass_vanishing": "Records gone for good (hard delete, purge, merge)",
-    "user_share": "One user changed an unusual share",
-    "volume_spike": "Change volume spike",
-    "volume_drop": "Change volume dropped to nothing",
-    "orphans": "Orphaned records (parents deleted)",
-    "dangling_references": "Lookups to missing or deleted parents",
-}
-
 
 def format_instant(ts: datetime) -> str:
     """`YYYY-MM-DDTHH:MM:SSZ` in UTC, to the second (the restore contract's format)."""
@@ -67,7 +55,7 @@ def _api(column: str, field_names: Mapping[str, str]) -> str:
 def restores_whole_records(finding: Finding) -> bool:
     """Deleted or vanished records come back whole: their restore names no field, so it takes every field the
     org's describe lets it create or update (history cannot tell formula or derived fields from others)."""
-    return finding.restore_deleted or finding.detector == "mass_vanishing"
+    return finding.restore_deleted or registry.restores_whole_records(finding.detector)
 
 
 def restorable_fields(finding: Finding, writable: Collection[str] | None) -> tuple[str, ...]:
@@ -239,7 +227,7 @@ class IncidentReport:
     # --------------------------------------------------------------------------------- summaries
     @property
     def title(self) -> str:
-        what = DETECTOR_TITLES.get(self.detector, self.detector)
+        what = registry.title_of(self.detector)
         where = f"{self.object}.{', '.join(self.fields)}" if self.fields else self.object
         who = f" by {self.user_label}" if self.user_id else ""
         if not self.affected_count:
@@ -339,7 +327,7 @@ class IncidentReport:
             if (self.share is not None and self.live_records is not None)
             else ""
         )
-        lines.append(f"- **What**: {self._what()}")
+        lines.append(f"- **What**: {registry.what_changed(self)}")
         lines.append(f"- **Records affected**: {self.affected_count:,}{share}")
         if self.first_change and self.last_change:
             lines.append(
@@ -392,48 +380,7 @@ class IncidentReport:
     @property
     def what(self) -> str:
         """One sentence: what changed."""
-        return self._what()
-
-    def _what(self) -> str:
-        fields = ", ".join(f"`{f}`" for f in self.fields)
-        details = self.details
-        if self.detector == "mass_nulling":
-            return f"{fields} went from a value to empty"
-        if self.detector == "mass_overwrite":
-            values = sorted({str(p.get("value")) for p in details.get("per_field", [])})
-            return f"{fields} set to the same value ({', '.join(repr(v) for v in values)})"
-        if self.detector == "mass_delete":
-            cascade = details.get("cascade") or {}
-            if cascade:
-                beneath = ", ".join(f"{n:,} {table}" for table, n in cascade.items())
-                return (f"{self.object} records deleted, and with them (cascade, same transaction) {beneath}: one "
-                        "incident for the whole tree")
-            return f"{self.object} records deleted"
-        if self.detector == "mass_vanishing":
-            return (f"{self.object} records {details.get('cause', 'gone')}: the org no longer holds them, not even "
-                    "in the recycle bin; the restore below re-creates them from history (new ids)")
-        if self.detector == "user_share":
-            return f"one user changed {fields or 'records'} on an unusual share of {self.object}"
-        if self.detector == "volume_spike":
-            return (
-                f"{details.get('window_versions', 0):,} changes in the window, "
-                f"{details.get('factor') or 0:.0f}x the usual {details.get('baseline_median', 0):g} "
-                f"({details.get('baseline', 'same hours of previous days')}); the restore below selects what "
-                "the most active user changed"
-            )
-        if self.detector == "volume_drop":
-            return (
-                f"no change at all in the window, where there usually are {details.get('baseline_median', 0):g} "
-                f"({details.get('baseline', 'same hours of previous days')}): check that the backup user can "
-                "still see the object (permissions, sharing) and that the sync really ran"
-            )
-        if self.detector in ("orphans", "dangling_references"):
-            return (
-                f"{fields} points at {details.get('parent_object')} records that are deleted "
-                f"({details.get('parents_deleted', 0):,}) or missing in the backup "
-                f"({details.get('parents_missing', 0):,})"
-            )
-        return self.detector
+        return registry.what_changed(self)
 
     # ------------------------------------------------------------------------------ serialization
     def to_dict(self) -> dict[str, Any]:
@@ -517,7 +464,7 @@ def _restore_note(finding: Finding, config: dict[str, Any] | None, max_record_id
                      "with_children).")
     if finding.detector == "mass_vanishing":
         parts.append("They are no longer in the recycle bin, so they are re-created from history with new ids; "
-                     "records that pointed at them are not re-pointed (whole hierarchies: issue 16).")
+                     "records that pointed at them are not re-pointed.")
     if len(ids) > max_record_ids:
         parts.append(f"The incident keeps all {len(ids):,} record ids (sf_pipeline.incident_records): "
                      "`incident: <id>` selects exactly them, nothing is pasted.")

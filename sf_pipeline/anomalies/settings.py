@@ -23,170 +23,41 @@ mass-change detector also has an absolute `warn_min_records` that raises a *warn
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from sf_pipeline.anomalies.errors import AnomalySettingsError
-
-Severity = Literal["error", "warning"]
-SEVERITIES: tuple[str, ...] = ("error", "warning")
-
-# Columns that change with every edit or are bookkeeping: never reported as damaged fields.
-# `isdeleted` is the mass-delete detector's own signal; `dbt_*` are the snapshot's validity columns, `_sfp_*`
-# the backup's vanished-record flags (warehouse/vanished.py).
-SKIPPED_COLUMNS: frozenset[str] = frozenset(
-    {
-        "id",
-        "systemmodstamp",
-        "lastmodifieddate",
-        "lastmodifiedbyid",
-        "lastvieweddate",
-        "lastreferenceddate",
-        "isdeleted",
-    }
+from sf_pipeline.anomalies.registry import DEFAULT_THRESHOLDS, DETECTORS_BY_NAME, FIELD_DETECTORS
+from sf_pipeline.anomalies.thresholds import (
+    AUDIT_COLUMNS,
+    SEVERITIES,
+    SKIPPED_COLUMNS,
+    AnomalyThresholds,
+    MassChangeThresholds,
+    OrphanThresholds,
+    Severity,
+    UserShareThresholds,
+    VolumeThresholds,
+    is_skipped_column,
 )
-# Columns a restore cannot write (set by Salesforce on insert): left out of whole-record restores.
-AUDIT_COLUMNS: frozenset[str] = frozenset({"createddate", "createdbyid"})
 
-
-def is_skipped_column(column: str, extra: frozenset[str] | tuple[str, ...] = ()) -> bool:
-    """True for bookkeeping columns the detectors never report (see `SKIPPED_COLUMNS`)."""
-    name = column.lower()
-    return name in SKIPPED_COLUMNS or name.startswith(("dbt_", "_sfp_")) or name in extra
-
-
-@dataclass(frozen=True)
-class MassChangeThresholds:
-    """Mass nulling, mass overwrite and mass deletion: many records hit the same way by one user.
-
-    Severity `severity` when at least `min_records` records AND at least `min_share` of the object's live
-    records are hit; `warning` when fewer than `min_share` but at least `warn_min_records` (None: never).
-    """
-
-    enabled: bool = True
-    min_records: int = 50
-    min_share: float = 0.2
-    warn_min_records: int | None = 1000
-    severity: Severity = "error"
-
-    def classify(self, count: int, share: float) -> Severity | None:
-        """The severity of `count` records (`share` of the live records) hit, or None when it is normal."""
-        if not self.enabled or count <= 0:
-            return None
-        if count >= self.min_records and share >= self.min_share:
-            return self.severity
-        if self.warn_min_records is not None and count >= max(self.warn_min_records, self.min_records):
-            return "warning"
-        return None
-
-    @property
-    def floor(self) -> int:
-        """The smallest number of records that can be reported at all (for filtering in SQL)."""
-        candidates = [self.min_records]
-        if self.warn_min_records is not None:
-            candidates.append(max(self.warn_min_records, self.min_records))
-        return min(candidates)
-
-
-@dataclass(frozen=True)
-class UserShareThresholds:
-    """One user changing an unusual share of an object's live records in one window.
-
-    A warning by default: a legitimate integration can do it too, and real damage of this kind is also
-    caught as mass nulling/overwrite (error) or as a volume spike.
-    """
-
-    enabled: bool = True
-    min_records: int = 100
-    min_share: float = 0.3
-    severity: Severity = "warning"
-
-    def classify(self, count: int, share: float) -> Severity | None:
-        if self.enabled and count >= self.min_records and share >= self.min_share:
-            return self.severity
-        return None
-
-
-@dataclass(frozen=True)
-class VolumeThresholds:
-    """Change volume of a window against the same window of previous days.
-
-    Spike: more than `spike_factor` x the baseline median AND more than `spike_min_changes` changes.
-    Drop: at most `drop_max_changes` changes while the median is at least `drop_min_baseline` (a sync that
-    silently returns nothing, e.g. after a permission change). No alarm with fewer than
-    `min_baseline_windows` previous windows; `same_weekday` compares with the same weekday of previous
-    weeks instead of every previous day (orgs that are quiet at weekends).
-    """
-
-    enabled: bool = True
-    spike_factor: float = 10.0
-    spike_min_changes: int = 200
-    spike_severity: Severity = "error"
-    drop_max_changes: int = 0
-    drop_min_baseline: float = 50.0
-    drop_severity: Severity = "warning"
-    baseline_days: int = 14
-    min_baseline_windows: int = 7
-    same_weekday: bool = False
-
-
-@dataclass(frozen=True)
-class OrphanThresholds:
-    """Children left pointing at parents that are deleted or missing in the backup."""
-
-    enabled: bool = True
-    min_records: int = 20
-    severity: Severity = "error"
-
-
-_DETECTOR_TYPES: dict[str, type] = {
-    "mass_nulling": MassChangeThresholds,
-    "mass_overwrite": MassChangeThresholds,
-    "mass_delete": MassChangeThresholds,
-    "mass_vanishing": MassChangeThresholds,
-    "user_share": UserShareThresholds,
-    "volume": VolumeThresholds,
-    "orphans": OrphanThresholds,
-}
-# Detectors whose thresholds may differ per field.
-FIELD_DETECTORS: tuple[str, ...] = ("mass_nulling", "mass_overwrite", "orphans")
-
-
-@dataclass(frozen=True)
-class AnomalyThresholds:
-    """Every detector's thresholds for one object (and, in `fields`, per field where settings say so).
-
-    `fields` maps lower-cased column names to the thresholds resolved for that field; use `for_field`.
-    """
-
-    mass_nulling: MassChangeThresholds = MassChangeThresholds()
-    mass_overwrite: MassChangeThresholds = MassChangeThresholds()
-    mass_delete: MassChangeThresholds = MassChangeThresholds(min_share=0.1)
-    # records gone for good (hard delete, purge, merge, unknown: anomalies/vanishing.py): a lower bar than deletes
-    mass_vanishing: MassChangeThresholds = MassChangeThresholds(min_records=20, min_share=0.05, warn_min_records=200)
-    user_share: UserShareThresholds = UserShareThresholds()
-    volume: VolumeThresholds = VolumeThresholds()
-    orphans: OrphanThresholds = OrphanThresholds()
-    skip_fields: tuple[str, ...] = ()
-    fields: Mapping[str, AnomalyThresholds] = field(default_factory=dict)
-
-    def for_field(self, column: str) -> AnomalyThresholds:
-        """The thresholds of one field (its column name or API name): field overrides, else the object's."""
-        return self.fields.get(column.lower(), self)
-
-    def floor(self, detector: str) -> int:
-        """The smallest record count any field could be reported with by a mass-change detector."""
-        levels = [self, *self.fields.values()]
-        floors = [getattr(t, detector).floor for t in levels if getattr(t, detector).enabled]
-        return min(floors) if floors else 0
-
-    def enabled(self, detector: str) -> bool:
-        """Whether a detector runs at all: enabled for the object or for at least one field."""
-        return any(getattr(t, detector).enabled for t in [self, *self.fields.values()])
-
-
-DEFAULT_THRESHOLDS = AnomalyThresholds()
+__all__ = [
+    "AUDIT_COLUMNS",
+    "DEFAULT_THRESHOLDS",
+    "FIELD_DETECTORS",
+    "SEVERITIES",
+    "SKIPPED_COLUMNS",
+    "AnomalyThresholds",
+    "MassChangeThresholds",
+    "OrphanThresholds",
+    "Severity",
+    "UserShareThresholds",
+    "VolumeThresholds",
+    "is_skipped_column",
+    "overrides_from_settings",
+    "resolve_settings",
+    "thresholds_for",
+]
 
 
 def _coerce(where: str, name: str, value: Any, default: Any, annotation: str) -> Any:
@@ -239,6 +110,7 @@ def _merge_level(
     if not isinstance(level, Mapping):
         raise AnomalySettingsError(f"{where}: expected a mapping, got {level!r}")
     changes: dict[str, Any] = {}
+    detectors = dict(base.detectors)
     for key, values in level.items():
         if key in ("fields", "objects"):
             continue  # handled by the caller
@@ -253,8 +125,8 @@ def _merge_level(
             raise AnomalySettingsError(
                 f"{where}: unknown detector {key!r}; known here: {', '.join((*allow, 'skip_fields'))}"
             )
-        changes[key] = _apply(getattr(base, key), f"{where}.{key}", values)
-    return dataclasses.replace(base, **changes)
+        detectors[key] = _apply(base.of(key), f"{where}.{key}", values)
+    return dataclasses.replace(base, detectors=detectors, **changes)
 
 
 def _lookup(mapping: Mapping[str, Any], name: str) -> Any:
@@ -286,7 +158,7 @@ def thresholds_for(
         raise AnomalySettingsError(
             f"anomalies: unknown key(s) {sorted(unknown)}; use 'defaults' (every object) and 'objects' (per object)"
         )
-    detectors = tuple(_DETECTOR_TYPES)
+    detectors = tuple(DETECTORS_BY_NAME)
     resolved = _merge_level(DEFAULT_THRESHOLDS, "anomalies.defaults", overrides.get("defaults"), detectors)
     objects = overrides.get("objects") or {}
     if not isinstance(objects, Mapping):
@@ -330,3 +202,33 @@ def overrides_from_settings(
             else:
                 target[key] = value
     return merged
+
+
+def resolve_settings(
+    anomalies: Mapping[str, Any] | None,
+    per_object: Mapping[str, Mapping[str, Any]] | None,
+    object_names: Iterable[str],
+) -> dict[str, AnomalyThresholds]:
+    """The resolved thresholds of every backed-up object, checking the whole `anomalies` block on the way (objects
+    it names that are not backed up too). The code location calls it when it loads, so a misspelt detector or a
+    threshold that is not a number fails `dagster definitions validate` and the deploy, naming the key, instead
+    of the first check after a backup. Raises `AnomalySettingsError` listing every bad key, one a line."""
+    overrides = overrides_from_settings(anomalies, per_object)
+    if isinstance(anomalies, Mapping) and set(anomalies) - {"defaults", "objects"}:
+        thresholds_for("", overrides=anomalies)  # raises: names the unknown keys
+    problems: list[str] = []
+
+    def check(object_name: str, level: Mapping[str, Any]) -> None:
+        try:
+            thresholds_for(object_name, overrides=level)
+        except AnomalySettingsError as exc:
+            if str(exc) not in problems:
+                problems.append(str(exc))
+
+    # the defaults alone, then each object alone: a bad default does not hide a bad object setting
+    check("", {"defaults": overrides["defaults"]})
+    for name in overrides["objects"]:
+        check(str(name), {"objects": overrides["objects"]})
+    if problems:
+        raise AnomalySettingsError("\n".join(problems))
+    return {name: thresholds_for(name, overrides=overrides) for name in object_names}

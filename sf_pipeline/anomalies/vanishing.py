@@ -2,16 +2,16 @@
 
 The backup closes each vanished record with a version flagged `_sfp_vanished` and stamped with the window whose
 run found it (`_sfp_found_in_window`, warehouse/vanished.py). A hard delete leaves the record's last editor in
-`lastmodifiedbyid`, so the mass-delete detector, which clusters by acting user, misses it (issue 14: "purging
-150 of 400 Opportunities raised no incident"). This detector groups the closing versions a window found by
+`lastmodifiedbyid`, so the mass-delete detector, which clusters by acting user, misses it (purging 150 of 400
+Opportunities would raise no incident). This detector groups the closing versions a window found by
 cause and by who did it where Salesforce tells (the Bulk job's owner, `_sfp_vanished_by`), and raises an
 incident whose restore config re-creates the records from history (the restore re-creates a record the org no
-longer has, with a new id; children of a hierarchy are issue 16).
+longer has, with a new id).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +19,8 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from sf_pipeline.anomalies.settings import AUDIT_COLUMNS, AnomalyThresholds, is_skipped_column
+from sf_pipeline.anomalies.detectors import Finding, SampleChange
+from sf_pipeline.anomalies.thresholds import AUDIT_COLUMNS, AnomalyThresholds, is_skipped_column
 from sf_pipeline.warehouse.history import history_columns
 from sf_pipeline.warehouse.names import HISTORY_SCHEMA, qualified, table_name
 from sf_pipeline.warehouse.schema import table_columns
@@ -55,10 +56,8 @@ _WORDS = {"hard-deleted": "hard-deleted (Bulk API hardDelete: never in the recyc
 
 
 def detect_mass_vanishing(conn: psycopg.Connection[Any], object_name: str, start: datetime, end: datetime,
-                          thresholds: AnomalyThresholds) -> list[Any]:
+                          thresholds: AnomalyThresholds) -> list[Finding]:
     """Findings for the records the run of window [start, end) found gone, one per cause and actor."""
-    from sf_pipeline.anomalies.detectors import Finding, SampleChange
-
     limits = thresholds.mass_vanishing
     if not limits.enabled:
         return []
@@ -120,17 +119,11 @@ def detect_mass_vanishing(conn: psycopg.Connection[Any], object_name: str, start
     return findings
 
 
-def vanishing_thresholds_default() -> Mapping[str, Any]:
-    """The defaults, for the README: hard deletes are rarer and worse than deletes, so the bar is lower."""
-    return {"min_records": 20, "min_share": 0.05, "warn_min_records": 200}
-
-
-def without_vanished_deletions(conn: psycopg.Connection[Any], object_name: str, findings: list[Any]) -> list[Any]:
+def without_vanished_deletions(conn: psycopg.Connection[Any], object_name: str,
+                               findings: list[Finding]) -> list[Finding]:
     """Mass-delete findings less the records whose deletion version is a vanished record's closing version:
     those keep their last editor as `lastmodifiedbyid`, so mass_delete would blame the wrong user; the
     mass-vanishing detector reports them instead."""
-    from dataclasses import replace
-
     deletes = [f for f in findings if f.detector == "mass_delete"]
     if not deletes:
         return findings

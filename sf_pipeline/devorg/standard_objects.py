@@ -507,8 +507,8 @@ CASE = ObjectDef(
                 nillable=False,
                 defaulted_on_create=True,
             ),
-            # An Account or Contact with Cases cannot be deleted: the real describes mark both child relationships
-            # restrictedDelete (../shared/reference/salesforce-describe/Account.json, Contact.json).
+            # An Account or Contact with Cases cannot be deleted: a real org's describes of Account and Contact mark
+            # both child relationships (Cases) restrictedDelete.
             F("ContactId", "reference", length=18, reference_to=("Contact",), relationship_name="Contact",
               restricted_delete=True),
             F("AccountId", "reference", length=18, reference_to=("Account",), relationship_name="Account",

@@ -1,4 +1,4 @@
-"""Cascade deletes are one incident, the root's (issue 16): 15 Accounts deleted with their Contacts and
+"""Cascade deletes are one incident, the root's: 15 Accounts deleted with their Contacts and
 Opportunities is a mass deletion of Accounts with the cascade beneath it, not one incident per object."""
 
 from __future__ import annotations

@@ -145,7 +145,7 @@ def test_orphaned_opportunities_are_caught_explained_and_given_a_restore_config(
     assert "Marketing Integration" in meta["acting_user"]
     assert meta["first_change"].startswith("2026-11-24T02:01:00")
     assert "AccountId" in meta["incident"]
-    # the launchpad config: the stored incident, which holds the selection (issue 16: no pasted ids)
+    # the launchpad config: the stored incident, which holds the selection (no pasted ids)
     number = meta["incident_ids"][0]  # the worst finding's (errors first), whose config the metadata shows
     assert meta["restore_config_json"] == {"incident": number, "target_org": "production", "dry_run": True}
     with psycopg.connect(p.db_url) as conn:

@@ -202,8 +202,8 @@ def test_sales_user_deleting_most_cases_is_a_mass_deletion_restoring_whole_recor
     ).restore_config
     assert config["restore_deleted"] is True and config["object"] == "Case"
     assert config["record_ids"] == sorted(doomed)
-    # whole records: no field list, so the restore takes every field describe lets it write (issue 16: a
-    # listed MasterRecordId made the suggested restore fail)
+    # whole records: no field list, so the restore takes every field describe lets it write (a listed
+    # MasterRecordId made the suggested restore fail)
     assert config["fields"] == []
     assert {"subject", "status", "accountid", "ownerid"} <= set(finding.restore_fields)
     assert not {"id", "isdeleted", "systemmodstamp", "lastmodifiedbyid", "createddate"} & set(

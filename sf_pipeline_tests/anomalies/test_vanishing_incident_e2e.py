@@ -1,4 +1,4 @@
-"""End to end: devorg's `mass-hard-delete` (issue 14: "purging 150 of 400 Opportunities raised no incident"),
+"""End to end: devorg's `mass-hard-delete` (purging 150 of 400 Opportunities once raised no incident),
 backed up through Dagster and dbt, raises a mass-vanishing incident in the next window: how many, when, who
 (the Bulk job's owner), and a restore config that re-creates the records from history."""
 

@@ -16,7 +16,7 @@ from simple_salesforce.exceptions import SalesforceError as ClientError
 from sf_pipeline.devorg.runner import DevOrgServer
 from sf_pipeline_tests.devorg_fixtures import connect, shared_reference
 
-# Flags a whole-org backup decides by (DESIGN.md "Completeness"), and the rest of the describe global.
+# Flags a whole-org backup decides by (README: "Every object, discovered"), and the rest of the describe global.
 FLAGS = ("queryable", "replicateable", "retrieveable", "createable", "updateable", "deletable", "undeletable",
          "layoutable", "searchable", "triggerable", "mergeable", "mruEnabled", "feedEnabled", "custom",
          "deepCloneable", "activateable", "customSetting", "hasSubtypes", "isSubtype", "isInterface",
