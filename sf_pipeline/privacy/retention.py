@@ -134,6 +134,7 @@ class ObjectRetention:
     protected_records: int = 0
     bytes_removed: int = 0  # the removed rows' size (in place: reusable after VACUUM; rewrite: given back)
     method: str = ""  # "in place" or "rewrite" (apply_retention's doc), empty when nothing was removed
+    batches: int = 0  # id ranges decided (each about BATCH_VERSIONS versions)
     table_bytes_before: int = 0
     table_bytes_after: int = 0
     seconds: float = 0.0
@@ -156,84 +157,150 @@ def protected_ids(conn: psycopg.Connection[Any]) -> list[str]:
     return sorted(ids)
 
 
-def apply_retention(conn: psycopg.Connection[Any], sobject: str, policy: RetentionPolicy, now: datetime, *,
-                    protected: Sequence[str] = (), dry_run: bool = False, method: str = "auto") -> ObjectRetention:
-    """Thin one object's history by `policy` at instant `now`; see the module doc. One transaction.
+# Versions decided per batch: a batch is a range of record ids read in (id, dbt_valid_from) order through the
+# history's index, so deciding needs no sort, and memory and temporary space are bounded by the batch.
+BATCH_VERSIONS = 200_000
 
-    `method`: "in place" deletes the thinned versions and updates the kept ones whose validity stretches;
-    "rewrite" copies the kept versions aside, truncates the table and writes them back, then rebuilds its
-    indexes (the table file shrinks at once); "auto" rewrites when at least REWRITE_SHARE of the versions go.
+
+def apply_retention(conn: psycopg.Connection[Any], sobject: str, policy: RetentionPolicy, now: datetime, *,
+                    protected: Sequence[str] = (), dry_run: bool = False, method: str = "auto",
+                    batch_versions: int = BATCH_VERSIONS) -> ObjectRetention:
+    """Thin one object's history by `policy` at instant `now`; see the module doc.
+
+    The history is decided in batches of about `batch_versions` versions (whole records, by id range).
+    `method`: "in place" deletes each batch's thinned versions and stretches its kept ones, one transaction per
+    batch (each leaves every record's history valid; a snapshot writing meanwhile waits for the batch, not the
+    whole run); the space is reusable by PostgreSQL after VACUUM, which autovacuum or the next VACUUM does, the
+    file does not shrink. "rewrite" copies each batch's kept versions aside, then truncates the table, writes
+    them back and rebuilds its indexes, in one transaction (the file shrinks at once: the space goes back to the
+    operating system). "auto" counts first (a dry pass) and rewrites when at least REWRITE_SHARE of the versions go.
     """
     if method not in ("auto", "in place", "rewrite"):
         raise ValueError(f"method must be auto, in place or rewrite, not {method!r}")
     started = time.perf_counter()
     out = ObjectRetention(sobject, protected_records=len(protected))
+    regclass = f"{HISTORY_SCHEMA}.{table_name(sobject)}"
     h = qualified(HISTORY_SCHEMA, table_name(sobject))
-    if conn.execute("SELECT to_regclass(%s)", (f"{HISTORY_SCHEMA}.{table_name(sobject)}",)).fetchone()[0] is None:
+    if conn.execute("SELECT to_regclass(%s)", (regclass,)).fetchone()[0] is None:
         return out
-    all_from = now - timedelta(days=policy.keep_all_days)
-    daily_from = now - timedelta(days=policy.daily_until_days)
     monthly_from = now - timedelta(days=policy.monthly_until_days) if policy.monthly_until_days is not None else None
-    params = {"all_from": all_from, "daily_from": daily_from, "monthly_from": monthly_from,
+    params = {"all_from": now - timedelta(days=policy.keep_all_days),
+              "daily_from": now - timedelta(days=policy.daily_until_days), "monthly_from": monthly_from,
               "protected": list(protected)}
-    with conn.transaction():
-        if not dry_run:
-            # a snapshot writing meanwhile waits (readers do not): its new versions would otherwise miss the
-            # decision, or, in a rewrite, be lost between the copy and the truncation
-            conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(h))
-        out.table_bytes_before = conn.execute("SELECT pg_total_relation_size(%s::regclass)",
-                                              (f"{HISTORY_SCHEMA}.{table_name(sobject)}",)).fetchone()[0]
-        # Only records with a version older than the keep-everything period can lose one: the index on
-        # (id, dbt_valid_from) narrows the work to them when most history is recent.
-        conn.execute(sql.SQL("""
-            CREATE TEMPORARY TABLE retention_versions ON COMMIT DROP AS
-            SELECT dbt_scd_id, id, dbt_valid_from, dbt_valid_to,
-                   (row_number() OVER (PARTITION BY id ORDER BY dbt_valid_from DESC) = 1
-                    OR dbt_valid_from >= %(all_from)s
-                    OR id = ANY(%(protected)s)
-                    OR (dbt_valid_from >= %(daily_from)s
-                        AND row_number() OVER (PARTITION BY id, date_trunc('day', dbt_valid_from, 'UTC')
-                                               ORDER BY dbt_valid_from DESC) = 1)
-                    OR ((%(monthly_from)s::timestamptz IS NULL OR dbt_valid_from >= %(monthly_from)s)
-                        AND dbt_valid_from < %(daily_from)s
-                        AND row_number() OVER (PARTITION BY id, date_trunc('month', dbt_valid_from, 'UTC'),
-                                                            dbt_valid_from < %(daily_from)s
-                                               ORDER BY dbt_valid_from DESC) = 1)) AS keep
-            FROM {h}
-            WHERE id IN (SELECT id FROM {h} WHERE dbt_valid_from < %(all_from)s)""").format(h=h), params)
-        out.versions_before = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(h)).fetchone()[0]
-        out.removed = conn.execute("SELECT count(*) FROM retention_versions WHERE NOT keep").fetchone()[0]
-        if not dry_run and out.removed:
-            rewrite = method == "rewrite" or (method == "auto" and out.removed >= REWRITE_SHARE * out.versions_before)
-            indexes = _plain_indexes(conn, sobject) if rewrite else None
-            if indexes is None:
-                _thin_in_place(conn, h, out)
-            else:
-                _thin_by_rewrite(conn, h, sobject, indexes, out)
+    out.table_bytes_before = _size(conn, regclass)
+    if dry_run or method == "auto":
+        _count(conn, h, params, batch_versions, out)
+        if dry_run or not out.removed:
+            out.table_bytes_after = out.table_bytes_before
+            out.seconds = time.perf_counter() - started
+            return out
+        method = "rewrite" if out.removed >= REWRITE_SHARE * out.versions_before else "in place"
+    indexes = _plain_indexes(conn, sobject) if method == "rewrite" else None
+    out.versions_before = out.removed = out.stretched = out.batches = 0
+    if indexes is None:
+        _thin_in_place(conn, h, params, batch_versions, out)
+    else:
+        _thin_by_rewrite(conn, h, sobject, indexes, params, batch_versions, out)
     if not conn.autocommit:
         conn.commit()
-    out.table_bytes_after = conn.execute("SELECT pg_total_relation_size(%s::regclass)",
-                                         (f"{HISTORY_SCHEMA}.{table_name(sobject)}",)).fetchone()[0]
+    out.table_bytes_after = _size(conn, regclass)
     if out.method == "rewrite":  # what the file gave back (the rows' own size is not measured on this path)
         out.bytes_removed = max(0, out.table_bytes_before - out.table_bytes_after)
     out.seconds = time.perf_counter() - started
     return out
 
 
-def _thin_in_place(conn: psycopg.Connection[Any], h: sql.Composable, out: ObjectRetention) -> None:
+def _size(conn: psycopg.Connection[Any], regclass: str) -> int:
+    return conn.execute("SELECT pg_total_relation_size(%s::regclass)", (regclass,)).fetchone()[0]
+
+
+# Whether a version stays, from its record's next version (`next_from`, null for the latest): the latest; every
+# version younger than all_from; a protected record's; from daily_from on, the day's last (the next is on another
+# day); before daily_from and not older than monthly_from, the month's last before daily_from. One window
+# (lead over id, dbt_valid_from) decides, which the (id, dbt_valid_from) index delivers in order.
+_KEEP = """(next_from IS NULL
+           OR dbt_valid_from >= %(all_from)s
+           OR id = ANY(%(protected)s)
+           OR (dbt_valid_from >= %(daily_from)s
+               AND date_trunc('day', next_from, 'UTC') <> date_trunc('day', dbt_valid_from, 'UTC'))
+           OR ((%(monthly_from)s::timestamptz IS NULL OR dbt_valid_from >= %(monthly_from)s)
+               AND dbt_valid_from < %(daily_from)s
+               AND (next_from >= %(daily_from)s
+                    OR date_trunc('month', next_from, 'UTC') <> date_trunc('month', dbt_valid_from, 'UTC'))))"""
+
+
+def _decided(h: sql.Composable, columns: sql.Composable) -> sql.Composed:
+    """The versions of one batch (ids in (%(lo)s, %(hi)s], hi null: to the end), with `keep` and `next_kept` (the
+    next kept version's dbt_valid_from, for kept versions: where their validity now ends)."""
+    return sql.SQL("""
+        SELECT *, CASE WHEN keep THEN lead(dbt_valid_from) OVER (
+                   PARTITION BY id, keep ORDER BY dbt_valid_from) END AS next_kept
+        FROM (SELECT *, {keep} AS keep
+              FROM (SELECT {columns}, lead(dbt_valid_from) OVER (PARTITION BY id ORDER BY dbt_valid_from) AS next_from
+                    FROM {h} WHERE id > %(lo)s AND (%(hi)s::text IS NULL OR id <= %(hi)s)) v) d""").format(
+        columns=columns, keep=sql.SQL(_KEEP), h=h)
+
+
+def _batches(conn: psycopg.Connection[Any], h: sql.Composable, batch_versions: int):
+    """(lo, hi] id ranges of about batch_versions versions each (whole records), the last with hi None; found
+    through the (id, dbt_valid_from) index as the work goes (a batch's deletions do not move the next bound)."""
+    lo = ""
+    while True:
+        row = conn.execute(sql.SQL("SELECT id FROM {} WHERE id > %s ORDER BY id OFFSET %s LIMIT 1").format(h),
+                           (lo, batch_versions - 1)).fetchone()
+        hi = row[0] if row else None
+        yield lo, hi
+        if hi is None:
+            return
+        lo = hi
+
+
+def _count(conn: psycopg.Connection[Any], h: sql.Composable, params: dict[str, Any], batch_versions: int,
+           out: ObjectRetention) -> None:
+    """What thinning would remove, batch by batch, changing nothing."""
+    query = sql.SQL("SELECT count(*), count(*) FILTER (WHERE NOT keep), count(*) FILTER (WHERE keep AND next_kept "
+                    "IS NOT NULL AND next_kept IS DISTINCT FROM dbt_valid_to) FROM ({}) b").format(
+        _decided(h, sql.SQL("id, dbt_valid_from, dbt_valid_to")))
+    for lo, hi in _batches(conn, h, batch_versions):
+        total, removed, stretched = conn.execute(query, {**params, "lo": lo, "hi": hi}).fetchone()
+        out.versions_before += total
+        out.removed += removed
+        out.stretched += stretched
+        out.batches += 1
+    if not conn.autocommit:
+        conn.commit()
+
+
+def _thin_in_place(conn: psycopg.Connection[Any], h: sql.Composable, params: dict[str, Any], batch_versions: int,
+                   out: ObjectRetention) -> None:
+    """Per batch, one transaction: lock out writers, decide, delete the thinned versions and stretch the kept
+    ones (both by ctid: the decision and the change see the same rows under the lock)."""
     out.method = "in place"
-    conn.execute("CREATE INDEX ON retention_versions (dbt_scd_id) WHERE NOT keep")
-    row = conn.execute(sql.SQL(
-        "WITH gone AS (DELETE FROM {h} h USING retention_versions r WHERE NOT r.keep "
-        "AND h.dbt_scd_id = r.dbt_scd_id RETURNING pg_column_size(h.*) AS size) "
-        "SELECT count(*), coalesce(sum(size), 0) FROM gone").format(h=h)).fetchone()
-    out.removed, out.bytes_removed = row[0], int(row[1])
-    out.stretched = conn.execute(sql.SQL(
-        "UPDATE {h} h SET dbt_valid_to = n.next_from FROM ("
-        "  SELECT dbt_scd_id, dbt_valid_to, lead(dbt_valid_from) OVER (PARTITION BY id ORDER BY dbt_valid_from)"
-        "  AS next_from FROM retention_versions WHERE keep) n "
-        "WHERE h.dbt_scd_id = n.dbt_scd_id AND n.next_from IS NOT NULL "
-        "AND h.dbt_valid_to IS DISTINCT FROM n.next_from").format(h=h)).rowcount
+    decided = _decided(h, sql.SQL("ctid AS tid, id, dbt_valid_from, dbt_valid_to"))
+    lo: str | None = ""
+    while lo is not None:
+        with conn.transaction():
+            # a snapshot writing meanwhile waits for this batch (readers do not)
+            conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(h))
+            row = conn.execute(sql.SQL("SELECT id FROM {} WHERE id > %s ORDER BY id OFFSET %s LIMIT 1").format(h),
+                               (lo, batch_versions - 1)).fetchone()
+            hi = row[0] if row else None
+            conn.execute("DROP TABLE IF EXISTS retention_batch")
+            conn.execute(sql.SQL("CREATE TEMPORARY TABLE retention_batch ON COMMIT DROP AS {}").format(decided),
+                         {**params, "lo": lo, "hi": hi})
+            out.versions_before += conn.execute("SELECT count(*) FROM retention_batch").fetchone()[0]
+            removed, size = conn.execute(sql.SQL(
+                "WITH gone AS (DELETE FROM {h} h WHERE ctid = ANY(ARRAY(SELECT tid FROM retention_batch WHERE NOT "
+                "keep)) RETURNING pg_column_size(h.*) AS size) SELECT count(*), coalesce(sum(size), 0) FROM gone"
+            ).format(h=h)).fetchone()
+            out.removed += removed
+            out.bytes_removed += int(size)
+            out.stretched += conn.execute(sql.SQL(
+                "UPDATE {h} h SET dbt_valid_to = b.next_kept FROM retention_batch b "
+                "WHERE h.ctid = ANY(ARRAY(SELECT tid FROM retention_batch WHERE keep AND next_kept IS NOT NULL "
+                "AND next_kept IS DISTINCT FROM dbt_valid_to)) AND h.ctid = b.tid").format(h=h)).rowcount
+            out.batches += 1
+        lo = hi
 
 
 def _plain_indexes(conn: psycopg.Connection[Any], sobject: str) -> list[str] | None:
@@ -249,43 +316,53 @@ def _plain_indexes(conn: psycopg.Connection[Any], sobject: str) -> list[str] | N
 
 
 def _thin_by_rewrite(conn: psycopg.Connection[Any], h: sql.Composable, sobject: str, indexes: list[str],
-                     out: ObjectRetention) -> None:
-    """Copy the kept versions (their validity stretched) aside, TRUNCATE, write them back, rebuild the indexes.
+                     params: dict[str, Any], batch_versions: int, out: ObjectRetention) -> None:
+    """Copy the kept versions (their validity stretched) aside batch by batch, TRUNCATE, write them back,
+    rebuild the indexes; one transaction.
 
     Deleting millions of versions writes each one's deletion and leaves the file as large as before; when most
     of a history goes, writing back what stays is cheaper, and TRUNCATE gives the space back to the operating
-    system at once. The table itself (owner, grants, views over it, dbt's relation) is the same table. TRUNCATE
-    holds an ACCESS EXCLUSIVE lock to the end of the transaction: reads of this history wait for the rewrite.
+    system at once. The table itself (owner, grants, views over it, dbt's relation) is the same table. The lock
+    is taken first, so no snapshot writes between the copy and the truncation; TRUNCATE then holds an ACCESS
+    EXCLUSIVE lock to the end of the transaction: reads of this history wait for the write-back.
     """
     out.method = "rewrite"
     columns = [name for name, _ in table_columns(conn, HISTORY_SCHEMA, table_name(sobject))]
-    picked = [sql.SQL("coalesce(n.next_from, h.dbt_valid_to) AS dbt_valid_to") if c == "dbt_valid_to" else sql.Identifier("h", c)
-              for c in columns]
-    conn.execute(sql.SQL(
-        "CREATE TEMPORARY TABLE retention_kept ON COMMIT DROP AS SELECT {picked}, "
-        "(n.next_from IS NOT NULL AND n.next_from IS DISTINCT FROM h.dbt_valid_to) AS retention_stretched "
-        "FROM {h} h LEFT JOIN ("
-        "  SELECT dbt_scd_id, keep, CASE WHEN keep THEN lead(dbt_valid_from) OVER ("
-        "    PARTITION BY id, keep ORDER BY dbt_valid_from) END AS next_from FROM retention_versions) n "
-        "USING (dbt_scd_id) WHERE n.keep IS NOT FALSE").format(picked=sql.SQL(", ").join(picked), h=h))
-    out.stretched = conn.execute("SELECT count(*) FROM retention_kept WHERE retention_stretched").fetchone()[0]
-    names = [r[0] for r in conn.execute(
-        "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = %s::regclass",
-        (f"{HISTORY_SCHEMA}.{table_name(sobject)}",))]
-    for name in names:
-        conn.execute(sql.SQL("DROP INDEX {}").format(qualified(HISTORY_SCHEMA, name)))
-    conn.execute(sql.SQL("TRUNCATE {}").format(h))
-    target = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
-    conn.execute(sql.SQL("INSERT INTO {h} ({target}) SELECT {target} FROM retention_kept").format(h=h, target=target))
-    for definition in indexes:
-        conn.execute(definition)
-    conn.execute(sql.SQL("ANALYZE {}").format(h))
+    listed = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    picked = sql.SQL(", ").join(
+        sql.SQL("coalesce(next_kept, dbt_valid_to)") if c == "dbt_valid_to" else sql.Identifier(c) for c in columns)
+    with conn.transaction():
+        conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(h))
+        conn.execute(sql.SQL("CREATE TEMPORARY TABLE retention_kept ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA"
+                             ).format(listed, h))
+        copy = sql.SQL("WITH d AS ({decided}), kept AS (INSERT INTO retention_kept ({listed}) SELECT {picked} FROM d "
+                       "WHERE keep) SELECT count(*), count(*) FILTER (WHERE NOT keep), count(*) FILTER (WHERE keep "
+                       "AND next_kept IS NOT NULL AND next_kept IS DISTINCT FROM dbt_valid_to) FROM d").format(
+            decided=_decided(h, listed), listed=listed, picked=picked)
+        for lo, hi in _batches(conn, h, batch_versions):
+            total, removed, stretched = conn.execute(copy, {**params, "lo": lo, "hi": hi}).fetchone()
+            out.versions_before += total
+            out.removed += removed
+            out.stretched += stretched
+            out.batches += 1
+        names = [r[0] for r in conn.execute(
+            "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = %s::regclass",
+            (f"{HISTORY_SCHEMA}.{table_name(sobject)}",))]
+        for name in names:
+            conn.execute(sql.SQL("DROP INDEX {}").format(qualified(HISTORY_SCHEMA, name)))
+        conn.execute(sql.SQL("TRUNCATE {}").format(h))
+        conn.execute(sql.SQL("INSERT INTO {h} ({listed}) SELECT {listed} FROM retention_kept").format(
+            h=h, listed=listed))
+        for definition in indexes:
+            conn.execute(definition)
+        conn.execute(sql.SQL("ANALYZE {}").format(h))
 
 
 def retention_summary(results: Sequence[ObjectRetention]) -> dict[str, Any]:
     return {r.object: {"versions_before": r.versions_before, "removed": r.removed, "stretched": r.stretched,
                        "bytes_removed": r.bytes_removed, "table_bytes_before": r.table_bytes_before,
                        "table_bytes_after": r.table_bytes_after, "method": r.method or "nothing to remove",
+                       "batches": r.batches,
                        "seconds": round(r.seconds, 2)} for r in results}
 
 

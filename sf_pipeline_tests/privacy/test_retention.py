@@ -87,6 +87,49 @@ def test_history_is_thinned_per_day_then_month_keeping_validity_gap_free(pg_conn
     assert again.removed == 0 and again.stretched == 0  # idempotent
 
 
+def _expected(versions: dict[str, list[datetime]], protected: set[str]) -> dict[str, list[tuple]]:
+    """The policy read literally, record by record (module doc of retention.py): the latest version; every
+    version younger than keep_all_days; a protected record's; then the last of each UTC day; then the last of
+    each UTC month (of the versions before the daily period); nothing older than the maximum age. Each kept
+    version's validity ends where the next kept one starts."""
+    all_from, daily_from = NOW - timedelta(days=POLICY.keep_all_days), NOW - timedelta(days=POLICY.daily_until_days)
+    monthly_from = NOW - timedelta(days=POLICY.monthly_until_days)
+    out = {}
+    for rid, stamps in versions.items():
+        stamps = sorted(stamps)
+        kept = []
+        for n, t in enumerate(stamps):
+            later = stamps[n + 1:]
+            if (not later or t >= all_from or rid in protected
+                    or (t >= daily_from and not [u for u in later if u.date() == t.date()])
+                    or (monthly_from <= t < daily_from
+                        and not [u for u in later if u < daily_from and (u.year, u.month) == (t.year, t.month)])):
+                kept.append(t)
+        out[rid] = [(t, kept[n + 1] if n + 1 < len(kept) else None) for n, t in enumerate(kept)]
+    return out
+
+
+@pytest.mark.parametrize("method", ["in place", "rewrite"])
+def test_batches_of_a_few_versions_thin_as_the_policy_says(pg_conn, method):
+    # 40 records of 3 to 30 versions at irregular hours over 400 days, decided 7 versions at a time: records
+    # fall on batch edges, and each batch decides only whole records
+    versions = {f"003R{r:02d}": [NOW - timedelta(hours=(r * 37 + v * v * 53) % (400 * 24) + 1) for v in range(3 + r % 28)]
+                for r in range(40)}
+    versions = {rid: sorted(set(stamps)) for rid, stamps in versions.items()}
+    make_history(pg_conn, versions)
+    total = sum(len(v) for v in versions.values())
+    dry = apply_retention(pg_conn, "Contact", POLICY, NOW, protected=["003R05"], dry_run=True, batch_versions=7)
+    result = apply_retention(pg_conn, "Contact", POLICY, NOW, protected=["003R05"], method=method, batch_versions=7)
+    assert result.method == method and result.batches >= total // 30 and dry.batches == result.batches
+    assert (dry.versions_before, dry.removed, dry.stretched) == (result.versions_before, result.removed,
+                                                                  result.stretched)
+    expected = _expected(versions, {"003R05"})
+    assert result.versions_before == total and result.removed == total - sum(len(v) for v in expected.values())
+    assert result.removed > 0 and result.stretched > 0
+    got = {rid: [(start, until) for start, until, _ in chain(pg_conn, rid)] for rid in versions}
+    assert got == expected
+
+
 def test_a_dry_run_counts_and_removes_nothing(pg_conn):
     make_history(pg_conn, {"003A": [NOW - timedelta(days=30, hours=h) for h in range(1, 11)]})  # one day
     dry = apply_retention(pg_conn, "Contact", POLICY, NOW, dry_run=True)
