@@ -31,9 +31,8 @@ LOST = 450  # Accounts deleted and purged: 3 create calls of 200, 200, 50
 OPPORTUNITIES = 450  # orphaned: 3 update calls
 
 UPDATE = {"object": "Opportunity", "fields": ["AccountId"]}
-# the one-object path (`with_children: false`); the whole-hierarchy path is killed in the tests at the end
+# the one-object path (`with_children: false`); a whole-hierarchy restore is killed in test_restore_tree_e2e.py
 CREATE = {"object": "Account", "fields": [], "restore_deleted": True, "with_children": False}
-TREE = {"object": "Account", "fields": [], "restore_deleted": True}  # with_children: on for deletions
 
 # What the killed process runs: the reviewed plan applied, with a SIGKILL at one phase of one call.
 RUNNER = textwrap.dedent('''
@@ -253,71 +252,3 @@ def test_a_record_the_restore_user_cannot_see_is_reported_never_recreated(pipeli
         assert result.outcomes.get("created", 0) == 0 and result.outcomes["written"] == OPPORTUNITIES - 2
     count = p.devorg.org.queries.run("SELECT Id FROM Opportunity", include_deleted=True, batch_size=2000)
     assert len(count["records"]) == OPPORTUNITIES - 2  # nothing was created in their place
-
-
-
-# ===================================================================== whole hierarchies (with_children)
-# Four Accounts deleted with their Contacts, Opportunities and contact roles (test_restore_tree_e2e's org), then
-# half of the recycle bin emptied: two Accounts come back by undelete (their children with them), two are
-# re-created with their children (Bulk inserts when `bulk_at` is small), self-references set after the inserts
-# (`update`), and the lookups of survivors re-pointed (`repoint`: one call per object, Account, Contact and
-# Invoice__c).
-# With the whole bin purged instead, everything is re-created and the self-references inside the tree
-# (Account.ParentId, Contact.ReportsToId) are set by an update once both ends exist.
-TREE_KILLS = [
-    pytest.param("undelete", "after", 1, None, 0.5, id="after-undelete"),
-    pytest.param("create", "job", 2, 1, 0.5, id="mid-insert-bulk-job-created"),
-    pytest.param("create", "after", 2, 1, 0.5, id="bulk-insert-done-never-completed"),
-    pytest.param("create", "after", 1, None, 0.5, id="collections-insert-done-never-completed"),
-    pytest.param("update", "before", 1, None, 1.0, id="after-insert-before-references"),
-    pytest.param("repoint", "before", 1, None, 0.5, id="after-insert-before-re-point"),
-    pytest.param("repoint", "after", 2, 1, 1.0, id="mid-re-point-bulk"),
-]
-
-
-@pytest.fixture(scope="module")
-def tree_deleted(save_pipeline_state) -> SavedState:
-    from sf_pipeline_tests.restore.test_restore_tree_e2e import OBJECTS, delete_four_accounts
-    return save_pipeline_state(delete_four_accounts, OBJECTS)
-
-
-@pytest.mark.parametrize(("operation", "phase", "nth", "bulk_at", "purged"), TREE_KILLS)
-def test_tree_restore_killed_at_any_phase_reruns_without_a_duplicate(pipeline_factory, tree_deleted, operation,
-                                                                     phase, nth, bulk_at, purged):
-    from sf_pipeline_tests.restore.test_restore_tree_e2e import mapped, org_state
-
-    p = pipeline_factory(state=tree_deleted)
-    run_scenario(p.devorg.org, "recycle-bin-purge", empty_bin=True, fraction=purged)
-    at(p, 9, 0)
-    with p.conn() as conn:
-        plan = plan_restore(conn, client(p), config(**TREE), "t1-dry")
-        actions = {"undelete": 0, **plan.summary()["actions"]}
-        assert bool(actions["undelete"]) == (purged < 1) and actions["create"] and actions["repoint"] >= 3
-        kill_at(p, TREE, "t1", operation, phase, nth, **({"bulk_at": bulk_at} if bulk_at else {}))
-        assert journal_states(conn, operation).get("pending", 0) > 0  # the killed run left its journal open
-        if phase == "job":  # the job's id was logged before anything was uploaded
-            assert conn.execute("SELECT count(*) FROM sf_pipeline.restore_audit WHERE state = 'pending' AND "
-                                "job_id IS NOT NULL").fetchone()[0] > 0
-        c = client(p)
-        rerun = load_plan(conn, config(**TREE, dry_run=False, plan="t1-dry"), "t2")
-        result = apply_plan(conn, c, rerun)
-        assert result.success, result.summary()
-        assert verify_plan(c, rerun, conn=conn).success
-        if phase != "before" and phase != "job":  # the killed call was carried out: found done, not made again
-            assert result.reconciled.get("done", 0) >= 1, result.reconciled
-        # a complete audit: nothing pending or unsettled, one done create per re-created record across both runs
-        states = dict(conn.execute("SELECT state, count(*) FROM sf_pipeline.restore_audit GROUP BY 1").fetchall())
-        assert "pending" not in states and "unchecked" not in states, states
-        ids = dict(conn.execute("SELECT source_id, target_id FROM sf_pipeline.id_map WHERE source_alias = "
-                                "'production' AND target_alias = 'production'").fetchall())
-        assert len(ids) == actions["create"]
-        created = conn.execute("SELECT before #>> '{}', record_id FROM sf_pipeline.restore_audit WHERE operation = "
-                               "'create' AND field = 'Id' AND state = 'done'").fetchall()
-        assert sorted(created) == sorted(ids.items())  # each old id re-created once, under the id in the id map
-        undeleted = conn.execute("SELECT record_id, count(*) FROM sf_pipeline.restore_audit WHERE operation = "
-                                 "'undelete' AND state = 'done' GROUP BY 1").fetchall()
-        assert len(undeleted) == actions["undelete"] and all(n == 1 for _, n in undeleted)
-    # No record twice (every object's live records are exactly those before the delete, re-created ones under
-    # their new ids) and every lookup to a record of the tree points at it again, survivors' included.
-    story = tree_deleted.story
-    assert org_state(p) == mapped(story.before, ids)
