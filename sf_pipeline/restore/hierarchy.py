@@ -24,6 +24,13 @@ per object, see tree_tables.py), `dry_run: false` with `plan:` applies exactly i
 object the run touched, and `undo_of` a tree run puts re-pointed lookups back and deletes (to the recycle
 bin) the records the run brought back.
 
+Safe to interrupt, never twice: every undelete, create (sObject Collections or a Bulk insert), deferred reference
+and re-pointed lookup is written ahead in the restore's journal (journal.py: audit rows `pending` before the call,
+a Bulk job's id as soon as the org gives it, completed after). Applying the plan again first settles what a
+killed run left pending against the org, per object of the tree (an undelete read back, a Bulk insert's result
+rows matched to the records it re-created, a lost create found by its creator, time and values), then skips
+what is done: records live already, records in the id map, references and lookups already holding their target.
+
 API calls grow with the tree, not the org: states and verification read 2,000 records a call (sObject
 Collections retrieve, ids in the body), objects with many records to create or re-point go through one
 Bulk API 2.0 job each.
@@ -59,6 +66,7 @@ from sf_pipeline.restore.decisions import (
     markdown_table,
 )
 from sf_pipeline.restore.errors import RestoreApplyError, RestoreConfigError, RestoreVerifyError
+from sf_pipeline.restore.journal import Journal, Reconciled, reconcile, unchecked_creates
 from sf_pipeline.restore.plan import RestorePlan
 from sf_pipeline.restore.verify import VerifyResult
 from sf_pipeline.salesforce.client import SalesforceClient
@@ -76,7 +84,7 @@ from sf_pipeline.salesforce.writes import (
 )
 from sf_pipeline.warehouse.errors import HistoryNotFoundError
 from sf_pipeline.warehouse.history import history_columns
-from sf_pipeline.warehouse.id_map import load_id_map, save_id_map
+from sf_pipeline.warehouse.id_map import load_id_map
 from sf_pipeline.warehouse.names import column_name
 from sf_pipeline.warehouse.org_identity import verify_org
 from sf_pipeline.warehouse.schema import SKIPPED_TYPES
@@ -473,6 +481,8 @@ def apply_tree(conn: psycopg.Connection[Any], client: SalesforceClient, plan: Re
         tables.set_plan_status(conn, plan.run_id, "applying")
         run = _TreeRun(conn, client, plan, result)
         try:
+            for obj in tree.objects():  # what an earlier run left pending, settled before writing anything
+                run.reconcile(obj)
             if tree.undo_of:
                 run.repoint_back()
                 run.delete()
@@ -482,6 +492,11 @@ def apply_tree(conn: psycopg.Connection[Any], client: SalesforceClient, plan: Re
                 run.repoint()
         except INTERRUPTIONS as exc:
             result.interrupted = f"{type(exc).__name__}: {str(exc)[:500]}"
+            try:  # settle what the failed call left pending while the org answers; else the next run does
+                for obj in tree.objects():
+                    run.reconcile(obj)
+            except INTERRUPTIONS:
+                pass
         finally:
             for item in [*tree.records, *tree.repoints]:
                 if item.outcome is None:
@@ -501,8 +516,9 @@ def apply_tree(conn: psycopg.Connection[Any], client: SalesforceClient, plan: Re
         raise RestoreApplyError(
             f"restore {plan.run_id} of the {plan.object} hierarchy in org {alias!r} did not complete "
             f"({result.outcomes}): {failed or ''} {result.interrupted or ''}. Every write is in "
-            f"sf_pipeline.restore_audit and re-created ids in sf_pipeline.id_map; make a new dry run of the same "
-            "config to finish (records already back are found live)", result)
+            f"sf_pipeline.restore_audit (written ahead of its call) and re-created ids in sf_pipeline.id_map; apply "
+            f"the same plan again (plan: {plan.plan_of or plan.run_id}) to finish: what this run left pending is "
+            "settled against the org first, and records already back are not written twice", result)
     return result
 
 
@@ -516,12 +532,18 @@ def _outcomes_per_object(tree: TreePlan) -> dict[str, dict[str, int]]:
 
 
 class _TreeRun:
+    """One apply of a tree plan. Every write goes through the restore's write-ahead journal (journal.py): its
+    audit rows are committed `pending` before the call (a Bulk job's id as soon as the org gives it) and
+    completed after, so a run killed at any point leaves an exact account, settled against the org (`reconcile`)
+    before the next apply writes anything: nothing is undeleted, re-created or re-pointed twice."""
+
     def __init__(self, conn: psycopg.Connection[Any], client: SalesforceClient, plan: RestorePlan,
                  result: ApplyResult):
         self.conn, self.client, self.plan, self.result = conn, client, plan, result
         self.tree: TreePlan = plan.tree
         self.alias = plan.config.target_org
         self._user: str | None = None
+        self._journal: Journal | None = None
         self.backup = _Backup(conn, client)
 
     @property
@@ -530,7 +552,27 @@ class _TreeRun:
             self._user = current_user_id(self.client) or ""
         return self._user or None
 
+    @property
+    def journal(self) -> Journal:
+        if self._journal is None:
+            self._journal = Journal(self.conn, self.plan.run_id, self.alias, self.user)
+        return self._journal
+
+    def reconcile(self, obj: str) -> Reconciled:
+        """Settle the journal rows of `obj` left pending (by an earlier run, or a call of this one whose answer
+        was lost) against the org, before writing to it."""
+        found = reconcile(self.conn, self.client, self.alias, obj)
+        for state, n in found.counts.items():
+            self.result.reconciled[state] = self.result.reconciled.get(state, 0) + n
+        self.result.unchecked.update(found.unchecked)
+        if found.counts:
+            self.plan.notes.append(f"settled {sum(found.counts.values())} write(s) to {obj} an earlier call left "
+                                   f"pending: {found.counts}")
+        return found
+
     def audit(self, obj: str, rows: Sequence[tuple[str, str, Any, Any, str]]) -> None:
+        """Done audit rows of what no call of ours wrote directly (records a parent's undelete brought back, records
+        found deleted by an undo), or of deletes (an undo's; deleting twice changes nothing)."""
         if rows:
             user = self.user
             tables.write_audit(self.conn, [(self.plan.run_id, self.alias, obj, rid, f, before, after, op, user)
@@ -549,13 +591,21 @@ class _TreeRun:
 
     # ----------------------------------------------------------------- undelete
     def undelete(self) -> None:
-        """Undelete the records deleted on their own; those deleted with them come back with them."""
+        """Undelete the records deleted on their own; those deleted with them come back with them. Records live
+        already (an earlier run of this plan undeleted them) are not undeleted twice."""
         pending = self.by_object(UNDELETE)
         if not pending:
             return
         undeleting = {r.record_id for rs in pending.values() for r in rs}
-        tops = [r for rs in pending.values() for r in rs if r.parent not in undeleting]
-        self._undelete(tops)
+        for obj, recs in pending.items():
+            tops = [r for r in recs if r.parent not in undeleting]
+            if tops:
+                live = {rid for rid, rec in fetch_records(self.client, obj, [r.record_id for r in tops], []).items()
+                        if rec is not None}
+                for r in tops:
+                    if r.record_id in live:
+                        r.outcome = "undeleted"
+                self._undelete(obj, [r for r in tops if r.outcome is None])
         rest = [r for rs in pending.values() for r in rs if r.parent in undeleting]
         by_obj: dict[str, list[TreeRecord]] = {}
         for r in rest:
@@ -565,25 +615,27 @@ class _TreeRun:
             back = [r for r in recs if states.get(r.record_id) == LIVE]
             for r in back:
                 r.outcome = "undeleted"
-            self.audit(obj, [(r.record_id, "IsDeleted", True, False, "undelete") for r in back])
-            still = [r for r in recs if states.get(r.record_id) == RECYCLE_BIN]
-            self._undelete(still)
+            # brought back by their parent's undelete (a call of this run or of a killed one): logged once
+            logged = tree_tables.audited(self.conn, self.alias, obj, "undelete", [r.record_id for r in back])
+            self.audit(obj, [(r.record_id, "IsDeleted", True, False, "undelete") for r in back
+                             if r.record_id not in logged])
+            self._undelete(obj, [r for r in recs if states.get(r.record_id) == RECYCLE_BIN])
             for r in recs:
                 if r.outcome is None and states.get(r.record_id) == MISSING:
                     self.fail(r, "left the recycle bin since the dry run: make a new dry run to re-create it")
 
-    def _undelete(self, records: Sequence[TreeRecord]) -> None:
+    def _undelete(self, obj: str, records: Sequence[TreeRecord]) -> None:
         if not records:
             return
-        done: dict[str, list[tuple]] = {}
-        for rec, res in zip(records, undelete(self.client, [r.record_id for r in records]), strict=True):
-            if res.success:
+        log = self.journal.calls(obj, "undelete")
+        results = undelete(self.client, [r.record_id for r in records], journal=log)
+        # A refused undelete may repeat an attempt the org carried out (a retried SOAP call): read it back.
+        back = self.reconcile(obj).undeleted if log.unknown_ids else set()
+        for rec, res in zip(records, results, strict=True):
+            if res.success or rec.record_id in back:
                 rec.outcome = "undeleted"
-                done.setdefault(rec.object, []).append((rec.record_id, "IsDeleted", True, False, "undelete"))
             else:
                 self.fail(rec, res.message)
-        for obj, rows in done.items():
-            self.audit(obj, rows)
 
     # ----------------------------------------------------------------- re-create
     def create(self) -> None:
@@ -603,17 +655,25 @@ class _TreeRun:
 
     def _create_object(self, obj: str, recs: list[TreeRecord], creating: set[str]
                        ) -> list[tuple[TreeRecord, dict[str, str]]]:
+        """Create the records of one object (parents' new ids already known); returns, per record created (now
+        or by an earlier run of the plan), its lookups to tree records to set once every record exists."""
         id_map = self.plan.id_map
-        # A record an earlier run of a plan re-created (its pair is in the id map) and still live is not
-        # created twice.
+        # A record an earlier run re-created (its pair is in the id map, written by the journal) and still live is
+        # not created twice; one whose creation an earlier run could not settle is never created again blindly.
         earlier = {r.record_id: id_map[r.record_id] for r in recs if r.record_id in id_map}
         if earlier:
             live = org_states(self.client, obj, list(earlier.values()))
             for r in recs:
                 if r.record_id in earlier and live.get(earlier[r.record_id]) == LIVE:
                     r.outcome, r.new_id = ALREADY_CORRECT, earlier[r.record_id]
+        unsettled = unchecked_creates(self.conn, self.alias, obj, [r.record_id for r in recs if r.outcome is None])
+        for r in recs:
+            if r.outcome is None and r.record_id in unsettled:
+                self.fail(r, unsettled[r.record_id])
+                self.result.unchecked[r.record_id] = unsettled[r.record_id]
+        again = [r for r in recs if r.outcome == ALREADY_CORRECT]
         todo = [r for r in recs if r.outcome is None]
-        if not todo:
+        if not todo and not again:
             return []
         desc = self.backup.describe(obj)
         types = field_types(desc["fields"])
@@ -625,12 +685,15 @@ class _TreeRun:
         names = [f["name"] for f in writable]
         convert = {n: converter(types.get(n, "string")) for n in names}
         values = tree_tables.values_as_of(self.conn, obj, [column_name(n) for n in names],
-                                          [r.record_id for r in todo], self.tree.as_of)
-        payloads, owners, waiting = [], [], []
-        for r in todo:
+                                          [r.record_id for r in [*todo, *again]], self.tree.as_of)
+        payloads, waiting = [], []
+        out: list[tuple[TreeRecord, dict[str, str]]] = []
+        for r in [*todo, *again]:
             found = values.get(r.record_id)
             if found is None:
-                self.fail(r, f"no version of this record at as_of {format_datetime(self.tree.as_of)} in the backup")
+                if r.outcome is None:
+                    self.fail(r, f"no version of this record at as_of {format_datetime(self.tree.as_of)} in the "
+                                 "backup")
                 continue
             payload: dict[str, Any] = {}
             later: dict[str, str] = {}
@@ -639,70 +702,104 @@ class _TreeRun:
                 if v is None:
                     continue
                 if n in refs and not v.startswith(USER_PREFIX):
-                    if v in creating and (n in deferred or v not in id_map):
-                        later[n] = v  # set once the record it points to exists
+                    if v in creating and (n in deferred or v not in id_map or r.outcome == ALREADY_CORRECT):
+                        # set once the record it points to exists (for a record an earlier run created: checked
+                        # again, it may have been killed before setting it)
+                        later[n] = v
                         continue
                     v = id_map.get(v, v)
                 payload[n] = v
-            payloads.append(payload)
-            owners.append(r)
-            waiting.append((r, later))
-        self.tree.written.setdefault(obj, {})
+            if r.outcome == ALREADY_CORRECT:
+                out.append((r, later))
+            else:
+                payloads.append(payload)
+                waiting.append((r, later))
+        written_now = self.tree.written.setdefault(obj, {})
         by_payload = {id(p): (r, later) for p, (r, later) in zip(payloads, waiting, strict=True)}
 
-        def written(pairs: list[tuple[Mapping[str, Any], WriteResult]]) -> None:
-            new: dict[str, str] = {}
-            rows = []
+        def created(pairs: Sequence[tuple[Mapping[str, Any], WriteResult]]) -> None:
             for payload, res in pairs:
-                rec, later = by_payload[id(payload)]
+                rec, _later = by_payload[id(payload)]
                 rec.outcome, rec.new_id = "created", res.id
-                new[rec.record_id] = res.id
-                self.tree.written[obj][res.id] = dict(payload)
-                rows.append((res.id, "Id", rec.record_id, res.id, "create"))
-                rows.append((res.id, "(record)", None, dict(payload), "create"))
-            id_map.update(new)
-            save_id_map(self.conn, self.alias, self.alias, obj, new)
-            self.audit(obj, rows)
+                id_map[rec.record_id] = res.id
+                written_now[res.id] = dict(payload)
 
-        if len(payloads) >= BULK_AT:
-            results = bulk_create(self.client, obj, payloads, csv_text)
-            written([(p, r) for p, r in zip(payloads, results, strict=True) if r.success])
-        else:
-            results = create_records(self.client, obj, payloads, on_written=written)
-        for rec, res in zip(owners, results, strict=True):
-            if not res.success:
-                self.fail(rec, res.message)
-        return [(r, later) for r, later in waiting if later and r.outcome == "created"]
+        for _attempt in range(3):  # a lost answer: reconcile, then send only what the org did not create
+            if not payloads:
+                break
+            log = self.journal.calls(obj, "create", record_id=lambda p: by_payload[id(p)][0].record_id,
+                                     created_after=self.tree.as_of)
+            if len(payloads) >= BULK_AT:
+                results = bulk_create(self.client, obj, payloads, csv_text, journal=log)
+                created([(p, r) for p, r in zip(payloads, results, strict=True) if r.success])
+            else:
+                results = create_records(self.client, obj, payloads, on_written=created, journal=log)
+            lost = []
+            for payload, res in zip(payloads, results, strict=True):
+                if res.outcome_unknown:
+                    lost.append(payload)
+                elif not res.success:
+                    self.fail(by_payload[id(payload)][0], res.message)
+            if not lost:
+                break
+            # The org may have created them: find what it did before sending anything again.
+            found_now = self.reconcile(obj)
+            payloads = []
+            for payload in lost:
+                rec, _later = by_payload[id(payload)]
+                if rec.record_id in found_now.created:
+                    created([(payload, WriteResult(found_now.created[rec.record_id], True))])
+                elif rec.record_id in found_now.unchecked:
+                    self.fail(rec, found_now.unchecked[rec.record_id])
+                else:
+                    payloads.append(payload)
+        for rec, _later in by_payload.values():
+            if rec.outcome is None:  # lost again on every attempt, and not found in the org
+                self.fail(rec, "the org's answer to its creation was lost three times")
+        out.extend((r, later) for r, later in waiting if later and r.outcome == "created")
+        return out
 
     def _set_deferred(self, obj: str, waiting: list[tuple[TreeRecord, dict[str, str]]]) -> None:
-        """References that closed a cycle (or pointed to a record created later): set once every record exists."""
+        """References that closed a cycle (or pointed to a record created later): set once every record exists.
+        The org's values are read first: a reference already set (by an earlier run of the plan) is not written
+        again, one someone set to another record since is left."""
         id_map = self.plan.id_map
+        wanted = [(rec, {f: id_map[v] for f, v in later.items() if v in id_map}) for rec, later in waiting]
+        wanted = [(rec, changes) for rec, changes in wanted if changes]
+        if not wanted:
+            return
+        fields = sorted({f for _rec, changes in wanted for f in changes})
+        fresh = fetch_records(self.client, obj, [rec.new_id for rec, _c in wanted], fields)
         payloads, owners = [], []
-        for rec, later in waiting:
-            changes = {f: id_map[v] for f, v in later.items() if v in id_map}
-            if changes:
-                payloads.append({"Id": rec.new_id, **changes})
+        befores: dict[str, dict[str, Any]] = {}
+        for rec, changes in wanted:
+            now = fresh.get(rec.new_id) or {}
+            todo = {f: v for f, v in changes.items() if now.get(f) is None}
+            for f, v in changes.items():
+                if now.get(f) not in (None, v):
+                    self.plan.notes.append(f"{obj} {rec.new_id}: {f} not set to {v}, it now holds {now.get(f)}")
+            if todo:
+                payloads.append({"Id": rec.new_id, **todo})
                 owners.append(rec)
-                self.tree.written[obj][rec.new_id].update(changes)
-        self._update(obj, payloads, owners, "create")
+                befores[rec.new_id] = {f: now.get(f) for f in todo}
+            if rec.outcome == "created":  # verify reads back what this run wrote
+                self.tree.written.setdefault(obj, {}).setdefault(rec.new_id, {}).update(changes)
+        self._update(obj, payloads, owners, "update", befores)
 
     def _update(self, obj: str, payloads: list[dict[str, Any]], owners: list[TreeRecord | Repoint], operation: str,
                 befores: Mapping[str, Mapping[str, Any]] | None = None) -> list[WriteResult]:
         if not payloads:
             return []
-        before = befores or {}
 
         def written(pairs: list[tuple[Mapping[str, Any], WriteResult]]) -> None:
-            rows = [(p["Id"], f, before.get(p["Id"], {}).get(f), v, operation)
-                    for p, _ in pairs for f, v in p.items() if f != "Id"]
             if operation == REPOINT:
-                self.result.repointed += len(rows)
-            self.audit(obj, rows)
+                self.result.repointed += sum(len(p) - 1 for p, _ in pairs)
 
+        log = self.journal.calls(obj, operation, befores=befores)
         if len(payloads) >= BULK_AT:
-            results = bulk_update(self.client, obj, payloads, csv_text, on_written=written)
+            results = bulk_update(self.client, obj, payloads, csv_text, on_written=written, journal=log)
         else:
-            results = update_records(self.client, obj, payloads, on_written=written)
+            results = update_records(self.client, obj, payloads, on_written=written, journal=log)
         for owner, res in zip(owners, results, strict=True):
             if not res.success:
                 self.fail(owner, f"{operation}: {res.message}")

@@ -10,7 +10,8 @@ reconciles them against the org (`reconcile`), before it writes anything:
   `done`; else `not_applied` (the plan's own conflict check then decides whether to write it again);
 - an undelete: the record is live: `done`; in the recycle bin: `not_applied`;
 - a Bulk job: its results are read from the org (a job never closed is aborted first); only when the org
-  no longer has the job are the records read back as above;
+  no longer has the job are the records read back as above. A Bulk insert's result rows carry no id of the
+  records they re-create: each is matched to the pending record whose every sent value its cells hold;
 - a create: Salesforce takes no idempotency key on REST API writes (only UI API does: "Prevent Record
   Duplication with Idempotent Record Writes", UI API Developer Guide), so the records the call may have made
   are found by what they are: records created by the user the call was made as (`CreatedById`), at or after
@@ -22,8 +23,9 @@ reconciles them against the org (`reconcile`), before it writes anything:
   created): an unchecked create is never sent again, it is reported for a person to check.
 
 `unchecked` also marks records the restore user cannot read back (deleted since, or hidden from it by sharing
-or field-level security): the org cannot say whether the write happened. The restore-tree re-creation uses the
-same journal through `Journal.calls` for every object it writes.
+or field-level security): the org cannot say whether the write happened. The whole-hierarchy restore
+(hierarchy.py) journals its undeletes, creates (collections and Bulk inserts), deferred references and
+re-pointed lookups through the same `Journal.calls`, one object per call.
 """
 
 from __future__ import annotations
@@ -42,7 +44,13 @@ from sf_pipeline.salesforce import soql
 from sf_pipeline.salesforce.client import SalesforceClient
 from sf_pipeline.salesforce.extract import soql_datetime
 from sf_pipeline.salesforce.values import canonical, format_datetime, parse_datetime
-from sf_pipeline.salesforce.writes import WriteResult, fetch_records, ingest_job_outcome, query_by_ids
+from sf_pipeline.salesforce.writes import (
+    WriteResult,
+    fetch_records,
+    ingest_job_outcome,
+    ingest_job_rows,
+    query_by_ids,
+)
 from sf_pipeline.warehouse.id_map import load_id_map, save_id_map
 
 PENDING = "pending"
@@ -168,9 +176,14 @@ def reconcile(conn: psycopg.Connection[Any], client: SalesforceClient, org_alias
     if not pending:
         return out
     types = field_types(describe(client, object_name)["fields"])
-    creates = [c for c in pending if c.operation == "create" and not c.job_id]
+    creates = []
     for call in pending:
-        if call.job_id:
+        if call.job_id and call.operation == "create":
+            rows = ingest_job_rows(client, call.job_id)
+            if rows is not None:
+                _finish_creates_from_job(conn, org_alias, call, rows, types, out)
+                continue
+        elif call.job_id:
             results = ingest_job_outcome(client, call.job_id)
             if results is not None:
                 _finish_from_job(conn, call, results, out)
@@ -179,6 +192,8 @@ def reconcile(conn: psycopg.Connection[Any], client: SalesforceClient, org_alias
             _reconcile_updates(conn, client, call, types, out)
         elif call.operation == "undelete":
             _reconcile_undeletes(conn, client, call, out)
+        elif call.operation == "create":
+            creates.append(call)  # no job, or one the org no longer has: found by what the records are
     if creates:
         _reconcile_creates(conn, client, org_alias, object_name, creates, types, out)
     return out
@@ -196,6 +211,37 @@ def _finish_from_job(conn: psycopg.Connection[Any], call: tables.PendingCall, re
         else:
             other.append((rid, NOT_APPLIED, f"Bulk job {call.job_id} has no result for this record"))
     tables.journal_finish(conn, call.call_id, done=done, other=other)
+    out.add(DONE, len(done))
+    for _rid, state, _ in other:
+        out.add(state)
+
+
+def _finish_creates_from_job(conn: psycopg.Connection[Any], org_alias: str, call: tables.PendingCall,
+                             rows: Sequence[tuple[Mapping[str, str], WriteResult]], types: Mapping[str, str],
+                             out: Reconciled) -> None:
+    """Complete a Bulk insert's pending rows from its result rows: an insert's results carry no id of the
+    records they re-create, only the cells as uploaded and the new id, so each row is matched back to the pending
+    record whose every sent value it holds (rows with equal cells are interchangeable, as in bulk_create)."""
+    waiting = [(rid, {f: after for f, (_b, after) in values.items() if f != "Id"})
+               for rid, values in call.values.items()]
+    done: dict[str, str] = {}
+    other: list[tuple[str, str, str | None]] = []
+    for row, res in rows:
+        match = next((i for i, (_rid, sent) in enumerate(waiting)
+                      if all(_same(types.get(f, "string"), row.get(f), v) for f, v in sent.items())), None)
+        if match is None:
+            continue
+        rid, _sent = waiting.pop(match)
+        if res.success and res.id:
+            done[rid] = res.id
+        else:
+            other.append((rid, FAILED, res.message[:2000]))
+    other.extend((rid, NOT_APPLIED, f"Bulk job {call.job_id} has no result for this record (never processed)")
+                 for rid, _sent in waiting)
+    tables.journal_finish(conn, call.call_id, done=done, other=other)
+    if done:
+        save_id_map(conn, org_alias, org_alias, call.object, done)
+        out.created.update(done)
     out.add(DONE, len(done))
     for _rid, state, _ in other:
         out.add(state)

@@ -124,6 +124,19 @@ def set_outcomes(conn: psycopg.Connection[Any], run_id: str,
 
 
 def audit_rows(conn: psycopg.Connection[Any], run_id: str) -> list[tuple[str, str, str, Any, Any, str]]:
-    """Everything a run wrote, oldest first: (object, record_id, field, before, after, operation)."""
+    """Everything a run wrote (journal rows completed `done`), oldest first: (object, record_id, field, before,
+    after, operation)."""
     return conn.execute("SELECT object, record_id, field, before, after, operation FROM sf_pipeline.restore_audit "
-                        "WHERE run_id = %s ORDER BY id", (run_id,)).fetchall()
+                        "WHERE run_id = %s AND state = 'done' ORDER BY id", (run_id,)).fetchall()
+
+
+def audited(conn: psycopg.Connection[Any], org_alias: str, object_name: str, operation: str,
+            record_ids: Sequence[str]) -> set[str]:
+    """Those of `record_ids` with a done audit row of `operation` on `object_name` in `org_alias` (any run)."""
+    if not record_ids:
+        return set()
+    rows = conn.execute("SELECT DISTINCT record_id FROM sf_pipeline.restore_audit WHERE org_alias = %s AND "
+                        "lower(object) = lower(%s) AND operation = %s AND state = 'done' AND record_id = ANY(%s)",
+                        (org_alias, object_name, operation, list(record_ids))).fetchall()
+    _commit(conn)
+    return {r[0] for r in rows}

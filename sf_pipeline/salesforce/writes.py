@@ -484,16 +484,24 @@ def _ingest_results(client: SalesforceClient, sobject: str, job_id: str, records
 
 def _ingest_outcomes(client: SalesforceClient, job_id: str) -> dict[str, WriteResult]:
     by_id: dict[str, WriteResult] = {}
+    for row, result in _ingest_rows(client, job_id):
+        by_id[row.get("Id") or row.get("sf__Id") or ""] = result
+    return by_id
+
+
+def _ingest_rows(client: SalesforceClient, job_id: str) -> list[tuple[dict[str, str], WriteResult]]:
+    """Every row of a finished ingest job's results (successful, then failed) as uploaded, with its result."""
+    out = []
     for kind in ("successfulResults", "failedResults"):
         body = _send(client, "GET", _jobs_url(client, f"/{job_id}/{kind}"), f"bulk ingest {kind}",
                      headers={"Accept": "text/csv"}).text
         for row in csv.DictReader(io.StringIO(body)):
             rid = row.get("Id") or row.get("sf__Id") or ""
             if kind == "successfulResults":
-                by_id[rid] = WriteResult(row.get("sf__Id") or rid, True, (), row.get("sf__Created") == "true")
+                out.append((row, WriteResult(row.get("sf__Id") or rid, True, (), row.get("sf__Created") == "true")))
             else:
-                by_id[rid] = WriteResult(rid, False, (_bulk_error(row.get("sf__Error", "")),))
-    return by_id
+                out.append((row, WriteResult(rid or None, False, (_bulk_error(row.get("sf__Error", "")),))))
+    return out
 
 
 def delete_ingest_job(client: SalesforceClient, job_id: str) -> None:
@@ -511,22 +519,33 @@ def ingest_job_outcome(client: SalesforceClient, job_id: str, *, poll: float = 0
     Salesforce's 7-day retention of job results: then read the records themselves). A job that was never
     closed (still Open) is aborted first: its rows were never processed.
     """
+    rows = ingest_job_rows(client, job_id, poll=poll, timeout=timeout)
+    if rows is None:
+        return None
+    return {row.get("Id") or row.get("sf__Id") or "": result for row, result in rows}
+
+
+def ingest_job_rows(client: SalesforceClient, job_id: str, *, poll: float = 0.2,
+                    timeout: float = 3600) -> list[tuple[dict[str, str], WriteResult]] | None:
+    """`ingest_job_outcome` as the result rows themselves (each row's cells as uploaded, with its result): an
+    insert job's rows carry no Id of the records they were made from, only their values and the new id
+    (`sf__Id`), so a caller matches them back by their cells. None when the org no longer has the job."""
     url = _jobs_url(client, f"/{job_id}")
     try:
         state = _send(client, "GET", url, "bulk ingest poll").json()
         if state["state"] == "Open":  # never closed: Salesforce processes no row of it; abort it
             _send(client, "PATCH", url, "bulk ingest abort", json={"state": "Aborted"})
-            return {}
+            return []
         deadline = time.monotonic() + timeout
         while state["state"] not in TERMINAL_JOB_STATES:
             if time.monotonic() > deadline:
                 raise SalesforceWriteError(f"Bulk ingest job {job_id} still {state['state']} after {timeout}s")
             time.sleep(poll)
             state = _send(client, "GET", url, "bulk ingest poll").json()
-        outcomes = _ingest_outcomes(client, job_id)
+        rows = _ingest_rows(client, job_id)
     except SalesforceResourceNotFound:
         return None
-    return outcomes
+    return rows
 
 
 def _bulk_error(text: str) -> dict[str, Any]:
@@ -540,14 +559,17 @@ def _bulk_error(text: str) -> dict[str, Any]:
 
 # ===================================================================== Bulk API 2.0 insert, collections delete
 def bulk_create(client: SalesforceClient, sobject: str, records: Sequence[Mapping[str, Any]],
-                to_csv: Callable[[Any], str], *, poll: float = 0.5, timeout: float = 3600) -> list[WriteResult]:
+                to_csv: Callable[[Any], str], *, poll: float = 0.5, timeout: float = 3600,
+                journal: WriteJournal | None = None) -> list[WriteResult]:
     """Create records through one Bulk API 2.0 ingest job (insert); one WriteResult per record, in input order.
 
     The results of a job carry the new id (`sf__Id`) and the row as uploaded, but not necessarily in upload
     order (Bulk API 2.0 Developer Guide, "Get Job Successful Record Results"): each result is matched back
     to its record by the row's cells. Rows with identical cells are interchangeable, so any pairing of them
     is right. A job whose results cannot be read raises SalesforceWriteError naming the job: it may have
-    created records, which must be looked for before creating them again.
+    created records, which must be looked for before creating them again. With a `journal`, the records are
+    logged before the job is created, its id as soon as the org gave it, and the job is deleted only after
+    `journal.after`: a run that dies meanwhile leaves a job whose result rows a rerun reads (`ingest_job_rows`).
     """
     client.ensure_session()
     if not records:
@@ -562,10 +584,13 @@ def bulk_create(client: SalesforceClient, sobject: str, records: Sequence[Mappin
         row = [to_csv(rec[c]) if c in rec and rec[c] is not None else "" for c in columns]
         rows.append(row)
         writer.writerow(row)
+    token = journal.before(records) if journal is not None else None
     job = _send(client, "POST", _jobs_url(client, ""), "bulk insert create", json={
         "object": sobject, "operation": "insert", "contentType": "CSV", "columnDelimiter": "COMMA",
         "lineEnding": "LF"}).json()
     job_id = job["id"]
+    if journal is not None:
+        journal.job(token, job_id)
     _send(client, "PUT", _jobs_url(client, f"/{job_id}/batches"), "bulk insert upload",
           data=buf.getvalue().encode("utf-8"), headers={"Content-Type": "text/csv"})
     del buf
@@ -594,12 +619,15 @@ def bulk_create(client: SalesforceClient, sobject: str, records: Sequence[Mappin
         raise SalesforceWriteError(
             f"Bulk insert job {job_id} for {sobject} was submitted but its outcome could not be read ({exc}); it may "
             "have created records: see the job's successfulResults in the org before creating them again") from exc
+    answers = [r if r is not None else failure(None, "NOT_PROCESSED", f"Bulk job {job_id} returned no result for it")
+               for r in results]
+    if journal is not None:
+        journal.after(token, list(zip(records, answers, strict=True)))
     try:
         _send(client, "DELETE", _jobs_url(client, f"/{job_id}"), "bulk insert delete")
     except Exception as exc:  # noqa: BLE001 - a leftover job costs nothing but a listing entry
         log.info("could not delete bulk ingest job %s: %s", job_id, exc)
-    return [r if r is not None else failure(None, "NOT_PROCESSED", f"Bulk job {job_id} returned no result for it")
-            for r in results]
+    return answers
 
 
 def delete_records(client: SalesforceClient, ids: Sequence[str]) -> list[WriteResult]:
@@ -616,4 +644,5 @@ def delete_records(client: SalesforceClient, ids: Sequence[str]) -> list[WriteRe
 
 __all__ = ["COLLECTION_SIZE", "OUTCOME_UNKNOWN", "RETRIEVE_SIZE", "SalesforceWriteError", "WriteJournal",
            "WriteResult", "bulk_create", "bulk_update", "create_records", "current_user_id", "delete_ingest_job",
-           "delete_records", "failure", "fetch_records", "ingest_job_outcome", "query_by_ids", "undelete", "update_records"]
+           "delete_records", "failure", "fetch_records", "ingest_job_outcome", "ingest_job_rows", "query_by_ids",
+           "undelete", "update_records"]

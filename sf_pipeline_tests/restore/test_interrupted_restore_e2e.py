@@ -31,18 +31,18 @@ LOST = 450  # Accounts deleted and purged: 3 create calls of 200, 200, 50
 OPPORTUNITIES = 450  # orphaned: 3 update calls
 
 UPDATE = {"object": "Opportunity", "fields": ["AccountId"]}
-# the one-object path (`with_children: false`): its writes go through the journal. A tree restore's writes
-# (restore/hierarchy.py) do not yet: README, "Safe to interrupt".
+# the one-object path (`with_children: false`); a whole-hierarchy restore is killed in test_restore_tree_e2e.py
 CREATE = {"object": "Account", "fields": [], "restore_deleted": True, "with_children": False}
 
 # What the killed process runs: the reviewed plan applied, with a SIGKILL at one phase of one call.
 RUNNER = textwrap.dedent('''
     import json, os, signal, sys
     import psycopg
-    from sf_pipeline.restore import RestoreConfig, apply_plan, load_plan, journal
+    from sf_pipeline.restore import RestoreConfig, apply_plan, hierarchy, load_plan, journal
     from sf_pipeline.salesforce import OrgCredentials, SalesforceClient, connect
 
     spec = json.loads(sys.argv[1])
+    hierarchy.BULK_AT = spec.get("bulk_at", hierarchy.BULK_AT)  # a tree's creates and updates as Bulk jobs
     seen = {"n": 0}
     original = getattr(journal.CallLog, spec["phase"])
 
@@ -102,9 +102,9 @@ def purge(p: Pipeline, ids: list[str]) -> None:
 
 
 def kill_at(p: Pipeline, values: dict, run_id: str, operation: str, phase: str, nth: int,
-            bulk_threshold: int = 10_000) -> None:
+            bulk_threshold: int = 10_000, **extra: int) -> None:
     spec = {"config": {**_config_dict(values), "dry_run": False, "plan": f"{run_id}-dry"}, "run_id": run_id,
-            "operation": operation, "phase": phase, "nth": nth, "bulk_threshold": bulk_threshold}
+            "operation": operation, "phase": phase, "nth": nth, "bulk_threshold": bulk_threshold, **extra}
     done = subprocess.run([sys.executable, "-c", RUNNER, json.dumps(spec)], cwd=REPO, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == -9, f"the run was not killed ({done.returncode}): {done.stdout}\n{done.stderr[-3000:]}"

@@ -16,12 +16,14 @@ from typing import Any
 import pytest
 
 from sf_pipeline.devorg.scenarios import run_scenario
-from sf_pipeline.restore import RestoreConfigError, apply_plan, plan_restore, verify_plan
+from sf_pipeline.restore import RestoreConfigError, apply_plan, load_plan, plan_restore, verify_plan
 from sf_pipeline.warehouse.id_map import load_id_map
 from sf_pipeline_tests.pipeline_fixtures import SavedState
 from sf_pipeline_tests.restore.story import at, client, config, create, reviewed
+from sf_pipeline_tests.restore.test_interrupted_restore_e2e import journal_states, kill_at
 
 pytestmark = pytest.mark.e2e
+TREE = {"object": "Account", "fields": [], "restore_deleted": True}  # with_children: on for deletions
 
 OBJECTS = ["Account", "Contact", "Opportunity", "OpportunityContactRole", "Invoice__c"]
 FIELDS = {
@@ -163,7 +165,6 @@ def test_mass_delete_of_accounts_comes_back_whole_in_one_run_after_the_purge_and
 
 
 def load_again(conn, c, tree: dict[str, Any]):
-    from sf_pipeline.restore import load_plan
     plan = load_plan(conn, config(**tree, dry_run=False, plan="tree-1-dry"), "tree-1-again")
     return apply_plan(conn, c, plan)
 
@@ -237,3 +238,64 @@ def test_with_children_is_on_for_deletions_and_refused_without_restore_deleted()
     assert config(object="Account", fields=["Name"], restore_deleted=True).with_children is True
     assert config(object="Account", fields=[], restore_deleted=True, with_children=False).with_children is False
     assert config(object="Account", fields=[]).with_children is False
+
+
+# ===================================================================== killed and applied again
+# Four Accounts deleted with their Contacts, Opportunities and contact roles (the org above), then
+# half of the recycle bin emptied: two Accounts come back by undelete (their children with them), two are
+# re-created with their children (Bulk inserts when `bulk_at` is small), self-references set after the inserts
+# (`update`), and the lookups of survivors re-pointed (`repoint`: one call per object, Account, Contact and
+# Invoice__c).
+# With the whole bin purged instead, everything is re-created and the self-references inside the tree
+# (Account.ParentId, Contact.ReportsToId) are set by an update once both ends exist.
+TREE_KILLS = [
+    pytest.param("undelete", "after", 1, None, 0.5, id="after-undelete"),
+    pytest.param("create", "job", 2, 1, 0.5, id="mid-insert-bulk-job-created"),
+    pytest.param("create", "after", 2, 1, 0.5, id="bulk-insert-done-never-completed"),
+    pytest.param("create", "after", 1, None, 0.5, id="collections-insert-done-never-completed"),
+    pytest.param("update", "before", 1, None, 1.0, id="after-insert-before-references"),
+    pytest.param("repoint", "before", 1, None, 0.5, id="after-insert-before-re-point"),
+    pytest.param("repoint", "after", 2, 1, 1.0, id="mid-re-point-bulk"),
+]
+
+
+@pytest.mark.parametrize(("operation", "phase", "nth", "bulk_at", "purged"), TREE_KILLS)
+def test_tree_restore_killed_at_any_phase_reruns_without_a_duplicate(pipeline_factory, four_accounts_deleted,
+                                                                     operation, phase, nth, bulk_at, purged):
+    """SIGKILL of a real process applying the tree plan, at one phase of one call of the write-ahead journal
+    (test_interrupted_restore_e2e.py's runner), then the same plan applied again."""
+    p = pipeline_factory(state=four_accounts_deleted)
+    run_scenario(p.devorg.org, "recycle-bin-purge", empty_bin=True, fraction=purged)
+    at(p, 9, 0)
+    with p.conn() as conn:
+        plan = plan_restore(conn, client(p), config(**TREE), "t1-dry")
+        actions = {"undelete": 0, **plan.summary()["actions"]}
+        assert bool(actions["undelete"]) == (purged < 1) and actions["create"] and actions["repoint"] >= 3
+        kill_at(p, TREE, "t1", operation, phase, nth, **({"bulk_at": bulk_at} if bulk_at else {}))
+        assert journal_states(conn, operation).get("pending", 0) > 0  # the killed run left its journal open
+        if phase == "job":  # the job's id was logged before anything was uploaded
+            assert conn.execute("SELECT count(*) FROM sf_pipeline.restore_audit WHERE state = 'pending' AND "
+                                "job_id IS NOT NULL").fetchone()[0] > 0
+        c = client(p)
+        rerun = load_plan(conn, config(**TREE, dry_run=False, plan="t1-dry"), "t2")
+        result = apply_plan(conn, c, rerun)
+        assert result.success, result.summary()
+        assert verify_plan(c, rerun, conn=conn).success
+        if phase != "before" and phase != "job":  # the killed call was carried out: found done, not made again
+            assert result.reconciled.get("done", 0) >= 1, result.reconciled
+        # a complete audit: nothing pending or unsettled, one done create per re-created record across both runs
+        states = dict(conn.execute("SELECT state, count(*) FROM sf_pipeline.restore_audit GROUP BY 1").fetchall())
+        assert "pending" not in states and "unchecked" not in states, states
+        ids = dict(conn.execute("SELECT source_id, target_id FROM sf_pipeline.id_map WHERE source_alias = "
+                                "'production' AND target_alias = 'production'").fetchall())
+        assert len(ids) == actions["create"]
+        created = conn.execute("SELECT before #>> '{}', record_id FROM sf_pipeline.restore_audit WHERE operation = "
+                               "'create' AND field = 'Id' AND state = 'done'").fetchall()
+        assert sorted(created) == sorted(ids.items())  # each old id re-created once, under the id in the id map
+        undeleted = conn.execute("SELECT record_id, count(*) FROM sf_pipeline.restore_audit WHERE operation = "
+                                 "'undelete' AND state = 'done' GROUP BY 1").fetchall()
+        assert len(undeleted) == actions["undelete"] and all(n == 1 for _, n in undeleted)
+    # No record twice (every object's live records are exactly those before the delete, re-created ones under
+    # their new ids) and every lookup to a record of the tree points at it again, survivors' included.
+    story: DeletedAccounts = four_accounts_deleted.story
+    assert org_state(p) == mapped(story.before, ids)
