@@ -85,6 +85,20 @@ class SalesforceSettings:
 
 
 @dataclass(frozen=True)
+class RestoreOrgSettings:
+    """How restores write into one org (`orgs: <alias>: restore:`); like everything here, never set at launch.
+
+    `run_as`: the username of a dedicated integration user every restore into this org logs in as (its
+    credentials from `SALESFORCE_<ALIAS>_RESTORE_*`, see restore/run_as.py); None: the org's own credentials.
+    `serial`: no Bulk API 2.0 jobs (processed in parallel), one sObject Collections call at a time
+    (salesforce/writes.py), against lock storms when the org's automation works on shared parents.
+    """
+
+    run_as: str | None = None
+    serial: bool = False
+
+
+@dataclass(frozen=True)
 class Settings:
     path: Path
     orgs: tuple[str, ...]
@@ -108,6 +122,11 @@ class Settings:
     privacy: dict[str, Any] = field(default_factory=dict)  # masking: and retention: (parsed by sf_pipeline.privacy)
     backups: tuple[BackupOrgSettings, ...] = ()  # every backed-up org, the primary first
     blobs: BlobSettings = BlobSettings()  # blobs: where file bodies are stored (sf_pipeline.blobs, README "Files")
+    restore: dict[str, RestoreOrgSettings] = field(default_factory=dict)  # orgs: <alias>: restore: (per alias)
+
+    def restore_settings(self, alias: str) -> RestoreOrgSettings:
+        """How restores write into `alias` (defaults when its `restore:` block is absent)."""
+        return self.restore.get(alias) or RestoreOrgSettings()
 
     def blob_store(self):  # noqa: ANN201 - LocalBlobStore | S3BlobStore
         """The store of file bodies the `blobs:` block describes (a local path is relative to this file)."""
@@ -165,7 +184,28 @@ def load_settings(path: str | Path | None = None) -> Settings:
         privacy={k: data[k] for k in ("masking", "retention", "forget") if data.get(k) is not None},
         backups=backups,
         blobs=_blobs(path, data.get("blobs")),
+        restore=_restore_settings(path, orgs),
     )
+
+
+def _restore_settings(path: Path, orgs: dict[str, Any]) -> dict[str, RestoreOrgSettings]:
+    """`orgs: <alias>: restore: {run_as: <username>, serial: true}` per alias."""
+    out = {}
+    for alias, options in orgs.items():
+        section = (options or {}).get("restore") if isinstance(options, dict) else None
+        if section is None:
+            continue
+        if not isinstance(section, dict) or set(section) - {"run_as", "serial"}:
+            raise SettingsError(f"{path}: orgs.{alias}.restore takes run_as (a username) and serial (true/false), "
+                                f"got {section!r}")
+        run_as = section.get("run_as")
+        if run_as is not None and (not isinstance(run_as, str) or "@" not in run_as):
+            raise SettingsError(f"{path}: orgs.{alias}.restore.run_as must be a Salesforce username "
+                                f"(user@example.com), got {run_as!r}")
+        if not isinstance(section.get("serial", False), bool):
+            raise SettingsError(f"{path}: orgs.{alias}.restore.serial must be true or false")
+        out[alias] = RestoreOrgSettings(run_as=run_as, serial=bool(section.get("serial", False)))
+    return out
 
 
 _ORG_KEYS = {"objects", "include", "exclude", "per_object"}

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from sf_pipeline.anomalies.incidents import incident_restore_selection
 from sf_pipeline.backup.assets import ORG_TAG, salesforce_pool
-from sf_pipeline.backup.resources import SalesforceOrgResource, WarehouseResource
+from sf_pipeline.backup.resources import WarehouseResource
 from sf_pipeline.settings import Settings
 from sf_pipeline.warehouse.org_identity import OrgIdentityError, verify_org
 
@@ -30,6 +30,7 @@ from . import (
 )
 from .files import is_file_restore
 from .files_job import run_file_restore
+from .run_as import restore_client
 
 
 class RestoreRunConfig(dg.Config):
@@ -106,9 +107,9 @@ def restore_job(settings: Settings) -> dg.JobDefinition:
             except RestoreError as exc:
                 raise dg.Failure(description=f"invalid restore config: {exc}") from None
             conn.commit()
-            org = SalesforceOrgResource.from_settings(settings, cfg.target_org)
-            client = org.client()
             try:
+                # as the settings file's restore user (orgs.<alias>.restore.run_as), serial writes if it says so
+                client, user = restore_client(settings, cfg.target_org)
                 verify_org(conn, client)  # the org this alias always reached, or nothing is planned nor written
                 if is_file_restore(cfg):  # ContentDocument / ContentVersion / Attachment: restore/files.py
                     return run_file_restore(context, conn, client, cfg, raw, settings, apply_config_markdown)
@@ -129,6 +130,8 @@ def restore_job(settings: Settings) -> dg.JobDefinition:
                     "counts": dg.MetadataValue.json(summary["counts"]),
                     "plan": dg.MetadataValue.md(summary["preview"]),
                     "notes": dg.MetadataValue.text("; ".join(summary["notes"]) or "none"),
+                    # who reads (and, applied, writes): sharing decides what the plan sees, automation may key on it
+                    "written_as" if not cfg.dry_run else "read_as": dg.MetadataValue.json(user.metadata()),
                 }
                 if "tree" in summary:  # a whole-hierarchy restore: per object undelete/re-create/re-point/cannot
                     metadata["tree"] = dg.MetadataValue.json({"objects": summary["tree"], "order": summary["order"],
@@ -163,6 +166,9 @@ def restore_job(settings: Settings) -> dg.JobDefinition:
                 try:
                     verified = verify_plan(client, plan, conn=conn)
                 except RestoreVerifyError as exc:
+                    # records automation changed again after our write are named apart from plain failures
+                    metadata["verify"] = dg.MetadataValue.json(exc.result.summary())
+                    metadata["changed_by_automation"] = dg.MetadataValue.int(len(exc.result.automation))
                     raise dg.Failure(description=f"verification found differences: {exc}", metadata=metadata) from None
                 conn.commit()
                 metadata["verified_records"] = dg.MetadataValue.int(verified.checked)
