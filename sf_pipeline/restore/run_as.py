@@ -75,14 +75,11 @@ def restore_client(settings: Settings, alias: str) -> tuple[SalesforceClient, Re
     """A client for restores into `alias`, as its settings say: the `run_as` user (checked) and serial writes."""
     chosen = settings.restore_settings(alias)
     kwargs = {"budget_share": settings.budget_share, "connection": settings.salesforce}
-    if chosen.run_as is None:
-        client = SalesforceOrgResource(alias, **kwargs).client()
+    if chosen.run_as is None:  # the org's own credentials, as always: no extra call (the audit has the user id)
+        org = SalesforceOrgResource(alias, **kwargs)
+        client = org.client()
         client.serial_writes = chosen.serial
-        try:
-            username, user_id = _whoami(client)
-        except Exception:  # noqa: BLE001 - shown as unknown; the audit keeps what writes.current_user_id finds
-            username, user_id = None, None
-        return client, RestoreUser(username, user_id, False, chosen.serial)
+        return client, RestoreUser(org.credentials().username, None, False, chosen.serial)
     client = RestoreUserResource(alias, chosen.run_as, **kwargs).client()
     client.serial_writes = chosen.serial
     username, user_id = _whoami(client)
