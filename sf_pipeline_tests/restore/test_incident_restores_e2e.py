@@ -279,33 +279,3 @@ def test_one_user_editing_a_third_of_the_opportunities_is_undone_by_its_user_sha
     restore_every_incident(p, incidents)
     after = _rows(p, "Opportunity", "Description")
     assert {o: after[o] for o in chosen} == {o: before[o] for o in chosen}
-
-
-@pytest.mark.e2e
-def test_invoices_orphaned_by_deleted_accounts_are_restored_by_their_orphans_incident(pipeline_factory, backed_up):
-    """The 15 cascade Accounts get 2 Invoices each, then sales3 deletes the Accounts: their Contacts and
-    Opportunities go with them (the mass_delete incident), and the 30 Invoices that point at them are orphans
-    (`orphans`, restore: the parents, undeleted). Every incident's config, run as suggested, succeeds; the
-    Invoices point at their Accounts again."""
-    p = pipeline_factory(state=backed_up)
-    accounts = backed_up.story
-    fields = {"Account": "Name", "Contact": "LastName, AccountId", "Opportunity": "Name, AccountId"}
-    before = {o: _rows(p, o, f) for o, f in fields.items()}
-    invoices: dict[str, str] = {}
-
-    def invoice_then_delete(p: Pipeline, at: datetime) -> list[str]:
-        p.set_clock(at)
-        ids = create(p, "Invoice__c", [{"Account__c": a} for a in accounts for _ in range(2)])
-        invoices.update(zip(ids, [a for a in accounts for _ in range(2)], strict=True))
-        answer = p.sf("sales3").restful("composite/sobjects", method="DELETE",
-                                        params={"ids": ",".join(accounts), "allOrNone": "true"})
-        assert all(r["success"] for r in answer), answer
-        return accounts
-
-    _, incidents = damage_and_detect(p, invoice_then_delete)
-    orphans = [i for i in incidents if i.report.detector == "orphans"]
-    assert [(i.report.object, i.report.restore_config["object"]) for i in orphans] == [("Invoice__c", "Account")]
-    assert orphans[0].report.restore_config["restore_deleted"] is True
-    restore_every_incident(p, incidents)
-    assert {o: _rows(p, o, f) for o, f in fields.items()} == before
-    assert {i: r["Account__c"] for i, r in _rows(p, "Invoice__c", "Account__c").items() if i in invoices} == invoices
