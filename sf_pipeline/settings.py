@@ -88,6 +88,20 @@ class BackupOrgSettings:
         return ObjectSettings(name)
 
 
+@dataclass(frozen=True)
+class RestoreOrgSettings:
+    """How restores write into one org (`orgs: <alias>: restore:`); like everything here, never set at launch.
+
+    `run_as`: the username of a dedicated integration user every restore into this org logs in as (its
+    credentials from `SALESFORCE_<ALIAS>_RESTORE_*`, see restore/run_as.py); None: the org's own credentials.
+    `serial`: no Bulk API 2.0 jobs (processed in parallel), one sObject Collections call at a time
+    (salesforce/writes.py), against lock storms when the org's automation works on shared parents.
+    """
+
+    run_as: str | None = None
+    serial: bool = False
+
+
 class SalesforceSettings(Contract):
     """How the pipeline talks to every org: API version, HTTP timeouts, retry backoff (the `salesforce:` section).
 
@@ -179,6 +193,8 @@ class Settings(Contract):
     backups: SkipValidation[tuple[BackupOrgSettings, ...]] = ()  # every backed-up org, the primary first
     # blobs: where file bodies are stored (sf_pipeline.blobs, README "Files")
     blobs: SkipValidation[BlobSettings] = BlobSettings()
+    # orgs: <alias>: restore: how restores write into each org (restore/run_as.py, salesforce/writes.py)
+    restore: SkipValidation[dict[str, RestoreOrgSettings]] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -212,7 +228,7 @@ class Settings(Contract):
         except BlobSettingsError as exc:
             raise SettingsError(str(exc).removeprefix(f"{data.get('path')}: ")) from None
         return {**data, "orgs": tuple(orgs), "backups": backups, "backup_org": backups[0].alias,
-                "objects": backups[0].objects, "blobs": blobs,
+                "objects": backups[0].objects, "blobs": blobs, "restore": _restore_settings(orgs),
                 "privacy": {k: data[k] for k in ("masking", "retention", "forget") if data.get(k) is not None}}
 
     @field_validator("timezone")
@@ -273,6 +289,10 @@ class Settings(Contract):
 
         return blob_store_from_settings(self.blobs, self.path.parent)
 
+    def restore_settings(self, alias: str) -> RestoreOrgSettings:
+        """How restores write into `alias` (defaults when its `restore:` block is absent)."""
+        return self.restore.get(alias) or RestoreOrgSettings()
+
     def object(self, name: str) -> ObjectSettings:
         for obj in self.objects:
             if obj.name.lower() == name.lower():
@@ -299,6 +319,26 @@ def load_settings(path: str | Path | None = None) -> Settings:
         return Settings.model_validate({**data, "path": path})
     except ValidationError as exc:
         raise SettingsError(f"{path}: {problem(exc)}") from None
+
+
+def _restore_settings(orgs: dict[str, Any]) -> dict[str, RestoreOrgSettings]:
+    """`orgs: <alias>: restore: {run_as: <username>, serial: true}` per alias."""
+    out = {}
+    for alias, options in orgs.items():
+        section = (options or {}).get("restore") if isinstance(options, dict) else None
+        if section is None:
+            continue
+        if not isinstance(section, dict) or set(section) - {"run_as", "serial"}:
+            raise SettingsError(f"orgs.{alias}.restore takes run_as (a username) and serial (true/false), "
+                                f"got {section!r}")
+        run_as = section.get("run_as")
+        if run_as is not None and (not isinstance(run_as, str) or "@" not in run_as):
+            raise SettingsError(f"orgs.{alias}.restore.run_as must be a Salesforce username "
+                                f"(user@example.com), got {run_as!r}")
+        if not isinstance(section.get("serial", False), bool):
+            raise SettingsError(f"orgs.{alias}.restore.serial must be true or false")
+        out[alias] = RestoreOrgSettings(run_as=run_as, serial=bool(section.get("serial", False)))
+    return out
 
 
 _ORG_KEYS = {"objects", "include", "exclude", "per_object"}

@@ -438,6 +438,14 @@ def _restore_note(finding: Finding, config: dict[str, Any] | None, max_record_id
                 "Nothing to restore: no record changed. Look at the backup run of this window and at the "
                 "backup user's access to the object; re-run the window once it is fixed."
             )
+        if finding.detector == "volume_spike" and finding.details.get("new_records"):
+            # A restore puts values back and brings deleted records back; it never deletes what was created.
+            return (
+                f"Not restorable: this spike is {finding.details['new_records']:,} records created in the window "
+                "(inserts), and a restore puts back values and deleted records; it never deletes records that "
+                "were created. Review the records created in this window and delete the unwanted ones in the org "
+                "(the backup keeps them, so that deletion can itself be restored)."
+            )
         if derived:
             return (f"Nothing to restore: only fields the org computes or sets itself changed "
                     f"({', '.join(derived)}); look for the change that drove them.")

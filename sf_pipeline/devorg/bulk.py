@@ -591,11 +591,11 @@ class _CsvSource:
                 raise AttributeError("SQL-formatted results disabled")
             from .query import csv_value_sql
 
-            result = queries.csv_rows(job.query, include_deleted=include_deleted)
+            result = queries.csv_rows(job.query, include_deleted=include_deleted, user_id=job.created_by)
             rowids = getattr(result, "rowids", None)
             if rowids is None:
                 rowids = result._rowids
-            cq = queries.compile(job.query, include_deleted=include_deleted)
+            cq = queries.compile(job.query, include_deleted=include_deleted, user_id=job.created_by)
             exprs = []
             for c in cq.columns:
                 e = csv_value_sql(c.field, c.sql)
@@ -605,7 +605,8 @@ class _CsvSource:
             src.object_name = cq.obj.name
             header = result.header
         except (AttributeError, ImportError, TypeError):
-            header, src._rows = queries.iter_csv_rows(job.query, include_deleted=include_deleted)
+            header, src._rows = queries.iter_csv_rows(job.query, include_deleted=include_deleted,
+                                                      user_id=job.created_by)
             m = _FROM.search(_STRINGS.sub("''", job.query))
             found = org.schema.find(m.group(1)) if m else None
             src.object_name = found.name if found else None

@@ -639,7 +639,8 @@ def _run_query(reg: Bulk1Jobs, job: Bulk1Job, batch: Batch) -> None:
 
 def _write_records(org: Org, job: Bulk1Job, text: str, include_deleted: bool, out: Any) -> int:
     """JSON (an array) or XML (`<queryResult>`) records, read page by page from the REST query engine."""
-    page = org.queries.run(text, include_deleted=include_deleted, batch_size=2000, api_version=job.api_version)
+    page = org.queries.run(text, include_deleted=include_deleted, batch_size=2000, api_version=job.api_version,
+                           user_id=job.created_by)
     count = 0
     if job.content_type == "JSON":
         out.write("[")

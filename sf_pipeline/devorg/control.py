@@ -132,6 +132,20 @@ async def handle_control(app: DevOrgApp, request: Request, action: str) -> Respo
                                          length=body.get("length"), precision=body.get("precision"),
                                          scale=body.get("scale"), values=body.get("values"))
         return _json(result)
+    if action == "automation":  # the org's triggers and flows on updates (automation.py)
+        from .automation import set_rules
+
+        if request.method == "DELETE":
+            body = {"rules": []}
+        if request.method in ("POST", "DELETE"):
+            await asyncio.to_thread(set_rules, org, list(body.get("rules") or []))
+        return _json({"rules": org.store.get_meta("automation") or []})
+    if action == "sharing":  # organization-wide defaults: Private objects (sharing.py)
+        from .sharing import set_defaults
+
+        if request.method == "POST":
+            await asyncio.to_thread(set_defaults, org, dict(body.get("objects") or {}))
+        return _json({"private": sorted(org.store.get_meta("sharing") or {})})
     if action == "sessions/expire":
         org.expire_sessions()
         return _json({"expired": True})

@@ -137,6 +137,11 @@ class Org:
         if not existed:
             self._create_default_users()
         self._ensure_organization(sandbox, existed)
+        from .automation import install as install_automation
+        from .sharing import install as install_sharing
+
+        install_automation(self)  # the org's triggers and flows on updates, as stored with its data
+        install_sharing(self)  # its organization-wide defaults
         for token, s in (self.store.get_meta("sessions") or {}).items():
             active = s.get("last_active") or (datetime.fromisoformat(s["expires"]) - DEFAULT_SESSION_TIMEOUT).isoformat()
             self.sessions[token] = Session(token, s["user_id"], datetime.fromisoformat(active))

@@ -219,11 +219,16 @@ class QueryEngine:
         self._lock = threading.Lock()
 
     # ---------------------------------------------------------------- compile / snapshot
-    def compile(self, text: str, *, include_deleted: bool) -> CompiledQuery:
+    def compile(self, text: str, *, include_deleted: bool, user_id: str | None = None) -> CompiledQuery:
+        """`user_id`: the running user, who sees only the records sharing lets it see (sharing.py)."""
         from .wide import check_query_restrictions
 
         cq = compile_soql(text, self.schema, now=self.store.clock.now(), include_deleted=include_deleted)
         check_query_restrictions(cq.obj, text)  # objects that cannot be queried, or not without a filter
+        sharing = self.store.sharing
+        if sharing is not None and sharing.restricts(cq.obj, user_id):
+            cq.where_sql = f'{cq.where_sql} AND t0."OwnerId" = ?' if cq.where_sql else 'WHERE t0."OwnerId" = ?'
+            cq.params = [*cq.params, user_id]
         return cq
 
     def _snapshot(self, cq: CompiledQuery) -> array:
@@ -245,9 +250,9 @@ class QueryEngine:
 
     # ---------------------------------------------------------------- REST
     def run(self, text: str, *, include_deleted: bool, batch_size: int | None = 2000,
-            api_version: str = "59.0") -> dict[str, Any]:
+            api_version: str = "59.0", user_id: str | None = None) -> dict[str, Any]:
         """Execute a REST query (include_deleted=False) or queryAll (True); returns the first page's body."""
-        cq = self.compile(text, include_deleted=include_deleted)
+        cq = self.compile(text, include_deleted=include_deleted, user_id=user_id)
         if cq.kind == "count":
             sql, params = cq.count_sql()
             with self.store.lock:
@@ -316,9 +321,9 @@ class QueryEngine:
         return body
 
     # ---------------------------------------------------------------- Bulk API 2.0
-    def csv_rows(self, text: str, *, include_deleted: bool) -> CsvRows:
+    def csv_rows(self, text: str, *, include_deleted: bool, user_id: str | None = None) -> CsvRows:
         """Compile a Bulk API 2.0 query (operation query / queryAll) and snapshot its rows."""
-        cq = self.compile(text, include_deleted=include_deleted)
+        cq = self.compile(text, include_deleted=include_deleted, user_id=user_id)
         if cq.kind != "records":
             raise _bulk_error("Aggregate queries are not supported in Bulk Query")
         if cq.offset is not None:
@@ -327,7 +332,8 @@ class QueryEngine:
             raise _bulk_error("Selecting compound data not supported in Bulk Query")
         return CsvRows(self.store, cq, self._snapshot(cq))
 
-    def iter_csv_rows(self, text: str, *, include_deleted: bool) -> tuple[list[str], Iterator[list[str]]]:
+    def iter_csv_rows(self, text: str, *, include_deleted: bool,
+                      user_id: str | None = None) -> tuple[list[str], Iterator[list[str]]]:
         """(header, rows) of a Bulk API 2.0 query; values are strings formatted like Bulk CSV results."""
-        result = self.csv_rows(text, include_deleted=include_deleted)
+        result = self.csv_rows(text, include_deleted=include_deleted, user_id=user_id)
         return result.header, iter(result)

@@ -194,7 +194,7 @@ class DevOrgApp:
                 raise SalesforceError("MALFORMED_QUERY", "A query string has to be specified")
             batch = _batch_size(ctx.request.headers.get("sforce-query-options", ""))
             return json_response(await run_in_thread(org.queries.run, text, include_deleted=include_deleted,
-                                            batch_size=batch, api_version=ctx.version))
+                                            batch_size=batch, api_version=ctx.version, user_id=ctx.user_id))
         if head == "limits":
             if len(parts) > 1 and parts[1].lower() == "recordcount":
                 names = [n for n in ctx.request.query_params.get("sObjects", "").split(",") if n]
@@ -248,7 +248,7 @@ class DevOrgApp:
         if len(rest) == 1:
             rid = rest[0]
             if method == "GET":
-                rec = await run_in_thread(org.store.get, obj, rid)
+                rec = await run_in_thread(org.store.get, obj, rid, user_id=ctx.user_id)
                 fields = ctx.request.query_params.get("fields")
                 return json_response(_record(ctx, obj, rec, fields.split(",") if fields else None))
             if method == "PATCH" and obj.name in files.BLOB_FIELDS:
@@ -585,7 +585,7 @@ def _collection_get(ctx: ApiContext, obj, id_list: list[str], fields: list[str])
     out: list[Any] = []
     for rid in id_list:
         try:
-            rec = ctx.org.store.get(obj, rid)
+            rec = ctx.org.store.get(obj, rid, user_id=ctx.user_id)  # null for a record the user cannot see
         except SalesforceError:
             out.append(None)
             continue

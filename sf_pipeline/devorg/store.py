@@ -73,6 +73,8 @@ class OrgStore:
         self._depth = 0
         self._counters: dict[str, int] = {}
         self.on_change = None  # called after each insert/update (field history, see wide.FieldHistory)
+        self.automation = None  # the org's triggers and flows on updates (automation.py), None without rules
+        self.sharing = None  # organization-wide defaults that hide records from their non-owners (sharing.py)
         self._create_tables()
         from .recycle_bin import RecycleBin
 
@@ -191,12 +193,14 @@ class OrgStore:
             raise malformed_id(obj.label or obj.name, value)
         return rid
 
-    def get(self, obj: ObjectDef, value: str, *, include_deleted: bool = False) -> dict[str, Any]:
-        """A record in API form (stored fields plus compound address/location built from parts)."""
+    def get(self, obj: ObjectDef, value: str, *, include_deleted: bool = False,
+            user_id: str | None = None) -> dict[str, Any]:
+        """A record in API form (stored fields plus compound address/location built from parts); one that
+        `user_id` may not see (sharing.py) is not found, as for a user of a real org."""
         rid = self.resolve_id(obj, value)
         with self.lock:
             row = self._row(obj, rid)
-        if row is None:
+        if row is None or (self.sharing is not None and not self.sharing.can_see(obj, row, user_id)):
             raise not_found()
         if row.get("IsDeleted") and not include_deleted:
             raise entity_is_deleted()
@@ -262,9 +266,11 @@ class OrgStore:
                 raise not_found()
             if current.get("IsDeleted"):
                 raise entity_is_deleted()
+            self._check_access(obj, current, user_id)
             fields = self._writable(obj, values, "updateable")
             changes = {f.name: coerce(obj, f, v) for f, v in fields}
             merged = {**current, **changes}
+            later = self.automation.before_save(self, obj, changes, merged) if self.automation is not None else []
             self._derive(obj, merged, current)
             self._check_required(obj, merged)
             self._check_references(obj, changes, [f for f, _ in fields])
@@ -279,6 +285,8 @@ class OrgStore:
             )
             if self.on_change is not None:
                 self.on_change(self, obj, rid, current, merged, user_id, now)
+            if later:
+                self.automation.after_save(self, obj, rid, later)
             return rid
 
     def delete(self, obj: ObjectDef, value: str, user_id: str) -> str:
@@ -291,6 +299,7 @@ class OrgStore:
                 raise not_found()
             if current.get("IsDeleted"):
                 raise entity_is_deleted()
+            self._check_access(obj, current, user_id)
             if not obj.has_field("IsDeleted"):
                 # no recycle bin for it (e.g. Folder, whose supported calls have no undelete): gone at once, once
                 # nothing restricts it (a Folder still holding documents cannot be deleted)
@@ -392,6 +401,12 @@ class OrgStore:
             return rid
 
     # ----------------------------------------------------------------- validation helpers
+    def _check_access(self, obj: ObjectDef, row: dict[str, Any], user_id: str) -> None:
+        if self.sharing is not None and not self.sharing.can_see(obj, row, user_id):
+            from .sharing import insufficient_access
+
+            raise insufficient_access()
+
     def _writable(self, obj: ObjectDef, values: dict[str, Any], mode: str) -> list[tuple[FieldDef, Any]]:
         out = []
         denied = []

@@ -13,7 +13,7 @@ import yaml
 
 from sf_pipeline.anomalies.incidents import incident_restore_selection
 from sf_pipeline.launchpad import launchpad_config
-from sf_pipeline.resources import ORG_TAG, SalesforceOrgResource, WarehouseResource, salesforce_pool
+from sf_pipeline.resources import ORG_TAG, WarehouseResource, salesforce_pool
 from sf_pipeline.settings import Settings
 from sf_pipeline.warehouse.org_identity import OrgIdentityError, verify_org
 
@@ -29,6 +29,7 @@ from . import (
 )
 from .files import is_file_restore
 from .files_job import run_file_restore
+from .run_as import restore_client
 
 # The launchpad's config is the restore contract itself (restore/config.py), in Dagster's config types; `object`
 # may be left out because `incident: <id>` gives it.
@@ -74,9 +75,9 @@ def restore_job(settings: Settings) -> dg.JobDefinition:
             except RestoreError as exc:
                 raise dg.Failure(description=f"invalid restore config: {exc}") from None
             conn.commit()
-            org = SalesforceOrgResource.from_settings(settings, cfg.target_org)
-            client = org.client()
             try:
+                # as the settings file's restore user (orgs.<alias>.restore.run_as), serial writes if it says so
+                client, user = restore_client(settings, cfg.target_org)
                 verify_org(conn, client)  # the org this alias always reached, or nothing is planned nor written
                 if is_file_restore(cfg):  # ContentDocument / ContentVersion / Attachment: restore/files.py
                     return run_file_restore(context, conn, client, cfg, raw, settings, apply_config_markdown)
@@ -97,6 +98,8 @@ def restore_job(settings: Settings) -> dg.JobDefinition:
                     "counts": dg.MetadataValue.json(summary["counts"]),
                     "plan": dg.MetadataValue.md(summary["preview"]),
                     "notes": dg.MetadataValue.text("; ".join(summary["notes"]) or "none"),
+                    # who reads (and, applied, writes): sharing decides what the plan sees, automation may key on it
+                    "written_as" if not cfg.dry_run else "read_as": dg.MetadataValue.json(user.metadata()),
                 }
                 if "tree" in summary:  # a whole-hierarchy restore: per object undelete/re-create/re-point/cannot
                     metadata["tree"] = dg.MetadataValue.json({"objects": summary["tree"], "order": summary["order"],
@@ -131,6 +134,9 @@ def restore_job(settings: Settings) -> dg.JobDefinition:
                 try:
                     verified = verify_plan(client, plan, conn=conn)
                 except RestoreVerifyError as exc:
+                    # records automation changed again after our write are named apart from plain failures
+                    metadata["verify"] = dg.MetadataValue.json(exc.result.summary())
+                    metadata["changed_by_automation"] = dg.MetadataValue.int(len(exc.result.automation))
                     raise dg.Failure(description=f"verification found differences: {exc}", metadata=metadata) from None
                 conn.commit()
                 metadata["verified_records"] = dg.MetadataValue.int(verified.checked)

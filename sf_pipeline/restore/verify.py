@@ -2,7 +2,15 @@
 
 A difference means something changed the record again after our write (a flow, a trigger, a user):
 DESIGN.md asks to report exactly those records, since restoring into an org with live automation can
-undo a restore without anyone noticing.
+undo a restore without anyone noticing. A restore is ordinary DML, so the org runs its automation on every
+write (Apex Developer Guide, "Triggers and Order of Execution": before-save flows and `before` triggers may
+change the values being saved, in the writer's own transaction; after-save flows, workflow field updates and
+scheduled paths may update the record again). For each live record that does not hold what we wrote, verify
+reads who changed it last (`LastModifiedById`, `SystemModstamp`) and says "changed again by automation after
+our write": by another user (automation running as it, an integration, a person), or in our own write or
+later as the restore user (a before-save flow, a trigger, a workflow field update). These are named apart from
+plain failures in the result (`automation`), in the run's metadata and per record in
+`sf_pipeline.restore_items` (outcome `changed_by_automation`).
 """
 
 from __future__ import annotations
@@ -19,6 +27,9 @@ from sf_pipeline.restore.errors import RestoreVerifyError
 from sf_pipeline.restore.plan import RestorePlan
 from sf_pipeline.salesforce.client import SalesforceClient
 from sf_pipeline.salesforce.values import display
+from sf_pipeline.salesforce.writes import current_user_id, fetch_records
+
+CHANGED_BY_AUTOMATION = "changed_by_automation"  # the outcome of a record whose written values automation changed
 
 
 @dataclass
@@ -29,6 +40,8 @@ class VerifyResult:
     dry_run: bool = False
     checked: int = 0
     mismatched: dict[str, list[tuple[str, Any, Any]]] = field(default_factory=dict)
+    # among mismatched: records live in the org whose values changed after our write, and by whom (see above)
+    automation: dict[str, str] = field(default_factory=dict)
     api_calls: int = 0
 
     @property
@@ -38,8 +51,52 @@ class VerifyResult:
     def summary(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "dry_run": self.dry_run, "checked": self.checked,
                 "mismatched": len(self.mismatched), "success": self.success, "api_calls": self.api_calls,
+                "changed_by_automation": len(self.automation),
+                "automation": dict(list(self.automation.items())[:50]),
                 "mismatches": {rid: [f"{f}: expected {display(e)}, found {display(a)}" for f, e, a in diffs]
                                for rid, diffs in list(self.mismatched.items())[:50]}}
+
+    def message(self, object_name: str) -> str:
+        """What went wrong, automation first: records it changed are not failed writes."""
+        parts = []
+        if self.automation:
+            shown = "; ".join(f"{rid}: " + ", ".join(f"{f} written {display(e)} now {display(a)}"
+                                                     for f, e, a in self.mismatched[rid]) + f" ({why})"
+                              for rid, why in list(self.automation.items())[:20])
+            parts.append(f"{len(self.automation)} of {self.checked} restored {object_name} records were changed "
+                         f"again by automation after our write (the restore wrote them; the org's triggers, flows "
+                         f"or another user changed them since): {shown}")
+        other = {rid: d for rid, d in self.mismatched.items() if rid not in self.automation}
+        if other:
+            shown = "; ".join(f"{rid}: " + ", ".join(f"{f} expected {display(e)} found {display(a)}" for f, e, a in d)
+                              for rid, d in list(other.items())[:20])
+            parts.append(f"{len(other)} of {self.checked} restored {object_name} records do not hold the restored "
+                         f"values: {shown}")
+        return "; ".join(parts)
+
+
+def explain_changes(client: SalesforceClient, object_name: str, ids: list[str]) -> dict[str, str]:
+    """Why each live record among `ids` holds other values than the restore wrote: who changed it last.
+
+    The restore's own user as the last modifier means the change happened in our write's transaction (a
+    before-save flow, a `before` trigger, a workflow field update: Salesforce keeps the writer as
+    LastModifiedById) or in a later write as that user; another user means a later change by it."""
+    if not ids:
+        return {}
+    ours = current_user_id(client)
+    out: dict[str, str] = {}
+    for rid, rec in fetch_records(client, object_name, ids, ["LastModifiedById", "SystemModstamp"]).items():
+        if rec is None:
+            continue
+        by, stamp = rec.get("LastModifiedById"), rec.get("SystemModstamp")
+        if ours is not None and by == ours:
+            out[rid] = (f"changed again by automation after our write: last modified by the restore user itself "
+                        f"({by}) at {stamp}, so in our write's own transaction (a before-save flow, a trigger, a "
+                        "workflow field update) or by a later write as that user")
+        else:
+            out[rid] = (f"changed again by automation after our write: last modified by user {by} at {stamp}, "
+                        "not the restore user (automation running as that user, an integration, or a person)")
+    return out
 
 
 def verify_plan(client: SalesforceClient, plan: RestorePlan, *, conn: psycopg.Connection[Any] | None = None,
@@ -72,14 +129,15 @@ def verify_plan(client: SalesforceClient, plan: RestorePlan, *, conn: psycopg.Co
         if diffs:
             result.mismatched[rid] = diffs
     result.checked = len(expected)
+    live = [rid for rid in result.mismatched if (org := fresh.get(rid)) is not None and org.state == LIVE]
+    result.automation = explain_changes(client, plan.object, live)
     result.api_calls = client.api_calls - calls_before
     if conn is not None:
         tables.set_plan_status(conn, plan.run_id, "verified" if result.success else "verify_failed",
                                {"verify": result.summary()})
+        if result.automation:  # per record: what apply did stays visible as what happened after it
+            tables.set_outcomes(conn, plan.run_id, [(rid, CHANGED_BY_AUTOMATION, why)
+                                                    for rid, why in result.automation.items()])
     if not result.success:
-        shown = "; ".join(f"{rid}: " + ", ".join(f"{f} expected {display(e)} found {display(a)}" for f, e, a in d)
-                          for rid, d in list(result.mismatched.items())[:20])
-        raise RestoreVerifyError(
-            f"{len(result.mismatched)} of {result.checked} restored {plan.object} records do not hold the restored "
-            f"values (changed again after the write, e.g. by automation): {shown}", result)
+        raise RestoreVerifyError(result.message(plan.object), result)
     return result

@@ -93,6 +93,9 @@ class SalesforceClient:
         self.bytes_received = 0
         self.usage: tuple[int, int] | None = None
         self.session_renewals = 0
+        # Serial writes (settings `orgs: <alias>: restore: serial: true`): writes.py sends no Bulk API 2.0 job
+        # (whose batches Salesforce processes in parallel) but one sObject Collections call at a time.
+        self.serial_writes = False
         self._describes: dict[str, dict[str, Any]] = {}
 
     # ----------------------------------------------------------------- accounting

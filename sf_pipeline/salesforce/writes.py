@@ -6,6 +6,18 @@ retries). Records refused with UNABLE_TO_LOCK_ROW are retried in a later call, a
 the lock is usually held by automation working on the same parent for a moment. Callers that must log
 what was written as it happens pass `on_written`, called after each call with its successes.
 
+Serial writes (`client.serial_writes`, for orgs whose automation locks shared parents): Bulk API 2.0 ingest has
+no serial mode: it splits a job into batches that Salesforce processes in parallel (Bulk API 2.0 and Bulk API
+Developer Guide, "What's the Difference Between Bulk API 2.0 and Bulk API?": "Support for parallel processing";
+its job info reports `concurrencyMode: Parallel` only), and parallel batches updating records under the same
+parent contend for its lock ("General Guidelines for Data Loads": "Parallel processing ... has the potential to
+cause lock contention on records"; serial mode "minimizes" it at the cost of time). Only Bulk API 1.0 offers
+`concurrencyMode: Serial`. With serial writes, `bulk_update` and `bulk_create` send the records instead through
+sObject Collections, 200 a call, one call after the other: each call is one transaction, and the next starts
+only once it has committed, so no two of the restore's transactions ever wait for each other's locks (Data
+Loader's "Enable serial mode for Bulk API" gives the same guarantee). It costs one API call per 200 records
+instead of a few per job.
+
 A caller that keeps a write-ahead journal passes a `WriteJournal`: `before` runs (and must commit) before
 each call with the records that call sends, `job` as soon as a Bulk job has an id, `after` once the call
 answered, with every record's result. A create is never sent twice blindly: when its answer is lost
@@ -386,6 +398,9 @@ def bulk_update(client: SalesforceClient, sobject: str, records: Sequence[Mappin
     is deleted only after `journal.after`: a run that dies meanwhile leaves a job whose results a rerun reads
     (`ingest_job_outcome`).
     """
+    if client.serial_writes:  # no parallel Bulk batches: one sObject Collections call at a time
+        return update_records(client, sobject, records, on_written=on_written, lock_rounds=lock_rounds,
+                              journal=journal)
     client.ensure_session()
     if journal is not None:
         journal = _DeleteJobAfter(journal, client)
@@ -571,6 +586,8 @@ def bulk_create(client: SalesforceClient, sobject: str, records: Sequence[Mappin
     logged before the job is created, its id as soon as the org gave it, and the job is deleted only after
     `journal.after`: a run that dies meanwhile leaves a job whose result rows a rerun reads (`ingest_job_rows`).
     """
+    if client.serial_writes:  # no parallel Bulk batches: one sObject Collections call at a time
+        return create_records(client, sobject, records)
     client.ensure_session()
     if not records:
         return []

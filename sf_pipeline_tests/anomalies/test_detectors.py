@@ -460,6 +460,21 @@ def test_no_volume_alarm_without_enough_history(pg_conn: psycopg.Connection, his
     assert detect_volume(pg_conn, "Lead", WINDOW_START, WINDOW_END, history_start=started) == []
 
 
+def test_a_spike_of_inserts_says_plainly_that_a_restore_cannot_undo_it(
+    pg_conn: psycopg.Connection, history: History
+) -> None:
+    """600 Leads created in the window where 30 a day is usual: a spike, but a restore never deletes created
+    records, so the incident has no restore config and its note says why (issue 16: every detector's suggested
+    config runs as suggested, or says it is not restorable)."""
+    leads_with_daily_changes(history, per_day=30, window_changes=600)
+    [spike] = detect_volume(pg_conn, "Lead", WINDOW_START, WINDOW_END)
+    assert spike.detector == "volume_spike" and spike.details["new_records"] == 600
+    report = report_incident(pg_conn, spike)
+    assert report.restore_config is None and report.launchpad_config(None) is None
+    assert report.restore_note.startswith("Not restorable: this spike is 600 records created in the window")
+    assert "never deletes records that were created" in report.restore_note
+
+
 def test_a_window_with_no_change_where_there_always_are_many_is_a_volume_drop_warning(
     pg_conn: psycopg.Connection, history: History
 ) -> None:

@@ -251,3 +251,31 @@ def test_a_cascade_is_one_incident_listed_first_and_one_run_brings_the_whole_tre
         assert list_incidents(conn)[0].id == root.id  # the root cause is listed first
     restore_as_suggested(p, root)  # one run: undeleting the Accounts undeletes their cascade
     assert {o: _rows(p, o, f) for o, f in fields.items()} == before
+
+
+# ------------------------------------------------------------------------------------------ other detectors
+@pytest.mark.e2e
+def test_one_user_editing_a_third_of_the_opportunities_is_undone_by_its_user_share_incident(pipeline_factory,
+                                                                                           backed_up):
+    """sales2 writes a different Description on 160 Opportunities (a third of them): no mass nulling or overwrite
+    (every value differs), but one user changing an unusual share of the object (`user_share`, a warning)."""
+    p = pipeline_factory(state=backed_up)
+    before = _rows(p, "Opportunity", "Description")
+    chosen = sorted(before)[:160]
+
+    def rewrite(p: Pipeline, at: datetime) -> list[str]:
+        p.set_clock(at)
+        sf = p.sf("sales2")
+        for i in range(0, len(chosen), 200):
+            answer = sf.restful("composite/sobjects", method="PATCH", json={"allOrNone": True, "records": [
+                {"attributes": {"type": "Opportunity"}, "id": o, "Description": f"Reviewed {n}"}
+                for n, o in enumerate(chosen[i:i + 200], start=i)]})
+            assert all(r["success"] for r in answer), answer
+        return chosen
+
+    _, incidents = damage_and_detect(p, rewrite)
+    share = next(i for i in incidents if i.report.detector == "user_share")
+    assert share.report.restore_config["fields"] == ["Description"]
+    restore_every_incident(p, incidents)
+    after = _rows(p, "Opportunity", "Description")
+    assert {o: after[o] for o in chosen} == {o: before[o] for o in chosen}
