@@ -9,8 +9,9 @@ import dagster as dg
 import pytest
 from dagster._config import ConfigTypeKind
 
-from sf_pipeline.restore.config import OnConflict, RestoreConfig
+from sf_pipeline.restore.config import RestoreConfig
 from sf_pipeline.restore.dagster_job import RestoreRunConfig, restore_job
+from sf_pipeline.restore.decisions import OnConflict
 from sf_pipeline.seeding.config import SeedConfig
 from sf_pipeline.seeding.dagster_job import SeedRunConfig, seed_job
 from sf_pipeline.settings import DEFAULT_SETTINGS, load_settings

@@ -10,7 +10,7 @@ No Dagster here: the `restore` job calls these functions with a psycopg connecti
     verify_plan(client, plan, conn=conn)
 """
 
-from sf_pipeline.restore.apply import ApplyResult, apply_plan
+from sf_pipeline.restore.apply import apply_plan
 from sf_pipeline.restore.config import RestoreConfig
 from sf_pipeline.restore.current import DEFAULT_BULK_THRESHOLD
 from sf_pipeline.restore.decisions import CONFLICT, NOOP, NOT_RESTORABLE, RESTORE, FieldItem, RecordItem
@@ -22,9 +22,10 @@ from sf_pipeline.restore.errors import (
     RestoreVerifyError,
 )
 from sf_pipeline.restore.plan import RestorePlan, plan_restore
+from sf_pipeline.restore.results import ApplyResult, VerifyResult
 from sf_pipeline.restore.reviewed import load_plan
 from sf_pipeline.restore.tables import ensure_restore_tables
-from sf_pipeline.restore.verify import VerifyResult, verify_plan
+from sf_pipeline.restore.verify import verify_plan
 
 __all__ = [
     "CONFLICT",

@@ -21,12 +21,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-import requests
-from simple_salesforce.exceptions import SalesforceError
 
 from sf_pipeline.restore import tables
 from sf_pipeline.restore.current import DEFAULT_BULK_THRESHOLD, describe, fetch_current, field_types
@@ -48,17 +45,12 @@ from sf_pipeline.restore.decisions import (
     changed_since_plan,
     changes_to_write,
 )
-from sf_pipeline.restore.errors import RestoreApplyError, RestoreConfigError
+from sf_pipeline.restore.errors import INTERRUPTIONS, RestoreApplyError, RestoreConfigError
+from sf_pipeline.restore.hierarchy import apply_tree
 from sf_pipeline.restore.journal import Journal, Reconciled, reconcile, unchecked_creates
 from sf_pipeline.restore.plan import RestorePlan
+from sf_pipeline.restore.results import ApplyResult
 from sf_pipeline.salesforce.client import SalesforceClient
-from sf_pipeline.salesforce.errors import (
-    ApiBudgetExceeded,
-    SalesforceExtractError,
-    SalesforceSessionError,
-    SalesforceTimeoutError,
-    SalesforceWriteError,
-)
 from sf_pipeline.salesforce.values import csv_text
 from sf_pipeline.salesforce.writes import (
     WriteResult,
@@ -75,46 +67,6 @@ from sf_pipeline.warehouse.id_map import load_id_map
 from sf_pipeline.warehouse.names import column_name
 from sf_pipeline.warehouse.org_identity import verify_org
 
-# Failures that stop a run part-way; what was written so far stays audited.
-INTERRUPTIONS = (SalesforceError, requests.RequestException, ApiBudgetExceeded, SalesforceWriteError,
-                 SalesforceExtractError, SalesforceSessionError, SalesforceTimeoutError)
-
-
-@dataclass
-class ApplyResult:
-    """What apply did: outcomes per record, failures record by record, API calls spent."""
-
-    run_id: str
-    dry_run: bool = False
-    mode: str = "none"  # collections | bulk: how updates were sent
-    outcomes: dict[str, int] = field(default_factory=dict)
-    failed: dict[str, str] = field(default_factory=dict)  # record id -> the org's error
-    changed: dict[str, str] = field(default_factory=dict)  # record id -> what moved since the dry run (refused)
-    interrupted: str | None = None
-    values_written: int = 0
-    repointed: int = 0
-    id_map: dict[str, str] = field(default_factory=dict)
-    reconciled: dict[str, int] = field(default_factory=dict)  # journal rows an earlier run left pending, settled
-    unchecked: dict[str, str] = field(default_factory=dict)  # record id -> why the org could not tell
-    api_calls: int = 0
-    seconds: float = 0.0
-
-    @property
-    def success(self) -> bool:
-        return not self.failed and self.interrupted is None and not self.outcomes.get(NOT_ATTEMPTED)
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id, "dry_run": self.dry_run, "success": self.success, "mode": self.mode,
-            "outcomes": self.outcomes, "values_written": self.values_written, "children_repointed": self.repointed,
-            "failed": len(self.failed), "failures": dict(list(self.failed.items())[:50]),
-            "changed_since_plan": len(self.changed), "changes": dict(list(self.changed.items())[:50]),
-            "interrupted": self.interrupted, "recreated": len(self.id_map), "reconciled": self.reconciled,
-            "unchecked": len(self.unchecked), "unchecked_records": dict(list(self.unchecked.items())[:50]),
-            "api_calls": self.api_calls,
-            "seconds": round(self.seconds, 3),
-        }
-
 
 def apply_plan(conn: psycopg.Connection[Any], client: SalesforceClient, plan: RestorePlan, *,
                bulk_threshold: int = DEFAULT_BULK_THRESHOLD) -> ApplyResult:
@@ -127,7 +79,6 @@ def apply_plan(conn: psycopg.Connection[Any], client: SalesforceClient, plan: Re
     if plan.config.dry_run:
         return result
     if plan.tree is not None:  # --- hook: whole-hierarchy restore (hierarchy.py)
-        from sf_pipeline.restore.hierarchy import apply_tree
         return apply_tree(conn, client, plan)
     if client.alias != plan.config.target_org:
         raise RestoreConfigError(f"the client is connected to org {client.alias!r} but the plan targets "
@@ -442,4 +393,4 @@ class _Run:
         return written
 
 
-__all__ = ["INTERRUPTIONS", "ApplyResult", "apply_plan"]
+__all__ = ["ApplyResult", "apply_plan"]

@@ -15,24 +15,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, ValidationError, ValidationInfo, model_validator
 
 from sf_pipeline.contract import Contract, problem
 from sf_pipeline.instants import InstantError, parse_instant
+from sf_pipeline.restore.decisions import OnConflict
 from sf_pipeline.restore.errors import RestoreConfigError
 from sf_pipeline.salesforce.values import format_datetime, id18
-
-
-class OnConflict(StrEnum):
-    """What a restore does with a record changed in the org after the damage (members named as their values: the
-    launchpad shows and takes the names)."""
-
-    skip = "skip"  # leave it as it is now
-    overwrite = "overwrite"  # restore it anyway
-
 
 ON_CONFLICT = tuple(c.value for c in OnConflict)
 _API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")

@@ -21,8 +21,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sf_pipeline.restore.config import OnConflict
 from sf_pipeline.salesforce.values import display
+
+
+class OnConflict(StrEnum):
+    """What a restore does with a record changed in the org after the damage (members named as their values: the
+    launchpad shows and takes the names)."""
+
+    skip = "skip"  # leave it as it is now
+    overwrite = "overwrite"  # restore it anyway
 
 
 class Status(StrEnum):

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import requests
+from simple_salesforce.exceptions import SalesforceError
 
-if TYPE_CHECKING:
-    from sf_pipeline.restore.apply import ApplyResult
-    from sf_pipeline.restore.verify import VerifyResult
+from sf_pipeline.restore.results import ApplyResult, VerifyResult
+from sf_pipeline.salesforce.errors import (
+    ApiBudgetExceeded,
+    SalesforceExtractError,
+    SalesforceSessionError,
+    SalesforceTimeoutError,
+    SalesforceWriteError,
+)
 
 
 class RestoreError(Exception):
@@ -39,3 +45,9 @@ class RestoreVerifyError(RestoreError):
     def __init__(self, message: str, result: VerifyResult):
         super().__init__(message)
         self.result = result
+
+
+# Failures that stop a restore part-way (the org's errors, the network, the budget); what was written so far
+# stays audited.
+INTERRUPTIONS = (SalesforceError, requests.RequestException, ApiBudgetExceeded, SalesforceWriteError,
+                 SalesforceExtractError, SalesforceSessionError, SalesforceTimeoutError)

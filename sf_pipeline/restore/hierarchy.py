@@ -48,7 +48,6 @@ from typing import Any
 import psycopg
 
 from sf_pipeline.restore import tables, tree_tables
-from sf_pipeline.restore.apply import INTERRUPTIONS, ApplyResult
 from sf_pipeline.restore.config import RestoreConfig
 from sf_pipeline.restore.current import describe, field_types
 from sf_pipeline.restore.decisions import (
@@ -65,10 +64,10 @@ from sf_pipeline.restore.decisions import (
     UNDELETE,
     markdown_table,
 )
-from sf_pipeline.restore.errors import RestoreApplyError, RestoreConfigError, RestoreVerifyError
+from sf_pipeline.restore.errors import INTERRUPTIONS, RestoreApplyError, RestoreConfigError, RestoreVerifyError
 from sf_pipeline.restore.journal import Journal, Reconciled, reconcile, unchecked_creates
 from sf_pipeline.restore.plan import RestorePlan
-from sf_pipeline.restore.verify import VerifyResult
+from sf_pipeline.restore.results import ApplyResult, VerifyResult
 from sf_pipeline.salesforce.client import SalesforceClient
 from sf_pipeline.salesforce.values import converter, csv_text, display, format_datetime
 from sf_pipeline.salesforce.writes import (

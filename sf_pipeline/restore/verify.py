@@ -15,7 +15,6 @@ plain failures in the result (`automation`), in the run's metadata and per recor
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -24,55 +23,13 @@ from sf_pipeline.restore import tables
 from sf_pipeline.restore.current import DEFAULT_BULK_THRESHOLD, fetch_current
 from sf_pipeline.restore.decisions import LIVE, VERIFIABLE_OUTCOMES, mismatches
 from sf_pipeline.restore.errors import RestoreVerifyError
+from sf_pipeline.restore.hierarchy import verify_tree
 from sf_pipeline.restore.plan import RestorePlan
+from sf_pipeline.restore.results import VerifyResult
 from sf_pipeline.salesforce.client import SalesforceClient
-from sf_pipeline.salesforce.values import display
 from sf_pipeline.salesforce.writes import current_user_id, fetch_records
 
 CHANGED_BY_AUTOMATION = "changed_by_automation"  # the outcome of a record whose written values automation changed
-
-
-@dataclass
-class VerifyResult:
-    """Records checked, and per record the (field, expected, actual) the org does not hold."""
-
-    run_id: str
-    dry_run: bool = False
-    checked: int = 0
-    mismatched: dict[str, list[tuple[str, Any, Any]]] = field(default_factory=dict)
-    # among mismatched: records live in the org whose values changed after our write, and by whom (see above)
-    automation: dict[str, str] = field(default_factory=dict)
-    api_calls: int = 0
-
-    @property
-    def success(self) -> bool:
-        return not self.mismatched
-
-    def summary(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "dry_run": self.dry_run, "checked": self.checked,
-                "mismatched": len(self.mismatched), "success": self.success, "api_calls": self.api_calls,
-                "changed_by_automation": len(self.automation),
-                "automation": dict(list(self.automation.items())[:50]),
-                "mismatches": {rid: [f"{f}: expected {display(e)}, found {display(a)}" for f, e, a in diffs]
-                               for rid, diffs in list(self.mismatched.items())[:50]}}
-
-    def message(self, object_name: str) -> str:
-        """What went wrong, automation first: records it changed are not failed writes."""
-        parts = []
-        if self.automation:
-            shown = "; ".join(f"{rid}: " + ", ".join(f"{f} written {display(e)} now {display(a)}"
-                                                     for f, e, a in self.mismatched[rid]) + f" ({why})"
-                              for rid, why in list(self.automation.items())[:20])
-            parts.append(f"{len(self.automation)} of {self.checked} restored {object_name} records were changed "
-                         f"again by automation after our write (the restore wrote them; the org's triggers, flows "
-                         f"or another user changed them since): {shown}")
-        other = {rid: d for rid, d in self.mismatched.items() if rid not in self.automation}
-        if other:
-            shown = "; ".join(f"{rid}: " + ", ".join(f"{f} expected {display(e)} found {display(a)}" for f, e, a in d)
-                              for rid, d in list(other.items())[:20])
-            parts.append(f"{len(other)} of {self.checked} restored {object_name} records do not hold the restored "
-                         f"values: {shown}")
-        return "; ".join(parts)
 
 
 def explain_changes(client: SalesforceClient, object_name: str, ids: list[str]) -> dict[str, str]:
@@ -110,7 +67,6 @@ def verify_plan(client: SalesforceClient, plan: RestorePlan, *, conn: psycopg.Co
     if plan.config.dry_run:
         return result
     if plan.tree is not None:  # --- hook: whole-hierarchy restore (hierarchy.py)
-        from sf_pipeline.restore.hierarchy import verify_tree
         return verify_tree(client, plan, conn=conn)
     id_map = plan.id_map
     expected: dict[str, dict[str, Any]] = {}
