@@ -45,6 +45,13 @@ class SalesforceOrgResource:
         """The org `alias` (default: the backed-up org) as the settings file configures it."""
         return cls(alias or settings.backup_org, budget_share=settings.budget_share, connection=settings.salesforce)
 
+    def for_org(self, alias: str) -> SalesforceOrgResource:
+        """Another org alias with the same API version, budget share, timeouts and backoff: what restores,
+        seeding and erasure ask for the org they write to or check (their target is chosen at launch among the
+        settings file's aliases; the connection settings are not)."""
+        return self if alias == self.alias else SalesforceOrgResource(alias, budget_share=self.budget_share,
+                                                                      connection=self.connection)
+
     def credentials(self) -> OrgCredentials:
         return OrgCredentials.from_env(self.alias)
 

@@ -48,7 +48,9 @@ def forget_job(settings: Settings) -> dg.JobDefinition:
            description="Erase a data subject's records from the backup (mirror, history, restore audit, incident "
                        "samples, id map), list them so later backups skip them, and log the erasure without "
                        "personal data.")
-    def _forget(context: dg.OpExecutionContext, config: ForgetRunConfig, warehouse: dg.ResourceParam[WarehouseResource]) -> dg.Output:
+    def _forget(context: dg.OpExecutionContext, config: ForgetRunConfig,
+                salesforce: dg.ResourceParam[SalesforceOrgResource],
+                warehouse: dg.ResourceParam[WarehouseResource]) -> dg.Output:
         raw: dict[str, Any] = {k: v for k, v in config.model_dump().items() if v not in (None, [])}
         try:
             request = ForgetRequest.from_dict(raw, backed_up)
@@ -59,7 +61,7 @@ def forget_job(settings: Settings) -> dg.JobDefinition:
             result = forget(conn, request, backed_up=backed_up, fields=fields,
                             requested_by=requested_by(dict(context.run.tags)), run_id=context.run_id,
                             blob_store=settings.blob_store())
-            still = _still_in_org(settings, result.records, context.log)
+            still = _still_in_org(salesforce.for_org(settings.backup_org), result.records, context.log)
             note_still_in_org(conn, result, still)
         if result.still_in_org:
             context.log.warning(
@@ -87,17 +89,17 @@ def forget_job(settings: Settings) -> dg.JobDefinition:
                          tags={"sf_pipeline/kind": "forget"})
 
 
-def _still_in_org(settings: Settings, records: dict[str, list[str]], log: Any) -> dict[str, list[str]]:
+def _still_in_org(org: SalesforceOrgResource, records: dict[str, list[str]], log: Any) -> dict[str, list[str]]:
     """Per object, the erased ids the backed-up org still holds (not in its recycle bin)."""
     if not records:
         return {}
     try:
-        client = SalesforceOrgResource.from_settings(settings, settings.backup_org).client()
+        client = org.client()
         return {o: sorted(rid for rid, rec in query_by_ids(client, o, ids, ["IsDeleted"]).items()
                           if not rec.get("IsDeleted")) for o, ids in records.items()}
     except Exception as exc:  # noqa: BLE001 - the erasure is done; the run says it could not check
-        log.warning(f"could not check whether org {settings.backup_org!r} still has the erased records: {exc}")
-        return {"unknown": [f"org {settings.backup_org!r} could not be reached"]}
+        log.warning(f"could not check whether org {org.alias!r} still has the erased records: {exc}")
+        return {"unknown": [f"org {org.alias!r} could not be reached"]}
 
 
 class RetentionRunConfig(dg.Config):

@@ -13,7 +13,7 @@ import yaml
 
 from sf_pipeline.anomalies.incidents import incident_restore_selection
 from sf_pipeline.launchpad import launchpad_config
-from sf_pipeline.resources import ORG_TAG, WarehouseResource, salesforce_pool
+from sf_pipeline.resources import ORG_TAG, SalesforceOrgResource, WarehouseResource, salesforce_pool
 from sf_pipeline.settings import Settings
 from sf_pipeline.warehouse.org_identity import OrgIdentityError, verify_org
 
@@ -61,6 +61,7 @@ def restore_job(settings: Settings) -> dg.JobDefinition:
            description="Plan the restore from the backup history and the org's current values; if not a dry "
                        "run, write with per-record results, then verify against the org.")
     def _restore(context: dg.OpExecutionContext, config: RestoreRunConfig,
+                 salesforce: dg.ResourceParam[SalesforceOrgResource],
                  warehouse: dg.ResourceParam[WarehouseResource]) -> dg.Output:
         raw: dict[str, Any] = {k: v for k, v in config.model_dump(mode="json").items() if v not in (None, [])}
         if config.incident is not None:
@@ -77,7 +78,7 @@ def restore_job(settings: Settings) -> dg.JobDefinition:
             conn.commit()
             try:
                 # as the settings file's restore user (orgs.<alias>.restore.run_as), serial writes if it says so
-                client, user = restore_client(settings, cfg.target_org)
+                client, user = restore_client(salesforce, settings, cfg.target_org)
                 verify_org(conn, client)  # the org this alias always reached, or nothing is planned nor written
                 if is_file_restore(cfg):  # ContentDocument / ContentVersion / Attachment: restore/files.py
                     return run_file_restore(context, conn, client, cfg, raw, settings, apply_config_markdown)

@@ -71,12 +71,14 @@ def _whoami(client: SalesforceClient) -> tuple[str | None, str | None]:
     return body.get("preferred_username"), body.get("user_id")
 
 
-def restore_client(settings: Settings, alias: str) -> tuple[SalesforceClient, RestoreUser]:
-    """A client for restores into `alias`, as its settings say: the `run_as` user (checked) and serial writes."""
+def restore_client(salesforce: SalesforceOrgResource, settings: Settings,
+                   alias: str) -> tuple[SalesforceClient, RestoreUser]:
+    """A client for restores into `alias` (asked of the `salesforce` resource), as the settings file says: the
+    `run_as` user (checked) and serial writes."""
     chosen = settings.restore_settings(alias)
-    kwargs = {"budget_share": settings.budget_share, "connection": settings.salesforce}
+    kwargs = {"budget_share": salesforce.budget_share, "connection": salesforce.connection}
     if chosen.run_as is None:  # the org's own credentials, as always: no extra call (the audit has the user id)
-        org = SalesforceOrgResource(alias, **kwargs)
+        org = salesforce.for_org(alias)
         client = org.client()
         client.serial_writes = chosen.serial
         return client, RestoreUser(org.credentials().username, None, False, chosen.serial)

@@ -23,10 +23,11 @@ from .users import org_users
 SeedRunConfig = launchpad_config(SeedConfig, "SeedRunConfig")
 
 
-def source_users(settings: Settings, alias: str, log: Any = None) -> list[dict[str, Any]] | None:
+def source_users(org: SalesforceOrgResource, log: Any = None) -> list[dict[str, Any]] | None:
     """The source org's users (to match owners by username/email/name), or None if it cannot be reached."""
+    alias = org.alias
     try:
-        return org_users(SalesforceOrgResource.from_settings(settings, alias).client())
+        return org_users(org.client())
     except Exception as exc:  # noqa: BLE001 - owners are then left to the target's defaults, and the run says so
         if log is not None:
             log.warning(f"could not read the users of org {alias!r} ({exc}); owners will not be matched")
@@ -38,6 +39,7 @@ def seed_job(settings: Settings) -> dg.JobDefinition:
            description="Copy records as of an instant from the backup into another org, parents first, every "
                        "reference remapped through sf_pipeline.id_map; re-running updates instead of duplicating.")
     def _seed(context: dg.OpExecutionContext, config: SeedRunConfig,
+              salesforce: dg.ResourceParam[SalesforceOrgResource],
               warehouse: dg.ResourceParam[WarehouseResource]) -> dg.Output:
         raw: dict[str, Any] = {k: v for k, v in config.model_dump(mode="json").items() if v not in (None, [])}
         try:
@@ -48,8 +50,8 @@ def seed_job(settings: Settings) -> dg.JobDefinition:
             masking, pseudonyms = masking_for_seeding(settings.privacy)
         except PrivacyError as exc:
             raise dg.Failure(description=str(exc)) from None
-        target = SalesforceOrgResource.from_settings(settings, cfg.target_org).client()
-        users = source_users(settings, cfg.source_org, context.log)
+        target = salesforce.for_org(cfg.target_org).client()
+        users = source_users(salesforce.for_org(cfg.source_org), context.log)
         with warehouse.connect() as conn:
             try:
                 result = seed_sandbox(conn, target, cfg, backed_up=[o.name for o in settings.objects],
