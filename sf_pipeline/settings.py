@@ -99,6 +99,8 @@ class Settings:
     budget_share: float = 0.5
     bulk_threshold: int = 20_000
     bulk_slice_records: int = 250_000
+    # backup.shared_step_below_records: objects with fewer records (the catalog's COUNT()) share one step per window
+    shared_step_below_records: int = 10_000
     anomalies: dict[str, Any] = field(default_factory=dict)
     dagster_base_url: str | None = None  # alerts: dagster_base_url: where alerts link to the Dagster UI
     salesforce: SalesforceSettings = SalesforceSettings()
@@ -156,6 +158,7 @@ def load_settings(path: str | Path | None = None) -> Settings:
         timezone=part.get("timezone", "UTC"), schedule_lag_minutes=int(backup.get("schedule_lag_minutes", 10)),
         budget_share=float(budget), bulk_threshold=int(backup.get("bulk_threshold", 20_000)),
         bulk_slice_records=_positive(path, backup, "bulk_slice_records", 250_000),
+        shared_step_below_records=_non_negative(path, backup, "shared_step_below_records", 10_000),
         max_windows_per_tick=_positive(path, backup, "max_windows_per_tick", 48),
         retry_max_minutes=_positive(path, backup, "retry_max_minutes", 60),
         anomalies=dict(data.get("anomalies") or {}),
@@ -308,6 +311,13 @@ def _positive(path: Path, section: dict[str, Any], key: str, default: int) -> in
     value = section.get(key, default)
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise SettingsError(f"{path}: backup.{key} must be a positive whole number, got {value!r}")
+    return value
+
+
+def _non_negative(path: Path, section: dict[str, Any], key: str, default: int) -> int:
+    value = section.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise SettingsError(f"{path}: backup.{key} must be a whole number >= 0, got {value!r}")
     return value
 
 

@@ -102,6 +102,15 @@ def window_preflight(conn: psycopg.Connection[Any], client: SalesforceClient, ru
                      run_objects: Sequence[str], all_objects: Sequence[str], start: datetime,
                      end: datetime) -> Preflight:
     """`sobject`'s describe and counts for the window [start, end), asked once per run for `run_objects`."""
+    return objects_preflight(conn, client, run_id, [sobject], run_objects, all_objects, start, end)[sobject]
+
+
+def objects_preflight(conn: psycopg.Connection[Any], client: SalesforceClient, run_id: str,
+                      objects: Sequence[str], run_objects: Sequence[str], all_objects: Sequence[str],
+                      start: datetime, end: datetime) -> dict[str, Preflight]:
+    """The describes and counts of `objects` (one step's: an object's own, or the small objects' shared step) for
+    the window [start, end), asked once per run for `run_objects`; the first object's Preflight carries what
+    this call paid when it asked the org."""
     ensure_run_state(conn)
     calls_before = client.api_calls
     key = f"{run_id}/{start.isoformat()}/{end.isoformat()}"
@@ -110,14 +119,18 @@ def window_preflight(conn: psycopg.Connection[Any], client: SalesforceClient, ru
     commit(conn)
     try:
         stored = stored_counts(conn, run_id, start, end)
-        if sobject in stored:
-            describe = cached_describes(conn, client.alias, [sobject])[sobject].describe
-            assert describe is not None
-            client._describes[sobject] = describe  # noqa: SLF001
-            return Preflight(describe, stored[sobject])
+        if all(o in stored for o in objects):
+            kept = cached_describes(conn, client.alias, objects)
+            out: dict[str, Preflight] = {}
+            for sobject in objects:
+                describe = kept[sobject].describe
+                assert describe is not None
+                client._describes[sobject] = describe  # noqa: SLF001
+                out[sobject] = Preflight(describe, stored[sobject])
+            return out
         verify_org(conn, client)  # never another org's records into this org's history (once per run)
-        describes, refreshed = refresh_describes(conn, client, list(dict.fromkeys([*all_objects, sobject])))
-        wanted = [o for o in dict.fromkeys([*run_objects, sobject]) if o not in stored]
+        describes, refreshed = refresh_describes(conn, client, list(dict.fromkeys([*all_objects, *objects])))
+        wanted = [o for o in dict.fromkeys([*run_objects, *objects]) if o not in stored]
         queries: list[tuple[str, bool]] = []
         shape: list[tuple[str, int]] = []
         for name in wanted:
@@ -125,15 +138,18 @@ def window_preflight(conn: psycopg.Connection[Any], client: SalesforceClient, ru
             queries += mine
             shape.append((name, len(mine)))
         answers = iter(client.counts(queries))
-        counts: dict[str, WindowCounts] = {}
+        counts: dict[str, WindowCounts] = dict(stored)
         for name, n in shape:
             window_count = next(answers)
             counts[name] = WindowCounts(window_count, next(answers) if n == 2 else None)
-        store_counts(conn, run_id, start, end, counts)
+        store_counts(conn, run_id, start, end, {name: counts[name] for name, _ in shape})
         forget_old_preflights(conn)
         commit(conn)
-        return Preflight(describes[sobject], counts[sobject], first_step=True, describes_refreshed=refreshed,
-                         api_calls=client.api_calls - calls_before)
+        out = {sobject: Preflight(describes[sobject], counts[sobject]) for sobject in objects}
+        first = out[objects[0]]
+        first.first_step, first.describes_refreshed = True, refreshed
+        first.api_calls = client.api_calls - calls_before
+        return out
     finally:
         conn.execute("SELECT pg_advisory_unlock(hashtext(%s)::bigint)", (key,))
         commit(conn)
