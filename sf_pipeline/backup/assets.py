@@ -138,9 +138,10 @@ def mirror_asset(obj: ObjectSettings, settings: Settings, partitions: dg.Partiti
         start, end = extraction_bounds(partitions, context.partition_time_window)
         client = getattr(context.resources, resource_keys[0]).client()
         with getattr(context.resources, resource_keys[1]).connect() as conn:
+            since = usage_mark(client)
             pre = window_preflight(conn, client, context.run_id, obj.name, run_objects(context, org),
                                    [o.name for o in org.objects], start, end)
-            return backup_object(context, obj, settings, org, client, conn, pre, start, end)
+            return backup_object(context, obj, settings, org, client, conn, pre, start, end, since)
 
     return _mirror
 
@@ -178,11 +179,13 @@ def small_mirrors_asset(objects: Sequence[ObjectSettings], settings: Settings, p
         client = getattr(context.resources, resource_keys[0]).client()
         failed: list[str] = []
         with getattr(context.resources, resource_keys[1]).connect() as conn:
+            since = usage_mark(client)  # the first object's figures include the run's preflight, if it asked
             pres = objects_preflight(conn, client, context.run_id, [o.name for o in chosen],
                                      run_objects(context, org), [o.name for o in org.objects], start, end)
             for obj in chosen:
                 try:
-                    result = backup_object(context, obj, settings, org, client, conn, pres[obj.name], start, end)
+                    result = backup_object(context, obj, settings, org, client, conn, pres[obj.name], start, end,
+                                           since)
                     conn.commit()  # each object's window stands on its own: a later object's failure keeps it
                 except Exception as exc:  # noqa: BLE001 - one object's failure must not stop the others' backup
                     conn.rollback()
@@ -190,6 +193,8 @@ def small_mirrors_asset(objects: Sequence[ObjectSettings], settings: Settings, p
                     context.log.error(f"{obj.name}: window {start:%Y-%m-%d %H:%M} not backed up: "
                                       f"{type(exc).__name__}: {exc}")
                     continue
+                finally:
+                    since = usage_mark(client)
                 yield result
         if failed:
             raise dg.Failure(f"{len(failed)} of {len(chosen)} small objects failed in this window (see the "
@@ -199,11 +204,17 @@ def small_mirrors_asset(objects: Sequence[ObjectSettings], settings: Settings, p
     return _small_mirrors
 
 
+def usage_mark(client: Any) -> tuple[int, int, int]:
+    """The client's API calls, retries and bytes so far: an object's figures are counted from such a mark."""
+    return client.api_calls, client.retries, client.bytes_received
+
+
 def backup_object(context: dg.AssetExecutionContext, obj: ObjectSettings, settings: Settings,
                   org: BackupOrgSettings, client: Any, conn: Any, pre: Any, start: datetime,
-                  end: datetime) -> dg.MaterializeResult:
-    """Extract the window [start, end) of `obj` into its mirror table; its materialization."""
-    calls_before, retries_before, bytes_before = client.api_calls, client.retries, client.bytes_received
+                  end: datetime, since: tuple[int, int, int]) -> dg.MaterializeResult:
+    """Extract the window [start, end) of `obj` into its mirror table; its materialization. `since`: the client's
+    usage mark its figures count from (before the preflight when this object's step asked it)."""
+    calls_before, retries_before, bytes_before = since
     stats = ExtractStats(obj.name, start, end)
     describe = pre.describe
     plan = window_plan(obj.name, describe)  # from today's describe: capabilities can change
@@ -253,7 +264,7 @@ def backup_object(context: dg.AssetExecutionContext, obj: ObjectSettings, settin
                             "changed again; they were not backed up (sf_pipeline.erased_records)")
     if result.extracted != stats.extracted:
         raise dg.Failure(f"{obj.name}: extracted {stats.extracted} records but loaded {result.extracted}")
-    api_calls = pre.api_calls + client.api_calls - calls_before  # this object's, and the run's preflight if it asked
+    api_calls = client.api_calls - calls_before  # this object's, and the run's preflight if it asked
     context.log.info(f"{obj.name} {start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M}: "
                      f"{stats.extracted} records via {stats.mode}, {api_calls} API calls")
     return dg.MaterializeResult(asset_key=mirror_key(obj.name, org.key_prefix), metadata={
