@@ -148,6 +148,15 @@ def _positive(key: str) -> Any:
     return BeforeValidator(check)
 
 
+def _non_negative(key: str) -> Any:
+    """A whole number >= 0 at `key` of the file (errors name it)."""
+    def check(value: Any) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise SettingsError(f"{key} must be a whole number >= 0, got {value!r}")
+        return value
+    return BeforeValidator(check)
+
+
 def _at(key: str) -> AliasPath:
     """Where a setting is in the file: `backup.partitions.cron` -> AliasPath("backup", "partitions", "cron")."""
     return AliasPath(*key.split("."))
@@ -181,6 +190,9 @@ class Settings(Contract):
     bulk_threshold: int = Field(20_000, validation_alias=_at("backup.bulk_threshold"))
     bulk_slice_records: Annotated[int, _positive("backup.bulk_slice_records")] = Field(
         250_000, validation_alias=_at("backup.bulk_slice_records"))
+    # objects with fewer records (the catalog's COUNT()) share one step per window; 0: every object its own step
+    shared_step_below_records: Annotated[int, _non_negative("backup.shared_step_below_records")] = Field(
+        10_000, validation_alias=_at("backup.shared_step_below_records"))
     anomalies: dict[str, Any] = Field(default_factory=dict, validation_alias="anomalies")
     # alerts: dagster_base_url: where alerts link to the Dagster UI
     dagster_base_url: str | None = Field(None, validation_alias=_at("alerts.dagster_base_url"))

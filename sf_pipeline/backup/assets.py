@@ -36,7 +36,7 @@ from sf_pipeline.warehouse.run_state import keep_calculated_columns
 
 from .files import backup_window_files
 from .partitions import extraction_bounds
-from .preflight import window_preflight
+from .preflight import objects_preflight, window_preflight
 from .reconciliation import ReconcileSettings, VanishedReport, learn_vanished
 
 
@@ -83,9 +83,23 @@ def run_objects(context: dg.AssetExecutionContext, org: BackupOrgSettings) -> li
     return [name for name in configured if name in chosen] or configured
 
 
+def mirror_description(obj: ObjectSettings) -> str:
+    return (f"Mirror of {obj.name} in salesforce.{obj.name.lower()}: current state of every record "
+            "(deleted ones kept, flagged isdeleted), loaded window by window on "
+            f"{(obj.plan.stamp_field or 'a whole read') if obj.plan else 'SystemModstamp'}.")
+
+
+def shares_step(obj: ObjectSettings, settings: Settings) -> bool:
+    """Whether `obj` is small: the catalog counted fewer than `backup.shared_step_below_records` records in it.
+    Small objects share one step per window (`small_mirrors_asset`); an object of unknown size (no catalog, or
+    the org refused to count it) keeps its own, as every object did before."""
+    records = obj.plan.records if obj.plan is not None else None
+    return records is not None and records < settings.shared_step_below_records
+
+
 def mirror_asset(obj: ObjectSettings, settings: Settings, partitions: dg.PartitionsDefinition,
                  org: BackupOrgSettings | None = None) -> dg.AssetsDefinition:
-    """The asset that extracts one window of `obj` and upserts it into `salesforce.<object>`."""
+    """The asset that extracts one window of `obj` and upserts it into `salesforce.<object>`: its own step."""
     org = org or settings.backups[0]
     resource_keys = org_resource_keys(org)
 
@@ -95,106 +109,174 @@ def mirror_asset(obj: ObjectSettings, settings: Settings, partitions: dg.Partiti
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name=org.alias,
         kinds={"salesforce", "postgres"},
-        description=f"Mirror of {obj.name} in salesforce.{obj.name.lower()}: current state of every record "
-                    "(deleted ones kept, flagged isdeleted), loaded window by window on "
-                    f"{(obj.plan.stamp_field or 'a whole read') if obj.plan else 'SystemModstamp'}.",
+        description=mirror_description(obj),
         pool=salesforce_pool(org.alias),
         metadata=catalog_metadata(obj),
         required_resource_keys=set(resource_keys),
     )
     def _mirror(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        window = context.partition_time_window
-        start, end = extraction_bounds(partitions, window)
-        salesforce = getattr(context.resources, resource_keys[0])
-        warehouse = getattr(context.resources, resource_keys[1])
-        client = salesforce.client()
-        stats = ExtractStats(obj.name, start, end)
-        with warehouse.connect() as conn:
-            # Organization (which org this is), describes and counts: asked once per run for all its objects
+        start, end = extraction_bounds(partitions, context.partition_time_window)
+        client = getattr(context.resources, resource_keys[0]).client()
+        with getattr(context.resources, resource_keys[1]).connect() as conn:
+            since = usage_mark(client)
             pre = window_preflight(conn, client, context.run_id, obj.name, run_objects(context, org),
                                    [o.name for o in org.objects], start, end)
-            describe = pre.describe
-            plan = window_plan(obj.name, describe)  # from today's describe: capabilities can change
-            table_fields = table_fields_for(plan, describe["fields"])
-            fields = backup_fields(table_fields, obj.exclude)
-            names = [f["name"] for f in fields]
-            keep_calculated_columns(conn, obj.name, [f["name"] for f in fields if f.get("calculated")])
-            table = ensure_mirror_table(conn, obj.name, table_fields, exclude=obj.exclude)
-            use_bulk = plan.read_api == ReadApi.BULK_OR_REST
-            if table.added_columns:
-                context.log.info(f"{obj.name}: new fields {list(table.added_columns)} added as columns")
-            for change in table.type_changes:
-                context.log.warning(f"{obj.name}: field type changed, mirror and history follow: {change.describe()}")
-            # the e-mail lookups of an erasure request (forget) read an index, never the whole table
-            built = ensure_lookup_indexes(conn, MIRROR_SCHEMA, obj.name, email_columns(settings.privacy, obj.name))
-            if built:
-                context.log.info(f"{obj.name}: built the erasure lookup indexes {built} on the mirror")
-            vanished = VanishedReport()
-            if plan.strategy == Strategy.FULL_READ:
-                # no timestamp: read it whole, compare with the mirror (changed rows, vanished rows)
-                batches = extract_all(client, obj.name, [n for n in names if n != "SystemModstamp"],
-                                      bulk_threshold=settings.bulk_threshold, stats=stats, use_bulk=use_bulk)
-                result = load_full_read(conn, table, batches, start, end, found_at=datetime.now(UTC))
-            else:
-                batches = extract_window(client, obj.name, names, start, end,
-                                         bulk_threshold=settings.bulk_threshold,
-                                         bulk_slice_records=settings.bulk_slice_records, stats=stats,
-                                         stamp=plan.stamp_field or "SystemModstamp", use_bulk=use_bulk,
-                                         expected=pre.counts.window_count)
-                # one extraction never repeats a record: a first load may COPY straight into the mirror
-                result = load_window(conn, table, batches, start, end, unique_ids=True)
-                # deletions, merges, purges and hard deletes: flagged, and closed in history by this window's snapshot
-                vanished = learn_vanished(client, conn, table, obj.name, start, end, ReconcileSettings(
-                    settings.reconcile_every_window_below, settings.reconcile_large_every_hours),
-                    first_load=result.into_empty_table, counts=pre.counts)
-            # records erased on request (sf_pipeline.privacy.forget) never come back through a later window
-            erased = drop_erased_rows(conn, obj.name)
-            # file bodies (base64 fields) of the window's new and changed versions, into the blob store
-            files = backup_window_files(context, client, conn, settings, obj, describe["fields"], start, end)
-        for note in stats.notes:
-            context.log.info(f"{obj.name}: {note}")
-        if vanished.reconciled:
-            context.log.info(f"{obj.name}: reconciled ids ({vanished.reconcile_reason}): "
-                             f"{vanished.reconcile_calls} API calls, {vanished.reconcile_seconds:.1f} s")
-        if erased:
-            context.log.warning(f"{obj.name}: {len(erased)} records erased on request are still in the org and "
-                                "changed again; they were not backed up (sf_pipeline.erased_records)")
-        if result.extracted != stats.extracted:
-            raise dg.Failure(f"{obj.name}: extracted {stats.extracted} records but loaded {result.extracted}")
-        context.log.info(f"{obj.name} {start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M}: "
-                         f"{stats.extracted} records via {stats.mode}, {client.api_calls} API calls")
-        return dg.MaterializeResult(metadata={
-            "window_start": dg.MetadataValue.text(start.isoformat()),
-            "window_end": dg.MetadataValue.text(end.isoformat()),
-            "records_extracted": dg.MetadataValue.int(result.extracted),
-            "records_inserted": dg.MetadataValue.int(result.inserted),
-            "records_updated": dg.MetadataValue.int(result.updated),
-            "records_unchanged": dg.MetadataValue.int(result.unchanged),
-            "records_deleted": dg.MetadataValue.int(result.deleted),
-            "api_calls": dg.MetadataValue.int(client.api_calls),
-            "api_retries": dg.MetadataValue.int(client.retries),
-            "org_api_usage": dg.MetadataValue.text(f"{client.usage[0]}/{client.usage[1]}" if client.usage else "unknown"),
-            "extract_mode": dg.MetadataValue.text(stats.mode),
-            "strategy": dg.MetadataValue.text(plan.strategy.value),
-            "strategy_reason": dg.MetadataValue.text(plan.reason),
-            "bytes": dg.MetadataValue.int(client.bytes_received + result.bytes),
-            "seconds": dg.MetadataValue.float(round(stats.seconds + 0.0, 3)),
-            "load_seconds": dg.MetadataValue.float(round(result.seconds, 3)),
-            "fields": dg.MetadataValue.int(len(names)),
-            "calculated_fields": dg.MetadataValue.text(
-                ", ".join(f["name"] for f in fields if f.get("calculated")) or "none"),
-            "preflight": dg.MetadataValue.text(
-                f"this step asked the org for the run ({pre.api_calls} API calls; describes re-read: "
-                f"{', '.join(pre.describes_refreshed) or 'none'})" if pre.first_step else
-                "read from the run's preflight (no API call)"),
-            "new_columns": dg.MetadataValue.text(", ".join(table.added_columns) or "none"),
-            **vanished.as_metadata(),
-            "erased_records_skipped": dg.MetadataValue.json({"count": len(erased), "ids": erased[:50]}),
-            "type_changes": dg.MetadataValue.text("; ".join(c.describe() for c in table.type_changes) or "none"),
-            **({"file_bodies": dg.MetadataValue.json(files.as_metadata())} if files else {}),
-        })
+            return backup_object(context, obj, settings, org, client, conn, pre, start, end, since)
 
     return _mirror
+
+
+def small_objects_step_name(org: BackupOrgSettings) -> str:
+    return "salesforce_small_objects" if org.primary else f"{org.alias}__salesforce_small_objects"
+
+
+def small_mirrors_asset(objects: Sequence[ObjectSettings], settings: Settings, partitions: dg.PartitionsDefinition,
+                        org: BackupOrgSettings | None = None) -> dg.AssetsDefinition:
+    """The mirrors of the small objects (`shares_step`) in ONE subsettable step per window: each is still its own
+    asset `salesforce/<Object>` with its own materialization and metadata, but an unchanged window of hundreds of
+    small objects costs one step (one process, one login, one database connection), not one per object. A run
+    or backfill selecting some of them runs the step for those only (`can_subset`)."""
+    org = org or settings.backups[0]
+    resource_keys = org_resource_keys(org)
+    by_key = {mirror_key(o.name, org.key_prefix): o for o in objects}
+
+    @dg.multi_asset(
+        specs=[dg.AssetSpec(key, group_name=org.alias, kinds={"salesforce", "postgres"},
+                            description=mirror_description(o), metadata=catalog_metadata(o), skippable=True)
+               for key, o in by_key.items()],
+        name=small_objects_step_name(org),
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        can_subset=True,
+        pool=salesforce_pool(org.alias),
+        required_resource_keys=set(resource_keys),
+    )
+    def _small_mirrors(context: dg.AssetExecutionContext):
+        start, end = extraction_bounds(partitions, context.partition_time_window)
+        chosen = [o for key, o in by_key.items() if key in context.selected_asset_keys]
+        if not chosen:
+            return
+        client = getattr(context.resources, resource_keys[0]).client()
+        failed: list[str] = []
+        with getattr(context.resources, resource_keys[1]).connect() as conn:
+            since = usage_mark(client)  # the first object's figures include the run's preflight, if it asked
+            pres = objects_preflight(conn, client, context.run_id, [o.name for o in chosen],
+                                     run_objects(context, org), [o.name for o in org.objects], start, end)
+            for obj in chosen:
+                try:
+                    result = backup_object(context, obj, settings, org, client, conn, pres[obj.name], start, end,
+                                           since)
+                    conn.commit()  # each object's window stands on its own: a later object's failure keeps it
+                except Exception as exc:  # noqa: BLE001 - one object's failure must not stop the others' backup
+                    conn.rollback()
+                    failed.append(obj.name)
+                    context.log.error(f"{obj.name}: window {start:%Y-%m-%d %H:%M} not backed up: "
+                                      f"{type(exc).__name__}: {exc}")
+                    continue
+                finally:
+                    since = usage_mark(client)
+                yield result
+        if failed:
+            raise dg.Failure(f"{len(failed)} of {len(chosen)} small objects failed in this window (see the "
+                             f"log for each error): {', '.join(failed)}; the others are backed up",
+                             metadata={"failed_objects": dg.MetadataValue.text(", ".join(failed))})
+
+    return _small_mirrors
+
+
+def usage_mark(client: Any) -> tuple[int, int, int]:
+    """The client's API calls, retries and bytes so far: an object's figures are counted from such a mark."""
+    return client.api_calls, client.retries, client.bytes_received
+
+
+def backup_object(context: dg.AssetExecutionContext, obj: ObjectSettings, settings: Settings,
+                  org: BackupOrgSettings, client: Any, conn: Any, pre: Any, start: datetime,
+                  end: datetime, since: tuple[int, int, int]) -> dg.MaterializeResult:
+    """Extract the window [start, end) of `obj` into its mirror table; its materialization. `since`: the client's
+    usage mark its figures count from (before the preflight when this object's step asked it)."""
+    calls_before, retries_before, bytes_before = since
+    stats = ExtractStats(obj.name, start, end)
+    describe = pre.describe
+    plan = window_plan(obj.name, describe)  # from today's describe: capabilities can change
+    table_fields = table_fields_for(plan, describe["fields"])
+    fields = backup_fields(table_fields, obj.exclude)
+    names = [f["name"] for f in fields]
+    keep_calculated_columns(conn, obj.name, [f["name"] for f in fields if f.get("calculated")])
+    table = ensure_mirror_table(conn, obj.name, table_fields, exclude=obj.exclude)
+    use_bulk = plan.read_api == ReadApi.BULK_OR_REST
+    if table.added_columns:
+        context.log.info(f"{obj.name}: new fields {list(table.added_columns)} added as columns")
+    for change in table.type_changes:
+        context.log.warning(f"{obj.name}: field type changed, mirror and history follow: {change.describe()}")
+    # the e-mail lookups of an erasure request (forget) read an index, never the whole table
+    built = ensure_lookup_indexes(conn, MIRROR_SCHEMA, obj.name, email_columns(settings.privacy, obj.name))
+    if built:
+        context.log.info(f"{obj.name}: built the erasure lookup indexes {built} on the mirror")
+    vanished = VanishedReport()
+    if plan.strategy == Strategy.FULL_READ:
+        # no timestamp: read it whole, compare with the mirror (changed rows, vanished rows)
+        batches = extract_all(client, obj.name, [n for n in names if n != "SystemModstamp"],
+                              bulk_threshold=settings.bulk_threshold, stats=stats, use_bulk=use_bulk)
+        result = load_full_read(conn, table, batches, start, end, found_at=datetime.now(UTC))
+    else:
+        batches = extract_window(client, obj.name, names, start, end,
+                                 bulk_threshold=settings.bulk_threshold,
+                                 bulk_slice_records=settings.bulk_slice_records, stats=stats,
+                                 stamp=plan.stamp_field or "SystemModstamp", use_bulk=use_bulk,
+                                 expected=pre.counts.window_count)
+        # one extraction never repeats a record: a first load may COPY straight into the mirror
+        result = load_window(conn, table, batches, start, end, unique_ids=True)
+        # deletions, merges, purges and hard deletes: flagged, and closed in history by this window's snapshot
+        vanished = learn_vanished(client, conn, table, obj.name, start, end, ReconcileSettings(
+            settings.reconcile_every_window_below, settings.reconcile_large_every_hours),
+            first_load=result.into_empty_table, counts=pre.counts)
+    # records erased on request (sf_pipeline.privacy.forget) never come back through a later window
+    erased = drop_erased_rows(conn, obj.name)
+    # file bodies (base64 fields) of the window's new and changed versions, into the blob store
+    files = backup_window_files(context, client, conn, settings, obj, describe["fields"], start, end)
+    for note in stats.notes:
+        context.log.info(f"{obj.name}: {note}")
+    if vanished.reconciled:
+        context.log.info(f"{obj.name}: reconciled ids ({vanished.reconcile_reason}): "
+                         f"{vanished.reconcile_calls} API calls, {vanished.reconcile_seconds:.1f} s")
+    if erased:
+        context.log.warning(f"{obj.name}: {len(erased)} records erased on request are still in the org and "
+                            "changed again; they were not backed up (sf_pipeline.erased_records)")
+    if result.extracted != stats.extracted:
+        raise dg.Failure(f"{obj.name}: extracted {stats.extracted} records but loaded {result.extracted}")
+    api_calls = client.api_calls - calls_before  # this object's, and the run's preflight if it asked
+    context.log.info(f"{obj.name} {start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M}: "
+                     f"{stats.extracted} records via {stats.mode}, {api_calls} API calls")
+    return dg.MaterializeResult(asset_key=mirror_key(obj.name, org.key_prefix), metadata={
+        "window_start": dg.MetadataValue.text(start.isoformat()),
+        "window_end": dg.MetadataValue.text(end.isoformat()),
+        "records_extracted": dg.MetadataValue.int(result.extracted),
+        "records_inserted": dg.MetadataValue.int(result.inserted),
+        "records_updated": dg.MetadataValue.int(result.updated),
+        "records_unchanged": dg.MetadataValue.int(result.unchanged),
+        "records_deleted": dg.MetadataValue.int(result.deleted),
+        "api_calls": dg.MetadataValue.int(api_calls),
+        "api_retries": dg.MetadataValue.int(client.retries - retries_before),
+        "org_api_usage": dg.MetadataValue.text(f"{client.usage[0]}/{client.usage[1]}" if client.usage else "unknown"),
+        "extract_mode": dg.MetadataValue.text(stats.mode),
+        "strategy": dg.MetadataValue.text(plan.strategy.value),
+        "strategy_reason": dg.MetadataValue.text(plan.reason),
+        "bytes": dg.MetadataValue.int(client.bytes_received - bytes_before + result.bytes),
+        "seconds": dg.MetadataValue.float(round(stats.seconds + 0.0, 3)),
+        "load_seconds": dg.MetadataValue.float(round(result.seconds, 3)),
+        "fields": dg.MetadataValue.int(len(names)),
+        "calculated_fields": dg.MetadataValue.text(
+            ", ".join(f["name"] for f in fields if f.get("calculated")) or "none"),
+        "preflight": dg.MetadataValue.text(
+            f"this step asked the org for the run ({pre.api_calls} API calls; describes re-read: "
+            f"{', '.join(pre.describes_refreshed) or 'none'})" if pre.first_step else
+            "read from the run's preflight (no API call)"),
+        "new_columns": dg.MetadataValue.text(", ".join(table.added_columns) or "none"),
+        **vanished.as_metadata(),
+        "erased_records_skipped": dg.MetadataValue.json({"count": len(erased), "ids": erased[:50]}),
+        "type_changes": dg.MetadataValue.text("; ".join(c.describe() for c in table.type_changes) or "none"),
+        **({"file_bodies": dg.MetadataValue.json(files.as_metadata())} if files else {}),
+    })
 
 
 class HistoryTranslator(DagsterDbtTranslator):
@@ -245,8 +327,10 @@ def changed_objects(context: dg.AssetExecutionContext,
     """
     changed: list[dg.AssetKey] = []
     unchanged: dict[dg.AssetKey, str] = {}
+    mirrors = {key: mirror_key(key.path[-1], key.path[:-2]) for key in history_keys}
+    latest = context.instance.get_latest_materialization_events(list(mirrors.values()))  # one query for all
     for key in history_keys:
-        event = context.instance.get_latest_materialization_event(mirror_key(key.path[-1], key.path[:-2]))
+        event = latest.get(mirrors[key])
         if event is None or event.run_id != context.run_id or event.asset_materialization is None:
             changed.append(key)
             continue

@@ -110,20 +110,26 @@ def backup_complete_check(mirror_keys: Sequence[dg.AssetKey], history_keys: Sequ
         specs=[dg.AssetCheckSpec(CHECK_NAME, asset=mirror, description=description) for mirror, _ in pairs],
         name=name,
         required_resource_keys=set(resource_keys) if names is not None else set(),
+        # a run of some objects (a subset of the small objects' shared step, a backfill of one) checks those
+        can_subset=True,
     )
     def _backup_complete(context: dg.AssetCheckExecutionContext):
         closed = partitions.get_partition_keys(current_time=datetime.now(UTC) - lag)
+        selected = {k.asset_key for k in context.selected_asset_check_keys}
+        chosen = [i for i, (mirror, _) in enumerate(pairs) if mirror in selected]
+        mine = [pairs[i] for i in chosen]
         per_object: list[tuple[dg.AssetKey, list[Finding], datetime | None]] = []
-        for mirror, history in pairs:
+        for mirror, history in mine:
             subset = backed_up_subset(context.instance, [history], partitions)
             done = set(subset.get_partition_keys())
             windows = list(subset.included_time_windows)
             newest_end = max((w.end for w in windows), default=None)
             per_object.append((mirror, [holes_finding(closed, done, max_windows_per_tick)], newest_end))
         if names is not None:
-            _org_findings(context, per_object, names, list(stamps) if stamps is not None else ["SystemModstamp"] * len(names),
+            all_stamps = list(stamps) if stamps is not None else ["SystemModstamp"] * len(names)
+            _org_findings(context, per_object, [names[i] for i in chosen], [all_stamps[i] for i in chosen],
                           reconcile_every_hours, resource_keys)
-        extra = more_findings([m for m, _ in pairs]) if more_findings else {}
+        extra = more_findings([m for m, _ in mine]) if more_findings else {}
         for mirror, findings, _ in per_object:
             yield check_result(mirror, [*findings, *extra.get(mirror, ())])
 

@@ -24,7 +24,7 @@ from sf_pipeline.salesforce.catalog import Catalog
 from sf_pipeline.settings import BackupOrgSettings, ObjectSettings, Settings
 from sf_pipeline.warehouse.dbt_project import dbt_executable, dbt_project_dir, prepare_manifest
 
-from .assets import history_assets, mirror_asset
+from .assets import history_assets, mirror_asset, shares_step, small_mirrors_asset
 from .catalog_asset import catalog_spec
 from .checks import backup_complete_check
 from .files import file_bodies_findings
@@ -98,9 +98,21 @@ def _stamp(obj: ObjectSettings) -> str | None:
     return obj.plan.stamp_field if obj.plan is not None else "SystemModstamp"
 
 
+def mirror_assets(settings: Settings, org: BackupOrgSettings,
+                  partitions: dg.TimeWindowPartitionsDefinition) -> list[dg.AssetsDefinition]:
+    """The mirror assets of an org: the small objects (the catalog counted fewer records than
+    `backup.shared_step_below_records`) in one subsettable step, every other object in its own step."""
+    small = [o for o in org.objects if shares_step(o, settings)]
+    if len(small) < 2:
+        small = []
+    shared = [small_mirrors_asset(small, settings, partitions, org)] if small else []
+    names = {o.name for o in small}
+    return [*shared, *(mirror_asset(o, settings, partitions, org) for o in org.objects if o.name not in names)]
+
+
 def _org_definitions(settings: Settings, org: BackupOrgSettings, partitions: dg.TimeWindowPartitionsDefinition,
                      project: DbtProject, manifest: Path, several: bool, catalog: Catalog | None) -> dg.Definitions:
-    mirrors = [mirror_asset(obj, settings, partitions, org) for obj in org.objects]
+    mirrors = mirror_assets(settings, org, partitions)
     history = history_assets(settings, partitions, project, manifest, org, only_its_objects=several)
     job = dg.define_asset_job(
         # the anomaly checks run in their own run, launched by the sensor once history is materialized

@@ -4,9 +4,11 @@ The first `salesforce/<Object>` step of a run (the others wait on a PostgreSQL a
 the alias reaches (Organization: once per run), refreshes the describes only if the org says they changed
 (`If-Modified-Since` on the global describe, then on the changed objects' describes), and asks for every
 object of the run, through Composite Batch (25 subrequests per call), the records stamped in the window and
-the records created before its end. The results go to `sf_pipeline.run_preflight`; every step of the run reads
-its object's there. An unchanged window of N objects thus costs 2 + ceil(2N / 25) HTTP requests to the org,
-plus one login per step. No Dagster here.
+the records created before its end: one aggregate query per object (`COUNT(Id)` and `MAX(SystemModstamp)` of
+the records created before the window's end), then the window's `COUNT()` only where the newest stamp reaches
+into the window. The results go to `sf_pipeline.run_preflight`; every step of the run reads its object's there.
+An unchanged window of N objects thus costs 2 + ceil(N / 25) HTTP requests to the org, plus one login per step
+(one for all the small objects, which share a step). No Dagster here.
 """
 
 from __future__ import annotations
@@ -98,10 +100,80 @@ def count_queries(describe: dict[str, Any], sobject: str, start: datetime, end: 
     return queries
 
 
+def combined_query(describe: dict[str, Any], sobject: str, end: datetime) -> str | None:
+    """One aggregate query answering both counts of an unchanged window: the records created before the window's
+    end and the newest stamp among them (`SELECT COUNT(Id) n, MAX(SystemModstamp) m ... WHERE CreatedDate < end`,
+    queryAll; SOQL and SOSL Reference, "Aggregate Functions"). A newest stamp before the window's start means
+    nothing is stamped in the window (a record created at or after its end is stamped after it too), so the
+    window's own COUNT() is asked only for the objects where it may not be 0. None: the object has no window
+    stamp or no CreatedDate (its counts are asked as before)."""
+    stamp = window_stamp(describe)
+    if stamp is None or not any(f["name"] == "CreatedDate" for f in describe["fields"]):
+        return None
+    name = soql_names.api_name(sobject, "object")
+    return f"SELECT COUNT(Id) n, MAX({stamp}) m FROM {name} WHERE CreatedDate < {soql_datetime(end)}"
+
+
+def parse_stamp(value: str) -> datetime:
+    """A REST datetime (`2026-11-30T00:00:00.000+0000`) as an aware datetime."""
+    return datetime.strptime(value.replace("Z", "+0000"), "%Y-%m-%dT%H:%M:%S.%f%z")
+
+
+def ask_counts(client: SalesforceClient, describes: dict[str, dict[str, Any]], objects: Sequence[str],
+               start: datetime, end: datetime) -> dict[str, WindowCounts]:
+    """The window's counts of `objects`: first one combined aggregate query each (25 per HTTP request), then the
+    window's COUNT() of the objects that may have changed, and the classic pair of COUNT()s of those the
+    aggregate cannot serve (no stamp or no CreatedDate, or refused by the org). An unchanged window of N objects
+    costs ceil(N / 25) HTTP requests."""
+    counts: dict[str, WindowCounts] = {}
+    combined = {name: q for name in objects if (q := combined_query(describes[name], name, end)) is not None}
+    second: list[tuple[str, str]] = []  # (object, "window" | "classic")
+    if combined:
+        subrequests = [{"method": "GET", "url": client.batch_url("queryAll", {"q": q})} for q in combined.values()]
+        for name, result in zip(combined, client.composite_batch(subrequests), strict=True):
+            body = result.get("result")
+            if result.get("statusCode", 500) >= 400 or not isinstance(body, dict) or not body.get("records"):
+                second.append((name, "classic"))  # e.g. an object the org will not aggregate
+                continue
+            row = body["records"][0]
+            total, newest = int(row["n"]), row.get("m")
+            if newest is None or parse_stamp(newest) < start:
+                counts[name] = WindowCounts(0, total)
+            else:
+                counts[name] = WindowCounts(-1, total)  # the window's count follows
+                second.append((name, "window"))
+    second += [(name, "classic") for name in objects if name not in combined]
+    queries: list[tuple[str, bool]] = []
+    shape: list[tuple[str, str, int]] = []
+    for name, kind in second:
+        mine = count_queries(describes[name], name, start, end)
+        if kind == "window":
+            mine = mine[:1]
+        queries += mine
+        shape.append((name, kind, len(mine)))
+    answers = iter(client.counts(queries) if queries else [])
+    for name, kind, n in shape:
+        window_count = next(answers)
+        if kind == "window":
+            counts[name] = WindowCounts(window_count, counts[name].org_total)
+        else:
+            counts[name] = WindowCounts(window_count, next(answers) if n == 2 else None)
+    return counts
+
+
 def window_preflight(conn: psycopg.Connection[Any], client: SalesforceClient, run_id: str, sobject: str,
                      run_objects: Sequence[str], all_objects: Sequence[str], start: datetime,
                      end: datetime) -> Preflight:
     """`sobject`'s describe and counts for the window [start, end), asked once per run for `run_objects`."""
+    return objects_preflight(conn, client, run_id, [sobject], run_objects, all_objects, start, end)[sobject]
+
+
+def objects_preflight(conn: psycopg.Connection[Any], client: SalesforceClient, run_id: str,
+                      objects: Sequence[str], run_objects: Sequence[str], all_objects: Sequence[str],
+                      start: datetime, end: datetime) -> dict[str, Preflight]:
+    """The describes and counts of `objects` (one step's: an object's own, or the small objects' shared step) for
+    the window [start, end), asked once per run for `run_objects`; the first object's Preflight carries what
+    this call paid when it asked the org."""
     ensure_run_state(conn)
     calls_before = client.api_calls
     key = f"{run_id}/{start.isoformat()}/{end.isoformat()}"
@@ -110,30 +182,28 @@ def window_preflight(conn: psycopg.Connection[Any], client: SalesforceClient, ru
     commit(conn)
     try:
         stored = stored_counts(conn, run_id, start, end)
-        if sobject in stored:
-            describe = cached_describes(conn, client.alias, [sobject])[sobject].describe
-            assert describe is not None
-            client._describes[sobject] = describe  # noqa: SLF001
-            return Preflight(describe, stored[sobject])
+        if all(o in stored for o in objects):
+            kept = cached_describes(conn, client.alias, objects)
+            out: dict[str, Preflight] = {}
+            for sobject in objects:
+                describe = kept[sobject].describe
+                assert describe is not None
+                client._describes[sobject] = describe  # noqa: SLF001
+                out[sobject] = Preflight(describe, stored[sobject])
+            return out
         verify_org(conn, client)  # never another org's records into this org's history (once per run)
-        describes, refreshed = refresh_describes(conn, client, list(dict.fromkeys([*all_objects, sobject])))
-        wanted = [o for o in dict.fromkeys([*run_objects, sobject]) if o not in stored]
-        queries: list[tuple[str, bool]] = []
-        shape: list[tuple[str, int]] = []
-        for name in wanted:
-            mine = count_queries(describes[name], name, start, end)
-            queries += mine
-            shape.append((name, len(mine)))
-        answers = iter(client.counts(queries))
-        counts: dict[str, WindowCounts] = {}
-        for name, n in shape:
-            window_count = next(answers)
-            counts[name] = WindowCounts(window_count, next(answers) if n == 2 else None)
-        store_counts(conn, run_id, start, end, counts)
+        describes, refreshed = refresh_describes(conn, client, list(dict.fromkeys([*all_objects, *objects])))
+        wanted = [o for o in dict.fromkeys([*run_objects, *objects]) if o not in stored]
+        asked = ask_counts(client, describes, wanted, start, end)
+        counts: dict[str, WindowCounts] = {**stored, **asked}
+        store_counts(conn, run_id, start, end, asked)
         forget_old_preflights(conn)
         commit(conn)
-        return Preflight(describes[sobject], counts[sobject], first_step=True, describes_refreshed=refreshed,
-                         api_calls=client.api_calls - calls_before)
+        out = {sobject: Preflight(describes[sobject], counts[sobject]) for sobject in objects}
+        first = out[objects[0]]
+        first.first_step, first.describes_refreshed = True, refreshed
+        first.api_calls = client.api_calls - calls_before
+        return out
     finally:
         conn.execute("SELECT pg_advisory_unlock(hashtext(%s)::bigint)", (key,))
         commit(conn)

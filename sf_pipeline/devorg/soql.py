@@ -92,10 +92,11 @@ class Cond:
 
 @dataclass
 class SelectItem:
-    kind: str  # field / count_all / count_field
+    kind: str  # field / count_all / count_field / function_field (MAX, MIN)
     tok: Token
     path: PathRef | None = None
     alias: Token | None = None
+    function: str = "count"
 
 
 @dataclass
@@ -162,6 +163,10 @@ class _ToAst(Transformer):
 
     def count_field(self, c):
         return SelectItem("count_field", c[0], path=c[1], alias=c[2] if len(c) > 2 else None)
+
+    def function_field(self, c):
+        return SelectItem("function_field", c[0], path=c[1], alias=c[2] if len(c) > 2 else None,
+                          function=c[0].value.lower())
 
     def object_ref(self, c):
         return c[0], (c[1] if len(c) > 1 else None)
@@ -566,13 +571,19 @@ class _Compiler:
 
     # ---------------------------------------------------------------- SELECT
     def compile_select(self, ast: QueryAst):
+        for item in ast.select:
+            if item.kind == "function_field" and item.function not in ("max", "min"):
+                # a function devorg does not implement (SUM, FIELDS...): refused where a parser without its rule
+                # would stop, at the parenthesis after its name
+                raise located_error("MALFORMED_QUERY", "unexpected token: (", self.text, item.tok.line,
+                                    item.tok.column + len(item.tok.value))
         columns: list[SelectColumn] = []
         aggregates: list[Aggregate] = []
         compound: list[SelectColumn] = []
         seen: set[str] = set()
         count_all = [i for i in ast.select if i.kind == "count_all"]
         plain = [i for i in ast.select if i.kind == "field"]
-        aggs = [i for i in ast.select if i.kind == "count_field"]
+        aggs = [i for i in ast.select if i.kind in ("count_field", "function_field")]
         if count_all and len(ast.select) > 1:
             other = next(i for i in ast.select if i is not count_all[0])
             raise self.err("MALFORMED_QUERY", "COUNT() cannot be used with other fields or aggregates"
@@ -587,12 +598,14 @@ class _Compiler:
         names: set[str] = set()
         for item in ast.select:
             res = self.resolve(item.path)
-            if item.kind == "count_field":
+            if item.kind in ("count_field", "function_field"):
                 if res.join_key:
                     self.filter_keys.add(res.join_key)
-                if not res.field.stored or (res.field.type == "textarea" and res.field.length > 255):
+                op = item.function.upper()
+                if not res.field.stored or (res.field.type == "textarea" and res.field.length > 255) or \
+                        (op != "COUNT" and res.field.type in ("boolean", "textarea", "multipicklist", "base64")):
                     raise self.err("MALFORMED_QUERY",
-                                   f"field {res.field.name} does not support aggregate operator COUNT", item.tok)
+                                   f"field {res.field.name} does not support aggregate operator {op}", item.tok)
                 if item.alias is not None:
                     name = item.alias.value
                 else:
@@ -601,7 +614,7 @@ class _Compiler:
                 if name.lower() in names:
                     raise self.err("MALFORMED_QUERY", f"duplicate alias: {name}", item.alias or item.tok)
                 names.add(name.lower())
-                aggregates.append(Aggregate(name, f"count({res.sql})"))
+                aggregates.append(Aggregate(name, f"{item.function}({res.sql})"))
                 continue
             key = ".".join(res.path).lower()
             if key in seen:

@@ -62,6 +62,7 @@ class ObjectPlan:
     fields: tuple[dict[str, Any], ...]
     reason: str  # why this strategy, in the user's words
     custom: bool = False
+    records: int | None = None  # the org's COUNT() when the catalog was fetched (None: not known)
 
     @property
     def stamp_field(self) -> str | None:
@@ -111,7 +112,8 @@ class Catalog:
             return cls(
                 org=data["org"], fetched_at=data["fetched_at"], api_calls=int(data.get("api_calls", 0)),
                 objects=[ObjectPlan(o["name"], Strategy(o["strategy"]), ReadApi(o["read_api"]),
-                                    tuple(o["fields"]), o["reason"], bool(o.get("custom"))) for o in data["objects"]],
+                                    tuple(o["fields"]), o["reason"], bool(o.get("custom")),
+                                    o.get("records")) for o in data["objects"]],
                 skipped=[SkippedObject(s["name"], s["reason"]) for s in data["skipped"]],
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -223,5 +225,24 @@ def discover(client: Any, org: str, *, explicit: Sequence[str] | None = None, in
         else:
             catalog.objects.append(plan)
     catalog.skipped.sort(key=lambda s: s.name)
+    catalog.objects = record_counts(client, catalog.objects)
     catalog.api_calls = client.api_calls - calls_before
     return catalog
+
+
+def record_counts(client: Any, plans: Sequence[ObjectPlan]) -> list[ObjectPlan]:
+    """The plans with each object's `SELECT COUNT()` (Composite Batch, 25 per HTTP request): how large an object
+    is decides whether its windows share one step with the other small objects (backup/definitions.py). An
+    object the org refuses to count (some objects require a filter) keeps `records` None: its own step."""
+    from dataclasses import replace
+
+    from sf_pipeline.salesforce import soql as soql_names
+
+    subrequests = [{"method": "GET", "url": client.batch_url(
+        "query", {"q": f"SELECT COUNT() FROM {soql_names.api_name(p.name, 'object')}"})} for p in plans]
+    results = client.composite_batch(subrequests) if subrequests else []
+    out = []
+    for plan, result in zip(plans, results, strict=True):
+        ok = result.get("statusCode", 500) < 400 and isinstance(result.get("result"), dict)
+        out.append(replace(plan, records=int(result["result"]["totalSize"]) if ok else None))
+    return out

@@ -1,16 +1,20 @@
 """Benchmark: what an unchanged window costs the org, for N objects (API calls, HTTP requests, wall).
 
     .venv/bin/python sf_pipeline_tests/benchmarks/bench_api_cost.py --objects 20,50
+    .venv/bin/python sf_pipeline_tests/benchmarks/bench_api_cost.py --objects 300 --executor multiprocess
 
 A devorg over HTTPS with N generated custom objects (`extra_objects`, a few records each), a fresh PostgreSQL
 database, a Dagster instance on it and the real `backup` job (extract + dbt snapshot), run in-process
-(`execute_in_process`: the steps one after another in this process, no step process started). Per N:
+(`execute_in_process`: the steps one after another in this process, no step process started), or with
+`--executor multiprocess` through the job's own executor (a process per step, forked from a forkserver, as a
+launched run). The catalog state is refreshed first (as on deploy): it counts each object's records, and the
+objects under `backup.shared_step_below_records` share one step. Per N:
 1. the first window (the full load of every object);
 2. an unchanged window: nothing stamped in it, nothing vanished;
 3. a window with changes in 5 objects: how many snapshots dbt ran.
 Prints per window: the org's API usage (what Salesforce counts: each Composite Batch subrequest is one call),
-the HTTP requests the pipeline sent (the client's count, without the logins), the logins (one per step), the
-history snapshots run and skipped, and the wall time.
+the HTTP requests the pipeline sent (the client's count, without the logins), the logins (one per mirror step),
+the mirror steps, the history snapshots run and skipped, and the wall time.
 """
 
 from __future__ import annotations
@@ -46,29 +50,47 @@ T0 = datetime(2026, 11, 30, 0, 0, tzinfo=UTC)
 FMT = "%Y-%m-%d-%H:%M"
 
 
-def window(defs: dg.Definitions, instance: dg.DagsterInstance, org, start: datetime) -> dict[str, float]:
+def backup_job() -> dg.JobDefinition:
+    """The `backup` job from the settings in the environment (reconstructed in each step's process)."""
+    from sf_pipeline.definitions import build_definitions
+
+    return build_definitions().resolve_job_def("backup")
+
+
+def window(defs: dg.Definitions, instance: dg.DagsterInstance, org, start: datetime,
+           executor: str = "in-process") -> dict[str, float]:
     """Back up the window starting at `start`; what it cost."""
     usage = org.api_usage()
     began = time.perf_counter()
-    result = defs.resolve_job_def("backup").execute_in_process(partition_key=start.strftime(FMT), instance=instance)
+    if executor == "multiprocess":
+        with dg.execute_job(dg.reconstructable(backup_job), instance=instance,
+                            tags={"dagster/partition": start.strftime(FMT)}) as result:
+            assert result.success, [e.message for e in result.all_events if e.is_failure]
+            events = result.get_asset_materialization_events()
+            all_events = result.all_events
+    else:
+        result = defs.resolve_job_def("backup").execute_in_process(partition_key=start.strftime(FMT),
+                                                                     instance=instance)
+        assert result.success
+        events, all_events = result.get_asset_materialization_events(), result.all_events
     wall = time.perf_counter() - began
-    assert result.success
-    http = steps = snapshots = skipped = 0
-    for event in result.get_asset_materialization_events():
+    http = snapshots = skipped = 0
+    for event in events:
         mat = event.event_specific_data.materialization
         meta = {k: v.value for k, v in mat.metadata.items()}
         if mat.asset_key.path[0] == "salesforce":
             http += int(meta["api_calls"])
-            steps += 1
         elif str(meta.get("snapshot", "")).startswith("skipped"):
             skipped += 1
         else:
             snapshots += 1
+    steps = len({e.step_key for e in all_events if e.event_type_value == "STEP_START"
+                 and not str(e.step_key).startswith(("history", "backup_complete"))})
     return {"api_usage": org.api_usage() - usage, "http": http, "logins": steps, "snapshots": snapshots,
             "skipped": skipped, "wall": wall}
 
 
-def bench(n: int, root: Path) -> None:
+def bench(n: int, root: Path, executor: str = "in-process") -> None:
     db_url = create_database("sfp_bench_api_cost")
     try:
         with DevOrgServer(root / "devorg", extra_objects=max(n, 1)) as server, \
@@ -89,6 +111,11 @@ def bench(n: int, root: Path) -> None:
             settings = write_settings(root / "sf_pipeline.yaml", names,
                                       partitions={"cron": "0 * * * *", "start": T0.isoformat()})
             monkeypatch.setenv("SF_PIPELINE_SETTINGS", str(settings))
+            monkeypatch.setenv("SF_PIPELINE_STATE_DIR", str(root / "state"))
+            from sf_pipeline.backup.catalog_state import refresh_state_file
+            from sf_pipeline.settings import load_settings
+
+            refresh_state_file(load_settings(settings))  # on deploy: the describes and each object's COUNT()
             home = dagster_home(root / "dagster_home", db_url)
             monkeypatch.setenv("DAGSTER_HOME", str(home))
             from sf_pipeline.definitions import build_definitions
@@ -96,23 +123,23 @@ def bench(n: int, root: Path) -> None:
             defs = build_definitions(str(settings))
             with dg.DagsterInstance.from_config(str(home)) as instance:
                 org.set_clock(T0 + timedelta(hours=1, minutes=10), freeze=True)
-                full = window(defs, instance, org, T0)
+                full = window(defs, instance, org, T0, executor)
                 org.set_clock(T0 + timedelta(hours=2, minutes=10), freeze=True)
-                quiet = window(defs, instance, org, T0 + timedelta(hours=1))
+                quiet = window(defs, instance, org, T0 + timedelta(hours=1), executor)
                 sf = connect(server)
                 org.set_clock(T0 + timedelta(hours=2, minutes=20), freeze=True)
                 for name in names[:5]:
                     record = sf.query(f"SELECT Id FROM {name} LIMIT 1")["records"][0]["Id"]
                     getattr(sf, name).update(record, {"Name": "changed"})
                 org.set_clock(T0 + timedelta(hours=3, minutes=10), freeze=True)
-                five = window(defs, instance, org, T0 + timedelta(hours=2))
+                five = window(defs, instance, org, T0 + timedelta(hours=2), executor)
         for label, figures in (("first window (full load)", full), ("unchanged window", quiet),
                                ("window with changes in 5 objects", five)):
-            print(f"N={n:>3} {label:<34} org API usage {figures['api_usage']:>5.0f}  HTTP requests "
-                  f"{figures['http']:>4.0f} (+ {figures['logins']:.0f} logins)  snapshots run {figures['snapshots']:.0f}, "
+            print(f"N={n:>3} [{executor}] {label:<34} org API usage {figures['api_usage']:>5.0f}  HTTP requests "
+                  f"{figures['http']:>4.0f} (+ {figures['logins']:.0f} logins, one per mirror step)  snapshots run {figures['snapshots']:.0f}, "
                   f"skipped {figures['skipped']:.0f}  wall {figures['wall']:6.1f} s")
         print(f"N={n:>3} unchanged window per object: {quiet['api_usage'] / n:.2f} API calls, "
-              f"{quiet['http'] / n:.2f} HTTP requests (+1 login), {quiet['wall'] / n:.2f} s")
+              f"{quiet['http'] / n:.2f} HTTP requests, {quiet['logins'] / n:.2f} logins, {quiet['wall'] / n:.2f} s")
     finally:
         drop_database(db_url)
 
@@ -120,11 +147,13 @@ def bench(n: int, root: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--objects", default="20,50", help="comma-separated object counts (default 20,50)")
+    parser.add_argument("--executor", default="in-process", choices=["in-process", "multiprocess"],
+                        help="execute_in_process (default), or the job's multiprocess executor as a launched run")
     args = parser.parse_args()
     for n in (int(x) for x in args.objects.split(",")):
         root = Path(tempfile.mkdtemp(prefix=f"bench_api_cost_{n}_"))
         try:
-            bench(n, root)
+            bench(n, root, args.executor)
         finally:
             shutil.rmtree(root, ignore_errors=True)
 

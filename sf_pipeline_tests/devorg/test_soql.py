@@ -231,6 +231,22 @@ def test_count_field_aggregate(org: Org):
     assert org.run("SELECT COUNT(Id) FROM Opportunity WHERE Amount = null")["records"][0]["expr0"] == 1
 
 
+def test_max_and_min_aggregates(org: Org):
+    """MAX()/MIN() over a datetime and a number, with COUNT() beside them (SOQL and SOSL Reference, "Aggregate
+    Functions": "MAX() Returns the maximum value of a field", available on date, datetime, number and text
+    fields); the backup's preflight asks COUNT(Id) and MAX(SystemModstamp) in one query."""
+    rec = org.run("SELECT COUNT(Id) n, MAX(SystemModstamp) m, MIN(CreatedDate), MAX(Amount) FROM Opportunity")[
+        "records"][0]
+    stamps = [r["SystemModstamp"] for r in org.run("SELECT SystemModstamp FROM Opportunity")["records"]]
+    created = [r["CreatedDate"] for r in org.run("SELECT CreatedDate FROM Opportunity")["records"]]
+    amounts = [r["Amount"] for r in org.run("SELECT Amount FROM Opportunity")["records"] if r["Amount"] is not None]
+    assert rec == {"attributes": {"type": "AggregateResult"}, "n": 6, "m": max(stamps), "expr0": min(created),
+                   "expr1": max(amounts)}
+    assert org.run("SELECT MAX(SystemModstamp) m FROM Opportunity WHERE Name = 'nobody'")["records"][0]["m"] is None
+    e = org.error("SELECT MAX(IsDeleted) FROM Opportunity")
+    assert e.error_code == "MALFORMED_QUERY" and "does not support aggregate operator MAX" in e.message
+
+
 def test_count_errors(org: Org):
     e = org.error("SELECT COUNT(Id), Name FROM Account")
     assert e.error_code == "MALFORMED_QUERY" and e.message.endswith("Field must be grouped or aggregated: Name")
@@ -691,7 +707,7 @@ def test_malformed_query_messages(org: Org):
     ("SELECT Id FROM Account USING SCOPE mine", "USING"),
     ("SELECT Id FROM Account WITH SECURITY_ENFORCED", "WITH"),
     ("SELECT SUM(Amount) FROM Opportunity", "("),
-    ("SELECT MAX(CloseDate) FROM Opportunity", "("),
+    ("SELECT AVG(Amount) FROM Opportunity", "("),
     ("SELECT Id FROM Account WHERE Industry INCLUDES ('x')", "INCLUDES"),
     ("SELECT Id FROM Account WHERE CALENDAR_YEAR(CreatedDate) = 2026", "("),
     ("SELECT Id FROM Account WHERE CreatedDate = LAST_N_FORTNIGHTS:2", "LAST_N_FORTNIGHTS"),
