@@ -16,8 +16,16 @@ import shutil
 import sys
 from pathlib import Path
 
-TYPES = {"string": "string", "number": "number", "boolean": "boolean", "DateString": "datetime",
-         "BlobString": "base64", "Address": "address", "Location": "location", "any": "any"}
+TYPES = {
+    "string": "string",
+    "number": "number",
+    "boolean": "boolean",
+    "DateString": "datetime",
+    "BlobString": "base64",
+    "Address": "address",
+    "Location": "location",
+    "any": "any",
+}
 
 
 def main(source: str) -> None:

@@ -25,8 +25,7 @@ DEVORG_EXTRA = frozenset({"starlette", "uvicorn", "trustme", "lark", "multipart"
 def is_lifecycle_warning(category: type[Warning]) -> bool:
     """Whether a warning class is one of Dagster's lifecycle warnings (matched by name and package, `dagster` or
     `dagster_shared`, so that the command line need not import dagster to filter them)."""
-    return any(c.__name__ in LIFECYCLE_WARNINGS and c.__module__.startswith("dagster")
-               for c in category.__mro__)
+    return any(c.__name__ in LIFECYCLE_WARNINGS and c.__module__.startswith("dagster") for c in category.__mro__)
 
 
 def quiet_lifecycle_warnings() -> None:
@@ -52,7 +51,8 @@ def require_devorg(command: str) -> None:
             raise
         raise click.ClickException(
             f"`sf-pipeline {command}` needs devorg's dependencies, which are not installed ({exc.name} is "
-            "missing): pip install 'sf-pipeline[devorg]' (in a checkout, scripts/setup.sh installs them)") from None
+            "missing): pip install 'sf-pipeline[devorg]' (in a checkout, scripts/setup.sh installs them)"
+        ) from None
 
 
 @click.group()
@@ -71,36 +71,91 @@ def devorg() -> None:
 @devorg.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=0, help="Port to listen on (default: a free port).")
-@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
-              help="Directory for the org's SQLite data, certificates and keys; persists across restarts "
-                   "(default: a temporary directory).")
-@click.option("--generate", "size", type=int, default=None,
-              help="Generate an org with this many Opportunities (plus accounts, contacts, cases...) if empty.")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Directory for the org's SQLite data, certificates and keys; persists across restarts "
+    "(default: a temporary directory).",
+)
+@click.option(
+    "--generate",
+    "size",
+    type=int,
+    default=None,
+    help="Generate an org with this many Opportunities (plus accounts, contacts, cases...) if empty.",
+)
 @click.option("--seed", type=int, default=42, show_default=True, help="Seed of the data generator.")
-@click.option("--custom-objects", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="YAML file declaring extra custom objects.")
+@click.option(
+    "--custom-objects",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="YAML file declaring extra custom objects.",
+)
 @click.option("--alias", default="production", show_default=True, help="Org alias used in the printed variables.")
 @click.option("--name", default="devorg", show_default=True, help="Org name (appears in usernames).")
 @click.option("--daily-limit", type=int, default=None, help="Daily API request limit.")
-@click.option("--extra-objects", type=click.IntRange(min=0), default=None,
-              help="Add this many generated custom objects of varied shapes (lookups, master-detail, picklists, "
-                   "long text, currency, dates), with their history/share/feed objects; kept across restarts.")
-@click.option("--files", type=click.IntRange(min=0), default=0, show_default=True,
-              help="With --generate: attach this many files (ContentVersion, bytes on disk in the data directory).")
-@click.option("--file-sizes", default=None, metavar="BYTES:SHARE,...",
-              help="Size mix of the generated files, e.g. 4096:0.7,65536:0.25,1048576:0.05 (the default).")
-@click.option("--sandbox", is_flag=True, default=False,
-              help="Make a new org a sandbox (Organization.IsSandbox is true); an existing org keeps its kind.")
-def serve(host, port, data_dir, size, seed, custom_objects, alias, name, daily_limit, extra_objects, files,
-          file_sizes, sandbox) -> None:
+@click.option(
+    "--extra-objects",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Add this many generated custom objects of varied shapes (lookups, master-detail, picklists, "
+    "long text, currency, dates), with their history/share/feed objects; kept across restarts.",
+)
+@click.option(
+    "--files",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="With --generate: attach this many files (ContentVersion, bytes on disk in the data directory).",
+)
+@click.option(
+    "--file-sizes",
+    default=None,
+    metavar="BYTES:SHARE,...",
+    help="Size mix of the generated files, e.g. 4096:0.7,65536:0.25,1048576:0.05 (the default).",
+)
+@click.option(
+    "--sandbox",
+    is_flag=True,
+    default=False,
+    help="Make a new org a sandbox (Organization.IsSandbox is true); an existing org keeps its kind.",
+)
+def serve(
+    host,
+    port,
+    data_dir,
+    size,
+    seed,
+    custom_objects,
+    alias,
+    name,
+    daily_limit,
+    extra_objects,
+    files,
+    file_sizes,
+    sandbox,
+) -> None:
     """Start an org over HTTPS and print, as export lines, what a client needs to connect."""
     require_devorg("devorg serve")
     from .devorg.runner import DevOrgServer
 
-    server = DevOrgServer(data_dir, host=host, port=port, generate=size, seed=seed, custom_objects=custom_objects,
-                          name=name, daily_limit=daily_limit, log_level="warning", extra_objects=extra_objects,
-                          files=files, file_sizes=_size_mix(file_sizes),
-                          sandbox=sandbox or None)
+    server = DevOrgServer(
+        data_dir,
+        host=host,
+        port=port,
+        generate=size,
+        seed=seed,
+        custom_objects=custom_objects,
+        name=name,
+        daily_limit=daily_limit,
+        log_level="warning",
+        extra_objects=extra_objects,
+        files=files,
+        file_sizes=_size_mix(file_sizes),
+        sandbox=sandbox or None,
+    )
     click.echo(server.export_lines(alias))
     click.echo("# serving until stopped (Ctrl-C); control hooks: sf-pipeline devorg --help", err=True)
     sys.stdout.flush()
@@ -117,16 +172,20 @@ def _size_mix(text: str | None) -> dict[int, float] | None:
     try:
         mix = {int(size): float(share) for size, share in (part.split(":") for part in text.split(","))}
     except ValueError:
-        raise click.BadParameter(f"{text!r}: expected BYTES:SHARE pairs separated by commas, "
-                                 "e.g. 4096:0.7,65536:0.3", param_hint="--file-sizes") from None
+        raise click.BadParameter(
+            f"{text!r}: expected BYTES:SHARE pairs separated by commas, e.g. 4096:0.7,65536:0.3",
+            param_hint="--file-sizes",
+        ) from None
     if any(size <= 0 or share < 0 for size, share in mix.items()) or not sum(mix.values()):
-        raise click.BadParameter(f"{text!r}: sizes must be positive and shares non-negative, not all zero",
-                                 param_hint="--file-sizes")
+        raise click.BadParameter(
+            f"{text!r}: sizes must be positive and shares non-negative, not all zero", param_hint="--file-sizes"
+        )
     return mix
 
 
-def _control(path: str, body: dict | None = None, method: str = "POST", url: str | None = None,
-             alias: str = "production") -> dict:
+def _control(
+    path: str, body: dict | None = None, method: str = "POST", url: str | None = None, alias: str = "production"
+) -> dict:
     import requests
 
     prefix = f"SALESFORCE_{alias.upper()}_"
@@ -138,8 +197,14 @@ def _control(path: str, body: dict | None = None, method: str = "POST", url: str
     token = os.environ.get(token_var)
     if not token:
         raise click.UsageError(f"no devorg control token: set {token_var} (printed by `devorg serve`)")
-    resp = requests.request(method, f"{base.rstrip('/')}/_devorg/{path}", json=body, verify=verify, timeout=600,
-                            headers={"Authorization": f"Bearer {token}"})
+    resp = requests.request(
+        method,
+        f"{base.rstrip('/')}/_devorg/{path}",
+        json=body,
+        verify=verify,
+        timeout=600,
+        headers={"Authorization": f"Bearer {token}"},
+    )
     if resp.status_code >= 400:
         raise click.ClickException(f"devorg answered {resp.status_code}: {resp.text}")
     return resp.json()
@@ -189,8 +254,16 @@ def fault(kind, rate, next_, status, delay, path, method, after, clear, url, ali
         return
     if not kind:
         raise click.UsageError("name a fault kind (5xx, lock, drop, slow) or pass --clear")
-    body = {"kind": kind, "rate": rate, "next": next_, "status": status, "delay": delay, "path": path,
-            "method": method, "after": after}
+    body = {
+        "kind": kind,
+        "rate": rate,
+        "next": next_,
+        "status": status,
+        "delay": delay,
+        "path": path,
+        "method": method,
+        "after": after,
+    }
     click.echo(json.dumps(_control("faults", body, url=url, alias=alias)))
 
 
@@ -199,8 +272,11 @@ def fault(kind, rate, next_, status, delay, path, method, after, clear, url, ali
 @click.option("--user", default=None, help="Acting user key (admin, integration, sales1...).")
 @click.option("--at", default=None, help="Set the org clock to this instant first (ISO 8601).")
 @click.option("--fraction", type=float, default=None, help="Share of records affected, where it applies.")
-@click.option("--empty-bin", is_flag=True, help="recycle-bin-purge: empty the bin (emptyRecycleBin) instead of "
-                                                 "letting the clock pass its 15 days.")
+@click.option(
+    "--empty-bin",
+    is_flag=True,
+    help="recycle-bin-purge: empty the bin (emptyRecycleBin) instead of letting the clock pass its 15 days.",
+)
 @_url
 @_alias
 def scenario(name, user, at, fraction, empty_bin, url, alias) -> None:
@@ -208,8 +284,11 @@ def scenario(name, user, at, fraction, empty_bin, url, alias) -> None:
     mass-hard-delete, recycle-bin-purge, mass-merge)."""
     body = {"name": name, "user": user, "at": at, "fraction": fraction, "empty_bin": empty_bin}
     result = _control("scenario", body, url=url, alias=alias)
-    click.echo(json.dumps({k: (v if k != "changed" else {o: len(i) for o, i in v.items()})
-                           for k, v in result.items()}, indent=2))
+    click.echo(
+        json.dumps(
+            {k: (v if k != "changed" else {o: len(i) for o, i in v.items()}) for k, v in result.items()}, indent=2
+        )
+    )
 
 
 @devorg.command()
@@ -223,10 +302,18 @@ def state(url, alias) -> None:
 @devorg.command()
 @click.option("--daily-limit", type=int, default=None, help="Set the API request limit of a rolling 24 hours.")
 @click.option("--reset-usage", is_flag=True, help="Forget the API usage of the last 24 hours.")
-@click.option("--concurrent-long-running", type=int, default=None,
-              help="Concurrent long-running requests allowed (Salesforce: 25 in production, 5 in Developer Edition).")
-@click.option("--long-running-seconds", type=float, default=None,
-              help="How long a request runs before it counts as long-running (Salesforce: 20).")
+@click.option(
+    "--concurrent-long-running",
+    type=int,
+    default=None,
+    help="Concurrent long-running requests allowed (Salesforce: 25 in production, 5 in Developer Edition).",
+)
+@click.option(
+    "--long-running-seconds",
+    type=float,
+    default=None,
+    help="How long a request runs before it counts as long-running (Salesforce: 20).",
+)
 @_url
 @_alias
 def limits(daily_limit, reset_usage, concurrent_long_running, long_running_seconds, url, alias) -> None:
@@ -265,8 +352,14 @@ def session_timeout(timeout, url, alias) -> None:
 @_alias
 def change_field_type(object_name, field, new_type, length, precision, scale, url, alias) -> None:
     """Change a custom field's type as an admin does in Setup (e.g. Account Score__c string); values convert."""
-    body = {"object": object_name, "field": field, "type": new_type, "length": length, "precision": precision,
-            "scale": scale}
+    body = {
+        "object": object_name,
+        "field": field,
+        "type": new_type,
+        "length": length,
+        "precision": precision,
+        "scale": scale,
+    }
     click.echo(json.dumps(_control("fields/type", body, url=url, alias=alias), indent=2))
 
 
@@ -281,11 +374,17 @@ def expire_sessions(url, alias) -> None:
 # ====================================================================== demo
 @main.command()
 @click.option("--size", type=int, default=10_000, show_default=True, help="Opportunities in the generated org.")
-@click.option("--data-dir", default=".demo", show_default=True, help="Where the demo keeps its org, dbt copy and Dagster home.")
+@click.option(
+    "--data-dir", default=".demo", show_default=True, help="Where the demo keeps its org, dbt copy and Dagster home."
+)
 @click.option("--ui", is_flag=True, help="Afterwards, keep devorg running and start `dagster dev` on the same state.")
-@click.option("--database", default="sf_pipeline_demo", show_default=True,
-              help="The demo's own database, (re-)created on the PostgreSQL server; one holding anything but a "
-                   "previous demo's data is refused.")
+@click.option(
+    "--database",
+    default="sf_pipeline_demo",
+    show_default=True,
+    help="The demo's own database, (re-)created on the PostgreSQL server; one holding anything but a "
+    "previous demo's data is refused.",
+)
 def demo(size, data_dir, ui, database) -> None:
     """The 2 am story end to end: back up, damage, detect, rehearse in a sandbox, restore production, report."""
     require_devorg("demo")
@@ -298,12 +397,16 @@ def demo(size, data_dir, ui, database) -> None:
     if ui and orgs is not None:
         import subprocess
 
-        click.echo("Starting dagster dev on http://127.0.0.1:3000 with the demo's state: open Assets for the graph "
-                   "and history/Opportunity's checks for the incident, Runs for the seeding and restores (Ctrl-C "
-                   "to stop)...")
+        click.echo(
+            "Starting dagster dev on http://127.0.0.1:3000 with the demo's state: open Assets for the graph "
+            "and history/Opportunity's checks for the incident, Runs for the seeding and restores (Ctrl-C "
+            "to stop)..."
+        )
         try:
-            subprocess.run([sys.executable, "-m", "dagster", "dev", "-w", str(REPO_ROOT / "workspace.yaml"),
-                            "-p", "3000"], check=False)
+            subprocess.run(
+                [sys.executable, "-m", "dagster", "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-p", "3000"],
+                check=False,
+            )
         finally:
             for org in orgs:
                 org.stop()

@@ -80,8 +80,9 @@ def resolve_database(data_dir: Path, console: Console, name: str = DEMO_DB) -> s
     configured = os.environ.get("SF_PIPELINE_DATABASE_URL")
     if configured:
         url = prepare_demo_database(configured, name)
-        console.print(f"[dim]database: {redact_url(url)} (the demo's own, on the server of "
-                      "SF_PIPELINE_DATABASE_URL)[/]")
+        console.print(
+            f"[dim]database: {redact_url(url)} (the demo's own, on the server of SF_PIPELINE_DATABASE_URL)[/]"
+        )
         return url
     try:
         url = prepare_demo_database(LOCAL_SERVER, name)
@@ -93,7 +94,8 @@ def resolve_database(data_dir: Path, console: Console, name: str = DEMO_DB) -> s
         except ImportError:
             raise DemoDatabaseError(
                 "no PostgreSQL server at 127.0.0.1:5432 and no embedded one (pgserver): start a server, set "
-                "SF_PIPELINE_DATABASE_URL, or pip install 'sf-pipeline[devorg]'") from None
+                "SF_PIPELINE_DATABASE_URL, or pip install 'sf-pipeline[devorg]'"
+            ) from None
 
         server = pgserver.get_server(data_dir / "pgdata", cleanup_mode=None)
         url = prepare_demo_database(server.get_uri("postgres"), name)
@@ -122,19 +124,22 @@ def prepare_demo_database(server_url: str, name: str = DEMO_DB) -> str:
     anything else is refused with `DemoDatabaseError`, untouched."""
     url = with_database(server_url, name)
     with _admin_connection(server_url, name) as admin:
-        found = admin.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
-                              (name,)).fetchone()
+        found = admin.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (name,)
+        ).fetchone()
         if found is not None and found[0] != DEMO_MARK:
             with psycopg.connect(url, connect_timeout=3) as existing:
                 tables = existing.execute(
                     "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind "
                     "IN ('r', 'p', 'v', 'm', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
-                    "AND n.nspname NOT LIKE 'pg_toast%%'").fetchone()[0]
+                    "AND n.nspname NOT LIKE 'pg_toast%%'"
+                ).fetchone()[0]
             if tables:
                 raise DemoDatabaseError(
                     f"database {name!r} on {redact_url(server_url)} already exists and holds {tables} tables that a "
                     "previous demo did not make: the demo will not touch it. Drop it yourself, or give the demo "
-                    "another database name (sf-pipeline demo --database NAME)")
+                    "another database name (sf-pipeline demo --database NAME)"
+                )
         if found is not None:
             admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -151,25 +156,34 @@ def _requested_windows(request) -> tuple[str, str]:
 
 
 def _write_settings(path: Path, start: datetime) -> Path:
-    path.write_text(yaml.safe_dump({
-        "orgs": {"production": {}, "sandbox": {}},
-        "backup": {
-            "org": "production",
-            "objects": OBJECTS,
-            "partitions": {"cron": "*/15 * * * *", "start": start.strftime("%Y-%m-%dT%H:%M:%SZ")},
-            "schedule_lag_minutes": int(LAG.total_seconds() // 60), "bulk_threshold": 20_000,
-            "api_budget": {"max_share_of_daily_limit": 0.5},
-        },
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "orgs": {"production": {}, "sandbox": {}},
+                "backup": {
+                    "org": "production",
+                    "objects": OBJECTS,
+                    "partitions": {"cron": "*/15 * * * *", "start": start.strftime("%Y-%m-%dT%H:%M:%SZ")},
+                    "schedule_lag_minutes": int(LAG.total_seconds() // 60),
+                    "bulk_threshold": 20_000,
+                    "api_budget": {"max_share_of_daily_limit": 0.5},
+                },
+            }
+        )
+    )
     return path
 
 
 def _dagster_home(path: Path, db_url: str) -> Path:
     path.mkdir(parents=True, exist_ok=True)
-    (path / "dagster.yaml").write_text(yaml.safe_dump({
-        "storage": {"postgres": {"postgres_url": db_url.replace("postgresql://", "postgresql+psycopg2://", 1)}},
-        "telemetry": {"enabled": False},
-    }))
+    (path / "dagster.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "storage": {"postgres": {"postgres_url": db_url.replace("postgresql://", "postgresql+psycopg2://", 1)}},
+                "telemetry": {"enabled": False},
+            }
+        )
+    )
     return path
 
 
@@ -215,11 +229,21 @@ class _Story:
         job = self.defs.resolve_job_def("backup")
         began = time.monotonic()
         with self.console.status(f"backing up {label} through Dagster..."):
-            tags = {"dagster/asset_partition_range_start": start.strftime(KEY),
-                    "dagster/asset_partition_range_end": end.strftime(KEY)} if end else {}
+            tags = (
+                {
+                    "dagster/asset_partition_range_start": start.strftime(KEY),
+                    "dagster/asset_partition_range_end": end.strftime(KEY),
+                }
+                if end
+                else {}
+            )
             with _runs_output_hidden():
-                run = job.execute_in_process(instance=self.instance, tags=tags, run_config=QUIET,
-                                             partition_key=None if end else start.strftime(KEY))
+                run = job.execute_in_process(
+                    instance=self.instance,
+                    tags=tags,
+                    run_config=QUIET,
+                    partition_key=None if end else start.strftime(KEY),
+                )
         seconds = time.monotonic() - began
         table = Table(title=f"backup run {run.run_id[:8]}: {label} ({seconds:.1f} s)", title_justify="left")
         for col in ("object", "extracted", "inserted", "updated", "deleted", "API calls", "via"):
@@ -237,8 +261,15 @@ class _Story:
             for k in ("records_extracted", "records_inserted", "records_updated", "records_deleted", "api_calls"):
                 t[k] = m[k] if k not in t else max(t[k], m[k])
         for name, t in totals.items():
-            table.add_row(name, f"{t['records_extracted']:,}", f"{t['records_inserted']:,}", f"{t['records_updated']:,}",
-                          f"{t['records_deleted']:,}", str(t["api_calls"]), t["mode"])
+            table.add_row(
+                name,
+                f"{t['records_extracted']:,}",
+                f"{t['records_inserted']:,}",
+                f"{t['records_updated']:,}",
+                f"{t['records_deleted']:,}",
+                str(t["api_calls"]),
+                t["mode"],
+            )
         self.console.print(table)
         return run
 
@@ -247,8 +278,9 @@ class _Story:
         import dagster as dg
 
         sensor = self.defs.resolve_sensor_def("history_materialized_checks")
-        ctx = dg.build_sensor_context(instance=self.instance, repository_def=self.defs.get_repository_def(),
-                                      cursor=self.sensor_cursor)
+        ctx = dg.build_sensor_context(
+            instance=self.instance, repository_def=self.defs.get_repository_def(), cursor=self.sensor_cursor
+        )
         tick = sensor.evaluate_tick(ctx)
         self.sensor_cursor = tick.cursor
         return list(tick.run_requests)
@@ -257,15 +289,19 @@ class _Story:
         job = self.defs.resolve_job_def("anomaly_checks")
         subset = job.get_subset(asset_selection=set(), asset_check_selection=set(request.asset_check_keys))
         with _runs_output_hidden():
-            return subset.execute_in_process(partition_key=request.partition_key, instance=self.instance,
-                                             tags=request.tags, run_config=QUIET)
+            return subset.execute_in_process(
+                partition_key=request.partition_key, instance=self.instance, tags=request.tags, run_config=QUIET
+            )
 
     # --------------------------------------------------------------------------- seed and restore
     def seed(self, config: dict[str, Any]):
         job = self.defs.resolve_job_def("seed_sandbox")
         with _runs_output_hidden():
-            return job.execute_in_process(instance=self.instance, raise_on_error=False,
-                                          run_config={"ops": {"seed_sandbox": {"config": config}}, **QUIET})
+            return job.execute_in_process(
+                instance=self.instance,
+                raise_on_error=False,
+                run_config={"ops": {"seed_sandbox": {"config": config}}, **QUIET},
+            )
 
     def restore(self, launchpad: dict[str, Any], step: str, what: str, **overrides: Any) -> dict[str, Any]:
         """Run the restore job with the launchpad config (plus overrides); returns its metadata, raises if it failed.
@@ -277,8 +313,11 @@ class _Story:
         config = launchpad["ops"]["restore"]["config"] | overrides
         job = self.defs.resolve_job_def("restore")
         with _runs_output_hidden():
-            run = job.execute_in_process(instance=self.instance, raise_on_error=False,
-                                         run_config={"ops": {"restore": {"config": config}}, **QUIET})
+            run = job.execute_in_process(
+                instance=self.instance,
+                raise_on_error=False,
+                run_config={"ops": {"restore": {"config": config}}, **QUIET},
+            )
         if not run.success:
             raise RuntimeError(f"{what} failed: {_failure(run)}")
         self.result.restore_runs[step] = run.run_id
@@ -286,10 +325,20 @@ class _Story:
 
 
 def _step_metadata(run: Any) -> dict[str, Any]:
-    return {k: v.value for e in run.all_events if e.event_type_value in ("STEP_OUTPUT", "STEP_FAILURE")
-            for k, v in ((e.event_specific_data.metadata or {}).items() if e.event_type_value == "STEP_OUTPUT"
-                         else (e.event_specific_data.user_failure_data.metadata.items()
-                               if e.event_specific_data.user_failure_data else ()))}
+    return {
+        k: v.value
+        for e in run.all_events
+        if e.event_type_value in ("STEP_OUTPUT", "STEP_FAILURE")
+        for k, v in (
+            (e.event_specific_data.metadata or {}).items()
+            if e.event_type_value == "STEP_OUTPUT"
+            else (
+                e.event_specific_data.user_failure_data.metadata.items()
+                if e.event_specific_data.user_failure_data
+                else ()
+            )
+        )
+    }
 
 
 def _failure(run: Any) -> str:
@@ -303,18 +352,23 @@ def _print_incident(console: Console, incident: Any) -> None:
     """The incident as an admin reads it first: what, when, who, a sample, and the restore to paste."""
     report = incident.report
     console.rule(f"[bold red]incident {incident.id}: {report.title}")
-    console.print(f"[bold]What[/]: {report.what}; {report.affected_count:,} records"
-                  + (f" ({report.share:.0%} of the live {report.object} records)" if report.share is not None else ""))
+    console.print(
+        f"[bold]What[/]: {report.what}; {report.affected_count:,} records"
+        + (f" ({report.share:.0%} of the live {report.object} records)" if report.share is not None else "")
+    )
     if report.first_change and report.last_change:
-        console.print(f"[bold]When[/]: {report.first_change:%Y-%m-%d %H:%M:%S} to {report.last_change:%H:%M:%S} UTC "
-                      f"(SystemModstamp)   [bold]By[/]: {report.user_label}")
+        console.print(
+            f"[bold]When[/]: {report.first_change:%Y-%m-%d %H:%M:%S} to {report.last_change:%H:%M:%S} UTC "
+            f"(SystemModstamp)   [bold]By[/]: {report.user_label}"
+        )
     for item in report.sample[:3]:
         console.print(f"  {item['id']} {item.get('name') or ''}: {item['before']} -> {item['after']}")
     console.print(f"[dim]change volume, 24 h: {report.chart_sparkline(60)}[/]")
     console.print("[bold]Suggested restore[/] (the launchpad config of the restore job):")
     # `incident: <id>`: the restore reads the records from the stored incident, so no id is printed
-    console.print("\n".join(f"  {line}" for line in incident.restore_config_yaml().splitlines()),
-                  markup=False, highlight=False)
+    console.print(
+        "\n".join(f"  {line}" for line in incident.restore_config_yaml().splitlines()), markup=False, highlight=False
+    )
 
 
 def connect_org(alias: str) -> Any:
@@ -328,8 +382,13 @@ def _orphaned(sf: Any) -> int:
     return sf.query("SELECT COUNT() FROM Opportunity WHERE AccountId = null")["totalSize"]
 
 
-def run_demo(size: int = 10_000, data_dir: str | Path = ".demo", console: Console | None = None,
-             keep_devorg: bool = False, database: str = DEMO_DB):
+def run_demo(
+    size: int = 10_000,
+    data_dir: str | Path = ".demo",
+    console: Console | None = None,
+    keep_devorg: bool = False,
+    database: str = DEMO_DB,
+):
     """Run the demo; returns (DemoResult, the running orgs (production, sandbox) if keep_devorg else None)."""
     from sf_pipeline.anomalies.checks import launchpad_yaml
     from sf_pipeline.anomalies.incidents import list_incidents
@@ -355,8 +414,11 @@ def run_demo(size: int = 10_000, data_dir: str | Path = ".demo", console: Consol
         sandbox = DevOrgServer(data / "devorg-sandbox", name="sandbox", sandbox=True).start()
         production.org.set_clock(start - timedelta(minutes=1), freeze=True)
         counts = generate_org(production.org, size)
-    console.print(f"[green]✓[/] production org at {production.instance_url}: "
-                  + ", ".join(f"{n:,} {k}" for k, n in counts.items()) + f" ({time.monotonic() - started:.1f} s)")
+    console.print(
+        f"[green]✓[/] production org at {production.instance_url}: "
+        + ", ".join(f"{n:,} {k}" for k, n in counts.items())
+        + f" ({time.monotonic() - started:.1f} s)"
+    )
     console.print(f"[green]✓[/] sandbox org at {sandbox.instance_url}: empty but for its users")
 
     os.environ.update(production.env("production"))
@@ -373,8 +435,10 @@ def run_demo(size: int = 10_000, data_dir: str | Path = ".demo", console: Consol
     loading = time.monotonic()
     with console.status("loading the Dagster definitions (dbt parse)..."):
         story = _Story(console, result, production, sandbox)
-    console.print(f"[green]✓[/] Dagster definitions loaded: jobs backup, anomaly_checks, seed_sandbox, restore "
-                  f"({time.monotonic() - loading:.1f} s)")
+    console.print(
+        f"[green]✓[/] Dagster definitions loaded: jobs backup, anomaly_checks, seed_sandbox, restore "
+        f"({time.monotonic() - loading:.1f} s)"
+    )
     org = production.org
 
     # 1. The schedule's 01:50 tick: the first window, with everything older (the full load).
@@ -384,41 +448,61 @@ def run_demo(size: int = 10_000, data_dir: str | Path = ".demo", console: Consol
 
     # 2. 02:00: the marketing integration's sync nulls AccountId on every Opportunity.
     sf_production = connect_org("production")
-    before = {r["Id"]: r["AccountId"] for r in sf_production.query_all("SELECT Id, AccountId FROM Opportunity")["records"]}
+    before = {
+        r["Id"]: r["AccountId"] for r in sf_production.query_all("SELECT Id, AccountId FROM Opportunity")["records"]
+    }
     began = time.monotonic()
     with console.status("02:00: the marketing integration syncs..."):
         damage = run_scenario(org, "orphan-opportunities", at=night)
     result.damaged = len(damage.changed.get("Opportunity", []))
-    result.timeline.append(("damage: AccountId nulled on every Opportunity", damage.started_at,
-                            time.monotonic() - began))
-    console.print(f"[red]✗[/] {_fmt(damage.started_at)}-{_fmt(damage.finished_at)} (org clock): the integration user "
-                  f"nulled AccountId on {result.damaged:,} Opportunities; {_orphaned(sf_production):,} now have no account")
+    result.timeline.append(
+        ("damage: AccountId nulled on every Opportunity", damage.started_at, time.monotonic() - began)
+    )
+    console.print(
+        f"[red]✗[/] {_fmt(damage.started_at)}-{_fmt(damage.finished_at)} (org clock): the integration user "
+        f"nulled AccountId on {result.damaged:,} Opportunities; {_orphaned(sf_production):,} now have no account"
+    )
 
     # 3. The schedule's next tick backs up the 02:00 window; the sensor launches the checks.
     import dagster as dg
 
     tick = night + WINDOW + LAG
     org.set_clock(tick, freeze=True)
-    schedule_ctx = dg.build_schedule_context(instance=story.instance, scheduled_execution_time=tick,
-                                             repository_def=story.defs.get_repository_def())
+    schedule_ctx = dg.build_schedule_context(
+        instance=story.instance, scheduled_execution_time=tick, repository_def=story.defs.get_repository_def()
+    )
     requests = story.defs.resolve_schedule_def("backup_schedule").evaluate_tick(schedule_ctx).run_requests
     began = time.monotonic()
     for request in requests:  # every closed window not backed up yet, oldest first; the 02:00 window last
         first, last = _requested_windows(request)
-        story.backup(f"window {first}{'' if first == last else ' to ' + last} (the schedule's {_fmt(tick)} tick)",
-                     datetime.strptime(first, KEY).replace(tzinfo=UTC),
-                     None if first == last else datetime.strptime(last, KEY).replace(tzinfo=UTC))
+        story.backup(
+            f"window {first}{'' if first == last else ' to ' + last} (the schedule's {_fmt(tick)} tick)",
+            datetime.strptime(first, KEY).replace(tzinfo=UTC),
+            None if first == last else datetime.strptime(last, KEY).replace(tzinfo=UTC),
+        )
     org.set_clock(tick + timedelta(seconds=time.monotonic() - began))  # from here the org's clock runs
     with console.status("the sensor launches the anomaly checks of the window..."):
         checks = [story.run_checks(r) for r in story.sensor_tick()]
     failed = [e for run in checks for e in run.get_asset_check_evaluations() if not e.passed]
     window_start = datetime.strptime(_requested_windows(requests[-1])[1], KEY).replace(tzinfo=UTC)
     with psycopg.connect(db_url) as conn:
-        incident = next((i for i in list_incidents(conn, object="Opportunity") if i.report.detector == "mass_nulling"
-                         and i.report.window_start == window_start), None) if failed else None
+        incident = (
+            next(
+                (
+                    i
+                    for i in list_incidents(conn, object="Opportunity")
+                    if i.report.detector == "mass_nulling" and i.report.window_start == window_start
+                ),
+                None,
+            )
+            if failed
+            else None
+        )
     if incident is None:
-        raise RuntimeError("the anomaly checks did not report the mass nulling: the demo cannot go on "
-                           f"(failed checks: {[e.asset_key.to_user_string() for e in failed]})")
+        raise RuntimeError(
+            "the anomaly checks did not report the mass nulling: the demo cannot go on "
+            f"(failed checks: {[e.asset_key.to_user_string() for e in failed]})"
+        )
     result.incident_id = incident.id
     story.mark("detected: anomaly check failed, incident stored", began)
     _print_incident(console, incident)
@@ -434,40 +518,55 @@ def run_demo(size: int = 10_000, data_dir: str | Path = ".demo", console: Consol
     summary = seeded.output_for_node("seed_sandbox")
     sf_sandbox = connect_org("sandbox")
     copied = ", ".join(f"{o} {v['inserted'] + v['updated']:,}" for o, v in summary["objects"].items())
-    console.print(f"[green]✓[/] sandbox seeded in {time.monotonic() - began:.1f} s: {summary['copied']:,} records "
-                  f"({copied}), "
-                  f"insert order {' → '.join(summary['order'])}; "
-                  f"{_orphaned(sf_sandbox):,} sandbox Opportunities without account: the damage, reproduced")
+    console.print(
+        f"[green]✓[/] sandbox seeded in {time.monotonic() - began:.1f} s: {summary['copied']:,} records "
+        f"({copied}), "
+        f"insert order {' → '.join(summary['order'])}; "
+        f"{_orphaned(sf_sandbox):,} sandbox Opportunities without account: the damage, reproduced"
+    )
 
     # 5. Rehearse: dry run on the sandbox, then apply that reviewed plan and verify.
-    meta = story.restore(launchpad, "sandbox dry run", "the restore dry run on the sandbox", target_org="sandbox",
-                         dry_run=True)
-    console.print(f"[green]✓[/] dry run on the sandbox: {meta['records_to_write']:,} records to write "
-                  f"({_counts(meta['counts'])}); {meta['notes']}")
+    meta = story.restore(
+        launchpad, "sandbox dry run", "the restore dry run on the sandbox", target_org="sandbox", dry_run=True
+    )
+    console.print(
+        f"[green]✓[/] dry run on the sandbox: {meta['records_to_write']:,} records to write "
+        f"({_counts(meta['counts'])}); {meta['notes']}"
+    )
     with console.status("rehearsing: the restore applied and verified on the sandbox..."):
-        meta = story.restore(launchpad, "sandbox", "the rehearsal on the sandbox", target_org="sandbox",
-                             plan="sandbox dry run")
+        meta = story.restore(
+            launchpad, "sandbox", "the rehearsal on the sandbox", target_org="sandbox", plan="sandbox dry run"
+        )
     result.orphaned_after["sandbox"] = _orphaned(sf_sandbox)
     story.mark("rehearsed: restore verified on the sandbox", began)
-    console.print(f"[green]✓[/] rehearsal: {meta['values_written']:,} values written, {meta['verified_records']:,} "
-                  f"records verified on the sandbox; {result.orphaned_after['sandbox']:,} left without account")
+    console.print(
+        f"[green]✓[/] rehearsal: {meta['values_written']:,} values written, {meta['verified_records']:,} "
+        f"records verified on the sandbox; {result.orphaned_after['sandbox']:,} left without account"
+    )
 
     # 6. The very same config against production: its dry run, then that plan applied.
     began = time.monotonic()
-    meta = story.restore(launchpad, "production dry run", "the restore dry run on production",
-                         target_org="production", dry_run=True)
-    console.print(f"[green]✓[/] dry run on production: {meta['records_to_write']:,} records to write "
-                  f"({_counts(meta['counts'])})")
+    meta = story.restore(
+        launchpad, "production dry run", "the restore dry run on production", target_org="production", dry_run=True
+    )
+    console.print(
+        f"[green]✓[/] dry run on production: {meta['records_to_write']:,} records to write ({_counts(meta['counts'])})"
+    )
     with console.status("restoring production: the reviewed plan applied, then verified..."):
-        meta = story.restore(launchpad, "production", "the restore of production", target_org="production",
-                             plan="production dry run")
-    after = {r["Id"]: r["AccountId"] for r in sf_production.query_all("SELECT Id, AccountId FROM Opportunity")["records"]}
+        meta = story.restore(
+            launchpad, "production", "the restore of production", target_org="production", plan="production dry run"
+        )
+    after = {
+        r["Id"]: r["AccountId"] for r in sf_production.query_all("SELECT Id, AccountId FROM Opportunity")["records"]
+    }
     result.orphaned_after["production"] = _orphaned(sf_production)
     story.mark("restored: production verified", began)
     back = sum(1 for i, a in before.items() if a and after.get(i) == a)
-    console.print(f"[green]✓[/] production: {meta['values_written']:,} values written, {meta['verified_records']:,} "
-                  f"records verified; {back:,} of {sum(1 for a in before.values() if a):,} Opportunities have their "
-                  "account back")
+    console.print(
+        f"[green]✓[/] production: {meta['values_written']:,} values written, {meta['verified_records']:,} "
+        f"records verified; {back:,} of {sum(1 for a in before.values() if a):,} Opportunities have their "
+        "account back"
+    )
 
     # 7. Timeline and report.
     damage_at = damage.started_at
@@ -480,21 +579,30 @@ def run_demo(size: int = 10_000, data_dir: str | Path = ".demo", console: Consol
     with psycopg.connect(db_url) as conn:
         result.history_rows = conn.execute("SELECT count(*) FROM salesforce_history.opportunity").fetchone()[0]
         for sobject in ("Account", "Opportunity"):
-            result.counts[sobject] = conn.execute(sql.SQL("SELECT count(*) FROM salesforce.{}").format(
-                sql.Identifier(sobject.lower()))).fetchone()[0]
+            result.counts[sobject] = conn.execute(
+                sql.SQL("SELECT count(*) FROM salesforce.{}").format(sql.Identifier(sobject.lower()))
+            ).fetchone()[0]
         result.report_path = write_incident_report(
-            data / "incident-report.html", conn, incident,
-            timeline=[TimelineEntry(label, at) for label, at, _ in result.timeline], seed=summary,
-            restores=[("Rehearsal: dry run on the sandbox", result.restore_runs["sandbox dry run"]),
-                      ("Rehearsal: restore applied to the sandbox", result.restore_runs["sandbox"]),
-                      ("Dry run on production", result.restore_runs["production dry run"]),
-                      ("Restore applied to production", result.restore_runs["production"])],
-            database_hint=f"psql {redact_url(db_url)}")
+            data / "incident-report.html",
+            conn,
+            incident,
+            timeline=[TimelineEntry(label, at) for label, at, _ in result.timeline],
+            seed=summary,
+            restores=[
+                ("Rehearsal: dry run on the sandbox", result.restore_runs["sandbox dry run"]),
+                ("Rehearsal: restore applied to the sandbox", result.restore_runs["sandbox"]),
+                ("Dry run on production", result.restore_runs["production dry run"]),
+                ("Restore applied to production", result.restore_runs["production"]),
+            ],
+            database_hint=f"psql {redact_url(db_url)}",
+        )
     result.seconds = time.monotonic() - started
-    console.print(f"[bold]Done in {result.seconds:.0f} s.[/] Report: {result.report_path}\n"
-                  f"Query the backup yourself:  psql {redact_url(db_url)}\n"
-                  "  SELECT * FROM sf_pipeline.restore_audit LIMIT 10;\n"
-                  f"  .venv/bin/sf-pipeline history Opportunity {next(iter(damage.changed['Opportunity']), '')}")
+    console.print(
+        f"[bold]Done in {result.seconds:.0f} s.[/] Report: {result.report_path}\n"
+        f"Query the backup yourself:  psql {redact_url(db_url)}\n"
+        "  SELECT * FROM sf_pipeline.restore_audit LIMIT 10;\n"
+        f"  .venv/bin/sf-pipeline history Opportunity {next(iter(damage.changed['Opportunity']), '')}"
+    )
     if keep_devorg:
         return result, (production, sandbox)
     production.stop()

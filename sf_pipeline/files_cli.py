@@ -20,10 +20,18 @@ from sf_pipeline.warehouse.files import FileNotInBackupError, file_version
 @click.command("file")
 @click.argument("record_id")
 @click.option("--as-of", "as_of", default=None, help="The instant (ISO 8601); default: the latest backed-up version.")
-@click.option("-o", "--output", default=None, help="Where to write the bytes (default: standard output; a "
-              "directory: the file's own name in it).")
-@click.option("--object", "sobject", default=None, help="The record's object, for objects other than ContentDocument, "
-              "ContentVersion, Attachment and Document.")
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    help="Where to write the bytes (default: standard output; a directory: the file's own name in it).",
+)
+@click.option(
+    "--object",
+    "sobject",
+    default=None,
+    help="The record's object, for objects other than ContentDocument, ContentVersion, Attachment and Document.",
+)
 @click.option("--field", default=None, help="The base64 field, when the object has several.")
 def file_command(record_id: str, as_of: str | None, output: str | None, sobject: str | None, field: str | None) -> None:
     """Write the content a file (ContentDocument, ContentVersion, Attachment, Document) had at an instant."""
@@ -35,9 +43,11 @@ def file_command(record_id: str, as_of: str | None, output: str | None, sobject:
             version = file_version(conn, record_id, moment, object_name=sobject, field=field)
         except FileNotInBackupError as exc:
             raise click.ClickException(str(exc)) from None
-    note = (f"{version.object_name} {version.record_id} ({version.name or 'no name'}), version valid from "
-            f"{version.valid_from.isoformat()}{', deleted then' if version.deleted else ''}: {version.size} bytes, "
-            f"sha256 {version.sha256}")
+    note = (
+        f"{version.object_name} {version.record_id} ({version.name or 'no name'}), version valid from "
+        f"{version.valid_from.isoformat()}{', deleted then' if version.deleted else ''}: {version.size} bytes, "
+        f"sha256 {version.sha256}"
+    )
     digest = hashlib.sha256()
     try:
         if output is None:
@@ -57,8 +67,10 @@ def file_command(record_id: str, as_of: str | None, output: str | None, sobject:
                         digest.update(chunk)
                         out.write(chunk)
                 if digest.hexdigest() != version.sha256:
-                    raise click.ClickException(f"the stored blob of {record_id} no longer hashes to {version.sha256}: "
-                                               f"the blob store is damaged ({store.description})")
+                    raise click.ClickException(
+                        f"the stored blob of {record_id} no longer hashes to {version.sha256}: "
+                        f"the blob store is damaged ({store.description})"
+                    )
                 os.replace(tmp, target)
             finally:
                 if os.path.exists(tmp):

@@ -45,8 +45,12 @@ def _fmt(value: Any) -> str:
 def _vanished_line(version: dict[str, Any]) -> str:
     """How the backup learnt the record is gone (the `_sfp_` flags of warehouse/vanished.py), in words."""
     cause = version["_sfp_vanished"]
-    words = {"deleted": "deleted (in the recycle bin)", "purged": "purged from the recycle bin",
-             "hard-deleted": "hard-deleted (never in the recycle bin)", "unknown": "gone, cause unknown"}
+    words = {
+        "deleted": "deleted (in the recycle bin)",
+        "purged": "purged from the recycle bin",
+        "hard-deleted": "hard-deleted (never in the recycle bin)",
+        "unknown": "gone, cause unknown",
+    }
     text = f"merged into {version.get('_sfp_merged_into')}" if cause == "merged" else words.get(cause, cause)
     if version.get("_sfp_vanished_by"):
         text += f" by {version['_sfp_vanished_by']}"
@@ -74,16 +78,27 @@ def history(sobject: str, record_id: str) -> None:
     previous: dict[str, Any] = {}
     for n, version in enumerate(versions, 1):
         valid_to = version.get("dbt_valid_to")
-        click.echo(f"version {n}: from {_fmt(version['dbt_valid_from'])} to "
-                   f"{_fmt(valid_to) if valid_to else 'now'}  by {version.get('lastmodifiedbyid') or '?'}"
-                   f"{'  [DELETED]' if version.get('isdeleted') else ''}")
+        click.echo(
+            f"version {n}: from {_fmt(version['dbt_valid_from'])} to "
+            f"{_fmt(valid_to) if valid_to else 'now'}  by {version.get('lastmodifiedbyid') or '?'}"
+            f"{'  [DELETED]' if version.get('isdeleted') else ''}"
+        )
         if version.get("_sfp_vanished"):
             click.echo(f"    {_vanished_line(version)}")
-        changed = {k: v for k, v in version.items()
-                   if k not in BOOKKEEPING | {"systemmodstamp", "lastmodifieddate"} and not k.startswith("_sfp_")
-                   and previous.get(k, v) != v}
-        fields = changed if previous else {k: v for k, v in version.items()
-                                           if k not in BOOKKEEPING and not k.startswith("_sfp_") and v is not None}
+        changed = {
+            k: v
+            for k, v in version.items()
+            if k not in BOOKKEEPING | {"systemmodstamp", "lastmodifieddate"}
+            and not k.startswith("_sfp_")
+            and previous.get(k, v) != v
+        }
+        fields = (
+            changed
+            if previous
+            else {
+                k: v for k, v in version.items() if k not in BOOKKEEPING and not k.startswith("_sfp_") and v is not None
+            }
+        )
         for key, value in fields.items():
             before = f"{_fmt(previous[key])} → " if previous else ""
             click.echo(f"    {key}: {before}{_fmt(value)}")

@@ -23,8 +23,10 @@ def list_orgs() -> None:
         click.echo("no org contacted yet")
     for k in rows:
         kind = "sandbox" if k.is_sandbox else "production"
-        click.echo(f"{k.alias}\t{k.organization_id}\t{kind}\t{k.organization_name or ''}\t"
-                   f"first seen {k.first_seen:%Y-%m-%d %H:%M:%S%z}\tlast seen {k.last_seen:%Y-%m-%d %H:%M:%S%z}")
+        click.echo(
+            f"{k.alias}\t{k.organization_id}\t{kind}\t{k.organization_name or ''}\t"
+            f"first seen {k.first_seen:%Y-%m-%d %H:%M:%S%z}\tlast seen {k.last_seen:%Y-%m-%d %H:%M:%S%z}"
+        )
 
 
 @orgs.command("forget")
@@ -39,5 +41,7 @@ def forget(alias: str) -> None:
         known = forget_org(conn, alias)
     if known is None:
         raise click.ClickException(f"alias {alias!r} has no recorded org (see `sf-pipeline orgs list`)")
-    click.echo(f"forgot that {alias!r} reached org {known.organization_id} ({known.organization_name or 'unnamed'}); "
-               "its next contact records the org it reaches then")
+    click.echo(
+        f"forgot that {alias!r} reached org {known.organization_id} ({known.organization_name or 'unnamed'}); "
+        "its next contact records the org it reaches then"
+    )

@@ -95,27 +95,45 @@ def _restore_rows(conn: psycopg.Connection[Any], runs: Sequence[tuple[str, str]]
     out = []
     with conn.cursor(row_factory=dict_row) as cur:
         for title, run_id in runs:
-            plan = cur.execute("SELECT run_id, target_org, status, counts, details FROM sf_pipeline.restore_plans "
-                               "WHERE run_id = %s", (run_id,)).fetchone()
+            plan = cur.execute(
+                "SELECT run_id, target_org, status, counts, details FROM sf_pipeline.restore_plans WHERE run_id = %s",
+                (run_id,),
+            ).fetchone()
             if plan is None:
                 continue
-            outcomes = cur.execute("SELECT coalesce(outcome, 'not written (dry run)') AS outcome, "
-                                   "count(DISTINCT record_id) AS n FROM sf_pipeline.restore_items WHERE run_id = %s "
-                                   "GROUP BY 1 ORDER BY 2 DESC", (run_id,)).fetchall()
+            outcomes = cur.execute(
+                "SELECT coalesce(outcome, 'not written (dry run)') AS outcome, "
+                "count(DISTINCT record_id) AS n FROM sf_pipeline.restore_items WHERE run_id = %s "
+                "GROUP BY 1 ORDER BY 2 DESC",
+                (run_id,),
+            ).fetchall()
             details = plan["details"] or {}
-            out.append({
-                "title": title, "run_id": run_id, "target_org": plan["target_org"], "status": plan["status"],
-                "counts_text": ", ".join(f"{k} {v:,}" for k, v in (plan["counts"] or {}).items() if v) or "none",
-                "notes": details.get("notes") or [], "outcomes": [(r["outcome"], r["n"]) for r in outcomes],
-                "preview": details.get("preview") or "",
-            })
+            out.append(
+                {
+                    "title": title,
+                    "run_id": run_id,
+                    "target_org": plan["target_org"],
+                    "status": plan["status"],
+                    "counts_text": ", ".join(f"{k} {v:,}" for k, v in (plan["counts"] or {}).items() if v) or "none",
+                    "notes": details.get("notes") or [],
+                    "outcomes": [(r["outcome"], r["n"]) for r in outcomes],
+                    "preview": details.get("preview") or "",
+                }
+            )
     return out
 
 
-def write_incident_report(path: str | Path, conn: psycopg.Connection[Any], incident: StoredIncident, *,
-                          timeline: Sequence[TimelineEntry] = (), seed: Any = None,
-                          restores: Sequence[tuple[str, str]] = (), database_hint: str = "",
-                          generated: datetime | None = None) -> Path:
+def write_incident_report(
+    path: str | Path,
+    conn: psycopg.Connection[Any],
+    incident: StoredIncident,
+    *,
+    timeline: Sequence[TimelineEntry] = (),
+    seed: Any = None,
+    restores: Sequence[tuple[str, str]] = (),
+    database_hint: str = "",
+    generated: datetime | None = None,
+) -> Path:
     """Write the report to `path`; `restores` are (title, restore run id) pairs, in the order they ran."""
     report = incident.report
     damage = report.first_change or (timeline[0].at if timeline else None)
@@ -129,17 +147,27 @@ def write_incident_report(path: str | Path, conn: psycopg.Connection[Any], incid
     def values(mapping: Mapping[str, Any]) -> str:
         return ", ".join(f"{k}: {'(empty)' if v is None else v}" for k, v in mapping.items())
 
-    queries = "\n".join([
-        f"-- {database_hint}" if database_hint else "-- the backup database",
-        f"SELECT * FROM sf_pipeline.incidents WHERE id = {incident.id};",
-        "SELECT run_id, target_org, status, counts FROM sf_pipeline.restore_plans ORDER BY created_at;",
-        "SELECT * FROM sf_pipeline.restore_audit ORDER BY id DESC LIMIT 20;",
-        "SELECT object, count(*) FROM sf_pipeline.id_map GROUP BY 1;",
-    ])
+    queries = "\n".join(
+        [
+            f"-- {database_hint}" if database_hint else "-- the backup database",
+            f"SELECT * FROM sf_pipeline.incidents WHERE id = {incident.id};",
+            "SELECT run_id, target_org, status, counts FROM sf_pipeline.restore_plans ORDER BY created_at;",
+            "SELECT * FROM sf_pipeline.restore_audit ORDER BY id DESC LIMIT 20;",
+            "SELECT object, count(*) FROM sf_pipeline.id_map GROUP BY 1;",
+        ]
+    )
     html = _TEMPLATE.render(
-        incident=incident, timeline=timeline, seed=seed, restores=_restore_rows(conn, restores),
-        what=report.what, instant=format_instant, since=since, values=values, queries=queries,
-        generated=format_instant(generated or datetime.now().astimezone()))
+        incident=incident,
+        timeline=timeline,
+        seed=seed,
+        restores=_restore_rows(conn, restores),
+        what=report.what,
+        instant=format_instant,
+        since=since,
+        values=values,
+        queries=queries,
+        generated=format_instant(generated or datetime.now().astimezone()),
+    )
     out = Path(path)
     out.write_text(html, encoding="utf-8")
     return out

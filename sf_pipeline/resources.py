@@ -34,8 +34,9 @@ DATABASE_URL_ENV = "SF_PIPELINE_DATABASE_URL"
 class SalesforceOrgResource:
     """An org alias with the settings file's API version, budget share, timeouts and retry backoff."""
 
-    def __init__(self, alias: str = "production", *, budget_share: float = 0.5,
-                 connection: SalesforceSettings | None = None):
+    def __init__(
+        self, alias: str = "production", *, budget_share: float = 0.5, connection: SalesforceSettings | None = None
+    ):
         self.alias = alias
         self.budget_share = budget_share
         self.connection = connection or SalesforceSettings()
@@ -49,8 +50,11 @@ class SalesforceOrgResource:
         """Another org alias with the same API version, budget share, timeouts and backoff: what restores,
         seeding and erasure ask for the org they write to or check (their target is chosen at launch among the
         settings file's aliases; the connection settings are not)."""
-        return self if alias == self.alias else SalesforceOrgResource(alias, budget_share=self.budget_share,
-                                                                      connection=self.connection)
+        return (
+            self
+            if alias == self.alias
+            else SalesforceOrgResource(alias, budget_share=self.budget_share, connection=self.connection)
+        )
 
     def credentials(self) -> OrgCredentials:
         return OrgCredentials.from_env(self.alias)
@@ -59,8 +63,7 @@ class SalesforceOrgResource:
         c = self.connection
         timeouts = HttpTimeouts(connect=c.connect_timeout_seconds, read=c.read_timeout_seconds)
         sf = connect(self.credentials(), c.api_version, timeouts, backoff=c.retry_backoff_seconds)
-        return SalesforceClient(sf, alias=self.alias,
-                                budget_share=self.budget_share, backoff=c.retry_backoff_seconds)
+        return SalesforceClient(sf, alias=self.alias, budget_share=self.budget_share, backoff=c.retry_backoff_seconds)
 
     def __repr__(self) -> str:
         return f"SalesforceOrgResource(alias={self.alias!r}, budget_share={self.budget_share})"
@@ -84,8 +87,10 @@ class WarehouseResource:
     def database_url(self) -> str:
         url = os.environ.get(self.env_var)
         if not url:
-            raise dg.Failure(f"{self.env_var} is not set: it must hold the backup database URL, "
-                             "e.g. postgresql://postgres@127.0.0.1:5432/sf_backup")
+            raise dg.Failure(
+                f"{self.env_var} is not set: it must hold the backup database URL, "
+                "e.g. postgresql://postgres@127.0.0.1:5432/sf_backup"
+            )
         return url
 
     @contextmanager
@@ -122,8 +127,10 @@ def locked_io_manager() -> dg.IOManagerDefinition:
     """Dagster's default IO manager (pickles under the instance's storage directory) without its `base_dir`
     launch setting, which would let a run config write files anywhere the run process may."""
     return dg.IOManagerDefinition(
-        resource_fn=lambda context: dg.FilesystemIOManager().create_io_manager(context), config_schema={},
-        description="Op outputs pickled under the Dagster instance's storage directory (not settable at launch).")
+        resource_fn=lambda context: dg.FilesystemIOManager().create_io_manager(context),
+        config_schema={},
+        description="Op outputs pickled under the Dagster instance's storage directory (not settable at launch).",
+    )
 
 
 ORG_TAG = "sf_pipeline/org"

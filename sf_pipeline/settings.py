@@ -127,33 +127,36 @@ class SalesforceSettings(Contract):
     @classmethod
     def _version(cls, value: Any) -> str:
         if not re.fullmatch(r"\d{2,3}\.0", str(value)):
-            raise SettingsError(f"salesforce.api_version must look like \"59.0\", got {value!r}")
+            raise SettingsError(f'salesforce.api_version must look like "59.0", got {value!r}')
         return str(value)
 
     @field_validator("connect_timeout_seconds", "read_timeout_seconds", "retry_backoff_seconds", mode="before")
     @classmethod
     def _seconds(cls, value: Any, info: ValidationInfo) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 3600:
-            raise SettingsError(f"salesforce.{info.field_name} must be a number of seconds in (0, 3600], got "
-                                f"{value!r}")
+            raise SettingsError(f"salesforce.{info.field_name} must be a number of seconds in (0, 3600], got {value!r}")
         return float(value)
 
 
 def _positive(key: str) -> Any:
     """A positive whole number at `key` of the file (errors name it)."""
+
     def check(value: Any) -> int:
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise SettingsError(f"{key} must be a positive whole number, got {value!r}")
         return value
+
     return BeforeValidator(check)
 
 
 def _non_negative(key: str) -> Any:
     """A whole number >= 0 at `key` of the file (errors name it)."""
+
     def check(value: Any) -> int:
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise SettingsError(f"{key} must be a whole number >= 0, got {value!r}")
         return value
+
     return BeforeValidator(check)
 
 
@@ -177,29 +180,35 @@ class Settings(Contract):
     window_cron: str = Field("0 * * * *", validation_alias=_at("backup.partitions.cron"))
     timezone: str = Field("UTC", validation_alias=_at("backup.partitions.timezone"))
     # the first window's start; without an offset it is in `timezone` (kept as the instant it names, in UTC)
-    start: datetime = Field("2026-01-01T00:00:00", validation_alias=_at("backup.partitions.start"),
-                            validate_default=True)
+    start: datetime = Field(
+        "2026-01-01T00:00:00", validation_alias=_at("backup.partitions.start"), validate_default=True
+    )
     schedule_lag_minutes: int = Field(10, validation_alias=_at("backup.schedule_lag_minutes"))
     # missed windows the schedule requests per minute
     max_windows_per_tick: Annotated[int, _positive("backup.max_windows_per_tick")] = Field(
-        48, validation_alias=_at("backup.max_windows_per_tick"))
+        48, validation_alias=_at("backup.max_windows_per_tick")
+    )
     # longest backoff before a failed window is retried
     retry_max_minutes: Annotated[int, _positive("backup.retry_max_minutes")] = Field(
-        60, validation_alias=_at("backup.retry_max_minutes"))
+        60, validation_alias=_at("backup.retry_max_minutes")
+    )
     budget_share: float = Field(0.5, validation_alias=_at("backup.api_budget.max_share_of_daily_limit"))
     bulk_threshold: int = Field(20_000, validation_alias=_at("backup.bulk_threshold"))
     bulk_slice_records: Annotated[int, _positive("backup.bulk_slice_records")] = Field(
-        250_000, validation_alias=_at("backup.bulk_slice_records"))
+        250_000, validation_alias=_at("backup.bulk_slice_records")
+    )
     # objects with fewer records (the catalog's COUNT()) share one step per window; 0: every object its own step
     shared_step_below_records: Annotated[int, _non_negative("backup.shared_step_below_records")] = Field(
-        10_000, validation_alias=_at("backup.shared_step_below_records"))
+        10_000, validation_alias=_at("backup.shared_step_below_records")
+    )
     anomalies: dict[str, Any] = Field(default_factory=dict, validation_alias="anomalies")
     # alerts: dagster_base_url: where alerts link to the Dagster UI
     dagster_base_url: str | None = Field(None, validation_alias=_at("alerts.dagster_base_url"))
     salesforce: SalesforceSettings = Field(default_factory=SalesforceSettings, validation_alias="salesforce")
     # backup: reconcile: {every_window_below: N, large_every_hours: H} (README, "Vanished records")
     reconcile_every_window_below: Annotated[int, _positive("backup.reconcile.every_window_below")] = Field(
-        200_000, validation_alias=_at("backup.reconcile.every_window_below"))
+        200_000, validation_alias=_at("backup.reconcile.every_window_below")
+    )
     reconcile_large_every_hours: float = Field(24.0, validation_alias=_at("backup.reconcile.large_every_hours"))
     privacy: dict[str, Any] = Field(default_factory=dict)  # masking: and retention: (parsed by sf_pipeline.privacy)
     backups: SkipValidation[tuple[BackupOrgSettings, ...]] = ()  # every backed-up org, the primary first
@@ -228,10 +237,12 @@ class Settings(Contract):
             elif not isinstance(backup[section], dict):
                 raise SettingsError(f"backup.{section} must be a mapping, got {backup[section]!r}")
         reconcile = backup.get("reconcile")
-        if reconcile is not None and (not isinstance(reconcile, dict)
-                                      or set(reconcile) - {"every_window_below", "large_every_hours"}):
-            raise SettingsError("backup.reconcile takes every_window_below (records) and large_every_hours, "
-                                f"got {reconcile!r}")
+        if reconcile is not None and (
+            not isinstance(reconcile, dict) or set(reconcile) - {"every_window_below", "large_every_hours"}
+        ):
+            raise SettingsError(
+                f"backup.reconcile takes every_window_below (records) and large_every_hours, got {reconcile!r}"
+            )
         if data.get("salesforce") is None:
             data.pop("salesforce", None)
         backups = _backup_orgs(backup, orgs)
@@ -239,9 +250,16 @@ class Settings(Contract):
             blobs = blob_settings(data.get("blobs"), where=str(data.get("path", "settings file")))
         except BlobSettingsError as exc:
             raise SettingsError(str(exc).removeprefix(f"{data.get('path')}: ")) from None
-        return {**data, "orgs": tuple(orgs), "backups": backups, "backup_org": backups[0].alias,
-                "objects": backups[0].objects, "blobs": blobs, "restore": _restore_settings(orgs),
-                "privacy": {k: data[k] for k in ("masking", "retention", "forget") if data.get(k) is not None}}
+        return {
+            **data,
+            "orgs": tuple(orgs),
+            "backups": backups,
+            "backup_org": backups[0].alias,
+            "objects": backups[0].objects,
+            "blobs": blobs,
+            "restore": _restore_settings(orgs),
+            "privacy": {k: data[k] for k in ("masking", "retention", "forget") if data.get(k) is not None},
+        }
 
     @field_validator("timezone")
     @classmethod
@@ -249,8 +267,9 @@ class Settings(Contract):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise SettingsError(f"backup.partitions.timezone {value!r} is not a time zone name (e.g. UTC, "
-                                "Europe/Paris)") from None
+            raise SettingsError(
+                f"backup.partitions.timezone {value!r} is not a time zone name (e.g. UTC, Europe/Paris)"
+            ) from None
         return value
 
     @field_validator("start", mode="before")
@@ -277,8 +296,7 @@ class Settings(Contract):
     @classmethod
     def _hours(cls, hours: Any) -> float:
         if isinstance(hours, bool) or not isinstance(hours, int | float) or hours <= 0:
-            raise SettingsError(f"backup.reconcile.large_every_hours must be a positive number of hours, got "
-                                f"{hours!r}")
+            raise SettingsError(f"backup.reconcile.large_every_hours must be a positive number of hours, got {hours!r}")
         return float(hours)
 
     @field_validator("dagster_base_url", mode="before")
@@ -289,8 +307,10 @@ class Settings(Contract):
             return None
         parts = urlsplit(str(url))
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-            raise SettingsError(f"alerts.dagster_base_url must be the Dagster UI's http(s) address, such as "
-                                f"https://dagster.example.com, got {url!r}")
+            raise SettingsError(
+                f"alerts.dagster_base_url must be the Dagster UI's http(s) address, such as "
+                f"https://dagster.example.com, got {url!r}"
+            )
         if parts.username or parts.password:
             raise SettingsError("alerts.dagster_base_url must not carry credentials (it is sent in every alert)")
         return str(url).rstrip("/")
@@ -309,8 +329,10 @@ class Settings(Contract):
         for obj in self.objects:
             if obj.name.lower() == name.lower():
                 return obj
-        raise SettingsError(f"object {name!r} is not configured for backup in {self.path}; configured: "
-                            f"{', '.join(o.name for o in self.objects)}")
+        raise SettingsError(
+            f"object {name!r} is not configured for backup in {self.path}; configured: "
+            f"{', '.join(o.name for o in self.objects)}"
+        )
 
 
 def settings_path() -> Path:
@@ -341,12 +363,14 @@ def _restore_settings(orgs: dict[str, Any]) -> dict[str, RestoreOrgSettings]:
         if section is None:
             continue
         if not isinstance(section, dict) or set(section) - {"run_as", "serial"}:
-            raise SettingsError(f"orgs.{alias}.restore takes run_as (a username) and serial (true/false), "
-                                f"got {section!r}")
+            raise SettingsError(
+                f"orgs.{alias}.restore takes run_as (a username) and serial (true/false), got {section!r}"
+            )
         run_as = section.get("run_as")
         if run_as is not None and (not isinstance(run_as, str) or "@" not in run_as):
-            raise SettingsError(f"orgs.{alias}.restore.run_as must be a Salesforce username "
-                                f"(user@example.com), got {run_as!r}")
+            raise SettingsError(
+                f"orgs.{alias}.restore.run_as must be a Salesforce username (user@example.com), got {run_as!r}"
+            )
         if not isinstance(section.get("serial", False), bool):
             raise SettingsError(f"orgs.{alias}.restore.serial must be true or false")
         out[alias] = RestoreOrgSettings(run_as=run_as, serial=bool(section.get("serial", False)))
@@ -364,8 +388,9 @@ def _object_list(where: str, items: Any) -> tuple[ObjectSettings, ...]:
         if isinstance(item, str):
             objects.append(ObjectSettings(item))
         elif isinstance(item, dict) and "name" in item:
-            objects.append(ObjectSettings(item["name"], tuple(item.get("exclude") or ()),
-                                          dict(item.get("anomalies") or {})))
+            objects.append(
+                ObjectSettings(item["name"], tuple(item.get("exclude") or ()), dict(item.get("anomalies") or {}))
+            )
         else:
             raise SettingsError(f"each backup object is a name or {{name, exclude}}; got {item!r}")
     return tuple(objects)
@@ -377,8 +402,7 @@ def _patterns(where: str, value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise SettingsError(f"{where} must be a list of glob patterns such as [\"*Share\", \"*Feed\"], "
-                            f"got {value!r}")
+        raise SettingsError(f'{where} must be a list of glob patterns such as ["*Share", "*Feed"], got {value!r}')
     return tuple(value)
 
 
@@ -390,8 +414,10 @@ def _backup_org(where: str, alias: str, section: dict[str, Any], primary: bool) 
     if objects == ALL_OBJECTS:
         return BackupOrgSettings(alias, (), True, include, exclude, per_object, primary)
     if include or exclude or per_object:
-        raise SettingsError(f"{where}.include, exclude and per_object go with `objects: all`; with an "
-                            "object list, give each object's settings in the list itself")
+        raise SettingsError(
+            f"{where}.include, exclude and per_object go with `objects: all`; with an "
+            "object list, give each object's settings in the list itself"
+        )
     listed = _object_list(f"{where}.objects", objects or [])
     if not listed:
         raise SettingsError(f"{where}.objects lists no object to back up (a list of objects, or `all`)")
@@ -402,12 +428,16 @@ def _backup_orgs(backup: dict[str, Any], orgs: dict[str, Any]) -> tuple[BackupOr
     """`backup: org: A` with `objects:` (one org), or `backup: orgs: {A: {objects: ...}, B: {...}}` (several)."""
     if "orgs" in backup:
         if "org" in backup or _ORG_KEYS & set(backup):
-            raise SettingsError(f"backup.orgs names each org with its own objects; do not also give "
-                                f"backup.org or backup.{'/'.join(sorted(_ORG_KEYS & set(backup)) or ['org'])}")
+            raise SettingsError(
+                f"backup.orgs names each org with its own objects; do not also give "
+                f"backup.org or backup.{'/'.join(sorted(_ORG_KEYS & set(backup)) or ['org'])}"
+            )
         named = backup["orgs"]
         if not isinstance(named, dict) or not named:
-            raise SettingsError("backup.orgs must map each backed-up org alias to its objects, "
-                                "e.g. {production: {objects: all}, emea: {objects: [Account]}}")
+            raise SettingsError(
+                "backup.orgs must map each backed-up org alias to its objects, "
+                "e.g. {production: {objects: all}, emea: {objects: [Account]}}"
+            )
         out = []
         for i, (alias, section) in enumerate(named.items()):
             if alias not in orgs:
@@ -433,10 +463,11 @@ def resolve_objects(settings: Settings, plans: dict[str, list[Any]]) -> Settings
         by_name = {p.name.lower(): p for p in plans.get(org.alias, [])}
         if org.all_objects:
             if org.alias not in plans:
-                raise SettingsError(f"{settings.path}: org {org.alias!r} backs up `objects: all` but its catalog "
-                                    "is not known yet (sf-pipeline objects --refresh)")
-            objects = tuple(dataclass_replace(org.settings_for(p.name), name=p.name, plan=p)
-                            for p in plans[org.alias])
+                raise SettingsError(
+                    f"{settings.path}: org {org.alias!r} backs up `objects: all` but its catalog "
+                    "is not known yet (sf-pipeline objects --refresh)"
+                )
+            objects = tuple(dataclass_replace(org.settings_for(p.name), name=p.name, plan=p) for p in plans[org.alias])
         else:
             objects = tuple(dataclass_replace(o, plan=by_name.get(o.name.lower())) for o in org.objects)
         resolved.append(dataclass_replace(org, objects=objects))

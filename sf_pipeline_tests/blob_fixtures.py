@@ -40,8 +40,13 @@ class S3Server:
     def client(self):  # noqa: ANN201
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
 
     def new_bucket(self) -> str:
         name = f"sfp-{uuid.uuid4().hex[:12]}"
@@ -53,8 +58,9 @@ class S3Server:
 def s3_server() -> Iterator[S3Server]:
     port = _free_port()
     moto = Path(sys.executable).with_name("moto_server")
-    process = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [str(moto), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -83,8 +89,13 @@ def s3_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 @pytest.fixture
 def s3_store(s3_server: S3Server, s3_env: dict[str, str], tmp_path: Path) -> S3BlobStore:
-    return S3BlobStore(s3_server.new_bucket(), prefix="backup/", endpoint_url=s3_server.endpoint,
-                       region="us-east-1", spool_dir=str(tmp_path))
+    return S3BlobStore(
+        s3_server.new_bucket(),
+        prefix="backup/",
+        endpoint_url=s3_server.endpoint,
+        region="us-east-1",
+        spool_dir=str(tmp_path),
+    )
 
 
 @pytest.fixture

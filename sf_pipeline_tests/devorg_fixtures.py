@@ -24,8 +24,9 @@ def _shared_dirs() -> list[Path]:
     if os.environ.get("SF_PIPELINE_SHARED_DIR"):
         return [Path(os.environ["SF_PIPELINE_SHARED_DIR"])]
     dirs = [CHECKOUT.parent / "shared"]
-    origin = subprocess.run(["git", "-C", str(CHECKOUT), "config", "--get", "remote.origin.url"],
-                            capture_output=True, text=True).stdout.strip()
+    origin = subprocess.run(
+        ["git", "-C", str(CHECKOUT), "config", "--get", "remote.origin.url"], capture_output=True, text=True
+    ).stdout.strip()
     if origin and Path(origin).is_dir():
         dirs.append(Path(origin).resolve().parent / "shared")
     return dirs
@@ -37,8 +38,10 @@ def shared_reference(*parts: str) -> Path:
     for path in tried:
         if path.exists():
             return path
-    raise FileNotFoundError(f"{' and '.join(map(str, tried))} missing: the describe fidelity checks need "
-                            "../shared/reference (set SF_PIPELINE_SHARED_DIR to the shared folder)")
+    raise FileNotFoundError(
+        f"{' and '.join(map(str, tried))} missing: the describe fidelity checks need "
+        "../shared/reference (set SF_PIPELINE_SHARED_DIR to the shared folder)"
+    )
 
 
 def tls_session(server: DevOrgServer) -> requests.Session:
@@ -54,8 +57,13 @@ def login_domain(server: DevOrgServer) -> str:
 def connect(server: DevOrgServer, user: str = "admin") -> Salesforce:
     """Log in through the SOAP partner API with username, password and security token."""
     cred = server.org.user(user)
-    return Salesforce(username=cred.username, password=cred.password, security_token=cred.security_token,
-                      domain=login_domain(server), session=tls_session(server))
+    return Salesforce(
+        username=cred.username,
+        password=cred.password,
+        security_token=cred.security_token,
+        domain=login_domain(server),
+        session=tls_session(server),
+    )
 
 
 @pytest.fixture

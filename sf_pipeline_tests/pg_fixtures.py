@@ -40,10 +40,13 @@ def create_database(prefix: str = "sfp_test", template: str | None = None) -> st
         else:
             source = urlsplit(template).path.lstrip("/")
             # CREATE DATABASE ... TEMPLATE needs the source to have no other session, not even an idle one
-            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
-                          "AND pid <> pg_backend_pid()", (source,))
-            admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name),
-                                                                          sql.Identifier(source)))
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (source,),
+            )
+            admin.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(source))
+            )
     return url_for_database(admin_url(), name)
 
 
@@ -59,8 +62,9 @@ def pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """URL of a fresh database (`sfp_test_<random>`), dropped after the test: empty; or, for a test that makes
     pipelines (`pipeline_factory`), the Dagster instance's tables already created, copied from the session's
     `dagster_storage_template` (creating them costs seconds per test on a busy machine, a copy a fraction)."""
-    template = request.getfixturevalue("dagster_storage_template") if "pipeline_factory" in request.fixturenames \
-        else None
+    template = (
+        request.getfixturevalue("dagster_storage_template") if "pipeline_factory" in request.fixturenames else None
+    )
     url = create_database(template=template)
     try:
         yield url

@@ -28,16 +28,22 @@ from sf_pipeline_tests.pg_fixtures import create_database, drop_database
 DEFAULT_OBJECTS = ["Account", "Contact", "Opportunity", "Case"]
 
 
-def write_settings(path: Path, objects: list[Any], anomalies: dict | None = None,
-                   salesforce: dict | None = None, **backup: Any) -> Path:
+def write_settings(
+    path: Path, objects: list[Any], anomalies: dict | None = None, salesforce: dict | None = None, **backup: Any
+) -> Path:
     """A settings file; tests retry transient failures after 10 ms (not the default 0.5 s) unless `salesforce`
     says otherwise."""
     data = {
         "orgs": {"production": {}, "sandbox": {}},
-        "backup": {"org": "production", "objects": objects,
-                   "partitions": {"cron": "0 * * * *", "start": "2026-11-20T00:00:00Z"},
-                   "schedule_lag_minutes": 10, "bulk_threshold": 20_000,
-                   "api_budget": {"max_share_of_daily_limit": 0.5}, **backup},
+        "backup": {
+            "org": "production",
+            "objects": objects,
+            "partitions": {"cron": "0 * * * *", "start": "2026-11-20T00:00:00Z"},
+            "schedule_lag_minutes": 10,
+            "bulk_threshold": 20_000,
+            "api_budget": {"max_share_of_daily_limit": 0.5},
+            **backup,
+        },
         "anomalies": anomalies or {},
         "salesforce": {"retry_backoff_seconds": 0.01, **(salesforce or {})},
     }
@@ -48,10 +54,14 @@ def write_settings(path: Path, objects: list[Any], anomalies: dict | None = None
 def dagster_home(path: Path, db_url: str) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     pg = db_url.replace("postgresql://", "postgresql+psycopg2://", 1)
-    (path / "dagster.yaml").write_text(yaml.safe_dump({
-        "storage": {"postgres": {"postgres_url": pg}},
-        "telemetry": {"enabled": False},
-    }))
+    (path / "dagster.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "storage": {"postgres": {"postgres_url": pg}},
+                "telemetry": {"enabled": False},
+            }
+        )
+    )
     return path
 
 
@@ -70,17 +80,20 @@ class Pipeline:
             self._defs = build_definitions(str(self.settings_path))
         return self._defs
 
-    def backup(self, start: str, end: str | None = None, *, raise_on_error: bool = True,
-               run_config: dict | None = None) -> dg.ExecuteInProcessResult:
+    def backup(
+        self, start: str, end: str | None = None, *, raise_on_error: bool = True, run_config: dict | None = None
+    ) -> dg.ExecuteInProcessResult:
         """Materialize the backup job for one window, or a range of windows as one run (a backfill)."""
         job = self.defs().resolve_job_def("backup")
         config = run_config or {}
         if end is None or end == start:
-            return job.execute_in_process(partition_key=start, instance=self.instance,
-                                          raise_on_error=raise_on_error, run_config=config)
+            return job.execute_in_process(
+                partition_key=start, instance=self.instance, raise_on_error=raise_on_error, run_config=config
+            )
         tags = {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end}
-        return job.execute_in_process(tags=tags, instance=self.instance, raise_on_error=raise_on_error,
-                                      run_config=config)
+        return job.execute_in_process(
+            tags=tags, instance=self.instance, raise_on_error=raise_on_error, run_config=config
+        )
 
     def sf(self, user: str = "admin"):
         return connect(self.devorg, user)
@@ -130,8 +143,10 @@ def save_pipeline_state(tmp_path_factory: pytest.TempPathFactory, parsed_dbt_pro
         root = tmp_path_factory.mktemp("saved_pipeline")
         db_url = create_database("sfp_template", template=dagster_storage_template)
         templates.append(db_url)
-        with pytest.MonkeyPatch.context() as monkeypatch, \
-                pipelines(root, db_url, monkeypatch, parsed_dbt_project) as make:
+        with (
+            pytest.MonkeyPatch.context() as monkeypatch,
+            pipelines(root, db_url, monkeypatch, parsed_dbt_project) as make,
+        ):
             story = steps(make(objects, **backup))
         return SavedState(root / "devorg", db_url, objects, backup, story)
 
@@ -177,8 +192,9 @@ def parsed_dbt_project(tmp_path_factory: pytest.TempPathFactory):
 
 
 @contextmanager
-def pipelines(root: Path, base_url: str, monkeypatch: pytest.MonkeyPatch,
-              parsed_project: Callable[[list[Any]], Path]) -> Iterator[Callable[..., Pipeline]]:
+def pipelines(
+    root: Path, base_url: str, monkeypatch: pytest.MonkeyPatch, parsed_project: Callable[[list[Any]], Path]
+) -> Iterator[Callable[..., Pipeline]]:
     """Make pipelines under `root` on the database `base_url`, their settings and credentials exported through
     `monkeypatch`; stop their orgs and dispose of their Dagster instances on the way out."""
     servers: list[DevOrgServer] = []
@@ -239,8 +255,10 @@ def module_pipeline_factory(tmp_path_factory: pytest.TempPathFactory, parsed_dbt
     for modules whose tests read one expensive backed-up state and do not depend on each other's writes."""
     db_url = create_database(template=dagster_storage_template)
     try:
-        with pytest.MonkeyPatch.context() as monkeypatch, \
-                pipelines(tmp_path_factory.mktemp("pipeline"), db_url, monkeypatch, parsed_dbt_project) as make:
+        with (
+            pytest.MonkeyPatch.context() as monkeypatch,
+            pipelines(tmp_path_factory.mktemp("pipeline"), db_url, monkeypatch, parsed_dbt_project) as make,
+        ):
             yield make
     finally:
         drop_database(db_url)

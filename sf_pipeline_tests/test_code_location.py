@@ -19,9 +19,14 @@ def test_code_location_passes_dagsters_own_validation(tmp_path):
     # so that the checkout is not written (nor raced by another test doing the same).
     project = tmp_path / "dbt_snapshots"
     shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs", ".user.yml"))
-    done = subprocess.run([sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "DAGSTER_HOME": str(tmp_path), "SF_PIPELINE_DBT_PROJECT_DIR": str(project)})
+    done = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "DAGSTER_HOME": str(tmp_path), "SF_PIPELINE_DBT_PROJECT_DIR": str(project)},
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "All code locations passed validation" in done.stdout + done.stderr
     assert (project / "target" / "manifest.json").exists()  # the location loaded the copy, and parsed it

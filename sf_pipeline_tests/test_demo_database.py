@@ -25,14 +25,20 @@ def demo_name():
 def with_password(url: str, password: str) -> str:
     """The URL with a password (the local server trusts its clients, so any password connects)."""
     parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc.replace("@", f":{password}@", 1), parts.path, parts.query,
-                       parts.fragment))
+    return urlunsplit(
+        (parts.scheme, parts.netloc.replace("@", f":{password}@", 1), parts.path, parts.query, parts.fragment)
+    )
 
 
 def tables(url: str) -> list[str]:
     with psycopg.connect(url) as conn:
-        return [r[0] for r in conn.execute("SELECT schemaname || '.' || tablename FROM pg_tables WHERE schemaname "
-                                           "NOT IN ('pg_catalog', 'information_schema') ORDER BY 1")]
+        return [
+            r[0]
+            for r in conn.execute(
+                "SELECT schemaname || '.' || tablename FROM pg_tables WHERE schemaname "
+                "NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
+            )
+        ]
 
 
 def test_the_demo_refuses_a_database_of_its_name_that_holds_other_data(demo_name):
@@ -53,15 +59,17 @@ def test_the_demo_replaces_a_previous_demos_database_and_marks_its_own(demo_name
     with psycopg.connect(url) as conn:
         conn.execute("CREATE SCHEMA salesforce")
         conn.execute("CREATE TABLE salesforce.account (id text)")
-        mark = conn.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
-                            (demo_name,)).fetchone()[0]
+        mark = conn.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (demo_name,)
+        ).fetchone()[0]
     assert mark == DEMO_MARK
     assert prepare_demo_database(admin_url(), demo_name) == url
     assert tables(url) == []  # a fresh database for the new demo
 
 
 def test_the_demo_uses_its_own_database_on_the_configured_server_and_hides_the_password(
-        demo_name, pg_url, monkeypatch, tmp_path):
+    demo_name, pg_url, monkeypatch, tmp_path
+):
     configured = with_password(pg_url, "s3cret-pw")
     monkeypatch.setenv("SF_PIPELINE_DATABASE_URL", configured)
     console = Console(record=True, width=200)
@@ -71,12 +79,15 @@ def test_the_demo_uses_its_own_database_on_the_configured_server_and_hides_the_p
     assert demo_name in shown and "s3cret-pw" not in shown and ":***@" in shown
 
 
-@pytest.mark.parametrize("url", [
-    "postgresql://backup:s3cret-pw@db.internal:5432/crm?sslmode=verify-full&sslrootcert=/etc/ca.pem",
-    "postgresql+psycopg2://backup:s3cret-pw@db.internal/crm",
-    "postgresql://backup@db.internal/crm?password=s3cret-pw&sslmode=require",
-    "host=db.internal user=backup password=s3cret-pw dbname=crm sslmode=require",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://backup:s3cret-pw@db.internal:5432/crm?sslmode=verify-full&sslrootcert=/etc/ca.pem",
+        "postgresql+psycopg2://backup:s3cret-pw@db.internal/crm",
+        "postgresql://backup@db.internal/crm?password=s3cret-pw&sslmode=require",
+        "host=db.internal user=backup password=s3cret-pw dbname=crm sslmode=require",
+    ],
+)
 def test_a_database_url_is_shown_without_its_password_and_keeps_sslmode(url):
     shown = redact_url(url)
     assert "s3cret-pw" not in shown and "***" in shown and "db.internal" in shown

@@ -23,8 +23,7 @@ CONTRACTS = [  # (library model, launchpad config, the job, its op, keys a launc
 ]
 
 
-@pytest.mark.parametrize(("model", "launchpad", "job", "op", "optional"), CONTRACTS,
-                         ids=[c[3] for c in CONTRACTS])
+@pytest.mark.parametrize(("model", "launchpad", "job", "op", "optional"), CONTRACTS, ids=[c[3] for c in CONTRACTS])
 def test_the_launchpad_config_is_the_library_model(model, launchpad, job, op, optional):
     keys = [k for k, info in model.model_fields.items() if not info.exclude]
     assert list(launchpad.model_fields) == keys and issubclass(launchpad, dg.Config)
@@ -62,12 +61,22 @@ def test_the_launchpad_shows_the_choices_of_on_conflict():
 
 
 def test_what_the_launchpad_takes_the_model_reads():
-    launched = RestoreRunConfig(object="Opportunity", fields=["AccountId"], as_of="2026-11-24T01:59:59Z",
-                                target_org="production", on_conflict="overwrite")
+    launched = RestoreRunConfig(
+        object="Opportunity",
+        fields=["AccountId"],
+        as_of="2026-11-24T01:59:59Z",
+        target_org="production",
+        on_conflict="overwrite",
+    )
     raw = {k: v for k, v in launched.model_dump(mode="json").items() if v not in (None, [])}
     config = RestoreConfig.from_dict(raw, orgs=["production"])
     assert config.on_conflict is OnConflict.overwrite and config.to_dict()["on_conflict"] == "overwrite"
-    seeded = SeedConfig.from_dict({k: v for k, v in SeedRunConfig(as_of="2026-11-24T02:30:00Z", objects=["Account"])
-                                   .model_dump(mode="json").items() if v not in (None, [])},
-                                  orgs=["production", "sandbox"])
+    seeded = SeedConfig.from_dict(
+        {
+            k: v
+            for k, v in SeedRunConfig(as_of="2026-11-24T02:30:00Z", objects=["Account"]).model_dump(mode="json").items()
+            if v not in (None, [])
+        },
+        orgs=["production", "sandbox"],
+    )
     assert (seeded.source_org, seeded.target_org, seeded.include_parents) == ("production", "sandbox", True)

@@ -20,16 +20,28 @@ ALLOWED = {
 }
 
 ATTACKS = {
-    "run dbt as python with code": {"resources": {"dbt": {"config": {
-        "project_dir": "dbt_snapshots", "dbt_executable": "python3",
-        "global_config_flags": ["-c", "open('/tmp/pwned', 'w')"]}}}},
-    "read a secret through the database URL's variable name": {"resources": {"warehouse": {"config": {
-        "database_url_env": "SALESFORCE_PRODUCTION_PASSWORD"}}}},
+    "run dbt as python with code": {
+        "resources": {
+            "dbt": {
+                "config": {
+                    "project_dir": "dbt_snapshots",
+                    "dbt_executable": "python3",
+                    "global_config_flags": ["-c", "open('/tmp/pwned', 'w')"],
+                }
+            }
+        }
+    },
+    "read a secret through the database URL's variable name": {
+        "resources": {"warehouse": {"config": {"database_url_env": "SALESFORCE_PRODUCTION_PASSWORD"}}}
+    },
     "back up another org into production's history": {"resources": {"salesforce": {"config": {"alias": "sandbox"}}}},
     "lift the API budget": {"resources": {"salesforce": {"config": {"budget_share": 1.0}}}},
     "write pickles anywhere": {"resources": {"io_manager": {"config": {"base_dir": "/tmp/elsewhere"}}}},
-    "import a module in the forkserver": {"execution": {"config": {"multiprocess": {
-        "start_method": {"forkserver": {"preload_modules": ["antigravity"]}}}}}},
+    "import a module in the forkserver": {
+        "execution": {
+            "config": {"multiprocess": {"start_method": {"forkserver": {"preload_modules": ["antigravity"]}}}}
+        }
+    },
 }
 
 
@@ -93,6 +105,7 @@ def test_a_backup_launched_with_dbt_as_python_fails_validation_before_any_step(c
     job = code_location.resolve_job_def("backup")
     with dg.DagsterInstance.ephemeral() as instance:
         with pytest.raises(dg.DagsterInvalidConfigError, match="dbt_executable"):
-            job.execute_in_process(run_config=ATTACKS["run dbt as python with code"], instance=instance,
-                                   partition_key="2026-11-01-00:00")
+            job.execute_in_process(
+                run_config=ATTACKS["run dbt as python with code"], instance=instance, partition_key="2026-11-01-00:00"
+            )
         assert instance.get_runs() == []  # refused at launch: no run, nothing executed

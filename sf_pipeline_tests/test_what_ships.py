@@ -21,13 +21,16 @@ BLOCK = f"import sys\nfor _name in {sorted(DEVORG_EXTRA)!r}:\n    sys.modules[_n
 
 
 def _python(code: str, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_the_pipeline_imports_without_the_devorg_extra() -> None:
     # Every module but devorg's and the demo's: the code location, its stages, the command line, the libraries.
-    done = _python(BLOCK + textwrap.dedent("""
+    done = _python(
+        BLOCK
+        + textwrap.dedent("""
         import importlib
         from pathlib import Path
         skipped = ("sf_pipeline.devorg", "sf_pipeline.demo", "sf_pipeline.definitions")
@@ -38,7 +41,8 @@ def test_the_pipeline_imports_without_the_devorg_extra() -> None:
             importlib.import_module(name)
         loaded = sorted(m for m in sys.modules if m.startswith("sf_pipeline.devorg"))
         print(len(names), "modules imported; devorg modules loaded:", loaded)
-    """))
+    """)
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     count = int(done.stdout.split()[0])
     assert count > 50 and "devorg modules loaded: []" in done.stdout, done.stdout
@@ -49,12 +53,18 @@ def test_the_pipeline_imports_without_the_devorg_extra() -> None:
 
 @pytest.mark.parametrize("command", [["devorg", "serve"], ["demo", "--size", "10"]])
 def test_devorg_and_demo_name_the_extra_to_install_when_it_is_missing(command, tmp_path) -> None:
-    done = _python(BLOCK + "from sf_pipeline.cli import main\nmain()\n", *command, "--data-dir" if command[0] ==
-                   "demo" else "--data", str(tmp_path / "data"))
+    done = _python(
+        BLOCK + "from sf_pipeline.cli import main\nmain()\n",
+        *command,
+        "--data-dir" if command[0] == "demo" else "--data",
+        str(tmp_path / "data"),
+    )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "pip install 'sf-pipeline[devorg]'" in done.stderr, done.stderr
-    assert f"`sf-pipeline {' '.join(command[:1 if command[0] == 'demo' else 2])}` needs devorg's dependencies" \
+    assert (
+        f"`sf-pipeline {' '.join(command[: 1 if command[0] == 'demo' else 2])}` needs devorg's dependencies"
         in done.stderr
+    )
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "data").exists()  # stopped before doing anything
 
@@ -79,8 +89,10 @@ LIFECYCLE = """
 
 def test_the_command_line_hides_dagsters_lifecycle_warnings_and_nothing_else() -> None:
     # through the command group itself: any sf-pipeline command installs the filter before it runs
-    install = ("import sys\nfrom sf_pipeline.cli import main\nsys.argv = ['sf-pipeline', 'incidents', '--help']\n"
-               "try:\n    main()\nexcept SystemExit:\n    pass")
+    install = (
+        "import sys\nfrom sf_pipeline.cli import main\nsys.argv = ['sf-pipeline', 'incidents', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass"
+    )
     done = _python(LIFECYCLE.replace("    {install}", textwrap.indent(install, "    ")))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "something the user must read" in done.stderr

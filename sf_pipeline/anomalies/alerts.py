@@ -36,8 +36,10 @@ def check_url(dagster_base_url: str | None, sobject: str, check_name: str) -> st
     without a configured base URL (settings file: `alerts: dagster_base_url:`)."""
     if not dagster_base_url:
         return None
-    return (f"{dagster_base_url.rstrip('/')}/assets/history/{quote(sobject, safe='')}"
-            f"?view=checks&checkDetail={quote(check_name, safe='')}")
+    return (
+        f"{dagster_base_url.rstrip('/')}/assets/history/{quote(sobject, safe='')}"
+        f"?view=checks&checkDetail={quote(check_name, safe='')}"
+    )
 
 
 def _fields(report: IncidentReport) -> str:
@@ -51,23 +53,37 @@ def incident_summary(report: IncidentReport) -> str:
     the check's error log line (not escaped: the caller escapes for its medium)."""
     what = title_of(report.detector)
     where = f"{report.object}.{_fields(report)}" if report.fields else report.object
-    share = (f" ({report.share:.1%} of {report.live_records:,} live)"
-             if report.share is not None and report.live_records is not None else "")
+    share = (
+        f" ({report.share:.1%} of {report.live_records:,} live)"
+        if report.share is not None and report.live_records is not None
+        else ""
+    )
     who = f" by {report.user_label}" if report.user_id else ""
-    span = (f"; changes {format_instant(report.first_change)} to {format_instant(report.last_change)}"
-            if report.first_change and report.last_change else "")
-    return (f"{what} on {where}: {report.affected_count:,} records{share}{who} in org {report.org}, "
-            f"window {format_instant(report.window_start)} to {format_instant(report.window_end)}{span}")
+    span = (
+        f"; changes {format_instant(report.first_change)} to {format_instant(report.last_change)}"
+        if report.first_change and report.last_change
+        else ""
+    )
+    return (
+        f"{what} on {where}: {report.affected_count:,} records{share}{who} in org {report.org}, "
+        f"window {format_instant(report.window_start)} to {format_instant(report.window_end)}{span}"
+    )
 
 
 def alert_text(report: IncidentReport, link: str | None = None) -> str:
     """The Slack message of an incident: its summary (escaped), where to read the full incident and what to do."""
-    where = (f"<{link}|Open the check in Dagster>" if link
-             else "See the check `no_mass_damage` of this window in Dagster")
-    action = (" It holds the full incident and a restore config (dry run) to paste into the restore launchpad."
-              if report.restore_config is not None else " It holds the full incident.")
-    return (f":rotating_light: *{report.severity.upper()}*: {slack_escape(incident_summary(report))}\n"
-            f"{where}.{action} Also listed by `sf-pipeline incidents`.")
+    where = (
+        f"<{link}|Open the check in Dagster>" if link else "See the check `no_mass_damage` of this window in Dagster"
+    )
+    action = (
+        " It holds the full incident and a restore config (dry run) to paste into the restore launchpad."
+        if report.restore_config is not None
+        else " It holds the full incident."
+    )
+    return (
+        f":rotating_light: *{report.severity.upper()}*: {slack_escape(incident_summary(report))}\n"
+        f"{where}.{action} Also listed by `sf-pipeline incidents`."
+    )
 
 
 def webhook_host(url: str) -> str:
@@ -98,6 +114,7 @@ def send_alert(report: IncidentReport, link: str | None = None, logger: Any = No
         resp.raise_for_status()
         return True
     except requests.RequestException as exc:  # an unreachable webhook must not hide the incident
-        (logger or log).warning(f"could not post the alert to the webhook at {webhook_host(url)} "
-                                f"({WEBHOOK_ENV}): {_failure(exc)}")
+        (logger or log).warning(
+            f"could not post the alert to the webhook at {webhook_host(url)} ({WEBHOOK_ENV}): {_failure(exc)}"
+        )
         return False

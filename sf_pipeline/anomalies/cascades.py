@@ -49,8 +49,11 @@ _DELETED_WITH_PARENT = sql.SQL(
 def backed_up_tables(conn: psycopg.Connection[Any]) -> dict[str, list[str]]:
     """The backup's history tables (lower-cased objects) and their columns, read in one catalog query (a wide
     org backs up hundreds of objects)."""
-    rows = conn.execute("SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = %s "
-                        "ORDER BY table_name, ordinal_position", (HISTORY_SCHEMA,)).fetchall()
+    rows = conn.execute(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = %s "
+        "ORDER BY table_name, ordinal_position",
+        (HISTORY_SCHEMA,),
+    ).fetchall()
     out: dict[str, list[str]] = {}
     for table, column in rows:
         out.setdefault(table, []).append(column)
@@ -84,8 +87,13 @@ def _has_columns(tables: Mapping[str, list[str]], table: str) -> bool:
     return all(c in present for c in _NEEDED)
 
 
-def deleted_with_parent(conn: psycopg.Connection[Any], object_name: str, start: datetime, end: datetime,
-                        tables: Mapping[str, list[str]] | None = None) -> dict[str, tuple[str, str]]:
+def deleted_with_parent(
+    conn: psycopg.Connection[Any],
+    object_name: str,
+    start: datetime,
+    end: datetime,
+    tables: Mapping[str, list[str]] | None = None,
+) -> dict[str, tuple[str, str]]:
     """Records of `object_name` deleted in [start, end) in the same transaction as the parent their lookup
     pointed at: id -> (parent table, parent id). `tables`: `backed_up_tables(conn)`, if already read."""
     tables = backed_up_tables(conn) if tables is None else tables
@@ -96,8 +104,9 @@ def deleted_with_parent(conn: psycopg.Connection[Any], object_name: str, start: 
     for column, parent in parent_lookups(tables[child], child, set(tables)).items():
         if not _has_columns(tables, parent):
             continue
-        query = _DELETED_WITH_PARENT.format(ref=ident(column), child=qualified(HISTORY_SCHEMA, child),
-                                            parent=qualified(HISTORY_SCHEMA, parent))
+        query = _DELETED_WITH_PARENT.format(
+            ref=ident(column), child=qualified(HISTORY_SCHEMA, child), parent=qualified(HISTORY_SCHEMA, parent)
+        )
         for record_id, parent_id, _user in conn.execute(query, {"start": start, "end": end}):
             out.setdefault(record_id, (parent, parent_id))
     return out
@@ -118,8 +127,14 @@ class Cascade:
         return {names.get(t, t): len(ids) for t, ids in sorted(self.beneath.items())}
 
 
-def cascade_beneath(conn: psycopg.Connection[Any], object_name: str, root_ids: Iterable[str], start: datetime,
-                    end: datetime, tables: Mapping[str, list[str]] | None = None) -> Cascade:
+def cascade_beneath(
+    conn: psycopg.Connection[Any],
+    object_name: str,
+    root_ids: Iterable[str],
+    start: datetime,
+    end: datetime,
+    tables: Mapping[str, list[str]] | None = None,
+) -> Cascade:
     """Every backed-up record deleted in [start, end) with one of `root_ids` (records of `object_name`), their
     children's children included (up to MAX_DEPTH levels)."""
     tables = backed_up_tables(conn) if tables is None else tables

@@ -32,8 +32,9 @@ def launchpad_yaml(report: IncidentReport, incident_id: int | None = None) -> st
     """The restore config as the launchpad takes it: the contract keys under `ops: restore: config:`; with the
     stored incident's id, `incident: <id>` (a few lines, whatever the number of records)."""
     inner = report.restore_config_yaml(incident_id)
-    return "ops:\n  restore:\n    config:\n" + "".join(f"      {line}\n" if line else "\n"
-                                                    for line in inner.splitlines())
+    return "ops:\n  restore:\n    config:\n" + "".join(
+        f"      {line}\n" if line else "\n" for line in inner.splitlines()
+    )
 
 
 def _user_names(conn, salesforce: SalesforceOrgResource, user_ids: list[str]) -> dict[str, str]:
@@ -97,8 +98,9 @@ def anomaly_check(
                 for finding in findings:
                     if finding.user_id and not finding.user_name:
                         finding.user_name = names.get(finding.user_id)
-                    report = report_incident(conn, finding, org=settings.backup_org, field_names=field_names,
-                                             writable=writable)
+                    report = report_incident(
+                        conn, finding, org=settings.backup_org, field_names=field_names, writable=writable
+                    )
                     ids.append(save_incident(conn, report))
                     reports.append(report)
             conn.commit()
@@ -107,8 +109,10 @@ def anomaly_check(
             # Counts, object, fields, user and window only: record values and ids stay in the check's
             # metadata and in sf_pipeline.incidents, out of logs that are shipped and kept elsewhere.
             link = check_url(settings.dagster_base_url, report.object, CHECK_NAME)
-            context.log.error(f"INCIDENT {incident_summary(report)}. The full incident and its restore config "
-                              f"are in this check's metadata{f' ({link})' if link else ''}.")
+            context.log.error(
+                f"INCIDENT {incident_summary(report)}. The full incident and its restore config "
+                f"are in this check's metadata{f' ({link})' if link else ''}."
+            )
             send_alert(report, link, logger=context.log)
         for report in reports:
             if report.severity != "error":
@@ -122,20 +126,20 @@ def anomaly_check(
         if reports:
             worst, worst_id = reports[0], ids[0]
             metadata["incident_ids"] = dg.MetadataValue.json(ids)
-            metadata["incident"] = dg.MetadataValue.md("\n\n---\n\n".join(
-                r.to_markdown(incident_id=i) for r, i in zip(reports, ids, strict=True)))
+            metadata["incident"] = dg.MetadataValue.md(
+                "\n\n---\n\n".join(r.to_markdown(incident_id=i) for r, i in zip(reports, ids, strict=True))
+            )
             metadata["affected_records"] = dg.MetadataValue.int(worst.affected_count)
             metadata["acting_user"] = dg.MetadataValue.text(worst.user_label)
             metadata["first_change"] = dg.MetadataValue.text(
                 worst.first_change.isoformat() if worst.first_change else ""
             )
-            metadata["last_change"] = dg.MetadataValue.text(
-                worst.last_change.isoformat() if worst.last_change else ""
-            )
+            metadata["last_change"] = dg.MetadataValue.text(worst.last_change.isoformat() if worst.last_change else "")
             if worst.restore_config:
                 metadata["restore_config"] = dg.MetadataValue.md(
                     "Paste into the `restore` job's launchpad (dry run):\n"
-                    f"```yaml\n{launchpad_yaml(worst, worst_id)}```")
+                    f"```yaml\n{launchpad_yaml(worst, worst_id)}```"
+                )
                 metadata["restore_config_json"] = dg.MetadataValue.json(
                     json.loads(json.dumps(worst.launchpad_config(worst_id)))
                 )

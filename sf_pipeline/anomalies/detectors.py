@@ -366,11 +366,7 @@ def _mass_change(
         # Field changes of records live before and after: a deletion is not a field "nulled".
         condition = sql.SQL(
             "field <> 'isdeleted' AND field <> ALL(%(skip)s) AND NOT deleted AND NOT prev_deleted AND {}"
-        ).format(
-            sql.SQL(
-                "before IS NOT NULL AND after IS NULL" if detector == "mass_nulling" else "after IS NOT NULL"
-            )
-        )
+        ).format(sql.SQL("before IS NOT NULL AND after IS NULL" if detector == "mass_nulling" else "after IS NOT NULL"))
     if detector == "mass_overwrite":
         value, group, value_match = sql.SQL("after"), sql.SQL(", after"), sql.SQL("h.after = c.value")
     query = _MASS_CHANGE.format(
@@ -395,23 +391,15 @@ def _mass_change(
             by_user.setdefault(row["user_id"], []).append((row, severity))
     covered = {(row["field"], row["value"]) for clusters in by_user.values() for row, _ in clusters}
     findings = [
-        _merge_clusters(detector, changes, user_id, clusters, acted_alone=True)
-        for user_id, clusters in by_user.items()
+        _merge_clusters(detector, changes, user_id, clusters, acted_alone=True) for user_id, clusters in by_user.items()
     ]
     for row in rows:
-        if (
-            row["all_users"]
-            and (row["field"], row["value"]) not in covered
-            and (severity := severity_of(row))
-        ):
-            findings.append(
-                _merge_clusters(detector, changes, row["top_user"], [(row, severity)], acted_alone=False)
-            )
+        if row["all_users"] and (row["field"], row["value"]) not in covered and (severity := severity_of(row)):
+            findings.append(_merge_clusters(detector, changes, row["top_user"], [(row, severity)], acted_alone=False))
     if detector == "mass_delete":
         # Deleted records come back whole: every column a restore can write.
         findings = [
-            replace(f, fields=(), restore_fields=changes.restorable_columns, restore_deleted=True)
-            for f in findings
+            replace(f, fields=(), restore_fields=changes.restorable_columns, restore_deleted=True) for f in findings
         ]
     return findings
 
@@ -545,8 +533,9 @@ _DELETED_ROOTS = sql.SQL(
 )
 
 
-def _group_cascades(conn: psycopg.Connection[Any], window: WindowChanges, limits: AnomalyThresholds,
-                    findings: list[Finding]) -> list[Finding]:
+def _group_cascades(
+    conn: psycopg.Connection[Any], window: WindowChanges, limits: AnomalyThresholds, findings: list[Finding]
+) -> list[Finding]:
     """Mass-delete findings with cascades grouped under their root: see `detect_mass_delete`."""
     deletions = conn.execute(_DELETED_ROOTS.format(table=window.table)).fetchall()
     if not deletions:
@@ -559,9 +548,15 @@ def _group_cascades(conn: psycopg.Connection[Any], window: WindowChanges, limits
         if len(own) == len(f.record_ids):
             out.append(f)
         elif own:
-            out.append(replace(f, record_ids=own, affected_count=len(own),
-                               sample=tuple(s for s in f.sample if s.record_id not in with_parent),
-                               details={**f.details, "deleted_with_parent": len(f.record_ids) - len(own)}))
+            out.append(
+                replace(
+                    f,
+                    record_ids=own,
+                    affected_count=len(own),
+                    sample=tuple(s for s in f.sample if s.record_id not in with_parent),
+                    details={**f.details, "deleted_with_parent": len(f.record_ids) - len(own)},
+                )
+            )
     roots: dict[str | None, list[tuple[str, datetime]]] = {}
     for record_id, user_id, valid_from in deletions:
         if record_id not in with_parent:
@@ -584,13 +579,27 @@ def _group_cascades(conn: psycopg.Connection[Any], window: WindowChanges, limits
             worse = "error" if "error" in (f.severity, severity) else f.severity
             out[existing] = replace(f, severity=worse, details={**f.details, **cascade})
         elif severity is not None:
-            out.append(Finding(
-                detector="mass_delete", severity=severity, object=window.object_name, fields=(),
-                affected_count=len(ids), share=window.share(len(ids)),
-                first_change=min(v for _, v in deleted), last_change=max(v for _, v in deleted),
-                user_id=user_id, sample=(), record_ids=tuple(ids), restore_fields=window.restorable_columns,
-                details=_window_details(window, len(ids)) | cascade, window_start=window.start,
-                window_end=window.end, live_records=window.live_records, restore_deleted=True))
+            out.append(
+                Finding(
+                    detector="mass_delete",
+                    severity=severity,
+                    object=window.object_name,
+                    fields=(),
+                    affected_count=len(ids),
+                    share=window.share(len(ids)),
+                    first_change=min(v for _, v in deleted),
+                    last_change=max(v for _, v in deleted),
+                    user_id=user_id,
+                    sample=(),
+                    record_ids=tuple(ids),
+                    restore_fields=window.restorable_columns,
+                    details=_window_details(window, len(ids)) | cascade,
+                    window_start=window.start,
+                    window_end=window.end,
+                    live_records=window.live_records,
+                    restore_deleted=True,
+                )
+            )
     return out
 
 
@@ -801,9 +810,7 @@ def detect_volume(
     if not limits.enabled:
         return []
     days = limits.baseline_days
-    usual = baseline(
-        conn, object_name, start, end, days, same_weekday=limits.same_weekday, history_start=history_start
-    )
+    usual = baseline(conn, object_name, start, end, days, same_weekday=limits.same_weekday, history_start=history_start)
     median = usual.median
     if median is None or len(usual.previous) < limits.min_baseline_windows:
         return []
@@ -811,19 +818,21 @@ def detect_volume(
         "window_versions": usual.current,
         "baseline_median": median,
         "baseline_windows": list(usual.previous),
-        "baseline": "same weekday of previous weeks"
-        if limits.same_weekday
-        else "same hours of previous days",
+        "baseline": "same weekday of previous weeks" if limits.same_weekday else "same hours of previous days",
     }
     if usual.current > limits.spike_factor * median and usual.current > limits.spike_min_changes:
         with _changes_for(conn, object_name, start, end, changes) as window:
             # Versions that changed nothing but calculated or bookkeeping columns (a roll-up recalculated, the
             # platform touching SystemModstamp) are no one's change: they do not count towards a spike.
-            (phantom,) = conn.execute(_PHANTOM_VERSIONS.format(history=_history(object_name), table=window.table),
-                                      {"start": start, "end": end}).fetchone()
+            (phantom,) = conn.execute(
+                _PHANTOM_VERSIONS.format(history=_history(object_name), table=window.table),
+                {"start": start, "end": end},
+            ).fetchone()
             details["versions_without_change"] = phantom
-            if usual.current - phantom <= limits.spike_factor * median or \
-                    usual.current - phantom <= limits.spike_min_changes:
+            if (
+                usual.current - phantom <= limits.spike_factor * median
+                or usual.current - phantom <= limits.spike_min_changes
+            ):
                 return []
             query = _TOP_USER.format(table=window.table)
             with conn.cursor(row_factory=dict_row) as cursor:
@@ -1021,9 +1030,7 @@ def detect_orphans(
     with analytics(conn):
         for column, parent_object in reference_columns(conn, object_name, references).items():
             limits = resolved.for_field(column).orphans
-            parent_columns = [
-                name for name, _ in table_columns(conn, HISTORY_SCHEMA, table_name(parent_object))
-            ]
+            parent_columns = [name for name, _ in table_columns(conn, HISTORY_SCHEMA, table_name(parent_object))]
             if not limits.enabled or not parent_columns:
                 continue
             present = set(parent_columns)
@@ -1062,9 +1069,7 @@ def detect_orphans(
 
 
 def _live_records(conn: psycopg.Connection[Any], object_name: str, at: datetime, columns: set[str]) -> int:
-    query = _STATS.format(
-        history=_history(object_name), deleted=_column_or_null("h", "isdeleted", columns, "boolean")
-    )
+    query = _STATS.format(history=_history(object_name), deleted=_column_or_null("h", "isdeleted", columns, "boolean"))
     return conn.execute(query, {"start": at, "end": at}).fetchone()[0]
 
 
@@ -1090,9 +1095,7 @@ def _orphan_finding(
         "first_change": row["first_change"],
         "last_change": row["last_change"],
         "user_id": row["top_user"],
-        "sample": tuple(
-            SampleChange(child, {column: parent}, {column: parent}) for child, parent in row["sample"]
-        ),
+        "sample": tuple(SampleChange(child, {column: parent}, {column: parent}) for child, parent in row["sample"]),
         "record_ids": tuple(row["ids"]),
         "window_start": start,
         "window_end": end,

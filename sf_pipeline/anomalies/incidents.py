@@ -39,6 +39,7 @@ _DDL_LOCK_KEY = 0x5F_414E_4F4D_414C  # "_ANOMAL": serializes concurrent creation
 _BARE_YAML = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _YAML_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"})
 
+
 def format_instant(ts: datetime) -> str:
     """`YYYY-MM-DDTHH:MM:SSZ` in UTC, to the second (the restore contract's format)."""
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -179,10 +180,12 @@ class IncidentReport:
         if finding.window_start is None or finding.window_end is None:
             raise ValueError("a finding without its window cannot be reported; use run_detectors' findings")
         names = {k.lower(): v for k, v in (field_names or {}).items()}
-        config = restore_config_for(finding, names, target_org=org, max_record_ids=max_record_ids,
-                                    writable=writable)
-        derived = () if restores_whole_records(finding) else tuple(
-            c for c in finding.restore_fields if c not in restorable_fields(finding, writable))
+        config = restore_config_for(finding, names, target_org=org, max_record_ids=max_record_ids, writable=writable)
+        derived = (
+            ()
+            if restores_whole_records(finding)
+            else tuple(c for c in finding.restore_fields if c not in restorable_fields(finding, writable))
+        )
         sample_names = finding.details.get("sample_names", {})
         sample = tuple(
             {
@@ -248,8 +251,7 @@ class IncidentReport:
             return None
         if incident_id is None:
             return dict(self.restore_config)
-        return {"incident": incident_id, "target_org": self.restore_config.get("target_org", self.org),
-                "dry_run": True}
+        return {"incident": incident_id, "target_org": self.restore_config.get("target_org", self.org), "dry_run": True}
 
     def restore_config_yaml(self, incident_id: int | None = None) -> str:
         """The restore config as YAML to paste into the launchpad of the restore job (empty if none).
@@ -341,9 +343,7 @@ class IncidentReport:
             alone = (
                 ""
                 if self.acted_alone
-                else (
-                    f" (made most of the changes; {self.details.get('users', 'several')} users were involved)"
-                )
+                else (f" (made most of the changes; {self.details.get('users', 'several')} users were involved)")
             )
             lines.append(f"- **By**: {self.user_label}{alone}")
         if self.sample:
@@ -430,8 +430,9 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _restore_note(finding: Finding, config: dict[str, Any] | None, max_record_ids: int,
-                  derived: Sequence[str] = ()) -> str:
+def _restore_note(
+    finding: Finding, config: dict[str, Any] | None, max_record_ids: int, derived: Sequence[str] = ()
+) -> str:
     if config is None:
         if finding.detector == "volume_drop":
             return (
@@ -447,8 +448,10 @@ def _restore_note(finding: Finding, config: dict[str, Any] | None, max_record_id
                 "(the backup keeps them, so that deletion can itself be restored)."
             )
         if derived:
-            return (f"Nothing to restore: only fields the org computes or sets itself changed "
-                    f"({', '.join(derived)}); look for the change that drove them.")
+            return (
+                f"Nothing to restore: only fields the org computes or sets itself changed "
+                f"({', '.join(derived)}); look for the change that drove them."
+            )
         return "Nothing a restore could bring back was identified."
     ids = finding.restore_record_ids if finding.restore_record_ids is not None else finding.record_ids
     target = config["object"]
@@ -462,20 +465,28 @@ def _restore_note(finding: Finding, config: dict[str, Any] | None, max_record_id
         "damaging change, and skips records changed again since (on_conflict: skip)."
     ]
     if derived:
-        parts.append(f"Not restored, the org computes or sets them itself and they follow the restored fields: "
-                     f"{', '.join(derived)}.")
+        parts.append(
+            f"Not restored, the org computes or sets them itself and they follow the restored fields: "
+            f"{', '.join(derived)}."
+        )
     if finding.restore_deleted:
         parts.append("Deleted records are brought back (restore_deleted: true).")
     if finding.details.get("cascade"):
-        parts.append(f"The {finding.details.get('cascade_records', 0):,} records deleted with them come back in the "
-                     "same run: undeleting a record undeletes its cascade (re-created records bring theirs with "
-                     "with_children).")
+        parts.append(
+            f"The {finding.details.get('cascade_records', 0):,} records deleted with them come back in the "
+            "same run: undeleting a record undeletes its cascade (re-created records bring theirs with "
+            "with_children)."
+        )
     if finding.detector == "mass_vanishing":
-        parts.append("They are no longer in the recycle bin, so they are re-created from history with new ids; "
-                     "records that pointed at them are not re-pointed.")
+        parts.append(
+            "They are no longer in the recycle bin, so they are re-created from history with new ids; "
+            "records that pointed at them are not re-pointed."
+        )
     if len(ids) > max_record_ids:
-        parts.append(f"The incident keeps all {len(ids):,} record ids (sf_pipeline.incident_records): "
-                     "`incident: <id>` selects exactly them, nothing is pasted.")
+        parts.append(
+            f"The incident keeps all {len(ids):,} record ids (sf_pipeline.incident_records): "
+            "`incident: <id>` selects exactly them, nothing is pasted."
+        )
     if finding.detector == "volume_spike":
         parts.append("A spike is not necessarily damage: read the dry run's plan before applying anything.")
     return " ".join(parts)
@@ -503,8 +514,7 @@ def report_incident(
 def writable_columns(describe_fields: Sequence[Mapping[str, Any]]) -> frozenset[str]:
     """Lower-cased names of the fields a restore can write back on a live record: updateable per describe and
     not calculated (formulas, roll-ups)."""
-    return frozenset(str(f["name"]).lower() for f in describe_fields
-                     if f.get("updateable") and not f.get("calculated"))
+    return frozenset(str(f["name"]).lower() for f in describe_fields if f.get("updateable") and not f.get("calculated"))
 
 
 _RECORDS_TABLE = qualified(INCIDENT_SCHEMA, "incident_records")
@@ -565,19 +575,21 @@ def ensure_incident_table(conn: psycopg.Connection[Any]) -> None:
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident(INCIDENT_SCHEMA)))
         conn.execute(_CREATE.format(table=_TABLE))
         conn.execute(
-            sql.SQL("CREATE INDEX IF NOT EXISTS incidents_latest ON {} (window_start DESC, id DESC)").format(
-                _TABLE
-            )
+            sql.SQL("CREATE INDEX IF NOT EXISTS incidents_latest ON {} (window_start DESC, id DESC)").format(_TABLE)
         )
         # Every record an incident's restore selects, however many: `incident: <id>` in a restore config
         # reads them here instead of a launchpad config of pasted ids.
-        conn.execute(sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {} (incident_id bigint NOT NULL REFERENCES {} (id) ON DELETE CASCADE, "
-            "record_id text NOT NULL, PRIMARY KEY (incident_id, record_id))").format(_RECORDS_TABLE, _TABLE))
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (incident_id bigint NOT NULL REFERENCES {} (id) ON DELETE CASCADE, "
+                "record_id text NOT NULL, PRIMARY KEY (incident_id, record_id))"
+            ).format(_RECORDS_TABLE, _TABLE)
+        )
         # an erasure request (privacy/forget.py) finds the incidents whose sample shows a record by its id
         conn.execute(
-            sql.SQL("CREATE INDEX IF NOT EXISTS incidents_sample ON {} USING gin ((report->'sample') jsonb_path_ops)")
-            .format(_TABLE)
+            sql.SQL(
+                "CREATE INDEX IF NOT EXISTS incidents_sample ON {} USING gin ((report->'sample') jsonb_path_ops)"
+            ).format(_TABLE)
         )
 
 
@@ -606,8 +618,9 @@ def save_incident(conn: psycopg.Connection[Any], report: IncidentReport) -> int:
         (incident_id,) = conn.execute(_UPSERT.format(table=_TABLE), params).fetchone()
         conn.execute(sql.SQL("DELETE FROM {} WHERE incident_id = %s").format(_RECORDS_TABLE), (incident_id,))
         if report.restore_ids:
-            with conn.cursor().copy(sql.SQL("COPY {} (incident_id, record_id) FROM STDIN").format(
-                    _RECORDS_TABLE)) as copy:
+            with conn.cursor().copy(
+                sql.SQL("COPY {} (incident_id, record_id) FROM STDIN").format(_RECORDS_TABLE)
+            ) as copy:
                 for record_id in dict.fromkeys(report.restore_ids):
                     copy.write_row((incident_id, record_id))
     return incident_id
@@ -674,9 +687,7 @@ def get_incident(conn: psycopg.Connection[Any], incident_id: int) -> StoredIncid
     return StoredIncident(row["id"], row["created_at"], row["updated_at"], IncidentReport.from_dict(row["report"]))
 
 
-def list_incidents(
-    conn: psycopg.Connection[Any], limit: int = 20, object: str | None = None
-) -> list[StoredIncident]:
+def list_incidents(conn: psycopg.Connection[Any], limit: int = 20, object: str | None = None) -> list[StoredIncident]:
     """Stored incidents, latest window first (then latest stored), optionally of one object only."""
     exists = conn.execute("SELECT to_regclass(%s)", (f"{INCIDENT_SCHEMA}.{INCIDENT_TABLE}",)).fetchone()[0]
     if exists is None:
@@ -690,8 +701,6 @@ def list_incidents(
     with conn.cursor(row_factory=dict_row) as cursor:
         rows = cursor.execute(query, {"object": object, "limit": limit}).fetchall()
     return [
-        StoredIncident(
-            row["id"], row["created_at"], row["updated_at"], IncidentReport.from_dict(row["report"])
-        )
+        StoredIncident(row["id"], row["created_at"], row["updated_at"], IncidentReport.from_dict(row["report"]))
         for row in rows
     ]

@@ -100,34 +100,44 @@ def _deleted(report: IncidentReport) -> str:
     cascade = report.details.get("cascade") or {}
     if cascade:
         beneath = ", ".join(f"{n:,} {table}" for table, n in cascade.items())
-        return (f"{report.object} records deleted, and with them (cascade, same transaction) {beneath}: one "
-                "incident for the whole tree")
+        return (
+            f"{report.object} records deleted, and with them (cascade, same transaction) {beneath}: one "
+            "incident for the whole tree"
+        )
     return f"{report.object} records deleted"
 
 
 def _vanished(report: IncidentReport) -> str:
-    return (f"{report.object} records {report.details.get('cause', 'gone')}: the org no longer holds them, not "
-            "even in the recycle bin; the restore below re-creates them from history (new ids)")
+    return (
+        f"{report.object} records {report.details.get('cause', 'gone')}: the org no longer holds them, not "
+        "even in the recycle bin; the restore below re-creates them from history (new ids)"
+    )
 
 
 def _spike(report: IncidentReport) -> str:
     d = report.details
-    return (f"{d.get('window_versions', 0):,} changes in the window, {d.get('factor') or 0:.0f}x the usual "
-            f"{d.get('baseline_median', 0):g} ({d.get('baseline', 'same hours of previous days')}); the restore "
-            "below selects what the most active user changed")
+    return (
+        f"{d.get('window_versions', 0):,} changes in the window, {d.get('factor') or 0:.0f}x the usual "
+        f"{d.get('baseline_median', 0):g} ({d.get('baseline', 'same hours of previous days')}); the restore "
+        "below selects what the most active user changed"
+    )
 
 
 def _drop(report: IncidentReport) -> str:
     d = report.details
-    return (f"no change at all in the window, where there usually are {d.get('baseline_median', 0):g} "
-            f"({d.get('baseline', 'same hours of previous days')}): check that the backup user can still see the "
-            "object (permissions, sharing) and that the sync really ran")
+    return (
+        f"no change at all in the window, where there usually are {d.get('baseline_median', 0):g} "
+        f"({d.get('baseline', 'same hours of previous days')}): check that the backup user can still see the "
+        "object (permissions, sharing) and that the sync really ran"
+    )
 
 
 def _orphaned(report: IncidentReport) -> str:
     d = report.details
-    return (f"{_fields(report)} points at {d.get('parent_object')} records that are deleted "
-            f"({d.get('parents_deleted', 0):,}) or missing in the backup ({d.get('parents_missing', 0):,})")
+    return (
+        f"{_fields(report)} points at {d.get('parent_object')} records that are deleted "
+        f"({d.get('parents_deleted', 0):,}) or missing in the backup ({d.get('parents_missing', 0):,})"
+    )
 
 
 DETECTORS: tuple[Detector, ...] = (
@@ -137,15 +147,13 @@ DETECTORS: tuple[Detector, ...] = (
         per_field=True,
         run=lambda w: detect_mass_nulling(w.conn, w.object_name, w.start, w.end, w.thresholds, changes=w.changes),
         describes="mass nulling",
-        findings={"mass_nulling": FindingKind(
-            "Mass nulling", lambda r: f"{_fields(r)} went from a value to empty")},
+        findings={"mass_nulling": FindingKind("Mass nulling", lambda r: f"{_fields(r)} went from a value to empty")},
     ),
     Detector(
         name="mass_overwrite",
         thresholds=MassChangeThresholds(),
         per_field=True,
-        run=lambda w: detect_mass_overwrite(w.conn, w.object_name, w.start, w.end, w.thresholds,
-                                            changes=w.changes),
+        run=lambda w: detect_mass_overwrite(w.conn, w.object_name, w.start, w.end, w.thresholds, changes=w.changes),
         describes="mass overwrite",
         findings={"mass_overwrite": FindingKind("Mass overwrite", _overwritten)},
     ),
@@ -164,8 +172,11 @@ DETECTORS: tuple[Detector, ...] = (
         per_field=False,
         run=lambda w: detect_mass_vanishing(w.conn, w.object_name, w.start, w.end, w.thresholds),
         describes="records gone for good",
-        findings={"mass_vanishing": FindingKind(
-            "Records gone for good (hard delete, purge, merge)", _vanished, whole_records=True)},
+        findings={
+            "mass_vanishing": FindingKind(
+                "Records gone for good (hard delete, purge, merge)", _vanished, whole_records=True
+            )
+        },
         settle=without_vanished_deletions,
     ),
     Detector(
@@ -174,16 +185,20 @@ DETECTORS: tuple[Detector, ...] = (
         per_field=False,
         run=lambda w: detect_user_share(w.conn, w.object_name, w.start, w.end, w.thresholds, changes=w.changes),
         describes="one user changing an unusual share",
-        findings={"user_share": FindingKind(
-            "One user changed an unusual share",
-            lambda r: f"one user changed {_fields(r) or 'records'} on an unusual share of {r.object}")},
+        findings={
+            "user_share": FindingKind(
+                "One user changed an unusual share",
+                lambda r: f"one user changed {_fields(r) or 'records'} on an unusual share of {r.object}",
+            )
+        },
     ),
     Detector(
         name="volume",
         thresholds=VolumeThresholds(),
         per_field=False,
-        run=lambda w: detect_volume(w.conn, w.object_name, w.start, w.end, w.thresholds,
-                                    history_start=w.history_start, changes=w.changes),
+        run=lambda w: detect_volume(
+            w.conn, w.object_name, w.start, w.end, w.thresholds, history_start=w.history_start, changes=w.changes
+        ),
         describes="change volume far from its baseline",
         findings={
             "volume_spike": FindingKind("Change volume spike", _spike),
@@ -194,8 +209,7 @@ DETECTORS: tuple[Detector, ...] = (
         name="orphans",
         thresholds=OrphanThresholds(),
         per_field=True,
-        run=lambda w: detect_orphans(w.conn, w.object_name, w.start, w.end, w.thresholds,
-                                     references=w.references),
+        run=lambda w: detect_orphans(w.conn, w.object_name, w.start, w.end, w.thresholds, references=w.references),
         describes="orphaned references",
         findings={
             "orphans": FindingKind("Orphaned records (parents deleted)", _orphaned),

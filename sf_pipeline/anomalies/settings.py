@@ -64,9 +64,7 @@ def _coerce(where: str, name: str, value: Any, default: Any, annotation: str) ->
     """Check one settings value against the type of the threshold it overrides."""
     if "Severity" in annotation:
         if value not in SEVERITIES:
-            raise AnomalySettingsError(
-                f"{where}.{name}: severity must be 'error' or 'warning', got {value!r}"
-            )
+            raise AnomalySettingsError(f"{where}.{name}: severity must be 'error' or 'warning', got {value!r}")
         return value
     if value is None and "None" in annotation:
         return None
@@ -82,9 +80,7 @@ def _coerce(where: str, name: str, value: Any, default: Any, annotation: str) ->
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise AnomalySettingsError(f"{where}.{name}: expected a number >= 0, got {value!r}")
         if name.endswith("share") and value > 1:
-            raise AnomalySettingsError(
-                f"{where}.{name}: a share is between 0 and 1 (0.2 = 20%), got {value!r}"
-            )
+            raise AnomalySettingsError(f"{where}.{name}: a share is between 0 and 1 (0.2 = 20%), got {value!r}")
         return float(value)
     return value
 
@@ -101,9 +97,7 @@ def _apply(base: Any, where: str, values: Any) -> Any:
     return dataclasses.replace(base, **changes)
 
 
-def _merge_level(
-    base: AnomalyThresholds, where: str, level: Any, allow: tuple[str, ...]
-) -> AnomalyThresholds:
+def _merge_level(base: AnomalyThresholds, where: str, level: Any, allow: tuple[str, ...]) -> AnomalyThresholds:
     """Apply one level of settings (defaults, an object, a field) over `base`."""
     if level is None:
         return base
@@ -116,9 +110,7 @@ def _merge_level(
             continue  # handled by the caller
         if key == "skip_fields":
             if isinstance(values, str) or not isinstance(values, list | tuple):
-                raise AnomalySettingsError(
-                    f"{where}.skip_fields: expected a list of field names, got {values!r}"
-                )
+                raise AnomalySettingsError(f"{where}.skip_fields: expected a list of field names, got {values!r}")
             changes["skip_fields"] = tuple(sorted({*base.skip_fields, *(str(v).lower() for v in values)}))
             continue
         if key not in allow:
@@ -150,9 +142,7 @@ def thresholds_for(
     """
     overrides = overrides or {}
     if not isinstance(overrides, Mapping):
-        raise AnomalySettingsError(
-            f"anomalies: expected a mapping with 'defaults' and 'objects', got {overrides!r}"
-        )
+        raise AnomalySettingsError(f"anomalies: expected a mapping with 'defaults' and 'objects', got {overrides!r}")
     unknown = set(overrides) - {"defaults", "objects"}
     if unknown:
         raise AnomalySettingsError(
@@ -162,17 +152,13 @@ def thresholds_for(
     resolved = _merge_level(DEFAULT_THRESHOLDS, "anomalies.defaults", overrides.get("defaults"), detectors)
     objects = overrides.get("objects") or {}
     if not isinstance(objects, Mapping):
-        raise AnomalySettingsError(
-            f"anomalies.objects: expected a mapping of object -> settings, got {objects!r}"
-        )
+        raise AnomalySettingsError(f"anomalies.objects: expected a mapping of object -> settings, got {objects!r}")
     object_level = _lookup(objects, object_name)
     where = f"anomalies.objects.{object_name}"
     resolved = _merge_level(resolved, where, object_level, detectors)
     field_levels = (object_level or {}).get("fields") or {}
     if not isinstance(field_levels, Mapping):
-        raise AnomalySettingsError(
-            f"{where}.fields: expected a mapping of field -> settings, got {field_levels!r}"
-        )
+        raise AnomalySettingsError(f"{where}.fields: expected a mapping of field -> settings, got {field_levels!r}")
 
     per_field = {
         str(name).lower(): _merge_level(resolved, f"{where}.fields.{name}", level, FIELD_DETECTORS)

@@ -50,13 +50,17 @@ _LIVE_BEFORE = sql.SQL(
     "AND (h.dbt_valid_to >= %(at)s OR h.dbt_valid_to IS NULL) AND h.isdeleted IS NOT TRUE"
 )
 
-_WORDS = {"hard-deleted": "hard-deleted (Bulk API hardDelete: never in the recycle bin)",
-          "purged": "purged from the recycle bin", "unknown": "gone from the org, cause unknown",
-          "merged": "merged into other records"}
+_WORDS = {
+    "hard-deleted": "hard-deleted (Bulk API hardDelete: never in the recycle bin)",
+    "purged": "purged from the recycle bin",
+    "unknown": "gone from the org, cause unknown",
+    "merged": "merged into other records",
+}
 
 
-def detect_mass_vanishing(conn: psycopg.Connection[Any], object_name: str, start: datetime, end: datetime,
-                          thresholds: AnomalyThresholds) -> list[Finding]:
+def detect_mass_vanishing(
+    conn: psycopg.Connection[Any], object_name: str, start: datetime, end: datetime, thresholds: AnomalyThresholds
+) -> list[Finding]:
     """Findings for the records the run of window [start, end) found gone, one per cause and actor."""
     limits = thresholds.mass_vanishing
     if not limits.enabled:
@@ -93,34 +97,37 @@ def detect_mass_vanishing(conn: psycopg.Connection[Any], object_name: str, start
             details["merged_into"] = len(masters)
         if g["by_user"]:
             details["done_by"] = f"{g['by_user']} (as Salesforce reports it, e.g. the Bulk job's owner)"
-        findings.append(Finding(
-            detector="mass_vanishing",
-            severity=severity,
-            object=object_name,
-            fields=(),
-            affected_count=g["n"],
-            share=share,
-            first_change=g["first_change"],
-            last_change=g["last_change"],
-            user_id=g["by_user"],
-            sample=tuple(SampleChange(rid, {}, {"_sfp_vanished": g["cause"]}) for rid in ids[:SAMPLE_SIZE]),
-            record_ids=ids,
-            restore_fields=restorable,
-            details=details,
-            window_start=start,
-            window_end=end,
-            # the closing versions keep the records' last editor: the restore must not select by user
-            acted_alone=False,
-            restore_deleted=True,
-            live_records=live,
-            # records purged from the recycle bin were deleted before: restore them as they were then
-            restore_as_of=min(g["last_live"], g["first_change"]) if g["last_live"] is not None else None,
-        ))
+        findings.append(
+            Finding(
+                detector="mass_vanishing",
+                severity=severity,
+                object=object_name,
+                fields=(),
+                affected_count=g["n"],
+                share=share,
+                first_change=g["first_change"],
+                last_change=g["last_change"],
+                user_id=g["by_user"],
+                sample=tuple(SampleChange(rid, {}, {"_sfp_vanished": g["cause"]}) for rid in ids[:SAMPLE_SIZE]),
+                record_ids=ids,
+                restore_fields=restorable,
+                details=details,
+                window_start=start,
+                window_end=end,
+                # the closing versions keep the records' last editor: the restore must not select by user
+                acted_alone=False,
+                restore_deleted=True,
+                live_records=live,
+                # records purged from the recycle bin were deleted before: restore them as they were then
+                restore_as_of=min(g["last_live"], g["first_change"]) if g["last_live"] is not None else None,
+            )
+        )
     return findings
 
 
-def without_vanished_deletions(conn: psycopg.Connection[Any], object_name: str,
-                               findings: list[Finding]) -> list[Finding]:
+def without_vanished_deletions(
+    conn: psycopg.Connection[Any], object_name: str, findings: list[Finding]
+) -> list[Finding]:
     """Mass-delete findings less the records whose deletion version is a vanished record's closing version:
     those keep their last editor as `lastmodifiedbyid`, so mass_delete would blame the wrong user; the
     mass-vanishing detector reports them instead."""
@@ -131,9 +138,15 @@ def without_vanished_deletions(conn: psycopg.Connection[Any], object_name: str,
     if "_sfp_vanished" not in present:
         return findings
     ids = sorted({i for f in deletes for i in f.record_ids})
-    vanished = {r[0] for r in conn.execute(sql.SQL(
-        "SELECT DISTINCT h.id FROM {} AS h WHERE h.id = ANY(%s) AND h.isdeleted AND h._sfp_vanished = ANY(%s)"
-    ).format(qualified(HISTORY_SCHEMA, table_name(object_name))), (ids, list(GONE_CAUSES)))}
+    vanished = {
+        r[0]
+        for r in conn.execute(
+            sql.SQL(
+                "SELECT DISTINCT h.id FROM {} AS h WHERE h.id = ANY(%s) AND h.isdeleted AND h._sfp_vanished = ANY(%s)"
+            ).format(qualified(HISTORY_SCHEMA, table_name(object_name))),
+            (ids, list(GONE_CAUSES)),
+        )
+    }
     if not vanished:
         return findings
     kept = []
@@ -143,6 +156,12 @@ def without_vanished_deletions(conn: psycopg.Connection[Any], object_name: str,
             continue
         rest = tuple(i for i in f.record_ids if i not in vanished)
         if rest:
-            kept.append(replace(f, record_ids=rest, affected_count=len(rest),
-                                sample=tuple(s for s in f.sample if s.record_id not in vanished)))
+            kept.append(
+                replace(
+                    f,
+                    record_ids=rest,
+                    affected_count=len(rest),
+                    sample=tuple(s for s in f.sample if s.record_id not in vanished),
+                )
+            )
     return kept

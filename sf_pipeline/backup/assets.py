@@ -5,8 +5,6 @@ object (`BackfillPolicy.single_run()`): the range is extracted as one window, so
 of a large org is simply a backfill.
 """
 
-
-
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -67,8 +65,12 @@ def catalog_metadata(obj: ObjectSettings) -> dict[str, Any]:
     plan = obj.plan
     if plan is None:
         return {}
-    return {"strategy": plan.strategy.value, "read_api": plan.read_api.value, "field_count": plan.field_count,
-            "strategy_reason": plan.reason}
+    return {
+        "strategy": plan.strategy.value,
+        "read_api": plan.read_api.value,
+        "field_count": plan.field_count,
+        "strategy_reason": plan.reason,
+    }
 
 
 def run_objects(context: dg.AssetExecutionContext, org: BackupOrgSettings) -> list[str]:
@@ -78,15 +80,20 @@ def run_objects(context: dg.AssetExecutionContext, org: BackupOrgSettings) -> li
     if not selection:
         return configured
     prefix = list(org.key_prefix)
-    chosen = {k.path[-1] for k in selection
-              if len(k.path) == len(prefix) + 2 and list(k.path[:-2]) == prefix and k.path[-2] == "salesforce"}
+    chosen = {
+        k.path[-1]
+        for k in selection
+        if len(k.path) == len(prefix) + 2 and list(k.path[:-2]) == prefix and k.path[-2] == "salesforce"
+    }
     return [name for name in configured if name in chosen] or configured
 
 
 def mirror_description(obj: ObjectSettings) -> str:
-    return (f"Mirror of {obj.name} in salesforce.{obj.name.lower()}: current state of every record "
-            "(deleted ones kept, flagged isdeleted), loaded window by window on "
-            f"{(obj.plan.stamp_field or 'a whole read') if obj.plan else 'SystemModstamp'}.")
+    return (
+        f"Mirror of {obj.name} in salesforce.{obj.name.lower()}: current state of every record "
+        "(deleted ones kept, flagged isdeleted), loaded window by window on "
+        f"{(obj.plan.stamp_field or 'a whole read') if obj.plan else 'SystemModstamp'}."
+    )
 
 
 def shares_step(obj: ObjectSettings, settings: Settings) -> bool:
@@ -97,8 +104,9 @@ def shares_step(obj: ObjectSettings, settings: Settings) -> bool:
     return records is not None and records < settings.shared_step_below_records
 
 
-def mirror_asset(obj: ObjectSettings, settings: Settings, partitions: dg.PartitionsDefinition,
-                 org: BackupOrgSettings | None = None) -> dg.AssetsDefinition:
+def mirror_asset(
+    obj: ObjectSettings, settings: Settings, partitions: dg.PartitionsDefinition, org: BackupOrgSettings | None = None
+) -> dg.AssetsDefinition:
     """The asset that extracts one window of `obj` and upserts it into `salesforce.<object>`: its own step."""
     org = org or settings.backups[0]
     resource_keys = org_resource_keys(org)
@@ -119,8 +127,16 @@ def mirror_asset(obj: ObjectSettings, settings: Settings, partitions: dg.Partiti
         client = getattr(context.resources, resource_keys[0]).client()
         with getattr(context.resources, resource_keys[1]).connect() as conn:
             since = usage_mark(client)
-            pre = window_preflight(conn, client, context.run_id, obj.name, run_objects(context, org),
-                                   [o.name for o in org.objects], start, end)
+            pre = window_preflight(
+                conn,
+                client,
+                context.run_id,
+                obj.name,
+                run_objects(context, org),
+                [o.name for o in org.objects],
+                start,
+                end,
+            )
             return backup_object(context, obj, settings, org, client, conn, pre, start, end, since)
 
     return _mirror
@@ -130,8 +146,12 @@ def small_objects_step_name(org: BackupOrgSettings) -> str:
     return "salesforce_small_objects" if org.primary else f"{org.alias}__salesforce_small_objects"
 
 
-def small_mirrors_asset(objects: Sequence[ObjectSettings], settings: Settings, partitions: dg.PartitionsDefinition,
-                        org: BackupOrgSettings | None = None) -> dg.AssetsDefinition:
+def small_mirrors_asset(
+    objects: Sequence[ObjectSettings],
+    settings: Settings,
+    partitions: dg.PartitionsDefinition,
+    org: BackupOrgSettings | None = None,
+) -> dg.AssetsDefinition:
     """The mirrors of the small objects (`shares_step`) in ONE subsettable step per window: each is still its own
     asset `salesforce/<Object>` with its own materialization and metadata, but an unchanged window of hundreds of
     small objects costs one step (one process, one login, one database connection), not one per object. A run
@@ -141,9 +161,17 @@ def small_mirrors_asset(objects: Sequence[ObjectSettings], settings: Settings, p
     by_key = {mirror_key(o.name, org.key_prefix): o for o in objects}
 
     @dg.multi_asset(
-        specs=[dg.AssetSpec(key, group_name=org.alias, kinds={"salesforce", "postgres"},
-                            description=mirror_description(o), metadata=catalog_metadata(o), skippable=True)
-               for key, o in by_key.items()],
+        specs=[
+            dg.AssetSpec(
+                key,
+                group_name=org.alias,
+                kinds={"salesforce", "postgres"},
+                description=mirror_description(o),
+                metadata=catalog_metadata(o),
+                skippable=True,
+            )
+            for key, o in by_key.items()
+        ],
         name=small_objects_step_name(org),
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
@@ -160,26 +188,36 @@ def small_mirrors_asset(objects: Sequence[ObjectSettings], settings: Settings, p
         failed: list[str] = []
         with getattr(context.resources, resource_keys[1]).connect() as conn:
             since = usage_mark(client)  # the first object's figures include the run's preflight, if it asked
-            pres = objects_preflight(conn, client, context.run_id, [o.name for o in chosen],
-                                     run_objects(context, org), [o.name for o in org.objects], start, end)
+            pres = objects_preflight(
+                conn,
+                client,
+                context.run_id,
+                [o.name for o in chosen],
+                run_objects(context, org),
+                [o.name for o in org.objects],
+                start,
+                end,
+            )
             for obj in chosen:
                 try:
-                    result = backup_object(context, obj, settings, org, client, conn, pres[obj.name], start, end,
-                                           since)
+                    result = backup_object(context, obj, settings, org, client, conn, pres[obj.name], start, end, since)
                     conn.commit()  # each object's window stands on its own: a later object's failure keeps it
                 except Exception as exc:  # noqa: BLE001 - one object's failure must not stop the others' backup
                     conn.rollback()
                     failed.append(obj.name)
-                    context.log.error(f"{obj.name}: window {start:%Y-%m-%d %H:%M} not backed up: "
-                                      f"{type(exc).__name__}: {exc}")
+                    context.log.error(
+                        f"{obj.name}: window {start:%Y-%m-%d %H:%M} not backed up: {type(exc).__name__}: {exc}"
+                    )
                     continue
                 finally:
                     since = usage_mark(client)
                 yield result
         if failed:
-            raise dg.Failure(f"{len(failed)} of {len(chosen)} small objects failed in this window (see the "
-                             f"log for each error): {', '.join(failed)}; the others are backed up",
-                             metadata={"failed_objects": dg.MetadataValue.text(", ".join(failed))})
+            raise dg.Failure(
+                f"{len(failed)} of {len(chosen)} small objects failed in this window (see the "
+                f"log for each error): {', '.join(failed)}; the others are backed up",
+                metadata={"failed_objects": dg.MetadataValue.text(", ".join(failed))},
+            )
 
     return _small_mirrors
 
@@ -189,9 +227,18 @@ def usage_mark(client: Any) -> tuple[int, int, int]:
     return client.api_calls, client.retries, client.bytes_received
 
 
-def backup_object(context: dg.AssetExecutionContext, obj: ObjectSettings, settings: Settings,
-                  org: BackupOrgSettings, client: Any, conn: Any, pre: Any, start: datetime,
-                  end: datetime, since: tuple[int, int, int]) -> dg.MaterializeResult:
+def backup_object(
+    context: dg.AssetExecutionContext,
+    obj: ObjectSettings,
+    settings: Settings,
+    org: BackupOrgSettings,
+    client: Any,
+    conn: Any,
+    pre: Any,
+    start: datetime,
+    end: datetime,
+    since: tuple[int, int, int],
+) -> dg.MaterializeResult:
     """Extract the window [start, end) of `obj` into its mirror table; its materialization. `since`: the client's
     usage mark its figures count from (before the preflight when this object's step asked it)."""
     calls_before, retries_before, bytes_before = since
@@ -215,21 +262,43 @@ def backup_object(context: dg.AssetExecutionContext, obj: ObjectSettings, settin
     vanished = VanishedReport()
     if plan.strategy == Strategy.FULL_READ:
         # no timestamp: read it whole, compare with the mirror (changed rows, vanished rows)
-        batches = extract_all(client, obj.name, [n for n in names if n != "SystemModstamp"],
-                              bulk_threshold=settings.bulk_threshold, stats=stats, use_bulk=use_bulk)
+        batches = extract_all(
+            client,
+            obj.name,
+            [n for n in names if n != "SystemModstamp"],
+            bulk_threshold=settings.bulk_threshold,
+            stats=stats,
+            use_bulk=use_bulk,
+        )
         result = load_full_read(conn, table, batches, start, end, found_at=datetime.now(UTC))
     else:
-        batches = extract_window(client, obj.name, names, start, end,
-                                 bulk_threshold=settings.bulk_threshold,
-                                 bulk_slice_records=settings.bulk_slice_records, stats=stats,
-                                 stamp=plan.stamp_field or "SystemModstamp", use_bulk=use_bulk,
-                                 expected=pre.counts.window_count)
+        batches = extract_window(
+            client,
+            obj.name,
+            names,
+            start,
+            end,
+            bulk_threshold=settings.bulk_threshold,
+            bulk_slice_records=settings.bulk_slice_records,
+            stats=stats,
+            stamp=plan.stamp_field or "SystemModstamp",
+            use_bulk=use_bulk,
+            expected=pre.counts.window_count,
+        )
         # one extraction never repeats a record: a first load may COPY straight into the mirror
         result = load_window(conn, table, batches, start, end, unique_ids=True)
         # deletions, merges, purges and hard deletes: flagged, and closed in history by this window's snapshot
-        vanished = learn_vanished(client, conn, table, obj.name, start, end, ReconcileSettings(
-            settings.reconcile_every_window_below, settings.reconcile_large_every_hours),
-            first_load=result.into_empty_table, counts=pre.counts)
+        vanished = learn_vanished(
+            client,
+            conn,
+            table,
+            obj.name,
+            start,
+            end,
+            ReconcileSettings(settings.reconcile_every_window_below, settings.reconcile_large_every_hours),
+            first_load=result.into_empty_table,
+            counts=pre.counts,
+        )
     # records erased on request (sf_pipeline.privacy.forget) never come back through a later window
     erased = drop_erased_rows(conn, obj.name)
     # file bodies (base64 fields) of the window's new and changed versions, into the blob store
@@ -237,53 +306,72 @@ def backup_object(context: dg.AssetExecutionContext, obj: ObjectSettings, settin
     for note in stats.notes:
         context.log.info(f"{obj.name}: {note}")
     if vanished.reconciled:
-        context.log.info(f"{obj.name}: reconciled ids ({vanished.reconcile_reason}): "
-                         f"{vanished.reconcile_calls} API calls, {vanished.reconcile_seconds:.1f} s")
+        context.log.info(
+            f"{obj.name}: reconciled ids ({vanished.reconcile_reason}): "
+            f"{vanished.reconcile_calls} API calls, {vanished.reconcile_seconds:.1f} s"
+        )
     if erased:
-        context.log.warning(f"{obj.name}: {len(erased)} records erased on request are still in the org and "
-                            "changed again; they were not backed up (sf_pipeline.erased_records)")
+        context.log.warning(
+            f"{obj.name}: {len(erased)} records erased on request are still in the org and "
+            "changed again; they were not backed up (sf_pipeline.erased_records)"
+        )
     if result.extracted != stats.extracted:
         raise dg.Failure(f"{obj.name}: extracted {stats.extracted} records but loaded {result.extracted}")
     api_calls = client.api_calls - calls_before  # this object's, and the run's preflight if it asked
-    context.log.info(f"{obj.name} {start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M}: "
-                     f"{stats.extracted} records via {stats.mode}, {api_calls} API calls")
-    return dg.MaterializeResult(asset_key=mirror_key(obj.name, org.key_prefix), metadata={
-        "window_start": dg.MetadataValue.text(start.isoformat()),
-        "window_end": dg.MetadataValue.text(end.isoformat()),
-        "records_extracted": dg.MetadataValue.int(result.extracted),
-        "records_inserted": dg.MetadataValue.int(result.inserted),
-        "records_updated": dg.MetadataValue.int(result.updated),
-        "records_unchanged": dg.MetadataValue.int(result.unchanged),
-        "records_deleted": dg.MetadataValue.int(result.deleted),
-        "api_calls": dg.MetadataValue.int(api_calls),
-        "api_retries": dg.MetadataValue.int(client.retries - retries_before),
-        "org_api_usage": dg.MetadataValue.text(f"{client.usage[0]}/{client.usage[1]}" if client.usage else "unknown"),
-        "extract_mode": dg.MetadataValue.text(stats.mode),
-        "strategy": dg.MetadataValue.text(plan.strategy.value),
-        "strategy_reason": dg.MetadataValue.text(plan.reason),
-        "bytes": dg.MetadataValue.int(client.bytes_received - bytes_before + result.bytes),
-        "seconds": dg.MetadataValue.float(round(stats.seconds + 0.0, 3)),
-        "load_seconds": dg.MetadataValue.float(round(result.seconds, 3)),
-        "fields": dg.MetadataValue.int(len(names)),
-        "calculated_fields": dg.MetadataValue.text(
-            ", ".join(f["name"] for f in fields if f.get("calculated")) or "none"),
-        "preflight": dg.MetadataValue.text(
-            f"this step asked the org for the run ({pre.api_calls} API calls; describes re-read: "
-            f"{', '.join(pre.describes_refreshed) or 'none'})" if pre.first_step else
-            "read from the run's preflight (no API call)"),
-        "new_columns": dg.MetadataValue.text(", ".join(table.added_columns) or "none"),
-        **vanished.as_metadata(),
-        "erased_records_skipped": dg.MetadataValue.json({"count": len(erased), "ids": erased[:50]}),
-        "type_changes": dg.MetadataValue.text("; ".join(c.describe() for c in table.type_changes) or "none"),
-        **({"file_bodies": dg.MetadataValue.json(files.as_metadata())} if files else {}),
-    })
+    context.log.info(
+        f"{obj.name} {start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M}: "
+        f"{stats.extracted} records via {stats.mode}, {api_calls} API calls"
+    )
+    return dg.MaterializeResult(
+        asset_key=mirror_key(obj.name, org.key_prefix),
+        metadata={
+            "window_start": dg.MetadataValue.text(start.isoformat()),
+            "window_end": dg.MetadataValue.text(end.isoformat()),
+            "records_extracted": dg.MetadataValue.int(result.extracted),
+            "records_inserted": dg.MetadataValue.int(result.inserted),
+            "records_updated": dg.MetadataValue.int(result.updated),
+            "records_unchanged": dg.MetadataValue.int(result.unchanged),
+            "records_deleted": dg.MetadataValue.int(result.deleted),
+            "api_calls": dg.MetadataValue.int(api_calls),
+            "api_retries": dg.MetadataValue.int(client.retries - retries_before),
+            "org_api_usage": dg.MetadataValue.text(
+                f"{client.usage[0]}/{client.usage[1]}" if client.usage else "unknown"
+            ),
+            "extract_mode": dg.MetadataValue.text(stats.mode),
+            "strategy": dg.MetadataValue.text(plan.strategy.value),
+            "strategy_reason": dg.MetadataValue.text(plan.reason),
+            "bytes": dg.MetadataValue.int(client.bytes_received - bytes_before + result.bytes),
+            "seconds": dg.MetadataValue.float(round(stats.seconds + 0.0, 3)),
+            "load_seconds": dg.MetadataValue.float(round(result.seconds, 3)),
+            "fields": dg.MetadataValue.int(len(names)),
+            "calculated_fields": dg.MetadataValue.text(
+                ", ".join(f["name"] for f in fields if f.get("calculated")) or "none"
+            ),
+            "preflight": dg.MetadataValue.text(
+                f"this step asked the org for the run ({pre.api_calls} API calls; describes re-read: "
+                f"{', '.join(pre.describes_refreshed) or 'none'})"
+                if pre.first_step
+                else "read from the run's preflight (no API call)"
+            ),
+            "new_columns": dg.MetadataValue.text(", ".join(table.added_columns) or "none"),
+            **vanished.as_metadata(),
+            "erased_records_skipped": dg.MetadataValue.json({"count": len(erased), "ids": erased[:50]}),
+            "type_changes": dg.MetadataValue.text("; ".join(c.describe() for c in table.type_changes) or "none"),
+            **({"file_bodies": dg.MetadataValue.json(files.as_metadata())} if files else {}),
+        },
+    )
 
 
 class HistoryTranslator(DagsterDbtTranslator):
     """dbt snapshot `<object>` is `history/<Object>`; its window model stands for `salesforce/<Object>`."""
 
-    def __init__(self, objects: Mapping[str, str], group: str, prefix: Sequence[str] = (),
-                 metadata: Mapping[str, Mapping[str, Any]] | None = None):
+    def __init__(
+        self,
+        objects: Mapping[str, str],
+        group: str,
+        prefix: Sequence[str] = (),
+        metadata: Mapping[str, Mapping[str, Any]] | None = None,
+    ):
         super().__init__()
         self.objects = objects  # lower-case table name -> Salesforce API name
         self.group = group
@@ -317,8 +405,9 @@ class HistoryTranslator(DagsterDbtTranslator):
         return {**super().get_metadata(dbt_resource_props), **extra}
 
 
-def changed_objects(context: dg.AssetExecutionContext,
-                    history_keys: list[dg.AssetKey]) -> tuple[list[dg.AssetKey], dict[dg.AssetKey, str]]:
+def changed_objects(
+    context: dg.AssetExecutionContext, history_keys: list[dg.AssetKey]
+) -> tuple[list[dg.AssetKey], dict[dg.AssetKey, str]]:
     """Split the history keys of a run into those whose window changed the mirror and those it left unchanged.
 
     Unchanged: this run materialized `salesforce/<Object>` with no record extracted, nothing vanished and no type
@@ -335,17 +424,25 @@ def changed_objects(context: dg.AssetExecutionContext,
             changed.append(key)
             continue
         meta = {k: v.value for k, v in event.asset_materialization.metadata.items()}
-        if meta.get("records_extracted", 1) == 0 and meta.get("vanished_total", 1) == 0 and \
-                meta.get("type_changes", "none") == "none":
+        if (
+            meta.get("records_extracted", 1) == 0
+            and meta.get("vanished_total", 1) == 0
+            and meta.get("type_changes", "none") == "none"
+        ):
             unchanged[key] = "the window changed nothing in the mirror (no record extracted, nothing vanished)"
         else:
             changed.append(key)
     return changed, unchanged
 
 
-def history_assets(settings: Settings, partitions: dg.PartitionsDefinition, project: DbtProject,
-                   manifest: Path, org: BackupOrgSettings | None = None,
-                   only_its_objects: bool = False) -> dg.AssetsDefinition:
+def history_assets(
+    settings: Settings,
+    partitions: dg.PartitionsDefinition,
+    project: DbtProject,
+    manifest: Path,
+    org: BackupOrgSettings | None = None,
+    only_its_objects: bool = False,
+) -> dg.AssetsDefinition:
     """`history/<Object>` of one org's objects: the dbt snapshots. `only_its_objects` when the project also
     holds other orgs' objects (several orgs share one dbt project)."""
     org = org or settings.backups[0]
@@ -360,8 +457,9 @@ def history_assets(settings: Settings, partitions: dg.PartitionsDefinition, proj
         select=select,
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        dagster_dbt_translator=HistoryTranslator(objects, org.alias, org.key_prefix,
-                                                 {o.name: catalog_metadata(o) for o in org.objects}),
+        dagster_dbt_translator=HistoryTranslator(
+            objects, org.alias, org.key_prefix, {o.name: catalog_metadata(o) for o in org.objects}
+        ),
         name=f"history_{org.alias}",
         project=project,
         required_resource_keys={"dbt", warehouse_key},
@@ -373,8 +471,11 @@ def history_assets(settings: Settings, partitions: dg.PartitionsDefinition, proj
         changed, unchanged = changed_objects(context, sorted(context.selected_asset_keys))
         for key, why in unchanged.items():
             # nothing to snapshot: the window is backed up as it is (history already holds every version)
-            yield dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_key(key),
-                            metadata={"snapshot": dg.MetadataValue.text(f"skipped: {why}")})
+            yield dg.Output(
+                None,
+                output_name=context.assets_def.get_output_name_for_asset_key(key),
+                metadata={"snapshot": dg.MetadataValue.text(f"skipped: {why}")},
+            )
         if not changed:
             context.log.info(f"no object changed in this window: dbt not run ({len(unchanged)} unchanged)")
             return
@@ -391,7 +492,9 @@ def history_assets(settings: Settings, partitions: dg.PartitionsDefinition, proj
             for key in changed:
                 sobject = objects.get(key.path[-1].lower())
                 if sobject is not None:
-                    built = ensure_lookup_indexes(conn, HISTORY_SCHEMA, sobject, email_columns(settings.privacy, sobject))
+                    built = ensure_lookup_indexes(
+                        conn, HISTORY_SCHEMA, sobject, email_columns(settings.privacy, sobject)
+                    )
                     if built:
                         context.log.info(f"{sobject}: built the erasure lookup indexes {built} on the history")
 

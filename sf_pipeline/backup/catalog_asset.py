@@ -17,20 +17,45 @@ def catalog_key(org: BackupOrgSettings) -> dg.AssetKey:
 def catalog_spec(org: BackupOrgSettings, catalog: Catalog) -> dg.AssetSpec:
     backed_up = {o.name for o in org.objects}
     objects = dg.TableMetadataValue(
-        records=[dg.TableRecord({"object": p.name, "strategy": p.strategy.value, "read_api": p.read_api.value,
-                                 "fields": p.field_count, "reason": p.reason})
-                 for p in catalog.objects if p.name in backed_up],
-        schema=dg.TableSchema(columns=[dg.TableColumn("object", "string"), dg.TableColumn("strategy", "string"),
-                                       dg.TableColumn("read_api", "string"), dg.TableColumn("fields", "int"),
-                                       dg.TableColumn("reason", "string")]))
+        records=[
+            dg.TableRecord(
+                {
+                    "object": p.name,
+                    "strategy": p.strategy.value,
+                    "read_api": p.read_api.value,
+                    "fields": p.field_count,
+                    "reason": p.reason,
+                }
+            )
+            for p in catalog.objects
+            if p.name in backed_up
+        ],
+        schema=dg.TableSchema(
+            columns=[
+                dg.TableColumn("object", "string"),
+                dg.TableColumn("strategy", "string"),
+                dg.TableColumn("read_api", "string"),
+                dg.TableColumn("fields", "int"),
+                dg.TableColumn("reason", "string"),
+            ]
+        ),
+    )
     skipped = dg.TableMetadataValue(
         records=[dg.TableRecord({"object": s.name, "reason": s.reason}) for s in catalog.skipped],
-        schema=dg.TableSchema(columns=[dg.TableColumn("object", "string"), dg.TableColumn("reason", "string")]))
+        schema=dg.TableSchema(columns=[dg.TableColumn("object", "string"), dg.TableColumn("reason", "string")]),
+    )
     return dg.AssetSpec(
-        key=catalog_key(org), group_name=org.alias, kinds={"salesforce"},
+        key=catalog_key(org),
+        group_name=org.alias,
+        kinds={"salesforce"},
         description=f"The objects of '{org.alias}' as its describe shows them (fetched {catalog.fetched_at}): "
-                    f"{len(objects.records)} backed up, {len(catalog.skipped)} skipped. Refreshed by "
-                    "`sf-pipeline objects --refresh` or `dg utils refresh-defs-state`.",
-        metadata={"objects": objects, "skipped": skipped, "fetched_at": catalog.fetched_at,
-                  "objects_backed_up": len(objects.records), "objects_skipped": len(catalog.skipped)},
+        f"{len(objects.records)} backed up, {len(catalog.skipped)} skipped. Refreshed by "
+        "`sf-pipeline objects --refresh` or `dg utils refresh-defs-state`.",
+        metadata={
+            "objects": objects,
+            "skipped": skipped,
+            "fetched_at": catalog.fetched_at,
+            "objects_backed_up": len(objects.records),
+            "objects_skipped": len(catalog.skipped),
+        },
     )

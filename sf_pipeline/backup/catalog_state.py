@@ -39,8 +39,7 @@ def fetch_state(settings: Settings) -> str:
     for org in settings.backups:
         client = SalesforceOrgResource.from_settings(settings, org.alias).client()
         explicit = None if org.all_objects else [o.name for o in org.objects]
-        catalogs[org.alias] = discover(client, org.alias, explicit=explicit, include=org.include,
-                                       exclude=org.exclude)
+        catalogs[org.alias] = discover(client, org.alias, explicit=explicit, include=org.include, exclude=org.exclude)
     return dump_state(catalogs)
 
 
@@ -60,8 +59,10 @@ def check_state_fits(settings: Settings, catalogs: dict[str, Catalog], source: s
     """Every org with `objects: all` needs its catalog in the state."""
     missing = [org.alias for org in settings.backups if org.all_objects and org.alias not in catalogs]
     if missing:
-        raise CatalogError(f"{source} has no catalog for org(s) {missing} (backed up with `objects: all`); "
-                           "refresh it: sf-pipeline objects --refresh (or dg utils refresh-defs-state)")
+        raise CatalogError(
+            f"{source} has no catalog for org(s) {missing} (backed up with `objects: all`); "
+            "refresh it: sf-pipeline objects --refresh (or dg utils refresh-defs-state)"
+        )
 
 
 def refresh_state_file(settings: Settings) -> Path:

@@ -9,7 +9,6 @@ the org's `COUNT()`, reads the last id reconciliation's result and the org's del
 lists the ones that do not hold.
 """
 
-
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -57,33 +56,47 @@ def holes_finding(closed: Sequence[str], backed_up: set[str], max_windows_per_ti
     shown = "; ".join(f"{a} .. {b} ({n} windows)" if n > 1 else a for a, b, n in holes[:20])
     more = f"; and {len(holes) - 20} more holes" if len(holes) > 20 else ""
     return Finding(
-        "windows", False, f"{missing} of {len(closed)} closed windows not backed up: {shown}{more}",
+        "windows",
+        False,
+        f"{missing} of {len(closed)} closed windows not backed up: {shown}{more}",
         f"backup_schedule asks for them oldest first, {max_windows_per_tick} per minute, a failed one after its "
-        f"backoff (its ticks say which wait and why); or backfill {holes[0][0]} .. {holes[-1][1]} as one run")
+        f"backoff (its ticks say which wait and why); or backfill {holes[0][0]} .. {holes[-1][1]} as one run",
+    )
 
 
 def check_result(key: dg.AssetKey, findings: Sequence[Finding]) -> dg.AssetCheckResult:
     failed = [f for f in findings if not f.passed]
     metadata: dict[str, dg.MetadataValue] = {
-        "failed": dg.MetadataValue.text(", ".join(f.name for f in failed) or "none")}
+        "failed": dg.MetadataValue.text(", ".join(f.name for f in failed) or "none")
+    }
     for finding in findings:
         metadata[finding.name] = dg.MetadataValue.text(finding.detail)
         if finding.repair:
             metadata[f"{finding.name}_repair"] = dg.MetadataValue.text(finding.repair)
-    return dg.AssetCheckResult(asset_key=key, check_name=CHECK_NAME, passed=not failed,
-                               severity=dg.AssetCheckSeverity.ERROR, metadata=metadata,
-                               description="; ".join(f.detail for f in failed) or None)
+    return dg.AssetCheckResult(
+        asset_key=key,
+        check_name=CHECK_NAME,
+        passed=not failed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata=metadata,
+        description="; ".join(f.detail for f in failed) or None,
+    )
 
 
-def backup_complete_check(mirror_keys: Sequence[dg.AssetKey], history_keys: Sequence[dg.AssetKey],
-                          partitions: dg.TimeWindowPartitionsDefinition, lag_minutes: int,
-                          max_windows_per_tick: int, name: str = CHECK_NAME, *,
-                          object_names: Sequence[str] | None = None, reconcile_every_hours: float = 24.0,
-                          stamps: Sequence[str | None] | None = None,
-                          resource_keys: tuple[str, str] = ("salesforce", "warehouse"),
-                          more_findings: Callable[[Sequence[dg.AssetKey]], Mapping[dg.AssetKey, Sequence[Finding]]]
-                          | None = None,
-                          ) -> dg.AssetChecksDefinition:
+def backup_complete_check(
+    mirror_keys: Sequence[dg.AssetKey],
+    history_keys: Sequence[dg.AssetKey],
+    partitions: dg.TimeWindowPartitionsDefinition,
+    lag_minutes: int,
+    max_windows_per_tick: int,
+    name: str = CHECK_NAME,
+    *,
+    object_names: Sequence[str] | None = None,
+    reconcile_every_hours: float = 24.0,
+    stamps: Sequence[str | None] | None = None,
+    resource_keys: tuple[str, str] = ("salesforce", "warehouse"),
+    more_findings: Callable[[Sequence[dg.AssetKey]], Mapping[dg.AssetKey, Sequence[Finding]]] | None = None,
+) -> dg.AssetChecksDefinition:
     """The check on each `mirror_keys[i]`, judged by the materialized windows of `history_keys[i]`; `name` is
     the step's (one per backed-up org).
 
@@ -99,12 +112,16 @@ def backup_complete_check(mirror_keys: Sequence[dg.AssetKey], history_keys: Sequ
     names = list(object_names) if object_names is not None else None
     if names is not None and len(names) != len(pairs):
         raise ValueError("backup_complete_check: one object name per mirror key")
-    description = ("Every window from the start to the newest one closed `schedule_lag_minutes` ago is backed up "
-                   "(mirror and history); names the holes and what repairs them.")
+    description = (
+        "Every window from the start to the newest one closed `schedule_lag_minutes` ago is backed up "
+        "(mirror and history); names the holes and what repairs them."
+    )
     if names is not None:
-        description += (" As of the newest backed-up window's end: the mirror's live count equals the org's "
-                        "COUNT() (within the records changed since), the ids were reconciled recently, and the "
-                        "org's delete log still reaches back to it.")
+        description += (
+            " As of the newest backed-up window's end: the mirror's live count equals the org's "
+            "COUNT() (within the records changed since), the ids were reconciled recently, and the "
+            "org's delete log still reaches back to it."
+        )
 
     @dg.multi_asset_check(
         specs=[dg.AssetCheckSpec(CHECK_NAME, asset=mirror, description=description) for mirror, _ in pairs],
@@ -127,8 +144,14 @@ def backup_complete_check(mirror_keys: Sequence[dg.AssetKey], history_keys: Sequ
             per_object.append((mirror, [holes_finding(closed, done, max_windows_per_tick)], newest_end))
         if names is not None:
             all_stamps = list(stamps) if stamps is not None else ["SystemModstamp"] * len(names)
-            _org_findings(context, per_object, [names[i] for i in chosen], [all_stamps[i] for i in chosen],
-                          reconcile_every_hours, resource_keys)
+            _org_findings(
+                context,
+                per_object,
+                [names[i] for i in chosen],
+                [all_stamps[i] for i in chosen],
+                reconcile_every_hours,
+                resource_keys,
+            )
         extra = more_findings([m for m, _ in mine]) if more_findings else {}
         for mirror, findings, _ in per_object:
             yield check_result(mirror, [*findings, *extra.get(mirror, ())])
@@ -136,10 +159,14 @@ def backup_complete_check(mirror_keys: Sequence[dg.AssetKey], history_keys: Sequ
     return _backup_complete
 
 
-def _org_findings(context: dg.AssetCheckExecutionContext,
-                  per_object: list[tuple[dg.AssetKey, list[Finding], datetime | None]], names: Sequence[str],
-                  stamps: Sequence[str | None],
-                  reconcile_every_hours: float, resource_keys: tuple[str, str]) -> None:
+def _org_findings(
+    context: dg.AssetCheckExecutionContext,
+    per_object: list[tuple[dg.AssetKey, list[Finding], datetime | None]],
+    names: Sequence[str],
+    stamps: Sequence[str | None],
+    reconcile_every_hours: float,
+    resource_keys: tuple[str, str],
+) -> None:
     """Counts, reconciliation and delete-log findings of every backed-up object, the org asked in batches."""
     salesforce: SalesforceOrgResource = getattr(context.resources, resource_keys[0])
     warehouse: WarehouseResource = getattr(context.resources, resource_keys[1])
@@ -151,8 +178,13 @@ def _org_findings(context: dg.AssetCheckExecutionContext,
                 findings.append(Finding("counts", True, "no window backed up yet: nothing to compare"))
                 continue
             if stamp is None:
-                findings.append(Finding("counts", True, "no timestamp field: every window reads the object whole "
-                                                        "and compares it with the mirror"))
+                findings.append(
+                    Finding(
+                        "counts",
+                        True,
+                        "no timestamp field: every window reads the object whole and compares it with the mirror",
+                    )
+                )
                 continue
             deletable = any(name == "isdeleted" for name, _ in table_columns(conn, MIRROR_SCHEMA, table_name(sobject)))
             asked.append((sobject, as_of, deletable, stamp))
@@ -165,4 +197,3 @@ def _org_findings(context: dg.AssetCheckExecutionContext,
             findings.append(reconciliation_finding(last_reconciliation(conn, sobject), as_of, reconcile_every_hours))
             findings.append(delete_log_finding(as_of, org))
     context.log.info(f"backup_complete asked the org {client.api_calls} HTTP requests for {len(names)} objects")
-

@@ -66,18 +66,22 @@ def mirror_live_before(conn: psycopg.Connection[Any], sobject: str, as_of: datet
         where.append(sql.SQL("isdeleted IS NOT TRUE"))
     if "_sfp_gone" in columns:
         where.append(sql.SQL("_sfp_gone IS NOT TRUE"))
-    query = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(qualified(MIRROR_SCHEMA, table_name(sobject)),
-                                                              sql.SQL(" AND ").join(where))
+    query = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(
+        qualified(MIRROR_SCHEMA, table_name(sobject)), sql.SQL(" AND ").join(where)
+    )
     return conn.execute(query, (as_of,)).fetchone()[0]
 
 
 def last_reconciliation(conn: psycopg.Connection[Any], sobject: str) -> LastReconciliation | None:
     if conn.execute("SELECT to_regclass(%s)", (f"{STATE_SCHEMA}.reconciliations",)).fetchone()[0] is None:
         return None
-    row = conn.execute(sql.SQL(
-        "SELECT finished_at, window_end, reason, vanished, missing_from_backup FROM {}.reconciliations "
-        "WHERE object = %s ORDER BY finished_at DESC LIMIT 1").format(sql.Identifier(STATE_SCHEMA)),
-        (sobject,)).fetchone()
+    row = conn.execute(
+        sql.SQL(
+            "SELECT finished_at, window_end, reason, vanished, missing_from_backup FROM {}.reconciliations "
+            "WHERE object = %s ORDER BY finished_at DESC LIMIT 1"
+        ).format(sql.Identifier(STATE_SCHEMA)),
+        (sobject,),
+    ).fetchone()
     return LastReconciliation(row[0], row[1], row[2] or "", row[3] or 0, row[4] or 0) if row else None
 
 
@@ -85,8 +89,9 @@ def _sf_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
-def org_evidence(client: SalesforceClient, objects: Sequence[tuple[str, datetime, bool, str]],
-                 now: datetime | None = None) -> dict[str, OrgEvidence]:
+def org_evidence(
+    client: SalesforceClient, objects: Sequence[tuple[str, datetime, bool, str]], now: datetime | None = None
+) -> dict[str, OrgEvidence]:
     """For each (object, W, deletable, stamp): the org's counts as of W (on `stamp`: SystemModstamp, or
     CreatedDate for an append-only object) and its delete log's coverage of W."""
     now = now or datetime.now(UTC)
@@ -100,16 +105,24 @@ def org_evidence(client: SalesforceClient, objects: Sequence[tuple[str, datetime
         subrequests.append({"method": "GET", "url": client.batch_url("queryAll", {"q": changed})})
         if deletable:
             start = min(as_of, now - timedelta(minutes=2))
-            subrequests.append({"method": "GET", "url": client.batch_url(
-                f"sobjects/{name}/deleted/", {"start": _sf_time(start), "end": _sf_time(now)})})
+            subrequests.append(
+                {
+                    "method": "GET",
+                    "url": client.batch_url(
+                        f"sobjects/{name}/deleted/", {"start": _sf_time(start), "end": _sf_time(now)}
+                    ),
+                }
+            )
     results = iter(client.composite_batch(subrequests))
     evidence: dict[str, OrgEvidence] = {}
     for sobject, _as_of, deletable, _stamp in objects:
         live, changed = next(results), next(results)
         for answer in (live, changed):
             if answer["statusCode"] >= 400:
-                raise OrgEvidenceError(f"{sobject}: the org refused a COUNT() of backup_complete "
-                                   f"({answer['statusCode']}): {str(answer.get('result'))[:300]}")
+                raise OrgEvidenceError(
+                    f"{sobject}: the org refused a COUNT() of backup_complete "
+                    f"({answer['statusCode']}): {str(answer.get('result'))[:300]}"
+                )
         covered: bool | None = None
         earliest: datetime | None = None
         if deletable:
@@ -121,12 +134,15 @@ def org_evidence(client: SalesforceClient, objects: Sequence[tuple[str, datetime
             else:
                 codes = {e.get("errorCode") for e in (log.get("result") or []) if isinstance(e, dict)}
                 if "INVALID_REPLICATION_DATE" not in codes:
-                    raise OrgEvidenceError(f"{sobject}: the org refused its delete log ({log['statusCode']}): "
-                                       f"{str(log.get('result'))[:300]}")
+                    raise OrgEvidenceError(
+                        f"{sobject}: the org refused its delete log ({log['statusCode']}): "
+                        f"{str(log.get('result'))[:300]}"
+                    )
                 probe = delete_log(client, sobject, now - timedelta(minutes=2), now)  # where the log starts now
                 covered, earliest = False, probe.earliest_available
-        evidence[sobject] = OrgEvidence(int(live["result"]["totalSize"]), int(changed["result"]["totalSize"]),
-                                        covered, earliest)
+        evidence[sobject] = OrgEvidence(
+            int(live["result"]["totalSize"]), int(changed["result"]["totalSize"]), covered, earliest
+        )
     return evidence
 
 
@@ -137,42 +153,66 @@ def counts_finding(as_of: datetime, mirror: int | None, org: OrgEvidence) -> Fin
         return Finding("counts", False, "no mirror table yet", "the next backup run creates and fills it")
     if mirror < org.live_before:
         return Finding(
-            "counts", False,
+            "counts",
+            False,
             f"the org holds {org.live_before:,} live records last changed before {at} (the end of the newest "
             f"backed-up window), the mirror {mirror:,}: {org.live_before - mirror:,} missing from the backup",
             "back up the windows named under `windows`; if none is missing, backfill the object's windows from the "
-            "start as one run (a full re-read)")
+            "start as one run (a full re-read)",
+        )
     extra = mirror - org.live_before
     if extra > org.changed_since:
         gone = extra - org.changed_since
         return Finding(
-            "counts", False,
+            "counts",
+            False,
             f"the mirror holds {mirror:,} live records last changed before {at}, the org {org.live_before:,} "
             f"(and {org.changed_since:,} changed since): at least {gone:,} vanished from the org (hard delete, "
             "purge, ...) and the backup does not know it yet",
             "the next window's run reconciles the ids (the org's COUNT() differs from the mirror's) and closes "
-            "the vanished records in history; to do it now, back up the newest window again")
-    return Finding("counts", True, f"the mirror's {mirror:,} live records last changed before {at} match the "
-                                   f"org's {org.live_before:,} (+ {org.changed_since:,} changed since)")
+            "the vanished records in history; to do it now, back up the newest window again",
+        )
+    return Finding(
+        "counts",
+        True,
+        f"the mirror's {mirror:,} live records last changed before {at} match the "
+        f"org's {org.live_before:,} (+ {org.changed_since:,} changed since)",
+    )
 
 
 def reconciliation_finding(last: LastReconciliation | None, as_of: datetime, every_hours: float) -> Finding:
     """The last id reconciliation ran, recently enough, and what it found."""
     if last is None:
-        return Finding("reconciliation", False, "the ids were never reconciled",
-                       "the next window's run reconciles them (or records the first load)")
+        return Finding(
+            "reconciliation",
+            False,
+            "the ids were never reconciled",
+            "the next window's run reconciles them (or records the first load)",
+        )
     when = last.window_end or last.finished_at
     if when < as_of - timedelta(hours=every_hours):
-        return Finding("reconciliation", False,
-                       f"the last reconciliation (window ending {when:%Y-%m-%d %H:%M} UTC) is older than "
-                       f"reconcile.large_every_hours ({every_hours:g} h) before the newest backed-up window",
-                       "the next window's run reconciles the ids")
-    found = (f"{last.vanished:,} vanished records found, flagged and closed in history" if last.vanished
-             else "nothing vanished")
-    missing = (f"; {last.missing_from_backup:,} records changed after that window, backed up by the next ones"
-               if last.missing_from_backup else "")
-    return Finding("reconciliation", True, f"last reconciled with the window ending {when:%Y-%m-%d %H:%M} UTC "
-                                           f"({last.reason}): {found}{missing}")
+        return Finding(
+            "reconciliation",
+            False,
+            f"the last reconciliation (window ending {when:%Y-%m-%d %H:%M} UTC) is older than "
+            f"reconcile.large_every_hours ({every_hours:g} h) before the newest backed-up window",
+            "the next window's run reconciles the ids",
+        )
+    found = (
+        f"{last.vanished:,} vanished records found, flagged and closed in history"
+        if last.vanished
+        else "nothing vanished"
+    )
+    missing = (
+        f"; {last.missing_from_backup:,} records changed after that window, backed up by the next ones"
+        if last.missing_from_backup
+        else ""
+    )
+    return Finding(
+        "reconciliation",
+        True,
+        f"last reconciled with the window ending {when:%Y-%m-%d %H:%M} UTC ({last.reason}): {found}{missing}",
+    )
 
 
 def delete_log_finding(as_of: datetime, org: OrgEvidence) -> Finding:
@@ -182,13 +222,16 @@ def delete_log_finding(as_of: datetime, org: OrgEvidence) -> Finding:
         return Finding("delete_log", True, "the object cannot be deleted: no delete log to cover")
     if org.log_covered:
         since = f" (it starts {org.log_earliest:%Y-%m-%d %H:%M} UTC)" if org.log_earliest else ""
-        return Finding("delete_log", True, f"the org's delete log covers every deletion since the last good backup "
-                                           f"({at}){since}")
+        return Finding(
+            "delete_log", True, f"the org's delete log covers every deletion since the last good backup ({at}){since}"
+        )
     start = f"{org.log_earliest:%Y-%m-%d %H:%M} UTC" if org.log_earliest else "later"
     return Finding(
-        "delete_log", False,
+        "delete_log",
+        False,
         f"the last good backup ends {at}, before the org's delete log starts ({start}, its earliestDateAvailable): "
         "records deleted and purged since cannot be listed, so an incremental backup cannot be trusted",
         "automatic: the next window's run finds the log no longer reaches back to its start and reconciles every "
         "id in full (the full re-sync: every record deleted and purged meanwhile is found and closed in history); "
-        "to do it now, back up the newest window")
+        "to do it now, back up the newest window",
+    )

@@ -13,7 +13,6 @@ or field appears after a refresh, with no code or YAML change. This is the model
 With no state yet, the component builds nothing (and says so in the log); refresh it first.
 """
 
-
 # No `from __future__ import annotations` here: Dagster reads this class's field annotations as types to build
 # the defs.yaml schema.
 import logging
@@ -54,8 +53,10 @@ class SalesforceBackupComponent(dg.StateBackedComponent, dg.Resolvable):
 
     def build_defs_from_state(self, context: dg.ComponentLoadContext, state_path: Path | None) -> dg.Definitions:
         if state_path is None or not state_path.exists():
-            log.warning("SalesforceBackupComponent has no state yet: run `dg utils refresh-defs-state` to read the "
-                        "orgs' describe; no backup assets until then")
+            log.warning(
+                "SalesforceBackupComponent has no state yet: run `dg utils refresh-defs-state` to read the "
+                "orgs' describe; no backup assets until then"
+            )
             return dg.Definitions()
         from sf_pipeline.definitions import build_definitions
 

@@ -40,15 +40,25 @@ def backup_executor() -> dg.ExecutorDefinition:
     server that preloads `sf_pipeline.backup.preload` (the code location) and forks each step from it.
     """
 
-    @dg.configured(dg.multiprocess_executor, config_schema={
-        "max_concurrent": dg.Field(int, default_value=0, description=(
-            "Steps of this run that may run at once (each object's extraction is a step). 0: the "
-            "DAGSTER_MULTIPROCESS_EXECUTOR_MAX_CONCURRENT variable, else the CPU count. Across runs, the org's "
-            "pool (salesforce_<alias>) caps the steps calling Salesforce.")),
-    })
+    @dg.configured(
+        dg.multiprocess_executor,
+        config_schema={
+            "max_concurrent": dg.Field(
+                int,
+                default_value=0,
+                description=(
+                    "Steps of this run that may run at once (each object's extraction is a step). 0: the "
+                    "DAGSTER_MULTIPROCESS_EXECUTOR_MAX_CONCURRENT variable, else the CPU count. Across runs, the org's "
+                    "pool (salesforce_<alias>) caps the steps calling Salesforce."
+                ),
+            ),
+        },
+    )
     def multiprocess_forkserver(config: dict) -> dict:
-        return {"max_concurrent": config["max_concurrent"],
-                "start_method": {"forkserver": {"preload_modules": ["sf_pipeline.backup.preload"]}}}
+        return {
+            "max_concurrent": config["max_concurrent"],
+            "start_method": {"forkserver": {"preload_modules": ["sf_pipeline.backup.preload"]}},
+        }
 
     return multiprocess_forkserver
 
@@ -57,11 +67,19 @@ def default_executor() -> dg.ExecutorDefinition:
     """The other jobs' executor: Dagster's multiprocess executor with `max_concurrent` as its only launch setting
     (its default config would also let a run config name modules for a forkserver to import)."""
 
-    @dg.configured(dg.multiprocess_executor, config_schema={
-        "max_concurrent": dg.Field(int, default_value=0, description=(
-            "Steps of this run that may run at once. 0: the DAGSTER_MULTIPROCESS_EXECUTOR_MAX_CONCURRENT "
-            "variable, else the CPU count.")),
-    })
+    @dg.configured(
+        dg.multiprocess_executor,
+        config_schema={
+            "max_concurrent": dg.Field(
+                int,
+                default_value=0,
+                description=(
+                    "Steps of this run that may run at once. 0: the DAGSTER_MULTIPROCESS_EXECUTOR_MAX_CONCURRENT "
+                    "variable, else the CPU count."
+                ),
+            ),
+        },
+    )
     def multiprocess(config: dict) -> dict:
         return {"max_concurrent": config["max_concurrent"]}
 
@@ -79,13 +97,16 @@ def backup_definitions(settings: Settings, catalogs: Mapping[str, Catalog] | Non
     manifest = prepare_manifest(project_dir, everything)
     project = DbtProject(project_dir=project_dir, profiles_dir=project_dir)
     several = len(settings.backups) > 1
-    defs = [_org_definitions(settings, org, partitions, project, manifest, several, catalogs.get(org.alias))
-            for org in settings.backups]
+    defs = [
+        _org_definitions(settings, org, partitions, project, manifest, several, catalogs.get(org.alias))
+        for org in settings.backups
+    ]
     shared = dg.Definitions(
         resources={
             "dbt": locked_resource(
                 DbtCli(project_dir=project, profiles_dir=str(project_dir), dbt_executable=dbt_executable()),
-                "dbt from this environment, on the project the settings generate."),
+                "dbt from this environment, on the project the settings generate.",
+            ),
             "io_manager": locked_io_manager(),
         },
         executor=default_executor(),
@@ -98,8 +119,9 @@ def _stamp(obj: ObjectSettings) -> str | None:
     return obj.plan.stamp_field if obj.plan is not None else "SystemModstamp"
 
 
-def mirror_assets(settings: Settings, org: BackupOrgSettings,
-                  partitions: dg.TimeWindowPartitionsDefinition) -> list[dg.AssetsDefinition]:
+def mirror_assets(
+    settings: Settings, org: BackupOrgSettings, partitions: dg.TimeWindowPartitionsDefinition
+) -> list[dg.AssetsDefinition]:
     """The mirror assets of an org: the small objects (the catalog counted fewer records than
     `backup.shared_step_below_records`) in one subsettable step, every other object in its own step."""
     small = [o for o in org.objects if shares_step(o, settings)]
@@ -110,8 +132,15 @@ def mirror_assets(settings: Settings, org: BackupOrgSettings,
     return [*shared, *(mirror_asset(o, settings, partitions, org) for o in org.objects if o.name not in names)]
 
 
-def _org_definitions(settings: Settings, org: BackupOrgSettings, partitions: dg.TimeWindowPartitionsDefinition,
-                     project: DbtProject, manifest: Path, several: bool, catalog: Catalog | None) -> dg.Definitions:
+def _org_definitions(
+    settings: Settings,
+    org: BackupOrgSettings,
+    partitions: dg.TimeWindowPartitionsDefinition,
+    project: DbtProject,
+    manifest: Path,
+    several: bool,
+    catalog: Catalog | None,
+) -> dg.Definitions:
     mirrors = mirror_assets(settings, org, partitions)
     history = history_assets(settings, partitions, project, manifest, org, only_its_objects=several)
     job = dg.define_asset_job(
@@ -119,34 +148,49 @@ def _org_definitions(settings: Settings, org: BackupOrgSettings, partitions: dg.
         "backup" if org.primary else f"backup_{org.alias}",
         selection=dg.AssetSelection.assets(*mirrors, history).without_checks(),
         description=f"Back up the configured objects of '{org.alias}': extract each window into the "
-                    "mirror tables, then snapshot it into history.",
+        "mirror tables, then snapshot it into history.",
         executor_def=backup_executor(),
         tags={ORG_TAG: org.alias},
     )
-    complete = backup_complete_check([mirror_key(o.name, org.key_prefix) for o in org.objects],
-                                     [history_key(o.name, org.key_prefix) for o in org.objects], partitions,
-                                     settings.schedule_lag_minutes, settings.max_windows_per_tick,
-                                     name="backup_complete" if org.primary else f"backup_complete_{org.alias}",
-                                     object_names=[o.name for o in org.objects],
-                                     stamps=[_stamp(o) for o in org.objects],
-                                     reconcile_every_hours=settings.reconcile_large_every_hours,
-                                     resource_keys=org_resource_keys(org),
-                                     # file bodies live in the primary org's database and blob store
-                                     more_findings=file_bodies_findings(settings) if org.primary else None)
+    complete = backup_complete_check(
+        [mirror_key(o.name, org.key_prefix) for o in org.objects],
+        [history_key(o.name, org.key_prefix) for o in org.objects],
+        partitions,
+        settings.schedule_lag_minutes,
+        settings.max_windows_per_tick,
+        name="backup_complete" if org.primary else f"backup_complete_{org.alias}",
+        object_names=[o.name for o in org.objects],
+        stamps=[_stamp(o) for o in org.objects],
+        reconcile_every_hours=settings.reconcile_large_every_hours,
+        resource_keys=org_resource_keys(org),
+        # file bodies live in the primary org's database and blob store
+        more_findings=file_bodies_findings(settings) if org.primary else None,
+    )
     salesforce_key, warehouse_key = org_resource_keys(org)
     database = database_url_env(None if org.primary else org.alias)
     return dg.Definitions(
         assets=[*mirrors, history, *([catalog_spec(org, catalog)] if catalog is not None else [])],
         asset_checks=[complete],
         jobs=[job],
-        schedules=[backup_schedule(job, partitions, settings.schedule_lag_minutes, backed_up_keys=list(history.keys),
-                                   max_windows_per_tick=settings.max_windows_per_tick,
-                                   retry_max_minutes=settings.retry_max_minutes)],
+        schedules=[
+            backup_schedule(
+                job,
+                partitions,
+                settings.schedule_lag_minutes,
+                backed_up_keys=list(history.keys),
+                max_windows_per_tick=settings.max_windows_per_tick,
+                retry_max_minutes=settings.retry_max_minutes,
+            )
+        ],
         # Settings file and environment only: run config cannot reach any of these (see resources.py).
         resources={
-            salesforce_key: locked_resource(SalesforceOrgResource.from_settings(settings, org.alias),
-                                            f"The backed-up org '{org.alias}' (settings file)."),
-            warehouse_key: locked_resource(WarehouseResource(None if org.primary else org.alias),
-                                           f"The backup database of '{org.alias}' ({database})."),
+            salesforce_key: locked_resource(
+                SalesforceOrgResource.from_settings(settings, org.alias),
+                f"The backed-up org '{org.alias}' (settings file).",
+            ),
+            warehouse_key: locked_resource(
+                WarehouseResource(None if org.primary else org.alias),
+                f"The backup database of '{org.alias}' ({database}).",
+            ),
         },
     )

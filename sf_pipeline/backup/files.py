@@ -67,36 +67,56 @@ class FileBodiesResult:
     seconds: float = 0.0
 
     def as_metadata(self) -> dict[str, Any]:
-        return {"fields": self.fields, "bodies_fetched": self.fetched, "bytes_fetched": self.bytes_fetched,
-                "new_blobs": self.new_blobs, "deduplicated": self.fetched - self.new_blobs,
-                "carried_to_deleted_versions": self.carried, "unavailable": self.unavailable,
-                "links_seen": self.links_seen, "api_calls": self.api_calls, "seconds": round(self.seconds, 3)}
+        return {
+            "fields": self.fields,
+            "bodies_fetched": self.fetched,
+            "bytes_fetched": self.bytes_fetched,
+            "new_blobs": self.new_blobs,
+            "deduplicated": self.fetched - self.new_blobs,
+            "carried_to_deleted_versions": self.carried,
+            "unavailable": self.unavailable,
+            "links_seen": self.links_seen,
+            "api_calls": self.api_calls,
+            "seconds": round(self.seconds, 3),
+        }
 
 
-def _download(client: SalesforceClient, store: BlobStore, sobject: str, field: str, body: PendingBody
-              ) -> tuple[str | None, int | None, str, bool]:
+def _download(
+    client: SalesforceClient, store: BlobStore, sobject: str, field: str, body: PendingBody
+) -> tuple[str | None, int | None, str, bool]:
     """(sha256, size, how, new blob) for one version; retried whole when the bytes stop flowing."""
     for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
         try:
             with open_blob(client, sobject, body.record_id, field) as (chunks, announced):
-                stored = store.put(chunks, expected_size=body.expected_size if body.expected_size is not None
-                                   else announced)
+                stored = store.put(
+                    chunks, expected_size=body.expected_size if body.expected_size is not None else announced
+                )
             return stored.sha256, stored.size, "fetched", stored.written
         except BlobUnavailable:
             return None, None, "unavailable", False
-        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.Timeout,
-                BlobError) as exc:
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.Timeout, BlobError) as exc:
             if attempt == DOWNLOAD_ATTEMPTS:
-                raise FileBackupError(f"{sobject} {body.record_id} {field}: the body could not be downloaded "
-                                      f"completely in {attempt} attempts: {exc}") from exc
+                raise FileBackupError(
+                    f"{sobject} {body.record_id} {field}: the body could not be downloaded "
+                    f"completely in {attempt} attempts: {exc}"
+                ) from exc
             log.warning("%s %s %s: download cut short (%s), attempt %d", sobject, body.record_id, field, exc, attempt)
             time.sleep(0.5 * attempt)
     raise AssertionError("unreachable")
 
 
-def backup_file_bodies(client: SalesforceClient, conn: psycopg.Connection[Any], store: BlobStore,
-                       table: MirrorTable, fields: Sequence[str], start: datetime, end: datetime, *,
-                       concurrency: int = 4, progress: Callable[[str], None] | None = None) -> FileBodiesResult:
+def backup_file_bodies(
+    client: SalesforceClient,
+    conn: psycopg.Connection[Any],
+    store: BlobStore,
+    table: MirrorTable,
+    fields: Sequence[str],
+    start: datetime,
+    end: datetime,
+    *,
+    concurrency: int = 4,
+    progress: Callable[[str], None] | None = None,
+) -> FileBodiesResult:
     """Fetch and store the bodies of the window's new and changed versions; see the module's docstring."""
     started = time.perf_counter()
     calls_before = client.api_calls
@@ -127,8 +147,16 @@ def backup_file_bodies(client: SalesforceClient, conn: psycopg.Connection[Any], 
     return result
 
 
-def _run_downloads(client: SalesforceClient, conn: psycopg.Connection[Any], store: BlobStore, sobject: str,
-                   fname: str, downloads: Sequence[PendingBody], concurrency: int, result: FileBodiesResult) -> None:
+def _run_downloads(
+    client: SalesforceClient,
+    conn: psycopg.Connection[Any],
+    store: BlobStore,
+    sobject: str,
+    fname: str,
+    downloads: Sequence[PendingBody],
+    concurrency: int,
+    result: FileBodiesResult,
+) -> None:
     done: list[tuple[str, datetime, str | None, int | None, str]] = []
     last_commit = time.monotonic()
     failure: BaseException | None = None
@@ -172,24 +200,34 @@ def _run_downloads(client: SalesforceClient, conn: psycopg.Connection[Any], stor
         raise FileBackupError(f"{sobject}.{fname}: a body could not be backed up: {failure}") from failure
 
 
-def _backup_links(client: SalesforceClient, conn: psycopg.Connection[Any], table: MirrorTable, start: datetime,
-                  end: datetime) -> int:
+def _backup_links(
+    client: SalesforceClient, conn: psycopg.Connection[Any], table: MirrorTable, start: datetime, end: datetime
+) -> int:
     """The ContentDocumentLinks of the window's documents (Salesforce answers them per document only)."""
     documents = documents_in_window(conn, table, start, end)
     seen = 0
     for i in range(0, len(documents), _LINKS_PER_QUERY):
-        chunk = documents[i:i + _LINKS_PER_QUERY]
-        soql = ("SELECT Id, ContentDocumentId, LinkedEntityId, ShareType, Visibility FROM ContentDocumentLink "
-                f"WHERE ContentDocumentId IN ({id_list(chunk)})")
+        chunk = documents[i : i + _LINKS_PER_QUERY]
+        soql = (
+            "SELECT Id, ContentDocumentId, LinkedEntityId, ShareType, Visibility FROM ContentDocumentLink "
+            f"WHERE ContentDocumentId IN ({id_list(chunk)})"
+        )
         for page in client.query_pages(soql, include_deleted=False):
             record_links(conn, page, end)
             seen += len(page)
     return seen
 
 
-def backup_window_files(context: Any, client: SalesforceClient, conn: psycopg.Connection[Any], settings: Any,
-                        obj: Any, describe_fields: Sequence[Any], start: datetime, end: datetime
-                        ) -> FileBodiesResult | None:
+def backup_window_files(
+    context: Any,
+    client: SalesforceClient,
+    conn: psycopg.Connection[Any],
+    settings: Any,
+    obj: Any,
+    describe_fields: Sequence[Any],
+    start: datetime,
+    end: datetime,
+) -> FileBodiesResult | None:
     """The mirror step's hook: the object's file bodies for the window, or None when it has no base64 field."""
     from sf_pipeline.warehouse.files import base64_fields, ensure_body_columns
     from sf_pipeline.warehouse.schema import get_mirror_table
@@ -198,12 +236,22 @@ def backup_window_files(context: Any, client: SalesforceClient, conn: psycopg.Co
     if not body_fields:
         return None
     ensure_body_columns(conn, get_mirror_table(conn, obj.name), body_fields)
-    result = backup_file_bodies(client, conn, settings.blob_store(), get_mirror_table(conn, obj.name), body_fields,
-                                start, end, concurrency=settings.blobs.concurrent_downloads,
-                                progress=context.log.info)
-    context.log.info(f"{obj.name} file bodies: {result.fetched} fetched ({result.bytes_fetched:,} bytes, "
-                     f"{result.new_blobs} new blobs), {result.carried} deleted versions carried, "
-                     f"{result.unavailable} unavailable, {result.api_calls} API calls")
+    result = backup_file_bodies(
+        client,
+        conn,
+        settings.blob_store(),
+        get_mirror_table(conn, obj.name),
+        body_fields,
+        start,
+        end,
+        concurrency=settings.blobs.concurrent_downloads,
+        progress=context.log.info,
+    )
+    context.log.info(
+        f"{obj.name} file bodies: {result.fetched} fetched ({result.bytes_fetched:,} bytes, "
+        f"{result.new_blobs} new blobs), {result.carried} deleted versions carried, "
+        f"{result.unavailable} unavailable, {result.api_calls} API calls"
+    )
     return result
 
 
@@ -211,8 +259,9 @@ def backup_window_files(context: Any, client: SalesforceClient, conn: psycopg.Co
 REHASH_BUDGET_BYTES = 256 * 1024 * 1024
 
 
-def file_bodies_finding(conn: psycopg.Connection[Any], store: BlobStore, object_name: str, *,
-                        rehash_budget: int = REHASH_BUDGET_BYTES) -> Any:
+def file_bodies_finding(
+    conn: psycopg.Connection[Any], store: BlobStore, object_name: str, *, rehash_budget: int = REHASH_BUDGET_BYTES
+) -> Any:
     """`backup_complete`'s condition on file bodies: every blob the object's mirror and history refer to is in the
     store with its size; a random sample of them (up to `rehash_budget` bytes per check) is read back and hashed.
     None when the object has no file-body columns."""
@@ -227,8 +276,9 @@ def file_bodies_finding(conn: psycopg.Connection[Any], store: BlobStore, object_
         return None
     refs: dict[str, int | None] = {}
     for schema, table, sha_col, size_col in tables:
-        for sha, size in conn.execute(f'SELECT DISTINCT "{sha_col}"::text, "{size_col}" FROM "{schema}"."{table}" '
-                                      f'WHERE "{sha_col}" IS NOT NULL').fetchall():
+        for sha, size in conn.execute(
+            f'SELECT DISTINCT "{sha_col}"::text, "{size_col}" FROM "{schema}"."{table}" WHERE "{sha_col}" IS NOT NULL'
+        ).fetchall():
             refs[str(sha).strip()] = size
     missing, wrong_size, wrong_hash = [], [], []
     for sha, size in refs.items():
@@ -250,17 +300,26 @@ def file_bodies_finding(conn: psycopg.Connection[Any], store: BlobStore, object_
             wrong_hash.append(sha)
     bad = missing + wrong_size + wrong_hash
     if not bad:
-        return Finding("file_bodies", True, f"all {len(refs)} file bodies referenced by mirror and history are in the "
-                       f"{store.description} ({rehashed} re-read and hashed this time)")
+        return Finding(
+            "file_bodies",
+            True,
+            f"all {len(refs)} file bodies referenced by mirror and history are in the "
+            f"{store.description} ({rehashed} re-read and hashed this time)",
+        )
     shown = "; ".join(
-        [f"missing {s}" for s in missing[:10]] + [f"wrong size {s}" for s in wrong_size[:10]]
-        + [f"bytes no longer hash to {s}" for s in wrong_hash[:10]])
+        [f"missing {s}" for s in missing[:10]]
+        + [f"wrong size {s}" for s in wrong_size[:10]]
+        + [f"bytes no longer hash to {s}" for s in wrong_hash[:10]]
+    )
     return Finding(
-        "file_bodies", False, f"{len(bad)} of {len(refs)} file bodies referenced by {object_name}'s backup are not "
+        "file_bodies",
+        False,
+        f"{len(bad)} of {len(refs)} file bodies referenced by {object_name}'s backup are not "
         f"intact in the {store.description}: {shown}",
         "put the blobs back from the store's own copy (bucket versioning, snapshots); or delete their rows from "
         "sf_pipeline.file_bodies and back up the windows holding those versions again: bodies the org still has "
-        "are fetched again")
+        "are fetched again",
+    )
 
 
 def file_bodies_findings(settings: Any) -> Callable[[Sequence[Any]], dict[Any, list[Any]]]:

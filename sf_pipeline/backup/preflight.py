@@ -49,8 +49,9 @@ class Preflight:
     api_calls: int = 0
 
 
-def refresh_describes(conn: psycopg.Connection[Any], client: SalesforceClient,
-                      objects: Sequence[str]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+def refresh_describes(
+    conn: psycopg.Connection[Any], client: SalesforceClient, objects: Sequence[str]
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """The describes of `objects`, re-read only where the org says they changed; (describes, re-read ones)."""
     cached = cached_describes(conn, client.alias, objects)
     kept_global = cached.get(GLOBAL)
@@ -119,8 +120,13 @@ def parse_stamp(value: str) -> datetime:
     return datetime.strptime(value.replace("Z", "+0000"), "%Y-%m-%dT%H:%M:%S.%f%z")
 
 
-def ask_counts(client: SalesforceClient, describes: dict[str, dict[str, Any]], objects: Sequence[str],
-               start: datetime, end: datetime) -> dict[str, WindowCounts]:
+def ask_counts(
+    client: SalesforceClient,
+    describes: dict[str, dict[str, Any]],
+    objects: Sequence[str],
+    start: datetime,
+    end: datetime,
+) -> dict[str, WindowCounts]:
     """The window's counts of `objects`: first one combined aggregate query each (25 per HTTP request), then the
     window's COUNT() of the objects that may have changed, and the classic pair of COUNT()s of those the
     aggregate cannot serve (no stamp or no CreatedDate, or refused by the org). An unchanged window of N objects
@@ -161,16 +167,30 @@ def ask_counts(client: SalesforceClient, describes: dict[str, dict[str, Any]], o
     return counts
 
 
-def window_preflight(conn: psycopg.Connection[Any], client: SalesforceClient, run_id: str, sobject: str,
-                     run_objects: Sequence[str], all_objects: Sequence[str], start: datetime,
-                     end: datetime) -> Preflight:
+def window_preflight(
+    conn: psycopg.Connection[Any],
+    client: SalesforceClient,
+    run_id: str,
+    sobject: str,
+    run_objects: Sequence[str],
+    all_objects: Sequence[str],
+    start: datetime,
+    end: datetime,
+) -> Preflight:
     """`sobject`'s describe and counts for the window [start, end), asked once per run for `run_objects`."""
     return objects_preflight(conn, client, run_id, [sobject], run_objects, all_objects, start, end)[sobject]
 
 
-def objects_preflight(conn: psycopg.Connection[Any], client: SalesforceClient, run_id: str,
-                      objects: Sequence[str], run_objects: Sequence[str], all_objects: Sequence[str],
-                      start: datetime, end: datetime) -> dict[str, Preflight]:
+def objects_preflight(
+    conn: psycopg.Connection[Any],
+    client: SalesforceClient,
+    run_id: str,
+    objects: Sequence[str],
+    run_objects: Sequence[str],
+    all_objects: Sequence[str],
+    start: datetime,
+    end: datetime,
+) -> dict[str, Preflight]:
     """The describes and counts of `objects` (one step's: an object's own, or the small objects' shared step) for
     the window [start, end), asked once per run for `run_objects`; the first object's Preflight carries what
     this call paid when it asked the org."""

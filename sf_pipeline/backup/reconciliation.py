@@ -84,9 +84,12 @@ class _Range:
         return self.stop - self.first
 
 
-def find_differences(mirror_ids: Sequence[str], count_org: Callable[[Bound, Bound], int],
-                     fetch_org_ids: Callable[[list[tuple[Bound, Bound]], int], set[str]],
-                     total: int | None = None) -> Differences:
+def find_differences(
+    mirror_ids: Sequence[str],
+    count_org: Callable[[Bound, Bound], int],
+    fetch_org_ids: Callable[[list[tuple[Bound, Bound]], int], set[str]],
+    total: int | None = None,
+) -> Differences:
     """Compare the org's ids with `mirror_ids` (sorted in byte order) by counts, descending where they differ.
 
     `count_org(low, high)` counts the org's ids in [low, high); `fetch_org_ids(ranges, expected)` returns the
@@ -142,7 +145,7 @@ def find_differences(mirror_ids: Sequence[str], count_org: Callable[[Bound, Boun
     org = fetch_org_ids([(r.low, r.high) for r in pending], expected)
     result.fetched_ids = len(org)
     for r in pending:
-        mine = set(mirror_ids[r.first:r.stop])
+        mine = set(mirror_ids[r.first : r.stop])
         theirs = {i for i in org if (r.low is None or i >= r.low) and (r.high is None or i < r.high)}
         result.vanished += sorted(mine - theirs)
         result.missing_from_backup += sorted(theirs - mine)
@@ -181,11 +184,16 @@ class VanishedReport:
             "vanished_flagged": ", ".join(f"{k}: {v}" for k, v in sorted(self.flagged.items())) or "none",
             "vanished_total": sum(self.flagged.values()),
             "delete_log_ids": self.delete_log_ids,
-            "delete_log_coverage": ("not read: nothing changed (empty window, equal counts)" if self.delete_log_skipped
-                                    else "not read" if self.delete_log_covered is None else
-                                    "covers the window" if self.delete_log_covered else
-                                    f"starts at {self.earliest_available.isoformat() if self.earliest_available else '?'}"
-                                    ", after the window's start"),
+            "delete_log_coverage": (
+                "not read: nothing changed (empty window, equal counts)"
+                if self.delete_log_skipped
+                else "not read"
+                if self.delete_log_covered is None
+                else "covers the window"
+                if self.delete_log_covered
+                else f"starts at {self.earliest_available.isoformat() if self.earliest_available else '?'}"
+                ", after the window's start"
+            ),
             "reconciled": self.reconciled,
             "reconcile_reason": self.reconcile_reason or "not due",
             "reconcile_api_calls": self.reconcile_calls,
@@ -201,9 +209,19 @@ def _count(flagged: dict[str, int], records: Sequence[VanishedRecord]) -> None:
         flagged[r.cause] = flagged.get(r.cause, 0) + 1
 
 
-def learn_vanished(client: SalesforceClient, conn: psycopg.Connection[Any], table: MirrorTable, sobject: str,
-                   start: datetime, end: datetime, settings: ReconcileSettings, *, first_load: bool,
-                   now: datetime | None = None, counts: WindowCounts | None = None) -> VanishedReport:
+def learn_vanished(
+    client: SalesforceClient,
+    conn: psycopg.Connection[Any],
+    table: MirrorTable,
+    sobject: str,
+    start: datetime,
+    end: datetime,
+    settings: ReconcileSettings,
+    *,
+    first_load: bool,
+    now: datetime | None = None,
+    counts: WindowCounts | None = None,
+) -> VanishedReport:
     """After a window is loaded: flag what queryAll reported deleted or merged, read the delete log for
     records purged before we saw them, and reconcile ids when due (or when the log no longer covers the
     window: then in full, whatever the schedule).
@@ -223,21 +241,27 @@ def learn_vanished(client: SalesforceClient, conn: psycopg.Connection[Any], tabl
         record_reconciliation(conn, sobject, _summary(end, report.reconcile_reason, found_at, 0, 0, 0, 0, 0, 0.0))
         return report
 
-    mirror_total = reconcilable_count(conn, table, end) if counts is not None and counts.org_total is not None \
-        else None
+    mirror_total = reconcilable_count(conn, table, end) if counts is not None and counts.org_total is not None else None
     if mirror_total is not None:
         # records erased on request that the org still held at the last reconciliation are counted on the
         # mirror's side, as the reconciliation counts them: one the org has since removed makes the counts
         # differ, so the ids are reconciled and it is noted gone from the org
         mirror_total += len(erased_in_org(conn, sobject, end))
-    if counts is not None and counts.window_count == 0 and mirror_total is not None and \
-            counts.org_total == mirror_total:
+    if (
+        counts is not None
+        and counts.window_count == 0
+        and mirror_total is not None
+        and counts.org_total == mirror_total
+    ):
         report.reconciled = True
-        report.reconcile_reason = (f"counts equal: the org and the mirror hold {mirror_total:,} records created "
-                                   "before the window's end, and none is stamped in the window")
+        report.reconcile_reason = (
+            f"counts equal: the org and the mirror hold {mirror_total:,} records created "
+            "before the window's end, and none is stamped in the window"
+        )
         report.delete_log_skipped = True
-        record_reconciliation(conn, sobject, _summary(end, report.reconcile_reason, found_at, mirror_total,
-                                                      mirror_total, 0, 0, 0, 0.0))
+        record_reconciliation(
+            conn, sobject, _summary(end, report.reconcile_reason, found_at, mirror_total, mirror_total, 0, 0, 0, 0.0)
+        )
         return report
     counts_differ = counts is not None and mirror_total is not None and counts.org_total != mirror_total
 
@@ -249,28 +273,37 @@ def learn_vanished(client: SalesforceClient, conn: psycopg.Connection[Any], tabl
     report.earliest_available = log.earliest_available
     report.delete_log_ids = len(log.deleted)
     rows = mirror_rows(conn, table, log.deleted)
-    purged = [VanishedRecord(rid, "purged", when) for rid, when in log.deleted.items()
-              if rid in rows and not rows[rid]["isdeleted"]]
+    purged = [
+        VanishedRecord(rid, "purged", when)
+        for rid, when in log.deleted.items()
+        if rid in rows and not rows[rid]["isdeleted"]
+    ]
     mark_vanished(conn, table, purged, found_at, end)
     _count(report.flagged, purged)
 
     reason = ""
     if not log.covered:
         since = log.earliest_available.isoformat() if log.earliest_available else "a time after the last minutes"
-        reason = (f"the org's delete log starts at {since}, after this object's last backup ({start.isoformat()}): "
-                  "deletions since may be unknown, so every id is reconciled")
+        reason = (
+            f"the org's delete log starts at {since}, after this object's last backup ({start.isoformat()}): "
+            "deletions since may be unknown, so every id is reconciled"
+        )
     else:
         size = conn.execute(f'SELECT count(*) FROM "{table.schema}"."{table.name}"').fetchone()[0]
         if size < settings.every_window_below:
             reason = f"every window ({size:,} records < reconcile.every_window_below {settings.every_window_below:,})"
         elif counts_differ:
-            reason = (f"counts differ: the org holds {counts.org_total:,} records created before the window's end, "
-                      f"the mirror {mirror_total:,}")
+            reason = (
+                f"counts differ: the org holds {counts.org_total:,} records created before the window's end, "
+                f"the mirror {mirror_total:,}"
+            )
         else:
             last = last_reconciliation(conn, sobject)
             if last is None or found_at - last >= timedelta(hours=settings.large_every_hours):
-                reason = (f"scheduled: last reconciliation {last.isoformat() if last else 'never'}, every "
-                          f"{settings.large_every_hours:g} h for objects of {settings.every_window_below:,}+ records")
+                reason = (
+                    f"scheduled: last reconciliation {last.isoformat() if last else 'never'}, every "
+                    f"{settings.large_every_hours:g} h for objects of {settings.every_window_below:,}+ records"
+                )
     if not reason:
         return report
     report.reconciled = True
@@ -287,7 +320,8 @@ def learn_vanished(client: SalesforceClient, conn: psycopg.Connection[Any], tabl
     diff = find_differences(
         mirror_ids,
         lambda lo, hi: count_ids(client, sobject, lo, hi, end),
-        lambda ranges, expected: ids_in_ranges(client, sobject, ranges, end, expected=expected))
+        lambda ranges, expected: ids_in_ranges(client, sobject, ranges, end, expected=expected),
+    )
     erased_set = set(erased)
     report.erased_gone_from_org = [rid for rid in diff.vanished if rid in erased_set]
     if report.erased_gone_from_org:
@@ -320,9 +354,21 @@ def learn_vanished(client: SalesforceClient, conn: psycopg.Connection[Any], tabl
     report.reconcile_seconds = time.perf_counter() - started
     report.missing_from_backup = len(diff.missing_from_backup)
     report.vanished_ids = diff.vanished
-    record_reconciliation(conn, sobject, _summary(end, reason, found_at, len(mirror_ids), diff.org_ids,
-                                                  len(diff.vanished), len(diff.missing_from_backup),
-                                                  report.reconcile_calls, report.reconcile_seconds))
+    record_reconciliation(
+        conn,
+        sobject,
+        _summary(
+            end,
+            reason,
+            found_at,
+            len(mirror_ids),
+            diff.org_ids,
+            len(diff.vanished),
+            len(diff.missing_from_backup),
+            report.reconcile_calls,
+            report.reconcile_seconds,
+        ),
+    )
     return report
 
 
@@ -332,8 +378,25 @@ def _refreshed(conn: psycopg.Connection[Any], table: MirrorTable) -> MirrorTable
     return get_mirror_table(conn, table.object_name, table.schema)
 
 
-def _summary(end: datetime, reason: str, finished: datetime, mirror_ids: int, org_ids: int, vanished: int,
-             missing: int, calls: int, seconds: float) -> dict[str, Any]:
-    return {"finished_at": finished, "window_end": end, "reason": reason, "mirror_ids": mirror_ids,
-            "org_ids": org_ids, "vanished": vanished, "missing_from_backup": missing, "api_calls": calls,
-            "seconds": seconds}
+def _summary(
+    end: datetime,
+    reason: str,
+    finished: datetime,
+    mirror_ids: int,
+    org_ids: int,
+    vanished: int,
+    missing: int,
+    calls: int,
+    seconds: float,
+) -> dict[str, Any]:
+    return {
+        "finished_at": finished,
+        "window_end": end,
+        "reason": reason,
+        "mirror_ids": mirror_ids,
+        "org_ids": org_ids,
+        "vanished": vanished,
+        "missing_from_backup": missing,
+        "api_calls": calls,
+        "seconds": seconds,
+    }

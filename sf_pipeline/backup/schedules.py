@@ -37,8 +37,9 @@ _FINISHED = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.Dagste
 _LOOKUP_LIMIT = 1000
 
 
-def backed_up_subset(instance: dg.DagsterInstance, keys: Sequence[dg.AssetKey],
-                     partitions: dg.TimeWindowPartitionsDefinition) -> PartitionsSubset:
+def backed_up_subset(
+    instance: dg.DagsterInstance, keys: Sequence[dg.AssetKey], partitions: dg.TimeWindowPartitionsDefinition
+) -> PartitionsSubset:
     """Windows materialized for every asset in `keys`, as a subset of time windows (never a list of keys).
 
     Reads Dagster's per-asset partition status cache, which the instance updates incrementally from the
@@ -62,8 +63,9 @@ def backed_up_subset(instance: dg.DagsterInstance, keys: Sequence[dg.AssetKey],
     return done if done is not None else partitions.empty_subset()
 
 
-def backed_up_windows(instance: dg.DagsterInstance, keys: Sequence[dg.AssetKey],
-                      partitions: dg.TimeWindowPartitionsDefinition) -> set[str]:
+def backed_up_windows(
+    instance: dg.DagsterInstance, keys: Sequence[dg.AssetKey], partitions: dg.TimeWindowPartitionsDefinition
+) -> set[str]:
     """`backed_up_subset` as partition keys (for tests and small ranges)."""
     return set(backed_up_subset(instance, keys, partitions).get_partition_keys())
 
@@ -72,7 +74,9 @@ def newest_closed_window(partitions: dg.TimeWindowPartitionsDefinition, cutoff: 
     """The newest window that ended at or before `cutoff` (None before the first one ends)."""
     # The window containing the cutoff is still open (or just closed): the closed one ends where it starts.
     current = partitions.time_window_for_partition_key(partitions.get_partition_key_for_timestamp(cutoff.timestamp()))
-    newest = partitions.time_window_for_partition_key(partitions.get_partition_key_for_timestamp(current.start.timestamp() - 1))
+    newest = partitions.time_window_for_partition_key(
+        partitions.get_partition_key_for_timestamp(current.start.timestamp() - 1)
+    )
     return None if newest.start < partitions.start else newest
 
 
@@ -120,17 +124,27 @@ def run_request(request: WindowRequest) -> dg.RunRequest:
     return dg.RunRequest(run_key=run_key, tags={**tags, RANGE_START_TAG: request.reread, RANGE_END_TAG: request.window})
 
 
-def backup_schedule(job: dg.UnresolvedAssetJobDefinition, partitions: dg.TimeWindowPartitionsDefinition,
-                    lag_minutes: int, backed_up_keys: Sequence[dg.AssetKey], max_windows_per_tick: int = 48,
-                    retry_max_minutes: int = 60) -> dg.ScheduleDefinition:
+def backup_schedule(
+    job: dg.UnresolvedAssetJobDefinition,
+    partitions: dg.TimeWindowPartitionsDefinition,
+    lag_minutes: int,
+    backed_up_keys: Sequence[dg.AssetKey],
+    max_windows_per_tick: int = 48,
+    retry_max_minutes: int = 60,
+) -> dg.ScheduleDefinition:
     """`backed_up_keys`: the assets that must all be materialized for a window to count as backed up."""
     lag = timedelta(minutes=lag_minutes)
     keys = list(backed_up_keys)
 
-    @dg.schedule(job=job, cron_schedule="* * * * *", name=f"{job.name}_schedule",
-                 default_status=dg.DefaultScheduleStatus.RUNNING, execution_timezone="UTC",
-                 description=f"Backs up every closed window not backed up yet, oldest first, {lag_minutes} minutes "
-                             f"after it closes (late commits); retries failed windows with backoff.")
+    @dg.schedule(
+        job=job,
+        cron_schedule="* * * * *",
+        name=f"{job.name}_schedule",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        execution_timezone="UTC",
+        description=f"Backs up every closed window not backed up yet, oldest first, {lag_minutes} minutes "
+        f"after it closes (late commits); retries failed windows with backoff.",
+    )
     def _schedule(context: dg.ScheduleEvaluationContext):
         now = context.scheduled_execution_time
         newest = newest_closed_window(partitions, now - lag)
@@ -141,15 +155,25 @@ def backup_schedule(job: dg.UnresolvedAssetJobDefinition, partitions: dg.TimeWin
         done = backed_up_subset(context.instance, keys, partitions)
         missing = oldest_keys(partitions, closed - done, _LOOKUP_LIMIT)
         if not missing:
-            return dg.SkipReason(f"every window up to {partitions.get_partition_key_for_timestamp(newest.start.timestamp())}"
-                                 " is backed up")
+            return dg.SkipReason(
+                f"every window up to {partitions.get_partition_key_for_timestamp(newest.start.timestamp())}"
+                " is backed up"
+            )
         newest_key = partitions.get_partition_key_for_timestamp(newest.start.timestamp())
-        previous = partitions.get_partition_key_for_timestamp(newest.start.timestamp() - 1) if newest.start > first else None
-        reread = previous if previous is not None and previous in done and \
-            partitions.time_window_for_partition_key(previous).start > first else None
+        previous = (
+            partitions.get_partition_key_for_timestamp(newest.start.timestamp() - 1) if newest.start > first else None
+        )
+        reread = (
+            previous
+            if previous is not None
+            and previous in done
+            and partitions.time_window_for_partition_key(previous).start > first
+            else None
+        )
         attempts = window_attempts(context.instance, job.name, missing)
-        requests, waiting = windows_to_request(missing, attempts, now, max_windows_per_tick, retry_max_minutes,
-                                               newest=newest_key, reread=reread)
+        requests, waiting = windows_to_request(
+            missing, attempts, now, max_windows_per_tick, retry_max_minutes, newest=newest_key, reread=reread
+        )
         if not requests:
             return dg.SkipReason("; ".join(waiting[:10]))
         if waiting:

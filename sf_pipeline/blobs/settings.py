@@ -28,8 +28,16 @@ from sf_pipeline.blobs.errors import BlobSettingsError
 
 STORES = ("local", "s3")
 DEFAULT_LOCAL_PATH = ".sf-pipeline/blobs"
-_SECRET_KEYS = {"aws_access_key_id", "aws_secret_access_key", "aws_session_token", "access_key", "secret_key",
-                "secret_access_key", "password", "token"}
+_SECRET_KEYS = {
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+    "access_key",
+    "secret_key",
+    "secret_access_key",
+    "password",
+    "token",
+}
 
 
 @dataclass(frozen=True)
@@ -58,9 +66,11 @@ def blob_settings(section: Mapping[str, Any] | None, where: str = "settings file
         raise BlobSettingsError(f"{where}: 'blobs' must be a mapping, e.g. {{store: local, path: .sf-pipeline/blobs}}")
     secrets = sorted(k for k in section if str(k).lower() in _SECRET_KEYS)
     if secrets:
-        raise BlobSettingsError(f"{where}: blobs.{secrets[0]} is a secret and never goes in the settings file: set "
-                                "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or a profile or instance role) in the "
-                                "environment")
+        raise BlobSettingsError(
+            f"{where}: blobs.{secrets[0]} is a secret and never goes in the settings file: set "
+            "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or a profile or instance role) in the "
+            "environment"
+        )
     known = {f.name for f in fields(BlobSettings)}
     unknown = sorted(set(section) - known)
     if unknown:
@@ -86,7 +96,15 @@ def blob_settings(section: Mapping[str, Any] | None, where: str = "settings file
     prefix = str(values.get("prefix") or "")
     if prefix and not prefix.endswith("/"):
         prefix += "/"
-    return BlobSettings(store=store, path=str(values.get("path") or DEFAULT_LOCAL_PATH),
-                        bucket=values.get("bucket"), prefix=prefix, endpoint_url=values.get("endpoint_url"),
-                        region=values.get("region"), spool_dir=values.get("spool_dir"),
-                        concurrent_downloads=downloads, seed_files=seed_files, seed_max_file_mb=cap)
+    return BlobSettings(
+        store=store,
+        path=str(values.get("path") or DEFAULT_LOCAL_PATH),
+        bucket=values.get("bucket"),
+        prefix=prefix,
+        endpoint_url=values.get("endpoint_url"),
+        region=values.get("region"),
+        spool_dir=values.get("spool_dir"),
+        concurrent_downloads=downloads,
+        seed_files=seed_files,
+        seed_max_file_mb=cap,
+    )

@@ -55,8 +55,9 @@ class BlobStore(Protocol):
 
     description: str
 
-    def put(self, chunks: Iterable[bytes], *, expected_sha256: str | None = None,
-            expected_size: int | None = None) -> StoredBlob: ...
+    def put(
+        self, chunks: Iterable[bytes], *, expected_sha256: str | None = None, expected_size: int | None = None
+    ) -> StoredBlob: ...
 
     def exists(self, sha256: str) -> bool: ...
 
@@ -87,8 +88,9 @@ def _spool(chunks: Iterable[bytes], out: IO[bytes]) -> tuple[str, int]:
 
 def _expect(sha256: str, size: int, expected_sha256: str | None, expected_size: int | None) -> None:
     if expected_size is not None and size != expected_size:
-        raise BlobError(f"received {size} bytes, expected {expected_size}: the transfer was cut short; nothing "
-                        "was stored")
+        raise BlobError(
+            f"received {size} bytes, expected {expected_size}: the transfer was cut short; nothing was stored"
+        )
     if expected_sha256 is not None and sha256 != expected_sha256:
         raise BlobError(f"received bytes hash to {sha256}, expected {expected_sha256}; nothing was stored")
 
@@ -121,8 +123,9 @@ class LocalBlobStore(_ReadingMixin):
     def path(self, sha256: str) -> Path:
         return self.root / "sha256" / _check(sha256)[:2] / sha256
 
-    def put(self, chunks: Iterable[bytes], *, expected_sha256: str | None = None,
-            expected_size: int | None = None) -> StoredBlob:
+    def put(
+        self, chunks: Iterable[bytes], *, expected_sha256: str | None = None, expected_size: int | None = None
+    ) -> StoredBlob:
         self._tmp.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="incoming-")
         try:
@@ -187,8 +190,17 @@ class LocalBlobStore(_ReadingMixin):
 class S3BlobStore(_ReadingMixin):
     """Blobs as objects in an S3-compatible bucket (boto3; credentials from the environment only)."""
 
-    def __init__(self, bucket: str, *, prefix: str = "", endpoint_url: str | None = None, region: str | None = None,
-                 spool_dir: str | None = None, client: Any = None, multipart_chunk_mb: int = 8):
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        spool_dir: str | None = None,
+        client: Any = None,
+        multipart_chunk_mb: int = 8,
+    ):
         import boto3
         from boto3.s3.transfer import TransferConfig
 
@@ -198,8 +210,9 @@ class S3BlobStore(_ReadingMixin):
         self.client = client or boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
         self.description = f"bucket s3://{bucket}/{prefix}" + (f" at {endpoint_url}" if endpoint_url else "")
         chunk = multipart_chunk_mb * 1024 * 1024
-        self._transfer = TransferConfig(multipart_threshold=chunk, multipart_chunksize=chunk, max_concurrency=4,
-                                        io_chunksize=CHUNK_SIZE)
+        self._transfer = TransferConfig(
+            multipart_threshold=chunk, multipart_chunksize=chunk, max_concurrency=4, io_chunksize=CHUNK_SIZE
+        )
 
     def key(self, sha256: str) -> str:
         return f"{self.prefix}sha256/{_check(sha256)[:2]}/{sha256}"
@@ -214,8 +227,9 @@ class S3BlobStore(_ReadingMixin):
                 return None
             raise BlobError(f"cannot read {self.description}: {exc}") from None
 
-    def put(self, chunks: Iterable[bytes], *, expected_sha256: str | None = None,
-            expected_size: int | None = None) -> StoredBlob:
+    def put(
+        self, chunks: Iterable[bytes], *, expected_sha256: str | None = None, expected_size: int | None = None
+    ) -> StoredBlob:
         with tempfile.NamedTemporaryFile(dir=self.spool_dir, prefix="sf-pipeline-spool-") as spool:
             sha256, size = _spool(chunks, spool)
             _expect(sha256, size, expected_sha256, expected_size)
@@ -225,9 +239,13 @@ class S3BlobStore(_ReadingMixin):
             spool.seek(0)
             # A multipart upload becomes an object only when CompleteMultipartUpload succeeds: after the last part,
             # so after the hash was computed and checked above. An aborted upload leaves no object under the key.
-            self.client.upload_fileobj(spool, self.bucket, self.key(sha256), Config=self._transfer,
-                                       ExtraArgs={"Metadata": {"sha256": sha256},
-                                                  "ContentType": "application/octet-stream"})
+            self.client.upload_fileobj(
+                spool,
+                self.bucket,
+                self.key(sha256),
+                Config=self._transfer,
+                ExtraArgs={"Metadata": {"sha256": sha256}, "ContentType": "application/octet-stream"},
+            )
         head = self._head(sha256)
         if head is None or head.get("ContentLength") != size:
             raise BlobError(f"blob {sha256} did not arrive complete in the {self.description}")
@@ -266,6 +284,11 @@ def blob_store_from_settings(settings: BlobSettings, base_dir: Path) -> LocalBlo
     """The store the settings file's `blobs:` block describes (local paths relative to the settings file)."""
     if settings.store == "s3":
         assert settings.bucket
-        return S3BlobStore(settings.bucket, prefix=settings.prefix, endpoint_url=settings.endpoint_url,
-                           region=settings.region, spool_dir=settings.spool_dir)
+        return S3BlobStore(
+            settings.bucket,
+            prefix=settings.prefix,
+            endpoint_url=settings.endpoint_url,
+            region=settings.region,
+            spool_dir=settings.spool_dir,
+        )
     return LocalBlobStore(settings.local_path(base_dir))

@@ -43,9 +43,14 @@ def set_rules(org: Org, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if not obj.has_field(name):
                 raise SalesforceError("INVALID_FIELD", f"No such column '{name}' on entity '{obj.name}'")
         user = rule.get("as_user")
-        clean.append({"object": obj.name, "when_fields": list(rule.get("when_fields") or []),
-                      "set": dict(rule.get("set") or {}),
-                      "as_user": org.user(user).user_id if user else None})
+        clean.append(
+            {
+                "object": obj.name,
+                "when_fields": list(rule.get("when_fields") or []),
+                "set": dict(rule.get("set") or {}),
+                "as_user": org.user(user).user_id if user else None,
+            }
+        )
     org.store.set_meta(META, clean)
     install(org)
     return clean
@@ -62,8 +67,9 @@ class _Rules:
         self.rules = rules
         self.running = False  # the update a rule makes fires no rule
 
-    def before_save(self, store: OrgStore, obj: ObjectDef, changes: dict[str, Any],
-                    merged: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    def before_save(
+        self, store: OrgStore, obj: ObjectDef, changes: dict[str, Any], merged: dict[str, Any]
+    ) -> list[tuple[str, dict[str, Any]]]:
         """Apply the before-save rules to `merged` (in the writer's transaction); return the later updates
         (user id, values) the after-save rules make."""
         if self.running:

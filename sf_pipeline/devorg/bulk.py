@@ -97,9 +97,22 @@ MAX_UPLOAD_BYTES = 150 * 1024 * 1024  # the real limit (after base64 on their si
 class Job:
     """One Bulk API 2.0 job and its files; mutable state is guarded by `lock`."""
 
-    def __init__(self, registry: BulkJobs, job_id: str, kind: str, operation: str, object_name: str,
-                 user_id: str, api_version: str, column_delimiter: str, line_ending: str, *,
-                 query: str | None = None, external_id_field: str | None = None, faults: Any = None):
+    def __init__(
+        self,
+        registry: BulkJobs,
+        job_id: str,
+        kind: str,
+        operation: str,
+        object_name: str,
+        user_id: str,
+        api_version: str,
+        column_delimiter: str,
+        line_ending: str,
+        *,
+        query: str | None = None,
+        external_id_field: str | None = None,
+        faults: Any = None,
+    ):
         self.registry = registry
         self.id = job_id
         self.kind = kind  # "query" | "ingest"
@@ -182,8 +195,13 @@ class Job:
     # ----------------------------------------------------------------- JSON shapes
     def _base(self) -> dict[str, Any]:
         info: dict[str, Any] = {
-            "id": self.id, "operation": self.operation, "object": self.object, "createdById": self.created_by,
-            "createdDate": self.created, "systemModstamp": self.modstamp, "state": self.state,
+            "id": self.id,
+            "operation": self.operation,
+            "object": self.object,
+            "createdById": self.created_by,
+            "createdDate": self.created,
+            "systemModstamp": self.modstamp,
+            "state": self.state,
         }
         if self.external_id_field:
             info["externalIdFieldName"] = self.external_id_field
@@ -204,8 +222,9 @@ class Job:
 
     def list_info(self) -> dict[str, Any]:
         info = self._base()
-        info.update({"jobType": self.job_type, "lineEnding": self.line_ending,
-                     "columnDelimiter": self.column_delimiter})
+        info.update(
+            {"jobType": self.job_type, "lineEnding": self.line_ending, "columnDelimiter": self.column_delimiter}
+        )
         return info
 
     @property
@@ -217,12 +236,25 @@ class Job:
         with self.lock:
             info = self.list_info()
             if self.kind == "query":
-                info.update({"numberRecordsProcessed": self.processed, "retries": 0,
-                             "totalProcessingTime": self.processing_ms(), "isPkChunkingSupported": True})
+                info.update(
+                    {
+                        "numberRecordsProcessed": self.processed,
+                        "retries": 0,
+                        "totalProcessingTime": self.processing_ms(),
+                        "isPkChunkingSupported": True,
+                    }
+                )
             else:
-                info.update({"numberRecordsProcessed": self.processed, "numberRecordsFailed": self.failed,
-                             "retries": 0, "totalProcessingTime": self.processing_ms(),
-                             "apiActiveProcessingTime": self.active_ms, "apexProcessingTime": 0})
+                info.update(
+                    {
+                        "numberRecordsProcessed": self.processed,
+                        "numberRecordsFailed": self.failed,
+                        "retries": 0,
+                        "totalProcessingTime": self.processing_ms(),
+                        "apiActiveProcessingTime": self.active_ms,
+                        "apexProcessingTime": 0,
+                    }
+                )
             if self.error_message:
                 info["errorMessage"] = self.error_message
             return info
@@ -325,8 +357,9 @@ def _json(body: Any, status: int = 200) -> Response:
 
 
 def _method_not_allowed(method: str, allowed: str) -> SalesforceError:
-    return SalesforceError("METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed. Allowed are {allowed}",
-                           status=405)
+    return SalesforceError(
+        "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed. Allowed are {allowed}", status=405
+    )
 
 
 def _invalid_value(prop: str, value: Any) -> SalesforceError:
@@ -429,8 +462,7 @@ async def _patch_state(reg: BulkJobs, job: Job, body: dict[str, Any]) -> dict[st
         with job.lock:
             state = job.state
         if state in TERMINAL:
-            raise _invalid_state(f"Aborting already {'Completed' if state == 'JobComplete' else state} "
-                                 "Job not allowed")
+            raise _invalid_state(f"Aborting already {'Completed' if state == 'JobComplete' else state} Job not allowed")
         job.abort.set()
         job.set_state("Aborted")
     elif wanted == "UploadComplete" and job.kind == "ingest":
@@ -441,7 +473,8 @@ async def _patch_state(reg: BulkJobs, job: Job, body: dict[str, Any]) -> dict[st
                 raise SalesforceError(
                     "INVALIDJOB",
                     f"Found multipe contents for job: <{job.id[:15]}>, please 'Close' / 'Abort' / 'Delete' the "
-                    "current Job then create a new Job and make sure you only do 'PUT' once on a given Job.")
+                    "current Job then create a new Job and make sure you only do 'PUT' once on a given Job.",
+                )
             job.state = "UploadComplete"
             job.modstamp = reg.stamp()
             job.thread_done = False
@@ -476,8 +509,7 @@ async def _create_query(ctx: ApiContext, reg: BulkJobs, body: dict[str, Any]) ->
         raise SalesforceError("INVALIDJOB", "InvalidJob : query is required for a query job")
     delimiter, line_ending = _common_options(body)
     _check_bulk_support(ctx, text, operation)
-    job = Job(reg, reg.new_id(), "query", operation, "", ctx.user_id, ctx.version, delimiter,
-              line_ending, query=text)
+    job = Job(reg, reg.new_id(), "query", operation, "", ctx.user_id, ctx.version, delimiter, line_ending, query=text)
     job.thread_done = False
     ready: concurrent.futures.Future = concurrent.futures.Future()
     threading.Thread(target=_run_query, args=(reg, job, ready), name=f"bulk-query-{job.id}", daemon=True).start()
@@ -510,8 +542,9 @@ def _run_query(reg: BulkJobs, job: Job, ready: concurrent.futures.Future) -> Non
             _settle(ready, error=err)
             return
         except Exception as exc:  # noqa: BLE001 - report, never kill the server
-            _settle(ready, error=SalesforceError("UNKNOWN_EXCEPTION", f"An unexpected error occurred: {exc}",
-                                                 status=500))
+            _settle(
+                ready, error=SalesforceError("UNKNOWN_EXCEPTION", f"An unexpected error occurred: {exc}", status=500)
+            )
             return
         job.object = source.object_name or job.object
         job.header_bytes = source.header_bytes
@@ -605,8 +638,9 @@ class _CsvSource:
             src.object_name = cq.obj.name
             header = result.header
         except (AttributeError, ImportError, TypeError):
-            header, src._rows = queries.iter_csv_rows(job.query, include_deleted=include_deleted,
-                                                      user_id=job.created_by)
+            header, src._rows = queries.iter_csv_rows(
+                job.query, include_deleted=include_deleted, user_id=job.created_by
+            )
             m = _FROM.search(_STRINGS.sub("''", job.query))
             found = org.schema.find(m.group(1)) if m else None
             src.object_name = found.name if found else None
@@ -619,7 +653,7 @@ class _CsvSource:
         eol = "char(10)" if job.line_ending == "LF" else "char(13, 10)"
         parts = []
         for i in range(0, len(exprs), _PRINTF_ARGS):
-            group = exprs[i:i + _PRINTF_ARGS]
+            group = exprs[i : i + _PRINTF_ARGS]
             fmt = job.delimiter.join(['"%s"'] * len(group))
             parts.append(f"printf('{fmt}', {', '.join(group)})")
         return f" || '{job.delimiter}' || ".join(parts) + f" || {eol}"
@@ -750,13 +784,17 @@ def _results_page(ctx: ApiContext, job: Job) -> Response:
         # "The job must have the state JobComplete" (Get Results for a Query Job): otherwise 412 Precondition
         # Failed (REST API "Status Codes and Error Responses": 412, the request has an unmet precondition).
         # The errorCode and message of the body are UNVERIFIED (no recorded capture).
-        err = _invalid_state(f"Job {job.id} is not complete: state is {state}. Results are available when "
-                             "the job state is JobComplete")
+        err = _invalid_state(
+            f"Job {job.id} is not complete: state is {state}. Results are available when the job state is JobComplete"
+        )
         err.status = 412
         raise err
     if ctx.version != job.api_version:
-        raise SalesforceError("API_ERROR", f"The job was created with API version {job.api_version}: use the "
-                              "same version to get its results", status=409)
+        raise SalesforceError(
+            "API_ERROR",
+            f"The job was created with API version {job.api_version}: use the same version to get its results",
+            status=409,
+        )
     params = ctx.request.query_params
     total = len(job.offsets) - 1
     locator = params.get("locator")
@@ -817,11 +855,24 @@ async def _create_ingest(ctx: ApiContext, reg: BulkJobs, body: dict[str, Any]) -
     if operation == "upsert":
         ext = obj.by_lower.get(str(ext_name or "").lower())
         if ext is None or not (ext.name == "Id" or ext.external_id):
-            raise SalesforceError("INVALIDJOB", f"InvalidJob : Field name provided, {ext_name or ''} does not "
-                                                f"match an External ID for {obj.name}")
+            raise SalesforceError(
+                "INVALIDJOB",
+                f"InvalidJob : Field name provided, {ext_name or ''} does not match an External ID for {obj.name}",
+            )
         ext_field = ext.name
-    job = Job(reg, reg.new_id(), "ingest", operation, obj.name, ctx.user_id, ctx.version, delimiter,
-              line_ending, external_id_field=ext_field, faults=fault_injector(ctx))
+    job = Job(
+        reg,
+        reg.new_id(),
+        "ingest",
+        operation,
+        obj.name,
+        ctx.user_id,
+        ctx.version,
+        delimiter,
+        line_ending,
+        external_id_field=ext_field,
+        faults=fault_injector(ctx),
+    )
     reg.add(job)
     with job.lock:
         return _json(job.created_info())
@@ -839,8 +890,9 @@ async def _upload(ctx: ApiContext, job: Job) -> None:
         async for chunk in ctx.request.stream():
             size += len(chunk)
             if size > MAX_UPLOAD_BYTES:
-                raise SalesforceError("API_ERROR", "Request size exceeds the maximum of 150 MB for an upload",
-                                      status=413)
+                raise SalesforceError(
+                    "API_ERROR", "Request size exceeds the maximum of 150 MB for an upload", status=413
+                )
             fh.write(chunk)
 
 
@@ -851,8 +903,14 @@ class _JobFailure(Exception):
 class _Column:
     __slots__ = ("index", "kind", "field", "target", "target_field")
 
-    def __init__(self, index: int, kind: str, field: FieldDef | None = None, target: ObjectDef | None = None,
-                 target_field: FieldDef | None = None):
+    def __init__(
+        self,
+        index: int,
+        kind: str,
+        field: FieldDef | None = None,
+        target: ObjectDef | None = None,
+        target_field: FieldDef | None = None,
+    ):
         self.index = index
         self.kind = kind  # id | field | rel
         self.field = field
@@ -878,8 +936,11 @@ def _column_plan(org: Org, obj: ObjectDef, header: list[str]) -> list[_Column]:
             if ref is not None and ref.reference_to:
                 target = org.schema.find(rel_name.split(":")[0] if ":" in rel_name else ref.reference_to[0])
                 tf = target.by_lower.get(target_name.lower()) if target else None
-                if target is not None and tf is not None and (
-                        tf.name == "Id" or tf.external_id or (target.name == "User" and tf.name == "Username")):
+                if (
+                    target is not None
+                    and tf is not None
+                    and (tf.name == "Id" or tf.external_id or (target.name == "User" and tf.name == "Username"))
+                ):
                     plan.append(_Column(i, "rel", ref, target, tf))
                     continue
         raise _JobFailure(f"InvalidBatch : Field name not found : {name}")
@@ -887,12 +948,24 @@ def _column_plan(org: Org, obj: ObjectDef, header: list[str]) -> list[_Column]:
 
 
 def _deserialize_error(raw: str, col: int, f: FieldDef) -> SalesforceError:
-    return SalesforceError("INVALID_FIELD", f"Failed to deserialize field at col {col}. Due to, '{raw}' is not a "
-                                            f"valid value for the type {f.soap_type}")
+    return SalesforceError(
+        "INVALID_FIELD",
+        f"Failed to deserialize field at col {col}. Due to, '{raw}' is not a valid value for the type {f.soap_type}",
+    )
 
 
-_BOOLEANS = {"true": True, "1": True, "yes": True, "y": True, "on": True,
-             "false": False, "0": False, "no": False, "n": False, "off": False}
+_BOOLEANS = {
+    "true": True,
+    "1": True,
+    "yes": True,
+    "y": True,
+    "on": True,
+    "false": False,
+    "0": False,
+    "no": False,
+    "n": False,
+    "off": False,
+}
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 
 
@@ -976,11 +1049,16 @@ def _row_values(org: Org, plan: list[_Column], row: list[str]) -> dict[str, Any]
             continue
         matches = store.find_by_external_id(c.target, tf, raw)
         if not matches:
-            raise SalesforceError("INVALID_FIELD", f"Foreign key external ID: {raw} not found for field "
-                                                   f"{tf.name} in entity {c.target.name}")
+            raise SalesforceError(
+                "INVALID_FIELD",
+                f"Foreign key external ID: {raw} not found for field {tf.name} in entity {c.target.name}",
+            )
         if len(matches) > 1:
-            raise SalesforceError("INVALID_FIELD", f"Foreign key external ID: {raw} matched more than one record "
-                                                   f"for field {tf.name} in entity {c.target.name}")
+            raise SalesforceError(
+                "INVALID_FIELD",
+                f"Foreign key external ID: {raw} matched more than one record "
+                f"for field {tf.name} in entity {c.target.name}",
+            )
         values[f.name] = matches[0]
     return values
 
@@ -997,8 +1075,17 @@ class _IngestRun:
         self.id_col = next((c.index for c in plan if c.kind == "id"), None)
         ext = job.external_id_field
         self.ext_field = obj.field(ext) if ext else None
-        self.ext_col = next((c.index for c in plan if c.field is not None and c.kind != "rel"
-                             and self.ext_field is not None and c.field.name == self.ext_field.name), None)
+        self.ext_col = next(
+            (
+                c.index
+                for c in plan
+                if c.field is not None
+                and c.kind != "rel"
+                and self.ext_field is not None
+                and c.field.name == self.ext_field.name
+            ),
+            None,
+        )
         self.ncols = len(plan)
         self.faults = job.faults
         self.lock_path = f"/services/data/v{job.api_version}/sobjects/{obj.name}/"
@@ -1016,15 +1103,19 @@ class _IngestRun:
         if faults.take(self.lock_path + rid, kinds=("lock",)) is None:
             return None
         target = ids.normalize(rid) or rid
-        return SalesforceError("UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record or 1 "
-                                                     f"records: {target}")
+        return SalesforceError(
+            "UNABLE_TO_LOCK_ROW", f"unable to obtain exclusive access to this record or 1 records: {target}"
+        )
 
     def apply(self, row: list[str]) -> _RowResult:
         op = self.job.operation
         if len(row) != self.ncols:
-            return _RowResult(self._row_id(row) if self.id_col is not None and len(row) > self.id_col else "",
-                              error=_sf_error(SalesforceError(
-                                  "INVALID_FIELD", f"Row has {len(row)} columns, the header has {self.ncols}")))
+            return _RowResult(
+                self._row_id(row) if self.id_col is not None and len(row) > self.id_col else "",
+                error=_sf_error(
+                    SalesforceError("INVALID_FIELD", f"Row has {len(row)} columns, the header has {self.ncols}")
+                ),
+            )
         given_id = self._row_id(row)
         try:
             fault = self._lock_fault(row)
@@ -1067,8 +1158,11 @@ class _IngestRun:
             raise SalesforceError("MISSING_ARGUMENT", f"{ext.name} not specified", fields=[ext.name])
         matches = store.find_by_external_id(obj, ext, values.get(ext.name, key))
         if len(matches) > 1:
-            raise SalesforceError("DUPLICATE_EXTERNAL_ID", f"{ext.name}: more than one record found for external "
-                                                           f"id field: {matches}", fields=[ext.name])
+            raise SalesforceError(
+                "DUPLICATE_EXTERNAL_ID",
+                f"{ext.name}: more than one record found for external id field: {matches}",
+                fields=[ext.name],
+            )
         if matches:
             values.pop(ext.name, None)
             return _RowResult(store.update(obj, matches[0], values, user))
@@ -1081,10 +1175,11 @@ def _check_line_ending(job: Job) -> None:
     nl = head.find(b"\n")
     if nl < 0:
         return
-    has_cr = nl > 0 and head[nl - 1:nl] == b"\r"
+    has_cr = nl > 0 and head[nl - 1 : nl] == b"\r"
     if has_cr != (job.line_ending == "CRLF"):
-        raise _JobFailure(f"ClientInputError : LineEnding is invalid on user data. Current LineEnding setting is "
-                          f"{job.line_ending}")
+        raise _JobFailure(
+            f"ClientInputError : LineEnding is invalid on user data. Current LineEnding setting is {job.line_ending}"
+        )
 
 
 def _run_ingest(reg: BulkJobs, job: Job) -> None:
@@ -1223,15 +1318,17 @@ def _unprocessed_csv(job: Job) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
-def run_ingest_job(org: Org, object_name: str, operation: str, csv_text: str, user_id: str,
-                   api_version: str = "59.0") -> Job:
+def run_ingest_job(
+    org: Org, object_name: str, operation: str, csv_text: str, user_id: str, api_version: str = "59.0"
+) -> Job:
     """Create, upload, close and run one ingest job in this thread: the path an HTTP client's job takes
     (scenarios use it to act like an integration user's Bulk API 2.0 job). Read the results from the Job."""
     reg = registry(org)
     if operation not in INGEST_OPERATIONS:
         raise ValueError(f"operation must be one of {', '.join(INGEST_OPERATIONS)}, not {operation!r}")
-    job = Job(reg, reg.new_id(), "ingest", operation, org.schema.get(object_name).name, user_id, api_version,
-              "COMMA", "LF")
+    job = Job(
+        reg, reg.new_id(), "ingest", operation, org.schema.get(object_name).name, user_id, api_version, "COMMA", "LF"
+    )
     reg.add(job)
     job.upload_path.write_text(csv_text, encoding="utf-8")
     job.uploads = 1

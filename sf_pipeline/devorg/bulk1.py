@@ -126,16 +126,33 @@ class Batch:
         out: dict[str, Any] = {"id": self.id, "jobId": self.job.id, "state": self.state}
         if self.state_message:
             out["stateMessage"] = self.state_message
-        out.update({"createdDate": self.created, "systemModstamp": self.modstamp,
-                    "numberRecordsProcessed": self.processed, "numberRecordsFailed": self.failed,
-                    "totalProcessingTime": self.processing_ms(), "apiActiveProcessingTime": self.processing_ms(),
-                    "apexProcessingTime": 0})
+        out.update(
+            {
+                "createdDate": self.created,
+                "systemModstamp": self.modstamp,
+                "numberRecordsProcessed": self.processed,
+                "numberRecordsFailed": self.failed,
+                "totalProcessingTime": self.processing_ms(),
+                "apiActiveProcessingTime": self.processing_ms(),
+                "apexProcessingTime": 0,
+            }
+        )
         return out
 
 
 class Bulk1Job:
-    def __init__(self, registry: Bulk1Jobs, job_id: str, operation: str, obj: ObjectDef, content_type: str,
-                 concurrency: str, external_id: str | None, user_id: str, api_version: str):
+    def __init__(
+        self,
+        registry: Bulk1Jobs,
+        job_id: str,
+        operation: str,
+        obj: ObjectDef,
+        content_type: str,
+        concurrency: str,
+        external_id: str | None,
+        user_id: str,
+        api_version: str,
+    ):
         self.registry = registry
         self.org = registry.org
         self.id = job_id
@@ -161,24 +178,38 @@ class Bulk1Job:
     def info(self) -> dict[str, Any]:
         with self.lock:
             batches = list(self.batches.values())
-            out: dict[str, Any] = {"id": self.id, "operation": self.operation, "object": self.object,
-                                   "createdById": self.created_by, "createdDate": self.created,
-                                   "systemModstamp": self.modstamp, "state": self.state}
+            out: dict[str, Any] = {
+                "id": self.id,
+                "operation": self.operation,
+                "object": self.object,
+                "createdById": self.created_by,
+                "createdDate": self.created,
+                "systemModstamp": self.modstamp,
+                "state": self.state,
+            }
             if self.external_id:
                 out["externalIdFieldName"] = self.external_id
-            count = {s: sum(1 for b in batches if b.state == s) for s in ("Queued", "InProgress", "Completed",
-                                                                          "Failed")}
-            out.update({
-                "concurrencyMode": self.concurrency, "contentType": self.content_type,
-                "numberBatchesQueued": count["Queued"], "numberBatchesInProgress": count["InProgress"],
-                "numberBatchesCompleted": count["Completed"], "numberBatchesFailed": count["Failed"],
-                "numberBatchesTotal": len(batches),
-                "numberRecordsProcessed": sum(b.processed for b in batches), "numberRetries": 0,
-                "apiVersion": float(self.api_version),
-                "numberRecordsFailed": sum(b.failed for b in batches),
-                "totalProcessingTime": sum(b.processing_ms() for b in batches),
-                "apiActiveProcessingTime": sum(b.processing_ms() for b in batches), "apexProcessingTime": 0,
-            })
+            count = {
+                s: sum(1 for b in batches if b.state == s) for s in ("Queued", "InProgress", "Completed", "Failed")
+            }
+            out.update(
+                {
+                    "concurrencyMode": self.concurrency,
+                    "contentType": self.content_type,
+                    "numberBatchesQueued": count["Queued"],
+                    "numberBatchesInProgress": count["InProgress"],
+                    "numberBatchesCompleted": count["Completed"],
+                    "numberBatchesFailed": count["Failed"],
+                    "numberBatchesTotal": len(batches),
+                    "numberRecordsProcessed": sum(b.processed for b in batches),
+                    "numberRetries": 0,
+                    "apiVersion": float(self.api_version),
+                    "numberRecordsFailed": sum(b.failed for b in batches),
+                    "totalProcessingTime": sum(b.processing_ms() for b in batches),
+                    "apiActiveProcessingTime": sum(b.processing_ms() for b in batches),
+                    "apexProcessingTime": 0,
+                }
+            )
             return out
 
 
@@ -243,21 +274,29 @@ def _xml_value(value: Any) -> str:
 
 def _render(root: str, body: dict[str, Any], as_json: bool, status: int = 200) -> Response:
     if as_json:
-        out = {k: (v.strftime("%Y-%m-%dT%H:%M:%S.000+0000") if isinstance(v, datetime) else v)
-               for k, v in body.items()}
+        out = {k: (v.strftime("%Y-%m-%dT%H:%M:%S.000+0000") if isinstance(v, datetime) else v) for k, v in body.items()}
         return Response(orjson.dumps(out), status_code=status, media_type="application/json")
     inner = "".join(f"<{k}>{_xml_value(v)}</{k}>" for k, v in body.items())
-    return Response(f'<?xml version="1.0" encoding="UTF-8"?><{root} xmlns="{NS}">{inner}</{root}>',
-                    status_code=status, media_type="application/xml")
+    return Response(
+        f'<?xml version="1.0" encoding="UTF-8"?><{root} xmlns="{NS}">{inner}</{root}>',
+        status_code=status,
+        media_type="application/xml",
+    )
 
 
 def _error(err: Bulk1Error, as_json: bool) -> Response:
     if as_json:
-        return Response(orjson.dumps({"exceptionCode": err.code, "exceptionMessage": err.message}),
-                        status_code=err.status, media_type="application/json")
-    return Response(f'<?xml version="1.0" encoding="UTF-8"?><error xmlns="{NS}"><exceptionCode>{err.code}'
-                    f"</exceptionCode><exceptionMessage>{escape(err.message)}</exceptionMessage></error>",
-                    status_code=err.status, media_type="application/xml")
+        return Response(
+            orjson.dumps({"exceptionCode": err.code, "exceptionMessage": err.message}),
+            status_code=err.status,
+            media_type="application/json",
+        )
+    return Response(
+        f'<?xml version="1.0" encoding="UTF-8"?><error xmlns="{NS}"><exceptionCode>{err.code}'
+        f"</exceptionCode><exceptionMessage>{escape(err.message)}</exceptionMessage></error>",
+        status_code=err.status,
+        media_type="application/xml",
+    )
 
 
 async def handle_bulk1(app: DevOrgApp, request: Request) -> Response:
@@ -333,17 +372,20 @@ def _bare(body: bytes | str, media_type: str) -> Response:
 
 def _batch_list(infos: list[dict[str, Any]], as_json: bool) -> Response:
     if as_json:
-        return Response(orjson.dumps({"batchInfo": [_render_json_dates(i) for i in infos]}),
-                        media_type="application/json")
-    inner = "".join("<batchInfo>" + "".join(f"<{k}>{_xml_value(v)}</{k}>" for k, v in i.items()) + "</batchInfo>"
-                    for i in infos)
-    return Response(f'<?xml version="1.0" encoding="UTF-8"?><batchInfoList xmlns="{NS}">{inner}</batchInfoList>',
-                    media_type="application/xml")
+        return Response(
+            orjson.dumps({"batchInfo": [_render_json_dates(i) for i in infos]}), media_type="application/json"
+        )
+    inner = "".join(
+        "<batchInfo>" + "".join(f"<{k}>{_xml_value(v)}</{k}>" for k, v in i.items()) + "</batchInfo>" for i in infos
+    )
+    return Response(
+        f'<?xml version="1.0" encoding="UTF-8"?><batchInfoList xmlns="{NS}">{inner}</batchInfoList>',
+        media_type="application/xml",
+    )
 
 
 def _render_json_dates(info: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v.strftime("%Y-%m-%dT%H:%M:%S.000+0000") if isinstance(v, datetime) else v)
-            for k, v in info.items()}
+    return {k: (v.strftime("%Y-%m-%dT%H:%M:%S.000+0000") if isinstance(v, datetime) else v) for k, v in info.items()}
 
 
 def _parse_info(raw: bytes, as_json: bool) -> dict[str, str]:
@@ -362,8 +404,14 @@ def _parse_info(raw: bytes, as_json: bool) -> dict[str, str]:
     return {el.tag.rsplit("}", 1)[-1]: (el.text or "").strip() for el in root}
 
 
-_CONCURRENCY = {"parallel": "Parallel", "serial": "Serial", "0": "Parallel", "1": "Serial",
-                "false": "Parallel", "true": "Serial"}
+_CONCURRENCY = {
+    "parallel": "Parallel",
+    "serial": "Serial",
+    "0": "Parallel",
+    "1": "Serial",
+    "false": "Parallel",
+    "true": "Serial",
+}
 
 
 async def _create_job(reg: Bulk1Jobs, request: Request, user_id: str, version: str) -> Response:
@@ -371,8 +419,7 @@ async def _create_job(reg: Bulk1Jobs, request: Request, user_id: str, version: s
     info = _parse_info(await request.body(), as_json)
     operation = info.get("operation")
     if operation not in OPERATIONS:
-        raise Bulk1Error("InvalidJob", f"Invalid operation: {operation}" if operation else
-                         "Operation is required")
+        raise Bulk1Error("InvalidJob", f"Invalid operation: {operation}" if operation else "Operation is required")
     object_name = info.get("object")
     if not object_name:
         raise Bulk1Error("InvalidJob", "Object is required")
@@ -396,8 +443,17 @@ async def _create_job(reg: Bulk1Jobs, request: Request, user_id: str, version: s
         external_id = f.name
     if operation in ("query", "queryAll") and not obj.global_entry("59.0").get("queryable", True):
         raise Bulk1Error("InvalidJob", f"Entity '{obj.name}' is not supported by the Bulk API.")
-    job = Bulk1Job(reg, reg.new_id("750"), operation, obj, content_type, concurrency,
-                   str(external_id) if external_id else None, user_id, version)
+    job = Bulk1Job(
+        reg,
+        reg.new_id("750"),
+        operation,
+        obj,
+        content_type,
+        concurrency,
+        str(external_id) if external_id else None,
+        user_id,
+        version,
+    )
     with reg.lock:
         reg.jobs[job.id] = job
     return _render("jobInfo", job.info(), as_json, status=201)
@@ -429,8 +485,7 @@ async def _add_batch(reg: Bulk1Jobs, job: Bulk1Job, request: Request, as_json: b
     data = await request.body()
     with job.lock:
         if job.state != "Open":
-            raise Bulk1Error("InvalidJobState", f"Unable to add batch to job in state {job.state}: the job is not "
-                             "open")
+            raise Bulk1Error("InvalidJobState", f"Unable to add batch to job in state {job.state}: the job is not open")
     if len(data) > MAX_BATCH_BYTES:
         raise Bulk1Error("ExceededQuota", f"Batch size exceeds the limit of {MAX_BATCH_BYTES} bytes")
     batch = Batch(job, reg.new_id("751"), data, request.headers.get("content-type", ""))
@@ -560,8 +615,19 @@ def _run_dml(reg: Bulk1Jobs, job: Bulk1Job, batch: Batch) -> None:
     if len(rows) > MAX_BATCH_RECORDS:
         raise Bulk1Error("InvalidBatch", f"Records not processed: exceeded {MAX_BATCH_RECORDS} records in a batch")
     # The Bulk 2.0 row machinery works on a Job; this one is never registered as a 2.0 job.
-    carrier = Bulk2Job(reg.bulk2, batch.id, "ingest", job.operation, obj.name, job.created_by, job.api_version,
-                       "COMMA", "LF", external_id_field=job.external_id, faults=org.faults)
+    carrier = Bulk2Job(
+        reg.bulk2,
+        batch.id,
+        "ingest",
+        job.operation,
+        obj.name,
+        job.created_by,
+        job.api_version,
+        "COMMA",
+        "LF",
+        external_id_field=job.external_id,
+        faults=org.faults,
+    )
     try:
         plan = _column_plan(org, obj, header)
         run = _IngestRun(reg.bulk2, carrier, obj, plan)
@@ -570,7 +636,7 @@ def _run_dml(reg: Bulk1Jobs, job: Bulk1Job, batch: Batch) -> None:
             with job.lock:
                 if job.state == "Aborted":
                     return
-            chunk = rows[start:start + INGEST_CHUNK]
+            chunk = rows[start : start + INGEST_CHUNK]
             with store.lock, store.transaction():
                 results = [run.apply(row) for row in chunk]
             with job.lock:
@@ -588,8 +654,7 @@ def _split_error(text: str) -> dict[str, Any]:
     message, _, fields = rest.rpartition(":")
     if not message:
         message, fields = rest, ""
-    return {"statusCode": code, "message": message,
-            "fields": [f for f in fields.replace("--", " ").split() if f]}
+    return {"statusCode": code, "message": message, "fields": [f for f in fields.replace("--", " ").split() if f]}
 
 
 def _run_query(reg: Bulk1Jobs, job: Bulk1Job, batch: Batch) -> None:
@@ -604,13 +669,25 @@ def _run_query(reg: Bulk1Jobs, job: Bulk1Job, batch: Batch) -> None:
     except SalesforceError as err:
         raise Bulk1Error("InvalidBatch", f"Failed to process query: {err.error_code}: {err.message}") from None
     if cq.obj.name != job.object:
-        raise Bulk1Error("InvalidBatch", f"Failed to process query: the query's object {cq.obj.name} is not the "
-                         f"job's object {job.object}")
+        raise Bulk1Error(
+            "InvalidBatch",
+            f"Failed to process query: the query's object {cq.obj.name} is not the job's object {job.object}",
+        )
     result_id = reg.new_id("752")
     # The Bulk 2.0 query machinery writes the CSV (same validation, same value formats, every value quoted);
     # its carrier job is never registered as a 2.0 job, and its folder holds this batch's result files.
-    carrier = Bulk2Job(reg.bulk2, batch.id, "query", job.operation, job.object, job.created_by, job.api_version,
-                       "COMMA", "LF", query=text)
+    carrier = Bulk2Job(
+        reg.bulk2,
+        batch.id,
+        "query",
+        job.operation,
+        job.object,
+        job.created_by,
+        job.api_version,
+        "COMMA",
+        "LF",
+        query=text,
+    )
     path = carrier.dir / f"{result_id}.{job.content_type.lower()}"
     count = 0
     try:
@@ -639,8 +716,9 @@ def _run_query(reg: Bulk1Jobs, job: Bulk1Job, batch: Batch) -> None:
 
 def _write_records(org: Org, job: Bulk1Job, text: str, include_deleted: bool, out: Any) -> int:
     """JSON (an array) or XML (`<queryResult>`) records, read page by page from the REST query engine."""
-    page = org.queries.run(text, include_deleted=include_deleted, batch_size=2000, api_version=job.api_version,
-                           user_id=job.created_by)
+    page = org.queries.run(
+        text, include_deleted=include_deleted, batch_size=2000, api_version=job.api_version, user_id=job.created_by
+    )
     count = 0
     if job.content_type == "JSON":
         out.write("[")
@@ -711,8 +789,10 @@ def _result(job: Bulk1Job, batch: Batch, result_id: str | None) -> Response:
                 return Response(orjson.dumps(batch.result_ids), media_type="application/json")
             inner = "".join(f"<result>{r}</result>" for r in batch.result_ids)
             # XML for XML and CSV jobs alike (guide: "Get Results for a Batch", query example)
-            return Response(f'<?xml version="1.0" encoding="UTF-8"?><result-list xmlns="{NS}">{inner}</result-list>',
-                            media_type="application/xml")
+            return Response(
+                f'<?xml version="1.0" encoding="UTF-8"?><result-list xmlns="{NS}">{inner}</result-list>',
+                media_type="application/xml",
+            )
         path = batch.result_files.get(ids.normalize(result_id) or "")
         if path is None:
             raise Bulk1Error("InvalidBatch", f"Unable to find result for id: {result_id}")
@@ -729,19 +809,38 @@ def _result(job: Bulk1Job, batch: Batch, result_id: str | None) -> Response:
             w.writerow([rid, "true" if ok else "false", "true" if created else "false", error or ""])
         return _bare(buf.getvalue(), "text/csv")
     if ct == "JSON":
-        return Response(orjson.dumps([
-            {"success": ok, "created": created, "id": rid or None,
-             "errors": [] if ok else [_split_error(error or "")]}
-            for rid, ok, created, error in batch.results]), media_type="application/json")
+        return Response(
+            orjson.dumps(
+                [
+                    {
+                        "success": ok,
+                        "created": created,
+                        "id": rid or None,
+                        "errors": [] if ok else [_split_error(error or "")],
+                    }
+                    for rid, ok, created, error in batch.results
+                ]
+            ),
+            media_type="application/json",
+        )
     parts = []
     for rid, ok, created, error in batch.results:
         errs = ""
         if not ok:
             e = _split_error(error or "")
-            errs = ("<errors>" + "".join(f"<fields>{escape(f)}</fields>" for f in e["fields"]) +
-                    f"<message>{escape(e['message'])}</message><statusCode>{e['statusCode']}</statusCode></errors>")
+            errs = (
+                "<errors>"
+                + "".join(f"<fields>{escape(f)}</fields>" for f in e["fields"])
+                + f"<message>{escape(e['message'])}</message><statusCode>{e['statusCode']}</statusCode></errors>"
+            )
         id_part = f"<id>{rid}</id>" if rid else '<id xsi:nil="true"/>'
-        parts.append(f"<result>{errs}{id_part}<success>{'true' if ok else 'false'}</success>"
-                     f"<created>{'true' if created else 'false'}</created></result>")
-    return Response(f'<?xml version="1.0" encoding="UTF-8"?><results xmlns="{NS}" xmlns:xsi="{XSI}">'
-                    + "".join(parts) + "</results>", media_type="application/xml")
+        parts.append(
+            f"<result>{errs}{id_part}<success>{'true' if ok else 'false'}</success>"
+            f"<created>{'true' if created else 'false'}</created></result>"
+        )
+    return Response(
+        f'<?xml version="1.0" encoding="UTF-8"?><results xmlns="{NS}" xmlns:xsi="{XSI}">'
+        + "".join(parts)
+        + "</results>",
+        media_type="application/xml",
+    )

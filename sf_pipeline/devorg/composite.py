@@ -40,8 +40,9 @@ _METHODS = {"GET", "POST", "PATCH", "DELETE", "PUT", "HEAD"}
 async def batch(dispatch: Callable[[ApiContext, list[str]], Awaitable[Response]], ctx: ApiContext) -> Response:
     """POST /composite/batch; each subrequest goes through `dispatch` (the server's router) as its own request."""
     if ctx.request.method != "POST":
-        raise SalesforceError("METHOD_NOT_ALLOWED", f"HTTP Method '{ctx.request.method}' not allowed. Allowed "
-                              "are POST", status=405)
+        raise SalesforceError(
+            "METHOD_NOT_ALLOWED", f"HTTP Method '{ctx.request.method}' not allowed. Allowed are POST", status=405
+        )
     body = await read_json(ctx.request)
     if not isinstance(body, dict) or not isinstance(body.get("batchRequests"), list):
         raise SalesforceError("JSON_PARSER_ERROR", "The request body must be an object with a batchRequests array")
@@ -50,22 +51,31 @@ async def batch(dispatch: Callable[[ApiContext, list[str]], Awaitable[Response]]
         raise SalesforceError("INVALID_BATCH_REQUEST", "Batch requests must contain at least one request")
     if len(subrequests) > MAX_SUBREQUESTS:
         # Limit documented ("up to 25 subrequests"); errorCode/message UNVERIFIED against a real capture.
-        raise SalesforceError("INVALID_BATCH_REQUEST",
-                              f"A batch can contain at most {MAX_SUBREQUESTS} subrequests, got {len(subrequests)}")
+        raise SalesforceError(
+            "INVALID_BATCH_REQUEST",
+            f"A batch can contain at most {MAX_SUBREQUESTS} subrequests, got {len(subrequests)}",
+        )
     planned = [_parse_subrequest(sub, ctx.version) for sub in subrequests]  # all-or-nothing validation
     halt = bool(body.get("haltOnError", False))
     results: list[dict[str, Any]] = []
     halted = False
     for i, (method, version, parts, query, rich) in enumerate(planned):
         if halted:
-            results.append({"statusCode": 412, "result": [{"errorCode": "BATCH_PROCESSING_HALTED",
-                                                           "message": "Batch processing halted per request"}]})
+            results.append(
+                {
+                    "statusCode": 412,
+                    "result": [
+                        {"errorCode": "BATCH_PROCESSING_HALTED", "message": "Batch processing halted per request"}
+                    ],
+                }
+            )
             continue
         try:
             if i:  # the batch itself was counted as the first subrequest
                 ctx.org.count_request()
-            sub_ctx = type(ctx)(ctx.org, _sub_request(ctx.request, method, version, parts, query, rich),
-                                version, ctx.user_id)
+            sub_ctx = type(ctx)(
+                ctx.org, _sub_request(ctx.request, method, version, parts, query, rich), version, ctx.user_id
+            )
             response = await dispatch(sub_ctx, parts)
         except SalesforceError as err:
             response = error_response(err)
@@ -85,22 +95,25 @@ def _parse_subrequest(sub: Any, batch_version: str) -> tuple[str, str, list[str]
     method = str(sub.get("method", "")).upper()
     url = sub.get("url")
     if method not in _METHODS or not isinstance(url, str) or not url:
-        raise SalesforceError("INVALID_BATCH_REQUEST", f"Invalid subrequest: method {sub.get('method')!r}, "
-                              f"url {url!r}")
+        raise SalesforceError("INVALID_BATCH_REQUEST", f"Invalid subrequest: method {sub.get('method')!r}, url {url!r}")
     split = urlsplit(url)
     path = split.path.strip("/")
     if path.startswith("services/data/"):
-        path = path[len("services/data/"):]
+        path = path[len("services/data/") :]
     head, _, rest = path.partition("/")
     version = head[1:] if head.startswith("v") else ""
     try:
         number = float(version)
     except ValueError:
-        raise SalesforceError("INVALID_BATCH_REQUEST", f"Invalid subrequest url {url!r}: it must start with the "
-                              "API version, e.g. v59.0/sobjects/Account") from None
+        raise SalesforceError(
+            "INVALID_BATCH_REQUEST",
+            f"Invalid subrequest url {url!r}: it must start with the API version, e.g. v59.0/sobjects/Account",
+        ) from None
     if number < 34.0 or number > float(batch_version):
-        raise SalesforceError("INVALID_BATCH_REQUEST", f"Subrequest version v{version} must be between v34.0 and "
-                              f"the batch's version v{batch_version}")
+        raise SalesforceError(
+            "INVALID_BATCH_REQUEST",
+            f"Subrequest version v{version} must be between v34.0 and the batch's version v{batch_version}",
+        )
     parts = [p for p in rest.split("/") if p]
     if len(parts) == 3 and parts[0].lower() == "sobjects" and method == "GET" and _is_blob(parts):
         raise SalesforceError("INVALID_BATCH_REQUEST", "sObject Blob Retrieve is not supported in a batch")
@@ -115,8 +128,13 @@ def _sub_request(outer: Request, method: str, version: str, parts: list[str], qu
     body = orjson.dumps(rich) if rich is not None else b""
     headers = [(k, v) for k, v in outer.scope["headers"] if k.lower() not in (b"content-length", b"content-type")]
     headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    scope = dict(outer.scope, method=method, path=f"/services/data/v{version}/" + "/".join(parts),
-                 query_string=query.encode(), headers=headers)
+    scope = dict(
+        outer.scope,
+        method=method,
+        path=f"/services/data/v{version}/" + "/".join(parts),
+        query_string=query.encode(),
+        headers=headers,
+    )
     sent = False
 
     async def receive() -> dict[str, Any]:
@@ -137,8 +155,11 @@ def metadata_modified(org: Any, object_name: str | None) -> datetime:
     if created is None:
         created = format_datetime(org.clock.now())
         org.store.set_meta("metadata_created", created)
-    stamps = [created] + ([changes[object_name]] if object_name in changes else []) if object_name \
+    stamps = (
+        [created] + ([changes[object_name]] if object_name in changes else [])
+        if object_name
         else [created, *changes.values()]
+    )
     return max(parse_datetime(s) for s in stamps)
 
 

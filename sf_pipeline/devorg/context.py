@@ -63,9 +63,11 @@ def xml_text(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-SOAP_HEAD = ('<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope '
-              'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns="urn:partner.soap.sforce.com" '
-              'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>')
+SOAP_HEAD = (
+    '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope '
+    'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns="urn:partner.soap.sforce.com" '
+    'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>'
+)
 SOAP_TAIL = "</soapenv:Body></soapenv:Envelope>"
 
 
@@ -75,11 +77,13 @@ def soap_ok(inner: str, headers: dict[str, str] | None = None) -> Response:
 
 def soap_fault(code: str, message: str, login: bool = False) -> Response:
     kind = "LoginFault" if login else "UnexpectedErrorFault"
-    body = ('<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope '
-            'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
-            'xmlns:sf="urn:fault.partner.soap.sforce.com" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
-            f'<soapenv:Body><soapenv:Fault><faultcode>{code}</faultcode><faultstring>{code}: {xml_text(message)}'
-            f'</faultstring><detail><sf:{kind} xsi:type="sf:{kind}"><sf:exceptionCode>{code}</sf:exceptionCode>'
-            f'<sf:exceptionMessage>{xml_text(message)}</sf:exceptionMessage></sf:{kind}></detail></soapenv:Fault>'
-            '</soapenv:Body></soapenv:Envelope>')
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope '
+        'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+        'xmlns:sf="urn:fault.partner.soap.sforce.com" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
+        f"<soapenv:Body><soapenv:Fault><faultcode>{code}</faultcode><faultstring>{code}: {xml_text(message)}"
+        f'</faultstring><detail><sf:{kind} xsi:type="sf:{kind}"><sf:exceptionCode>{code}</sf:exceptionCode>'
+        f"<sf:exceptionMessage>{xml_text(message)}</sf:exceptionMessage></sf:{kind}></detail></soapenv:Fault>"
+        "</soapenv:Body></soapenv:Envelope>"
+    )
     return Response(body, status_code=500, media_type="text/xml;charset=UTF-8")

@@ -85,18 +85,31 @@ async def handle_control(app: DevOrgApp, request: Request, action: str) -> Respo
         if request.method == "DELETE":
             app.faults.clear()
         elif request.method == "POST":
-            app.faults.add(body["kind"], rate=float(body.get("rate", 0)), next=int(body.get("next", 0)),
-                           status=int(body.get("status", 503)), delay=float(body.get("delay", 2.0)),
-                           path=body.get("path", ""), after=bool(body.get("after", False)),
-                           method=str(body.get("method", "")))
+            app.faults.add(
+                body["kind"],
+                rate=float(body.get("rate", 0)),
+                next=int(body.get("next", 0)),
+                status=int(body.get("status", 503)),
+                delay=float(body.get("delay", 2.0)),
+                path=body.get("path", ""),
+                after=bool(body.get("after", False)),
+                method=str(body.get("method", "")),
+            )
         return _json([r.to_json() for r in app.faults.rules])
     if action == "scenario":
         from .scenarios import run_scenario
 
         at = parse_datetime(body["at"]) if body.get("at") else None
-        result = await asyncio.to_thread(run_scenario, org, body["name"], user=body.get("user"), at=at,
-                                         fraction=body.get("fraction"), seed=int(body.get("seed", 7)),
-                                         empty_bin=bool(body.get("empty_bin")))
+        result = await asyncio.to_thread(
+            run_scenario,
+            org,
+            body["name"],
+            user=body.get("user"),
+            at=at,
+            fraction=body.get("fraction"),
+            seed=int(body.get("seed", 7)),
+            empty_bin=bool(body.get("empty_bin")),
+        )
         return _json(result.to_json())
     if action == "generate":
         from .generator import generate_org
@@ -114,8 +127,9 @@ async def handle_control(app: DevOrgApp, request: Request, action: str) -> Respo
             org.limits_settings.concurrent_long_running = int(body["concurrent_long_running"])
         if "long_running_seconds" in body:
             org.limits_settings.long_running_seconds = float(body["long_running_seconds"])
-        return _json({"api_usage": org.api_usage(), "daily_limit": org.daily_limit,
-                      **settings_json(org.limits_settings)})
+        return _json(
+            {"api_usage": org.api_usage(), "daily_limit": org.daily_limit, **settings_json(org.limits_settings)}
+        )
     if action == "fields":
         org.add_custom_field(body["object"], body["field"])
         return _json({"added": f"{body['object']}.{body['field']['name']}"})
@@ -128,9 +142,17 @@ async def handle_control(app: DevOrgApp, request: Request, action: str) -> Respo
     if action == "fields/type":
         from .field_types import change_field_type
 
-        result = await asyncio.to_thread(change_field_type, org, body["object"], body["field"], body["type"],
-                                         length=body.get("length"), precision=body.get("precision"),
-                                         scale=body.get("scale"), values=body.get("values"))
+        result = await asyncio.to_thread(
+            change_field_type,
+            org,
+            body["object"],
+            body["field"],
+            body["type"],
+            length=body.get("length"),
+            precision=body.get("precision"),
+            scale=body.get("scale"),
+            values=body.get("values"),
+        )
         return _json(result)
     if action == "automation":  # the org's triggers and flows on updates (automation.py)
         from .automation import set_rules

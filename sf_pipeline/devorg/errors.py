@@ -25,16 +25,20 @@ class SalesforceError(Exception):
 
 
 def invalid_type(name: str) -> SalesforceError:
-    return SalesforceError(
-        "NOT_FOUND",
-        "The requested resource does not exist",
-        status=404,
-    ) if not name else SalesforceError(
-        "INVALID_TYPE",
-        f"sObject type '{name}' is not supported. If you are attempting to use a custom object, be sure "
-        "to append the '__c' after the entity name. Please reference your WSDL or the describe call for "
-        "the appropriate names.",
-        status=400,
+    return (
+        SalesforceError(
+            "NOT_FOUND",
+            "The requested resource does not exist",
+            status=404,
+        )
+        if not name
+        else SalesforceError(
+            "INVALID_TYPE",
+            f"sObject type '{name}' is not supported. If you are attempting to use a custom object, be sure "
+            "to append the '__c' after the entity name. Please reference your WSDL or the describe call for "
+            "the appropriate names.",
+            status=400,
+        )
     )
 
 

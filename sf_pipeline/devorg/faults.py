@@ -42,16 +42,27 @@ class FaultInjector:
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
 
-    def add(self, kind: str, *, rate: float = 0.0, next: int = 0, status: int = 503, delay: float = 2.0,
-            path: str = "", after: bool = False, method: str = "") -> FaultRule:
+    def add(
+        self,
+        kind: str,
+        *,
+        rate: float = 0.0,
+        next: int = 0,
+        status: int = 503,
+        delay: float = 2.0,
+        path: str = "",
+        after: bool = False,
+        method: str = "",
+    ) -> FaultRule:
         if kind not in KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; choose one of {', '.join(KINDS)}")
         if not rate and not next:
             raise ValueError("a fault needs --rate (0..1] or --next N")
         if after and kind != "5xx":
             raise ValueError("only a 5xx fault can fire after the request was carried out (after=True)")
-        rule = FaultRule(kind, rate=rate, next=next, status=status, delay=delay, path=path, after=after,
-                         method=method.upper())
+        rule = FaultRule(
+            kind, rate=rate, next=next, status=status, delay=delay, path=path, after=after, method=method.upper()
+        )
         with self._lock:
             self.rules.append(rule)
         return rule

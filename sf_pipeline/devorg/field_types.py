@@ -73,8 +73,15 @@ def _as_text(old: FieldDef, value: Any, length: int) -> Any:
     return text[:length]
 
 
-def new_field(old: FieldDef, new_type: str, *, length: int | None = None, precision: int | None = None,
-              scale: int | None = None, values: list[str] | None = None) -> FieldDef:
+def new_field(
+    old: FieldDef,
+    new_type: str,
+    *,
+    length: int | None = None,
+    precision: int | None = None,
+    scale: int | None = None,
+    values: list[str] | None = None,
+) -> FieldDef:
     """The field as it is after the change: new type and its size, no relationship unless a lookup stays one."""
     if not old.custom:
         raise FieldTypeChangeError(f"{old.name} is a standard field: only custom fields can change type")
@@ -84,8 +91,8 @@ def new_field(old: FieldDef, new_type: str, *, length: int | None = None, precis
         raise FieldTypeChangeError(f"{old.name} is a {old.type} field: its type cannot be changed")
     if new_type not in TARGETS:
         raise FieldTypeChangeError(
-            f"devorg does not emulate changing a field to type {new_type!r}; it emulates "
-            f"{', '.join(sorted(TARGETS))}")
+            f"devorg does not emulate changing a field to type {new_type!r}; it emulates {', '.join(sorted(TARGETS))}"
+        )
     if new_type == old.type and length is None and precision is None and scale is None:
         raise FieldTypeChangeError(f"{old.name} already is of type {new_type}")
     defaults = dict(_CUSTOM_TYPE_DEFAULTS.get(new_type, {}))
@@ -100,13 +107,22 @@ def new_field(old: FieldDef, new_type: str, *, length: int | None = None, precis
             raise FieldTypeChangeError(f"a Text field is 1 to 255 characters long, not {size['length']}")
     else:
         size["length"] = 0
-    picklist = tuple(values) if values is not None else (old.picklist if new_type in ("picklist", "multipicklist")
-                                                         else ())
-    return dataclasses.replace(old, type=new_type, reference_to=(), relationship_name=None, cascade_delete=False,
-                               picklist=picklist, restricted_picklist=False, external_id=old.external_id and
-                               new_type in ("string", "double", "email"),
-                               nillable=True if old.type == "boolean" else old.nillable,
-                               defaulted_on_create=False, **size)
+    picklist = (
+        tuple(values) if values is not None else (old.picklist if new_type in ("picklist", "multipicklist") else ())
+    )
+    return dataclasses.replace(
+        old,
+        type=new_type,
+        reference_to=(),
+        relationship_name=None,
+        cascade_delete=False,
+        picklist=picklist,
+        restricted_picklist=False,
+        external_id=old.external_id and new_type in ("string", "double", "email"),
+        nillable=True if old.type == "boolean" else old.nillable,
+        defaulted_on_create=False,
+        **size,
+    )
 
 
 def convert(old: FieldDef, new: FieldDef, value: Any) -> Any:
@@ -157,9 +173,17 @@ def _rewrite_column(org: Org, obj: ObjectDef, old: FieldDef, new: FieldDef) -> d
     return {"kept": kept, "cleared": cleared}
 
 
-def change_field_type(org: Org, object_name: str, field_name: str, new_type: str, *, length: int | None = None,
-                      precision: int | None = None, scale: int | None = None,
-                      values: list[str] | None = None) -> dict[str, Any]:
+def change_field_type(
+    org: Org,
+    object_name: str,
+    field_name: str,
+    new_type: str,
+    *,
+    length: int | None = None,
+    precision: int | None = None,
+    scale: int | None = None,
+    values: list[str] | None = None,
+) -> dict[str, Any]:
     """Change `object_name.field_name` to `new_type` in describe and in the stored data; returns what became
     of the data (`kept`, `cleared` record counts)."""
     obj = org.schema.get(object_name)
@@ -169,9 +193,21 @@ def change_field_type(org: Org, object_name: str, field_name: str, new_type: str
         counts = _rewrite_column(org, obj, old, new)
         _replace_field(obj, old, new)
         changes = org.store.get_meta("field_type_changes") or []
-        org.store.set_meta("field_type_changes", [*changes, {
-            "object": obj.name, "field": old.name, "type": new_type, "length": length, "precision": precision,
-            "scale": scale, "values": values}])
+        org.store.set_meta(
+            "field_type_changes",
+            [
+                *changes,
+                {
+                    "object": obj.name,
+                    "field": old.name,
+                    "type": new_type,
+                    "length": length,
+                    "precision": precision,
+                    "scale": scale,
+                    "values": values,
+                },
+            ],
+        )
     return {"object": obj.name, "field": old.name, "from": old.type, "to": new.type, **counts}
 
 
@@ -180,6 +216,12 @@ def restore_field_type_changes(org: Org) -> None:
     for change in org.store.get_meta("field_type_changes") or []:
         obj = org.schema.get(change["object"])
         old = obj.field(change["field"])
-        new = new_field(old, change["type"], length=change.get("length"), precision=change.get("precision"),
-                        scale=change.get("scale"), values=change.get("values"))
+        new = new_field(
+            old,
+            change["type"],
+            length=change.get("length"),
+            precision=change.get("precision"),
+            scale=change.get("scale"),
+            values=change.get("values"),
+        )
         _replace_field(obj, old, new)

@@ -73,10 +73,25 @@ def prepare_schema(schema: Schema) -> None:
         _set(doc, "FolderId", reference_to=("Folder", "User"), cascade_delete=False, restricted_delete=True)
     cv = schema.find("ContentVersion")
     if cv is not None:
-        for name in ("Checksum", "ContentBodyId", "ContentModifiedById", "ContentModifiedDate", "ContentSize",
-                     "FileExtension", "FileType", "IsLatest", "VersionNumber", "PublishStatus", "TextPreview",
-                     "RatingCount", "PositiveRatingCount", "NegativeRatingCount", "IsAssetEnabled",
-                     "FeaturedContentBoost", "FeaturedContentDate"):
+        for name in (
+            "Checksum",
+            "ContentBodyId",
+            "ContentModifiedById",
+            "ContentModifiedDate",
+            "ContentSize",
+            "FileExtension",
+            "FileType",
+            "IsLatest",
+            "VersionNumber",
+            "PublishStatus",
+            "TextPreview",
+            "RatingCount",
+            "PositiveRatingCount",
+            "NegativeRatingCount",
+            "IsAssetEnabled",
+            "FeaturedContentBoost",
+            "FeaturedContentDate",
+        ):
             _set(cv, name, nillable=True, **ro)
         _set(cv, "ContentSize", type="int", precision=0)
         for name in ("ContentLocation", "Origin", "SharingOption", "SharingPrivacy", "IsMajorVersion", "OwnerId"):
@@ -178,11 +193,15 @@ async def read_insert_body(request: Any, obj: ObjectDef) -> tuple[dict[str, Any]
             elif key.lower() == blob_field.lower():
                 data = await part.read() if hasattr(part, "read") else part.encode()
         if not isinstance(values, dict):
-            raise SalesforceError("MALFORMED_REQUEST", "Multipart message must include a non-binary part named "
-                                  "entity_content (or entity_document, entity_attachment) holding the JSON")
+            raise SalesforceError(
+                "MALFORMED_REQUEST",
+                "Multipart message must include a non-binary part named "
+                "entity_content (or entity_document, entity_attachment) holding the JSON",
+            )
         if data is None:
-            raise SalesforceError("MALFORMED_REQUEST", f"Multipart message must include a binary part named "
-                                  f"{blob_field}")
+            raise SalesforceError(
+                "MALFORMED_REQUEST", f"Multipart message must include a binary part named {blob_field}"
+            )
         return values, data
     raw = await request.body()
     try:
@@ -200,11 +219,13 @@ async def read_insert_body(request: Any, obj: ObjectDef) -> tuple[dict[str, Any]
     try:
         data = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
-        raise SalesforceError("JSON_PARSER_ERROR", f"Cannot deserialize instance of base64 from {blob_field}: "
-                              "not valid base64") from None
+        raise SalesforceError(
+            "JSON_PARSER_ERROR", f"Cannot deserialize instance of base64 from {blob_field}: not valid base64"
+        ) from None
     if len(data) > MAX_JSON_BLOB:
-        raise SalesforceError("STRING_TOO_LONG", f"{blob_field}: data value too large (max 50 MB in JSON; "
-                              "use a multipart upload)")
+        raise SalesforceError(
+            "STRING_TOO_LONG", f"{blob_field}: data value too large (max 50 MB in JSON; use a multipart upload)"
+        )
     return values, data
 
 
@@ -213,8 +234,9 @@ def insert_with_blob(org: Any, obj: ObjectDef, values: dict[str, Any], data: byt
     store: OrgStore = org.store
     blob_field = BLOB_FIELDS[obj.name]
     if data is None and obj.name != "Document":
-        raise SalesforceError("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{blob_field}]",
-                              fields=[blob_field])
+        raise SalesforceError(
+            "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{blob_field}]", fields=[blob_field]
+        )
     with store.lock, store.transaction():
         if obj.name == "ContentVersion":
             rid = _insert_content_version(org, obj, values, data or b"", user_id)
@@ -227,24 +249,28 @@ def insert_with_blob(org: Any, obj: ObjectDef, values: dict[str, Any], data: byt
             if data is not None:
                 extra[blob_field] = blob_field  # the column marks that the blob exists
             rid = store.insert(obj, {**values, **extra}, user_id)
-            store.conn.execute(f"UPDATE {q(obj.name)} SET BodyLength = ? WHERE Id = ?",
-                               (len(data or b""), rid))
+            store.conn.execute(f"UPDATE {q(obj.name)} SET BodyLength = ? WHERE Id = ?", (len(data or b""), rid))
         if data is not None:
             blobs(org).write(rid, blob_field, data)
             store.conn.execute(f"UPDATE {q(obj.name)} SET {q(blob_field)} = ? WHERE Id = ?", (blob_field, rid))
         return rid
 
 
-def update_with_blob(org: Any, obj: ObjectDef, record_id: str, values: dict[str, Any], data: bytes | None,
-                     user_id: str) -> str:
+def update_with_blob(
+    org: Any, obj: ObjectDef, record_id: str, values: dict[str, Any], data: bytes | None, user_id: str
+) -> str:
     """PATCH of an Attachment or Document, optionally with new bytes; a ContentVersion's bytes never change
     (upload a new version with its ContentDocumentId instead)."""
     store: OrgStore = org.store
     blob_field = BLOB_FIELDS[obj.name]
     if data is not None and obj.name == "ContentVersion":
-        raise SalesforceError("INVALID_FIELD_FOR_INSERT_UPDATE", "Unable to create/update fields: VersionData. "
-                              "Please check the security settings of this field and verify that it is read/write "
-                              "for your profile or permission set.", fields=["VersionData"])
+        raise SalesforceError(
+            "INVALID_FIELD_FOR_INSERT_UPDATE",
+            "Unable to create/update fields: VersionData. "
+            "Please check the security settings of this field and verify that it is read/write "
+            "for your profile or permission set.",
+            fields=["VersionData"],
+        )
     with store.lock, store.transaction():
         if data is not None:
             values = {**values, blob_field: blob_field}
@@ -258,10 +284,15 @@ def update_with_blob(org: Any, obj: ObjectDef, record_id: str, values: dict[str,
 def _unique_developer_name(store: OrgStore, obj: ObjectDef, name: Any) -> None:
     """Object Reference, "Document": DeveloperName "must be unique in your org" (checked against the live
     documents; a purged or binned one does not hold its name here)."""
-    if name and store.conn.execute(f"SELECT 1 FROM {q(obj.name)} WHERE DeveloperName = ? AND IsDeleted = 0",
-                                   (name,)).fetchone():
-        raise SalesforceError("DUPLICATE_DEVELOPER_NAME", f"The Document Unique Name {name!r} is already in use",
-                              fields=["DeveloperName"])
+    if (
+        name
+        and store.conn.execute(
+            f"SELECT 1 FROM {q(obj.name)} WHERE DeveloperName = ? AND IsDeleted = 0", (name,)
+        ).fetchone()
+    ):
+        raise SalesforceError(
+            "DUPLICATE_DEVELOPER_NAME", f"The Document Unique Name {name!r} is already in use", fields=["DeveloperName"]
+        )
 
 
 def _developer_name(name: Any) -> str | None:
@@ -274,8 +305,18 @@ def _file_type(path: str | None) -> tuple[str, str | None]:
     ext = Path(path or "").suffix.lstrip(".").lower() or None
     if ext is None:
         return "UNKNOWN", None
-    return {"jpg": "JPG", "jpeg": "JPEG", "txt": "TEXT", "htm": "HTML", "xlsx": "EXCEL_X", "xls": "EXCEL",
-            "docx": "WORD_X", "doc": "WORD", "pptx": "POWER_POINT_X", "ppt": "POWER_POINT"}.get(ext, ext.upper()), ext
+    return {
+        "jpg": "JPG",
+        "jpeg": "JPEG",
+        "txt": "TEXT",
+        "htm": "HTML",
+        "xlsx": "EXCEL_X",
+        "xls": "EXCEL",
+        "docx": "WORD_X",
+        "doc": "WORD",
+        "pptx": "POWER_POINT_X",
+        "ppt": "POWER_POINT",
+    }.get(ext, ext.upper()), ext
 
 
 def _insert_content_version(org: Any, obj: ObjectDef, values: dict[str, Any], data: bytes, user_id: str) -> str:
@@ -283,8 +324,9 @@ def _insert_content_version(org: Any, obj: ObjectDef, values: dict[str, Any], da
     schema: Schema = org.schema
     path_on_client = values.get("PathOnClient")
     if not path_on_client:
-        raise SalesforceError("REQUIRED_FIELD_MISSING", "Required fields are missing: [PathOnClient]",
-                              fields=["PathOnClient"])
+        raise SalesforceError(
+            "REQUIRED_FIELD_MISSING", "Required fields are missing: [PathOnClient]", fields=["PathOnClient"]
+        )
     values = dict(values)
     values.setdefault("Title", Path(str(path_on_client)).stem)
     doc_obj = schema.get("ContentDocument")
@@ -295,14 +337,21 @@ def _insert_content_version(org: Any, obj: ObjectDef, values: dict[str, Any], da
         doc_id = store.resolve_id(doc_obj, doc_id)
         doc = store._row(doc_obj, doc_id)
         if doc is None or doc.get("IsDeleted"):
-            raise SalesforceError("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id",
-                                  fields=["ContentDocumentId"])
+            raise SalesforceError(
+                "INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", fields=["ContentDocumentId"]
+            )
         if values.get("FirstPublishLocationId"):
-            raise SalesforceError("FIELD_INTEGRITY_EXCEPTION", "FirstPublishLocationId can be set only on the "
-                                  "first version of a document", fields=["FirstPublishLocationId"])
-        number = store.conn.execute(
-            "SELECT max(CAST(VersionNumber AS INTEGER)) FROM ContentVersion WHERE ContentDocumentId = ?",
-            (doc_id,)).fetchone()[0] or 0
+            raise SalesforceError(
+                "FIELD_INTEGRITY_EXCEPTION",
+                "FirstPublishLocationId can be set only on the first version of a document",
+                fields=["FirstPublishLocationId"],
+            )
+        number = (
+            store.conn.execute(
+                "SELECT max(CAST(VersionNumber AS INTEGER)) FROM ContentVersion WHERE ContentDocumentId = ?", (doc_id,)
+            ).fetchone()[0]
+            or 0
+        )
         values.pop("ContentDocumentId")
         rid = store.insert(obj, values, user_id)
         store.conn.execute("UPDATE ContentVersion SET IsLatest = 0 WHERE ContentDocumentId = ?", (doc_id,))
@@ -310,31 +359,47 @@ def _insert_content_version(org: Any, obj: ObjectDef, values: dict[str, Any], da
         number = 0
         rid = store.insert(obj, values, user_id)
         doc_id = store.new_id(doc_obj)
-        row = {"Id": doc_id, "IsDeleted": 0, "Title": values["Title"], "OwnerId": user_id, "PublishStatus": "R",
-               "IsArchived": 0, "CreatedDate": now, "CreatedById": user_id, "LastModifiedDate": now,
-               "LastModifiedById": user_id, "SystemModstamp": now, "ParentId": None}
+        row = {
+            "Id": doc_id,
+            "IsDeleted": 0,
+            "Title": values["Title"],
+            "OwnerId": user_id,
+            "PublishStatus": "R",
+            "IsArchived": 0,
+            "CreatedDate": now,
+            "CreatedById": user_id,
+            "LastModifiedDate": now,
+            "LastModifiedById": user_id,
+            "SystemModstamp": now,
+            "ParentId": None,
+        }
         cols = [k for k in row if doc_obj.has_field(k)]
-        store.conn.execute(f"INSERT INTO ContentDocument ({', '.join(map(q, cols))}) VALUES "
-                           f"({', '.join('?' * len(cols))})", [row[c] for c in cols])
+        store.conn.execute(
+            f"INSERT INTO ContentDocument ({', '.join(map(q, cols))}) VALUES ({', '.join('?' * len(cols))})",
+            [row[c] for c in cols],
+        )
         link_obj = schema.get("ContentDocumentLink")
         targets = [user_id] + ([values["FirstPublishLocationId"]] if values.get("FirstPublishLocationId") else [])
         for target in targets:
             store.conn.execute(
                 "INSERT INTO ContentDocumentLink (Id, IsDeleted, ContentDocumentId, LinkedEntityId, ShareType, "
                 "Visibility, SystemModstamp) VALUES (?, 0, ?, ?, 'I', 'AllUsers', ?)",
-                (store.new_id(link_obj), doc_id, coerce(link_obj, link_obj.field("LinkedEntityId"), target), now))
+                (store.new_id(link_obj), doc_id, coerce(link_obj, link_obj.field("LinkedEntityId"), target), now),
+            )
     store.conn.execute(
         "UPDATE ContentVersion SET ContentDocumentId = ?, VersionNumber = ?, IsLatest = 1, ContentSize = ?, "
         "Checksum = ?, FileType = ?, FileExtension = ?, ContentModifiedDate = ?, ContentModifiedById = ?, "
         "ContentLocation = coalesce(ContentLocation, 'S'), Origin = coalesce(Origin, 'C'), PublishStatus = 'R', "
         "SharingOption = coalesce(SharingOption, 'A'), SharingPrivacy = coalesce(SharingPrivacy, 'N'), "
         "IsMajorVersion = 1 WHERE Id = ?",
-        (doc_id, str(number + 1), len(data), hashlib.md5(data).hexdigest(), file_type, ext, now, user_id, rid))
+        (doc_id, str(number + 1), len(data), hashlib.md5(data).hexdigest(), file_type, ext, now, user_id, rid),
+    )
     store.conn.execute(
         "UPDATE ContentDocument SET LatestPublishedVersionId = ?, Title = ?, ContentSize = ?, FileType = ?, "
         "FileExtension = ?, ContentModifiedDate = ?, LastModifiedDate = ?, LastModifiedById = ?, "
         "SystemModstamp = ? WHERE Id = ?",
-        (rid, values["Title"], len(data), file_type, ext, now, now, user_id, now, doc_id))
+        (rid, values["Title"], len(data), file_type, ext, now, now, user_id, now, doc_id),
+    )
     return rid
 
 
@@ -345,18 +410,29 @@ def insert_link(org: Any, values: dict[str, Any], user_id: str) -> str:
     values.setdefault("ShareType", "V")
     values.setdefault("Visibility", "AllUsers")
     if values["ShareType"] not in ("V", "C", "I"):
-        raise SalesforceError("FIELD_INTEGRITY_EXCEPTION", f"Share Type: bad value: {values['ShareType']}",
-                              fields=["ShareType"])
+        raise SalesforceError(
+            "FIELD_INTEGRITY_EXCEPTION", f"Share Type: bad value: {values['ShareType']}", fields=["ShareType"]
+        )
     if values["Visibility"] not in ("AllUsers", "InternalUsers", "SharedUsers"):
-        raise SalesforceError("FIELD_INTEGRITY_EXCEPTION", f"Visibility: bad value: {values['Visibility']}",
-                              fields=["Visibility"])
+        raise SalesforceError(
+            "FIELD_INTEGRITY_EXCEPTION", f"Visibility: bad value: {values['Visibility']}", fields=["Visibility"]
+        )
     store: OrgStore = org.store
     with store.lock, store.transaction():
         doc = values.get("ContentDocumentId")
         target = values.get("LinkedEntityId")
-        if doc and target and store.conn.execute(
+        if (
+            doc
+            and target
+            and store.conn.execute(
                 "SELECT 1 FROM ContentDocumentLink WHERE ContentDocumentId = ? AND LinkedEntityId = ? AND "
-                "IsDeleted = 0", (doc, target)).fetchone():
-            raise SalesforceError("DUPLICATE_VALUE", "Document with ID: " + str(doc) + " is already linked with "
-                                  "the entity with ID: " + str(target), fields=[])
+                "IsDeleted = 0",
+                (doc, target),
+            ).fetchone()
+        ):
+            raise SalesforceError(
+                "DUPLICATE_VALUE",
+                "Document with ID: " + str(doc) + " is already linked with the entity with ID: " + str(target),
+                fields=[],
+            )
         return store.insert(obj, values, user_id)

@@ -46,90 +46,429 @@ _EPOCH = date(1970, 1, 1)
 
 # ----------------------------------------------------------------- word lists
 FIRST_NAMES = (
-    "James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael", "Linda", "David", "Elizabeth",
-    "William", "Barbara", "Richard", "Susan", "Joseph", "Jessica", "Thomas", "Sarah", "Charles", "Karen",
-    "Daniel", "Lisa", "Matthew", "Nancy", "Anthony", "Sandra", "Mark", "Ashley", "Steven", "Emily",
-    "Paul", "Donna", "Andrew", "Michelle", "Joshua", "Carol", "Kevin", "Amanda", "Brian", "Melissa",
-    "George", "Deborah", "Timothy", "Stephanie", "Ronald", "Rebecca", "Jason", "Laura", "Ryan", "Helen",
-    "Jacob", "Sharon", "Gary", "Cynthia", "Nicholas", "Kathleen", "Eric", "Amy", "Jonathan", "Angela",
-    "Priya", "Arjun", "Wei", "Mei", "Hiroshi", "Yuki", "Carlos", "Sofia", "Mateo", "Lucia",
-    "Lars", "Ingrid", "Pierre", "Camille", "Hans", "Greta", "Omar", "Fatima", "Kwame", "Amara",
+    "James",
+    "Mary",
+    "Robert",
+    "Patricia",
+    "John",
+    "Jennifer",
+    "Michael",
+    "Linda",
+    "David",
+    "Elizabeth",
+    "William",
+    "Barbara",
+    "Richard",
+    "Susan",
+    "Joseph",
+    "Jessica",
+    "Thomas",
+    "Sarah",
+    "Charles",
+    "Karen",
+    "Daniel",
+    "Lisa",
+    "Matthew",
+    "Nancy",
+    "Anthony",
+    "Sandra",
+    "Mark",
+    "Ashley",
+    "Steven",
+    "Emily",
+    "Paul",
+    "Donna",
+    "Andrew",
+    "Michelle",
+    "Joshua",
+    "Carol",
+    "Kevin",
+    "Amanda",
+    "Brian",
+    "Melissa",
+    "George",
+    "Deborah",
+    "Timothy",
+    "Stephanie",
+    "Ronald",
+    "Rebecca",
+    "Jason",
+    "Laura",
+    "Ryan",
+    "Helen",
+    "Jacob",
+    "Sharon",
+    "Gary",
+    "Cynthia",
+    "Nicholas",
+    "Kathleen",
+    "Eric",
+    "Amy",
+    "Jonathan",
+    "Angela",
+    "Priya",
+    "Arjun",
+    "Wei",
+    "Mei",
+    "Hiroshi",
+    "Yuki",
+    "Carlos",
+    "Sofia",
+    "Mateo",
+    "Lucia",
+    "Lars",
+    "Ingrid",
+    "Pierre",
+    "Camille",
+    "Hans",
+    "Greta",
+    "Omar",
+    "Fatima",
+    "Kwame",
+    "Amara",
 )
 LAST_NAMES = (
-    "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez", "Martinez",
-    "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Thomas", "Taylor", "Moore", "Jackson", "Martin",
-    "Lee", "Perez", "Thompson", "White", "Harris", "Sanchez", "Clark", "Ramirez", "Lewis", "Robinson",
-    "Walker", "Young", "Allen", "King", "Wright", "Scott", "Torres", "Nguyen", "Hill", "Flores",
-    "Green", "Adams", "Nelson", "Baker", "Hall", "Rivera", "Campbell", "Mitchell", "Carter", "Roberts",
-    "Patel", "Shah", "Chen", "Wang", "Tanaka", "Suzuki", "Kim", "Park", "Muller", "Schmidt",
-    "Dubois", "Moreau", "Rossi", "Bianchi", "Jensen", "Nielsen", "Larsen", "Novak", "Kowalski", "Okafor",
-    "Mensah", "Haddad", "Cohen", "Murphy", "Kelly", "Sullivan", "Byrne", "Fischer", "Weber", "Costa",
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Jones",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Rodriguez",
+    "Martinez",
+    "Hernandez",
+    "Lopez",
+    "Gonzalez",
+    "Wilson",
+    "Anderson",
+    "Thomas",
+    "Taylor",
+    "Moore",
+    "Jackson",
+    "Martin",
+    "Lee",
+    "Perez",
+    "Thompson",
+    "White",
+    "Harris",
+    "Sanchez",
+    "Clark",
+    "Ramirez",
+    "Lewis",
+    "Robinson",
+    "Walker",
+    "Young",
+    "Allen",
+    "King",
+    "Wright",
+    "Scott",
+    "Torres",
+    "Nguyen",
+    "Hill",
+    "Flores",
+    "Green",
+    "Adams",
+    "Nelson",
+    "Baker",
+    "Hall",
+    "Rivera",
+    "Campbell",
+    "Mitchell",
+    "Carter",
+    "Roberts",
+    "Patel",
+    "Shah",
+    "Chen",
+    "Wang",
+    "Tanaka",
+    "Suzuki",
+    "Kim",
+    "Park",
+    "Muller",
+    "Schmidt",
+    "Dubois",
+    "Moreau",
+    "Rossi",
+    "Bianchi",
+    "Jensen",
+    "Nielsen",
+    "Larsen",
+    "Novak",
+    "Kowalski",
+    "Okafor",
+    "Mensah",
+    "Haddad",
+    "Cohen",
+    "Murphy",
+    "Kelly",
+    "Sullivan",
+    "Byrne",
+    "Fischer",
+    "Weber",
+    "Costa",
 )
 COMPANY_WORDS_A = (
-    "Blue", "Red", "Silver", "Golden", "Green", "North", "South", "East", "West", "Summit", "Pioneer",
-    "Atlas", "Apex", "Bright", "Cedar", "Coastal", "Crystal", "Delta", "Eagle", "Evergreen", "First",
-    "Granite", "Harbor", "Horizon", "Iron", "Keystone", "Liberty", "Lunar", "Maple", "Meridian", "Nova",
-    "Oak", "Orion", "Pacific", "Peak", "Pinnacle", "Prime", "Quantum", "Redwood", "River", "Rocky",
-    "Sierra", "Solar", "Sterling", "Stone", "Sun", "Titan", "Trinity", "United", "Vertex", "Vista",
+    "Blue",
+    "Red",
+    "Silver",
+    "Golden",
+    "Green",
+    "North",
+    "South",
+    "East",
+    "West",
+    "Summit",
+    "Pioneer",
+    "Atlas",
+    "Apex",
+    "Bright",
+    "Cedar",
+    "Coastal",
+    "Crystal",
+    "Delta",
+    "Eagle",
+    "Evergreen",
+    "First",
+    "Granite",
+    "Harbor",
+    "Horizon",
+    "Iron",
+    "Keystone",
+    "Liberty",
+    "Lunar",
+    "Maple",
+    "Meridian",
+    "Nova",
+    "Oak",
+    "Orion",
+    "Pacific",
+    "Peak",
+    "Pinnacle",
+    "Prime",
+    "Quantum",
+    "Redwood",
+    "River",
+    "Rocky",
+    "Sierra",
+    "Solar",
+    "Sterling",
+    "Stone",
+    "Sun",
+    "Titan",
+    "Trinity",
+    "United",
+    "Vertex",
+    "Vista",
 )
 COMPANY_WORDS_B = (
-    "Bridge", "Valley", "Ridge", "Harbor", "Point", "Field", "Wave", "Path", "Gate", "Crest", "Forge",
-    "Stream", "Lake", "Mountain", "Bay", "Rock", "Tree", "Star", "Light", "Line", "Works", "Peak",
-    "Wind", "Leaf", "Shore", "Port", "Mill", "Spring", "Hill", "Park",
+    "Bridge",
+    "Valley",
+    "Ridge",
+    "Harbor",
+    "Point",
+    "Field",
+    "Wave",
+    "Path",
+    "Gate",
+    "Crest",
+    "Forge",
+    "Stream",
+    "Lake",
+    "Mountain",
+    "Bay",
+    "Rock",
+    "Tree",
+    "Star",
+    "Light",
+    "Line",
+    "Works",
+    "Peak",
+    "Wind",
+    "Leaf",
+    "Shore",
+    "Port",
+    "Mill",
+    "Spring",
+    "Hill",
+    "Park",
 )
 COMPANY_WORDS_C = (
-    "Logistics", "Analytics", "Foods", "Energy", "Health", "Media", "Systems", "Software", "Capital",
-    "Consulting", "Manufacturing", "Pharma", "Motors", "Telecom", "Retail", "Insurance", "Robotics",
-    "Construction", "Design", "Networks", "Labs", "Biotech", "Financial", "Foods", "Apparel", "Airlines",
-    "Shipping", "Hospitality", "Education", "Security",
+    "Logistics",
+    "Analytics",
+    "Foods",
+    "Energy",
+    "Health",
+    "Media",
+    "Systems",
+    "Software",
+    "Capital",
+    "Consulting",
+    "Manufacturing",
+    "Pharma",
+    "Motors",
+    "Telecom",
+    "Retail",
+    "Insurance",
+    "Robotics",
+    "Construction",
+    "Design",
+    "Networks",
+    "Labs",
+    "Biotech",
+    "Financial",
+    "Foods",
+    "Apparel",
+    "Airlines",
+    "Shipping",
+    "Hospitality",
+    "Education",
+    "Security",
 )
 COMPANY_SUFFIXES = ("Inc.", "LLC", "Ltd", "Corp.", "Group", "Co.", "Holdings", "Partners", "GmbH", "PLC", "")
 DIVISIONS = ("EMEA", "APAC", "North America", "LATAM", "Europe", "UK", "Germany", "Japan", "Canada", "Nordics")
 DOMAINS = (".com", ".com", ".com", ".net", ".io", ".co", ".org")
 PRODUCTS = (
-    "Platform License", "Enterprise Subscription", "Support Renewal", "Professional Services",
-    "Data Migration", "Training Package", "Add-on Seats", "Premium Support", "Integration Bundle",
-    "Analytics Module", "Implementation", "Hardware Refresh", "Managed Services", "Security Suite",
-    "Cloud Storage", "Consulting Retainer", "Upgrade", "Pilot", "Expansion", "Multi-year Renewal",
+    "Platform License",
+    "Enterprise Subscription",
+    "Support Renewal",
+    "Professional Services",
+    "Data Migration",
+    "Training Package",
+    "Add-on Seats",
+    "Premium Support",
+    "Integration Bundle",
+    "Analytics Module",
+    "Implementation",
+    "Hardware Refresh",
+    "Managed Services",
+    "Security Suite",
+    "Cloud Storage",
+    "Consulting Retainer",
+    "Upgrade",
+    "Pilot",
+    "Expansion",
+    "Multi-year Renewal",
 )
 NEXT_STEPS = (
-    "Send proposal", "Schedule demo", "Follow-up call", "Legal review", "Pricing approval",
-    "Technical deep dive", "Security questionnaire", "Executive briefing", "Send contract", "Reference call",
+    "Send proposal",
+    "Schedule demo",
+    "Follow-up call",
+    "Legal review",
+    "Pricing approval",
+    "Technical deep dive",
+    "Security questionnaire",
+    "Executive briefing",
+    "Send contract",
+    "Reference call",
 )
 OPP_DESCRIPTIONS = (
-    "Customer is evaluating two competitors.", "Budget approved for this fiscal year.",
-    "Champion is the IT director.", "Renewal with expansion potential.", "Procurement requires three quotes.",
-    "Decision expected after board meeting.", "Pilot succeeded; rolling out to more teams.",
+    "Customer is evaluating two competitors.",
+    "Budget approved for this fiscal year.",
+    "Champion is the IT director.",
+    "Renewal with expansion potential.",
+    "Procurement requires three quotes.",
+    "Decision expected after board meeting.",
+    "Pilot succeeded; rolling out to more teams.",
 )
 ACCOUNT_DESCRIPTIONS = (
-    "Key account in the region.", "Long-standing customer since the first release.",
-    "Referred by a partner.", "Strategic account; quarterly business reviews.",
-    "Expanding into new markets this year.", "Met at the annual conference.",
+    "Key account in the region.",
+    "Long-standing customer since the first release.",
+    "Referred by a partner.",
+    "Strategic account; quarterly business reviews.",
+    "Expanding into new markets this year.",
+    "Met at the annual conference.",
 )
 TITLES = (
-    "CEO", "CFO", "CTO", "COO", "VP Sales", "VP Marketing", "VP Engineering", "Director of IT",
-    "IT Manager", "Procurement Manager", "Operations Manager", "Head of Finance", "Buyer",
-    "Product Manager", "Project Manager", "Software Engineer", "Office Manager", "Account Manager",
-    "Marketing Manager", "Head of Customer Success",
+    "CEO",
+    "CFO",
+    "CTO",
+    "COO",
+    "VP Sales",
+    "VP Marketing",
+    "VP Engineering",
+    "Director of IT",
+    "IT Manager",
+    "Procurement Manager",
+    "Operations Manager",
+    "Head of Finance",
+    "Buyer",
+    "Product Manager",
+    "Project Manager",
+    "Software Engineer",
+    "Office Manager",
+    "Account Manager",
+    "Marketing Manager",
+    "Head of Customer Success",
 )
-DEPARTMENTS = ("Sales", "Marketing", "Finance", "IT", "Operations", "Procurement", "Engineering", "Executive",
-               "Legal", "Support")
+DEPARTMENTS = (
+    "Sales",
+    "Marketing",
+    "Finance",
+    "IT",
+    "Operations",
+    "Procurement",
+    "Engineering",
+    "Executive",
+    "Legal",
+    "Support",
+)
 CASE_SUBJECTS = (
-    "Cannot log in", "Invoice discrepancy", "Request for training", "Feature request", "Performance issue",
-    "Integration error", "Data export question", "Password reset", "Billing address change",
-    "Outage report", "License upgrade question", "Installation problem", "Equipment malfunction",
-    "Report not loading", "API limit reached", "Missing records", "Slow dashboard", "Account merge request",
+    "Cannot log in",
+    "Invoice discrepancy",
+    "Request for training",
+    "Feature request",
+    "Performance issue",
+    "Integration error",
+    "Data export question",
+    "Password reset",
+    "Billing address change",
+    "Outage report",
+    "License upgrade question",
+    "Installation problem",
+    "Equipment malfunction",
+    "Report not loading",
+    "API limit reached",
+    "Missing records",
+    "Slow dashboard",
+    "Account merge request",
 )
 CASE_DESCRIPTIONS = (
-    "Customer reported the issue by phone.", "Issue started after the latest release.",
-    "Affects several users in the finance team.", "Customer sent screenshots by email.",
-    "Happens intermittently, mostly in the morning.", "Workaround provided, waiting for confirmation.",
+    "Customer reported the issue by phone.",
+    "Issue started after the latest release.",
+    "Affects several users in the finance team.",
+    "Customer sent screenshots by email.",
+    "Happens intermittently, mostly in the morning.",
+    "Workaround provided, waiting for confirmation.",
 )
-CASE_COMMENTS = ("Escalated to tier 2.", "Waiting on customer.", "Reproduced in sandbox.",
-                 "Fix scheduled for next release.")
+CASE_COMMENTS = (
+    "Escalated to tier 2.",
+    "Waiting on customer.",
+    "Reproduced in sandbox.",
+    "Fix scheduled for next release.",
+)
 STREETS = (
-    "Main", "Oak", "Pine", "Maple", "Cedar", "Elm", "Washington", "Lake", "Hill", "Park", "Market",
-    "Mission", "Broadway", "High", "Church", "Station", "King", "Queen", "Victoria", "River",
+    "Main",
+    "Oak",
+    "Pine",
+    "Maple",
+    "Cedar",
+    "Elm",
+    "Washington",
+    "Lake",
+    "Hill",
+    "Park",
+    "Market",
+    "Mission",
+    "Broadway",
+    "High",
+    "Church",
+    "Station",
+    "King",
+    "Queen",
+    "Victoria",
+    "River",
 )
 STREET_KINDS = ("St", "Ave", "Blvd", "Rd", "Way", "Lane", "Drive", "Street", "Road", "Plaza")
 
@@ -173,26 +512,59 @@ CITIES = (
     ("Sao Paulo", "SP", "Brazil", "01310-", 3, -23.5505, -46.6333, "+55 11 5555 "),
 )
 
-ACCOUNT_TYPES = ("Customer - Direct",) * 5 + ("Prospect",) * 4 + ("Customer - Channel",) * 2 + (
-    "Channel Partner / Reseller", "Installation Partner", "Technology Partner", "Other")
+ACCOUNT_TYPES = (
+    ("Customer - Direct",) * 5
+    + ("Prospect",) * 4
+    + ("Customer - Channel",) * 2
+    + ("Channel Partner / Reseller", "Installation Partner", "Technology Partner", "Other")
+)
 RATINGS = ("Hot", "Warm", "Warm", "Cold", "Cold", None)
 OWNERSHIPS = ("Private", "Private", "Private", "Public", "Subsidiary", "Other")
 SOURCES = ("Web", "Web", "Phone Inquiry", "Partner Referral", "Purchased List", "Other", None)
-OPP_TYPES = ("New Customer",) * 9 + ("Existing Customer - Upgrade",) * 6 + (
-    "Existing Customer - Replacement",) * 3 + ("Existing Customer - Downgrade",) * 2 + (None,)
-OPEN_STAGES = (("Prospecting",) * 20 + ("Qualification",) * 18 + ("Needs Analysis",) * 15
-               + ("Value Proposition",) * 13 + ("Id. Decision Makers",) * 10 + ("Perception Analysis",) * 8
-               + ("Proposal/Price Quote",) * 9 + ("Negotiation/Review",) * 7)
+OPP_TYPES = (
+    ("New Customer",) * 9
+    + ("Existing Customer - Upgrade",) * 6
+    + ("Existing Customer - Replacement",) * 3
+    + ("Existing Customer - Downgrade",) * 2
+    + (None,)
+)
+OPEN_STAGES = (
+    ("Prospecting",) * 20
+    + ("Qualification",) * 18
+    + ("Needs Analysis",) * 15
+    + ("Value Proposition",) * 13
+    + ("Id. Decision Makers",) * 10
+    + ("Perception Analysis",) * 8
+    + ("Proposal/Price Quote",) * 9
+    + ("Negotiation/Review",) * 7
+)
 SALUTATIONS = ("Mr.", "Ms.", "Mrs.", "Dr.", "Prof.", None, None, None)
 CASE_TYPES = ("Mechanical", "Electrical", "Electronic", "Structural", "Other", None)
-CASE_REASONS = ("Installation", "Equipment Complexity", "Performance", "Breakdown", "Equipment Design",
-                "Feedback", "Other", None)
+CASE_REASONS = (
+    "Installation",
+    "Equipment Complexity",
+    "Performance",
+    "Breakdown",
+    "Equipment Design",
+    "Feedback",
+    "Other",
+    None,
+)
 CASE_ORIGINS = ("Phone",) * 7 + ("Email",) * 8 + ("Web",) * 5
 CASE_PRIORITIES = ("High",) * 2 + ("Medium",) * 5 + ("Low",) * 3
 CASE_OPEN_STATUSES = ("New",) * 7 + ("Working",) * 9 + ("Escalated",) * 4
 LEAD_OPEN_STATUSES = ("Open - Not Contacted", "Open - Not Contacted", "Working - Contacted")
-ROLES = ("Business User", "Decision Maker", "Economic Buyer", "Economic Decision Maker", "Evaluator",
-         "Executive Sponsor", "Influencer", "Technical Buyer", "Other")
+ROLES = (
+    "Business User",
+    "Decision Maker",
+    "Economic Buyer",
+    "Economic Decision Maker",
+    "Evaluator",
+    "Executive Sponsor",
+    "Influencer",
+    "Technical Buyer",
+    "Other",
+)
 
 _STAGE_INFO = {s: (p, fc, int(closed), int(won)) for s, (p, fc, closed, won) in STAGES.items()}
 
@@ -365,8 +737,9 @@ def ensure_lookup_indexes(store: Any, targets: Iterable[str] | None = None) -> l
     Names are `<object>_<field>` in lower case. Returns the names of the indexes created.
     """
     schema = store.schema
-    wanted = [schema.get(t) for t in targets] if targets is not None else [
-        o for o in schema.objects.values() if o.deletable]
+    wanted = (
+        [schema.get(t) for t in targets] if targets is not None else [o for o in schema.objects.values() if o.deletable]
+    )
     created = []
     with store.lock:
         existing = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
@@ -427,8 +800,7 @@ class _Generator:
         return random.Random(f"{self.seed}/{name}")
 
     # ----------------------------------------------------------------- plumbing
-    def _bulk(self, obj_name: str, cols: list[str], make_rows: Callable[[int], Iterable[tuple]],
-              count: int) -> int:
+    def _bulk(self, obj_name: str, cols: list[str], make_rows: Callable[[int], Iterable[tuple]], count: int) -> int:
         """Insert `count` rows of obj_name made by make_rows(first id counter); returns that counter."""
         obj = self.schema.get(obj_name)
         known = {f.name for f in obj.stored_fields}
@@ -454,13 +826,23 @@ class _Generator:
     def _address(self, r: Callable[[], float]) -> tuple[int, str, str, str, str, str, float, float]:
         ci = int(r() * len(CITIES))
         city, state, country, prefix, digits, lat, lon, _ = CITIES[ci]
-        street = f"{1 + int(r() * 9899)} {STREETS[int(r() * len(STREETS))]} {STREET_KINDS[int(r() * len(STREET_KINDS))]}"
+        street = (
+            f"{1 + int(r() * 9899)} {STREETS[int(r() * len(STREETS))]} {STREET_KINDS[int(r() * len(STREET_KINDS))]}"
+        )
         if digits:
             postal = prefix + str(int(r() * 10**digits)).zfill(digits)
         else:
             postal = prefix + str(1 + int(r() * 9)) + "ABDEFGHJLNPQRSTUWXYZ"[int(r() * 20)] + "XY"[int(r() * 2)]
-        return (ci, street, city, state, postal, country, round(lat + (r() - 0.5) * 0.1, 6),
-                round(lon + (r() - 0.5) * 0.1, 6))
+        return (
+            ci,
+            street,
+            city,
+            state,
+            postal,
+            country,
+            round(lat + (r() - 0.5) * 0.1, 6),
+            round(lon + (r() - 0.5) * 0.1, 6),
+        )
 
     @staticmethod
     def _phone(ci: int, r: Callable[[], float]) -> str:
@@ -499,8 +881,9 @@ class _Generator:
             self._contact_roles(c["OpportunityContactRole"])
             self._invoices(c["Invoice__c"])
             ensure_lookup_indexes(self.store)
-            self.store.set_meta("generator", {"size": c["Opportunity"], "seed": self.seed,
-                                              "now": self.fmt.ts(self.now_ms), "counts": c})
+            self.store.set_meta(
+                "generator", {"size": c["Opportunity"], "seed": self.seed, "now": self.fmt.ts(self.now_ms), "counts": c}
+            )
         return dict(c)
 
     def _accounts(self, n: int) -> None:
@@ -514,12 +897,45 @@ class _Generator:
         self.acc_domains: list[str] = []
         self.acc_owner: list[str] = []
         self.acc_city = array("H")
-        cols = ["Id", "IsDeleted", "Name", "Type", "ParentId", "BillingStreet", "BillingCity", "BillingState",
-                "BillingPostalCode", "BillingCountry", "BillingLatitude", "BillingLongitude", "ShippingStreet",
-                "ShippingCity", "ShippingState", "ShippingPostalCode", "ShippingCountry", "Phone", "Fax",
-                "AccountNumber", "Website", "Sic", "Industry", "AnnualRevenue", "NumberOfEmployees", "Ownership",
-                "TickerSymbol", "Description", "Rating", "Site", "OwnerId", "AccountSource", "CreatedDate",
-                "CreatedById", "LastModifiedDate", "LastModifiedById", "SystemModstamp"]
+        cols = [
+            "Id",
+            "IsDeleted",
+            "Name",
+            "Type",
+            "ParentId",
+            "BillingStreet",
+            "BillingCity",
+            "BillingState",
+            "BillingPostalCode",
+            "BillingCountry",
+            "BillingLatitude",
+            "BillingLongitude",
+            "ShippingStreet",
+            "ShippingCity",
+            "ShippingState",
+            "ShippingPostalCode",
+            "ShippingCountry",
+            "Phone",
+            "Fax",
+            "AccountNumber",
+            "Website",
+            "Sic",
+            "Industry",
+            "AnnualRevenue",
+            "NumberOfEmployees",
+            "Ownership",
+            "TickerSymbol",
+            "Description",
+            "Rating",
+            "Site",
+            "OwnerId",
+            "AccountSource",
+            "CreatedDate",
+            "CreatedById",
+            "LastModifiedDate",
+            "LastModifiedById",
+            "SystemModstamp",
+        ]
 
         def rows(first: int) -> Iterator[tuple]:
             for i, rid in enumerate(id_range("001", first, n)):
@@ -554,7 +970,9 @@ class _Generator:
                 if ownership == "Public":
                     ticker = "".join("ABCDEFGHIJKLMNOPQRSTUVWXYZ"[int(r() * 26)] for _ in range(3 + int(r() * 2)))
                 owner = owner_pool[int(r() * len(owner_pool))]
-                creator = owner if r() < 0.7 else (integration if r() < 0.6 else editor_pool[int(r() * len(editor_pool))])
+                creator = (
+                    owner if r() < 0.7 else (integration if r() < 0.6 else editor_pool[int(r() * len(editor_pool))])
+                )
                 lm = self._lm(u, cd, r, 0.35)
                 editor = creator if lm == cd else (owner if r() < 0.6 else editor_pool[int(r() * len(editor_pool))])
                 cds, lms = fmt.ts(cd), fmt.ts(lm)
@@ -565,15 +983,39 @@ class _Generator:
                 self.acc_owner.append(owner)
                 self.acc_city.append(ci)
                 yield (
-                    rid, 0, name, ACCOUNT_TYPES[int(r() * len(ACCOUNT_TYPES))], parent, street, city, state, postal,
-                    country, lat, lon, *ship, self._phone(ci, r), self._phone(ci, r) if r() < 0.2 else None,
-                    f"AC{first + i:08d}" if r() < 0.7 else None, "www." + domain if r() < 0.85 else None,
+                    rid,
+                    0,
+                    name,
+                    ACCOUNT_TYPES[int(r() * len(ACCOUNT_TYPES))],
+                    parent,
+                    street,
+                    city,
+                    state,
+                    postal,
+                    country,
+                    lat,
+                    lon,
+                    *ship,
+                    self._phone(ci, r),
+                    self._phone(ci, r) if r() < 0.2 else None,
+                    f"AC{first + i:08d}" if r() < 0.7 else None,
+                    "www." + domain if r() < 0.85 else None,
                     str(1000 + int(r() * 8999)) if r() < 0.5 else None,
                     INDUSTRIES[int(r() * len(INDUSTRIES))] if r() < 0.9 else None,
-                    revenue if r() < 0.8 else None, employees if r() < 0.85 else None, ownership, ticker,
+                    revenue if r() < 0.8 else None,
+                    employees if r() < 0.85 else None,
+                    ownership,
+                    ticker,
                     ACCOUNT_DESCRIPTIONS[int(r() * len(ACCOUNT_DESCRIPTIONS))] if r() < 0.2 else None,
-                    RATINGS[int(r() * len(RATINGS))], "Headquarters" if r() < 0.1 else None, owner,
-                    SOURCES[int(r() * len(SOURCES))], cds, creator, lms, editor, lms,
+                    RATINGS[int(r() * len(RATINGS))],
+                    "Headquarters" if r() < 0.1 else None,
+                    owner,
+                    SOURCES[int(r() * len(SOURCES))],
+                    cds,
+                    creator,
+                    lms,
+                    editor,
+                    lms,
                 )
 
         self._bulk("Account", cols, rows, n)
@@ -595,10 +1037,34 @@ class _Generator:
         self.con_ids: list[str] = []
         self.acc_contacts: dict[int, list[int]] = {}
         owner_pool, editor_pool = self.owner_pool, self.editor_pool
-        cols = ["Id", "IsDeleted", "AccountId", "LastName", "FirstName", "Salutation", "Name", "MailingStreet",
-                "MailingCity", "MailingState", "MailingPostalCode", "MailingCountry", "Phone", "MobilePhone",
-                "ReportsToId", "Email", "Title", "Department", "LeadSource", "Birthdate", "OwnerId", "CreatedDate",
-                "CreatedById", "LastModifiedDate", "LastModifiedById", "SystemModstamp"]
+        cols = [
+            "Id",
+            "IsDeleted",
+            "AccountId",
+            "LastName",
+            "FirstName",
+            "Salutation",
+            "Name",
+            "MailingStreet",
+            "MailingCity",
+            "MailingState",
+            "MailingPostalCode",
+            "MailingCountry",
+            "Phone",
+            "MobilePhone",
+            "ReportsToId",
+            "Email",
+            "Title",
+            "Department",
+            "LeadSource",
+            "Birthdate",
+            "OwnerId",
+            "CreatedDate",
+            "CreatedById",
+            "LastModifiedDate",
+            "LastModifiedById",
+            "SystemModstamp",
+        ]
 
         def rows(first: int) -> Iterator[tuple]:
             for c, rid in enumerate(id_range("003", first, n)):
@@ -625,13 +1091,32 @@ class _Generator:
                 con_u.append(u)
                 self.con_ids.append(rid)
                 yield (
-                    rid, 0, self.acc_ids[a], last_name, first_name, SALUTATIONS[int(r() * len(SALUTATIONS))],
-                    f"{first_name} {last_name}", street, city, state, postal, country, self._phone(ci, r),
-                    self._phone(ci, r) if r() < 0.5 else None, reports_to,
+                    rid,
+                    0,
+                    self.acc_ids[a],
+                    last_name,
+                    first_name,
+                    SALUTATIONS[int(r() * len(SALUTATIONS))],
+                    f"{first_name} {last_name}",
+                    street,
+                    city,
+                    state,
+                    postal,
+                    country,
+                    self._phone(ci, r),
+                    self._phone(ci, r) if r() < 0.5 else None,
+                    reports_to,
                     f"{first_name.lower()}.{last_name.lower()}@{self.acc_domains[a]}" if r() < 0.9 else None,
                     TITLES[int(r() * len(TITLES))] if r() < 0.85 else None,
                     DEPARTMENTS[int(r() * len(DEPARTMENTS))] if r() < 0.6 else None,
-                    SOURCES[int(r() * len(SOURCES))], birth, owner, fmt.ts(cd), creator, lms, editor, lms,
+                    SOURCES[int(r() * len(SOURCES))],
+                    birth,
+                    owner,
+                    fmt.ts(cd),
+                    creator,
+                    lms,
+                    editor,
+                    lms,
                 )
 
         self._bulk("Contact", cols, rows, n)
@@ -640,7 +1125,9 @@ class _Generator:
         """A street address in the account's city."""
         ci = self.acc_city[a]
         city, state, country, prefix, digits, lat, lon, _ = CITIES[ci]
-        street = f"{1 + int(r() * 9899)} {STREETS[int(r() * len(STREETS))]} {STREET_KINDS[int(r() * len(STREET_KINDS))]}"
+        street = (
+            f"{1 + int(r() * 9899)} {STREETS[int(r() * len(STREETS))]} {STREET_KINDS[int(r() * len(STREET_KINDS))]}"
+        )
         postal = prefix + str(int(r() * 10**digits)).zfill(digits) if digits else prefix + "1AA"
         return ci, street, city, state, postal, country, lat, lon
 
@@ -667,11 +1154,37 @@ class _Generator:
         self.owner_list = owner_pool
         u0 = acc_u[0] if n_acc else 0.0
         span = 1.0 - u0
-        cols = ["Id", "IsDeleted", "AccountId", "IsPrivate", "Name", "Description", "StageName", "Amount",
-                "Probability", "ExpectedRevenue", "TotalOpportunityQuantity", "CloseDate", "Type", "NextStep",
-                "LeadSource", "IsClosed", "IsWon", "ForecastCategory", "ForecastCategoryName",
-                "HasOpportunityLineItem", "OwnerId", "FiscalQuarter", "FiscalYear", "Fiscal", "CreatedDate",
-                "CreatedById", "LastModifiedDate", "LastModifiedById", "SystemModstamp"]
+        cols = [
+            "Id",
+            "IsDeleted",
+            "AccountId",
+            "IsPrivate",
+            "Name",
+            "Description",
+            "StageName",
+            "Amount",
+            "Probability",
+            "ExpectedRevenue",
+            "TotalOpportunityQuantity",
+            "CloseDate",
+            "Type",
+            "NextStep",
+            "LeadSource",
+            "IsClosed",
+            "IsWon",
+            "ForecastCategory",
+            "ForecastCategoryName",
+            "HasOpportunityLineItem",
+            "OwnerId",
+            "FiscalQuarter",
+            "FiscalYear",
+            "Fiscal",
+            "CreatedDate",
+            "CreatedById",
+            "LastModifiedDate",
+            "LastModifiedById",
+            "SystemModstamp",
+        ]
         n_products, n_stages, n_types, n_sources = len(PRODUCTS), len(OPEN_STAGES), len(OPP_TYPES), len(SOURCES)
 
         def rows(first: int) -> Iterator[tuple]:
@@ -725,12 +1238,34 @@ class _Generator:
                 opp_won.append(is_won)
                 opp_owner.append(oi)
                 yield (
-                    rid, 0, acc_ids[a], 1 if r() < 0.01 else 0,
+                    rid,
+                    0,
+                    acc_ids[a],
+                    1 if r() < 0.01 else 0,
                     f"{acc_names[a]} - {PRODUCTS[int(r() * n_products)]}"[:120],
                     OPP_DESCRIPTIONS[int(r() * len(OPP_DESCRIPTIONS))] if r() < 0.1 else None,
-                    stage, amount, prob, expected, float(1 + int(r() * 50)) if r() < 0.25 else None, close,
-                    OPP_TYPES[int(r() * n_types)], next_step, SOURCES[int(r() * n_sources)], closed, is_won,
-                    forecast, forecast, 0, owner, quarter, year, f"{year} {quarter}", ts(cd), creator, lms, editor,
+                    stage,
+                    amount,
+                    prob,
+                    expected,
+                    float(1 + int(r() * 50)) if r() < 0.25 else None,
+                    close,
+                    OPP_TYPES[int(r() * n_types)],
+                    next_step,
+                    SOURCES[int(r() * n_sources)],
+                    closed,
+                    is_won,
+                    forecast,
+                    forecast,
+                    0,
+                    owner,
+                    quarter,
+                    year,
+                    f"{year} {quarter}",
+                    ts(cd),
+                    creator,
+                    lms,
+                    editor,
                     lms,
                 )
 
@@ -740,11 +1275,39 @@ class _Generator:
         r = self.rng("Lead").random
         tl, fmt = self.tl, self.fmt
         owner_pool, editor_pool, integration = self.owner_pool, self.editor_pool, self.integration
-        cols = ["Id", "IsDeleted", "LastName", "FirstName", "Salutation", "Name", "Title", "Company", "Street",
-                "City", "State", "PostalCode", "Country", "Phone", "MobilePhone", "Email", "Website", "Description",
-                "LeadSource", "Status", "Industry", "Rating", "AnnualRevenue", "NumberOfEmployees", "OwnerId",
-                "IsConverted", "CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById",
-                "SystemModstamp"]
+        cols = [
+            "Id",
+            "IsDeleted",
+            "LastName",
+            "FirstName",
+            "Salutation",
+            "Name",
+            "Title",
+            "Company",
+            "Street",
+            "City",
+            "State",
+            "PostalCode",
+            "Country",
+            "Phone",
+            "MobilePhone",
+            "Email",
+            "Website",
+            "Description",
+            "LeadSource",
+            "Status",
+            "Industry",
+            "Rating",
+            "AnnualRevenue",
+            "NumberOfEmployees",
+            "OwnerId",
+            "IsConverted",
+            "CreatedDate",
+            "CreatedById",
+            "LastModifiedDate",
+            "LastModifiedById",
+            "SystemModstamp",
+        ]
 
         def rows(first: int) -> Iterator[tuple]:
             for i, rid in enumerate(id_range("00Q", first, n)):
@@ -767,15 +1330,37 @@ class _Generator:
                 employees = int(10 ** (1 + r() * 3.5))
                 lms = fmt.ts(lm)
                 yield (
-                    rid, 0, last_name, first_name, SALUTATIONS[int(r() * len(SALUTATIONS))],
-                    f"{first_name} {last_name}", TITLES[int(r() * len(TITLES))] if r() < 0.8 else None, company,
-                    street if r() < 0.6 else None, city, state, postal, country, self._phone(ci, r),
+                    rid,
+                    0,
+                    last_name,
+                    first_name,
+                    SALUTATIONS[int(r() * len(SALUTATIONS))],
+                    f"{first_name} {last_name}",
+                    TITLES[int(r() * len(TITLES))] if r() < 0.8 else None,
+                    company,
+                    street if r() < 0.6 else None,
+                    city,
+                    state,
+                    postal,
+                    country,
+                    self._phone(ci, r),
                     self._phone(ci, r) if r() < 0.3 else None,
                     f"{first_name.lower()}.{last_name.lower()}@{domain}" if r() < 0.9 else None,
-                    "www." + domain if r() < 0.5 else None, None, SOURCES[int(r() * len(SOURCES))], status,
+                    "www." + domain if r() < 0.5 else None,
+                    None,
+                    SOURCES[int(r() * len(SOURCES))],
+                    status,
                     INDUSTRIES[int(r() * len(INDUSTRIES))] if r() < 0.7 else None,
-                    RATINGS[int(r() * len(RATINGS))], float(employees * 100_000) if r() < 0.5 else None,
-                    employees if r() < 0.6 else None, owner, 0, fmt.ts(cd), creator, lms, editor, lms,
+                    RATINGS[int(r() * len(RATINGS))],
+                    float(employees * 100_000) if r() < 0.5 else None,
+                    employees if r() < 0.6 else None,
+                    owner,
+                    0,
+                    fmt.ts(cd),
+                    creator,
+                    lms,
+                    editor,
+                    lms,
                 )
 
         self._bulk("Lead", cols, rows, n)
@@ -791,10 +1376,35 @@ class _Generator:
         case_number = self.store.get_meta("case_number") or 0
         u0 = acc_u[0] if n_acc else 0.0
         span = 1.0 - u0
-        cols = ["Id", "IsDeleted", "CaseNumber", "ContactId", "AccountId", "ParentId", "SuppliedName",
-                "SuppliedEmail", "SuppliedPhone", "SuppliedCompany", "Type", "Status", "Reason", "Origin",
-                "Subject", "Priority", "Description", "IsClosed", "ClosedDate", "IsEscalated", "OwnerId",
-                "Comments", "CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById", "SystemModstamp"]
+        cols = [
+            "Id",
+            "IsDeleted",
+            "CaseNumber",
+            "ContactId",
+            "AccountId",
+            "ParentId",
+            "SuppliedName",
+            "SuppliedEmail",
+            "SuppliedPhone",
+            "SuppliedCompany",
+            "Type",
+            "Status",
+            "Reason",
+            "Origin",
+            "Subject",
+            "Priority",
+            "Description",
+            "IsClosed",
+            "ClosedDate",
+            "IsEscalated",
+            "OwnerId",
+            "Comments",
+            "CreatedDate",
+            "CreatedById",
+            "LastModifiedDate",
+            "LastModifiedById",
+            "SystemModstamp",
+        ]
         case_ids: list[str] = []
 
         def rows(first: int) -> Iterator[tuple]:
@@ -836,14 +1446,30 @@ class _Generator:
                 lms = fmt.ts(lm)
                 case_ids.append(rid)
                 yield (
-                    rid, 0, f"{case_number + i + 1:08d}", contact, account, parent, *supplied,
-                    CASE_TYPES[int(r() * len(CASE_TYPES))], status, CASE_REASONS[int(r() * len(CASE_REASONS))],
-                    origin, CASE_SUBJECTS[int(r() * len(CASE_SUBJECTS))],
+                    rid,
+                    0,
+                    f"{case_number + i + 1:08d}",
+                    contact,
+                    account,
+                    parent,
+                    *supplied,
+                    CASE_TYPES[int(r() * len(CASE_TYPES))],
+                    status,
+                    CASE_REASONS[int(r() * len(CASE_REASONS))],
+                    origin,
+                    CASE_SUBJECTS[int(r() * len(CASE_SUBJECTS))],
                     CASE_PRIORITIES[int(r() * len(CASE_PRIORITIES))],
                     CASE_DESCRIPTIONS[int(r() * len(CASE_DESCRIPTIONS))] if r() < 0.5 else None,
-                    1 if status == "Closed" else 0, lms if status == "Closed" else None, escalated, owner,
-                    CASE_COMMENTS[int(r() * len(CASE_COMMENTS))] if escalated else None, fmt.ts(cd), creator,
-                    lms, editor, lms,
+                    1 if status == "Closed" else 0,
+                    lms if status == "Closed" else None,
+                    escalated,
+                    owner,
+                    CASE_COMMENTS[int(r() * len(CASE_COMMENTS))] if escalated else None,
+                    fmt.ts(cd),
+                    creator,
+                    lms,
+                    editor,
+                    lms,
                 )
 
         self._bulk("Case", cols, rows, n)
@@ -874,8 +1500,19 @@ class _Generator:
         owner_list, editor_pool = self.owner_list, self.editor_pool
         opp_owner = self.opp_owner
         opp_first = self.first["Opportunity"]
-        cols = ["Id", "IsDeleted", "OpportunityId", "ContactId", "Role", "IsPrimary", "CreatedDate", "CreatedById",
-                "LastModifiedDate", "LastModifiedById", "SystemModstamp"]
+        cols = [
+            "Id",
+            "IsDeleted",
+            "OpportunityId",
+            "ContactId",
+            "Role",
+            "IsPrimary",
+            "CreatedDate",
+            "CreatedById",
+            "LastModifiedDate",
+            "LastModifiedById",
+            "SystemModstamp",
+        ]
 
         def rows(first: int) -> Iterator[tuple]:
             has_primary: set[int] = set()
@@ -890,9 +1527,19 @@ class _Generator:
                 lm = self._lm(u, cd, r, 0.85)
                 editor = creator if lm == cd else owner
                 lms = fmt.ts(lm)
-                yield (rid, 0, ids.make_id("006", opp_first + j), self.con_ids[c],
-                       ROLES[int(r() * len(ROLES))] if r() < 0.9 else None, primary, fmt.ts(cd), creator, lms,
-                       editor, lms)
+                yield (
+                    rid,
+                    0,
+                    ids.make_id("006", opp_first + j),
+                    self.con_ids[c],
+                    ROLES[int(r() * len(ROLES))] if r() < 0.9 else None,
+                    primary,
+                    fmt.ts(cd),
+                    creator,
+                    lms,
+                    editor,
+                    lms,
+                )
 
         self._bulk("OpportunityContactRole", cols, rows, n)
 
@@ -918,9 +1565,24 @@ class _Generator:
         opp_first = self.first["Opportunity"]
         inv_obj = self.schema.get("Invoice__c")
         number0 = self.store.count(inv_obj, include_deleted=True)
-        cols = ["Id", "IsDeleted", "OwnerId", "Name", "Account__c", "Opportunity__c", "Invoice_Number__c",
-                "Amount__c", "Due_Date__c", "Status__c", "Paid__c", "CreatedDate", "CreatedById", "LastModifiedDate",
-                "LastModifiedById", "SystemModstamp"]
+        cols = [
+            "Id",
+            "IsDeleted",
+            "OwnerId",
+            "Name",
+            "Account__c",
+            "Opportunity__c",
+            "Invoice_Number__c",
+            "Amount__c",
+            "Due_Date__c",
+            "Status__c",
+            "Paid__c",
+            "CreatedDate",
+            "CreatedById",
+            "LastModifiedDate",
+            "LastModifiedById",
+            "SystemModstamp",
+        ]
 
         def rows(first: int) -> Iterator[tuple]:
             for i, ((u, j), rid) in enumerate(zip(plan, id_range(inv_obj.key_prefix, first, n), strict=True)):
@@ -949,9 +1611,24 @@ class _Generator:
                 editor = creator if lm == cd else (integration if r() < 0.6 else owner)
                 number = f"INV-{number0 + i + 1:07d}"
                 lms = fmt.ts(lm)
-                yield (rid, 0, owner, number, self.acc_ids[a], ids.make_id("006", opp_first + j) if linked else None,
-                       number, amount, fmt.day(due_ms // DAY_MS), status, 1 if status == "Paid" else 0, fmt.ts(cd),
-                       creator, lms, editor, lms)
+                yield (
+                    rid,
+                    0,
+                    owner,
+                    number,
+                    self.acc_ids[a],
+                    ids.make_id("006", opp_first + j) if linked else None,
+                    number,
+                    amount,
+                    fmt.day(due_ms // DAY_MS),
+                    status,
+                    1 if status == "Paid" else 0,
+                    fmt.ts(cd),
+                    creator,
+                    lms,
+                    editor,
+                    lms,
+                )
 
         self._bulk("Invoice__c", cols, rows, n)
 
@@ -974,8 +1651,9 @@ class _Generator:
 
         parent = parents_of(parent_field.reference_to[0]) if parent_field else None
         if parent_field and n and not len(parent):
-            raise ValueError(f"{obj.name}.{parent_field.name}: no {parent.name} records to point at; "
-                             "generate the parents first")
+            raise ValueError(
+                f"{obj.name}.{parent_field.name}: no {parent.name} records to point at; generate the parents first"
+            )
         # Lookups other than the parent: from the parent's own lookup to the same object, else an older record.
         others = []
         for f in refs:
@@ -990,8 +1668,19 @@ class _Generator:
         makers = [(f, _custom_value_maker(self, obj, f, number0)) for f in fields if f.type != "reference"]
         external = next((f for f in fields if f.type in TEXT_TYPES and (f.external_id or f.unique)), None)
         initials = _initials(obj.label or obj.name[:-3])
-        cols = ["Id", "IsDeleted", "OwnerId", "Name", *(f.name for f in refs), *(f.name for f, _ in makers),
-                "CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById", "SystemModstamp"]
+        cols = [
+            "Id",
+            "IsDeleted",
+            "OwnerId",
+            "Name",
+            *(f.name for f in refs),
+            *(f.name for f, _ in makers),
+            "CreatedDate",
+            "CreatedById",
+            "LastModifiedDate",
+            "LastModifiedById",
+            "SystemModstamp",
+        ]
         maker_fns = [m for _, m in makers]
         ext_index = next((k for k, (f, _) in enumerate(makers) if f is external), None)
 
@@ -1098,13 +1787,17 @@ class _Parents:
 
     def __init__(self, store: Any, obj: Any):
         self.name = obj.name
-        self.lookups = [f.name for f in obj.stored_fields if f.type == "reference"
-                        and f.name not in ("CreatedById", "LastModifiedById", "OwnerId")]
+        self.lookups = [
+            f.name
+            for f in obj.stored_fields
+            if f.type == "reference" and f.name not in ("CreatedById", "LastModifiedById", "OwnerId")
+        ]
         owner = ["OwnerId"] if obj.has_field("OwnerId") else []
         cols = ["Id", "CreatedDate", *owner, *self.lookups]
         where = " WHERE IsDeleted = 0" if obj.has_field("IsDeleted") else ""
         rows = store.conn.execute(
-            f"SELECT {', '.join(map(q, cols))} FROM {q(obj.name)}{where} ORDER BY CreatedDate, Id").fetchall()
+            f"SELECT {', '.join(map(q, cols))} FROM {q(obj.name)}{where} ORDER BY CreatedDate, Id"
+        ).fetchall()
         columns = list(zip(*rows, strict=True)) if rows else [() for _ in cols]
         self.ids: list[str] = list(columns[0])
         self.created: list[str] = list(columns[1])
@@ -1126,8 +1819,11 @@ def _custom_value_maker(gen: _Generator, obj: Any, f: Any, number0: int) -> Call
     """A function (r, i, cd_ms, lm_ms) -> stored value for one custom field (not a lookup)."""
     t, lname = f.type, f.name.lower()
     fmt = gen.fmt
-    p_null = 0.0 if not f.nillable else {"textarea": 0.55, "date": 0.2, "datetime": 0.3, "url": 0.4,
-                                          "phone": 0.25, "email": 0.2}.get(t, 0.12)
+    p_null = (
+        0.0
+        if not f.nillable
+        else {"textarea": 0.55, "date": 0.2, "datetime": 0.3, "url": 0.4, "phone": 0.25, "email": 0.2}.get(t, 0.12)
+    )
 
     def nullable(make: Callable[..., Any]) -> Callable[..., Any]:
         if not p_null:
@@ -1155,7 +1851,7 @@ def _custom_value_maker(gen: _Generator, obj: Any, f: Any, number0: int) -> Call
     if t in NUMBER_TYPES or t == "int":
         scale = f.scale if t != "int" else 0
         digits = (f.precision - f.scale) if f.precision else 9
-        top = min(10.0 ** digits - 1, 1e9)
+        top = min(10.0**digits - 1, 1e9)
         if t == "percent":
             lo, hi = -1.0, 2.0  # 0.1 .. 100
         elif t == "currency" or any(w in lname for w in ("amount", "price", "cost", "fee", "revenue")):
@@ -1181,6 +1877,7 @@ def _custom_value_maker(gen: _Generator, obj: Any, f: Any, number0: int) -> Call
     if t == "datetime":
         return nullable(lambda r, i, cd, lm: fmt.ts(cd + int((lm - cd) * r())))
     if t == "email":
+
         def email(r: Callable[[], float], i: int, cd: int, lm: int) -> str:
             first_name = FIRST_NAMES[int(r() * len(FIRST_NAMES))].lower()
             last_name = LAST_NAMES[int(r() * len(LAST_NAMES))].lower()
@@ -1207,8 +1904,11 @@ def _custom_value_maker(gen: _Generator, obj: Any, f: Any, number0: int) -> Call
         return lambda r, i, cd, lm: f"{code}-{number0 + i + 1:08d}"[:length]
     if any(w in lname for w in _CODE_WORDS):
         letters = "ABCDEFGHJKLMNPQRSTUVWXYZ"
-        return nullable(lambda r, i, cd, lm: (letters[int(r() * 24)] + letters[int(r() * 24)] + "-"
-                                              + str(100000 + int(r() * 900000)))[:length])
+        return nullable(
+            lambda r, i, cd, lm: (
+                letters[int(r() * 24)] + letters[int(r() * 24)] + "-" + str(100000 + int(r() * 900000))
+            )[:length]
+        )
     if "city" in lname:
         return nullable(lambda r, i, cd, lm: CITIES[int(r() * len(CITIES))][0][:length])
     if "country" in lname:
@@ -1218,9 +1918,15 @@ def _custom_value_maker(gen: _Generator, obj: Any, f: Any, number0: int) -> Call
     if any(w in lname for w in ("subject", "title", "summary", "topic", "reason")):
         return nullable(lambda r, i, cd, lm: CASE_SUBJECTS[int(r() * len(CASE_SUBJECTS))][:length])
     if any(w in lname for w in ("contact", "person", "rep", "manager", "agent")):
-        return nullable(lambda r, i, cd, lm: (FIRST_NAMES[int(r() * len(FIRST_NAMES))] + " "
-                                              + LAST_NAMES[int(r() * len(LAST_NAMES))])[:length])
+        return nullable(
+            lambda r, i, cd, lm: (
+                FIRST_NAMES[int(r() * len(FIRST_NAMES))] + " " + LAST_NAMES[int(r() * len(LAST_NAMES))]
+            )[:length]
+        )
     if "name" in lname or "company" in lname or "vendor" in lname or "carrier" in lname:
         return nullable(lambda r, i, cd, lm: gen._company(r)[0][:length])
-    return nullable(lambda r, i, cd, lm: (COMPANY_WORDS_A[int(r() * len(COMPANY_WORDS_A))] + " "
-                                          + COMPANY_WORDS_B[int(r() * len(COMPANY_WORDS_B))])[:length])
+    return nullable(
+        lambda r, i, cd, lm: (
+            COMPANY_WORDS_A[int(r() * len(COMPANY_WORDS_A))] + " " + COMPANY_WORDS_B[int(r() * len(COMPANY_WORDS_B))]
+        )[:length]
+    )

@@ -132,7 +132,11 @@ def identity_body(org: Org, org_id: str, cred: Credentials, base: str) -> dict[s
         "last_name": user.get("LastName"),
         "timezone": user.get("TimeZoneSidKey") or "GMT",
         "photos": {"picture": f"{base}/profilephoto/005/F", "thumbnail": f"{base}/profilephoto/005/T"},
-        "addr_street": None, "addr_city": None, "addr_state": None, "addr_country": None, "addr_zip": None,
+        "addr_street": None,
+        "addr_city": None,
+        "addr_state": None,
+        "addr_country": None,
+        "addr_zip": None,
         "mobile_phone": None,
         "mobile_phone_verified": False,
         "is_lightning_login_user": False,
@@ -172,14 +176,30 @@ def userinfo_body(org: Org, org_id: str, cred: Credentials, base: str) -> dict[s
     preferred_username, name, given_name, family_name, email, zoneinfo, urls, ...)."""
     ident = identity_body(org, org_id, cred, base)
     return {
-        "sub": ident["id"], "user_id": ident["user_id"], "organization_id": ident["organization_id"],
-        "preferred_username": ident["username"], "nickname": ident["nick_name"], "name": ident["display_name"],
-        "email": ident["email"], "email_verified": True, "given_name": ident["first_name"],
-        "family_name": ident["last_name"], "zoneinfo": ident["timezone"], "photos": ident["photos"],
-        "profile": ident["urls"]["profile"], "picture": ident["photos"]["picture"], "address": {},
-        "is_salesforce_integration_user": False, "urls": ident["urls"], "active": ident["active"],
-        "user_type": ident["user_type"], "language": ident["language"], "locale": ident["locale"],
-        "utcOffset": 0, "updated_at": ident["last_modified_date"], "is_app_installed": True,
+        "sub": ident["id"],
+        "user_id": ident["user_id"],
+        "organization_id": ident["organization_id"],
+        "preferred_username": ident["username"],
+        "nickname": ident["nick_name"],
+        "name": ident["display_name"],
+        "email": ident["email"],
+        "email_verified": True,
+        "given_name": ident["first_name"],
+        "family_name": ident["last_name"],
+        "zoneinfo": ident["timezone"],
+        "photos": ident["photos"],
+        "profile": ident["urls"]["profile"],
+        "picture": ident["photos"]["picture"],
+        "address": {},
+        "is_salesforce_integration_user": False,
+        "urls": ident["urls"],
+        "active": ident["active"],
+        "user_type": ident["user_type"],
+        "language": ident["language"],
+        "locale": ident["locale"],
+        "utcOffset": 0,
+        "updated_at": ident["last_modified_date"],
+        "is_app_installed": True,
     }
 
 
@@ -193,8 +213,12 @@ class AuthorizationCodes:
 
     def issue(self, user_id: str, client_id: str, redirect_uri: str) -> str:
         code = "aPrx" + secrets.token_urlsafe(48)
-        self.codes[code] = {"user_id": user_id, "client_id": client_id, "redirect_uri": redirect_uri,
-                            "expires": self.org.clock.now() + CODE_LIFETIME}
+        self.codes[code] = {
+            "user_id": user_id,
+            "client_id": client_id,
+            "redirect_uri": redirect_uri,
+            "expires": self.org.clock.now() + CODE_LIFETIME,
+        }
         return code
 
     def redeem(self, code: str, client_id: str, redirect_uri: str) -> str | None:
@@ -217,8 +241,11 @@ def codes_of(org: Org) -> AuthorizationCodes:
 def _oauth_error(error: str, description: str, status: int = 400) -> Response:
     import orjson
 
-    return Response(orjson.dumps({"error": error, "error_description": description}), status_code=status,
-                    media_type="application/json;charset=UTF-8")
+    return Response(
+        orjson.dumps({"error": error, "error_description": description}),
+        status_code=status,
+        media_type="application/json;charset=UTF-8",
+    )
 
 
 _LOGIN_PAGE = """<!DOCTYPE html>
@@ -231,8 +258,16 @@ _LOGIN_PAGE = """<!DOCTYPE html>
 <button type="submit" name="Login">Log In</button>
 </form></body></html>"""
 
-_AUTHORIZE_PARAMS = ("response_type", "client_id", "redirect_uri", "state", "scope", "prompt",
-                     "code_challenge", "code_challenge_method")
+_AUTHORIZE_PARAMS = (
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "state",
+    "scope",
+    "prompt",
+    "code_challenge",
+    "code_challenge_method",
+)
 
 
 def base_url(request: Request) -> str:
@@ -247,10 +282,18 @@ def token_body(org: Org, org_id: str, base: str, user_id: str, *, refresh: bool)
     session = org.new_session(user_id)
     issued = str(int(time.time() * 1000))
     id_url = identity_url(base, org_id, user_id)
-    sig = base64.b64encode(hmac.new(org.client_secret.encode(), (id_url + issued).encode(),
-                                    hashlib.sha256).digest()).decode()
-    body = {"access_token": session.token, "instance_url": base, "id": id_url, "token_type": "Bearer",
-            "issued_at": issued, "signature": sig, "scope": "api"}
+    sig = base64.b64encode(
+        hmac.new(org.client_secret.encode(), (id_url + issued).encode(), hashlib.sha256).digest()
+    ).decode()
+    body = {
+        "access_token": session.token,
+        "instance_url": base,
+        "id": id_url,
+        "token_type": "Bearer",
+        "issued_at": issued,
+        "signature": sig,
+        "scope": "api",
+    }
     if refresh:
         body["refresh_token"] = issue_refresh_token(org, user_id)
         body["scope"] = "refresh_token api"
@@ -272,9 +315,14 @@ async def authorize(org: Org, org_id: str, request: Request) -> Response:
     if not redirect_uri or urlsplit(redirect_uri).scheme not in ("http", "https"):
         return _oauth_error("redirect_uri_mismatch", "redirect_uri must match configuration")
     if params.get("response_type") not in ("code", "token"):
-        return _redirect(redirect_uri, {"error": "unsupported_response_type",
-                                        "error_description": "response type not supported",
-                                        "state": params.get("state")})
+        return _redirect(
+            redirect_uri,
+            {
+                "error": "unsupported_response_type",
+                "error_description": "response type not supported",
+                "state": params.get("state"),
+            },
+        )
     error = ""
     if request.method == "POST":
         cred = org.check_password(str(form.get("username", "")), str(form.get("pw", "")))
@@ -288,11 +336,16 @@ async def authorize(org: Org, org_id: str, request: Request) -> Response:
                 return RedirectResponse(f"{redirect_uri}#{fragment}", status_code=302)
             code = codes_of(org).issue(cred.user_id, client_id, redirect_uri)
             return _redirect(redirect_uri, {"code": code, "state": params.get("state")})
-        error = "<p id=\"error\">Please check your username and password.</p>"
-    hidden = "\n".join(f'<input type="hidden" name="{k}" value="{html.escape(params[k], quote=True)}">'
-                       for k in _AUTHORIZE_PARAMS if params.get(k) is not None)
-    return HTMLResponse(_LOGIN_PAGE.format(error=error, action=html.escape(request.url.path, quote=True),
-                                           hidden=hidden), status_code=200)
+        error = '<p id="error">Please check your username and password.</p>'
+    hidden = "\n".join(
+        f'<input type="hidden" name="{k}" value="{html.escape(params[k], quote=True)}">'
+        for k in _AUTHORIZE_PARAMS
+        if params.get(k) is not None
+    )
+    return HTMLResponse(
+        _LOGIN_PAGE.format(error=error, action=html.escape(request.url.path, quote=True), hidden=hidden),
+        status_code=200,
+    )
 
 
 def _redirect(uri: str, values: dict[str, Any]) -> Response:
@@ -341,8 +394,9 @@ async def revoke_endpoint(org: Org, request: Request) -> Response:
     return Response(status_code=200)
 
 
-def grant_user(org: Org, grant: str, form: Any, client_id: str | None,
-               client_secret: str | None) -> tuple[Credentials | None, bool, Response | None]:
+def grant_user(
+    org: Org, grant: str, form: Any, client_id: str | None, client_secret: str | None
+) -> tuple[Credentials | None, bool, Response | None]:
     """The user of an `authorization_code` or `refresh_token` grant: (credentials, issue a refresh
     token?, error response)."""
     if client_id != org.client_id:

@@ -108,15 +108,19 @@ class RollingUsage:
 
 def _bad_message(status: int, reason: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     body = _BAD_MESSAGE.format(status=status, reason=reason).encode("latin-1")
-    headers = [(b"content-type", b"text/html;charset=iso-8859-1"), (b"content-length", str(len(body)).encode()),
-               (b"connection", b"close")]
+    headers = [
+        (b"content-type", b"text/html;charset=iso-8859-1"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
     return status, headers, body
 
 
 def oversized(scope: Scope) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
     """The 414 / 431 answer for a request over Salesforce's 16,384-byte URI (+ headers) limit, else None."""
-    uri = len(scope.get("raw_path") or scope["path"].encode()) + (len(scope["query_string"]) + 1
-                                                                   if scope.get("query_string") else 0)
+    uri = len(scope.get("raw_path") or scope["path"].encode()) + (
+        len(scope["query_string"]) + 1 if scope.get("query_string") else 0
+    )
     if uri > URI_LIMIT:
         return _bad_message(414, "URI Too Long")
     headers = sum(len(k) + len(v) + 4 for k, v in scope.get("headers", ()))  # "name: value\r\n"
@@ -127,15 +131,17 @@ def oversized(scope: Scope) -> tuple[int, list[tuple[bytes, bytes]], bytes] | No
 
 def _concurrency_refusal(path: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     if path.lower().startswith("/services/soap"):
-        body = ('<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope '
-                'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
-                'xmlns:sf="urn:fault.partner.soap.sforce.com" '
-                'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><soapenv:Fault>'
-                f'<faultcode>sf:REQUEST_LIMIT_EXCEEDED</faultcode><faultstring>REQUEST_LIMIT_EXCEEDED: '
-                f'{CONCURRENT_MESSAGE}</faultstring><detail><sf:UnexpectedErrorFault '
-                'xsi:type="sf:UnexpectedErrorFault"><sf:exceptionCode>REQUEST_LIMIT_EXCEEDED</sf:exceptionCode>'
-                f'<sf:exceptionMessage>{CONCURRENT_MESSAGE}</sf:exceptionMessage></sf:UnexpectedErrorFault>'
-                '</detail></soapenv:Fault></soapenv:Body></soapenv:Envelope>').encode()
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope '
+            'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+            'xmlns:sf="urn:fault.partner.soap.sforce.com" '
+            'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><soapenv:Fault>'
+            f"<faultcode>sf:REQUEST_LIMIT_EXCEEDED</faultcode><faultstring>REQUEST_LIMIT_EXCEEDED: "
+            f"{CONCURRENT_MESSAGE}</faultstring><detail><sf:UnexpectedErrorFault "
+            'xsi:type="sf:UnexpectedErrorFault"><sf:exceptionCode>REQUEST_LIMIT_EXCEEDED</sf:exceptionCode>'
+            f"<sf:exceptionMessage>{CONCURRENT_MESSAGE}</sf:exceptionMessage></sf:UnexpectedErrorFault>"
+            "</detail></soapenv:Fault></soapenv:Body></soapenv:Envelope>"
+        ).encode()
         return 500, [(b"content-type", b"text/xml;charset=UTF-8")], body
     body = orjson.dumps([{"message": CONCURRENT_MESSAGE, "errorCode": "REQUEST_LIMIT_EXCEEDED"}])
     return 403, [(b"content-type", b"application/json;charset=UTF-8")], body
@@ -179,6 +185,8 @@ class RequestLimits:
 
 
 def settings_json(limits: OrgLimits) -> dict[str, Any]:
-    return {"concurrent_long_running": limits.concurrent_long_running,
-            "long_running_seconds": limits.long_running_seconds,
-            "long_running_now": limits.long_running()}
+    return {
+        "concurrent_long_running": limits.concurrent_long_running,
+        "long_running_seconds": limits.long_running_seconds,
+        "long_running_now": limits.long_running(),
+    }

@@ -43,8 +43,14 @@ class MergeResult:
         return self.error is None
 
 
-def merge(store: OrgStore, object_name: str, master_id: str, loser_ids: list[str],
-          master_values: dict[str, Any] | None, user_id: str) -> MergeResult:
+def merge(
+    store: OrgStore,
+    object_name: str,
+    master_id: str,
+    loser_ids: list[str],
+    master_values: dict[str, Any] | None,
+    user_id: str,
+) -> MergeResult:
     """One MergeRequest in one transaction; a failure leaves the org untouched and is returned, not raised."""
     try:
         with store.lock, store.transaction():
@@ -53,17 +59,23 @@ def merge(store: OrgStore, object_name: str, master_id: str, loser_ids: list[str
         return MergeResult(ids.normalize(master_id or "") or master_id, error=err)
 
 
-def _merge(store: OrgStore, object_name: str, master_value: str, loser_values: list[str],
-           master_values: dict[str, Any], user_id: str) -> MergeResult:
+def _merge(
+    store: OrgStore,
+    object_name: str,
+    master_value: str,
+    loser_values: list[str],
+    master_values: dict[str, Any],
+    user_id: str,
+) -> MergeResult:
     obj = store.schema.get(object_name)
     if obj.name not in MERGEABLE:
-        raise SalesforceError("INVALID_TYPE", f"Merge is only supported for Lead, Contact and Account, not "
-                                              f"{obj.name}")
+        raise SalesforceError("INVALID_TYPE", f"Merge is only supported for Lead, Contact and Account, not {obj.name}")
     if not loser_values:
         raise SalesforceError("INVALID_ARGUMENT_TYPE", "A merge request needs at least one recordToMergeIds")
     if len(loser_values) > MAX_LOSERS:
-        raise SalesforceError("LIMIT_EXCEEDED", "Up to three records can be merged in a single request, "
-                                                "including the master record")
+        raise SalesforceError(
+            "LIMIT_EXCEEDED", "Up to three records can be merged in a single request, including the master record"
+        )
     master = _live(store, obj, master_value)
     losers = []
     for value in loser_values:
@@ -101,16 +113,22 @@ def _reparent(store: OrgStore, obj: ObjectDef, master: str, losers: list[str], u
         if f.name == "MasterRecordId" or not (f.createable or f.updateable):
             continue
         live = "IsDeleted = 0 AND " if child.has_field("IsDeleted") else ""
-        children = [r[0] for r in store.conn.execute(
-            f"SELECT Id FROM {q(child.name)} WHERE {live}{q(f.name)} IN ({marks})", losers)]
+        children = [
+            r[0]
+            for r in store.conn.execute(f"SELECT Id FROM {q(child.name)} WHERE {live}{q(f.name)} IN ({marks})", losers)
+        ]
         children = [c for c in children if c not in losers]
         if not children:
             continue
         if master in children:
-            raise SalesforceError("INVALID_OPERATION", f"Merging would make {master} its own {f.relationship_name or f.name}: "
-                                                       "a circular relationship")
+            raise SalesforceError(
+                "INVALID_OPERATION",
+                f"Merging would make {master} its own {f.relationship_name or f.name}: a circular relationship",
+            )
         store.conn.executemany(
             f"UPDATE {q(child.name)} SET {q(f.name)} = ?, LastModifiedDate = ?, LastModifiedById = ?, "
-            "SystemModstamp = ? WHERE Id = ?", [(master, now, user_id, now, c) for c in children])
+            "SystemModstamp = ? WHERE Id = ?",
+            [(master, now, user_id, now, c) for c in children],
+        )
         updated += children
     return updated

@@ -27,8 +27,16 @@ DEFAULT_DAILY_LIMIT = 5_000_000
 # Session Settings > Timeout value: 2 hours by default; Setup offers these values (Salesforce Help,
 # "Modify Session Security Settings"). Access tokens live as long as the session (REST API Developer
 # Guide, "Understanding the OAuth Refresh Token Process").
-SESSION_TIMEOUTS = {"15m": 900, "30m": 1800, "1h": 3600, "2h": 7200, "4h": 14400, "8h": 28800, "12h": 43200,
-                    "24h": 86400}
+SESSION_TIMEOUTS = {
+    "15m": 900,
+    "30m": 1800,
+    "1h": 3600,
+    "2h": 7200,
+    "4h": 14400,
+    "8h": 28800,
+    "12h": 43200,
+    "24h": 86400,
+}
 DEFAULT_SESSION_TIMEOUT = timedelta(hours=2)
 
 
@@ -80,9 +88,16 @@ class Org:
     `sandbox=True` makes a new org a sandbox (`Organization.IsSandbox`); None keeps what an existing org is.
     """
 
-    def __init__(self, data_dir: str | Path | None = None, *, custom_objects: str | Path | None = None,
-                 name: str = "devorg", daily_limit: int | None = None, extra_objects: int | None = None,
-                 sandbox: bool | None = None):
+    def __init__(
+        self,
+        data_dir: str | Path | None = None,
+        *,
+        custom_objects: str | Path | None = None,
+        name: str = "devorg",
+        daily_limit: int | None = None,
+        extra_objects: int | None = None,
+        sandbox: bool | None = None,
+    ):
         self.name = name
         self.data_dir = Path(data_dir) if data_dir else None
         # each org owns its metadata: fields added at run time must not leak into other orgs
@@ -143,7 +158,9 @@ class Org:
         install_automation(self)  # the org's triggers and flows on updates, as stored with its data
         install_sharing(self)  # its organization-wide defaults
         for token, s in (self.store.get_meta("sessions") or {}).items():
-            active = s.get("last_active") or (datetime.fromisoformat(s["expires"]) - DEFAULT_SESSION_TIMEOUT).isoformat()
+            active = (
+                s.get("last_active") or (datetime.fromisoformat(s["expires"]) - DEFAULT_SESSION_TIMEOUT).isoformat()
+            )
             self.sessions[token] = Session(token, s["user_id"], datetime.fromisoformat(active))
         from .limits import OrgLimits, RollingUsage
 
@@ -161,10 +178,18 @@ class Org:
         for spec in DEFAULT_USERS:
             username = f"{spec.key}@{self.name}.example.com"
             values = {
-                "Username": username, "FirstName": spec.first, "LastName": spec.last,
-                "Alias": spec.key[:8], "Email": username, "Title": spec.title,
-                "TimeZoneSidKey": "GMT", "LocaleSidKey": "en_US", "EmailEncodingKey": "UTF-8",
-                "LanguageLocaleKey": "en_US", "CompanyName": "Devorg Inc.", "IsActive": True,
+                "Username": username,
+                "FirstName": spec.first,
+                "LastName": spec.last,
+                "Alias": spec.key[:8],
+                "Email": username,
+                "Title": spec.title,
+                "TimeZoneSidKey": "GMT",
+                "LocaleSidKey": "en_US",
+                "EmailEncodingKey": "UTF-8",
+                "LanguageLocaleKey": "en_US",
+                "CompanyName": "Devorg Inc.",
+                "IsActive": True,
             }
             if admin_id is None:
                 # The first user creates itself: nobody else exists yet.
@@ -179,9 +204,18 @@ class Org:
 
     def _bootstrap_user(self, uid: str, values: dict[str, Any]) -> None:
         now = self.store.now()
-        row = dict(values, Id=uid, Name=f"{values['FirstName']} {values['LastName']}", IsActive=1,
-                   UserType="Standard", CreatedDate=now, CreatedById=uid, LastModifiedDate=now,
-                   LastModifiedById=uid, SystemModstamp=now)
+        row = dict(
+            values,
+            Id=uid,
+            Name=f"{values['FirstName']} {values['LastName']}",
+            IsActive=1,
+            UserType="Standard",
+            CreatedDate=now,
+            CreatedById=uid,
+            LastModifiedDate=now,
+            LastModifiedById=uid,
+            SystemModstamp=now,
+        )
         cols = list(row)
         self.store.conn.execute(
             f'INSERT INTO "User" ({", ".join(cols)}) VALUES ({", ".join("?" * len(cols))})', [row[c] for c in cols]
@@ -196,27 +230,38 @@ class Org:
             self.store.set_meta("organization", saved)
         elif sandbox is not None and bool(sandbox) != saved["sandbox"]:
             kind = "a sandbox" if saved["sandbox"] else "a production org"
-            raise ValueError(f"the org in {self.data_dir} is {kind} ({saved['id']}); Salesforce never turns one "
-                             "into the other (a sandbox is a new org): start it without the sandbox option, or "
-                             "use another data directory")
+            raise ValueError(
+                f"the org in {self.data_dir} is {kind} ({saved['id']}); Salesforce never turns one "
+                "into the other (a sandbox is a new org): start it without the sandbox option, or "
+                "use another data directory"
+            )
         self.org_id: str = saved["id"]
         self.is_sandbox: bool = saved["sandbox"]
         table = q(self.schema.get("Organization").name)
         if self.store.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0:
             first = sorted(self.credentials.values(), key=lambda c: c.user_id)
             admin = next((c.user_id for c in first if c.key == "admin"), first[0].user_id if first else "")
-            row = organization_row(self.org_id, name=f"Devorg Inc. ({self.name})", sandbox=self.is_sandbox,
-                                   admin_id=admin, now=self.store.now())
+            row = organization_row(
+                self.org_id,
+                name=f"Devorg Inc. ({self.name})",
+                sandbox=self.is_sandbox,
+                admin_id=admin,
+                now=self.store.now(),
+            )
             cols = list(row)
-            self.store.conn.execute(f"INSERT INTO {table} ({', '.join(map(q, cols))}) "
-                                    f"VALUES ({', '.join('?' * len(cols))})", [row[c] for c in cols])
+            self.store.conn.execute(
+                f"INSERT INTO {table} ({', '.join(map(q, cols))}) VALUES ({', '.join('?' * len(cols))})",
+                [row[c] for c in cols],
+            )
 
     def user(self, key_or_username: str) -> Credentials:
         wanted = key_or_username.lower()
         for c in self.credentials.values():
             if c.key == wanted or c.username.lower() == wanted or c.user_id.lower() == wanted:
                 return c
-        raise KeyError(f"no devorg user {key_or_username!r}; users: {', '.join(c.key for c in self.credentials.values())}")
+        raise KeyError(
+            f"no devorg user {key_or_username!r}; users: {', '.join(c.key for c in self.credentials.values())}"
+        )
 
     def check_password(self, username: str, password: str) -> Credentials | None:
         c = self.credentials.get(username.lower())
@@ -240,8 +285,9 @@ class Org:
     def set_session_timeout(self, value: str) -> None:
         """Setup > Session Settings > Timeout value: one of 15m, 30m, 1h, 2h, 4h, 8h, 12h, 24h."""
         if value not in SESSION_TIMEOUTS:
-            raise ValueError(f"session timeout {value!r} is not one Salesforce offers; choose one of "
-                             f"{', '.join(SESSION_TIMEOUTS)}")
+            raise ValueError(
+                f"session timeout {value!r} is not one Salesforce offers; choose one of {', '.join(SESSION_TIMEOUTS)}"
+            )
         self.store.set_meta("session_timeout_seconds", SESSION_TIMEOUTS[value])
 
     def session(self, token: str | None) -> Session:
@@ -264,8 +310,10 @@ class Org:
             self._save_sessions()
 
     def _save_sessions(self) -> None:
-        self.store.set_meta("sessions", {t: {"user_id": s.user_id, "last_active": s.last_active.isoformat()}
-                                         for t, s in self.sessions.items()})
+        self.store.set_meta(
+            "sessions",
+            {t: {"user_id": s.user_id, "last_active": s.last_active.isoformat()} for t, s in self.sessions.items()},
+        )
 
     # ----------------------------------------------------------------- API limits
     @property

@@ -27,8 +27,16 @@ from .schema import F, ObjectDef, system_fields
 KEY_PREFIX = "00D"
 LEGACY_ORG_ID = "00D5J0000000001AAA"
 # Salesforce's editions as OrganizationType lists them (object reference, Organization.OrganizationType).
-EDITIONS = ("Team Edition", "Professional Edition", "Enterprise Edition", "Developer Edition",
-            "Personal Edition", "Unlimited Edition", "Contact Manager Edition", "Base Edition")
+EDITIONS = (
+    "Team Edition",
+    "Professional Edition",
+    "Enterprise Edition",
+    "Developer Edition",
+    "Personal Edition",
+    "Unlimited Edition",
+    "Contact Manager Edition",
+    "Base Edition",
+)
 # Production instances are named like NA1/EU5, sandbox instances like CS1 (object reference, InstanceName).
 PRODUCTION_INSTANCE = "NA1"
 SANDBOX_INSTANCE = "CS1"
@@ -36,10 +44,21 @@ _LOCALES = ("en_US", "en_GB", "fr_FR", "de_DE")
 _LANGUAGES = ("en_US", "fr", "de")
 _TIME_ZONES = ("America/Los_Angeles", "America/New_York", "Europe/London", "Europe/Paris", "GMT")
 # The entry real orgs give Organization in the describe global, where it differs from a data object's.
-_GLOBAL_FLAGS = {"createable": False, "deletable": False, "undeletable": False, "updateable": True,
-                 "searchable": False, "triggerable": False, "layoutable": False, "mruEnabled": False,
-                 "feedEnabled": False, "mergeable": False, "queryable": True, "replicateable": True,
-                 "retrieveable": True}
+_GLOBAL_FLAGS = {
+    "createable": False,
+    "deletable": False,
+    "undeletable": False,
+    "updateable": True,
+    "searchable": False,
+    "triggerable": False,
+    "layoutable": False,
+    "mruEnabled": False,
+    "feedEnabled": False,
+    "mergeable": False,
+    "queryable": True,
+    "replicateable": True,
+    "retrieveable": True,
+}
 
 
 @dataclass
@@ -96,9 +115,19 @@ def new_org_id() -> str:
 def organization_row(org_id: str, *, name: str, sandbox: bool, admin_id: str, now: str) -> dict[str, Any]:
     """The stored row of a new org's Organization record (created by its first user, as in a real org)."""
     return {
-        "Id": org_id, "Name": name, "Country": "US", "DefaultLocaleSidKey": "en_US", "LanguageLocaleKey": "en_US",
-        "TimeZoneSidKey": "GMT", "FiscalYearStartMonth": 1, "IsSandbox": int(sandbox),
-        "OrganizationType": "Enterprise Edition", "InstanceName": SANDBOX_INSTANCE if sandbox else PRODUCTION_INSTANCE,
-        "CreatedDate": now, "CreatedById": admin_id, "LastModifiedDate": now, "LastModifiedById": admin_id,
+        "Id": org_id,
+        "Name": name,
+        "Country": "US",
+        "DefaultLocaleSidKey": "en_US",
+        "LanguageLocaleKey": "en_US",
+        "TimeZoneSidKey": "GMT",
+        "FiscalYearStartMonth": 1,
+        "IsSandbox": int(sandbox),
+        "OrganizationType": "Enterprise Edition",
+        "InstanceName": SANDBOX_INSTANCE if sandbox else PRODUCTION_INSTANCE,
+        "CreatedDate": now,
+        "CreatedById": admin_id,
+        "LastModifiedDate": now,
+        "LastModifiedById": admin_id,
         "SystemModstamp": now,
     }

@@ -61,11 +61,26 @@ def _bulk_error(message: str) -> SalesforceError:
 
 
 def _address(street, city, state, postal, country, lat, lon):  # noqa: ANN001 - hot path helper
-    if street is None and city is None and state is None and postal is None and country is None \
-            and lat is None and lon is None:
+    if (
+        street is None
+        and city is None
+        and state is None
+        and postal is None
+        and country is None
+        and lat is None
+        and lon is None
+    ):
         return None
-    return {"city": city, "country": country, "geocodeAccuracy": None, "latitude": lat, "longitude": lon,
-            "postalCode": postal, "state": state, "street": street}
+    return {
+        "city": city,
+        "country": country,
+        "geocodeAccuracy": None,
+        "latitude": lat,
+        "longitude": lon,
+        "postalCode": postal,
+        "state": state,
+        "street": street,
+    }
 
 
 # ====================================================================== REST record shaping
@@ -128,8 +143,10 @@ class _RecordShaper:
             elif f.type == "boolean":  # never null in Salesforce: a NULL (column added later) reads false
                 parts.append(f"{f.name!r}: r[{self._expr(col.sql)}] == 1")
             elif f.type == "base64":  # a REST query returns the blob's URL, not its bytes (files.py)
-                parts.append(f"{f.name!r}: (None if r[{self._expr(col.sql)}] is None else "
-                             f"U[{slot}] + r[{node.id_index}] + {'/' + f.name!r})")
+                parts.append(
+                    f"{f.name!r}: (None if r[{self._expr(col.sql)}] is None else "
+                    f"U[{slot}] + r[{node.id_index}] + {'/' + f.name!r})"
+                )
             else:
                 parts.append(f"{f.name!r}: r[{self._expr(col.sql)}]")
         return "{" + ", ".join(parts) + "}"
@@ -142,8 +159,9 @@ class _RecordShaper:
         args = []
         for part in _ADDRESS_PARTS:
             comp = col.obj.by_lower.get((prefix + part).lower())
-            args.append(f"r[{self._expr(f'{col.alias}.{q(comp.name)}')}]" if comp is not None and comp.stored
-                        else "None")
+            args.append(
+                f"r[{self._expr(f'{col.alias}.{q(comp.name)}')}]" if comp is not None and comp.stored else "None"
+            )
         return f"A({', '.join(args)})"
 
     def build(self, rows: list[tuple], api_version: str) -> list[dict[str, Any]]:
@@ -174,8 +192,10 @@ def csv_value_sql(field: FieldDef, c: str) -> str:
     if t == "int":
         return f"coalesce(CAST(CAST({c} AS INTEGER) AS TEXT), '')"
     if t in NUMBER_TYPES:
-        return (f"CASE WHEN {c} IS NULL THEN '' WHEN {c} = CAST({c} AS INTEGER) "
-                f"THEN CAST(CAST({c} AS INTEGER) AS TEXT) ELSE CAST({c} AS TEXT) END")
+        return (
+            f"CASE WHEN {c} IS NULL THEN '' WHEN {c} = CAST({c} AS INTEGER) "
+            f"THEN CAST(CAST({c} AS INTEGER) AS TEXT) ELSE CAST({c} AS TEXT) END"
+        )
     return f"coalesce({c}, '')"
 
 
@@ -249,8 +269,15 @@ class QueryEngine:
         return out
 
     # ---------------------------------------------------------------- REST
-    def run(self, text: str, *, include_deleted: bool, batch_size: int | None = 2000,
-            api_version: str = "59.0", user_id: str | None = None) -> dict[str, Any]:
+    def run(
+        self,
+        text: str,
+        *,
+        include_deleted: bool,
+        batch_size: int | None = 2000,
+        api_version: str = "59.0",
+        user_id: str | None = None,
+    ) -> dict[str, Any]:
         """Execute a REST query (include_deleted=False) or queryAll (True); returns the first page's body."""
         cq = self.compile(text, include_deleted=include_deleted, user_id=user_id)
         if cq.kind == "count":
@@ -265,7 +292,7 @@ class QueryEngine:
             rec: dict[str, Any] = {"attributes": {"type": "AggregateResult"}}
             for agg, v in zip(cq.aggregates, values, strict=True):
                 rec[agg.name] = v
-            records = [rec][cq.offset or 0:]
+            records = [rec][cq.offset or 0 :]
             if cq.limit is not None:
                 records = records[: cq.limit]
             return {"totalSize": len(records), "done": True, "records": records}
@@ -332,8 +359,9 @@ class QueryEngine:
             raise _bulk_error("Selecting compound data not supported in Bulk Query")
         return CsvRows(self.store, cq, self._snapshot(cq))
 
-    def iter_csv_rows(self, text: str, *, include_deleted: bool,
-                      user_id: str | None = None) -> tuple[list[str], Iterator[list[str]]]:
+    def iter_csv_rows(
+        self, text: str, *, include_deleted: bool, user_id: str | None = None
+    ) -> tuple[list[str], Iterator[list[str]]]:
         """(header, rows) of a Bulk API 2.0 query; values are strings formatted like Bulk CSV results."""
         result = self.csv_rows(text, include_deleted=include_deleted, user_id=user_id)
         return result.header, iter(result)

@@ -61,8 +61,9 @@ class RecycleBin:
     def __init__(self, store: OrgStore):
         self.store = store
         c = store.conn
-        c.execute("CREATE TABLE IF NOT EXISTS _delete_log (object TEXT, id TEXT PRIMARY KEY, deleted_date TEXT, "
-                  "root TEXT)")
+        c.execute(
+            "CREATE TABLE IF NOT EXISTS _delete_log (object TEXT, id TEXT PRIMARY KEY, deleted_date TEXT, root TEXT)"
+        )
         c.execute("CREATE INDEX IF NOT EXISTS _delete_log_date ON _delete_log(deleted_date)")
         c.execute("CREATE INDEX IF NOT EXISTS _delete_log_root ON _delete_log(root)")
         c.execute("CREATE INDEX IF NOT EXISTS _delete_log_object ON _delete_log(object, deleted_date)")
@@ -74,7 +75,8 @@ class RecycleBin:
     def log(self, object_name: str, rid: str, when: str, root: str) -> None:
         self.store.conn.execute(
             "INSERT OR REPLACE INTO _delete_log(object, id, deleted_date, root) VALUES (?, ?, ?, ?)",
-            (object_name, rid, when, root))
+            (object_name, rid, when, root),
+        )
         due = format_datetime(parse_datetime(when) + RETENTION)
         if self._next_due is None or due < self._next_due:
             self._next_due = due
@@ -98,8 +100,10 @@ class RecycleBin:
         if due is None or format_datetime(now) < due:
             return 0
         cutoff = format_datetime(now - RETENTION)
-        roots = [r[0] for r in self.store.conn.execute(
-            "SELECT DISTINCT root FROM _delete_log WHERE deleted_date <= ?", (cutoff,))]
+        roots = [
+            r[0]
+            for r in self.store.conn.execute("SELECT DISTINCT root FROM _delete_log WHERE deleted_date <= ?", (cutoff,))
+        ]
         removed = self.remove_roots(roots)
         self.recompute_due()
         return removed
@@ -109,10 +113,11 @@ class RecycleBin:
         conn = self.store.conn
         removed = 0
         for i in range(0, len(roots), 500):
-            chunk = roots[i:i + 500]
+            chunk = roots[i : i + 500]
             marks = ",".join("?" * len(chunk))
             entries = conn.execute(
-                f"SELECT object, id, deleted_date FROM _delete_log WHERE root IN ({marks})", chunk).fetchall()
+                f"SELECT object, id, deleted_date FROM _delete_log WHERE root IN ({marks})", chunk
+            ).fetchall()
             by_object: dict[str, list[str]] = {}
             latest: dict[str, str] = {}
             for obj_name, rid, when in entries:
@@ -120,17 +125,19 @@ class RecycleBin:
                 latest[obj_name] = max(latest.get(obj_name, when), when)
             for obj_name, record_ids in by_object.items():
                 for j in range(0, len(record_ids), 500):
-                    part = record_ids[j:j + 500]
+                    part = record_ids[j : j + 500]
                     cur = conn.execute(
-                        f"DELETE FROM {q(obj_name)} WHERE IsDeleted = 1 AND Id IN ({','.join('?' * len(part))})",
-                        part)
+                        f"DELETE FROM {q(obj_name)} WHERE IsDeleted = 1 AND Id IN ({','.join('?' * len(part))})", part
+                    )
                     removed += cur.rowcount
             conn.execute(f"DELETE FROM _delete_log WHERE root IN ({marks})", chunk)
             conn.execute(f"DELETE FROM _cleared_lookups WHERE root IN ({marks})", chunk)
             for obj_name, when in latest.items():
                 conn.execute(
                     "INSERT INTO _purge_marks(object, last_purged) VALUES (?, ?) ON CONFLICT(object) DO UPDATE "
-                    "SET last_purged = max(last_purged, excluded.last_purged)", (obj_name, when))
+                    "SET last_purged = max(last_purged, excluded.last_purged)",
+                    (obj_name, when),
+                )
         return removed
 
     def root_of(self, rid: str) -> tuple[str, str] | None:
@@ -144,8 +151,9 @@ class RecycleBin:
         The statusCodes of the per-id errors are UNVERIFIED (not documented); the rule they enforce is.
         """
         if len(record_ids) > EMPTY_RECYCLE_BIN_LIMIT:
-            raise SalesforceError("EXCEEDED_ID_LIMIT", "record limit reached. cannot submit more than 200 records "
-                                                       "into this call")
+            raise SalesforceError(
+                "EXCEEDED_ID_LIMIT", "record limit reached. cannot submit more than 200 records into this call"
+            )
         from . import ids
 
         results: list[dict[str, Any]] = []
@@ -154,15 +162,42 @@ class RecycleBin:
             rid = ids.normalize(value)
             entry = self.root_of(rid) if rid else None
             if rid is None:
-                results.append({"id": value, "success": False, "errors": [
-                    {"statusCode": "MALFORMED_ID", "message": f"malformed id {value}", "fields": []}]})
+                results.append(
+                    {
+                        "id": value,
+                        "success": False,
+                        "errors": [{"statusCode": "MALFORMED_ID", "message": f"malformed id {value}", "fields": []}],
+                    }
+                )
             elif entry is None:
-                results.append({"id": rid, "success": False, "errors": [
-                    {"statusCode": "INVALID_ID_FIELD", "message": "Entity is not in the recycle bin", "fields": []}]})
+                results.append(
+                    {
+                        "id": rid,
+                        "success": False,
+                        "errors": [
+                            {
+                                "statusCode": "INVALID_ID_FIELD",
+                                "message": "Entity is not in the recycle bin",
+                                "fields": [],
+                            }
+                        ],
+                    }
+                )
             elif entry[1] != rid:
-                results.append({"id": rid, "success": False, "errors": [
-                    {"statusCode": "INVALID_ID_FIELD", "message": "Entity was deleted with its parent: empty the "
-                     "parent from the recycle bin instead", "fields": []}]})
+                results.append(
+                    {
+                        "id": rid,
+                        "success": False,
+                        "errors": [
+                            {
+                                "statusCode": "INVALID_ID_FIELD",
+                                "message": "Entity was deleted with its parent: empty the "
+                                "parent from the recycle bin instead",
+                                "fields": [],
+                            }
+                        ],
+                    }
+                )
             else:
                 roots.append(rid)
                 results.append({"id": rid, "success": True, "errors": []})
@@ -172,8 +207,7 @@ class RecycleBin:
 
     # ----------------------------------------------------------------- replication reads
     def earliest_available(self, obj: ObjectDef, now: datetime) -> datetime:
-        row = self.store.conn.execute("SELECT last_purged FROM _purge_marks WHERE object = ?",
-                                      (obj.name,)).fetchone()
+        row = self.store.conn.execute("SELECT last_purged FROM _purge_marks WHERE object = ?", (obj.name,)).fetchone()
         floor = now - RETENTION
         return max(floor, parse_datetime(row[0])) if row else floor
 
@@ -184,16 +218,24 @@ class RecycleBin:
         earliest = self.earliest_available(obj, now)
         if start < earliest:
             # Message text UNVERIFIED; code and rule: getDeleted() docs.
-            raise SalesforceError("INVALID_REPLICATION_DATE", "startDate is before the earliest date available: "
-                                  f"{format_datetime(earliest)}; the delete log no longer covers it, do a full pull")
+            raise SalesforceError(
+                "INVALID_REPLICATION_DATE",
+                "startDate is before the earliest date available: "
+                f"{format_datetime(earliest)}; the delete log no longer covers it, do a full pull",
+            )
         s, e = format_datetime(start), format_datetime(end)
         rows = self.store.conn.execute(
             "SELECT id, deleted_date FROM _delete_log WHERE object = ? AND deleted_date >= ? AND deleted_date < ? "
-            "ORDER BY deleted_date, id", (obj.name, s, e)).fetchall()
+            "ORDER BY deleted_date, id",
+            (obj.name, s, e),
+        ).fetchall()
         if len(rows) > MAX_IDS:
             raise SalesforceError("EXCEEDED_ID_LIMIT", "too many ids: choose start and end dates closer together")
-        return {"deletedRecords": [{"id": r[0], "deletedDate": r[1]} for r in rows],
-                "earliestDateAvailable": format_datetime(earliest), "latestDateCovered": e}
+        return {
+            "deletedRecords": [{"id": r[0], "deletedDate": r[1]} for r in rows],
+            "earliestDateAvailable": format_datetime(earliest),
+            "latestDateCovered": e,
+        }
 
     def get_updated(self, obj: ObjectDef, start: datetime, end: datetime, now: datetime) -> dict[str, Any]:
         start, end = _window(start, end, now)
@@ -204,7 +246,9 @@ class RecycleBin:
         live = "IsDeleted = 0" if obj.has_field("IsDeleted") else "1"
         rows = self.store.conn.execute(
             f"SELECT Id FROM {q(obj.name)} WHERE SystemModstamp >= ? AND SystemModstamp < ? AND {live} "
-            "ORDER BY SystemModstamp", (s, e)).fetchall()
+            "ORDER BY SystemModstamp",
+            (s, e),
+        ).fetchall()
         if len(rows) > MAX_IDS:
             raise SalesforceError("EXCEEDED_ID_LIMIT", "too many ids: choose start and end dates closer together")
         return {"ids": [r[0] for r in rows], "latestDateCovered": e}
@@ -214,6 +258,7 @@ def _window(start: datetime, end: datetime, now: datetime) -> tuple[datetime, da
     """End is capped at now; start must precede end by more than one minute; then seconds are ignored."""
     end = min(end, now)
     if end - start <= timedelta(minutes=1):
-        raise SalesforceError("INVALID_REPLICATION_DATE",
-                              "startDate must chronologically precede endDate by more than one minute")
+        raise SalesforceError(
+            "INVALID_REPLICATION_DATE", "startDate must chronologically precede endDate by more than one minute"
+        )
     return start.replace(second=0, microsecond=0), end.replace(second=0, microsecond=0)

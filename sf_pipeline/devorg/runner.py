@@ -29,11 +29,23 @@ class DevOrgServer:
     ...     sf = Salesforce(instance_url=devorg.instance_url, session_id=devorg.login("admin"), ...)
     """
 
-    def __init__(self, data_dir: str | Path | None = None, *, host: str = "127.0.0.1", port: int = 0,
-                 generate: int | None = None, seed: int = 42, custom_objects: str | Path | None = None,
-                 name: str = "devorg", daily_limit: int | None = None, log_level: str = "warning",
-                 extra_objects: int | None = None, files: int = 0, file_sizes: dict[int, float] | None = None,
-                 sandbox: bool | None = None):
+    def __init__(
+        self,
+        data_dir: str | Path | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        generate: int | None = None,
+        seed: int = 42,
+        custom_objects: str | Path | None = None,
+        name: str = "devorg",
+        daily_limit: int | None = None,
+        log_level: str = "warning",
+        extra_objects: int | None = None,
+        files: int = 0,
+        file_sizes: dict[int, float] | None = None,
+        sandbox: bool | None = None,
+    ):
         self._tmp = None
         if data_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="devorg-")
@@ -41,8 +53,14 @@ class DevOrgServer:
         self.data_dir = Path(data_dir)
         self.host = host
         self.port = port or free_port(host)
-        self.org = Org(self.data_dir, custom_objects=custom_objects, name=name, daily_limit=daily_limit,
-                       extra_objects=extra_objects, sandbox=sandbox)
+        self.org = Org(
+            self.data_dir,
+            custom_objects=custom_objects,
+            name=name,
+            daily_limit=daily_limit,
+            extra_objects=extra_objects,
+            sandbox=sandbox,
+        )
         if generate and self.org.store.count(self.org.schema.get("Opportunity"), include_deleted=True) == 0:
             from .generator import generate_org
 
@@ -59,12 +77,21 @@ class DevOrgServer:
 
     # ----------------------------------------------------------------- lifecycle
     def _config(self) -> uvicorn.Config:
-        return uvicorn.Config(self.app, host=self.host, port=self.port, ssl_certfile=str(self.certs["cert"]),
-                              ssl_keyfile=str(self.certs["key"]), log_level=self.log_level, access_log=False,
-                              timeout_keep_alive=30, timeout_graceful_shutdown=1, lifespan="off",
-                              # let over-long requests reach devorg, which refuses them as Salesforce does
-                              # (414/431, limits.py) instead of h11's own 16 KB cut-off
-                              h11_max_incomplete_event_size=1024 * 1024)
+        return uvicorn.Config(
+            self.app,
+            host=self.host,
+            port=self.port,
+            ssl_certfile=str(self.certs["cert"]),
+            ssl_keyfile=str(self.certs["key"]),
+            log_level=self.log_level,
+            access_log=False,
+            timeout_keep_alive=30,
+            timeout_graceful_shutdown=1,
+            lifespan="off",
+            # let over-long requests reach devorg, which refuses them as Salesforce does
+            # (414/431, limits.py) instead of h11's own 16 KB cut-off
+            h11_max_incomplete_event_size=1024 * 1024,
+        )
 
     def start(self) -> DevOrgServer:
         self._server = uvicorn.Server(self._config())
@@ -143,16 +170,23 @@ class DevOrgServer:
 
         with requests.Session() as session:
             session.trust_env = False  # REQUESTS_CA_BUNDLE must not override devorg's CA
-            resp = session.request(method, f"{self.instance_url}/_devorg/{action}", json=body,
-                                   verify=self.ca_bundle, timeout=600,
-                                   headers={"Authorization": f"Bearer {self.control_token}"})
+            resp = session.request(
+                method,
+                f"{self.instance_url}/_devorg/{action}",
+                json=body,
+                verify=self.ca_bundle,
+                timeout=600,
+                headers={"Authorization": f"Bearer {self.control_token}"},
+            )
         resp.raise_for_status()
         return resp.json()
 
     def export_lines(self, alias: str = "production") -> str:
         kind = "sandbox" if self.org.is_sandbox else "production org"
-        lines = [f"# devorg '{self.org.name}' at {self.instance_url} (data: {self.data_dir}), a {kind}, "
-                 f"Organization Id {self.org.org_id}"]
+        lines = [
+            f"# devorg '{self.org.name}' at {self.instance_url} (data: {self.data_dir}), a {kind}, "
+            f"Organization Id {self.org.org_id}"
+        ]
         lines += [f"export {k}={v}" for k, v in self.env(alias).items()]
         lines += [f"export {k}={v}" for k, v in self.control_env(alias).items()]
         lines.append("# other users (username / password / security token):")

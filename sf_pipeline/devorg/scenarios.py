@@ -51,11 +51,11 @@ SCENARIOS: dict[str, str] = {
     "picklist-wipe": "integration user blanks Invoice__c.Status__c on a fraction (default 0.85) of the invoices that have one",
     "business-day": "normal activity of sales1..3, support and admin over ~8 hours: the no-anomaly baseline",
     "mass-hard-delete": "integration user hard-deletes a fraction (default 0.25) of the live Opportunities and "
-                        "Contacts with Bulk API 2.0 hardDelete jobs (no recycle bin)",
+    "Contacts with Bulk API 2.0 hardDelete jobs (no recycle bin)",
     "recycle-bin-purge": "the clock passes the recycle bin's 15 days (everything in it is purged), or with "
-                         "empty_bin the admin empties a fraction (default all) of it with emptyRecycleBin",
+    "empty_bin the admin empties a fraction (default all) of it with emptyRecycleBin",
     "mass-merge": "a deduplication tool (integration user) merges a fraction (default 0.3) of the live Accounts "
-                  "into others, three records per merge",
+    "into others, three records per merge",
 }
 DEFAULT_USERS = {
     "orphan-opportunities": "integration",
@@ -99,8 +99,16 @@ class ScenarioResult:
         }
 
 
-def run_scenario(org: Any, name: str, *, user: str | None = None, at: datetime | None = None,
-                 fraction: float | None = None, seed: int = 7, empty_bin: bool = False) -> ScenarioResult:
+def run_scenario(
+    org: Any,
+    name: str,
+    *,
+    user: str | None = None,
+    at: datetime | None = None,
+    fraction: float | None = None,
+    seed: int = 7,
+    empty_bin: bool = False,
+) -> ScenarioResult:
     """Run scenario `name` on `org` (see SCENARIOS). `at` moves the clock there first, keeping its mode.
     `empty_bin` only applies to recycle-bin-purge (emptyRecycleBin instead of the 15 days passing)."""
     if name not in SCENARIOS:
@@ -129,8 +137,9 @@ def run_scenario(org: Any, name: str, *, user: str | None = None, at: datetime |
 _VANISHING = ("mass-hard-delete", "recycle-bin-purge", "mass-merge")
 
 
-def _vanishing(org: Any, name: str, user_id: str, fraction: float | None, rng: random.Random,
-               empty_bin: bool) -> ScenarioResult:
+def _vanishing(
+    org: Any, name: str, user_id: str, fraction: float | None, rng: random.Random, empty_bin: bool
+) -> ScenarioResult:
     """The scenarios of vanishing.py: hard delete, recycle-bin purge, mass merge."""
     from . import vanishing
 
@@ -165,7 +174,7 @@ def _in_batches(org: Any, record_ids: list[str], apply: Callable[[str], None]) -
     batches = 0
     for i in range(0, len(record_ids), BATCH):
         with store.transaction():
-            for rid in record_ids[i:i + BATCH]:
+            for rid in record_ids[i : i + BATCH]:
                 apply(rid)
         batches += 1
         if org.clock.frozen_at is not None:
@@ -178,10 +187,16 @@ def _orphan_opportunities(org: Any, user_id: str, share: float, rng: random.Rand
     eligible = _ids(org, 'SELECT Id FROM "Opportunity" WHERE IsDeleted = 0 AND AccountId IS NOT NULL ORDER BY Id')
     chosen = _sample(eligible, share, rng)
     started, finished, batches = _in_batches(
-        org, chosen, lambda rid: org.store.update(obj, rid, {"AccountId": None}, user_id))
-    return ScenarioResult("orphan-opportunities", user_id, started, finished, {"Opportunity": chosen},
-                          {"field": "Opportunity.AccountId", "eligible": len(eligible), "fraction": share,
-                           "batches": batches})
+        org, chosen, lambda rid: org.store.update(obj, rid, {"AccountId": None}, user_id)
+    )
+    return ScenarioResult(
+        "orphan-opportunities",
+        user_id,
+        started,
+        finished,
+        {"Opportunity": chosen},
+        {"field": "Opportunity.AccountId", "eligible": len(eligible), "fraction": share, "batches": batches},
+    )
 
 
 def _mass_delete(org: Any, user_id: str, share: float, rng: random.Random) -> ScenarioResult:
@@ -191,13 +206,28 @@ def _mass_delete(org: Any, user_id: str, share: float, rng: random.Random) -> Sc
     chosen = _sample(eligible, share, rng)
     gone = set(chosen)
     # Deleting a case clears the ParentId of its live child cases (a lookup, not master-detail).
-    children = [cid for cid, parent in org.store.conn.execute(
-        'SELECT Id, ParentId FROM "Case" WHERE IsDeleted = 0 AND ParentId IS NOT NULL ORDER BY Id')
-        if parent in gone and cid not in gone]
+    children = [
+        cid
+        for cid, parent in org.store.conn.execute(
+            'SELECT Id, ParentId FROM "Case" WHERE IsDeleted = 0 AND ParentId IS NOT NULL ORDER BY Id'
+        )
+        if parent in gone and cid not in gone
+    ]
     started, finished, batches = _in_batches(org, chosen, lambda rid: org.store.delete(obj, rid, user_id))
-    return ScenarioResult("mass-delete", user_id, started, finished, {"Case": chosen + children},
-                          {"deleted": {"Case": len(chosen)}, "lookups_cleared": {"Case.ParentId": children},
-                           "eligible": len(eligible), "fraction": share, "batches": batches})
+    return ScenarioResult(
+        "mass-delete",
+        user_id,
+        started,
+        finished,
+        {"Case": chosen + children},
+        {
+            "deleted": {"Case": len(chosen)},
+            "lookups_cleared": {"Case.ParentId": children},
+            "eligible": len(eligible),
+            "fraction": share,
+            "batches": batches,
+        },
+    )
 
 
 def _owner_takeover(org: Any, user_id: str, share: float, rng: random.Random) -> ScenarioResult:
@@ -205,10 +235,16 @@ def _owner_takeover(org: Any, user_id: str, share: float, rng: random.Random) ->
     eligible = _ids(org, 'SELECT Id FROM "Account" WHERE IsDeleted = 0 AND OwnerId != ? ORDER BY Id', (user_id,))
     chosen = _sample(eligible, share, rng)
     started, finished, batches = _in_batches(
-        org, chosen, lambda rid: org.store.update(obj, rid, {"OwnerId": user_id}, user_id))
-    return ScenarioResult("owner-takeover", user_id, started, finished, {"Account": chosen},
-                          {"field": "Account.OwnerId", "eligible": len(eligible), "fraction": share,
-                           "batches": batches})
+        org, chosen, lambda rid: org.store.update(obj, rid, {"OwnerId": user_id}, user_id)
+    )
+    return ScenarioResult(
+        "owner-takeover",
+        user_id,
+        started,
+        finished,
+        {"Account": chosen},
+        {"field": "Account.OwnerId", "eligible": len(eligible), "fraction": share, "batches": batches},
+    )
 
 
 def _picklist_wipe(org: Any, user_id: str, share: float, rng: random.Random) -> ScenarioResult:
@@ -216,10 +252,16 @@ def _picklist_wipe(org: Any, user_id: str, share: float, rng: random.Random) -> 
     eligible = _ids(org, 'SELECT Id FROM "Invoice__c" WHERE IsDeleted = 0 AND Status__c IS NOT NULL ORDER BY Id')
     chosen = _sample(eligible, share, rng)
     started, finished, batches = _in_batches(
-        org, chosen, lambda rid: org.store.update(obj, rid, {"Status__c": None}, user_id))
-    return ScenarioResult("picklist-wipe", user_id, started, finished, {"Invoice__c": chosen},
-                          {"field": "Invoice__c.Status__c", "eligible": len(eligible), "fraction": share,
-                           "batches": batches})
+        org, chosen, lambda rid: org.store.update(obj, rid, {"Status__c": None}, user_id)
+    )
+    return ScenarioResult(
+        "picklist-wipe",
+        user_id,
+        started,
+        finished,
+        {"Invoice__c": chosen},
+        {"field": "Invoice__c.Status__c", "eligible": len(eligible), "fraction": share, "batches": batches},
+    )
 
 
 _DAMAGE: dict[str, Callable[[Any, str, float, random.Random], ScenarioResult]] = {
@@ -231,8 +273,16 @@ _DAMAGE: dict[str, Callable[[Any, str, float, random.Random], ScenarioResult]] =
 
 
 # ----------------------------------------------------------------- business-day
-OPEN_STAGE_ORDER = ("Prospecting", "Qualification", "Needs Analysis", "Value Proposition", "Id. Decision Makers",
-                    "Perception Analysis", "Proposal/Price Quote", "Negotiation/Review")
+OPEN_STAGE_ORDER = (
+    "Prospecting",
+    "Qualification",
+    "Needs Analysis",
+    "Value Proposition",
+    "Id. Decision Makers",
+    "Perception Analysis",
+    "Proposal/Price Quote",
+    "Negotiation/Review",
+)
 SALES = ("sales1", "sales2", "sales3")
 
 
@@ -242,6 +292,7 @@ def business_day_plan(live: dict[str, int]) -> dict[str, int]:
     Each kind is a small share of its object per day (so well under 3% per hour), capped so that even a
     huge org sees a few hundred changes; tiny objects see none rather than a large share.
     """
+
     def share(obj: str, per_day: float, cap: int, floor_from: int = 200) -> int:
         n = live.get(obj, 0)
         count = min(cap, int(n * per_day))
@@ -302,8 +353,9 @@ class _Day:
                 return row
         n = conn.execute(f"SELECT count(*) FROM {table} WHERE {cond}", params).fetchone()[0]
         for _ in range(min(n, 20)):
-            row = self._one(f"SELECT * FROM {table} WHERE {cond} ORDER BY rowid LIMIT 1 OFFSET ?",
-                            (*params, self.rng.randrange(n)))
+            row = self._one(
+                f"SELECT * FROM {table} WHERE {cond} ORDER BY rowid LIMIT 1 OFFSET ?", (*params, self.rng.randrange(n))
+            )
             if row and row["Id"] not in self.touched:
                 return row
         return None
@@ -361,7 +413,8 @@ class _Day:
         if not account_id:
             return None
         rows = self.store.conn.execute(
-            'SELECT Id FROM "Contact" WHERE AccountId = ? AND IsDeleted = 0 ORDER BY Id', (account_id,)).fetchall()
+            'SELECT Id FROM "Contact" WHERE AccountId = ? AND IsDeleted = 0 ORDER BY Id', (account_id,)
+        ).fetchall()
         return {"Id": self.rng.choice(rows)[0]} if rows else None
 
     # ----------------------------------------------------------------- events
@@ -377,8 +430,10 @@ class _Day:
             if i + 1 < len(OPEN_STAGE_ORDER):
                 values: dict[str, Any] = {"StageName": OPEN_STAGE_ORDER[i + 1]}
             else:
-                values = {"StageName": "Closed Won" if self.rng.random() < 0.6 else "Closed Lost",
-                          "CloseDate": self.today()}
+                values = {
+                    "StageName": "Closed Won" if self.rng.random() < 0.6 else "Closed Lost",
+                    "CloseDate": self.today(),
+                }
         elif r < 0.7:
             amount = row["Amount"] or 10_000.0
             values = {"Amount": float(max(1, round(amount * self.rng.uniform(0.8, 1.25) / 100)) * 100)}
@@ -395,18 +450,26 @@ class _Day:
         if account is None:
             return False
         actor = self.sales_actor(account["OwnerId"])
-        oid = self.insert(actor, "Opportunity", {
-            "AccountId": account["Id"], "Name": f"{account['Name']} - {self.rng.choice(PRODUCTS)}"[:120],
-            "StageName": self.rng.choice(("Prospecting", "Prospecting", "Qualification")),
-            "CloseDate": self.today(self.rng.randint(30, 120)),
-            "Amount": float(self.rng.randint(20, 800) * 100),
-            "Type": self.rng.choice(("New Customer", "Existing Customer - Upgrade")),
-            "LeadSource": self.rng.choice([s for s in SOURCES if s]),
-        })
+        oid = self.insert(
+            actor,
+            "Opportunity",
+            {
+                "AccountId": account["Id"],
+                "Name": f"{account['Name']} - {self.rng.choice(PRODUCTS)}"[:120],
+                "StageName": self.rng.choice(("Prospecting", "Prospecting", "Qualification")),
+                "CloseDate": self.today(self.rng.randint(30, 120)),
+                "Amount": float(self.rng.randint(20, 800) * 100),
+                "Type": self.rng.choice(("New Customer", "Existing Customer - Upgrade")),
+                "LeadSource": self.rng.choice([s for s in SOURCES if s]),
+            },
+        )
         contact = self.contact_of(account["Id"]) if self.rng.random() < 0.5 else None
         if contact:
-            self.insert(actor, "OpportunityContactRole", {
-                "OpportunityId": oid, "ContactId": contact["Id"], "Role": self.rng.choice(ROLES), "IsPrimary": True})
+            self.insert(
+                actor,
+                "OpportunityContactRole",
+                {"OpportunityId": oid, "ContactId": contact["Id"], "Role": self.rng.choice(ROLES), "IsPrimary": True},
+            )
         return True
 
     def opportunity_delete(self) -> bool:
@@ -440,8 +503,16 @@ class _Day:
         elif r < 0.8:
             values = {"NumberOfEmployees": max(1, int((row["NumberOfEmployees"] or 50) * self.rng.uniform(0.9, 1.2)))}
         else:
-            values = {"Description": self.rng.choice(("Renewal discussion started.", "New CIO since last quarter.",
-                                                      "Expanding to a second site.", "Asked for a QBR."))}
+            values = {
+                "Description": self.rng.choice(
+                    (
+                        "Renewal discussion started.",
+                        "New CIO since last quarter.",
+                        "Expanding to a second site.",
+                        "Asked for a QBR.",
+                    )
+                )
+            }
         self.update(actor, "Account", row["Id"], values)
         return True
 
@@ -453,11 +524,19 @@ class _Day:
         first, last = self.rng.choice(FIRST_NAMES), self.rng.choice(LAST_NAMES)
         website = account.get("Website") or "www.example.com"
         domain = website.removeprefix("www.")
-        self.insert(actor, "Contact", {
-            "AccountId": account["Id"], "FirstName": first, "LastName": last,
-            "Email": f"{first.lower()}.{last.lower()}@{domain}", "Title": self.rng.choice(TITLES),
-            "Phone": f"(555) 555-{self.rng.randint(0, 9999):04d}", "LeadSource": "Phone Inquiry",
-        })
+        self.insert(
+            actor,
+            "Contact",
+            {
+                "AccountId": account["Id"],
+                "FirstName": first,
+                "LastName": last,
+                "Email": f"{first.lower()}.{last.lower()}@{domain}",
+                "Title": self.rng.choice(TITLES),
+                "Phone": f"(555) 555-{self.rng.randint(0, 9999):04d}",
+                "LeadSource": "Phone Inquiry",
+            },
+        )
         return True
 
     def contact_update(self) -> bool:
@@ -481,13 +560,21 @@ class _Day:
             return False
         contact = self.contact_of(account["Id"])
         actor = "support" if self.rng.random() < 0.85 else "admin"
-        self.insert(actor, "Case", {
-            "AccountId": account["Id"], "ContactId": contact["Id"] if contact else None,
-            "Subject": self.rng.choice(CASE_SUBJECTS), "Origin": self.rng.choice(CASE_ORIGINS),
-            "Priority": self.rng.choice(CASE_PRIORITIES), "Type": self.rng.choice(CASE_TYPES),
-            "Reason": self.rng.choice(CASE_REASONS), "Status": "New",
-            "Description": self.rng.choice(CASE_DESCRIPTIONS),
-        })
+        self.insert(
+            actor,
+            "Case",
+            {
+                "AccountId": account["Id"],
+                "ContactId": contact["Id"] if contact else None,
+                "Subject": self.rng.choice(CASE_SUBJECTS),
+                "Origin": self.rng.choice(CASE_ORIGINS),
+                "Priority": self.rng.choice(CASE_PRIORITIES),
+                "Type": self.rng.choice(CASE_TYPES),
+                "Reason": self.rng.choice(CASE_REASONS),
+                "Status": "New",
+                "Description": self.rng.choice(CASE_DESCRIPTIONS),
+            },
+        )
         return True
 
     def case_update(self) -> bool:
@@ -519,25 +606,36 @@ class _Day:
     def lead_create(self) -> bool:
         first, last = self.rng.choice(FIRST_NAMES), self.rng.choice(LAST_NAMES)
         company = f"{self.rng.choice(LAST_NAMES)} {self.rng.choice(('Consulting', 'Labs', 'Retail', 'Logistics'))}"
-        self.insert(self.rng.choice(SALES), "Lead", {
-            "FirstName": first, "LastName": last, "Company": company,
-            "Email": f"{first.lower()}.{last.lower()}@{company.split()[0].lower()}.com",
-            "Status": "Open - Not Contacted", "LeadSource": self.rng.choice(("Web", "Phone Inquiry", "Other")),
-            "Phone": f"(555) 555-{self.rng.randint(0, 9999):04d}",
-        })
+        self.insert(
+            self.rng.choice(SALES),
+            "Lead",
+            {
+                "FirstName": first,
+                "LastName": last,
+                "Company": company,
+                "Email": f"{first.lower()}.{last.lower()}@{company.split()[0].lower()}.com",
+                "Status": "Open - Not Contacted",
+                "LeadSource": self.rng.choice(("Web", "Phone Inquiry", "Other")),
+                "Phone": f"(555) 555-{self.rng.randint(0, 9999):04d}",
+            },
+        )
         return True
 
     def lead_update(self) -> bool:
-        row = self.pick("Lead", "Status != 'Closed - Not Converted' AND Status != 'Closed - Converted'") \
-            or self.pick("Lead")
+        row = self.pick("Lead", "Status != 'Closed - Not Converted' AND Status != 'Closed - Converted'") or self.pick(
+            "Lead"
+        )
         if row is None:
             return False
         status = row["Status"]
         if status == "Open - Not Contacted":
             values: dict[str, Any] = {"Status": "Working - Contacted"}
         elif status == "Working - Contacted":
-            values = {"Status": "Closed - Not Converted"} if self.rng.random() < 0.4 else {
-                "Rating": self.rng.choice(("Hot", "Warm", "Cold"))}
+            values = (
+                {"Status": "Closed - Not Converted"}
+                if self.rng.random() < 0.4
+                else {"Rating": self.rng.choice(("Hot", "Warm", "Cold"))}
+            )
         else:
             values = {"Rating": self.rng.choice(("Hot", "Warm", "Cold"))}
         key = self.key_of.get(row["OwnerId"])
@@ -561,8 +659,10 @@ def _business_day(org: Any, seed: int, at: datetime | None) -> ScenarioResult:
     was_frozen = org.clock.frozen_at is not None
     start = (at or org.clock.now()).astimezone(UTC)
     end = start + DAY_LENGTH
-    live = {name: day.live(name) for name in ("Account", "Contact", "Opportunity", "Case", "Lead", "Invoice__c",
-                                              "OpportunityContactRole")}
+    live = {
+        name: day.live(name)
+        for name in ("Account", "Contact", "Opportunity", "Case", "Lead", "Invoice__c", "OpportunityContactRole")
+    }
     plan = business_day_plan(live)
     seconds = DAY_LENGTH.total_seconds()
     events = []
@@ -588,7 +688,18 @@ def _business_day(org: Any, seed: int, at: datetime | None) -> ScenarioResult:
     finally:
         org.set_clock(end, freeze=was_frozen)
     changed = {obj: list(ids) for obj, ids in day.changed.items()}
-    return ScenarioResult("business-day", None, start, end, changed, {
-        "users": {k: day.users[k] for k in day.by_user}, "by_user": day.by_user, "by_kind": day.by_kind,
-        "skipped": day.skipped, "planned": plan, "live_before": live,
-    })
+    return ScenarioResult(
+        "business-day",
+        None,
+        start,
+        end,
+        changed,
+        {
+            "users": {k: day.users[k] for k in day.by_user},
+            "by_user": day.by_user,
+            "by_kind": day.by_kind,
+            "skipped": day.skipped,
+            "planned": plan,
+            "live_before": live,
+        },
+    )

@@ -31,7 +31,15 @@ SOAP_TYPES = {
     "anyType": "xsd:anyType",
 }
 TEXT_TYPES = {
-    "string", "textarea", "picklist", "multipicklist", "email", "phone", "url", "combobox", "encryptedstring",
+    "string",
+    "textarea",
+    "picklist",
+    "multipicklist",
+    "email",
+    "phone",
+    "url",
+    "combobox",
+    "encryptedstring",
 }
 NUMBER_TYPES = {"double", "currency", "percent"}
 COMPOUND_TYPES = {"address", "location"}
@@ -129,8 +137,7 @@ class FieldDef:
             "nillable": self.nillable,
             "permissionable": self.nillable and self.type != "id" and self.createable,
             "picklistValues": [
-                {"active": True, "defaultValue": False, "label": v, "validFor": None, "value": v}
-                for v in self.picklist
+                {"active": True, "defaultValue": False, "label": v, "validFor": None, "value": v} for v in self.picklist
             ],
             "polymorphicForeignKey": len(self.reference_to) > 1,
             "precision": self.precision,
@@ -186,8 +193,15 @@ def system_fields(*, deletable: bool = True) -> list[FieldDef]:
     return out
 
 
-SYSTEM_FIELD_NAMES = {"id", "isdeleted", "createddate", "createdbyid", "lastmodifieddate", "lastmodifiedbyid",
-                      "systemmodstamp"}
+SYSTEM_FIELD_NAMES = {
+    "id",
+    "isdeleted",
+    "createddate",
+    "createdbyid",
+    "lastmodifieddate",
+    "lastmodifiedbyid",
+    "systemmodstamp",
+}
 
 
 @dataclass
@@ -282,24 +296,37 @@ class ObjectDef:
 
     def describe(self, version: str, schema: Schema) -> dict[str, Any]:
         out = self.global_entry(version)
-        out.update({
-            "actionOverrides": [],
-            "childRelationships": schema.child_relationships(self),
-            "compactLayoutable": True,
-            "fields": [f.describe() for f in self.fields],
-            "listviewable": None,
-            "lookupLayoutable": None,
-            "namedLayoutInfos": [],
-            "networkScopeFieldName": None,
-            "recordTypeInfos": [{
-                "active": True, "available": True, "defaultRecordTypeMapping": True, "developerName": "Master",
-                "master": True, "name": "Master", "recordTypeId": "012000000000000AAA",
-                "urls": {"layout": f"/services/data/v{version}/sobjects/{self.name}/describe/layouts/012000000000000AAA"},
-            }],
-            "searchLayoutable": True,
-            "supportedScopes": [{"label": "All " + (self.label_plural or self.name), "name": "everything"},
-                                {"label": "My " + (self.label_plural or self.name), "name": "mine"}],
-        })
+        out.update(
+            {
+                "actionOverrides": [],
+                "childRelationships": schema.child_relationships(self),
+                "compactLayoutable": True,
+                "fields": [f.describe() for f in self.fields],
+                "listviewable": None,
+                "lookupLayoutable": None,
+                "namedLayoutInfos": [],
+                "networkScopeFieldName": None,
+                "recordTypeInfos": [
+                    {
+                        "active": True,
+                        "available": True,
+                        "defaultRecordTypeMapping": True,
+                        "developerName": "Master",
+                        "master": True,
+                        "name": "Master",
+                        "recordTypeId": "012000000000000AAA",
+                        "urls": {
+                            "layout": f"/services/data/v{version}/sobjects/{self.name}/describe/layouts/012000000000000AAA"
+                        },
+                    }
+                ],
+                "searchLayoutable": True,
+                "supportedScopes": [
+                    {"label": "All " + (self.label_plural or self.name), "name": "everything"},
+                    {"label": "My " + (self.label_plural or self.name), "name": "mine"},
+                ],
+            }
+        )
         return out
 
 
@@ -316,8 +343,9 @@ class Schema:
         if obj.lower in self.objects:
             raise ValueError(f"object {obj.name} defined twice")
         if obj.key_prefix in self.by_prefix:
-            raise ValueError(f"key prefix {obj.key_prefix} of {obj.name} already used by "
-                             f"{self.by_prefix[obj.key_prefix].name}")
+            raise ValueError(
+                f"key prefix {obj.key_prefix} of {obj.name} already used by {self.by_prefix[obj.key_prefix].name}"
+            )
         self.objects[obj.lower] = obj
         self.by_prefix[obj.key_prefix] = obj
 
@@ -348,8 +376,10 @@ class Schema:
         out = []
         for obj in self.objects.values():
             for f in obj.fields:
-                if f.type == "reference" and target.name in f.reference_to and f.name not in (
-                    "CreatedById", "LastModifiedById"
+                if (
+                    f.type == "reference"
+                    and target.name in f.reference_to
+                    and f.name not in ("CreatedById", "LastModifiedById")
                 ):
                     out.append((obj, f))
         return out
@@ -358,19 +388,22 @@ class Schema:
         out = []
         for obj, f in self.references_to(target):
             rel = CHILD_RELATIONSHIP_NAMES.get((obj.name, f.name)) or CHILD_RELATIONSHIP_NAMES.get(
-                (target.name, obj.name, f.name))  # per parent for polymorphic lookups (see wide.py)
+                (target.name, obj.name, f.name)
+            )  # per parent for polymorphic lookups (see wide.py)
             if rel is None and obj.custom:
                 rel = obj.label_plural.replace(" ", "_") + "__r" if obj.label_plural else obj.name + "s"
-            out.append({
-                "cascadeDelete": f.cascade_delete,
-                "childSObject": obj.name,
-                "deprecatedAndHidden": False,
-                "field": f.name,
-                "junctionIdListNames": [],
-                "junctionReferenceTo": [],
-                "relationshipName": rel,
-                "restrictedDelete": f.restricted_delete,
-            })
+            out.append(
+                {
+                    "cascadeDelete": f.cascade_delete,
+                    "childSObject": obj.name,
+                    "deprecatedAndHidden": False,
+                    "field": f.name,
+                    "junctionIdListNames": [],
+                    "junctionReferenceTo": [],
+                    "relationshipName": rel,
+                    "restrictedDelete": f.restricted_delete,
+                }
+            )
         return out
 
     def load_custom_objects(self, path: str | Path) -> list[ObjectDef]:
@@ -411,7 +444,9 @@ _CUSTOM_TYPE_DEFAULTS = {
     "percent": {"precision": 5, "scale": 2},
 }
 
-_next_custom_prefix = iter(f"a{c1}{c2}" for c1 in "0123456789ABCDEFGHIJ" for c2 in "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_next_custom_prefix = iter(
+    f"a{c1}{c2}" for c1 in "0123456789ABCDEFGHIJ" for c2 in "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
 
 
 def custom_object(name: str, spec: dict[str, Any], schema: Schema) -> ObjectDef:
@@ -421,8 +456,17 @@ def custom_object(name: str, spec: dict[str, Any], schema: Schema) -> ObjectDef:
     if not prefix:
         prefix = next(p for p in _next_custom_prefix if p not in schema.by_prefix)
     fields = [f for f in system_fields()]
-    fields.insert(1, F("OwnerId", "reference", nillable=False, reference_to=("Group", "User"),
-                       relationship_name="Owner", defaulted_on_create=True))
+    fields.insert(
+        1,
+        F(
+            "OwnerId",
+            "reference",
+            nillable=False,
+            reference_to=("Group", "User"),
+            relationship_name="Owner",
+            defaulted_on_create=True,
+        ),
+    )
     fields.insert(3, F("Name", "string", length=80, defaulted_on_create=True))
     fields += [
         F("LastViewedDate", "datetime", createable=False, updateable=False),
@@ -431,8 +475,14 @@ def custom_object(name: str, spec: dict[str, Any], schema: Schema) -> ObjectDef:
     for fspec in spec.get("fields") or []:
         fields.append(custom_field(name, fspec))
     label = spec.get("label", name[:-3].replace("_", " "))
-    return ObjectDef(name=name, key_prefix=prefix, fields=fields, label=label,
-                     label_plural=spec.get("labelPlural", label + "s"), custom=True)
+    return ObjectDef(
+        name=name,
+        key_prefix=prefix,
+        fields=fields,
+        label=label,
+        label_plural=spec.get("labelPlural", label + "s"),
+        custom=True,
+    )
 
 
 def custom_field(object_name: str, fspec: dict[str, Any]) -> FieldDef:
@@ -443,8 +493,7 @@ def custom_field(object_name: str, fspec: dict[str, Any]) -> FieldDef:
         raise ValueError(f"custom field {name}.{fname}: API names of custom fields end in __c")
     ftype = fspec.get("type", "string")
     kw: dict[str, Any] = dict(_CUSTOM_TYPE_DEFAULTS.get(ftype, {}))
-    for key, attr in (("length", "length"), ("precision", "precision"), ("scale", "scale"),
-                      ("label", "label")):
+    for key, attr in (("length", "length"), ("precision", "precision"), ("scale", "scale"), ("label", "label")):
         if key in fspec:
             kw[attr] = fspec[key]
     if fspec.get("required"):
@@ -460,8 +509,9 @@ def custom_field(object_name: str, fspec: dict[str, Any]) -> FieldDef:
         # older shorthand for Cascade.
         constraint = str(fspec.get("deleteConstraint", "Cascade" if fspec.get("cascadeDelete") else "SetNull"))
         if constraint not in ("SetNull", "Restrict", "Cascade"):
-            raise ValueError(f"custom field {name}.{fname}: deleteConstraint is SetNull, Restrict or Cascade, "
-                             f"not {constraint!r}")
+            raise ValueError(
+                f"custom field {name}.{fname}: deleteConstraint is SetNull, Restrict or Cascade, not {constraint!r}"
+            )
         kw["cascade_delete"] = constraint == "Cascade"
         kw["restricted_delete"] = constraint == "Restrict"
     if ftype in ("picklist", "multipicklist"):

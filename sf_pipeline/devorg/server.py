@@ -54,8 +54,7 @@ class DevOrgApp:
             Route("/services/data", self.versions, methods=["GET"]),
             Route("/services/data/", self.versions, methods=["GET"]),
             Route("/services/data/{version}", self.api, methods=["GET", "POST", "PATCH", "DELETE", "PUT"]),
-            Route("/services/data/{version}/{rest:path}", self.api,
-                  methods=["GET", "POST", "PATCH", "DELETE", "PUT"]),
+            Route("/services/data/{version}/{rest:path}", self.api, methods=["GET", "POST", "PATCH", "DELETE", "PUT"]),
             Route("/services/oauth2/userinfo", self.userinfo, methods=["GET"]),
             Route("/id/{org_id}/{user_id}", self.identity, methods=["GET"]),
             Route("/services/oauth2/authorize", self.authorize, methods=["GET", "POST"]),
@@ -108,19 +107,38 @@ class DevOrgApp:
         if rule.kind == "lock":
             if request.method == "GET":
                 return None
-            return json_response([{"message": "unable to obtain exclusive access to this record",
-                                   "errorCode": "UNABLE_TO_LOCK_ROW", "fields": []}], 400, self._limit_header())
+            return json_response(
+                [
+                    {
+                        "message": "unable to obtain exclusive access to this record",
+                        "errorCode": "UNABLE_TO_LOCK_ROW",
+                        "fields": [],
+                    }
+                ],
+                400,
+                self._limit_header(),
+            )
         if rule.kind == "drop":
+
             async def partial():
                 yield b'{"totalSize":'
                 raise ConnectionResetError("devorg fault injection: connection dropped mid-response")
+
             return StreamingResponse(partial(), media_type=JSON_TYPE, headers={"Content-Length": "4096"})
         return None
 
     def _error_5xx(self, rule) -> Response:
-        body = [{"message": "An unexpected error occurred. Please include this ErrorId if you contact "
-                 "support: 1234567890-12345 (-1234567890)", "errorCode": "UNKNOWN_EXCEPTION"}] \
-            if rule.status == 500 else [{"message": "Server unavailable", "errorCode": "SERVER_UNAVAILABLE"}]
+        body = (
+            [
+                {
+                    "message": "An unexpected error occurred. Please include this ErrorId if you contact "
+                    "support: 1234567890-12345 (-1234567890)",
+                    "errorCode": "UNKNOWN_EXCEPTION",
+                }
+            ]
+            if rule.status == 500
+            else [{"message": "Server unavailable", "errorCode": "SERVER_UNAVAILABLE"}]
+        )
         return json_response(body, rule.status, self._limit_header())
 
     def _fault_after(self, request: Request, response: Response) -> Response:
@@ -135,9 +153,7 @@ class DevOrgApp:
 
     # ----------------------------------------------------------------- /services/data
     async def versions(self, request: Request) -> Response:
-        return json_response([
-            {"label": f"v{v}", "url": f"/services/data/v{v}", "version": v} for v in API_VERSIONS
-        ])
+        return json_response([{"label": f"v{v}", "url": f"/services/data/v{v}", "version": v} for v in API_VERSIONS])
 
     async def api(self, request: Request) -> Response:
         version_part = request.path_params["version"]
@@ -173,8 +189,10 @@ class DevOrgApp:
         org = ctx.org
         if not parts:
             base = f"/services/data/v{ctx.version}"
-            resources = {k: f"{base}/{k}" for k in (
-                "sobjects", "query", "queryAll", "limits", "composite", "jobs", "search", "tooling")}
+            resources = {
+                k: f"{base}/{k}"
+                for k in ("sobjects", "query", "queryAll", "limits", "composite", "jobs", "search", "tooling")
+            }
             # the version's resource list carries the caller's identity URL (REST API "Resources by
             # Version"); jsforce's identity() reads it from there
             resources["identity"] = identity.identity_url(self._host_url(ctx.request), self.org.org_id, ctx.user_id)
@@ -185,22 +203,30 @@ class DevOrgApp:
         if head in ("query", "queryall"):
             include_deleted = head == "queryall"
             if method != "GET":
-                raise SalesforceError("METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed. Allowed are GET",
-                                      status=405)
+                raise SalesforceError(
+                    "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed. Allowed are GET", status=405
+                )
             if len(parts) > 1:
                 return json_response(await run_in_thread(org.queries.more, parts[1], ctx.version))
             text = ctx.request.query_params.get("q")
             if not text:
                 raise SalesforceError("MALFORMED_QUERY", "A query string has to be specified")
             batch = _batch_size(ctx.request.headers.get("sforce-query-options", ""))
-            return json_response(await run_in_thread(org.queries.run, text, include_deleted=include_deleted,
-                                            batch_size=batch, api_version=ctx.version, user_id=ctx.user_id))
+            return json_response(
+                await run_in_thread(
+                    org.queries.run,
+                    text,
+                    include_deleted=include_deleted,
+                    batch_size=batch,
+                    api_version=ctx.version,
+                    user_id=ctx.user_id,
+                )
+            )
         if head == "limits":
             if len(parts) > 1 and parts[1].lower() == "recordcount":
                 names = [n for n in ctx.request.query_params.get("sObjects", "").split(",") if n]
                 objs = [org.schema.get(n) for n in names] if names else list(org.schema.objects.values())
-                return json_response({"sObjects": [
-                    {"count": org.store.count(o), "name": o.name} for o in objs]})
+                return json_response({"sObjects": [{"count": org.store.count(o), "name": o.name} for o in objs]})
             return json_response(org.limits())
         if head == "composite" and len(parts) == 2 and parts[1].lower() == "batch":
             return await composite.batch(self.dispatch, ctx)
@@ -214,8 +240,13 @@ class DevOrgApp:
         if not parts:
             unchanged, headers = composite.conditional(org, ctx.request, None)
             return unchanged or json_response(
-                {"encoding": "UTF-8", "maxBatchSize": 200,
-                 "sobjects": [o.global_entry(v) for o in org.schema.objects.values()]}, headers=headers)
+                {
+                    "encoding": "UTF-8",
+                    "maxBatchSize": 200,
+                    "sobjects": [o.global_entry(v) for o in org.schema.objects.values()],
+                },
+                headers=headers,
+            )
         obj = org.schema.get(parts[0])
         rest = parts[1:]
         if not rest:
@@ -230,8 +261,11 @@ class DevOrgApp:
                 if not isinstance(body, dict):
                     raise SalesforceError("JSON_PARSER_ERROR", "The request body must be a JSON object")
                 insert = files.insert_link if obj.name == "ContentDocumentLink" else None
-                rid = await (run_in_thread(insert, org, body, ctx.user_id) if insert
-                             else run_in_thread(org.store.insert, obj, body, ctx.user_id))
+                rid = await (
+                    run_in_thread(insert, org, body, ctx.user_id)
+                    if insert
+                    else run_in_thread(org.store.insert, obj, body, ctx.user_id)
+                )
                 return json_response({"id": rid, "success": True, "errors": []}, 201)
             raise _method_not_allowed(method, "GET, HEAD, POST")
         sub = rest[0].lower()
@@ -311,8 +345,9 @@ class DevOrgApp:
             id_list = [i for i in params.get("ids", "").split(",") if i]
             all_or_none = params.get("allOrNone", "false").lower() == "true"
             _check_collection_size(len(id_list))
-            return json_response(await run_in_thread(_collection_apply, ctx, [("delete", None, i, None) for i in id_list],
-                                            all_or_none))
+            return json_response(
+                await run_in_thread(_collection_apply, ctx, [("delete", None, i, None) for i in id_list], all_or_none)
+            )
         body = await read_json(ctx.request)
         if not isinstance(body, dict) or not isinstance(body.get("records"), list):
             raise SalesforceError("JSON_PARSER_ERROR", "The request body must be an object with a records array")
@@ -348,7 +383,9 @@ class DevOrgApp:
         with_refresh = False
         if grant == "password":
             if form.get("client_id") != org.client_id or form.get("client_secret") != org.client_secret:
-                return json_response({"error": "invalid_client_id", "error_description": "client identifier invalid"}, 400)
+                return json_response(
+                    {"error": "invalid_client_id", "error_description": "client identifier invalid"}, 400
+                )
             cred = org.check_password(str(form.get("username", "")), str(form.get("password", "")))
         elif grant == "client_credentials":
             client_id, client_secret = form.get("client_id"), form.get("client_secret")
@@ -359,7 +396,9 @@ class DevOrgApp:
                 except ValueError:
                     client_id = None
             if client_id != org.client_id or client_secret != org.client_secret:
-                return json_response({"error": "invalid_client", "error_description": "invalid client credentials"}, 400)
+                return json_response(
+                    {"error": "invalid_client", "error_description": "invalid client credentials"}, 400
+                )
             cred = org.user("integration")  # the connected app's run-as user
         elif grant == "urn:ietf:params:oauth:grant-type:jwt-bearer":
             cred = self._jwt_user(str(form.get("assertion", "")))
@@ -375,18 +414,32 @@ class DevOrgApp:
             if failure is not None:
                 return failure
         else:
-            return json_response({"error": "unsupported_grant_type", "error_description": "grant type not supported"}, 400)
+            return json_response(
+                {"error": "unsupported_grant_type", "error_description": "grant type not supported"}, 400
+            )
         if cred is None:
             return json_response({"error": "invalid_grant", "error_description": "authentication failure"}, 400)
-        return json_response(await run_in_thread(identity.token_body, org, org.org_id, self._host_url(request), cred.user_id,
-                                        refresh=grant == "authorization_code" and with_refresh))
+        return json_response(
+            await run_in_thread(
+                identity.token_body,
+                org,
+                org.org_id,
+                self._host_url(request),
+                cred.user_id,
+                refresh=grant == "authorization_code" and with_refresh,
+            )
+        )
 
     def _jwt_user(self, assertion: str):
         from .tls import jwt_public_key
 
         try:
-            claims = jwt.decode(assertion, jwt_public_key(self.org), algorithms=["RS256"],
-                                options={"verify_aud": False, "require": ["iss", "sub", "exp"]})
+            claims = jwt.decode(
+                assertion,
+                jwt_public_key(self.org),
+                algorithms=["RS256"],
+                options={"verify_aud": False, "require": ["iss", "sub", "exp"]},
+            )
         except jwt.PyJWTError:
             return None
         if claims.get("iss") != self.org.client_id:
@@ -397,7 +450,9 @@ class DevOrgApp:
             return None
 
     async def identity(self, request: Request) -> Response:
-        return await run_in_thread(identity.identity_response, self.org, self.org.org_id, request, self._host_url(request))
+        return await run_in_thread(
+            identity.identity_response, self.org, self.org.org_id, request, self._host_url(request)
+        )
 
     async def authorize(self, request: Request) -> Response:
         return await identity.authorize(self.org, self.org.org_id, request)
@@ -417,7 +472,9 @@ class DevOrgApp:
         except SalesforceError as err:
             return error_response(err)
         cred = self.org.user(s.user_id)
-        return json_response(await run_in_thread(identity.userinfo_body, self.org, self.org.org_id, cred, self._host_url(request)))
+        return json_response(
+            await run_in_thread(identity.userinfo_body, self.org, self.org.org_id, cred, self._host_url(request))
+        )
 
     async def soap(self, request: Request) -> Response:
         raw = await request.body()
@@ -435,8 +492,9 @@ class DevOrgApp:
         if op == "login":
             cred = self.org.check_password(texts.get("username", ""), texts.get("password", ""))
             if cred is None:
-                return soap_fault("INVALID_LOGIN", "Invalid username, password, security token; or user locked out.",
-                                   login=True)
+                return soap_fault(
+                    "INVALID_LOGIN", "Invalid username, password, security token; or user locked out.", login=True
+                )
             session = self.org.new_session(cred.user_id)
             base = self._host_url(request)
             return soap_ok(
@@ -476,9 +534,9 @@ class DevOrgApp:
                 except SalesforceError as err:
                     results.append(
                         f"<result><errors><message>{xml_text(err.message)}</message><statusCode>{err.error_code}"
-                        "</statusCode></errors><id xsi:nil=\"true\"/><success>false</success></result>")
-            return soap_ok("<undeleteResponse>" + "".join(results) + "</undeleteResponse>",
-                            self._limit_header())
+                        '</statusCode></errors><id xsi:nil="true"/><success>false</success></result>'
+                    )
+            return soap_ok("<undeleteResponse>" + "".join(results) + "</undeleteResponse>", self._limit_header())
         return soap_fault("INVALID_OPERATION", f"devorg does not implement the SOAP call {op}")
 
     # ----------------------------------------------------------------- control (test hooks)
@@ -486,9 +544,14 @@ class DevOrgApp:
         from .control import authorized, handle_control
 
         if not authorized(self.org, request):
-            return json_response({"error": "devorg control endpoints need the control token: send "
-                                  "'Authorization: Bearer <DEVORG_<ALIAS>_CONTROL_TOKEN>' as printed by "
-                                  "`sf-pipeline devorg serve`"}, 401)
+            return json_response(
+                {
+                    "error": "devorg control endpoints need the control token: send "
+                    "'Authorization: Bearer <DEVORG_<ALIAS>_CONTROL_TOKEN>' as printed by "
+                    "`sf-pipeline devorg serve`"
+                },
+                401,
+            )
         try:
             return await handle_control(self, request, request.path_params["action"])
         except (ValueError, KeyError) as exc:
@@ -499,8 +562,9 @@ class DevOrgApp:
 
 # ===================================================================== plain helpers (run in threads)
 def _method_not_allowed(method: str, allowed: str) -> SalesforceError:
-    return SalesforceError("METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed. Allowed are {allowed}",
-                           status=405)
+    return SalesforceError(
+        "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed. Allowed are {allowed}", status=405
+    )
 
 
 def _batch_size(header: str) -> int:
@@ -510,8 +574,9 @@ def _batch_size(header: str) -> int:
 
 def _check_collection_size(n: int) -> None:
     if n > 200:
-        raise SalesforceError("EXCEEDED_ID_LIMIT", "record limit reached. cannot submit more than 200 records into "
-                              "this call")
+        raise SalesforceError(
+            "EXCEEDED_ID_LIMIT", "record limit reached. cannot submit more than 200 records into this call"
+        )
 
 
 def _record(ctx: ApiContext, obj, rec: dict[str, Any], fields: list[str] | None) -> dict[str, Any]:
@@ -559,8 +624,9 @@ def _external_matches(org: Org, obj, field, value: str) -> list[str]:
         rid = ids.normalize(value)
         return [rid] if rid else []
     if not field.external_id:
-        raise SalesforceError("NOT_FOUND", f"Provided external ID field does not exist or is not accessible: "
-                              f"{field.name}", status=404)
+        raise SalesforceError(
+            "NOT_FOUND", f"Provided external ID field does not exist or is not accessible: {field.name}", status=404
+        )
     return org.store.find_by_external_id(obj, field, value)
 
 
@@ -568,9 +634,11 @@ def _upsert(org: Org, obj, field, value: str, body: dict[str, Any], user_id: str
     with org.store.transaction():
         matches = _external_matches(org, obj, field, value)
         if len(matches) > 1:
-            raise SalesforceError("MULTIPLE_RECORDS_FOUND",
-                                  "A user-specified external ID matches more than one record during an upsert.",
-                                  status=300)
+            raise SalesforceError(
+                "MULTIPLE_RECORDS_FOUND",
+                "A user-specified external ID matches more than one record during an upsert.",
+                status=300,
+            )
         body = {k: v for k, v in body.items() if k.lower() != field.lower and k != "attributes"}
         if matches:
             rid = org.store.update(obj, matches[0], body, user_id)
@@ -593,8 +661,9 @@ def _collection_get(ctx: ApiContext, obj, id_list: list[str], fields: list[str])
     return out
 
 
-def _collection_apply(ctx: ApiContext, ops: list[tuple[str, str | None, str | None, Any]],
-                      all_or_none: bool) -> list[dict[str, Any]]:
+def _collection_apply(
+    ctx: ApiContext, ops: list[tuple[str, str | None, str | None, Any]], all_or_none: bool
+) -> list[dict[str, Any]]:
     """Apply up to 200 operations; per-record results in input order, all rolled back on allOrNone failure."""
     org, store = ctx.org, ctx.org.store
     results: list[dict[str, Any]] = []
@@ -613,8 +682,7 @@ def _collection_apply(ctx: ApiContext, ops: list[tuple[str, str | None, str | No
                     return {"id": store.insert(obj, values, ctx.user_id), "success": True, "errors": []}
                 if op == "update":
                     if not rid:
-                        raise SalesforceError("MISSING_ARGUMENT", "Id not specified in an update call",
-                                              fields=["Id"])
+                        raise SalesforceError("MISSING_ARGUMENT", "Id not specified in an update call", fields=["Id"])
                     return {"id": store.update(obj, rid, values, ctx.user_id), "success": True, "errors": []}
                 field = obj.field(rid or "")
                 value = next((v for k, v in values.items() if k.lower() == field.lower), None)
@@ -633,11 +701,13 @@ def _collection_apply(ctx: ApiContext, ops: list[tuple[str, str | None, str | No
                 if not all(r["success"] for r in results):
                     raise _RollBack()
         except _RollBack:
-            rolled = {"statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK",
-                      "message": "Record rolled back because not all records were valid and the request was "
-                                 "using AllOrNone header", "fields": []}
-            results = [r if not r["success"] else {"id": None, "success": False, "errors": [rolled]}
-                       for r in results]
+            rolled = {
+                "statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+                "message": "Record rolled back because not all records were valid and the request was "
+                "using AllOrNone header",
+                "fields": [],
+            }
+            results = [r if not r["success"] else {"id": None, "success": False, "errors": [rolled]} for r in results]
         return results
 
 

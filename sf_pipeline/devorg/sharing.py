@@ -40,8 +40,12 @@ class Sharing:
 
     def restricts(self, obj: ObjectDef, user_id: str | None) -> bool:
         """Whether `user_id` sees only its own records of `obj` (None: an internal call, sees everything)."""
-        return (user_id is not None and obj.name in self.private and user_id not in self.view_all
-                and obj.has_field("OwnerId"))
+        return (
+            user_id is not None
+            and obj.name in self.private
+            and user_id not in self.view_all
+            and obj.has_field("OwnerId")
+        )
 
     def can_see(self, obj: ObjectDef, row: dict[str, Any], user_id: str | None) -> bool:
         return not self.restricts(obj, user_id) or row.get("OwnerId") == user_id

@@ -26,8 +26,10 @@ def _local(el: Element) -> str:
 
 
 def _errors_xml(errors: list[dict[str, Any]]) -> str:
-    return "".join(f"<errors><message>{xml_text(e['message'])}</message><statusCode>{e['statusCode']}</statusCode>"
-                   "</errors>" for e in errors)
+    return "".join(
+        f"<errors><message>{xml_text(e['message'])}</message><statusCode>{e['statusCode']}</statusCode></errors>"
+        for e in errors
+    )
 
 
 async def handle_soap_dml(app: DevOrgApp, op: str, call: Element, user_id: str) -> Response:
@@ -52,8 +54,10 @@ def _empty_recycle_bin(app: DevOrgApp, call: Element) -> str:
         results = store.bin.empty(record_ids)
     out = []
     for r in results:
-        out.append(f"<result>{_errors_xml(r['errors'])}<id>{r['id']}</id>"
-                   f"<success>{'true' if r['success'] else 'false'}</success></result>")
+        out.append(
+            f"<result>{_errors_xml(r['errors'])}<id>{r['id']}</id>"
+            f"<success>{'true' if r['success'] else 'false'}</success></result>"
+        )
     return "<emptyRecycleBinResponse>" + "".join(out) + "</emptyRecycleBinResponse>"
 
 
@@ -87,10 +91,11 @@ def _merge_call(app: DevOrgApp, call: Element, user_id: str) -> str:
                 + "".join(f"<mergedRecordIds>{m}</mergedRecordIds>" for m in result.merged)
                 + "<success>true</success>"
                 + "".join(f"<updatedRelatedIds>{u}</updatedRelatedIds>" for u in result.updated_related)
-                + "</result>")
+                + "</result>"
+            )
         else:
             err = result.error
-            out.append(f"<result>{_errors_xml([err.to_save_error()])}<id xsi:nil=\"true\"/>"
-                       "<success>false</success></result>")
+            out.append(
+                f'<result>{_errors_xml([err.to_save_error()])}<id xsi:nil="true"/><success>false</success></result>'
+            )
     return "<mergeResponse>" + "".join(out) + "</mergeResponse>"
-

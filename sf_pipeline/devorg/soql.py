@@ -165,8 +165,9 @@ class _ToAst(Transformer):
         return SelectItem("count_field", c[0], path=c[1], alias=c[2] if len(c) > 2 else None)
 
     def function_field(self, c):
-        return SelectItem("function_field", c[0], path=c[1], alias=c[2] if len(c) > 2 else None,
-                          function=c[0].value.lower())
+        return SelectItem(
+            "function_field", c[0], path=c[1], alias=c[2] if len(c) > 2 else None, function=c[0].value.lower()
+        )
 
     def object_ref(self, c):
         return c[0], (c[1] if len(c) > 1 else None)
@@ -336,8 +337,7 @@ class CompiledQuery:
                 wanted.add(k)
                 k = self.joins[k].parent_key
         return "".join(
-            f" LEFT JOIN {q(j.obj.name)} AS {j.alias} ON {j.on_sql}"
-            for k, j in self.joins.items() if k in wanted
+            f" LEFT JOIN {q(j.obj.name)} AS {j.alias} ON {j.on_sql}" for k, j in self.joins.items() if k in wanted
         )
 
     def select_join_keys(self) -> set[tuple[str, ...]]:
@@ -361,15 +361,19 @@ class CompiledQuery:
         """SQL for COUNT(): the number of matching rows, LIMIT/OFFSET applied."""
         lim, lp = self._limit_sql()
         if lim:
-            return (f"SELECT count(*) FROM (SELECT 1 FROM {self.filtered_from()} {self.where_sql}{lim})",
-                    self.params + lp)
+            return (
+                f"SELECT count(*) FROM (SELECT 1 FROM {self.filtered_from()} {self.where_sql}{lim})",
+                self.params + lp,
+            )
         return f"SELECT count(*) FROM {self.filtered_from()} {self.where_sql}", list(self.params)
 
     def aggregate_sql(self) -> tuple[str, list[Any]]:
         """SQL computing the aggregate row (one row, one value per Aggregate)."""
         exprs = ", ".join(a.sql for a in self.aggregates)
-        return (f"SELECT {exprs} FROM {self.filtered_from(self.select_join_keys())} {self.where_sql}",
-                list(self.params))
+        return (
+            f"SELECT {exprs} FROM {self.filtered_from(self.select_join_keys())} {self.where_sql}",
+            list(self.params),
+        )
 
     def rows_by_rowid_sql(self, exprs: list[str]) -> str:
         """SQL selecting `exprs` for the rows whose rowids are given as a JSON array (one parameter),
@@ -381,14 +385,24 @@ class CompiledQuery:
 
 
 # ====================================================================== compiler
-_TYPE_NAMES = {"boolean": "boolean", "int": "integer", "double": "double", "currency": "double",
-               "percent": "double", "date": "date", "datetime": "dateTime", "id": "id", "reference": "id",
-               "time": "time"}
+_TYPE_NAMES = {
+    "boolean": "boolean",
+    "int": "integer",
+    "double": "double",
+    "currency": "double",
+    "percent": "double",
+    "date": "date",
+    "datetime": "dateTime",
+    "id": "id",
+    "reference": "id",
+    "time": "time",
+}
 _QUOTED_TYPES = TEXT_TYPES | {"id", "reference"}
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", '"': '"', "'": "'", "\\": "\\"}
 _RANGE_FLIP = {"<=": ">", "<": ">="}
-_DATETIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,3})?(Z|[+-][0-9]{2}:?[0-9]{2})",
-                       re.IGNORECASE)
+_DATETIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,3})?(Z|[+-][0-9]{2}:?[0-9]{2})", re.IGNORECASE
+)
 
 
 def _add_months(d: date, n: int) -> date:
@@ -507,8 +521,14 @@ class _Compiler:
             key = key + (rel.relationship_name.lower(),)
             join = self.joins.get(key)
             if join is None:
-                join = Join(key=key, alias=f"t{len(self.joins) + 1}", obj=target, rel_name=rel.relationship_name,
-                            parent_key=parent_key, on_sql=f"t{len(self.joins) + 1}.\"Id\" = {alias}.{q(rel.name)}")
+                join = Join(
+                    key=key,
+                    alias=f"t{len(self.joins) + 1}",
+                    obj=target,
+                    rel_name=rel.relationship_name,
+                    parent_key=parent_key,
+                    on_sql=f't{len(self.joins) + 1}."Id" = {alias}.{q(rel.name)}',
+                )
                 self.joins[key] = join
             alias = join.alias
             canon.append(rel.relationship_name)
@@ -556,9 +576,20 @@ class _Compiler:
             raise SalesforceError("NUMBER_OUTSIDE_VALID_RANGE", f"Maximum SOQL offset allowed is {MAX_OFFSET}")
 
         return CompiledQuery(
-            text=self.text, obj=obj, kind=kind, columns=columns, aggregates=aggregates, joins=self.joins,
-            filter_join_keys=self.filter_keys, where_sql=where_sql, params=self.params, order_sql=order_sql,
-            limit=limit, offset=offset, has_compound=bool(compound), compound_columns=compound,
+            text=self.text,
+            obj=obj,
+            kind=kind,
+            columns=columns,
+            aggregates=aggregates,
+            joins=self.joins,
+            filter_join_keys=self.filter_keys,
+            where_sql=where_sql,
+            params=self.params,
+            order_sql=order_sql,
+            limit=limit,
+            offset=offset,
+            has_compound=bool(compound),
+            compound_columns=compound,
         )
 
     def int_clause(self, tok: Token) -> int:
@@ -575,8 +606,13 @@ class _Compiler:
             if item.kind == "function_field" and item.function not in ("max", "min"):
                 # a function devorg does not implement (SUM, FIELDS...): refused where a parser without its rule
                 # would stop, at the parenthesis after its name
-                raise located_error("MALFORMED_QUERY", "unexpected token: (", self.text, item.tok.line,
-                                    item.tok.column + len(item.tok.value))
+                raise located_error(
+                    "MALFORMED_QUERY",
+                    "unexpected token: (",
+                    self.text,
+                    item.tok.line,
+                    item.tok.column + len(item.tok.value),
+                )
         columns: list[SelectColumn] = []
         aggregates: list[Aggregate] = []
         compound: list[SelectColumn] = []
@@ -586,12 +622,17 @@ class _Compiler:
         aggs = [i for i in ast.select if i.kind in ("count_field", "function_field")]
         if count_all and len(ast.select) > 1:
             other = next(i for i in ast.select if i is not count_all[0])
-            raise self.err("MALFORMED_QUERY", "COUNT() cannot be used with other fields or aggregates"
-                           if other.kind != "field" else
-                           f"Field must be grouped or aggregated: {other.path.text}", other.tok)
+            raise self.err(
+                "MALFORMED_QUERY",
+                "COUNT() cannot be used with other fields or aggregates"
+                if other.kind != "field"
+                else f"Field must be grouped or aggregated: {other.path.text}",
+                other.tok,
+            )
         if aggs and plain:
-            raise self.err("MALFORMED_QUERY", f"Field must be grouped or aggregated: {plain[0].path.text}",
-                           plain[0].tok)
+            raise self.err(
+                "MALFORMED_QUERY", f"Field must be grouped or aggregated: {plain[0].path.text}", plain[0].tok
+            )
         if count_all:
             return "count", columns, aggregates, compound
         expr_n = 0
@@ -602,10 +643,14 @@ class _Compiler:
                 if res.join_key:
                     self.filter_keys.add(res.join_key)
                 op = item.function.upper()
-                if not res.field.stored or (res.field.type == "textarea" and res.field.length > 255) or \
-                        (op != "COUNT" and res.field.type in ("boolean", "textarea", "multipicklist", "base64")):
-                    raise self.err("MALFORMED_QUERY",
-                                   f"field {res.field.name} does not support aggregate operator {op}", item.tok)
+                if (
+                    not res.field.stored
+                    or (res.field.type == "textarea" and res.field.length > 255)
+                    or (op != "COUNT" and res.field.type in ("boolean", "textarea", "multipicklist", "base64"))
+                ):
+                    raise self.err(
+                        "MALFORMED_QUERY", f"field {res.field.name} does not support aggregate operator {op}", item.tok
+                    )
                 if item.alias is not None:
                     name = item.alias.value
                 else:
@@ -750,8 +795,10 @@ class _Compiler:
             msg = f"value of filter criterion for field '{f.name}' must be of type {name} and should be enclosed in quotes"
         else:
             name = _TYPE_NAMES.get(t, t)
-            msg = (f"value of filter criterion for field '{f.name}' must be of type {name} and should not be "
-                   "enclosed in quotes")
+            msg = (
+                f"value of filter criterion for field '{f.name}' must be of type {name} and should not be "
+                "enclosed in quotes"
+            )
         raise self.err("INVALID_FIELD", msg, res.tok)
 
     def literal(self, res: _Resolved, v: Value, op: str) -> tuple:
@@ -801,8 +848,13 @@ class _Compiler:
                     raise self.err("MALFORMED_QUERY", f"unexpected token: {v.tok.value}", v.tok) from None
             if k in ("DATE_LITERAL", "DATE_N_LITERAL"):
                 start, end = date_literal_range(v.tok.value, self.now.date())
-                return ("range", ">=", f"{start.isoformat()}T00:00:00.000+0000", "<",
-                        f"{end.isoformat()}T00:00:00.000+0000")
+                return (
+                    "range",
+                    ">=",
+                    f"{start.isoformat()}T00:00:00.000+0000",
+                    "<",
+                    f"{end.isoformat()}T00:00:00.000+0000",
+                )
             self.type_error(res, v)
         self.type_error(res, v)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -838,7 +890,8 @@ class _Compiler:
             else:
                 raise self.err(
                     "MALFORMED_QUERY",
-                    f"Invalid string literal '{s}'. Illegal character sequence '\\{nxt}' in string literal.", tok,
+                    f"Invalid string literal '{s}'. Illegal character sequence '\\{nxt}' in string literal.",
+                    tok,
                 )
             i += 2
         return "".join(out)

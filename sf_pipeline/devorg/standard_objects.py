@@ -509,10 +509,22 @@ CASE = ObjectDef(
             ),
             # An Account or Contact with Cases cannot be deleted: a real org's describes of Account and Contact mark
             # both child relationships (Cases) restrictedDelete.
-            F("ContactId", "reference", length=18, reference_to=("Contact",), relationship_name="Contact",
-              restricted_delete=True),
-            F("AccountId", "reference", length=18, reference_to=("Account",), relationship_name="Account",
-              restricted_delete=True),
+            F(
+                "ContactId",
+                "reference",
+                length=18,
+                reference_to=("Contact",),
+                relationship_name="Contact",
+                restricted_delete=True,
+            ),
+            F(
+                "AccountId",
+                "reference",
+                length=18,
+                reference_to=("Account",),
+                relationship_name="Account",
+                restricted_delete=True,
+            ),
             F("ParentId", "reference", length=18, reference_to=("Case",), relationship_name="Parent"),
             F("SuppliedName", "string", length=80),
             F("SuppliedEmail", "email", length=80),

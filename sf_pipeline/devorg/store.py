@@ -48,8 +48,14 @@ STAGES = {
 # apexcode/langCon_apex_dml_examples_delete.htm): parent accounts, parent cases, master solutions, a contact's
 # Reports To, an asset's product, a quote's opportunity, and all custom lookups. Other cleared lookups
 # (e.g. Opportunity.ContactId) stay empty after undelete.
-RESTORED_LOOKUPS = {("Account", "ParentId"), ("Case", "ParentId"), ("Solution", "MasterSolutionId"),
-                    ("Contact", "ReportsToId"), ("Asset", "Product2Id"), ("Quote", "OpportunityId")}
+RESTORED_LOOKUPS = {
+    ("Account", "ParentId"),
+    ("Case", "ParentId"),
+    ("Solution", "MasterSolutionId"),
+    ("Contact", "ReportsToId"),
+    ("Asset", "Product2Id"),
+    ("Quote", "OpportunityId"),
+}
 
 
 def q(name: str) -> str:
@@ -193,8 +199,9 @@ class OrgStore:
             raise malformed_id(obj.label or obj.name, value)
         return rid
 
-    def get(self, obj: ObjectDef, value: str, *, include_deleted: bool = False,
-            user_id: str | None = None) -> dict[str, Any]:
+    def get(
+        self, obj: ObjectDef, value: str, *, include_deleted: bool = False, user_id: str | None = None
+    ) -> dict[str, Any]:
         """A record in API form (stored fields plus compound address/location built from parts); one that
         `user_id` may not see (sharing.py) is not found, as for a user of a real org."""
         rid = self.resolve_id(obj, value)
@@ -240,11 +247,25 @@ class OrgStore:
             self._apply_defaults(obj, row, user_id, rid)
             self._derive(obj, row, None)
             self._check_required(obj, row)
-            self._check_references(obj, row, [f for f, _ in fields] + [obj.field("OwnerId")]
-                                   if obj.has_field("OwnerId") else [f for f, _ in fields])
+            self._check_references(
+                obj,
+                row,
+                [f for f, _ in fields] + [obj.field("OwnerId")] if obj.has_field("OwnerId") else [f for f, _ in fields],
+            )
             now = self.now()
-            row.update(_present(obj, {"Id": rid, "CreatedDate": now, "CreatedById": user_id, "LastModifiedDate": now,
-                                      "LastModifiedById": user_id, "SystemModstamp": now}))
+            row.update(
+                _present(
+                    obj,
+                    {
+                        "Id": rid,
+                        "CreatedDate": now,
+                        "CreatedById": user_id,
+                        "LastModifiedDate": now,
+                        "LastModifiedById": user_id,
+                        "SystemModstamp": now,
+                    },
+                )
+            )
             if obj.has_field("IsDeleted"):
                 row["IsDeleted"] = 0
             cols = list(row)
@@ -305,8 +326,12 @@ class OrgStore:
                 # nothing restricts it (a Folder still holding documents cannot be deleted)
                 for child, f in self.schema.references_to(obj):
                     live = "IsDeleted = 0 AND " if child.has_field("IsDeleted") else ""
-                    children = [r[0] for r in self.conn.execute(
-                        f"SELECT Id FROM {q(child.name)} WHERE {live}{q(f.name)} = ?", (rid,))]
+                    children = [
+                        r[0]
+                        for r in self.conn.execute(
+                            f"SELECT Id FROM {q(child.name)} WHERE {live}{q(f.name)} = ?", (rid,)
+                        )
+                    ]
                     if children and f.restricted_delete:
                         raise restricted_delete_error(self, obj, rid, child, children)
                 self.conn.execute(f"DELETE FROM {q(obj.name)} WHERE Id = ?", (rid,))
@@ -328,21 +353,27 @@ class OrgStore:
         stamps = _present(obj, {"LastModifiedDate": now, "LastModifiedById": user_id, "SystemModstamp": now})
         self.conn.execute(
             f"UPDATE {q(obj.name)} SET IsDeleted = 1, _deleted_root = ?"
-            + "".join(f", {k} = ?" for k in stamps) + " WHERE Id = ?",
+            + "".join(f", {k} = ?" for k in stamps)
+            + " WHERE Id = ?",
             (root, *stamps.values(), rid),
         )
         for child, f in self.schema.references_to(obj):
             if f.cascade_delete and f.custom and child.has_field("IsDeleted"):
                 # A master-detail child deleted before its master becomes hard deleted when the master is
                 # deleted (Salesforce KB 000386040, scenario 1): it leaves the bin for good.
-                orphans = [r[0] for r in self.conn.execute(
-                    f"SELECT Id FROM {q(child.name)} WHERE IsDeleted = 1 AND _deleted_root = Id AND {q(f.name)} = ?",
-                    (rid,))]
+                orphans = [
+                    r[0]
+                    for r in self.conn.execute(
+                        f"SELECT Id FROM {q(child.name)} WHERE IsDeleted = 1 AND _deleted_root = Id AND {q(f.name)} = ?",
+                        (rid,),
+                    )
+                ]
                 if orphans:
                     self.bin.remove_roots(orphans)
             live = "IsDeleted = 0 AND " if child.has_field("IsDeleted") else ""
-            children = [r[0] for r in self.conn.execute(
-                f"SELECT Id FROM {q(child.name)} WHERE {live}{q(f.name)} = ?", (rid,))]
+            children = [
+                r[0] for r in self.conn.execute(f"SELECT Id FROM {q(child.name)} WHERE {live}{q(f.name)} = ?", (rid,))
+            ]
             if not children:
                 continue
             if f.restricted_delete:
@@ -357,10 +388,10 @@ class OrgStore:
                         "INSERT INTO _cleared_lookups(root, object, record_id, field, value) VALUES (?, ?, ?, ?, ?)",
                         [(root, child.name, cid, f.name, rid) for cid in children],
                     )
-                stamps = _present(child, {"LastModifiedDate": now, "LastModifiedById": user_id,
-                                          "SystemModstamp": now})
+                stamps = _present(child, {"LastModifiedDate": now, "LastModifiedById": user_id, "SystemModstamp": now})
                 self.conn.executemany(
-                    f"UPDATE {q(child.name)} SET {q(f.name)} = NULL" + "".join(f", {k} = ?" for k in stamps)
+                    f"UPDATE {q(child.name)} SET {q(f.name)} = NULL"
+                    + "".join(f", {k} = ?" for k in stamps)
                     + " WHERE Id = ?",
                     [(*stamps.values(), cid) for cid in children],
                 )
@@ -381,11 +412,11 @@ class OrgStore:
             now = self.now()
             for o in self.schema.objects.values():
                 if o.has_field("IsDeleted"):
-                    stamps = _present(o, {"LastModifiedDate": now, "LastModifiedById": user_id,
-                                          "SystemModstamp": now})
+                    stamps = _present(o, {"LastModifiedDate": now, "LastModifiedById": user_id, "SystemModstamp": now})
                     self.conn.execute(
                         f"UPDATE {q(o.name)} SET IsDeleted = 0, _deleted_root = NULL"
-                        + "".join(f", {k} = ?" for k in stamps) + " WHERE _deleted_root = ?",
+                        + "".join(f", {k} = ?" for k in stamps)
+                        + " WHERE _deleted_root = ?",
                         (*stamps.values(), rid),
                     )
             for obj_name, cid, fname, parent in self.conn.execute(
@@ -444,8 +475,11 @@ class OrgStore:
         if obj.custom and not row.get("Name"):
             row["Name"] = rid
         defaults = {
-            ("Case", "Status"): "New", ("Case", "Priority"): "Medium", ("Case", "Origin"): None,
-            ("Lead", "Status"): "Open - Not Contacted", ("User", "IsActive"): 1,
+            ("Case", "Status"): "New",
+            ("Case", "Priority"): "Medium",
+            ("Case", "Origin"): None,
+            ("Lead", "Status"): "Open - Not Contacted",
+            ("User", "IsActive"): 1,
         }
         for (oname, fname), v in defaults.items():
             if obj.name == oname and row.get(fname) is None and v is not None:
@@ -486,7 +520,8 @@ class OrgStore:
 
     def _check_required(self, obj: ObjectDef, row: dict[str, Any]) -> None:
         missing = [
-            f.name for f in obj.fields
+            f.name
+            for f in obj.fields
             if not f.nillable and f.stored and (f.createable or f.updateable) and row.get(f.name) in (None, "")
         ]
         if missing:
@@ -513,15 +548,14 @@ class OrgStore:
                 (value,),
             ).fetchone()
             if parent is None:
-                raise SalesforceError(
-                    "INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", fields=[f.name]
-                )
+                raise SalesforceError("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", fields=[f.name])
             if parent[0]:
                 raise SalesforceError("ENTITY_IS_DELETED", "entity is deleted", fields=[f.name])
 
 
-def restricted_delete_error(store: OrgStore, obj: ObjectDef, rid: str, child: ObjectDef,
-                            children: list[str]) -> SalesforceError:
+def restricted_delete_error(
+    store: OrgStore, obj: ObjectDef, rid: str, child: ObjectDef, children: list[str]
+) -> SalesforceError:
     """A parent whose child relationship is restrictedDelete (describe) cannot be deleted while children point at it.
 
     The message follows the one Salesforce gives for an Account with Cases ("Your attempt to delete <name> could
@@ -532,12 +566,19 @@ def restricted_delete_error(store: OrgStore, obj: ObjectDef, rid: str, child: Ob
     name = store.conn.execute(f"SELECT {q(name_field)} FROM {q(obj.name)} WHERE Id = ?", (rid,)).fetchone()[0]
     label_field = "CaseNumber" if child.has_field("CaseNumber") else ("Name" if child.has_field("Name") else "Id")
     shown = children[:10]
-    labels = [r[0] for r in store.conn.execute(
-        f"SELECT {q(label_field)} FROM {q(child.name)} WHERE Id IN ({','.join('?' * len(shown))}) ORDER BY 1",
-        shown)]
+    labels = [
+        r[0]
+        for r in store.conn.execute(
+            f"SELECT {q(label_field)} FROM {q(child.name)} WHERE Id IN ({','.join('?' * len(shown))}) ORDER BY 1", shown
+        )
+    ]
     plural = (child.label_plural or child.name).lower()
-    return SalesforceError("DELETE_FAILED", f"Your attempt to delete {name} could not be completed because it is "
-                           f"associated with the following {plural}.: {', '.join(labels)}", fields=[])
+    return SalesforceError(
+        "DELETE_FAILED",
+        f"Your attempt to delete {name} could not be completed because it is "
+        f"associated with the following {plural}.: {', '.join(labels)}",
+        fields=[],
+    )
 
 
 _TEMPLATES: dict[tuple, sqlite3.Connection] = {}
@@ -546,8 +587,10 @@ _TEMPLATES_LOCK = threading.Lock()
 
 def _empty_template(schema: Schema) -> sqlite3.Connection:
     """An in-memory database holding the empty tables of this schema (cached by the tables' shape)."""
-    key = tuple((o.name, tuple((f.name, f.sqlite_type, f.type == "reference") for f in o.stored_fields))
-                for o in schema.objects.values())
+    key = tuple(
+        (o.name, tuple((f.name, f.sqlite_type, f.type == "reference") for f in o.stored_fields))
+        for o in schema.objects.values()
+    )
     with _TEMPLATES_LOCK:
         tmpl = _TEMPLATES.get(key)
         if tmpl is None:
@@ -598,8 +641,9 @@ def coerce(obj: ObjectDef, f: FieldDef, value: Any) -> Any:
             return None
         rid = ids.normalize(value)
         if rid is None:
-            raise SalesforceError("MALFORMED_ID", f"{_field_label(f)}: id value of incorrect type: {value}",
-                                  fields=[f.name])
+            raise SalesforceError(
+                "MALFORMED_ID", f"{_field_label(f)}: id value of incorrect type: {value}", fields=[f.name]
+            )
         return rid
     if t == "boolean":
         if isinstance(value, bool):
@@ -623,9 +667,11 @@ def coerce(obj: ObjectDef, f: FieldDef, value: Any) -> Any:
             raise bad("double") from None
         digits = f.precision - f.scale if f.precision else 0
         if digits and abs(number) >= 10**digits:
-            raise SalesforceError("NUMBER_OUTSIDE_VALID_RANGE",
-                                  f"{_field_label(f)}: value outside of valid range on numeric field: {value}",
-                                  fields=[f.name])
+            raise SalesforceError(
+                "NUMBER_OUTSIDE_VALID_RANGE",
+                f"{_field_label(f)}: value outside of valid range on numeric field: {value}",
+                fields=[f.name],
+            )
         return round(number, f.scale) if f.scale or f.precision else number
     if t == "date":
         if isinstance(value, str) and _DATE.match(value[:10]):
@@ -649,16 +695,19 @@ def coerce(obj: ObjectDef, f: FieldDef, value: Any) -> Any:
             return None
         if f.length and len(text) > f.length:
             raise SalesforceError(
-                "STRING_TOO_LONG", f"{_field_label(f)}: data value too large: {text[:40]} (max length={f.length})",
+                "STRING_TOO_LONG",
+                f"{_field_label(f)}: data value too large: {text[:40]} (max length={f.length})",
                 fields=[f.name],
             )
         if t == "email" and not _EMAIL.match(text):
-            raise SalesforceError("INVALID_EMAIL_ADDRESS", f"{_field_label(f)}: invalid email address: {text}",
-                                  fields=[f.name])
+            raise SalesforceError(
+                "INVALID_EMAIL_ADDRESS", f"{_field_label(f)}: invalid email address: {text}", fields=[f.name]
+            )
         if t == "picklist" and f.restricted_picklist and text not in f.picklist:
             raise SalesforceError(
                 "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
-                f"{_field_label(f)}: bad value for restricted picklist field: {text}", fields=[f.name],
+                f"{_field_label(f)}: bad value for restricted picklist field: {text}",
+                fields=[f.name],
             )
         return text
     return value
@@ -677,13 +726,21 @@ def compound_value(obj: ObjectDef, f: FieldDef, row: dict[str, Any]) -> Any:
     if f.type != "address":
         return None
     prefix = f.name[: -len("Address")]
-    parts = {k: row.get(prefix + k) for k in ("Street", "City", "State", "PostalCode", "Country",
-                                               "Latitude", "Longitude")}
+    parts = {
+        k: row.get(prefix + k) for k in ("Street", "City", "State", "PostalCode", "Country", "Latitude", "Longitude")
+    }
     if all(v is None for v in parts.values()):
         return None
-    return {"city": parts["City"], "country": parts["Country"], "geocodeAccuracy": None,
-            "latitude": parts["Latitude"], "longitude": parts["Longitude"], "postalCode": parts["PostalCode"],
-            "state": parts["State"], "street": parts["Street"]}
+    return {
+        "city": parts["City"],
+        "country": parts["Country"],
+        "geocodeAccuracy": None,
+        "latitude": parts["Latitude"],
+        "longitude": parts["Longitude"],
+        "postalCode": parts["PostalCode"],
+        "state": parts["State"],
+        "street": parts["Street"],
+    }
 
 
 def now_iso(dt: datetime) -> str:

@@ -71,8 +71,12 @@ def jwt_private_key_path(org: Org) -> Path:
     path = _key_dir(org) / "jwt-private-key.pem"
     if not path.exists():
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        write_private(path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                              serialization.NoEncryption()))
+        write_private(
+            path,
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ),
+        )
     os.chmod(path, 0o600)
     return path
 

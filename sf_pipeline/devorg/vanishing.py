@@ -36,10 +36,10 @@ def _children(org: Any, obj_name: str, parents: list[str]) -> dict[tuple[str, st
         for child, f in org.schema.references_to(org.schema.get(obj_name)):
             live = "IsDeleted = 0 AND " if child.has_field("IsDeleted") else ""
             for i in range(0, len(parents), 500):
-                part = parents[i:i + 500]
+                part = parents[i : i + 500]
                 for (cid,) in store.conn.execute(
-                        f"SELECT Id FROM {q(child.name)} WHERE {live}{q(f.name)} IN ({','.join('?' * len(part))})",
-                        part):
+                    f"SELECT Id FROM {q(child.name)} WHERE {live}{q(f.name)} IN ({','.join('?' * len(part))})", part
+                ):
                     out.setdefault((child.name, f.name), set()).add(cid)
     return out
 
@@ -50,9 +50,12 @@ def _still_there(org: Any, obj_name: str, field: str, record_ids: set[str]) -> d
     ids = sorted(record_ids)
     with org.store.lock:
         for i in range(0, len(ids), 500):
-            part = ids[i:i + 500]
-            found.update(org.store.conn.execute(
-                f"SELECT Id, {q(field)} FROM {q(obj_name)} WHERE Id IN ({','.join('?' * len(part))})", part))
+            part = ids[i : i + 500]
+            found.update(
+                org.store.conn.execute(
+                    f"SELECT Id, {q(field)} FROM {q(obj_name)} WHERE Id IN ({','.join('?' * len(part))})", part
+                )
+            )
     return found
 
 
@@ -65,8 +68,15 @@ def mass_hard_delete(org: Any, user_id: str, share: float, rng: random.Random) -
     from .bulk import result_rows, run_ingest_job
 
     changed: dict[str, list[str]] = {}
-    details: dict[str, Any] = {"jobs": {}, "hard_deleted": {}, "failed": {}, "eligible": {}, "fraction": share,
-                               "cascade_deleted": {}, "lookups_cleared": {}}
+    details: dict[str, Any] = {
+        "jobs": {},
+        "hard_deleted": {},
+        "failed": {},
+        "eligible": {},
+        "fraction": share,
+        "cascade_deleted": {},
+        "lookups_cleared": {},
+    }
     for obj_name in HARD_DELETE_OBJECTS:
         eligible = _ids(org, f"SELECT Id FROM {q(obj_name)} WHERE IsDeleted = 0 ORDER BY Id")
         chosen = _sample(eligible, share, rng)
@@ -76,8 +86,9 @@ def mass_hard_delete(org: Any, user_id: str, share: float, rng: random.Random) -
         children = _children(org, obj_name, chosen)
         job = run_ingest_job(org, obj_name, "hardDelete", "Id\n" + "\n".join(chosen) + "\n", user_id)
         if job.state != "JobComplete":
-            raise RuntimeError(f"Bulk API 2.0 hardDelete job {job.id} on {obj_name} ended {job.state}: "
-                               f"{job.error_message}")
+            raise RuntimeError(
+                f"Bulk API 2.0 hardDelete job {job.id} on {obj_name} ended {job.state}: {job.error_message}"
+            )
         done = [r["sf__Id"] for r in result_rows(job, "success")]
         failed = {r["Id"]: r["sf__Error"] for r in result_rows(job, "failed")}
         details["jobs"][obj_name] = job.id
@@ -102,29 +113,37 @@ def mass_hard_delete(org: Any, user_id: str, share: float, rng: random.Random) -
 
 
 # ----------------------------------------------------------------- recycle-bin-purge
-def recycle_bin_purge(org: Any, user_id: str, share: float | None, rng: random.Random, *,
-                      empty_bin: bool) -> tuple[dict, dict]:
+def recycle_bin_purge(
+    org: Any, user_id: str, share: float | None, rng: random.Random, *, empty_bin: bool
+) -> tuple[dict, dict]:
     """Records leave the recycle bin for good: the clock passes their 15 days, or an admin empties the bin."""
     store = org.store
     with store.lock:
-        log = store.conn.execute("SELECT object, id, deleted_date, root FROM _delete_log ORDER BY deleted_date, id"
-                                 ).fetchall()
+        log = store.conn.execute(
+            "SELECT object, id, deleted_date, root FROM _delete_log ORDER BY deleted_date, id"
+        ).fetchall()
     roots = sorted({root for _, _, _, root in log})
     if empty_bin:
         chosen = set(_sample(roots, 1.0 if share is None else share, rng))
         for i in range(0, len(chosen), EMPTY_RECYCLE_BIN_LIMIT):  # one emptyRecycleBin call per 200 ids
-            part = sorted(chosen)[i:i + EMPTY_RECYCLE_BIN_LIMIT]
+            part = sorted(chosen)[i : i + EMPTY_RECYCLE_BIN_LIMIT]
             with store.lock, store.transaction():
                 store.bin.empty(part)
             if org.clock.frozen_at is not None:
                 org.advance_clock(timedelta(seconds=1))
         purged = [(o, rid) for o, rid, _, root in log if root in chosen]
-        details: dict[str, Any] = {"mode": "emptyRecycleBin", "emptied_roots": len(chosen), "in_bin": len(roots),
-                                   "fraction": 1.0 if share is None else share}
+        details: dict[str, Any] = {
+            "mode": "emptyRecycleBin",
+            "emptied_roots": len(chosen),
+            "in_bin": len(roots),
+            "fraction": 1.0 if share is None else share,
+        }
     else:
         if share is not None:
-            raise ValueError("recycle-bin-purge by retention purges everything 15 days old: pass no fraction "
-                             "(or --empty-bin to empty a share of the bin)")
+            raise ValueError(
+                "recycle-bin-purge by retention purges everything 15 days old: pass no fraction "
+                "(or --empty-bin to empty a share of the bin)"
+            )
         now = org.clock.now()
         newest = parse_datetime(log[-1][2]) if log else now
         target = max(now, newest + RETENTION + timedelta(minutes=1))
@@ -158,7 +177,7 @@ def mass_merge(org: Any, user_id: str, share: float, rng: random.Random) -> tupl
     failed: dict[str, str] = {}
     merged = 0
     for i in range(0, len(groups), MAX_REQUESTS):
-        for master, losers in groups[i:i + MAX_REQUESTS]:
+        for master, losers in groups[i : i + MAX_REQUESTS]:
             result = merge(org.store, "Account", master, losers, None, user_id)
             if not result.success:
                 failed[master] = f"{result.error.error_code}: {result.error.message}"
@@ -170,7 +189,13 @@ def mass_merge(org: Any, user_id: str, share: float, rng: random.Random) -> tupl
                 changed.setdefault(child.name if child else "?", set()).add(cid)
         if org.clock.frozen_at is not None:
             org.advance_clock(timedelta(seconds=1))
-    details = {"eligible": len(eligible), "fraction": share, "merge_requests": len(groups), "merged": merged,
-               "masters": len(groups) - len(failed), "failed": failed,
-               "reparented": {k: len(v) for k, v in changed.items() if k != "Account"}}
+    details = {
+        "eligible": len(eligible),
+        "fraction": share,
+        "merge_requests": len(groups),
+        "merged": merged,
+        "masters": len(groups) - len(failed),
+        "failed": failed,
+        "reparented": {k: len(v) for k, v in changed.items() if k != "Account"},
+    }
     return {k: sorted(v) for k, v in changed.items()}, details

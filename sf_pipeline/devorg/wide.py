@@ -38,107 +38,312 @@ from .schema import CHILD_RELATIONSHIP_NAMES, F, FieldDef, ObjectDef, Schema
 CATALOG_PATH = Path(__file__).with_name("standard_catalog.json")
 
 FLAG_LETTERS = {
-    "q": "queryable", "r": "replicateable", "t": "retrieveable", "c": "createable", "u": "updateable",
-    "d": "deletable", "U": "undeletable", "L": "layoutable", "s": "searchable", "T": "triggerable",
-    "m": "mergeable", "M": "mruEnabled", "f": "feedEnabled", "D": "deepCloneable",
+    "q": "queryable",
+    "r": "replicateable",
+    "t": "retrieveable",
+    "c": "createable",
+    "u": "updateable",
+    "d": "deletable",
+    "U": "undeletable",
+    "L": "layoutable",
+    "s": "searchable",
+    "T": "triggerable",
+    "m": "mergeable",
+    "M": "mruEnabled",
+    "f": "feedEnabled",
+    "D": "deepCloneable",
 }
 
 # Supported calls of standard objects, from each object's page of the Object Reference ("Supported Calls":
 # create -> c, update -> u, delete -> d, undelete -> U, query -> q, retrieve -> t, getUpdated/getDeleted
 # -> r) and the describe flags a real org reports for them (layoutable, searchable, triggerable, ...).
 STANDARD_FLAGS = {
-    "Account": "qrtcudULsTmMf", "Contact": "qrtcudULsTmMf", "Lead": "qrtcudULsTmMf",
-    "Opportunity": "qrtcudULsTMfD", "Case": "qrtcudULsTMf", "Campaign": "qrtcudULsTMD",
-    "CampaignMember": "qrtcudLT", "OpportunityContactRole": "qrtcudLT", "User": "qrtcuLsTMf",
-    "Organization": "qrtu", "Event": "qrtcudULsTMf", "Task": "qrtcudULsTMf",
-    "Asset": "qrtcudULsTMf", "Contract": "qrtcudULsTMf", "Order": "qrtcudULsTMf", "Product2": "qrtcudULsTMf",
-    "Pricebook2": "qrtcudULsTM", "PricebookEntry": "qrtcudLT", "OpportunityLineItem": "qrtcudLT",
-    "OrderItem": "qrtcudLT", "ContractLineItem": "qrtcudULT", "Solution": "qrtcudULsTMf", "Idea": "qrtcudLsTM",
-    "Entitlement": "qrtcudULsTMf", "ServiceContract": "qrtcudULsTMf", "WorkOrder": "qrtcudULsTMf",
-    "WorkOrderLineItem": "qrtcudULsTMf", "CaseComment": "qrtcudLT", "CaseContactRole": "qrtcudT",
-    "AccountContactRole": "qrtcudT", "ContractContactRole": "qrtcudT", "OpportunityCompetitor": "qrtcudT",
-    "Note": "qrtcudUT", "Attachment": "qrtcudUT", "Document": "qrtcudUsT", "Folder": "qrtcud",
-    "ContentVersion": "qrtcuLsTM", "ContentDocument": "qrtudULsTM", "ContentDocumentLink": "qtcudT",
-    "EmailMessage": "qrtcudULsT", "Individual": "qrtcudULsTMf", "DuplicateRecordSet": "qrtcudULsTM",
-    "DuplicateRecordItem": "qrtcudLT", "Macro": "qrtcudULsTM", "QuickText": "qrtcudULsTM",
-    "SocialPost": "qrtcudULsTMf", "SocialPersona": "qrtcudLsT", "CollaborationGroup": "qrtcudLsTM",
-    "Topic": "qrtcudsT", "TopicAssignment": "qrtcdT", "FeedItem": "qrtcud", "FeedComment": "qrtcud",
-    "Group": "qrtcud", "GroupMember": "qrtcd", "UserRole": "qrtcuds", "Profile": "qtu",
-    "PermissionSet": "qrtcud", "PermissionSetAssignment": "qrtcd", "RecordType": "qrtcu",
-    "UserAppInfo": "qrtcudU", "UserAppMenuCustomization": "qrtcudU", "UserAppMenuItem": "qLsM",
-    "UserEntityAccess": "q", "UserFieldAccess": "q", "UserPermissionAccess": "q", "UserRecordAccess": "q",
-    "UserLicense": "qt", "UserListView": "qtcud", "UserListViewCriterion": "qtcud", "UserLogin": "qtu",
-    "UserPackageLicense": "qtcd", "UserPreference": "qtcud", "UserProvAccount": "qrtcudUT",
-    "UserProvAccountStaging": "qrtcudUT", "UserProvMockTarget": "qrtcudUT", "UserProvisioningConfig": "qtcud",
-    "UserProvisioningLog": "qrtcudUT", "UserProvisioningRequest": "qrtcudULT", "VerificationHistory": "qt",
-    "VisualforceAccessMetrics": "qt", "Vote": "qrtcud", "WebLink": "qrtcuds", "WorkAccess": "qrtcudU",
-    "WorkBadge": "qrtcudULsTM", "WorkBadgeDefinition": "qrtcudULsTM", "WorkOrderLineItemStatus": "qt",
-    "WorkOrderStatus": "qt", "WorkThanks": "qrtcudULT", "UndecidedEventRelation": "qt",
-    "AcceptedEventRelation": "qt", "DeclinedEventRelation": "qt", "EventRelation": "qrtcudT",
-    "OpportunityHistory": "qrt", "LoginHistory": "qrt", "SetupAuditTrail": "qrt", "ApexClass": "qrtcud",
-    "ApexTrigger": "qrtcud", "ApexPage": "qrtcud", "StaticResource": "qrtcud", "EmailTemplate": "qrtcudLs",
-    "AsyncApexJob": "qt", "CronTrigger": "qtd", "ApexLog": "qtd", "RecentlyViewed": "qu",
-    "CaseStatus": "qt", "ContractStatus": "qt", "LeadStatus": "qt", "OpportunityStage": "qt",
-    "PartnerRole": "qt", "SolutionStatus": "qt", "TaskPriority": "qt", "TaskStatus": "qt",
-    "KnowledgeArticle": "qt", "KnowledgeArticleVersion": "qtu", "KnowledgeArticleViewStat": "qt",
+    "Account": "qrtcudULsTmMf",
+    "Contact": "qrtcudULsTmMf",
+    "Lead": "qrtcudULsTmMf",
+    "Opportunity": "qrtcudULsTMfD",
+    "Case": "qrtcudULsTMf",
+    "Campaign": "qrtcudULsTMD",
+    "CampaignMember": "qrtcudLT",
+    "OpportunityContactRole": "qrtcudLT",
+    "User": "qrtcuLsTMf",
+    "Organization": "qrtu",
+    "Event": "qrtcudULsTMf",
+    "Task": "qrtcudULsTMf",
+    "Asset": "qrtcudULsTMf",
+    "Contract": "qrtcudULsTMf",
+    "Order": "qrtcudULsTMf",
+    "Product2": "qrtcudULsTMf",
+    "Pricebook2": "qrtcudULsTM",
+    "PricebookEntry": "qrtcudLT",
+    "OpportunityLineItem": "qrtcudLT",
+    "OrderItem": "qrtcudLT",
+    "ContractLineItem": "qrtcudULT",
+    "Solution": "qrtcudULsTMf",
+    "Idea": "qrtcudLsTM",
+    "Entitlement": "qrtcudULsTMf",
+    "ServiceContract": "qrtcudULsTMf",
+    "WorkOrder": "qrtcudULsTMf",
+    "WorkOrderLineItem": "qrtcudULsTMf",
+    "CaseComment": "qrtcudLT",
+    "CaseContactRole": "qrtcudT",
+    "AccountContactRole": "qrtcudT",
+    "ContractContactRole": "qrtcudT",
+    "OpportunityCompetitor": "qrtcudT",
+    "Note": "qrtcudUT",
+    "Attachment": "qrtcudUT",
+    "Document": "qrtcudUsT",
+    "Folder": "qrtcud",
+    "ContentVersion": "qrtcuLsTM",
+    "ContentDocument": "qrtudULsTM",
+    "ContentDocumentLink": "qtcudT",
+    "EmailMessage": "qrtcudULsT",
+    "Individual": "qrtcudULsTMf",
+    "DuplicateRecordSet": "qrtcudULsTM",
+    "DuplicateRecordItem": "qrtcudLT",
+    "Macro": "qrtcudULsTM",
+    "QuickText": "qrtcudULsTM",
+    "SocialPost": "qrtcudULsTMf",
+    "SocialPersona": "qrtcudLsT",
+    "CollaborationGroup": "qrtcudLsTM",
+    "Topic": "qrtcudsT",
+    "TopicAssignment": "qrtcdT",
+    "FeedItem": "qrtcud",
+    "FeedComment": "qrtcud",
+    "Group": "qrtcud",
+    "GroupMember": "qrtcd",
+    "UserRole": "qrtcuds",
+    "Profile": "qtu",
+    "PermissionSet": "qrtcud",
+    "PermissionSetAssignment": "qrtcd",
+    "RecordType": "qrtcu",
+    "UserAppInfo": "qrtcudU",
+    "UserAppMenuCustomization": "qrtcudU",
+    "UserAppMenuItem": "qLsM",
+    "UserEntityAccess": "q",
+    "UserFieldAccess": "q",
+    "UserPermissionAccess": "q",
+    "UserRecordAccess": "q",
+    "UserLicense": "qt",
+    "UserListView": "qtcud",
+    "UserListViewCriterion": "qtcud",
+    "UserLogin": "qtu",
+    "UserPackageLicense": "qtcd",
+    "UserPreference": "qtcud",
+    "UserProvAccount": "qrtcudUT",
+    "UserProvAccountStaging": "qrtcudUT",
+    "UserProvMockTarget": "qrtcudUT",
+    "UserProvisioningConfig": "qtcud",
+    "UserProvisioningLog": "qrtcudUT",
+    "UserProvisioningRequest": "qrtcudULT",
+    "VerificationHistory": "qt",
+    "VisualforceAccessMetrics": "qt",
+    "Vote": "qrtcud",
+    "WebLink": "qrtcuds",
+    "WorkAccess": "qrtcudU",
+    "WorkBadge": "qrtcudULsTM",
+    "WorkBadgeDefinition": "qrtcudULsTM",
+    "WorkOrderLineItemStatus": "qt",
+    "WorkOrderStatus": "qt",
+    "WorkThanks": "qrtcudULT",
+    "UndecidedEventRelation": "qt",
+    "AcceptedEventRelation": "qt",
+    "DeclinedEventRelation": "qt",
+    "EventRelation": "qrtcudT",
+    "OpportunityHistory": "qrt",
+    "LoginHistory": "qrt",
+    "SetupAuditTrail": "qrt",
+    "ApexClass": "qrtcud",
+    "ApexTrigger": "qrtcud",
+    "ApexPage": "qrtcud",
+    "StaticResource": "qrtcud",
+    "EmailTemplate": "qrtcudLs",
+    "AsyncApexJob": "qt",
+    "CronTrigger": "qtd",
+    "ApexLog": "qtd",
+    "RecentlyViewed": "qu",
+    "CaseStatus": "qt",
+    "ContractStatus": "qt",
+    "LeadStatus": "qt",
+    "OpportunityStage": "qt",
+    "PartnerRole": "qt",
+    "SolutionStatus": "qt",
+    "TaskPriority": "qt",
+    "TaskStatus": "qt",
+    "KnowledgeArticle": "qt",
+    "KnowledgeArticleVersion": "qtu",
+    "KnowledgeArticleViewStat": "qt",
     "KnowledgeArticleVoteStat": "qt",
 }
 
 # Key prefixes of standard objects (the first three characters of their record ids).
 KEY_PREFIXES = {
-    "Attachment": "00P", "Document": "015", "Folder": "00l", "ContentVersion": "068", "ContentDocument": "069",
-    "ContentDocumentLink": "06A", "Note": "002", "Task": "00T", "Event": "00U", "Campaign": "701",
-    "CampaignMember": "00v", "Contract": "800", "Order": "801", "OrderItem": "802", "Product2": "01t",
-    "Pricebook2": "01s", "PricebookEntry": "01u", "OpportunityLineItem": "00k", "Asset": "02i", "Solution": "501",
-    "Idea": "087", "Group": "00G", "GroupMember": "011", "Profile": "00e", "UserRole": "00E", "RecordType": "012",
-    "Organization": "00D", "PermissionSet": "0PS", "PermissionSetAssignment": "0Pa", "ApexClass": "01p",
-    "ApexTrigger": "01q", "ApexPage": "066", "StaticResource": "081", "EmailTemplate": "00X",
-    "EmailMessage": "02s", "FeedItem": "0D5", "FeedComment": "0D7", "CaseComment": "00a", "Period": "026",
-    "BusinessHours": "01m", "Holiday": "0C0", "Entitlement": "550", "ServiceContract": "810",
-    "ContractLineItem": "811", "WorkOrder": "0WO", "WorkOrderLineItem": "1WL", "Report": "00O",
-    "Dashboard": "01Z", "Topic": "0TO", "TopicAssignment": "0FT", "CollaborationGroup": "0F9",
-    "AsyncApexJob": "707", "CronTrigger": "08e", "ApexLog": "07L", "Individual": "0PK",
-    "DuplicateRecordSet": "0GK", "UserAppInfo": "0Ds", "UserAppMenuCustomization": "0Nw",
-    "UserAppMenuItem": "07p", "UserEntityAccess": "07u", "UserFieldAccess": "4fp", "UserLicense": "100",
-    "UserListView": "0Na", "UserListViewCriterion": "0JU", "UserLogin": "0Yw", "UserPackageLicense": "051",
-    "UserPermissionAccess": "0up", "UserPreference": "03u", "UserProvAccount": "0Ni",
-    "UserProvAccountStaging": "0HY", "UserProvMockTarget": "0HX", "UserProvisioningConfig": "0Je",
-    "UserProvisioningLog": "0Hs", "UserProvisioningRequest": "0HP", "VerificationHistory": "0Qt",
-    "VisualforceAccessMetrics": "0OP", "Vote": "083", "WebLink": "00b", "WorkAccess": "0W5", "WorkBadge": "0W2",
-    "WorkBadgeDefinition": "0W1", "WorkThanks": "0W0", "UserShare": "0N2", "Account": "001",
+    "Attachment": "00P",
+    "Document": "015",
+    "Folder": "00l",
+    "ContentVersion": "068",
+    "ContentDocument": "069",
+    "ContentDocumentLink": "06A",
+    "Note": "002",
+    "Task": "00T",
+    "Event": "00U",
+    "Campaign": "701",
+    "CampaignMember": "00v",
+    "Contract": "800",
+    "Order": "801",
+    "OrderItem": "802",
+    "Product2": "01t",
+    "Pricebook2": "01s",
+    "PricebookEntry": "01u",
+    "OpportunityLineItem": "00k",
+    "Asset": "02i",
+    "Solution": "501",
+    "Idea": "087",
+    "Group": "00G",
+    "GroupMember": "011",
+    "Profile": "00e",
+    "UserRole": "00E",
+    "RecordType": "012",
+    "Organization": "00D",
+    "PermissionSet": "0PS",
+    "PermissionSetAssignment": "0Pa",
+    "ApexClass": "01p",
+    "ApexTrigger": "01q",
+    "ApexPage": "066",
+    "StaticResource": "081",
+    "EmailTemplate": "00X",
+    "EmailMessage": "02s",
+    "FeedItem": "0D5",
+    "FeedComment": "0D7",
+    "CaseComment": "00a",
+    "Period": "026",
+    "BusinessHours": "01m",
+    "Holiday": "0C0",
+    "Entitlement": "550",
+    "ServiceContract": "810",
+    "ContractLineItem": "811",
+    "WorkOrder": "0WO",
+    "WorkOrderLineItem": "1WL",
+    "Report": "00O",
+    "Dashboard": "01Z",
+    "Topic": "0TO",
+    "TopicAssignment": "0FT",
+    "CollaborationGroup": "0F9",
+    "AsyncApexJob": "707",
+    "CronTrigger": "08e",
+    "ApexLog": "07L",
+    "Individual": "0PK",
+    "DuplicateRecordSet": "0GK",
+    "UserAppInfo": "0Ds",
+    "UserAppMenuCustomization": "0Nw",
+    "UserAppMenuItem": "07p",
+    "UserEntityAccess": "07u",
+    "UserFieldAccess": "4fp",
+    "UserLicense": "100",
+    "UserListView": "0Na",
+    "UserListViewCriterion": "0JU",
+    "UserLogin": "0Yw",
+    "UserPackageLicense": "051",
+    "UserPermissionAccess": "0up",
+    "UserPreference": "03u",
+    "UserProvAccount": "0Ni",
+    "UserProvAccountStaging": "0HY",
+    "UserProvMockTarget": "0HX",
+    "UserProvisioningConfig": "0Je",
+    "UserProvisioningLog": "0Hs",
+    "UserProvisioningRequest": "0HP",
+    "VerificationHistory": "0Qt",
+    "VisualforceAccessMetrics": "0OP",
+    "Vote": "083",
+    "WebLink": "00b",
+    "WorkAccess": "0W5",
+    "WorkBadge": "0W2",
+    "WorkBadgeDefinition": "0W1",
+    "WorkThanks": "0W0",
+    "UserShare": "0N2",
+    "Account": "001",
 }
 
 # Objects whose records have no key prefix in a real org's describe global.
-NO_KEY_PREFIX = {"UndecidedEventRelation", "AcceptedEventRelation", "DeclinedEventRelation", "UserRecordAccess",
-                 "WorkOrderLineItemStatus", "WorkOrderStatus", "AggregateResult"}
+NO_KEY_PREFIX = {
+    "UndecidedEventRelation",
+    "AcceptedEventRelation",
+    "DeclinedEventRelation",
+    "UserRecordAccess",
+    "WorkOrderLineItemStatus",
+    "WorkOrderStatus",
+    "AggregateResult",
+}
 
 # Objects the Bulk API does not support ("Bulk API 2.0 and Bulk API Developer Guide > Bulk API 2.0 and
 # Bulk API Limits > General Limits: ... these objects aren't supported"): a query job on them is refused
 # with INVALIDENTITY "Entity '<name>' is not supported by the Bulk API." (the answer recorded in
 # airbytehq/airbyte#13088 and #7518; custom share objects are named by their custom object's id).
 BULK_UNSUPPORTED = {
-    "CaseStatus", "ContractStatus", "KnowledgeArticle", "KnowledgeArticleVersion",
-    "KnowledgeArticleVersionHistory", "KnowledgeArticleViewStat", "KnowledgeArticleVoteStat", "LeadStatus",
-    "OpportunityStage", "PartnerRole", "RecentlyViewed", "SolutionStatus", "TaskPriority", "UserRecordAccess",
+    "CaseStatus",
+    "ContractStatus",
+    "KnowledgeArticle",
+    "KnowledgeArticleVersion",
+    "KnowledgeArticleVersionHistory",
+    "KnowledgeArticleViewStat",
+    "KnowledgeArticleVoteStat",
+    "LeadStatus",
+    "OpportunityStage",
+    "PartnerRole",
+    "RecentlyViewed",
+    "SolutionStatus",
+    "TaskPriority",
+    "UserRecordAccess",
 }
 BULK_UNSUPPORTED_SUFFIXES = ("__kav", "__ka", "__ViewStat", "__VoteStat", "__DataCategorySelection", "__Share")
 
 # Dates (not datetimes) among catalog fields typed only as "DateString".
-DATE_FIELDS = {"ActivityDate", "CloseDate", "StartDate", "EndDate", "Birthdate", "LastActivityDate",
-               "InstallDate", "PurchaseDate", "UsageEndDate", "EffectiveDate", "ActivatedDate",
-               "ExpirationDate", "ReminderDate", "ServiceDate", "DueDate", "ConvertedDate", "TrialExpirationDate"}
+DATE_FIELDS = {
+    "ActivityDate",
+    "CloseDate",
+    "StartDate",
+    "EndDate",
+    "Birthdate",
+    "LastActivityDate",
+    "InstallDate",
+    "PurchaseDate",
+    "UsageEndDate",
+    "EffectiveDate",
+    "ActivatedDate",
+    "ExpirationDate",
+    "ReminderDate",
+    "ServiceDate",
+    "DueDate",
+    "ConvertedDate",
+    "TrialExpirationDate",
+}
 
-SYSTEM_NAMES = {"Id", "IsDeleted", "CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById",
-                "SystemModstamp", "LastViewedDate", "LastReferencedDate"}
+SYSTEM_NAMES = {
+    "Id",
+    "IsDeleted",
+    "CreatedDate",
+    "CreatedById",
+    "LastModifiedDate",
+    "LastModifiedById",
+    "SystemModstamp",
+    "LastViewedDate",
+    "LastReferencedDate",
+}
 
 # Field history tracking (the fields an admin typically tracks; Setup > Object > Fields > Set History
 # Tracking). Object -> (history object, its lookup to the record, tracked fields).
 TRACKED = {
-    "Account": ("AccountHistory", "AccountId", ("Name", "Type", "Industry", "OwnerId", "Phone", "AnnualRevenue",
-                                                "ParentId")),
+    "Account": (
+        "AccountHistory",
+        "AccountId",
+        ("Name", "Type", "Industry", "OwnerId", "Phone", "AnnualRevenue", "ParentId"),
+    ),
     "Contact": ("ContactHistory", "ContactId", ("FirstName", "LastName", "Email", "AccountId", "OwnerId", "Title")),
-    "Opportunity": ("OpportunityFieldHistory", "OpportunityId", ("StageName", "Amount", "CloseDate", "OwnerId",
-                                                                  "AccountId", "Name")),
+    "Opportunity": (
+        "OpportunityFieldHistory",
+        "OpportunityId",
+        ("StageName", "Amount", "CloseDate", "OwnerId", "AccountId", "Name"),
+    ),
     "Case": ("CaseHistory", "CaseId", ("Status", "Priority", "OwnerId", "AccountId", "ContactId")),
     "Lead": ("LeadHistory", "LeadId", ("Status", "OwnerId", "Company", "Email")),
 }
@@ -167,7 +372,10 @@ _ASSOCIATE_FLAGS = {
     # Associated Objects (Object Reference): history rows are read-only and replicated; shares are written
     # through the API but not replicated; feed items are deleted but not created through *Feed; change
     # events are not queried at all.
-    "History": "qrt", "Share": "qtcud", "Feed": "qrtd", "ChangeEvent": "tT",
+    "History": "qrt",
+    "Share": "qtcud",
+    "Feed": "qrtd",
+    "ChangeEvent": "tT",
 }
 
 
@@ -218,17 +426,40 @@ class _Prefixes:
 # childRelationships of a real org's describe (cascadeDelete / restrictedDelete) state per relationship.
 # (child object, field) -> (cascadeDelete, restrictedDelete).
 DELETE_RULES: dict[tuple[str, str], tuple[bool, bool]] = {
-    **{(child, field): (True, False) for child, field in (
-        ("AccountBrand", "AccountId"), ("AccountPartner", "AccountFromId"), ("AccountPartner", "AccountToId"),
-        ("ActivityHistory", "AccountId"), ("ActivityHistory", "WhoId"), ("Asset", "AccountId"),
-        ("Asset", "ContactId"), ("AttachedContentDocument", "LinkedEntityId"),
-        ("CollaborationGroupRecord", "RecordId"), ("CombinedAttachment", "ParentId"),
-        ("ContentDistribution", "RelatedRecordId"), ("EntitySubscription", "ParentId"), ("Event", "WhatId"),
-        ("Event", "WhoId"), ("NoteAndAttachment", "ParentId"), ("OpenActivity", "AccountId"),
-        ("OpenActivity", "WhoId"), ("OpportunityPartner", "AccountToId"), ("Partner", "AccountFromId"),
-        ("Partner", "AccountToId"), ("ProcessInstance", "TargetObjectId"), ("RecordAction", "RecordId"),
-        ("Task", "WhatId"), ("Task", "WhoId"), ("CampaignMember", "ContactId"), ("CaseTeamMember", "MemberId"),
-        ("EmailMessageRelation", "RelationId"), ("EmailStatus", "WhoId"), ("EntitlementContact", "ContactId"))},
+    **{
+        (child, field): (True, False)
+        for child, field in (
+            ("AccountBrand", "AccountId"),
+            ("AccountPartner", "AccountFromId"),
+            ("AccountPartner", "AccountToId"),
+            ("ActivityHistory", "AccountId"),
+            ("ActivityHistory", "WhoId"),
+            ("Asset", "AccountId"),
+            ("Asset", "ContactId"),
+            ("AttachedContentDocument", "LinkedEntityId"),
+            ("CollaborationGroupRecord", "RecordId"),
+            ("CombinedAttachment", "ParentId"),
+            ("ContentDistribution", "RelatedRecordId"),
+            ("EntitySubscription", "ParentId"),
+            ("Event", "WhatId"),
+            ("Event", "WhoId"),
+            ("NoteAndAttachment", "ParentId"),
+            ("OpenActivity", "AccountId"),
+            ("OpenActivity", "WhoId"),
+            ("OpportunityPartner", "AccountToId"),
+            ("Partner", "AccountFromId"),
+            ("Partner", "AccountToId"),
+            ("ProcessInstance", "TargetObjectId"),
+            ("RecordAction", "RecordId"),
+            ("Task", "WhatId"),
+            ("Task", "WhoId"),
+            ("CampaignMember", "ContactId"),
+            ("CaseTeamMember", "MemberId"),
+            ("EmailMessageRelation", "RelationId"),
+            ("EmailStatus", "WhoId"),
+            ("EntitlementContact", "ContactId"),
+        )
+    },
     ("Contract", "AccountId"): (True, True),
     ("Order", "AccountId"): (True, True),
     ("Contract", "CustomerSignedId"): (False, True),
@@ -237,20 +468,38 @@ DELETE_RULES: dict[tuple[str, str], tuple[bool, bool]] = {
 }
 
 
-def _catalog_field(obj_name: str, fname: str, ftype: str, nullable: bool, parents_by_field: dict[str, str],
-                   writable: tuple[bool, bool], cascade: bool) -> FieldDef:
+def _catalog_field(
+    obj_name: str,
+    fname: str,
+    ftype: str,
+    nullable: bool,
+    parents_by_field: dict[str, str],
+    writable: tuple[bool, bool],
+    cascade: bool,
+) -> FieldDef:
     createable, updateable = writable
     system = fname in SYSTEM_NAMES
-    kw: dict[str, Any] = dict(createable=createable and not system, updateable=updateable and not system,
-                              nillable=nullable or ftype == "boolean")
+    kw: dict[str, Any] = dict(
+        createable=createable and not system,
+        updateable=updateable and not system,
+        nillable=nullable or ftype == "boolean",
+    )
     if fname == "Id":
         return F("Id", "id", createable=False, updateable=False, nillable=False, defaulted_on_create=True)
     if fname in parents_by_field:
         rel, target = parents_by_field[fname]
         cascade_delete, restricted_delete = DELETE_RULES.get(
-            (obj_name, fname), (cascade and not nullable and target != "User", False))
-        return F(fname, "reference", reference_to=(target,), relationship_name=rel,
-                 cascade_delete=cascade_delete, restricted_delete=restricted_delete, **kw)
+            (obj_name, fname), (cascade and not nullable and target != "User", False)
+        )
+        return F(
+            fname,
+            "reference",
+            reference_to=(target,),
+            relationship_name=rel,
+            cascade_delete=cascade_delete,
+            restricted_delete=restricted_delete,
+            **kw,
+        )
     if ftype == "boolean":
         return F(fname, "boolean", defaulted_on_create=True, **kw)
     if ftype == "number":
@@ -287,15 +536,23 @@ def catalog_objects(schema: Schema) -> list[ObjectDef]:
             parents_by_field[fname] = (rel, target)
         writable = (flags["createable"], flags["updateable"])
         cascade = associate_kind(name, known) is not None or flags["deletable"]
-        fields = [_catalog_field(name, fn, ft, nl, parents_by_field, writable, cascade)
-                  for fn, ft, nl in spec["fields"]]
+        fields = [
+            _catalog_field(name, fn, ft, nl, parents_by_field, writable, cascade) for fn, ft, nl in spec["fields"]
+        ]
         fields.sort(key=lambda f: (f.name != "Id", f.name != "IsDeleted"))
         prefix = KEY_PREFIXES.get(name)
         if prefix is None or prefix in schema.by_prefix:
             prefix = prefixes.next()
-        obj = ObjectDef(name=name, key_prefix=prefix, fields=fields, label=_label(name),
-                        label_plural=_plural(_label(name)), deletable=flags["deletable"],
-                        createable=flags["createable"], updateable=flags["updateable"])
+        obj = ObjectDef(
+            name=name,
+            key_prefix=prefix,
+            fields=fields,
+            label=_label(name),
+            label_plural=_plural(_label(name)),
+            deletable=flags["deletable"],
+            createable=flags["createable"],
+            updateable=flags["updateable"],
+        )
         obj.flags = flags
         out.append(obj)
     return out
@@ -335,12 +592,24 @@ def child_relationship_names() -> dict[tuple[str, str], str]:
             if cspec is None:
                 continue
             fields = {f[0] for f in cspec["fields"]}
-            candidates = [prel + "Id" if prel + "Id" in fields else prel
-                          for prel, target in cspec["parents"].items() if target in (parent, "Name")]
-            direct = {prel + "Id" if prel + "Id" in fields else prel
-                      for prel, target in cspec["parents"].items() if target == parent}
-            scored = sorted(((_shared_words(f, rel), (child, f) in _WHAT_LOOKUPS, f in direct, f, rel)
-                             for f in candidates for rel in rels), reverse=True)
+            candidates = [
+                prel + "Id" if prel + "Id" in fields else prel
+                for prel, target in cspec["parents"].items()
+                if target in (parent, "Name")
+            ]
+            direct = {
+                prel + "Id" if prel + "Id" in fields else prel
+                for prel, target in cspec["parents"].items()
+                if target == parent
+            }
+            scored = sorted(
+                (
+                    (_shared_words(f, rel), (child, f) in _WHAT_LOOKUPS, f in direct, f, rel)
+                    for f in candidates
+                    for rel in rels
+                ),
+                reverse=True,
+            )
             used_f: set[str] = set()
             used_r: set[str] = set()
             for *_, f, rel in scored:
@@ -374,9 +643,13 @@ def _shared_words(field_name: str, rel: str) -> int:
 def resolve_polymorphic(schema: Schema) -> None:
     """Lookups to "Name" (any object, e.g. Attachment.ParentId) point at every object records can hang from."""
     schema.__dict__.pop("_references_cache", None)
-    targets = tuple(sorted(o.name for o in schema.objects.values()
-                           if (o.flags.get("layoutable", True) and o.flags.get("createable", o.createable))
-                           or o.custom))
+    targets = tuple(
+        sorted(
+            o.name
+            for o in schema.objects.values()
+            if (o.flags.get("layoutable", True) and o.flags.get("createable", o.createable)) or o.custom
+        )
+    )
     for obj in schema.objects.values():
         for i, f in enumerate(obj.fields):
             if f.type == "reference" and f.reference_to == ("Name",):
@@ -393,16 +666,40 @@ def widen(schema: Schema) -> None:
     for obj in list(schema.objects.values()):
         if not obj.custom and not obj.flags:
             obj.flags = standard_flags(obj.name, {f.name for f in obj.fields}, known)
-    CHILD_RELATIONSHIP_NAMES.update({k: v for k, v in child_relationship_names().items()
-                                     if k[1:] not in CHILD_RELATIONSHIP_NAMES})
+    CHILD_RELATIONSHIP_NAMES.update(
+        {k: v for k, v in child_relationship_names().items() if k[1:] not in CHILD_RELATIONSHIP_NAMES}
+    )
     for obj in catalog_objects(schema):
         schema.add(obj)
 
 
 # ====================================================================== generated custom objects
-NOUNS = ("Project", "Shipment", "Contract_Term", "Warranty", "Visit", "Survey", "Device", "License",
-         "Inspection", "Booking", "Claim", "Milestone", "Campaign_Touch", "Invoice_Line", "Quote_Line",
-         "Site", "Route", "Vehicle", "Course", "Enrollment", "Ticket", "Policy", "Asset_Check", "Reading")
+NOUNS = (
+    "Project",
+    "Shipment",
+    "Contract_Term",
+    "Warranty",
+    "Visit",
+    "Survey",
+    "Device",
+    "License",
+    "Inspection",
+    "Booking",
+    "Claim",
+    "Milestone",
+    "Campaign_Touch",
+    "Invoice_Line",
+    "Quote_Line",
+    "Site",
+    "Route",
+    "Vehicle",
+    "Course",
+    "Enrollment",
+    "Ticket",
+    "Policy",
+    "Asset_Check",
+    "Reading",
+)
 CURRENCY_CODES = ("USD", "EUR", "GBP", "JPY")
 
 
@@ -428,24 +725,45 @@ def extra_object_specs(n: int, seed: int = 7) -> dict[str, dict[str, Any]]:
         kind = i % 4
         if kind == 3 and names:
             master = names[rnd.randrange(len(names))]
-            fields.insert(0, {"name": "Master__c", "type": "reference", "referenceTo": master,
-                              "relationshipName": "Master__r", "required": True, "cascadeDelete": True,
-                              "masterDetail": True})
+            fields.insert(
+                0,
+                {
+                    "name": "Master__c",
+                    "type": "reference",
+                    "referenceTo": master,
+                    "relationshipName": "Master__r",
+                    "required": True,
+                    "cascadeDelete": True,
+                    "masterDetail": True,
+                },
+            )
         elif kind == 2 and names:
-            fields.insert(0, {"name": "Related__c", "type": "reference",
-                              "referenceTo": names[rnd.randrange(len(names))], "relationshipName": "Related__r"})
+            fields.insert(
+                0,
+                {
+                    "name": "Related__c",
+                    "type": "reference",
+                    "referenceTo": names[rnd.randrange(len(names))],
+                    "relationshipName": "Related__r",
+                },
+            )
         else:
-            fields.insert(0, {"name": "Account__c", "type": "reference", "referenceTo": "Account",
-                              "relationshipName": "Account__r"})
+            fields.insert(
+                0,
+                {"name": "Account__c", "type": "reference", "referenceTo": "Account", "relationshipName": "Account__r"},
+            )
         if i % 3 == 0:
             fields.append({"name": "Notes__c", "type": "textarea", "length": 32768})
         if i % 3 == 1:
-            fields.append({"name": "Contact__c", "type": "reference", "referenceTo": "Contact",
-                           "relationshipName": "Contact__r"})
+            fields.append(
+                {"name": "Contact__c", "type": "reference", "referenceTo": "Contact", "relationshipName": "Contact__r"}
+            )
         if i % 2 == 0:
-            fields += [{"name": "Quantity__c", "type": "double", "precision": 12, "scale": 2},
-                       {"name": "Approved__c", "type": "boolean"},
-                       {"name": "Due__c", "type": "datetime"}]
+            fields += [
+                {"name": "Quantity__c", "type": "double", "precision": 12, "scale": 2},
+                {"name": "Approved__c", "type": "boolean"},
+                {"name": "Due__c", "type": "datetime"},
+            ]
         if i % 5 == 0:
             fields.append({"name": "Tags__c", "type": "multipicklist", "values": ["Red", "Green", "Blue"]})
         specs[name] = {
@@ -467,46 +785,85 @@ def associated_custom_objects(obj: ObjectDef, spec: dict[str, Any], schema: Sche
     out = []
     prefixes = _Prefixes(schema)
     ro = dict(createable=False, updateable=False, nillable=False, defaulted_on_create=True)
-    parent = F("ParentId", "reference", reference_to=(obj.name,), relationship_name="Parent", nillable=False,
-               createable=False, updateable=False, cascade_delete=True)
+    parent = F(
+        "ParentId",
+        "reference",
+        reference_to=(obj.name,),
+        relationship_name="Parent",
+        nillable=False,
+        createable=False,
+        updateable=False,
+        cascade_delete=True,
+    )
     known = {o.name for o in schema.objects.values()} | {obj.name}
     if spec.get("trackHistory"):
-        fields = [F("Id", "id", **ro), F("IsDeleted", "boolean", **ro), parent,
-                  F("CreatedById", "reference", reference_to=("User",), relationship_name="CreatedBy", **ro),
-                  F("CreatedDate", "datetime", **ro),
-                  F("Field", "picklist", length=255, createable=False, updateable=False, nillable=False),
-                  F("DataType", "picklist", length=255, createable=False, updateable=False),
-                  F("OldValue", "anyType", createable=False, updateable=False),
-                  F("NewValue", "anyType", createable=False, updateable=False)]
+        fields = [
+            F("Id", "id", **ro),
+            F("IsDeleted", "boolean", **ro),
+            parent,
+            F("CreatedById", "reference", reference_to=("User",), relationship_name="CreatedBy", **ro),
+            F("CreatedDate", "datetime", **ro),
+            F("Field", "picklist", length=255, createable=False, updateable=False, nillable=False),
+            F("DataType", "picklist", length=255, createable=False, updateable=False),
+            F("OldValue", "anyType", createable=False, updateable=False),
+            F("NewValue", "anyType", createable=False, updateable=False),
+        ]
         out.append(_assoc(f"{base}__History", fields, prefixes, known, obj))
     if spec.get("sharing") == "Private":
         w = dict(createable=True, updateable=False, nillable=False)
-        fields = [F("Id", "id", **ro), F("ParentId", "reference", reference_to=(obj.name,),
-                                         relationship_name="Parent", cascade_delete=True, **w),
-                  F("UserOrGroupId", "reference", reference_to=("Group", "User"), relationship_name="UserOrGroup",
-                    **w),
-                  F("AccessLevel", "picklist", length=40, createable=True, updateable=True, nillable=False,
-                    picklist=("Read", "Edit", "All"), restricted_picklist=True),
-                  F("RowCause", "picklist", length=40, createable=True, updateable=False,
-                    defaulted_on_create=True, picklist=("Owner", "Manual", "Rule")),
-                  F("LastModifiedDate", "datetime", **ro),
-                  F("LastModifiedById", "reference", reference_to=("User",), relationship_name="LastModifiedBy",
-                    **ro),
-                  F("IsDeleted", "boolean", **ro)]
+        fields = [
+            F("Id", "id", **ro),
+            F("ParentId", "reference", reference_to=(obj.name,), relationship_name="Parent", cascade_delete=True, **w),
+            F("UserOrGroupId", "reference", reference_to=("Group", "User"), relationship_name="UserOrGroup", **w),
+            F(
+                "AccessLevel",
+                "picklist",
+                length=40,
+                createable=True,
+                updateable=True,
+                nillable=False,
+                picklist=("Read", "Edit", "All"),
+                restricted_picklist=True,
+            ),
+            F(
+                "RowCause",
+                "picklist",
+                length=40,
+                createable=True,
+                updateable=False,
+                defaulted_on_create=True,
+                picklist=("Owner", "Manual", "Rule"),
+            ),
+            F("LastModifiedDate", "datetime", **ro),
+            F("LastModifiedById", "reference", reference_to=("User",), relationship_name="LastModifiedBy", **ro),
+            F("IsDeleted", "boolean", **ro),
+        ]
         out.append(_assoc(f"{base}__Share", fields, prefixes, known, obj))
     if spec.get("trackFeed"):
-        fields = [F("Id", "id", **ro), F("ParentId", "reference", reference_to=(obj.name,),
-                                         relationship_name="Parent", nillable=False, createable=False,
-                                         updateable=False, cascade_delete=True),
-                  F("Type", "picklist", length=40, createable=False, updateable=False),
-                  F("CreatedById", "reference", reference_to=("User",), relationship_name="CreatedBy", **ro),
-                  F("CreatedDate", "datetime", **ro), F("IsDeleted", "boolean", **ro),
-                  F("LastModifiedDate", "datetime", **ro), F("SystemModstamp", "datetime", **ro),
-                  F("CommentCount", "int", createable=False, updateable=False, nillable=False),
-                  F("LikeCount", "int", createable=False, updateable=False, nillable=False),
-                  F("Title", "string", length=255, createable=False, updateable=False),
-                  F("Body", "textarea", length=10000, createable=False, updateable=False),
-                  F("LinkUrl", "url", length=1000, createable=False, updateable=False)]
+        fields = [
+            F("Id", "id", **ro),
+            F(
+                "ParentId",
+                "reference",
+                reference_to=(obj.name,),
+                relationship_name="Parent",
+                nillable=False,
+                createable=False,
+                updateable=False,
+                cascade_delete=True,
+            ),
+            F("Type", "picklist", length=40, createable=False, updateable=False),
+            F("CreatedById", "reference", reference_to=("User",), relationship_name="CreatedBy", **ro),
+            F("CreatedDate", "datetime", **ro),
+            F("IsDeleted", "boolean", **ro),
+            F("LastModifiedDate", "datetime", **ro),
+            F("SystemModstamp", "datetime", **ro),
+            F("CommentCount", "int", createable=False, updateable=False, nillable=False),
+            F("LikeCount", "int", createable=False, updateable=False, nillable=False),
+            F("Title", "string", length=255, createable=False, updateable=False),
+            F("Body", "textarea", length=10000, createable=False, updateable=False),
+            F("LinkUrl", "url", length=1000, createable=False, updateable=False),
+        ]
         out.append(_assoc(f"{base}__Feed", fields, prefixes, known, obj))
     return out
 
@@ -514,12 +871,21 @@ def associated_custom_objects(obj: ObjectDef, spec: dict[str, Any], schema: Sche
 def _assoc(name: str, fields: list[FieldDef], prefixes: _Prefixes, known: set[str], parent: ObjectDef) -> ObjectDef:
     flags = standard_flags(name, {f.name for f in fields}, known | {name})
     flags["custom"] = True
-    obj = ObjectDef(name=name, key_prefix=prefixes.next(), fields=fields, label=f"{parent.label} {name.rsplit('__', 1)[1]}",
-                    label_plural=f"{parent.label} {name.rsplit('__', 1)[1]}", custom=True,
-                    deletable=flags["deletable"], createable=flags["createable"], updateable=flags["updateable"])
+    obj = ObjectDef(
+        name=name,
+        key_prefix=prefixes.next(),
+        fields=fields,
+        label=f"{parent.label} {name.rsplit('__', 1)[1]}",
+        label_plural=f"{parent.label} {name.rsplit('__', 1)[1]}",
+        custom=True,
+        deletable=flags["deletable"],
+        createable=flags["createable"],
+        updateable=flags["updateable"],
+    )
     obj.flags = flags
-    CHILD_RELATIONSHIP_NAMES[(name, "ParentId")] = {"History": "Histories", "Share": "Shares",
-                                                    "Feed": "Feeds"}[name.rsplit("__", 1)[1]]
+    CHILD_RELATIONSHIP_NAMES[(name, "ParentId")] = {"History": "Histories", "Share": "Shares", "Feed": "Feeds"}[
+        name.rsplit("__", 1)[1]
+    ]
     return obj
 
 
@@ -543,8 +909,11 @@ def add_extra_objects(schema: Schema, n: int, seed: int = 7) -> list[ObjectDef]:
             schema.add(assoc)
             added.append(assoc)
         if spec.get("trackHistory"):
-            obj.history_tracking = (f"{name[:-3]}__History", "ParentId",  # type: ignore[attr-defined]
-                                    tuple(f["name"] for f in spec["fields"] if f["type"] != "textarea"))
+            obj.history_tracking = (
+                f"{name[:-3]}__History",
+                "ParentId",  # type: ignore[attr-defined]
+                tuple(f["name"] for f in spec["fields"] if f["type"] != "textarea"),
+            )
     return added
 
 
@@ -564,8 +933,16 @@ class FieldHistory:
             return None
         return hist, spec[1], tuple(f for f in spec[2] if obj.has_field(f))
 
-    def __call__(self, store: Any, obj: ObjectDef, rid: str, before: dict[str, Any] | None,
-                 after: dict[str, Any], user_id: str, now: str) -> None:
+    def __call__(
+        self,
+        store: Any,
+        obj: ObjectDef,
+        rid: str,
+        before: dict[str, Any] | None,
+        after: dict[str, Any],
+        user_id: str,
+        now: str,
+    ) -> None:
         t = self.tracked(obj)
         if t is None:
             return
@@ -576,12 +953,21 @@ class FieldHistory:
             rows = [(f, before.get(f), after.get(f)) for f in fields if before.get(f) != after.get(f)]
         for field, old, new in rows:
             hid = store.new_id(hist)
-            cols = {"Id": hid, "IsDeleted": 0, parent_field: rid, "CreatedById": user_id, "CreatedDate": now,
-                    "Field": field, "OldValue": old, "NewValue": new}
+            cols = {
+                "Id": hid,
+                "IsDeleted": 0,
+                parent_field: rid,
+                "CreatedById": user_id,
+                "CreatedDate": now,
+                "Field": field,
+                "OldValue": old,
+                "NewValue": new,
+            }
             cols = {k: v for k, v in cols.items() if hist.has_field(k)}
             names = ", ".join(f'"{k}"' for k in cols)
-            store.conn.execute(f'INSERT INTO "{hist.name}" ({names}) VALUES ({", ".join("?" * len(cols))})',
-                               list(cols.values()))
+            store.conn.execute(
+                f'INSERT INTO "{hist.name}" ({names}) VALUES ({", ".join("?" * len(cols))})', list(cols.values())
+            )
 
 
 # ====================================================================== query restrictions
@@ -596,9 +982,11 @@ def check_query_restrictions(obj: ObjectDef, text: str) -> None:
     if obj.name == "ContentDocumentLink" and not _CDL_FILTER.search(text):
         # Object Reference, ContentDocumentLink: "you must filter on ContentDocumentId or LinkedEntityId".
         raise SalesforceError(
-            "MALFORMED_QUERY", "Implementation restriction: ContentDocumentLink requires a filter by a single Id "
+            "MALFORMED_QUERY",
+            "Implementation restriction: ContentDocumentLink requires a filter by a single Id "
             "on ContentDocumentId or LinkedEntityId using the equals operator or multiple Id's using the IN "
-            "operator.")
+            "operator.",
+        )
 
 
 # ====================================================================== replication
@@ -626,7 +1014,9 @@ def append_only_changes(org: Any, obj: ObjectDef, kind: str, start: Any, end: An
     with org.store.lock:
         rows = org.store.conn.execute(
             f"SELECT Id FROM {quote(obj.name)} WHERE CreatedDate >= ? AND CreatedDate < ? AND IsDeleted = 0 "
-            "ORDER BY CreatedDate", (s, e)).fetchall()
+            "ORDER BY CreatedDate",
+            (s, e),
+        ).fetchall()
     return {"ids": [r[0] for r in rows], "latestDateCovered": e}
 
 

@@ -27,11 +27,15 @@ class ForgetRunConfig(dg.Config):
 
     object: str | None = Field(default=None, description="API name of the object of record_ids, e.g. Contact.")
     record_ids: list[str] = Field(default=[], description="Ids of the data subject's records (of `object`).")
-    email: str | None = Field(default=None, description="Or: an e-mail address, matched (case-insensitively) on "
-                              "the settings' forget.match_fields in every backed-up version. Note the run's config, "
-                              "kept by Dagster, then holds the address: prefer record_ids when you have them.")
-    dry_run: bool = Field(default=True, description="Count what would be erased, erase nothing (the default). "
-                          "Set false to erase.")
+    email: str | None = Field(
+        default=None,
+        description="Or: an e-mail address, matched (case-insensitively) on "
+        "the settings' forget.match_fields in every backed-up version. Note the run's config, "
+        "kept by Dagster, then holds the address: prefer record_ids when you have them.",
+    )
+    dry_run: bool = Field(
+        default=True, description="Count what would be erased, erase nothing (the default). Set false to erase."
+    )
 
 
 def requested_by(tags: dict[str, str]) -> str:
@@ -44,13 +48,19 @@ def requested_by(tags: dict[str, str]) -> str:
 def forget_job(settings: Settings) -> dg.JobDefinition:
     backed_up = [o.name for o in settings.objects]
 
-    @dg.op(name="forget", tags={"kind": "postgres"},
-           description="Erase a data subject's records from the backup (mirror, history, restore audit, incident "
-                       "samples, id map), list them so later backups skip them, and log the erasure without "
-                       "personal data.")
-    def _forget(context: dg.OpExecutionContext, config: ForgetRunConfig,
-                salesforce: dg.ResourceParam[SalesforceOrgResource],
-                warehouse: dg.ResourceParam[WarehouseResource]) -> dg.Output:
+    @dg.op(
+        name="forget",
+        tags={"kind": "postgres"},
+        description="Erase a data subject's records from the backup (mirror, history, restore audit, incident "
+        "samples, id map), list them so later backups skip them, and log the erasure without "
+        "personal data.",
+    )
+    def _forget(
+        context: dg.OpExecutionContext,
+        config: ForgetRunConfig,
+        salesforce: dg.ResourceParam[SalesforceOrgResource],
+        warehouse: dg.ResourceParam[WarehouseResource],
+    ) -> dg.Output:
         raw: dict[str, Any] = {k: v for k, v in config.model_dump().items() if v not in (None, [])}
         try:
             request = ForgetRequest.from_dict(raw, backed_up)
@@ -58,16 +68,23 @@ def forget_job(settings: Settings) -> dg.JobDefinition:
         except PrivacyError as exc:
             raise dg.Failure(description=f"invalid forget config: {exc}") from None
         with warehouse.connect() as conn:
-            result = forget(conn, request, backed_up=backed_up, fields=fields,
-                            requested_by=requested_by(dict(context.run.tags)), run_id=context.run_id,
-                            blob_store=settings.blob_store())
+            result = forget(
+                conn,
+                request,
+                backed_up=backed_up,
+                fields=fields,
+                requested_by=requested_by(dict(context.run.tags)),
+                run_id=context.run_id,
+                blob_store=settings.blob_store(),
+            )
             still = _still_in_org(salesforce.for_org(settings.backup_org), result.records, context.log)
             note_still_in_org(conn, result, still)
         if result.still_in_org:
             context.log.warning(
                 f"{sum(map(len, result.still_in_org.values()))} erased records still exist in org "
                 f"{settings.backup_org!r}: erasing them there is the org's job; until then later backups skip them "
-                "(sf_pipeline.erased_records)")
+                "(sf_pipeline.erased_records)"
+            )
         metadata = {
             "dry_run": dg.MetadataValue.bool(request.dry_run),
             "erasure_id": dg.MetadataValue.int(result.erasure_id or 0),
@@ -85,8 +102,11 @@ def forget_job(settings: Settings) -> dg.JobDefinition:
     def _graph():
         _forget()
 
-    return _graph.to_job(name="forget", description="Erase a data subject from the backup (dry run by default).",
-                         tags={"sf_pipeline/kind": "forget"})
+    return _graph.to_job(
+        name="forget",
+        description="Erase a data subject from the backup (dry run by default).",
+        tags={"sf_pipeline/kind": "forget"},
+    )
 
 
 def _still_in_org(org: SalesforceOrgResource, records: dict[str, list[str]], log: Any) -> dict[str, list[str]]:
@@ -95,8 +115,12 @@ def _still_in_org(org: SalesforceOrgResource, records: dict[str, list[str]], log
         return {}
     try:
         client = org.client()
-        return {o: sorted(rid for rid, rec in query_by_ids(client, o, ids, ["IsDeleted"]).items()
-                          if not rec.get("IsDeleted")) for o, ids in records.items()}
+        return {
+            o: sorted(
+                rid for rid, rec in query_by_ids(client, o, ids, ["IsDeleted"]).items() if not rec.get("IsDeleted")
+            )
+            for o, ids in records.items()
+        }
     except Exception as exc:  # noqa: BLE001 - the erasure is done; the run says it could not check
         log.warning(f"could not check whether org {org.alias!r} still has the erased records: {exc}")
         return {"unknown": [f"org {org.alias!r} could not be reached"]}
@@ -109,41 +133,55 @@ class RetentionRunConfig(dg.Config):
 
 
 def retention_job(settings: Settings, retention: RetentionSettings) -> dg.JobDefinition:
-    @dg.op(name="apply_retention", tags={"kind": "postgres"},
-           description="Thin every backed-up object's history by the settings' retention (every version, then one "
-                       "per day, then one per month, up to the maximum age), keeping each record's latest version "
-                       "and the versions incidents and restore plans refer to.")
-    def _retention(context: dg.OpExecutionContext, config: RetentionRunConfig,
-                   warehouse: dg.ResourceParam[WarehouseResource]) -> dg.Output:
+    @dg.op(
+        name="apply_retention",
+        tags={"kind": "postgres"},
+        description="Thin every backed-up object's history by the settings' retention (every version, then one "
+        "per day, then one per month, up to the maximum age), keeping each record's latest version "
+        "and the versions incidents and restore plans refer to.",
+    )
+    def _retention(
+        context: dg.OpExecutionContext, config: RetentionRunConfig, warehouse: dg.ResourceParam[WarehouseResource]
+    ) -> dg.Output:
         now = context.run.tags.get("dagster/scheduled_execution_time")
         moment = datetime.fromisoformat(now) if now else datetime.now(UTC)
         results = []
         with warehouse.connect() as conn:
             protected = protected_ids(conn)
             for obj in settings.objects:
-                results.append(apply_retention(conn, obj.name, retention.policy(obj.name), moment,
-                                               protected=protected, dry_run=config.dry_run))
-                context.log.info(f"{obj.name}: {results[-1].removed} versions "
-                                 f"{'would be ' if config.dry_run else ''}removed")
+                results.append(
+                    apply_retention(
+                        conn, obj.name, retention.policy(obj.name), moment, protected=protected, dry_run=config.dry_run
+                    )
+                )
+                context.log.info(
+                    f"{obj.name}: {results[-1].removed} versions {'would be ' if config.dry_run else ''}removed"
+                )
         summary = retention_summary(results)
-        return dg.Output(summary, metadata={
-            "dry_run": dg.MetadataValue.bool(config.dry_run),
-            "versions_removed": dg.MetadataValue.int(sum(r.removed for r in results)),
-            # the removed versions' bytes: given back to the operating system by a rewrite, reusable for new
-            # versions after VACUUM when thinned in place (objects.<name>.method says which)
-            "bytes_removed": dg.MetadataValue.int(sum(r.bytes_removed for r in results)),
-            "table_bytes_before": dg.MetadataValue.int(sum(r.table_bytes_before for r in results)),
-            "table_bytes_after": dg.MetadataValue.int(sum(r.table_bytes_after for r in results)),
-            "protected_records": dg.MetadataValue.int(len(protected)),
-            "objects": dg.MetadataValue.json(summary),
-        })
+        return dg.Output(
+            summary,
+            metadata={
+                "dry_run": dg.MetadataValue.bool(config.dry_run),
+                "versions_removed": dg.MetadataValue.int(sum(r.removed for r in results)),
+                # the removed versions' bytes: given back to the operating system by a rewrite, reusable for new
+                # versions after VACUUM when thinned in place (objects.<name>.method says which)
+                "bytes_removed": dg.MetadataValue.int(sum(r.bytes_removed for r in results)),
+                "table_bytes_before": dg.MetadataValue.int(sum(r.table_bytes_before for r in results)),
+                "table_bytes_after": dg.MetadataValue.int(sum(r.table_bytes_after for r in results)),
+                "protected_records": dg.MetadataValue.int(len(protected)),
+                "objects": dg.MetadataValue.json(summary),
+            },
+        )
 
     @dg.graph(name="apply_retention_graph")
     def _graph():
         _retention()
 
-    return _graph.to_job(name="apply_retention", description="Thin the backup history by the retention settings.",
-                         tags={"sf_pipeline/kind": "retention"})
+    return _graph.to_job(
+        name="apply_retention",
+        description="Thin the backup history by the retention settings.",
+        tags={"sf_pipeline/kind": "retention"},
+    )
 
 
 def privacy_definitions(settings: Settings) -> dg.Definitions:
@@ -156,7 +194,11 @@ def privacy_definitions(settings: Settings) -> dg.Definitions:
     if retention is None:
         return dg.Definitions(jobs=[forget_job(settings)])
     job = retention_job(settings, retention)
-    schedule = dg.ScheduleDefinition(name="apply_retention_schedule", job=job, cron_schedule=retention.schedule,
-                                     execution_timezone=settings.timezone,
-                                     default_status=dg.DefaultScheduleStatus.RUNNING)
+    schedule = dg.ScheduleDefinition(
+        name="apply_retention_schedule",
+        job=job,
+        cron_schedule=retention.schedule,
+        execution_timezone=settings.timezone,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+    )
     return dg.Definitions(jobs=[forget_job(settings), job], schedules=[schedule])

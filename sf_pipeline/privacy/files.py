@@ -44,12 +44,22 @@ class FileErasure:
         ensure_file_tables(conn)
         for sobject, ids in self.records.items():
             for schema, table, sha_col, _ in body_column_tables(conn, sobject):
-                self.hashes.update(str(r[0]).strip() for r in conn.execute(sql.SQL(
-                    "SELECT DISTINCT {c}::text FROM {t} WHERE id = ANY(%s) AND {c} IS NOT NULL").format(
-                    c=sql.Identifier(sha_col), t=qualified(schema, table)), (list(ids),)))
-        self.hashes.update(str(r[0]).strip() for r in conn.execute(
-            f"SELECT DISTINCT sha256 FROM {SCHEMA}.{LEDGER} WHERE record_id = ANY(%s) AND sha256 IS NOT NULL",
-            (self.ids,)))
+                self.hashes.update(
+                    str(r[0]).strip()
+                    for r in conn.execute(
+                        sql.SQL("SELECT DISTINCT {c}::text FROM {t} WHERE id = ANY(%s) AND {c} IS NOT NULL").format(
+                            c=sql.Identifier(sha_col), t=qualified(schema, table)
+                        ),
+                        (list(ids),),
+                    )
+                )
+        self.hashes.update(
+            str(r[0]).strip()
+            for r in conn.execute(
+                f"SELECT DISTINCT sha256 FROM {SCHEMA}.{LEDGER} WHERE record_id = ANY(%s) AND sha256 IS NOT NULL",
+                (self.ids,),
+            )
+        )
 
     def finish(self, conn: psycopg.Connection[Any], delete: bool) -> dict[str, int]:
         """After the erased rows are deleted (or counted): ledger rows, and the blobs nobody else refers to."""
@@ -60,23 +70,34 @@ class FileErasure:
         if self.hashes:
             wanted = sorted(self.hashes)
             erased = self.ids
-            parts = [sql.SQL("SELECT sha256::text FROM {} WHERE sha256 = ANY(%(h)s) AND NOT record_id = ANY(%(ids)s)")
-                     .format(qualified(SCHEMA, LEDGER))]
+            parts = [
+                sql.SQL(
+                    "SELECT sha256::text FROM {} WHERE sha256 = ANY(%(h)s) AND NOT record_id = ANY(%(ids)s)"
+                ).format(qualified(SCHEMA, LEDGER))
+            ]
             for schema, table, sha_col, _ in body_column_tables(conn):
-                parts.append(sql.SQL("SELECT {c}::text FROM {t} WHERE {c} = ANY(%(h)s) AND NOT id = ANY(%(ids)s)")
-                             .format(c=sql.Identifier(sha_col), t=qualified(schema, table)))
-            still = {str(r[0]).strip() for r in conn.execute(sql.SQL(" UNION ").join(parts),
-                                                              {"h": wanted, "ids": erased})}
+                parts.append(
+                    sql.SQL("SELECT {c}::text FROM {t} WHERE {c} = ANY(%(h)s) AND NOT id = ANY(%(ids)s)").format(
+                        c=sql.Identifier(sha_col), t=qualified(schema, table)
+                    )
+                )
+            still = {
+                str(r[0]).strip() for r in conn.execute(sql.SQL(" UNION ").join(parts), {"h": wanted, "ids": erased})
+            }
         self.unreferenced = sorted(self.hashes - still)
-        return {f"{SCHEMA}.{LEDGER}": ledger_rows, "blob store (file bodies only they referred to)":
-                len(self.unreferenced)}
+        return {
+            f"{SCHEMA}.{LEDGER}": ledger_rows,
+            "blob store (file bodies only they referred to)": len(self.unreferenced),
+        }
 
     def queue(self, conn: psycopg.Connection[Any], erasure_id: int | None) -> None:
         """In the erasure's transaction: the blobs to delete once it is committed."""
         conn.execute(_QUEUE_DDL)
         with conn.cursor() as cur:
-            cur.executemany("INSERT INTO sf_pipeline.blob_deletions (sha256, erasure_id) VALUES (%s, %s) "
-                            "ON CONFLICT DO NOTHING", [(h, erasure_id) for h in self.unreferenced])
+            cur.executemany(
+                "INSERT INTO sf_pipeline.blob_deletions (sha256, erasure_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                [(h, erasure_id) for h in self.unreferenced],
+            )
 
 
 def remove_queued(conn: psycopg.Connection[Any], store: BlobStore) -> int:

@@ -38,8 +38,15 @@ from sf_pipeline.warehouse.names import (
     table_name,
 )
 
-__all__ = ["DEFAULT_MATCH_FIELDS", "ForgetRequest", "ForgetResult", "find_subject", "forget", "match_fields",
-           "note_still_in_org"]
+__all__ = [
+    "DEFAULT_MATCH_FIELDS",
+    "ForgetRequest",
+    "ForgetResult",
+    "find_subject",
+    "forget",
+    "match_fields",
+    "note_still_in_org",
+]
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _LOG_DDL = """CREATE TABLE IF NOT EXISTS sf_pipeline.erasure_log (
     id bigserial PRIMARY KEY,
@@ -67,8 +74,9 @@ class ForgetRequest:
     def from_dict(cls, data: Mapping[str, Any], backed_up: Sequence[str]) -> ForgetRequest:
         unknown = set(data) - {"object", "record_ids", "email", "dry_run"}
         if unknown:
-            raise ForgetConfigError(f"unknown keys {', '.join(sorted(unknown))}; the keys are object, record_ids, "
-                                    "email, dry_run")
+            raise ForgetConfigError(
+                f"unknown keys {', '.join(sorted(unknown))}; the keys are object, record_ids, email, dry_run"
+            )
         dry_run = data.get("dry_run", True)
         if not isinstance(dry_run, bool):
             raise ForgetConfigError(f"dry_run must be true or false, not {dry_run!r}")
@@ -113,9 +121,15 @@ class ForgetResult:
         return sum(self.rows_removed.values())
 
     def summary(self) -> dict[str, Any]:
-        return {"dry_run": self.dry_run, "erasure_id": self.erasure_id, "records": self.records,
-                "rows_removed": self.rows_removed, "seeded_copies": self.seeded_copies,
-                "still_in_org": self.still_in_org, "indexes_built": self.indexes_built}
+        return {
+            "dry_run": self.dry_run,
+            "erasure_id": self.erasure_id,
+            "records": self.records,
+            "rows_removed": self.rows_removed,
+            "seeded_copies": self.seeded_copies,
+            "still_in_org": self.still_in_org,
+            "indexes_built": self.indexes_built,
+        }
 
 
 def match_fields(privacy_settings: Mapping[str, Any], backed_up: Sequence[str]) -> list[tuple[str, str]]:
@@ -140,14 +154,20 @@ def match_fields(privacy_settings: Mapping[str, Any], backed_up: Sequence[str]) 
 
 def _exists(conn: psycopg.Connection[Any], schema: str, table: str, column: str | None = None) -> bool:
     if column is None:
-        return conn.execute("SELECT to_regclass(%s) IS NOT NULL",
-                            (f'"{schema}"."{table}"',)).fetchone()[0]
-    return conn.execute("SELECT EXISTS (SELECT FROM information_schema.columns WHERE table_schema = %s AND "
-                        "table_name = %s AND column_name = %s)", (schema, table, column)).fetchone()[0]
+        return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f'"{schema}"."{table}"',)).fetchone()[0]
+    return conn.execute(
+        "SELECT EXISTS (SELECT FROM information_schema.columns WHERE table_schema = %s AND "
+        "table_name = %s AND column_name = %s)",
+        (schema, table, column),
+    ).fetchone()[0]
 
 
-def find_subject(conn: psycopg.Connection[Any], request: ForgetRequest,
-                 fields: Iterable[tuple[str, str]], indexes_built: list[str] | None = None) -> dict[str, list[str]]:
+def find_subject(
+    conn: psycopg.Connection[Any],
+    request: ForgetRequest,
+    fields: Iterable[tuple[str, str]],
+    indexes_built: list[str] | None = None,
+) -> dict[str, list[str]]:
     """Object -> ids of the records a request names: its ids, or every record one of whose versions (in the
     mirror or the history) has the e-mail address in a match field (case-insensitive, through an index).
 
@@ -166,22 +186,34 @@ def find_subject(conn: psycopg.Connection[Any], request: ForgetRequest,
             built = ensure_lookup_indexes(conn, schema, sobject, [column])
             if indexes_built is not None:
                 indexes_built += [f"{schema}.{name}" for name in built]
-            rows = conn.execute(sql.SQL("SELECT DISTINCT id FROM {} WHERE lower({}) = lower(%s)").format(
-                qualified(schema, table), ident(column)), (request.email,))
+            rows = conn.execute(
+                sql.SQL("SELECT DISTINCT id FROM {} WHERE lower({}) = lower(%s)").format(
+                    qualified(schema, table), ident(column)
+                ),
+                (request.email,),
+            )
             found.setdefault(sobject, set()).update(r[0] for r in rows)
     return {o: sorted(ids) for o, ids in found.items() if ids}
 
 
-def _count_or_delete(conn: psycopg.Connection[Any], table: sql.Composable, where: sql.Composable,
-                     params: Sequence[Any], delete: bool) -> int:
+def _count_or_delete(
+    conn: psycopg.Connection[Any], table: sql.Composable, where: sql.Composable, params: Sequence[Any], delete: bool
+) -> int:
     verb = sql.SQL("DELETE FROM {} WHERE {}") if delete else sql.SQL("SELECT count(*) FROM {} WHERE {}")
     cur = conn.execute(verb.format(table, where), params)
     return cur.rowcount if delete else cur.fetchone()[0]
 
 
-def forget(conn: psycopg.Connection[Any], request: ForgetRequest, *, backed_up: Sequence[str],
-           fields: Iterable[tuple[str, str]], requested_by: str, run_id: str | None = None,
-           blob_store: Any = None) -> ForgetResult:
+def forget(
+    conn: psycopg.Connection[Any],
+    request: ForgetRequest,
+    *,
+    backed_up: Sequence[str],
+    fields: Iterable[tuple[str, str]],
+    requested_by: str,
+    run_id: str | None = None,
+    blob_store: Any = None,
+) -> ForgetResult:
     """Erase (or with dry_run, count) a data subject's records everywhere the backup keeps them; see the
     module doc. Commits its own transaction; the erasure log row is written in the same one. With `blob_store`,
     the file bodies only the erased rows referred to are removed from it too (privacy/files.py)."""
@@ -204,35 +236,51 @@ def forget(conn: psycopg.Connection[Any], request: ForgetRequest, *, backed_up: 
             for schema in (MIRROR_SCHEMA, HISTORY_SCHEMA):
                 if _exists(conn, schema, table):
                     removed[f"{schema}.{table}"] = _count_or_delete(
-                        conn, qualified(schema, table), sql.SQL("id = ANY(%s)"), (object_ids,), delete)
+                        conn, qualified(schema, table), sql.SQL("id = ANY(%s)"), (object_ids,), delete
+                    )
         if _exists(conn, "sf_pipeline", "id_map"):
-            rows = conn.execute("SELECT target_alias, target_id FROM sf_pipeline.id_map WHERE source_id = ANY(%s) "
-                                "AND source_alias <> target_alias", (ids,)).fetchall()
+            rows = conn.execute(
+                "SELECT target_alias, target_id FROM sf_pipeline.id_map WHERE source_id = ANY(%s) "
+                "AND source_alias <> target_alias",
+                (ids,),
+            ).fetchall()
             for alias, tid in rows:
                 result.seeded_copies.setdefault(alias, []).append(tid)
             removed["sf_pipeline.id_map"] = _count_or_delete(
-                conn, qualified("sf_pipeline", "id_map"), sql.SQL("source_id = ANY(%s) OR target_id = ANY(%s)"),
-                (ids, ids), delete)
+                conn,
+                qualified("sf_pipeline", "id_map"),
+                sql.SQL("source_id = ANY(%s) OR target_id = ANY(%s)"),
+                (ids, ids),
+                delete,
+            )
         # a rehearsal on a sandbox audits the copy's id
         copies = [tid for v in result.seeded_copies.values() for tid in v]
         if _exists(conn, "sf_pipeline", "restore_items"):
             for name in ("restore_items", "restore_audit"):
                 removed[f"sf_pipeline.{name}"] = _count_or_delete(
-                    conn, qualified("sf_pipeline", name), sql.SQL("record_id = ANY(%s)"), (ids + copies,), delete)
+                    conn, qualified("sf_pipeline", name), sql.SQL("record_id = ANY(%s)"), (ids + copies,), delete
+                )
         if _exists(conn, "sf_pipeline", "incidents"):
             # Incident samples show a record's before/after values and name: drop the subject's entries. The
             # incidents showing one are found by containment (`sample @> [{"id": ...}]`) through their GIN index.
             shows = sql.SQL("(report->'sample') @> ANY(%s::jsonb[])")
             probes = [Jsonb([{"id": rid}]) for rid in ids]
             samples = sql.SQL("jsonb_array_elements(report->'sample')")
-            removed["sf_pipeline.incidents (samples)"] = conn.execute(sql.SQL(
-                "SELECT count(*) FROM sf_pipeline.incidents, {} s WHERE {} AND s->>'id' = ANY(%s)").format(
-                samples, shows), (probes, ids)).fetchone()[0]
+            removed["sf_pipeline.incidents (samples)"] = conn.execute(
+                sql.SQL("SELECT count(*) FROM sf_pipeline.incidents, {} s WHERE {} AND s->>'id' = ANY(%s)").format(
+                    samples, shows
+                ),
+                (probes, ids),
+            ).fetchone()[0]
             if delete:
-                conn.execute(sql.SQL(
-                    "UPDATE sf_pipeline.incidents SET report = jsonb_set(report, '{{sample}}', (SELECT "
-                    "coalesce(jsonb_agg(s), '[]'::jsonb) FROM {} s WHERE NOT (s->>'id' = ANY(%s)))), "
-                    "updated_at = now() WHERE {}").format(samples, shows), (ids, probes))
+                conn.execute(
+                    sql.SQL(
+                        "UPDATE sf_pipeline.incidents SET report = jsonb_set(report, '{{sample}}', (SELECT "
+                        "coalesce(jsonb_agg(s), '[]'::jsonb) FROM {} s WHERE NOT (s->>'id' = ANY(%s)))), "
+                        "updated_at = now() WHERE {}"
+                    ).format(samples, shows),
+                    (ids, probes),
+                )
         if files is not None:
             removed.update(files.finish(conn, delete))
         conn.execute("CREATE SCHEMA IF NOT EXISTS sf_pipeline")
@@ -240,8 +288,16 @@ def forget(conn: psycopg.Connection[Any], request: ForgetRequest, *, backed_up: 
         (result.erasure_id,) = conn.execute(
             "INSERT INTO sf_pipeline.erasure_log (requested_by, run_id, dry_run, matched_by, records, rows_removed, "
             "seeded_copies) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
-            (requested_by, run_id, request.dry_run, request.matched_by, Jsonb(result.records),
-             Jsonb(removed), Jsonb(result.seeded_copies))).fetchone()
+            (
+                requested_by,
+                run_id,
+                request.dry_run,
+                request.matched_by,
+                Jsonb(result.records),
+                Jsonb(removed),
+                Jsonb(result.seeded_copies),
+            ),
+        ).fetchone()
         if delete:
             ensure_erased_table(conn)
             for sobject, object_ids in result.records.items():
@@ -262,9 +318,14 @@ def _created_dates(conn: psycopg.Connection[Any], records: Mapping[str, list[str
     for sobject, ids in records.items():
         for schema in (HISTORY_SCHEMA, MIRROR_SCHEMA):
             if _exists(conn, schema, table_name(sobject), "createddate"):
-                out.setdefault(sobject, {}).update(conn.execute(sql.SQL(
-                    "SELECT id, min(createddate) FROM {} WHERE id = ANY(%s) GROUP BY id").format(
-                    qualified(schema, table_name(sobject))), (ids,)).fetchall())
+                out.setdefault(sobject, {}).update(
+                    conn.execute(
+                        sql.SQL("SELECT id, min(createddate) FROM {} WHERE id = ANY(%s) GROUP BY id").format(
+                            qualified(schema, table_name(sobject))
+                        ),
+                        (ids,),
+                    ).fetchall()
+                )
     return out
 
 
@@ -272,7 +333,9 @@ def note_still_in_org(conn: psycopg.Connection[Any], result: ForgetResult, still
     """Record in the erasure log which erased records the org still has (erasing them there is the org's job)."""
     result.still_in_org = {k: v for k, v in still.items() if v}
     if result.erasure_id is not None:
-        conn.execute("UPDATE sf_pipeline.erasure_log SET still_in_org = %s WHERE id = %s",
-                     (Jsonb(result.still_in_org), result.erasure_id))
+        conn.execute(
+            "UPDATE sf_pipeline.erasure_log SET still_in_org = %s WHERE id = %s",
+            (Jsonb(result.still_in_org), result.erasure_id),
+        )
         if not conn.autocommit:
             conn.commit()

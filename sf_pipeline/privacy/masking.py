@@ -62,22 +62,59 @@ TEXT_TYPES = frozenset({"string", "textarea", "email", "phone", "url", "encrypte
 # The standard objects' personal fields, by kind (settings add to and override these). User lookups are
 # never masked: users are matched to the sandbox's own users, not copied (seeding/users.py).
 DEFAULT_FIELDS: Mapping[str, Mapping[str, Kind | Rule]] = {
-    "Contact": {"FirstName": Kind.NAME, "LastName": Kind.NAME, "MiddleName": Kind.NAME, "Suffix": Rule.EMPTY,
-                "AssistantName": Kind.NAME, "Email": Kind.EMAIL, "Phone": Kind.PHONE, "MobilePhone": Kind.PHONE,
-                "HomePhone": Kind.PHONE, "OtherPhone": Kind.PHONE, "AssistantPhone": Kind.PHONE, "Fax": Kind.PHONE,
-                "MailingStreet": Kind.STREET, "OtherStreet": Kind.STREET, "Birthdate": Rule.EMPTY,
-                "Description": Kind.TEXT},
-    "Lead": {"FirstName": Kind.NAME, "LastName": Kind.NAME, "MiddleName": Kind.NAME, "Suffix": Rule.EMPTY,
-             "Email": Kind.EMAIL, "Phone": Kind.PHONE, "MobilePhone": Kind.PHONE, "Fax": Kind.PHONE,
-             "Street": Kind.STREET, "Description": Kind.TEXT},
+    "Contact": {
+        "FirstName": Kind.NAME,
+        "LastName": Kind.NAME,
+        "MiddleName": Kind.NAME,
+        "Suffix": Rule.EMPTY,
+        "AssistantName": Kind.NAME,
+        "Email": Kind.EMAIL,
+        "Phone": Kind.PHONE,
+        "MobilePhone": Kind.PHONE,
+        "HomePhone": Kind.PHONE,
+        "OtherPhone": Kind.PHONE,
+        "AssistantPhone": Kind.PHONE,
+        "Fax": Kind.PHONE,
+        "MailingStreet": Kind.STREET,
+        "OtherStreet": Kind.STREET,
+        "Birthdate": Rule.EMPTY,
+        "Description": Kind.TEXT,
+    },
+    "Lead": {
+        "FirstName": Kind.NAME,
+        "LastName": Kind.NAME,
+        "MiddleName": Kind.NAME,
+        "Suffix": Rule.EMPTY,
+        "Email": Kind.EMAIL,
+        "Phone": Kind.PHONE,
+        "MobilePhone": Kind.PHONE,
+        "Fax": Kind.PHONE,
+        "Street": Kind.STREET,
+        "Description": Kind.TEXT,
+    },
     # Person accounts carry a contact's fields on the account; business accounts only phones and addresses.
-    "Account": {"Phone": Kind.PHONE, "Fax": Kind.PHONE, "BillingStreet": Kind.STREET, "ShippingStreet": Kind.STREET,
-                "FirstName": Kind.NAME, "LastName": Kind.NAME, "PersonEmail": Kind.EMAIL,
-                "PersonMobilePhone": Kind.PHONE, "PersonHomePhone": Kind.PHONE, "PersonOtherPhone": Kind.PHONE,
-                "PersonMailingStreet": Kind.STREET, "PersonOtherStreet": Kind.STREET, "PersonBirthdate": Rule.EMPTY,
-                "Description": Kind.TEXT},
-    "Case": {"SuppliedName": Kind.NAME, "SuppliedEmail": Kind.EMAIL, "SuppliedPhone": Kind.PHONE,
-             "Description": Kind.TEXT},
+    "Account": {
+        "Phone": Kind.PHONE,
+        "Fax": Kind.PHONE,
+        "BillingStreet": Kind.STREET,
+        "ShippingStreet": Kind.STREET,
+        "FirstName": Kind.NAME,
+        "LastName": Kind.NAME,
+        "PersonEmail": Kind.EMAIL,
+        "PersonMobilePhone": Kind.PHONE,
+        "PersonHomePhone": Kind.PHONE,
+        "PersonOtherPhone": Kind.PHONE,
+        "PersonMailingStreet": Kind.STREET,
+        "PersonOtherStreet": Kind.STREET,
+        "PersonBirthdate": Rule.EMPTY,
+        "Description": Kind.TEXT,
+    },
+    "Case": {
+        "SuppliedName": Kind.NAME,
+        "SuppliedEmail": Kind.EMAIL,
+        "SuppliedPhone": Kind.PHONE,
+        "Description": Kind.TEXT,
+    },
 }
 # Any object's fields of these describe types are personal unless configured otherwise.
 DEFAULT_BY_TYPE: Mapping[str, Kind] = {"email": Kind.EMAIL, "phone": Kind.PHONE}
@@ -113,11 +150,15 @@ class MaskingSettings:
             raise PrivacySettingsError(f"{where} must be a mapping (enabled, defaults, types, fields), got {data!r}")
         unknown = set(data) - {"enabled", "defaults", "types", "fields", "files"}
         if unknown:
-            raise PrivacySettingsError(f"{where}: unknown keys {', '.join(sorted(map(str, unknown)))}; the keys are "
-                                       "enabled, defaults, types, fields, files")
+            raise PrivacySettingsError(
+                f"{where}: unknown keys {', '.join(sorted(map(str, unknown)))}; the keys are "
+                "enabled, defaults, types, fields, files"
+            )
         if data.get("files", "skip") not in FILE_RULES:
-            raise PrivacySettingsError(f"{where}.files must be one of {', '.join(FILE_RULES)} (what a masked seed "
-                                       f"does with the seeded records' files), got {data['files']!r}")
+            raise PrivacySettingsError(
+                f"{where}.files must be one of {', '.join(FILE_RULES)} (what a masked seed "
+                f"does with the seeded records' files), got {data['files']!r}"
+            )
         for flag in ("enabled", "defaults"):
             if not isinstance(data.get(flag, True), bool):
                 raise PrivacySettingsError(f"{where}.{flag} must be true or false, got {data[flag]!r}")
@@ -130,23 +171,32 @@ class MaskingSettings:
             kind = _kind(name, f"{where}.types")
             setting = _field_setting(raw, f"{where}.types.{name}")
             if setting.rule is None or setting.kind is not None:
-                raise PrivacySettingsError(f"{where}.types.{name} must be a rule ({_rules()}) or {{fixed: value}}, "
-                                           f"got {raw!r}")
+                raise PrivacySettingsError(
+                    f"{where}.types.{name} must be a rule ({_rules()}) or {{fixed: value}}, got {raw!r}"
+                )
             types[kind] = setting.rule
             if setting.value is not None:
                 fixed[kind] = setting.value
         fields: dict[tuple[str, str], FieldSetting] = {}
         raw_fields = data.get("fields") or {}
         if not isinstance(raw_fields, Mapping):
-            raise PrivacySettingsError(f"{where}.fields must map Object.Field to a kind or a rule, e.g. "
-                                       f"{{Contact.Title: name, Invoice__c.Notes__c: empty}}, got {raw_fields!r}")
+            raise PrivacySettingsError(
+                f"{where}.fields must map Object.Field to a kind or a rule, e.g. "
+                f"{{Contact.Title: name, Invoice__c.Notes__c: empty}}, got {raw_fields!r}"
+            )
         for name, raw in raw_fields.items():
             parts = str(name).split(".")
             if len(parts) != 2 or not all(parts):
                 raise PrivacySettingsError(f"{where}.fields: {name!r} is not Object.Field (e.g. Contact.Email)")
             fields[(parts[0].lower(), parts[1].lower())] = _field_setting(raw, f"{where}.fields.{name}")
-        return cls(enabled=data.get("enabled", True), defaults=data.get("defaults", True), types=types,
-                   fields=fields, fixed=fixed, files=data.get("files", "skip"))
+        return cls(
+            enabled=data.get("enabled", True),
+            defaults=data.get("defaults", True),
+            types=types,
+            fields=fields,
+            fixed=fixed,
+            files=data.get("files", "skip"),
+        )
 
 
 def _kinds() -> str:
@@ -161,8 +211,9 @@ def _kind(name: Any, where: str) -> Kind:
     try:
         return Kind(str(name))
     except ValueError:
-        raise PrivacySettingsError(f"{where}: {name!r} is not a kind of personal data; the kinds are "
-                                   f"{_kinds()}") from None
+        raise PrivacySettingsError(
+            f"{where}: {name!r} is not a kind of personal data; the kinds are {_kinds()}"
+        ) from None
 
 
 def _field_setting(raw: Any, where: str) -> FieldSetting:
@@ -172,23 +223,27 @@ def _field_setting(raw: Any, where: str) -> FieldSetting:
             return FieldSetting(kind=Kind(raw))
         if raw in (Rule.PSEUDONYM, Rule.KEEP, Rule.EMPTY):
             return FieldSetting(rule=Rule(raw))
-        raise PrivacySettingsError(f"{where}: {raw!r} is neither a kind ({_kinds()}) nor a rule ({_rules()}, or "
-                                   "{fixed: value})")
+        raise PrivacySettingsError(
+            f"{where}: {raw!r} is neither a kind ({_kinds()}) nor a rule ({_rules()}, or {{fixed: value}})"
+        )
     if isinstance(raw, Mapping):
         unknown = set(raw) - {"kind", "rule", "fixed"}
         if unknown:
-            raise PrivacySettingsError(f"{where}: unknown keys {', '.join(sorted(map(str, unknown)))}; use kind, "
-                                       "rule or fixed")
+            raise PrivacySettingsError(
+                f"{where}: unknown keys {', '.join(sorted(map(str, unknown)))}; use kind, rule or fixed"
+            )
         if "fixed" in raw:
             if "rule" in raw or not isinstance(raw["fixed"], str | int | float) or isinstance(raw["fixed"], bool):
                 raise PrivacySettingsError(f"{where}: fixed takes one text value and no rule, got {dict(raw)!r}")
-            return FieldSetting(kind=_kind(raw["kind"], where) if "kind" in raw else None, rule=Rule.FIXED,
-                                value=str(raw["fixed"]))
+            return FieldSetting(
+                kind=_kind(raw["kind"], where) if "kind" in raw else None, rule=Rule.FIXED, value=str(raw["fixed"])
+            )
         rule = raw.get("rule")
         if rule is not None and rule not in (Rule.PSEUDONYM, Rule.KEEP, Rule.EMPTY):
             raise PrivacySettingsError(f"{where}: rule {rule!r} is not one of {_rules()} (or use fixed: value)")
-        return FieldSetting(kind=_kind(raw["kind"], where) if "kind" in raw else None,
-                            rule=Rule(rule) if rule else None)
+        return FieldSetting(
+            kind=_kind(raw["kind"], where) if "kind" in raw else None, rule=Rule(rule) if rule else None
+        )
     raise PrivacySettingsError(f"{where}: expected a kind, a rule or a mapping, got {raw!r}")
 
 
@@ -206,10 +261,14 @@ class FieldMask:
     def describe(self) -> str:
         if self.rule is Rule.FIXED:
             return "fixed"
-        return f"{self.rule.value} ({self.kind.value})" if self.rule is Rule.PSEUDONYM and self.kind else self.rule.value
+        return (
+            f"{self.rule.value} ({self.kind.value})" if self.rule is Rule.PSEUDONYM and self.kind else self.rule.value
+        )
 
 
-def masks_for(settings: MaskingSettings, sobject: str, describe_fields: Sequence[Mapping[str, Any]]) -> dict[str, FieldMask]:
+def masks_for(
+    settings: MaskingSettings, sobject: str, describe_fields: Sequence[Mapping[str, Any]]
+) -> dict[str, FieldMask]:
     """Field API name -> how it is masked, for the fields of `sobject` that are not kept as they are.
 
     Raises PrivacySettingsError for a configured field the object does not have, or a rule that cannot fit
@@ -259,18 +318,27 @@ def masks_for(settings: MaskingSettings, sobject: str, describe_fields: Sequence
         name = str(desc["name"])
         if rule in (Rule.PSEUDONYM, Rule.FIXED) and ftype not in TEXT_TYPES:
             if explicit:
-                raise PrivacySettingsError(f"masking: {sobject}.{name} is a {ftype} field; a {rule.value} value "
-                                           "cannot go into it (picklists, numbers and dates can be kept or emptied)")
+                raise PrivacySettingsError(
+                    f"masking: {sobject}.{name} is a {ftype} field; a {rule.value} value "
+                    "cannot go into it (picklists, numbers and dates can be kept or emptied)"
+                )
             rule = Rule.EMPTY  # a default (say a person account's date) the org types otherwise: empty is safe
         if rule is Rule.PSEUDONYM and kind is None:
             kind = Kind.EMAIL if ftype == "email" else Kind.PHONE if ftype == "phone" else Kind.TEXT
         if rule is Rule.EMPTY and desc.get("nillable") is False and desc.get("createable", True):
             if explicit:
-                raise PrivacySettingsError(f"masking: {sobject}.{name} is required; it cannot be emptied (use "
-                                           "pseudonym or fixed)")
+                raise PrivacySettingsError(
+                    f"masking: {sobject}.{name} is required; it cannot be emptied (use pseudonym or fixed)"
+                )
             rule, kind = Rule.PSEUDONYM, kind or Kind.TEXT
-        out[name] = FieldMask(name, rule, kind, length=int(desc["length"]) if desc.get("length") else None,
-                              unique=bool(desc.get("unique") or desc.get("externalId")), value=value)
+        out[name] = FieldMask(
+            name,
+            rule,
+            kind,
+            length=int(desc["length"]) if desc.get("length") else None,
+            unique=bool(desc.get("unique") or desc.get("externalId")),
+            value=value,
+        )
     return out
 
 
@@ -307,8 +375,10 @@ class Pseudonyms:
 
     def __init__(self, key: str):
         if len(key) < MIN_KEY_LENGTH:
-            raise MaskingKeyMissingError(f"{KEY_ENV} is too short ({len(key)} characters): use a random secret of "
-                                         f"at least {MIN_KEY_LENGTH}, e.g. `openssl rand -hex 32`")
+            raise MaskingKeyMissingError(
+                f"{KEY_ENV} is too short ({len(key)} characters): use a random secret of "
+                f"at least {MIN_KEY_LENGTH}, e.g. `openssl rand -hex 32`"
+            )
         self._key = key.encode()
         self._cache: dict[tuple[str, str, int | None, bool, int], str] = {}
 
@@ -320,15 +390,17 @@ class Pseudonyms:
                 f"masking is on (masking.enabled in the settings file) but {KEY_ENV} is not set: pseudonyms are "
                 "keyed with that secret so they cannot be reversed by guessing. Set it to a random value (e.g. "
                 "`openssl rand -hex 32`), the same for every run so reseeds give the same pseudonyms; or set "
-                "masking.enabled: false to copy personal data into sandboxes as it is")
+                "masking.enabled: false to copy personal data into sandboxes as it is"
+            )
         return cls(key)
 
     def digest(self, kind: str, value: str) -> bytes:
         # hmac.digest: OpenSSL's one-shot HMAC, the same bytes as hmac.new(...).digest() at a third of the cost
         return hmac.digest(self._key, f"{kind}\x00{value}".encode(), hashlib.sha256)
 
-    def pseudonym(self, kind: Kind, value: Any, *, length: int | None = None, unique: bool = False,
-                  variant: str = "") -> str:
+    def pseudonym(
+        self, kind: Kind, value: Any, *, length: int | None = None, unique: bool = False, variant: str = ""
+    ) -> str:
         """A fake value of `kind` for `value`; the same arguments always give the same result."""
         text = value if isinstance(value, str) else str(value)
         if kind is Kind.PHONE:
@@ -358,11 +430,19 @@ class Pseudonyms:
             out = f"{local[-room:] if len(local) > room else local}@{domain}"
         elif kind is Kind.PHONE:
             digits = f"{number % 10**10:010d}"
-            out = (f"+1 {2 + int(digits[0]) % 8}{digits[1:3]}-555-{digits[3:7]}" if (length or 40) >= 15
-                   else digits[: min(length or 10, 10)])
+            out = (
+                f"+1 {2 + int(digits[0]) % 8}{digits[1:3]}-555-{digits[3:7]}"
+                if (length or 40) >= 15
+                else digits[: min(length or 10, 10)]
+            )
         elif kind is Kind.NAME:
-            out = (pick(_FIRST, 0) if variant == "first" else pick(_LAST, 1) if variant == "last"
-                   else f"{pick(_FIRST, 0)} {pick(_LAST, 1)}")
+            out = (
+                pick(_FIRST, 0)
+                if variant == "first"
+                else pick(_LAST, 1)
+                if variant == "last"
+                else f"{pick(_FIRST, 0)} {pick(_LAST, 1)}"
+            )
         elif kind is Kind.STREET:
             out = f"{number % 9899 + 100} {pick(_LAST, 1)} {pick(_STREET_SUFFIXES, 2)}"
         else:
@@ -418,15 +498,21 @@ class RecordMasker:
             return None
         if mask.rule is Rule.FIXED:
             return mask.value if mask.length is None else (mask.value or "")[: mask.length]
-        return self.pseudonyms.pseudonym(mask.kind or Kind.TEXT, value, length=mask.length, unique=mask.unique,
-                                         variant=self.variants.get(field_name, ""))
+        return self.pseudonyms.pseudonym(
+            mask.kind or Kind.TEXT,
+            value,
+            length=mask.length,
+            unique=mask.unique,
+            variant=self.variants.get(field_name, ""),
+        )
 
     def summary(self) -> dict[str, str]:
         return {f: m.describe() for f, m in sorted(self.masks.items())}
 
 
-def masking_for_seeding(privacy_settings: Mapping[str, Any],
-                        environ: Mapping[str, str] | None = None) -> tuple[MaskingSettings, Pseudonyms | None]:
+def masking_for_seeding(
+    privacy_settings: Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> tuple[MaskingSettings, Pseudonyms | None]:
     """The settings file's masking and, when masking is on, the keyed pseudonyms (the secret from the
     environment); raises a PrivacyError naming what to fix before anything is read or written."""
     settings = MaskingSettings.from_dict(privacy_settings.get("masking"))

@@ -53,19 +53,21 @@ class RetentionPolicy:
             return f"one version per month (older than {self.daily_until_days} days)"
         return f"beyond the maximum age ({self.monthly_until_days} days): only each record's latest version"
 
-
     def periods(self, now: datetime) -> str:
         """The history's resolution over time, in words with dates (for a record's whole history)."""
         day = "%Y-%m-%d"
         all_from, daily_from = now - timedelta(days=self.keep_all_days), now - timedelta(days=self.daily_until_days)
-        parts = [f"every version since {all_from:{day}}",
-                 f"one version per day from {daily_from:{day}} to {all_from:{day}}"]
+        parts = [
+            f"every version since {all_from:{day}}",
+            f"one version per day from {daily_from:{day}} to {all_from:{day}}",
+        ]
         if self.monthly_until_days is None:
             parts.append(f"one version per month before {daily_from:{day}}")
         else:
             oldest = now - timedelta(days=self.monthly_until_days)
-            parts.append(f"one version per month from {oldest:{day}} to {daily_from:{day}}, none older but each "
-                         "record's latest")
+            parts.append(
+                f"one version per month from {oldest:{day}} to {daily_from:{day}}, none older but each record's latest"
+            )
         return "; ".join(parts)
 
 
@@ -88,14 +90,17 @@ class RetentionSettings:
             raise PrivacySettingsError(f"retention must be a mapping ({', '.join(_KEYS)}, objects, schedule)")
         unknown = set(data) - {*_KEYS, "objects", "schedule"}
         if unknown:
-            raise PrivacySettingsError(f"retention: unknown keys {', '.join(sorted(map(str, unknown)))}; the keys "
-                                       f"are {', '.join(_KEYS)}, objects, schedule")
+            raise PrivacySettingsError(
+                f"retention: unknown keys {', '.join(sorted(map(str, unknown)))}; the keys "
+                f"are {', '.join(_KEYS)}, objects, schedule"
+            )
         default = _policy(data, RetentionPolicy(), "retention")
         objects = {}
         raw = data.get("objects") or {}
         if not isinstance(raw, Mapping):
-            raise PrivacySettingsError("retention.objects must map an object to its own ages, e.g. "
-                                       "{Case: {keep_all_days: 7}}")
+            raise PrivacySettingsError(
+                "retention.objects must map an object to its own ages, e.g. {Case: {keep_all_days: 7}}"
+            )
         for name, override in raw.items():
             if not isinstance(override, Mapping) or set(override) - set(_KEYS):
                 raise PrivacySettingsError(f"retention.objects.{name} takes {', '.join(_KEYS)}, got {override!r}")
@@ -119,9 +124,11 @@ def _policy(data: Mapping[str, Any], base: RetentionPolicy, where: str) -> Reten
             values[key] = value
     policy = RetentionPolicy(**values)
     if policy.daily_until_days < policy.keep_all_days or (
-            policy.monthly_until_days is not None and policy.monthly_until_days < policy.daily_until_days):
-        raise PrivacySettingsError(f"{where}: the ages must grow: keep_all_days <= daily_until_days <= "
-                                   f"monthly_until_days, got {values}")
+        policy.monthly_until_days is not None and policy.monthly_until_days < policy.daily_until_days
+    ):
+        raise PrivacySettingsError(
+            f"{where}: the ages must grow: keep_all_days <= daily_until_days <= monthly_until_days, got {values}"
+        )
     return policy
 
 
@@ -144,10 +151,14 @@ def protected_ids(conn: psycopg.Connection[Any]) -> list[str]:
     """Records an incident (its ids and sample) or a restore plan (its items) refers to."""
     ids: set[str] = set()
     if conn.execute("SELECT to_regclass('sf_pipeline.incidents')").fetchone()[0] is not None:
-        ids.update(r[0] for r in conn.execute(
-            "SELECT jsonb_array_elements_text(coalesce(report->'record_ids', '[]'::jsonb)) FROM sf_pipeline.incidents "
-            "UNION SELECT s->>'id' FROM sf_pipeline.incidents, "
-            "jsonb_array_elements(coalesce(report->'sample', '[]'::jsonb)) s"))
+        ids.update(
+            r[0]
+            for r in conn.execute(
+                "SELECT jsonb_array_elements_text(coalesce(report->'record_ids', '[]'::jsonb)) FROM sf_pipeline.incidents "
+                "UNION SELECT s->>'id' FROM sf_pipeline.incidents, "
+                "jsonb_array_elements(coalesce(report->'sample', '[]'::jsonb)) s"
+            )
+        )
     # every record an incident's restore selects (report->'record_ids' holds at most 10,000 of them)
     if conn.execute("SELECT to_regclass('sf_pipeline.incident_records')").fetchone()[0] is not None:
         ids.update(r[0] for r in conn.execute("SELECT DISTINCT record_id FROM sf_pipeline.incident_records"))
@@ -162,9 +173,17 @@ def protected_ids(conn: psycopg.Connection[Any]) -> list[str]:
 BATCH_VERSIONS = 200_000
 
 
-def apply_retention(conn: psycopg.Connection[Any], sobject: str, policy: RetentionPolicy, now: datetime, *,
-                    protected: Sequence[str] = (), dry_run: bool = False, method: str = "auto",
-                    batch_versions: int = BATCH_VERSIONS) -> ObjectRetention:
+def apply_retention(
+    conn: psycopg.Connection[Any],
+    sobject: str,
+    policy: RetentionPolicy,
+    now: datetime,
+    *,
+    protected: Sequence[str] = (),
+    dry_run: bool = False,
+    method: str = "auto",
+    batch_versions: int = BATCH_VERSIONS,
+) -> ObjectRetention:
     """Thin one object's history by `policy` at instant `now`; see the module doc.
 
     The history is decided in batches of about `batch_versions` versions (whole records, by id range).
@@ -184,9 +203,12 @@ def apply_retention(conn: psycopg.Connection[Any], sobject: str, policy: Retenti
     if conn.execute("SELECT to_regclass(%s)", (regclass,)).fetchone()[0] is None:
         return out
     monthly_from = now - timedelta(days=policy.monthly_until_days) if policy.monthly_until_days is not None else None
-    params = {"all_from": now - timedelta(days=policy.keep_all_days),
-              "daily_from": now - timedelta(days=policy.daily_until_days), "monthly_from": monthly_from,
-              "protected": list(protected)}
+    params = {
+        "all_from": now - timedelta(days=policy.keep_all_days),
+        "daily_from": now - timedelta(days=policy.daily_until_days),
+        "monthly_from": monthly_from,
+        "protected": list(protected),
+    }
     out.table_bytes_before = _size(conn, regclass)
     if dry_run or method == "auto":
         _count(conn, h, params, batch_versions, out)
@@ -238,7 +260,8 @@ def _decided(h: sql.Composable, columns: sql.Composable) -> sql.Composed:
         FROM (SELECT *, {keep} AS keep
               FROM (SELECT {columns}, lead(dbt_valid_from) OVER (PARTITION BY id ORDER BY dbt_valid_from) AS next_from
                     FROM {h} WHERE id > %(lo)s AND (%(hi)s::text IS NULL OR id <= %(hi)s)) v) d""").format(
-        columns=columns, keep=sql.SQL(_KEEP), h=h)
+        columns=columns, keep=sql.SQL(_KEEP), h=h
+    )
 
 
 def _batches(conn: psycopg.Connection[Any], h: sql.Composable, batch_versions: int):
@@ -246,8 +269,9 @@ def _batches(conn: psycopg.Connection[Any], h: sql.Composable, batch_versions: i
     through the (id, dbt_valid_from) index as the work goes (a batch's deletions do not move the next bound)."""
     lo = ""
     while True:
-        row = conn.execute(sql.SQL("SELECT id FROM {} WHERE id > %s ORDER BY id OFFSET %s LIMIT 1").format(h),
-                           (lo, batch_versions - 1)).fetchone()
+        row = conn.execute(
+            sql.SQL("SELECT id FROM {} WHERE id > %s ORDER BY id OFFSET %s LIMIT 1").format(h), (lo, batch_versions - 1)
+        ).fetchone()
         hi = row[0] if row else None
         yield lo, hi
         if hi is None:
@@ -255,12 +279,14 @@ def _batches(conn: psycopg.Connection[Any], h: sql.Composable, batch_versions: i
         lo = hi
 
 
-def _count(conn: psycopg.Connection[Any], h: sql.Composable, params: dict[str, Any], batch_versions: int,
-           out: ObjectRetention) -> None:
+def _count(
+    conn: psycopg.Connection[Any], h: sql.Composable, params: dict[str, Any], batch_versions: int, out: ObjectRetention
+) -> None:
     """What thinning would remove, batch by batch, changing nothing."""
-    query = sql.SQL("SELECT count(*), count(*) FILTER (WHERE NOT keep), count(*) FILTER (WHERE keep AND next_kept "
-                    "IS NOT NULL AND next_kept IS DISTINCT FROM dbt_valid_to) FROM ({}) b").format(
-        _decided(h, sql.SQL("id, dbt_valid_from, dbt_valid_to")))
+    query = sql.SQL(
+        "SELECT count(*), count(*) FILTER (WHERE NOT keep), count(*) FILTER (WHERE keep AND next_kept "
+        "IS NOT NULL AND next_kept IS DISTINCT FROM dbt_valid_to) FROM ({}) b"
+    ).format(_decided(h, sql.SQL("id, dbt_valid_from, dbt_valid_to")))
     for lo, hi in _batches(conn, h, batch_versions):
         total, removed, stretched = conn.execute(query, {**params, "lo": lo, "hi": hi}).fetchone()
         out.versions_before += total
@@ -271,8 +297,9 @@ def _count(conn: psycopg.Connection[Any], h: sql.Composable, params: dict[str, A
         conn.commit()
 
 
-def _thin_in_place(conn: psycopg.Connection[Any], h: sql.Composable, params: dict[str, Any], batch_versions: int,
-                   out: ObjectRetention) -> None:
+def _thin_in_place(
+    conn: psycopg.Connection[Any], h: sql.Composable, params: dict[str, Any], batch_versions: int, out: ObjectRetention
+) -> None:
     """Per batch, one transaction: lock out writers, decide, delete the thinned versions and stretch the kept
     ones (both by ctid: the decision and the change see the same rows under the lock)."""
     out.method = "in place"
@@ -282,23 +309,32 @@ def _thin_in_place(conn: psycopg.Connection[Any], h: sql.Composable, params: dic
         with conn.transaction():
             # a snapshot writing meanwhile waits for this batch (readers do not)
             conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(h))
-            row = conn.execute(sql.SQL("SELECT id FROM {} WHERE id > %s ORDER BY id OFFSET %s LIMIT 1").format(h),
-                               (lo, batch_versions - 1)).fetchone()
+            row = conn.execute(
+                sql.SQL("SELECT id FROM {} WHERE id > %s ORDER BY id OFFSET %s LIMIT 1").format(h),
+                (lo, batch_versions - 1),
+            ).fetchone()
             hi = row[0] if row else None
             conn.execute("DROP TABLE IF EXISTS retention_batch")
-            conn.execute(sql.SQL("CREATE TEMPORARY TABLE retention_batch ON COMMIT DROP AS {}").format(decided),
-                         {**params, "lo": lo, "hi": hi})
+            conn.execute(
+                sql.SQL("CREATE TEMPORARY TABLE retention_batch ON COMMIT DROP AS {}").format(decided),
+                {**params, "lo": lo, "hi": hi},
+            )
             out.versions_before += conn.execute("SELECT count(*) FROM retention_batch").fetchone()[0]
-            removed, size = conn.execute(sql.SQL(
-                "WITH gone AS (DELETE FROM {h} h WHERE ctid = ANY(ARRAY(SELECT tid FROM retention_batch WHERE NOT "
-                "keep)) RETURNING pg_column_size(h.*) AS size) SELECT count(*), coalesce(sum(size), 0) FROM gone"
-            ).format(h=h)).fetchone()
+            removed, size = conn.execute(
+                sql.SQL(
+                    "WITH gone AS (DELETE FROM {h} h WHERE ctid = ANY(ARRAY(SELECT tid FROM retention_batch WHERE NOT "
+                    "keep)) RETURNING pg_column_size(h.*) AS size) SELECT count(*), coalesce(sum(size), 0) FROM gone"
+                ).format(h=h)
+            ).fetchone()
             out.removed += removed
             out.bytes_removed += int(size)
-            out.stretched += conn.execute(sql.SQL(
-                "UPDATE {h} h SET dbt_valid_to = b.next_kept FROM retention_batch b "
-                "WHERE h.ctid = ANY(ARRAY(SELECT tid FROM retention_batch WHERE keep AND next_kept IS NOT NULL "
-                "AND next_kept IS DISTINCT FROM dbt_valid_to)) AND h.ctid = b.tid").format(h=h)).rowcount
+            out.stretched += conn.execute(
+                sql.SQL(
+                    "UPDATE {h} h SET dbt_valid_to = b.next_kept FROM retention_batch b "
+                    "WHERE h.ctid = ANY(ARRAY(SELECT tid FROM retention_batch WHERE keep AND next_kept IS NOT NULL "
+                    "AND next_kept IS DISTINCT FROM dbt_valid_to)) AND h.ctid = b.tid"
+                ).format(h=h)
+            ).rowcount
             out.batches += 1
         lo = hi
 
@@ -309,14 +345,22 @@ def _plain_indexes(conn: psycopg.Connection[Any], sobject: str) -> list[str] | N
     rows = conn.execute(
         "SELECT pg_get_indexdef(i.indexrelid), EXISTS (SELECT FROM pg_constraint c WHERE c.conindid = i.indexrelid) "
         "FROM pg_index i WHERE i.indrelid = %s::regclass",
-        (f"{HISTORY_SCHEMA}.{table_name(sobject)}",)).fetchall()
+        (f"{HISTORY_SCHEMA}.{table_name(sobject)}",),
+    ).fetchall()
     if any(constraint for _, constraint in rows):
         return None
     return [definition for definition, _ in rows]
 
 
-def _thin_by_rewrite(conn: psycopg.Connection[Any], h: sql.Composable, sobject: str, indexes: list[str],
-                     params: dict[str, Any], batch_versions: int, out: ObjectRetention) -> None:
+def _thin_by_rewrite(
+    conn: psycopg.Connection[Any],
+    h: sql.Composable,
+    sobject: str,
+    indexes: list[str],
+    params: dict[str, Any],
+    batch_versions: int,
+    out: ObjectRetention,
+) -> None:
     """Copy the kept versions (their validity stretched) aside batch by batch, TRUNCATE, write them back,
     rebuild the indexes; one transaction.
 
@@ -330,40 +374,59 @@ def _thin_by_rewrite(conn: psycopg.Connection[Any], h: sql.Composable, sobject: 
     columns = [name for name, _ in table_columns(conn, HISTORY_SCHEMA, table_name(sobject))]
     listed = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
     picked = sql.SQL(", ").join(
-        sql.SQL("coalesce(next_kept, dbt_valid_to)") if c == "dbt_valid_to" else sql.Identifier(c) for c in columns)
+        sql.SQL("coalesce(next_kept, dbt_valid_to)") if c == "dbt_valid_to" else sql.Identifier(c) for c in columns
+    )
     with conn.transaction():
         conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(h))
-        conn.execute(sql.SQL("CREATE TEMPORARY TABLE retention_kept ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA"
-                             ).format(listed, h))
-        copy = sql.SQL("WITH d AS ({decided}), kept AS (INSERT INTO retention_kept ({listed}) SELECT {picked} FROM d "
-                       "WHERE keep) SELECT count(*), count(*) FILTER (WHERE NOT keep), count(*) FILTER (WHERE keep "
-                       "AND next_kept IS NOT NULL AND next_kept IS DISTINCT FROM dbt_valid_to) FROM d").format(
-            decided=_decided(h, listed), listed=listed, picked=picked)
+        conn.execute(
+            sql.SQL("CREATE TEMPORARY TABLE retention_kept ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
+                listed, h
+            )
+        )
+        copy = sql.SQL(
+            "WITH d AS ({decided}), kept AS (INSERT INTO retention_kept ({listed}) SELECT {picked} FROM d "
+            "WHERE keep) SELECT count(*), count(*) FILTER (WHERE NOT keep), count(*) FILTER (WHERE keep "
+            "AND next_kept IS NOT NULL AND next_kept IS DISTINCT FROM dbt_valid_to) FROM d"
+        ).format(decided=_decided(h, listed), listed=listed, picked=picked)
         for lo, hi in _batches(conn, h, batch_versions):
             total, removed, stretched = conn.execute(copy, {**params, "lo": lo, "hi": hi}).fetchone()
             out.versions_before += total
             out.removed += removed
             out.stretched += stretched
             out.batches += 1
-        names = [r[0] for r in conn.execute(
-            "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = %s::regclass",
-            (f"{HISTORY_SCHEMA}.{table_name(sobject)}",))]
+        names = [
+            r[0]
+            for r in conn.execute(
+                "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = %s::regclass",
+                (f"{HISTORY_SCHEMA}.{table_name(sobject)}",),
+            )
+        ]
         for name in names:
             conn.execute(sql.SQL("DROP INDEX {}").format(qualified(HISTORY_SCHEMA, name)))
         conn.execute(sql.SQL("TRUNCATE {}").format(h))
-        conn.execute(sql.SQL("INSERT INTO {h} ({listed}) SELECT {listed} FROM retention_kept").format(
-            h=h, listed=listed))
+        conn.execute(
+            sql.SQL("INSERT INTO {h} ({listed}) SELECT {listed} FROM retention_kept").format(h=h, listed=listed)
+        )
         for definition in indexes:
             conn.execute(definition)
         conn.execute(sql.SQL("ANALYZE {}").format(h))
 
 
 def retention_summary(results: Sequence[ObjectRetention]) -> dict[str, Any]:
-    return {r.object: {"versions_before": r.versions_before, "removed": r.removed, "stretched": r.stretched,
-                       "bytes_removed": r.bytes_removed, "table_bytes_before": r.table_bytes_before,
-                       "table_bytes_after": r.table_bytes_after, "method": r.method or "nothing to remove",
-                       "batches": r.batches,
-                       "seconds": round(r.seconds, 2)} for r in results}
+    return {
+        r.object: {
+            "versions_before": r.versions_before,
+            "removed": r.removed,
+            "stretched": r.stretched,
+            "bytes_removed": r.bytes_removed,
+            "table_bytes_before": r.table_bytes_before,
+            "table_bytes_after": r.table_bytes_after,
+            "method": r.method or "nothing to remove",
+            "batches": r.batches,
+            "seconds": round(r.seconds, 2),
+        }
+        for r in results
+    }
 
 
 def _retention_settings(settings_path: str | None) -> RetentionSettings | None | str:
@@ -385,8 +448,9 @@ def history_resolution_note(sobject: str, now: datetime, settings_path: str | No
     return f"history resolution of {sobject} (retention): {retention.policy(sobject).periods(now)}"
 
 
-def resolution_note(sobject: str, instant: datetime, now: datetime | None = None,
-                    settings_path: str | None = None) -> str:
+def resolution_note(
+    sobject: str, instant: datetime, now: datetime | None = None, settings_path: str | None = None
+) -> str:
     """The resolution of the history at `instant` for `sobject`, as the settings file's retention makes it
     (for point-in-time answers: "one version per day" means the state at the end of the day before)."""
     retention = _retention_settings(settings_path)

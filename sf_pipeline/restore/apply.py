@@ -68,8 +68,13 @@ from sf_pipeline.warehouse.names import column_name
 from sf_pipeline.warehouse.org_identity import verify_org
 
 
-def apply_plan(conn: psycopg.Connection[Any], client: SalesforceClient, plan: RestorePlan, *,
-               bulk_threshold: int = DEFAULT_BULK_THRESHOLD) -> ApplyResult:
+def apply_plan(
+    conn: psycopg.Connection[Any],
+    client: SalesforceClient,
+    plan: RestorePlan,
+    *,
+    bulk_threshold: int = DEFAULT_BULK_THRESHOLD,
+) -> ApplyResult:
     """Write the plan to the target org (unless it is a dry run); raise RestoreApplyError on any shortfall,
     RestoreBusyError when another restore of the object into that org is being applied, OrgIdentityError when
     the target alias reaches another org than before (both before any write)."""
@@ -81,8 +86,9 @@ def apply_plan(conn: psycopg.Connection[Any], client: SalesforceClient, plan: Re
     if plan.tree is not None:  # --- hook: whole-hierarchy restore (hierarchy.py)
         return apply_tree(conn, client, plan)
     if client.alias != plan.config.target_org:
-        raise RestoreConfigError(f"the client is connected to org {client.alias!r} but the plan targets "
-                                 f"{plan.config.target_org!r}")
+        raise RestoreConfigError(
+            f"the client is connected to org {client.alias!r} but the plan targets {plan.config.target_org!r}"
+        )
     tables.ensure_restore_tables(conn)
     with tables.apply_lock(conn, plan.config.target_org, plan.object, plan.run_id):
         if any(r.write_count(plan.config.on_conflict) for r in plan.records):
@@ -91,8 +97,15 @@ def apply_plan(conn: psycopg.Connection[Any], client: SalesforceClient, plan: Re
         return _apply(conn, client, plan, result, bulk_threshold, started, calls_before)
 
 
-def _apply(conn: psycopg.Connection[Any], client: SalesforceClient, plan: RestorePlan, result: ApplyResult,
-           bulk_threshold: int, started: float, calls_before: int) -> ApplyResult:
+def _apply(
+    conn: psycopg.Connection[Any],
+    client: SalesforceClient,
+    plan: RestorePlan,
+    result: ApplyResult,
+    bulk_threshold: int,
+    started: float,
+    calls_before: int,
+) -> ApplyResult:
     run = _Run(conn, client, plan, result, bulk_threshold)
     for record in plan.records:
         record.outcome, record.error, record.new_id = None, None, None
@@ -120,8 +133,9 @@ def _apply(conn: psycopg.Connection[Any], client: SalesforceClient, plan: Restor
         result.api_calls = client.api_calls - calls_before
         result.seconds = time.perf_counter() - started
         tables.set_outcomes(conn, plan.run_id, ((r.record_id, r.outcome, r.error) for r in plan.records))
-        tables.set_plan_status(conn, plan.run_id, "applied" if result.success else "apply_failed",
-                               {"apply": result.summary()})
+        tables.set_plan_status(
+            conn, plan.run_id, "applied" if result.success else "apply_failed", {"apply": result.summary()}
+        )
     if not result.success:
         raise RestoreApplyError(_failure_message(plan, result), result)
     return result
@@ -140,16 +154,24 @@ def _failure_message(plan: RestorePlan, result: ApplyResult) -> str:
     if result.unchecked:
         shown = "; ".join(f"{rid}: {why}" for rid, why in list(result.unchecked.items())[:10])
         parts.append(f"{len(result.unchecked)} record(s) could not be checked in the org: {shown}.")
-    parts.append("Every value written is in sf_pipeline.restore_audit; apply the same plan again (the same config, "
-                 f"plan: {plan.plan_of or plan.run_id}) to finish: records already restored are left as they are.")
+    parts.append(
+        "Every value written is in sf_pipeline.restore_audit; apply the same plan again (the same config, "
+        f"plan: {plan.plan_of or plan.run_id}) to finish: records already restored are left as they are."
+    )
     return " ".join(parts)
 
 
 class _Run:
     """One apply: the plan, the org, the audit, and the outcome of each record as it happens."""
 
-    def __init__(self, conn: psycopg.Connection[Any], client: SalesforceClient, plan: RestorePlan,
-                 result: ApplyResult, bulk_threshold: int):
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        client: SalesforceClient,
+        plan: RestorePlan,
+        result: ApplyResult,
+        bulk_threshold: int,
+    ):
         self.conn = conn
         self.client = client
         self.plan = plan
@@ -183,8 +205,10 @@ class _Run:
         self.result.unchecked.update(found.unchecked)
         self._reconciled.add(object_name.lower())
         if found.counts:
-            self.plan.notes.append(f"settled {sum(found.counts.values())} write(s) to {object_name} an earlier call "
-                                   f"left pending: {found.counts}")
+            self.plan.notes.append(
+                f"settled {sum(found.counts.values())} write(s) to {object_name} an earlier call "
+                f"left pending: {found.counts}"
+            )
         return found
 
     def fail(self, record: RecordItem, result: WriteResult) -> None:
@@ -197,8 +221,11 @@ class _Run:
         if not records:
             return
         # Live already (an earlier run of this plan undeleted them): not undeleted twice.
-        live = {rid for rid, rec in fetch_records(self.client, self.plan.object, [r.record_id for r in records],
-                                                   []).items() if rec is not None}
+        live = {
+            rid
+            for rid, rec in fetch_records(self.client, self.plan.object, [r.record_id for r in records], []).items()
+            if rec is not None
+        }
         for record in records:
             if record.record_id in live:
                 record.outcome = UNDELETED
@@ -249,8 +276,12 @@ class _Run:
         for _attempt in range(3):  # a lost answer: reconcile, then send only what the org did not create
             if not payloads:
                 break
-            log = self.journal.calls(self.plan.object, "create", record_id=lambda p: by_payload[id(p)].record_id,
-                                     created_after=self.plan.since)
+            log = self.journal.calls(
+                self.plan.object,
+                "create",
+                record_id=lambda p: by_payload[id(p)].record_id,
+                created_after=self.plan.since,
+            )
             results = create_records(self.client, self.plan.object, payloads, on_written=written, journal=log)
             lost = []
             for payload, res in zip(payloads, results, strict=True):
@@ -300,9 +331,11 @@ class _Run:
             spec = next((f for f in child_fields if f["name"] == fname), None)
             if spec is None or not spec.get("updateable"):
                 continue
-            pointers = [(cid, old) for cid, old in tables.children_at(self.conn, child, fname, list(id_map),
-                                                                        self.plan.config.as_of)
-                        if not (child == self.plan.object and cid in in_plan)]
+            pointers = [
+                (cid, old)
+                for cid, old in tables.children_at(self.conn, child, fname, list(id_map), self.plan.config.as_of)
+                if not (child == self.plan.object and cid in in_plan)
+            ]
             if pointers:
                 self._repoint(child, fname, field_types(child_fields), pointers)
 
@@ -321,30 +354,47 @@ class _Run:
             if org.values.get(fname) in (None, olds[cid]):
                 payloads.append({"Id": cid, fname: new})
             else:
-                self.plan.notes.append(f"{child} {cid}: {fname} not re-pointed to {new}, it now holds "
-                                       f"{org.values.get(fname)}")
+                self.plan.notes.append(
+                    f"{child} {cid}: {fname} not re-pointed to {new}, it now holds {org.values.get(fname)}"
+                )
 
         def written(pairs: list[tuple[Mapping[str, Any], WriteResult]]) -> None:
             self.result.repointed += len(pairs)
 
-        log = self.journal.calls(child, "repoint", befores={p["Id"]: {fname: fresh[p["Id"]].values.get(fname)}
-                                                            for p in payloads})
-        for payload, res in zip(payloads, update_records(self.client, child, payloads, on_written=written,
-                                                         journal=log), strict=True):
+        log = self.journal.calls(
+            child, "repoint", befores={p["Id"]: {fname: fresh[p["Id"]].values.get(fname)} for p in payloads}
+        )
+        for payload, res in zip(
+            payloads, update_records(self.client, child, payloads, on_written=written, journal=log), strict=True
+        ):
             if not res.success:
                 self.result.failed[payload["Id"]] = f"re-pointing {child}.{fname}: {res.message}"
 
     # ----------------------------------------------------------------- update
     def update(self) -> None:
         plan, id_map = self.plan, self.plan.id_map
-        records = [r for r in plan.records if r.outcome != FAILED and (
-            (r.action == UPDATE and r.writes(self.on_conflict)) or (r.action == UNDELETE and r.outcome == UNDELETED)
-            or (r.action == CREATE and r.outcome == CREATED and self.deferred.get(r.record_id)))]
+        records = [
+            r
+            for r in plan.records
+            if r.outcome != FAILED
+            and (
+                (r.action == UPDATE and r.writes(self.on_conflict))
+                or (r.action == UNDELETE and r.outcome == UNDELETED)
+                or (r.action == CREATE and r.outcome == CREATED and self.deferred.get(r.record_id))
+            )
+        ]
         if not records:
             return
         live = [r.new_id or r.record_id for r in records]
-        fresh, _ = fetch_current(self.client, plan.object, live, plan.fields, plan.field_types, since=plan.since,
-                                 bulk_threshold=self.bulk_threshold)
+        fresh, _ = fetch_current(
+            self.client,
+            plan.object,
+            live,
+            plan.fields,
+            plan.field_types,
+            since=plan.since,
+            bulk_threshold=self.bulk_threshold,
+        )
         payloads: list[dict[str, Any]] = []
         owners: dict[int, RecordItem] = {}
         befores: dict[str, Mapping[str, Any]] = {}
@@ -372,12 +422,12 @@ class _Run:
         log = self.journal.calls(plan.object, "update", befores=befores)
         if len(payloads) > self.bulk_threshold:
             self.result.mode = "bulk"
-            results = bulk_update(self.client, plan.object, payloads, csv_text, on_written=self._written(owners),
-                                  journal=log)
+            results = bulk_update(
+                self.client, plan.object, payloads, csv_text, on_written=self._written(owners), journal=log
+            )
         else:
             self.result.mode = "collections"
-            results = update_records(self.client, plan.object, payloads, on_written=self._written(owners),
-                                     journal=log)
+            results = update_records(self.client, plan.object, payloads, on_written=self._written(owners), journal=log)
         for payload, res in zip(payloads, results, strict=True):
             if not res.success:
                 self.fail(owners[id(payload)], res)

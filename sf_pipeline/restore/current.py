@@ -49,27 +49,36 @@ def describe(client: SalesforceClient, sobject: str) -> dict[str, Any]:
         return client.describe(sobject)
     except (SalesforceResourceNotFound, SalesforceMalformedRequest) as exc:
         # An unknown object is a 404 NOT_FOUND or a 400 INVALID_TYPE, depending on the endpoint and version.
-        codes = {e.get("errorCode") for e in exc.content if isinstance(e, dict)} \
-            if isinstance(exc.content, list) else set()
+        codes = (
+            {e.get("errorCode") for e in exc.content if isinstance(e, dict)} if isinstance(exc.content, list) else set()
+        )
         if isinstance(exc, SalesforceMalformedRequest) and "INVALID_TYPE" not in codes:
             raise
-        raise RestoreConfigError(f"object {sobject!r} does not exist in org {client.alias!r} (describe found no "
-                                 "such object; check the API name, e.g. Opportunity or Invoice__c)") from None
+        raise RestoreConfigError(
+            f"object {sobject!r} does not exist in org {client.alias!r} (describe found no "
+            "such object; check the API name, e.g. Opportunity or Invoice__c)"
+        ) from None
 
 
 def field_types(describe_fields: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     return {f["name"]: str(f["type"]) for f in describe_fields}
 
 
-def _records(rows: Iterable[Mapping[str, Any]], types: Mapping[str, str], fields: Sequence[str]) -> Iterator[
-        tuple[str, OrgRecord]]:
+def _records(
+    rows: Iterable[Mapping[str, Any]], types: Mapping[str, str], fields: Sequence[str]
+) -> Iterator[tuple[str, OrgRecord]]:
     convert = [(f, converter(types.get(f, "string"))) for f in fields]
     flag = converter("boolean")
     for raw in rows:
         stamp = raw.get("SystemModstamp")
-        yield raw["Id"], OrgRecord(RECYCLE_BIN if flag(raw.get("IsDeleted")) else LIVE,
-                                   parse_datetime(stamp) if stamp else None,
-                                   {f: conv(raw.get(f)) for f, conv in convert})
+        yield (
+            raw["Id"],
+            OrgRecord(
+                RECYCLE_BIN if flag(raw.get("IsDeleted")) else LIVE,
+                parse_datetime(stamp) if stamp else None,
+                {f: conv(raw.get(f)) for f, conv in convert},
+            ),
+        )
 
 
 def _bulk_rows(client: SalesforceClient, soql: str, columns: Sequence[str]) -> Iterator[dict[str, Any]]:
@@ -81,8 +90,14 @@ def _bulk_rows(client: SalesforceClient, soql: str, columns: Sequence[str]) -> I
                 yield dict(zip(columns, row, strict=True))
 
 
-def changed_since(client: SalesforceClient, sobject: str, fields: Sequence[str], types: Mapping[str, str],
-                  since: datetime, wanted: Collection[str] | None = None) -> dict[str, OrgRecord]:
+def changed_since(
+    client: SalesforceClient,
+    sobject: str,
+    fields: Sequence[str],
+    types: Mapping[str, str],
+    since: datetime,
+    wanted: Collection[str] | None = None,
+) -> dict[str, OrgRecord]:
     """Every record (recycle bin included) whose SystemModstamp is at or after `since`, by one Bulk API 2.0 job;
     only those among `wanted` when given, so what is kept grows with the selection, not with everything the
     org changed since.
@@ -90,12 +105,15 @@ def changed_since(client: SalesforceClient, sobject: str, fields: Sequence[str],
     Read page by page (BULK_PAGE_RECORDS rows), column by column (Arrow parses flags and stamps); rows not
     wanted are dropped before any of their values is converted.
     """
-    soql = (f"SELECT {', '.join(field_names(['Id', 'IsDeleted', 'SystemModstamp', *fields]))} "
-            f"FROM {api_name(sobject, 'object')} WHERE SystemModstamp >= {soql_datetime(since)}")
+    soql = (
+        f"SELECT {', '.join(field_names(['Id', 'IsDeleted', 'SystemModstamp', *fields]))} "
+        f"FROM {api_name(sobject, 'object')} WHERE SystemModstamp >= {soql_datetime(since)}"
+    )
     # Bulk CSV text of ids and text fields is canonical but for null, which Bulk API 2.0 writes as a quoted
     # empty string: that becomes null in Arrow, the rest goes through `canonical`.
-    convert = [None if types.get(f, "string") in ("id", "reference", *TEXT_TYPES) else converter(types[f])
-               for f in fields]
+    convert = [
+        None if types.get(f, "string") in ("id", "reference", *TEXT_TYPES) else converter(types[f]) for f in fields
+    ]
     null = pa.scalar(None, pa.string())
     keep = pa.array(list(wanted), pa.string()) if wanted is not None else None
     columns_read = field_names(["Id", "IsDeleted", "SystemModstamp", *fields])
@@ -128,13 +146,15 @@ class Prefetch:
     The caller must not use the client until `result()` returns (SalesforceClient is not thread-safe).
     """
 
-    def __init__(self, client: SalesforceClient, sobject: str, fields: Sequence[str], types: Mapping[str, str],
-                 since: datetime):
+    def __init__(
+        self, client: SalesforceClient, sobject: str, fields: Sequence[str], types: Mapping[str, str], since: datetime
+    ):
         self.since = since
         self._result: dict[str, OrgRecord] | None = None
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(client, sobject, fields, types, since),
-                                        name="sf-restore-prefetch", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(client, sobject, fields, types, since), name="sf-restore-prefetch", daemon=True
+        )
         self._thread.start()
 
     def _run(self, *args: Any) -> None:
@@ -151,10 +171,17 @@ class Prefetch:
         return self._result
 
 
-def fetch_current(client: SalesforceClient, sobject: str, ids: Sequence[str], fields: Sequence[str],
-                  types: Mapping[str, str], *, since: datetime | None = None,
-                  bulk_threshold: int = DEFAULT_BULK_THRESHOLD,
-                  prefetched: Mapping[str, OrgRecord] | None = None) -> tuple[dict[str, OrgRecord], str]:
+def fetch_current(
+    client: SalesforceClient,
+    sobject: str,
+    ids: Sequence[str],
+    fields: Sequence[str],
+    types: Mapping[str, str],
+    *,
+    since: datetime | None = None,
+    bulk_threshold: int = DEFAULT_BULK_THRESHOLD,
+    prefetched: Mapping[str, OrgRecord] | None = None,
+) -> tuple[dict[str, OrgRecord], str]:
     """Current state of `ids` in the org, and how it was read (`prefetched`, `collections`, `bulk`, `none`).
 
     `prefetched` holds records already read (a `Prefetch` over a window known to contain the selection).
@@ -182,8 +209,13 @@ def fetch_current(client: SalesforceClient, sobject: str, ids: Sequence[str], fi
     return found, mode
 
 
-def parent_states(client: SalesforceClient, parent_ids: Iterable[str], prefixes: Mapping[str, str], *,
-                  bulk_threshold: int = DEFAULT_BULK_THRESHOLD) -> tuple[set[str], set[str]]:
+def parent_states(
+    client: SalesforceClient,
+    parent_ids: Iterable[str],
+    prefixes: Mapping[str, str],
+    *,
+    bulk_threshold: int = DEFAULT_BULK_THRESHOLD,
+) -> tuple[set[str], set[str]]:
     """(live ids, ids in the recycle bin) among `parent_ids`; the others do not exist (or are not visible).
 
     Many parents of one object are read with one Bulk API 2.0 queryAll of that object's ids instead of

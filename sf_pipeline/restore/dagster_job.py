@@ -40,8 +40,10 @@ def apply_config_markdown(dry_run_config: dict[str, Any], run_id: str) -> str:
     """The launchpad config that writes a dry run's plan: the same config, dry_run: false, plan: <its run id>."""
     config = {**{k: v for k, v in dry_run_config.items() if k != "dry_run"}, "dry_run": False, "plan": run_id}
     text = yaml.safe_dump({"ops": {"restore": {"config": config}}}, sort_keys=False)
-    return ("Review the plan above; to write exactly it, launch the restore job with this config (records "
-            f"changed in the org since this dry run are refused as conflicts):\n\n```yaml\n{text}```")
+    return (
+        "Review the plan above; to write exactly it, launch the restore job with this config (records "
+        f"changed in the org since this dry run are refused as conflicts):\n\n```yaml\n{text}```"
+    )
 
 
 def _launched_keys(context: dg.OpExecutionContext) -> set[str]:
@@ -57,12 +59,19 @@ def _launched_keys(context: dg.OpExecutionContext) -> set[str]:
 def restore_job(settings: Settings) -> dg.JobDefinition:
     # The pool and tag are those of the backed-up org, which a restore usually writes to; a rehearsal into
     # another org holds a slot of it too (a pool is fixed when the job is defined, the target at launch).
-    @dg.op(name="restore", tags={"kind": "salesforce"}, pool=salesforce_pool(settings.backup_org),
-           description="Plan the restore from the backup history and the org's current values; if not a dry "
-                       "run, write with per-record results, then verify against the org.")
-    def _restore(context: dg.OpExecutionContext, config: RestoreRunConfig,
-                 salesforce: dg.ResourceParam[SalesforceOrgResource],
-                 warehouse: dg.ResourceParam[WarehouseResource]) -> dg.Output:
+    @dg.op(
+        name="restore",
+        tags={"kind": "salesforce"},
+        pool=salesforce_pool(settings.backup_org),
+        description="Plan the restore from the backup history and the org's current values; if not a dry "
+        "run, write with per-record results, then verify against the org.",
+    )
+    def _restore(
+        context: dg.OpExecutionContext,
+        config: RestoreRunConfig,
+        salesforce: dg.ResourceParam[SalesforceOrgResource],
+        warehouse: dg.ResourceParam[WarehouseResource],
+    ) -> dg.Output:
         raw: dict[str, Any] = {k: v for k, v in config.model_dump(mode="json").items() if v not in (None, [])}
         if config.incident is not None:
             # Beside an incident, only the keys the launchpad config gives override it: the defaults Dagster
@@ -71,8 +80,9 @@ def restore_job(settings: Settings) -> dg.JobDefinition:
             raw = {k: v for k, v in raw.items() if k in given or k == "incident"}
         with warehouse.connect() as conn:
             try:
-                cfg = RestoreConfig.from_dict(raw, orgs=list(settings.orgs),
-                                              incidents=lambda number: incident_restore_selection(conn, number))
+                cfg = RestoreConfig.from_dict(
+                    raw, orgs=list(settings.orgs), incidents=lambda number: incident_restore_selection(conn, number)
+                )
             except RestoreError as exc:
                 raise dg.Failure(description=f"invalid restore config: {exc}") from None
             conn.commit()
@@ -103,13 +113,15 @@ def restore_job(settings: Settings) -> dg.JobDefinition:
                     "written_as" if not cfg.dry_run else "read_as": dg.MetadataValue.json(user.metadata()),
                 }
                 if "tree" in summary:  # a whole-hierarchy restore: per object undelete/re-create/re-point/cannot
-                    metadata["tree"] = dg.MetadataValue.json({"objects": summary["tree"], "order": summary["order"],
-                                                              "cannot": summary["cannot"]})
+                    metadata["tree"] = dg.MetadataValue.json(
+                        {"objects": summary["tree"], "order": summary["order"], "cannot": summary["cannot"]}
+                    )
                 if cfg.dry_run:
                     metadata["api_calls"] = dg.MetadataValue.int(client.api_calls)
                     metadata["apply_config"] = dg.MetadataValue.md(apply_config_markdown(raw, context.run_id))
-                    context.log.info(f"to write this plan: launch the same config with dry_run: false and plan: "
-                                     f"{context.run_id}")
+                    context.log.info(
+                        f"to write this plan: launch the same config with dry_run: false and plan: {context.run_id}"
+                    )
                     return dg.Output(summary, metadata=metadata)
                 metadata["plan_of"] = dg.MetadataValue.text(cfg.plan or "")
                 try:
@@ -130,8 +142,11 @@ def restore_job(settings: Settings) -> dg.JobDefinition:
                     context.log.warning(f"not written, changed since the dry run: {rid}: {why}")
                 if applied.failed or applied.interrupted:
                     failed = "\n".join(f"- {rid}: {err}" for rid, err in list(applied.failed.items())[:50])
-                    raise dg.Failure(description=f"restore applied only partly ({applied.outcomes}); failed "
-                                     f"records:\n{failed}\n{applied.interrupted or ''}", metadata=metadata)
+                    raise dg.Failure(
+                        description=f"restore applied only partly ({applied.outcomes}); failed "
+                        f"records:\n{failed}\n{applied.interrupted or ''}",
+                        metadata=metadata,
+                    )
                 try:
                     verified = verify_plan(client, plan, conn=conn)
                 except RestoreVerifyError as exc:
@@ -143,10 +158,12 @@ def restore_job(settings: Settings) -> dg.JobDefinition:
                 metadata["verified_records"] = dg.MetadataValue.int(verified.checked)
                 metadata["api_calls"] = dg.MetadataValue.int(client.api_calls)
                 if not verified.success:
-                    raise dg.Failure(description=f"verification found differences: {verified.summary()}",
-                                     metadata=metadata)
-                return dg.Output({**summary, "applied": applied.outcomes, "verified": verified.checked},
-                                 metadata=metadata)
+                    raise dg.Failure(
+                        description=f"verification found differences: {verified.summary()}", metadata=metadata
+                    )
+                return dg.Output(
+                    {**summary, "applied": applied.outcomes, "verified": verified.checked}, metadata=metadata
+                )
             except (RestoreError, OrgIdentityError) as exc:
                 raise dg.Failure(description=str(exc)) from None
 
@@ -158,7 +175,10 @@ def restore_job(settings: Settings) -> dg.JobDefinition:
 
     # A restore is what someone is waiting for during an incident: the run queue and the org's pool take it
     # before waiting backups (`dagster/priority`, higher first).
-    return _graph.to_job(name="restore", description="Restore selected fields of selected records to their "
-                         "values at a point in time (dry run first). Launch from the launchpad with an incident's "
-                         "suggested config.", tags={"sf_pipeline/kind": "restore", ORG_TAG: settings.backup_org,
-                                                    "dagster/priority": "10"})
+    return _graph.to_job(
+        name="restore",
+        description="Restore selected fields of selected records to their "
+        "values at a point in time (dry run first). Launch from the launchpad with an incident's "
+        "suggested config.",
+        tags={"sf_pipeline/kind": "restore", ORG_TAG: settings.backup_org, "dagster/priority": "10"},
+    )

@@ -117,8 +117,9 @@ class RecordItem:
 
     def write_count(self, on_conflict: str) -> int:
         """len(writes(on_conflict)), without building it."""
-        if self.action == UPDATE and (self.status in (NOOP, NOT_RESTORABLE)
-                                      or (self.status == CONFLICT and on_conflict != OnConflict.overwrite)):
+        if self.action == UPDATE and (
+            self.status in (NOOP, NOT_RESTORABLE) or (self.status == CONFLICT and on_conflict != OnConflict.overwrite)
+        ):
             return 0
         return len(self.writes(on_conflict))
 
@@ -135,8 +136,7 @@ class RecordItem:
         if self.status == CONFLICT and on_conflict != OnConflict.overwrite:
             return {}
         overwrite = on_conflict == OnConflict.overwrite
-        return {f.field: f.desired for f in self.fields
-                if f.status == RESTORE or (overwrite and f.status == CONFLICT)}
+        return {f.field: f.desired for f in self.fields if f.status == RESTORE or (overwrite and f.status == CONFLICT)}
 
 
 def classify_field(desired: Any, damaged: Any, latest: Any, current: Any, *, org_newer: bool) -> tuple[str, str | None]:
@@ -144,11 +144,14 @@ def classify_field(desired: Any, damaged: Any, latest: Any, current: Any, *, org
     if current == desired:
         return NOOP, None
     if current != damaged:
-        return CONFLICT, (f"changed in the org after the damage: it holds {display(current)}, the damage left "
-                          f"{display(damaged)}, the restore wants {display(desired)}")
+        return CONFLICT, (
+            f"changed in the org after the damage: it holds {display(current)}, the damage left "
+            f"{display(damaged)}, the restore wants {display(desired)}"
+        )
     if org_newer and current != latest:
-        return CONFLICT, (f"changed in the org after the last backup: it holds {display(current)}, the backup "
-                          f"{display(latest)}")
+        return CONFLICT, (
+            f"changed in the org after the last backup: it holds {display(current)}, the backup {display(latest)}"
+        )
     return RESTORE, None
 
 
@@ -174,10 +177,12 @@ def unseen_reason(org_state: str, backup_saw_deleted: bool | None) -> str | None
     """
     if org_state != MISSING or backup_saw_deleted is not False:
         return None
-    return ("could not be checked: the org did not return it to the restore user, but the backup last saw it "
-            "live; it may still exist, hidden from that user by sharing or field-level security (or deleted "
-            "after the last backup): not re-created. Run the restore as a user who can see every record (View "
-            "All Data), or back up the window of its deletion first")
+    return (
+        "could not be checked: the org did not return it to the restore user, but the backup last saw it "
+        "live; it may still exist, hidden from that user by sharing or field-level security (or deleted "
+        "after the last backup): not re-created. Run the restore as a user who can see every record (View "
+        "All Data), or back up the window of its deletion first"
+    )
 
 
 def classify_record(
@@ -205,17 +210,24 @@ def classify_record(
     if not_restorable_reason is not None:
         return RecordItem(record_id, NOT_RESTORABLE, NONE, not_restorable_reason, [])
     if desired is None:
-        return RecordItem(record_id, NOT_RESTORABLE, NONE,
-                          "did not exist at as_of (created later, or already deleted); restore never deletes "
-                          "records", [])
+        return RecordItem(
+            record_id,
+            NOT_RESTORABLE,
+            NONE,
+            "did not exist at as_of (created later, or already deleted); restore never deletes records",
+            [],
+        )
     parents = unavailable_parents or {}
 
     def parent_problem(name: str, value: Any) -> str | None:
         return _parent_problem(name, value, references, parents)
 
     if org_state != LIVE:
-        where = "is in the org's recycle bin" if org_state == RECYCLE_BIN else \
-            "is deleted in the org and no longer in its recycle bin"
+        where = (
+            "is in the org's recycle bin"
+            if org_state == RECYCLE_BIN
+            else "is deleted in the org and no longer in its recycle bin"
+        )
         if not restore_deleted:
             verb = "undelete" if org_state == RECYCLE_BIN else "re-create"
             return RecordItem(record_id, NOT_RESTORABLE, NONE, f"{where}; set restore_deleted: true to {verb} it", [])
@@ -235,8 +247,16 @@ def classify_record(
             if want is None:
                 continue
             if f not in createable:
-                items.append(FieldItem(f, None, want, damaged.get(f), NOT_RESTORABLE,
-                                       f"{f} is not createable: a re-created record cannot carry it"))
+                items.append(
+                    FieldItem(
+                        f,
+                        None,
+                        want,
+                        damaged.get(f),
+                        NOT_RESTORABLE,
+                        f"{f} is not createable: a re-created record cannot carry it",
+                    )
+                )
                 continue
             problem = parent_problem(f, want)
             items.append(FieldItem(f, None, want, damaged.get(f), NOT_RESTORABLE if problem else RESTORE, problem))
@@ -262,8 +282,9 @@ def _parent_problem(name: str, value: Any, references: Collection[str], parents:
     return None
 
 
-def unavailable_parents(wanted: Collection[str], live: Collection[str], deleted: Collection[str],
-                        restored_by_plan: Collection[str] = ()) -> dict[str, str]:
+def unavailable_parents(
+    wanted: Collection[str], live: Collection[str], deleted: Collection[str], restored_by_plan: Collection[str] = ()
+) -> dict[str, str]:
     """Parent ids a restore would point to that are not live in the org and not brought back by the plan."""
     out = {}
     for parent in wanted:
@@ -273,8 +294,9 @@ def unavailable_parents(wanted: Collection[str], live: Collection[str], deleted:
     return out
 
 
-def changes_to_write(record: RecordItem, fresh: Mapping[str, Any] | None, on_conflict: str,
-                     remap: Mapping[str, str] | None = None) -> tuple[dict[str, Any], str]:
+def changes_to_write(
+    record: RecordItem, fresh: Mapping[str, Any] | None, on_conflict: str, remap: Mapping[str, str] | None = None
+) -> tuple[dict[str, Any], str]:
     """What to write to one record given its values fetched right before writing, and the outcome otherwise.
 
     A value that moved since the plan (someone edited the record after the dry run) makes the record a
@@ -303,8 +325,10 @@ def changed_since_plan(record: RecordItem, fresh: Mapping[str, Any], wanted: Map
         now = fresh.get(name)
         planned = record.field_item(name)
         if now != value and planned is not None and now != planned.current:
-            return (f"{name} changed in the org since the dry run: the plan saw {display(planned.current)}, the org "
-                    f"now holds {display(now)}; not written (make a new dry run to restore it)")
+            return (
+                f"{name} changed in the org since the dry run: the plan saw {display(planned.current)}, the org "
+                f"now holds {display(now)}; not written (make a new dry run to restore it)"
+            )
     return None
 
 
@@ -330,12 +354,29 @@ def preview_rows(records: Sequence[RecordItem], limit: int = 50) -> list[dict[st
     for rec in heapq.nsmallest(limit, records, key=lambda r: (order[r.status], r.record_id)):
         shown = [f for f in rec.fields if f.status != NOOP] or rec.fields[:1]
         if not shown:
-            rows.append({"record_id": rec.record_id, "field": "", "current": "", "desired": "",
-                         "classification": rec.status, "action": rec.action, "reason": rec.reason or ""})
+            rows.append(
+                {
+                    "record_id": rec.record_id,
+                    "field": "",
+                    "current": "",
+                    "desired": "",
+                    "classification": rec.status,
+                    "action": rec.action,
+                    "reason": rec.reason or "",
+                }
+            )
         for f in shown:
-            rows.append({"record_id": rec.record_id, "field": f.field, "current": display(f.current),
-                         "desired": display(f.desired), "classification": f.status, "action": rec.action,
-                         "reason": f.reason or (rec.reason if rec.action != UPDATE else "") or ""})
+            rows.append(
+                {
+                    "record_id": rec.record_id,
+                    "field": f.field,
+                    "current": display(f.current),
+                    "desired": display(f.desired),
+                    "classification": f.status,
+                    "action": rec.action,
+                    "reason": f.reason or (rec.reason if rec.action != UPDATE else "") or "",
+                }
+            )
         if len(rows) >= limit:
             break
     return rows[:limit]

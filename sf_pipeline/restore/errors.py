@@ -49,5 +49,12 @@ class RestoreVerifyError(RestoreError):
 
 # Failures that stop a restore part-way (the org's errors, the network, the budget); what was written so far
 # stays audited.
-INTERRUPTIONS = (SalesforceError, requests.RequestException, ApiBudgetExceeded, SalesforceWriteError,
-                 SalesforceExtractError, SalesforceSessionError, SalesforceTimeoutError)
+INTERRUPTIONS = (
+    SalesforceError,
+    requests.RequestException,
+    ApiBudgetExceeded,
+    SalesforceWriteError,
+    SalesforceExtractError,
+    SalesforceSessionError,
+    SalesforceTimeoutError,
+)

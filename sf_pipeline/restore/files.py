@@ -64,9 +64,18 @@ DELETE_AGAIN, DELETE_COPY = "delete_again", "delete_copy"  # undo
 USER_PREFIX = "005"
 _CV_COPIED = ("title", "pathonclient", "description", "reasonforchange")
 _ATT_COPIED = ("name", "contenttype", "description", "isprivate")
-_DOC_COPIED = {"name": "Name", "developername": "DeveloperName", "contenttype": "ContentType", "type": "Type",
-               "description": "Description", "keywords": "Keywords", "ispublic": "IsPublic",
-               "isinternaluseonly": "IsInternalUseOnly", "isbodysearchable": "IsBodySearchable", "url": "Url"}
+_DOC_COPIED = {
+    "name": "Name",
+    "developername": "DeveloperName",
+    "contenttype": "ContentType",
+    "type": "Type",
+    "description": "Description",
+    "keywords": "Keywords",
+    "ispublic": "IsPublic",
+    "isinternaluseonly": "IsInternalUseOnly",
+    "isbodysearchable": "IsBodySearchable",
+    "url": "Url",
+}
 FOLDER_PREFIX = "00l"
 
 _DDL = [
@@ -140,30 +149,46 @@ class FilePlan:
         lines = ["| file | action | versions | bytes | links | reason |", "|---|---|---|---|---|---|"]
         for item in self.items[:50]:
             versions = item.detail.get("versions") or ([item.detail["body"]] if item.detail.get("body") else [])
-            lines.append(f"| {item.object} {item.source_id} | {item.action} | {len(versions)} | "
-                         f"{sum(v.get('size') or 0 for v in versions):,} | {len(item.detail.get('links') or [])} | "
-                         f"{item.reason or ''} |")
-        return {"object": self.object, "records": len(self.items), "counts": self.counts(),
-                "records_to_write": sum(i.action in (UNDELETE, RECREATE, DELETE_AGAIN, DELETE_COPY)
-                                        for i in self.items),
-                "preview": "\n".join(lines), "notes": self.notes}
+            lines.append(
+                f"| {item.object} {item.source_id} | {item.action} | {len(versions)} | "
+                f"{sum(v.get('size') or 0 for v in versions):,} | {len(item.detail.get('links') or [])} | "
+                f"{item.reason or ''} |"
+            )
+        return {
+            "object": self.object,
+            "records": len(self.items),
+            "counts": self.counts(),
+            "records_to_write": sum(i.action in (UNDELETE, RECREATE, DELETE_AGAIN, DELETE_COPY) for i in self.items),
+            "preview": "\n".join(lines),
+            "notes": self.notes,
+        }
 
 
 # ====================================================================== planning
 def _history(conn: psycopg.Connection[Any], sobject: str, where: str, params: Sequence[Any]) -> list[dict[str, Any]]:
     table = sobject.lower()
     if not conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f'"{HISTORY_SCHEMA}"."{table}"',)).fetchone()[0]:
-        raise RestoreConfigError(f"{sobject} is not backed up (no {HISTORY_SCHEMA}.{table}): add it to "
-                                 "backup.objects to restore its files")
-    cur = conn.execute(sql.SQL("SELECT * FROM {} WHERE " + where + " ORDER BY dbt_valid_from").format(
-        qualified(HISTORY_SCHEMA, table)), params)
+        raise RestoreConfigError(
+            f"{sobject} is not backed up (no {HISTORY_SCHEMA}.{table}): add it to backup.objects to restore its files"
+        )
+    cur = conn.execute(
+        sql.SQL("SELECT * FROM {} WHERE " + where + " ORDER BY dbt_valid_from").format(
+            qualified(HISTORY_SCHEMA, table)
+        ),
+        params,
+    )
     names = [d.name for d in cur.description or ()]
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
 def _valid_at(rows: Sequence[dict[str, Any]], moment: datetime) -> list[dict[str, Any]]:
-    return [r for r in rows if r["dbt_valid_from"] <= moment and (r["dbt_valid_to"] is None or r["dbt_valid_to"] > moment)
-            and not r.get("isdeleted")]
+    return [
+        r
+        for r in rows
+        if r["dbt_valid_from"] <= moment
+        and (r["dbt_valid_to"] is None or r["dbt_valid_to"] > moment)
+        and not r.get("isdeleted")
+    ]
 
 
 def _selected(conn: psycopg.Connection[Any], config: RestoreConfig) -> list[str]:
@@ -192,8 +217,9 @@ def _selected(conn: psycopg.Connection[Any], config: RestoreConfig) -> list[str]
     return list(dict.fromkeys(ids))
 
 
-def _document_detail(conn: psycopg.Connection[Any], store: BlobStore, document_id: str, as_of: datetime
-                     ) -> tuple[dict[str, Any], str]:
+def _document_detail(
+    conn: psycopg.Connection[Any], store: BlobStore, document_id: str, as_of: datetime
+) -> tuple[dict[str, Any], str]:
     versions = _valid_at(_history(conn, "ContentVersion", "contentdocumentid = %s", (document_id,)), as_of)
     if not versions:
         return {}, f"the backup has no live version of this document at {as_of.isoformat()}"
@@ -205,15 +231,26 @@ def _document_detail(conn: psycopg.Connection[Any], store: BlobStore, document_i
             return {}, f"version {v['id']} has no body in the backup (the org had none to give when backed up)"
         if store.size(sha) != size:
             return {}, f"the body of version {v['id']} ({sha}) is missing from the {store.description}"
-        out.append({"id": v["id"], "version_number": v.get("versionnumber"), "sha256": sha, "size": size,
-                    "values": {k: v.get(k) for k in _CV_COPIED if v.get(k) is not None}})
-    links = [{**link, "first_seen": link["first_seen"].isoformat(), "last_seen": link["last_seen"].isoformat()}
-             for link in links_of(conn, document_id) if not link["linked_entity_id"].startswith(USER_PREFIX)]
+        out.append(
+            {
+                "id": v["id"],
+                "version_number": v.get("versionnumber"),
+                "sha256": sha,
+                "size": size,
+                "values": {k: v.get(k) for k in _CV_COPIED if v.get(k) is not None},
+            }
+        )
+    links = [
+        {**link, "first_seen": link["first_seen"].isoformat(), "last_seen": link["last_seen"].isoformat()}
+        for link in links_of(conn, document_id)
+        if not link["linked_entity_id"].startswith(USER_PREFIX)
+    ]
     return {"versions": out, "links": links}, ""
 
 
-def _attachment_detail(conn: psycopg.Connection[Any], store: BlobStore, attachment_id: str, as_of: datetime
-                       ) -> tuple[dict[str, Any], str]:
+def _attachment_detail(
+    conn: psycopg.Connection[Any], store: BlobStore, attachment_id: str, as_of: datetime
+) -> tuple[dict[str, Any], str]:
     rows = _valid_at(_history(conn, "Attachment", "id = %s", (attachment_id,)), as_of)
     if not rows:
         return {}, f"the backup has no live version of this attachment at {as_of.isoformat()}"
@@ -223,12 +260,16 @@ def _attachment_detail(conn: psycopg.Connection[Any], store: BlobStore, attachme
         return {}, "this version has no body in the backup (the org had none to give when backed up)"
     if store.size(sha) != size:
         return {}, f"its body ({sha}) is missing from the {store.description}"
-    return {"body": {"sha256": sha, "size": size}, "parent_id": row.get("parentid"),
-            "values": {k: row.get(k) for k in _ATT_COPIED if row.get(k) is not None}}, ""
+    return {
+        "body": {"sha256": sha, "size": size},
+        "parent_id": row.get("parentid"),
+        "values": {k: row.get(k) for k in _ATT_COPIED if row.get(k) is not None},
+    }, ""
 
 
-def _document_record_detail(conn: psycopg.Connection[Any], store: BlobStore, document_id: str, as_of: datetime
-                            ) -> tuple[dict[str, Any], str]:
+def _document_record_detail(
+    conn: psycopg.Connection[Any], store: BlobStore, document_id: str, as_of: datetime
+) -> tuple[dict[str, Any], str]:
     """A Document (Document.Body, not Files): its body, Folder and the fields it is re-created with."""
     rows = _valid_at(_history(conn, "Document", "id = %s", (document_id,)), as_of)
     if not rows:
@@ -236,8 +277,12 @@ def _document_record_detail(conn: psycopg.Connection[Any], store: BlobStore, doc
     row = rows[-1]
     values = {k: row.get(k) for k in _DOC_COPIED if row.get(k) is not None}
     sha, size = (row.get("_sfp_body_sha256") or "").strip(), row.get("_sfp_body_size")
-    detail: dict[str, Any] = {"body": None, "folder_id": row.get("folderid"), "author_id": row.get("authorid"),
-                              "values": values}
+    detail: dict[str, Any] = {
+        "body": None,
+        "folder_id": row.get("folderid"),
+        "author_id": row.get("authorid"),
+        "values": values,
+    }
     if sha:
         if store.size(sha) != size:
             return {}, f"its body ({sha}) is missing from the {store.description}"
@@ -251,40 +296,55 @@ def _document_record_detail(conn: psycopg.Connection[Any], store: BlobStore, doc
 def _document_conflicts(client: SalesforceClient, items: Sequence[FileItem], id_map: Mapping[str, str]) -> None:
     """Documents to re-create whose Folder is gone from the org, or whose DeveloperName another Document took."""
     todo = [i for i in items if i.action == RECREATE]
-    folders = {id_map.get(i.detail["folder_id"], i.detail["folder_id"]) for i in todo
-               if str(i.detail.get("folder_id") or "").startswith(FOLDER_PREFIX)}
+    folders = {
+        id_map.get(i.detail["folder_id"], i.detail["folder_id"])
+        for i in todo
+        if str(i.detail.get("folder_id") or "").startswith(FOLDER_PREFIX)
+    }
     alive: set[str] = set()
     folder_list = sorted(folders)
     for n in range(0, len(folder_list), 200):
-        for page in client.query_pages(f"SELECT Id FROM Folder WHERE Id IN ({soql.id_list(folder_list[n:n + 200])})",
-                                       include_deleted=False):
+        for page in client.query_pages(
+            f"SELECT Id FROM Folder WHERE Id IN ({soql.id_list(folder_list[n : n + 200])})", include_deleted=False
+        ):
             alive.update(r["Id"] for r in page)
     names = sorted({i.detail["values"]["developername"] for i in todo if i.detail["values"].get("developername")})
     taken: dict[str, str] = {}
     for n in range(0, len(names), 100):
         # a DeveloperName is letters, digits and single underscores (Object Reference: Document), an API name's shape
-        quoted = ", ".join(f"'{soql.api_name(name, 'DeveloperName')}'" for name in names[n:n + 100])
-        for page in client.query_pages(f"SELECT Id, DeveloperName FROM Document WHERE DeveloperName IN ({quoted})",
-                                       include_deleted=False):
+        quoted = ", ".join(f"'{soql.api_name(name, 'DeveloperName')}'" for name in names[n : n + 100])
+        for page in client.query_pages(
+            f"SELECT Id, DeveloperName FROM Document WHERE DeveloperName IN ({quoted})", include_deleted=False
+        ):
             taken.update({r["DeveloperName"]: r["Id"] for r in page})
     for item in todo:
         folder = id_map.get(item.detail["folder_id"], item.detail["folder_id"])
         name = item.detail["values"].get("developername")
         if folder in folders and folder not in alive:
-            item.action, item.reason = CONFLICT, (f"its Folder {folder} is gone from the org (a Folder cannot be "
-                                                  "undeleted): re-create the folder, map it in sf_pipeline.id_map, "
-                                                  "and plan again")
+            item.action, item.reason = (
+                CONFLICT,
+                (
+                    f"its Folder {folder} is gone from the org (a Folder cannot be "
+                    "undeleted): re-create the folder, map it in sf_pipeline.id_map, "
+                    "and plan again"
+                ),
+            )
         elif name in taken:
-            item.action, item.reason = CONFLICT, (f"Document {taken[name]} in the org now holds its DeveloperName "
-                                                  f"{name!r} (unique in an org): rename or delete that one, then "
-                                                  "plan again")
+            item.action, item.reason = (
+                CONFLICT,
+                (
+                    f"Document {taken[name]} in the org now holds its DeveloperName "
+                    f"{name!r} (unique in an org): rename or delete that one, then "
+                    "plan again"
+                ),
+            )
 
 
 def _org_state(client: SalesforceClient, sobject: str, ids: Sequence[str]) -> dict[str, bool]:
     """id -> IsDeleted for the ids the org still holds (recycle bin included); purged ones are absent."""
     state: dict[str, bool] = {}
     for i in range(0, len(ids), 200):
-        chunk = ids[i:i + 200]
+        chunk = ids[i : i + 200]
         if not chunk:
             continue
         soql_text = f"SELECT Id, IsDeleted FROM {sobject} WHERE Id IN ({soql.id_list(chunk)})"
@@ -294,8 +354,15 @@ def _org_state(client: SalesforceClient, sobject: str, ids: Sequence[str]) -> di
     return state
 
 
-def plan_file_restore(conn: psycopg.Connection[Any], client: SalesforceClient, config: RestoreConfig, run_id: str,
-                      store: BlobStore, *, source_org: str) -> FilePlan:
+def plan_file_restore(
+    conn: psycopg.Connection[Any],
+    client: SalesforceClient,
+    config: RestoreConfig,
+    run_id: str,
+    store: BlobStore,
+    *,
+    source_org: str,
+) -> FilePlan:
     """The dry run: what brings each selected file back as of `config.as_of`; stored under `run_id`."""
     ensure_restore_tables(conn)
     ensure_file_restore_tables(conn)
@@ -308,8 +375,10 @@ def plan_file_restore(conn: psycopg.Connection[Any], client: SalesforceClient, c
         assert config.as_of is not None
         ids = _selected(conn, config)
         if not ids:
-            raise RestoreConfigError(f"the selection finds no deleted {sobject} in the backup: give record_ids, or a "
-                                     "changed_between interval that holds the deletions")
+            raise RestoreConfigError(
+                f"the selection finds no deleted {sobject} in the backup: give record_ids, or a "
+                "changed_between interval that holds the deletions"
+            )
         id_map = load_id_map(conn, source_org, config.target_org) if config.target_org != source_org else {}
         if id_map or config.target_org != source_org:
             plan.notes.append(f"ids translated from {source_org} to {config.target_org} through sf_pipeline.id_map")
@@ -319,14 +388,23 @@ def plan_file_restore(conn: psycopg.Connection[Any], client: SalesforceClient, c
         targets.update(copies)
         state = _org_state(client, sobject, [t for t in targets.values() if t])
         for source_id in ids:
-            detail, why = {"ContentDocument": _document_detail, "Attachment": _attachment_detail,
-                           "Document": _document_record_detail}[sobject](conn, store, source_id, config.as_of)
+            detail, why = {
+                "ContentDocument": _document_detail,
+                "Attachment": _attachment_detail,
+                "Document": _document_record_detail,
+            }[sobject](conn, store, source_id, config.as_of)
             target = targets[source_id]
             item = FileItem(sobject, source_id, NOT_RESTORABLE, why, target_id=target, detail=detail)
             if not why:
                 if target in state and not state[target]:
-                    item.action, item.reason = NOOP, ("the org holds it (not deleted)" if source_id not in copies
-                                                      else f"re-created earlier as {target}, which the org holds")
+                    item.action, item.reason = (
+                        NOOP,
+                        (
+                            "the org holds it (not deleted)"
+                            if source_id not in copies
+                            else f"re-created earlier as {target}, which the org holds"
+                        ),
+                    )
                 elif target in state:
                     item.action, item.reason = UNDELETE, "in the org's recycle bin: undeleted as it is"
                 else:
@@ -344,54 +422,101 @@ def _earlier_copies(conn: psycopg.Connection[Any], target_org: str, sobject: str
         "SELECT DISTINCT ON (i.source_id) i.source_id, i.new_id FROM sf_pipeline.file_restore_items i "
         "JOIN sf_pipeline.file_restore_plans p USING (run_id) WHERE p.target_org = %s AND i.object = %s "
         "AND i.outcome = 'recreated' AND i.source_id = ANY(%s) ORDER BY i.source_id, p.created_at DESC",
-        (target_org, sobject, list(ids))).fetchall()
+        (target_org, sobject, list(ids)),
+    ).fetchall()
     return {source: new for source, new in rows if new}
 
 
 def _save(conn: psycopg.Connection[Any], plan: FilePlan, config: RestoreConfig, status: str | None = None) -> None:
     with conn.transaction():
-        conn.execute("INSERT INTO sf_pipeline.file_restore_plans (run_id, object, target_org, source_org, config, "
-                     "status) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (run_id) DO UPDATE SET status = "
-                     "EXCLUDED.status", (plan.run_id, plan.object, plan.target_org, plan.source_org,
-                                         Jsonb(_config_json(config)), status or ("planned" if config.dry_run
-                                                                                 else "applying")))
+        conn.execute(
+            "INSERT INTO sf_pipeline.file_restore_plans (run_id, object, target_org, source_org, config, "
+            "status) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (run_id) DO UPDATE SET status = "
+            "EXCLUDED.status",
+            (
+                plan.run_id,
+                plan.object,
+                plan.target_org,
+                plan.source_org,
+                Jsonb(_config_json(config)),
+                status or ("planned" if config.dry_run else "applying"),
+            ),
+        )
         conn.execute("DELETE FROM sf_pipeline.file_restore_items WHERE run_id = %s", (plan.run_id,))
         with conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO sf_pipeline.file_restore_items (run_id, seq, object, source_id, target_id, action, "
                 "reason, detail, new_id, outcome, verified) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                [(plan.run_id, n, i.object, i.source_id, i.target_id, i.action, i.reason, Jsonb(i.detail), i.new_id,
-                  i.outcome, i.verified) for n, i in enumerate(plan.items)])
+                [
+                    (
+                        plan.run_id,
+                        n,
+                        i.object,
+                        i.source_id,
+                        i.target_id,
+                        i.action,
+                        i.reason,
+                        Jsonb(i.detail),
+                        i.new_id,
+                        i.outcome,
+                        i.verified,
+                    )
+                    for n, i in enumerate(plan.items)
+                ],
+            )
     conn.commit()
 
 
 def _config_json(config: RestoreConfig) -> dict[str, Any]:
-    return json.loads(json.dumps({
-        "object": config.object, "as_of": config.as_of.isoformat() if config.as_of else None,
-        "record_ids": list(config.record_ids), "target_org": config.target_org, "undo_of": config.undo_of,
-        "changed_between": [m.isoformat() for m in config.changed_between] if config.changed_between else None,
-        "changed_by": config.changed_by, "dry_run": config.dry_run, "plan": config.plan}))
+    return json.loads(
+        json.dumps(
+            {
+                "object": config.object,
+                "as_of": config.as_of.isoformat() if config.as_of else None,
+                "record_ids": list(config.record_ids),
+                "target_org": config.target_org,
+                "undo_of": config.undo_of,
+                "changed_between": [m.isoformat() for m in config.changed_between] if config.changed_between else None,
+                "changed_by": config.changed_by,
+                "dry_run": config.dry_run,
+                "plan": config.plan,
+            }
+        )
+    )
 
 
 def load_file_plan(conn: psycopg.Connection[Any], config: RestoreConfig, run_id: str) -> FilePlan:
     """The dry run's stored plan, to be applied as reviewed (the same config, dry_run: false, plan: <its id>)."""
     ensure_file_restore_tables(conn)
-    row = conn.execute("SELECT object, target_org, source_org, config FROM sf_pipeline.file_restore_plans "
-                       "WHERE run_id = %s", (config.plan,)).fetchone()
+    row = conn.execute(
+        "SELECT object, target_org, source_org, config FROM sf_pipeline.file_restore_plans WHERE run_id = %s",
+        (config.plan,),
+    ).fetchone()
     if row is None:
-        raise RestoreConfigError(f"plan: there is no file restore dry run {config.plan!r}; launch the config with "
-                                 "dry_run: true first and give its run id")
+        raise RestoreConfigError(
+            f"plan: there is no file restore dry run {config.plan!r}; launch the config with "
+            "dry_run: true first and give its run id"
+        )
     stored = dict(row[3])
     if stored.get("dry_run") is not True:
         raise RestoreConfigError(f"plan: run {config.plan!r} is not a dry run")
     asked = _config_json(config)
-    differ = sorted(k for k in set(stored) | set(asked) if k not in ("dry_run", "plan") and stored.get(k) != asked.get(k))
+    differ = sorted(
+        k for k in set(stored) | set(asked) if k not in ("dry_run", "plan") and stored.get(k) != asked.get(k)
+    )
     if differ:
-        raise RestoreConfigError(f"plan: this config is not the one dry run {config.plan!r} planned (it differs in "
-                                 f"{', '.join(differ)}); apply a plan with its dry run's config")
-    items = [FileItem(r[0], r[1], r[2], r[3] or "", r[4], dict(r[5])) for r in conn.execute(
-        "SELECT object, source_id, action, reason, target_id, detail FROM sf_pipeline.file_restore_items "
-        "WHERE run_id = %s ORDER BY seq", (config.plan,)).fetchall()]
+        raise RestoreConfigError(
+            f"plan: this config is not the one dry run {config.plan!r} planned (it differs in "
+            f"{', '.join(differ)}); apply a plan with its dry run's config"
+        )
+    items = [
+        FileItem(r[0], r[1], r[2], r[3] or "", r[4], dict(r[5]))
+        for r in conn.execute(
+            "SELECT object, source_id, action, reason, target_id, detail FROM sf_pipeline.file_restore_items "
+            "WHERE run_id = %s ORDER BY seq",
+            (config.plan,),
+        ).fetchall()
+    ]
     return FilePlan(run_id, row[0], row[1], row[2], items)
 
 
@@ -419,8 +544,9 @@ def _hash_in_org(client: SalesforceClient, sobject: str, record_id: str, field_n
     return digest.hexdigest()
 
 
-def apply_file_plan(conn: psycopg.Connection[Any], client: SalesforceClient, plan: FilePlan, store: BlobStore,
-                    config: RestoreConfig) -> FileApplyResult:
+def apply_file_plan(
+    conn: psycopg.Connection[Any], client: SalesforceClient, plan: FilePlan, store: BlobStore, config: RestoreConfig
+) -> FileApplyResult:
     """Write the reviewed plan, verify each file by hash, and keep every outcome in the audit."""
     result = FileApplyResult()
     client.ensure_session()
@@ -449,8 +575,14 @@ def apply_file_plan(conn: psycopg.Connection[Any], client: SalesforceClient, pla
     return result
 
 
-def _apply_item(client: SalesforceClient, store: BlobStore, item: FileItem, state: Mapping[str, bool],
-                id_map: Mapping[str, str], result: FileApplyResult) -> None:
+def _apply_item(
+    client: SalesforceClient,
+    store: BlobStore,
+    item: FileItem,
+    state: Mapping[str, bool],
+    id_map: Mapping[str, str],
+    result: FileApplyResult,
+) -> None:
     target = item.target_id
     if item.action in (UNDELETE, RECREATE) and target in state and not state[target]:
         item.outcome = "changed_since_plan"  # someone brought it back since the dry run
@@ -486,31 +618,55 @@ def _verify(client: SalesforceClient, item: FileItem, record_id: str) -> bool:
     """The org's bytes hash to the backed-up SHA-256: the latest version of a document, or the attachment's body."""
     if item.object in RECORD_FILES:
         if item.detail.get("body") is None:  # a Document that is a link: its Url is what there is to check
-            return client.restful(f"sobjects/Document/{soql.record_id(record_id)}").get("Url") == \
-                item.detail["values"].get("url")
+            return client.restful(f"sobjects/Document/{soql.record_id(record_id)}").get("Url") == item.detail[
+                "values"
+            ].get("url")
         return _hash_in_org(client, item.object, record_id, "Body") == item.detail["body"]["sha256"]
-    latest = next(iter(client.query_pages(
-        f"SELECT Id FROM ContentVersion WHERE ContentDocumentId = '{soql.record_id(record_id)}' AND IsLatest = true",
-        include_deleted=False)), [])
-    return bool(latest) and _hash_in_org(client, "ContentVersion", latest[0]["Id"], "VersionData") == \
-        item.detail["versions"][-1]["sha256"]
+    latest = next(
+        iter(
+            client.query_pages(
+                f"SELECT Id FROM ContentVersion WHERE ContentDocumentId = '{soql.record_id(record_id)}' AND IsLatest = true",
+                include_deleted=False,
+            )
+        ),
+        [],
+    )
+    return (
+        bool(latest)
+        and _hash_in_org(client, "ContentVersion", latest[0]["Id"], "VersionData")
+        == item.detail["versions"][-1]["sha256"]
+    )
 
 
-def _recreate_document(client: SalesforceClient, store: BlobStore, item: FileItem, id_map: Mapping[str, str],
-                       result: FileApplyResult) -> None:
+def _recreate_document(
+    client: SalesforceClient, store: BlobStore, item: FileItem, id_map: Mapping[str, str], result: FileApplyResult
+) -> None:
     document: str | None = None
     verified = True
     new_versions = []
     for version in item.detail["versions"]:
         values = dict(version["values"])
-        values = {{"title": "Title", "pathonclient": "PathOnClient", "description": "Description",
-                   "reasonforchange": "ReasonForChange"}[k]: v for k, v in values.items()}
+        values = {
+            {
+                "title": "Title",
+                "pathonclient": "PathOnClient",
+                "description": "Description",
+                "reasonforchange": "ReasonForChange",
+            }[k]: v
+            for k, v in values.items()
+        }
         if document:
             values["ContentDocumentId"] = document
         sha = version["sha256"]
-        new_id = insert_with_blob(client, "ContentVersion", values, "VersionData", size=int(version["size"]),
-                                  source=lambda sha=sha: store.chunks(sha),
-                                  filename=values.get("PathOnClient") or values.get("Title") or "file")
+        new_id = insert_with_blob(
+            client,
+            "ContentVersion",
+            values,
+            "VersionData",
+            size=int(version["size"]),
+            source=lambda sha=sha: store.chunks(sha),
+            filename=values.get("PathOnClient") or values.get("Title") or "file",
+        )
         result.bytes_uploaded += int(version["size"])
         verified &= _hash_in_org(client, "ContentVersion", new_id, "VersionData") == sha
         new_versions.append(new_id)
@@ -521,12 +677,18 @@ def _recreate_document(client: SalesforceClient, store: BlobStore, item: FileIte
     links = []
     for link in item.detail.get("links") or []:
         entity = id_map.get(link["linked_entity_id"], link["linked_entity_id"])
-        links.append({"ContentDocumentId": document, "LinkedEntityId": entity,
-                      **({"ShareType": link["share_type"]} if link.get("share_type") else {}),
-                      **({"Visibility": link["visibility"]} if link.get("visibility") else {})})
+        links.append(
+            {
+                "ContentDocumentId": document,
+                "LinkedEntityId": entity,
+                **({"ShareType": link["share_type"]} if link.get("share_type") else {}),
+                **({"Visibility": link["visibility"]} if link.get("visibility") else {}),
+            }
+        )
     made = create_records(client, "ContentDocumentLink", links) if links else []
-    failed_links = [f"{link['LinkedEntityId']}: {res.errors}" for link, res in zip(links, made, strict=True)
-                    if not res.success]
+    failed_links = [
+        f"{link['LinkedEntityId']}: {res.errors}" for link, res in zip(links, made, strict=True) if not res.success
+    ]
     result.links_created += sum(res.success for res in made)
     item.detail["new_links"] = [res.id for res in made if res.success]
     if failed_links:
@@ -534,22 +696,37 @@ def _recreate_document(client: SalesforceClient, store: BlobStore, item: FileIte
     item.verified = verified
 
 
-def _recreate_attachment(client: SalesforceClient, store: BlobStore, item: FileItem, id_map: Mapping[str, str],
-                         result: FileApplyResult) -> None:
+def _recreate_attachment(
+    client: SalesforceClient, store: BlobStore, item: FileItem, id_map: Mapping[str, str], result: FileApplyResult
+) -> None:
     names = {"name": "Name", "contenttype": "ContentType", "description": "Description", "isprivate": "IsPrivate"}
     values = {names[k]: v for k, v in item.detail["values"].items()}
     parent = item.detail.get("parent_id")
     values["ParentId"] = id_map.get(parent, parent)
     body = item.detail["body"]
-    new_id = insert_with_blob(client, "Attachment", values, "Body", size=int(body["size"]),
-                              source=lambda: store.chunks(body["sha256"]), filename=values.get("Name") or "file")
+    new_id = insert_with_blob(
+        client,
+        "Attachment",
+        values,
+        "Body",
+        size=int(body["size"]),
+        source=lambda: store.chunks(body["sha256"]),
+        filename=values.get("Name") or "file",
+    )
     result.bytes_uploaded += int(body["size"])
     item.new_id = new_id
     item.verified = _hash_in_org(client, "Attachment", new_id, "Body") == body["sha256"]
 
 
-def _recreate_document_record(client: SalesforceClient, store: BlobStore, item: FileItem, id_map: Mapping[str, str],
-                              result: FileApplyResult, *, same_org: bool) -> None:
+def _recreate_document_record(
+    client: SalesforceClient,
+    store: BlobStore,
+    item: FileItem,
+    id_map: Mapping[str, str],
+    result: FileApplyResult,
+    *,
+    same_org: bool,
+) -> None:
     """A Document re-created in its (translated) Folder with the backed-up body, or as the link it was."""
     values = {_DOC_COPIED[k]: v for k, v in item.detail["values"].items()}
     folder = item.detail.get("folder_id")
@@ -564,8 +741,15 @@ def _recreate_document_record(client: SalesforceClient, store: BlobStore, item: 
             raise RestoreApplyError(f"Document insert refused: {made.errors}")
         new_id = str(made.id)
     else:
-        new_id = insert_with_blob(client, "Document", values, "Body", size=int(body["size"]),
-                                  source=lambda: store.chunks(body["sha256"]), filename=values.get("Name") or "file")
+        new_id = insert_with_blob(
+            client,
+            "Document",
+            values,
+            "Body",
+            size=int(body["size"]),
+            source=lambda: store.chunks(body["sha256"]),
+            filename=values.get("Name") or "file",
+        )
         result.bytes_uploaded += int(body["size"])
     item.new_id = new_id
     item.verified = _verify(client, item, new_id)
@@ -573,13 +757,25 @@ def _recreate_document_record(client: SalesforceClient, store: BlobStore, item: 
 
 # ====================================================================== undo
 def _undo_items(conn: psycopg.Connection[Any], client: SalesforceClient, undo_of: str, sobject: str) -> list[FileItem]:
-    rows = conn.execute("SELECT source_id, new_id, outcome FROM sf_pipeline.file_restore_items WHERE run_id = %s "
-                        "AND object = %s AND outcome IN ('recreated', 'undeleted') ORDER BY seq",
-                        (undo_of, sobject)).fetchall()
+    rows = conn.execute(
+        "SELECT source_id, new_id, outcome FROM sf_pipeline.file_restore_items WHERE run_id = %s "
+        "AND object = %s AND outcome IN ('recreated', 'undeleted') ORDER BY seq",
+        (undo_of, sobject),
+    ).fetchall()
     if not rows:
-        raise RestoreConfigError(f"undo_of: run {undo_of!r} restored no {sobject} (no recreated or undeleted file in "
-                                 "sf_pipeline.file_restore_items)")
-    return [FileItem(sobject, source, DELETE_COPY if outcome == "recreated" else DELETE_AGAIN,
-                     "re-created by the undone run: deleted" if outcome == "recreated"
-                     else "undeleted by the undone run: deleted again", target_id=new_id) for source, new_id, outcome
-            in rows]
+        raise RestoreConfigError(
+            f"undo_of: run {undo_of!r} restored no {sobject} (no recreated or undeleted file in "
+            "sf_pipeline.file_restore_items)"
+        )
+    return [
+        FileItem(
+            sobject,
+            source,
+            DELETE_COPY if outcome == "recreated" else DELETE_AGAIN,
+            "re-created by the undone run: deleted"
+            if outcome == "recreated"
+            else "undeleted by the undone run: deleted again",
+            target_id=new_id,
+        )
+        for source, new_id, outcome in rows
+    ]

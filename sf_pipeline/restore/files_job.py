@@ -14,8 +14,15 @@ from sf_pipeline.salesforce.client import SalesforceClient
 from sf_pipeline.settings import Settings
 
 
-def run_file_restore(context: dg.OpExecutionContext, conn: psycopg.Connection[Any], client: SalesforceClient,
-                     cfg: RestoreConfig, raw: dict[str, Any], settings: Settings, apply_config_md: Any) -> dg.Output:
+def run_file_restore(
+    context: dg.OpExecutionContext,
+    conn: psycopg.Connection[Any],
+    client: SalesforceClient,
+    cfg: RestoreConfig,
+    raw: dict[str, Any],
+    settings: Settings,
+    apply_config_md: Any,
+) -> dg.Output:
     store = settings.blob_store()
     if cfg.dry_run:
         plan = plan_file_restore(conn, client, cfg, context.run_id, store, source_org=settings.backup_org)
@@ -40,17 +47,20 @@ def run_file_restore(context: dg.OpExecutionContext, conn: psycopg.Connection[An
         return dg.Output(summary, metadata=metadata)
     metadata["plan_of"] = dg.MetadataValue.text(cfg.plan or "")
     result = apply_file_plan(conn, client, plan, store, cfg)
-    metadata.update({
-        "outcomes": dg.MetadataValue.json(result.outcomes),
-        "verified_by_hash": dg.MetadataValue.int(result.verified),
-        "links_created": dg.MetadataValue.int(result.links_created),
-        "bytes_uploaded": dg.MetadataValue.int(result.bytes_uploaded),
-        "new_ids": dg.MetadataValue.json({i.source_id: i.new_id for i in plan.items if i.new_id}),
-        "api_calls": dg.MetadataValue.int(client.api_calls),
-    })
+    metadata.update(
+        {
+            "outcomes": dg.MetadataValue.json(result.outcomes),
+            "verified_by_hash": dg.MetadataValue.int(result.verified),
+            "links_created": dg.MetadataValue.int(result.links_created),
+            "bytes_uploaded": dg.MetadataValue.int(result.bytes_uploaded),
+            "new_ids": dg.MetadataValue.json({i.source_id: i.new_id for i in plan.items if i.new_id}),
+            "api_calls": dg.MetadataValue.int(client.api_calls),
+        }
+    )
     bad = {i.source_id: i.outcome for i in plan.items if i.outcome in ("failed", "verify_failed")}
     if result.failed or bad:
         failed = "\n".join(f"- {rid}: {result.failed.get(rid, outcome)}" for rid, outcome in list(bad.items())[:50])
-        raise dg.Failure(description=f"file restore applied only partly ({result.outcomes}):\n{failed}",
-                         metadata=metadata)
+        raise dg.Failure(
+            description=f"file restore applied only partly ({result.outcomes}):\n{failed}", metadata=metadata
+        )
     return dg.Output({**summary, "applied": result.outcomes, "verified": result.verified}, metadata=metadata)

@@ -161,48 +161,79 @@ class TreePlan:
     def per_object(self) -> dict[str, dict[str, int]]:
         """Per object: how many records undeleted, re-created, already live, not restorable, re-pointed, deleted."""
         out: dict[str, dict[str, int]] = {}
-        names = {UNDELETE: "undelete", CREATE: "re-create", NOOP: "already_live", NONE: "cannot",
-                 DELETE: "delete"}
+        names = {UNDELETE: "undelete", CREATE: "re-create", NOOP: "already_live", NONE: "cannot", DELETE: "delete"}
         for obj in self.objects():
             out[obj] = dict.fromkeys(["undelete", "re-create", "re-point", "already_live", "cannot", "delete"], 0)
         for r in self.records:
             out[r.object][names[r.action]] += 1
         for p in self.repoints:
             out[p.object]["re-point"] += 1
-        return {o: {k: v for k, v in c.items() if v or k in ("undelete", "re-create", "re-point")}
-                for o, c in out.items()}
+        return {
+            o: {k: v for k, v in c.items() if v or k in ("undelete", "re-create", "re-point")} for o, c in out.items()
+        }
 
     def markdown(self) -> str:
         rows = [{"object": o, **{k: str(v) for k, v in c.items()}} for o, c in self.per_object().items()]
         head = ["object", "undelete", "re-create", "re-point", "already_live", "cannot", "delete"]
         table = markdown_table([{h: r.get(h, "0") for h in head} for r in rows])
-        reasons = [f"- {o}: {n} record(s) cannot be brought back: {why}"
-                   for o, by in self.cannot.items() for why, n in by.items()]
+        reasons = [
+            f"- {o}: {n} record(s) cannot be brought back: {why}"
+            for o, by in self.cannot.items()
+            for why, n in by.items()
+        ]
         return table + ("\n\n" + "\n".join(reasons) if reasons else "")
 
 
-def plan_tree(conn: psycopg.Connection[Any], client: SalesforceClient, config: RestoreConfig, run_id: str, *,
-              source_org: str, notes: list[str], started: float, calls_before: int) -> RestorePlan:
+def plan_tree(
+    conn: psycopg.Connection[Any],
+    client: SalesforceClient,
+    config: RestoreConfig,
+    run_id: str,
+    *,
+    source_org: str,
+    notes: list[str],
+    started: float,
+    calls_before: int,
+) -> RestorePlan:
     """The dry run of a whole-hierarchy restore (or of its undo): classify, store, return the plan."""
     if config.undo_of:
         tree = _plan_undo(conn, client, config, notes)
     else:
         if source_org != config.target_org:
-            raise RestoreConfigError(f"with_children restores a hierarchy into the org it was backed up from; the "
-                                     f"backup is of {source_org!r}, target_org is {config.target_org!r}: seed the "
-                                     "sandbox instead, or set with_children: false")
+            raise RestoreConfigError(
+                f"with_children restores a hierarchy into the org it was backed up from; the "
+                f"backup is of {source_org!r}, target_org is {config.target_org!r}: seed the "
+                "sandbox instead, or set with_children: false"
+            )
         tree = _plan_restore(conn, client, config, notes)
-    plan = RestorePlan(run_id=run_id, config=config, source_org=source_org, fields=[], create_fields=[],
-                       field_types={}, records=[], notes=notes, tree=tree)
+    plan = RestorePlan(
+        run_id=run_id,
+        config=config,
+        source_org=source_org,
+        fields=[],
+        create_fields=[],
+        field_types={},
+        records=[],
+        notes=notes,
+        tree=tree,
+    )
     plan.api_calls = client.api_calls - calls_before
     plan.seconds = time.perf_counter() - started
     summary = plan.summary()
-    tables.save_plan(conn, run_id=run_id, object_name=config.object, target_org=config.target_org,
-                     source_org=source_org, config=config.to_dict(), counts=summary["counts"],
-                     details={**{k: v for k, v in summary.items() if k not in ("counts", "preview")},
-                              "tree": {"order": tree.order, "deferred": tree.deferred, "cannot": tree.cannot,
-                                       "undo_of": tree.undo_of}},
-                     items=())
+    tables.save_plan(
+        conn,
+        run_id=run_id,
+        object_name=config.object,
+        target_org=config.target_org,
+        source_org=source_org,
+        config=config.to_dict(),
+        counts=summary["counts"],
+        details={
+            **{k: v for k, v in summary.items() if k not in ("counts", "preview")},
+            "tree": {"order": tree.order, "deferred": tree.deferred, "cannot": tree.cannot, "undo_of": tree.undo_of},
+        },
+        items=(),
+    )
     tree_tables.save_items(conn, run_id, _item_rows(tree))
     plan.seconds = time.perf_counter() - started
     return plan
@@ -223,16 +254,32 @@ def tree_summary(plan: RestorePlan) -> dict[str, Any]:
     if tree.repoints:
         actions[REPOINT] = len(tree.repoints)
     return {
-        "run_id": plan.run_id, "object": plan.object, "target_org": plan.config.target_org,
-        "dry_run": plan.config.dry_run, "as_of": format_datetime(tree.as_of) if tree.as_of else None,
-        "undo_of": plan.config.undo_of, "plan_of": plan.plan_of, "fields": [], "records": len(tree.records),
+        "run_id": plan.run_id,
+        "object": plan.object,
+        "target_org": plan.config.target_org,
+        "dry_run": plan.config.dry_run,
+        "as_of": format_datetime(tree.as_of) if tree.as_of else None,
+        "undo_of": plan.config.undo_of,
+        "plan_of": plan.plan_of,
+        "fields": [],
+        "records": len(tree.records),
         # records: each record written once however many of its lookups are re-pointed (what verify reads back)
-        "counts": counts, "actions": actions, "records_to_write": len(
+        "counts": counts,
+        "actions": actions,
+        "records_to_write": len(
             {(r.object, r.record_id) for r in tree.records if r.action in (UNDELETE, CREATE, DELETE)}
-            | {(p.object, p.record_id) for p in tree.repoints}),
-        "values_to_write": sum(actions.values()), "fetch_mode": "collections", "api_calls": plan.api_calls,
-        "seconds": round(plan.seconds, 3), "timings": {}, "notes": plan.notes,
-        "tree": tree.per_object(), "order": tree.order, "deferred": tree.deferred, "cannot": tree.cannot,
+            | {(p.object, p.record_id) for p in tree.repoints}
+        ),
+        "values_to_write": sum(actions.values()),
+        "fetch_mode": "collections",
+        "api_calls": plan.api_calls,
+        "seconds": round(plan.seconds, 3),
+        "timings": {},
+        "notes": plan.notes,
+        "tree": tree.per_object(),
+        "order": tree.order,
+        "deferred": tree.deferred,
+        "cannot": tree.cannot,
         "preview": tree.markdown(),
     }
 
@@ -282,32 +329,45 @@ class _Backup:
 
 def _selection(config: RestoreConfig) -> tables.Selection:
     if config.changed_between:
-        return tables.Selection(start=config.changed_between[0], end=config.changed_between[1],
-                                changed_by=config.changed_by, record_ids=config.record_ids)
+        return tables.Selection(
+            start=config.changed_between[0],
+            end=config.changed_between[1],
+            changed_by=config.changed_by,
+            record_ids=config.record_ids,
+        )
     if config.changed_by or not config.record_ids:
         return tables.Selection(after=config.as_of, changed_by=config.changed_by, record_ids=config.record_ids)
     return tables.Selection(record_ids=config.record_ids)
 
 
-def _plan_restore(conn: psycopg.Connection[Any], client: SalesforceClient, config: RestoreConfig,
-                  notes: list[str]) -> TreePlan:
+def _plan_restore(
+    conn: psycopg.Connection[Any], client: SalesforceClient, config: RestoreConfig, notes: list[str]
+) -> TreePlan:
     as_of = config.as_of
     assert as_of is not None
     if config.fields:
-        notes.append(f"fields ({', '.join(config.fields)}) do not apply: a with_children restore brings whole records "
-                     "back as they were at as_of, and re-points every lookup to them")
+        notes.append(
+            f"fields ({', '.join(config.fields)}) do not apply: a with_children restore brings whole records "
+            "back as they were at as_of, and re-points every lookup to them"
+        )
     backup = _Backup(conn, client)
     root = backup.describe(config.object)["name"]
     if backup.columns(root) is None:
-        raise RestoreConfigError(f"no backup history for {root}: is it configured for backup, and has at least one "
-                                 "window been backed up (history/<Object> materialized)?")
+        raise RestoreConfigError(
+            f"no backup history for {root}: is it configured for backup, and has at least one "
+            "window been backed up (history/<Object> materialized)?"
+        )
     roots, live_selected = tree_tables.selected_deleted(conn, root, _selection(config), as_of)
     if live_selected:
-        notes.append(f"{live_selected} selected {root} records are not deleted: a with_children restore brings back "
-                     "deleted records only; restore their fields with with_children: false")
+        notes.append(
+            f"{live_selected} selected {root} records are not deleted: a with_children restore brings back "
+            "deleted records only; restore their fields with with_children: false"
+        )
     if not roots:
-        raise RestoreConfigError(f"empty selection: no {root} record selected by this config existed at as_of "
-                                 f"{format_datetime(as_of)} and is deleted in the backup")
+        raise RestoreConfigError(
+            f"empty selection: no {root} record selected by this config existed at as_of "
+            f"{format_datetime(as_of)} and is deleted in the backup"
+        )
 
     # ---------------------------------------------------------------- the tree, from the backup
     members: dict[str, dict[str, str | None]] = {root: dict.fromkeys(roots)}  # object -> id -> cascade parent
@@ -340,11 +400,15 @@ def _plan_restore(conn: psycopg.Connection[Any], client: SalesforceClient, confi
             elif rec.state == RECYCLE_BIN and desc.get("undeletable"):
                 rec.action, rec.reason = UNDELETE, "in the recycle bin: undelete"
             elif desc.get("createable"):
-                rec.action, rec.reason = CREATE, ("deleted and no longer in the recycle bin: re-create with its "
-                                                   "as_of values under a new id")
+                rec.action, rec.reason = (
+                    CREATE,
+                    ("deleted and no longer in the recycle bin: re-create with its as_of values under a new id"),
+                )
             else:
-                rec.action, rec.reason = NONE, f"{obj} is not createable: a record gone from the recycle bin cannot " \
-                                               "be re-created"
+                rec.action, rec.reason = (
+                    NONE,
+                    f"{obj} is not createable: a record gone from the recycle bin cannot be re-created",
+                )
             records.append(rec)
             by_id[rid] = rec
     # Parents first: a record whose cascade parent cannot come back cannot either; one whose parent is
@@ -355,16 +419,26 @@ def _plan_restore(conn: psycopg.Connection[Any], client: SalesforceClient, confi
             if parent is None:
                 continue
             if parent.action == NONE and rec.action in (UNDELETE, CREATE):
-                rec.action, rec.reason = NONE, f"deleted with {parent.object} {parent.record_id}, which cannot be " \
-                                               "brought back"
+                rec.action, rec.reason = (
+                    NONE,
+                    f"deleted with {parent.object} {parent.record_id}, which cannot be brought back",
+                )
             elif parent.action == UNDELETE and rec.state == RECYCLE_BIN:
                 # Deleted with a parent that is undeleted: it comes back with it, even when its object cannot be
                 # undeleted on its own (describe's `undeletable` is false for OpportunityContactRole).
-                rec.action, rec.reason = UNDELETE, f"in the recycle bin, deleted with {parent.object} " \
-                                                   f"{parent.record_id}: comes back with its undelete"
+                rec.action, rec.reason = (
+                    UNDELETE,
+                    f"in the recycle bin, deleted with {parent.object} "
+                    f"{parent.record_id}: comes back with its undelete",
+                )
             elif parent.action == CREATE and rec.action == UNDELETE:
-                rec.action, rec.reason = CREATE, (f"deleted with {parent.object} {parent.record_id}, which is "
-                                                  "re-created: re-create it under its new parent")
+                rec.action, rec.reason = (
+                    CREATE,
+                    (
+                        f"deleted with {parent.object} {parent.record_id}, which is "
+                        "re-created: re-create it under its new parent"
+                    ),
+                )
     for rec in records:
         if rec.action == NONE:
             by = cannot.setdefault(rec.object, {})
@@ -396,8 +470,9 @@ def _plan_restore(conn: psycopg.Connection[Any], client: SalesforceClient, confi
         notes.extend(f"{n} lookup(s) not re-pointed: {why}" for why, n in skipped.items())
 
     # ---------------------------------------------------------------- insert order (seeding's)
-    order, deferred = _insert_order(backup, [o for o in members if any(r.object == o and r.action == CREATE
-                                                                       for r in records)])
+    order, deferred = _insert_order(
+        backup, [o for o in members if any(r.object == o and r.action == CREATE for r in records)]
+    )
     return TreePlan(as_of, order, deferred, records, repoints, cannot=cannot)
 
 
@@ -410,11 +485,14 @@ def _insert_order(backup: _Backup, objects: Sequence[str]) -> tuple[list[str], d
     refs = {}
     for obj in objects:
         cols = set(backup.columns(obj) or ())
-        refs[obj] = [Reference(f["name"], tuple(t for t in f.get("referenceTo") or () if t in wanted),
-                               bool(f.get("nillable")))
-                     for f in backup.describe(obj)["fields"]
-                     if f.get("type") == "reference" and f.get("createable") and column_name(f["name"]) in cols
-                     and any(t in wanted for t in f.get("referenceTo") or ())]
+        refs[obj] = [
+            Reference(f["name"], tuple(t for t in f.get("referenceTo") or () if t in wanted), bool(f.get("nillable")))
+            for f in backup.describe(obj)["fields"]
+            if f.get("type") == "reference"
+            and f.get("createable")
+            and column_name(f["name"]) in cols
+            and any(t in wanted for t in f.get("referenceTo") or ())
+        ]
     try:
         order = insert_order(refs)
     except SeedingError as exc:
@@ -440,8 +518,9 @@ def org_states(client: SalesforceClient, obj: str, ids: Sequence[str], *, has_bi
 
 
 # ===================================================================== loading a stored tree plan
-def load_tree_plan(conn: psycopg.Connection[Any], config: RestoreConfig, run_id: str, row: Mapping[str, Any],
-                   notes: list[str]) -> RestorePlan:
+def load_tree_plan(
+    conn: psycopg.Connection[Any], config: RestoreConfig, run_id: str, row: Mapping[str, Any], notes: list[str]
+) -> RestorePlan:
     """The tree plan dry run `config.plan` stored, as run `run_id`'s plan (load_plan checked the config)."""
     details = dict(row["details"] or {})
     stored = details["tree"]
@@ -452,12 +531,35 @@ def load_tree_plan(conn: psycopg.Connection[Any], config: RestoreConfig, run_id:
         else:
             records.append(TreeRecord(obj, rid, action, current, damaged, reason))
     as_of = config.as_of
-    tables.copy_plan(conn, plan_of=config.plan, run_id=run_id, config=config.to_dict(),
-                     details={"plan_of": config.plan, "tree": stored, "notes": notes})
-    tree = TreePlan(as_of, list(stored.get("order") or []), dict(stored.get("deferred") or {}), records, repoints,
-                    undo_of=stored.get("undo_of"), cannot=dict(stored.get("cannot") or {}))
-    return RestorePlan(run_id=run_id, config=config, source_org=row["source_org"], fields=[], create_fields=[],
-                       field_types={}, records=[], fetch_mode="stored", notes=notes, plan_of=config.plan, tree=tree)
+    tables.copy_plan(
+        conn,
+        plan_of=config.plan,
+        run_id=run_id,
+        config=config.to_dict(),
+        details={"plan_of": config.plan, "tree": stored, "notes": notes},
+    )
+    tree = TreePlan(
+        as_of,
+        list(stored.get("order") or []),
+        dict(stored.get("deferred") or {}),
+        records,
+        repoints,
+        undo_of=stored.get("undo_of"),
+        cannot=dict(stored.get("cannot") or {}),
+    )
+    return RestorePlan(
+        run_id=run_id,
+        config=config,
+        source_org=row["source_org"],
+        fields=[],
+        create_fields=[],
+        field_types={},
+        records=[],
+        fetch_mode="stored",
+        notes=notes,
+        plan_of=config.plan,
+        tree=tree,
+    )
 
 
 # ===================================================================== apply
@@ -505,11 +607,20 @@ def apply_tree(conn: psycopg.Connection[Any], client: SalesforceClient, plan: Re
             result.api_calls = client.api_calls - calls_before
             result.seconds = time.perf_counter() - started
             result.id_map = dict(plan.id_map)
-            tree_tables.set_outcomes(conn, plan.run_id, [
-                *((r.record_id, None, r.outcome, r.error) for r in tree.records),
-                *((p.record_id, p.field, p.outcome, p.error) for p in tree.repoints)])
-            tables.set_plan_status(conn, plan.run_id, "applied" if result.success else "apply_failed",
-                                   {"apply": {**result.summary(), "tree": _outcomes_per_object(tree)}})
+            tree_tables.set_outcomes(
+                conn,
+                plan.run_id,
+                [
+                    *((r.record_id, None, r.outcome, r.error) for r in tree.records),
+                    *((p.record_id, p.field, p.outcome, p.error) for p in tree.repoints),
+                ],
+            )
+            tables.set_plan_status(
+                conn,
+                plan.run_id,
+                "applied" if result.success else "apply_failed",
+                {"apply": {**result.summary(), "tree": _outcomes_per_object(tree)}},
+            )
     if not result.success:
         failed = "; ".join(f"{rid}: {msg}" for rid, msg in list(result.failed.items())[:20])
         raise RestoreApplyError(
@@ -517,7 +628,9 @@ def apply_tree(conn: psycopg.Connection[Any], client: SalesforceClient, plan: Re
             f"({result.outcomes}): {failed or ''} {result.interrupted or ''}. Every write is in "
             f"sf_pipeline.restore_audit (written ahead of its call) and re-created ids in sf_pipeline.id_map; apply "
             f"the same plan again (plan: {plan.plan_of or plan.run_id}) to finish: what this run left pending is "
-            "settled against the org first, and records already back are not written twice", result)
+            "settled against the org first, and records already back are not written twice",
+            result,
+        )
     return result
 
 
@@ -536,8 +649,7 @@ class _TreeRun:
     completed after, so a run killed at any point leaves an exact account, settled against the org (`reconcile`)
     before the next apply writes anything: nothing is undeleted, re-created or re-pointed twice."""
 
-    def __init__(self, conn: psycopg.Connection[Any], client: SalesforceClient, plan: RestorePlan,
-                 result: ApplyResult):
+    def __init__(self, conn: psycopg.Connection[Any], client: SalesforceClient, plan: RestorePlan, result: ApplyResult):
         self.conn, self.client, self.plan, self.result = conn, client, plan, result
         self.tree: TreePlan = plan.tree
         self.alias = plan.config.target_org
@@ -565,8 +677,9 @@ class _TreeRun:
             self.result.reconciled[state] = self.result.reconciled.get(state, 0) + n
         self.result.unchecked.update(found.unchecked)
         if found.counts:
-            self.plan.notes.append(f"settled {sum(found.counts.values())} write(s) to {obj} an earlier call left "
-                                   f"pending: {found.counts}")
+            self.plan.notes.append(
+                f"settled {sum(found.counts.values())} write(s) to {obj} an earlier call left pending: {found.counts}"
+            )
         return found
 
     def audit(self, obj: str, rows: Sequence[tuple[str, str, Any, Any, str]]) -> None:
@@ -574,8 +687,13 @@ class _TreeRun:
         found deleted by an undo), or of deletes (an undo's; deleting twice changes nothing)."""
         if rows:
             user = self.user
-            tables.write_audit(self.conn, [(self.plan.run_id, self.alias, obj, rid, f, before, after, op, user)
-                                           for rid, f, before, after, op in rows])
+            tables.write_audit(
+                self.conn,
+                [
+                    (self.plan.run_id, self.alias, obj, rid, f, before, after, op, user)
+                    for rid, f, before, after, op in rows
+                ],
+            )
 
     def fail(self, item: TreeRecord | Repoint, message: str) -> None:
         item.outcome, item.error = FAILED, message
@@ -599,8 +717,11 @@ class _TreeRun:
         for obj, recs in pending.items():
             tops = [r for r in recs if r.parent not in undeleting]
             if tops:
-                live = {rid for rid, rec in fetch_records(self.client, obj, [r.record_id for r in tops], []).items()
-                        if rec is not None}
+                live = {
+                    rid
+                    for rid, rec in fetch_records(self.client, obj, [r.record_id for r in tops], []).items()
+                    if rec is not None
+                }
                 for r in tops:
                     if r.record_id in live:
                         r.outcome = "undeleted"
@@ -616,8 +737,9 @@ class _TreeRun:
                 r.outcome = "undeleted"
             # brought back by their parent's undelete (a call of this run or of a killed one): logged once
             logged = tree_tables.audited(self.conn, self.alias, obj, "undelete", [r.record_id for r in back])
-            self.audit(obj, [(r.record_id, "IsDeleted", True, False, "undelete") for r in back
-                             if r.record_id not in logged])
+            self.audit(
+                obj, [(r.record_id, "IsDeleted", True, False, "undelete") for r in back if r.record_id not in logged]
+            )
             self._undelete(obj, [r for r in recs if states.get(r.record_id) == RECYCLE_BIN])
             for r in recs:
                 if r.outcome is None and states.get(r.record_id) == MISSING:
@@ -652,8 +774,9 @@ class _TreeRun:
         for obj, waiting in later.items():
             self._set_deferred(obj, waiting)
 
-    def _create_object(self, obj: str, recs: list[TreeRecord], creating: set[str]
-                       ) -> list[tuple[TreeRecord, dict[str, str]]]:
+    def _create_object(
+        self, obj: str, recs: list[TreeRecord], creating: set[str]
+    ) -> list[tuple[TreeRecord, dict[str, str]]]:
         """Create the records of one object (parents' new ids already known); returns, per record created (now
         or by an earlier run of the plan), its lookups to tree records to set once every record exists."""
         id_map = self.plan.id_map
@@ -677,22 +800,25 @@ class _TreeRun:
         desc = self.backup.describe(obj)
         types = field_types(desc["fields"])
         cols = set(self.backup.columns(obj) or ())
-        writable = [f for f in desc["fields"] if f.get("createable") and str(f["type"]) not in SKIPPED_TYPES
-                    and column_name(f["name"]) in cols]
+        writable = [
+            f
+            for f in desc["fields"]
+            if f.get("createable") and str(f["type"]) not in SKIPPED_TYPES and column_name(f["name"]) in cols
+        ]
         refs = {f["name"] for f in writable if f.get("type") == "reference"}
         deferred = set(self.tree.deferred.get(obj, ()))
         names = [f["name"] for f in writable]
         convert = {n: converter(types.get(n, "string")) for n in names}
-        values = tree_tables.values_as_of(self.conn, obj, [column_name(n) for n in names],
-                                          [r.record_id for r in [*todo, *again]], self.tree.as_of)
+        values = tree_tables.values_as_of(
+            self.conn, obj, [column_name(n) for n in names], [r.record_id for r in [*todo, *again]], self.tree.as_of
+        )
         payloads, waiting = [], []
         out: list[tuple[TreeRecord, dict[str, str]]] = []
         for r in [*todo, *again]:
             found = values.get(r.record_id)
             if found is None:
                 if r.outcome is None:
-                    self.fail(r, f"no version of this record at as_of {format_datetime(self.tree.as_of)} in the "
-                                 "backup")
+                    self.fail(r, f"no version of this record at as_of {format_datetime(self.tree.as_of)} in the backup")
                 continue
             payload: dict[str, Any] = {}
             later: dict[str, str] = {}
@@ -726,8 +852,9 @@ class _TreeRun:
         for _attempt in range(3):  # a lost answer: reconcile, then send only what the org did not create
             if not payloads:
                 break
-            log = self.journal.calls(obj, "create", record_id=lambda p: by_payload[id(p)][0].record_id,
-                                     created_after=self.tree.as_of)
+            log = self.journal.calls(
+                obj, "create", record_id=lambda p: by_payload[id(p)][0].record_id, created_after=self.tree.as_of
+            )
             if len(payloads) >= BULK_AT:
                 results = bulk_create(self.client, obj, payloads, csv_text, journal=log)
                 created([(p, r) for p, r in zip(payloads, results, strict=True) if r.success])
@@ -785,8 +912,14 @@ class _TreeRun:
                 self.tree.written.setdefault(obj, {}).setdefault(rec.new_id, {}).update(changes)
         self._update(obj, payloads, owners, "update", befores)
 
-    def _update(self, obj: str, payloads: list[dict[str, Any]], owners: list[TreeRecord | Repoint], operation: str,
-                befores: Mapping[str, Mapping[str, Any]] | None = None) -> list[WriteResult]:
+    def _update(
+        self,
+        obj: str,
+        payloads: list[dict[str, Any]],
+        owners: list[TreeRecord | Repoint],
+        operation: str,
+        befores: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> list[WriteResult]:
         if not payloads:
             return []
 
@@ -813,8 +946,11 @@ class _TreeRun:
         by_obj: dict[str, list[Repoint]] = {}
         for p in self.tree.repoints:
             parent = brought.get(p.parent or "")
-            if parent is not None and parent.outcome not in ("undeleted", "created", ALREADY_CORRECT) \
-                    and parent.action != NOOP:
+            if (
+                parent is not None
+                and parent.outcome not in ("undeleted", "created", ALREADY_CORRECT)
+                and parent.action != NOOP
+            ):
                 p.outcome, p.error = NOT_ATTEMPTED, f"{p.parent} did not come back"
                 continue
             by_obj.setdefault(p.object, []).append(p)
@@ -837,12 +973,19 @@ class _TreeRun:
                     merged.setdefault(p.record_id, {"Id": p.record_id})[p.field] = target
                     owners.setdefault(p.record_id, []).append(p)
                 else:
-                    p.outcome, p.error = CHANGED_SINCE_PLAN, (f"{p.field} now holds {held}, set by someone since; "
-                                                              f"not re-pointed to {target}")
+                    p.outcome, p.error = (
+                        CHANGED_SINCE_PLAN,
+                        (f"{p.field} now holds {held}, set by someone since; not re-pointed to {target}"),
+                    )
                     self.result.changed[p.record_id] = p.error
             payloads = list(merged.values())
-            results = self._update(obj, payloads, [owners[p["Id"]][0] for p in payloads], REPOINT,
-                                   {rid: (fresh.get(rid) or {}) for rid in merged})
+            results = self._update(
+                obj,
+                payloads,
+                [owners[p["Id"]][0] for p in payloads],
+                REPOINT,
+                {rid: (fresh.get(rid) or {}) for rid in merged},
+            )
             for payload, res in zip(payloads, results, strict=True):
                 for p in owners[payload["Id"]]:
                     if res.success:
@@ -856,8 +999,9 @@ class _TreeRun:
         for p in self.tree.repoints:
             by_obj.setdefault(p.object, []).append(p)
         for obj, items in by_obj.items():
-            fresh = fetch_records(self.client, obj, list(dict.fromkeys(p.record_id for p in items)),
-                                  sorted({p.field for p in items}))
+            fresh = fetch_records(
+                self.client, obj, list(dict.fromkeys(p.record_id for p in items)), sorted({p.field for p in items})
+            )
             merged: dict[str, dict[str, Any]] = {}
             owners: dict[str, list[Repoint]] = {}
             for p in items:
@@ -872,12 +1016,19 @@ class _TreeRun:
                     merged.setdefault(p.record_id, {"Id": p.record_id})[p.field] = p.parent
                     owners.setdefault(p.record_id, []).append(p)
                 else:
-                    p.outcome, p.error = CHANGED_SINCE_PLAN, f"{p.field} now holds {held}, not what the undone run " \
-                                                             f"wrote ({p.written}): left as it is"
+                    p.outcome, p.error = (
+                        CHANGED_SINCE_PLAN,
+                        f"{p.field} now holds {held}, not what the undone run wrote ({p.written}): left as it is",
+                    )
                     self.result.changed[p.record_id] = p.error
             payloads = list(merged.values())
-            results = self._update(obj, payloads, [owners[p["Id"]][0] for p in payloads], "update",
-                                   {rid: (fresh.get(rid) or {}) for rid in merged})
+            results = self._update(
+                obj,
+                payloads,
+                [owners[p["Id"]][0] for p in payloads],
+                "update",
+                {rid: (fresh.get(rid) or {}) for rid in merged},
+            )
             for payload, res in zip(payloads, results, strict=True):
                 for p in owners[payload["Id"]]:
                     if res.success:
@@ -898,15 +1049,17 @@ class _TreeRun:
             by_obj.setdefault(r.object, []).append(r)
         still: list[TreeRecord] = []
         for obj, recs in by_obj.items():
-            live = {rid for rid, rec in fetch_records(self.client, obj, [r.record_id for r in recs], []).items()
-                    if rec is not None}
+            live = {
+                rid
+                for rid, rec in fetch_records(self.client, obj, [r.record_id for r in recs], []).items()
+                if rec is not None
+            }
             for r in recs:
                 if r.record_id in live:
                     still.append(r)
                 else:
                     r.outcome = DELETED
-            self.audit(obj, [(r.record_id, "IsDeleted", False, True, "delete") for r in recs
-                             if r.outcome == DELETED])
+            self.audit(obj, [(r.record_id, "IsDeleted", False, True, "delete") for r in recs if r.outcome == DELETED])
         self._delete(still)
 
     def _delete(self, records: Sequence[TreeRecord]) -> None:
@@ -924,24 +1077,28 @@ class _TreeRun:
 
 
 # ===================================================================== undo plan
-def _plan_undo(conn: psycopg.Connection[Any], client: SalesforceClient, config: RestoreConfig,
-               notes: list[str]) -> TreePlan:
+def _plan_undo(
+    conn: psycopg.Connection[Any], client: SalesforceClient, config: RestoreConfig, notes: list[str]
+) -> TreePlan:
     run = config.undo_of
     undone = tables.plan_row(conn, run)
     assert undone is not None
     if undone["target_org"] != config.target_org:
-        raise RestoreConfigError(f"undo_of: run {run!r} wrote to org {undone['target_org']!r}; set target_org: "
-                                 f"{undone['target_org']}")
+        raise RestoreConfigError(
+            f"undo_of: run {run!r} wrote to org {undone['target_org']!r}; set target_org: {undone['target_org']}"
+        )
     rows = tree_tables.audit_rows(conn, run)
     if not rows:
-        raise RestoreConfigError(f"undo_of: run {run!r} wrote nothing (a dry run, or nothing needed restoring), so "
-                                 "there is nothing to undo")
+        raise RestoreConfigError(
+            f"undo_of: run {run!r} wrote nothing (a dry run, or nothing needed restoring), so there is nothing to undo"
+        )
     brought: dict[str, TreeRecord] = {}
     repoints: dict[tuple[str, str], Repoint] = {}
     for obj, rid, fname, before, after, op in rows:
         if op == "undelete" or (op == "create" and fname == "Id"):
-            brought.setdefault(rid, TreeRecord(obj, rid, DELETE, LIVE, None,
-                                               f"brought back by run {run} ({op}): delete it again"))
+            brought.setdefault(
+                rid, TreeRecord(obj, rid, DELETE, LIVE, None, f"brought back by run {run} ({op}): delete it again")
+            )
         elif op == REPOINT:
             key = (rid, fname)
             if key in repoints:
@@ -961,16 +1118,19 @@ def _plan_undo(conn: psycopg.Connection[Any], client: SalesforceClient, config: 
         wanted = set(config.record_ids)
         brought = {k: v for k, v in brought.items() if k in wanted}
         repoints = {k: v for k, v in repoints.items() if k[0] in wanted}
-    notes.append(f"undoes run {run}: {len(repoints)} lookup(s) it re-pointed are put back where they still hold what "
-                 f"it wrote, and the {len(brought)} record(s) it brought back are deleted again (to the recycle bin, "
-                 "from which a later restore can undelete them)")
+    notes.append(
+        f"undoes run {run}: {len(repoints)} lookup(s) it re-pointed are put back where they still hold what "
+        f"it wrote, and the {len(brought)} record(s) it brought back are deleted again (to the recycle bin, "
+        "from which a later restore can undelete them)"
+    )
     objects = list(dict.fromkeys(r.object for r in brought.values()))
     return TreePlan(None, objects, {}, list(brought.values()), list(repoints.values()), undo_of=run)
 
 
 # ===================================================================== verify
-def verify_tree(client: SalesforceClient, plan: RestorePlan, *, conn: psycopg.Connection[Any] | None = None
-                ) -> VerifyResult:
+def verify_tree(
+    client: SalesforceClient, plan: RestorePlan, *, conn: psycopg.Connection[Any] | None = None
+) -> VerifyResult:
     """Read back every object the run touched: records brought back live (re-created ones with the values
     written), lookups holding the id written, records an undo deleted gone from the live records."""
     tree = plan.tree
@@ -995,8 +1155,11 @@ def verify_tree(client: SalesforceClient, plan: RestorePlan, *, conn: psycopg.Co
                 values[p.field] = want
     for obj, records in expected.items():
         fields = sorted({f for v in records.values() if v for f in v})
-        types = field_types(describe(client, obj)["fields"]) if backup is None else \
-            field_types(backup.describe(obj)["fields"])
+        types = (
+            field_types(describe(client, obj)["fields"])
+            if backup is None
+            else field_types(backup.describe(obj)["fields"])
+        )
         convert = {f: converter(types.get(f, "string")) for f in fields}
         fresh = fetch_records(client, obj, list(records), fields)
         for rid, values in records.items():
@@ -1014,15 +1177,30 @@ def verify_tree(client: SalesforceClient, plan: RestorePlan, *, conn: psycopg.Co
         result.checked += len(records)
     result.api_calls = client.api_calls - calls_before
     if conn is not None:
-        tables.set_plan_status(conn, plan.run_id, "verified" if result.success else "verify_failed",
-                               {"verify": result.summary()})
+        tables.set_plan_status(
+            conn, plan.run_id, "verified" if result.success else "verify_failed", {"verify": result.summary()}
+        )
     if not result.success:
-        shown = "; ".join(f"{rid}: " + ", ".join(f"{f} expected {display(e)} found {display(a)}" for f, e, a in d)
-                          for rid, d in list(result.mismatched.items())[:20])
-        raise RestoreVerifyError(f"{len(result.mismatched)} of {result.checked} records of the restored "
-                                 f"{plan.object} hierarchy do not hold what was written: {shown}", result)
+        shown = "; ".join(
+            f"{rid}: " + ", ".join(f"{f} expected {display(e)} found {display(a)}" for f, e, a in d)
+            for rid, d in list(result.mismatched.items())[:20]
+        )
+        raise RestoreVerifyError(
+            f"{len(result.mismatched)} of {result.checked} records of the restored "
+            f"{plan.object} hierarchy do not hold what was written: {shown}",
+            result,
+        )
     return result
 
 
-__all__ = ["TreePlan", "applies", "apply_tree", "load_tree_plan", "org_states", "plan_tree", "tree_summary",
-           "undoes_tree", "verify_tree"]
+__all__ = [
+    "TreePlan",
+    "applies",
+    "apply_tree",
+    "load_tree_plan",
+    "org_states",
+    "plan_tree",
+    "tree_summary",
+    "undoes_tree",
+    "verify_tree",
+]

@@ -72,17 +72,22 @@ class Journal:
         self.user = user
         self.unknown: list[CallLog] = []  # calls whose answer was lost: reconcile them before going on
 
-    def calls(self, object_name: str, operation: str, *, record_id: Callable[[Mapping[str, Any]], str] | None = None,
-              befores: Mapping[str, Mapping[str, Any]] | None = None,
-              created_after: datetime | None = None) -> CallLog:
+    def calls(
+        self,
+        object_name: str,
+        operation: str,
+        *,
+        record_id: Callable[[Mapping[str, Any]], str] | None = None,
+        befores: Mapping[str, Mapping[str, Any]] | None = None,
+        created_after: datetime | None = None,
+    ) -> CallLog:
         """A `WriteJournal` for the calls of one write function (writes.py) on `object_name`.
 
         `record_id(record)` names the record a payload writes (default: its `Id`; for a create, the id of
         the record it re-creates); `befores` holds the values the org held before, per record id;
         `created_after` (creates) is the earliest CreatedDate, on the org's clock, a record the call makes
         can have (see the module docstring)."""
-        return CallLog(self, object_name, operation, record_id or (lambda rec: rec["Id"]), befores or {},
-                       created_after)
+        return CallLog(self, object_name, operation, record_id or (lambda rec: rec["Id"]), befores or {}, created_after)
 
 
 @dataclass
@@ -112,9 +117,15 @@ class CallLog:
             else:
                 was = self.befores.get(rid, {})
                 rows.extend((rid, f, was.get(f), v) for f, v in rec.items() if f != "Id")
-        tables.journal_begin(j.conn, call_id, [(j.run_id, j.org_alias, self.object, rid, f, before, after,
-                                                self.operation, j.user) for rid, f, before, after in rows],
-                             detail=format_datetime(self.created_after) if self.created_after else None)
+        tables.journal_begin(
+            j.conn,
+            call_id,
+            [
+                (j.run_id, j.org_alias, self.object, rid, f, before, after, self.operation, j.user)
+                for rid, f, before, after in rows
+            ],
+            detail=format_datetime(self.created_after) if self.created_after else None,
+        )
         return call_id
 
     def job(self, token: str, job_id: str) -> None:
@@ -165,8 +176,7 @@ class Reconciled:
         self.unchecked.update(other.unchecked)
 
 
-def reconcile(conn: psycopg.Connection[Any], client: SalesforceClient, org_alias: str,
-              object_name: str) -> Reconciled:
+def reconcile(conn: psycopg.Connection[Any], client: SalesforceClient, org_alias: str, object_name: str) -> Reconciled:
     """Settle every pending journal row of `object_name` in `org_alias` against the org (module docstring).
 
     Call it holding the apply lock of (org, object), before writing: no other run writes them meanwhile.
@@ -199,8 +209,9 @@ def reconcile(conn: psycopg.Connection[Any], client: SalesforceClient, org_alias
     return out
 
 
-def _finish_from_job(conn: psycopg.Connection[Any], call: tables.PendingCall, results: Mapping[str, WriteResult],
-                     out: Reconciled) -> None:
+def _finish_from_job(
+    conn: psycopg.Connection[Any], call: tables.PendingCall, results: Mapping[str, WriteResult], out: Reconciled
+) -> None:
     done, other = {}, []
     for rid in call.values:
         res = results.get(rid)
@@ -216,19 +227,31 @@ def _finish_from_job(conn: psycopg.Connection[Any], call: tables.PendingCall, re
         out.add(state)
 
 
-def _finish_creates_from_job(conn: psycopg.Connection[Any], org_alias: str, call: tables.PendingCall,
-                             rows: Sequence[tuple[Mapping[str, str], WriteResult]], types: Mapping[str, str],
-                             out: Reconciled) -> None:
+def _finish_creates_from_job(
+    conn: psycopg.Connection[Any],
+    org_alias: str,
+    call: tables.PendingCall,
+    rows: Sequence[tuple[Mapping[str, str], WriteResult]],
+    types: Mapping[str, str],
+    out: Reconciled,
+) -> None:
     """Complete a Bulk insert's pending rows from its result rows: an insert's results carry no id of the
     records they re-create, only the cells as uploaded and the new id, so each row is matched back to the pending
     record whose every sent value it holds (rows with equal cells are interchangeable, as in bulk_create)."""
-    waiting = [(rid, {f: after for f, (_b, after) in values.items() if f != "Id"})
-               for rid, values in call.values.items()]
+    waiting = [
+        (rid, {f: after for f, (_b, after) in values.items() if f != "Id"}) for rid, values in call.values.items()
+    ]
     done: dict[str, str] = {}
     other: list[tuple[str, str, str | None]] = []
     for row, res in rows:
-        match = next((i for i, (_rid, sent) in enumerate(waiting)
-                      if all(_same(types.get(f, "string"), row.get(f), v) for f, v in sent.items())), None)
+        match = next(
+            (
+                i
+                for i, (_rid, sent) in enumerate(waiting)
+                if all(_same(types.get(f, "string"), row.get(f), v) for f, v in sent.items())
+            ),
+            None,
+        )
         if match is None:
             continue
         rid, _sent = waiting.pop(match)
@@ -236,8 +259,10 @@ def _finish_creates_from_job(conn: psycopg.Connection[Any], org_alias: str, call
             done[rid] = res.id
         else:
             other.append((rid, FAILED, res.message[:2000]))
-    other.extend((rid, NOT_APPLIED, f"Bulk job {call.job_id} has no result for this record (never processed)")
-                 for rid, _sent in waiting)
+    other.extend(
+        (rid, NOT_APPLIED, f"Bulk job {call.job_id} has no result for this record (never processed)")
+        for rid, _sent in waiting
+    )
     tables.journal_finish(conn, call.call_id, done=done, other=other)
     if done:
         save_id_map(conn, org_alias, org_alias, call.object, done)
@@ -254,23 +279,33 @@ def _same(kind: str, a: Any, b: Any) -> bool:
         return a == b
 
 
-def _reconcile_updates(conn: psycopg.Connection[Any], client: SalesforceClient, call: tables.PendingCall,
-                       types: Mapping[str, str], out: Reconciled) -> None:
+def _reconcile_updates(
+    conn: psycopg.Connection[Any],
+    client: SalesforceClient,
+    call: tables.PendingCall,
+    types: Mapping[str, str],
+    out: Reconciled,
+) -> None:
     fields = sorted({f for values in call.values.values() for f in values})
     held = fetch_records(client, call.object, list(call.values), fields)
     done, other = {}, []
     for rid, values in call.values.items():
         org = held.get(rid)
         if org is None:
-            why = ("the restore user cannot read this record now (deleted since, or hidden from it by sharing): "
-                   "whether the write happened cannot be checked")
+            why = (
+                "the restore user cannot read this record now (deleted since, or hidden from it by sharing): "
+                "whether the write happened cannot be checked"
+            )
             other.append((rid, UNCHECKED, why))
             out.unchecked[rid] = why
         elif all(_same(types.get(f, "string"), org.get(f), after) for f, (_b, after) in values.items()):
             done[rid] = rid
         else:
-            moved = {f: org.get(f) for f, (_b, after) in values.items()
-                     if not _same(types.get(f, "string"), org.get(f), after)}
+            moved = {
+                f: org.get(f)
+                for f, (_b, after) in values.items()
+                if not _same(types.get(f, "string"), org.get(f), after)
+            }
             other.append((rid, NOT_APPLIED, f"the org holds {moved}"[:2000]))
     tables.journal_finish(conn, call.call_id, done=done, other=other)
     out.add(DONE, len(done))
@@ -278,8 +313,9 @@ def _reconcile_updates(conn: psycopg.Connection[Any], client: SalesforceClient, 
         out.add(state)
 
 
-def _reconcile_undeletes(conn: psycopg.Connection[Any], client: SalesforceClient, call: tables.PendingCall,
-                         out: Reconciled) -> None:
+def _reconcile_undeletes(
+    conn: psycopg.Connection[Any], client: SalesforceClient, call: tables.PendingCall, out: Reconciled
+) -> None:
     ids = list(call.values)
     live = {rid for rid, rec in fetch_records(client, call.object, ids, []).items() if rec is not None}
     rest = [rid for rid in ids if rid not in live]
@@ -299,8 +335,15 @@ def _reconcile_undeletes(conn: psycopg.Connection[Any], client: SalesforceClient
         out.add(state)
 
 
-def _reconcile_creates(conn: psycopg.Connection[Any], client: SalesforceClient, org_alias: str, object_name: str,
-                       calls: Sequence[tables.PendingCall], types: Mapping[str, str], out: Reconciled) -> None:
+def _reconcile_creates(
+    conn: psycopg.Connection[Any],
+    client: SalesforceClient,
+    org_alias: str,
+    object_name: str,
+    calls: Sequence[tables.PendingCall],
+    types: Mapping[str, str],
+    out: Reconciled,
+) -> None:
     """Find the records pending creates made (module docstring) and complete their rows."""
     fields = sorted({f for c in calls for v in c.values.values() for f in v if f != "Id"})
     claimed = set(load_id_map(conn, org_alias, org_alias).values())
@@ -313,8 +356,10 @@ def _reconcile_creates(conn: psycopg.Connection[Any], client: SalesforceClient, 
             other: list[tuple[str, str, str | None]] = []
             for rid, values in call.values.items():
                 sent = {f: after_v for f, (_b, after_v) in values.items() if f != "Id"}
-                match = next((rec for rec in free if all(_same(types.get(f, "string"), rec.get(f), v)
-                                                         for f, v in sent.items())), None)
+                match = next(
+                    (rec for rec in free if all(_same(types.get(f, "string"), rec.get(f), v) for f, v in sent.items())),
+                    None,
+                )
                 if match is not None:
                     free.remove(match)
                     claimed.add(match["Id"])
@@ -322,9 +367,11 @@ def _reconcile_creates(conn: psycopg.Connection[Any], client: SalesforceClient, 
                 elif not free:
                     other.append((rid, NOT_APPLIED, "no record created by the restore user matches it"))
                 else:
-                    why = (f"{len(free)} record(s) created by the restore user since {after or 'the plan'} match no "
-                           "pending create exactly (automation may have changed them): not re-created, check the "
-                           "org for a copy of it")
+                    why = (
+                        f"{len(free)} record(s) created by the restore user since {after or 'the plan'} match no "
+                        "pending create exactly (automation may have changed them): not re-created, check the "
+                        "org for a copy of it"
+                    )
                     other.append((rid, UNCHECKED, why))
                     out.unchecked[rid] = why
             tables.journal_finish(conn, call.call_id, done=done, other=other)
@@ -336,8 +383,9 @@ def _reconcile_creates(conn: psycopg.Connection[Any], client: SalesforceClient, 
                 out.add(state)
 
 
-def _created_records(client: SalesforceClient, object_name: str, fields: Sequence[str], user: str | None,
-                     after: str | None) -> list[dict[str, Any]]:
+def _created_records(
+    client: SalesforceClient, object_name: str, fields: Sequence[str], user: str | None, after: str | None
+) -> list[dict[str, Any]]:
     """Records of `object_name` created by `user` at or after `after` (recycle bin included), oldest first."""
     where = []
     if user:
@@ -345,17 +393,29 @@ def _created_records(client: SalesforceClient, object_name: str, fields: Sequenc
     if after:
         where.append(f"CreatedDate >= {soql_datetime(parse_datetime(after))}")
     wanted = soql.field_names(["Id", *fields])
-    query = (f"SELECT {', '.join(wanted)} FROM {soql.api_name(object_name, 'object')}"
-             + (f" WHERE {' AND '.join(where)}" if where else ""))
+    query = f"SELECT {', '.join(wanted)} FROM {soql.api_name(object_name, 'object')}" + (
+        f" WHERE {' AND '.join(where)}" if where else ""
+    )
     found = list(client.records_by_soql(query, include_deleted=True))
     return sorted(found, key=lambda rec: rec["Id"])  # ids sort by creation
 
 
-def unchecked_creates(conn: psycopg.Connection[Any], org_alias: str, object_name: str,
-                      record_ids: Iterable[str]) -> dict[str, str]:
+def unchecked_creates(
+    conn: psycopg.Connection[Any], org_alias: str, object_name: str, record_ids: Iterable[str]
+) -> dict[str, str]:
     """Records an earlier run may have re-created but reconciliation could not tell: never created again."""
     return tables.journal_unchecked_creates(conn, org_alias, object_name, list(record_ids))
 
 
-__all__ = ["DONE", "FAILED", "NOT_APPLIED", "PENDING", "UNCHECKED", "CallLog", "Journal", "Reconciled", "reconcile",
-           "unchecked_creates"]
+__all__ = [
+    "DONE",
+    "FAILED",
+    "NOT_APPLIED",
+    "PENDING",
+    "UNCHECKED",
+    "CallLog",
+    "Journal",
+    "Reconciled",
+    "reconcile",
+    "unchecked_creates",
+]

@@ -134,6 +134,7 @@ class RestorePlan:
         """Counts and a small table (first `preview` items, conflicts first) for the run's metadata."""
         if self.tree is not None:  # --- hook: whole-hierarchy restore (hierarchy.py)
             from sf_pipeline.restore.hierarchy import tree_summary
+
             return tree_summary(self)
         actions, to_write, values = self._writes()
         return {
@@ -172,9 +173,16 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def plan_restore(conn: psycopg.Connection[Any], client: SalesforceClient, config: RestoreConfig, run_id: str, *,
-                 source_org: str | None = None, now: datetime | None = None,
-                 bulk_threshold: int = DEFAULT_BULK_THRESHOLD) -> RestorePlan:
+def plan_restore(
+    conn: psycopg.Connection[Any],
+    client: SalesforceClient,
+    config: RestoreConfig,
+    run_id: str,
+    *,
+    source_org: str | None = None,
+    now: datetime | None = None,
+    bulk_threshold: int = DEFAULT_BULK_THRESHOLD,
+) -> RestorePlan:
     """Classify every selected record and store the plan; raise RestoreConfigError before any write.
 
     `source_org` is the alias whose backup holds the history (default: the target org). When it differs
@@ -184,26 +192,38 @@ def plan_restore(conn: psycopg.Connection[Any], client: SalesforceClient, config
         return _plan(conn, client, config, run_id, source_org, now, bulk_threshold)
 
 
-def _plan(conn: psycopg.Connection[Any], client: SalesforceClient, config: RestoreConfig, run_id: str,
-          source_org: str | None, now: datetime | None, bulk_threshold: int) -> RestorePlan:
+def _plan(
+    conn: psycopg.Connection[Any],
+    client: SalesforceClient,
+    config: RestoreConfig,
+    run_id: str,
+    source_org: str | None,
+    now: datetime | None,
+    bulk_threshold: int,
+) -> RestorePlan:
     started = time.perf_counter()
     calls_before = client.api_calls
     source_org = source_org or config.target_org
     if not config.dry_run:
-        raise RestoreConfigError(f"plan_restore makes dry runs; the plan of dry run {config.plan!r} is applied as it "
-                                 "was stored (load_plan), never planned again")
+        raise RestoreConfigError(
+            f"plan_restore makes dry runs; the plan of dry run {config.plan!r} is applied as it "
+            "was stored (load_plan), never planned again"
+        )
     if client.alias != config.target_org:
-        raise RestoreConfigError(f"the client is connected to org {client.alias!r} but target_org is "
-                                 f"{config.target_org!r}")
+        raise RestoreConfigError(
+            f"the client is connected to org {client.alias!r} but target_org is {config.target_org!r}"
+        )
     config.check_instants(now)
     tables.ensure_restore_tables(conn)
     notes = list(config.notes)
     timings: dict[str, float] = {}
     # --- hook: whole-hierarchy restore (with_children, or the undo of one): hierarchy.py plans and stores it
     from sf_pipeline.restore import hierarchy
+
     if hierarchy.applies(config) or hierarchy.undoes_tree(conn, config):
-        return hierarchy.plan_tree(conn, client, config, run_id, source_org=source_org, notes=notes, started=started,
-                                   calls_before=calls_before)
+        return hierarchy.plan_tree(
+            conn, client, config, run_id, source_org=source_org, notes=notes, started=started, calls_before=calls_before
+        )
     # --- end hook
     if config.undo_of:
         desired = _undo_evidence(conn, client, config, notes)
@@ -214,40 +234,64 @@ def _plan(conn: psycopg.Connection[Any], client: SalesforceClient, config: Resto
     records, mode = _classify(client, config, desired, bulk_threshold, timings, notes)
     if describe(client, config.object).get("triggerable"):
         # DESIGN.md: restoring into an org with live automation re-triggers it; say so up front.
-        notes.append(f"{config.object} is triggerable: its triggers, flows and validation rules run on every "
-                     "record the restore writes; verify reports records they change again")
+        notes.append(
+            f"{config.object} is triggerable: its triggers, flows and validation rules run on every "
+            "record the restore writes; verify reports records they change again"
+        )
     fields, create_fields, types, since = desired.fields, desired.create_fields, desired.types, desired.since
-    plan = RestorePlan(run_id=run_id, config=config, source_org=source_org, fields=fields,
-                       create_fields=create_fields, field_types=types, records=records, since=since,
-                       fetch_mode=mode, notes=notes, timings=timings)
+    plan = RestorePlan(
+        run_id=run_id,
+        config=config,
+        source_org=source_org,
+        fields=fields,
+        create_fields=create_fields,
+        field_types=types,
+        records=records,
+        since=since,
+        fetch_mode=mode,
+        notes=notes,
+        timings=timings,
+    )
     plan.api_calls = client.api_calls - calls_before
     plan.seconds = time.perf_counter() - started
     summary = plan.summary()
     stored = time.perf_counter()
-    tables.save_plan(conn, run_id=run_id, object_name=config.object, target_org=config.target_org,
-                     source_org=source_org, config=config.to_dict(), counts=plan.counts,
-                     details={**{k: v for k, v in summary.items() if k not in ("counts", "preview")},
-                              # what applying this stored plan needs besides its items
-                              "field_types": {f: types[f] for f in dict.fromkeys([*fields, *create_fields])
-                                              if f in types},
-                              "create_fields": create_fields,
-                              "since": format_datetime(since) if since else None},
-                     items=_item_rows(records))
+    tables.save_plan(
+        conn,
+        run_id=run_id,
+        object_name=config.object,
+        target_org=config.target_org,
+        source_org=source_org,
+        config=config.to_dict(),
+        counts=plan.counts,
+        details={
+            **{k: v for k, v in summary.items() if k not in ("counts", "preview")},
+            # what applying this stored plan needs besides its items
+            "field_types": {f: types[f] for f in dict.fromkeys([*fields, *create_fields]) if f in types},
+            "create_fields": create_fields,
+            "since": format_datetime(since) if since else None,
+        },
+        items=_item_rows(records),
+    )
     timings["store"] = time.perf_counter() - stored
     plan.seconds = time.perf_counter() - started
     return plan
 
 
 # ===================================================================== desired values from history
-def _restorable_fields(client: SalesforceClient, config: RestoreConfig, describe_fields: Sequence[Mapping[str, Any]],
-                       in_backup: set[str]) -> list[str]:
+def _restorable_fields(
+    client: SalesforceClient, config: RestoreConfig, describe_fields: Sequence[Mapping[str, Any]], in_backup: set[str]
+) -> list[str]:
     """The fields to compare: those asked for (each must exist, be updateable and be backed up), else every
     updateable backed-up field."""
     obj = config.object
     by_lower = {str(f["name"]).lower(): f for f in describe_fields}
     if not config.fields:
-        return [f["name"] for f in describe_fields if f.get("updateable") and str(f["type"]) not in SKIPPED_TYPES
-                and column_name(f["name"]) in in_backup]
+        return [
+            f["name"]
+            for f in describe_fields
+            if f.get("updateable") and str(f["type"]) not in SKIPPED_TYPES and column_name(f["name"]) in in_backup
+        ]
     out = []
     for name in config.fields:
         f = by_lower.get(name.lower())
@@ -257,28 +301,35 @@ def _restorable_fields(client: SalesforceClient, config: RestoreConfig, describe
             kind = "calculated" if f.get("calculated") else "not updateable"
             raise RestoreConfigError(f"field `{f['name']}` on {obj} is {kind} and cannot be restored")
         if column_name(f["name"]) not in in_backup:
-            raise RestoreConfigError(f"field `{f['name']}` on {obj} is not in the backup (excluded from it, or added "
-                                     "to the org after the history was taken), so there is no value to restore")
+            raise RestoreConfigError(
+                f"field `{f['name']}` on {obj} is not in the backup (excluded from it, or added "
+                "to the org after the history was taken), so there is no value to restore"
+            )
         out.append(f["name"])
     return out
 
 
-def _history_evidence(conn: psycopg.Connection[Any], client: SalesforceClient, config: RestoreConfig,
-                      bulk_threshold: int) -> Desired:
+def _history_evidence(
+    conn: psycopg.Connection[Any], client: SalesforceClient, config: RestoreConfig, bulk_threshold: int
+) -> Desired:
     obj = config.object
     as_of = config.as_of
     assert as_of is not None
     try:
         in_backup = set(history_columns(conn, obj))
     except HistoryNotFoundError:
-        raise RestoreConfigError(f"no backup history for {obj}: is it configured for backup, and has at least one "
-                                 "window been backed up (history/<Object> materialized)?") from None
+        raise RestoreConfigError(
+            f"no backup history for {obj}: is it configured for backup, and has at least one "
+            "window been backed up (history/<Object> materialized)?"
+        ) from None
     first, _last = tables.history_bounds(conn, obj)
     if first is None:
         raise RestoreConfigError(f"the backup history of {obj} is empty: back up a window first")
     if as_of < first:
-        raise RestoreConfigError(f"as_of {format_datetime(as_of)} is before the first backup of {obj} (its history "
-                                 f"starts at {format_datetime(first)}): there is nothing to restore from")
+        raise RestoreConfigError(
+            f"as_of {format_datetime(as_of)} is before the first backup of {obj} (its history "
+            f"starts at {format_datetime(first)}): there is nothing to restore from"
+        )
     if config.changed_by and "lastmodifiedbyid" not in in_backup:
         raise RestoreConfigError(f"changed_by needs LastModifiedById, which the backup of {obj} does not hold")
     desc = describe(client, obj)
@@ -286,15 +337,22 @@ def _history_evidence(conn: psycopg.Connection[Any], client: SalesforceClient, c
     fields = _restorable_fields(client, config, desc["fields"], in_backup)
     create_fields = []
     if config.restore_deleted:
-        create_fields = [f["name"] for f in desc["fields"] if f.get("createable")
-                         and str(f["type"]) not in SKIPPED_TYPES and column_name(f["name"]) in in_backup]
+        create_fields = [
+            f["name"]
+            for f in desc["fields"]
+            if f.get("createable") and str(f["type"]) not in SKIPPED_TYPES and column_name(f["name"]) in in_backup
+        ]
     names = list(dict.fromkeys([*fields, *create_fields]))
     pg_types = dict(table_columns(conn, HISTORY_SCHEMA, table_name(obj)))
     columns = {column_name(n): pg_types[column_name(n)] for n in names}
 
     if config.changed_between:
-        selection = tables.Selection(start=config.changed_between[0], end=config.changed_between[1],
-                                     changed_by=config.changed_by, record_ids=config.record_ids)
+        selection = tables.Selection(
+            start=config.changed_between[0],
+            end=config.changed_between[1],
+            changed_by=config.changed_by,
+            record_ids=config.record_ids,
+        )
         window_start: datetime | None = config.changed_between[0]
     elif config.changed_by or not config.record_ids:
         selection = tables.Selection(after=as_of, changed_by=config.changed_by, record_ids=config.record_ids)
@@ -322,22 +380,32 @@ def _history_evidence(conn: psycopg.Connection[Any], client: SalesforceClient, c
         cur.execute(tables.selected_versions_sql(obj, columns, selection), tables.selection_params(selection, as_of))
         for row in cur:
             stamp = row[2 + 2 * k]
-            evidence[row[0]] = Evidence({n: c(row[i]) for n, c, i in at_as_of} if row[1] else None,
-                                        {n: c(row[i]) for n, c, i in damaged},
-                                        {n: c(row[i]) for n, c, i in latest}, stamp,
-                                        latest_deleted=bool(row[3 + 2 * k]))
+            evidence[row[0]] = Evidence(
+                {n: c(row[i]) for n, c, i in at_as_of} if row[1] else None,
+                {n: c(row[i]) for n, c, i in damaged},
+                {n: c(row[i]) for n, c, i in latest},
+                stamp,
+                latest_deleted=bool(row[3 + 2 * k]),
+            )
             if stamp is not None and (since is None or stamp < since):
                 since = stamp
     for rid in config.record_ids:
         if rid not in evidence and not selection.by_version:
-            evidence[rid] = Evidence(None, {}, {}, None, "no backup history for this record (never backed up, or "
-                                                         "not a record of this object)")
+            evidence[rid] = Evidence(
+                None,
+                {},
+                {},
+                None,
+                "no backup history for this record (never backed up, or not a record of this object)",
+            )
     if not evidence:
         if prefetch is not None:
             prefetch.result()  # never leave a thread using the client behind
-        raise RestoreConfigError(f"empty selection: no {obj} record {_describe_selection(config)} in the backup "
-                                 "history; check changed_between/changed_by/record_ids and that those windows were "
-                                 "backed up")
+        raise RestoreConfigError(
+            f"empty selection: no {obj} record {_describe_selection(config)} in the backup "
+            "history; check changed_between/changed_by/record_ids and that those windows were "
+            "backed up"
+        )
     return Desired(fields, create_fields, types, evidence, since, prefetch)
 
 
@@ -355,8 +423,14 @@ def _describe_selection(config: RestoreConfig) -> str:
     return " ".join(p for p in parts if p)
 
 
-def _translate(conn: psycopg.Connection[Any], source_org: str, target_org: str, evidence: dict[str, Evidence],
-               types: Mapping[str, str], notes: list[str]) -> dict[str, Evidence]:
+def _translate(
+    conn: psycopg.Connection[Any],
+    source_org: str,
+    target_org: str,
+    evidence: dict[str, Evidence],
+    types: Mapping[str, str],
+    notes: list[str],
+) -> dict[str, Evidence]:
     """History ids are the source org's: map them to the target's through `sf_pipeline.id_map`.
 
     Between two orgs (seeding recorded the pairs) every record needs a pair. Within one org only records a
@@ -380,21 +454,35 @@ def _translate(conn: psycopg.Connection[Any], source_org: str, target_org: str, 
         target = id_map.get(rid, None if across else rid)
         if target is None:
             unmapped += 1
-            out[rid] = Evidence(None, {}, {}, None, f"no id in org {target_org!r} for this record "
-                                                    f"(sf_pipeline.id_map has no {source_org} -> {target_org} pair)")
+            out[rid] = Evidence(
+                None,
+                {},
+                {},
+                None,
+                f"no id in org {target_org!r} for this record "
+                f"(sf_pipeline.id_map has no {source_org} -> {target_org} pair)",
+            )
             continue
-        out[target] = Evidence(mapped(ev.desired), mapped(ev.damaged) or {}, mapped(ev.latest) or {},
-                               ev.latest_modstamp if not across else None, ev.not_restorable,
-                               ev.latest_deleted if not across else None)
+        out[target] = Evidence(
+            mapped(ev.desired),
+            mapped(ev.damaged) or {},
+            mapped(ev.latest) or {},
+            ev.latest_modstamp if not across else None,
+            ev.not_restorable,
+            ev.latest_deleted if not across else None,
+        )
     if across:
-        notes.append(f"history of org {source_org!r} applied to org {target_org!r} through sf_pipeline.id_map "
-                     f"({len(evidence) - unmapped} records mapped, {unmapped} without a mapping)")
+        notes.append(
+            f"history of org {source_org!r} applied to org {target_org!r} through sf_pipeline.id_map "
+            f"({len(evidence) - unmapped} records mapped, {unmapped} without a mapping)"
+        )
     return out
 
 
 # ===================================================================== desired values from an audit (undo)
-def _undo_evidence(conn: psycopg.Connection[Any], client: SalesforceClient, config: RestoreConfig,
-                   notes: list[str]) -> Desired:
+def _undo_evidence(
+    conn: psycopg.Connection[Any], client: SalesforceClient, config: RestoreConfig, notes: list[str]
+) -> Desired:
     run = config.undo_of
     undone = tables.plan_row(conn, run)
     if undone is None:
@@ -403,18 +491,23 @@ def _undo_evidence(conn: psycopg.Connection[Any], client: SalesforceClient, conf
     if obj.lower() != config.object.lower():
         raise RestoreConfigError(f"undo_of: run {run!r} restored {obj}, not {config.object}; set object: {obj}")
     if undone["target_org"] != config.target_org:
-        raise RestoreConfigError(f"undo_of: run {run!r} wrote to org {undone['target_org']!r}; set target_org: "
-                                 f"{undone['target_org']}")
+        raise RestoreConfigError(
+            f"undo_of: run {run!r} wrote to org {undone['target_org']!r}; set target_org: {undone['target_org']}"
+        )
     _alias, entries = tables.audit_of_run(conn, run, obj)
     if not entries:
-        raise RestoreConfigError(f"undo_of: run {run!r} wrote nothing (a dry run, or nothing needed restoring), so "
-                                 "there is nothing to undo")
+        raise RestoreConfigError(
+            f"undo_of: run {run!r} wrote nothing (a dry run, or nothing needed restoring), so there is nothing to undo"
+        )
     desc = describe(client, obj)
     types = field_types(desc["fields"])
     audited = list(dict.fromkeys(e.field for e in entries if e.operation == "update"))
     updateable = {f["name"] for f in desc["fields"] if f.get("updateable")}
-    fields = _restorable_fields(client, config, desc["fields"], {column_name(f) for f in audited}) \
-        if config.fields else [f for f in audited if f in updateable]
+    fields = (
+        _restorable_fields(client, config, desc["fields"], {column_name(f) for f in audited})
+        if config.fields
+        else [f for f in audited if f in updateable]
+    )
     if not config.fields and len(fields) < len(audited):
         notes.append(f"fields no longer updateable are left as they are: {sorted(set(audited) - set(fields))}")
     wanted = set(config.record_ids)
@@ -445,8 +538,11 @@ def _undo_evidence(conn: psycopg.Connection[Any], client: SalesforceClient, conf
 # ===================================================================== classification
 def _reference_objects(describe_fields: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[str, list[str]]:
     wanted = set(names)
-    return {f["name"]: list(f.get("referenceTo") or []) for f in describe_fields
-            if f["name"] in wanted and f.get("type") == "reference"}
+    return {
+        f["name"]: list(f.get("referenceTo") or [])
+        for f in describe_fields
+        if f["name"] in wanted and f.get("type") == "reference"
+    }
 
 
 def _prefixes(client: SalesforceClient, objects: set[str]) -> dict[str, str]:
@@ -461,14 +557,28 @@ def _prefixes(client: SalesforceClient, objects: set[str]) -> dict[str, str]:
     return out
 
 
-def _classify(client: SalesforceClient, config: RestoreConfig, desired: Desired, bulk_threshold: int,
-              timings: dict[str, float], notes: list[str]) -> tuple[list[RecordItem], str]:
+def _classify(
+    client: SalesforceClient,
+    config: RestoreConfig,
+    desired: Desired,
+    bulk_threshold: int,
+    timings: dict[str, float],
+    notes: list[str],
+) -> tuple[list[RecordItem], str]:
     obj, evidence, fields = config.object, desired.evidence, desired.fields
     ids = [rid for rid, ev in evidence.items() if ev.not_restorable is None]
     started = time.perf_counter()
     prefetched = desired.prefetch.result() if desired.prefetch is not None else None
-    current, mode = fetch_current(client, obj, ids, fields, desired.types, since=desired.since,
-                                  bulk_threshold=bulk_threshold, prefetched=prefetched)
+    current, mode = fetch_current(
+        client,
+        obj,
+        ids,
+        fields,
+        desired.types,
+        since=desired.since,
+        bulk_threshold=bulk_threshold,
+        prefetched=prefetched,
+    )
     del prefetched
     timings["current"] = time.perf_counter() - started
     desc_fields = describe(client, obj)["fields"]
@@ -477,8 +587,11 @@ def _classify(client: SalesforceClient, config: RestoreConfig, desired: Desired,
     references = frozenset(ref_targets)
     createable = frozenset(f["name"] for f in desc_fields if f.get("createable"))
 
-    brought_back = {rid for rid in ids if config.restore_deleted and evidence[rid].desired is not None
-                    and current.get(rid, GONE).state != LIVE}
+    brought_back = {
+        rid
+        for rid in ids
+        if config.restore_deleted and evidence[rid].desired is not None and current.get(rid, GONE).state != LIVE
+    }
     parents: set[str] = set()
     for rid in ids:
         ev, org = evidence[rid], current.get(rid, GONE)
@@ -490,8 +603,9 @@ def _classify(client: SalesforceClient, config: RestoreConfig, desired: Desired,
                 parents.add(want)
     prefixes = _prefixes(client, {o for targets in ref_targets.values() for o in targets})
     parents = {p for p in parents if p[:3] in prefixes}
-    live, deleted = parent_states(client, parents, prefixes, bulk_threshold=bulk_threshold) if parents \
-        else (set(), set())
+    live, deleted = (
+        parent_states(client, parents, prefixes, bulk_threshold=bulk_threshold) if parents else (set(), set())
+    )
     unavailable = unavailable_parents(parents, live, deleted, brought_back)
     timings["parents"] = time.perf_counter() - started - timings["current"]
 
@@ -508,15 +622,29 @@ def _classify(client: SalesforceClient, config: RestoreConfig, desired: Desired,
             why = unseen_reason(org.state, ev.latest_deleted)
             if why is not None:
                 unseen.append(rid)
-        records.append(classify_record(
-            rid, names, desired=ev.desired, damaged=ev.damaged, latest=ev.latest,
-            current=org.values if org.state != MISSING else None, org_state=org.state, org_newer=org_newer,
-            restore_deleted=restore_deleted, references=references, createable=createable,
-            unavailable_parents=unavailable, not_restorable_reason=why))
+        records.append(
+            classify_record(
+                rid,
+                names,
+                desired=ev.desired,
+                damaged=ev.damaged,
+                latest=ev.latest,
+                current=org.values if org.state != MISSING else None,
+                org_state=org.state,
+                org_newer=org_newer,
+                restore_deleted=restore_deleted,
+                references=references,
+                createable=createable,
+                unavailable_parents=unavailable,
+                not_restorable_reason=why,
+            )
+        )
     if unseen:
         shown = ", ".join(unseen[:20]) + (f" (+{len(unseen) - 20} more)" if len(unseen) > 20 else "")
-        notes.append(f"{len(unseen)} record(s) could not be checked (the org did not return them to the restore "
-                     f"user, the backup last saw them live; never re-created): {shown}")
+        notes.append(
+            f"{len(unseen)} record(s) could not be checked (the org did not return them to the restore "
+            f"user, the backup last saw them live; never re-created): {shown}"
+        )
     timings["classify"] = time.perf_counter() - started - timings["current"] - timings["parents"]
     return records, mode
 

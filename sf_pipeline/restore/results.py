@@ -37,12 +37,22 @@ class ApplyResult:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "run_id": self.run_id, "dry_run": self.dry_run, "success": self.success, "mode": self.mode,
-            "outcomes": self.outcomes, "values_written": self.values_written, "children_repointed": self.repointed,
-            "failed": len(self.failed), "failures": dict(list(self.failed.items())[:50]),
-            "changed_since_plan": len(self.changed), "changes": dict(list(self.changed.items())[:50]),
-            "interrupted": self.interrupted, "recreated": len(self.id_map), "reconciled": self.reconciled,
-            "unchecked": len(self.unchecked), "unchecked_records": dict(list(self.unchecked.items())[:50]),
+            "run_id": self.run_id,
+            "dry_run": self.dry_run,
+            "success": self.success,
+            "mode": self.mode,
+            "outcomes": self.outcomes,
+            "values_written": self.values_written,
+            "children_repointed": self.repointed,
+            "failed": len(self.failed),
+            "failures": dict(list(self.failed.items())[:50]),
+            "changed_since_plan": len(self.changed),
+            "changes": dict(list(self.changed.items())[:50]),
+            "interrupted": self.interrupted,
+            "recreated": len(self.id_map),
+            "reconciled": self.reconciled,
+            "unchecked": len(self.unchecked),
+            "unchecked_records": dict(list(self.unchecked.items())[:50]),
             "api_calls": self.api_calls,
             "seconds": round(self.seconds, 3),
         }
@@ -65,27 +75,44 @@ class VerifyResult:
         return not self.mismatched
 
     def summary(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "dry_run": self.dry_run, "checked": self.checked,
-                "mismatched": len(self.mismatched), "success": self.success, "api_calls": self.api_calls,
-                "changed_by_automation": len(self.automation),
-                "automation": dict(list(self.automation.items())[:50]),
-                "mismatches": {rid: [f"{f}: expected {display(e)}, found {display(a)}" for f, e, a in diffs]
-                               for rid, diffs in list(self.mismatched.items())[:50]}}
+        return {
+            "run_id": self.run_id,
+            "dry_run": self.dry_run,
+            "checked": self.checked,
+            "mismatched": len(self.mismatched),
+            "success": self.success,
+            "api_calls": self.api_calls,
+            "changed_by_automation": len(self.automation),
+            "automation": dict(list(self.automation.items())[:50]),
+            "mismatches": {
+                rid: [f"{f}: expected {display(e)}, found {display(a)}" for f, e, a in diffs]
+                for rid, diffs in list(self.mismatched.items())[:50]
+            },
+        }
 
     def message(self, object_name: str) -> str:
         """What went wrong, automation first: records it changed are not failed writes."""
         parts = []
         if self.automation:
-            shown = "; ".join(f"{rid}: " + ", ".join(f"{f} written {display(e)} now {display(a)}"
-                                                     for f, e, a in self.mismatched[rid]) + f" ({why})"
-                              for rid, why in list(self.automation.items())[:20])
-            parts.append(f"{len(self.automation)} of {self.checked} restored {object_name} records were changed "
-                         f"again by automation after our write (the restore wrote them; the org's triggers, flows "
-                         f"or another user changed them since): {shown}")
+            shown = "; ".join(
+                f"{rid}: "
+                + ", ".join(f"{f} written {display(e)} now {display(a)}" for f, e, a in self.mismatched[rid])
+                + f" ({why})"
+                for rid, why in list(self.automation.items())[:20]
+            )
+            parts.append(
+                f"{len(self.automation)} of {self.checked} restored {object_name} records were changed "
+                f"again by automation after our write (the restore wrote them; the org's triggers, flows "
+                f"or another user changed them since): {shown}"
+            )
         other = {rid: d for rid, d in self.mismatched.items() if rid not in self.automation}
         if other:
-            shown = "; ".join(f"{rid}: " + ", ".join(f"{f} expected {display(e)} found {display(a)}" for f, e, a in d)
-                              for rid, d in list(other.items())[:20])
-            parts.append(f"{len(other)} of {self.checked} restored {object_name} records do not hold the restored "
-                         f"values: {shown}")
+            shown = "; ".join(
+                f"{rid}: " + ", ".join(f"{f} expected {display(e)} found {display(a)}" for f, e, a in d)
+                for rid, d in list(other.items())[:20]
+            )
+            parts.append(
+                f"{len(other)} of {self.checked} restored {object_name} records do not hold the restored "
+                f"values: {shown}"
+            )
         return "; ".join(parts)

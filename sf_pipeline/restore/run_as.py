@@ -60,9 +60,12 @@ class RestoreUser:
     serial: bool
 
     def metadata(self) -> dict[str, Any]:
-        return {"username": self.username, "user_id": self.user_id,
-                "source": "orgs.<alias>.restore.run_as" if self.configured else "the org's credentials",
-                "writes": "serial (sObject Collections, one call at a time)" if self.serial else "parallel allowed"}
+        return {
+            "username": self.username,
+            "user_id": self.user_id,
+            "source": "orgs.<alias>.restore.run_as" if self.configured else "the org's credentials",
+            "writes": "serial (sObject Collections, one call at a time)" if self.serial else "parallel allowed",
+        }
 
 
 def _whoami(client: SalesforceClient) -> tuple[str | None, str | None]:
@@ -71,8 +74,9 @@ def _whoami(client: SalesforceClient) -> tuple[str | None, str | None]:
     return body.get("preferred_username"), body.get("user_id")
 
 
-def restore_client(salesforce: SalesforceOrgResource, settings: Settings,
-                   alias: str) -> tuple[SalesforceClient, RestoreUser]:
+def restore_client(
+    salesforce: SalesforceOrgResource, settings: Settings, alias: str
+) -> tuple[SalesforceClient, RestoreUser]:
     """A client for restores into `alias` (asked of the `salesforce` resource), as the settings file says: the
     `run_as` user (checked) and serial writes."""
     chosen = settings.restore_settings(alias)
@@ -89,5 +93,6 @@ def restore_client(salesforce: SalesforceOrgResource, settings: Settings,
         raise RestoreError(
             f"restores into {alias!r} run as {chosen.run_as} (orgs.{alias}.restore.run_as in {settings.path}), but "
             f"SALESFORCE_{alias.upper()}_RESTORE_* log in as {username or 'an unknown user'}: set that user's "
-            "credentials there; nothing was read or written")
+            "credentials there; nothing was read or written"
+        )
     return client, RestoreUser(username, user_id, True, chosen.serial)

@@ -112,9 +112,18 @@ def _dumps(value: Any) -> str:
 
 
 # ===================================================================== plans and items
-def save_plan(conn: psycopg.Connection[Any], *, run_id: str, object_name: str, target_org: str, source_org: str,
-              config: Mapping[str, Any], counts: Mapping[str, Any], details: Mapping[str, Any],
-              items: Iterable[tuple]) -> None:
+def save_plan(
+    conn: psycopg.Connection[Any],
+    *,
+    run_id: str,
+    object_name: str,
+    target_org: str,
+    source_org: str,
+    config: Mapping[str, Any],
+    counts: Mapping[str, Any],
+    details: Mapping[str, Any],
+    items: Iterable[tuple],
+) -> None:
     """Store a plan (replacing an earlier plan of the same run id); `items` are restore_items rows
     (record_id, field, action, current, desired, damaged, classification, reason)."""
     with conn.transaction():
@@ -123,7 +132,8 @@ def save_plan(conn: psycopg.Connection[Any], *, run_id: str, object_name: str, t
         conn.execute(
             "INSERT INTO sf_pipeline.restore_plans (run_id, object, target_org, source_org, config, status, counts, "
             "details) VALUES (%s, %s, %s, %s, %s, 'planned', %s, %s)",
-            (run_id, object_name, target_org, source_org, _json(config), _json(counts), _json(details)))
+            (run_id, object_name, target_org, source_org, _json(config), _json(counts), _json(details)),
+        )
         with conn.cursor().copy(
             "COPY sf_pipeline.restore_items (run_id, object, record_id, field, action, current_value, desired_value, "
             "damaged_value, classification, reason) FROM STDIN"
@@ -132,8 +142,10 @@ def save_plan(conn: psycopg.Connection[Any], *, run_id: str, object_name: str, t
             head = f"{_copy_text(run_id)}\t{_copy_text(object_name)}\t"
             lines: list[str] = []
             for record_id, field, action, current, desired, damaged, status, reason in items:
-                lines.append(f"{head}{record_id}\t{_copy_text(field)}\t{action}\t{_copy_json(current)}\t"
-                             f"{_copy_json(desired)}\t{_copy_json(damaged)}\t{status}\t{_copy_text(reason)}\n")
+                lines.append(
+                    f"{head}{record_id}\t{_copy_text(field)}\t{action}\t{_copy_json(current)}\t"
+                    f"{_copy_json(desired)}\t{_copy_json(damaged)}\t{status}\t{_copy_text(reason)}\n"
+                )
                 if len(lines) >= 10_000:
                     copy.write("".join(lines))
                     lines.clear()
@@ -160,27 +172,33 @@ def _copy_json(value: Any) -> str:
     return text.replace("\\", "\\\\") if "\\" in text else text
 
 
-def set_plan_status(conn: psycopg.Connection[Any], run_id: str, status: str,
-                    details: Mapping[str, Any] | None = None) -> None:
+def set_plan_status(
+    conn: psycopg.Connection[Any], run_id: str, status: str, details: Mapping[str, Any] | None = None
+) -> None:
     with conn.transaction():
         conn.execute(
             "UPDATE sf_pipeline.restore_plans SET status = %s, updated_at = now(), "
             "details = COALESCE(details, '{}'::jsonb) || %s WHERE run_id = %s",
-            (status, _json(dict(details or {})), run_id))
+            (status, _json(dict(details or {})), run_id),
+        )
     _commit(conn)
 
 
 def set_outcomes(conn: psycopg.Connection[Any], run_id: str, outcomes: Iterable[tuple[str, str, str | None]]) -> None:
     """Record what apply did per record: (record_id, outcome, error)."""
     with conn.transaction():
-        conn.execute("CREATE TEMPORARY TABLE IF NOT EXISTS restore_outcomes "
-                     "(record_id text, outcome text, error text) ON COMMIT DROP")
+        conn.execute(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS restore_outcomes "
+            "(record_id text, outcome text, error text) ON COMMIT DROP"
+        )
         with conn.cursor().copy("COPY restore_outcomes (record_id, outcome, error) FROM STDIN") as copy:
             for row in outcomes:
                 copy.write_row(row)
         conn.execute(
             "UPDATE sf_pipeline.restore_items i SET outcome = o.outcome, error = o.error FROM restore_outcomes o "
-            "WHERE i.run_id = %s AND i.record_id = o.record_id", (run_id,))
+            "WHERE i.run_id = %s AND i.record_id = o.record_id",
+            (run_id,),
+        )
     _commit(conn)
 
 
@@ -188,13 +206,17 @@ def plan_items(conn: psycopg.Connection[Any], run_id: str) -> Iterator[tuple]:
     """A stored plan's items, record by record: (record_id, field, action, current, desired, damaged,
     classification, reason)."""
     with conn.cursor() as cur:
-        cur.execute("SELECT record_id, field, action, current_value, desired_value, damaged_value, classification, "
-                    "reason FROM sf_pipeline.restore_items WHERE run_id = %s ORDER BY record_id", (run_id,))
+        cur.execute(
+            "SELECT record_id, field, action, current_value, desired_value, damaged_value, classification, "
+            "reason FROM sf_pipeline.restore_items WHERE run_id = %s ORDER BY record_id",
+            (run_id,),
+        )
         yield from cur
 
 
-def copy_plan(conn: psycopg.Connection[Any], *, plan_of: str, run_id: str, config: Mapping[str, Any],
-              details: Mapping[str, Any]) -> None:
+def copy_plan(
+    conn: psycopg.Connection[Any], *, plan_of: str, run_id: str, config: Mapping[str, Any], details: Mapping[str, Any]
+) -> None:
     """Store dry run `plan_of`'s plan again as run `run_id`'s (the apply), replacing an earlier copy."""
     with conn.transaction():
         conn.execute("DELETE FROM sf_pipeline.restore_items WHERE run_id = %s", (run_id,))
@@ -202,12 +224,16 @@ def copy_plan(conn: psycopg.Connection[Any], *, plan_of: str, run_id: str, confi
         conn.execute(
             "INSERT INTO sf_pipeline.restore_plans (run_id, object, target_org, source_org, config, status, counts, "
             "details) SELECT %s, object, target_org, source_org, %s, 'planned', counts, %s "
-            "FROM sf_pipeline.restore_plans WHERE run_id = %s", (run_id, _json(config), _json(details), plan_of))
+            "FROM sf_pipeline.restore_plans WHERE run_id = %s",
+            (run_id, _json(config), _json(details), plan_of),
+        )
         conn.execute(
             "INSERT INTO sf_pipeline.restore_items (run_id, object, record_id, field, action, current_value, "
             "desired_value, damaged_value, classification, reason) SELECT %s, object, record_id, field, action, "
             "current_value, desired_value, damaged_value, classification, reason FROM sf_pipeline.restore_items "
-            "WHERE run_id = %s", (run_id, plan_of))
+            "WHERE run_id = %s",
+            (run_id, plan_of),
+        )
     _commit(conn)
 
 
@@ -222,15 +248,21 @@ def apply_lock(conn: psycopg.Connection[Any], target_org: str, object_name: str,
     got = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_APPLY_LOCK_CLASS, key)).fetchone()[0]
     _commit(conn)
     if not got:
-        holders = [r[0] for r in conn.execute(
-            "SELECT run_id FROM sf_pipeline.restore_plans WHERE status = 'applying' AND target_org = %s AND "
-            "lower(object) = lower(%s) AND run_id <> %s ORDER BY updated_at DESC", (target_org, object_name, run_id))]
+        holders = [
+            r[0]
+            for r in conn.execute(
+                "SELECT run_id FROM sf_pipeline.restore_plans WHERE status = 'applying' AND target_org = %s AND "
+                "lower(object) = lower(%s) AND run_id <> %s ORDER BY updated_at DESC",
+                (target_org, object_name, run_id),
+            )
+        ]
         _commit(conn)
         who = f"run {', '.join(holders)}" if holders else "another run"
         raise RestoreBusyError(
             f"another restore of {object_name} into org {target_org!r} is being applied ({who}); two restores of one "
             "object and org never write at once. Nothing was written: wait until it finishes, then make a new dry "
-            "run (the records it writes change what this plan saw) and apply that")
+            "run (the records it writes change what this plan saw) and apply that"
+        )
     try:
         yield
     finally:
@@ -244,8 +276,11 @@ def apply_lock(conn: psycopg.Connection[Any], target_org: str, object_name: str,
 
 
 def plan_row(conn: psycopg.Connection[Any], run_id: str) -> dict[str, Any] | None:
-    cur = conn.execute("SELECT run_id, object, target_org, source_org, config, status, counts, details, created_at "
-                       "FROM sf_pipeline.restore_plans WHERE run_id = %s", (run_id,))
+    cur = conn.execute(
+        "SELECT run_id, object, target_org, source_org, config, status, counts, details, created_at "
+        "FROM sf_pipeline.restore_plans WHERE run_id = %s",
+        (run_id,),
+    )
     row = cur.fetchone()
     return None if row is None else dict(zip([d.name for d in cur.description], row, strict=True))
 
@@ -257,8 +292,9 @@ def write_audit(conn: psycopg.Connection[Any], rows: Sequence[tuple]) -> None:
     _copy_audit(conn, rows, "done", None, None)
 
 
-def _copy_audit(conn: psycopg.Connection[Any], rows: Sequence[tuple], state: str, call_id: str | None,
-                detail: str | None) -> None:
+def _copy_audit(
+    conn: psycopg.Connection[Any], rows: Sequence[tuple], state: str, call_id: str | None, detail: str | None
+) -> None:
     if not rows:
         return
     with conn.transaction():
@@ -267,8 +303,22 @@ def _copy_audit(conn: psycopg.Connection[Any], rows: Sequence[tuple], state: str
             "written_by, state, call_id, detail) FROM STDIN"
         ) as copy:
             for run_id, alias, obj, rid, field, before, after, operation, user in rows:
-                copy.write_row((run_id, alias, obj, rid, field, _json(before), _json(after), operation, user,
-                                state, call_id, detail))
+                copy.write_row(
+                    (
+                        run_id,
+                        alias,
+                        obj,
+                        rid,
+                        field,
+                        _json(before),
+                        _json(after),
+                        operation,
+                        user,
+                        state,
+                        call_id,
+                        detail,
+                    )
+                )
     _commit(conn)
 
 
@@ -286,20 +336,23 @@ def audit_of_run(conn: psycopg.Connection[Any], run_id: str, object_name: str) -
     rows = conn.execute(
         "SELECT org_alias, record_id, field, before, after, operation FROM sf_pipeline.restore_audit "
         "WHERE run_id = %s AND lower(object) = lower(%s) AND state = 'done' ORDER BY id",
-        (run_id, object_name)).fetchall()
+        (run_id, object_name),
+    ).fetchall()
     if not rows:
         return None, []
     merged: dict[tuple[str, str], AuditEntry] = {}
     for _alias, rid, field, before, after, operation in rows:
         earlier = merged.get((rid, field))
-        merged[(rid, field)] = AuditEntry(rid, field, earlier.before if earlier else before, after,
-                                          earlier.operation if earlier else operation)
+        merged[(rid, field)] = AuditEntry(
+            rid, field, earlier.before if earlier else before, after, earlier.operation if earlier else operation
+        )
     return rows[0][0], list(merged.values())
 
 
 # ===================================================================== the write-ahead journal
-def journal_begin(conn: psycopg.Connection[Any], call_id: str, rows: Sequence[tuple],
-                  detail: str | None = None) -> None:
+def journal_begin(
+    conn: psycopg.Connection[Any], call_id: str, rows: Sequence[tuple], detail: str | None = None
+) -> None:
     """Pending audit rows (run_id, org_alias, object, record_id, field, before, after, operation, written_by)
     of one call, committed before the call is made; `detail` says how to find what it created (journal.py)."""
     _copy_audit(conn, rows, "pending", call_id, detail)
@@ -311,8 +364,13 @@ def journal_job(conn: psycopg.Connection[Any], call_id: str, job_id: str) -> Non
     _commit(conn)
 
 
-def journal_finish(conn: psycopg.Connection[Any], call_id: str, *, done: Mapping[str, str] = {},  # noqa: B006
-                   other: Iterable[tuple[str, str, str | None]] = ()) -> None:
+def journal_finish(
+    conn: psycopg.Connection[Any],
+    call_id: str,
+    *,
+    done: Mapping[str, str] = {},  # noqa: B006
+    other: Iterable[tuple[str, str, str | None]] = (),
+) -> None:
     """Complete the pending rows of call `call_id`: `done` maps each written record (its id in the journal)
     to its id in the org (a re-created record's new id); `other` holds (record id, state, detail) of the
     records not written (failed, not_applied, unchecked)."""
@@ -323,14 +381,17 @@ def journal_finish(conn: psycopg.Connection[Any], call_id: str, *, done: Mapping
                 "UPDATE sf_pipeline.restore_audit a SET state = 'done', completed_at = now(), record_id = d.new, "
                 "after = CASE WHEN a.operation = 'create' AND a.field = 'Id' THEN to_jsonb(d.new) ELSE a.after END "
                 "FROM unnest(%s::text[], %s::text[]) AS d(old, new) "
-                "WHERE a.call_id = %s AND a.record_id = d.old AND a.state = 'pending'", (old, new, call_id))
+                "WHERE a.call_id = %s AND a.record_id = d.old AND a.state = 'pending'",
+                (old, new, call_id),
+            )
         rest = list(other)
         if rest:
             conn.execute(
                 "UPDATE sf_pipeline.restore_audit a SET state = d.state, completed_at = now(), detail = d.detail "
                 "FROM unnest(%s::text[], %s::text[], %s::text[]) AS d(rid, state, detail) "
                 "WHERE a.call_id = %s AND a.record_id = d.rid AND a.state = 'pending'",
-                ([r[0] for r in rest], [r[1] for r in rest], [r[2] for r in rest], call_id))
+                ([r[0] for r in rest], [r[1] for r in rest], [r[2] for r in rest], call_id),
+            )
     _commit(conn)
 
 
@@ -355,7 +416,9 @@ def journal_pending(conn: psycopg.Connection[Any], org_alias: str, object_name: 
         "SELECT call_id, run_id, object, operation, job_id, written_by, record_id, field, before, after, written_at, "
         "detail "
         "FROM sf_pipeline.restore_audit WHERE state = 'pending' AND org_alias = %s AND lower(object) = lower(%s) "
-        "ORDER BY id", (org_alias, object_name)).fetchall()
+        "ORDER BY id",
+        (org_alias, object_name),
+    ).fetchall()
     _commit(conn)
     calls: dict[str, PendingCall] = {}
     for call_id, run_id, obj, op, job_id, user, rid, field, before, after, at, detail in rows:
@@ -366,8 +429,9 @@ def journal_pending(conn: psycopg.Connection[Any], org_alias: str, object_name: 
     return list(calls.values())
 
 
-def journal_unchecked_creates(conn: psycopg.Connection[Any], org_alias: str, object_name: str,
-                              record_ids: Sequence[str]) -> dict[str, str]:
+def journal_unchecked_creates(
+    conn: psycopg.Connection[Any], org_alias: str, object_name: str, record_ids: Sequence[str]
+) -> dict[str, str]:
     """Record id -> why, for the records among `record_ids` whose re-creation an earlier run could not settle."""
     if not record_ids:
         return {}
@@ -375,17 +439,22 @@ def journal_unchecked_creates(conn: psycopg.Connection[Any], org_alias: str, obj
         "SELECT DISTINCT ON (record_id) record_id, run_id, detail FROM sf_pipeline.restore_audit "
         "WHERE state = 'unchecked' AND operation = 'create' AND field = 'Id' AND org_alias = %s "
         "AND lower(object) = lower(%s) AND record_id = ANY(%s) ORDER BY record_id, id DESC",
-        (org_alias, object_name, list(record_ids))).fetchall()
+        (org_alias, object_name, list(record_ids)),
+    ).fetchall()
     _commit(conn)
-    return {rid: f"run {run} may have re-created it and the org could not tell ({detail}); once checked by hand, "
-                 f"set its rows of sf_pipeline.restore_audit (run_id {run!r}, record_id {rid!r}) to state "
-                 "'not_applied' to let a restore create it" for rid, run, detail in rows}
+    return {
+        rid: f"run {run} may have re-created it and the org could not tell ({detail}); once checked by hand, "
+        f"set its rows of sf_pipeline.restore_audit (run_id {run!r}, record_id {rid!r}) to state "
+        "'not_applied' to let a restore create it"
+        for rid, run, detail in rows
+    }
 
 
 def journal_counts(conn: psycopg.Connection[Any], run_id: str) -> dict[str, int]:
     """Audit rows of a run per state (pending, done, failed, not_applied, unchecked)."""
-    rows = conn.execute("SELECT state, count(*) FROM sf_pipeline.restore_audit WHERE run_id = %s GROUP BY 1",
-                        (run_id,)).fetchall()
+    rows = conn.execute(
+        "SELECT state, count(*) FROM sf_pipeline.restore_audit WHERE run_id = %s GROUP BY 1", (run_id,)
+    ).fetchall()
     _commit(conn)
     return dict(rows)
 
@@ -397,8 +466,9 @@ def history_table(object_name: str) -> sql.Identifier:
 
 def history_bounds(conn: psycopg.Connection[Any], object_name: str) -> tuple[datetime | None, datetime | None]:
     """The first and last instant the backup history of an object knows (min/max dbt_valid_from)."""
-    row = conn.execute(sql.SQL("SELECT min(dbt_valid_from), max(dbt_valid_from) FROM {}").format(
-        history_table(object_name))).fetchone()
+    row = conn.execute(
+        sql.SQL("SELECT min(dbt_valid_from), max(dbt_valid_from) FROM {}").format(history_table(object_name))
+    ).fetchone()
     return (row[0], row[1]) if row else (None, None)
 
 
@@ -447,12 +517,15 @@ def selected_versions_sql(object_name: str, column_types: Mapping[str, str], sel
     ids = sql.SQL("id = ANY(%(ids)s)")
     if selection.by_version:
         where = sql.SQL("id IN (SELECT id FROM {h} WHERE {cond})").format(
-            h=h, cond=sql.SQL(" AND ").join([*selecting, *([ids] if selection.record_ids else [])]))
+            h=h, cond=sql.SQL(" AND ").join([*selecting, *([ids] if selection.record_ids else [])])
+        )
     else:
         where = ids
     if selection.start is not None and selection.end is not None:
-        damaged = sql.SQL("dbt_valid_from >= %(start)s AND dbt_valid_from < %(end)s "
-                          "AND (dbt_valid_to IS NULL OR dbt_valid_to >= %(end)s)")
+        damaged = sql.SQL(
+            "dbt_valid_from >= %(start)s AND dbt_valid_from < %(end)s "
+            "AND (dbt_valid_to IS NULL OR dbt_valid_to >= %(end)s)"
+        )
     else:
         damaged = sql.SQL("dbt_valid_to IS NULL")
     valid_at = sql.SQL("dbt_valid_from <= %(as_of)s AND (dbt_valid_to > %(as_of)s OR dbt_valid_to IS NULL)")
@@ -462,25 +535,41 @@ def selected_versions_sql(object_name: str, column_types: Mapping[str, str], sel
         # min() has no boolean version; bool_or of one value is that value.
         return sql.SQL(", ").join(
             sql.SQL("{}({}) FILTER (WHERE {}) AS {}").format(
-                sql.SQL("bool_or" if pg_type == "boolean" else "min"), ident(c), condition, ident(f"{prefix}_{c}"))
-            for c, pg_type in column_types.items())
+                sql.SQL("bool_or" if pg_type == "boolean" else "min"), ident(c), condition, ident(f"{prefix}_{c}")
+            )
+            for c, pg_type in column_types.items()
+        )
 
     return sql.SQL(
         "SELECT id, coalesce(bool_or({valid_at} AND isdeleted IS NOT TRUE), false) AS existed, {d}, {m}, "
         "min(systemmodstamp) FILTER (WHERE {latest}) AS l_systemmodstamp, "
         "coalesce(bool_or(isdeleted IS TRUE) FILTER (WHERE {latest}), false) AS l_isdeleted, {l} "
         "FROM {h} WHERE {where} GROUP BY id"
-    ).format(valid_at=valid_at, d=picked("d", valid_at), m=picked("m", damaged), latest=latest,
-             l=picked("l", latest), h=h, where=where)
+    ).format(
+        valid_at=valid_at,
+        d=picked("d", valid_at),
+        m=picked("m", damaged),
+        latest=latest,
+        l=picked("l", latest),
+        h=h,
+        where=where,
+    )
 
 
 def selection_params(selection: Selection, as_of: datetime | None) -> dict[str, Any]:
-    return {"as_of": as_of, "after": selection.after, "start": selection.start, "end": selection.end,
-            "changed_by": selection.changed_by, "ids": list(selection.record_ids)}
+    return {
+        "as_of": as_of,
+        "after": selection.after,
+        "start": selection.start,
+        "end": selection.end,
+        "changed_by": selection.changed_by,
+        "ids": list(selection.record_ids),
+    }
 
 
-def children_at(conn: psycopg.Connection[Any], child_object: str, field: str, parent_ids: Sequence[str],
-                as_of: datetime) -> list[tuple[str, str]]:
+def children_at(
+    conn: psycopg.Connection[Any], child_object: str, field: str, parent_ids: Sequence[str], as_of: datetime
+) -> list[tuple[str, str]]:
     """(child id, parent id) of the child records whose `field` pointed to one of `parent_ids` at as_of."""
     query = sql.SQL(
         "SELECT h.id, h.{f} FROM {h} h WHERE h.{f} = ANY(%(ids)s) AND h.dbt_valid_from <= %(as_of)s "

@@ -32,12 +32,15 @@ from sf_pipeline.restore.tables import (
 )
 from sf_pipeline.warehouse.names import column_name, ident
 
-_VALID_AT = "{a}.dbt_valid_from <= %(as_of)s AND ({a}.dbt_valid_to > %(as_of)s OR {a}.dbt_valid_to IS NULL) " \
-            "AND {a}.isdeleted IS NOT TRUE"
+_VALID_AT = (
+    "{a}.dbt_valid_from <= %(as_of)s AND ({a}.dbt_valid_to > %(as_of)s OR {a}.dbt_valid_to IS NULL) "
+    "AND {a}.isdeleted IS NOT TRUE"
+)
 
 
-def selected_deleted(conn: psycopg.Connection[Any], object_name: str, selection: Selection,
-                     as_of: datetime) -> tuple[list[str], int]:
+def selected_deleted(
+    conn: psycopg.Connection[Any], object_name: str, selection: Selection, as_of: datetime
+) -> tuple[list[str], int]:
     """(ids of the selected records that existed at as_of and whose latest backed-up version is deleted,
     how many selected records are not deleted)."""
     h = history_table(object_name)
@@ -48,7 +51,8 @@ def selected_deleted(conn: psycopg.Connection[Any], object_name: str, selection:
     query = sql.SQL(
         "SELECT id, bool_or({valid}) AS existed, coalesce(bool_or(isdeleted IS TRUE) FILTER "
         "(WHERE dbt_valid_to IS NULL), false) AS deleted FROM {h} h WHERE id IN (SELECT id FROM {h} WHERE {where}) "
-        "GROUP BY id ORDER BY id").format(valid=sql.SQL(_VALID_AT.format(a="h")), h=h, where=where)
+        "GROUP BY id ORDER BY id"
+    ).format(valid=sql.SQL(_VALID_AT.format(a="h")), h=h, where=where)
     params = selection_params(selection, as_of)
     deleted, live = [], 0
     for rid, existed, is_deleted in conn.execute(query, params):
@@ -59,8 +63,9 @@ def selected_deleted(conn: psycopg.Connection[Any], object_name: str, selection:
     return deleted, live
 
 
-def pointers_at(conn: psycopg.Connection[Any], child_object: str, field: str, parent_ids: Sequence[str],
-                as_of: datetime) -> list[tuple[str, str, bool, str | None]]:
+def pointers_at(
+    conn: psycopg.Connection[Any], child_object: str, field: str, parent_ids: Sequence[str], as_of: datetime
+) -> list[tuple[str, str, bool, str | None]]:
     """(child id, parent id at as_of, child deleted in its latest backed-up version, the field's latest
     backed-up value) of the `child_object` records whose `field` pointed to one of `parent_ids` at as_of."""
     f = ident(column_name(field))
@@ -71,27 +76,38 @@ def pointers_at(conn: psycopg.Connection[Any], child_object: str, field: str, pa
     return [(r[0], r[1], bool(r[2]), r[3]) for r in conn.execute(query, {"ids": list(parent_ids), "as_of": as_of})]
 
 
-def values_as_of(conn: psycopg.Connection[Any], object_name: str, columns: Sequence[str], ids: Sequence[str],
-                 as_of: datetime) -> dict[str, dict[str, Any]]:
+def values_as_of(
+    conn: psycopg.Connection[Any], object_name: str, columns: Sequence[str], ids: Sequence[str], as_of: datetime
+) -> dict[str, dict[str, Any]]:
     """{id: {column: value}} of records as they were at as_of."""
     query = sql.SQL("SELECT h.id, {cols} FROM {h} h WHERE h.id = ANY(%(ids)s) AND {valid}").format(
-        cols=sql.SQL(", ").join(sql.SQL("h.{}").format(ident(c)) for c in columns), h=history_table(object_name),
-        valid=sql.SQL(_VALID_AT.format(a="h")))
-    return {row[0]: dict(zip(columns, row[1:], strict=True))
-            for row in conn.execute(query, {"ids": list(ids), "as_of": as_of})}
+        cols=sql.SQL(", ").join(sql.SQL("h.{}").format(ident(c)) for c in columns),
+        h=history_table(object_name),
+        valid=sql.SQL(_VALID_AT.format(a="h")),
+    )
+    return {
+        row[0]: dict(zip(columns, row[1:], strict=True))
+        for row in conn.execute(query, {"ids": list(ids), "as_of": as_of})
+    }
 
 
 def save_items(conn: psycopg.Connection[Any], run_id: str, items: Iterable[tuple]) -> None:
     """Add a tree plan's items: (object, record_id, field, action, current, desired, damaged, classification,
     reason) rows (the plan row itself is stored by tables.save_plan)."""
-    with conn.transaction(), conn.cursor().copy(
+    with (
+        conn.transaction(),
+        conn.cursor().copy(
             "COPY sf_pipeline.restore_items (run_id, object, record_id, field, action, current_value, desired_value, "
-            "damaged_value, classification, reason) FROM STDIN") as copy:
+            "damaged_value, classification, reason) FROM STDIN"
+        ) as copy,
+    ):
         lines: list[str] = []
         for obj, rid, field, action, current, desired, damaged, status, reason in items:
-            lines.append(f"{_copy_text(run_id)}\t{_copy_text(obj)}\t{rid}\t{_copy_text(field)}\t{action}\t"
-                         f"{_copy_json(current)}\t{_copy_json(desired)}\t{_copy_json(damaged)}\t{status}\t"
-                         f"{_copy_text(reason)}\n")
+            lines.append(
+                f"{_copy_text(run_id)}\t{_copy_text(obj)}\t{rid}\t{_copy_text(field)}\t{action}\t"
+                f"{_copy_json(current)}\t{_copy_json(desired)}\t{_copy_json(damaged)}\t{status}\t"
+                f"{_copy_text(reason)}\n"
+            )
             if len(lines) >= 10_000:
                 copy.write("".join(lines))
                 lines.clear()
@@ -105,38 +121,50 @@ def items(conn: psycopg.Connection[Any], run_id: str) -> list[tuple]:
     return conn.execute(
         "SELECT object, record_id, field, action, current_value, desired_value, damaged_value, classification, "
         "reason FROM sf_pipeline.restore_items WHERE run_id = %s ORDER BY object, record_id, field NULLS FIRST",
-        (run_id,)).fetchall()
+        (run_id,),
+    ).fetchall()
 
 
-def set_outcomes(conn: psycopg.Connection[Any], run_id: str,
-                 outcomes: Iterable[tuple[str, str | None, str, str | None]]) -> None:
+def set_outcomes(
+    conn: psycopg.Connection[Any], run_id: str, outcomes: Iterable[tuple[str, str | None, str, str | None]]
+) -> None:
     """What apply did per item: (record_id, field or None, outcome, error)."""
     with conn.transaction():
-        conn.execute("CREATE TEMPORARY TABLE IF NOT EXISTS tree_outcomes (record_id text, field text, outcome text, "
-                     "error text) ON COMMIT DROP")
+        conn.execute(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS tree_outcomes (record_id text, field text, outcome text, "
+            "error text) ON COMMIT DROP"
+        )
         with conn.cursor().copy("COPY tree_outcomes (record_id, field, outcome, error) FROM STDIN") as copy:
             for row in outcomes:
                 copy.write_row(row)
         conn.execute(
             "UPDATE sf_pipeline.restore_items i SET outcome = o.outcome, error = o.error FROM tree_outcomes o "
-            "WHERE i.run_id = %s AND i.record_id = o.record_id AND i.field IS NOT DISTINCT FROM o.field", (run_id,))
+            "WHERE i.run_id = %s AND i.record_id = o.record_id AND i.field IS NOT DISTINCT FROM o.field",
+            (run_id,),
+        )
     _commit(conn)
 
 
 def audit_rows(conn: psycopg.Connection[Any], run_id: str) -> list[tuple[str, str, str, Any, Any, str]]:
     """Everything a run wrote (journal rows completed `done`), oldest first: (object, record_id, field, before,
     after, operation)."""
-    return conn.execute("SELECT object, record_id, field, before, after, operation FROM sf_pipeline.restore_audit "
-                        "WHERE run_id = %s AND state = 'done' ORDER BY id", (run_id,)).fetchall()
+    return conn.execute(
+        "SELECT object, record_id, field, before, after, operation FROM sf_pipeline.restore_audit "
+        "WHERE run_id = %s AND state = 'done' ORDER BY id",
+        (run_id,),
+    ).fetchall()
 
 
-def audited(conn: psycopg.Connection[Any], org_alias: str, object_name: str, operation: str,
-            record_ids: Sequence[str]) -> set[str]:
+def audited(
+    conn: psycopg.Connection[Any], org_alias: str, object_name: str, operation: str, record_ids: Sequence[str]
+) -> set[str]:
     """Those of `record_ids` with a done audit row of `operation` on `object_name` in `org_alias` (any run)."""
     if not record_ids:
         return set()
-    rows = conn.execute("SELECT DISTINCT record_id FROM sf_pipeline.restore_audit WHERE org_alias = %s AND "
-                        "lower(object) = lower(%s) AND operation = %s AND state = 'done' AND record_id = ANY(%s)",
-                        (org_alias, object_name, operation, list(record_ids))).fetchall()
+    rows = conn.execute(
+        "SELECT DISTINCT record_id FROM sf_pipeline.restore_audit WHERE org_alias = %s AND "
+        "lower(object) = lower(%s) AND operation = %s AND state = 'done' AND record_id = ANY(%s)",
+        (org_alias, object_name, operation, list(record_ids)),
+    ).fetchall()
     _commit(conn)
     return {r[0] for r in rows}

@@ -47,17 +47,26 @@ def explain_changes(client: SalesforceClient, object_name: str, ids: list[str]) 
             continue
         by, stamp = rec.get("LastModifiedById"), rec.get("SystemModstamp")
         if ours is not None and by == ours:
-            out[rid] = (f"changed again by automation after our write: last modified by the restore user itself "
-                        f"({by}) at {stamp}, so in our write's own transaction (a before-save flow, a trigger, a "
-                        "workflow field update) or by a later write as that user")
+            out[rid] = (
+                f"changed again by automation after our write: last modified by the restore user itself "
+                f"({by}) at {stamp}, so in our write's own transaction (a before-save flow, a trigger, a "
+                "workflow field update) or by a later write as that user"
+            )
         else:
-            out[rid] = (f"changed again by automation after our write: last modified by user {by} at {stamp}, "
-                        "not the restore user (automation running as that user, an integration, or a person)")
+            out[rid] = (
+                f"changed again by automation after our write: last modified by user {by} at {stamp}, "
+                "not the restore user (automation running as that user, an integration, or a person)"
+            )
     return out
 
 
-def verify_plan(client: SalesforceClient, plan: RestorePlan, *, conn: psycopg.Connection[Any] | None = None,
-                bulk_threshold: int = DEFAULT_BULK_THRESHOLD) -> VerifyResult:
+def verify_plan(
+    client: SalesforceClient,
+    plan: RestorePlan,
+    *,
+    conn: psycopg.Connection[Any] | None = None,
+    bulk_threshold: int = DEFAULT_BULK_THRESHOLD,
+) -> VerifyResult:
     """Check every record apply restored (or found already right); raise RestoreVerifyError on a difference.
 
     With `conn`, the plan's status becomes `verified` or `verify_failed`.
@@ -75,10 +84,12 @@ def verify_plan(client: SalesforceClient, plan: RestorePlan, *, conn: psycopg.Co
             continue
         values = record.writes(plan.config.on_conflict)
         expected[record.new_id or record.record_id] = {
-            f: id_map.get(v, v) if isinstance(v, str) else v for f, v in values.items()}
+            f: id_map.get(v, v) if isinstance(v, str) else v for f, v in values.items()
+        }
     fields = list(dict.fromkeys(f for values in expected.values() for f in values))
-    fresh, _ = fetch_current(client, plan.object, list(expected), fields, plan.field_types, since=plan.since,
-                             bulk_threshold=bulk_threshold)
+    fresh, _ = fetch_current(
+        client, plan.object, list(expected), fields, plan.field_types, since=plan.since, bulk_threshold=bulk_threshold
+    )
     for rid, values in expected.items():
         org = fresh.get(rid)
         diffs = mismatches(values, org.values if org is not None and org.state == LIVE else None)
@@ -89,11 +100,13 @@ def verify_plan(client: SalesforceClient, plan: RestorePlan, *, conn: psycopg.Co
     result.automation = explain_changes(client, plan.object, live)
     result.api_calls = client.api_calls - calls_before
     if conn is not None:
-        tables.set_plan_status(conn, plan.run_id, "verified" if result.success else "verify_failed",
-                               {"verify": result.summary()})
+        tables.set_plan_status(
+            conn, plan.run_id, "verified" if result.success else "verify_failed", {"verify": result.summary()}
+        )
         if result.automation:  # per record: what apply did stays visible as what happened after it
-            tables.set_outcomes(conn, plan.run_id, [(rid, CHANGED_BY_AUTOMATION, why)
-                                                    for rid, why in result.automation.items()])
+            tables.set_outcomes(
+                conn, plan.run_id, [(rid, CHANGED_BY_AUTOMATION, why) for rid, why in result.automation.items()]
+            )
     if not result.success:
         raise RestoreVerifyError(result.message(plan.object), result)
     return result

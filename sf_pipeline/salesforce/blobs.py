@@ -29,10 +29,11 @@ from .errors import BlobUnavailable, InvalidSession, SalesforceExtractError
 CHUNK_SIZE = 1024 * 1024
 
 
-
 def _blob_url(client: SalesforceClient, sobject: str, record_id: str, field: str) -> str:
-    return (f"https://{client.sf.sf_instance}/services/data/v{client.sf.sf_version}/sobjects/"
-            f"{soql.api_name(sobject, 'object')}/{soql.record_id(record_id)}/{soql.api_name(field, 'field')}")
+    return (
+        f"https://{client.sf.sf_instance}/services/data/v{client.sf.sf_version}/sobjects/"
+        f"{soql.api_name(sobject, 'object')}/{soql.record_id(record_id)}/{soql.api_name(field, 'field')}"
+    )
 
 
 def _checked(client: SalesforceClient, resp: requests.Response, what: str) -> requests.Response:
@@ -56,8 +57,9 @@ def _checked(client: SalesforceClient, resp: requests.Response, what: str) -> re
 
 
 @contextlib.contextmanager
-def open_blob(client: SalesforceClient, sobject: str, record_id: str, field: str) -> Iterator[
-        tuple[Iterator[bytes], int | None]]:
+def open_blob(
+    client: SalesforceClient, sobject: str, record_id: str, field: str
+) -> Iterator[tuple[Iterator[bytes], int | None]]:
     """The bytes of one base64 field as a chunk iterator, with the length the org announced (None if not sent).
 
     The call is retried like any other until the org answers; a connection lost while the bytes flow surfaces
@@ -88,14 +90,23 @@ class _MultipartBody:
     """A multipart/form-data body streamed from a chunk source, with its length known up front (no chunked
     encoding, no file in memory): the record's JSON part, then the bytes part."""
 
-    def __init__(self, entity: str, values: dict[str, Any], field: str, filename: str, size: int,
-                 source: Callable[[], Iterable[bytes]]):
+    def __init__(
+        self,
+        entity: str,
+        values: dict[str, Any],
+        field: str,
+        filename: str,
+        size: int,
+        source: Callable[[], Iterable[bytes]],
+    ):
         self.boundary = f"sfpipeline{uuid.uuid4().hex}"
         b = self.boundary
-        self.head = (f"--{b}\r\nContent-Disposition: form-data; name=\"{entity}\"\r\n"
-                     f"Content-Type: application/json\r\n\r\n{json.dumps(values)}\r\n"
-                     f"--{b}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{_quote(filename)}\"\r\n"
-                     f"Content-Type: application/octet-stream\r\n\r\n").encode()
+        self.head = (
+            f'--{b}\r\nContent-Disposition: form-data; name="{entity}"\r\n'
+            f"Content-Type: application/json\r\n\r\n{json.dumps(values)}\r\n"
+            f'--{b}\r\nContent-Disposition: form-data; name="{field}"; filename="{_quote(filename)}"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
         self.tail = f"\r\n--{b}--\r\n".encode()
         self.size = size
         self.source = source
@@ -122,17 +133,28 @@ def _quote(name: str) -> str:
     return name.replace("\\", "_").replace('"', "_").replace("\r", " ").replace("\n", " ")
 
 
-def insert_with_blob(client: SalesforceClient, sobject: str, values: dict[str, Any], field: str, *, size: int,
-                     source: Callable[[], Iterable[bytes]], filename: str = "file") -> str:
+def insert_with_blob(
+    client: SalesforceClient,
+    sobject: str,
+    values: dict[str, Any],
+    field: str,
+    *,
+    size: int,
+    source: Callable[[], Iterable[bytes]],
+    filename: str = "file",
+) -> str:
     """Create one record with its file body streamed from `source` (called again on a retry); returns the new id.
 
     A retry after a lost connection could create the record twice, so like every create it is not repeated then
     (CONNECTION_LOST); a 5xx answer (the org refused the call) is retried.
     """
-    entity = {"ContentVersion": "entity_content", "Document": "entity_document",
-              "Attachment": "entity_attachment"}.get(sobject, "entity_content")
-    url = (f"https://{client.sf.sf_instance}/services/data/v{client.sf.sf_version}/sobjects/"
-           f"{soql.api_name(sobject, 'object')}/")
+    entity = {"ContentVersion": "entity_content", "Document": "entity_document", "Attachment": "entity_attachment"}.get(
+        sobject, "entity_content"
+    )
+    url = (
+        f"https://{client.sf.sf_instance}/services/data/v{client.sf.sf_version}/sobjects/"
+        f"{soql.api_name(sobject, 'object')}/"
+    )
     what = f"POST {sobject} with {field}"
 
     def do() -> str:
@@ -141,8 +163,10 @@ def insert_with_blob(client: SalesforceClient, sobject: str, values: dict[str, A
         try:  # requests takes the Content-Length from len(body) and streams its iteration
             resp = client.sf.session.post(url, headers=headers, data=body)
         except (requests.ConnectionError, requests.Timeout) as exc:
-            raise SalesforceExtractError(f"{what}: CONNECTION_LOST before the org answered; it may have created the "
-                                         f"record, so it is not sent again ({exc})") from None
+            raise SalesforceExtractError(
+                f"{what}: CONNECTION_LOST before the org answered; it may have created the "
+                f"record, so it is not sent again ({exc})"
+            ) from None
         client._note_usage(resp.headers.get("Sforce-Limit-Info"))  # noqa: SLF001
         if resp.status_code == 401:
             raise InvalidSession(f"{what}: {resp.text[:300]}")

@@ -46,10 +46,28 @@ class ReadApi(StrEnum):
 STAMP_FIELD = {Strategy.INCREMENTAL: "SystemModstamp", Strategy.APPEND_ONLY: "CreatedDate", Strategy.FULL_READ: None}
 
 # Describe field attributes the backup uses (types, lengths for DDL; calculated for the detectors).
-FIELD_KEYS = ("name", "type", "length", "precision", "scale", "digits", "calculated", "nillable", "soapType",
-              "referenceTo", "relationshipName", "createable", "updateable", "externalId", "unique",
-              "autoNumber", "defaultedOnCreate", "idLookup", "compoundFieldName", "label")
-
+FIELD_KEYS = (
+    "name",
+    "type",
+    "length",
+    "precision",
+    "scale",
+    "digits",
+    "calculated",
+    "nillable",
+    "soapType",
+    "referenceTo",
+    "relationshipName",
+    "createable",
+    "updateable",
+    "externalId",
+    "unique",
+    "autoNumber",
+    "defaultedOnCreate",
+    "idLookup",
+    "compoundFieldName",
+    "label",
+)
 
 
 @dataclass(frozen=True)
@@ -96,31 +114,53 @@ class Catalog:
         return None
 
     def to_json(self) -> str:
-        return json.dumps({
-            "version": CATALOG_VERSION, "org": self.org, "fetched_at": self.fetched_at, "api_calls": self.api_calls,
-            "objects": [{**asdict(o), "fields": list(o.fields)} for o in self.objects],
-            "skipped": [asdict(s) for s in self.skipped],
-        }, indent=1, sort_keys=True)
+        return json.dumps(
+            {
+                "version": CATALOG_VERSION,
+                "org": self.org,
+                "fetched_at": self.fetched_at,
+                "api_calls": self.api_calls,
+                "objects": [{**asdict(o), "fields": list(o.fields)} for o in self.objects],
+                "skipped": [asdict(s) for s in self.skipped],
+            },
+            indent=1,
+            sort_keys=True,
+        )
 
     @classmethod
     def from_json(cls, text: str, source: str = "catalog") -> Catalog:
         try:
             data = json.loads(text)
             if data.get("version") != CATALOG_VERSION:
-                raise CatalogError(f"{source}: catalog version {data.get('version')!r}, expected {CATALOG_VERSION}; "
-                                   "refresh it (sf-pipeline objects --refresh, or dg utils refresh-defs-state)")
+                raise CatalogError(
+                    f"{source}: catalog version {data.get('version')!r}, expected {CATALOG_VERSION}; "
+                    "refresh it (sf-pipeline objects --refresh, or dg utils refresh-defs-state)"
+                )
             return cls(
-                org=data["org"], fetched_at=data["fetched_at"], api_calls=int(data.get("api_calls", 0)),
-                objects=[ObjectPlan(o["name"], Strategy(o["strategy"]), ReadApi(o["read_api"]),
-                                    tuple(o["fields"]), o["reason"], bool(o.get("custom")),
-                                    o.get("records")) for o in data["objects"]],
+                org=data["org"],
+                fetched_at=data["fetched_at"],
+                api_calls=int(data.get("api_calls", 0)),
+                objects=[
+                    ObjectPlan(
+                        o["name"],
+                        Strategy(o["strategy"]),
+                        ReadApi(o["read_api"]),
+                        tuple(o["fields"]),
+                        o["reason"],
+                        bool(o.get("custom")),
+                        o.get("records"),
+                    )
+                    for o in data["objects"]
+                ],
                 skipped=[SkippedObject(s["name"], s["reason"]) for s in data["skipped"]],
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, CatalogError):
                 raise
-            raise CatalogError(f"{source} is not a readable sf-pipeline catalog ({exc}); refresh it "
-                               "(sf-pipeline objects --refresh, or dg utils refresh-defs-state)") from None
+            raise CatalogError(
+                f"{source} is not a readable sf-pipeline catalog ({exc}); refresh it "
+                "(sf-pipeline objects --refresh, or dg utils refresh-defs-state)"
+            ) from None
 
 
 def matches(name: str, patterns: Iterable[str]) -> str | None:
@@ -160,25 +200,48 @@ def plan_object(entry: Mapping[str, Any], describe: Mapping[str, Any]) -> Object
     via = f"; REST only (Bulk API 2.0 cannot read base64 field {blobs[0]})" if blobs else ""
     custom = bool(entry.get("custom"))
     if "SystemModstamp" in names:
-        return ObjectPlan(name, Strategy.INCREMENTAL, read_api, tuple(fields),
-                          "SystemModstamp: each window reads the records changed in it" + via, custom)
+        return ObjectPlan(
+            name,
+            Strategy.INCREMENTAL,
+            read_api,
+            tuple(fields),
+            "SystemModstamp: each window reads the records changed in it" + via,
+            custom,
+        )
     updateable = bool(entry.get("updateable")) or any(f.get("updateable") for f in fields)
     if "CreatedDate" in names and "LastModifiedDate" not in names and not updateable:
-        return ObjectPlan(name, Strategy.APPEND_ONLY, read_api, tuple(fields),
-                          "append-only (CreatedDate, no SystemModstamp, nothing updateable): each window reads the "
-                          "rows created in it" + via, custom)
+        return ObjectPlan(
+            name,
+            Strategy.APPEND_ONLY,
+            read_api,
+            tuple(fields),
+            "append-only (CreatedDate, no SystemModstamp, nothing updateable): each window reads the "
+            "rows created in it" + via,
+            custom,
+        )
     if not entry.get("replicateable"):
         return SkippedObject(name, "a history object (describe global) whose rows can change: no way to read them")
     if "CreatedDate" in names or "LastModifiedDate" in names:
         detail = "no SystemModstamp"
     else:
         detail = "no timestamp field"
-    return ObjectPlan(name, Strategy.FULL_READ, read_api, tuple(fields),
-                      f"{detail}: each window reads every record and compares it with the mirror" + via, custom)
+    return ObjectPlan(
+        name,
+        Strategy.FULL_READ,
+        read_api,
+        tuple(fields),
+        f"{detail}: each window reads every record and compares it with the mirror" + via,
+        custom,
+    )
 
 
-def select(entries: Sequence[Mapping[str, Any]], *, explicit: Sequence[str] | None, include: Sequence[str],
-           exclude: Sequence[str]) -> tuple[list[Mapping[str, Any]], list[SkippedObject]]:
+def select(
+    entries: Sequence[Mapping[str, Any]],
+    *,
+    explicit: Sequence[str] | None,
+    include: Sequence[str],
+    exclude: Sequence[str],
+) -> tuple[list[Mapping[str, Any]], list[SkippedObject]]:
     """The describe-global entries worth a describe, and those skipped already (patterns, capabilities).
 
     `explicit` (an object list from the settings file) takes exactly those objects; otherwise `include`
@@ -188,8 +251,10 @@ def select(entries: Sequence[Mapping[str, Any]], *, explicit: Sequence[str] | No
     if explicit is not None:
         unknown = [n for n in explicit if n.lower() not in by_name]
         if unknown:
-            raise CatalogError(f"objects {unknown} are configured for backup but the org's describe global does not "
-                               "list them (misspelt, or not visible to the integration user)")
+            raise CatalogError(
+                f"objects {unknown} are configured for backup but the org's describe global does not "
+                "list them (misspelt, or not visible to the integration user)"
+            )
         return [by_name[n.lower()] for n in explicit], []
     chosen, skipped = [], []
     for entry in sorted(entries, key=lambda e: e["name"]):
@@ -209,8 +274,14 @@ def select(entries: Sequence[Mapping[str, Any]], *, explicit: Sequence[str] | No
     return chosen, skipped
 
 
-def discover(client: Any, org: str, *, explicit: Sequence[str] | None = None, include: Sequence[str] = (),
-             exclude: Sequence[str] = ()) -> Catalog:
+def discover(
+    client: Any,
+    org: str,
+    *,
+    explicit: Sequence[str] | None = None,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> Catalog:
     """Ask the org for its describe global and the describe of each candidate object; return the catalog."""
     calls_before = client.api_calls
     entries = client.describe_global()["sobjects"]
@@ -238,8 +309,13 @@ def record_counts(client: Any, plans: Sequence[ObjectPlan]) -> list[ObjectPlan]:
 
     from sf_pipeline.salesforce import soql as soql_names
 
-    subrequests = [{"method": "GET", "url": client.batch_url(
-        "query", {"q": f"SELECT COUNT() FROM {soql_names.api_name(p.name, 'object')}"})} for p in plans]
+    subrequests = [
+        {
+            "method": "GET",
+            "url": client.batch_url("query", {"q": f"SELECT COUNT() FROM {soql_names.api_name(p.name, 'object')}"}),
+        }
+        for p in plans
+    ]
     results = client.composite_batch(subrequests) if subrequests else []
     out = []
     for plan, result in zip(plans, results, strict=True):

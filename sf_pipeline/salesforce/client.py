@@ -49,18 +49,12 @@ _LIMIT = re.compile(r"api-usage=(\d+)/(\d+)")
 BATCH_SUBREQUESTS = 25  # Composite Batch's documented maximum
 
 
-
-
 URL_BUDGET = 15_000  # bytes of URL-encoded SOQL per GET: Salesforce refuses URIs over 16,384 bytes (414)
 
 
 def soql_fits_url(soql_text: str) -> bool:
     """True when a REST query of this SOQL stays within Salesforce's URI limit (with room for the path)."""
     return len(quote_plus(soql_text)) <= URL_BUDGET
-
-
-
-
 
 
 def _session_refused(exc: BaseException) -> bool:
@@ -81,8 +75,15 @@ def _transient(exc: BaseException) -> bool:
 class SalesforceClient:
     """One org alias: describe cache, API accounting and budget, retries, query and Bulk API 2.0 reads."""
 
-    def __init__(self, sf: Salesforce, *, alias: str = "production", budget_share: float = 1.0,
-                 max_attempts: int = 6, backoff: float = 0.5):
+    def __init__(
+        self,
+        sf: Salesforce,
+        *,
+        alias: str = "production",
+        budget_share: float = 1.0,
+        max_attempts: int = 6,
+        backoff: float = 0.5,
+    ):
         self.sf = sf
         self.alias = alias
         self.budget_share = budget_share
@@ -143,7 +144,8 @@ class SalesforceClient:
                     if renewed:
                         raise SalesforceSessionError(
                             f"org '{self.alias}' refused a fresh session on {what} (INVALID_SESSION_ID): check "
-                            f"that the user behind SALESFORCE_{self.alias.upper()}_* may use the API") from exc
+                            f"that the user behind SALESFORCE_{self.alias.upper()}_* may use the API"
+                        ) from exc
                     self.renew_session(what)
                     renewed = True
                     attempt -= 1
@@ -155,12 +157,19 @@ class SalesforceClient:
                         raise SalesforceTimeoutError(
                             f"org '{self.alias}' did not answer {what} in time on {attempt} attempts ({exc}); "
                             "if the org is only slow, raise salesforce.read_timeout_seconds (or "
-                            "connect_timeout_seconds) in the settings file") from exc
+                            "connect_timeout_seconds) in the settings file"
+                        ) from exc
                     raise
                 self.retries += 1
                 delay = self.backoff * (2 ** (attempt - 1)) * (0.5 + random.random())
-                log.warning("transient Salesforce failure on %s (attempt %d/%d), retrying in %.1fs: %s",
-                            what, attempt, self.max_attempts, delay, str(exc)[:200])
+                log.warning(
+                    "transient Salesforce failure on %s (attempt %d/%d), retrying in %.1fs: %s",
+                    what,
+                    attempt,
+                    self.max_attempts,
+                    delay,
+                    str(exc)[:200],
+                )
                 time.sleep(delay)
 
     # ----------------------------------------------------------------- session
@@ -178,7 +187,8 @@ class SalesforceClient:
                 f"or was revoked), and an access token alone cannot log in again. Set {prefix}USERNAME and "
                 f"{prefix}PASSWORD (+ {prefix}SECURITY_TOKEN), {prefix}CLIENT_ID and {prefix}CLIENT_SECRET, or "
                 f"{prefix}CLIENT_ID with {prefix}PRIVATE_KEY_FILE so sf-pipeline can log in again, or a fresh "
-                f"{prefix}ACCESS_TOKEN")
+                f"{prefix}ACCESS_TOKEN"
+            )
         log.info("org %s refused the session on %s (INVALID_SESSION_ID); logging in again", self.alias, what)
         self.sf._refresh_session()  # noqa: SLF001 - simple-salesforce's own re-login with the same credentials
         self.session_renewals += 1
@@ -239,15 +249,19 @@ class SalesforceClient:
         https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_batch.htm)."""
         results: list[dict[str, Any]] = []
         for i in range(0, len(subrequests), BATCH_SUBREQUESTS):
-            chunk = [dict(s) for s in subrequests[i:i + BATCH_SUBREQUESTS]]
+            chunk = [dict(s) for s in subrequests[i : i + BATCH_SUBREQUESTS]]
             self.check_budget(len(chunk))
-            answer = self.call(lambda c=chunk: self.sf.restful("composite/batch", method="POST",
-                                                               json={"batchRequests": c, "haltOnError": False}),
-                               f"composite batch of {len(chunk)}")
+            answer = self.call(
+                lambda c=chunk: self.sf.restful(
+                    "composite/batch", method="POST", json={"batchRequests": c, "haltOnError": False}
+                ),
+                f"composite batch of {len(chunk)}",
+            )
             got = answer.get("results") or []
             if len(got) != len(chunk):
-                raise SalesforceExtractError(f"composite batch answered {len(got)} results for {len(chunk)} "
-                                             "subrequests")
+                raise SalesforceExtractError(
+                    f"composite batch answered {len(got)} results for {len(chunk)} subrequests"
+                )
             results += got
         return results
 
@@ -258,18 +272,23 @@ class SalesforceClient:
 
     def counts(self, queries: Sequence[tuple[str, bool]]) -> list[int]:
         """`SELECT COUNT() ...` queries, (SOQL, include_deleted) each, answered 25 per HTTP request."""
-        subrequests = [{"method": "GET", "url": self.batch_url("queryAll" if deleted else "query", {"q": q})}
-                       for q, deleted in queries]
+        subrequests = [
+            {"method": "GET", "url": self.batch_url("queryAll" if deleted else "query", {"q": q})}
+            for q, deleted in queries
+        ]
         out: list[int] = []
         for (q, _), result in zip(queries, self.composite_batch(subrequests), strict=True):
             if result["statusCode"] >= 400:
-                raise SalesforceExtractError(f"`{q}` failed in a composite batch ({result['statusCode']}): "
-                                             f"{str(result.get('result'))[:300]}")
+                raise SalesforceExtractError(
+                    f"`{q}` failed in a composite batch ({result['statusCode']}): {str(result.get('result'))[:300]}"
+                )
             out.append(int(result["result"]["totalSize"]))
         return out
 
     def count(self, soql_where: str, sobject: str, include_deleted: bool = True) -> int:
-        query = f"SELECT COUNT() FROM {soql.api_name(sobject, 'object')}" + (f" WHERE {soql_where}" if soql_where else "")
+        query = f"SELECT COUNT() FROM {soql.api_name(sobject, 'object')}" + (
+            f" WHERE {soql_where}" if soql_where else ""
+        )
         return int(self.call(lambda: self.sf.query(query, include_deleted=include_deleted), "count")["totalSize"])
 
     def query_pages(self, soql: str, include_deleted: bool = True) -> Iterator[list[dict[str, Any]]]:
@@ -279,7 +298,8 @@ class SalesforceClient:
         if not soql_fits_url(soql):
             raise SoqlTooLongError(
                 f"a SOQL query of {len(soql):,} characters ({soql[:60]}...) would make a REST query URL longer than "
-                f"Salesforce accepts (16,384 bytes, 414 URI Too Long); read it through the Bulk API 2.0 instead")
+                f"Salesforce accepts (16,384 bytes, 414 URI Too Long); read it through the Bulk API 2.0 instead"
+            )
         page = self.call(lambda: self.sf.query(soql, include_deleted=include_deleted), "query")
         while True:
             records = page.get("records", [])
@@ -301,8 +321,11 @@ class SalesforceClient:
         def do() -> requests.Response:
             # built per attempt: a re-login changes the instance and the session id
             url = f"https://{self.sf.sf_instance}/services/data/v{self.sf.sf_version}/jobs/{path}"
-            headers = {"Authorization": f"Bearer {self.sf.session_id}", "Content-Type": "application/json",
-                       **extra_headers}
+            headers = {
+                "Authorization": f"Bearer {self.sf.session_id}",
+                "Content-Type": "application/json",
+                **extra_headers,
+            }
             resp = self.sf.session.request(method, url, headers=headers, **kwargs)
             self._note_usage(resp.headers.get("Sforce-Limit-Info"))
             if resp.status_code == 401:
@@ -310,17 +333,26 @@ class SalesforceClient:
             if resp.status_code >= 500:
                 raise SalesforceGeneralError(url, resp.status_code, "bulk", resp.text[:500])
             if resp.status_code >= 400:
-                raise SalesforceExtractError(f"Bulk API 2.0 {method} {path} failed ({resp.status_code}): "
-                                             f"{resp.text[:500]}")
+                raise SalesforceExtractError(
+                    f"Bulk API 2.0 {method} {path} failed ({resp.status_code}): {resp.text[:500]}"
+                )
             return resp
 
         return self.call(do, f"bulk {method} {path}")
 
     def bulk_query_start(self, soql: str, include_deleted: bool = True) -> str:
         """Create a Bulk API 2.0 query job (CSV, comma, LF); returns its id. Salesforce runs it asynchronously."""
-        job = self._bulk_request("POST", "query", json={
-            "operation": "queryAll" if include_deleted else "query", "query": soql, "contentType": "CSV",
-            "columnDelimiter": "COMMA", "lineEnding": "LF"}).json()
+        job = self._bulk_request(
+            "POST",
+            "query",
+            json={
+                "operation": "queryAll" if include_deleted else "query",
+                "query": soql,
+                "contentType": "CSV",
+                "columnDelimiter": "COMMA",
+                "lineEnding": "LF",
+            },
+        ).json()
         return job["id"]
 
     def bulk_query_wait(self, job_id: str, poll: float = 0.2, timeout: float = 3600) -> None:
@@ -334,8 +366,9 @@ class SalesforceClient:
             if state["state"] == "JobComplete":
                 return
             if state["state"] in ("Failed", "Aborted"):
-                raise SalesforceExtractError(f"Bulk query job {job_id} ended {state['state']}: "
-                                             f"{state.get('errorMessage') or state}")
+                raise SalesforceExtractError(
+                    f"Bulk query job {job_id} ended {state['state']}: {state.get('errorMessage') or state}"
+                )
             elapsed = time.monotonic() - started
             if elapsed > timeout:
                 raise SalesforceExtractError(f"Bulk query job {job_id} still {state['state']} after {timeout}s")
@@ -349,8 +382,7 @@ class SalesforceClient:
             params: dict[str, Any] = {"maxRecords": max_records}
             if locator:
                 params["locator"] = locator
-            resp = self._bulk_request("GET", f"query/{job_id}/results", params=params,
-                                      headers={"Accept": "text/csv"})
+            resp = self._bulk_request("GET", f"query/{job_id}/results", params=params, headers={"Accept": "text/csv"})
             body = resp.content
             self.bytes_received += len(body)
             yield body, int(resp.headers["Sforce-NumberOfRecords"])
@@ -380,8 +412,14 @@ class SalesforceClient:
             for row in csv.DictReader(io.StringIO(body.decode("utf-8"))):
                 yield {k: (v if v != "" else None) for k, v in row.items()}
 
-    def bulk_query_pages(self, soql: str, include_deleted: bool = True, max_records: int = 50_000,
-                         poll: float = 0.1, timeout: float = 3600) -> Iterator[tuple[bytes, int]]:
+    def bulk_query_pages(
+        self,
+        soql: str,
+        include_deleted: bool = True,
+        max_records: int = 50_000,
+        poll: float = 0.1,
+        timeout: float = 3600,
+    ) -> Iterator[tuple[bytes, int]]:
         """Run one Bulk API 2.0 query job; yield each result page as (CSV bytes with header, record count)."""
         job_id = self.bulk_query_start(soql, include_deleted)
         self.bulk_query_wait(job_id, poll, timeout)

@@ -13,11 +13,19 @@ from simple_salesforce import Salesforce
 from .errors import MissingCredentials, OrgUnreachable
 
 DEFAULT_API_VERSION = "59.0"
-VARIABLES = ("INSTANCE_URL", "LOGIN_URL", "USERNAME", "PASSWORD", "SECURITY_TOKEN", "CLIENT_ID", "CLIENT_SECRET",
-             "ACCESS_TOKEN", "CA_BUNDLE", "PRIVATE_KEY_FILE")
+VARIABLES = (
+    "INSTANCE_URL",
+    "LOGIN_URL",
+    "USERNAME",
+    "PASSWORD",
+    "SECURITY_TOKEN",
+    "CLIENT_ID",
+    "CLIENT_SECRET",
+    "ACCESS_TOKEN",
+    "CA_BUNDLE",
+    "PRIVATE_KEY_FILE",
+)
 SECRET = {"password", "security_token", "client_secret", "access_token"}
-
-
 
 
 @dataclass(frozen=True, repr=False)
@@ -42,8 +50,10 @@ class OrgCredentials:
         return cls(alias=alias, **values)
 
     def __repr__(self) -> str:  # never print secrets
-        shown = ", ".join(f"{f.name}={'***' if f.name in SECRET and getattr(self, f.name) else getattr(self, f.name)!r}"
-                          for f in fields(self))
+        shown = ", ".join(
+            f"{f.name}={'***' if f.name in SECRET and getattr(self, f.name) else getattr(self, f.name)!r}"
+            for f in fields(self)
+        )
         return f"OrgCredentials({shown})"
 
     @property
@@ -115,8 +125,14 @@ class TrustingSession(requests.Session):
         return settings
 
 
-def connect(creds: OrgCredentials, version: str = DEFAULT_API_VERSION,
-            timeouts: HttpTimeouts | None = None, *, attempts: int = 4, backoff: float = 0.5) -> Salesforce:
+def connect(
+    creds: OrgCredentials,
+    version: str = DEFAULT_API_VERSION,
+    timeouts: HttpTimeouts | None = None,
+    *,
+    attempts: int = 4,
+    backoff: float = 0.5,
+) -> Salesforce:
     """An authenticated simple-salesforce client for the alias, trusting its CA bundle if given, every call
     bounded by `timeouts` (HttpTimeouts() defaults when not given). A login that times out or loses its
     connection is tried again (`attempts` in all, `backoff` seconds doubling between them)."""
@@ -126,7 +142,8 @@ def connect(creds: OrgCredentials, version: str = DEFAULT_API_VERSION,
         except (requests.ConnectionError, requests.Timeout) as exc:
             if attempt == attempts:
                 raise OrgUnreachable(
-                    f"could not log in to org '{creds.alias}' after {attempts} attempts: {exc}") from exc
+                    f"could not log in to org '{creds.alias}' after {attempts} attempts: {exc}"
+                ) from exc
             time.sleep(backoff * 2 ** (attempt - 1))
     raise AssertionError("unreachable")
 
@@ -138,12 +155,28 @@ def _login(creds: OrgCredentials, version: str, session: TrustingSession) -> Sal
         return Salesforce(instance_url=creds.instance_url, session_id=creds.access_token, **common)
     domain = creds.login_domain()
     if flow == "JWT bearer":
-        return Salesforce(username=creds.username, consumer_key=creds.client_id,
-                          privatekey_file=creds.private_key_file, domain=domain, **common)
+        return Salesforce(
+            username=creds.username,
+            consumer_key=creds.client_id,
+            privatekey_file=creds.private_key_file,
+            domain=domain,
+            **common,
+        )
     if flow == "OAuth password":
-        return Salesforce(username=creds.username, password=(creds.password or "") + (creds.security_token or ""),
-                          consumer_key=creds.client_id, consumer_secret=creds.client_secret, domain=domain, **common)
+        return Salesforce(
+            username=creds.username,
+            password=(creds.password or "") + (creds.security_token or ""),
+            consumer_key=creds.client_id,
+            consumer_secret=creds.client_secret,
+            domain=domain,
+            **common,
+        )
     if flow == "SOAP password":
-        return Salesforce(username=creds.username, password=creds.password,
-                          security_token=creds.security_token or "", domain=domain, **common)
+        return Salesforce(
+            username=creds.username,
+            password=creds.password,
+            security_token=creds.security_token or "",
+            domain=domain,
+            **common,
+        )
     return Salesforce(consumer_key=creds.client_id, consumer_secret=creds.client_secret, domain=domain, **common)

@@ -69,11 +69,17 @@ def delete_log(client: SalesforceClient, sobject: str, start: datetime, end: dat
                 raise
             return DeleteLog({}, None, covered=False)
         earliest = probe.get("earliestDateAvailable")
-        return DeleteLog({r["id"]: parse_sf_time(r["deletedDate"]) for r in probe.get("deletedRecords", [])},
-                         parse_sf_time(earliest) if earliest else None, covered=False)
+        return DeleteLog(
+            {r["id"]: parse_sf_time(r["deletedDate"]) for r in probe.get("deletedRecords", [])},
+            parse_sf_time(earliest) if earliest else None,
+            covered=False,
+        )
     earliest = answer.get("earliestDateAvailable")
-    return DeleteLog({r["id"]: parse_sf_time(r["deletedDate"]) for r in answer.get("deletedRecords", [])},
-                     parse_sf_time(earliest) if earliest else None, covered=True)
+    return DeleteLog(
+        {r["id"]: parse_sf_time(r["deletedDate"]) for r in answer.get("deletedRecords", [])},
+        parse_sf_time(earliest) if earliest else None,
+        covered=True,
+    )
 
 
 def _replication_date_error(exc: SalesforceMalformedRequest) -> bool:
@@ -108,11 +114,20 @@ def hard_delete_jobs(client: SalesforceClient, sobject: str) -> list[HardDeleteJ
             continue
         if info.get("state") != "JobComplete":
             continue
-        text = client._bulk_request("GET", f"ingest/{info['id']}/successfulResults/",  # noqa: SLF001
-                                    headers={"Accept": "text/csv"}).text
+        text = client._bulk_request(
+            "GET",
+            f"ingest/{info['id']}/successfulResults/",  # noqa: SLF001
+            headers={"Accept": "text/csv"},
+        ).text
         ids = frozenset(row["sf__Id"] for row in csv.DictReader(io.StringIO(text)) if row.get("sf__Id"))
-        jobs.append(HardDeleteJob(info["id"], info.get("createdById", ""),
-                                  parse_sf_time(info.get("systemModstamp") or info["createdDate"]), ids))
+        jobs.append(
+            HardDeleteJob(
+                info["id"],
+                info.get("createdById", ""),
+                parse_sf_time(info.get("systemModstamp") or info["createdDate"]),
+                ids,
+            )
+        )
     return jobs
 
 
@@ -127,14 +142,22 @@ def _range_filter(low: str | None, high: str | None, created_before: datetime | 
     return " AND ".join(parts)
 
 
-def count_ids(client: SalesforceClient, sobject: str, low: str | None, high: str | None,
-              created_before: datetime | None) -> int:
+def count_ids(
+    client: SalesforceClient, sobject: str, low: str | None, high: str | None, created_before: datetime | None
+) -> int:
     """How many records (recycle bin included) have an id in [low, high) and were created before the bound."""
     return client.count(_range_filter(low, high, created_before), sobject, include_deleted=True)
 
 
-def ids_in_ranges(client: SalesforceClient, sobject: str, ranges: Sequence[tuple[str | None, str | None]],
-                  created_before: datetime | None, *, bulk_above: int = 10_000, expected: int = 0) -> set[str]:
+def ids_in_ranges(
+    client: SalesforceClient,
+    sobject: str,
+    ranges: Sequence[tuple[str | None, str | None]],
+    created_before: datetime | None,
+    *,
+    bulk_above: int = 10_000,
+    expected: int = 0,
+) -> set[str]:
     """The ids (recycle bin included) in any of the ranges: REST below `bulk_above` expected rows, else one
     Bulk API 2.0 query job (a handful of calls for hundreds of thousands of ids)."""
     if not ranges:

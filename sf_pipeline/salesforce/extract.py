@@ -49,8 +49,10 @@ def window_filter(start: datetime, end: datetime, stamp: str = "SystemModstamp")
 
 
 def window_soql(sobject: str, fields: list[str], start: datetime, end: datetime, stamp: str = "SystemModstamp") -> str:
-    return (f"SELECT {', '.join(soql.field_names(fields))} FROM {soql.api_name(sobject, 'object')} "
-            f"WHERE {window_filter(start, end, stamp)}")
+    return (
+        f"SELECT {', '.join(soql.field_names(fields))} FROM {soql.api_name(sobject, 'object')} "
+        f"WHERE {window_filter(start, end, stamp)}"
+    )
 
 
 def bulk_refused(exc: BaseException) -> bool:
@@ -126,9 +128,17 @@ def csv_to_batches(body: bytes, fields: list[str], expected: int) -> list[pa.Rec
     return table.select(fields).to_batches()
 
 
-def bulk_slices(client: SalesforceClient, sobject: str, start: datetime, end: datetime, expected: int, *,
-                slice_records: int = DEFAULT_BULK_SLICE_RECORDS,
-                max_slices: int = MAX_BULK_SLICES, stamp: str = "SystemModstamp") -> list[tuple[datetime, datetime, int]]:
+def bulk_slices(
+    client: SalesforceClient,
+    sobject: str,
+    start: datetime,
+    end: datetime,
+    expected: int,
+    *,
+    slice_records: int = DEFAULT_BULK_SLICE_RECORDS,
+    max_slices: int = MAX_BULK_SLICES,
+    stamp: str = "SystemModstamp",
+) -> list[tuple[datetime, datetime, int]]:
     """Split [start, end) into SystemModstamp slices of at most about `slice_records` records each, by
     halving in time (one COUNT() per split); empty slices are dropped. Returns (start, end, count),
     oldest first; a window of `expected` <= `slice_records` stays whole."""
@@ -147,8 +157,9 @@ def bulk_slices(client: SalesforceClient, sobject: str, start: datetime, end: da
     return sorted(done)
 
 
-def _pipelined_bulk_pages(client: SalesforceClient, soqls: Sequence[str], page_size: int,
-                          stats: ExtractStats, ahead: int = BULK_JOBS_AHEAD) -> Iterator[tuple[bytes, int]]:
+def _pipelined_bulk_pages(
+    client: SalesforceClient, soqls: Sequence[str], page_size: int, stats: ExtractStats, ahead: int = BULK_JOBS_AHEAD
+) -> Iterator[tuple[bytes, int]]:
     """One Bulk query job per SOQL, read in order. While job i is read, up to `ahead` later jobs are
     already running in the org (each created as soon as the one before it is complete). A job left
     behind by an error is deleted."""
@@ -175,11 +186,21 @@ def _pipelined_bulk_pages(client: SalesforceClient, soqls: Sequence[str], page_s
             client.bulk_query_delete(job)
 
 
-def extract_window(client: SalesforceClient, sobject: str, fields: list[str], start: datetime, end: datetime,
-                   *, bulk_threshold: int = DEFAULT_BULK_THRESHOLD, bulk_page_size: int = 50_000,
-                   bulk_slice_records: int = DEFAULT_BULK_SLICE_RECORDS,
-                   stats: ExtractStats | None = None, stamp: str = "SystemModstamp",
-                   use_bulk: bool = True, expected: int | None = None) -> Iterator[pa.RecordBatch | CsvPage]:
+def extract_window(
+    client: SalesforceClient,
+    sobject: str,
+    fields: list[str],
+    start: datetime,
+    end: datetime,
+    *,
+    bulk_threshold: int = DEFAULT_BULK_THRESHOLD,
+    bulk_page_size: int = 50_000,
+    bulk_slice_records: int = DEFAULT_BULK_SLICE_RECORDS,
+    stats: ExtractStats | None = None,
+    stamp: str = "SystemModstamp",
+    use_bulk: bool = True,
+    expected: int | None = None,
+) -> Iterator[pa.RecordBatch | CsvPage]:
     """Yield the window's records (every version currently stamped in it, deleted ones included):
     Arrow batches from the REST path, `CsvPage`s from the Bulk path. No record comes twice.
 
@@ -193,8 +214,11 @@ def extract_window(client: SalesforceClient, sobject: str, fields: list[str], st
     selected = [f for f in fields if not (synthetic and f == "SystemModstamp")]
     window_soql(sobject, selected, start, end, stamp)  # names from describe are checked before any call
     started = time.monotonic()
-    stats.expected = expected if expected is not None else client.count(window_filter(start, end, stamp), sobject,
-                                                                         include_deleted=True)
+    stats.expected = (
+        expected
+        if expected is not None
+        else client.count(window_filter(start, end, stamp), sobject, include_deleted=True)
+    )
     if stats.expected == 0:
         stats.mode = "empty"
         stats.seconds = time.monotonic() - started
@@ -206,8 +230,9 @@ def extract_window(client: SalesforceClient, sobject: str, fields: list[str], st
     else:
         if stats.expected <= bulk_threshold:  # 700+ fields: the REST query would not fit in a URL
             stats.notes.append("Bulk API 2.0: the field list is too long for a REST query URL")
-        pages = _bulk_or_rest_pages(client, sobject, selected, start, end, stamp, stats, bulk_page_size,
-                                    bulk_slice_records)
+        pages = _bulk_or_rest_pages(
+            client, sobject, selected, start, end, stamp, stats, bulk_page_size, bulk_slice_records
+        )
     for page in pages:
         yield _with_stamp_column(page, stamp) if synthetic else page
     stats.seconds = time.monotonic() - started
@@ -221,8 +246,15 @@ def _with_stamp_column(page: pa.RecordBatch | CsvPage, stamp: str) -> pa.RecordB
     return page.append_column("SystemModstamp", page.column(page.schema.get_field_index(stamp)))
 
 
-def _rest_pages(client: SalesforceClient, sobject: str, fields: list[str], start: datetime, end: datetime,
-                stamp: str, stats: ExtractStats) -> Iterator[pa.RecordBatch]:
+def _rest_pages(
+    client: SalesforceClient,
+    sobject: str,
+    fields: list[str],
+    start: datetime,
+    end: datetime,
+    stamp: str,
+    stats: ExtractStats,
+) -> Iterator[pa.RecordBatch]:
     stats.mode = "rest"
     for records in _prefetch(client.query_pages(window_soql(sobject, fields, start, end, stamp), include_deleted=True)):
         stats.pages += 1
@@ -231,9 +263,17 @@ def _rest_pages(client: SalesforceClient, sobject: str, fields: list[str], start
             yield records_to_batch(records, fields)
 
 
-def _bulk_or_rest_pages(client: SalesforceClient, sobject: str, fields: list[str], start: datetime, end: datetime,
-                        stamp: str, stats: ExtractStats, bulk_page_size: int,
-                        bulk_slice_records: int) -> Iterator[pa.RecordBatch | CsvPage]:
+def _bulk_or_rest_pages(
+    client: SalesforceClient,
+    sobject: str,
+    fields: list[str],
+    start: datetime,
+    end: datetime,
+    stamp: str,
+    stats: ExtractStats,
+    bulk_page_size: int,
+    bulk_slice_records: int,
+) -> Iterator[pa.RecordBatch | CsvPage]:
     stats.mode = "bulk"
     slices = bulk_slices(client, sobject, start, end, stats.expected, slice_records=bulk_slice_records, stamp=stamp)
     if len(slices) > 1:
@@ -256,9 +296,16 @@ def _bulk_or_rest_pages(client: SalesforceClient, sobject: str, fields: list[str
         yield from _rest_pages(client, sobject, fields, start, end, stamp, stats)
 
 
-def extract_all(client: SalesforceClient, sobject: str, fields: list[str], *,
-                bulk_threshold: int = DEFAULT_BULK_THRESHOLD, bulk_page_size: int = 50_000,
-                stats: ExtractStats | None = None, use_bulk: bool = True) -> Iterator[pa.RecordBatch | CsvPage]:
+def extract_all(
+    client: SalesforceClient,
+    sobject: str,
+    fields: list[str],
+    *,
+    bulk_threshold: int = DEFAULT_BULK_THRESHOLD,
+    bulk_page_size: int = 50_000,
+    stats: ExtractStats | None = None,
+    use_bulk: bool = True,
+) -> Iterator[pa.RecordBatch | CsvPage]:
     """Every record of an object with no timestamp to read windows on (the full-read strategy): REST, or one
     Bulk API 2.0 job above `bulk_threshold` records (REST again if Bulk refuses the object)."""
     stats = stats or ExtractStats(sobject, datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))

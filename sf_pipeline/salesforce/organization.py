@@ -16,7 +16,6 @@ from .errors import OrganizationUnreadable
 ORGANIZATION_SOQL = "SELECT Id, Name, IsSandbox, OrganizationType, InstanceName FROM Organization"
 
 
-
 @dataclass(frozen=True)
 class Organization:
     """The identity of the org an alias's credentials reach."""
@@ -37,8 +36,15 @@ def read_organization(client: SalesforceClient) -> Organization:
     answer = client.call(lambda: client.sf.query(ORGANIZATION_SOQL), "query Organization")
     records = answer.get("records") or []
     if len(records) != 1:
-        raise OrganizationUnreadable(f"org {client.alias!r} answered {len(records)} Organization records to "
-                                     f"`{ORGANIZATION_SOQL}` (a real org has exactly one)")
+        raise OrganizationUnreadable(
+            f"org {client.alias!r} answered {len(records)} Organization records to "
+            f"`{ORGANIZATION_SOQL}` (a real org has exactly one)"
+        )
     row = records[0]
-    return Organization(id=str(row["Id"]), name=str(row.get("Name") or ""), is_sandbox=row.get("IsSandbox") is True,
-                        organization_type=row.get("OrganizationType"), instance_name=row.get("InstanceName"))
+    return Organization(
+        id=str(row["Id"]),
+        name=str(row.get("Name") or ""),
+        is_sandbox=row.get("IsSandbox") is True,
+        organization_type=row.get("OrganizationType"),
+        instance_name=row.get("InstanceName"),
+    )

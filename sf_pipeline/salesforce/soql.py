@@ -31,13 +31,14 @@ _RECORD_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
 MAX_NAME_LENGTH = 255
 
 
-
 def api_name(name: object, what: str = "field") -> str:
     """`name` if it is a Salesforce API name (object or field), else `UnsafeSoqlValue`."""
     if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH or not _API_NAME.fullmatch(name):
-        raise UnsafeSoqlValue(f"{what} name {name!r} is not a Salesforce API name (a letter, then letters, digits "
-                              "and single underscores, with `__` only before a suffix such as __c): refusing to "
-                              "put it into a query")
+        raise UnsafeSoqlValue(
+            f"{what} name {name!r} is not a Salesforce API name (a letter, then letters, digits "
+            "and single underscores, with `__` only before a suffix such as __c): refusing to "
+            "put it into a query"
+        )
     return name
 
 
@@ -49,8 +50,9 @@ def field_names(names: Iterable[object]) -> list[str]:
 def record_id(value: object) -> str:
     """`value` if it is a 15- or 18-character Salesforce record id, else `UnsafeSoqlValue`."""
     if not isinstance(value, str) or not _RECORD_ID.fullmatch(value):
-        raise UnsafeSoqlValue(f"{value!r} is not a Salesforce record id (15 or 18 letters and digits): refusing "
-                              "to put it into a query")
+        raise UnsafeSoqlValue(
+            f"{value!r} is not a Salesforce record id (15 or 18 letters and digits): refusing to put it into a query"
+        )
     return value
 
 

@@ -33,15 +33,12 @@ def id18(value: str) -> str:
         raise ValueError(f"{value!r} is not a Salesforce record id (15 or 18 letters and digits)")
     head = text[:15]
     suffix = "".join(
-        _CHECKSUM[sum(1 << j for j, ch in enumerate(head[c * 5 : c * 5 + 5]) if "A" <= ch <= "Z")]
-        for c in range(3)
+        _CHECKSUM[sum(1 << j for j, ch in enumerate(head[c * 5 : c * 5 + 5]) if "A" <= ch <= "Z")] for c in range(3)
     )
     if len(text) == 18 and text[15:].upper() != suffix:
         # An 18-character id is case-insensitive: recover the case of the first 15 from the checksum.
         bits = [_CHECKSUM.index(ch) for ch in text[15:].upper()]
-        head = "".join(
-            ch.upper() if bits[i // 5] >> (i % 5) & 1 else ch.lower() for i, ch in enumerate(text[:15])
-        )
+        head = "".join(ch.upper() if bits[i // 5] >> (i % 5) & 1 else ch.lower() for i, ch in enumerate(text[:15]))
         return id18(head)
     return head + suffix
 
@@ -94,8 +91,9 @@ def canonical(sf_type: str, value: Any) -> Any:
     return str(value)
 
 
-TEXT_TYPES = frozenset({"string", "textarea", "picklist", "multipicklist", "email", "phone", "url", "combobox",
-                         "encryptedstring"})
+TEXT_TYPES = frozenset(
+    {"string", "textarea", "picklist", "multipicklist", "email", "phone", "url", "combobox", "encryptedstring"}
+)
 
 
 def _text(value: Any) -> Any:

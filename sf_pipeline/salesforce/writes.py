@@ -73,7 +73,6 @@ class WriteJournal(Protocol):
         """Every record of the call with the org's answer (an `outcome_unknown` one stays pending)."""
 
 
-
 @dataclass(frozen=True)
 class WriteResult:
     """The org's answer for one record: its id, success, and errors as `{statusCode, message, fields}`."""
@@ -116,8 +115,9 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 
 # ===================================================================== reads
-def fetch_records(client: SalesforceClient, sobject: str, ids: Sequence[str],
-                  fields: Sequence[str]) -> dict[str, dict[str, Any] | None]:
+def fetch_records(
+    client: SalesforceClient, sobject: str, ids: Sequence[str], fields: Sequence[str]
+) -> dict[str, dict[str, Any] | None]:
     """Current values of records by id via sObject Collections retrieve, ids and fields in the request body
     (POST, 2000 ids a call): the GET form puts them in the URL, which Salesforce refuses past 16,384 bytes
     (414 URI Too Long, about 800 ids; REST API guide, "Get Records Using sObject Collections").
@@ -136,7 +136,7 @@ def fetch_records(client: SalesforceClient, sobject: str, ids: Sequence[str],
             if rec is not None:
                 rec.pop("attributes", None)
             out[rid] = rec
-        for rid in chunk[len(answer):]:
+        for rid in chunk[len(answer) :]:
             out[rid] = None
     return out
 
@@ -148,13 +148,16 @@ def ids_per_query(head: str) -> int:
     room = URL_BUDGET - len(quote_plus(head))
     per_id = len(quote_plus("'001000000000000AAA', "))
     if room < per_id:
-        raise SalesforceWriteError(f"the field list of `{head[:80]}...` alone makes a query URL longer than "
-                                   f"Salesforce accepts ({URL_BUDGET:,} bytes here); read fewer fields at a time")
+        raise SalesforceWriteError(
+            f"the field list of `{head[:80]}...` alone makes a query URL longer than "
+            f"Salesforce accepts ({URL_BUDGET:,} bytes here); read fewer fields at a time"
+        )
     return max(1, min(SOQL_ID_CHUNK, room // per_id))
 
 
-def query_by_ids(client: SalesforceClient, sobject: str, ids: Sequence[str], fields: Sequence[str],
-                 include_deleted: bool = True) -> dict[str, dict[str, Any]]:
+def query_by_ids(
+    client: SalesforceClient, sobject: str, ids: Sequence[str], fields: Sequence[str], include_deleted: bool = True
+) -> dict[str, dict[str, Any]]:
     """Records by id through SOQL (queryAll by default, so records in the recycle bin come with IsDeleted).
 
     When the field list alone is too long for a query URL (objects of 700+ fields), through Bulk API 2.0 jobs
@@ -186,10 +189,16 @@ def current_user_id(client: SalesforceClient) -> str | None:
         return None
 
 
-def _write_in_rounds(records: Sequence[Mapping[str, Any]], chunk_size: int,
-                     send: Callable[[Sequence[int], Any], list[WriteResult]], on_written: OnWritten | None,
-                     lock_rounds: int, wait: float, what: str,
-                     journal: WriteJournal | None = None) -> list[WriteResult]:
+def _write_in_rounds(
+    records: Sequence[Mapping[str, Any]],
+    chunk_size: int,
+    send: Callable[[Sequence[int], Any], list[WriteResult]],
+    on_written: OnWritten | None,
+    lock_rounds: int,
+    wait: float,
+    what: str,
+    journal: WriteJournal | None = None,
+) -> list[WriteResult]:
     """Send records in chunks; rows refused with UNABLE_TO_LOCK_ROW go again in later rounds, with backoff.
 
     `send(chunk, token)` answers one WriteResult per index of its chunk, in order (`token`: the journal's, for
@@ -217,15 +226,22 @@ def _write_in_rounds(records: Sequence[Mapping[str, Any]], chunk_size: int,
         if not retry:
             break
         log.info("%d %s locked, retrying them (round %d)", len(retry), what, round_no + 1)
-        time.sleep(wait * (2 ** round_no))
+        time.sleep(wait * (2**round_no))
         pending = retry
     return [r if r is not None else failure(None, "NOT_ATTEMPTED", "not attempted") for r in results]
 
 
 # ===================================================================== sObject Collections
-def update_records(client: SalesforceClient, sobject: str, records: Sequence[Mapping[str, Any]], *,
-                   on_written: OnWritten | None = None, lock_rounds: int = 4,
-                   lock_wait: float | None = None, journal: WriteJournal | None = None) -> list[WriteResult]:
+def update_records(
+    client: SalesforceClient,
+    sobject: str,
+    records: Sequence[Mapping[str, Any]],
+    *,
+    on_written: OnWritten | None = None,
+    lock_rounds: int = 4,
+    lock_wait: float | None = None,
+    journal: WriteJournal | None = None,
+) -> list[WriteResult]:
     """Update records (each a dict with `Id`) via sObject Collections PATCH, 200 a call, allOrNone false.
 
     An update sets values, so repeating it after a lost answer writes the same values again: it is retried."""
@@ -233,8 +249,14 @@ def update_records(client: SalesforceClient, sobject: str, records: Sequence[Map
     return _collections(client, "PATCH", sobject, records, on_written, lock_rounds, lock_wait, journal)
 
 
-def create_records(client: SalesforceClient, sobject: str, records: Sequence[Mapping[str, Any]], *,
-                   on_written: OnWritten | None = None, journal: WriteJournal | None = None) -> list[WriteResult]:
+def create_records(
+    client: SalesforceClient,
+    sobject: str,
+    records: Sequence[Mapping[str, Any]],
+    *,
+    on_written: OnWritten | None = None,
+    journal: WriteJournal | None = None,
+) -> list[WriteResult]:
     """Create records via sObject Collections POST, 200 a call; results carry the new ids.
 
     A create is never repeated after a lost answer (dropped connection, timeout, 5xx): the org may have
@@ -245,22 +267,36 @@ def create_records(client: SalesforceClient, sobject: str, records: Sequence[Map
     return _collections(client, "POST", sobject, records, on_written, 4, None, journal)
 
 
-def _collections(client: SalesforceClient, method: str, sobject: str, records: Sequence[Mapping[str, Any]],
-                 on_written: OnWritten | None, lock_rounds: int, lock_wait: float | None,
-                 journal: WriteJournal | None) -> list[WriteResult]:
+def _collections(
+    client: SalesforceClient,
+    method: str,
+    sobject: str,
+    records: Sequence[Mapping[str, Any]],
+    on_written: OnWritten | None,
+    lock_rounds: int,
+    lock_wait: float | None,
+    journal: WriteJournal | None,
+) -> list[WriteResult]:
     def send(chunk: Sequence[int], _token: Any) -> list[WriteResult]:
         body = {"allOrNone": False, "records": [{"attributes": {"type": sobject}, **records[i]} for i in chunk]}
         try:
             answer = _collection_call(client, method, body)
         except _OutcomeUnknown as exc:
-            return [failure(None, OUTCOME_UNKNOWN, f"{exc}; find what it created before creating again")
-                    for _ in chunk]
-        return [WriteResult(raw.get("id"), bool(raw.get("success")), tuple(raw.get("errors") or ()),
-                            bool(raw.get("created", method == "POST"))) for raw in answer]
+            return [failure(None, OUTCOME_UNKNOWN, f"{exc}; find what it created before creating again") for _ in chunk]
+        return [
+            WriteResult(
+                raw.get("id"),
+                bool(raw.get("success")),
+                tuple(raw.get("errors") or ()),
+                bool(raw.get("created", method == "POST")),
+            )
+            for raw in answer
+        ]
 
     wait = client.backoff if lock_wait is None else lock_wait
-    return _write_in_rounds(records, COLLECTION_SIZE, send, on_written, lock_rounds, wait, f"{sobject} records",
-                            journal)
+    return _write_in_rounds(
+        records, COLLECTION_SIZE, send, on_written, lock_rounds, wait, f"{sobject} records", journal
+    )
 
 
 class _OutcomeUnknown(RuntimeError):
@@ -279,8 +315,9 @@ def _collection_call(client: SalesforceClient, method: str, body: dict[str, Any]
             raise _OutcomeUnknown(f"connection lost while creating {len(body['records'])} records: {exc}") from exc
         except SalesforceGeneralError as exc:
             if getattr(exc, "status", 0) >= 500:  # the org (or a proxy) may have committed before failing
-                raise _OutcomeUnknown(f"the org answered {exc.status} to a create of {len(body['records'])} "
-                                      "records") from exc
+                raise _OutcomeUnknown(
+                    f"the org answered {exc.status} to a create of {len(body['records'])} records"
+                ) from exc
             raise
 
     return client.call(create, "POST composite/sobjects")
@@ -295,6 +332,7 @@ def undelete(client: SalesforceClient, ids: Sequence[str], *, journal: WriteJour
     results: list[WriteResult] = []
     for chunk in _chunks(soql.record_ids(ids), UNDELETE_SIZE):
         token = journal.before([{"Id": rid} for rid in chunk]) if journal is not None else None
+
         def envelope(chunk: Sequence[str] = chunk) -> bytes:  # per attempt: a re-login brings a new session id
             return (
                 '<?xml version="1.0" encoding="utf-8"?>'
@@ -306,9 +344,15 @@ def undelete(client: SalesforceClient, ids: Sequence[str], *, journal: WriteJour
                 + "</urn:undelete></soapenv:Body></soapenv:Envelope>"
             ).encode("utf-8")
 
-        resp = _send(client, "POST", lambda: f"https://{client.sf.sf_instance}/services/Soap/u/{client.sf.sf_version}",
-                     "SOAP undelete", body=envelope, soap=True,
-                     headers={"Content-Type": "text/xml; charset=UTF-8", "SOAPAction": "undelete"})
+        resp = _send(
+            client,
+            "POST",
+            lambda: f"https://{client.sf.sf_instance}/services/Soap/u/{client.sf.sf_version}",
+            "SOAP undelete",
+            body=envelope,
+            soap=True,
+            headers={"Content-Type": "text/xml; charset=UTF-8", "SOAPAction": "undelete"},
+        )
         answers = _soap_results(resp.content)
         if len(answers) != len(chunk):
             raise SalesforceWriteError(f"SOAP undelete answered {len(answers)} results for {len(chunk)} ids")
@@ -338,8 +382,13 @@ def _soap_results(body: bytes) -> list[WriteResult]:
         errors = []
         for err in (c for c in el if _local(c.tag) == "errors"):
             parts = {_local(c.tag): (c.text or "") for c in err}
-            errors.append({"statusCode": parts.get("statusCode", ""), "message": parts.get("message", ""),
-                           "fields": [c.text for c in err if _local(c.tag) == "fields" and c.text]})
+            errors.append(
+                {
+                    "statusCode": parts.get("statusCode", ""),
+                    "message": parts.get("message", ""),
+                    "fields": [c.text for c in err if _local(c.tag) == "fields" and c.text],
+                }
+            )
         rid = values["id"].text if "id" in values and values["id"].text else None
         out.append(WriteResult(rid, success, tuple(errors)))
     return out
@@ -356,9 +405,17 @@ def _soap_fault(resp: requests.Response) -> tuple[str, str] | None:
     return texts.get("faultcode") or "", texts.get("faultstring") or ""
 
 
-def _send(client: SalesforceClient, method: str, url: str | Callable[[], str], what: str, *, soap: bool = False,
-          headers: Mapping[str, str] | None = None, body: Callable[[], bytes] | None = None,
-          **kwargs: Any) -> requests.Response:
+def _send(
+    client: SalesforceClient,
+    method: str,
+    url: str | Callable[[], str],
+    what: str,
+    *,
+    soap: bool = False,
+    headers: Mapping[str, str] | None = None,
+    body: Callable[[], bytes] | None = None,
+    **kwargs: Any,
+) -> requests.Response:
     """One HTTP call outside simple-salesforce's REST helpers, through the client's budget and retries.
 
     `url` and `body` may be functions: they are called per attempt, so a repeat after a re-login carries
@@ -366,8 +423,11 @@ def _send(client: SalesforceClient, method: str, url: str | Callable[[], str], w
     """
 
     def do() -> requests.Response:
-        sent = {"Authorization": f"Bearer {client.sf.session_id}", "Content-Type": "application/json",
-                **(headers or {})}
+        sent = {
+            "Authorization": f"Bearer {client.sf.session_id}",
+            "Content-Type": "application/json",
+            **(headers or {}),
+        }
         extra = {"data": body()} if body is not None else {}
         resp = client.sf.session.request(method, url() if callable(url) else url, headers=sent, **kwargs, **extra)
         client._note_usage(resp.headers.get("Sforce-Limit-Info"))  # noqa: SLF001 - same package
@@ -386,10 +446,19 @@ def _send(client: SalesforceClient, method: str, url: str | Callable[[], str], w
 
 
 # ===================================================================== Bulk API 2.0 ingest
-def bulk_update(client: SalesforceClient, sobject: str, records: Sequence[Mapping[str, Any]],
-                to_csv: Callable[[Any], str], *, on_written: OnWritten | None = None, lock_rounds: int = 4,
-                poll: float = 0.2, timeout: float = 3600, job_size: int = 150_000,
-                journal: WriteJournal | None = None) -> list[WriteResult]:
+def bulk_update(
+    client: SalesforceClient,
+    sobject: str,
+    records: Sequence[Mapping[str, Any]],
+    to_csv: Callable[[Any], str],
+    *,
+    on_written: OnWritten | None = None,
+    lock_rounds: int = 4,
+    poll: float = 0.2,
+    timeout: float = 3600,
+    job_size: int = 150_000,
+    journal: WriteJournal | None = None,
+) -> list[WriteResult]:
     """Update records through Bulk API 2.0 ingest jobs (update), with per-record results.
 
     `to_csv` turns a value into its CSV cell (`#N/A` for null; an empty cell leaves a field unchanged,
@@ -399,8 +468,7 @@ def bulk_update(client: SalesforceClient, sobject: str, records: Sequence[Mappin
     (`ingest_job_outcome`).
     """
     if client.serial_writes:  # no parallel Bulk batches: one sObject Collections call at a time
-        return update_records(client, sobject, records, on_written=on_written, lock_rounds=lock_rounds,
-                              journal=journal)
+        return update_records(client, sobject, records, on_written=on_written, lock_rounds=lock_rounds, journal=journal)
     client.ensure_session()
     if journal is not None:
         journal = _DeleteJobAfter(journal, client)
@@ -409,8 +477,9 @@ def bulk_update(client: SalesforceClient, sobject: str, records: Sequence[Mappin
         on_job = (lambda job_id: journal.job(token, job_id)) if journal is not None else None
         return _ingest_job(client, sobject, [records[i] for i in chunk], to_csv, poll, timeout, on_job)
 
-    return _write_in_rounds(records, job_size, send, on_written, lock_rounds, client.backoff,
-                            f"{sobject} rows (in a new job)", journal)
+    return _write_in_rounds(
+        records, job_size, send, on_written, lock_rounds, client.backoff, f"{sobject} rows (in a new job)", journal
+    )
 
 
 class _DeleteJobAfter:
@@ -438,9 +507,15 @@ def _jobs_url(client: SalesforceClient, path: str) -> Callable[[], str]:
     return lambda: f"https://{client.sf.sf_instance}/services/data/v{client.sf.sf_version}/jobs/ingest{path}"
 
 
-def _ingest_job(client: SalesforceClient, sobject: str, records: Sequence[Mapping[str, Any]],
-                to_csv: Callable[[Any], str], poll: float, timeout: float,
-                on_job: Callable[[str], None] | None = None) -> list[WriteResult]:
+def _ingest_job(
+    client: SalesforceClient,
+    sobject: str,
+    records: Sequence[Mapping[str, Any]],
+    to_csv: Callable[[Any], str],
+    poll: float,
+    timeout: float,
+    on_job: Callable[[str], None] | None = None,
+) -> list[WriteResult]:
     sobject = soql.api_name(sobject, "object")
     columns = soql.field_names(k for rec in records for k in rec if k != "Id")
     buf = io.StringIO()
@@ -448,14 +523,30 @@ def _ingest_job(client: SalesforceClient, sobject: str, records: Sequence[Mappin
     writer.writerow(["Id", *columns])
     for rec in records:
         writer.writerow([rec["Id"], *(to_csv(rec[c]) if c in rec else "" for c in columns)])
-    job = _send(client, "POST", _jobs_url(client, ""), "bulk ingest create", json={
-        "object": sobject, "operation": "update", "contentType": "CSV", "columnDelimiter": "COMMA",
-        "lineEnding": "LF"}).json()
+    job = _send(
+        client,
+        "POST",
+        _jobs_url(client, ""),
+        "bulk ingest create",
+        json={
+            "object": sobject,
+            "operation": "update",
+            "contentType": "CSV",
+            "columnDelimiter": "COMMA",
+            "lineEnding": "LF",
+        },
+    ).json()
     job_id = job["id"]
     if on_job is not None:
         on_job(job_id)
-    _send(client, "PUT", _jobs_url(client, f"/{job_id}/batches"), "bulk ingest upload",
-          data=buf.getvalue().encode("utf-8"), headers={"Content-Type": "text/csv"})
+    _send(
+        client,
+        "PUT",
+        _jobs_url(client, f"/{job_id}/batches"),
+        "bulk ingest upload",
+        data=buf.getvalue().encode("utf-8"),
+        headers={"Content-Type": "text/csv"},
+    )
     _send(client, "PATCH", _jobs_url(client, f"/{job_id}"), "bulk ingest close", json={"state": "UploadComplete"})
     try:
         results = _ingest_results(client, sobject, job_id, records, poll, timeout)
@@ -468,11 +559,13 @@ def _ingest_job(client: SalesforceClient, sobject: str, records: Sequence[Mappin
         # The job runs on without us: rows it applies are written but reach no caller (nor an audit).
         raise SalesforceWriteError(
             f"Bulk ingest job {job_id} for {sobject} was submitted but its outcome could not be read ({exc}); "
-            "it may have updated records: see the job's successfulResults in the org") from exc
+            "it may have updated records: see the job's successfulResults in the org"
+        ) from exc
 
 
-def _wait_for_job(client: SalesforceClient, sobject: str, job_id: str, poll: float, timeout: float,
-                  longest: float = 2.0) -> None:
+def _wait_for_job(
+    client: SalesforceClient, sobject: str, job_id: str, poll: float, timeout: float, longest: float = 2.0
+) -> None:
     """Poll an ingest job until it ends; SalesforceWriteError unless it ended JobComplete."""
     deadline = time.monotonic() + timeout
     delay = poll
@@ -485,16 +578,26 @@ def _wait_for_job(client: SalesforceClient, sobject: str, job_id: str, poll: flo
         time.sleep(delay)
         delay = min(delay * 1.5, longest)
     if state["state"] != "JobComplete":
-        raise SalesforceWriteError(f"Bulk ingest job {job_id} for {sobject} ended {state['state']}: "
-                                   f"{state.get('errorMessage') or 'no error message'}")
+        raise SalesforceWriteError(
+            f"Bulk ingest job {job_id} for {sobject} ended {state['state']}: "
+            f"{state.get('errorMessage') or 'no error message'}"
+        )
 
 
-def _ingest_results(client: SalesforceClient, sobject: str, job_id: str, records: Sequence[Mapping[str, Any]],
-                    poll: float, timeout: float) -> list[WriteResult]:
+def _ingest_results(
+    client: SalesforceClient,
+    sobject: str,
+    job_id: str,
+    records: Sequence[Mapping[str, Any]],
+    poll: float,
+    timeout: float,
+) -> list[WriteResult]:
     _wait_for_job(client, sobject, job_id, poll, timeout)
     by_id = _ingest_outcomes(client, job_id)
-    return [by_id.get(rec["Id"]) or failure(rec["Id"], "NOT_PROCESSED", f"Bulk job {job_id} returned no result")
-            for rec in records]
+    return [
+        by_id.get(rec["Id"]) or failure(rec["Id"], "NOT_PROCESSED", f"Bulk job {job_id} returned no result")
+        for rec in records
+    ]
 
 
 def _ingest_outcomes(client: SalesforceClient, job_id: str) -> dict[str, WriteResult]:
@@ -508,8 +611,9 @@ def _ingest_rows(client: SalesforceClient, job_id: str) -> list[tuple[dict[str, 
     """Every row of a finished ingest job's results (successful, then failed) as uploaded, with its result."""
     out = []
     for kind in ("successfulResults", "failedResults"):
-        body = _send(client, "GET", _jobs_url(client, f"/{job_id}/{kind}"), f"bulk ingest {kind}",
-                     headers={"Accept": "text/csv"}).text
+        body = _send(
+            client, "GET", _jobs_url(client, f"/{job_id}/{kind}"), f"bulk ingest {kind}", headers={"Accept": "text/csv"}
+        ).text
         for row in csv.DictReader(io.StringIO(body)):
             rid = row.get("Id") or row.get("sf__Id") or ""
             if kind == "successfulResults":
@@ -527,8 +631,9 @@ def delete_ingest_job(client: SalesforceClient, job_id: str) -> None:
         log.info("could not delete bulk ingest job %s: %s", job_id, exc)
 
 
-def ingest_job_outcome(client: SalesforceClient, job_id: str, *, poll: float = 0.2,
-                       timeout: float = 3600) -> dict[str, WriteResult] | None:
+def ingest_job_outcome(
+    client: SalesforceClient, job_id: str, *, poll: float = 0.2, timeout: float = 3600
+) -> dict[str, WriteResult] | None:
     """The per-record results of an ingest job submitted earlier (by a run that died before reading them),
     keyed by record id, once the job has finished; None when the org no longer has the job (deleted, or past
     Salesforce's 7-day retention of job results: then read the records themselves). A job that was never
@@ -540,8 +645,9 @@ def ingest_job_outcome(client: SalesforceClient, job_id: str, *, poll: float = 0
     return {row.get("Id") or row.get("sf__Id") or "": result for row, result in rows}
 
 
-def ingest_job_rows(client: SalesforceClient, job_id: str, *, poll: float = 0.2,
-                    timeout: float = 3600) -> list[tuple[dict[str, str], WriteResult]] | None:
+def ingest_job_rows(
+    client: SalesforceClient, job_id: str, *, poll: float = 0.2, timeout: float = 3600
+) -> list[tuple[dict[str, str], WriteResult]] | None:
     """`ingest_job_outcome` as the result rows themselves (each row's cells as uploaded, with its result): an
     insert job's rows carry no Id of the records they were made from, only their values and the new id
     (`sf__Id`), so a caller matches them back by their cells. None when the org no longer has the job."""
@@ -567,15 +673,24 @@ def _bulk_error(text: str) -> dict[str, Any]:
     """`CODE:message:FIELD1 FIELD2 --` (Bulk API 2.0 failedResults) as a collections-style error."""
     code, _, rest = text.partition(":")
     message, _, fields = rest.rpartition(":") if rest.rstrip().endswith("--") else (rest, "", "")
-    return {"statusCode": code, "message": message or rest,
-            "fields": [f for f in fields.replace("--", "").split() if f]}
-
+    return {
+        "statusCode": code,
+        "message": message or rest,
+        "fields": [f for f in fields.replace("--", "").split() if f],
+    }
 
 
 # ===================================================================== Bulk API 2.0 insert, collections delete
-def bulk_create(client: SalesforceClient, sobject: str, records: Sequence[Mapping[str, Any]],
-                to_csv: Callable[[Any], str], *, poll: float = 0.5, timeout: float = 3600,
-                journal: WriteJournal | None = None) -> list[WriteResult]:
+def bulk_create(
+    client: SalesforceClient,
+    sobject: str,
+    records: Sequence[Mapping[str, Any]],
+    to_csv: Callable[[Any], str],
+    *,
+    poll: float = 0.5,
+    timeout: float = 3600,
+    journal: WriteJournal | None = None,
+) -> list[WriteResult]:
     """Create records through one Bulk API 2.0 ingest job (insert); one WriteResult per record, in input order.
 
     The results of a job carry the new id (`sf__Id`) and the row as uploaded, but not necessarily in upload
@@ -602,14 +717,30 @@ def bulk_create(client: SalesforceClient, sobject: str, records: Sequence[Mappin
         rows.append(row)
         writer.writerow(row)
     token = journal.before(records) if journal is not None else None
-    job = _send(client, "POST", _jobs_url(client, ""), "bulk insert create", json={
-        "object": sobject, "operation": "insert", "contentType": "CSV", "columnDelimiter": "COMMA",
-        "lineEnding": "LF"}).json()
+    job = _send(
+        client,
+        "POST",
+        _jobs_url(client, ""),
+        "bulk insert create",
+        json={
+            "object": sobject,
+            "operation": "insert",
+            "contentType": "CSV",
+            "columnDelimiter": "COMMA",
+            "lineEnding": "LF",
+        },
+    ).json()
     job_id = job["id"]
     if journal is not None:
         journal.job(token, job_id)
-    _send(client, "PUT", _jobs_url(client, f"/{job_id}/batches"), "bulk insert upload",
-          data=buf.getvalue().encode("utf-8"), headers={"Content-Type": "text/csv"})
+    _send(
+        client,
+        "PUT",
+        _jobs_url(client, f"/{job_id}/batches"),
+        "bulk insert upload",
+        data=buf.getvalue().encode("utf-8"),
+        headers={"Content-Type": "text/csv"},
+    )
     del buf
     _send(client, "PATCH", _jobs_url(client, f"/{job_id}"), "bulk insert close", json={"state": "UploadComplete"})
     try:
@@ -619,8 +750,13 @@ def bulk_create(client: SalesforceClient, sobject: str, records: Sequence[Mappin
             waiting.setdefault(tuple(row), []).append(i)
         results: list[WriteResult | None] = [None] * len(records)
         for kind in ("successfulResults", "failedResults"):
-            body = _send(client, "GET", _jobs_url(client, f"/{job_id}/{kind}"), f"bulk insert {kind}",
-                         headers={"Accept": "text/csv"}).text
+            body = _send(
+                client,
+                "GET",
+                _jobs_url(client, f"/{job_id}/{kind}"),
+                f"bulk insert {kind}",
+                headers={"Accept": "text/csv"},
+            ).text
             for row in csv.DictReader(io.StringIO(body)):
                 queue = waiting.get(tuple(row.get(c) or "" for c in columns))
                 if not queue:
@@ -635,9 +771,12 @@ def bulk_create(client: SalesforceClient, sobject: str, records: Sequence[Mappin
     except Exception as exc:
         raise SalesforceWriteError(
             f"Bulk insert job {job_id} for {sobject} was submitted but its outcome could not be read ({exc}); it may "
-            "have created records: see the job's successfulResults in the org before creating them again") from exc
-    answers = [r if r is not None else failure(None, "NOT_PROCESSED", f"Bulk job {job_id} returned no result for it")
-               for r in results]
+            "have created records: see the job's successfulResults in the org before creating them again"
+        ) from exc
+    answers = [
+        r if r is not None else failure(None, "NOT_PROCESSED", f"Bulk job {job_id} returned no result for it")
+        for r in results
+    ]
     if journal is not None:
         journal.after(token, list(zip(records, answers, strict=True)))
     try:
@@ -654,12 +793,31 @@ def delete_records(client: SalesforceClient, ids: Sequence[str]) -> list[WriteRe
     out: list[WriteResult] = []
     for chunk in _chunks(soql.record_ids(ids), COLLECTION_SIZE):
         answer = client.restful(f"composite/sobjects?ids={','.join(chunk)}&allOrNone=false", method="DELETE")
-        out.extend(WriteResult(raw.get("id") or rid, bool(raw.get("success")), tuple(raw.get("errors") or ()))
-                   for rid, raw in zip(chunk, answer, strict=True))
+        out.extend(
+            WriteResult(raw.get("id") or rid, bool(raw.get("success")), tuple(raw.get("errors") or ()))
+            for rid, raw in zip(chunk, answer, strict=True)
+        )
     return out
 
 
-__all__ = ["COLLECTION_SIZE", "OUTCOME_UNKNOWN", "RETRIEVE_SIZE", "SalesforceWriteError", "WriteJournal",
-           "WriteResult", "bulk_create", "bulk_update", "create_records", "current_user_id", "delete_ingest_job",
-           "delete_records", "failure", "fetch_records", "ingest_job_outcome", "ingest_job_rows", "query_by_ids",
-           "undelete", "update_records"]
+__all__ = [
+    "COLLECTION_SIZE",
+    "OUTCOME_UNKNOWN",
+    "RETRIEVE_SIZE",
+    "SalesforceWriteError",
+    "WriteJournal",
+    "WriteResult",
+    "bulk_create",
+    "bulk_update",
+    "create_records",
+    "current_user_id",
+    "delete_ingest_job",
+    "delete_records",
+    "failure",
+    "fetch_records",
+    "ingest_job_outcome",
+    "ingest_job_rows",
+    "query_by_ids",
+    "undelete",
+    "update_records",
+]

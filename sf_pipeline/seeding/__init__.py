@@ -6,5 +6,17 @@ from sf_pipeline.seeding.order import InsertOrder, Reference, insert_order
 from sf_pipeline.seeding.seed import ObjectOutcome, SeedResult, check_seed_target, seed_sandbox
 from sf_pipeline.seeding.users import match_users
 
-__all__ = ["InsertOrder", "ObjectOutcome", "Reference", "SeedConfig", "SeedConfigError", "SeedResult",
-           "SeedTargetError", "SeedingError", "check_seed_target", "insert_order", "match_users", "seed_sandbox"]
+__all__ = [
+    "InsertOrder",
+    "ObjectOutcome",
+    "Reference",
+    "SeedConfig",
+    "SeedConfigError",
+    "SeedResult",
+    "SeedTargetError",
+    "SeedingError",
+    "check_seed_target",
+    "insert_order",
+    "match_users",
+    "seed_sandbox",
+]

@@ -35,12 +35,18 @@ def source_users(org: SalesforceOrgResource, log: Any = None) -> list[dict[str, 
 
 
 def seed_job(settings: Settings) -> dg.JobDefinition:
-    @dg.op(name="seed_sandbox", tags={"kind": "salesforce"},
-           description="Copy records as of an instant from the backup into another org, parents first, every "
-                       "reference remapped through sf_pipeline.id_map; re-running updates instead of duplicating.")
-    def _seed(context: dg.OpExecutionContext, config: SeedRunConfig,
-              salesforce: dg.ResourceParam[SalesforceOrgResource],
-              warehouse: dg.ResourceParam[WarehouseResource]) -> dg.Output:
+    @dg.op(
+        name="seed_sandbox",
+        tags={"kind": "salesforce"},
+        description="Copy records as of an instant from the backup into another org, parents first, every "
+        "reference remapped through sf_pipeline.id_map; re-running updates instead of duplicating.",
+    )
+    def _seed(
+        context: dg.OpExecutionContext,
+        config: SeedRunConfig,
+        salesforce: dg.ResourceParam[SalesforceOrgResource],
+        warehouse: dg.ResourceParam[WarehouseResource],
+    ) -> dg.Output:
         raw: dict[str, Any] = {k: v for k, v in config.model_dump(mode="json").items() if v not in (None, [])}
         try:
             cfg = SeedConfig.from_dict(raw, orgs=list(settings.orgs))
@@ -54,9 +60,17 @@ def seed_job(settings: Settings) -> dg.JobDefinition:
         users = source_users(salesforce.for_org(cfg.source_org), context.log)
         with warehouse.connect() as conn:
             try:
-                result = seed_sandbox(conn, target, cfg, backed_up=[o.name for o in settings.objects],
-                                      source_users=users, progress=context.log.info, backup_org=settings.backup_org,
-                                      masking=masking, pseudonyms=pseudonyms)
+                result = seed_sandbox(
+                    conn,
+                    target,
+                    cfg,
+                    backed_up=[o.name for o in settings.objects],
+                    source_users=users,
+                    progress=context.log.info,
+                    backup_org=settings.backup_org,
+                    masking=masking,
+                    pseudonyms=pseudonyms,
+                )
             except (SeedingError, OrgIdentityError, PrivacyError) as exc:
                 raise dg.Failure(description=str(exc)) from None
             conn.commit()
@@ -64,10 +78,17 @@ def seed_job(settings: Settings) -> dg.JobDefinition:
             if settings.blobs.seed_files:  # the seeded records' attachments and documents (seeding/files.py)
                 # masked: files withheld (skip, the default), placeholders, or kept as they are (masking.files)
                 mode = "copy" if not masking.enabled or masking.files == "keep" else masking.files
-                files = seed_files(conn, target, settings.blob_store(), source_org=cfg.source_org,
-                                   target_org=cfg.target_org, as_of=cfg.as_of,
-                                   max_bytes=int(settings.blobs.seed_max_file_mb * 1024 * 1024), mode=mode,
-                                   digest=pseudonyms.digest if pseudonyms else None)
+                files = seed_files(
+                    conn,
+                    target,
+                    settings.blob_store(),
+                    source_org=cfg.source_org,
+                    target_org=cfg.target_org,
+                    as_of=cfg.as_of,
+                    max_bytes=int(settings.blobs.seed_max_file_mb * 1024 * 1024),
+                    mode=mode,
+                    digest=pseudonyms.digest if pseudonyms else None,
+                )
                 conn.commit()
         summary = result.summary()
         metadata = {
@@ -86,10 +107,10 @@ def seed_job(settings: Settings) -> dg.JobDefinition:
             "files": dg.MetadataValue.json(files.as_metadata() if files else {"seed_files": "off"}),
         }
         if result.failed:
-            failures = "\n".join(f"- {o.object} {sid}: {err}" for o in result.objects.values()
-                                 for sid, err in o.failures[:20])
-            raise dg.Failure(description=f"{result.failed} records could not be copied:\n{failures}",
-                             metadata=metadata)
+            failures = "\n".join(
+                f"- {o.object} {sid}: {err}" for o in result.objects.values() for sid, err in o.failures[:20]
+            )
+            raise dg.Failure(description=f"{result.failed} records could not be copied:\n{failures}", metadata=metadata)
         return dg.Output(summary, metadata=metadata)
 
     # The op keeps the name `seed_sandbox` (the launchpad config is `ops: seed_sandbox: config:`), so the job's
@@ -98,6 +119,10 @@ def seed_job(settings: Settings) -> dg.JobDefinition:
     def _graph():
         _seed()
 
-    return _graph.to_job(name="seed_sandbox", description="Seed a sandbox from the backup (records as of an "
-                         "instant, with their parents and an id map), to rehearse a restore before running it on "
-                         "production.", tags={"sf_pipeline/kind": "seed"})
+    return _graph.to_job(
+        name="seed_sandbox",
+        description="Seed a sandbox from the backup (records as of an "
+        "instant, with their parents and an id map), to rehearse a restore before running it on "
+        "production.",
+        tags={"sf_pipeline/kind": "seed"},
+    )

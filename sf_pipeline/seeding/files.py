@@ -48,16 +48,24 @@ class SeedFilesResult:
     withheld: int = 0  # files of seeded records not copied because masking is on (masking.files: skip)
 
     def as_metadata(self) -> dict[str, Any]:
-        out = {"mode": self.mode, "attachments_copied": self.attachments, "documents_copied": self.documents,
-               "links": self.links, "bytes": self.bytes, "too_large_not_copied": self.too_large[:50],
-               "failures": self.failures[:50]}
+        out = {
+            "mode": self.mode,
+            "attachments_copied": self.attachments,
+            "documents_copied": self.documents,
+            "links": self.links,
+            "bytes": self.bytes,
+            "too_large_not_copied": self.too_large[:50],
+            "failures": self.failures[:50],
+        }
         if self.mode == "skip":
             out["withheld_by_masking"] = self.withheld
         return out
 
 
-PLACEHOLDER = (b"This file was withheld by sf-pipeline's masking (masking.files: placeholder): the sandbox gets "
-               b"this text instead of the original content.\n")
+PLACEHOLDER = (
+    b"This file was withheld by sf-pipeline's masking (masking.files: placeholder): the sandbox gets "
+    b"this text instead of the original content.\n"
+)
 
 
 def placeholder_name(digest: Callable[[str, str], bytes], sobject: str, source_id: str) -> str:
@@ -71,8 +79,10 @@ def _exists(conn: psycopg.Connection[Any], table: str) -> bool:
 
 
 def _valid_at(table: str) -> str:
-    return (f'SELECT * FROM salesforce_history."{table}" h WHERE h.dbt_valid_from <= %(as_of)s AND '
-            "(h.dbt_valid_to IS NULL OR h.dbt_valid_to > %(as_of)s) AND NOT h.isdeleted")
+    return (
+        f'SELECT * FROM salesforce_history."{table}" h WHERE h.dbt_valid_from <= %(as_of)s AND '
+        "(h.dbt_valid_to IS NULL OR h.dbt_valid_to > %(as_of)s) AND NOT h.isdeleted"
+    )
 
 
 def _rows(conn: psycopg.Connection[Any], query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -81,9 +91,18 @@ def _rows(conn: psycopg.Connection[Any], query: str, params: dict[str, Any]) -> 
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
-def seed_files(conn: psycopg.Connection[Any], target: SalesforceClient, store: BlobStore, *, source_org: str,
-               target_org: str, as_of: datetime, max_bytes: int, mode: str = "copy",
-               digest: Callable[[str, str], bytes] | None = None) -> SeedFilesResult:
+def seed_files(
+    conn: psycopg.Connection[Any],
+    target: SalesforceClient,
+    store: BlobStore,
+    *,
+    source_org: str,
+    target_org: str,
+    as_of: datetime,
+    max_bytes: int,
+    mode: str = "copy",
+    digest: Callable[[str, str], bytes] | None = None,
+) -> SeedFilesResult:
     """Copy the files of every record seeded from `source_org` into `target_org`; see the module docstring.
 
     `mode`: `copy` (as they are), `skip` (masking: count them, copy nothing) or `placeholder` (masking: a text
@@ -94,13 +113,15 @@ def seed_files(conn: psycopg.Connection[Any], target: SalesforceClient, store: B
         raise ValueError("seed_files: placeholders are named with the masking's keyed digest")
     result = SeedFilesResult(mode=mode)
 
-    def body(sobject: str, source_id: str, sha: str, size: int, name: str
-             ) -> tuple[int, Callable[[], Iterable[bytes]], str]:
+    def body(
+        sobject: str, source_id: str, sha: str, size: int, name: str
+    ) -> tuple[int, Callable[[], Iterable[bytes]], str]:
         """(size, bytes, file name) of what the sandbox gets for this file: the original, or a placeholder."""
         if mode == "placeholder":
             assert digest is not None
             return len(PLACEHOLDER), lambda: iter((PLACEHOLDER,)), placeholder_name(digest, sobject, source_id)
         return size, lambda: store.chunks(sha), name
+
     ensure_file_tables(conn)
     id_map = load_id_map(conn, source_org, target_org)
     seeded = list(id_map)
@@ -123,12 +144,16 @@ def seed_files(conn: psycopg.Connection[Any], target: SalesforceClient, store: B
             if mode == "placeholder":
                 values = {"ParentId": id_map[att["parentid"]], "Name": name, "ContentType": "text/plain"}
             else:
-                values = {"ParentId": id_map[att["parentid"]], "Name": att["name"],
-                          **({"ContentType": att["contenttype"]} if att.get("contenttype") else {}),
-                          **({"Description": att["description"]} if att.get("description") else {})}
+                values = {
+                    "ParentId": id_map[att["parentid"]],
+                    "Name": att["name"],
+                    **({"ContentType": att["contenttype"]} if att.get("contenttype") else {}),
+                    **({"Description": att["description"]} if att.get("description") else {}),
+                }
             try:
-                copies[att["id"]] = insert_with_blob(target, "Attachment", values, "Body", size=size,
-                                                     source=source, filename=name)
+                copies[att["id"]] = insert_with_blob(
+                    target, "Attachment", values, "Body", size=size, source=source, filename=name
+                )
                 result.attachments += 1
                 result.bytes += size
             except Exception as exc:  # noqa: BLE001 - listed in the run's metadata; the other files go on
@@ -139,11 +164,16 @@ def seed_files(conn: psycopg.Connection[Any], target: SalesforceClient, store: B
         links = conn.execute(
             "SELECT content_document_id, array_agg(DISTINCT linked_entity_id) FROM sf_pipeline.content_document_links "
             "WHERE linked_entity_id = ANY(%(ids)s) "
-            "GROUP BY content_document_id", params).fetchall()
+            "GROUP BY content_document_id",
+            params,
+        ).fetchall()
         documents = {doc: sorted(entities) for doc, entities in links if doc not in id_map}
         latest: dict[str, dict[str, Any]] = {}
-        for version in _rows(conn, _valid_at("contentversion") + " AND h.contentdocumentid = ANY(%(docs)s)",
-                             {**params, "docs": list(documents)}):
+        for version in _rows(
+            conn,
+            _valid_at("contentversion") + " AND h.contentdocumentid = ANY(%(docs)s)",
+            {**params, "docs": list(documents)},
+        ):
             doc = version["contentdocumentid"]
             if doc not in latest or int(version.get("versionnumber") or 0) > int(latest[doc].get("versionnumber") or 0):
                 latest[doc] = version
@@ -164,14 +194,27 @@ def seed_files(conn: psycopg.Connection[Any], target: SalesforceClient, store: B
             if mode == "placeholder":
                 values = {"Title": name, "PathOnClient": name, "FirstPublishLocationId": entities[0]}
             else:
-                values = {"Title": version.get("title") or "file", "PathOnClient": name,
-                          "FirstPublishLocationId": entities[0]}
+                values = {
+                    "Title": version.get("title") or "file",
+                    "PathOnClient": name,
+                    "FirstPublishLocationId": entities[0],
+                }
             try:
-                new_version = insert_with_blob(target, "ContentVersion", values, "VersionData", size=size,
-                                               source=source, filename=values["PathOnClient"])
+                new_version = insert_with_blob(
+                    target,
+                    "ContentVersion",
+                    values,
+                    "VersionData",
+                    size=size,
+                    source=source,
+                    filename=values["PathOnClient"],
+                )
                 new_doc = target.restful(f"sobjects/ContentVersion/{new_version}")["ContentDocumentId"]
-                made = create_records(target, "ContentDocumentLink", [
-                    {"ContentDocumentId": new_doc, "LinkedEntityId": e, "ShareType": "V"} for e in entities[1:]])
+                made = create_records(
+                    target,
+                    "ContentDocumentLink",
+                    [{"ContentDocumentId": new_doc, "LinkedEntityId": e, "ShareType": "V"} for e in entities[1:]],
+                )
                 copies[doc] = new_doc
                 result.documents += 1
                 result.links += 1 + sum(r.success for r in made)

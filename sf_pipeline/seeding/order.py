@@ -43,14 +43,20 @@ def insert_order(references: Mapping[str, Sequence[Reference]]) -> InsertOrder:
                 deferred[obj].add(ref.field)  # a self-reference: the parent may be a record of this very batch
 
     def parents(obj: str) -> set[str]:
-        return {t for ref in references[obj] if ref.field not in deferred[obj]
-                for t in ref.targets if t in wanted and t != obj}
+        return {
+            t
+            for ref in references[obj]
+            if ref.field not in deferred[obj]
+            for t in ref.targets
+            if t in wanted and t != obj
+        }
 
     for obj, refs in references.items():
         for ref in refs:
             if obj in ref.targets and not ref.nillable:
-                raise SeedingError(f"{obj}.{ref.field} is a required reference to {obj} itself: no insert order can "
-                                   "satisfy it")
+                raise SeedingError(
+                    f"{obj}.{ref.field} is a required reference to {obj} itself: no insert order can satisfy it"
+                )
     placed: list[str] = []
     remaining = list(objects)
     while remaining:
@@ -61,13 +67,20 @@ def insert_order(references: Mapping[str, Sequence[Reference]]) -> InsertOrder:
             continue
         # A cycle: defer the empty-able references of the first object that has some into the rest.
         for obj in remaining:
-            breakable = [ref.field for ref in references[obj] if ref.nillable and ref.field not in deferred[obj]
-                         and any(t in remaining and t != obj for t in ref.targets)]
+            breakable = [
+                ref.field
+                for ref in references[obj]
+                if ref.nillable
+                and ref.field not in deferred[obj]
+                and any(t in remaining and t != obj for t in ref.targets)
+            ]
             if breakable:
                 deferred[obj].update(breakable)
                 break
         else:
             cycle = ", ".join(f"{o} -> {sorted(parents(o) & set(remaining))}" for o in remaining)
-            raise SeedingError(f"the objects reference each other only through required fields ({cycle}); seed "
-                               "them in separate runs or leave one of them out")
+            raise SeedingError(
+                f"the objects reference each other only through required fields ({cycle}); seed "
+                "them in separate runs or leave one of them out"
+            )
     return InsertOrder(placed, {o: f for o, f in deferred.items() if f})

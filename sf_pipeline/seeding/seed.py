@@ -47,8 +47,20 @@ log = logging.getLogger(__name__)
 
 USER_PREFIX = "005"
 # Set by Salesforce on every record, whatever the API call says: listed apart from other read-only fields.
-AUDIT_FIELDS = frozenset({"id", "isdeleted", "createddate", "createdbyid", "lastmodifieddate", "lastmodifiedbyid",
-                          "systemmodstamp", "lastactivitydate", "lastvieweddate", "lastreferenceddate"})
+AUDIT_FIELDS = frozenset(
+    {
+        "id",
+        "isdeleted",
+        "createddate",
+        "createdbyid",
+        "lastmodifieddate",
+        "lastmodifiedbyid",
+        "systemmodstamp",
+        "lastactivitydate",
+        "lastvieweddate",
+        "lastreferenceddate",
+    }
+)
 MAX_LISTED_FAILURES = 50
 
 
@@ -69,11 +81,19 @@ class ObjectOutcome:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (source id, error), the first 50
 
     def to_dict(self) -> dict[str, Any]:
-        return {"object": self.object, "selected": self.selected, "parents": self.parents,
-                "inserted": self.inserted, "updated": self.updated, "failed": self.failed,
-                "second_pass": self.second_pass, "not_settable": self.not_settable,
-                "not_in_target": self.not_in_target, "unresolved": self.unresolved,
-                "failures": [{"id": i, "error": e} for i, e in self.failures]}
+        return {
+            "object": self.object,
+            "selected": self.selected,
+            "parents": self.parents,
+            "inserted": self.inserted,
+            "updated": self.updated,
+            "failed": self.failed,
+            "second_pass": self.second_pass,
+            "not_settable": self.not_settable,
+            "not_in_target": self.not_in_target,
+            "unresolved": self.unresolved,
+            "failures": [{"id": i, "error": e} for i, e in self.failures],
+        }
 
 
 @dataclass
@@ -99,20 +119,32 @@ class SeedResult:
         return sum(o.inserted + o.updated for o in self.objects.values())
 
     def summary(self) -> dict[str, Any]:
-        return {"config": self.config.to_dict(), "order": self.order, "deferred": self.deferred,
-                "objects": {k: v.to_dict() for k, v in self.objects.items()},
-                "copied": self.copied, "failed": self.failed, "users_mapped": self.users_mapped,
-                "users_unmapped": self.users_unmapped,
-                "missing": {k: v[:MAX_LISTED_FAILURES] for k, v in self.missing.items()},
-                "notes": self.notes, "api_calls": self.api_calls, "seconds": round(self.seconds, 3),
-                "masked": self.masked}
+        return {
+            "config": self.config.to_dict(),
+            "order": self.order,
+            "deferred": self.deferred,
+            "objects": {k: v.to_dict() for k, v in self.objects.items()},
+            "copied": self.copied,
+            "failed": self.failed,
+            "users_mapped": self.users_mapped,
+            "users_unmapped": self.users_unmapped,
+            "missing": {k: v[:MAX_LISTED_FAILURES] for k, v in self.missing.items()},
+            "notes": self.notes,
+            "api_calls": self.api_calls,
+            "seconds": round(self.seconds, 3),
+            "masked": self.masked,
+        }
 
     def markdown(self) -> str:
-        lines = ["| object | selected | parents | inserted | updated | failed | set later | not settable on insert |",
-                 "|---|---:|---:|---:|---:|---:|---:|---|"]
+        lines = [
+            "| object | selected | parents | inserted | updated | failed | set later | not settable on insert |",
+            "|---|---:|---:|---:|---:|---:|---:|---|",
+        ]
         for o in self.objects.values():
-            lines.append(f"| {o.object} | {o.selected} | {o.parents} | {o.inserted} | {o.updated} | {o.failed} | "
-                         f"{o.second_pass} | {', '.join(o.not_settable) or '-'} |")
+            lines.append(
+                f"| {o.object} | {o.selected} | {o.parents} | {o.inserted} | {o.updated} | {o.failed} | "
+                f"{o.second_pass} | {', '.join(o.not_settable) or '-'} |"
+            )
         return "\n".join(lines)
 
 
@@ -132,10 +164,18 @@ class _Object:
     masker: RecordMasker | None = None  # personal fields' values replaced on the way into the target
 
 
-def seed_sandbox(conn: psycopg.Connection[Any], target: SalesforceClient, config: SeedConfig, *,
-                 backed_up: Sequence[str], source_users: Sequence[Mapping[str, Any]] | None = None,
-                 progress: Callable[[str], None] | None = None, backup_org: str | None = None,
-                 masking: MaskingSettings | None = None, pseudonyms: Pseudonyms | None = None) -> SeedResult:
+def seed_sandbox(
+    conn: psycopg.Connection[Any],
+    target: SalesforceClient,
+    config: SeedConfig,
+    *,
+    backed_up: Sequence[str],
+    source_users: Sequence[Mapping[str, Any]] | None = None,
+    progress: Callable[[str], None] | None = None,
+    backup_org: str | None = None,
+    masking: MaskingSettings | None = None,
+    pseudonyms: Pseudonyms | None = None,
+) -> SeedResult:
     """Copy the selected records (and their parents) from the backup into the target org; see the module doc.
 
     `backed_up` are the objects the backup holds (API names); `source_users` the source org's users (Id,
@@ -148,8 +188,9 @@ def seed_sandbox(conn: psycopg.Connection[Any], target: SalesforceClient, config
     calls = target.api_calls
     say = progress or (lambda _message: None)
     if target.alias != config.target_org:
-        raise SeedConfigError(f"the client is connected to org {target.alias!r} but target_org is "
-                              f"{config.target_org!r}")
+        raise SeedConfigError(
+            f"the client is connected to org {target.alias!r} but target_org is {config.target_org!r}"
+        )
     check_seed_target(conn, target, backup_org)
     restore_tables.ensure_restore_tables(conn)
     result = SeedResult(config)
@@ -172,8 +213,9 @@ def seed_sandbox(conn: psycopg.Connection[Any], target: SalesforceClient, config
     for rid in config.record_ids:
         owner = prefixes.get(rid[:3])
         if owner is None:
-            raise SeedConfigError(f"record id {rid} is not a record of a backed-up object (no backed-up object has "
-                                  f"key prefix {rid[:3]})")
+            raise SeedConfigError(
+                f"record id {rid} is not a record of a backed-up object (no backed-up object has key prefix {rid[:3]})"
+            )
         if selected.get(owner, set()) is not None:
             selected.setdefault(owner, set()).add(rid)
     if config.incident is not None:
@@ -182,9 +224,11 @@ def seed_sandbox(conn: psycopg.Connection[Any], target: SalesforceClient, config
             raise SeedConfigError(f"incident {config.incident} is about {obj}, which the backup does not hold")
         if selected.get(obj, set()) is not None:
             selected.setdefault(obj, set()).update(ids)
-        result.notes.append(f"incident {config.incident}: {len(ids)} {obj} records; their parents are taken as "
-                            f"referenced at {format_datetime(config.as_of)} and before the damage "
-                            f"({format_datetime(parents_at)})")
+        result.notes.append(
+            f"incident {config.incident}: {len(ids)} {obj} records; their parents are taken as "
+            f"referenced at {format_datetime(config.as_of)} and before the damage "
+            f"({format_datetime(parents_at)})"
+        )
 
     say("reading the selected records from the backup")
     for name, ids in selected.items():
@@ -196,8 +240,10 @@ def seed_sandbox(conn: psycopg.Connection[Any], target: SalesforceClient, config
         if ids is not None and len(found) < len(ids):
             result.missing[name] = sorted(ids - set(found))
     if result.missing:
-        result.notes.append("selected records that did not exist at as_of (not created yet, or deleted) are not "
-                            f"copied: {', '.join(f'{k}: {len(v)}' for k, v in result.missing.items())}")
+        result.notes.append(
+            "selected records that did not exist at as_of (not created yet, or deleted) are not "
+            f"copied: {', '.join(f'{k}: {len(v)}' for k, v in result.missing.items())}"
+        )
 
     if config.include_parents:
         say("adding the records they reference")
@@ -208,9 +254,14 @@ def seed_sandbox(conn: psycopg.Connection[Any], target: SalesforceClient, config
         outcome = result.objects.setdefault(name, ObjectOutcome(name))
         in_backup = set(obj.columns)
         by_column = {column_name(f["name"]): f for f in obj.describe["fields"]}
-        outcome.not_settable = sorted(by_column[c]["name"] for c in in_backup
-                                      if c in by_column and c not in AUDIT_FIELDS and not by_column[c].get("createable")
-                                      and str(by_column[c].get("type")) not in SKIPPED_TYPES)
+        outcome.not_settable = sorted(
+            by_column[c]["name"]
+            for c in in_backup
+            if c in by_column
+            and c not in AUDIT_FIELDS
+            and not by_column[c].get("createable")
+            and str(by_column[c].get("type")) not in SKIPPED_TYPES
+        )
         outcome.not_in_target = sorted(c for c in in_backup if c not in by_column)
         if obj.masker is not None and obj.masker.masks:
             result.masked[name] = obj.masker.summary()
@@ -220,10 +271,16 @@ def seed_sandbox(conn: psycopg.Connection[Any], target: SalesforceClient, config
     id_map = load_id_map(conn, config.source_org, config.target_org)
     existing = _existing(target, seeded, id_map)
 
-    order = insert_order({
-        name: [Reference(f, tuple(t for t in targets if t in seeded), f in obj.nillable)
-               for f, targets in obj.references.items() if any(t in seeded for t in targets)]
-        for name, obj in seeded.items()})
+    order = insert_order(
+        {
+            name: [
+                Reference(f, tuple(t for t in targets if t in seeded), f in obj.nillable)
+                for f, targets in obj.references.items()
+                if any(t in seeded for t in targets)
+            ]
+            for name, obj in seeded.items()
+        }
+    )
     result.order = order.objects
     result.deferred = {k: sorted(v) for k, v in order.deferred.items()}
 
@@ -233,8 +290,19 @@ def seed_sandbox(conn: psycopg.Connection[Any], target: SalesforceClient, config
         obj = seeded[name]
         outcome = result.objects[name]
         say(f"writing {len(obj.records):,} {name} records")
-        _write_object(conn, target, config, obj, order, id_map, existing.get(name, set()), user_map, prefixes,
-                      outcome, later.setdefault(name, {}))
+        _write_object(
+            conn,
+            target,
+            config,
+            obj,
+            order,
+            id_map,
+            existing.get(name, set()),
+            user_map,
+            prefixes,
+            outcome,
+            later.setdefault(name, {}),
+        )
     for name, pending in later.items():
         if pending:
             say(f"setting {name} references that close a cycle")
@@ -249,19 +317,24 @@ def check_seed_target(conn: psycopg.Connection[Any], target: SalesforceClient, b
     reached. Reads one record (Organization); writes nothing to any org."""
     alias = target.alias
     if backup_org is not None and alias == backup_org:
-        raise SeedTargetError(f"target_org {alias!r} is the backed-up org: seeding writes only to sandboxes, never to "
-                              "the org the backup is of. Nothing was written")
+        raise SeedTargetError(
+            f"target_org {alias!r} is the backed-up org: seeding writes only to sandboxes, never to "
+            "the org the backup is of. Nothing was written"
+        )
     org = verify_org(conn, target)
     if not org.is_sandbox:
-        raise SeedTargetError(f"target_org {alias!r} reaches org {org.label()}, which is not a sandbox (its "
-                              "Organization.IsSandbox is false): seeding writes only to sandboxes. Nothing was "
-                              f"written; point SALESFORCE_{alias.upper()}_* at a sandbox, or seed another alias")
+        raise SeedTargetError(
+            f"target_org {alias!r} reaches org {org.label()}, which is not a sandbox (its "
+            "Organization.IsSandbox is false): seeding writes only to sandboxes. Nothing was "
+            f"written; point SALESFORCE_{alias.upper()}_* at a sandbox, or seed another alias"
+        )
     return org
 
 
 # ===================================================================== preparation
-def _prepare_objects(conn: psycopg.Connection[Any], target: SalesforceClient,
-                     backed_up: Sequence[str]) -> dict[str, _Object]:
+def _prepare_objects(
+    conn: psycopg.Connection[Any], target: SalesforceClient, backed_up: Sequence[str]
+) -> dict[str, _Object]:
     objects: dict[str, _Object] = {}
     for name in backed_up:
         try:
@@ -274,29 +347,33 @@ def _prepare_objects(conn: psycopg.Connection[Any], target: SalesforceClient,
             log.warning("org %s has no %s (%s): its records are not copied", target.alias, name, exc)
             continue
         in_backup = set(columns)
-        writable = [f for f in desc["fields"] if f.get("createable") and column_name(f["name"]) in in_backup
-                    and str(f.get("type")) not in SKIPPED_TYPES]
+        writable = [
+            f
+            for f in desc["fields"]
+            if f.get("createable") and column_name(f["name"]) in in_backup and str(f.get("type")) not in SKIPPED_TYPES
+        ]
         objects[name] = _Object(
-            name=name, describe=desc, columns=columns,
+            name=name,
+            describe=desc,
+            columns=columns,
             insert_fields=[f["name"] for f in writable],
             update_fields=[f["name"] for f in writable if f.get("updateable")],
             types={f["name"]: str(f.get("type")) for f in desc["fields"]},
-            references={f["name"]: tuple(f.get("referenceTo") or ()) for f in writable
-                        if f.get("type") == "reference"},
+            references={f["name"]: tuple(f.get("referenceTo") or ()) for f in writable if f.get("type") == "reference"},
             nillable={f["name"] for f in writable if f.get("nillable")},
         )
     return objects
 
 
-def _incident_selection(conn: psycopg.Connection[Any], incident_id: int,
-                        source_org: str) -> tuple[str, list[str], datetime]:
+def _incident_selection(
+    conn: psycopg.Connection[Any], incident_id: int, source_org: str
+) -> tuple[str, list[str], datetime]:
     stored = get_incident(conn, incident_id)
     if stored is None:
         raise SeedConfigError(f"there is no incident {incident_id} (see `sf-pipeline incidents`)")
     report = stored.report
     if report.org != source_org:
-        raise SeedConfigError(f"incident {incident_id} is about org {report.org!r}, not the source org "
-                              f"{source_org!r}")
+        raise SeedConfigError(f"incident {incident_id} is about org {report.org!r}, not the source org {source_org!r}")
     if not report.restore_config:
         raise SeedConfigError(f"incident {incident_id} ({report.detector}) selects no records to restore")
     try:  # the restore's own reader of an incident's selection
@@ -321,16 +398,23 @@ def _references_of(obj: _Object, values: Mapping[str, Any], prefixes: Mapping[st
     return out
 
 
-def _add_parents(conn: psycopg.Connection[Any], objects: Mapping[str, _Object], prefixes: Mapping[str, str],
-                 as_of: datetime, parents_at: datetime | None, selected: Mapping[str, set[str] | None],
-                 result: SeedResult) -> None:
+def _add_parents(
+    conn: psycopg.Connection[Any],
+    objects: Mapping[str, _Object],
+    prefixes: Mapping[str, str],
+    as_of: datetime,
+    parents_at: datetime | None,
+    selected: Mapping[str, set[str] | None],
+    result: SeedResult,
+) -> None:
     """Add every backed-up record the copied ones reference, recursively, as of `as_of` (else `parents_at`)."""
     frontier: list[tuple[_Object, Mapping[str, Any]]] = [(o, v) for o in objects.values() for v in o.records.values()]
     if parents_at is not None:
         # The values a restore will put back reference parents too: the sandbox must have them.
         for name, ids in selected.items():
-            earlier = tables.records_as_of(conn, name, objects[name].columns, parents_at,
-                                           None if ids is None else sorted(ids))
+            earlier = tables.records_as_of(
+                conn, name, objects[name].columns, parents_at, None if ids is None else sorted(ids)
+            )
             frontier.extend((objects[name], v) for v in earlier.values())
     missing: dict[str, set[str]] = {}
     while frontier:
@@ -353,32 +437,49 @@ def _add_parents(conn: psycopg.Connection[Any], objects: Mapping[str, _Object], 
             result.objects.setdefault(name, ObjectOutcome(name)).parents += len(found)
             frontier.extend((obj, v) for v in found.values())
     if missing:
-        result.notes.append("referenced records not in the backup at as_of (their lookups stay empty): "
-                            + ", ".join(f"{k}: {len(v)}" for k, v in missing.items()))
+        result.notes.append(
+            "referenced records not in the backup at as_of (their lookups stay empty): "
+            + ", ".join(f"{k}: {len(v)}" for k, v in missing.items())
+        )
 
 
-def _user_map(target: SalesforceClient, source_users: Sequence[Mapping[str, Any]] | None,
-              seeded: Mapping[str, _Object], result: SeedResult) -> dict[str, str]:
-    used = {str(v[column_name(f)]) for obj in seeded.values() for v in obj.records.values()
-            for f in obj.references if str(v.get(column_name(f)) or "").startswith(USER_PREFIX)}
+def _user_map(
+    target: SalesforceClient,
+    source_users: Sequence[Mapping[str, Any]] | None,
+    seeded: Mapping[str, _Object],
+    result: SeedResult,
+) -> dict[str, str]:
+    used = {
+        str(v[column_name(f)])
+        for obj in seeded.values()
+        for v in obj.records.values()
+        for f in obj.references
+        if str(v.get(column_name(f)) or "").startswith(USER_PREFIX)
+    }
     if not used:
         return {}
     if source_users is None:
-        result.notes.append(f"{len(used)} users referenced (owners and other user lookups) could not be matched: the "
-                            "source org's users are unknown; the target org sets its defaults (the seeding user)")
+        result.notes.append(
+            f"{len(used)} users referenced (owners and other user lookups) could not be matched: the "
+            "source org's users are unknown; the target org sets its defaults (the seeding user)"
+        )
         result.users_unmapped = sorted(used)
         return {}
     mapping = match_users(source_users, org_users(target))
     result.users_mapped = len(used & set(mapping))
     result.users_unmapped = sorted(used - set(mapping))
     if result.users_unmapped:
-        result.notes.append(f"{len(result.users_unmapped)} source users have no match in org "
-                            f"{target.alias!r} (by username, email or name): their lookups are left to the "
-                            "target's defaults")
+        result.notes.append(
+            f"{len(result.users_unmapped)} source users have no match in org "
+            f"{target.alias!r} (by username, email or name): their lookups are left to the "
+            "target's defaults"
+        )
     return mapping
 
 
-def _existing(target: SalesforceClient, seeded: Mapping[str, _Object], id_map: Mapping[str, str]) -> dict[str, set[str]]:
+def _existing(
+    target: SalesforceClient, seeded: Mapping[str, _Object], id_map: Mapping[str, str]
+) -> dict[str, set[str]]:
     """Per object, the target ids of records an earlier run created that are still live in the target."""
     out: dict[str, set[str]] = {}
     for name, obj in seeded.items():
@@ -394,9 +495,19 @@ def _value(obj: _Object, fname: str, raw: Any) -> Any:
     return canonical(obj.types.get(fname, "string"), raw)
 
 
-def _write_object(conn: psycopg.Connection[Any], target: SalesforceClient, config: SeedConfig, obj: _Object,
-                  order: InsertOrder, id_map: dict[str, str], live: set[str], user_map: Mapping[str, str],
-                  prefixes: Mapping[str, str], outcome: ObjectOutcome, later: dict[str, dict[str, str]]) -> None:
+def _write_object(
+    conn: psycopg.Connection[Any],
+    target: SalesforceClient,
+    config: SeedConfig,
+    obj: _Object,
+    order: InsertOrder,
+    id_map: dict[str, str],
+    live: set[str],
+    user_map: Mapping[str, str],
+    prefixes: Mapping[str, str],
+    outcome: ObjectOutcome,
+    later: dict[str, dict[str, str]],
+) -> None:
     creates: list[dict[str, Any]] = []
     create_ids: list[str] = []
     updates: list[dict[str, Any]] = []
@@ -458,8 +569,13 @@ def _count(outcome: ObjectOutcome, sid: str, res: WriteResult, verb: str) -> Non
         outcome.failures.append((sid, res.message))
 
 
-def _second_pass(target: SalesforceClient, obj: _Object, pending: Mapping[str, Mapping[str, str]],
-                 id_map: Mapping[str, str], outcome: ObjectOutcome) -> None:
+def _second_pass(
+    target: SalesforceClient,
+    obj: _Object,
+    pending: Mapping[str, Mapping[str, str]],
+    id_map: Mapping[str, str],
+    outcome: ObjectOutcome,
+) -> None:
     updates, sources = [], []
     for sid, refs in pending.items():
         tid = id_map.get(sid)

@@ -42,8 +42,11 @@ def match_users(source: Iterable[Mapping[str, Any]], target: Iterable[Mapping[st
         username = str(u.get("Username") or "").lower()
         found = by_username.get(username)
         if found is None and username:
-            suffixed = [tid for name, tid in by_username.items() if name.startswith(username + ".")
-                        and "." not in name[len(username) + 1:]]
+            suffixed = [
+                tid
+                for name, tid in by_username.items()
+                if name.startswith(username + ".") and "." not in name[len(username) + 1 :]
+            ]
             found = suffixed[0] if len(suffixed) == 1 else None
         if found is None and (email := _email(u.get("Email"))) is not None and len(by_email.get(email, ())) == 1:
             found = by_email[email][0]

@@ -25,8 +25,9 @@ def read_text_csv(data: bytes, columns: list[str] | tuple[str, ...]) -> pa.Table
         io.BytesIO(data),
         read_options=pacsv.ReadOptions(block_size=8 << 20),
         parse_options=pacsv.ParseOptions(newlines_in_values=True),
-        convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in columns},
-                                             strings_can_be_null=True, quoted_strings_can_be_null=False),
+        convert_options=pacsv.ConvertOptions(
+            column_types={c: pa.string() for c in columns}, strings_can_be_null=True, quoted_strings_can_be_null=False
+        ),
     )
 
 
@@ -44,7 +45,7 @@ class CsvPage:
     @property
     def rows(self) -> memoryview:
         """The rows without the header, without copying the page."""
-        return memoryview(self.data)[self.start:]
+        return memoryview(self.data)[self.start :]
 
     @property
     def nbytes(self) -> int:

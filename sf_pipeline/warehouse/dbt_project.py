@@ -45,6 +45,7 @@ def dbt_project_dir() -> Path:
     """The dbt project in use: SF_PIPELINE_DBT_PROJECT_DIR, else `dbt_snapshots/` in this checkout."""
     return Path(os.environ.get("SF_PIPELINE_DBT_PROJECT_DIR") or DBT_PROJECT_DIR)
 
+
 SNAPSHOTS_FILE = Path("snapshots") / "salesforce_snapshots.yml"
 SOURCES_FILE = Path("models") / "sources.yml"
 WINDOW_MODELS_DIR = Path("models") / "windows"
@@ -308,14 +309,17 @@ def prepare_manifest(project: Path, object_names: list[str]) -> Path:
         # `objects: all` adds objects): parse again in full.
         _parse(project, manifest, "--no-partial-parse")
         if not _has_snapshots(manifest, object_names):
-            raise DbtProjectError(f"dbt parse of {project} did not define a snapshot for every object of {object_names}")
+            raise DbtProjectError(
+                f"dbt parse of {project} did not define a snapshot for every object of {object_names}"
+            )
     return manifest
 
 
 def _parse(project: Path, manifest: Path, *extra: str) -> None:
     proc = subprocess.run(
-        [dbt_executable(), "parse", "--project-dir", str(project), "--profiles-dir", str(project),
-         "--quiet", *extra], capture_output=True, text=True,
+        [dbt_executable(), "parse", "--project-dir", str(project), "--profiles-dir", str(project), "--quiet", *extra],
+        capture_output=True,
+        text=True,
         env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
     )
     if proc.returncode != 0 or not manifest.exists():

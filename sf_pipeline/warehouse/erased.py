@@ -47,8 +47,13 @@ def ensure_erased_table(conn: psycopg.Connection[Any]) -> None:
             conn.execute(statement)
 
 
-def add_erased(conn: psycopg.Connection[Any], object_name: str, record_ids: Sequence[str], erasure_id: int,
-               created: Mapping[str, datetime | None] | None = None) -> None:
+def add_erased(
+    conn: psycopg.Connection[Any],
+    object_name: str,
+    record_ids: Sequence[str],
+    erasure_id: int,
+    created: Mapping[str, datetime | None] | None = None,
+) -> None:
     """List records as erased (idempotent: an id erased twice keeps its first erasure); `created` gives their
     CreatedDate where the backup knew it."""
     created = created or {}
@@ -56,7 +61,8 @@ def add_erased(conn: psycopg.Connection[Any], object_name: str, record_ids: Sequ
         cur.executemany(
             f"INSERT INTO {SCHEMA}.{TABLE} (object, record_id, erasure_id, created_date) VALUES (%s, %s, %s, %s) "
             "ON CONFLICT (object, record_id) DO NOTHING",
-            [(object_name, rid, erasure_id, created.get(rid)) for rid in record_ids])
+            [(object_name, rid, erasure_id, created.get(rid)) for rid in record_ids],
+        )
 
 
 def _listed(conn: psycopg.Connection[Any]) -> bool:
@@ -68,33 +74,43 @@ def erased_in_org(conn: psycopg.Connection[Any], object_name: str, created_befor
     unknown creation), sorted: what a reconciliation counts on the mirror's side."""
     if not _listed(conn):
         return []
-    if conn.execute("SELECT count(*) FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
-                    "AND column_name IN ('created_date', 'gone_from_org_at')", (SCHEMA, TABLE)).fetchone()[0] < 2:
+    if (
+        conn.execute(
+            "SELECT count(*) FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
+            "AND column_name IN ('created_date', 'gone_from_org_at')",
+            (SCHEMA, TABLE),
+        ).fetchone()[0]
+        < 2
+    ):
         ensure_erased_table(conn)  # a list made before these columns existed
     rows = conn.execute(
         f"SELECT record_id FROM {SCHEMA}.{TABLE} WHERE object = %s AND gone_from_org_at IS NULL "
         "AND (created_date IS NULL OR %s::timestamptz IS NULL OR created_date < %s) ORDER BY record_id",
-        (object_name, created_before, created_before)).fetchall()
+        (object_name, created_before, created_before),
+    ).fetchall()
     return sorted(r[0] for r in rows)
 
 
-def mark_gone_from_org(conn: psycopg.Connection[Any], object_name: str, record_ids: Sequence[str],
-                       found_at: datetime) -> int:
+def mark_gone_from_org(
+    conn: psycopg.Connection[Any], object_name: str, record_ids: Sequence[str], found_at: datetime
+) -> int:
     """Note that the org no longer holds these erased records (found by a reconciliation); how many."""
     if not record_ids or not _listed(conn):
         return 0
     with conn.transaction():
-        return conn.execute(f"UPDATE {SCHEMA}.{TABLE} SET gone_from_org_at = %s WHERE object = %s "
-                            "AND record_id = ANY(%s) AND gone_from_org_at IS NULL",
-                            (found_at, object_name, list(record_ids))).rowcount
+        return conn.execute(
+            f"UPDATE {SCHEMA}.{TABLE} SET gone_from_org_at = %s WHERE object = %s "
+            "AND record_id = ANY(%s) AND gone_from_org_at IS NULL",
+            (found_at, object_name, list(record_ids)),
+        ).rowcount
 
 
 def drop_erased_rows(conn: psycopg.Connection[Any], object_name: str) -> list[str]:
     """Delete the mirror rows of erased records of an object (a window re-extracted them); their ids."""
     if not _listed(conn):
         return []
-    query = sql.SQL("DELETE FROM {} AS m USING {} AS e WHERE e.object = %s AND m.id = e.record_id "
-                    "RETURNING m.id").format(qualified(MIRROR_SCHEMA, table_name(object_name)),
-                                             qualified(SCHEMA, TABLE))
+    query = sql.SQL(
+        "DELETE FROM {} AS m USING {} AS e WHERE e.object = %s AND m.id = e.record_id RETURNING m.id"
+    ).format(qualified(MIRROR_SCHEMA, table_name(object_name)), qualified(SCHEMA, TABLE))
     with conn.transaction():
         return [r[0] for r in conn.execute(query, (object_name,))]

@@ -29,8 +29,9 @@ ID_MAP_DDL = [
 ]
 
 
-def save_id_map(conn: psycopg.Connection[Any], source_alias: str, target_alias: str, object_name: str,
-                pairs: Mapping[str, str]) -> None:
+def save_id_map(
+    conn: psycopg.Connection[Any], source_alias: str, target_alias: str, object_name: str, pairs: Mapping[str, str]
+) -> None:
     """Record `source id -> target id` pairs of one object (a later pair for the same source id replaces
     the earlier one), committed at once: a re-created record must stay findable after a later failure."""
     if not pairs:
@@ -41,12 +42,15 @@ def save_id_map(conn: psycopg.Connection[Any], source_alias: str, target_alias: 
                 "INSERT INTO sf_pipeline.id_map (source_alias, target_alias, object, source_id, target_id) "
                 "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (source_alias, target_alias, object, source_id) "
                 "DO UPDATE SET target_id = EXCLUDED.target_id",
-                [(source_alias, target_alias, object_name, old, new) for old, new in pairs.items()])
+                [(source_alias, target_alias, object_name, old, new) for old, new in pairs.items()],
+            )
     commit(conn)
 
 
 def load_id_map(conn: psycopg.Connection[Any], source_alias: str, target_alias: str) -> dict[str, str]:
     """Every source id -> target id known between two orgs (any object; ids are unique across objects)."""
-    rows = conn.execute("SELECT source_id, target_id FROM sf_pipeline.id_map WHERE source_alias = %s AND "
-                        "target_alias = %s", (source_alias, target_alias)).fetchall()
+    rows = conn.execute(
+        "SELECT source_id, target_id FROM sf_pipeline.id_map WHERE source_alias = %s AND target_alias = %s",
+        (source_alias, target_alias),
+    ).fetchall()
     return dict(rows)

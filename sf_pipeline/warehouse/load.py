@@ -168,9 +168,7 @@ class _Staging:
     casts: tuple[str, ...]  # mirror column types, same order
 
 
-def _window_sql(
-    table: MirrorTable, staging: _Staging, *, into_empty_table: bool, deduplicate: bool
-) -> sql.Composed:
+def _window_sql(table: MirrorTable, staging: _Staging, *, into_empty_table: bool, deduplicate: bool) -> sql.Composed:
     """The statement applying the staged window to the mirror, returning (inserted, updated)."""
     selected = []
     for name, pg_type in zip(staging.columns, staging.casts, strict=True):
@@ -215,9 +213,7 @@ def _window_sql(
 def _tally_sql(staging: _Staging) -> sql.Composed:
     """(deleted, outside the window, repeated ids) of the staged rows, in one cheap scan."""
     deleted = (
-        sql.SQL("count(*) FILTER (WHERE s.isdeleted::boolean)")
-        if "isdeleted" in staging.columns
-        else sql.SQL("0")
+        sql.SQL("count(*) FILTER (WHERE s.isdeleted::boolean)") if "isdeleted" in staging.columns else sql.SQL("0")
     )
     return sql.SQL(
         "SELECT {deleted}, "
@@ -276,9 +272,7 @@ def _create_staging(conn: psycopg.Connection[Any], table: MirrorTable, columns: 
         for c in columns
     ]
     conn.execute(
-        sql.SQL("CREATE TEMPORARY TABLE {} ({}) ON COMMIT DROP").format(
-            identifier, sql.SQL(", ").join(definitions)
-        )
+        sql.SQL("CREATE TEMPORARY TABLE {} ({}) ON COMMIT DROP").format(identifier, sql.SQL(", ").join(definitions))
     )
     types = table.column_types
     return _Staging(identifier, tuple(columns), tuple(types[c] for c in columns))
@@ -290,15 +284,22 @@ def _non_empty(pages: Iterable[Page]) -> Iterator[Page]:
             yield page
 
 
-def _copy_pages(conn: psycopg.Connection[Any], target: sql.Composable, table: MirrorTable, first: Page,
-                rest: Iterator[Page], mapping: dict[str, str]) -> tuple[int, int]:
+def _copy_pages(
+    conn: psycopg.Connection[Any],
+    target: sql.Composable,
+    table: MirrorTable,
+    first: Page,
+    rest: Iterator[Page],
+    mapping: dict[str, str],
+) -> tuple[int, int]:
     """COPY `first` and then every page of `rest` into `target` (columns of `mapping`, in its order);
     returns (rows, bytes). CSV pages whose columns are in that order go as they are; others (Arrow
     batches, or a CSV page in another column order) are written as CSV by pyarrow. The rows COPY
     counted must equal what the pages announced."""
     columns = list(mapping)
     copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, FORCE_NULL ({}))").format(
-        target, idents(columns), idents(columns))
+        target, idents(columns), idents(columns)
+    )
     rows = size = 0
     with conn.cursor() as cursor:
         with cursor.copy(copy_sql, writer=_BackgroundCopyWriter(cursor)) as copy:
@@ -331,8 +332,9 @@ def _copy_pages(conn: psycopg.Connection[Any], target: sql.Composable, table: Mi
         copied = cursor.rowcount
     if copied != rows:
         raise WarehouseLoadError(
-            f"{table.object_name}: the extracted pages announced {rows} records but held {copied}; "
-            "nothing was loaded", object_name=table.object_name)
+            f"{table.object_name}: the extracted pages announced {rows} records but held {copied}; nothing was loaded",
+            object_name=table.object_name,
+        )
     return rows, size
 
 
@@ -372,9 +374,7 @@ def _find_bad_value(
         if varchar:
             rejected.append(sql.SQL("char_length({}) > {}").format(value, sql.Literal(int(varchar.group(1)))))
         elif pg_type not in _TEXT_TYPES:
-            rejected.append(
-                sql.SQL("NOT pg_temp.sf_pipeline_castable({}, {})").format(value, sql.Literal(pg_type))
-            )
+            rejected.append(sql.SQL("NOT pg_temp.sf_pipeline_castable({}, {})").format(value, sql.Literal(pg_type)))
         if not rejected:
             continue
         found = conn.execute(
@@ -421,8 +421,12 @@ _KEYS_AND_INDEXES = """
 
 
 def _copy_into_empty_mirror(
-    conn: psycopg.Connection[Any], table: MirrorTable, pages: Iterable[Page],
-    window_start: datetime, window_end: datetime, started: float,
+    conn: psycopg.Connection[Any],
+    table: MirrorTable,
+    pages: Iterable[Page],
+    window_start: datetime,
+    window_end: datetime,
+    started: float,
 ) -> LoadResult:
     """First load: COPY straight into the (locked, empty) typed mirror while the pages still arrive.
 
@@ -434,8 +438,9 @@ def _copy_into_empty_mirror(
     stream = _non_empty(pages)
     first = next(stream, None)
     if first is None:
-        return LoadResult(table.object_name, window_start, window_end, seconds=time.perf_counter() - started,
-                          into_empty_table=True)
+        return LoadResult(
+            table.object_name, window_start, window_end, seconds=time.perf_counter() - started, into_empty_table=True
+        )
     mapping = _batch_columns(table.object_name, table, first)
     columns = list(mapping)
     try:
@@ -449,33 +454,54 @@ def _copy_into_empty_mirror(
             rows, size = _copy_pages(conn, table.identifier, table, first, stream, mapping)
             for name, constraint, index in kept:
                 if constraint is not None:
-                    conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
-                        table.identifier, ident(name), sql.SQL(constraint)))
+                    conn.execute(
+                        sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+                            table.identifier, ident(name), sql.SQL(constraint)
+                        )
+                    )
                 else:
                     conn.execute(sql.SQL(index))
     except psycopg.errors.UniqueViolation as exc:
         raise WarehouseLoadError(
             f"{table.object_name}: a record appears twice in one window ({exc.diag.message_detail}); nothing "
-            "was loaded", object_name=table.object_name) from exc
+            "was loaded",
+            object_name=table.object_name,
+        ) from exc
     except psycopg.DataError as exc:
         # COPY's context names the column and the value, e.g. `COPY opportunity, line 3, column amount: "x"`.
         raise WarehouseLoadError(
             f"{table.object_name}: a value does not fit its column and nothing was loaded: "
-            f"{exc.diag.message_primary} ({exc.diag.context or ''})", object_name=table.object_name) from exc
+            f"{exc.diag.message_primary} ({exc.diag.context or ''})",
+            object_name=table.object_name,
+        ) from exc
     except psycopg.errors.NotNullViolation as exc:
         raise WarehouseLoadError(
             f"{table.object_name}: a record has no {exc.diag.column_name}, which every record needs; nothing was "
-            f"loaded ({exc.diag.context or ''})", object_name=table.object_name,
-            column=exc.diag.column_name) from exc
+            f"loaded ({exc.diag.context or ''})",
+            object_name=table.object_name,
+            column=exc.diag.column_name,
+        ) from exc
     deleted_sql = sql.SQL("count(*) FILTER (WHERE isdeleted)") if "isdeleted" in columns else sql.SQL("0")
     deleted, outside = conn.execute(
-        sql.SQL("SELECT {}, count(*) FILTER (WHERE systemmodstamp < %(start)s OR systemmodstamp >= %(end)s) "
-                "FROM {}").format(deleted_sql, table.identifier),
-        {"start": window_start, "end": window_end}).fetchone()
+        sql.SQL(
+            "SELECT {}, count(*) FILTER (WHERE systemmodstamp < %(start)s OR systemmodstamp >= %(end)s) FROM {}"
+        ).format(deleted_sql, table.identifier),
+        {"start": window_start, "end": window_end},
+    ).fetchone()
     return LoadResult(
-        object_name=table.object_name, window_start=window_start, window_end=window_end, extracted=rows,
-        inserted=rows, updated=0, unchanged=0, deleted=deleted, outside_window=outside, bytes=size,
-        seconds=time.perf_counter() - started, into_empty_table=True)
+        object_name=table.object_name,
+        window_start=window_start,
+        window_end=window_end,
+        extracted=rows,
+        inserted=rows,
+        updated=0,
+        unchanged=0,
+        deleted=deleted,
+        outside_window=outside,
+        bytes=size,
+        seconds=time.perf_counter() - started,
+        into_empty_table=True,
+    )
 
 
 def load_window(
@@ -503,9 +529,7 @@ def load_window(
     started = time.perf_counter()
     with conn.transaction():
         # Naive Arrow timestamps are written without an offset; Salesforce times are UTC.
-        conn.execute(
-            "SELECT set_config('timezone', 'UTC', true), set_config('work_mem', %s, true)", (_LOAD_WORK_MEM,)
-        )
+        conn.execute("SELECT set_config('timezone', 'UTC', true), set_config('work_mem', %s, true)", (_LOAD_WORK_MEM,))
         if unique_ids:
             conn.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(table.identifier))
             if conn.execute(sql.SQL("SELECT NOT EXISTS (SELECT FROM {})").format(table.identifier)).fetchone()[0]:
@@ -520,16 +544,12 @@ def load_window(
                 object_name=table.object_name,
             ) from exc
         if staging is None:
-            return LoadResult(
-                table.object_name, window_start, window_end, seconds=time.perf_counter() - started
-            )
+            return LoadResult(table.object_name, window_start, window_end, seconds=time.perf_counter() - started)
 
         # SHARE ROW EXCLUSIVE conflicts with itself and with plain writes, not with reads: one
         # window at a time applies to an object, and "the table is empty" stays true until we commit.
         conn.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(table.identifier))
-        empty = conn.execute(
-            sql.SQL("SELECT NOT EXISTS (SELECT FROM {})").format(table.identifier)
-        ).fetchone()[0]
+        empty = conn.execute(sql.SQL("SELECT NOT EXISTS (SELECT FROM {})").format(table.identifier)).fetchone()[0]
         try:
             with conn.transaction():  # a savepoint, so the staging table survives for the diagnosis
                 deleted, outside, repeated = conn.execute(

@@ -48,8 +48,9 @@ def lower_index_name(table: str, column: str) -> str:
     return f"{table}_{column}_lower_idx"[:63]
 
 
-def ensure_lookup_indexes(conn: psycopg.Connection[Any], schema: str, object_name: str,
-                          columns: Sequence[str]) -> list[str]:
+def ensure_lookup_indexes(
+    conn: psycopg.Connection[Any], schema: str, object_name: str, columns: Sequence[str]
+) -> list[str]:
     """Create the `lower(column)` indexes of `schema.<object>` that are missing; the names of those built.
 
     Reads the catalog first, so a call that finds them all costs one query and takes no lock on the table
@@ -61,15 +62,22 @@ def ensure_lookup_indexes(conn: psycopg.Connection[Any], schema: str, object_nam
     wanted = {lower_index_name(table, c): c for c in columns if c in present}
     if not wanted:
         return []
-    have = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = %s",
-                                       (schema, table))}
+    have = {
+        r[0]
+        for r in conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = %s", (schema, table)
+        )
+    }
     missing = {name: c for name, c in wanted.items() if name not in have}
     if not missing:
         return []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK_KEY,))
         for name, column in missing.items():
-            conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (lower({}))").format(
-                ident(name), qualified(schema, table), ident(column)))
+            conn.execute(
+                sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (lower({}))").format(
+                    ident(name), qualified(schema, table), ident(column)
+                )
+            )
     commit(conn)
     return sorted(missing)

@@ -60,7 +60,9 @@ def check_org_identity(conn: psycopg.Connection[Any], alias: str, org: Organizat
     with conn.transaction():
         conn.execute(
             "INSERT INTO sf_pipeline.org_identity (alias, organization_id, organization_name, is_sandbox) "
-            "VALUES (%s, %s, %s, %s) ON CONFLICT (alias) DO NOTHING", (alias, org.id, org.name, org.is_sandbox))
+            "VALUES (%s, %s, %s, %s) ON CONFLICT (alias) DO NOTHING",
+            (alias, org.id, org.name, org.is_sandbox),
+        )
         known = _row(conn, alias, lock=True)
         assert known is not None
         if known.organization_id != org.id:
@@ -69,9 +71,13 @@ def check_org_identity(conn: psycopg.Connection[Any], alias: str, org: Organizat
                 f"({known.organization_name or 'unnamed'}) when it was first used on {known.first_seen:%Y-%m-%d}: "
                 f"its credentials (SALESFORCE_{alias.upper()}_*) point at another org. Nothing was read or "
                 f"written. Point them back at {known.organization_id}, or, if {alias!r} is now meant to be "
-                f"{org.id} (e.g. a refreshed sandbox), accept the change with `sf-pipeline orgs forget {alias}`")
-        conn.execute("UPDATE sf_pipeline.org_identity SET last_seen = now(), is_sandbox = %s, organization_name = %s "
-                     "WHERE alias = %s", (org.is_sandbox, org.name, alias))
+                f"{org.id} (e.g. a refreshed sandbox), accept the change with `sf-pipeline orgs forget {alias}`"
+            )
+        conn.execute(
+            "UPDATE sf_pipeline.org_identity SET last_seen = now(), is_sandbox = %s, organization_name = %s "
+            "WHERE alias = %s",
+            (org.is_sandbox, org.name, alias),
+        )
     commit(conn)
     return known
 
@@ -86,8 +92,10 @@ def verify_org(conn: psycopg.Connection[Any], client: SalesforceClient) -> Organ
 def known_orgs(conn: psycopg.Connection[Any]) -> list[KnownOrg]:
     if conn.execute("SELECT to_regclass('sf_pipeline.org_identity')").fetchone()[0] is None:
         return []
-    rows = conn.execute("SELECT alias, organization_id, organization_name, is_sandbox, first_seen, last_seen "
-                        "FROM sf_pipeline.org_identity ORDER BY alias").fetchall()
+    rows = conn.execute(
+        "SELECT alias, organization_id, organization_name, is_sandbox, first_seen, last_seen "
+        "FROM sf_pipeline.org_identity ORDER BY alias"
+    ).fetchall()
     return [KnownOrg(*row) for row in rows]
 
 
@@ -103,7 +111,9 @@ def forget_org(conn: psycopg.Connection[Any], alias: str) -> KnownOrg | None:
 
 
 def _row(conn: psycopg.Connection[Any], alias: str, *, lock: bool = False) -> KnownOrg | None:
-    row = conn.execute("SELECT alias, organization_id, organization_name, is_sandbox, first_seen, last_seen FROM "
-                       "sf_pipeline.org_identity WHERE alias = %s" + (" FOR UPDATE" if lock else ""),
-                       (alias,)).fetchone()
+    row = conn.execute(
+        "SELECT alias, organization_id, organization_name, is_sandbox, first_seen, last_seen FROM "
+        "sf_pipeline.org_identity WHERE alias = %s" + (" FOR UPDATE" if lock else ""),
+        (alias,),
+    ).fetchone()
     return KnownOrg(*row) if row else None

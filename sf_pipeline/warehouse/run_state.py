@@ -49,18 +49,26 @@ class CachedDescribe:
 def cached_describes(conn: psycopg.Connection[Any], alias: str, objects: Iterable[str]) -> dict[str, CachedDescribe]:
     """The kept describes of `objects` (and of the global describe, key `*`) for an org alias."""
     wanted = [*objects, GLOBAL]
-    rows = conn.execute("SELECT object, last_modified, describe FROM sf_pipeline.describes "
-                        "WHERE alias = %s AND object = ANY(%s)", (alias, wanted)).fetchall()
+    rows = conn.execute(
+        "SELECT object, last_modified, describe FROM sf_pipeline.describes WHERE alias = %s AND object = ANY(%s)",
+        (alias, wanted),
+    ).fetchall()
     return {r[0]: CachedDescribe(r[1], r[2]) for r in rows}
 
 
-def keep_describe(conn: psycopg.Connection[Any], alias: str, sobject: str, last_modified: str | None,
-                  describe: Mapping[str, Any] | None) -> None:
+def keep_describe(
+    conn: psycopg.Connection[Any],
+    alias: str,
+    sobject: str,
+    last_modified: str | None,
+    describe: Mapping[str, Any] | None,
+) -> None:
     conn.execute(
         "INSERT INTO sf_pipeline.describes (alias, object, last_modified, describe) VALUES (%s, %s, %s, %s) "
         "ON CONFLICT (alias, object) DO UPDATE SET last_modified = excluded.last_modified, "
         "describe = excluded.describe, fetched_at = now()",
-        (alias, sobject, last_modified, json.dumps(describe) if describe is not None else None))
+        (alias, sobject, last_modified, json.dumps(describe) if describe is not None else None),
+    )
 
 
 @dataclass(frozen=True)
@@ -72,24 +80,32 @@ class WindowCounts:
     org_total: int | None
 
 
-def stored_counts(conn: psycopg.Connection[Any], run_id: str, start: datetime, end: datetime) -> dict[str, WindowCounts]:
-    rows = conn.execute("SELECT object, window_count, org_total FROM sf_pipeline.run_preflight WHERE run_id = %s "
-                        "AND window_start = %s AND window_end = %s", (run_id, start, end)).fetchall()
+def stored_counts(
+    conn: psycopg.Connection[Any], run_id: str, start: datetime, end: datetime
+) -> dict[str, WindowCounts]:
+    rows = conn.execute(
+        "SELECT object, window_count, org_total FROM sf_pipeline.run_preflight WHERE run_id = %s "
+        "AND window_start = %s AND window_end = %s",
+        (run_id, start, end),
+    ).fetchall()
     return {r[0]: WindowCounts(r[1], r[2]) for r in rows}
 
 
-def store_counts(conn: psycopg.Connection[Any], run_id: str, start: datetime, end: datetime,
-                 counts: Mapping[str, WindowCounts]) -> None:
+def store_counts(
+    conn: psycopg.Connection[Any], run_id: str, start: datetime, end: datetime, counts: Mapping[str, WindowCounts]
+) -> None:
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO sf_pipeline.run_preflight (run_id, object, window_start, window_end, window_count, "
             "org_total) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            [(run_id, o, start, end, c.window_count, c.org_total) for o, c in counts.items()])
+            [(run_id, o, start, end, c.window_count, c.org_total) for o, c in counts.items()],
+        )
 
 
 def forget_old_preflights(conn: psycopg.Connection[Any], keep_days: int = 7) -> None:
-    conn.execute("DELETE FROM sf_pipeline.run_preflight WHERE created_at < now() - make_interval(days => %s)",
-                 (keep_days,))
+    conn.execute(
+        "DELETE FROM sf_pipeline.run_preflight WHERE created_at < now() - make_interval(days => %s)", (keep_days,)
+    )
 
 
 def keep_calculated_columns(conn: psycopg.Connection[Any], sobject: str, columns: Iterable[str]) -> None:
@@ -97,14 +113,17 @@ def keep_calculated_columns(conn: psycopg.Connection[Any], sobject: str, columns
     with conn.transaction():
         conn.execute("DELETE FROM sf_pipeline.calculated_columns WHERE object = %s", (sobject.lower(),))
         with conn.cursor() as cur:
-            cur.executemany("INSERT INTO sf_pipeline.calculated_columns (object, column_name) VALUES (%s, %s)",
-                            [(sobject.lower(), c.lower()) for c in sorted(set(columns))])
+            cur.executemany(
+                "INSERT INTO sf_pipeline.calculated_columns (object, column_name) VALUES (%s, %s)",
+                [(sobject.lower(), c.lower()) for c in sorted(set(columns))],
+            )
 
 
 def calculated_columns(conn: psycopg.Connection[Any], sobject: str) -> set[str]:
     """The calculated columns of an object as its last backed-up describe said (empty before any backup)."""
     if conn.execute("SELECT to_regclass('sf_pipeline.calculated_columns')").fetchone()[0] is None:
         return set()
-    rows = conn.execute("SELECT column_name FROM sf_pipeline.calculated_columns WHERE object = %s",
-                        (sobject.lower(),)).fetchall()
+    rows = conn.execute(
+        "SELECT column_name FROM sf_pipeline.calculated_columns WHERE object = %s", (sobject.lower(),)
+    ).fetchall()
     return {r[0] for r in rows}

@@ -81,9 +81,7 @@ def pg_type_for(field: Mapping[str, Any]) -> str:
     return PG_TYPES.get(str(field.get("type", "")).lower(), DEFAULT_PG_TYPE)
 
 
-def backup_fields(
-    describe_fields: Iterable[Mapping[str, Any]], exclude: Iterable[str] = ()
-) -> list[dict[str, Any]]:
+def backup_fields(describe_fields: Iterable[Mapping[str, Any]], exclude: Iterable[str] = ()) -> list[dict[str, Any]]:
     """The describe fields a backup stores: all but compound, base64 and excluded ones.
 
     `exclude` holds field API names in any case (`description` excludes `Description`).
@@ -92,8 +90,7 @@ def backup_fields(
     return [
         dict(field)
         for field in describe_fields
-        if str(field.get("type", "")).lower() not in SKIPPED_TYPES
-        and str(field["name"]).lower() not in excluded
+        if str(field.get("type", "")).lower() not in SKIPPED_TYPES and str(field["name"]).lower() not in excluded
     ]
 
 
@@ -224,9 +221,7 @@ def ensure_mirror_table(
     )
 
 
-def get_mirror_table(
-    conn: psycopg.Connection[Any], object_name: str, schema: str = MIRROR_SCHEMA
-) -> MirrorTable:
+def get_mirror_table(conn: psycopg.Connection[Any], object_name: str, schema: str = MIRROR_SCHEMA) -> MirrorTable:
     """The existing mirror table of an object, read from the catalog (no describe needed)."""
     table = table_name(object_name)
     columns = table_columns(conn, schema, table)

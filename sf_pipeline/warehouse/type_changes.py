@@ -101,8 +101,9 @@ def plan_type_changes(existing: Sequence[tuple[str, str]], wanted: Sequence[tupl
     return changes
 
 
-def apply_type_changes(conn: psycopg.Connection[Any], schema: str, table: str,
-                       changes: Sequence[ColumnTypeChange]) -> list[ColumnTypeChange]:
+def apply_type_changes(
+    conn: psycopg.Connection[Any], schema: str, table: str, changes: Sequence[ColumnTypeChange]
+) -> list[ColumnTypeChange]:
     """Make `changes` to `schema.table` where its column still has the old type; returns those made.
 
     Runs in the caller's transaction. A table without the column (history not created yet, a column the
@@ -119,8 +120,11 @@ def apply_type_changes(conn: psycopg.Connection[Any], schema: str, table: str,
         column = ident(change.column)
         if change.kept_as is None:
             using = _widening_using(change.old_type, change.new_type, column)
-            conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE {} USING {}").format(
-                target, column, sql.SQL(change.new_type), using))
+            conn.execute(
+                sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE {} USING {}").format(
+                    target, column, sql.SQL(change.new_type), using
+                )
+            )
         else:
             conn.execute(sql.SQL("ALTER TABLE {} RENAME COLUMN {} TO {}").format(target, column, ident(change.kept_as)))
             conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(target, column, sql.SQL(change.new_type)))

@@ -56,17 +56,26 @@ def ensure_vanished_columns(conn: psycopg.Connection[Any], table: MirrorTable) -
     if not missing:
         return
     with conn.transaction():
-        conn.execute(sql.SQL("ALTER TABLE {} {}").format(table.identifier, sql.SQL(", ").join(
-            sql.SQL("ADD COLUMN IF NOT EXISTS {} {}").format(ident(c), sql.SQL(t)) for c, t in missing)))
+        conn.execute(
+            sql.SQL("ALTER TABLE {} {}").format(
+                table.identifier,
+                sql.SQL(", ").join(
+                    sql.SQL("ADD COLUMN IF NOT EXISTS {} {}").format(ident(c), sql.SQL(t)) for c, t in missing
+                ),
+            )
+        )
         # The history step selects a window's rows OR those found in it: both sides indexed (a bitmap OR),
         # so a window's snapshot still reads only its own rows.
-        conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (_sfp_found_in_window) "
-                             "WHERE _sfp_found_in_window IS NOT NULL").format(
-            ident(f"{table.name[:40]}_sfp_found_idx"), table.identifier))
+        conn.execute(
+            sql.SQL(
+                "CREATE INDEX IF NOT EXISTS {} ON {} (_sfp_found_in_window) WHERE _sfp_found_in_window IS NOT NULL"
+            ).format(ident(f"{table.name[:40]}_sfp_found_idx"), table.identifier)
+        )
 
 
-def flag_window_deletions(conn: psycopg.Connection[Any], table: MirrorTable, start: datetime, end: datetime,
-                          found_at: datetime) -> dict[str, int]:
+def flag_window_deletions(
+    conn: psycopg.Connection[Any], table: MirrorTable, start: datetime, end: datetime, found_at: datetime
+) -> dict[str, int]:
     """Flag the rows queryAll returned deleted in [start, end) (`deleted`, or `merged` into MasterRecordId), and
     unflag rows an undelete brought back. Returns the counts per cause."""
     columns = set(table.column_types)
@@ -75,19 +84,26 @@ def flag_window_deletions(conn: psycopg.Connection[Any], table: MirrorTable, sta
     master = sql.SQL("m.masterrecordid") if "masterrecordid" in columns else sql.SQL("NULL::varchar(18)")
     by = sql.SQL("m.lastmodifiedbyid") if "lastmodifiedbyid" in columns else sql.SQL("NULL::varchar(18)")
     with conn.transaction():
-        rows = conn.execute(sql.SQL(
-            "UPDATE {t} AS m SET _sfp_vanished = CASE WHEN {master} IS NOT NULL THEN 'merged' ELSE 'deleted' END, "
-            "_sfp_merged_into = {master}, _sfp_vanished_by = {by}, _sfp_vanished_at = m.systemmodstamp, "
-            "_sfp_found_at = %(found)s, _sfp_found_in_window = %(end)s, _sfp_gone = false "
-            "WHERE m.isdeleted AND m._sfp_vanished IS NULL "
-            "AND m.systemmodstamp >= %(start)s AND m.systemmodstamp < %(end)s RETURNING m._sfp_vanished"
-        ).format(t=table.identifier, master=master, by=by),
-            {"start": start, "end": end, "found": found_at}).fetchall()
-        conn.execute(sql.SQL(
-            "UPDATE {t} AS m SET {cleared} WHERE m.isdeleted IS NOT TRUE AND m._sfp_vanished IS NOT NULL "
-            "AND m.systemmodstamp >= %(start)s AND m.systemmodstamp < %(end)s"
-        ).format(t=table.identifier, cleared=sql.SQL(", ").join(
-            sql.SQL("{} = NULL").format(ident(c)) for c in VANISHED_COLUMNS)), {"start": start, "end": end})
+        rows = conn.execute(
+            sql.SQL(
+                "UPDATE {t} AS m SET _sfp_vanished = CASE WHEN {master} IS NOT NULL THEN 'merged' ELSE 'deleted' END, "
+                "_sfp_merged_into = {master}, _sfp_vanished_by = {by}, _sfp_vanished_at = m.systemmodstamp, "
+                "_sfp_found_at = %(found)s, _sfp_found_in_window = %(end)s, _sfp_gone = false "
+                "WHERE m.isdeleted AND m._sfp_vanished IS NULL "
+                "AND m.systemmodstamp >= %(start)s AND m.systemmodstamp < %(end)s RETURNING m._sfp_vanished"
+            ).format(t=table.identifier, master=master, by=by),
+            {"start": start, "end": end, "found": found_at},
+        ).fetchall()
+        conn.execute(
+            sql.SQL(
+                "UPDATE {t} AS m SET {cleared} WHERE m.isdeleted IS NOT TRUE AND m._sfp_vanished IS NOT NULL "
+                "AND m.systemmodstamp >= %(start)s AND m.systemmodstamp < %(end)s"
+            ).format(
+                t=table.identifier,
+                cleared=sql.SQL(", ").join(sql.SQL("{} = NULL").format(ident(c)) for c in VANISHED_COLUMNS),
+            ),
+            {"start": start, "end": end},
+        )
     counts: dict[str, int] = {}
     for (cause,) in rows:
         counts[cause] = counts.get(cause, 0) + 1
@@ -111,8 +127,13 @@ class VanishedRecord:
             raise ValueError(f"cause must be one of {', '.join(CAUSES)}, not {self.cause!r}")
 
 
-def mark_vanished(conn: psycopg.Connection[Any], table: MirrorTable, records: Iterable[VanishedRecord],
-                  found_at: datetime, window_end: datetime) -> int:
+def mark_vanished(
+    conn: psycopg.Connection[Any],
+    table: MirrorTable,
+    records: Iterable[VanishedRecord],
+    found_at: datetime,
+    window_end: datetime,
+) -> int:
     """Close the mirror rows of records the org no longer holds; returns the rows changed.
 
     A row still live in the mirror gets `isdeleted = true` and a new SystemModstamp at the closing time (the
@@ -124,45 +145,58 @@ def mark_vanished(conn: psycopg.Connection[Any], table: MirrorTable, records: It
         return 0
     changed = 0
     with conn.transaction():
-        conn.execute("CREATE TEMPORARY TABLE IF NOT EXISTS sfp_vanished_input (id text, cause text, at timestamptz,"
-                     " by_user text, merged_into text, exact boolean) ON COMMIT DROP")
+        conn.execute(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS sfp_vanished_input (id text, cause text, at timestamptz,"
+            " by_user text, merged_into text, exact boolean) ON COMMIT DROP"
+        )
         conn.execute("TRUNCATE sfp_vanished_input")
         with conn.cursor().copy("COPY sfp_vanished_input FROM STDIN") as copy:
             for r in items:
-                copy.write_row((r.record_id, r.cause, r.vanished_at, r.by, r.merged_into,
-                                r.exact and r.vanished_at is not None))
+                copy.write_row(
+                    (r.record_id, r.cause, r.vanished_at, r.by, r.merged_into, r.exact and r.vanished_at is not None)
+                )
         isdeleted = "isdeleted" in table.column_types
         live = sql.SQL("m.isdeleted IS NOT TRUE") if isdeleted else sql.SQL("true")
         set_deleted = sql.SQL("isdeleted = true, ") if isdeleted else sql.SQL("")
         params = {"found": found_at, "end": window_end, "tick": _TICK}
         # Live rows: the closing version. Never before the last version (dbt would not see a change).
-        changed += conn.execute(sql.SQL(
-            "UPDATE {t} AS m SET {set_deleted}"
-            "systemmodstamp = greatest(coalesce(i.at, %(found)s), m.systemmodstamp + %(tick)s), "
-            "_sfp_vanished = i.cause, _sfp_merged_into = i.merged_into, _sfp_vanished_by = i.by_user, "
-            "_sfp_vanished_at = greatest(coalesce(i.at, %(found)s), m.systemmodstamp + %(tick)s), "
-            "_sfp_vanished_after = CASE WHEN i.exact THEN NULL ELSE m.systemmodstamp END, "
-            "_sfp_found_at = %(found)s, _sfp_found_in_window = %(end)s, _sfp_gone = true "
-            "FROM sfp_vanished_input AS i WHERE m.id = i.id AND {live} AND m._sfp_gone IS NOT TRUE"
-        ).format(t=table.identifier, set_deleted=set_deleted, live=live), params).rowcount
+        changed += conn.execute(
+            sql.SQL(
+                "UPDATE {t} AS m SET {set_deleted}"
+                "systemmodstamp = greatest(coalesce(i.at, %(found)s), m.systemmodstamp + %(tick)s), "
+                "_sfp_vanished = i.cause, _sfp_merged_into = i.merged_into, _sfp_vanished_by = i.by_user, "
+                "_sfp_vanished_at = greatest(coalesce(i.at, %(found)s), m.systemmodstamp + %(tick)s), "
+                "_sfp_vanished_after = CASE WHEN i.exact THEN NULL ELSE m.systemmodstamp END, "
+                "_sfp_found_at = %(found)s, _sfp_found_in_window = %(end)s, _sfp_gone = true "
+                "FROM sfp_vanished_input AS i WHERE m.id = i.id AND {live} AND m._sfp_gone IS NOT TRUE"
+            ).format(t=table.identifier, set_deleted=set_deleted, live=live),
+            params,
+        ).rowcount
         if isdeleted:
             # Already deleted (the recycle bin's version is in history): now gone for good.
-            changed += conn.execute(sql.SQL(
-                "UPDATE {t} AS m SET _sfp_vanished = CASE WHEN m._sfp_vanished = 'merged' THEN 'merged' "
-                "ELSE i.cause END, _sfp_vanished_after = coalesce(m._sfp_vanished_at, m.systemmodstamp), "
-                "_sfp_found_at = %(found)s, _sfp_gone = true "
-                "FROM sfp_vanished_input AS i WHERE m.id = i.id AND m.isdeleted AND m._sfp_gone IS NOT TRUE"
-            ).format(t=table.identifier), params).rowcount
+            changed += conn.execute(
+                sql.SQL(
+                    "UPDATE {t} AS m SET _sfp_vanished = CASE WHEN m._sfp_vanished = 'merged' THEN 'merged' "
+                    "ELSE i.cause END, _sfp_vanished_after = coalesce(m._sfp_vanished_at, m.systemmodstamp), "
+                    "_sfp_found_at = %(found)s, _sfp_gone = true "
+                    "FROM sfp_vanished_input AS i WHERE m.id = i.id AND m.isdeleted AND m._sfp_gone IS NOT TRUE"
+                ).format(t=table.identifier),
+                params,
+            ).rowcount
     return changed
 
 
 def reconcilable_ids(conn: psycopg.Connection[Any], table: MirrorTable, created_before: datetime | None) -> list[str]:
     """The ids the org should still hold in some form (live or in the recycle bin), in byte order (the order
     Salesforce compares ids in: base-62 digits 0-9A-Za-z)."""
-    created = sql.SQL(" AND m.createddate < {}").format(sql.Literal(created_before)) if (
-        created_before is not None and "createddate" in table.column_types) else sql.SQL("")
+    created = (
+        sql.SQL(" AND m.createddate < {}").format(sql.Literal(created_before))
+        if (created_before is not None and "createddate" in table.column_types)
+        else sql.SQL("")
+    )
     query = sql.SQL("COPY (SELECT m.id FROM {} AS m WHERE m._sfp_gone IS NOT TRUE{}) TO STDOUT").format(
-        table.identifier, created)
+        table.identifier, created
+    )
     ids: list[str] = []
     with conn.cursor() as cursor:
         with cursor.copy(query) as copy:
@@ -174,10 +208,14 @@ def reconcilable_ids(conn: psycopg.Connection[Any], table: MirrorTable, created_
 
 def reconcilable_count(conn: psycopg.Connection[Any], table: MirrorTable, created_before: datetime | None) -> int:
     """How many ids `reconcilable_ids` would return, counted in PostgreSQL (nothing read into Python)."""
-    created = sql.SQL(" AND m.createddate < {}").format(sql.Literal(created_before)) if (
-        created_before is not None and "createddate" in table.column_types) else sql.SQL("")
-    return conn.execute(sql.SQL("SELECT count(*) FROM {} AS m WHERE m._sfp_gone IS NOT TRUE{}").format(
-        table.identifier, created)).fetchone()[0]
+    created = (
+        sql.SQL(" AND m.createddate < {}").format(sql.Literal(created_before))
+        if (created_before is not None and "createddate" in table.column_types)
+        else sql.SQL("")
+    )
+    return conn.execute(
+        sql.SQL("SELECT count(*) FROM {} AS m WHERE m._sfp_gone IS NOT TRUE{}").format(table.identifier, created)
+    ).fetchone()[0]
 
 
 def mirror_rows(conn: psycopg.Connection[Any], table: MirrorTable, record_ids: Iterable[str]) -> dict[str, dict]:
@@ -186,26 +224,35 @@ def mirror_rows(conn: psycopg.Connection[Any], table: MirrorTable, record_ids: I
     if not wanted:
         return {}
     deleted = sql.SQL("m.isdeleted") if "isdeleted" in table.column_types else sql.SQL("false")
-    rows = conn.execute(sql.SQL("SELECT m.id, {}, m.systemmodstamp, m._sfp_vanished FROM {} AS m "
-                                "WHERE m.id = ANY(%s)").format(deleted, table.identifier), (wanted,)).fetchall()
+    rows = conn.execute(
+        sql.SQL("SELECT m.id, {}, m.systemmodstamp, m._sfp_vanished FROM {} AS m WHERE m.id = ANY(%s)").format(
+            deleted, table.identifier
+        ),
+        (wanted,),
+    ).fetchall()
     return {r[0]: {"isdeleted": bool(r[1]), "systemmodstamp": r[2], "vanished": r[3]} for r in rows}
 
 
 # ----------------------------------------------------------------- reconciliation state
 def _ensure_state(conn: psycopg.Connection[Any]) -> None:
     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident(STATE_SCHEMA)))
-    conn.execute(sql.SQL(
-        "CREATE TABLE IF NOT EXISTS {}.reconciliations (object text NOT NULL, finished_at timestamptz NOT NULL, "
-        "window_end timestamptz, reason text, mirror_ids bigint, org_ids bigint, vanished bigint, "
-        "missing_from_backup bigint, api_calls int, seconds double precision)").format(ident(STATE_SCHEMA)))
+    conn.execute(
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {}.reconciliations (object text NOT NULL, finished_at timestamptz NOT NULL, "
+            "window_end timestamptz, reason text, mirror_ids bigint, org_ids bigint, vanished bigint, "
+            "missing_from_backup bigint, api_calls int, seconds double precision)"
+        ).format(ident(STATE_SCHEMA))
+    )
 
 
 def last_reconciliation(conn: psycopg.Connection[Any], object_name: str) -> datetime | None:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (0x5F_5346_5052_4543,))
         _ensure_state(conn)
-        row = conn.execute(sql.SQL("SELECT max(finished_at) FROM {}.reconciliations WHERE object = %s").format(
-            ident(STATE_SCHEMA)), (object_name,)).fetchone()
+        row = conn.execute(
+            sql.SQL("SELECT max(finished_at) FROM {}.reconciliations WHERE object = %s").format(ident(STATE_SCHEMA)),
+            (object_name,),
+        ).fetchone()
     return row[0] if row else None
 
 
@@ -213,8 +260,12 @@ def record_reconciliation(conn: psycopg.Connection[Any], object_name: str, summa
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (0x5F_5346_5052_4543,))
         _ensure_state(conn)
-        conn.execute(sql.SQL(
-            "INSERT INTO {}.reconciliations (object, finished_at, window_end, reason, mirror_ids, org_ids, vanished,"
-            " missing_from_backup, api_calls, seconds) VALUES (%(object)s, %(finished_at)s, %(window_end)s, "
-            "%(reason)s, %(mirror_ids)s, %(org_ids)s, %(vanished)s, %(missing_from_backup)s, %(api_calls)s, "
-            "%(seconds)s)").format(ident(STATE_SCHEMA)), {"object": object_name, **summary})
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {}.reconciliations (object, finished_at, window_end, reason, mirror_ids, org_ids, vanished,"
+                " missing_from_backup, api_calls, seconds) VALUES (%(object)s, %(finished_at)s, %(window_end)s, "
+                "%(reason)s, %(mirror_ids)s, %(org_ids)s, %(vanished)s, %(missing_from_backup)s, %(api_calls)s, "
+                "%(seconds)s)"
+            ).format(ident(STATE_SCHEMA)),
+            {"object": object_name, **summary},
+        )

@@ -189,9 +189,7 @@ class History:
             )
             self._write(object_name, rows)
 
-    def delete(
-        self, object_name: str, ids: Sequence[str], at: datetime | Sequence[datetime], user: str
-    ) -> None:
+    def delete(self, object_name: str, ids: Sequence[str], at: datetime | Sequence[datetime], user: str) -> None:
         """Deletion versions (`isdeleted = true`), as queryAll shows records in the recycle bin."""
         self.update(object_name, ids, {"isdeleted": True}, at, user)
 

@@ -18,23 +18,36 @@ def overwrite_report(count: int = 2500, user_name: str = "Integration User") -> 
     """A mass overwrite of Contact.Email to a hostile value, by a user whose name is hostile too."""
     ids = tuple(record_id("Contact", i) for i in range(count))
     finding = Finding(
-        detector="mass_overwrite", severity="error", object="Contact", fields=("email",),
-        affected_count=count, share=0.9, live_records=int(count / 0.9),
-        first_change=WINDOW_START + timedelta(minutes=1), last_change=WINDOW_START + timedelta(minutes=4),
-        user_id=INTEGRATION, user_name=user_name,
+        detector="mass_overwrite",
+        severity="error",
+        object="Contact",
+        fields=("email",),
+        affected_count=count,
+        share=0.9,
+        live_records=int(count / 0.9),
+        first_change=WINDOW_START + timedelta(minutes=1),
+        last_change=WINDOW_START + timedelta(minutes=4),
+        user_id=INTEGRATION,
+        user_name=user_name,
         sample=(SampleChange(ids[0], {"email": "alice@customer.example"}, {"email": EVIL}),),
-        record_ids=ids, restore_fields=("email",),
-        details={"per_field": [{"field": "email", "records": count, "value": EVIL}],
-                 "sample_names": {ids[0]: "Alice <alice@customer.example>"}},
-        window_start=WINDOW_START, window_end=WINDOW_END,
+        record_ids=ids,
+        restore_fields=("email",),
+        details={
+            "per_field": [{"field": "email", "records": count, "value": EVIL}],
+            "sample_names": {ids[0]: "Alice <alice@customer.example>"},
+        },
+        window_start=WINDOW_START,
+        window_end=WINDOW_END,
     )
     return IncidentReport.from_finding(finding, field_names={"email": "Email"})
 
 
 def test_slack_escape_turns_mentions_and_links_into_text():
     # https://api.slack.com/reference/surfaces/formatting#escaping: & < > are the control characters
-    assert slack_escape("<!channel> <http://evil.example|click> a&b") == \
-        "&lt;!channel&gt; &lt;http://evil.example|click&gt; a&amp;b"
+    assert (
+        slack_escape("<!channel> <http://evil.example|click> a&b")
+        == "&lt;!channel&gt; &lt;http://evil.example|click&gt; a&amp;b"
+    )
 
 
 def test_alert_names_counts_object_field_user_and_window_but_no_record_value_or_id():
@@ -75,8 +88,10 @@ def test_only_the_webhook_host_may_be_logged():
 
 def test_check_link_is_built_from_the_configured_base_url():
     assert check_url(None, "Contact", "no_mass_damage") is None
-    assert check_url("https://dagster.example.com/", "Invoice__c", "no_mass_damage") == \
-        "https://dagster.example.com/assets/history/Invoice__c?view=checks&checkDetail=no_mass_damage"
+    assert (
+        check_url("https://dagster.example.com/", "Invoice__c", "no_mass_damage")
+        == "https://dagster.example.com/assets/history/Invoice__c?view=checks&checkDetail=no_mass_damage"
+    )
 
 
 def _settings(tmp_path, alerts) -> str:
@@ -91,11 +106,14 @@ def test_settings_take_the_dagster_base_url_for_alert_links(tmp_path):
     assert load_settings(_settings(tmp_path, "{}")).dagster_base_url is None
 
 
-@pytest.mark.parametrize("url, reason", [
-    ("dagster.example.com", "http(s) address"),
-    ("javascript:alert(1)", "http(s) address"),
-    ("https://admin:secret@dagster.example.com", "must not carry credentials"),
-])
+@pytest.mark.parametrize(
+    "url, reason",
+    [
+        ("dagster.example.com", "http(s) address"),
+        ("javascript:alert(1)", "http(s) address"),
+        ("https://admin:secret@dagster.example.com", "must not carry credentials"),
+    ],
+)
 def test_a_bad_dagster_base_url_is_refused_with_the_reason(tmp_path, url, reason):
     with pytest.raises(SettingsError, match="alerts.dagster_base_url") as error:
         load_settings(_settings(tmp_path, f"{{dagster_base_url: '{url}'}}"))

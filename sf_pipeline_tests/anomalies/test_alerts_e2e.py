@@ -47,7 +47,8 @@ class _FailingWebhook(http.server.BaseHTTPRequestHandler):
 
 @pytest.mark.e2e
 def test_alert_of_hostile_values_carries_counts_and_a_link_and_a_failing_webhook_logs_its_host_only(
-        pipeline_factory, caplog, capfd):
+    pipeline_factory, caplog, capfd
+):
     p = pipeline_factory(["Account", "Opportunity"], partitions={"cron": "0 * * * *", "start": T0.isoformat()})
     settings = yaml.safe_load(p.settings_path.read_text())
     settings["alerts"] = {"dagster_base_url": BASE_URL + "/"}
@@ -68,16 +69,26 @@ def test_alert_of_hostile_values_carries_counts_and_a_link_and_a_failing_webhook
     sf = p.sf()
     ids = [r["Id"] for r in sf.query_all("SELECT Id FROM Opportunity")["records"]]
     for start in range(0, len(ids), 200):
-        results = sf.restful("composite/sobjects", method="PATCH", json={"allOrNone": True, "records": [
-            {"attributes": {"type": "Opportunity"}, "id": i, "NextStep": HOSTILE} for i in ids[start:start + 200]]})
+        results = sf.restful(
+            "composite/sobjects",
+            method="PATCH",
+            json={
+                "allOrNone": True,
+                "records": [
+                    {"attributes": {"type": "Opportunity"}, "id": i, "NextStep": HOSTILE}
+                    for i in ids[start : start + 200]
+                ],
+            },
+        )
         assert all(r["success"] for r in results)
     p.set_clock(T0 + timedelta(hours=3, minutes=10))
     window = (T0 + timedelta(hours=2)).strftime(KEY)
     assert p.backup(window).success
 
     job = p.defs(reload=True).resolve_job_def("anomaly_checks")
-    checks = job.get_subset(asset_selection=set(),
-                            asset_check_selection={check_key("Opportunity"), check_key("Account")})
+    checks = job.get_subset(
+        asset_selection=set(), asset_check_selection={check_key("Opportunity"), check_key("Account")}
+    )
     with pytest.MonkeyPatch.context() as env:
         env.setenv("SF_PIPELINE_ALERT_WEBHOOK", webhook)
         # everything Python code logs at INFO and above (urllib3 writes each request line at DEBUG, which no
@@ -94,8 +105,9 @@ def test_alert_of_hostile_values_carries_counts_and_a_link_and_a_failing_webhook
     [message] = [m["text"] for m in _FailingWebhook.received]
     assert f"Mass overwrite on Opportunity.NextStep: {len(ids):,} records" in message
     assert "window 2026-11-24T02:00:00Z to 2026-11-24T03:00:00Z" in message
-    assert (f"<{BASE_URL}/assets/history/Opportunity?view=checks&checkDetail=no_mass_damage"
-            "|Open the check in Dagster>") in message
+    assert (
+        f"<{BASE_URL}/assets/history/Opportunity?view=checks&checkDetail=no_mass_damage|Open the check in Dagster>"
+    ) in message
     for leaked in ("<!channel>", "evil.example", "mallory", "click here", *ids):
         assert leaked not in message, leaked
 
@@ -104,8 +116,10 @@ def test_alert_of_hostile_values_carries_counts_and_a_link_and_a_failing_webhook
     logged = "\n".join(messages) + caplog.text + "".join(capfd.readouterr())
     [incident_line] = [m for m in messages if m.startswith("INCIDENT Mass overwrite on Opportunity.NextStep")]
     assert f"{BASE_URL}/assets/history/Opportunity" in incident_line
-    assert any(f"could not post the alert to the webhook at 127.0.0.1:{server.server_port}" in m and "HTTP 500" in m
-               for m in messages), messages
+    assert any(
+        f"could not post the alert to the webhook at 127.0.0.1:{server.server_port}" in m and "HTTP 500" in m
+        for m in messages
+    ), messages
     for leaked in (TOKEN, "secretTOKEN", "/services/T0001", "<!channel>", "evil.example", "mallory"):
         assert leaked not in logged, leaked
 

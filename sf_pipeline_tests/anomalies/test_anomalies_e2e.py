@@ -42,9 +42,7 @@ def test_devorg_damage_scenarios_are_found_exactly_and_a_business_day_is_not(pip
     org = p.devorg.org
     org.set_clock(T0 - timedelta(minutes=1), freeze=True)
     generate_org(org, 1500)
-    users = {
-        org.user(k).user_id: k for k in ("admin", "integration", "sales1", "sales2", "sales3", "support")
-    }
+    users = {org.user(k).user_id: k for k in ("admin", "integration", "sales1", "sales2", "sales3", "support")}
 
     org.set_clock(T0 + timedelta(minutes=10), freeze=True)
     assert p.backup(key(T0)).success  # the first window: the full load
@@ -55,9 +53,7 @@ def test_devorg_damage_scenarios_are_found_exactly_and_a_business_day_is_not(pip
     assert p.backup(key(T0 + timedelta(hours=1)), key(T0 + timedelta(hours=9))).success  # one backfill run
     # Then each damage in its own window, backed up ten minutes after it closes, as the schedule does.
     results = {}
-    for hour, name in enumerate(
-        ["orphan-opportunities", "mass-delete", "owner-takeover", "picklist-wipe"], 10
-    ):
+    for hour, name in enumerate(["orphan-opportunities", "mass-delete", "owner-takeover", "picklist-wipe"], 10):
         window = T0 + timedelta(hours=hour)
         results[name] = run_scenario(org, name, at=window + timedelta(minutes=5))
         org.set_clock(window + timedelta(hours=1, minutes=10), freeze=True)

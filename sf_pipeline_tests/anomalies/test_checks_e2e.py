@@ -70,9 +70,7 @@ def _check(p: Pipeline, request: dg.RunRequest) -> list[dg.AssetCheckEvaluation]
     # exactly what the request selects: no asset, the checks of the objects materialized in the window
     assert request.asset_selection == []
     subset = job.get_subset(asset_selection=set(), asset_check_selection=set(request.asset_check_keys))
-    result = subset.execute_in_process(
-        partition_key=request.partition_key, instance=p.instance, tags=request.tags
-    )
+    result = subset.execute_in_process(partition_key=request.partition_key, instance=p.instance, tags=request.tags)
     assert not result.get_asset_materialization_events()
     assert result.success
     return result.get_asset_check_evaluations()
@@ -116,13 +114,19 @@ def test_orphaned_opportunities_are_caught_explained_and_given_a_restore_config(
     tick = T0 + timedelta(hours=2, minutes=25)
     p.set_clock(tick)
     defs = p.defs()
-    schedule_ctx = dg.build_schedule_context(instance=p.instance, scheduled_execution_time=tick,
-                                             repository_def=defs.get_repository_def())
+    schedule_ctx = dg.build_schedule_context(
+        instance=p.instance, scheduled_execution_time=tick, repository_def=defs.get_repository_def()
+    )
     # The schedule asks for every closed window not backed up yet: only the 02:00 window, in one run that also
     # re-reads the 01:45 window before it (late commits).
     scheduled = list(defs.resolve_schedule_def("backup_schedule").evaluate_tick(schedule_ctx).run_requests)
-    ranges = [((r.tags or {}).get("dagster/asset_partition_range_start", r.partition_key),
-               (r.tags or {}).get("dagster/asset_partition_range_end", r.partition_key)) for r in scheduled]
+    ranges = [
+        (
+            (r.tags or {}).get("dagster/asset_partition_range_start", r.partition_key),
+            (r.tags or {}).get("dagster/asset_partition_range_end", r.partition_key),
+        )
+        for r in scheduled
+    ]
     window = (T0 + timedelta(hours=2)).strftime(KEY)
     assert ranges == [((T0 + timedelta(hours=1, minutes=45)).strftime(KEY), window)]
     began = time.monotonic()
@@ -131,12 +135,16 @@ def test_orphaned_opportunities_are_caught_explained_and_given_a_restore_config(
 
     requests = {r.partition_key: r for r in _sensor_requests(p)}
     assert window in requests
-    assert dg.AssetCheckKey(dg.AssetKey(["history", "Opportunity"]), "no_mass_damage") in requests[window].asset_check_keys
+    assert (
+        dg.AssetCheckKey(dg.AssetKey(["history", "Opportunity"]), "no_mass_damage") in requests[window].asset_check_keys
+    )
     evaluations = {e.asset_key.path[1]: e for e in _check(p, requests[window])}
     processing = time.monotonic() - began
     delay = tick - damage_at + timedelta(seconds=processing)
-    print(f"\ndamage at {damage_at:%H:%M:%S} -> schedule tick {tick:%H:%M:%S} -> alert after "
-          f"{processing:.1f} s of backup + checks: {delay.total_seconds() / 60:.1f} min from damage to alert")
+    print(
+        f"\ndamage at {damage_at:%H:%M:%S} -> schedule tick {tick:%H:%M:%S} -> alert after "
+        f"{processing:.1f} s of backup + checks: {delay.total_seconds() / 60:.1f} min from damage to alert"
+    )
     assert delay < timedelta(minutes=15 + 10 + 2)  # one window plus the schedule lag (plus processing)
     opp = evaluations["Opportunity"]
     assert not opp.passed and opp.severity == dg.AssetCheckSeverity.ERROR
@@ -163,8 +171,9 @@ def test_orphaned_opportunities_are_caught_explained_and_given_a_restore_config(
     assert _sensor_requests(p) == []
     with psycopg.connect(p.db_url) as conn:
         stored = list_incidents(conn)
-    assert ("Opportunity", "error", "mass_nulling") in [(s.report.object, s.report.severity, s.report.detector)
-                                                         for s in stored]
+    assert ("Opportunity", "error", "mass_nulling") in [
+        (s.report.object, s.report.severity, s.report.detector) for s in stored
+    ]
     out = CliRunner().invoke(main, ["incidents"], env={"SF_PIPELINE_DATABASE_URL": p.db_url})
     assert out.exit_code == 0 and f"incident: {number}" in out.output and "Opportunity" in out.output
 

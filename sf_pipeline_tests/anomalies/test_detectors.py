@@ -73,9 +73,7 @@ def accounts(history: History, count: int = 100) -> list[str]:
     )
 
 
-def opportunities(
-    history: History, count: int, account_ids: list[str], without_account: int = 0
-) -> list[str]:
+def opportunities(history: History, count: int, account_ids: list[str], without_account: int = 0) -> list[str]:
     history.create("Opportunity", OPPORTUNITY)
     return history.insert(
         "Opportunity",
@@ -159,9 +157,7 @@ def test_integration_user_nulling_account_id_on_every_opportunity_is_an_error_wi
         ("volume_spike", INTEGRATION),
     ]
 
-    report = report_incident(
-        pg_conn, finding, field_names={"accountid": "AccountId", "stagename": "StageName"}
-    )
+    report = report_incident(pg_conn, finding, field_names={"accountid": "AccountId", "stagename": "StageName"})
     assert report.restore_config == {
         "object": "Opportunity",
         "fields": ["AccountId"],
@@ -197,18 +193,14 @@ def test_sales_user_deleting_most_cases_is_a_mass_deletion_restoring_whole_recor
     # Deleted records are not "nulled" or "overwritten" field by field.
     assert not [f for f in findings if f.detector in ("mass_nulling", "mass_overwrite")]
 
-    config = report_incident(
-        pg_conn, finding, field_names={"subject": "Subject", "status": "Status"}
-    ).restore_config
+    config = report_incident(pg_conn, finding, field_names={"subject": "Subject", "status": "Status"}).restore_config
     assert config["restore_deleted"] is True and config["object"] == "Case"
     assert config["record_ids"] == sorted(doomed)
     # whole records: no field list, so the restore takes every field describe lets it write (a listed
     # MasterRecordId made the suggested restore fail)
     assert config["fields"] == []
     assert {"subject", "status", "accountid", "ownerid"} <= set(finding.restore_fields)
-    assert not {"id", "isdeleted", "systemmodstamp", "lastmodifiedbyid", "createddate"} & set(
-        finding.restore_fields
-    )
+    assert not {"id", "isdeleted", "systemmodstamp", "lastmodifiedbyid", "createddate"} & set(finding.restore_fields)
     assert config["as_of"] == "2026-11-24T02:09:59Z"
 
 
@@ -233,9 +225,7 @@ def test_owner_takeover_of_most_accounts_is_a_mass_overwrite_by_that_user(
     ]
     assert list(finding.record_ids) == taken
     # The same user changing over half of the accounts is also reported, as a warning.
-    assert [(f.detector, f.severity) for f in findings if f.detector == "user_share"] == [
-        ("user_share", "warning")
-    ]
+    assert [(f.detector, f.severity) for f in findings if f.detector == "user_share"] == [("user_share", "warning")]
 
 
 def test_picklist_wiped_on_most_invoices_is_a_mass_nulling_of_that_field(
@@ -257,17 +247,13 @@ def test_picklist_wiped_on_most_invoices_is_a_mass_nulling_of_that_field(
     )
     with_status = [i for i, s in history.current("Invoice__c", "status__c").items() if s is not None]
     wiped = sorted(random.Random(8).sample(with_status, int(len(with_status) * 0.85)))
-    history.update(
-        "Invoice__c", wiped, {"status__c": None}, spread(at(2, 5), at(2, 6), len(wiped)), INTEGRATION
-    )
+    history.update("Invoice__c", wiped, {"status__c": None}, spread(at(2, 5), at(2, 6), len(wiped)), INTEGRATION)
     history.update("Invoice__c", ids[:3], {"amount__c": 5}, at(2, 7), SALES1)
 
     findings = run_detectors(pg_conn, "Invoice__c", WINDOW_START, WINDOW_END, user_names=USER_NAMES)
 
     damage = [f for f in errors(findings) if f.detector != "volume_spike"]
-    assert [(f.detector, f.fields, f.user_id) for f in damage] == [
-        ("mass_nulling", ("status__c",), INTEGRATION)
-    ]
+    assert [(f.detector, f.fields, f.user_id) for f in damage] == [("mass_nulling", ("status__c",), INTEGRATION)]
     finding = damage[0]
     assert finding.affected_count == len(wiped) == 255
     assert list(finding.record_ids) == wiped
@@ -305,9 +291,7 @@ def test_field_thresholds_from_settings_catch_a_small_nulling_the_defaults_ignor
     ids = opportunities(history, 500, accounts(history, 20))
     history.update("Opportunity", ids[:12], {"accountid": None}, at(2, 30), INTEGRATION)
     settings = {
-        "objects": {
-            "Opportunity": {"fields": {"AccountId": {"mass_nulling": {"min_records": 10, "min_share": 0.01}}}}
-        }
+        "objects": {"Opportunity": {"fields": {"AccountId": {"mass_nulling": {"min_records": 10, "min_share": 0.01}}}}}
     }
 
     assert detect_mass_nulling(pg_conn, "Opportunity", WINDOW_START, WINDOW_END) == []
@@ -321,9 +305,7 @@ def test_many_nulled_records_in_a_large_org_are_a_warning_even_below_the_share(
     pg_conn: psycopg.Connection, history: History
 ) -> None:
     ids = opportunities(history, 6000, accounts(history, 50))
-    history.update(
-        "Opportunity", ids[:1100], {"accountid": None}, spread(at(2, 1), at(2, 4), 1100), INTEGRATION
-    )
+    history.update("Opportunity", ids[:1100], {"accountid": None}, spread(at(2, 1), at(2, 4), 1100), INTEGRATION)
 
     findings = detect_mass_nulling(pg_conn, "Opportunity", WINDOW_START, WINDOW_END)
 
@@ -338,10 +320,7 @@ def test_children_of_parents_deleted_in_the_window_are_orphans_restored_by_undel
     history.create("Contact", {"accountid": "varchar(18)", "lastname": "text"})
     contacts = history.insert(
         "Contact",
-        [
-            {"id": record_id("Contact", i), "accountid": account_ids[i % 60], "lastname": f"Doe {i}"}
-            for i in range(120)
-        ],
+        [{"id": record_id("Contact", i), "accountid": account_ids[i % 60], "lastname": f"Doe {i}"} for i in range(120)],
     )
     gone = account_ids[:30]
     history.delete("Account", gone, spread(at(2, 20), at(2, 21), 30), SALES2)
@@ -374,20 +353,13 @@ def test_lookups_set_to_parents_missing_from_the_backup_are_dangling_references(
     history.create("Invoice__c", INVOICE)
     ids = history.insert(
         "Invoice__c",
-        [
-            {"id": record_id("Invoice__c", i), "name": f"INV-{i}", "account__c": account_ids[i % 10]}
-            for i in range(40)
-        ],
+        [{"id": record_id("Invoice__c", i), "name": f"INV-{i}", "account__c": account_ids[i % 10]} for i in range(40)],
     )
     # An import re-points invoices at account ids of another org.
-    history.update(
-        "Invoice__c", ids[:25], lambda row: {"account__c": "0019" + row["id"][4:]}, at(2, 33), INTEGRATION
-    )
+    history.update("Invoice__c", ids[:25], lambda row: {"account__c": "0019" + row["id"][4:]}, at(2, 33), INTEGRATION)
 
     assert detect_orphans(pg_conn, "Invoice__c", WINDOW_START, WINDOW_END) == []  # account__c is not inferred
-    findings = detect_orphans(
-        pg_conn, "Invoice__c", WINDOW_START, WINDOW_END, references={"Account__c": "Account"}
-    )
+    findings = detect_orphans(pg_conn, "Invoice__c", WINDOW_START, WINDOW_END, references={"Account__c": "Account"})
 
     assert [(f.detector, f.fields, f.affected_count, f.user_id) for f in findings] == [
         ("dangling_references", ("account__c",), 25, INTEGRATION)
@@ -397,9 +369,7 @@ def test_lookups_set_to_parents_missing_from_the_backup_are_dangling_references(
 
 
 # ------------------------------------------------------------------------------------ change volume
-def leads_with_daily_changes(
-    history: History, per_day: int, days: int = 14, window_changes: int = 0
-) -> list[str]:
+def leads_with_daily_changes(history: History, per_day: int, days: int = 14, window_changes: int = 0) -> list[str]:
     """`per_day` new Leads in the 02:00-03:00 hour of each of the `days` days before the window, a few at
     other hours, and `window_changes` in the window itself; returns the ids of the Leads made before it."""
     history.create("Lead", {"lastname": "text", "status": "text"})
@@ -420,9 +390,7 @@ def leads_with_daily_changes(
             user=SALES[day % 3],
         )
         n += len(stamps)
-    return sorted(
-        i for i, created in history.current("Lead", "createddate").items() if created < WINDOW_START
-    )
+    return sorted(i for i, created in history.current("Lead", "createddate").items() if created < WINDOW_START)
 
 
 def test_change_volume_far_above_the_same_hour_of_previous_days_is_a_spike(
@@ -501,9 +469,7 @@ def test_change_volume_counts_versions_in_five_minute_buckets_over_24_hours(
         since + timedelta(minutes=1),
         since - timedelta(seconds=1),
     ]
-    history.insert(
-        "Lead", [{"id": record_id("Lead", i), "lastname": "x"} for i in range(len(stamps))], at=stamps
-    )
+    history.insert("Lead", [{"id": record_id("Lead", i), "lastname": "x"} for i in range(len(stamps))], at=stamps)
 
     volume = change_volume(pg_conn, "Lead", WINDOW_END)
 
@@ -515,9 +481,7 @@ def test_change_volume_counts_versions_in_five_minute_buckets_over_24_hours(
 
 
 # ------------------------------------------------------------------------------------ a normal day
-def test_a_normal_day_of_scattered_changes_raises_no_error(
-    pg_conn: psycopg.Connection, history: History
-) -> None:
+def test_a_normal_day_of_scattered_changes_raises_no_error(pg_conn: psycopg.Connection, history: History) -> None:
     rng = random.Random(42)
     day = WINDOW_START.replace(hour=9)
     window = (day, day + timedelta(hours=1))
@@ -549,9 +513,7 @@ def test_a_normal_day_of_scattered_changes_raises_no_error(
     for back in range(14, -1, -1):
         start = window[0] - timedelta(days=back)
         scattered("Opportunity", opportunity_ids, 25, lambda row: {"stagename": rng.choice(STAGES)}, start)
-        scattered(
-            "Opportunity", opportunity_ids, 6, lambda row: {"amount": rng.randrange(500, 90000)}, start + M10
-        )
+        scattered("Opportunity", opportunity_ids, 6, lambda row: {"amount": rng.randrange(500, 90000)}, start + M10)
         scattered(
             "Case",
             case_ids,
@@ -562,19 +524,13 @@ def test_a_normal_day_of_scattered_changes_raises_no_error(
     start = window[0]
     scattered("Opportunity", opportunity_ids, 3, {"accountid": None}, start + 2 * M10)
     scattered("Opportunity", opportunity_ids, 4, lambda row: {"ownerid": rng.choice(users)}, start + 3 * M10)
-    scattered(
-        "Account", account_ids, 8, lambda row: {"industry": rng.choice(["Retail", "Media", "Energy"])}, start
-    )
-    scattered(
-        "Invoice__c", invoice_ids, 15, lambda row: {"status__c": rng.choice(["Paid", "Sent", None])}, start
-    )
+    scattered("Account", account_ids, 8, lambda row: {"industry": rng.choice(["Retail", "Media", "Energy"])}, start)
+    scattered("Invoice__c", invoice_ids, 15, lambda row: {"status__c": rng.choice(["Paid", "Sent", None])}, start)
     history.delete("Case", rng.sample(case_ids, 2), start + 4 * M10, SUPPORT)
 
     for object_name in ("Opportunity", "Account", "Case", "Invoice__c"):
         findings = run_detectors(pg_conn, object_name, *window, user_names=USER_NAMES, history_start=CREATED)
-        assert findings == [], (
-            f"{object_name}: {[(f.detector, f.severity, f.affected_count) for f in findings]}"
-        )
+        assert findings == [], f"{object_name}: {[(f.detector, f.severity, f.affected_count) for f in findings]}"
 
 
 # ------------------------------------------------------------------------------------ plumbing
@@ -608,9 +564,7 @@ def test_window_changes_hold_one_row_per_changed_field_and_leave_no_table_behind
         (ids[1], "amount", "1002", "5", SALES1),
         (ids[1], "stagename", "Needs Analysis", "Closed Won", SALES1),
     ]
-    leftover = pg_conn.execute(
-        "SELECT count(*) FROM pg_class WHERE relname LIKE 'sfp_window_changes_%%'"
-    ).fetchone()
+    leftover = pg_conn.execute("SELECT count(*) FROM pg_class WHERE relname LIKE 'sfp_window_changes_%%'").fetchone()
     assert leftover == (0,)
 
 
@@ -635,23 +589,38 @@ def test_normalized_instants_come_back_in_utc(pg_conn: psycopg.Connection, histo
     assert finding.first_change.astimezone(UTC).hour == 2
 
 
-VANISHED = {"name": "text", "_sfp_vanished": "text", "_sfp_vanished_by": "varchar(18)",
-            "_sfp_merged_into": "varchar(18)", "_sfp_vanished_after": "timestamptz",
-            "_sfp_found_in_window": "timestamptz"}
+VANISHED = {
+    "name": "text",
+    "_sfp_vanished": "text",
+    "_sfp_vanished_by": "varchar(18)",
+    "_sfp_merged_into": "varchar(18)",
+    "_sfp_vanished_after": "timestamptz",
+    "_sfp_found_in_window": "timestamptz",
+}
 
 
 def test_records_hard_deleted_by_an_integration_are_one_mass_vanishing_incident_not_a_mass_deletion(
     pg_conn: psycopg.Connection, history: History
 ) -> None:
     history.create("Opportunity", VANISHED)
-    ids = history.insert("Opportunity", [{"id": record_id("Opportunity", n), "name": f"Deal {n}"} for n in range(400)],
-                         user=SALES1)
+    ids = history.insert(
+        "Opportunity", [{"id": record_id("Opportunity", n), "name": f"Deal {n}"} for n in range(400)], user=SALES1
+    )
     gone = sorted(random.Random(5).sample(ids, 150))
     # The closing versions the backup writes: deleted, flagged, stamped at the Bulk job's time, and still carrying
     # the records' last editor (a hard delete leaves no trace of who did it on the record).
-    history.update("Opportunity", gone, {"isdeleted": True, "_sfp_vanished": "hard-deleted",
-                                         "_sfp_vanished_by": INTEGRATION, "_sfp_found_in_window": WINDOW_END},
-                   at(2, 20), SALES1)
+    history.update(
+        "Opportunity",
+        gone,
+        {
+            "isdeleted": True,
+            "_sfp_vanished": "hard-deleted",
+            "_sfp_vanished_by": INTEGRATION,
+            "_sfp_found_in_window": WINDOW_END,
+        },
+        at(2, 20),
+        SALES1,
+    )
 
     findings = run_detectors(pg_conn, "Opportunity", WINDOW_START, WINDOW_END, user_names=USER_NAMES)
 
@@ -669,8 +638,13 @@ def test_records_hard_deleted_by_an_integration_are_one_mass_vanishing_incident_
 def test_a_few_vanished_records_raise_nothing(pg_conn: psycopg.Connection, history: History) -> None:
     history.create("Opportunity", VANISHED)
     ids = history.insert("Opportunity", [{"id": record_id("Opportunity", n)} for n in range(400)])
-    history.update("Opportunity", ids[:3], {"isdeleted": True, "_sfp_vanished": "unknown",
-                                            "_sfp_found_in_window": WINDOW_END}, at(2, 20), ADMIN)
+    history.update(
+        "Opportunity",
+        ids[:3],
+        {"isdeleted": True, "_sfp_vanished": "unknown", "_sfp_found_in_window": WINDOW_END},
+        at(2, 20),
+        ADMIN,
+    )
     findings = run_detectors(pg_conn, "Opportunity", WINDOW_START, WINDOW_END)
     assert not [f for f in findings if f.detector in ("mass_vanishing", "mass_delete")]
 
@@ -694,8 +668,9 @@ def test_a_roll_up_recalculated_on_most_leads_raises_nothing_once_the_backup_kno
     keep_calculated_columns(pg_conn, "Lead", ["Score__c"])
     assert run_detectors(pg_conn, "Lead", WINDOW_START, WINDOW_END) == []
     # A real edit in the same window is still seen, with the drift left out of it.
-    history.update("Lead", lead_ids[:300], {"status": "Closed", "score__c": 7}, spread(at(2, 40), at(2, 45), 300),
-                   INTEGRATION)
+    history.update(
+        "Lead", lead_ids[:300], {"status": "Closed", "score__c": 7}, spread(at(2, 40), at(2, 45), 300), INTEGRATION
+    )
     findings = errors(run_detectors(pg_conn, "Lead", WINDOW_START, WINDOW_END))
     assert findings and all("score__c" not in f.fields for f in findings)
     assert "status" in {field for f in findings for field in f.fields}

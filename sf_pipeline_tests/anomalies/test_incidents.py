@@ -138,17 +138,22 @@ def test_damage_by_several_users_has_no_changed_by() -> None:
 def _overwrite_of_stage(count: int = 60) -> Finding:
     """StageName set to Closed Lost: the org derives IsClosed, ForecastCategory, Probability, ExpectedRevenue."""
     finding = nulling_finding(count)
-    derived = ("expectedrevenue", "forecastcategory", "forecastcategoryname", "isclosed", "probability",
-               "stagename")
-    return Finding(**{**finding.__dict__, "detector": "mass_overwrite", "fields": derived,
-                      "restore_fields": derived})
+    derived = ("expectedrevenue", "forecastcategory", "forecastcategoryname", "isclosed", "probability", "stagename")
+    return Finding(**{**finding.__dict__, "detector": "mass_overwrite", "fields": derived, "restore_fields": derived})
 
 
 def test_suggested_restore_names_only_fields_the_org_lets_it_write() -> None:
     writable = {"stagename", "probability", "forecastcategoryname", "accountid", "amount"}
-    report = IncidentReport.from_finding(_overwrite_of_stage(), field_names={"stagename": "StageName",
-                                         "probability": "Probability", "isclosed": "IsClosed",
-                                         "forecastcategoryname": "ForecastCategoryName"}, writable=writable)
+    report = IncidentReport.from_finding(
+        _overwrite_of_stage(),
+        field_names={
+            "stagename": "StageName",
+            "probability": "Probability",
+            "isclosed": "IsClosed",
+            "forecastcategoryname": "ForecastCategoryName",
+        },
+        writable=writable,
+    )
     assert report.restore_config["fields"] == ["ForecastCategoryName", "Probability", "StageName"]
     assert report.details["not_restored_fields"] == ["expectedrevenue", "forecastcategory", "IsClosed"]
     assert "IsClosed" in report.restore_note and "computes or sets them itself" in report.restore_note
@@ -159,8 +164,15 @@ def test_suggested_restore_names_only_fields_the_org_lets_it_write() -> None:
 
 def test_deleted_records_come_back_whole_with_no_field_list() -> None:
     finding = nulling_finding(60)
-    deleted = Finding(**{**finding.__dict__, "detector": "mass_delete", "fields": (),
-                         "restore_fields": ("masterrecordid", "name", "accountid"), "restore_deleted": True})
+    deleted = Finding(
+        **{
+            **finding.__dict__,
+            "detector": "mass_delete",
+            "fields": (),
+            "restore_fields": ("masterrecordid", "name", "accountid"),
+            "restore_deleted": True,
+        }
+    )
     config = IncidentReport.from_finding(deleted, writable={"name"}).restore_config
     assert config["fields"] == [] and config["restore_deleted"] is True
     assert len(config["record_ids"]) == 60
@@ -193,9 +205,7 @@ def test_a_finding_with_nothing_to_restore_has_no_config() -> None:
 # ------------------------------------------------------------------------------------ markdown and chart
 def test_markdown_says_what_changed_when_by_whom_and_how_to_undo() -> None:
     spike_at = WINDOW_START
-    report = IncidentReport.from_finding(
-        nulling_finding(1234), field_names=FIELD_NAMES, volume=volume(spike_at)
-    )
+    report = IncidentReport.from_finding(nulling_finding(1234), field_names=FIELD_NAMES, volume=volume(spike_at))
 
     text = report.to_markdown()
 
@@ -222,9 +232,7 @@ def test_chart_shows_the_damaging_buckets_in_red() -> None:
     red_columns = {x for row in rows for x in range(width) if row[3 * x : 3 * x + 3] == bytes(HIGHLIGHT)}
     # The damage spans 02:00:00-02:03:00.5, one bucket: bucket 276 of 288 (24 h back from 03:00).
     assert red_columns == {8 + 276 * 4 + dx for dx in range(3)}
-    spike_height = sum(
-        1 for row in rows if row[3 * (8 + 276 * 4) : 3 * (8 + 276 * 4) + 3] == bytes(HIGHLIGHT)
-    )
+    spike_height = sum(1 for row in rows if row[3 * (8 + 276 * 4) : 3 * (8 + 276 * 4) + 3] == bytes(HIGHLIGHT))
     assert spike_height > 100
 
 
@@ -262,9 +270,7 @@ def test_checking_a_window_twice_updates_its_incident_instead_of_adding_one(
     saved = []
     for _ in range(2):
         findings = run_detectors(pg_conn, "Opportunity", WINDOW_START, WINDOW_END, user_names=USER_NAMES)
-        saved.append(
-            [save_incident(pg_conn, report_incident(pg_conn, f, field_names=FIELD_NAMES)) for f in findings]
-        )
+        saved.append([save_incident(pg_conn, report_incident(pg_conn, f, field_names=FIELD_NAMES)) for f in findings])
 
     assert saved[0] == saved[1] and len(saved[0]) == len(set(saved[0]))
     rows = pg_conn.execute(
@@ -289,9 +295,7 @@ def test_incidents_are_listed_latest_first_with_their_restore_config(
     assert list_incidents(pg_conn) == []  # no table yet
     damaged_opportunities(history)
     finding = [
-        f
-        for f in run_detectors(pg_conn, "Opportunity", WINDOW_START, WINDOW_END)
-        if f.detector == "mass_nulling"
+        f for f in run_detectors(pg_conn, "Opportunity", WINDOW_START, WINDOW_END) if f.detector == "mass_nulling"
     ][0]
     older = IncidentReport.from_finding(finding, field_names=FIELD_NAMES, volume=volume())
     newer_window = {
@@ -311,8 +315,11 @@ def test_incidents_are_listed_latest_first_with_their_restore_config(
     ]
     assert listed[-1].report == older  # stored and read back unchanged
     assert listed[-1].restore_config["record_ids"] == sorted(finding.record_ids)
-    assert yaml.safe_load(listed[-1].restore_config_yaml()) == {"incident": listed[-1].id,
-                                                                 "target_org": "production", "dry_run": True}
+    assert yaml.safe_load(listed[-1].restore_config_yaml()) == {
+        "incident": listed[-1].id,
+        "target_org": "production",
+        "dry_run": True,
+    }
     assert "as they were at 2026-11-24T01:59:59Z" in listed[-1].restore_config_yaml()
     assert [i.report.object for i in list_incidents(pg_conn, object="case")] == ["Case"]
     assert len(list_incidents(pg_conn, limit=1)) == 1
@@ -362,8 +369,9 @@ def test_an_incident_keeps_every_record_id_for_the_restore(pg_conn: psycopg.Conn
     assert incident_restore_selection(pg_conn, number + 1) is None
     stored = get_incident(pg_conn, number)
     assert stored.launchpad_config() == {"incident": number, "target_org": "production", "dry_run": True}
-    assert "AccountId" in stored.restore_config_yaml() and record_id("Opportunity", 1) not in \
-        stored.restore_config_yaml()
+    assert (
+        "AccountId" in stored.restore_config_yaml() and record_id("Opportunity", 1) not in stored.restore_config_yaml()
+    )
     # checked again: the same row, its ids replaced
     again = IncidentReport.from_finding(nulling_finding(4), field_names=FIELD_NAMES)
     assert save_incident(pg_conn, again) == number

@@ -18,9 +18,7 @@ SETTINGS = {
         "Opportunity": {
             "mass_nulling": {"min_records": 100, "min_share": 0.3},
             "skip_fields": ["NextStep"],
-            "fields": {
-                "AccountId": {"mass_nulling": {"min_records": 10, "min_share": 0.01, "severity": "error"}}
-            },
+            "fields": {"AccountId": {"mass_nulling": {"min_records": 10, "min_share": 0.01, "severity": "error"}}},
         },
         "Case": {"user_share": {"enabled": False}},
     },

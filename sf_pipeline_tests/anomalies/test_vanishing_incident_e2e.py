@@ -53,7 +53,8 @@ def test_mass_hard_delete_raises_an_incident_in_the_next_window_with_a_restore_t
     assert config["restore_deleted"] is True and config["changed_by"] is None
     assert config["record_ids"] == sorted(gone)
     assert config["as_of"] == (finding.first_change.replace(microsecond=0) - timedelta(seconds=1)).strftime(
-        "%Y-%m-%dT%H:%M:%SZ")
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
     assert "re-created from history" in report.restore_note
 
     # The incident's restore config, as pasted into the restore job: its dry run re-creates every record.

@@ -30,8 +30,7 @@ def test_an_unchanged_window_asks_the_org_once_for_all_objects_and_snapshots_onl
     sf = p.sf()
     p.set_clock(T0 + timedelta(minutes=5))
     account = sf.Account.create({"Name": "Acme"})["id"]
-    sf.Opportunity.create({"Name": "Deal", "StageName": "Prospecting", "CloseDate": "2026-12-31",
-                           "AccountId": account})
+    sf.Opportunity.create({"Name": "Deal", "StageName": "Prospecting", "CloseDate": "2026-12-31", "AccountId": account})
     p.set_clock(T0 + timedelta(hours=1, minutes=10))
     assert p.backup("2026-11-24-00:00").success
 
@@ -49,7 +48,9 @@ def test_an_unchanged_window_asks_the_org_once_for_all_objects_and_snapshots_onl
     assert sum(m["preflight"].startswith("this step asked the org") for m in mirrors) == 1
     # no delete log read: nothing changed (objects with records), or still empty (Contact, Case: "first load")
     assert all(m["delete_log_coverage"].startswith("not read") for m in mirrors)
-    assert quiet["salesforce/Account"]["delete_log_coverage"] == "not read: nothing changed (empty window, equal counts)"
+    assert (
+        quiet["salesforce/Account"]["delete_log_coverage"] == "not read: nothing changed (empty window, equal counts)"
+    )
     for o in DEFAULT_OBJECTS:
         assert quiet[f"history/{o}"]["snapshot"].startswith("skipped: the window changed nothing"), o
 
@@ -64,5 +65,9 @@ def test_an_unchanged_window_asks_the_org_once_for_all_objects_and_snapshots_onl
     for o in DEFAULT_OBJECTS[1:]:
         assert changed[f"history/{o}"]["snapshot"].startswith("skipped"), o
     with p.conn() as conn:
-        assert conn.execute("SELECT region__c FROM salesforce_history.account WHERE id = %s AND "
-                            "dbt_valid_to IS NULL", (account,)).fetchone()[0] == "EMEA"
+        assert (
+            conn.execute(
+                "SELECT region__c FROM salesforce_history.account WHERE id = %s AND dbt_valid_to IS NULL", (account,)
+            ).fetchone()[0]
+            == "EMEA"
+        )

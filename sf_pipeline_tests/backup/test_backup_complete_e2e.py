@@ -34,8 +34,7 @@ def check(p: Pipeline) -> dict[str, dict[str, str]]:
     defs = p.defs()
     job = defs.resolve_implicit_global_asset_job_def()
     keys = {dg.AssetCheckKey(dg.AssetKey(["salesforce", o]), "backup_complete") for o in ("Account", "Opportunity")}
-    result = job.get_subset(asset_selection=set(), asset_check_selection=keys).execute_in_process(
-        instance=p.instance)
+    result = job.get_subset(asset_selection=set(), asset_check_selection=keys).execute_in_process(instance=p.instance)
     assert result.success
     out = {}
     for evaluation in result.get_asset_check_evaluations():
@@ -55,14 +54,20 @@ def closed_windows(p: Pipeline) -> list[str]:
 
 
 def test_backup_complete_fails_on_a_hole_a_vanished_record_and_an_expired_delete_log_and_passes_after_repair(
-        pipeline_factory):
-    p = pipeline_factory(["Account", "Opportunity"],
-                         partitions={"cron": "0 * * * *", "start": T0.strftime("%Y-%m-%dT%H:%M:%SZ")})
+    pipeline_factory,
+):
+    p = pipeline_factory(
+        ["Account", "Opportunity"], partitions={"cron": "0 * * * *", "start": T0.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    )
     sf = p.sf()
     p.set_clock(T0 - timedelta(minutes=5))
     account = sf.Account.create({"Name": "Acme"})["id"]
-    opps = [sf.Opportunity.create({"Name": f"Deal {i}", "StageName": "Prospecting", "CloseDate": "2026-12-31",
-                                   "AccountId": account})["id"] for i in range(8)]
+    opps = [
+        sf.Opportunity.create(
+            {"Name": f"Deal {i}", "StageName": "Prospecting", "CloseDate": "2026-12-31", "AccountId": account}
+        )["id"]
+        for i in range(8)
+    ]
 
     # A hole: only the first window (the full load) is backed up.
     p.set_clock(T0 + timedelta(hours=1, minutes=5))
@@ -106,8 +111,10 @@ def test_backup_complete_fails_on_a_hole_a_vanished_record_and_an_expired_delete
     assert len(purge.changed["Opportunity"]) == 1
     expired = check(p)["Opportunity"]
     assert "delete_log" in failed(expired), expired
-    assert f"the last good backup ends {(T0 + timedelta(hours=2)):%Y-%m-%d %H:%M} UTC, before the org's delete " \
-           "log starts" in expired["delete_log"]
+    assert (
+        f"the last good backup ends {(T0 + timedelta(hours=2)):%Y-%m-%d %H:%M} UTC, before the org's delete "
+        "log starts" in expired["delete_log"]
+    )
     assert "reconciles every id in full" in expired["delete_log_repair"]
 
     # The repair: every window left, backed up as the schedule would (here as one range), re-syncs in full.

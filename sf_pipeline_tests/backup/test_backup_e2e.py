@@ -35,8 +35,9 @@ def _norm(value):
 def devorg_state(p: Pipeline, sobject: str, include_deleted: bool = False) -> dict[str, dict]:
     """What devorg holds right now, as {Id: {field: value}} (the truth the backup must match)."""
     fields = COMPARED[sobject]
-    result = p.devorg.org.queries.run(f"SELECT {', '.join(fields)} FROM {sobject}", include_deleted=include_deleted,
-                                      batch_size=2000)
+    result = p.devorg.org.queries.run(
+        f"SELECT {', '.join(fields)} FROM {sobject}", include_deleted=include_deleted, batch_size=2000
+    )
     assert result["done"]
     return {r["Id"]: {f.lower(): _norm(r[f]) for f in fields} for r in result["records"]}
 
@@ -78,9 +79,18 @@ def test_backfill_then_windows_keep_mirror_and_history_equal_to_the_org(pipeline
     acme = sf.Account.create({"Name": "Acme", "Industry": "Banking"})["id"]
     globex = sf.Account.create({"Name": "Globex", "Industry": "Energy"})["id"]
     at(p, -1, 30)
-    opps = [sf.Opportunity.create({"Name": f"Deal {i}", "StageName": "Prospecting", "CloseDate": "2026-12-31",
-                                   "AccountId": acme if i % 2 else globex, "Amount": 1000 * i})["id"]
-            for i in range(1, 5)]
+    opps = [
+        sf.Opportunity.create(
+            {
+                "Name": f"Deal {i}",
+                "StageName": "Prospecting",
+                "CloseDate": "2026-12-31",
+                "AccountId": acme if i % 2 else globex,
+                "Amount": 1000 * i,
+            }
+        )["id"]
+        for i in range(1, 5)
+    ]
     at(p, 0, 20)
     initech = sf.Account.create({"Name": "Initech"})["id"]
 
@@ -91,7 +101,9 @@ def test_backfill_then_windows_keep_mirror_and_history_equal_to_the_org(pipeline
     # one run for the whole range: one materialization per window, reporting the run's single extraction
     assert len(meta) == 3 and all(m == meta[0] for m in meta)
     assert meta[0]["records_extracted"] == 4 and meta[0]["records_inserted"] == 4
-    assert meta[0]["window_start"].startswith("2026-11-23T22:00") and meta[0]["window_end"].startswith("2026-11-24T01:00")
+    assert meta[0]["window_start"].startswith("2026-11-23T22:00") and meta[0]["window_end"].startswith(
+        "2026-11-24T01:00"
+    )
     # at least the read of its records (the run's first step also asked the org for every object's counts)
     assert meta[0]["api_calls"] >= 1 and meta[0]["bytes"] > 0
     assert materializations(result, "history/Opportunity")
@@ -108,8 +120,9 @@ def test_backfill_then_windows_keep_mirror_and_history_equal_to_the_org(pipeline
     sf.Account.delete(globex)  # cascades to its opportunities
     truths[at(p, 1, 25)] = {s: devorg_state(p, s) for s in COMPARED}
     at(p, 1, 30)
-    new_opp = sf.Opportunity.create({"Name": "New", "StageName": "Qualification", "CloseDate": "2027-01-31",
-                                     "AccountId": initech})["id"]
+    new_opp = sf.Opportunity.create(
+        {"Name": "New", "StageName": "Qualification", "CloseDate": "2027-01-31", "AccountId": initech}
+    )["id"]
     truths[at(p, 1, 59)] = {s: devorg_state(p, s) for s in COMPARED}
 
     # The schedule backs window 1 up ten minutes after it closes, before the next changes.
@@ -117,7 +130,12 @@ def test_backfill_then_windows_keep_mirror_and_history_equal_to_the_org(pipeline
     w1 = p.backup("2026-11-24-01:00")
     m1 = materializations(w1, "salesforce/Opportunity")[0]
     # Deal 1 updated, Globex's two opportunities deleted with it (versions with IsDeleted), one new
-    assert (m1["records_extracted"], m1["records_inserted"], m1["records_updated"], m1["records_deleted"]) == (4, 1, 3, 2)
+    assert (m1["records_extracted"], m1["records_inserted"], m1["records_updated"], m1["records_deleted"]) == (
+        4,
+        1,
+        3,
+        2,
+    )
     assert materializations(w1, "salesforce/Account")[0]["records_deleted"] == 1
 
     # Window 02:00-03:00: undelete brings the account and its opportunities back; another update.
@@ -131,7 +149,12 @@ def test_backfill_then_windows_keep_mirror_and_history_equal_to_the_org(pipeline
     at(p, 3, 10)
     w2 = p.backup("2026-11-24-02:00")
     m2 = materializations(w2, "salesforce/Opportunity")[0]
-    assert (m2["records_extracted"], m2["records_inserted"], m2["records_updated"], m2["records_deleted"]) == (3, 0, 3, 0)
+    assert (m2["records_extracted"], m2["records_inserted"], m2["records_updated"], m2["records_deleted"]) == (
+        3,
+        0,
+        3,
+        0,
+    )
     for sobject in COMPARED:
         assert mirror_state(p, sobject) == devorg_state(p, sobject, include_deleted=True)
 
@@ -187,9 +210,21 @@ def test_failed_extraction_leaves_the_backup_untouched_and_a_rerun_completes(pip
     sf = p.sf()
     at(p, 0, 5)
     for chunk in range(3):
-        sf.restful("composite/sobjects", method="POST", json={"records": [
-            {"attributes": {"type": "Opportunity"}, "Name": f"Bulk {chunk}-{i}", "StageName": "Prospecting",
-             "CloseDate": "2026-12-31"} for i in range(100)]})
+        sf.restful(
+            "composite/sobjects",
+            method="POST",
+            json={
+                "records": [
+                    {
+                        "attributes": {"type": "Opportunity"},
+                        "Name": f"Bulk {chunk}-{i}",
+                        "StageName": "Prospecting",
+                        "CloseDate": "2026-12-31",
+                    }
+                    for i in range(100)
+                ]
+            },
+        )
     p.backup("2026-11-24-00:00")
     at(p, 1, 5)
     ids = [r["Id"] for r in sf.query_all("SELECT Id FROM Opportunity")["records"]]
@@ -203,7 +238,10 @@ def test_failed_extraction_leaves_the_backup_untouched_and_a_rerun_completes(pip
     failed = p.backup("2026-11-24-01:00", raise_on_error=False)
     assert not failed.success
     with p.conn() as conn:
-        assert conn.execute('SELECT id, amount, systemmodstamp FROM salesforce."opportunity" ORDER BY id').fetchall() == before
+        assert (
+            conn.execute('SELECT id, amount, systemmodstamp FROM salesforce."opportunity" ORDER BY id').fetchall()
+            == before
+        )
         assert conn.execute('SELECT count(*) FROM salesforce_history."opportunity"').fetchone()[0] == 300
     p.devorg.app.faults.clear()
     rerun = p.backup("2026-11-24-01:00")
@@ -228,8 +266,9 @@ def test_transient_failures_are_retried(pipeline: Pipeline):
     assert meta["records_extracted"] == 1 and meta["api_retries"] >= 1
 
 
-def test_a_backup_never_takes_another_orgs_records_into_this_orgs_history(pipeline: Pipeline, tmp_path,
-                                                                         monkeypatch: pytest.MonkeyPatch):
+def test_a_backup_never_takes_another_orgs_records_into_this_orgs_history(
+    pipeline: Pipeline, tmp_path, monkeypatch: pytest.MonkeyPatch
+):
     p = pipeline
     at(p, 0, 5)
     p.sf().Account.create({"Name": "Acme"})
@@ -249,13 +288,18 @@ def test_a_backup_never_takes_another_orgs_records_into_this_orgs_history(pipeli
         while error is not None:
             messages.append(error.message)
             error = error.cause
-    assert any(f"org alias 'production' now reaches org {other.org.org_id}" in m and p.devorg.org.org_id in m
-               and "sf-pipeline orgs forget production" in m for m in messages), messages
+    assert any(
+        f"org alias 'production' now reaches org {other.org.org_id}" in m
+        and p.devorg.org.org_id in m
+        and "sf-pipeline orgs forget production" in m
+        for m in messages
+    ), messages
     with p.conn() as conn:
         names = [r[0] for r in conn.execute('SELECT name FROM salesforce."account"')]
         assert names == ["Acme"]
         assert conn.execute("SELECT alias, organization_id FROM sf_pipeline.org_identity").fetchall() == [
-            ("production", p.devorg.org.org_id)]
+            ("production", p.devorg.org.org_id)
+        ]
 
 
 def test_api_budget_stops_the_backup_with_a_clear_error(pipeline: Pipeline):
@@ -282,10 +326,13 @@ def test_schedule_requests_every_closed_window_not_backed_up_oldest_first(pipeli
     defs = pipeline.defs()
     schedule = defs.resolve_schedule_def("backup_schedule")
     first = "2026-11-20-00:00"
-    for now, newest in [(datetime(2026, 11, 24, 3, 10, tzinfo=UTC), "2026-11-24-02:00"),
-                        (datetime(2026, 11, 24, 3, 9, tzinfo=UTC), "2026-11-24-01:00")]:
-        ctx = dg.build_schedule_context(instance=pipeline.instance, scheduled_execution_time=now,
-                                        repository_def=defs.get_repository_def())
+    for now, newest in [
+        (datetime(2026, 11, 24, 3, 10, tzinfo=UTC), "2026-11-24-02:00"),
+        (datetime(2026, 11, 24, 3, 9, tzinfo=UTC), "2026-11-24-01:00"),
+    ]:
+        ctx = dg.build_schedule_context(
+            instance=pipeline.instance, scheduled_execution_time=now, repository_def=defs.get_repository_def()
+        )
         requests = list(schedule.evaluate_tick(ctx).run_requests)
         windows = [r.partition_key for r in requests]
         assert windows[0] == first and windows[-1] == newest and windows == sorted(windows)
@@ -296,10 +343,17 @@ def test_schedule_requests_every_closed_window_not_backed_up_oldest_first(pipeli
     # once a window has a run (running, or queued), later ticks do not launch it again
     from dagster._core.test_utils import create_run_for_test
 
-    create_run_for_test(pipeline.instance, job_name="backup", status=dg.DagsterRunStatus.STARTED,
-                        tags={"dagster/schedule_name": "backup_schedule", "sf_pipeline/window": "2026-11-24-02:00"})
-    later = dg.build_schedule_context(instance=pipeline.instance, repository_def=defs.get_repository_def(),
-                                      scheduled_execution_time=datetime(2026, 11, 24, 3, 11, tzinfo=UTC))
+    create_run_for_test(
+        pipeline.instance,
+        job_name="backup",
+        status=dg.DagsterRunStatus.STARTED,
+        tags={"dagster/schedule_name": "backup_schedule", "sf_pipeline/window": "2026-11-24-02:00"},
+    )
+    later = dg.build_schedule_context(
+        instance=pipeline.instance,
+        repository_def=defs.get_repository_def(),
+        scheduled_execution_time=datetime(2026, 11, 24, 3, 11, tzinfo=UTC),
+    )
     windows = [r.partition_key for r in schedule.evaluate_tick(later).run_requests]
     assert "2026-11-24-02:00" not in windows and windows[-1] == "2026-11-24-01:00"
 

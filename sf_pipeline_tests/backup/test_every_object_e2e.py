@@ -47,8 +47,10 @@ def org_writes(p: Pipeline, sobject: str, rows: list[dict]) -> list[str]:
             values = {"Id": rid, **row}
             if obj.has_field("IsDeleted"):
                 values["IsDeleted"] = 0
-            store.conn.execute(f"INSERT INTO {q(sobject)} ({', '.join(map(q, values))}) "
-                               f"VALUES ({', '.join('?' * len(values))})", list(values.values()))
+            store.conn.execute(
+                f"INSERT INTO {q(sobject)} ({', '.join(map(q, values))}) VALUES ({', '.join('?' * len(values))})",
+                list(values.values()),
+            )
             ids.append(rid)
     return ids
 
@@ -60,13 +62,20 @@ def test_history_objects_no_timestamp_and_bulk_refused_objects_back_up_with_thei
     p.set_clock(T0 + timedelta(minutes=5))
     accounts = [sf.Account.create({"Name": f"Acme {i}", "Industry": "Energy"})["id"] for i in range(2)]
     now = format_datetime(T0 + timedelta(minutes=6))
-    logins = org_writes(p, "LoginHistory", [
-        {"LoginTime": now, "Status": "Success", "SourceIp": f"10.0.0.{i}", "LoginType": "Application"}
-        for i in range(3)])
+    logins = org_writes(
+        p,
+        "LoginHistory",
+        [
+            {"LoginTime": now, "Status": "Success", "SourceIp": f"10.0.0.{i}", "LoginType": "Application"}
+            for i in range(3)
+        ],
+    )
     article = "ka0000000000001AAA"
-    events = org_writes(p, "KnowledgeArticleVersionHistory", [
-        {"CreatedDate": now, "EventType": "Published", "ParentId": article, "VersionNumber": i + 1}
-        for i in range(2)])
+    events = org_writes(
+        p,
+        "KnowledgeArticleVersionHistory",
+        [{"CreatedDate": now, "EventType": "Published", "ParentId": article, "VersionNumber": i + 1} for i in range(2)],
+    )
     first = p.backup(key(T0))
     assert first.success
 
@@ -80,12 +89,12 @@ def test_history_objects_no_timestamp_and_bulk_refused_objects_back_up_with_thei
     assert kavh["extract_mode"] == "rest" and kavh["records_extracted"] == 2  # Bulk refused it: read through REST
 
     with p.conn() as conn:
-        created = conn.execute("SELECT accountid, field, systemmodstamp = createddate FROM salesforce.accounthistory "
-                               "ORDER BY accountid").fetchall()
+        created = conn.execute(
+            "SELECT accountid, field, systemmodstamp = createddate FROM salesforce.accounthistory ORDER BY accountid"
+        ).fetchall()
         assert created == [(accounts[0], "created", True), (accounts[1], "created", True)]
         assert conn.execute("SELECT count(*) FROM salesforce.loginhistory").fetchone()[0] == 3
-        assert conn.execute("SELECT count(*) FROM salesforce_history.knowledgearticleversionhistory"
-                            ).fetchone()[0] == 2
+        assert conn.execute("SELECT count(*) FROM salesforce_history.knowledgearticleversionhistory").fetchone()[0] == 2
 
     # the next window: a tracked field changes (a new AccountHistory row), a login row changes, one disappears
     p.set_clock(T0 + timedelta(hours=1, minutes=5))
@@ -97,22 +106,32 @@ def test_history_objects_no_timestamp_and_bulk_refused_objects_back_up_with_thei
     second = p.backup(key(T0 + timedelta(hours=1)))
     assert second.success
     login_meta = metadata(second, "salesforce/LoginHistory")
-    assert (login_meta["records_extracted"], login_meta["records_updated"], login_meta["records_unchanged"]) == (2, 1, 1)
+    assert (login_meta["records_extracted"], login_meta["records_updated"], login_meta["records_unchanged"]) == (
+        2,
+        1,
+        1,
+    )
     # only the rows the change wrote (Name and Industry are tracked), not the earlier ones again
     assert metadata(second, "salesforce/AccountHistory")["records_extracted"] == 2
 
     with p.conn() as conn:
-        rows = conn.execute("SELECT field, oldvalue, newvalue FROM salesforce_history.accounthistory "
-                            "WHERE accountid = %s ORDER BY createddate, field", (accounts[0],)).fetchall()
+        rows = conn.execute(
+            "SELECT field, oldvalue, newvalue FROM salesforce_history.accounthistory "
+            "WHERE accountid = %s ORDER BY createddate, field",
+            (accounts[0],),
+        ).fetchall()
         assert rows == [("created", None, None), ("Industry", "Energy", "Banking"), ("Name", "Acme 0", "Acme Bank")]
         # append-only rows never get a second version
-        assert conn.execute("SELECT count(*) - count(DISTINCT id) FROM salesforce_history.accounthistory"
-                            ).fetchone()[0] == 0
+        assert (
+            conn.execute("SELECT count(*) - count(DISTINCT id) FROM salesforce_history.accounthistory").fetchone()[0]
+            == 0
+        )
         changed = history_versions(conn, "LoginHistory", logins[0])
         unchanged = history_versions(conn, "LoginHistory", logins[1])
         gone = history_versions(conn, "LoginHistory", logins[2])
-        flags = conn.execute("SELECT _sfp_vanished, _sfp_gone FROM salesforce.loginhistory WHERE id = %s",
-                             (logins[2],)).fetchone()
+        flags = conn.execute(
+            "SELECT _sfp_vanished, _sfp_gone FROM salesforce.loginhistory WHERE id = %s", (logins[2],)
+        ).fetchone()
     assert [v["status"] for v in changed] == ["Success", "Failed"]
     assert changed[0]["dbt_valid_to"] is not None and changed[1]["dbt_valid_to"] is None
     assert len(unchanged) == 1 and unchanged[0]["dbt_valid_to"] is None

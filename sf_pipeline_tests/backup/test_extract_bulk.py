@@ -78,8 +78,19 @@ def test_sliced_bulk_extraction_equals_the_rest_extraction_and_leaves_no_jobs(or
     fields = [f["name"] for f in backup_fields(client.describe("Opportunity")["fields"])]
     end = window_end(org)
     stats = ExtractStats("Opportunity", START, end)
-    pages = list(extract_window(client, "Opportunity", fields, START, end, bulk_threshold=10,
-                                bulk_page_size=25, bulk_slice_records=60, stats=stats))
+    pages = list(
+        extract_window(
+            client,
+            "Opportunity",
+            fields,
+            START,
+            end,
+            bulk_threshold=10,
+            bulk_page_size=25,
+            bulk_slice_records=60,
+            stats=stats,
+        )
+    )
     ids = page_ids(pages)
     assert stats.mode == "bulk" and stats.bulk_jobs >= 4 and stats.extracted == len(ids) == stats.expected
     assert len(set(ids)) == len(ids)  # each record once
@@ -91,14 +102,20 @@ def test_sliced_bulk_extraction_equals_the_rest_extraction_and_leaves_no_jobs(or
         loaded = load_window(conn, bulk_table, iter(pages), START, end, unique_ids=True)
         assert loaded.into_empty_table and loaded.inserted == len(ids)
         rest_table = ensure_mirror_table(conn, "Opportunity", describe, schema="via_rest")
-        load_window(conn, rest_table, extract_window(client, "Opportunity", fields, START, end,
-                                                     bulk_threshold=10_000), START, end)
+        load_window(
+            conn,
+            rest_table,
+            extract_window(client, "Opportunity", fields, START, end, bulk_threshold=10_000),
+            START,
+            end,
+        )
         assert mirror_rows(conn, "via_bulk") == mirror_rows(conn, "via_rest")
         # the first load dropped and rebuilt the key and the index: both are back, as they were
         indexes = conn.execute("SELECT indexdef FROM pg_indexes WHERE schemaname = 'via_bulk'").fetchall()
         assert sorted(i.replace("via_bulk", "s") for (i,) in indexes) == sorted(
-            i.replace("via_rest", "s") for (i,) in
-            conn.execute("SELECT indexdef FROM pg_indexes WHERE schemaname = 'via_rest'").fetchall())
+            i.replace("via_rest", "s")
+            for (i,) in conn.execute("SELECT indexdef FROM pg_indexes WHERE schemaname = 'via_rest'").fetchall()
+        )
         assert any("opportunity_pkey" in i for (i,) in indexes)
     listed = client.restful("jobs/query")["records"]
     assert [j for j in listed if j["state"] not in ("Deleted",)] == []
@@ -110,16 +127,26 @@ def test_a_record_changed_while_the_window_is_read_never_comes_twice(org: DevOrg
     end = window_end(org)
     oldest = client.sf.query("SELECT Id FROM Opportunity ORDER BY SystemModstamp ASC LIMIT 1")["records"][0]["Id"]
     stats = ExtractStats("Opportunity", START, end)
-    stream = extract_window(client, "Opportunity", fields, START, end, bulk_threshold=10, bulk_page_size=10,
-                            bulk_slice_records=60, stats=stats)
+    stream = extract_window(
+        client,
+        "Opportunity",
+        fields,
+        START,
+        end,
+        bulk_threshold=10,
+        bulk_page_size=10,
+        bulk_slice_records=60,
+        stats=stats,
+    )
     pages = [next(stream)]  # the newest slice is being read ...
     connect(org, "admin").Opportunity.update(oldest, {"Description": "changed during the backup"})
     pages += list(stream)  # ... when the oldest record moves into it
     ids = page_ids(pages)
     assert len(set(ids)) == len(ids), "a record came twice"
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        table = ensure_mirror_table(conn, "Opportunity", client.describe("Opportunity")["fields"],
-                                    schema="changed_meanwhile")
+        table = ensure_mirror_table(
+            conn, "Opportunity", client.describe("Opportunity")["fields"], schema="changed_meanwhile"
+        )
         result = load_window(conn, table, iter(pages), START, end, unique_ids=True)
     assert result.inserted == len(ids)
 
@@ -136,12 +163,18 @@ def test_csv_page_checks_its_header_and_announced_count():
         CsvPage.parse(b"", 0, ["Id"])
 
 
-DESCRIBE = [{"name": "Id", "type": "id", "length": 18}, {"name": "Name", "type": "string", "length": 80},
-            {"name": "Amount", "type": "currency"}, {"name": "SystemModstamp", "type": "datetime"},
-            {"name": "IsDeleted", "type": "boolean"}]
-PAGE = (b'"Id","Name","Amount","SystemModstamp","IsDeleted"\n'
-        b'"006000000000001AAA","Quote ""this"", and\nthat",1.5,"2024-01-01T00:00:00.000Z","false"\n'
-        b'"006000000000002AAA",,,"2024-01-02T00:00:00.000Z","true"\n')
+DESCRIBE = [
+    {"name": "Id", "type": "id", "length": 18},
+    {"name": "Name", "type": "string", "length": 80},
+    {"name": "Amount", "type": "currency"},
+    {"name": "SystemModstamp", "type": "datetime"},
+    {"name": "IsDeleted", "type": "boolean"},
+]
+PAGE = (
+    b'"Id","Name","Amount","SystemModstamp","IsDeleted"\n'
+    b'"006000000000001AAA","Quote ""this"", and\nthat",1.5,"2024-01-01T00:00:00.000Z","false"\n'
+    b'"006000000000002AAA",,,"2024-01-02T00:00:00.000Z","true"\n'
+)
 W0, W1 = datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 2, 1, tzinfo=UTC)
 
 
@@ -149,13 +182,22 @@ W0, W1 = datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 2, 1, tzinfo=UTC)
 def test_csv_pages_load_as_sent_with_quotes_newlines_and_nulls(pg_url: str, first_load: bool):
     with psycopg.connect(pg_url, autocommit=True) as conn:
         table = ensure_mirror_table(conn, "Opportunity", DESCRIBE, schema=f"pages_{first_load:d}")
-        result = load_window(conn, table, [CsvPage.parse(PAGE, 2, ["Id", "Name", "Amount", "SystemModstamp",
-                                                                     "IsDeleted"])], W0, W1, unique_ids=first_load)
+        result = load_window(
+            conn,
+            table,
+            [CsvPage.parse(PAGE, 2, ["Id", "Name", "Amount", "SystemModstamp", "IsDeleted"])],
+            W0,
+            W1,
+            unique_ids=first_load,
+        )
         assert (result.inserted, result.deleted) == (2, 1)
-        rows = conn.execute(f"SELECT id, name, amount, isdeleted FROM pages_{first_load:d}.opportunity "
-                            "ORDER BY id").fetchall()
-    assert rows == [("006000000000001AAA", 'Quote "this", and\nthat', 1.5, False),
-                    ("006000000000002AAA", None, None, True)]
+        rows = conn.execute(
+            f"SELECT id, name, amount, isdeleted FROM pages_{first_load:d}.opportunity ORDER BY id"
+        ).fetchall()
+    assert rows == [
+        ("006000000000001AAA", 'Quote "this", and\nthat', 1.5, False),
+        ("006000000000002AAA", None, None, True),
+    ]
 
 
 @pytest.mark.parametrize("first_load", [True, False])
@@ -167,8 +209,12 @@ def test_a_page_holding_fewer_records_than_announced_loads_nothing(pg_url: str, 
         with pytest.raises(WarehouseLoadError, match="announced 3 records but held 2"):
             load_window(conn, table, [short], W0, W1, unique_ids=first_load)
         assert conn.execute(f"SELECT count(*) FROM short_{first_load:d}.opportunity").fetchone()[0] == 0
-        assert conn.execute("SELECT count(*) FROM pg_indexes WHERE schemaname = %s",
-                            (f"short_{first_load:d}",)).fetchone()[0] == 2  # key and index intact
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM pg_indexes WHERE schemaname = %s", (f"short_{first_load:d}",)
+            ).fetchone()[0]
+            == 2
+        )  # key and index intact
 
 
 def test_a_record_twice_in_a_first_load_fails_and_keeps_the_key(pg_url: str):
@@ -179,7 +225,6 @@ def test_a_record_twice_in_a_first_load_fails_and_keeps_the_key(pg_url: str):
             load_window(conn, table, [CsvPage.parse(twice, 3)], W0, W1, unique_ids=True)
         assert conn.execute("SELECT count(*) FROM twice.opportunity").fetchone()[0] == 0
         assert conn.execute("SELECT count(*) FROM pg_indexes WHERE schemaname = 'twice'").fetchone()[0] == 2
-
 
 
 @pytest.mark.parametrize("value", [0, -5, "many", 1.5])

@@ -5,7 +5,6 @@ instance on PostgreSQL with real materializations and failed runs of a job shape
 (`salesforce/<Object>` then `history/<Object>`, the same 15-minute windows).
 """
 
-
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -33,11 +32,13 @@ def key(moment: datetime) -> str:
 
 # ---- decisions ---------------------------------------------------------------------------------------
 
+
 def test_missed_windows_are_requested_oldest_first_and_the_newest_rereads_the_one_before():
     closed = [key(START + timedelta(minutes=15 * i)) for i in range(6)]
     missing = [closed[1], closed[2], closed[3], closed[5]]  # closed[0], the full load, and closed[4] are done
-    requests, waiting = windows_to_request(missing, {}, START + timedelta(hours=2), 48, 60, newest=closed[5],
-                                           reread=closed[4])
+    requests, waiting = windows_to_request(
+        missing, {}, START + timedelta(hours=2), 48, 60, newest=closed[5], reread=closed[4]
+    )
     assert [r.window for r in requests] == missing
     assert [r.reread for r in requests] == [None, None, None, closed[4]]
     assert [r.reason for r in requests] == ["missed", "missed", "missed", "new"]
@@ -54,8 +55,10 @@ def test_requests_per_tick_are_bounded_and_the_rest_wait_for_the_next_tick():
 def test_a_failed_window_waits_out_its_backoff_and_a_window_in_flight_is_not_asked_twice():
     closed = [key(START), key(START + timedelta(minutes=15))]
     failed_at = START + timedelta(minutes=40)
-    attempts = {closed[0]: WindowAttempts(failures=2, last_finished=failed_at),
-                closed[1]: WindowAttempts(in_flight=True)}
+    attempts = {
+        closed[0]: WindowAttempts(failures=2, last_finished=failed_at),
+        closed[1]: WindowAttempts(in_flight=True),
+    }
     early, waiting = windows_to_request(closed, attempts, failed_at + timedelta(minutes=3), 48, 60)
     assert early == [] and "retried after" in waiting[0] and "being backed up" in waiting[1]
     due, _ = windows_to_request(closed, attempts, failed_at + timedelta(minutes=4), 48, 60)
@@ -73,8 +76,9 @@ def test_backoff_doubles_and_stops_at_the_cap():
 FAIL_WINDOWS: set[str] = set()
 """Windows whose extraction fails (the org's API refuses, say) until a test takes them out."""
 
-PARTITIONS = dg.TimeWindowPartitionsDefinition(cron_schedule="*/15 * * * *", start=START.replace(tzinfo=None),
-                                               timezone="UTC", fmt=FMT)
+PARTITIONS = dg.TimeWindowPartitionsDefinition(
+    cron_schedule="*/15 * * * *", start=START.replace(tzinfo=None), timezone="UTC", fmt=FMT
+)
 
 
 @dg.asset(key=["salesforce", "Account"], partitions_def=PARTITIONS, backfill_policy=dg.BackfillPolicy.single_run())
@@ -85,20 +89,27 @@ def account_mirror(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata={"windows": ",".join(keys)})
 
 
-@dg.asset(key=["history", "Account"], deps=[account_mirror], partitions_def=PARTITIONS,
-          backfill_policy=dg.BackfillPolicy.single_run())
+@dg.asset(
+    key=["history", "Account"],
+    deps=[account_mirror],
+    partitions_def=PARTITIONS,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+)
 def account_history(context: dg.AssetExecutionContext) -> None:
     pass
 
 
 JOB = dg.define_asset_job("backup", selection=[account_mirror, account_history])
-SCHEDULE = backup_schedule(JOB, PARTITIONS, lag_minutes=5, backed_up_keys=[account_history.key],
-                           max_windows_per_tick=48, retry_max_minutes=60)
-COMPLETE = backup_complete_check([account_mirror.key], [account_history.key], PARTITIONS, lag_minutes=5,
-                                 max_windows_per_tick=48)
+SCHEDULE = backup_schedule(
+    JOB, PARTITIONS, lag_minutes=5, backed_up_keys=[account_history.key], max_windows_per_tick=48, retry_max_minutes=60
+)
+COMPLETE = backup_complete_check(
+    [account_mirror.key], [account_history.key], PARTITIONS, lag_minutes=5, max_windows_per_tick=48
+)
 COMPLETE_JOB = dg.define_asset_job("complete", selection=dg.AssetSelection.checks(COMPLETE))
-DEFS = dg.Definitions(assets=[account_mirror, account_history], asset_checks=[COMPLETE], jobs=[JOB, COMPLETE_JOB],
-                      schedules=[SCHEDULE])
+DEFS = dg.Definitions(
+    assets=[account_mirror, account_history], asset_checks=[COMPLETE], jobs=[JOB, COMPLETE_JOB], schedules=[SCHEDULE]
+)
 
 
 @pytest.fixture
@@ -152,11 +163,15 @@ def test_the_newest_closed_window_is_backed_up_with_the_previous_one_reread(inst
     assert run(instance, second)
     [request] = tick(instance, START + 3 * quarter + timedelta(minutes=5))
     assert request.partition_key is None
-    assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == (key(START + quarter),
-                                                                            key(START + 2 * quarter))
+    assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == (
+        key(START + quarter),
+        key(START + 2 * quarter),
+    )
     assert run(instance, request)
     latest = instance.get_latest_materialization_event(account_mirror.key)
-    assert latest.asset_materialization.metadata["windows"].value == f"{key(START + quarter)},{key(START + 2 * quarter)}"
+    assert (
+        latest.asset_materialization.metadata["windows"].value == f"{key(START + quarter)},{key(START + 2 * quarter)}"
+    )
     assert tick(instance, START + 3 * quarter + timedelta(minutes=6)) == []
 
 
@@ -188,8 +203,11 @@ def test_a_failed_window_is_requested_again_after_its_backoff_not_before(instanc
 def test_a_window_being_backed_up_is_not_requested_again(instance):
     [request] = tick(instance, START + timedelta(minutes=20))
     # A run launched by that tick and not finished yet (created, not started: as the queue holds it).
-    instance.create_run_for_job(DEFS.resolve_job_def("backup"), tags=dict(request.tags, **{"dagster/partition": key(START)}),
-                                status=dg.DagsterRunStatus.NOT_STARTED)
+    instance.create_run_for_job(
+        DEFS.resolve_job_def("backup"),
+        tags=dict(request.tags, **{"dagster/partition": key(START)}),
+        status=dg.DagsterRunStatus.NOT_STARTED,
+    )
     assert tick(instance, START + timedelta(minutes=21)) == []
 
 

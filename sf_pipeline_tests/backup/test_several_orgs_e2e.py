@@ -28,7 +28,8 @@ def emea_database():
 
 
 def test_two_orgs_back_up_side_by_side_each_in_its_own_assets_pool_schedule_and_database(
-        pipeline_factory, tmp_path, monkeypatch, emea_database):
+    pipeline_factory, tmp_path, monkeypatch, emea_database
+):
     p = pipeline_factory(["Account", "Contact"])
     settings = yaml.safe_load(p.settings_path.read_text())
     settings["orgs"]["emea"] = {}
@@ -52,12 +53,18 @@ def test_two_orgs_back_up_side_by_side_each_in_its_own_assets_pool_schedule_and_
         graph = defs.resolve_asset_graph()
         keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
         assert {"salesforce/Account", "history/Account"} <= keys, sorted(keys)  # the first org: today's keys
-        assert {"emea/salesforce/Account", "emea/salesforce/Contact", "emea/history/Account",
-                "emea/history/Contact"} <= keys, sorted(keys)
+        assert {
+            "emea/salesforce/Account",
+            "emea/salesforce/Contact",
+            "emea/history/Account",
+            "emea/history/Contact",
+        } <= keys, sorted(keys)
         assert "salesforce/Contact" not in keys
         emea_account = graph.get(dg.AssetKey(["emea", "salesforce", "Account"]))
-        assert emea_account.group_name == "emea" and graph.get(dg.AssetKey(["salesforce", "Account"])).group_name == \
-            "production"
+        assert (
+            emea_account.group_name == "emea"
+            and graph.get(dg.AssetKey(["salesforce", "Account"])).group_name == "production"
+        )
         assert defs.resolve_assets_def(dg.AssetKey(["emea", "salesforce", "Account"])).op.pool == "salesforce_emea"
         assert defs.resolve_assets_def(dg.AssetKey(["salesforce", "Account"])).op.pool == "salesforce_production"
         assert {s.name for s in defs.schedules} >= {"backup_schedule", "backup_emea_schedule"}
@@ -67,10 +74,16 @@ def test_two_orgs_back_up_side_by_side_each_in_its_own_assets_pool_schedule_and_
         assert p.backup(window).success
         emea_run = defs.resolve_job_def("backup_emea").execute_in_process(partition_key=window, instance=p.instance)
         assert emea_run.success
-        done = {e.event_specific_data.materialization.asset_key.to_user_string()
-                for e in emea_run.get_asset_materialization_events()}
-        assert done == {"emea/salesforce/Account", "emea/salesforce/Contact", "emea/history/Account",
-                        "emea/history/Contact"}
+        done = {
+            e.event_specific_data.materialization.asset_key.to_user_string()
+            for e in emea_run.get_asset_materialization_events()
+        }
+        assert done == {
+            "emea/salesforce/Account",
+            "emea/salesforce/Contact",
+            "emea/history/Account",
+            "emea/history/Contact",
+        }
 
     with p.conn() as conn:
         assert [r[0] for r in conn.execute("SELECT name FROM salesforce.account")] == ["Home Office"]

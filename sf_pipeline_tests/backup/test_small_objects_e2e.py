@@ -83,22 +83,27 @@ def test_small_objects_share_one_subsettable_step_and_a_large_one_keeps_its_own(
     window = key(T0 + timedelta(hours=1))
     # (the selection as a launch from the UI or a backfill makes it, without the assets' checks)
     alone = backup.get_subset(asset_selection={mirror("Contact")}, asset_check_selection=set()).execute_in_process(
-        partition_key=window, instance=p.instance)
+        partition_key=window, instance=p.instance
+    )
     assert steps(p.instance, alone.run_id) == {SHARED_STEP}
     assert set(materialized(alone)) == {"Contact"}
     assert materialized(alone)["Contact"]["records_extracted"] == 1
     account = p.instance.get_latest_materialization_event(mirror("Account"))
     assert account.run_id == first.run_id  # not touched by the subset
     with p.conn() as conn:
-        assert conn.execute("SELECT lastname FROM salesforce.contact WHERE id = %s", (contact,)).fetchone() == \
-            ("Subset",)
+        assert conn.execute("SELECT lastname FROM salesforce.contact WHERE id = %s", (contact,)).fetchone() == (
+            "Subset",
+        )
 
     # a backfill of one small object over a range of windows: one run, the shared step for that object alone
     p.set_clock(T0 + timedelta(hours=4, minutes=15))
     backfill = backup.get_subset(asset_selection={mirror("Account")}, asset_check_selection=set()).execute_in_process(
         instance=p.instance,
-        tags={"dagster/asset_partition_range_start": key(T0 + timedelta(hours=1)),
-              "dagster/asset_partition_range_end": key(T0 + timedelta(hours=3))})
+        tags={
+            "dagster/asset_partition_range_start": key(T0 + timedelta(hours=1)),
+            "dagster/asset_partition_range_end": key(T0 + timedelta(hours=3)),
+        },
+    )
     assert steps(p.instance, backfill.run_id) == {SHARED_STEP}
     assert set(materialized(backfill)) == {"Account"}
     assert materialized(backfill)["Account"]["window_start"] == (T0 + timedelta(hours=1)).isoformat()

@@ -63,9 +63,12 @@ def test_hard_delete_purge_merge_and_unknown_each_end_as_a_closing_version_and_a
     master = sf.Account.create({"Name": "Acme"})["id"]
     loser = sf.Account.create({"Name": "ACME Inc"})["id"]
     keep = sf.Account.create({"Name": "Kept"})["id"]
-    opp = {name: sf.Opportunity.create({"Name": name, "StageName": "Prospecting", "CloseDate": "2026-12-31",
-                                        "AccountId": keep})["id"]
-           for name in ("hard", "purged", "unknown", "kept")}
+    opp = {
+        name: sf.Opportunity.create(
+            {"Name": name, "StageName": "Prospecting", "CloseDate": "2026-12-31", "AccountId": keep}
+        )["id"]
+        for name in ("hard", "purged", "unknown", "kept")
+    }
     at(p, 1, 10)
     first = p.backup("2026-11-24-00:00")
     assert metadata(first, "salesforce/Opportunity")["reconcile_reason"].startswith("first load")
@@ -90,7 +93,11 @@ def test_hard_delete_purge_merge_and_unknown_each_end_as_a_closing_version_and_a
     admin = p.devorg.org.user("admin").user_id
     hard = mirror_row(p, "Opportunity", opp["hard"])
     assert (hard["isdeleted"], hard["_sfp_vanished"], hard["_sfp_vanished_by"], hard["_sfp_gone"]) == (
-        True, "hard-deleted", admin, True)
+        True,
+        "hard-deleted",
+        admin,
+        True,
+    )
     assert hard_at <= hard["_sfp_vanished_at"] < hard_at + timedelta(minutes=1)
     purged = mirror_row(p, "Opportunity", opp["purged"])
     assert (purged["isdeleted"], purged["_sfp_vanished"], purged["_sfp_gone"]) == (True, "purged", True)
@@ -99,7 +106,10 @@ def test_hard_delete_purge_merge_and_unknown_each_end_as_a_closing_version_and_a
     assert purged["_sfp_vanished_after"] is not None
     loser_row = mirror_row(p, "Account", loser)
     assert (loser_row["isdeleted"], loser_row["_sfp_vanished"], loser_row["_sfp_merged_into"]) == (
-        True, "merged", master)
+        True,
+        "merged",
+        master,
+    )
     assert mirror_row(p, "Opportunity", opp["kept"])["_sfp_vanished"] is None
 
     # Window 02:00-03:00: a row vanishes that no API reports.
@@ -119,10 +129,12 @@ def test_hard_delete_purge_merge_and_unknown_each_end_as_a_closing_version_and_a
 
     # History: every vanished record ends with a closing version, flagged deleted, from its closing time.
     with p.conn() as conn:
-        for sobject, rid, closing in (("Opportunity", opp["hard"], hard["_sfp_vanished_at"]),
-                                      ("Opportunity", opp["purged"], purged_at),
-                                      ("Account", loser, None),
-                                      ("Opportunity", opp["unknown"], unknown["_sfp_vanished_at"])):
+        for sobject, rid, closing in (
+            ("Opportunity", opp["hard"], hard["_sfp_vanished_at"]),
+            ("Opportunity", opp["purged"], purged_at),
+            ("Account", loser, None),
+            ("Opportunity", opp["unknown"], unknown["_sfp_vanished_at"]),
+        ):
             versions = history_versions(conn, sobject, rid)
             assert len(versions) == 2, (sobject, rid, versions)
             assert versions[-1]["isdeleted"] is True and versions[-1]["dbt_valid_to"] is None
@@ -130,8 +142,11 @@ def test_hard_delete_purge_merge_and_unknown_each_end_as_a_closing_version_and_a
             if closing is not None:
                 assert versions[-1]["dbt_valid_from"] == closing
         assert history_versions(conn, "Account", loser)[-1]["_sfp_merged_into"] == master
-    assert merged_at <= history_versions(p.conn(), "Account", loser)[-1]["dbt_valid_from"] < merged_at + timedelta(
-        minutes=1)
+    assert (
+        merged_at
+        <= history_versions(p.conn(), "Account", loser)[-1]["dbt_valid_from"]
+        < merged_at + timedelta(minutes=1)
+    )
 
     # Point in time: there before, gone after; the record never stays live.
     alive = ids_as_of(p, "Opportunity", at(p, 1, 0))
@@ -143,7 +158,9 @@ def test_hard_delete_purge_merge_and_unknown_each_end_as_a_closing_version_and_a
     runner = CliRunner()
     shown = runner.invoke(history, ["Opportunity", opp["hard"]])
     assert shown.exit_code == 0, shown.output
-    assert "[DELETED]" in shown.output and f"vanished: hard-deleted (never in the recycle bin) by {admin}" in shown.output
+    assert (
+        "[DELETED]" in shown.output and f"vanished: hard-deleted (never in the recycle bin) by {admin}" in shown.output
+    )
     shown = runner.invoke(history, ["Account", loser])
     assert f"vanished: merged into {master}" in shown.output
     shown = runner.invoke(history, ["Opportunity", opp["unknown"]])
@@ -158,15 +175,18 @@ def test_an_expired_delete_log_reconciles_a_large_object_in_full(pipeline_factor
     p = pipeline_factory(["Opportunity"], reconcile={"every_window_below": 1, "large_every_hours": 10_000})
     sf = p.sf()
     at(p, 0, 5)
-    ids = [sf.Opportunity.create({"Name": f"Deal {i}", "StageName": "Prospecting", "CloseDate": "2026-12-31"}
-                                 )["id"] for i in range(3)]
+    ids = [
+        sf.Opportunity.create({"Name": f"Deal {i}", "StageName": "Prospecting", "CloseDate": "2026-12-31"})["id"]
+        for i in range(3)
+    ]
     at(p, 1, 10)
     p.backup("2026-11-24-00:00")
     at(p, 2, 10)
     quiet = metadata(p.backup("2026-11-24-01:00"), "salesforce/Opportunity")
     # an unchanged window: the run's preflight counts answer the reconciliation's first comparison, no id is read
-    assert quiet["reconciled"] is True and quiet["reconcile_reason"].startswith("counts equal: the org and the "
-                                                                                "mirror hold 3 records")
+    assert quiet["reconciled"] is True and quiet["reconcile_reason"].startswith(
+        "counts equal: the org and the mirror hold 3 records"
+    )
     assert quiet["reconcile_api_calls"] == 0 and quiet["delete_log_ids"] == 0
     assert quiet["delete_log_coverage"] == "not read: nothing changed (empty window, equal counts)"
 

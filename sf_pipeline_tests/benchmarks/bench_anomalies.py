@@ -112,14 +112,10 @@ def build(conn: psycopg.Connection, records: int, changed: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--changed", type=int, default=100_000)
-    parser.add_argument(
-        "--repeat", type=int, default=3, help="timed runs of run_detectors (best is reported)"
-    )
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs of run_detectors (best is reported)")
     args = parser.parse_args()
 
     url = create_database("sfp_bench")
@@ -152,9 +148,7 @@ def main() -> None:
                     f"{finding.affected_count:>9,} records  share {finding.share or 0:.1%}  by {finding.user_id}"
                 )
             nulling = [f for f in findings if f.detector == "mass_nulling" and f.fields == ("accountid",)]
-            assert nulling and nulling[0].affected_count == args.changed, (
-                "the nulled AccountIds were not found"
-            )
+            assert nulling and nulling[0].affected_count == args.changed, "the nulled AccountIds were not found"
             started = time.perf_counter()
             report = report_incident(conn, nulling[0], field_names={"accountid": "AccountId"})
             report.chart_png()

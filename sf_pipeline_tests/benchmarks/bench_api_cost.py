@@ -57,20 +57,21 @@ def backup_job() -> dg.JobDefinition:
     return build_definitions().resolve_job_def("backup")
 
 
-def window(defs: dg.Definitions, instance: dg.DagsterInstance, org, start: datetime,
-           executor: str = "in-process") -> dict[str, float]:
+def window(
+    defs: dg.Definitions, instance: dg.DagsterInstance, org, start: datetime, executor: str = "in-process"
+) -> dict[str, float]:
     """Back up the window starting at `start`; what it cost."""
     usage = org.api_usage()
     began = time.perf_counter()
     if executor == "multiprocess":
-        with dg.execute_job(dg.reconstructable(backup_job), instance=instance,
-                            tags={"dagster/partition": start.strftime(FMT)}) as result:
+        with dg.execute_job(
+            dg.reconstructable(backup_job), instance=instance, tags={"dagster/partition": start.strftime(FMT)}
+        ) as result:
             assert result.success, [e.message for e in result.all_events if e.is_failure]
             events = result.get_asset_materialization_events()
             all_events = result.all_events
     else:
-        result = defs.resolve_job_def("backup").execute_in_process(partition_key=start.strftime(FMT),
-                                                                     instance=instance)
+        result = defs.resolve_job_def("backup").execute_in_process(partition_key=start.strftime(FMT), instance=instance)
         assert result.success
         events, all_events = result.get_asset_materialization_events(), result.all_events
     wall = time.perf_counter() - began
@@ -84,17 +85,30 @@ def window(defs: dg.Definitions, instance: dg.DagsterInstance, org, start: datet
             skipped += 1
         else:
             snapshots += 1
-    steps = len({e.step_key for e in all_events if e.event_type_value == "STEP_START"
-                 and not str(e.step_key).startswith(("history", "backup_complete"))})
-    return {"api_usage": org.api_usage() - usage, "http": http, "logins": steps, "snapshots": snapshots,
-            "skipped": skipped, "wall": wall}
+    steps = len(
+        {
+            e.step_key
+            for e in all_events
+            if e.event_type_value == "STEP_START" and not str(e.step_key).startswith(("history", "backup_complete"))
+        }
+    )
+    return {
+        "api_usage": org.api_usage() - usage,
+        "http": http,
+        "logins": steps,
+        "snapshots": snapshots,
+        "skipped": skipped,
+        "wall": wall,
+    }
 
 
 def bench(n: int, root: Path, executor: str = "in-process") -> None:
     db_url = create_database("sfp_bench_api_cost")
     try:
-        with DevOrgServer(root / "devorg", extra_objects=max(n, 1)) as server, \
-                pytest.MonkeyPatch.context() as monkeypatch:
+        with (
+            DevOrgServer(root / "devorg", extra_objects=max(n, 1)) as server,
+            pytest.MonkeyPatch.context() as monkeypatch,
+        ):
             org = server.org
             org.set_clock(T0 - timedelta(minutes=5), freeze=True)
             names = sorted(o.name for o in generated_extras(org) if o.has_field("SystemModstamp"))[:n]
@@ -108,8 +122,9 @@ def bench(n: int, root: Path, executor: str = "in-process") -> None:
             shutil.copytree(DBT_PROJECT_DIR, project, ignore=_not_generated_or_built)
             prepare_manifest(project, names)
             monkeypatch.setenv("SF_PIPELINE_DBT_PROJECT_DIR", str(project))
-            settings = write_settings(root / "sf_pipeline.yaml", names,
-                                      partitions={"cron": "0 * * * *", "start": T0.isoformat()})
+            settings = write_settings(
+                root / "sf_pipeline.yaml", names, partitions={"cron": "0 * * * *", "start": T0.isoformat()}
+            )
             monkeypatch.setenv("SF_PIPELINE_SETTINGS", str(settings))
             monkeypatch.setenv("SF_PIPELINE_STATE_DIR", str(root / "state"))
             from sf_pipeline.backup.catalog_state import refresh_state_file
@@ -133,13 +148,20 @@ def bench(n: int, root: Path, executor: str = "in-process") -> None:
                     getattr(sf, name).update(record, {"Name": "changed"})
                 org.set_clock(T0 + timedelta(hours=3, minutes=10), freeze=True)
                 five = window(defs, instance, org, T0 + timedelta(hours=2), executor)
-        for label, figures in (("first window (full load)", full), ("unchanged window", quiet),
-                               ("window with changes in 5 objects", five)):
-            print(f"N={n:>3} [{executor}] {label:<34} org API usage {figures['api_usage']:>5.0f}  HTTP requests "
-                  f"{figures['http']:>4.0f} (+ {figures['logins']:.0f} logins, one per mirror step)  snapshots run {figures['snapshots']:.0f}, "
-                  f"skipped {figures['skipped']:.0f}  wall {figures['wall']:6.1f} s")
-        print(f"N={n:>3} unchanged window per object: {quiet['api_usage'] / n:.2f} API calls, "
-              f"{quiet['http'] / n:.2f} HTTP requests, {quiet['logins'] / n:.2f} logins, {quiet['wall'] / n:.2f} s")
+        for label, figures in (
+            ("first window (full load)", full),
+            ("unchanged window", quiet),
+            ("window with changes in 5 objects", five),
+        ):
+            print(
+                f"N={n:>3} [{executor}] {label:<34} org API usage {figures['api_usage']:>5.0f}  HTTP requests "
+                f"{figures['http']:>4.0f} (+ {figures['logins']:.0f} logins, one per mirror step)  snapshots run {figures['snapshots']:.0f}, "
+                f"skipped {figures['skipped']:.0f}  wall {figures['wall']:6.1f} s"
+            )
+        print(
+            f"N={n:>3} unchanged window per object: {quiet['api_usage'] / n:.2f} API calls, "
+            f"{quiet['http'] / n:.2f} HTTP requests, {quiet['logins'] / n:.2f} logins, {quiet['wall'] / n:.2f} s"
+        )
     finally:
         drop_database(db_url)
 
@@ -147,8 +169,12 @@ def bench(n: int, root: Path, executor: str = "in-process") -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--objects", default="20,50", help="comma-separated object counts (default 20,50)")
-    parser.add_argument("--executor", default="in-process", choices=["in-process", "multiprocess"],
-                        help="execute_in_process (default), or the job's multiprocess executor as a launched run")
+    parser.add_argument(
+        "--executor",
+        default="in-process",
+        choices=["in-process", "multiprocess"],
+        help="execute_in_process (default), or the job's multiprocess executor as a launched run",
+    )
     args = parser.parse_args()
     for n in (int(x) for x in args.objects.split(",")):
         root = Path(tempfile.mkdtemp(prefix=f"bench_api_cost_{n}_"))

@@ -219,8 +219,7 @@ class DevOrgProcess:
             if not line:
                 self.proc.wait(timeout=10)
                 raise SystemExit(
-                    f"devorg exited ({self.proc.returncode}) before printing its export lines; "
-                    f"see {self.log_path}"
+                    f"devorg exited ({self.proc.returncode}) before printing its export lines; see {self.log_path}"
                 )
             match = re.match(r"export (\w+)=(.*)$", line.rstrip("\n"))
             if not match:
@@ -250,8 +249,13 @@ class DevOrgProcess:
     def control(self, action: str, body: dict | None = None, method: str = "POST") -> Any:
         session = TrustingSession(self.ca_bundle)
         try:
-            resp = session.request(method, f"{self.control_url}/{action}", json=body, timeout=600,
-                                   headers={"Authorization": f"Bearer {self.control_token}"})
+            resp = session.request(
+                method,
+                f"{self.control_url}/{action}",
+                json=body,
+                timeout=600,
+                headers={"Authorization": f"Bearer {self.control_token}"},
+            )
         finally:
             session.close()
         resp.raise_for_status()
@@ -362,9 +366,7 @@ def our_backup(
         if cpu:
             cpu.add("postgres backend", conn.info.backend_pid)
         table = ensure_mirror_table(conn, sobject, describe["fields"])
-        batches = extract_window(
-            client, sobject, names, start, end, bulk_threshold=DEFAULT_BULK_THRESHOLD, stats=stats
-        )
+        batches = extract_window(client, sobject, names, start, end, bulk_threshold=DEFAULT_BULK_THRESHOLD, stats=stats)
         result = load_window(conn, table, batches, start, end, unique_ids=True)  # as the asset does
         if cpu:
             cpu.stop()
@@ -397,15 +399,17 @@ def extract_only(
     ipc_path.mkdir(parents=True, exist_ok=True)
     cpu.start()
     started = time.perf_counter()
-    for i, page in enumerate(extract_window(
-        client, sobject, names, start, end, bulk_threshold=DEFAULT_BULK_THRESHOLD, stats=stats
-    )):
+    for i, page in enumerate(
+        extract_window(client, sobject, names, start, end, bulk_threshold=DEFAULT_BULK_THRESHOLD, stats=stats)
+    ):
         t = time.perf_counter()
         if isinstance(page, CsvPage):
             (ipc_path / f"{i:06d}.{page.num_rows}.csv").write_bytes(page.data)
         else:
-            with pa.OSFile(str(ipc_path / f"{i:06d}.{page.num_rows}.arrow"), "wb") as sink, \
-                    pa.ipc.new_stream(sink, page.schema) as writer:
+            with (
+                pa.OSFile(str(ipc_path / f"{i:06d}.{page.num_rows}.arrow"), "wb") as sink,
+                pa.ipc.new_stream(sink, page.schema) as writer,
+            ):
                 writer.write_batch(page)
         write_seconds += time.perf_counter() - t
         rows += page.num_rows
@@ -630,10 +634,7 @@ def part_compare(ctx: dict, out: dict, wanted: int) -> None:
             f"ours:   {ours['records']:,} records ({ours['mode']}, {ours['api_calls']} API calls) in "
             f"{ours['seconds']:,.1f} s -> {ours_rate:,.0f} records/s"
         )
-        names = [
-            f["name"]
-            for f in backup_fields(SalesforceClient(connect(creds)).describe("Opportunity")["fields"])
-        ]
+        names = [f["name"] for f in backup_fields(SalesforceClient(connect(creds)).describe("Opportunity")["fields"])]
         theirs = hand_written(creds, db, window_soql("Opportunity", names, start, end), "opportunity_pandas")
     finally:
         ctx["drop_db"](db)
@@ -714,9 +715,7 @@ def part_history(ctx: dict, out: dict, changes: int, repeat: int) -> None:
 
         time.sleep(1.1)  # the change window starts on a second no earlier update touched
         w_start = floor_second(devorg.now())
-        update_seconds = update_records(
-            creds, ids[i * changes : (i + 1) * changes], f"bench {w_start:%H%M%S}"
-        )
+        update_seconds = update_records(creds, ids[i * changes : (i + 1) * changes], f"bench {w_start:%H%M%S}")
         w_end = floor_second(devorg.now()) + timedelta(seconds=1)
         r = our_backup(creds, db, "Opportunity", w_start, w_end)
         loads.append(r["seconds"])
@@ -769,9 +768,7 @@ def part_org20(ctx: dict, out: dict, size: int, repeat: int) -> None:
     objects = STANDARD_OBJECTS + extra
     custom = tmp / "bench_custom_objects.yaml"
     custom.write_text(
-        yaml.safe_dump(
-            {"objects": {name: {"label": f"Bench {name[5:7]}", "fields": CUSTOM_FIELDS} for name in extra}}
-        )
+        yaml.safe_dump({"objects": {name: {"label": f"Bench {name[5:7]}", "fields": CUSTOM_FIELDS} for name in extra}})
     )
     print(f"\n== 5. Dagster backup job, unchanged {len(objects)}-object org (--generate {size:,})")
     small = DevOrgProcess(tmp / "devorg-small", size, tmp / "devorg-small.log", custom_objects=custom).start()
@@ -805,9 +802,7 @@ def part_org20(ctx: dict, out: dict, size: int, repeat: int) -> None:
     (home / "dagster.yaml").write_text(
         yaml.safe_dump(
             {
-                "storage": {
-                    "postgres": {"postgres_url": re.sub(r"^postgresql://", "postgresql+psycopg2://", db)}
-                },
+                "storage": {"postgres": {"postgres_url": re.sub(r"^postgresql://", "postgresql+psycopg2://", db)}},
                 "telemetry": {"enabled": False},
             }
         )
@@ -836,14 +831,11 @@ def part_org20(ctx: dict, out: dict, size: int, repeat: int) -> None:
             for i in range(1 + repeat):
                 t = time.perf_counter()
                 with output_to(quiet):
-                    result = job.execute_in_process(
-                        partition_key=key, instance=instance, raise_on_error=False
-                    )
+                    result = job.execute_in_process(partition_key=key, instance=instance, raise_on_error=False)
                 wall = time.perf_counter() - t
                 if not result.success:
                     raise SystemExit(
-                        f"the backup run failed; see {quiet} (kept: {tmp})\n"
-                        + Path(quiet).read_text()[-3000:]
+                        f"the backup run failed; see {quiet} (kept: {tmp})\n" + Path(quiet).read_text()[-3000:]
                     )
                 calls, per_object, extracted = 0, {}, 0
                 for event in result.get_asset_materialization_events():
@@ -853,9 +845,7 @@ def part_org20(ctx: dict, out: dict, size: int, repeat: int) -> None:
                         per_object[path[1]] = meta["api_calls"].value
                         calls += meta["api_calls"].value
                         extracted += meta["records_extracted"].value
-                runs.append(
-                    {"wall": wall, "api_calls": calls, "objects": len(per_object), "records": extracted}
-                )
+                runs.append({"wall": wall, "api_calls": calls, "objects": len(per_object), "records": extracted})
                 label = "cold (creates tables)" if i == 0 else f"warm {i}"
                 print(
                     f"run {i + 1} {label}: {len(per_object)} salesforce/* materializations, {extracted} records, "
@@ -924,13 +914,9 @@ def patched_environ(values: dict[str, str]) -> Iterator[None]:
 # ====================================================================== main
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument(
-        "--records", type=int, default=1_000_000, help="Opportunities in the big org (default 1M)"
-    )
+    ap.add_argument("--records", type=int, default=1_000_000, help="Opportunities in the big org (default 1M)")
     ap.add_argument("--data-dir", type=Path, help="keep/reuse the big org here (default: a temp dir)")
-    ap.add_argument(
-        "--subset", type=int, default=100_000, help="records in the hand-written comparison window"
-    )
+    ap.add_argument("--subset", type=int, default=100_000, help="records in the hand-written comparison window")
     ap.add_argument("--changes", type=int, default=1_000, help="Opportunities updated for the history part")
     ap.add_argument("--repeat", type=int, default=3, help="repetitions of the short measurements (medians)")
     ap.add_argument("--small-records", type=int, default=1_000, help="--generate of the 20-object org")

@@ -25,8 +25,10 @@ NS = "http://www.force.com/2009/06/asyncapi/dataload"
 
 
 def _job(http: requests.Session, base: str, operation: str, obj: str) -> str:
-    doc = (f'<?xml version="1.0" encoding="UTF-8"?><jobInfo xmlns="{NS}"><operation>{operation}</operation>'
-           f"<object>{obj}</object><contentType>CSV</contentType></jobInfo>")
+    doc = (
+        f'<?xml version="1.0" encoding="UTF-8"?><jobInfo xmlns="{NS}"><operation>{operation}</operation>'
+        f"<object>{obj}</object><contentType>CSV</contentType></jobInfo>"
+    )
     r = http.post(base + "job", data=doc, headers={"Content-Type": "application/xml"})
     r.raise_for_status()
     return re.search(r"<id>(\w+)</id>", r.text).group(1)
@@ -44,8 +46,9 @@ def _wait(http: requests.Session, base: str, job: str, batch: str) -> None:
 def bench_query(http: requests.Session, base: str, soql: str) -> None:
     t0 = time.perf_counter()
     job = _job(http, base, "query", "Opportunity")
-    batch = re.search(r"<id>(\w+)</id>", http.post(base + f"job/{job}/batch", data=soql,
-                                                   headers={"Content-Type": "text/csv"}).text).group(1)
+    batch = re.search(
+        r"<id>(\w+)</id>", http.post(base + f"job/{job}/batch", data=soql, headers={"Content-Type": "text/csv"}).text
+    ).group(1)
     _wait(http, base, job, batch)
     result = re.search(r"<result>(\w+)</result>", http.get(base + f"job/{job}/batch/{batch}/result").text).group(1)
     rows = nbytes = 0
@@ -55,8 +58,10 @@ def bench_query(http: requests.Session, base: str, soql: str) -> None:
             rows += chunk.count(b"\n")
     rows -= 1  # header (generated values are single-line)
     elapsed = time.perf_counter() - t0
-    print(f"bulk1 CSV query:  {rows:>9,} records, {nbytes / 1e6:,.0f} MB, {elapsed:6.1f} s -> "
-          f"{rows / elapsed:>9,.0f} records/s")
+    print(
+        f"bulk1 CSV query:  {rows:>9,} records, {nbytes / 1e6:,.0f} MB, {elapsed:6.1f} s -> "
+        f"{rows / elapsed:>9,.0f} records/s"
+    )
 
 
 def bench_insert(http: requests.Session, base: str, count: int) -> None:
@@ -65,15 +70,18 @@ def bench_insert(http: requests.Session, base: str, count: int) -> None:
     batches = []
     for start in range(0, count, 10_000):
         n = min(10_000, count - start)
-        data = "LastName,FirstName,Email\n" + "".join(f"Bench{start + i},Ann,b{start + i}@example.com\n"
-                                                      for i in range(n))
+        data = "LastName,FirstName,Email\n" + "".join(
+            f"Bench{start + i},Ann,b{start + i}@example.com\n" for i in range(n)
+        )
         r = http.post(base + f"job/{job}/batch", data=data, headers={"Content-Type": "text/csv"})
         batches.append(re.search(r"<id>(\w+)</id>", r.text).group(1))
     for b in batches:
         _wait(http, base, job, b)
     elapsed = time.perf_counter() - t0
-    print(f"bulk1 CSV insert: {count:>9,} records in {len(batches)} batches, {elapsed:6.1f} s -> "
-          f"{count / elapsed:>9,.0f} records/s")
+    print(
+        f"bulk1 CSV insert: {count:>9,} records in {len(batches)} batches, {elapsed:6.1f} s -> "
+        f"{count / elapsed:>9,.0f} records/s"
+    )
 
 
 def main() -> None:

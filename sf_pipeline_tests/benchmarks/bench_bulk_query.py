@@ -70,9 +70,7 @@ def client(info: dict) -> Salesforce:
 
 
 def all_fields_query(sf: Salesforce) -> str:
-    fields = [
-        f["name"] for f in sf.Opportunity.describe()["fields"] if f["type"] not in ("address", "location")
-    ]
+    fields = [f["name"] for f in sf.Opportunity.describe()["fields"] if f["type"] not in ("address", "location")]
     return f"SELECT {', '.join(fields)} FROM Opportunity"
 
 
@@ -121,9 +119,7 @@ def bench_rest(sf: Salesforce, soql: str, limit: int | None) -> float:
 
 def bench_ingest_update(sf: Salesforce, count: int, wait: float) -> float:
     ids = []
-    for page in sf.bulk2.Opportunity.query(
-        f"SELECT Id FROM Opportunity LIMIT {count}", max_records=count, wait=wait
-    ):
+    for page in sf.bulk2.Opportunity.query(f"SELECT Id FROM Opportunity LIMIT {count}", max_records=count, wait=wait):
         ids.extend(line.strip('"') for line in page.splitlines()[1:])
     records = [{"Id": rid, "NextStep": f"Call back #{i}"} for i, rid in enumerate(ids)]
     t0 = time.perf_counter()

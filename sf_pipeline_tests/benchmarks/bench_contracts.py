@@ -45,8 +45,10 @@ def main() -> None:
         new = per_item_ns(lambda: [parse_instant(v, "datetime") for v in VALUES])
         plain = per_item_ns(lambda: [RANK_PLAIN[s] for s in PLAIN if s == "restore" or s in ("noop",)])
         enum = per_item_ns(lambda: [RANK_ENUM[s] for s in ENUMS if s == RESTORE or s in (NOOP,)])
-        print(f"timestamp: old {old:.0f} ns, parse_instant {new:.0f} ns (x{new / old:.2f}); "
-              f"status: str {plain:.0f} ns, StrEnum {enum:.0f} ns (x{enum / plain:.2f})")
+        print(
+            f"timestamp: old {old:.0f} ns, parse_instant {new:.0f} ns (x{new / old:.2f}); "
+            f"status: str {plain:.0f} ns, StrEnum {enum:.0f} ns (x{enum / plain:.2f})"
+        )
 
 
 if __name__ == "__main__":

@@ -36,11 +36,15 @@ def main() -> None:
             total = time.monotonic() - began
         totals.append(total)
         steps = ", ".join(f"{label.split(':')[0]} {seconds:.1f} s" for label, _, seconds in result.timeline)
-        print(f"run {i + 1}: {total:.1f} s in all (org of {args.size:,} Opportunities); steps: {steps}; "
-              f"setup and first backup: {total - sum(s for _, _, s in result.timeline):.1f} s")
+        print(
+            f"run {i + 1}: {total:.1f} s in all (org of {args.size:,} Opportunities); steps: {steps}; "
+            f"setup and first backup: {total - sum(s for _, _, s in result.timeline):.1f} s"
+        )
     median = statistics.median(totals)
-    print(f"demo, {args.size:,} Opportunities: median {median:.1f} s over {len(totals)} run(s); "
-          f"target {TARGET_SECONDS:.0f} s; ratio {median / TARGET_SECONDS:.2f} of the target")
+    print(
+        f"demo, {args.size:,} Opportunities: median {median:.1f} s over {len(totals)} run(s); "
+        f"target {TARGET_SECONDS:.0f} s; ratio {median / TARGET_SECONDS:.2f} of the target"
+    )
 
 
 if __name__ == "__main__":

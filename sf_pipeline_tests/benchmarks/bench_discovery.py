@@ -122,8 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--extra-objects", type=int, default=100, help="generated custom objects (default 100)")
     p.add_argument("--records", type=int, default=20_000, help="devorg generates N = records/10 (default 20,000)")
-    p.add_argument("--opportunities", type=int, default=None,
-                   help="devorg's generator size N directly (about 2.35 N records; see above)")
+    p.add_argument(
+        "--opportunities",
+        type=int,
+        default=None,
+        help="devorg's generator size N directly (about 2.35 N records; see above)",
+    )
     p.add_argument("--data-dir", type=Path, default=None, help="keep the generated org here (reused when present)")
     p.add_argument("--include", action="append", default=None, help="backup.include pattern (repeatable)")
     p.add_argument("--no-load", action="store_true", help="skip the first full load")
@@ -142,9 +146,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{datetime.now(UTC):%H:%M:%S} UTC, {load_average()}]", flush=True)
         t = time.perf_counter()
         devorg = start_devorg(data_dir, size, args.extra_objects, root / "devorg.log")
-        print(f"devorg ready in {time.perf_counter() - t:.1f} s (generator size {size:,}, {args.extra_objects} "
-              f"generated custom objects; generation skipped when {data_dir} already held the org), pid {devorg.pid}, "
-              f"generation peak RSS {devorg.generation_peak_mb or 0:,.0f} MB", flush=True)
+        print(
+            f"devorg ready in {time.perf_counter() - t:.1f} s (generator size {size:,}, {args.extra_objects} "
+            f"generated custom objects; generation skipped when {data_dir} already held the org), pid {devorg.pid}, "
+            f"generation peak RSS {devorg.generation_peak_mb or 0:,.0f} MB",
+            flush=True,
+        )
         db = create_database("sfp_bench_discovery")
         try:
             now = devorg.now()
@@ -156,8 +163,12 @@ def main(argv: list[str] | None = None) -> int:
             shutil.copytree(DBT_PROJECT_DIR, root / "dbt", ignore=shutil.ignore_patterns("target", "logs"))
             os.environ["SF_PIPELINE_DBT_PROJECT_DIR"] = str(root / "dbt")
             settings_file = root / "sf_pipeline.yaml"
-            backup = {"org": "production", "objects": "all", "exclude": ["*Share", "*Feed", "*ChangeEvent"],
-                      "partitions": {"cron": "0 * * * *", "start": window_start.strftime("%Y-%m-%dT%H:%M:%SZ")}}
+            backup = {
+                "org": "production",
+                "objects": "all",
+                "exclude": ["*Share", "*Feed", "*ChangeEvent"],
+                "partitions": {"cron": "0 * * * *", "start": window_start.strftime("%Y-%m-%dT%H:%M:%SZ")},
+            }
             if args.include:
                 backup["include"] = args.include
             settings_file.write_text(yaml.safe_dump({"orgs": {"production": {}}, "backup": backup}))
@@ -175,10 +186,13 @@ def main(argv: list[str] | None = None) -> int:
             discovery_calls = api_usage() - calls0  # control calls are not API usage
             [catalog] = read_state(state_path(settings).read_text()).values()
             strategies = Counter(o.strategy.value for o in catalog.objects)
-            print(f"discovery: {discovery_s:.2f} s, {discovery_calls} API calls; {len(catalog.objects)} objects "
-                  f"backed up {dict(strategies)}, {len(catalog.skipped)} skipped; "
-                  f"{sum(o.field_count for o in catalog.objects)} fields; state "
-                  f"{state_path(settings).stat().st_size / 1e6:.1f} MB", flush=True)
+            print(
+                f"discovery: {discovery_s:.2f} s, {discovery_calls} API calls; {len(catalog.objects)} objects "
+                f"backed up {dict(strategies)}, {len(catalog.skipped)} skipped; "
+                f"{sum(o.field_count for o in catalog.objects)} fields; state "
+                f"{state_path(settings).stat().st_size / 1e6:.1f} MB",
+                flush=True,
+            )
 
             from sf_pipeline.definitions import build_definitions
 
@@ -193,15 +207,20 @@ def main(argv: list[str] | None = None) -> int:
             graph = defs.resolve_asset_graph()
             graph_s = time.perf_counter() - t
             assets = len(graph.get_all_asset_keys())
-            print(f"code location load from state: {first_load_s:.1f} s the first time (dbt parse of "
-                  f"{len(catalog.objects)} snapshots), {load_s:.1f} s after (+{graph_s:.1f} s asset graph); "
-                  f"{assets} assets; Salesforce API calls during loads: {api_usage() - before}", flush=True)
+            print(
+                f"code location load from state: {first_load_s:.1f} s the first time (dbt parse of "
+                f"{len(catalog.objects)} snapshots), {load_s:.1f} s after (+{graph_s:.1f} s asset graph); "
+                f"{assets} assets; Salesforce API calls during loads: {api_usage() - before}",
+                flush=True,
+            )
             if args.no_load:
                 return 0
             job = defs.resolve_job_def("backup")
             partition = window_start.strftime("%Y-%m-%d-%H:%M")
-            print(f"[first full load of window {partition}; {datetime.now(UTC):%H:%M:%S} UTC, {load_average()}]",
-                  flush=True)
+            print(
+                f"[first full load of window {partition}; {datetime.now(UTC):%H:%M:%S} UTC, {load_average()}]",
+                flush=True,
+            )
             calls0 = api_usage()
             t = time.perf_counter()
             with dg.DagsterInstance.ephemeral() as instance, ChildSampler(devorg.pid) as children:
@@ -215,27 +234,38 @@ def main(argv: list[str] | None = None) -> int:
 
             devorg_mb = proc_status_mb(devorg.pid, "VmHWM") or 0.0
             mats = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()]
-            per_object = {m.asset_key.path[-1]: int(m.metadata["records_extracted"].value) for m in mats
-                          if "records_extracted" in m.metadata}
+            per_object = {
+                m.asset_key.path[-1]: int(m.metadata["records_extracted"].value)
+                for m in mats
+                if "records_extracted" in m.metadata
+            }
             extracted = sum(per_object.values())
             failed = [e.step_key for e in result.all_events if e.is_step_failure]
-            print(f"first full load: {'ok' if result.success else 'FAILED ' + str(failed[:5])}; {wall:.1f} s wall, "
-                  f"{calls} API calls ({calls / max(len(catalog.objects), 1):.2f} per object), "
-                  f"{extracted:,} records ({extracted / wall:,.0f}/s), {len(mats)} materializations; peak RSS "
-                  f"{self_mb:,.0f} MB (this process: in-process executor, every extraction step), "
-                  f"children (sampled every 0.2 s): {', '.join(f'{k} {v:,.0f} MB' for k, v in children.peak.items())}; devorg {devorg_mb:,.0f} MB (VmHWM, own process); "
-                  f"{load_after}", flush=True)
+            print(
+                f"first full load: {'ok' if result.success else 'FAILED ' + str(failed[:5])}; {wall:.1f} s wall, "
+                f"{calls} API calls ({calls / max(len(catalog.objects), 1):.2f} per object), "
+                f"{extracted:,} records ({extracted / wall:,.0f}/s), {len(mats)} materializations; peak RSS "
+                f"{self_mb:,.0f} MB (this process: in-process executor, every extraction step), "
+                f"children (sampled every 0.2 s): {', '.join(f'{k} {v:,.0f} MB' for k, v in children.peak.items())}; devorg {devorg_mb:,.0f} MB (VmHWM, own process); "
+                f"{load_after}",
+                flush=True,
+            )
             big = sorted(per_object.items(), key=lambda kv: -kv[1])
             print("records per object, largest: " + ", ".join(f"{k} {v:,}" for k, v in big[:10]))
             small = [v for _, v in big if v < 10_000]
-            print(f"objects under 10,000 records: {len(small)} holding {sum(small):,} records; empty: "
-                  f"{sum(1 for v in small if v == 0)}")
+            print(
+                f"objects under 10,000 records: {len(small)} holding {sum(small):,} records; empty: "
+                f"{sum(1 for v in small if v == 0)}"
+            )
             by_kind: dict[str, list[float]] = defaultdict(list)
             for key, seconds in steps.items():
                 by_kind["dbt" if key.startswith("history") else "other"].append(seconds)
             top = sorted(steps.items(), key=lambda kv: -kv[1])[:8]
-            print(f"steps: {len(steps)}; summed {sum(steps.values()):.1f} s; dbt-like steps "
-                  f"{sum(by_kind['dbt']):.1f} s (the dbt snapshot step); slowest: " + ", ".join(f"{k} {v:.1f} s" for k, v in top))
+            print(
+                f"steps: {len(steps)}; summed {sum(steps.values()):.1f} s; dbt-like steps "
+                f"{sum(by_kind['dbt']):.1f} s (the dbt snapshot step); slowest: "
+                + ", ".join(f"{k} {v:.1f} s" for k, v in top)
+            )
         finally:
             devorg.stop()
             drop_database(db)

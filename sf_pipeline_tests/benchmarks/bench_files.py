@@ -104,8 +104,13 @@ print(json.dumps({"size": stored.size, "peak_rss_mb": hwm / 1024,
 class Org:
     def __init__(self, data_dir: Path, files: int):
         env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        self.proc = subprocess.Popen([sys.executable, "-c", SERVER, str(data_dir), str(files), json.dumps(MIX)],
-                                     cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", SERVER, str(data_dir), str(files), json.dumps(MIX)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line:
@@ -116,8 +121,13 @@ class Org:
     def control(self, action: str, body: dict[str, Any] | None = None, method: str = "POST") -> Any:
         session = TrustingSession(self.info["ca_bundle"])
         try:
-            resp = session.request(method, f"{self.info['instance_url']}/_devorg/{action}", json=body, timeout=3600,
-                                   headers={"Authorization": f"Bearer {self.info['control_token']}"})
+            resp = session.request(
+                method,
+                f"{self.info['instance_url']}/_devorg/{action}",
+                json=body,
+                timeout=3600,
+                headers={"Authorization": f"Bearer {self.info['control_token']}"},
+            )
         finally:
             session.close()
         resp.raise_for_status()
@@ -143,8 +153,9 @@ class Org:
         self.proc.wait(timeout=20)
 
 
-def backup(org: Org, db_url: str, dbt_dir: Path, store: LocalBlobStore, start: datetime, end: datetime,
-           concurrency: int = 4) -> dict[str, Any]:
+def backup(
+    org: Org, db_url: str, dbt_dir: Path, store: LocalBlobStore, start: datetime, end: datetime, concurrency: int = 4
+) -> dict[str, Any]:
     """ContentVersion's window [start, end) as the mirror asset backs it up, then its snapshot."""
     client = org.client()
     started = time.perf_counter()
@@ -156,8 +167,9 @@ def backup(org: Org, db_url: str, dbt_dir: Path, store: LocalBlobStore, start: d
         conn.commit()
         fields = base64_fields(describe["fields"])
         ensure_body_columns(conn, get_mirror_table(conn, "ContentVersion"), fields)
-        files = backup_file_bodies(client, conn, store, get_mirror_table(conn, "ContentVersion"), fields, start, end,
-                                   concurrency=concurrency)
+        files = backup_file_bodies(
+            client, conn, store, get_mirror_table(conn, "ContentVersion"), fields, start, end, concurrency=concurrency
+        )
     seconds = time.perf_counter() - started
     run_snapshot(dbt_dir, db_url, ["ContentVersion"], start, end)
     return {"seconds": seconds, "api_calls": client.api_calls, **files.as_metadata()}
@@ -195,17 +207,29 @@ def peak_memory(org: Org, root: Path, big_mb: int) -> None:
     sf = org.simple()
     client = org.client()
     chunk = os.urandom(1024 * 1024)
-    big = insert_with_blob(client, "ContentVersion", {"Title": "big", "PathOnClient": "big.bin"},
-                           "VersionData", size=big_mb * 1024 * 1024,
-                           source=lambda: (chunk for _ in range(big_mb)), filename="big.bin")
+    big = insert_with_blob(
+        client,
+        "ContentVersion",
+        {"Title": "big", "PathOnClient": "big.bin"},
+        "VersionData",
+        size=big_mb * 1024 * 1024,
+        source=lambda: (chunk for _ in range(big_mb)),
+        filename="big.bin",
+    )
     small = sf.query("SELECT Id FROM ContentVersion WHERE ContentSize < 5000 LIMIT 1")["records"][0]["Id"]
     peaks = {}
     for label, rid in (("4 KB", small), (f"{big_mb} MB", big)):
-        out = subprocess.run([sys.executable, "-c", MEMORY_CHILD, json.dumps(org.env), rid,
-                              str(root / "memblobs")], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", MEMORY_CHILD, json.dumps(org.env), rid, str(root / "memblobs")],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         peaks[label] = json.loads(out.stdout)["peak_rss_mb"]
-    print(f"peak memory   download into the store: {peaks['4 KB']:.0f} MB RSS for a 4 KB file, "
-          f"{peaks[f'{big_mb} MB']:.0f} MB RSS for a {big_mb} MB file")
+    print(
+        f"peak memory   download into the store: {peaks['4 KB']:.0f} MB RSS for a 4 KB file, "
+        f"{peaks[f'{big_mb} MB']:.0f} MB RSS for a {big_mb} MB file"
+    )
     shutil.rmtree(root / "memblobs", ignore_errors=True)
 
 
@@ -232,8 +256,12 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=400)
     parser.add_argument("--big-mb", type=int, default=200)
     parser.add_argument("--restore", type=int, default=100)
-    parser.add_argument("--restore-mb", type=int, default=0,
-                        help="pick the restored documents so their bodies add up to about this many MB (issue: 500)")
+    parser.add_argument(
+        "--restore-mb",
+        type=int,
+        default=0,
+        help="pick the restored documents so their bodies add up to about this many MB (issue: 500)",
+    )
     parser.add_argument("--small-mix", action="store_true", help="the first runs' mix (4 KB to 32 MB)")
     parser.add_argument("--skip-peer", action="store_true", help="leave out the peer path (not side by side!)")
     parser.add_argument("--memory-only", action="store_true", help="only the peak memory part")
@@ -242,8 +270,11 @@ def main() -> None:
     global MIX
     if args.small_mix:
         MIX = SMALL_MIX
-    print(f"bench_files: {args.files} files, size mix {MIX}; machine load {os.getloadavg()} at "
-          f"{datetime.now(UTC):%H:%M:%S} UTC", flush=True)
+    print(
+        f"bench_files: {args.files} files, size mix {MIX}; machine load {os.getloadavg()} at "
+        f"{datetime.now(UTC):%H:%M:%S} UTC",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory(prefix="bench-files-") as scratch:
         root = Path(scratch)
         started = time.perf_counter()
@@ -263,36 +294,55 @@ def main() -> None:
             # ---- first backup, ours and the peer path
             ours = backup(org, db_url, dbt_dir, store, EPOCH, t0, args.concurrency)
             mb = ours["bytes_fetched"] / 1e6
-            print(f"first backup  ours: {ours['bodies_fetched']} files, {mb:.1f} MB in {ours['seconds']:.1f} s; load "
-                  f"{os.getloadavg()}", flush=True)
+            print(
+                f"first backup  ours: {ours['bodies_fetched']} files, {mb:.1f} MB in {ours['seconds']:.1f} s; load "
+                f"{os.getloadavg()}",
+                flush=True,
+            )
             peer_dir = root / "peer"
             peer_dir.mkdir()
             if args.skip_peer:
                 peer = {"seconds": float("nan"), "api_calls": 1, "files": 0, "bytes": 0}
             else:
                 peer = peer_backup(org, peer_dir)
-            print(f"first backup  ours: {ours['bodies_fetched']} files, {mb:.1f} MB in {ours['seconds']:.1f} s = "
-                  f"{mb / ours['seconds']:.1f} MB/s, {ours['api_calls']} API calls "
-                  f"(concurrency {args.concurrency}; includes the record extraction)")
-            print(f"              peer: {peer['files']} files, {peer['bytes'] / 1e6:.1f} MB in {peer['seconds']:.1f} s"
-                  f" = {peer['bytes'] / 1e6 / peer['seconds']:.1f} MB/s, {peer['api_calls']} API calls; "
-                  f"ours is {peer['seconds'] / ours['seconds']:.2f}x as fast with "
-                  f"{ours['api_calls'] / peer['api_calls']:.2f}x the calls; load {os.getloadavg()}", flush=True)
+            print(
+                f"first backup  ours: {ours['bodies_fetched']} files, {mb:.1f} MB in {ours['seconds']:.1f} s = "
+                f"{mb / ours['seconds']:.1f} MB/s, {ours['api_calls']} API calls "
+                f"(concurrency {args.concurrency}; includes the record extraction)"
+            )
+            print(
+                f"              peer: {peer['files']} files, {peer['bytes'] / 1e6:.1f} MB in {peer['seconds']:.1f} s"
+                f" = {peer['bytes'] / 1e6 / peer['seconds']:.1f} MB/s, {peer['api_calls']} API calls; "
+                f"ours is {peer['seconds'] / ours['seconds']:.2f}x as fast with "
+                f"{ours['api_calls'] / peer['api_calls']:.2f}x the calls; load {os.getloadavg()}",
+                flush=True,
+            )
             shutil.rmtree(peer_dir)
             # ---- incremental: 50 new versions
             sf = org.simple()
             t1 = t0 + timedelta(hours=1)
             org.set_clock(t1)
-            docs = [r["ContentDocumentId"] for r in sf.query(
-                "SELECT ContentDocumentId FROM ContentVersion WHERE IsLatest = true LIMIT 50")["records"]]
+            docs = [
+                r["ContentDocumentId"]
+                for r in sf.query("SELECT ContentDocumentId FROM ContentVersion WHERE IsLatest = true LIMIT 50")[
+                    "records"
+                ]
+            ]
             for doc in docs:
-                sf.ContentVersion.create({"ContentDocumentId": doc, "PathOnClient": "v2.txt",
-                                          "VersionData": base64.b64encode(os.urandom(20_000)).decode()})
+                sf.ContentVersion.create(
+                    {
+                        "ContentDocumentId": doc,
+                        "PathOnClient": "v2.txt",
+                        "VersionData": base64.b64encode(os.urandom(20_000)).decode(),
+                    }
+                )
             t2 = t1 + timedelta(minutes=15)
             org.set_clock(t2)
             inc = backup(org, db_url, dbt_dir, store, t0, t2, args.concurrency)
-            print(f"incremental   {len(docs)} new versions: {inc['bodies_fetched']} bodies fetched, "
-                  f"{inc['api_calls']} API calls, {inc['seconds']:.1f} s")
+            print(
+                f"incremental   {len(docs)} new versions: {inc['bodies_fetched']} bodies fetched, "
+                f"{inc['api_calls']} API calls, {inc['seconds']:.1f} s"
+            )
             # ---- dedup: the same 1 MB file attached 100 times
             before = store_bytes(store)
             same = os.urandom(1024 * 1024)
@@ -300,49 +350,79 @@ def main() -> None:
             t3 = t2 + timedelta(hours=1)
             org.set_clock(t3)
             for i in range(100):
-                sf.ContentVersion.create({"Title": f"terms-{i}", "PathOnClient": "terms.pdf",
-                                          "FirstPublishLocationId": accounts[i % len(accounts)],
-                                          "VersionData": base64.b64encode(same).decode()})
+                sf.ContentVersion.create(
+                    {
+                        "Title": f"terms-{i}",
+                        "PathOnClient": "terms.pdf",
+                        "FirstPublishLocationId": accounts[i % len(accounts)],
+                        "VersionData": base64.b64encode(same).decode(),
+                    }
+                )
             t4 = t3 + timedelta(minutes=15)
             org.set_clock(t4)
             dd = backup(org, db_url, dbt_dir, store, t2, t4, args.concurrency)
             grown = store_bytes(store) - before
-            print(f"dedup         100 copies of 1 MB: {dd['bytes_fetched'] / 1e6:.1f} MB backed up, store grew "
-                  f"{grown / 1e6:.2f} MB: ratio {dd['bytes_fetched'] / max(grown, 1):.0f}:1 "
-                  f"({dd['new_blobs']} new blob)")
+            print(
+                f"dedup         100 copies of 1 MB: {dd['bytes_fetched'] / 1e6:.1f} MB backed up, store grew "
+                f"{grown / 1e6:.2f} MB: ratio {dd['bytes_fetched'] / max(grown, 1):.0f}:1 "
+                f"({dd['new_blobs']} new blob)"
+            )
             # ---- peak memory with a large file
             peak_memory(org, root, args.big_mb)
             # ---- restore of deleted, purged documents
             with psycopg.connect(db_url) as conn:
-                rows = conn.execute("SELECT contentdocumentid, sum(contentsize)::bigint FROM salesforce.contentversion "
-                                    "WHERE systemmodstamp < %s GROUP BY 1 ORDER BY 1", (t0,)).fetchall()
-            chosen = pick_restore([(r[0], int(r[1] or 0)) for r in rows], min(args.restore, len(rows)),
-                                  args.restore_mb * 1024 * 1024)
+                rows = conn.execute(
+                    "SELECT contentdocumentid, sum(contentsize)::bigint FROM salesforce.contentversion "
+                    "WHERE systemmodstamp < %s GROUP BY 1 ORDER BY 1",
+                    (t0,),
+                ).fetchall()
+            chosen = pick_restore(
+                [(r[0], int(r[1] or 0)) for r in rows], min(args.restore, len(rows)), args.restore_mb * 1024 * 1024
+            )
             chosen_bytes = sum(int(r[1] or 0) for r in rows if r[0] in set(chosen))
-            print(f"restore       {len(chosen)} documents chosen, {chosen_bytes / 1e6:.1f} MB; load {os.getloadavg()}",
-                  flush=True)
+            print(
+                f"restore       {len(chosen)} documents chosen, {chosen_bytes / 1e6:.1f} MB; load {os.getloadavg()}",
+                flush=True,
+            )
             t5 = t4 + timedelta(hours=1)
             org.set_clock(t5)
             for doc in chosen:
                 sf.ContentDocument.delete(doc)
             org.control("scenario", {"name": "recycle-bin-purge"})  # 15 days pass: the bin is emptied
-            config = RestoreConfig.from_dict({"object": "ContentDocument", "record_ids": chosen, "target_org":
-                                              "production", "as_of": (t5 - timedelta(minutes=1)).isoformat()},
-                                             orgs=["production"])
+            config = RestoreConfig.from_dict(
+                {
+                    "object": "ContentDocument",
+                    "record_ids": chosen,
+                    "target_org": "production",
+                    "as_of": (t5 - timedelta(minutes=1)).isoformat(),
+                },
+                orgs=["production"],
+            )
             client = org.client()
             started = time.perf_counter()
             with psycopg.connect(db_url) as conn:
                 plan = plan_file_restore(conn, client, config, "bench-dry", store, source_org="production")
-                apply_config = RestoreConfig.from_dict({**{"object": "ContentDocument", "record_ids": chosen,
-                                                           "target_org": "production",
-                                                           "as_of": (t5 - timedelta(minutes=1)).isoformat()},
-                                                        "dry_run": False, "plan": "bench-dry"}, orgs=["production"])
+                apply_config = RestoreConfig.from_dict(
+                    {
+                        **{
+                            "object": "ContentDocument",
+                            "record_ids": chosen,
+                            "target_org": "production",
+                            "as_of": (t5 - timedelta(minutes=1)).isoformat(),
+                        },
+                        "dry_run": False,
+                        "plan": "bench-dry",
+                    },
+                    orgs=["production"],
+                )
                 plan = load_file_plan(conn, apply_config, "bench-apply")
                 result = apply_file_plan(conn, client, plan, store, apply_config)
             seconds = time.perf_counter() - started
-            print(f"restore       {len(chosen)} purged documents: plan {dict(plan.counts())}, outcomes "
-                  f"{result.outcomes}, {result.verified} verified by hash, {result.bytes_uploaded / 1e6:.1f} MB "
-                  f"uploaded, {result.links_created} links, {seconds:.1f} s, {client.api_calls} API calls")
+            print(
+                f"restore       {len(chosen)} purged documents: plan {dict(plan.counts())}, outcomes "
+                f"{result.outcomes}, {result.verified} verified by hash, {result.bytes_uploaded / 1e6:.1f} MB "
+                f"uploaded, {result.links_created} links, {seconds:.1f} s, {client.api_calls} API calls"
+            )
         finally:
             org.stop()
             drop_database(db_url)

@@ -55,15 +55,11 @@ def main(argv: list[str] | None = None) -> int:
         counts = generate_org(org, args.size, args.seed)
         seconds = time.perf_counter() - t0
         total = sum(counts.values())
-        print(
-            f"generate_org(size={args.size:,}, seed={args.seed}) -> {'memory' if data_dir is None else data_dir}"
-        )
+        print(f"generate_org(size={args.size:,}, seed={args.seed}) -> {'memory' if data_dir is None else data_dir}")
         for name, n in counts.items():
             print(f"  {name:<24} {n:>10,}")
         print(f"  {'total':<24} {total:>10,}")
-        print(
-            f"seconds: {seconds:.2f}   records/s: {total / seconds:,.0f}   peak RSS: {peak_rss_mb():,.0f} MB"
-        )
+        print(f"seconds: {seconds:.2f}   records/s: {total / seconds:,.0f}   peak RSS: {peak_rss_mb():,.0f} MB")
         if data_dir is not None:
             size_mb = sum(f.stat().st_size for f in data_dir.iterdir() if f.is_file()) / 2**20
             print(f"database files: {size_mb:,.0f} MB")

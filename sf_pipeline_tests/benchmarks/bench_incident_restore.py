@@ -53,8 +53,12 @@ def main() -> None:
             findings = run_detectors(conn, "Opportunity", start, end)
             finding = next(f for f in findings if f.detector == "mass_nulling")
             describe = client.describe("Opportunity")["fields"]
-            report = report_incident(conn, finding, field_names={f["name"].lower(): f["name"] for f in describe},
-                                     writable=writable_columns(describe))
+            report = report_incident(
+                conn,
+                finding,
+                field_names={f["name"].lower(): f["name"] for f in describe},
+                writable=writable_columns(describe),
+            )
             number = save_incident(conn, report)
             t1 = time.perf_counter()
             stored = get_incident(conn, number)
@@ -62,30 +66,39 @@ def main() -> None:
             size = launchpad_bytes(launchpad)
             pasted = launchpad_bytes({**report.restore_config, "record_ids": sorted(report.restore_ids)})
             print(f"  detect + store the incident: {t1 - t0:6.1f} s; {len(report.restore_ids):,} ids stored")
-            print(f"  launchpad config: {size:,} bytes (target < 1,024) with incident: {number}; the same selection "
-                  f"as pasted record_ids: {pasted:,} bytes ({pasted / size:,.0f}x)")
+            print(
+                f"  launchpad config: {size:,} bytes (target < 1,024) with incident: {number}; the same selection "
+                f"as pasted record_ids: {pasted:,} bytes ({pasted / size:,.0f}x)"
+            )
             calls = client.api_calls
             t2 = time.perf_counter()
-            config = RestoreConfig.from_dict(launchpad, orgs=("production",),
-                                             incidents=lambda n: incident_restore_selection(conn, n))
+            config = RestoreConfig.from_dict(
+                launchpad, orgs=("production",), incidents=lambda n: incident_restore_selection(conn, n)
+            )
             t3 = time.perf_counter()
             dry = plan_restore(conn, client, config, "bench-incident-dry", now=end + timedelta(hours=1))
             t4 = time.perf_counter()
-            print(f"  incident: resolved in {t3 - t2:.2f} s ({len(config.record_ids):,} ids); dry run "
-                  f"{t4 - t3:.1f} s, {client.api_calls - calls} API calls via {dry.fetch_mode}; counts {dry.counts}")
+            print(
+                f"  incident: resolved in {t3 - t2:.2f} s ({len(config.record_ids):,} ids); dry run "
+                f"{t4 - t3:.1f} s, {client.api_calls - calls} API calls via {dry.fetch_mode}; counts {dry.counts}"
+            )
             if args.skip_apply:
                 return
-            apply_cfg = RestoreConfig.from_dict({**launchpad, "dry_run": False, "plan": "bench-incident-dry"},
-                                                orgs=("production",),
-                                                incidents=lambda n: incident_restore_selection(conn, n))
+            apply_cfg = RestoreConfig.from_dict(
+                {**launchpad, "dry_run": False, "plan": "bench-incident-dry"},
+                orgs=("production",),
+                incidents=lambda n: incident_restore_selection(conn, n),
+            )
             plan = load_plan(conn, apply_cfg, "bench-incident")
             t5 = time.perf_counter()
             result = apply_plan(conn, client, plan)
             t6 = time.perf_counter()
             verified = verify_plan(client, plan, conn=conn)
             t7 = time.perf_counter()
-            print(f"  load plan {t5 - t4:.1f} s; apply {t6 - t5:.1f} s ({result.values_written:,} values via "
-                  f"{result.mode}); verify {t7 - t6:.1f} s ({verified.checked:,} records)")
+            print(
+                f"  load plan {t5 - t4:.1f} s; apply {t6 - t5:.1f} s ({result.values_written:,} values via "
+                f"{result.mode}); verify {t7 - t6:.1f} s ({verified.checked:,} records)"
+            )
             print(f"  total from launchpad config to verified: {t7 - t2:.1f} s; {client.api_calls - calls} API calls")
 
 

@@ -34,8 +34,11 @@ def main() -> None:
     args = parser.parse_args()
     db_url = create_database("sfp_bench")
     try:
-        with tempfile.TemporaryDirectory() as tmp, DevOrgServer(Path(tmp) / "org") as org, \
-                psycopg.connect(db_url) as conn:
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            DevOrgServer(Path(tmp) / "org") as org,
+            psycopg.connect(db_url) as conn,
+        ):
             client = SalesforceClient(connect(OrgCredentials.from_env("production", org.env("production"))))
             verify_org(conn, client)  # the first contact records the org
             seconds = []
@@ -45,8 +48,9 @@ def main() -> None:
                 seconds.append(time.perf_counter() - started)
         seconds.sort()
         median, p95 = statistics.median(seconds), seconds[int(len(seconds) * 0.95) - 1]
-        print(f"verify_org: {args.calls} calls, median {median * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms, "
-              f"1 API call each")
+        print(
+            f"verify_org: {args.calls} calls, median {median * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms, 1 API call each"
+        )
     finally:
         drop_database(db_url)
 

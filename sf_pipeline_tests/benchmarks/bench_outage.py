@@ -46,8 +46,12 @@ FMT = "%Y-%m-%d-%H:%M"
 def run(p: Pipeline, request: dg.RunRequest) -> float:
     job = p.defs().resolve_job_def("backup")
     started = time.perf_counter()
-    result = job.execute_in_process(partition_key=request.partition_key, tags=dict(request.tags), instance=p.instance,
-                                    run_config={"resources": {"salesforce": {"config": {"retry_backoff": 0.01}}}})
+    result = job.execute_in_process(
+        partition_key=request.partition_key,
+        tags=dict(request.tags),
+        instance=p.instance,
+        run_config={"resources": {"salesforce": {"config": {"retry_backoff": 0.01}}}},
+    )
     assert result.success
     return time.perf_counter() - started
 
@@ -76,10 +80,15 @@ def main() -> None:
     shutil.copytree(DBT_PROJECT_DIR, parsed, ignore=_not_generated_or_built)
     prepare_manifest(parsed, objects)
     try:
-        with pytest.MonkeyPatch.context() as monkeypatch, \
-                pipelines(root / "pipeline", db_url, monkeypatch, lambda _objects: parsed) as make:
-            p = make(objects, partitions={"cron": "*/15 * * * *", "start": T0.isoformat()},
-                     schedule_lag_minutes=int(LAG.total_seconds() // 60))
+        with (
+            pytest.MonkeyPatch.context() as monkeypatch,
+            pipelines(root / "pipeline", db_url, monkeypatch, lambda _objects: parsed) as make,
+        ):
+            p = make(
+                objects,
+                partitions={"cron": "*/15 * * * *", "start": T0.isoformat()},
+                schedule_lag_minutes=int(LAG.total_seconds() // 60),
+            )
             p.set_clock(T0 - timedelta(minutes=1))
             generate_org(p.devorg.org, 200)
             sf = p.sf()
@@ -118,17 +127,26 @@ def main() -> None:
             expected = {(T0 + i * WINDOW).strftime(FMT) for i in range(args.before + missed)}
             assert expected <= done, sorted(expected - done)
             with p.conn() as conn:
-                mirrored = conn.execute("SELECT count(*) FROM salesforce.account WHERE id = ANY(%s)", (created,)).fetchone()[0]
-                historic = conn.execute("SELECT count(DISTINCT id) FROM salesforce_history.account WHERE id = ANY(%s)",
-                                        (created,)).fetchone()[0]
+                mirrored = conn.execute(
+                    "SELECT count(*) FROM salesforce.account WHERE id = ANY(%s)", (created,)
+                ).fetchone()[0]
+                historic = conn.execute(
+                    "SELECT count(DISTINCT id) FROM salesforce_history.account WHERE id = ANY(%s)", (created,)
+                ).fetchone()[0]
             assert mirrored == historic == len(created), (mirrored, historic, len(created))
-            print(f"objects: {', '.join(objects)}; daemon down {args.hours:g} h = {missed} windows of 15 minutes missed")
+            print(
+                f"objects: {', '.join(objects)}; daemon down {args.hours:g} h = {missed} windows of 15 minutes missed"
+            )
             print(f"first tick back: {len(first)} run requests, oldest first: {first[0]} .. {first[-1]}")
             print(f"ticks until nothing is left to ask for: {ticks} (the last one asks for nothing)")
-            print(f"every missed window requested within 1 schedule interval (1 minute) of the daemon's return: "
-                  f"{len(first) >= missed}")
-            print(f"runs: {len(durations)}, executed one after another in-process: {sum(durations):.1f} s, "
-                  f"median {statistics.median(durations):.1f} s per run; wall until healed {healed:.1f} s")
+            print(
+                f"every missed window requested within 1 schedule interval (1 minute) of the daemon's return: "
+                f"{len(first) >= missed}"
+            )
+            print(
+                f"runs: {len(durations)}, executed one after another in-process: {sum(durations):.1f} s, "
+                f"median {statistics.median(durations):.1f} s per run; wall until healed {healed:.1f} s"
+            )
             print(f"schedule evaluation: median {statistics.median(tick.seconds) * 1000:.0f} ms per tick")
             print(f"created accounts in mirror and history: {mirrored}/{len(created)}")
     finally:

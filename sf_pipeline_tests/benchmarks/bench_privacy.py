@@ -80,8 +80,9 @@ SANDBOX_SCRIPT = SERVER_SCRIPT.replace("generate=size)", "generate=size, sandbox
 def start_sandbox(data_dir: Path) -> tuple[subprocess.Popen, dict]:
     """An empty devorg sandbox org (seeding writes only to an org whose Organization.IsSandbox is true)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen([sys.executable, "-c", SANDBOX_SCRIPT, str(data_dir), "0"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SANDBOX_SCRIPT, str(data_dir), "0"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line:
@@ -130,29 +131,42 @@ def part_seeding(size: int, rounds: int = 2) -> None:
                     procs.append(sproc)
                     alias = f"sandbox_{mode}{round_no}"
                     target = _client(sinfo, alias)
-                    config = SeedConfig.from_dict({"as_of": end.isoformat(), "objects": ["Contact", "Lead"],
-                                                   "target_org": alias}, orgs=["production", alias])
+                    config = SeedConfig.from_dict(
+                        {"as_of": end.isoformat(), "objects": ["Contact", "Lead"], "target_org": alias},
+                        orgs=["production", alias],
+                    )
                     masking = MaskingSettings(enabled=mode == "masked")
                     load_before = os.getloadavg()[0]
                     with psycopg.connect(db_url) as conn:
                         t0 = time.perf_counter()
-                        result = seed_sandbox(conn, target, config, backed_up=SEEDED, masking=masking,
-                                              pseudonyms=Pseudonyms(KEY) if mode == "masked" else None)
+                        result = seed_sandbox(
+                            conn,
+                            target,
+                            config,
+                            backed_up=SEEDED,
+                            masking=masking,
+                            pseudonyms=Pseudonyms(KEY) if mode == "masked" else None,
+                        )
                         conn.commit()
                         elapsed = time.perf_counter() - t0
                     times[mode].append(elapsed)
                     results[mode] = (elapsed, result)
-                    print(f"  round {round_no} {mode:8}: {result.copied:,} records in {elapsed:6.1f} s "
-                          f"({result.copied / elapsed:,.0f}/s), {result.failed} failed, {result.api_calls} API calls; "
-                          f"load {load_before:.1f} -> {os.getloadavg()[0]:.1f}", flush=True)
+                    print(
+                        f"  round {round_no} {mode:8}: {result.copied:,} records in {elapsed:6.1f} s "
+                        f"({result.copied / elapsed:,.0f}/s), {result.failed} failed, {result.api_calls} API calls; "
+                        f"load {load_before:.1f} -> {os.getloadavg()[0]:.1f}",
+                        flush=True,
+                    )
                     sproc.terminate()
                     sproc.wait(timeout=30)
                     procs.remove(sproc)
             ratios = [m / u for u, m in zip(times["unmasked"], times["masked"], strict=True)]
             plain, masked = sum(times["unmasked"]), sum(times["masked"])
-            print(f"  overhead of masking: median of the rounds {statistics.median(ratios) - 1:+.1%} "
-                  f"(per round: {', '.join(f'{r - 1:+.1%}' for r in ratios)}; summed {(masked - plain) / plain:+.1%}; "
-                  f"{rounds} interleaved rounds; goal < 20 %)")
+            print(
+                f"  overhead of masking: median of the rounds {statistics.median(ratios) - 1:+.1%} "
+                f"(per round: {', '.join(f'{r - 1:+.1%}' for r in ratios)}; summed {(masked - plain) / plain:+.1%}; "
+                f"{rounds} interleaved rounds; goal < 20 %)"
+            )
             plain = min(times["unmasked"])
             print(f"  masked fields: {results['masked'][1].masked}")
             # the masking alone, over the same backed-up values
@@ -163,16 +177,21 @@ def part_seeding(size: int, rounds: int = 2) -> None:
                 for name in SEEDED:
                     masker = RecordMasker(masks_for(MaskingSettings(), name, prod.describe(name)["fields"]), pseudonyms)
                     columns = [f for f in masker.masks if f.lower() in history_columns(conn, name)]
-                    rows = conn.execute("SELECT {} FROM salesforce.{}".format(
-                        ", ".join(f'"{c.lower()}"' for c in columns), name.lower())).fetchall()
+                    rows = conn.execute(
+                        "SELECT {} FROM salesforce.{}".format(
+                            ", ".join(f'"{c.lower()}"' for c in columns), name.lower()
+                        )
+                    ).fetchall()
                     t0 = time.perf_counter()
                     for row in rows:
                         for fname, value in zip(columns, row, strict=True):
                             masker.value(fname, value)
                     cpu += time.perf_counter() - t0
                     values += len(rows) * len(columns)
-            print(f"  masking alone: {values:,} values in {cpu:.2f} s = {cpu / values * 1e6:.1f} µs per value "
-                  "(pseudonyms cached per run: repeated inputs cost a lookup)")
+            print(
+                f"  masking alone: {values:,} values in {cpu:.2f} s = {cpu / values * 1e6:.1f} µs per value "
+                "(pseudonyms cached per run: repeated inputs cost a lookup)"
+            )
             # on a shared machine the side-by-side figure moves with the load; this part is masking's own
             print(f"  masking's own share: {cpu / plain:.1%} of the unmasked run's time")
         finally:
@@ -201,11 +220,15 @@ FROM (SELECT r, v, '003' || lpad(to_hex(r), 12, '0') || 'AAA' AS id,
 BUILD_STEPS = [
     ("schemas", "CREATE SCHEMA salesforce; CREATE SCHEMA salesforce_history"),
     # rows in record order, as a backup's snapshots append them per window (not clustered either way)
-    ("history rows (CREATE TABLE AS over generate_series)",
-     "CREATE TABLE salesforce_history.contact AS " + VERSIONS_SQL.format(first_version=1)),
+    (
+        "history rows (CREATE TABLE AS over generate_series)",
+        "CREATE TABLE salesforce_history.contact AS " + VERSIONS_SQL.format(first_version=1),
+    ),
     # what dbt's post-hook makes (dbt_snapshots/dbt_project.yml)
-    ("history index (id, dbt_valid_from)",
-     "CREATE INDEX contact_id_valid_from_idx ON salesforce_history.contact (id, dbt_valid_from)"),
+    (
+        "history index (id, dbt_valid_from)",
+        "CREATE INDEX contact_id_valid_from_idx ON salesforce_history.contact (id, dbt_valid_from)",
+    ),
     ("history index (dbt_scd_id)", "CREATE INDEX contact_scd_id_idx ON salesforce_history.contact (dbt_scd_id)"),
     ("mirror rows", "CREATE TABLE salesforce.contact AS " + VERSIONS_SQL.format(first_version="%(per)s")),
     ("mirror key", "ALTER TABLE salesforce.contact ADD PRIMARY KEY (id)"),
@@ -220,13 +243,25 @@ def build_history(db_url: str, records: int, per: int, now: datetime) -> None:
     params = {"records": records, "per": per, "now": now}
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("SET synchronous_commit = off; SET maintenance_work_mem = '512MB'")
-        done = {r[0] for r in conn.execute("SELECT relname FROM pg_class WHERE relnamespace IN "
-                                           "('salesforce'::regnamespace, 'salesforce_history'::regnamespace)")} \
-            if conn.execute("SELECT to_regnamespace('salesforce')").fetchone()[0] else set()
+        done = (
+            {
+                r[0]
+                for r in conn.execute(
+                    "SELECT relname FROM pg_class WHERE relnamespace IN "
+                    "('salesforce'::regnamespace, 'salesforce_history'::regnamespace)"
+                )
+            }
+            if conn.execute("SELECT to_regnamespace('salesforce')").fetchone()[0]
+            else set()
+        )
         for label, statement in BUILD_STEPS:
-            if done and (label == "schemas" or (label.startswith("history rows") and "contact" in done)
-                         or any(name in done and name in statement for name in ("contact_id_valid_from_idx",
-                                                                                  "contact_scd_id_idx"))):
+            if done and (
+                label == "schemas"
+                or (label.startswith("history rows") and "contact" in done)
+                or any(
+                    name in done and name in statement for name in ("contact_id_valid_from_idx", "contact_scd_id_idx")
+                )
+            ):
                 continue  # a build interrupted before (--base): resume after what it made
             t0 = time.perf_counter()
             conn.execute(statement, params if "%(" in statement else None)
@@ -239,17 +274,25 @@ def build_history(db_url: str, records: int, per: int, now: datetime) -> None:
         ensure_restore_tables(conn)
         ensure_incident_table(conn)
         # restore audit, plan items and id map rows around it: one per 100 records (id map: one per 10)
-        conn.execute("INSERT INTO sf_pipeline.restore_audit (run_id, org_alias, object, record_id, field, before, "
-                     "after) SELECT 'run' || (r %% 50), 'production', 'Contact', '003' || lpad(to_hex(r), 12, '0') || "
-                     "'AAA', 'Phone', to_jsonb('+1 202-555-0000'::text), to_jsonb('+1 202-555-0001'::text) "
-                     "FROM generate_series(1, %s, 100) r", (records,))
-        conn.execute("INSERT INTO sf_pipeline.restore_items (run_id, object, record_id, field, action, current_value, "
-                     "classification) SELECT 'run' || (r %% 50), 'Contact', '003' || lpad(to_hex(r), 12, '0') || "
-                     "'AAA', 'Phone', 'update', to_jsonb('x'::text), 'restore' FROM generate_series(1, %s, 100) r",
-                     (records,))
-        conn.execute("INSERT INTO sf_pipeline.id_map SELECT 'production', 'sandbox', 'Contact', "
-                     "'003' || lpad(to_hex(r), 12, '0') || 'AAA', '003' || lpad(to_hex(r), 12, '0') || 'BBB' "
-                     "FROM generate_series(1, %s, 10) r", (records,))
+        conn.execute(
+            "INSERT INTO sf_pipeline.restore_audit (run_id, org_alias, object, record_id, field, before, "
+            "after) SELECT 'run' || (r %% 50), 'production', 'Contact', '003' || lpad(to_hex(r), 12, '0') || "
+            "'AAA', 'Phone', to_jsonb('+1 202-555-0000'::text), to_jsonb('+1 202-555-0001'::text) "
+            "FROM generate_series(1, %s, 100) r",
+            (records,),
+        )
+        conn.execute(
+            "INSERT INTO sf_pipeline.restore_items (run_id, object, record_id, field, action, current_value, "
+            "classification) SELECT 'run' || (r %% 50), 'Contact', '003' || lpad(to_hex(r), 12, '0') || "
+            "'AAA', 'Phone', 'update', to_jsonb('x'::text), 'restore' FROM generate_series(1, %s, 100) r",
+            (records,),
+        )
+        conn.execute(
+            "INSERT INTO sf_pipeline.id_map SELECT 'production', 'sandbox', 'Contact', "
+            "'003' || lpad(to_hex(r), 12, '0') || 'AAA', '003' || lpad(to_hex(r), 12, '0') || 'BBB' "
+            "FROM generate_series(1, %s, 10) r",
+            (records,),
+        )
         print(f"    restore audit, plan items, id map: {time.perf_counter() - t0:.0f} s", flush=True)
         t0 = time.perf_counter()
         conn.execute("VACUUM ANALYZE salesforce_history.contact")
@@ -257,8 +300,11 @@ def build_history(db_url: str, records: int, per: int, now: datetime) -> None:
         conn.execute("ANALYZE")
         print(f"    VACUUM ANALYZE: {time.perf_counter() - t0:.0f} s", flush=True)
         size = conn.execute("SELECT pg_size_pretty(pg_total_relation_size('salesforce_history.contact'))").fetchone()[0]
-    print(f"  history: {records * per:,} versions of {records:,} Contacts ({size} with its indexes) generated in "
-          f"{time.perf_counter() - started:.0f} s", flush=True)
+    print(
+        f"  history: {records * per:,} versions of {records:,} Contacts ({size} with its indexes) generated in "
+        f"{time.perf_counter() - started:.0f} s",
+        flush=True,
+    )
 
 
 def history_database(records: int, per: int, now: datetime, base: str | None) -> str:
@@ -276,8 +322,9 @@ def history_database(records: int, per: int, now: datetime, base: str | None) ->
     if not exists:
         build_history(base_url, records, per, now)
     with psycopg.connect(base_url) as conn:
-        have = conn.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = 'salesforce_history.contact'::regclass"
-                            ).fetchone()[0]
+        have = conn.execute(
+            "SELECT reltuples::bigint FROM pg_class WHERE oid = 'salesforce_history.contact'::regclass"
+        ).fetchone()[0]
     if abs(have - records * per) > records * per // 100:
         raise SystemExit(f"database {base} holds ~{have:,} versions, not {records * per:,}: drop it or name another")
     t0 = time.perf_counter()
@@ -289,8 +336,11 @@ def history_database(records: int, per: int, now: datetime, base: str | None) ->
 def seq_scans(conn: psycopg.Connection, tables: list[str]) -> dict[str, tuple[int, int]]:
     """Table -> (sequential scans, index scans) so far, by PostgreSQL's own statistics."""
     conn.execute("SELECT pg_stat_clear_snapshot()")
-    rows = conn.execute("SELECT schemaname || '.' || relname, seq_scan, coalesce(idx_scan, 0) FROM pg_stat_user_tables "
-                        "WHERE schemaname || '.' || relname = ANY(%s)", (tables,)).fetchall()
+    rows = conn.execute(
+        "SELECT schemaname || '.' || relname, seq_scan, coalesce(idx_scan, 0) FROM pg_stat_user_tables "
+        "WHERE schemaname || '.' || relname = ANY(%s)",
+        (tables,),
+    ).fetchall()
     return {name: (seq, idx) for name, seq, idx in rows}
 
 
@@ -301,26 +351,36 @@ def explain(conn: psycopg.Connection, query: str, params: tuple) -> str:
     return "; ".join(scans) + " — " + next(line for line in plan if line.startswith("Execution Time"))
 
 
-FORGET_TABLES = ["salesforce.contact", "salesforce_history.contact", "sf_pipeline.restore_items",
-                 "sf_pipeline.restore_audit", "sf_pipeline.id_map", "sf_pipeline.incidents"]
+FORGET_TABLES = [
+    "salesforce.contact",
+    "salesforce_history.contact",
+    "sf_pipeline.restore_items",
+    "sf_pipeline.restore_audit",
+    "sf_pipeline.id_map",
+    "sf_pipeline.incidents",
+]
 
 
 def part_forget(db_url: str, records: int, per: int) -> None:
     print(f"forget: one subject in {records * per:,} versions (each request: its dry run, then the erasure)")
     # subjects among the records that also have audit rows, plan items and id map entries (every 100th)
     subject = "003" + format(records // 200 * 100 + 1, "x").rjust(12, "0") + "AAA"
-    requests = (("record id", {"object": "Contact", "record_ids": [subject]}),
-                ("e-mail", {"email": f"PERSON{records // 300 * 100 + 1}@example.org"}),
-                ("e-mail (another subject)", {"email": f"person{records // 400 * 100 + 1}@example.org"}))
+    requests = (
+        ("record id", {"object": "Contact", "record_ids": [subject]}),
+        ("e-mail", {"email": f"PERSON{records // 300 * 100 + 1}@example.org"}),
+        ("e-mail (another subject)", {"email": f"person{records // 400 * 100 + 1}@example.org"}),
+    )
     with psycopg.connect(db_url, autocommit=True) as conn:
         # 20,000 incidents with ten sampled records each (the subjects among them): a forget finds the subject's
         # through their GIN index (at 2,000 incidents, 3 MB, PostgreSQL prefers reading the table: 2.5 ms)
-        conn.execute("INSERT INTO sf_pipeline.incidents (org, object, detector, severity, window_start, window_end, "
-                     "affected_count, report) SELECT 'production', 'Contact', 'mass_update', 'error', "
-                     "now() - r * interval '1 hour', now(), 10, jsonb_build_object('sample', (SELECT jsonb_agg("
-                     "jsonb_build_object('id', '003' || lpad(to_hex(r * 50 + k * 5 + 1), 12, '0') || 'AAA', "
-                     "'before', jsonb_build_object('phone', '+1 202 555 0100'))) FROM generate_series(0, 9) k)) "
-                     "FROM generate_series(1, 20000) r")
+        conn.execute(
+            "INSERT INTO sf_pipeline.incidents (org, object, detector, severity, window_start, window_end, "
+            "affected_count, report) SELECT 'production', 'Contact', 'mass_update', 'error', "
+            "now() - r * interval '1 hour', now(), 10, jsonb_build_object('sample', (SELECT jsonb_agg("
+            "jsonb_build_object('id', '003' || lpad(to_hex(r * 50 + k * 5 + 1), 12, '0') || 'AAA', "
+            "'before', jsonb_build_object('phone', '+1 202 555 0100'))) FROM generate_series(0, 9) k)) "
+            "FROM generate_series(1, 20000) r"
+        )
         conn.execute("ANALYZE sf_pipeline.incidents")
         conn.execute("SELECT pg_stat_force_next_flush()")
     with psycopg.connect(db_url, autocommit=True) as watcher, psycopg.connect(db_url) as conn:
@@ -328,12 +388,20 @@ def part_forget(db_url: str, records: int, per: int) -> None:
         for how, data in requests:
             for dry_run in (True, False):
                 t0 = time.perf_counter()
-                result = forget(conn, ForgetRequest.from_dict({**data, "dry_run": dry_run}, ["Contact"]),
-                                backed_up=["Contact"], fields=[("Contact", "Email")], requested_by="bench")
+                result = forget(
+                    conn,
+                    ForgetRequest.from_dict({**data, "dry_run": dry_run}, ["Contact"]),
+                    backed_up=["Contact"],
+                    fields=[("Contact", "Email")],
+                    requested_by="bench",
+                )
                 elapsed = time.perf_counter() - t0
-                print(f"  by {how}, {'dry run' if dry_run else 'erasure'}: {elapsed:6.2f} s (goal < 10 s), "
-                      f"{result.total_rows} rows {'counted' if dry_run else 'removed'}: {result.rows_removed}"
-                      + (f"; indexes built: {result.indexes_built}" if result.indexes_built else ""), flush=True)
+                print(
+                    f"  by {how}, {'dry run' if dry_run else 'erasure'}: {elapsed:6.2f} s (goal < 10 s), "
+                    f"{result.total_rows} rows {'counted' if dry_run else 'removed'}: {result.rows_removed}"
+                    + (f"; indexes built: {result.indexes_built}" if result.indexes_built else ""),
+                    flush=True,
+                )
         conn.execute("SELECT pg_stat_force_next_flush()")
         conn.commit()
         conn.execute("SELECT 1")  # the statistics are flushed when the session goes idle after a transaction
@@ -341,20 +409,45 @@ def part_forget(db_url: str, records: int, per: int) -> None:
         time.sleep(1.5)
         after = seq_scans(watcher, FORGET_TABLES)
         full = {t: after[t][0] - before[t][0] for t in FORGET_TABLES if after[t][0] != before[t][0]}
-        print("  sequential scans during the six requests (pg_stat_user_tables.seq_scan): "
-              + (", ".join(f"{t} {n}" for t, n in full.items()) if full else "none") + "; index scans: "
-              + ", ".join(f"{t} {after[t][1] - before[t][1]}" for t in FORGET_TABLES))
+        print(
+            "  sequential scans during the six requests (pg_stat_user_tables.seq_scan): "
+            + (", ".join(f"{t} {n}" for t, n in full.items()) if full else "none")
+            + "; index scans: "
+            + ", ".join(f"{t} {after[t][1] - before[t][1]}" for t in FORGET_TABLES)
+        )
         print("  plans (EXPLAIN ANALYZE):")
-        print("    history by id: " + explain(conn, "SELECT count(*) FROM salesforce_history.contact "
-                                                 "WHERE id = ANY(%s)", ([subject],)))
-        print("    history by e-mail: " + explain(conn, "SELECT DISTINCT id FROM salesforce_history.contact "
-                                                     "WHERE lower(email) = lower(%s)", ("person77@example.org",)))
-        print("    mirror by e-mail: " + explain(conn, "SELECT DISTINCT id FROM salesforce.contact "
-                                                    "WHERE lower(email) = lower(%s)", ("person77@example.org",)))
-        print("    restore audit: " + explain(conn, "SELECT count(*) FROM sf_pipeline.restore_audit "
-                                                 "WHERE record_id = ANY(%s)", ([subject],)))
-        print("    id map: " + explain(conn, "SELECT count(*) FROM sf_pipeline.id_map WHERE source_id = "
-                                         "ANY(%s) OR target_id = ANY(%s)", ([subject], [subject])))
+        print(
+            "    history by id: "
+            + explain(conn, "SELECT count(*) FROM salesforce_history.contact WHERE id = ANY(%s)", ([subject],))
+        )
+        print(
+            "    history by e-mail: "
+            + explain(
+                conn,
+                "SELECT DISTINCT id FROM salesforce_history.contact WHERE lower(email) = lower(%s)",
+                ("person77@example.org",),
+            )
+        )
+        print(
+            "    mirror by e-mail: "
+            + explain(
+                conn,
+                "SELECT DISTINCT id FROM salesforce.contact WHERE lower(email) = lower(%s)",
+                ("person77@example.org",),
+            )
+        )
+        print(
+            "    restore audit: "
+            + explain(conn, "SELECT count(*) FROM sf_pipeline.restore_audit WHERE record_id = ANY(%s)", ([subject],))
+        )
+        print(
+            "    id map: "
+            + explain(
+                conn,
+                "SELECT count(*) FROM sf_pipeline.id_map WHERE source_id = ANY(%s) OR target_id = ANY(%s)",
+                ([subject], [subject]),
+            )
+        )
         conn.rollback()
 
 
@@ -368,32 +461,49 @@ def part_retention(db_url: str, records: int, per: int, method: str, dry_run_fir
         if dry_run_first:  # what "auto" spends before it picks the method, and what a dry run costs
             t0 = time.perf_counter()
             dry = apply_retention(conn, "Contact", policy, now, protected=protected, dry_run=True)
-            print(f"  dry run (the count \"auto\" makes first): {time.perf_counter() - t0:.1f} s, {dry.batches} "
-                  f"batches, {dry.removed:,} of {dry.versions_before:,} versions would go", flush=True)
+            print(
+                f'  dry run (the count "auto" makes first): {time.perf_counter() - t0:.1f} s, {dry.batches} '
+                f"batches, {dry.removed:,} of {dry.versions_before:,} versions would go",
+                flush=True,
+            )
         t0 = time.perf_counter()
         result = apply_retention(conn, "Contact", policy, now, protected=protected, method=method)
         elapsed = time.perf_counter() - t0
         heap_after = conn.execute("SELECT pg_relation_size('salesforce_history.contact')").fetchone()[0]
-        mb = 2 ** 20
-        print(f"  {elapsed:.1f} s, method {result.method}: {result.removed:,} of {result.versions_before:,} versions "
-              f"removed, {result.stretched:,} validity ends stretched, {len(protected):,} records protected; "
-              f"batches {getattr(result, 'batches', '-')}", flush=True)
-        print(f"  table with indexes (pg_total_relation_size) {result.table_bytes_before / mb:,.0f} MB before, "
-              f"{result.table_bytes_after / mb:,.0f} MB after; heap alone {heap_before / mb:,.0f} -> "
-              f"{heap_after / mb:,.0f} MB; bytes_removed reported: {result.bytes_removed / mb:,.0f} MB", flush=True)
+        mb = 2**20
+        print(
+            f"  {elapsed:.1f} s, method {result.method}: {result.removed:,} of {result.versions_before:,} versions "
+            f"removed, {result.stretched:,} validity ends stretched, {len(protected):,} records protected; "
+            f"batches {getattr(result, 'batches', '-')}",
+            flush=True,
+        )
+        print(
+            f"  table with indexes (pg_total_relation_size) {result.table_bytes_before / mb:,.0f} MB before, "
+            f"{result.table_bytes_after / mb:,.0f} MB after; heap alone {heap_before / mb:,.0f} -> "
+            f"{heap_after / mb:,.0f} MB; bytes_removed reported: {result.bytes_removed / mb:,.0f} MB",
+            flush=True,
+        )
         t0 = time.perf_counter()
         conn.execute("VACUUM ANALYZE salesforce_history.contact")
         vacuumed = conn.execute("SELECT pg_total_relation_size('salesforce_history.contact')").fetchone()[0]
-        print(f"  then VACUUM ANALYZE: {time.perf_counter() - t0:.1f} s, table with indexes {vacuumed / mb:,.0f} MB "
-              "(VACUUM makes dead rows' space reusable inside the file; only a rewrite returns it to the OS)",
-              flush=True)
-        versions = conn.execute("SELECT count(*), count(*) FILTER (WHERE dbt_valid_to IS NULL) "
-                                "FROM salesforce_history.contact").fetchone()
-        gaps = conn.execute("SELECT count(*) FROM (SELECT dbt_valid_to, lead(dbt_valid_from) OVER (PARTITION BY id "
-                            "ORDER BY dbt_valid_from) AS next FROM salesforce_history.contact) s "
-                            "WHERE next IS NOT NULL AND dbt_valid_to IS DISTINCT FROM next").fetchone()[0]
-        print(f"  check: {versions[0]:,} versions left, {versions[1]:,} current (one per record: {records:,}), "
-              f"{gaps} validity gaps or overlaps", flush=True)
+        print(
+            f"  then VACUUM ANALYZE: {time.perf_counter() - t0:.1f} s, table with indexes {vacuumed / mb:,.0f} MB "
+            "(VACUUM makes dead rows' space reusable inside the file; only a rewrite returns it to the OS)",
+            flush=True,
+        )
+        versions = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE dbt_valid_to IS NULL) FROM salesforce_history.contact"
+        ).fetchone()
+        gaps = conn.execute(
+            "SELECT count(*) FROM (SELECT dbt_valid_to, lead(dbt_valid_from) OVER (PARTITION BY id "
+            "ORDER BY dbt_valid_from) AS next FROM salesforce_history.contact) s "
+            "WHERE next IS NOT NULL AND dbt_valid_to IS DISTINCT FROM next"
+        ).fetchone()[0]
+        print(
+            f"  check: {versions[0]:,} versions left, {versions[1]:,} current (one per record: {records:,}), "
+            f"{gaps} validity gaps or overlaps",
+            flush=True,
+        )
 
 
 def part_forget_and_retention(records: int, per: int, skip: list[str], base: str | None, methods: list[str]) -> None:
@@ -424,17 +534,24 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=1_000_000, help="Contacts of the forget/retention history")
     ap.add_argument("--per-record", type=int, default=10, help="versions per Contact")
     ap.add_argument("--skip", action="append", default=[], choices=["seeding", "forget", "retention"])
-    ap.add_argument("--base", help="keep the generated history in this database and copy it for each part "
-                                   "(built the first time; drop it by hand when done)")
-    ap.add_argument("--retention-method", action="append", choices=["auto", "rewrite", "in place"],
-                    help="retention methods to measure, each on a fresh copy (needs --base for more than one); "
-                         "default auto")
+    ap.add_argument(
+        "--base",
+        help="keep the generated history in this database and copy it for each part "
+        "(built the first time; drop it by hand when done)",
+    )
+    ap.add_argument(
+        "--retention-method",
+        action="append",
+        choices=["auto", "rewrite", "in place"],
+        help="retention methods to measure, each on a fresh copy (needs --base for more than one); default auto",
+    )
     args = ap.parse_args()
     if "seeding" not in args.skip:
         part_seeding(args.size, args.rounds)
     if "forget" not in args.skip or "retention" not in args.skip:
-        part_forget_and_retention(args.records, args.per_record, args.skip, args.base,
-                                  args.retention_method or ["auto"])
+        part_forget_and_retention(
+            args.records, args.per_record, args.skip, args.base, args.retention_method or ["auto"]
+        )
 
 
 if __name__ == "__main__":

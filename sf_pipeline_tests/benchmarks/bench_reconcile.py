@@ -60,8 +60,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ALWAYS = ReconcileSettings(every_window_below=10**9)
 
 
-def part_reconcile(tmp: Path, data_dir: Path, records: int, gone: int, databases: list[str],
-                   stack: ExitStack) -> None:
+def part_reconcile(tmp: Path, data_dir: Path, records: int, gone: int, databases: list[str], stack: ExitStack) -> None:
     t = time.perf_counter()
     devorg = DevOrgProcess(data_dir, records, tmp / "devorg-big.log").start()
     stack.callback(devorg.stop)
@@ -73,7 +72,9 @@ def part_reconcile(tmp: Path, data_dir: Path, records: int, gone: int, databases
     db = create_database("sfp_bench_reconcile")
     databases.append(db)
     loaded = our_backup(creds, db, "Opportunity", EPOCH, end)
-    print(f"full load: {loaded['records']:,} Opportunities in {loaded['seconds']:.1f} s ({loaded['api_calls']} API calls)")
+    print(
+        f"full load: {loaded['records']:,} Opportunities in {loaded['seconds']:.1f} s ({loaded['api_calls']} API calls)"
+    )
 
     ids = [r["Id"] for r in sf.query("SELECT Id FROM Opportunity LIMIT 50000")["records"]]
     chosen = random.Random(7).sample(ids, gone)
@@ -86,19 +87,24 @@ def part_reconcile(tmp: Path, data_dir: Path, records: int, gone: int, databases
     with psycopg.connect(db) as conn:
         table = get_mirror_table(conn, "Opportunity")
         started = time.perf_counter()
-        report = learn_vanished(client, conn, table, "Opportunity", now - timedelta(hours=1), now, ALWAYS,
-                                first_load=False)
+        report = learn_vanished(
+            client, conn, table, "Opportunity", now - timedelta(hours=1), now, ALWAYS, first_load=False
+        )
         wall = time.perf_counter() - started
-        flagged = {r[0] for r in conn.execute(
-            "SELECT id FROM salesforce.opportunity WHERE _sfp_vanished = 'hard-deleted'")}
+        flagged = {
+            r[0] for r in conn.execute("SELECT id FROM salesforce.opportunity WHERE _sfp_vanished = 'hard-deleted'")
+        }
     assert flagged == set(chosen), (sorted(flagged), sorted(chosen))
-    print(f"\nreconciliation of {loaded['records']:,} Opportunities with {gone} hard-deleted "
-          f"[{load_average()}]:")
+    print(f"\nreconciliation of {loaded['records']:,} Opportunities with {gone} hard-deleted [{load_average()}]:")
     print(f"  found and flagged exactly the {gone} hard-deleted records: {flagged == set(chosen)}")
-    print(f"  whole step (delete log + reconciliation + hardDelete jobs + flags): {wall:.2f} s wall, "
-          f"{client.api_calls} API calls")
-    print(f"  reconciliation alone: {report.reconcile_seconds:.2f} s, {report.reconcile_calls} API calls "
-          f"(reason: {report.reconcile_reason})")
+    print(
+        f"  whole step (delete log + reconciliation + hardDelete jobs + flags): {wall:.2f} s wall, "
+        f"{client.api_calls} API calls"
+    )
+    print(
+        f"  reconciliation alone: {report.reconcile_seconds:.2f} s, {report.reconcile_calls} API calls "
+        f"(reason: {report.reconcile_reason})"
+    )
 
 
 def part_incident(tmp: Path, records: int, hard_deleted: int, databases: list[str], stack: ExitStack) -> None:
@@ -116,12 +122,22 @@ def part_incident(tmp: Path, records: int, hard_deleted: int, databases: list[st
     devorg.control("clock", {"set": (t0 + timedelta(minutes=10)).isoformat(), "freeze": True})
     our_backup(creds, db, "Opportunity", EPOCH, t0)
     with psycopg.connect(db) as conn:
-        learn_vanished(SalesforceClient(connect(creds)), conn, get_mirror_table(conn, "Opportunity"), "Opportunity",
-                       EPOCH, t0, ReconcileSettings(), first_load=True)
+        learn_vanished(
+            SalesforceClient(connect(creds)),
+            conn,
+            get_mirror_table(conn, "Opportunity"),
+            "Opportunity",
+            EPOCH,
+            t0,
+            ReconcileSettings(),
+            first_load=True,
+        )
     run_snapshot(project, db, ["Opportunity"], EPOCH, t0)
     live = int(sf.query("SELECT COUNT() FROM Opportunity")["totalSize"])
-    result = devorg.control("scenario", {"name": "mass-hard-delete", "at": (t0 + timedelta(minutes=5)).isoformat(),
-                                         "fraction": hard_deleted / live})
+    result = devorg.control(
+        "scenario",
+        {"name": "mass-hard-delete", "at": (t0 + timedelta(minutes=5)).isoformat(), "fraction": hard_deleted / live},
+    )
     removed = result["counts"].get("Opportunity", 0)
     end = t0 + timedelta(hours=1)
     devorg.control("clock", {"set": (end + timedelta(minutes=10)).isoformat(), "freeze": True})
@@ -129,20 +145,32 @@ def part_incident(tmp: Path, records: int, hard_deleted: int, databases: list[st
     window = our_backup(creds, db, "Opportunity", t0, end)
     client = SalesforceClient(connect(creds))
     with psycopg.connect(db) as conn:
-        report = learn_vanished(client, conn, get_mirror_table(conn, "Opportunity"), "Opportunity", t0, end,
-                                ReconcileSettings(), first_load=False)
+        report = learn_vanished(
+            client,
+            conn,
+            get_mirror_table(conn, "Opportunity"),
+            "Opportunity",
+            t0,
+            end,
+            ReconcileSettings(),
+            first_load=False,
+        )
     run_snapshot(project, db, ["Opportunity"], t0, end)
     with psycopg.connect(db) as conn:
         findings = run_detectors(conn, "Opportunity", t0, end)
     seconds = time.perf_counter() - started
     vanishing = [f for f in findings if f.detector == "mass_vanishing"]
     print(f"\nmass-hard-delete of {removed:,} of {live:,} Opportunities [{load_average()}]:")
-    print(f"  next window backed up, reconciled ({report.reconcile_calls} API calls, {report.reconcile_seconds:.2f} s),"
-          f" snapshotted and checked in {seconds:.1f} s ({window['api_calls'] + client.api_calls} API calls)")
+    print(
+        f"  next window backed up, reconciled ({report.reconcile_calls} API calls, {report.reconcile_seconds:.2f} s),"
+        f" snapshotted and checked in {seconds:.1f} s ({window['api_calls'] + client.api_calls} API calls)"
+    )
     if vanishing:
         f = vanishing[0]
-        print(f"  incident raised: {f.severity} mass_vanishing, {f.affected_count:,} records "
-              f"({f.details['how_learnt']}) by {f.user_id}, {f.first_change:%H:%M:%S}..{f.last_change:%H:%M:%S}")
+        print(
+            f"  incident raised: {f.severity} mass_vanishing, {f.affected_count:,} records "
+            f"({f.details['how_learnt']}) by {f.user_id}, {f.first_change:%H:%M:%S}..{f.last_change:%H:%M:%S}"
+        )
     else:
         print(f"  NO mass_vanishing incident; findings: {[(f.detector, f.affected_count) for f in findings]}")
 

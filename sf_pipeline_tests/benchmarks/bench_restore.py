@@ -73,8 +73,13 @@ class Org:
     def control(self, action: str, body: dict[str, Any] | None = None, method: str = "POST") -> Any:
         session = TrustingSession(self.ca_bundle)
         try:
-            resp = session.request(method, f"{self.control_url}/{action}", json=body, timeout=3600,
-                                   headers={"Authorization": f"Bearer {self.control_token}"})
+            resp = session.request(
+                method,
+                f"{self.control_url}/{action}",
+                json=body,
+                timeout=3600,
+                headers={"Authorization": f"Bearer {self.control_token}"},
+            )
         finally:
             session.close()
         resp.raise_for_status()
@@ -122,11 +127,14 @@ def damaged_org(size: int, fraction: float) -> Iterator[tuple[Org, str, datetime
             print(f"  backup before the incident: {before:,} records in {time.perf_counter() - started:.1f} s")
             org.control("clock", {"set": damage_start.isoformat(), "freeze": True})
             started = time.perf_counter()
-            result = org.control("scenario", {"name": "orphan-opportunities", "fraction": fraction,
-                                              "at": damage_start.isoformat()})
+            result = org.control(
+                "scenario", {"name": "orphan-opportunities", "fraction": fraction, "at": damage_start.isoformat()}
+            )
             damage_end = datetime.fromisoformat(result["finished_at"].replace("+0000", "+00:00")) + timedelta(seconds=1)
-            print(f"  orphan-opportunities: {result['counts']['Opportunity']:,} records in "
-                  f"{time.perf_counter() - started:.1f} s ({damage_start:%H:%M:%S}..{damage_end:%H:%M:%S} org time)")
+            print(
+                f"  orphan-opportunities: {result['counts']['Opportunity']:,} records in "
+                f"{time.perf_counter() - started:.1f} s ({damage_start:%H:%M:%S}..{damage_end:%H:%M:%S} org time)"
+            )
             started = time.perf_counter()
             after = backup(org, db_url, dbt_dir, damage_start, damage_end)
             print(f"  backup of the incident: {after:,} records in {time.perf_counter() - started:.1f} s")
@@ -137,11 +145,20 @@ def damaged_org(size: int, fraction: float) -> Iterator[tuple[Org, str, datetime
             drop_database(db_url)
 
 
-def restore_config(as_of: datetime, start: datetime, end: datetime, dry_run: bool,
-                   plan: str | None = None) -> RestoreConfig:
-    return RestoreConfig.from_dict({"object": "Opportunity", "fields": ["AccountId"], "as_of": as_of.isoformat(),
-                                    "changed_between": [start.isoformat(), end.isoformat()], "dry_run": dry_run,
-                                    "target_org": "production", "plan": plan})
+def restore_config(
+    as_of: datetime, start: datetime, end: datetime, dry_run: bool, plan: str | None = None
+) -> RestoreConfig:
+    return RestoreConfig.from_dict(
+        {
+            "object": "Opportunity",
+            "fields": ["AccountId"],
+            "as_of": as_of.isoformat(),
+            "changed_between": [start.isoformat(), end.isoformat()],
+            "dry_run": dry_run,
+            "target_org": "production",
+            "plan": plan,
+        }
+    )
 
 
 def part_restore(size: int) -> None:
@@ -153,8 +170,9 @@ def part_restore(size: int) -> None:
             t0 = time.perf_counter()
             dry = plan_restore(conn, client, config, "bench-restore-dry", now=end + timedelta(hours=1))
             # the apply run writes the dry run's stored plan: loading it is part of planning's cost
-            plan = load_plan(conn, restore_config(as_of, start, end, dry_run=False, plan="bench-restore-dry"),
-                             "bench-restore")
+            plan = load_plan(
+                conn, restore_config(as_of, start, end, dry_run=False, plan="bench-restore-dry"), "bench-restore"
+            )
             t1 = time.perf_counter()
             calls_plan = client.api_calls
             result = apply_plan(conn, client, plan)
@@ -165,14 +183,20 @@ def part_restore(size: int) -> None:
         calls = client.api_calls
         counts = plan.counts
         phases = ", ".join(f"{k} {v:.1f} s" for k, v in dry.timings.items())
-        print(f"  plan:   {t1 - t0:6.1f} s ({phases}), {calls_plan} API calls, current values via {dry.fetch_mode}; "
-              f"restore {counts['restore']:,}, noop {counts['noop']:,}, conflict {counts['conflict']:,}")
-        print(f"  apply:  {t2 - t1:6.1f} s, {calls_apply} API calls, writes via {result.mode}; "
-              f"{result.values_written:,} values written")
+        print(
+            f"  plan:   {t1 - t0:6.1f} s ({phases}), {calls_plan} API calls, current values via {dry.fetch_mode}; "
+            f"restore {counts['restore']:,}, noop {counts['noop']:,}, conflict {counts['conflict']:,}"
+        )
+        print(
+            f"  apply:  {t2 - t1:6.1f} s, {calls_apply} API calls, writes via {result.mode}; "
+            f"{result.values_written:,} values written"
+        )
         print(f"  verify: {t3 - t2:6.1f} s, {verified.api_calls} API calls; {verified.checked:,} records checked")
         total = t3 - t0
-        print(f"  total:  {total:6.1f} s (target < 60 s) -> {size / total:,.0f} records/s; {calls} API calls = "
-              f"{calls / (size / 200):.3f} per 200 records (target <= 1)")
+        print(
+            f"  total:  {total:6.1f} s (target < 60 s) -> {size / total:,.0f} records/s; {calls} API calls = "
+            f"{calls / (size / 200):.3f} per 200 records (target <= 1)"
+        )
 
 
 def part_plan(size: int, fraction: float) -> None:
@@ -186,9 +210,11 @@ def part_plan(size: int, fraction: float) -> None:
             elapsed = time.perf_counter() - t0
         counts = plan.counts
         phases = ", ".join(f"{k} {v:.1f} s" for k, v in plan.timings.items())
-        print(f"  plan_restore: {elapsed:6.1f} s (target < 30 s; {phases}), {client.api_calls} API calls, current values via "
-              f"{plan.fetch_mode}; {len(plan.records):,} records planned (restore {counts['restore']:,}, "
-              f"noop {counts['noop']:,}, conflict {counts['conflict']:,})")
+        print(
+            f"  plan_restore: {elapsed:6.1f} s (target < 30 s; {phases}), {client.api_calls} API calls, current values via "
+            f"{plan.fetch_mode}; {len(plan.records):,} records planned (restore {counts['restore']:,}, "
+            f"noop {counts['noop']:,}, conflict {counts['conflict']:,})"
+        )
 
 
 def main() -> None:

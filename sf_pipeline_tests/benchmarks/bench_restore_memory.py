@@ -65,16 +65,29 @@ def child(spec: dict) -> None:
     client = SalesforceClient(connect(OrgCredentials.from_env("production", spec["env"])), alias="production")
     t0 = time.perf_counter()
     with psycopg.connect(spec["db_url"], autocommit=True) as conn:
-        plan_restore(conn, client, restore_config(as_of, start, end, dry_run=True), "mem-dry",
-                     now=end + timedelta(hours=1))
+        plan_restore(
+            conn, client, restore_config(as_of, start, end, dry_run=True), "mem-dry", now=end + timedelta(hours=1)
+        )
         after_plan = rss_mb()
         plan = load_plan(conn, restore_config(as_of, start, end, dry_run=False, plan="mem-dry"), "mem")
         result = apply_plan(conn, client, plan)
         after_apply = rss_mb()
         verified = verify_plan(client, plan, conn=conn)
-    print(json.dumps({"baseline_mb": baseline, "plan_peak_mb": after_plan, "apply_peak_mb": after_apply,
-                      "peak_mb": rss_mb(), "seconds": time.perf_counter() - t0, "written": result.values_written,
-                      "verified": verified.checked, "mode": result.mode, "api_calls": client.api_calls}))
+    print(
+        json.dumps(
+            {
+                "baseline_mb": baseline,
+                "plan_peak_mb": after_plan,
+                "apply_peak_mb": after_apply,
+                "peak_mb": rss_mb(),
+                "seconds": time.perf_counter() - t0,
+                "written": result.values_written,
+                "verified": verified.checked,
+                "mode": result.mode,
+                "api_calls": client.api_calls,
+            }
+        )
+    )
 
 
 def measure(size: int) -> dict:
@@ -82,19 +95,34 @@ def measure(size: int) -> dict:
 
     print(f"{size:,} orphaned Opportunities")
     with damaged_org(size, 1.0) as (org, db_url, as_of, start, end):
-        spec = {"env": org.env, "db_url": db_url, "as_of": as_of.isoformat(), "start": start.isoformat(),
-                "end": end.isoformat()}
-        done = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True,
-                              cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=3600)
+        spec = {
+            "env": org.env,
+            "db_url": db_url,
+            "as_of": as_of.isoformat(),
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+        }
+        done = subprocess.run(
+            [sys.executable, __file__, "--child", json.dumps(spec)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            timeout=3600,
+        )
         if done.returncode != 0:
             raise SystemExit(f"the restore failed:\n{done.stderr[-4000:]}")
         figures = json.loads(done.stdout.strip().splitlines()[-1])
     growth = figures["peak_mb"] - figures["baseline_mb"]
-    print(f"  restore: {figures['seconds']:.1f} s, {figures['written']:,} values written via {figures['mode']}, "
-          f"{figures['verified']:,} verified, {figures['api_calls']} API calls")
-    print(f"  memory: baseline {figures['baseline_mb']:.0f} MB after imports, peak {figures['peak_mb']:.0f} MB "
-          f"(after plan {figures['plan_peak_mb']:.0f}, after apply {figures['apply_peak_mb']:.0f}): "
-          f"+{growth:.0f} MB for the restore = {growth * 1024 / size:.1f} KB per record")
+    print(
+        f"  restore: {figures['seconds']:.1f} s, {figures['written']:,} values written via {figures['mode']}, "
+        f"{figures['verified']:,} verified, {figures['api_calls']} API calls"
+    )
+    print(
+        f"  memory: baseline {figures['baseline_mb']:.0f} MB after imports, peak {figures['peak_mb']:.0f} MB "
+        f"(after plan {figures['plan_peak_mb']:.0f}, after apply {figures['apply_peak_mb']:.0f}): "
+        f"+{growth:.0f} MB for the restore = {growth * 1024 / size:.1f} KB per record"
+    )
     return {**figures, "growth_mb": growth}
 
 
@@ -110,8 +138,10 @@ def main() -> None:
     if len(results) >= 2:
         small, big = min(results), max(results)
         ratio = results[big]["growth_mb"] / max(results[small]["growth_mb"], 1)
-        print(f"growth {big:,} vs {small:,} records: x{ratio:.1f} for x{big / small:.0f} the records; "
-              f"peak {results[big]['peak_mb']:.0f} MB vs {results[small]['peak_mb']:.0f} MB")
+        print(
+            f"growth {big:,} vs {small:,} records: x{ratio:.1f} for x{big / small:.0f} the records; "
+            f"peak {results[big]['peak_mb']:.0f} MB vs {results[small]['peak_mb']:.0f} MB"
+        )
 
 
 if __name__ == "__main__":

@@ -79,9 +79,18 @@ def live_counts(org: Org) -> dict[str, int]:
 
 
 def config(as_of: datetime, start: datetime, end: datetime, dry_run: bool, plan: str | None = None) -> RestoreConfig:
-    return RestoreConfig.from_dict({"object": "Account", "fields": [], "restore_deleted": True,
-                                    "as_of": as_of.isoformat(), "changed_between": [start.isoformat(), end.isoformat()],
-                                    "dry_run": dry_run, "plan": plan, "target_org": "production"})
+    return RestoreConfig.from_dict(
+        {
+            "object": "Account",
+            "fields": [],
+            "restore_deleted": True,
+            "as_of": as_of.isoformat(),
+            "changed_between": [start.isoformat(), end.isoformat()],
+            "dry_run": dry_run,
+            "plan": plan,
+            "target_org": "production",
+        }
+    )
 
 
 def run(size: int, accounts: int | None) -> None:
@@ -93,8 +102,7 @@ def run(size: int, accounts: int | None) -> None:
         write_snapshot_definitions(dbt_dir, OBJECTS)
         try:
             client = org.client()
-            cases = [r["Id"] for page in client.query_pages("SELECT Id FROM Case", include_deleted=False)
-                     for r in page]
+            cases = [r["Id"] for page in client.query_pages("SELECT Id FROM Case", include_deleted=False) for r in page]
             delete_records(client, cases)
             start = (org_time(org) + timedelta(minutes=5)).replace(second=0, microsecond=0)
             t = time.perf_counter()
@@ -102,19 +110,27 @@ def run(size: int, accounts: int | None) -> None:
             print(f"  backup before the incident: {loaded:,} records in {time.perf_counter() - t:.1f} s")
             before = live_counts(org)
             org.control("clock", {"set": start.isoformat(), "freeze": True})
-            ids = [r["Id"] for page in client.query_pages("SELECT Id FROM Account ORDER BY Id", include_deleted=False)
-                   for r in page][:accounts]
+            ids = [
+                r["Id"]
+                for page in client.query_pages("SELECT Id FROM Account ORDER BY Id", include_deleted=False)
+                for r in page
+            ][:accounts]
             t = time.perf_counter()
             # 50 Accounts a call: each takes its cascade (~16 records an Account) in one transaction, and a call
             # held past the client's read timeout would be repeated (its records then already deleted)
-            failed = [r for i in range(0, len(ids), DELETE_CHUNK) for r in delete_records(client, ids[i:i + DELETE_CHUNK])
-                      if not r.success]
+            failed = [
+                r
+                for i in range(0, len(ids), DELETE_CHUNK)
+                for r in delete_records(client, ids[i : i + DELETE_CHUNK])
+                if not r.success
+            ]
             assert not failed, failed[:5]
             end = org_time(org) + timedelta(seconds=1)
             damaged = live_counts(org)
             gone = {o: before[o] - damaged[o] for o in OBJECTS}
-            print(f"  mass delete of {len(ids):,} Accounts in {time.perf_counter() - t:.1f} s: deleted with them "
-                  f"{gone}")
+            print(
+                f"  mass delete of {len(ids):,} Accounts in {time.perf_counter() - t:.1f} s: deleted with them {gone}"
+            )
             t = time.perf_counter()
             loaded = backup(org, db_url, dbt_dir, start, end)
             print(f"  backup of the incident: {loaded:,} records in {time.perf_counter() - t:.1f} s")
@@ -143,9 +159,11 @@ def run(size: int, accounts: int | None) -> None:
             print(f"  apply:          {t2 - t1:6.1f} s, {calls_apply} API calls; {result.outcomes}")
             print(f"  verify:         {t3 - t2:6.1f} s, {verified.api_calls} API calls; {verified.checked:,} checked")
             print(f"  apply + verify: {t3 - t1:6.1f} s (target < 120 s); with the dry run {t3 - t0:.1f} s")
-            print(f"  API calls: {calls} for {brought:,} records brought back and {result.repointed:,} lookups "
-                  f"re-pointed = 1 per {brought / calls:,.0f} records (target: 1 per 150 or better); with the dry "
-                  f"run {calls + calls_plan} = 1 per {brought / (calls + calls_plan):,.0f}")
+            print(
+                f"  API calls: {calls} for {brought:,} records brought back and {result.repointed:,} lookups "
+                f"re-pointed = 1 per {brought / calls:,.0f} records (target: 1 per 150 or better); with the dry "
+                f"run {calls + calls_plan} = 1 per {brought / (calls + calls_plan):,.0f}"
+            )
             print(f"  peak memory of this process (devorg runs apart): {peak:,.0f} MB (target < 500 MB)")
             print(f"  every object back to its count before the delete: {restored}")
         finally:

@@ -63,195 +63,332 @@ PLAN_RECORDS = 5_000_000  # the weights below are record counts at this size
 # name: (records at 5M, label, key prefix, fields). Parents come before their children.
 R = "reference"
 EXTRA_OBJECTS: dict[str, tuple[int, str, str, list[dict[str, Any]]]] = {
-    "Territory__c": (10_000, "Territory", "a1A", [
-        {"name": "Territory_Code__c", "type": "string", "length": 20, "externalId": True},
-        {"name": "Manager__c", "type": R, "referenceTo": "User", "relationshipName": "Manager__r"},
-        {"name": "Region__c", "type": "picklist", "values": ["AMER", "EMEA", "APAC", "LATAM"]},
-        {"name": "Country__c", "type": "string", "length": 80},
-        {"name": "Quota__c", "type": "currency", "precision": 16, "scale": 2},
-        {"name": "Headcount__c", "type": "int"},
-        {"name": "Is_Active__c", "type": "boolean"},
-        {"name": "Segment__c", "type": "picklist", "values": ["Enterprise", "Mid-Market", "SMB"]},
-        {"name": "Description__c", "type": "textarea", "length": 2000},
-    ]),
-    "Product_Asset__c": (60_000, "Product Asset", "a1B", [
-        {"name": "Account__c", "type": R, "referenceTo": "Account", "relationshipName": "Account__r",
-         "required": True},
-        {"name": "Contact__c", "type": R, "referenceTo": "Contact", "relationshipName": "Contact__r"},
-        {"name": "Serial_Number__c", "type": "string", "length": 40, "externalId": True},
-        {"name": "Product_Name__c", "type": "string", "length": 120},
-        {"name": "Status__c", "type": "picklist", "values": ["Installed", "Shipped", "Registered", "Obsolete"]},
-        {"name": "Install_Date__c", "type": "date"},
-        {"name": "Warranty_End_Date__c", "type": "date"},
-        {"name": "Quantity__c", "type": "double", "precision": 12, "scale": 2},
-        {"name": "Price__c", "type": "currency", "precision": 16, "scale": 2},
-        {"name": "Is_Competitor_Product__c", "type": "boolean"},
-        {"name": "Location_City__c", "type": "string", "length": 80},
-        {"name": "Notes__c", "type": "textarea", "length": 4000},
-    ]),
-    "Subscription__c": (200_000, "Subscription", "a1C", [
-        {"name": "Account__c", "type": R, "referenceTo": "Account", "relationshipName": "Account__r",
-         "required": True},
-        {"name": "Opportunity__c", "type": R, "referenceTo": "Opportunity", "relationshipName": "Opportunity__r"},
-        {"name": "Primary_Contact__c", "type": R, "referenceTo": "Contact", "relationshipName": "Primary_Contact__r"},
-        {"name": "Contract_Number__c", "type": "string", "length": 30, "externalId": True},
-        {"name": "Plan__c", "type": "picklist", "values": ["Starter", "Professional", "Enterprise", "Unlimited"]},
-        {"name": "Seats__c", "type": "int"},
-        {"name": "MRR__c", "type": "currency", "precision": 16, "scale": 2},
-        {"name": "Start_Date__c", "type": "date"},
-        {"name": "End_Date__c", "type": "date"},
-        {"name": "Renewal_Date__c", "type": "date"},
-        {"name": "Auto_Renew__c", "type": "boolean"},
-        {"name": "Status__c", "type": "picklist", "values": ["Active", "Trial", "Suspended", "Cancelled"]},
-        {"name": "Billing_Frequency__c", "type": "picklist", "values": ["Monthly", "Quarterly", "Annual"]},
-        {"name": "Discount__c", "type": "percent", "precision": 5, "scale": 2},
-        {"name": "Usage_Tier__c", "type": "picklist", "values": ["Tier 1", "Tier 2", "Tier 3"]},
-        {"name": "Notes__c", "type": "textarea", "length": 2000},
-    ]),
-    "Order__c": (350_000, "Order", "a1D", [
-        {"name": "Account__c", "type": R, "referenceTo": "Account", "relationshipName": "Account__r",
-         "required": True},
-        {"name": "Opportunity__c", "type": R, "referenceTo": "Opportunity", "relationshipName": "Opportunity__r"},
-        {"name": "Order_Number__c", "type": "string", "length": 30, "externalId": True},
-        {"name": "Status__c", "type": "picklist", "values": ["Draft", "Activated", "Shipped", "Cancelled"]},
-        {"name": "Total__c", "type": "currency", "precision": 16, "scale": 2},
-        {"name": "Order_Date__c", "type": "date"},
-        {"name": "Due_Date__c", "type": "date"},
-        {"name": "Discount__c", "type": "percent", "precision": 5, "scale": 2},
-        {"name": "Line_Count__c", "type": "int"},
-        {"name": "Is_Priority__c", "type": "boolean"},
-        {"name": "Billing_Email__c", "type": "email"},
-        {"name": "Phone__c", "type": "phone"},
-        {"name": "Channels__c", "type": "multipicklist", "values": ["Web", "Phone", "Partner", "Store"]},
-        {"name": "Approver__c", "type": R, "referenceTo": "User", "relationshipName": "Approver__r"},
-        {"name": "Activated_At__c", "type": "datetime"},
-        {"name": "Notes__c", "type": "textarea", "length": 1000},
-    ]),
-    "Order_Line__c": (700_000, "Order Line", "a1E", [
-        {"name": "Order__c", "type": R, "referenceTo": "Order__c", "relationshipName": "Order__r",
-         "required": True, "cascadeDelete": True},
-        {"name": "Account__c", "type": R, "referenceTo": "Account", "relationshipName": "Account__r"},
-        {"name": "Product_Name__c", "type": "string", "length": 120},
-        {"name": "SKU_Code__c", "type": "string", "length": 20},
-        {"name": "Quantity__c", "type": "double", "precision": 10, "scale": 0},
-        {"name": "Unit_Price__c", "type": "currency", "precision": 14, "scale": 2},
-        {"name": "Line_Amount__c", "type": "currency", "precision": 16, "scale": 2},
-        {"name": "Discount__c", "type": "percent", "precision": 5, "scale": 2},
-        {"name": "Tax_Amount__c", "type": "currency", "precision": 14, "scale": 2},
-        {"name": "Delivery_Date__c", "type": "date"},
-        {"name": "Is_Taxable__c", "type": "boolean"},
-        {"name": "Status__c", "type": "picklist", "values": ["Open", "Allocated", "Fulfilled", "Returned"]},
-    ]),
-    "Shipment__c": (200_000, "Shipment", "a1F", [
-        {"name": "Order__c", "type": R, "referenceTo": "Order__c", "relationshipName": "Order__r",
-         "required": True},
-        {"name": "Account__c", "type": R, "referenceTo": "Account", "relationshipName": "Account__r"},
-        {"name": "Carrier__c", "type": "picklist", "values": ["UPS", "FedEx", "DHL", "USPS", "Freight"]},
-        {"name": "Tracking_Number__c", "type": "string", "length": 40},
-        {"name": "Shipped_Date__c", "type": "date"},
-        {"name": "Delivery_Date__c", "type": "date"},
-        {"name": "Weight_Kg__c", "type": "double", "precision": 10, "scale": 2},
-        {"name": "Cost__c", "type": "currency", "precision": 12, "scale": 2},
-        {"name": "Status__c", "type": "picklist", "values": ["Pending", "In Transit", "Delivered", "Lost"]},
-        {"name": "Destination_City__c", "type": "string", "length": 80},
-        {"name": "Destination_Country__c", "type": "string", "length": 80},
-        {"name": "Signed_By_Contact__c", "type": "string", "length": 80},
-        {"name": "Is_Insured__c", "type": "boolean"},
-        {"name": "Delivered_At__c", "type": "datetime"},
-    ]),
-    "Payment__c": (300_000, "Payment", "a1G", [
-        {"name": "Invoice__c", "type": R, "referenceTo": "Invoice__c", "relationshipName": "Invoice__r",
-         "required": True},
-        {"name": "Account__c", "type": R, "referenceTo": "Account", "relationshipName": "Account__r"},
-        {"name": "Amount__c", "type": "currency", "precision": 16, "scale": 2},
-        {"name": "Fee__c", "type": "currency", "precision": 10, "scale": 2},
-        {"name": "Payment_Date__c", "type": "date"},
-        {"name": "Method__c", "type": "picklist", "values": ["Card", "ACH", "Wire", "Check", "PayPal"]},
-        {"name": "Reference_Number__c", "type": "string", "length": 40},
-        {"name": "Status__c", "type": "picklist", "values": ["Pending", "Settled", "Failed", "Refunded"]},
-        {"name": "Currency_Code__c", "type": "picklist", "values": ["USD", "EUR", "GBP", "JPY", "CAD"]},
-        {"name": "Processed_At__c", "type": "datetime"},
-        {"name": "Is_Refund__c", "type": "boolean"},
-        {"name": "Notes__c", "type": "textarea", "length": 1000},
-    ]),
-    "Usage_Event__c": (1_000_000, "Usage Event", "a1H", [
-        {"name": "Subscription__c", "type": R, "referenceTo": "Subscription__c",
-         "relationshipName": "Subscription__r", "required": True},
-        {"name": "Account__c", "type": R, "referenceTo": "Account", "relationshipName": "Account__r"},
-        {"name": "Event_Type__c", "type": "picklist",
-         "values": ["API Call", "Login", "Export", "Report Run", "Storage", "Sync"]},
-        {"name": "Feature__c", "type": "picklist", "values": ["Core", "Analytics", "Integrations", "Mobile"]},
-        {"name": "Quantity__c", "type": "double", "precision": 14, "scale": 2},
-        {"name": "Duration_Seconds__c", "type": "int"},
-        {"name": "Occurred_At__c", "type": "datetime"},
-        {"name": "Region__c", "type": "picklist", "values": ["us-east", "us-west", "eu-central", "ap-south"]},
-        {"name": "Is_Billable__c", "type": "boolean"},
-        {"name": "User_Email__c", "type": "email"},
-        {"name": "Session_Key__c", "type": "string", "length": 40},
-    ]),
-    "Support_Entitlement__c": (100_000, "Support Entitlement", "a1I", [
-        {"name": "Account__c", "type": R, "referenceTo": "Account", "relationshipName": "Account__r",
-         "required": True},
-        {"name": "Product_Asset__c", "type": R, "referenceTo": "Product_Asset__c",
-         "relationshipName": "Product_Asset__r"},
-        {"name": "Type__c", "type": "picklist", "values": ["Phone Support", "Web Support", "Premier", "Onsite"]},
-        {"name": "Start_Date__c", "type": "date"},
-        {"name": "End_Date__c", "type": "date"},
-        {"name": "Cases_Remaining__c", "type": "int"},
-        {"name": "SLA_Hours__c", "type": "double", "precision": 6, "scale": 1},
-        {"name": "Is_Active__c", "type": "boolean"},
-        {"name": "Support_Manager__c", "type": "string", "length": 80},
-        {"name": "Contract_Value__c", "type": "currency", "precision": 16, "scale": 2},
-    ]),
-    "Contract_Term__c": (100_000, "Contract Term", "a1J", [
-        {"name": "Opportunity__c", "type": R, "referenceTo": "Opportunity", "relationshipName": "Opportunity__r",
-         "required": True},
-        {"name": "Account__c", "type": R, "referenceTo": "Account", "relationshipName": "Account__r"},
-        {"name": "Term_Months__c", "type": "int"},
-        {"name": "Start_Date__c", "type": "date"},
-        {"name": "End_Date__c", "type": "date"},
-        {"name": "Value__c", "type": "currency", "precision": 16, "scale": 2},
-        {"name": "Renewal_Type__c", "type": "picklist", "values": ["Automatic", "Manual", "Evergreen"]},
-        {"name": "Payment_Terms__c", "type": "picklist", "values": ["Net 15", "Net 30", "Net 60", "Prepaid"]},
-        {"name": "Is_Signed__c", "type": "boolean"},
-        {"name": "Signed_At__c", "type": "datetime"},
-        {"name": "Legal_Entity_Name__c", "type": "string", "length": 120},
-        {"name": "Clauses__c", "type": "textarea", "length": 4000},
-    ]),
-    "Survey_Response__c": (80_000, "Survey Response", "a1K", [
-        {"name": "Case__c", "type": R, "referenceTo": "Case", "relationshipName": "Case__r", "required": True},
-        {"name": "Contact__c", "type": R, "referenceTo": "Contact", "relationshipName": "Contact__r"},
-        {"name": "Rating__c", "type": "picklist", "values": ["5", "4", "3", "2", "1"]},
-        {"name": "Satisfaction__c", "type": "percent", "precision": 5, "scale": 1},
-        {"name": "Would_Recommend__c", "type": "boolean"},
-        {"name": "Channel__c", "type": "picklist", "values": ["Email", "SMS", "In-App"]},
-        {"name": "Responded_At__c", "type": "datetime"},
-        {"name": "Comment__c", "type": "textarea", "length": 2000},
-    ]),
-    "Partner_Deal__c": (30_000, "Partner Deal", "a1L", [
-        {"name": "Opportunity__c", "type": R, "referenceTo": "Opportunity", "relationshipName": "Opportunity__r",
-         "required": True},
-        {"name": "Partner_Account__c", "type": R, "referenceTo": "Account", "relationshipName": "Partner_Account__r"},
-        {"name": "Registration_Number__c", "type": "string", "length": 30, "externalId": True},
-        {"name": "Status__c", "type": "picklist", "values": ["Submitted", "Approved", "Rejected", "Expired"]},
-        {"name": "Commission__c", "type": "percent", "precision": 5, "scale": 2},
-        {"name": "Deal_Value__c", "type": "currency", "precision": 16, "scale": 2},
-        {"name": "Expiration_Date__c", "type": "date"},
-        {"name": "Is_Approved__c", "type": "boolean"},
-        {"name": "Partner_Rep__c", "type": "string", "length": 80},
-    ]),
-    "Campaign_Touch__c": (20_000, "Campaign Touch", "a1M", [
-        {"name": "Lead__c", "type": R, "referenceTo": "Lead", "relationshipName": "Lead__r", "required": True},
-        {"name": "Contact__c", "type": R, "referenceTo": "Contact", "relationshipName": "Contact__r"},
-        {"name": "Campaign_Name__c", "type": "string", "length": 120},
-        {"name": "Channel__c", "type": "picklist", "values": ["Email", "Webinar", "Paid Search", "Event", "Social"]},
-        {"name": "Touch_Date__c", "type": "date"},
-        {"name": "Opened__c", "type": "boolean"},
-        {"name": "Clicked__c", "type": "boolean"},
-        {"name": "Cost__c", "type": "currency", "precision": 10, "scale": 2},
-        {"name": "UTM_Source_Code__c", "type": "string", "length": 40},
-        {"name": "Email__c", "type": "email"},
-    ]),
+    "Territory__c": (
+        10_000,
+        "Territory",
+        "a1A",
+        [
+            {"name": "Territory_Code__c", "type": "string", "length": 20, "externalId": True},
+            {"name": "Manager__c", "type": R, "referenceTo": "User", "relationshipName": "Manager__r"},
+            {"name": "Region__c", "type": "picklist", "values": ["AMER", "EMEA", "APAC", "LATAM"]},
+            {"name": "Country__c", "type": "string", "length": 80},
+            {"name": "Quota__c", "type": "currency", "precision": 16, "scale": 2},
+            {"name": "Headcount__c", "type": "int"},
+            {"name": "Is_Active__c", "type": "boolean"},
+            {"name": "Segment__c", "type": "picklist", "values": ["Enterprise", "Mid-Market", "SMB"]},
+            {"name": "Description__c", "type": "textarea", "length": 2000},
+        ],
+    ),
+    "Product_Asset__c": (
+        60_000,
+        "Product Asset",
+        "a1B",
+        [
+            {
+                "name": "Account__c",
+                "type": R,
+                "referenceTo": "Account",
+                "relationshipName": "Account__r",
+                "required": True,
+            },
+            {"name": "Contact__c", "type": R, "referenceTo": "Contact", "relationshipName": "Contact__r"},
+            {"name": "Serial_Number__c", "type": "string", "length": 40, "externalId": True},
+            {"name": "Product_Name__c", "type": "string", "length": 120},
+            {"name": "Status__c", "type": "picklist", "values": ["Installed", "Shipped", "Registered", "Obsolete"]},
+            {"name": "Install_Date__c", "type": "date"},
+            {"name": "Warranty_End_Date__c", "type": "date"},
+            {"name": "Quantity__c", "type": "double", "precision": 12, "scale": 2},
+            {"name": "Price__c", "type": "currency", "precision": 16, "scale": 2},
+            {"name": "Is_Competitor_Product__c", "type": "boolean"},
+            {"name": "Location_City__c", "type": "string", "length": 80},
+            {"name": "Notes__c", "type": "textarea", "length": 4000},
+        ],
+    ),
+    "Subscription__c": (
+        200_000,
+        "Subscription",
+        "a1C",
+        [
+            {
+                "name": "Account__c",
+                "type": R,
+                "referenceTo": "Account",
+                "relationshipName": "Account__r",
+                "required": True,
+            },
+            {"name": "Opportunity__c", "type": R, "referenceTo": "Opportunity", "relationshipName": "Opportunity__r"},
+            {
+                "name": "Primary_Contact__c",
+                "type": R,
+                "referenceTo": "Contact",
+                "relationshipName": "Primary_Contact__r",
+            },
+            {"name": "Contract_Number__c", "type": "string", "length": 30, "externalId": True},
+            {"name": "Plan__c", "type": "picklist", "values": ["Starter", "Professional", "Enterprise", "Unlimited"]},
+            {"name": "Seats__c", "type": "int"},
+            {"name": "MRR__c", "type": "currency", "precision": 16, "scale": 2},
+            {"name": "Start_Date__c", "type": "date"},
+            {"name": "End_Date__c", "type": "date"},
+            {"name": "Renewal_Date__c", "type": "date"},
+            {"name": "Auto_Renew__c", "type": "boolean"},
+            {"name": "Status__c", "type": "picklist", "values": ["Active", "Trial", "Suspended", "Cancelled"]},
+            {"name": "Billing_Frequency__c", "type": "picklist", "values": ["Monthly", "Quarterly", "Annual"]},
+            {"name": "Discount__c", "type": "percent", "precision": 5, "scale": 2},
+            {"name": "Usage_Tier__c", "type": "picklist", "values": ["Tier 1", "Tier 2", "Tier 3"]},
+            {"name": "Notes__c", "type": "textarea", "length": 2000},
+        ],
+    ),
+    "Order__c": (
+        350_000,
+        "Order",
+        "a1D",
+        [
+            {
+                "name": "Account__c",
+                "type": R,
+                "referenceTo": "Account",
+                "relationshipName": "Account__r",
+                "required": True,
+            },
+            {"name": "Opportunity__c", "type": R, "referenceTo": "Opportunity", "relationshipName": "Opportunity__r"},
+            {"name": "Order_Number__c", "type": "string", "length": 30, "externalId": True},
+            {"name": "Status__c", "type": "picklist", "values": ["Draft", "Activated", "Shipped", "Cancelled"]},
+            {"name": "Total__c", "type": "currency", "precision": 16, "scale": 2},
+            {"name": "Order_Date__c", "type": "date"},
+            {"name": "Due_Date__c", "type": "date"},
+            {"name": "Discount__c", "type": "percent", "precision": 5, "scale": 2},
+            {"name": "Line_Count__c", "type": "int"},
+            {"name": "Is_Priority__c", "type": "boolean"},
+            {"name": "Billing_Email__c", "type": "email"},
+            {"name": "Phone__c", "type": "phone"},
+            {"name": "Channels__c", "type": "multipicklist", "values": ["Web", "Phone", "Partner", "Store"]},
+            {"name": "Approver__c", "type": R, "referenceTo": "User", "relationshipName": "Approver__r"},
+            {"name": "Activated_At__c", "type": "datetime"},
+            {"name": "Notes__c", "type": "textarea", "length": 1000},
+        ],
+    ),
+    "Order_Line__c": (
+        700_000,
+        "Order Line",
+        "a1E",
+        [
+            {
+                "name": "Order__c",
+                "type": R,
+                "referenceTo": "Order__c",
+                "relationshipName": "Order__r",
+                "required": True,
+                "cascadeDelete": True,
+            },
+            {"name": "Account__c", "type": R, "referenceTo": "Account", "relationshipName": "Account__r"},
+            {"name": "Product_Name__c", "type": "string", "length": 120},
+            {"name": "SKU_Code__c", "type": "string", "length": 20},
+            {"name": "Quantity__c", "type": "double", "precision": 10, "scale": 0},
+            {"name": "Unit_Price__c", "type": "currency", "precision": 14, "scale": 2},
+            {"name": "Line_Amount__c", "type": "currency", "precision": 16, "scale": 2},
+            {"name": "Discount__c", "type": "percent", "precision": 5, "scale": 2},
+            {"name": "Tax_Amount__c", "type": "currency", "precision": 14, "scale": 2},
+            {"name": "Delivery_Date__c", "type": "date"},
+            {"name": "Is_Taxable__c", "type": "boolean"},
+            {"name": "Status__c", "type": "picklist", "values": ["Open", "Allocated", "Fulfilled", "Returned"]},
+        ],
+    ),
+    "Shipment__c": (
+        200_000,
+        "Shipment",
+        "a1F",
+        [
+            {
+                "name": "Order__c",
+                "type": R,
+                "referenceTo": "Order__c",
+                "relationshipName": "Order__r",
+                "required": True,
+            },
+            {"name": "Account__c", "type": R, "referenceTo": "Account", "relationshipName": "Account__r"},
+            {"name": "Carrier__c", "type": "picklist", "values": ["UPS", "FedEx", "DHL", "USPS", "Freight"]},
+            {"name": "Tracking_Number__c", "type": "string", "length": 40},
+            {"name": "Shipped_Date__c", "type": "date"},
+            {"name": "Delivery_Date__c", "type": "date"},
+            {"name": "Weight_Kg__c", "type": "double", "precision": 10, "scale": 2},
+            {"name": "Cost__c", "type": "currency", "precision": 12, "scale": 2},
+            {"name": "Status__c", "type": "picklist", "values": ["Pending", "In Transit", "Delivered", "Lost"]},
+            {"name": "Destination_City__c", "type": "string", "length": 80},
+            {"name": "Destination_Country__c", "type": "string", "length": 80},
+            {"name": "Signed_By_Contact__c", "type": "string", "length": 80},
+            {"name": "Is_Insured__c", "type": "boolean"},
+            {"name": "Delivered_At__c", "type": "datetime"},
+        ],
+    ),
+    "Payment__c": (
+        300_000,
+        "Payment",
+        "a1G",
+        [
+            {
+                "name": "Invoice__c",
+                "type": R,
+                "referenceTo": "Invoice__c",
+                "relationshipName": "Invoice__r",
+                "required": True,
+            },
+            {"name": "Account__c", "type": R, "referenceTo": "Account", "relationshipName": "Account__r"},
+            {"name": "Amount__c", "type": "currency", "precision": 16, "scale": 2},
+            {"name": "Fee__c", "type": "currency", "precision": 10, "scale": 2},
+            {"name": "Payment_Date__c", "type": "date"},
+            {"name": "Method__c", "type": "picklist", "values": ["Card", "ACH", "Wire", "Check", "PayPal"]},
+            {"name": "Reference_Number__c", "type": "string", "length": 40},
+            {"name": "Status__c", "type": "picklist", "values": ["Pending", "Settled", "Failed", "Refunded"]},
+            {"name": "Currency_Code__c", "type": "picklist", "values": ["USD", "EUR", "GBP", "JPY", "CAD"]},
+            {"name": "Processed_At__c", "type": "datetime"},
+            {"name": "Is_Refund__c", "type": "boolean"},
+            {"name": "Notes__c", "type": "textarea", "length": 1000},
+        ],
+    ),
+    "Usage_Event__c": (
+        1_000_000,
+        "Usage Event",
+        "a1H",
+        [
+            {
+                "name": "Subscription__c",
+                "type": R,
+                "referenceTo": "Subscription__c",
+                "relationshipName": "Subscription__r",
+                "required": True,
+            },
+            {"name": "Account__c", "type": R, "referenceTo": "Account", "relationshipName": "Account__r"},
+            {
+                "name": "Event_Type__c",
+                "type": "picklist",
+                "values": ["API Call", "Login", "Export", "Report Run", "Storage", "Sync"],
+            },
+            {"name": "Feature__c", "type": "picklist", "values": ["Core", "Analytics", "Integrations", "Mobile"]},
+            {"name": "Quantity__c", "type": "double", "precision": 14, "scale": 2},
+            {"name": "Duration_Seconds__c", "type": "int"},
+            {"name": "Occurred_At__c", "type": "datetime"},
+            {"name": "Region__c", "type": "picklist", "values": ["us-east", "us-west", "eu-central", "ap-south"]},
+            {"name": "Is_Billable__c", "type": "boolean"},
+            {"name": "User_Email__c", "type": "email"},
+            {"name": "Session_Key__c", "type": "string", "length": 40},
+        ],
+    ),
+    "Support_Entitlement__c": (
+        100_000,
+        "Support Entitlement",
+        "a1I",
+        [
+            {
+                "name": "Account__c",
+                "type": R,
+                "referenceTo": "Account",
+                "relationshipName": "Account__r",
+                "required": True,
+            },
+            {
+                "name": "Product_Asset__c",
+                "type": R,
+                "referenceTo": "Product_Asset__c",
+                "relationshipName": "Product_Asset__r",
+            },
+            {"name": "Type__c", "type": "picklist", "values": ["Phone Support", "Web Support", "Premier", "Onsite"]},
+            {"name": "Start_Date__c", "type": "date"},
+            {"name": "End_Date__c", "type": "date"},
+            {"name": "Cases_Remaining__c", "type": "int"},
+            {"name": "SLA_Hours__c", "type": "double", "precision": 6, "scale": 1},
+            {"name": "Is_Active__c", "type": "boolean"},
+            {"name": "Support_Manager__c", "type": "string", "length": 80},
+            {"name": "Contract_Value__c", "type": "currency", "precision": 16, "scale": 2},
+        ],
+    ),
+    "Contract_Term__c": (
+        100_000,
+        "Contract Term",
+        "a1J",
+        [
+            {
+                "name": "Opportunity__c",
+                "type": R,
+                "referenceTo": "Opportunity",
+                "relationshipName": "Opportunity__r",
+                "required": True,
+            },
+            {"name": "Account__c", "type": R, "referenceTo": "Account", "relationshipName": "Account__r"},
+            {"name": "Term_Months__c", "type": "int"},
+            {"name": "Start_Date__c", "type": "date"},
+            {"name": "End_Date__c", "type": "date"},
+            {"name": "Value__c", "type": "currency", "precision": 16, "scale": 2},
+            {"name": "Renewal_Type__c", "type": "picklist", "values": ["Automatic", "Manual", "Evergreen"]},
+            {"name": "Payment_Terms__c", "type": "picklist", "values": ["Net 15", "Net 30", "Net 60", "Prepaid"]},
+            {"name": "Is_Signed__c", "type": "boolean"},
+            {"name": "Signed_At__c", "type": "datetime"},
+            {"name": "Legal_Entity_Name__c", "type": "string", "length": 120},
+            {"name": "Clauses__c", "type": "textarea", "length": 4000},
+        ],
+    ),
+    "Survey_Response__c": (
+        80_000,
+        "Survey Response",
+        "a1K",
+        [
+            {"name": "Case__c", "type": R, "referenceTo": "Case", "relationshipName": "Case__r", "required": True},
+            {"name": "Contact__c", "type": R, "referenceTo": "Contact", "relationshipName": "Contact__r"},
+            {"name": "Rating__c", "type": "picklist", "values": ["5", "4", "3", "2", "1"]},
+            {"name": "Satisfaction__c", "type": "percent", "precision": 5, "scale": 1},
+            {"name": "Would_Recommend__c", "type": "boolean"},
+            {"name": "Channel__c", "type": "picklist", "values": ["Email", "SMS", "In-App"]},
+            {"name": "Responded_At__c", "type": "datetime"},
+            {"name": "Comment__c", "type": "textarea", "length": 2000},
+        ],
+    ),
+    "Partner_Deal__c": (
+        30_000,
+        "Partner Deal",
+        "a1L",
+        [
+            {
+                "name": "Opportunity__c",
+                "type": R,
+                "referenceTo": "Opportunity",
+                "relationshipName": "Opportunity__r",
+                "required": True,
+            },
+            {
+                "name": "Partner_Account__c",
+                "type": R,
+                "referenceTo": "Account",
+                "relationshipName": "Partner_Account__r",
+            },
+            {"name": "Registration_Number__c", "type": "string", "length": 30, "externalId": True},
+            {"name": "Status__c", "type": "picklist", "values": ["Submitted", "Approved", "Rejected", "Expired"]},
+            {"name": "Commission__c", "type": "percent", "precision": 5, "scale": 2},
+            {"name": "Deal_Value__c", "type": "currency", "precision": 16, "scale": 2},
+            {"name": "Expiration_Date__c", "type": "date"},
+            {"name": "Is_Approved__c", "type": "boolean"},
+            {"name": "Partner_Rep__c", "type": "string", "length": 80},
+        ],
+    ),
+    "Campaign_Touch__c": (
+        20_000,
+        "Campaign Touch",
+        "a1M",
+        [
+            {"name": "Lead__c", "type": R, "referenceTo": "Lead", "relationshipName": "Lead__r", "required": True},
+            {"name": "Contact__c", "type": R, "referenceTo": "Contact", "relationshipName": "Contact__r"},
+            {"name": "Campaign_Name__c", "type": "string", "length": 120},
+            {
+                "name": "Channel__c",
+                "type": "picklist",
+                "values": ["Email", "Webinar", "Paid Search", "Event", "Social"],
+            },
+            {"name": "Touch_Date__c", "type": "date"},
+            {"name": "Opened__c", "type": "boolean"},
+            {"name": "Clicked__c", "type": "boolean"},
+            {"name": "Cost__c", "type": "currency", "precision": 10, "scale": 2},
+            {"name": "UTM_Source_Code__c", "type": "string", "length": 40},
+            {"name": "Email__c", "type": "email"},
+        ],
+    ),
 }
 BACKED_UP = STANDARD + list(EXTRA_OBJECTS)
 
@@ -270,10 +407,17 @@ def plan(records: int) -> tuple[int, dict[str, int]]:
 def write_objects_yaml(path: Path) -> Path:
     import yaml
 
-    path.write_text(yaml.safe_dump({"objects": {
-        name: {"label": label, "keyPrefix": prefix, "fields": fields}
-        for name, (_weight, label, prefix, fields) in EXTRA_OBJECTS.items()
-    }}, sort_keys=False))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "objects": {
+                    name: {"label": label, "keyPrefix": prefix, "fields": fields}
+                    for name, (_weight, label, prefix, fields) in EXTRA_OBJECTS.items()
+                }
+            },
+            sort_keys=False,
+        )
+    )
     return path
 
 
@@ -297,8 +441,16 @@ def generate_only(data_dir: Path, records: int, objects_yaml: Path, seed: int) -
     org.store.set_meta("bench_scale", {"records": records, "seed": seed, "hour": hour.isoformat(), "counts": counts})
     org.set_clock(datetime.now(UTC), freeze=False)  # serve on real time
     org.close()
-    print(json.dumps({"counts": counts, "seconds": seconds, "standard_seconds": standard_seconds,
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(
+        json.dumps(
+            {
+                "counts": counts,
+                "seconds": seconds,
+                "standard_seconds": standard_seconds,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
 
 
 def existing_org(data_dir: Path) -> dict[str, Any] | None:
@@ -328,10 +480,26 @@ def ensure_org(data_dir: Path, records: int, objects_yaml: Path, seed: int, log:
     print(f"generating {records:,} records into {data_dir} ...", flush=True)
     with open(log, "ab") as err:
         out = subprocess.run(
-            [sys.executable, "-m", "sf_pipeline_tests.benchmarks.bench_scale", "--generate-only",
-             "--records", str(records), "--data-dir", str(data_dir), "--seed", str(seed),
-             "--objects-yaml", str(objects_yaml)],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True, check=False)
+            [
+                sys.executable,
+                "-m",
+                "sf_pipeline_tests.benchmarks.bench_scale",
+                "--generate-only",
+                "--records",
+                str(records),
+                "--data-dir",
+                str(data_dir),
+                "--seed",
+                str(seed),
+                "--objects-yaml",
+                str(objects_yaml),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            check=False,
+        )
     if out.returncode != 0:
         raise SystemExit(f"generation failed ({out.returncode}); see {log}")
     generated = json.loads(out.stdout.strip().splitlines()[-1])
@@ -540,10 +708,14 @@ def run_backup(ctx: dict[str, Any], concurrency: int) -> dict[str, Any]:
     home.mkdir()
     import yaml
 
-    (home / "dagster.yaml").write_text(yaml.safe_dump({
-        "storage": {"postgres": {"postgres_url": re.sub(r"^postgresql://", "postgresql+psycopg2://", storage)}},
-        "telemetry": {"enabled": False},
-    }))
+    (home / "dagster.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "storage": {"postgres": {"postgres_url": re.sub(r"^postgresql://", "postgresql+psycopg2://", storage)}},
+                "telemetry": {"enabled": False},
+            }
+        )
+    )
     probe = tmp / f"probe_{concurrency}_{len(ctx['runs'])}"
     probe.mkdir()
     site = tmp / "probe_site"
@@ -569,7 +741,8 @@ def run_backup(ctx: dict[str, Any], concurrency: int) -> dict[str, Any]:
         try:
             # the code location as a deployment loads it: module sf_pipeline.definitions, attribute defs
             recon = ReconstructableRepository.for_module(
-                "sf_pipeline.definitions", "defs", working_directory=str(ROOT)).get_reconstructable_job("backup")
+                "sf_pipeline.definitions", "defs", working_directory=str(ROOT)
+            ).get_reconstructable_job("backup")
             with output_to(log):  # Dagster's and dbt's output, of this process and the step processes
                 executor = recon.get_definition().executor_def.name
                 # Dagster's default executor takes {multiprocess: {...}}; a multiprocess one its config directly
@@ -579,7 +752,8 @@ def run_backup(ctx: dict[str, Any], concurrency: int) -> dict[str, Any]:
                 sampler.start()
                 started = time.time()
                 result = dg.execute_job(
-                    recon, instance=instance,
+                    recon,
+                    instance=instance,
                     run_config={"execution": {"config": config}},
                     tags={"dagster/partition": ctx["partition"]},
                 )
@@ -641,21 +815,25 @@ def run_backup(ctx: dict[str, Any], concurrency: int) -> dict[str, Any]:
         job_wait = (first_data - post) if post and first_data else 0.0
         polls = sum(b - a for w, a, b in calls if re.fullmatch(r"bulk GET query/[^/]+", w))
         last_data = data_calls[-1][1] if data_calls else step["start"]
-        objects.append({
-            "object": key.split("/", 1)[1],
-            "records": mat["records_extracted"],
-            "mode": mat["extract_mode"],
-            "api_calls": mat["api_calls"],
-            "fields": mat["fields"],
-            "worker_startup": step["start"] - step["worker_starting"],
-            "step_seconds": step["end"] - step["start"],
-            "salesforce_seconds": api - polls + job_wait,  # API calls, with the Bulk job's wait instead of its polls
-            "load_tail_seconds": step["end"] - last_data,
-            "load_seconds": mat["load_seconds"],
-            "cpu_seconds": (sampler.series.get(step.get("pid")) or [(0, 0.0)])[-1][1],  # since the process began
-            "start": step["start"] - started,
-            "end": step["end"] - started,
-        })
+        objects.append(
+            {
+                "object": key.split("/", 1)[1],
+                "records": mat["records_extracted"],
+                "mode": mat["extract_mode"],
+                "api_calls": mat["api_calls"],
+                "fields": mat["fields"],
+                "worker_startup": step["start"] - step["worker_starting"],
+                "step_seconds": step["end"] - step["start"],
+                "salesforce_seconds": api
+                - polls
+                + job_wait,  # API calls, with the Bulk job's wait instead of its polls
+                "load_tail_seconds": step["end"] - last_data,
+                "load_seconds": mat["load_seconds"],
+                "cpu_seconds": (sampler.series.get(step.get("pid")) or [(0, 0.0)])[-1][1],  # since the process began
+                "start": step["start"] - started,
+                "end": step["end"] - started,
+            }
+        )
     objects.sort(key=lambda o: -o["records"])
     snapshots = {k.split("/", 1)[1]: m for k, m in materializations.items() if k.startswith("history/")}
 
@@ -671,7 +849,8 @@ def run_backup(ctx: dict[str, Any], concurrency: int) -> dict[str, Any]:
         "snapshots": len(snapshots),
         "api_calls": sum(o["api_calls"] for o in objects),
         "devorg_requests": usage_after - usage_before,
-        "phases": {name: b - a for name, a, b in phases if name != "finish"} | {"finish": finished - history_step["end"]},
+        "phases": {name: b - a for name, a, b in phases if name != "finish"}
+        | {"finish": finished - history_step["end"]},
         "worker_startup_total": sum(o["worker_startup"] for o in objects)
         + (history_step["start"] - history_step["worker_starting"]),
         "history_worker_startup": history_step["start"] - history_step["worker_starting"],
@@ -704,23 +883,35 @@ def report_run(r: dict[str, Any]) -> None:
         d = c.get(kind, {})
         return sum(d.values()) if phase is None else d.get(phase, 0.0)
 
-    print(f"\n== max_concurrent={r['concurrency']} ({r['executor']} executor): {r['records']:,} records of {r['objects']} objects "
-          f"({r['snapshots']} snapshots) in {r['wall']:,.1f} s wall -> {r['records'] / r['wall']:,.0f} records/s "
-          f"[1-min load average during the run {r['load_during'][0]:.1f}-{r['load_during'][2]:.1f}, "
-          f"mean {r['load_during'][1]:.1f}, on {os.cpu_count()} cores]")
-    print(f"API calls: {r['api_calls']} (sum of api_calls metadata); devorg served {r['devorg_requests']} counted "
-          "requests")
-    print(f"memory: run's processes summed peak {r['peak_mb'].get('pipeline', 0):,.0f} MB (sampled), largest "
-          f"process {r['max_process_mb']:,.0f} MB (VmHWM; orchestrator {r['orchestrator_hwm_mb']:,.0f} MB); devorg "
-          f"{r['devorg_hwm_mb']:,.0f} MB (VmHWM); PostgreSQL warehouse backends private "
-          f"{r['peak_mb'].get('pg_warehouse', 0):,.0f} MB")
-    print(f"phases: start {ph['start']:.1f} s | extract+load (mirror steps) {ph['extract+load']:.1f} s | "
-          f"until the snapshot step runs {ph['to snapshot']:.1f} s | snapshots (dbt) {ph['snapshots']:.1f} s | "
-          f"finish {ph['finish']:.1f} s")
-    print(f"step processes' start-up (STEP_WORKER_STARTING -> STEP_START), summed over {r['objects'] + 1} steps: "
-          f"{r['worker_startup_total']:.1f} s")
-    print(f"mirror steps summed {r['mirror_step_seconds']:.1f} s, of which Salesforce API (incl. Bulk job wait) "
-          f"{r['salesforce_seconds']:.1f} s, load tail after the last page {r['load_tail_seconds']:.1f} s")
+    print(
+        f"\n== max_concurrent={r['concurrency']} ({r['executor']} executor): {r['records']:,} records of {r['objects']} objects "
+        f"({r['snapshots']} snapshots) in {r['wall']:,.1f} s wall -> {r['records'] / r['wall']:,.0f} records/s "
+        f"[1-min load average during the run {r['load_during'][0]:.1f}-{r['load_during'][2]:.1f}, "
+        f"mean {r['load_during'][1]:.1f}, on {os.cpu_count()} cores]"
+    )
+    print(
+        f"API calls: {r['api_calls']} (sum of api_calls metadata); devorg served {r['devorg_requests']} counted "
+        "requests"
+    )
+    print(
+        f"memory: run's processes summed peak {r['peak_mb'].get('pipeline', 0):,.0f} MB (sampled), largest "
+        f"process {r['max_process_mb']:,.0f} MB (VmHWM; orchestrator {r['orchestrator_hwm_mb']:,.0f} MB); devorg "
+        f"{r['devorg_hwm_mb']:,.0f} MB (VmHWM); PostgreSQL warehouse backends private "
+        f"{r['peak_mb'].get('pg_warehouse', 0):,.0f} MB"
+    )
+    print(
+        f"phases: start {ph['start']:.1f} s | extract+load (mirror steps) {ph['extract+load']:.1f} s | "
+        f"until the snapshot step runs {ph['to snapshot']:.1f} s | snapshots (dbt) {ph['snapshots']:.1f} s | "
+        f"finish {ph['finish']:.1f} s"
+    )
+    print(
+        f"step processes' start-up (STEP_WORKER_STARTING -> STEP_START), summed over {r['objects'] + 1} steps: "
+        f"{r['worker_startup_total']:.1f} s"
+    )
+    print(
+        f"mirror steps summed {r['mirror_step_seconds']:.1f} s, of which Salesforce API (incl. Bulk job wait) "
+        f"{r['salesforce_seconds']:.1f} s, load tail after the last page {r['load_tail_seconds']:.1f} s"
+    )
     kinds = ["devorg", "pg_warehouse", "step", "dbt", "orchestrator", "pg_dagster"]
     print("CPU seconds (sampled)  " + "  ".join(f"{k:>12}" for k in kinds))
     for phase in ("start", "extract+load", "to snapshot", "snapshots", "finish", None):
@@ -728,21 +919,43 @@ def report_run(r: dict[str, Any]) -> None:
         print(f"  {label:<20} " + "  ".join(f"{cpu_of(k, phase):12.1f}" for k in kinds))
     print("per object: records  mode  API  step s  Salesforce s  load tail s  worker start s  step CPU s")
     for o in r["per_object"]:
-        print(f"  {o['object']:<24} {o['records']:>10,} {o['mode']:>5} {o['api_calls']:>4} {o['step_seconds']:7.1f} "
-              f"{o['salesforce_seconds']:12.1f} {o['load_tail_seconds']:12.1f} {o['worker_startup']:10.1f} "
-              f"{o['cpu_seconds']:10.1f}")
+        print(
+            f"  {o['object']:<24} {o['records']:>10,} {o['mode']:>5} {o['api_calls']:>4} {o['step_seconds']:7.1f} "
+            f"{o['salesforce_seconds']:12.1f} {o['load_tail_seconds']:12.1f} {o['worker_startup']:10.1f} "
+            f"{o['cpu_seconds']:10.1f}"
+        )
 
 
 def report_summary(runs: list[dict[str, Any]]) -> None:
     print("\n== summary")
-    head = ["max_concurrent", "executor", "wall s", "records/s", "API calls", "extract+load s", "snapshots s",
-            "peak RSS sum MB", "devorg MB"]
+    head = [
+        "max_concurrent",
+        "executor",
+        "wall s",
+        "records/s",
+        "API calls",
+        "extract+load s",
+        "snapshots s",
+        "peak RSS sum MB",
+        "devorg MB",
+    ]
     print(" | ".join(head))
     for r in runs:
-        print(" | ".join([
-            str(r["concurrency"]), r["executor"], f"{r['wall']:,.1f}", f"{r['records'] / r['wall']:,.0f}", str(r["api_calls"]),
-            f"{r['phases']['extract+load']:.1f}", f"{r['phases']['snapshots']:.1f}",
-            f"{r['peak_mb'].get('pipeline', 0):,.0f}", f"{r['devorg_hwm_mb']:,.0f}"]))
+        print(
+            " | ".join(
+                [
+                    str(r["concurrency"]),
+                    r["executor"],
+                    f"{r['wall']:,.1f}",
+                    f"{r['records'] / r['wall']:,.0f}",
+                    str(r["api_calls"]),
+                    f"{r['phases']['extract+load']:.1f}",
+                    f"{r['phases']['snapshots']:.1f}",
+                    f"{r['peak_mb'].get('pipeline', 0):,.0f}",
+                    f"{r['devorg_hwm_mb']:,.0f}",
+                ]
+            )
+        )
     by = {}
     for r in runs:
         by.setdefault(r["concurrency"], []).append(r["wall"])
@@ -750,16 +963,23 @@ def report_summary(runs: list[dict[str, Any]]) -> None:
         serial = min(by[1])
         for n, walls in sorted(by.items()):
             if n != 1:
-                print(f"speed-up of max_concurrent={n} over 1: {serial / min(walls):.2f}x (wall {serial:,.1f} s -> "
-                      f"{min(walls):,.1f} s)")
+                print(
+                    f"speed-up of max_concurrent={n} over 1: {serial / min(walls):.2f}x (wall {serial:,.1f} s -> "
+                    f"{min(walls):,.1f} s)"
+                )
 
 
 # ====================================================================== main
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--records", type=int, default=PLAN_RECORDS, help="records in the org (default 5,000,000)")
-    ap.add_argument("--concurrency", type=int, nargs="+", default=[2, 1],
-                    help="max_concurrent of the multiprocess executor, one run each, in this order (default 2 1)")
+    ap.add_argument(
+        "--concurrency",
+        type=int,
+        nargs="+",
+        default=[2, 1],
+        help="max_concurrent of the multiprocess executor, one run each, in this order (default 2 1)",
+    )
     ap.add_argument("--data-dir", type=Path, help="keep/reuse the generated org here (default: a temp dir)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--interval", type=float, default=0.2, help="sampling interval, seconds")
@@ -778,14 +998,20 @@ def main() -> None:
     size, extra = plan(args.records)
     free = shutil.disk_usage(args.data_dir.parent if args.data_dir else tempfile.gettempdir()).free
     need = args.records * 3_000  # SQLite org + mirror + history, measured about 2.2 KB a record
-    print(f"org plan: {size:,} Opportunities (+ {sum(extra.values()):,} records of {len(extra)} more custom "
-          f"objects); {os.cpu_count()} cores; free disk {free / 1e9:,.0f} GB (need about {need / 1e9:,.0f} GB); "
-          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(
+        f"org plan: {size:,} Opportunities (+ {sum(extra.values()):,} records of {len(extra)} more custom "
+        f"objects); {os.cpu_count()} cores; free disk {free / 1e9:,.0f} GB (need about {need / 1e9:,.0f} GB); "
+        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
     if free < need:
         raise SystemExit("not enough free disk for this size")
 
-    out: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "cores": os.cpu_count(),
-                           "args": {k: str(v) for k, v in vars(args).items()}, "runs": []}
+    out: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cores": os.cpu_count(),
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "runs": [],
+    }
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-scale-")))
         ctx: dict[str, Any] = {"tmp": tmp, "databases": [], "runs": out["runs"], "interval": args.interval}
@@ -797,10 +1023,14 @@ def main() -> None:
         if org["generated"]:
             g = org["generated"]
             total = sum(org["counts"].values())
-            print(f"generated {total:,} records in {g['seconds']:,.1f} s ({total / g['seconds']:,.0f} records/s; "
-                  f"the 7 standard ones {g['standard_seconds']:,.1f} s), generator peak RSS {g['peak_rss_mb']:,.0f} MB")
-        print("records per object: " + ", ".join(f"{k} {v:,}" for k, v in
-                                                  sorted(org["counts"].items(), key=lambda kv: -kv[1])))
+            print(
+                f"generated {total:,} records in {g['seconds']:,.1f} s ({total / g['seconds']:,.0f} records/s; "
+                f"the 7 standard ones {g['standard_seconds']:,.1f} s), generator peak RSS {g['peak_rss_mb']:,.0f} MB"
+            )
+        print(
+            "records per object: "
+            + ", ".join(f"{k} {v:,}" for k, v in sorted(org["counts"].items(), key=lambda kv: -kv[1]))
+        )
         hour = datetime.fromisoformat(org["hour"])
         start = hour - timedelta(hours=1)
         ctx["partition"] = f"{start:%Y-%m-%d-%H:%M}"
@@ -816,22 +1046,29 @@ def main() -> None:
         shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs", ".user.yml"))
         ctx["dbt_project"] = project
         settings = tmp / "sf_pipeline_scale.yaml"
-        settings.write_text(yaml.safe_dump({
-            "orgs": {"production": {}},
-            "backup": {
-                "org": "production",
-                "objects": BACKED_UP,
-                "partitions": {"cron": "0 * * * *", "start": start.strftime("%Y-%m-%dT%H:%M:%SZ")},
-                "schedule_lag_minutes": 10,
-                "api_budget": {"max_share_of_daily_limit": 0.5},
-            },
-        }))
+        settings.write_text(
+            yaml.safe_dump(
+                {
+                    "orgs": {"production": {}},
+                    "backup": {
+                        "org": "production",
+                        "objects": BACKED_UP,
+                        "partitions": {"cron": "0 * * * *", "start": start.strftime("%Y-%m-%dT%H:%M:%SZ")},
+                        "schedule_lag_minutes": 10,
+                        "api_budget": {"max_share_of_daily_limit": 0.5},
+                    },
+                }
+            )
+        )
         ctx["settings"] = settings
-        print(f"devorg pid {devorg.pid}; window {ctx['partition']} (everything before {hour:%Y-%m-%d %H:%M} UTC); "
-              f"{len(BACKED_UP)} objects")
+        print(
+            f"devorg pid {devorg.pid}; window {ctx['partition']} (everything before {hour:%Y-%m-%d %H:%M} UTC); "
+            f"{len(BACKED_UP)} objects"
+        )
         for n in args.concurrency:
-            print(f"\n[run max_concurrent={n}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}]",
-                  flush=True)
+            print(
+                f"\n[run max_concurrent={n}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}]", flush=True
+            )
             r = run_backup(ctx, n)
             out["runs"].append(r)
             report_run(r)

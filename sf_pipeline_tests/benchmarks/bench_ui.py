@@ -45,9 +45,13 @@ def load_average() -> str:
 
 
 def write_settings(path: Path, start: datetime, include: list[str] | None) -> Path:
-    backup: dict = {"org": "production", "objects": "all", "exclude": EXCLUDE,
-                    "partitions": {"cron": "*/15 * * * *", "start": start.strftime("%Y-%m-%dT%H:%M:%SZ")},
-                    "schedule_lag_minutes": 10}
+    backup: dict = {
+        "org": "production",
+        "objects": "all",
+        "exclude": EXCLUDE,
+        "partitions": {"cron": "*/15 * * * *", "start": start.strftime("%Y-%m-%dT%H:%M:%SZ")},
+        "schedule_lag_minutes": 10,
+    }
     if include:
         backup["include"] = include
     path.write_text(yaml.safe_dump({"orgs": {"production": {}}, "backup": backup}))
@@ -67,10 +71,21 @@ def store_year_of_materializations(instance, asset_key, keys: list[str], metadat
     now = time.time()
     for i, key in enumerate(keys):
         mat = AssetMaterialization(asset_key=asset_key, partition=key, metadata=metadata)
-        event = DagsterEvent(event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value, job_name=RUNLESS_JOB_NAME,
-                             event_specific_data=StepMaterializationData(mat))
-        entries.append(EventLogEntry(error_info=None, level=logging.INFO, user_message="", run_id=RUNLESS_RUN_ID,
-                                     timestamp=now - (len(keys) - i), dagster_event=event))
+        event = DagsterEvent(
+            event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value,
+            job_name=RUNLESS_JOB_NAME,
+            event_specific_data=StepMaterializationData(mat),
+        )
+        entries.append(
+            EventLogEntry(
+                error_info=None,
+                level=logging.INFO,
+                user_message="",
+                run_id=RUNLESS_RUN_ID,
+                timestamp=now - (len(keys) - i),
+                dagster_event=event,
+            )
+        )
         if len(entries) >= batch:
             storage.store_event_batch(entries)
             entries = []
@@ -167,8 +182,11 @@ def main(argv: list[str] | None = None) -> int:
                 t = time.perf_counter()
                 refresh_state_file(settings)
                 [catalog] = read_state(state_path(settings).read_text()).values()
-                print(f"discovery: {len(catalog.objects)} objects backed up, {len(catalog.skipped)} skipped "
-                      f"({time.perf_counter() - t:.1f} s)", flush=True)
+                print(
+                    f"discovery: {len(catalog.objects)} objects backed up, {len(catalog.skipped)} skipped "
+                    f"({time.perf_counter() - t:.1f} s)",
+                    flush=True,
+                )
 
                 from sf_pipeline.definitions import build_definitions
 
@@ -179,28 +197,41 @@ def main(argv: list[str] | None = None) -> int:
                 history_key = dg.AssetKey(["history", args.object])
                 partitions_def = graph.get(history_key).partitions_def
                 windows = partitions_def.get_partition_keys()
-                print(f"definitions (first build, dbt parse included): {time.perf_counter() - t:.1f} s; {len(keys)} "
-                      f"assets; {len(windows):,} partitions ({windows[0]} .. {windows[-1]})", flush=True)
+                print(
+                    f"definitions (first build, dbt parse included): {time.perf_counter() - t:.1f} s; {len(keys)} "
+                    f"assets; {len(windows):,} partitions ({windows[0]} .. {windows[-1]})",
+                    flush=True,
+                )
 
                 # the newest window backed up for real for a few objects (their first window: the full load)
                 instance = dg.DagsterInstance.get()
                 real = ["Account", "Contact", args.object]
-                selection = {k for k in keys if len(k.path) == 2 and k.path[1] in real and k.path[0] in
-                             ("salesforce", "history")}
+                selection = {
+                    k for k in keys if len(k.path) == 2 and k.path[1] in real and k.path[0] in ("salesforce", "history")
+                }
                 job = defs.resolve_job_def("backup").get_subset(asset_selection=selection, asset_check_selection=set())
                 t = time.perf_counter()
                 first = windows[-1]
                 result = job.execute_in_process(partition_key=first, instance=instance, raise_on_error=False)
-                print(f"real backup of {sorted(k.to_user_string() for k in selection)} for {first}: "
-                      f"{'ok' if result.success else 'FAILED'} in {time.perf_counter() - t:.1f} s", flush=True)
-                [mat] = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()
-                         if e.asset_key == history_key] or [None]
+                print(
+                    f"real backup of {sorted(k.to_user_string() for k in selection)} for {first}: "
+                    f"{'ok' if result.success else 'FAILED'} in {time.perf_counter() - t:.1f} s",
+                    flush=True,
+                )
+                [mat] = [
+                    e.event_specific_data.materialization
+                    for e in result.get_asset_materialization_events()
+                    if e.asset_key == history_key
+                ] or [None]
                 metadata = dict(mat.metadata) if mat is not None else {}
                 # the rest of the year, as a year of backups leaves it: every window but a hole every ~10 days
                 year = [k for i, k in enumerate(windows[:-1]) if i % 1000 != 999]
                 stored_s = store_year_of_materializations(instance, history_key, year, metadata)
-                print(f"stored {len(year):,} materializations of {history_key.to_user_string()} in {stored_s:.1f} s "
-                      f"(metadata keys: {sorted(metadata)[:8]})", flush=True)
+                print(
+                    f"stored {len(year):,} materializations of {history_key.to_user_string()} in {stored_s:.1f} s "
+                    f"(metadata keys: {sorted(metadata)[:8]})",
+                    flush=True,
+                )
                 instance.dispose()
 
                 # ------------------------------------------------------------- the webserver
@@ -213,14 +244,22 @@ def main(argv: list[str] | None = None) -> int:
                 start_s = time.perf_counter() - t
                 reloads = [reload_location(webserver.url) for _ in range(args.reloads)]
                 location_s = min(reloads)
-                print(f"webserver start to the code location LOADED: {start_s:.1f} s (its HTTP server answered after "
-                      f"{up_s:.1f} s); code location reload (GraphQL reloadRepositoryLocation, the load alone): "
-                      + ", ".join(f"{r:.1f} s" for r in reloads), flush=True)
+                print(
+                    f"webserver start to the code location LOADED: {start_s:.1f} s (its HTTP server answered after "
+                    f"{up_s:.1f} s); code location reload (GraphQL reloadRepositoryLocation, the load alone): "
+                    + ", ".join(f"{r:.1f} s" for r in reloads),
+                    flush=True,
+                )
                 figures = browse(webserver.url, args, history_key, keys, len(year) + (mat is not None))
-                print(f"\nsummary ({load_average()}): code location reload {location_s:.1f} s (webserver start "
-                      f"to LOADED {start_s:.1f} s); " + "; ".join(
-                    f"{name} {min(v):.1f} s best / {max(v):.1f} s worst of {len(v)}"
-                    + ("" if min(v) < TARGET_S else " (over 5 s)") for name, v in figures.items()))
+                print(
+                    f"\nsummary ({load_average()}): code location reload {location_s:.1f} s (webserver start "
+                    f"to LOADED {start_s:.1f} s); "
+                    + "; ".join(
+                        f"{name} {min(v):.1f} s best / {max(v):.1f} s worst of {len(v)}"
+                        + ("" if min(v) < TARGET_S else " (over 5 s)")
+                        for name, v in figures.items()
+                    )
+                )
         finally:
             if webserver is not None:
                 webserver.stop()
@@ -236,15 +275,18 @@ def browse(url: str, args, history_key, keys, materialized: int) -> dict[str, li
     history = history_key.to_user_string()
     figures: dict[str, list[float]] = {"asset graph": [], "history partitions page": []}
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                     args=["--no-sandbox", "--disable-dev-shm-usage"])
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"]
+        )
         for attempt in range(args.repeat):
             # a new context each time: no cached Apollo state, but the HTTP cache of the JS bundle is per context too
             context = browser.new_context(viewport={"width": 1600, "height": 1000}, timezone_id="UTC")
             context.add_init_script("window.localStorage.setItem('communityNux', '\"1\"')")
             page = context.new_page()
-            page.add_locator_handler(page.get_by_text("Join the Dagster community"),
-                                     lambda p=page: p.get_by_role("button", name="Skip").click())
+            page.add_locator_handler(
+                page.get_by_text("Join the Dagster community"),
+                lambda p=page: p.get_by_role("button", name="Skip").click(),
+            )
             page.set_default_timeout(120_000)
             try:
                 timed_pages(page, url, args, history, materialized, figures, attempt)
@@ -252,8 +294,11 @@ def browse(url: str, args, history_key, keys, materialized: int) -> dict[str, li
                 if args.screenshots:
                     page.screenshot(path=args.screenshots / "ui-failure.png")
                 raise
-            print(f"load {attempt + 1}: asset graph {figures['asset graph'][-1]:.1f} s, {history} partitions page "
-                  f"{figures['history partitions page'][-1]:.1f} s ({load_average()})", flush=True)
+            print(
+                f"load {attempt + 1}: asset graph {figures['asset graph'][-1]:.1f} s, {history} partitions page "
+                f"{figures['history partitions page'][-1]:.1f} s ({load_average()})",
+                flush=True,
+            )
             context.close()
         browser.close()
     return figures

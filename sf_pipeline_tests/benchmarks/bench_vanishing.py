@@ -50,7 +50,7 @@ def main() -> None:
     def soft_delete() -> None:
         for i in range(0, len(victims), 200):
             with store.transaction():
-                for rid in victims[i:i + 200]:
+                for rid in victims[i : i + 200]:
                     store.delete(obj, rid, user)
 
     _timed("soft delete (recycle bin + delete log)", len(victims), soft_delete)
@@ -63,13 +63,21 @@ def main() -> None:
     print(f"{'retention check per API call (nothing due)':<48} {(time.perf_counter() - started) * 10:>8.2f} µs")
     result = []
     live = org.store.count(obj) + org.store.count(org.schema.get("Contact"))
-    _timed("mass-hard-delete (Bulk API 2.0 hardDelete jobs)", live // 4,
-           lambda: result.append(run_scenario(org, "mass-hard-delete", fraction=0.25)))
-    print(f"   hard-deleted: {result[-1].details['hard_deleted']}, failed: "
-          f"{ {k: len(v) for k, v in result[-1].details['failed'].items()} }")
+    _timed(
+        "mass-hard-delete (Bulk API 2.0 hardDelete jobs)",
+        live // 4,
+        lambda: result.append(run_scenario(org, "mass-hard-delete", fraction=0.25)),
+    )
+    print(
+        f"   hard-deleted: {result[-1].details['hard_deleted']}, failed: "
+        f"{ {k: len(v) for k, v in result[-1].details['failed'].items()} }"
+    )
     accounts = org.store.count(org.schema.get("Account"))
-    _timed("mass-merge (SOAP merge path, 3 records per merge)", int(accounts * 0.3),
-           lambda: result.append(run_scenario(org, "mass-merge", fraction=0.3)))
+    _timed(
+        "mass-merge (SOAP merge path, 3 records per merge)",
+        int(accounts * 0.3),
+        lambda: result.append(run_scenario(org, "mass-merge", fraction=0.3)),
+    )
     print(f"   merged: {result[-1].details['merged']}, reparented: {result[-1].details['reparented']}")
 
 

@@ -157,9 +157,7 @@ def batches(
         yield batch
 
 
-def run_phase(
-    conn: psycopg.Connection, table, label: str, args: argparse.Namespace, stamp_base: datetime
-) -> None:
+def run_phase(conn: psycopg.Connection, table, label: str, args: argparse.Namespace, stamp_base: datetime) -> None:
     generation = [0.0]
     started = time.perf_counter()
     result = load_window(
@@ -182,17 +180,13 @@ def run_phase(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--batch-rows", type=int, default=50_000)
     parser.add_argument(
         "--typed", action="store_true", help="typed Arrow values (REST JSON) instead of text (Bulk CSV)"
     )
-    parser.add_argument(
-        "--skip-update", action="store_true", help="only measure the load into the empty table"
-    )
+    parser.add_argument("--skip-update", action="store_true", help="only measure the load into the empty table")
     args = parser.parse_args()
 
     print(f"peak RSS before loading {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")

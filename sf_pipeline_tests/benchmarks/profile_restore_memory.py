@@ -59,8 +59,9 @@ def child(spec: dict) -> None:
     client = SalesforceClient(connect(OrgCredentials.from_env("production", spec["env"])), alias="production")
     tracemalloc.start(6)
     with psycopg.connect(spec["db_url"], autocommit=True) as conn:
-        plan_restore(conn, client, restore_config(as_of, start, end, dry_run=True), "mem-dry",
-                     now=end + timedelta(hours=1))
+        plan_restore(
+            conn, client, restore_config(as_of, start, end, dry_run=True), "mem-dry", now=end + timedelta(hours=1)
+        )
         plan_peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.reset_peak()
         plan = load_plan(conn, restore_config(as_of, start, end, dry_run=False, plan="mem-dry"), "mem")
@@ -74,8 +75,13 @@ def child(spec: dict) -> None:
             # the allocating frame, then the project's frames that led to it (most recent first)
             ours = [f for f in reversed(stat.traceback) if "sf_pipeline" in f.filename and f.filename != __file__]
             frames = [stat.traceback[-1], *[f for f in ours if f is not stat.traceback[-1]][:3]]
-            top.append((round(stat.size / 2**20, 1), stat.count,
-                        " < ".join(f"{Path(f.filename).name}:{f.lineno}" for f in frames)))
+            top.append(
+                (
+                    round(stat.size / 2**20, 1),
+                    stat.count,
+                    " < ".join(f"{Path(f.filename).name}:{f.lineno}" for f in frames),
+                )
+            )
         out["moments"][label] = {"traced_mb": current / 2**20, "top": top}
     print(json.dumps(out))
 
@@ -91,15 +97,28 @@ def main() -> None:
     from sf_pipeline_tests.benchmarks.bench_restore import damaged_org
 
     with damaged_org(args.size, 1.0) as (org, db_url, as_of, start, end):
-        spec = {"env": org.env, "db_url": db_url, "as_of": as_of.isoformat(), "start": start.isoformat(),
-                "end": end.isoformat()}
-        done = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True,
-                              cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=3600)
+        spec = {
+            "env": org.env,
+            "db_url": db_url,
+            "as_of": as_of.isoformat(),
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+        }
+        done = subprocess.run(
+            [sys.executable, __file__, "--child", json.dumps(spec)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            timeout=3600,
+        )
     if done.returncode != 0:
         raise SystemExit(f"the restore failed:\n{done.stderr[-4000:]}")
     figures = json.loads(done.stdout.strip().splitlines()[-1])
-    print(f"{args.size:,} records: traced peak plan {figures['plan_peak_mb']:.0f} MB, apply "
-          f"{figures['apply_peak_mb']:.0f} MB")
+    print(
+        f"{args.size:,} records: traced peak plan {figures['plan_peak_mb']:.0f} MB, apply "
+        f"{figures['apply_peak_mb']:.0f} MB"
+    )
     for label, moment in figures["moments"].items():
         print(f"  {label}: {moment['traced_mb']:.0f} MB traced")
         for size, count, where in moment["top"]:

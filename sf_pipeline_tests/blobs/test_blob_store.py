@@ -26,7 +26,7 @@ from sf_pipeline.blobs import (
 
 def _chunks(data: bytes, size: int = 64 * 1024):
     for i in range(0, len(data), size):
-        yield data[i:i + size]
+        yield data[i : i + size]
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -120,18 +120,47 @@ class DagsterProcesses:
         log = self.workdir / f"{name}.log"
         self.logs[name] = log
         with log.open("wb") as out:
-            proc = subprocess.Popen(args, cwd=self.workdir, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(
+                args,
+                cwd=self.workdir,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         self.procs[name] = proc
         return proc
 
     def start_code_server(self) -> None:
-        self._start("code-server", [str(VENV_BIN / "dagster"), "code-server", "start", "-m", "sf_pipeline.definitions",
-                                    "--host", "127.0.0.1", "--port", str(self.code_port),
-                                    "--location-name", "sf_pipeline"])
-        self._wait("code server", lambda: subprocess.run(
-            [str(VENV_BIN / "dagster"), "api", "grpc-health-check", "--port", str(self.code_port)],
-            env=self.env, capture_output=True).returncode == 0, "code-server")
+        self._start(
+            "code-server",
+            [
+                str(VENV_BIN / "dagster"),
+                "code-server",
+                "start",
+                "-m",
+                "sf_pipeline.definitions",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.code_port),
+                "--location-name",
+                "sf_pipeline",
+            ],
+        )
+        self._wait(
+            "code server",
+            lambda: (
+                subprocess.run(
+                    [str(VENV_BIN / "dagster"), "api", "grpc-health-check", "--port", str(self.code_port)],
+                    env=self.env,
+                    capture_output=True,
+                ).returncode
+                == 0
+            ),
+            "code-server",
+        )
 
     @property
     def readonly_url(self) -> str:
@@ -140,8 +169,19 @@ class DagsterProcesses:
     def start_webserver(self, read_only: bool = False) -> None:
         """The webserver, or with `read_only` the viewers' one (`--read-only`, service webserver-readonly)."""
         name, port = ("webserver-readonly", self.readonly_port) if read_only else ("webserver", self.web_port)
-        self._start(name, [str(VENV_BIN / "dagster-webserver"), *(["--read-only"] if read_only else []),
-                           "--host", "127.0.0.1", "--port", str(port), "--workspace", str(DEPLOY / "workspace.yaml")])
+        self._start(
+            name,
+            [
+                str(VENV_BIN / "dagster-webserver"),
+                *(["--read-only"] if read_only else []),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workspace",
+                str(DEPLOY / "workspace.yaml"),
+            ],
+        )
         self._wait(name, lambda: self._location_loaded(f"http://127.0.0.1:{port}"), name)
 
     def start_daemon(self) -> None:
@@ -149,8 +189,11 @@ class DagsterProcesses:
 
     def _location_loaded(self, url: str | None = None) -> bool:
         try:
-            data = self.graphql("{ workspaceOrError { ... on Workspace { locationEntries { name "
-                                "locationOrLoadError { __typename ... on PythonError { message } } } } } }", url=url)
+            data = self.graphql(
+                "{ workspaceOrError { ... on Workspace { locationEntries { name "
+                "locationOrLoadError { __typename ... on PythonError { message } } } } } }",
+                url=url,
+            )
         except (requests.RequestException, AssertionError):
             return False
         for entry in data["workspaceOrError"]["locationEntries"]:
@@ -172,8 +215,9 @@ class DagsterProcesses:
         raise AssertionError(f"{what} not ready after {timeout:.0f} s:\n{self.tail(name)}")
 
     def graphql(self, query: str, variables: dict[str, Any] | None = None, url: str | None = None) -> dict[str, Any]:
-        resp = requests.post(f"{url or self.url}/graphql", json={"query": query, "variables": variables or {}},
-                             timeout=60)
+        resp = requests.post(
+            f"{url or self.url}/graphql", json={"query": query, "variables": variables or {}}, timeout=60
+        )
         resp.raise_for_status()
         body = resp.json()
         assert not body.get("errors"), body["errors"]
@@ -232,8 +276,7 @@ def dagster_processes(request: pytest.FixtureRequest, tmp_path: Path) -> Iterato
         return processes
 
     yield make
-    failed = any(getattr(getattr(request.node, f"report_{when}", None), "failed", False)
-                 for when in ("setup", "call"))
+    failed = any(getattr(getattr(request.node, f"report_{when}", None), "failed", False) for when in ("setup", "call"))
     for processes in started:
         processes.stop()
         if failed:

@@ -54,11 +54,15 @@ def first_finished_run(instance: dg.DagsterInstance, **tags: str) -> dg.DagsterR
     return finished_run(instance, runs[0].run_id) if runs else None
 
 
-def checks_runs_of(instance: dg.DagsterInstance, partition: str, objects: tuple[str, ...]) -> list[dg.DagsterRun] | None:
+def checks_runs_of(
+    instance: dg.DagsterInstance, partition: str, objects: tuple[str, ...]
+) -> list[dg.DagsterRun] | None:
     """The sensor-launched check runs of `partition` that check `objects` (the first run checking each), once
     every one of them has finished."""
-    runs = instance.get_runs(dg.RunsFilter(tags={"sf_pipeline/trigger": "history_materialized",
-                                                 "dagster/partition": partition}), ascending=True)
+    runs = instance.get_runs(
+        dg.RunsFilter(tags={"sf_pipeline/trigger": "history_materialized", "dagster/partition": partition}),
+        ascending=True,
+    )
     chosen: dict[str, str] = {}
     for run in runs:
         for k in run.asset_check_selection or ():
@@ -105,7 +109,8 @@ LAUNCH_BACKFILL = """mutation($params: LaunchBackfillParams!) { launchPartitionB
 @pytest.mark.e2e
 @pytest.mark.timeout(2400)
 def test_daemon_schedules_checks_restores_and_backfills_against_the_deployed_instance(
-        deployed_pipeline_factory, dagster_processes, monkeypatch):
+    deployed_pipeline_factory, dagster_processes, monkeypatch
+):
     # Windows are hours on SystemModstamp; the schedule asks for every window closed `lag` ago and not backed
     # up yet. A lag of (minutes past the hour + 30) keeps its cutoff in the previous hour for the next 30
     # minutes, so the newest closed window stays `damaged`, two hours back; the window before it (never backed
@@ -115,8 +120,9 @@ def test_daemon_schedules_checks_restores_and_backfills_against_the_deployed_ins
     hour = now.replace(minute=0, second=0, microsecond=0)
     start, damaged = hour - timedelta(hours=5), hour - timedelta(hours=2)
     backfill_range = (hour - timedelta(hours=4), hour - timedelta(hours=3))
-    p = deployed_pipeline_factory(OBJECTS, partitions={"cron": "0 * * * *", "start": start.isoformat()},
-                                  schedule_lag_minutes=now.minute + 30)
+    p = deployed_pipeline_factory(
+        OBJECTS, partitions={"cron": "0 * * * *", "start": start.isoformat()}, schedule_lag_minutes=now.minute + 30
+    )
     monkeypatch.setenv("DAGSTER_MULTIPROCESS_EXECUTOR_MAX_CONCURRENT", "2")
     org = p.devorg.org
 
@@ -147,15 +153,30 @@ def test_daemon_schedules_checks_restores_and_backfills_against_the_deployed_ins
     instance = p.instance
 
     # a) the schedule, started through GraphQL, ticks in the daemon and backs up the damaged window
-    schedule = mutate(procs, START_SCHEDULE, {"selector": {**LOCATION, "scheduleName": "backup_schedule"}},
-                      "startSchedule", "ScheduleStateResult")
+    schedule = mutate(
+        procs,
+        START_SCHEDULE,
+        {"selector": {**LOCATION, "scheduleName": "backup_schedule"}},
+        "startSchedule",
+        "ScheduleStateResult",
+    )
     assert schedule["scheduleState"]["status"] == "RUNNING"
-    sensor = mutate(procs, START_SENSOR, {"selector": {**LOCATION, "sensorName": "history_materialized_checks"}},
-                    "startSensor", "Sensor")
+    sensor = mutate(
+        procs,
+        START_SENSOR,
+        {"selector": {**LOCATION, "sensorName": "history_materialized_checks"}},
+        "startSensor",
+        "Sensor",
+    )
     assert sensor["sensorState"]["status"] == "RUNNING"
 
-    scheduled = wait_for("the scheduled backup of the damaged window", lambda: first_finished_run(
-        instance, **{"dagster/schedule_name": "backup_schedule", "dagster/partition": key(damaged)}), procs)
+    scheduled = wait_for(
+        "the scheduled backup of the damaged window",
+        lambda: first_finished_run(
+            instance, **{"dagster/schedule_name": "backup_schedule", "dagster/partition": key(damaged)}
+        ),
+        procs,
+    )
     timings["scheduled backup done"] = time.monotonic() - began
     assert scheduled.job_name == "backup" and scheduled.tags["sf_pipeline/org"] == "production"
     # its two mirror steps ran at the same time, each in its own process
@@ -164,37 +185,60 @@ def test_daemon_schedules_checks_restores_and_backfills_against_the_deployed_ins
     (a_start, a_end), (b_start, b_end) = intervals.values()
     assert min(a_end, b_end) > max(a_start, b_start), intervals
     # the window the daemon missed was asked for on the same tick (before the damaged one) and backed up too
-    missed = wait_for(f"the scheduled backup of missed window {key(backfill_range[1])}", lambda: first_finished_run(
-        instance, **{"dagster/schedule_name": "backup_schedule", "sf_pipeline/window": key(backfill_range[1])}), procs)
+    missed = wait_for(
+        f"the scheduled backup of missed window {key(backfill_range[1])}",
+        lambda: first_finished_run(
+            instance, **{"dagster/schedule_name": "backup_schedule", "sf_pipeline/window": key(backfill_range[1])}
+        ),
+        procs,
+    )
     assert missed.tags["sf_pipeline/reason"] == "missed"
 
     # d) a user backfills those two windows again (one run: BackfillPolicy.single_run)
-    backfill_id = mutate(procs, LAUNCH_BACKFILL, {"params": {
-        "allPartitions": False,
-        "partitionsByAssets": [
-            {"assetKey": {"path": [stage, sobject]},
-             "partitions": {"range": {"start": key(backfill_range[0]), "end": key(backfill_range[1])}}}
-            for stage in ("salesforce", "history") for sobject in OBJECTS],
-        "title": "backfill two windows",
-    }}, "launchPartitionBackfill", "LaunchBackfillSuccess")["backfillId"]
+    backfill_id = mutate(
+        procs,
+        LAUNCH_BACKFILL,
+        {
+            "params": {
+                "allPartitions": False,
+                "partitionsByAssets": [
+                    {
+                        "assetKey": {"path": [stage, sobject]},
+                        "partitions": {"range": {"start": key(backfill_range[0]), "end": key(backfill_range[1])}},
+                    }
+                    for stage in ("salesforce", "history")
+                    for sobject in OBJECTS
+                ],
+                "title": "backfill two windows",
+            }
+        },
+        "launchPartitionBackfill",
+        "LaunchBackfillSuccess",
+    )["backfillId"]
     with p.conn() as conn:
-        nulls = conn.execute("SELECT count(*) FROM salesforce.opportunity WHERE accountid IS NULL AND id = ANY(%s)",
-                             (orphaned,)).fetchone()[0]
+        nulls = conn.execute(
+            "SELECT count(*) FROM salesforce.opportunity WHERE accountid IS NULL AND id = ANY(%s)", (orphaned,)
+        ).fetchone()[0]
         assert nulls == len(orphaned)
-        versions = conn.execute("SELECT count(*) FROM salesforce_history.opportunity WHERE dbt_valid_from >= %s",
-                                (damaged,)).fetchone()[0]
+        versions = conn.execute(
+            "SELECT count(*) FROM salesforce_history.opportunity WHERE dbt_valid_from >= %s", (damaged,)
+        ).fetchone()[0]
         assert versions == len(orphaned)
 
     # b) the sensor sees the history materialization and launches the window's checks, which find the damage
     # (a sensor tick in the middle of the history step sees one object's materialization before the other's and
     # launches a check run for it alone; the other object's check follows in the next run: wait for both)
-    check_runs = wait_for("the anomaly checks of the damaged window", lambda: checks_runs_of(
-        instance, key(damaged), ("Opportunity", "Account")), procs)
+    check_runs = wait_for(
+        "the anomaly checks of the damaged window",
+        lambda: checks_runs_of(instance, key(damaged), ("Opportunity", "Account")),
+        procs,
+    )
     timings["checks done"] = time.monotonic() - began
-    evaluations = {e.dagster_event.asset_check_evaluation_data.asset_key.path[1]:
-                   e.dagster_event.asset_check_evaluation_data
-                   for run in check_runs
-                   for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)}
+    evaluations = {
+        e.dagster_event.asset_check_evaluation_data.asset_key.path[1]: e.dagster_event.asset_check_evaluation_data
+        for run in check_runs
+        for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    }
     assert not evaluations["Opportunity"].passed
     assert evaluations["Opportunity"].severity == dg.AssetCheckSeverity.ERROR
     assert evaluations["Account"].passed
@@ -206,18 +250,41 @@ def test_daemon_schedules_checks_restores_and_backfills_against_the_deployed_ins
     # then the same config with dry_run: false and plan: <the dry run's id>, which writes exactly that plan
     pasted = launchpad_yaml(incident.report, incident.id)
     assert "dry_run: true" in pasted and f"incident: {incident.id}" in pasted
-    dry_id = mutate(procs, LAUNCH_RUN, {"params": {
-        "selector": {**LOCATION, "jobName": "restore"}, "runConfigData": pasted,
-    }}, "launchRun", "LaunchRunSuccess")["run"]["runId"]
+    dry_id = mutate(
+        procs,
+        LAUNCH_RUN,
+        {
+            "params": {
+                "selector": {**LOCATION, "jobName": "restore"},
+                "runConfigData": pasted,
+            }
+        },
+        "launchRun",
+        "LaunchRunSuccess",
+    )["run"]["runId"]
     dry = wait_for("the restore's dry run", lambda: finished_run(instance, dry_id), procs)
     assert dry.is_success
-    assert all(r["AccountId"] is None for r in sf.query_all(
-        "SELECT AccountId FROM Opportunity WHERE Id IN ('" + "','".join(orphaned) + "')")["records"])
-    pasted = re.sub(r"^(\s*)dry_run: true", lambda m: f"{m[1]}dry_run: false\n{m[1]}plan: {dry_id}", pasted,
-                    flags=re.MULTILINE)
-    launched = mutate(procs, LAUNCH_RUN, {"params": {
-        "selector": {**LOCATION, "jobName": "restore"}, "runConfigData": pasted,
-    }}, "launchRun", "LaunchRunSuccess")["run"]["runId"]
+    assert all(
+        r["AccountId"] is None
+        for r in sf.query_all("SELECT AccountId FROM Opportunity WHERE Id IN ('" + "','".join(orphaned) + "')")[
+            "records"
+        ]
+    )
+    pasted = re.sub(
+        r"^(\s*)dry_run: true", lambda m: f"{m[1]}dry_run: false\n{m[1]}plan: {dry_id}", pasted, flags=re.MULTILINE
+    )
+    launched = mutate(
+        procs,
+        LAUNCH_RUN,
+        {
+            "params": {
+                "selector": {**LOCATION, "jobName": "restore"},
+                "runConfigData": pasted,
+            }
+        },
+        "launchRun",
+        "LaunchRunSuccess",
+    )["run"]["runId"]
     restore = wait_for("the restore run", lambda: finished_run(instance, launched), procs)
     timings["restore done"] = time.monotonic() - began
     assert restore.job_name == "restore" and restore.tags["sf_pipeline/org"] == "production"
@@ -230,25 +297,34 @@ def test_daemon_schedules_checks_restores_and_backfills_against_the_deployed_ins
     assert backfill.status == BulkActionStatus.COMPLETED_SUCCESS
     [backfill_run] = instance.get_runs(dg.RunsFilter.for_backfill(backfill_id))
     assert backfill_run.is_success
-    assert (backfill_run.tags["dagster/asset_partition_range_start"],
-            backfill_run.tags["dagster/asset_partition_range_end"]) == tuple(key(w) for w in backfill_range)
+    assert (
+        backfill_run.tags["dagster/asset_partition_range_start"],
+        backfill_run.tags["dagster/asset_partition_range_end"],
+    ) == tuple(key(w) for w in backfill_range)
     with p.conn() as conn:
-        mirrored = conn.execute("SELECT id FROM salesforce.account WHERE id = ANY(%s) ORDER BY id",
-                                (created,)).fetchall()
+        mirrored = conn.execute(
+            "SELECT id FROM salesforce.account WHERE id = ANY(%s) ORDER BY id", (created,)
+        ).fetchall()
         assert [r[0] for r in mirrored] == sorted(created)
-        historic = conn.execute("SELECT count(*) FROM salesforce_history.account WHERE id = ANY(%s)",
-                                (created,)).fetchone()[0]
+        historic = conn.execute(
+            "SELECT count(*) FROM salesforce_history.account WHERE id = ANY(%s)", (created,)
+        ).fetchone()[0]
         assert historic == len(created)
     # The schedule kept ticking every minute meanwhile: each window it asked for ran once, oldest first.
     # (A schedule's run_key only dedupes the runs of one tick; a sensor's dedupes across all ticks.)
     by_schedule = instance.get_runs(dg.RunsFilter(tags={"dagster/schedule_name": "backup_schedule"}), ascending=True)
     assert [r.tags.get("sf_pipeline/window") for r in by_schedule] == [key(w) for w in (backfill_range[1], damaged)], (
-        f"the schedule's runs: {[(r.tags.get('sf_pipeline/window'), r.status.value) for r in by_schedule]}")
+        f"the schedule's runs: {[(r.tags.get('sf_pipeline/window'), r.status.value) for r in by_schedule]}"
+    )
     print("\n" + ", ".join(f"{what} after {seconds:.0f} s" for what, seconds in timings.items()))
 
 
 def _finished_backfill(instance: dg.DagsterInstance, backfill_id: str):
     backfill = instance.get_backfill(backfill_id)
-    terminal = {BulkActionStatus.COMPLETED_SUCCESS, BulkActionStatus.COMPLETED_FAILED,
-                BulkActionStatus.FAILED, BulkActionStatus.CANCELED}
+    terminal = {
+        BulkActionStatus.COMPLETED_SUCCESS,
+        BulkActionStatus.COMPLETED_FAILED,
+        BulkActionStatus.FAILED,
+        BulkActionStatus.CANCELED,
+    }
     return backfill if backfill is not None and backfill.status in terminal else None

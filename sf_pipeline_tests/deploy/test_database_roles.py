@@ -52,21 +52,52 @@ class Cluster:
 
     def start(self) -> None:
         # password authentication over TCP (scram-sha-256), as in the postgres image
-        self.run(_pg_bin("initdb"), "-D", str(self.data), "-U", "postgres", "--auth-local=trust",
-                 "--auth-host=scram-sha-256")
-        self.run(_pg_bin("pg_ctl"), "-D", str(self.data), "-w", "-l", str(self.root / "server.log"), "-o",
-                 f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1", "start")
+        self.run(
+            _pg_bin("initdb"), "-D", str(self.data), "-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256"
+        )
+        self.run(
+            _pg_bin("pg_ctl"),
+            "-D",
+            str(self.data),
+            "-w",
+            "-l",
+            str(self.root / "server.log"),
+            "-o",
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1",
+            "start",
+        )
 
     def stop(self) -> None:
-        subprocess.run([*self.as_owner, _pg_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"],
-                       capture_output=True, timeout=60)
+        subprocess.run(
+            [*self.as_owner, _pg_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"],
+            capture_output=True,
+            timeout=60,
+        )
 
     def psql(self, dbname: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         """psql as the superuser over the cluster's socket, like the image's docker-entrypoint.sh."""
-        return subprocess.run(["psql", "-v", "ON_ERROR_STOP=1", "--username", "postgres", "--no-password",
-                               "--no-psqlrc", "--host", str(self.root), "--port", str(self.port),
-                               "--dbname", dbname, *args],
-                              env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [
+                "psql",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "--username",
+                "postgres",
+                "--no-password",
+                "--no-psqlrc",
+                "--host",
+                str(self.root),
+                "--port",
+                str(self.port),
+                "--dbname",
+                dbname,
+                *args,
+            ],
+            env={**os.environ, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     def url(self, user: str, dbname: str, password: str | None = None) -> str:
         auth = f"{user}:{password}" if password else user
@@ -92,11 +123,18 @@ def test_init_script_gives_dagster_and_the_pipeline_their_own_roles_without_supe
     done = cluster.psql("dagster", "-f", str(DEPLOY / "postgres-init.sql"), env=PASSWORDS)
     assert done.returncode == 0, done.stderr
     with psycopg.connect(cluster.url("postgres", "postgres"), host=str(cluster.root)) as conn:
-        roles = {name: rights for name, *rights in conn.execute(
-            "SELECT rolname, rolsuper, rolcreatedb, rolcreaterole, rolbypassrls FROM pg_roles "
-            "WHERE rolname IN ('dagster', 'sf_pipeline')").fetchall()}
-        owners = dict(conn.execute("SELECT datname, pg_get_userbyid(datdba) FROM pg_database "
-                                   "WHERE datname IN ('dagster', 'sf_backup')").fetchall())
+        roles = {
+            name: rights
+            for name, *rights in conn.execute(
+                "SELECT rolname, rolsuper, rolcreatedb, rolcreaterole, rolbypassrls FROM pg_roles "
+                "WHERE rolname IN ('dagster', 'sf_pipeline')"
+            ).fetchall()
+        }
+        owners = dict(
+            conn.execute(
+                "SELECT datname, pg_get_userbyid(datdba) FROM pg_database WHERE datname IN ('dagster', 'sf_backup')"
+            ).fetchall()
+        )
     assert roles == {"dagster": [False, False, False, False], "sf_pipeline": [False, False, False, False]}
     assert owners == {"dagster": "dagster", "sf_backup": "sf_pipeline"}
 
@@ -116,9 +154,13 @@ def test_init_script_gives_dagster_and_the_pipeline_their_own_roles_without_supe
     import psycopg2  # dbt-postgres' driver, with the profile's parts as dbt passes them
 
     env = dbt_env_from_url(url)
-    psycopg2.connect(host=env["SF_PIPELINE_PG_HOST"], port=env["SF_PIPELINE_PG_PORT"],
-                     user=env["SF_PIPELINE_PG_USER"], password=env["SF_PIPELINE_PG_PASSWORD"],
-                     dbname=env["SF_PIPELINE_PG_DBNAME"]).close()
+    psycopg2.connect(
+        host=env["SF_PIPELINE_PG_HOST"],
+        port=env["SF_PIPELINE_PG_PORT"],
+        user=env["SF_PIPELINE_PG_USER"],
+        password=env["SF_PIPELINE_PG_PASSWORD"],
+        dbname=env["SF_PIPELINE_PG_DBNAME"],
+    ).close()
 
     # Each role reaches its own database only, and only with its own password
     with pytest.raises(psycopg.OperationalError, match="permission denied for database"):

@@ -41,7 +41,8 @@ def test_deploy_dagster_yaml_starts_an_instance_on_postgres(deployed_instance: d
     concurrency = instance.get_concurrency_config()
     assert concurrency.run_queue_config.max_concurrent_runs == 10
     assert concurrency.run_queue_config.tag_concurrency_limits == [
-        {"key": "sf_pipeline/org", "value": {"applyLimitPerUniqueValue": True}, "limit": 3}]
+        {"key": "sf_pipeline/org", "value": {"applyLimitPerUniqueValue": True}, "limit": 3}
+    ]
     assert concurrency.pool_config.default_pool_limit == 4
     assert concurrency.pool_config.pool_granularity.value == "op"
     assert instance.run_monitoring_enabled and instance.run_monitoring_settings["free_slots_after_run_end_seconds"]
@@ -170,7 +171,10 @@ def test_compose_puts_the_proxy_with_password_files_in_front_of_both_webservers(
     assert set(proxy["secrets"]) == {"admins_htpasswd", "viewers_htpasswd"}
     assert env["SF_PIPELINE_ADMINS_HTPASSWD"] == "/run/secrets/admins_htpasswd"
     assert env["SF_PIPELINE_VIEWERS_HTPASSWD"] == "/run/secrets/viewers_htpasswd"
-    assert {s["file"] for s in compose["secrets"].values()} == {"./secrets/admins.htpasswd", "./secrets/viewers.htpasswd"}
+    assert {s["file"] for s in compose["secrets"].values()} == {
+        "./secrets/admins.htpasswd",
+        "./secrets/viewers.htpasswd",
+    }
     ignored = (REPO / ".gitignore").read_text()
     for pattern in ("deploy/secrets/", "deploy/*.env"):
         assert pattern in ignored
@@ -206,13 +210,23 @@ def test_compose_holds_no_secret_and_no_password_in_a_url():
     assert services["webserver"]["environment"]["DAGSTER_PG_USER"] == "dagster"
     assert "POSTGRES_USER" not in services["postgres"]["environment"]
     # each database password goes only to the services that need it
-    holders = {name: {k for k, v in (s.get("environment") or {}).items() if "PASSWORD" in str(v)}
-               for name, s in services.items()}
+    holders = {
+        name: {k for k, v in (s.get("environment") or {}).items() if "PASSWORD" in str(v)}
+        for name, s in services.items()
+    }
     assert holders["proxy"] == set()
-    assert not any("POSTGRES_PASSWORD" in str(v) for n, s in services.items() if n != "postgres"
-                   for v in (s.get("environment") or {}).values())
-    assert not any("SF_PIPELINE_DB_PASSWORD" in str(v) for n, s in services.items() if n not in ("postgres", "code")
-                   for v in (s.get("environment") or {}).values())
+    assert not any(
+        "POSTGRES_PASSWORD" in str(v)
+        for n, s in services.items()
+        if n != "postgres"
+        for v in (s.get("environment") or {}).values()
+    )
+    assert not any(
+        "SF_PIPELINE_DB_PASSWORD" in str(v)
+        for n, s in services.items()
+        if n not in ("postgres", "code")
+        for v in (s.get("environment") or {}).values()
+    )
     # the example env files name every password compose asks for, with no value filled in
     example = (DEPLOY / "database.env.example").read_text()
     for variable in ("POSTGRES_PASSWORD", "DAGSTER_PG_PASSWORD", "SF_PIPELINE_DB_PASSWORD"):
@@ -233,14 +247,22 @@ def _chart_instance_yaml(values: dict) -> dict:
     unset) as soon as any queuedRunCoordinator value is non-empty, as the chart does.
     """
     pg = values["postgresql"]
-    postgres_db = {"username": pg["postgresqlUsername"], "password": {"env": "DAGSTER_PG_PASSWORD"},
-                   "hostname": pg["postgresqlHost"], "db_name": pg["postgresqlDatabase"],
-                   "port": pg["service"]["port"], "params": {}, "scheme": pg["postgresqlScheme"]}
+    postgres_db = {
+        "username": pg["postgresqlUsername"],
+        "password": {"env": "DAGSTER_PG_PASSWORD"},
+        "hostname": pg["postgresqlHost"],
+        "db_name": pg["postgresqlDatabase"],
+        "port": pg["service"]["port"],
+        "params": {},
+        "scheme": pg["postgresqlScheme"],
+    }
     instance: dict = {
         name: {"module": f"dagster_postgres.{module}", "class": cls, "config": {"postgres_db": postgres_db}}
-        for name, module, cls in [("run_storage", "run_storage", "PostgresRunStorage"),
-                                  ("event_log_storage", "event_log", "PostgresEventLogStorage"),
-                                  ("schedule_storage", "schedule_storage", "PostgresScheduleStorage")]
+        for name, module, cls in [
+            ("run_storage", "run_storage", "PostgresRunStorage"),
+            ("event_log_storage", "event_log", "PostgresEventLogStorage"),
+            ("schedule_storage", "schedule_storage", "PostgresScheduleStorage"),
+        ]
     }
     queued = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
     instance["run_coordinator"] = {"module": "dagster.core.run_coordinator", "class": "QueuedRunCoordinator"}
@@ -251,17 +273,22 @@ def _chart_instance_yaml(values: dict) -> dict:
     pools, runs = concurrency["pools"], concurrency["runs"]
     instance["concurrency"] = {
         "pools": {"default_limit": pools["defaultLimit"], "granularity": pools["granularity"]},
-        "runs": {"max_concurrent_runs": runs["maxConcurrentRuns"],
-                 "tag_concurrency_limits": runs["tagConcurrencyLimits"]},
+        "runs": {
+            "max_concurrent_runs": runs["maxConcurrentRuns"],
+            "tag_concurrency_limits": runs["tagConcurrencyLimits"],
+        },
     }
     monitoring = values["dagsterDaemon"]["runMonitoring"]
-    instance["run_monitoring"] = {"enabled": monitoring["enabled"],
-                                  "start_timeout_seconds": monitoring["startTimeoutSeconds"],
-                                  "poll_interval_seconds": monitoring["pollIntervalSeconds"],
-                                  "free_slots_after_run_end_seconds": monitoring["freeSlotsAfterRunEndSeconds"]}
+    instance["run_monitoring"] = {
+        "enabled": monitoring["enabled"],
+        "start_timeout_seconds": monitoring["startTimeoutSeconds"],
+        "poll_interval_seconds": monitoring["pollIntervalSeconds"],
+        "free_slots_after_run_end_seconds": monitoring["freeSlotsAfterRunEndSeconds"],
+    }
     retention = values["retention"]
-    instance["retention"] = {kind: {"purge_after_days": retention[kind]["purgeAfterDays"]}
-                             for kind in ("schedule", "sensor")}
+    instance["retention"] = {
+        kind: {"purge_after_days": retention[kind]["purgeAfterDays"]} for kind in ("schedule", "sensor")
+    }
     instance["telemetry"] = {"enabled": values["telemetry"]["enabled"]}
     return instance
 
@@ -306,7 +333,10 @@ def test_helm_values_run_each_run_in_its_own_pod_with_the_same_limits(tmp_path: 
     # ... with the limits and the storage driver of deploy/dagster.yaml.
     compose_instance = _yaml("dagster.yaml")
     assert config["concurrency"] == compose_instance["concurrency"]
-    assert config["run_storage"]["config"]["postgres_db"]["scheme"] == \
-        compose_instance["storage"]["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
+    assert (
+        config["run_storage"]["config"]["postgres_db"]["scheme"]
+        == compose_instance["storage"]["postgres"]["postgres_db"]["scheme"]
+        == "postgresql+psycopg2"
+    )
     assert config["retention"] == compose_instance["retention"]
     assert config["telemetry"] == {"enabled": False}

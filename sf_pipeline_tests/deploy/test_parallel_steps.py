@@ -33,7 +33,8 @@ def test_every_step_calling_salesforce_is_in_the_orgs_pool(pipeline):
     backup = defs.resolve_job_def("backup")
     pools = {node.name: node.pool for node in backup.graph.node_defs}
     assert {name for name, pool in pools.items() if pool == POOL} == {
-        f"salesforce__{o}" for o in ("Account", "Contact", "Opportunity", "Case")}
+        f"salesforce__{o}" for o in ("Account", "Contact", "Opportunity", "Case")
+    }
     assert [pool for name, pool in pools.items() if name.startswith("history")] == [None]  # dbt, no API calls
     assert [node.pool for node in defs.resolve_job_def("restore").graph.node_defs] == [POOL]
     # steps run in separate processes, forked from one that has the code loaded; the launchpad takes
@@ -57,7 +58,9 @@ def _overlap(intervals: dict[str, tuple[float, float]]) -> float:
 def _run_mirrors(p: Pipeline) -> dg.JobExecutionResult:
     """The `backup` job's mirror steps for one window, through the multiprocess executor (as a launched run)."""
     with dg.execute_job(
-        dg.reconstructable(backup_job), instance=p.instance, tags={"dagster/partition": WINDOW},
+        dg.reconstructable(backup_job),
+        instance=p.instance,
+        tags={"dagster/partition": WINDOW},
         asset_selection=[dg.AssetKey(["salesforce", "Account"]), dg.AssetKey(["salesforce", "Opportunity"])],
         run_config={"execution": {"config": {"max_concurrent": 2}}},
     ) as result:
@@ -67,8 +70,9 @@ def _run_mirrors(p: Pipeline) -> dg.JobExecutionResult:
 
 @pytest.mark.e2e
 def test_mirror_steps_overlap_and_the_orgs_pool_limit_serializes_them(deployed_pipeline_factory):
-    p = deployed_pipeline_factory(["Account", "Opportunity"],
-                                  partitions={"cron": "0 * * * *", "start": T0.strftime("%Y-%m-%dT%H:%M:%SZ")})
+    p = deployed_pipeline_factory(
+        ["Account", "Opportunity"], partitions={"cron": "0 * * * *", "start": T0.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    )
     p.set_clock(T0 - timedelta(minutes=1))
     generate_org(p.devorg.org, 100)
     p.set_clock(T0 + timedelta(hours=1, minutes=10))

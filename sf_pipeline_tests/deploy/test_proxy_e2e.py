@@ -46,8 +46,9 @@ def render_template(text: str, env: dict[str, str], pattern: str) -> str:
 
 def htpasswd(path: Path, user: str, password: str) -> None:
     """An htpasswd line made as deploy/README.md says: `openssl passwd -6` (SHA-512 crypt)."""
-    hashed = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=password, capture_output=True, text=True,
-                            check=True).stdout.strip()
+    hashed = subprocess.run(
+        ["openssl", "passwd", "-6", "-stdin"], input=password, capture_output=True, text=True, check=True
+    ).stdout.strip()
     path.write_text(f"{user}:{hashed}\n")
     path.chmod(0o644)
 
@@ -60,15 +61,17 @@ class Proxy:
         self.root = root
         self.admin_port, self.viewer_port = free_port(), free_port()
         compose = yaml.safe_load((DEPLOY / "docker-compose.yaml").read_text())["services"]["proxy"]
-        self.env = {**compose["environment"],
-                    # what differs on this machine: addresses and file paths
-                    "SF_PIPELINE_PROXY_ADMIN_LISTEN": f"127.0.0.1:{self.admin_port}",
-                    "SF_PIPELINE_PROXY_VIEWER_LISTEN": f"127.0.0.1:{self.viewer_port}",
-                    "SF_PIPELINE_ADMIN_WEBSERVER": admin_upstream,
-                    "SF_PIPELINE_READONLY_WEBSERVER": viewer_upstream,
-                    "SF_PIPELINE_ADMINS_HTPASSWD": str(root / "admins.htpasswd"),
-                    "SF_PIPELINE_VIEWERS_HTPASSWD": str(root / "viewers.htpasswd"),
-                    "SF_PIPELINE_PROXY_ACCESS_LOG": str(root / "access.log")}
+        self.env = {
+            **compose["environment"],
+            # what differs on this machine: addresses and file paths
+            "SF_PIPELINE_PROXY_ADMIN_LISTEN": f"127.0.0.1:{self.admin_port}",
+            "SF_PIPELINE_PROXY_VIEWER_LISTEN": f"127.0.0.1:{self.viewer_port}",
+            "SF_PIPELINE_ADMIN_WEBSERVER": admin_upstream,
+            "SF_PIPELINE_READONLY_WEBSERVER": viewer_upstream,
+            "SF_PIPELINE_ADMINS_HTPASSWD": str(root / "admins.htpasswd"),
+            "SF_PIPELINE_VIEWERS_HTPASSWD": str(root / "viewers.htpasswd"),
+            "SF_PIPELINE_PROXY_ACCESS_LOG": str(root / "access.log"),
+        }
         assert set(self.env) == set(compose["environment"]), "compose sets variables the test does not"
         self.process: subprocess.Popen | None = None
 
@@ -87,19 +90,28 @@ class Proxy:
             f"{user}daemon off;\nworker_processes 1;\npid {self.root}/nginx.pid;\nerror_log {self.root}/error.log info;\n"
             "events { worker_connections 256; }\n"
             "http {\n"
-            + "".join(f"    {kind}_temp_path {temp}/{kind};\n"
-                      for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-            + f"    include {conf_d}/*.conf;\n}}\n")
+            + "".join(
+                f"    {kind}_temp_path {temp}/{kind};\n"
+                for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+            )
+            + f"    include {conf_d}/*.conf;\n}}\n"
+        )
         return main
 
     def start(self) -> None:
         main = self.write_config()
-        check = subprocess.run([NGINX, "-t", "-c", str(main), "-p", str(self.root), "-e", str(self.root / "error.log")],
-                               capture_output=True, text=True)
+        check = subprocess.run(
+            [NGINX, "-t", "-c", str(main), "-p", str(self.root), "-e", str(self.root / "error.log")],
+            capture_output=True,
+            text=True,
+        )
         assert check.returncode == 0, f"nginx refuses the configuration:\n{check.stderr}"
-        self.process = subprocess.Popen([NGINX, "-c", str(main), "-p", str(self.root), "-e",
-                                         str(self.root / "error.log")], stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            [NGINX, "-c", str(main), "-p", str(self.root), "-e", str(self.root / "error.log")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             assert self.process.poll() is None, f"nginx exited:\n{self.log('error.log')}"
@@ -165,12 +177,17 @@ def _graphql(url: str, query: str, auth: tuple[str, str] | None, variables: dict
 
 
 def _launch_params() -> dict:
-    return {"params": {
-        "selector": {"repositoryLocationName": "sf_pipeline", "repositoryName": "__repository__",
-                     "jobName": "backup"},
-        "runConfigData": {},
-        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "2026-11-20-00:00"}]},
-    }}
+    return {
+        "params": {
+            "selector": {
+                "repositoryLocationName": "sf_pipeline",
+                "repositoryName": "__repository__",
+                "jobName": "backup",
+            },
+            "runConfigData": {},
+            "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "2026-11-20-00:00"}]},
+        }
+    }
 
 
 @pytest.mark.e2e
@@ -204,8 +221,9 @@ def test_the_ui_and_graphql_refuse_anyone_without_a_password_and_viewers_cannot_
     assert page.status_code == 200 and re.search(r"<title[^>]*>Dagster</title>", page.text)
     runs = _graphql(proxy.viewer_url, "{ runsOrError { ... on Runs { results { runId } } } }", VIEWER)
     assert runs.status_code == 200
-    assert [r["runId"] for r in runs.json()["data"]["runsOrError"]["results"]] == \
-        [launched.json()["data"]["launchRun"]["run"]["runId"]]
+    assert [r["runId"] for r in runs.json()["data"]["runsOrError"]["results"]] == [
+        launched.json()["data"]["launchRun"]["run"]["runId"]
+    ]
     for query, field in ((LAUNCH_RUN, "launchRun"), (LAUNCH_PIPELINE, "launchPipelineExecution")):
         refused = _graphql(proxy.viewer_url, query, VIEWER, _launch_params())
         assert refused.status_code == 200, refused.text

@@ -16,8 +16,9 @@ CLIENTS_ROOT = Path(os.environ.get("SF_PIPELINE_CLIENTS", Path.home() / ".cache"
 
 def ensure_client(name: str) -> Path:
     """Install (once) and return the client's environment folder; fails with the installer's output."""
-    result = subprocess.run([str(CHECKOUT / "scripts" / "ensure-clients.sh"), name], capture_output=True,
-                            text=True, timeout=1800)
+    result = subprocess.run(
+        [str(CHECKOUT / "scripts" / "ensure-clients.sh"), name], capture_output=True, text=True, timeout=1800
+    )
     if result.returncode != 0:
         raise RuntimeError(f"scripts/ensure-clients.sh {name} failed:\n{result.stdout}\n{result.stderr}")
     return CLIENTS_ROOT / name
@@ -26,12 +27,14 @@ def ensure_client(name: str) -> Path:
 def client_env(server: DevOrgServer, **extra: str) -> dict[str, str]:
     """The process environment for a client: devorg's CA trusted by Python (requests) and Node."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SALESFORCE_", "SFDX_", "SF_", "CUMULUSCI_"))}
-    env.update({
-        "REQUESTS_CA_BUNDLE": server.ca_bundle,
-        "SSL_CERT_FILE": server.ca_bundle,
-        "NODE_EXTRA_CA_CERTS": server.ca_bundle,
-        "PYTHONWARNINGS": "ignore",
-    })
+    env.update(
+        {
+            "REQUESTS_CA_BUNDLE": server.ca_bundle,
+            "SSL_CERT_FILE": server.ca_bundle,
+            "NODE_EXTRA_CA_CERTS": server.ca_bundle,
+            "PYTHONWARNINGS": "ignore",
+        }
+    )
     env.update(extra)
     return env
 
@@ -39,6 +42,8 @@ def client_env(server: DevOrgServer, **extra: str) -> dict[str, str]:
 def run(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     result = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, cmd))} exited {result.returncode}\n--- stdout\n{result.stdout[-6000:]}"
-                             f"\n--- stderr\n{result.stderr[-6000:]}")
+        raise AssertionError(
+            f"{' '.join(map(str, cmd))} exited {result.returncode}\n--- stdout\n{result.stdout[-6000:]}"
+            f"\n--- stderr\n{result.stderr[-6000:]}"
+        )
     return result

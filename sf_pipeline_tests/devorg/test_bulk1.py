@@ -46,9 +46,13 @@ class Async:
 
     def job(self, operation: str, obj: str, content_type: str = "CSV", **extra: str) -> str:
         more = "".join(f"<{k}>{v}</{k}>" for k, v in extra.items())
-        r = self("POST", "job", f'<?xml version="1.0" encoding="UTF-8"?><jobInfo xmlns="{NS[1:-1]}">'
-                 f"<operation>{operation}</operation><object>{obj}</object>{more}"
-                 f"<contentType>{content_type}</contentType></jobInfo>")
+        r = self(
+            "POST",
+            "job",
+            f'<?xml version="1.0" encoding="UTF-8"?><jobInfo xmlns="{NS[1:-1]}">'
+            f"<operation>{operation}</operation><object>{obj}</object>{more}"
+            f"<contentType>{content_type}</contentType></jobInfo>",
+        )
         assert r.status_code == 201, r.text
         return self.xml(r)["id"]
 
@@ -81,8 +85,14 @@ def soql(srv: DevOrgServer, text: str, deleted: bool = False) -> list[dict]:
 def test_csv_insert_batch_reports_each_row_in_request_order(srv: DevOrgServer, bulk: Async) -> None:
     job = bulk.job("insert", "Account")
     info = bulk.xml(bulk("GET", f"job/{job}"))
-    assert (info["operation"], info["object"], info["state"], info["contentType"], info["concurrencyMode"],
-            info["apiVersion"]) == ("insert", "Account", "Open", "CSV", "Parallel", "59.0")
+    assert (
+        info["operation"],
+        info["object"],
+        info["state"],
+        info["contentType"],
+        info["concurrencyMode"],
+        info["apiVersion"],
+    ) == ("insert", "Account", "Open", "CSV", "Parallel", "59.0")
     assert info["id"].startswith("750") and info["createdDate"].endswith(".000Z")
     batch = bulk.batch(job, 'Name,NumberOfEmployees,Industry\nBulk One,10,Banking\n,5,\n"Bulk, Two",x,\n')
     assert batch.startswith("751")
@@ -104,19 +114,29 @@ def test_csv_insert_batch_reports_each_row_in_request_order(srv: DevOrgServer, b
     assert bulk("GET", f"job/{job}/batch/{batch}/request").text.startswith("Name,NumberOfEmployees")
 
     closed = bulk.xml(bulk("POST", f"job/{job}", f'<jobInfo xmlns="{NS[1:-1]}"><state>Closed</state></jobInfo>'))
-    assert (closed["state"], closed["numberBatchesTotal"], closed["numberBatchesCompleted"],
-            closed["numberRecordsProcessed"], closed["numberRecordsFailed"]) == ("Closed", "1", "1", "3", "2")
+    assert (
+        closed["state"],
+        closed["numberBatchesTotal"],
+        closed["numberBatchesCompleted"],
+        closed["numberRecordsProcessed"],
+        closed["numberRecordsFailed"],
+    ) == ("Closed", "1", "1", "3", "2")
     again = bulk("POST", f"job/{job}/batch", "Name\nLate\n", "text/csv")
     assert again.status_code == 400 and bulk.xml(again)["exceptionCode"] == "InvalidJobState"
 
 
-def test_xml_update_with_nil_clears_a_field_and_json_upsert_matches_by_external_id(srv: DevOrgServer,
-                                                                                   bulk: Async) -> None:
+def test_xml_update_with_nil_clears_a_field_and_json_upsert_matches_by_external_id(
+    srv: DevOrgServer, bulk: Async
+) -> None:
     acc = soql(srv, "SELECT Id, Industry FROM Account WHERE Industry != null LIMIT 1")[0]
     job = bulk.job("update", "Account", "XML")
-    batch = bulk.batch(job, f'<sObjects xmlns="{NS[1:-1]}" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
-                            f'<sObject><Id>{acc["Id"]}</Id><Industry xsi:nil="true"/><Phone>555-0100</Phone>'
-                            "</sObject></sObjects>", XML)
+    batch = bulk.batch(
+        job,
+        f'<sObjects xmlns="{NS[1:-1]}" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
+        f'<sObject><Id>{acc["Id"]}</Id><Industry xsi:nil="true"/><Phone>555-0100</Phone>'
+        "</sObject></sObjects>",
+        XML,
+    )
     assert bulk.wait(job, batch)["state"] == "Completed"
     results = ElementTree.fromstring(bulk("GET", f"job/{job}/batch/{batch}/result").content)
     assert [r.findtext(f"{NS}success") for r in results] == ["true"]
@@ -125,12 +145,21 @@ def test_xml_update_with_nil_clears_a_field_and_json_upsert_matches_by_external_
 
     http = Async(srv).http
     base = f"{srv.instance_url}/services/async/59.0/"
-    r = http.post(base + "job", json={"operation": "upsert", "object": "Invoice__c", "contentType": "JSON",
-                                      "externalIdFieldName": "Invoice_Number__c"})
+    r = http.post(
+        base + "job",
+        json={
+            "operation": "upsert",
+            "object": "Invoice__c",
+            "contentType": "JSON",
+            "externalIdFieldName": "Invoice_Number__c",
+        },
+    )
     assert r.status_code == 201 and r.headers["content-type"] == "application/json"
     job = r.json()["id"]
-    records = [{"Invoice_Number__c": "INV-1", "Amount__c": 10.5, "Account__c": acc["Id"], "Due_Date__c": "2026-01-31"},
-               {"Invoice_Number__c": "INV-2", "Amount__c": 20, "Account__c": acc["Id"]}]
+    records = [
+        {"Invoice_Number__c": "INV-1", "Amount__c": 10.5, "Account__c": acc["Id"], "Due_Date__c": "2026-01-31"},
+        {"Invoice_Number__c": "INV-2", "Amount__c": 20, "Account__c": acc["Id"]},
+    ]
     r = http.post(base + f"job/{job}/batch", json=records)
     batch = r.json()["id"]
     deadline = time.monotonic() + 20
@@ -144,20 +173,25 @@ def test_xml_update_with_nil_clears_a_field_and_json_upsert_matches_by_external_
         time.sleep(0.02)
     second = http.get(base + f"job/{job}/batch/{batch}/result").json()
     assert (second[0]["id"], second[0]["created"]) == (first[0]["id"], False)
-    rows = soql(srv, "SELECT Invoice_Number__c, Amount__c, Due_Date__c FROM Invoice__c WHERE Invoice_Number__c "
-                     "IN ('INV-1', 'INV-2') ORDER BY Invoice_Number__c")
-    assert [(r["Invoice_Number__c"], r["Amount__c"], r["Due_Date__c"]) for r in rows] == \
-        [("INV-1", 99.0, "2026-01-31"), ("INV-2", 20.0, None)]
+    rows = soql(
+        srv,
+        "SELECT Invoice_Number__c, Amount__c, Due_Date__c FROM Invoice__c WHERE Invoice_Number__c "
+        "IN ('INV-1', 'INV-2') ORDER BY Invoice_Number__c",
+    )
+    assert [(r["Invoice_Number__c"], r["Amount__c"], r["Due_Date__c"]) for r in rows] == [
+        ("INV-1", 99.0, "2026-01-31"),
+        ("INV-2", 20.0, None),
+    ]
 
 
-def test_delete_and_hard_delete_remove_records_and_queryall_sees_the_soft_deleted(srv: DevOrgServer,
-                                                                                 bulk: Async) -> None:
+def test_delete_and_hard_delete_remove_records_and_queryall_sees_the_soft_deleted(
+    srv: DevOrgServer, bulk: Async
+) -> None:
     # hardDelete rows run through the Bulk 2.0 row machinery, so they follow its hardDelete (whether the
     # record skips the recycle bin is Bulk 2.0's concern): only their absence from `query` is checked here.
     # Contacts with Cases cannot be deleted (Case.ContactId is restrictedDelete), so take three without any
     with_cases = {r["ContactId"] for r in soql(srv, "SELECT ContactId FROM Case WHERE ContactId != null")}
-    contacts = [r["Id"] for r in soql(srv, "SELECT Id FROM Contact ORDER BY Id")
-                if r["Id"] not in with_cases][:3]
+    contacts = [r["Id"] for r in soql(srv, "SELECT Id FROM Contact ORDER BY Id") if r["Id"] not in with_cases][:3]
     assert len(contacts) == 3
     job = bulk.job("delete", "Contact")
     batch = bulk.batch(job, "Id\n" + "\n".join(contacts[:2]) + "\n003000000000000AAA\n")
@@ -234,17 +268,19 @@ def test_empty_csv_query_result_and_bad_soql(bulk: Async) -> None:
 # ============================================================================ errors and feature switch
 def test_errors_are_async_api_exception_bodies(srv: DevOrgServer, bulk: Async) -> None:
     http = tls_session(srv)
-    r = http.get(f"{srv.instance_url}/services/async/59.0/job/750000000000001AAA",
-                 headers={"X-SFDC-Session": "bogus"})
+    r = http.get(f"{srv.instance_url}/services/async/59.0/job/750000000000001AAA", headers={"X-SFDC-Session": "bogus"})
     # jsforce treats exactly this as an expired session: 400 with InvalidSessionId
-    assert r.status_code == 400 and Async.xml(r) == {"exceptionCode": "InvalidSessionId",
-                                                     "exceptionMessage": "Invalid session id"}
+    assert r.status_code == 400 and Async.xml(r) == {
+        "exceptionCode": "InvalidSessionId",
+        "exceptionMessage": "Invalid session id",
+    }
     r = bulk("GET", "job/7505J00000000ZZAAA")
     assert r.status_code == 400 and Async.xml(r)["exceptionCode"] == "InvalidJob"
     r = bulk("POST", "job", '{"operation": "merge", "object": "Account"}', "application/json")
     assert r.status_code == 400 and r.json()["exceptionCode"] == "InvalidJob"
-    r = bulk("POST", "job", f'<jobInfo xmlns="{NS[1:-1]}"><operation>insert</operation><object>Nope__c</object>'
-                            "</jobInfo>")
+    r = bulk(
+        "POST", "job", f'<jobInfo xmlns="{NS[1:-1]}"><operation>insert</operation><object>Nope__c</object></jobInfo>'
+    )
     assert Async.xml(r) == {"exceptionCode": "InvalidJob", "exceptionMessage": "Unable to find object: Nope__c"}
     r = bulk("POST", "job", "<jobInfo")
     assert Async.xml(r)["exceptionCode"] == "InvalidXML"
@@ -258,23 +294,34 @@ def test_errors_are_async_api_exception_bodies(srv: DevOrgServer, bulk: Async) -
 def test_an_org_without_the_bulk_api_answers_feature_not_enabled(srv: DevOrgServer, bulk: Async) -> None:
     # the org option (also `POST /_devorg/features {"bulk_api": false}`), set in-process
     set_bulk_api_enabled(srv.org, False)
-    r = bulk("POST", "job", f'<jobInfo xmlns="{NS[1:-1]}"><operation>insert</operation><object>Account</object>'
-                            "</jobInfo>")
+    r = bulk(
+        "POST", "job", f'<jobInfo xmlns="{NS[1:-1]}"><operation>insert</operation><object>Account</object></jobInfo>'
+    )
     assert r.status_code == 400
-    assert Async.xml(r) == {"exceptionCode": "FeatureNotEnabled",
-                            "exceptionMessage": "Bulk API is not enabled for this Organization or Partner"}
+    assert Async.xml(r) == {
+        "exceptionCode": "FeatureNotEnabled",
+        "exceptionMessage": "Bulk API is not enabled for this Organization or Partner",
+    }
     set_bulk_api_enabled(srv.org, True)
-    assert bulk("POST", "job", f'<jobInfo xmlns="{NS[1:-1]}"><operation>insert</operation><object>Account</object>'
-                               "</jobInfo>").status_code == 201
+    assert (
+        bulk(
+            "POST",
+            "job",
+            f'<jobInfo xmlns="{NS[1:-1]}"><operation>insert</operation><object>Account</object></jobInfo>',
+        ).status_code
+        == 201
+    )
 
 
 # ============================================================================ simple-salesforce sf.bulk
 def test_simple_salesforce_bulk_insert_and_query_round_trip(srv: DevOrgServer) -> None:
     sf = Salesforce(instance_url=srv.instance_url, session_id=srv.login("admin"), session=tls_session(srv))
-    results = sf.bulk.Contact.insert([{"LastName": "Bulk JSON", "Email": "json@example.com"}, {"FirstName": "x"}],
-                                     batch_size=10000, use_serial=True)
+    results = sf.bulk.Contact.insert(
+        [{"LastName": "Bulk JSON", "Email": "json@example.com"}, {"FirstName": "x"}], batch_size=10000, use_serial=True
+    )
     assert [r["success"] for r in results] == [True, False]
     assert results[1]["errors"][0]["statusCode"] == "REQUIRED_FIELD_MISSING"
-    rows = sf.bulk.Contact.query(f"SELECT Id, LastName, Email FROM Contact WHERE Id = '{results[0]['id']}'",
-                                 lazy_operation=False, wait=0.05)
+    rows = sf.bulk.Contact.query(
+        f"SELECT Id, LastName, Email FROM Contact WHERE Id = '{results[0]['id']}'", lazy_operation=False, wait=0.05
+    )
     assert [(r["LastName"], r["Email"]) for r in rows] == [("Bulk JSON", "json@example.com")]

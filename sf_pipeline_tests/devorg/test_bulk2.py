@@ -74,8 +74,12 @@ class Raw:
         job = self("POST", "ingest", json={"object": obj, "operation": operation, "contentType": "CSV", **opts})
         assert job.status_code == 200, job.text
         jid = job.json()["id"]
-        put = self("PUT", f"ingest/{jid}/batches", data=data if isinstance(data, bytes) else data.encode(),
-                   headers={"Content-Type": "text/csv"})
+        put = self(
+            "PUT",
+            f"ingest/{jid}/batches",
+            data=data if isinstance(data, bytes) else data.encode(),
+            headers={"Content-Type": "text/csv"},
+        )
         assert put.status_code == 201, put.text
         assert self("PATCH", f"ingest/{jid}", json={"state": "UploadComplete"}).status_code == 200
         return self.wait("ingest", jid)
@@ -149,13 +153,13 @@ def test_query_pages_have_headers_locators_and_all_records(sf: Salesforce, raw: 
     assert last.headers["Sforce-NumberOfRecords"] == "10" and last.headers["Sforce-Locator"] == "null"
     everything = raw("GET", f"query/{jid}/results")  # no maxRecords: one page
     assert everything.headers["Sforce-NumberOfRecords"] == "40" and everything.headers["Sforce-Locator"] == "null"
-    assert everything.content == first.content + b"".join(
-        r.content.split(b"\n", 1)[1] for r in (second, last))
+    assert everything.content == first.content + b"".join(r.content.split(b"\n", 1)[1] for r in (second, last))
     assert "Sforce-Limit-Info" in first.headers
     bad = raw("GET", f"query/{jid}/results", params={"locator": "!!nope"})
     assert bad.status_code == 400
-    other_version = requests.get(raw.base.replace(f"v{V}", "v58.0") + f"query/{jid}/results",
-                                 headers=raw.http.headers, verify=raw.http.verify)
+    other_version = requests.get(
+        raw.base.replace(f"v{V}", "v58.0") + f"query/{jid}/results", headers=raw.http.headers, verify=raw.http.verify
+    )
     assert other_version.status_code == 409
 
 
@@ -173,8 +177,9 @@ def test_query_all_includes_deleted_records_only_in_query_all(sf: Salesforce):
 
 
 def test_download_writes_one_csv_file_per_page(sf: Salesforce, tmp_path: Path):
-    results = sf.bulk2.Opportunity.download("SELECT Id, Name FROM Opportunity", path=str(tmp_path),
-                                            max_records=16, wait=WAIT)
+    results = sf.bulk2.Opportunity.download(
+        "SELECT Id, Name FROM Opportunity", path=str(tmp_path), max_records=16, wait=WAIT
+    )
     assert [r["number_of_records"] for r in results] == [16, 16, 8]
     assert [bool(r["locator"]) for r in results] == [True, True, False]
     ids = []
@@ -186,12 +191,33 @@ def test_download_writes_one_csv_file_per_page(sf: Salesforce, tmp_path: Path):
 
 
 def test_query_job_info_list_and_delete_shapes(srv: DevOrgServer, raw: Raw):
-    created = raw("POST", "query", json={"operation": "query", "query": "SELECT Id FROM Account",
-                                         "contentType": "CSV", "columnDelimiter": "COMMA", "lineEnding": "LF"})
+    created = raw(
+        "POST",
+        "query",
+        json={
+            "operation": "query",
+            "query": "SELECT Id FROM Account",
+            "contentType": "CSV",
+            "columnDelimiter": "COMMA",
+            "lineEnding": "LF",
+        },
+    )
     assert created.status_code == 200
     info = created.json()
-    assert list(info) == ["id", "operation", "object", "createdById", "createdDate", "systemModstamp", "state",
-                          "concurrencyMode", "contentType", "apiVersion", "lineEnding", "columnDelimiter"]
+    assert list(info) == [
+        "id",
+        "operation",
+        "object",
+        "createdById",
+        "createdDate",
+        "systemModstamp",
+        "state",
+        "concurrencyMode",
+        "contentType",
+        "apiVersion",
+        "lineEnding",
+        "columnDelimiter",
+    ]
     assert info["id"].startswith("750") and len(info["id"]) == 18
     assert info["state"] == "UploadComplete" and info["operation"] == "query" and info["object"] == "Account"
     assert info["createdById"] == srv.org.user("admin").user_id
@@ -225,10 +251,12 @@ def test_bad_soql_and_bad_job_bodies_are_rejected_at_creation(sf: Salesforce, ra
     assert resp.status_code == 400 and resp.json()[0]["errorCode"] == "API_ERROR"
     resp = raw("POST", "query", json={"operation": "insert", "query": "SELECT Id FROM Account"})
     assert resp.status_code == 400
-    assert resp.json() == [{"message": "Invalid value: 'insert' supplied for property: 'operation'",
-                            "errorCode": "API_ERROR"}]
-    resp = raw("POST", "query", json={"operation": "query", "query": "SELECT Id FROM Account",
-                                      "columnDelimiter": "COLON"})
+    assert resp.json() == [
+        {"message": "Invalid value: 'insert' supplied for property: 'operation'", "errorCode": "API_ERROR"}
+    ]
+    resp = raw(
+        "POST", "query", json={"operation": "query", "query": "SELECT Id FROM Account", "columnDelimiter": "COLON"}
+    )
     assert resp.status_code == 400 and resp.json()[0]["errorCode"] == "API_ERROR"
     resp = raw("POST", "query", json={"operation": "query"})
     assert resp.status_code == 400 and resp.json()[0]["errorCode"] == "INVALIDJOB"
@@ -262,17 +290,25 @@ def test_delimiters_line_endings_and_special_characters(sf: Salesforce, raw: Raw
     rid = sf.Account.create({"Name": tricky, "Description": "naïve café"})["id"]
     for delimiter, char in bulk.DELIMITERS.items():
         for ending, eol in bulk.LINE_ENDINGS.items():
-            jid = raw("POST", "query", json={"operation": "query", "columnDelimiter": delimiter,
-                                             "lineEnding": ending,
-                                             "query": "SELECT Id, Name, Description FROM Account"}).json()["id"]
+            jid = raw(
+                "POST",
+                "query",
+                json={
+                    "operation": "query",
+                    "columnDelimiter": delimiter,
+                    "lineEnding": ending,
+                    "query": "SELECT Id, Name, Description FROM Account",
+                },
+            ).json()["id"]
             assert raw.wait("query", jid)["state"] == "JobComplete"
             page = raw("GET", f"query/{jid}/results", params={"maxRecords": 2})
             body = page.content.decode()
             assert body.startswith(char.join(['"Id"', '"Name"', '"Description"']) + eol)
             collected = body
             while page.headers["Sforce-Locator"] != "null":
-                page = raw("GET", f"query/{jid}/results",
-                           params={"maxRecords": 2, "locator": page.headers["Sforce-Locator"]})
+                page = raw(
+                    "GET", f"query/{jid}/results", params={"maxRecords": 2, "locator": page.headers["Sforce-Locator"]}
+                )
                 collected += page.content.decode().split(eol, 1)[1]
             parsed = list(csv.reader(io.StringIO(collected, newline=""), delimiter=char))
             assert parsed[0] == ["Id", "Name", "Description"] and len(parsed) == 6
@@ -282,8 +318,7 @@ def test_delimiters_line_endings_and_special_characters(sf: Salesforce, raw: Raw
 def test_fast_path_matches_the_query_engine_rows(srv: DevOrgServer, sf: Salesforce, raw: Raw):
     """Results written by SQL-formatted lines equal the engine's `iter_csv_rows` through the csv module."""
     sf.Account.create({"Name": 'Ünïcode "quoted", name', "Description": "line1\nline2"})
-    soql = ("SELECT Id, Name, Description, NumberOfEmployees, AnnualRevenue, CreatedDate, Owner.Name "
-            "FROM Account")
+    soql = "SELECT Id, Name, Description, NumberOfEmployees, AnnualRevenue, CreatedDate, Owner.Name FROM Account"
     jid = raw("POST", "query", json={"operation": "queryAll", "query": soql}).json()["id"]
     raw.wait("query", jid)
     served = raw("GET", f"query/{jid}/results").content
@@ -310,8 +345,7 @@ def _engine_csv(org, soql: str, include_deleted: bool) -> bytes:
 
 def _run_job_in_process(org, soql: str) -> bulk.Job:
     reg = bulk.registry(org)
-    job = bulk.Job(reg, reg.new_id(), "query", "query", "", org.user("admin").user_id, V, "COMMA", "LF",
-                   query=soql)
+    job = bulk.Job(reg, reg.new_id(), "query", "query", "", org.user("admin").user_id, V, "COMMA", "LF", query=soql)
     job.thread_done = False
     ready = bulk.concurrent.futures.Future()
     bulk._run_query(reg, job, ready)
@@ -329,7 +363,7 @@ def test_chunked_and_generic_paths_write_the_same_results(tmp_path: Path, monkey
     org = Org(None if in_memory else tmp_path / "org")
     try:
         generate_org(org, 30)
-        org.store.insert(org.schema.get("Account"), {"Name": "Ünïcode, \"quoted\""}, org.user("admin").user_id)
+        org.store.insert(org.schema.get("Account"), {"Name": 'Ünïcode, "quoted"'}, org.user("admin").user_id)
         soql = "SELECT Id, Name, Owner.Name, CreatedDate, AnnualRevenue FROM Account ORDER BY Name"
         expected = _engine_csv(org, soql, False)
         monkeypatch.setattr(bulk, "SQL_CHUNK", 2)
@@ -350,9 +384,14 @@ def test_chunked_and_generic_paths_write_the_same_results(tmp_path: Path, monkey
 # ============================================================================ ingest jobs
 def test_insert_update_upsert_delete_with_per_record_results(sf: Salesforce, srv: DevOrgServer):
     bulk2 = sf.bulk2.Account
-    inserted = bulk2.insert(records=[{"Name": "One", "NumberOfEmployees": "10"},
-                                     {"Name": "Two", "NumberOfEmployees": "20"},
-                                     {"Name": "", "NumberOfEmployees": "30"}], wait=WAIT)
+    inserted = bulk2.insert(
+        records=[
+            {"Name": "One", "NumberOfEmployees": "10"},
+            {"Name": "Two", "NumberOfEmployees": "20"},
+            {"Name": "", "NumberOfEmployees": "30"},
+        ],
+        wait=WAIT,
+    )
     assert inserted[0]["numberRecordsProcessed"] == 3 and inserted[0]["numberRecordsFailed"] == 1
     jid = inserted[0]["job_id"]
     ok = rows(bulk2.get_successful_records(jid))
@@ -361,18 +400,30 @@ def test_insert_update_upsert_delete_with_per_record_results(sf: Salesforce, srv
     assert sorted(list(ok[0])[2:]) == ["Name", "NumberOfEmployees"]
     assert sf.Account.get(ok[0]["sf__Id"])["NumberOfEmployees"] == 10
     failed = rows(bulk2.get_failed_records(jid))
-    assert failed == [{"sf__Id": "", "sf__Error": "REQUIRED_FIELD_MISSING:Required fields are missing: [Name]:Name --",
-                       "Name": "", "NumberOfEmployees": "30"}]
+    assert failed == [
+        {
+            "sf__Id": "",
+            "sf__Error": "REQUIRED_FIELD_MISSING:Required fields are missing: [Name]:Name --",
+            "Name": "",
+            "NumberOfEmployees": "30",
+        }
+    ]
     columns = ",".join(f'"{c}"' for c in list(ok[0])[2:])
     assert bulk2.get_unprocessed_records(jid) == columns + "\n"
-    assert bulk2.get_successful_records(jid).startswith(f'"sf__Id","sf__Created",{columns}\n"{ok[0]["sf__Id"]}","true",')
+    assert bulk2.get_successful_records(jid).startswith(
+        f'"sf__Id","sf__Created",{columns}\n"{ok[0]["sf__Id"]}","true",'
+    )
     one, two = ok[0]["sf__Id"], ok[1]["sf__Id"]
 
     # update: empty leaves a field unchanged, #N/A sets null; a bad id fails alone
     sf.Account.update(one, {"Phone": "555-0100", "Website": "https://one.example.com"})
-    updated = bulk2.update(records=[{"Id": one, "Name": "One v2", "Phone": "", "Website": "#N/A"},
-                                    {"Id": "001000000000000AAA", "Name": "Ghost", "Phone": "", "Website": ""}],
-                           wait=WAIT)
+    updated = bulk2.update(
+        records=[
+            {"Id": one, "Name": "One v2", "Phone": "", "Website": "#N/A"},
+            {"Id": "001000000000000AAA", "Name": "Ghost", "Phone": "", "Website": ""},
+        ],
+        wait=WAIT,
+    )
     assert updated[0]["numberRecordsProcessed"] == 2 and updated[0]["numberRecordsFailed"] == 1
     rec = sf.Account.get(one)
     assert (rec["Name"], rec["Phone"], rec["Website"]) == ("One v2", "555-0100", None)
@@ -383,16 +434,26 @@ def test_insert_update_upsert_delete_with_per_record_results(sf: Salesforce, srv
 
     # upsert on an external id: one match updated, one new record created
     inv = sf.bulk2.Invoice__c
-    first = inv.upsert(records=[{"Invoice_Number__c": "BLK-1", "Account__c": one, "Amount__c": "10.5"}],
-                       external_id_field="Invoice_Number__c", wait=WAIT)
+    first = inv.upsert(
+        records=[{"Invoice_Number__c": "BLK-1", "Account__c": one, "Amount__c": "10.5"}],
+        external_id_field="Invoice_Number__c",
+        wait=WAIT,
+    )
     assert first[0]["numberRecordsFailed"] == 0
-    second = inv.upsert(records=[{"Invoice_Number__c": "BLK-1", "Account__c": one, "Amount__c": "99"},
-                                 {"Invoice_Number__c": "BLK-2", "Account__c": two, "Amount__c": "5"}],
-                        external_id_field="Invoice_Number__c", wait=WAIT)
+    second = inv.upsert(
+        records=[
+            {"Invoice_Number__c": "BLK-1", "Account__c": one, "Amount__c": "99"},
+            {"Invoice_Number__c": "BLK-2", "Account__c": two, "Amount__c": "5"},
+        ],
+        external_id_field="Invoice_Number__c",
+        wait=WAIT,
+    )
     created = {r["Invoice_Number__c"]: r["sf__Created"] for r in rows(inv.get_successful_records(second[0]["job_id"]))}
     assert created == {"BLK-1": "false", "BLK-2": "true"}
-    got = sf.query("SELECT Invoice_Number__c, Amount__c FROM Invoice__c WHERE Invoice_Number__c LIKE 'BLK-%' "
-                   "ORDER BY Invoice_Number__c")["records"]
+    got = sf.query(
+        "SELECT Invoice_Number__c, Amount__c FROM Invoice__c WHERE Invoice_Number__c LIKE 'BLK-%' "
+        "ORDER BY Invoice_Number__c"
+    )["records"]
     assert [(r["Invoice_Number__c"], r["Amount__c"]) for r in got] == [("BLK-1", 99.0), ("BLK-2", 5.0)]
 
     # delete sends two to the recycle bin; hardDelete removes one for good (two is already deleted)
@@ -408,8 +469,15 @@ def test_insert_update_upsert_delete_with_per_record_results(sf: Salesforce, srv
 
 def test_csv_values_are_converted_per_field_type(sf: Salesforce):
     account = sf.Account.create({"Name": "Parent"})["id"]
-    good = {"Name": "Typed", "StageName": "Closed Won", "CloseDate": "2026-03-31", "Amount": "1234.5",
-            "IsPrivate": "true", "AccountId": account, "TotalOpportunityQuantity": "3"}
+    good = {
+        "Name": "Typed",
+        "StageName": "Closed Won",
+        "CloseDate": "2026-03-31",
+        "Amount": "1234.5",
+        "IsPrivate": "true",
+        "AccountId": account,
+        "TotalOpportunityQuantity": "3",
+    }
     bad_date = dict(good, Name="Bad date", CloseDate="31/03/2026")
     bad_bool = dict(good, Name="Bad bool", IsPrivate="maybe")
     result = sf.bulk2.Opportunity.insert(records=[good, bad_date, bad_bool], wait=WAIT)
@@ -417,8 +485,13 @@ def test_csv_values_are_converted_per_field_type(sf: Salesforce):
     jid = result[0]["job_id"]
     ok = rows(sf.bulk2.Opportunity.get_successful_records(jid))
     rec = sf.Opportunity.get(ok[0]["sf__Id"])
-    assert (rec["Amount"], rec["IsPrivate"], rec["CloseDate"], rec["IsWon"], rec["AccountId"]) == \
-        (1234.5, True, "2026-03-31", True, account)
+    assert (rec["Amount"], rec["IsPrivate"], rec["CloseDate"], rec["IsWon"], rec["AccountId"]) == (
+        1234.5,
+        True,
+        "2026-03-31",
+        True,
+        account,
+    )
     errors = {r["Name"]: r["sf__Error"] for r in rows(sf.bulk2.Opportunity.get_failed_records(jid))}
     assert errors["Bad date"].startswith("INVALID_FIELD:Failed to deserialize field at col ")
     assert "'31/03/2026' is not a valid value for the type xsd:date" in errors["Bad date"]
@@ -443,19 +516,29 @@ def test_unknown_header_field_fails_the_whole_job(sf: Salesforce, raw: Raw):
 def test_line_ending_must_match_the_job(raw: Raw):
     info = raw.ingest("Account", "insert", "Name\r\nCRLF Co\r\n", lineEnding="LF")
     assert info["state"] == "Failed"
-    assert info["errorMessage"] == ("ClientInputError : LineEnding is invalid on user data. Current LineEnding "
-                                    "setting is LF")
+    assert info["errorMessage"] == (
+        "ClientInputError : LineEnding is invalid on user data. Current LineEnding setting is LF"
+    )
     info = raw.ingest("Account", "insert", "Name\r\nCRLF Co\r\n", lineEnding="CRLF")
     assert info["state"] == "JobComplete" and info["numberRecordsProcessed"] == 1
-    info = raw.ingest("Account", "insert", "Name;Phone\n\"Semi; Co\";555\n", columnDelimiter="SEMICOLON")
+    info = raw.ingest("Account", "insert", 'Name;Phone\n"Semi; Co";555\n', columnDelimiter="SEMICOLON")
     assert info["state"] == "JobComplete" and info["numberRecordsFailed"] == 0
     ok = raw("GET", f"ingest/{info['id']}/successfulResults").text
     assert rows(ok, ";")[0]["Name"] == "Semi; Co"
 
 
 def test_raw_http_ingest_statuses_content_url_and_second_upload(raw: Raw, srv: DevOrgServer):
-    created = raw("POST", "ingest", json={"object": "account", "operation": "insert", "contentType": "CSV",
-                                          "columnDelimiter": "COMMA", "lineEnding": "LF"})
+    created = raw(
+        "POST",
+        "ingest",
+        json={
+            "object": "account",
+            "operation": "insert",
+            "contentType": "CSV",
+            "columnDelimiter": "COMMA",
+            "lineEnding": "LF",
+        },
+    )
     assert created.status_code == 200
     info = created.json()
     jid = info["id"]
@@ -463,15 +546,22 @@ def test_raw_http_ingest_statuses_content_url_and_second_upload(raw: Raw, srv: D
     assert info["contentUrl"] == f"services/data/v{V}/jobs/ingest/{jid}/batches"  # no leading slash
     assert STAMP.match(info["createdDate"]) and info["apiVersion"] == 59.0
     assert raw("DELETE", f"ingest/{jid}").status_code == 400  # an Open job cannot be deleted
-    put = raw("PUT", info["contentUrl"].split("jobs/", 1)[1], data=b"Name\nRaw One\n",
-              headers={"Content-Type": "text/csv"})
+    put = raw(
+        "PUT", info["contentUrl"].split("jobs/", 1)[1], data=b"Name\nRaw One\n", headers={"Content-Type": "text/csv"}
+    )
     assert put.status_code == 201 and put.content == b""
     closed = raw("PATCH", f"ingest/{jid}", json={"state": "UploadComplete"})
     assert closed.status_code == 200 and closed.json()["state"] == "UploadComplete"
     done = raw.wait("ingest", jid)
     assert done["state"] == "JobComplete" and done["jobType"] == "V2Ingest"
-    for key in ("numberRecordsProcessed", "numberRecordsFailed", "retries", "totalProcessingTime",
-                "apiActiveProcessingTime", "apexProcessingTime"):
+    for key in (
+        "numberRecordsProcessed",
+        "numberRecordsFailed",
+        "retries",
+        "totalProcessingTime",
+        "apiActiveProcessingTime",
+        "apexProcessingTime",
+    ):
         assert isinstance(done[key], int), key
     assert "errorMessage" not in done
     late = raw("PUT", f"ingest/{jid}/batches", data=b"Name\nLate\n", headers={"Content-Type": "text/csv"})
@@ -504,8 +594,9 @@ def test_ingest_job_creation_errors(raw: Raw):
     resp = raw("POST", "ingest", json={"object": "Account", "operation": "upsert", "externalIdFieldName": "Name"})
     assert resp.status_code == 400 and resp.json()[0]["errorCode"] == "INVALIDJOB"
     resp = raw("POST", "ingest", json={"object": "Account", "operation": "merge"})
-    assert resp.json() == [{"message": "Invalid value: 'merge' supplied for property: 'operation'",
-                            "errorCode": "API_ERROR"}]
+    assert resp.json() == [
+        {"message": "Invalid value: 'merge' supplied for property: 'operation'", "errorCode": "API_ERROR"}
+    ]
     resp = raw("POST", "ingest", json={"object": "Account", "operation": "insert", "contentType": "JSON"})
     assert resp.status_code == 400 and resp.json()[0]["errorCode"] == "API_ERROR"
     assert raw("GET", "ingest").json()["records"] == []
@@ -518,7 +609,8 @@ def test_lock_faults_fail_rows_with_unable_to_lock_row(sf: Salesforce, srv: DevO
     assert result[0]["numberRecordsProcessed"] == 6 and result[0]["numberRecordsFailed"] == 2
     failed = rows(sf.bulk2.Opportunity.get_failed_records(result[0]["job_id"]))
     assert [r["sf__Error"] for r in failed] == [
-        f"UNABLE_TO_LOCK_ROW:unable to obtain exclusive access to this record or 1 records: {i}:--" for i in ids[:2]]
+        f"UNABLE_TO_LOCK_ROW:unable to obtain exclusive access to this record or 1 records: {i}:--" for i in ids[:2]
+    ]
     assert [sf.Opportunity.get(i)["NextStep"] for i in ids[2:]] == ["Locked?"] * 4
     assert sf.Opportunity.get(ids[0])["NextStep"] != "Locked?"  # failed rows change nothing
 

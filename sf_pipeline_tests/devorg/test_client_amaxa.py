@@ -46,20 +46,28 @@ def _port_443_free() -> bool:
 
 def amaxa(server: DevOrgServer, work: Path, *args: str) -> str:
     (work / "credentials.yml").write_text(
-        f'version: 2\ncredentials:\n    token:\n        instance-url: https://localhost\n'
-        f'        access-token: "{server.login("admin")}"\n')
+        f"version: 2\ncredentials:\n    token:\n        instance-url: https://localhost\n"
+        f'        access-token: "{server.login("admin")}"\n'
+    )
     exe = ensure_client("amaxa") / "bin" / "amaxa"
-    return run([str(exe), "-c", "credentials.yml", "-v", "verbose", *args, "operation.yml"], client_env(server),
-               work, timeout=300).stdout
+    return run(
+        [str(exe), "-c", "credentials.yml", "-v", "verbose", *args, "operation.yml"],
+        client_env(server),
+        work,
+        timeout=300,
+    ).stdout
 
 
 def contacts_by_account(server: DevOrgServer) -> set[tuple]:
-    page = server.org.queries.run("SELECT FirstName, LastName, Email, Account.Name, Account.Industry FROM Contact",
-                                  include_deleted=False)
+    page = server.org.queries.run(
+        "SELECT FirstName, LastName, Email, Account.Name, Account.Industry FROM Contact", include_deleted=False
+    )
     rows = set()
     while True:
-        rows |= {(c["FirstName"], c["LastName"], c["Email"], c["Account"]["Name"], c["Account"]["Industry"])
-                 for c in page["records"]}
+        rows |= {
+            (c["FirstName"], c["LastName"], c["Email"], c["Account"]["Name"], c["Account"]["Industry"])
+            for c in page["records"]
+        }
         if page["done"]:
             return rows
         page = server.org.queries.more(page["nextRecordsUrl"])
@@ -86,7 +94,9 @@ def test_amaxa_extracts_accounts_with_contacts_and_loads_them_into_another_org(t
         amaxa(target, work, "--load")
         got = contacts_by_account(target)
         owner = target.org.user("admin").user_id
-        created_by = {r["CreatedById"] for r in target.org.queries.run(
-            "SELECT CreatedById FROM Contact", include_deleted=False)["records"]}
+        created_by = {
+            r["CreatedById"]
+            for r in target.org.queries.run("SELECT CreatedById FROM Contact", include_deleted=False)["records"]
+        }
     assert got == want
     assert created_by == {owner}

@@ -55,22 +55,46 @@ def refresh_token_org(server: DevOrgServer) -> dict[str, str]:
     org, cred = server.org, server.org.user("admin")
     http = requests.Session()
     http.verify, http.trust_env = server.ca_bundle, False
-    login = http.post(f"{server.instance_url}/services/oauth2/authorize", allow_redirects=False, data={
-        "response_type": "code", "client_id": org.client_id, "redirect_uri": CALLBACK,
-        "username": cred.username, "pw": cred.password})
+    login = http.post(
+        f"{server.instance_url}/services/oauth2/authorize",
+        allow_redirects=False,
+        data={
+            "response_type": "code",
+            "client_id": org.client_id,
+            "redirect_uri": CALLBACK,
+            "username": cred.username,
+            "pw": cred.password,
+        },
+    )
     assert login.status_code == 302, login.text
     code = unquote(re.search(r"[?&]code=([^&]+)", login.headers["location"]).group(1))
-    tokens = http.post(f"{server.instance_url}/services/oauth2/token", data={
-        "grant_type": "authorization_code", "code": code, "client_id": org.client_id,
-        "client_secret": org.client_secret, "redirect_uri": CALLBACK}).json()
-    return {"instance_url": server.instance_url, "refresh_token": tokens["refresh_token"], "id": tokens["id"],
-            "username": cred.username, "client_id": org.client_id, "client_secret": org.client_secret}
+    tokens = http.post(
+        f"{server.instance_url}/services/oauth2/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "client_id": org.client_id,
+            "client_secret": org.client_secret,
+            "redirect_uri": CALLBACK,
+        },
+    ).json()
+    return {
+        "instance_url": server.instance_url,
+        "refresh_token": tokens["refresh_token"],
+        "id": tokens["id"],
+        "username": cred.username,
+        "client_id": org.client_id,
+        "client_secret": org.client_secret,
+    }
 
 
 def cci(project: Path, server: DevOrgServer, *args: str) -> str:
-    env = client_env(server, CUMULUSCI_ORG_devorg=json.dumps(refresh_token_org(server)),
-                     CUMULUSCI_KEY="0123456789abcdef",
-                     HOME=str(project / f"home-{server.port}"))  # cci saves the org: one home per org
+    env = client_env(
+        server,
+        CUMULUSCI_ORG_devorg=json.dumps(refresh_token_org(server)),
+        CUMULUSCI_KEY="0123456789abcdef",
+        HOME=str(project / f"home-{server.port}"),
+    )  # cci saves the org: one home per org
     exe = ensure_client("cumulusci") / "bin" / "cci"
     return run([str(exe), "task", "run", *args, "--org", "devorg"], env, project, timeout=300).stdout
 
@@ -79,7 +103,8 @@ def project_dir(tmp_path: Path, api: str) -> Path:
     project = tmp_path / "project"
     project.mkdir()
     (project / "cumulusci.yml").write_text(
-        'project:\n    name: DevorgCheck\n    package:\n        name: DevorgCheck\n        api_version: "59.0"\n')
+        'project:\n    name: DevorgCheck\n    package:\n        name: DevorgCheck\n        api_version: "59.0"\n'
+    )
     (project / "mapping.yml").write_text(MAPPING.format(api=api))
     subprocess.run(["git", "init", "-q", str(project)], check=True)
     return project
@@ -95,13 +120,16 @@ def org_accounts_and_contacts(server: DevOrgServer) -> tuple[set, set]:
         if page["done"]:
             break
         page = q.more(page["nextRecordsUrl"])
-    return ({(a["Name"], a["NumberOfEmployees"], a["Industry"]) for a in accounts},
-            {(c["LastName"], c["FirstName"], c["Email"], (c["Account"] or {}).get("Name")) for c in contacts})
+    return (
+        {(a["Name"], a["NumberOfEmployees"], a["Industry"]) for a in accounts},
+        {(c["LastName"], c["FirstName"], c["Email"], (c["Account"] or {}).get("Name")) for c in contacts},
+    )
 
 
 @pytest.mark.parametrize("api", ["rest", "bulk"])
-def test_cumulusci_extracts_a_dataset_and_loads_it_into_another_org(source: DevOrgServer, target: DevOrgServer,
-                                                                      tmp_path: Path, api: str) -> None:
+def test_cumulusci_extracts_a_dataset_and_loads_it_into_another_org(
+    source: DevOrgServer, target: DevOrgServer, tmp_path: Path, api: str
+) -> None:
     project = project_dir(tmp_path, api)
     log = cci(project, source, "extract_dataset", "-o", "mapping", "mapping.yml", "-o", "sql_path", "data.sql")
     if api == "bulk":
@@ -111,10 +139,14 @@ def test_cumulusci_extracts_a_dataset_and_loads_it_into_another_org(source: DevO
     db = sqlite3.connect(":memory:")
     db.executescript((project / "data.sql").read_text())
     names = dict(db.execute("SELECT id, Name FROM Account"))
-    extracted_accounts = {(n, int(e) if e else None, i or None)
-                          for n, e, i in db.execute("SELECT Name, NumberOfEmployees, Industry FROM Account")}
-    extracted_contacts = {(ln, fn or None, em or None, names.get(acc))
-                          for ln, fn, em, acc in db.execute("SELECT LastName, FirstName, Email, AccountId FROM Contact")}
+    extracted_accounts = {
+        (n, int(e) if e else None, i or None)
+        for n, e, i in db.execute("SELECT Name, NumberOfEmployees, Industry FROM Account")
+    }
+    extracted_contacts = {
+        (ln, fn or None, em or None, names.get(acc))
+        for ln, fn, em, acc in db.execute("SELECT LastName, FirstName, Email, AccountId FROM Contact")
+    }
     want_accounts, want_contacts = org_accounts_and_contacts(source)
     assert len(want_contacts) > 10
     assert extracted_accounts == want_accounts

@@ -25,15 +25,21 @@ def org(tmp_path: Path) -> Iterator[DevOrgServer]:
 def test_jsforce_logs_in_queries_inserts_and_bulk_loads_into_devorg(org: DevOrgServer, tmp_path: Path) -> None:
     env_dir = ensure_client("jsforce")
     cred = org.org.user("admin")
-    env = client_env(org, NODE_PATH=str(env_dir / "node_modules"), DEVORG_URL=org.instance_url,
-                     DEVORG_USERNAME=cred.username, DEVORG_PASSWORD=cred.password + cred.security_token)
+    env = client_env(
+        org,
+        NODE_PATH=str(env_dir / "node_modules"),
+        DEVORG_URL=org.instance_url,
+        DEVORG_USERNAME=cred.username,
+        DEVORG_PASSWORD=cred.password + cred.security_token,
+    )
     out = json.loads(run(["node", str(SCRIPT)], env, tmp_path, timeout=120).stdout)
 
     assert out["userId"] == cred.user_id
     assert out["identityUsername"] == cred.username
     sf = org.org
-    accounts = sf.queries.run("SELECT Id, Name FROM Account WHERE Name != 'jsforce Account' ORDER BY Name LIMIT 5",
-                              include_deleted=False)  # the script queried before its insert
+    accounts = sf.queries.run(
+        "SELECT Id, Name FROM Account WHERE Name != 'jsforce Account' ORDER BY Name LIMIT 5", include_deleted=False
+    )  # the script queried before its insert
     assert out["queried"] == [{"Id": r["Id"], "Name": r["Name"]} for r in accounts["records"]]
 
     created = sf.store.get(sf.schema.get("Account"), out["created"]["id"])

@@ -24,25 +24,51 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]  # the first run insta
 
 def sfdmu(server: DevOrgServer, work: Path, objects: list[dict], source: str, target: str, **options) -> str:
     home = ensure_client("sfdmu")
-    export = {"orgs": [{"name": "devorg", "instanceUrl": server.instance_url, "accessToken": server.login("admin")}],
-              "objects": objects, **options}
+    export = {
+        "orgs": [{"name": "devorg", "instanceUrl": server.instance_url, "accessToken": server.login("admin")}],
+        "objects": objects,
+        **options,
+    }
     (work / "export.json").write_text(json.dumps(export, indent=2))
-    env = client_env(server, HOME=str(home / "home"), SF_DISABLE_TELEMETRY="true", SF_AUTOUPDATE_DISABLE="true",
-                     SF_SKIP_NEW_VERSION_CHECK="true")
-    out = run([str(home / "node_modules" / ".bin" / "sf"), "sfdmu", "run", "--sourceusername", source,
-               "--targetusername", target, "--path", str(work), "--noprompt", "--verbose"], env, work,
-              timeout=300).stdout
+    env = client_env(
+        server,
+        HOME=str(home / "home"),
+        SF_DISABLE_TELEMETRY="true",
+        SF_AUTOUPDATE_DISABLE="true",
+        SF_SKIP_NEW_VERSION_CHECK="true",
+    )
+    out = run(
+        [
+            str(home / "node_modules" / ".bin" / "sf"),
+            "sfdmu",
+            "run",
+            "--sourceusername",
+            source,
+            "--targetusername",
+            target,
+            "--path",
+            str(work),
+            "--noprompt",
+            "--verbose",
+        ],
+        env,
+        work,
+        timeout=300,
+    ).stdout
     assert "Exit code 0 (SUCCESS)" in out, out[-3000:]
     return out
 
 
 def contacts(server: DevOrgServer) -> set[tuple]:
-    page = server.org.queries.run("SELECT FirstName, LastName, Email, Account.Name, Account.NumberOfEmployees "
-                                  "FROM Contact", include_deleted=False)
+    page = server.org.queries.run(
+        "SELECT FirstName, LastName, Email, Account.Name, Account.NumberOfEmployees FROM Contact", include_deleted=False
+    )
     rows = set()
     while True:
-        rows |= {(c["FirstName"], c["LastName"], c["Email"], c["Account"]["Name"], c["Account"]["NumberOfEmployees"])
-                 for c in page["records"]}
+        rows |= {
+            (c["FirstName"], c["LastName"], c["Email"], c["Account"]["Name"], c["Account"]["NumberOfEmployees"])
+            for c in page["records"]
+        }
         if page["done"]:
             return rows
         page = server.org.queries.more(page["nextRecordsUrl"])
@@ -53,29 +79,55 @@ def test_sfdmu_exports_an_org_to_csv_and_imports_it_into_another_org(tmp_path: P
     work = tmp_path / "sfdmu"
     work.mkdir()
     with DevOrgServer(tmp_path / "source", generate=60) as source:
-        sfdmu(source, work, [
-            {"query": "SELECT Id, Name, NumberOfEmployees, Industry FROM Account", "operation": "Readonly",
-             "externalId": "Name"},
-            {"query": "SELECT Id, LastName, FirstName, Email, AccountId FROM Contact", "operation": "Readonly",
-             "externalId": "LastName;FirstName"},
-        ], source="devorg", target="csvfile")
+        sfdmu(
+            source,
+            work,
+            [
+                {
+                    "query": "SELECT Id, Name, NumberOfEmployees, Industry FROM Account",
+                    "operation": "Readonly",
+                    "externalId": "Name",
+                },
+                {
+                    "query": "SELECT Id, LastName, FirstName, Email, AccountId FROM Contact",
+                    "operation": "Readonly",
+                    "externalId": "LastName;FirstName",
+                },
+            ],
+            source="devorg",
+            target="csvfile",
+        )
         want = contacts(source)
         n_accounts = source.org.store.count(source.org.schema.get("Account"))
     assert len(want) > 10
     with open(work / "Contact.csv", newline="") as fh:
         exported = list(csv.DictReader(fh))
-    assert {(r["FirstName"] or None, r["LastName"], r["Email"] or None, r["Account.Name"]) for r in exported} == \
-        {c[:4] for c in want}
+    assert {(r["FirstName"] or None, r["LastName"], r["Email"] or None, r["Account.Name"]) for r in exported} == {
+        c[:4] for c in want
+    }
 
     # SFDMU's Bulk API 1.0 engine above bulkThreshold records; REST (sObject Collections) below it
     options = {"bulkApiVersion": "1.0", "bulkThreshold": 1} if api == "bulk1" else {"bulkThreshold": 100000}
     with DevOrgServer(tmp_path / "target", name="target") as target:
-        log = sfdmu(target, work, [
-            {"query": "SELECT Id, Name, NumberOfEmployees, Industry FROM Account", "operation": "Insert",
-             "externalId": "Name"},
-            {"query": "SELECT Id, LastName, FirstName, Email, AccountId FROM Contact", "operation": "Insert",
-             "externalId": "LastName;FirstName"},
-        ], source="csvfile", target="devorg", **options)
+        log = sfdmu(
+            target,
+            work,
+            [
+                {
+                    "query": "SELECT Id, Name, NumberOfEmployees, Industry FROM Account",
+                    "operation": "Insert",
+                    "externalId": "Name",
+                },
+                {
+                    "query": "SELECT Id, LastName, FirstName, Email, AccountId FROM Contact",
+                    "operation": "Insert",
+                    "externalId": "LastName;FirstName",
+                },
+            ],
+            source="csvfile",
+            target="devorg",
+            **options,
+        )
         got = contacts(target)
         assert target.org.store.count(target.org.schema.get("Account")) == n_accounts
         bulk1_jobs = {(j.operation, j.object) for j in jobs_of(target.org).jobs.values()}

@@ -37,11 +37,17 @@ def _batch(sf: Salesforce, server: DevOrgServer, body: dict):
 def test_a_batch_runs_its_subrequests_in_order_and_each_counts_as_an_api_call(sf, server):
     acc = sf.query("SELECT Id, Name FROM Account LIMIT 1")["records"][0]["Id"]
     before = _usage(sf.session.get(f"{server.instance_url}/services/data/{V}/limits", headers=sf.headers))
-    resp = _batch(sf, server, {"batchRequests": [
-        {"method": "PATCH", "url": f"{V}/sobjects/Account/{acc}", "richInput": {"Name": "Renamed in a batch"}},
-        {"method": "GET", "url": f"{V}/sobjects/Account/{acc}?fields=Name"},
-        {"method": "GET", "url": f"v58.0/query/?q=SELECT+Name+FROM+Account+WHERE+Id='{acc}'"},
-    ]})
+    resp = _batch(
+        sf,
+        server,
+        {
+            "batchRequests": [
+                {"method": "PATCH", "url": f"{V}/sobjects/Account/{acc}", "richInput": {"Name": "Renamed in a batch"}},
+                {"method": "GET", "url": f"{V}/sobjects/Account/{acc}?fields=Name"},
+                {"method": "GET", "url": f"v58.0/query/?q=SELECT+Name+FROM+Account+WHERE+Id='{acc}'"},
+            ]
+        },
+    )
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["hasErrors"] is False
@@ -55,18 +61,35 @@ def test_a_batch_runs_its_subrequests_in_order_and_each_counts_as_an_api_call(sf
 
 
 def test_halt_on_error_answers_412_for_the_subrequests_after_a_failure(sf, server):
-    resp = _batch(sf, server, {"haltOnError": True, "batchRequests": [
-        {"method": "GET", "url": f"{V}/sobjects/Account/001000000000000AAA"},
-        {"method": "GET", "url": f"{V}/limits"},
-    ]})
+    resp = _batch(
+        sf,
+        server,
+        {
+            "haltOnError": True,
+            "batchRequests": [
+                {"method": "GET", "url": f"{V}/sobjects/Account/001000000000000AAA"},
+                {"method": "GET", "url": f"{V}/limits"},
+            ],
+        },
+    )
     body = resp.json()
     assert resp.status_code == 200 and body["hasErrors"] is True
     assert body["results"][0]["statusCode"] == 404
-    assert body["results"][1] == {"statusCode": 412, "result": [
-        {"errorCode": "BATCH_PROCESSING_HALTED", "message": "Batch processing halted per request"}]}
+    assert body["results"][1] == {
+        "statusCode": 412,
+        "result": [{"errorCode": "BATCH_PROCESSING_HALTED", "message": "Batch processing halted per request"}],
+    }
     # without haltOnError the batch goes on
-    go_on = _batch(sf, server, {"batchRequests": [
-        {"method": "GET", "url": f"{V}/sobjects/Account/001000000000000AAA"}, {"method": "GET", "url": f"{V}/limits"}]})
+    go_on = _batch(
+        sf,
+        server,
+        {
+            "batchRequests": [
+                {"method": "GET", "url": f"{V}/sobjects/Account/001000000000000AAA"},
+                {"method": "GET", "url": f"{V}/limits"},
+            ]
+        },
+    )
     assert [r["statusCode"] for r in go_on.json()["results"]] == [404, 200]
 
 
@@ -91,8 +114,9 @@ def test_describes_answer_304_until_the_metadata_changes(sf, server):
     assert again.status_code == 304 and again.content == b""
     glob = sf.session.get(url, headers={**sf.headers, "If-Modified-Since": since})
     assert glob.status_code == 304
-    old = sf.session.get(f"{url}/Account/describe",
-                         headers={**sf.headers, "If-Modified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"})
+    old = sf.session.get(
+        f"{url}/Account/describe", headers={**sf.headers, "If-Modified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"}
+    )
     assert old.status_code == 200
     # an admin adds a field an hour later: Account's describe and the global describe change, Contact's does not
     server.org.advance_clock(__import__("datetime").timedelta(hours=1))

@@ -45,38 +45,60 @@ def test_soap_login_with_password_and_security_token(devorg: DevOrgServer):
 def test_soap_login_with_wrong_password_raises_authentication_failed(devorg: DevOrgServer):
     cred = devorg.org.user("admin")
     with pytest.raises(SalesforceAuthenticationFailed) as exc:
-        Salesforce(username=cred.username, password="wrong", security_token=cred.security_token,
-                   domain=login_domain(devorg), session=tls_session(devorg))
+        Salesforce(
+            username=cred.username,
+            password="wrong",
+            security_token=cred.security_token,
+            domain=login_domain(devorg),
+            session=tls_session(devorg),
+        )
     assert "INVALID_LOGIN" in str(exc.value)
 
 
 def test_oauth_password_grant(devorg: DevOrgServer):
     cred = devorg.org.user("admin")
-    sf = Salesforce(username=cred.username, password=cred.password + cred.security_token,
-                    consumer_key=devorg.org.client_id, consumer_secret=devorg.org.client_secret,
-                    domain=login_domain(devorg), session=tls_session(devorg))
+    sf = Salesforce(
+        username=cred.username,
+        password=cred.password + cred.security_token,
+        consumer_key=devorg.org.client_id,
+        consumer_secret=devorg.org.client_secret,
+        domain=login_domain(devorg),
+        session=tls_session(devorg),
+    )
     assert sf.query("SELECT COUNT() FROM User")["totalSize"] == 6
 
 
 def test_oauth_client_credentials_runs_as_integration_user(devorg: DevOrgServer):
-    sf = Salesforce(consumer_key=devorg.org.client_id, consumer_secret=devorg.org.client_secret,
-                    domain=login_domain(devorg), session=tls_session(devorg))
+    sf = Salesforce(
+        consumer_key=devorg.org.client_id,
+        consumer_secret=devorg.org.client_secret,
+        domain=login_domain(devorg),
+        session=tls_session(devorg),
+    )
     created = sf.Account.create({"Name": "Via client credentials"})["id"]
     assert sf.Account.get(created)["CreatedById"] == devorg.org.user("integration").user_id
 
 
 def test_oauth_client_credentials_with_wrong_secret_is_refused(devorg: DevOrgServer):
     with pytest.raises(SalesforceAuthenticationFailed):
-        Salesforce(consumer_key=devorg.org.client_id, consumer_secret="nope", domain=login_domain(devorg),
-                   session=tls_session(devorg))
+        Salesforce(
+            consumer_key=devorg.org.client_id,
+            consumer_secret="nope",
+            domain=login_domain(devorg),
+            session=tls_session(devorg),
+        )
 
 
 def test_jwt_bearer_flow_with_the_connected_app_key(devorg: DevOrgServer):
     env = devorg.env()
     cred = devorg.org.user("sales1")
-    sf = Salesforce(username=cred.username, consumer_key=devorg.org.client_id,
-                    privatekey_file=env["SALESFORCE_PRODUCTION_PRIVATE_KEY_FILE"], domain=login_domain(devorg),
-                    session=tls_session(devorg))
+    sf = Salesforce(
+        username=cred.username,
+        consumer_key=devorg.org.client_id,
+        privatekey_file=env["SALESFORCE_PRODUCTION_PRIVATE_KEY_FILE"],
+        domain=login_domain(devorg),
+        session=tls_session(devorg),
+    )
     created = sf.Account.create({"Name": "Via JWT"})["id"]
     assert sf.Account.get(created)["OwnerId"] == cred.user_id
 
@@ -85,17 +107,26 @@ def test_jwt_signed_with_another_key_is_refused(devorg: DevOrgServer):
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    assertion = jwt.encode({"iss": devorg.org.client_id, "sub": devorg.org.user("admin").username,
-                            "aud": "https://login.salesforce.com", "exp": int(time.time()) + 60}, other,
-                           algorithm="RS256")
-    resp = requests.post(f"{devorg.instance_url}/services/oauth2/token", verify=devorg.ca_bundle,
-                         data={"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion})
+    assertion = jwt.encode(
+        {
+            "iss": devorg.org.client_id,
+            "sub": devorg.org.user("admin").username,
+            "aud": "https://login.salesforce.com",
+            "exp": int(time.time()) + 60,
+        },
+        other,
+        algorithm="RS256",
+    )
+    resp = requests.post(
+        f"{devorg.instance_url}/services/oauth2/token",
+        verify=devorg.ca_bundle,
+        data={"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion},
+    )
     assert resp.status_code == 400 and resp.json()["error"] == "invalid_grant"
 
 
 def test_session_id_and_instance_url(devorg: DevOrgServer):
-    sf = Salesforce(instance_url=devorg.instance_url, session_id=devorg.login("admin"),
-                    session=tls_session(devorg))
+    sf = Salesforce(instance_url=devorg.instance_url, session_id=devorg.login("admin"), session=tls_session(devorg))
     assert sf.query("SELECT COUNT() FROM User")["totalSize"] == 6
 
 
@@ -104,8 +135,11 @@ def test_invalid_session_gives_401_invalid_session_id(devorg: DevOrgServer):
     with pytest.raises(SalesforceExpiredSession) as exc:
         sf.query("SELECT Id FROM Account")
     assert exc.value.content[0]["errorCode"] == "INVALID_SESSION_ID"
-    raw = requests.get(f"{devorg.instance_url}/services/data/v59.0/limits", verify=devorg.ca_bundle,
-                       headers={"Authorization": "Bearer nope"})
+    raw = requests.get(
+        f"{devorg.instance_url}/services/data/v59.0/limits",
+        verify=devorg.ca_bundle,
+        headers={"Authorization": "Bearer nope"},
+    )
     assert raw.status_code == 401
     assert raw.json() == [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]
 
@@ -121,8 +155,9 @@ def test_versions_resources_and_any_api_version(devorg: DevOrgServer):
     versions = requests.get(f"{devorg.instance_url}/services/data", verify=devorg.ca_bundle).json()
     assert {"59.0", "62.0"} <= {v["version"] for v in versions}
     for version in ("52.0", "59.0", "62.0"):
-        sf = Salesforce(instance_url=devorg.instance_url, session_id=devorg.login(), version=version,
-                        session=tls_session(devorg))
+        sf = Salesforce(
+            instance_url=devorg.instance_url, session_id=devorg.login(), version=version, session=tls_session(devorg)
+        )
         assert sf.query("SELECT COUNT() FROM Account")["totalSize"] == 0
 
 
@@ -130,8 +165,11 @@ def test_every_response_carries_sforce_limit_info(devorg: DevOrgServer, sf: Sale
     sf.query("SELECT Id FROM Account")
     used, total = sf.api_usage["api-usage"]
     assert total == devorg.org.daily_limit and used >= 1
-    resp = requests.get(f"{devorg.instance_url}/services/data/v59.0/sobjects/Account/001000000000000AAA",
-                        verify=devorg.ca_bundle, headers={"Authorization": f"Bearer {devorg.login()}"})
+    resp = requests.get(
+        f"{devorg.instance_url}/services/data/v59.0/sobjects/Account/001000000000000AAA",
+        verify=devorg.ca_bundle,
+        headers={"Authorization": f"Bearer {devorg.login()}"},
+    )
     assert resp.status_code == 404 and resp.headers["Sforce-Limit-Info"].startswith("api-usage=")
 
 
@@ -176,7 +214,9 @@ def test_object_and_field_names_are_case_insensitive(devorg: DevOrgServer, sf: S
 
 def test_system_fields_cannot_be_written(sf: Salesforce):
     with pytest.raises(SalesforceMalformedRequest) as exc:
-        sf.Account.create({"Name": "x", "CreatedDate": "2020-01-01T00:00:00Z", "SystemModstamp": "2020-01-01T00:00:00Z"})
+        sf.Account.create(
+            {"Name": "x", "CreatedDate": "2020-01-01T00:00:00Z", "SystemModstamp": "2020-01-01T00:00:00Z"}
+        )
     err = exc.value.content[0]
     assert err["errorCode"] == "INVALID_FIELD_FOR_INSERT_UPDATE"
     assert err["fields"] == ["CreatedDate", "SystemModstamp"]
@@ -199,10 +239,16 @@ def test_required_fields_types_lengths_and_emails_are_validated(sf: Salesforce):
         ({"StageName": "Prospecting", "CloseDate": "2026-01-01"}, "REQUIRED_FIELD_MISSING", ["Name"]),
         ({"Name": "x" * 121, "StageName": "Prospecting", "CloseDate": "2026-01-01"}, "STRING_TOO_LONG", ["Name"]),
         ({"Name": "x", "StageName": "Prospecting", "CloseDate": "not-a-date"}, "JSON_PARSER_ERROR", None),
-        ({"Name": "x", "StageName": "Prospecting", "CloseDate": "2026-01-01", "Amount": "lots"},
-         "JSON_PARSER_ERROR", None),
-        ({"Name": "x", "StageName": "Prospecting", "CloseDate": "2026-01-01", "NoSuchField__c": 1},
-         "INVALID_FIELD", None),
+        (
+            {"Name": "x", "StageName": "Prospecting", "CloseDate": "2026-01-01", "Amount": "lots"},
+            "JSON_PARSER_ERROR",
+            None,
+        ),
+        (
+            {"Name": "x", "StageName": "Prospecting", "CloseDate": "2026-01-01", "NoSuchField__c": 1},
+            "INVALID_FIELD",
+            None,
+        ),
     ]
     for values, code, fields in cases:
         with pytest.raises(SalesforceMalformedRequest) as exc:
@@ -240,9 +286,12 @@ def test_id_in_create_body_and_unknown_object(sf: Salesforce):
 
 
 def test_malformed_json_body_is_a_400_with_a_json_error(devorg: DevOrgServer):
-    resp = requests.post(f"{devorg.instance_url}/services/data/v59.0/sobjects/Account/", data="{not json",
-                         verify=devorg.ca_bundle, headers={"Authorization": f"Bearer {devorg.login()}",
-                                                           "Content-Type": "application/json"})
+    resp = requests.post(
+        f"{devorg.instance_url}/services/data/v59.0/sobjects/Account/",
+        data="{not json",
+        verify=devorg.ca_bundle,
+        headers={"Authorization": f"Bearer {devorg.login()}", "Content-Type": "application/json"},
+    )
     assert resp.status_code == 400
     assert resp.json()[0]["errorCode"] == "JSON_PARSER_ERROR"
 
@@ -268,11 +317,14 @@ def test_cascade_delete_and_undelete_restore_the_whole_tree(devorg: DevOrgServer
     assert sf.query("SELECT COUNT() FROM Contact")["totalSize"] == 0
     gone = sf.query_all("SELECT Id, IsDeleted FROM Opportunity", include_deleted=True)["records"]
     assert [(r["Id"], r["IsDeleted"]) for r in gone] == [(opp, True)]
-    assert sf.query_all(f"SELECT Id FROM OpportunityContactRole WHERE Id = '{role}'",
-                        include_deleted=True)["records"][0]["Id"] == role
+    assert (
+        sf.query_all(f"SELECT Id FROM OpportunityContactRole WHERE Id = '{role}'", include_deleted=True)["records"][0][
+            "Id"
+        ]
+        == role
+    )
     _soap_undelete(devorg, [acc])
-    for obj, rid in (("Account", acc), ("Contact", contact), ("Opportunity", opp),
-                     ("OpportunityContactRole", role)):
+    for obj, rid in (("Account", acc), ("Contact", contact), ("Opportunity", opp), ("OpportunityContactRole", role)):
         assert getattr(sf, obj).get(rid)["IsDeleted"] is False
 
 
@@ -287,14 +339,20 @@ def test_deleting_a_parent_clears_plain_lookups_and_undelete_restores_them(devor
 
 
 def _soap_undelete(devorg: DevOrgServer, record_ids: list[str]) -> str:
-    body = ('<?xml version="1.0" encoding="utf-8"?><soapenv:Envelope '
-            'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:urn="urn:partner.soap.sforce.com">'
-            f'<soapenv:Header><urn:SessionHeader><urn:sessionId>{devorg.login()}</urn:sessionId>'
-            '</urn:SessionHeader></soapenv:Header><soapenv:Body><urn:undelete>'
-            + "".join(f"<urn:ids>{i}</urn:ids>" for i in record_ids)
-            + "</urn:undelete></soapenv:Body></soapenv:Envelope>")
-    resp = requests.post(f"{devorg.instance_url}/services/Soap/u/59.0/00D5J0000000001", data=body,
-                         verify=devorg.ca_bundle, headers={"Content-Type": "text/xml", "SOAPAction": "undelete"})
+    body = (
+        '<?xml version="1.0" encoding="utf-8"?><soapenv:Envelope '
+        'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:urn="urn:partner.soap.sforce.com">'
+        f"<soapenv:Header><urn:SessionHeader><urn:sessionId>{devorg.login()}</urn:sessionId>"
+        "</urn:SessionHeader></soapenv:Header><soapenv:Body><urn:undelete>"
+        + "".join(f"<urn:ids>{i}</urn:ids>" for i in record_ids)
+        + "</urn:undelete></soapenv:Body></soapenv:Envelope>"
+    )
+    resp = requests.post(
+        f"{devorg.instance_url}/services/Soap/u/59.0/00D5J0000000001",
+        data=body,
+        verify=devorg.ca_bundle,
+        headers={"Content-Type": "text/xml", "SOAPAction": "undelete"},
+    )
     assert resp.status_code == 200, resp.text
     assert resp.text.count("<success>true</success>") == len(record_ids), resp.text
     return resp.text
@@ -302,12 +360,18 @@ def _soap_undelete(devorg: DevOrgServer, record_ids: list[str]) -> str:
 
 def test_undelete_of_a_live_record_fails_per_record(devorg: DevOrgServer, sf: Salesforce):
     acc = _account(sf)
-    body = ('<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
-            'xmlns:urn="urn:partner.soap.sforce.com"><soapenv:Header><urn:SessionHeader><urn:sessionId>'
-            f'{devorg.login()}</urn:sessionId></urn:SessionHeader></soapenv:Header><soapenv:Body><urn:undelete>'
-            f'<urn:ids>{acc}</urn:ids></urn:undelete></soapenv:Body></soapenv:Envelope>')
-    resp = requests.post(f"{devorg.instance_url}/services/Soap/u/59.0", data=body, verify=devorg.ca_bundle,
-                         headers={"Content-Type": "text/xml", "SOAPAction": "undelete"})
+    body = (
+        '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+        'xmlns:urn="urn:partner.soap.sforce.com"><soapenv:Header><urn:SessionHeader><urn:sessionId>'
+        f"{devorg.login()}</urn:sessionId></urn:SessionHeader></soapenv:Header><soapenv:Body><urn:undelete>"
+        f"<urn:ids>{acc}</urn:ids></urn:undelete></soapenv:Body></soapenv:Envelope>"
+    )
+    resp = requests.post(
+        f"{devorg.instance_url}/services/Soap/u/59.0",
+        data=body,
+        verify=devorg.ca_bundle,
+        headers={"Content-Type": "text/xml", "SOAPAction": "undelete"},
+    )
     assert "<success>false</success>" in resp.text and "UNDELETE_FAILED" in resp.text
 
 
@@ -327,11 +391,20 @@ def test_updated_and_deleted_resources(devorg: DevOrgServer, sf: Salesforce):
 
 # ---------------------------------------------------------------------------------------------- query
 def test_query_all_pages_with_next_records_url_and_batch_size(devorg: DevOrgServer, sf: Salesforce):
-    result = sf.restful("composite/sobjects", method="POST", json={
-        "allOrNone": True, "records": [{"attributes": {"type": "Account"}, "Name": f"A{i:03d}"} for i in range(200)]})
+    result = sf.restful(
+        "composite/sobjects",
+        method="POST",
+        json={
+            "allOrNone": True,
+            "records": [{"attributes": {"type": "Account"}, "Name": f"A{i:03d}"} for i in range(200)],
+        },
+    )
     assert all(r["success"] for r in result)
-    sf.restful("composite/sobjects", method="POST", json={
-        "records": [{"attributes": {"type": "Account"}, "Name": f"B{i:03d}"} for i in range(150)]})
+    sf.restful(
+        "composite/sobjects",
+        method="POST",
+        json={"records": [{"attributes": {"type": "Account"}, "Name": f"B{i:03d}"} for i in range(150)]},
+    )
     first = sf.query("SELECT Id, Name FROM Account ORDER BY Name", headers={"Sforce-Query-Options": "batchSize=200"})
     assert first["totalSize"] == 350 and first["done"] is False and len(first["records"]) == 200
     assert first["nextRecordsUrl"].startswith("/services/data/v59.0/query/01g")
@@ -368,9 +441,12 @@ def test_query_parent_fields_and_counts(devorg: DevOrgServer, sf: Salesforce):
 
 
 def test_bad_soql_gives_the_real_error_codes(sf: Salesforce):
-    for soql, code in [("SELECT Id FRM Account", "MALFORMED_QUERY"), ("SELECT Id FROM Accountx", "INVALID_TYPE"),
-                       ("SELECT Nope FROM Account", "INVALID_FIELD"),
-                       ("SELECT Id FROM Account GROUP BY Name", "MALFORMED_QUERY")]:
+    for soql, code in [
+        ("SELECT Id FRM Account", "MALFORMED_QUERY"),
+        ("SELECT Id FROM Accountx", "INVALID_TYPE"),
+        ("SELECT Nope FROM Account", "INVALID_FIELD"),
+        ("SELECT Id FROM Account GROUP BY Name", "MALFORMED_QUERY"),
+    ]:
         with pytest.raises(SalesforceMalformedRequest) as exc:
             sf.query(soql)
         assert exc.value.content[0]["errorCode"] == code, soql
@@ -391,9 +467,16 @@ def test_collections_all_or_none_rolls_back_everything(sf: Salesforce):
 
 def test_collections_update_delete_and_retrieve(sf: Salesforce):
     a, b = _account(sf, "A"), _account(sf, "B")
-    result = sf.restful("composite/sobjects", method="PATCH", json={"records": [
-        {"attributes": {"type": "Account"}, "id": a, "Rating": "Hot"},
-        {"attributes": {"type": "Account"}, "id": b, "Rating": "Cold"}]})
+    result = sf.restful(
+        "composite/sobjects",
+        method="PATCH",
+        json={
+            "records": [
+                {"attributes": {"type": "Account"}, "id": a, "Rating": "Hot"},
+                {"attributes": {"type": "Account"}, "id": b, "Rating": "Cold"},
+            ]
+        },
+    )
     assert [r["success"] for r in result] == [True, True]
     got = sf.restful("composite/sobjects/Account", params={"ids": f"{a},{b}", "fields": "Id,Rating"})
     assert [(r["Id"], r["Rating"]) for r in got] == [(a, "Hot"), (b, "Cold")]
@@ -430,8 +513,16 @@ def test_daily_limit_spent_gives_request_limit_exceeded(devorg: DevOrgServer, sf
 # ---------------------------------------------------------------------------------------------- describe
 def test_describe_global_and_object(sf: Salesforce):
     names = {o["name"] for o in sf.describe()["sobjects"]}
-    assert {"Account", "Contact", "Opportunity", "Lead", "Case", "OpportunityContactRole", "User",
-            "Invoice__c"} <= names
+    assert {
+        "Account",
+        "Contact",
+        "Opportunity",
+        "Lead",
+        "Case",
+        "OpportunityContactRole",
+        "User",
+        "Invoice__c",
+    } <= names
     d = sf.Invoice__c.describe()
     account = next(f for f in d["fields"] if f["name"] == "Account__c")
     assert account["type"] == "reference" and account["referenceTo"] == ["Account"]

@@ -21,8 +21,12 @@ def mode(path: Path) -> int:
 def test_control_endpoints_refuse_requests_without_the_token(devorg: DevOrgServer):
     session = tls_session(devorg)
     url = f"{devorg.instance_url}/_devorg/clock"
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": devorg.control_token},
-                    {"Authorization": f"Bearer {devorg.login('admin')}"}):  # an API session is not the token
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": devorg.control_token},
+        {"Authorization": f"Bearer {devorg.login('admin')}"},
+    ):  # an API session is not the token
         refused = session.post(url, json={"advance": "1d"}, headers=headers)
         assert refused.status_code == 401 and "control token" in refused.json()["error"]
     for action in ("state", "faults", "scenario", "generate", "limits", "sessions/expire", "fields/type"):

@@ -20,8 +20,10 @@ def _real(name: str) -> dict:
 @pytest.fixture(scope="module")
 def org(tmp_path_factory) -> Org:
     custom = tmp_path_factory.mktemp("custom") / "custom.yaml"
-    custom.write_text("objects:\n  Custom__c:\n    label: Custom\n    fields:\n"
-                      "      - {name: CustomField__c, type: string, length: 80}\n")
+    custom.write_text(
+        "objects:\n  Custom__c:\n    label: Custom\n    fields:\n"
+        "      - {name: CustomField__c, type: string, length: 80}\n"
+    )
     org = Org(None, custom_objects=custom)
     yield org
     org.close()
@@ -57,7 +59,8 @@ def test_the_standard_objects_cover_the_fields_a_backup_needs(org: Org):
         fields = {f.name for f in org.schema.get(name).fields}
         assert {"Id", "SystemModstamp", "LastModifiedById", "CreatedDate"} <= fields
     assert {"AccountId", "StageName", "Amount", "CloseDate", "OwnerId"} <= {
-        f.name for f in org.schema.get("Opportunity").fields}
+        f.name for f in org.schema.get("Opportunity").fields
+    }
 
 
 def test_global_describe_entries_match_real_shape(org: Org):
@@ -66,8 +69,17 @@ def test_global_describe_entries_match_real_shape(org: Org):
     ours = org.schema.get("Account").global_entry("52.0")
     missing = set(real_entry) - set(ours)
     assert not missing, f"global describe keys missing: {missing}"
-    for key in ("keyPrefix", "name", "label", "custom", "queryable", "createable", "updateable", "deletable",
-                "undeletable"):
+    for key in (
+        "keyPrefix",
+        "name",
+        "label",
+        "custom",
+        "queryable",
+        "createable",
+        "updateable",
+        "deletable",
+        "undeletable",
+    ):
         assert ours[key] == real_entry[key], key
     assert ours["urls"]["describe"] == real_entry["urls"]["describe"]
 

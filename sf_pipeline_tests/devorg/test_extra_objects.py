@@ -22,48 +22,83 @@ NOW = datetime(2025, 3, 14, 15, 30, 12, 345000, tzinfo=UTC)
 NOW_TEXT = format_datetime(NOW)
 WINDOW_START = format_datetime(NOW - timedelta(days=365))
 EXTRA = {
-    "Territory__c": {"label": "Territory", "keyPrefix": "a2A", "fields": [
-        {"name": "Territory_Code__c", "type": "string", "length": 20, "externalId": True},
-        {"name": "Manager__c", "type": "reference", "referenceTo": "User", "relationshipName": "Manager__r"},
-        {"name": "Region__c", "type": "picklist", "values": ["AMER", "EMEA", "APAC"], "restricted": True},
-        {"name": "Quota__c", "type": "currency", "precision": 16, "scale": 2},
-        {"name": "Is_Active__c", "type": "boolean"},
-    ]},
-    "Subscription__c": {"label": "Subscription", "keyPrefix": "a2B", "fields": [
-        {"name": "Account__c", "type": "reference", "referenceTo": "Account", "relationshipName": "Account__r",
-         "required": True},
-        {"name": "Opportunity__c", "type": "reference", "referenceTo": "Opportunity",
-         "relationshipName": "Opportunity__r"},
-        {"name": "Contract_Number__c", "type": "string", "length": 30, "externalId": True},
-        {"name": "Plan__c", "type": "picklist", "values": ["Starter", "Professional", "Enterprise"]},
-        {"name": "Channels__c", "type": "multipicklist", "values": ["Web", "Phone", "Partner"]},
-        {"name": "Seats__c", "type": "int"},
-        {"name": "MRR__c", "type": "currency", "precision": 12, "scale": 2},
-        {"name": "Discount__c", "type": "percent", "precision": 5, "scale": 2},
-        {"name": "Weight__c", "type": "double", "precision": 8, "scale": 3},
-        {"name": "Start_Date__c", "type": "date"},
-        {"name": "End_Date__c", "type": "date"},
-        {"name": "Activated_At__c", "type": "datetime"},
-        {"name": "Auto_Renew__c", "type": "boolean"},
-        {"name": "Billing_Email__c", "type": "email"},
-        {"name": "Phone__c", "type": "phone"},
-        {"name": "Portal__c", "type": "url"},
-        {"name": "Tracking_Number__c", "type": "string", "length": 12},
-        {"name": "Notes__c", "type": "textarea", "length": 300},
-    ]},
-    "Usage_Event__c": {"label": "Usage Event", "keyPrefix": "a2C", "fields": [
-        {"name": "Subscription__c", "type": "reference", "referenceTo": "Subscription__c",
-         "relationshipName": "Subscription__r", "required": True},
-        {"name": "Account__c", "type": "reference", "referenceTo": "Account", "relationshipName": "Account__r"},
-        {"name": "Contact__c", "type": "reference", "referenceTo": "Contact", "relationshipName": "Contact__r"},
-        {"name": "Quantity__c", "type": "double", "precision": 14, "scale": 2},
-    ]},
-    "Payment__c": {"label": "Payment", "keyPrefix": "a2D", "fields": [
-        {"name": "Invoice__c", "type": "reference", "referenceTo": "Invoice__c", "relationshipName": "Invoice__r",
-         "required": True},
-        {"name": "Account__c", "type": "reference", "referenceTo": "Account", "relationshipName": "Account__r"},
-        {"name": "Amount__c", "type": "currency", "precision": 16, "scale": 2},
-    ]},
+    "Territory__c": {
+        "label": "Territory",
+        "keyPrefix": "a2A",
+        "fields": [
+            {"name": "Territory_Code__c", "type": "string", "length": 20, "externalId": True},
+            {"name": "Manager__c", "type": "reference", "referenceTo": "User", "relationshipName": "Manager__r"},
+            {"name": "Region__c", "type": "picklist", "values": ["AMER", "EMEA", "APAC"], "restricted": True},
+            {"name": "Quota__c", "type": "currency", "precision": 16, "scale": 2},
+            {"name": "Is_Active__c", "type": "boolean"},
+        ],
+    },
+    "Subscription__c": {
+        "label": "Subscription",
+        "keyPrefix": "a2B",
+        "fields": [
+            {
+                "name": "Account__c",
+                "type": "reference",
+                "referenceTo": "Account",
+                "relationshipName": "Account__r",
+                "required": True,
+            },
+            {
+                "name": "Opportunity__c",
+                "type": "reference",
+                "referenceTo": "Opportunity",
+                "relationshipName": "Opportunity__r",
+            },
+            {"name": "Contract_Number__c", "type": "string", "length": 30, "externalId": True},
+            {"name": "Plan__c", "type": "picklist", "values": ["Starter", "Professional", "Enterprise"]},
+            {"name": "Channels__c", "type": "multipicklist", "values": ["Web", "Phone", "Partner"]},
+            {"name": "Seats__c", "type": "int"},
+            {"name": "MRR__c", "type": "currency", "precision": 12, "scale": 2},
+            {"name": "Discount__c", "type": "percent", "precision": 5, "scale": 2},
+            {"name": "Weight__c", "type": "double", "precision": 8, "scale": 3},
+            {"name": "Start_Date__c", "type": "date"},
+            {"name": "End_Date__c", "type": "date"},
+            {"name": "Activated_At__c", "type": "datetime"},
+            {"name": "Auto_Renew__c", "type": "boolean"},
+            {"name": "Billing_Email__c", "type": "email"},
+            {"name": "Phone__c", "type": "phone"},
+            {"name": "Portal__c", "type": "url"},
+            {"name": "Tracking_Number__c", "type": "string", "length": 12},
+            {"name": "Notes__c", "type": "textarea", "length": 300},
+        ],
+    },
+    "Usage_Event__c": {
+        "label": "Usage Event",
+        "keyPrefix": "a2C",
+        "fields": [
+            {
+                "name": "Subscription__c",
+                "type": "reference",
+                "referenceTo": "Subscription__c",
+                "relationshipName": "Subscription__r",
+                "required": True,
+            },
+            {"name": "Account__c", "type": "reference", "referenceTo": "Account", "relationshipName": "Account__r"},
+            {"name": "Contact__c", "type": "reference", "referenceTo": "Contact", "relationshipName": "Contact__r"},
+            {"name": "Quantity__c", "type": "double", "precision": 14, "scale": 2},
+        ],
+    },
+    "Payment__c": {
+        "label": "Payment",
+        "keyPrefix": "a2D",
+        "fields": [
+            {
+                "name": "Invoice__c",
+                "type": "reference",
+                "referenceTo": "Invoice__c",
+                "relationshipName": "Invoice__r",
+                "required": True,
+            },
+            {"name": "Account__c", "type": "reference", "referenceTo": "Account", "relationshipName": "Account__r"},
+            {"name": "Amount__c", "type": "currency", "precision": 16, "scale": 2},
+        ],
+    },
 }
 COUNTS = {"Territory__c": 40, "Subscription__c": 600, "Usage_Event__c": 1500, "Payment__c": 300}
 
@@ -225,20 +260,26 @@ def test_generated_rows_equal_what_the_validated_write_path_produces(org):
             obj = org.schema.get(name)
             recs = rows(org, name)
             for row in recs[:: max(1, len(recs) // 25)]:
-                values = {f.name: row[f.name] for f in obj.fields
-                          if f.stored and f.createable and row[f.name] is not None and f.type != "boolean"}
-                values.update({f.name: True for f in obj.fields if f.type == "boolean" and f.createable
-                               and row[f.name]})
+                values = {
+                    f.name: row[f.name]
+                    for f in obj.fields
+                    if f.stored and f.createable and row[f.name] is not None and f.type != "boolean"
+                }
+                values.update(
+                    {f.name: True for f in obj.fields if f.type == "boolean" and f.createable and row[f.name]}
+                )
                 for f in obj.fields:
                     if f.external_id and f.name in values:
                         values[f.name] += "-replay"  # unique: the generated record keeps its value
                 try:
                     with store.transaction():
-                        org.set_clock(datetime.fromisoformat(row["CreatedDate"].replace("+0000", "+00:00")),
-                                      freeze=True)
+                        org.set_clock(
+                            datetime.fromisoformat(row["CreatedDate"].replace("+0000", "+00:00")), freeze=True
+                        )
                         rid = store.insert(obj, values, row["CreatedById"])
-                        org.set_clock(datetime.fromisoformat(row["LastModifiedDate"].replace("+0000", "+00:00")),
-                                      freeze=True)
+                        org.set_clock(
+                            datetime.fromisoformat(row["LastModifiedDate"].replace("+0000", "+00:00")), freeze=True
+                        )
                         store.update(obj, rid, {}, row["LastModifiedById"])
                         again = store._row(obj, rid)
                         raise _Rollback
@@ -252,7 +293,8 @@ def test_generated_rows_equal_what_the_validated_write_path_produces(org):
                 expected = {k: (type(v), v) for k, v in row.items() if k != "Id"}
                 got = {k: (type(v), v) for k, v in again.items() if k != "Id"}
                 assert got == expected, f"{name} {row['Id']}: " + str(
-                    {k: (expected[k], got[k]) for k in expected if expected[k] != got[k]})
+                    {k: (expected[k], got[k]) for k in expected if expected[k] != got[k]}
+                )
                 replayed[name] += 1
     finally:
         org.set_clock(frozen, freeze=True)

@@ -21,19 +21,34 @@ def describe_field(sf: Salesforce, obj: str, name: str) -> dict:
 
 def invoices(sf: Salesforce) -> tuple[str, list[str]]:
     acc = sf.Account.create({"Name": "Acme"})["id"]
-    ids = [sf.Invoice__c.create({"Name": f"INV-{i}", "Account__c": acc, "Amount__c": 12.5 + i,
-                                 "Due_Date__c": "2026-03-0" + str(i + 1), "Status__c": ["Paid", "Sent"][i],
-                                 "Invoice_Number__c": f"N-{i}"})["id"] for i in range(2)]
+    ids = [
+        sf.Invoice__c.create(
+            {
+                "Name": f"INV-{i}",
+                "Account__c": acc,
+                "Amount__c": 12.5 + i,
+                "Due_Date__c": "2026-03-0" + str(i + 1),
+                "Status__c": ["Paid", "Sent"][i],
+                "Invoice_Number__c": f"N-{i}",
+            }
+        )["id"]
+        for i in range(2)
+    ]
     return acc, ids
 
 
 def test_number_to_text_keeps_values_as_text_in_describe_rest_and_bulk(devorg: DevOrgServer, sf: Salesforce):
     _, ids = invoices(sf)
     assert describe_field(sf, "Invoice__c", "Amount__c")["type"] == "currency"
-    out = devorg.control("fields/type", {"object": "Invoice__c", "field": "Amount__c", "type": "string",
-                                         "length": 40})
-    assert out == {"object": "Invoice__c", "field": "Amount__c", "from": "currency", "to": "string", "kept": 2,
-                   "cleared": 0}
+    out = devorg.control("fields/type", {"object": "Invoice__c", "field": "Amount__c", "type": "string", "length": 40})
+    assert out == {
+        "object": "Invoice__c",
+        "field": "Amount__c",
+        "from": "currency",
+        "to": "string",
+        "kept": 2,
+        "cleared": 0,
+    }
     field = describe_field(sf, "Invoice__c", "Amount__c")
     assert (field["type"], field["length"], field["precision"], field["soapType"]) == ("string", 40, 0, "xsd:string")
     assert sf.Invoice__c.get(ids[0])["Amount__c"] == "12.50"
@@ -56,8 +71,12 @@ def test_date_to_datetime_loses_the_data_as_salesforce_warns(devorg: DevOrgServe
 def test_lookup_to_text_keeps_the_id_and_drops_the_relationship(devorg: DevOrgServer, sf: Salesforce):
     acc, ids = invoices(sf)
     env = {**devorg.env("production"), **devorg.control_env("production")}
-    result = CliRunner().invoke(main, ["devorg", "change-field-type", "Invoice__c", "Account__c", "string",
-                                       "--length", "18"], env=env, catch_exceptions=False)
+    result = CliRunner().invoke(
+        main,
+        ["devorg", "change-field-type", "Invoice__c", "Account__c", "string", "--length", "18"],
+        env=env,
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["kept"] == 2
     field = describe_field(sf, "Invoice__c", "Account__c")
@@ -92,8 +111,7 @@ def test_changes_salesforce_does_not_allow_are_refused_with_the_reason(devorg: D
     url = f"{devorg.instance_url}/_devorg/fields/type"
     standard = session.post(url, json={"object": "Account", "field": "Name", "type": "textarea"}, headers=auth)
     assert standard.status_code == 400 and "standard field" in standard.json()["error"]
-    checkbox = session.post(url, json={"object": "Invoice__c", "field": "Status__c", "type": "boolean"},
-                            headers=auth)
+    checkbox = session.post(url, json={"object": "Invoice__c", "field": "Status__c", "type": "boolean"}, headers=auth)
     assert checkbox.status_code == 400 and "does not emulate" in checkbox.json()["error"]
     unknown = session.post(url, json={"object": "Invoice__c", "field": "Nope__c", "type": "string"}, headers=auth)
     assert unknown.status_code == 400

@@ -50,8 +50,9 @@ def test_a_content_version_insert_creates_its_document_and_serves_its_bytes(sf, 
     assert rec["VersionData"] == f"/services/data/{V}/sobjects/ContentVersion/{cv}/VersionData"
     doc = sf.ContentDocument.get(rec["ContentDocumentId"])
     assert doc["LatestPublishedVersionId"] == cv and doc["Title"] == "Q1 report"
-    links = sf.query(f"SELECT LinkedEntityId, ShareType, Visibility FROM ContentDocumentLink "
-                     f"WHERE ContentDocumentId = '{doc['Id']}'")["records"]
+    links = sf.query(
+        f"SELECT LinkedEntityId, ShareType, Visibility FROM ContentDocumentLink WHERE ContentDocumentId = '{doc['Id']}'"
+    )["records"]
     assert {r["LinkedEntityId"] for r in links} == {account, server.org.user("admin").user_id}
     # a REST query returns the blob's URL, the blob endpoint its bytes
     queried = sf.query(f"SELECT VersionData FROM ContentVersion WHERE Id = '{cv}'")["records"][0]
@@ -67,16 +68,23 @@ def test_a_multipart_upload_as_the_rest_api_documents_it(sf, server):
     data = b"col1,col2\n" + b"1,2\n" * 5000
     entity = json.dumps({"Title": "Export", "PathOnClient": "export.csv", "ReasonForChange": "first"})
     headers = {k: v for k, v in sf.headers.items() if k.lower() != "content-type"}
-    resp = sf.session.post(_url(server, "sobjects/ContentVersion"), headers=headers, files=[
-        ("entity_content", (None, entity, "application/json")),
-        ("VersionData", ("export.csv", data, "application/octet-stream")),
-    ])
+    resp = sf.session.post(
+        _url(server, "sobjects/ContentVersion"),
+        headers=headers,
+        files=[
+            ("entity_content", (None, entity, "application/json")),
+            ("VersionData", ("export.csv", data, "application/octet-stream")),
+        ],
+    )
     assert resp.status_code == 201, resp.text
     cv = resp.json()["id"]
     got = sf.session.get(_url(server, f"sobjects/ContentVersion/{cv}/VersionData"), headers=sf.headers)
     assert got.content == data and got.headers["content-type"].startswith("text/csv")
-    missing = sf.session.post(_url(server, "sobjects/ContentVersion"), headers=headers,
-                              files=[("entity_content", (None, entity, "application/json"))])
+    missing = sf.session.post(
+        _url(server, "sobjects/ContentVersion"),
+        headers=headers,
+        files=[("entity_content", (None, entity, "application/json"))],
+    )
     assert missing.status_code == 400 and "VersionData" in missing.json()[0]["message"]
 
 
@@ -84,16 +92,23 @@ def test_a_new_version_becomes_the_latest_and_numbers_up(sf, server):
     first = _post_version(sf, server, b"v1", Title="Plan")
     doc = sf.ContentVersion.get(first)["ContentDocumentId"]
     second = _post_version(sf, server, b"version two", Title="Plan v2", ContentDocumentId=doc)
-    versions = sf.query(f"SELECT Id, VersionNumber, IsLatest FROM ContentVersion WHERE ContentDocumentId = '{doc}' "
-                        "ORDER BY VersionNumber")["records"]
-    assert [(r["Id"], r["VersionNumber"], r["IsLatest"]) for r in versions] == [(first, "1", False),
-                                                                                  (second, "2", True)]
+    versions = sf.query(
+        f"SELECT Id, VersionNumber, IsLatest FROM ContentVersion WHERE ContentDocumentId = '{doc}' "
+        "ORDER BY VersionNumber"
+    )["records"]
+    assert [(r["Id"], r["VersionNumber"], r["IsLatest"]) for r in versions] == [
+        (first, "1", False),
+        (second, "2", True),
+    ]
     assert sf.ContentDocument.get(doc)["LatestPublishedVersionId"] == second
     old = sf.session.get(_url(server, f"sobjects/ContentVersion/{first}/VersionData"), headers=sf.headers)
     assert old.content == b"v1"
     # a version's bytes never change: new bytes are a new version
-    refused = sf.session.patch(_url(server, f"sobjects/ContentVersion/{first}"), headers=sf.headers,
-                               data=json.dumps({"VersionData": base64.b64encode(b"v1 edited").decode()}))
+    refused = sf.session.patch(
+        _url(server, f"sobjects/ContentVersion/{first}"),
+        headers=sf.headers,
+        data=json.dumps({"VersionData": base64.b64encode(b"v1 edited").decode()}),
+    )
     assert refused.status_code == 400 and refused.json()[0]["errorCode"] == "INVALID_FIELD_FOR_INSERT_UPDATE"
 
 
@@ -101,19 +116,24 @@ def test_links_attach_a_document_to_records_and_deleting_it_cascades(sf, server)
     cv = _post_version(sf, server, b"contract text", Title="Contract", PathOnClient="contract.txt")
     doc = sf.ContentVersion.get(cv)["ContentDocumentId"]
     contact = sf.query("SELECT Id FROM Contact LIMIT 1")["records"][0]["Id"]
-    link = sf.ContentDocumentLink.create({"ContentDocumentId": doc, "LinkedEntityId": contact, "ShareType": "V",
-                                          "Visibility": "AllUsers"})["id"]
+    link = sf.ContentDocumentLink.create(
+        {"ContentDocumentId": doc, "LinkedEntityId": contact, "ShareType": "V", "Visibility": "AllUsers"}
+    )["id"]
     got = sf.query(f"SELECT ContentDocumentId, ShareType FROM ContentDocumentLink WHERE LinkedEntityId = '{contact}'")
     assert [r["ContentDocumentId"] for r in got["records"]] == [doc]
-    again = sf.session.post(_url(server, "sobjects/ContentDocumentLink"), headers=sf.headers,
-                            data=json.dumps({"ContentDocumentId": doc, "LinkedEntityId": contact}))
+    again = sf.session.post(
+        _url(server, "sobjects/ContentDocumentLink"),
+        headers=sf.headers,
+        data=json.dumps({"ContentDocumentId": doc, "LinkedEntityId": contact}),
+    )
     assert again.status_code == 400 and again.json()[0]["errorCode"] == "DUPLICATE_VALUE"
     sf.ContentDocument.delete(doc)
     assert sf.query(f"SELECT Id FROM ContentVersion WHERE ContentDocumentId = '{doc}'")["totalSize"] == 0
     remaining = sf.query(f"SELECT Id FROM ContentDocumentLink WHERE ContentDocumentId = '{doc}'")["records"]
     assert remaining == [] and link
-    deleted = sf.query_all(f"SELECT Id, IsDeleted FROM ContentVersion WHERE Id = '{cv}'",
-                            include_deleted=True)["records"]
+    deleted = sf.query_all(f"SELECT Id, IsDeleted FROM ContentVersion WHERE Id = '{cv}'", include_deleted=True)[
+        "records"
+    ]
     assert deleted and deleted[0]["IsDeleted"] is True
     gone = sf.session.get(_url(server, f"sobjects/ContentVersion/{cv}/VersionData"), headers=sf.headers)
     assert gone.status_code == 404
@@ -127,24 +147,30 @@ def test_attachment_body_is_a_blob_and_bulk_refuses_base64_fields(sf, server):
     # an Account of its own: one with Cases cannot be deleted (Case.AccountId is restrictedDelete)
     account = sf.Account.create({"Name": "Attachment parent"})["id"]
     png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 100
-    att = sf.Attachment.create({"ParentId": account, "Name": "logo.png", "ContentType": "image/png",
-                                "Body": base64.b64encode(png).decode()})["id"]
+    att = sf.Attachment.create(
+        {"ParentId": account, "Name": "logo.png", "ContentType": "image/png", "Body": base64.b64encode(png).decode()}
+    )["id"]
     rec = sf.query(f"SELECT Name, Body, BodyLength FROM Attachment WHERE Id = '{att}'")["records"][0]
     assert rec["BodyLength"] == len(png)
     assert rec["Body"] == f"/services/data/{V}/sobjects/Attachment/{att}/Body"
     blob = sf.session.get(server.instance_url + rec["Body"], headers=sf.headers)
     assert blob.content == png and blob.headers["content-type"] == "image/png"
-    bulk = sf.session.post(_url(server, "jobs/query"), headers=sf.headers,
-                           json={"operation": "query", "query": "SELECT Id, Body FROM Attachment"})
+    bulk = sf.session.post(
+        _url(server, "jobs/query"),
+        headers=sf.headers,
+        json={"operation": "query", "query": "SELECT Id, Body FROM Attachment"},
+    )
     assert bulk.status_code == 400
     assert bulk.json() == [{"errorCode": "FeatureNotEnabled", "message": "Binary field not supported"}]
-    ok = sf.session.post(_url(server, "jobs/query"), headers=sf.headers,
-                         json={"operation": "query", "query": "SELECT Id, Name, BodyLength FROM Attachment"})
+    ok = sf.session.post(
+        _url(server, "jobs/query"),
+        headers=sf.headers,
+        json={"operation": "query", "query": "SELECT Id, Name, BodyLength FROM Attachment"},
+    )
     assert ok.status_code == 200
     # new bytes through PATCH, in JSON or multipart ("Insert or Update Blob Data")
     gif = b"GIF89a" + b"\x01" * 50
-    sf.Attachment.update(att, {"Name": "logo.gif", "ContentType": "image/gif",
-                               "Body": base64.b64encode(gif).decode()})
+    sf.Attachment.update(att, {"Name": "logo.gif", "ContentType": "image/gif", "Body": base64.b64encode(gif).decode()})
     updated = sf.session.get(server.instance_url + rec["Body"], headers=sf.headers)
     assert updated.content == gif and updated.headers["content-type"] == "image/gif"
     assert sf.Attachment.get(att)["BodyLength"] == len(gif)
@@ -161,8 +187,10 @@ def test_the_generator_attaches_files_with_a_size_mix(tmp_path):
         versions = sf.query_all("SELECT Id, ContentSize, Checksum, ContentDocumentId FROM ContentVersion")["records"]
         assert len(versions) == 30 and {v["ContentSize"] for v in versions} == {1000, 20000}
         for v in versions[:5]:
-            data = sf.session.get(f"{srv.instance_url}/services/data/{V}/sobjects/ContentVersion/{v['Id']}/"
-                                  "VersionData", headers=sf.headers).content
+            data = sf.session.get(
+                f"{srv.instance_url}/services/data/{V}/sobjects/ContentVersion/{v['Id']}/VersionData",
+                headers=sf.headers,
+            ).content
             assert len(data) == v["ContentSize"] and hashlib.md5(data).hexdigest() == v["Checksum"]
         docs = ", ".join(f"'{v['ContentDocumentId']}'" for v in versions)
         linked = sf.query_all(f"SELECT LinkedEntityId FROM ContentDocumentLink WHERE ContentDocumentId IN ({docs})")

@@ -42,8 +42,11 @@ def rows(org: Org, obj: str, where: str = "1") -> list[dict]:
 
 def snapshot(org: Org) -> dict[str, dict[str, dict]]:
     # Field history rows are the platform's record of the changes, not changes of their own (test_wide_org.py).
-    return {o.name: {r["Id"]: r for r in rows(org, o.name)} for o in org.schema.objects.values()
-            if o.flags.get("associateEntityType") != "History"}
+    return {
+        o.name: {r["Id"]: r for r in rows(org, o.name)}
+        for o in org.schema.objects.values()
+        if o.flags.get("associateEntityType") != "History"
+    }
 
 
 def diff(before: dict, after: dict) -> dict[str, set[str]]:
@@ -71,8 +74,15 @@ def org2000() -> Org:
 def test_counts_follow_the_ratios(size):
     org = make_org(size)
     accounts = max(1, size // 10)
-    expected = {"Account": accounts, "Contact": 2 * accounts, "Opportunity": size, "Lead": size // 20,
-                "Case": size // 5, "OpportunityContactRole": size // 10, "Invoice__c": size // 5}
+    expected = {
+        "Account": accounts,
+        "Contact": 2 * accounts,
+        "Opportunity": size,
+        "Lead": size // 20,
+        "Case": size // 5,
+        "OpportunityContactRole": size // 10,
+        "Invoice__c": size // 5,
+    }
     assert planned_counts(size) == expected
     for obj, n in expected.items():
         assert org.store.count(org.schema.get(obj), include_deleted=True) == n, obj
@@ -134,9 +144,19 @@ def test_every_reference_points_at_an_existing_older_record(org2000):
                 if target != "User":
                     assert created <= row["CreatedDate"], f"{obj_name}.{f.name}: parent younger than child"
                 checked[f"{obj_name}.{f.name}"] += 1
-    for ref in ("Contact.AccountId", "Contact.ReportsToId", "Opportunity.AccountId", "Case.AccountId",
-                "Case.ContactId", "Case.ParentId", "Account.ParentId", "OpportunityContactRole.OpportunityId",
-                "OpportunityContactRole.ContactId", "Invoice__c.Account__c", "Invoice__c.Opportunity__c"):
+    for ref in (
+        "Contact.AccountId",
+        "Contact.ReportsToId",
+        "Opportunity.AccountId",
+        "Case.AccountId",
+        "Case.ContactId",
+        "Case.ParentId",
+        "Account.ParentId",
+        "OpportunityContactRole.OpportunityId",
+        "OpportunityContactRole.ContactId",
+        "Invoice__c.Account__c",
+        "Invoice__c.Opportunity__c",
+    ):
         assert checked[ref] > 0, f"no {ref} generated"
     # contacts of a case / contact role / invoice's opportunity belong to the same account
     acc_of = {r["Id"]: r["AccountId"] for r in rows(org2000, "Contact")}
@@ -237,7 +257,8 @@ def test_file_backed_org_persists_counters_and_lookup_indexes(tmp_path):
     org.set_clock(NOW, freeze=True)
     assert generate_org(org, 500, seed=3)["Case"] == 100
     plan = org.store.conn.execute(
-        'EXPLAIN QUERY PLAN SELECT Id FROM "Case" WHERE IsDeleted = 0 AND ParentId = ?', ("x",)).fetchall()
+        'EXPLAIN QUERY PLAN SELECT Id FROM "Case" WHERE IsDeleted = 0 AND ParentId = ?', ("x",)
+    ).fetchall()
     assert "case_parentid" in str(plan)
     org.close()
     again = Org(tmp_path)
@@ -289,8 +310,9 @@ def test_generated_rows_equal_what_the_validated_write_path_produces():
                 with store.transaction():
                     org.set_clock(datetime.fromisoformat(row["CreatedDate"].replace("+0000", "+00:00")), freeze=True)
                     rid = store.insert(obj, values, row["CreatedById"])
-                    org.set_clock(datetime.fromisoformat(row["LastModifiedDate"].replace("+0000", "+00:00")),
-                                  freeze=True)
+                    org.set_clock(
+                        datetime.fromisoformat(row["LastModifiedDate"].replace("+0000", "+00:00")), freeze=True
+                    )
                     store.update(obj, rid, update, row["LastModifiedById"])
                     again = store._row(obj, rid)
                     raise _Rollback
@@ -299,7 +321,8 @@ def test_generated_rows_equal_what_the_validated_write_path_produces():
             expected = {k: (type(v), v) for k, v in row.items() if k not in ("Id", "CaseNumber")}
             got = {k: (type(v), v) for k, v in again.items() if k not in ("Id", "CaseNumber")}
             assert got == expected, f"{obj_name} {row['Id']}: " + str(
-                {k: (expected[k], got[k]) for k in expected if expected[k] != got[k]})
+                {k: (expected[k], got[k]) for k in expected if expected[k] != got[k]}
+            )
             replayed[obj_name] += 1
     assert all(replayed[o] >= 20 for o in GENERATED), replayed
 
@@ -375,8 +398,7 @@ def test_mass_delete_is_deterministic_and_clears_child_lookups():
     other = make_org(2000)
     assert run_scenario(other, "mass-delete", at=MONDAY_9AM).changed == result.changed
     third = make_org(2000)
-    assert set(run_scenario(third, "mass-delete", at=MONDAY_9AM, seed=8).changed["Case"]) != set(
-        result.changed["Case"])
+    assert set(run_scenario(third, "mass-delete", at=MONDAY_9AM, seed=8).changed["Case"]) != set(result.changed["Case"])
 
 
 def test_owner_takeover_with_another_user_and_fraction():
@@ -442,18 +464,33 @@ def test_at_keeps_the_running_mode_and_bad_arguments_fail():
         run_scenario(org, "business-day", user="sales1")
     with pytest.raises(KeyError):
         run_scenario(org, "mass-delete", user="nobody")
-    assert set(SCENARIOS) == {"orphan-opportunities", "mass-delete", "owner-takeover", "picklist-wipe",
-                              "business-day", "mass-hard-delete", "recycle-bin-purge", "mass-merge"}
+    assert set(SCENARIOS) == {
+        "orphan-opportunities",
+        "mass-delete",
+        "owner-takeover",
+        "picklist-wipe",
+        "business-day",
+        "mass-hard-delete",
+        "recycle-bin-purge",
+        "mass-merge",
+    }
     assert all(isinstance(d, str) and "\n" not in d for d in SCENARIOS.values())
 
 
 def test_scenario_result_to_json():
-    result = ScenarioResult("x", "005", MONDAY_9AM, MONDAY_9AM + timedelta(seconds=2), {"Case": ["500a", "500b"]},
-                            {"batches": 1})
+    result = ScenarioResult(
+        "x", "005", MONDAY_9AM, MONDAY_9AM + timedelta(seconds=2), {"Case": ["500a", "500b"]}, {"batches": 1}
+    )
     out = json.loads(json.dumps(result.to_json()))
-    assert out == {"name": "x", "user_id": "005", "started_at": "2025-03-17T09:00:00.000+0000",
-                   "finished_at": "2025-03-17T09:00:02.000+0000", "changed": {"Case": ["500a", "500b"]},
-                   "counts": {"Case": 2}, "details": {"batches": 1}}
+    assert out == {
+        "name": "x",
+        "user_id": "005",
+        "started_at": "2025-03-17T09:00:00.000+0000",
+        "finished_at": "2025-03-17T09:00:02.000+0000",
+        "changed": {"Case": ["500a", "500b"]},
+        "counts": {"Case": 2},
+        "details": {"batches": 1},
+    }
 
 
 # ----------------------------------------------------------------- business-day
@@ -526,15 +563,25 @@ def test_business_day_is_deterministic_and_scales_with_the_org():
     rb = run_scenario(b, "business-day", at=MONDAY_9AM)
     sa, sb = snapshot(a), snapshot(b)
     assert ra.changed == rb.changed and all(sa[o] == sb[o] for o in GENERATED)
-    small = sum(business_day_plan({"Opportunity": 2000, "Account": 200, "Contact": 400, "Case": 400, "Lead": 100,
-                                   "Invoice__c": 400}).values())
+    small = sum(
+        business_day_plan(
+            {"Opportunity": 2000, "Account": 200, "Contact": 400, "Case": 400, "Lead": 100, "Invoice__c": 400}
+        ).values()
+    )
     big_live = planned_counts(1_000_000)
     big = business_day_plan(big_live)
     assert 30 <= small < sum(big.values()) <= 600
     per_object = defaultdict(int)
     for kind, n in big.items():
-        obj = {"opportunity": "Opportunity", "owner": "Opportunity", "account": "Account", "contact": "Contact",
-               "case": "Case", "lead": "Lead", "invoice": "Invoice__c"}[kind.split("-")[0]]
+        obj = {
+            "opportunity": "Opportunity",
+            "owner": "Opportunity",
+            "account": "Account",
+            "contact": "Contact",
+            "case": "Case",
+            "lead": "Lead",
+            "invoice": "Invoice__c",
+        }[kind.split("-")[0]]
         per_object[obj] += n
     for obj, n in per_object.items():
         assert n / 8 < 0.001 * big_live[obj], obj  # far below 3% an hour on a big org

@@ -15,9 +15,16 @@ from sf_pipeline.devorg.runner import DevOrgServer
 from sf_pipeline_tests.devorg_fixtures import connect
 
 
-@pytest.mark.parametrize("id15,suffix", [("001D000000IqhSL", "IAZ"), ("0010R00000VsXkH", "QAV"),
-                                         ("0035500001H9cak", "AAB"), ("a0RE000000IJmcN", "MAT"),
-                                         ("aBcDEfgHIJKLMNO", "025")])
+@pytest.mark.parametrize(
+    "id15,suffix",
+    [
+        ("001D000000IqhSL", "IAZ"),
+        ("0010R00000VsXkH", "QAV"),
+        ("0035500001H9cak", "AAB"),
+        ("a0RE000000IJmcN", "MAT"),
+        ("aBcDEfgHIJKLMNO", "025"),
+    ],
+)
 def test_checksum_matches_salesforce_reference_ids(id15, suffix):
     assert ids.checksum(id15) == suffix
     assert ids.normalize(id15) == id15 + suffix
@@ -62,11 +69,18 @@ def test_cli_injects_and_clears_faults(devorg: DevOrgServer):
 def test_cli_runs_a_scenario_as_the_integration_user(devorg: DevOrgServer):
     sf = connect(devorg)
     acc = sf.Account.create({"Name": "Acme"})["id"]
-    opp_ids = [sf.Opportunity.create({"Name": f"D{i}", "StageName": "Prospecting", "CloseDate": "2026-12-01",
-                                      "AccountId": acc})["id"] for i in range(3)]
-    result = CliRunner().invoke(main, ["devorg", "scenario", "orphan-opportunities", "--at", "2026-11-24T02:00:00Z"],
-                                env={**devorg.env("production"), **devorg.control_env("production")},
-                                catch_exceptions=False)
+    opp_ids = [
+        sf.Opportunity.create(
+            {"Name": f"D{i}", "StageName": "Prospecting", "CloseDate": "2026-12-01", "AccountId": acc}
+        )["id"]
+        for i in range(3)
+    ]
+    result = CliRunner().invoke(
+        main,
+        ["devorg", "scenario", "orphan-opportunities", "--at", "2026-11-24T02:00:00Z"],
+        env={**devorg.env("production"), **devorg.control_env("production")},
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert summary["changed"] == {"Opportunity": 3}
@@ -79,17 +93,35 @@ def test_cli_runs_a_scenario_as_the_integration_user(devorg: DevOrgServer):
 
 def test_cli_limits_and_state(devorg: DevOrgServer):
     out = _cli(devorg, "limits", "--daily-limit", "1234", "--reset-usage")
-    assert out == {"api_usage": 0, "daily_limit": 1234, "concurrent_long_running": 25, "long_running_seconds": 20.0,
-                   "long_running_now": 0}
+    assert out == {
+        "api_usage": 0,
+        "daily_limit": 1234,
+        "concurrent_long_running": 25,
+        "long_running_seconds": 20.0,
+        "long_running_now": 0,
+    }
     state = _cli(devorg, "state")
     assert state["daily_limit"] == 1234 and state["users"]["integration"]["username"].startswith("integration@")
 
 
 def test_serve_prints_export_lines_and_persists(tmp_path):
     """`sf-pipeline devorg serve` as a real process: export lines first, data kept in --data."""
-    proc = subprocess.Popen([sys.executable, "-m", "sf_pipeline.cli", "devorg", "serve", "--data",
-                             str(tmp_path / "org"), "--generate", "50"], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sf_pipeline.cli",
+            "devorg",
+            "serve",
+            "--data",
+            str(tmp_path / "org"),
+            "--generate",
+            "50",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         lines = []
         while True:
@@ -98,9 +130,17 @@ def test_serve_prints_export_lines_and_persists(tmp_path):
             lines.append(line.strip())
             if line.startswith("export DEVORG_PRODUCTION_SUPPORT_SECURITY_TOKEN"):
                 break
-        env = dict(line[len("export "):].split("=", 1) for line in lines if line.startswith("export "))
-        for name in ("INSTANCE_URL", "LOGIN_URL", "USERNAME", "PASSWORD", "SECURITY_TOKEN", "CLIENT_ID",
-                     "CLIENT_SECRET", "CA_BUNDLE"):
+        env = dict(line[len("export ") :].split("=", 1) for line in lines if line.startswith("export "))
+        for name in (
+            "INSTANCE_URL",
+            "LOGIN_URL",
+            "USERNAME",
+            "PASSWORD",
+            "SECURITY_TOKEN",
+            "CLIENT_ID",
+            "CLIENT_SECRET",
+            "CA_BUNDLE",
+        ):
             assert env[f"SALESFORCE_PRODUCTION_{name}"], name
         assert env["DEVORG_PRODUCTION_CONTROL_TOKEN"] and env["DEVORG_PRODUCTION_CONTROL_URL"].endswith("/_devorg")
         import time

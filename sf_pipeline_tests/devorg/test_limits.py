@@ -56,19 +56,30 @@ def test_uri_and_headers_over_16384_bytes_are_refused_with_431(devorg: DevOrgSer
 def test_collections_retrieve_takes_2000_ids_in_the_body_where_the_url_form_fails(devorg: DevOrgServer, sf: Salesforce):
     ids = make_accounts(devorg, 2001)
     session = tls_session(devorg)
-    too_long = session.get(api(devorg, "composite/sobjects/Account"), headers=bearer(devorg),
-                           params={"ids": ",".join(ids[:2000]), "fields": "Id,Name"})
+    too_long = session.get(
+        api(devorg, "composite/sobjects/Account"),
+        headers=bearer(devorg),
+        params={"ids": ",".join(ids[:2000]), "fields": "Id,Name"},
+    )
     assert too_long.status_code == 414
-    records = sf.restful("composite/sobjects/Account", method="POST",
-                         json={"ids": [*ids[:1999], "001000000000000AAA"], "fields": ["Id", "Name"]})
+    records = sf.restful(
+        "composite/sobjects/Account",
+        method="POST",
+        json={"ids": [*ids[:1999], "001000000000000AAA"], "fields": ["Id", "Name"]},
+    )
     assert len(records) == 2000 and records[-1] is None  # an id that is not there answers null
-    assert records[0] == {"attributes": {"type": "Account", "url": f"/services/data/v{V}/sobjects/Account/{ids[0]}"},
-                          "Id": ids[0], "Name": "Account 0"}
-    over = session.post(api(devorg, "composite/sobjects/Account"), headers=bearer(devorg),
-                        json={"ids": ids, "fields": ["Name"]})
+    assert records[0] == {
+        "attributes": {"type": "Account", "url": f"/services/data/v{V}/sobjects/Account/{ids[0]}"},
+        "Id": ids[0],
+        "Name": "Account 0",
+    }
+    over = session.post(
+        api(devorg, "composite/sobjects/Account"), headers=bearer(devorg), json={"ids": ids, "fields": ["Name"]}
+    )
     assert over.status_code == 400 and over.json()[0]["errorCode"] == "EXCEEDED_ID_LIMIT"
-    bad_field = session.post(api(devorg, "composite/sobjects/Account"), headers=bearer(devorg),
-                             json={"ids": ids[:2], "fields": ["Nope__c"]})
+    bad_field = session.post(
+        api(devorg, "composite/sobjects/Account"), headers=bearer(devorg), json={"ids": ids[:2], "fields": ["Nope__c"]}
+    )
     assert bad_field.status_code == 400 and bad_field.json()[0]["errorCode"] == "INVALID_FIELD"
     missing = session.post(api(devorg, "composite/sobjects/Account"), headers=bearer(devorg), json={"ids": ids[:2]})
     assert missing.status_code == 400
@@ -122,10 +133,17 @@ def test_concurrent_long_running_requests_over_the_limit_are_refused(devorg: Dev
     session = tls_session(devorg)
     refused = session.get(api(devorg, "sobjects"), headers=token)
     assert refused.status_code == 403
-    assert refused.json() == [{"message": "ConcurrentRequests (Concurrent API Requests) Limit exceeded.",
-                               "errorCode": "REQUEST_LIMIT_EXCEEDED"}]
-    soap = session.post(f"{devorg.instance_url}/services/Soap/u/{V}", data="<x/>",
-                        headers={"Content-Type": "text/xml", "SOAPAction": "login"})
+    assert refused.json() == [
+        {
+            "message": "ConcurrentRequests (Concurrent API Requests) Limit exceeded.",
+            "errorCode": "REQUEST_LIMIT_EXCEEDED",
+        }
+    ]
+    soap = session.post(
+        f"{devorg.instance_url}/services/Soap/u/{V}",
+        data="<x/>",
+        headers={"Content-Type": "text/xml", "SOAPAction": "login"},
+    )
     assert soap.status_code == 500 and "<faultcode>sf:REQUEST_LIMIT_EXCEEDED</faultcode>" in soap.text
     for t in threads:
         t.join()
@@ -139,31 +157,34 @@ def test_rest_and_bulk_results_are_gzip_compressed_when_the_client_asks(devorg: 
     session = tls_session(devorg)
     token = bearer(devorg)
     url = api(devorg, "query")
-    plain = session.get(url, params={"q": "SELECT Id, Name FROM Account"},
-                        headers={**token, "Accept-Encoding": "identity"}, stream=True)
+    plain = session.get(
+        url, params={"q": "SELECT Id, Name FROM Account"}, headers={**token, "Accept-Encoding": "identity"}, stream=True
+    )
     assert "content-encoding" not in plain.headers
     raw_plain = plain.raw.read()
-    packed = session.get(url, params={"q": "SELECT Id, Name FROM Account"},
-                         headers={**token, "Accept-Encoding": "gzip"}, stream=True)
+    packed = session.get(
+        url, params={"q": "SELECT Id, Name FROM Account"}, headers={**token, "Accept-Encoding": "gzip"}, stream=True
+    )
     assert packed.headers["content-encoding"] == "gzip"
     body = packed.raw.read(decode_content=False)
     assert gzip.decompress(body) == raw_plain and len(body) < len(raw_plain)
-    deflate_only = session.get(url, params={"q": "SELECT Id FROM Account"},
-                               headers={**token, "Accept-Encoding": "deflate"})
+    deflate_only = session.get(
+        url, params={"q": "SELECT Id FROM Account"}, headers={**token, "Accept-Encoding": "deflate"}
+    )
     assert "content-encoding" not in deflate_only.headers  # the REST API may answer uncompressed
 
-    job = session.post(api(devorg, "jobs/query"), headers=token,
-                       json={"operation": "query", "query": "SELECT Id, Name FROM Account"}).json()["id"]
+    job = session.post(
+        api(devorg, "jobs/query"), headers=token, json={"operation": "query", "query": "SELECT Id, Name FROM Account"}
+    ).json()["id"]
     for _ in range(200):
         if session.get(api(devorg, f"jobs/query/{job}"), headers=token).json()["state"] == "JobComplete":
             break
         time.sleep(0.05)
-    results = session.get(api(devorg, f"jobs/query/{job}/results"), headers={**token, "Accept-Encoding": "gzip"},
-                          stream=True)
+    results = session.get(
+        api(devorg, f"jobs/query/{job}/results"), headers={**token, "Accept-Encoding": "gzip"}, stream=True
+    )
     assert results.headers["content-encoding"] == "gzip" and results.headers["Sforce-NumberOfRecords"] == "50"
     csv_text = gzip.decompress(results.raw.read(decode_content=False)).decode()
     assert csv_text.splitlines()[0] == '"Id","Name"' and len(csv_text.splitlines()) == 51
     # simple-salesforce (requests) asks for gzip by default and reads the same records
     assert len(list(sf.bulk2.Account.query("SELECT Id FROM Account"))[0].splitlines()) == 51
-
-

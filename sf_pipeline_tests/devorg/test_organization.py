@@ -36,8 +36,12 @@ def test_each_org_has_its_own_organization_id_kept_across_restarts(tmp_path: Pat
         assert connect(prod).is_sandbox() is False and connect(sand).is_sandbox() is True
         # the login answers the same org id (OAuth userinfo organization_id)
         token = prod.login("admin")
-        info = requests.get(f"{prod.instance_url}/services/oauth2/userinfo", headers={"Authorization": f"Bearer {token}"},
-                            verify=prod.ca_bundle, timeout=30).json()
+        info = requests.get(
+            f"{prod.instance_url}/services/oauth2/userinfo",
+            headers={"Authorization": f"Bearer {token}"},
+            verify=prod.ca_bundle,
+            timeout=30,
+        ).json()
         assert info["organization_id"] == p["Id"]
     with DevOrgServer(tmp_path / "prod") as again, DevOrgServer(tmp_path / "sand") as sand_again:
         assert (again.org.org_id, sand_again.org.org_id) == ids_seen
@@ -57,8 +61,10 @@ def test_data_made_before_per_org_ids_keeps_the_old_org_id(tmp_path: Path):
     org.close()
     reopened = Org(tmp_path / "old")
     assert reopened.org_id == ORG_ID and not reopened.is_sandbox
-    assert reopened.queries.run("SELECT Id FROM Organization", include_deleted=False,
-                                batch_size=10)["records"][0]["Id"] == ORG_ID
+    assert (
+        reopened.queries.run("SELECT Id FROM Organization", include_deleted=False, batch_size=10)["records"][0]["Id"]
+        == ORG_ID
+    )
     reopened.close()
 
 

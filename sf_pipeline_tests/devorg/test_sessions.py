@@ -20,19 +20,25 @@ def every_api(devorg: DevOrgServer, token: str) -> dict[str, requests.Response]:
     session = tls_session(devorg)
     auth = {"Authorization": f"Bearer {token}"}
     base = f"{devorg.instance_url}/services/data/v{V}"
-    soap = ('<?xml version="1.0" encoding="utf-8"?><soapenv:Envelope '
-            'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:urn="urn:partner.soap.sforce.com">'
-            f'<soapenv:Header><urn:SessionHeader><urn:sessionId>{token}</urn:sessionId></urn:SessionHeader>'
-            '</soapenv:Header><soapenv:Body><urn:undelete><urn:ids>001000000000000AAA</urn:ids></urn:undelete>'
-            '</soapenv:Body></soapenv:Envelope>')
+    soap = (
+        '<?xml version="1.0" encoding="utf-8"?><soapenv:Envelope '
+        'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:urn="urn:partner.soap.sforce.com">'
+        f"<soapenv:Header><urn:SessionHeader><urn:sessionId>{token}</urn:sessionId></urn:SessionHeader>"
+        "</soapenv:Header><soapenv:Body><urn:undelete><urn:ids>001000000000000AAA</urn:ids></urn:undelete>"
+        "</soapenv:Body></soapenv:Envelope>"
+    )
     return {
         "rest": session.get(f"{base}/sobjects/Account/describe", headers=auth),
         "query": session.get(f"{base}/query", params={"q": "SELECT Id FROM Account"}, headers=auth),
-        "bulk2": session.post(f"{base}/jobs/query", headers=auth,
-                              json={"operation": "query", "query": "SELECT Id FROM Account"}),
+        "bulk2": session.post(
+            f"{base}/jobs/query", headers=auth, json={"operation": "query", "query": "SELECT Id FROM Account"}
+        ),
         "bulk2_session_header": session.get(f"{base}/jobs/query", headers={"X-SFDC-Session": token}),
-        "soap": session.post(f"{devorg.instance_url}/services/Soap/u/{V}", data=soap,
-                             headers={"Content-Type": "text/xml", "SOAPAction": "undelete"}),
+        "soap": session.post(
+            f"{devorg.instance_url}/services/Soap/u/{V}",
+            data=soap,
+            headers={"Content-Type": "text/xml", "SOAPAction": "undelete"},
+        ),
         "userinfo": session.get(f"{devorg.instance_url}/services/oauth2/userinfo", headers=auth),
     }
 
@@ -50,7 +56,9 @@ def test_a_session_ends_after_two_hours_by_default_on_every_api(devorg: DevOrgSe
     devorg.control("clock", {"set": "2026-11-24T08:00:00Z", "freeze": True})
     token = devorg.login("admin")
     fine = every_api(devorg, token)
-    assert all(r.status_code in (200, 201) for k, r in fine.items() if k != "soap"), {k: r.text for k, r in fine.items()}
+    assert all(r.status_code in (200, 201) for k, r in fine.items() if k != "soap"), {
+        k: r.text for k, r in fine.items()
+    }
     assert "<undeleteResponse>" in fine["soap"].text
     devorg.control("clock", {"advance": "59m"})
     assert every_api(devorg, token)["rest"].status_code == 200  # before half the timeout: not extended
@@ -73,8 +81,11 @@ def test_the_session_timeout_is_configurable_like_session_settings(devorg: DevOr
     env = {**devorg.env("production"), **devorg.control_env("production")}
     result = CliRunner().invoke(main, ["devorg", "session-timeout", "15m"], env=env, catch_exceptions=False)
     assert result.exit_code == 0 and '"timeout_seconds": 900' in result.output
-    bad = tls_session(devorg).post(f"{devorg.instance_url}/_devorg/sessions/timeout", json={"timeout": "3h"},
-                                   headers={"Authorization": f"Bearer {devorg.control_token}"})
+    bad = tls_session(devorg).post(
+        f"{devorg.instance_url}/_devorg/sessions/timeout",
+        json={"timeout": "3h"},
+        headers={"Authorization": f"Bearer {devorg.control_token}"},
+    )
     assert bad.status_code == 400 and "15m, 30m, 1h, 2h, 4h, 8h, 12h, 24h" in bad.json()["error"]
     devorg.control("clock", {"set": "2026-11-24T08:00:00Z", "freeze": True})
     token = devorg.login("admin")

@@ -16,9 +16,23 @@ from sf_pipeline_tests.devorg_fixtures import connect
 
 
 def _opportunities(sf, owner: str, n: int, prefix: str) -> list[str]:
-    answer = sf.restful("composite/sobjects", method="POST", json={"allOrNone": True, "records": [
-        {"attributes": {"type": "Opportunity"}, "Name": f"{prefix} {i}", "StageName": "Prospecting",
-         "CloseDate": "2026-12-31", "OwnerId": owner} for i in range(n)]})
+    answer = sf.restful(
+        "composite/sobjects",
+        method="POST",
+        json={
+            "allOrNone": True,
+            "records": [
+                {
+                    "attributes": {"type": "Opportunity"},
+                    "Name": f"{prefix} {i}",
+                    "StageName": "Prospecting",
+                    "CloseDate": "2026-12-31",
+                    "OwnerId": owner,
+                }
+                for i in range(n)
+            ],
+        },
+    )
     assert all(r["success"] for r in answer), answer
     return [r["id"] for r in answer]
 
@@ -35,19 +49,29 @@ def test_a_private_object_shows_each_user_only_its_own_records_and_admins_everyt
     assert visible(integration) == everyone  # Public Read/Write: as before
     devorg.control("sharing", {"objects": {"Opportunity": "Private"}})
     assert visible(integration) == sorted(mine)  # the others are simply absent, as if deleted
-    assert sorted(r["Id"] for r in integration.query_all("SELECT Id FROM Opportunity", include_deleted=True)
-                  ["records"]) == sorted(mine)  # queryAll too
+    assert sorted(
+        r["Id"] for r in integration.query_all("SELECT Id FROM Opportunity", include_deleted=True)["records"]
+    ) == sorted(mine)  # queryAll too
     assert integration.query("SELECT COUNT() FROM Opportunity")["totalSize"] == 3
     assert visible(admin) == everyone  # View All Data
     # sObject Collections retrieve: null for a record the user cannot see; a record GET: NOT_FOUND
-    got = integration.restful("composite/sobjects/Opportunity", method="POST",
-                              json={"ids": [mine[0], theirs[0]], "fields": ["Name"]})
+    got = integration.restful(
+        "composite/sobjects/Opportunity", method="POST", json={"ids": [mine[0], theirs[0]], "fields": ["Name"]}
+    )
     assert got[0]["Name"] == "Mine 0" and got[1] is None
     with pytest.raises(SalesforceResourceNotFound):
         integration.Opportunity.get(theirs[0])
     # an update of a hidden record fails record by record: INSUFFICIENT_ACCESS_OR_READONLY
-    answer = integration.restful("composite/sobjects", method="PATCH", json={"allOrNone": False, "records": [
-        {"attributes": {"type": "Opportunity"}, "id": i, "Description": "touched"} for i in (mine[0], theirs[0])]})
+    answer = integration.restful(
+        "composite/sobjects",
+        method="PATCH",
+        json={
+            "allOrNone": False,
+            "records": [
+                {"attributes": {"type": "Opportunity"}, "id": i, "Description": "touched"} for i in (mine[0], theirs[0])
+            ],
+        },
+    )
     assert answer[0]["success"] is True
     assert answer[1]["errors"][0]["statusCode"] == "INSUFFICIENT_ACCESS_OR_READONLY"
     # Bulk API 2.0 queries run as the job's creator
@@ -60,9 +84,18 @@ def test_a_private_object_shows_each_user_only_its_own_records_and_admins_everyt
 def test_a_before_save_rule_changes_the_written_value_in_the_writers_own_transaction(devorg):
     admin, integration = connect(devorg, "admin"), connect(devorg, "integration")
     [oid] = _opportunities(admin, devorg.org.user("admin").user_id, 1, "Deal")
-    devorg.control("automation", {"rules": [{"object": "Opportunity", "when_fields": ["StageName"],
-                                             "set": {"Description": "stage changed by the flow",
-                                                     "StageName": "Qualification"}}]})
+    devorg.control(
+        "automation",
+        {
+            "rules": [
+                {
+                    "object": "Opportunity",
+                    "when_fields": ["StageName"],
+                    "set": {"Description": "stage changed by the flow", "StageName": "Qualification"},
+                }
+            ]
+        },
+    )
     integration.Opportunity.update(oid, {"StageName": "Closed Won"})
     rec = admin.Opportunity.get(oid)
     assert (rec["StageName"], rec["Description"]) == ("Qualification", "stage changed by the flow")
@@ -77,8 +110,10 @@ def test_a_before_save_rule_changes_the_written_value_in_the_writers_own_transac
 def test_an_after_save_rule_updates_the_record_again_as_its_own_user(devorg):
     admin, integration = connect(devorg, "admin"), connect(devorg, "integration")
     [oid] = _opportunities(admin, devorg.org.user("admin").user_id, 1, "Deal")
-    devorg.control("automation", {"rules": [{"object": "Opportunity", "when_fields": ["Amount"],
-                                             "set": {"Amount": 0}, "as_user": "sales1"}]})
+    devorg.control(
+        "automation",
+        {"rules": [{"object": "Opportunity", "when_fields": ["Amount"], "set": {"Amount": 0}, "as_user": "sales1"}]},
+    )
     integration.Opportunity.update(oid, {"Amount": 1234})
     rec = admin.Opportunity.get(oid)
     assert rec["Amount"] == 0 and rec["LastModifiedById"] == devorg.org.user("sales1").user_id

@@ -47,14 +47,20 @@ def _advance(devorg: DevOrgServer, duration: str) -> None:
 
 def _soap(devorg: DevOrgServer, call: str, inner: str, *, expect: int = 200) -> ElementTree.Element:
     """One partner SOAP call with the real envelope; returns the parsed response."""
-    body = ('<?xml version="1.0" encoding="utf-8"?><soapenv:Envelope '
-            'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:urn="urn:partner.soap.sforce.com" '
-            'xmlns:urn1="urn:sobject.partner.soap.sforce.com">'
-            f'<soapenv:Header><urn:SessionHeader><urn:sessionId>{devorg.login()}</urn:sessionId>'
-            f'</urn:SessionHeader></soapenv:Header><soapenv:Body><urn:{call}>{inner}</urn:{call}>'
-            '</soapenv:Body></soapenv:Envelope>')
-    resp = requests.post(f"{devorg.instance_url}/services/Soap/u/59.0/00D5J0000000001", data=body,
-                         verify=devorg.ca_bundle, headers={"Content-Type": "text/xml", "SOAPAction": call})
+    body = (
+        '<?xml version="1.0" encoding="utf-8"?><soapenv:Envelope '
+        'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:urn="urn:partner.soap.sforce.com" '
+        'xmlns:urn1="urn:sobject.partner.soap.sforce.com">'
+        f"<soapenv:Header><urn:SessionHeader><urn:sessionId>{devorg.login()}</urn:sessionId>"
+        f"</urn:SessionHeader></soapenv:Header><soapenv:Body><urn:{call}>{inner}</urn:{call}>"
+        "</soapenv:Body></soapenv:Envelope>"
+    )
+    resp = requests.post(
+        f"{devorg.instance_url}/services/Soap/u/59.0/00D5J0000000001",
+        data=body,
+        verify=devorg.ca_bundle,
+        headers={"Content-Type": "text/xml", "SOAPAction": call},
+    )
     assert resp.status_code == expect, resp.text
     return ElementTree.fromstring(resp.content)
 
@@ -62,14 +68,16 @@ def _soap(devorg: DevOrgServer, call: str, inner: str, *, expect: int = 200) -> 
 def _results(root: ElementTree.Element) -> list[dict]:
     out = []
     for r in root.iter("{urn:partner.soap.sforce.com}result"):
-        out.append({
-            "id": r.findtext("p:id", namespaces=NS),
-            "success": r.findtext("p:success", namespaces=NS) == "true",
-            "statusCode": r.findtext("p:errors/p:statusCode", namespaces=NS),
-            "message": r.findtext("p:errors/p:message", namespaces=NS),
-            "merged": [e.text for e in r.findall("p:mergedRecordIds", NS)],
-            "related": [e.text for e in r.findall("p:updatedRelatedIds", NS)],
-        })
+        out.append(
+            {
+                "id": r.findtext("p:id", namespaces=NS),
+                "success": r.findtext("p:success", namespaces=NS) == "true",
+                "statusCode": r.findtext("p:errors/p:statusCode", namespaces=NS),
+                "message": r.findtext("p:errors/p:message", namespaces=NS),
+                "merged": [e.text for e in r.findall("p:mergedRecordIds", NS)],
+                "related": [e.text for e in r.findall("p:updatedRelatedIds", NS)],
+            }
+        )
     return out
 
 
@@ -82,17 +90,20 @@ def _empty_bin(devorg: DevOrgServer, record_ids: list[str]) -> list[dict]:
 
 
 def _merge(devorg: DevOrgServer, object_name: str, master: str, losers: list[str], fields: str = "") -> dict:
-    inner = (f"<urn:request><urn:masterRecord><urn1:type>{object_name}</urn1:type><urn1:Id>{master}</urn1:Id>"
-             f"{fields}</urn:masterRecord>"
-             + "".join(f"<urn:recordToMergeIds>{i}</urn:recordToMergeIds>" for i in losers)
-             + "</urn:request>")
+    inner = (
+        f"<urn:request><urn:masterRecord><urn1:type>{object_name}</urn1:type><urn1:Id>{master}</urn1:Id>"
+        f"{fields}</urn:masterRecord>"
+        + "".join(f"<urn:recordToMergeIds>{i}</urn:recordToMergeIds>" for i in losers)
+        + "</urn:request>"
+    )
     return _results(_soap(devorg, "merge", inner))[0]
 
 
 def _in_query_all(sf: Salesforce, object_name: str, record_ids: list[str]) -> dict[str, dict]:
     quoted = ",".join(f"'{i}'" for i in record_ids)
-    recs = sf.query_all(f"SELECT Id, IsDeleted FROM {object_name} WHERE Id IN ({quoted})",
-                        include_deleted=True)["records"]
+    recs = sf.query_all(f"SELECT Id, IsDeleted FROM {object_name} WHERE Id IN ({quoted})", include_deleted=True)[
+        "records"
+    ]
     return {r["Id"]: r for r in recs}
 
 
@@ -108,7 +119,10 @@ def test_a_deleted_record_leaves_the_recycle_bin_after_15_days_and_cannot_be_und
     assert set(_in_query_all(sf, "Account", [keep, lose])) == {keep}
     failed = _undelete(frozen, [lose])[0]
     assert (failed["success"], failed["statusCode"], failed["message"]) == (
-        False, "UNDELETE_FAILED", "Entity is not in the recycle bin")
+        False,
+        "UNDELETE_FAILED",
+        "Entity is not in the recycle bin",
+    )
     with pytest.raises(SalesforceResourceNotFound):
         sf.Account.get(lose)
 
@@ -161,15 +175,18 @@ def test_merge_deletes_the_losers_with_master_record_id_and_reparents_their_chil
     master = sf.Account.create({"Name": "Acme", "Phone": "111"})["id"]
     losers = [sf.Account.create({"Name": n, "Phone": "222"})["id"] for n in ("ACME Inc", "Acme Corp")]
     contact = sf.Contact.create({"LastName": "Lee", "AccountId": losers[0]})["id"]
-    opp = sf.Opportunity.create({"Name": "Deal", "StageName": "Prospecting", "CloseDate": "2026-12-31",
-                                 "AccountId": losers[1]})["id"]
+    opp = sf.Opportunity.create(
+        {"Name": "Deal", "StageName": "Prospecting", "CloseDate": "2026-12-31", "AccountId": losers[1]}
+    )["id"]
     case = sf.Case.create({"Subject": "Help", "AccountId": losers[1]})["id"]
     child_account = sf.Account.create({"Name": "Acme West", "ParentId": losers[0]})["id"]
     result = _merge(frozen, "Account", master, losers, "<urn1:Phone>333</urn1:Phone>")
     assert result["success"] and result["id"] == master and result["merged"] == losers
     assert set(result["related"]) == {contact, opp, case, child_account}
-    rows = sf.query_all("SELECT Id, IsDeleted, MasterRecordId FROM Account WHERE IsDeleted = true AND "
-                        "MasterRecordId != null", include_deleted=True)["records"]
+    rows = sf.query_all(
+        "SELECT Id, IsDeleted, MasterRecordId FROM Account WHERE IsDeleted = true AND MasterRecordId != null",
+        include_deleted=True,
+    )["records"]
     assert {(r["Id"], r["MasterRecordId"]) for r in rows} == {(losers[0], master), (losers[1], master)}
     assert sf.Account.get(master)["Phone"] == "333"
     assert sf.Contact.get(contact)["AccountId"] == master
@@ -296,7 +313,9 @@ def test_describe_child_relationships_carry_restricted_and_cascade_delete_as_the
                 continue
             compared += 1
             assert (rel["cascadeDelete"], rel["restrictedDelete"]) == (
-                real_rel["cascadeDelete"], real_rel["restrictedDelete"]), rel
+                real_rel["cascadeDelete"],
+                real_rel["restrictedDelete"],
+            ), rel
         assert compared >= 3
     cases = {(r["childSObject"], r["field"]): r for r in sf.Account.describe()["childRelationships"]}
     assert cases[("Case", "AccountId")]["restrictedDelete"] is True
@@ -309,8 +328,9 @@ def test_undelete_restores_only_the_lookups_salesforce_documents(frozen, sf):
     invoice = sf.Invoice__c.create({"Account__c": acc})["id"]
     replaced = sf.Invoice__c.create({"Account__c": acc})["id"]
     contact = sf.Contact.create({"LastName": "Buyer"})["id"]
-    opp = sf.Opportunity.create({"Name": "Deal", "StageName": "Prospecting", "CloseDate": "2026-12-31",
-                                 "ContactId": contact})["id"]
+    opp = sf.Opportunity.create(
+        {"Name": "Deal", "StageName": "Prospecting", "CloseDate": "2026-12-31", "ContactId": contact}
+    )["id"]
     sf.Account.delete(acc)
     sf.Contact.delete(contact)
     assert sf.Account.get(child)["ParentId"] is None and sf.Invoice__c.get(invoice)["Account__c"] is None
@@ -354,8 +374,12 @@ def _cli(server: DevOrgServer, *args: str) -> dict:
 
     from sf_pipeline.cli import main
 
-    result = CliRunner().invoke(main, ["devorg", *args], env={**server.env("production"), **server.control_env("production")},
-                                catch_exceptions=False)
+    result = CliRunner().invoke(
+        main,
+        ["devorg", *args],
+        env={**server.env("production"), **server.control_env("production")},
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     return json.loads(result.output)
 
@@ -364,15 +388,19 @@ def test_mass_hard_delete_scenario_runs_bulk_hard_delete_jobs_as_the_integration
     from sf_pipeline.devorg.scenarios import run_scenario
 
     sf = connect(big, "admin")
-    before = {o: sf.query(f"SELECT COUNT() FROM {o}", include_deleted=True)["totalSize"]
-              for o in ("Opportunity", "Contact")}
+    before = {
+        o: sf.query(f"SELECT COUNT() FROM {o}", include_deleted=True)["totalSize"] for o in ("Opportunity", "Contact")
+    }
     result = run_scenario(big.org, "mass-hard-delete", fraction=0.1)
     assert result.user_id == big.org.user("integration").user_id
     jobs = result.details["jobs"]
     assert set(jobs) == {"Opportunity", "Contact"} and all(j.startswith("750") for j in jobs.values())
     # the jobs are real Bulk API 2.0 ingest jobs: a client can read them back
-    info = requests.get(f"{big.instance_url}/services/data/v59.0/jobs/ingest/{jobs['Opportunity']}",
-                        headers={"Authorization": f"Bearer {big.login()}"}, verify=big.ca_bundle).json()
+    info = requests.get(
+        f"{big.instance_url}/services/data/v59.0/jobs/ingest/{jobs['Opportunity']}",
+        headers={"Authorization": f"Bearer {big.login()}"},
+        verify=big.ca_bundle,
+    ).json()
     assert (info["operation"], info["state"], info["numberRecordsProcessed"]) == ("hardDelete", "JobComplete", 500)
     assert info["createdById"] == result.user_id
     opps = result.changed["Opportunity"]
@@ -381,8 +409,9 @@ def test_mass_hard_delete_scenario_runs_bulk_hard_delete_jobs_as_the_integration
     # contacts with Cases are refused (restrictedDelete), the rest are gone without a trace
     assert all(e.startswith("DELETE_FAILED:") for e in result.details["failed"]["Contact"].values())
     assert hard["Contact"] + len(result.details["failed"]["Contact"]) == 100
-    after = {o: sf.query(f"SELECT COUNT() FROM {o}", include_deleted=True)["totalSize"]
-             for o in ("Opportunity", "Contact")}
+    after = {
+        o: sf.query(f"SELECT COUNT() FROM {o}", include_deleted=True)["totalSize"] for o in ("Opportunity", "Contact")
+    }
     assert after == {"Opportunity": before["Opportunity"] - 500, "Contact": before["Contact"] - hard["Contact"]}
     # the children: contact roles went with their opportunities or contacts, reports-to lookups were cleared
     assert result.details["cascade_deleted"]["OpportunityContactRole"] > 0
@@ -396,7 +425,7 @@ def test_recycle_bin_purge_scenario_by_retention_and_by_emptying(big):
 
     sf = connect(big, "admin")
     mass = run_scenario(big.org, "mass-delete", fraction=0.2)
-    deleted = mass.changed["Case"][:mass.details["deleted"]["Case"]]  # (then the cases whose ParentId was cleared)
+    deleted = mass.changed["Case"][: mass.details["deleted"]["Case"]]  # (then the cases whose ParentId was cleared)
     emptied = run_scenario(big.org, "recycle-bin-purge", empty_bin=True, fraction=0.5)
     half = len(deleted) // 2
     assert emptied.details["mode"] == "emptyRecycleBin" and emptied.details["emptied_roots"] == half
@@ -423,8 +452,9 @@ def test_mass_merge_scenario_merges_hundreds_of_accounts(big):
     assert result.user_id == big.org.user("integration").user_id
     merged = result.details["merged"]
     assert merged >= 250 and len(result.changed["Account"]) >= 375  # hundreds of Accounts touched
-    losers = sf.query_all("SELECT Id, MasterRecordId FROM Account WHERE IsDeleted = true AND MasterRecordId != null",
-                          include_deleted=True)["records"]
+    losers = sf.query_all(
+        "SELECT Id, MasterRecordId FROM Account WHERE IsDeleted = true AND MasterRecordId != null", include_deleted=True
+    )["records"]
     assert len(losers) == merged
     loser_ids = {r["Id"] for r in losers}
     quoted = ",".join(f"'{i}'" for i in sorted(loser_ids)[:300])
@@ -448,9 +478,11 @@ def test_vanishing_scenarios_from_the_command_line(big):
 
 def test_a_detail_deleted_before_its_master_is_hard_deleted_with_the_master(tmp_path):
     spec = tmp_path / "objects.yaml"
-    spec.write_text("objects:\n  Invoice_Line__c:\n    label: Invoice Line\n    fields:\n"
-                    "      - {name: Invoice__c, type: reference, referenceTo: Invoice__c, deleteConstraint: Cascade}\n"
-                    "      - {name: Quantity__c, type: double}\n")
+    spec.write_text(
+        "objects:\n  Invoice_Line__c:\n    label: Invoice Line\n    fields:\n"
+        "      - {name: Invoice__c, type: reference, referenceTo: Invoice__c, deleteConstraint: Cascade}\n"
+        "      - {name: Quantity__c, type: double}\n"
+    )
     with DevOrgServer(tmp_path / "org", custom_objects=spec) as server:
         sf = connect(server, "admin")
         invoice = sf.Invoice__c.create({"Amount__c": 10})["id"]

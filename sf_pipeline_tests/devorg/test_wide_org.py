@@ -17,10 +17,32 @@ from sf_pipeline.devorg.runner import DevOrgServer
 from sf_pipeline_tests.devorg_fixtures import connect, shared_reference
 
 # Flags a whole-org backup decides by (README: "Every object, discovered"), and the rest of the describe global.
-FLAGS = ("queryable", "replicateable", "retrieveable", "createable", "updateable", "deletable", "undeletable",
-         "layoutable", "searchable", "triggerable", "mergeable", "mruEnabled", "feedEnabled", "custom",
-         "deepCloneable", "activateable", "customSetting", "hasSubtypes", "isSubtype", "isInterface",
-         "deprecatedAndHidden", "associateEntityType", "associateParentEntity", "keyPrefix")
+FLAGS = (
+    "queryable",
+    "replicateable",
+    "retrieveable",
+    "createable",
+    "updateable",
+    "deletable",
+    "undeletable",
+    "layoutable",
+    "searchable",
+    "triggerable",
+    "mergeable",
+    "mruEnabled",
+    "feedEnabled",
+    "custom",
+    "deepCloneable",
+    "activateable",
+    "customSetting",
+    "hasSubtypes",
+    "isSubtype",
+    "isInterface",
+    "deprecatedAndHidden",
+    "associateEntityType",
+    "associateParentEntity",
+    "keyPrefix",
+)
 EXTRA = 12
 
 
@@ -41,8 +63,11 @@ def global_describe(sf: Salesforce) -> dict[str, dict]:
 
 
 def _bulk_query(server: DevOrgServer, sf: Salesforce, soql: str):
-    return sf.session.post(f"{server.instance_url}/services/data/v59.0/jobs/query", headers=sf.headers,
-                           json={"operation": "query", "query": soql})
+    return sf.session.post(
+        f"{server.instance_url}/services/data/v59.0/jobs/query",
+        headers=sf.headers,
+        json={"operation": "query", "query": soql},
+    )
 
 
 def test_global_describe_flags_match_a_real_org_for_every_object_both_have(global_describe):
@@ -111,8 +136,10 @@ def test_generated_custom_objects_have_varied_shapes(sf):
 def test_history_rows_are_written_when_tracked_fields_change(sf, server):
     acc = sf.Account.create({"Name": "Tracked Co", "Industry": "Banking"})["id"]
     sf.Account.update(acc, {"Industry": "Energy", "Phone": "555-0100"})
-    rows = sf.query_all(f"SELECT Field, OldValue, NewValue, CreatedDate, CreatedById FROM AccountHistory "
-                        f"WHERE AccountId = '{acc}' ORDER BY Field")["records"]
+    rows = sf.query_all(
+        f"SELECT Field, OldValue, NewValue, CreatedDate, CreatedById FROM AccountHistory "
+        f"WHERE AccountId = '{acc}' ORDER BY Field"
+    )["records"]
     changes = {r["Field"]: (r["OldValue"], r["NewValue"]) for r in rows}
     assert changes == {"created": (None, None), "Industry": ("Banking", "Energy"), "Phone": (None, "555-0100")}
     assert all(r["CreatedById"] == server.org.user("admin").user_id for r in rows)
@@ -121,17 +148,20 @@ def test_history_rows_are_written_when_tracked_fields_change(sf, server):
     with pytest.raises(ClientError) as refused:
         sf.AccountHistory.create({"AccountId": acc, "Field": "Name"})
     assert refused.value.content[0]["errorCode"] == "INVALID_TYPE_FOR_OPERATION"
-    opp = sf.Opportunity.create({"Name": "Tracked deal", "StageName": "Prospecting", "CloseDate": "2026-12-31",
-                                 "AccountId": acc})["id"]
+    opp = sf.Opportunity.create(
+        {"Name": "Tracked deal", "StageName": "Prospecting", "CloseDate": "2026-12-31", "AccountId": acc}
+    )["id"]
     sf.Opportunity.update(opp, {"StageName": "Closed Won"})
-    stage = sf.query(f"SELECT OldValue, NewValue FROM OpportunityFieldHistory WHERE OpportunityId = '{opp}' "
-                     "AND Field = 'StageName'")["records"]
+    stage = sf.query(
+        f"SELECT OldValue, NewValue FROM OpportunityFieldHistory WHERE OpportunityId = '{opp}' AND Field = 'StageName'"
+    )["records"]
     assert [(r["OldValue"], r["NewValue"]) for r in stage] == [("Prospecting", "Closed Won")]
     # a generated custom object with history tracking
     rec = sf.Project_000__c.create({"Name": "P", "Status__c": "New"})["id"]
     sf.Project_000__c.update(rec, {"Status__c": "Active"})
-    custom = sf.query(f"SELECT Field, OldValue, NewValue FROM Project_000__History WHERE ParentId = '{rec}' "
-                      "AND Field = 'Status__c'")["records"]
+    custom = sf.query(
+        f"SELECT Field, OldValue, NewValue FROM Project_000__History WHERE ParentId = '{rec}' AND Field = 'Status__c'"
+    )["records"]
     assert [(r["OldValue"], r["NewValue"]) for r in custom] == [("New", "Active")]
 
 
@@ -158,12 +188,15 @@ def test_an_object_without_timestamps_is_queried_without_them(sf):
 
 
 def test_bulk_api_refuses_objects_it_does_not_support(sf, server):
-    for soql, shown in (("SELECT Id FROM CaseStatus", "CaseStatus"),
-                        ("SELECT Id FROM RecentlyViewed", "RecentlyViewed")):
+    for soql, shown in (
+        ("SELECT Id FROM CaseStatus", "CaseStatus"),
+        ("SELECT Id FROM RecentlyViewed", "RecentlyViewed"),
+    ):
         resp = _bulk_query(server, sf, soql)
         assert resp.status_code == 400, resp.text
-        assert resp.json() == [{"errorCode": "INVALIDENTITY",
-                                "message": f"Entity '{shown}' is not supported by the Bulk API."}]
+        assert resp.json() == [
+            {"errorCode": "INVALIDENTITY", "message": f"Entity '{shown}' is not supported by the Bulk API."}
+        ]
     share = _bulk_query(server, sf, "SELECT Id FROM Project_000__Share")
     assert share.status_code == 400 and share.json()[0]["errorCode"] == "INVALIDENTITY"
     assert share.json()[0]["message"].endswith(".Share' is not supported by the Bulk API.")
@@ -176,8 +209,15 @@ def test_bulk_api_refuses_objects_it_does_not_support(sf, server):
 def test_share_rows_are_written_through_the_api_and_not_replicated(sf, server, global_describe):
     acc = sf.Account.create({"Name": "Shared Co"})["id"]
     user = server.org.user("sales1").user_id
-    share = sf.AccountShare.create({"AccountId": acc, "UserOrGroupId": user, "AccountAccessLevel": "Edit",
-                                    "OpportunityAccessLevel": "Read", "CaseAccessLevel": "Read"})["id"]
+    share = sf.AccountShare.create(
+        {
+            "AccountId": acc,
+            "UserOrGroupId": user,
+            "AccountAccessLevel": "Edit",
+            "OpportunityAccessLevel": "Read",
+            "CaseAccessLevel": "Read",
+        }
+    )["id"]
     got = sf.query(f"SELECT Id, AccountAccessLevel, LastModifiedDate FROM AccountShare WHERE AccountId = '{acc}'")
     assert [r["Id"] for r in got["records"]] == [share] and got["records"][0]["LastModifiedDate"]
     assert global_describe["AccountShare"]["replicateable"] is False
@@ -204,8 +244,21 @@ def test_serve_refuses_a_bad_file_size_mix_with_a_clear_error(tmp_path: Path):
 
     from sf_pipeline.cli import main
 
-    result = CliRunner().invoke(main, ["devorg", "serve", "--data", str(tmp_path / "org"), "--generate", "10",
-                                       "--files", "5", "--file-sizes", "big:lots"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "devorg",
+            "serve",
+            "--data",
+            str(tmp_path / "org"),
+            "--generate",
+            "10",
+            "--files",
+            "5",
+            "--file-sizes",
+            "big:lots",
+        ],
+    )
     assert result.exit_code == 2
     assert "--file-sizes" in result.output and "BYTES:SHARE" in result.output
     assert not (tmp_path / "org").exists()  # refused before any org was created

@@ -25,8 +25,11 @@ def sha(data: bytes) -> str:
 
 def upload(sf: Any, title: str, data: bytes, *, parent: str | None = None, document: str | None = None) -> str:
     """A ContentVersion as a client inserts it (REST, base64 JSON): a new document, or a new version of one."""
-    values: dict[str, Any] = {"Title": title, "PathOnClient": f"{title}.pdf",
-                              "VersionData": base64.b64encode(data).decode()}
+    values: dict[str, Any] = {
+        "Title": title,
+        "PathOnClient": f"{title}.pdf",
+        "VersionData": base64.b64encode(data).decode(),
+    }
     if document:
         values["ContentDocumentId"] = document
     elif parent:
@@ -35,14 +38,12 @@ def upload(sf: Any, title: str, data: bytes, *, parent: str | None = None, docum
 
 
 def attach(sf: Any, parent: str, name: str, data: bytes) -> str:
-    return sf.Attachment.create({"ParentId": parent, "Name": name,
-                                 "Body": base64.b64encode(data).decode()})["id"]
+    return sf.Attachment.create({"ParentId": parent, "Name": name, "Body": base64.b64encode(data).decode()})["id"]
 
 
 def rows(p: Pipeline, schema: str, sobject: str, record_id: str, order: str = "systemmodstamp") -> list[dict]:
     with p.conn() as conn:
-        cur = conn.execute(f'SELECT * FROM {schema}."{sobject.lower()}" WHERE id = %s ORDER BY {order}',
-                           (record_id,))
+        cur = conn.execute(f'SELECT * FROM {schema}."{sobject.lower()}" WHERE id = %s ORDER BY {order}', (record_id,))
         names = [d.name for d in cur.description]
         return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 

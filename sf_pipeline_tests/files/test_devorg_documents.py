@@ -15,22 +15,32 @@ from sf_pipeline_tests.devorg_fixtures import connect
 
 def test_documents_live_in_folders_with_unique_developer_names_and_folders_have_no_recycle_bin(devorg):
     sf = connect(devorg)
-    folder = sf.Folder.create({"Name": "Logos", "DeveloperName": "Logos", "Type": "Document",
-                               "AccessType": "Public"})["id"]
+    folder = sf.Folder.create({"Name": "Logos", "DeveloperName": "Logos", "Type": "Document", "AccessType": "Public"})[
+        "id"
+    ]
     account = sf.Account.create({"Name": "Acme"})["id"]
     body = base64.b64encode(b"png bytes").decode()
     with pytest.raises(SalesforceMalformedRequest, match="FIELD_INTEGRITY_EXCEPTION"):
         sf.Document.create({"FolderId": account, "Name": "x", "Body": body})  # an Account is no folder
     doc = sf.Document.create({"FolderId": folder, "Name": "logo", "DeveloperName": "logo", "Body": body})["id"]
-    personal = sf.Document.create({"FolderId": sf.query("SELECT Id FROM User LIMIT 1")["records"][0]["Id"],
-                                   "Name": "mine", "Url": "https://example.com/mine.pdf"})["id"]
+    personal = sf.Document.create(
+        {
+            "FolderId": sf.query("SELECT Id FROM User LIMIT 1")["records"][0]["Id"],
+            "Name": "mine",
+            "Url": "https://example.com/mine.pdf",
+        }
+    )["id"]
     assert sf.Document.get(personal)["DeveloperName"] == "mine"  # defaulted from Name
     with pytest.raises(SalesforceMalformedRequest, match="DUPLICATE_DEVELOPER_NAME"):
         sf.Document.create({"FolderId": folder, "Name": "logo 2", "DeveloperName": "logo", "Body": body})
     with pytest.raises(SalesforceMalformedRequest, match="DELETE_FAILED"):
         sf.Folder.delete(folder)  # it holds a document
     sf.Document.delete(doc)
-    assert sf.query_all(f"SELECT IsDeleted FROM Document WHERE Id = '{doc}'", include_deleted=True)[
-        "records"][0]["IsDeleted"] is True  # in the recycle bin
+    assert (
+        sf.query_all(f"SELECT IsDeleted FROM Document WHERE Id = '{doc}'", include_deleted=True)["records"][0][
+            "IsDeleted"
+        ]
+        is True
+    )  # in the recycle bin
     sf.Folder.delete(folder)
     assert sf.query(f"SELECT Id FROM Folder WHERE Id = '{folder}'")["totalSize"] == 0  # gone at once

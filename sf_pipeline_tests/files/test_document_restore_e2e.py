@@ -24,10 +24,16 @@ from sf_pipeline_tests.privacy.runs import run_job, step_metadata
 pytestmark = pytest.mark.e2e
 
 
-def document(sf, folder: str, name: str, developer_name: str, data: bytes | None = None, url: str | None = None
-             ) -> str:
-    values = {"FolderId": folder, "Name": name, "DeveloperName": developer_name, "ContentType": "application/pdf",
-              "Type": "pdf", "Description": f"{name} (original)", "IsPublic": True}
+def document(sf, folder: str, name: str, developer_name: str, data: bytes | None = None, url: str | None = None) -> str:
+    values = {
+        "FolderId": folder,
+        "Name": name,
+        "DeveloperName": developer_name,
+        "ContentType": "application/pdf",
+        "Type": "pdf",
+        "Description": f"{name} (original)",
+        "IsPublic": True,
+    }
     if data is not None:
         values["Body"] = base64.b64encode(data).decode()
     else:
@@ -42,14 +48,17 @@ def body(sf, document_id: str) -> bytes:
 
 
 def test_deleted_documents_come_back_in_their_folder_verified_by_hash_conflicts_are_reported_and_undo_works(
-        pipeline_factory):
+    pipeline_factory,
+):
     p: Pipeline = pipeline_factory(["Account", "Document"])
     sf = p.sf()
     at(p, 0, 5)
-    folder = sf.Folder.create({"Name": "Price lists", "DeveloperName": "Price_lists", "Type": "Document",
-                               "AccessType": "Public"})["id"]
-    doomed_folder = sf.Folder.create({"Name": "Old logos", "DeveloperName": "Old_logos", "Type": "Document",
-                                      "AccessType": "Public"})["id"]
+    folder = sf.Folder.create(
+        {"Name": "Price lists", "DeveloperName": "Price_lists", "Type": "Document", "AccessType": "Public"}
+    )["id"]
+    doomed_folder = sf.Folder.create(
+        {"Name": "Old logos", "DeveloperName": "Old_logos", "Type": "Document", "AccessType": "Public"}
+    )["id"]
     prices, minutes, logo, old_logo = (os.urandom(n) for n in (120_000, 30_000, 40_000, 10_000))
     purged = document(sf, folder, "prices-2026.pdf", "prices_2026", prices)
     binned = document(sf, folder, "minutes.pdf", "minutes", minutes)
@@ -69,8 +78,12 @@ def test_deleted_documents_come_back_in_their_folder_verified_by_hash_conflicts_
     sf.Folder.delete(doomed_folder)
     at(p, 1, 30)
 
-    config = {"object": "Document", "record_ids": [purged, binned, link, renamed, orphan],
-              "as_of": "2026-11-24T01:15:00Z", "target_org": "production"}
+    config = {
+        "object": "Document",
+        "record_ids": [purged, binned, link, renamed, orphan],
+        "as_of": "2026-11-24T01:15:00Z",
+        "target_org": "production",
+    }
     dry = run_job(p, "restore", "restore", {**config, "dry_run": True})
     assert dry.success, failure(dry)
     plan = step_metadata(dry)
@@ -88,15 +101,25 @@ def test_deleted_documents_come_back_in_their_folder_verified_by_hash_conflicts_
     assert set(new_ids) == {purged, binned, link} and new_ids[binned] == binned
     copy = sf.Document.get(new_ids[purged])
     assert new_ids[purged] != purged
-    assert (copy["FolderId"], copy["Name"], copy["DeveloperName"], copy["Type"], copy["IsPublic"],
-            copy["Description"]) == (folder, "prices-2026.pdf", "prices_2026", "pdf", True, "prices-2026.pdf (original)")
+    assert (
+        copy["FolderId"],
+        copy["Name"],
+        copy["DeveloperName"],
+        copy["Type"],
+        copy["IsPublic"],
+        copy["Description"],
+    ) == (folder, "prices-2026.pdf", "prices_2026", "pdf", True, "prices-2026.pdf (original)")
     assert sha(body(sf, new_ids[purged])) == sha(prices)
     assert body(sf, binned) == minutes
     link_copy = sf.Document.get(new_ids[link])
     assert link_copy["Url"] == "https://intranet.example.com/handbook.pdf" and link_copy["FolderId"] == folder
     # the conflicting ones were not written: the newcomer keeps its name, no copy of the orphan appeared
-    assert sf.query("SELECT Id FROM Document WHERE DeveloperName = 'logo'")["records"] == [{"attributes": {
-        "type": "Document", "url": f"/services/data/v{sf.sf_version}/sobjects/Document/{newcomer}"}, "Id": newcomer}]
+    assert sf.query("SELECT Id FROM Document WHERE DeveloperName = 'logo'")["records"] == [
+        {
+            "attributes": {"type": "Document", "url": f"/services/data/v{sf.sf_version}/sobjects/Document/{newcomer}"},
+            "Id": newcomer,
+        }
+    ]
     assert sf.query("SELECT Id FROM Document WHERE DeveloperName = 'logo_2019'")["totalSize"] == 0
 
     # the same config again: the copies and the undeleted one are found, nothing is written twice
@@ -107,6 +130,8 @@ def test_deleted_documents_come_back_in_their_folder_verified_by_hash_conflicts_
     undo_plan, undone = reviewed(p, {"object": "Document", "undo_of": applied["run_id"], "target_org": "production"})
     assert undo_plan["counts"] == {"delete_copy": 2, "delete_again": 1}
     assert undone["outcomes"] == {"deleted": 3}
-    gone = sf.query_all(f"SELECT Id, IsDeleted FROM Document WHERE Id IN ('{new_ids[purged]}', '{new_ids[link]}', "
-                        f"'{binned}')", include_deleted=True)["records"]
+    gone = sf.query_all(
+        f"SELECT Id, IsDeleted FROM Document WHERE Id IN ('{new_ids[purged]}', '{new_ids[link]}', '{binned}')",
+        include_deleted=True,
+    )["records"]
     assert len(gone) == 3 and all(r["IsDeleted"] for r in gone)

@@ -33,7 +33,8 @@ pytestmark = pytest.mark.e2e
 
 
 def test_versions_changes_deletes_and_undeletes_of_files_keep_every_body_reachable_from_history(
-        pipeline_factory, tmp_path):
+    pipeline_factory, tmp_path
+):
     p: Pipeline = pipeline_factory(FILE_OBJECTS)
     sf = p.sf()
     store = blob_store(p)
@@ -126,8 +127,7 @@ def backup_complete(p: Pipeline) -> dict[str, dg.AssetCheckEvaluation]:
     return {e.asset_key.path[-1]: e for e in result.get_asset_check_evaluations()}
 
 
-def test_a_killed_backup_leaves_no_half_written_body_referenced_and_its_rerun_fetches_only_the_rest(
-        pipeline_factory):
+def test_a_killed_backup_leaves_no_half_written_body_referenced_and_its_rerun_fetches_only_the_rest(pipeline_factory):
     p: Pipeline = pipeline_factory(["Account", "Attachment"])
     sf = p.sf()
     store = blob_store(p)
@@ -139,10 +139,12 @@ def test_a_killed_backup_leaves_no_half_written_body_referenced_and_its_rerun_fe
     at(p, 1, 10)
     # the big body's download hangs (a slow answer), while the small ones complete
     p.devorg.control("faults", {"kind": "slow", "next": 5, "delay": 120, "path": f"Attachment/{big}/Body"})
-    script = ("import dagster as dg\n"
-              "from sf_pipeline.definitions import build_definitions\n"
-              "build_definitions().resolve_job_def('backup').execute_in_process(\n"
-              "    partition_key='2026-11-24-00:00', instance=dg.DagsterInstance.get())\n")
+    script = (
+        "import dagster as dg\n"
+        "from sf_pipeline.definitions import build_definitions\n"
+        "build_definitions().resolve_job_def('backup').execute_in_process(\n"
+        "    partition_key='2026-11-24-00:00', instance=dg.DagsterInstance.get())\n"
+    )
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 240
@@ -177,13 +179,20 @@ def ledger_count(p: Pipeline) -> int:
         return conn.execute("SELECT count(*) FROM sf_pipeline.file_bodies").fetchone()[0]
 
 
-def test_file_bodies_back_up_into_s3_compatible_storage_and_read_back_from_it(pipeline_factory, s3_server, s3_env,
-                                                                              tmp_path):
+def test_file_bodies_back_up_into_s3_compatible_storage_and_read_back_from_it(
+    pipeline_factory, s3_server, s3_env, tmp_path
+):
     p: Pipeline = pipeline_factory(["Account", "ContentVersion"])
     bucket = s3_server.new_bucket()
     settings = yaml.safe_load(p.settings_path.read_text())
-    settings["blobs"] = {"store": "s3", "bucket": bucket, "prefix": "prod", "endpoint_url": s3_server.endpoint,
-                         "region": "us-east-1", "spool_dir": str(tmp_path)}
+    settings["blobs"] = {
+        "store": "s3",
+        "bucket": bucket,
+        "prefix": "prod",
+        "endpoint_url": s3_server.endpoint,
+        "region": "us-east-1",
+        "spool_dir": str(tmp_path),
+    }
     p.settings_path.write_text(yaml.safe_dump(settings))
     sf = p.sf()
     at(p, 0, 5)

@@ -29,7 +29,8 @@ def reviewed(p: Pipeline, config: dict) -> tuple[dict, dict]:
 
 
 def test_deleted_files_come_back_with_their_versions_and_links_verified_by_hash_and_undo_takes_them_back(
-        pipeline_factory):
+    pipeline_factory,
+):
     p: Pipeline = pipeline_factory(["Account", "Contact", "ContentVersion", "Attachment"])
     sf = p.sf()
     at(p, 0, 5)
@@ -55,28 +56,45 @@ def test_deleted_files_come_back_with_their_versions_and_links_verified_by_hash_
     assert all(r["success"] for r in _empty_bin(p.devorg, [purged_doc, attachment]))
     at(p, 1, 30)
 
-    config = {"object": "ContentDocument", "record_ids": [purged_doc, binned_doc], "as_of": "2026-11-24T01:15:00Z",
-              "target_org": "production"}
+    config = {
+        "object": "ContentDocument",
+        "record_ids": [purged_doc, binned_doc],
+        "as_of": "2026-11-24T01:15:00Z",
+        "target_org": "production",
+    }
     plan, applied = reviewed(p, config)
     assert plan["counts"] == {"recreate": 1, "undelete": 1}
     assert applied["outcomes"] == {"recreated": 1, "undeleted": 1}
     assert applied["verified_by_hash"] == 2 and applied["links_created"] >= 2
     new_doc = applied["new_ids"][purged_doc]
     assert new_doc != purged_doc and applied["new_ids"][binned_doc] == binned_doc
-    versions = sf.query(f"SELECT Id, VersionNumber, Title FROM ContentVersion WHERE ContentDocumentId = '{new_doc}' "
-                        "ORDER BY VersionNumber")["records"]
+    versions = sf.query(
+        f"SELECT Id, VersionNumber, Title FROM ContentVersion WHERE ContentDocumentId = '{new_doc}' "
+        "ORDER BY VersionNumber"
+    )["records"]
     assert [v["VersionNumber"] for v in versions] == ["1", "2"]
     for version, body in zip(versions, (draft, signed), strict=True):
         got = sf.session.get(f"{sf.base_url}sobjects/ContentVersion/{version['Id']}/VersionData", headers=sf.headers)
         assert sha(got.content) == sha(body)
-    linked = {r["LinkedEntityId"] for r in sf.query(
-        f"SELECT LinkedEntityId FROM ContentDocumentLink WHERE ContentDocumentId = '{new_doc}'")["records"]}
+    linked = {
+        r["LinkedEntityId"]
+        for r in sf.query(f"SELECT LinkedEntityId FROM ContentDocumentLink WHERE ContentDocumentId = '{new_doc}'")[
+            "records"
+        ]
+    }
     assert {account, contact} <= linked
     assert not sf.ContentDocument.get(binned_doc)["IsDeleted"]
 
     # the attachment: re-created on its account with the same bytes
-    att_plan, att_applied = reviewed(p, {"object": "Attachment", "record_ids": [attachment],
-                                         "as_of": "2026-11-24T01:15:00Z", "target_org": "production"})
+    att_plan, att_applied = reviewed(
+        p,
+        {
+            "object": "Attachment",
+            "record_ids": [attachment],
+            "as_of": "2026-11-24T01:15:00Z",
+            "target_org": "production",
+        },
+    )
     assert att_plan["counts"] == {"recreate": 1} and att_applied["verified_by_hash"] == 1
     new_attachment = sf.Attachment.get(att_applied["new_ids"][attachment])
     assert new_attachment["ParentId"] == account and new_attachment["Name"] == "logo.png"
@@ -88,10 +106,12 @@ def test_deleted_files_come_back_with_their_versions_and_links_verified_by_hash_
     assert step_metadata(again)["counts"] == {"noop": 2}
 
     # undo: the re-created copy deleted, the undeleted document deleted again
-    undo_plan, undone = reviewed(p, {"object": "ContentDocument", "undo_of": applied["run_id"],
-                                     "target_org": "production"})
+    undo_plan, undone = reviewed(
+        p, {"object": "ContentDocument", "undo_of": applied["run_id"], "target_org": "production"}
+    )
     assert undo_plan["counts"] == {"delete_copy": 1, "delete_again": 1}
     assert undone["outcomes"] == {"deleted": 2}
-    alive = sf.query_all(f"SELECT Id, IsDeleted FROM ContentDocument WHERE Id IN ('{new_doc}', '{binned_doc}')",
-                         include_deleted=True)["records"]
+    alive = sf.query_all(
+        f"SELECT Id, IsDeleted FROM ContentDocument WHERE Id IN ('{new_doc}', '{binned_doc}')", include_deleted=True
+    )["records"]
     assert all(r["IsDeleted"] for r in alive)

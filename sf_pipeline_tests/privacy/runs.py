@@ -7,11 +7,17 @@ from typing import Any
 import dagster as dg
 
 
-def run_job(p, job: str, op: str, config: dict[str, Any],
-            tags: dict[str, str] | None = None) -> dg.ExecuteInProcessResult:
+def run_job(
+    p, job: str, op: str, config: dict[str, Any], tags: dict[str, str] | None = None
+) -> dg.ExecuteInProcessResult:
     """One run of a single-op job with `config` as its launchpad config."""
-    return p.defs().resolve_job_def(job).execute_in_process(
-        instance=p.instance, raise_on_error=False, tags=tags, run_config={"ops": {op: {"config": config}}})
+    return (
+        p.defs()
+        .resolve_job_def(job)
+        .execute_in_process(
+            instance=p.instance, raise_on_error=False, tags=tags, run_config={"ops": {op: {"config": config}}}
+        )
+    )
 
 
 def restore_reviewed(p, config: dict[str, Any]) -> dg.ExecuteInProcessResult:

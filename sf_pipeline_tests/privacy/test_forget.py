@@ -18,15 +18,18 @@ def test_a_forget_request_names_records_or_an_address_and_is_a_dry_run_by_defaul
     assert by_email.email == "ada@example.com" and not by_email.dry_run and by_email.matched_by == "email"
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    ({}, "give either record_ids"),
-    ({"email": "a@b.c", "object": "Contact", "record_ids": ["003000000000001"]}, "give either record_ids"),
-    ({"email": "not an address"}, "one e-mail address"),
-    ({"object": "Lead", "record_ids": ["00Q000000000001"]}, "must be a backed-up object"),
-    ({"object": "Contact", "record_ids": ["xyz"]}, "is not a Salesforce record id"),
-    ({"email": "a@b.c", "dry_run": "no"}, "dry_run must be true or false"),
-    ({"email": "a@b.c", "who": "me"}, "unknown keys who"),
-])
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({}, "give either record_ids"),
+        ({"email": "a@b.c", "object": "Contact", "record_ids": ["003000000000001"]}, "give either record_ids"),
+        ({"email": "not an address"}, "one e-mail address"),
+        ({"object": "Lead", "record_ids": ["00Q000000000001"]}, "must be a backed-up object"),
+        ({"object": "Contact", "record_ids": ["xyz"]}, "is not a Salesforce record id"),
+        ({"email": "a@b.c", "dry_run": "no"}, "dry_run must be true or false"),
+        ({"email": "a@b.c", "who": "me"}, "unknown keys who"),
+    ],
+)
 def test_a_bad_forget_request_is_refused_with_the_key_named(data, message):
     with pytest.raises(ForgetConfigError, match=message):
         ForgetRequest.from_dict(data, BACKED_UP)
@@ -44,7 +47,9 @@ def test_addresses_are_matched_on_configured_fields_of_backed_up_objects():
 def test_a_window_load_drops_the_mirror_rows_of_erased_records(pg_conn):
     pg_conn.execute("CREATE SCHEMA salesforce")
     pg_conn.execute("CREATE TABLE salesforce.contact (id varchar(18) PRIMARY KEY, lastname text)")
-    pg_conn.execute("INSERT INTO salesforce.contact VALUES ('003000000000001AAA', 'Gone'), ('003000000000002AAA', 'Kept')")
+    pg_conn.execute(
+        "INSERT INTO salesforce.contact VALUES ('003000000000001AAA', 'Gone'), ('003000000000002AAA', 'Kept')"
+    )
     assert drop_erased_rows(pg_conn, "Contact") == []  # no list yet: nothing happens
     ensure_erased_table(pg_conn)
     add_erased(pg_conn, "Contact", ["003000000000001AAA"], 1)

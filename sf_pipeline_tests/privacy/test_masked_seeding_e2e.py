@@ -59,7 +59,8 @@ def _originals(p, masked: dict[str, dict[str, str]]) -> dict[str, dict[str, dict
         for sobject, fields in masked.items():
             names = list(fields)
             query = sql.SQL("SELECT id, {} FROM salesforce_history.{}").format(
-                sql.SQL(", ").join(sql.Identifier(f.lower()) for f in names), sql.Identifier(sobject.lower()))
+                sql.SQL(", ").join(sql.Identifier(f.lower()) for f in names), sql.Identifier(sobject.lower())
+            )
             for rid, *values in conn.execute(query):
                 record = out.setdefault(sobject, {}).setdefault(rid, {})
                 for name, value in zip(names, values, strict=True):
@@ -95,27 +96,40 @@ def test_no_original_value_of_a_masked_field_reaches_the_sandbox(seeded):
                     searched += 1
                     assert original not in values, f"{sobject}.{fname} of {rid}: {original!r} is in the sandbox"
                     if len(original) >= 8:
-                        assert not any(original in v for v in long_values), \
+                        assert not any(original in v for v in long_values), (
                             f"{sobject}.{fname} of {rid}: {original!r} is inside a sandbox value"
+                        )
     assert searched > 100
     # a person's full name (first + last) appears nowhere, in any field of any record
-    full_names = {f"{first} {last}" for sobject in ("Contact", "Lead") for fields in originals[sobject].values()
-                  for first in fields.get("FirstName", ()) for last in fields.get("LastName", ())}
+    full_names = {
+        f"{first} {last}"
+        for sobject in ("Contact", "Lead")
+        for fields in originals[sobject].values()
+        for first in fields.get("FirstName", ())
+        for last in fields.get("LastName", ())
+    }
     assert len(full_names) > 20
     assert not full_names & values and not any(n in v for n in full_names for v in long_values)
     # and no copy keeps its own name
     with psycopg.connect(p.db_url) as conn:
-        id_map = dict(conn.execute("SELECT source_id, target_id FROM sf_pipeline.id_map "
-                                   "WHERE target_alias = 'sandbox'").fetchall())
+        id_map = dict(
+            conn.execute(
+                "SELECT source_id, target_id FROM sf_pipeline.id_map WHERE target_alias = 'sandbox'"
+            ).fetchall()
+        )
     copies = {r["Id"]: r for o, r in everything if o in ("Contact", "Lead")}
     for sobject in ("Contact", "Lead"):
         for rid, fields in originals[sobject].items():
             if rid in id_map:
                 copy = copies[id_map[rid]]
-                assert (copy["FirstName"], copy["LastName"]) not in \
-                    {(f, last) for f in fields.get("FirstName", {None}) for last in fields["LastName"]}
-                assert copy["Email"] is None or copy["Email"].split("@")[1] in ("example.com", "example.net",
-                                                                                 "example.org")
+                assert (copy["FirstName"], copy["LastName"]) not in {
+                    (f, last) for f in fields.get("FirstName", {None}) for last in fields["LastName"]
+                }
+                assert copy["Email"] is None or copy["Email"].split("@")[1] in (
+                    "example.com",
+                    "example.net",
+                    "example.org",
+                )
 
 
 @pytest.mark.e2e
@@ -124,18 +138,25 @@ def test_pseudonyms_are_the_same_across_records_objects_and_a_reseed(seeded):
     sand = connect(sandbox)
     prod = p.sf()
     fields = "Id, FirstName, LastName, Email, Phone"
-    before = {o: {r["Id"]: r for r in sand.query_all(f"SELECT {fields} FROM {o}")["records"]} for o in ("Contact", "Lead")}
+    before = {
+        o: {r["Id"]: r for r in sand.query_all(f"SELECT {fields} FROM {o}")["records"]} for o in ("Contact", "Lead")
+    }
     again = run_job(p, "seed_sandbox", "seed_sandbox", config)
     assert again.success
     objects = again.output_for_node("seed_sandbox")["objects"]
     assert objects["Contact"]["inserted"] == 0 and objects["Contact"]["updated"] == len(before["Contact"])
-    after = {o: {r["Id"]: r for r in sand.query_all(f"SELECT {fields} FROM {o}")["records"]} for o in ("Contact", "Lead")}
+    after = {
+        o: {r["Id"]: r for r in sand.query_all(f"SELECT {fields} FROM {o}")["records"]} for o in ("Contact", "Lead")
+    }
     assert after == before  # same input, same pseudonym: a reseed changes nothing
 
     # duplicates stay duplicates, within an object and across objects (matching rules keep working)
     with psycopg.connect(p.db_url) as conn:
-        id_map = dict(conn.execute("SELECT source_id, target_id FROM sf_pipeline.id_map "
-                                   "WHERE target_alias = 'sandbox'").fetchall())
+        id_map = dict(
+            conn.execute(
+                "SELECT source_id, target_id FROM sf_pipeline.id_map WHERE target_alias = 'sandbox'"
+            ).fetchall()
+        )
     source = {o: prod.query_all(f"SELECT {fields} FROM {o}")["records"] for o in ("Contact", "Lead")}
     copy_of = {r["Id"]: after[o][id_map[r["Id"]]] for o in source for r in source[o] if r["Id"] in id_map}
     by_last: dict[str, set[str]] = {}
@@ -143,14 +164,23 @@ def test_pseudonyms_are_the_same_across_records_objects_and_a_reseed(seeded):
         for r in source[o]:
             if r["Id"] in copy_of:
                 by_last.setdefault(r["LastName"].lower(), set()).add(copy_of[r["Id"]]["LastName"])
-    shared = [name for name, fakes in by_last.items() if sum(1 for o in source for r in source[o]
-                                                             if r["LastName"].lower() == name) > 1]
+    shared = [
+        name
+        for name, fakes in by_last.items()
+        if sum(1 for o in source for r in source[o] if r["LastName"].lower() == name) > 1
+    ]
     assert shared, "the generated org has no two people with one last name: the check would prove nothing"
     assert all(len(by_last[name]) == 1 for name in shared)
-    across = [r for r in source["Lead"] if r["Id"] in copy_of and r["LastName"].lower() in
-              {c["LastName"].lower() for c in source["Contact"] if c["Id"] in copy_of}]
+    across = [
+        r
+        for r in source["Lead"]
+        if r["Id"] in copy_of
+        and r["LastName"].lower() in {c["LastName"].lower() for c in source["Contact"] if c["Id"] in copy_of}
+    ]
     assert across  # a lead and a contact share a last name, and so do their pseudonyms
-    contact_fakes = {c["LastName"].lower(): copy_of[c["Id"]]["LastName"] for c in source["Contact"] if c["Id"] in copy_of}
+    contact_fakes = {
+        c["LastName"].lower(): copy_of[c["Id"]]["LastName"] for c in source["Contact"] if c["Id"] in copy_of
+    }
     assert all(copy_of[r["Id"]]["LastName"] == contact_fakes[r["LastName"].lower()] for r in across)
 
 
@@ -160,25 +190,42 @@ def test_a_restore_rehearsed_on_the_masked_sandbox_puts_the_values_back(seeded):
     sand = connect(sandbox)
     prod = p.sf()
     with psycopg.connect(p.db_url) as conn:
-        id_map = dict(conn.execute("SELECT source_id, target_id FROM sf_pipeline.id_map "
-                                   "WHERE target_alias = 'sandbox'").fetchall())
-        titles = dict(conn.execute("SELECT id, title FROM salesforce_history.contact WHERE id = ANY(%s) "
-                                   "AND dbt_valid_from <= %s AND (dbt_valid_to IS NULL OR dbt_valid_to > %s)",
-                                   (damaged, T0 + timedelta(hours=1), T0 + timedelta(hours=1))).fetchall())
+        id_map = dict(
+            conn.execute(
+                "SELECT source_id, target_id FROM sf_pipeline.id_map WHERE target_alias = 'sandbox'"
+            ).fetchall()
+        )
+        titles = dict(
+            conn.execute(
+                "SELECT id, title FROM salesforce_history.contact WHERE id = ANY(%s) "
+                "AND dbt_valid_from <= %s AND (dbt_valid_to IS NULL OR dbt_valid_to > %s)",
+                (damaged, T0 + timedelta(hours=1), T0 + timedelta(hours=1)),
+            ).fetchall()
+        )
     soql = "SELECT Id, Title, Email, LastName FROM Contact WHERE Id IN ({})".format(
-        ", ".join(f"'{id_map[c]}'" for c in damaged))
+        ", ".join(f"'{id_map[c]}'" for c in damaged)
+    )
     masked_before = {r["Id"]: r for r in sand.query_all(soql)["records"]}
     assert {r["Title"] for r in masked_before.values()} == {"Overwritten by an import"}  # the seeded damage
 
-    result = restore_reviewed(p, {
-        "object": "Contact", "fields": ["Title"], "as_of": "2026-11-24T01:05:00Z", "record_ids": damaged,
-        "target_org": "sandbox"})
+    result = restore_reviewed(
+        p,
+        {
+            "object": "Contact",
+            "fields": ["Title"],
+            "as_of": "2026-11-24T01:05:00Z",
+            "record_ids": damaged,
+            "target_org": "sandbox",
+        },
+    )
     assert result.success, [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     after = {r["Id"]: r for r in sand.query_all(soql)["records"]}
     for cid in damaged:
         copy = after[id_map[cid]]
         assert copy["Title"] == titles[cid]  # restored through the id map
         # the personal fields stay masked: the restore wrote only what it was asked to
-        assert (copy["Email"], copy["LastName"]) == (masked_before[id_map[cid]]["Email"],
-                                                     masked_before[id_map[cid]]["LastName"])
+        assert (copy["Email"], copy["LastName"]) == (
+            masked_before[id_map[cid]]["Email"],
+            masked_before[id_map[cid]]["LastName"],
+        )
         assert copy["LastName"] != prod.Contact.get(cid)["LastName"] or copy["Email"] != prod.Contact.get(cid)["Email"]

@@ -44,11 +44,17 @@ def test_standard_personal_fields_of_contacts_and_leads_are_masked_by_default():
 
 
 def test_settings_name_fields_by_object_and_rules_by_kind():
-    settings = MaskingSettings.from_dict({
-        "types": {"text": "empty", "phone": {"fixed": "+1 000-555-0000"}},
-        "fields": {"Contact.Title": "name", "Contact.Email": "keep", "Contact.Department": {"fixed": "Dept"},
-                   "Contact.AssistantName": {"kind": "name", "rule": "empty"}},
-    })
+    settings = MaskingSettings.from_dict(
+        {
+            "types": {"text": "empty", "phone": {"fixed": "+1 000-555-0000"}},
+            "fields": {
+                "Contact.Title": "name",
+                "Contact.Email": "keep",
+                "Contact.Department": {"fixed": "Dept"},
+                "Contact.AssistantName": {"kind": "name", "rule": "empty"},
+            },
+        }
+    )
     masks = masks_for(settings, "Contact", describe("Contact"))
     assert "Email" not in masks
     assert masks["Description"].rule is Rule.EMPTY  # the text kind's rule
@@ -56,28 +62,37 @@ def test_settings_name_fields_by_object_and_rules_by_kind():
     assert masks["Title"].rule is Rule.PSEUDONYM and masks["Title"].kind is Kind.NAME
     assert masks["Department"].describe() == "fixed" and masks["AssistantName"].rule is Rule.EMPTY
     assert masks_for(MaskingSettings.from_dict({"enabled": False}), "Contact", describe("Contact")) == {}
-    bare = masks_for(MaskingSettings.from_dict({"defaults": False, "fields": {"Contact.Email": "email"}}),
-                     "Contact", describe("Contact"))
+    bare = masks_for(
+        MaskingSettings.from_dict({"defaults": False, "fields": {"Contact.Email": "email"}}),
+        "Contact",
+        describe("Contact"),
+    )
     assert list(bare) == ["Email"]
 
 
-@pytest.mark.parametrize(("block", "message"), [
-    ({"fields": {"Contact": "email"}}, "is not Object.Field"),
-    ({"fields": {"Contact.Email": "scramble"}}, "neither a kind"),
-    ({"types": {"address": "empty"}}, "not a kind of personal data"),
-    ({"enabled": "yes"}, "enabled must be true or false"),
-    ({"mask": {}}, "unknown keys mask"),
-])
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        ({"fields": {"Contact": "email"}}, "is not Object.Field"),
+        ({"fields": {"Contact.Email": "scramble"}}, "neither a kind"),
+        ({"types": {"address": "empty"}}, "not a kind of personal data"),
+        ({"enabled": "yes"}, "enabled must be true or false"),
+        ({"mask": {}}, "unknown keys mask"),
+    ],
+)
 def test_a_bad_masking_block_is_refused_with_the_key_named(block, message):
     with pytest.raises(PrivacySettingsError, match=message):
         MaskingSettings.from_dict(block)
 
 
-@pytest.mark.parametrize(("fields", "message"), [
-    ({"Contact.LeadSource": "name"}, "picklist field; a pseudonym value cannot go into it"),
-    ({"Contact.LastName": "empty"}, "LastName is required"),
-    ({"Contact.Nickname__c": "name"}, "Contact has no such field"),
-])
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"Contact.LeadSource": "name"}, "picklist field; a pseudonym value cannot go into it"),
+        ({"Contact.LastName": "empty"}, "LastName is required"),
+        ({"Contact.Nickname__c": "name"}, "Contact has no such field"),
+    ],
+)
 def test_a_rule_that_cannot_fit_the_field_is_refused(fields, message):
     with pytest.raises(PrivacySettingsError, match=message):
         masks_for(MaskingSettings.from_dict({"fields": fields}), "Contact", describe("Contact"))

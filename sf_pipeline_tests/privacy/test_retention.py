@@ -18,9 +18,11 @@ POLICY = RetentionPolicy(keep_all_days=7, daily_until_days=60, monthly_until_day
 
 def make_history(conn: psycopg.Connection, versions: dict[str, list[datetime]]) -> None:
     conn.execute("CREATE SCHEMA salesforce_history")
-    conn.execute("CREATE TABLE salesforce_history.contact (id varchar(18), lastname text, isdeleted boolean, "
-                 "systemmodstamp timestamptz, dbt_scd_id text, dbt_updated_at timestamptz, "
-                 "dbt_valid_from timestamptz, dbt_valid_to timestamptz)")
+    conn.execute(
+        "CREATE TABLE salesforce_history.contact (id varchar(18), lastname text, isdeleted boolean, "
+        "systemmodstamp timestamptz, dbt_scd_id text, dbt_updated_at timestamptz, "
+        "dbt_valid_from timestamptz, dbt_valid_to timestamptz)"
+    )
     rows = []
     for rid, stamps in versions.items():
         stamps = sorted(stamps)
@@ -34,22 +36,29 @@ def make_history(conn: psycopg.Connection, versions: dict[str, list[datetime]]) 
 
 
 def chain(conn: psycopg.Connection, rid: str) -> list[tuple[datetime, datetime | None, str]]:
-    return conn.execute("SELECT dbt_valid_from, dbt_valid_to, lastname FROM salesforce_history.contact WHERE id = %s "
-                        "ORDER BY dbt_valid_from", (rid,)).fetchall()
+    return conn.execute(
+        "SELECT dbt_valid_from, dbt_valid_to, lastname FROM salesforce_history.contact WHERE id = %s "
+        "ORDER BY dbt_valid_from",
+        (rid,),
+    ).fetchall()
 
 
 @pytest.mark.parametrize("method", ["in place", "rewrite"])
 def test_history_is_thinned_per_day_then_month_keeping_validity_gap_free(pg_conn, method):
     hours = [NOW - timedelta(days=d, hours=h) for d in range(0, 400, 1) for h in (2, 9, 15)]
     make_history(pg_conn, {"003A": hours, "003B": hours[:50], "003C": hours[-4:], "003P": hours})
-    before = {t: {r["id"]: r["lastname"] for r in as_of(pg_conn, "Contact", t)}
-              for t in (NOW - timedelta(days=d, hours=1) for d in (1, 3, 10, 20, 100, 200))}
+    before = {
+        t: {r["id"]: r["lastname"] for r in as_of(pg_conn, "Contact", t)}
+        for t in (NOW - timedelta(days=d, hours=1) for d in (1, 3, 10, 20, 100, 200))
+    }
     indexes = pg_conn.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'contact'").fetchall()
     result = apply_retention(pg_conn, "Contact", POLICY, NOW, protected=["003P"], method=method)
     assert result.removed > 0 and result.bytes_removed > 0 and result.versions_before == 3 * 400 * 2 + 50 + 4
     assert result.method == method
-    assert pg_conn.execute("SELECT count(*) FROM salesforce_history.contact").fetchone()[0] == \
-        result.versions_before - result.removed
+    assert (
+        pg_conn.execute("SELECT count(*) FROM salesforce_history.contact").fetchone()[0]
+        == result.versions_before - result.removed
+    )
     # a rewrite gives the space back at once and leaves the same indexes
     assert pg_conn.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'contact'").fetchall() == indexes
     if method == "rewrite":
@@ -99,11 +108,17 @@ def _expected(versions: dict[str, list[datetime]], protected: set[str]) -> dict[
         stamps = sorted(stamps)
         kept = []
         for n, t in enumerate(stamps):
-            later = stamps[n + 1:]
-            if (not later or t >= all_from or rid in protected
-                    or (t >= daily_from and not [u for u in later if u.date() == t.date()])
-                    or (monthly_from <= t < daily_from
-                        and not [u for u in later if u < daily_from and (u.year, u.month) == (t.year, t.month)])):
+            later = stamps[n + 1 :]
+            if (
+                not later
+                or t >= all_from
+                or rid in protected
+                or (t >= daily_from and not [u for u in later if u.date() == t.date()])
+                or (
+                    monthly_from <= t < daily_from
+                    and not [u for u in later if u < daily_from and (u.year, u.month) == (t.year, t.month)]
+                )
+            ):
                 kept.append(t)
         out[rid] = [(t, kept[n + 1] if n + 1 < len(kept) else None) for n, t in enumerate(kept)]
     return out
@@ -113,16 +128,21 @@ def _expected(versions: dict[str, list[datetime]], protected: set[str]) -> dict[
 def test_batches_of_a_few_versions_thin_as_the_policy_says(pg_conn, method):
     # 40 records of 3 to 30 versions at irregular hours over 400 days, decided 7 versions at a time: records
     # fall on batch edges, and each batch decides only whole records
-    versions = {f"003R{r:02d}": [NOW - timedelta(hours=(r * 37 + v * v * 53) % (400 * 24) + 1) for v in range(3 + r % 28)]
-                for r in range(40)}
+    versions = {
+        f"003R{r:02d}": [NOW - timedelta(hours=(r * 37 + v * v * 53) % (400 * 24) + 1) for v in range(3 + r % 28)]
+        for r in range(40)
+    }
     versions = {rid: sorted(set(stamps)) for rid, stamps in versions.items()}
     make_history(pg_conn, versions)
     total = sum(len(v) for v in versions.values())
     dry = apply_retention(pg_conn, "Contact", POLICY, NOW, protected=["003R05"], dry_run=True, batch_versions=7)
     result = apply_retention(pg_conn, "Contact", POLICY, NOW, protected=["003R05"], method=method, batch_versions=7)
     assert result.method == method and result.batches >= total // 30 and dry.batches == result.batches
-    assert (dry.versions_before, dry.removed, dry.stretched) == (result.versions_before, result.removed,
-                                                                  result.stretched)
+    assert (dry.versions_before, dry.removed, dry.stretched) == (
+        result.versions_before,
+        result.removed,
+        result.stretched,
+    )
     expected = _expected(versions, {"003R05"})
     assert result.versions_before == total and result.removed == total - sum(len(v) for v in expected.values())
     assert result.removed > 0 and result.stretched > 0
@@ -175,7 +195,9 @@ def test_as_of_and_history_state_the_resolution_of_the_periods_they_show(pg_url,
     versions = CliRunner().invoke(history, ["Contact", "003A"])
     assert versions.exit_code == 0 and "version 2: from 2026-01-06" in versions.stdout
     today = datetime.now(UTC)
-    assert (f"history resolution of Contact (retention): every version since "
-            f"{today - timedelta(days=7):%Y-%m-%d}; one version per day from {today - timedelta(days=60):%Y-%m-%d} "
-            f"to {today - timedelta(days=7):%Y-%m-%d}; one version per month before "
-            f"{today - timedelta(days=60):%Y-%m-%d}") in versions.stderr
+    assert (
+        f"history resolution of Contact (retention): every version since "
+        f"{today - timedelta(days=7):%Y-%m-%d}; one version per day from {today - timedelta(days=60):%Y-%m-%d} "
+        f"to {today - timedelta(days=7):%Y-%m-%d}; one version per month before "
+        f"{today - timedelta(days=60):%Y-%m-%d}"
+    ) in versions.stderr

@@ -21,8 +21,11 @@ KEY = "%Y-%m-%d-%H:%M"
 
 def _chain(p, rid: str):
     with p.conn() as conn:
-        return conn.execute("SELECT dbt_valid_from, dbt_valid_to, description FROM salesforce_history.account "
-                            "WHERE id = %s ORDER BY dbt_valid_from", (rid,)).fetchall()
+        return conn.execute(
+            "SELECT dbt_valid_from, dbt_valid_to, description FROM salesforce_history.account "
+            "WHERE id = %s ORDER BY dbt_valid_from",
+            (rid,),
+        ).fetchall()
 
 
 @pytest.mark.e2e
@@ -36,8 +39,15 @@ def test_snapshots_after_retention_keep_the_history_consistent(pipeline_factory)
     windows = [T0 - timedelta(hours=1)]
     p.set_clock(T0 + timedelta(minutes=5))
     assert p.backup(windows[0].strftime(KEY)).success
-    for n, at in enumerate([T0 + timedelta(hours=1, minutes=10), T0 + timedelta(hours=2, minutes=10),
-                            T0 + timedelta(hours=3, minutes=10), T0 + timedelta(hours=26, minutes=10)], 1):
+    for n, at in enumerate(
+        [
+            T0 + timedelta(hours=1, minutes=10),
+            T0 + timedelta(hours=2, minutes=10),
+            T0 + timedelta(hours=3, minutes=10),
+            T0 + timedelta(hours=26, minutes=10),
+        ],
+        1,
+    ):
         p.set_clock(at)
         sf.Account.update(rid, {"Description": f"v{n}"})
         windows.append(at.replace(minute=0))
@@ -51,8 +61,13 @@ def test_snapshots_after_retention_keep_the_history_consistent(pipeline_factory)
     p.settings_path.write_text(yaml.safe_dump(settings))
     defs = p.defs(reload=True)
     assert defs.resolve_schedule_def("apply_retention_schedule").cron_schedule == "30 3 * * *"
-    run = run_job(p, "apply_retention", "apply_retention", {},
-                  tags={"dagster/scheduled_execution_time": (T0 + timedelta(days=10)).isoformat()})
+    run = run_job(
+        p,
+        "apply_retention",
+        "apply_retention",
+        {},
+        tags={"dagster/scheduled_execution_time": (T0 + timedelta(days=10)).isoformat()},
+    )
     assert run.success
     meta = step_metadata(run)
     account = meta["objects"]["Account"]

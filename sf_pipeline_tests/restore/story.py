@@ -30,8 +30,13 @@ def client(p: Pipeline, **options: Any) -> SalesforceClient:
 
 
 def config(**values: Any) -> RestoreConfig:
-    base: dict[str, Any] = {"object": "Opportunity", "fields": ["AccountId"], "as_of": AS_OF,
-                            "changed_between": DAMAGE_WINDOW, "target_org": "production"}
+    base: dict[str, Any] = {
+        "object": "Opportunity",
+        "fields": ["AccountId"],
+        "as_of": AS_OF,
+        "changed_between": DAMAGE_WINDOW,
+        "target_org": "production",
+    }
     base.update(values)
     return RestoreConfig.from_dict(base, orgs=("production", "sandbox"))
 
@@ -47,8 +52,11 @@ def create(p: Pipeline, sobject: str, records: list[dict[str, Any]], user: str =
     sf = p.sf(user)
     ids: list[str] = []
     for i in range(0, len(records), 200):
-        answer = sf.restful("composite/sobjects", method="POST", json={"allOrNone": True, "records": [
-            {"attributes": {"type": sobject}, **r} for r in records[i:i + 200]]})
+        answer = sf.restful(
+            "composite/sobjects",
+            method="POST",
+            json={"allOrNone": True, "records": [{"attributes": {"type": sobject}, **r} for r in records[i : i + 200]]},
+        )
         assert all(r["success"] for r in answer), answer
         ids.extend(r["id"] for r in answer)
     return ids
@@ -66,9 +74,20 @@ def orphaned_opportunities(p: Pipeline, count: int = 30, accounts: int = 5) -> O
     all (`orphan-opportunities`), and the 02:00 window is backed up at 03:10."""
     at(p, 0, 10)
     account_ids = create(p, "Account", [{"Name": f"Account {i}"} for i in range(accounts)])
-    opp_ids = create(p, "Opportunity", [
-        {"Name": f"Deal {i}", "StageName": "Prospecting", "CloseDate": "2026-12-31", "Amount": 1000 + i,
-         "AccountId": account_ids[i % accounts]} for i in range(count)])
+    opp_ids = create(
+        p,
+        "Opportunity",
+        [
+            {
+                "Name": f"Deal {i}",
+                "StageName": "Prospecting",
+                "CloseDate": "2026-12-31",
+                "Amount": 1000 + i,
+                "AccountId": account_ids[i % accounts],
+            }
+            for i in range(count)
+        ],
+    )
     original = {oid: account_ids[i % accounts] for i, oid in enumerate(opp_ids)}
     at(p, 1, 10)
     assert p.backup("2026-11-24-00:00").success
@@ -80,14 +99,14 @@ def orphaned_opportunities(p: Pipeline, count: int = 30, accounts: int = 5) -> O
 
 
 def account_ids_in_org(p: Pipeline, ids: list[str]) -> dict[str, str | None]:
-    rows = p.devorg.org.queries.run("SELECT Id, AccountId FROM Opportunity", include_deleted=True,
-                                    batch_size=2000)["records"]
+    rows = p.devorg.org.queries.run("SELECT Id, AccountId FROM Opportunity", include_deleted=True, batch_size=2000)[
+        "records"
+    ]
     wanted = set(ids)
     return {r["Id"]: r["AccountId"] for r in rows if r["Id"] in wanted}
 
 
 def org_snapshot(p: Pipeline, sobject: str, fields: str = "Id, AccountId, SystemModstamp, LastModifiedById") -> list:
     """Every record of an object as devorg holds it, to prove a run wrote nothing."""
-    rows = p.devorg.org.queries.run(f"SELECT {fields} FROM {sobject}", include_deleted=True,
-                                    batch_size=2000)["records"]
+    rows = p.devorg.org.queries.run(f"SELECT {fields} FROM {sobject}", include_deleted=True, batch_size=2000)["records"]
     return sorted(tuple((k, str(v)) for k, v in sorted(r.items())) for r in rows)

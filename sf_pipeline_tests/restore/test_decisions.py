@@ -65,13 +65,25 @@ def test_field_changed_again_after_the_last_backup_is_a_conflict_even_if_it_matc
 def live(current, desired=None, damaged=None, **kw):
     desired = {"AccountId": ACME} if desired is None else desired
     damaged = {"AccountId": None} if damaged is None else damaged
-    return classify_record(OPP, list(desired), desired=desired, damaged=damaged, latest=damaged,
-                           current=current, org_state=LIVE, references={"AccountId"}, **kw)
+    return classify_record(
+        OPP,
+        list(desired),
+        desired=desired,
+        damaged=damaged,
+        latest=damaged,
+        current=current,
+        org_state=LIVE,
+        references={"AccountId"},
+        **kw,
+    )
 
 
 def test_record_is_as_bad_as_its_worst_field():
-    rec = live({"AccountId": GLOBEX, "StageName": "Lost"}, desired={"AccountId": ACME, "StageName": "Won"},
-               damaged={"AccountId": None, "StageName": "Lost"})
+    rec = live(
+        {"AccountId": GLOBEX, "StageName": "Lost"},
+        desired={"AccountId": ACME, "StageName": "Won"},
+        damaged={"AccountId": None, "StageName": "Lost"},
+    )
     assert rec.status == CONFLICT and rec.action == UPDATE
     assert [f.status for f in rec.fields] == [CONFLICT, RESTORE]
     assert rec.writes("skip") == {}
@@ -91,12 +103,18 @@ def test_record_that_did_not_exist_at_as_of_is_never_deleted():
     assert (rec.status, rec.action) == (NOT_RESTORABLE, NONE) and "restore never deletes" in rec.reason
 
 
-@pytest.mark.parametrize(("state", "action", "hint"), [(RECYCLE_BIN, UNDELETE, "undelete"),
-                                                      (MISSING, CREATE, "re-create")])
+@pytest.mark.parametrize(
+    ("state", "action", "hint"), [(RECYCLE_BIN, UNDELETE, "undelete"), (MISSING, CREATE, "re-create")]
+)
 def test_deleted_record_is_brought_back_only_with_restore_deleted(state, action, hint):
-    kwargs = dict(desired={"AccountId": ACME, "Name": "Deal"}, damaged={"AccountId": ACME, "Name": "Deal"},
-                  latest={"AccountId": ACME, "Name": "Deal"}, current=None, org_state=state,
-                  createable={"AccountId", "Name"})
+    kwargs = dict(
+        desired={"AccountId": ACME, "Name": "Deal"},
+        damaged={"AccountId": ACME, "Name": "Deal"},
+        latest={"AccountId": ACME, "Name": "Deal"},
+        current=None,
+        org_state=state,
+        createable={"AccountId", "Name"},
+    )
     kept = classify_record(OPP, ["AccountId", "Name"], **kwargs)
     assert kept.status == NOT_RESTORABLE and f"restore_deleted: true to {hint}" in kept.reason
     back = classify_record(OPP, ["AccountId", "Name"], restore_deleted=True, **kwargs)
@@ -105,9 +123,17 @@ def test_deleted_record_is_brought_back_only_with_restore_deleted(state, action,
 
 
 def test_recreated_record_cannot_carry_a_field_that_is_not_createable():
-    rec = classify_record(OPP, ["Name", "ContactId"], desired={"Name": "Deal", "ContactId": "0035J0000000001QAA"},
-                          damaged={}, latest={}, current=None, org_state=MISSING, restore_deleted=True,
-                          createable={"Name"})
+    rec = classify_record(
+        OPP,
+        ["Name", "ContactId"],
+        desired={"Name": "Deal", "ContactId": "0035J0000000001QAA"},
+        damaged={},
+        latest={},
+        current=None,
+        org_state=MISSING,
+        restore_deleted=True,
+        createable={"Name"},
+    )
     by_field = {f.field: f for f in rec.fields}
     assert by_field["ContactId"].status == NOT_RESTORABLE and "not createable" in by_field["ContactId"].reason
     assert rec.writes("skip") == {"Name": "Deal"}
@@ -116,7 +142,8 @@ def test_recreated_record_cannot_carry_a_field_that_is_not_createable():
 def test_parents_brought_back_by_the_plan_are_available():
     wanted = {ACME, GLOBEX, INITECH}
     assert unavailable_parents(wanted, live={ACME}, deleted={GLOBEX}, restored_by_plan={INITECH}) == {
-        GLOBEX: "is deleted in the org"}
+        GLOBEX: "is deleted in the org"
+    }
     assert unavailable_parents({GLOBEX}, live=(), deleted=()) == {GLOBEX: "does not exist in the org"}
 
 
@@ -128,11 +155,14 @@ def test_value_moved_since_the_plan_is_refused_even_with_overwrite():
     assert changes_to_write(rec, {"AccountId": GLOBEX}, "skip") == ({}, CHANGED_SINCE_PLAN)
     # overwrite is for the conflicts the reviewed plan showed; a value that moved after the dry run was never seen
     assert changes_to_write(rec, {"AccountId": GLOBEX}, "overwrite") == ({}, CHANGED_SINCE_PLAN)
-    assert "the plan saw null, the org now holds " + GLOBEX in changed_since_plan(rec, {"AccountId": GLOBEX},
-                                                                                 {"AccountId": ACME})
+    assert "the plan saw null, the org now holds " + GLOBEX in changed_since_plan(
+        rec, {"AccountId": GLOBEX}, {"AccountId": ACME}
+    )
     assert changes_to_write(rec, None, "skip") == ({}, DELETED_SINCE_PLAN)
-    assert changes_to_write(rec, {"AccountId": None}, "skip", remap={ACME: INITECH}) == ({"AccountId": INITECH},
-                                                                                          WRITTEN)
+    assert changes_to_write(rec, {"AccountId": None}, "skip", remap={ACME: INITECH}) == (
+        {"AccountId": INITECH},
+        WRITTEN,
+    )
     assert changes_to_write(live({"AccountId": GLOBEX}), {"AccountId": GLOBEX}, "skip") == ({}, SKIPPED_CONFLICT)
 
 
@@ -146,7 +176,9 @@ def test_preview_lists_conflicts_first_and_stops_at_the_limit():
     rows = preview_rows(records, limit=2)
     assert [r["classification"] for r in rows] == [CONFLICT, RESTORE]
     table = markdown_table(rows)
-    assert table.splitlines()[0].startswith("| record_id | field | current | desired |") and len(table.splitlines()) == 4
+    assert (
+        table.splitlines()[0].startswith("| record_id | field | current | desired |") and len(table.splitlines()) == 4
+    )
 
 
 # ----------------------------------------------------------------- values
@@ -155,8 +187,12 @@ def test_history_rest_and_bulk_values_compare_equal():
     assert canonical("boolean", "true") is True and canonical("boolean", False) is False
     assert canonical("int", "42") == 42
     stamp = datetime(2026, 11, 24, 1, 59, 59, tzinfo=UTC)
-    assert canonical("datetime", stamp) == canonical("datetime", "2026-11-24T01:59:59.000+0000") \
-        == canonical("datetime", "2026-11-24T01:59:59Z") == "2026-11-24T01:59:59.000+0000"
+    assert (
+        canonical("datetime", stamp)
+        == canonical("datetime", "2026-11-24T01:59:59.000+0000")
+        == canonical("datetime", "2026-11-24T01:59:59Z")
+        == "2026-11-24T01:59:59.000+0000"
+    )
     assert canonical("date", date(2026, 12, 31)) == canonical("date", "2026-12-31")
     assert canonical("time", time(9, 30)) == canonical("time", "09:30:00.000Z")
     assert canonical("string", "") is None and canonical("reference", "") is None
@@ -179,40 +215,48 @@ BASE = {"object": "Opportunity", "fields": ["AccountId"], "as_of": "2026-11-24T0
 
 
 def test_launchpad_config_is_parsed_with_safe_defaults():
-    config = RestoreConfig.from_dict({**BASE, "record_ids": ["0065J0000000001"],
-                                      "changed_between": ["2026-11-24T02:00:00Z", "2026-11-24T02:10:00+00:00"]},
-                                     orgs=["production"])
+    config = RestoreConfig.from_dict(
+        {
+            **BASE,
+            "record_ids": ["0065J0000000001"],
+            "changed_between": ["2026-11-24T02:00:00Z", "2026-11-24T02:10:00+00:00"],
+        },
+        orgs=["production"],
+    )
     assert config.dry_run is True and config.on_conflict == "skip" and config.restore_deleted is False
     assert config.record_ids == (OPP,)
     assert config.as_of == datetime(2026, 11, 24, 1, 59, 59, tzinfo=UTC)
     assert config.to_dict()["changed_between"] == ["2026-11-24T02:00:00.000+0000", "2026-11-24T02:10:00.000+0000"]
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"target_org": "staging"}, "unknown org alias 'staging': the configured orgs are production, sandbox"),
-    ({"colour": "red"}, "unknown restore config key(s) colour"),
-    ({"as_of": None}, "as_of is required"),
-    ({"as_of": "2026-11-24T01:59:59"}, "as_of '2026-11-24T01:59:59' needs a time zone"),
-    ({"as_of": "yesterday"}, "is not an ISO instant"),
-    ({"changed_between": ["2026-11-24T03:00:00Z", "2026-11-24T02:00:00Z"]}, "must go forward in time"),
-    ({"changed_between": "2026-11-24T02:00:00Z"}, "changed_between must be two instants"),
-    ({"record_ids": ["0065J000000000"]}, "record_ids[0]: '0065J000000000' is not a Salesforce record id"),
-    ({"changed_by": "0015J0000000001QAA"}, "is not a User id"),
-    ({"on_conflict": "merge"}, "on_conflict must be one of skip, overwrite"),
-    ({"dry_run": "false"}, "dry_run must be true or false"),
-    ({"fields": "AccountId"}, "fields must be a list"),
-    ({"object": "Opportunity; DROP"}, "is not a Salesforce object API name"),
-    # production is never written by leaving target_org out
-    ({"target_org": None}, "target_org is required: the alias of the org to write to (one of production, sandbox)"),
-    # the reviewed plan is what is written: no apply without the dry run's run id
-    ({"dry_run": False}, "dry_run: false needs plan: <run id of its dry run>"),
-    ({"plan": "run-1"}, "plan: run-1 applies a reviewed plan, which only a run with dry_run: false does"),
-    ({"plan": ""}, "plan must be the run id of the dry run"),
-    # every field of every record changed since as_of only when said so
-    ({"fields": []}, "this restore names no fields and selects no records"),
-    ({"all_fields": True}, "all_fields: true restores every updateable field, but fields lists AccountId"),
-    ({"all_fields": "yes"}, "all_fields must be true or false"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"target_org": "staging"}, "unknown org alias 'staging': the configured orgs are production, sandbox"),
+        ({"colour": "red"}, "unknown restore config key(s) colour"),
+        ({"as_of": None}, "as_of is required"),
+        ({"as_of": "2026-11-24T01:59:59"}, "as_of '2026-11-24T01:59:59' needs a time zone"),
+        ({"as_of": "yesterday"}, "is not an ISO instant"),
+        ({"changed_between": ["2026-11-24T03:00:00Z", "2026-11-24T02:00:00Z"]}, "must go forward in time"),
+        ({"changed_between": "2026-11-24T02:00:00Z"}, "changed_between must be two instants"),
+        ({"record_ids": ["0065J000000000"]}, "record_ids[0]: '0065J000000000' is not a Salesforce record id"),
+        ({"changed_by": "0015J0000000001QAA"}, "is not a User id"),
+        ({"on_conflict": "merge"}, "on_conflict must be one of skip, overwrite"),
+        ({"dry_run": "false"}, "dry_run must be true or false"),
+        ({"fields": "AccountId"}, "fields must be a list"),
+        ({"object": "Opportunity; DROP"}, "is not a Salesforce object API name"),
+        # production is never written by leaving target_org out
+        ({"target_org": None}, "target_org is required: the alias of the org to write to (one of production, sandbox)"),
+        # the reviewed plan is what is written: no apply without the dry run's run id
+        ({"dry_run": False}, "dry_run: false needs plan: <run id of its dry run>"),
+        ({"plan": "run-1"}, "plan: run-1 applies a reviewed plan, which only a run with dry_run: false does"),
+        ({"plan": ""}, "plan must be the run id of the dry run"),
+        # every field of every record changed since as_of only when said so
+        ({"fields": []}, "this restore names no fields and selects no records"),
+        ({"all_fields": True}, "all_fields: true restores every updateable field, but fields lists AccountId"),
+        ({"all_fields": "yes"}, "all_fields must be true or false"),
+    ],
+)
 def test_config_mistakes_are_reported_before_anything_runs(change, message):
     with pytest.raises(RestoreConfigError) as err:
         RestoreConfig.from_dict({**BASE, **change}, orgs=["production", "sandbox"])
@@ -220,8 +264,12 @@ def test_config_mistakes_are_reported_before_anything_runs(change, message):
 
 
 def test_a_restore_of_every_field_needs_a_selection_or_all_fields():
-    for selection in ({"record_ids": ["0065J0000000001"]}, {"changed_by": "0055J0000000001"},
-                      {"changed_between": ["2026-11-24T02:00:00Z", "2026-11-24T02:10:00Z"]}, {"all_fields": True}):
+    for selection in (
+        {"record_ids": ["0065J0000000001"]},
+        {"changed_by": "0055J0000000001"},
+        {"changed_between": ["2026-11-24T02:00:00Z", "2026-11-24T02:10:00Z"]},
+        {"all_fields": True},
+    ):
         assert RestoreConfig.from_dict({**BASE, "fields": [], **selection}).fields == ()
     applying = RestoreConfig.from_dict({**BASE, "dry_run": False, "plan": " run-1 "})
     assert applying.plan == "run-1" and applying.planned_as() == RestoreConfig.from_dict(BASE).planned_as()
@@ -235,8 +283,14 @@ def test_as_of_in_the_future_is_refused():
 
 
 def test_undo_needs_no_as_of_and_says_what_it_ignores():
-    config = RestoreConfig.from_dict({"object": "Opportunity", "undo_of": "run-1", "target_org": "production",
-                                      "changed_between": ["2026-11-24T02:00:00Z", "2026-11-24T02:10:00Z"]})
+    config = RestoreConfig.from_dict(
+        {
+            "object": "Opportunity",
+            "undo_of": "run-1",
+            "target_org": "production",
+            "changed_between": ["2026-11-24T02:00:00Z", "2026-11-24T02:10:00Z"],
+        }
+    )
     assert config.undo_of == "run-1" and "ignored" in config.notes[0]
 
 

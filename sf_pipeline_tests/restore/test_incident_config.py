@@ -10,16 +10,23 @@ from sf_pipeline.restore import RestoreConfig, RestoreConfigError
 
 IDS = [f"006000000000{i:03d}AAA" for i in range(12)]
 INCIDENTS = {
-    7: {"object": "Opportunity", "fields": ["AccountId"], "as_of": "2026-11-24T01:59:59Z", "record_ids": IDS,
-        "changed_between": ["2026-11-24T02:00:00Z", "2026-11-24T02:00:04Z"], "changed_by": "005000000000001AAA",
-        "restore_deleted": False},
+    7: {
+        "object": "Opportunity",
+        "fields": ["AccountId"],
+        "as_of": "2026-11-24T01:59:59Z",
+        "record_ids": IDS,
+        "changed_between": ["2026-11-24T02:00:00Z", "2026-11-24T02:00:04Z"],
+        "changed_by": "005000000000001AAA",
+        "restore_deleted": False,
+    },
     8: {},  # a volume drop: nothing to restore
 }
 
 
 def parse(**values) -> RestoreConfig:
-    return RestoreConfig.from_dict({"target_org": "production", **values}, orgs=("production", "sandbox"),
-                                   incidents=INCIDENTS.get)
+    return RestoreConfig.from_dict(
+        {"target_org": "production", **values}, orgs=("production", "sandbox"), incidents=INCIDENTS.get
+    )
 
 
 def test_incident_gives_object_fields_records_window_and_user() -> None:
@@ -41,15 +48,18 @@ def test_keys_beside_the_incident_narrow_or_override_it() -> None:
     assert parse(incident=7, target_org="sandbox").target_org == "sandbox"
 
 
-@pytest.mark.parametrize(("values", "words"), [
-    ({"incident": 99}, "there is no incident 99"),
-    ({"incident": 8}, "incident 8 has nothing a restore could bring back"),
-    ({"incident": "seven"}, "incident must be the id of an incident"),
-    ({"incident": 7, "object": "Case"}, "incident 7 is about Opportunity, not Case"),
-    ({"incident": 7, "record_ids": ["006000000000999AAA"]}, "1 of them are not among its 12 records"),
-    ({"incident": 7, "fields": ["StageName"]}, "it did not damage StageName"),
-    ({"incident": 7, "undo_of": "run-1"}, "incident and undo_of cannot go together"),
-])
+@pytest.mark.parametrize(
+    ("values", "words"),
+    [
+        ({"incident": 99}, "there is no incident 99"),
+        ({"incident": 8}, "incident 8 has nothing a restore could bring back"),
+        ({"incident": "seven"}, "incident must be the id of an incident"),
+        ({"incident": 7, "object": "Case"}, "incident 7 is about Opportunity, not Case"),
+        ({"incident": 7, "record_ids": ["006000000000999AAA"]}, "1 of them are not among its 12 records"),
+        ({"incident": 7, "fields": ["StageName"]}, "it did not damage StageName"),
+        ({"incident": 7, "undo_of": "run-1"}, "incident and undo_of cannot go together"),
+    ],
+)
 def test_a_bad_incident_config_is_refused_clearly(values, words) -> None:
     with pytest.raises(RestoreConfigError, match=words):
         parse(**values)

@@ -26,8 +26,13 @@ from sf_pipeline_tests.restore.story import create
 OBJECTS = ["Account", "Contact", "Opportunity", "Case", "Invoice__c"]
 # A small org (400 Opportunities, 40 Accounts): thresholds low enough that its damage is an incident.
 # (mass_delete keeps its defaults, 50 records: 15 Accounts alone are not an incident, their cascade makes one)
-ANOMALIES = {"defaults": {"mass_nulling": {"min_records": 10}, "mass_overwrite": {"min_records": 10},
-                          "mass_vanishing": {"min_records": 5}}}
+ANOMALIES = {
+    "defaults": {
+        "mass_nulling": {"min_records": 10},
+        "mass_overwrite": {"min_records": 10},
+        "mass_vanishing": {"min_records": 5},
+    }
+}
 FAMILIES = 15  # Accounts with 3 Contacts and 4 Opportunities each, and no Case (a Case would refuse the delete)
 HOUR = 2  # the damage happens in the 02:00 window
 
@@ -36,10 +41,20 @@ def _full_load(p: Pipeline) -> list[str]:
     p.set_clock(T0 - timedelta(minutes=1))
     generate_org(p.devorg.org, 400)
     accounts = create(p, "Account", [{"Name": f"Cascade {i}"} for i in range(FAMILIES)])
-    create(p, "Contact", [{"LastName": f"Cascade {i}.{k}", "AccountId": a}
-                          for i, a in enumerate(accounts) for k in range(3)])
-    create(p, "Opportunity", [{"Name": f"Cascade {i}.{k}", "AccountId": a, "StageName": "Prospecting",
-                               "CloseDate": "2026-12-31"} for i, a in enumerate(accounts) for k in range(4)])
+    create(
+        p,
+        "Contact",
+        [{"LastName": f"Cascade {i}.{k}", "AccountId": a} for i, a in enumerate(accounts) for k in range(3)],
+    )
+    create(
+        p,
+        "Opportunity",
+        [
+            {"Name": f"Cascade {i}.{k}", "AccountId": a, "StageName": "Prospecting", "CloseDate": "2026-12-31"}
+            for i, a in enumerate(accounts)
+            for k in range(4)
+        ],
+    )
     p.set_clock(T0 + timedelta(hours=1, minutes=10))
     assert p.backup(T0.strftime(KEY)).success
     return accounts
@@ -52,15 +67,17 @@ def backed_up(save_pipeline_state) -> SavedState:
 
 def _rows(p: Pipeline, sobject: str, fields: str, deleted: bool = False) -> dict[str, dict[str, Any]]:
     where = "" if deleted else " WHERE IsDeleted = false"
-    rows = p.devorg.org.queries.run(f"SELECT Id, {fields} FROM {sobject}{where}", include_deleted=deleted,
-                                    batch_size=2000)["records"]
+    rows = p.devorg.org.queries.run(
+        f"SELECT Id, {fields} FROM {sobject}{where}", include_deleted=deleted, batch_size=2000
+    )["records"]
     return {r["Id"]: {k: v for k, v in r.items() if k not in ("Id", "attributes")} for r in rows}
 
 
 def _launch(p: Pipeline, config: dict[str, Any]) -> dg.ExecuteInProcessResult:
     job = p.defs().resolve_job_def("restore")
-    result = job.execute_in_process(run_config={"ops": {"restore": {"config": config}}}, instance=p.instance,
-                                    raise_on_error=False)
+    result = job.execute_in_process(
+        run_config={"ops": {"restore": {"config": config}}}, instance=p.instance, raise_on_error=False
+    )
     if not result.success:
         failure = next(e for e in result.all_events if e.is_step_failure)
         pytest.fail(f"the restore {config} failed: {failure.event_specific_data.error.message}")
@@ -113,21 +130,26 @@ def _detectors(incidents: list[StoredIncident]) -> set[tuple[str, str]]:
 
 # ------------------------------------------------------------------------------------------ field damage
 @pytest.mark.e2e
-@pytest.mark.parametrize(("scenario", "sobject", "field", "detector"), [
-    ("orphan-opportunities", "Opportunity", "AccountId", "mass_nulling"),
-    ("owner-takeover", "Account", "OwnerId", "mass_overwrite"),
-    ("picklist-wipe", "Invoice__c", "Status__c", "mass_nulling"),
-])
-def test_field_damage_scenario_is_undone_by_its_incident_as_suggested(pipeline_factory, backed_up, scenario,
-                                                                       sobject, field, detector):
+@pytest.mark.parametrize(
+    ("scenario", "sobject", "field", "detector"),
+    [
+        ("orphan-opportunities", "Opportunity", "AccountId", "mass_nulling"),
+        ("owner-takeover", "Account", "OwnerId", "mass_overwrite"),
+        ("picklist-wipe", "Invoice__c", "Status__c", "mass_nulling"),
+    ],
+)
+def test_field_damage_scenario_is_undone_by_its_incident_as_suggested(
+    pipeline_factory, backed_up, scenario, sobject, field, detector
+):
     p = pipeline_factory(state=backed_up)
     before = _rows(p, sobject, field)
     result, incidents = damage_and_detect(p, lambda p, at: run_scenario(p.devorg.org, scenario, at=at))
     assert (detector, sobject) in _detectors(incidents)
     restore_every_incident(p, incidents)
     after = _rows(p, sobject, field)
-    assert {i: after[i][field] for i in result.changed[sobject]} == {i: before[i][field] for i in
-                                                                     result.changed[sobject]}
+    assert {i: after[i][field] for i in result.changed[sobject]} == {
+        i: before[i][field] for i in result.changed[sobject]
+    }
 
 
 def _stage_overwrite(p: Pipeline, at: datetime) -> list[str]:
@@ -138,8 +160,14 @@ def _stage_overwrite(p: Pipeline, at: datetime) -> list[str]:
     open_ids = sorted(i for i, r in _rows(p, "Opportunity", "IsClosed").items() if not r["IsClosed"])[:120]
     assert len(open_ids) == 120
     sf = p.sf("integration")
-    answer = sf.restful("composite/sobjects", method="PATCH", json={"allOrNone": True, "records": [
-        {"attributes": {"type": "Opportunity"}, "id": i, "StageName": "Closed Lost"} for i in open_ids]})
+    answer = sf.restful(
+        "composite/sobjects",
+        method="PATCH",
+        json={
+            "allOrNone": True,
+            "records": [{"attributes": {"type": "Opportunity"}, "id": i, "StageName": "Closed Lost"} for i in open_ids],
+        },
+    )
     assert all(r["success"] for r in answer), answer
     return open_ids
 
@@ -154,8 +182,7 @@ def test_stage_overwrite_restores_the_stage_and_the_org_derives_the_rest(pipelin
     suggested = overwrite.report.restore_config["fields"]
     assert "StageName" in suggested
     assert not {"IsClosed", "IsWon", "ForecastCategory", "ExpectedRevenue"} & set(suggested), suggested
-    assert {"IsClosed", "ForecastCategory", "ExpectedRevenue"} <= set(
-        overwrite.report.details["not_restored_fields"])
+    assert {"IsClosed", "ForecastCategory", "ExpectedRevenue"} <= set(overwrite.report.details["not_restored_fields"])
     restore_every_incident(p, incidents)
     after = _rows(p, "Opportunity", fields)
     assert {i: after[i] for i in changed} == {i: before[i] for i in changed}
@@ -189,8 +216,12 @@ def test_mass_hard_delete_is_recreated_by_its_incidents_as_suggested(pipeline_fa
     assert {("mass_vanishing", "Opportunity"), ("mass_vanishing", "Contact")} <= _detectors(incidents)
     restore_every_incident(p, incidents)
     for sobject, rows in before.items():
-        gone = [r for i in incidents if (i.report.detector, i.report.object) == ("mass_vanishing", sobject)
-                for r in i.report.record_ids]
+        gone = [
+            r
+            for i in incidents
+            if (i.report.detector, i.report.object) == ("mass_vanishing", sobject)
+            for r in i.report.record_ids
+        ]
         assert gone
         _vanished_back(p, sobject, rows, gone)
 
@@ -227,8 +258,7 @@ def test_mass_merge_is_undone_by_its_incidents_as_suggested(pipeline_factory, ba
 
 # ------------------------------------------------------------------------------------------ cascades
 @pytest.mark.e2e
-def test_a_cascade_is_one_incident_listed_first_and_one_run_brings_the_whole_tree_back(pipeline_factory,
-                                                                                       backed_up):
+def test_a_cascade_is_one_incident_listed_first_and_one_run_brings_the_whole_tree_back(pipeline_factory, backed_up):
     p = pipeline_factory(state=backed_up)
     accounts = backed_up.story
     fields = {"Account": "Name", "Contact": "LastName, AccountId", "Opportunity": "Name, AccountId, StageName"}
@@ -236,8 +266,9 @@ def test_a_cascade_is_one_incident_listed_first_and_one_run_brings_the_whole_tre
 
     def delete_accounts(p: Pipeline, at: datetime) -> list[str]:
         p.set_clock(at)  # sales3 deletes the 15 Accounts in one call: their Contacts and Opportunities go too
-        answer = p.sf("sales3").restful("composite/sobjects", method="DELETE",
-                                        params={"ids": ",".join(accounts), "allOrNone": "true"})
+        answer = p.sf("sales3").restful(
+            "composite/sobjects", method="DELETE", params={"ids": ",".join(accounts), "allOrNone": "true"}
+        )
         assert all(r["success"] for r in answer), answer
         return accounts
 
@@ -255,8 +286,9 @@ def test_a_cascade_is_one_incident_listed_first_and_one_run_brings_the_whole_tre
 
 # ------------------------------------------------------------------------------------------ other detectors
 @pytest.mark.e2e
-def test_one_user_editing_a_third_of_the_opportunities_is_undone_by_its_user_share_incident(pipeline_factory,
-                                                                                           backed_up):
+def test_one_user_editing_a_third_of_the_opportunities_is_undone_by_its_user_share_incident(
+    pipeline_factory, backed_up
+):
     """sales2 writes a different Description on 160 Opportunities (a third of them): no mass nulling or overwrite
     (every value differs), but one user changing an unusual share of the object (`user_share`, a warning)."""
     p = pipeline_factory(state=backed_up)
@@ -267,9 +299,17 @@ def test_one_user_editing_a_third_of_the_opportunities_is_undone_by_its_user_sha
         p.set_clock(at)
         sf = p.sf("sales2")
         for i in range(0, len(chosen), 200):
-            answer = sf.restful("composite/sobjects", method="PATCH", json={"allOrNone": True, "records": [
-                {"attributes": {"type": "Opportunity"}, "id": o, "Description": f"Reviewed {n}"}
-                for n, o in enumerate(chosen[i:i + 200], start=i)]})
+            answer = sf.restful(
+                "composite/sobjects",
+                method="PATCH",
+                json={
+                    "allOrNone": True,
+                    "records": [
+                        {"attributes": {"type": "Opportunity"}, "id": o, "Description": f"Reviewed {n}"}
+                        for n, o in enumerate(chosen[i : i + 200], start=i)
+                    ],
+                },
+            )
             assert all(r["success"] for r in answer), answer
         return chosen
 

@@ -35,7 +35,7 @@ UPDATE = {"object": "Opportunity", "fields": ["AccountId"]}
 CREATE = {"object": "Account", "fields": [], "restore_deleted": True, "with_children": False}
 
 # What the killed process runs: the reviewed plan applied, with a SIGKILL at one phase of one call.
-RUNNER = textwrap.dedent('''
+RUNNER = textwrap.dedent("""
     import json, os, signal, sys
     import psycopg
     from sf_pipeline.restore import RestoreConfig, apply_plan, hierarchy, load_plan, journal
@@ -64,7 +64,7 @@ RUNNER = textwrap.dedent('''
         plan = load_plan(conn, cfg, spec["run_id"])
         apply_plan(conn, c, plan, bulk_threshold=spec["bulk_threshold"])
     print("finished without being killed")
-''')
+""")
 
 
 def lost_accounts_and_orphans(p: Pipeline) -> dict[str, list[str]]:
@@ -72,18 +72,31 @@ def lost_accounts_and_orphans(p: Pipeline) -> dict[str, list[str]]:
     purged from the recycle bin after the 02:00 window was backed up."""
     at(p, 0, 10)
     parents = create(p, "Account", [{"Name": f"Customer {i}"} for i in range(5)])
-    opportunities = create(p, "Opportunity", [
-        {"Name": f"Deal {i}", "StageName": "Prospecting", "CloseDate": "2026-12-31", "Amount": 1000 + i,
-         "AccountId": parents[i % 5]} for i in range(OPPORTUNITIES)])
-    lost = create(p, "Account", [{"Name": f"Lost {i}", "Industry": "Banking", "NumberOfEmployees": i}
-                                 for i in range(LOST)])
+    opportunities = create(
+        p,
+        "Opportunity",
+        [
+            {
+                "Name": f"Deal {i}",
+                "StageName": "Prospecting",
+                "CloseDate": "2026-12-31",
+                "Amount": 1000 + i,
+                "AccountId": parents[i % 5],
+            }
+            for i in range(OPPORTUNITIES)
+        ],
+    )
+    lost = create(
+        p, "Account", [{"Name": f"Lost {i}", "Industry": "Banking", "NumberOfEmployees": i} for i in range(LOST)]
+    )
     at(p, 1, 10)
     assert p.backup("2026-11-24-00:00").success
     run_scenario(p.devorg.org, "orphan-opportunities", at=at(p, 2, 0))
     sf = p.sf("sales3")
     for i in range(0, LOST, 200):
-        answer = sf.restful("composite/sobjects", method="DELETE",
-                            params={"ids": ",".join(lost[i:i + 200]), "allOrNone": "true"})
+        answer = sf.restful(
+            "composite/sobjects", method="DELETE", params={"ids": ",".join(lost[i : i + 200]), "allOrNone": "true"}
+        )
         assert all(r["success"] for r in answer)
     at(p, 3, 10)
     assert p.backup("2026-11-24-02:00").success
@@ -101,30 +114,55 @@ def purge(p: Pipeline, ids: list[str]) -> None:
         p.devorg.org.store.conn.executemany('DELETE FROM "Account" WHERE Id = ?', [(i,) for i in ids])
 
 
-def kill_at(p: Pipeline, values: dict, run_id: str, operation: str, phase: str, nth: int,
-            bulk_threshold: int = 10_000, **extra: int) -> None:
-    spec = {"config": {**_config_dict(values), "dry_run": False, "plan": f"{run_id}-dry"}, "run_id": run_id,
-            "operation": operation, "phase": phase, "nth": nth, "bulk_threshold": bulk_threshold, **extra}
-    done = subprocess.run([sys.executable, "-c", RUNNER, json.dumps(spec)], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+def kill_at(
+    p: Pipeline,
+    values: dict,
+    run_id: str,
+    operation: str,
+    phase: str,
+    nth: int,
+    bulk_threshold: int = 10_000,
+    **extra: int,
+) -> None:
+    spec = {
+        "config": {**_config_dict(values), "dry_run": False, "plan": f"{run_id}-dry"},
+        "run_id": run_id,
+        "operation": operation,
+        "phase": phase,
+        "nth": nth,
+        "bulk_threshold": bulk_threshold,
+        **extra,
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", RUNNER, json.dumps(spec)], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == -9, f"the run was not killed ({done.returncode}): {done.stdout}\n{done.stderr[-3000:]}"
 
 
 def _config_dict(values: dict) -> dict:
-    base = {"object": "Opportunity", "fields": ["AccountId"], "as_of": "2026-11-24T01:59:59Z",
-            "changed_between": ["2026-11-24T02:00:00Z", "2026-11-24T02:10:00Z"], "target_org": "production"}
+    base = {
+        "object": "Opportunity",
+        "fields": ["AccountId"],
+        "as_of": "2026-11-24T01:59:59Z",
+        "changed_between": ["2026-11-24T02:00:00Z", "2026-11-24T02:10:00Z"],
+        "target_org": "production",
+    }
     base.update(values)
     return {k: v for k, v in base.items() if v is not None}
 
 
 def journal_states(conn: psycopg.Connection, operation: str) -> dict[str, int]:
-    return dict(conn.execute("SELECT state, count(*) FROM sf_pipeline.restore_audit WHERE operation = %s "
-                             "GROUP BY 1", (operation,)).fetchall())
+    return dict(
+        conn.execute(
+            "SELECT state, count(*) FROM sf_pipeline.restore_audit WHERE operation = %s GROUP BY 1", (operation,)
+        ).fetchall()
+    )
 
 
 def live_accounts(p: Pipeline) -> dict[str, int]:
-    rows = p.devorg.org.queries.run("SELECT Name FROM Account WHERE Name LIKE 'Lost %'", include_deleted=True,
-                                    batch_size=2000)["records"]
+    rows = p.devorg.org.queries.run(
+        "SELECT Name FROM Account WHERE Name LIKE 'Lost %'", include_deleted=True, batch_size=2000
+    )["records"]
     names: dict[str, int] = {}
     for r in rows:
         names[r["Name"]] = names.get(r["Name"], 0) + 1
@@ -158,13 +196,14 @@ def test_recreation_killed_at_any_phase_reruns_without_a_duplicate(pipeline_fact
         ids = dict(conn.execute("SELECT source_id, target_id FROM sf_pipeline.id_map WHERE object = 'Account'"))
         assert sorted(ids) == sorted(lost)
         # one done create per record, across both runs, carrying its new id
-        created = conn.execute("SELECT before, record_id FROM sf_pipeline.restore_audit WHERE operation = 'create' "
-                               "AND field = 'Id' AND state = 'done'").fetchall()
+        created = conn.execute(
+            "SELECT before, record_id FROM sf_pipeline.restore_audit WHERE operation = 'create' "
+            "AND field = 'Id' AND state = 'done'"
+        ).fetchall()
         assert sorted(created) == sorted((old, new) for old, new in ids.items())
         if phase == "after":
             assert result.reconciled.get("done", 0) >= 1  # the killed call's records were found, not made again
     assert live_accounts(p) == {f"Lost {i}": 1 for i in range(LOST)}
-
 
 
 @pytest.mark.parametrize(("phase", "nth"), PHASES)
@@ -179,13 +218,19 @@ def test_update_killed_at_any_phase_reruns_to_a_complete_audit(pipeline_factory,
         assert result.success
         states = journal_states(conn, "update")
         assert "pending" not in states
-        done = conn.execute("SELECT record_id, count(*) FROM sf_pipeline.restore_audit WHERE operation = 'update' "
-                            "AND state = 'done' GROUP BY 1").fetchall()
+        done = conn.execute(
+            "SELECT record_id, count(*) FROM sf_pipeline.restore_audit WHERE operation = 'update' "
+            "AND state = 'done' GROUP BY 1"
+        ).fetchall()
         # every record's AccountId written exactly once (an applied call found done, never written again)
         assert len(done) == OPPORTUNITIES and {n for _, n in done} == {1}
         assert result.values_written == OPPORTUNITIES - 200 * (nth if phase == "after" else nth - 1)
-    held = {r["Id"]: r["AccountId"] for r in p.devorg.org.queries.run(
-        "SELECT Id, AccountId FROM Opportunity", include_deleted=False, batch_size=2000)["records"]}
+    held = {
+        r["Id"]: r["AccountId"]
+        for r in p.devorg.org.queries.run(
+            "SELECT Id, AccountId FROM Opportunity", include_deleted=False, batch_size=2000
+        )["records"]
+    }
     assert all(held[o] is not None for o in damaged.story["opportunities"])
 
 
@@ -199,16 +244,19 @@ def test_bulk_update_killed_after_its_job_was_submitted_is_read_back_from_the_jo
         job = conn.execute("SELECT DISTINCT job_id FROM sf_pipeline.restore_audit WHERE state = 'pending'").fetchall()
         assert len(job) == 1 and job[0][0]  # the journal kept the job's id
         c = client(p)
-        result = apply_plan(conn, c, load_plan(conn, config(**UPDATE, dry_run=False, plan="b1-dry"), "b2"),
-                            bulk_threshold=100)
+        result = apply_plan(
+            conn, c, load_plan(conn, config(**UPDATE, dry_run=False, plan="b1-dry"), "b2"), bulk_threshold=100
+        )
         assert result.success
         assert "pending" not in journal_states(conn, "update")
         if phase == "after":  # the job ran: its results say what it wrote, nothing is written again
             assert result.reconciled == {"done": OPPORTUNITIES} and result.values_written == 0
         else:  # killed before the upload: the open job is aborted, its rows were never written
             assert result.reconciled == {"not_applied": OPPORTUNITIES} and result.values_written == OPPORTUNITIES
-        done = conn.execute("SELECT count(DISTINCT record_id), count(*) FROM sf_pipeline.restore_audit "
-                            "WHERE operation = 'update' AND state = 'done'").fetchone()
+        done = conn.execute(
+            "SELECT count(DISTINCT record_id), count(*) FROM sf_pipeline.restore_audit "
+            "WHERE operation = 'update' AND state = 'done'"
+        ).fetchone()
         assert done == (OPPORTUNITIES, OPPORTUNITIES)
 
 

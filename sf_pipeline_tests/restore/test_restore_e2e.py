@@ -50,13 +50,19 @@ def orphaned(pipeline_factory, thirty_orphaned: SavedState) -> tuple[Pipeline, O
 
 
 def audit(conn: psycopg.Connection, run_id: str) -> list[tuple]:
-    return conn.execute("SELECT record_id, field, before, after, operation, written_by, org_alias, object "
-                        "FROM sf_pipeline.restore_audit WHERE run_id = %s AND state = 'done' ORDER BY id", (run_id,)).fetchall()
+    return conn.execute(
+        "SELECT record_id, field, before, after, operation, written_by, org_alias, object "
+        "FROM sf_pipeline.restore_audit WHERE run_id = %s AND state = 'done' ORDER BY id",
+        (run_id,),
+    ).fetchall()
 
 
 def stored_items(conn: psycopg.Connection, run_id: str) -> dict[str, int]:
-    return dict(conn.execute("SELECT classification, count(*) FROM sf_pipeline.restore_items WHERE run_id = %s "
-                             "GROUP BY 1", (run_id,)).fetchall())
+    return dict(
+        conn.execute(
+            "SELECT classification, count(*) FROM sf_pipeline.restore_items WHERE run_id = %s GROUP BY 1", (run_id,)
+        ).fetchall()
+    )
 
 
 def plan_status(conn: psycopg.Connection, run_id: str) -> str:
@@ -89,7 +95,8 @@ def test_restore_puts_orphaned_opportunities_back_and_skips_the_one_fixed_by_han
         through_bulk = plan_restore(conn, c, config(), "dry-bulk", bulk_threshold=3)
         assert dry.fetch_mode == "collections" and through_bulk.fetch_mode == "bulk"
         assert [(r.record_id, r.status, r.fields) for r in through_bulk.records] == [
-            (r.record_id, r.status, r.fields) for r in dry.records]
+            (r.record_id, r.status, r.fields) for r in dry.records
+        ]
         nothing = apply_plan(conn, c, dry)
         assert nothing.dry_run and nothing.values_written == 0 and verify_plan(c, dry).checked == 0
         assert org_snapshot(p, "Opportunity") == untouched
@@ -107,8 +114,11 @@ def test_restore_puts_orphaned_opportunities_back_and_skips_the_one_fixed_by_han
         assert sorted(r[0] for r in rows) == sorted(o for o in org.opportunities if o != fixed)
         assert all(r[1:4] == ("AccountId", None, org.original_account[r[0]]) for r in rows)
         assert {(r[4], r[5], r[6], r[7]) for r in rows} == {("update", admin, "production", "Opportunity")}
-        outcomes = dict(conn.execute("SELECT outcome, count(*) FROM sf_pipeline.restore_items WHERE run_id = "
-                                     "'restore-1' GROUP BY 1").fetchall())
+        outcomes = dict(
+            conn.execute(
+                "SELECT outcome, count(*) FROM sf_pipeline.restore_items WHERE run_id = 'restore-1' GROUP BY 1"
+            ).fetchall()
+        )
         assert outcomes == {"written": 29, "skipped_conflict": 1}
     expected = {o: org.accounts[0] if o == fixed else org.original_account[o] for o in org.opportunities}
     assert account_ids_in_org(p, org.opportunities) == expected
@@ -210,18 +220,37 @@ def test_restore_deleted_cases_brings_them_back_with_their_relationships(pipelin
     at(p, 0, 10)
     accounts = create(p, "Account", [{"Name": f"Account {i}"} for i in range(3)])
     contacts = create(p, "Contact", [{"LastName": f"Contact {i}", "AccountId": accounts[i % 3]} for i in range(6)])
-    parents = create(p, "Case", [{"Subject": f"Outage {i}", "AccountId": accounts[i % 3], "Priority": "High",
-                                  "ContactId": contacts[i % 6], "Status": "Working", "Origin": "Phone"}
-                                 for i in range(10)])
-    create(p, "Case", [{"Subject": f"Follow-up {i}", "ParentId": parents[i % 10], "AccountId": accounts[i % 3]}
-                       for i in range(20)])
+    parents = create(
+        p,
+        "Case",
+        [
+            {
+                "Subject": f"Outage {i}",
+                "AccountId": accounts[i % 3],
+                "Priority": "High",
+                "ContactId": contacts[i % 6],
+                "Status": "Working",
+                "Origin": "Phone",
+            }
+            for i in range(10)
+        ],
+    )
+    create(
+        p,
+        "Case",
+        [{"Subject": f"Follow-up {i}", "ParentId": parents[i % 10], "AccountId": accounts[i % 3]} for i in range(20)],
+    )
     fields = "Id, Subject, Status, Priority, Origin, AccountId, ContactId, ParentId"
-    before = {r["Id"]: r for r in p.devorg.org.queries.run(f"SELECT {fields} FROM Case", include_deleted=False,
-                                                             batch_size=2000)["records"]}
+    before = {
+        r["Id"]: r
+        for r in p.devorg.org.queries.run(f"SELECT {fields} FROM Case", include_deleted=False, batch_size=2000)[
+            "records"
+        ]
+    }
     at(p, 1, 10)
     assert p.backup("2026-11-24-00:00").success
     damage = run_scenario(p.devorg.org, "mass-delete", at=at(p, 2, 0), fraction=0.5)
-    deleted = damage.changed["Case"][:damage.details["deleted"]["Case"]]
+    deleted = damage.changed["Case"][: damage.details["deleted"]["Case"]]
     cleared = damage.details["lookups_cleared"]["Case.ParentId"]
     assert len(deleted) == 15 and cleared
     at(p, 3, 10)
@@ -238,10 +267,14 @@ def test_restore_deleted_cases_brings_them_back_with_their_relationships(pipelin
         kept = plan_restore(conn, c, config(**case), "dry-1")
         assert kept.counts == {"restore": 0, "conflict": 0, "not_restorable": 15 + len(cleared), "noop": 0}
         reasons = {r.record_id: r.reason for r in kept.records}
-        assert all("recycle bin; set restore_deleted: true to undelete it" in reasons[d] for d in deleted if d != purged)
+        assert all(
+            "recycle bin; set restore_deleted: true to undelete it" in reasons[d] for d in deleted if d != purged
+        )
         assert "no longer in its recycle bin; set restore_deleted: true to re-create it" in reasons[purged]
-        assert all(re.match(r"ParentId would point to \w+, which (is deleted|does not exist) in the org",
-                            reasons[child]) for child in cleared)
+        assert all(
+            re.match(r"ParentId would point to \w+, which (is deleted|does not exist) in the org", reasons[child])
+            for child in cleared
+        )
 
         plan = reviewed(conn, c, "restore-1", **case, restore_deleted=True, with_children=False)
         assert plan.counts["restore"] == 15 + len(cleared)
@@ -250,22 +283,32 @@ def test_restore_deleted_cases_brings_them_back_with_their_relationships(pipelin
         assert result.outcomes["undeleted"] == 14 and result.outcomes["created"] == 1
         assert verify_plan(c, plan, conn=conn).checked == 15 + len(cleared)
         new_id = result.id_map[purged]
-        assert conn.execute("SELECT source_alias, target_alias, object, target_id FROM sf_pipeline.id_map "
-                            "WHERE source_id = %s", (purged,)).fetchall() == [("production", "production", "Case",
-                                                                                new_id)]
-        operations = dict(conn.execute("SELECT operation, count(DISTINCT record_id) FROM sf_pipeline.restore_audit "
-                                       "WHERE run_id = 'restore-1' GROUP BY 1").fetchall())
+        assert conn.execute(
+            "SELECT source_alias, target_alias, object, target_id FROM sf_pipeline.id_map WHERE source_id = %s",
+            (purged,),
+        ).fetchall() == [("production", "production", "Case", new_id)]
+        operations = dict(
+            conn.execute(
+                "SELECT operation, count(DISTINCT record_id) FROM sf_pipeline.restore_audit "
+                "WHERE run_id = 'restore-1' GROUP BY 1"
+            ).fetchall()
+        )
         assert operations["undelete"] == 14 and operations["create"] == 1
 
         # Every case of before the damage is live again with its values and relationships.
-        after = {r["Id"]: r for r in p.devorg.org.queries.run(f"SELECT {fields} FROM Case", include_deleted=False,
-                                                                batch_size=2000)["records"]}
+        after = {
+            r["Id"]: r
+            for r in p.devorg.org.queries.run(f"SELECT {fields} FROM Case", include_deleted=False, batch_size=2000)[
+                "records"
+            ]
+        }
         moved = {purged: new_id}
         assert set(after) == {moved.get(rid, rid) for rid in before}
         for rid, old in before.items():
             now = after[moved.get(rid, rid)]
             assert {k: v for k, v in now.items() if k not in ("Id", "attributes")} == {
-                k: moved.get(v, v) for k, v in old.items() if k not in ("Id", "attributes")}, rid
+                k: moved.get(v, v) for k, v in old.items() if k not in ("Id", "attributes")
+            }, rid
 
         # Running it again finds everything restored, the re-created case under its new id.
         again = reviewed(conn, c, "restore-2", **case, restore_deleted=True, with_children=False)
@@ -277,8 +320,9 @@ def test_recreated_account_gets_its_invoices_pointed_back_to_it(pipeline_factory
     p = pipeline_factory(["Account", "Invoice__c"])
     at(p, 0, 10)
     accounts = create(p, "Account", [{"Name": "Acme", "Industry": "Banking"}, {"Name": "Globex"}])
-    invoices = create(p, "Invoice__c", [{"Account__c": accounts[i % 2], "Amount__c": 100 * i, "Status__c": "Sent"}
-                                        for i in range(6)])
+    invoices = create(
+        p, "Invoice__c", [{"Account__c": accounts[i % 2], "Amount__c": 100 * i, "Status__c": "Sent"} for i in range(6)]
+    )
     at(p, 1, 10)
     assert p.backup("2026-11-24-00:00").success
     at(p, 2, 0)
@@ -297,14 +341,21 @@ def test_recreated_account_gets_its_invoices_pointed_back_to_it(pipeline_factory
         verify_plan(c, plan, conn=conn)
         new_id = result.id_map[accounts[0]]
         assert result.repointed == 3
-        repointed = conn.execute("SELECT record_id, before, after FROM sf_pipeline.restore_audit WHERE run_id = 'r-1' "
-                                 "AND object = 'Invoice__c' AND operation = 'repoint' ORDER BY record_id").fetchall()
+        repointed = conn.execute(
+            "SELECT record_id, before, after FROM sf_pipeline.restore_audit WHERE run_id = 'r-1' "
+            "AND object = 'Invoice__c' AND operation = 'repoint' ORDER BY record_id"
+        ).fetchall()
         assert repointed == [(i, None, new_id) for i in sorted(invoices[0::2])]
-    rows = p.devorg.org.queries.run("SELECT Id, Name, Industry FROM Account", include_deleted=True,
-                                    batch_size=2000)["records"]
+    rows = p.devorg.org.queries.run("SELECT Id, Name, Industry FROM Account", include_deleted=True, batch_size=2000)[
+        "records"
+    ]
     assert {(r["Name"], r["Industry"]) for r in rows if r["Id"] == new_id} == {("Acme", "Banking")}
-    held = {r["Id"]: r["Account__c"] for r in p.devorg.org.queries.run(
-        "SELECT Id, Account__c FROM Invoice__c", include_deleted=False, batch_size=2000)["records"]}
+    held = {
+        r["Id"]: r["Account__c"]
+        for r in p.devorg.org.queries.run(
+            "SELECT Id, Account__c FROM Invoice__c", include_deleted=False, batch_size=2000
+        )["records"]
+    }
     assert held == {inv: new_id if i % 2 == 0 else accounts[1] for i, inv in enumerate(invoices)}
 
 
@@ -319,8 +370,10 @@ def test_every_config_mistake_is_refused_before_anything_is_written(orphaned):
         ({"target_org": "staging"}, "unknown org alias 'staging': the configured orgs are production, sandbox"),
         ({"object": "Widget__c"}, "no backup history for Widget__c"),
         ({"as_of": "2099-01-01T00:00:00Z"}, "as_of 2099-01-01T00:00:00.000+0000 is in the future"),
-        ({"as_of": "2026-11-23T00:00:00Z"}, "as_of 2026-11-23T00:00:00.000+0000 is before the first backup of "
-                                            "Opportunity"),
+        (
+            {"as_of": "2026-11-23T00:00:00Z"},
+            "as_of 2026-11-23T00:00:00.000+0000 is before the first backup of Opportunity",
+        ),
         ({"undo_of": "no-such-run"}, "there is no restore run 'no-such-run'"),
         ({"on_conflict": "merge"}, "on_conflict must be one of skip, overwrite"),
         ({"dry_run": False}, "dry_run: false needs plan: <run id of its dry run>"),
@@ -329,13 +382,20 @@ def test_every_config_mistake_is_refused_before_anything_is_written(orphaned):
     ]
     with_describe = [  # refused once describe (a read) has answered
         ({"fields": ["Colour"]}, "field `Colour` does not exist on Opportunity in org 'production'"),
-        ({"fields": ["ExpectedRevenue"]}, "field `ExpectedRevenue` on Opportunity is not updateable and cannot be "
-                                          "restored"),
+        (
+            {"fields": ["ExpectedRevenue"]},
+            "field `ExpectedRevenue` on Opportunity is not updateable and cannot be restored",
+        ),
         ({"fields": ["ContactId"]}, "field `ContactId` on Opportunity is not updateable"),
-        ({"changed_between": ["2026-11-24T05:00:00Z", "2026-11-24T06:00:00Z"]},
-         "empty selection: no Opportunity record changed between 2026-11-24T05:00:00.000+0000 and"),
-        ({"changed_by": sales2}, f"empty selection: no Opportunity record changed between "
-                                 f"2026-11-24T02:00:00.000+0000 and 2026-11-24T02:10:00.000+0000 by user {sales2}"),
+        (
+            {"changed_between": ["2026-11-24T05:00:00Z", "2026-11-24T06:00:00Z"]},
+            "empty selection: no Opportunity record changed between 2026-11-24T05:00:00.000+0000 and",
+        ),
+        (
+            {"changed_by": sales2},
+            f"empty selection: no Opportunity record changed between "
+            f"2026-11-24T02:00:00.000+0000 and 2026-11-24T02:10:00.000+0000 by user {sales2}",
+        ),
     ]
     with p.conn() as conn:
         for i, (values, message) in enumerate(without_api + with_describe):
@@ -366,11 +426,15 @@ def test_apply_writes_the_reviewed_plan_and_refuses_a_record_changed_since_the_d
         dry = plan_restore(conn, c, config(), "dry-1")
         assert dry.counts["restore"] == 30
         # Plans are applied as reviewed: not without a dry run, not with another config, not another apply's plan.
-        for values, message in [({"plan": "no-such-run"}, "there is no restore run 'no-such-run'"),
-                                ({"plan": "dry-1", "fields": ["AccountId", "Amount"]},
-                                 "this config is not the one dry run 'dry-1' planned (fields: the dry run had "
-                                 "['AccountId'], this config has ['AccountId', 'Amount'])"),
-                                ({"plan": "dry-1", "on_conflict": "overwrite"}, "on_conflict: the dry run had 'skip'")]:
+        for values, message in [
+            ({"plan": "no-such-run"}, "there is no restore run 'no-such-run'"),
+            (
+                {"plan": "dry-1", "fields": ["AccountId", "Amount"]},
+                "this config is not the one dry run 'dry-1' planned (fields: the dry run had "
+                "['AccountId'], this config has ['AccountId', 'Amount'])",
+            ),
+            ({"plan": "dry-1", "on_conflict": "overwrite"}, "on_conflict: the dry run had 'skip'"),
+        ]:
             with pytest.raises(RestoreConfigError) as err:
                 load_plan(conn, config(dry_run=False, **values), "bad")
             assert message in str(err.value)
@@ -383,15 +447,19 @@ def test_apply_writes_the_reviewed_plan_and_refuses_a_record_changed_since_the_d
     at(p, 10, 0)
     with p.conn() as conn:
         plan = load_plan(conn, config(dry_run=False, plan="dry-1"), "restore-1")
-        assert [(r.record_id, r.fields) for r in plan.records] == [(r.record_id, r.fields) for r in
-                                                                    sorted(dry.records, key=lambda r: r.record_id)]
+        assert [(r.record_id, r.fields) for r in plan.records] == [
+            (r.record_id, r.fields) for r in sorted(dry.records, key=lambda r: r.record_id)
+        ]
         result = apply_plan(conn, c, plan)
         assert result.success and result.outcomes == {"written": 29, "changed_since_plan": 1}
         assert list(result.changed) == [moved]
-        assert (f"AccountId changed in the org since the dry run: the plan saw null, the org now holds "
-                f"{org.accounts[0]}") in result.changed[moved]
-        stored = conn.execute("SELECT outcome, error FROM sf_pipeline.restore_items WHERE run_id = 'restore-1' AND "
-                              "record_id = %s", (moved,)).fetchone()
+        assert (
+            f"AccountId changed in the org since the dry run: the plan saw null, the org now holds {org.accounts[0]}"
+        ) in result.changed[moved]
+        stored = conn.execute(
+            "SELECT outcome, error FROM sf_pipeline.restore_items WHERE run_id = 'restore-1' AND record_id = %s",
+            (moved,),
+        ).fetchone()
         assert stored[0] == "changed_since_plan" and "the plan saw null" in stored[1]
         assert verify_plan(c, plan, conn=conn).checked == 29
         assert {r[0] for r in audit(conn, "restore-1")} == set(org.opportunities) - {moved}
@@ -419,8 +487,9 @@ def test_two_restores_of_the_same_object_and_org_never_write_at_once(orphaned):
     thread.start()
     with p.conn() as conn:
         deadline = time.monotonic() + 30
-        while conn.execute("SELECT status FROM sf_pipeline.restore_plans WHERE run_id = 'r-1'").fetchone() != \
-                ("applying",):
+        while conn.execute("SELECT status FROM sf_pipeline.restore_plans WHERE run_id = 'r-1'").fetchone() != (
+            "applying",
+        ):
             assert time.monotonic() < deadline, "the first restore never started writing"
             time.sleep(0.05)
         second_client = client(p)

@@ -30,8 +30,9 @@ def backed_up(save_pipeline_state) -> SavedState:
 
 def _launch(p, config: dict, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
     job = p.defs().resolve_job_def("restore")
-    return job.execute_in_process(run_config={"ops": {"restore": {"config": config}}}, instance=p.instance,
-                                  raise_on_error=raise_on_error)
+    return job.execute_in_process(
+        run_config={"ops": {"restore": {"config": config}}}, instance=p.instance, raise_on_error=raise_on_error
+    )
 
 
 def _output_metadata(result: dg.ExecuteInProcessResult) -> dict:
@@ -65,8 +66,10 @@ def test_incident_config_restores_every_opportunity_except_the_one_fixed_by_hand
     meta = _output_metadata(dry)
     assert meta["dry_run"] is True and meta["counts"]["conflict"] == 1
     assert meta["records_to_write"] == sum(1 for a in original.values() if a) - 1
-    assert all(r["AccountId"] is None for r in sf.query_all("SELECT AccountId FROM Opportunity WHERE Id != "
-                                                              f"'{fixed}'")["records"])  # nothing written
+    assert all(
+        r["AccountId"] is None
+        for r in sf.query_all(f"SELECT AccountId FROM Opportunity WHERE Id != '{fixed}'")["records"]
+    )  # nothing written
 
     # Writing needs the reviewed plan: dry_run: false alone is refused, before any write.
     refused = _launch(p, {**config, "dry_run": False}, raise_on_error=False)
@@ -93,19 +96,41 @@ def test_invalid_launchpad_config_fails_clearly_and_writes_nothing(pipeline_fact
     p = pipeline_factory(state=backed_up)
     with pytest.raises(dg.DagsterInvalidConfigError, match="target_org"):  # no default: production is never implied
         _launch(p, {"object": "Opportunity", "fields": ["AccountId"], "as_of": "2026-11-24T00:30:00Z"})
-    for bad, words in [({"object": "Opportunity", "fields": ["ExpectedRevenue"], "as_of": "2026-11-24T00:30:00Z",
-                         "target_org": "production"}, "ExpectedRevenue"),
-                       ({"object": "Nope__c", "as_of": "2026-11-24T00:30:00Z", "target_org": "production",
-                         "all_fields": True}, "Nope__c"),
-                       ({"object": "Opportunity", "as_of": "2026-11-24T00:30:00Z", "target_org": "production"},
-                        "names no fields and selects no records"),
-                       ({"object": "Opportunity", "fields": ["AccountId"], "as_of": "2026-11-24T00:30:00Z",
-                         "target_org": "production", "dry_run": False, "plan": "no-such-run"}, "no-such-run"),
-                       ({"object": "Opportunity", "as_of": "2026-11-24T00:30:00Z", "target_org": "staging"},
-                        "staging"),
-                       ({"incident": 4242, "target_org": "production"}, "there is no incident 4242")]:
+    for bad, words in [
+        (
+            {
+                "object": "Opportunity",
+                "fields": ["ExpectedRevenue"],
+                "as_of": "2026-11-24T00:30:00Z",
+                "target_org": "production",
+            },
+            "ExpectedRevenue",
+        ),
+        (
+            {"object": "Nope__c", "as_of": "2026-11-24T00:30:00Z", "target_org": "production", "all_fields": True},
+            "Nope__c",
+        ),
+        (
+            {"object": "Opportunity", "as_of": "2026-11-24T00:30:00Z", "target_org": "production"},
+            "names no fields and selects no records",
+        ),
+        (
+            {
+                "object": "Opportunity",
+                "fields": ["AccountId"],
+                "as_of": "2026-11-24T00:30:00Z",
+                "target_org": "production",
+                "dry_run": False,
+                "plan": "no-such-run",
+            },
+            "no-such-run",
+        ),
+        ({"object": "Opportunity", "as_of": "2026-11-24T00:30:00Z", "target_org": "staging"}, "staging"),
+        ({"incident": 4242, "target_org": "production"}, "there is no incident 4242"),
+    ]:
         result = _launch(p, bad, raise_on_error=False)
         assert not result.success
         failure = next(e for e in result.all_events if e.is_step_failure)
-        assert words in str(failure.event_specific_data.error.message) + str(
-            failure.event_specific_data.error.cause), bad
+        assert words in str(failure.event_specific_data.error.message) + str(failure.event_specific_data.error.cause), (
+            bad
+        )

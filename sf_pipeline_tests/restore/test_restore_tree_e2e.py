@@ -37,8 +37,9 @@ FIELDS = {
 
 def live(p, sobject: str) -> dict[str, dict[str, Any]]:
     """Every live record of an object as devorg holds it: id -> the compared fields."""
-    rows = p.devorg.org.queries.run(f"SELECT Id, {', '.join(FIELDS[sobject])} FROM {sobject}", include_deleted=False,
-                                    batch_size=2000)["records"]
+    rows = p.devorg.org.queries.run(
+        f"SELECT Id, {', '.join(FIELDS[sobject])} FROM {sobject}", include_deleted=False, batch_size=2000
+    )["records"]
     return {r["Id"]: {f: r[f] for f in FIELDS[sobject]} for r in rows}
 
 
@@ -48,8 +49,13 @@ def org_state(p) -> dict[str, dict[str, dict[str, Any]]]:
 
 def mapped(state: dict[str, dict[str, dict[str, Any]]], ids: dict[str, str]) -> dict[str, dict[str, dict[str, Any]]]:
     """`state` with every id (record ids and lookup values) translated through `ids`."""
-    return {o: {ids.get(rid, rid): {f: ids.get(v, v) if isinstance(v, str) else v for f, v in values.items()}
-                for rid, values in records.items()} for o, records in state.items()}
+    return {
+        o: {
+            ids.get(rid, rid): {f: ids.get(v, v) if isinstance(v, str) else v for f, v in values.items()}
+            for rid, values in records.items()
+        }
+        for o, records in state.items()
+    }
 
 
 def build_accounts_with_children(p):
@@ -61,19 +67,38 @@ def build_accounts_with_children(p):
     # account 4, which survives, to account 2 (the delete clears it: it must be re-pointed).
     sf.Account.update(accounts[1], {"ParentId": accounts[0]})
     sf.Account.update(accounts[4], {"ParentId": accounts[2]})
-    contacts = create(p, "Contact", [{"LastName": f"Contact {i}", "AccountId": accounts[i // 2],
-                                      "Email": f"c{i}@example.com"} for i in range(12)])
+    contacts = create(
+        p,
+        "Contact",
+        [{"LastName": f"Contact {i}", "AccountId": accounts[i // 2], "Email": f"c{i}@example.com"} for i in range(12)],
+    )
     sf.Contact.update(contacts[0], {"ReportsToId": contacts[2]})  # both deleted
     sf.Contact.update(contacts[8], {"ReportsToId": contacts[0]})  # a survivor reporting to a deleted contact
-    opps = create(p, "Opportunity", [{"Name": f"Deal {i}", "StageName": "Prospecting", "CloseDate": "2026-12-31",
-                                      "Amount": 1000 + i, "AccountId": accounts[i // 2]} for i in range(12)])
-    create(p, "OpportunityContactRole", [{"OpportunityId": opps[i], "ContactId": contacts[i], "Role": "Decision Maker"}
-                                         for i in range(12)]
-           # a survivor's deal with a deleted account's contact: the role goes with the contact
-           + [{"OpportunityId": opps[9], "ContactId": contacts[1], "Role": "Influencer"}])
+    opps = create(
+        p,
+        "Opportunity",
+        [
+            {
+                "Name": f"Deal {i}",
+                "StageName": "Prospecting",
+                "CloseDate": "2026-12-31",
+                "Amount": 1000 + i,
+                "AccountId": accounts[i // 2],
+            }
+            for i in range(12)
+        ],
+    )
+    create(
+        p,
+        "OpportunityContactRole",
+        [{"OpportunityId": opps[i], "ContactId": contacts[i], "Role": "Decision Maker"} for i in range(12)]
+        # a survivor's deal with a deleted account's contact: the role goes with the contact
+        + [{"OpportunityId": opps[9], "ContactId": contacts[1], "Role": "Influencer"}],
+    )
     # Invoices only look their account up: the delete clears it (Cases would refuse the delete, as in Salesforce).
-    create(p, "Invoice__c", [{"Account__c": accounts[i % 6], "Amount__c": 100 * i, "Status__c": "Sent"}
-                             for i in range(12)])
+    create(
+        p, "Invoice__c", [{"Account__c": accounts[i % 6], "Amount__c": 100 * i, "Status__c": "Sent"} for i in range(12)]
+    )
     return accounts
 
 
@@ -108,8 +133,9 @@ def four_accounts_deleted(save_pipeline_state) -> SavedState:
     return save_pipeline_state(delete_four_accounts, OBJECTS)
 
 
-def test_mass_delete_of_accounts_comes_back_whole_in_one_run_after_the_purge_and_is_undone(pipeline_factory,
-                                                                                          four_accounts_deleted):
+def test_mass_delete_of_accounts_comes_back_whole_in_one_run_after_the_purge_and_is_undone(
+    pipeline_factory, four_accounts_deleted
+):
     p = pipeline_factory(state=four_accounts_deleted)
     story: DeletedAccounts = four_accounts_deleted.story
     before, damaged = story.before, story.damaged
@@ -144,10 +170,19 @@ def test_mass_delete_of_accounts_comes_back_whole_in_one_run_after_the_purge_and
         assert len(ids) == 29 and not set(ids) & set(ids.values())
         # Every record is back under its new id, every lookup to it re-pointed, survivors' included.
         assert org_state(p) == mapped(before, ids)
-        assert conn.execute("SELECT count(*) FROM sf_pipeline.id_map WHERE source_alias = 'production' AND "
-                            "target_alias = 'production'").fetchone()[0] == 29
-        by_op = dict(conn.execute("SELECT object || ':' || operation, count(DISTINCT record_id) FROM "
-                                  "sf_pipeline.restore_audit WHERE run_id = 'tree-1' GROUP BY 1").fetchall())
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM sf_pipeline.id_map WHERE source_alias = 'production' AND "
+                "target_alias = 'production'"
+            ).fetchone()[0]
+            == 29
+        )
+        by_op = dict(
+            conn.execute(
+                "SELECT object || ':' || operation, count(DISTINCT record_id) FROM "
+                "sf_pipeline.restore_audit WHERE run_id = 'tree-1' GROUP BY 1"
+            ).fetchall()
+        )
         assert by_op["Invoice__c:repoint"] == 8 and by_op["Account:repoint"] == 1 and by_op["Contact:repoint"] == 1
         assert by_op["OpportunityContactRole:create"] == 9
         print(f"restore of 29 records and 10 lookups: {c.api_calls - calls} API calls (apply and verify)")
@@ -170,7 +205,8 @@ def load_again(conn, c, tree: dict[str, Any]):
 
 
 def test_records_still_in_the_bin_are_undeleted_with_their_children_and_purged_ones_re_created(
-        pipeline_factory, four_accounts_deleted):
+    pipeline_factory, four_accounts_deleted
+):
     p = pipeline_factory(state=four_accounts_deleted)
     story: DeletedAccounts = four_accounts_deleted.story
     # An admin empties half of the recycle bin (emptyRecycleBin): two deleted Accounts leave it with
@@ -190,16 +226,16 @@ def test_records_still_in_the_bin_are_undeleted_with_their_children_and_purged_o
         result = apply_plan(conn, c, plan)
         assert verify_plan(c, plan, conn=conn).success
         assert result.outcomes["undeleted"] == 2 + 4 + 4 + objects["OpportunityContactRole"]["undelete"]
-        undeletes = conn.execute("SELECT count(*) FROM sf_pipeline.restore_audit WHERE run_id = 'mixed' AND "
-                                 "operation = 'undelete'").fetchone()[0]
+        undeletes = conn.execute(
+            "SELECT count(*) FROM sf_pipeline.restore_audit WHERE run_id = 'mixed' AND operation = 'undelete'"
+        ).fetchone()[0]
         assert undeletes == result.outcomes["undeleted"]
     # Undeleted records keep their ids, re-created ones have new ids; every lookup points at them again.
     assert org_state(p) == mapped(story.before, result.id_map)
     assert len(result.id_map) == sum(n["re-create"] for n in objects.values())
 
 
-def test_the_restore_job_brings_the_tree_back_from_the_launchpad_and_undoes_it(pipeline_factory,
-                                                                                 four_accounts_deleted):
+def test_the_restore_job_brings_the_tree_back_from_the_launchpad_and_undoes_it(pipeline_factory, four_accounts_deleted):
     p = pipeline_factory(state=four_accounts_deleted)
     story: DeletedAccounts = four_accounts_deleted.story
     run_scenario(p.devorg.org, "recycle-bin-purge")
@@ -210,8 +246,13 @@ def test_the_restore_job_brings_the_tree_back_from_the_launchpad_and_undoes_it(p
         [event] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
         return {"run_id": result.run_id, **{k: v.value for k, v in event.event_specific_data.metadata.items()}}
 
-    tree = {"object": "Account", "restore_deleted": True, "as_of": "2026-11-24T01:59:59Z",
-            "changed_between": ["2026-11-24T02:00:00Z", "2026-11-24T02:10:00Z"], "target_org": "production"}
+    tree = {
+        "object": "Account",
+        "restore_deleted": True,
+        "as_of": "2026-11-24T01:59:59Z",
+        "changed_between": ["2026-11-24T02:00:00Z", "2026-11-24T02:10:00Z"],
+        "target_org": "production",
+    }
     dry = launch(tree)
     assert dry["tree"]["objects"]["Opportunity"]["re-create"] == 8
     assert dry["tree"]["order"].index("Account") < dry["tree"]["order"].index("OpportunityContactRole")
@@ -260,8 +301,9 @@ TREE_KILLS = [
 
 
 @pytest.mark.parametrize(("operation", "phase", "nth", "bulk_at", "purged"), TREE_KILLS)
-def test_tree_restore_killed_at_any_phase_reruns_without_a_duplicate(pipeline_factory, four_accounts_deleted,
-                                                                     operation, phase, nth, bulk_at, purged):
+def test_tree_restore_killed_at_any_phase_reruns_without_a_duplicate(
+    pipeline_factory, four_accounts_deleted, operation, phase, nth, bulk_at, purged
+):
     """SIGKILL of a real process applying the tree plan, at one phase of one call of the write-ahead journal
     (test_interrupted_restore_e2e.py's runner), then the same plan applied again."""
     p = pipeline_factory(state=four_accounts_deleted)
@@ -274,8 +316,12 @@ def test_tree_restore_killed_at_any_phase_reruns_without_a_duplicate(pipeline_fa
         kill_at(p, TREE, "t1", operation, phase, nth, **({"bulk_at": bulk_at} if bulk_at else {}))
         assert journal_states(conn, operation).get("pending", 0) > 0  # the killed run left its journal open
         if phase == "job":  # the job's id was logged before anything was uploaded
-            assert conn.execute("SELECT count(*) FROM sf_pipeline.restore_audit WHERE state = 'pending' AND "
-                                "job_id IS NOT NULL").fetchone()[0] > 0
+            assert (
+                conn.execute(
+                    "SELECT count(*) FROM sf_pipeline.restore_audit WHERE state = 'pending' AND job_id IS NOT NULL"
+                ).fetchone()[0]
+                > 0
+            )
         c = client(p)
         rerun = load_plan(conn, config(**TREE, dry_run=False, plan="t1-dry"), "t2")
         result = apply_plan(conn, c, rerun)
@@ -286,14 +332,22 @@ def test_tree_restore_killed_at_any_phase_reruns_without_a_duplicate(pipeline_fa
         # a complete audit: nothing pending or unsettled, one done create per re-created record across both runs
         states = dict(conn.execute("SELECT state, count(*) FROM sf_pipeline.restore_audit GROUP BY 1").fetchall())
         assert "pending" not in states and "unchecked" not in states, states
-        ids = dict(conn.execute("SELECT source_id, target_id FROM sf_pipeline.id_map WHERE source_alias = "
-                                "'production' AND target_alias = 'production'").fetchall())
+        ids = dict(
+            conn.execute(
+                "SELECT source_id, target_id FROM sf_pipeline.id_map WHERE source_alias = "
+                "'production' AND target_alias = 'production'"
+            ).fetchall()
+        )
         assert len(ids) == actions["create"]
-        created = conn.execute("SELECT before #>> '{}', record_id FROM sf_pipeline.restore_audit WHERE operation = "
-                               "'create' AND field = 'Id' AND state = 'done'").fetchall()
+        created = conn.execute(
+            "SELECT before #>> '{}', record_id FROM sf_pipeline.restore_audit WHERE operation = "
+            "'create' AND field = 'Id' AND state = 'done'"
+        ).fetchall()
         assert sorted(created) == sorted(ids.items())  # each old id re-created once, under the id in the id map
-        undeleted = conn.execute("SELECT record_id, count(*) FROM sf_pipeline.restore_audit WHERE operation = "
-                                 "'undelete' AND state = 'done' GROUP BY 1").fetchall()
+        undeleted = conn.execute(
+            "SELECT record_id, count(*) FROM sf_pipeline.restore_audit WHERE operation = "
+            "'undelete' AND state = 'done' GROUP BY 1"
+        ).fetchall()
         assert len(undeleted) == actions["undelete"] and all(n == 1 for _, n in undeleted)
     # No record twice (every object's live records are exactly those before the delete, re-created ones under
     # their new ids) and every lookup to a record of the tree points at it again, survivors' included.

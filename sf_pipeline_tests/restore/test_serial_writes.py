@@ -24,14 +24,20 @@ def test_serial_writes_send_no_bulk_job_but_one_collections_call_per_200_records
     # any Bulk API 2.0 ingest call would be answered 503 (and fail the writes): none may be made
     ingest = devorg.app.faults.add("5xx", rate=1.0, path="jobs/ingest")
     calls = serial_client.api_calls
-    created = bulk_create(serial_client, "Account", [{"Name": f"Serial {i}", "Industry": None} for i in range(450)],
-                          csv_text)
+    created = bulk_create(
+        serial_client, "Account", [{"Name": f"Serial {i}", "Industry": None} for i in range(450)], csv_text
+    )
     assert all(r.success and r.created for r in created) and serial_client.api_calls - calls == 3
     ids = [r.id for r in created]
     seen = []
     calls = serial_client.api_calls
-    updated = bulk_update(serial_client, "Account", [{"Id": rid, "Name": f"Renamed {i}"} for i, rid in enumerate(ids)],
-                          csv_text, on_written=seen.extend)
+    updated = bulk_update(
+        serial_client,
+        "Account",
+        [{"Id": rid, "Name": f"Renamed {i}"} for i, rid in enumerate(ids)],
+        csv_text,
+        on_written=seen.extend,
+    )
     assert all(r.success for r in updated) and len(seen) == 450 and serial_client.api_calls - calls == 3
     assert ingest.fired == 0
     rows = devorg.org.queries.run("SELECT Id, Name FROM Account", include_deleted=False, batch_size=2000)["records"]

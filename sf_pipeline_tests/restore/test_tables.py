@@ -11,16 +11,29 @@ AWKWARD = 'tab\there, line\nbreak, back\\slash, "quotes", \\N, naïve ☃'
 def test_plan_items_keep_every_character_and_null(pg_conn):
     ensure_restore_tables(pg_conn)
     ensure_restore_tables(pg_conn)  # idempotent
-    items = [("0065J0000000001QAA", "Description", "update", AWKWARD, None, "x", "restore", AWKWARD),
-             ("0065J0000000002QAA", None, "none", None, None, None, "not_restorable", "deleted"),
-             ("0065J0000000003QAA", "Amount", "update", 12.5, True, {"nested": [1, "\\"]}, "noop", None)]
+    items = [
+        ("0065J0000000001QAA", "Description", "update", AWKWARD, None, "x", "restore", AWKWARD),
+        ("0065J0000000002QAA", None, "none", None, None, None, "not_restorable", "deleted"),
+        ("0065J0000000003QAA", "Amount", "update", 12.5, True, {"nested": [1, "\\"]}, "noop", None),
+    ]
     for _ in range(2):  # saving a run id again replaces its plan
-        tables.save_plan(pg_conn, run_id="run\t1", object_name="Opportunity", target_org="production",
-                         source_org="production", config={"object": "Opportunity"}, counts={"restore": 1},
-                         details={}, items=iter(items))
-    rows = pg_conn.execute("SELECT record_id, field, action, current_value, desired_value, damaged_value, "
-                           "classification, reason FROM sf_pipeline.restore_items WHERE run_id = %s "
-                           "ORDER BY record_id", ("run\t1",)).fetchall()
+        tables.save_plan(
+            pg_conn,
+            run_id="run\t1",
+            object_name="Opportunity",
+            target_org="production",
+            source_org="production",
+            config={"object": "Opportunity"},
+            counts={"restore": 1},
+            details={},
+            items=iter(items),
+        )
+    rows = pg_conn.execute(
+        "SELECT record_id, field, action, current_value, desired_value, damaged_value, "
+        "classification, reason FROM sf_pipeline.restore_items WHERE run_id = %s "
+        "ORDER BY record_id",
+        ("run\t1",),
+    ).fetchall()
     assert rows == [tuple(r) for r in items]
     assert tables.plan_row(pg_conn, "run\t1")["status"] == "planned"
 
@@ -28,13 +41,19 @@ def test_plan_items_keep_every_character_and_null(pg_conn):
 def test_audit_keeps_first_before_and_last_after_per_field(pg_conn):
     ensure_restore_tables(pg_conn)
     rid = "0065J0000000001QAA"
-    tables.write_audit(pg_conn, [("r1", "production", "Opportunity", rid, "AccountId", None, "A", "update", "005x"),
-                                 ("r1", "production", "Opportunity", rid, "AccountId", "A", "B", "update", "005x"),
-                                 ("r1", "production", "Contact", rid, "AccountId", "C", "D", "repoint", "005x")])
+    tables.write_audit(
+        pg_conn,
+        [
+            ("r1", "production", "Opportunity", rid, "AccountId", None, "A", "update", "005x"),
+            ("r1", "production", "Opportunity", rid, "AccountId", "A", "B", "update", "005x"),
+            ("r1", "production", "Contact", rid, "AccountId", "C", "D", "repoint", "005x"),
+        ],
+    )
     alias, entries = tables.audit_of_run(pg_conn, "r1", "opportunity")
     assert alias == "production"
     assert [(e.record_id, e.field, e.before, e.after, e.operation) for e in entries] == [
-        (rid, "AccountId", None, "B", "update")]
+        (rid, "AccountId", None, "B", "update")
+    ]
 
 
 def test_id_map_pairs_are_replaced_not_duplicated(pg_conn):

@@ -110,16 +110,32 @@ def test_current_values_read_the_same_through_collections_and_bulk(devorg, clien
     types = {f["name"]: f["type"] for f in client.describe("Account")["fields"]}
     fields = ["Name", "ParentId", "AnnualRevenue", "NumberOfEmployees", "Description"]
     ids = accounts(client, 5)
-    update_records(client, "Account", [{"Id": ids[1], "ParentId": ids[0], "AnnualRevenue": 98000,
-                                        "NumberOfEmployees": 12, "Description": "tab\tand \"quotes\""}])
+    update_records(
+        client,
+        "Account",
+        [
+            {
+                "Id": ids[1],
+                "ParentId": ids[0],
+                "AnnualRevenue": 98000,
+                "NumberOfEmployees": 12,
+                "Description": 'tab\tand "quotes"',
+            }
+        ],
+    )
     sf.Account.delete(ids[4])
     with devorg.org.store.lock:  # ids[3] gone for good (purged from the recycle bin)
         devorg.org.store.conn.execute('DELETE FROM "Account" WHERE Id = ?', (ids[3],))
     by_id, mode = fetch_current(client, "Account", ids, fields, types)
     assert mode == "collections"
     assert [by_id[rid].state for rid in ids] == [LIVE, LIVE, LIVE, MISSING, RECYCLE_BIN]
-    assert by_id[ids[1]].values == {"Name": "Account 1", "ParentId": ids[0], "AnnualRevenue": 98000,
-                                    "NumberOfEmployees": 12, "Description": 'tab\tand "quotes"'}
+    assert by_id[ids[1]].values == {
+        "Name": "Account 1",
+        "ParentId": ids[0],
+        "AnnualRevenue": 98000,
+        "NumberOfEmployees": 12,
+        "Description": 'tab\tand "quotes"',
+    }
     assert by_id[ids[0]].values["ParentId"] is None and by_id[ids[0]].values["Description"] is None
     since = min(r.modstamp for r in by_id.values() if r.modstamp is not None)
     bulk = changed_since(client, "Account", fields, types, since)
@@ -133,9 +149,11 @@ def test_a_restore_read_of_5000_ids_stays_within_salesforces_url_limit(devorg, c
     the restore's current-state read sends them in the body of sObject Collections retrieve (POST)."""
     ids = accounts(client, 5000)
     ids_param = ",".join(ids[:2000])
-    too_long = client.sf.session.get(f"{devorg.instance_url}/services/data/v59.0/composite/sobjects/Account",
-                                     params={"ids": ids_param, "fields": "Id,Name"},
-                                     headers={"Authorization": f"Bearer {client.sf.session_id}"})
+    too_long = client.sf.session.get(
+        f"{devorg.instance_url}/services/data/v59.0/composite/sobjects/Account",
+        params={"ids": ids_param, "fields": "Id,Name"},
+        headers={"Authorization": f"Bearer {client.sf.session_id}"},
+    )
     assert too_long.status_code == 414  # the form the pipeline must not use
     before = client.api_calls
     found, mode = fetch_current(client, "Account", ids, ["Name"], {"Id": "id", "Name": "string"})
@@ -149,8 +167,13 @@ def test_calls_after_the_orgs_session_timeout_log_in_again(devorg, client):
     ids = accounts(client, 3)
     first = client.sf.session_id
     devorg.org.advance_clock(timedelta(hours=3))
-    results = bulk_update(client, "Account", [{"Id": rid, "Name": f"After timeout {i}"} for i, rid in enumerate(ids)],
-                          to_csv=csv_text, poll=0.05)
+    results = bulk_update(
+        client,
+        "Account",
+        [{"Id": rid, "Name": f"After timeout {i}"} for i, rid in enumerate(ids)],
+        to_csv=csv_text,
+        poll=0.05,
+    )
     assert all(r.success for r in results) and client.sf.session_id != first
     second = client.sf.session_id
     devorg.org.advance_clock(timedelta(hours=3))
@@ -198,14 +221,16 @@ def test_a_finished_ingest_job_is_read_back_by_its_id_and_a_job_the_org_no_longe
         def after(self, token, pairs):
             pass
 
-    results = bulk_update(client, "Account", [{"Id": rid, "Name": "By job"} for rid in ids], csv_text,
-                          journal=Journal())
+    results = bulk_update(
+        client, "Account", [{"Id": rid, "Name": "By job"} for rid in ids], csv_text, journal=Journal()
+    )
     assert all(r.success for r in results) and len(jobs) == 1
     assert ingest_job_outcome(client, jobs[0]) is None  # deleted once the journal completed its rows
 
     # a job whose results nobody read (the run died): read back by its id, then gone once deleted
-    kept = _ingest_job(client, "Account", [{"Id": rid, "Name": "Kept"} for rid in ids], csv_text, 0.05, 60,
-                       on_job=jobs.append)
+    kept = _ingest_job(
+        client, "Account", [{"Id": rid, "Name": "Kept"} for rid in ids], csv_text, 0.05, 60, on_job=jobs.append
+    )
     assert all(r.success for r in kept) and len(jobs) == 2
     outcome = ingest_job_outcome(client, jobs[1])
     assert outcome is not None and sorted(outcome) == sorted(ids) and all(r.success for r in outcome.values())
@@ -224,10 +249,17 @@ def test_bulk_insert_matches_each_result_to_its_record_and_deletes_go_to_the_rec
     assert [r.success for r in results] == [i != 5 for i in range(300)]
     assert results[5].codes == ["REQUIRED_FIELD_MISSING"]
     assert len({r.id for r in results if r.success}) == 299
-    rows = {r["Id"]: (r["Name"], r["NumberOfEmployees"]) for r in devorg.org.queries.run(
-        "SELECT Id, Name, NumberOfEmployees FROM Account", include_deleted=False, batch_size=2000)["records"]}
-    assert all(rows[r.id] == (rec["Name"], rec["NumberOfEmployees"])
-               for rec, r in zip(records, results, strict=True) if r.success)
+    rows = {
+        r["Id"]: (r["Name"], r["NumberOfEmployees"])
+        for r in devorg.org.queries.run(
+            "SELECT Id, Name, NumberOfEmployees FROM Account", include_deleted=False, batch_size=2000
+        )["records"]
+    }
+    assert all(
+        rows[r.id] == (rec["Name"], rec["NumberOfEmployees"])
+        for rec, r in zip(records, results, strict=True)
+        if r.success
+    )
 
     gone = [results[0].id, results[1].id, "001000000000000AAA"]
     deleted = delete_records(client, gone)

@@ -31,8 +31,9 @@ from sf_pipeline.settings import SettingsError, load_settings
 
 def settings_file(tmp_path: Path, **salesforce) -> Path:
     path = tmp_path / "sf_pipeline.yaml"
-    path.write_text(yaml.safe_dump({"orgs": {"production": {}}, "backup": {"objects": ["Account"]},
-                                    "salesforce": salesforce}))
+    path.write_text(
+        yaml.safe_dump({"orgs": {"production": {}}, "backup": {"objects": ["Account"]}, "salesforce": salesforce})
+    )
     return path
 
 
@@ -155,8 +156,14 @@ def test_a_bulk_update_whose_session_expires_after_the_upload_is_completed_and_f
 
     client.sf.session.hooks["response"].append(expire_after_upload)
     seen = []
-    results = bulk_update(client, "Account", [{"Id": rid, "Name": "Bulk renamed"} for rid in ids], csv_text,
-                          on_written=seen.extend, poll=0.05)
+    results = bulk_update(
+        client,
+        "Account",
+        [{"Id": rid, "Name": "Bulk renamed"} for rid in ids],
+        csv_text,
+        on_written=seen.extend,
+        poll=0.05,
+    )
     assert all(r.success for r in results) and len(seen) == 5  # every written record reaches the caller
     assert client.session_renewals == 1
     assert {names(org_env)[rid] for rid in ids} == {"Bulk renamed"}
@@ -178,8 +185,12 @@ def test_a_soap_undelete_after_the_session_expired_logs_in_again(org_env, tmp_pa
 def token_client(org_env) -> SalesforceClient:
     """A client given only an instance URL and an access token (SALESFORCE_<ALIAS>_ACCESS_TOKEN)."""
     logged_in = connect(OrgCredentials.from_env("production"))
-    creds = OrgCredentials(alias="production", instance_url=org_env.instance_url, access_token=logged_in.session_id,
-                           ca_bundle=org_env.ca_bundle)
+    creds = OrgCredentials(
+        alias="production",
+        instance_url=org_env.instance_url,
+        access_token=logged_in.session_id,
+        ca_bundle=org_env.ca_bundle,
+    )
     assert creds.flow == "access token"
     return SalesforceClient(connect(creds), alias="production", backoff=0.01)
 
@@ -191,8 +202,9 @@ def test_an_expired_access_token_stops_a_bulk_update_before_anything_is_written(
         bulk_update(token_client, "Account", [{"Id": rid, "Name": "Never written"} for rid in ids], csv_text)
     assert "SALESFORCE_PRODUCTION_ACCESS_TOKEN" in str(err.value)
     assert "Never written" not in names(org_env).values()
-    assert org_env.org.queries.run("SELECT COUNT() FROM Account", include_deleted=False, batch_size=200) \
-        ["totalSize"] == 3
+    assert (
+        org_env.org.queries.run("SELECT COUNT() FROM Account", include_deleted=False, batch_size=200)["totalSize"] == 3
+    )
 
 
 def test_an_expired_access_token_fails_a_query_with_what_to_set(org_env, token_client):

@@ -14,23 +14,59 @@ from sf_pipeline_tests.devorg_fixtures import shared_reference
 
 INJECTIONS = [
     "Name FROM Account WHERE Name != ''",  # a whole clause
-    "Id,Name", "Name, (SELECT Id FROM Contacts)", "Name'", "Name--", "Name__c OR Id != null",
-    "_Name", "Name_", "Name___c", "9Lives__c", "", " Name", "Näme", "Name__c\n",
+    "Id,Name",
+    "Name, (SELECT Id FROM Contacts)",
+    "Name'",
+    "Name--",
+    "Name__c OR Id != null",
+    "_Name",
+    "Name_",
+    "Name___c",
+    "9Lives__c",
+    "",
+    " Name",
+    "Näme",
+    "Name__c\n",
 ]
-BAD_IDS = ["001' OR Name != '", "0015g00000AbCdE'", "0015g00000AbCd", "0015g00000AbCdEFGHI", "0015g00000AbCdE ",
-           "0015g00000AbCd%", "", None, 15]
+BAD_IDS = [
+    "001' OR Name != '",
+    "0015g00000AbCdE'",
+    "0015g00000AbCd",
+    "0015g00000AbCdEFGHI",
+    "0015g00000AbCdE ",
+    "0015g00000AbCd%",
+    "",
+    None,
+    15,
+]
 
 
 def test_every_name_in_recorded_real_describes_is_accepted():
     names = []
-    for sobject in ("Account", "Case", "Contact", "Custom__c", "Event", "Lead", "Opportunity",
-                    "OpportunityContactRole"):
+    for sobject in (
+        "Account",
+        "Case",
+        "Contact",
+        "Custom__c",
+        "Event",
+        "Lead",
+        "Opportunity",
+        "OpportunityContactRole",
+    ):
         describe = json.loads(shared_reference("salesforce-describe", f"{sobject}.json").read_text())
         names += [describe["name"]] + [f["name"] for f in describe["fields"]]
-    names += [s["name"] for s in json.loads(shared_reference("salesforce-describe", "_global.json").read_text())
-              ["sobjects"]]
-    names += ["npe01__One2OneContact__c", "Location__latitude__s", "ns__Loc__longitude__s", "Invoice__c",
-              "Setting__mdt", "Order_Event__e", "Account__History"]  # namespaced and suffixed custom names
+    names += [
+        s["name"] for s in json.loads(shared_reference("salesforce-describe", "_global.json").read_text())["sobjects"]
+    ]
+    names += [
+        "npe01__One2OneContact__c",
+        "Location__latitude__s",
+        "ns__Loc__longitude__s",
+        "Invoice__c",
+        "Setting__mdt",
+        "Order_Event__e",
+        "Account__History",
+    ]  # namespaced and suffixed custom names
     assert len(names) > 400
     assert soql.field_names(names) == list(dict.fromkeys(names))
 
@@ -54,8 +90,9 @@ def test_an_id_that_is_not_a_record_id_is_refused_with_a_clear_error(value):
 
 @pytest.fixture
 def client(devorg) -> SalesforceClient:
-    return SalesforceClient(connect(OrgCredentials.from_env("production", devorg.env("production"))),
-                            alias="production", backoff=0.01)
+    return SalesforceClient(
+        connect(OrgCredentials.from_env("production", devorg.env("production"))), alias="production", backoff=0.01
+    )
 
 
 def test_reads_and_writes_refuse_a_bad_id_or_name_before_calling_the_org(client):
@@ -72,6 +109,13 @@ def test_reads_and_writes_refuse_a_bad_id_or_name_before_calling_the_org(client)
     with pytest.raises(UnsafeSoqlValue):
         client.count("", "Account WHERE Name != ''")
     with pytest.raises(UnsafeSoqlValue):
-        list(extract_window(client, "Account", ["Id", "Name FROM User"], datetime(2000, 1, 1, tzinfo=UTC),
-                            datetime(2100, 1, 1, tzinfo=UTC)))
+        list(
+            extract_window(
+                client,
+                "Account",
+                ["Id", "Name FROM User"],
+                datetime(2000, 1, 1, tzinfo=UTC),
+                datetime(2100, 1, 1, tzinfo=UTC),
+            )
+        )
     assert client.api_calls == before  # nothing reached the org

@@ -30,8 +30,19 @@ NOW = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
 def wide_org(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("wide")
     spec = folder / "wide.yaml"
-    spec.write_text(yaml.safe_dump({"objects": {"Wide__c": {"label": "Wide", "keyPrefix": "a7W", "fields": [
-        {"name": name, "type": "string", "length": 40} for name in FIELDS]}}}))
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "objects": {
+                    "Wide__c": {
+                        "label": "Wide",
+                        "keyPrefix": "a7W",
+                        "fields": [{"name": name, "type": "string", "length": 40} for name in FIELDS],
+                    }
+                }
+            }
+        )
+    )
     with DevOrgServer(folder / "org", custom_objects=spec) as server:
         server.org.set_clock(NOW, freeze=True)
         yield server
@@ -45,8 +56,9 @@ def client(wide_org: DevOrgServer) -> SalesforceClient:
 
 @pytest.fixture(scope="module")
 def wide_records(client: SalesforceClient) -> list[str]:
-    results = create_records(client, "Wide__c", [{"Name": f"W{i}", FIELDS[0]: f"first {i}", FIELDS[-1]: f"last {i}"}
-                                                 for i in range(3)])
+    results = create_records(
+        client, "Wide__c", [{"Name": f"W{i}", FIELDS[0]: f"first {i}", FIELDS[-1]: f"last {i}"} for i in range(3)]
+    )
     assert all(r.success for r in results)
     return [r.id for r in results]
 
@@ -65,8 +77,11 @@ def test_a_rest_query_of_760_fields_is_refused_by_the_org_and_never_sent(client,
 
 def test_backup_of_an_object_with_760_fields_takes_the_bulk_path_under_the_rest_threshold(client, wide_records):
     fields = ["Id", "Name", "SystemModstamp", *FIELDS]
-    pages = list(extract_window(client, "Wide__c", fields, NOW - timedelta(hours=1), NOW + timedelta(hours=1),
-                                bulk_threshold=10_000))
+    pages = list(
+        extract_window(
+            client, "Wide__c", fields, NOW - timedelta(hours=1), NOW + timedelta(hours=1), bulk_threshold=10_000
+        )
+    )
     assert sum(page.num_rows for page in pages) == 3
 
 

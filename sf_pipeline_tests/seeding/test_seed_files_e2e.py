@@ -22,8 +22,13 @@ pytestmark = pytest.mark.e2e
 
 
 def _seed(p, **config: Any) -> dict[str, Any]:
-    result = p.defs().resolve_job_def("seed_sandbox").execute_in_process(
-        instance=p.instance, raise_on_error=False, run_config={"ops": {"seed_sandbox": {"config": config}}})
+    result = (
+        p.defs()
+        .resolve_job_def("seed_sandbox")
+        .execute_in_process(
+            instance=p.instance, raise_on_error=False, run_config={"ops": {"seed_sandbox": {"config": config}}}
+        )
+    )
     assert result.success, [str(e.message) for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     [event] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
     return {k: v.value for k, v in event.event_specific_data.metadata.items()}
@@ -53,14 +58,21 @@ def test_seeding_copies_the_files_of_seeded_records_up_to_the_size_cap(pipeline_
     assert files["too_large_not_copied"] == [f"Attachment {_id(p, 'Attachment', 'scan.tiff')} (300,000 bytes)"]
     sand = connect(sandbox)
     with p.conn() as conn:
-        mapped = dict(conn.execute("SELECT source_id, target_id FROM sf_pipeline.id_map WHERE target_alias = "
-                                   "'sandbox'").fetchall())
+        mapped = dict(
+            conn.execute(
+                "SELECT source_id, target_id FROM sf_pipeline.id_map WHERE target_alias = 'sandbox'"
+            ).fetchall()
+        )
     [copy] = sand.query(f"SELECT Id, Name FROM Attachment WHERE ParentId = '{mapped[account]}'")["records"]
     body = sand.session.get(f"{sand.base_url}sobjects/Attachment/{copy['Id']}/Body", headers=sand.headers)
     assert copy["Name"] == "logo.png" and body.content == logo
     new_doc = mapped[document]
-    linked = {r["LinkedEntityId"] for r in sand.query(
-        f"SELECT LinkedEntityId FROM ContentDocumentLink WHERE ContentDocumentId = '{new_doc}'")["records"]}
+    linked = {
+        r["LinkedEntityId"]
+        for r in sand.query(f"SELECT LinkedEntityId FROM ContentDocumentLink WHERE ContentDocumentId = '{new_doc}'")[
+            "records"
+        ]
+    }
     assert {mapped[account], mapped[contact]} <= linked
     [version] = sand.query(f"SELECT Id FROM ContentVersion WHERE ContentDocumentId = '{new_doc}'")["records"]
     got = sand.session.get(f"{sand.base_url}sobjects/ContentVersion/{version['Id']}/VersionData", headers=sand.headers)
@@ -83,27 +95,40 @@ def _files_of(sand, parents: list[str]) -> list[tuple[str, bytes]]:
     for att in sand.query_all(f"SELECT Id, Name, Description FROM Attachment WHERE ParentId IN ({ids})")["records"]:
         got = sand.session.get(f"{sand.base_url}sobjects/Attachment/{att['Id']}/Body", headers=sand.headers)
         out.append((f"{att['Name']} {att['Description'] or ''}", got.content))
-    docs = {r["ContentDocumentId"] for r in sand.query_all(
-        f"SELECT ContentDocumentId FROM ContentDocumentLink WHERE LinkedEntityId IN ({ids})")["records"]}
+    docs = {
+        r["ContentDocumentId"]
+        for r in sand.query_all(f"SELECT ContentDocumentId FROM ContentDocumentLink WHERE LinkedEntityId IN ({ids})")[
+            "records"
+        ]
+    }
     for doc in docs:
-        for v in sand.query_all(f"SELECT Id, Title, PathOnClient FROM ContentVersion WHERE ContentDocumentId = "
-                                f"'{doc}'")["records"]:
-            got = sand.session.get(f"{sand.base_url}sobjects/ContentVersion/{v['Id']}/VersionData",
-                                   headers=sand.headers)
+        for v in sand.query_all(
+            f"SELECT Id, Title, PathOnClient FROM ContentVersion WHERE ContentDocumentId = '{doc}'"
+        )["records"]:
+            got = sand.session.get(
+                f"{sand.base_url}sobjects/ContentVersion/{v['Id']}/VersionData", headers=sand.headers
+            )
             out.append((f"{v['Title']} {v['PathOnClient']}", got.content))
     return out
 
 
 def test_masked_seeding_withholds_files_by_default_and_placeholders_carry_no_original_title_or_byte(
-        pipeline_factory, sandbox):
+    pipeline_factory, sandbox
+):
     p = pipeline_factory(["Account", "Contact", "ContentVersion", "Attachment"])
     sf = p.sf()
     at(p, 0, 5)
     account = sf.Account.create({"Name": "Initech"})["id"]
     contact = sf.Contact.create({"LastName": "Hopper", "FirstName": "Grace", "AccountId": account})["id"]
     cv, passport = os.urandom(30_000), os.urandom(50_000)
-    sf.Attachment.create({"ParentId": contact, "Name": "Grace Hopper passport.png", "Description": "Grace's passport",
-                          "Body": base64.b64encode(passport).decode()})
+    sf.Attachment.create(
+        {
+            "ParentId": contact,
+            "Name": "Grace Hopper passport.png",
+            "Description": "Grace's passport",
+            "Body": base64.b64encode(passport).decode(),
+        }
+    )
     upload(sf, "Grace Hopper CV", cv, parent=contact)
     originals = {"Grace", "Hopper", "passport", "CV"}
     at(p, 1, 10)
@@ -115,8 +140,11 @@ def test_masked_seeding_withholds_files_by_default_and_placeholders_carry_no_ori
     assert meta["files"]["mode"] == "skip" and meta["files"]["withheld_by_masking"] == 2
     assert (meta["files"]["attachments_copied"], meta["files"]["documents_copied"]) == (0, 0)
     with p.conn() as conn:
-        mapped = dict(conn.execute("SELECT source_id, target_id FROM sf_pipeline.id_map WHERE target_alias = "
-                                   "'sandbox'").fetchall())
+        mapped = dict(
+            conn.execute(
+                "SELECT source_id, target_id FROM sf_pipeline.id_map WHERE target_alias = 'sandbox'"
+            ).fetchall()
+        )
     copies = [mapped[account], mapped[contact]]
     assert _files_of(sand, copies) == []
 

@@ -23,9 +23,11 @@ from sf_pipeline.warehouse.org_identity import OrgIdentityError, known_orgs
 @pytest.fixture(scope="module")
 def orgs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, DevOrgServer]]:
     root = tmp_path_factory.mktemp("targets")
-    servers = {"production": DevOrgServer(root / "production").start(),
-               "sandbox": DevOrgServer(root / "sandbox", name="sandbox", sandbox=True).start(),
-               "refreshed": DevOrgServer(root / "refreshed", name="refreshed", sandbox=True).start()}
+    servers = {
+        "production": DevOrgServer(root / "production").start(),
+        "sandbox": DevOrgServer(root / "sandbox", name="sandbox", sandbox=True).start(),
+        "refreshed": DevOrgServer(root / "refreshed", name="refreshed", sandbox=True).start(),
+    }
     try:
         yield servers
     finally:
@@ -55,14 +57,16 @@ def test_a_target_that_is_not_a_sandbox_is_refused_before_any_write(orgs, pg_con
     with pytest.raises(SeedTargetError, match="target_org 'production' is the backed-up org"):
         check_seed_target(pg_conn, backed_up, backup_org="production")
     assert backed_up.api_calls == 0
-    assert prod.org.queries.run("SELECT COUNT() FROM Account", include_deleted=True,
-                                batch_size=10)["totalSize"] == accounts
+    assert (
+        prod.org.queries.run("SELECT COUNT() FROM Account", include_deleted=True, batch_size=10)["totalSize"]
+        == accounts
+    )
     assert pg_conn.execute("SELECT to_regclass('sf_pipeline.id_map')").fetchone()[0] is None  # nothing mapped
 
 
-def test_an_alias_pointed_at_another_org_is_refused_until_the_change_is_accepted(orgs, pg_url: str,
-                                                                                 pg_conn: psycopg.Connection,
-                                                                                 monkeypatch: pytest.MonkeyPatch):
+def test_an_alias_pointed_at_another_org_is_refused_until_the_change_is_accepted(
+    orgs, pg_url: str, pg_conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+):
     sandbox, refreshed = orgs["sandbox"], orgs["refreshed"]
     before = datetime.now(UTC)
     first = check_seed_target(pg_conn, client(sandbox, "sandbox"), backup_org="production")

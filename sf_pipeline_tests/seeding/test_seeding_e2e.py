@@ -22,14 +22,19 @@ from sf_pipeline_tests.devorg_fixtures import connect
 T0 = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)
 KEY = "%Y-%m-%d-%H:%M"
 OBJECTS = ["Account", "Contact", "Opportunity", "OpportunityContactRole"]
-PRIMARY_CONTACT = {"name": "Primary_Contact__c", "type": "reference", "referenceTo": "Contact",
-                   "relationshipName": "Primary_Contact__r"}
+PRIMARY_CONTACT = {
+    "name": "Primary_Contact__c",
+    "type": "reference",
+    "referenceTo": "Contact",
+    "relationshipName": "Primary_Contact__r",
+}
 
 
 def _seed(p, **config: Any) -> dg.ExecuteInProcessResult:
     job = p.defs().resolve_job_def("seed_sandbox")
-    return job.execute_in_process(instance=p.instance, raise_on_error=False,
-                                  run_config={"ops": {"seed_sandbox": {"config": config}}})
+    return job.execute_in_process(
+        instance=p.instance, raise_on_error=False, run_config={"ops": {"seed_sandbox": {"config": config}}}
+    )
 
 
 def _meta(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
@@ -82,10 +87,12 @@ def backed_up(module_pipeline_factory, sandbox):
 def test_seeding_copies_records_with_parents_and_cycles_and_reseeding_updates_in_place(backed_up):
     p, sandbox = backed_up
     prod, sand = p.sf(), connect(sandbox)
-    roles = sf_roles = prod.query_all("SELECT Id, OpportunityId, ContactId, Role FROM OpportunityContactRole "
-                                      "ORDER BY Id LIMIT 15")["records"]
-    child = prod.query_all("SELECT Id, ParentId FROM Account WHERE ParentId != null "
-                           "AND Primary_Contact__c != null LIMIT 1")["records"]
+    roles = sf_roles = prod.query_all(
+        "SELECT Id, OpportunityId, ContactId, Role FROM OpportunityContactRole ORDER BY Id LIMIT 15"
+    )["records"]
+    child = prod.query_all(
+        "SELECT Id, ParentId FROM Account WHERE ParentId != null AND Primary_Contact__c != null LIMIT 1"
+    )["records"]
     if not child:  # the generator's hierarchies and our primary contacts may not overlap: make one that does
         child = prod.query_all("SELECT Id FROM Account WHERE Primary_Contact__c != null LIMIT 1")["records"]
         parent = prod.query_all(f"SELECT Id FROM Account WHERE Id != '{child[0]['Id']}' LIMIT 1")["records"][0]
@@ -101,10 +108,14 @@ def test_seeding_copies_records_with_parents_and_cycles_and_reseeding_updates_in
     summary, meta = _output(first), _meta(first)
     objects = summary["objects"]
     # parents first; the self-reference and the cross-object cycle are set in a second pass
-    assert summary["order"].index("Account") < summary["order"].index("Opportunity") \
+    assert (
+        summary["order"].index("Account")
+        < summary["order"].index("Opportunity")
         < summary["order"].index("OpportunityContactRole")
-    assert summary["deferred"]["Account"] == ["ParentId", "Primary_Contact__c"] or \
-        set(summary["deferred"]["Account"]) >= {"ParentId"}
+    )
+    assert summary["deferred"]["Account"] == ["ParentId", "Primary_Contact__c"] or set(
+        summary["deferred"]["Account"]
+    ) >= {"ParentId"}
     assert not summary["missing"], summary["missing"]
     assert objects["OpportunityContactRole"]["selected"] == len(roles) == objects["OpportunityContactRole"]["inserted"]
     assert objects["Opportunity"]["parents"] > 0 and objects["Contact"]["parents"] > 0
@@ -115,8 +126,12 @@ def test_seeding_copies_records_with_parents_and_cycles_and_reseeding_updates_in
     assert meta["users_mapped"] >= 1
 
     with psycopg.connect(p.db_url) as conn:
-        id_map = dict(conn.execute("SELECT source_id, target_id FROM sf_pipeline.id_map WHERE source_alias = "
-                                   "'production' AND target_alias = 'sandbox'").fetchall())
+        id_map = dict(
+            conn.execute(
+                "SELECT source_id, target_id FROM sf_pipeline.id_map WHERE source_alias = "
+                "'production' AND target_alias = 'sandbox'"
+            ).fetchall()
+        )
     assert len(id_map) == summary["copied"]
     # every copied record holds production's values, with lookups pointing at the sandbox copies
     src_roles = _by_id(prod, "SELECT Id, Role, OpportunityId, ContactId FROM OpportunityContactRole")
@@ -126,12 +141,19 @@ def test_seeding_copies_records_with_parents_and_cycles_and_reseeding_updates_in
         assert copy["Role"] == src_roles[r["Id"]]["Role"]
         assert copy["OpportunityId"] == id_map[r["OpportunityId"]] and copy["ContactId"] == id_map[r["ContactId"]]
     fields = "Id, Name, Amount, StageName, CloseDate, AccountId, Owner.Name"
-    src_opps, dst_opps = _by_id(prod, f"SELECT {fields} FROM Opportunity"), _by_id(sand, f"SELECT {fields} FROM Opportunity")
+    src_opps, dst_opps = (
+        _by_id(prod, f"SELECT {fields} FROM Opportunity"),
+        _by_id(sand, f"SELECT {fields} FROM Opportunity"),
+    )
     for sid, tid in id_map.items():
         if sid.startswith("006"):
             s, t = src_opps[sid], dst_opps[tid]
-            assert (t["Name"], t["Amount"], t["StageName"], t["CloseDate"]) == \
-                (s["Name"], s["Amount"], s["StageName"], s["CloseDate"])
+            assert (t["Name"], t["Amount"], t["StageName"], t["CloseDate"]) == (
+                s["Name"],
+                s["Amount"],
+                s["StageName"],
+                s["CloseDate"],
+            )
             assert t["AccountId"] == (id_map[s["AccountId"]] if s["AccountId"] else None)
             assert t["Owner"]["Name"] == s["Owner"]["Name"]  # owners matched to the sandbox's users
     accounts = "Id, Name, ParentId, Primary_Contact__c"
@@ -150,14 +172,20 @@ def test_seeding_copies_records_with_parents_and_cycles_and_reseeding_updates_in
     second = _seed(p, **config)
     assert second.success
     again = _output(second)["objects"]
-    assert again["OpportunityContactRole"]["inserted"] == 1 and again["OpportunityContactRole"]["updated"] == len(roles) - 1
+    assert (
+        again["OpportunityContactRole"]["inserted"] == 1
+        and again["OpportunityContactRole"]["updated"] == len(roles) - 1
+    )
     assert again["Opportunity"]["inserted"] == 0 and again["Account"]["inserted"] == 0
     assert {o: sand.query(f"SELECT COUNT() FROM {o}")["totalSize"] for o in OBJECTS} == counts
     assert sand.Opportunity.get(id_map[opp_id])["Amount"] == src_opps[opp_id]["Amount"]
     with psycopg.connect(p.db_url) as conn:
-        remapped = conn.execute("SELECT target_id FROM sf_pipeline.id_map WHERE source_id = %s",
-                                (sf_roles[0]["Id"],)).fetchone()[0]
-    assert remapped != gone and sand.OpportunityContactRole.get(remapped)["Role"] == src_roles[sf_roles[0]["Id"]]["Role"]
+        remapped = conn.execute(
+            "SELECT target_id FROM sf_pipeline.id_map WHERE source_id = %s", (sf_roles[0]["Id"],)
+        ).fetchone()[0]
+    assert (
+        remapped != gone and sand.OpportunityContactRole.get(remapped)["Role"] == src_roles[sf_roles[0]["Id"]]["Role"]
+    )
 
 
 @pytest.mark.e2e
@@ -176,8 +204,7 @@ def test_seeding_from_the_sandbox_into_production_is_refused_with_nothing_writte
     p, sandbox = backed_up
     prod = p.sf()
     before = {o: prod.query(f"SELECT COUNT() FROM {o}")["totalSize"] for o in OBJECTS}
-    result = _seed(p, as_of="2026-11-24T02:00:00Z", objects=["Account"], source_org="sandbox",
-                   target_org="production")
+    result = _seed(p, as_of="2026-11-24T02:00:00Z", objects=["Account"], source_org="sandbox", target_org="production")
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     message = failure.event_specific_data.error.message
@@ -185,5 +212,7 @@ def test_seeding_from_the_sandbox_into_production_is_refused_with_nothing_writte
     assert {o: prod.query(f"SELECT COUNT() FROM {o}")["totalSize"] for o in OBJECTS} == before  # 0 records written
     with psycopg.connect(p.db_url) as conn:
         if conn.execute("SELECT to_regclass('sf_pipeline.id_map')").fetchone()[0] is not None:
-            assert conn.execute("SELECT count(*) FROM sf_pipeline.id_map WHERE target_alias = 'production'"
-                                ).fetchone()[0] == 0
+            assert (
+                conn.execute("SELECT count(*) FROM sf_pipeline.id_map WHERE target_alias = 'production'").fetchone()[0]
+                == 0
+            )

@@ -15,22 +15,28 @@ from sf_pipeline.seeding import (
 
 
 def test_parents_go_before_children_and_self_references_are_set_afterwards():
-    order = insert_order({
-        "OpportunityContactRole": [Reference("OpportunityId", ("Opportunity",), False),
-                                   Reference("ContactId", ("Contact",), False)],
-        "Opportunity": [Reference("AccountId", ("Account",))],
-        "Contact": [Reference("AccountId", ("Account",)), Reference("ReportsToId", ("Contact",))],
-        "Account": [Reference("ParentId", ("Account",))],
-    })
+    order = insert_order(
+        {
+            "OpportunityContactRole": [
+                Reference("OpportunityId", ("Opportunity",), False),
+                Reference("ContactId", ("Contact",), False),
+            ],
+            "Opportunity": [Reference("AccountId", ("Account",))],
+            "Contact": [Reference("AccountId", ("Account",)), Reference("ReportsToId", ("Contact",))],
+            "Account": [Reference("ParentId", ("Account",))],
+        }
+    )
     assert order.objects == ["Account", "Opportunity", "Contact", "OpportunityContactRole"]
     assert order.deferred == {"Account": {"ParentId"}, "Contact": {"ReportsToId"}}
 
 
 def test_a_cycle_between_two_objects_is_broken_at_a_field_that_may_be_empty():
-    order = insert_order({
-        "Account": [Reference("Primary_Contact__c", ("Contact",), True)],
-        "Contact": [Reference("AccountId", ("Account",), False)],
-    })
+    order = insert_order(
+        {
+            "Account": [Reference("Primary_Contact__c", ("Contact",), True)],
+            "Contact": [Reference("AccountId", ("Account",), False)],
+        }
+    )
     assert order.objects == ["Account", "Contact"]
     assert order.deferred == {"Account": {"Primary_Contact__c"}}
 
@@ -41,8 +47,13 @@ def test_a_cycle_of_required_references_is_refused_with_the_objects_named():
 
 
 def test_polymorphic_references_order_after_every_possible_parent():
-    order = insert_order({"Task": [Reference("WhatId", ("Account", "Opportunity"))],
-                          "Opportunity": [Reference("AccountId", ("Account",))], "Account": []})
+    order = insert_order(
+        {
+            "Task": [Reference("WhatId", ("Account", "Opportunity"))],
+            "Opportunity": [Reference("AccountId", ("Account",))],
+            "Account": [],
+        }
+    )
     assert order.objects == ["Account", "Opportunity", "Task"]
 
 
@@ -63,19 +74,23 @@ def test_users_match_by_sandbox_username_then_email_then_unique_name():
     assert match_users(source, target) == {"005A": "005a", "005B": "005b", "005C": "005c"}  # Dee is ambiguous
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"target_org": "production"}, "never writes to the org it copies from"),
-    ({"target_org": "staging"}, "unknown org alias 'staging' for target_org"),
-    ({"as_of": None}, "as_of is required"),
-    ({"as_of": "2026-11-24 02:30"}, "needs a time zone"),
-    ({"objects": []}, "nothing selected"),
-    ({"record_ids": ["006xyz"]}, "is not a Salesforce record id"),
-    ({"incident": "last"}, "incident must be the id of an incident"),
-    ({"include_parents": "yes"}, "include_parents must be true or false"),
-    ({"objekts": ["Account"]}, "unknown seed config key(s) objekts"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"target_org": "production"}, "never writes to the org it copies from"),
+        ({"target_org": "staging"}, "unknown org alias 'staging' for target_org"),
+        ({"as_of": None}, "as_of is required"),
+        ({"as_of": "2026-11-24 02:30"}, "needs a time zone"),
+        ({"objects": []}, "nothing selected"),
+        ({"record_ids": ["006xyz"]}, "is not a Salesforce record id"),
+        ({"incident": "last"}, "incident must be the id of an incident"),
+        ({"include_parents": "yes"}, "include_parents must be true or false"),
+        ({"objekts": ["Account"]}, "unknown seed config key(s) objekts"),
+    ],
+)
 def test_seed_config_errors_name_the_problem(change, message):
     data = {"as_of": "2026-11-24T02:30:00Z", "objects": ["Account"], **change}
     with pytest.raises(SeedConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        SeedConfig.from_dict({k: v for k, v in data.items() if v is not None or k != "as_of"},
-                             orgs=["production", "sandbox"])
+        SeedConfig.from_dict(
+            {k: v for k, v in data.items() if v is not None or k != "as_of"}, orgs=["production", "sandbox"]
+        )

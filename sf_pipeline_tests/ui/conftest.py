@@ -110,9 +110,7 @@ class DagsterWebserver:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise AssertionError(
-                    f"dagster-webserver exited with {self.process.returncode}:\n{self.log()}"
-                )
+                raise AssertionError(f"dagster-webserver exited with {self.process.returncode}:\n{self.log()}")
             try:
                 with urllib.request.urlopen(f"{self.url}/server_info", timeout=5) as resp:
                     if resp.status == 200 and self._location_loaded():
@@ -120,9 +118,7 @@ class DagsterWebserver:
             except OSError:
                 pass
             time.sleep(1)
-        raise AssertionError(
-            f"dagster-webserver did not answer /server_info within {timeout} s:\n{self.log()}"
-        )
+        raise AssertionError(f"dagster-webserver did not answer /server_info within {timeout} s:\n{self.log()}")
 
     def _location_loaded(self) -> bool:
         """True once the code location is loaded; fails with Dagster's own error when it could not load."""
@@ -140,9 +136,7 @@ class DagsterWebserver:
                 raise AssertionError(
                     f"the code location {entry['name']} did not load in dagster-webserver: {error['message']}"
                 )
-        return bool(entries) and all(
-            e["loadStatus"] == "LOADED" and e["locationOrLoadError"] for e in entries
-        )
+        return bool(entries) and all(e["loadStatus"] == "LOADED" and e["locationOrLoadError"] for e in entries)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else "(no log)"
@@ -192,9 +186,7 @@ def incident_in_dagster_ui(pipeline_factory, tmp_path: Path) -> Iterator[tuple[I
     """
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     t0 = today - timedelta(days=1)
-    p = pipeline_factory(
-        OBJECTS, partitions={"cron": "0 * * * *", "start": t0.strftime("%Y-%m-%dT%H:%M:%SZ")}
-    )
+    p = pipeline_factory(OBJECTS, partitions={"cron": "0 * * * *", "start": t0.strftime("%Y-%m-%dT%H:%M:%SZ")})
     server = DagsterWebserver(tmp_path / "dagster-webserver.log").start()
     try:
         incident = _build_incident(p, t0)
@@ -213,8 +205,7 @@ def browser_page(request, screenshots_dir: Path):
 
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(
-            f"no Chromium at {CHROMIUM}: run scripts/ensure-chromium.sh (make test does) or "
-            f"apt-get install chromium",
+            f"no Chromium at {CHROMIUM}: run scripts/ensure-chromium.sh (make test does) or apt-get install chromium",
             pytrace=False,
         )
     with sync_playwright() as pw:

@@ -40,9 +40,7 @@ def test_dagster_ui_shows_the_backup_the_incident_and_the_restore_launchpad(
     page.goto(f"{url}/asset-groups")
     for key in ("salesforce/Account", "history/Account", "salesforce/Opportunity", "history/Opportunity"):
         # each node links to its partitions; the link is part of the node card as drawn
-        expect(page.locator(f'a[href="/assets/{key}?view=partitions"]').first).to_be_visible(
-            timeout=UI_TIMEOUT
-        )
+        expect(page.locator(f'a[href="/assets/{key}?view=partitions"]').first).to_be_visible(timeout=UI_TIMEOUT)
     expect(page.locator('a[href="/assets/history/Opportunity?view=checks"]')).to_have_text(
         "0 / 1 Passed", timeout=UI_TIMEOUT
     )
@@ -91,8 +89,7 @@ def test_dagster_ui_shows_the_backup_the_incident_and_the_restore_launchpad(
     editor = page.locator(".CodeMirror")
     expect(editor).to_be_visible(timeout=UI_TIMEOUT)
     # the editor knows the restore job's schema: `target_org` has no default (`object` may come from `incident:`)
-    expect(page.get_by_text('Missing required config entry "target_org"')).to_be_visible(
-        timeout=UI_TIMEOUT)
+    expect(page.get_by_text('Missing required config entry "target_org"')).to_be_visible(timeout=UI_TIMEOUT)
     editor.click()
     page.keyboard.press("Control+A")
     page.keyboard.insert_text(restore_config)

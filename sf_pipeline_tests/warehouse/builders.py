@@ -64,9 +64,7 @@ def opportunity(
 
 def csv_batch(records: Sequence[dict[str, Any]], columns: Sequence[str] = COLUMNS) -> pa.RecordBatch:
     """Records as a string-typed batch, the way Bulk API 2.0 CSV is parsed."""
-    return pa.RecordBatch.from_pydict(
-        {c: pa.array([r.get(c) for r in records], pa.string()) for c in columns}
-    )
+    return pa.RecordBatch.from_pydict({c: pa.array([r.get(c) for r in records], pa.string()) for c in columns})
 
 
 def json_batch(records: Sequence[dict[str, Any]], columns: Sequence[str] = COLUMNS) -> pa.RecordBatch:

@@ -59,9 +59,7 @@ def test_one_database_url_becomes_every_dbt_connection_setting() -> None:
 def test_snapshot_definitions_follow_the_configured_object_list(project_dir: Path) -> None:
     write_snapshot_definitions(project_dir, ["Opportunity", "Invoice__c"])
 
-    snapshots = yaml.safe_load((project_dir / "snapshots" / "salesforce_snapshots.yml").read_text())[
-        "snapshots"
-    ]
+    snapshots = yaml.safe_load((project_dir / "snapshots" / "salesforce_snapshots.yml").read_text())["snapshots"]
     assert [s["name"] for s in snapshots] == ["invoice__c", "opportunity"]
     opportunity_snapshot = snapshots[1]
     assert opportunity_snapshot["relation"] == "ref('opportunity_window')"
@@ -77,9 +75,7 @@ def test_snapshot_definitions_follow_the_configured_object_list(project_dir: Pat
         ("salesforce", "salesforce", ["invoice__c", "opportunity"])
     ]
     window_model = (project_dir / "models" / "windows" / "opportunity_window.sql").read_text()
-    assert (
-        "source('salesforce', 'opportunity')" in window_model and "salesforce_window_filter()" in window_model
-    )
+    assert "source('salesforce', 'opportunity')" in window_model and "salesforce_window_filter()" in window_model
 
     write_snapshot_definitions(project_dir, ["Opportunity"])
     assert not (project_dir / "models" / "windows" / "invoice__c_window.sql").exists()
@@ -185,9 +181,7 @@ def test_history_keeps_every_version_and_as_of_shows_each_past_state(
     assert state("2026-01-09T00:00") == state("2026-01-02T12:00")
 
     # The same question as composable SQL, e.g. for a seeding query.
-    rows = pg_conn.execute(
-        as_of_sql("Opportunity", ["Id", "Name"]), {"as_of": at("2026-01-01T10:30")}
-    ).fetchall()
+    rows = pg_conn.execute(as_of_sql("Opportunity", ["Id", "Name"]), {"as_of": at("2026-01-01T10:30")}).fetchall()
     assert rows == [(A, "Big deal")]
     # Every column of the record, without dbt's bookkeeping.
     full = next(as_of(pg_conn, "Opportunity", at("2026-01-01T10:30")))

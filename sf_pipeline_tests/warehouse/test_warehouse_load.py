@@ -59,14 +59,11 @@ def mirror_rows(conn: psycopg.Connection) -> list[dict[str, Any]]:
 
 def counts(result: Any) -> dict[str, int]:
     return {
-        k: getattr(result, k)
-        for k in ("extracted", "inserted", "updated", "unchanged", "deleted", "outside_window")
+        k: getattr(result, k) for k in ("extracted", "inserted", "updated", "unchanged", "deleted", "outside_window")
     }
 
 
-def test_first_window_inserts_every_record_with_typed_values(
-    pg_conn: psycopg.Connection, mirror: MirrorTable
-) -> None:
+def test_first_window_inserts_every_record_with_typed_values(pg_conn: psycopg.Connection, mirror: MirrorTable) -> None:
     result = load_window(pg_conn, mirror, [csv_batch(WINDOW_1)], JAN_1, JAN_2)
 
     assert counts(result) == {
@@ -80,9 +77,7 @@ def test_first_window_inserts_every_record_with_typed_values(
     assert result.bytes > 0 and result.into_empty_table
     assert mirror_rows(pg_conn) == [stored(r) for r in WINDOW_1]
     # Salesforce has no empty strings: an empty CSV field, quoted or not, is null.
-    assert pg_conn.execute(
-        "SELECT count(*) FROM salesforce.opportunity WHERE description IS NULL"
-    ).fetchone() == (3,)
+    assert pg_conn.execute("SELECT count(*) FROM salesforce.opportunity WHERE description IS NULL").fetchone() == (3,)
 
 
 def test_newer_window_updates_changed_records_keeps_deleted_ones_flagged_and_adds_new_ones(
@@ -132,9 +127,7 @@ def test_windows_loaded_in_reverse_order_end_in_the_same_state(pg_url: str) -> N
     assert backward == forward
 
 
-def test_loading_the_same_window_twice_changes_nothing(
-    pg_conn: psycopg.Connection, mirror: MirrorTable
-) -> None:
+def test_loading_the_same_window_twice_changes_nothing(pg_conn: psycopg.Connection, mirror: MirrorTable) -> None:
     load_window(pg_conn, mirror, [csv_batch(WINDOW_1)], JAN_1, JAN_2)
     before = mirror_rows(pg_conn)
 
@@ -208,9 +201,7 @@ def test_value_that_does_not_fit_its_column_names_object_column_record_and_value
     assert mirror_rows(pg_conn) == before
 
 
-def test_record_without_id_is_rejected_and_nothing_is_loaded(
-    pg_conn: psycopg.Connection, mirror: MirrorTable
-) -> None:
+def test_record_without_id_is_rejected_and_nothing_is_loaded(pg_conn: psycopg.Connection, mirror: MirrorTable) -> None:
     with pytest.raises(WarehouseLoadError, match=r"Opportunity\.id.*empty"):
         load_window(
             pg_conn,
@@ -223,9 +214,7 @@ def test_record_without_id_is_rejected_and_nothing_is_loaded(
     assert mirror_rows(pg_conn) == []
 
 
-def test_record_twice_in_one_window_keeps_its_newest_version(
-    pg_conn: psycopg.Connection, mirror: MirrorTable
-) -> None:
+def test_record_twice_in_one_window_keeps_its_newest_version(pg_conn: psycopg.Connection, mirror: MirrorTable) -> None:
     newest = opportunity(A, "2026-01-01T15:00:00.000Z", name="renamed")
     records = [newest, *WINDOW_1]
 
@@ -235,9 +224,7 @@ def test_record_twice_in_one_window_keeps_its_newest_version(
     assert mirror_rows(pg_conn)[0] == stored(newest)
 
 
-def test_columns_missing_from_the_extract_are_left_untouched(
-    pg_conn: psycopg.Connection, mirror: MirrorTable
-) -> None:
+def test_columns_missing_from_the_extract_are_left_untouched(pg_conn: psycopg.Connection, mirror: MirrorTable) -> None:
     with_description = [opportunity(A, "2026-01-01T10:00:00.000Z", description="key account")]
     load_window(pg_conn, mirror, [csv_batch(with_description)], JAN_1, JAN_2)
     narrow = [c for c in COLUMNS if c != "Description"]
@@ -271,9 +258,7 @@ def test_column_unknown_to_the_mirror_is_rejected_with_what_to_do(
         load_window(pg_conn, mirror, [batch], JAN_1, JAN_2)
 
 
-def test_column_order_and_case_of_batches_do_not_matter(
-    pg_conn: psycopg.Connection, mirror: MirrorTable
-) -> None:
+def test_column_order_and_case_of_batches_do_not_matter(pg_conn: psycopg.Connection, mirror: MirrorTable) -> None:
     shuffled = csv_batch(WINDOW_1[:1], columns=list(reversed(COLUMNS)))
     lower = csv_batch(WINDOW_1[1:])
     lower = lower.rename_columns([c.lower() for c in lower.schema.names])
@@ -298,18 +283,14 @@ def test_empty_window_loads_nothing_and_says_so(pg_conn: psycopg.Connection, mir
     assert result.as_metadata()["extracted"] == 0
 
 
-def test_window_bounds_must_be_timezone_aware_and_ordered(
-    pg_conn: psycopg.Connection, mirror: MirrorTable
-) -> None:
+def test_window_bounds_must_be_timezone_aware_and_ordered(pg_conn: psycopg.Connection, mirror: MirrorTable) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         load_window(pg_conn, mirror, [], JAN_1.replace(tzinfo=None), JAN_2)
     with pytest.raises(ValueError, match="empty window"):
         load_window(pg_conn, mirror, [], JAN_2, JAN_1)
 
 
-def test_two_windows_loaded_at_the_same_time_into_an_empty_table_both_land(
-    pg_url: str, mirror: MirrorTable
-) -> None:
+def test_two_windows_loaded_at_the_same_time_into_an_empty_table_both_land(pg_url: str, mirror: MirrorTable) -> None:
     start = threading.Barrier(2)
     failures: list[BaseException] = []
 
@@ -352,11 +333,15 @@ def test_first_load_fast_path_gives_the_same_mirror_and_names_bad_values(pg_conn
         {"name": "SystemModstamp", "type": "datetime", "length": 0, "precision": 0, "scale": 0},
     ]
     start, end = datetime(2026, 11, 24, 0, tzinfo=UTC), datetime(2026, 11, 24, 1, tzinfo=UTC)
-    batch = pa.RecordBatch.from_pydict({
-        "Id": ["0065J0000000001AAA", "0065J0000000002AAA", "0065J0000000003AAA"],
-        "Name": ["A", "B", None], "Amount": ["10.50", "", "3"], "IsDeleted": ["false", "true", "false"],
-        "SystemModstamp": ["2026-11-24T00:10:00.000Z"] * 3,
-    })
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "Id": ["0065J0000000001AAA", "0065J0000000002AAA", "0065J0000000003AAA"],
+            "Name": ["A", "B", None],
+            "Amount": ["10.50", "", "3"],
+            "IsDeleted": ["false", "true", "false"],
+            "SystemModstamp": ["2026-11-24T00:10:00.000Z"] * 3,
+        }
+    )
     fast = ensure_mirror_table(pg_conn, "FastOpp", fields)
     result = load_window(pg_conn, fast, [batch], start, end, unique_ids=True)
     assert result.into_empty_table and (result.extracted, result.inserted, result.deleted) == (3, 3, 1)
@@ -367,8 +352,15 @@ def test_first_load_fast_path_gives_the_same_mirror_and_names_bad_values(pg_conn
     # a second window on the now non-empty mirror takes the upsert path
     again = load_window(pg_conn, fast, [batch], start, end, unique_ids=True)
     assert not again.into_empty_table and again.unchanged == 3
-    bad = pa.RecordBatch.from_pydict({"Id": ["0065J0000000009AAA"], "Name": ["X"], "Amount": ["lots"],
-                                      "IsDeleted": ["false"], "SystemModstamp": ["2026-11-24T00:10:00.000Z"]})
+    bad = pa.RecordBatch.from_pydict(
+        {
+            "Id": ["0065J0000000009AAA"],
+            "Name": ["X"],
+            "Amount": ["lots"],
+            "IsDeleted": ["false"],
+            "SystemModstamp": ["2026-11-24T00:10:00.000Z"],
+        }
+    )
     empty = ensure_mirror_table(pg_conn, "EmptyOpp", fields)
     with pytest.raises(WarehouseLoadError) as exc:
         load_window(pg_conn, empty, [bad], start, end, unique_ids=True)

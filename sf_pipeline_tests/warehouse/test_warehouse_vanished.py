@@ -26,10 +26,22 @@ A, B, C, D = (f"00600000000000{n}AAA" for n in range(1, 5))
 @pytest.fixture
 def table(pg_conn: psycopg.Connection):
     table = ensure_mirror_table(pg_conn, "Opportunity", OPPORTUNITY_FIELDS)
-    load_window(pg_conn, table, [csv_batch([
-        opportunity(A, "2026-01-01T10:00:00.000Z"), opportunity(B, "2026-01-01T11:00:00.000Z"),
-        opportunity(C, "2026-01-01T12:00:00.000Z", deleted=True), opportunity(D, "2026-01-01T13:00:00.000Z")])],
-        JAN_1, JAN_1 + timedelta(days=1))
+    load_window(
+        pg_conn,
+        table,
+        [
+            csv_batch(
+                [
+                    opportunity(A, "2026-01-01T10:00:00.000Z"),
+                    opportunity(B, "2026-01-01T11:00:00.000Z"),
+                    opportunity(C, "2026-01-01T12:00:00.000Z", deleted=True),
+                    opportunity(D, "2026-01-01T13:00:00.000Z"),
+                ]
+            )
+        ],
+        JAN_1,
+        JAN_1 + timedelta(days=1),
+    )
     ensure_vanished_columns(pg_conn, table)
     return get_mirror_table(pg_conn, "Opportunity")
 
@@ -47,8 +59,13 @@ def test_the_flag_columns_are_bookkeeping_not_retired_fields(pg_conn, table) -> 
 def test_a_window_flags_its_deleted_rows_and_an_undelete_clears_the_flag(pg_conn, table) -> None:
     assert flag_window_deletions(pg_conn, table, JAN_1, JAN_1 + timedelta(days=1), FOUND) == {"deleted": 1}
     assert rows(pg_conn)[C]["_sfp_vanished"] == "deleted" and rows(pg_conn)[C]["_sfp_gone"] is False
-    load_window(pg_conn, table, [csv_batch([opportunity(C, "2026-01-02T09:00:00.000Z")])],
-                JAN_1 + timedelta(days=1), JAN_1 + timedelta(days=2))
+    load_window(
+        pg_conn,
+        table,
+        [csv_batch([opportunity(C, "2026-01-02T09:00:00.000Z")])],
+        JAN_1 + timedelta(days=1),
+        JAN_1 + timedelta(days=2),
+    )
     flag_window_deletions(pg_conn, table, JAN_1 + timedelta(days=1), JAN_1 + timedelta(days=2), FOUND)
     assert rows(pg_conn)[C]["_sfp_vanished"] is None and rows(pg_conn)[C]["isdeleted"] is False
 
@@ -56,22 +73,35 @@ def test_a_window_flags_its_deleted_rows_and_an_undelete_clears_the_flag(pg_conn
 def test_vanished_rows_are_closed_at_the_best_known_time_and_leave_the_reconciliation(pg_conn, table) -> None:
     window_end = JAN_1 + timedelta(days=2)
     hard_at = datetime(2026, 1, 2, 9, 30, tzinfo=UTC)
-    changed = mark_vanished(pg_conn, table, [
-        VanishedRecord(A, "hard-deleted", hard_at, by="005000000000001AAA"),
-        VanishedRecord(B, "unknown"),
-        VanishedRecord(C, "purged"),  # it was in the recycle bin: its deleted version stays the closing one
-        # a time before the record's last version cannot close it: one millisecond after it instead
-        VanishedRecord(D, "purged", datetime(2026, 1, 1, 0, tzinfo=UTC), exact=False),
-    ], FOUND, window_end)
+    changed = mark_vanished(
+        pg_conn,
+        table,
+        [
+            VanishedRecord(A, "hard-deleted", hard_at, by="005000000000001AAA"),
+            VanishedRecord(B, "unknown"),
+            VanishedRecord(C, "purged"),  # it was in the recycle bin: its deleted version stays the closing one
+            # a time before the record's last version cannot close it: one millisecond after it instead
+            VanishedRecord(D, "purged", datetime(2026, 1, 1, 0, tzinfo=UTC), exact=False),
+        ],
+        FOUND,
+        window_end,
+    )
     assert changed == 4
     got = rows(pg_conn)
     assert (got[A]["isdeleted"], got[A]["systemmodstamp"], got[A]["_sfp_vanished_at"], got[A]["_sfp_vanished_by"]) == (
-        True, hard_at, hard_at, "005000000000001AAA")
+        True,
+        hard_at,
+        hard_at,
+        "005000000000001AAA",
+    )
     assert got[A]["_sfp_vanished_after"] is None and got[A]["_sfp_found_in_window"] == window_end
     assert (got[B]["systemmodstamp"], got[B]["_sfp_vanished"]) == (FOUND, "unknown")
     assert got[B]["_sfp_vanished_after"] == datetime(2026, 1, 1, 11, tzinfo=UTC)
     assert (got[C]["systemmodstamp"], got[C]["_sfp_vanished"], got[C]["_sfp_gone"]) == (
-        datetime(2026, 1, 1, 12, tzinfo=UTC), "purged", True)
+        datetime(2026, 1, 1, 12, tzinfo=UTC),
+        "purged",
+        True,
+    )
     assert got[D]["systemmodstamp"] == datetime(2026, 1, 1, 13, tzinfo=UTC) + timedelta(milliseconds=1)
     assert all(r["_sfp_gone"] for r in got.values())
     assert reconcilable_ids(pg_conn, table, None) == []
