@@ -607,13 +607,14 @@ def apply_tree(conn: psycopg.Connection[Any], client: SalesforceClient, plan: Re
             result.api_calls = client.api_calls - calls_before
             result.seconds = time.perf_counter() - started
             result.id_map = dict(plan.id_map)
-            tree_tables.set_outcomes(
+            tables.set_outcomes(
                 conn,
                 plan.run_id,
                 [
                     *((r.record_id, None, r.outcome, r.error) for r in tree.records),
                     *((p.record_id, p.field, p.outcome, p.error) for p in tree.repoints),
                 ],
+                per_field=True,
             )
             tables.set_plan_status(
                 conn,

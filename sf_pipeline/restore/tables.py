@@ -184,19 +184,24 @@ def set_plan_status(
     _commit(conn)
 
 
-def set_outcomes(conn: psycopg.Connection[Any], run_id: str, outcomes: Iterable[tuple[str, str, str | None]]) -> None:
-    """Record what apply did per record: (record_id, outcome, error)."""
+def set_outcomes(
+    conn: psycopg.Connection[Any], run_id: str, outcomes: Iterable[tuple], *, per_field: bool = False
+) -> None:
+    """Record what apply did: per record, (record_id, outcome, error) for every item of the record; with
+    `per_field` (a whole-hierarchy restore), per item, (record_id, field or None, outcome, error)."""
+    rows = outcomes if per_field else ((rid, None, outcome, error) for rid, outcome, error in outcomes)
+    same_item = " AND i.field IS NOT DISTINCT FROM o.field" if per_field else ""
     with conn.transaction():
         conn.execute(
             "CREATE TEMPORARY TABLE IF NOT EXISTS restore_outcomes "
-            "(record_id text, outcome text, error text) ON COMMIT DROP"
+            "(record_id text, field text, outcome text, error text) ON COMMIT DROP"
         )
-        with conn.cursor().copy("COPY restore_outcomes (record_id, outcome, error) FROM STDIN") as copy:
-            for row in outcomes:
+        with conn.cursor().copy("COPY restore_outcomes (record_id, field, outcome, error) FROM STDIN") as copy:
+            for row in rows:
                 copy.write_row(row)
         conn.execute(
             "UPDATE sf_pipeline.restore_items i SET outcome = o.outcome, error = o.error FROM restore_outcomes o "
-            "WHERE i.run_id = %s AND i.record_id = o.record_id",
+            f"WHERE i.run_id = %s AND i.record_id = o.record_id{same_item}",
             (run_id,),
         )
     _commit(conn)

@@ -125,26 +125,6 @@ def items(conn: psycopg.Connection[Any], run_id: str) -> list[tuple]:
     ).fetchall()
 
 
-def set_outcomes(
-    conn: psycopg.Connection[Any], run_id: str, outcomes: Iterable[tuple[str, str | None, str, str | None]]
-) -> None:
-    """What apply did per item: (record_id, field or None, outcome, error)."""
-    with conn.transaction():
-        conn.execute(
-            "CREATE TEMPORARY TABLE IF NOT EXISTS tree_outcomes (record_id text, field text, outcome text, "
-            "error text) ON COMMIT DROP"
-        )
-        with conn.cursor().copy("COPY tree_outcomes (record_id, field, outcome, error) FROM STDIN") as copy:
-            for row in outcomes:
-                copy.write_row(row)
-        conn.execute(
-            "UPDATE sf_pipeline.restore_items i SET outcome = o.outcome, error = o.error FROM tree_outcomes o "
-            "WHERE i.run_id = %s AND i.record_id = o.record_id AND i.field IS NOT DISTINCT FROM o.field",
-            (run_id,),
-        )
-    _commit(conn)
-
-
 def audit_rows(conn: psycopg.Connection[Any], run_id: str) -> list[tuple[str, str, str, Any, Any, str]]:
     """Everything a run wrote (journal rows completed `done`), oldest first: (object, record_id, field, before,
     after, operation)."""
