@@ -90,10 +90,11 @@ def child(spec: dict) -> None:
     )
 
 
-def measure(size: int) -> dict:
+def restore_in_child(script: str, size: int) -> dict:
+    """Build a devorg org with `size` orphaned Opportunities, backed up, and run `script --child SPEC` (the
+    restore, in a fresh process so its memory is its own); returns the figures it printed last, as JSON."""
     from sf_pipeline_tests.benchmarks.bench_restore import damaged_org
 
-    print(f"{size:,} orphaned Opportunities")
     with damaged_org(size, 1.0) as (org, db_url, as_of, start, end):
         spec = {
             "env": org.env,
@@ -103,16 +104,21 @@ def measure(size: int) -> dict:
             "end": end.isoformat(),
         }
         done = subprocess.run(
-            [sys.executable, __file__, "--child", json.dumps(spec)],
+            [sys.executable, script, "--child", json.dumps(spec)],
             capture_output=True,
             text=True,
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
             timeout=3600,
         )
-        if done.returncode != 0:
-            raise SystemExit(f"the restore failed:\n{done.stderr[-4000:]}")
-        figures = json.loads(done.stdout.strip().splitlines()[-1])
+    if done.returncode != 0:
+        raise SystemExit(f"the restore failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def measure(size: int) -> dict:
+    print(f"{size:,} orphaned Opportunities")
+    figures = restore_in_child(__file__, size)
     growth = figures["peak_mb"] - figures["baseline_mb"]
     print(
         f"  restore: {figures['seconds']:.1f} s, {figures['written']:,} values written via {figures['mode']}, "

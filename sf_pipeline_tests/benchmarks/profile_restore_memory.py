@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -94,27 +92,9 @@ def main() -> None:
     if args.child:
         child(json.loads(args.child))
         return
-    from sf_pipeline_tests.benchmarks.bench_restore import damaged_org
+    from sf_pipeline_tests.benchmarks.bench_restore_memory import restore_in_child
 
-    with damaged_org(args.size, 1.0) as (org, db_url, as_of, start, end):
-        spec = {
-            "env": org.env,
-            "db_url": db_url,
-            "as_of": as_of.isoformat(),
-            "start": start.isoformat(),
-            "end": end.isoformat(),
-        }
-        done = subprocess.run(
-            [sys.executable, __file__, "--child", json.dumps(spec)],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            timeout=3600,
-        )
-    if done.returncode != 0:
-        raise SystemExit(f"the restore failed:\n{done.stderr[-4000:]}")
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures = restore_in_child(__file__, args.size)
     print(
         f"{args.size:,} records: traced peak plan {figures['plan_peak_mb']:.0f} MB, apply "
         f"{figures['apply_peak_mb']:.0f} MB"
