@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
@@ -158,3 +158,13 @@ def history_key(sobject: str, prefix: Sequence[str] = ()) -> dg.AssetKey:
 def org_resource_keys(org: BackupOrgSettings) -> tuple[str, str]:
     """The resource keys of an org's Salesforce connection and backup database (the primary org: today's)."""
     return ("salesforce", "warehouse") if org.primary else (f"salesforce_{org.alias}", f"warehouse_{org.alias}")
+
+
+def single_op_job(op: dg.OpDefinition, *, description: str, tags: Mapping[str, str]) -> dg.JobDefinition:
+    """A job of one op that keeps the op's name, so that its launchpad config reads `ops: <name>: config:`.
+
+    The graph between them gets a name of its own (`<name>_graph`): a code server refuses a repository where an
+    op and a graph share a name."""
+    return dg.GraphDefinition(name=f"{op.name}_graph", node_defs=[op]).to_job(
+        name=op.name, description=description, tags=dict(tags)
+    )

@@ -14,7 +14,7 @@ from sf_pipeline.privacy.errors import PrivacyError
 from sf_pipeline.privacy.forget import ForgetRequest, forget, match_fields, note_still_in_org
 from sf_pipeline.privacy.masking import MaskingSettings
 from sf_pipeline.privacy.retention import RetentionSettings, apply_retention, protected_ids, retention_summary
-from sf_pipeline.resources import SalesforceOrgResource, WarehouseResource
+from sf_pipeline.resources import SalesforceOrgResource, WarehouseResource, single_op_job
 from sf_pipeline.salesforce.writes import query_by_ids
 from sf_pipeline.settings import Settings, SettingsError
 
@@ -98,12 +98,8 @@ def forget_job(settings: Settings) -> dg.JobDefinition:
         }
         return dg.Output(result.summary(), metadata=metadata)
 
-    @dg.graph(name="forget_graph")
-    def _graph():
-        _forget()
-
-    return _graph.to_job(
-        name="forget",
+    return single_op_job(
+        _forget,
         description="Erase a data subject from the backup (dry run by default).",
         tags={"sf_pipeline/kind": "forget"},
     )
@@ -173,12 +169,8 @@ def retention_job(settings: Settings, retention: RetentionSettings) -> dg.JobDef
             },
         )
 
-    @dg.graph(name="apply_retention_graph")
-    def _graph():
-        _retention()
-
-    return _graph.to_job(
-        name="apply_retention",
+    return single_op_job(
+        _retention,
         description="Thin the backup history by the retention settings.",
         tags={"sf_pipeline/kind": "retention"},
     )

@@ -13,7 +13,7 @@ import yaml
 
 from sf_pipeline.anomalies.incidents import incident_restore_selection
 from sf_pipeline.launchpad import launchpad_config
-from sf_pipeline.resources import ORG_TAG, SalesforceOrgResource, WarehouseResource, salesforce_pool
+from sf_pipeline.resources import ORG_TAG, SalesforceOrgResource, WarehouseResource, salesforce_pool, single_op_job
 from sf_pipeline.settings import Settings
 from sf_pipeline.warehouse.org_identity import OrgIdentityError, verify_org
 
@@ -167,16 +167,10 @@ def restore_job(settings: Settings) -> dg.JobDefinition:
             except (RestoreError, OrgIdentityError) as exc:
                 raise dg.Failure(description=str(exc)) from None
 
-    # The op keeps the name `restore` (the launchpad config is `ops: restore: config:`), so the job's graph
-    # needs another one: a code server refuses a repository where an op and a graph share a name.
-    @dg.graph(name="restore_graph")
-    def _graph():
-        _restore()
-
     # A restore is what someone is waiting for during an incident: the run queue and the org's pool take it
     # before waiting backups (`dagster/priority`, higher first).
-    return _graph.to_job(
-        name="restore",
+    return single_op_job(
+        _restore,
         description="Restore selected fields of selected records to their "
         "values at a point in time (dry run first). Launch from the launchpad with an incident's "
         "suggested config.",

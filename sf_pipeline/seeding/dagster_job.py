@@ -11,7 +11,7 @@ import dagster as dg
 from sf_pipeline.launchpad import launchpad_config
 from sf_pipeline.privacy.errors import PrivacyError
 from sf_pipeline.privacy.masking import masking_for_seeding
-from sf_pipeline.resources import SalesforceOrgResource, WarehouseResource
+from sf_pipeline.resources import SalesforceOrgResource, WarehouseResource, single_op_job
 from sf_pipeline.settings import Settings
 from sf_pipeline.warehouse.org_identity import OrgIdentityError
 
@@ -113,14 +113,8 @@ def seed_job(settings: Settings) -> dg.JobDefinition:
             raise dg.Failure(description=f"{result.failed} records could not be copied:\n{failures}", metadata=metadata)
         return dg.Output(summary, metadata=metadata)
 
-    # The op keeps the name `seed_sandbox` (the launchpad config is `ops: seed_sandbox: config:`), so the job's
-    # graph needs another one: a code server refuses a repository where an op and a graph share a name.
-    @dg.graph(name="seed_sandbox_graph")
-    def _graph():
-        _seed()
-
-    return _graph.to_job(
-        name="seed_sandbox",
+    return single_op_job(
+        _seed,
         description="Seed a sandbox from the backup (records as of an "
         "instant, with their parents and an id map), to rehearse a restore before running it on "
         "production.",
