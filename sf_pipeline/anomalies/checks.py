@@ -77,7 +77,7 @@ def anomaly_check(
             # The first window is the full load: every record is "new", there is nothing to compare with.
             return dg.AssetCheckResult(
                 passed=True,
-                metadata={"note": dg.MetadataValue.text("first window (full load): nothing to compare with")},
+                metadata={"note": "first window (full load): nothing to compare with"},
             )
         with warehouse.connect() as conn:
             findings = run_detectors(
@@ -118,10 +118,10 @@ def anomaly_check(
             if report.severity != "error":
                 context.log.warning(incident_summary(report))
         metadata: dict = {
-            "window_start": dg.MetadataValue.text(window.start.isoformat()),
-            "window_end": dg.MetadataValue.text(window.end.isoformat()),
-            "findings": dg.MetadataValue.int(len(reports)),
-            "errors": dg.MetadataValue.int(len(errors)),
+            "window_start": window.start.isoformat(),
+            "window_end": window.end.isoformat(),
+            "findings": len(reports),
+            "errors": len(errors),
         }
         if reports:
             worst, worst_id = reports[0], ids[0]
@@ -129,12 +129,10 @@ def anomaly_check(
             metadata["incident"] = dg.MetadataValue.md(
                 "\n\n---\n\n".join(r.to_markdown(incident_id=i) for r, i in zip(reports, ids, strict=True))
             )
-            metadata["affected_records"] = dg.MetadataValue.int(worst.affected_count)
-            metadata["acting_user"] = dg.MetadataValue.text(worst.user_label)
-            metadata["first_change"] = dg.MetadataValue.text(
-                worst.first_change.isoformat() if worst.first_change else ""
-            )
-            metadata["last_change"] = dg.MetadataValue.text(worst.last_change.isoformat() if worst.last_change else "")
+            metadata["affected_records"] = worst.affected_count
+            metadata["acting_user"] = worst.user_label
+            metadata["first_change"] = worst.first_change.isoformat() if worst.first_change else ""
+            metadata["last_change"] = worst.last_change.isoformat() if worst.last_change else ""
             if worst.restore_config:
                 metadata["restore_config"] = dg.MetadataValue.md(
                     "Paste into the `restore` job's launchpad (dry run):\n"
@@ -143,7 +141,7 @@ def anomaly_check(
                 metadata["restore_config_json"] = dg.MetadataValue.json(
                     json.loads(json.dumps(worst.launchpad_config(worst_id)))
                 )
-            metadata["change_volume_24h"] = dg.MetadataValue.text(worst.chart_sparkline())
+            metadata["change_volume_24h"] = worst.chart_sparkline()
         if errors:
             return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata)
         if reports:

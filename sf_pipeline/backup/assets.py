@@ -216,7 +216,7 @@ def small_mirrors_asset(
             raise dg.Failure(
                 f"{len(failed)} of {len(chosen)} small objects failed in this window (see the "
                 f"log for each error): {', '.join(failed)}; the others are backed up",
-                metadata={"failed_objects": dg.MetadataValue.text(", ".join(failed))},
+                metadata={"failed_objects": ", ".join(failed)},
             )
 
     return _small_mirrors
@@ -325,38 +325,32 @@ def backup_object(
     return dg.MaterializeResult(
         asset_key=mirror_key(obj.name, org.key_prefix),
         metadata={
-            "window_start": dg.MetadataValue.text(start.isoformat()),
-            "window_end": dg.MetadataValue.text(end.isoformat()),
-            "records_extracted": dg.MetadataValue.int(result.extracted),
-            "records_inserted": dg.MetadataValue.int(result.inserted),
-            "records_updated": dg.MetadataValue.int(result.updated),
-            "records_unchanged": dg.MetadataValue.int(result.unchanged),
-            "records_deleted": dg.MetadataValue.int(result.deleted),
-            "api_calls": dg.MetadataValue.int(api_calls),
-            "api_retries": dg.MetadataValue.int(client.retries - retries_before),
-            "org_api_usage": dg.MetadataValue.text(
-                f"{client.usage[0]}/{client.usage[1]}" if client.usage else "unknown"
-            ),
-            "extract_mode": dg.MetadataValue.text(stats.mode),
-            "strategy": dg.MetadataValue.text(plan.strategy.value),
-            "strategy_reason": dg.MetadataValue.text(plan.reason),
-            "bytes": dg.MetadataValue.int(client.bytes_received - bytes_before + result.bytes),
-            "seconds": dg.MetadataValue.float(round(stats.seconds + 0.0, 3)),
-            "load_seconds": dg.MetadataValue.float(round(result.seconds, 3)),
-            "fields": dg.MetadataValue.int(len(names)),
-            "calculated_fields": dg.MetadataValue.text(
-                ", ".join(f["name"] for f in fields if f.get("calculated")) or "none"
-            ),
-            "preflight": dg.MetadataValue.text(
-                f"this step asked the org for the run ({pre.api_calls} API calls; describes re-read: "
-                f"{', '.join(pre.describes_refreshed) or 'none'})"
-                if pre.first_step
-                else "read from the run's preflight (no API call)"
-            ),
-            "new_columns": dg.MetadataValue.text(", ".join(table.added_columns) or "none"),
+            "window_start": start.isoformat(),
+            "window_end": end.isoformat(),
+            "records_extracted": result.extracted,
+            "records_inserted": result.inserted,
+            "records_updated": result.updated,
+            "records_unchanged": result.unchanged,
+            "records_deleted": result.deleted,
+            "api_calls": api_calls,
+            "api_retries": client.retries - retries_before,
+            "org_api_usage": f"{client.usage[0]}/{client.usage[1]}" if client.usage else "unknown",
+            "extract_mode": stats.mode,
+            "strategy": plan.strategy.value,
+            "strategy_reason": plan.reason,
+            "bytes": client.bytes_received - bytes_before + result.bytes,
+            "seconds": round(stats.seconds + 0.0, 3),
+            "load_seconds": round(result.seconds, 3),
+            "fields": len(names),
+            "calculated_fields": ", ".join(f["name"] for f in fields if f.get("calculated")) or "none",
+            "preflight": f"this step asked the org for the run ({pre.api_calls} API calls; describes re-read: "
+            f"{', '.join(pre.describes_refreshed) or 'none'})"
+            if pre.first_step
+            else "read from the run's preflight (no API call)",
+            "new_columns": ", ".join(table.added_columns) or "none",
             **vanished.as_metadata(),
-            "erased_records_skipped": dg.MetadataValue.json({"count": len(erased), "ids": erased[:50]}),
-            "type_changes": dg.MetadataValue.text("; ".join(c.describe() for c in table.type_changes) or "none"),
+            "erased_records_skipped": {"count": len(erased), "ids": erased[:50]},
+            "type_changes": "; ".join(c.describe() for c in table.type_changes) or "none",
             **({"file_bodies": dg.MetadataValue.json(files.as_metadata())} if files else {}),
         },
     )
@@ -474,7 +468,7 @@ def history_assets(
             yield dg.Output(
                 None,
                 output_name=context.assets_def.get_output_name_for_asset_key(key),
-                metadata={"snapshot": dg.MetadataValue.text(f"skipped: {why}")},
+                metadata={"snapshot": f"skipped: {why}"},
             )
         if not changed:
             context.log.info(f"no object changed in this window: dbt not run ({len(unchanged)} unchanged)")

@@ -11,6 +11,7 @@ lists the ones that do not hold.
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import dagster as dg
 
@@ -66,13 +67,11 @@ def holes_finding(closed: Sequence[str], backed_up: set[str], max_windows_per_ti
 
 def check_result(key: dg.AssetKey, findings: Sequence[Finding]) -> dg.AssetCheckResult:
     failed = [f for f in findings if not f.passed]
-    metadata: dict[str, dg.MetadataValue] = {
-        "failed": dg.MetadataValue.text(", ".join(f.name for f in failed) or "none")
-    }
+    metadata: dict[str, Any] = {"failed": ", ".join(f.name for f in failed) or "none"}
     for finding in findings:
-        metadata[finding.name] = dg.MetadataValue.text(finding.detail)
+        metadata[finding.name] = finding.detail
         if finding.repair:
-            metadata[f"{finding.name}_repair"] = dg.MetadataValue.text(finding.repair)
+            metadata[f"{finding.name}_repair"] = finding.repair
     return dg.AssetCheckResult(
         asset_key=key,
         check_name=CHECK_NAME,

@@ -86,11 +86,11 @@ def forget_job(settings: Settings) -> dg.JobDefinition:
                 "(sf_pipeline.erased_records)"
             )
         metadata = {
-            "dry_run": dg.MetadataValue.bool(request.dry_run),
-            "erasure_id": dg.MetadataValue.int(result.erasure_id or 0),
+            "dry_run": request.dry_run,
+            "erasure_id": result.erasure_id or 0,
             "records": dg.MetadataValue.json(result.records),
             "rows_removed" if not request.dry_run else "rows_to_remove": dg.MetadataValue.json(result.rows_removed),
-            "total_rows": dg.MetadataValue.int(result.total_rows),
+            "total_rows": result.total_rows,
             "seeded_copies": dg.MetadataValue.json(result.seeded_copies),
             "still_in_org": dg.MetadataValue.json(result.still_in_org),
             # the backup makes the e-mail lookup indexes with the tables; one built here means a slow request
@@ -157,14 +157,14 @@ def retention_job(settings: Settings, retention: RetentionSettings) -> dg.JobDef
         return dg.Output(
             summary,
             metadata={
-                "dry_run": dg.MetadataValue.bool(config.dry_run),
-                "versions_removed": dg.MetadataValue.int(sum(r.removed for r in results)),
+                "dry_run": config.dry_run,
+                "versions_removed": sum(r.removed for r in results),
                 # the removed versions' bytes: given back to the operating system by a rewrite, reusable for new
                 # versions after VACUUM when thinned in place (objects.<name>.method says which)
-                "bytes_removed": dg.MetadataValue.int(sum(r.bytes_removed for r in results)),
-                "table_bytes_before": dg.MetadataValue.int(sum(r.table_bytes_before for r in results)),
-                "table_bytes_after": dg.MetadataValue.int(sum(r.table_bytes_after for r in results)),
-                "protected_records": dg.MetadataValue.int(len(protected)),
+                "bytes_removed": sum(r.bytes_removed for r in results),
+                "table_bytes_before": sum(r.table_bytes_before for r in results),
+                "table_bytes_after": sum(r.table_bytes_after for r in results),
+                "protected_records": len(protected),
                 "objects": dg.MetadataValue.json(summary),
             },
         )

@@ -101,29 +101,31 @@ def restore_job(settings: Settings) -> dg.JobDefinition:
                 summary = plan.summary()
                 context.log.info(f"restore plan: {summary['counts']} ({summary['records_to_write']} records to write)")
                 metadata: dict[str, Any] = {
-                    "dry_run": dg.MetadataValue.bool(cfg.dry_run),
-                    "object": dg.MetadataValue.text(summary["object"]),
-                    "target_org": dg.MetadataValue.text(cfg.target_org),
-                    "records_planned": dg.MetadataValue.int(summary["records"]),
-                    "records_to_write": dg.MetadataValue.int(summary["records_to_write"]),
+                    "dry_run": cfg.dry_run,
+                    "object": summary["object"],
+                    "target_org": cfg.target_org,
+                    "records_planned": summary["records"],
+                    "records_to_write": summary["records_to_write"],
                     "counts": dg.MetadataValue.json(summary["counts"]),
                     "plan": dg.MetadataValue.md(summary["preview"]),
-                    "notes": dg.MetadataValue.text("; ".join(summary["notes"]) or "none"),
+                    "notes": "; ".join(summary["notes"]) or "none",
                     # who reads (and, applied, writes): sharing decides what the plan sees, automation may key on it
                     "written_as" if not cfg.dry_run else "read_as": dg.MetadataValue.json(user.metadata()),
                 }
                 if "tree" in summary:  # a whole-hierarchy restore: per object undelete/re-create/re-point/cannot
-                    metadata["tree"] = dg.MetadataValue.json(
-                        {"objects": summary["tree"], "order": summary["order"], "cannot": summary["cannot"]}
-                    )
+                    metadata["tree"] = {
+                        "objects": summary["tree"],
+                        "order": summary["order"],
+                        "cannot": summary["cannot"],
+                    }
                 if cfg.dry_run:
-                    metadata["api_calls"] = dg.MetadataValue.int(client.api_calls)
+                    metadata["api_calls"] = client.api_calls
                     metadata["apply_config"] = dg.MetadataValue.md(apply_config_markdown(raw, context.run_id))
                     context.log.info(
                         f"to write this plan: launch the same config with dry_run: false and plan: {context.run_id}"
                     )
                     return dg.Output(summary, metadata=metadata)
-                metadata["plan_of"] = dg.MetadataValue.text(cfg.plan or "")
+                metadata["plan_of"] = cfg.plan or ""
                 try:
                     applied = apply_plan(conn, client, plan)
                 except RestoreApplyError as exc:
@@ -136,7 +138,7 @@ def restore_job(settings: Settings) -> dg.JobDefinition:
                 metadata["outcomes"] = dg.MetadataValue.json(applied.outcomes)
                 # writes an interrupted earlier run left pending, settled against the org first (journal.py)
                 metadata["reconciled"] = dg.MetadataValue.json(applied.reconciled)
-                metadata["values_written"] = dg.MetadataValue.int(applied.values_written)
+                metadata["values_written"] = applied.values_written
                 metadata["changed_since_plan"] = dg.MetadataValue.json(dict(list(applied.changed.items())[:50]))
                 for rid, why in list(applied.changed.items())[:20]:
                     context.log.warning(f"not written, changed since the dry run: {rid}: {why}")
@@ -152,11 +154,11 @@ def restore_job(settings: Settings) -> dg.JobDefinition:
                 except RestoreVerifyError as exc:
                     # records automation changed again after our write are named apart from plain failures
                     metadata["verify"] = dg.MetadataValue.json(exc.result.summary())
-                    metadata["changed_by_automation"] = dg.MetadataValue.int(len(exc.result.automation))
+                    metadata["changed_by_automation"] = len(exc.result.automation)
                     raise dg.Failure(description=f"verification found differences: {exc}", metadata=metadata) from None
                 conn.commit()
-                metadata["verified_records"] = dg.MetadataValue.int(verified.checked)
-                metadata["api_calls"] = dg.MetadataValue.int(client.api_calls)
+                metadata["verified_records"] = verified.checked
+                metadata["api_calls"] = client.api_calls
                 if not verified.success:
                     raise dg.Failure(
                         description=f"verification found differences: {verified.summary()}", metadata=metadata

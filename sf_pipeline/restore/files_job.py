@@ -31,30 +31,30 @@ def run_file_restore(
     summary = plan.summary()
     context.log.info(f"file restore plan: {summary['counts']} ({summary['records_to_write']} files to write)")
     metadata: dict[str, Any] = {
-        "dry_run": dg.MetadataValue.bool(cfg.dry_run),
-        "object": dg.MetadataValue.text(plan.object),
-        "target_org": dg.MetadataValue.text(cfg.target_org),
-        "records_planned": dg.MetadataValue.int(summary["records"]),
-        "records_to_write": dg.MetadataValue.int(summary["records_to_write"]),
+        "dry_run": cfg.dry_run,
+        "object": plan.object,
+        "target_org": cfg.target_org,
+        "records_planned": summary["records"],
+        "records_to_write": summary["records_to_write"],
         "counts": dg.MetadataValue.json(summary["counts"]),
         "plan": dg.MetadataValue.md(summary["preview"]),
-        "notes": dg.MetadataValue.text("; ".join(summary["notes"]) or "none"),
-        "blob_store": dg.MetadataValue.text(store.description),
+        "notes": "; ".join(summary["notes"]) or "none",
+        "blob_store": store.description,
     }
     if cfg.dry_run:
-        metadata["api_calls"] = dg.MetadataValue.int(client.api_calls)
+        metadata["api_calls"] = client.api_calls
         metadata["apply_config"] = dg.MetadataValue.md(apply_config_md(raw, context.run_id))
         return dg.Output(summary, metadata=metadata)
-    metadata["plan_of"] = dg.MetadataValue.text(cfg.plan or "")
+    metadata["plan_of"] = cfg.plan or ""
     result = apply_file_plan(conn, client, plan, store, cfg)
     metadata.update(
         {
             "outcomes": dg.MetadataValue.json(result.outcomes),
-            "verified_by_hash": dg.MetadataValue.int(result.verified),
-            "links_created": dg.MetadataValue.int(result.links_created),
-            "bytes_uploaded": dg.MetadataValue.int(result.bytes_uploaded),
-            "new_ids": dg.MetadataValue.json({i.source_id: i.new_id for i in plan.items if i.new_id}),
-            "api_calls": dg.MetadataValue.int(client.api_calls),
+            "verified_by_hash": result.verified,
+            "links_created": result.links_created,
+            "bytes_uploaded": result.bytes_uploaded,
+            "new_ids": {i.source_id: i.new_id for i in plan.items if i.new_id},
+            "api_calls": client.api_calls,
         }
     )
     bad = {i.source_id: i.outcome for i in plan.items if i.outcome in ("failed", "verify_failed")}

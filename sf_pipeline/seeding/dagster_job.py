@@ -92,18 +92,18 @@ def seed_job(settings: Settings) -> dg.JobDefinition:
                 conn.commit()
         summary = result.summary()
         metadata = {
-            "target_org": dg.MetadataValue.text(cfg.target_org),
-            "as_of": dg.MetadataValue.text(summary["config"]["as_of"]),
-            "records_copied": dg.MetadataValue.int(result.copied),
-            "records_failed": dg.MetadataValue.int(result.failed),
+            "target_org": cfg.target_org,
+            "as_of": summary["config"]["as_of"],
+            "records_copied": result.copied,
+            "records_failed": result.failed,
             "objects": dg.MetadataValue.md(result.markdown()),
-            "insert_order": dg.MetadataValue.text(" -> ".join(result.order)),
+            "insert_order": " -> ".join(result.order),
             "set_after_insert": dg.MetadataValue.json(result.deferred),
-            "users_mapped": dg.MetadataValue.int(result.users_mapped),
-            "notes": dg.MetadataValue.text("; ".join(result.notes) or "none"),
+            "users_mapped": result.users_mapped,
+            "notes": "; ".join(result.notes) or "none",
             "masked_fields": dg.MetadataValue.json(result.masked if masking.enabled else {"masking": "off"}),
-            "api_calls": dg.MetadataValue.int(result.api_calls),
-            "seconds": dg.MetadataValue.float(round(result.seconds, 2)),
+            "api_calls": result.api_calls,
+            "seconds": round(result.seconds, 2),
             "files": dg.MetadataValue.json(files.as_metadata() if files else {"seed_files": "off"}),
         }
         if result.failed:
