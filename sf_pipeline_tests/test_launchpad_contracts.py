@@ -9,6 +9,8 @@ import dagster as dg
 import pytest
 from dagster._config import ConfigTypeKind
 
+from sf_pipeline.privacy.definitions import ForgetRunConfig, forget_job
+from sf_pipeline.privacy.forget import ForgetRequest
 from sf_pipeline.restore.config import RestoreConfig
 from sf_pipeline.restore.dagster_job import RestoreRunConfig, restore_job
 from sf_pipeline.restore.decisions import OnConflict
@@ -20,6 +22,7 @@ SETTINGS = load_settings(DEFAULT_SETTINGS)
 CONTRACTS = [  # (library model, launchpad config, the job, its op, keys a launch may leave out)
     (RestoreConfig, RestoreRunConfig, restore_job(SETTINGS), "restore", {"object"}),
     (SeedConfig, SeedRunConfig, seed_job(SETTINGS), "seed_sandbox", set()),
+    (ForgetRequest, ForgetRunConfig, forget_job(SETTINGS), "forget", set()),
 ]
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from sf_pipeline.launchpad import launchpad_config
 from sf_pipeline.privacy.errors import PrivacyError
 from sf_pipeline.privacy.forget import ForgetRequest, forget, match_fields, note_still_in_org
 from sf_pipeline.privacy.masking import MaskingSettings
@@ -22,20 +23,8 @@ from sf_pipeline.settings import Settings, SettingsError
 REQUESTER_TAGS = ("dagster/user", "sf_pipeline/requested_by", "user")
 
 
-class ForgetRunConfig(dg.Config):
-    """Whose records to erase from the backup (a data subject's erasure request)."""
-
-    object: str | None = Field(default=None, description="API name of the object of record_ids, e.g. Contact.")
-    record_ids: list[str] = Field(default=[], description="Ids of the data subject's records (of `object`).")
-    email: str | None = Field(
-        default=None,
-        description="Or: an e-mail address, matched (case-insensitively) on "
-        "the settings' forget.match_fields in every backed-up version. Note the run's config, "
-        "kept by Dagster, then holds the address: prefer record_ids when you have them.",
-    )
-    dry_run: bool = Field(
-        default=True, description="Count what would be erased, erase nothing (the default). Set false to erase."
-    )
+# The launchpad's config is the forget contract itself (privacy/forget.py), in Dagster's config types.
+ForgetRunConfig = launchpad_config(ForgetRequest, "ForgetRunConfig")
 
 
 def requested_by(tags: dict[str, str]) -> str:

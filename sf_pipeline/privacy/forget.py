@@ -16,13 +16,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
+from pydantic import BeforeValidator, Field, ValidationError, ValidationInfo, model_validator
 
 from sf_pipeline.anomalies.incidents import ensure_incident_table
+from sf_pipeline.contract import Contract, problem
 from sf_pipeline.privacy.errors import ForgetConfigError, PrivacySettingsError
 from sf_pipeline.privacy.files import FileErasure, remove_queued
 from sf_pipeline.restore.tables import ensure_restore_tables
@@ -61,33 +63,41 @@ _LOG_DDL = """CREATE TABLE IF NOT EXISTS sf_pipeline.erasure_log (
     still_in_org jsonb)"""
 
 
-@dataclass(frozen=True)
-class ForgetRequest:
-    """The forget job's launchpad config (contract, README "Privacy")."""
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ForgetConfigError(f"dry_run must be true or false, not {value!r}")
+    return value
 
-    object: str | None = None
-    record_ids: tuple[str, ...] = ()
-    email: str | None = None
-    dry_run: bool = True
 
+class ForgetRequest(Contract):
+    """The forget job's launchpad config (contract, README "Privacy"): the data subject's records by object and
+    ids, or an e-mail address; a dry run unless told otherwise. The launchpad's config is derived from it."""
+
+    object: str | None = Field(default=None, description="API name of the object of record_ids, e.g. Contact.")
+    record_ids: tuple[str, ...] = Field(default=(), description="Ids of the data subject's records (of `object`).")
+    email: str | None = Field(
+        default=None,
+        description="Or: an e-mail address, matched (case-insensitively) on the settings' forget.match_fields in "
+        "every backed-up version. Note the run's config, kept by Dagster, then holds the address: prefer "
+        "record_ids when you have them.",
+    )
+    dry_run: Annotated[bool, BeforeValidator(_flag)] = Field(
+        default=True, description="Count what would be erased, erase nothing (the default). Set false to erase."
+    )
+
+    @model_validator(mode="before")
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], backed_up: Sequence[str]) -> ForgetRequest:
-        unknown = set(data) - {"object", "record_ids", "email", "dry_run"}
-        if unknown:
-            raise ForgetConfigError(
-                f"unknown keys {', '.join(sorted(unknown))}; the keys are object, record_ids, email, dry_run"
-            )
-        dry_run = data.get("dry_run", True)
-        if not isinstance(dry_run, bool):
-            raise ForgetConfigError(f"dry_run must be true or false, not {dry_run!r}")
-        email = data.get("email")
-        ids = data.get("record_ids") or ()
+    def _subject(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        email, ids = data.get("email"), data.get("record_ids") or ()
         if (email is None) == (not ids):
             raise ForgetConfigError("give either record_ids (with object) or email: whose records to erase")
         if email is not None:
             if not isinstance(email, str) or not _EMAIL.match(email.strip()):
                 raise ForgetConfigError("email must be one e-mail address (name@domain)")
-            return cls(email=email.strip(), dry_run=dry_run)
+            return {**data, "email": email.strip(), "object": None, "record_ids": ()}
+        backed_up = (info.context or {}).get("backed_up") or ()
         sobject = data.get("object")
         known = {o.lower(): o for o in backed_up}
         if not isinstance(sobject, str) or sobject.lower() not in known:
@@ -98,7 +108,20 @@ class ForgetRequest:
             record_ids = tuple(dict.fromkeys(id18(str(v)) for v in ids))
         except ValueError as exc:
             raise ForgetConfigError(f"record_ids: {exc}") from None
-        return cls(object=known[sobject.lower()], record_ids=record_ids, dry_run=dry_run)
+        return {**data, "object": known[sobject.lower()], "record_ids": record_ids}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], backed_up: Sequence[str]) -> ForgetRequest:
+        """Read a launched config; `backed_up` are the backed-up objects (`object` must be one of them)."""
+        unknown = set(data) - set(cls.model_fields)
+        if unknown:
+            raise ForgetConfigError(
+                f"unknown keys {', '.join(sorted(unknown))}; the keys are object, record_ids, email, dry_run"
+            )
+        try:
+            return cls.model_validate(dict(data), context={"backed_up": list(backed_up)})
+        except ValidationError as exc:
+            raise ForgetConfigError(problem(exc)) from None
 
     @property
     def matched_by(self) -> str:
