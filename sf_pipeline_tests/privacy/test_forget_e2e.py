@@ -37,7 +37,9 @@ def search_backup(db_url: str, needles: list[str]) -> list[str]:
             "SELECT c.table_schema, c.table_name, c.column_name FROM information_schema.columns c "
             "JOIN information_schema.tables t USING (table_schema, table_name) WHERE t.table_type = 'BASE TABLE' "
             "AND c.table_schema <> ALL(%s) AND (c.data_type IN ('text', 'character varying', 'character', "
-            "'jsonb', 'json') OR c.data_type = 'ARRAY')",
+            "'jsonb', 'json') OR c.data_type = 'ARRAY') "
+            # the catalog's own order changes with DDL (a dry run ensures its tables): compare in a fixed order
+            "ORDER BY c.table_schema, c.table_name, c.ordinal_position",
             (list(NOT_THE_BACKUP),),
         ).fetchall()
         schemas = {s for s, _, _ in columns}
