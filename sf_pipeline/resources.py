@@ -25,6 +25,7 @@ from dagster_dbt import DbtCliResource
 from dagster_dbt.compat import DBT_PYTHON_VERSION
 from packaging import version
 
+from sf_pipeline.metadata import Markdown
 from sf_pipeline.salesforce import HttpTimeouts, OrgCredentials, SalesforceClient, connect
 from sf_pipeline.settings import BackupOrgSettings, SalesforceSettings, Settings
 
@@ -168,3 +169,9 @@ def single_op_job(op: dg.OpDefinition, *, description: str, tags: Mapping[str, s
     return dg.GraphDefinition(name=f"{op.name}_graph", node_defs=[op]).to_job(
         name=op.name, description=description, tags=dict(tags)
     )
+
+
+def dagster_metadata(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Run metadata from a library's plain values (sf_pipeline.metadata): a `Markdown` becomes Dagster's markdown
+    kind; the rest stay as they are, for Dagster wraps str, int, float, bool, dict and list itself."""
+    return {key: dg.MetadataValue.md(value) if isinstance(value, Markdown) else value for key, value in values.items()}

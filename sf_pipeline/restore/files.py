@@ -45,7 +45,7 @@ from psycopg.types.json import Jsonb
 
 from sf_pipeline.blobs import BlobStore
 from sf_pipeline.restore.config import RestoreConfig
-from sf_pipeline.restore.errors import RestoreApplyError, RestoreConfigError
+from sf_pipeline.restore.errors import RestoreConfigError, RestoreError
 from sf_pipeline.restore.tables import apply_lock, ensure_restore_tables
 from sf_pipeline.salesforce import soql
 from sf_pipeline.salesforce.blobs import insert_with_blob, open_blob
@@ -532,6 +532,23 @@ class FileApplyResult:
     def count(self, outcome: str) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
 
+    def as_metadata(self, items: Sequence[FileItem]) -> dict[str, Any]:
+        """What the run shows of the apply: outcomes, files whose bytes hash to the backup's, links and bytes
+        written, and the id each file has in the target org (source id -> new id)."""
+        return {
+            "outcomes": self.outcomes,
+            "verified_by_hash": self.verified,
+            "links_created": self.links_created,
+            "bytes_uploaded": self.bytes_uploaded,
+            "new_ids": {i.source_id: i.new_id for i in items if i.new_id},
+        }
+
+    def shortfall(self, items: Sequence[FileItem]) -> str:
+        """The files not restored as planned (the first 50), a line each with the org's error or `verify_failed`;
+        empty when every file was."""
+        bad = [i for i in items if i.outcome in ("failed", "verify_failed")]
+        return "\n".join(f"- {i.source_id}: {self.failed.get(i.source_id, i.outcome)}" for i in bad[:50])
+
 
 def _hash_in_org(client: SalesforceClient, sobject: str, record_id: str, field_name: str) -> str | None:
     digest = hashlib.sha256()
@@ -593,7 +610,7 @@ def _apply_item(
             return
         [res] = undelete(client, [target])
         if not res.success:
-            raise RestoreApplyError(f"undelete refused: {res.errors}")
+            raise RestoreError(f"undelete refused: {res.errors}")
         item.new_id = target
         item.verified = _verify(client, item, target)
         item.outcome = "undeleted" if item.verified else "verify_failed"
@@ -657,18 +674,17 @@ def _recreate_document(
         }
         if document:
             values["ContentDocumentId"] = document
-        sha = version["sha256"]
-        new_id = insert_with_blob(
+        new_id, same = _upload(
             client,
+            store,
+            result,
             "ContentVersion",
-            values,
             "VersionData",
-            size=int(version["size"]),
-            source=lambda sha=sha: store.chunks(sha),
-            filename=values.get("PathOnClient") or values.get("Title") or "file",
+            values,
+            version,
+            values.get("PathOnClient") or values.get("Title"),
         )
-        result.bytes_uploaded += int(version["size"])
-        verified &= _hash_in_org(client, "ContentVersion", new_id, "VersionData") == sha
+        verified &= same
         new_versions.append(new_id)
         if document is None:
             document = client.restful(f"sobjects/ContentVersion/{new_id}")["ContentDocumentId"]
@@ -703,19 +719,33 @@ def _recreate_attachment(
     values = {names[k]: v for k, v in item.detail["values"].items()}
     parent = item.detail.get("parent_id")
     values["ParentId"] = id_map.get(parent, parent)
-    body = item.detail["body"]
+    item.new_id, item.verified = _upload(client, store, result, "Attachment", "Body", values, item.detail["body"])
+
+
+def _upload(
+    client: SalesforceClient,
+    store: BlobStore,
+    result: FileApplyResult,
+    sobject: str,
+    field_name: str,
+    values: dict[str, Any],
+    blob: Mapping[str, Any],
+    filename: str | None = None,
+) -> tuple[str, bool]:
+    """Insert a `sobject` record of `values` whose `field_name` holds the backed-up bytes `blob` (streamed from the
+    store), then read them back: (the new id, whether the org's bytes hash to the backup's SHA-256)."""
+    sha = blob["sha256"]
     new_id = insert_with_blob(
         client,
-        "Attachment",
+        sobject,
         values,
-        "Body",
-        size=int(body["size"]),
-        source=lambda: store.chunks(body["sha256"]),
-        filename=values.get("Name") or "file",
+        field_name,
+        size=int(blob["size"]),
+        source=lambda: store.chunks(sha),
+        filename=filename or values.get("Name") or "file",
     )
-    result.bytes_uploaded += int(body["size"])
-    item.new_id = new_id
-    item.verified = _hash_in_org(client, "Attachment", new_id, "Body") == body["sha256"]
+    result.bytes_uploaded += int(blob["size"])
+    return new_id, _hash_in_org(client, sobject, new_id, field_name) == sha
 
 
 def _recreate_document_record(
@@ -735,24 +765,14 @@ def _recreate_document_record(
     if author and (author in id_map or same_org):  # AuthorId defaults to the restoring user otherwise
         values["AuthorId"] = id_map.get(author, author)
     body = item.detail.get("body")
-    if body is None:
-        [made] = create_records(client, "Document", [values])
-        if not made.success:
-            raise RestoreApplyError(f"Document insert refused: {made.errors}")
-        new_id = str(made.id)
-    else:
-        new_id = insert_with_blob(
-            client,
-            "Document",
-            values,
-            "Body",
-            size=int(body["size"]),
-            source=lambda: store.chunks(body["sha256"]),
-            filename=values.get("Name") or "file",
-        )
-        result.bytes_uploaded += int(body["size"])
-    item.new_id = new_id
-    item.verified = _verify(client, item, new_id)
+    if body is not None:
+        item.new_id, item.verified = _upload(client, store, result, "Document", "Body", values, body)
+        return
+    [made] = create_records(client, "Document", [values])  # a link: its Url is what there is to check
+    if not made.success:
+        raise RestoreError(f"Document insert refused: {made.errors}")
+    item.new_id = str(made.id)
+    item.verified = _verify(client, item, item.new_id)
 
 
 # ====================================================================== undo

@@ -1,15 +1,47 @@
-"""What a restore's apply and verify report: outcomes per record, failures record by record, API calls spent.
+"""What a restore's plan, apply and verify report: outcomes per record, failures record by record, API calls spent,
+and what each shows in the restore run's metadata (plain values, sf_pipeline.metadata).
 
 Kept apart from apply.py and verify.py so that the errors that carry them (errors.py) need neither.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import yaml
+
+from sf_pipeline.metadata import Markdown
 from sf_pipeline.restore.decisions import NOT_ATTEMPTED
 from sf_pipeline.salesforce.values import display
+
+
+def plan_metadata(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """What a plan shows in the run's metadata, from its summary (RestorePlan.summary, FilePlan.summary): records
+    planned and to write, counts per classification, the preview table and the notes; a whole-hierarchy restore
+    adds per object what it undeletes, re-creates, re-points or cannot, in the order it writes them."""
+    metadata = {
+        "object": summary["object"],
+        "records_planned": summary["records"],
+        "records_to_write": summary["records_to_write"],
+        "counts": summary["counts"],
+        "plan": Markdown(summary["preview"]),
+        "notes": "; ".join(summary["notes"]) or "none",
+    }
+    if "tree" in summary:
+        metadata["tree"] = {"objects": summary["tree"], "order": summary["order"], "cannot": summary["cannot"]}
+    return metadata
+
+
+def apply_config_markdown(dry_run_config: Mapping[str, Any], run_id: str) -> Markdown:
+    """The launchpad config that writes a dry run's plan: the same config, dry_run: false, plan: <its run id>."""
+    config = {**{k: v for k, v in dry_run_config.items() if k != "dry_run"}, "dry_run": False, "plan": run_id}
+    text = yaml.safe_dump({"ops": {"restore": {"config": config}}}, sort_keys=False)
+    return Markdown(
+        "Review the plan above; to write exactly it, launch the restore job with this config (records "
+        f"changed in the org since this dry run are refused as conflicts):\n\n```yaml\n{text}```"
+    )
 
 
 @dataclass
@@ -57,6 +89,19 @@ class ApplyResult:
             "seconds": round(self.seconds, 3),
         }
 
+    def as_metadata(self) -> dict[str, Any]:
+        """What the run shows of the apply: outcomes per record, the writes an interrupted earlier run left pending
+        and this one settled against the org first (journal.py), values written, and the records refused as
+        changed since the dry run (the first 50). An apply that fell short shows its whole summary instead."""
+        if not self.success:
+            return {"apply": self.summary()}
+        return {
+            "outcomes": self.outcomes,
+            "reconciled": self.reconciled,
+            "values_written": self.values_written,
+            "changed_since_plan": dict(list(self.changed.items())[:50]),
+        }
+
 
 @dataclass
 class VerifyResult:
@@ -89,6 +134,13 @@ class VerifyResult:
                 for rid, diffs in list(self.mismatched.items())[:50]
             },
         }
+
+    def as_metadata(self) -> dict[str, Any]:
+        """What the run shows of the verification: the records checked; on a difference its summary, and apart
+        from plain failures how many records automation changed again after our write."""
+        if not self.success:
+            return {"verify": self.summary(), "changed_by_automation": len(self.automation)}
+        return {"verified_records": self.checked}
 
     def message(self, object_name: str) -> str:
         """What went wrong, automation first: records it changed are not failed writes."""

@@ -59,7 +59,7 @@ class RestoreUser:
     configured: bool  # named by `run_as` in the settings file (else the org's own credentials)
     serial: bool
 
-    def metadata(self) -> dict[str, Any]:
+    def as_metadata(self) -> dict[str, Any]:
         return {
             "username": self.username,
             "user_id": self.user_id,
