@@ -390,7 +390,6 @@ def run_demo(
     database: str = DEMO_DB,
 ):
     """Run the demo; returns (DemoResult, the running orgs (production, sandbox) if keep_devorg else None)."""
-    from sf_pipeline.anomalies.checks import launchpad_yaml
     from sf_pipeline.anomalies.incidents import list_incidents
     from sf_pipeline.devorg.generator import generate_org
     from sf_pipeline.devorg.runner import DevOrgServer
@@ -506,7 +505,7 @@ def run_demo(
     result.incident_id = incident.id
     story.mark("detected: anomaly check failed, incident stored", began)
     _print_incident(console, incident)
-    launchpad = yaml.safe_load(launchpad_yaml(incident.report, incident.id))
+    launchpad = yaml.safe_load(incident.report.launchpad_yaml(incident.id))
 
     # 4. Reproduce the damage in the sandbox: the incident's records as they are now, with their parents.
     began = time.monotonic()

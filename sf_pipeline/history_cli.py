@@ -145,8 +145,6 @@ def incidents(limit: int, sobject: str | None) -> None:
         click.echo(f"#{item.id} [{report.severity.upper()}] {report.title}")
         click.echo(report.to_markdown(embed_chart=False, incident_id=item.id))
         if report.restore_config:
-            from sf_pipeline.anomalies.checks import launchpad_yaml
-
             click.echo("restore config (paste into the restore job's launchpad):")
-            click.echo(launchpad_yaml(report, item.id))
+            click.echo(report.launchpad_yaml(item.id))
         click.echo("")

@@ -26,6 +26,7 @@ from psycopg.types.json import Jsonb
 from sf_pipeline.anomalies import registry
 from sf_pipeline.anomalies.chart import bar_chart_png, sparkline
 from sf_pipeline.anomalies.detectors import Finding, change_volume
+from sf_pipeline.metadata import Markdown
 from sf_pipeline.warehouse.names import ident, qualified
 
 INCIDENT_SCHEMA = "sf_pipeline"
@@ -252,6 +253,13 @@ class IncidentReport:
         if incident_id is None:
             return dict(self.restore_config)
         return {"incident": incident_id, "target_org": self.restore_config.get("target_org", self.org), "dry_run": True}
+
+    def launchpad_yaml(self, incident_id: int | None = None) -> str:
+        """The restore config as the launchpad takes it: the contract keys under `ops: restore: config:`; with the
+        stored incident's id, `incident: <id>` (a few lines, whatever the number of records)."""
+        return "ops:\n  restore:\n    config:\n" + "".join(
+            f"      {line}\n" if line else "\n" for line in self.restore_config_yaml(incident_id).splitlines()
+        )
 
     def restore_config_yaml(self, incident_id: int | None = None) -> str:
         """The restore config as YAML to paste into the launchpad of the restore job (empty if none).
@@ -564,6 +572,36 @@ _UPSERT = sql.SQL(
     RETURNING id
     """
 )
+
+
+def check_metadata(start: datetime, end: datetime, stored: Sequence[tuple[IncidentReport, int]]) -> dict[str, Any]:
+    """What an anomaly check shows of its window (plain values, sf_pipeline.metadata): how many findings and
+    errors; with findings, every stored report, and of the worst (the first) its records, user, span, the restore
+    config to paste and the change volume of the last 24 hours."""
+    metadata: dict[str, Any] = {
+        "window_start": start.isoformat(),
+        "window_end": end.isoformat(),
+        "findings": len(stored),
+        "errors": sum(report.severity == "error" for report, _ in stored),
+    }
+    if not stored:
+        return metadata
+    worst, worst_id = stored[0]
+    metadata |= {
+        "incident_ids": [incident_id for _, incident_id in stored],
+        "incident": Markdown("\n\n---\n\n".join(r.to_markdown(incident_id=i) for r, i in stored)),
+        "affected_records": worst.affected_count,
+        "acting_user": worst.user_label,
+        "first_change": worst.first_change.isoformat() if worst.first_change else "",
+        "last_change": worst.last_change.isoformat() if worst.last_change else "",
+    }
+    if worst.restore_config:
+        metadata["restore_config"] = Markdown(
+            f"Paste into the `restore` job's launchpad (dry run):\n```yaml\n{worst.launchpad_yaml(worst_id)}```"
+        )
+        metadata["restore_config_json"] = json.loads(json.dumps(worst.launchpad_config(worst_id)))
+    metadata["change_volume_24h"] = worst.chart_sparkline()
+    return metadata
 
 
 def ensure_incident_table(conn: psycopg.Connection[Any]) -> None:

@@ -19,7 +19,6 @@ import pytest
 from dagster._core.execution.backfill import BulkActionStatus
 
 from sf_pipeline.anomalies import list_incidents
-from sf_pipeline.anomalies.checks import launchpad_yaml
 from sf_pipeline.backup.partitions import PARTITION_FORMAT
 from sf_pipeline.devorg.generator import generate_org
 from sf_pipeline.devorg.scenarios import run_scenario
@@ -248,7 +247,7 @@ def test_daemon_schedules_checks_restores_and_backfills_against_the_deployed_ins
 
     # c) the incident's launchpad YAML, pasted into the restore launchpad: a dry run first, which writes nothing,
     # then the same config with dry_run: false and plan: <the dry run's id>, which writes exactly that plan
-    pasted = launchpad_yaml(incident.report, incident.id)
+    pasted = incident.report.launchpad_yaml(incident.id)
     assert "dry_run: true" in pasted and f"incident: {incident.id}" in pasted
     dry_id = mutate(
         procs,
