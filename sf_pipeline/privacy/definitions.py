@@ -14,7 +14,13 @@ from sf_pipeline.launchpad import launchpad_config
 from sf_pipeline.privacy.errors import PrivacyError
 from sf_pipeline.privacy.forget import ForgetRequest, forget, match_fields, note_still_in_org
 from sf_pipeline.privacy.masking import MaskingSettings
-from sf_pipeline.privacy.retention import RetentionSettings, apply_retention, protected_ids, retention_summary
+from sf_pipeline.privacy.retention import (
+    RetentionSettings,
+    apply_retention,
+    protected_ids,
+    retention_metadata,
+    retention_summary,
+)
 from sf_pipeline.resources import SalesforceOrgResource, WarehouseResource, single_op_job
 from sf_pipeline.salesforce.writes import query_by_ids
 from sf_pipeline.settings import Settings, SettingsError
@@ -74,18 +80,7 @@ def forget_job(settings: Settings) -> dg.JobDefinition:
                 f"{settings.backup_org!r}: erasing them there is the org's job; until then later backups skip them "
                 "(sf_pipeline.erased_records)"
             )
-        metadata = {
-            "dry_run": request.dry_run,
-            "erasure_id": result.erasure_id or 0,
-            "records": dg.MetadataValue.json(result.records),
-            "rows_removed" if not request.dry_run else "rows_to_remove": dg.MetadataValue.json(result.rows_removed),
-            "total_rows": result.total_rows,
-            "seeded_copies": dg.MetadataValue.json(result.seeded_copies),
-            "still_in_org": dg.MetadataValue.json(result.still_in_org),
-            # the backup makes the e-mail lookup indexes with the tables; one built here means a slow request
-            "indexes_built": dg.MetadataValue.json(result.indexes_built),
-        }
-        return dg.Output(result.summary(), metadata=metadata)
+        return dg.Output(result.summary(), metadata=result.as_metadata())
 
     return single_op_job(
         _forget,
@@ -142,20 +137,8 @@ def retention_job(settings: Settings, retention: RetentionSettings) -> dg.JobDef
                 context.log.info(
                     f"{obj.name}: {results[-1].removed} versions {'would be ' if config.dry_run else ''}removed"
                 )
-        summary = retention_summary(results)
         return dg.Output(
-            summary,
-            metadata={
-                "dry_run": config.dry_run,
-                "versions_removed": sum(r.removed for r in results),
-                # the removed versions' bytes: given back to the operating system by a rewrite, reusable for new
-                # versions after VACUUM when thinned in place (objects.<name>.method says which)
-                "bytes_removed": sum(r.bytes_removed for r in results),
-                "table_bytes_before": sum(r.table_bytes_before for r in results),
-                "table_bytes_after": sum(r.table_bytes_after for r in results),
-                "protected_records": len(protected),
-                "objects": dg.MetadataValue.json(summary),
-            },
+            retention_summary(results), metadata=retention_metadata(results, len(protected), config.dry_run)
         )
 
     return single_op_job(

@@ -154,6 +154,21 @@ class ForgetResult:
             "indexes_built": self.indexes_built,
         }
 
+    def as_metadata(self) -> dict[str, Any]:
+        """What the run shows (plain values, sf_pipeline.metadata): the records erased (or, dry, found) per object,
+        the rows removed (to remove) per table, seeded copies and records the org still has."""
+        return {
+            "dry_run": self.dry_run,
+            "erasure_id": self.erasure_id or 0,
+            "records": self.records,
+            "rows_to_remove" if self.dry_run else "rows_removed": self.rows_removed,
+            "total_rows": self.total_rows,
+            "seeded_copies": self.seeded_copies,
+            "still_in_org": self.still_in_org,
+            # the backup makes the e-mail lookup indexes with the tables; one built here means a slow request
+            "indexes_built": self.indexes_built,
+        }
+
 
 def match_fields(privacy_settings: Mapping[str, Any], backed_up: Sequence[str]) -> list[tuple[str, str]]:
     """(object, field) pairs an e-mail address is matched on: `forget: match_fields` or the defaults."""

@@ -429,6 +429,22 @@ def retention_summary(results: Sequence[ObjectRetention]) -> dict[str, Any]:
     }
 
 
+def retention_metadata(results: Sequence[ObjectRetention], protected_records: int, dry_run: bool) -> dict[str, Any]:
+    """What a retention run shows (plain values, sf_pipeline.metadata): versions and bytes removed over every
+    object, the records kept whole for incidents and restore plans, and per object its `retention_summary`."""
+    return {
+        "dry_run": dry_run,
+        "versions_removed": sum(r.removed for r in results),
+        # the removed versions' bytes: given back to the operating system by a rewrite, reusable for new versions
+        # after VACUUM when thinned in place (objects.<name>.method says which)
+        "bytes_removed": sum(r.bytes_removed for r in results),
+        "table_bytes_before": sum(r.table_bytes_before for r in results),
+        "table_bytes_after": sum(r.table_bytes_after for r in results),
+        "protected_records": protected_records,
+        "objects": retention_summary(results),
+    }
+
+
 def _retention_settings(settings_path: str | None) -> RetentionSettings | None | str:
     from sf_pipeline.settings import SettingsError, load_settings
 

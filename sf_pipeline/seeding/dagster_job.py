@@ -7,16 +7,18 @@ come from SALESFORCE_<ALIAS>_* variables.
 from typing import Any
 
 import dagster as dg
+import psycopg
 
 from sf_pipeline.launchpad import launchpad_config
 from sf_pipeline.privacy.errors import PrivacyError
-from sf_pipeline.privacy.masking import masking_for_seeding
-from sf_pipeline.resources import SalesforceOrgResource, WarehouseResource, single_op_job
+from sf_pipeline.privacy.masking import MaskingSettings, Pseudonyms, masking_for_seeding
+from sf_pipeline.resources import SalesforceOrgResource, WarehouseResource, dagster_metadata, single_op_job
+from sf_pipeline.salesforce.client import SalesforceClient
 from sf_pipeline.settings import Settings
 from sf_pipeline.warehouse.org_identity import OrgIdentityError
 
 from . import SeedConfig, SeedingError, seed_sandbox
-from .files import seed_files
+from .files import SeedFilesResult, seed_files
 from .users import org_users
 
 # The launchpad's config is the seeding contract itself (seeding/config.py), in Dagster's config types.
@@ -74,44 +76,14 @@ def seed_job(settings: Settings) -> dg.JobDefinition:
             except (SeedingError, OrgIdentityError, PrivacyError) as exc:
                 raise dg.Failure(description=str(exc)) from None
             conn.commit()
-            files = None
-            if settings.blobs.seed_files:  # the seeded records' attachments and documents (seeding/files.py)
-                # masked: files withheld (skip, the default), placeholders, or kept as they are (masking.files)
-                mode = "copy" if not masking.enabled or masking.files == "keep" else masking.files
-                files = seed_files(
-                    conn,
-                    target,
-                    settings.blob_store(),
-                    source_org=cfg.source_org,
-                    target_org=cfg.target_org,
-                    as_of=cfg.as_of,
-                    max_bytes=int(settings.blobs.seed_max_file_mb * 1024 * 1024),
-                    mode=mode,
-                    digest=pseudonyms.digest if pseudonyms else None,
-                )
-                conn.commit()
-        summary = result.summary()
+            files = _seed_files(conn, target, settings, cfg, masking, pseudonyms)
         metadata = {
-            "target_org": cfg.target_org,
-            "as_of": summary["config"]["as_of"],
-            "records_copied": result.copied,
-            "records_failed": result.failed,
-            "objects": dg.MetadataValue.md(result.markdown()),
-            "insert_order": " -> ".join(result.order),
-            "set_after_insert": dg.MetadataValue.json(result.deferred),
-            "users_mapped": result.users_mapped,
-            "notes": "; ".join(result.notes) or "none",
-            "masked_fields": dg.MetadataValue.json(result.masked if masking.enabled else {"masking": "off"}),
-            "api_calls": result.api_calls,
-            "seconds": round(result.seconds, 2),
-            "files": dg.MetadataValue.json(files.as_metadata() if files else {"seed_files": "off"}),
+            **result.as_metadata(masking.enabled),
+            "files": files.as_metadata() if files else {"seed_files": "off"},
         }
         if result.failed:
-            failures = "\n".join(
-                f"- {o.object} {sid}: {err}" for o in result.objects.values() for sid, err in o.failures[:20]
-            )
-            raise dg.Failure(description=f"{result.failed} records could not be copied:\n{failures}", metadata=metadata)
-        return dg.Output(summary, metadata=metadata)
+            raise dg.Failure(description=result.failure_message(), metadata=dagster_metadata(metadata))
+        return dg.Output(result.summary(), metadata=dagster_metadata(metadata))
 
     return single_op_job(
         _seed,
@@ -120,3 +92,30 @@ def seed_job(settings: Settings) -> dg.JobDefinition:
         "production.",
         tags={"sf_pipeline/kind": "seed"},
     )
+
+
+def _seed_files(
+    conn: psycopg.Connection[Any],
+    target: SalesforceClient,
+    settings: Settings,
+    cfg: SeedConfig,
+    masking: MaskingSettings,
+    pseudonyms: Pseudonyms | None,
+) -> SeedFilesResult | None:
+    """The seeded records' attachments and documents (seeding/files.py), when the settings file copies them (else
+    None). Masked: files withheld (skip, the default), placeholders, or kept as they are (masking.files)."""
+    if not settings.blobs.seed_files:
+        return None
+    files = seed_files(
+        conn,
+        target,
+        settings.blob_store(),
+        source_org=cfg.source_org,
+        target_org=cfg.target_org,
+        as_of=cfg.as_of,
+        max_bytes=int(settings.blobs.seed_max_file_mb * 1024 * 1024),
+        mode="copy" if not masking.enabled or masking.files == "keep" else masking.files,
+        digest=pseudonyms.digest if pseudonyms else None,
+    )
+    conn.commit()
+    return files

@@ -23,6 +23,7 @@ from typing import Any
 import psycopg
 
 from sf_pipeline.anomalies.incidents import get_incident, incident_record_ids
+from sf_pipeline.metadata import Markdown
 from sf_pipeline.privacy.masking import MaskingSettings, Pseudonyms, RecordMasker, masks_for
 from sf_pipeline.restore import tables as restore_tables
 from sf_pipeline.restore.config import IncidentSelection
@@ -134,6 +135,32 @@ class SeedResult:
             "seconds": round(self.seconds, 3),
             "masked": self.masked,
         }
+
+    def as_metadata(self, masking: bool) -> dict[str, Any]:
+        """What the run shows (plain values, sf_pipeline.metadata): records copied and failed, per object what was
+        done (a table), the insert order, references set after the inserts, users mapped, the fields masked
+        (`masking`: whether masking was on), API calls and seconds."""
+        return {
+            "target_org": self.config.target_org,
+            "as_of": format_datetime(self.config.as_of),
+            "records_copied": self.copied,
+            "records_failed": self.failed,
+            "objects": Markdown(self.markdown()),
+            "insert_order": " -> ".join(self.order),
+            "set_after_insert": self.deferred,
+            "users_mapped": self.users_mapped,
+            "notes": "; ".join(self.notes) or "none",
+            "masked_fields": self.masked if masking else {"masking": "off"},
+            "api_calls": self.api_calls,
+            "seconds": round(self.seconds, 2),
+        }
+
+    def failure_message(self) -> str:
+        """How many records could not be copied, and the first 20 of each object with the org's error."""
+        failures = "\n".join(
+            f"- {o.object} {sid}: {err}" for o in self.objects.values() for sid, err in o.failures[:20]
+        )
+        return f"{self.failed} records could not be copied:\n{failures}"
 
     def markdown(self) -> str:
         lines = [
