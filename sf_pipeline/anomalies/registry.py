@@ -1,10 +1,11 @@
 """Every anomaly detector, listed once: its name, thresholds, how it runs and how its findings read.
 
-Adding a detector is one entry in `DETECTORS`: its name (the key of its thresholds in the settings file's
-`anomalies` block), its default thresholds, whether fields may override them, the function that runs it over
-one window, the phrase the check's description uses, and the kinds of finding it reports with their title and
-the sentence that says what changed. Settings resolution (`settings.py`), the check (`checks.py`), incident
-reports (`incidents.py`) and alerts (`alerts.py`) all read this list.
+Adding a detector is one row of the `DETECTORS` table: its name (the key of its thresholds in the settings
+file's `anomalies` block), its default thresholds, whether fields may override them, the function that runs it
+over one window, the phrase the check's description uses, and the kinds of finding it reports (each a
+`FindingKind` above the table: a title and the sentence that says what changed). Settings resolution
+(`settings.py`), the check (`checks.py`), incident reports (`incidents.py`) and alerts (`alerts.py`) all read
+this list.
 """
 
 from __future__ import annotations
@@ -91,6 +92,14 @@ def _fields(report: IncidentReport) -> str:
     return ", ".join(f"`{f}`" for f in report.fields)
 
 
+def _nulled(report: IncidentReport) -> str:
+    return f"{_fields(report)} went from a value to empty"
+
+
+def _one_user(report: IncidentReport) -> str:
+    return f"one user changed {_fields(report) or 'records'} on an unusual share of {report.object}"
+
+
 def _overwritten(report: IncidentReport) -> str:
     values = sorted({str(p.get("value")) for p in report.details.get("per_field", [])})
     return f"{_fields(report)} set to the same value ({', '.join(repr(v) for v in values)})"
@@ -140,83 +149,49 @@ def _orphaned(report: IncidentReport) -> str:
     )
 
 
+def _runs(detect: Callable[..., list[Finding]], *shared: str) -> Callable[[WindowRun], list[Finding]]:
+    """`detect(conn, object, start, end, thresholds)` over the window, given the `shared` inputs of the `WindowRun`
+    it takes by keyword (`changes`, `references`, `history_start`)."""
+    return lambda w: detect(w.conn, w.object_name, w.start, w.end, w.thresholds, **{k: getattr(w, k) for k in shared})
+
+
+# default thresholds: deletions need a tenth of the live records; records gone for good (hard delete, purge, merge,
+# unknown: vanishing.py) a lower bar than deletes
+_DELETES = MassChangeThresholds(min_share=0.1)
+_VANISHING = MassChangeThresholds(min_records=20, min_share=0.05, warn_min_records=200)
+
+# The kinds of finding: a title and the sentence saying what changed; records gone for good come back whole.
+_NULLED = FindingKind("Mass nulling", _nulled)
+_OVERWRITTEN = FindingKind("Mass overwrite", _overwritten)
+_DELETED = FindingKind("Mass deletion", _deleted)
+_GONE = FindingKind("Records gone for good (hard delete, purge, merge)", _vanished, whole_records=True)
+_ONE_USER = FindingKind("One user changed an unusual share", _one_user)
+_SPIKE = FindingKind("Change volume spike", _spike)
+_DROP = FindingKind("Change volume dropped to nothing", _drop)
+_ORPHANS = FindingKind("Orphaned records (parents deleted)", _orphaned)
+_DANGLING = FindingKind("Lookups to missing or deleted parents", _orphaned)
+
+# One row a detector (a table: `ruff format` would put each argument on a line of its own).
+# fmt: off
 DETECTORS: tuple[Detector, ...] = (
-    Detector(
-        name="mass_nulling",
-        thresholds=MassChangeThresholds(),
-        per_field=True,
-        run=lambda w: detect_mass_nulling(w.conn, w.object_name, w.start, w.end, w.thresholds, changes=w.changes),
-        describes="mass nulling",
-        findings={"mass_nulling": FindingKind("Mass nulling", lambda r: f"{_fields(r)} went from a value to empty")},
-    ),
-    Detector(
-        name="mass_overwrite",
-        thresholds=MassChangeThresholds(),
-        per_field=True,
-        run=lambda w: detect_mass_overwrite(w.conn, w.object_name, w.start, w.end, w.thresholds, changes=w.changes),
-        describes="mass overwrite",
-        findings={"mass_overwrite": FindingKind("Mass overwrite", _overwritten)},
-    ),
-    Detector(
-        name="mass_delete",
-        thresholds=MassChangeThresholds(min_share=0.1),
-        per_field=False,
-        run=lambda w: detect_mass_delete(w.conn, w.object_name, w.start, w.end, w.thresholds, changes=w.changes),
-        describes="mass deletion",
-        findings={"mass_delete": FindingKind("Mass deletion", _deleted)},
-    ),
-    Detector(
-        # records gone for good (hard delete, purge, merge, unknown: vanishing.py): a lower bar than deletes
-        name="mass_vanishing",
-        thresholds=MassChangeThresholds(min_records=20, min_share=0.05, warn_min_records=200),
-        per_field=False,
-        run=lambda w: detect_mass_vanishing(w.conn, w.object_name, w.start, w.end, w.thresholds),
-        describes="records gone for good",
-        findings={
-            "mass_vanishing": FindingKind(
-                "Records gone for good (hard delete, purge, merge)", _vanished, whole_records=True
-            )
-        },
-        settle=without_vanished_deletions,
-    ),
-    Detector(
-        name="user_share",
-        thresholds=UserShareThresholds(),
-        per_field=False,
-        run=lambda w: detect_user_share(w.conn, w.object_name, w.start, w.end, w.thresholds, changes=w.changes),
-        describes="one user changing an unusual share",
-        findings={
-            "user_share": FindingKind(
-                "One user changed an unusual share",
-                lambda r: f"one user changed {_fields(r) or 'records'} on an unusual share of {r.object}",
-            )
-        },
-    ),
-    Detector(
-        name="volume",
-        thresholds=VolumeThresholds(),
-        per_field=False,
-        run=lambda w: detect_volume(
-            w.conn, w.object_name, w.start, w.end, w.thresholds, history_start=w.history_start, changes=w.changes
-        ),
-        describes="change volume far from its baseline",
-        findings={
-            "volume_spike": FindingKind("Change volume spike", _spike),
-            "volume_drop": FindingKind("Change volume dropped to nothing", _drop),
-        },
-    ),
-    Detector(
-        name="orphans",
-        thresholds=OrphanThresholds(),
-        per_field=True,
-        run=lambda w: detect_orphans(w.conn, w.object_name, w.start, w.end, w.thresholds, references=w.references),
-        describes="orphaned references",
-        findings={
-            "orphans": FindingKind("Orphaned records (parents deleted)", _orphaned),
-            "dangling_references": FindingKind("Lookups to missing or deleted parents", _orphaned),
-        },
-    ),
+    #        name              thresholds              per field  run over the window, given what it shares
+    #        phrase in the check's description      kinds of finding it reports (their `detector` value)
+    Detector("mass_nulling",   MassChangeThresholds(), True,  _runs(detect_mass_nulling, "changes"),
+             "mass nulling",                        {"mass_nulling": _NULLED}),
+    Detector("mass_overwrite", MassChangeThresholds(), True,  _runs(detect_mass_overwrite, "changes"),
+             "mass overwrite",                      {"mass_overwrite": _OVERWRITTEN}),
+    Detector("mass_delete",    _DELETES,               False, _runs(detect_mass_delete, "changes"),
+             "mass deletion",                       {"mass_delete": _DELETED}),
+    Detector("mass_vanishing", _VANISHING,             False, _runs(detect_mass_vanishing),
+             "records gone for good",               {"mass_vanishing": _GONE}, settle=without_vanished_deletions),
+    Detector("user_share",     UserShareThresholds(),  False, _runs(detect_user_share, "changes"),
+             "one user changing an unusual share",  {"user_share": _ONE_USER}),
+    Detector("volume",         VolumeThresholds(),     False, _runs(detect_volume, "history_start", "changes"),
+             "change volume far from its baseline", {"volume_spike": _SPIKE, "volume_drop": _DROP}),
+    Detector("orphans",        OrphanThresholds(),     True,  _runs(detect_orphans, "references"),
+             "orphaned references",                 {"orphans": _ORPHANS, "dangling_references": _DANGLING}),
 )
+# fmt: on
 
 DETECTORS_BY_NAME: Mapping[str, Detector] = {d.name: d for d in DETECTORS}
 # Detectors whose thresholds may differ per field.
