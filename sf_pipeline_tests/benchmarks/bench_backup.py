@@ -68,15 +68,14 @@ from sf_pipeline.salesforce.extract import (  # noqa: E402
     window_soql,
 )
 from sf_pipeline.warehouse import (  # noqa: E402
-    DBT_PROJECT_DIR,
     backup_fields,
     ensure_mirror_table,
     load_window,
     run_snapshot,
-    write_snapshot_definitions,
 )
 from sf_pipeline.warehouse import load as load_module  # noqa: E402
 from sf_pipeline.warehouse.csvpage import CsvPage  # noqa: E402
+from sf_pipeline_tests.benchmarks.org_fixtures import control, dbt_project, stop_process  # noqa: E402
 from sf_pipeline_tests.pg_fixtures import create_database, drop_database  # noqa: E402
 
 PARTS = ("full", "breakdown", "compare", "unchanged", "history", "org20")
@@ -247,19 +246,7 @@ class DevOrgProcess:
         return next(v for k, v in self.env.items() if k.endswith("_CA_BUNDLE"))
 
     def control(self, action: str, body: dict | None = None, method: str = "POST") -> Any:
-        session = TrustingSession(self.ca_bundle)
-        try:
-            resp = session.request(
-                method,
-                f"{self.control_url}/{action}",
-                json=body,
-                timeout=600,
-                headers={"Authorization": f"Bearer {self.control_token}"},
-            )
-        finally:
-            session.close()
-        resp.raise_for_status()
-        return resp.json()
+        return control(self.ca_bundle, self.control_url, self.control_token, action, body, method, timeout=600)
 
     def now(self) -> datetime:
         return parse_datetime(self.control("clock", method="GET")["now"])
@@ -270,12 +257,7 @@ class DevOrgProcess:
     def stop(self) -> None:
         if self.proc is None:
             return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        stop_process(self.proc)
         if self.proc.stdout:
             self.proc.stdout.close()
         self.proc = None
@@ -686,9 +668,7 @@ def part_history(ctx: dict, out: dict, changes: int, repeat: int) -> None:
     creds, devorg = ctx["creds"], ctx["devorg"]
     db = ctx["db_full"]
     start, end = ctx["full_window"]
-    project = ctx["tmp"] / "dbt_snapshots_history"
-    shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs", ".user.yml"))
-    write_snapshot_definitions(project, ["Opportunity"])
+    project = dbt_project(ctx["tmp"] / "dbt_snapshots_history", ["Opportunity"])
     print(f"\n== 4. history: dbt snapshot of the full load, then of {changes:,} changes")
     t = time.perf_counter()
     first = run_snapshot(project, db, ["Opportunity"], start, end)
@@ -779,8 +759,7 @@ def part_org20(ctx: dict, out: dict, size: int, repeat: int) -> None:
     start, end = empty_hour(sf, objects, small.now(), not_before=settings_start)
     key = f"{start:%Y-%m-%d-%H:%M}"
     db = ctx["new_db"]()
-    project = tmp / "dbt_snapshots_org20"
-    shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs", ".user.yml"))
+    project = dbt_project(tmp / "dbt_snapshots_org20")
     settings = tmp / "sf_pipeline_org20.yaml"
     settings.write_text(
         yaml.safe_dump(

@@ -1,7 +1,8 @@
 """Benchmark devorg's Bulk API 2.0 and REST query paging with unmodified simple-salesforce.
 
-devorg runs in a separate process (a small inline script builds `DevOrgServer(data_dir, generate=N)`,
-prints its connection details as one JSON line and serves until killed); this process is the client:
+devorg runs in a separate process (org_fixtures.start_devorg: a small inline script builds
+`DevOrgServer(data_dir, generate=N)`, prints its connection details as one JSON line and serves until killed);
+this process is the client:
 
 1. Bulk API 2.0 query of every Opportunity field, `sf.bulk2.Opportunity.query(..., max_records=50000)`,
    timed from job creation to the last page (target >= 50,000 records/s for 1,000,000 records);
@@ -18,10 +19,8 @@ With --data-dir an existing org is reused (generation is skipped when it already
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,37 +28,7 @@ from pathlib import Path
 import requests
 from simple_salesforce import Salesforce
 
-ROOT = Path(__file__).resolve().parents[2]
-
-SERVER_SCRIPT = r"""
-import json, sys, threading
-from sf_pipeline.devorg.runner import DevOrgServer
-
-data_dir, size = sys.argv[1], int(sys.argv[2])
-srv = DevOrgServer(data_dir=data_dir, generate=size)
-srv.start()
-print(json.dumps({"instance_url": srv.instance_url, "session_id": srv.login("admin"),
-                  "ca_bundle": srv.ca_bundle, "env": srv.env("production"),
-                  "control_token": srv.control_token}), flush=True)
-threading.Event().wait()
-"""
-
-
-def start_devorg(data_dir: Path, size: int) -> tuple[subprocess.Popen, dict]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SERVER_SCRIPT, str(data_dir), str(size)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        proc.wait(timeout=10)
-        raise SystemExit(f"devorg exited with {proc.returncode} before it was ready")
-    return proc, json.loads(line)
+from sf_pipeline_tests.benchmarks.org_fixtures import start_devorg
 
 
 def client(info: dict) -> Salesforce:

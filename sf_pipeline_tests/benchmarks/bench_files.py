@@ -51,23 +51,16 @@ from sf_pipeline.backup.files import backup_file_bodies  # noqa: E402
 from sf_pipeline.blobs import LocalBlobStore  # noqa: E402
 from sf_pipeline.restore import RestoreConfig  # noqa: E402
 from sf_pipeline.restore.files import apply_file_plan, load_file_plan, plan_file_restore  # noqa: E402
-from sf_pipeline.salesforce import OrgCredentials, SalesforceClient, connect  # noqa: E402
 from sf_pipeline.salesforce.blobs import insert_with_blob  # noqa: E402
-from sf_pipeline.salesforce.connection import TrustingSession  # noqa: E402
-from sf_pipeline.salesforce.extract import extract_window  # noqa: E402
 from sf_pipeline.warehouse import (  # noqa: E402
-    DBT_PROJECT_DIR,
-    backup_fields,
-    ensure_mirror_table,
-    load_window,
     run_snapshot,
-    write_snapshot_definitions,
 )
 from sf_pipeline.warehouse.files import base64_fields, ensure_body_columns  # noqa: E402
 from sf_pipeline.warehouse.schema import get_mirror_table  # noqa: E402
+from sf_pipeline_tests.benchmarks import org_fixtures  # noqa: E402
+from sf_pipeline_tests.benchmarks.org_fixtures import EPOCH  # noqa: E402
 from sf_pipeline_tests.pg_fixtures import create_database, drop_database  # noqa: E402
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # the issue's mix, 1 KB to 200 MB: about 214 KB a file on average, so 10,000 files make about 2 GB (four 200 MB
 # files expected among 10,000; the draw is seeded, the totals are printed)
 MIX = {1024: 0.5, 16384: 0.3, 262144: 0.16, 2097152: 0.0396, 209715200: 0.0004}
@@ -101,56 +94,17 @@ print(json.dumps({"size": stored.size, "peak_rss_mb": hwm / 1024,
 """
 
 
-class Org:
+class Org(org_fixtures.Org):
+    """devorg with `files` generated ContentVersions of the size mix `MIX` (blobs on its disk)."""
+
     def __init__(self, data_dir: Path, files: int):
-        env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", SERVER, str(data_dir), str(files), json.dumps(MIX)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise SystemExit("devorg exited before it was ready")
-        self.info = json.loads(line)
-        self.env = self.info["env"]
-
-    def control(self, action: str, body: dict[str, Any] | None = None, method: str = "POST") -> Any:
-        session = TrustingSession(self.info["ca_bundle"])
-        try:
-            resp = session.request(
-                method,
-                f"{self.info['instance_url']}/_devorg/{action}",
-                json=body,
-                timeout=3600,
-                headers={"Authorization": f"Bearer {self.info['control_token']}"},
-            )
-        finally:
-            session.close()
-        resp.raise_for_status()
-        return resp.json()
-
-    def now(self) -> datetime:
-        return datetime.fromisoformat(self.control("clock", method="GET")["now"].replace("+0000", "+00:00"))
-
-    def set_clock(self, moment: datetime) -> None:
-        self.control("clock", {"set": moment.isoformat(), "freeze": True})
-
-    def client(self) -> SalesforceClient:
-        return SalesforceClient(connect(OrgCredentials.from_env("production", self.env)), alias="production")
+        super().__init__(*org_fixtures.start_server(SERVER, str(data_dir), str(files), json.dumps(MIX)))
 
     def simple(self) -> Salesforce:
         session = requests.Session()
-        session.verify = self.info["ca_bundle"]
+        session.verify = self.ca_bundle
         session.trust_env = False
         return Salesforce(instance_url=self.info["instance_url"], session_id=self.info["session_id"], session=session)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=20)
 
 
 def backup(
@@ -159,13 +113,10 @@ def backup(
     """ContentVersion's window [start, end) as the mirror asset backs it up, then its snapshot."""
     client = org.client()
     started = time.perf_counter()
-    describe = client.describe("ContentVersion")
-    names = [f["name"] for f in backup_fields(describe["fields"])]
     with psycopg.connect(db_url) as conn:
-        table = ensure_mirror_table(conn, "ContentVersion", describe["fields"])
-        load_window(conn, table, extract_window(client, "ContentVersion", names, start, end), start, end)
+        org_fixtures.load_object_window(conn, client, "ContentVersion", start, end)
         conn.commit()
-        fields = base64_fields(describe["fields"])
+        fields = base64_fields(client.describe("ContentVersion")["fields"])
         ensure_body_columns(conn, get_mirror_table(conn, "ContentVersion"), fields)
         files = backup_file_bodies(
             client, conn, store, get_mirror_table(conn, "ContentVersion"), fields, start, end, concurrency=concurrency
@@ -281,9 +232,7 @@ def main() -> None:
         org = Org(root / "devorg", args.files)
         print(f"  devorg with {args.files} generated files ready in {time.perf_counter() - started:.1f} s", flush=True)
         db_url = create_database("sfp_bench_files")
-        dbt_dir = root / "dbt_snapshots"
-        shutil.copytree(DBT_PROJECT_DIR, dbt_dir, ignore=shutil.ignore_patterns("target", "logs", ".user.yml"))
-        write_snapshot_definitions(dbt_dir, ["ContentVersion"])
+        dbt_dir = org_fixtures.dbt_project(root / "dbt_snapshots", ["ContentVersion"])
         store = LocalBlobStore(root / "blobs")
         try:
             t0 = org.now().replace(microsecond=0) + timedelta(seconds=1)

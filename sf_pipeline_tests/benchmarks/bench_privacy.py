@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -53,23 +51,20 @@ from sf_pipeline.privacy.masking import MaskingSettings, Pseudonyms, RecordMaske
 from sf_pipeline.privacy.retention import RetentionPolicy, apply_retention, protected_ids  # noqa: E402
 from sf_pipeline.restore.tables import ensure_restore_tables  # noqa: E402
 from sf_pipeline.salesforce import OrgCredentials, SalesforceClient, connect  # noqa: E402
-from sf_pipeline.salesforce.extract import extract_window  # noqa: E402
 from sf_pipeline.seeding import SeedConfig, seed_sandbox  # noqa: E402
-from sf_pipeline.warehouse import (  # noqa: E402
-    DBT_PROJECT_DIR,
-    backup_fields,
-    ensure_mirror_table,
-    load_window,
-    run_snapshot,
-    write_snapshot_definitions,
-)
 from sf_pipeline.warehouse.history import history_columns  # noqa: E402
 from sf_pipeline.warehouse.lookups import email_columns, ensure_lookup_indexes  # noqa: E402
 from sf_pipeline.warehouse.names import HISTORY_SCHEMA, MIRROR_SCHEMA  # noqa: E402
-from sf_pipeline_tests.benchmarks.bench_bulk_query import SERVER_SCRIPT, start_devorg  # noqa: E402
+from sf_pipeline_tests.benchmarks.org_fixtures import (  # noqa: E402
+    EPOCH,
+    SERVER_SCRIPT,
+    backup_windows,
+    dbt_project,
+    start_devorg,
+    start_server,
+)
 from sf_pipeline_tests.pg_fixtures import admin_url, create_database, drop_database, url_for_database  # noqa: E402
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 KEY = "bench-privacy-masking-key-0123456789"
 SEEDED = ["Account", "Contact", "Lead"]
 
@@ -79,16 +74,7 @@ SANDBOX_SCRIPT = SERVER_SCRIPT.replace("generate=size)", "generate=size, sandbox
 
 def start_sandbox(data_dir: Path) -> tuple[subprocess.Popen, dict]:
     """An empty devorg sandbox org (seeding writes only to an org whose Organization.IsSandbox is true)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SANDBOX_SCRIPT, str(data_dir), "0"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        proc.wait(timeout=10)
-        raise SystemExit(f"devorg sandbox exited with {proc.returncode} before it was ready")
-    return proc, json.loads(line)
+    return start_server(SANDBOX_SCRIPT, str(data_dir), "0", name="devorg sandbox")
 
 
 def _client(info: dict, alias: str) -> SalesforceClient:
@@ -105,18 +91,10 @@ def part_seeding(size: int, rounds: int = 2) -> None:
             proc, info = start_devorg(Path(scratch) / "production", size)
             procs.append(proc)
             prod = _client(info, "production")
-            dbt_dir = Path(scratch) / "dbt_snapshots"
-            shutil.copytree(DBT_PROJECT_DIR, dbt_dir, ignore=shutil.ignore_patterns("target", "logs", ".user.yml"))
-            write_snapshot_definitions(dbt_dir, SEEDED)
+            dbt_dir = dbt_project(Path(scratch) / "dbt_snapshots", SEEDED)
             end = datetime.now(UTC) + timedelta(days=3650)
             started = time.perf_counter()
-            with psycopg.connect(db_url) as conn:
-                for name in SEEDED:
-                    describe = prod.describe(name)
-                    table = ensure_mirror_table(conn, name, describe["fields"])
-                    names = [f["name"] for f in backup_fields(describe["fields"])]
-                    load_window(conn, table, extract_window(prod, name, names, EPOCH, end), EPOCH, end)
-            run_snapshot(dbt_dir, db_url, SEEDED, EPOCH, end)
+            backup_windows(prod, db_url, dbt_dir, SEEDED, EPOCH, end)
             print(f"  backup of {', '.join(SEEDED)}: {time.perf_counter() - started:.1f} s")
             # Interleaved rounds, each run into a fresh sandbox org, the order alternating (unmasked first, then
             # masked first, ...): on a shared machine the load drifts, and alternating spreads a steady drift over

@@ -21,16 +21,13 @@ Parts (each can be skipped with --skip):
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import psycopg
 
@@ -41,104 +38,43 @@ except ModuleNotFoundError:  # run as a plain script from a checkout that is not
     sys.path.insert(0, str(ROOT))
 
 from sf_pipeline.restore import RestoreConfig, apply_plan, load_plan, plan_restore, verify_plan  # noqa: E402
-from sf_pipeline.salesforce import OrgCredentials, SalesforceClient, connect  # noqa: E402
-from sf_pipeline.salesforce.connection import TrustingSession  # noqa: E402
-from sf_pipeline.salesforce.extract import extract_window  # noqa: E402
-from sf_pipeline.warehouse import (  # noqa: E402
-    DBT_PROJECT_DIR,
-    backup_fields,
-    ensure_mirror_table,
-    load_window,
-    run_snapshot,
-    write_snapshot_definitions,
+from sf_pipeline_tests.benchmarks.org_fixtures import (  # noqa: E402
+    EPOCH,
+    Org,
+    backup_windows,
+    dbt_project,
+    generated_org,
+    org_instant,
 )
-from sf_pipeline_tests.benchmarks.bench_bulk_query import start_devorg  # noqa: E402
 from sf_pipeline_tests.pg_fixtures import create_database, drop_database  # noqa: E402
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-class Org:
-    """A devorg process with `size` generated Opportunities, and what the benchmark needs to drive it."""
-
-    def __init__(self, data_dir: Path, size: int):
-        started = time.perf_counter()
-        self.proc, info = start_devorg(data_dir, size)
-        self.env = info["env"]
-        self.control_url = info["instance_url"] + "/_devorg"
-        self.control_token = info["control_token"]
-        self.ca_bundle = info["ca_bundle"]
-        print(f"  devorg with {size:,} Opportunities ready in {time.perf_counter() - started:.1f} s")
-
-    def control(self, action: str, body: dict[str, Any] | None = None, method: str = "POST") -> Any:
-        session = TrustingSession(self.ca_bundle)
-        try:
-            resp = session.request(
-                method,
-                f"{self.control_url}/{action}",
-                json=body,
-                timeout=3600,
-                headers={"Authorization": f"Bearer {self.control_token}"},
-            )
-        finally:
-            session.close()
-        resp.raise_for_status()
-        return resp.json()
-
-    def client(self, **options: Any) -> SalesforceClient:
-        creds = OrgCredentials.from_env("production", self.env)
-        return SalesforceClient(connect(creds), alias="production", **options)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-
-def backup(org: Org, db_url: str, dbt_dir: Path, start: datetime, end: datetime) -> int:
-    """Back up Opportunity's window [start, end) exactly as the backup assets do; returns records loaded."""
-    client = org.client()
-    describe = client.describe("Opportunity")
-    names = [f["name"] for f in backup_fields(describe["fields"])]
-    with psycopg.connect(db_url) as conn:
-        table = ensure_mirror_table(conn, "Opportunity", describe["fields"])
-        loaded = load_window(conn, table, extract_window(client, "Opportunity", names, start, end), start, end)
-    run_snapshot(dbt_dir, db_url, ["Opportunity"], start, end)
-    return loaded.extracted
 
 
 @contextmanager
 def damaged_org(size: int, fraction: float) -> Iterator[tuple[Org, str, datetime, datetime, datetime]]:
     """(org, database URL, as_of, damage start, damage end): an org backed up before and after the incident."""
     with tempfile.TemporaryDirectory(prefix="bench-restore-") as scratch:
-        org = Org(Path(scratch) / "devorg", size)
+        org = generated_org(Path(scratch) / "devorg", size)
         db_url = create_database("sfp_bench_restore")
-        dbt_dir = Path(scratch) / "dbt_snapshots"
-        shutil.copytree(DBT_PROJECT_DIR, dbt_dir, ignore=shutil.ignore_patterns("target", "logs", ".user.yml"))
-        write_snapshot_definitions(dbt_dir, ["Opportunity"])
+        dbt_dir = dbt_project(Path(scratch) / "dbt_snapshots", ["Opportunity"])
         try:
-            now = datetime.fromisoformat(org.control("clock", method="GET")["now"].replace("+0000", "+00:00"))
-            damage_start = (now + timedelta(minutes=5)).replace(second=0, microsecond=0)
+            damage_start = (org.now() + timedelta(minutes=5)).replace(second=0, microsecond=0)
             started = time.perf_counter()
-            before = backup(org, db_url, dbt_dir, EPOCH, damage_start)
+            before = backup_windows(org.client(), db_url, dbt_dir, ["Opportunity"], EPOCH, damage_start)
             print(f"  backup before the incident: {before:,} records in {time.perf_counter() - started:.1f} s")
-            org.control("clock", {"set": damage_start.isoformat(), "freeze": True})
+            org.set_clock(damage_start)
             started = time.perf_counter()
             result = org.control(
                 "scenario", {"name": "orphan-opportunities", "fraction": fraction, "at": damage_start.isoformat()}
             )
-            damage_end = datetime.fromisoformat(result["finished_at"].replace("+0000", "+00:00")) + timedelta(seconds=1)
+            damage_end = org_instant(result["finished_at"]) + timedelta(seconds=1)
             print(
                 f"  orphan-opportunities: {result['counts']['Opportunity']:,} records in "
                 f"{time.perf_counter() - started:.1f} s ({damage_start:%H:%M:%S}..{damage_end:%H:%M:%S} org time)"
             )
             started = time.perf_counter()
-            after = backup(org, db_url, dbt_dir, damage_start, damage_end)
+            after = backup_windows(org.client(), db_url, dbt_dir, ["Opportunity"], damage_start, damage_end)
             print(f"  backup of the incident: {after:,} records in {time.perf_counter() - started:.1f} s")
-            org.control("clock", {"set": (damage_end + timedelta(hours=1)).isoformat(), "freeze": True})
+            org.set_clock(damage_end + timedelta(hours=1))
             yield org, db_url, damage_start - timedelta(seconds=1), damage_start, damage_end
         finally:
             org.stop()

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import resource
-import shutil
 import sys
 import tempfile
 import time
@@ -38,17 +37,8 @@ except ModuleNotFoundError:  # run as a plain script from a checkout that is not
     sys.path.insert(0, str(ROOT))
 
 from sf_pipeline.restore import RestoreConfig, apply_plan, load_plan, plan_restore, verify_plan  # noqa: E402
-from sf_pipeline.salesforce.extract import extract_window  # noqa: E402
 from sf_pipeline.salesforce.writes import delete_records  # noqa: E402
-from sf_pipeline.warehouse import (  # noqa: E402
-    DBT_PROJECT_DIR,
-    backup_fields,
-    ensure_mirror_table,
-    load_window,
-    run_snapshot,
-    write_snapshot_definitions,
-)
-from sf_pipeline_tests.benchmarks.bench_restore import EPOCH, Org  # noqa: E402
+from sf_pipeline_tests.benchmarks.org_fixtures import EPOCH, Org, backup_windows, dbt_project, generated_org  # noqa: E402
 from sf_pipeline_tests.pg_fixtures import create_database, drop_database  # noqa: E402
 
 OBJECTS = ["Account", "Contact", "Opportunity", "OpportunityContactRole", "Invoice__c"]
@@ -57,20 +47,7 @@ DELETE_CHUNK = 50
 
 def backup(org: Org, db_url: str, dbt_dir: Path, start: datetime, end: datetime) -> int:
     """Back up every object's window [start, end) as the backup assets do; returns records loaded."""
-    client = org.client()
-    loaded = 0
-    with psycopg.connect(db_url) as conn:
-        for obj in OBJECTS:
-            describe = client.describe(obj)
-            names = [f["name"] for f in backup_fields(describe["fields"])]
-            table = ensure_mirror_table(conn, obj, describe["fields"])
-            loaded += load_window(conn, table, extract_window(client, obj, names, start, end), start, end).extracted
-    run_snapshot(dbt_dir, db_url, OBJECTS, start, end)
-    return loaded
-
-
-def org_time(org: Org) -> datetime:
-    return datetime.fromisoformat(org.control("clock", method="GET")["now"].replace("+0000", "+00:00"))
+    return backup_windows(org.client(), db_url, dbt_dir, OBJECTS, start, end)
 
 
 def live_counts(org: Org) -> dict[str, int]:
@@ -95,16 +72,14 @@ def config(as_of: datetime, start: datetime, end: datetime, dry_run: bool, plan:
 
 def run(size: int, accounts: int | None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-restore-tree-") as scratch:
-        org = Org(Path(scratch) / "devorg", size)
+        org = generated_org(Path(scratch) / "devorg", size)
         db_url = create_database("sfp_bench_restore_tree")
-        dbt_dir = Path(scratch) / "dbt_snapshots"
-        shutil.copytree(DBT_PROJECT_DIR, dbt_dir, ignore=shutil.ignore_patterns("target", "logs", ".user.yml"))
-        write_snapshot_definitions(dbt_dir, OBJECTS)
+        dbt_dir = dbt_project(Path(scratch) / "dbt_snapshots", OBJECTS)
         try:
             client = org.client()
             cases = [r["Id"] for page in client.query_pages("SELECT Id FROM Case", include_deleted=False) for r in page]
             delete_records(client, cases)
-            start = (org_time(org) + timedelta(minutes=5)).replace(second=0, microsecond=0)
+            start = (org.now() + timedelta(minutes=5)).replace(second=0, microsecond=0)
             t = time.perf_counter()
             loaded = backup(org, db_url, dbt_dir, EPOCH, start)
             print(f"  backup before the incident: {loaded:,} records in {time.perf_counter() - t:.1f} s")
@@ -125,7 +100,7 @@ def run(size: int, accounts: int | None) -> None:
                 if not r.success
             ]
             assert not failed, failed[:5]
-            end = org_time(org) + timedelta(seconds=1)
+            end = org.now() + timedelta(seconds=1)
             damaged = live_counts(org)
             gone = {o: before[o] - damaged[o] for o in OBJECTS}
             print(
@@ -137,7 +112,7 @@ def run(size: int, accounts: int | None) -> None:
             purge = org.control("scenario", {"name": "recycle-bin-purge"})
             print(f"  recycle-bin-purge: {purge['details']['purged']}")
             as_of = start - timedelta(seconds=1)
-            now = org_time(org) + timedelta(hours=1)
+            now = org.now() + timedelta(hours=1)
             client = org.client()
             with psycopg.connect(db_url, autocommit=True) as conn:
                 t0 = time.perf_counter()
