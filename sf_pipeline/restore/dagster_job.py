@@ -54,7 +54,7 @@ def read_config(
     restore_deleted: false) override the incident's."""
     raw = {k: v for k, v in config.model_dump(mode="json").items() if v not in (None, [])}
     if raw.get("incident") is not None:
-        launched = context.run.run_config["ops"][context.op.name]["config"]
+        launched = context.run.run_config["ops"][context.op_def.name]["config"]
         raw = {k: v for k, v in raw.items() if k in launched}
     try:
         cfg = RestoreConfig.from_dict(
