@@ -7,6 +7,8 @@ dbt project is a private copy so generated snapshot definitions never touch the 
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,7 +25,7 @@ import yaml
 from sf_pipeline.devorg.runner import DevOrgServer
 from sf_pipeline.warehouse.dbt_project import DBT_PROJECT_DIR, WINDOW_MODELS_DIR, prepare_manifest
 from sf_pipeline_tests.devorg_fixtures import connect
-from sf_pipeline_tests.pg_fixtures import create_database, drop_database
+from sf_pipeline_tests.pg_fixtures import create_database, drop_database, drop_database_later
 
 DEFAULT_OBJECTS = ["Account", "Contact", "Opportunity", "Case"]
 
@@ -152,7 +154,7 @@ def save_pipeline_state(tmp_path_factory: pytest.TempPathFactory, parsed_dbt_pro
 
     yield save
     for url in templates:
-        drop_database(url)
+        drop_database_later(url)
 
 
 def object_names(objects: list[Any]) -> list[str]:
@@ -170,21 +172,35 @@ def _not_generated_or_built(folder: str, names: list[str]) -> set[str]:
 
 
 @pytest.fixture(scope="session")
-def parsed_dbt_project(tmp_path_factory: pytest.TempPathFactory):
-    """A copy of the dbt project already `dbt parse`d for an object list, made once per list and session.
+def parsed_dbt_project(tmp_path_factory: pytest.TempPathFactory, worker_id: str):
+    """A copy of the dbt project already `dbt parse`d for an object list, made once per list and test run.
 
     `dbt parse` costs a few seconds; the pipeline's own `prepare_manifest` skips it when the manifest is newer
     than every input. Each test still gets a private copy (mtimes kept, so the manifest stays fresh), and a test
     that configures other objects regenerates the definitions and is parsed again, as a user's would be.
+    The xdist workers share the parsed copies (in the run's common temporary folder, one lock file per object
+    list): a list both workers use is parsed once, by whichever needs it first, the other waiting for it.
     """
+    # the run's folder every worker's basetemp is in (xdist); a run without workers has its own
+    root = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        root = root.parent
+    root = root / "dbt_parsed"
+    root.mkdir(exist_ok=True)
     parsed: dict[tuple[str, ...], Path] = {}
 
     def project_for(objects: list[Any]) -> Path:
         key = tuple(sorted(set(object_names(objects))))
         if key not in parsed:
-            path = tmp_path_factory.mktemp("dbt_parsed") / "dbt_snapshots"
-            shutil.copytree(DBT_PROJECT_DIR, path, ignore=_not_generated_or_built)
-            prepare_manifest(path, list(key))
+            folder = root / hashlib.sha256("\n".join(key).encode()).hexdigest()[:16]
+            path = folder / "dbt_snapshots"
+            with open(f"{folder}.lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+                if not (folder / "parsed").exists():
+                    shutil.rmtree(folder, ignore_errors=True)  # a worker that failed half-way
+                    shutil.copytree(DBT_PROJECT_DIR, path, ignore=_not_generated_or_built)
+                    prepare_manifest(path, list(key))
+                    (folder / "parsed").touch()
             parsed[key] = path
         return parsed[key]
 
@@ -240,7 +256,7 @@ def pipelines(
         for server in servers:
             server.stop()
         for url in copies:
-            drop_database(url)
+            drop_database_later(url)
 
 
 @pytest.fixture
@@ -261,7 +277,7 @@ def module_pipeline_factory(tmp_path_factory: pytest.TempPathFactory, parsed_dbt
         ):
             yield make
     finally:
-        drop_database(db_url)
+        drop_database_later(db_url)
 
 
 @pytest.fixture
