@@ -225,7 +225,7 @@ class _Run:
         are stored once the caller is done with it, also when it stops half-way (use it under `closing`)."""
         records: list[RecordItem] = []
         try:
-            for records in self.plan.records.chunks(sql.SQL(where), params):
+            for records in self.plan.records.chunks(sql.SQL(where), params, conn=self.conn):
                 yield records
                 self.save(records)
                 records = []

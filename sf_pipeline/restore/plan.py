@@ -282,7 +282,7 @@ def _plan(
         desired = _history_evidence(conn, client, config, bulk_threshold, source_org, notes)
     timings["desired"] = time.perf_counter() - started
     tally = PlanTally(config.on_conflict)
-    classify = _Classifier(client, config, desired, bulk_threshold, timings)
+    classify: _Classifier | None = None  # made with the first chunk: an empty selection fails before its reads
     # One transaction: the history's server-side cursor stays open while each chunk is classified and its items
     # are copied in; a plan that fails half-way stores nothing.
     with conn.transaction():
@@ -292,6 +292,7 @@ def _plan(
         chunks, records = 0, []
         for chunk, chunk_since in desired.chunks:
             timings["desired"] += time.perf_counter() - read
+            classify = classify or _Classifier(client, config, desired, bulk_threshold, timings)
             records = classify(chunk, chunk_since)
             del chunk
             tally.add(records)
@@ -302,6 +303,7 @@ def _plan(
             read = time.perf_counter()
         as_planned = records if chunks == 1 else None
         del records
+        assert classify is not None, "an empty selection raised RestoreConfigError"
         notes.extend(classify.notes())
         if describe(client, config.object).get("triggerable"):
             # DESIGN.md: restoring into an org with live automation re-triggers it; say so up front.

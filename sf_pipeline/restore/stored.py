@@ -51,10 +51,15 @@ class StoredRecords(Sequence[RecordItem]):
         self.as_planned = sorted(as_planned, key=lambda r: r.record_id) if as_planned is not None else None
 
     def chunks(
-        self, where: sql.Composable | None = None, params: Mapping[str, Any] | None = None
+        self,
+        where: sql.Composable | None = None,
+        params: Mapping[str, Any] | None = None,
+        *,
+        conn: psycopg.Connection[Any] | None = None,
     ) -> Iterator[list[RecordItem]]:
-        """The records with an item matching `where` (all without it), tables.CHUNK_RECORDS at a time."""
-        for rows in tables.item_chunks(self.conn, self.run_id, where=where, params=params):
+        """The records with an item matching `where` (all without it), tables.CHUNK_RECORDS at a time, read through
+        `conn` (default: the connection the plan was made or loaded with)."""
+        for rows in tables.item_chunks(conn or self.conn, self.run_id, where=where, params=params):
             yield records_from_rows(rows, self._convert, self._position)
 
     def __iter__(self) -> Iterator[RecordItem]:

@@ -82,9 +82,10 @@ def verify_plan(
     where = sql.SQL("outcome = ANY(%(verifiable)s)")
     params = {"verifiable": sorted(VERIFIABLE_OUTCOMES)}
     stored = plan.records
-    count = tables.count_plan_records(stored.conn, plan.run_id, where=where, params=params)
+    db = conn or stored.conn
+    count = tables.count_plan_records(db, plan.run_id, where=where, params=params)
     many = count > tables.CHUNK_RECORDS and count > bulk_threshold  # every chunk through Bulk API 2.0
-    for records in stored.chunks(where, params):
+    for records in stored.chunks(where, params, conn=db):
         _verify_chunk(client, plan, records, result, bulk_threshold, many)
         if conn is not None and result.automation:  # per record: what apply did stays visible as what happened
             tables.set_outcomes(
