@@ -214,7 +214,8 @@ class RestorePlan:
 @contextmanager
 def _gc_paused() -> Iterator[None]:
     """A plan builds millions of small objects, none in a reference cycle; the cyclic collector would rescan
-    them again and again (about 5 s per million records here), so it waits until the plan is built."""
+    them again and again (about 5 s per million records here), so it runs only once per chunk of records (what
+    the org reads leave in cycles is freed then, not held until the plan is built)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -289,9 +290,10 @@ def _plan(
         conn.execute("SET LOCAL jit = off")  # JIT costs seconds on the history's wide aggregate, gains nothing
         tables.clear_plan(conn, run_id)
         read = time.perf_counter()
-        chunks, records = 0, []
+        chunks, first = 0, None
         for chunk, chunk_since in desired.chunks:
             timings["desired"] += time.perf_counter() - read
+            first = None  # a plan of one chunk keeps its records (StoredRecords.as_planned), a larger one none
             classify = classify or _Classifier(client, config, desired, bulk_threshold, timings)
             records = classify(chunk, chunk_since)
             del chunk
@@ -299,10 +301,13 @@ def _plan(
             stored = time.perf_counter()
             tables.copy_items(conn, run_id, config.object, _item_rows(records))
             chunks += 1
+            first = records if chunks == 1 else None
+            records = []  # the next chunk is read and classified without this one
+            gc.collect()  # what the chunk's reads left in reference cycles (the collector is paused)
             timings["store"] = timings.get("store", 0.0) + time.perf_counter() - stored
             read = time.perf_counter()
-        as_planned = records if chunks == 1 else None
-        del records
+        as_planned = first if chunks == 1 else None
+        del first
         assert classify is not None, "an empty selection raised RestoreConfigError"
         notes.extend(classify.notes())
         if describe(client, config.object).get("triggerable"):
