@@ -15,15 +15,23 @@ created again, nor records whose re-creation could not be settled (`unchecked`: 
 check); records already undeleted are not undeleted again. A create whose answer was lost (5xx, timeout) is
 never sent again before reconciliation found what it created. Any record not restored as planned fails the
 run (RestoreApplyError), never silently.
+
+The stored plan is read back a chunk of records at a time (tables.CHUNK_RECORDS), once per phase (undelete,
+re-create, update): each chunk is fetched fresh, written (one Bulk API 2.0 job per chunk when the apply writes more
+records than the Bulk threshold), journaled, and its outcomes stored in `sf_pipeline.restore_items` before the next
+chunk is read; the result counts the stored outcomes. What apply holds is one chunk's worth (plus the ids of the
+records it re-creates), whatever the plan's size.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import closing
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from sf_pipeline.restore import tables
 from sf_pipeline.restore.current import DEFAULT_BULK_THRESHOLD, describe, fetch_current, field_types
@@ -36,6 +44,7 @@ from sf_pipeline.restore.decisions import (
     LIVE,
     NOT_ATTEMPTED,
     NOTHING_TO_DO,
+    RESTORE,
     SKIPPED_CONFLICT,
     UNDELETE,
     UNDELETED,
@@ -91,7 +100,7 @@ def apply_plan(
         )
     tables.ensure_restore_tables(conn)
     with tables.apply_lock(conn, plan.config.target_org, plan.object, plan.run_id):
-        if any(r.write_count(plan.config.on_conflict) for r in plan.records):
+        if plan.summary()["records_to_write"]:
             verify_org(conn, client)  # the org this alias always reached, or nothing is written
             tables.set_plan_status(conn, plan.run_id, "applying")
         return _apply(conn, client, plan, result, bulk_threshold, started, calls_before)
@@ -107,8 +116,7 @@ def _apply(
     calls_before: int,
 ) -> ApplyResult:
     run = _Run(conn, client, plan, result, bulk_threshold)
-    for record in plan.records:
-        record.outcome, record.error, record.new_id = None, None, None
+    tables.reset_outcomes(conn, plan.run_id)
     try:
         run.reconcile(plan.object)
         run.undelete()
@@ -122,17 +130,10 @@ def _apply(
         except INTERRUPTIONS:
             pass
     finally:
-        on_conflict = plan.config.on_conflict
-        for record in plan.records:
-            if record.outcome is None:
-                if record.writes(on_conflict):
-                    record.outcome = NOT_ATTEMPTED
-                else:
-                    record.outcome = SKIPPED_CONFLICT if record.status == CONFLICT else NOTHING_TO_DO
-            result.outcomes[record.outcome] = result.outcomes.get(record.outcome, 0) + 1
+        run.settle_the_rest()
+        result.outcomes = tables.outcome_counts(conn, plan.run_id)
         result.api_calls = client.api_calls - calls_before
         result.seconds = time.perf_counter() - started
-        tables.set_outcomes(conn, plan.run_id, ((r.record_id, r.outcome, r.error) for r in plan.records))
         tables.set_plan_status(
             conn, plan.run_id, "applied" if result.success else "apply_failed", {"apply": result.summary()}
         )
@@ -182,6 +183,10 @@ class _Run:
         self.deferred: dict[str, dict[str, str]] = {}  # re-created record -> lookups to other re-created ones
         self._journal: Journal | None = None
         self._reconciled: set[str] = set()
+        tally = plan.summary()
+        # A plan of several chunks that writes more records than the Bulk threshold reads and writes every chunk
+        # through Bulk API 2.0 (one job each), as one call would have for the whole plan.
+        self.many = tally["records"] > tables.CHUNK_RECORDS and tally["records_to_write"] > bulk_threshold
 
     @property
     def user(self) -> str | None:
@@ -215,11 +220,42 @@ class _Run:
         record.outcome, record.error = FAILED, result.message
         self.result.failed[record.record_id] = result.message
 
+    def chunks(self, where: str, **params: Any) -> Iterator[list[RecordItem]]:
+        """The plan's records matching `where` (SQL over restore_items), a chunk at a time; each chunk's outcomes
+        are stored once the caller is done with it, also when it stops half-way (use it under `closing`)."""
+        records: list[RecordItem] = []
+        try:
+            for records in self.plan.records.chunks(sql.SQL(where), params, conn=self.conn):
+                yield records
+                self.save(records)
+                records = []
+        finally:
+            if records:
+                self.save(records)
+
+    def save(self, records: list[RecordItem]) -> None:
+        tables.set_outcomes(
+            self.conn, self.plan.run_id, ((r.record_id, r.outcome, r.error) for r in records if r.outcome is not None)
+        )
+
+    def settle_the_rest(self) -> None:
+        """Records no phase took an outcome for: not attempted (the run stopped first), or nothing to do."""
+        on_conflict = self.on_conflict
+        with closing(self.chunks("outcome IS NULL")) as chunks:
+            for records in chunks:
+                for record in records:
+                    if record.writes(on_conflict):
+                        record.outcome = NOT_ATTEMPTED
+                    else:
+                        record.outcome = SKIPPED_CONFLICT if record.status == CONFLICT else NOTHING_TO_DO
+
     # ----------------------------------------------------------------- undelete
     def undelete(self) -> None:
-        records = [r for r in self.plan.records if r.action == UNDELETE]
-        if not records:
-            return
+        with closing(self.chunks("action = %(action)s", action=UNDELETE)) as chunks:
+            for records in chunks:
+                self._undelete(records)
+
+    def _undelete(self, records: list[RecordItem]) -> None:
         # Live already (an earlier run of this plan undeleted them): not undeleted twice.
         live = {
             rid
@@ -243,19 +279,26 @@ class _Run:
 
     # ----------------------------------------------------------------- re-create
     def create(self) -> None:
-        records = [r for r in self.plan.records if r.action == CREATE]
-        if not records:
+        gone = tables.plan_record_ids(self.conn, self.plan.run_id, action=CREATE)
+        if not gone:
             return
-        gone = {r.record_id for r in records}
         alias = self.plan.config.target_org
         known = load_id_map(self.conn, alias, alias)
-        unsettled = unchecked_creates(self.conn, alias, self.plan.object, gone)
+        with closing(self.chunks("action = %(action)s", action=CREATE)) as chunks:
+            for records in chunks:
+                self._create(records, gone, known)
+        self.result.id_map = dict(self.plan.id_map)
+
+    def _create(self, records: list[RecordItem], gone: set[str], known: Mapping[str, str]) -> None:
+        alias = self.plan.config.target_org
+        unsettled = unchecked_creates(self.conn, alias, self.plan.object, [r.record_id for r in records])
         payloads = []
         for record in records:
             values = record.writes(self.on_conflict)
             # Lookups to other records being re-created are set once those have their new ids.
             later = {f: v for f, v in values.items() if isinstance(v, str) and v in gone}
-            self.deferred[record.record_id] = later
+            if later:
+                self.deferred[record.record_id] = later
             if record.record_id in known:  # re-created by an earlier run of this plan: never twice
                 record.outcome, record.new_id = CREATED, known[record.record_id]
                 self.plan.id_map[record.record_id] = record.new_id
@@ -317,7 +360,6 @@ class _Run:
         id_map = self.plan.id_map
         if not id_map or self.plan.config.as_of is None:
             return
-        in_plan = {r.record_id for r in self.plan.records}
         for rel in describe(self.client, self.plan.object).get("childRelationships") or []:
             child, fname = rel.get("childSObject"), rel.get("field")
             if not child or not fname:
@@ -331,11 +373,10 @@ class _Run:
             spec = next((f for f in child_fields if f["name"] == fname), None)
             if spec is None or not spec.get("updateable"):
                 continue
-            pointers = [
-                (cid, old)
-                for cid, old in tables.children_at(self.conn, child, fname, list(id_map), self.plan.config.as_of)
-                if not (child == self.plan.object and cid in in_plan)
-            ]
+            pointers = tables.children_at(self.conn, child, fname, list(id_map), self.plan.config.as_of)
+            if child == self.plan.object and pointers:  # records of the plan itself are restored by it
+                in_plan = tables.plan_record_ids(self.conn, self.plan.run_id, among=[cid for cid, _ in pointers])
+                pointers = [(cid, old) for cid, old in pointers if cid not in in_plan]
             if pointers:
                 self._repoint(child, fname, field_types(child_fields), pointers)
 
@@ -372,10 +413,27 @@ class _Run:
 
     # ----------------------------------------------------------------- update
     def update(self) -> None:
+        # records with a value to write, and records brought back (their values are checked afresh)
+        where = (
+            "(action = %(update)s AND classification IN (%(restore)s, %(conflict)s)) "
+            "OR outcome IN (%(undeleted)s, %(created)s)"
+        )
+        params = {
+            "update": UPDATE,
+            "restore": RESTORE,
+            "conflict": CONFLICT,
+            "undeleted": UNDELETED,
+            "created": CREATED,
+        }
+        with closing(self.chunks(where, **params)) as chunks:
+            for records in chunks:
+                self._update(records)
+
+    def _update(self, chunk: list[RecordItem]) -> None:
         plan, id_map = self.plan, self.plan.id_map
         records = [
             r
-            for r in plan.records
+            for r in chunk
             if r.outcome != FAILED
             and (
                 (r.action == UPDATE and r.writes(self.on_conflict))
@@ -385,6 +443,9 @@ class _Run:
         ]
         if not records:
             return
+        for r in records:
+            if r.action == CREATE:
+                r.new_id = id_map.get(r.record_id)
         live = [r.new_id or r.record_id for r in records]
         fresh, _ = fetch_current(
             self.client,
@@ -394,6 +455,7 @@ class _Run:
             plan.field_types,
             since=plan.since,
             bulk_threshold=self.bulk_threshold,
+            bulk=self.many,
         )
         payloads: list[dict[str, Any]] = []
         owners: dict[int, RecordItem] = {}
@@ -417,16 +479,18 @@ class _Run:
             payloads.append(payload)
             owners[id(payload)] = record
             befores[target] = values or {}
+        del fresh
         if not payloads:
             return
         log = self.journal.calls(plan.object, "update", befores=befores)
-        if len(payloads) > self.bulk_threshold:
+        if len(payloads) > self.bulk_threshold or self.many:
             self.result.mode = "bulk"
             results = bulk_update(
                 self.client, plan.object, payloads, csv_text, on_written=self._written(owners), journal=log
             )
         else:
-            self.result.mode = "collections"
+            if self.result.mode != "bulk":
+                self.result.mode = "collections"
             results = update_records(self.client, plan.object, payloads, on_written=self._written(owners), journal=log)
         for payload, res in zip(payloads, results, strict=True):
             if not res.success:

@@ -1,15 +1,16 @@
 """What the target org holds now, fetched fresh (never taken from the backup), in canonical form.
 
-Few records: sObject Collections GET, 2000 ids a call, then one queryAll `WHERE Id IN (...)` for those
-it did not return, to tell the recycle bin from a record that is gone. Many records: one Bulk API 2.0
-queryAll job over `SystemModstamp >= since`, where `since` is the oldest latest-backed-up SystemModstamp
-of the selection. A record's SystemModstamp only grows, so that window holds every selected record the
-org still has, and it reads only what changed since the damage instead of a million ids.
+Few records: sObject Collections retrieve, 2000 ids a call, then one queryAll `WHERE Id IN (...)` for those
+it did not return, to tell the recycle bin from a record that is gone. Many records (or one chunk of a large
+restore): one Bulk API 2.0 queryAll job over `SystemModstamp >= since` and the records' id range, where `since`
+is the oldest latest-backed-up SystemModstamp of the records. A record's SystemModstamp only grows, so that
+window holds every one of them the org still has, and it reads only what changed since the damage instead of a
+million ids; the id range keeps each chunk's job to its own records (Bulk API 2.0 and Bulk API Developer Guide,
+"PK Chunking": a large extract is split into `Id >= ... AND Id < ...` ranges the same way).
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,7 +24,7 @@ from sf_pipeline.restore.decisions import LIVE, MISSING, RECYCLE_BIN
 from sf_pipeline.restore.errors import RestoreConfigError
 from sf_pipeline.salesforce.client import SalesforceClient
 from sf_pipeline.salesforce.extract import csv_to_batches, soql_datetime
-from sf_pipeline.salesforce.soql import api_name, field_names
+from sf_pipeline.salesforce.soql import api_name, field_names, record_ids
 from sf_pipeline.salesforce.values import TEXT_TYPES, canonical, converter, parse_datetime
 from sf_pipeline.salesforce.writes import fetch_records, query_by_ids
 
@@ -97,18 +98,23 @@ def changed_since(
     types: Mapping[str, str],
     since: datetime,
     wanted: Collection[str] | None = None,
+    ids_between: tuple[str, str] | None = None,
 ) -> dict[str, OrgRecord]:
     """Every record (recycle bin included) whose SystemModstamp is at or after `since`, by one Bulk API 2.0 job;
     only those among `wanted` when given, so what is kept grows with the selection, not with everything the
     org changed since.
 
     Read page by page (BULK_PAGE_RECORDS rows), column by column (Arrow parses flags and stamps); rows not
-    wanted are dropped before any of their values is converted.
+    wanted are dropped before any of their values is converted. `ids_between` (lowest, highest id) narrows the
+    job to the ids of one chunk of a large restore.
     """
     soql = (
         f"SELECT {', '.join(field_names(['Id', 'IsDeleted', 'SystemModstamp', *fields]))} "
         f"FROM {api_name(sobject, 'object')} WHERE SystemModstamp >= {soql_datetime(since)}"
     )
+    if ids_between is not None:
+        low, high = record_ids(list(ids_between))
+        soql += f" AND Id >= '{low}' AND Id <= '{high}'"
     # Bulk CSV text of ids and text fields is canonical but for null, which Bulk API 2.0 writes as a quoted
     # empty string: that becomes null in Arrow, the rest goes through `canonical`.
     convert = [
@@ -140,37 +146,6 @@ def changed_since(
     return out
 
 
-class Prefetch:
-    """`changed_since` in a background thread, so the org reads while PostgreSQL reads the history.
-
-    The caller must not use the client until `result()` returns (SalesforceClient is not thread-safe).
-    """
-
-    def __init__(
-        self, client: SalesforceClient, sobject: str, fields: Sequence[str], types: Mapping[str, str], since: datetime
-    ):
-        self.since = since
-        self._result: dict[str, OrgRecord] | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._run, args=(client, sobject, fields, types, since), name="sf-restore-prefetch", daemon=True
-        )
-        self._thread.start()
-
-    def _run(self, *args: Any) -> None:
-        try:
-            self._result = changed_since(*args)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in result()
-            self._error = exc
-
-    def result(self) -> dict[str, OrgRecord]:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._result is not None
-        return self._result
-
-
 def fetch_current(
     client: SalesforceClient,
     sobject: str,
@@ -180,23 +155,21 @@ def fetch_current(
     *,
     since: datetime | None = None,
     bulk_threshold: int = DEFAULT_BULK_THRESHOLD,
-    prefetched: Mapping[str, OrgRecord] | None = None,
+    bulk: bool = False,
 ) -> tuple[dict[str, OrgRecord], str]:
-    """Current state of `ids` in the org, and how it was read (`prefetched`, `collections`, `bulk`, `none`).
+    """Current state of `ids` in the org, and how it was read (`collections`, `bulk`, `none`).
 
-    `prefetched` holds records already read (a `Prefetch` over a window known to contain the selection).
+    Through one Bulk API 2.0 job (over `since` and the ids' range) above `bulk_threshold` ids, or with `bulk`
+    (one chunk of a larger read), when `since` is known; the records it did not return by sObject Collections.
     """
     if not ids:
         return {}, "none"
     wanted = list(dict.fromkeys(["Id", "IsDeleted", "SystemModstamp", *fields]))
     found: dict[str, OrgRecord] = {}
     mode = "collections"
-    if prefetched is not None:
+    if (bulk or len(ids) > bulk_threshold) and since is not None:
         mode = "bulk"
-        found = {rid: prefetched[rid] for rid in ids if rid in prefetched}
-    elif len(ids) > bulk_threshold and since is not None:
-        mode = "bulk"
-        found = changed_since(client, sobject, fields, types, since, wanted=set(ids))
+        found = changed_since(client, sobject, fields, types, since, wanted=set(ids), ids_between=(min(ids), max(ids)))
     rest = [rid for rid in ids if rid not in found]
     if rest:
         fetched = fetch_records(client, sobject, rest, wanted[1:])

@@ -339,13 +339,6 @@ def mismatches(expected: Mapping[str, Any], actual: Mapping[str, Any] | None) ->
     return [(f, v, actual.get(f)) for f, v in expected.items() if actual.get(f) != v]
 
 
-def count_records(records: Sequence[RecordItem]) -> dict[str, int]:
-    counts = dict.fromkeys(STATUSES, 0)
-    for r in records:
-        counts[r.status] += 1
-    return counts
-
-
 def preview_rows(records: Sequence[RecordItem], limit: int = 50) -> list[dict[str, str]]:
     """The first `limit` items worth a look: conflicts, then not restorable, then restores, then noops."""
     order = {CONFLICT: 0, NOT_RESTORABLE: 1, RESTORE: 2, NOOP: 3}

@@ -5,48 +5,61 @@ audit of an earlier restore (its before-values). Current values are fetched fres
 Every selected record is classified (decisions.py) and the plan is stored in `sf_pipeline.restore_plans`
 and `sf_pipeline.restore_items`, so a dry run leaves a reviewable record of what a real run would write;
 a run with `dry_run: false, plan: <that dry run's id>` writes exactly that stored plan (reviewed.py).
+
+A plan is made a chunk of records at a time (tables.CHUNK_RECORDS): the history is read through a server-side
+cursor, each chunk's current values are read from the org (one Bulk API 2.0 job over the chunk's id range when
+the selection is large), its records classified and stored, then dropped; the counts and the preview are added
+up as it goes (PlanTally). What planning holds is one chunk's worth, whatever the incident's size.
 """
 
 from __future__ import annotations
 
 import gc
+import heapq
+import itertools
 import time
-from collections.abc import Iterator, Mapping, Sequence
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from sf_pipeline.restore import tables
 from sf_pipeline.restore.config import RestoreConfig
 from sf_pipeline.restore.current import (
     DEFAULT_BULK_THRESHOLD,
     GONE,
-    Prefetch,
     describe,
     fetch_current,
     field_types,
     parent_states,
 )
 from sf_pipeline.restore.decisions import (
+    CONFLICT,
     LIVE,
     MISSING,
+    NOOP,
+    NOT_RESTORABLE,
+    RESTORE,
     STATUSES,
     UPDATE,
     RecordItem,
     classify_record,
-    count_records,
     markdown_table,
     preview_rows,
     unavailable_parents,
     unseen_reason,
 )
 from sf_pipeline.restore.errors import RestoreConfigError
+from sf_pipeline.restore.stored import StoredRecords
 from sf_pipeline.salesforce.client import SalesforceClient
 from sf_pipeline.salesforce.extract import soql_datetime
 from sf_pipeline.salesforce.values import canonical, converter, format_datetime
+from sf_pipeline.warehouse.ddl import commit
 from sf_pipeline.warehouse.errors import HistoryNotFoundError
 from sf_pipeline.warehouse.history import history_columns
 from sf_pipeline.warehouse.id_map import load_id_map
@@ -68,21 +81,62 @@ class Evidence:
     latest_deleted: bool | None = None  # the latest backed-up version is deleted (None: unknown, e.g. an undo)
 
 
+Chunk = list[tuple[str, Evidence]]  # selected records (target ids) and their evidence, a chunk at a time
+
+
 @dataclass
 class Desired:
-    """The fields a plan compares and, per selected record, what the backup or the audit says."""
+    """The fields a plan compares and, chunk by chunk, what the backup or the audit says of each selected record."""
 
     fields: list[str]
     create_fields: list[str]
     types: dict[str, str]
-    evidence: dict[str, Evidence]
-    since: datetime | None = None  # no selected record has a SystemModstamp older than this in the org
-    prefetch: Prefetch | None = None  # current values being read while the history was
+    chunks: Iterable[tuple[Chunk, datetime | None]]  # (records, the oldest latest-backed-up stamp among them)
+    since: datetime | None = None  # no selected record has a SystemModstamp older than this (known once read)
+    window_start: datetime | None = None  # the org stamped every selected record at or after this (Bulk reads)
+    many: bool = False  # a large selection: read the org's values of every chunk through Bulk API 2.0
+    brought_back: frozenset[str] = frozenset()  # restore_deleted: selected records that existed at as_of
+
+
+_PREVIEW_ORDER = {CONFLICT: 0, NOT_RESTORABLE: 1, RESTORE: 2, NOOP: 3}
+
+
+@dataclass
+class PlanTally:
+    """A plan's counts and preview, added up chunk by chunk (its records stay in sf_pipeline.restore_items)."""
+
+    on_conflict: str
+    records: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
+    actions: dict[str, int] = field(default_factory=dict)  # records apply will write, per action
+    to_write: int = 0
+    values: int = 0
+    shown: list[RecordItem] = field(default_factory=list)  # the first PREVIEW_ROWS records worth a look
+
+    def add(self, records: Sequence[RecordItem]) -> None:
+        for r in records:
+            self.counts[r.status] += 1
+            n = r.write_count(self.on_conflict)
+            if n:
+                self.actions[r.action] = self.actions.get(r.action, 0) + 1
+                self.to_write += 1
+                self.values += n
+        self.records += len(records)
+        # preview_rows shows the smallest records by (rank, id): those of all chunks are among each chunk's own
+        self.shown = heapq.nsmallest(
+            PREVIEW_ROWS, [*self.shown, *records], key=lambda r: (_PREVIEW_ORDER[r.status], r.record_id)
+        )
+
+    def preview(self, limit: int = PREVIEW_ROWS) -> str:
+        return markdown_table(preview_rows(self.shown, limit))
 
 
 @dataclass
 class RestorePlan:
-    """A classified restore, as stored in `sf_pipeline.restore_items`; `apply_plan` carries it out."""
+    """A classified restore, as stored in `sf_pipeline.restore_items`; `apply_plan` carries it out.
+
+    `records` reads the stored records when looked at (stored.StoredRecords); the counts come from `tally`.
+    """
 
     run_id: str
     config: RestoreConfig
@@ -90,7 +144,7 @@ class RestorePlan:
     fields: list[str]
     create_fields: list[str]
     field_types: dict[str, str]
-    records: list[RecordItem]
+    records: Sequence[RecordItem]
     since: datetime | None = None
     fetch_mode: str = "none"
     api_calls: int = 0
@@ -100,35 +154,32 @@ class RestorePlan:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase: desired, current, parents, ...
     plan_of: str | None = None  # the dry run whose stored plan this is (None: this run's own dry run)
     tree: Any = None  # hierarchy.TreePlan of a whole-hierarchy restore (with_children), else None
+    tally: PlanTally | None = None  # counts and preview (added up from `records` when not given)
 
     @property
     def object(self) -> str:
         return self.config.object
+
+    def _tally(self) -> PlanTally:
+        if self.tally is None:
+            tally = PlanTally(self.config.on_conflict)
+            tally.add(list(self.records))
+            self.tally = tally
+        return self.tally
 
     @property
     def counts(self) -> dict[str, int]:
         """Records per classification (restore, conflict, not_restorable, noop)."""
         if self.tree is not None:  # --- hook: whole-hierarchy restore (hierarchy.py)
             return self.summary()["counts"]
-        return count_records(self.records)
+        return dict(self._tally().counts)
 
     @property
     def actions(self) -> dict[str, int]:
         """Records per action apply will take (update, undelete, create), counting only records it will write."""
         if self.tree is not None:  # --- hook: whole-hierarchy restore (hierarchy.py)
             return self.summary()["actions"]
-        return self._writes()[0]
-
-    def _writes(self) -> tuple[dict[str, int], int, int]:
-        actions: dict[str, int] = {}
-        records = values = 0
-        for r in self.records:
-            n = r.write_count(self.config.on_conflict)
-            if n:
-                actions[r.action] = actions.get(r.action, 0) + 1
-                records += 1
-                values += n
-        return actions, records, values
+        return dict(self._tally().actions)
 
     def summary(self, preview: int = PREVIEW_ROWS) -> dict[str, Any]:
         """Counts and a small table (first `preview` items, conflicts first) for the run's metadata."""
@@ -136,7 +187,7 @@ class RestorePlan:
             from sf_pipeline.restore.hierarchy import tree_summary
 
             return tree_summary(self)
-        actions, to_write, values = self._writes()
+        tally = self._tally()
         return {
             "run_id": self.run_id,
             "object": self.object,
@@ -146,24 +197,25 @@ class RestorePlan:
             "undo_of": self.config.undo_of,
             "plan_of": self.plan_of,
             "fields": self.fields,
-            "records": len(self.records),
-            "counts": self.counts,
-            "actions": actions,
-            "records_to_write": to_write,
-            "values_to_write": values,
+            "records": tally.records,
+            "counts": dict(tally.counts),
+            "actions": dict(tally.actions),
+            "records_to_write": tally.to_write,
+            "values_to_write": tally.values,
             "fetch_mode": self.fetch_mode,
             "api_calls": self.api_calls,
             "seconds": round(self.seconds, 3),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "notes": self.notes,
-            "preview": markdown_table(preview_rows(self.records, preview)),
+            "preview": tally.preview(preview),
         }
 
 
 @contextmanager
 def _gc_paused() -> Iterator[None]:
     """A plan builds millions of small objects, none in a reference cycle; the cyclic collector would rescan
-    them again and again (about 5 s per million records here), so it waits until the plan is built."""
+    them again and again (about 5 s per million records here), so it runs only once per chunk of records (what
+    the org reads leave in cycles is freed then, not held until the plan is built)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -228,52 +280,77 @@ def _plan(
     if config.undo_of:
         desired = _undo_evidence(conn, client, config, notes)
     else:
-        desired = _history_evidence(conn, client, config, bulk_threshold)
-        desired.evidence = _translate(conn, source_org, config.target_org, desired.evidence, desired.types, notes)
+        desired = _history_evidence(conn, client, config, bulk_threshold, source_org, notes)
     timings["desired"] = time.perf_counter() - started
-    records, mode = _classify(client, config, desired, bulk_threshold, timings, notes)
-    if describe(client, config.object).get("triggerable"):
-        # DESIGN.md: restoring into an org with live automation re-triggers it; say so up front.
-        notes.append(
-            f"{config.object} is triggerable: its triggers, flows and validation rules run on every "
-            "record the restore writes; verify reports records they change again"
+    tally = PlanTally(config.on_conflict)
+    classify: _Classifier | None = None  # made with the first chunk: an empty selection fails before its reads
+    # One transaction: the history's server-side cursor stays open while each chunk is classified and its items
+    # are copied in; a plan that fails half-way stores nothing.
+    with conn.transaction():
+        conn.execute("SET LOCAL jit = off")  # JIT costs seconds on the history's wide aggregate, gains nothing
+        tables.clear_plan(conn, run_id)
+        read = time.perf_counter()
+        chunks, first = 0, None
+        for chunk, chunk_since in desired.chunks:
+            timings["desired"] += time.perf_counter() - read
+            first = None  # a plan of one chunk keeps its records (StoredRecords.as_planned), a larger one none
+            classify = classify or _Classifier(client, config, desired, bulk_threshold, timings)
+            records = classify(chunk, chunk_since)
+            del chunk
+            tally.add(records)
+            stored = time.perf_counter()
+            tables.copy_items(conn, run_id, config.object, _item_rows(records))
+            chunks += 1
+            first = records if chunks == 1 else None
+            records = []  # the next chunk is read and classified without this one
+            gc.collect()  # what the chunk's reads left in reference cycles (the collector is paused)
+            timings["store"] = timings.get("store", 0.0) + time.perf_counter() - stored
+            read = time.perf_counter()
+        as_planned = first if chunks == 1 else None
+        del first
+        assert classify is not None, "an empty selection raised RestoreConfigError"
+        notes.extend(classify.notes())
+        if describe(client, config.object).get("triggerable"):
+            # DESIGN.md: restoring into an org with live automation re-triggers it; say so up front.
+            notes.append(
+                f"{config.object} is triggerable: its triggers, flows and validation rules run on every "
+                "record the restore writes; verify reports records they change again"
+            )
+        fields, create_fields, types, since = desired.fields, desired.create_fields, desired.types, desired.since
+        plan = RestorePlan(
+            run_id=run_id,
+            config=config,
+            source_org=source_org,
+            fields=fields,
+            create_fields=create_fields,
+            field_types=types,
+            records=StoredRecords(conn, run_id, types, [*fields, *create_fields], as_planned),
+            since=since,
+            fetch_mode=classify.mode,
+            notes=notes,
+            timings=timings,
+            tally=tally,
         )
-    fields, create_fields, types, since = desired.fields, desired.create_fields, desired.types, desired.since
-    plan = RestorePlan(
-        run_id=run_id,
-        config=config,
-        source_org=source_org,
-        fields=fields,
-        create_fields=create_fields,
-        field_types=types,
-        records=records,
-        since=since,
-        fetch_mode=mode,
-        notes=notes,
-        timings=timings,
-    )
-    plan.api_calls = client.api_calls - calls_before
-    plan.seconds = time.perf_counter() - started
-    summary = plan.summary()
-    stored = time.perf_counter()
-    tables.save_plan(
-        conn,
-        run_id=run_id,
-        object_name=config.object,
-        target_org=config.target_org,
-        source_org=source_org,
-        config=config.to_dict(),
-        counts=plan.counts,
-        details={
-            **{k: v for k, v in summary.items() if k not in ("counts", "preview")},
-            # what applying this stored plan needs besides its items
-            "field_types": {f: types[f] for f in dict.fromkeys([*fields, *create_fields]) if f in types},
-            "create_fields": create_fields,
-            "since": format_datetime(since) if since else None,
-        },
-        items=_item_rows(records),
-    )
-    timings["store"] = time.perf_counter() - stored
+        plan.api_calls = client.api_calls - calls_before
+        plan.seconds = time.perf_counter() - started
+        summary = plan.summary()
+        tables.insert_plan(
+            conn,
+            run_id=run_id,
+            object_name=config.object,
+            target_org=config.target_org,
+            source_org=source_org,
+            config=config.to_dict(),
+            counts=plan.counts,
+            details={
+                **{k: v for k, v in summary.items() if k not in ("counts", "preview")},
+                # what applying this stored plan needs besides its items
+                "field_types": {f: types[f] for f in dict.fromkeys([*fields, *create_fields]) if f in types},
+                "create_fields": create_fields,
+                "since": format_datetime(since) if since else None,
+            },
+        )
+    commit(conn)
     plan.seconds = time.perf_counter() - started
     return plan
 
@@ -310,7 +387,12 @@ def _restorable_fields(
 
 
 def _history_evidence(
-    conn: psycopg.Connection[Any], client: SalesforceClient, config: RestoreConfig, bulk_threshold: int
+    conn: psycopg.Connection[Any],
+    client: SalesforceClient,
+    config: RestoreConfig,
+    bulk_threshold: int,
+    source_org: str,
+    notes: list[str],
 ) -> Desired:
     obj = config.object
     as_of = config.as_of
@@ -360,53 +442,89 @@ def _history_evidence(
     else:
         selection = tables.Selection(record_ids=config.record_ids)
         window_start = None
-    prefetch = None
+    desired = Desired(fields, create_fields, types, ())
     if window_start is not None and not config.record_ids:
         # Every selected record has a version from the window on, so the org stamped it at or after the
-        # window's start: read those from the org while PostgreSQL reads the history.
+        # window's start: many records stamped since then make a large selection, read through Bulk API 2.0.
         changed = client.count(f"SystemModstamp >= {soql_datetime(window_start)}", obj, include_deleted=True)
         if changed > bulk_threshold:
-            prefetch = Prefetch(client, obj, fields, types, window_start)
+            desired.window_start, desired.many = window_start, True
+    elif len(config.record_ids) > bulk_threshold:
+        desired.many = True
+    query = tables.selected_versions_sql(obj, columns, selection)
+    params = tables.selection_params(selection, as_of)
+    translate = _Translation(conn, source_org, config.target_org, types)
+    if config.restore_deleted:
+        # A selected record brought back by a later chunk is no missing parent for this one.
+        existed = [r[0] for r in conn.execute(sql.SQL("SELECT id FROM ({}) s WHERE existed").format(query), params)]
+        desired.brought_back = frozenset(translate.ids(existed))
+        commit(conn)
+    desired.chunks = _history_chunks(conn, config, selection, query, params, names, desired, translate, notes)
+    return desired
+
+
+def _history_chunks(
+    conn: psycopg.Connection[Any],
+    config: RestoreConfig,
+    selection: tables.Selection,
+    query: sql.Composable,
+    params: Mapping[str, Any],
+    names: Sequence[str],
+    desired: Desired,
+    translate: _Translation,
+    notes: list[str],
+) -> Iterator[tuple[Chunk, datetime | None]]:
+    """The selected records' evidence, tables.CHUNK_RECORDS records at a time, through a server-side cursor (run
+    inside the caller's transaction); `desired.since` is the oldest latest-backed-up stamp once all are read."""
     k = len(names)
-    convert = [converter(types.get(n, "string")) for n in names]
+    convert = [converter(desired.types.get(n, "string")) for n in names]
     at_as_of = [(n, c, 2 + i) for i, (n, c) in enumerate(zip(names, convert, strict=True))]
     damaged = [(n, c, 2 + k + i) for i, (n, c) in enumerate(zip(names, convert, strict=True))]
     latest = [(n, c, 4 + 2 * k + i) for i, (n, c) in enumerate(zip(names, convert, strict=True))]
-    evidence: dict[str, Evidence] = {}
-    since: datetime | None = None
-    with conn.transaction(), conn.cursor() as cur:
-        # JIT compilation costs seconds on this wide aggregate and gains nothing on one scan.
-        cur.execute("SET LOCAL jit = off")
-        cur.execute(tables.selected_versions_sql(obj, columns, selection), tables.selection_params(selection, as_of))
-        for row in cur:
-            stamp = row[2 + 2 * k]
-            evidence[row[0]] = Evidence(
-                {n: c(row[i]) for n, c, i in at_as_of} if row[1] else None,
-                {n: c(row[i]) for n, c, i in damaged},
-                {n: c(row[i]) for n, c, i in latest},
-                stamp,
-                latest_deleted=bool(row[3 + 2 * k]),
-            )
-            if stamp is not None and (since is None or stamp < since):
-                since = stamp
-    for rid in config.record_ids:
-        if rid not in evidence and not selection.by_version:
-            evidence[rid] = Evidence(
-                None,
-                {},
-                {},
-                None,
-                "no backup history for this record (never backed up, or not a record of this object)",
-            )
-    if not evidence:
-        if prefetch is not None:
-            prefetch.result()  # never leave a thread using the client behind
+    wanted = set(config.record_ids) if config.record_ids and not selection.by_version else set()
+    seen = 0
+    # ordered by id: each chunk's ids span a narrow range, which is all a Bulk read of its org values asks for
+    ordered = sql.SQL('{} ORDER BY id COLLATE "C"').format(query)
+    with conn.cursor(name=f"restore_history_{uuid.uuid4().hex}") as cur:
+        cur.execute(ordered, params)
+        while rows := cur.fetchmany(tables.CHUNK_RECORDS):
+            chunk: Chunk = []
+            since: datetime | None = None
+            for row in rows:
+                stamp = row[2 + 2 * k]
+                chunk.append(
+                    (
+                        row[0],
+                        Evidence(
+                            {n: c(row[i]) for n, c, i in at_as_of} if row[1] else None,
+                            {n: c(row[i]) for n, c, i in damaged},
+                            {n: c(row[i]) for n, c, i in latest},
+                            stamp,
+                            latest_deleted=bool(row[3 + 2 * k]),
+                        ),
+                    )
+                )
+                wanted.discard(row[0])
+                if stamp is not None and (since is None or stamp < since):
+                    since = stamp
+            del rows
+            if since is not None and (desired.since is None or since < desired.since):
+                desired.since = since
+            seen += len(chunk)
+            yield translate(chunk), since
+    missing = [rid for rid in config.record_ids if rid in wanted]
+    if missing:
+        reason = "no backup history for this record (never backed up, or not a record of this object)"
+        seen += len(missing)
+        yield translate([(rid, Evidence(None, {}, {}, None, reason)) for rid in missing]), None
+    if not seen:
         raise RestoreConfigError(
-            f"empty selection: no {obj} record {_describe_selection(config)} in the backup "
+            f"empty selection: no {config.object} record {_describe_selection(config)} in the backup "
             "history; check changed_between/changed_by/record_ids and that those windows were "
             "backed up"
         )
-    return Desired(fields, create_fields, types, evidence, since, prefetch)
+    if translate.note:
+        notes.append(translate.note)
 
 
 def _describe_selection(config: RestoreConfig) -> str:
@@ -423,60 +541,80 @@ def _describe_selection(config: RestoreConfig) -> str:
     return " ".join(p for p in parts if p)
 
 
-def _translate(
-    conn: psycopg.Connection[Any],
-    source_org: str,
-    target_org: str,
-    evidence: dict[str, Evidence],
-    types: Mapping[str, str],
-    notes: list[str],
-) -> dict[str, Evidence]:
+class _Translation:
     """History ids are the source org's: map them to the target's through `sf_pipeline.id_map`.
 
     Between two orgs (seeding recorded the pairs) every record needs a pair. Within one org only records a
     restore re-created have one, and they must be found under their new id (else a re-run would create them
     again).
     """
-    id_map = load_id_map(conn, source_org, target_org)
-    across = source_org != target_org
-    if not id_map and not across:
-        return evidence
-    refs = {f for f, t in types.items() if t == "reference"}
 
-    def mapped(values: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    def __init__(self, conn: psycopg.Connection[Any], source_org: str, target_org: str, types: Mapping[str, str]):
+        self.id_map = load_id_map(conn, source_org, target_org)
+        commit(conn)
+        self.source_org, self.target_org = source_org, target_org
+        self.across = source_org != target_org
+        self.refs = {f for f, t in types.items() if t == "reference"}
+        self.mapped_count = self.unmapped = 0
+
+    def ids(self, ids: Iterable[str]) -> Iterator[str]:
+        for rid in ids:
+            target = self.id_map.get(rid, None if self.across else rid)
+            if target is not None:
+                yield target
+
+    def _mapped(self, values: Mapping[str, Any] | None) -> dict[str, Any] | None:
         if values is None:
             return None
+        id_map, refs = self.id_map, self.refs
         return {f: id_map.get(v, v) if f in refs and isinstance(v, str) else v for f, v in values.items()}
 
-    out: dict[str, Evidence] = {}
-    unmapped = 0
-    for rid, ev in evidence.items():
-        target = id_map.get(rid, None if across else rid)
-        if target is None:
-            unmapped += 1
-            out[rid] = Evidence(
-                None,
-                {},
-                {},
-                None,
-                f"no id in org {target_org!r} for this record "
-                f"(sf_pipeline.id_map has no {source_org} -> {target_org} pair)",
+    def __call__(self, chunk: Chunk) -> Chunk:
+        if not self.id_map and not self.across:
+            return chunk
+        out: Chunk = []
+        for rid, ev in chunk:
+            target = self.id_map.get(rid, None if self.across else rid)
+            if target is None:
+                self.unmapped += 1
+                out.append(
+                    (
+                        rid,
+                        Evidence(
+                            None,
+                            {},
+                            {},
+                            None,
+                            f"no id in org {self.target_org!r} for this record "
+                            f"(sf_pipeline.id_map has no {self.source_org} -> {self.target_org} pair)",
+                        ),
+                    )
+                )
+                continue
+            self.mapped_count += 1
+            out.append(
+                (
+                    target,
+                    Evidence(
+                        self._mapped(ev.desired),
+                        self._mapped(ev.damaged) or {},
+                        self._mapped(ev.latest) or {},
+                        ev.latest_modstamp if not self.across else None,
+                        ev.not_restorable,
+                        ev.latest_deleted if not self.across else None,
+                    ),
+                )
             )
-            continue
-        out[target] = Evidence(
-            mapped(ev.desired),
-            mapped(ev.damaged) or {},
-            mapped(ev.latest) or {},
-            ev.latest_modstamp if not across else None,
-            ev.not_restorable,
-            ev.latest_deleted if not across else None,
+        return out
+
+    @property
+    def note(self) -> str | None:
+        if not self.across:
+            return None
+        return (
+            f"history of org {self.source_org!r} applied to org {self.target_org!r} through sf_pipeline.id_map "
+            f"({self.mapped_count} records mapped, {self.unmapped} without a mapping)"
         )
-    if across:
-        notes.append(
-            f"history of org {source_org!r} applied to org {target_org!r} through sf_pipeline.id_map "
-            f"({len(evidence) - unmapped} records mapped, {unmapped} without a mapping)"
-        )
-    return out
 
 
 # ===================================================================== desired values from an audit (undo)
@@ -532,7 +670,23 @@ def _undo_evidence(
             evidence[rid] = Evidence(before[rid], after[rid], after[rid])
     if not evidence:
         raise RestoreConfigError(f"empty selection: run {run!r} wrote none of the selected records/fields")
-    return Desired(fields, [], types, evidence)
+    brought_back = frozenset(
+        rid for rid, ev in evidence.items() if ev.desired is not None and ev.not_restorable is None
+    )
+    return Desired(
+        fields,
+        [],
+        types,
+        _in_chunks(evidence),
+        brought_back=brought_back if config.restore_deleted else frozenset(),
+    )
+
+
+def _in_chunks(evidence: dict[str, Evidence]) -> Iterator[tuple[Chunk, datetime | None]]:
+    """An undo's evidence (read whole from the audit) in chunks, each dropped from `evidence` as it is handed on."""
+    while evidence:
+        ids = list(itertools.islice(evidence, tables.CHUNK_RECORDS))
+        yield [(rid, evidence.pop(rid)) for rid in ids], None
 
 
 # ===================================================================== classification
@@ -557,96 +711,133 @@ def _prefixes(client: SalesforceClient, objects: set[str]) -> dict[str, str]:
     return out
 
 
-def _classify(
-    client: SalesforceClient,
-    config: RestoreConfig,
-    desired: Desired,
-    bulk_threshold: int,
-    timings: dict[str, float],
-    notes: list[str],
-) -> tuple[list[RecordItem], str]:
-    obj, evidence, fields = config.object, desired.evidence, desired.fields
-    ids = [rid for rid, ev in evidence.items() if ev.not_restorable is None]
-    started = time.perf_counter()
-    prefetched = desired.prefetch.result() if desired.prefetch is not None else None
-    current, mode = fetch_current(
-        client,
-        obj,
-        ids,
-        fields,
-        desired.types,
-        since=desired.since,
-        bulk_threshold=bulk_threshold,
-        prefetched=prefetched,
-    )
-    del prefetched
-    timings["current"] = time.perf_counter() - started
-    desc_fields = describe(client, obj)["fields"]
-    all_fields = list(dict.fromkeys([*fields, *desired.create_fields]))
-    ref_targets = _reference_objects(desc_fields, all_fields)
-    references = frozenset(ref_targets)
-    createable = frozenset(f["name"] for f in desc_fields if f.get("createable"))
+class _Classifier:
+    """Classifies the selection chunk by chunk: the org's current values of each chunk's records and the state of
+    the parents they would point to are read fresh, then every record is classified (decisions.py)."""
 
-    brought_back = {
-        rid
-        for rid in ids
-        if config.restore_deleted and evidence[rid].desired is not None and current.get(rid, GONE).state != LIVE
-    }
-    parents: set[str] = set()
-    for rid in ids:
-        ev, org = evidence[rid], current.get(rid, GONE)
-        if ev.desired is None:
-            continue
-        for f in references:
-            want = ev.desired.get(f)
-            if want is not None and (org.state != LIVE or want != org.values.get(f)):
-                parents.add(want)
-    prefixes = _prefixes(client, {o for targets in ref_targets.values() for o in targets})
-    parents = {p for p in parents if p[:3] in prefixes}
-    live, deleted = (
-        parent_states(client, parents, prefixes, bulk_threshold=bulk_threshold) if parents else (set(), set())
-    )
-    unavailable = unavailable_parents(parents, live, deleted, brought_back)
-    timings["parents"] = time.perf_counter() - started - timings["current"]
+    def __init__(
+        self,
+        client: SalesforceClient,
+        config: RestoreConfig,
+        desired: Desired,
+        bulk_threshold: int,
+        timings: dict[str, float],
+    ):
+        self.client, self.config, self.desired = client, config, desired
+        self.bulk_threshold, self.timings = bulk_threshold, timings
+        for phase in ("current", "parents", "classify"):
+            timings.setdefault(phase, 0.0)
+        desc_fields = describe(client, config.object)["fields"]
+        self.all_fields = list(dict.fromkeys([*desired.fields, *desired.create_fields]))
+        self.ref_targets = _reference_objects(desc_fields, self.all_fields)
+        self.references = frozenset(self.ref_targets)
+        self.createable = frozenset(f["name"] for f in desc_fields if f.get("createable"))
+        self.prefixes = _prefixes(client, {o for targets in self.ref_targets.values() for o in targets})
+        self.modes: list[str] = []
+        self.unseen: list[str] = []
+        self.unseen_count = 0
 
-    records = []
-    restore_deleted = config.restore_deleted
-    unseen: list[str] = []
-    for rid in list(evidence):
-        # each record's evidence and org values are dropped once classified: the peak holds one copy, not two
-        ev, org = evidence.pop(rid), current.pop(rid, GONE)
-        org_newer = org.modstamp is not None and ev.latest_modstamp is not None and org.modstamp > ev.latest_modstamp
-        names = all_fields if org.state == MISSING and restore_deleted else fields
-        why = ev.not_restorable
-        if why is None and ev.desired is not None:
-            why = unseen_reason(org.state, ev.latest_deleted)
-            if why is not None:
-                unseen.append(rid)
-        records.append(
-            classify_record(
-                rid,
-                names,
-                desired=ev.desired,
-                damaged=ev.damaged,
-                latest=ev.latest,
-                current=org.values if org.state != MISSING else None,
-                org_state=org.state,
-                org_newer=org_newer,
-                restore_deleted=restore_deleted,
-                references=references,
-                createable=createable,
-                unavailable_parents=unavailable,
-                not_restorable_reason=why,
+    @property
+    def mode(self) -> str:
+        """How the org's values were read: bulk when any chunk was, else collections (none: nothing to read)."""
+        for mode in ("bulk", "collections"):
+            if mode in self.modes:
+                return mode
+        return "none"
+
+    def __call__(self, chunk: Chunk, chunk_since: datetime | None) -> list[RecordItem]:
+        config, desired, client = self.config, self.desired, self.client
+        obj, fields = config.object, desired.fields
+        evidence = dict(chunk)
+        ids = [rid for rid, ev in chunk if ev.not_restorable is None]
+        started = time.perf_counter()
+        current, mode = fetch_current(
+            client,
+            obj,
+            ids,
+            fields,
+            desired.types,
+            since=desired.window_start or chunk_since,
+            bulk_threshold=self.bulk_threshold,
+            bulk=desired.many,
+        )
+        self.modes.append(mode)
+        fetched = time.perf_counter()
+        self.timings["current"] += fetched - started
+
+        restore_deleted = config.restore_deleted
+        brought_back = {
+            rid
+            for rid in ids
+            if restore_deleted and evidence[rid].desired is not None and current.get(rid, GONE).state != LIVE
+        }
+        parents: set[str] = set()
+        for rid in ids:
+            ev, org = evidence[rid], current.get(rid, GONE)
+            if ev.desired is None:
+                continue
+            for f in self.references:
+                want = ev.desired.get(f)
+                if want is not None and (org.state != LIVE or want != org.values.get(f)):
+                    parents.add(want)
+        unavailable: dict[str, str] = {}
+        if parents:
+            prefixes = self.prefixes
+            parents = {p for p in parents if p[:3] in prefixes}
+            live, deleted = (
+                parent_states(client, parents, prefixes, bulk_threshold=self.bulk_threshold)
+                if parents
+                else (set(), set())
             )
-        )
-    if unseen:
-        shown = ", ".join(unseen[:20]) + (f" (+{len(unseen) - 20} more)" if len(unseen) > 20 else "")
-        notes.append(
-            f"{len(unseen)} record(s) could not be checked (the org did not return them to the restore "
+            # a parent a later chunk brings back (restore_deleted) is not missing: only not live yet
+            brought_back |= {p for p in parents if p in desired.brought_back and p not in live}
+            unavailable = unavailable_parents(parents, live, deleted, brought_back)
+        classified = time.perf_counter()
+        self.timings["parents"] += classified - fetched
+
+        records = []
+        for rid, ev in chunk:
+            org = current.pop(rid, GONE)
+            org_newer = (
+                org.modstamp is not None and ev.latest_modstamp is not None and org.modstamp > ev.latest_modstamp
+            )
+            names = self.all_fields if org.state == MISSING and restore_deleted else fields
+            why = ev.not_restorable
+            if why is None and ev.desired is not None:
+                why = unseen_reason(org.state, ev.latest_deleted)
+                if why is not None:
+                    self.unseen_count += 1
+                    if len(self.unseen) < 20:
+                        self.unseen.append(rid)
+            records.append(
+                classify_record(
+                    rid,
+                    names,
+                    desired=ev.desired,
+                    damaged=ev.damaged,
+                    latest=ev.latest,
+                    current=org.values if org.state != MISSING else None,
+                    org_state=org.state,
+                    org_newer=org_newer,
+                    restore_deleted=restore_deleted,
+                    references=self.references,
+                    createable=self.createable,
+                    unavailable_parents=unavailable,
+                    not_restorable_reason=why,
+                )
+            )
+        self.timings["classify"] += time.perf_counter() - classified
+        return records
+
+    def notes(self) -> list[str]:
+        if not self.unseen_count:
+            return []
+        more = self.unseen_count - len(self.unseen)
+        shown = ", ".join(self.unseen) + (f" (+{more} more)" if more else "")
+        return [
+            f"{self.unseen_count} record(s) could not be checked (the org did not return them to the restore "
             f"user, the backup last saw them live; never re-created): {shown}"
-        )
-    timings["classify"] = time.perf_counter() - started - timings["current"] - timings["parents"]
-    return records, mode
+        ]
 
 
 def _item_rows(records: Sequence[RecordItem]) -> Iterator[tuple]:

@@ -7,26 +7,16 @@ dry run is refused by apply as a conflict (decisions.changes_to_write), never ov
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import psycopg
 
 from sf_pipeline.restore import tables
 from sf_pipeline.restore.config import RestoreConfig
-from sf_pipeline.restore.decisions import (
-    CREATE,
-    NONE,
-    NOT_RESTORABLE,
-    RESTORE,
-    UNDELETE,
-    FieldItem,
-    RecordItem,
-    record_status,
-)
 from sf_pipeline.restore.errors import RestoreConfigError
-from sf_pipeline.restore.plan import RestorePlan
-from sf_pipeline.salesforce.values import converter, format_datetime, parse_datetime
+from sf_pipeline.restore.plan import PlanTally, RestorePlan
+from sf_pipeline.restore.stored import StoredRecords
+from sf_pipeline.salesforce.values import format_datetime, parse_datetime
 
 
 def load_plan(conn: psycopg.Connection[Any], config: RestoreConfig, run_id: str) -> RestorePlan:
@@ -80,7 +70,6 @@ def load_plan(conn: psycopg.Connection[Any], config: RestoreConfig, run_id: str)
     fields: list[str] = list(details.get("fields") or [])
     create_fields: list[str] = list(details.get("create_fields") or [])
     since = parse_datetime(details["since"]) if details.get("since") else None
-    records = _records(tables.plan_items(conn, dry), types, [*fields, *create_fields])
     notes = [
         *config.notes,
         *(details.get("notes") or []),
@@ -100,6 +89,10 @@ def load_plan(conn: psycopg.Connection[Any], config: RestoreConfig, run_id: str)
             "notes": notes,
         },
     )
+    records = StoredRecords(conn, run_id, types, [*fields, *create_fields])
+    tally = PlanTally(config.on_conflict)
+    for chunk in records.chunks():  # the counts and preview, a chunk of records at a time
+        tally.add(chunk)
     return RestorePlan(
         run_id=run_id,
         config=config,
@@ -112,54 +105,12 @@ def load_plan(conn: psycopg.Connection[Any], config: RestoreConfig, run_id: str)
         fetch_mode="stored",
         notes=notes,
         plan_of=dry,
+        tally=tally,
     )
 
 
 def _when(row: dict[str, Any]) -> str:
     return format_datetime(row["created_at"]) if row.get("created_at") else "by that run"
-
-
-def _records(rows: Iterable[tuple], types: dict[str, str], order: list[str]) -> list[RecordItem]:
-    """RecordItems from restore_items rows (ordered by record), values back in canonical form."""
-    convert = {f: converter(t) for f, t in types.items()}
-    position = {f: i for i, f in enumerate(dict.fromkeys(order))}
-    records: list[RecordItem] = []
-    current_id: str | None = None
-    items: list[tuple] = []
-
-    def flush() -> None:
-        if current_id is not None:
-            records.append(_record(current_id, items, convert, position))
-
-    for row in rows:
-        if row[0] != current_id:
-            flush()
-            current_id, items = row[0], []
-        items.append(row)
-    flush()
-    return records
-
-
-def _record(record_id: str, rows: list[tuple], convert: dict[str, Any], position: dict[str, int]) -> RecordItem:
-    action = rows[0][2]
-    if len(rows) == 1 and rows[0][1] is None:  # a record-level row: nothing per field
-        _rid, _f, _a, _c, _d, _m, status, reason = rows[0]
-        return RecordItem(record_id, status, action, reason, [])
-    fields = []
-    for _rid, name, _a, current, desired, damaged, status, reason in sorted(
-        rows, key=lambda r: position.get(r[1], len(position))
-    ):
-        conv = convert.get(name)
-        if conv is not None:
-            current, desired, damaged = conv(current), conv(desired), conv(damaged)
-        fields.append(FieldItem(name, current, desired, damaged, status, reason))
-    if action in (UNDELETE, CREATE):
-        reason = next((f.reason for f in fields if f.status != NOT_RESTORABLE and f.reason), None) or fields[0].reason
-        return RecordItem(record_id, RESTORE, action, reason, fields)
-    if action == NONE:
-        return RecordItem(record_id, NOT_RESTORABLE, action, fields[0].reason, fields)
-    status, reason = record_status(fields)
-    return RecordItem(record_id, status, action, reason, fields)
 
 
 __all__ = ["load_plan"]

@@ -11,7 +11,8 @@ Tables (created by `ensure_restore_tables`, idempotent):
 
 An apply copies the items of the dry run it applies under its own run id (`copy_plan`), so outcomes and
 audit belong to the run that wrote, and holds a PostgreSQL advisory lock on (target org, object) while it
-writes (`apply_lock`).
+writes (`apply_lock`). A plan is stored, and read back, CHUNK_RECORDS records at a time (`copy_items`,
+`item_chunks`): no restore holds a whole incident's items.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ from sf_pipeline.warehouse.names import HISTORY_SCHEMA, column_name, ident, qual
 SCHEMA = "sf_pipeline"
 _DDL_LOCK_KEY = 0x5F_5245_5354_4F52  # "sf restor": serializes concurrent ensure_restore_tables
 _APPLY_LOCK_CLASS = 0x5F52_4150  # first key of the (class, hashtext(org/object)) advisory lock of an apply
+# Records a restore plans, applies or verifies at once: what it holds in memory (a few KB a record: evidence, the
+# org's values, items, payloads) is this many records' worth, whatever the incident's size. Above the Bulk
+# threshold each chunk is one Bulk API 2.0 job, so a larger chunk spends fewer API calls and more memory.
+CHUNK_RECORDS = 10_000
 
 _DDL = [
     "CREATE SCHEMA IF NOT EXISTS sf_pipeline",
@@ -127,31 +132,66 @@ def save_plan(
     """Store a plan (replacing an earlier plan of the same run id); `items` are restore_items rows
     (record_id, field, action, current, desired, damaged, classification, reason)."""
     with conn.transaction():
-        conn.execute("DELETE FROM sf_pipeline.restore_items WHERE run_id = %s", (run_id,))
-        conn.execute("DELETE FROM sf_pipeline.restore_plans WHERE run_id = %s", (run_id,))
-        conn.execute(
-            "INSERT INTO sf_pipeline.restore_plans (run_id, object, target_org, source_org, config, status, counts, "
-            "details) VALUES (%s, %s, %s, %s, %s, 'planned', %s, %s)",
-            (run_id, object_name, target_org, source_org, _json(config), _json(counts), _json(details)),
+        clear_plan(conn, run_id)
+        insert_plan(
+            conn,
+            run_id=run_id,
+            object_name=object_name,
+            target_org=target_org,
+            source_org=source_org,
+            config=config,
+            counts=counts,
+            details=details,
         )
-        with conn.cursor().copy(
-            "COPY sf_pipeline.restore_items (run_id, object, record_id, field, action, current_value, desired_value, "
-            "damaged_value, classification, reason) FROM STDIN"
-        ) as copy:
-            # COPY text lines built here: a million items in a fraction of write_row's time.
-            head = f"{_copy_text(run_id)}\t{_copy_text(object_name)}\t"
-            lines: list[str] = []
-            for record_id, field, action, current, desired, damaged, status, reason in items:
-                lines.append(
-                    f"{head}{record_id}\t{_copy_text(field)}\t{action}\t{_copy_json(current)}\t"
-                    f"{_copy_json(desired)}\t{_copy_json(damaged)}\t{status}\t{_copy_text(reason)}\n"
-                )
-                if len(lines) >= 10_000:
-                    copy.write("".join(lines))
-                    lines.clear()
-            if lines:
-                copy.write("".join(lines))
+        copy_items(conn, run_id, object_name, items)
     _commit(conn)
+
+
+def clear_plan(conn: psycopg.Connection[Any], run_id: str) -> None:
+    """Delete the plan and items of `run_id` (a plan stored again replaces them); commits nothing."""
+    conn.execute("DELETE FROM sf_pipeline.restore_items WHERE run_id = %s", (run_id,))
+    conn.execute("DELETE FROM sf_pipeline.restore_plans WHERE run_id = %s", (run_id,))
+
+
+def insert_plan(
+    conn: psycopg.Connection[Any],
+    *,
+    run_id: str,
+    object_name: str,
+    target_org: str,
+    source_org: str,
+    config: Mapping[str, Any],
+    counts: Mapping[str, Any],
+    details: Mapping[str, Any],
+) -> None:
+    """The plan's own row (status planned); commits nothing."""
+    conn.execute(
+        "INSERT INTO sf_pipeline.restore_plans (run_id, object, target_org, source_org, config, status, counts, "
+        "details) VALUES (%s, %s, %s, %s, %s, 'planned', %s, %s)",
+        (run_id, object_name, target_org, source_org, _json(config), _json(counts), _json(details)),
+    )
+
+
+def copy_items(conn: psycopg.Connection[Any], run_id: str, object_name: str, items: Iterable[tuple]) -> None:
+    """Append restore_items rows (record_id, field, action, current, desired, damaged, classification, reason)
+    to the plan of `run_id` by COPY; commits nothing (a plan is stored chunk by chunk in one transaction)."""
+    with conn.cursor().copy(
+        "COPY sf_pipeline.restore_items (run_id, object, record_id, field, action, current_value, desired_value, "
+        "damaged_value, classification, reason) FROM STDIN"
+    ) as copy:
+        # COPY text lines built here: a million items in a fraction of write_row's time.
+        head = f"{_copy_text(run_id)}\t{_copy_text(object_name)}\t"
+        lines: list[str] = []
+        for record_id, field, action, current, desired, damaged, status, reason in items:
+            lines.append(
+                f"{head}{record_id}\t{_copy_text(field)}\t{action}\t{_copy_json(current)}\t"
+                f"{_copy_json(desired)}\t{_copy_json(damaged)}\t{status}\t{_copy_text(reason)}\n"
+            )
+            if len(lines) >= 10_000:
+                copy.write("".join(lines))
+                lines.clear()
+        if lines:
+            copy.write("".join(lines))
 
 
 _NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
@@ -207,16 +247,97 @@ def set_outcomes(
     _commit(conn)
 
 
-def plan_items(conn: psycopg.Connection[Any], run_id: str) -> Iterator[tuple]:
-    """A stored plan's items, record by record: (record_id, field, action, current, desired, damaged,
-    classification, reason)."""
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT record_id, field, action, current_value, desired_value, damaged_value, classification, "
-            "reason FROM sf_pipeline.restore_items WHERE run_id = %s ORDER BY record_id",
+def item_chunks(
+    conn: psycopg.Connection[Any],
+    run_id: str,
+    *,
+    where: sql.Composable | None = None,
+    params: Mapping[str, Any] | None = None,
+    chunk: int | None = None,
+) -> Iterator[list[tuple]]:
+    """A stored plan's items, `chunk` records at a time in record order, each record whole: (record_id, field,
+    action, current, desired, damaged, classification, reason, outcome, error). `where` (parameters in `params`)
+    picks the records: those with at least one item matching it. `chunk` defaults to CHUNK_RECORDS.
+
+    Each chunk is its own query, keyed on the last record id read (keyset paging over the (run_id, record_id)
+    index): apply commits its audit rows between chunks, which would close a cursor held in a transaction, and
+    only one chunk of rows is ever in this process.
+    """
+    picked = sql.SQL(" AND ({})").format(where) if where is not None else sql.SQL("")
+    query = sql.SQL(
+        "SELECT record_id, field, action, current_value, desired_value, damaged_value, classification, reason, "
+        "outcome, error FROM sf_pipeline.restore_items WHERE run_id = %(run)s AND record_id IN ("
+        "SELECT DISTINCT record_id FROM sf_pipeline.restore_items WHERE run_id = %(run)s AND record_id > %(after)s"
+        "{picked} ORDER BY record_id LIMIT %(chunk)s) ORDER BY record_id"
+    ).format(picked=picked)
+    after = ""
+    while True:
+        limit = chunk or CHUNK_RECORDS
+        rows = conn.execute(query, {**(params or {}), "run": run_id, "after": after, "chunk": limit}).fetchall()
+        _commit(conn)
+        if not rows:
+            return
+        after = rows[-1][0]
+        yield rows
+        del rows
+
+
+def count_plan_records(
+    conn: psycopg.Connection[Any],
+    run_id: str,
+    *,
+    where: sql.Composable | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> int:
+    """Records of a stored plan with at least one item matching `where` (every record without it)."""
+    picked = sql.SQL(" AND ({})").format(where) if where is not None else sql.SQL("")
+    row = conn.execute(
+        sql.SQL("SELECT count(DISTINCT record_id) FROM sf_pipeline.restore_items WHERE run_id = %(run)s{}").format(
+            picked
+        ),
+        {**(params or {}), "run": run_id},
+    ).fetchone()
+    _commit(conn)
+    return int(row[0]) if row else 0
+
+
+def plan_record_ids(
+    conn: psycopg.Connection[Any], run_id: str, *, action: str | None = None, among: Sequence[str] | None = None
+) -> set[str]:
+    """Ids of a stored plan's records: those of one `action`, or those among `among`."""
+    query = "SELECT DISTINCT record_id FROM sf_pipeline.restore_items WHERE run_id = %s"
+    params: list[Any] = [run_id]
+    if action is not None:
+        query += " AND action = %s"
+        params.append(action)
+    if among is not None:
+        query += " AND record_id = ANY(%s)"
+        params.append(list(among))
+    ids = {r[0] for r in conn.execute(query, params)}
+    _commit(conn)
+    return ids
+
+
+def reset_outcomes(conn: psycopg.Connection[Any], run_id: str) -> None:
+    """Forget what an earlier apply of this run did to its items (an apply records every outcome afresh)."""
+    with conn.transaction():
+        conn.execute(
+            "UPDATE sf_pipeline.restore_items SET outcome = NULL, error = NULL WHERE run_id = %s "
+            "AND (outcome IS NOT NULL OR error IS NOT NULL)",
             (run_id,),
         )
-        yield from cur
+    _commit(conn)
+
+
+def outcome_counts(conn: psycopg.Connection[Any], run_id: str) -> dict[str, int]:
+    """Records per outcome of a run (every item of a record carries its record's outcome)."""
+    rows = conn.execute(
+        "SELECT outcome, count(DISTINCT record_id) FROM sf_pipeline.restore_items WHERE run_id = %s "
+        "AND outcome IS NOT NULL GROUP BY outcome ORDER BY min(record_id)",
+        (run_id,),
+    ).fetchall()
+    _commit(conn)
+    return {outcome: n for outcome, n in rows}
 
 
 def copy_plan(

@@ -18,10 +18,11 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from sf_pipeline.restore import tables
 from sf_pipeline.restore.current import DEFAULT_BULK_THRESHOLD, fetch_current
-from sf_pipeline.restore.decisions import LIVE, VERIFIABLE_OUTCOMES, mismatches
+from sf_pipeline.restore.decisions import CREATE, LIVE, VERIFIABLE_OUTCOMES, RecordItem, mismatches
 from sf_pipeline.restore.errors import RestoreVerifyError
 from sf_pipeline.restore.hierarchy import verify_tree
 from sf_pipeline.restore.plan import RestorePlan
@@ -77,36 +78,67 @@ def verify_plan(
         return result
     if plan.tree is not None:  # --- hook: whole-hierarchy restore (hierarchy.py)
         return verify_tree(client, plan, conn=conn)
-    id_map = plan.id_map
-    expected: dict[str, dict[str, Any]] = {}
-    for record in plan.records:
-        if record.outcome not in VERIFIABLE_OUTCOMES:
-            continue
-        values = record.writes(plan.config.on_conflict)
-        expected[record.new_id or record.record_id] = {
-            f: id_map.get(v, v) if isinstance(v, str) else v for f, v in values.items()
-        }
-    fields = list(dict.fromkeys(f for values in expected.values() for f in values))
-    fresh, _ = fetch_current(
-        client, plan.object, list(expected), fields, plan.field_types, since=plan.since, bulk_threshold=bulk_threshold
-    )
-    for rid, values in expected.items():
-        org = fresh.get(rid)
-        diffs = mismatches(values, org.values if org is not None and org.state == LIVE else None)
-        if diffs:
-            result.mismatched[rid] = diffs
-    result.checked = len(expected)
-    live = [rid for rid in result.mismatched if (org := fresh.get(rid)) is not None and org.state == LIVE]
-    result.automation = explain_changes(client, plan.object, live)
+    # chunk by chunk: the records apply restored or found right, read back from the org and compared
+    where = sql.SQL("outcome = ANY(%(verifiable)s)")
+    params = {"verifiable": sorted(VERIFIABLE_OUTCOMES)}
+    stored = plan.records
+    db = conn or stored.conn
+    count = tables.count_plan_records(db, plan.run_id, where=where, params=params)
+    many = count > tables.CHUNK_RECORDS and count > bulk_threshold  # every chunk through Bulk API 2.0
+    for records in stored.chunks(where, params, conn=db):
+        _verify_chunk(client, plan, records, result, bulk_threshold, many)
+        if conn is not None and result.automation:  # per record: what apply did stays visible as what happened
+            tables.set_outcomes(
+                conn,
+                plan.run_id,
+                [
+                    (r.record_id, CHANGED_BY_AUTOMATION, result.automation[r.record_id])
+                    for r in records
+                    if r.record_id in result.automation
+                ],
+            )
     result.api_calls = client.api_calls - calls_before
     if conn is not None:
         tables.set_plan_status(
             conn, plan.run_id, "verified" if result.success else "verify_failed", {"verify": result.summary()}
         )
-        if result.automation:  # per record: what apply did stays visible as what happened after it
-            tables.set_outcomes(
-                conn, plan.run_id, [(rid, CHANGED_BY_AUTOMATION, why) for rid, why in result.automation.items()]
-            )
     if not result.success:
         raise RestoreVerifyError(result.message(plan.object), result)
     return result
+
+
+def _verify_chunk(
+    client: SalesforceClient,
+    plan: RestorePlan,
+    records: list[RecordItem],
+    result: VerifyResult,
+    bulk_threshold: int,
+    many: bool,
+) -> None:
+    id_map = plan.id_map
+    expected: dict[str, dict[str, Any]] = {}
+    for record in records:
+        values = record.writes(plan.config.on_conflict)
+        target = id_map.get(record.record_id, record.record_id) if record.action == CREATE else record.record_id
+        expected[target] = {f: id_map.get(v, v) if isinstance(v, str) else v for f, v in values.items()}
+    fields = list(dict.fromkeys(f for values in expected.values() for f in values))
+    fresh, _ = fetch_current(
+        client,
+        plan.object,
+        list(expected),
+        fields,
+        plan.field_types,
+        since=plan.since,
+        bulk_threshold=bulk_threshold,
+        bulk=many,
+    )
+    mismatched = []
+    for rid, values in expected.items():
+        org = fresh.get(rid)
+        diffs = mismatches(values, org.values if org is not None and org.state == LIVE else None)
+        if diffs:
+            result.mismatched[rid] = diffs
+            mismatched.append(rid)
+    result.checked += len(expected)
+    live = [rid for rid in mismatched if (org := fresh.get(rid)) is not None and org.state == LIVE]
+    result.automation.update(explain_changes(client, plan.object, live))

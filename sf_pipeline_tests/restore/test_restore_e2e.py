@@ -19,6 +19,7 @@ from sf_pipeline.restore import (
     apply_plan,
     load_plan,
     plan_restore,
+    tables,
     verify_plan,
 )
 from sf_pipeline_tests.pipeline_fixtures import Pipeline, SavedState
@@ -141,6 +142,47 @@ def test_restore_puts_orphaned_opportunities_back_and_skips_the_one_fixed_by_han
         assert apply_plan(conn, c, overwrite).outcomes == {"written": 1, "nothing_to_do": 29}
         verify_plan(c, overwrite, conn=conn)
     assert account_ids_in_org(p, [fixed]) == {fixed: org.original_account[fixed]}
+
+
+def test_restore_in_chunks_plans_applies_and_verifies_as_it_does_in_one(orphaned, monkeypatch):
+    """A large incident is planned, applied and verified a chunk of records at a time (tables.CHUNK_RECORDS, so its
+    memory does not grow with the incident): shrunk to 7 records, the 30 orphaned Opportunities take 5 chunks, each
+    read and written through its own Bulk API 2.0 job, and give the same plan, outcomes, audit and verification."""
+    p, org = orphaned
+    fixed = org.opportunities[3]
+    at(p, 7, 0)
+    p.sf("sales1").Opportunity.update(fixed, {"AccountId": org.accounts[0]})  # fixed by hand: a conflict
+    at(p, 9, 0)
+    c = client(p)
+    with p.conn() as conn:
+        whole = plan_restore(conn, c, config(), "dry-whole", bulk_threshold=10)
+        monkeypatch.setattr(tables, "CHUNK_RECORDS", 7)
+        dry = plan_restore(conn, c, config(), "dry-1", bulk_threshold=10)
+        assert dry.counts == whole.counts == {"restore": 29, "conflict": 1, "not_restorable": 0, "noop": 0}
+        assert dry.summary()["preview"] == whole.summary()["preview"] and dry.fetch_mode == "bulk"
+        assert dry.since == whole.since and dry.notes == whole.notes
+        assert [(r.record_id, r.status, r.reason, r.fields) for r in dry.records] == [
+            (r.record_id, r.status, r.reason, r.fields) for r in whole.records
+        ]
+        plan = load_plan(conn, config(dry_run=False, plan="dry-1"), "restore-1")
+        assert plan.counts == dry.counts and plan.summary()["records_to_write"] == 29
+        result = apply_plan(conn, c, plan, bulk_threshold=10)
+        assert result.success and result.outcomes == {"written": 29, "skipped_conflict": 1}
+        assert result.values_written == 29 and result.mode == "bulk"
+        jobs = conn.execute(
+            "SELECT count(DISTINCT job_id) FROM sf_pipeline.restore_audit WHERE run_id = 'restore-1'"
+        ).fetchone()[0]
+        assert jobs == 5  # one Bulk API 2.0 ingest job per chunk of 7 records
+        assert verify_plan(c, plan, conn=conn, bulk_threshold=10).checked == 29
+        assert plan_status(conn, "restore-1") == "verified"
+        rows = audit(conn, "restore-1")
+        assert sorted(r[0] for r in rows) == sorted(o for o in org.opportunities if o != fixed)
+        assert all(r[1:4] == ("AccountId", None, org.original_account[r[0]]) for r in rows)
+        assert {r.record_id: r.outcome for r in plan.records} == {
+            o: "skipped_conflict" if o == fixed else "written" for o in org.opportunities
+        }
+    expected = {o: org.accounts[0] if o == fixed else org.original_account[o] for o in org.opportunities}
+    assert account_ids_in_org(p, org.opportunities) == expected
 
 
 def test_undo_through_bulk_api_puts_back_what_a_restore_replaced_except_later_hand_edits(orphaned):
