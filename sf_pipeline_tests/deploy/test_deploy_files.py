@@ -35,7 +35,7 @@ def test_deploy_dagster_yaml_starts_an_instance_on_postgres(deployed_instance: d
     assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
     # psycopg2, named explicitly: SQLAlchemy 2.1 would pick psycopg 3 for postgresql://
     assert instance.event_log_storage.postgres_url.startswith("postgresql+psycopg2://")
-    assert instance.event_log_storage.postgres_url.endswith("/" + pg_url.rsplit("/", 1)[1])
+    assert instance.event_log_storage.postgres_url.split("?")[0].endswith("/" + pg_url.rsplit("/", 1)[1])
 
     assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
     concurrency = instance.get_concurrency_config()
