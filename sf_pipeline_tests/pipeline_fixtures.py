@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from sf_pipeline.devorg.runner import DevOrgServer
+from sf_pipeline.instance_storage import instance_storage_config
 from sf_pipeline.warehouse.dbt_project import DBT_PROJECT_DIR, WINDOW_MODELS_DIR, prepare_manifest
 from sf_pipeline_tests.devorg_fixtures import connect
 from sf_pipeline_tests.pg_fixtures import create_database, drop_database, drop_database_later
@@ -54,12 +55,14 @@ def write_settings(
 
 
 def dagster_home(path: Path, db_url: str) -> Path:
+    """A DAGSTER_HOME storing runs and events in `db_url` as deploy/dagster.yaml does (sf_pipeline.instance_storage:
+    pooled connections, asynchronous commits)."""
     path.mkdir(parents=True, exist_ok=True)
     pg = db_url.replace("postgresql://", "postgresql+psycopg2://", 1)
     (path / "dagster.yaml").write_text(
         yaml.safe_dump(
             {
-                "storage": {"postgres": {"postgres_url": pg}},
+                "storage": instance_storage_config(pg),
                 "telemetry": {"enabled": False},
             }
         )

@@ -186,6 +186,7 @@ def small_mirrors_asset(
             return
         client = getattr(context.resources, resource_keys[0]).client()
         failed: list[str] = []
+        step_calls = client.api_calls
         with getattr(context.resources, resource_keys[1]).connect() as conn:
             since = usage_mark(client)  # the first object's figures include the run's preflight, if it asked
             pres = objects_preflight(
@@ -198,9 +199,12 @@ def small_mirrors_asset(
                 start,
                 end,
             )
+            unchanged: list[str] = []
             for obj in chosen:
                 try:
-                    result = backup_object(context, obj, settings, org, client, conn, pres[obj.name], start, end, since)
+                    result = backup_object(
+                        context, obj, settings, org, client, conn, pres[obj.name], start, end, since, quiet=True
+                    )
                     conn.commit()  # each object's window stands on its own: a later object's failure keeps it
                 except Exception as exc:  # noqa: BLE001 - one object's failure must not stop the others' backup
                     conn.rollback()
@@ -211,7 +215,11 @@ def small_mirrors_asset(
                     continue
                 finally:
                     since = usage_mark(client)
+                if window_changed_nothing(result.metadata or {}):
+                    unchanged.append(obj.name)
                 yield result
+        if unchanged:
+            context.log.info(unchanged_summary(unchanged, len(chosen), start, end, client.api_calls - step_calls))
         if failed:
             raise dg.Failure(
                 f"{len(failed)} of {len(chosen)} small objects failed in this window (see the "
@@ -220,6 +228,33 @@ def small_mirrors_asset(
             )
 
     return _small_mirrors
+
+
+def window_changed_nothing(metadata: Mapping[str, Any]) -> bool:
+    """Whether a mirror materialization's window changed nothing in the mirror: no record extracted, nothing
+    vanished and no field type changed (its history snapshot would read no row). Anything missing counts as a
+    change, so nothing is skipped on a guess."""
+
+    def value(name: str, default: Any) -> Any:
+        item = metadata.get(name, default)
+        return item.value if isinstance(item, dg.MetadataValue) else item
+
+    return (
+        value("records_extracted", 1) == 0
+        and value("vanished_total", 1) == 0
+        and value("type_changes", "none") == "none"
+    )
+
+
+def unchanged_summary(names: Sequence[str], of: int, start: datetime, end: datetime, api_calls: int) -> str:
+    """One log line for the objects of a shared step whose window changed nothing, instead of two lines each (an
+    event each in Dagster's event log): what each one found and paid is in its materialization's metadata."""
+    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    return (
+        f"{len(names)} of {of} objects unchanged in {start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M}: no record "
+        f"stamped in the window, nothing vanished ({shown}); {api_calls} API calls for the step. Each object's "
+        "counts, reconciliation and API calls are in its materialization's metadata"
+    )
 
 
 def usage_mark(client: Any) -> tuple[int, int, int]:
@@ -238,9 +273,13 @@ def backup_object(
     start: datetime,
     end: datetime,
     since: tuple[int, int, int],
+    *,
+    quiet: bool = False,
 ) -> dg.MaterializeResult:
     """Extract the window [start, end) of `obj` into its mirror table; its materialization. `since`: the client's
-    usage mark its figures count from (before the preflight when this object's step asked it)."""
+    usage mark its figures count from (before the preflight when this object's step asked it). `quiet`: log
+    nothing for a window that changed nothing and cost no reconciliation call (the shared step of the small
+    objects sums those up in one line); its metadata says the same."""
     calls_before, retries_before, bytes_before = since
     stats = ExtractStats(obj.name, start, end)
     describe = pre.describe
@@ -305,7 +344,15 @@ def backup_object(
     files = backup_window_files(context, client, conn, settings, obj, describe["fields"], start, end)
     for note in stats.notes:
         context.log.info(f"{obj.name}: {note}")
-    if vanished.reconciled:
+    routine = (
+        quiet
+        and result.extracted == 0
+        and not vanished.flagged
+        and not vanished.missing_from_backup
+        and vanished.reconcile_calls == 0
+        and not table.type_changes
+    )
+    if vanished.reconciled and not routine:
         context.log.info(
             f"{obj.name}: reconciled ids ({vanished.reconcile_reason}): "
             f"{vanished.reconcile_calls} API calls, {vanished.reconcile_seconds:.1f} s"
@@ -318,10 +365,11 @@ def backup_object(
     if result.extracted != stats.extracted:
         raise dg.Failure(f"{obj.name}: extracted {stats.extracted} records but loaded {result.extracted}")
     api_calls = client.api_calls - calls_before  # this object's, and the run's preflight if it asked
-    context.log.info(
-        f"{obj.name} {start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M}: "
-        f"{stats.extracted} records via {stats.mode}, {api_calls} API calls"
-    )
+    if not routine:
+        context.log.info(
+            f"{obj.name} {start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M}: "
+            f"{stats.extracted} records via {stats.mode}, {api_calls} API calls"
+        )
     return dg.MaterializeResult(
         asset_key=mirror_key(obj.name, org.key_prefix),
         metadata={
@@ -417,12 +465,7 @@ def changed_objects(
         if event is None or event.run_id != context.run_id or event.asset_materialization is None:
             changed.append(key)
             continue
-        meta = {k: v.value for k, v in event.asset_materialization.metadata.items()}
-        if (
-            meta.get("records_extracted", 1) == 0
-            and meta.get("vanished_total", 1) == 0
-            and meta.get("type_changes", "none") == "none"
-        ):
+        if window_changed_nothing(event.asset_materialization.metadata):
             unchanged[key] = "the window changed nothing in the mirror (no record extracted, nothing vanished)"
         else:
             changed.append(key)
@@ -463,13 +506,13 @@ def history_assets(
         warehouse: WarehouseResource = getattr(context.resources, warehouse_key)
         start, end = extraction_bounds(partitions, context.partition_time_window)
         changed, unchanged = changed_objects(context, sorted(context.selected_asset_keys))
+        windows = context.partition_keys  # this run's window, or each window of a backfill's range
         for key, why in unchanged.items():
-            # nothing to snapshot: the window is backed up as it is (history already holds every version)
-            yield dg.Output(
-                None,
-                output_name=context.assets_def.get_output_name_for_asset_key(key),
-                metadata={"snapshot": f"skipped: {why}"},
-            )
+            # nothing to snapshot: the window is backed up as it is (history already holds every version). A
+            # materialization of each window without an output: the step has no downstream in the run, and an
+            # output would cost one more event-log write per object and window (BENCHMARKS.md, window-wall)
+            for window in windows:
+                yield dg.AssetMaterialization(asset_key=key, partition=window, metadata={"snapshot": f"skipped: {why}"})
         if not changed:
             context.log.info(f"no object changed in this window: dbt not run ({len(unchanged)} unchanged)")
             return

@@ -108,3 +108,25 @@ def test_small_objects_share_one_subsettable_step_and_a_large_one_keeps_its_own(
     assert set(materialized(backfill)) == {"Account"}
     assert materialized(backfill)["Account"]["window_start"] == (T0 + timedelta(hours=1)).isoformat()
     assert materialized(backfill)["Account"]["window_end"] == (T0 + timedelta(hours=4)).isoformat()
+
+    # an unchanged window: every object keeps its own materialization and figures (history too, skipped), and the
+    # shared step logs one line for its unchanged objects instead of two each (each log line is an event written
+    # to Dagster's event log: at hundreds of objects, seconds of every window)
+    quiet_window = T0 + timedelta(hours=3)
+    quiet = p.backup(key(quiet_window))
+    figures = materialized(quiet)
+    assert set(figures) == {*SMALL, LARGE}
+    assert all(f["records_extracted"] == 0 and f["vanished_total"] == 0 for f in figures.values()), figures
+    lines = [
+        e.user_message
+        for e in p.instance.all_logs(quiet.run_id)
+        if e.dagster_event is None and e.step_key == SHARED_STEP
+    ]
+    assert len(lines) == 1 and lines[0].startswith("2 of 2 objects unchanged"), lines
+    assert all(name in lines[0] for name in SMALL), lines
+    for name in [*SMALL, LARGE]:
+        history = dg.AssetKey(["history", name])
+        assert key(quiet_window) in p.instance.get_materialized_partitions(history)
+        latest = p.instance.get_latest_materialization_event(history).asset_materialization
+        assert latest.partition == key(quiet_window)
+        assert latest.metadata["snapshot"].value.startswith("skipped: the window changed nothing")

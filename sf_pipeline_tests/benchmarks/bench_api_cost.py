@@ -2,6 +2,7 @@
 
     .venv/bin/python sf_pipeline_tests/benchmarks/bench_api_cost.py --objects 20,50
     .venv/bin/python sf_pipeline_tests/benchmarks/bench_api_cost.py --objects 300 --executor multiprocess
+    .venv/bin/python sf_pipeline_tests/benchmarks/bench_api_cost.py --objects 300 --profile /tmp/api_cost
 
 A devorg over HTTPS with N generated custom objects (`extra_objects`, a few records each), a fresh PostgreSQL
 database, a Dagster instance on it and the real `backup` job (extract + dbt snapshot), run in-process
@@ -12,7 +13,9 @@ objects under `backup.shared_step_below_records` share one step. Per N:
 1. the first window (the full load of every object);
 2. an unchanged window: nothing stamped in it, nothing vanished;
 3. a window with changes in 5 objects: how many snapshots dbt ran.
-Prints per window: the org's API usage (what Salesforce counts: each Composite Batch subrequest is one call),
+`--profile PREFIX` runs each in-process window under cProfile and writes `PREFIX-<window>.prof` (read it with
+`python -m pstats`; what the run spends on each Dagster event shows under `store_event`). Prints per window: the
+org's API usage (what Salesforce counts: each Composite Batch subrequest is one call),
 the HTTP requests the pipeline sent (the client's count, without the logins), the logins (one per mirror step),
 the mirror steps, the history snapshots run and skipped, and the wall time.
 """
@@ -20,6 +23,7 @@ the mirror steps, the history snapshots run and skipped, and the wall time.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import shutil
 import sys
 import tempfile
@@ -58,11 +62,19 @@ def backup_job() -> dg.JobDefinition:
 
 
 def window(
-    defs: dg.Definitions, instance: dg.DagsterInstance, org, start: datetime, executor: str = "in-process"
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    org,
+    start: datetime,
+    executor: str = "in-process",
+    profile: str | None = None,
 ) -> dict[str, float]:
-    """Back up the window starting at `start`; what it cost."""
+    """Back up the window starting at `start`; what it cost. `profile`: a file for the in-process run's cProfile."""
     usage = org.api_usage()
+    profiler = cProfile.Profile() if profile else None
     began = time.perf_counter()
+    if profiler is not None:
+        profiler.enable()
     if executor == "multiprocess":
         with dg.execute_job(
             dg.reconstructable(backup_job), instance=instance, tags={"dagster/partition": start.strftime(FMT)}
@@ -75,6 +87,9 @@ def window(
         assert result.success
         events, all_events = result.get_asset_materialization_events(), result.all_events
     wall = time.perf_counter() - began
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(profile)
     http = snapshots = skipped = 0
     for event in events:
         mat = event.event_specific_data.materialization
@@ -102,7 +117,7 @@ def window(
     }
 
 
-def bench(n: int, root: Path, executor: str = "in-process") -> None:
+def bench(n: int, root: Path, executor: str = "in-process", profile: str | None = None) -> None:
     db_url = create_database("sfp_bench_api_cost")
     try:
         with (
@@ -138,16 +153,17 @@ def bench(n: int, root: Path, executor: str = "in-process") -> None:
             defs = build_definitions(str(settings))
             with dg.DagsterInstance.from_config(str(home)) as instance:
                 org.set_clock(T0 + timedelta(hours=1, minutes=10), freeze=True)
-                full = window(defs, instance, org, T0, executor)
+                prof = (lambda label: f"{profile}-{n}-{label}.prof") if profile else (lambda label: None)
+                full = window(defs, instance, org, T0, executor, prof("first"))
                 org.set_clock(T0 + timedelta(hours=2, minutes=10), freeze=True)
-                quiet = window(defs, instance, org, T0 + timedelta(hours=1), executor)
+                quiet = window(defs, instance, org, T0 + timedelta(hours=1), executor, prof("unchanged"))
                 sf = connect(server)
                 org.set_clock(T0 + timedelta(hours=2, minutes=20), freeze=True)
                 for name in names[:5]:
                     record = sf.query(f"SELECT Id FROM {name} LIMIT 1")["records"][0]["Id"]
                     getattr(sf, name).update(record, {"Name": "changed"})
                 org.set_clock(T0 + timedelta(hours=3, minutes=10), freeze=True)
-                five = window(defs, instance, org, T0 + timedelta(hours=2), executor)
+                five = window(defs, instance, org, T0 + timedelta(hours=2), executor, prof("five"))
         for label, figures in (
             ("first window (full load)", full),
             ("unchanged window", quiet),
@@ -175,11 +191,14 @@ def main() -> None:
         choices=["in-process", "multiprocess"],
         help="execute_in_process (default), or the job's multiprocess executor as a launched run",
     )
+    parser.add_argument(
+        "--profile", default=None, help="write each in-process window's cProfile to PREFIX-<N>-<window>.prof"
+    )
     args = parser.parse_args()
     for n in (int(x) for x in args.objects.split(",")):
         root = Path(tempfile.mkdtemp(prefix=f"bench_api_cost_{n}_"))
         try:
-            bench(n, root, args.executor)
+            bench(n, root, args.executor, args.profile)
         finally:
             shutil.rmtree(root, ignore_errors=True)
 

@@ -35,7 +35,7 @@ def test_deploy_dagster_yaml_starts_an_instance_on_postgres(deployed_instance: d
     assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
     # psycopg2, named explicitly: SQLAlchemy 2.1 would pick psycopg 3 for postgresql://
     assert instance.event_log_storage.postgres_url.startswith("postgresql+psycopg2://")
-    assert instance.event_log_storage.postgres_url.endswith("/" + pg_url.rsplit("/", 1)[1])
+    assert instance.event_log_storage.postgres_url.split("?")[0].endswith("/" + pg_url.rsplit("/", 1)[1])
 
     assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
     concurrency = instance.get_concurrency_config()
@@ -68,6 +68,21 @@ def test_deploy_dagster_yaml_starts_an_instance_on_postgres(deployed_instance: d
     assert stored is not None and stored.is_success
     steps = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
     assert [e.step_key for e in steps] == ["hello"]
+
+    # ... over one connection held by the storage (not one opened per event: sf_pipeline/instance_storage.py),
+    # committing without waiting for the WAL flush; the run storage alike
+    from sf_pipeline.instance_storage import PooledPostgresEventLogStorage, PooledPostgresRunStorage
+
+    assert isinstance(instance.event_log_storage, PooledPostgresEventLogStorage)
+    assert isinstance(instance.run_storage, PooledPostgresRunStorage)
+    for connect in (instance.event_log_storage.index_connection, instance.run_storage.connect):
+        seen = []
+        for _ in range(2):
+            with connect() as conn:
+                seen.append(
+                    tuple(conn.exec_driver_sql("SELECT pg_backend_pid(), current_setting('synchronous_commit')").one())
+                )
+        assert seen[0] == seen[1] and seen[0][1] == "off", seen
 
 
 def test_workspace_yaml_points_at_the_code_server_from_the_environment(monkeypatch: pytest.MonkeyPatch):
@@ -253,7 +268,7 @@ def _chart_instance_yaml(values: dict) -> dict:
         "hostname": pg["postgresqlHost"],
         "db_name": pg["postgresqlDatabase"],
         "port": pg["service"]["port"],
-        "params": {},
+        "params": pg.get("postgresqlParams", {}),
         "scheme": pg["postgresqlScheme"],
     }
     instance: dict = {
@@ -333,10 +348,10 @@ def test_helm_values_run_each_run_in_its_own_pod_with_the_same_limits(tmp_path: 
     # ... with the limits and the storage driver of deploy/dagster.yaml.
     compose_instance = _yaml("dagster.yaml")
     assert config["concurrency"] == compose_instance["concurrency"]
-    assert (
-        config["run_storage"]["config"]["postgres_db"]["scheme"]
-        == compose_instance["storage"]["postgres"]["postgres_db"]["scheme"]
-        == "postgresql+psycopg2"
-    )
+    compose_db = compose_instance["storage"]["custom"]["config"]["postgres_db"]
+    for name in ("run_storage", "event_log_storage", "schedule_storage"):
+        chart_db = config[name]["config"]["postgres_db"]
+        assert chart_db["scheme"] == compose_db["scheme"] == "postgresql+psycopg2"
+        assert chart_db["params"] == compose_db["params"] == {"options": "-c synchronous_commit=off"}
     assert config["retention"] == compose_instance["retention"]
     assert config["telemetry"] == {"enabled": False}

@@ -1,0 +1,166 @@
+"""Dagster's PostgreSQL storage holding a connection open, instead of opening one for every event it writes.
+
+Outside the webserver, dagster-postgres gives its storages a SQLAlchemy `NullPool` ("to prevent accumulating
+connections per DagsterInstance", `PostgresEventLogStorage.__init__`): every statement opens a PostgreSQL
+connection, about 6 ms of start-up on this machine, and a run writes one event (two connections for a
+materialization: the event, then its asset index) for each log line, step output, materialization and planned
+materialization. For a window of a few hundred objects that is most of the wall (BENCHMARKS.md, window-wall).
+Upstream: dagster-io/dagster#20325 ("Dagster uses an implausible number of postgresql connections") and #33935
+(pool settings are not configurable in dagster.yaml).
+
+Two settings remove that cost, both in deploy/dagster.yaml (and `instance_storage_config` for the tests):
+
+- `PooledPostgresStorage`, below: dagster-postgres' own storage (same config as `storage: postgres:`, same
+  tables) whose event log and run storages keep a small pool per process, as the webserver's do
+  (`optimize_for_webserver`, which still replaces them there): one connection held open while the instance
+  lives, up to `MAX_OVERFLOW` more when threads write at once (closed when returned), recycled hourly. No
+  check before each use (`pool_pre_ping` is one more round trip per event): after a database restart the
+  first statement fails and the pool reconnects. The schedule storage keeps Dagster's default.
+- `synchronous_commit=off` for Dagster's own sessions (libpq `options`, `postgres_db: params:`): a commit
+  returns before its WAL is flushed to disk, instead of waiting for an fsync per event (about 6 ms here). A
+  PostgreSQL crash can lose the last fraction of a second of events, never corrupt them (PostgreSQL
+  documentation, "Asynchronous Commit": https://www.postgresql.org/docs/current/wal-async-commit.html); a
+  lost materialization only makes the schedule ask for that window again (it asks for every window not
+  backed up), a lost run end is found by run monitoring. The backup's own tables keep synchronous commits:
+  this applies to Dagster's storage sessions only.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+import sqlalchemy
+from dagster._serdes import ConfigurableClassData
+from dagster_postgres import (
+    DagsterPostgresStorage,
+    PostgresEventLogStorage,
+    PostgresRunStorage,
+    PostgresScheduleStorage,
+)
+from dagster_postgres.utils import create_pg_engine, get_token_provider_from_config, pg_url_from_config
+
+ASYNC_COMMIT = {"options": "-c synchronous_commit=off"}  # libpq connection parameters (postgres_db: params:)
+POOL_SIZE = 1  # connections kept open per storage and process
+MAX_OVERFLOW = 20  # more at once when threads write together (the webserver's default too); closed when returned
+POOL_RECYCLE_SECONDS = 3600
+
+_engines: weakref.WeakSet[sqlalchemy.engine.Engine] = weakref.WeakSet()
+
+
+def _forget_inherited_connections() -> None:
+    # A forked process must not use its parent's sockets: it drops the inherited pool without closing the
+    # parent's connections and opens its own (SQLAlchemy, "Using Connection Pools with Multiprocessing or
+    # os.fork()": https://docs.sqlalchemy.org/en/20/core/pooling.html#pooling-multiprocessing).
+    for engine in list(_engines):
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_inherited_connections)
+
+
+def pooled_engine(postgres_url: str, token_provider: Any) -> sqlalchemy.engine.Engine:
+    """An engine like dagster-postgres' (autocommit, its token hook) with a small pool instead of `NullPool`."""
+    engine = create_pg_engine(
+        postgres_url,
+        token_provider,
+        isolation_level="AUTOCOMMIT",
+        pool_size=POOL_SIZE,
+        max_overflow=MAX_OVERFLOW,
+        pool_recycle=POOL_RECYCLE_SECONDS,
+        pool_pre_ping=True,
+    )
+    _engines.add(engine)
+    return engine
+
+
+def _storage_args(inst_data: ConfigurableClassData | None, config_value: Any) -> dict[str, Any]:
+    """What dagster-postgres' `from_config_value` passes its storages, from the same config."""
+    return {
+        "inst_data": inst_data,
+        "postgres_url": pg_url_from_config(config_value),
+        "should_autocreate_tables": config_value.get("should_autocreate_tables", True),
+        "token_provider": get_token_provider_from_config(config_value),
+    }
+
+
+class PooledPostgresEventLogStorage(PostgresEventLogStorage):
+    """dagster-postgres' event log with a connection pool (see the module's docstring)."""
+
+    def __init__(self, postgres_url: str, should_autocreate_tables: bool = True, inst_data=None, token_provider=None):
+        super().__init__(postgres_url, should_autocreate_tables, inst_data, token_provider)
+        self._engine.dispose()
+        self._engine = pooled_engine(self.postgres_url, self._token_provider)
+
+    def dispose(self) -> None:
+        super().dispose()
+        self._engine.dispose()
+
+    @classmethod
+    def from_config_value(
+        cls, inst_data: ConfigurableClassData | None, config_value: Any
+    ) -> PooledPostgresEventLogStorage:
+        return cls(**_storage_args(inst_data, config_value))
+
+
+class PooledPostgresRunStorage(PostgresRunStorage):
+    """dagster-postgres' run storage with a connection pool (see the module's docstring)."""
+
+    def __init__(self, postgres_url: str, should_autocreate_tables: bool = True, inst_data=None, token_provider=None):
+        super().__init__(postgres_url, should_autocreate_tables, inst_data, token_provider)
+        self._engine.dispose()
+        self._engine = pooled_engine(self.postgres_url, self._token_provider)
+
+    def dispose(self) -> None:
+        super().dispose()
+        self._engine.dispose()
+
+    @classmethod
+    def from_config_value(cls, inst_data: ConfigurableClassData | None, config_value: Any) -> PooledPostgresRunStorage:
+        return cls(**_storage_args(inst_data, config_value))
+
+
+class PooledPostgresStorage(DagsterPostgresStorage):
+    """`storage: postgres:` with pooled event log and run storages; the same config, tables and behaviour."""
+
+    def __init__(
+        self,
+        postgres_url: str,
+        should_autocreate_tables: bool = True,
+        inst_data: ConfigurableClassData | None = None,
+        token_provider: Any = None,
+    ):
+        # DagsterPostgresStorage.__init__ with the pooled storages (not after it: each storage checks its tables)
+        self.postgres_url = postgres_url
+        self.should_autocreate_tables = should_autocreate_tables
+        self._inst_data = inst_data
+        self._run_storage = PooledPostgresRunStorage(
+            postgres_url, should_autocreate_tables, token_provider=token_provider
+        )
+        self._event_log_storage = PooledPostgresEventLogStorage(
+            postgres_url, should_autocreate_tables, token_provider=token_provider
+        )
+        self._schedule_storage = PostgresScheduleStorage(
+            postgres_url, should_autocreate_tables, token_provider=token_provider
+        )
+        super(DagsterPostgresStorage, self).__init__()
+
+    @classmethod
+    def from_config_value(cls, inst_data: ConfigurableClassData | None, config_value: Any) -> PooledPostgresStorage:
+        return cls(**_storage_args(inst_data, config_value))
+
+
+def instance_storage_config(postgres_url: str) -> dict[str, Any]:
+    """The `storage:` block of a dagster.yaml storing runs and events in `postgres_url` as deploy/dagster.yaml does
+    (pooled, asynchronous commits)."""
+    parts = urlsplit(postgres_url)
+    query = urlencode([*parse_qsl(parts.query), *ASYNC_COMMIT.items()], quote_via=quote)
+    return {
+        "custom": {
+            "module": __name__,
+            "class": PooledPostgresStorage.__name__,
+            "config": {"postgres_url": urlunsplit(parts._replace(query=query))},
+        }
+    }
