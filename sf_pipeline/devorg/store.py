@@ -79,8 +79,12 @@ class OrgStore:
         self._depth = 0
         self._counters: dict[str, int] = {}
         self._deleting: set[str] | None = None  # records deleted so far by the delete under way (_delete_tree)
-        # per object: the statement reading what points at a record, with the references it was built from
+        # What deletes know of the tables (_pointing_at): per object, the statement reading what points at a record,
+        # with the references it was built from; the tables known to be empty, as of `total_changes` then
         self._pointing_sql: dict[str, tuple[list, list[str]]] = {}
+        self._empty_tables: set[str] = set()
+        self._tables_as_of = -1
+        self._refs_checked: set[str] = set()
         self.on_change = None  # called after each insert/update (field history, see wide.FieldHistory)
         self.automation = None  # the org's triggers and flows on updates (automation.py), None without rules
         self.sharing = None  # organization-wide defaults that hide records from their non-owners (sharing.py)
@@ -179,6 +183,7 @@ class OrgStore:
                 else:
                     self.conn.execute(f"ROLLBACK TO {name}")
                     self.conn.execute(f"RELEASE {name}")
+                self._tables_as_of = -1  # rows removed in it are back: tables known empty may not be
                 raise
             else:
                 self.conn.execute("COMMIT" if self._depth == 1 else f"RELEASE {name}")
@@ -347,7 +352,10 @@ class OrgStore:
         with self.lock:
             with self.transaction():
                 rid = self.delete(obj, value, user_id)
+                known = self._tables_as_of == self.conn.total_changes
                 self.bin.remove_roots([rid])
+                if known:  # removing rows empties tables, never fills one: what deletes know of them holds
+                    self._tables_as_of = self.conn.total_changes
             self.bin.recompute_due()
         return rid
 
@@ -355,11 +363,26 @@ class OrgStore:
         top = self._deleting is None
         if top:
             self._deleting = set()
+            if self.conn.total_changes != self._tables_as_of:  # something wrote since: which tables are empty?
+                self._forget_tables()
+            self._refs_checked = set()
         try:
             self._delete_one(obj, rid, root, user_id, now)
+        except BaseException:
+            if top:
+                self._forget_tables()
+            raise
+        else:
+            if top:  # a delete only empties tables: what it learnt holds until someone else writes
+                self._tables_as_of = self.conn.total_changes
         finally:
             if top:
                 self._deleting = None
+
+    def _forget_tables(self) -> None:
+        self._empty_tables.clear()
+        self._pointing_sql.clear()
+        self._tables_as_of = -1
 
     def _delete_one(self, obj: ObjectDef, rid: str, root: str, user_id: str, now: str) -> None:
         """Delete one record and what its deletion does to the records pointing at it (cascade, clear, refuse).
@@ -376,10 +399,10 @@ class OrgStore:
             + " WHERE Id = ?",
             (root, *stamps.values(), rid),
         )
-        pointing = self._pointing_at(obj, rid)
+        refs, pointing = self._pointing_at(obj, rid)
         if not pointing:
             return
-        for branch, (child, f) in enumerate(self.schema.references_to(obj)):
+        for branch, (child, f) in enumerate(refs):
             rows = pointing.get(branch)
             if not rows:
                 continue
@@ -427,27 +450,42 @@ class OrgStore:
                     [(*stamps.values(), cid) for cid in children],
                 )
 
-    def _pointing_at(self, obj: ObjectDef, rid: str) -> dict[int, list[tuple[str, bool, bool]]]:
-        """Every record whose lookup points at `rid`, per branch of `schema.references_to(obj)`: (id, deleted, deleted
-        on its own). One compound SELECT per object, prepared once (SQLite caches the statement)."""
-        refs = self.schema.references_to(obj)
+    def _pointing_at(self, obj: ObjectDef, rid: str) -> tuple[list, dict[int, list[tuple[str, bool, bool]]]]:
+        """`schema.references_to(obj)`, and every record whose lookup points at `rid` per branch of it: (id, deleted,
+        deleted on its own). One compound SELECT per object over the tables that hold records (a real org's
+        describe has ~140 relationships to Account, on objects mostly empty: reading an empty table costs as much
+        as finding a record in a full one), prepared once; which tables are empty is known until something writes
+        (`_delete_tree`: `total_changes`) or a transaction rolls back (`transaction`)."""
         cached = self._pointing_sql.get(obj.name)
-        statement = cached[1] if cached is not None and cached[0] is refs else None  # same describe as built for
-        if statement is None:
+        if cached is not None and obj.name not in self._refs_checked:  # the describe may have changed since
+            if cached[0] is not self.schema.references_to(obj):
+                cached = None
+            self._refs_checked.add(obj.name)
+        if cached is None:
+            refs = self.schema.references_to(obj)
+            self._refs_checked.add(obj.name)
+            unknown = sorted({child.name for child, _ in refs} - self._empty_tables)
+            for i in range(0, len(unknown), 400):  # SQLite compounds at most 500 SELECTs (SQLITE_MAX_COMPOUND_SELECT)
+                part = unknown[i : i + 400]
+                held = " UNION ALL ".join(f"SELECT {n} WHERE EXISTS (SELECT 1 FROM {q(t)})" for n, t in enumerate(part))
+                nonempty = {part[n] for (n,) in self.conn.execute(held)}
+                self._empty_tables.update(t for t in part if t not in nonempty)
             branches = []
             for i, (child, f) in enumerate(refs):
+                if child.name in self._empty_tables:
+                    continue
                 deleted = "IsDeleted" if child.has_field("IsDeleted") else "0"
                 branches.append(
                     f"SELECT {i}, Id, {deleted}, _deleted_root = Id FROM {q(child.name)} WHERE {q(f.name)} = ?1"
                 )
-            # SQLite compounds at most 500 SELECTs (SQLITE_MAX_COMPOUND_SELECT): a real org's Account has ~140
             statement = [" UNION ALL ".join(branches[i : i + 400]) for i in range(0, len(branches), 400)]
-            self._pointing_sql[obj.name] = (refs, statement)
+            cached = self._pointing_sql[obj.name] = (refs, statement)
+        refs, statement = cached
         out: dict[int, list[tuple[str, bool, bool]]] = {}
         for sql in statement:
             for branch, cid, deleted, own_root in self.conn.execute(sql, (rid,)):
                 out.setdefault(branch, []).append((cid, bool(deleted), bool(own_root)))
-        return out
+        return refs, out
 
     def undelete(self, value: str, user_id: str) -> str:
         rid = ids.normalize(value)
