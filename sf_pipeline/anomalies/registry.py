@@ -29,6 +29,7 @@ from sf_pipeline.anomalies.detectors import (
     resolve_thresholds,
     user_names_from_backup,
     window_changes,
+    without_lookups_cleared_by_deletions,
 )
 from sf_pipeline.anomalies.thresholds import (
     AnomalyThresholds,
@@ -134,9 +135,11 @@ def _drop(report: IncidentReport) -> str:
 
 def _orphaned(report: IncidentReport) -> str:
     d = report.details
+    cleared = d.get("lookups_cleared") or 0
     return (
         f"{_fields(report)} points at {d.get('parent_object')} records that are deleted "
         f"({d.get('parents_deleted', 0):,}) or missing in the backup ({d.get('parents_missing', 0):,})"
+        + (f"; the deletion cleared {cleared:,} of these lookups (Salesforce empties them)" if cleared else "")
     )
 
 
@@ -215,6 +218,7 @@ DETECTORS: tuple[Detector, ...] = (
             "orphans": FindingKind("Orphaned records (parents deleted)", _orphaned),
             "dangling_references": FindingKind("Lookups to missing or deleted parents", _orphaned),
         },
+        settle=without_lookups_cleared_by_deletions,
     ),
 )
 
