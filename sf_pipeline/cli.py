@@ -281,7 +281,7 @@ def fault(kind, rate, next_, status, delay, path, method, after, clear, url, ali
 @_alias
 def scenario(name, user, at, fraction, empty_bin, url, alias) -> None:
     """Run a named scenario (orphan-opportunities, mass-delete, owner-takeover, picklist-wipe, business-day,
-    mass-hard-delete, recycle-bin-purge, mass-merge)."""
+    mass-hard-delete, recycle-bin-purge, mass-merge, account-cleanup)."""
     body = {"name": name, "user": user, "at": at, "fraction": fraction, "empty_bin": empty_bin}
     result = _control("scenario", body, url=url, alias=alias)
     click.echo(

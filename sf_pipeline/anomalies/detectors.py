@@ -937,31 +937,44 @@ def reference_columns(
     """Lookup columns of an object whose parents are backed up: column -> parent object.
 
     `references` (field or column -> parent object API name, from describe's `referenceTo`) is taken as
-    given. Without it, standard lookups are inferred from names: a column `<parent>id` (`accountid`) whose
-    parent has a history table (`salesforce_history.account`); user lookups are never parents.
+    given. Without it, lookups are inferred from names: a column `<parent>id` (`accountid`) or a custom lookup
+    named after its object (`account__c`, `invoice__c`) whose parent has a history table
+    (`salesforce_history.account`); user lookups and self-lookups are never parents.
     """
     columns = history_columns(conn, object_name)
     if references is not None:
         wanted = {field.lower(): parent for field, parent in references.items()}
         return {c: wanted[c] for c in columns if c in wanted}
+    own = table_name(object_name)
     inferred = {}
     for column in columns:
-        if not column.endswith("id") or column == "id" or column in _NOT_PARENT_REFERENCES:
+        if column == "id" or column in _NOT_PARENT_REFERENCES:
             continue
-        parent = column[: -len("id")]
-        if parent and table_columns(conn, HISTORY_SCHEMA, parent):
-            inferred[column] = parent[:1].upper() + parent[1:]  # standard objects: `account` -> `Account`
+        if column.endswith("__c"):
+            stem = column[: -len("__c")]
+            candidates: tuple[str, ...] = (stem, f"{stem}__c")
+        elif column.endswith("id"):
+            candidates = (column[: -len("id")],)
+        else:
+            continue
+        parent = next((c for c in candidates if c and c != own and table_columns(conn, HISTORY_SCHEMA, c)), None)
+        if parent:
+            inferred[column] = parent[:1].upper() + parent[1:]  # `account` -> `Account`, `invoice__c` -> `Invoice__c`
     return inferred
 
 
-# Children alive at the window end whose lookup points at a parent that is deleted or absent at the end,
-# among (a) children whose lookup was set or changed in the window and (b) children of parents deleted in
-# the window. `cause`: 'parent_deleted' (the damage is the parent's deletion, in the window) or
-# 'dangling' (the damage is the child's change: it points at a parent deleted earlier, or never backed up).
+# Children alive at the window end left by a parent that is deleted or absent at the end, among (a) children whose
+# lookup was set or changed in the window, (b) children still pointing at parents deleted in the window, and (c)
+# children whose lookup the deletion of their parent cleared: Salesforce clears an optional lookup when its parent is
+# deleted ("Clear the value of this field") and stamps the child with the deletion's SystemModstamp and user (devorg
+# does the same, store._delete_one), so the backup sees the child's lookup emptied at the very stamp of the parent's
+# deletion. `cause`: 'parent_deleted' (the damage is the parent's deletion, in the window: (b) and (c)) or 'dangling'
+# (the damage is the child's change: it points at a parent deleted earlier, or never backed up).
 _ORPHANS = sql.SQL(
     """
     WITH moved AS (
-        SELECT c.id, c.{ref} AS parent_id, c.dbt_valid_from AS changed_at, {child_user} AS user_id
+        SELECT c.id, c.{ref} AS parent_id, c.dbt_valid_from AS changed_at, {child_user} AS user_id,
+               false AS cleared
         FROM {child} AS c
         LEFT JOIN {child} AS p ON p.id = c.id AND p.dbt_valid_to = c.dbt_valid_from
         WHERE c.dbt_valid_from >= %(start)s AND c.dbt_valid_from < %(end)s
@@ -974,13 +987,22 @@ _ORPHANS = sql.SQL(
         WHERE d.dbt_valid_from >= %(start)s AND d.dbt_valid_from < %(end)s AND {parent_deleted} IS TRUE
           AND (d.dbt_valid_to IS NULL OR d.dbt_valid_to >= %(end)s)
     ), stranded AS (
-        SELECT c.id, c.{ref} AS parent_id, d.deleted_at AS changed_at, d.user_id
+        SELECT c.id, c.{ref} AS parent_id, d.deleted_at AS changed_at, d.user_id, false AS cleared
         FROM {child} AS c JOIN parents_deleted AS d ON d.id = c.{ref}
         WHERE c.dbt_valid_from < %(end)s AND (c.dbt_valid_to IS NULL OR c.dbt_valid_to >= %(end)s)
           AND {child_deleted} IS NOT TRUE
+    ), cleared AS (
+        SELECT c.id, p.{ref} AS parent_id, d.deleted_at AS changed_at, d.user_id, true AS cleared
+        FROM {child} AS c
+        JOIN {child} AS p ON p.id = c.id AND p.dbt_valid_to = c.dbt_valid_from
+        JOIN parents_deleted AS d ON d.id = p.{ref} AND d.deleted_at = c.dbt_valid_from
+        WHERE c.dbt_valid_from >= %(start)s AND c.dbt_valid_from < %(end)s
+          AND (c.dbt_valid_to IS NULL OR c.dbt_valid_to >= %(end)s)
+          AND {child_deleted} IS NOT TRUE AND c.{ref} IS NULL
     ), candidates AS (
         SELECT DISTINCT ON (id) * FROM (
-            SELECT *, 0 AS rank FROM stranded UNION ALL SELECT *, 1 AS rank FROM moved
+            SELECT *, 0 AS rank FROM stranded UNION ALL SELECT *, 0 AS rank FROM cleared
+            UNION ALL SELECT *, 1 AS rank FROM moved
         ) AS u ORDER BY id, rank
     ), orphans AS (
         SELECT k.*, CASE WHEN k.rank = 0 THEN 'parent_deleted' ELSE 'dangling' END AS cause,
@@ -994,11 +1016,12 @@ _ORPHANS = sql.SQL(
         WHERE pv.id IS NULL OR pv.deleted IS TRUE
     )
     SELECT cause, count(*) AS n, count(*) FILTER (WHERE parent_missing) AS parents_missing,
+           count(*) FILTER (WHERE cleared) AS lookups_cleared,
            min(changed_at) AS first_change, max(changed_at) AS last_change,
            array_agg(id ORDER BY id) AS ids,
            array_agg(DISTINCT parent_id) AS parent_ids,
            count(DISTINCT user_id) AS users, mode() WITHIN GROUP (ORDER BY user_id) AS top_user,
-           (array_agg(jsonb_build_array(id, parent_id) ORDER BY changed_at, id))[1:{sample}] AS sample
+           (array_agg(jsonb_build_array(id, parent_id, cleared) ORDER BY changed_at, id))[1:{sample}] AS sample
     FROM orphans
     GROUP BY cause
     """
@@ -1095,7 +1118,10 @@ def _orphan_finding(
         "first_change": row["first_change"],
         "last_change": row["last_change"],
         "user_id": row["top_user"],
-        "sample": tuple(SampleChange(child, {column: parent}, {column: parent}) for child, parent in row["sample"]),
+        "sample": tuple(
+            SampleChange(child, {column: parent}, {column: None if cleared else parent})
+            for child, parent, cleared in row["sample"]
+        ),
         "record_ids": tuple(row["ids"]),
         "window_start": start,
         "window_end": end,
@@ -1117,7 +1143,7 @@ def _orphan_finding(
             restore_object=parent_object,
             restore_record_ids=parent_ids,
             restore_deleted=True,
-            details=details | {"cause": "parents deleted in the window"},
+            details=details | {"cause": "parents deleted in the window", "lookups_cleared": row["lookups_cleared"]},
             **common,
         )
     return Finding(
@@ -1126,6 +1152,38 @@ def _orphan_finding(
         details=details | {"cause": "lookups set in the window to parents deleted or missing in the backup"},
         **common,
     )
+
+
+def without_lookups_cleared_by_deletions(
+    conn: psycopg.Connection[Any], object_name: str, findings: list[Finding]
+) -> list[Finding]:
+    """Mass-nulling findings less the lookups that the deletion of their parent cleared: the orphans finding
+    reports those (its restore brings the parents back, which puts the lookups back); restoring the lookup alone
+    would point it at a deleted record, which Salesforce refuses (`ENTITY_IS_DELETED`)."""
+    cleared: dict[str, set[str]] = {}
+    for f in findings:
+        if f.detector == "orphans" and f.details.get("lookups_cleared"):
+            cleared.setdefault(f.fields[0], set()).update(f.record_ids)
+    if not cleared:
+        return findings
+    kept = []
+    for f in findings:
+        gone = cleared.get(f.fields[0], set()) if f.detector == "mass_nulling" and len(f.fields) == 1 else set()
+        rest = tuple(i for i in f.record_ids if i not in gone)
+        if len(rest) == len(f.record_ids):
+            kept.append(f)
+        elif rest:
+            kept.append(
+                replace(
+                    f,
+                    record_ids=rest,
+                    affected_count=len(rest),
+                    share=f.share * len(rest) / len(f.record_ids),
+                    sample=tuple(s for s in f.sample if s.record_id not in gone),
+                    details={**f.details, "cleared_by_parent_deletion": len(f.record_ids) - len(rest)},
+                )
+            )
+    return kept
 
 
 # ------------------------------------------------------------------------------------------ all of it

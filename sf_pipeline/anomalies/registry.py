@@ -30,6 +30,7 @@ from sf_pipeline.anomalies.detectors import (
     resolve_thresholds,
     user_names_from_backup,
     window_changes,
+    without_lookups_cleared_by_deletions,
 )
 from sf_pipeline.anomalies.thresholds import (
     AnomalyThresholds,
@@ -143,9 +144,11 @@ def _drop(report: IncidentReport) -> str:
 
 def _orphaned(report: IncidentReport) -> str:
     d = report.details
+    cleared = d.get("lookups_cleared") or 0
     return (
         f"{_fields(report)} points at {d.get('parent_object')} records that are deleted "
         f"({d.get('parents_deleted', 0):,}) or missing in the backup ({d.get('parents_missing', 0):,})"
+        + (f"; the deletion cleared {cleared:,} of these lookups (Salesforce empties them)" if cleared else "")
     )
 
 
@@ -189,7 +192,8 @@ DETECTORS: tuple[Detector, ...] = (
     Detector("volume",         VolumeThresholds(),     False, _runs(detect_volume, "history_start", "changes"),
              "change volume far from its baseline", {"volume_spike": _SPIKE, "volume_drop": _DROP}),
     Detector("orphans",        OrphanThresholds(),     True,  _runs(detect_orphans, "references"),
-             "orphaned references",                 {"orphans": _ORPHANS, "dangling_references": _DANGLING}),
+             "orphaned references",                 {"orphans": _ORPHANS, "dangling_references": _DANGLING},
+             settle=without_lookups_cleared_by_deletions),
 )
 # fmt: on
 

@@ -69,7 +69,9 @@ def prepare_schema(schema: Schema) -> None:
         _set(doc, "DeveloperName", defaulted_on_create=True)
         # Object Reference, "Document": FolderId is "the ID of the Folder that contains the document" (a user's
         # ID for the user's personal folder), not the catalog's any-object lookup; a Folder that still holds
-        # documents cannot be deleted (Salesforce Help, "Delete Folders": only an empty folder can be deleted)
+        # documents cannot be deleted (Salesforce Help on folders: "You can only delete a folder which is empty", as
+        # summarized at sudipta-deb.in/2015/01/admin-notes-what-folder-can-do-in-salesforce.html; Object Reference,
+        # "Folder": delete() but no undelete(); test_devorg_documents.py)
         _set(doc, "FolderId", reference_to=("Folder", "User"), cascade_delete=False, restricted_delete=True)
     cv = schema.find("ContentVersion")
     if cv is not None:

@@ -69,6 +69,8 @@ class RecycleBin:
         c.execute("CREATE INDEX IF NOT EXISTS _delete_log_object ON _delete_log(object, deleted_date)")
         c.execute("CREATE TABLE IF NOT EXISTS _purge_marks (object TEXT PRIMARY KEY, last_purged TEXT)")
         self._next_due: str | None = None
+        self._last_logged: str | None = None  # the last deletion stamp logged, and its due date
+        self._last_due = ""
         self.recompute_due()
 
     # ----------------------------------------------------------------- the log
@@ -77,7 +79,9 @@ class RecycleBin:
             "INSERT OR REPLACE INTO _delete_log(object, id, deleted_date, root) VALUES (?, ?, ?, ?)",
             (object_name, rid, when, root),
         )
-        due = format_datetime(parse_datetime(when) + RETENTION)
+        if when != self._last_logged:  # a tree's records share one stamp: compute its due date once
+            self._last_logged, self._last_due = when, format_datetime(parse_datetime(when) + RETENTION)
+        due = self._last_due
         if self._next_due is None or due < self._next_due:
             self._next_due = due
 

@@ -56,6 +56,9 @@ SCENARIOS: dict[str, str] = {
     "empty_bin the admin empties a fraction (default all) of it with emptyRecycleBin",
     "mass-merge": "a deduplication tool (integration user) merges a fraction (default 0.3) of the live Accounts "
     "into others, three records per merge",
+    "account-cleanup": "sales3 deletes a fraction (default 0.3) of the live Accounts that have invoices and no Case "
+    "(an Account with Cases cannot be deleted): their Contacts and Opportunities go with them, their Invoices' "
+    "lookups and child Accounts' ParentId are cleared",
 }
 DEFAULT_USERS = {
     "orphan-opportunities": "integration",
@@ -65,6 +68,7 @@ DEFAULT_USERS = {
     "mass-hard-delete": "integration",
     "recycle-bin-purge": "admin",
     "mass-merge": "integration",
+    "account-cleanup": "sales3",
 }
 DEFAULT_FRACTIONS = {
     "orphan-opportunities": 1.0,
@@ -73,6 +77,7 @@ DEFAULT_FRACTIONS = {
     "picklist-wipe": 0.85,
     "mass-hard-delete": 0.25,
     "mass-merge": 0.3,
+    "account-cleanup": 0.3,
 }
 
 
@@ -264,11 +269,72 @@ def _picklist_wipe(org: Any, user_id: str, share: float, rng: random.Random) -> 
     )
 
 
+def _account_cleanup(org: Any, user_id: str, share: float, rng: random.Random) -> ScenarioResult:
+    """Accounts deleted with what Salesforce does to the records around them: Contacts, Opportunities and their
+    contact roles are deleted with them (cascade), optional lookups to them or to their cascade are cleared and the
+    cleared records stamped like the deletion (store._delete_one): the Invoices' Account__c and Opportunity__c, the
+    ParentId of their child Accounts. Only Accounts with no Case (on them or on their Contacts) are eligible:
+    Salesforce refuses to delete an Account or Contact with Cases (DELETE_FAILED), and a cleanup job skips them."""
+    obj = org.schema.get("Account")
+    ensure_lookup_indexes(org.store, ["Account", "Contact", "Opportunity", "Invoice__c"])
+    eligible = _ids(
+        org,
+        'SELECT Id FROM "Account" AS a WHERE IsDeleted = 0 '
+        'AND EXISTS (SELECT 1 FROM "Invoice__c" AS i WHERE i.Account__c = a.Id AND i.IsDeleted = 0) '
+        'AND NOT EXISTS (SELECT 1 FROM "Case" AS c WHERE c.AccountId = a.Id AND c.IsDeleted = 0) '
+        'AND NOT EXISTS (SELECT 1 FROM "Case" AS c JOIN "Contact" AS k ON k.Id = c.ContactId '
+        "WHERE k.AccountId = a.Id AND c.IsDeleted = 0) ORDER BY Id",
+    )
+    chosen = _sample(eligible, share, rng)
+    before = {
+        name: dict(org.store.conn.execute(f'SELECT Id, IsDeleted FROM "{name}"').fetchall())
+        for name in ("Contact", "Opportunity")
+    }
+    lookups = {
+        "Invoice__c.Account__c": 'SELECT Id, Account__c FROM "Invoice__c" WHERE IsDeleted = 0',
+        "Invoice__c.Opportunity__c": 'SELECT Id, Opportunity__c FROM "Invoice__c" WHERE IsDeleted = 0',
+        "Account.ParentId": 'SELECT Id, ParentId FROM "Account" WHERE IsDeleted = 0',
+    }
+    pointing = {key: dict(org.store.conn.execute(sql).fetchall()) for key, sql in lookups.items()}
+    started, finished, batches = _in_batches(org, chosen, lambda rid: org.store.delete(obj, rid, user_id))
+    deleted = {
+        name: sorted(
+            rid
+            for rid, flag in org.store.conn.execute(f'SELECT Id, IsDeleted FROM "{name}"')
+            if flag and not before[name].get(rid, 1)
+        )
+        for name in ("Contact", "Opportunity")
+    }
+    cleared = {}
+    for key, sql in lookups.items():
+        now = dict(org.store.conn.execute(sql).fetchall())
+        cleared[key] = sorted(rid for rid, value in now.items() if value is None and pointing[key].get(rid))
+    return ScenarioResult(
+        "account-cleanup",
+        user_id,
+        started,
+        finished,
+        {
+            "Account": chosen,
+            **deleted,
+            "Invoice__c": sorted({r for k, v in cleared.items() if k.startswith("Invoice") for r in v}),
+        },
+        {
+            "deleted": {"Account": len(chosen), **{k: len(v) for k, v in deleted.items()}},
+            "lookups_cleared": cleared,
+            "eligible": len(eligible),
+            "fraction": share,
+            "batches": batches,
+        },
+    )
+
+
 _DAMAGE: dict[str, Callable[[Any, str, float, random.Random], ScenarioResult]] = {
     "orphan-opportunities": _orphan_opportunities,
     "mass-delete": _mass_delete,
     "owner-takeover": _owner_takeover,
     "picklist-wipe": _picklist_wipe,
+    "account-cleanup": _account_cleanup,
 }
 
 

@@ -5,9 +5,12 @@ Salesforce Help, "Organization-Wide Sharing Defaults": with Private, "only the r
 that role in the hierarchy, can view, edit, and report on those records"; "View All Data" / "Modify All Data"
 (System Administrator profile) bypass sharing. The APIs honour the running user's access: a query or queryAll
 returns only the records the user can see (the others are simply absent, exactly as if deleted), sObject
-Collections retrieve answers `null` for a record it cannot return ("Get Records Using sObject Collections"),
-a record GET answers 404 `NOT_FOUND`, and an update or delete of such a record fails with
-`INSUFFICIENT_ACCESS_OR_READONLY` "insufficient access rights on object id" (SOAP API, StatusCode).
+Collections retrieve answers `null` for a record it cannot return ("Get Records Using sObject Collections": "If
+you don't have access to an object, or if a passed ID is invalid, the array returns null"), a record GET answers
+404 `NOT_FOUND` (REST API Developer Guide, "Status Codes and Error Responses": 404 "The requested resource
+couldn't be found. Check the URI for errors, and verify that there are no sharing issues"), and an update or
+delete of such a record fails with `INSUFFICIENT_ACCESS_OR_READONLY` "insufficient access rights on object id"
+(SOAP API, StatusCode; the URLs and quotes are in test_sharing_and_automation.py).
 
 devorg's users: `admin` (System Administrator) has View All Data; the others do not. Not emulated: the role
 hierarchy, sharing rules, manual shares and teams (the `*Share` objects are stored, not enforced), Public Read

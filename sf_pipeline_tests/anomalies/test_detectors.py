@@ -358,14 +358,52 @@ def test_lookups_set_to_parents_missing_from_the_backup_are_dangling_references(
     # An import re-points invoices at account ids of another org.
     history.update("Invoice__c", ids[:25], lambda row: {"account__c": "0019" + row["id"][4:]}, at(2, 33), INTEGRATION)
 
-    assert detect_orphans(pg_conn, "Invoice__c", WINDOW_START, WINDOW_END) == []  # account__c is not inferred
+    # a custom lookup named after its object is inferred (`account__c` -> Account), as describe would say
+    inferred = detect_orphans(pg_conn, "Invoice__c", WINDOW_START, WINDOW_END)
     findings = detect_orphans(pg_conn, "Invoice__c", WINDOW_START, WINDOW_END, references={"Account__c": "Account"})
+    assert inferred == findings
 
     assert [(f.detector, f.fields, f.affected_count, f.user_id) for f in findings] == [
         ("dangling_references", ("account__c",), 25, INTEGRATION)
     ]
     assert findings[0].details["parents_missing"] == 25
     assert findings[0].restore_fields == ("account__c",) and findings[0].restore_object is None
+
+
+def test_lookups_cleared_by_their_parents_deletion_are_orphans_not_a_mass_nulling(
+    pg_conn: psycopg.Connection, history: History
+) -> None:
+    """Salesforce clears an optional lookup when its parent is deleted and stamps the child like the deletion
+    (devorg store._delete_one): the backup sees `account__c` emptied at the deletion's stamp. Those invoices are
+    orphans whose restore brings the accounts back; a mass nulling to put the lookup back (at a deleted account)
+    is not reported for them. A lookup a user empties by hand in the same window stays a nulling of its own."""
+    account_ids = accounts(history, 20)
+    history.create("Invoice__c", INVOICE)
+    ids = history.insert(
+        "Invoice__c",
+        [{"id": record_id("Invoice__c", i), "name": f"INV-{i}", "account__c": account_ids[i % 20]} for i in range(120)],
+    )
+    gone = account_ids[:10]
+    stamps = [at(2, 20, s) for s in range(10)]
+    history.delete("Account", gone, stamps, SALES2)
+    stamp_of = dict(zip(gone, stamps, strict=True))
+    cleared = [i for n, i in enumerate(ids) if n % 20 < 10]
+    current = history.current("Invoice__c", "account__c")
+    history.update("Invoice__c", cleared, {"account__c": None}, [stamp_of[current[i]] for i in cleared], SALES2)
+    by_hand = [i for n, i in enumerate(ids) if n % 20 >= 10][:30]
+    history.update("Invoice__c", by_hand, {"account__c": None}, at(2, 40), SALES1)
+
+    findings = run_detectors(
+        pg_conn, "Invoice__c", WINDOW_START, WINDOW_END, {"defaults": {"mass_nulling": {"min_records": 10}}}
+    )
+
+    orphans = [f for f in findings if f.detector == "orphans"]
+    assert [(f.fields, f.affected_count, f.user_id) for f in orphans] == [(("account__c",), 60, SALES2)]
+    assert sorted(orphans[0].record_ids) == sorted(cleared) and orphans[0].details["lookups_cleared"] == 60
+    assert orphans[0].restore_object == "Account" and sorted(orphans[0].restore_record_ids) == sorted(gone)
+    assert orphans[0].sample[0].after == {"account__c": None} and orphans[0].sample[0].before["account__c"] in gone
+    nulling = [f for f in findings if f.detector == "mass_nulling"]
+    assert [(f.user_id, sorted(f.record_ids)) for f in nulling] == [(SALES1, sorted(by_hand))]
 
 
 # ------------------------------------------------------------------------------------ change volume

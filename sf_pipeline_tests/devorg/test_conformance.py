@@ -338,6 +338,42 @@ def test_deleting_a_parent_clears_plain_lookups_and_undelete_restores_them(devor
     assert sf.Contact.get(report)["ReportsToId"] == boss  # Reports To is one of the lookups undelete restores
 
 
+def test_lookup_cleared_by_a_deletion_is_a_change_of_the_child_stamped_like_the_deletion(devorg: DevOrgServer):
+    """A deletion that clears a child's lookup ("Clear the value of this field") modifies the child: its
+    SystemModstamp, LastModifiedDate and LastModifiedById become the deletion's, so a backup reading by
+    SystemModstamp sees the cleared lookup in the deletion's window (SOAP API Developer Guide, "System Fields":
+    SystemModstamp is "when a user or automated process ... last modified this record"; store._delete_one has the
+    sources). Children deleted with the parent (cascade) carry the same stamp; an untouched record keeps its own."""
+    admin, sales = connect(devorg, "admin"), connect(devorg, "sales3")
+    devorg.org.set_clock(datetime(2026, 11, 24, 1, 0, tzinfo=UTC), freeze=True)
+    acc = _account(admin, "Parent")
+    invoice = admin.Invoice__c.create({"Account__c": acc, "Name": "INV-1"})["id"]
+    child_account = _account(admin, "Subsidiary", ParentId=acc)
+    opp = _opportunity(admin, acc)
+    bystander = _account(admin, "Bystander")
+    created = admin.Account.get(bystander)["SystemModstamp"]
+    devorg.org.set_clock(datetime(2026, 11, 24, 2, 5, tzinfo=UTC), freeze=True)
+    sales.Account.delete(acc)
+    deletion = admin.query_all(
+        f"SELECT SystemModstamp, LastModifiedById FROM Account WHERE Id = '{acc}'", include_deleted=True
+    )["records"][0]
+    assert deletion["SystemModstamp"].startswith("2026-11-24T02:05")
+    sales3 = devorg.org.user("sales3").user_id
+    for sobject, rid, field in (("Invoice__c", invoice, "Account__c"), ("Account", child_account, "ParentId")):
+        row = getattr(admin, sobject).get(rid)
+        assert row[field] is None  # cleared, the child still live
+        assert (row["SystemModstamp"], row["LastModifiedDate"], row["LastModifiedById"]) == (
+            deletion["SystemModstamp"],
+            deletion["SystemModstamp"],
+            sales3,
+        )
+    cascaded = admin.query_all(
+        f"SELECT IsDeleted, SystemModstamp FROM Opportunity WHERE Id = '{opp}'", include_deleted=True
+    )["records"][0]
+    assert cascaded == {**cascaded, "IsDeleted": True, "SystemModstamp": deletion["SystemModstamp"]}
+    assert admin.Account.get(bystander)["SystemModstamp"] == created
+
+
 def _soap_undelete(devorg: DevOrgServer, record_ids: list[str]) -> str:
     body = (
         '<?xml version="1.0" encoding="utf-8"?><soapenv:Envelope '

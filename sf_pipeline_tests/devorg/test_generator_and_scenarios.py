@@ -401,6 +401,34 @@ def test_mass_delete_is_deterministic_and_clears_child_lookups():
     assert set(run_scenario(third, "mass-delete", at=MONDAY_9AM, seed=8).changed["Case"]) != set(result.changed["Case"])
 
 
+def test_account_cleanup_deletes_accounts_with_their_cascade_and_clears_the_invoices_lookups():
+    org = make_org(2000)
+    before = snapshot(org)
+    result = run_scenario(org, "account-cleanup", at=MONDAY_9AM)
+    after = snapshot(org)
+    sales3 = user_ids(org)["sales3"]
+    gone = set(result.changed["Account"])
+    assert gone and result.details["deleted"]["Account"] == len(gone) == round(0.3 * result.details["eligible"])
+    cases = before["Case"].values()
+    for rid in gone:
+        assert after["Account"][rid]["IsDeleted"] and after["Account"][rid]["_deleted_root"] == rid
+        assert not any(c["AccountId"] == rid for c in cases)  # an Account with Cases cannot be deleted
+    for obj, field in (("Contact", "AccountId"), ("Opportunity", "AccountId")):
+        went = {i for i, r in before[obj].items() if r[field] in gone and not r["IsDeleted"]}
+        assert went and set(result.changed[obj]) == went
+        assert all(after[obj][i]["IsDeleted"] and after[obj][i]["_deleted_root"] in gone for i in went)
+    cleared = set(result.details["lookups_cleared"]["Invoice__c.Account__c"])
+    assert cleared == {i for i, r in before["Invoice__c"].items() if r["Account__c"] in gone}
+    stamp = after["Account"][min(gone)]["SystemModstamp"]
+    for rid in cleared:  # cleared, live, and stamped like the deletion of its account (store._delete_one)
+        row = after["Invoice__c"][rid]
+        assert row["Account__c"] is None and not row["IsDeleted"] and row["LastModifiedById"] == sales3
+        deleted_with = after["Account"][before["Invoice__c"][rid]["Account__c"]]
+        assert row["SystemModstamp"] == deleted_with["SystemModstamp"]
+    assert stamp.startswith("2025-03-17T09:00")
+    json.dumps(result.to_json())
+
+
 def test_owner_takeover_with_another_user_and_fraction():
     org = make_org(2000)
     users = user_ids(org)
@@ -473,6 +501,7 @@ def test_at_keeps_the_running_mode_and_bad_arguments_fail():
         "mass-hard-delete",
         "recycle-bin-purge",
         "mass-merge",
+        "account-cleanup",
     }
     assert all(isinstance(d, str) and "\n" not in d for d in SCENARIOS.values())
 

@@ -54,14 +54,24 @@ def test_a_private_object_shows_each_user_only_its_own_records_and_admins_everyt
     ) == sorted(mine)  # queryAll too
     assert integration.query("SELECT COUNT() FROM Opportunity")["totalSize"] == 3
     assert visible(admin) == everyone  # View All Data
-    # sObject Collections retrieve: null for a record the user cannot see; a record GET: NOT_FOUND
+    # sObject Collections retrieve: null for a record the user cannot see ("Get Records With a Request Body Using
+    # sObject Collections": "If you don't have access to an object, or if a passed ID is invalid, the array returns
+    # null for that object", https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/
+    # resources_composite_sobjects_collections_retrieve_post.htm); a record GET: 404 NOT_FOUND (REST API Developer
+    # Guide, "Status Codes and Error Responses": 404, "The requested resource couldn't be found. Check the URI for
+    # errors, and verify that there are no sharing issues.", https://developer.salesforce.com/docs/atlas.en-us.
+    # api_rest.meta/api_rest/errorcodes.htm)
     got = integration.restful(
         "composite/sobjects/Opportunity", method="POST", json={"ids": [mine[0], theirs[0]], "fields": ["Name"]}
     )
     assert got[0]["Name"] == "Mine 0" and got[1] is None
     with pytest.raises(SalesforceResourceNotFound):
         integration.Opportunity.get(theirs[0])
-    # an update of a hidden record fails record by record: INSUFFICIENT_ACCESS_OR_READONLY
+    # an update of a hidden record fails record by record: INSUFFICIENT_ACCESS_OR_READONLY, "insufficient access
+    # rights on object id" (SOAP API Developer Guide, "StatusCode": the user lacks access to the record being
+    # written, sharing or object permissions; the message as orgs show it: agentforceaccess.com, "Insufficient
+    # access rights on object id - how to fix it": "If either [object permission or sharing] is missing for the
+    # record being saved, the operation is rejected")
     answer = integration.restful(
         "composite/sobjects",
         method="PATCH",

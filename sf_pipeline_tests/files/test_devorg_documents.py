@@ -1,7 +1,11 @@
 """devorg's Documents and Folders as Salesforce has them (Object Reference, "Document" and "Folder"):
 FolderId names a Folder (or a user, for the personal folder), not any record; DeveloperName is unique among the
 org's documents; Document supports undelete(), Folder does not (it has no recycle bin), and a Folder still
-holding documents cannot be deleted."""
+holding documents cannot be deleted (Object Reference, "Folder": its supported calls include delete() but not
+undelete(), https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/
+sforce_api_objects_folder.htm; "You can only delete a folder which is empty", Salesforce Help on folders as
+summarized at sudipta-deb.in/2015/01/admin-notes-what-folder-can-do-in-salesforce.html; devorg answers
+DELETE_FAILED, as for any parent whose children restrict its deletion)."""
 
 from __future__ import annotations
 

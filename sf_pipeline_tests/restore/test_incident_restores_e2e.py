@@ -34,6 +34,7 @@ ANOMALIES = {
     }
 }
 FAMILIES = 15  # Accounts with 3 Contacts and 4 Opportunities each, and no Case (a Case would refuse the delete)
+LEDGERS = 6  # Accounts with 5 Invoices each and nothing else: what `account-cleanup` deletes (with a few generated)
 HOUR = 2  # the damage happens in the 02:00 window
 
 
@@ -54,6 +55,10 @@ def _full_load(p: Pipeline) -> list[str]:
             for i, a in enumerate(accounts)
             for k in range(4)
         ],
+    )
+    ledgers = create(p, "Account", [{"Name": f"Ledger {i}"} for i in range(LEDGERS)])
+    create(
+        p, "Invoice__c", [{"Name": f"Ledger {i}.{k}", "Account__c": a} for i, a in enumerate(ledgers) for k in range(5)]
     )
     p.set_clock(T0 + timedelta(hours=1, minutes=10))
     assert p.backup(T0.strftime(KEY)).success
@@ -319,3 +324,44 @@ def test_one_user_editing_a_third_of_the_opportunities_is_undone_by_its_user_sha
     restore_every_incident(p, incidents)
     after = _rows(p, "Opportunity", "Description")
     assert {o: after[o] for o in chosen} == {o: before[o] for o in chosen}
+
+
+# ------------------------------------------------------------------------------------------ orphans
+@pytest.mark.e2e
+def test_account_cleanup_orphans_invoices_and_their_incident_brings_the_accounts_and_the_lookups_back(
+    pipeline_factory, backed_up
+):
+    """`account-cleanup` deletes every Account with invoices and no Case: their Contacts and Opportunities go with
+    them, and Salesforce clears the Invoices' lookups to them (stamped like the deletion). The Invoices' check finds
+    them orphaned (`orphans`, parents deleted), not a mass nulling of `Account__c` to put back (the Accounts are
+    deleted: Salesforce would refuse the lookup); its suggested config brings the Accounts back, and with them their
+    cascade and the Invoices' lookups. Every other incident of the window with a restore then runs as suggested too.
+    """
+    p = pipeline_factory(state=backed_up)
+    fields = {
+        "Account": "Name",
+        "Contact": "LastName, AccountId",
+        "Opportunity": "Name, AccountId",
+        "Invoice__c": "Name, Account__c, Opportunity__c",
+    }
+    before = {o: _rows(p, o, f) for o, f in fields.items()}
+    result, incidents = damage_and_detect(
+        p, lambda p, at: run_scenario(p.devorg.org, "account-cleanup", at=at, fraction=1.0)
+    )
+    cleared = result.details["lookups_cleared"]["Invoice__c.Account__c"]
+    assert len(cleared) >= 30 and all(_rows(p, "Invoice__c", "Account__c")[i]["Account__c"] is None for i in cleared)
+    orphans = [i for i in incidents if (i.report.detector, i.report.fields) == ("orphans", ("Account__c",))]
+    assert len(orphans) == 1, [(i.report.detector, i.report.object, i.report.fields) for i in incidents]
+    orphaned = orphans[0].report
+    assert orphaned.object == "Invoice__c" and sorted(orphaned.record_ids) == sorted(cleared)
+    assert orphaned.details["lookups_cleared"] == len(cleared) and orphaned.details["parent_object"] == "Account"
+    assert orphaned.restore_config["object"] == "Account" and orphaned.restore_config["restore_deleted"] is True
+    assert sorted(orphaned.restore_config["record_ids"]) == sorted(result.changed["Account"])
+    nulled = [i for i in incidents if i.report.detector == "mass_nulling" and i.report.object == "Invoice__c"]
+    assert not nulled, [(i.report.fields, i.report.affected_count) for i in nulled]  # settled into the orphans
+
+    restore_as_suggested(p, orphans[0])
+    assert {o: _rows(p, o, f) for o, f in fields.items()} == before
+    for other in [i for i in incidents if i.id != orphans[0].id and i.restore_config]:
+        restore_as_suggested(p, other)  # the rest (the Opportunity__c orphans, ...): nothing left to do
+    assert {o: _rows(p, o, f) for o, f in fields.items()} == before
