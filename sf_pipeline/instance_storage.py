@@ -13,9 +13,9 @@ Two settings remove that cost, both in deploy/dagster.yaml (and `instance_storag
 - `PooledPostgresStorage`, below: dagster-postgres' own storage (same config as `storage: postgres:`, same
   tables) whose event log and run storages keep a small pool per process, as the webserver's do
   (`optimize_for_webserver`, which still replaces them there): one connection held open while the instance
-  lives, up to `MAX_OVERFLOW` more when threads write at once (closed when returned), recycled hourly. No
-  check before each use (`pool_pre_ping` is one more round trip per event): after a database restart the
-  first statement fails and the pool reconnects. The schedule storage keeps Dagster's default.
+  lives, up to `MAX_OVERFLOW` more when threads write at once (closed when returned), recycled hourly. Each
+  checkout is pinged first (`pool_pre_ping`: one short round trip, far cheaper than a new connection), so a
+  database restart costs a reconnect, not a failed event. The schedule storage keeps Dagster's default.
 - `synchronous_commit=off` for Dagster's own sessions (libpq `options`, `postgres_db: params:`): a commit
   returns before its WAL is flushed to disk, instead of waiting for an fsync per event (about 6 ms here). A
   PostgreSQL crash can lose the last fraction of a second of events, never corrupt them (PostgreSQL
