@@ -7,10 +7,18 @@ excludes as bench_discovery), discovered into the state file; partitions `*/15 *
 (35,040 windows). The Dagster instance keeps its runs and events in PostgreSQL. Materialized partitions: the
 newest window of a few objects backed up for real (Dagster, dbt, the warehouse), and the history asset of
 `--object` materialized in every window of the year but a few holes (events stored in batches, as the backup's
-materializations look: same metadata), so its partitions page shows a year of health.
+materializations look: same metadata), so its partitions page shows a year of health. Then the partition
+status sensor ticks, as the daemon would run it after such a backfill (`--cold-status`: not, as before it
+existed, and the first page to ask builds the status).
+
+Each GraphQL request the pages sent on their first load is sent again alone (`--replays` times) to time the
+server per operation. `--compare-with /work/main` starts a second webserver on the same instance with that
+checkout's code and takes every figure for both, alternating, with their ratios (CPU-bound figures on a loaded
+machine compare as ratios taken side by side, not as absolute seconds).
 
     .venv/bin/python sf_pipeline_tests/benchmarks/bench_ui.py                     # 100 extra objects, a year
     .venv/bin/python sf_pipeline_tests/benchmarks/bench_ui.py --extra-objects 10 --days 30 --repeat 1
+    .venv/bin/python sf_pipeline_tests/benchmarks/bench_ui.py --compare-with /work/main --graphql-dump /tmp/gql.json
 
 Needs PostgreSQL at 127.0.0.1:5432 and Chromium (scripts/ensure-chromium.sh). Prints each figure.
 """
@@ -28,6 +36,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlparse
 
 try:
     import sf_pipeline  # noqa: F401
@@ -407,7 +416,7 @@ def browse(
 
 def record_graphql(request, label: str, current: dict, requests: list) -> None:
     """A finished GraphQL request of the page being timed (`current["page"]`), its body kept to replay it."""
-    if current["page"] is None or not request.url.endswith("/graphql") or request.method != "POST":
+    if current["page"] is None or not urlparse(request.url).path.endswith("/graphql") or request.method != "POST":
         return
     seconds = request.timing["responseEnd"] / 1000  # from the request's start, in ms
     try:
