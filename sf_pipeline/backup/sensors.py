@@ -5,7 +5,7 @@ a per-asset partition status cache in the instance (`cached_status_data`), updat
 log. Whoever reads it first after new materializations pays for the update: after a year of windows or any large
 backfill, the first person to open an asset's partitions page waited for Dagster to read and parse every
 materialized window (15 s for a year of 15-minute windows; the same page warm: 2.5 s). This sensor does that
-work in the daemon instead, as soon as a backup run, a backfill or a reported event changes an asset, through
+work in the daemon instead, as soon as a backup run, a backfill or a reported event materializes windows, through
 Dagster's own public read of that status (`DagsterInstance.get_status_by_partition`, which updates the cache
 exactly as the webserver's partition queries do), so the page finds it current.
 """
@@ -13,82 +13,39 @@ exactly as the webserver's partition queries do), so the page finds it current.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import dagster as dg
-from dagster._core.event_api import EventRecordsFilter
 
 SENSOR_NAME = "backup_partition_status"
 
 # Seconds of refreshing per tick: the daemon gives a sensor's evaluation 60 s; what is left waits for the next tick.
 TICK_BUDGET_S = 30.0
 
-# Planned materializations read per tick to find the assets runs were launched for (a run plans each of its
-# assets once); more than this since the last tick and each asset's newest is looked up instead.
-PLANNED_EVENTS_LIMIT = 20_000
 
+def status_is_stale(entry, partitions_id: str) -> bool:
+    """Whether an asset's cached partition status misses materializations (`entry`: its `AssetEntry`).
 
-def status_is_stale(entry, partitions_id: str, planned_id: int | None = None) -> bool:
-    """Whether an asset's cached partition status lags behind its events (`entry`: its `AssetEntry`).
-
-    Stale: materialized, or planned by a run (`planned_id`: its newest planned materialization, which
-    Dagster's SQL storage does not keep in the entry), since the cache was written; written for another
-    partitions definition (the settings' start or windows changed); or holding in-progress windows whose runs
-    may have ended since. An asset never materialized nor planned has nothing to cache.
+    Stale: no cache yet, a cache written for another partitions definition (the settings' start or windows
+    changed), or windows materialized since it was written: the part of Dagster's update that reads and parses
+    every new window. A run that started or failed since is not counted: Dagster's update for it reads only the
+    run's status, cheap on the page, and refreshing every asset of a running backup on each tick would cost more
+    than it saves.
     """
-    latest = max(
-        entry.last_materialization_storage_id or 0,
-        entry.last_planned_materialization_storage_id or 0,
-        planned_id or 0,
-    )
+    latest = entry.last_materialization_storage_id
     if not latest:
         return False
     cached = entry.cached_status
-    return (
-        cached is None
-        or cached.partitions_def_id != partitions_id
-        or cached.latest_storage_id < latest
-        or cached.earliest_in_progress_materialization_event_id is not None
-    )
-
-
-def planned_since(instance: dg.DagsterInstance, after: int) -> Mapping[dg.AssetKey, int] | None:
-    """The assets planned (a run launched for them) after event `after`, with their newest planned event's id;
-    None when there are too many such events to read in one tick."""
-    records = instance.event_log_storage.get_event_records(
-        EventRecordsFilter(dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED, after_cursor=after),
-        limit=PLANNED_EVENTS_LIMIT,
-        ascending=True,
-    )
-    if len(records) >= PLANNED_EVENTS_LIMIT:
-        return None
-    return {r.asset_key: r.storage_id for r in records if r.asset_key is not None}
+    return cached is None or cached.partitions_def_id != partitions_id or cached.latest_storage_id < latest
 
 
 def stale_status_keys(
-    instance: dg.DagsterInstance,
-    keys: Sequence[dg.AssetKey],
-    partitions: dg.PartitionsDefinition,
-    planned: Mapping[dg.AssetKey, int] | None = None,
+    instance: dg.DagsterInstance, keys: Sequence[dg.AssetKey], partitions: dg.PartitionsDefinition
 ) -> list[dg.AssetKey]:
-    """The assets of `keys` whose cached partition status is stale, in their order (one query for all their
-    records). `planned`: the assets planned since every status was last current (`planned_since`); None: look
-    up each asset's newest planned materialization (one query per asset that has events)."""
+    """The assets of `keys` whose cached partition status is stale, in their order (one query for all)."""
     partitions_id = partitions.get_serializable_unique_identifier()
     entries = {r.asset_entry.asset_key: r.asset_entry for r in instance.get_asset_records(list(keys))}
-    stale = []
-    for key in keys:
-        entry = entries.get(key)
-        if entry is None:
-            continue
-        if planned is not None:
-            planned_id = planned.get(key)
-        else:
-            info = instance.get_latest_planned_materialization_info(key)
-            planned_id = info.storage_id if info is not None else None
-        if status_is_stale(entry, partitions_id, planned_id):
-            stale.append(key)
-    return stale
+    return [k for k in keys if k in entries and status_is_stale(entries[k], partitions_id)]
 
 
 def refresh_partition_status(
@@ -96,11 +53,10 @@ def refresh_partition_status(
     keys: Sequence[dg.AssetKey],
     partitions: dg.PartitionsDefinition,
     budget_s: float | None = None,
-    planned: Mapping[dg.AssetKey, int] | None = None,
 ) -> tuple[list[dg.AssetKey], list[dg.AssetKey]]:
     """Bring the cached partition status of the stale assets of `keys` up to date, in their order, until `budget_s`
     seconds are spent (at least one asset each time). Returns (refreshed, left for later)."""
-    stale = stale_status_keys(instance, keys, partitions, planned)
+    stale = stale_status_keys(instance, keys, partitions)
     started = time.monotonic()
     refreshed: list[dg.AssetKey] = []
     for key in stale:
@@ -138,21 +94,14 @@ def partition_status_sensor(keys: Sequence[dg.AssetKey], partitions: dg.Partitio
         ),
     )
     def _sensor(context: dg.SensorEvaluationContext):
-        # The cursor: the event log's newest id (and the partitions) when every status was last found current. A
-        # tick with no event since reads nothing more (a run's end is an event too: in-progress windows settle);
-        # otherwise the runs launched since name the assets to look at, with those whose materializations moved.
+        # The cursor: the event log's newest id (and the partitions) when every status was last found current: a
+        # tick with no event since reads nothing more.
         newest = newest_event_id(context.instance)
         mark = f"{newest}:{partitions_id}" if newest is not None else None
         if mark is not None and context.cursor == mark:
             return dg.SkipReason("no event since the last tick: the partition status is current")
-        last, _, last_partitions = (context.cursor or "").partition(":")
-        planned = (
-            planned_since(context.instance, int(last))
-            if mark is not None and last.isdigit() and last_partitions == partitions_id
-            else None
-        )
         t = time.monotonic()
-        refreshed, left = refresh_partition_status(context.instance, keys, partitions, TICK_BUDGET_S, planned)
+        refreshed, left = refresh_partition_status(context.instance, keys, partitions, TICK_BUDGET_S)
         if not left and mark is not None:
             context.update_cursor(mark)
         if not refreshed:
