@@ -30,6 +30,7 @@ from .checks import backup_complete_check
 from .files import file_bodies_findings
 from .partitions import backup_partitions
 from .schedules import backup_schedule
+from .sensors import partition_status_sensor
 
 
 def backup_executor() -> dg.ExecutorDefinition:
@@ -110,6 +111,14 @@ def backup_definitions(settings: Settings, catalogs: Mapping[str, Catalog] | Non
             "io_manager": locked_io_manager(),
         },
         executor=default_executor(),
+        # the partition status the UI draws, kept current in the daemon (history first: the pages people open)
+        sensors=[
+            partition_status_sensor(
+                [history_key(o.name, org.key_prefix) for org in settings.backups for o in org.objects]
+                + [mirror_key(o.name, org.key_prefix) for org in settings.backups for o in org.objects],
+                partitions,
+            )
+        ],
     )
     return dg.Definitions.merge(shared, *defs)
 

@@ -7,10 +7,18 @@ excludes as bench_discovery), discovered into the state file; partitions `*/15 *
 (35,040 windows). The Dagster instance keeps its runs and events in PostgreSQL. Materialized partitions: the
 newest window of a few objects backed up for real (Dagster, dbt, the warehouse), and the history asset of
 `--object` materialized in every window of the year but a few holes (events stored in batches, as the backup's
-materializations look: same metadata), so its partitions page shows a year of health.
+materializations look: same metadata), so its partitions page shows a year of health. Then the partition
+status sensor ticks, as the daemon would run it after such a backfill (`--cold-status`: not, as before it
+existed, and the first page to ask builds the status).
+
+Each GraphQL request the pages sent on their first load is sent again alone (`--replays` times) to time the
+server per operation. `--compare-with /work/main` starts a second webserver on the same instance with that
+checkout's code and takes every figure for both, alternating, with their ratios (CPU-bound figures on a loaded
+machine compare as ratios taken side by side, not as absolute seconds).
 
     .venv/bin/python sf_pipeline_tests/benchmarks/bench_ui.py                     # 100 extra objects, a year
     .venv/bin/python sf_pipeline_tests/benchmarks/bench_ui.py --extra-objects 10 --days 30 --repeat 1
+    .venv/bin/python sf_pipeline_tests/benchmarks/bench_ui.py --compare-with /work/main --graphql-dump /tmp/gql.json
 
 Needs PostgreSQL at 127.0.0.1:5432 and Chromium (scripts/ensure-chromium.sh). Prints each figure.
 """
@@ -18,6 +26,7 @@ Needs PostgreSQL at 127.0.0.1:5432 and Chromium (scripts/ensure-chromium.sh). Pr
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import re
@@ -27,6 +36,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlparse
 
 try:
     import sf_pipeline  # noqa: F401
@@ -116,7 +126,6 @@ def wait_for(condition, webserver, t0: float, timeout: float = 600) -> float:
 
 def reload_location(url: str) -> float:
     """Seconds of a code location reload, as the UI's "Reload" button asks for it; fails unless it loads."""
-    import json
     import urllib.request
 
     from sf_pipeline_tests.ui.conftest import LOCATION
@@ -145,6 +154,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=3, help="page loads timed per page (default 3)")
     p.add_argument("--reloads", type=int, default=2, help="code location reloads timed (default 2)")
     p.add_argument("--screenshots", type=Path, default=None, help="save a screenshot of each page here")
+    p.add_argument(
+        "--cold-status",
+        action="store_true",
+        help="leave the partition status cache cold after the year is stored (no tick of the partition status "
+        "sensor, as before it existed): the first partitions page builds it",
+    )
+    p.add_argument(
+        "--compare-with",
+        type=Path,
+        default=None,
+        help="another checkout (e.g. /work/main): a second webserver loads its sf_pipeline on the same instance; "
+        "every figure is taken for both, alternating, side by side",
+    )
+    p.add_argument(
+        "--replays",
+        type=int,
+        default=3,
+        help="each GraphQL request the pages sent is sent again this many times, alone, to time the server (0: no)",
+    )
+    p.add_argument(
+        "--hold",
+        type=float,
+        default=0,
+        help="keep the webservers and the org up this many seconds after the figures (to query or profile them)",
+    )
+    p.add_argument("--graphql-dump", type=Path, default=None, help="write the pages' GraphQL requests here (JSON)")
     args = p.parse_args(argv)
 
     import dagster as dg
@@ -155,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     from sf_pipeline.warehouse.dbt_project import DBT_PROJECT_DIR
     from sf_pipeline_tests.pg_fixtures import create_database, drop_database
     from sf_pipeline_tests.pipeline_fixtures import dagster_home
-    from sf_pipeline_tests.ui.conftest import CHROMIUM, DagsterWebserver
+    from sf_pipeline_tests.ui.conftest import CHROMIUM, REPO_ROOT, DagsterWebserver
 
     if not os.access(CHROMIUM, os.X_OK):
         raise SystemExit(f"no Chromium at {CHROMIUM}: run scripts/ensure-chromium.sh")
@@ -164,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tmp)
         server = DevOrgServer(root / "org", generate=200, extra_objects=args.extra_objects)
         db = create_database("sfp_bench_ui")
-        webserver = None
+        webservers: dict[str, DagsterWebserver] = {}
         try:
             with server:
                 now = server.org.clock.now().astimezone(UTC)
@@ -232,82 +267,249 @@ def main(argv: list[str] | None = None) -> int:
                     f"(metadata keys: {sorted(metadata)[:8]})",
                     flush=True,
                 )
+                warm_partition_status(instance, defs, history_key, partitions_def, args.cold_status)
                 instance.dispose()
 
                 # ------------------------------------------------------------- the webserver
-                print(f"[webserver; {load_average()}]", flush=True)
-                webserver = DagsterWebserver(root / "dagster-webserver.log")
-                t = time.perf_counter()
-                webserver.start()
-                up_s = wait_for(lambda: http_ok(f"{webserver.url}/server_info"), webserver, t)
-                webserver.wait_until_ready(timeout=600)
-                start_s = time.perf_counter() - t
-                reloads = [reload_location(webserver.url) for _ in range(args.reloads)]
-                location_s = min(reloads)
-                print(
-                    f"webserver start to the code location LOADED: {start_s:.1f} s (its HTTP server answered after "
-                    f"{up_s:.1f} s); code location reload (GraphQL reloadRepositoryLocation, the load alone): "
-                    + ", ".join(f"{r:.1f} s" for r in reloads),
-                    flush=True,
-                )
-                figures = browse(webserver.url, args, history_key, keys, len(year) + (mat is not None))
-                print(
-                    f"\nsummary ({load_average()}): code location reload {location_s:.1f} s (webserver start "
-                    f"to LOADED {start_s:.1f} s); "
-                    + "; ".join(
-                        f"{name} {min(v):.1f} s best / {max(v):.1f} s worst of {len(v)}"
-                        + ("" if min(v) < TARGET_S else " (over 5 s)")
-                        for name, v in figures.items()
+                roots = {"this checkout": REPO_ROOT}
+                if args.compare_with is not None:
+                    roots = {"this checkout": REPO_ROOT, str(args.compare_with): args.compare_with.resolve()}
+                print(f"[webserver{'s' if len(roots) > 1 else ''}; {load_average()}]", flush=True)
+                for label, code_root in roots.items():
+                    log = root / f"dagster-webserver-{len(webservers)}.log"
+                    webservers[label] = DagsterWebserver(log, code_root=code_root)
+                started = {}
+                for label, webserver in webservers.items():  # one after the other: each start alone
+                    t = time.perf_counter()
+                    webserver.start()
+                    up_s = wait_for(lambda w=webserver: http_ok(f"{w.url}/server_info"), webserver, t)
+                    webserver.wait_until_ready(timeout=600)
+                    started[label] = (time.perf_counter() - t, up_s)
+                reloads: dict[str, list[float]] = {label: [] for label in webservers}
+                for _ in range(args.reloads):  # alternating, side by side
+                    for label, webserver in webservers.items():
+                        reloads[label].append(reload_location(webserver.url))
+                for label in webservers:
+                    start_s, up_s = started[label]
+                    print(
+                        f"[{label}] webserver start to the code location LOADED: {start_s:.1f} s (its HTTP server "
+                        f"answered after {up_s:.1f} s); code location reload (GraphQL reloadRepositoryLocation, the "
+                        "load alone): " + ", ".join(f"{r:.1f} s" for r in reloads[label]),
+                        flush=True,
                     )
-                )
+                urls = {label: w.url for label, w in webservers.items()}
+                figures, requests = browse(urls, args, history_key, keys, len(year) + (mat is not None))
+                if args.graphql_dump:
+                    fields = ("webserver", "page", "body", "browser_seconds", "bytes")
+                    args.graphql_dump.write_text(json.dumps([dict(zip(fields, r, strict=True)) for r in requests]))
+                if args.replays:
+                    replay_graphql(urls, requests, args.replays)
+                print(f"\nsummary ({load_average()}):")
+                for label in webservers:
+                    print(
+                        f"  [{label}] code location reload {min(reloads[label]):.1f} s (webserver start to LOADED "
+                        f"{started[label][0]:.1f} s); "
+                        + "; ".join(
+                            f"{name} {min(v):.1f} s best / {max(v):.1f} s worst of {len(v)}"
+                            + ("" if max(v) < TARGET_S else " (over 5 s)")
+                            for name, v in figures[label].items()
+                        )
+                    )
+                if len(webservers) == 2:
+                    this, other = webservers
+                    ratios = [f"code location reload {min(reloads[this]) / min(reloads[other]):.2f}"] + [
+                        f"{name} {min(figures[this][name]) / min(figures[other][name]):.2f} (best), "
+                        f"{sorted(figures[this][name])[len(v) // 2] / sorted(figures[other][name])[len(v) // 2]:.2f}"
+                        " (median)"
+                        for name, v in figures[this].items()
+                    ]
+                    print(f"  ratio this checkout / {other}: " + "; ".join(ratios))
+                if args.hold:
+                    print(
+                        f"holding {args.hold:.0f} s: "
+                        + ", ".join(f"[{lb}] {u}" for lb, u in urls.items())
+                        + f"; DAGSTER_HOME={os.environ['DAGSTER_HOME']}",
+                        flush=True,
+                    )
+                    time.sleep(args.hold)
         finally:
-            if webserver is not None:
+            for webserver in webservers.values():
                 webserver.stop()
             drop_database(db)
     return 0
 
 
-def browse(url: str, args, history_key, keys, materialized: int) -> dict[str, list[float]]:
+def warm_partition_status(instance, defs, history_key, partitions_def, cold: bool) -> None:
+    """The partition status sensor's ticks after the year is stored, as the daemon runs them (unless `cold`);
+    and Dagster's read of history's status once it is warm (what each page's queries pay then)."""
+    import dagster as dg
+    from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
+
+    from sf_pipeline.backup.sensors import SENSOR_NAME
+
+    if cold:
+        print("partition status left cold (--cold-status): the first page that asks builds it", flush=True)
+        return
+    sensor = defs.resolve_sensor_def(SENSOR_NAME)
+    t = time.perf_counter()
+    for n in range(1, 100):
+        message = sensor(dg.build_sensor_context(instance=instance)).skip_message
+        print(f"partition status sensor, tick {n}: {message}", flush=True)
+        if not message.startswith("refreshed"):
+            break
+    ticks_s = time.perf_counter() - t
+    t = time.perf_counter()
+    get_and_update_asset_status_cache_value(instance, history_key, partitions_def)
+    print(
+        f"partition status: the sensor's ticks {ticks_s:.1f} s in all; then {history_key.to_user_string()}'s "
+        f"status read (Dagster's update, nothing left to do) {time.perf_counter() - t:.3f} s ({load_average()})",
+        flush=True,
+    )
+
+
+def browse(
+    urls: dict[str, str], args, history_key, keys, materialized: int
+) -> tuple[dict[str, dict[str, list[float]]], list[tuple[str, str, str, float, int]]]:
+    """Each page timed `args.repeat` times per webserver (alternating); and the GraphQL requests each page sent on
+    its first load: (webserver, page, request body, seconds until the browser had the answer, answer bytes)."""
     from playwright.sync_api import sync_playwright
 
     from sf_pipeline_tests.ui.conftest import CHROMIUM
 
     history = history_key.to_user_string()
-    figures: dict[str, list[float]] = {"asset graph": [], "history partitions page": []}
+    figures = {label: {"asset graph": [], "history partitions page": []} for label in urls}
+    requests: list[tuple[str, str, str, float, int]] = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"]
         )
         for attempt in range(args.repeat):
-            # a new context each time: no cached Apollo state, but the HTTP cache of the JS bundle is per context too
-            context = browser.new_context(viewport={"width": 1600, "height": 1000}, timezone_id="UTC")
-            context.add_init_script("window.localStorage.setItem('communityNux', '\"1\"')")
-            page = context.new_page()
-            page.add_locator_handler(
-                page.get_by_text("Join the Dagster community"),
-                lambda p=page: p.get_by_role("button", name="Skip").click(),
-            )
-            page.set_default_timeout(120_000)
-            try:
-                timed_pages(page, url, args, history, materialized, figures, attempt)
-            except Exception:
-                if args.screenshots:
-                    page.screenshot(path=args.screenshots / "ui-failure.png")
-                raise
-            print(
-                f"load {attempt + 1}: asset graph {figures['asset graph'][-1]:.1f} s, {history} partitions page "
-                f"{figures['history partitions page'][-1]:.1f} s ({load_average()})",
-                flush=True,
-            )
-            context.close()
+            for label, url in urls.items():
+                # a new context each time: no cached Apollo state, but the HTTP cache of the JS bundle is per
+                # context too
+                context = browser.new_context(viewport={"width": 1600, "height": 1000}, timezone_id="UTC")
+                context.add_init_script("window.localStorage.setItem('communityNux', '\"1\"')")
+                page = context.new_page()
+                page.add_locator_handler(
+                    page.get_by_text("Join the Dagster community"),
+                    lambda p=page: p.get_by_role("button", name="Skip").click(),
+                )
+                page.set_default_timeout(120_000)
+                current = {"page": None}
+                if attempt == 0:
+                    page.on("requestfinished", lambda r, lb=label, c=current: record_graphql(r, lb, c, requests))
+                try:
+                    timed_pages(page, url, args, history, materialized, figures[label], attempt, current)
+                except Exception:
+                    if args.screenshots:
+                        page.screenshot(path=args.screenshots / "ui-failure.png")
+                    raise
+                print(
+                    f"load {attempt + 1} [{label}]: asset graph {figures[label]['asset graph'][-1]:.1f} s, {history} "
+                    f"partitions page {figures[label]['history partitions page'][-1]:.1f} s ({load_average()})",
+                    flush=True,
+                )
+                context.close()
         browser.close()
-    return figures
+    return figures, requests
 
 
-def timed_pages(page, url: str, args, history: str, materialized: int, figures: dict, attempt: int) -> None:
+def record_graphql(request, label: str, current: dict, requests: list) -> None:
+    """A finished GraphQL request of the page being timed (`current["page"]`), its body kept to replay it."""
+    if current["page"] is None or not urlparse(request.url).path.endswith("/graphql") or request.method != "POST":
+        return
+    seconds = request.timing["responseEnd"] / 1000  # from the request's start, in ms
+    try:
+        size = request.sizes()["responseBodySize"]
+    except Exception:  # noqa: BLE001 - a size is a nicety
+        size = -1
+    requests.append((label, current["page"], request.post_data or "", seconds, size))
+
+
+def operation_name(body: str) -> str:
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return "?"
+    name = payload.get("operationName")
+    if name:
+        return name
+    match = re.search(r"(query|mutation)\s+(\w+)", payload.get("query", ""))
+    return match.group(2) if match else "?"
+
+
+def replay_graphql(urls: dict[str, str], requests: list, replays: int) -> None:
+    """Send each recorded GraphQL request again, alone, `replays` times per webserver (alternating): the server's
+    time per operation, free of the browser and of the page's other requests (CPU-bound: compare as ratios)."""
+    import urllib.request
+
+    bodies = [
+        (label, page, body)
+        for label, page, body, _, _ in requests
+        if body and not json.loads(body).get("query", "").lstrip().startswith("mutation")
+    ]
+    best: dict[tuple[str, str, str], list[float]] = {}
+    sizes: dict[tuple[str, str, str], int] = {}
+    for round_ in range(replays):
+        for label, page, body in bodies:
+            request = urllib.request.Request(
+                f"{urls[label]}/graphql", data=body.encode(), headers={"Content-Type": "application/json"}
+            )
+            t = time.perf_counter()
+            with urllib.request.urlopen(request, timeout=600) as resp:
+                answer = resp.read()
+            seconds = time.perf_counter() - t
+            key = (label, page, operation_name(body))
+            best.setdefault(key, []).append(seconds)
+            if round_ == 0:
+                sizes[key] = sizes.get(key, 0) + len(answer)
+    # per webserver, page and operation: requests on the first load, the server's time summed over them
+    # (the best of `replays` rounds), the bytes answered; the browser's wait for them as it saw it
+    seen: dict[tuple[str, str, str], list[float]] = {}
+    for label, page, body, seconds, _ in requests:
+        seen.setdefault((label, page, operation_name(body)), []).append(seconds)
+    print(f"\nGraphQL per operation of each page's first load ({load_average()}):", flush=True)
+    labels = list(urls)
+    header = "  page / operation".ljust(52) + "".join(f"| {lb[:24]:>24} server s (n, KB), browser s " for lb in labels)
+    print(header + ("| ratio" if len(labels) == 2 else ""))
+    ops = sorted(
+        {(page, op) for _, page, op in best},
+        key=lambda po: (po[0], -max(replay_total(best, (lb, *po), replays) for lb in labels)),
+    )
+    for page, op in ops:
+        row = f"  {page} / {op}"[:51].ljust(52)
+        totals = []
+        for lb in labels:
+            total = replay_total(best, (lb, page, op), replays)
+            totals.append(total)
+            n = len(seen.get((lb, page, op), []))
+            row += f"| {total:8.3f} s ({n:2d}, {sizes.get((lb, page, op), 0) / 1024:7.0f} KB), "
+            row += f"{max(seen.get((lb, page, op), [0])):6.2f} s max".ljust(14)
+        if len(labels) == 2:
+            row += f"| {totals[0] / totals[1]:.2f}" if totals[1] > 0 else "| -"
+        print(row)
+    for lb in labels:
+        for page in sorted({p for _, p, _ in best}):
+            total = sum(replay_total(best, (lb, page, op), replays) for p, op in ops if p == page)
+            print(f"  [{lb}] {page}: {total:.2f} s of server time in all")
+
+
+def replay_total(best: dict, key: tuple[str, str, str], replays: int) -> float:
+    """The server time of one operation's requests of a page: their sum in the best of the rounds."""
+    times = best.get(key, [])
+    if not times:
+        return 0.0
+    per_round = len(times) // replays or 1
+    return min(sum(times[i * per_round : (i + 1) * per_round]) for i in range(replays))
+
+
+def timed_pages(
+    page, url: str, args, history: str, materialized: int, figures: dict, attempt: int, current: dict
+) -> None:
     # 1. the global asset graph: rendered when the nodes in view are drawn with their live partition status
     # ("N partitions" comes with the definitions, "x% filled" with each asset's partition health). The graph
     # draws only the nodes in view (a large graph is virtualized), so no particular asset is waited for.
+    current["page"] = "asset graph"
     t = time.perf_counter()
     page.goto(f"{url}/asset-groups")
     page.get_by_text(re.compile(r"^[\d,]+ partitions$")).first.wait_for(state="visible")
@@ -318,6 +520,7 @@ def timed_pages(page, url: str, args, history: str, materialized: int, figures: 
         page.screenshot(path=args.screenshots / f"ui-asset-graph-{attempt}.png")
 
     # 2. the history asset's partitions page: rendered when the health bar's counts are shown
+    current["page"] = "partitions page"
     t = time.perf_counter()
     page.goto(f"{url}/assets/{history}?view=partitions")
     counts = page.get_by_text(re.compile(r"^Materialized \([\d,]+\)$")).first
@@ -325,6 +528,7 @@ def timed_pages(page, url: str, args, history: str, materialized: int, figures: 
     figures["history partitions page"].append(time.perf_counter() - t)
     shown = counts.inner_text()
     assert shown == f"Materialized ({materialized:,})" or shown == f"Materialized ({materialized})", shown
+    current["page"] = None
     if args.screenshots:
         page.screenshot(path=args.screenshots / f"ui-history-partitions-{attempt}.png")
 

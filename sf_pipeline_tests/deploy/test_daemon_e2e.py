@@ -20,6 +20,7 @@ from dagster._core.execution.backfill import BulkActionStatus
 
 from sf_pipeline.anomalies import list_incidents
 from sf_pipeline.backup.partitions import PARTITION_FORMAT
+from sf_pipeline.backup.sensors import SENSOR_NAME, stale_status_keys
 from sf_pipeline.devorg.generator import generate_org
 from sf_pipeline.devorg.scenarios import run_scenario
 from sf_pipeline_tests.deploy.conftest import DagsterProcesses
@@ -98,6 +99,8 @@ START_SCHEDULE = """mutation($selector: ScheduleSelector!) { startSchedule(sched
   __typename ... on ScheduleStateResult { scheduleState { status } } ... on PythonError { message } } }"""
 START_SENSOR = """mutation($selector: SensorSelector!) { startSensor(sensorSelector: $selector) {
   __typename ... on Sensor { sensorState { status } } ... on PythonError { message } } }"""
+SENSOR_TICKS = """query($selector: SensorSelector!) { sensorOrError(sensorSelector: $selector) {
+  __typename ... on Sensor { sensorState { ticks(limit: 100) { status skipReason } } } } }"""
 LAUNCH_RUN = """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
   __typename ... on LaunchRunSuccess { run { runId } } ... on RunConfigValidationInvalid { errors { message } }
   ... on PythonError { message stack } } }"""
@@ -315,6 +318,18 @@ def test_daemon_schedules_checks_restores_and_backfills_against_the_deployed_ins
     assert [r.tags.get("sf_pipeline/window") for r in by_schedule] == [key(w) for w in (backfill_range[1], damaged)], (
         f"the schedule's runs: {[(r.tags.get('sf_pipeline/window'), r.status.value) for r in by_schedule]}"
     )
+
+    # e) the partition status sensor, ticking in the daemon on its own (running by default), refreshed the
+    # backup assets' partition status after these runs: the UI's partitions pages find it current
+    keys = [dg.AssetKey([stage, sobject]) for stage in ("salesforce", "history") for sobject in OBJECTS]
+    partitions = p.defs().resolve_asset_graph().get(keys[0]).partitions_def
+    wait_for("the partition status sensor", lambda: stale_status_keys(instance, keys, partitions) == [], procs)
+    ticks = procs.graphql(SENSOR_TICKS, {"selector": {**LOCATION, "sensorName": SENSOR_NAME}})["sensorOrError"]
+    reasons = [t["skipReason"] or "" for t in ticks["sensorState"]["ticks"]]
+    assert any(r.startswith("refreshed the partition status of") and "salesforce/Account" in r for r in reasons), (
+        reasons
+    )
+    timings["partition status current"] = time.monotonic() - began
     print("\n" + ", ".join(f"{what} after {seconds:.0f} s" for what, seconds in timings.items()))
 
 

@@ -80,10 +80,12 @@ def _free_port() -> int:
 class DagsterWebserver:
     """`dagster-webserver -m sf_pipeline.definitions` in its own process group, logging to a file."""
 
-    def __init__(self, log_path: Path):
+    def __init__(self, log_path: Path, code_root: Path = REPO_ROOT):
+        """`code_root`: the checkout whose `sf_pipeline` the code server loads (another one: a side-by-side run)."""
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
+        self.code_root = Path(code_root)
         self.process: subprocess.Popen | None = None
 
     def start(self) -> DagsterWebserver:
@@ -94,10 +96,13 @@ class DagsterWebserver:
         assert any(k.startswith("SALESFORCE_PRODUCTION_") for k in os.environ)
         webserver = Path(sys.executable).with_name("dagster-webserver")
         log = self.log_path.open("wb")
+        env = dict(os.environ)
+        if self.code_root != REPO_ROOT:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.code_root), env.get("PYTHONPATH")]))
         self.process = subprocess.Popen(
             [str(webserver), "-m", LOCATION, "-h", "127.0.0.1", "-p", str(self.port)],
-            env=dict(os.environ),
-            cwd=REPO_ROOT,
+            env=env,
+            cwd=self.code_root,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
