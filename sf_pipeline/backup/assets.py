@@ -280,68 +280,15 @@ def backup_object(
     usage mark its figures count from (before the preflight when this object's step asked it). `quiet`: log
     nothing for a window that changed nothing and cost no reconciliation call (the shared step of the small
     objects sums those up in one line); its metadata says the same."""
-    calls_before, retries_before, bytes_before = since
     stats = ExtractStats(obj.name, start, end)
-    describe = pre.describe
-    plan = window_plan(obj.name, describe)  # from today's describe: capabilities can change
-    table_fields = table_fields_for(plan, describe["fields"])
-    fields = backup_fields(table_fields, obj.exclude)
+    plan = window_plan(obj.name, pre.describe)  # from today's describe: capabilities can change
+    table, fields = _mirror_table(context, conn, settings, obj, plan, pre.describe["fields"])
     names = [f["name"] for f in fields]
-    keep_calculated_columns(conn, obj.name, [f["name"] for f in fields if f.get("calculated")])
-    table = ensure_mirror_table(conn, obj.name, table_fields, exclude=obj.exclude)
-    use_bulk = plan.read_api == ReadApi.BULK_OR_REST
-    if table.added_columns:
-        context.log.info(f"{obj.name}: new fields {list(table.added_columns)} added as columns")
-    for change in table.type_changes:
-        context.log.warning(f"{obj.name}: field type changed, mirror and history follow: {change.describe()}")
-    # the e-mail lookups of an erasure request (forget) read an index, never the whole table
-    built = ensure_lookup_indexes(conn, MIRROR_SCHEMA, obj.name, email_columns(settings.privacy, obj.name))
-    if built:
-        context.log.info(f"{obj.name}: built the erasure lookup indexes {built} on the mirror")
-    vanished = VanishedReport()
-    if plan.strategy == Strategy.FULL_READ:
-        # no timestamp: read it whole, compare with the mirror (changed rows, vanished rows)
-        batches = extract_all(
-            client,
-            obj.name,
-            [n for n in names if n != "SystemModstamp"],
-            bulk_threshold=settings.bulk_threshold,
-            stats=stats,
-            use_bulk=use_bulk,
-        )
-        result = load_full_read(conn, table, batches, start, end, found_at=datetime.now(UTC))
-    else:
-        batches = extract_window(
-            client,
-            obj.name,
-            names,
-            start,
-            end,
-            bulk_threshold=settings.bulk_threshold,
-            bulk_slice_records=settings.bulk_slice_records,
-            stats=stats,
-            stamp=plan.stamp_field or "SystemModstamp",
-            use_bulk=use_bulk,
-            expected=pre.counts.window_count,
-        )
-        # one extraction never repeats a record: a first load may COPY straight into the mirror
-        result = load_window(conn, table, batches, start, end, unique_ids=True)
-        # deletions, merges, purges and hard deletes: flagged, and closed in history by this window's snapshot
-        vanished = learn_vanished(
-            client,
-            conn,
-            table,
-            obj.name,
-            start,
-            end,
-            ReconcileSettings(settings.reconcile_every_window_below, settings.reconcile_large_every_hours),
-            first_load=result.into_empty_table,
-            counts=pre.counts,
-        )
+    result, vanished = _extract_and_load(client, conn, settings, obj, plan, table, names, pre, start, end, stats)
     # records erased on request (sf_pipeline.privacy.forget) never come back through a later window
     erased = drop_erased_rows(conn, obj.name)
     # file bodies (base64 fields) of the window's new and changed versions, into the blob store
-    files = backup_window_files(context, client, conn, settings, obj, describe["fields"], start, end)
+    files = backup_window_files(context, client, conn, settings, obj, pre.describe["fields"], start, end)
     for note in stats.notes:
         context.log.info(f"{obj.name}: {note}")
     routine = (
@@ -364,7 +311,7 @@ def backup_object(
         )
     if result.extracted != stats.extracted:
         raise dg.Failure(f"{obj.name}: extracted {stats.extracted} records but loaded {result.extracted}")
-    api_calls = client.api_calls - calls_before  # this object's, and the run's preflight if it asked
+    api_calls = client.api_calls - since[0]  # this object's, and the run's preflight if it asked
     if not routine:
         context.log.info(
             f"{obj.name} {start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M}: "
@@ -375,33 +322,131 @@ def backup_object(
         metadata={
             "window_start": start.isoformat(),
             "window_end": end.isoformat(),
-            "records_extracted": result.extracted,
-            "records_inserted": result.inserted,
-            "records_updated": result.updated,
-            "records_unchanged": result.unchanged,
-            "records_deleted": result.deleted,
-            "api_calls": api_calls,
-            "api_retries": client.retries - retries_before,
-            "org_api_usage": f"{client.usage[0]}/{client.usage[1]}" if client.usage else "unknown",
-            "extract_mode": stats.mode,
-            "strategy": plan.strategy.value,
-            "strategy_reason": plan.reason,
-            "bytes": client.bytes_received - bytes_before + result.bytes,
-            "seconds": round(stats.seconds + 0.0, 3),
-            "load_seconds": round(result.seconds, 3),
-            "fields": len(names),
-            "calculated_fields": ", ".join(f["name"] for f in fields if f.get("calculated")) or "none",
-            "preflight": f"this step asked the org for the run ({pre.api_calls} API calls; describes re-read: "
-            f"{', '.join(pre.describes_refreshed) or 'none'})"
-            if pre.first_step
-            else "read from the run's preflight (no API call)",
-            "new_columns": ", ".join(table.added_columns) or "none",
+            **_window_metadata(client, since, stats, result, plan, pre, table, fields),
             **vanished.as_metadata(),
             "erased_records_skipped": {"count": len(erased), "ids": erased[:50]},
             "type_changes": "; ".join(c.describe() for c in table.type_changes) or "none",
-            **({"file_bodies": dg.MetadataValue.json(files.as_metadata())} if files else {}),
+            **({"file_bodies": files.as_metadata()} if files else {}),
         },
     )
+
+
+def _mirror_table(
+    context: dg.AssetExecutionContext,
+    conn: Any,
+    settings: Settings,
+    obj: ObjectSettings,
+    plan: ObjectPlan,
+    describe_fields: list[dict[str, Any]],
+) -> tuple[Any, list[dict[str, Any]]]:
+    """The object's mirror table following today's describe (new columns, field type changes, the erasure lookup
+    indexes), and the fields the backup reads."""
+    table_fields = table_fields_for(plan, describe_fields)
+    fields = backup_fields(table_fields, obj.exclude)
+    keep_calculated_columns(conn, obj.name, [f["name"] for f in fields if f.get("calculated")])
+    table = ensure_mirror_table(conn, obj.name, table_fields, exclude=obj.exclude)
+    if table.added_columns:
+        context.log.info(f"{obj.name}: new fields {list(table.added_columns)} added as columns")
+    for change in table.type_changes:
+        context.log.warning(f"{obj.name}: field type changed, mirror and history follow: {change.describe()}")
+    # the e-mail lookups of an erasure request (forget) read an index, never the whole table
+    built = ensure_lookup_indexes(conn, MIRROR_SCHEMA, obj.name, email_columns(settings.privacy, obj.name))
+    if built:
+        context.log.info(f"{obj.name}: built the erasure lookup indexes {built} on the mirror")
+    return table, fields
+
+
+def _extract_and_load(
+    client: Any,
+    conn: Any,
+    settings: Settings,
+    obj: ObjectSettings,
+    plan: ObjectPlan,
+    table: Any,
+    names: list[str],
+    pre: Any,
+    start: datetime,
+    end: datetime,
+    stats: ExtractStats,
+) -> tuple[Any, VanishedReport]:
+    """The window read from the org and loaded into the mirror, by the object's strategy; what vanished."""
+    use_bulk = plan.read_api == ReadApi.BULK_OR_REST
+    if plan.strategy == Strategy.FULL_READ:
+        # no timestamp: read it whole, compare with the mirror (changed rows, vanished rows)
+        batches = extract_all(
+            client,
+            obj.name,
+            [n for n in names if n != "SystemModstamp"],
+            bulk_threshold=settings.bulk_threshold,
+            stats=stats,
+            use_bulk=use_bulk,
+        )
+        return load_full_read(conn, table, batches, start, end, found_at=datetime.now(UTC)), VanishedReport()
+    batches = extract_window(
+        client,
+        obj.name,
+        names,
+        start,
+        end,
+        bulk_threshold=settings.bulk_threshold,
+        bulk_slice_records=settings.bulk_slice_records,
+        stats=stats,
+        stamp=plan.stamp_field or "SystemModstamp",
+        use_bulk=use_bulk,
+        expected=pre.counts.window_count,
+    )
+    # one extraction never repeats a record: a first load may COPY straight into the mirror
+    result = load_window(conn, table, batches, start, end, unique_ids=True)
+    # deletions, merges, purges and hard deletes: flagged, and closed in history by this window's snapshot
+    vanished = learn_vanished(
+        client,
+        conn,
+        table,
+        obj.name,
+        start,
+        end,
+        ReconcileSettings(settings.reconcile_every_window_below, settings.reconcile_large_every_hours),
+        first_load=result.into_empty_table,
+        counts=pre.counts,
+    )
+    return result, vanished
+
+
+def _window_metadata(
+    client: Any,
+    since: tuple[int, int, int],
+    stats: ExtractStats,
+    result: Any,
+    plan: ObjectPlan,
+    pre: Any,
+    table: Any,
+    fields: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """What a window's extraction and load did and cost, as the mirror materialization's metadata."""
+    calls_before, retries_before, bytes_before = since
+    return {
+        "records_extracted": result.extracted,
+        "records_inserted": result.inserted,
+        "records_updated": result.updated,
+        "records_unchanged": result.unchanged,
+        "records_deleted": result.deleted,
+        "api_calls": client.api_calls - calls_before,
+        "api_retries": client.retries - retries_before,
+        "org_api_usage": f"{client.usage[0]}/{client.usage[1]}" if client.usage else "unknown",
+        "extract_mode": stats.mode,
+        "strategy": plan.strategy.value,
+        "strategy_reason": plan.reason,
+        "bytes": client.bytes_received - bytes_before + result.bytes,
+        "seconds": round(stats.seconds + 0.0, 3),
+        "load_seconds": round(result.seconds, 3),
+        "fields": len(fields),
+        "calculated_fields": ", ".join(f["name"] for f in fields if f.get("calculated")) or "none",
+        "preflight": f"this step asked the org for the run ({pre.api_calls} API calls; describes re-read: "
+        f"{', '.join(pre.describes_refreshed) or 'none'})"
+        if pre.first_step
+        else "read from the run's preflight (no API call)",
+        "new_columns": ", ".join(table.added_columns) or "none",
+    }
 
 
 class HistoryTranslator(DagsterDbtTranslator):
