@@ -86,40 +86,30 @@ def _storage_args(inst_data: ConfigurableClassData | None, config_value: Any) ->
     }
 
 
-class PooledPostgresEventLogStorage(PostgresEventLogStorage):
-    """dagster-postgres' event log with a connection pool (see the module's docstring)."""
+class _Pooled:
+    """What the pooled event log and run storages add to dagster-postgres' own: the pooled engine in place of its
+    `NullPool` one (see the module's docstring), disposed with the storage, and the same config."""
 
     def __init__(self, postgres_url: str, should_autocreate_tables: bool = True, inst_data=None, token_provider=None):
-        super().__init__(postgres_url, should_autocreate_tables, inst_data, token_provider)
+        super().__init__(postgres_url, should_autocreate_tables, inst_data, token_provider)  # type: ignore[call-arg]
         self._engine.dispose()
         self._engine = pooled_engine(self.postgres_url, self._token_provider)
 
     def dispose(self) -> None:
-        super().dispose()
+        super().dispose()  # type: ignore[misc]
         self._engine.dispose()
 
     @classmethod
-    def from_config_value(
-        cls, inst_data: ConfigurableClassData | None, config_value: Any
-    ) -> PooledPostgresEventLogStorage:
+    def from_config_value(cls, inst_data: ConfigurableClassData | None, config_value: Any):
         return cls(**_storage_args(inst_data, config_value))
 
 
-class PooledPostgresRunStorage(PostgresRunStorage):
-    """dagster-postgres' run storage with a connection pool (see the module's docstring)."""
+class PooledPostgresEventLogStorage(_Pooled, PostgresEventLogStorage):
+    """dagster-postgres' event log with a connection pool."""
 
-    def __init__(self, postgres_url: str, should_autocreate_tables: bool = True, inst_data=None, token_provider=None):
-        super().__init__(postgres_url, should_autocreate_tables, inst_data, token_provider)
-        self._engine.dispose()
-        self._engine = pooled_engine(self.postgres_url, self._token_provider)
 
-    def dispose(self) -> None:
-        super().dispose()
-        self._engine.dispose()
-
-    @classmethod
-    def from_config_value(cls, inst_data: ConfigurableClassData | None, config_value: Any) -> PooledPostgresRunStorage:
-        return cls(**_storage_args(inst_data, config_value))
+class PooledPostgresRunStorage(_Pooled, PostgresRunStorage):
+    """dagster-postgres' run storage with a connection pool."""
 
 
 class PooledPostgresStorage(DagsterPostgresStorage):
