@@ -7,11 +7,21 @@ org in its own process (`sf-pipeline devorg serve`), so the peak memory of this 
     .venv/bin/python sf_pipeline_tests/benchmarks/bench_discovery.py --extra-objects 20 --records 2000 --include 'A*'
     # issue 14's org: ~2,000,000 records, most in a few big standard objects, ~2,800 in each of 100 custom ones
     .venv/bin/python sf_pipeline_tests/benchmarks/bench_discovery.py --opportunities 850000 --data-dir /tmp/disc-org-2m
+    # the same, then the windows after the first load: unchanged (in-process, then as a launched run), 5 changed
+    .venv/bin/python sf_pipeline_tests/benchmarks/bench_discovery.py --opportunities 850000 --data-dir /tmp/disc-org-2m \
+        --window-minutes 10 --windows
 
 `--opportunities N` is devorg's generator size: Account N/10, Contact N/5, Opportunity N, Lead N/20, Case N/5,
 OpportunityContactRole N/10, Invoice__c N/5 (1.85 N records), and about 0.33 N records spread evenly over the
 generated custom objects with their history rows (about 0.5 N backed up); `--records R` is the older spelling,
 N = R/10. `--data-dir` keeps the generated org for the next run (generation is skipped when it holds one).
+
+`--windows` then backs up the windows that follow the first load on the same PostgreSQL-backed Dagster instance
+(deploy/dagster.yaml's storage): a catch-up window (records the generator stamped after the first window), an
+unchanged window run in-process, an unchanged window through the job's multiprocess executor (a process per step,
+as a launched run), and a window in which one record of each of 5 objects changed (3 large objects with their own
+steps, 2 small ones in the shared step). devorg's clock is real time, so each window is run once it has closed;
+`--window-minutes 10` keeps the waits short.
 
 Needs PostgreSQL at 127.0.0.1:5432 (as the tests). Prints each figure and ratio.
 """
@@ -29,6 +39,7 @@ import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 try:
     import sf_pipeline  # noqa: F401
@@ -118,6 +129,102 @@ def step_seconds(instance, run_id: str) -> dict[str, float]:
     return dict(spent)
 
 
+def backup_job() -> Any:
+    """The `backup` job from the settings in the environment (reconstructed in each step's process)."""
+    from sf_pipeline.definitions import build_definitions
+
+    return build_definitions().resolve_job_def("backup")
+
+
+def run_window(devorg, defs, instance, start: datetime, step: timedelta, api_usage, multiprocess: bool) -> dict:
+    """Back up the window at `start` once devorg's clock has passed its end; what it cost."""
+    import dagster as dg
+
+    while (wait := (start + step - devorg.now()).total_seconds() + 2) > 0:
+        time.sleep(min(wait, 30))
+    partition = start.strftime("%Y-%m-%d-%H:%M")
+    calls0 = api_usage()
+    t = time.perf_counter()
+    if multiprocess:
+        with dg.execute_job(
+            dg.reconstructable(backup_job), instance=instance, tags={"dagster/partition": partition}
+        ) as result:
+            ok, events = result.success, result.get_asset_materialization_events()
+            all_events = result.all_events
+    else:
+        result = defs.resolve_job_def("backup").execute_in_process(
+            partition_key=partition, instance=instance, raise_on_error=False
+        )
+        ok, events, all_events = result.success, result.get_asset_materialization_events(), result.all_events
+    wall = time.perf_counter() - t
+    http = changed = snapshots = skipped = 0
+    for event in events:
+        mat = event.event_specific_data.materialization
+        meta = {k: v.value for k, v in mat.metadata.items()}
+        if mat.asset_key.path[0] == "salesforce":
+            http += int(meta.get("api_calls", 0))
+            changed += int(meta.get("records_extracted", 0) or 0) > 0
+        elif str(meta.get("snapshot", "")).startswith("skipped"):
+            skipped += 1
+        else:
+            snapshots += 1
+    steps = {e.step_key for e in all_events if e.event_type_value == "STEP_START"}
+    return {
+        "partition": partition,
+        "ok": ok,
+        "wall": wall,
+        "api_usage": api_usage() - calls0,
+        "http": http,
+        "objects_with_records": changed,
+        "snapshots": snapshots,
+        "skipped": skipped,
+        "steps": len(steps),
+    }
+
+
+def following_windows(devorg, defs, instance, first: datetime, step: timedelta, api_usage) -> None:
+    """The windows after the first load: catch-up, unchanged in-process, unchanged launched, 5 objects changed."""
+    from sf_pipeline.salesforce import connect
+
+    def report(label: str, f: dict) -> None:
+        print(
+            f"{label:<44} window {f['partition']}: {'ok' if f['ok'] else 'FAILED'}; {f['wall']:.1f} s wall; org API "
+            f"usage {f['api_usage']}, HTTP requests {f['http']} (the materializations' api_calls; + one login per "
+            f"mirror step); {f['objects_with_records']} objects with records in the window; history snapshots "
+            f"run {f['snapshots']}, skipped {f['skipped']}; {f['steps']} steps; {load_average()}",
+            flush=True,
+        )
+
+    report(
+        "catch-up window (generator's late stamps)", run_window(devorg, defs, instance, first, step, api_usage, False)
+    )
+    report("unchanged window, in-process", run_window(devorg, defs, instance, first + step, step, api_usage, False))
+    report(
+        "unchanged window, multiprocess executor",
+        run_window(devorg, defs, instance, first + 2 * step, step, api_usage, True),
+    )
+    now = devorg.now()  # the next window to open: its changes land in it whatever the runs above took
+    changed_window = first + step * (int((now - first) / step) + 1)
+    while (wait := (changed_window - devorg.now()).total_seconds() + 1) > 0:
+        time.sleep(min(wait, 30))
+    sf = connect(devorg.credentials())
+    from sf_pipeline.backup.catalog_state import read_state, state_path
+    from sf_pipeline.settings import load_settings
+
+    [catalog] = read_state(state_path(load_settings()).read_text()).values()
+    shared = sorted(o.name for o in catalog.objects if o.name.endswith("__c") and o.name != "Invoice__c")[:2]
+    for name, field in [("Account", "Name"), ("Opportunity", "Name"), ("Contact", "LastName")] + [
+        (n, "Name") for n in shared
+    ]:
+        record = sf.query(f"SELECT Id FROM {name} LIMIT 1")["records"][0]["Id"]
+        getattr(sf, name).update(record, {field: "changed by bench_discovery"})
+    print(f"changed one record in each of Account, Opportunity, Contact, {', '.join(shared)}", flush=True)
+    report(
+        "window with changes in 5 objects, in-process",
+        run_window(devorg, defs, instance, changed_window, step, api_usage, False),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--extra-objects", type=int, default=100, help="generated custom objects (default 100)")
@@ -131,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", type=Path, default=None, help="keep the generated org here (reused when present)")
     p.add_argument("--include", action="append", default=None, help="backup.include pattern (repeatable)")
     p.add_argument("--no-load", action="store_true", help="skip the first full load")
+    p.add_argument("--window-minutes", type=int, default=60, help="the partitions' window (divides 60; default 60)")
+    p.add_argument("--windows", action="store_true", help="after the first load, the windows that follow (above)")
     args = p.parse_args(argv)
 
     import dagster as dg
@@ -155,8 +264,12 @@ def main(argv: list[str] | None = None) -> int:
         db = create_database("sfp_bench_discovery")
         try:
             now = devorg.now()
-            hour = now.replace(minute=0, second=0, microsecond=0)
-            window_start = hour - timedelta(hours=1)  # the last complete hour: its first window loads everything
+            step = timedelta(minutes=args.window_minutes)
+            if 60 % args.window_minutes:
+                p.error("--window-minutes must divide 60")
+            current = now.replace(minute=now.minute - now.minute % args.window_minutes, second=0, microsecond=0)
+            window_start = current - step  # the last complete window: the first window loads everything
+            cron = "0 * * * *" if args.window_minutes == 60 else f"*/{args.window_minutes} * * * *"
             os.environ.update(devorg.env)
             os.environ["SF_PIPELINE_DATABASE_URL"] = db
             os.environ["SF_PIPELINE_STATE_DIR"] = str(root / "state")
@@ -167,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
                 "org": "production",
                 "objects": "all",
                 "exclude": ["*Share", "*Feed", "*ChangeEvent"],
-                "partitions": {"cron": "0 * * * *", "start": window_start.strftime("%Y-%m-%dT%H:%M:%SZ")},
+                "partitions": {"cron": cron, "start": window_start.strftime("%Y-%m-%dT%H:%M:%SZ")},
             }
             if args.include:
                 backup["include"] = args.include
@@ -223,7 +336,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             calls0 = api_usage()
             t = time.perf_counter()
-            with dg.DagsterInstance.ephemeral() as instance, ChildSampler(devorg.pid) as children:
+            from sf_pipeline_tests.pipeline_fixtures import dagster_home
+
+            os.environ["DAGSTER_HOME"] = str(dagster_home(root / "dagster_home", db))
+            instance = dg.DagsterInstance.get()
+            with ChildSampler(devorg.pid) as children:
                 result = job.execute_in_process(partition_key=partition, instance=instance, raise_on_error=False)
                 wall = time.perf_counter() - t
                 steps = step_seconds(instance, result.run_id)
@@ -266,6 +383,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{sum(by_kind['dbt']):.1f} s (the dbt snapshot step); slowest: "
                 + ", ".join(f"{k} {v:.1f} s" for k, v in top)
             )
+            if args.windows and result.success:
+                following_windows(devorg, defs, instance, window_start + step, step, api_usage)
+            instance.dispose()
         finally:
             devorg.stop()
             drop_database(db)
