@@ -13,9 +13,13 @@ Two settings remove that cost, both in deploy/dagster.yaml (and `instance_storag
 - `PooledPostgresStorage`, below: dagster-postgres' own storage (same config as `storage: postgres:`, same
   tables) whose event log and run storages keep a small pool per process, as the webserver's do
   (`optimize_for_webserver`, which still replaces them there): one connection held open while the instance
-  lives, up to `MAX_OVERFLOW` more when threads write at once (closed when returned), recycled hourly. Each
-  checkout is pinged first (`pool_pre_ping`: one short round trip, far cheaper than a new connection), so a
-  database restart costs a reconnect, not a failed event. The schedule storage keeps Dagster's default.
+  lives, up to `MAX_OVERFLOW` more when threads write at once (closed when returned), recycled hourly. A
+  connection that sat idle in the pool for more than `PING_AFTER_IDLE_SECONDS` is pinged before it is handed
+  out (one short round trip; a dead one is replaced), so a database restart while a process waits costs a
+  reconnect, not a failed event. One used within the last seconds is handed out as it is: pinging every
+  checkout (`pool_pre_ping`) cost a round trip per event, 12 % of an unchanged 300-object window (BENCHMARKS.md,
+  "Session 8"), and a restart in those seconds fails the run's own database work (the mirror load) anyway.
+  The schedule storage keeps Dagster's default.
 - `synchronous_commit=off` for Dagster's own sessions (libpq `options`, `postgres_db: params:`): a commit
   returns before its WAL is flushed to disk, instead of waiting for an fsync per event (about 6 ms here). A
   PostgreSQL crash can lose the last fraction of a second of events, never corrupt them (PostgreSQL
@@ -28,6 +32,7 @@ Two settings remove that cost, both in deploy/dagster.yaml (and `instance_storag
 from __future__ import annotations
 
 import os
+import time
 import weakref
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -46,6 +51,7 @@ ASYNC_COMMIT = {"options": "-c synchronous_commit=off"}  # libpq connection para
 POOL_SIZE = 1  # connections kept open per storage and process
 MAX_OVERFLOW = 20  # more at once when threads write together (the webserver's default too); closed when returned
 POOL_RECYCLE_SECONDS = 3600
+PING_AFTER_IDLE_SECONDS = 5.0
 
 _engines: weakref.WeakSet[sqlalchemy.engine.Engine] = weakref.WeakSet()
 
@@ -70,10 +76,29 @@ def pooled_engine(postgres_url: str, token_provider: Any) -> sqlalchemy.engine.E
         pool_size=POOL_SIZE,
         max_overflow=MAX_OVERFLOW,
         pool_recycle=POOL_RECYCLE_SECONDS,
-        pool_pre_ping=True,
     )
+    sqlalchemy.event.listen(engine, "checkin", _note_checkin)
+    sqlalchemy.event.listen(engine, "checkout", _ping_if_idle)
     _engines.add(engine)
     return engine
+
+
+def _note_checkin(dbapi_connection: Any, record: Any) -> None:
+    record.info["checked_in"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """Ping a connection that sat idle in the pool; a dead one makes the pool connect again (SQLAlchemy's "custom
+    pessimistic ping": raising DisconnectionError in the checkout event discards the connection and retries,
+    https://docs.sqlalchemy.org/en/20/core/pooling.html#disconnect-handling-pessimistic)."""
+    checked_in = record.info.get("checked_in")
+    if checked_in is None or time.monotonic() - checked_in < PING_AFTER_IDLE_SECONDS:
+        return  # a new connection, or one used a moment ago
+    try:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception as exc:  # noqa: BLE001 - any failure of the ping means a connection not to use
+        raise sqlalchemy.exc.DisconnectionError(f"pooled connection failed its ping: {exc}") from exc
 
 
 def _storage_args(inst_data: ConfigurableClassData | None, config_value: Any) -> dict[str, Any]:

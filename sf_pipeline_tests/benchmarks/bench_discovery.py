@@ -9,7 +9,7 @@ org in its own process (`sf-pipeline devorg serve`), so the peak memory of this 
     .venv/bin/python sf_pipeline_tests/benchmarks/bench_discovery.py --opportunities 850000 --data-dir /tmp/disc-org-2m
     # the same, then the windows after the first load: unchanged (in-process, then as a launched run), 5 changed
     .venv/bin/python sf_pipeline_tests/benchmarks/bench_discovery.py --opportunities 850000 --data-dir /tmp/disc-org-2m \
-        --window-minutes 10 --windows
+        --window-minutes 5 --windows
 
 `--opportunities N` is devorg's generator size: Account N/10, Contact N/5, Opportunity N, Lead N/20, Case N/5,
 OpportunityContactRole N/10, Invoice__c N/5 (1.85 N records), and about 0.33 N records spread evenly over the
@@ -21,7 +21,7 @@ N = R/10. `--data-dir` keeps the generated org for the next run (generation is s
 unchanged window run in-process, an unchanged window through the job's multiprocess executor (a process per step,
 as a launched run), and a window in which one record of each of 5 objects changed (3 large objects with their own
 steps, 2 small ones in the shared step). devorg's clock is real time, so each window is run once it has closed;
-`--window-minutes 10` keeps the waits short.
+`--window-minutes 5` keeps the waits short.
 
 Needs PostgreSQL at 127.0.0.1:5432 (as the tests). Prints each figure and ratio.
 """
@@ -130,10 +130,12 @@ def step_seconds(instance, run_id: str) -> dict[str, float]:
 
 
 def backup_job() -> Any:
-    """The `backup` job from the settings in the environment (reconstructed in each step's process)."""
-    from sf_pipeline.definitions import build_definitions
+    """The `backup` job of the code location (`workspace.yaml`'s module), as a launched run's step finds it: the
+    backup executor's forkserver preloads `sf_pipeline.definitions`, whose `defs` are built once at its import
+    from the settings in the environment, so each step process forked from it starts with them built."""
+    from sf_pipeline.definitions import defs
 
-    return build_definitions().resolve_job_def("backup")
+    return defs.resolve_job_def("backup")
 
 
 def run_window(devorg, defs, instance, start: datetime, step: timedelta, api_usage, multiprocess: bool) -> dict:

@@ -85,6 +85,35 @@ def test_deploy_dagster_yaml_starts_an_instance_on_postgres(deployed_instance: d
         assert seen[0] == seen[1] and seen[0][1] == "off", seen
 
 
+def test_a_pooled_connection_killed_while_idle_is_replaced_not_used(
+    deployed_instance: dg.DagsterInstance, pg_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    # A process waiting between runs (the daemon, a code server) keeps its pooled connection; a database restart
+    # or an idle-session timeout kills it. The next checkout after PING_AFTER_IDLE_SECONDS pings it and connects
+    # again: the event is written, never lost to "server closed the connection unexpectedly".
+    import psycopg
+
+    from sf_pipeline import instance_storage
+
+    monkeypatch.setattr(instance_storage, "PING_AFTER_IDLE_SECONDS", 0.0)
+    instance = deployed_instance
+    for connect in (instance.event_log_storage.index_connection, instance.run_storage.connect):
+        with connect() as conn:
+            old = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            assert admin.execute("SELECT pg_terminate_backend(%s)", (old,)).fetchone()[0]
+        with connect() as conn:
+            new = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        assert new != old
+    # and a run writes its events through the replaced connections
+    assert dg.materialize([_probe], instance=instance).success
+
+
+@dg.asset
+def _probe() -> None:
+    return None
+
+
 def test_workspace_yaml_points_at_the_code_server_from_the_environment(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("SF_PIPELINE_CODE_HOST", "code")
     monkeypatch.setenv("SF_PIPELINE_CODE_PORT", "4000")
