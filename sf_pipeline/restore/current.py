@@ -88,7 +88,7 @@ def _bulk_rows(client: SalesforceClient, soql: str, columns: Sequence[str]) -> I
     page (BULK_PAGE_RECORDS rows) at a time and a row at a time within it.
 
     Python's csv module, not Arrow: a restore reads a chunk of records per job, and Arrow's first CSV page costs
-    the process some 60 MB that stay (its compute kernels and thread pool, and the pages its memory pool keeps),
+    the process some 70 MB that stay (its compute kernels and thread pool, and the pages its mimalloc pool keeps),
     which made a large restore peak well above a small one (BENCHMARKS.md, restore-memory)."""
     for body, n in client.bulk_query_pages(soql, include_deleted=True, max_records=BULK_PAGE_RECORDS, poll=0.05):
         reader = csv.reader(io.TextIOWrapper(io.BytesIO(body), encoding="utf-8-sig", newline=""))
