@@ -11,21 +11,22 @@ million ids; the id range keeps each chunk's job to its own records (Bulk API 2.
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from simple_salesforce.exceptions import SalesforceMalformedRequest, SalesforceResourceNotFound
 
 from sf_pipeline.restore.decisions import LIVE, MISSING, RECYCLE_BIN
 from sf_pipeline.restore.errors import RestoreConfigError
 from sf_pipeline.salesforce.client import SalesforceClient
-from sf_pipeline.salesforce.extract import csv_to_batches, soql_datetime
+from sf_pipeline.salesforce.errors import SalesforceExtractError
+from sf_pipeline.salesforce.extract import soql_datetime
 from sf_pipeline.salesforce.soql import api_name, field_names, record_ids
-from sf_pipeline.salesforce.values import TEXT_TYPES, canonical, converter, parse_datetime
+from sf_pipeline.salesforce.values import canonical, converter, parse_datetime
 from sf_pipeline.salesforce.writes import fetch_records, query_by_ids
 
 DEFAULT_BULK_THRESHOLD = 10_000
@@ -82,13 +83,26 @@ def _records(
         )
 
 
-def _bulk_rows(client: SalesforceClient, soql: str, columns: Sequence[str]) -> Iterator[dict[str, Any]]:
-    """The rows of a Bulk API 2.0 queryAll as dicts of text (empty = null), page by page."""
+def _bulk_rows(client: SalesforceClient, soql: str, columns: Sequence[str]) -> Iterator[list[str]]:
+    """The rows of a Bulk API 2.0 queryAll as lists of CSV text in the order of `columns` ("" for null), read a
+    page (BULK_PAGE_RECORDS rows) at a time and a row at a time within it.
+
+    Python's csv module, not Arrow: a restore reads a chunk of records per job, and Arrow's first CSV page costs
+    the process some 70 MB that stay (its compute kernels and thread pool, and the pages its mimalloc pool keeps),
+    which made a large restore peak well above a small one (BENCHMARKS.md, restore-memory)."""
     for body, n in client.bulk_query_pages(soql, include_deleted=True, max_records=BULK_PAGE_RECORDS, poll=0.05):
-        for batch in csv_to_batches(body, list(columns), n):
-            values = [batch.column(i).to_pylist() for i in range(len(columns))]
-            for row in zip(*values, strict=True):
-                yield dict(zip(columns, row, strict=True))
+        reader = csv.reader(io.TextIOWrapper(io.BytesIO(body), encoding="utf-8-sig", newline=""))
+        header = next(reader, [])
+        missing = [c for c in columns if c not in header]
+        if missing:
+            raise SalesforceExtractError(f"Bulk result page lacks columns {missing}")
+        at = [header.index(c) for c in columns]
+        seen = 0
+        for row in reader:
+            seen += 1
+            yield [row[i] for i in at]
+        if seen != n:
+            raise SalesforceExtractError(f"Bulk result page announced {n} records but holds {seen}")
 
 
 def changed_since(
@@ -104,9 +118,9 @@ def changed_since(
     only those among `wanted` when given, so what is kept grows with the selection, not with everything the
     org changed since.
 
-    Read page by page (BULK_PAGE_RECORDS rows), column by column (Arrow parses flags and stamps); rows not
-    wanted are dropped before any of their values is converted. `ids_between` (lowest, highest id) narrows the
-    job to the ids of one chunk of a large restore.
+    Read page by page (BULK_PAGE_RECORDS rows), row by row; rows not wanted are dropped before any of their
+    values is converted. `ids_between` (lowest, highest id) narrows the job to the ids of one chunk of a large
+    restore.
     """
     soql = (
         f"SELECT {', '.join(field_names(['Id', 'IsDeleted', 'SystemModstamp', *fields]))} "
@@ -115,34 +129,20 @@ def changed_since(
     if ids_between is not None:
         low, high = record_ids(list(ids_between))
         soql += f" AND Id >= '{low}' AND Id <= '{high}'"
-    # Bulk CSV text of ids and text fields is canonical but for null, which Bulk API 2.0 writes as a quoted
-    # empty string: that becomes null in Arrow, the rest goes through `canonical`.
-    convert = [
-        None if types.get(f, "string") in ("id", "reference", *TEXT_TYPES) else converter(types[f]) for f in fields
-    ]
-    null = pa.scalar(None, pa.string())
-    keep = pa.array(list(wanted), pa.string()) if wanted is not None else None
-    columns_read = field_names(["Id", "IsDeleted", "SystemModstamp", *fields])
+    # Bulk API 2.0 writes null as an empty cell: every converter reads "" as null (values.canonical).
+    convert = [(f, converter(types.get(f, "string"))) for f in fields]
+    keep = wanted if wanted is None or isinstance(wanted, (set, frozenset, dict)) else set(wanted)
     out: dict[str, OrgRecord] = {}
-    for body, n in client.bulk_query_pages(soql, include_deleted=True, max_records=BULK_PAGE_RECORDS, poll=0.05):
-        for batch in csv_to_batches(body, columns_read, n):
-            if keep is not None:
-                batch = batch.filter(pc.is_in(batch.column(0), value_set=keep))
-                if batch.num_rows == 0:
-                    continue
-            ids = batch.column(0).to_pylist()
-            deleted = pc.equal(pc.utf8_lower(batch.column(1)), "true").to_pylist()
-            # "+00:00" gives datetime.timezone.utc, which compares ten times faster than ZoneInfo("UTC").
-            stamps = pc.cast(batch.column(2), pa.timestamp("ms", tz="+00:00")).to_pylist()
-            columns = []
-            for i, conv in enumerate(convert):
-                column = batch.column(3 + i)
-                if conv is None:
-                    columns.append(pc.if_else(pc.equal(column, ""), null, column).to_pylist())
-                else:
-                    columns.append([conv(v) for v in column.to_pylist()])
-            for rid, gone, stamp, values in zip(ids, deleted, stamps, zip(*columns, strict=True), strict=True):
-                out[rid] = OrgRecord(RECYCLE_BIN if gone else LIVE, stamp, dict(zip(fields, values, strict=True)))
+    for rid, deleted, stamp, *values in _bulk_rows(
+        client, soql, field_names(["Id", "IsDeleted", "SystemModstamp", *fields])
+    ):
+        if keep is not None and rid not in keep:
+            continue
+        out[rid] = OrgRecord(
+            RECYCLE_BIN if deleted.lower() == "true" else LIVE,
+            parse_datetime(stamp) if stamp else None,
+            {f: conv(v) for (f, conv), v in zip(convert, values, strict=True)},
+        )
     return out
 
 
@@ -205,9 +205,11 @@ def parent_states(
         has_bin = any(f["name"] == "IsDeleted" for f in describe(client, obj)["fields"])
         if len(ids) > bulk_threshold and has_bin:
             wanted = set(ids)
-            for row in _bulk_rows(client, f"SELECT Id, IsDeleted FROM {api_name(obj, 'object')}", ["Id", "IsDeleted"]):
-                if row["Id"] in wanted:
-                    (deleted if canonical("boolean", row["IsDeleted"]) else live).add(row["Id"])
+            for rid, flag in _bulk_rows(
+                client, f"SELECT Id, IsDeleted FROM {api_name(obj, 'object')}", ["Id", "IsDeleted"]
+            ):
+                if rid in wanted:
+                    (deleted if canonical("boolean", flag) else live).add(rid)
             continue
         fetched = fetch_records(client, obj, ids, [])
         live.update(rid for rid, rec in fetched.items() if rec is not None)

@@ -144,6 +144,32 @@ def test_current_values_read_the_same_through_collections_and_bulk(devorg, clien
     assert mode == "bulk" and also == by_id
 
 
+def test_a_bulk_read_of_current_values_reads_line_breaks_commas_quotes_and_accents_as_rest_does(
+    devorg, client, monkeypatch
+):
+    """A large restore reads the org's current values from Bulk API 2.0 CSV result pages, row by row: values
+    holding a line break, a comma, quotes or accented letters, and nulls, read as sObject Collections returns
+    them, also when the job's results come in several pages."""
+    from sf_pipeline.restore import current
+
+    types = {f["name"]: f["type"] for f in client.describe("Account")["fields"]}
+    fields = ["Name", "Description", "AnnualRevenue"]
+    ids = accounts(client, 5)
+    texts = ["line one\nline two\r\nline three", 'comma, and "quotes"', "Zürich – café ✓", None, ","]
+    update_records(
+        client,
+        "Account",
+        [{"Id": rid, "Description": text, "AnnualRevenue": 1500.5} for rid, text in zip(ids, texts, strict=True)],
+    )
+    by_rest, mode = fetch_current(client, "Account", ids, fields, types)
+    assert mode == "collections"
+    assert [by_rest[rid].values["Description"] for rid in ids] == texts
+    since = min(r.modstamp for r in by_rest.values())
+    monkeypatch.setattr(current, "BULK_PAGE_RECORDS", 2)  # results in pages of 2 rows
+    by_bulk, mode = fetch_current(client, "Account", ids, fields, types, since=since, bulk_threshold=2)
+    assert mode == "bulk" and by_bulk == by_rest
+
+
 def test_a_restore_read_of_5000_ids_stays_within_salesforces_url_limit(devorg, client):
     """2,000 ids in a GET URL are ~38 KB, past the 16,384 bytes Salesforce answers with 414 URI Too Long:
     the restore's current-state read sends them in the body of sObject Collections retrieve (POST)."""
