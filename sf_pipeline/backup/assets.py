@@ -569,7 +569,7 @@ def history_assets(
         if unchanged:
             args += ["--exclude", " ".join(k.path[-1].lower() for k in unchanged)]
         step = f"{context.op_execution_context.op.name}-{context.run.run_id[:8]}-{uuid.uuid4().hex[:8]}"
-        target = Path(dbt.project_dir) / "target" / step  # as dagster-dbt names it
+        target = Path(dbt.project_dir).resolve() / "target" / step  # as dagster-dbt names it
         with reusing_parse(dbt.project_dir, target, connection):
             with environment({**connection, **snapshot_env(start, end)}):
                 invocation = dbt.cli(args, context=context, target_path=target)  # dbt starts here, with the window
