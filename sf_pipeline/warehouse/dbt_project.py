@@ -395,15 +395,16 @@ def parse_outcome(log_dir: str | Path) -> str | None:
     """How the dbt call that logged into `log_dir` (its dbt.log, debug level) came by its manifest: `reused` (nothing
     changed since the parse it started from), `partial` (some files parsed again), `full: <dbt's reason>`; None
     without a log."""
-    log = Path(log_dir) / "dbt.log"
-    if not log.exists():
+    # dbt rotates its log at 10 MB (dbt.log.1 holds the older lines): a 300-snapshot call's parse is in a rotated one
+    logs = sorted(Path(log_dir).glob("dbt.log*"))
+    if not logs:
         return None
-    text = log.read_text(errors="replace")
+    text = "\n".join(log.read_text(errors="replace") for log in logs)
     if "Partial parsing enabled, no changes found, skipping parsing" in text:
         return "reused"
     if "Partial parsing enabled:" in text:
         return "partial"
-    reasons = re.findall(r"Unable to do partial parsing because (.+)", text)
+    reasons = re.findall(r"Unable to do partial parsing because ([^\"\n]+)", text)  # text or JSON log lines
     if reasons:
         return "full: " + "; ".join(dict.fromkeys(r.strip() for r in reasons))
     return "full" if "Partial parsing not enabled" in text else None
