@@ -5,11 +5,11 @@
   tables created before those columns existed simply have no such rows.
 #}
 {% macro salesforce_found_in_window(relation) -%}
-    {%- set window_end = var('window_end', none) -%}
-    {%- if execute and window_end is not none -%}
+    {%- set window = salesforce_window() -%}
+    {%- if window is not none -%}
         {%- set names = adapter.get_columns_in_relation(relation) | map(attribute='name') | map('lower') | list -%}
         {%- if '_sfp_found_in_window' in names -%}
-            or {{ adapter.quote('_sfp_found_in_window') }} = {{ salesforce_timestamp_literal(window_end) }}
+            or {{ adapter.quote('_sfp_found_in_window') }} = {{ salesforce_timestamp_literal(window.end) }}
         {%- endif -%}
     {%- endif -%}
 {%- endmacro %}

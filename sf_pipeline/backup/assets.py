@@ -5,8 +5,7 @@ object (`BackfillPolicy.single_run()`): the range is extracted as one window, so
 of a large org is simply a backfill.
 """
 
-import json
-import os
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +25,7 @@ from sf_pipeline.salesforce.catalog import ObjectPlan, ReadApi, SkippedObject, S
 from sf_pipeline.salesforce.extract import ExtractStats, extract_all, extract_window
 from sf_pipeline.settings import BackupOrgSettings, ObjectSettings, Settings
 from sf_pipeline.warehouse import backup_fields, dbt_env_from_url, ensure_mirror_table, load_window
+from sf_pipeline.warehouse.dbt_project import environment, parse_outcome, reusing_parse, snapshot_env
 from sf_pipeline.warehouse.erased import drop_erased_rows
 from sf_pipeline.warehouse.full_read import load_full_read
 from sf_pipeline.warehouse.lookups import email_columns, ensure_lookup_indexes
@@ -561,13 +561,20 @@ def history_assets(
         if not changed:
             context.log.info(f"no object changed in this window: dbt not run ({len(unchanged)} unchanged)")
             return
-        # profiles.yml reads the connection from SF_PIPELINE_PG_*; derive them from the one database URL.
-        os.environ.update(dbt_env_from_url(warehouse.database_url))
-        variables = {"window_start": start.isoformat(), "window_end": end.isoformat()}
-        args = ["snapshot", "--vars", json.dumps(variables)]
+        # profiles.yml reads the connection from SF_PIPELINE_PG_* (derived from the one database URL), the window
+        # macro the window from SF_PIPELINE_WINDOW_START/END: in dbt's environment (this step's process) only, not
+        # in --vars, whose every change makes dbt parse the whole project again
+        connection = dbt_env_from_url(warehouse.database_url)
+        args = ["snapshot"]
         if unchanged:
             args += ["--exclude", " ".join(k.path[-1].lower() for k in unchanged)]
-        yield from dbt.cli(args, context=context).stream()
+        step = f"{context.op_execution_context.op.name}-{context.run.run_id[:8]}-{uuid.uuid4().hex[:8]}"
+        target = Path(dbt.project_dir).resolve() / "target" / step  # as dagster-dbt names it
+        with reusing_parse(dbt.project_dir, target, connection):
+            with environment({**connection, **snapshot_env(start, end)}):
+                invocation = dbt.cli(args, context=context, target_path=target)  # dbt starts here, with the window
+            yield from invocation.stream()
+        context.log.info(f"dbt parse: {parse_outcome(target)}")  # `reused` unless the project or database changed
         # dbt made the history tables (its post-hook indexes them by record and time); the e-mail lookups of an
         # erasure request (forget) need theirs too, made now rather than at the request (warehouse/lookups.py)
         with warehouse.connect() as conn:

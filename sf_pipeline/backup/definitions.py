@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from sf_pipeline.resources import (
 )
 from sf_pipeline.salesforce.catalog import Catalog
 from sf_pipeline.settings import BackupOrgSettings, ObjectSettings, Settings
-from sf_pipeline.warehouse.dbt_project import dbt_executable, dbt_project_dir, prepare_manifest
+from sf_pipeline.warehouse.dbt_project import dbt_env_from_url, dbt_executable, dbt_project_dir, prepare_manifest
 
 from .assets import history_assets, mirror_asset, shares_step, small_mirrors_asset
 from .catalog_asset import catalog_spec
@@ -95,7 +96,8 @@ def backup_definitions(settings: Settings, catalogs: Mapping[str, Catalog] | Non
     partitions = backup_partitions(settings)
     project_dir = dbt_project_dir()
     everything = list(dict.fromkeys(o.name for org in settings.backups for o in org.objects))
-    manifest = prepare_manifest(project_dir, everything)
+    # parsed on the primary org's database when this process knows it: its first snapshot reuses the parse
+    manifest = prepare_manifest(project_dir, everything, _known_database_url())
     project = DbtProject(project_dir=project_dir, profiles_dir=project_dir)
     several = len(settings.backups) > 1
     defs = [
@@ -121,6 +123,16 @@ def backup_definitions(settings: Settings, catalogs: Mapping[str, Catalog] | Non
         ],
     )
     return dg.Definitions.merge(shared, *defs)
+
+
+def _known_database_url() -> str | None:
+    """The primary org's backup database URL if this process has a valid one (a run would fail on a bad one: the
+    code location still loads)."""
+    url = os.environ.get(database_url_env())
+    try:
+        return url if url and dbt_env_from_url(url) else None
+    except ValueError:
+        return None
 
 
 def _stamp(obj: ObjectSettings) -> str | None:

@@ -8,6 +8,7 @@ from sf_pipeline.warehouse.dbt_project import (
     dbt_env_from_url,
     run_snapshot,
     snapshot_args,
+    snapshot_env,
     write_snapshot_definitions,
 )
 from sf_pipeline.warehouse.errors import (
@@ -54,6 +55,7 @@ __all__ = [
     "pg_type_for",
     "run_snapshot",
     "snapshot_args",
+    "snapshot_env",
     "table_name",
     "write_snapshot_definitions",
 ]

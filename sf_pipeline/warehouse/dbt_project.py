@@ -10,13 +10,24 @@ is a settings change, not a dbt change. Each object gets:
   `systemmodstamp`, so `dbt_valid_from` is the record's SystemModstamp, into `salesforce_history`.
 
 The plain CLI runs it exactly as `run_snapshot` does:
-    dbt snapshot --project-dir dbt_snapshots --profiles-dir dbt_snapshots \
-        --select opportunity account --vars '{window_start: ..., window_end: ...}'
-with the connection taken from the SF_PIPELINE_PG_* variables (`dbt_env_from_url`).
+    SF_PIPELINE_WINDOW_START=2026-11-24T02:00:00+00:00 SF_PIPELINE_WINDOW_END=2026-11-24T03:00:00+00:00 \
+        dbt snapshot --project-dir dbt_snapshots --profiles-dir dbt_snapshots --select opportunity account
+with the connection taken from the SF_PIPELINE_PG_* variables (`dbt_env_from_url`) and the window from
+SF_PIPELINE_WINDOW_START/END (`snapshot_env`; both required: the snapshot fails naming them when one is missing).
+
+The window is an environment variable, not `--vars`, so that consecutive windows reuse dbt's parse: dbt re-parses
+the whole project when `--vars`, or the connection (host, port, user, database, sslmode), differ from its last
+parse (https://docs.getdbt.com/reference/parsing, "Known limitations"), and the window macro reads the variables
+only while dbt executes, so no parsed file depends on them. The connection differs between the parse that writes
+the manifest (`prepare_manifest`, wherever the code location loads) and the runs, and between orgs (one database
+each): `reusing_parse` keeps dbt's last partial parse per connection (`target/partial_parse/`) and hands it to the
+next call on that connection. A 300-object project parses in seconds; a window of 5 changed objects then costs
+the snapshot of those 5 (BENCHMARKS.md, dbt-partial).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -25,7 +36,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -202,12 +215,95 @@ def _utc_iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat()
 
 
-def snapshot_args(object_names: Iterable[str], window_start: datetime, window_end: datetime) -> list[str]:
-    """`dbt snapshot` arguments for one window, as dagster-dbt's `DbtCliResource.cli` takes them."""
+WINDOW_ENV = ("SF_PIPELINE_WINDOW_START", "SF_PIPELINE_WINDOW_END")
+"""The variables macros/salesforce_window.sql reads the window to snapshot from (only while dbt executes)."""
+
+
+def snapshot_args(object_names: Iterable[str]) -> list[str]:
+    """`dbt snapshot` arguments for some objects, as dagster-dbt's `DbtCliResource.cli` takes them; the window goes
+    in the environment (`snapshot_env`)."""
+    return ["snapshot", "--select", *snapshot_names(object_names)]
+
+
+def snapshot_env(window_start: datetime, window_end: datetime) -> dict[str, str]:
+    """SF_PIPELINE_WINDOW_START/END for the dbt process that snapshots [window_start, window_end) (UTC ISO 8601)."""
+    bounds = (_utc_iso(window_start), _utc_iso(window_end))
     if window_start >= window_end:
         raise ValueError(f"empty window: {window_start} is not before {window_end}")
-    window = {"window_start": _utc_iso(window_start), "window_end": _utc_iso(window_end)}
-    return ["snapshot", "--select", *snapshot_names(object_names), "--vars", json.dumps(window)]
+    return dict(zip(WINDOW_ENV, bounds, strict=True))
+
+
+@contextmanager
+def environment(variables: Mapping[str, str]) -> Iterator[None]:
+    """`variables` set in this process's environment within the block, restored after it (dagster-dbt starts dbt
+    with a copy of `os.environ` and takes no environment of its own)."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+# ===================================================================== reusing dbt's parse between calls
+PARTIAL_PARSE_FILE = "partial_parse.msgpack"
+PARTIAL_PARSES_DIR = Path("target") / "partial_parse"
+
+
+def _connection_key(dbt_env: Mapping[str, str]) -> str:
+    # What dbt's profile check hashes (the connection settings but the password, dbt's Credentials.connection_info)
+    # comes from these variables alone: the same values, the same profile.
+    settings = [f"{env}={dbt_env.get(env, '')}" for key, env in sorted(_ENV_FOR.items()) if key != "password"]
+    return hashlib.sha256("\n".join(settings).encode()).hexdigest()[:16]
+
+
+def partial_parse_for(project: Path, dbt_env: Mapping[str, str]) -> Path:
+    """Where dbt's last partial parse of `project` on the connection of `dbt_env` (SF_PIPELINE_PG_*) is kept."""
+    return project / PARTIAL_PARSES_DIR / f"{_connection_key(dbt_env)}.msgpack"
+
+
+def _seed(project: Path, dbt_env: Mapping[str, str]) -> Path | None:
+    """The partial parse a dbt call on this connection should start from: the one kept for the connection unless
+    the manifest was parsed again since (the project changed: start from that parse, as a new connection does),
+    else the manifest's own (`prepare_manifest`; dbt parses in full if its connection differs)."""
+    kept = partial_parse_for(project, dbt_env)
+    manifest = project / "target" / "manifest.json"
+    if kept.exists() and (not manifest.exists() or kept.stat().st_mtime >= manifest.stat().st_mtime):
+        return kept
+    shared = project / "target" / PARTIAL_PARSE_FILE
+    return shared if shared.exists() else None
+
+
+@contextmanager
+def reusing_parse(project: str | Path, target_path: Path, dbt_env: Mapping[str, str]) -> Iterator[None]:
+    """Around one dbt call writing into `target_path` on the connection of `dbt_env`: start it from the partial
+    parse kept for that connection, and keep the one it writes (dbt writes partial_parse.msgpack into its target
+    path only when it parsed something; the copy it started from is dated 1970, so a newer file is dbt's).
+
+    The kept file is replaced atomically (written beside it, then renamed), so a concurrent call reads either
+    parse whole; it holds the project's parse, never a window (the window is read only while dbt executes).
+    """
+    project = Path(project).resolve()
+    written = target_path / PARTIAL_PARSE_FILE
+    seed = _seed(project, dbt_env)
+    if seed is not None:
+        target_path.mkdir(parents=True, exist_ok=True)
+        try:
+            shutil.copyfile(seed, written)
+            os.utime(written, (0, 0))
+        except FileNotFoundError:  # replaced meanwhile: dbt parses in full and this call keeps its parse
+            pass
+    yield
+    if written.exists() and written.stat().st_mtime > 0:
+        kept = partial_parse_for(project, dbt_env)
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        partial = kept.with_name(f"{kept.stem}.{uuid.uuid4().hex}.tmp")
+        shutil.copyfile(written, partial)
+        os.replace(partial, kept)
 
 
 def dbt_executable() -> str:
@@ -237,29 +333,34 @@ def run_snapshot(
     """Run `dbt snapshot` for one window of some objects; raise `SnapshotError` unless all succeed.
 
     Runs dbt in a subprocess (about 3 s of start-up) with its own target and log directories, so
-    concurrent runs on one project do not trample each other. Returns per snapshot dbt's status,
-    rows affected and time, for run metadata.
+    concurrent runs on one project do not trample each other, the window in its environment (`snapshot_env`), from
+    the parse the last call on this database left (`reusing_parse`). Returns per snapshot dbt's status,
+    rows affected and time, and how dbt came by its manifest (`parse_outcome`), for run metadata.
     """
     names = snapshot_names(object_names)
     project = Path(project_dir).resolve()
-    env = {**os.environ, **dbt_env_from_url(db_url)}
+    connection = dbt_env_from_url(db_url)
+    env = {**os.environ, **connection, **snapshot_env(window_start, window_end)}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="sf_pipeline_dbt_") as scratch:
+        target = Path(scratch) / "target"
         command = [
             dbt_executable(),
-            *snapshot_args(names, window_start, window_end),
+            *snapshot_args(names),
             "--project-dir",
             str(project),
             "--profiles-dir",
             str(project),
             "--target-path",
-            str(Path(scratch) / "target"),
+            str(target),
             "--log-path",
             str(Path(scratch) / "logs"),
         ]
-        completed = subprocess.run(command, env=env, cwd=project, capture_output=True, text=True, check=False)
-        results_file = Path(scratch) / "target" / "run_results.json"
+        with reusing_parse(project, target, connection):
+            completed = subprocess.run(command, env=env, cwd=project, capture_output=True, text=True, check=False)
+        results_file = target / "run_results.json"
         run_results = json.loads(results_file.read_text()) if results_file.exists() else {"results": []}
+        parse = parse_outcome(Path(scratch) / "logs")
 
     snapshots: dict[str, dict[str, Any]] = {}
     for result in run_results.get("results", []):
@@ -285,8 +386,28 @@ def run_snapshot(
         "window_start": _utc_iso(window_start),
         "window_end": _utc_iso(window_end),
         "seconds": round(time.perf_counter() - started, 3),
+        "parse": parse,
         "snapshots": snapshots,
     }
+
+
+def parse_outcome(log_dir: str | Path) -> str | None:
+    """How the dbt call that logged into `log_dir` (its dbt.log, debug level) came by its manifest: `reused` (nothing
+    changed since the parse it started from), `partial` (some files parsed again), `full: <dbt's reason>`; None
+    without a log."""
+    # dbt rotates its log at 10 MB (dbt.log.1 holds the older lines): a 300-snapshot call's parse is in a rotated one
+    logs = sorted(Path(log_dir).glob("dbt.log*"))
+    if not logs:
+        return None
+    text = "\n".join(log.read_text(errors="replace") for log in logs)
+    if "Partial parsing enabled, no changes found, skipping parsing" in text:
+        return "reused"
+    if "Partial parsing enabled:" in text:
+        return "partial"
+    reasons = re.findall(r"Unable to do partial parsing because ([^\"\n]+)", text)  # text or JSON log lines
+    if reasons:
+        return "full: " + "; ".join(dict.fromkeys(r.strip() for r in reasons))
+    return "full" if "Partial parsing not enabled" in text else None
 
 
 # ===================================================================== the manifest dagster-dbt reads
@@ -297,17 +418,22 @@ def _inputs(project: Path) -> list[Path]:
     return files
 
 
-def prepare_manifest(project: Path, object_names: list[str]) -> Path:
-    """Write the snapshot definitions for these objects and `dbt parse` when anything changed."""
+def prepare_manifest(project: Path, object_names: list[str], db_url: str | None = None) -> Path:
+    """Write the snapshot definitions for these objects and `dbt parse` when anything changed.
+
+    `db_url`: the database the snapshots will run on (the primary org's), when known; dbt's parse then holds its
+    connection, and the first snapshot on it reuses the parse instead of parsing the project again (`reusing_parse`).
+    """
     write_snapshot_definitions(project, object_names)
     manifest = project / "target" / "manifest.json"
     if manifest.exists() and manifest.stat().st_mtime >= max(p.stat().st_mtime for p in _inputs(project)):
         return manifest
-    _parse(project, manifest)
+    env = dbt_env_from_url(db_url) if db_url else {}
+    _parse(project, manifest, env)
     if not _has_snapshots(manifest, object_names):
         # dbt 1.11's partial parsing can miss snapshots added to a YAML file that already held some (seen here when
         # `objects: all` adds objects): parse again in full.
-        _parse(project, manifest, "--no-partial-parse")
+        _parse(project, manifest, env, "--no-partial-parse")
         if not _has_snapshots(manifest, object_names):
             raise DbtProjectError(
                 f"dbt parse of {project} did not define a snapshot for every object of {object_names}"
@@ -315,12 +441,12 @@ def prepare_manifest(project: Path, object_names: list[str]) -> Path:
     return manifest
 
 
-def _parse(project: Path, manifest: Path, *extra: str) -> None:
+def _parse(project: Path, manifest: Path, env: Mapping[str, str], *extra: str) -> None:
     proc = subprocess.run(
         [dbt_executable(), "parse", "--project-dir", str(project), "--profiles-dir", str(project), "--quiet", *extra],
         capture_output=True,
         text=True,
-        env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
+        env={**os.environ, **env, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
     )
     if proc.returncode != 0 or not manifest.exists():
         raise DbtProjectError(f"dbt parse failed for {project}:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")

@@ -65,6 +65,11 @@ def materializations(result: dg.ExecuteInProcessResult, key: str) -> list[dict]:
     return out
 
 
+def dbt_parse(p: Pipeline, result: dg.ExecuteInProcessResult) -> list[str]:
+    """How each dbt snapshot call of the run came by dbt's manifest (the history step's log line)."""
+    return [e.user_message for e in p.instance.all_logs(result.run_id) if e.user_message.startswith("dbt parse:")]
+
+
 def at(p: Pipeline, hour: int, minute: int) -> datetime:
     moment = T0 + timedelta(hours=hour, minutes=minute)
     p.set_clock(moment)
@@ -157,6 +162,9 @@ def test_backfill_then_windows_keep_mirror_and_history_equal_to_the_org(pipeline
     )
     for sobject in COMPARED:
         assert mirror_state(p, sobject) == devorg_state(p, sobject, include_deleted=True)
+    # Each window's dbt call reused the parse the first run made on this database: the window is no reason to
+    # parse the project again (dbt_snapshots/macros/salesforce_window.sql)
+    assert dbt_parse(p, w1) == dbt_parse(p, w2) == ["dbt parse: reused"]
 
     # History: the state of the org at every instant equals what devorg held then.
     for instant, truth in truths.items():

@@ -17,7 +17,8 @@ objects under `backup.shared_step_below_records` share one step. Per N:
 `python -m pstats`; what the run spends on each Dagster event shows under `store_event`). Prints per window: the
 org's API usage (what Salesforce counts: each Composite Batch subrequest is one call),
 the HTTP requests the pipeline sent (the client's count, without the logins), the logins (one per mirror step),
-the mirror steps, the history snapshots run and skipped, and the wall time.
+the mirror steps, the history snapshots run and skipped, the wall time, and how dbt came by its manifest (`reused`:
+nothing parsed; `full: <reason>`: the whole project parsed again).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -68,7 +70,7 @@ def window(
     start: datetime,
     executor: str = "in-process",
     profile: str | None = None,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Back up the window starting at `start`; what it cost. `profile`: a file for the in-process run's cProfile."""
     usage = org.api_usage()
     profiler = cProfile.Profile() if profile else None
@@ -107,7 +109,10 @@ def window(
             if e.event_type_value == "STEP_START" and not str(e.step_key).startswith(("history", "backup_complete"))
         }
     )
+    # how the history step's dbt call came by its manifest (its log line; none when dbt did not run)
+    parse = [e.user_message for e in instance.all_logs(result.run_id) if e.user_message.startswith("dbt parse:")]
     return {
+        "parse": "; ".join(m.removeprefix("dbt parse: ") for m in parse) or "dbt not run",
         "api_usage": org.api_usage() - usage,
         "http": http,
         "logins": steps,
@@ -172,7 +177,7 @@ def bench(n: int, root: Path, executor: str = "in-process", profile: str | None 
             print(
                 f"N={n:>3} [{executor}] {label:<34} org API usage {figures['api_usage']:>5.0f}  HTTP requests "
                 f"{figures['http']:>4.0f} (+ {figures['logins']:.0f} logins, one per mirror step)  snapshots run {figures['snapshots']:.0f}, "
-                f"skipped {figures['skipped']:.0f}  wall {figures['wall']:6.1f} s"
+                f"skipped {figures['skipped']:.0f}  wall {figures['wall']:6.1f} s  dbt parse: {figures['parse']}"
             )
         print(
             f"N={n:>3} unchanged window per object: {quiet['api_usage'] / n:.2f} API calls, "

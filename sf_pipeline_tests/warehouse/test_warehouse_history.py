@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -23,8 +26,10 @@ from sf_pipeline.warehouse import (
     load_window,
     run_snapshot,
     snapshot_args,
+    snapshot_env,
     write_snapshot_definitions,
 )
+from sf_pipeline.warehouse.dbt_project import dbt_executable, prepare_manifest
 from sf_pipeline_tests.warehouse.builders import OPPORTUNITY_FIELDS, csv_batch, opportunity
 
 
@@ -81,15 +86,17 @@ def test_snapshot_definitions_follow_the_configured_object_list(project_dir: Pat
     assert not (project_dir / "models" / "windows" / "invoice__c_window.sql").exists()
 
 
-def test_snapshot_command_selects_the_objects_and_passes_the_window() -> None:
-    assert snapshot_args(["Opportunity", "Account"], JAN_1, JAN_2) == [
-        "snapshot",
-        "--select",
-        "opportunity",
-        "account",
-        "--vars",
-        '{"window_start": "2026-01-01T00:00:00+00:00", "window_end": "2026-01-02T00:00:00+00:00"}',
-    ]
+def test_snapshot_command_selects_the_objects_and_its_environment_holds_the_window() -> None:
+    # the window is not an argument: dbt parses the whole project again whenever --vars change
+    assert snapshot_args(["Opportunity", "Account"]) == ["snapshot", "--select", "opportunity", "account"]
+    assert snapshot_env(JAN_1, JAN_2) == {
+        "SF_PIPELINE_WINDOW_START": "2026-01-01T00:00:00+00:00",
+        "SF_PIPELINE_WINDOW_END": "2026-01-02T00:00:00+00:00",
+    }
+    with pytest.raises(ValueError, match="empty window"):
+        snapshot_env(JAN_2, JAN_1)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        snapshot_env(datetime(2026, 1, 1), JAN_2)
 
 
 def test_history_of_an_object_never_snapshotted_says_so(pg_conn: psycopg.Connection) -> None:
@@ -191,3 +198,90 @@ def test_history_keeps_every_version_and_as_of_shows_each_past_state(
         "SELECT indexdef FROM pg_indexes WHERE schemaname = 'salesforce_history' AND tablename = 'opportunity'"
     ).fetchall()
     assert [d for (d,) in index if d.endswith("(id, dbt_valid_from)")]
+
+
+def _two_windows_of(pg_conn: psycopg.Connection, object_name: str) -> None:
+    """A mirror of `object_name` with record A stamped in window JAN_1..JAN_2 and record B in JAN_2..JAN_3."""
+    mirror = ensure_mirror_table(pg_conn, object_name, OPPORTUNITY_FIELDS)
+    load_window(pg_conn, mirror, [csv_batch([opportunity(A, "2026-01-01T10:00:00.000Z")])], JAN_1, JAN_2)
+    load_window(pg_conn, mirror, [csv_batch([opportunity(B, "2026-01-02T10:00:00.000Z")])], JAN_2, JAN_3)
+
+
+def _history_ids(pg_conn: psycopg.Connection, object_name: str) -> list[str]:
+    table = object_name.lower()
+    return [r for (r,) in pg_conn.execute(f'SELECT id FROM salesforce_history."{table}" ORDER BY id').fetchall()]
+
+
+@pytest.mark.e2e
+def test_consecutive_windows_reuse_dbts_parse_of_the_project_on_their_database(
+    project_dir: Path, pg_url: str, pg_conn: psycopg.Connection
+) -> None:
+    # The project parsed where the code location loads: without the database's settings (dbt's default profile).
+    prepare_manifest(project_dir, ["Opportunity"])
+    _two_windows_of(pg_conn, "Opportunity")
+
+    first = run_snapshot(project_dir, pg_url, ["Opportunity"], JAN_1, JAN_2)
+    # another connection than the manifest's parse: dbt parses the project again, once
+    assert first["parse"] == "full: profile has changed"
+    second = run_snapshot(project_dir, pg_url, ["Opportunity"], JAN_2, JAN_3)
+    assert second["parse"] == "reused"  # a new window is no reason to parse: it is read only when dbt executes
+    assert second["snapshots"]["opportunity"]["status"] == "success"
+    assert _history_ids(pg_conn, "Opportunity") == [A, B]  # each window snapshotted its own record
+
+    # Parsed knowing the database the snapshots run on (the code location with SF_PIPELINE_DATABASE_URL set): even
+    # the first window reuses the parse.
+    other = project_dir.parent / "parsed_on_the_database"
+    shutil.copytree(DBT_PROJECT_DIR, other, ignore=shutil.ignore_patterns("target", "logs"))
+    prepare_manifest(other, ["Opportunity"], pg_url)
+    assert run_snapshot(other, pg_url, ["Opportunity"], JAN_2, JAN_3)["parse"] == "reused"
+
+
+@pytest.mark.e2e
+def test_windows_snapshotted_at_once_each_see_only_their_own(
+    project_dir: Path, pg_url: str, pg_conn: psycopg.Connection
+) -> None:
+    # Two runs at once on one project and database (two partitions of two objects), sharing the kept parse.
+    _two_windows_of(pg_conn, "Opportunity")
+    _two_windows_of(pg_conn, "Invoice__c")
+    write_snapshot_definitions(project_dir, ["Opportunity", "Invoice__c"])
+    run_snapshot(project_dir, pg_url, ["Opportunity", "Invoice__c"], JAN_5, JAN_6)  # the first parse, kept
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(run_snapshot, project_dir, pg_url, ["Opportunity"], JAN_1, JAN_2)
+        second = pool.submit(run_snapshot, project_dir, pg_url, ["Invoice__c"], JAN_2, JAN_3)
+        assert first.result()["parse"] == second.result()["parse"] == "reused"
+    assert _history_ids(pg_conn, "Opportunity") == [A]
+    assert _history_ids(pg_conn, "Invoice__c") == [B]
+
+
+@pytest.mark.e2e
+def test_plain_dbt_cli_takes_the_window_from_its_environment_and_requires_it(
+    project_dir: Path, pg_url: str, pg_conn: psycopg.Connection
+) -> None:
+    """The command dbt_snapshots/README.md documents, as a user types it."""
+    _two_windows_of(pg_conn, "Opportunity")
+    write_snapshot_definitions(project_dir, ["Opportunity"])
+    base = [dbt_executable(), "snapshot", "--project-dir", str(project_dir), "--profiles-dir", str(project_dir)]
+    env = {**os.environ, **dbt_env_from_url(pg_url)}
+    for name in snapshot_env(JAN_1, JAN_2):
+        env.pop(name, None)
+
+    def dbt(*args: str, **window: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*base, *args], env={**env, **window}, capture_output=True, text=True, check=False)
+
+    missing = dbt("--select", "opportunity")
+    assert missing.returncode != 0
+    assert "need the window to snapshot in SF_PIPELINE_WINDOW_START and SF_PIPELINE_WINDOW_END" in missing.stdout
+    only_start = dbt("--select", "opportunity", SF_PIPELINE_WINDOW_START="2026-01-01T00:00:00Z")
+    assert only_start.returncode != 0 and "SF_PIPELINE_WINDOW_END" in only_start.stdout
+    as_vars = dbt("--select", "opportunity", "--vars", "{window_start: 2026-01-01T00:00:00Z, window_end: 2026-01-02}")
+    assert as_vars.returncode != 0 and "read from the environment, not from --vars" in as_vars.stdout
+    assert not pg_conn.execute("SELECT to_regclass('salesforce_history.opportunity')").fetchone()[0]
+
+    done = dbt(
+        "--select",
+        "opportunity",
+        SF_PIPELINE_WINDOW_START="2026-01-01T00:00:00Z",
+        SF_PIPELINE_WINDOW_END="2026-01-02T00:00:00Z",
+    )
+    assert done.returncode == 0, done.stdout
+    assert _history_ids(pg_conn, "Opportunity") == [A]
