@@ -130,8 +130,9 @@ def test_daemon_schedules_checks_restores_and_backfills_against_the_deployed_ins
 
     # The code server and the webserver come up while the scene is set (they need only the environment, which the
     # factory has set); the schedule and the sensor are started through GraphQL as soon as the webserver serves.
-    # Neither ticks before the daemon runs, which starts once the scene is set: its first iteration then makes the
-    # schedule's latest tick due since it was started at once, instead of waiting for the next minute.
+    # Nothing ticks before the daemon runs, and it starts once the scene is set. If a minute began since the
+    # schedule was started, the daemon's first iteration evaluates that minute's tick at once (Dagster's scheduler
+    # runs a schedule's latest due tick), rather than waiting for the next minute.
     began = time.monotonic()
     timings: dict[str, float] = {}
     procs = dagster_processes()
