@@ -46,3 +46,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     ordered = sorted(modules, key=rank)  # stable: otherwise the collection's order
     items[:] = [item for module in ordered for item in modules[module]]
+
+
+# Seconds per module (setup, call and teardown of its tests, module fixtures included), as the reports reach this
+# process (with xdist: the controller), for the summary below: the data LONGEST_FIRST is kept in order with.
+_MODULE_SECONDS: dict[str, float] = {}
+LONGEST_MODULES_SHOWN = 15
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    module = report.nodeid.split("::")[0].removeprefix("sf_pipeline_tests/")
+    _MODULE_SECONDS[module] = _MODULE_SECONDS.get(module, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if not _MODULE_SECONDS or config.option.collectonly:
+        return
+    longest = sorted(_MODULE_SECONDS.items(), key=lambda kv: -kv[1])[:LONGEST_MODULES_SHOWN]
+    terminalreporter.write_sep(
+        "=", f"{len(longest)} longest modules (for LONGEST_FIRST in sf_pipeline_tests/conftest.py)"
+    )
+    for module, seconds in longest:
+        mark = "" if module in LONGEST_FIRST else "  (not in LONGEST_FIRST)"
+        terminalreporter.write_line(f"{seconds:8.1f}s {module}{mark}")

@@ -157,8 +157,10 @@ def proxied_webservers(nginx_installed, deployed_pipeline_factory, dagster_proce
     deployed_pipeline_factory(["Account"])
     procs = dagster_processes()
     procs.start_code_server()
+    # the two webservers load the code location from the code server at the same time
+    viewers = procs.start_in_background(lambda: procs.start_webserver(read_only=True))
     procs.start_webserver()
-    procs.start_webserver(read_only=True)
+    viewers.result()
     root = tmp_path / "proxy"
     root.mkdir()
     htpasswd(root / "admins.htpasswd", *ADMIN)
