@@ -11,7 +11,9 @@ test: setup lint
 	@scripts/ensure-postgres.sh
 	@scripts/ensure-chromium.sh
 	@scripts/ensure-nginx.sh
-	.venv/bin/pytest
+	# bytecode caches on: with PYTHONDONTWRITEBYTECODE set, every xdist worker rewrites pytest's assertions again
+	# (~15 s of CPU each) and every Dagster, dbt and devorg subprocess recompiles what it imports
+	env -u PYTHONDONTWRITEBYTECODE .venv/bin/pytest
 
 # ruff check and ruff format --check (scripts/lint.sh --fix formats and applies the safe fixes)
 lint: setup
