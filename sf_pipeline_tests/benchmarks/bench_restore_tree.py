@@ -13,8 +13,9 @@ refuses, as devorg does), and a real mass delete would have taken them first.
 Only the restore is timed: the dry run (`plan_restore`), then apply and verify of its stored plan.
 Targets (issue 16): apply + verify < 2 min, <= 1 API call per 150 records brought back, peak memory < 500 MB.
 Memory (Linux): the process's peak resident set through the backup steps (dbt and the loads run in this process),
-then the peak is reset (`/proc/self/clear_refs`) and the restore's own peak measured: dry run, apply and verify,
-from the resident set it started with (printed too). The process's peak is the larger of the two.
+then the peak is reset (`/proc/self/clear_refs`) and the restore's own peak measured, per phase (dry run, apply,
+verify: reset before each), from the resident set it started with (printed too). The process's peak is the
+largest of them.
 
     .venv/bin/python sf_pipeline_tests/benchmarks/bench_restore_tree.py                 # 2,000 Accounts
     .venv/bin/python sf_pipeline_tests/benchmarks/bench_restore_tree.py --size 5000     # scaled down
@@ -140,18 +141,23 @@ def run(size: int, accounts: int | None) -> None:
                 t1 = time.perf_counter()
                 tree = dry.summary()["tree"]
                 del dry  # the dry run and the apply are two runs (two processes) in the restore job
+                peaks = {"dry run": peak_mb()}
+                reset_peak()
                 calls_plan = client.api_calls
                 plan = load_plan(conn, config(as_of, start, end, False, "tree-dry"), "tree")
                 result = apply_plan(conn, client, plan)
                 t2 = time.perf_counter()
                 calls_apply = client.api_calls - calls_plan
+                peaks["apply"] = peak_mb()
+                reset_peak()
                 verified = verify_plan(client, plan, conn=conn)
                 t3 = time.perf_counter()
             restored = live_counts(org)
             assert restored == before, (restored, before)
             brought = sum(gone.values())
             calls = client.api_calls - calls_plan
-            restore_peak = peak_mb()
+            peaks["verify"] = peak_mb()
+            restore_peak = max(peaks.values())
             print(f"  plan (dry run): {t1 - t0:6.1f} s, {calls_plan} API calls; tree {tree}")
             print(f"  apply:          {t2 - t1:6.1f} s, {calls_apply} API calls; {result.outcomes}")
             print(f"  verify:         {t3 - t2:6.1f} s, {verified.api_calls} API calls; {verified.checked:,} checked")
@@ -164,7 +170,8 @@ def run(size: int, accounts: int | None) -> None:
             print(
                 f"  peak memory of this process (devorg runs apart): {max(backup_peak, restore_peak):,.0f} MB (target "
                 f"< 500 MB); the backup steps {backup_peak:,.0f} MB; the restore (dry run, apply, verify) "
-                f"{restore_peak:,.0f} MB, from {start_rss:,.0f} MB resident when it started"
+                f"{restore_peak:,.0f} MB, from {start_rss:,.0f} MB resident when it started; per phase "
+                + ", ".join(f"{k} {v:,.0f} MB" for k, v in peaks.items())
             )
             print(f"  every object back to its count before the delete: {restored}")
         finally:
