@@ -276,9 +276,9 @@ def tree_summary(plan: RestorePlan) -> dict[str, Any]:
         # records: each record written once however many of its lookups are re-pointed (what verify reads back)
         "counts": counts,
         "actions": actions,
-        "records_to_write": len(
-            {(r.object, r.record_id) for r in tree.records if r.action in (UNDELETE, CREATE, DELETE)}
-            | {(p.object, p.record_id) for p in tree.repoints}
+        "records_to_write": len(  # record ids are unique across objects
+            {r.record_id for r in tree.records if r.action in (UNDELETE, CREATE, DELETE)}
+            | {p.record_id for p in tree.repoints}
         ),
         "values_to_write": sum(actions.values()),
         "fetch_mode": "collections",
@@ -383,11 +383,13 @@ def _plan_restore(
     members: dict[str, dict[str, str | None]] = {root: dict.fromkeys(roots)}  # object -> id -> cascade parent
     pointers: list[tuple[str, str, str, str, str | None]] = []  # (object, id, field, parent at as_of, latest)
     frontier: dict[str, list[str]] = {root: roots}
+    parents: dict[str, str] = {}
     while frontier:
         found: dict[str, list[str]] = {}
         for obj, ids in frontier.items():
             for child, fname, cascade in backup.lookups_to(obj):
                 for cid, pid, deleted, latest in tree_tables.pointers_at(conn, child, fname, ids, as_of):
+                    pid = parents.setdefault(pid, pid)  # one string per parent, however many children it has
                     if cascade and deleted:
                         if cid not in members.setdefault(child, {}):
                             members[child][cid] = pid
@@ -395,6 +397,7 @@ def _plan_restore(
                     else:
                         pointers.append((child, cid, fname, pid, latest))
         frontier = found
+    del parents
 
     # ---------------------------------------------------------------- where each record is in the org
     records: list[TreeRecord] = []
@@ -543,13 +546,17 @@ def load_tree_plan(
     # One object per record, read a chunk of rows at a time; the few distinct strings (object, action, state,
     # field) shared rather than one copy per record, and no reason (apply does not read it): what a loaded plan
     # holds per record is its ids and outcome.
+    parents: dict[str, str] = {}  # a parent's id once, however many records were deleted with it
     rows = tree_tables.items(conn, config.plan, reasons=False)
     for obj, rid, fname, action, current, desired, damaged, _status, _reason in rows:
         if action == REPOINT:
+            desired = parents.setdefault(desired, desired) if desired is not None else None
             repoints.append(Repoint(sys.intern(obj), rid, sys.intern(fname), desired, current))
         else:
             state = sys.intern(current) if isinstance(current, str) else current
+            damaged = parents.setdefault(damaged, damaged) if damaged is not None else None
             records.append(TreeRecord(sys.intern(obj), rid, sys.intern(action), state, damaged))
+    del parents
     as_of = config.as_of
     tables.copy_plan(
         conn,
