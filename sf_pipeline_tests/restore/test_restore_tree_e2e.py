@@ -255,7 +255,7 @@ def test_a_tree_restored_a_chunk_at_a_time_comes_back_whole_and_verify_checks_wh
     story: DeletedAccounts = four_accounts_deleted.story
     run_scenario(p.devorg.org, "recycle-bin-purge")
     monkeypatch.setattr(tables, "CHUNK_RECORDS", 3)
-    monkeypatch.setattr(hierarchy, "BULK_AT", 2)  # every chunk of 2 or 3 records through Bulk API 2.0
+    monkeypatch.setattr(hierarchy, "BULK_AT", 1)  # every chunk through Bulk API 2.0
     c = client(p)
     with p.conn() as conn:
         plan = reviewed(conn, c, "chunked", **TREE)
@@ -279,7 +279,7 @@ def test_a_tree_restored_a_chunk_at_a_time_comes_back_whole_and_verify_checks_wh
         contact = next(
             k for k, v in story.before["Contact"].items() if k not in story.damaged["Contact"] and v["ReportsToId"]
         )
-        sf = p.sf("sales1")
+        sf = p.sf("admin")
         sf.Opportunity.update(ids[deal], {"Amount": 1})
         sf.Contact.update(ids[contact], {"ReportsToId": None})
         with pytest.raises(RestoreVerifyError) as failed:
