@@ -67,15 +67,22 @@ def selected_deleted(
 
 def pointers_at(
     conn: psycopg.Connection[Any], child_object: str, field: str, parent_ids: Sequence[str], as_of: datetime
-) -> list[tuple[str, str, bool, str | None]]:
+) -> Iterator[tuple[str, str, bool, str | None]]:
     """(child id, parent id at as_of, child deleted in its latest backed-up version, the field's latest
-    backed-up value) of the `child_object` records whose `field` pointed to one of `parent_ids` at as_of."""
+    backed-up value) of the `child_object` records whose `field` pointed to one of `parent_ids` at as_of, read
+    through a server-side cursor a chunk of rows at a time (in a transaction of its own: do not commit on `conn`
+    while iterating)."""
     f = ident(column_name(field))
     query = sql.SQL(
         "SELECT a.id, a.{f}, coalesce(l.isdeleted, false), l.{f} FROM {h} a LEFT JOIN {h} l ON l.id = a.id "
         "AND l.dbt_valid_to IS NULL WHERE a.{f} = ANY(%(ids)s) AND {valid} ORDER BY a.id"
     ).format(f=f, h=history_table(child_object), valid=sql.SQL(_VALID_AT.format(a="a")))
-    return [(r[0], r[1], bool(r[2]), r[3]) for r in conn.execute(query, {"ids": list(parent_ids), "as_of": as_of})]
+    with conn.transaction(), conn.cursor(name=f"tree_pointers_{uuid.uuid4().hex}") as cur:
+        cur.itersize = tables.CHUNK_RECORDS
+        cur.execute(query, {"ids": list(parent_ids), "as_of": as_of})
+        for r in cur:
+            yield (r[0], r[1], bool(r[2]), r[3])
+    _commit(conn)
 
 
 def values_as_of(
