@@ -1233,8 +1233,8 @@ def verify_tree(
     backup = _Backup(db, client) if db is not None else None
     id_map = plan.id_map
     for obj in tree.objects():
-        # id -> what to compare: CHECK_LIVE, CHECK_WRITTEN (the journal's values), None (must be gone), or
-        # the lookups re-pointed on it {field: id}
+        # id -> what to compare: _LIVE, _WRITTEN (the values the journal holds), None (must be gone), or
+        # _Expected (the lookups re-pointed on it)
         expected: dict[str, Any] = {}
         for r in tree.records:
             if r.object != obj:
