@@ -33,11 +33,19 @@ what is done: records live already, records in the id map, references and lookup
 
 API calls grow with the tree, not the org: states and verification read 2,000 records a call (sObject
 Collections retrieve, ids in the body), objects with many records to create or re-point go through one
-Bulk API 2.0 job each.
+Bulk API 2.0 job per chunk.
+
+Memory stays flat in the tree's size: records are created, their deferred references set, lookups re-pointed and
+everything verified a chunk of records at a time (tables.CHUNK_RECORDS, as the one-object restore does), each
+chunk's as_of values read for it alone; what a re-created record was written with is not kept: verify reads it
+back from the run's journal (its `done` rows), a chunk at a time. What the run holds through is the plan's
+records and lookups themselves (ids and outcomes) and the id map.
 """
 
 from __future__ import annotations
 
+import itertools
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
@@ -153,7 +161,8 @@ class TreePlan:
     repoints: list[Repoint]
     undo_of: str | None = None
     cannot: dict[str, dict[str, int]] = field(default_factory=dict)  # object -> reason -> records
-    written: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # apply: object -> id -> values
+    # the connection the plan was made or loaded with: verify reads what apply wrote from the run's journal
+    conn: psycopg.Connection[Any] | None = field(default=None, repr=False, compare=False)
 
     def objects(self) -> list[str]:
         return list(dict.fromkeys([*self.order, *(r.object for r in self.records), *(p.object for p in self.repoints)]))
@@ -206,6 +215,7 @@ def plan_tree(
                 "sandbox instead, or set with_children: false"
             )
         tree = _plan_restore(conn, client, config, notes)
+    tree.conn = conn
     plan = RestorePlan(
         run_id=run_id,
         config=config,
@@ -266,9 +276,9 @@ def tree_summary(plan: RestorePlan) -> dict[str, Any]:
         # records: each record written once however many of its lookups are re-pointed (what verify reads back)
         "counts": counts,
         "actions": actions,
-        "records_to_write": len(
-            {(r.object, r.record_id) for r in tree.records if r.action in (UNDELETE, CREATE, DELETE)}
-            | {(p.object, p.record_id) for p in tree.repoints}
+        "records_to_write": len(  # record ids are unique across objects
+            {r.record_id for r in tree.records if r.action in (UNDELETE, CREATE, DELETE)}
+            | {p.record_id for p in tree.repoints}
         ),
         "values_to_write": sum(actions.values()),
         "fetch_mode": "collections",
@@ -373,11 +383,13 @@ def _plan_restore(
     members: dict[str, dict[str, str | None]] = {root: dict.fromkeys(roots)}  # object -> id -> cascade parent
     pointers: list[tuple[str, str, str, str, str | None]] = []  # (object, id, field, parent at as_of, latest)
     frontier: dict[str, list[str]] = {root: roots}
+    parents: dict[str, str] = {}
     while frontier:
         found: dict[str, list[str]] = {}
         for obj, ids in frontier.items():
             for child, fname, cascade in backup.lookups_to(obj):
                 for cid, pid, deleted, latest in tree_tables.pointers_at(conn, child, fname, ids, as_of):
+                    pid = parents.setdefault(pid, pid)  # one string per parent, however many children it has
                     if cascade and deleted:
                         if cid not in members.setdefault(child, {}):
                             members[child][cid] = pid
@@ -385,6 +397,7 @@ def _plan_restore(
                     else:
                         pointers.append((child, cid, fname, pid, latest))
         frontier = found
+    del parents
 
     # ---------------------------------------------------------------- where each record is in the org
     records: list[TreeRecord] = []
@@ -501,10 +514,15 @@ def _insert_order(backup: _Backup, objects: Sequence[str]) -> tuple[list[str], d
 
 
 def org_states(client: SalesforceClient, obj: str, ids: Sequence[str], *, has_bin: bool = True) -> dict[str, str]:
-    """live / recycle_bin / missing of each id: a retrieve of 2,000 ids a call, then the recycle bin's ids
-    (queryAll `IsDeleted = true`: the bin is small next to the records) for those not live."""
-    fetched = fetch_records(client, obj, ids, [])
-    states = {rid: LIVE for rid, rec in fetched.items() if rec is not None}
+    """live / recycle_bin / missing of each id: a retrieve of 2,000 ids a call (a chunk of tables.CHUNK_RECORDS
+    ids at a time: only the ids found live are kept), then the recycle bin's ids (queryAll `IsDeleted = true`:
+    the bin is small next to the records) for those not live."""
+    states: dict[str, str] = {}
+    size = tables.CHUNK_RECORDS
+    for i in range(0, len(ids), size):
+        fetched = fetch_records(client, obj, ids[i : i + size], [])
+        states.update((rid, LIVE) for rid, rec in fetched.items() if rec is not None)
+        del fetched
     gone = [rid for rid in ids if rid not in states]
     if gone and has_bin:
         wanted = set(gone)
@@ -525,11 +543,20 @@ def load_tree_plan(
     details = dict(row["details"] or {})
     stored = details["tree"]
     records, repoints = [], []
-    for obj, rid, fname, action, current, desired, damaged, _status, reason in tree_tables.items(conn, config.plan):
+    # One object per record, read a chunk of rows at a time; the few distinct strings (object, action, state,
+    # field) shared rather than one copy per record, and no reason (apply does not read it): what a loaded plan
+    # holds per record is its ids and outcome.
+    parents: dict[str, str] = {}  # a parent's id once, however many records were deleted with it
+    rows = tree_tables.items(conn, config.plan, reasons=False)
+    for obj, rid, fname, action, current, desired, damaged, _status, _reason in rows:
         if action == REPOINT:
-            repoints.append(Repoint(obj, rid, fname, desired, current))
+            desired = parents.setdefault(desired, desired) if desired is not None else None
+            repoints.append(Repoint(sys.intern(obj), rid, sys.intern(fname), desired, current))
         else:
-            records.append(TreeRecord(obj, rid, action, current, damaged, reason))
+            state = sys.intern(current) if isinstance(current, str) else current
+            damaged = parents.setdefault(damaged, damaged) if damaged is not None else None
+            records.append(TreeRecord(sys.intern(obj), rid, sys.intern(action), state, damaged))
+    del parents
     as_of = config.as_of
     tables.copy_plan(
         conn,
@@ -546,6 +573,7 @@ def load_tree_plan(
         repoints,
         undo_of=stored.get("undo_of"),
         cannot=dict(stored.get("cannot") or {}),
+        conn=conn,
     )
     return RestorePlan(
         run_id=run_id,
@@ -599,7 +627,7 @@ def apply_tree(conn: psycopg.Connection[Any], client: SalesforceClient, plan: Re
             except INTERRUPTIONS:
                 pass
         finally:
-            for item in [*tree.records, *tree.repoints]:
+            for item in itertools.chain(tree.records, tree.repoints):
                 if item.outcome is None:
                     writes = item.action in (UNDELETE, CREATE, DELETE) if isinstance(item, TreeRecord) else True
                     item.outcome = NOT_ATTEMPTED if writes else (NOOP if item.action == NOOP else NOT_RESTORABLE)
@@ -610,10 +638,10 @@ def apply_tree(conn: psycopg.Connection[Any], client: SalesforceClient, plan: Re
             tables.set_outcomes(
                 conn,
                 plan.run_id,
-                [
-                    *((r.record_id, None, r.outcome, r.error) for r in tree.records),
-                    *((p.record_id, p.field, p.outcome, p.error) for p in tree.repoints),
-                ],
+                itertools.chain(
+                    ((r.record_id, None, r.outcome, r.error) for r in tree.records),
+                    ((p.record_id, p.field, p.outcome, p.error) for p in tree.repoints),
+                ),
                 per_field=True,
             )
             tables.set_plan_status(
@@ -637,11 +665,40 @@ def apply_tree(conn: psycopg.Connection[Any], client: SalesforceClient, plan: Re
 
 def _outcomes_per_object(tree: TreePlan) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
-    for item in [*tree.records, *tree.repoints]:
+    for item in itertools.chain(tree.records, tree.repoints):
         per = out.setdefault(item.object, {})
         key = f"{item.outcome}" if isinstance(item, TreeRecord) else f"re-point {item.outcome}"
         per[key] = per.get(key, 0) + 1
     return out
+
+
+def _by_record_chunks(items: Sequence[Repoint]) -> Iterator[list[Repoint]]:
+    """`items` in chunks of tables.CHUNK_RECORDS records, each record's items in the same chunk."""
+    per_record: dict[str, list[Repoint]] = {}
+    for p in items:
+        per_record.setdefault(p.record_id, []).append(p)
+    chunk: list[Repoint] = []
+    records = 0
+    for group in per_record.values():
+        if records == tables.CHUNK_RECORDS:
+            yield chunk
+            chunk, records = [], 0
+        chunk.extend(group)
+        records += 1
+    if chunk:
+        yield chunk
+
+
+@dataclass(frozen=True, slots=True)
+class _Payloads:
+    """How one object's records become create payloads: its createable backed-up fields (API names and history
+    columns), which are references, which references are set after the inserts, each field's converter."""
+
+    names: list[str]
+    columns: list[str]
+    refs: set[str]
+    deferred: set[str]
+    convert: dict[str, Any]
 
 
 class _TreeRun:
@@ -778,8 +835,36 @@ class _TreeRun:
     def _create_object(
         self, obj: str, recs: list[TreeRecord], creating: set[str]
     ) -> list[tuple[TreeRecord, dict[str, str]]]:
-        """Create the records of one object (parents' new ids already known); returns, per record created (now
-        or by an earlier run of the plan), its lookups to tree records to set once every record exists."""
+        """Create the records of one object (parents' new ids already known), a chunk of records at a time
+        (tables.CHUNK_RECORDS: their as_of values read, sent, and let go before the next chunk); returns, per
+        record created (now or by an earlier run of the plan), its lookups to tree records to set once every
+        record exists."""
+        desc = self.backup.describe(obj)
+        types = field_types(desc["fields"])
+        cols = set(self.backup.columns(obj) or ())
+        writable = [
+            f
+            for f in desc["fields"]
+            if f.get("createable") and str(f["type"]) not in SKIPPED_TYPES and column_name(f["name"]) in cols
+        ]
+        names = [f["name"] for f in writable]
+        spec = _Payloads(
+            names=names,
+            columns=[column_name(n) for n in names],
+            refs={f["name"] for f in writable if f.get("type") == "reference"},
+            deferred=set(self.tree.deferred.get(obj, ())),
+            convert={n: converter(types.get(n, "string")) for n in names},
+        )
+        out: list[tuple[TreeRecord, dict[str, str]]] = []
+        size = tables.CHUNK_RECORDS
+        for i in range(0, len(recs), size):
+            out.extend(self._create_chunk(obj, recs[i : i + size], creating, spec))
+        return out
+
+    def _create_chunk(
+        self, obj: str, recs: Sequence[TreeRecord], creating: set[str], spec: _Payloads
+    ) -> list[tuple[TreeRecord, dict[str, str]]]:
+        """One chunk of `_create_object`: one Bulk API 2.0 job (or sObject Collections calls below BULK_AT)."""
         id_map = self.plan.id_map
         # A record an earlier run re-created (its pair is in the id map, written by the journal) and still live is
         # not created twice; one whose creation an earlier run could not settle is never created again blindly.
@@ -798,37 +883,25 @@ class _TreeRun:
         todo = [r for r in recs if r.outcome is None]
         if not todo and not again:
             return []
-        desc = self.backup.describe(obj)
-        types = field_types(desc["fields"])
-        cols = set(self.backup.columns(obj) or ())
-        writable = [
-            f
-            for f in desc["fields"]
-            if f.get("createable") and str(f["type"]) not in SKIPPED_TYPES and column_name(f["name"]) in cols
-        ]
-        refs = {f["name"] for f in writable if f.get("type") == "reference"}
-        deferred = set(self.tree.deferred.get(obj, ()))
-        names = [f["name"] for f in writable]
-        convert = {n: converter(types.get(n, "string")) for n in names}
         values = tree_tables.values_as_of(
-            self.conn, obj, [column_name(n) for n in names], [r.record_id for r in [*todo, *again]], self.tree.as_of
+            self.conn, obj, spec.columns, [r.record_id for r in [*todo, *again]], self.tree.as_of
         )
         payloads, waiting = [], []
         out: list[tuple[TreeRecord, dict[str, str]]] = []
         for r in [*todo, *again]:
-            found = values.get(r.record_id)
+            found = values.pop(r.record_id, None)
             if found is None:
                 if r.outcome is None:
                     self.fail(r, f"no version of this record at as_of {format_datetime(self.tree.as_of)} in the backup")
                 continue
             payload: dict[str, Any] = {}
             later: dict[str, str] = {}
-            for n in names:
-                v = convert[n](found[column_name(n)])
+            for n, col in zip(spec.names, spec.columns, strict=True):
+                v = spec.convert[n](found[col])
                 if v is None:
                     continue
-                if n in refs and not v.startswith(USER_PREFIX):
-                    if v in creating and (n in deferred or v not in id_map or r.outcome == ALREADY_CORRECT):
+                if n in spec.refs and not v.startswith(USER_PREFIX):
+                    if v in creating and (n in spec.deferred or v not in id_map or r.outcome == ALREADY_CORRECT):
                         # set once the record it points to exists (for a record an earlier run created: checked
                         # again, it may have been killed before setting it)
                         later[n] = v
@@ -836,19 +909,20 @@ class _TreeRun:
                     v = id_map.get(v, v)
                 payload[n] = v
             if r.outcome == ALREADY_CORRECT:
-                out.append((r, later))
+                if later:
+                    out.append((r, later))
             else:
                 payloads.append(payload)
                 waiting.append((r, later))
-        written_now = self.tree.written.setdefault(obj, {})
+        del values
         by_payload = {id(p): (r, later) for p, (r, later) in zip(payloads, waiting, strict=True)}
 
+        # What was written is in the journal (its rows completed `done` under the new id): verify reads it there.
         def created(pairs: Sequence[tuple[Mapping[str, Any], WriteResult]]) -> None:
             for payload, res in pairs:
                 rec, _later = by_payload[id(payload)]
                 rec.outcome, rec.new_id = "created", res.id
                 id_map[rec.record_id] = res.id
-                written_now[res.id] = dict(payload)
 
         for _attempt in range(3):  # a lost answer: reconcile, then send only what the org did not create
             if not payloads:
@@ -887,31 +961,34 @@ class _TreeRun:
         return out
 
     def _set_deferred(self, obj: str, waiting: list[tuple[TreeRecord, dict[str, str]]]) -> None:
-        """References that closed a cycle (or pointed to a record created later): set once every record exists.
-        The org's values are read first: a reference already set (by an earlier run of the plan) is not written
-        again, one someone set to another record since is left."""
+        """References that closed a cycle (or pointed to a record created later): set once every record exists,
+        a chunk of records at a time. The org's values are read first: a reference already set (by an earlier run
+        of the plan) is not written again, one someone set to another record since is left (and noted)."""
         id_map = self.plan.id_map
-        wanted = [(rec, {f: id_map[v] for f, v in later.items() if v in id_map}) for rec, later in waiting]
-        wanted = [(rec, changes) for rec, changes in wanted if changes]
-        if not wanted:
-            return
-        fields = sorted({f for _rec, changes in wanted for f in changes})
-        fresh = fetch_records(self.client, obj, [rec.new_id for rec, _c in wanted], fields)
-        payloads, owners = [], []
-        befores: dict[str, dict[str, Any]] = {}
-        for rec, changes in wanted:
-            now = fresh.get(rec.new_id) or {}
-            todo = {f: v for f, v in changes.items() if now.get(f) is None}
-            for f, v in changes.items():
-                if now.get(f) not in (None, v):
-                    self.plan.notes.append(f"{obj} {rec.new_id}: {f} not set to {v}, it now holds {now.get(f)}")
-            if todo:
-                payloads.append({"Id": rec.new_id, **todo})
-                owners.append(rec)
-                befores[rec.new_id] = {f: now.get(f) for f in todo}
-            if rec.outcome == "created":  # verify reads back what this run wrote
-                self.tree.written.setdefault(obj, {}).setdefault(rec.new_id, {}).update(changes)
-        self._update(obj, payloads, owners, "update", befores)
+        size = tables.CHUNK_RECORDS
+        for i in range(0, len(waiting), size):
+            wanted = [
+                (rec, {f: id_map[v] for f, v in later.items() if v in id_map}) for rec, later in waiting[i : i + size]
+            ]
+            wanted = [(rec, changes) for rec, changes in wanted if changes]
+            if not wanted:
+                continue
+            fields = sorted({f for _rec, changes in wanted for f in changes})
+            fresh = fetch_records(self.client, obj, [rec.new_id for rec, _c in wanted], fields)
+            payloads, owners = [], []
+            befores: dict[str, dict[str, Any]] = {}
+            for rec, changes in wanted:
+                now = fresh.get(rec.new_id) or {}
+                todo = {f: v for f, v in changes.items() if now.get(f) is None}
+                for f, v in changes.items():
+                    if now.get(f) not in (None, v):
+                        self.plan.notes.append(f"{obj} {rec.new_id}: {f} not set to {v}, it now holds {now.get(f)}")
+                if todo:
+                    payloads.append({"Id": rec.new_id, **todo})
+                    owners.append(rec)
+                    befores[rec.new_id] = {f: now.get(f) for f in todo}
+            del fresh
+            self._update(obj, payloads, owners, "update", befores)
 
     def _update(
         self,
@@ -941,9 +1018,11 @@ class _TreeRun:
     # ----------------------------------------------------------------- re-point
     def repoint(self) -> None:
         """Set every planned lookup to the id now of the tree record it pointed to at as_of, where the org holds
-        it empty or still on the old id; a lookup someone set to another record since is left, and reported."""
-        id_map = self.plan.id_map
-        brought = {r.record_id: r for r in self.tree.records}
+        it empty or still on the old id; a lookup someone set to another record since is left, and reported.
+        Per object, a chunk of records at a time (each record's lookups together, in one payload)."""
+        targets = {p.parent for p in self.tree.repoints if p.parent}
+        brought = {r.record_id: r for r in self.tree.records if r.record_id in targets}
+        del targets
         by_obj: dict[str, list[Repoint]] = {}
         for p in self.tree.repoints:
             parent = brought.get(p.parent or "")
@@ -955,44 +1034,50 @@ class _TreeRun:
                 p.outcome, p.error = NOT_ATTEMPTED, f"{p.parent} did not come back"
                 continue
             by_obj.setdefault(p.object, []).append(p)
+        del brought
         for obj, items in by_obj.items():
-            fields = sorted({p.field for p in items})
-            fresh = fetch_records(self.client, obj, list(dict.fromkeys(p.record_id for p in items)), fields)
-            merged: dict[str, dict[str, Any]] = {}
-            owners: dict[str, list[Repoint]] = {}
-            for p in items:
-                now = (fresh.get(p.record_id) or {}) if fresh.get(p.record_id) is not None else None
-                target = id_map.get(p.parent or "", p.parent)
-                if now is None:
-                    p.outcome, p.error = FAILED, "the record is deleted or not visible in the org"
-                    self.result.failed[p.record_id] = f"re-pointing {obj}.{p.field}: {p.error}"
-                    continue
-                held = now.get(p.field)
-                if held == target:
-                    p.outcome = ALREADY_CORRECT
-                elif held in (None, p.parent):
-                    merged.setdefault(p.record_id, {"Id": p.record_id})[p.field] = target
-                    owners.setdefault(p.record_id, []).append(p)
-                else:
-                    p.outcome, p.error = (
-                        CHANGED_SINCE_PLAN,
-                        (f"{p.field} now holds {held}, set by someone since; not re-pointed to {target}"),
-                    )
-                    self.result.changed[p.record_id] = p.error
-            payloads = list(merged.values())
-            results = self._update(
-                obj,
-                payloads,
-                [owners[p["Id"]][0] for p in payloads],
-                REPOINT,
-                {rid: (fresh.get(rid) or {}) for rid in merged},
-            )
-            for payload, res in zip(payloads, results, strict=True):
-                for p in owners[payload["Id"]]:
-                    if res.success:
-                        p.outcome = REPOINTED
-                    elif p.outcome is None:
-                        self.fail(p, f"re-pointing {obj}.{p.field}: {res.message}")
+            for chunk in _by_record_chunks(items):
+                self._repoint_chunk(obj, chunk)
+
+    def _repoint_chunk(self, obj: str, items: Sequence[Repoint]) -> None:
+        id_map = self.plan.id_map
+        fields = sorted({p.field for p in items})
+        fresh = fetch_records(self.client, obj, list(dict.fromkeys(p.record_id for p in items)), fields)
+        merged: dict[str, dict[str, Any]] = {}
+        owners: dict[str, list[Repoint]] = {}
+        for p in items:
+            now = (fresh.get(p.record_id) or {}) if fresh.get(p.record_id) is not None else None
+            target = id_map.get(p.parent or "", p.parent)
+            if now is None:
+                p.outcome, p.error = FAILED, "the record is deleted or not visible in the org"
+                self.result.failed[p.record_id] = f"re-pointing {obj}.{p.field}: {p.error}"
+                continue
+            held = now.get(p.field)
+            if held == target:
+                p.outcome = ALREADY_CORRECT
+            elif held in (None, p.parent):
+                merged.setdefault(p.record_id, {"Id": p.record_id})[p.field] = target
+                owners.setdefault(p.record_id, []).append(p)
+            else:
+                p.outcome, p.error = (
+                    CHANGED_SINCE_PLAN,
+                    (f"{p.field} now holds {held}, set by someone since; not re-pointed to {target}"),
+                )
+                self.result.changed[p.record_id] = p.error
+        payloads = list(merged.values())
+        results = self._update(
+            obj,
+            payloads,
+            [owners[p["Id"]][0] for p in payloads],
+            REPOINT,
+            {rid: (fresh.get(rid) or {}) for rid in merged},
+        )
+        for payload, res in zip(payloads, results, strict=True):
+            for p in owners[payload["Id"]]:
+                if res.success:
+                    p.outcome = REPOINTED
+                elif p.outcome is None:
+                    self.fail(p, f"re-pointing {obj}.{p.field}: {res.message}")
 
     # ----------------------------------------------------------------- undo
     def repoint_back(self) -> None:
@@ -1000,40 +1085,44 @@ class _TreeRun:
         for p in self.tree.repoints:
             by_obj.setdefault(p.object, []).append(p)
         for obj, items in by_obj.items():
-            fresh = fetch_records(
-                self.client, obj, list(dict.fromkeys(p.record_id for p in items)), sorted({p.field for p in items})
-            )
-            merged: dict[str, dict[str, Any]] = {}
-            owners: dict[str, list[Repoint]] = {}
-            for p in items:
-                now = fresh.get(p.record_id)
-                if now is None:
-                    p.outcome = ALREADY_CORRECT if p.parent is None else FAILED
-                    continue
-                held = now.get(p.field)
-                if held == p.parent:
-                    p.outcome = ALREADY_CORRECT
-                elif held == p.written:
-                    merged.setdefault(p.record_id, {"Id": p.record_id})[p.field] = p.parent
-                    owners.setdefault(p.record_id, []).append(p)
-                else:
-                    p.outcome, p.error = (
-                        CHANGED_SINCE_PLAN,
-                        f"{p.field} now holds {held}, not what the undone run wrote ({p.written}): left as it is",
-                    )
-                    self.result.changed[p.record_id] = p.error
-            payloads = list(merged.values())
-            results = self._update(
-                obj,
-                payloads,
-                [owners[p["Id"]][0] for p in payloads],
-                "update",
-                {rid: (fresh.get(rid) or {}) for rid in merged},
-            )
-            for payload, res in zip(payloads, results, strict=True):
-                for p in owners[payload["Id"]]:
-                    if res.success:
-                        p.outcome = REPOINTED
+            for chunk in _by_record_chunks(items):
+                self._repoint_back_chunk(obj, chunk)
+
+    def _repoint_back_chunk(self, obj: str, items: Sequence[Repoint]) -> None:
+        fresh = fetch_records(
+            self.client, obj, list(dict.fromkeys(p.record_id for p in items)), sorted({p.field for p in items})
+        )
+        merged: dict[str, dict[str, Any]] = {}
+        owners: dict[str, list[Repoint]] = {}
+        for p in items:
+            now = fresh.get(p.record_id)
+            if now is None:
+                p.outcome = ALREADY_CORRECT if p.parent is None else FAILED
+                continue
+            held = now.get(p.field)
+            if held == p.parent:
+                p.outcome = ALREADY_CORRECT
+            elif held == p.written:
+                merged.setdefault(p.record_id, {"Id": p.record_id})[p.field] = p.parent
+                owners.setdefault(p.record_id, []).append(p)
+            else:
+                p.outcome, p.error = (
+                    CHANGED_SINCE_PLAN,
+                    f"{p.field} now holds {held}, not what the undone run wrote ({p.written}): left as it is",
+                )
+                self.result.changed[p.record_id] = p.error
+        payloads = list(merged.values())
+        results = self._update(
+            obj,
+            payloads,
+            [owners[p["Id"]][0] for p in payloads],
+            "update",
+            {rid: (fresh.get(rid) or {}) for rid in merged},
+        )
+        for payload, res in zip(payloads, results, strict=True):
+            for p in owners[payload["Id"]]:
+                if res.success:
+                    p.outcome = REPOINTED
 
     def delete(self) -> None:
         """Delete (to the recycle bin) what the undone run brought back; parents first, so that the records
@@ -1133,49 +1222,53 @@ def verify_tree(
     client: SalesforceClient, plan: RestorePlan, *, conn: psycopg.Connection[Any] | None = None
 ) -> VerifyResult:
     """Read back every object the run touched: records brought back live (re-created ones with the values
-    written), lookups holding the id written, records an undo deleted gone from the live records."""
+    written, as the run's journal holds them), lookups holding the id written, records an undo deleted gone from
+    the live records. Object by object, a chunk of records at a time (tables.CHUNK_RECORDS): the values a chunk
+    is compared with are read from PostgreSQL for that chunk, never held for the whole tree."""
     tree = plan.tree
     assert tree is not None
+    db = conn if conn is not None else tree.conn
     calls_before = client.api_calls
     result = VerifyResult(plan.run_id, dry_run=False)
-    backup = _Backup(conn, client) if conn is not None else None
-    expected: dict[str, dict[str, dict[str, Any] | None]] = {}  # object -> id -> values (None: must be gone)
-    for r in tree.records:
-        if r.outcome in ("undeleted", ALREADY_CORRECT) and r.action != DELETE:
-            expected.setdefault(r.object, {}).setdefault(r.new_id or r.record_id, {})
-        elif r.outcome == "created":
-            expected.setdefault(r.object, {})[r.new_id] = dict(tree.written.get(r.object, {}).get(r.new_id) or {})
-        elif r.outcome == DELETED:
-            expected.setdefault(r.object, {})[r.record_id] = None
+    backup = _Backup(db, client) if db is not None else None
     id_map = plan.id_map
-    for p in tree.repoints:
-        if p.outcome in (REPOINTED, ALREADY_CORRECT):
-            want = p.parent if tree.undo_of else id_map.get(p.parent or "", p.parent)
-            values = expected.setdefault(p.object, {}).setdefault(p.record_id, {})
-            if values is not None:
-                values[p.field] = want
-    for obj, records in expected.items():
-        fields = sorted({f for v in records.values() if v for f in v})
-        types = (
-            field_types(describe(client, obj)["fields"])
-            if backup is None
-            else field_types(backup.describe(obj)["fields"])
-        )
-        convert = {f: converter(types.get(f, "string")) for f in fields}
-        fresh = fetch_records(client, obj, list(records), fields)
-        for rid, values in records.items():
-            now = fresh.get(rid)
-            if values is None:
-                if now is not None:
-                    result.mismatched[rid] = [("(record)", "deleted", "live")]
+    for obj in tree.objects():
+        # id -> what to compare: _LIVE, _WRITTEN (the values the journal holds), None (must be gone), or
+        # _Expected (the lookups re-pointed on it)
+        expected: dict[str, Any] = {}
+        for r in tree.records:
+            if r.object != obj:
                 continue
-            if now is None:
-                result.mismatched[rid] = [("(record)", "live", "deleted or missing")]
-                continue
-            diffs = [(f, v, convert[f](now.get(f))) for f, v in values.items() if convert[f](now.get(f)) != v]
-            if diffs:
-                result.mismatched[rid] = diffs
-        result.checked += len(records)
+            if r.outcome in ("undeleted", ALREADY_CORRECT) and r.action != DELETE:
+                expected.setdefault(r.new_id or r.record_id, _LIVE)
+            elif r.outcome == "created" and r.new_id:
+                expected[r.new_id] = _WRITTEN
+            elif r.outcome == DELETED:
+                expected[r.record_id] = None
+        for p in tree.repoints:
+            if p.object == obj and p.outcome in (REPOINTED, ALREADY_CORRECT):
+                want = p.parent if tree.undo_of else id_map.get(p.parent or "", p.parent)
+                values = expected.get(p.record_id, _LIVE)
+                if values is None:
+                    continue
+                if values is _LIVE or values is _WRITTEN:
+                    values = expected[p.record_id] = _Expected(written=values is _WRITTEN)
+                values.fields[p.field] = want
+        if not expected:
+            continue
+        types = field_types((backup.describe(obj) if backup is not None else describe(client, obj))["fields"])
+        ids = list(expected)
+        for i in range(0, len(ids), tables.CHUNK_RECORDS):
+            _verify_chunk(
+                client,
+                db,
+                plan.run_id,
+                obj,
+                {rid: expected[rid] for rid in ids[i : i + tables.CHUNK_RECORDS]},
+                types,
+                result,
+            )
+        del expected, ids
     result.api_calls = client.api_calls - calls_before
     if conn is not None:
         tables.set_plan_status(
@@ -1192,6 +1285,65 @@ def verify_tree(
             result,
         )
     return result
+
+
+_LIVE = object()  # verify: the record is live (undeleted, or found live already)
+_WRITTEN = object()  # verify: the record was re-created by this run: live, holding what its journal says was written
+
+
+@dataclass
+class _Expected:
+    """verify: lookups re-pointed on a record (and whether this run also re-created it)."""
+
+    written: bool
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+def _verify_chunk(
+    client: SalesforceClient,
+    db: psycopg.Connection[Any] | None,
+    run_id: str,
+    obj: str,
+    chunk: dict[str, Any],
+    types: Mapping[str, str],
+    result: VerifyResult,
+) -> None:
+    """Compare one chunk of one object's records with the org (module docstring of verify_tree)."""
+    created = [rid for rid, e in chunk.items() if e is _WRITTEN or (isinstance(e, _Expected) and e.written)]
+    if created and db is None:
+        raise RestoreConfigError("verifying a whole-hierarchy restore reads what it wrote from PostgreSQL: pass conn")
+    journal = tree_tables.written_values(db, run_id, obj, created) if created else {}
+    values: dict[str, dict[str, Any] | None] = {}
+    for rid, e in chunk.items():
+        if e is None:
+            values[rid] = None
+        elif e is _LIVE:
+            values[rid] = {}
+        elif e is _WRITTEN:
+            values[rid] = journal.get(rid, {})
+        else:
+            values[rid] = {**(journal.get(rid, {}) if e.written else {}), **e.fields}
+    del journal
+    fields = sorted({f for v in values.values() if v for f in v})
+    convert = {f: converter(types.get(f, "string")) for f in fields}
+    fresh = fetch_records(client, obj, list(values), fields)
+    for rid, want in values.items():
+        now = fresh.get(rid)
+        if want is None:
+            if now is not None:
+                result.mismatched[rid] = [("(record)", "deleted", "live")]
+            continue
+        if now is None:
+            result.mismatched[rid] = [("(record)", "live", "deleted or missing")]
+            continue
+        diffs = [
+            (f, convert[f](v), convert[f](now.get(f)))
+            for f, v in want.items()
+            if convert[f](now.get(f)) != convert[f](v)
+        ]
+        if diffs:
+            result.mismatched[rid] = diffs
+    result.checked += len(values)
 
 
 __all__ = [

@@ -14,13 +14,15 @@ like any plan's, one object per row (`object`), with these actions:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from sf_pipeline.restore import tables
 from sf_pipeline.restore.tables import (
     Selection,
     _commit,
@@ -65,21 +67,29 @@ def selected_deleted(
 
 def pointers_at(
     conn: psycopg.Connection[Any], child_object: str, field: str, parent_ids: Sequence[str], as_of: datetime
-) -> list[tuple[str, str, bool, str | None]]:
+) -> Iterator[tuple[str, str, bool, str | None]]:
     """(child id, parent id at as_of, child deleted in its latest backed-up version, the field's latest
-    backed-up value) of the `child_object` records whose `field` pointed to one of `parent_ids` at as_of."""
+    backed-up value) of the `child_object` records whose `field` pointed to one of `parent_ids` at as_of, read
+    through a server-side cursor a chunk of rows at a time (in a transaction of its own: do not commit on `conn`
+    while iterating)."""
     f = ident(column_name(field))
     query = sql.SQL(
         "SELECT a.id, a.{f}, coalesce(l.isdeleted, false), l.{f} FROM {h} a LEFT JOIN {h} l ON l.id = a.id "
         "AND l.dbt_valid_to IS NULL WHERE a.{f} = ANY(%(ids)s) AND {valid} ORDER BY a.id"
     ).format(f=f, h=history_table(child_object), valid=sql.SQL(_VALID_AT.format(a="a")))
-    return [(r[0], r[1], bool(r[2]), r[3]) for r in conn.execute(query, {"ids": list(parent_ids), "as_of": as_of})]
+    with conn.transaction(), conn.cursor(name=f"tree_pointers_{uuid.uuid4().hex}") as cur:
+        cur.itersize = tables.CHUNK_RECORDS
+        cur.execute(query, {"ids": list(parent_ids), "as_of": as_of})
+        for r in cur:
+            yield (r[0], r[1], bool(r[2]), r[3])
+    _commit(conn)
 
 
 def values_as_of(
     conn: psycopg.Connection[Any], object_name: str, columns: Sequence[str], ids: Sequence[str], as_of: datetime
 ) -> dict[str, dict[str, Any]]:
-    """{id: {column: value}} of records as they were at as_of."""
+    """{id: {column: value}} of records as they were at as_of. Callers ask for one chunk of ids at a time
+    (tables.CHUNK_RECORDS): a whole object's values at once is what made a large tree's memory grow."""
     query = sql.SQL("SELECT h.id, {cols} FROM {h} h WHERE h.id = ANY(%(ids)s) AND {valid}").format(
         cols=sql.SQL(", ").join(sql.SQL("h.{}").format(ident(c)) for c in columns),
         h=history_table(object_name),
@@ -116,13 +126,42 @@ def save_items(conn: psycopg.Connection[Any], run_id: str, items: Iterable[tuple
     _commit(conn)
 
 
-def items(conn: psycopg.Connection[Any], run_id: str) -> list[tuple]:
-    """A tree plan's items: (object, record_id, field, action, current, desired, damaged, classification, reason)."""
-    return conn.execute(
+def items(conn: psycopg.Connection[Any], run_id: str, *, reasons: bool = True) -> Iterator[tuple]:
+    """A tree plan's items: (object, record_id, field, action, current, desired, damaged, classification, reason),
+    read through a server-side cursor, tables.CHUNK_RECORDS rows a fetch (inside a transaction of its own: do not
+    commit on `conn` while iterating). Without `reasons`, reason is None (it is one string per record, and
+    apply does not need it)."""
+    reason = sql.SQL("reason") if reasons else sql.SQL("NULL::text")
+    query = sql.SQL(
         "SELECT object, record_id, field, action, current_value, desired_value, damaged_value, classification, "
-        "reason FROM sf_pipeline.restore_items WHERE run_id = %s ORDER BY object, record_id, field NULLS FIRST",
-        (run_id,),
-    ).fetchall()
+        "{reason} FROM sf_pipeline.restore_items WHERE run_id = %s ORDER BY object, record_id, field NULLS FIRST"
+    ).format(reason=reason)
+    with conn.transaction(), conn.cursor(name=f"tree_items_{uuid.uuid4().hex}") as cur:
+        cur.itersize = tables.CHUNK_RECORDS
+        cur.execute(query, (run_id,))
+        yield from cur
+    _commit(conn)
+
+
+def written_values(
+    conn: psycopg.Connection[Any], run_id: str, object_name: str, record_ids: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """{record id: {field: value}} that run `run_id` wrote to these records of `object_name` and the org
+    confirmed (journal rows `done` of its creates and deferred references; the id a create row carries is the
+    record's new id), the last value of a field winning. What verify compares a re-created record with, read a
+    chunk of records at a time instead of kept in memory through the run."""
+    if not record_ids:
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for rid, fname, after in conn.execute(
+        "SELECT record_id, field, after FROM sf_pipeline.restore_audit WHERE run_id = %s AND lower(object) = lower(%s) "
+        "AND state = 'done' AND operation IN ('create', 'update') AND field <> 'Id' AND record_id = ANY(%s) "
+        "ORDER BY id",
+        (run_id, object_name, list(record_ids)),
+    ):
+        out.setdefault(rid, {})[fname] = after
+    _commit(conn)
+    return out
 
 
 def audit_rows(conn: psycopg.Connection[Any], run_id: str) -> list[tuple[str, str, str, Any, Any, str]]:

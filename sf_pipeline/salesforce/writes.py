@@ -565,8 +565,8 @@ def _ingest_job(
 
 def _wait_for_job(
     client: SalesforceClient, sobject: str, job_id: str, poll: float, timeout: float, longest: float = 2.0
-) -> None:
-    """Poll an ingest job until it ends; SalesforceWriteError unless it ended JobComplete."""
+) -> dict[str, Any]:
+    """Poll an ingest job until it ends; its job info once JobComplete, else SalesforceWriteError."""
     deadline = time.monotonic() + timeout
     delay = poll
     while True:
@@ -582,6 +582,16 @@ def _wait_for_job(
             f"Bulk ingest job {job_id} for {sobject} ended {state['state']}: "
             f"{state.get('errorMessage') or 'no error message'}"
         )
+    return state
+
+
+def _result_kinds(state: Mapping[str, Any]) -> tuple[str, ...]:
+    """The result lists of a finished ingest job worth a call: its failedResults only when the job info does not
+    say that no record failed (`numberRecordsFailed`, Bulk API 2.0 Developer Guide, "Get Information About a
+    Job": "The number of records that were not processed successfully in this job"). One call less per job."""
+    if state.get("numberRecordsFailed") == 0:
+        return ("successfulResults",)
+    return ("successfulResults", "failedResults")
 
 
 def _ingest_results(
@@ -592,25 +602,29 @@ def _ingest_results(
     poll: float,
     timeout: float,
 ) -> list[WriteResult]:
-    _wait_for_job(client, sobject, job_id, poll, timeout)
-    by_id = _ingest_outcomes(client, job_id)
+    state = _wait_for_job(client, sobject, job_id, poll, timeout)
+    by_id = _ingest_outcomes(client, job_id, _result_kinds(state))
     return [
         by_id.get(rec["Id"]) or failure(rec["Id"], "NOT_PROCESSED", f"Bulk job {job_id} returned no result")
         for rec in records
     ]
 
 
-def _ingest_outcomes(client: SalesforceClient, job_id: str) -> dict[str, WriteResult]:
+def _ingest_outcomes(
+    client: SalesforceClient, job_id: str, kinds: Sequence[str] = ("successfulResults", "failedResults")
+) -> dict[str, WriteResult]:
     by_id: dict[str, WriteResult] = {}
-    for row, result in _ingest_rows(client, job_id):
+    for row, result in _ingest_rows(client, job_id, kinds):
         by_id[row.get("Id") or row.get("sf__Id") or ""] = result
     return by_id
 
 
-def _ingest_rows(client: SalesforceClient, job_id: str) -> list[tuple[dict[str, str], WriteResult]]:
+def _ingest_rows(
+    client: SalesforceClient, job_id: str, kinds: Sequence[str] = ("successfulResults", "failedResults")
+) -> list[tuple[dict[str, str], WriteResult]]:
     """Every row of a finished ingest job's results (successful, then failed) as uploaded, with its result."""
     out = []
-    for kind in ("successfulResults", "failedResults"):
+    for kind in kinds:
         body = _send(
             client, "GET", _jobs_url(client, f"/{job_id}/{kind}"), f"bulk ingest {kind}", headers={"Accept": "text/csv"}
         ).text
@@ -744,12 +758,12 @@ def bulk_create(
     del buf
     _send(client, "PATCH", _jobs_url(client, f"/{job_id}"), "bulk insert close", json={"state": "UploadComplete"})
     try:
-        _wait_for_job(client, sobject, job_id, poll, timeout, longest=3.0)
+        state = _wait_for_job(client, sobject, job_id, poll, timeout, longest=3.0)
         waiting: dict[tuple[str, ...], list[int]] = {}
         for i, row in enumerate(rows):
             waiting.setdefault(tuple(row), []).append(i)
         results: list[WriteResult | None] = [None] * len(records)
-        for kind in ("successfulResults", "failedResults"):
+        for kind in _result_kinds(state):
             body = _send(
                 client,
                 "GET",

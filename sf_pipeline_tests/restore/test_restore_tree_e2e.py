@@ -16,7 +16,16 @@ from typing import Any
 import pytest
 
 from sf_pipeline.devorg.scenarios import run_scenario
-from sf_pipeline.restore import RestoreConfigError, apply_plan, load_plan, plan_restore, verify_plan
+from sf_pipeline.restore import (
+    RestoreConfigError,
+    RestoreVerifyError,
+    apply_plan,
+    hierarchy,
+    load_plan,
+    plan_restore,
+    tables,
+    verify_plan,
+)
 from sf_pipeline.warehouse.id_map import load_id_map
 from sf_pipeline_tests.pipeline_fixtures import SavedState
 from sf_pipeline_tests.restore.story import at, client, config, create, reviewed
@@ -233,6 +242,54 @@ def test_records_still_in_the_bin_are_undeleted_with_their_children_and_purged_o
     # Undeleted records keep their ids, re-created ones have new ids; every lookup points at them again.
     assert org_state(p) == mapped(story.before, result.id_map)
     assert len(result.id_map) == sum(n["re-create"] for n in objects.values())
+
+
+def test_a_tree_restored_a_chunk_at_a_time_comes_back_whole_and_verify_checks_what_its_journal_wrote(
+    pipeline_factory, four_accounts_deleted, monkeypatch
+):
+    """Issue 16, flat memory: a large tree is created, its references set, its lookups re-pointed and verified
+    tables.CHUNK_RECORDS records at a time, each chunk of inserts one Bulk API 2.0 job, and verify compares each
+    re-created record with what the run's journal (PostgreSQL) says was written, not with values held through the
+    run. Shrunk to 3 records a chunk, the 29 records take 11 insert jobs."""
+    p = pipeline_factory(state=four_accounts_deleted)
+    story: DeletedAccounts = four_accounts_deleted.story
+    run_scenario(p.devorg.org, "recycle-bin-purge")
+    monkeypatch.setattr(tables, "CHUNK_RECORDS", 3)
+    monkeypatch.setattr(hierarchy, "BULK_AT", 1)  # every chunk through Bulk API 2.0
+    c = client(p)
+    with p.conn() as conn:
+        plan = reviewed(conn, c, "chunked", **TREE)
+        result = apply_plan(conn, c, plan)
+        assert result.success and result.outcomes == {"created": 29, "repointed": 10}
+        jobs = dict(
+            conn.execute(
+                "SELECT object, count(DISTINCT job_id) FROM sf_pipeline.restore_audit WHERE run_id = 'chunked' "
+                "AND operation = 'create' GROUP BY 1"
+            ).fetchall()
+        )
+        assert jobs == {"Account": 2, "Contact": 3, "Opportunity": 3, "OpportunityContactRole": 3}
+        ids = result.id_map
+        assert org_state(p) == mapped(story.before, ids)  # every record once, every lookup to it re-pointed
+        verified = verify_plan(c, plan, conn=conn)
+        assert verified.success and verified.checked == 29 + 10  # re-created, and the survivors re-pointed
+
+        # Someone changes a re-created deal's amount, and a re-created contact's manager (a reference set after
+        # the inserts): verify finds both, against the values the journal holds.
+        deal = next(o for o in story.before["Opportunity"] if o not in story.damaged["Opportunity"])
+        contact = next(
+            k for k, v in story.before["Contact"].items() if k not in story.damaged["Contact"] and v["ReportsToId"]
+        )
+        sf = p.sf("admin")
+        sf.Opportunity.update(ids[deal], {"Amount": 1})
+        sf.Contact.update(ids[contact], {"ReportsToId": None})
+        with pytest.raises(RestoreVerifyError) as failed:
+            verify_plan(c, plan, conn=conn)
+        mismatched = failed.value.result.mismatched
+        amount = story.before["Opportunity"][deal]["Amount"]
+        assert mismatched == {
+            ids[deal]: [("Amount", amount, 1.0)],
+            ids[contact]: [("ReportsToId", ids[story.before["Contact"][contact]["ReportsToId"]], None)],
+        }
 
 
 def test_the_restore_job_brings_the_tree_back_from_the_launchpad_and_undoes_it(pipeline_factory, four_accounts_deleted):

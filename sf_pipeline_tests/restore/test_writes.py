@@ -292,3 +292,25 @@ def test_bulk_insert_matches_each_result_to_its_record_and_deletes_go_to_the_rec
     assert [r.success for r in deleted] == [True, True, False]
     states = fetch_current(client, "Account", gone[:2], ["Name"], {"Name": "string"})[0]
     assert {states[rid].state for rid in gone[:2]} == {RECYCLE_BIN}
+
+
+def test_a_bulk_job_with_no_failed_row_is_not_asked_for_its_failed_results(devorg, client, monkeypatch):
+    # A finished job's info counts the rows that failed ("numberRecordsFailed", Bulk API 2.0 Developer Guide, "Get
+    # Information About a Job"): with none, the failedResults call is one API call for nothing. A job with a bad
+    # row still reads them (the tests above).
+    asked: list[str] = []
+    call = client.call
+
+    def noted(fn, what):
+        asked.append(what)
+        return call(fn, what)
+
+    monkeypatch.setattr(client, "call", noted)
+    created = bulk_create(client, "Account", [{"Name": f"Clean {i}"} for i in range(20)], csv_text)
+    assert all(r.success for r in created)
+    updated = bulk_update(client, "Account", [{"Id": r.id, "Name": "Renamed"} for r in created], csv_text, poll=0.05)
+    assert all(r.success for r in updated)
+    assert "bulk insert successfulResults" in asked and "bulk ingest successfulResults" in asked
+    assert not [what for what in asked if what.endswith("failedResults")], asked
+    held = names(devorg)
+    assert all(held[r.id] == "Renamed" for r in created)
