@@ -1046,7 +1046,7 @@ class _TreeRun:
         merged: dict[str, dict[str, Any]] = {}
         owners: dict[str, list[Repoint]] = {}
         for p in items:
-            now = (fresh.get(p.record_id) or {}) if fresh.get(p.record_id) is not None else None
+            now = fresh.get(p.record_id)
             target = id_map.get(p.parent or "", p.parent)
             if now is None:
                 p.outcome, p.error = FAILED, "the record is deleted or not visible in the org"
@@ -1064,20 +1064,7 @@ class _TreeRun:
                     (f"{p.field} now holds {held}, set by someone since; not re-pointed to {target}"),
                 )
                 self.result.changed[p.record_id] = p.error
-        payloads = list(merged.values())
-        results = self._update(
-            obj,
-            payloads,
-            [owners[p["Id"]][0] for p in payloads],
-            REPOINT,
-            {rid: (fresh.get(rid) or {}) for rid in merged},
-        )
-        for payload, res in zip(payloads, results, strict=True):
-            for p in owners[payload["Id"]]:
-                if res.success:
-                    p.outcome = REPOINTED
-                elif p.outcome is None:
-                    self.fail(p, f"re-pointing {obj}.{p.field}: {res.message}")
+        self._send_repoints(obj, merged, owners, REPOINT, fresh, report_failures=True)
 
     # ----------------------------------------------------------------- undo
     def repoint_back(self) -> None:
@@ -1111,18 +1098,33 @@ class _TreeRun:
                     f"{p.field} now holds {held}, not what the undone run wrote ({p.written}): left as it is",
                 )
                 self.result.changed[p.record_id] = p.error
+        self._send_repoints(obj, merged, owners, "update", fresh, report_failures=False)
+
+    def _send_repoints(
+        self,
+        obj: str,
+        merged: dict[str, dict[str, Any]],
+        owners: dict[str, list[Repoint]],
+        op: str,
+        fresh: Mapping[str, Any],
+        report_failures: bool,
+    ) -> None:
+        """Write the merged lookups of one chunk (one payload per record, its re-points as `owners`), journaled as
+        `op`; mark what was written, and with `report_failures` fail what was not."""
         payloads = list(merged.values())
         results = self._update(
             obj,
             payloads,
             [owners[p["Id"]][0] for p in payloads],
-            "update",
+            op,
             {rid: (fresh.get(rid) or {}) for rid in merged},
         )
         for payload, res in zip(payloads, results, strict=True):
             for p in owners[payload["Id"]]:
                 if res.success:
                     p.outcome = REPOINTED
+                elif report_failures and p.outcome is None:
+                    self.fail(p, f"re-pointing {obj}.{p.field}: {res.message}")
 
     def delete(self) -> None:
         """Delete (to the recycle bin) what the undone run brought back; parents first, so that the records
