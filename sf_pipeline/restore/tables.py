@@ -81,7 +81,10 @@ _DDL = [
         operation text NOT NULL DEFAULT 'update',
         written_at timestamptz NOT NULL DEFAULT now(),
         written_by text)""",
-    "CREATE INDEX IF NOT EXISTS restore_audit_run ON sf_pipeline.restore_audit (run_id)",
+    # a run's rows, and a chunk of its records (verify reads what it wrote by record id): with (run_id) alone,
+    # PostgreSQL ANDed every row of the run into each chunk's read, 9 s a chunk at 3.7 million rows
+    "CREATE INDEX IF NOT EXISTS restore_audit_run_record ON sf_pipeline.restore_audit (run_id, record_id)",
+    "DROP INDEX IF EXISTS sf_pipeline.restore_audit_run",
     # the write-ahead journal (journal.py); rows of older versions were written after the call: done
     "ALTER TABLE sf_pipeline.restore_audit ADD COLUMN IF NOT EXISTS state text NOT NULL DEFAULT 'done'",
     "ALTER TABLE sf_pipeline.restore_audit ADD COLUMN IF NOT EXISTS call_id text",
