@@ -35,11 +35,15 @@ from .sensors import partition_status_sensor
 
 
 def backup_executor() -> dg.ExecutorDefinition:
-    """One process per step, `max_concurrent` at a time, forked from a server that has the code loaded.
+    """One process per step, `max_concurrent` at a time, forked from a server that has the code loaded: the
+    executor of every job of the code location (the backup jobs, the restore, the anomaly checks, and the runs
+    Dagster launches for backfills and asset checks, which take the Definitions' executor).
 
     `spawn` (the multiprocess default) starts each step's process by importing Dagster, dbt and the code
-    location again, seconds of CPU per object and window; `forkserver` pays that once per run, in a
-    server that preloads `sf_pipeline.backup.preload` (the code location) and forks each step from it.
+    location again, seconds of CPU per step (per object and window in a backup, per object in a check run);
+    `forkserver` pays that once per run, in a server that preloads `sf_pipeline.backup.preload` (the code
+    location) and forks each step from it. Only `max_concurrent` is settable from a run config: Dagster's own
+    config would also let a run config name modules for the forkserver to import.
     """
 
     @dg.configured(
@@ -63,29 +67,6 @@ def backup_executor() -> dg.ExecutorDefinition:
         }
 
     return multiprocess_forkserver
-
-
-def default_executor() -> dg.ExecutorDefinition:
-    """The other jobs' executor: Dagster's multiprocess executor with `max_concurrent` as its only launch setting
-    (its default config would also let a run config name modules for a forkserver to import)."""
-
-    @dg.configured(
-        dg.multiprocess_executor,
-        config_schema={
-            "max_concurrent": dg.Field(
-                int,
-                default_value=0,
-                description=(
-                    "Steps of this run that may run at once. 0: the DAGSTER_MULTIPROCESS_EXECUTOR_MAX_CONCURRENT "
-                    "variable, else the CPU count."
-                ),
-            ),
-        },
-    )
-    def multiprocess(config: dict) -> dict:
-        return {"max_concurrent": config["max_concurrent"]}
-
-    return multiprocess
 
 
 def backup_definitions(settings: Settings, catalogs: Mapping[str, Catalog] | None = None) -> dg.Definitions:
@@ -112,7 +93,7 @@ def backup_definitions(settings: Settings, catalogs: Mapping[str, Catalog] | Non
             ),
             "io_manager": locked_io_manager(),
         },
-        executor=default_executor(),
+        executor=backup_executor(),
         # the partition status the UI draws, kept current in the daemon (history first: the pages people open)
         sensors=[
             partition_status_sensor(

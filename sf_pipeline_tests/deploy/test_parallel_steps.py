@@ -41,6 +41,13 @@ def test_every_step_calling_salesforce_is_in_the_orgs_pool(pipeline):
     # `execution: config: max_concurrent`
     assert backup.executor_def.name == "multiprocess_forkserver"
     assert set(backup.executor_def.config_schema.config_type.fields) == {"max_concurrent"}
+    # so do the other jobs' steps, and those of the runs Dagster launches for backfills (the Definitions' executor)
+    for job in (
+        defs.resolve_job_def("restore"),
+        defs.resolve_job_def("anomaly_checks"),
+        defs.resolve_implicit_global_asset_job_def(),
+    ):
+        assert job.executor_def.name == "multiprocess_forkserver", job.name
     assert backup.tags["sf_pipeline/org"] == "production"
 
 

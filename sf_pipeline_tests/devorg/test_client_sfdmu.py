@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -74,11 +76,23 @@ def contacts(server: DevOrgServer) -> set[tuple]:
         page = server.org.queries.more(page["nextRecordsUrl"])
 
 
-@pytest.mark.parametrize("api", ["rest", "bulk1"])
-def test_sfdmu_exports_an_org_to_csv_and_imports_it_into_another_org(tmp_path: Path, api: str) -> None:
-    work = tmp_path / "sfdmu"
+@dataclass(frozen=True)
+class Export:
+    """What `sf sfdmu run` exported from the source org (a folder of CSV files), and what that org held."""
+
+    work: Path
+    contacts: set[tuple]
+    n_accounts: int
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Export:
+    """One export for the module: the import tests each copy its folder and import from the copy (the export
+    itself is the same whichever API the import then uses)."""
+    root = tmp_path_factory.mktemp("sfdmu_export")
+    work = root / "sfdmu"
     work.mkdir()
-    with DevOrgServer(tmp_path / "source", generate=60) as source:
+    with DevOrgServer(root / "source", generate=60) as source:
         sfdmu(
             source,
             work,
@@ -97,15 +111,24 @@ def test_sfdmu_exports_an_org_to_csv_and_imports_it_into_another_org(tmp_path: P
             source="devorg",
             target="csvfile",
         )
-        want = contacts(source)
-        n_accounts = source.org.store.count(source.org.schema.get("Account"))
-    assert len(want) > 10
-    with open(work / "Contact.csv", newline="") as fh:
-        exported = list(csv.DictReader(fh))
-    assert {(r["FirstName"] or None, r["LastName"], r["Email"] or None, r["Account.Name"]) for r in exported} == {
-        c[:4] for c in want
-    }
+        return Export(work, contacts(source), source.org.store.count(source.org.schema.get("Account")))
 
+
+def test_sfdmu_exports_an_org_to_csv(exported: Export) -> None:
+    assert len(exported.contacts) > 10
+    with open(exported.work / "Contact.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {(r["FirstName"] or None, r["LastName"], r["Email"] or None, r["Account.Name"]) for r in rows} == {
+        c[:4] for c in exported.contacts
+    }
+    with open(exported.work / "Account.csv", newline="") as fh:
+        assert len(list(csv.DictReader(fh))) == exported.n_accounts
+
+
+@pytest.mark.parametrize("api", ["rest", "bulk1"])
+def test_sfdmu_imports_an_exported_org_into_another_org(exported: Export, tmp_path: Path, api: str) -> None:
+    work = tmp_path / "sfdmu"
+    shutil.copytree(exported.work, work)  # the export's folder as it was left, as a user would import from it
     # SFDMU's Bulk API 1.0 engine above bulkThreshold records; REST (sObject Collections) below it
     options = {"bulkApiVersion": "1.0", "bulkThreshold": 1} if api == "bulk1" else {"bulkThreshold": 100000}
     with DevOrgServer(tmp_path / "target", name="target") as target:
@@ -129,8 +152,8 @@ def test_sfdmu_exports_an_org_to_csv_and_imports_it_into_another_org(tmp_path: P
             **options,
         )
         got = contacts(target)
-        assert target.org.store.count(target.org.schema.get("Account")) == n_accounts
+        assert target.org.store.count(target.org.schema.get("Account")) == exported.n_accounts
         bulk1_jobs = {(j.operation, j.object) for j in jobs_of(target.org).jobs.values()}
-    assert got == want
+    assert got == exported.contacts
     assert bulk1_jobs == ({("insert", "Account"), ("insert", "Contact")} if api == "bulk1" else set())
     assert ("Bulk API V1.0" in log) == (api == "bulk1"), log[-3000:]
