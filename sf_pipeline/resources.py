@@ -101,7 +101,8 @@ class WarehouseResource:
 
 
 class DbtCli(DbtCliResource):
-    """dagster-dbt's `DbtCliResource`, without its `dbt --version` subprocess when dbt is this environment's.
+    """dagster-dbt's `DbtCliResource`, without its `dbt --version` subprocess when dbt is this environment's, and
+    without the dbt adapter it builds in this process before every dbt call.
 
     dagster-dbt learns the dbt version by running `dbt --version` once per resource object, that is once per run
     (and per step process): seconds of CPU to import dbt in a new interpreter, for a version this interpreter
@@ -114,6 +115,14 @@ class DbtCli(DbtCliResource):
         if DBT_PYTHON_VERSION is not None and Path(self.dbt_executable) == Path(sys.executable).with_name("dbt"):
             return DBT_PYTHON_VERSION
         return DbtCliResource._cli_version.func(self)  # type: ignore[attr-defined]
+
+    def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> None:  # type: ignore[override]
+        """No adapter. dagster-dbt 0.29 builds one in this process before every `dbt` call (dbt's project, profile
+        and every macro loaded: 0.35 s of CPU a call, 1.5 s the first in a process, BENCHMARKS.md suite-speed2)
+        for `fetch_row_counts`/`fetch_column_metadata` alone, which the history asset does not call: the `dbt`
+        subprocess does the work. With no adapter those two would attach nothing, so any use of them must come
+        with this method removed."""
+        return None
 
 
 def locked_resource(value: Any, description: str) -> dg.ResourceDefinition:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import os
 import shutil
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,9 +26,16 @@ import yaml
 
 from sf_pipeline.devorg.runner import DevOrgServer
 from sf_pipeline.instance_storage import instance_storage_config
-from sf_pipeline.warehouse.dbt_project import DBT_PROJECT_DIR, WINDOW_MODELS_DIR, prepare_manifest
+from sf_pipeline.warehouse.dbt_project import (
+    DBT_PROJECT_DIR,
+    WINDOW_MODELS_DIR,
+    dbt_env_from_url,
+    partial_parse_for,
+    prepare_manifest,
+    project_inputs,
+)
 from sf_pipeline_tests.devorg_fixtures import connect
-from sf_pipeline_tests.pg_fixtures import create_database, drop_database, drop_database_later
+from sf_pipeline_tests.pg_fixtures import create_database, drop_database, release_database
 
 DEFAULT_OBJECTS = ["Account", "Contact", "Opportunity", "Case"]
 
@@ -146,7 +155,7 @@ def save_pipeline_state(tmp_path_factory: pytest.TempPathFactory, parsed_dbt_pro
 
     def save(steps: Callable[[Pipeline], Any], objects: list[Any] | None = None, **backup: Any) -> SavedState:
         root = tmp_path_factory.mktemp("saved_pipeline")
-        db_url = create_database("sfp_template", template=dagster_storage_template)
+        db_url = create_database(template=dagster_storage_template, reused_name=True)
         templates.append(db_url)
         with (
             pytest.MonkeyPatch.context() as monkeypatch,
@@ -157,7 +166,7 @@ def save_pipeline_state(tmp_path_factory: pytest.TempPathFactory, parsed_dbt_pro
 
     yield save
     for url in templates:
-        drop_database_later(url)
+        release_database(url)
 
 
 def object_names(objects: list[Any]) -> list[str]:
@@ -210,6 +219,32 @@ def parsed_dbt_project(tmp_path_factory: pytest.TempPathFactory, worker_id: str)
     return project_for
 
 
+def _hand_back_parse(project: Path, parsed: Path, db_url: str) -> None:
+    """Give the parse dbt kept in a pipeline's copy of the project for its database (`reusing_parse`) to the parsed
+    project the copy came from, whose next copies then start from it: with the database names the pipelines reuse
+    (`create_database(reused_name=True)`) the next pipeline's first dbt call on this name reuses the parse instead of
+    parsing the project in full. Only while the copy's inputs are still byte for byte the parsed project's (a test
+    that configured other objects generated other definitions: dbt would parse them partially, and dbt 1.11's
+    partial parse can miss snapshots added to a YAML file, see `prepare_manifest`). dbt still checks every file's
+    checksum and the connection against the parse it starts from."""
+    kept = partial_parse_for(project, dbt_env_from_url(db_url))
+    if not kept.exists():
+        return
+    mine, theirs = project_inputs(project), project_inputs(parsed)
+    if [p.relative_to(project) for p in mine] != [p.relative_to(parsed) for p in theirs]:
+        return
+    if any(a.read_bytes() != b.read_bytes() for a, b in zip(mine, theirs, strict=True)):
+        return
+    shared = partial_parse_for(parsed, dbt_env_from_url(db_url))
+    if shared.exists() and shared.stat().st_mtime >= kept.stat().st_mtime:
+        return
+    shared.parent.mkdir(parents=True, exist_ok=True)
+    # written beside the project, then renamed: another worker copying the project sees the old file or the new one
+    partial = parsed.parent / f"{shared.name}.{uuid.uuid4().hex}.tmp"
+    shutil.copy2(kept, partial)  # its mtime kept: newer than the manifest, so `reusing_parse` starts from it
+    os.replace(partial, shared)
+
+
 @contextmanager
 def pipelines(
     root: Path, base_url: str, monkeypatch: pytest.MonkeyPatch, parsed_project: Callable[[list[Any]], Path]
@@ -219,6 +254,7 @@ def pipelines(
     servers: list[DevOrgServer] = []
     instances: list[dg.DagsterInstance] = []
     copies: list[str] = []
+    projects: list[tuple[Path, Path, str]] = []
 
     def make(objects: list[Any] | None = None, *, state: SavedState | None = None, **backup: Any) -> Pipeline:
         """A pipeline on a new org and the empty database; or, from a `state`, on copies of its org and database."""
@@ -226,7 +262,7 @@ def pipelines(
         if state is not None:
             objects, backup = state.objects, state.backup
             shutil.copytree(state.devorg_dir, root / "devorg")
-            db_url = create_database(template=state.db_url)
+            db_url = create_database(template=state.db_url, reused_name=True)
             copies.append(db_url)
         devorg = DevOrgServer(root / "devorg").start()
         servers.append(devorg)
@@ -235,8 +271,10 @@ def pipelines(
         monkeypatch.setenv("SF_PIPELINE_DATABASE_URL", db_url)
         objects = objects or DEFAULT_OBJECTS
         project = root / "dbt_snapshots"
+        parsed = parsed_project(objects)
         # copy2 keeps the mtimes: the parsed manifest stays newer than its inputs
-        shutil.copytree(parsed_project(objects), project, ignore=shutil.ignore_patterns("logs"))
+        shutil.copytree(parsed, project, ignore=shutil.ignore_patterns("logs"))
+        projects.append((project, parsed, db_url))
         monkeypatch.setenv("SF_PIPELINE_DBT_PROJECT_DIR", str(project))
         settings = write_settings(root / "sf_pipeline.yaml", objects, **backup)
         monkeypatch.setenv("SF_PIPELINE_SETTINGS", str(settings))
@@ -258,8 +296,10 @@ def pipelines(
             instance.dispose()
         for server in servers:
             server.stop()
+        for project, parsed, db_url in projects:
+            _hand_back_parse(project, parsed, db_url)
         for url in copies:
-            drop_database_later(url)
+            release_database(url)
 
 
 @pytest.fixture
@@ -272,7 +312,7 @@ def pipeline_factory(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatc
 def module_pipeline_factory(tmp_path_factory: pytest.TempPathFactory, parsed_dbt_project, dagster_storage_template):
     """`pipeline_factory` shared by the tests of a module (its own database, orgs, DAGSTER_HOME and environment),
     for modules whose tests read one expensive backed-up state and do not depend on each other's writes."""
-    db_url = create_database(template=dagster_storage_template)
+    db_url = create_database(template=dagster_storage_template, reused_name=True)
     try:
         with (
             pytest.MonkeyPatch.context() as monkeypatch,
@@ -280,7 +320,7 @@ def module_pipeline_factory(tmp_path_factory: pytest.TempPathFactory, parsed_dbt
         ):
             yield make
     finally:
-        drop_database_later(db_url)
+        release_database(db_url)
 
 
 @pytest.fixture

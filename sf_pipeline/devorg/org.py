@@ -6,7 +6,6 @@ in-process or through the server with the same semantics.
 
 from __future__ import annotations
 
-import copy
 import secrets
 import threading
 from dataclasses import dataclass
@@ -101,7 +100,7 @@ class Org:
         self.name = name
         self.data_dir = Path(data_dir) if data_dir else None
         # each org owns its metadata: fields added at run time must not leak into other orgs
-        self.schema = Schema(copy.deepcopy(STANDARD_OBJECTS) + [organization_object()])
+        self.schema = Schema([obj.copy() for obj in STANDARD_OBJECTS] + [organization_object()])
         self.schema.load_custom_objects(DEFAULT_CUSTOM_OBJECTS)
         if custom_objects:
             self.schema.load_custom_objects(custom_objects)

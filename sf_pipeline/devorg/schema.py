@@ -6,6 +6,7 @@ follow real orgs' describes; a test compares them field by field with recorded d
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -228,6 +229,16 @@ class ObjectDef:
     @property
     def lower(self) -> str:
         return self.name.lower()
+
+    def copy(self) -> ObjectDef:
+        """A copy an org can change (fields added, re-pointed) without changing this one: its own field list, lookups
+        and flags; the fields themselves are shared, being immutable."""
+        twin = copy.copy(self)
+        twin.fields = list(self.fields)
+        twin.flags = dict(self.flags)
+        twin.by_lower = dict(self.by_lower)
+        twin.by_relationship = dict(self.by_relationship)
+        return twin
 
     def add_field(self, f: FieldDef) -> None:
         """A field created in Setup while the org runs (admins do this; backups must notice)."""

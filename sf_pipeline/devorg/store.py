@@ -99,7 +99,8 @@ class OrgStore:
     # ----------------------------------------------------------------- tables and meta
     def _create_tables(self) -> None:
         c = self.conn
-        if c.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+        new = c.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+        if new:
             # A new org: copy the tables of hundreds of objects from a template built once per process.
             _empty_template(self.schema).backup(c)
             if self.path:
@@ -111,9 +112,10 @@ class OrgStore:
             "field TEXT, value TEXT)"
         )
         c.execute("CREATE INDEX IF NOT EXISTS _cleared_root ON _cleared_lookups(root)")
-        with self.transaction():  # one commit for hundreds of tables
-            for obj in self.schema.objects.values():
-                self.ensure_table(obj)
+        if not new:  # a new org's tables are the template's, made by ensure_table from this very schema
+            with self.transaction():  # one commit for hundreds of tables
+                for obj in self.schema.objects.values():
+                    self.ensure_table(obj)
         for prefix, value in c.execute("SELECT prefix, value FROM _counters"):
             self._counters[prefix] = value
 

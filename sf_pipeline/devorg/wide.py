@@ -27,6 +27,7 @@ import dataclasses
 import json
 import random
 import re
+import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -517,8 +518,25 @@ def _catalog_field(
     return F(fname, "string", length=255, **kw)
 
 
+_BUILT_CATALOGS: dict[tuple[tuple[str, str], ...], list[ObjectDef]] = {}
+_BUILT_CATALOGS_LOCK = threading.Lock()
+
+
 def catalog_objects(schema: Schema) -> list[ObjectDef]:
-    """Every catalog object devorg does not already define, as describe-able, queryable objects."""
+    """Every catalog object devorg does not already define, as describe-able, queryable objects: copies of the ones
+    built once per process for a schema of the same objects and key prefixes (what building them depends on), for
+    an org may change its own (`ObjectDef.copy`)."""
+    key = tuple((o.name, o.key_prefix) for o in schema.objects.values())
+    with _BUILT_CATALOGS_LOCK:
+        built = _BUILT_CATALOGS.get(key)
+        if built is None:
+            built = _BUILT_CATALOGS[key] = _build_catalog_objects(schema)
+            while len(_BUILT_CATALOGS) > 8:
+                _BUILT_CATALOGS.pop(next(iter(_BUILT_CATALOGS)))
+    return [obj.copy() for obj in built]
+
+
+def _build_catalog_objects(schema: Schema) -> list[ObjectDef]:
     cat = catalog()
     known = set(cat) | {o.name for o in schema.objects.values()}
     prefixes = _Prefixes(schema)

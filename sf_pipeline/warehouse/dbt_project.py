@@ -411,10 +411,11 @@ def parse_outcome(log_dir: str | Path) -> str | None:
 
 
 # ===================================================================== the manifest dagster-dbt reads
-def _inputs(project: Path) -> list[Path]:
+def project_inputs(project: Path) -> list[Path]:
+    """The files dbt parses in the project (the ones `prepare_manifest` checks the manifest's age against), sorted."""
     files = [project / "dbt_project.yml", project / "profiles.yml"]
     for folder in ("models", "snapshots", "macros"):
-        files += [p for p in (project / folder).rglob("*") if p.is_file()]
+        files += sorted(p for p in (project / folder).rglob("*") if p.is_file())
     return files
 
 
@@ -426,7 +427,7 @@ def prepare_manifest(project: Path, object_names: list[str], db_url: str | None 
     """
     write_snapshot_definitions(project, object_names)
     manifest = project / "target" / "manifest.json"
-    if manifest.exists() and manifest.stat().st_mtime >= max(p.stat().st_mtime for p in _inputs(project)):
+    if manifest.exists() and manifest.stat().st_mtime >= max(p.stat().st_mtime for p in project_inputs(project)):
         return manifest
     env = dbt_env_from_url(db_url) if db_url else {}
     _parse(project, manifest, env)

@@ -282,8 +282,12 @@ def _signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:
 
 
 @pytest.fixture
-def dagster_processes(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], DagsterProcesses]]:
-    """A factory for `DagsterProcesses` with the test's environment as it is when called."""
+def dagster_processes(
+    request: pytest.FixtureRequest, tmp_path: Path, pg_url: str
+) -> Iterator[Callable[[], DagsterProcesses]]:
+    """A factory for `DagsterProcesses` with the test's environment as it is when called. It takes `pg_url` so that
+    the processes are killed before the test's database is given back: its name is the next test's
+    (`create_database(reused_name=True)`), which no process of this test may reach."""
     started: list[DagsterProcesses] = []
 
     def make() -> DagsterProcesses:

@@ -237,6 +237,36 @@ def test_consecutive_windows_reuse_dbts_parse_of_the_project_on_their_database(
 
 
 @pytest.mark.e2e
+def test_a_copy_of_the_project_starts_from_the_parse_kept_for_its_database_and_parses_a_changed_snapshot_again(
+    project_dir: Path, pg_url: str, pg_conn: psycopg.Connection
+) -> None:
+    # What the suite's fixtures rely on (each test on a copy of a parsed project, on a database name used before):
+    # the parse kept for a database serves any copy of the project, and dbt still parses again what changed.
+    write_snapshot_definitions(project_dir, ["Opportunity"])
+    _two_windows_of(pg_conn, "Opportunity")
+    mirror = ensure_mirror_table(pg_conn, "Opportunity", OPPORTUNITY_FIELDS)
+    load_window(pg_conn, mirror, [csv_batch([opportunity(C, "2026-01-05T10:00:00.000Z")])], JAN_5, JAN_6)
+    assert run_snapshot(project_dir, pg_url, ["Opportunity"], JAN_1, JAN_2)["parse"].startswith("full")
+
+    unchanged = project_dir.parent / "unchanged_copy"
+    shutil.copytree(project_dir, unchanged)  # with target/partial_parse/, the parse kept for pg_url's database
+    assert run_snapshot(unchanged, pg_url, ["Opportunity"], JAN_2, JAN_3)["parse"] == "reused"
+
+    # The snapshot file changed in the copy: its history now goes to another schema. A stale parse would write it
+    # into salesforce_history.
+    changed = project_dir.parent / "changed_copy"
+    shutil.copytree(unchanged, changed)
+    snapshots_file = changed / "snapshots" / "salesforce_snapshots.yml"
+    snapshots_file.write_text(
+        snapshots_file.read_text().replace("schema: salesforce_history", "schema: salesforce_history_moved")
+    )
+    assert run_snapshot(changed, pg_url, ["Opportunity"], JAN_5, JAN_6)["parse"] == "partial"
+    assert _history_ids(pg_conn, "Opportunity") == [A, B]
+    moved = pg_conn.execute('SELECT id FROM salesforce_history_moved."opportunity"').fetchall()
+    assert moved == [(C,)]
+
+
+@pytest.mark.e2e
 def test_windows_snapshotted_at_once_each_see_only_their_own(
     project_dir: Path, pg_url: str, pg_conn: psycopg.Connection
 ) -> None:
