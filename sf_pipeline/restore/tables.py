@@ -69,6 +69,9 @@ _DDL = [
         outcome text,
         error text)""",
     "CREATE INDEX IF NOT EXISTS restore_items_run ON sf_pipeline.restore_items (run_id, record_id)",
+    # a tree plan is applied an object and action at a time, in keyset pages (tree_tables.item_pages)
+    "CREATE INDEX IF NOT EXISTS restore_items_run_object ON sf_pipeline.restore_items (run_id, object, action, "
+    "record_id)",
     """CREATE TABLE IF NOT EXISTS sf_pipeline.restore_audit (
         id bigserial PRIMARY KEY,
         run_id text NOT NULL,

@@ -15,7 +15,7 @@ like any plan's, one object per row (`object`), with these actions:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -187,3 +187,218 @@ def audited(
     ).fetchall()
     _commit(conn)
     return {r[0] for r in rows}
+
+
+# ===================================================================== a stored tree plan, read a chunk at a time
+_ITEM_COLUMNS = (
+    "i.object, i.record_id, i.field, i.action, i.current_value, i.desired_value, i.damaged_value, i.outcome, i.error"
+)
+# The record-level row (`damaged_value` is its cascade parent's id) whose parent is itself a record of the plan with
+# action %(parent_action)s: for paging `where`s over restore_items `i`.
+PARENT_HAS_ACTION = (
+    "EXISTS (SELECT 1 FROM sf_pipeline.restore_items p WHERE p.run_id = i.run_id "
+    "AND p.record_id = i.damaged_value #>> '{}' AND p.field IS NULL AND p.action = %(parent_action)s)"
+)
+
+
+def item_pages(
+    conn: psycopg.Connection[Any],
+    run_id: str,
+    where: sql.Composable,
+    params: Mapping[str, Any],
+    *,
+    chunk: int | None = None,
+) -> Iterator[list[tuple]]:
+    """The items of a stored tree plan matching `where` (SQL over `sf_pipeline.restore_items i`, parameters in
+    `params`), `chunk` records (default tables.CHUNK_RECORDS) at a time in record id order, each record's matching
+    items in the same chunk: (object, record_id, field, action, current, desired, damaged, outcome, error).
+
+    Each chunk is its own query keyed on the last record id read (keyset paging over the index on (run_id, object,
+    action, record_id)): apply commits its journal between chunks, and only one chunk of rows is in this process."""
+    query = sql.SQL(
+        "SELECT {cols} FROM sf_pipeline.restore_items i WHERE i.run_id = %(run)s AND ({where}) AND i.record_id IN ("
+        "SELECT DISTINCT i.record_id FROM sf_pipeline.restore_items i WHERE i.run_id = %(run)s AND ({where}) "
+        "AND i.record_id > %(after)s ORDER BY i.record_id LIMIT %(chunk)s) ORDER BY i.record_id, i.field NULLS FIRST"
+    ).format(cols=sql.SQL(_ITEM_COLUMNS), where=where)
+    after = ""
+    while True:
+        rows = conn.execute(
+            query, {**params, "run": run_id, "after": after, "chunk": chunk or tables.CHUNK_RECORDS}
+        ).fetchall()
+        _commit(conn)
+        if not rows:
+            return
+        after = rows[-1][1]
+        yield rows
+        del rows
+
+
+def record_states(conn: psycopg.Connection[Any], run_id: str, record_ids: Iterable[str]) -> dict[str, tuple[str, Any]]:
+    """{record id: (action, outcome)} of those of `record_ids` that are records of the stored tree plan."""
+    ids = list(record_ids)
+    if not ids:
+        return {}
+    rows = conn.execute(
+        "SELECT record_id, action, outcome FROM sf_pipeline.restore_items WHERE run_id = %s AND field IS NULL "
+        "AND record_id = ANY(%s)",
+        (run_id, ids),
+    ).fetchall()
+    _commit(conn)
+    return {rid: (action, outcome) for rid, action, outcome in rows}
+
+
+def action_counts(conn: psycopg.Connection[Any], run_id: str) -> list[tuple[str, str, int]]:
+    """(object, action, items) of a stored tree plan: records per action, and lookups (record, field) to re-point."""
+    rows = conn.execute(
+        "SELECT object, action, count(*) FROM sf_pipeline.restore_items WHERE run_id = %s GROUP BY 1, 2 ORDER BY 1, 2",
+        (run_id,),
+    ).fetchall()
+    _commit(conn)
+    return [(o, a, int(n)) for o, a, n in rows]
+
+
+def records_to_write(conn: psycopg.Connection[Any], run_id: str, actions: Sequence[str]) -> int:
+    """Records of a stored tree plan with an item of one of `actions` (a record counted once)."""
+    row = conn.execute(
+        "SELECT count(DISTINCT record_id) FROM sf_pipeline.restore_items WHERE run_id = %s AND action = ANY(%s)",
+        (run_id, list(actions)),
+    ).fetchone()
+    _commit(conn)
+    return int(row[0]) if row else 0
+
+
+def plan_objects(conn: psycopg.Connection[Any], run_id: str) -> list[str]:
+    """The objects of a stored tree plan (plans stored before the dry run listed them)."""
+    rows = conn.execute(
+        "SELECT DISTINCT object FROM sf_pipeline.restore_items WHERE run_id = %s ORDER BY 1", (run_id,)
+    ).fetchall()
+    _commit(conn)
+    return [r[0] for r in rows]
+
+
+def finish_outcomes(
+    conn: psycopg.Connection[Any], run_id: str, *, writes: Sequence[str], noop: str, not_attempted: str, other: str
+) -> None:
+    """Items no phase took an outcome for: `not_attempted` when their action writes (the run stopped first),
+    `noop` for records live already, `other` (not restorable) for the rest."""
+    with conn.transaction():
+        conn.execute(
+            "UPDATE sf_pipeline.restore_items SET outcome = CASE WHEN action = ANY(%(writes)s) THEN %(na)s "
+            "WHEN action = %(noop)s THEN %(noop)s ELSE %(other)s END WHERE run_id = %(run)s AND outcome IS NULL",
+            {"writes": list(writes), "na": not_attempted, "noop": noop, "other": other, "run": run_id},
+        )
+    _commit(conn)
+
+
+def outcomes_per_object(conn: psycopg.Connection[Any], run_id: str) -> list[tuple[str, bool, str, int]]:
+    """(object, is a record (not a lookup), outcome, items) of an applied tree plan."""
+    rows = conn.execute(
+        "SELECT object, field IS NULL, outcome, count(*) FROM sf_pipeline.restore_items WHERE run_id = %s "
+        "GROUP BY 1, 2, 3 ORDER BY 1, 2 DESC, 3",
+        (run_id,),
+    ).fetchall()
+    _commit(conn)
+    return [(o, bool(is_record), outcome, int(n)) for o, is_record, outcome, n in rows]
+
+
+class PlanIdMap(Mapping[str, str]):
+    """Old id -> new id of the records a tree plan re-creates that the org has (`sf_pipeline.id_map`, written by the
+    journal as each create is confirmed), read from PostgreSQL when looked at, never held whole: what
+    `ApplyResult.id_map` of a tree restore is. Look at it while its connection is open."""
+
+    _JOIN = (
+        "FROM sf_pipeline.restore_items i JOIN sf_pipeline.id_map m ON m.source_alias = %(alias)s "
+        "AND m.target_alias = %(alias)s AND m.source_id = i.record_id "
+        "WHERE i.run_id = %(run)s AND i.action = 'create' AND i.field IS NULL"
+    )
+
+    def __init__(self, conn: psycopg.Connection[Any], run_id: str, org_alias: str):
+        self.conn, self.run_id, self.alias = conn, run_id, org_alias
+
+    def _params(self, **more: Any) -> dict[str, Any]:
+        return {"run": self.run_id, "alias": self.alias, **more}
+
+    def __getitem__(self, old_id: str) -> str:
+        row = self.conn.execute(
+            f"SELECT m.target_id {self._JOIN} AND i.record_id = %(old)s", self._params(old=old_id)
+        ).fetchone()
+        _commit(self.conn)
+        if row is None:
+            raise KeyError(old_id)
+        return row[0]
+
+    def __iter__(self) -> Iterator[str]:
+        after = ""
+        while True:
+            rows = self.conn.execute(
+                f"SELECT i.record_id {self._JOIN} AND i.record_id > %(after)s ORDER BY i.record_id LIMIT %(n)s",
+                self._params(after=after, n=tables.CHUNK_RECORDS),
+            ).fetchall()
+            _commit(self.conn)
+            if not rows:
+                return
+            after = rows[-1][0]
+            yield from (r[0] for r in rows)
+
+    def __len__(self) -> int:
+        row = self.conn.execute(f"SELECT count(*) {self._JOIN}", self._params()).fetchone()
+        _commit(self.conn)
+        return int(row[0])
+
+    def __repr__(self) -> str:
+        return f"PlanIdMap(run_id={self.run_id!r})"
+
+
+# ===================================================================== references set after the inserts
+# A temporary table (this connection's own, gone with it): the references of re-created records that are set once
+# every record exists, noted as each chunk is created instead of held until the last object is. A run killed before
+# setting them loses nothing: the next apply finds those records re-created (id map) and notes their references
+# again from the backup.
+_DEFERRED = "restore_tree_deferred"
+
+
+def deferred_start(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {_DEFERRED} (object text NOT NULL, record_id text NOT NULL, "
+        "field text NOT NULL, target text NOT NULL)"
+    )
+    conn.execute(f"TRUNCATE {_DEFERRED}")
+    _commit(conn)
+
+
+def deferred_add(conn: psycopg.Connection[Any], object_name: str, rows: Iterable[tuple[str, str, str]]) -> None:
+    """Note (old record id, field, old id of the record it points to) to set once every record exists."""
+    with (
+        conn.transaction(),
+        conn.cursor().copy(f"COPY {_DEFERRED} (object, record_id, field, target) FROM STDIN") as cp,
+    ):
+        for rid, field, target in rows:
+            cp.write_row((object_name, rid, field, target))
+    _commit(conn)
+
+
+def deferred_pages(conn: psycopg.Connection[Any], object_name: str) -> Iterator[list[tuple[str, dict[str, str]]]]:
+    """The references noted for `object_name`'s records, tables.CHUNK_RECORDS records at a time: (old record id,
+    {field: old id of its target})."""
+    after = ""
+    while True:
+        rows = conn.execute(
+            f"SELECT record_id, jsonb_object_agg(field, target) FROM {_DEFERRED} WHERE object = %s AND record_id > %s "
+            "GROUP BY record_id ORDER BY record_id LIMIT %s",
+            (object_name, after, tables.CHUNK_RECORDS),
+        ).fetchall()
+        _commit(conn)
+        if not rows:
+            return
+        after = rows[-1][0]
+        yield [(rid, dict(later)) for rid, later in rows]
+
+
+def deferred_end(conn: psycopg.Connection[Any]) -> None:
+    try:
+        if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+            conn.rollback()
+        conn.execute(f"DROP TABLE IF EXISTS {_DEFERRED}")
+        _commit(conn)
+    except psycopg.Error:
+        pass  # the connection is gone: so is its temporary table
