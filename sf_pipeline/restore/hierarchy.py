@@ -672,7 +672,7 @@ def apply_tree(conn: psycopg.Connection[Any], client: SalesforceClient, plan: Re
                 result.outcomes[outcome] = result.outcomes.get(outcome, 0) + n
             result.api_calls = client.api_calls - calls_before
             result.seconds = time.perf_counter() - started
-            result.id_map = tree_tables.PlanIdMap(conn, plan.run_id, alias)
+            result.id_map = tables.PlanIdMap(conn, plan.run_id, alias)
             tables.set_plan_status(
                 conn,
                 plan.run_id,

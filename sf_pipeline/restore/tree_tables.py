@@ -301,54 +301,6 @@ def outcomes_per_object(conn: psycopg.Connection[Any], run_id: str) -> list[tupl
     return [(o, bool(is_record), outcome, int(n)) for o, is_record, outcome, n in rows]
 
 
-class PlanIdMap(Mapping[str, str]):
-    """Old id -> new id of the records a tree plan re-creates that the org has (`sf_pipeline.id_map`, written by the
-    journal as each create is confirmed), read from PostgreSQL when looked at, never held whole: what
-    `ApplyResult.id_map` of a tree restore is. Look at it while its connection is open."""
-
-    _JOIN = (
-        "FROM sf_pipeline.restore_items i JOIN sf_pipeline.id_map m ON m.source_alias = %(alias)s "
-        "AND m.target_alias = %(alias)s AND m.source_id = i.record_id "
-        "WHERE i.run_id = %(run)s AND i.action = 'create' AND i.field IS NULL"
-    )
-
-    def __init__(self, conn: psycopg.Connection[Any], run_id: str, org_alias: str):
-        self.conn, self.run_id, self.alias = conn, run_id, org_alias
-
-    def _params(self, **more: Any) -> dict[str, Any]:
-        return {"run": self.run_id, "alias": self.alias, **more}
-
-    def __getitem__(self, old_id: str) -> str:
-        row = self.conn.execute(
-            f"SELECT m.target_id {self._JOIN} AND i.record_id = %(old)s", self._params(old=old_id)
-        ).fetchone()
-        _commit(self.conn)
-        if row is None:
-            raise KeyError(old_id)
-        return row[0]
-
-    def __iter__(self) -> Iterator[str]:
-        after = ""
-        while True:
-            rows = self.conn.execute(
-                f"SELECT i.record_id {self._JOIN} AND i.record_id > %(after)s ORDER BY i.record_id LIMIT %(n)s",
-                self._params(after=after, n=tables.CHUNK_RECORDS),
-            ).fetchall()
-            _commit(self.conn)
-            if not rows:
-                return
-            after = rows[-1][0]
-            yield from (r[0] for r in rows)
-
-    def __len__(self) -> int:
-        row = self.conn.execute(f"SELECT count(*) {self._JOIN}", self._params()).fetchone()
-        _commit(self.conn)
-        return int(row[0])
-
-    def __repr__(self) -> str:
-        return f"PlanIdMap(run_id={self.run_id!r})"
-
-
 # ===================================================================== references set after the inserts
 # A temporary table (this connection's own, gone with it): the references of re-created records that are set once
 # every record exists, noted as each chunk is created instead of held until the last object is. A run killed before
