@@ -90,7 +90,7 @@ from sf_pipeline.salesforce.writes import (
 )
 from sf_pipeline.warehouse.errors import HistoryNotFoundError
 from sf_pipeline.warehouse.history import history_columns
-from sf_pipeline.warehouse.id_map import load_id_map, lookup_id_map
+from sf_pipeline.warehouse.id_map import lookup_id_map
 from sf_pipeline.warehouse.names import column_name
 from sf_pipeline.warehouse.org_identity import verify_org
 from sf_pipeline.warehouse.schema import SKIPPED_TYPES
@@ -238,7 +238,7 @@ def plan_tree(
 ) -> RestorePlan:
     """The dry run of a whole-hierarchy restore (or of its undo): classify, store, return the plan."""
     if config.undo_of:
-        tree = _plan_undo(conn, client, config, notes)
+        tree = _plan_undo(conn, config, notes, run_id)  # stored as it is made: its items are in the database
     else:
         if source_org != config.target_org:
             raise RestoreConfigError(
@@ -262,15 +262,14 @@ def plan_tree(
     plan.api_calls = client.api_calls - calls_before
     plan.seconds = time.perf_counter() - started
     summary = plan.summary()
-    tables.save_plan(
-        conn,
-        run_id=run_id,
-        object_name=config.object,
-        target_org=config.target_org,
-        source_org=source_org,
-        config=config.to_dict(),
-        counts=summary["counts"],
-        details={
+    stored = {
+        "run_id": run_id,
+        "object_name": config.object,
+        "target_org": config.target_org,
+        "source_org": source_org,
+        "config": config.to_dict(),
+        "counts": summary["counts"],
+        "details": {
             **{k: v for k, v in summary.items() if k not in ("counts", "preview")},
             "tree": {
                 "order": tree.order,
@@ -280,9 +279,15 @@ def plan_tree(
                 "objects": tree.objects(),
             },
         },
-        items=(),
-    )
-    tree_tables.save_items(conn, run_id, _item_rows(tree))
+    }
+    if tree.stored:  # its items are stored already: the plan's own row
+        with conn.transaction():
+            conn.execute("DELETE FROM sf_pipeline.restore_plans WHERE run_id = %s", (run_id,))
+            tables.insert_plan(conn, **stored)
+        conn.commit()
+    else:
+        tables.save_plan(conn, **stored, items=())
+        tree_tables.save_items(conn, run_id, _item_rows(tree))
     plan.seconds = time.perf_counter() - started
     return plan
 
@@ -1245,9 +1250,9 @@ class _TreeRun:
 
 
 # ===================================================================== undo plan
-def _plan_undo(
-    conn: psycopg.Connection[Any], client: SalesforceClient, config: RestoreConfig, notes: list[str]
-) -> TreePlan:
+def _plan_undo(conn: psycopg.Connection[Any], config: RestoreConfig, notes: list[str], run_id: str) -> TreePlan:
+    """The undo of a tree restore, stored as plan `run_id`'s items straight from the undone run's journal
+    (tree_tables.save_undo_items): nothing of it is held here, however large the restore it undoes."""
     run = config.undo_of
     undone = tables.plan_row(conn, run)
     assert undone is not None
@@ -1255,44 +1260,18 @@ def _plan_undo(
         raise RestoreConfigError(
             f"undo_of: run {run!r} wrote to org {undone['target_org']!r}; set target_org: {undone['target_org']}"
         )
-    rows = tree_tables.audit_rows(conn, run)
-    if not rows:
+    if not tree_tables.audited_any(conn, run):
         raise RestoreConfigError(
             f"undo_of: run {run!r} wrote nothing (a dry run, or nothing needed restoring), so there is nothing to undo"
         )
-    brought: dict[str, TreeRecord] = {}
-    repoints: dict[tuple[str, str], Repoint] = {}
-    for obj, rid, fname, before, after, op in rows:
-        if op == "undelete" or (op == "create" and fname == "Id"):
-            brought.setdefault(
-                rid, TreeRecord(obj, rid, DELETE, LIVE, None, f"brought back by run {run} ({op}): delete it again")
-            )
-        elif op == REPOINT:
-            key = (rid, fname)
-            if key in repoints:
-                repoints[key].written = after  # the last value written; the first before stays
-            else:
-                repoints[key] = Repoint(obj, rid, fname, before, after)
-    # Each record brought back is deleted with the brought-back record it was deleted with (if any): the undo
-    # deletes the others, and the cascade takes these.
-    parents = {rid: damaged for _o, rid, f, _a, _c, _d, damaged, _s, _r in tree_tables.items(conn, run) if f is None}
-    new_ids = load_id_map(conn, config.target_org, config.target_org)
-    old_of = {new: old for old, new in new_ids.items()}
-    for rec in brought.values():
-        parent = parents.get(old_of.get(rec.record_id, rec.record_id))
-        if parent is not None:
-            rec.parent = next((c for c in (new_ids.get(parent), parent) if c in brought), None)
-    if config.record_ids:
-        wanted = set(config.record_ids)
-        brought = {k: v for k, v in brought.items() if k in wanted}
-        repoints = {k: v for k, v in repoints.items() if k[0] in wanted}
+    tables.clear_plan(conn, run_id)
+    brought, repoints, objects = tree_tables.save_undo_items(conn, run_id, run, config.record_ids)
     notes.append(
-        f"undoes run {run}: {len(repoints)} lookup(s) it re-pointed are put back where they still hold what "
-        f"it wrote, and the {len(brought)} record(s) it brought back are deleted again (to the recycle bin, "
+        f"undoes run {run}: {repoints} lookup(s) it re-pointed are put back where they still hold what "
+        f"it wrote, and the {brought} record(s) it brought back are deleted again (to the recycle bin, "
         "from which a later restore can undelete them)"
     )
-    objects = list(dict.fromkeys(r.object for r in brought.values()))
-    return TreePlan(None, objects, {}, list(brought.values()), list(repoints.values()), undo_of=run)
+    return TreePlan(None, objects, {}, [], [], undo_of=run, conn=conn, run_id=run_id, listed=objects)
 
 
 # ===================================================================== verify

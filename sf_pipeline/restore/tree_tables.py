@@ -126,23 +126,6 @@ def save_items(conn: psycopg.Connection[Any], run_id: str, items: Iterable[tuple
     _commit(conn)
 
 
-def items(conn: psycopg.Connection[Any], run_id: str, *, reasons: bool = True) -> Iterator[tuple]:
-    """A tree plan's items: (object, record_id, field, action, current, desired, damaged, classification, reason),
-    read through a server-side cursor, tables.CHUNK_RECORDS rows a fetch (inside a transaction of its own: do not
-    commit on `conn` while iterating). Without `reasons`, reason is None (it is one string per record, and
-    apply does not need it)."""
-    reason = sql.SQL("reason") if reasons else sql.SQL("NULL::text")
-    query = sql.SQL(
-        "SELECT object, record_id, field, action, current_value, desired_value, damaged_value, classification, "
-        "{reason} FROM sf_pipeline.restore_items WHERE run_id = %s ORDER BY object, record_id, field NULLS FIRST"
-    ).format(reason=reason)
-    with conn.transaction(), conn.cursor(name=f"tree_items_{uuid.uuid4().hex}") as cur:
-        cur.itersize = tables.CHUNK_RECORDS
-        cur.execute(query, (run_id,))
-        yield from cur
-    _commit(conn)
-
-
 def written_values(
     conn: psycopg.Connection[Any], run_id: str, object_name: str, record_ids: Sequence[str]
 ) -> dict[str, dict[str, Any]]:
@@ -162,16 +145,6 @@ def written_values(
         out.setdefault(rid, {})[fname] = after
     _commit(conn)
     return out
-
-
-def audit_rows(conn: psycopg.Connection[Any], run_id: str) -> list[tuple[str, str, str, Any, Any, str]]:
-    """Everything a run wrote (journal rows completed `done`), oldest first: (object, record_id, field, before,
-    after, operation)."""
-    return conn.execute(
-        "SELECT object, record_id, field, before, after, operation FROM sf_pipeline.restore_audit "
-        "WHERE run_id = %s AND state = 'done' ORDER BY id",
-        (run_id,),
-    ).fetchall()
 
 
 def audited(
@@ -354,3 +327,78 @@ def deferred_end(conn: psycopg.Connection[Any]) -> None:
         _commit(conn)
     except psycopg.Error:
         pass  # the connection is gone: so is its temporary table
+
+
+# ===================================================================== the undo of a tree restore
+def audited_any(conn: psycopg.Connection[Any], run_id: str) -> bool:
+    """Whether a run logged any write (done)."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM sf_pipeline.restore_audit WHERE run_id = %s AND state = 'done')", (run_id,)
+    ).fetchone()
+    _commit(conn)
+    return bool(row and row[0])
+
+
+def save_undo_items(
+    conn: psycopg.Connection[Any], run_id: str, undone: str, record_ids: Sequence[str]
+) -> tuple[int, int, list[str]]:
+    """Store, as the items of plan `run_id`, the undo of tree restore `undone`, from what its journal says it wrote
+    (rows `done`), in PostgreSQL alone (nothing of it passes through this process): every record it brought back
+    (undeleted, or re-created: the journal's row carries the new id, its `before` the id re-created) gets a `delete`
+    item, whose `damaged_value` is the record brought back that it was deleted with in the undone plan (if any: the
+    undo deletes that one and the cascade takes it); every lookup it re-pointed gets a `repoint` item putting back
+    the value before its first write (`desired_value`) where the org still holds its last (`current_value`).
+    `record_ids` (if any) keeps only those records. Returns (records, lookups, objects: those of records first)."""
+    params = {"run": run_id, "undone": undone, "ids": list(record_ids), "all": not record_ids}
+    with conn.transaction():
+        conn.execute(
+            """
+            WITH done AS (
+                SELECT id, object, record_id, field, before, after, operation FROM sf_pipeline.restore_audit
+                WHERE run_id = %(undone)s AND state = 'done'),
+            brought AS (
+                SELECT DISTINCT ON (record_id) record_id, object, operation, id,
+                    CASE WHEN operation = 'create' THEN before #>> '{}' ELSE record_id END AS old_id
+                FROM done WHERE operation = 'undelete' OR (operation = 'create' AND field = 'Id')
+                ORDER BY record_id, id)
+            INSERT INTO sf_pipeline.restore_items (run_id, object, record_id, field, action, current_value,
+                desired_value, damaged_value, classification, reason)
+            SELECT %(run)s, b.object, b.record_id, NULL, 'delete', to_jsonb('live'::text), NULL,
+                to_jsonb(pb.record_id), 'restore',
+                'brought back by run ' || %(undone)s || ' (' || b.operation || '): delete it again'
+            FROM brought b
+            LEFT JOIN sf_pipeline.restore_items pi ON pi.run_id = %(undone)s AND pi.record_id = b.old_id
+                AND pi.field IS NULL
+            LEFT JOIN brought pb ON pb.old_id = pi.damaged_value #>> '{}'
+            WHERE %(all)s OR b.record_id = ANY(%(ids)s)
+            """,
+            params,
+        )
+        conn.execute(
+            """
+            INSERT INTO sf_pipeline.restore_items (run_id, object, record_id, field, action, current_value,
+                desired_value, damaged_value, classification, reason)
+            SELECT %(run)s, (array_agg(object ORDER BY id))[1], record_id, field, 'repoint',
+                (array_agg(after ORDER BY id DESC))[1], (array_agg(before ORDER BY id))[1], NULL, 'restore', NULL
+            FROM sf_pipeline.restore_audit
+            WHERE run_id = %(undone)s AND state = 'done' AND operation = 'repoint'
+                AND (%(all)s OR record_id = ANY(%(ids)s))
+            GROUP BY record_id, field
+            """,
+            params,
+        )
+        counts = dict(
+            conn.execute(
+                "SELECT action, count(*) FROM sf_pipeline.restore_items WHERE run_id = %(run)s GROUP BY 1", params
+            ).fetchall()
+        )
+        objects = [
+            r[0]
+            for r in conn.execute(
+                "SELECT object FROM sf_pipeline.restore_items WHERE run_id = %(run)s GROUP BY object "
+                "ORDER BY bool_and(action = 'repoint'), min(record_id)",
+                params,
+            )
+        ]
+    _commit(conn)
+    return int(counts.get("delete", 0)), int(counts.get("repoint", 0)), objects
