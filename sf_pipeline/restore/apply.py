@@ -19,8 +19,10 @@ run (RestoreApplyError), never silently.
 The stored plan is read back a chunk of records at a time (tables.CHUNK_RECORDS), once per phase (undelete,
 re-create, update): each chunk is fetched fresh, written (one Bulk API 2.0 job per chunk when the apply writes more
 records than the Bulk threshold), journaled, and its outcomes stored in `sf_pipeline.restore_items` before the next
-chunk is read; the result counts the stored outcomes. What apply holds is one chunk's worth (plus the ids of the
-records it re-creates), whatever the plan's size.
+chunk is read; the result counts the stored outcomes. The new ids of re-created records are read a chunk's worth at a
+time (tables.PlanIdMap over sf_pipeline.id_map, which the journal writes as each create is confirmed), and a
+re-created record's lookups to other re-created records are found in the stored plan for its chunk: what apply holds
+is one chunk's worth, whatever the plan's size.
 """
 
 from __future__ import annotations

@@ -32,14 +32,17 @@ rows matched to the records it re-created, a lost create found by its creator, t
 what is done: records live already, records in the id map, references and lookups already holding their target.
 
 API calls grow with the tree, not the org: states and verification read 2,000 records a call (sObject
-Collections retrieve, ids in the body), objects with many records to create or re-point go through one
-Bulk API 2.0 job per chunk.
+Collections retrieve, ids in the body), objects with many records to re-point go through one Bulk API 2.0 job per
+chunk, and records to re-create one insert job per INSERT_CHUNK records.
 
-Memory stays flat in the tree's size: records are created, their deferred references set, lookups re-pointed and
-everything verified a chunk of records at a time (tables.CHUNK_RECORDS, as the one-object restore does), each
-chunk's as_of values read for it alone; what a re-created record was written with is not kept: verify reads it
-back from the run's journal (its `done` rows), a chunk at a time. What the run holds through is the plan's
-records and lookups themselves (ids and outcomes) and the id map.
+Memory stays flat in the tree's size: apply and verify hold no plan. The plan they apply is the dry run's items in
+`sf_pipeline.restore_items` (copied under the run's id), read an object and action at a time in keyset pages of
+tables.CHUNK_RECORDS records (INSERT_CHUNK for creates), each page's outcomes stored before the next is read; what
+a page needs of the id map (the new ids of its records and of the records they point to) and of the plan (which
+references point to records re-created, how each cascade parent fared) is read for it; references to set after the
+inserts are noted in a temporary table of the connection; what a re-created record was written with is read back
+by verify from the run's journal (its `done` rows). The undo of a tree restore is planned in PostgreSQL alone, from
+the undone run's journal. Only the dry run of a restore holds its tree (it is built from the backup there).
 """
 
 from __future__ import annotations

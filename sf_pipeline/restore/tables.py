@@ -533,6 +533,17 @@ class PlanIdMap(Mapping[str, str]):
 
     def __init__(self, conn: psycopg.Connection[Any], run_id: str, org_alias: str):
         self.conn, self.run_id, self.alias = conn, run_id, org_alias
+        self._creates: bool | None = None  # whether the plan re-creates anything (asked once)
+
+    def _recreates(self) -> bool:
+        if self._creates is None:
+            row = self.conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM sf_pipeline.restore_items WHERE run_id = %s AND action = 'create')",
+                (self.run_id,),
+            ).fetchone()
+            _commit(self.conn)
+            self._creates = bool(row and row[0])
+        return self._creates
 
     def _params(self, **more: Any) -> dict[str, Any]:
         return {"run": self.run_id, "alias": self.alias, **more}
@@ -540,7 +551,7 @@ class PlanIdMap(Mapping[str, str]):
     def among(self, ids: Iterable[str]) -> dict[str, str]:
         """The pairs of those of `ids` that are records the plan re-created (what one chunk needs)."""
         wanted = list(dict.fromkeys(ids))
-        if not wanted:
+        if not wanted or not self._recreates():
             return {}
         rows = self.conn.execute(
             f"SELECT DISTINCT i.record_id, m.target_id {self._JOIN} AND i.record_id = ANY(%(ids)s)",
