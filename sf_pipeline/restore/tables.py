@@ -422,9 +422,9 @@ def write_audit(conn: psycopg.Connection[Any], rows: Sequence[tuple]) -> None:
 
 
 def _copy_audit(
-    conn: psycopg.Connection[Any], rows: Sequence[tuple], state: str, call_id: str | None, detail: str | None
+    conn: psycopg.Connection[Any], rows: Iterable[tuple], state: str, call_id: str | None, detail: str | None
 ) -> None:
-    if not rows:
+    if isinstance(rows, Sequence) and not rows:
         return
     with conn.transaction():
         with conn.cursor().copy(
@@ -594,7 +594,7 @@ class PlanIdMap(Mapping[str, str]):
 
 # ===================================================================== the write-ahead journal
 def journal_begin(
-    conn: psycopg.Connection[Any], call_id: str, rows: Sequence[tuple], detail: str | None = None
+    conn: psycopg.Connection[Any], call_id: str, rows: Iterable[tuple], detail: str | None = None
 ) -> None:
     """Pending audit rows (run_id, org_alias, object, record_id, field, before, after, operation, written_by)
     of one call, committed before the call is made; `detail` says how to find what it created (journal.py)."""
