@@ -78,6 +78,7 @@ from sf_pipeline.restore.errors import INTERRUPTIONS, RestoreApplyError, Restore
 from sf_pipeline.restore.journal import Journal, Reconciled, reconcile, unchecked_creates
 from sf_pipeline.restore.plan import RestorePlan
 from sf_pipeline.restore.results import ApplyResult, VerifyResult
+from sf_pipeline.salesforce import soql
 from sf_pipeline.salesforce.client import SalesforceClient
 from sf_pipeline.salesforce.values import converter, csv_text, display, format_datetime
 from sf_pipeline.salesforce.writes import (
@@ -567,8 +568,10 @@ def _insert_order(backup: _Backup, objects: Sequence[str]) -> tuple[list[str], d
 
 def org_states(client: SalesforceClient, obj: str, ids: Sequence[str], *, has_bin: bool = True) -> dict[str, str]:
     """live / recycle_bin / missing of each id: a retrieve of 2,000 ids a call (a chunk of tables.CHUNK_RECORDS
-    ids at a time: only the ids found live are kept), then the recycle bin's ids (queryAll `IsDeleted = true`:
-    the bin is small next to the records) for those not live."""
+    ids at a time: only the ids found live are kept), then the recycle bin's ids (queryAll `IsDeleted = true`)
+    for those not live, within their id range: apply asks a chunk of ids at a time, in id order, so the chunks'
+    ranges do not overlap and the bin is read once over all of them, not once per chunk (the same `Id >= ...
+    AND Id <= ...` bounds as the one-object restore's Bulk reads, current.py)."""
     states: dict[str, str] = {}
     size = tables.CHUNK_RECORDS
     for i in range(0, len(ids), size):
@@ -578,7 +581,9 @@ def org_states(client: SalesforceClient, obj: str, ids: Sequence[str], *, has_bi
     gone = [rid for rid in ids if rid not in states]
     if gone and has_bin:
         wanted = set(gone)
-        for page in client.query_pages(f"SELECT Id FROM {obj} WHERE IsDeleted = true", include_deleted=True):
+        low, high = soql.record_ids([min(gone), max(gone)])
+        where = f"IsDeleted = true AND Id >= '{low}' AND Id <= '{high}'"
+        for page in client.query_pages(f"SELECT Id FROM {obj} WHERE {where}", include_deleted=True):
             for rec in page:
                 if rec["Id"] in wanted:
                     states[rec["Id"]] = RECYCLE_BIN
