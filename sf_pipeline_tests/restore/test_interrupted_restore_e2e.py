@@ -241,8 +241,12 @@ def test_bulk_update_killed_after_its_job_was_submitted_is_read_back_from_the_jo
     with p.conn() as conn:
         plan_restore(conn, client(p), config(**UPDATE), "b1-dry")
         kill_at(p, UPDATE, "b1", "update", phase, 1, bulk_threshold=100)
-        job = conn.execute("SELECT DISTINCT job_id FROM sf_pipeline.restore_audit WHERE state = 'pending'").fetchall()
-        assert len(job) == 1 and job[0][0]  # the journal kept the job's id
+        job = conn.execute(
+            "SELECT DISTINCT a.call_id, j.job_id FROM sf_pipeline.restore_audit a "
+            "LEFT JOIN sf_pipeline.restore_call_jobs j USING (call_id) WHERE a.state = 'pending'"
+        ).fetchall()
+        assert len(job) == 1 and job[0][1]  # the journal kept the job's id
+        ((call_id, job_id),) = job
         c = client(p)
         result = apply_plan(
             conn, c, load_plan(conn, config(**UPDATE, dry_run=False, plan="b1-dry"), "b2"), bulk_threshold=100
@@ -258,6 +262,11 @@ def test_bulk_update_killed_after_its_job_was_submitted_is_read_back_from_the_jo
             "WHERE operation = 'update' AND state = 'done'"
         ).fetchone()
         assert done == (OPPORTUNITIES, OPPORTUNITIES)
+        # the settled rows of the killed call carry its job's id, as rows completed by a run that lived do
+        settled = conn.execute(
+            "SELECT DISTINCT state, job_id FROM sf_pipeline.restore_audit WHERE call_id = %s", (call_id,)
+        ).fetchall()
+        assert settled == [("done" if phase == "after" else "not_applied", job_id)]
 
 
 def test_a_create_answered_5xx_after_the_org_made_it_is_found_not_made_twice(pipeline_factory, damaged):

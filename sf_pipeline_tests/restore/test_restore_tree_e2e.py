@@ -377,7 +377,8 @@ def test_tree_restore_killed_at_any_phase_reruns_without_a_duplicate(
         if phase == "job":  # the job's id was logged before anything was uploaded
             assert (
                 conn.execute(
-                    "SELECT count(*) FROM sf_pipeline.restore_audit WHERE state = 'pending' AND job_id IS NOT NULL"
+                    "SELECT count(*) FROM sf_pipeline.restore_audit a JOIN sf_pipeline.restore_call_jobs USING (call_id) "
+                    "WHERE a.state = 'pending'"
                 ).fetchone()[0]
                 > 0
             )
