@@ -279,12 +279,24 @@ def item_chunks(
     only one chunk of rows is ever in this process.
     """
     picked = sql.SQL(" AND ({})").format(where) if where is not None else sql.SQL("")
+    # A range of record ids, (after, the chunk-th picked record id], its bound found once: not `record_id IN
+    # (subquery)`, which PostgreSQL may run once per row on a plan just stored (no statistics yet).
+    # Of the records in the range, those with an item matching `where` (an index lookup per row).
+    matching = (
+        sql.SQL(
+            " AND EXISTS (SELECT 1 FROM sf_pipeline.restore_items m WHERE m.run_id = i.run_id "
+            "AND m.record_id = i.record_id AND ({}))"
+        ).format(where)
+        if where is not None
+        else sql.SQL("")
+    )
     query = sql.SQL(
         "SELECT record_id, field, action, current_value, desired_value, damaged_value, classification, reason, "
-        "outcome, error FROM sf_pipeline.restore_items WHERE run_id = %(run)s AND record_id IN ("
-        "SELECT DISTINCT record_id FROM sf_pipeline.restore_items WHERE run_id = %(run)s AND record_id > %(after)s"
-        "{picked} ORDER BY record_id LIMIT %(chunk)s) ORDER BY record_id"
-    ).format(picked=picked)
+        "outcome, error FROM sf_pipeline.restore_items i WHERE run_id = %(run)s AND record_id > %(after)s AND "
+        "record_id <= (SELECT max(p.record_id) FROM (SELECT DISTINCT record_id FROM sf_pipeline.restore_items "
+        "WHERE run_id = %(run)s AND record_id > %(after)s{picked} ORDER BY record_id LIMIT %(chunk)s) p)"
+        "{matching} ORDER BY record_id"
+    ).format(picked=picked, matching=matching)
     after = ""
     while True:
         limit = chunk or CHUNK_RECORDS
@@ -502,9 +514,10 @@ def audit_chunks(
     """What a run logged for an object (journal rows done), `chunk` records (default CHUNK_RECORDS) at a time in
     record id order: per (record, field) the first before, the last after and the first operation. Keyset pages
     over the record ids: an undo of 100,000 records holds one chunk of them."""
-    query = (
-        f"SELECT record_id, field, before, after, operation {_AUDIT_OF} AND record_id IN (SELECT DISTINCT record_id "
-        f"{_AUDIT_OF} AND record_id > %(after)s ORDER BY record_id LIMIT %(chunk)s) ORDER BY record_id, id"
+    query = (  # a range of record ids, its upper bound found once (see item_chunks)
+        f"SELECT record_id, field, before, after, operation {_AUDIT_OF} AND record_id > %(after)s AND record_id <= "
+        f"(SELECT max(p.record_id) FROM (SELECT DISTINCT record_id {_AUDIT_OF} AND record_id > %(after)s "
+        "ORDER BY record_id LIMIT %(chunk)s) p) ORDER BY record_id, id"
     )
     after = ""
     while True:

@@ -188,10 +188,14 @@ def item_pages(
 
     Each chunk is its own query keyed on the last record id read (keyset paging over the index on (run_id, object,
     action, record_id)): apply commits its journal between chunks, and only one chunk of rows is in this process."""
+    # The page is a range of record ids: (after, the chunk-th matching record id], its upper bound found once (an
+    # InitPlan). Not `record_id IN (subquery)`: on a plan just stored (no statistics yet) PostgreSQL estimated one
+    # row and ran the subquery once per row, minutes for 60,000 records.
     query = sql.SQL(
-        "SELECT {cols} FROM sf_pipeline.restore_items i WHERE i.run_id = %(run)s AND ({where}) AND i.record_id IN ("
-        "SELECT DISTINCT i.record_id FROM sf_pipeline.restore_items i WHERE i.run_id = %(run)s AND ({where}) "
-        "AND i.record_id > %(after)s ORDER BY i.record_id LIMIT %(chunk)s) ORDER BY i.record_id, i.field NULLS FIRST"
+        "SELECT {cols} FROM sf_pipeline.restore_items i WHERE i.run_id = %(run)s AND ({where}) "
+        "AND i.record_id > %(after)s AND i.record_id <= (SELECT max(p.record_id) FROM (SELECT DISTINCT i.record_id "
+        "FROM sf_pipeline.restore_items i WHERE i.run_id = %(run)s AND ({where}) AND i.record_id > %(after)s "
+        "ORDER BY i.record_id LIMIT %(chunk)s) p) ORDER BY i.record_id, i.field NULLS FIRST"
     ).format(cols=sql.SQL(_ITEM_COLUMNS), where=where)
     after = ""
     while True:
