@@ -19,12 +19,15 @@ run (RestoreApplyError), never silently.
 The stored plan is read back a chunk of records at a time (tables.CHUNK_RECORDS), once per phase (undelete,
 re-create, update): each chunk is fetched fresh, written (one Bulk API 2.0 job per chunk when the apply writes more
 records than the Bulk threshold), journaled, and its outcomes stored in `sf_pipeline.restore_items` before the next
-chunk is read; the result counts the stored outcomes. What apply holds is one chunk's worth (plus the ids of the
-records it re-creates), whatever the plan's size.
+chunk is read; the result counts the stored outcomes. The new ids of re-created records are read a chunk's worth at a
+time (tables.PlanIdMap over sf_pipeline.id_map, which the journal writes as each create is confirmed), and a
+re-created record's lookups to other re-created records are found in the stored plan for its chunk: what apply holds
+is one chunk's worth, whatever the plan's size.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import closing
@@ -72,7 +75,7 @@ from sf_pipeline.salesforce.writes import (
 )
 from sf_pipeline.warehouse.errors import HistoryNotFoundError
 from sf_pipeline.warehouse.history import history_columns
-from sf_pipeline.warehouse.id_map import load_id_map
+from sf_pipeline.warehouse.id_map import lookup_id_map
 from sf_pipeline.warehouse.names import column_name
 from sf_pipeline.warehouse.org_identity import verify_org
 
@@ -132,6 +135,7 @@ def _apply(
     finally:
         run.settle_the_rest()
         result.outcomes = tables.outcome_counts(conn, plan.run_id)
+        result.id_map = run.id_map
         result.api_calls = client.api_calls - calls_before
         result.seconds = time.perf_counter() - started
         tables.set_plan_status(
@@ -180,7 +184,8 @@ class _Run:
         self.bulk_threshold = bulk_threshold
         self._user: str | None = None
         self.on_conflict = plan.config.on_conflict
-        self.deferred: dict[str, dict[str, str]] = {}  # re-created record -> lookups to other re-created ones
+        # old id -> new id of the plan's re-created records, read from sf_pipeline.id_map a chunk's worth at a time
+        self.id_map = plan.id_map = tables.PlanIdMap(conn, plan.run_id, plan.config.target_org)
         self._journal: Journal | None = None
         self._reconciled: set[str] = set()
         tally = plan.summary()
@@ -279,29 +284,35 @@ class _Run:
 
     # ----------------------------------------------------------------- re-create
     def create(self) -> None:
-        gone = tables.plan_record_ids(self.conn, self.plan.run_id, action=CREATE)
-        if not gone:
-            return
-        alias = self.plan.config.target_org
-        known = load_id_map(self.conn, alias, alias)
         with closing(self.chunks("action = %(action)s", action=CREATE)) as chunks:
             for records in chunks:
-                self._create(records, gone, known)
-        self.result.id_map = dict(self.plan.id_map)
+                self._create(records)
 
-    def _create(self, records: list[RecordItem], gone: set[str], known: Mapping[str, str]) -> None:
+    def later(self, records: list[RecordItem]) -> dict[str, dict[str, str]]:
+        """Per record of the chunk, its lookups to records the plan re-creates: set once those have their new ids
+        (by `update`), not in the create. Read from the stored plan for the chunk, not held through the run."""
+        values = {r.record_id: r.writes(self.on_conflict) for r in records}
+        ids = {v for vs in values.values() for v in vs.values() if isinstance(v, str) and len(v) in (15, 18)}
+        gone = tables.plan_record_ids(self.conn, self.plan.run_id, action=CREATE, among=list(ids)) if ids else set()
+        out = {}
+        for rid, vs in values.items():
+            later = {f: v for f, v in vs.items() if isinstance(v, str) and v in gone}
+            if later:
+                out[rid] = later
+        return out
+
+    def _create(self, records: list[RecordItem]) -> None:
         alias = self.plan.config.target_org
         unsettled = unchecked_creates(self.conn, alias, self.plan.object, [r.record_id for r in records])
+        known = lookup_id_map(self.conn, alias, alias, [r.record_id for r in records])
+        deferred = self.later(records)
         payloads = []
         for record in records:
             values = record.writes(self.on_conflict)
             # Lookups to other records being re-created are set once those have their new ids.
-            later = {f: v for f, v in values.items() if isinstance(v, str) and v in gone}
-            if later:
-                self.deferred[record.record_id] = later
+            later = deferred.get(record.record_id, {})
             if record.record_id in known:  # re-created by an earlier run of this plan: never twice
                 record.outcome, record.new_id = CREATED, known[record.record_id]
-                self.plan.id_map[record.record_id] = record.new_id
             elif record.record_id in unsettled:
                 record.outcome, record.error = FAILED, unsettled[record.record_id]
                 self.result.failed[record.record_id] = record.error
@@ -313,8 +324,7 @@ class _Run:
         def written(pairs: list[tuple[Mapping[str, Any], WriteResult]]) -> None:
             for payload, res in pairs:
                 record = by_payload[id(payload)]
-                record.outcome, record.new_id = CREATED, res.id
-                self.plan.id_map[record.record_id] = res.id
+                record.outcome, record.new_id = CREATED, res.id  # the journal puts the pair in sf_pipeline.id_map
 
         for _attempt in range(3):  # a lost answer: reconcile, then send only what the org did not create
             if not payloads:
@@ -341,7 +351,6 @@ class _Run:
                 record = by_payload[id(payload)]
                 if record.record_id in found.created:
                     record.outcome, record.new_id = CREATED, found.created[record.record_id]
-                    self.plan.id_map[record.record_id] = record.new_id
                 elif record.record_id in found.unchecked:
                     record.outcome, record.error = FAILED, found.unchecked[record.record_id]
                     self.result.failed[record.record_id] = record.error
@@ -351,14 +360,13 @@ class _Run:
             if record.outcome is None:  # lost again on every attempt, and not found in the org
                 record.outcome, record.error = FAILED, "the org's answer to its creation was lost three times"
                 self.result.failed[record.record_id] = record.error
-        self.result.id_map = dict(self.plan.id_map)
 
     # ----------------------------------------------------------------- children of re-created records
     def repoint_children(self) -> None:
         """Point lookups that referenced a re-created record (at as_of) to its new id, where the org still
-        holds the old id or nothing there (a deleted parent clears its children's lookups)."""
-        id_map = self.plan.id_map
-        if not id_map or self.plan.config.as_of is None:
+        holds the old id or nothing there (a deleted parent clears its children's lookups). The re-created records
+        are taken a chunk at a time (their children read for that chunk)."""
+        if self.plan.config.as_of is None or not len(self.id_map):
             return
         for rel in describe(self.client, self.plan.object).get("childRelationships") or []:
             child, fname = rel.get("childSObject"), rel.get("field")
@@ -373,15 +381,17 @@ class _Run:
             spec = next((f for f in child_fields if f["name"] == fname), None)
             if spec is None or not spec.get("updateable"):
                 continue
-            pointers = tables.children_at(self.conn, child, fname, list(id_map), self.plan.config.as_of)
-            if child == self.plan.object and pointers:  # records of the plan itself are restored by it
-                in_plan = tables.plan_record_ids(self.conn, self.plan.run_id, among=[cid for cid, _ in pointers])
-                pointers = [(cid, old) for cid, old in pointers if cid not in in_plan]
-            if pointers:
-                self._repoint(child, fname, field_types(child_fields), pointers)
+            recreated = iter(self.id_map)
+            while parents := list(itertools.islice(recreated, tables.CHUNK_RECORDS)):
+                pointers = tables.children_at(self.conn, child, fname, parents, self.plan.config.as_of)
+                if child == self.plan.object and pointers:  # records of the plan itself are restored by it
+                    in_plan = tables.plan_record_ids(self.conn, self.plan.run_id, among=[cid for cid, _ in pointers])
+                    pointers = [(cid, old) for cid, old in pointers if cid not in in_plan]
+                if pointers:
+                    self._repoint(child, fname, field_types(child_fields), pointers)
 
     def _repoint(self, child: str, fname: str, types: Mapping[str, str], pointers: list[tuple[str, str]]) -> None:
-        id_map = self.plan.id_map
+        id_map = self.id_map.among([*(cid for cid, _ in pointers), *(old for _, old in pointers)])
         if child.lower() not in self._reconciled:
             self.reconcile(child)
         targets = {id_map.get(cid, cid): id_map[old] for cid, old in pointers}
@@ -430,7 +440,8 @@ class _Run:
                 self._update(records)
 
     def _update(self, chunk: list[RecordItem]) -> None:
-        plan, id_map = self.plan, self.plan.id_map
+        plan = self.plan
+        deferred = self.later([r for r in chunk if r.action == CREATE and r.outcome == CREATED])
         records = [
             r
             for r in chunk
@@ -438,11 +449,23 @@ class _Run:
             and (
                 (r.action == UPDATE and r.writes(self.on_conflict))
                 or (r.action == UNDELETE and r.outcome == UNDELETED)
-                or (r.action == CREATE and r.outcome == CREATED and self.deferred.get(r.record_id))
+                or (r.action == CREATE and r.outcome == CREATED and deferred.get(r.record_id))
             )
         ]
         if not records:
             return
+        # the new ids of the chunk's re-created records and of the re-created records its values point to
+        id_map = self.id_map.among(
+            [
+                *(r.record_id for r in records if r.action == CREATE),
+                *(
+                    v
+                    for r in records
+                    for v in r.writes(self.on_conflict).values()
+                    if isinstance(v, str) and len(v) in (15, 18)
+                ),
+            ]
+        )
         for r in records:
             if r.action == CREATE:
                 r.new_id = id_map.get(r.record_id)
@@ -464,7 +487,7 @@ class _Run:
             org = fresh.get(target)
             values = org.values if org is not None and org.state == LIVE else None
             if record.action == CREATE:
-                changes = {f: id_map.get(v, v) for f, v in self.deferred[record.record_id].items()}
+                changes = {f: id_map.get(v, v) for f, v in deferred[record.record_id].items()}
                 outcome = WRITTEN
             else:
                 changes, outcome = changes_to_write(record, values, self.on_conflict, remap=id_map)

@@ -32,28 +32,30 @@ rows matched to the records it re-created, a lost create found by its creator, t
 what is done: records live already, records in the id map, references and lookups already holding their target.
 
 API calls grow with the tree, not the org: states and verification read 2,000 records a call (sObject
-Collections retrieve, ids in the body), objects with many records to create or re-point go through one
-Bulk API 2.0 job per chunk.
+Collections retrieve, ids in the body), objects with many records to re-point go through one Bulk API 2.0 job per
+chunk, and records to re-create one insert job per INSERT_CHUNK records.
 
-Memory stays flat in the tree's size: records are created, their deferred references set, lookups re-pointed and
-everything verified a chunk of records at a time (tables.CHUNK_RECORDS, as the one-object restore does), each
-chunk's as_of values read for it alone; what a re-created record was written with is not kept: verify reads it
-back from the run's journal (its `done` rows), a chunk at a time. What the run holds through is the plan's
-records and lookups themselves (ids and outcomes) and the id map.
+Memory stays flat in the tree's size: apply and verify hold no plan. The plan they apply is the dry run's items in
+`sf_pipeline.restore_items` (copied under the run's id), read an object and action at a time in keyset pages of
+tables.CHUNK_RECORDS records (INSERT_CHUNK for creates), each page's outcomes stored before the next is read; what
+a page needs of the id map (the new ids of its records and of the records they point to) and of the plan (which
+references point to records re-created, how each cascade parent fared) is read for it; references to set after the
+inserts are noted in a temporary table of the connection; what a re-created record was written with is read back
+by verify from the run's journal (its `done` rows). The undo of a tree restore is planned in PostgreSQL alone, from
+the undone run's journal. Only the dry run of a restore holds its tree (it is built from the backup there).
 """
 
 from __future__ import annotations
 
-import itertools
-import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import ExitStack
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from sf_pipeline.restore import tables, tree_tables
 from sf_pipeline.restore.config import RestoreConfig
@@ -76,6 +78,7 @@ from sf_pipeline.restore.errors import INTERRUPTIONS, RestoreApplyError, Restore
 from sf_pipeline.restore.journal import Journal, Reconciled, reconcile, unchecked_creates
 from sf_pipeline.restore.plan import RestorePlan
 from sf_pipeline.restore.results import ApplyResult, VerifyResult
+from sf_pipeline.salesforce import soql
 from sf_pipeline.salesforce.client import SalesforceClient
 from sf_pipeline.salesforce.values import converter, csv_text, display, format_datetime
 from sf_pipeline.salesforce.writes import (
@@ -91,7 +94,7 @@ from sf_pipeline.salesforce.writes import (
 )
 from sf_pipeline.warehouse.errors import HistoryNotFoundError
 from sf_pipeline.warehouse.history import history_columns
-from sf_pipeline.warehouse.id_map import load_id_map
+from sf_pipeline.warehouse.id_map import lookup_id_map
 from sf_pipeline.warehouse.names import column_name
 from sf_pipeline.warehouse.org_identity import verify_org
 from sf_pipeline.warehouse.schema import SKIPPED_TYPES
@@ -104,6 +107,12 @@ ALREADY_CORRECT = "already_correct"
 CHANGED_SINCE_PLAN = "changed_since_plan"
 DELETED = "deleted"
 BULK_AT = 2_000  # records of one object and action: one Bulk API 2.0 job instead of a call per 200
+# Records of one object re-created at once (a chunk of the stored plan read, its as_of values, payloads and journal
+# rows held): above BULK_AT one Bulk API 2.0 insert job each. Larger than tables.CHUNK_RECORDS: an insert job costs
+# ~10 calls however small (create, upload, close, status polls, results, delete), and memory per record here is a
+# few KB (BENCHMARKS.md, restore-plan).
+INSERT_CHUNK = 25_000
+_WRITES = ("undelete", "create", "delete", REPOINT)  # the actions that write (decisions' UNDELETE, CREATE; DELETE)
 USER_PREFIX = "005"
 
 
@@ -163,20 +172,47 @@ class TreePlan:
     cannot: dict[str, dict[str, int]] = field(default_factory=dict)  # object -> reason -> records
     # the connection the plan was made or loaded with: verify reads what apply wrote from the run's journal
     conn: psycopg.Connection[Any] | None = field(default=None, repr=False, compare=False)
+    # A loaded plan (the one apply writes) holds no records: they stay in sf_pipeline.restore_items under this run
+    # id, read a chunk at a time by apply and verify, outcomes stored as they happen. `listed`: its objects.
+    run_id: str | None = None
+    listed: list[str] = field(default_factory=list)
+
+    @property
+    def stored(self) -> bool:
+        return self.run_id is not None
 
     def objects(self) -> list[str]:
+        if self.stored:
+            return list(dict.fromkeys([*self.order, *self.listed]))
         return list(dict.fromkeys([*self.order, *(r.object for r in self.records), *(p.object for p in self.repoints)]))
+
+    def action_counts(self) -> list[tuple[str, str, int]]:
+        """(object, action, items): records per action, lookups to re-point (from the database when stored)."""
+        if self.stored:
+            assert self.conn is not None and self.run_id is not None
+            return tree_tables.action_counts(self.conn, self.run_id)
+        counts: dict[tuple[str, str], int] = {}
+        for r in self.records:
+            counts[(r.object, r.action)] = counts.get((r.object, r.action), 0) + 1
+        for p in self.repoints:
+            counts[(p.object, REPOINT)] = counts.get((p.object, REPOINT), 0) + 1
+        return [(o, a, n) for (o, a), n in counts.items()]
 
     def per_object(self) -> dict[str, dict[str, int]]:
         """Per object: how many records undeleted, re-created, already live, not restorable, re-pointed, deleted."""
         out: dict[str, dict[str, int]] = {}
-        names = {UNDELETE: "undelete", CREATE: "re-create", NOOP: "already_live", NONE: "cannot", DELETE: "delete"}
+        names = {
+            UNDELETE: "undelete",
+            CREATE: "re-create",
+            NOOP: "already_live",
+            NONE: "cannot",
+            DELETE: "delete",
+            REPOINT: "re-point",
+        }
         for obj in self.objects():
             out[obj] = dict.fromkeys(["undelete", "re-create", "re-point", "already_live", "cannot", "delete"], 0)
-        for r in self.records:
-            out[r.object][names[r.action]] += 1
-        for p in self.repoints:
-            out[p.object]["re-point"] += 1
+        for obj, action, n in self.action_counts():
+            out.setdefault(obj, dict.fromkeys(names.values(), 0))[names[action]] += n
         return {
             o: {k: v for k, v in c.items() if v or k in ("undelete", "re-create", "re-point")} for o, c in out.items()
         }
@@ -206,7 +242,7 @@ def plan_tree(
 ) -> RestorePlan:
     """The dry run of a whole-hierarchy restore (or of its undo): classify, store, return the plan."""
     if config.undo_of:
-        tree = _plan_undo(conn, client, config, notes)
+        tree = _plan_undo(conn, config, notes, run_id)  # stored as it is made: its items are in the database
     else:
         if source_org != config.target_org:
             raise RestoreConfigError(
@@ -230,21 +266,32 @@ def plan_tree(
     plan.api_calls = client.api_calls - calls_before
     plan.seconds = time.perf_counter() - started
     summary = plan.summary()
-    tables.save_plan(
-        conn,
-        run_id=run_id,
-        object_name=config.object,
-        target_org=config.target_org,
-        source_org=source_org,
-        config=config.to_dict(),
-        counts=summary["counts"],
-        details={
+    stored = {
+        "run_id": run_id,
+        "object_name": config.object,
+        "target_org": config.target_org,
+        "source_org": source_org,
+        "config": config.to_dict(),
+        "counts": summary["counts"],
+        "details": {
             **{k: v for k, v in summary.items() if k not in ("counts", "preview")},
-            "tree": {"order": tree.order, "deferred": tree.deferred, "cannot": tree.cannot, "undo_of": tree.undo_of},
+            "tree": {
+                "order": tree.order,
+                "deferred": tree.deferred,
+                "cannot": tree.cannot,
+                "undo_of": tree.undo_of,
+                "objects": tree.objects(),
+            },
         },
-        items=(),
-    )
-    tree_tables.save_items(conn, run_id, _item_rows(tree))
+    }
+    if tree.stored:  # its items are stored already: the plan's own row
+        with conn.transaction():
+            conn.execute("DELETE FROM sf_pipeline.restore_plans WHERE run_id = %s", (run_id,))
+            tables.insert_plan(conn, **stored)
+        conn.commit()
+    else:
+        tables.save_plan(conn, **stored, items=())
+        tree_tables.save_items(conn, run_id, _item_rows(tree))
     plan.seconds = time.perf_counter() - started
     return plan
 
@@ -254,15 +301,24 @@ def tree_summary(plan: RestorePlan) -> dict[str, Any]:
     tree = plan.tree
     assert tree is not None
     counts = dict.fromkeys((RESTORE, "conflict", NOT_RESTORABLE, NOOP), 0)
-    for r in tree.records:
-        counts[NOT_RESTORABLE if r.action == NONE else NOOP if r.action == NOOP else RESTORE] += 1
-    counts[RESTORE] += len(tree.repoints)
     actions: dict[str, int] = {}
-    for r in tree.records:
-        if r.action in (UNDELETE, CREATE, DELETE):
-            actions[r.action] = actions.get(r.action, 0) + 1
-    if tree.repoints:
-        actions[REPOINT] = len(tree.repoints)
+    records = 0
+    for _obj, action, n in tree.action_counts():
+        counts[NOT_RESTORABLE if action == NONE else NOOP if action == NOOP else RESTORE] += n
+        if action in (UNDELETE, CREATE, DELETE, REPOINT):
+            actions[action] = actions.get(action, 0) + n
+        if action != REPOINT:
+            records += n
+    if REPOINT in actions:  # listed last, as the plan applies them
+        actions[REPOINT] = actions.pop(REPOINT)
+    if tree.stored:
+        assert tree.conn is not None and tree.run_id is not None
+        to_write = tree_tables.records_to_write(tree.conn, tree.run_id, _WRITES)
+    else:  # record ids are unique across objects
+        to_write = len(
+            {r.record_id for r in tree.records if r.action in (UNDELETE, CREATE, DELETE)}
+            | {p.record_id for p in tree.repoints}
+        )
     return {
         "run_id": plan.run_id,
         "object": plan.object,
@@ -272,14 +328,11 @@ def tree_summary(plan: RestorePlan) -> dict[str, Any]:
         "undo_of": plan.config.undo_of,
         "plan_of": plan.plan_of,
         "fields": [],
-        "records": len(tree.records),
+        "records": records,
         # records: each record written once however many of its lookups are re-pointed (what verify reads back)
         "counts": counts,
         "actions": actions,
-        "records_to_write": len(  # record ids are unique across objects
-            {r.record_id for r in tree.records if r.action in (UNDELETE, CREATE, DELETE)}
-            | {p.record_id for p in tree.repoints}
-        ),
+        "records_to_write": to_write,
         "values_to_write": sum(actions.values()),
         "fetch_mode": "collections",
         "api_calls": plan.api_calls,
@@ -515,8 +568,10 @@ def _insert_order(backup: _Backup, objects: Sequence[str]) -> tuple[list[str], d
 
 def org_states(client: SalesforceClient, obj: str, ids: Sequence[str], *, has_bin: bool = True) -> dict[str, str]:
     """live / recycle_bin / missing of each id: a retrieve of 2,000 ids a call (a chunk of tables.CHUNK_RECORDS
-    ids at a time: only the ids found live are kept), then the recycle bin's ids (queryAll `IsDeleted = true`:
-    the bin is small next to the records) for those not live."""
+    ids at a time: only the ids found live are kept), then the recycle bin's ids (queryAll `IsDeleted = true`)
+    for those not live, within their id range: apply asks a chunk of ids at a time, in id order, so the chunks'
+    ranges do not overlap and the bin is read once over all of them, not once per chunk (the same `Id >= ...
+    AND Id <= ...` bounds as the one-object restore's Bulk reads, current.py)."""
     states: dict[str, str] = {}
     size = tables.CHUNK_RECORDS
     for i in range(0, len(ids), size):
@@ -526,7 +581,9 @@ def org_states(client: SalesforceClient, obj: str, ids: Sequence[str], *, has_bi
     gone = [rid for rid in ids if rid not in states]
     if gone and has_bin:
         wanted = set(gone)
-        for page in client.query_pages(f"SELECT Id FROM {obj} WHERE IsDeleted = true", include_deleted=True):
+        low, high = soql.record_ids([min(gone), max(gone)])
+        where = f"IsDeleted = true AND Id >= '{low}' AND Id <= '{high}'"
+        for page in client.query_pages(f"SELECT Id FROM {obj} WHERE {where}", include_deleted=True):
             for rec in page:
                 if rec["Id"] in wanted:
                     states[rec["Id"]] = RECYCLE_BIN
@@ -542,21 +599,6 @@ def load_tree_plan(
     """The tree plan dry run `config.plan` stored, as run `run_id`'s plan (load_plan checked the config)."""
     details = dict(row["details"] or {})
     stored = details["tree"]
-    records, repoints = [], []
-    # One object per record, read a chunk of rows at a time; the few distinct strings (object, action, state,
-    # field) shared rather than one copy per record, and no reason (apply does not read it): what a loaded plan
-    # holds per record is its ids and outcome.
-    parents: dict[str, str] = {}  # a parent's id once, however many records were deleted with it
-    rows = tree_tables.items(conn, config.plan, reasons=False)
-    for obj, rid, fname, action, current, desired, damaged, _status, _reason in rows:
-        if action == REPOINT:
-            desired = parents.setdefault(desired, desired) if desired is not None else None
-            repoints.append(Repoint(sys.intern(obj), rid, sys.intern(fname), desired, current))
-        else:
-            state = sys.intern(current) if isinstance(current, str) else current
-            damaged = parents.setdefault(damaged, damaged) if damaged is not None else None
-            records.append(TreeRecord(sys.intern(obj), rid, sys.intern(action), state, damaged))
-    del parents
     as_of = config.as_of
     tables.copy_plan(
         conn,
@@ -565,15 +607,18 @@ def load_tree_plan(
         config=config.to_dict(),
         details={"plan_of": config.plan, "tree": stored, "notes": notes},
     )
+    # No records are read here: apply and verify read them from the copy just stored, a chunk at a time.
     tree = TreePlan(
         as_of,
         list(stored.get("order") or []),
         dict(stored.get("deferred") or {}),
-        records,
-        repoints,
+        [],
+        [],
         undo_of=stored.get("undo_of"),
         cannot=dict(stored.get("cannot") or {}),
         conn=conn,
+        run_id=run_id,
+        listed=list(stored.get("objects") or tree_tables.plan_objects(conn, run_id)),
     )
     return RestorePlan(
         run_id=run_id,
@@ -602,15 +647,19 @@ def apply_tree(conn: psycopg.Connection[Any], client: SalesforceClient, plan: Re
     alias = plan.config.target_org
     if client.alias != alias:
         raise RestoreConfigError(f"the client is connected to org {client.alias!r} but the plan targets {alias!r}")
+    if not tree.stored:
+        raise RestoreConfigError("a whole-hierarchy plan is applied as its dry run stored it: load it with load_plan")
     tables.ensure_restore_tables(conn)
     with ExitStack() as locks:
-        for obj in sorted(tree.objects()):  # sorted: two trees lock shared objects in one order
+        objects = tree.objects()
+        for obj in sorted(objects):  # sorted: two trees lock shared objects in one order
             locks.enter_context(tables.apply_lock(conn, alias, obj, plan.run_id))
         verify_org(conn, client)
         tables.set_plan_status(conn, plan.run_id, "applying")
+        tables.reset_outcomes(conn, plan.run_id)  # every outcome is taken afresh, from the org
         run = _TreeRun(conn, client, plan, result)
         try:
-            for obj in tree.objects():  # what an earlier run left pending, settled before writing anything
+            for obj in objects:  # what an earlier run left pending, settled before writing anything
                 run.reconcile(obj)
             if tree.undo_of:
                 run.repoint_back()
@@ -622,33 +671,26 @@ def apply_tree(conn: psycopg.Connection[Any], client: SalesforceClient, plan: Re
         except INTERRUPTIONS as exc:
             result.interrupted = f"{type(exc).__name__}: {str(exc)[:500]}"
             try:  # settle what the failed call left pending while the org answers; else the next run does
-                for obj in tree.objects():
+                for obj in objects:
                     run.reconcile(obj)
             except INTERRUPTIONS:
                 pass
         finally:
-            for item in itertools.chain(tree.records, tree.repoints):
-                if item.outcome is None:
-                    writes = item.action in (UNDELETE, CREATE, DELETE) if isinstance(item, TreeRecord) else True
-                    item.outcome = NOT_ATTEMPTED if writes else (NOOP if item.action == NOOP else NOT_RESTORABLE)
-                result.outcomes[item.outcome] = result.outcomes.get(item.outcome, 0) + 1
+            # Items no phase took an outcome for (every chunk's outcomes are stored as it is done with)
+            tree_tables.finish_outcomes(
+                conn, plan.run_id, writes=_WRITES, noop=NOOP, not_attempted=NOT_ATTEMPTED, other=NOT_RESTORABLE
+            )
+            per_object = tree_tables.outcomes_per_object(conn, plan.run_id)
+            for _obj, _is_record, outcome, n in per_object:
+                result.outcomes[outcome] = result.outcomes.get(outcome, 0) + n
             result.api_calls = client.api_calls - calls_before
             result.seconds = time.perf_counter() - started
-            result.id_map = dict(plan.id_map)
-            tables.set_outcomes(
-                conn,
-                plan.run_id,
-                itertools.chain(
-                    ((r.record_id, None, r.outcome, r.error) for r in tree.records),
-                    ((p.record_id, p.field, p.outcome, p.error) for p in tree.repoints),
-                ),
-                per_field=True,
-            )
+            result.id_map = tables.PlanIdMap(conn, plan.run_id, alias)
             tables.set_plan_status(
                 conn,
                 plan.run_id,
                 "applied" if result.success else "apply_failed",
-                {"apply": {**result.summary(), "tree": _outcomes_per_object(tree)}},
+                {"apply": {**result.summary(), "tree": _outcomes_per_object(per_object)}},
             )
     if not result.success:
         failed = "; ".join(f"{rid}: {msg}" for rid, msg in list(result.failed.items())[:20])
@@ -663,30 +705,26 @@ def apply_tree(conn: psycopg.Connection[Any], client: SalesforceClient, plan: Re
     return result
 
 
-def _outcomes_per_object(tree: TreePlan) -> dict[str, dict[str, int]]:
+def _outcomes_per_object(rows: Sequence[tuple[str, bool, str, int]]) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
-    for item in itertools.chain(tree.records, tree.repoints):
-        per = out.setdefault(item.object, {})
-        key = f"{item.outcome}" if isinstance(item, TreeRecord) else f"re-point {item.outcome}"
-        per[key] = per.get(key, 0) + 1
+    for obj, is_record, outcome, n in rows:
+        per = out.setdefault(obj, {})
+        key = f"{outcome}" if is_record else f"re-point {outcome}"
+        per[key] = per.get(key, 0) + n
     return out
 
 
-def _by_record_chunks(items: Sequence[Repoint]) -> Iterator[list[Repoint]]:
-    """`items` in chunks of tables.CHUNK_RECORDS records, each record's items in the same chunk."""
-    per_record: dict[str, list[Repoint]] = {}
-    for p in items:
-        per_record.setdefault(p.record_id, []).append(p)
-    chunk: list[Repoint] = []
-    records = 0
-    for group in per_record.values():
-        if records == tables.CHUNK_RECORDS:
-            yield chunk
-            chunk, records = [], 0
-        chunk.extend(group)
-        records += 1
-    if chunk:
-        yield chunk
+def _item(row: tuple) -> TreeRecord | Repoint:
+    """A stored tree item (tree_tables.item_pages' row) as apply and verify handle it."""
+    obj, rid, fname, action, current, desired, damaged, outcome, error = row
+    if action == REPOINT:
+        return Repoint(obj, rid, fname, desired, current, outcome, error)
+    return TreeRecord(obj, rid, action, current, damaged, None, outcome, error)
+
+
+# The `where`s of tree_tables.item_pages (over restore_items `i`): one object's records of one action; its lookups.
+_RECORDS_OF = "i.object = %(obj)s AND i.field IS NULL AND i.action = %(action)s"
+_REPOINTS_OF = "i.object = %(obj)s AND i.action = 'repoint'"
 
 
 @dataclass(frozen=True, slots=True)
@@ -757,51 +795,79 @@ class _TreeRun:
         item.outcome, item.error = FAILED, message
         self.result.failed[item.record_id] = message
 
-    def by_object(self, action: str) -> dict[str, list[TreeRecord]]:
-        out: dict[str, list[TreeRecord]] = {}
-        for r in self.tree.records:
-            if r.action == action:
-                out.setdefault(r.object, []).append(r)
-        return out
+    def pages(self, where: str, *, chunk: int | None = None, **params: Any) -> Iterator[list[TreeRecord | Repoint]]:
+        """The plan's items matching `where` (SQL over restore_items `i`), a chunk of records at a time (each record's
+        items together); each chunk's outcomes are stored once the caller is done with it, also when it stops
+        half-way (use it under `closing`): the next phase, the run's counts and verify read them there."""
+        items: list[TreeRecord | Repoint] = []
+        try:
+            for rows in tree_tables.item_pages(self.conn, self.plan.run_id, sql.SQL(where), params, chunk=chunk):
+                items = [_item(row) for row in rows]
+                del rows
+                yield items
+                self.save(items)
+                items = []
+        finally:
+            if items:
+                self.save(items)
+
+    def save(self, items: Iterable[TreeRecord | Repoint]) -> None:
+        tables.set_outcomes(
+            self.conn,
+            self.plan.run_id,
+            (
+                (i.record_id, i.field if isinstance(i, Repoint) else None, i.outcome, i.error)
+                for i in items
+                if i.outcome is not None
+            ),
+            per_field=True,
+        )
+
+    def records(self, obj: str, action: str, also: str = "", **params: Any) -> Iterator[list[TreeRecord]]:
+        """One object's records of one `action` (and `also`, more SQL), a chunk at a time (see `pages`)."""
+        where = _RECORDS_OF + (f" AND {also}" if also else "")
+        yield from self.pages(where, obj=obj, action=action, **params)  # type: ignore[misc]
 
     # ----------------------------------------------------------------- undelete
     def undelete(self) -> None:
         """Undelete the records deleted on their own; those deleted with them come back with them. Records live
         already (an earlier run of this plan undeleted them) are not undeleted twice."""
-        pending = self.by_object(UNDELETE)
-        if not pending:
-            return
-        undeleting = {r.record_id for rs in pending.values() for r in rs}
-        for obj, recs in pending.items():
-            tops = [r for r in recs if r.parent not in undeleting]
-            if tops:
-                live = {
-                    rid
-                    for rid, rec in fetch_records(self.client, obj, [r.record_id for r in tops], []).items()
-                    if rec is not None
-                }
-                for r in tops:
-                    if r.record_id in live:
+        objects = self.tree.objects()
+        for obj in objects:  # the records deleted on their own (their parent, if any, is not undeleted)
+            with closing(
+                self.records(obj, UNDELETE, f"NOT {tree_tables.PARENT_HAS_ACTION}", parent_action=UNDELETE)
+            ) as pages:
+                for tops in pages:
+                    live = {
+                        rid
+                        for rid, rec in fetch_records(self.client, obj, [r.record_id for r in tops], []).items()
+                        if rec is not None
+                    }
+                    for r in tops:
+                        if r.record_id in live:
+                            r.outcome = "undeleted"
+                    self._undelete(obj, [r for r in tops if r.outcome is None])
+        for obj in objects:  # the records deleted with a parent that was undeleted
+            with closing(self.records(obj, UNDELETE, tree_tables.PARENT_HAS_ACTION, parent_action=UNDELETE)) as pages:
+                for recs in pages:
+                    states = org_states(self.client, obj, [r.record_id for r in recs])
+                    back = [r for r in recs if states.get(r.record_id) == LIVE]
+                    for r in back:
                         r.outcome = "undeleted"
-                self._undelete(obj, [r for r in tops if r.outcome is None])
-        rest = [r for rs in pending.values() for r in rs if r.parent in undeleting]
-        by_obj: dict[str, list[TreeRecord]] = {}
-        for r in rest:
-            by_obj.setdefault(r.object, []).append(r)
-        for obj, recs in by_obj.items():
-            states = org_states(self.client, obj, [r.record_id for r in recs])
-            back = [r for r in recs if states.get(r.record_id) == LIVE]
-            for r in back:
-                r.outcome = "undeleted"
-            # brought back by their parent's undelete (a call of this run or of a killed one): logged once
-            logged = tree_tables.audited(self.conn, self.alias, obj, "undelete", [r.record_id for r in back])
-            self.audit(
-                obj, [(r.record_id, "IsDeleted", True, False, "undelete") for r in back if r.record_id not in logged]
-            )
-            self._undelete(obj, [r for r in recs if states.get(r.record_id) == RECYCLE_BIN])
-            for r in recs:
-                if r.outcome is None and states.get(r.record_id) == MISSING:
-                    self.fail(r, "left the recycle bin since the dry run: make a new dry run to re-create it")
+                    # brought back by their parent's undelete (a call of this run or of a killed one): logged once
+                    logged = tree_tables.audited(self.conn, self.alias, obj, "undelete", [r.record_id for r in back])
+                    self.audit(
+                        obj,
+                        [
+                            (r.record_id, "IsDeleted", True, False, "undelete")
+                            for r in back
+                            if r.record_id not in logged
+                        ],
+                    )
+                    self._undelete(obj, [r for r in recs if states.get(r.record_id) == RECYCLE_BIN])
+                    for r in recs:
+                        if r.outcome is None and states.get(r.record_id) == MISSING:
+                            self.fail(r, "left the recycle bin since the dry run: make a new dry run to re-create it")
 
     def _undelete(self, obj: str, records: Sequence[TreeRecord]) -> None:
         if not records:
@@ -818,27 +884,23 @@ class _TreeRun:
 
     # ----------------------------------------------------------------- re-create
     def create(self) -> None:
-        pending = self.by_object(CREATE)
-        if not pending:
-            return
-        id_map = self.plan.id_map
-        id_map.update(load_id_map(self.conn, self.alias, self.alias))
-        creating = {r.record_id for rs in pending.values() for r in rs}
-        later: dict[str, list[tuple[TreeRecord, dict[str, str]]]] = {}
-        for obj in self.tree.order:
-            recs = pending.get(obj, [])
-            if recs:
-                later[obj] = self._create_object(obj, recs, creating)
-        for obj, waiting in later.items():
-            self._set_deferred(obj, waiting)
+        """Re-create the records gone from the recycle bin, objects parents first, INSERT_CHUNK records of an object
+        at a time; then set the references noted along the way (to records created later, or closing a cycle)."""
+        tree_tables.deferred_start(self.conn)
+        try:
+            for obj in self.tree.order:
+                spec: _Payloads | None = None
+                with closing(self.records(obj, CREATE, chunk=INSERT_CHUNK)) as pages:
+                    for recs in pages:
+                        spec = spec or self._payloads(obj)
+                        self._create_chunk(obj, recs, spec)  # type: ignore[arg-type]
+            for obj in self.tree.order:
+                for waiting in tree_tables.deferred_pages(self.conn, obj):
+                    self._set_deferred(obj, waiting)
+        finally:
+            tree_tables.deferred_end(self.conn)
 
-    def _create_object(
-        self, obj: str, recs: list[TreeRecord], creating: set[str]
-    ) -> list[tuple[TreeRecord, dict[str, str]]]:
-        """Create the records of one object (parents' new ids already known), a chunk of records at a time
-        (tables.CHUNK_RECORDS: their as_of values read, sent, and let go before the next chunk); returns, per
-        record created (now or by an earlier run of the plan), its lookups to tree records to set once every
-        record exists."""
+    def _payloads(self, obj: str) -> _Payloads:
         desc = self.backup.describe(obj)
         types = field_types(desc["fields"])
         cols = set(self.backup.columns(obj) or ())
@@ -848,33 +910,30 @@ class _TreeRun:
             if f.get("createable") and str(f["type"]) not in SKIPPED_TYPES and column_name(f["name"]) in cols
         ]
         names = [f["name"] for f in writable]
-        spec = _Payloads(
+        return _Payloads(
             names=names,
             columns=[column_name(n) for n in names],
             refs={f["name"] for f in writable if f.get("type") == "reference"},
             deferred=set(self.tree.deferred.get(obj, ())),
             convert={n: converter(types.get(n, "string")) for n in names},
         )
-        out: list[tuple[TreeRecord, dict[str, str]]] = []
-        size = tables.CHUNK_RECORDS
-        for i in range(0, len(recs), size):
-            out.extend(self._create_chunk(obj, recs[i : i + size], creating, spec))
-        return out
 
-    def _create_chunk(
-        self, obj: str, recs: Sequence[TreeRecord], creating: set[str], spec: _Payloads
-    ) -> list[tuple[TreeRecord, dict[str, str]]]:
-        """One chunk of `_create_object`: one Bulk API 2.0 job (or sObject Collections calls below BULK_AT)."""
-        id_map = self.plan.id_map
+    def _create_chunk(self, obj: str, recs: Sequence[TreeRecord], spec: _Payloads) -> None:
+        """Create one chunk of one object's records (parents' new ids already known): one Bulk API 2.0 job (or
+        sObject Collections calls below BULK_AT); their references to records of the tree not created yet are noted
+        to be set once every record exists (tree_tables.deferred_add). What the chunk needs of the id map and of the
+        plan (which references point to records re-created) is read for it."""
+        alias = self.alias
         # A record an earlier run re-created (its pair is in the id map, written by the journal) and still live is
         # not created twice; one whose creation an earlier run could not settle is never created again blindly.
-        earlier = {r.record_id: id_map[r.record_id] for r in recs if r.record_id in id_map}
+        earlier = lookup_id_map(self.conn, alias, alias, [r.record_id for r in recs])
         if earlier:
             live = org_states(self.client, obj, list(earlier.values()))
             for r in recs:
                 if r.record_id in earlier and live.get(earlier[r.record_id]) == LIVE:
                     r.outcome, r.new_id = ALREADY_CORRECT, earlier[r.record_id]
-        unsettled = unchecked_creates(self.conn, self.alias, obj, [r.record_id for r in recs if r.outcome is None])
+        del earlier
+        unsettled = unchecked_creates(self.conn, alias, obj, [r.record_id for r in recs if r.outcome is None])
         for r in recs:
             if r.outcome is None and r.record_id in unsettled:
                 self.fail(r, unsettled[r.record_id])
@@ -882,24 +941,38 @@ class _TreeRun:
         again = [r for r in recs if r.outcome == ALREADY_CORRECT]
         todo = [r for r in recs if r.outcome is None]
         if not todo and not again:
-            return []
+            return
         values = tree_tables.values_as_of(
             self.conn, obj, spec.columns, [r.record_id for r in [*todo, *again]], self.tree.as_of
         )
-        payloads, waiting = [], []
-        out: list[tuple[TreeRecord, dict[str, str]]] = []
+        found: list[tuple[TreeRecord, dict[str, Any]]] = []
+        pointed: set[str] = set()  # the ids the chunk's references hold
         for r in [*todo, *again]:
-            found = values.pop(r.record_id, None)
-            if found is None:
+            row = values.pop(r.record_id, None)
+            if row is None:
                 if r.outcome is None:
                     self.fail(r, f"no version of this record at as_of {format_datetime(self.tree.as_of)} in the backup")
                 continue
-            payload: dict[str, Any] = {}
-            later: dict[str, str] = {}
+            converted = {}
             for n, col in zip(spec.names, spec.columns, strict=True):
-                v = spec.convert[n](found[col])
+                v = spec.convert[n](row[col])
                 if v is None:
                     continue
+                converted[n] = v
+                if n in spec.refs and not v.startswith(USER_PREFIX):
+                    pointed.add(v)
+            found.append((r, converted))
+        del values
+        creating = tables.plan_record_ids(self.conn, self.plan.run_id, action=CREATE, among=list(pointed))
+        id_map = lookup_id_map(self.conn, alias, alias, pointed)  # records this run (or an earlier one) re-created
+        del pointed
+        payloads: list[dict[str, Any]] = []
+        sending: list[tuple[TreeRecord, dict[str, str]]] = []  # the record of each payload
+        waiting: list[tuple[TreeRecord, dict[str, str]]] = []  # every record, with the references it sets later
+        for r, converted in found:
+            payload: dict[str, Any] = {}
+            later: dict[str, str] = {}
+            for n, v in converted.items():
                 if n in spec.refs and not v.startswith(USER_PREFIX):
                     if v in creating and (n in spec.deferred or v not in id_map or r.outcome == ALREADY_CORRECT):
                         # set once the record it points to exists (for a record an earlier run created: checked
@@ -910,19 +983,21 @@ class _TreeRun:
                 payload[n] = v
             if r.outcome == ALREADY_CORRECT:
                 if later:
-                    out.append((r, later))
+                    waiting.append((r, later))
             else:
                 payloads.append(payload)
+                sending.append((r, later))
                 waiting.append((r, later))
-        del values
-        by_payload = {id(p): (r, later) for p, (r, later) in zip(payloads, waiting, strict=True)}
+        del found, creating, id_map
+        by_payload = {id(p): w for p, w in zip(payloads, sending, strict=True)}
+        del sending
 
-        # What was written is in the journal (its rows completed `done` under the new id): verify reads it there.
+        # What was written is in the journal (its rows completed `done` under the new id): verify reads it there;
+        # the new ids are in sf_pipeline.id_map (the journal writes them as each create is confirmed).
         def created(pairs: Sequence[tuple[Mapping[str, Any], WriteResult]]) -> None:
             for payload, res in pairs:
                 rec, _later = by_payload[id(payload)]
                 rec.outcome, rec.new_id = "created", res.id
-                id_map[rec.record_id] = res.id
 
         for _attempt in range(3):  # a lost answer: reconcile, then send only what the org did not create
             if not payloads:
@@ -957,38 +1032,52 @@ class _TreeRun:
         for rec, _later in by_payload.values():
             if rec.outcome is None:  # lost again on every attempt, and not found in the org
                 self.fail(rec, "the org's answer to its creation was lost three times")
-        out.extend((r, later) for r, later in waiting if later and r.outcome == "created")
-        return out
+        tree_tables.deferred_add(
+            self.conn,
+            obj,
+            (
+                (r.record_id, f, v)
+                for r, later in waiting
+                if later and r.outcome in ("created", ALREADY_CORRECT)
+                for f, v in later.items()
+            ),
+        )
 
-    def _set_deferred(self, obj: str, waiting: list[tuple[TreeRecord, dict[str, str]]]) -> None:
-        """References that closed a cycle (or pointed to a record created later): set once every record exists,
-        a chunk of records at a time. The org's values are read first: a reference already set (by an earlier run
-        of the plan) is not written again, one someone set to another record since is left (and noted)."""
-        id_map = self.plan.id_map
-        size = tables.CHUNK_RECORDS
-        for i in range(0, len(waiting), size):
-            wanted = [
-                (rec, {f: id_map[v] for f, v in later.items() if v in id_map}) for rec, later in waiting[i : i + size]
-            ]
-            wanted = [(rec, changes) for rec, changes in wanted if changes]
-            if not wanted:
-                continue
-            fields = sorted({f for _rec, changes in wanted for f in changes})
-            fresh = fetch_records(self.client, obj, [rec.new_id for rec, _c in wanted], fields)
-            payloads, owners = [], []
-            befores: dict[str, dict[str, Any]] = {}
-            for rec, changes in wanted:
-                now = fresh.get(rec.new_id) or {}
-                todo = {f: v for f, v in changes.items() if now.get(f) is None}
-                for f, v in changes.items():
-                    if now.get(f) not in (None, v):
-                        self.plan.notes.append(f"{obj} {rec.new_id}: {f} not set to {v}, it now holds {now.get(f)}")
-                if todo:
-                    payloads.append({"Id": rec.new_id, **todo})
-                    owners.append(rec)
-                    befores[rec.new_id] = {f: now.get(f) for f in todo}
-            del fresh
-            self._update(obj, payloads, owners, "update", befores)
+    def _set_deferred(self, obj: str, waiting: list[tuple[str, dict[str, str]]]) -> None:
+        """References that closed a cycle (or pointed to a record created later), of one chunk of re-created
+        records (old id, {field: old id of the record it points to}): set once every record exists. The org's values
+        are read first: a reference already set (by an earlier run of the plan) is not written again, one someone
+        set to another record since is left (and noted)."""
+        ids = [rid for rid, _later in waiting]
+        id_map = lookup_id_map(
+            self.conn, self.alias, self.alias, [*ids, *(v for _r, later in waiting for v in later.values())]
+        )
+        wanted = [
+            (TreeRecord(obj, rid, CREATE, new_id=id_map[rid]), {f: id_map[v] for f, v in later.items() if v in id_map})
+            for rid, later in waiting
+            if rid in id_map
+        ]
+        wanted = [(rec, changes) for rec, changes in wanted if changes]
+        del id_map
+        if not wanted:
+            return
+        fields = sorted({f for _rec, changes in wanted for f in changes})
+        fresh = fetch_records(self.client, obj, [rec.new_id for rec, _c in wanted], fields)
+        payloads, owners = [], []
+        befores: dict[str, dict[str, Any]] = {}
+        for rec, changes in wanted:
+            now = fresh.get(rec.new_id) or {}
+            todo = {f: v for f, v in changes.items() if now.get(f) is None}
+            for f, v in changes.items():
+                if now.get(f) not in (None, v):
+                    self.plan.notes.append(f"{obj} {rec.new_id}: {f} not set to {v}, it now holds {now.get(f)}")
+            if todo:
+                payloads.append({"Id": rec.new_id, **todo})
+                owners.append(rec)
+                befores[rec.new_id] = {f: now.get(f) for f in todo}
+        del fresh
+        self._update(obj, payloads, owners, "update", befores)
+        self.save(r for r in owners if r.outcome == FAILED)  # the record's outcome: its references failed
 
     def _update(
         self,
@@ -1020,27 +1109,28 @@ class _TreeRun:
         """Set every planned lookup to the id now of the tree record it pointed to at as_of, where the org holds
         it empty or still on the old id; a lookup someone set to another record since is left, and reported.
         Per object, a chunk of records at a time (each record's lookups together, in one payload)."""
-        targets = {p.parent for p in self.tree.repoints if p.parent}
-        brought = {r.record_id: r for r in self.tree.records if r.record_id in targets}
-        del targets
-        by_obj: dict[str, list[Repoint]] = {}
-        for p in self.tree.repoints:
-            parent = brought.get(p.parent or "")
-            if (
-                parent is not None
-                and parent.outcome not in ("undeleted", "created", ALREADY_CORRECT)
-                and parent.action != NOOP
-            ):
-                p.outcome, p.error = NOT_ATTEMPTED, f"{p.parent} did not come back"
-                continue
-            by_obj.setdefault(p.object, []).append(p)
-        del brought
-        for obj, items in by_obj.items():
-            for chunk in _by_record_chunks(items):
-                self._repoint_chunk(obj, chunk)
+        for obj in self.tree.objects():
+            with closing(self.pages(_REPOINTS_OF, obj=obj)) as pages:
+                for items in pages:
+                    parents = tree_tables.record_states(
+                        self.conn, self.plan.run_id, {p.parent for p in items if p.parent}
+                    )
+                    todo: list[Repoint] = []
+                    for p in items:
+                        action, outcome = parents.get(p.parent or "", (None, None))
+                        if (
+                            action is not None
+                            and outcome not in ("undeleted", "created", ALREADY_CORRECT)
+                            and action != NOOP
+                        ):
+                            p.outcome, p.error = NOT_ATTEMPTED, f"{p.parent} did not come back"
+                        else:
+                            todo.append(p)  # type: ignore[arg-type]
+                    if todo:
+                        self._repoint_chunk(obj, todo)
 
     def _repoint_chunk(self, obj: str, items: Sequence[Repoint]) -> None:
-        id_map = self.plan.id_map
+        id_map = lookup_id_map(self.conn, self.alias, self.alias, [p.parent for p in items if p.parent])
         fields = sorted({p.field for p in items})
         fresh = fetch_records(self.client, obj, list(dict.fromkeys(p.record_id for p in items)), fields)
         merged: dict[str, dict[str, Any]] = {}
@@ -1068,12 +1158,10 @@ class _TreeRun:
 
     # ----------------------------------------------------------------- undo
     def repoint_back(self) -> None:
-        by_obj: dict[str, list[Repoint]] = {}
-        for p in self.tree.repoints:
-            by_obj.setdefault(p.object, []).append(p)
-        for obj, items in by_obj.items():
-            for chunk in _by_record_chunks(items):
-                self._repoint_back_chunk(obj, chunk)
+        for obj in self.tree.objects():
+            with closing(self.pages(_REPOINTS_OF, obj=obj)) as pages:
+                for items in pages:
+                    self._repoint_back_chunk(obj, items)  # type: ignore[arg-type]
 
     def _repoint_back_chunk(self, obj: str, items: Sequence[Repoint]) -> None:
         fresh = fetch_records(
@@ -1129,30 +1217,31 @@ class _TreeRun:
     def delete(self) -> None:
         """Delete (to the recycle bin) what the undone run brought back; parents first, so that the records
         deleted with them go with them, then whatever is still live."""
-        pending = [r for r in self.tree.records if r.action == DELETE]
-        if not pending:
-            return
-        ids = {r.record_id for r in pending}
-        tops = [r for r in pending if r.parent not in ids]
-        self._delete(tops)
-        rest = [r for r in pending if r.outcome is None]
-        by_obj: dict[str, list[TreeRecord]] = {}
-        for r in rest:
-            by_obj.setdefault(r.object, []).append(r)
-        still: list[TreeRecord] = []
-        for obj, recs in by_obj.items():
-            live = {
-                rid
-                for rid, rec in fetch_records(self.client, obj, [r.record_id for r in recs], []).items()
-                if rec is not None
-            }
-            for r in recs:
-                if r.record_id in live:
-                    still.append(r)
-                else:
-                    r.outcome = DELETED
-            self.audit(obj, [(r.record_id, "IsDeleted", False, True, "delete") for r in recs if r.outcome == DELETED])
-        self._delete(still)
+        objects = self.tree.objects()
+        for obj in objects:  # the records not deleted with another record the undo deletes
+            with closing(
+                self.records(obj, DELETE, f"NOT {tree_tables.PARENT_HAS_ACTION}", parent_action=DELETE)
+            ) as pages:
+                for tops in pages:
+                    self._delete(tops)  # type: ignore[arg-type]
+        for obj in objects:  # the others: gone with their parent, else deleted now
+            with closing(self.records(obj, DELETE, "i.outcome IS NULL")) as pages:
+                for recs in pages:
+                    live = {
+                        rid
+                        for rid, rec in fetch_records(self.client, obj, [r.record_id for r in recs], []).items()
+                        if rec is not None
+                    }
+                    still = []
+                    for r in recs:
+                        if r.record_id in live:
+                            still.append(r)
+                        else:
+                            r.outcome = DELETED
+                    self.audit(
+                        obj, [(r.record_id, "IsDeleted", False, True, "delete") for r in recs if r.outcome == DELETED]
+                    )
+                    self._delete(still)  # type: ignore[arg-type]
 
     def _delete(self, records: Sequence[TreeRecord]) -> None:
         if not records:
@@ -1169,9 +1258,9 @@ class _TreeRun:
 
 
 # ===================================================================== undo plan
-def _plan_undo(
-    conn: psycopg.Connection[Any], client: SalesforceClient, config: RestoreConfig, notes: list[str]
-) -> TreePlan:
+def _plan_undo(conn: psycopg.Connection[Any], config: RestoreConfig, notes: list[str], run_id: str) -> TreePlan:
+    """The undo of a tree restore, stored as plan `run_id`'s items straight from the undone run's journal
+    (tree_tables.save_undo_items): nothing of it is held here, however large the restore it undoes."""
     run = config.undo_of
     undone = tables.plan_row(conn, run)
     assert undone is not None
@@ -1179,44 +1268,18 @@ def _plan_undo(
         raise RestoreConfigError(
             f"undo_of: run {run!r} wrote to org {undone['target_org']!r}; set target_org: {undone['target_org']}"
         )
-    rows = tree_tables.audit_rows(conn, run)
-    if not rows:
+    if not tree_tables.audited_any(conn, run):
         raise RestoreConfigError(
             f"undo_of: run {run!r} wrote nothing (a dry run, or nothing needed restoring), so there is nothing to undo"
         )
-    brought: dict[str, TreeRecord] = {}
-    repoints: dict[tuple[str, str], Repoint] = {}
-    for obj, rid, fname, before, after, op in rows:
-        if op == "undelete" or (op == "create" and fname == "Id"):
-            brought.setdefault(
-                rid, TreeRecord(obj, rid, DELETE, LIVE, None, f"brought back by run {run} ({op}): delete it again")
-            )
-        elif op == REPOINT:
-            key = (rid, fname)
-            if key in repoints:
-                repoints[key].written = after  # the last value written; the first before stays
-            else:
-                repoints[key] = Repoint(obj, rid, fname, before, after)
-    # Each record brought back is deleted with the brought-back record it was deleted with (if any): the undo
-    # deletes the others, and the cascade takes these.
-    parents = {rid: damaged for _o, rid, f, _a, _c, _d, damaged, _s, _r in tree_tables.items(conn, run) if f is None}
-    new_ids = load_id_map(conn, config.target_org, config.target_org)
-    old_of = {new: old for old, new in new_ids.items()}
-    for rec in brought.values():
-        parent = parents.get(old_of.get(rec.record_id, rec.record_id))
-        if parent is not None:
-            rec.parent = next((c for c in (new_ids.get(parent), parent) if c in brought), None)
-    if config.record_ids:
-        wanted = set(config.record_ids)
-        brought = {k: v for k, v in brought.items() if k in wanted}
-        repoints = {k: v for k, v in repoints.items() if k[0] in wanted}
+    tables.clear_plan(conn, run_id)
+    brought, repoints, objects = tree_tables.save_undo_items(conn, run_id, run, config.record_ids)
     notes.append(
-        f"undoes run {run}: {len(repoints)} lookup(s) it re-pointed are put back where they still hold what "
-        f"it wrote, and the {len(brought)} record(s) it brought back are deleted again (to the recycle bin, "
+        f"undoes run {run}: {repoints} lookup(s) it re-pointed are put back where they still hold what "
+        f"it wrote, and the {brought} record(s) it brought back are deleted again (to the recycle bin, "
         "from which a later restore can undelete them)"
     )
-    objects = list(dict.fromkeys(r.object for r in brought.values()))
-    return TreePlan(None, objects, {}, list(brought.values()), list(repoints.values()), undo_of=run)
+    return TreePlan(None, objects, {}, [], [], undo_of=run, conn=conn, run_id=run_id, listed=objects)
 
 
 # ===================================================================== verify
@@ -1230,25 +1293,49 @@ def verify_tree(
     tree = plan.tree
     assert tree is not None
     db = conn if conn is not None else tree.conn
+    if not tree.stored or db is None:
+        raise RestoreConfigError("verifying a whole-hierarchy restore reads its stored plan from PostgreSQL: pass conn")
     calls_before = client.api_calls
     result = VerifyResult(plan.run_id, dry_run=False)
-    backup = _Backup(db, client) if db is not None else None
-    id_map = plan.id_map
+    backup = _Backup(db, client)
+    alias = plan.config.target_org
+    # Per object, a chunk of records at a time: a record's row (what apply did to it) and its lookups re-pointed.
+    where = sql.SQL(
+        "i.object = %(obj)s AND ((i.field IS NULL AND i.outcome = ANY(%(records)s)) "
+        "OR (i.action = 'repoint' AND i.outcome = ANY(%(repoints)s)))"
+    )
+    params = {"records": ["undeleted", ALREADY_CORRECT, "created", DELETED], "repoints": [REPOINTED, ALREADY_CORRECT]}
     for obj in tree.objects():
-        # id -> what to compare: _LIVE, _WRITTEN (the values the journal holds), None (must be gone), or
-        # _Expected (the lookups re-pointed on it)
-        expected: dict[str, Any] = {}
-        for r in tree.records:
-            if r.object != obj:
-                continue
-            if r.outcome in ("undeleted", ALREADY_CORRECT) and r.action != DELETE:
-                expected.setdefault(r.new_id or r.record_id, _LIVE)
-            elif r.outcome == "created" and r.new_id:
-                expected[r.new_id] = _WRITTEN
-            elif r.outcome == DELETED:
-                expected[r.record_id] = None
-        for p in tree.repoints:
-            if p.object == obj and p.outcome in (REPOINTED, ALREADY_CORRECT):
+        types: Mapping[str, str] | None = None
+        for rows in tree_tables.item_pages(db, plan.run_id, where, {**params, "obj": obj}):
+            items = [_item(row) for row in rows]
+            del rows
+            # the new ids of the records re-created, and of the records lookups were re-pointed to
+            id_map = lookup_id_map(
+                db,
+                alias,
+                alias,
+                [
+                    *(i.record_id for i in items if isinstance(i, TreeRecord) and i.action == CREATE),
+                    *(i.parent for i in items if isinstance(i, Repoint) and i.parent and not tree.undo_of),
+                ],
+            )
+            # id -> what to compare: _LIVE, _WRITTEN (the values the journal holds), None (must be gone), or
+            # _Expected (the lookups re-pointed on it)
+            expected: dict[str, Any] = {}
+            for r in items:
+                if not isinstance(r, TreeRecord):
+                    continue
+                new_id = id_map.get(r.record_id) if r.action == CREATE else None
+                if r.outcome in ("undeleted", ALREADY_CORRECT) and r.action != DELETE:
+                    expected.setdefault(new_id or r.record_id, _LIVE)
+                elif r.outcome == "created" and new_id:
+                    expected[new_id] = _WRITTEN
+                elif r.outcome == DELETED:
+                    expected[r.record_id] = None
+            for p in items:
+                if not isinstance(p, Repoint):
+                    continue
                 want = p.parent if tree.undo_of else id_map.get(p.parent or "", p.parent)
                 values = expected.get(p.record_id, _LIVE)
                 if values is None:
@@ -1256,21 +1343,13 @@ def verify_tree(
                 if values is _LIVE or values is _WRITTEN:
                     values = expected[p.record_id] = _Expected(written=values is _WRITTEN)
                 values.fields[p.field] = want
-        if not expected:
-            continue
-        types = field_types((backup.describe(obj) if backup is not None else describe(client, obj))["fields"])
-        ids = list(expected)
-        for i in range(0, len(ids), tables.CHUNK_RECORDS):
-            _verify_chunk(
-                client,
-                db,
-                plan.run_id,
-                obj,
-                {rid: expected[rid] for rid in ids[i : i + tables.CHUNK_RECORDS]},
-                types,
-                result,
-            )
-        del expected, ids
+            del items, id_map
+            if not expected:
+                continue
+            if types is None:
+                types = field_types(backup.describe(obj)["fields"])
+            _verify_chunk(client, db, plan.run_id, obj, expected, types, result)
+            del expected
     result.api_calls = client.api_calls - calls_before
     if conn is not None:
         tables.set_plan_status(

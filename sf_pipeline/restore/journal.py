@@ -31,7 +31,7 @@ re-pointed lookups through the same `Journal.calls`, one object per call.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -105,25 +105,28 @@ class CallLog:
     def before(self, records: Sequence[Mapping[str, Any]]) -> str:
         j = self.journal
         call_id = uuid.uuid4().hex
-        rows = []
-        for rec in records:
-            rid = self.record_id(rec)
-            if self.operation == "create":
-                # `before` of the Id row: the id re-created; `detail` of the pending rows: created_after
-                rows.append((rid, "Id", rid, None))
-                rows.extend((rid, f, None, v) for f, v in rec.items() if f != "Id")
-            elif self.operation == "undelete":
-                rows.append((rid, "IsDeleted", True, False))
-            else:
-                was = self.befores.get(rid, {})
-                rows.extend((rid, f, was.get(f), v) for f, v in rec.items() if f != "Id")
+
+        def rows() -> Iterator[tuple[str, str, Any, Any]]:
+            for rec in records:
+                rid = self.record_id(rec)
+                if self.operation == "create":
+                    # `before` of the Id row: the id re-created; `detail` of the pending rows: created_after
+                    yield (rid, "Id", rid, None)
+                    yield from ((rid, f, None, v) for f, v in rec.items() if f != "Id")
+                elif self.operation == "undelete":
+                    yield (rid, "IsDeleted", True, False)
+                else:
+                    was = self.befores.get(rid, {})
+                    yield from ((rid, f, was.get(f), v) for f, v in rec.items() if f != "Id")
+
+        # streamed into one COPY (a Bulk job's records are a row per field each: never listed whole)
         tables.journal_begin(
             j.conn,
             call_id,
-            [
+            (
                 (j.run_id, j.org_alias, self.object, rid, f, before, after, self.operation, j.user)
-                for rid, f, before, after in rows
-            ],
+                for rid, f, before, after in rows()
+            ),
             detail=format_datetime(self.created_after) if self.created_after else None,
         )
         return call_id

@@ -150,7 +150,8 @@ class RestorePlan:
     api_calls: int = 0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
-    id_map: dict[str, str] = field(default_factory=dict)  # re-created records, old id -> new id (set by apply)
+    # re-created records, old id -> new id: set by apply (tables.PlanIdMap, read from the database on demand)
+    id_map: Mapping[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase: desired, current, parents, ...
     plan_of: str | None = None  # the dry run whose stored plan this is (None: this run's own dry run)
     tree: Any = None  # hierarchy.TreePlan of a whole-hierarchy restore (with_children), else None
@@ -632,14 +633,13 @@ def _undo_evidence(
         raise RestoreConfigError(
             f"undo_of: run {run!r} wrote to org {undone['target_org']!r}; set target_org: {undone['target_org']}"
         )
-    _alias, entries = tables.audit_of_run(conn, run, obj)
-    if not entries:
+    if not tables.audit_exists(conn, run, obj):
         raise RestoreConfigError(
             f"undo_of: run {run!r} wrote nothing (a dry run, or nothing needed restoring), so there is nothing to undo"
         )
     desc = describe(client, obj)
     types = field_types(desc["fields"])
-    audited = list(dict.fromkeys(e.field for e in entries if e.operation == "update"))
+    audited = tables.audit_updated_fields(conn, run, obj)
     updateable = {f["name"] for f in desc["fields"] if f.get("updateable")}
     fields = (
         _restorable_fields(client, config, desc["fields"], {column_name(f) for f in audited})
@@ -649,6 +649,36 @@ def _undo_evidence(
     if not config.fields and len(fields) < len(audited):
         notes.append(f"fields no longer updateable are left as they are: {sorted(set(audited) - set(fields))}")
     wanted = set(config.record_ids)
+
+    def evidence_chunks() -> Iterator[Chunk]:
+        """The audit read a chunk of records at a time (tables.audit_chunks), as evidence."""
+        for entries in tables.audit_chunks(conn, run, obj):
+            chunk = _undo_chunk(entries, run, fields, types, wanted)
+            if chunk:
+                yield chunk
+
+    chunks = evidence_chunks()
+    first = next(chunks, None)
+    if first is None:
+        raise RestoreConfigError(f"empty selection: run {run!r} wrote none of the selected records/fields")
+    brought_back: frozenset[str] = frozenset()
+    if config.restore_deleted:  # ids only, read in a pass of their own
+        brought_back = frozenset(
+            rid
+            for chunk in evidence_chunks()
+            for rid, ev in chunk
+            if ev.desired is not None and ev.not_restorable is None
+        )
+    return Desired(
+        fields, [], types, ((chunk, None) for chunk in itertools.chain([first], chunks)), brought_back=brought_back
+    )
+
+
+def _undo_chunk(
+    entries: Sequence[tables.AuditEntry], run: str, fields: Sequence[str], types: Mapping[str, str], wanted: set[str]
+) -> Chunk:
+    """One chunk of records' evidence from what run `run` wrote to them: the values before its writes are the ones
+    to put back; a record it undeleted or re-created is not restorable (undo does not delete records)."""
     before: dict[str, dict[str, Any]] = {}
     after: dict[str, dict[str, Any]] = {}
     recreated: dict[str, str] = {}
@@ -661,32 +691,16 @@ def _undo_evidence(
         if e.field in fields:
             before.setdefault(e.record_id, {})[e.field] = canonical(types.get(e.field, "string"), e.before)
             after.setdefault(e.record_id, {})[e.field] = canonical(types.get(e.field, "string"), e.after)
-    evidence: dict[str, Evidence] = {}
+    chunk: Chunk = []
     for rid in dict.fromkeys([*before, *recreated]):
         if rid in recreated:
             verb = "undeleted" if recreated[rid] == "undelete" else "re-created"
-            evidence[rid] = Evidence(None, {}, {}, None, f"run {run} {verb} this record; undo does not delete records")
+            chunk.append(
+                (rid, Evidence(None, {}, {}, None, f"run {run} {verb} this record; undo does not delete records"))
+            )
         else:
-            evidence[rid] = Evidence(before[rid], after[rid], after[rid])
-    if not evidence:
-        raise RestoreConfigError(f"empty selection: run {run!r} wrote none of the selected records/fields")
-    brought_back = frozenset(
-        rid for rid, ev in evidence.items() if ev.desired is not None and ev.not_restorable is None
-    )
-    return Desired(
-        fields,
-        [],
-        types,
-        _in_chunks(evidence),
-        brought_back=brought_back if config.restore_deleted else frozenset(),
-    )
-
-
-def _in_chunks(evidence: dict[str, Evidence]) -> Iterator[tuple[Chunk, datetime | None]]:
-    """An undo's evidence (read whole from the audit) in chunks, each dropped from `evidence` as it is handed on."""
-    while evidence:
-        ids = list(itertools.islice(evidence, tables.CHUNK_RECORDS))
-        yield [(rid, evidence.pop(rid)) for rid in ids], None
+            chunk.append((rid, Evidence(before[rid], after[rid], after[rid])))
+    return chunk
 
 
 # ===================================================================== classification

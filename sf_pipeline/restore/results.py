@@ -57,7 +57,7 @@ class ApplyResult:
     interrupted: str | None = None
     values_written: int = 0
     repointed: int = 0
-    id_map: dict[str, str] = field(default_factory=dict)
+    id_map: Mapping[str, str] = field(default_factory=dict)  # of an applied plan: tables.PlanIdMap (read on demand)
     reconciled: dict[str, int] = field(default_factory=dict)  # journal rows an earlier run left pending, settled
     unchecked: dict[str, str] = field(default_factory=dict)  # record id -> why the org could not tell
     api_calls: int = 0

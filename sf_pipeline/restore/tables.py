@@ -69,6 +69,9 @@ _DDL = [
         outcome text,
         error text)""",
     "CREATE INDEX IF NOT EXISTS restore_items_run ON sf_pipeline.restore_items (run_id, record_id)",
+    # a tree plan is applied an object and action at a time, in keyset pages (tree_tables.item_pages)
+    "CREATE INDEX IF NOT EXISTS restore_items_run_object ON sf_pipeline.restore_items (run_id, object, action, "
+    "record_id)",
     """CREATE TABLE IF NOT EXISTS sf_pipeline.restore_audit (
         id bigserial PRIMARY KEY,
         run_id text NOT NULL,
@@ -279,12 +282,24 @@ def item_chunks(
     only one chunk of rows is ever in this process.
     """
     picked = sql.SQL(" AND ({})").format(where) if where is not None else sql.SQL("")
+    # A range of record ids, (after, the chunk-th picked record id], its bound found once: not `record_id IN
+    # (subquery)`, which PostgreSQL may run once per row on a plan just stored (no statistics yet).
+    # Of the records in the range, those with an item matching `where` (an index lookup per row).
+    matching = (
+        sql.SQL(
+            " AND EXISTS (SELECT 1 FROM sf_pipeline.restore_items m WHERE m.run_id = i.run_id "
+            "AND m.record_id = i.record_id AND ({}))"
+        ).format(where)
+        if where is not None
+        else sql.SQL("")
+    )
     query = sql.SQL(
         "SELECT record_id, field, action, current_value, desired_value, damaged_value, classification, reason, "
-        "outcome, error FROM sf_pipeline.restore_items WHERE run_id = %(run)s AND record_id IN ("
-        "SELECT DISTINCT record_id FROM sf_pipeline.restore_items WHERE run_id = %(run)s AND record_id > %(after)s"
-        "{picked} ORDER BY record_id LIMIT %(chunk)s) ORDER BY record_id"
-    ).format(picked=picked)
+        "outcome, error FROM sf_pipeline.restore_items i WHERE run_id = %(run)s AND record_id > %(after)s AND "
+        "record_id <= (SELECT max(p.record_id) FROM (SELECT DISTINCT record_id FROM sf_pipeline.restore_items "
+        "WHERE run_id = %(run)s AND record_id > %(after)s{picked} ORDER BY record_id LIMIT %(chunk)s) p)"
+        "{matching} ORDER BY record_id"
+    ).format(picked=picked, matching=matching)
     after = ""
     while True:
         limit = chunk or CHUNK_RECORDS
@@ -434,9 +449,9 @@ def write_audit(conn: psycopg.Connection[Any], rows: Sequence[tuple]) -> None:
 
 
 def _copy_audit(
-    conn: psycopg.Connection[Any], rows: Sequence[tuple], state: str, call_id: str | None, detail: str | None
+    conn: psycopg.Connection[Any], rows: Iterable[tuple], state: str, call_id: str | None, detail: str | None
 ) -> None:
-    if not rows:
+    if isinstance(rows, Sequence) and not rows:
         return
     with conn.transaction():
         with conn.cursor().copy(
@@ -472,27 +487,142 @@ class AuditEntry:
     operation: str
 
 
-def audit_of_run(conn: psycopg.Connection[Any], run_id: str, object_name: str) -> tuple[str | None, list[AuditEntry]]:
-    """(org alias, entries) a run logged for an object; per (record, field) the first before and the last after."""
+_AUDIT_OF = (
+    "FROM sf_pipeline.restore_audit WHERE run_id = %(run)s AND lower(object) = lower(%(obj)s) AND state = 'done'"
+)
+
+
+def audit_exists(conn: psycopg.Connection[Any], run_id: str, object_name: str) -> bool:
+    """Whether a run logged a write (done) to an object."""
+    row = conn.execute(f"SELECT EXISTS (SELECT 1 {_AUDIT_OF})", {"run": run_id, "obj": object_name}).fetchone()
+    _commit(conn)
+    return bool(row and row[0])
+
+
+def audit_updated_fields(conn: psycopg.Connection[Any], run_id: str, object_name: str) -> list[str]:
+    """The fields a run updated on an object, in the order it first logged them: those whose first logged write to
+    a record (as `audit_chunks` merges them) is an update."""
     rows = conn.execute(
-        "SELECT org_alias, record_id, field, before, after, operation FROM sf_pipeline.restore_audit "
-        "WHERE run_id = %s AND lower(object) = lower(%s) AND state = 'done' ORDER BY id",
-        (run_id, object_name),
+        f"SELECT field FROM (SELECT DISTINCT ON (record_id, field) field, operation, id {_AUDIT_OF} "
+        "ORDER BY record_id, field, id) f WHERE operation = 'update' GROUP BY field ORDER BY min(id)",
+        {"run": run_id, "obj": object_name},
     ).fetchall()
-    if not rows:
-        return None, []
-    merged: dict[tuple[str, str], AuditEntry] = {}
-    for _alias, rid, field, before, after, operation in rows:
-        earlier = merged.get((rid, field))
-        merged[(rid, field)] = AuditEntry(
-            rid, field, earlier.before if earlier else before, after, earlier.operation if earlier else operation
-        )
-    return rows[0][0], list(merged.values())
+    _commit(conn)
+    return [r[0] for r in rows]
+
+
+def audit_chunks(
+    conn: psycopg.Connection[Any], run_id: str, object_name: str, *, chunk: int | None = None
+) -> Iterator[list[AuditEntry]]:
+    """What a run logged for an object (journal rows done), `chunk` records (default CHUNK_RECORDS) at a time in
+    record id order: per (record, field) the first before, the last after and the first operation. Keyset pages
+    over the record ids: an undo of 100,000 records holds one chunk of them."""
+    query = (  # a range of record ids, its upper bound found once (see item_chunks)
+        f"SELECT record_id, field, before, after, operation {_AUDIT_OF} AND record_id > %(after)s AND record_id <= "
+        f"(SELECT max(p.record_id) FROM (SELECT DISTINCT record_id {_AUDIT_OF} AND record_id > %(after)s "
+        "ORDER BY record_id LIMIT %(chunk)s) p) ORDER BY record_id, id"
+    )
+    after = ""
+    while True:
+        rows = conn.execute(
+            query, {"run": run_id, "obj": object_name, "after": after, "chunk": chunk or CHUNK_RECORDS}
+        ).fetchall()
+        _commit(conn)
+        if not rows:
+            return
+        after = rows[-1][0]
+        merged: dict[tuple[str, str], AuditEntry] = {}
+        for rid, field, before, after_value, operation in rows:
+            earlier = merged.get((rid, field))
+            merged[(rid, field)] = AuditEntry(
+                rid,
+                field,
+                earlier.before if earlier else before,
+                after_value,
+                earlier.operation if earlier else operation,
+            )
+        del rows
+        yield list(merged.values())
+
+
+# ===================================================================== re-created records of a plan
+class PlanIdMap(Mapping[str, str]):
+    """Old id -> new id of the records a stored plan re-creates (action `create`) that the org has
+    (`sf_pipeline.id_map`, written by the journal as each create is confirmed, by this run or an earlier run of the
+    plan), read from PostgreSQL when looked at, never held whole: what `RestorePlan.id_map` and `ApplyResult.id_map`
+    of an applied plan are, and what apply and verify read a chunk's pairs from (`among`). Look at it while its
+    connection is open."""
+
+    _JOIN = (
+        "FROM sf_pipeline.restore_items i JOIN sf_pipeline.id_map m ON m.source_alias = %(alias)s "
+        "AND m.target_alias = %(alias)s AND m.source_id = i.record_id "
+        "WHERE i.run_id = %(run)s AND i.action = 'create'"  # a record's item of each field (one-object plans)
+    )
+
+    def __init__(self, conn: psycopg.Connection[Any], run_id: str, org_alias: str):
+        self.conn, self.run_id, self.alias = conn, run_id, org_alias
+        self._creates: bool | None = None  # whether the plan re-creates anything (asked once)
+
+    def _recreates(self) -> bool:
+        if self._creates is None:
+            row = self.conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM sf_pipeline.restore_items WHERE run_id = %s AND action = 'create')",
+                (self.run_id,),
+            ).fetchone()
+            _commit(self.conn)
+            self._creates = bool(row and row[0])
+        return self._creates
+
+    def _params(self, **more: Any) -> dict[str, Any]:
+        return {"run": self.run_id, "alias": self.alias, **more}
+
+    def among(self, ids: Iterable[str]) -> dict[str, str]:
+        """The pairs of those of `ids` that are records the plan re-created (what one chunk needs)."""
+        wanted = list(dict.fromkeys(ids))
+        if not wanted or not self._recreates():
+            return {}
+        rows = self.conn.execute(
+            f"SELECT DISTINCT i.record_id, m.target_id {self._JOIN} AND i.record_id = ANY(%(ids)s)",
+            self._params(ids=wanted),
+        ).fetchall()
+        _commit(self.conn)
+        return dict(rows)
+
+    def __getitem__(self, old_id: str) -> str:
+        row = self.conn.execute(
+            f"SELECT m.target_id {self._JOIN} AND i.record_id = %(old)s LIMIT 1", self._params(old=old_id)
+        ).fetchone()
+        _commit(self.conn)
+        if row is None:
+            raise KeyError(old_id)
+        return row[0]
+
+    def __iter__(self) -> Iterator[str]:
+        after = ""
+        while True:
+            rows = self.conn.execute(
+                f"SELECT DISTINCT i.record_id {self._JOIN} AND i.record_id > %(after)s ORDER BY i.record_id "
+                "LIMIT %(n)s",
+                self._params(after=after, n=CHUNK_RECORDS),
+            ).fetchall()
+            _commit(self.conn)
+            if not rows:
+                return
+            after = rows[-1][0]
+            yield from (r[0] for r in rows)
+
+    def __len__(self) -> int:
+        row = self.conn.execute(f"SELECT count(DISTINCT i.record_id) {self._JOIN}", self._params()).fetchone()
+        _commit(self.conn)
+        return int(row[0])
+
+    def __repr__(self) -> str:
+        return f"PlanIdMap(run_id={self.run_id!r})"
 
 
 # ===================================================================== the write-ahead journal
 def journal_begin(
-    conn: psycopg.Connection[Any], call_id: str, rows: Sequence[tuple], detail: str | None = None
+    conn: psycopg.Connection[Any], call_id: str, rows: Iterable[tuple], detail: str | None = None
 ) -> None:
     """Pending audit rows (run_id, org_alias, object, record_id, field, before, after, operation, written_by)
     of one call, committed before the call is made; `detail` says how to find what it created (journal.py)."""

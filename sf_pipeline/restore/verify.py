@@ -85,8 +85,9 @@ def verify_plan(
     db = conn or stored.conn
     count = tables.count_plan_records(db, plan.run_id, where=where, params=params)
     many = count > tables.CHUNK_RECORDS and count > bulk_threshold  # every chunk through Bulk API 2.0
+    recreated = tables.PlanIdMap(db, plan.run_id, plan.config.target_org)
     for records in stored.chunks(where, params, conn=db):
-        _verify_chunk(client, plan, records, result, bulk_threshold, many)
+        _verify_chunk(client, plan, records, result, bulk_threshold, many, recreated)
         if conn is not None and result.automation:  # per record: what apply did stays visible as what happened
             tables.set_outcomes(
                 conn,
@@ -114,11 +115,19 @@ def _verify_chunk(
     result: VerifyResult,
     bulk_threshold: int,
     many: bool,
+    recreated: tables.PlanIdMap,
 ) -> None:
-    id_map = plan.id_map
+    writes = {r.record_id: r.writes(plan.config.on_conflict) for r in records}
+    # new ids of the chunk's re-created records, and of the re-created records its values point to
+    id_map = recreated.among(
+        [
+            *(r.record_id for r in records if r.action == CREATE),
+            *(v for vs in writes.values() for v in vs.values() if isinstance(v, str) and len(v) in (15, 18)),
+        ]
+    )
     expected: dict[str, dict[str, Any]] = {}
     for record in records:
-        values = record.writes(plan.config.on_conflict)
+        values = writes.pop(record.record_id)
         target = id_map.get(record.record_id, record.record_id) if record.action == CREATE else record.record_id
         expected[target] = {f: id_map.get(v, v) if isinstance(v, str) else v for f, v in values.items()}
     fields = list(dict.fromkeys(f for values in expected.values() for f in values))

@@ -725,10 +725,11 @@ def bulk_create(
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(columns)
-    rows = []
-    for rec in records:
-        row = [to_csv(rec[c]) if c in rec and rec[c] is not None else "" for c in columns]
-        rows.append(row)
+    # each record's row as uploaded -> the records with that row, in input order (results are matched by it)
+    waiting: dict[tuple[str, ...], list[int]] = {}
+    for i, rec in enumerate(records):
+        row = tuple(to_csv(rec[c]) if c in rec and rec[c] is not None else "" for c in columns)
+        waiting.setdefault(row, []).append(i)
         writer.writerow(row)
     token = journal.before(records) if journal is not None else None
     job = _send(
@@ -759,9 +760,6 @@ def bulk_create(
     _send(client, "PATCH", _jobs_url(client, f"/{job_id}"), "bulk insert close", json={"state": "UploadComplete"})
     try:
         state = _wait_for_job(client, sobject, job_id, poll, timeout, longest=3.0)
-        waiting: dict[tuple[str, ...], list[int]] = {}
-        for i, row in enumerate(rows):
-            waiting.setdefault(tuple(row), []).append(i)
         results: list[WriteResult | None] = [None] * len(records)
         for kind in _result_kinds(state):
             body = _send(

@@ -9,7 +9,7 @@ and by erasure requests (privacy/forget.py removes a data subject's entries).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import psycopg
@@ -53,4 +53,21 @@ def load_id_map(conn: psycopg.Connection[Any], source_alias: str, target_alias: 
         "SELECT source_id, target_id FROM sf_pipeline.id_map WHERE source_alias = %s AND target_alias = %s",
         (source_alias, target_alias),
     ).fetchall()
+    return dict(rows)
+
+
+def lookup_id_map(
+    conn: psycopg.Connection[Any], source_alias: str, target_alias: str, source_ids: Iterable[str]
+) -> dict[str, str]:
+    """Source id -> target id of those of `source_ids` the id map knows between two orgs: what a chunk of a restore
+    needs, read for it (a whole org's map grows with every restore and seeding)."""
+    ids = list(dict.fromkeys(source_ids))
+    if not ids:
+        return {}
+    rows = conn.execute(
+        "SELECT source_id, target_id FROM sf_pipeline.id_map WHERE source_alias = %s AND target_alias = %s "
+        "AND source_id = ANY(%s)",
+        (source_alias, target_alias, ids),
+    ).fetchall()
+    commit(conn)
     return dict(rows)

@@ -20,6 +20,7 @@ largest of them.
     .venv/bin/python sf_pipeline_tests/benchmarks/bench_restore_tree.py                 # 2,000 Accounts
     .venv/bin/python sf_pipeline_tests/benchmarks/bench_restore_tree.py --size 5000     # scaled down
     .venv/bin/python sf_pipeline_tests/benchmarks/bench_restore_tree.py --size 200000   # 20,000 Accounts (issue 16)
+    .venv/bin/python sf_pipeline_tests/benchmarks/bench_restore_tree.py --insert-chunk 10000  # records a Bulk insert job
 """
 
 from __future__ import annotations
@@ -174,6 +175,14 @@ def run(size: int, accounts: int | None) -> None:
                 + ", ".join(f"{k} {v:,.0f} MB" for k, v in peaks.items())
             )
             print(f"  every object back to its count before the delete: {restored}")
+            with psycopg.connect(db_url, autocommit=True) as conn:
+                jobs = dict(
+                    conn.execute(
+                        "SELECT object, count(DISTINCT job_id) FROM sf_pipeline.restore_audit WHERE run_id = 'tree' "
+                        "AND operation = 'create' AND job_id IS NOT NULL GROUP BY 1 ORDER BY 1"
+                    ).fetchall()
+                )
+            print(f"  Bulk insert jobs per object: {jobs}")
         finally:
             org.stop()
             drop_database(db_url)
@@ -183,7 +192,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=20_000, help="generated Opportunities (Accounts = size / 10)")
     ap.add_argument("--accounts", type=int, default=None, help="Accounts to delete (default: all of them)")
+    ap.add_argument("--insert-chunk", type=int, default=None, help="records a Bulk insert job (hierarchy.INSERT_CHUNK)")
     args = ap.parse_args()
+    from sf_pipeline.restore import hierarchy
+
+    if args.insert_chunk:
+        hierarchy.INSERT_CHUNK = args.insert_chunk
+    print(f"insert chunk: {getattr(hierarchy, 'INSERT_CHUNK', 'tables.CHUNK_RECORDS')} records")
     print(f"restore tree: {args.size:,} generated Opportunities, {args.accounts or args.size // 10:,} Accounts deleted")
     run(args.size, args.accounts)
 

@@ -239,9 +239,10 @@ def test_records_still_in_the_bin_are_undeleted_with_their_children_and_purged_o
             "SELECT count(*) FROM sf_pipeline.restore_audit WHERE run_id = 'mixed' AND operation = 'undelete'"
         ).fetchone()[0]
         assert undeletes == result.outcomes["undeleted"]
+        ids = dict(result.id_map)  # read from sf_pipeline.id_map while the connection is open
     # Undeleted records keep their ids, re-created ones have new ids; every lookup points at them again.
-    assert org_state(p) == mapped(story.before, result.id_map)
-    assert len(result.id_map) == sum(n["re-create"] for n in objects.values())
+    assert org_state(p) == mapped(story.before, ids)
+    assert len(ids) == sum(n["re-create"] for n in objects.values())
 
 
 def test_a_tree_restored_a_chunk_at_a_time_comes_back_whole_and_verify_checks_what_its_journal_wrote(
@@ -255,6 +256,7 @@ def test_a_tree_restored_a_chunk_at_a_time_comes_back_whole_and_verify_checks_wh
     story: DeletedAccounts = four_accounts_deleted.story
     run_scenario(p.devorg.org, "recycle-bin-purge")
     monkeypatch.setattr(tables, "CHUNK_RECORDS", 3)
+    monkeypatch.setattr(hierarchy, "INSERT_CHUNK", 3)
     monkeypatch.setattr(hierarchy, "BULK_AT", 1)  # every chunk through Bulk API 2.0
     c = client(p)
     with p.conn() as conn:

@@ -49,11 +49,33 @@ def test_audit_keeps_first_before_and_last_after_per_field(pg_conn):
             ("r1", "production", "Contact", rid, "AccountId", "C", "D", "repoint", "005x"),
         ],
     )
-    alias, entries = tables.audit_of_run(pg_conn, "r1", "opportunity")
-    assert alias == "production"
+    assert tables.audit_exists(pg_conn, "r1", "opportunity") and not tables.audit_exists(pg_conn, "r1", "Case")
+    assert tables.audit_updated_fields(pg_conn, "r1", "opportunity") == ["AccountId"]
+    entries = [e for chunk in tables.audit_chunks(pg_conn, "r1", "opportunity") for e in chunk]
     assert [(e.record_id, e.field, e.before, e.after, e.operation) for e in entries] == [
         (rid, "AccountId", None, "B", "update")
     ]
+
+
+def test_an_audit_is_read_a_chunk_of_records_at_a_time_each_record_whole(pg_conn):
+    """Undo reads a run's audit in keyset pages of records: a record's writes all in one page, merged there."""
+    ensure_restore_tables(pg_conn)
+    ids = [f"0065J00000000{i:02d}QAA" for i in range(5)]
+    tables.write_audit(
+        pg_conn,
+        [("r2", "production", "Opportunity", rid, "StageName", f"{rid}-0", f"{rid}-1", "update", "005x") for rid in ids]
+        + [
+            ("r2", "production", "Opportunity", rid, "StageName", f"{rid}-1", f"{rid}-2", "update", "005x")
+            for rid in ids
+        ]
+        + [("r2", "production", "Opportunity", ids[4], "Id", ids[4], "new", "create", "005x")],
+    )
+    chunks = list(tables.audit_chunks(pg_conn, "r2", "Opportunity", chunk=2))
+    assert [sorted({e.record_id for e in c}) for c in chunks] == [ids[0:2], ids[2:4], ids[4:5]]
+    merged = {(e.record_id, e.field): (e.before, e.after, e.operation) for c in chunks for e in c}
+    assert merged[(ids[0], "StageName")] == (f"{ids[0]}-0", f"{ids[0]}-2", "update")
+    assert merged[(ids[4], "Id")] == (ids[4], "new", "create")
+    assert tables.audit_updated_fields(pg_conn, "r2", "Opportunity") == ["StageName"]
 
 
 def test_id_map_pairs_are_replaced_not_duplicated(pg_conn):
