@@ -439,3 +439,27 @@ def test_helm_values_run_each_run_in_its_own_pod_with_the_same_limits(tmp_path: 
         assert chart_db["params"] == compose_db["params"] == {"options": "-c synchronous_commit=off"}
     assert config["retention"] == compose_instance["retention"]
     assert config["telemetry"] == {"enabled": False}
+
+
+def test_materializations_are_written_without_opening_a_connection_each(deployed_instance: dg.DagsterInstance):
+    # dagster-postgres asks whether the asset event tags table exists for each materialization, from inside the
+    # transaction writing it: with one pooled connection, that opened a new PostgreSQL connection each time.
+    import sqlalchemy
+
+    instance = deployed_instance
+    assets = [_planned_probe(f"tagged_{i}") for i in range(30)]
+    assert dg.materialize(assets, instance=instance, partition_key="2026-12-03").success  # tables seen once
+    opened: list[object] = []
+
+    def count(*_: object) -> None:
+        opened.append(1)
+
+    engine = instance.event_log_storage._engine
+    sqlalchemy.event.listen(engine, "connect", count)
+    try:
+        result = dg.materialize(assets, instance=instance, partition_key="2026-12-04")
+    finally:
+        sqlalchemy.event.remove(engine, "connect", count)
+    assert result.success
+    assert len(result.get_asset_materialization_events()) == 30
+    assert len(opened) <= 2, len(opened)  # not one per materialization
