@@ -128,19 +128,24 @@ def _event_probe_job() -> dg.JobDefinition:
     return event_probe
 
 
-def test_a_steps_events_reach_the_run_while_another_step_is_busy(deployed_instance: dg.DagsterInstance):
+def test_a_steps_events_reach_the_run_while_another_step_is_busy(tmp_path, pg_url: str):
     # Dagster's executor waits 20 ms on a step with no event before it takes the next event of another: 400 events
     # of one step took 8 s to reach the run while the other slept, and the step after it waited for them.
+    # (The instance names its database itself: a forkserver started by an earlier test keeps that test's
+    # environment, which deploy/dagster.yaml's DAGSTER_PG_* would read.)
     from dagster._core.executor import child_process_executor
 
+    from sf_pipeline_tests.pipeline_fixtures import dagster_home
+
     tick = child_process_executor.TICK
-    with dg.execute_job(
-        dg.reconstructable(_event_probe_job),
-        instance=deployed_instance,
-        run_config={"execution": {"config": {"max_concurrent": 2}}},
-    ) as result:
-        assert result.success
-    logs = deployed_instance.all_logs(result.run_id)
+    with dg.DagsterInstance.from_config(str(dagster_home(tmp_path / "home", pg_url))) as instance:
+        with dg.execute_job(
+            dg.reconstructable(_event_probe_job),
+            instance=instance,
+            run_config={"execution": {"config": {"max_concurrent": 2}}},
+        ) as result:
+            assert result.success
+        logs = instance.all_logs(result.run_id)
     first = {}
     for entry in logs:
         if entry.dagster_event is not None and entry.step_key:
