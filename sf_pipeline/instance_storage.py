@@ -27,6 +27,17 @@ Two settings remove that cost, both in deploy/dagster.yaml (and `instance_storag
   lost materialization only makes the schedule ask for that window again (it asks for every window not
   backed up), a lost run end is found by run monitoring. The backup's own tables keep synchronous commits:
   this applies to Dagster's storage sessions only.
+
+And one more, here: a run's planned materializations written together. Creating a run writes one
+ASSET_MATERIALIZATION_PLANNED event per asset it will materialize (864 for issue 14's org, 4 s of a 5-minute
+window: BENCHMARKS.md, "Session 8"). Dagster hands them to `store_event_batch` as one batch when
+`DAGSTER_EVENT_BATCH_SIZE` is set in the process creating the run (the daemon, the webserver, or a test), and
+dagster-postgres then stores them one by one anyway (its batch path takes materializations and observations of
+one asset only). `PooledPostgresEventLogStorage.store_event_batch` writes such a batch in two statements: the
+events in one multi-row INSERT, each asset's index row (`asset_keys`: last run, last event time, as
+dagster-postgres' `_store_asset_event` writes them) in one multi-row upsert. Importing this module (the
+instance does, to build this storage) sets `DAGSTER_EVENT_BATCH_SIZE` to `EVENT_BATCH_SIZE` unless the
+environment says otherwise; it batches nothing else that a run writes one at a time.
 """
 
 from __future__ import annotations
@@ -38,6 +49,9 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import sqlalchemy
+from dagster._core.events import DagsterEventType
+from dagster._core.storage.event_log.migration import ASSET_KEY_INDEX_COLS
+from dagster._core.storage.event_log.schema import AssetKeyTable, SqlEventLogStorageTable
 from dagster._serdes import ConfigurableClassData
 from dagster_postgres import (
     DagsterPostgresStorage,
@@ -52,6 +66,9 @@ POOL_SIZE = 1  # connections kept open per storage and process
 MAX_OVERFLOW = 20  # more at once when threads write together (the webserver's default too); closed when returned
 POOL_RECYCLE_SECONDS = 3600
 PING_AFTER_IDLE_SECONDS = 5.0
+
+EVENT_BATCH_SIZE = "1000"  # events Dagster buffers before writing a batch (its default, 0, writes each alone)
+os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", EVENT_BATCH_SIZE)
 
 _engines: weakref.WeakSet[sqlalchemy.engine.Engine] = weakref.WeakSet()
 
@@ -130,7 +147,63 @@ class _Pooled:
 
 
 class PooledPostgresEventLogStorage(_Pooled, PostgresEventLogStorage):
-    """dagster-postgres' event log with a connection pool."""
+    """dagster-postgres' event log with a connection pool, writing a run's planned materializations together."""
+
+    def has_table(self, table_name: str) -> bool:
+        """dagster-postgres asks whether the asset event tags table exists for every materialization that carries
+        tags (data versions do), from inside the transaction writing it: with one pooled connection that is a new
+        PostgreSQL connection each time (the pool's overflow, closed when returned), 4-6 ms per materialization.
+        A table found stays (Dagster's migrations add tables, never drop them): remembered for the storage's life."""
+        seen = self.__dict__.setdefault("_tables_seen", set())
+        if table_name in seen:
+            return True
+        found = super().has_table(table_name)
+        if found:
+            seen.add(table_name)
+        return found
+
+    def store_event_batch(self, events: Any) -> None:
+        planned = _planned_asset_keys(events)
+        if planned is None:
+            super().store_event_batch(events)
+            return
+        from sqlalchemy.dialects import postgresql
+
+        with self._connect() as conn:
+            ids = [
+                row[0]
+                for row in conn.execute(self.prepare_insert_event_batch(events).returning(SqlEventLogStorageTable.c.id))
+            ]
+        with_timestamp = self.has_secondary_index(ASSET_KEY_INDEX_COLS)
+        rows = [
+            {"asset_key": key, **self._get_asset_entry_values(event, event_id, with_timestamp)}
+            for key, event, event_id in zip(planned, events, ids, strict=True)
+        ]
+        upsert = postgresql.insert(AssetKeyTable).values(rows)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[AssetKeyTable.c.asset_key],
+            set_={column: upsert.excluded[column] for column in rows[0] if column != "asset_key"},
+        )
+        with self.index_transaction() as conn:
+            conn.execute(upsert)
+
+
+def _planned_asset_keys(events: Any) -> list[str] | None:
+    """The asset keys of a batch made only of planned materializations, each of another asset (what a run's
+    creation writes); None for any other batch, which dagster-postgres stores as it always does."""
+    if len(events) < 2:
+        return None
+    keys = []
+    for event in events:
+        dagster_event = event.dagster_event
+        if (
+            dagster_event is None
+            or dagster_event.event_type != DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+            or dagster_event.asset_key is None
+        ):
+            return None
+        keys.append(dagster_event.asset_key.to_string())
+    return keys if len(set(keys)) == len(keys) else None
 
 
 class PooledPostgresRunStorage(_Pooled, PostgresRunStorage):

@@ -7,6 +7,7 @@ of a large org is simply a backfill.
 
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,8 @@ from sf_pipeline.warehouse.erased import drop_erased_rows
 from sf_pipeline.warehouse.full_read import load_full_read
 from sf_pipeline.warehouse.lookups import email_columns, ensure_lookup_indexes
 from sf_pipeline.warehouse.names import HISTORY_SCHEMA, MIRROR_SCHEMA
-from sf_pipeline.warehouse.run_state import keep_calculated_columns
+from sf_pipeline.warehouse.run_state import keep_calculated_columns, kept_calculated_columns
+from sf_pipeline.warehouse.schema import mirror_columns
 
 from .files import backup_window_files
 from .partitions import extraction_bounds
@@ -178,12 +180,17 @@ def small_mirrors_asset(
         can_subset=True,
         pool=salesforce_pool(org.alias),
         required_resource_keys=set(resource_keys),
+        # first in the executor's queue (it would come after every large object's step, by name): its long
+        # stream of events then overlaps the large objects' steps, which mostly start processes, in the other
+        # slots, instead of following them (BENCHMARKS.md, launch-window)
+        op_tags={"dagster/priority": "1"},
     )
     def _small_mirrors(context: dg.AssetExecutionContext):
         start, end = extraction_bounds(partitions, context.partition_time_window)
         chosen = [o for key, o in by_key.items() if key in context.selected_asset_keys]
         if not chosen:
             return
+        output_keys_once(context)
         client = getattr(context.resources, resource_keys[0]).client()
         failed: list[str] = []
         step_calls = client.api_calls
@@ -200,10 +207,22 @@ def small_mirrors_asset(
                 end,
             )
             unchanged: list[str] = []
+            known = known_tables(conn, [o.name for o in chosen])  # one catalog read for all, not two per object
             for obj in chosen:
                 try:
                     result = backup_object(
-                        context, obj, settings, org, client, conn, pres[obj.name], start, end, since, quiet=True
+                        context,
+                        obj,
+                        settings,
+                        org,
+                        client,
+                        conn,
+                        pres[obj.name],
+                        start,
+                        end,
+                        since,
+                        quiet=True,
+                        known=known,
                     )
                     conn.commit()  # each object's window stands on its own: a later object's failure keeps it
                 except Exception as exc:  # noqa: BLE001 - one object's failure must not stop the others' backup
@@ -228,6 +247,20 @@ def small_mirrors_asset(
             )
 
     return _small_mirrors
+
+
+def output_keys_once(context: dg.AssetExecutionContext) -> None:
+    """For every output a step yields, Dagster checks that no asset depending on it was yielded before it
+    (`execute_step._step_output_error_checked_user_event_sequence`), listing the step's output asset keys each
+    time (`StepExecutionContext.get_output_asset_keys`, a loop over all of them): quadratic in a step's outputs,
+    0.85 s of a step of 425 objects (BENCHMARKS.md, launch-window). The list cannot change within a step, so this
+    step's context computes it once; the check itself runs as before. Any other Dagster shape: left as it is."""
+    step = getattr(context.op_execution_context, "_step_execution_context", None)
+    listing = getattr(step, "get_output_asset_keys", None)
+    if listing is None:
+        return
+    keys = listing()
+    step.get_output_asset_keys = lambda: keys  # this context's, shadowing the method for this step only
 
 
 def window_changed_nothing(metadata: Mapping[str, Any]) -> bool:
@@ -257,6 +290,20 @@ def unchanged_summary(names: Sequence[str], of: int, start: datetime, end: datet
     )
 
 
+@dataclass(frozen=True)
+class KnownTables:
+    """What a step reads once for all its objects before backing them up: each mirror table's columns (the
+    catalog) and each object's kept calculated columns. An object whose describe changed nothing in its table
+    then costs no DDL lock, no catalog read and no write for them (BENCHMARKS.md, launch-window)."""
+
+    columns: Mapping[str, list[tuple[str, str]]]  # object name -> (column, type); empty: no table yet
+    calculated: Mapping[str, set[str]]  # lower-cased object name -> calculated columns kept
+
+
+def known_tables(conn: Any, names: Sequence[str]) -> KnownTables:
+    return KnownTables(mirror_columns(conn, names), kept_calculated_columns(conn, names))
+
+
 def usage_mark(client: Any) -> tuple[int, int, int]:
     """The client's API calls, retries and bytes so far: an object's figures are counted from such a mark."""
     return client.api_calls, client.retries, client.bytes_received
@@ -275,14 +322,17 @@ def backup_object(
     since: tuple[int, int, int],
     *,
     quiet: bool = False,
+    known: KnownTables | None = None,
 ) -> dg.MaterializeResult:
     """Extract the window [start, end) of `obj` into its mirror table; its materialization. `since`: the client's
     usage mark its figures count from (before the preflight when this object's step asked it). `quiet`: log
     nothing for a window that changed nothing and cost no reconciliation call (the shared step of the small
-    objects sums those up in one line); its metadata says the same."""
+    objects sums those up in one line); its metadata says the same. `known`: what the step read for all its
+    objects (`known_tables`), else read here for this one."""
     stats = ExtractStats(obj.name, start, end)
     plan = window_plan(obj.name, pre.describe)  # from today's describe: capabilities can change
-    table, fields = _mirror_table(context, conn, settings, obj, plan, pre.describe["fields"])
+    known = known or known_tables(conn, [obj.name])
+    table, fields = _mirror_table(context, conn, settings, obj, plan, pre.describe["fields"], known)
     names = [f["name"] for f in fields]
     result, vanished = _extract_and_load(client, conn, settings, obj, plan, table, names, pre, start, end, stats)
     # records erased on request (sf_pipeline.privacy.forget) never come back through a later window
@@ -338,19 +388,28 @@ def _mirror_table(
     obj: ObjectSettings,
     plan: ObjectPlan,
     describe_fields: list[dict[str, Any]],
+    known: KnownTables,
 ) -> tuple[Any, list[dict[str, Any]]]:
     """The object's mirror table following today's describe (new columns, field type changes, the erasure lookup
-    indexes), and the fields the backup reads."""
+    indexes), and the fields the backup reads. `known`: the table's columns and calculated columns as the step
+    read them; nothing is written or locked when they already follow the describe."""
     table_fields = table_fields_for(plan, describe_fields)
     fields = backup_fields(table_fields, obj.exclude)
-    keep_calculated_columns(conn, obj.name, [f["name"] for f in fields if f.get("calculated")])
-    table = ensure_mirror_table(conn, obj.name, table_fields, exclude=obj.exclude)
+    keep_calculated_columns(
+        conn,
+        obj.name,
+        [f["name"] for f in fields if f.get("calculated")],
+        kept=known.calculated.get(obj.name.lower(), set()),
+    )
+    table = ensure_mirror_table(conn, obj.name, table_fields, exclude=obj.exclude, existing=known.columns.get(obj.name))
     if table.added_columns:
         context.log.info(f"{obj.name}: new fields {list(table.added_columns)} added as columns")
     for change in table.type_changes:
         context.log.warning(f"{obj.name}: field type changed, mirror and history follow: {change.describe()}")
     # the e-mail lookups of an erasure request (forget) read an index, never the whole table
-    built = ensure_lookup_indexes(conn, MIRROR_SCHEMA, obj.name, email_columns(settings.privacy, obj.name))
+    built = ensure_lookup_indexes(
+        conn, MIRROR_SCHEMA, obj.name, email_columns(settings.privacy, obj.name), present=table.column_types
+    )
     if built:
         context.log.info(f"{obj.name}: built the erasure lookup indexes {built} on the mirror")
     return table, fields

@@ -7,13 +7,16 @@ object of the run, through Composite Batch (25 subrequests per call), the record
 the records created before its end: one aggregate query per object (`COUNT(Id)` and `MAX(SystemModstamp)` of
 the records created before the window's end), then the window's `COUNT()` only where the newest stamp reaches
 into the window. The results go to `sf_pipeline.run_preflight`; every step of the run reads its object's there.
-An unchanged window of N objects thus costs 2 + ceil(N / 25) HTTP requests to the org, plus one login per step
-(one for all the small objects, which share a step). No Dagster here.
+When no describe changed, the Organization query is a subrequest of the first batch (Composite Batch takes
+Query subrequests: REST API Developer Guide, "Composite Batch"), checked before anything is stored; otherwise it
+is asked on its own before the changed describes are kept. An unchanged window of N objects thus costs
+1 + ceil((N + 1) / 25) HTTP requests to the org (the global describe, then the batches), plus one login per
+step (one for all the small objects, which share a step). No Dagster here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -24,8 +27,9 @@ from sf_pipeline.salesforce import SalesforceClient
 from sf_pipeline.salesforce import soql as soql_names
 from sf_pipeline.salesforce.catalog import ObjectPlan, plan_object
 from sf_pipeline.salesforce.extract import soql_datetime, window_filter
+from sf_pipeline.salesforce.organization import ORGANIZATION_SOQL, organization_from_answer
 from sf_pipeline.warehouse.ddl import commit
-from sf_pipeline.warehouse.org_identity import verify_org
+from sf_pipeline.warehouse.org_identity import check_org_identity, verify_org
 from sf_pipeline.warehouse.run_state import (
     GLOBAL,
     WindowCounts,
@@ -50,15 +54,27 @@ class Preflight:
 
 
 def refresh_describes(
-    conn: psycopg.Connection[Any], client: SalesforceClient, objects: Sequence[str]
+    conn: psycopg.Connection[Any],
+    client: SalesforceClient,
+    objects: Sequence[str],
+    before_keeping: Callable[[], None] | None = None,
 ) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """The describes of `objects`, re-read only where the org says they changed; (describes, re-read ones)."""
+    """The describes of `objects`, re-read only where the org says they changed; (describes, re-read ones).
+    `before_keeping`: called once before the first describe (or new global stamp) is kept, when one is (the
+    org's identity check: another org's describes must never stand for this org's in the cache)."""
     cached = cached_describes(conn, client.alias, objects)
     kept_global = cached.get(GLOBAL)
     global_body, global_stamp = client.get_if_modified("sobjects/", kept_global.last_modified if kept_global else None)
     anything_changed = global_body is not None
     describes: dict[str, dict[str, Any]] = {}
     refreshed: list[str] = []
+    pending = [before_keeping] if before_keeping is not None else []
+
+    def keep(sobject: str, stamp: str | None, body: dict[str, Any] | None) -> None:
+        while pending:
+            pending.pop()()
+        keep_describe(conn, client.alias, sobject, stamp, body)
+
     for sobject in objects:
         mine = cached.get(sobject)
         if not anything_changed and mine is not None and mine.describe is not None:
@@ -72,9 +88,10 @@ def refresh_describes(
             continue
         describes[sobject] = body
         refreshed.append(sobject)
-        keep_describe(conn, client.alias, sobject, stamp, body)
-    # recorded last: a failure above leaves the old stamp, so the next run asks again
-    keep_describe(conn, client.alias, GLOBAL, global_stamp, None)
+        keep(sobject, stamp, body)
+    # recorded last: a failure above leaves the old stamp, so the next run asks again (unchanged: nothing to write)
+    if kept_global is None or global_stamp != kept_global.last_modified:
+        keep(GLOBAL, global_stamp, None)
     commit(conn)
     for sobject, body in describes.items():
         client._describes[sobject] = body  # noqa: SLF001 - the client's in-memory cache, for later calls
@@ -126,17 +143,28 @@ def ask_counts(
     objects: Sequence[str],
     start: datetime,
     end: datetime,
-) -> dict[str, WindowCounts]:
+    *,
+    organization: bool = False,
+) -> tuple[dict[str, WindowCounts], dict[str, Any] | None]:
     """The window's counts of `objects`: first one combined aggregate query each (25 per HTTP request), then the
     window's COUNT() of the objects that may have changed, and the classic pair of COUNT()s of those the
     aggregate cannot serve (no stamp or no CreatedDate, or refused by the org). An unchanged window of N objects
-    costs ceil(N / 25) HTTP requests."""
+    costs ceil(N / 25) HTTP requests. `organization`: the Organization query rides in the first batch (one
+    subrequest more, no request more); its subrequest's answer comes second (None when it failed)."""
     counts: dict[str, WindowCounts] = {}
     combined = {name: q for name in objects if (q := combined_query(describes[name], name, end)) is not None}
     second: list[tuple[str, str]] = []  # (object, "window" | "classic")
-    if combined:
+    org_answer: dict[str, Any] | None = None
+    if combined or organization:
         subrequests = [{"method": "GET", "url": client.batch_url("queryAll", {"q": q})} for q in combined.values()]
-        for name, result in zip(combined, client.composite_batch(subrequests), strict=True):
+        if organization:
+            subrequests.insert(0, {"method": "GET", "url": client.batch_url("query", {"q": ORGANIZATION_SOQL})})
+        results = client.composite_batch(subrequests)
+        if organization:
+            first = results.pop(0)
+            if first.get("statusCode", 500) < 400 and isinstance(first.get("result"), dict):
+                org_answer = first["result"]
+        for name, result in zip(combined, results, strict=True):
             body = result.get("result")
             if result.get("statusCode", 500) >= 400 or not isinstance(body, dict) or not body.get("records"):
                 second.append((name, "classic"))  # e.g. an object the org will not aggregate
@@ -164,7 +192,7 @@ def ask_counts(
             counts[name] = WindowCounts(window_count, counts[name].org_total)
         else:
             counts[name] = WindowCounts(window_count, next(answers) if n == 2 else None)
-    return counts
+    return counts, org_answer
 
 
 def window_preflight(
@@ -211,10 +239,25 @@ def objects_preflight(
                 client._describes[sobject] = describe  # noqa: SLF001
                 out[sobject] = Preflight(describe, stored[sobject])
             return out
-        verify_org(conn, client)  # never another org's records into this org's history (once per run)
-        describes, refreshed = refresh_describes(conn, client, list(dict.fromkeys([*all_objects, *objects])))
+        # Never another org's records into this org's history (once per run): the org's identity is checked
+        # before anything of the org is kept. When the describes changed, by its own query before they are kept;
+        # otherwise its query rides in the first Composite Batch of counts (one HTTP request less per window) and
+        # is checked before the counts are stored. Only the counts were asked of the org by then.
+        verified: list[Any] = []
+
+        def verify() -> None:
+            verified.append(verify_org(conn, client))
+
+        describes, refreshed = refresh_describes(
+            conn, client, list(dict.fromkeys([*all_objects, *objects])), before_keeping=verify
+        )
         wanted = [o for o in dict.fromkeys([*run_objects, *objects]) if o not in stored]
-        asked = ask_counts(client, describes, wanted, start, end)
+        asked, org_answer = ask_counts(client, describes, wanted, start, end, organization=not verified)
+        if not verified:
+            if org_answer is None:
+                verify_org(conn, client)  # its subrequest failed: asked alone, which says why if it fails again
+            else:
+                check_org_identity(conn, client.alias, organization_from_answer(client, org_answer))
         counts: dict[str, WindowCounts] = {**stored, **asked}
         store_counts(conn, run_id, start, end, asked)
         forget_old_preflights(conn)

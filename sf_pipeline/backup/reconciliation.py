@@ -233,8 +233,8 @@ def learn_vanished(
     whatever the object's size."""
     found_at = now or datetime.now(UTC)
     report = VanishedReport()
-    ensure_vanished_columns(conn, table)
-    table = _refreshed(conn, table)
+    if ensure_vanished_columns(conn, table):
+        table = _refreshed(conn, table)  # `table` listed every column before the ones just added
     report.flagged.update(flag_window_deletions(conn, table, start, end, found_at))
     if first_load:
         report.reconcile_reason = "first load: every record was just read"

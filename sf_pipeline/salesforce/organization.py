@@ -33,7 +33,14 @@ class Organization:
 
 def read_organization(client: SalesforceClient) -> Organization:
     """The org's Organization record, in one REST query."""
-    answer = client.call(lambda: client.sf.query(ORGANIZATION_SOQL), "query Organization")
+    return organization_from_answer(
+        client, client.call(lambda: client.sf.query(ORGANIZATION_SOQL), "query Organization")
+    )
+
+
+def organization_from_answer(client: SalesforceClient, answer: dict) -> Organization:
+    """The Organization from the answer to `ORGANIZATION_SOQL` (a REST query, or a Composite Batch subrequest's
+    `result`, which is the same body: REST API Developer Guide, "Composite Batch")."""
     records = answer.get("records") or []
     if len(records) != 1:
         raise OrganizationUnreadable(

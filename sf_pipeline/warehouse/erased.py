@@ -72,16 +72,15 @@ def _listed(conn: psycopg.Connection[Any]) -> bool:
 def erased_in_org(conn: psycopg.Connection[Any], object_name: str, created_before: datetime | None) -> list[str]:
     """Ids of erased records of an object the org held when last reconciled (created before the bound, or of
     unknown creation), sorted: what a reconciliation counts on the mirror's side."""
-    if not _listed(conn):
+    # whether the list exists, and has the columns added after it was first made: one catalog query
+    listed, current = conn.execute(
+        "SELECT t IS NOT NULL, (SELECT count(*) FROM pg_attribute WHERE attrelid = t AND NOT attisdropped "
+        "AND attname IN ('created_date', 'gone_from_org_at')) = 2 FROM to_regclass(%s) AS t",
+        (f"{SCHEMA}.{TABLE}",),
+    ).fetchone()
+    if not listed:
         return []
-    if (
-        conn.execute(
-            "SELECT count(*) FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
-            "AND column_name IN ('created_date', 'gone_from_org_at')",
-            (SCHEMA, TABLE),
-        ).fetchone()[0]
-        < 2
-    ):
+    if not current:
         ensure_erased_table(conn)  # a list made before these columns existed
     rows = conn.execute(
         f"SELECT record_id FROM {SCHEMA}.{TABLE} WHERE object = %s AND gone_from_org_at IS NULL "

@@ -26,6 +26,7 @@ data.
 
 from __future__ import annotations
 
+import itertools
 import queue
 import re
 import threading
@@ -527,6 +528,19 @@ def load_window(
         raise ValueError(f"empty window: window_start {window_start} is not before window_end {window_end}")
 
     started = time.perf_counter()
+    stream = _non_empty(batches)
+    first = next(stream, None)
+    if first is None:
+        # Nothing extracted (an unchanged window): no savepoint, lock or staging table, one query (BENCHMARKS.md,
+        # launch-window). "Into an empty table" as the paths below would say: only with unique ids.
+        empty = bool(
+            unique_ids
+            and conn.execute(sql.SQL("SELECT NOT EXISTS (SELECT FROM {})").format(table.identifier)).fetchone()[0]
+        )
+        return LoadResult(
+            table.object_name, window_start, window_end, seconds=time.perf_counter() - started, into_empty_table=empty
+        )
+    batches = itertools.chain([first], stream)
     with conn.transaction():
         # Naive Arrow timestamps are written without an offset; Salesforce times are UTC.
         conn.execute("SELECT set_config('timezone', 'UTC', true), set_config('work_mem', %s, true)", (_LOAD_WORK_MEM,))

@@ -10,7 +10,7 @@ also covers tables made before this existed), and a request finds them ready.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -49,16 +49,23 @@ def lower_index_name(table: str, column: str) -> str:
 
 
 def ensure_lookup_indexes(
-    conn: psycopg.Connection[Any], schema: str, object_name: str, columns: Sequence[str]
+    conn: psycopg.Connection[Any],
+    schema: str,
+    object_name: str,
+    columns: Sequence[str],
+    present: Iterable[str] | None = None,
 ) -> list[str]:
     """Create the `lower(column)` indexes of `schema.<object>` that are missing; the names of those built.
 
     Reads the catalog first, so a call that finds them all costs one query and takes no lock on the table
     (CREATE INDEX IF NOT EXISTS would wait for the table's share lock even when the index exists). Columns the
     table does not have (a match field of another org shape, e.g. Account.PersonEmail) are skipped. Commits.
+    An object with no match field costs nothing; `present`: the table's columns when the caller has them.
     """
+    if not columns:
+        return []
     table = table_name(object_name)
-    present = {name for name, _ in table_columns(conn, schema, table)}
+    present = set(present) if present is not None else {name for name, _ in table_columns(conn, schema, table)}
     wanted = {lower_index_name(table, c): c for c in columns if c in present}
     if not wanted:
         return []

@@ -108,15 +108,38 @@ def forget_old_preflights(conn: psycopg.Connection[Any], keep_days: int = 7) -> 
     )
 
 
-def keep_calculated_columns(conn: psycopg.Connection[Any], sobject: str, columns: Iterable[str]) -> None:
-    """Remember which columns of an object are calculated (describe `calculated: true`: formulas, roll-ups)."""
+def keep_calculated_columns(
+    conn: psycopg.Connection[Any], sobject: str, columns: Iterable[str], kept: set[str] | None = None
+) -> None:
+    """Remember which columns of an object are calculated (describe `calculated: true`: formulas, roll-ups).
+
+    Written only when they differ from what is kept: `kept` (the step read them for all its objects at once,
+    `kept_calculated_columns`), else read here. A window whose describe did not change writes nothing."""
+    wanted = {c.lower() for c in columns}
+    if kept is None:
+        kept = kept_calculated_columns(conn, [sobject]).get(sobject.lower(), set())
+    if kept == wanted:
+        return
     with conn.transaction():
         conn.execute("DELETE FROM sf_pipeline.calculated_columns WHERE object = %s", (sobject.lower(),))
         with conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO sf_pipeline.calculated_columns (object, column_name) VALUES (%s, %s)",
-                [(sobject.lower(), c.lower()) for c in sorted(set(columns))],
+                [(sobject.lower(), c) for c in sorted(wanted)],
             )
+
+
+def kept_calculated_columns(conn: psycopg.Connection[Any], objects: Iterable[str]) -> dict[str, set[str]]:
+    """The calculated columns kept for each of `objects` (lower-cased object name -> columns; an object with
+    none is absent), in one query. Needs the run state's tables (`ensure_run_state`, the preflight's)."""
+    rows = conn.execute(
+        "SELECT object, column_name FROM sf_pipeline.calculated_columns WHERE object = ANY(%s)",
+        ([o.lower() for o in objects],),
+    ).fetchall()
+    kept: dict[str, set[str]] = {}
+    for sobject, column in rows:
+        kept.setdefault(sobject, set()).add(column)
+    return kept
 
 
 def calculated_columns(conn: psycopg.Connection[Any], sobject: str) -> set[str]:

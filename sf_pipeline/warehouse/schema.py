@@ -129,9 +129,35 @@ class MirrorTable:
         return {c.name: c.pg_type for c in self.columns}
 
 
+_TABLES_COLUMNS = sql.SQL(
+    """
+    SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod)
+    FROM pg_attribute a
+    JOIN pg_class c ON c.oid = a.attrelid
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = %(schema)s AND c.relname = ANY(%(tables)s) AND c.relkind IN ('r', 'p')
+      AND a.attnum > 0 AND NOT a.attisdropped
+    ORDER BY c.relname, a.attnum
+    """
+)
+
+
 def table_columns(conn: psycopg.Connection[Any], schema: str, table: str) -> list[tuple[str, str]]:
     """(name, type) of every column of a table, in table order; empty when the table does not exist."""
     return list(conn.execute(_EXISTING_COLUMNS, {"schema": schema, "table": table}).fetchall())
+
+
+def mirror_columns(
+    conn: psycopg.Connection[Any], object_names: Iterable[str], schema: str = MIRROR_SCHEMA
+) -> dict[str, list[tuple[str, str]]]:
+    """`table_columns` of many objects' tables in one catalog query (object name -> columns; empty when the
+    table does not exist): what `ensure_mirror_table(existing=...)` compares a describe with, so a step of
+    hundreds of objects reads the catalog once instead of twice per object under the DDL lock."""
+    names = {table_name(o): o for o in object_names}
+    found: dict[str, list[tuple[str, str]]] = {o: [] for o in names.values()}
+    for table, column, pg_type in conn.execute(_TABLES_COLUMNS, {"schema": schema, "tables": list(names)}):
+        found[names[table]].append((column, pg_type))
+    return found
 
 
 def _create_table_sql(target: sql.Identifier, columns: Sequence[tuple[str, str]]) -> sql.Composed:
@@ -154,12 +180,16 @@ def ensure_mirror_table(
     describe_fields: Iterable[Mapping[str, Any]],
     schema: str = MIRROR_SCHEMA,
     exclude: Iterable[str] = (),
+    existing: Sequence[tuple[str, str]] | None = None,
 ) -> MirrorTable:
     """Create the mirror table of an object, or add columns for fields that are new since last time.
 
     Safe to call before every load: it only takes a short lock and does nothing when the table is
     already up to date. Commits its own transaction (or savepoint, inside a caller's transaction).
     A field whose type changed gets its column changed in the mirror and in history (type_changes.py).
+    `existing`: the table's columns as the caller just read them (`mirror_columns`); when they already hold
+    every field with its type, the table is returned as it is, with no lock and no further catalog read (the
+    backup never drops or narrows a column, so a table found up to date stays so). Otherwise the usual path.
     """
     fields = backup_fields(describe_fields, exclude)
     wanted = [(column_name(f["name"]), pg_type_for(f)) for f in fields]
@@ -173,6 +203,17 @@ def ensure_mirror_table(
 
     table = table_name(object_name)
     target = qualified(schema, table)
+    described = {name for name, _ in wanted}
+    if existing and _up_to_date(existing, wanted):
+        return MirrorTable(
+            object_name=object_name,
+            schema=schema,
+            name=table,
+            columns=tuple(MirrorColumn(name, pg_type) for name, pg_type in existing),
+            retired_columns=tuple(
+                name for name, _ in existing if name not in described and not name.startswith("_sfp_")
+            ),
+        )
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK_KEY,))
         existing = table_columns(conn, schema, table)
@@ -208,7 +249,6 @@ def ensure_mirror_table(
                 apply_type_changes(conn, HISTORY_SCHEMA, table, changed)
         final = table_columns(conn, schema, table)
 
-    described = {name for name, _ in wanted}
     return MirrorTable(
         object_name=object_name,
         schema=schema,
@@ -218,6 +258,17 @@ def ensure_mirror_table(
         added_columns=tuple(added),
         type_changes=tuple(changed),
         retired_columns=tuple(name for name, _ in final if name not in described and not name.startswith("_sfp_")),
+    )
+
+
+def _up_to_date(existing: Sequence[tuple[str, str]], wanted: Sequence[tuple[str, str]]) -> bool:
+    """Whether a table with columns `existing` already holds every wanted column with its type, and the columns
+    the upsert needs: `ensure_mirror_table` would change nothing."""
+    have = {name for name, _ in existing}
+    return (
+        all(c in have for c in REQUIRED_FIELDS)
+        and all(name in have for name, _ in wanted)
+        and not plan_type_changes(list(existing), list(wanted))
     )
 
 

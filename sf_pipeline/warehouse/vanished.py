@@ -49,12 +49,13 @@ def is_bookkeeping_column(name: str) -> bool:
     return name.startswith("_sfp_")
 
 
-def ensure_vanished_columns(conn: psycopg.Connection[Any], table: MirrorTable) -> None:
-    """Add the `_sfp_` columns to a mirror table that lacks them (one ALTER, only the first time)."""
+def ensure_vanished_columns(conn: psycopg.Connection[Any], table: MirrorTable) -> bool:
+    """Add the `_sfp_` columns to a mirror table that lacks them (one ALTER, only the first time); whether it
+    added any (then `table` no longer lists every column)."""
     have = set(table.column_types)
     missing = [(c, t) for c, t in VANISHED_COLUMNS.items() if c not in have]
     if not missing:
-        return
+        return False
     with conn.transaction():
         conn.execute(
             sql.SQL("ALTER TABLE {} {}").format(
@@ -71,6 +72,7 @@ def ensure_vanished_columns(conn: psycopg.Connection[Any], table: MirrorTable) -
                 "CREATE INDEX IF NOT EXISTS {} ON {} (_sfp_found_in_window) WHERE _sfp_found_in_window IS NOT NULL"
             ).format(ident(f"{table.name[:40]}_sfp_found_idx"), table.identifier)
         )
+    return True
 
 
 def flag_window_deletions(
@@ -245,27 +247,42 @@ def _ensure_state(conn: psycopg.Connection[Any]) -> None:
     )
 
 
+# The table is created by the first reconciliation of a database (under a lock: CREATE ... IF NOT EXISTS is not
+# safe against a concurrent twin); afterwards each window's read or record is one statement, not the lock and
+# the DDL again (BENCHMARKS.md, launch-window).
+_STATE_LOCK_KEY = 0x5F_5346_5052_4543
+_NO_STATE = (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName)
+
+
 def last_reconciliation(conn: psycopg.Connection[Any], object_name: str) -> datetime | None:
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (0x5F_5346_5052_4543,))
-        _ensure_state(conn)
-        row = conn.execute(
-            sql.SQL("SELECT max(finished_at) FROM {}.reconciliations WHERE object = %s").format(ident(STATE_SCHEMA)),
-            (object_name,),
-        ).fetchone()
+    try:
+        with conn.transaction():  # a savepoint inside the caller's transaction: a missing table undoes only it
+            row = conn.execute(
+                sql.SQL("SELECT max(finished_at) FROM {}.reconciliations WHERE object = %s").format(
+                    ident(STATE_SCHEMA)
+                ),
+                (object_name,),
+            ).fetchone()
+    except _NO_STATE:
+        return None  # no reconciliation was ever recorded in this database
     return row[0] if row else None
 
 
 def record_reconciliation(conn: psycopg.Connection[Any], object_name: str, summary: Mapping[str, Any]) -> None:
+    insert = sql.SQL(
+        "INSERT INTO {}.reconciliations (object, finished_at, window_end, reason, mirror_ids, org_ids, vanished,"
+        " missing_from_backup, api_calls, seconds) VALUES (%(object)s, %(finished_at)s, %(window_end)s, "
+        "%(reason)s, %(mirror_ids)s, %(org_ids)s, %(vanished)s, %(missing_from_backup)s, %(api_calls)s, "
+        "%(seconds)s)"
+    ).format(ident(STATE_SCHEMA))
+    params = {"object": object_name, **summary}
+    try:
+        with conn.transaction():
+            conn.execute(insert, params)
+        return
+    except _NO_STATE:
+        pass  # the first reconciliation recorded in this database: make the table, then record it
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (0x5F_5346_5052_4543,))
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_STATE_LOCK_KEY,))
         _ensure_state(conn)
-        conn.execute(
-            sql.SQL(
-                "INSERT INTO {}.reconciliations (object, finished_at, window_end, reason, mirror_ids, org_ids, vanished,"
-                " missing_from_backup, api_calls, seconds) VALUES (%(object)s, %(finished_at)s, %(window_end)s, "
-                "%(reason)s, %(mirror_ids)s, %(org_ids)s, %(vanished)s, %(missing_from_backup)s, %(api_calls)s, "
-                "%(seconds)s)"
-            ).format(ident(STATE_SCHEMA)),
-            {"object": object_name, **summary},
-        )
+        conn.execute(insert, params)

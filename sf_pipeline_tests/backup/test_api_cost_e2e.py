@@ -39,12 +39,12 @@ def test_an_unchanged_window_asks_the_org_once_for_all_objects_and_snapshots_onl
     used = org.api_usage()
     quiet = materializations(p.backup("2026-11-24-01:00"))
     objects = len(DEFAULT_OBJECTS)
-    # Organization once, the global describe answered 304 once, then one aggregate query per object in one batch
-    # (COUNT(Id) and MAX(SystemModstamp) of the records created before the window's end: the newest stamp is
-    # older than the window, so the window's own COUNT() is not asked)
+    # the global describe answered 304 once, then one batch: the Organization query (once per run) and one
+    # aggregate query per object (COUNT(Id) and MAX(SystemModstamp) of the records created before the window's
+    # end: the newest stamp is older than the window, so the window's own COUNT() is not asked)
     assert org.api_usage() - used == 2 + objects
     mirrors = [quiet[f"salesforce/{o}"] for o in DEFAULT_OBJECTS]
-    assert sum(m["api_calls"] for m in mirrors) == 3  # HTTP requests: Organization, describe, one batch
+    assert sum(m["api_calls"] for m in mirrors) == 2  # HTTP requests: the describe, one batch
     assert sum(m["preflight"].startswith("this step asked the org") for m in mirrors) == 1
     # no delete log read: nothing changed (objects with records), or still empty (Contact, Case: "first load")
     assert all(m["delete_log_coverage"].startswith("not read") for m in mirrors)

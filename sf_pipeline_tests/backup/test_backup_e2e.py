@@ -282,6 +282,9 @@ def test_a_backup_never_takes_another_orgs_records_into_this_orgs_history(
     p.sf().Account.create({"Name": "Acme"})
     at(p, 1, 30)
     assert p.backup("2026-11-24-00:00").success
+    kept = "SELECT object, last_modified, md5(describe::text) FROM sf_pipeline.describes ORDER BY object"
+    with p.conn() as conn:
+        describes = conn.execute(kept).fetchall()
     with DevOrgServer(tmp_path / "other") as other:
         other.org.set_clock(datetime(2026, 11, 24, 1, 5, tzinfo=UTC), freeze=True)
         connect(other).Account.create({"Name": "Intruder"})
@@ -308,6 +311,8 @@ def test_a_backup_never_takes_another_orgs_records_into_this_orgs_history(
         assert conn.execute("SELECT alias, organization_id FROM sf_pipeline.org_identity").fetchall() == [
             ("production", p.devorg.org.org_id)
         ]
+        # nor its describes into this org's describe cache (they would stand for this org's in the next run)
+        assert conn.execute(kept).fetchall() == describes
 
 
 def test_api_budget_stops_the_backup_with_a_clear_error(pipeline: Pipeline):

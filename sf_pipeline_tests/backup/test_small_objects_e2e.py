@@ -64,6 +64,9 @@ def test_small_objects_share_one_subsettable_step_and_a_large_one_keeps_its_own(
     assert shared.keys == {mirror(name) for name in SMALL} and shared.can_subset
     assert p.defs().get_assets_def(mirror(LARGE)).keys == {mirror(LARGE)}
     assert nodes[SHARED_STEP].pool == nodes[f"salesforce__{LARGE}"].pool == salesforce_pool("production")
+    # first in a launched run's queue: its stream of events beside the large objects' steps, not after them
+    assert nodes[SHARED_STEP].tags.get("dagster/priority") == "1"
+    assert nodes[f"salesforce__{LARGE}"].tags.get("dagster/priority") is None
 
     # one window: two mirror steps for three objects, each object its own materialization and figures
     p.set_clock(T0 + timedelta(hours=1, minutes=15))

@@ -57,10 +57,13 @@ FMT = "%Y-%m-%d-%H:%M"
 
 
 def backup_job() -> dg.JobDefinition:
-    """The `backup` job from the settings in the environment (reconstructed in each step's process)."""
-    from sf_pipeline.definitions import build_definitions
+    """The `backup` job of the code location (`workspace.yaml`'s module, built from the settings in the
+    environment), as a launched run's step process finds it: already built and resolved in the backup
+    executor's forkserver, which preloads it (`sf_pipeline.backup.preload`). The forkserver lives as long as
+    this process: with `--executor multiprocess`, give one object count per invocation."""
+    from sf_pipeline.definitions import defs
 
-    return build_definitions().resolve_job_def("backup")
+    return defs.resolve_job_def("backup")
 
 
 def window(

@@ -129,6 +129,46 @@ def step_seconds(instance, run_id: str) -> dict[str, float]:
     return dict(spent)
 
 
+def run_phases(instance, run_id: str, began: float) -> str:
+    """Where a run's wall went, from its event log: creating it (planned materializations), its start, each step
+    (for a step process: launch -> process up -> step started -> done), and its end. `began`: time.time() when
+    the run was asked for."""
+    logs = instance.all_logs(run_id)
+    first: dict[str, float] = {}
+    last: dict[str, float] = {}
+    steps: dict[str, dict[str, float]] = defaultdict(dict)
+    for entry in logs:
+        event = entry.dagster_event
+        kind = event.event_type_value if event is not None else "LOG"
+        first.setdefault(kind, entry.timestamp)
+        last[kind] = entry.timestamp
+        if entry.step_key and kind in ("STEP_WORKER_STARTING", "STEP_WORKER_STARTED", "STEP_START", "STEP_SUCCESS"):
+            steps[entry.step_key].setdefault(kind, entry.timestamp)
+    end = max(e.timestamp for e in logs)
+    parts = []
+    if "ASSET_MATERIALIZATION_PLANNED" in first:
+        parts.append(
+            f"plan events {last['ASSET_MATERIALIZATION_PLANNED'] - began:.1f} s after asking "
+            f"({first['ASSET_MATERIALIZATION_PLANNED'] - began:.1f} s to the first)"
+        )
+    if "RUN_START" in first:
+        parts.append(f"RUN_START at {first['RUN_START'] - began:.1f} s")
+    for key, t in sorted(steps.items(), key=lambda kv: min(kv[1].values())):
+        launch = t.get("STEP_WORKER_STARTING", t.get("STEP_START", 0.0))
+        up = t.get("STEP_WORKER_STARTED")
+        start, done = t.get("STEP_START"), t.get("STEP_SUCCESS")
+        text = f"{key[:32]} @{launch - began:.1f}"
+        if up is not None and start is not None:
+            text += f" proc {up - launch:.1f} + init {start - up:.1f}"
+        if start is not None and done is not None:
+            text += f" + work {done - start:.1f}"
+        parts.append(text)
+    if "RUN_SUCCESS" in first:
+        parts.append(f"RUN_SUCCESS at {first['RUN_SUCCESS'] - began:.1f} s")
+    parts.append(f"{len(logs)} events, last at {end - began:.1f} s")
+    return "; ".join(parts)
+
+
 def backup_job() -> Any:
     """The `backup` job of the code location (`workspace.yaml`'s module), as a launched run's step finds it: the
     backup executor's forkserver preloads `sf_pipeline.definitions`, whose `defs` are built once at its import
@@ -147,17 +187,19 @@ def run_window(devorg, defs, instance, start: datetime, step: timedelta, api_usa
     partition = start.strftime("%Y-%m-%d-%H:%M")
     calls0 = api_usage()
     t = time.perf_counter()
+    began = time.time()
     if multiprocess:
         with dg.execute_job(
             dg.reconstructable(backup_job), instance=instance, tags={"dagster/partition": partition}
         ) as result:
             ok, events = result.success, result.get_asset_materialization_events()
-            all_events = result.all_events
+            all_events, run_id = result.all_events, result.run_id
     else:
         result = defs.resolve_job_def("backup").execute_in_process(
             partition_key=partition, instance=instance, raise_on_error=False
         )
         ok, events, all_events = result.success, result.get_asset_materialization_events(), result.all_events
+        run_id = result.run_id
     wall = time.perf_counter() - t
     http = changed = snapshots = skipped = 0
     for event in events:
@@ -172,6 +214,7 @@ def run_window(devorg, defs, instance, start: datetime, step: timedelta, api_usa
             snapshots += 1
     steps = {e.step_key for e in all_events if e.event_type_value == "STEP_START"}
     return {
+        "phases": run_phases(instance, run_id, began),
         "partition": partition,
         "ok": ok,
         "wall": wall,
@@ -196,6 +239,7 @@ def following_windows(devorg, defs, instance, first: datetime, step: timedelta, 
             f"run {f['snapshots']}, skipped {f['skipped']}; {f['steps']} steps; {load_average()}",
             flush=True,
         )
+        print(f"    phases: {f['phases']}", flush=True)
 
     report(
         "catch-up window (generator's late stamps)", run_window(devorg, defs, instance, first, step, api_usage, False)

@@ -114,6 +114,61 @@ def _probe() -> None:
     return None
 
 
+_DAYS = dg.DailyPartitionsDefinition(start_date="2026-12-01")
+
+
+def _planned_probe(name: str) -> dg.AssetsDefinition:
+    @dg.asset(name=name, partitions_def=_DAYS)
+    def _asset() -> None:
+        return None
+
+    return _asset
+
+
+def test_a_runs_planned_materializations_are_written_as_one_batch(
+    deployed_instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+):
+    # Creating a run writes one planned materialization per asset (864 in issue 14's org): our storage writes
+    # them in one INSERT and one asset index upsert, and they read back as dagster-postgres' one-by-one writes do.
+    import os
+
+    from sf_pipeline import instance_storage
+
+    assert os.environ["DAGSTER_EVENT_BATCH_SIZE"] == instance_storage.EVENT_BATCH_SIZE  # set by the import
+    batches: list[list[str]] = []
+    original = instance_storage.PooledPostgresEventLogStorage.store_event_batch
+
+    def spy(self, events):
+        batches.append([e.dagster_event.event_type_value for e in events])
+        return original(self, events)
+
+    monkeypatch.setattr(instance_storage.PooledPostgresEventLogStorage, "store_event_batch", spy)
+    assets = [_planned_probe(f"planned_{i}") for i in range(30)]
+    instance = deployed_instance
+    result = dg.materialize(assets, instance=instance, partition_key="2026-12-03")
+    assert result.success
+
+    assert ["ASSET_MATERIALIZATION_PLANNED"] * 30 in batches
+    planned = instance.get_records_for_run(
+        result.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+    ).records
+    assert sorted(r.event_log_entry.dagster_event.asset_key.path[-1] for r in planned) == sorted(
+        f"planned_{i}" for i in range(30)
+    )
+    assert {r.event_log_entry.dagster_event.partition for r in planned} == {"2026-12-03"}
+    for asset in assets:  # each asset's index row: the run that planned it, then its materialization
+        assert instance.get_latest_materialization_event(asset.key).run_id == result.run_id
+        info = instance.get_latest_planned_materialization_info(asset.key)
+        assert info is not None and info.run_id == result.run_id
+    # a second run's plan updates the index rows it already has
+    again = dg.materialize(assets, instance=instance, partition_key="2026-12-04")
+    info = instance.get_latest_planned_materialization_info(assets[0].key)
+    assert info is not None and info.run_id == again.run_id
+    # anything but a batch of planned materializations is stored as dagster-postgres stores it
+    assert instance_storage._planned_asset_keys([planned[0].event_log_entry]) is None
+    assert instance_storage._planned_asset_keys([planned[0].event_log_entry] * 2) is None  # same asset twice
+
+
 def test_workspace_yaml_points_at_the_code_server_from_the_environment(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("SF_PIPELINE_CODE_HOST", "code")
     monkeypatch.setenv("SF_PIPELINE_CODE_PORT", "4000")
@@ -384,3 +439,27 @@ def test_helm_values_run_each_run_in_its_own_pod_with_the_same_limits(tmp_path: 
         assert chart_db["params"] == compose_db["params"] == {"options": "-c synchronous_commit=off"}
     assert config["retention"] == compose_instance["retention"]
     assert config["telemetry"] == {"enabled": False}
+
+
+def test_materializations_are_written_without_opening_a_connection_each(deployed_instance: dg.DagsterInstance):
+    # dagster-postgres asks whether the asset event tags table exists for each materialization, from inside the
+    # transaction writing it: with one pooled connection, that opened a new PostgreSQL connection each time.
+    import sqlalchemy
+
+    instance = deployed_instance
+    assets = [_planned_probe(f"tagged_{i}") for i in range(30)]
+    assert dg.materialize(assets, instance=instance, partition_key="2026-12-03").success  # tables seen once
+    opened: list[object] = []
+
+    def count(*_: object) -> None:
+        opened.append(1)
+
+    engine = instance.event_log_storage._engine
+    sqlalchemy.event.listen(engine, "connect", count)
+    try:
+        result = dg.materialize(assets, instance=instance, partition_key="2026-12-04")
+    finally:
+        sqlalchemy.event.remove(engine, "connect", count)
+    assert result.success
+    assert len(result.get_asset_materialization_events()) == 30
+    assert len(opened) <= 2, len(opened)  # not one per materialization

@@ -99,3 +99,66 @@ def test_mirror_steps_overlap_and_the_orgs_pool_limit_serializes_them(deployed_p
     assert _overlap(serial) <= 0, serial
     with p.conn() as conn:
         assert conn.execute("SELECT count(*) FROM salesforce.opportunity").fetchone()[0] == 100
+
+
+# ---- the run takes a busy step's events as fast as they come while another step is busy elsewhere
+EVENTS = 400
+
+
+@dg.op
+def _many_events():
+    for i in range(EVENTS):
+        yield dg.AssetMaterialization(asset_key=f"probe_{i}")
+    yield dg.Output(None)
+
+
+@dg.op
+def _busy_elsewhere() -> None:
+    import time
+
+    time.sleep(15)  # a large object's query, say: no event meanwhile
+
+
+@dg.op(ins={"after": dg.In(dg.Nothing)})
+def _next_step() -> None:
+    return None
+
+
+def _event_probe_job() -> dg.JobDefinition:
+    from sf_pipeline.backup.definitions import backup_executor
+
+    @dg.job(executor_def=backup_executor())
+    def event_probe():
+        _next_step(after=_many_events())
+        _busy_elsewhere()
+
+    return event_probe
+
+
+def test_a_steps_events_reach_the_run_while_another_step_is_busy(tmp_path, pg_url: str):
+    # Dagster's executor waits 20 ms on a step with no event before it takes the next event of another: 400 events
+    # of one step took 8 s to reach the run while the other slept, and the step after it waited for them.
+    # (The instance names its database itself: a forkserver started by an earlier test keeps that test's
+    # environment, which deploy/dagster.yaml's DAGSTER_PG_* would read.)
+    from dagster._core.executor import child_process_executor
+
+    from sf_pipeline_tests.pipeline_fixtures import dagster_home
+
+    tick = child_process_executor.TICK
+    with dg.DagsterInstance.from_config(str(dagster_home(tmp_path / "home", pg_url))) as instance:
+        with dg.execute_job(
+            dg.reconstructable(_event_probe_job),
+            instance=instance,
+            run_config={"execution": {"config": {"max_concurrent": 2}}},
+        ) as result:
+            assert result.success
+        logs = instance.all_logs(result.run_id)
+    first = {}
+    for entry in logs:
+        if entry.dagster_event is not None and entry.step_key:
+            first.setdefault((entry.step_key, entry.dagster_event.event_type_value), entry.timestamp)
+    done = first[("_many_events", "STEP_SUCCESS")]  # written by the step's own process
+    launched = first[("_next_step", "STEP_WORKER_STARTING")]  # by the run, once it had taken every event
+    assert launched - done < EVENTS * tick / 2, (launched - done, tick)
+    assert first[("_busy_elsewhere", "STEP_SUCCESS")] > launched  # the other step was still busy meanwhile
+    assert child_process_executor.TICK == tick  # Dagster's own wait again after the run

@@ -214,3 +214,24 @@ def test_an_expired_access_token_fails_a_query_with_what_to_set(org_env, token_c
         token_client.count("", "Account")
     with pytest.raises(SalesforceSessionError, match="cannot log in again"):
         list(token_client.bulk_query_pages("SELECT Id FROM Account"))
+
+
+def test_counts_of_many_objects_go_several_batches_at_once_and_come_back_in_order(org_env, tmp_path: Path):
+    # 130 COUNT() queries: 6 Composite Batch requests, sent BATCH_CONCURRENCY at a time; each answer in its place
+    from sf_pipeline.salesforce.client import BATCH_CONCURRENCY
+
+    client = client_from_settings(tmp_path)
+    ids = accounts(client, 130)
+    before, used = client.api_calls, org_env.org.api_usage()
+    queries = [
+        (f"SELECT COUNT() FROM Account WHERE Name = 'Account {i}' OR Id = '{ids[0]}'", False) for i in range(130)
+    ]
+    org_env.app.faults.add("slow", rate=1.0, delay=1.0, path="/composite/batch")
+    started = time.monotonic()
+    counts = client.counts(queries)
+    took = time.monotonic() - started
+
+    assert counts == [1] + [2] * 129  # the first names the same record twice
+    assert client.api_calls - before == 6  # HTTP requests
+    assert org_env.org.api_usage() - used == 130  # each subrequest counts, as Salesforce counts it
+    assert BATCH_CONCURRENCY > 1 and took < 6 * 1.0 - 1.0, took  # not one after another

@@ -283,6 +283,18 @@ def test_empty_window_loads_nothing_and_says_so(pg_conn: psycopg.Connection, mir
     assert result.as_metadata()["extracted"] == 0
 
 
+def test_empty_window_says_whether_the_mirror_was_empty_as_a_load_would(
+    pg_conn: psycopg.Connection, mirror: MirrorTable
+) -> None:
+    # an unchanged window skips the staging table and the lock, but a first load's "into an empty table" holds
+    assert load_window(pg_conn, mirror, [], JAN_1, JAN_2, unique_ids=True).into_empty_table is True
+    assert load_window(pg_conn, mirror, [csv_batch([])], JAN_1, JAN_2).into_empty_table is False
+    load_window(pg_conn, mirror, [csv_batch(WINDOW_2)], JAN_2, JAN_2 + (JAN_2 - JAN_1))
+    again = load_window(pg_conn, mirror, [csv_batch([])], JAN_1, JAN_2, unique_ids=True)
+    assert (again.extracted, again.into_empty_table) == (0, False)
+    assert pg_conn.execute("SELECT count(*) FROM salesforce.opportunity").fetchone()[0] == 3
+
+
 def test_window_bounds_must_be_timezone_aware_and_ordered(pg_conn: psycopg.Connection, mirror: MirrorTable) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         load_window(pg_conn, mirror, [], JAN_1.replace(tzinfo=None), JAN_2)

@@ -14,6 +14,7 @@ from sf_pipeline.warehouse import (
     get_mirror_table,
     pg_type_for,
 )
+from sf_pipeline.warehouse.schema import mirror_columns
 from sf_pipeline_tests.warehouse.builders import OPPORTUNITY_FIELDS
 
 
@@ -127,6 +128,49 @@ def test_new_field_becomes_a_column_and_a_removed_field_keeps_its_column_and_dat
     assert pg_conn.execute("SELECT description FROM salesforce.opportunity").fetchone() == ("kept",)
     # Nothing to do the second time.
     assert ensure_mirror_table(pg_conn, "Opportunity", drifted).added_columns == ()
+
+
+def test_a_table_read_from_the_catalog_once_is_returned_as_it_is_when_the_describe_changed_nothing(
+    pg_conn: psycopg.Connection,
+) -> None:
+    made = ensure_mirror_table(pg_conn, "Opportunity", OPPORTUNITY_FIELDS)
+    pg_conn.execute("ALTER TABLE salesforce.opportunity ADD COLUMN _sfp_gone boolean")
+    known = mirror_columns(pg_conn, ["Opportunity", "Account"])
+    assert known["Account"] == []  # no table yet
+    assert [c for c, _ in known["Opportunity"]] == [c.name for c in made.columns] + ["_sfp_gone"]
+    statements: list[str] = []
+    original = pg_conn.execute
+
+    def counting(query, *args, **kwargs):
+        statements.append(str(query))
+        return original(query, *args, **kwargs)
+
+    pg_conn.execute = counting  # type: ignore[method-assign]
+    try:
+        fast = ensure_mirror_table(pg_conn, "Opportunity", OPPORTUNITY_FIELDS, existing=known["Opportunity"])
+    finally:
+        pg_conn.execute = original  # type: ignore[method-assign]
+
+    assert statements == []  # no lock, no catalog read
+    assert fast == ensure_mirror_table(pg_conn, "Opportunity", OPPORTUNITY_FIELDS)  # what the locked path says
+    assert fast.created is False and fast.added_columns == () and fast.type_changes == ()
+
+
+def test_a_table_read_from_the_catalog_still_gets_new_fields_and_type_changes(pg_conn: psycopg.Connection) -> None:
+    ensure_mirror_table(pg_conn, "Opportunity", OPPORTUNITY_FIELDS)
+    known = mirror_columns(pg_conn, ["Opportunity"])["Opportunity"]
+    drifted = [{**f, "type": "string"} if f["name"] == "Amount" else f for f in OPPORTUNITY_FIELDS] + [
+        {"name": "Region__c", "type": "picklist"}
+    ]
+
+    table = ensure_mirror_table(pg_conn, "Opportunity", drifted, existing=known)
+
+    assert table.added_columns == ("region__c",)
+    assert [(c.column, c.new_type) for c in table.type_changes] == [("amount", "text")]
+    columns = columns_of(pg_conn, "salesforce", "opportunity")
+    assert columns["region__c"] == "text" and columns["amount"] == "text"
+    # a new table is made as before
+    assert ensure_mirror_table(pg_conn, "Account", OPPORTUNITY_FIELDS, existing=[]).created is True
 
 
 def test_object_named_like_a_sql_keyword_gets_its_own_table(pg_conn: psycopg.Connection) -> None:
