@@ -64,10 +64,13 @@ def lookup_id_map(
     ids = list(dict.fromkeys(source_ids))
     if not ids:
         return {}
+    # a join with the ids, not `source_id = ANY(ids)`: as a prepared statement (psycopg prepares a query run five
+    # times) PostgreSQL's generic plan read every entry between the two orgs and tested each against the whole
+    # array: 40-91 s a 25,000-record chunk at 210,000 entries, against 0.1 s for the hash join
     rows = conn.execute(
-        "SELECT source_id, target_id FROM sf_pipeline.id_map WHERE source_alias = %s AND target_alias = %s "
-        "AND source_id = ANY(%s)",
-        (source_alias, target_alias, ids),
+        "SELECT m.source_id, m.target_id FROM unnest(%s::text[]) AS s(id) "
+        "JOIN sf_pipeline.id_map m ON m.source_id = s.id WHERE m.source_alias = %s AND m.target_alias = %s",
+        (ids, source_alias, target_alias),
     ).fetchall()
     commit(conn)
     return dict(rows)
