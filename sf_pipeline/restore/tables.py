@@ -265,6 +265,51 @@ def set_outcomes(
     _commit(conn)
 
 
+def record_pages(
+    conn: psycopg.Connection[Any],
+    *,
+    columns: str,
+    scope: sql.Composable,
+    params: Mapping[str, Any],
+    order: str,
+    key_at: int,
+    chunk: int | None = None,
+    bound_scope: sql.Composable | None = None,
+    also: sql.Composable | None = None,
+) -> Iterator[list[tuple]]:
+    """The rows `SELECT {columns} {scope}` (`scope`: "FROM <table> [alias] WHERE ...", its parameters in `params`)
+    `chunk` records (default CHUNK_RECORDS) at a time in `record_id` order, every row of a record in the same page;
+    `key_at` is record_id's position in `columns`. The keyset paging of every stored plan and journal read.
+
+    A page is a range of record ids, (the last id read, the chunk-th record id after it], its upper bound found
+    once per page (an InitPlan over `bound_scope`, by default `scope`): never `record_id IN (subquery)`, which
+    PostgreSQL may run once per row on a table just written (no statistics yet: minutes for 60,000 records).
+    `also` (SQL starting with AND) filters the page's rows after the range. Each page is its own query, the
+    transaction committed after it: apply commits its journal between pages, which would close a cursor held in
+    a transaction, and only one page of rows is ever in this process.
+    """
+    query = sql.SQL(
+        "SELECT {columns} {scope} AND record_id > %(after)s AND record_id <= (SELECT max(p.record_id) FROM "
+        "(SELECT DISTINCT record_id {bound} AND record_id > %(after)s ORDER BY record_id LIMIT %(chunk)s) p)"
+        "{also} ORDER BY {order}"
+    ).format(
+        columns=sql.SQL(columns),
+        scope=scope,
+        bound=bound_scope if bound_scope is not None else scope,
+        also=also if also is not None else sql.SQL(""),
+        order=sql.SQL(order),
+    )
+    after = ""
+    while True:
+        rows = conn.execute(query, {**params, "after": after, "chunk": chunk or CHUNK_RECORDS}).fetchall()
+        _commit(conn)
+        if not rows:
+            return
+        after = rows[-1][key_at]
+        yield rows
+        del rows
+
+
 def item_chunks(
     conn: psycopg.Connection[Any],
     run_id: str,
@@ -275,41 +320,30 @@ def item_chunks(
 ) -> Iterator[list[tuple]]:
     """A stored plan's items, `chunk` records at a time in record order, each record whole: (record_id, field,
     action, current, desired, damaged, classification, reason, outcome, error). `where` (parameters in `params`)
-    picks the records: those with at least one item matching it. `chunk` defaults to CHUNK_RECORDS.
-
-    Each chunk is its own query, keyed on the last record id read (keyset paging over the (run_id, record_id)
-    index): apply commits its audit rows between chunks, which would close a cursor held in a transaction, and
-    only one chunk of rows is ever in this process.
-    """
+    picks the records: those with at least one item matching it. `chunk` defaults to CHUNK_RECORDS. Keyset pages
+    over the (run_id, record_id) index (`record_pages`)."""
     picked = sql.SQL(" AND ({})").format(where) if where is not None else sql.SQL("")
-    # A range of record ids, (after, the chunk-th picked record id], its bound found once: not `record_id IN
-    # (subquery)`, which PostgreSQL may run once per row on a plan just stored (no statistics yet).
-    # Of the records in the range, those with an item matching `where` (an index lookup per row).
+    # Of the records in a page's range, those with an item matching `where` (an index lookup per row).
     matching = (
         sql.SQL(
             " AND EXISTS (SELECT 1 FROM sf_pipeline.restore_items m WHERE m.run_id = i.run_id "
             "AND m.record_id = i.record_id AND ({}))"
         ).format(where)
         if where is not None
-        else sql.SQL("")
+        else None
     )
-    query = sql.SQL(
-        "SELECT record_id, field, action, current_value, desired_value, damaged_value, classification, reason, "
-        "outcome, error FROM sf_pipeline.restore_items i WHERE run_id = %(run)s AND record_id > %(after)s AND "
-        "record_id <= (SELECT max(p.record_id) FROM (SELECT DISTINCT record_id FROM sf_pipeline.restore_items "
-        "WHERE run_id = %(run)s AND record_id > %(after)s{picked} ORDER BY record_id LIMIT %(chunk)s) p)"
-        "{matching} ORDER BY record_id"
-    ).format(picked=picked, matching=matching)
-    after = ""
-    while True:
-        limit = chunk or CHUNK_RECORDS
-        rows = conn.execute(query, {**(params or {}), "run": run_id, "after": after, "chunk": limit}).fetchall()
-        _commit(conn)
-        if not rows:
-            return
-        after = rows[-1][0]
-        yield rows
-        del rows
+    yield from record_pages(
+        conn,
+        columns="record_id, field, action, current_value, desired_value, damaged_value, classification, reason, "
+        "outcome, error",
+        scope=sql.SQL("FROM sf_pipeline.restore_items i WHERE run_id = %(run)s"),
+        bound_scope=sql.SQL("FROM sf_pipeline.restore_items WHERE run_id = %(run)s{}").format(picked),
+        also=matching,
+        params={**(params or {}), "run": run_id},
+        order="record_id",
+        key_at=0,
+        chunk=chunk,
+    )
 
 
 def count_plan_records(
@@ -516,21 +550,16 @@ def audit_chunks(
 ) -> Iterator[list[AuditEntry]]:
     """What a run logged for an object (journal rows done), `chunk` records (default CHUNK_RECORDS) at a time in
     record id order: per (record, field) the first before, the last after and the first operation. Keyset pages
-    over the record ids: an undo of 100,000 records holds one chunk of them."""
-    query = (  # a range of record ids, its upper bound found once (see item_chunks)
-        f"SELECT record_id, field, before, after, operation {_AUDIT_OF} AND record_id > %(after)s AND record_id <= "
-        f"(SELECT max(p.record_id) FROM (SELECT DISTINCT record_id {_AUDIT_OF} AND record_id > %(after)s "
-        "ORDER BY record_id LIMIT %(chunk)s) p) ORDER BY record_id, id"
-    )
-    after = ""
-    while True:
-        rows = conn.execute(
-            query, {"run": run_id, "obj": object_name, "after": after, "chunk": chunk or CHUNK_RECORDS}
-        ).fetchall()
-        _commit(conn)
-        if not rows:
-            return
-        after = rows[-1][0]
+    over the record ids (`record_pages`): an undo of 100,000 records holds one chunk of them."""
+    for rows in record_pages(
+        conn,
+        columns="record_id, field, before, after, operation",
+        scope=sql.SQL(_AUDIT_OF),
+        params={"run": run_id, "obj": object_name},
+        order="record_id, id",
+        key_at=0,
+        chunk=chunk,
+    ):
         merged: dict[tuple[str, str], AuditEntry] = {}
         for rid, field, before, after_value, operation in rows:
             earlier = merged.get((rid, field))

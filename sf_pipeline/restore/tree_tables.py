@@ -186,28 +186,17 @@ def item_pages(
     `params`), `chunk` records (default tables.CHUNK_RECORDS) at a time in record id order, each record's matching
     items in the same chunk: (object, record_id, field, action, current, desired, damaged, outcome, error).
 
-    Each chunk is its own query keyed on the last record id read (keyset paging over the index on (run_id, object,
-    action, record_id)): apply commits its journal between chunks, and only one chunk of rows is in this process."""
-    # The page is a range of record ids: (after, the chunk-th matching record id], its upper bound found once (an
-    # InitPlan). Not `record_id IN (subquery)`: on a plan just stored (no statistics yet) PostgreSQL estimated one
-    # row and ran the subquery once per row, minutes for 60,000 records.
-    query = sql.SQL(
-        "SELECT {cols} FROM sf_pipeline.restore_items i WHERE i.run_id = %(run)s AND ({where}) "
-        "AND i.record_id > %(after)s AND i.record_id <= (SELECT max(p.record_id) FROM (SELECT DISTINCT i.record_id "
-        "FROM sf_pipeline.restore_items i WHERE i.run_id = %(run)s AND ({where}) AND i.record_id > %(after)s "
-        "ORDER BY i.record_id LIMIT %(chunk)s) p) ORDER BY i.record_id, i.field NULLS FIRST"
-    ).format(cols=sql.SQL(_ITEM_COLUMNS), where=where)
-    after = ""
-    while True:
-        rows = conn.execute(
-            query, {**params, "run": run_id, "after": after, "chunk": chunk or tables.CHUNK_RECORDS}
-        ).fetchall()
-        _commit(conn)
-        if not rows:
-            return
-        after = rows[-1][1]
-        yield rows
-        del rows
+    Keyset pages over the index on (run_id, object, action, record_id) (`tables.record_pages`): apply commits its
+    journal between pages, and only one page of rows is in this process."""
+    return tables.record_pages(
+        conn,
+        columns=_ITEM_COLUMNS,
+        scope=sql.SQL("FROM sf_pipeline.restore_items i WHERE i.run_id = %(run)s AND ({})").format(where),
+        params={**params, "run": run_id},
+        order="i.record_id, i.field NULLS FIRST",
+        key_at=1,
+        chunk=chunk,
+    )
 
 
 def record_states(conn: psycopg.Connection[Any], run_id: str, record_ids: Iterable[str]) -> dict[str, tuple[str, Any]]:
