@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -53,7 +53,7 @@ from sf_pipeline.salesforce.client import SalesforceClient
 from sf_pipeline.salesforce.errors import BlobUnavailable
 from sf_pipeline.salesforce.writes import create_records, undelete
 from sf_pipeline.warehouse.files import links_of
-from sf_pipeline.warehouse.id_map import load_id_map, save_id_map
+from sf_pipeline.warehouse.id_map import lookup_id_map, save_id_map
 from sf_pipeline.warehouse.names import HISTORY_SCHEMA, qualified
 
 FILE_OBJECTS = ("ContentDocument", "ContentVersion", "Attachment", "Document")
@@ -379,7 +379,7 @@ def plan_file_restore(
                 f"the selection finds no deleted {sobject} in the backup: give record_ids, or a "
                 "changed_between interval that holds the deletions"
             )
-        id_map = load_id_map(conn, source_org, config.target_org) if config.target_org != source_org else {}
+        id_map = _pairs(conn, source_org, config.target_org, ids)
         if id_map or config.target_org != source_org:
             plan.notes.append(f"ids translated from {source_org} to {config.target_org} through sf_pipeline.id_map")
         targets = {i: (id_map.get(i) if config.target_org != source_org else i) for i in ids}
@@ -411,9 +411,28 @@ def plan_file_restore(
                     item.action, item.reason = RECREATE, "gone from the org: uploaded again from the backup"
             plan.items.append(item)
         if sobject == "Document":
-            _document_conflicts(client, plan.items, id_map)
+            folders = _pairs(conn, source_org, config.target_org, _referenced(plan.items))
+            _document_conflicts(client, plan.items, {**id_map, **folders})
     _save(conn, plan, config)
     return plan
+
+
+def _pairs(conn: psycopg.Connection[Any], source_org: str, target_org: str, ids: Iterable[str]) -> dict[str, str]:
+    """source id -> target id of `ids` when the files go to another org (read for them alone: the map between two
+    orgs holds every record seeding copied); within one org ids stay as they are."""
+    return lookup_id_map(conn, source_org, target_org, [i for i in ids if i]) if target_org != source_org else {}
+
+
+def _referenced(items: Iterable[FileItem]) -> Iterator[str]:
+    """The ids the files to re-create point to (parent, Folder, author, linked records), translated in another org."""
+    for item in items:
+        if item.action != RECREATE:
+            continue
+        for key in ("parent_id", "folder_id", "author_id"):
+            if item.detail.get(key):
+                yield item.detail[key]
+        for link in item.detail.get("links") or []:
+            yield link["linked_entity_id"]
 
 
 def _earlier_copies(conn: psycopg.Connection[Any], target_org: str, sobject: str, ids: Sequence[str]) -> dict[str, str]:
@@ -567,7 +586,7 @@ def apply_file_plan(
     """Write the reviewed plan, verify each file by hash, and keep every outcome in the audit."""
     result = FileApplyResult()
     client.ensure_session()
-    id_map = load_id_map(conn, plan.source_org, plan.target_org) if plan.target_org != plan.source_org else {}
+    id_map = _pairs(conn, plan.source_org, plan.target_org, _referenced(plan.items))
     with apply_lock(conn, plan.target_org, plan.object, plan.run_id):
         _save(conn, plan, config, status="applying")
         todo = [i for i in plan.items if i.action in (UNDELETE, RECREATE, DELETE_AGAIN, DELETE_COPY)]

@@ -51,7 +51,7 @@ from sf_pipeline.salesforce.writes import (
     ingest_job_rows,
     query_by_ids,
 )
-from sf_pipeline.warehouse.id_map import load_id_map, save_id_map
+from sf_pipeline.warehouse.id_map import mapped_target_ids, save_id_map
 
 PENDING = "pending"
 DONE = "done"
@@ -349,11 +349,14 @@ def _reconcile_creates(
 ) -> None:
     """Find the records pending creates made (module docstring) and complete their rows."""
     fields = sorted({f for c in calls for v in c.values.values() for f in v if f != "Id"})
-    claimed = set(load_id_map(conn, org_alias, org_alias).values())
+    claimed: set[str] = set()  # records matched by this reconciliation (also in the id map once saved)
     for user, after in sorted({(c.written_by, c.created_after) for c in calls}, key=lambda k: (k[0] or "", k[1] or "")):
         group = [c for c in calls if c.written_by == user and c.created_after == after]
         candidates = _created_records(client, object_name, fields, user, after)
-        free = [rec for rec in candidates if rec["Id"] not in claimed]
+        # a candidate an earlier restore re-created a record as is taken: asked of the id map for these ids only
+        # (the org's whole map holds every record ever re-created in it)
+        known = mapped_target_ids(conn, org_alias, org_alias, [rec["Id"] for rec in candidates])
+        free = [rec for rec in candidates if rec["Id"] not in claimed and rec["Id"] not in known]
         for call in group:
             done: dict[str, str] = {}
             other: list[tuple[str, str, str | None]] = []

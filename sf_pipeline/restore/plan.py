@@ -62,7 +62,7 @@ from sf_pipeline.salesforce.values import canonical, converter, format_datetime
 from sf_pipeline.warehouse.ddl import commit
 from sf_pipeline.warehouse.errors import HistoryNotFoundError
 from sf_pipeline.warehouse.history import history_columns
-from sf_pipeline.warehouse.id_map import load_id_map
+from sf_pipeline.warehouse.id_map import lookup_id_map
 from sf_pipeline.warehouse.names import HISTORY_SCHEMA, column_name, table_name
 from sf_pipeline.warehouse.schema import SKIPPED_TYPES, table_columns
 
@@ -547,35 +547,59 @@ class _Translation:
 
     Between two orgs (seeding recorded the pairs) every record needs a pair. Within one org only records a
     restore re-created have one, and they must be found under their new id (else a re-run would create them
-    again).
+    again). The pairs are read a chunk at a time, those of the chunk's ids and reference values only: the map
+    between two orgs grows with every seeding and re-creation, not with the incident.
     """
 
     def __init__(self, conn: psycopg.Connection[Any], source_org: str, target_org: str, types: Mapping[str, str]):
-        self.id_map = load_id_map(conn, source_org, target_org)
-        commit(conn)
+        self.conn = conn
+        commit(conn)  # the reads so far end here: the plan's transaction starts afresh
         self.source_org, self.target_org = source_org, target_org
         self.across = source_org != target_org
-        self.refs = {f for f, t in types.items() if t == "reference"}
+        self.refs = frozenset(f for f, t in types.items() if t == "reference")
         self.mapped_count = self.unmapped = 0
 
-    def ids(self, ids: Iterable[str]) -> Iterator[str]:
-        for rid in ids:
-            target = self.id_map.get(rid, None if self.across else rid)
-            if target is not None:
-                yield target
+    def _lookup(self, ids: Iterable[str]) -> dict[str, str]:
+        # not committed here: chunks are translated inside the plan's transaction, whose history cursor is open
+        # (psycopg forbids commit() there), and _history_evidence commits after `ids`
+        return lookup_id_map(self.conn, self.source_org, self.target_org, ids, in_transaction=True)
 
-    def _mapped(self, values: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    def ids(self, ids: Iterable[str]) -> Iterator[str]:
+        """The target ids of `ids` (those without one dropped), looked up a chunk of ids at a time."""
+        it = iter(ids)
+        while batch := list(itertools.islice(it, tables.CHUNK_RECORDS)):
+            id_map = self._lookup(batch)
+            for rid in batch:
+                target = id_map.get(rid, None if self.across else rid)
+                if target is not None:
+                    yield target
+
+    def _references(self, chunk: Chunk) -> Iterator[str]:
+        """The chunk's record ids and the ids its reference fields hold: what its translation reads of the map."""
+        refs = self.refs
+        for rid, ev in chunk:
+            yield rid
+            if refs:
+                for values in (ev.desired, ev.damaged, ev.latest):
+                    if values:
+                        for f in refs:
+                            v = values.get(f)
+                            if isinstance(v, str):
+                                yield v
+
+    def _mapped(self, values: Mapping[str, Any] | None, id_map: Mapping[str, str]) -> dict[str, Any] | None:
         if values is None:
             return None
-        id_map, refs = self.id_map, self.refs
+        refs = self.refs
         return {f: id_map.get(v, v) if f in refs and isinstance(v, str) else v for f, v in values.items()}
 
     def __call__(self, chunk: Chunk) -> Chunk:
-        if not self.id_map and not self.across:
+        id_map = self._lookup(self._references(chunk))
+        if not id_map and not self.across:
             return chunk
         out: Chunk = []
         for rid, ev in chunk:
-            target = self.id_map.get(rid, None if self.across else rid)
+            target = id_map.get(rid, None if self.across else rid)
             if target is None:
                 self.unmapped += 1
                 out.append(
@@ -597,9 +621,9 @@ class _Translation:
                 (
                     target,
                     Evidence(
-                        self._mapped(ev.desired),
-                        self._mapped(ev.damaged) or {},
-                        self._mapped(ev.latest) or {},
+                        self._mapped(ev.desired, id_map),
+                        self._mapped(ev.damaged, id_map) or {},
+                        self._mapped(ev.latest, id_map) or {},
                         ev.latest_modstamp if not self.across else None,
                         ev.not_restorable,
                         ev.latest_deleted if not self.across else None,

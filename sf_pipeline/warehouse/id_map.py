@@ -56,7 +56,11 @@ def save_id_map(
 
 
 def load_id_map(conn: psycopg.Connection[Any], source_alias: str, target_alias: str) -> dict[str, str]:
-    """Every source id -> target id known between two orgs (any object; ids are unique across objects)."""
+    """Every source id -> target id known between two orgs (any object; ids are unique across objects).
+
+    For seeding, which goes over the whole backup anyway; a restore reads the pairs of its chunks only
+    (lookup_id_map, mapped_target_ids): the map between two orgs grows with every seeding and re-creation (2,000,000
+    pairs for a sandbox seeded from a 2,000,000-record backup), not with the incident."""
     rows = conn.execute(
         "SELECT source_id, target_id FROM sf_pipeline.id_map WHERE source_alias = %s AND target_alias = %s",
         (source_alias, target_alias),
@@ -65,20 +69,53 @@ def load_id_map(conn: psycopg.Connection[Any], source_alias: str, target_alias: 
 
 
 def lookup_id_map(
-    conn: psycopg.Connection[Any], source_alias: str, target_alias: str, source_ids: Iterable[str]
+    conn: psycopg.Connection[Any],
+    source_alias: str,
+    target_alias: str,
+    source_ids: Iterable[str],
+    *,
+    in_transaction: bool = False,
 ) -> dict[str, str]:
     """Source id -> target id of those of `source_ids` the id map knows between two orgs: what a chunk of a restore
-    needs, read for it (a whole org's map grows with every restore and seeding)."""
+    needs, read for it (a whole org's map grows with every restore and seeding).
+
+    The read is committed (no connection left idle in a transaction) unless `in_transaction`: the caller holds a
+    transaction open (a plan's, around its history cursor, where psycopg forbids `commit()`) and ends it itself."""
     ids = list(dict.fromkeys(source_ids))
     if not ids:
         return {}
-    # a join with the ids, not `source_id = ANY(ids)`: as a prepared statement (psycopg prepares a query run five
+    # one index probe per id, not `source_id = ANY(ids)`: as a prepared statement (psycopg prepares a query run five
     # times) PostgreSQL's generic plan read every entry between the two orgs and tested each against the whole
-    # array: 40-91 s a 25,000-record chunk at 210,000 entries, against 0.1 s for the hash join
+    # array: 40-91 s a 25,000-record chunk at 210,000 entries, against 0.1 s joined with the ids. Nor a plain join:
+    # with a map written in id order (seeding copies records in creation order; ids sort by creation) the planner
+    # judged a merge join reading every entry between the two orgs cheaper than the probes, 220-330 ms a
+    # 20,000-id chunk at 1,000,000 entries against 46 ms probed (27-65 ms from 0 to 2,000,000 entries, in any order).
+    # OFFSET 0 keeps the LATERAL subquery from being flattened into that join.
     rows = conn.execute(
-        "SELECT m.source_id, m.target_id FROM unnest(%s::text[]) AS s(id) "
-        "JOIN sf_pipeline.id_map m ON m.source_id = s.id WHERE m.source_alias = %s AND m.target_alias = %s",
+        "SELECT s.id, m.target_id FROM unnest(%s::text[]) AS s(id) CROSS JOIN LATERAL (SELECT target_id "
+        "FROM sf_pipeline.id_map WHERE source_id = s.id AND source_alias = %s AND target_alias = %s OFFSET 0) m",
+        (ids, source_alias, target_alias),
+    ).fetchall()
+    if not in_transaction:
+        commit(conn)
+    return dict(rows)
+
+
+def mapped_target_ids(
+    conn: psycopg.Connection[Any], source_alias: str, target_alias: str, target_ids: Iterable[str]
+) -> set[str]:
+    """Those of `target_ids` that already are the target of a `source_alias -> target_alias` pair: records of the
+    target org a restore re-created (or seeding copied) for another record, asked for only the ids in question."""
+    ids = list(dict.fromkeys(target_ids))
+    if not ids:
+        return set()
+    # the same join as lookup_id_map's, on target_id: id_map_target_id serves it (an index probe per id). An index
+    # on (target_alias, target_id) would add nothing: an org's id is the target of a pair from a handful of source
+    # orgs at most, so the probe by target_id alone finds a row or two to filter on the aliases
+    rows = conn.execute(
+        "SELECT DISTINCT m.target_id FROM unnest(%s::text[]) AS t(id) "
+        "JOIN sf_pipeline.id_map m ON m.target_id = t.id WHERE m.source_alias = %s AND m.target_alias = %s",
         (ids, source_alias, target_alias),
     ).fetchall()
     commit(conn)
-    return dict(rows)
+    return {r[0] for r in rows}

@@ -7,8 +7,14 @@ and reports its peak resident memory (VmHWM, reset after the imports) and its re
 between sizes is the figure to watch: the org is read page by page (50,000 rows a page) and only the selected
 records are kept, so what grows is the plan itself (one item per selected record).
 
+`--id-map-pairs N` first writes N pairs unrelated to the incident into `sf_pipeline.id_map` for the restore's own
+orgs (production -> production: records earlier restores re-created, or a seeded sandbox's pairs), as a map grown
+by every seeding and re-creation would hold them: a restore that reads the pairs of its chunks only keeps the same
+peak, one that loads the whole map between its orgs grows with N.
+
     .venv/bin/python sf_pipeline_tests/benchmarks/bench_restore_memory.py
     .venv/bin/python sf_pipeline_tests/benchmarks/bench_restore_memory.py --sizes 10000 100000
+    .venv/bin/python sf_pipeline_tests/benchmarks/bench_restore_memory.py --sizes 10000 --id-map-pairs 1000000
 """
 
 from __future__ import annotations
@@ -90,12 +96,38 @@ def child(spec: dict) -> None:
     )
 
 
-def restore_in_child(script: str, size: int) -> dict:
-    """Build a devorg org with `size` orphaned Opportunities, backed up, and run `script --child SPEC` (the
-    restore, in a fresh process so its memory is its own); returns the figures it printed last, as JSON."""
+def unrelated_pairs(db_url: str, count: int, alias: str = "production") -> None:
+    """`count` pairs `alias -> alias` of Account ids no org here holds (prefix 001, then `Zz` and a serial number:
+    devorg's ids never carry it), as re-creations and seedings leave them, with fresh statistics."""
+    import psycopg
+
+    from sf_pipeline.restore import ensure_restore_tables
+
+    started = time.perf_counter()
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        ensure_restore_tables(conn)
+        conn.execute(
+            "INSERT INTO sf_pipeline.id_map (source_alias, target_alias, object, source_id, target_id) "
+            "SELECT %s, %s, 'Account', '001Zz' || lpad(i::text, 10, '0') || 'AAA', "
+            "'001Zy' || lpad(i::text, 10, '0') || 'AAA' FROM generate_series(1, %s) AS i",
+            (alias, alias, count),
+        )
+        conn.execute("ANALYZE sf_pipeline.id_map")
+        held = conn.execute(
+            "SELECT count(*) FROM sf_pipeline.id_map WHERE source_alias = %s AND target_alias = %s", (alias, alias)
+        ).fetchone()[0]
+    print(f"  id map: {held:,} unrelated {alias} -> {alias} pairs written in {time.perf_counter() - started:.1f} s")
+
+
+def restore_in_child(script: str, size: int, id_map_pairs: int = 0) -> dict:
+    """Build a devorg org with `size` orphaned Opportunities, backed up (and `id_map_pairs` unrelated pairs in the
+    id map), and run `script --child SPEC` (the restore, in a fresh process so its memory is its own); returns the
+    figures it printed last, as JSON."""
     from sf_pipeline_tests.benchmarks.bench_restore import damaged_org
 
     with damaged_org(size, 1.0) as (org, db_url, as_of, start, end):
+        if id_map_pairs:
+            unrelated_pairs(db_url, id_map_pairs)
         spec = {
             "env": org.env,
             "db_url": db_url,
@@ -116,9 +148,9 @@ def restore_in_child(script: str, size: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def measure(size: int) -> dict:
-    print(f"{size:,} orphaned Opportunities")
-    figures = restore_in_child(__file__, size)
+def measure(size: int, id_map_pairs: int = 0) -> dict:
+    print(f"{size:,} orphaned Opportunities" + (f", {id_map_pairs:,} unrelated id map pairs" if id_map_pairs else ""))
+    figures = restore_in_child(__file__, size, id_map_pairs)
     growth = figures["peak_mb"] - figures["baseline_mb"]
     print(
         f"  restore: {figures['seconds']:.1f} s, {figures['written']:,} values written via {figures['mode']}, "
@@ -135,12 +167,20 @@ def measure(size: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    ap.add_argument(
+        "--id-map-pairs",
+        type=int,
+        default=0,
+        help="pairs unrelated to the incident written into sf_pipeline.id_map (production -> production) first",
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(json.loads(args.child))
         return
-    results = {size: measure(size) for size in args.sizes}
+    if args.id_map_pairs < 0:
+        ap.error(f"--id-map-pairs must be 0 or more, not {args.id_map_pairs}")
+    results = {size: measure(size, args.id_map_pairs) for size in args.sizes}
     if len(results) >= 2:
         small, big = min(results), max(results)
         ratio = results[big]["growth_mb"] / max(results[small]["growth_mb"], 1)

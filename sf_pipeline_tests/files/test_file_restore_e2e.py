@@ -8,8 +8,12 @@ import os
 
 import pytest
 
+from sf_pipeline.restore import RestoreConfig, ensure_restore_tables
+from sf_pipeline.restore.files import apply_file_plan, load_file_plan, plan_file_restore
+from sf_pipeline.salesforce import OrgCredentials, SalesforceClient, connect
+from sf_pipeline.warehouse.id_map import save_id_map
 from sf_pipeline_tests.devorg.test_vanishing_records import _empty_bin
-from sf_pipeline_tests.files.helpers import at, attach, sha, upload
+from sf_pipeline_tests.files.helpers import at, attach, blob_store, sha, upload
 from sf_pipeline_tests.pipeline_fixtures import Pipeline
 from sf_pipeline_tests.privacy.runs import run_job, step_metadata
 
@@ -115,3 +119,52 @@ def test_deleted_files_come_back_with_their_versions_and_links_verified_by_hash_
         f"SELECT Id, IsDeleted FROM ContentDocument WHERE Id IN ('{new_doc}', '{binned_doc}')", include_deleted=True
     )["records"]
     assert all(r["IsDeleted"] for r in alive)
+
+
+def test_attachments_restored_into_another_org_are_found_through_the_id_map_and_go_on_their_parents_copy(
+    pipeline_factory,
+):
+    """A file restore from production's backup into another org (a sandbox seeding filled): the attachments and
+    their parents are looked up in sf_pipeline.id_map among thousands of pairs the restore has no use for; the one
+    the sandbox holds a copy of is left as it is, the one it has none of is re-created on its parent's copy."""
+    p: Pipeline = pipeline_factory(["Account", "Attachment"])
+    sf = p.sf()
+    at(p, 0, 5)
+    account = sf.Account.create({"Name": "Acme"})["id"]
+    logo, terms = os.urandom(20_000), os.urandom(10_000)
+    missing, copied = attach(sf, account, "logo.png", logo), attach(sf, account, "terms.txt", terms)
+    at(p, 1, 10)
+    assert p.backup("2026-11-24-00:00").success
+    # the sandbox is this devorg under another alias, with seeding's copies of the account and of terms.txt
+    at(p, 1, 20)
+    account_copy = sf.Account.create({"Name": "Acme (sandbox)"})["id"]
+    copy = attach(sf, account_copy, "terms.txt", terms)
+    with p.conn() as conn:
+        ensure_restore_tables(conn)
+        others = {f"001Zz{i:010d}AAA": f"001Zy{i:010d}AAA" for i in range(5_000)}
+        save_id_map(conn, "production", "sandbox", "Account", {**others, account: account_copy})
+        save_id_map(conn, "production", "sandbox", "Attachment", {copied: copy})
+        save_id_map(conn, "production", "production", "Attachment", {missing: copy})  # another orgs' pair: unused
+    at(p, 1, 30)
+    sandbox = SalesforceClient(connect(OrgCredentials.from_env("production")), alias="sandbox", backoff=0.01)
+    config = {"object": "Attachment", "record_ids": [missing, copied], "as_of": "2026-11-24T01:15:00Z"}
+    orgs = ("production", "sandbox")
+    store = blob_store(p)
+    with p.conn() as conn:
+        dry = RestoreConfig.from_dict({**config, "target_org": "sandbox", "dry_run": True}, orgs=orgs)
+        plan = plan_file_restore(conn, sandbox, dry, "files-dry", store, source_org="production")
+        assert {i.source_id: (i.action, i.target_id) for i in plan.items} == {
+            missing: ("recreate", None),
+            copied: ("noop", copy),
+        }
+        assert "ids translated from production to sandbox through sf_pipeline.id_map" in plan.notes
+        apply = RestoreConfig.from_dict(
+            {**config, "target_org": "sandbox", "dry_run": False, "plan": "files-dry"}, orgs=orgs
+        )
+        result = apply_file_plan(conn, sandbox, load_file_plan(conn, apply, "files"), store, apply)
+        assert result.outcomes == {"recreated": 1, "noop": 1} and result.verified == 1
+        pairs = dict(conn.execute("SELECT source_id, target_id FROM sf_pipeline.id_map WHERE target_alias = 'sandbox'"))
+    recreated = sf.Attachment.get(pairs[missing])
+    assert recreated["ParentId"] == account_copy and recreated["Name"] == "logo.png"
+    body = sf.session.get(f"{sf.base_url}sobjects/Attachment/{recreated['Id']}/Body", headers=sf.headers)
+    assert body.content == logo

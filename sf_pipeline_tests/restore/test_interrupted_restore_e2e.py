@@ -21,6 +21,7 @@ import pytest
 
 from sf_pipeline.devorg.scenarios import run_scenario
 from sf_pipeline.restore import apply_plan, load_plan, plan_restore, verify_plan
+from sf_pipeline.warehouse.id_map import save_id_map
 from sf_pipeline_tests.pipeline_fixtures import Pipeline, SavedState
 from sf_pipeline_tests.restore.story import at, client, config, create
 
@@ -285,6 +286,38 @@ def test_a_create_answered_5xx_after_the_org_made_it_is_found_not_made_twice(pip
         assert result.reconciled == {"done": 200}
         assert "pending" not in journal_states(conn, "create")
     assert live_accounts(p) == {f"Lost {i}": 1 for i in range(LOST)}
+
+
+def test_a_record_an_earlier_restore_recreated_is_never_taken_for_a_killed_create(pipeline_factory, damaged):
+    """Reconciling a create killed before its call looks for what the call made among the records the restore user
+    created since; a record the id map already holds as the re-creation of another one is not a candidate, even
+    with the very values sent (the map is asked about those records only, among thousands of other pairs)."""
+    p = pipeline_factory(state=damaged)
+    lost = damaged.story["lost"]
+    purge(p, lost)
+    at(p, 9, 0)
+    with p.conn() as conn:
+        plan_restore(conn, client(p), config(**CREATE), "t1-dry")
+        kill_at(p, CREATE, "t1", "create", "before", 1)  # 200 creates journaled, Lost 0's among them, never sent
+        sent = dict(
+            conn.execute(
+                "SELECT field, after FROM sf_pipeline.restore_audit WHERE operation = 'create' AND state = 'pending' "
+                "AND record_id = %s AND field <> 'Id'",
+                (lost[0],),
+            ).fetchall()
+        )
+        assert sent["Name"] == "Lost 0"
+        # meanwhile a restore re-created Lost 0's twin (another record of the backup, with the very same values)
+        [twin] = create(p, "Account", [{f: v for f, v in sent.items() if v is not None}])
+        twin_source = "001Zz9999999999AAA"
+        others = {f"001Zz{i:010d}AAA": f"001Zy{i:010d}AAA" for i in range(3_000)}
+        save_id_map(conn, "production", "production", "Account", {**others, twin_source: twin})
+        result = apply_plan(conn, client(p), load_plan(conn, config(**CREATE, dry_run=False, plan="t1-dry"), "t2"))
+        assert result.reconciled == {"not_applied": 200}  # the twin was not taken for Lost 0's create
+        assert result.success and result.outcomes["created"] == LOST
+        ids = dict(conn.execute("SELECT source_id, target_id FROM sf_pipeline.id_map WHERE object = 'Account'"))
+        assert ids[twin_source] == twin and ids[lost[0]] not in (None, twin)
+    assert live_accounts(p) == {f"Lost {i}": 2 if i == 0 else 1 for i in range(LOST)}  # the twin and Lost 0
 
 
 def test_a_record_the_restore_user_cannot_see_is_reported_never_recreated(pipeline_factory, damaged):

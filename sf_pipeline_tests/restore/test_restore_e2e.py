@@ -22,6 +22,8 @@ from sf_pipeline.restore import (
     tables,
     verify_plan,
 )
+from sf_pipeline.salesforce import OrgCredentials, SalesforceClient, connect
+from sf_pipeline.warehouse.id_map import save_id_map
 from sf_pipeline_tests.pipeline_fixtures import Pipeline, SavedState
 from sf_pipeline_tests.restore.story import (
     OpportunityOrg,
@@ -183,6 +185,57 @@ def test_restore_in_chunks_plans_applies_and_verifies_as_it_does_in_one(orphaned
         }
     expected = {o: org.accounts[0] if o == fixed else org.original_account[o] for o in org.opportunities}
     assert account_ids_in_org(p, org.opportunities) == expected
+
+
+def test_a_restore_rehearsed_in_another_org_translates_ids_and_lookups_through_a_large_id_map(orphaned, monkeypatch):
+    """The backup of production restored into another org (a sandbox seeding filled): every record id and every
+    lookup value goes through the production -> sandbox pairs of sf_pipeline.id_map, read a chunk of records at a
+    time among thousands of pairs the restore has no use for; a record without a pair is not restorable, and the
+    pairs of other orgs are never used."""
+    p, org = orphaned
+    # The sandbox is this devorg under another alias, holding the copies seeding made of the 5 Accounts and of the
+    # 30 Opportunities (orphaned too: seeded from the incident).
+    at(p, 8, 0)
+    copies = create(p, "Account", [{"Name": f"Copy {a}"} for a in org.accounts])
+    account_copy = dict(zip(org.accounts, copies, strict=True))
+    deal = {"StageName": "Prospecting", "CloseDate": "2026-12-31"}
+    copies = create(p, "Opportunity", [{"Name": f"Copy {o}", **deal} for o in org.opportunities])
+    opportunity_copy = dict(zip(org.opportunities, copies, strict=True))
+    unmapped = org.opportunities[7]
+    with p.conn() as conn:
+        tables.ensure_restore_tables(conn)
+        save_id_map(conn, "production", "sandbox", "Account", account_copy)
+        save_id_map(
+            conn, "production", "sandbox", "Opportunity", {o: c for o, c in opportunity_copy.items() if o != unmapped}
+        )
+        others = {f"001Zz{i:010d}AAA": f"001Zy{i:010d}AAA" for i in range(5_000)}
+        save_id_map(conn, "production", "sandbox", "Account", others)
+        # the same source ids paired within production and with a third org: not this restore's pairs
+        save_id_map(conn, "production", "production", "Account", {org.accounts[1]: account_copy[org.accounts[0]]})
+        save_id_map(conn, "production", "staging", "Opportunity", {unmapped: opportunity_copy[unmapped]})
+    monkeypatch.setattr(tables, "CHUNK_RECORDS", 7)  # 5 chunks, each with its own look-up
+    at(p, 9, 0)
+    sandbox = SalesforceClient(connect(OrgCredentials.from_env("production")), alias="sandbox", backoff=0.01)
+    with p.conn() as conn:
+        dry = plan_restore(conn, sandbox, config(target_org="sandbox"), "rehearse-dry", source_org="production")
+        assert dry.counts == {"restore": 29, "conflict": 0, "not_restorable": 1, "noop": 0}
+        wanted = {
+            opportunity_copy[o]: account_copy[org.original_account[o]] for o in org.opportunities if o != unmapped
+        }
+        assert {r.record_id: r.field_item("AccountId").desired for r in dry.records if r.status == "restore"} == wanted
+        assert [(r.record_id, r.reason) for r in dry.records if r.status == NOT_RESTORABLE] == [
+            (unmapped, "no id in org 'sandbox' for this record (sf_pipeline.id_map has no production -> sandbox pair)")
+        ]
+        assert (
+            "history of org 'production' applied to org 'sandbox' through sf_pipeline.id_map "
+            "(29 records mapped, 1 without a mapping)"
+        ) in dry.notes
+        plan = load_plan(conn, config(target_org="sandbox", dry_run=False, plan="rehearse-dry"), "rehearse")
+        result = apply_plan(conn, sandbox, plan)
+        assert result.success and result.values_written == 29
+        assert verify_plan(sandbox, plan, conn=conn).checked == 29
+    assert account_ids_in_org(p, list(opportunity_copy.values())) == {**wanted, opportunity_copy[unmapped]: None}
+    assert set(account_ids_in_org(p, org.opportunities).values()) == {None}  # production's own records untouched
 
 
 def test_undo_through_bulk_api_puts_back_what_a_restore_replaced_except_later_hand_edits(orphaned):
