@@ -179,9 +179,11 @@ class TreePlan:
     # id, read a chunk at a time by apply and verify, outcomes stored as they happen. `listed`: its objects.
     run_id: str | None = None
     listed: list[str] = field(default_factory=list)
-    # The dry run's (object, action, items), in the order its records and lookups were found: what its summary lists
-    # (a plan loaded later reads them from the database instead).
+    # The dry run's (object, action, items), in the order its records and lookups were found, and its records to
+    # write: what its summary lists, also once its connection is closed (a plan loaded later reads them from the
+    # database instead).
     counted: list[tuple[str, str, int]] | None = field(default=None, repr=False)
+    to_write: int | None = field(default=None, repr=False)
 
     @property
     def stored(self) -> bool:
@@ -315,7 +317,9 @@ def tree_summary(plan: RestorePlan) -> dict[str, Any]:
             records += n
     if REPOINT in actions:  # listed last, as the plan applies them
         actions[REPOINT] = actions.pop(REPOINT)
-    if tree.stored:
+    if tree.to_write is not None:
+        to_write = tree.to_write
+    elif tree.stored:
         assert tree.conn is not None and tree.run_id is not None
         to_write = tree_tables.records_to_write(tree.conn, tree.run_id, _WRITES)
     else:  # record ids are unique across objects
@@ -550,7 +554,17 @@ def _build_tree(
     counted.extend((obj, REPOINT, n) for obj, n in repointed)
     listed = list(dict.fromkeys([*objects, *(obj for obj, _n in repointed)]))
     return TreePlan(
-        as_of, order, deferred, [], [], cannot=cannot, conn=conn, run_id=run_id, listed=listed, counted=counted
+        as_of,
+        order,
+        deferred,
+        [],
+        [],
+        cannot=cannot,
+        conn=conn,
+        run_id=run_id,
+        listed=listed,
+        counted=counted,
+        to_write=tree_tables.records_to_write(conn, run_id, _WRITES),
     )
 
 
