@@ -476,14 +476,15 @@ def _build_tree(
 
     # ---------------------------------------------------------------- where each record is in the org
     objects = tree_tables.member_objects(conn)
+    rules: dict[str, list[tuple[str | None, str, str]]] = {}
     for obj in objects:
         desc = backup.describe(obj)
         _place_tree_records(conn, client, obj, has_bin=any(f["name"] == "IsDeleted" for f in desc["fields"]))
-        rules: list[tuple[str | None, str, str]] = [(LIVE, NOOP, "live in the org already")]
+        rules[obj] = [(LIVE, NOOP, "live in the org already")]
         if desc.get("undeletable"):
-            rules.append((RECYCLE_BIN, UNDELETE, "in the recycle bin: undelete"))
+            rules[obj].append((RECYCLE_BIN, UNDELETE, "in the recycle bin: undelete"))
         if desc.get("createable"):
-            rules.append(
+            rules[obj].append(
                 (
                     None,
                     CREATE,
@@ -491,10 +492,10 @@ def _build_tree(
                 )
             )
         else:
-            rules.append(
+            rules[obj].append(
                 (None, NONE, f"{obj} is not createable: a record gone from the recycle bin cannot be re-created")
             )
-        tree_tables.classify_members(conn, obj, missing=MISSING, rules=rules)
+    tree_tables.classify_members(conn, missing=MISSING, rules=rules)
     # Parents first, a level at a time: a record whose cascade parent cannot come back cannot either; one in the
     # recycle bin whose parent is undeleted comes back with it, even when its object cannot be undeleted on its own
     # (describe's `undeletable` is false for OpportunityContactRole); one whose parent is re-created comes back

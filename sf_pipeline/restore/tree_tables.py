@@ -284,27 +284,43 @@ def unplaced_range(conn: psycopg.Connection[Any], object_name: str) -> tuple[str
 
 
 def classify_members(
-    conn: psycopg.Connection[Any], object_name: str, *, missing: str, rules: Sequence[tuple[str | None, str, str]]
+    conn: psycopg.Connection[Any], *, missing: str, rules: Mapping[str, Sequence[tuple[str | None, str, str]]]
 ) -> None:
-    """The tree's `object_name` records with no state yet are `missing`; each record's action and reason are those
-    of the first of `rules` (state, or None for any; action; reason) its state matches."""
-    params: dict[str, Any] = {"missing": missing, "obj": object_name}
+    """The tree's records with no state yet are `missing`; each record's action and reason are those of the first of
+    its object's `rules` (state, or None for any; action; reason) its state matches. The working table is written
+    anew (CREATE TABLE AS, its keys built after), not updated in place: an UPDATE of every record wrote each row twice
+    and both indexes for each (1.7 s at 280,000 records, a third of the dry run's database time)."""
+    params: dict[str, Any] = {"missing": missing}
     actions, reasons = [], []
-    for i, (state, action, reason) in enumerate(rules):
-        when = "true" if state is None else f"coalesce(state, %(missing)s) = %(state{i})s"
-        params.update(
-            {f"state{i}": None if state is None else str(state), f"action{i}": str(action), f"reason{i}": reason}
+    for i, (obj, per_object) in enumerate(rules.items()):
+        params[f"object{i}"] = obj
+        for j, (state, action, reason) in enumerate(per_object):
+            when = f"object = %(object{i})s" + (
+                "" if state is None else f" AND coalesce(state, %(missing)s) = %(state{i}_{j})s"
+            )
+            params.update(
+                {f"state{i}_{j}": None if state is None else str(state), f"action{i}_{j}": str(action)}
+                | {f"reason{i}_{j}": reason}
+            )
+            actions.append(f"WHEN {when} THEN %(action{i}_{j})s")
+            reasons.append(f"WHEN {when} THEN %(reason{i}_{j})s")
+    with conn.transaction():
+        conn.execute("SET LOCAL jit = off")
+        conn.execute(
+            sql.SQL(
+                "CREATE TEMPORARY TABLE restore_tree_classified AS SELECT record_id, object, parent, depth, found, "
+                "coalesce(state, %(missing)s) AS state, CASE {actions} END AS action, CASE {reasons} END AS reason "
+                "FROM {m}"
+            ).format(m=_M, actions=sql.SQL(" ".join(actions)), reasons=sql.SQL(" ".join(reasons))),
+            params,
+            prepare=False,
         )
-        actions.append(f"WHEN {when} THEN %(action{i})s")
-        reasons.append(f"WHEN {when} THEN %(reason{i})s")
-    _run(
-        conn,
-        sql.SQL(
-            "UPDATE {m} SET state = coalesce(state, %(missing)s), action = CASE {actions} END, "
-            "reason = CASE {reasons} END WHERE object = %(obj)s"
-        ).format(m=_M, actions=sql.SQL(" ".join(actions)), reasons=sql.SQL(" ".join(reasons))),
-        params,
-    )
+        conn.execute(f"DROP TABLE {_MEMBERS}")
+        conn.execute("ALTER TABLE pg_temp.restore_tree_classified RENAME TO restore_tree_members")
+        conn.execute(f"ALTER TABLE {_MEMBERS} ADD PRIMARY KEY (record_id)")
+        conn.execute(f"CREATE INDEX restore_tree_members_object ON {_MEMBERS} (object, record_id)")
+    _commit(conn)
+    tree_analyzed(conn)
 
 
 def inherit_parents(conn: psycopg.Connection[Any], depth: int, reasons: Mapping[str, str]) -> None:
