@@ -35,14 +35,17 @@ API calls grow with the tree, not the org: states and verification read 2,000 re
 Collections retrieve, ids in the body), objects with many records to re-point go through one Bulk API 2.0 job per
 chunk, and records to re-create one insert job per INSERT_CHUNK records.
 
-Memory stays flat in the tree's size: apply and verify hold no plan. The plan they apply is the dry run's items in
+Memory stays flat in the tree's size: no phase holds the tree. The dry run finds it in PostgreSQL (tree_tables'
+working tables, a level of cascade children at a time by INSERT ... SELECT from the history), asks the org where its
+records are a chunk of ids at a time (tables.CHUNK_RECORDS), classifies them and their lookups by SQL and stores the
+plan's items straight from there. Apply and verify hold no plan. The plan they apply is the dry run's items in
 `sf_pipeline.restore_items` (copied under the run's id), read an object and action at a time in keyset pages of
 tables.CHUNK_RECORDS records (INSERT_CHUNK for creates), each page's outcomes stored before the next is read; what
 a page needs of the id map (the new ids of its records and of the records they point to) and of the plan (which
 references point to records re-created, how each cascade parent fared) is read for it; references to set after the
 inserts are noted in a temporary table of the connection; what a re-created record was written with is read back
 by verify from the run's journal (its `done` rows). The undo of a tree restore is planned in PostgreSQL alone, from
-the undone run's journal. Only the dry run of a restore holds its tree (it is built from the backup there).
+the undone run's journal.
 """
 
 from __future__ import annotations
@@ -176,6 +179,11 @@ class TreePlan:
     # id, read a chunk at a time by apply and verify, outcomes stored as they happen. `listed`: its objects.
     run_id: str | None = None
     listed: list[str] = field(default_factory=list)
+    # The dry run's (object, action, items), in the order its records and lookups were found, and its records to
+    # write: what its summary lists, also once its connection is closed (a plan loaded later reads them from the
+    # database instead).
+    counted: list[tuple[str, str, int]] | None = field(default=None, repr=False)
+    to_write: int | None = field(default=None, repr=False)
 
     @property
     def stored(self) -> bool:
@@ -188,6 +196,8 @@ class TreePlan:
 
     def action_counts(self) -> list[tuple[str, str, int]]:
         """(object, action, items): records per action, lookups to re-point (from the database when stored)."""
+        if self.counted is not None:
+            return list(self.counted)
         if self.stored:
             assert self.conn is not None and self.run_id is not None
             return tree_tables.action_counts(self.conn, self.run_id)
@@ -250,7 +260,7 @@ def plan_tree(
                 f"backup is of {source_org!r}, target_org is {config.target_org!r}: seed the "
                 "sandbox instead, or set with_children: false"
             )
-        tree = _plan_restore(conn, client, config, notes)
+        tree = _plan_restore(conn, client, config, notes, run_id)  # stored as it is made, too
     tree.conn = conn
     plan = RestorePlan(
         run_id=run_id,
@@ -284,14 +294,10 @@ def plan_tree(
             },
         },
     }
-    if tree.stored:  # its items are stored already: the plan's own row
-        with conn.transaction():
-            conn.execute("DELETE FROM sf_pipeline.restore_plans WHERE run_id = %s", (run_id,))
-            tables.insert_plan(conn, **stored)
-        conn.commit()
-    else:
-        tables.save_plan(conn, **stored, items=())
-        tree_tables.save_items(conn, run_id, _item_rows(tree))
+    with conn.transaction():  # its items are stored already: the plan's own row
+        conn.execute("DELETE FROM sf_pipeline.restore_plans WHERE run_id = %s", (run_id,))
+        tables.insert_plan(conn, **stored)
+    tables._commit(conn)
     plan.seconds = time.perf_counter() - started
     return plan
 
@@ -311,7 +317,9 @@ def tree_summary(plan: RestorePlan) -> dict[str, Any]:
             records += n
     if REPOINT in actions:  # listed last, as the plan applies them
         actions[REPOINT] = actions.pop(REPOINT)
-    if tree.stored:
+    if tree.to_write is not None:
+        to_write = tree.to_write
+    elif tree.stored:
         assert tree.conn is not None and tree.run_id is not None
         to_write = tree_tables.records_to_write(tree.conn, tree.run_id, _WRITES)
     else:  # record ids are unique across objects
@@ -345,14 +353,6 @@ def tree_summary(plan: RestorePlan) -> dict[str, Any]:
         "cannot": tree.cannot,
         "preview": tree.markdown(),
     }
-
-
-def _item_rows(tree: TreePlan) -> Iterator[tuple]:
-    status = {UNDELETE: RESTORE, CREATE: RESTORE, DELETE: RESTORE, NOOP: NOOP, NONE: NOT_RESTORABLE}
-    for r in tree.records:
-        yield (r.object, r.record_id, None, r.action, r.state, None, r.parent, status[r.action], r.reason)
-    for p in tree.repoints:
-        yield (p.object, p.record_id, p.field, REPOINT, p.written, p.parent, None, RESTORE, None)
 
 
 class _Backup:
@@ -404,8 +404,10 @@ def _selection(config: RestoreConfig) -> tables.Selection:
 
 
 def _plan_restore(
-    conn: psycopg.Connection[Any], client: SalesforceClient, config: RestoreConfig, notes: list[str]
+    conn: psycopg.Connection[Any], client: SalesforceClient, config: RestoreConfig, notes: list[str], run_id: str
 ) -> TreePlan:
+    """The tree of a whole-hierarchy restore, found, classified and stored as plan `run_id`'s items in PostgreSQL
+    (tree_tables' working tables): this process holds a chunk of ids at a time, whatever the tree's size."""
     as_of = config.as_of
     assert as_of is not None
     if config.fields:
@@ -420,7 +422,24 @@ def _plan_restore(
             f"no backup history for {root}: is it configured for backup, and has at least one "
             "window been backed up (history/<Object> materialized)?"
         )
-    roots, live_selected = tree_tables.selected_deleted(conn, root, _selection(config), as_of)
+    tree_tables.tree_start(conn)
+    try:
+        return _build_tree(conn, client, config, notes, run_id, backup, root, as_of)
+    finally:
+        tree_tables.tree_end(conn)
+
+
+def _build_tree(
+    conn: psycopg.Connection[Any],
+    client: SalesforceClient,
+    config: RestoreConfig,
+    notes: list[str],
+    run_id: str,
+    backup: _Backup,
+    root: str,
+    as_of: datetime,
+) -> TreePlan:
+    roots, live_selected = tree_tables.stage_roots(conn, root, _selection(config), as_of)
     if live_selected:
         notes.append(
             f"{live_selected} selected {root} records are not deleted: a with_children restore brings back "
@@ -432,114 +451,135 @@ def _plan_restore(
             f"{format_datetime(as_of)} and is deleted in the backup"
         )
 
-    # ---------------------------------------------------------------- the tree, from the backup
-    members: dict[str, dict[str, str | None]] = {root: dict.fromkeys(roots)}  # object -> id -> cascade parent
-    pointers: list[tuple[str, str, str, str, str | None]] = []  # (object, id, field, parent at as_of, latest)
-    frontier: dict[str, list[str]] = {root: roots}
-    parents: dict[str, str] = {}
-    while frontier:
-        found: dict[str, list[str]] = {}
-        for obj, ids in frontier.items():
+    # ---------------------------------------------------------------- the tree, from the backup, a level at a time
+    # Level d + 1: the records that pointed at as_of to a record of level d through a cascade-delete relationship and
+    # are deleted too (each with the first such record found as its cascade parent); every other lookup to a record
+    # of level d is noted, to be re-pointed.
+    depth, found = 0, 0
+    while level := tree_tables.level_objects(conn, depth):
+        for obj in level:
             for child, fname, cascade in backup.lookups_to(obj):
-                for cid, pid, deleted, latest in tree_tables.pointers_at(conn, child, fname, ids, as_of):
-                    pid = parents.setdefault(pid, pid)  # one string per parent, however many children it has
-                    if cascade and deleted:
-                        if cid not in members.setdefault(child, {}):
-                            members[child][cid] = pid
-                            found.setdefault(child, []).append(cid)
-                    else:
-                        pointers.append((child, cid, fname, pid, latest))
-        frontier = found
-    del parents
+                found += 1
+                tree_tables.stage_children(
+                    conn,
+                    depth=depth,
+                    parent_object=obj,
+                    child_object=child,
+                    field=fname,
+                    cascade=cascade,
+                    found=found,
+                    as_of=as_of,
+                )
+        tree_tables.tree_analyzed(conn)  # the next level joins this one's records
+        depth += 1
+    tree_tables.tree_analyzed(conn, pointers=True)
 
     # ---------------------------------------------------------------- where each record is in the org
-    records: list[TreeRecord] = []
-    by_id: dict[str, TreeRecord] = {}
-    cannot: dict[str, dict[str, int]] = {}
-    for obj, ids in members.items():
+    objects = tree_tables.member_objects(conn)
+    rules: dict[str, list[tuple[str | None, str, str]]] = {}
+    for obj in objects:
         desc = backup.describe(obj)
-        states = org_states(client, obj, list(ids), has_bin=any(f["name"] == "IsDeleted" for f in desc["fields"]))
-        for rid, parent in ids.items():
-            rec = TreeRecord(obj, rid, NOOP, states.get(rid, MISSING), parent)
-            if rec.state == LIVE:
-                rec.reason = "live in the org already"
-            elif rec.state == RECYCLE_BIN and desc.get("undeletable"):
-                rec.action, rec.reason = UNDELETE, "in the recycle bin: undelete"
-            elif desc.get("createable"):
-                rec.action, rec.reason = (
+        _place_tree_records(conn, client, obj, has_bin=any(f["name"] == "IsDeleted" for f in desc["fields"]))
+        rules[obj] = [(LIVE, NOOP, "live in the org already")]
+        if desc.get("undeletable"):
+            rules[obj].append((RECYCLE_BIN, UNDELETE, "in the recycle bin: undelete"))
+        if desc.get("createable"):
+            rules[obj].append(
+                (
+                    None,
                     CREATE,
-                    ("deleted and no longer in the recycle bin: re-create with its as_of values under a new id"),
+                    "deleted and no longer in the recycle bin: re-create with its as_of values under a new id",
                 )
-            else:
-                rec.action, rec.reason = (
-                    NONE,
-                    f"{obj} is not createable: a record gone from the recycle bin cannot be re-created",
-                )
-            records.append(rec)
-            by_id[rid] = rec
-    # Parents first: a record whose cascade parent cannot come back cannot either; one whose parent is
-    # re-created comes back re-created too (it cannot be undeleted under a parent that is gone).
-    for obj in members:
-        for rec in (r for r in records if r.object == obj):
-            parent = by_id.get(rec.parent) if rec.parent else None
-            if parent is None:
-                continue
-            if parent.action == NONE and rec.action in (UNDELETE, CREATE):
-                rec.action, rec.reason = (
-                    NONE,
-                    f"deleted with {parent.object} {parent.record_id}, which cannot be brought back",
-                )
-            elif parent.action == UNDELETE and rec.state == RECYCLE_BIN:
-                # Deleted with a parent that is undeleted: it comes back with it, even when its object cannot be
-                # undeleted on its own (describe's `undeletable` is false for OpportunityContactRole).
-                rec.action, rec.reason = (
-                    UNDELETE,
-                    f"in the recycle bin, deleted with {parent.object} "
-                    f"{parent.record_id}: comes back with its undelete",
-                )
-            elif parent.action == CREATE and rec.action == UNDELETE:
-                rec.action, rec.reason = (
-                    CREATE,
-                    (
-                        f"deleted with {parent.object} {parent.record_id}, which is "
-                        "re-created: re-create it under its new parent"
-                    ),
-                )
-    for rec in records:
-        if rec.action == NONE:
-            by = cannot.setdefault(rec.object, {})
-            by[rec.reason or ""] = by.get(rec.reason or "", 0) + 1
+            )
+        else:
+            rules[obj].append(
+                (None, NONE, f"{obj} is not createable: a record gone from the recycle bin cannot be re-created")
+            )
+    tree_tables.classify_members(conn, missing=MISSING, rules=rules)
+    # Parents first, a level at a time: a record whose cascade parent cannot come back cannot either; one in the
+    # recycle bin whose parent is undeleted comes back with it, even when its object cannot be undeleted on its own
+    # (describe's `undeletable` is false for OpportunityContactRole); one whose parent is re-created comes back
+    # re-created too (it cannot be undeleted under a parent that is gone). Reasons: format() texts of the parent's
+    # object and id.
+    for level_depth in range(1, depth):
+        tree_tables.inherit_parents(
+            conn,
+            level_depth,
+            {
+                NONE: "deleted with %s %s, which cannot be brought back",
+                UNDELETE: "in the recycle bin, deleted with %s %s: comes back with its undelete",
+                CREATE: "deleted with %s %s, which is re-created: re-create it under its new parent",
+            },
+        )
+    per_action: dict[tuple[str, str], int] = {}  # in the order each was first found, as the summary lists them
+    cannot: dict[str, dict[str, int]] = {}
+    for obj, action, why, n in tree_tables.member_counts(conn, NONE):
+        per_action[(obj, action)] = per_action.get((obj, action), 0) + n
+        if action == NONE:
+            by = cannot.setdefault(obj, {})
+            by[why or ""] = by.get(why or "", 0) + n
 
     # ---------------------------------------------------------------- lookups to point again
-    repoints: list[Repoint] = []
-    seen: set[tuple[str, str]] = set()
+    # Those whose record comes back, on a record that is not re-created (it gets its lookups when it is created) nor
+    # left: skipped (and noted) where the field is not updateable, or was pointed elsewhere after as_of by someone
+    # (not cleared by the delete: left as it is).
     skipped: dict[str, int] = {}
-    for obj, cid, fname, pid, latest in pointers:
-        target = by_id.get(pid)
-        if target is None or target.action == NONE or (cid, fname) in seen:
-            continue
-        own = by_id.get(cid)
-        if own is not None and own.action in (CREATE, NONE):
-            continue  # a re-created record gets its lookups when it is created
+    updateable: list[tuple[str, str]] = []
+    for obj, fname, changed, n in tree_tables.pointer_groups(conn):
         spec = backup.field(obj, fname)
         if spec is None or not spec.get("updateable"):
-            skipped[f"{obj}.{fname} is not updateable"] = skipped.get(f"{obj}.{fname} is not updateable", 0) + 1
-            continue
-        if latest not in (None, pid):
-            # Pointed elsewhere after as_of by someone, not cleared by the delete: left as it is.
+            key = f"{obj}.{fname} is not updateable"
+        elif changed:
             key = f"{obj}.{fname} was changed to another record after as_of"
-            skipped[key] = skipped.get(key, 0) + 1
+        else:
+            updateable.append((obj, fname))
             continue
-        seen.add((cid, fname))
-        repoints.append(Repoint(obj, cid, fname, pid))
+        skipped[key] = skipped.get(key, 0) + n
     if skipped:
         notes.extend(f"{n} lookup(s) not re-pointed: {why}" for why, n in skipped.items())
 
     # ---------------------------------------------------------------- insert order (seeding's)
-    order, deferred = _insert_order(
-        backup, [o for o in members if any(r.object == o and r.action == CREATE for r in records)]
+    order, deferred = _insert_order(backup, tree_tables.member_objects(conn, action=CREATE))
+
+    # ---------------------------------------------------------------- the plan's items
+    status = {UNDELETE: RESTORE, CREATE: RESTORE, DELETE: RESTORE, NOOP: NOOP, NONE: NOT_RESTORABLE}
+    repointed = tree_tables.save_tree_items(
+        conn,
+        run_id,
+        statuses={str(a): str(s) for a, s in status.items()},
+        repoint=REPOINT,
+        restore=str(RESTORE),
+        fields=updateable,
     )
-    return TreePlan(as_of, order, deferred, records, repoints, cannot=cannot)
+    counted = [(obj, action, n) for (obj, action), n in per_action.items()]
+    counted.extend((obj, REPOINT, n) for obj, n in repointed)
+    listed = list(dict.fromkeys([*objects, *(obj for obj, _n in repointed)]))
+    return TreePlan(
+        as_of,
+        order,
+        deferred,
+        [],
+        [],
+        cannot=cannot,
+        conn=conn,
+        run_id=run_id,
+        listed=listed,
+        counted=counted,
+        to_write=tree_tables.records_to_write(conn, run_id, _WRITES),
+    )
+
+
+def _place_tree_records(conn: psycopg.Connection[Any], client: SalesforceClient, obj: str, *, has_bin: bool) -> None:
+    """Where each of the tree's `obj` records is in the org (live / recycle_bin; the others stay unplaced: missing),
+    noted in the dry run's working table: org_states' calls, over ids read from the database a chunk at a time."""
+    for ids in tree_tables.member_pages(conn, obj):
+        fetched = fetch_records(client, obj, ids, [])
+        tree_tables.place_members(conn, obj, [rid for rid, rec in fetched.items() if rec is not None], LIVE)
+        del fetched
+    bounds = tree_tables.unplaced_range(conn, obj) if has_bin else None
+    if bounds:
+        for ids in _recycle_bin(client, obj, *bounds):
+            tree_tables.place_members(conn, obj, ids, RECYCLE_BIN)
 
 
 def _insert_order(backup: _Backup, objects: Sequence[str]) -> tuple[list[str], dict[str, list[str]]]:
@@ -581,15 +621,20 @@ def org_states(client: SalesforceClient, obj: str, ids: Sequence[str], *, has_bi
     gone = [rid for rid in ids if rid not in states]
     if gone and has_bin:
         wanted = set(gone)
-        low, high = soql.record_ids([min(gone), max(gone)])
-        where = f"IsDeleted = true AND Id >= '{low}' AND Id <= '{high}'"
-        for page in client.query_pages(f"SELECT Id FROM {obj} WHERE {where}", include_deleted=True):
-            for rec in page:
-                if rec["Id"] in wanted:
-                    states[rec["Id"]] = RECYCLE_BIN
+        for page in _recycle_bin(client, obj, min(gone), max(gone)):
+            states.update((rid, RECYCLE_BIN) for rid in page if rid in wanted)
     for rid in gone:
         states.setdefault(rid, MISSING)
     return states
+
+
+def _recycle_bin(client: SalesforceClient, obj: str, low: str, high: str) -> Iterator[list[str]]:
+    """The ids of `obj`'s records in the recycle bin from `low` to `high` (queryAll `IsDeleted = true`), a page at
+    a time."""
+    low, high = soql.record_ids([low, high])
+    where = f"IsDeleted = true AND Id >= '{low}' AND Id <= '{high}'"
+    for page in client.query_pages(f"SELECT Id FROM {obj} WHERE {where}", include_deleted=True):
+        yield [rec["Id"] for rec in page]
 
 
 # ===================================================================== loading a stored tree plan

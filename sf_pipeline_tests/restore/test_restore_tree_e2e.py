@@ -245,6 +245,48 @@ def test_records_still_in_the_bin_are_undeleted_with_their_children_and_purged_o
     assert len(ids) == sum(n["re-create"] for n in objects.values())
 
 
+def test_records_deleted_with_one_that_cannot_come_back_are_planned_as_not_restorable_down_the_tree(
+    pipeline_factory, four_accounts_deleted
+):
+    """The recycle bin purged, and Contacts cannot be created by the restore user (describe's object-level
+    `createable` is false: DescribeSObjectResult, "createable: Indicates whether the object can be created via the
+    create() call", https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_calls_describesobjects_describesobjectresult.htm;
+    a profile without Create on the object): the dry run lists the deleted Contacts as not restorable, and the
+    contact roles deleted with them (a level further down) as not restorable because of them, each naming its own
+    Contact; the Accounts and Opportunities are still re-created and the lookups into them re-pointed."""
+    p = pipeline_factory(state=four_accounts_deleted)
+    story: DeletedAccounts = four_accounts_deleted.story
+    run_scenario(p.devorg.org, "recycle-bin-purge")
+    contact = p.devorg.org.schema.get("Contact")  # as describe shows it to a user without Create on Contact
+    contact.createable = contact.flags["createable"] = False
+    c = client(p)
+    with p.conn() as conn:
+        summary = plan_restore(conn, c, config(**TREE), "no-contacts-dry").summary()
+        roles = conn.execute(
+            "SELECT record_id, damaged_value #>> '{}', reason FROM sf_pipeline.restore_items WHERE run_id = "
+            "'no-contacts-dry' AND object = 'OpportunityContactRole' AND action = 'none'"
+        ).fetchall()
+    deleted_contacts = set(story.before["Contact"]) - set(story.damaged["Contact"])
+    assert len(deleted_contacts) == 8
+    assert summary["tree"]["Contact"] == {"undelete": 0, "re-create": 0, "re-point": 0, "cannot": 8}
+    assert summary["tree"]["Account"] == {"undelete": 0, "re-create": 4, "re-point": 1}
+    assert summary["tree"]["Opportunity"] == {"undelete": 0, "re-create": 8, "re-point": 0}
+    assert summary["tree"]["Invoice__c"]["re-point"] == 8
+    assert summary["cannot"]["Contact"] == {
+        "Contact is not createable: a record gone from the recycle bin cannot be re-created": 8
+    }
+    # each role that cannot come back names the Contact it was deleted with, which cannot come back either
+    assert summary["tree"]["OpportunityContactRole"] == {"undelete": 0, "re-create": 0, "re-point": 0, "cannot": 9}
+    assert len(roles) == 9 and {parent for _rid, parent, _why in roles} == deleted_contacts
+    assert all(why == f"deleted with Contact {parent}, which cannot be brought back" for _rid, parent, why in roles)
+    per_contact: dict[str, int] = {}
+    for _rid, _parent, why in roles:
+        per_contact[why] = per_contact.get(why, 0) + 1
+    assert summary["cannot"]["OpportunityContactRole"] == per_contact
+    assert "| Contact | 0 | 0 | 0 | 0 | 8 | 0 |" in summary["preview"]
+    assert "Contact" not in summary["order"]  # nothing of it to create
+
+
 def test_a_tree_restored_a_chunk_at_a_time_comes_back_whole_and_verify_checks_what_its_journal_wrote(
     pipeline_factory, four_accounts_deleted, monkeypatch
 ):
