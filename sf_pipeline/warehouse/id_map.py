@@ -109,12 +109,13 @@ def mapped_target_ids(
     ids = list(dict.fromkeys(target_ids))
     if not ids:
         return set()
-    # the same join as lookup_id_map's, on target_id: id_map_target_id serves it (an index probe per id). An index
+    # lookup_id_map's probe, on target_id (id_map_target_id): one index probe per id, never a merge join over every
+    # pair between the two orgs (LIMIT 1 keeps the subquery from being flattened, and answers each id once). An index
     # on (target_alias, target_id) would add nothing: an org's id is the target of a pair from a handful of source
     # orgs at most, so the probe by target_id alone finds a row or two to filter on the aliases
     rows = conn.execute(
-        "SELECT DISTINCT m.target_id FROM unnest(%s::text[]) AS t(id) "
-        "JOIN sf_pipeline.id_map m ON m.target_id = t.id WHERE m.source_alias = %s AND m.target_alias = %s",
+        "SELECT t.id FROM unnest(%s::text[]) AS t(id) CROSS JOIN LATERAL (SELECT 1 FROM sf_pipeline.id_map "
+        "WHERE target_id = t.id AND source_alias = %s AND target_alias = %s LIMIT 1) m",
         (ids, source_alias, target_alias),
     ).fetchall()
     commit(conn)
