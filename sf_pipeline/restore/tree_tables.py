@@ -424,20 +424,15 @@ def save_tree_items(
             params,
             prepare=False,
         )
-        conn.execute(
-            sql.SQL(
-                _POINTING + "INSERT INTO sf_pipeline.restore_items (run_id, object, record_id, field, action, "
-                "current_value, desired_value, damaged_value, classification, reason) SELECT DISTINCT ON (record_id, "
-                "field) %(run)s, object, record_id, field, %(repoint)s, NULL, to_jsonb(parent), NULL, %(restore)s, "
-                "NULL {lookups} ORDER BY record_id, field, n"
-            ).format(m=_M, p=_P, lookups=lookups),
-            params,
-            prepare=False,
-        )
+        # one pass over the lookups: the rows to store, and their count per object in the order they were found
         rows = conn.execute(
             sql.SQL(
-                _POINTING
-                + "SELECT object, count(DISTINCT (record_id, field)) {lookups} GROUP BY object ORDER BY min(n)"
+                _POINTING + ", r AS (SELECT DISTINCT ON (record_id, field) object, record_id, field, parent, n "
+                "{lookups} ORDER BY record_id, field, n), "
+                "stored AS (INSERT INTO sf_pipeline.restore_items (run_id, object, record_id, field, action, "
+                "current_value, desired_value, damaged_value, classification, reason) SELECT %(run)s, object, "
+                "record_id, field, %(repoint)s, NULL, to_jsonb(parent), NULL, %(restore)s, NULL FROM r) "
+                "SELECT object, count(*) FROM r GROUP BY object ORDER BY min(n)"
             ).format(m=_M, p=_P, lookups=lookups),
             params,
             prepare=False,
